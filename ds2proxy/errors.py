@@ -1,0 +1,138 @@
+"""The small exception hierarchy every layer raises.
+
+Each error carries what a dialect needs to render it in its own shape: the
+HTTP status, an OpenAI-style ``type`` and ``code``, the offending ``param``
+and, for 429s, ``retry_after``. Dialects choose the shape (see
+``ds2proxy.formats.errors``); nobody else builds error bodies.
+"""
+
+from __future__ import annotations
+
+
+class ProxyError(Exception):
+    """Base class: an error the client should see."""
+
+    status: int = 500
+    type: str = "api_error"
+    code: str = "internal_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        type: str | None = None,
+        param: str | None = None,
+        retry_after: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        if status is not None:
+            self.status = status
+        if code is not None:
+            self.code = code
+        if type is not None:
+            self.type = type
+        self.param = param
+        self.retry_after = retry_after
+
+
+class InvalidRequest(ProxyError):
+    """The request is malformed or names something that does not exist (400)."""
+
+    status = 400
+    type = "invalid_request_error"
+    code = "invalid_request"
+
+
+class ModelNotFound(InvalidRequest):
+    code = "model_not_found"
+
+    def __init__(self, model: str, *, status: int = 400) -> None:
+        super().__init__(f'model "{model}" is not available', param="model", status=status)
+
+
+class AuthenticationFailed(ProxyError):
+    status = 401
+    type = "authentication_error"
+    code = "invalid_api_key"
+
+
+class PermissionDenied(ProxyError):
+    status = 403
+    type = "permission_error"
+    code = "permission_denied"
+
+
+class NotFound(ProxyError):
+    status = 404
+    type = "not_found_error"
+    code = "not_found"
+
+
+class PayloadTooLarge(ProxyError):
+    status = 413
+    type = "invalid_request_error"
+    code = "request_too_large"
+
+
+class ToolChoiceViolation(ProxyError):
+    status = 422
+    type = "invalid_request_error"
+    code = "tool_choice_violation"
+
+    def __init__(self, message: str = "tool_choice requires at least one valid tool call.") -> None:
+        super().__init__(message)
+
+
+class RateLimited(ProxyError):
+    """Pool full, queue full, or an upstream rate limit: always has Retry-After."""
+
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, retry_after: int = 1, code: str | None = None) -> None:
+        super().__init__(message, retry_after=retry_after, code=code)
+
+
+class ContentFiltered(ProxyError):
+    status = 400
+    type = "invalid_request_error"
+    code = "content_filter"
+
+
+class NotImplementedFeature(ProxyError):
+    status = 501
+    type = "api_error"
+    code = "not_implemented"
+
+
+class UpstreamError(ProxyError):
+    """The DeepSeek upstream failed. ``retryable`` marks account-level faults
+    worth trying again on another account (before the first byte)."""
+
+    status = 502
+    type = "api_error"
+    code = "upstream_error"
+
+    def __init__(self, message: str, *, retryable: bool = True, status: int | None = None,
+                 code: str | None = None) -> None:
+        super().__init__(message, status=status, code=code)
+        self.retryable = retryable
+
+
+class UpstreamAuthError(UpstreamError):
+    """The upstream refused the account's credentials (login or token)."""
+
+    status = 401
+    type = "authentication_error"
+    code = "upstream_auth_failed"
+
+
+class PowError(UpstreamError):
+    """The proof-of-work challenge could not be solved (expired, unknown
+    algorithm, or no answer in range)."""
+
+    code = "pow_failed"
