@@ -1,0 +1,117 @@
+"""Application assembly: core services, plugins, health, CORS, admin.
+
+``create_app`` builds the aiohttp application; ``start_server`` runs it on a
+real port (tests, the CLI and the benchmarks all use it). Handlers are
+cancelled when their client disconnects, so an abandoned request stops its
+PoW solve and gives its account lease back at once.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from .config import ConfigStore
+from .core import Core
+from .plugin_api import PluginInfo, load_plugins
+
+log = logging.getLogger("ds2proxy")
+
+CORE = web.AppKey("core", Core)
+PLUGINS = web.AppKey("plugins", list)
+READY = web.AppKey("ready", dict)
+
+CORS_HEADERS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Methods": "GET, POST, PUT, DELETE, OPTIONS",
+    "Access-Control-Allow-Headers": (
+        "Content-Type, Authorization, X-API-Key, X-Ds2-Target-Account, anthropic-version, "
+        "anthropic-beta, x-goog-api-key, x-stainless-arch, x-stainless-lang, "
+        "x-stainless-os, x-stainless-package-version, x-stainless-runtime, "
+        "x-stainless-runtime-version, x-stainless-retry-count, x-stainless-timeout, "
+        "x-goog-api-client, openai-organization, openai-project, X-CSRF-Token"),
+    "Access-Control-Max-Age": "86400",
+}
+
+
+@web.middleware
+async def cors_preflight(request: web.Request, handler):
+    if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
+        return web.Response(status=204)
+    return await handler(request)
+
+
+async def _add_cors(request: web.Request, response: web.StreamResponse) -> None:
+    for name, value in CORS_HEADERS.items():
+        response.headers.setdefault(name, value)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    state = request.app[READY]
+    if state.get("ready"):
+        return web.json_response({"status": "ready"})
+    return web.json_response({"status": "not_ready", "reason": state.get("reason", "starting")},
+                             status=503)
+
+
+def create_app(store: ConfigStore, *, admin_key: str | None = None) -> web.Application:
+    core = Core(store)
+    app = web.Application(client_max_size=store.config.runtime.max_body_bytes,
+                          middlewares=[cors_preflight])
+    app[CORE] = core
+    app[READY] = {"ready": False, "reason": "starting"}
+    app.cleanup_ctx.append(core.lifetime)
+    app.on_response_prepare.append(_add_cors)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    plugins: list[PluginInfo] = load_plugins(app, core)
+    app[PLUGINS] = plugins
+    _setup_admin(app, core, admin_key)
+
+    async def mark_ready(app: web.Application) -> None:
+        loaded = [p for p in plugins if p.loaded]
+        app[READY].update(ready=bool(loaded),
+                          reason="" if loaded else "no dialect plugin could be loaded")
+
+    app.on_startup.append(mark_ready)
+    return app
+
+
+def _setup_admin(app: web.Application, core: Core, admin_key: str | None) -> None:
+    try:
+        from .admin import setup as admin_setup
+    except ImportError:
+        return
+    admin_setup(app, core, admin_key)
+
+
+@dataclass
+class RunningServer:
+    runner: web.AppRunner
+    host: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    async def close(self) -> None:
+        await self.runner.cleanup()
+
+
+async def start_server(app: web.Application, host: str = "127.0.0.1", port: int = 0
+                       ) -> RunningServer:
+    """Serve ``app`` on a real port (0 picks a free one)."""
+    runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    sockets = site._server.sockets if site._server else []
+    bound = sockets[0].getsockname()[1] if sockets else port
+    return RunningServer(runner, host, bound)

@@ -1,0 +1,62 @@
+"""Caller authentication: which credential the caller sent and what it means.
+
+A credential listed in ``config.keys`` selects *managed* mode (an account is
+leased from the pool); any other credential is a DeepSeek user token used
+directly (*pass-through*), unless ``auth.allow_passthrough`` is off.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from .config import Config
+from .errors import AuthenticationFailed
+
+TARGET_ACCOUNT_HEADER = "X-Ds2-Target-Account"
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who is calling. ``identity`` is a stable, non-secret id (a hash)."""
+
+    credential: str
+    managed: bool
+    identity: str
+    target_account: str | None = None
+
+    def __repr__(self) -> str:  # never print the credential
+        return f"Caller(managed={self.managed}, identity={self.identity})"
+
+
+def extract_credential(request: web.Request) -> str:
+    """Spec §13 order: Bearer, x-api-key, x-goog-api-key, ?key=, ?api_key=."""
+    auth = request.headers.get("Authorization", "")
+    if auth[:7].lower() == "bearer " and auth[7:].strip():
+        return auth[7:].strip()
+    for header in ("x-api-key", "x-goog-api-key"):
+        value = request.headers.get(header, "").strip()
+        if value:
+            return value
+    for param in ("key", "api_key"):
+        value = request.query.get(param, "").strip()
+        if value:
+            return value
+    return ""
+
+
+def identity_of(credential: str) -> str:
+    return hashlib.sha256(credential.encode()).hexdigest()[:16]
+
+
+def authenticate(request: web.Request, config: Config) -> Caller:
+    credential = extract_credential(request)
+    if not credential:
+        raise AuthenticationFailed("missing API key: send Authorization: Bearer <key>")
+    managed = credential in config.keys
+    if not managed and not config.allow_passthrough:
+        raise AuthenticationFailed("invalid API key")
+    target = request.headers.get(TARGET_ACCOUNT_HEADER, "").strip() or None
+    return Caller(credential, managed, identity_of(credential), target if managed else None)

@@ -1,0 +1,46 @@
+"""Rewriting ``[reference:N]`` markers in streamed answer text.
+
+``search.citation_style``: ``raw`` keeps markers byte for byte, ``markdown``
+turns them into ``[N+1](url)`` links, ``strip`` removes them. Markers may be
+split across chunks, so a tail that could still become one is held back.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+MARKER = re.compile(r"\[(?:reference|citation):\s*(\d+)\]", re.IGNORECASE)
+_PREFIX = re.compile(r"\[(?:r(?:e(?:f(?:e(?:r(?:e(?:n(?:c(?:e(?::\s*\d*)?)?)?)?)?)?)?)?)?"
+                     r"|c(?:i(?:t(?:a(?:t(?:i(?:o(?:n(?::\s*\d*)?)?)?)?)?)?)?)?)?$", re.IGNORECASE)
+
+UrlLookup = Callable[[int], str | None]
+
+
+class CitationRewriter:
+    def __init__(self, style: str, lookup: UrlLookup) -> None:
+        self.style = style
+        self.lookup = lookup
+        self._held = ""
+
+    def feed(self, text: str) -> str:
+        if self.style == "raw":
+            return text
+        text = self._held + text
+        self._held = ""
+        window = max(0, len(text) - 24)
+        tail = _PREFIX.search(text, window)
+        if tail is not None:
+            text, self._held = text[:tail.start()], text[tail.start():]
+        return MARKER.sub(self._replace, text)
+
+    def flush(self) -> str:
+        held, self._held = self._held, ""
+        return MARKER.sub(self._replace, held)
+
+    def _replace(self, match: re.Match[str]) -> str:
+        if self.style == "strip":
+            return ""
+        n = int(match.group(1))
+        url = self.lookup(n)
+        return f"[{n + 1}]({url})" if url else ""

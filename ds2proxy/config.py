@@ -1,0 +1,399 @@
+"""Configuration: load, validate, and write back atomically.
+
+The raw JSON document is the source of truth (so fields this version does not
+know survive a write); :class:`Config` is its validated, typed view. Every
+write goes through :class:`ConfigStore.update`, which serialises writers,
+validates the result, writes temp file + fsync + rename, and then tells the
+listeners (scheduler, model catalogue …) so settings apply without a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import copy
+import hashlib
+import logging
+import os
+import re
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+log = logging.getLogger("ds2proxy.config")
+
+DEFAULT_BASE_URL = "https://chat.deepseek.com"
+
+
+class ConfigError(ValueError):
+    """A config value is invalid; the message names the field."""
+
+    def __init__(self, field_path: str, problem: str) -> None:
+        super().__init__(f"config field '{field_path}': {problem}")
+        self.field = field_path
+
+
+# --------------------------------------------------------------------------
+# Typed view
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AccountConfig:
+    """One DeepSeek web account. Identity: e-mail, else mobile, else token hash."""
+
+    email: str = ""
+    mobile: str = ""
+    area_code: str = ""
+    password: str = ""
+    token: str = ""
+
+    @property
+    def identifier(self) -> str:
+        if self.email:
+            return self.email
+        if self.mobile:
+            return normalise_mobile(self.mobile)
+        return "token:" + hashlib.sha256(self.token.encode()).hexdigest()[:12]
+
+    @property
+    def can_login(self) -> bool:
+        return bool((self.email or self.mobile) and self.password)
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamSettings:
+    base_url: str = DEFAULT_BASE_URL
+    timeout_seconds: float = 120.0
+    client_version: str = "2.0.4"
+    user_agent: str = "DeepSeek/2.0.4 Android/35"
+    platform: str = "android"
+    locale: str = "zh_CN"
+    token_refresh_interval_hours: float = 6.0
+    max_continue_rounds: int = 8
+    silence_timeout_seconds: float = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeSettings:
+    account_max_inflight: int = 2
+    account_max_queue: int | None = None  # None: accounts x per-account
+    global_max_inflight: int = 0  # 0: accounts x per-account
+    queue_timeout_seconds: float = 120.0
+    keepalive_seconds: float = 5.0
+    max_body_bytes: int = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    keys: tuple[str, ...] = ()
+    accounts: tuple[AccountConfig, ...] = ()
+    upstream: UpstreamSettings = field(default_factory=UpstreamSettings)
+    runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
+    claude_mapping: dict[str, str] = field(default_factory=dict)
+    model_aliases: dict[str, str] = field(default_factory=dict)
+    family_fallback: bool = True
+    default_model: str = "deepseek-chat"
+    toolcall_mode: str = "feature_match"
+    toolcall_early_emit: str = "high"
+    responses_ttl_seconds: int = 900
+    embeddings_provider: str = ""
+    jwt_expire_hours: float = 24.0
+    allow_passthrough: bool = True
+    citation_style: str = "raw"
+    thinking_injection: str = ""
+    captures_enabled: bool = False
+    captures_limit: int = 20
+    captures_max_body_bytes: int = 65536
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+
+# --------------------------------------------------------------------------
+# Parsing and validation
+# --------------------------------------------------------------------------
+
+
+def normalise_mobile(mobile: str) -> str:
+    """``+<country><digits>``; bare 11-digit Chinese numbers get +86 (spec §13)."""
+    digits = re.sub(r"\D", "", mobile)
+    if len(digits) == 13 and digits.startswith("86"):
+        return "+" + digits
+    if len(digits) == 11 and digits.startswith("1"):
+        return "+86" + digits
+    return "+" + digits if digits else ""
+
+
+def _get(data: dict, path: str, kind: type | tuple[type, ...], default: Any) -> Any:
+    """Read ``a.b`` from ``data`` checking its type; absent or null → default."""
+    node: Any = data
+    for part in path.split("."):
+        if not isinstance(node, dict) or node.get(part) is None:
+            return default
+        node = node[part]
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if bool not in kinds and isinstance(node, bool):
+        raise ConfigError(path, f"expected {_kind_name(kinds)}, got a boolean")
+    if not isinstance(node, kinds):
+        raise ConfigError(path, f"expected {_kind_name(kinds)}, got {type(node).__name__}")
+    return node
+
+
+def _kind_name(kinds: tuple[type, ...]) -> str:
+    names = {int: "an integer", float: "a number", str: "a string", bool: "a boolean",
+             dict: "an object", list: "a list"}
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+def _int(data: dict, path: str, default: int | None, lo: int, hi: int | None = None) -> int | None:
+    value = _get(data, path, int, default)
+    if value is None:
+        return None
+    if value < lo or (hi is not None and value > hi):
+        bound = f"between {lo} and {hi}" if hi is not None else f"at least {lo}"
+        raise ConfigError(path, f"must be {bound}, got {value}")
+    return value
+
+
+def _num(data: dict, path: str, default: float, lo: float) -> float:
+    value = float(_get(data, path, (int, float), default))
+    if value < lo:
+        raise ConfigError(path, f"must be at least {lo}, got {value}")
+    return value
+
+
+def _choice(data: dict, path: str, default: str, allowed: tuple[str, ...]) -> str:
+    value = _get(data, path, str, default)
+    if value not in allowed:
+        raise ConfigError(path, f"must be one of {', '.join(allowed)}; got {value!r}")
+    return value
+
+
+def _str_map(data: dict, path: str) -> dict[str, str]:
+    value = _get(data, path, dict, {})
+    for k, v in value.items():
+        if not isinstance(v, str):
+            raise ConfigError(f"{path}.{k}", "expected a string")
+    return dict(value)
+
+
+def _parse_accounts(data: dict) -> tuple[AccountConfig, ...]:
+    items = _get(data, "accounts", list, [])
+    accounts: list[AccountConfig] = []
+    seen: set[str] = set()
+    for i, item in enumerate(items):
+        where = f"accounts[{i}]"
+        if not isinstance(item, dict):
+            raise ConfigError(where, "expected an object")
+        values = {}
+        for name in ("email", "mobile", "area_code", "password", "token"):
+            v = item.get(name)
+            if v is not None and not isinstance(v, str):
+                raise ConfigError(f"{where}.{name}", "expected a string")
+            values[name] = (v or "").strip()
+        acc = AccountConfig(**values)
+        if not (acc.email or acc.mobile or acc.token):
+            raise ConfigError(where, "needs an email, a mobile or a token")
+        if (acc.email or acc.mobile) and not acc.password and not acc.token:
+            raise ConfigError(f"{where}.password", "required with email or mobile (or give a token)")
+        if acc.identifier in seen:
+            raise ConfigError(where, f"duplicate account {acc.identifier}")
+        seen.add(acc.identifier)
+        accounts.append(acc)
+    return tuple(accounts)
+
+
+def _parse_keys(data: dict) -> tuple[str, ...]:
+    keys = _get(data, "keys", list, [])
+    for i, k in enumerate(keys):
+        if not isinstance(k, str) or not k.strip():
+            raise ConfigError(f"keys[{i}]", "expected a non-empty string")
+    return tuple(dict.fromkeys(k.strip() for k in keys))
+
+
+def _parse_upstream(data: dict) -> UpstreamSettings:
+    d = UpstreamSettings()
+    base_url = _get(data, "upstream.base_url", str, d.base_url).rstrip("/")
+    if not re.match(r"^https?://[^/\s]+", base_url):
+        raise ConfigError("upstream.base_url", f"must be an http(s) URL, got {base_url!r}")
+    return UpstreamSettings(
+        base_url=base_url,
+        timeout_seconds=_num(data, "upstream.timeout_seconds", d.timeout_seconds, 1),
+        client_version=_get(data, "upstream.client_version", str, d.client_version),
+        user_agent=_get(data, "upstream.user_agent", str, d.user_agent),
+        platform=_get(data, "upstream.platform", str, d.platform),
+        locale=_get(data, "upstream.locale", str, d.locale),
+        token_refresh_interval_hours=_num(
+            data, "upstream.token_refresh_interval_hours", d.token_refresh_interval_hours, 0),
+        max_continue_rounds=_int(data, "upstream.max_continue_rounds", d.max_continue_rounds, 0, 32),
+        silence_timeout_seconds=_num(
+            data, "upstream.silence_timeout_seconds", d.silence_timeout_seconds, 1),
+    )
+
+
+def _parse_runtime(data: dict) -> RuntimeSettings:
+    d = RuntimeSettings()
+    return RuntimeSettings(
+        account_max_inflight=_int(data, "runtime.account_max_inflight", d.account_max_inflight, 1, 64),
+        account_max_queue=_int(data, "runtime.account_max_queue", None, 0, 100000),
+        global_max_inflight=_int(data, "runtime.global_max_inflight", d.global_max_inflight, 0, 100000),
+        queue_timeout_seconds=_num(data, "runtime.queue_timeout_seconds", d.queue_timeout_seconds, 0),
+        keepalive_seconds=_num(data, "runtime.keepalive_seconds", d.keepalive_seconds, 0.05),
+        max_body_bytes=_int(data, "runtime.max_body_bytes", d.max_body_bytes, 1024),
+    )
+
+
+def parse_config(data: Any) -> Config:
+    """Validate a raw config document; raise ConfigError naming the field."""
+    if not isinstance(data, dict):
+        raise ConfigError("(root)", "expected a JSON object")
+    return Config(
+        keys=_parse_keys(data),
+        accounts=_parse_accounts(data),
+        upstream=_parse_upstream(data),
+        runtime=_parse_runtime(data),
+        claude_mapping=_str_map(data, "claude_mapping"),
+        model_aliases=_str_map(data, "model_aliases"),
+        family_fallback=_get(data, "models.family_fallback", bool, True),
+        default_model=_get(data, "models.default", str, "deepseek-chat"),
+        toolcall_mode=_choice(data, "toolcall.mode", "feature_match", ("feature_match", "off")),
+        toolcall_early_emit=_choice(
+            data, "toolcall.early_emit_confidence", "high", ("high", "low", "off")),
+        responses_ttl_seconds=_int(data, "responses.store_ttl_seconds", 900, 1, 7 * 86400),
+        embeddings_provider=_choice(data, "embeddings.provider", "", ("", "none", "deterministic")),
+        jwt_expire_hours=_num(data, "admin.jwt_expire_hours", 24.0, 0.01),
+        allow_passthrough=_get(data, "auth.allow_passthrough", bool, True),
+        citation_style=_choice(data, "search.citation_style", "raw", ("raw", "markdown", "strip")),
+        thinking_injection=(
+            _get(data, "thinking_injection.prompt", str, "")
+            if _get(data, "thinking_injection.enabled", bool, False) else ""),
+        captures_enabled=_get(data, "dev_captures.enabled", bool, False),
+        captures_limit=_int(data, "dev_captures.limit", 20, 1, 1000),
+        captures_max_body_bytes=_int(data, "dev_captures.max_body_bytes", 65536, 256),
+        raw=data,
+    )
+
+
+# --------------------------------------------------------------------------
+# Sources
+# --------------------------------------------------------------------------
+
+
+def decode_env_json(value: str) -> dict:
+    """``DS2PROXY_CONFIG_JSON``: raw JSON, or base64 of it."""
+    text = value.strip()
+    if not text.startswith("{"):
+        try:
+            text = base64.b64decode(text, validate=False).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError) as exc:
+            raise ConfigError("DS2PROXY_CONFIG_JSON", "neither JSON nor base64 of JSON") from exc
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise ConfigError("DS2PROXY_CONFIG_JSON", f"invalid JSON: {exc}") from exc
+
+
+def load_file(path: Path) -> dict:
+    try:
+        return orjson.loads(path.read_bytes())
+    except FileNotFoundError as exc:
+        raise ConfigError("(file)", f"{path} does not exist") from exc
+    except orjson.JSONDecodeError as exc:
+        raise ConfigError("(file)", f"{path} is not valid JSON: {exc}") from exc
+
+
+def atomic_write_json(path: Path, data: dict) -> None:
+    """Write ``data`` to ``path`` via temp file + fsync + rename: never half-written."""
+    payload = orjson.dumps(data, option=orjson.OPT_INDENT_2) + b"\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(payload)
+            fh.flush()
+            os.fsync(fh.fileno())
+        if path.exists():
+            os.chmod(tmp, path.stat().st_mode & 0o777)
+        else:
+            os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+Listener = Callable[[Config], None]
+
+
+class ConfigStore:
+    """The live config: current typed view, serialised atomic updates, listeners.
+
+    ``path`` is None when the config came from the environment; updates then
+    apply in memory only (logged once).
+    """
+
+    def __init__(self, data: dict, path: Path | None = None) -> None:
+        self._config = parse_config(data)
+        self._data = copy.deepcopy(data)
+        self.path = path
+        self._lock = asyncio.Lock()
+        self._listeners: list[Listener] = []
+        self._warned_memory_only = False
+
+    @classmethod
+    def from_sources(cls, path: str | None = None, env: dict[str, str] | None = None) -> ConfigStore:
+        """``--config`` beats ``DS2PROXY_CONFIG``; ``DS2PROXY_CONFIG_JSON`` (or
+        ``DS2API_CONFIG_JSON``) beats both files; else ``./config.json`` when present."""
+        env = os.environ if env is None else env
+        raw_env = env.get("DS2PROXY_CONFIG_JSON") or env.get("DS2API_CONFIG_JSON")
+        file_path = path or env.get("DS2PROXY_CONFIG")
+        if raw_env:
+            return cls(decode_env_json(raw_env), Path(file_path) if file_path else None)
+        if file_path:
+            return cls(load_file(Path(file_path)), Path(file_path))
+        default = Path("config.json")
+        if default.exists():
+            return cls(load_file(default), default)
+        return cls({}, None)
+
+    @property
+    def config(self) -> Config:
+        return self._config
+
+    def snapshot(self) -> dict:
+        """A deep copy of the raw document (for export and admin reads)."""
+        return copy.deepcopy(self._data)
+
+    def subscribe(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    async def update(self, mutate: Callable[[dict], Any]) -> Config:
+        """Apply ``mutate`` to a copy of the document, validate, persist, publish.
+
+        Writers are serialised, so concurrent updates never lose each other's
+        changes; a mutation that fails validation changes nothing.
+        """
+        async with self._lock:
+            data = copy.deepcopy(self._data)
+            result = mutate(data)
+            if isinstance(result, dict):
+                data = result
+            config = parse_config(data)
+            if self.path is not None:
+                await asyncio.to_thread(atomic_write_json, self.path, data)
+            elif not self._warned_memory_only:
+                log.warning("config came from the environment: changes apply in memory only")
+                self._warned_memory_only = True
+            self._data, self._config = data, config
+        for listener in self._listeners:
+            listener(config)
+        return config

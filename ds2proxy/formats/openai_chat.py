@@ -1,0 +1,468 @@
+"""OpenAI Chat Completions: request parsing and response rendering.
+
+Shared by every plugin that speaks chat-completions semantics (``/v1``,
+``/api/v1``, ``/lm/v2``), which is why it lives in the core: plugins never
+import each other. Prompt-compat §4.1 for the input side, tool-calling §5.1
+for tool calls on the output side.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from ..canonical import (
+    AttachmentPart,
+    ChatRequest,
+    Citation,
+    ErrorEvent,
+    Finish,
+    Message,
+    Part,
+    ReasoningDelta,
+    ReasoningPart,
+    ResolvedModel,
+    ResponseFormat,
+    TextDelta,
+    TextPart,
+    ToolCall,
+    ToolCallArgs,
+    ToolCallEnd,
+    ToolCallStart,
+    ToolResult,
+    ToolSpec,
+    TurnEvent,
+    TurnResult,
+    Usage,
+)
+from ..errors import InvalidRequest, ProxyError
+from ..thinking import thinking_override
+from ..toolcall.choice import parse_openai_tool_choice
+from . import json_response
+from .errors import openai_error_body
+
+_DATA_URL = re.compile(r"^data:([^;,]+)?(;base64)?,(.*)$", re.DOTALL)
+
+
+# --------------------------------------------------------------------------
+# Shared input helpers (also used for Responses input)
+# --------------------------------------------------------------------------
+
+
+def decode_arguments(value: Any) -> Any:
+    """Tool-call arguments as sent: JSON text is decoded, anything else kept."""
+    if isinstance(value, str):
+        try:
+            return orjson.loads(value) if value.strip() else {}
+        except orjson.JSONDecodeError:
+            return value
+    return {} if value is None else value
+
+
+def content_text(value: Any) -> str:
+    """Text of a tool result or message content in any of its forms."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        texts = []
+        for part in value:
+            if isinstance(part, str):
+                texts.append(part)
+            elif isinstance(part, dict) and part.get("type") in (
+                    "text", "input_text", "output_text", None) and isinstance(
+                    part.get("text"), str):
+                texts.append(part["text"])
+        return "\n".join(texts)
+    return orjson.dumps(value).decode()
+
+
+def attachment_from_url(url: str, kind: str = "image", name: str | None = None
+                        ) -> AttachmentPart:
+    """A data: URL is decoded (never put in the prompt); other URLs are kept as-is."""
+    match = _DATA_URL.match(url)
+    if not match:
+        return AttachmentPart(kind=kind, url=url, name=name)  # type: ignore[arg-type]
+    mime, is_b64, payload = match.groups()
+    try:
+        data = base64.b64decode(payload, validate=False) if is_b64 else payload.encode()
+    except (binascii.Error, ValueError):
+        raise InvalidRequest("an inline data URL could not be decoded") from None
+    return AttachmentPart(kind=kind, mime_type=mime, data=data, name=name)  # type: ignore
+
+
+def user_parts(content: Any) -> list[Part]:
+    """User/system content: a string or a list of typed parts."""
+    if content is None:
+        return []
+    if isinstance(content, str):
+        return [TextPart(content)]
+    if isinstance(content, dict):
+        content = [content]
+    if not isinstance(content, list):
+        raise InvalidRequest("message content must be a string or a list of parts",
+                             param="messages")
+    parts: list[Part] = []
+    for item in content:
+        if isinstance(item, str):
+            parts.append(TextPart(item))
+            continue
+        if not isinstance(item, dict):
+            continue
+        kind = item.get("type")
+        if kind in ("text", "input_text", "output_text") or (kind is None and "text" in item):
+            text = item.get("text") or item.get("content") or ""
+            if isinstance(text, str):
+                parts.append(TextPart(text))
+        elif kind in ("image_url", "input_image"):
+            url = item.get("image_url")
+            url = url.get("url") if isinstance(url, dict) else url
+            if isinstance(item.get("file_id"), str):
+                parts.append(AttachmentPart(kind="image", file_id=item["file_id"]))
+            elif isinstance(url, str):
+                parts.append(attachment_from_url(url))
+        elif kind in ("file", "input_file"):
+            parts.append(_file_part(item))
+        elif kind in ("reasoning", "thinking"):
+            text = item.get("text") or item.get("thinking") or ""
+            if isinstance(text, str) and text:
+                parts.append(ReasoningPart(text))
+    return parts
+
+
+def _file_part(item: dict) -> AttachmentPart:
+    file = item.get("file") if isinstance(item.get("file"), dict) else item
+    name = file.get("filename") or file.get("name")
+    if isinstance(file.get("file_id"), str):
+        return AttachmentPart(kind="file", file_id=file["file_id"], name=name)
+    data = file.get("file_data")
+    if isinstance(data, str):
+        if data.startswith("data:"):
+            return attachment_from_url(data, "file", name)
+        try:
+            return AttachmentPart(kind="file", data=base64.b64decode(data), name=name)
+        except (binascii.Error, ValueError):
+            raise InvalidRequest("an inline file could not be decoded") from None
+    return AttachmentPart(kind="file", name=name, url=file.get("file_url"))
+
+
+def tool_call_from(item: dict, fallback_id: str) -> ToolCall | None:
+    """An OpenAI ``tool_calls`` entry (or legacy ``function_call``)."""
+    fn = item.get("function") if isinstance(item.get("function"), dict) else item
+    name = fn.get("name") or item.get("name")
+    if not isinstance(name, str) or not name.strip():
+        return None
+    raw = fn.get("arguments", fn.get("input", item.get("arguments", item.get("input"))))
+    call_id = item.get("id") or item.get("call_id") or fallback_id
+    kind = "custom" if item.get("type") == "custom" else "function"
+    return ToolCall(id=str(call_id), name=name.strip(), arguments=decode_arguments(raw),
+                    kind=kind)
+
+
+def parse_tools(value: Any) -> list[ToolSpec]:
+    """Function tools in the nested or bare shape; other tool types are skipped."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise InvalidRequest("'tools' must be a list", param="tools")
+    tools: list[ToolSpec] = []
+    for i, item in enumerate(value):
+        if not isinstance(item, dict):
+            raise InvalidRequest(f"tools[{i}] must be an object", param="tools")
+        kind = item.get("type", "function")
+        fn = item.get("function") if isinstance(item.get("function"), dict) else item
+        name = fn.get("name")
+        if kind == "custom" and isinstance(name, str):
+            tools.append(ToolSpec(name=name, description=str(fn.get("description") or ""),
+                                  kind="custom"))
+            continue
+        if kind != "function" or not isinstance(name, str) or not name.strip():
+            continue
+        schema = next((fn.get(k) for k in ("parameters", "input_schema", "inputSchema", "schema")
+                       if isinstance(fn.get(k), dict)), None)
+        tools.append(ToolSpec(name=name.strip(), description=str(fn.get("description") or ""),
+                              parameters=schema))
+    return tools
+
+
+def parse_response_format(value: Any) -> ResponseFormat:
+    if value is None:
+        return ResponseFormat()
+    if not isinstance(value, dict):
+        raise InvalidRequest("'response_format' must be an object", param="response_format")
+    kind = value.get("type", "text")
+    if kind == "text":
+        return ResponseFormat()
+    if kind == "json_object":
+        return ResponseFormat(type="json_object")
+    if kind == "json_schema":
+        spec = value.get("json_schema") if isinstance(value.get("json_schema"), dict) else value
+        schema = spec.get("schema")
+        if schema is not None and not isinstance(schema, dict):
+            raise InvalidRequest("'response_format.json_schema.schema' must be an object",
+                                 param="response_format")
+        return ResponseFormat(type="json_schema", schema=schema, name=spec.get("name"))
+    raise InvalidRequest(f"unsupported response_format type {kind!r}", param="response_format")
+
+
+# --------------------------------------------------------------------------
+# Chat request parsing
+# --------------------------------------------------------------------------
+
+
+def parse_messages(value: Any) -> list[Message]:
+    if not isinstance(value, list) or not value:
+        raise InvalidRequest("'messages' must be a non-empty list", param="messages")
+    messages: list[Message] = []
+    for i, item in enumerate(value):
+        if not isinstance(item, dict):
+            raise InvalidRequest(f"messages[{i}] must be an object", param="messages")
+        messages.extend(_message(item, i))
+    return messages
+
+
+def _message(item: dict, i: int) -> list[Message]:
+    role = item.get("role") or "user"
+    if not isinstance(role, str):
+        raise InvalidRequest(f"messages[{i}].role must be a string", param="messages")
+    content = item.get("content")
+    if role in ("system", "developer"):
+        return [Message("system", [TextPart(content_text(content))])]
+    if role in ("tool", "function"):
+        call_id = item.get("tool_call_id") or item.get("name") or f"call_{i}"
+        result = ToolResult(call_id=str(call_id), content=content_text(content),
+                            name=item.get("name"))
+        return [Message("tool", [result])]
+    if role == "assistant":
+        return [_assistant(item, i)]
+    return [Message(role, user_parts(content))]
+
+
+def _assistant(item: dict, i: int) -> Message:
+    parts: list[Part] = []
+    reasoning = item.get("reasoning_content") or item.get("reasoning")
+    if isinstance(reasoning, str) and reasoning:
+        parts.append(ReasoningPart(reasoning))
+    parts.extend(user_parts(item.get("content")))
+    calls = item.get("tool_calls") if isinstance(item.get("tool_calls"), list) else []
+    if isinstance(item.get("function_call"), dict):
+        calls = [*calls, item["function_call"]]
+    for n, call in enumerate(calls):
+        if isinstance(call, dict) and (tc := tool_call_from(call, f"call_{i}_{n}")):
+            parts.append(tc)
+    return Message("assistant", parts)
+
+
+def parse_chat_request(body: dict, model: ResolvedModel) -> ChatRequest:
+    """OpenAI chat body → canonical request (model already resolved)."""
+    tools = parse_tools(body.get("tools"))
+    choice = parse_openai_tool_choice(body.get("tool_choice"), tools)
+    stream_options = body.get("stream_options") if isinstance(
+        body.get("stream_options"), dict) else {}
+    max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
+    if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(
+            max_tokens, int) or max_tokens < 1):
+        raise InvalidRequest("'max_tokens' must be a positive integer", param="max_tokens")
+    return ChatRequest(
+        model=model,
+        messages=parse_messages(body.get("messages")),
+        stream=body.get("stream") is True,
+        tools=tools,
+        tool_choice=choice,
+        parallel_tool_calls=body.get("parallel_tool_calls") is not False,
+        thinking=thinking_override(body),
+        include_usage=bool(stream_options.get("include_usage")),
+        max_tokens=max_tokens,
+        sampling={k: body[k] for k in ("temperature", "top_p", "presence_penalty",
+                                        "frequency_penalty", "stop") if k in body},
+        response_format=parse_response_format(body.get("response_format")),
+    )
+
+
+# --------------------------------------------------------------------------
+# Rendering
+# --------------------------------------------------------------------------
+
+
+def usage_body(usage: Usage) -> dict:
+    return {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.total_tokens,
+        "prompt_tokens_details": {"cached_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
+    }
+
+
+def _annotations(citations: list[Citation]) -> list[dict]:
+    return [{"type": "url_citation", "url_citation": {"url": c.url, "title": c.title,
+                                                      "start_index": 0, "end_index": 0}}
+            for c in citations]
+
+
+@dataclass
+class ChatStyle:
+    """Per-surface variations of the chat shape (``/lm/v2``, ``/api/v1``)."""
+
+    reasoning_inline: bool = False        # <think>…</think> before the answer
+    finish_names: dict[str, str] = field(default_factory=dict)
+    chunk_logprobs: bool = False          # every chunk choice carries "logprobs": null
+    usage_on_every_chunk: bool = True     # "usage": null on chunks before the last
+
+
+def _finish(style: ChatStyle, reason: str) -> str:
+    return style.finish_names.get(reason, reason)
+
+
+def _inline_text(result: TurnResult) -> str:
+    return f"<think>\n{result.reasoning}\n</think>\n\n{result.text}" if result.reasoning \
+        else result.text
+
+
+def chat_completion(result: TurnResult, chat: ChatRequest, created: int,
+                    style: ChatStyle | None = None) -> dict:
+    """The non-stream ``chat.completion`` object."""
+    style = style or ChatStyle()
+    message: dict[str, Any] = {"role": "assistant"}
+    if style.reasoning_inline:
+        message["content"] = None if result.calls else _inline_text(result)
+    else:
+        message["content"] = None if result.calls else result.text
+        if result.reasoning:
+            message["reasoning_content"] = result.reasoning
+    if result.calls:
+        message["tool_calls"] = [
+            {"id": c.id, "type": "function", "function": {"name": c.name,
+                                                          "arguments": c.arguments}}
+            for c in result.calls]
+    if result.citations:
+        message["annotations"] = _annotations(result.citations)
+    return {
+        "id": result.id,
+        "object": "chat.completion",
+        "created": created,
+        "model": chat.model.requested,
+        "choices": [{"index": 0, "message": message, "logprobs": None,
+                     "finish_reason": _finish(style, result.finish)}],
+        "usage": usage_body(result.usage),
+        "system_fingerprint": None,
+    }
+
+
+class ChatStreamRenderer:
+    """Turn events → ``chat.completion.chunk`` payloads (framing is the writer's)."""
+
+    def __init__(self, chat: ChatRequest, turn_id: str, created: int,
+                 style: ChatStyle | None = None) -> None:
+        self.chat = chat
+        self.id = turn_id
+        self.created = created
+        self.style = style or ChatStyle()
+        self._started = False
+        self._pending: ToolCallStart | None = None
+        self._in_think = False
+        self._usage: Usage | None = None
+
+    def _chunk(self, delta: dict, finish: str | None = None) -> dict:
+        choice: dict[str, Any] = {"index": 0, "delta": delta, "finish_reason": finish}
+        if self.style.chunk_logprobs:
+            choice["logprobs"] = None
+        chunk: dict[str, Any] = {"id": self.id, "object": "chat.completion.chunk",
+                                 "created": self.created, "model": self.chat.model.requested,
+                                 "choices": [choice]}
+        if self.chat.include_usage and self.style.usage_on_every_chunk:
+            chunk["usage"] = None
+        return chunk
+
+    def _delta(self, delta: dict) -> dict:
+        if not self._started:
+            self._started = True
+            delta = {"role": "assistant", **delta}
+        return self._chunk(delta)
+
+    def render(self, event: TurnEvent) -> list[dict]:
+        """Chunks for one event; an ErrorEvent yields the in-band error frame."""
+        out: list[dict] = []
+        if self._pending is not None and not (isinstance(event, ToolCallArgs)
+                                              and event.index == self._pending.index):
+            out.append(self._call_frame(self._pending, ""))
+            self._pending = None
+        if isinstance(event, ReasoningDelta):
+            out += self._reasoning(event.text)
+        elif isinstance(event, TextDelta):
+            out += self._close_think()
+            out.append(self._delta({"content": event.text}))
+        elif isinstance(event, ToolCallStart):
+            out += self._close_think()
+            self._pending = event
+        elif isinstance(event, ToolCallArgs):
+            if self._pending is not None:
+                out.append(self._call_frame(self._pending, event.arguments))
+                self._pending = None
+            else:
+                out.append(self._delta({"tool_calls": [
+                    {"index": event.index, "function": {"arguments": event.arguments}}]}))
+        elif isinstance(event, Usage):
+            self._usage = event
+        elif isinstance(event, Finish):
+            out += self._finish(event)
+        elif isinstance(event, ErrorEvent):
+            out.append(self.error_frame(event.error))
+        return out
+
+    def _call_frame(self, start: ToolCallStart, arguments: str) -> dict:
+        return self._delta({"tool_calls": [{"index": start.index, "id": start.id,
+                                            "type": "function",
+                                            "function": {"name": start.name,
+                                                         "arguments": arguments}}]})
+
+    def _reasoning(self, text: str) -> list[dict]:
+        if not self.style.reasoning_inline:
+            return [self._delta({"reasoning_content": text})]
+        prefix = "" if self._in_think else "<think>\n"
+        self._in_think = True
+        return [self._delta({"content": prefix + text})]
+
+    def _close_think(self) -> list[dict]:
+        if not self._in_think:
+            return []
+        self._in_think = False
+        return [self._delta({"content": "\n</think>\n\n"})]
+
+    def _finish(self, event: Finish) -> list[dict]:
+        out = self._close_think()
+        if not self._started:
+            out.append(self._delta({"content": ""}))
+        out.append(self._chunk({}, _finish(self.style, event.reason)))
+        if self.chat.include_usage and self._usage is not None:
+            out.append({"id": self.id, "object": "chat.completion.chunk",
+                        "created": self.created, "model": self.chat.model.requested,
+                        "choices": [], "usage": usage_body(self._usage)})
+        return out
+
+    @staticmethod
+    def error_frame(err: ProxyError) -> dict:
+        return {"status_code": err.status, **openai_error_body(err)}
+
+
+async def respond_chat(core: Any, request: web.Request, turn: Any, chat: ChatRequest,
+                       style: ChatStyle | None = None) -> web.StreamResponse:
+    """Answer a chat-completions request from an open turn, stream or not."""
+    if not chat.stream:
+        result = await turn.collect()
+        return json_response(chat_completion(result, chat, turn.created, style))
+    writer = core.sse(request)
+    renderer = ChatStreamRenderer(chat, turn.id, turn.created, style)
+    async for event in writer.pace(turn.events()):
+        if isinstance(event, ErrorEvent) and not writer.prepared:
+            raise event.error
+        for chunk in renderer.render(event):
+            await writer.send(chunk)
+    return await writer.done()

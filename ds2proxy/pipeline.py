@@ -1,0 +1,376 @@
+"""One chat turn, end to end: credentials → session → PoW → completion →
+continue rounds → canonical events.
+
+:meth:`Turn.open` does everything up to the first upstream byte and fails
+over to another managed account on account-level errors, so a failure there
+becomes a plain HTTP error. :meth:`Turn.events` then streams; a failure after
+events went out ends the stream with an :class:`ErrorEvent`, never silently.
+The lease is released in ``finally`` on every path: normal end, error,
+client disconnect (the consumer stops iterating) and cancellation.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+
+from . import pow as pow_solver
+from .auth import Caller
+from .canonical import (
+    ChatRequest,
+    Citation,
+    CollectedCall,
+    ErrorEvent,
+    Finish,
+    ReasoningDelta,
+    TextDelta,
+    ToolCallArgs,
+    ToolCallStart,
+    TurnEvent,
+    TurnResult,
+    Usage,
+)
+from .errors import (
+    ContentFiltered,
+    InvalidRequest,
+    ProxyError,
+    RateLimited,
+    UpstreamError,
+)
+from .prompt.build import build_prompt
+from .structured import format_instructions
+from .shaping import ShapingSettings, TurnShaper
+from .tokens import count_prompt_tokens
+from .toolcall.prompt import build_tool_prompt
+from .upstream.client import COMPLETION_PATH, UpstreamCallError
+from .upstream.events import ContentFiltered as FilterEvent
+from .upstream.events import Hint, TextChunk, UpstreamFault
+from .upstream.lines import iter_lines
+from .upstream.patch import StreamParser
+from .upstream.session import Credentials, with_refresh
+
+if TYPE_CHECKING:
+    from .core import Core
+
+log = logging.getLogger("ds2proxy.pipeline")
+
+CONTINUE_PATH = "/api/v0/chat/continue"
+EMPTY_RETRY_SUFFIX = ("\n\nPrevious reply had no visible output. Please regenerate the visible "
+                      "final answer or tool call now.")
+_POW_REFUSED = {40300, 40301}
+_SAMPLING = ("temperature", "top_p", "max_tokens", "max_completion_tokens", "presence_penalty",
+             "frequency_penalty", "stop")
+
+
+class Turn:
+    def __init__(self, core: Core, chat: ChatRequest, caller: Caller) -> None:
+        self.core = core
+        self.chat = chat
+        self.caller = caller
+        self.id = uuid.uuid4().hex
+        self.created = int(time.time())
+        self.prompt = self._build_prompt()
+        self.prompt_tokens = count_prompt_tokens(self.prompt)
+        self.continue_calls = 0
+        self.account: str | None = None
+        self._creds: Credentials | None = None
+        self._resp: aiohttp.ClientResponse | None = None
+        self._session_id = ""
+        self._pow_header = ""
+        self._tried: set[str] = set()
+        self._closed = False
+        self.filter_template = ""
+
+    # -- prompt ----------------------------------------------------------------
+
+    def _build_prompt(self) -> str:
+        cfg = self.core.config
+        chat = self.chat
+        tool_prompt = ""
+        if chat.tools and cfg.toolcall_mode == "feature_match":
+            tool_prompt = build_tool_prompt(chat.tools, chat.tool_choice,
+                                            single_call=not chat.parallel_tool_calls)
+        extra = format_instructions(chat.response_format)
+        if extra:
+            tool_prompt = f"{tool_prompt}\n\n{extra}" if tool_prompt else extra
+        injection = cfg.thinking_injection if chat.thinking_enabled else ""
+        return build_prompt(chat.messages, tool_prompt=tool_prompt, thinking_injection=injection)
+
+    # -- opening (before the first byte) ------------------------------------------
+
+    async def open(self) -> None:
+        """Reach an open upstream stream, failing over between managed accounts."""
+        last: ProxyError | None = None
+        while True:
+            if self.caller.managed and last is not None and not self._may_try_another():
+                raise last
+            creds = await self._credentials()
+            try:
+                await self._open_on(creds)
+            except UpstreamError as exc:
+                creds.release()
+                self._tried.add(creds.identifier)
+                self.core.monitor.account_error(creds.identifier, exc.message)
+                if not creds.managed or self.caller.target_account or not exc.retryable:
+                    raise
+                log.warning("account %s failed before streaming (%s); trying another",
+                            creds.identifier, exc.message)
+                last = exc
+                continue
+            except BaseException:
+                creds.release()
+                raise
+            self._creds = creds
+            self.account = creds.identifier
+            return
+
+    def _may_try_another(self) -> bool:
+        total = len(self.core.pool.accounts())
+        return len(self._tried) < min(total, 3)
+
+    async def _credentials(self) -> Credentials:
+        if not self.caller.managed:
+            return Credentials(token=self.caller.credential)
+        while True:
+            lease = await self.core.pool.acquire(target=self.caller.target_account,
+                                                 exclude=frozenset(self._tried))
+            try:
+                token = await self.core.keeper.ensure(lease.account)
+            except UpstreamError as exc:
+                lease.release()
+                self._tried.add(lease.account.identifier)
+                if self.caller.target_account or not self._may_try_another():
+                    raise
+                log.warning("login failed for %s: %s", lease.account.identifier, exc.message)
+                continue
+            except BaseException:
+                lease.release()
+                raise
+            return Credentials(token=token, lease=lease)
+
+    async def _open_on(self, creds: Credentials) -> None:
+        client = self.core.client
+        self._session_id = await with_refresh(creds, self.core.keeper, client.create_session)
+        self.id = self._session_id
+        await self._start_completion(creds, self.prompt, parent=None)
+
+    async def _start_completion(self, creds: Credentials, prompt: str, parent: int | None) -> None:
+        body = self._completion_body(prompt, parent)
+        for attempt in range(2):
+            self._pow_header = await self._solve_pow(creds)
+            try:
+                self._resp = await with_refresh(
+                    creds, self.core.keeper,
+                    lambda t: self.core.client.open_stream(COMPLETION_PATH, t, self._pow_header,
+                                                           body))
+                return
+            except UpstreamCallError as exc:
+                # A refused PoW answer gets one fresh challenge (spec §12).
+                if exc.envelope.code not in _POW_REFUSED or attempt:
+                    raise
+
+    async def _solve_pow(self, creds: Credentials) -> str:
+        challenge = await with_refresh(creds, self.core.keeper,
+                                       self.core.client.create_pow_challenge)
+        answer = await pow_solver.solve(challenge)
+        return pow_solver.encode_header(challenge, answer)
+
+    def _completion_body(self, prompt: str, parent: int | None) -> dict[str, Any]:
+        chat = self.chat
+        body: dict[str, Any] = {
+            "chat_session_id": self._session_id,
+            "model_type": chat.model.model_type,
+            "parent_message_id": parent,
+            "prompt": prompt,
+            "ref_file_ids": list(chat.file_ids),
+            "thinking_enabled": chat.thinking_enabled,
+            "search_enabled": chat.model.search,
+        }
+        body.update({k: v for k, v in chat.sampling.items() if k in _SAMPLING and v is not None})
+        return body
+
+    # -- streaming ---------------------------------------------------------------
+
+    async def events(self) -> AsyncIterator[TurnEvent]:
+        """Canonical events; failures after output become one ErrorEvent."""
+        try:
+            while True:
+                shaper = self._new_shaper()
+                try:
+                    async for event in self._run(shaper):
+                        yield event
+                    return
+                except ProxyError as exc:
+                    if shaper.emitted or not self._can_fail_over(exc):
+                        self.core.monitor.request_error(exc.message)
+                        yield ErrorEvent(exc)
+                        return
+                    try:
+                        await self._fail_over(exc)
+                    except ProxyError as again:
+                        yield ErrorEvent(again)
+                        return
+        finally:
+            await self.aclose()
+
+    def _new_shaper(self) -> TurnShaper:
+        cfg = self.core.config
+        settings = ShapingSettings(cfg.toolcall_mode, cfg.toolcall_early_emit, cfg.citation_style)
+        self._parser = StreamParser(thinking_enabled=self.chat.thinking_enabled)
+        return TurnShaper(self.chat, settings, self.prompt_tokens, self._citations)
+
+    def _citations(self) -> list[tuple[int, str, str]]:
+        return self._parser.citations()
+
+    def _can_fail_over(self, exc: ProxyError) -> bool:
+        return (isinstance(exc, UpstreamError) and exc.retryable and self._creds is not None
+                and self._creds.managed and not self.caller.target_account
+                and self._may_try_another())
+
+    async def _fail_over(self, exc: ProxyError) -> None:
+        assert self._creds is not None
+        log.warning("account %s failed before any output (%s); trying another",
+                    self._creds.identifier, exc.message)
+        self._tried.add(self._creds.identifier)
+        self._release_stream()
+        self._creds.release()
+        self._creds = None
+        await self.open()
+
+    async def _run(self, shaper: TurnShaper) -> AsyncIterator[TurnEvent]:
+        retried_empty = False
+        while True:
+            hint = None
+            async for up in self._read_rounds():
+                if isinstance(up, TextChunk):
+                    events = (shaper.on_reasoning(up.text) if up.kind == "thinking"
+                              else shaper.on_answer(up.text))
+                    for event in events:
+                        yield event
+                    if shaper.stopped:
+                        break
+                elif isinstance(up, FilterEvent):
+                    self.filter_template = up.template
+                    shaper.on_filtered(up.template)
+                elif isinstance(up, Hint):
+                    hint = up
+                elif isinstance(up, UpstreamFault):
+                    raise UpstreamError(f"upstream error: {up.message}")
+            if hint is not None and hint.finish_reason == "input_exceeds_limit":
+                raise InvalidRequest("the conversation exceeds the upstream input limit",
+                                     code="context_length_exceeded")
+            done = shaper.stopped or shaper.filtered is not None
+            if not done and hint is None and not self._parser.ended:
+                raise UpstreamError("upstream stream ended before the answer was complete")
+            for event in shaper.flush():
+                yield event
+            if done or shaper.has_visible_output:
+                break
+            if retried_empty:
+                raise RateLimited(
+                    "Upstream account hit a rate limit and returned "
+                    + ("reasoning without visible output." if shaper.reasoning
+                       else "empty output."), retry_after=10, code="upstream_empty_output")
+            retried_empty = True
+            shaper.restart_answer()
+            await self._retry_empty()
+        for event in shaper.tail():
+            yield event
+
+    async def _read_rounds(self) -> AsyncIterator[Any]:
+        parser = self._parser
+        rounds = 0
+        while True:
+            parser.start_round()
+            resp = self._resp
+            assert resp is not None
+            try:
+                async for line in iter_lines(resp):
+                    for event in parser.feed_line(line):
+                        yield event
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                raise UpstreamError(f"upstream stream broke: {type(exc).__name__}") from None
+            finally:
+                resp.release()
+            limit = self.core.config.upstream.max_continue_rounds
+            if not parser.should_continue or rounds >= limit or not parser.response_message_id:
+                return
+            rounds += 1
+            self.continue_calls += 1
+            await self._continue(parser.response_message_id)
+
+    async def _continue(self, message_id: int) -> None:
+        assert self._creds is not None
+        body = {"chat_session_id": self._session_id, "message_id": message_id,
+                "fallback_to_resume": True}
+        self._resp = await with_refresh(
+            self._creds, self.core.keeper,
+            lambda t: self.core.client.open_stream(CONTINUE_PATH, t, self._pow_header, body))
+
+    async def _retry_empty(self) -> None:
+        """Spec §12: one more try in the same session, asking for visible output."""
+        assert self._creds is not None
+        parent = self._parser.response_message_id
+        log.info("empty upstream answer on %s; retrying once in the same session",
+                 self._creds.identifier)
+        self._parser = StreamParser(thinking_enabled=self.chat.thinking_enabled)
+        await self._start_completion(self._creds, self.prompt + EMPTY_RETRY_SUFFIX, parent)
+
+    # -- non-stream ----------------------------------------------------------------
+
+    async def collect(self) -> TurnResult:
+        """The whole turn; errors raise (nothing has been sent to the client)."""
+        result = TurnResult(id=self.id)
+        async for event in self.events():
+            if isinstance(event, ErrorEvent):
+                raise event.error
+            accumulate(result, event)
+        result.id = self.id
+        if result.finish == "content_filter" and not result.text and not result.calls:
+            raise ContentFiltered(self.filter_template or "the answer was filtered upstream")
+        return result
+
+    # -- cleanup -------------------------------------------------------------------
+
+    def _release_stream(self) -> None:
+        if self._resp is not None:
+            self._resp.release()
+            self._resp = None
+
+    async def aclose(self) -> None:
+        """Release the upstream response and the account lease (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._release_stream()
+        if self._creds is not None:
+            self._creds.release()
+
+
+def accumulate(result: TurnResult, event: TurnEvent) -> None:
+    """Fold one event into a TurnResult (the non-stream view of a turn)."""
+    if isinstance(event, TextDelta):
+        result.text += event.text
+        if result.segments and result.segments[-1][0] == "text":
+            result.segments[-1] = ("text", result.segments[-1][1] + event.text)
+        else:
+            result.segments.append(("text", event.text))
+    elif isinstance(event, ReasoningDelta):
+        result.reasoning += event.text
+    elif isinstance(event, ToolCallStart):
+        result.calls.append(CollectedCall(event.id, event.name, "", event.kind))
+        result.segments.append(("call", event.index))
+    elif isinstance(event, ToolCallArgs):
+        # Call indexes count from 0 in emission order across the response.
+        result.calls[event.index].arguments += event.arguments
+    elif isinstance(event, Citation):
+        result.citations.append(event)
+    elif isinstance(event, Usage):
+        result.usage = event
+    elif isinstance(event, Finish):
+        result.finish = event.reason

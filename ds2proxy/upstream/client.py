@@ -1,0 +1,266 @@
+"""The DeepSeek web-chat HTTP client: one method per upstream endpoint.
+
+It speaks the wire protocol (identity headers, the JSON envelope, error
+classification) and nothing else: which account, when to refresh and when to
+switch are decided by :mod:`ds2proxy.upstream.session`. One
+``aiohttp.ClientSession`` serves the whole app.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import orjson
+
+from ..config import AccountConfig, UpstreamSettings
+from ..errors import RateLimited, UpstreamAuthError, UpstreamError
+from ..pow import Challenge
+
+log = logging.getLogger("ds2proxy.upstream")
+
+COMPLETION_PATH = "/api/v0/chat/completion"
+UPLOAD_PATH = "/api/v0/file/upload_file"
+
+_INVALID_TOKEN_CODES = {40001, 40002, 40003}
+_INVALID_TOKEN_WORDS = ("token", "unauthorized", "expired", "not login", "login required",
+                        "invalid jwt")
+_AUTH_FLAVOURED_WORDS = ("auth", "authorization", "credential", "expired", "jwt", "login",
+                         "token", "unauthorized", "session expired", "登录", "未登录", "认证",
+                         "凭证", "会话过期", "令牌")
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """A decoded ``{"code", "msg", "data": {"biz_code", "biz_msg", "biz_data"}}`` reply."""
+
+    http_status: int
+    code: int
+    msg: str
+    biz_code: int
+    biz_msg: str
+    biz_data: Any
+
+    @property
+    def ok(self) -> bool:
+        return self.http_status == 200 and self.code == 0 and self.biz_code == 0
+
+    @property
+    def message(self) -> str:
+        """Error text to show: biz_msg, else biz_data.msg, else msg (spec §1.2)."""
+        if self.biz_msg:
+            return self.biz_msg
+        if isinstance(self.biz_data, dict) and isinstance(self.biz_data.get("msg"), str):
+            if self.biz_data["msg"]:
+                return self.biz_data["msg"]
+        return self.msg or f"HTTP {self.http_status}"
+
+    @property
+    def token_invalid(self) -> bool:
+        """Spec §3: the credential itself was refused."""
+        if self.http_status in (401, 403):
+            return True
+        if self.code in _INVALID_TOKEN_CODES or self.biz_code in _INVALID_TOKEN_CODES:
+            return True
+        text = f"{self.msg} {self.biz_msg}".lower()
+        return any(w in text for w in _INVALID_TOKEN_WORDS)
+
+    @property
+    def auth_flavoured(self) -> bool:
+        """Spec §3: a business error that smells of authentication."""
+        if self.http_status != 200 or self.code != 0 or self.biz_code == 0:
+            return False
+        text = f"{self.msg} {self.biz_msg}".lower()
+        return any(w in text for w in _AUTH_FLAVOURED_WORDS)
+
+    @property
+    def needs_refresh(self) -> bool:
+        return self.token_invalid or self.auth_flavoured
+
+
+def parse_envelope(status: int, body: bytes) -> Envelope:
+    """Decode an envelope; HTML, WAF pages and other non-JSON are upstream errors."""
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise UpstreamError(f"upstream answered HTTP {status} with a non-JSON body") from None
+    if not isinstance(doc, dict):
+        raise UpstreamError(f"upstream answered HTTP {status} with unexpected JSON")
+    if "detail" in doc and "code" not in doc:
+        return Envelope(status, status, _detail_text(doc["detail"]), 0, "", None)
+    data = doc.get("data") if isinstance(doc.get("data"), dict) else {}
+    return Envelope(
+        http_status=status,
+        code=_as_int(doc.get("code")),
+        msg=str(doc.get("msg") or ""),
+        biz_code=_as_int(data.get("biz_code")),
+        biz_msg=str(data.get("biz_msg") or ""),
+        biz_data=data.get("biz_data"),
+    )
+
+
+def _as_int(value: Any) -> int:
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError):
+        return -1
+
+
+def _detail_text(detail: Any) -> str:
+    if isinstance(detail, list):
+        locs = [str(d.get("loc")) for d in detail if isinstance(d, dict)]
+        return "validation error: " + ", ".join(locs)
+    return str(detail)
+
+
+class UpstreamCallError(UpstreamError):
+    """An endpoint answered with an error envelope (kept for retry decisions)."""
+
+    def __init__(self, what: str, envelope: Envelope) -> None:
+        super().__init__(f"{what} failed: {envelope.message}")
+        self.envelope = envelope
+
+
+def login_body(account: AccountConfig) -> dict:
+    """Spec §2: e-mail wins over mobile; mobile as digits, ``86`` prefix dropped."""
+    base = {"password": account.password, "device_id": "ds2proxy", "os": "android"}
+    if account.email:
+        return {"email": account.email, **base}
+    if account.mobile:
+        digits = re.sub(r"\D", "", account.mobile)
+        if len(digits) == 13 and digits.startswith("86"):
+            digits = digits[2:]
+        return {"mobile": digits, "area_code": None, **base}
+    raise UpstreamAuthError("missing email/mobile", retryable=False)
+
+
+class DeepSeekClient:
+    """Endpoint calls. ``token`` arguments are DeepSeek user tokens."""
+
+    def __init__(self, http: aiohttp.ClientSession, settings: UpstreamSettings) -> None:
+        self.http = http
+        self.settings = settings
+
+    def configure(self, settings: UpstreamSettings) -> None:
+        self.settings = settings
+
+    def headers(self, token: str | None = None, pow_header: str | None = None) -> dict[str, str]:
+        s = self.settings
+        h = {
+            "User-Agent": s.user_agent,
+            "x-client-platform": s.platform,
+            "x-client-version": s.client_version,
+            "x-client-locale": s.locale,
+            "Accept": "application/json",
+            "Content-Type": "application/json",
+            "accept-charset": "UTF-8",
+        }
+        if token:
+            h["authorization"] = f"Bearer {token}"
+        if pow_header:
+            h["x-ds-pow-response"] = pow_header
+        return h
+
+    def _url(self, path: str) -> str:
+        return self.settings.base_url + path
+
+    def _timeout(self) -> aiohttp.ClientTimeout:
+        return aiohttp.ClientTimeout(total=self.settings.timeout_seconds)
+
+    async def _json_call(self, what: str, method: str, path: str, *, token: str | None = None,
+                         body: Any = None) -> Envelope:
+        try:
+            async with self.http.request(
+                method, self._url(path), headers=self.headers(token),
+                data=None if body is None else orjson.dumps(body), timeout=self._timeout(),
+            ) as resp:
+                raw = await resp.read()
+                status = resp.status
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise UpstreamError(f"{what} failed: {type(exc).__name__}") from None
+        if status == 429:
+            raise RateLimited("upstream rate limit", retry_after=5)
+        env = parse_envelope(status, raw)
+        if env.code == 40005:
+            raise UpstreamError(f"upstream refused client version {self.settings.client_version}"
+                                " (CLIENT_VERSION_TOO_LOW): raise upstream.client_version",
+                                retryable=False)
+        if not env.ok:
+            raise UpstreamCallError(what, env)
+        return env
+
+    async def login(self, account: AccountConfig) -> str:
+        try:
+            env = await self._json_call("login", "POST", "/api/v0/users/login",
+                                        body=login_body(account))
+        except UpstreamCallError as exc:
+            raise UpstreamAuthError(f"login failed for {account.identifier}: "
+                                    f"{exc.envelope.message}", retryable=True) from None
+        user = env.biz_data.get("user") if isinstance(env.biz_data, dict) else None
+        token = user.get("token") if isinstance(user, dict) else None
+        if not isinstance(token, str) or not token.strip():
+            raise UpstreamAuthError(f"login failed for {account.identifier}: missing login token")
+        return token.strip()
+
+    async def create_session(self, token: str) -> str:
+        env = await self._json_call("chat_session/create", "POST", "/api/v0/chat_session/create",
+                                    token=token, body={"agent": "chat"})
+        data = env.biz_data if isinstance(env.biz_data, dict) else {}
+        session = data.get("chat_session") if isinstance(data.get("chat_session"), dict) else data
+        sid = session.get("id")
+        if not isinstance(sid, str) or not sid.strip():
+            raise UpstreamError("chat_session/create returned no session id")
+        return sid.strip()
+
+    async def create_pow_challenge(self, token: str, target_path: str = COMPLETION_PATH
+                                   ) -> Challenge:
+        env = await self._json_call("create_pow_challenge", "POST",
+                                    "/api/v0/chat/create_pow_challenge", token=token,
+                                    body={"target_path": target_path})
+        data = env.biz_data if isinstance(env.biz_data, dict) else {}
+        challenge = data.get("challenge")
+        if not isinstance(challenge, dict):
+            raise UpstreamError("create_pow_challenge returned no challenge")
+        return Challenge.from_dict(challenge)
+
+    async def delete_session(self, token: str, session_id: str) -> None:
+        await self._json_call("chat_session/delete", "POST", "/api/v0/chat_session/delete",
+                              token=token, body={"chat_session_id": session_id})
+
+    async def open_stream(self, path: str, token: str, pow_header: str, body: dict
+                          ) -> aiohttp.ClientResponse:
+        """POST a completion or continue and return the open SSE response.
+
+        Anything but HTTP 200 with ``text/event-stream`` is turned into an
+        error here, before a single event is read (spec §12).
+        """
+        timeout = aiohttp.ClientTimeout(total=None, connect=self.settings.timeout_seconds,
+                                        sock_read=self.settings.silence_timeout_seconds)
+        try:
+            resp = await self.http.post(self._url(path), headers=self.headers(token, pow_header),
+                                        data=orjson.dumps(body), timeout=timeout)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise UpstreamError(f"{path} failed: {type(exc).__name__}") from None
+        ctype = resp.headers.get("Content-Type", "")
+        if resp.status == 200 and ctype.startswith("text/event-stream"):
+            return resp
+        try:
+            raw = await resp.read()
+        finally:
+            resp.release()
+        if resp.status == 429:
+            raise RateLimited("upstream rate limit", retry_after=_retry_after(resp))
+        if resp.status != 200:
+            raise UpstreamError(f"{path} answered HTTP {resp.status}")
+        env = parse_envelope(resp.status, raw)
+        raise UpstreamCallError(path.rsplit("/", 1)[-1], env)
+
+
+def _retry_after(resp: aiohttp.ClientResponse) -> int:
+    try:
+        return max(1, int(resp.headers.get("Retry-After", "5")))
+    except ValueError:
+        return 5

@@ -1,0 +1,124 @@
+"""Upstream credentials for one turn: managed account tokens and pass-through.
+
+:class:`TokenKeeper` owns the managed accounts' tokens: log in when there is
+none, re-login when it is older than ``token_refresh_interval_hours`` or was
+refused, and persist a fresh token to the config atomically (every other
+field kept). :class:`Credentials` is what one turn holds: a token plus, for a
+managed account, its lease. :func:`with_refresh` is the spec §3 rule "refresh
+once and retry" around any endpoint call.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from ..config import AccountConfig, ConfigStore
+from ..errors import AuthenticationFailed, UpstreamAuthError
+from ..scheduler import AccountState, Lease
+from .client import DeepSeekClient, UpstreamCallError
+
+log = logging.getLogger("ds2proxy.upstream")
+
+T = TypeVar("T")
+
+
+class TokenKeeper:
+    def __init__(self, client: DeepSeekClient, store: ConfigStore) -> None:
+        self.client = client
+        self.store = store
+
+    def _stale(self, state: AccountState) -> bool:
+        hours = self.store.config.upstream.token_refresh_interval_hours
+        if not hours or not state.config.can_login:
+            return False
+        if state.token_obtained_at == 0.0:
+            # The clock starts the first time the account is seen (spec §3).
+            state.token_obtained_at = time.monotonic()
+            return False
+        return time.monotonic() - state.token_obtained_at > hours * 3600
+
+    async def ensure(self, state: AccountState) -> str:
+        """A usable token for the account, logging in when needed."""
+        if state.token and not self._stale(state):
+            return state.token
+        return await self.refresh(state, stale_token=state.token)
+
+    async def refresh(self, state: AccountState, *, stale_token: str) -> str:
+        """Log in again unless another request already did since ``stale_token``."""
+        async with state.login_lock:
+            if state.token and state.token != stale_token:
+                return state.token
+            if not state.config.can_login:
+                state.last_error = "token refused and no password to log in with"
+                raise UpstreamAuthError(
+                    f"account {state.identifier} has no usable token and no password")
+            try:
+                token = await self.client.login(state.config)
+            except UpstreamAuthError as exc:
+                state.last_error = exc.message
+                raise
+            state.token, state.token_obtained_at, state.last_error = token, time.monotonic(), ""
+            log.info("logged in account %s", state.identifier)
+            await self._persist(state.identifier, token)
+            return token
+
+    async def _persist(self, identifier: str, token: str) -> None:
+        def put(data: dict) -> None:
+            for item in data.get("accounts") or []:
+                if isinstance(item, dict) and _identifier_of(item) == identifier:
+                    item["token"] = token
+
+        await self.store.update(put)
+
+
+def _identifier_of(item: dict) -> str:
+    return AccountConfig(
+        email=(item.get("email") or "").strip(), mobile=(item.get("mobile") or "").strip(),
+        token=(item.get("token") or "").strip(),
+    ).identifier
+
+
+@dataclass
+class Credentials:
+    """The token a turn uses, and the lease that backs it (managed mode)."""
+
+    token: str
+    lease: Lease | None = None
+    refreshed: bool = field(default=False)
+
+    @property
+    def managed(self) -> bool:
+        return self.lease is not None
+
+    @property
+    def identifier(self) -> str:
+        return self.lease.account.identifier if self.lease else "passthrough"
+
+    def release(self) -> None:
+        if self.lease is not None:
+            self.lease.release()
+
+
+async def with_refresh(creds: Credentials, keeper: TokenKeeper,
+                       call: Callable[[str], Awaitable[T]]) -> T:
+    """Run ``call(token)``; on a refused token refresh once (managed) and retry.
+
+    A pass-through token is never refreshed: its refusal is the caller's 401.
+    """
+    try:
+        return await call(creds.token)
+    except UpstreamCallError as exc:
+        if not exc.envelope.needs_refresh:
+            raise
+        if creds.lease is None:
+            raise AuthenticationFailed("Invalid token: the DeepSeek upstream refused it") from None
+        if creds.refreshed:
+            raise UpstreamAuthError(f"account {creds.identifier} token refused after re-login"
+                                    ) from None
+        creds.refreshed = True
+        creds.token = await keeper.refresh(creds.lease.account, stale_token=creds.token)
+        return await call(creds.token)
