@@ -1,0 +1,140 @@
+"""Canonical messages → the one prompt string the web chat receives.
+
+The upstream takes a single user text per turn, so the whole conversation —
+instructions, history, tool rounds — is laid out in DeepSeek's own template
+markers as plain text, and the model reads the role structure back out.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from ds2proxy.canonical import Message, ToolResult
+from ds2proxy.prompt import markers
+from ds2proxy.prompt.message_text import (
+    assistant_text,
+    plain_text,
+    tool_result_header,
+    tool_result_text,
+)
+
+_MARKDOWN_IMAGE = re.compile(r"!(\[[^\]\n]*\]\([^)\n]*\))")
+
+
+@dataclass(slots=True)
+class _Entry:
+    """One message reduced to its role and either text or one tool result."""
+
+    role: str
+    text: str = ""
+    result: ToolResult | None = None
+
+
+@dataclass(slots=True)
+class _Block:
+    """Consecutive entries of one role, rendered under one marker."""
+
+    role: str
+    entries: list[_Entry] = field(default_factory=list)
+
+
+def build_prompt(
+    messages: list[Message], *, tool_prompt: str = "", thinking_injection: str = ""
+) -> str:
+    """Flatten a conversation into the upstream prompt.
+
+    ``tool_prompt`` joins the first system message (or opens one at the
+    front); ``thinking_injection`` is appended once to the latest user turn,
+    where DeepSeek follows control text most reliably.
+    """
+    entries = [entry for message in messages for entry in _entries(message)]
+    _add_tool_prompt(entries, tool_prompt.strip())
+    _add_injection(entries, thinking_injection.strip())
+    _add_guard(entries)
+    rendered: list[tuple[str, str]] = []
+    for block in _merge(entries):
+        if text := _render_block(block):
+            rendered.append((block.role, text))
+    prompt = markers.BEGIN + "".join(text for _, text in rendered)
+    if not rendered or rendered[-1][0] != "assistant":
+        prompt += markers.ASSISTANT
+    return _MARKDOWN_IMAGE.sub(r"\1", prompt)
+
+
+def _entries(message: Message) -> list[_Entry]:
+    """A message's entries; tool results come first so they follow the call."""
+    results = message.tool_results
+    if message.role == "tool":
+        if not results:
+            results = [ToolResult(call_id="", content=plain_text(message))]
+        return [_Entry("tool", result=result) for result in results]
+    entries = [_Entry("tool", result=result) for result in results]
+    text = assistant_text(message) if message.role == "assistant" else plain_text(message)
+    keep_empty = message.role in ("system", "user") and not results
+    if text or keep_empty:
+        entries.append(_Entry(message.role, text))
+    return entries
+
+
+def _add_tool_prompt(entries: list[_Entry], tool_prompt: str) -> None:
+    if not tool_prompt:
+        return
+    for entry in entries:
+        if entry.role == "system":
+            entry.text = _join([entry.text, tool_prompt])
+            return
+    entries.insert(0, _Entry("system", tool_prompt))
+
+
+def _add_injection(entries: list[_Entry], injection: str) -> None:
+    if not injection:
+        return
+    for entry in reversed(entries):
+        if entry.role == "user":
+            if injection not in entry.text:
+                entry.text = _join([entry.text, injection])
+            return
+
+
+def _add_guard(entries: list[_Entry]) -> None:
+    first = entries[0] if entries else None
+    if first is None or first.role != "system" or markers.GUARD_LABEL not in first.text:
+        entries.insert(0, _Entry("system", markers.GUARD_TEXT))
+
+
+def _merge(entries: list[_Entry]) -> list[_Block]:
+    blocks: list[_Block] = []
+    for entry in entries:
+        if not blocks or blocks[-1].role != entry.role:
+            blocks.append(_Block(entry.role))
+        blocks[-1].entries.append(entry)
+    return blocks
+
+
+def _render_block(block: _Block) -> str:
+    """The block with its markers, or "" when the role omits an empty block."""
+    if block.role == "tool":
+        return markers.TOOL + _tool_block_text(block) + markers.END_TOOL_RESULTS
+    text = _join([entry.text for entry in block.entries])
+    if block.role == "system":
+        text = text.strip()
+        return markers.SYSTEM + text + markers.END_INSTRUCTIONS if text else ""
+    if block.role == "user":
+        return markers.USER + text
+    if block.role == "assistant":
+        return markers.ASSISTANT + text + markers.END_SENTENCE
+    return text
+
+
+def _tool_block_text(block: _Block) -> str:
+    """Results joined by blank lines; headed by name and id when several."""
+    results = [entry.result for entry in block.entries if entry.result is not None]
+    texts = [tool_result_text(result) for result in results]
+    if len(results) > 1:
+        texts = [f"{tool_result_header(r)}\n{t}" for r, t in zip(results, texts)]
+    return _join(texts)
+
+
+def _join(texts: list[str]) -> str:
+    return "\n\n".join(text for text in texts if text)

@@ -1,0 +1,102 @@
+"""The text body of each canonical message, before role markers are added.
+
+Kept apart from the marker layout so the long-history file (which numbers
+and labels turns instead of using markers) renders turns the same way.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ds2proxy.canonical import AttachmentPart, Message, TextPart, ToolResult
+from ds2proxy.prompt.dsml import render_tool_calls
+
+REASONING_OPEN = "[reasoning_content]"
+REASONING_CLOSE = "[/reasoning_content]"
+TOOL_ERROR_LINE = "[tool error]"
+EMPTY_RESULT = "null"
+_TEXT_PART_TYPES = frozenset({"text", "input_text", "output_text"})
+
+
+def attachment_placeholder(part: AttachmentPart) -> str:
+    """A short mention of an attachment the web chat does not carry itself.
+
+    An attachment with an upstream ``file_id`` is attached to the turn and
+    needs no mention; any other becomes ``[image: …]`` / ``[file: …]`` so the
+    model knows something was sent. Data URLs are never copied (base64 would
+    flood the prompt).
+    """
+    if part.file_id:
+        return ""
+    url = part.url if part.url and not part.url.startswith("data:") else None
+    if part.kind == "file":
+        label = part.name or part.mime_type or url or _data_url_mime(part.url)
+    else:
+        label = part.mime_type or url or _data_url_mime(part.url)
+    return f"[{part.kind}: {label or 'attached'}]"
+
+
+def _data_url_mime(url: str | None) -> str | None:
+    if not url or not url.startswith("data:"):
+        return None
+    mime = url[5:].split(",", 1)[0].split(";", 1)[0]
+    return mime or None
+
+
+def plain_text(message: Message) -> str:
+    """Text parts and attachment placeholders in their original order."""
+    pieces: list[str] = []
+    for part in message.parts:
+        if isinstance(part, TextPart):
+            pieces.append(part.text)
+        elif isinstance(part, AttachmentPart) and (placeholder := attachment_placeholder(part)):
+            pieces.append(placeholder)
+    return "\n".join(pieces)
+
+
+def assistant_text(message: Message) -> str:
+    """Reasoning block, visible text and DSML calls, blank-line separated;
+    "" when the turn carries nothing worth showing."""
+    reasoning = message.reasoning.strip()
+    sections = [
+        f"{REASONING_OPEN}\n{reasoning}\n{REASONING_CLOSE}" if reasoning else "",
+        plain_text(message).strip(),
+        render_tool_calls(message.tool_calls),
+    ]
+    return "\n\n".join(section for section in sections if section)
+
+
+def tool_result_text(result: ToolResult) -> str:
+    """A result's content; blank becomes ``null`` so the tool turn stays visible."""
+    content = result.content if result.content.strip() else EMPTY_RESULT
+    return f"{TOOL_ERROR_LINE}\n{content}" if result.is_error else content
+
+
+def tool_result_header(result: ToolResult) -> str:
+    """The line that keeps one of several parallel results attributable."""
+    return f"[tool_result name={result.name or 'unknown'} id={result.call_id or 'unknown'}]"
+
+
+def tool_content_text(value: Any) -> str:
+    """A client's tool-result content as text, for the dialect parsers.
+
+    A string as-is; a list of parts → the text of its text-like parts joined
+    by newlines (other parts dropped); an object → compact JSON; nothing → "".
+    """
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        return "\n".join(text for text in map(_part_text, value) if text)
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _part_text(part: Any) -> str:
+    if isinstance(part, str):
+        return part
+    if isinstance(part, dict) and part.get("type") in _TEXT_PART_TYPES:
+        text = part.get("text")
+        return text if isinstance(text, str) else ""
+    return ""
