@@ -1,0 +1,140 @@
+"""Config loading, validation (errors name the field) and atomic writes."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+
+import pytest
+
+from ds2proxy.config import ConfigError, ConfigStore, atomic_write_json, parse_config
+
+
+def test_defaults_from_empty_document():
+    cfg = parse_config({})
+    assert cfg.keys == ()
+    assert cfg.runtime.account_max_inflight == 2
+    assert cfg.upstream.base_url == "https://chat.deepseek.com"
+    assert cfg.responses_ttl_seconds == 900
+
+
+@pytest.mark.parametrize("doc, field", [
+    ({"keys": "sk"}, "keys"),
+    ({"keys": [""]}, "keys[0]"),
+    ({"accounts": [{"email": "a@b.c"}]}, "accounts[0].password"),
+    ({"accounts": [{}]}, "accounts[0]"),
+    ({"runtime": {"account_max_inflight": 0}}, "runtime.account_max_inflight"),
+    ({"runtime": {"account_max_inflight": True}}, "runtime.account_max_inflight"),
+    ({"upstream": {"base_url": "ftp://x"}}, "upstream.base_url"),
+    ({"toolcall": {"early_emit_confidence": "maybe"}}, "toolcall.early_emit_confidence"),
+    ({"model_aliases": {"a": 1}}, "model_aliases.a"),
+])
+def test_validation_names_the_field(doc, field):
+    with pytest.raises(ConfigError) as info:
+        parse_config(doc)
+    assert info.value.field == field
+    assert field in str(info.value)
+
+
+def test_duplicate_accounts_refused():
+    with pytest.raises(ConfigError, match="duplicate"):
+        parse_config({"accounts": [{"mobile": "13800138000", "password": "x"},
+                                   {"mobile": "+86 138 0013 8000", "password": "y"}]})
+
+
+def test_env_json_raw_and_base64(tmp_path):
+    doc = {"keys": ["k1"], "upstream": {"base_url": "http://127.0.0.1:9"}}
+    raw = json.dumps(doc)
+    for value in (raw, base64.b64encode(raw.encode()).decode()):
+        store = ConfigStore.from_sources(None, {"DS2PROXY_CONFIG_JSON": value})
+        assert store.config.keys == ("k1",)
+    legacy = ConfigStore.from_sources(None, {"DS2API_CONFIG_JSON": raw})
+    assert legacy.config.upstream.base_url == "http://127.0.0.1:9"
+    with pytest.raises(ConfigError, match="DS2PROXY_CONFIG_JSON"):
+        ConfigStore.from_sources(None, {"DS2PROXY_CONFIG_JSON": "not-json-not-b64!"})
+
+
+def test_config_path_from_env(tmp_path):
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"keys": ["from-file"]}))
+    assert ConfigStore.from_sources(None, {"DS2PROXY_CONFIG": str(path)}).config.keys == (
+        "from-file",)
+    with pytest.raises(ConfigError, match="does not exist"):
+        ConfigStore.from_sources(str(tmp_path / "missing.json"), {})
+
+
+async def test_update_keeps_unknown_fields_and_is_atomic(tmp_path):
+    path = tmp_path / "config.json"
+    doc = {"keys": ["a"], "future_field": {"x": 1},
+           "accounts": [{"email": "u@example.com", "password": "p"}]}
+    path.write_text(json.dumps(doc))
+    store = ConfigStore.from_sources(str(path), {})
+    seen = []
+    store.subscribe(lambda cfg: seen.append(cfg.keys))
+
+    def add_token(d):
+        d["accounts"][0]["token"] = "tok"
+
+    await store.update(add_token)
+    written = json.loads(path.read_text())
+    assert written["future_field"] == {"x": 1}
+    assert written["accounts"][0] == {"email": "u@example.com", "password": "p", "token": "tok"}
+    assert seen == [("a",)]
+    assert [p.name for p in tmp_path.iterdir()] == ["config.json"]  # no temp files left
+
+
+async def test_invalid_update_changes_nothing(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"keys": ["a"]}))
+    store = ConfigStore.from_sources(str(path), {})
+    before = path.read_bytes()
+    with pytest.raises(ConfigError):
+        await store.update(lambda d: d.update(runtime={"account_max_inflight": -1}))
+    assert path.read_bytes() == before
+    assert store.config.keys == ("a",)
+
+
+async def test_concurrent_updates_never_lose_each_other(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"keys": []}))
+    store = ConfigStore.from_sources(str(path), {})
+
+    async def add(i):
+        await store.update(lambda d: d["keys"].append(f"k{i}"))
+
+    await asyncio.gather(*(add(i) for i in range(25)))
+    assert sorted(json.loads(path.read_text())["keys"]) == sorted(f"k{i}" for i in range(25))
+
+
+def test_atomic_write_keeps_old_file_when_serialisation_fails(tmp_path):
+    path = tmp_path / "c.json"
+    path.write_text('{"keys": ["old"]}')
+    with pytest.raises(TypeError):
+        atomic_write_json(path, {"bad": object()})
+    assert json.loads(path.read_text()) == {"keys": ["old"]}
+    assert len(list(tmp_path.iterdir())) == 1
+
+
+
+def test_example_config_is_valid_and_documents_every_field():
+    from pathlib import Path
+
+    doc = json.loads((Path(__file__).resolve().parents[1] / "config.example.json").read_text())
+    cfg = parse_config(doc)
+    assert len(cfg.accounts) == 3
+    documented = set(doc["_fields"])
+
+    def paths(node, prefix=""):
+        for key, value in node.items():
+            if key == "_fields":
+                continue
+            path = f"{prefix}{key}"
+            if isinstance(value, dict) and key not in ("claude_mapping", "model_aliases",
+                                                       "plugins"):
+                yield from paths(value, path + ".")
+            else:
+                yield path
+
+    missing = [p for p in paths(doc) if p not in documented]
+    assert missing == []
