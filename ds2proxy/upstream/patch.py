@@ -1,0 +1,309 @@
+"""The DeepSeek completion stream parser: SSE lines in, upstream events out.
+
+Usage, one parser per turn (completion plus its continue rounds)::
+
+    parser = StreamParser(thinking_enabled=True)
+    for each HTTP response body (completion, then each chat/continue):
+        parser.start_round()
+        for line in body lines (without the newline):
+            for event in parser.feed_line(line): ...
+        if not parser.ended: the stream was cut (an upstream error)
+        if not parser.should_continue: break
+
+Events (see :mod:`ds2proxy.upstream.events`): ``TextChunk(kind, text)``
+with kind ``"thinking"`` or ``"answer"`` (THINK text is reported as thinking
+even when thinking was not requested; the caller decides what to show),
+``StatusChanged``, ``Ready``, ``Hint``, ``UpstreamFault`` and
+``ContentFiltered`` (the refusal template, never emitted as text).
+
+State after each line: ``status`` (last of WIP / FINISHED / INCOMPLETE /
+CONTENT_FILTER from ``status``, ``quasi_status`` or the envelope),
+``auto_continue``, ``request_message_id``, ``response_message_id``,
+``upstream_usage`` (``accumulated_token_usage``), ``ended``,
+``should_continue`` (spec §11.1) and :meth:`StreamParser.citations`.
+
+The model is the spec's response tree (§9–§11): patches are applied to it and
+text is the growth of THINK / RESPONSE fragments, tracked per fragment id
+across rounds so a continue snapshot only yields what is new. Whatever cannot
+be understood is logged and skipped; nothing here raises on stream content.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Hashable
+from typing import Any
+
+import orjson
+
+from .events import (
+    ContentFiltered,
+    Hint,
+    Ready,
+    StatusChanged,
+    TextChunk,
+    TextKind,
+    UpstreamEvent,
+    UpstreamFault,
+)
+from .stream_text import TextTracker, cut_leak, fragments_of, text_fields
+from .stream_tree import (
+    APPEND,
+    LEGACY_ANSWER,
+    LEGACY_THINKING,
+    Cursor,
+    PatchError,
+    apply,
+    expand,
+    text_of,
+)
+
+log = logging.getLogger("ds2proxy.upstream.stream")
+
+FINISHED, INCOMPLETE, CONTENT_FILTER = "FINISHED", "INCOMPLETE", "CONTENT_FILTER"
+TERMINAL = frozenset({FINISHED, INCOMPLETE, CONTENT_FILTER})
+_QUIET_EVENTS = frozenset({"finish", "update_session", "title", "close"})
+_TEXT_ROOTS = ("response/fragments", LEGACY_ANSWER, LEGACY_THINKING)
+
+
+class StreamParser:
+    """Parses the rounds of one DeepSeek turn; see the module docstring."""
+
+    def __init__(self, *, thinking_enabled: bool = True) -> None:
+        self.thinking_enabled = thinking_enabled
+        self.status: str | None = None
+        self.auto_continue = False
+        self.request_message_id: int | None = None
+        self.response_message_id: int | None = None
+        self.model_type: str | None = None
+        self.upstream_usage: int | None = None
+        # Where root-level legacy text goes; the kind of the last text emitted.
+        self.current_kind: TextKind = "thinking" if thinking_enabled else "answer"
+        self._tree: Any = {}
+        self._cursor = Cursor()
+        self._event = "message"
+        self._ended = False
+        self._filtered = False
+        self._filter_pending = False
+        self._tracker = TextTracker()
+        self._leaked: set[Hashable] = set()
+        self._unknown_types: set[str] = set()
+        self._logged: set[Hashable] = set()
+
+    # -- rounds ---------------------------------------------------------------
+
+    def start_round(self) -> None:
+        """Call before each HTTP response body: a fresh cursor, no status yet."""
+        self._cursor = Cursor()
+        self._event = "message"
+        self._ended = False
+        self.status = None
+        self.auto_continue = False
+
+    @property
+    def ended(self) -> bool:
+        """A terminal status (FINISHED, INCOMPLETE, CONTENT_FILTER) was seen this round."""
+        return self._ended
+
+    @property
+    def should_continue(self) -> bool:
+        """Spec §11.1: INCOMPLETE or auto_continue, never after FINISHED / CONTENT_FILTER."""
+        if self.response_message_id is None or self.status in (FINISHED, CONTENT_FILTER):
+            return False
+        return self.status == INCOMPLETE or self.auto_continue
+
+    @property
+    def tree(self) -> Any:
+        """The response state tree as patched so far (for diagnostics; do not mutate)."""
+        return self._tree
+
+    # -- lines ----------------------------------------------------------------
+
+    def feed_line(self, line: str) -> list[UpstreamEvent]:
+        """Parse one line (no newline): ``event: x``, ``data: {…}``, ``: …`` or ``""``."""
+        if line.endswith("\r"):
+            line = line[:-1]
+        if not line:
+            self._event = "message"
+            return []
+        name, _, value = line.partition(":")
+        if name == "event":
+            self._event = value.strip() or "message"
+            return []
+        if name != "data":
+            return []  # comments, id/retry fields, foreign lines
+        event, self._event = self._event, "message"  # exactly one data line per event
+        value = value[1:] if value.startswith(" ") else value
+        if value.strip() == "[DONE]":
+            return []
+        try:
+            payload = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            self._log_once(("json", event), "skipping undecodable %s frame", event)
+            return []
+        out: list[UpstreamEvent] = []
+        self._dispatch(event, payload, out)
+        if self._filter_pending:
+            self._filter_pending = False
+            out.append(ContentFiltered(self._template()))
+        return out
+
+    def _dispatch(self, event: str, payload: Any, out: list[UpstreamEvent]) -> None:
+        if not isinstance(payload, dict):
+            self._log_once(("shape", event), "skipping non-object %s frame", event)
+        elif event == "ready":
+            self._take_ids(payload)
+            model = payload.get("model_type")
+            self.model_type = model if isinstance(model, str) else self.model_type
+            out.append(Ready(self.request_message_id, self.response_message_id, self.model_type))
+        elif event == "hint":
+            out.append(Hint(str(payload.get("type") or ""), str(payload.get("content") or ""),
+                            str(payload.get("finish_reason") or "")))
+        elif event in ("message", "error"):
+            self._message(payload, out)
+        elif event not in _QUIET_EVENTS:
+            self._log_once(("event", event), "ignoring unknown event %r", event)
+
+    def _message(self, payload: dict, out: list[UpstreamEvent]) -> None:
+        if "error" in payload:
+            out.append(UpstreamFault(_error_text(payload["error"])))
+            return
+        if payload.get("code") == "content_filter":
+            self._set_status(CONTENT_FILTER, out)
+            return
+        self._take_ids(payload)
+        if "v" in payload:
+            try:
+                for path, op, value in expand(payload, self._cursor):
+                    self._step(path, op, value, out)
+            except PatchError as exc:
+                self._log_once(("patch", str(exc)), "skipping patch: %s", exc)
+
+    # -- tree -----------------------------------------------------------------
+
+    def _step(self, path: str, op: str, value: Any, out: list[UpstreamEvent]) -> None:
+        """Apply one elementary step, then report status and text changes."""
+        if not path and not (isinstance(value, dict) and "response" in value):
+            text = text_of(value)
+            if text is None:
+                raise PatchError("root SET without a response")
+            path, op, value = _legacy_field(self.current_kind), APPEND, text
+        try:
+            self._tree = apply(self._tree, path, op, value)
+        except PatchError as exc:
+            self._log_once(("apply", path, str(exc)), "skipping %s on %r: %s", op, path, exc)
+            return
+        self._track(path, value, out)
+        if path in ("", "response") or path.startswith(_TEXT_ROOTS):
+            self._sync_text(out)
+
+    def _track(self, path: str, value: Any, out: list[UpstreamEvent]) -> None:
+        if not path:
+            path, value = "response", value["response"]
+        if path == "response" and isinstance(value, dict):
+            for name in ("status", "message_id", "auto_continue", "accumulated_token_usage"):
+                if name in value:
+                    self._field(name, value[name], out)
+        elif path.startswith("response/"):
+            self._field(path[len("response/"):], value, out)
+        elif path in ("status", "quasi_status"):
+            self._field(path, value, out)
+
+    def _field(self, name: str, value: Any, out: list[UpstreamEvent]) -> None:
+        if name in ("status", "quasi_status") and isinstance(value, str):
+            self._set_status(value, out)
+        elif name == "auto_continue" and isinstance(value, bool):
+            self.auto_continue = value
+        elif name == "accumulated_token_usage" and isinstance(value, int):
+            self.upstream_usage = value
+        elif name == "message_id" and isinstance(value, int):
+            self.response_message_id = value
+
+    def _set_status(self, status: str, out: list[UpstreamEvent]) -> None:
+        if status != self.status:
+            self.status = status
+            out.append(StatusChanged(status))
+        if status in TERMINAL:
+            self._ended = True
+        if status == CONTENT_FILTER and not self._filtered:
+            self._filtered = self._filter_pending = True
+
+    def _sync_text(self, out: list[UpstreamEvent]) -> None:
+        """Emit what every text field gained since it was last emitted."""
+        if self._filtered:
+            return
+        for key, kind, text in text_fields(self._tree, self._unknown_types):
+            delta = self._tracker.delta(key, text)
+            if not delta or key in self._leaked:
+                continue
+            if kind == "answer":
+                delta, leaked = cut_leak(delta)
+                if leaked:
+                    self._leaked.add(key)
+                    if not delta:
+                        continue
+            out.append(TextChunk(kind, delta))
+            self.current_kind = kind
+        for ftype in self._unknown_types:
+            self._log_once(("type", ftype), "ignoring fragments of unknown type %r", ftype)
+
+    # -- results --------------------------------------------------------------
+
+    def citations(self) -> list[tuple[int, str, str]]:
+        """``(N, url, title)`` for each ``[reference:N]`` target of the answer (§10.5)."""
+        frags = [f for f in fragments_of(self._tree) if isinstance(f, dict)]
+        by_id = {f.get("id"): f for f in frags}
+        found: list[tuple[int, str, str]] = []
+        for frag in frags:
+            refs = frag.get("references") if frag.get("type") == "RESPONSE" else None
+            for n, ref in enumerate(refs if isinstance(refs, list) else []):
+                target = by_id.get(ref.get("id")) if isinstance(ref, dict) else None
+                link = _link(target)
+                if link is not None:
+                    found.append((n, *link))
+        return found
+
+    def _template(self) -> str:
+        for frag in fragments_of(self._tree):
+            if isinstance(frag, dict) and frag.get("type") == "TEMPLATE_RESPONSE":
+                return str(frag.get("content") or "")
+        return ""
+
+    def _take_ids(self, payload: dict) -> None:
+        for name in ("request_message_id", "response_message_id"):
+            if isinstance(payload.get(name), int):
+                setattr(self, name, payload[name])
+
+    def _log_once(self, key: Hashable, msg: str, *args: Any) -> None:
+        if key not in self._logged:
+            self._logged.add(key)
+            log.warning(msg, *args)
+
+
+def _legacy_field(kind: TextKind) -> str:
+    return LEGACY_THINKING if kind == "thinking" else LEGACY_ANSWER
+
+
+def _link(fragment: Any) -> tuple[str, str] | None:
+    """A TOOL_OPEN's page, or a TOOL_SEARCH's first result."""
+    if not isinstance(fragment, dict):
+        return None
+    if fragment.get("type") == "TOOL_OPEN":
+        page = fragment.get("result")
+    elif fragment.get("type") == "TOOL_SEARCH":
+        results = fragment.get("results")
+        page = results[0] if isinstance(results, list) and results else None
+    else:
+        return None
+    if not isinstance(page, dict) or not isinstance(page.get("url"), str):
+        return None
+    return page["url"], str(page.get("title") or "")
+
+
+def _error_text(error: Any) -> str:
+    if isinstance(error, dict):
+        for key in ("message", "msg", "detail"):
+            if isinstance(error.get(key), str) and error[key]:
+                return error[key]
+        return orjson.dumps(error).decode()
+    return str(error) or "upstream error"

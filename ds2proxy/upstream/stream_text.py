@@ -1,0 +1,111 @@
+"""Visible text of the response tree (spec §10.7, §11.4).
+
+:func:`text_fields` lists the tree's text-bearing fields (THINK / RESPONSE
+fragments, legacy flat fields) with a stable key each; :class:`TextTracker`
+remembers, per key and across rounds, the text already emitted, so a
+continue round's snapshot yields only what is new.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Hashable, Iterator
+from typing import Any
+
+from .events import TextKind
+from .stream_tree import LEGACY_ANSWER, LEGACY_THINKING
+
+log = logging.getLogger("ds2proxy.upstream.stream")
+
+FRAGMENT_KINDS: dict[str, TextKind] = {"THINK": "thinking", "RESPONSE": "answer"}
+# Fragment types that are known and never text (§10.2).
+SILENT_FRAGMENTS = frozenset({"TIP", "TOOL_SEARCH", "TOOL_OPEN", "TEMPLATE_RESPONSE"})
+
+LEAK_MARKER = "CONTENT_FILTER"
+_THINK_OPEN, _THINK_CLOSE = "<think>", "</think>"
+
+
+def fragments_of(root: Any) -> list:
+    """The ``response.fragments`` list of a tree, or an empty list."""
+    response = root.get("response") if isinstance(root, dict) else None
+    frags = response.get("fragments") if isinstance(response, dict) else None
+    return frags if isinstance(frags, list) else []
+
+
+def text_fields(root: Any, unknown: set[str]) -> Iterator[tuple[Hashable, TextKind, str]]:
+    """Yield ``(key, kind, text)`` for every text field, in creation order.
+
+    Unknown fragment types are added to ``unknown`` (so the caller logs each
+    once) and skipped.
+    """
+    for pos, frag in enumerate(fragments_of(root)):
+        if not isinstance(frag, dict):
+            continue
+        ftype = frag.get("type")
+        kind = FRAGMENT_KINDS.get(ftype) if isinstance(ftype, str) else None
+        if kind is None:
+            if ftype not in SILENT_FRAGMENTS:
+                unknown.add(str(ftype))
+            continue
+        content = frag.get("content")
+        if isinstance(content, str):
+            fid = frag.get("id")
+            yield ("fragment", fid if isinstance(fid, int) else f"#{pos}"), kind, content
+    response = root.get("response") if isinstance(root, dict) else None
+    if isinstance(response, dict):
+        yield from _legacy_fields(response)
+
+
+def _legacy_fields(response: dict) -> Iterator[tuple[Hashable, TextKind, str]]:
+    """Flat ``thinking_content`` / ``content`` of the older stream form (§10.8)."""
+    thinking = response.get("thinking_content")
+    if isinstance(thinking, str):
+        reasoning, spill = split_think_tags(thinking)
+        yield LEGACY_THINKING, "thinking", reasoning
+        yield (LEGACY_THINKING, "spill"), "answer", spill
+    answer = response.get("content")
+    if isinstance(answer, str):
+        yield LEGACY_ANSWER, "answer", answer
+
+
+def split_think_tags(text: str) -> tuple[str, str]:
+    """Old model bug: reasoning after ``</think>`` is answer; the tags are dropped."""
+    if _THINK_CLOSE not in text:
+        return text.replace(_THINK_OPEN, ""), ""
+    head, tail = text.split(_THINK_CLOSE, 1)
+    return (head.replace(_THINK_OPEN, ""),
+            tail.replace(_THINK_OPEN, "").replace(_THINK_CLOSE, ""))
+
+
+def cut_leak(text: str) -> tuple[str, bool]:
+    """Cut answer text at a leaked ``CONTENT_FILTER`` marker (§10.6).
+
+    Kept: the part before it, trailing spaces and tabs removed. Matched
+    case-sensitively, so an answer that merely talks about a lower-case
+    ``content_filter`` finish reason is left alone.
+    """
+    at = text.find(LEAK_MARKER)
+    if at < 0:
+        return text, False
+    return text[:at].rstrip(" \t"), True
+
+
+class TextTracker:
+    """Emitted text per field key, kept across rounds (§10.7 rule 2, §11.4)."""
+
+    def __init__(self) -> None:
+        self._seen: dict[Hashable, str] = {}
+
+    def delta(self, key: Hashable, text: str) -> str:
+        """The part of ``text`` not emitted yet for ``key`` ("" if none)."""
+        seen = self._seen.get(key, "")
+        if text is seen:
+            return ""
+        if text.startswith(seen):
+            self._seen[key] = text
+            return text[len(seen):]
+        if not seen.startswith(text):
+            log.warning("text of %s changed behind the stream (%d chars emitted, %d now);"
+                        " keeping what was sent", key, len(seen), len(text))
+            self._seen[key] = text
+        return ""
