@@ -78,8 +78,13 @@ def deepseek_hash_v1(data: bytes) -> bytes:
 def search(prefix: bytes, target: bytes, start: int, stop: int) -> int:
     """Return the first nonce in ``[start, stop)`` whose hash is ``target``, or -1.
 
-    Whole 136-byte blocks of the prefix are absorbed once and reused.
+    Whole 136-byte blocks of the prefix are absorbed once and reused. Nonces
+    are unsigned decimal text, so negative bounds are refused.
     """
+    if len(target) != 32:
+        raise ValueError("target must be 32 bytes")
+    if start < 0 or stop < 0:
+        raise ValueError("start and stop must be >= 0")
     state = [0] * 25
     full = len(prefix) - len(prefix) % RATE
     for off in range(0, full, RATE):
