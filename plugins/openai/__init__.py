@@ -6,7 +6,9 @@ from __future__ import annotations
 from ds2proxy.plugin_api import PluginAPI
 
 from .chat import ChatRoutes
+from .embeddings import EmbeddingRoutes
 from .models import ModelRoutes
+from .responses import ResponsesRoutes
 
 
 def register(api: PluginAPI) -> None:
@@ -16,3 +18,7 @@ def register(api: PluginAPI) -> None:
     api.route("GET", "/v1/models", models.list, errors=errors)
     api.route("GET", "/v1/models/{model_id}", models.get, errors=errors)
     api.route("POST", "/v1/chat/completions", chat.completions, errors=errors)
+    responses = ResponsesRoutes(api.core)
+    api.route("POST", "/v1/responses", responses.create, errors=errors)
+    api.route("GET", "/v1/responses/{response_id}", responses.get, errors=errors)
+    api.route("POST", "/v1/embeddings", EmbeddingRoutes(api.core).create, errors=errors)

@@ -1,0 +1,107 @@
+"""``POST /v1/embeddings``: the request's shape, answered by the configured provider.
+
+Token-array inputs cannot be decoded (the client's tokenizer is not
+DeepSeek's), so each array is embedded as the text of its numbers and counted
+as one token per element.
+"""
+
+from __future__ import annotations
+
+import base64
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from ds2proxy.errors import InvalidRequest, NotImplementedFeature
+from ds2proxy.formats import json_response
+from ds2proxy.tokens import count_tokens
+
+from .embeddings_providers import provider_for
+
+DEFAULT_DIMENSIONS = 1536
+MAX_DIMENSIONS = 8192
+MAX_INPUTS = 2048
+ENCODINGS = ("float", "base64")
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddingInput:
+    """One input as the provider sees it, and its token count for usage."""
+
+    text: str
+    tokens: int
+
+
+class EmbeddingRoutes:
+    def __init__(self, core: Any) -> None:
+        self.core = core
+
+    async def create(self, request: web.Request) -> web.Response:
+        self.core.authenticate(request)
+        body = await self.core.read_json(request)
+        model = body.get("model")
+        if not isinstance(model, str) or not model.strip():
+            raise InvalidRequest("'model' is required", param="model")
+        inputs = parse_inputs(body.get("input"))
+        dimensions = _dimensions(body.get("dimensions"))
+        encoding = body.get("encoding_format") or "float"
+        if encoding not in ENCODINGS:
+            raise InvalidRequest("'encoding_format' must be 'float' or 'base64'",
+                                 param="encoding_format")
+        provider = provider_for(self.core.config.embeddings_provider, dimensions)
+        if provider is None:
+            raise NotImplementedFeature(
+                "embeddings are not enabled on this server: set embeddings.provider")
+        vectors = await provider.embed([item.text for item in inputs])
+        tokens = sum(item.tokens for item in inputs)
+        return json_response({
+            "object": "list",
+            "data": [{"object": "embedding", "index": i, "embedding": _encode(v, encoding)}
+                     for i, v in enumerate(vectors)],
+            "model": model,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        })
+
+
+def parse_inputs(value: Any) -> list[EmbeddingInput]:
+    """A string, a list of strings, a token array or a list of token arrays."""
+    if isinstance(value, str) or _is_tokens(value):
+        value = [value]
+    if not isinstance(value, list) or not value:
+        raise InvalidRequest("'input' must be a non-empty string, list of strings or "
+                             "token arrays", param="input")
+    if len(value) > MAX_INPUTS:
+        raise InvalidRequest(f"'input' may hold at most {MAX_INPUTS} items", param="input")
+    return [_one_input(item, i) for i, item in enumerate(value)]
+
+
+def _one_input(item: Any, i: int) -> EmbeddingInput:
+    if isinstance(item, str) and item:
+        return EmbeddingInput(item, count_tokens(item))
+    if _is_tokens(item) and item:
+        return EmbeddingInput(" ".join(map(str, item)), len(item))
+    raise InvalidRequest(f"input[{i}] must be a non-empty string or token array",
+                         param="input")
+
+
+def _is_tokens(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(
+        isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in value)
+
+
+def _dimensions(value: Any) -> int:
+    if value is None:
+        return DEFAULT_DIMENSIONS
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_DIMENSIONS:
+        raise InvalidRequest(f"'dimensions' must be an integer from 1 to {MAX_DIMENSIONS}",
+                             param="dimensions")
+    return value
+
+
+def _encode(vector: list[float], encoding: str) -> list[float] | str:
+    """``base64`` is the little-endian float32 array the official clients decode."""
+    if encoding == "float":
+        return vector
+    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")

@@ -1,0 +1,95 @@
+"""A ``POST /v1/responses`` body → canonical request.
+
+Fields that steer nothing upstream (``store``, ``include``,
+``prompt_cache_key``, ``client_metadata``, ``metadata``, ``truncation``,
+``service_tier`` …) are accepted and left alone; tool types other than
+``function`` and ``custom`` are ignored, except that a ``namespace``
+contributes the tools it groups.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ds2proxy.canonical import ChatRequest, Message, ResolvedModel, ToolSpec
+from ds2proxy.errors import InvalidRequest
+from ds2proxy.formats.openai_chat import parse_response_format, parse_tools
+from ds2proxy.thinking import thinking_override
+from ds2proxy.toolcall.choice import parse_openai_tool_choice
+
+from .responses_input import items_to_messages
+
+SAMPLING_KEYS = ("temperature", "top_p")
+
+
+@dataclass
+class ResponsesRequest:
+    """The canonical request plus what the response object echoes or stores."""
+
+    chat: ChatRequest
+    items: list[Any]                 # the whole conversation, history included
+    namespaces: dict[str, str] = field(default_factory=dict)   # tool name → namespace
+    store: bool = True
+
+
+def parse_responses_request(body: dict, model: ResolvedModel, items: list[Any]
+                            ) -> ResponsesRequest:
+    """``items`` is the conversation: stored history (if any) then this input."""
+    flat, namespaces = flatten_tools(body.get("tools"))
+    tools = parse_tools(flat)
+    chat = ChatRequest(
+        model=model,
+        messages=_messages(items, body.get("instructions")),
+        stream=body.get("stream") is True,
+        tools=tools,
+        tool_choice=parse_openai_tool_choice(body.get("tool_choice"), tools),
+        parallel_tool_calls=body.get("parallel_tool_calls") is not False,
+        thinking=thinking_override(body),
+        max_tokens=_max_output_tokens(body.get("max_output_tokens")),
+        sampling={k: body[k] for k in SAMPLING_KEYS if body.get(k) is not None},
+        response_format=parse_response_format(_text_format(body.get("text"))),
+    )
+    return ResponsesRequest(chat, items, namespaces, store=body.get("store") is not False)
+
+
+def flatten_tools(value: Any) -> tuple[Any, dict[str, str]]:
+    """Namespaces replaced by their inner tools; also which namespace each came from."""
+    if not isinstance(value, list):
+        return value, {}
+    flat: list[Any] = []
+    namespaces: dict[str, str] = {}
+    for tool in value:
+        inner = tool.get("tools") if isinstance(tool, dict) else None
+        if isinstance(inner, list) and tool.get("type") == "namespace":
+            flat.extend(inner)
+            namespaces.update({t["name"]: tool.get("name") for t in inner
+                               if isinstance(t, dict) and isinstance(t.get("name"), str)
+                               and isinstance(tool.get("name"), str)})
+        else:
+            flat.append(tool)
+    return flat, namespaces
+
+
+def _messages(items: list[Any], instructions: Any) -> list[Message]:
+    messages = items_to_messages(items, instructions)
+    if not messages:
+        raise InvalidRequest("request must include 'input' or 'messages'", param="input")
+    return messages
+
+
+def _max_output_tokens(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidRequest("'max_output_tokens' must be a positive integer",
+                             param="max_output_tokens")
+    return value
+
+
+def _text_format(text: Any) -> Any:
+    if text is None:
+        return None
+    if not isinstance(text, dict):
+        raise InvalidRequest("'text' must be an object", param="text")
+    return text.get("format")

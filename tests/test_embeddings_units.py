@@ -1,0 +1,48 @@
+"""Embedding inputs and the deterministic provider, without a server."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from ds2proxy.errors import InvalidRequest
+from ds2proxy.tokens import count_tokens
+from plugins.openai.embeddings import parse_inputs
+from plugins.openai.embeddings_providers import DeterministicEmbeddings, provider_for
+
+
+async def test_same_text_same_unit_vector_of_the_asked_dimension() -> None:
+    provider = DeterministicEmbeddings(64)
+    a, b, c = await provider.embed(["hello", "hello", "hellO"])
+    assert a == b and a != c
+    assert len(a) == 64
+    assert math.isclose(math.fsum(v * v for v in a), 1.0, rel_tol=1e-12)
+
+
+def test_provider_choice_follows_the_setting() -> None:
+    assert isinstance(provider_for("deterministic", 8), DeterministicEmbeddings)
+    assert provider_for("", 8) is None and provider_for("none", 8) is None
+
+
+@pytest.mark.parametrize("value, texts", [
+    ("abc", ["abc"]),
+    (["a", "b"], ["a", "b"]),
+    ([1, 2, 3], ["1 2 3"]),
+    ([[1, 2], [3]], ["1 2", "3"]),
+])
+def test_every_input_form(value: object, texts: list[str]) -> None:
+    assert [i.text for i in parse_inputs(value)] == texts
+
+
+def test_token_counts() -> None:
+    assert [i.tokens for i in parse_inputs([[5, 6, 7], [8]])] == [3, 1]
+    assert parse_inputs("hello world")[0].tokens == count_tokens("hello world")
+
+
+@pytest.mark.parametrize("value", [None, "", [], [""], [[]], [None], {"text": "a"}, [True],
+                                   [[1, -2]]])
+def test_bad_inputs_are_400s(value: object) -> None:
+    with pytest.raises(InvalidRequest) as err:
+        parse_inputs(value)
+    assert err.value.param == "input"
