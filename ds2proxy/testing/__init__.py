@@ -1,0 +1,43 @@
+"""Test and demo support: a fake DeepSeek upstream and stream helpers.
+
+:class:`FakeDeepSeek` imitates the web-chat API closely enough for the real
+client to run against it (tests, ``--demo`` mode, benchmarks); the script
+types choose what each completion streams. :func:`reconstruct` runs rounds
+of SSE bytes through the stream parser and :func:`load_rounds` cuts a
+recording into rounds.
+"""
+
+from __future__ import annotations
+
+from .reconstruct import Reconstruction, reconstruct
+from .recordings import load_rounds, split_rounds
+from .scripts import (
+    Delivery,
+    EnvelopeFault,
+    HttpFault,
+    Replay,
+    Script,
+    Scripted,
+    SearchHit,
+    echo_script,
+)
+from .server import FakeDeepSeek
+from .state import CallRecord, FakeAccount
+
+__all__ = [
+    "CallRecord",
+    "Delivery",
+    "EnvelopeFault",
+    "FakeAccount",
+    "FakeDeepSeek",
+    "HttpFault",
+    "Reconstruction",
+    "Replay",
+    "Script",
+    "Scripted",
+    "SearchHit",
+    "echo_script",
+    "load_rounds",
+    "reconstruct",
+    "split_rounds",
+]

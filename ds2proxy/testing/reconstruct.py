@@ -21,6 +21,13 @@ class Reconstruction:
     events: list[UpstreamEvent] = field(default_factory=list)
     continue_after: list[bool] = field(default_factory=list)
 
+    def feed_round(self, body: bytes) -> None:
+        """One HTTP response body: ``start_round``, every line, then note ``should_continue``."""
+        self.parser.start_round()
+        for line in lines_of(body):
+            self.events.extend(self.parser.feed_line(line))
+        self.continue_after.append(self.parser.should_continue)
+
     def text(self, kind: str) -> str:
         return "".join(e.text for e in self.events if isinstance(e, TextChunk) and e.kind == kind)
 
@@ -43,8 +50,5 @@ def reconstruct(rounds: Iterable[bytes], *, thinking_enabled: bool = True) -> Re
     """Feed each round's body (``start_round`` first) and record ``should_continue`` after it."""
     result = Reconstruction(StreamParser(thinking_enabled=thinking_enabled))
     for body in rounds:
-        result.parser.start_round()
-        for line in lines_of(body):
-            result.events.extend(result.parser.feed_line(line))
-        result.continue_after.append(result.parser.should_continue)
+        result.feed_round(body)
     return result

@@ -1,0 +1,56 @@
+"""Write one round of SSE events to the client, with the scripted transport faults."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+
+from .scripts import Delivery
+
+STREAM_TYPE = "text/event-stream; charset=utf-8"
+COMMENT = b": \n\n"
+_BLOCK = 64 * 1024
+
+
+async def send_round(request: web.Request, events: list[bytes],
+                     delivery: Delivery) -> web.StreamResponse:
+    """Stream ``events``; unpaced rounds go out in large blocks to stay fast."""
+    resp = web.StreamResponse(headers={"Content-Type": STREAM_TYPE, "Cache-Control": "no-cache"})
+    await resp.prepare(request)
+    if not delivery.paced:
+        for block in _blocks(events):
+            await resp.write(block)
+        return resp
+    shown = events if delivery.drop_after is None else events[:delivery.drop_after]
+    for index, event in enumerate(shown):
+        if delivery.chunk_delay:
+            await asyncio.sleep(delivery.chunk_delay)
+        await resp.write(event)
+        if index == 0 and delivery.silence:
+            await _silence(resp, delivery)
+    if delivery.drop_after is not None and delivery.abort and request.transport is not None:
+        request.transport.abort()
+    return resp
+
+
+async def _silence(resp: web.StreamResponse, delivery: Delivery) -> None:
+    """Keep the stream quiet but alive with ``: `` comment lines."""
+    loop = asyncio.get_running_loop()
+    until = loop.time() + delivery.silence
+    while (left := until - loop.time()) > 0:
+        await asyncio.sleep(min(delivery.comment_every, left))
+        await resp.write(COMMENT)
+
+
+def _blocks(events: list[bytes]) -> list[bytes]:
+    blocks, current, size = [], [], 0
+    for event in events:
+        current.append(event)
+        size += len(event)
+        if size >= _BLOCK:
+            blocks.append(b"".join(current))
+            current, size = [], 0
+    if current:
+        blocks.append(b"".join(current))
+    return blocks
