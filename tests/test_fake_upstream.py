@@ -16,65 +16,67 @@ from ds2proxy.testing.raw_client import RawClient, encode_pow, solve
 from ds2proxy.testing.reconstruct import reconstruct
 from ds2proxy.upstream.events import Ready
 
-EMAIL, PASSWORD = "alice@example.com", "s3cret"
 MOBILE, MOBILE_PASSWORD = "13800138000", "m0bile"
-DIFFICULTY = 1000
 UPLOAD = "/api/v0/file/upload_file"
 
 
 @pytest.fixture
-async def fake() -> AsyncIterator[FakeDeepSeek]:
-    accounts = [FakeAccount(PASSWORD, email=EMAIL), FakeAccount(MOBILE_PASSWORD, mobile=MOBILE)]
-    async with FakeDeepSeek(accounts, difficulty=DIFFICULTY) as server:
-        yield server
+def fake(fake_upstream: FakeDeepSeek) -> FakeDeepSeek:
+    fake_upstream.add_account(FakeAccount(MOBILE_PASSWORD, mobile=MOBILE))
+    return fake_upstream
+
+
+@pytest.fixture
+def alice(fake: FakeDeepSeek) -> FakeAccount:
+    return next(a for a in fake.accounts.values() if a.email)
 
 
 @pytest.fixture
 async def client(fake: FakeDeepSeek) -> AsyncIterator[RawClient]:
-    async with aiohttp.ClientSession() as http:
-        yield RawClient(http, fake.base_url or "")
+    async with RawClient.open(fake.base_url or "") as raw:
+        yield raw
 
 
 @pytest.fixture
-async def token(client: RawClient) -> str:
-    return await client.login(PASSWORD, email=EMAIL)
+async def token(client: RawClient, alice: FakeAccount) -> str:
+    return await client.login_as(alice)
 
 
 def biz(reply_json: dict) -> dict:
     return reply_json["data"]["biz_data"]
 
 
-async def test_login_by_email_and_by_mobile(client: RawClient, fake: FakeDeepSeek) -> None:
-    by_mail = await client.login(PASSWORD, email=" Alice@Example.com ")
+async def test_login_by_email_and_by_mobile(client: RawClient, fake: FakeDeepSeek,
+                                            alice: FakeAccount) -> None:
+    by_mail = await client.login(alice.password, email=f" {alice.email.upper()} ")
     by_phone = await client.login(MOBILE_PASSWORD, mobile="+86 138-0013-8000", area_code=None)
     assert by_mail and by_phone and by_mail != by_phone
-    assert [c.account for c in fake.calls_to("users/login")] == [EMAIL, MOBILE]
+    assert [c.account for c in fake.calls_to("users/login")] == [alice.email, MOBILE]
     reply = await client.call("POST", "/api/v0/chat_session/create", {}, token=by_phone)
     assert reply.json()["code"] == 0
     assert fake.calls[-1].account == MOBILE
 
 
-async def test_wrong_password_is_biz_code_2(client: RawClient) -> None:
+async def test_wrong_password_is_biz_code_2(client: RawClient, alice: FakeAccount) -> None:
     reply = await client.call("POST", "/api/v0/users/login",
-                              {"email": EMAIL, "password": "nope", "device_id": "x"})
+                              {"email": alice.email, "password": "nope", "device_id": "x"})
     assert reply.status == 200
     data = reply.json()["data"]
     assert (data["biz_code"], data["biz_msg"]) == (2, "PASSWORD_OR_USER_NAME_IS_WRONG")
 
 
-@pytest.mark.parametrize(("body", "field"), [
-    ({"email": EMAIL, "device_id": "x"}, "password"),
-    ({"password": PASSWORD, "device_id": "x"}, "email"),
-    ({"email": EMAIL, "password": PASSWORD}, "device_id"),
-])
-async def test_missing_login_field_is_422(client: RawClient, body: dict, field: str) -> None:
+@pytest.mark.parametrize("field", ["password", "email", "device_id"])
+async def test_missing_login_field_is_422(client: RawClient, alice: FakeAccount,
+                                          field: str) -> None:
+    body = {"email": alice.email, "password": alice.password, "device_id": "x"}
+    del body[field]
     reply = await client.call("POST", "/api/v0/users/login", body)
     assert reply.status == 422
     assert reply.json()["detail"][0]["loc"] == f"body.{field}"
 
 
 async def test_revoked_and_unknown_tokens_get_code_40003(client: RawClient, fake: FakeDeepSeek,
-                                                         token: str) -> None:
+                                                         alice: FakeAccount, token: str) -> None:
     create = ("POST", "/api/v0/chat_session/create", {"agent": "chat"})
     assert (await client.call(*create, token=token)).json()["code"] == 0
     fake.revoke_tokens()
@@ -83,19 +85,18 @@ async def test_revoked_and_unknown_tokens_get_code_40003(client: RawClient, fake
         assert reply.status == 200
         assert reply.json() == {"code": 40003, "msg": "Authorization Failed (invalid token)",
                                 "data": None}
-    fresh = await client.login(PASSWORD, email=EMAIL)
+    fresh = await client.login_as(alice)
     assert (await client.call(*create, token=fresh)).json()["code"] == 0
 
 
-async def test_old_client_version_is_refused_when_configured() -> None:
-    async with FakeDeepSeek([FakeAccount(PASSWORD, email=EMAIL)], min_client_version="2.0.4"
-                            ) as strict, aiohttp.ClientSession() as http:
-        client = RawClient(http, strict.base_url or "")
+async def test_old_client_version_is_refused_when_configured(alice: FakeAccount) -> None:
+    async with FakeDeepSeek([alice], min_client_version="2.0.4") as strict, \
+            RawClient.open(strict.base_url or "") as client:
         old = await client.call("POST", "/api/v0/users/login",
-                                {"email": EMAIL, "password": PASSWORD, "device_id": "x"},
-                                headers={"x-client-version": "2.0.1"})
+                                {"email": alice.email, "password": alice.password,
+                                 "device_id": "x"}, headers={"x-client-version": "2.0.1"})
         assert old.json() == {"code": 40005, "msg": "CLIENT_VERSION_TOO_LOW", "data": None}
-        assert await client.login(PASSWORD, email=EMAIL)
+        assert await client.login_as(alice)
 
 
 async def test_session_listing_and_deletion(client: RawClient, token: str) -> None:
@@ -118,17 +119,18 @@ async def test_session_listing_and_deletion(client: RawClient, token: str) -> No
     assert other  # another account's session is untouched by delete_all
 
 
-async def test_challenge_shape(client: RawClient, token: str) -> None:
+async def test_challenge_shape(client: RawClient, fake: FakeDeepSeek, token: str) -> None:
     challenge = await client.challenge(token)
     assert challenge["algorithm"] == "DeepSeekHashV1"
     assert len(challenge["challenge"]) == 64 and int(challenge["challenge"], 16) >= 0
-    assert challenge["difficulty"] == DIFFICULTY and challenge["expire_after"] == 300000
+    assert challenge["difficulty"] == fake.pow.difficulty and challenge["expire_after"] == 300000
     assert abs(challenge["expire_at"] - (time.time() * 1000 + 300000)) < 60_000
     assert challenge["target_path"] == "/api/v0/chat/completion"
-    assert 0 <= solve(challenge) < DIFFICULTY
+    assert 0 <= solve(challenge) < fake.pow.difficulty
 
 
-async def test_pow_missing_wrong_and_right(client: RawClient, token: str) -> None:
+async def test_pow_missing_wrong_and_right(client: RawClient, fake: FakeDeepSeek,
+                                           token: str) -> None:
     sid = await client.session(token)
     missing = await client.completion(token, sid, "hi", "")
     assert missing.json() == {"code": 40300, "msg": "MISSING_HEADER", "data": None}
@@ -137,7 +139,8 @@ async def test_pow_missing_wrong_and_right(client: RawClient, token: str) -> Non
 
     challenge = await client.challenge(token)
     answer = solve(challenge)
-    wrong = await client.completion(token, sid, "hi", encode_pow(challenge, (answer + 1) % DIFFICULTY))
+    wrong_answer = (answer + 1) % fake.pow.difficulty
+    wrong = await client.completion(token, sid, "hi", encode_pow(challenge, wrong_answer))
     assert wrong.json() == {"code": 40301, "msg": "INVALID_POW_RESPONSE", "data": None}
     forged = encode_pow({**challenge, "signature": "0" * 64}, answer)
     assert (await client.completion(token, sid, "hi", forged)).json()["code"] == 40301
@@ -222,28 +225,28 @@ async def test_upload_needs_its_own_pow(client: RawClient, token: str) -> None:
     assert reply.json()["code"] == 40301
 
 
-async def test_calls_are_recorded_with_headers_and_account(fake: FakeDeepSeek,
+async def test_calls_are_recorded_with_headers_and_account(fake: FakeDeepSeek, alice: FakeAccount,
                                                            client: RawClient, token: str) -> None:
     fake.enqueue(Scripted(answer="ok"))
     seen, _ = await client.turn(token, "<｜User｜>ping<｜Assistant｜>")
     assert seen.answer == "ok"
     call = fake.calls_to("chat/completion")[0]
-    assert call.account == EMAIL and call.method == "POST"
+    assert call.account == alice.email and call.method == "POST"
     assert call.headers["x-client-version"] == "2.0.4"
     assert call.headers["authorization"] == f"Bearer {token}"
     assert call.body["prompt"] == "<｜User｜>ping<｜Assistant｜>"
 
 
-async def test_runs_standalone() -> None:
+async def test_runs_standalone(alice: FakeAccount) -> None:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "ds2proxy.testing", "--port", "0", "--account", f"{EMAIL}:{PASSWORD}",
-        stdout=asyncio.subprocess.PIPE)
+        sys.executable, "-m", "ds2proxy.testing", "--port", "0",
+        "--account", f"{alice.email}:{alice.password}", stdout=asyncio.subprocess.PIPE)
     try:
         assert proc.stdout is not None
         banner = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
         url = banner.split(" on ", 1)[1].split()[0]
-        async with aiohttp.ClientSession() as http:
-            assert await RawClient(http, url).login(PASSWORD, email=EMAIL)
+        async with RawClient.open(url) as client:
+            assert await client.login_as(alice)
     finally:
         proc.terminate()
         await proc.wait()

@@ -13,18 +13,16 @@ import pytest
 from ds2proxy.testing import (
     Delivery,
     EnvelopeFault,
-    FakeAccount,
     FakeDeepSeek,
     HttpFault,
     Replay,
     Scripted,
     SearchHit,
 )
-from ds2proxy.testing.raw_client import RawClient
+from ds2proxy.testing.raw_client import RawClient, RawReply
 from ds2proxy.testing.reconstruct import lines_of, reconstruct
 from ds2proxy.upstream.events import ContentFiltered, Hint, TextChunk
 
-EMAIL, PASSWORD = "bob@example.com", "pw"
 PROMPT = "<｜begin▁of▁sentence｜><｜User｜>Tell me about cats<｜Assistant｜>"
 RECORDINGS = [
     "markdown-format-example-20260405-spacefix",
@@ -35,27 +33,26 @@ RECORDINGS = [
 
 
 @pytest.fixture
-async def fake() -> AsyncIterator[FakeDeepSeek]:
-    async with FakeDeepSeek([FakeAccount(PASSWORD, email=EMAIL)], difficulty=500) as server:
-        yield server
+async def client(fake_upstream: FakeDeepSeek) -> AsyncIterator[RawClient]:
+    async with RawClient.open(fake_upstream.base_url or "") as raw:
+        yield raw
 
 
 @pytest.fixture
-async def client(fake: FakeDeepSeek) -> AsyncIterator[RawClient]:
-    async with aiohttp.ClientSession() as http:
-        yield RawClient(http, fake.base_url or "")
+def fake(fake_upstream: FakeDeepSeek) -> FakeDeepSeek:
+    return fake_upstream
 
 
 @pytest.fixture
-async def token(client: RawClient) -> str:
-    return await client.login(PASSWORD, email=EMAIL)
+async def token(fake: FakeDeepSeek, client: RawClient) -> str:
+    return await client.login_as(next(iter(fake.accounts.values())))
 
 
 def chunks_of(events: list, kind: str) -> list[str]:
     return [e.text for e in events if isinstance(e, TextChunk) and e.kind == kind]
 
 
-async def one_round(client: RawClient, token: str, *, thinking: bool = True):
+async def one_round(client: RawClient, token: str, *, thinking: bool = True) -> RawReply:
     sid = await client.session(token)
     return await client.completion(token, sid, PROMPT, await client.pow_header(token),
                                    thinking=thinking)

@@ -65,8 +65,17 @@ def test_continue_round_yields_only_new_text(fixtures_dir: Path) -> None:
     assert both.parser.response_message_id == 2
 
 
+def test_rounds_spliced_into_one_body(fixtures_dir: Path) -> None:
+    folder = _sample(fixtures_dir, "continue-thinking-snapshot-replay-20260405")
+    expected = json.loads((folder / "expected.json").read_text(encoding="utf-8"))
+    result = reconstruct([b"".join(load_rounds(folder))])
+    assert (result.thinking, result.answer) == (expected["thinking"], expected["content"])
+    assert result.parser.status == "FINISHED"
+
+
 def test_search_recording_citations_follow_references(fixtures_dir: Path) -> None:
-    result = reconstruct(load_rounds(_sample(fixtures_dir, "guangzhou-weather-reasoner-search-20260404")))
+    folder = _sample(fixtures_dir, "guangzhou-weather-reasoner-search-20260404")
+    result = reconstruct(load_rounds(folder))
     cites = result.parser.citations()
     markers = result.answer.count("[reference:")
     assert [n for n, _, _ in cites] == list(range(markers))

@@ -184,7 +184,8 @@ def test_top_level_content_filter_code(parser: StreamParser) -> None:
 
 def test_leaked_marker_cuts_the_rest_of_that_answer(parser: StreamParser) -> None:
     events = feed(parser, envelope(answer(2, "ok ")),
-                  {"p": "response/fragments/-1/content", "o": "APPEND", "v": "fine \tCONTENT_FILTER模板"},
+                  {"p": "response/fragments/-1/content", "o": "APPEND",
+                   "v": "fine \tCONTENT_FILTER模板"},
                   {"v": "模板续"})
     assert texts(events) == ["ok ", "fine"]
 
@@ -208,7 +209,8 @@ def test_sse_framing_ready_hint_error_done_and_comments(parser: StreamParser) ->
 
 def test_event_name_applies_to_one_data_line_only(parser: StreamParser) -> None:
     events = feed(parser, "event: title", 'data: {"content":"t"}',
-                  'data: {"v":{"response":{"fragments":[{"id":2,"type":"RESPONSE","content":"x"}]}}}')
+                  'data: {"v":{"response":{"fragments":'
+                  '[{"id":2,"type":"RESPONSE","content":"x"}]}}}')
     assert texts(events) == ["x"]
 
 

@@ -9,6 +9,7 @@ recording into rounds.
 
 from __future__ import annotations
 
+from .raw_client import RawClient
 from .reconstruct import Reconstruction, reconstruct
 from .recordings import load_rounds, split_rounds
 from .scripts import (
@@ -31,6 +32,7 @@ __all__ = [
     "FakeAccount",
     "FakeDeepSeek",
     "HttpFault",
+    "RawClient",
     "Reconstruction",
     "Replay",
     "Script",

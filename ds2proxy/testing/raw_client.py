@@ -9,6 +9,8 @@ difficulties.
 from __future__ import annotations
 
 import base64
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +20,7 @@ import orjson
 from ..pow.reference import search
 from ..upstream.patch import StreamParser
 from .reconstruct import Reconstruction
+from .state import FakeAccount
 
 CLIENT_HEADERS = {"x-client-platform": "android", "x-client-version": "2.0.4",
                   "x-client-locale": "zh_CN", "Accept": "application/json"}
@@ -50,6 +53,13 @@ class RawClient:
     def __init__(self, http: aiohttp.ClientSession, base_url: str) -> None:
         self.http, self.base_url = http, base_url
 
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def open(cls, base_url: str) -> AsyncIterator[RawClient]:
+        """A client with its own HTTP session, closed on exit."""
+        async with aiohttp.ClientSession() as http:
+            yield cls(http, base_url)
+
     async def call(self, method: str, path: str, body: Any = None, *, token: str | None = None,
                    headers: dict[str, str] | None = None, **kwargs: Any) -> RawReply:
         sent = dict(CLIENT_HEADERS)
@@ -66,6 +76,10 @@ class RawClient:
                                 {**identity, "password": password, "device_id": "test",
                                  "os": "android"})
         return reply.json()["data"]["biz_data"]["user"]["token"]
+
+    async def login_as(self, account: FakeAccount) -> str:
+        identity = {"email": account.email} if account.email else {"mobile": account.mobile}
+        return await self.login(account.password, **identity)
 
     async def session(self, token: str) -> str:
         reply = await self.call("POST", "/api/v0/chat_session/create", {"agent": "chat"},

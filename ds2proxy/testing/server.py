@@ -136,8 +136,9 @@ class FakeDeepSeek(ChatRoutes, FileRoutes):
         if account is None or not hmac.compare_digest(account.password.encode(),
                                                       str(body["password"]).encode()):
             return biz_error(WRONG_PASSWORD)
-        user = {"id": hashlib.sha1(identity.encode()).hexdigest()[:16], "token": self.issue_token(identity),
-                "email": _mask(account.email), "mobile_number": _mask(account.mobile),
+        user = {"id": hashlib.sha1(identity.encode()).hexdigest()[:16],
+                "token": self.issue_token(identity), "email": _mask(account.email),
+                "mobile_number": _mask(account.mobile),
                 "area_code": "+86" if account.mobile else None, "status": 0,
                 "chat": {"is_muted": 0, "mute_until": None}}
         return ok({"code": 0, "msg": "", "user": user})

@@ -93,7 +93,11 @@ class StreamParser:
     # -- rounds ---------------------------------------------------------------
 
     def start_round(self) -> None:
-        """Call before each HTTP response body: a fresh cursor, no status yet."""
+        """Call before each HTTP response body: a fresh cursor, no status yet.
+
+        Each ``ready`` event does the same, so rounds spliced into one body
+        (as some proxies store them) parse too.
+        """
         self._cursor = Cursor()
         self._event = "message"
         self._ended = False
@@ -152,6 +156,7 @@ class StreamParser:
         if not isinstance(payload, dict):
             self._log_once(("shape", event), "skipping non-object %s frame", event)
         elif event == "ready":
+            self.start_round()  # also right for rounds spliced into one body
             self._take_ids(payload)
             model = payload.get("model_type")
             self.model_type = model if isinstance(model, str) else self.model_type
