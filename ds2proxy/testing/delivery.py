@@ -3,25 +3,37 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from aiohttp import web
 
+from .scripted_stream import COMMENT
 from .scripts import Delivery
 
+log = logging.getLogger("ds2proxy.testing.fake")
+
 STREAM_TYPE = "text/event-stream; charset=utf-8"
-COMMENT = b": \n\n"
 _BLOCK = 64 * 1024
 
 
 async def send_round(request: web.Request, events: list[bytes],
                      delivery: Delivery) -> web.StreamResponse:
-    """Stream ``events``; unpaced rounds go out in large blocks to stay fast."""
+    """Stream ``events``; a client that leaves just ends the round early."""
     resp = web.StreamResponse(headers={"Content-Type": STREAM_TYPE, "Cache-Control": "no-cache"})
     await resp.prepare(request)
-    if not delivery.paced:
+    try:
+        await _write(request, resp, events, delivery)
+    except ConnectionResetError:
+        log.debug("client left %s mid-stream", request.path)
+    return resp
+
+
+async def _write(request: web.Request, resp: web.StreamResponse, events: list[bytes],
+                 delivery: Delivery) -> None:
+    if not delivery.paced:  # large blocks keep long replays fast
         for block in _blocks(events):
             await resp.write(block)
-        return resp
+        return
     shown = events if delivery.drop_after is None else events[:delivery.drop_after]
     for index, event in enumerate(shown):
         if delivery.chunk_delay:
@@ -31,7 +43,6 @@ async def send_round(request: web.Request, events: list[bytes],
             await _silence(resp, delivery)
     if delivery.drop_after is not None and delivery.abort and request.transport is not None:
         request.transport.abort()
-    return resp
 
 
 async def _silence(resp: web.StreamResponse, delivery: Delivery) -> None:
