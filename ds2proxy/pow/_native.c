@@ -132,7 +132,6 @@ static inline int permute_matches(const uint64_t s[25], const uint64_t t[4]) {
     LOAD_LANES(A, s);
     ROUNDS_1_TO_22(A, E);
     THETA(A);
-    (void)Ca;
     uint64_t B0 = Aba ^ Da, B1 = rol(Age ^ De, 44), B2 = rol(Aki ^ Di, 43);
     if ((B0 ^ (~B1 & B2) ^ RC[23]) != t[0]) return 0;
     uint64_t B3 = rol(Amo ^ Do, 21), B4 = rol(Asu ^ Du, 14);
@@ -232,12 +231,17 @@ static PyObject *py_hash(PyObject *self, PyObject *arg) {
     return PyBytes_FromStringAndSize((const char *)out, DIGEST);
 }
 
-static int parse_bound(PyObject *obj, const char *name, unsigned long long *out) {
+/* A nonce bound in [0, LLONG_MAX]; a larger stop is clamped (19 digits suffice). */
+static int parse_bound(PyObject *obj, const char *name, int clamp, unsigned long long *out) {
     int overflow = 0;
     long long v = PyLong_AsLongLongAndOverflow(obj, &overflow);
     if (v == -1 && PyErr_Occurred()) return -1;
     if (overflow < 0 || (!overflow && v < 0)) {
         PyErr_Format(PyExc_ValueError, "%s must be >= 0", name);
+        return -1;
+    }
+    if (overflow && !clamp) {
+        PyErr_Format(PyExc_OverflowError, "%s is too large", name);
         return -1;
     }
     *out = overflow ? (unsigned long long)LLONG_MAX : (unsigned long long)v;
@@ -257,7 +261,7 @@ static PyObject *py_search(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "target must be 32 bytes");
         goto fail;
     }
-    if (parse_bound(start_obj, "start", &start) < 0 || parse_bound(stop_obj, "stop", &stop) < 0)
+    if (parse_bound(start_obj, "start", 0, &start) < 0 || parse_bound(stop_obj, "stop", 1, &stop) < 0)
         goto fail;
     memset(&c, 0, sizeof c);
     for (int i = 0; i < 4; i++) c.target[i] = load_le((const unsigned char *)target.buf + 8 * i);
