@@ -35,9 +35,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 async def _demo_store() -> tuple[ConfigStore, object]:
-    from .testing import FakeDeepSeek
+    from .testing import FakeAccount, FakeDeepSeek
 
-    fake = FakeDeepSeek(accounts={DEMO_ACCOUNT["email"]: DEMO_ACCOUNT["password"]},
+    fake = FakeDeepSeek([FakeAccount(DEMO_ACCOUNT["password"], email=DEMO_ACCOUNT["email"])],
                         difficulty=2000)
     base_url = await fake.start()
     store = ConfigStore({"keys": [DEMO_KEY], "accounts": [dict(DEMO_ACCOUNT)],

@@ -118,9 +118,17 @@ class UpstreamError(ProxyError):
     code = "upstream_error"
 
     def __init__(self, message: str, *, retryable: bool = True, status: int | None = None,
-                 code: str | None = None) -> None:
-        super().__init__(message, status=status, code=code)
+                 code: str | None = None, retry_after: int | None = None) -> None:
+        super().__init__(message, status=status, code=code, retry_after=retry_after)
         self.retryable = retryable
+
+
+class UpstreamRateLimited(UpstreamError):
+    """The upstream itself answered 429: worth another account, else a 429."""
+
+    status = 429
+    type = "rate_limit_error"
+    code = "upstream_rate_limited"
 
 
 class UpstreamAuthError(UpstreamError):

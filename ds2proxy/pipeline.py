@@ -43,14 +43,13 @@ from .errors import (
     UpstreamError,
 )
 from .prompt.build import build_prompt
-from .structured import format_instructions
+from .structured import JSONOutputError, format_instructions, repair_prompt
 from .shaping import ShapingSettings, TurnShaper
 from .tokens import count_prompt_tokens
 from .toolcall.prompt import build_tool_prompt
-from .upstream.client import COMPLETION_PATH, UpstreamCallError
+from .upstream.client import COMPLETION_PATH, UpstreamCallError, UpstreamStream
 from .upstream.events import ContentFiltered as FilterEvent
 from .upstream.events import Hint, TextChunk, UpstreamFault
-from .upstream.lines import iter_lines
 from .upstream.patch import StreamParser
 from .upstream.session import Credentials, with_refresh
 
@@ -79,7 +78,7 @@ class Turn:
         self.continue_calls = 0
         self.account: str | None = None
         self._creds: Credentials | None = None
-        self._resp: aiohttp.ClientResponse | None = None
+        self._resp: UpstreamStream | None = None
         self._session_id = ""
         self._pow_header = ""
         self._tried: set[str] = set()
@@ -243,44 +242,63 @@ class Turn:
         await self.open()
 
     async def _run(self, shaper: TurnShaper) -> AsyncIterator[TurnEvent]:
-        retried_empty = False
+        retried_empty = repaired = False
         while True:
-            hint = None
-            async for up in self._read_rounds():
-                if isinstance(up, TextChunk):
-                    events = (shaper.on_reasoning(up.text) if up.kind == "thinking"
-                              else shaper.on_answer(up.text))
-                    for event in events:
-                        yield event
-                    if shaper.stopped:
-                        break
-                elif isinstance(up, FilterEvent):
-                    self.filter_template = up.template
-                    shaper.on_filtered(up.template)
-                elif isinstance(up, Hint):
-                    hint = up
-                elif isinstance(up, UpstreamFault):
-                    raise UpstreamError(f"upstream error: {up.message}")
-            if hint is not None and hint.finish_reason == "input_exceeds_limit":
-                raise InvalidRequest("the conversation exceeds the upstream input limit",
-                                     code="context_length_exceeded")
-            done = shaper.stopped or shaper.filtered is not None
-            if not done and hint is None and not self._parser.ended:
-                raise UpstreamError("upstream stream ended before the answer was complete")
+            async for event in self._consume(shaper):
+                yield event
             for event in shaper.flush():
                 yield event
-            if done or shaper.has_visible_output:
-                break
-            if retried_empty:
-                raise RateLimited(
-                    "Upstream account hit a rate limit and returned "
-                    + ("reasoning without visible output." if shaper.reasoning
-                       else "empty output."), retry_after=10, code="upstream_empty_output")
-            retried_empty = True
-            shaper.restart_answer()
-            await self._retry_empty()
+            done = shaper.stopped or shaper.filtered is not None
+            if not done and not shaper.has_visible_output:
+                if retried_empty:
+                    raise RateLimited(
+                        "Upstream account hit a rate limit and returned "
+                        + ("reasoning without visible output." if shaper.reasoning
+                           else "empty output."), retry_after=10, code="upstream_empty_output")
+                retried_empty = True
+                shaper.restart_answer()
+                await self._ask_again(self.prompt + EMPTY_RETRY_SUFFIX)
+                continue
+            if shaper.json_pending:
+                try:
+                    events = shaper.finish_json()
+                except JSONOutputError as exc:
+                    if repaired:
+                        raise UpstreamError(f"the model did not return the requested JSON: {exc}",
+                                            retryable=False, code="json_output_invalid") from None
+                    repaired = True
+                    shaper.restart_answer()
+                    await self._ask_again(repair_prompt(str(exc), self.chat.response_format))
+                    continue
+                for event in events:
+                    yield event
+            break
         for event in shaper.tail():
             yield event
+
+    async def _consume(self, shaper: TurnShaper) -> AsyncIterator[TurnEvent]:
+        """Feed one upstream answer (all its rounds) through the shaper."""
+        hint = None
+        async for up in self._read_rounds():
+            if isinstance(up, TextChunk):
+                events = (shaper.on_reasoning(up.text) if up.kind == "thinking"
+                          else shaper.on_answer(up.text))
+                for event in events:
+                    yield event
+                if shaper.stopped:
+                    return
+            elif isinstance(up, FilterEvent):
+                self.filter_template = up.template
+                shaper.on_filtered(up.template)
+            elif isinstance(up, Hint):
+                hint = up
+            elif isinstance(up, UpstreamFault):
+                raise UpstreamError(f"upstream error: {up.message}")
+        if hint is not None and hint.finish_reason == "input_exceeds_limit":
+            raise InvalidRequest("the conversation exceeds the upstream input limit",
+                                 code="context_length_exceeded")
+        if hint is None and shaper.filtered is None and not self._parser.ended:
+            raise UpstreamError("upstream stream ended before the answer was complete")
 
     async def _read_rounds(self) -> AsyncIterator[Any]:
         parser = self._parser
@@ -290,10 +308,11 @@ class Turn:
             resp = self._resp
             assert resp is not None
             try:
-                async for line in iter_lines(resp):
+                async for line in resp.lines():
                     for event in parser.feed_line(line):
                         yield event
             except (aiohttp.ClientError, TimeoutError) as exc:
+                resp.release(type(exc).__name__)
                 raise UpstreamError(f"upstream stream broke: {type(exc).__name__}") from None
             finally:
                 resp.release()
@@ -312,14 +331,14 @@ class Turn:
             self._creds, self.core.keeper,
             lambda t: self.core.client.open_stream(CONTINUE_PATH, t, self._pow_header, body))
 
-    async def _retry_empty(self) -> None:
-        """Spec §12: one more try in the same session, asking for visible output."""
+    async def _ask_again(self, prompt: str) -> None:
+        """A follow-up message in the same session (spec §12 empty-output retry,
+        JSON repair), with a fresh PoW and a fresh parser."""
         assert self._creds is not None
         parent = self._parser.response_message_id
-        log.info("empty upstream answer on %s; retrying once in the same session",
-                 self._creds.identifier)
+        log.info("asking again in the same session on %s", self._creds.identifier)
         self._parser = StreamParser(thinking_enabled=self.chat.thinking_enabled)
-        await self._start_completion(self._creds, self.prompt + EMPTY_RETRY_SUFFIX, parent)
+        await self._start_completion(self._creds, prompt, parent)
 
     # -- non-stream ----------------------------------------------------------------
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import orjson
+
 from .canonical import (
     ChatRequest,
     Citation,
@@ -26,8 +28,10 @@ from .canonical import (
 )
 from .citations import CitationRewriter
 from .errors import ToolChoiceViolation
+from .structured import check, extract_json
 from .tokens import count_tokens
-from .toolcall.sieve import TextCleaner, ToolSieve
+from .toolcall.clean import TextCleaner
+from .toolcall.sieve import ToolSieve
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +63,8 @@ class TurnShaper:
         self.emitted = 0
         self.length_hit = False
         self.filtered: str | None = None
+        self.json_mode = chat.response_format.type != "text"
+        self._json_buffer: list[str] = []
 
     # -- inputs --------------------------------------------------------------
 
@@ -104,9 +110,24 @@ class TurnShaper:
             events += self._track([TextDelta(self.cleaner.flush())])
         return events
 
+    @property
+    def json_pending(self) -> bool:
+        """JSON mode and the buffered answer still has to be checked and sent."""
+        return self.json_mode and not self.calls and self.filtered is None
+
+    def finish_json(self) -> list[TurnEvent]:
+        """The checked JSON answer as one text delta; JSONOutputError if unusable."""
+        value = extract_json("".join(self._json_buffer))
+        check(value, self.chat.response_format)
+        text = orjson.dumps(value).decode()
+        self._json_buffer.clear()
+        return self._out([TextDelta(text)], count_tokens(text))
+
     def restart_answer(self) -> None:
-        """Fresh text state for the empty-output retry; counters carry on."""
+        """Fresh text state for a second try (empty output, bad JSON); counters carry on."""
         chat = self.chat
+        self._json_buffer.clear()
+        self.visible.clear()
         if self.sieve is not None:
             self.sieve = ToolSieve(chat.tools, chat.tool_choice, early_emit=self._early_emit,
                                    single_call=not chat.parallel_tool_calls)
@@ -149,6 +170,9 @@ class TurnShaper:
                 if not ev.text:
                     continue
                 self.visible.append(ev.text)
+                if self.json_mode:
+                    self._json_buffer.append(ev.text)
+                    continue
                 tokens += count_tokens(ev.text)
             elif isinstance(ev, ToolCallStart):
                 self.calls += 1

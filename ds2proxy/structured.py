@@ -1,10 +1,224 @@
-"""Structured output (JSON mode): prompt instructions for a response format."""
+"""Structured output (JSON mode) on an upstream that has no such switch.
+
+The model is instructed in the prompt; its answer is then extracted (code
+fences and surrounding prose removed), parsed and checked against the
+client's schema. The pipeline re-asks once in the same upstream session when
+that fails, and gives a clear error if the second answer fails too.
+
+The schema check covers the JSON Schema keywords structured-output clients
+use (type, properties, required, additionalProperties, items, enum, const,
+anyOf/oneOf/allOf, nullable, numeric and length bounds), with OpenAPI-style
+upper-case type names (Gemini's ``"OBJECT"``, ``"STRING"`` …) accepted.
+"""
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
+import orjson
+
 from .canonical import ResponseFormat
+
+_FENCE = re.compile(r"```[\w-]*\s*\n?(.*?)```", re.DOTALL)
+_TYPES = {
+    "object": dict, "array": list, "string": str, "boolean": bool, "null": type(None),
+}
+
+
+class JSONOutputError(ValueError):
+    """The model's answer is not JSON matching the requested format."""
 
 
 def format_instructions(fmt: ResponseFormat) -> str:
     """Extra system text asking for JSON; empty for plain text."""
-    return ""
+    if fmt.type == "text":
+        return ""
+    lines = [
+        "Response format: reply with a single valid JSON value and nothing else — no prose "
+        "before or after it, no Markdown code fences, no comments.",
+    ]
+    if fmt.type == "json_schema" and fmt.schema:
+        schema = orjson.dumps(normalise_schema(fmt.schema)).decode()
+        lines.append(f"The JSON must conform to this JSON Schema: {schema}")
+        lines.append("Include every required property; use only the properties the schema "
+                     "defines when it forbids others.")
+    else:
+        lines.append("The JSON value must be an object.")
+    return "\n".join(lines)
+
+
+def repair_prompt(problem: str, fmt: ResponseFormat) -> str:
+    """The follow-up message sent in the same session after a bad answer."""
+    return ("Your previous reply could not be used: " + problem + ". Reply again with only "
+            "the corrected JSON value, no prose and no code fences.\n\n"
+            + format_instructions(fmt))
+
+
+def normalise_schema(schema: Any) -> Any:
+    """Lower-case OpenAPI type names, recursively; everything else unchanged."""
+    if isinstance(schema, dict):
+        out = {k: normalise_schema(v) for k, v in schema.items()}
+        kind = out.get("type")
+        if isinstance(kind, str):
+            out["type"] = kind.lower()
+        elif isinstance(kind, list):
+            out["type"] = [k.lower() if isinstance(k, str) else k for k in kind]
+        return out
+    if isinstance(schema, list):
+        return [normalise_schema(v) for v in schema]
+    return schema
+
+
+def extract_json(text: str) -> Any:
+    """The first JSON value in ``text``: bare, fenced, or embedded in prose."""
+    stripped = text.strip()
+    candidates = [stripped]
+    candidates += [m.group(1).strip() for m in _FENCE.finditer(text)]
+    for candidate in candidates:
+        try:
+            return orjson.loads(candidate)
+        except orjson.JSONDecodeError:
+            continue
+    for start, char in enumerate(text):
+        if char in "{[":
+            end = _balanced_end(text, start)
+            if end is not None:
+                try:
+                    return orjson.loads(text[start:end])
+                except orjson.JSONDecodeError:
+                    continue
+    raise JSONOutputError("the reply contains no parseable JSON value")
+
+
+def _balanced_end(text: str, start: int) -> int | None:
+    """Index after the bracket that closes ``text[start]`` (strings respected)."""
+    depth = 0
+    in_string = escaped = False
+    for i in range(start, len(text)):
+        c = text[i]
+        if in_string:
+            if escaped:
+                escaped = False
+            elif c == "\\":
+                escaped = True
+            elif c == '"':
+                in_string = False
+        elif c == '"':
+            in_string = True
+        elif c in "{[":
+            depth += 1
+        elif c in "}]":
+            depth -= 1
+            if depth == 0:
+                return i + 1
+    return None
+
+
+def check(value: Any, fmt: ResponseFormat) -> None:
+    """Raise JSONOutputError when ``value`` does not satisfy the format."""
+    if fmt.type == "json_object" and not isinstance(value, dict):
+        raise JSONOutputError("the reply must be a JSON object")
+    if fmt.type == "json_schema" and fmt.schema:
+        problems = validate(value, normalise_schema(fmt.schema))
+        if problems:
+            raise JSONOutputError("the JSON does not match the schema: " + "; ".join(problems[:5]))
+
+
+def validate(value: Any, schema: Any, path: str = "$") -> list[str]:
+    """Schema problems of ``value`` (empty when it conforms)."""
+    if not isinstance(schema, dict) or not schema:
+        return []
+    if value is None and schema.get("nullable"):
+        return []
+    problems = _check_type(value, schema, path)
+    if problems:
+        return problems
+    for check_fn in (_check_enum, _check_combinators, _check_object, _check_array, _check_bounds):
+        problems += check_fn(value, schema, path)
+    return problems
+
+
+def _check_type(value: Any, schema: dict, path: str) -> list[str]:
+    kinds = schema.get("type")
+    if kinds is None:
+        return []
+    kinds = kinds if isinstance(kinds, list) else [kinds]
+    if any(_is_type(value, k) for k in kinds):
+        return []
+    return [f"{path} should be {' or '.join(map(str, kinds))}"]
+
+
+def _is_type(value: Any, kind: str) -> bool:
+    if kind == "integer":
+        return isinstance(value, int) and not isinstance(value, bool) or (
+            isinstance(value, float) and value.is_integer())
+    if kind == "number":
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    expected = _TYPES.get(kind)
+    return expected is not None and isinstance(value, expected) and not (
+        kind != "boolean" and isinstance(value, bool))
+
+
+def _check_enum(value: Any, schema: dict, path: str) -> list[str]:
+    if "enum" in schema and value not in schema["enum"]:
+        return [f"{path} should be one of {schema['enum']}"]
+    if "const" in schema and value != schema["const"]:
+        return [f"{path} should be {schema['const']!r}"]
+    return []
+
+
+def _check_combinators(value: Any, schema: dict, path: str) -> list[str]:
+    problems: list[str] = []
+    for sub in schema.get("allOf") or []:
+        problems += validate(value, sub, path)
+    for key in ("anyOf", "oneOf"):
+        options = schema.get(key)
+        if options and all(validate(value, sub, path) for sub in options):
+            problems.append(f"{path} matches none of the {key} alternatives")
+    return problems
+
+
+def _check_object(value: Any, schema: dict, path: str) -> list[str]:
+    if not isinstance(value, dict):
+        return []
+    props = schema.get("properties") or {}
+    problems = [f"{path}.{name} is required" for name in schema.get("required") or []
+                if name not in value]
+    for name, item in value.items():
+        if name in props:
+            problems += validate(item, props[name], f"{path}.{name}")
+        elif schema.get("additionalProperties") is False:
+            problems.append(f"{path}.{name} is not allowed")
+        elif isinstance(schema.get("additionalProperties"), dict):
+            problems += validate(item, schema["additionalProperties"], f"{path}.{name}")
+    return problems
+
+
+def _check_array(value: Any, schema: dict, path: str) -> list[str]:
+    if not isinstance(value, list):
+        return []
+    problems: list[str] = []
+    if isinstance(schema.get("items"), dict):
+        for i, item in enumerate(value):
+            problems += validate(item, schema["items"], f"{path}[{i}]")
+    if "minItems" in schema and len(value) < schema["minItems"]:
+        problems.append(f"{path} needs at least {schema['minItems']} items")
+    if "maxItems" in schema and len(value) > schema["maxItems"]:
+        problems.append(f"{path} allows at most {schema['maxItems']} items")
+    return problems
+
+
+def _check_bounds(value: Any, schema: dict, path: str) -> list[str]:
+    problems: list[str] = []
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if "minimum" in schema and value < schema["minimum"]:
+            problems.append(f"{path} should be >= {schema['minimum']}")
+        if "maximum" in schema and value > schema["maximum"]:
+            problems.append(f"{path} should be <= {schema['maximum']}")
+    if isinstance(value, str):
+        if "minLength" in schema and len(value) < schema["minLength"]:
+            problems.append(f"{path} should have at least {schema['minLength']} characters")
+        if "maxLength" in schema and len(value) > schema["maxLength"]:
+            problems.append(f"{path} should have at most {schema['maxLength']} characters")
+    return problems

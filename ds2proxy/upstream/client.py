@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,8 +18,9 @@ import aiohttp
 import orjson
 
 from ..config import AccountConfig, UpstreamSettings
-from ..errors import RateLimited, UpstreamAuthError, UpstreamError
+from ..errors import UpstreamAuthError, UpstreamError, UpstreamRateLimited
 from ..pow import Challenge
+from .lines import iter_lines
 
 log = logging.getLogger("ds2proxy.upstream")
 
@@ -137,12 +139,44 @@ def login_body(account: AccountConfig) -> dict:
     raise UpstreamAuthError("missing email/mobile", retryable=False)
 
 
-class DeepSeekClient:
-    """Endpoint calls. ``token`` arguments are DeepSeek user tokens."""
+class UpstreamStream:
+    """An open completion/continue SSE response, mirrored into a dev capture."""
 
-    def __init__(self, http: aiohttp.ClientSession, settings: UpstreamSettings) -> None:
+    def __init__(self, resp: aiohttp.ClientResponse, capture: Any | None) -> None:
+        self.resp = resp
+        self.capture = capture
+
+    async def lines(self) -> AsyncIterator[str]:
+        async for line in iter_lines(self.resp):
+            if self.capture is not None:
+                self.capture.append(line.encode() + b"\n")
+            yield line
+
+    def release(self, error: str | None = None) -> None:
+        self.resp.release()
+        if self.capture is not None:
+            self.capture.finish(error)
+            self.capture = None
+
+
+class DeepSeekClient:
+    """Endpoint calls. ``token`` arguments are DeepSeek user tokens.
+
+    ``captures`` (optional) is the dev-capture buffer: every exchange is
+    offered to it, and it redacts and keeps what it is configured to keep.
+    """
+
+    def __init__(self, http: aiohttp.ClientSession, settings: UpstreamSettings,
+                 captures: Any | None = None) -> None:
         self.http = http
         self.settings = settings
+        self.captures = captures
+
+    def _capture(self, method: str, path: str, headers: dict[str, str], body: bytes | None
+                 ) -> Any | None:
+        if self.captures is None:
+            return None
+        return self.captures.start(method, self._url(path), headers, body)
 
     def configure(self, settings: UpstreamSettings) -> None:
         self.settings = settings
@@ -172,17 +206,24 @@ class DeepSeekClient:
 
     async def _json_call(self, what: str, method: str, path: str, *, token: str | None = None,
                          body: Any = None) -> Envelope:
+        headers = self.headers(token)
+        data = None if body is None else orjson.dumps(body)
+        capture = self._capture(method, path, headers, data)
         try:
-            async with self.http.request(
-                method, self._url(path), headers=self.headers(token),
-                data=None if body is None else orjson.dumps(body), timeout=self._timeout(),
-            ) as resp:
+            async with self.http.request(method, self._url(path), headers=headers, data=data,
+                                         timeout=self._timeout()) as resp:
                 raw = await resp.read()
                 status = resp.status
         except (aiohttp.ClientError, TimeoutError) as exc:
+            if capture is not None:
+                capture.finish(type(exc).__name__)
             raise UpstreamError(f"{what} failed: {type(exc).__name__}") from None
+        if capture is not None:
+            capture.set_status(status)
+            capture.append(raw)
+            capture.finish()
         if status == 429:
-            raise RateLimited("upstream rate limit", retry_after=5)
+            raise UpstreamRateLimited("upstream rate limit", retry_after=5)
         env = parse_envelope(status, raw)
         if env.code == 40005:
             raise UpstreamError(f"upstream refused client version {self.settings.client_version}"
@@ -231,7 +272,7 @@ class DeepSeekClient:
                               token=token, body={"chat_session_id": session_id})
 
     async def open_stream(self, path: str, token: str, pow_header: str, body: dict
-                          ) -> aiohttp.ClientResponse:
+                          ) -> UpstreamStream:
         """POST a completion or continue and return the open SSE response.
 
         Anything but HTTP 200 with ``text/event-stream`` is turned into an
@@ -239,20 +280,31 @@ class DeepSeekClient:
         """
         timeout = aiohttp.ClientTimeout(total=None, connect=self.settings.timeout_seconds,
                                         sock_read=self.settings.silence_timeout_seconds)
+        headers = self.headers(token, pow_header)
+        data = orjson.dumps(body)
+        capture = self._capture("POST", path, headers, data)
         try:
-            resp = await self.http.post(self._url(path), headers=self.headers(token, pow_header),
-                                        data=orjson.dumps(body), timeout=timeout)
+            resp = await self.http.post(self._url(path), headers=headers, data=data,
+                                        timeout=timeout)
         except (aiohttp.ClientError, TimeoutError) as exc:
+            if capture is not None:
+                capture.finish(type(exc).__name__)
             raise UpstreamError(f"{path} failed: {type(exc).__name__}") from None
+        if capture is not None:
+            capture.set_status(resp.status)
         ctype = resp.headers.get("Content-Type", "")
         if resp.status == 200 and ctype.startswith("text/event-stream"):
-            return resp
+            return UpstreamStream(resp, capture)
+        raw = b""
         try:
             raw = await resp.read()
         finally:
             resp.release()
+            if capture is not None:
+                capture.append(raw)
+                capture.finish(f"HTTP {resp.status}")
         if resp.status == 429:
-            raise RateLimited("upstream rate limit", retry_after=_retry_after(resp))
+            raise UpstreamRateLimited("upstream rate limit", retry_after=_retry_after(resp))
         if resp.status != 200:
             raise UpstreamError(f"{path} answered HTTP {resp.status}")
         env = parse_envelope(resp.status, raw)

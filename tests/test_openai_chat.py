@@ -1,0 +1,322 @@
+"""OpenAI chat completions end to end: official client → ds2proxy → fake DeepSeek.
+
+Recordings of the real upstream are replayed and must come back byte for
+byte; failures before and after the first byte, token expiry, limits and
+bad input are exercised on a server listening on a real port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import aiohttp
+import openai
+import pytest
+
+from ds2proxy.testing import Delivery, HttpFault, Replay, Scripted
+
+RECORDINGS = [
+    "markdown-format-example-20260405-spacefix",
+    "longtext-deepseek-v4-flash-20260429",
+    "continue-thinking-snapshot-replay-20260405",
+    "guangzhou-weather-reasoner-search-20260404",
+]
+
+
+def expected(fixtures_dir, name):
+    return json.loads((fixtures_dir / "deepseek-sse" / name / "expected.json").read_text())
+
+
+def client(proxy, **kw) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(base_url=proxy.url + "/v1", api_key=proxy.key, max_retries=0, **kw)
+
+
+USER = [{"role": "user", "content": "hello"}]
+
+
+@pytest.mark.parametrize("name", RECORDINGS)
+async def test_recording_reconstructs_exactly_non_stream(proxy, fixtures_dir, name):
+    want = expected(fixtures_dir, name)
+    proxy.fake.enqueue(Replay(fixtures_dir / "deepseek-sse" / name))
+    resp = await client(proxy).chat.completions.create(model="deepseek-reasoner",
+                                                       messages=USER)
+    msg = resp.choices[0].message
+    assert msg.content == want["content"]
+    assert msg.model_extra["reasoning_content"] == want["thinking"]
+    assert resp.choices[0].finish_reason == "stop"
+    assert len(proxy.fake.calls_to("chat/continue")) == want["rounds"] - 1
+    assert resp.usage.completion_tokens > 0 and resp.usage.prompt_tokens > 0
+    assert resp.usage.completion_tokens_details.reasoning_tokens > 0
+
+
+@pytest.mark.parametrize("name", RECORDINGS)
+async def test_recording_reconstructs_exactly_stream(proxy, fixtures_dir, name):
+    want = expected(fixtures_dir, name)
+    proxy.fake.enqueue(Replay(fixtures_dir / "deepseek-sse" / name))
+    stream = await client(proxy).chat.completions.create(
+        model="deepseek-reasoner", messages=USER, stream=True,
+        stream_options={"include_usage": True})
+    content, thinking, finish, usage = [], [], None, None
+    async for chunk in stream:
+        if chunk.usage is not None:
+            usage = chunk.usage
+        for choice in chunk.choices:
+            content.append(choice.delta.content or "")
+            thinking.append((choice.delta.model_extra or {}).get("reasoning_content") or "")
+            finish = choice.finish_reason or finish
+    assert "".join(content) == want["content"]
+    assert "".join(thinking) == want["thinking"]
+    assert finish == "stop"
+    assert usage is not None and usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
+    assert len(proxy.fake.calls_to("chat/continue")) == want["rounds"] - 1
+    assert proxy.core.pool.inflight == 0
+
+
+async def test_sync_client_stream_and_non_stream(proxy):
+    sync = openai.OpenAI(base_url=proxy.url + "/v1", api_key=proxy.key, max_retries=0)
+    proxy.fake.enqueue(Scripted(thinking="hmm", answer="Hello there, friend."))
+    resp = await asyncio.to_thread(sync.chat.completions.create, model="deepseek-chat",
+                                   messages=USER)
+    assert resp.choices[0].message.content == "Hello there, friend."
+    # deepseek-chat does not show thinking even though the upstream sent some.
+    assert "reasoning_content" not in (resp.choices[0].message.model_extra or {})
+
+    proxy.fake.enqueue(Scripted(answer="  two  spaces\n\nand lines  "))
+
+    def stream_text() -> str:
+        chunks = sync.chat.completions.create(model="gpt-4o", messages=USER, stream=True)
+        return "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+
+    assert await asyncio.to_thread(stream_text) == "  two  spaces\n\nand lines  "
+
+
+async def test_model_name_is_echoed_and_thinking_switch_honoured(proxy):
+    proxy.fake.enqueue(Scripted(thinking="private", answer="ok"))
+    resp = await client(proxy).chat.completions.create(
+        model="GPT-4O", messages=USER, extra_body={"thinking": {"type": "enabled"}})
+    assert resp.model == "GPT-4O"
+    assert resp.choices[0].message.model_extra["reasoning_content"] == "private"
+    sent = proxy.fake.calls_to("chat/completion")[-1].body
+    assert sent["thinking_enabled"] is True and sent["search_enabled"] is False
+
+    proxy.fake.enqueue(Scripted(answer="ok"))
+    await client(proxy).chat.completions.create(
+        model="deepseek-reasoner-search", messages=USER,
+        extra_body={"thinking": {"type": "disabled"}})
+    sent = proxy.fake.calls_to("chat/completion")[-1].body
+    assert sent["thinking_enabled"] is False and sent["search_enabled"] is True
+
+
+async def test_prompt_reaches_upstream_flattened(proxy):
+    proxy.fake.enqueue(Scripted(answer="ok"))
+    await client(proxy).chat.completions.create(model="deepseek-chat", messages=[
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Weather in Paris?"}])
+    prompt = proxy.fake.calls_to("chat/completion")[-1].body["prompt"]
+    assert prompt.startswith("<｜begin▁of▁sentence｜><｜System｜>")
+    assert "Be brief." in prompt
+    assert prompt.endswith("<｜User｜>Weather in Paris?<｜Assistant｜>")
+
+
+async def test_models_routes(proxy):
+    c = client(proxy)
+    ids = [m.id async for m in c.models.list()]
+    assert {"deepseek-chat", "deepseek-reasoner", "deepseek-chat-search",
+            "deepseek-reasoner-search"} <= set(ids)
+    model = await c.models.retrieve("gpt-4o")
+    assert model.id == "deepseek-chat"
+    with pytest.raises(openai.NotFoundError):
+        await c.models.retrieve("no-such-model-anywhere")
+
+
+# -- failures and recovery ------------------------------------------------------
+
+
+async def test_expired_token_is_refreshed_once(proxy):
+    proxy.fake.enqueue(Scripted(answer="first"), Scripted(answer="second"))
+    c = client(proxy)
+    assert (await c.chat.completions.create(model="deepseek-chat",
+                                            messages=USER)).choices[0].message.content == "first"
+    logins = len(proxy.fake.calls_to("users/login"))
+    proxy.fake.revoke_tokens()
+    resp = await c.chat.completions.create(model="deepseek-chat", messages=USER)
+    assert resp.choices[0].message.content == "second"
+    assert len(proxy.fake.calls_to("users/login")) == logins + 1
+    saved = json.loads(proxy.config_path.read_text())
+    assert all(a.get("token") for a in saved["accounts"] if a["email"] in {
+        c.account for c in proxy.fake.calls_to("chat/completion")})
+
+
+async def test_upstream_5xx_before_first_byte_moves_to_another_account(proxy):
+    proxy.fake.enqueue(HttpFault(502), Scripted(answer="from the other account"))
+    resp = await client(proxy).chat.completions.create(model="deepseek-chat", messages=USER)
+    assert resp.choices[0].message.content == "from the other account"
+    accounts = [c.account for c in proxy.fake.calls_to("chat/completion")]
+    assert len(accounts) == 2 and accounts[0] != accounts[1]
+    assert proxy.core.pool.inflight == 0
+
+
+async def test_upstream_429_on_every_account_is_a_429_with_retry_after(proxy):
+    proxy.fake.enqueue(HttpFault(429), HttpFault(429))
+    with pytest.raises(openai.RateLimitError) as info:
+        await client(proxy).chat.completions.create(model="deepseek-chat", messages=USER)
+    assert info.value.response.headers.get("Retry-After")
+    assert proxy.core.pool.inflight == 0
+
+
+async def test_drop_after_first_byte_ends_stream_with_error(proxy):
+    proxy.fake.enqueue(Scripted(answer="partial answer that never ends", chunk_size=2,
+                                delivery=Delivery(drop_after=8)))
+    async with aiohttp.ClientSession() as http:
+        async with http.post(proxy.url + "/v1/chat/completions", headers=proxy.headers(),
+                             json={"model": "deepseek-chat", "messages": USER,
+                                   "stream": True}) as resp:
+            assert resp.status == 200
+            body = (await resp.read()).decode()
+    frames = [line[6:] for line in body.splitlines() if line.startswith("data: ")]
+    assert frames[-1] == "[DONE]"
+    error = json.loads(frames[-2])
+    assert error["error"]["type"] == "api_error" and error["status_code"] == 502
+    assert not any('"finish_reason":"stop"' in f for f in frames)
+    assert proxy.core.pool.inflight == 0
+
+
+async def test_content_filter_keeps_partial_answer(proxy):
+    proxy.fake.enqueue(Scripted(answer="Some text.", content_filter=True))
+    resp = await client(proxy).chat.completions.create(model="deepseek-chat", messages=USER)
+    assert resp.choices[0].message.content == "Some text."
+    assert resp.choices[0].finish_reason == "content_filter"
+
+
+async def test_content_filter_without_text_is_a_400(proxy):
+    proxy.fake.enqueue(Scripted(answer="", content_filter=True))
+    with pytest.raises(openai.BadRequestError) as info:
+        await client(proxy).chat.completions.create(model="deepseek-chat", messages=USER)
+    assert info.value.body["code"] == "content_filter"
+
+
+async def test_empty_output_is_retried_in_the_same_session(proxy):
+    proxy.fake.enqueue(Scripted(hint="rate_limit_reached"), Scripted(answer="now visible"))
+    resp = await client(proxy).chat.completions.create(model="deepseek-chat", messages=USER)
+    assert resp.choices[0].message.content == "now visible"
+    calls = proxy.fake.calls_to("chat/completion")
+    assert calls[1].body["chat_session_id"] == calls[0].body["chat_session_id"]
+    assert calls[1].body["parent_message_id"] is not None
+
+
+async def test_empty_output_twice_is_429(proxy):
+    proxy.fake.enqueue(Scripted(hint="rate_limit_reached"), Scripted(hint="rate_limit_reached"))
+    with pytest.raises(openai.RateLimitError) as info:
+        await client(proxy).chat.completions.create(model="deepseek-chat", messages=USER)
+    assert info.value.body["code"] == "upstream_empty_output"
+
+
+# -- limits --------------------------------------------------------------------
+
+
+async def test_burst_respects_limits_and_full_pool_answers_429(proxy_factory):
+    proxy = await proxy_factory({"runtime": {"account_max_inflight": 1, "account_max_queue": 2}})
+    slow = Delivery(chunk_delay=0.05)
+    proxy.fake.enqueue(*[Scripted(answer="abcdef", chunk_size=1, delivery=slow)
+                         for _ in range(8)])
+    c = client(proxy)
+    peak = 0
+
+    async def watch():
+        nonlocal peak
+        while True:
+            peak = max(peak, proxy.core.pool.inflight)
+            await asyncio.sleep(0.005)
+
+    watcher = asyncio.create_task(watch())
+    results = await asyncio.gather(
+        *(c.chat.completions.create(model="deepseek-chat", messages=USER) for _ in range(6)),
+        return_exceptions=True)
+    watcher.cancel()
+    ok = [r for r in results if not isinstance(r, Exception)]
+    limited = [r for r in results if isinstance(r, openai.RateLimitError)]
+    assert len(ok) == 4 and len(limited) == 2  # 2 accounts x 1 + queue of 2
+    assert all(r.response.headers["Retry-After"] for r in limited)
+    assert peak <= 2
+    assert proxy.core.pool.inflight == 0
+
+
+async def test_lease_released_when_client_disconnects_mid_stream(proxy):
+    proxy.fake.enqueue(Scripted(answer="x" * 400, chunk_size=1,
+                                delivery=Delivery(chunk_delay=0.02)))
+    async with aiohttp.ClientSession() as http:
+        resp = await http.post(proxy.url + "/v1/chat/completions", headers=proxy.headers(),
+                               json={"model": "deepseek-chat", "messages": USER, "stream": True})
+        await resp.content.readline()
+        assert proxy.core.pool.inflight == 1
+        resp.close()
+    for _ in range(500):
+        if proxy.core.pool.inflight == 0:
+            break
+        await asyncio.sleep(0.01)
+    assert proxy.core.pool.inflight == 0
+
+
+async def test_target_account_header_pins_the_account(proxy):
+    proxy.fake.enqueue(Scripted(answer="a"), Scripted(answer="b"))
+    c = client(proxy, default_headers={"X-Ds2-Target-Account": "bob@example.com"})
+    for _ in range(2):
+        await c.chat.completions.create(model="deepseek-chat", messages=USER)
+    assert {c.account for c in proxy.fake.calls_to("chat/completion")} == {"bob@example.com"}
+
+
+# -- bad input -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("body, status, param", [
+    (b"{not json", 400, None),
+    (b'{"model": "deepseek-chat"}', 400, "messages"),
+    (b'{"model": "deepseek-chat", "messages": []}', 400, "messages"),
+    (b'{"model": "totally-custom", "messages": [{"role": "user", "content": "x"}]}', 400,
+     "model"),
+    (b'{"messages": [{"role": "user", "content": "x"}]}', 400, "model"),
+    (b"\xff\xfe", 400, None),
+])
+async def test_bad_input_gets_openai_error_shape(proxy, body, status, param):
+    async with aiohttp.ClientSession() as http:
+        async with http.post(proxy.url + "/v1/chat/completions", data=body,
+                             headers=proxy.headers(**{"Content-Type": "application/json"})
+                             ) as resp:
+            assert resp.status == status
+            err = (await resp.json())["error"]
+    assert err["type"] == "invalid_request_error" and err["message"]
+    assert err["param"] == param
+    assert proxy.core.pool.inflight == 0
+
+
+async def test_bad_key_with_passthrough_off_is_401(proxy_factory):
+    proxy = await proxy_factory({"auth": {"allow_passthrough": False}})
+    c = openai.AsyncOpenAI(base_url=proxy.url + "/v1", api_key="wrong", max_retries=0)
+    with pytest.raises(openai.AuthenticationError) as info:
+        await c.chat.completions.create(model="deepseek-chat", messages=USER)
+    assert info.value.body["type"] == "authentication_error"
+
+
+async def test_passthrough_token_used_directly_and_refusal_is_401(proxy):
+    async with aiohttp.ClientSession() as http:
+        async with http.post(proxy.url + "/v1/chat/completions",
+                             headers={"Authorization": "Bearer not-a-deepseek-token"},
+                             json={"model": "deepseek-chat", "messages": USER}) as resp:
+            assert resp.status == 401
+            assert (await resp.json())["error"]["type"] == "authentication_error"
+    assert proxy.fake.calls_to("users/login") == []
+
+
+async def test_health_ready_and_cors(proxy):
+    async with aiohttp.ClientSession() as http:
+        async with http.get(proxy.url + "/healthz") as resp:
+            assert await resp.json() == {"status": "ok"}
+        async with http.get(proxy.url + "/readyz") as resp:
+            assert await resp.json() == {"status": "ready"}
+        async with http.options(proxy.url + "/v1/chat/completions", headers={
+                "Origin": "http://x", "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "authorization"}) as resp:
+            assert resp.status == 204
+            assert resp.headers["Access-Control-Allow-Origin"] == "*"
+            assert "X-Ds2-Target-Account" in resp.headers["Access-Control-Allow-Headers"]

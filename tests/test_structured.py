@@ -1,0 +1,90 @@
+"""JSON mode: instructions, extraction from fenced/prosy replies, schema checks."""
+
+from __future__ import annotations
+
+import pytest
+
+from ds2proxy.canonical import ResponseFormat
+from ds2proxy.structured import (
+    JSONOutputError,
+    check,
+    extract_json,
+    format_instructions,
+    normalise_schema,
+    validate,
+)
+
+ROUTER_SCHEMA = {
+    "type": "OBJECT",
+    "properties": {
+        "reasoning": {"type": "STRING"},
+        "model_choice": {"type": "STRING", "enum": ["flash", "pro"]},
+    },
+    "required": ["reasoning", "model_choice"],
+}
+
+
+@pytest.mark.parametrize("reply", [
+    '{"a": 1}',
+    '```json\n{"a": 1}\n```',
+    'Sure! Here it is:\n```\n{"a": 1}\n```\nHope that helps.',
+    'The answer is {"a": 1} as requested.',
+    '  {"a": 1}  \n',
+])
+def test_extract_json_from_every_wrapping(reply):
+    assert extract_json(reply) == {"a": 1}
+
+
+def test_extract_json_respects_brackets_inside_strings():
+    assert extract_json('note: {"s": "a } b { c", "n": [1, {"x": "]"}]} end') == {
+        "s": "a } b { c", "n": [1, {"x": "]"}]}
+
+
+def test_extract_json_refuses_prose():
+    with pytest.raises(JSONOutputError):
+        extract_json("I cannot produce JSON today {not json")
+
+
+def test_upper_case_openapi_types_are_normalised():
+    schema = normalise_schema(ROUTER_SCHEMA)
+    assert schema["type"] == "object"
+    assert schema["properties"]["model_choice"]["type"] == "string"
+    assert ROUTER_SCHEMA["type"] == "OBJECT"  # input not mutated
+
+
+def test_router_schema_accepts_valid_and_names_problems():
+    fmt = ResponseFormat(type="json_schema", schema=ROUTER_SCHEMA)
+    check({"reasoning": "simple", "model_choice": "flash"}, fmt)
+    with pytest.raises(JSONOutputError, match="model_choice is required"):
+        check({"reasoning": "x"}, fmt)
+    with pytest.raises(JSONOutputError, match="one of"):
+        check({"reasoning": "x", "model_choice": "huge"}, fmt)
+
+
+@pytest.mark.parametrize("value, schema, ok", [
+    (3, {"type": "integer"}, True),
+    (3.5, {"type": "integer"}, False),
+    (True, {"type": "integer"}, False),
+    (True, {"type": "boolean"}, True),
+    (None, {"type": "string", "nullable": True}, True),
+    (None, {"type": ["string", "null"]}, True),
+    ([1, 2], {"type": "array", "items": {"type": "integer"}, "minItems": 3}, False),
+    ({"a": 1, "b": 2}, {"type": "object", "properties": {"a": {}},
+                        "additionalProperties": False}, False),
+    ("x", {"anyOf": [{"type": "integer"}, {"type": "string"}]}, True),
+    (5, {"type": "number", "maximum": 4}, False),
+    ("abc", {"type": "string", "maxLength": 2}, False),
+])
+def test_validate_keywords(value, schema, ok):
+    assert (validate(value, schema) == []) is ok
+
+
+def test_json_object_requires_an_object():
+    with pytest.raises(JSONOutputError):
+        check([1, 2], ResponseFormat(type="json_object"))
+
+
+def test_instructions_only_in_json_mode():
+    assert format_instructions(ResponseFormat()) == ""
+    text = format_instructions(ResponseFormat(type="json_schema", schema=ROUTER_SCHEMA))
+    assert '"model_choice"' in text and '"object"' in text
