@@ -1,0 +1,106 @@
+"""The admin API and the dashboard.
+
+:func:`setup` is called by :func:`ds2proxy.app.create_app`. It mounts the
+JSON admin API under ``/admin/*`` (paths of the admin API spec), the
+server-rendered dashboard under ``/admin/`` and ``/admin/ui/*`` with its
+assets under ``/admin/static/``, and attaches the dev-capture buffer to the
+core as ``core.captures``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from ..app import PLUGINS
+from ..captures import CaptureBuffer
+from ..config import Config
+from .assets import static_dir
+from .context import AdminContext
+from .credentials import AdminCredentials
+from .dashboard import Dashboard, setup_templates
+from .forms import Forms
+from .gate import AdminGate
+from .operations import AdminOps
+from .pages import Pages
+from .playground import Playground
+from .routes import add_api_routes, guarded
+from .throttle import LoginThrottle
+from .web_session import WebSessions
+
+if TYPE_CHECKING:
+    from ..core import Core
+
+log = logging.getLogger("ds2proxy.admin")
+
+ADMIN = web.AppKey("ds2proxy_admin", AdminContext)
+
+
+def _captures_of(core: Core) -> CaptureBuffer:
+    """The core's capture buffer (made here if the core has none), kept in step
+    with the ``dev_captures`` settings."""
+    buffer = getattr(core, "captures", None)
+    if not isinstance(buffer, CaptureBuffer):
+        cfg = core.config
+        buffer = CaptureBuffer(cfg.captures_enabled, cfg.captures_limit,
+                               cfg.captures_max_body_bytes)
+        core.captures = buffer  # type: ignore[attr-defined]
+
+    def follow(cfg: Config) -> None:
+        buffer.configure(enabled=cfg.captures_enabled, limit=cfg.captures_limit,
+                         max_body_bytes=cfg.captures_max_body_bytes)
+
+    core.store.subscribe(follow)
+    return buffer
+
+
+def _warn_default_key(creds: AdminCredentials) -> None:
+    if creds.default_key_in_use:
+        log.warning("!" * 72)
+        log.warning("!! The admin key is the default 'admin'. Anyone who can reach this")
+        log.warning("!! server can administer it. Set DS2PROXY_ADMIN_KEY or a password.")
+        log.warning("!" * 72)
+
+
+def _add_dashboard(app: web.Application, ctx: AdminContext) -> None:
+    setup_templates(app)
+    dash = Dashboard(ctx)
+    pages = Pages(ctx, dash)
+    forms = Forms(ctx, dash, pages)
+    router = app.router
+    router.add_static("/admin/static", static_dir(), name="admin_static")
+    router.add_get("/admin", pages.root)
+    router.add_get("/admin/", pages.overview)
+    router.add_get("/admin/ui/login", pages.login_form)
+    router.add_post("/admin/ui/login", pages.login)
+    for path, handler in (
+        ("accounts", pages.accounts), ("keys", pages.keys), ("settings", pages.settings),
+        ("config", pages.config), ("config/download", pages.download),
+        ("playground", pages.playground), ("captures", pages.captures),
+        ("plugins", pages.plugins),
+    ):
+        router.add_get(f"/admin/ui/{path}", handler)
+    for path, back, handler in forms.table():
+        router.add_post(f"/admin/ui/{path}", dash.action(back, handler))
+    router.add_post("/admin/ui/playground/send", guarded(ctx, Playground(ctx).send))
+
+
+def setup(app: web.Application, core: Core, admin_key: str | None) -> None:
+    """Mount the admin API and the dashboard on ``app``."""
+    creds = AdminCredentials(core.store, admin_key)
+    sessions = WebSessions(creds)
+    captures = _captures_of(core)
+    ctx = AdminContext(core=core, ops=AdminOps(core, creds, captures, app.get(PLUGINS, [])),
+                       creds=creds, gate=AdminGate(creds, LoginThrottle(), sessions),
+                       sessions=sessions, captures=captures)
+    app[ADMIN] = ctx
+    add_api_routes(app, ctx)
+    _add_dashboard(app, ctx)
+    _warn_default_key(creds)
+
+    async def prepare(app: web.Application) -> None:
+        await creds.ensure_secret()
+
+    app.on_startup.append(prepare)

@@ -1,0 +1,35 @@
+"""``/admin/login``, ``/admin/verify`` and ``/admin/settings/password``."""
+
+from __future__ import annotations
+
+import time
+
+from aiohttp import web
+
+from .context import AdminContext, text_field
+from .responses import json_ok
+
+
+class AccessAPI:
+    def __init__(self, ctx: AdminContext) -> None:
+        self.ctx = ctx
+
+    async def login(self, request: web.Request) -> web.Response:
+        body = await self.ctx.body(request)
+        hours = self.ctx.creds.expire_hours(body.get("expire_hours"))
+        await self.ctx.gate.check_key(request, text_field(body, "admin_key"))
+        token, lifetime = self.ctx.creds.issue(hours)
+        return json_ok({"success": True, "token": token, "expires_in": lifetime})
+
+    async def verify(self, request: web.Request) -> web.Response:
+        claims = self.ctx.gate.jwt_of(request)
+        remaining = max(0, int(claims.expires_at - time.time()))
+        return json_ok({"valid": True, "expires_at": claims.expires_at,
+                        "remaining_seconds": remaining})
+
+    async def change_password(self, request: web.Request) -> web.Response:
+        body = await self.ctx.body(request)
+        await self.ctx.creds.change_password(body.get("new_password"))
+        token, lifetime = self.ctx.creds.issue(self.ctx.creds.expire_hours())
+        return json_ok({"success": True, "token": token, "expires_in": lifetime,
+                        "message": "password changed; every earlier admin token is revoked"})

@@ -1,0 +1,54 @@
+"""Config, settings, import/export, API keys and batch import."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from . import settings
+from .context import AdminContext
+from .responses import json_ok
+
+
+class ConfigAPI:
+    def __init__(self, ctx: AdminContext) -> None:
+        self.ctx = ctx
+        self.ops = ctx.ops
+
+    async def get_config(self, request: web.Request) -> web.Response:
+        return json_ok(self.ops.config_view())
+
+    async def post_config(self, request: web.Request) -> web.Response:
+        await self.ops.replace_lists(await self.ctx.body(request))
+        return json_ok({"success": True, "config": self.ops.config_view()})
+
+    async def get_settings(self, request: web.Request) -> web.Response:
+        return json_ok(self.ops.settings_view())
+
+    async def put_settings(self, request: web.Request) -> web.Response:
+        changes = settings.flatten_patch(await self.ctx.body(request))
+        await self.ops.update_settings(changes)
+        return json_ok({"success": True, "settings": self.ops.settings_view()})
+
+    async def import_config(self, request: web.Request) -> web.Response:
+        body = await self.ctx.body(request)
+        return json_ok(await self.ops.import_config(body, request.query.get("mode")))
+
+    async def export_full(self, request: web.Request) -> web.Response:
+        return json_ok(self.ops.export())
+
+    async def export_text(self, request: web.Request) -> web.Response:
+        exported = self.ops.export()
+        return json_ok({"json": exported["json"], "base64": exported["base64"]})
+
+    async def add_key(self, request: web.Request) -> web.Response:
+        body = await self.ctx.body(request)
+        total = await self.ops.add_key(body.get("key"))
+        return json_ok({"success": True, "total_keys": total})
+
+    async def delete_key(self, request: web.Request) -> web.Response:
+        total = await self.ops.remove_key(request.match_info["key"])
+        return json_ok({"success": True, "total_keys": total})
+
+    async def batch_import(self, request: web.Request) -> web.Response:
+        body = await self.ctx.body(request)
+        return json_ok(await self.ops.batch_import(body.get("keys"), body.get("accounts")))

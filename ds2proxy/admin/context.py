@@ -1,0 +1,44 @@
+"""Everything an admin handler needs, built once by :func:`ds2proxy.admin.setup`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from ..captures import CaptureBuffer
+from ..errors import InvalidRequest
+from .credentials import AdminCredentials
+from .gate import AdminGate
+from .operations import AdminOps
+from .web_session import WebSessions
+
+if TYPE_CHECKING:
+    from ..core import Core
+
+
+@dataclass(frozen=True, slots=True)
+class AdminContext:
+    core: Core
+    ops: AdminOps
+    creds: AdminCredentials
+    gate: AdminGate
+    sessions: WebSessions
+    captures: CaptureBuffer
+
+    async def body(self, request: web.Request, *, optional: bool = False) -> dict[str, Any]:
+        """The JSON object sent; ``{}`` for an empty optional body."""
+        if optional and not request.can_read_body:
+            return {}
+        return await self.core.read_json(request)
+
+
+def text_field(body: dict[str, Any], name: str, default: str = "") -> str:
+    """A string member of a request body (absent or null: ``default``)."""
+    value = body.get(name)
+    if value is None:
+        return default
+    if not isinstance(value, str):
+        raise InvalidRequest(f"'{name}' must be a string", param=name)
+    return value.strip() or default

@@ -1,0 +1,171 @@
+"""Who may administer, and the JWTs that prove it.
+
+Until a password is set, the admin key is the one the process was started
+with (``DS2PROXY_ADMIN_KEY``, default ``admin``). Setting a password stores
+only a salted hash in the config (``admin.password_hash``); from then on the
+password replaces the start-up key, and ``admin.jwt_valid_after`` revokes
+every JWT issued before. The signing secret (``admin.jwt_secret``) is made
+once and kept in the config so sessions survive a restart; it is never shown.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+
+from ..config import ConfigStore
+from ..errors import AuthenticationFailed, InvalidRequest
+from .passwords import MIN_LENGTH, hash_password, verify_password
+
+log = logging.getLogger("ds2proxy.admin")
+
+DEFAULT_ADMIN_KEY = "admin"
+ALGORITHM = "HS256"
+MAX_EXPIRE_HOURS = 24 * 30
+
+
+class StaleToken(AuthenticationFailed):
+    """A token we signed that is expired, revoked or logged out."""
+
+
+@dataclass(frozen=True, slots=True)
+class Claims:
+    """A verified admin JWT."""
+
+    jti: str
+    issued_at: float
+    expires_at: int
+
+
+class AdminCredentials:
+    def __init__(self, store: ConfigStore, admin_key: str | None) -> None:
+        self.store = store
+        self.start_key = admin_key or DEFAULT_ADMIN_KEY
+        self._verified: tuple[str, bytes] | None = None
+        self._logged_out: dict[str, int] = {}
+
+    # -- state kept in the config ------------------------------------------------
+
+    def _admin(self) -> dict[str, Any]:
+        section = self.store.config.raw.get("admin")
+        return section if isinstance(section, dict) else {}
+
+    @property
+    def password_set(self) -> bool:
+        return bool(self._admin().get("password_hash"))
+
+    @property
+    def default_key_in_use(self) -> bool:
+        return not self.password_set and self.start_key == DEFAULT_ADMIN_KEY
+
+    def _valid_after(self) -> float:
+        value = self._admin().get("jwt_valid_after")
+        return float(value) if isinstance(value, (int, float)) else 0.0
+
+    def _secret(self) -> str:
+        secret = self._admin().get("jwt_secret")
+        if not isinstance(secret, str) or not secret:
+            raise AuthenticationFailed("admin sessions are not ready yet; try again")
+        return secret
+
+    async def ensure_secret(self) -> None:
+        """Create the JWT signing secret the first time the server starts."""
+        if isinstance(self._admin().get("jwt_secret"), str) and self._admin()["jwt_secret"]:
+            return
+
+        def put(data: dict) -> None:
+            admin = data.setdefault("admin", {})
+            if not admin.get("jwt_secret"):
+                admin["jwt_secret"] = secrets.token_urlsafe(48)
+
+        await self.store.update(put)
+
+    # -- the admin key or password ------------------------------------------------
+
+    async def check_key(self, candidate: str) -> bool:
+        """Does ``candidate`` open the admin? (The password once one is set.)"""
+        stored = self._admin().get("password_hash")
+        if not isinstance(stored, str) or not stored:
+            return hmac.compare_digest(candidate.encode(), self.start_key.encode())
+        fingerprint = hashlib.sha256(candidate.encode()).digest()
+        if self._verified is not None and self._verified[0] == stored:
+            if hmac.compare_digest(self._verified[1], fingerprint):
+                return True
+        if await verify_password(candidate, stored):
+            # Remember the last good one so Bearer-key calls skip scrypt.
+            self._verified = (stored, fingerprint)
+            return True
+        return False
+
+    async def change_password(self, new_password: Any) -> None:
+        """Store a hash of the new password and revoke every JWT issued so far."""
+        if not isinstance(new_password, str) or len(new_password) < MIN_LENGTH:
+            raise InvalidRequest(f"the new password needs at least {MIN_LENGTH} characters",
+                                 param="new_password")
+        digest = await hash_password(new_password)
+
+        def put(data: dict) -> None:
+            admin = data.setdefault("admin", {})
+            admin["password_hash"] = digest
+            admin["jwt_valid_after"] = time.time()
+
+        await self.store.update(put)
+        self._verified = None
+        log.info("admin password changed; earlier admin sessions are revoked")
+
+    # -- JWTs ----------------------------------------------------------------------
+
+    def expire_hours(self, requested: Any = None) -> float:
+        if requested is None:
+            return self.store.config.jwt_expire_hours
+        if isinstance(requested, bool) or not isinstance(requested, (int, float)):
+            raise InvalidRequest("expire_hours must be a number", param="expire_hours")
+        if not 0 < requested <= MAX_EXPIRE_HOURS:
+            raise InvalidRequest(f"expire_hours must be above 0 and at most {MAX_EXPIRE_HOURS}",
+                                 param="expire_hours")
+        return float(requested)
+
+    def issue(self, hours: float) -> tuple[str, int]:
+        """A signed token and its lifetime in seconds."""
+        now = time.time()
+        lifetime = max(1, round(hours * 3600))
+        claims = {"sub": "admin", "iat": now, "exp": int(now) + lifetime,
+                  "jti": uuid.uuid4().hex}
+        return jwt.encode(claims, self._secret(), algorithm=ALGORITHM), lifetime
+
+    def decode(self, token: str) -> Claims:
+        """Verify a token; 401 when it is invalid, expired, revoked or logged out."""
+        try:
+            payload = jwt.decode(token, self._secret(), algorithms=[ALGORITHM],
+                                 options={"require": ["exp", "iat", "jti"]})
+        except jwt.ExpiredSignatureError:
+            raise StaleToken("admin token expired; log in again") from None
+        except jwt.PyJWTError:
+            raise AuthenticationFailed("invalid admin token") from None
+        claims = Claims(str(payload["jti"]), float(payload["iat"]), int(payload["exp"]))
+        if claims.issued_at < self._valid_after() or claims.jti in self._logged_out:
+            raise StaleToken("admin token revoked; log in again")
+        return claims
+
+    def log_out(self, claims: Claims) -> None:
+        """Revoke one session's token (kept only until it would expire anyway)."""
+        now = time.time()
+        self._logged_out = {j: exp for j, exp in self._logged_out.items() if exp > now}
+        self._logged_out[claims.jti] = claims.expires_at
+
+    def mac(self, purpose: str, value: str) -> str:
+        """A keyed MAC of ``value`` for one ``purpose`` (form tokens, signed cookies)."""
+        data = f"{purpose}:{value}".encode()
+        return hmac.new(self._secret().encode(), data, hashlib.sha256).hexdigest()[:40]
+
+    def csrf_token(self, claims: Claims) -> str:
+        """The per-session form token: bound to the session, useless without it."""
+        return self.mac("csrf", claims.jti)

@@ -1,0 +1,160 @@
+"""The dashboard's shared machinery: Jinja rendering with the common page
+context, the session check that sends strangers to the login page, and the
+redirect-with-message every form ends with (post / redirect / get).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from importlib import metadata
+from typing import Any
+
+import aiohttp_jinja2
+import jinja2
+import orjson
+from aiohttp import web
+from multidict import MultiDictProxy
+
+from ..errors import PermissionDenied, ProxyError
+from .assets import templates_dir
+from .context import AdminContext
+from .credentials import Claims
+from .web_session import CSRF_FIELD
+
+JINJA = web.AppKey("ds2proxy_admin_jinja", jinja2.Environment)
+LOGIN_URL = "/admin/ui/login"
+HOME_URL = "/admin/"
+
+NAV = (
+    ("overview", "Overview", HOME_URL),
+    ("accounts", "Accounts", "/admin/ui/accounts"),
+    ("keys", "API keys", "/admin/ui/keys"),
+    ("playground", "Playground", "/admin/ui/playground"),
+    ("settings", "Settings", "/admin/ui/settings"),
+    ("config", "Import / export", "/admin/ui/config"),
+    ("captures", "Captures", "/admin/ui/captures"),
+    ("plugins", "Plugins", "/admin/ui/plugins"),
+)
+
+SECURITY_HEADERS = {
+    "Cache-Control": "no-store",
+    "Content-Security-Policy": ("default-src 'self'; img-src 'self' data:; style-src 'self'; "
+                                "script-src 'self'; frame-ancestors 'none'; form-action 'self'"),
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+}
+
+Form = MultiDictProxy[Any]
+FormHandler = Callable[[web.Request, Claims, Form], Awaitable[web.StreamResponse]]
+
+
+# -- Jinja filters ---------------------------------------------------------------------
+
+
+def _ago(ts: float | None) -> str:
+    if not ts:
+        return "never"
+    seconds = max(0, int(time.time() - ts))
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds // size} {unit} ago"
+    return f"{seconds} s ago"
+
+
+def _clock(ts: float | None) -> str:
+    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S") if ts else ""
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    if days:
+        return f"{days}d {hours}h"
+    return f"{hours}h {minutes}m" if hours else f"{minutes}m {secs}s"
+
+
+def _version() -> str:
+    try:
+        return metadata.version("ds2proxy")
+    except metadata.PackageNotFoundError:
+        return ""
+
+
+def _pretty(value: Any) -> str:
+    return orjson.dumps(value, option=orjson.OPT_INDENT_2).decode()
+
+
+def setup_templates(app: web.Application) -> None:
+    env = aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(str(templates_dir())),
+                               app_key=JINJA, autoescape=True, trim_blocks=True,
+                               lstrip_blocks=True)
+    env.filters.update(ago=_ago, clock=_clock, duration=_duration, pretty=_pretty)
+
+
+def safe_next(target: str | None, default: str = HOME_URL) -> str:
+    """Only local dashboard paths: never an open redirect."""
+    if target and target.startswith("/admin") and not target.startswith("//"):
+        return target
+    return default
+
+
+class Dashboard:
+    def __init__(self, ctx: AdminContext) -> None:
+        self.ctx = ctx
+        self.sessions = ctx.sessions
+
+    def session(self, request: web.Request) -> Claims:
+        """The logged-in admin, or a redirect to the login page."""
+        claims = self.sessions.current(request)
+        if claims is None:
+            raise web.HTTPSeeOther(f"{LOGIN_URL}?next={request.rel_url.path}")
+        return claims
+
+    def render(self, request: web.Request, template: str, *, claims: Claims | None = None,
+               active: str = "", status: int = 200, **context: Any) -> web.Response:
+        base = {
+            "nav": NAV, "active": active, "version": _version(),
+            "flash": self.sessions.read_flash(request),
+            "default_key": self.ctx.creds.default_key_in_use,
+            "env_backed": self.ctx.core.store.path is None,
+            "csrf": self.sessions.csrf_token(claims) if claims else "",
+            "csrf_field": CSRF_FIELD,
+        }
+        response = aiohttp_jinja2.render_template(template, request, {**base, **context},
+                                                  status=status, app_key=JINJA)
+        self.sessions.clear_flash(request, response)
+        response.headers.update(SECURITY_HEADERS)
+        return response
+
+    def back(self, request: web.Request, location: str, kind: str, text: str) -> web.Response:
+        """303 to ``location`` with a one-shot message."""
+        response = web.Response(status=303, headers={"Location": location, **SECURITY_HEADERS})
+        self.sessions.flash(request, response, kind, text)
+        return response
+
+    def refused(self, request: web.Request, err: ProxyError) -> web.Response:
+        return self.render(request, "error.html", status=err.status, title="Request refused",
+                           message=err.message)
+
+    def action(self, default_back: str, handler: FormHandler) -> Callable[
+            [web.Request], Awaitable[web.StreamResponse]]:
+        """A form POST: session, CSRF token, then ``handler``; errors go back as messages."""
+
+        async def wrapped(request: web.Request) -> web.StreamResponse:
+            claims = self.session(request)
+            form = await request.post()
+            try:
+                self.sessions.check_csrf(claims, str(form.get(CSRF_FIELD, "")))
+            except PermissionDenied as exc:
+                return self.refused(request, exc)
+            try:
+                return await handler(request, claims, form)
+            except ProxyError as exc:
+                back = safe_next(str(form.get("back") or ""), default_back)
+                return self.back(request, back, "error", exc.message)
+
+        return wrapped

@@ -1,0 +1,240 @@
+"""Edits of the raw config document, each run inside ``ConfigStore.update``.
+
+They are plain functions of the document so that every admin write, from the
+JSON API or a dashboard form, goes through the one atomic, serialised writer:
+an edit that raises leaves the config untouched.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable
+from typing import Any
+
+from ..config import AccountConfig, normalise_mobile
+from ..errors import InvalidRequest, NotFound, ProxyError
+from .masking import ADMIN_SECRETS, key_id
+
+ACCOUNT_FIELDS = ("email", "mobile", "area_code", "password", "token")
+IMPORT_MODES = ("merge", "replace")
+
+
+class Conflict(ProxyError):
+    status = 409
+    type = "invalid_request_error"
+    code = "conflict"
+
+
+# -- keys ---------------------------------------------------------------------------
+
+
+def _keys(data: dict[str, Any]) -> list[str]:
+    keys = data.get("keys")
+    if not isinstance(keys, list):
+        keys = data["keys"] = []
+    return keys
+
+
+def clean_key(key: Any) -> str:
+    if not isinstance(key, str) or not key.strip():
+        raise InvalidRequest("'key' must be a non-empty string", param="key")
+    key = key.strip()
+    if "…" in key:
+        raise InvalidRequest("that is a masked preview, not a key", param="key")
+    return key
+
+
+def find_key(keys: Iterable[Any], key_or_id: str) -> str | None:
+    """The configured key given either itself or its id."""
+    for key in keys:
+        if isinstance(key, str) and (key == key_or_id or key_id(key) == key_or_id):
+            return key
+    return None
+
+
+def add_key(data: dict[str, Any], key: str) -> int:
+    keys = _keys(data)
+    if key in keys:
+        raise Conflict("that API key is already configured")
+    keys.append(key)
+    return len(keys)
+
+
+def remove_key(data: dict[str, Any], key_or_id: str) -> int:
+    keys = _keys(data)
+    found = find_key(keys, key_or_id)
+    if found is None:
+        raise NotFound("no such API key")
+    keys.remove(found)
+    return len(keys)
+
+
+# -- accounts -------------------------------------------------------------------------
+
+
+def _accounts(data: dict[str, Any]) -> list[Any]:
+    accounts = data.get("accounts")
+    if not isinstance(accounts, list):
+        accounts = data["accounts"] = []
+    return accounts
+
+
+def identifier_of(item: Any) -> str:
+    if not isinstance(item, dict):
+        return ""
+    return AccountConfig(**{f: str(item.get(f) or "").strip() for f in ACCOUNT_FIELDS}).identifier
+
+
+def clean_account(item: Any) -> dict[str, str]:
+    """An account from a request: known fields, stripped, and usable."""
+    if not isinstance(item, dict):
+        raise InvalidRequest("an account must be a JSON object")
+    clean: dict[str, str] = {}
+    for name in ACCOUNT_FIELDS:
+        value = item.get(name)
+        if value is not None and not isinstance(value, str):
+            raise InvalidRequest(f"account field '{name}' must be a string", param=name)
+        if value and value.strip():
+            clean[name] = value.strip()
+    if "email" in clean and "@" not in clean["email"]:
+        raise InvalidRequest("that e-mail address has no @", param="email")
+    if "mobile" in clean and not normalise_mobile(clean["mobile"]):
+        raise InvalidRequest("the mobile number has no digits", param="mobile")
+    if not ({"email", "mobile"} & clean.keys() and "password" in clean) and "token" not in clean:
+        raise InvalidRequest("an account needs an e-mail or mobile with a password, or a token",
+                             param="password" if {"email", "mobile"} & clean.keys() else "email")
+    return clean
+
+
+def _index_of(accounts: list[Any], identifier: str) -> int | None:
+    wanted = {identifier.strip(), normalise_mobile(identifier)} - {""}
+    for i, item in enumerate(accounts):
+        if identifier_of(item) in wanted:
+            return i
+    return None
+
+
+def add_account(data: dict[str, Any], account: dict[str, str]) -> int:
+    accounts = _accounts(data)
+    identifier = identifier_of(account)
+    if _index_of(accounts, identifier) is not None:
+        raise Conflict(f"account {identifier} is already configured")
+    accounts.append(account)
+    return len(accounts)
+
+
+def remove_account(data: dict[str, Any], identifier: str) -> int:
+    accounts = _accounts(data)
+    index = _index_of(accounts, identifier)
+    if index is None:
+        raise NotFound(f"no account {identifier}")
+    del accounts[index]
+    return len(accounts)
+
+
+def upsert_accounts(data: dict[str, Any], incoming: Iterable[dict[str, str]]) -> tuple[int, int]:
+    """Add new accounts, update known ones field by field: (added, updated)."""
+    accounts = _accounts(data)
+    added = updated = 0
+    for account in incoming:
+        index = _index_of(accounts, identifier_of(account))
+        if index is None:
+            accounts.append(account)
+            added += 1
+        else:
+            accounts[index] = {**accounts[index], **account}
+            updated += 1
+    return added, updated
+
+
+def merge_keys(data: dict[str, Any], incoming: Iterable[str]) -> int:
+    keys = _keys(data)
+    fresh = [k for k in dict.fromkeys(incoming) if k not in keys]
+    keys.extend(fresh)
+    return len(fresh)
+
+
+# -- whole-list replacement (POST /admin/config) -------------------------------------------
+
+
+def resolve_keys(current: list[Any], given: Any) -> list[str]:
+    """A replacement key list; ``{"id": …}`` entries stand for keys already configured."""
+    if not isinstance(given, list):
+        raise InvalidRequest("'keys' must be a list", param="keys")
+    keys: list[str] = []
+    for entry in given:
+        if isinstance(entry, dict):
+            found = find_key(current, str(entry.get("id") or ""))
+            if found is None:
+                raise InvalidRequest("'keys' names an unknown key id", param="keys")
+            keys.append(found)
+        else:
+            keys.append(clean_key(entry))
+    return list(dict.fromkeys(keys))
+
+
+def resolve_accounts(current: list[Any], given: Any) -> list[dict[str, str]]:
+    """A replacement account list; an entry without secrets keeps the stored ones.
+
+    Entries are matched by ``identifier`` (as the masked read shows it) or by
+    their e-mail / mobile, so a masked read can be edited and sent back.
+    """
+    if not isinstance(given, list):
+        raise InvalidRequest("'accounts' must be a list", param="accounts")
+    result: list[dict[str, str]] = []
+    for entry in given:
+        if not isinstance(entry, dict):
+            raise InvalidRequest("each account must be a JSON object", param="accounts")
+        fields = {k: v for k, v in entry.items() if k in ACCOUNT_FIELDS and v}
+        wanted = entry.get("identifier") if isinstance(entry.get("identifier"), str) else ""
+        index = _index_of(current, wanted or identifier_of(fields))
+        if index is not None:
+            stored = current[index]
+            fields = {**{k: stored[k] for k in ACCOUNT_FIELDS if stored.get(k)}, **fields}
+        result.append(clean_account(fields))
+    return result
+
+
+# -- import (merge | replace) --------------------------------------------------------------
+
+
+def unwrap_import(body: dict[str, Any], mode: str | None) -> tuple[dict[str, Any], str]:
+    """Accept a bare config or ``{"config": {...}, "mode": ...}``."""
+    doc = body
+    if isinstance(body.get("config"), dict) and set(body) <= {"config", "mode"}:
+        doc = body["config"]
+        mode = mode or body.get("mode")
+    mode = mode or "merge"
+    if mode not in IMPORT_MODES:
+        raise InvalidRequest("mode must be merge or replace", param="mode")
+    return doc, mode
+
+
+def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for name, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(name), dict):
+            merged[name] = _deep_merge(merged[name], value)
+        else:
+            merged[name] = copy.deepcopy(value)
+    return merged
+
+
+def import_document(current: dict[str, Any], incoming: dict[str, Any], mode: str
+                    ) -> dict[str, Any]:
+    """The config after an import. The admin's own credentials always stay."""
+    if mode == "replace":
+        result = copy.deepcopy(incoming)
+    else:
+        rest = {k: v for k, v in incoming.items() if k not in ("keys", "accounts")}
+        result = _deep_merge(current, rest)
+        if isinstance(incoming.get("keys"), list):
+            merge_keys(result, [k for k in incoming["keys"] if isinstance(k, str)])
+        if isinstance(incoming.get("accounts"), list):
+            upsert_accounts(result, [a for a in incoming["accounts"] if isinstance(a, dict)])
+    admin = result.get("admin") if isinstance(result.get("admin"), dict) else {}
+    kept = current.get("admin") if isinstance(current.get("admin"), dict) else {}
+    admin = {k: v for k, v in admin.items() if k not in ADMIN_SECRETS}
+    admin.update({k: kept[k] for k in ADMIN_SECRETS if k in kept})
+    result["admin"] = admin
+    return result

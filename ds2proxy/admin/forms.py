@@ -1,0 +1,212 @@
+"""The dashboard's form posts. Each runs the same operation as its JSON
+route, then redirects back with a message (post / redirect / get), so the
+dashboard works with JavaScript off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiohttp import web
+
+from ..config import ConfigError, decode_env_json
+from ..errors import InvalidRequest
+from . import settings
+from .context import AdminContext
+from .credentials import Claims
+from .dashboard import LOGIN_URL, Dashboard, Form, FormHandler, safe_next
+from .pages import Pages
+from .probes import DEFAULT_MODEL
+
+ACCOUNTS_URL = "/admin/ui/accounts"
+KEYS_URL = "/admin/ui/keys"
+SETTINGS_URL = "/admin/ui/settings"
+CONFIG_URL = "/admin/ui/config"
+CAPTURES_URL = "/admin/ui/captures"
+
+
+def _text(form: Form, name: str) -> str:
+    value = form.get(name)
+    return value.strip() if isinstance(value, str) else ""
+
+
+def account_from_fields(login: str, password: str, token: str, area_code: str = ""
+                        ) -> dict[str, str]:
+    """An e-mail (has an @) or a mobile number, with a password and/or a token."""
+    item = {"password": password, "token": token}
+    if "@" in login:
+        item["email"] = login
+    elif login:
+        item.update(mobile=login, area_code=area_code)
+    return {k: v for k, v in item.items() if v}
+
+
+def parse_account_lines(text: str) -> list[dict[str, str]]:
+    """Batch lines: ``login:password`` (e-mail or mobile), or a bare token."""
+    accounts = []
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line:
+            continue
+        login, sep, password = line.partition(":")
+        if sep and not (login.strip() and password.strip()):
+            raise InvalidRequest(f"account line {number}: write login:password or a token")
+        accounts.append(account_from_fields(login.strip(), password.strip(), "") if sep
+                        else {"token": line})
+    return accounts
+
+
+class Forms:
+    def __init__(self, ctx: AdminContext, dash: Dashboard, pages: Pages) -> None:
+        self.ctx = ctx
+        self.dash = dash
+        self.pages = pages
+        self.ops = ctx.ops
+
+    def table(self) -> list[tuple[str, str, FormHandler]]:
+        """(path under /admin/ui/, page to return to on error, handler)."""
+        return [
+            ("logout", LOGIN_URL, self.logout),
+            ("accounts/add", ACCOUNTS_URL, self.add_account),
+            ("accounts/delete", ACCOUNTS_URL, self.delete_account),
+            ("accounts/test", ACCOUNTS_URL, self.test_account),
+            ("accounts/test-all", ACCOUNTS_URL, self.test_all),
+            ("accounts/import", ACCOUNTS_URL, self.batch_import),
+            ("keys/add", KEYS_URL, self.add_key),
+            ("keys/delete", KEYS_URL, self.delete_key),
+            ("settings", SETTINGS_URL, self.save_settings),
+            ("settings/password", SETTINGS_URL, self.change_password),
+            ("config/import", CONFIG_URL, self.import_config),
+            ("captures/clear", CAPTURES_URL, self.clear_captures),
+        ]
+
+    def _back(self, request: web.Request, form: Form, default: str, text: str,
+              kind: str = "success") -> web.Response:
+        return self.dash.back(request, safe_next(_text(form, "back"), default), kind, text)
+
+    # -- accounts -------------------------------------------------------------------------
+
+    async def add_account(self, request: web.Request, claims: Claims, form: Form
+                          ) -> web.StreamResponse:
+        item = account_from_fields(_text(form, "login"), _text(form, "password"),
+                                   _text(form, "token"), _text(form, "area_code"))
+        identifier, total = await self.ops.add_account(item)
+        return self._back(request, form, ACCOUNTS_URL,
+                          f"Account {identifier} added ({total} in the pool).")
+
+    async def delete_account(self, request: web.Request, claims: Claims, form: Form
+                             ) -> web.StreamResponse:
+        identifier = _text(form, "identifier")
+        await self.ops.remove_account(identifier)
+        return self._back(request, form, ACCOUNTS_URL, f"Account {identifier} removed.")
+
+    async def test_account(self, request: web.Request, claims: Claims, form: Form
+                           ) -> web.StreamResponse:
+        result = await self.ops.test_account(_text(form, "identifier"), model=DEFAULT_MODEL,
+                                             message=_text(form, "message"))
+        verdict = "works" if result["success"] else "failed"
+        return self._back(request, form, ACCOUNTS_URL,
+                          f"{result['account']} {verdict} in {result['response_time']} ms: "
+                          f"{result['message']}", "success" if result["success"] else "error")
+
+    async def test_all(self, request: web.Request, claims: Claims, form: Form
+                       ) -> web.StreamResponse:
+        results = [r async for r in self.ops.test_all(model=DEFAULT_MODEL,
+                                                      message=_text(form, "message"))]
+        ok = sum(1 for r in results if r["success"])
+        kind = "success" if ok == len(results) else "error"
+        return self._back(request, form, ACCOUNTS_URL,
+                          f"{ok} of {len(results)} accounts passed the test.", kind)
+
+    async def batch_import(self, request: web.Request, claims: Claims, form: Form
+                           ) -> web.StreamResponse:
+        keys = [k.strip() for k in _text(form, "keys").splitlines() if k.strip()]
+        result = await self.ops.batch_import(keys, parse_account_lines(_text(form, "accounts")))
+        return self._back(request, form, ACCOUNTS_URL,
+                          f"Imported {result['imported_accounts']} new accounts "
+                          f"({result['updated_accounts']} updated) and "
+                          f"{result['imported_keys']} new keys.")
+
+    # -- keys -------------------------------------------------------------------------------
+
+    async def add_key(self, request: web.Request, claims: Claims, form: Form
+                      ) -> web.StreamResponse:
+        total = await self.ops.add_key(_text(form, "key"))
+        return self._back(request, form, KEYS_URL, f"API key added ({total} configured).")
+
+    async def delete_key(self, request: web.Request, claims: Claims, form: Form
+                         ) -> web.StreamResponse:
+        total = await self.ops.remove_key(_text(form, "key_id"))
+        return self._back(request, form, KEYS_URL, f"API key removed ({total} left).")
+
+    # -- settings ---------------------------------------------------------------------------
+
+    async def save_settings(self, request: web.Request, claims: Claims, form: Form
+                            ) -> web.StreamResponse:
+        changes, errors = settings.parse_form(form)
+        submitted = {p: str(form.get(p, "")) for p in settings.SETTINGS}
+        if not errors:
+            current = settings.flat_values(self.ctx.core.config)
+            changed = {p: v for p, v in changes.items() if v != current.get(p)}
+            try:
+                await self.ops.update_settings(changed)
+            except InvalidRequest as exc:
+                field = settings.form_field_of(exc.param or "")
+                errors[field] = exc.message.removeprefix(f"{exc.param}: ")
+        if errors:
+            submitted.update({p: p in form for p, s in settings.SETTINGS.items()
+                              if s.kind == "bool"})
+            return self.pages.settings_page(request, claims, values=submitted, errors=errors,
+                                            status=400)
+        return self.dash.back(request, SETTINGS_URL, "success",
+                              "Settings saved and applied.")
+
+    async def change_password(self, request: web.Request, claims: Claims, form: Form
+                              ) -> web.StreamResponse:
+        new, confirm = str(form.get("new_password", "")), str(form.get("confirm_password", ""))
+        if new != confirm:
+            return self.pages.settings_page(
+                request, claims, status=400,
+                errors={"confirm_password": "the two passwords differ"})
+        try:
+            await self.ctx.creds.change_password(new)
+        except InvalidRequest as exc:
+            return self.pages.settings_page(request, claims, status=400,
+                                            errors={"new_password": exc.message})
+        response = self.dash.back(request, SETTINGS_URL, "success",
+                                  "Password changed. Every other admin session is signed out.")
+        self.ctx.sessions.start(request, response)
+        return response
+
+    # -- config, captures, logout ---------------------------------------------------------------
+
+    async def import_config(self, request: web.Request, claims: Claims, form: Form
+                            ) -> web.StreamResponse:
+        upload = form.get("file")
+        raw = await asyncio.to_thread(upload.file.read) if isinstance(upload, web.FileField) else b""
+        text = raw.decode("utf-8", errors="replace")
+        text = text.strip() or _text(form, "config_text")
+        if not text:
+            raise InvalidRequest("choose a file or paste a config first")
+        try:
+            document: Any = decode_env_json(text)
+        except ConfigError:
+            raise InvalidRequest("that is neither JSON nor base64 of JSON") from None
+        if not isinstance(document, dict):
+            raise InvalidRequest("a config must be a JSON object")
+        result = await self.ops.import_config(document, _text(form, "mode") or "merge")
+        return self.dash.back(request, CONFIG_URL, "success",
+                              f"Config imported ({result['mode']}): {result['total_keys']} keys, "
+                              f"{result['total_accounts']} accounts.")
+
+    async def clear_captures(self, request: web.Request, claims: Claims, form: Form
+                             ) -> web.StreamResponse:
+        self.ctx.captures.clear()
+        return self.dash.back(request, CAPTURES_URL, "success", "Captures cleared.")
+
+    async def logout(self, request: web.Request, claims: Claims, form: Form
+                     ) -> web.StreamResponse:
+        response = self.dash.back(request, LOGIN_URL, "info", "You are logged out.")
+        self.ctx.sessions.end(response, claims)
+        return response

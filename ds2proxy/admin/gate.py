@@ -1,0 +1,76 @@
+"""Admin authentication for every request: a JWT or the admin key as
+Bearer, or the dashboard's session cookie (with its CSRF token on writes).
+
+Failed attempts with a key (not with a well-formed but expired JWT) count
+toward the per-address login throttle, so the Bearer path cannot be used to
+guess the key faster than the login form.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ..errors import AuthenticationFailed
+from .credentials import AdminCredentials, Claims, StaleToken
+from .throttle import LoginThrottle
+from .web_session import CSRF_HEADER, SAFE_METHODS, WebSessions
+
+
+def bearer_of(request: web.Request) -> str:
+    auth = request.headers.get("Authorization", "")
+    return auth[7:].strip() if auth[:7].lower() == "bearer " else ""
+
+
+def _looks_like_jwt(token: str) -> bool:
+    return token.count(".") == 2 and len(token) > 40
+
+
+class AdminGate:
+    def __init__(self, creds: AdminCredentials, throttle: LoginThrottle,
+                 sessions: WebSessions) -> None:
+        self.creds = creds
+        self.throttle = throttle
+        self.sessions = sessions
+
+    async def check_key(self, request: web.Request, key: str) -> None:
+        """The admin key (or password), throttled per address; 401 / 429."""
+        address = request.remote or "unknown"
+        self.throttle.check(address)
+        if not key or not await self.creds.check_key(key):
+            self.throttle.failed(address)
+            raise AuthenticationFailed("invalid admin key")
+        self.throttle.succeeded(address)
+
+    def jwt_of(self, request: web.Request) -> Claims:
+        token = bearer_of(request)
+        if not token:
+            raise AuthenticationFailed("send the admin JWT as Authorization: Bearer <token>")
+        return self.creds.decode(token)
+
+    async def require(self, request: web.Request) -> None:
+        """Let an admin through or raise 401 / 403 / 429."""
+        token = bearer_of(request)
+        if token:
+            await self._bearer(request, token)
+            return
+        claims = self.sessions.current(request)
+        if claims is None:
+            raise AuthenticationFailed("admin authentication required: send "
+                                       "Authorization: Bearer <JWT or admin key>")
+        if request.method not in SAFE_METHODS:
+            self.sessions.check_csrf(claims, request.headers.get(CSRF_HEADER, ""))
+
+    async def _bearer(self, request: web.Request, token: str) -> None:
+        if _looks_like_jwt(token) and self._signed_by_us(token):
+            return
+        await self.check_key(request, token)
+
+    def _signed_by_us(self, token: str) -> bool:
+        """True for a valid admin JWT; StaleToken for an expired or revoked one."""
+        try:
+            self.creds.decode(token)
+        except StaleToken:
+            raise
+        except AuthenticationFailed:
+            return False
+        return True

@@ -1,0 +1,210 @@
+"""What the admin can read and change, shared by the JSON API and the
+dashboard forms so both behave exactly alike.
+
+Reads are masked (see :mod:`.masking`); writes are edits (see :mod:`.edits`)
+run through ``ConfigStore.update``, whose listeners hot-reload the pool,
+the model catalogue and the capture buffer.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import orjson
+
+from ..captures import CaptureBuffer
+from ..config import ConfigError
+from ..errors import InvalidRequest
+from ..plugin_api import PluginInfo
+from . import edits, probes, settings
+from .credentials import AdminCredentials
+from .masking import mask_tree, masked_account, masked_key, without_admin_secrets
+
+if TYPE_CHECKING:
+    from ..core import Core
+
+MAX_PAGE_SIZE = 100
+T = TypeVar("T")
+
+
+def _int_arg(value: Any, name: str, default: int, lo: int, hi: int | None = None) -> int:
+    if value in (None, ""):
+        return default
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise InvalidRequest(f"'{name}' must be a whole number", param=name) from None
+    if number < lo or (hi is not None and number > hi):
+        bound = f"between {lo} and {hi}" if hi is not None else f"at least {lo}"
+        raise InvalidRequest(f"'{name}' must be {bound}", param=name)
+    return number
+
+
+class AdminOps:
+    def __init__(self, core: Core, creds: AdminCredentials, captures: CaptureBuffer,
+                 plugins: list[PluginInfo]) -> None:
+        self.core = core
+        self.creds = creds
+        self.captures = captures
+        self.plugins = plugins
+        self.last_tests: dict[str, dict[str, Any]] = {}
+
+    # -- the one way to write ------------------------------------------------------------
+
+    async def write(self, edit: Callable[[dict[str, Any]], Any]) -> None:
+        """Run ``edit`` through the atomic writer; a bad result is a 400 naming the field."""
+        try:
+            await self.core.store.update(edit)
+        except ConfigError as exc:
+            problem = str(exc).removeprefix(f"config field '{exc.field}': ")
+            raise InvalidRequest(f"{exc.field}: {problem}", param=exc.field) from None
+
+    # -- config ----------------------------------------------------------------------------
+
+    def config_view(self) -> dict[str, Any]:
+        doc = without_admin_secrets(self.core.store.snapshot())
+        view = mask_tree({k: v for k, v in doc.items() if k not in ("keys", "accounts")})
+        cfg = self.core.config
+        view["keys"] = [masked_key(k) for k in cfg.keys]
+        view["accounts"] = [masked_account(a, self.core.pool.find(a.identifier))
+                            for a in cfg.accounts]
+        return view
+
+    async def replace_lists(self, body: dict[str, Any]) -> None:
+        """``POST /admin/config``: replace keys, accounts and the model maps given."""
+        allowed = {"keys", "accounts", "claude_mapping", "model_aliases"}
+        unknown = sorted(set(body) - allowed)
+        if unknown:
+            raise InvalidRequest(f"{unknown[0]!r} cannot be set here; use /admin/settings or "
+                                 "/admin/config/import", param=unknown[0])
+        maps = {k: body[k] for k in body if k in settings.MAPS}
+        settings.check_maps(maps, self._is_native)
+
+        def edit(data: dict[str, Any]) -> None:
+            if "keys" in body:
+                data["keys"] = edits.resolve_keys(data.get("keys") or [], body["keys"])
+            if "accounts" in body:
+                data["accounts"] = edits.resolve_accounts(data.get("accounts") or [],
+                                                          body["accounts"])
+            settings.apply_changes(data, maps)
+
+        await self.write(edit)
+
+    async def import_config(self, body: dict[str, Any], mode: str | None) -> dict[str, Any]:
+        doc, mode = edits.unwrap_import(body, mode)
+        await self.write(lambda data: edits.import_document(data, doc, mode))
+        cfg = self.core.config
+        return {"success": True, "mode": mode, "total_keys": len(cfg.keys),
+                "total_accounts": len(cfg.accounts)}
+
+    def export(self) -> dict[str, Any]:
+        """The full config, secrets included (a backup), minus the admin's credentials."""
+        doc = without_admin_secrets(self.core.store.snapshot())
+        text = orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode()
+        return {"config": doc, "json": text, "base64": base64.b64encode(text.encode()).decode()}
+
+    # -- settings --------------------------------------------------------------------------
+
+    def settings_view(self) -> dict[str, Any]:
+        return settings.nested_view(self.core.config, password_set=self.creds.password_set,
+                                    default_key_in_use=self.creds.default_key_in_use,
+                                    env_backed=self.core.store.path is None)
+
+    def _is_native(self, name: str) -> bool:
+        return self.core.models.native(name) is not None
+
+    async def update_settings(self, changes: dict[str, Any]) -> None:
+        settings.check_maps(changes, self._is_native)
+        await self.write(lambda data: settings.apply_changes(data, changes))
+
+    # -- keys and accounts -------------------------------------------------------------------
+
+    async def _edit_returning(self, edit: Callable[[dict[str, Any]], T]) -> T:
+        """Write ``edit`` and hand back what it returned (a count, a tuple …)."""
+        box: list[T] = []
+        await self.write(lambda data: box.append(edit(data)))
+        return box[-1]
+
+    async def add_key(self, key: Any) -> int:
+        clean = edits.clean_key(key)
+        return await self._edit_returning(lambda data: edits.add_key(data, clean))
+
+    async def remove_key(self, key_or_id: str) -> int:
+        return await self._edit_returning(lambda data: edits.remove_key(data, key_or_id))
+
+    async def add_account(self, item: Any) -> tuple[str, int]:
+        account = edits.clean_account(item)
+        total = await self._edit_returning(lambda data: edits.add_account(data, account))
+        return edits.identifier_of(account), total
+
+    async def remove_account(self, identifier: str) -> int:
+        return await self._edit_returning(lambda data: edits.remove_account(data, identifier))
+
+    async def batch_import(self, keys: Any, accounts: Any) -> dict[str, Any]:
+        if not isinstance(keys or [], list) or not isinstance(accounts or [], list):
+            raise InvalidRequest("'keys' and 'accounts' must be lists")
+        clean_keys = [edits.clean_key(k) for k in keys or []]
+        clean_accounts = [edits.clean_account(a) for a in accounts or []]
+
+        def edit(data: dict[str, Any]) -> tuple[int, int, int]:
+            return (edits.merge_keys(data, clean_keys),
+                    *edits.upsert_accounts(data, clean_accounts))
+
+        new_keys, added, updated = await self._edit_returning(edit)
+        return {"success": True, "imported_keys": new_keys, "imported_accounts": added,
+                "updated_accounts": updated}
+
+    def accounts_page(self, page: Any, page_size: Any, query: str = "") -> dict[str, Any]:
+        number = _int_arg(page, "page", 1, 1)
+        size = _int_arg(page_size, "page_size", 10, 1, MAX_PAGE_SIZE)
+        needle = query.strip().lower()
+        accounts = [a for a in self.core.config.accounts
+                    if not needle or needle in a.identifier.lower()]
+        chunk = accounts[(number - 1) * size: number * size]
+        return {"items": [masked_account(a, self.core.pool.find(a.identifier)) for a in chunk],
+                "total": len(accounts), "page": number, "page_size": size,
+                "total_pages": math.ceil(len(accounts) / size)}
+
+    # -- account tests -------------------------------------------------------------------------
+
+    def _remember(self, result: dict[str, Any]) -> dict[str, Any]:
+        self.last_tests[result["account"]] = {**result, "at": time.time()}
+        return result
+
+    async def test_account(self, identifier: str, *, model: str, message: str
+                           ) -> dict[str, Any]:
+        return self._remember(await probes.test_account(self.core, identifier, model=model,
+                                                        message=message))
+
+    async def test_all(self, *, model: str, message: str) -> AsyncIterator[dict[str, Any]]:
+        """Every account's result as it finishes (kept for the accounts page)."""
+        async for result in probes.each_account(self.core, model=model, message=message):
+            yield self._remember(result)
+
+    # -- live status ---------------------------------------------------------------------------
+
+    def overview(self) -> dict[str, Any]:
+        pool = self.core.pool
+        return {
+            "monitor": self.core.monitor.snapshot(),
+            "queue": pool.status(),
+            "accounts": [{"identifier": s.identifier, "inflight": s.inflight,
+                          "has_token": bool(s.token), "last_error": s.last_error}
+                         for s in pool.accounts()],
+            "keys": len(self.core.config.keys),
+            "captures_enabled": self.captures.enabled,
+            "default_key_in_use": self.creds.default_key_in_use,
+        }
+
+    def plugin_list(self) -> list[dict[str, Any]]:
+        return [{"name": p.name, "module": p.module, "version": p.version,
+                 "routes": list(p.routes), "error": p.error, "loaded": p.loaded}
+                for p in self.plugins]
+
+    def captures_view(self) -> dict[str, Any]:
+        return {"enabled": self.captures.enabled, "limit": self.captures.limit,
+                "max_body_bytes": self.captures.max_body_bytes, "items": self.captures.items()}

@@ -1,0 +1,130 @@
+"""The dashboard's pages (GET) and its login / logout."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from aiohttp import web
+
+from ..errors import ProxyError
+from . import settings
+from .context import AdminContext
+from .credentials import Claims
+from .dashboard import HOME_URL, Dashboard, safe_next
+from .masking import masked_key
+from .playground import FAMILIES
+
+ACCOUNTS_PAGE_SIZE = 20
+
+
+class Pages:
+    def __init__(self, ctx: AdminContext, dash: Dashboard) -> None:
+        self.ctx = ctx
+        self.dash = dash
+        self.ops = ctx.ops
+
+    # -- login / logout ---------------------------------------------------------------
+
+    def _login_page(self, request: web.Request, *, error: str = "", status: int = 200
+                    ) -> web.Response:
+        token = self.ctx.sessions.login_token(request)
+        response = self.dash.render(request, "login.html", status=status, login_token=token,
+                                    error=error, next=safe_next(request.query.get("next")))
+        self.ctx.sessions.keep_login_token(request, response, token)
+        return response
+
+    async def login_form(self, request: web.Request) -> web.StreamResponse:
+        if self.ctx.sessions.current(request) is not None:
+            raise web.HTTPSeeOther(safe_next(request.query.get("next")))
+        return self._login_page(request)
+
+    async def login(self, request: web.Request) -> web.StreamResponse:
+        form = await request.post()
+        try:
+            self.ctx.sessions.check_login_token(request, str(form.get("login_token", "")))
+        except ProxyError as exc:
+            return self.dash.refused(request, exc)
+        try:
+            await self.ctx.gate.check_key(request, str(form.get("admin_key", "")))
+        except ProxyError as exc:
+            return self._login_page(request, error=exc.message, status=exc.status)
+        target = safe_next(str(form.get("next") or ""))
+        response = web.Response(status=303, headers={"Location": target})
+        self.ctx.sessions.start(request, response)
+        return response
+
+    # -- pages --------------------------------------------------------------------------
+
+    async def root(self, request: web.Request) -> web.StreamResponse:
+        raise web.HTTPFound(HOME_URL)
+
+    async def overview(self, request: web.Request) -> web.StreamResponse:
+        claims = self.dash.session(request)
+        return self.dash.render(request, "overview.html", claims=claims, active="overview",
+                                data=self.ops.overview())
+
+    async def accounts(self, request: web.Request) -> web.StreamResponse:
+        claims = self.dash.session(request)
+        query = request.query.get("q", "")
+        try:
+            listing = self.ops.accounts_page(request.query.get("page"), ACCOUNTS_PAGE_SIZE, query)
+        except ProxyError:
+            listing = self.ops.accounts_page(1, ACCOUNTS_PAGE_SIZE, query)
+        return self.dash.render(request, "accounts.html", claims=claims, active="accounts",
+                                listing=listing, query=query, tests=self.ops.last_tests,
+                                here=request.rel_url.path_qs)
+
+    async def keys(self, request: web.Request) -> web.StreamResponse:
+        claims = self.dash.session(request)
+        return self.dash.render(request, "keys.html", claims=claims, active="keys",
+                                keys=[masked_key(k) for k in self.ctx.core.config.keys],
+                                suggestion="sk-" + secrets.token_urlsafe(24),
+                                origin=str(request.url.origin()))
+
+    def settings_page(self, request: web.Request, claims: Claims, *,
+                      values: dict[str, Any] | None = None, errors: dict[str, str] | None = None,
+                      status: int = 200) -> web.Response:
+        current = settings.flat_values(self.ctx.core.config)
+        shown = {p: settings.map_text(v) if p in settings.MAPS else v for p, v in current.items()}
+        return self.dash.render(request, "settings.html", claims=claims, active="settings",
+                                status=status, groups=settings.GROUPS,
+                                values={**shown, **(values or {})}, errors=errors or {},
+                                info=self.ops.settings_view()["admin"])
+
+    async def settings(self, request: web.Request) -> web.StreamResponse:
+        return self.settings_page(request, self.dash.session(request))
+
+    async def config(self, request: web.Request) -> web.StreamResponse:
+        claims = self.dash.session(request)
+        return self.dash.render(request, "config.html", claims=claims, active="config",
+                                masked=self.ops.config_view())
+
+    async def playground(self, request: web.Request) -> web.StreamResponse:
+        claims = self.dash.session(request)
+        models = [m.id for m in self.ctx.core.models.natives()]
+        return self.dash.render(request, "playground.html", claims=claims, active="playground",
+                                families=FAMILIES, models=models,
+                                keys=[masked_key(k) for k in self.ctx.core.config.keys])
+
+    async def captures(self, request: web.Request) -> web.StreamResponse:
+        claims = self.dash.session(request)
+        return self.dash.render(request, "captures.html", claims=claims, active="captures",
+                                captures=self.ops.captures_view())
+
+    async def plugins(self, request: web.Request) -> web.StreamResponse:
+        claims = self.dash.session(request)
+        return self.dash.render(request, "plugins.html", claims=claims, active="plugins",
+                                plugins=self.ops.plugin_list())
+
+    async def download(self, request: web.Request) -> web.StreamResponse:
+        """The full config as a file: JSON, or base64 for DS2PROXY_CONFIG_JSON."""
+        self.dash.session(request)
+        exported = self.ops.export()
+        as_base64 = request.query.get("format") == "base64"
+        name = "config.base64.txt" if as_base64 else "config.json"
+        body = exported["base64"] if as_base64 else exported["json"] + "\n"
+        return web.Response(text=body, content_type="text/plain" if as_base64
+                            else "application/json", headers={
+                                "Content-Disposition": f'attachment; filename="{name}"',
+                                "Cache-Control": "no-store"})

@@ -1,0 +1,51 @@
+"""Admin password hashing: salted scrypt, always run off the event loop.
+
+The stored form is ``scrypt$n$r$p$<salt b64>$<hash b64>`` so the cost can be
+raised later without breaking hashes already in a config file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import secrets
+
+_N, _R, _P = 1 << 14, 8, 1
+_MAXMEM = 64 * 1024 * 1024
+MIN_LENGTH = 8
+
+
+def _b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode()
+
+
+def _derive(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
+    return hashlib.scrypt(password.encode(), salt=salt, n=n, r=r, p=p, maxmem=_MAXMEM, dklen=32)
+
+
+def hash_password_sync(password: str) -> str:
+    salt = secrets.token_bytes(16)
+    digest = _derive(password, salt, _N, _R, _P)
+    return f"scrypt${_N}${_R}${_P}${_b64(salt)}${_b64(digest)}"
+
+
+def verify_password_sync(password: str, stored: str) -> bool:
+    """True when ``password`` matches; a malformed stored hash never matches."""
+    try:
+        scheme, n, r, p, salt, digest = stored.split("$")
+        if scheme != "scrypt":
+            return False
+        got = _derive(password, base64.b64decode(salt), int(n), int(r), int(p))
+        return hmac.compare_digest(got, base64.b64decode(digest))
+    except ValueError:
+        return False
+
+
+async def hash_password(password: str) -> str:
+    return await asyncio.to_thread(hash_password_sync, password)
+
+
+async def verify_password(password: str, stored: str) -> bool:
+    return await asyncio.to_thread(verify_password_sync, password, stored)

@@ -1,0 +1,56 @@
+"""The JSON admin API's route table (paths as in the admin API spec)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from .api_access import AccessAPI
+from .api_accounts import AccountsAPI
+from .api_config import ConfigAPI
+from .api_status import StatusAPI
+from .context import AdminContext
+from .responses import Handler, rendered
+
+
+def guarded(ctx: AdminContext, handler: Handler) -> Handler:
+    """Admin auth first, then the handler; errors rendered as ``{"detail"}``."""
+
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        await ctx.gate.require(request)
+        return await handler(request)
+
+    return rendered(wrapped)
+
+
+def add_api_routes(app: web.Application, ctx: AdminContext) -> None:
+    access, config = AccessAPI(ctx), ConfigAPI(ctx)
+    accounts, status = AccountsAPI(ctx), StatusAPI(ctx)
+    router = app.router
+    router.add_post("/admin/login", rendered(access.login))
+    router.add_get("/admin/verify", rendered(access.verify))
+    table: list[tuple[str, str, Handler]] = [
+        ("GET", "/admin/config", config.get_config),
+        ("POST", "/admin/config", config.post_config),
+        ("GET", "/admin/settings", config.get_settings),
+        ("PUT", "/admin/settings", config.put_settings),
+        ("POST", "/admin/settings/password", access.change_password),
+        ("POST", "/admin/config/import", config.import_config),
+        ("GET", "/admin/config/export", config.export_full),
+        ("GET", "/admin/export", config.export_text),
+        ("POST", "/admin/keys", config.add_key),
+        ("DELETE", "/admin/keys/{key}", config.delete_key),
+        ("POST", "/admin/import", config.batch_import),
+        ("GET", "/admin/accounts", accounts.list),
+        ("POST", "/admin/accounts", accounts.add),
+        ("DELETE", "/admin/accounts/{identifier}", accounts.delete),
+        ("POST", "/admin/accounts/test", accounts.test_one),
+        ("POST", "/admin/accounts/test-all", accounts.test_all),
+        ("GET", "/admin/queue/status", accounts.queue_status),
+        ("POST", "/admin/test", accounts.self_test),
+        ("GET", "/admin/overview", status.overview),
+        ("GET", "/admin/plugins", status.plugins),
+        ("GET", "/admin/dev/captures", status.captures),
+        ("DELETE", "/admin/dev/captures", status.clear_captures),
+    ]
+    for method, path, handler in table:
+        router.add_route(method, path, guarded(ctx, handler))

@@ -1,0 +1,113 @@
+"""The dashboard's browser session: an HttpOnly, SameSite=Strict cookie
+holding an admin JWT, a per-session CSRF token for every form, and one-shot
+signed "flash" messages shown after a redirect.
+
+Before login there is no session yet, so the login form is protected by a
+double-submit token: a random cookie that the form must echo.
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import secrets
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from ..errors import AuthenticationFailed, PermissionDenied
+from .credentials import AdminCredentials, Claims
+
+SESSION_COOKIE = "ds2proxy_admin"
+LOGIN_COOKIE = "ds2proxy_login"
+FLASH_COOKIE = "ds2proxy_flash"
+COOKIE_PATH = "/admin"
+CSRF_FIELD = "csrf_token"
+CSRF_HEADER = "X-CSRF-Token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def _set_cookie(response: web.StreamResponse, request: web.Request, name: str, value: str,
+                max_age: int | None = None) -> None:
+    response.set_cookie(name, value, path=COOKIE_PATH, httponly=True, samesite="Strict",
+                        secure=request.secure, max_age=max_age)
+
+
+def _same(a: str, b: str) -> bool:
+    return bool(a) and bool(b) and hmac.compare_digest(a.encode(), b.encode())
+
+
+class WebSessions:
+    def __init__(self, creds: AdminCredentials) -> None:
+        self.creds = creds
+
+    # -- the session itself ---------------------------------------------------------
+
+    def current(self, request: web.Request) -> Claims | None:
+        token = request.cookies.get(SESSION_COOKIE, "")
+        if not token:
+            return None
+        try:
+            return self.creds.decode(token)
+        except AuthenticationFailed:
+            return None
+
+    def start(self, request: web.Request, response: web.StreamResponse) -> None:
+        token, lifetime = self.creds.issue(self.creds.expire_hours())
+        _set_cookie(response, request, SESSION_COOKIE, token, lifetime)
+        response.del_cookie(LOGIN_COOKIE, path=COOKIE_PATH)
+
+    def end(self, response: web.StreamResponse, claims: Claims | None) -> None:
+        if claims is not None:
+            self.creds.log_out(claims)
+        response.del_cookie(SESSION_COOKIE, path=COOKIE_PATH)
+
+    # -- CSRF -------------------------------------------------------------------------
+
+    def csrf_token(self, claims: Claims) -> str:
+        return self.creds.csrf_token(claims)
+
+    def check_csrf(self, claims: Claims, submitted: str) -> None:
+        if not _same(submitted, self.creds.csrf_token(claims)):
+            raise PermissionDenied("the form's security token is missing or stale; "
+                                   "reload the page and try again", code="csrf_failed")
+
+    @staticmethod
+    def login_token(request: web.Request) -> str:
+        """The login form's double-submit token: the browser's, or a fresh one."""
+        token = request.cookies.get(LOGIN_COOKIE, "")
+        return token if len(token) >= 20 else secrets.token_urlsafe(24)
+
+    @staticmethod
+    def keep_login_token(request: web.Request, response: web.StreamResponse, token: str) -> None:
+        _set_cookie(response, request, LOGIN_COOKIE, token)
+
+    def check_login_token(self, request: web.Request, submitted: str) -> None:
+        if not _same(submitted, request.cookies.get(LOGIN_COOKIE, "")):
+            raise PermissionDenied("the login form's security token is missing or stale; "
+                                   "reload the page and try again", code="csrf_failed")
+
+    # -- flash messages -----------------------------------------------------------------
+
+    def flash(self, request: web.Request, response: web.StreamResponse, kind: str,
+              text: str) -> None:
+        payload = base64.urlsafe_b64encode(orjson.dumps({"kind": kind, "text": text})).decode()
+        _set_cookie(response, request, FLASH_COOKIE,
+                    f"{payload}.{self.creds.mac('flash', payload)}", 60)
+
+    def read_flash(self, request: web.Request) -> dict[str, Any] | None:
+        """The pending flash message, if its signature holds (clear it when shown)."""
+        payload, _, mac = request.cookies.get(FLASH_COOKIE, "").rpartition(".")
+        if not payload or not _same(mac, self.creds.mac("flash", payload)):
+            return None
+        try:
+            message = orjson.loads(base64.urlsafe_b64decode(payload))
+        except ValueError:
+            return None
+        return message if isinstance(message, dict) else None
+
+    @staticmethod
+    def clear_flash(request: web.Request, response: web.StreamResponse) -> None:
+        if FLASH_COOKIE in request.cookies:
+            response.del_cookie(FLASH_COOKIE, path=COOKIE_PATH)

@@ -1,0 +1,226 @@
+// ds2proxy dashboard: progressive enhancement only. Every form works without
+// this file; with it, the overview updates live and account tests show their
+// progress in place.
+"use strict";
+
+const csrfToken = () => document.querySelector('meta[name="csrf-token"]')?.content || "";
+
+async function adminApi(path, options = {}) {
+  const headers = { "X-CSRF-Token": csrfToken(), ...(options.headers || {}) };
+  if (options.json !== undefined) {
+    headers["Content-Type"] = "application/json";
+    options.body = JSON.stringify(options.json);
+  }
+  return fetch(path, { credentials: "same-origin", ...options, headers });
+}
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs)) {
+    if (name === "class") node.className = value;
+    else node.setAttribute(name, value);
+  }
+  for (const child of children) {
+    if (child !== null && child !== undefined) node.append(child);
+  }
+  return node;
+}
+
+function badge(kind, text) {
+  return el("span", { class: `badge ${kind}` }, text);
+}
+
+// ---- confirmations -----------------------------------------------------------------
+
+function wireConfirmations() {
+  document.querySelectorAll("form[data-confirm]").forEach((form) => {
+    form.addEventListener("submit", (event) => {
+      if (!window.confirm(form.dataset.confirm)) event.preventDefault();
+    });
+  });
+}
+
+// ---- overview: live status --------------------------------------------------------------
+
+function formatDuration(seconds) {
+  let s = Math.floor(seconds);
+  const d = Math.floor(s / 86400); s -= d * 86400;
+  const h = Math.floor(s / 3600); s -= h * 3600;
+  const m = Math.floor(s / 60); s -= m * 60;
+  if (d) return `${d}d ${h}h`;
+  return h ? `${h}h ${m}m` : `${m}m ${s}s`;
+}
+
+function formatClock(ts) {
+  const date = new Date(ts * 1000);
+  const pad = (n) => String(n).padStart(2, "0");
+  return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())} ` +
+    `${pad(date.getHours())}:${pad(date.getMinutes())}:${pad(date.getSeconds())}`;
+}
+
+function renderOverview(root, data) {
+  const values = {
+    "monitor.inflight": data.monitor.inflight,
+    "monitor.requests_total": data.monitor.requests_total,
+    "monitor.errors_total": data.monitor.errors_total,
+    "monitor.uptime": formatDuration(data.monitor.uptime_seconds),
+  };
+  for (const [name, value] of Object.entries(data.queue)) values[`queue.${name}`] = value;
+  root.querySelectorAll("[data-stat]").forEach((node) => {
+    const value = values[node.dataset.stat];
+    if (value !== undefined && !Array.isArray(value)) node.textContent = value;
+  });
+  const capacity = Math.max(1, data.queue.global_max_inflight);
+  const meter = root.querySelector('[data-meter="queue"]');
+  if (meter) meter.style.width = `${Math.min(100, (100 * data.queue.in_use) / capacity)}%`;
+
+  const accounts = root.querySelector("#overview-accounts");
+  if (accounts) {
+    const rows = data.accounts.map((a) => el("tr", {},
+      el("td", { class: "wrap" }, a.identifier,
+        a.last_error ? el("div", { class: "small muted" }, a.last_error) : null),
+      el("td", { class: "num" }, String(a.inflight)),
+      el("td", {}, a.has_token ? badge("ok", "ready") : badge("", "login on use"))));
+    if (!rows.length) {
+      rows.push(el("tr", {}, el("td", { colspan: "3", class: "empty" }, "No accounts yet.")));
+    }
+    accounts.replaceChildren(...rows);
+  }
+  const errors = root.querySelector("#overview-errors");
+  if (errors) {
+    const items = data.monitor.recent_errors.slice(0, 12).map((e) => el("li", {},
+      el("span", { class: "small muted" }, formatClock(e.time)),
+      el("span", { class: "wrap" },
+        e.status ? el("span", { class: "badge bad plain" }, String(e.status)) : null,
+        e.status ? " " : null, e.message,
+        e.path ? el("span", { class: "muted small" }, ` ${e.path}`) : null)));
+    if (!items.length) items.push(el("li", { class: "empty" }, "No errors. 🎉"));
+    errors.replaceChildren(...items);
+  }
+}
+
+function wireOverview() {
+  const root = document.querySelector('[data-live="overview"]');
+  if (!root) return;
+  const live = document.getElementById("live-badge");
+  const tick = async () => {
+    try {
+      const response = await adminApi("/admin/overview");
+      if (response.ok) {
+        renderOverview(root, await response.json());
+        if (live) live.hidden = false;
+      } else if (live) {
+        live.hidden = true;
+      }
+    } catch (err) {
+      if (live) live.hidden = true;
+    }
+  };
+  tick();
+  setInterval(tick, 2000);
+}
+
+// ---- accounts: tests in place ------------------------------------------------------------
+
+function showResult(result) {
+  const row = [...document.querySelectorAll("tr[data-account]")]
+    .find((r) => r.dataset.account === result.account);
+  const cell = row?.querySelector(".test-result");
+  if (!cell) return;
+  if (result.success) {
+    cell.replaceChildren(badge("ok", `OK · ${result.response_time} ms`));
+  } else {
+    cell.replaceChildren(badge("bad", "failed"), " ", el("span", { class: "muted" }, result.message));
+  }
+}
+
+function wireTestOne() {
+  document.querySelectorAll('form[data-js="test-one"]').forEach((form) => {
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const button = form.querySelector("button");
+      const identifier = form.querySelector('[name="identifier"]').value;
+      const message = document.getElementById("test-message")?.value || "";
+      const cell = form.closest("tr")?.querySelector(".test-result");
+      button.disabled = true;
+      if (cell) cell.replaceChildren(badge("info", "testing…"));
+      try {
+        const response = await adminApi("/admin/accounts/test", { method: "POST", json: { identifier, message } });
+        const data = await response.json();
+        if (response.ok) showResult(data);
+        else if (cell) cell.replaceChildren(badge("bad", "error"), " ", data.detail || response.statusText);
+      } catch (err) {
+        if (cell) cell.replaceChildren(badge("bad", "error"), " ", String(err));
+      } finally {
+        button.disabled = false;
+      }
+    });
+  });
+}
+
+async function* ndjson(response) {
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buffer += decoder.decode(value, { stream: true });
+    let cut;
+    while ((cut = buffer.indexOf("\n")) >= 0) {
+      const line = buffer.slice(0, cut).trim();
+      buffer = buffer.slice(cut + 1);
+      if (line) yield JSON.parse(line);
+    }
+  }
+}
+
+function wireTestAll() {
+  const form = document.querySelector('form[data-js="test-all"]');
+  if (!form) return;
+  const progress = document.getElementById("test-all-progress");
+  const bar = progress.querySelector(".meter > span");
+  const caption = progress.querySelector(".caption");
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const button = form.querySelector('button[type="submit"]');
+    const message = form.querySelector('[name="message"]').value;
+    button.disabled = true;
+    progress.classList.add("active");
+    bar.style.width = "0%";
+    caption.textContent = "Starting…";
+    let total = 0;
+    let done = 0;
+    let ok = 0;
+    try {
+      const response = await adminApi("/admin/accounts/test-all", { method: "POST", json: { stream: true, message } });
+      if (!response.ok) {
+        caption.textContent = (await response.json()).detail || response.statusText;
+        return;
+      }
+      for await (const item of ndjson(response)) {
+        if (item.event === "start") total = item.total;
+        if (item.event === "result") {
+          done += 1;
+          if (item.result.success) ok += 1;
+          showResult(item.result);
+        }
+        if (item.event === "done") ({ success: ok, total } = item);
+        bar.style.width = `${total ? (100 * done) / total : 100}%`;
+        caption.textContent = `${done} of ${total} tested · ${ok} passed`;
+      }
+      caption.textContent = `Done: ${ok} of ${total} accounts passed.`;
+    } catch (err) {
+      caption.textContent = `Test stopped: ${err}`;
+    } finally {
+      button.disabled = false;
+    }
+  });
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  wireConfirmations();
+  wireOverview();
+  wireTestOne();
+  wireTestAll();
+});
