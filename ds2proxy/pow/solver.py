@@ -26,7 +26,8 @@ from .challenge import ALGORITHM, Challenge
 # (about 2 ms compiled, 20 ms in pure Python).
 CHUNK_NATIVE = 4096
 CHUNK_PYTHON = 32
-# Solving is background work: a worker waking the loop's CPU should lose to it.
+# Solving is background work: when the event loop wakes up, the scheduler
+# should give it a CPU ahead of the solver workers.
 WORKER_NICENESS = 10
 
 log = logging.getLogger("ds2proxy.pow")
