@@ -115,3 +115,25 @@ async def test_self_test_needs_a_key(admin: Admin):
     await admin.ok("DELETE", f"/admin/keys/{admin.proxy.key}")
     reply = await admin.call("POST", "/admin/test")
     assert reply.status == 400 and reply.json()["field"] == "api_key"
+
+
+async def test_captures_record_real_upstream_exchanges_redacted(admin: Admin):
+    await admin.ok("PUT", "/admin/settings", json={"dev_captures": {"enabled": True}})
+    body = {"model": "deepseek-chat", "stream": True,
+            "messages": [{"role": "user", "content": "capture me"}]}
+    async with admin.http.post(admin.proxy.url + "/v1/chat/completions", json=body,
+                               headers=admin.proxy.headers()) as resp:
+        assert resp.status == 200
+        await resp.read()
+    reply = await admin.call("GET", "/admin/dev/captures")
+    items = reply.json()["items"]
+    paths = [i["url"].removeprefix(admin.proxy.fake.base_url) for i in items]
+    assert paths[-1] == "/api/v0/users/login" and "/api/v0/chat/completion" in paths
+    completion = items[paths.index("/api/v0/chat/completion")]
+    assert completion["status"] == 200 and "capture me" in completion["request_body"]
+    assert completion["response_body"].startswith("event: ready")
+    assert completion["request_headers"]["x-ds-pow-response"] == "[redacted]"
+    tokens = [s.token for s in admin.proxy.core.pool.accounts() if s.token]
+    assert tokens
+    for secret in (*tokens, "pw-alice", "pw-bob"):
+        assert secret.encode() not in reply.raw

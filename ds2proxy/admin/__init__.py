@@ -56,6 +56,13 @@ def _captures_of(core: Core) -> CaptureBuffer:
     return buffer
 
 
+def _feed_captures(core: Core, captures: CaptureBuffer) -> None:
+    """Hand the buffer to the upstream client (made at start-up) if it has none."""
+    client = getattr(core, "client", None)
+    if client is not None and getattr(client, "captures", False) is None:
+        client.captures = captures
+
+
 def _warn_default_key(creds: AdminCredentials) -> None:
     if creds.default_key_in_use:
         log.warning("!" * 72)
@@ -102,5 +109,6 @@ def setup(app: web.Application, core: Core, admin_key: str | None) -> None:
 
     async def prepare(app: web.Application) -> None:
         await creds.ensure_secret()
+        _feed_captures(core, captures)
 
     app.on_startup.append(prepare)

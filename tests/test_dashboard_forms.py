@@ -1,0 +1,337 @@
+"""The dashboard without a browser: pages, login, session cookie, CSRF,
+no-JavaScript forms (post / redirect / get) and the playground relay."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import aiohttp
+import pytest
+from conftest import ADMIN_KEY, Proxy
+
+from ds2proxy.admin import settings
+
+PAGES = ["/admin/", "/admin/ui/accounts", "/admin/ui/keys", "/admin/ui/settings",
+         "/admin/ui/config", "/admin/ui/playground", "/admin/ui/captures",
+         "/admin/ui/plugins"]
+
+
+@dataclass
+class Browserless:
+    """A cookie-keeping HTTP client that fills in the dashboard's forms."""
+
+    proxy: Proxy
+    http: aiohttp.ClientSession
+    csrf: str = ""
+
+    def url(self, path: str) -> str:
+        return self.proxy.url + path
+
+    async def get(self, path: str) -> tuple[int, str, aiohttp.ClientResponse]:
+        async with self.http.get(self.url(path), allow_redirects=False) as resp:
+            return resp.status, await resp.text(), resp
+
+    async def post(self, path: str, data: dict, *, csrf: bool = True
+                   ) -> tuple[int, str, aiohttp.ClientResponse]:
+        form = {"csrf_token": self.csrf, **data} if csrf else data
+        async with self.http.post(self.url(path), data=form, allow_redirects=False) as resp:
+            return resp.status, await resp.text(), resp
+
+    async def log_in(self, key: str = ADMIN_KEY) -> aiohttp.ClientResponse:
+        _, page, _ = await self.get("/admin/ui/login")
+        token = re.search(r'name="login_token" value="([^"]+)"', page).group(1)
+        status, _, resp = await self.post("/admin/ui/login", {
+            "login_token": token, "admin_key": key, "next": "/admin/"}, csrf=False)
+        assert status == 303, status
+        _, home, _ = await self.get("/admin/")
+        self.csrf = re.search(r'name="csrf_token" value="([^"]+)"', home).group(1)
+        return resp
+
+
+@pytest.fixture
+async def browser(proxy: Proxy) -> AsyncIterator[Browserless]:
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+        yield Browserless(proxy, http)
+
+
+@pytest.fixture
+async def logged_in(browser: Browserless) -> Browserless:
+    await browser.log_in()
+    return browser
+
+
+def field_block(html: str, path: str) -> str:
+    """The settings form's block for one field."""
+    start = html.index(f'data-field="{path}"')
+    return html[html.rindex("<div", 0, start): html.index('<div class="help">', start)]
+
+
+# -- login and session --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", PAGES)
+async def test_pages_send_strangers_to_the_login_page(browser: Browserless, path):
+    status, _, resp = await browser.get(path)
+    assert status == 303
+    assert resp.headers["Location"] == f"/admin/ui/login?next={path}"
+
+
+async def test_login_sets_a_strict_httponly_session_cookie(browser: Browserless):
+    resp = await browser.log_in()
+    assert resp.headers["Location"] == "/admin/"
+    cookie = resp.cookies["ds2proxy_admin"]
+    assert cookie["httponly"] and cookie["samesite"] == "Strict" and cookie["path"] == "/admin"
+    assert int(cookie["max-age"]) == 24 * 3600
+
+
+async def test_login_needs_its_form_token_and_the_right_key(browser: Browserless):
+    status, page, _ = await browser.post("/admin/ui/login", {"admin_key": ADMIN_KEY}, csrf=False)
+    assert status == 403 and "security token" in page
+    _, page, _ = await browser.get("/admin/ui/login")
+    token = re.search(r'name="login_token" value="([^"]+)"', page).group(1)
+    status, page, _ = await browser.post("/admin/ui/login", {"login_token": token,
+                                                             "admin_key": "nope"}, csrf=False)
+    assert status == 401 and 'id="login-error"' in page and "invalid admin key" in page
+    assert (await browser.get("/admin/"))[0] == 303
+
+
+async def test_login_never_redirects_off_site(browser: Browserless):
+    _, page, _ = await browser.get("/admin/ui/login?next=//evil.example/")
+    assert 'name="next" value="/admin/"' in page
+
+
+@pytest.mark.parametrize("path", PAGES)
+async def test_every_page_renders_with_security_headers(logged_in: Browserless, path):
+    status, page, resp = await logged_in.get(path)
+    assert status == 200, page[:500]
+    assert "script-src 'self'" in resp.headers["Content-Security-Policy"]
+    assert resp.headers["X-Frame-Options"] == "DENY"
+    assert 'aria-current="page"' in page and 'id="logout"' in page
+    assert "default-key-banner" not in page
+
+
+async def test_default_key_banner_shows_until_a_password_is_set(proxy_factory):
+    proxy = await proxy_factory(admin_key="")
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+        b = Browserless(proxy, http)
+        assert "default-key-banner" in (await b.get("/admin/ui/login"))[1]
+        await b.log_in("admin")
+        assert "default-key-banner" in (await b.get("/admin/"))[1]
+        status, _, _ = await b.post("/admin/ui/settings/password", {
+            "new_password": "a-good-password", "confirm_password": "a-good-password"})
+        assert status == 303
+        _, page, _ = await b.get("/admin/ui/settings")
+        assert "default-key-banner" not in page and "Password changed" in page
+
+
+async def test_logout_ends_the_session_for_good(logged_in: Browserless):
+    token = next(c.value for c in logged_in.http.cookie_jar if c.key == "ds2proxy_admin")
+    status, _, resp = await logged_in.post("/admin/ui/logout", {})
+    assert status == 303 and resp.headers["Location"] == "/admin/ui/login"
+    assert (await logged_in.get("/admin/"))[0] == 303
+    async with logged_in.http.get(logged_in.url("/admin/config"),
+                                  headers={"Authorization": f"Bearer {token}"}) as api:
+        assert api.status == 401
+
+
+# -- CSRF --------------------------------------------------------------------------------------
+
+
+async def test_a_form_post_without_its_csrf_token_is_refused(logged_in: Browserless):
+    keys_before = logged_in.proxy.core.config.keys
+    status, page, _ = await logged_in.post("/admin/ui/keys/add", {"key": "sk-csrf-000000"},
+                                           csrf=False)
+    assert status == 403 and 'id="error-message"' in page
+    logged_in_csrf = logged_in.csrf
+    logged_in.csrf = "0" * 40
+    assert (await logged_in.post("/admin/ui/keys/add", {"key": "sk-csrf-000000"}))[0] == 403
+    assert logged_in.proxy.core.config.keys == keys_before
+    logged_in.csrf = logged_in_csrf
+    assert (await logged_in.post("/admin/ui/keys/add", {"key": "sk-csrf-000000"}))[0] == 303
+    assert "sk-csrf-000000" in logged_in.proxy.core.config.keys
+
+
+async def test_the_json_api_takes_the_session_cookie_only_with_the_csrf_header(
+        logged_in: Browserless):
+    async with logged_in.http.get(logged_in.url("/admin/overview")) as resp:
+        assert resp.status == 200
+    body = {"key": "sk-cookie-000000"}
+    async with logged_in.http.post(logged_in.url("/admin/keys"), json=body) as resp:
+        assert resp.status == 403 and "detail" in await resp.json()
+    async with logged_in.http.post(logged_in.url("/admin/keys"), json=body,
+                                   headers={"X-CSRF-Token": logged_in.csrf}) as resp:
+        assert resp.status == 200
+
+
+# -- forms ---------------------------------------------------------------------------------------
+
+
+async def test_settings_form_applies_and_explains_a_bad_value_beside_its_field(
+        logged_in: Browserless):
+    pool = logged_in.proxy.core.pool
+    _, page, _ = await logged_in.get("/admin/ui/settings")
+    values = {p: re.search(rf'name="{re.escape(p)}" value="([^"]*)"', page).group(1)
+              for p, s in settings.SETTINGS.items() if s.kind in ("int", "float")}
+    form = {**values, "toolcall.mode": "feature_match", "toolcall.early_emit_confidence": "high",
+            "search.citation_style": "raw", "embeddings.provider": "deterministic",
+            "auth.allow_passthrough": "on", "claude_mapping": "", "model_aliases": ""}
+    before = pool.limits
+    status, page, _ = await logged_in.post("/admin/ui/settings",
+                                           {**form, "runtime.account_max_inflight": "0"})
+    assert status == 400
+    block = field_block(page, "runtime.account_max_inflight")
+    assert "has-error" in block and "must be between 1 and 64" in block
+    assert "has-error" not in field_block(page, "runtime.global_max_inflight")
+    assert pool.limits == before
+    status, page, _ = await logged_in.post("/admin/ui/settings", {
+        **form, "runtime.account_max_inflight": "4", "model_aliases": "house = deepseek-chat"})
+    assert status == 303
+    assert pool.limits.per_account == 4
+    assert logged_in.proxy.core.models.resolve("house").native == "deepseek-chat"
+    _, page, _ = await logged_in.get("/admin/ui/settings")
+    assert 'name="runtime.account_max_inflight" value="4"' in page
+    assert "Settings saved" in page
+
+
+async def test_settings_form_reports_unparsable_input(logged_in: Browserless):
+    status, page, _ = await logged_in.post("/admin/ui/settings", {
+        "runtime.account_max_inflight": "many", "model_aliases": "just words"})
+    assert status == 400
+    assert "must be a whole number" in field_block(page, "runtime.account_max_inflight")
+    assert "name = model" in field_block(page, "model_aliases")
+
+
+async def test_password_form_checks_the_repeat(logged_in: Browserless):
+    status, page, _ = await logged_in.post("/admin/ui/settings/password", {
+        "new_password": "first-password", "confirm_password": "second-password"})
+    assert status == 400 and "the two passwords differ" in page
+    assert "password_hash" not in logged_in.proxy.store.snapshot().get("admin", {})
+
+
+async def test_account_forms_add_test_and_delete(logged_in: Browserless):
+    status, _, resp = await logged_in.post("/admin/ui/accounts/add", {
+        "login": "dave@example.com", "password": "pw-dave"})
+    assert status == 303 and resp.headers["Location"] == "/admin/ui/accounts"
+    _, page, _ = await logged_in.get("/admin/ui/accounts")
+    assert 'data-account="dave@example.com"' in page and "dave@example.com added" in page
+    assert "pw-dave" not in page
+    await logged_in.post("/admin/ui/accounts/test", {"identifier": "alice@example.com"})
+    _, page, _ = await logged_in.get("/admin/ui/accounts")
+    assert "alice@example.com works" in page and "OK ·" in page
+    await logged_in.post("/admin/ui/accounts/test-all", {})
+    _, page, _ = await logged_in.get("/admin/ui/accounts")
+    assert "2 of 3 accounts passed" in page  # dave is unknown upstream
+    status, _, _ = await logged_in.post("/admin/ui/accounts/delete",
+                                        {"identifier": "dave@example.com"})
+    assert status == 303
+    assert logged_in.proxy.core.pool.find("dave@example.com") is None
+
+
+async def test_bad_form_input_comes_back_as_a_message(logged_in: Browserless):
+    status, _, resp = await logged_in.post("/admin/ui/accounts/add", {
+        "login": "erin@example.com", "back": "/admin/ui/accounts?page=1"})
+    assert status == 303 and resp.headers["Location"] == "/admin/ui/accounts?page=1"
+    _, page, _ = await logged_in.get("/admin/ui/accounts?page=1")
+    assert 'class="flash flash-error"' in page and "password" in page
+
+
+async def test_batch_import_form(logged_in: Browserless):
+    status, _, _ = await logged_in.post("/admin/ui/accounts/import", {
+        "accounts": "frank@example.com:pw-frank\n13900000000:pw-mobile\nraw-token-abcdef123",
+        "keys": "sk-batch-form-01\nsk-batch-form-02"})
+    assert status == 303
+    ids = {a.identifier for a in logged_in.proxy.core.pool.accounts()}
+    assert {"frank@example.com", "+8613900000000"} <= ids and len(ids) == 5
+    assert {"sk-batch-form-01", "sk-batch-form-02"} <= set(logged_in.proxy.core.config.keys)
+    _, page, _ = await logged_in.get("/admin/ui/accounts")
+    assert "Imported 3 new accounts" in page
+
+
+async def test_keys_page_shows_previews_only(logged_in: Browserless):
+    await logged_in.post("/admin/ui/keys/add", {"key": "sk-visible-once-12345"})
+    _, page, _ = await logged_in.get("/admin/ui/keys")
+    assert "sk-visible-once-12345" not in page and "sk-v…45" in page
+    key_id = re.search(r'data-key-id="([0-9a-f]+)">\s*<td class="mono">sk-v', page).group(1)
+    await logged_in.post("/admin/ui/keys/delete", {"key_id": key_id})
+    assert "sk-visible-once-12345" not in logged_in.proxy.core.config.keys
+
+
+async def test_config_download_and_upload(logged_in: Browserless):
+    async with logged_in.http.get(logged_in.url("/admin/ui/config/download")) as resp:
+        assert resp.headers["Content-Disposition"] == 'attachment; filename="config.json"'
+        exported = json.loads(await resp.text())
+    assert exported["keys"] == ["test-key"] and "jwt_secret" not in exported.get("admin", {})
+    _, page, _ = await logged_in.get("/admin/ui/config")
+    assert "pw-alice" not in page
+    upload = aiohttp.FormData()
+    upload.add_field("csrf_token", logged_in.csrf)
+    upload.add_field("mode", "merge")
+    upload.add_field("file", json.dumps({"keys": ["sk-uploaded-777777"]}).encode(),
+                     filename="config.json", content_type="application/json")
+    async with logged_in.http.post(logged_in.url("/admin/ui/config/import"), data=upload,
+                                   allow_redirects=False) as resp:
+        assert resp.status == 303
+    assert logged_in.proxy.core.config.keys == ("test-key", "sk-uploaded-777777")
+    status, _, _ = await logged_in.post("/admin/ui/config/import",
+                                        {"config_text": "not json", "mode": "merge"})
+    _, page, _ = await logged_in.get("/admin/ui/config")
+    assert status == 303 and "neither JSON nor base64" in page
+
+
+async def test_captures_page_lists_and_clears(logged_in: Browserless):
+    captures = logged_in.proxy.core.captures
+    captures.configure(enabled=True, limit=5, max_body_bytes=100)
+    capture = captures.start("POST", "http://up/api/v0/chat/completion",
+                             {"authorization": "Bearer tok-secret-0001"}, b"{}")
+    capture.set_status(200)
+    capture.finish()
+    _, page, _ = await logged_in.get("/admin/ui/captures")
+    assert "/api/v0/chat/completion" in page and "tok-secret-0001" not in page
+    assert (await logged_in.post("/admin/ui/captures/clear", {}))[0] == 303
+    assert captures.items() == []
+
+
+# -- playground relay ------------------------------------------------------------------------------
+
+
+FAMILY_TEXT = {
+    "openai": lambda d: "".join((c.get("delta") or {}).get("content") or ""
+                                for c in d.get("choices") or []),
+    "anthropic": lambda d: (d.get("delta") or {}).get("text", "")
+    if d.get("type") == "content_block_delta" else "",
+    "gemini": lambda d: "".join(p.get("text", "") for c in d.get("candidates") or []
+                                for p in (c.get("content") or {}).get("parts") or []
+                                if not p.get("thought")),
+}
+
+
+@pytest.mark.parametrize("family", sorted(FAMILY_TEXT))
+async def test_playground_relays_each_family_as_a_stream(logged_in: Browserless, family):
+    body = {"family": family, "message": f"hello from {family}", "thinking": "off"}
+    async with logged_in.http.post(logged_in.url("/admin/ui/playground/send"), json=body,
+                                   headers={"X-CSRF-Token": logged_in.csrf}) as resp:
+        raw = await resp.text()
+        assert resp.status == 200, raw[:300]
+        assert resp.headers["Content-Type"].startswith("text/event-stream")
+    chunks = [json.loads(line[5:]) for line in raw.splitlines()
+              if line.startswith("data:") and line[5:].strip() not in ("", "[DONE]")]
+    answer = "".join(FAMILY_TEXT[family](c) for c in chunks)
+    assert f"hello from {family}" in answer
+    assert logged_in.proxy.key not in raw
+
+
+async def test_playground_refuses_without_csrf_or_message(logged_in: Browserless):
+    async with logged_in.http.post(logged_in.url("/admin/ui/playground/send"),
+                                   json={"family": "openai", "message": "x"}) as resp:
+        assert resp.status == 403
+    async with logged_in.http.post(logged_in.url("/admin/ui/playground/send"),
+                                   json={"family": "openai", "message": " "},
+                                   headers={"X-CSRF-Token": logged_in.csrf}) as resp:
+        assert resp.status == 400 and (await resp.json())["field"] == "message"
+    async with logged_in.http.post(logged_in.url("/admin/ui/playground/send"),
+                                   json={"family": "cobol", "message": "x"},
+                                   headers={"X-CSRF-Token": logged_in.csrf}) as resp:
+        assert resp.status == 400 and (await resp.json())["field"] == "family"
