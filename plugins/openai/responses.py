@@ -29,7 +29,9 @@ ECHOED = ("instructions", "max_output_tokens", "previous_response_id", "temperat
 class ResponsesRoutes:
     def __init__(self, core: Any, store: ResponseStore | None = None) -> None:
         self.core = core
-        self.store = store or ResponseStore(lambda: core.config.responses_ttl_seconds)
+        if store is None:
+            store = ResponseStore(lambda: core.config.responses_ttl_seconds)
+        self.store = store
 
     async def create(self, request: web.Request) -> web.StreamResponse:
         caller = self.core.authenticate(request)

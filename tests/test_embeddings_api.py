@@ -1,0 +1,116 @@
+"""``POST /v1/embeddings`` through the official client, on a live server."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import math
+import struct
+
+import aiohttp
+import openai
+import pytest
+
+from ds2proxy.tokens import count_tokens
+
+
+OPEN: list[openai.AsyncOpenAI] = []
+
+
+def client(proxy, key: str | None = None) -> openai.AsyncOpenAI:
+    api = openai.AsyncOpenAI(base_url=proxy.url + "/v1", api_key=key or proxy.key,
+                             max_retries=0)
+    OPEN.append(api)
+    return api
+
+
+@pytest.fixture(autouse=True)
+async def close_clients():
+    """Close every client a test opened, so no connection outlives its loop."""
+    yield
+    while OPEN:
+        await OPEN.pop().close()
+
+
+def norm(vector: list[float]) -> float:
+    return math.sqrt(math.fsum(v * v for v in vector))
+
+
+async def test_deterministic_vectors_are_stable_unit_vectors(proxy):
+    api = client(proxy)
+    first = await api.embeddings.create(model="text-embedding-3-small",
+                                        input=["alpha", "beta", "alpha"])
+    again = await api.embeddings.create(model="text-embedding-3-small", input="alpha")
+    vectors = [d.embedding for d in first.data]
+    assert [d.index for d in first.data] == [0, 1, 2]
+    assert all(len(v) == 1536 for v in vectors)
+    assert vectors[1] != vectors[0]
+    # The default wire format is base64 float32: equal to float32 precision.
+    assert vectors[0] == vectors[2] == again.data[0].embedding
+    assert all(math.isclose(norm(v), 1.0, rel_tol=1e-6) for v in vectors)
+    assert first.model == "text-embedding-3-small"
+    assert first.usage.prompt_tokens == count_tokens("alpha") * 2 + count_tokens("beta")
+
+
+async def test_float_format_and_dimensions_through_the_sync_client(proxy):
+    with openai.OpenAI(base_url=proxy.url + "/v1", api_key=proxy.key, max_retries=0) as sync:
+        resp = await asyncio.to_thread(sync.embeddings.create, model="e", input="x",
+                                       dimensions=256, encoding_format="float")
+    vector = resp.data[0].embedding
+    assert len(vector) == 256 and math.isclose(norm(vector), 1.0, rel_tol=1e-12)
+
+
+async def test_base64_is_little_endian_float32(proxy):
+    async with aiohttp.ClientSession() as http:
+        async with http.post(proxy.url + "/v1/embeddings", headers=proxy.headers(),
+                             json={"model": "e", "input": "x", "dimensions": 8,
+                                   "encoding_format": "base64"}) as resp:
+            b64 = (await resp.json())["data"][0]["embedding"]
+        async with http.post(proxy.url + "/v1/embeddings", headers=proxy.headers(),
+                             json={"model": "e", "input": "x", "dimensions": 8}) as resp:
+            floats = (await resp.json())["data"][0]["embedding"]
+    decoded = struct.unpack("<8f", base64.b64decode(b64))
+    assert decoded == pytest.approx(floats, rel=1e-6)
+
+
+async def test_token_array_inputs(proxy):
+    resp = await client(proxy).embeddings.create(model="e", input=[[1, 2, 3], [4]],
+                                                 encoding_format="float")
+    assert len(resp.data) == 2 and resp.usage.prompt_tokens == 4
+    single = await client(proxy).embeddings.create(model="e", input=[1, 2, 3],
+                                                   encoding_format="float")
+    assert single.data[0].embedding == resp.data[0].embedding
+
+
+async def test_off_is_501_and_the_setting_is_read_live(proxy_factory):
+    proxy = await proxy_factory({"embeddings": {"provider": ""}})
+    with pytest.raises(openai.APIStatusError) as err:
+        await client(proxy).embeddings.create(model="e", input="x")
+    assert err.value.status_code == 501
+    assert set(err.value.body) == {"message", "type", "code", "param"}
+    await proxy.store.update(lambda doc: doc.__setitem__("embeddings",
+                                                         {"provider": "deterministic"}))
+    resp = await client(proxy).embeddings.create(model="e", input="x")
+    assert len(resp.data[0].embedding) == 1536
+
+
+@pytest.mark.parametrize("body, param", [
+    ({"model": "e"}, "input"),
+    ({"model": "e", "input": []}, "input"),
+    ({"input": "x"}, "model"),
+    ({"model": "e", "input": "x", "dimensions": 0}, "dimensions"),
+    ({"model": "e", "input": "x", "encoding_format": "int8"}, "encoding_format"),
+])
+async def test_bad_requests_are_400s_in_the_openai_shape(proxy, body, param):
+    async with aiohttp.ClientSession() as http:
+        async with http.post(proxy.url + "/v1/embeddings", headers=proxy.headers(),
+                             json=body) as resp:
+            assert resp.status == 400
+            error = (await resp.json())["error"]
+    assert error["param"] == param and error["type"] == "invalid_request_error"
+
+
+async def test_missing_key_is_401(proxy_factory):
+    proxy = await proxy_factory({"auth": {"allow_passthrough": False}})
+    with pytest.raises(openai.AuthenticationError):
+        await client(proxy, "nope").embeddings.create(model="e", input="x")

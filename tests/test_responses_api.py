@@ -1,0 +1,329 @@
+"""OpenAI Responses end to end: official client → ds2proxy → fake DeepSeek.
+
+Recordings of the real upstream must come back byte for byte through the
+Responses shape, the SSE framing and event order are pinned, and the store
+behind ``GET /v1/responses/{id}`` and ``previous_response_id`` is exercised
+with a second caller and an injected clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+
+import aiohttp
+import openai
+import pytest
+from aiohttp import web
+
+from ds2proxy.app import start_server
+from ds2proxy.plugin_api import PluginAPI, wrap_handler
+from ds2proxy.testing import Delivery, Replay, Scripted
+from plugins.openai.responses import ResponsesRoutes
+from plugins.openai.responses_store import ResponseStore
+
+RECORDINGS = [
+    "markdown-format-example-20260405-spacefix",
+    "longtext-deepseek-v4-flash-20260429",
+    "continue-thinking-snapshot-replay-20260405",
+    "guangzhou-weather-reasoner-search-20260404",
+]
+OTHER_KEY = "other-test-key"
+
+
+def expected(fixtures_dir, name: str) -> dict:
+    return json.loads((fixtures_dir / "deepseek-sse" / name / "expected.json").read_text())
+
+
+OPEN: list[openai.AsyncOpenAI] = []
+
+
+def client(proxy, key: str | None = None, url: str | None = None) -> openai.AsyncOpenAI:
+    api = openai.AsyncOpenAI(base_url=(url or proxy.url) + "/v1", api_key=key or proxy.key,
+                             max_retries=0)
+    OPEN.append(api)
+    return api
+
+
+@pytest.fixture(autouse=True)
+async def close_clients():
+    """Close every client a test opened, so no connection outlives its loop."""
+    yield
+    while OPEN:
+        await OPEN.pop().close()
+
+
+def reasoning_of(output) -> str:
+    return "".join(s.text for item in output if item.type == "reasoning" for s in item.summary)
+
+
+async def raw_events(proxy, body: dict, key: str | None = None) -> tuple[int, list]:
+    """POST a stream and cut the body into (event line, JSON or "[DONE]") frames."""
+    async with aiohttp.ClientSession() as http:
+        async with http.post(proxy.url + "/v1/responses", json=body,
+                             headers={"Authorization": f"Bearer {key or proxy.key}"}) as resp:
+            text = await resp.text()
+            status = resp.status
+    frames = []
+    for block in filter(None, text.split("\n\n")):
+        lines = block.split("\n")
+        if lines[0].startswith(":"):
+            continue
+        event = lines[0].removeprefix("event: ") if lines[0].startswith("event: ") else None
+        data = lines[-1].removeprefix("data: ")
+        frames.append((event, data if data == "[DONE]" else json.loads(data)))
+    return status, frames
+
+
+# -- recordings ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", RECORDINGS)
+async def test_recording_reconstructs_exactly_non_stream(proxy, fixtures_dir, name):
+    want = expected(fixtures_dir, name)
+    proxy.fake.enqueue(Replay(fixtures_dir / "deepseek-sse" / name))
+    resp = await client(proxy).responses.create(model="deepseek-reasoner", input="hello")
+    assert resp.status == "completed" and resp.id.startswith("resp_")
+    assert resp.output_text == want["content"]
+    assert reasoning_of(resp.output) == want["thinking"]
+    assert [item.type for item in resp.output] == ["reasoning", "message"]
+    assert resp.usage.output_tokens_details.reasoning_tokens > 0
+    assert resp.usage.total_tokens == resp.usage.input_tokens + resp.usage.output_tokens
+    assert len(proxy.fake.calls_to("chat/continue")) == want["rounds"] - 1
+
+
+@pytest.mark.parametrize("name", RECORDINGS)
+async def test_recording_reconstructs_exactly_stream(proxy, fixtures_dir, name):
+    want = expected(fixtures_dir, name)
+    proxy.fake.enqueue(Replay(fixtures_dir / "deepseek-sse" / name))
+    text, thinking, final = [], [], None
+    stream = await client(proxy).responses.create(model="deepseek-reasoner", input="hello",
+                                                  stream=True)
+    async for event in stream:
+        if event.type == "response.output_text.delta":
+            text.append(event.delta)
+        elif event.type == "response.reasoning_summary_text.delta":
+            thinking.append(event.delta)
+        elif event.type == "response.completed":
+            final = event.response
+    assert final is not None
+    assert "".join(text) == want["content"] == final.output_text
+    assert "".join(thinking) == want["thinking"] == reasoning_of(final.output)
+    assert proxy.core.pool.inflight == 0
+
+
+async def test_sync_client_stream_and_non_stream(proxy):
+    proxy.fake.enqueue(Scripted(thinking="hidden", answer="Hello there, friend."),
+                       Scripted(answer="  two  spaces\n\nand lines  "))
+
+    def round_trip() -> tuple[object, str]:
+        with openai.OpenAI(base_url=proxy.url + "/v1", api_key=proxy.key,
+                           max_retries=0) as sync:
+            resp = sync.responses.create(model="deepseek-chat", input="hi")
+            events = sync.responses.create(model="gpt-4o", input="hi", stream=True)
+            text = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+        return resp, text
+
+    resp, text = await asyncio.to_thread(round_trip)
+    assert resp.output_text == "Hello there, friend."
+    assert [item.type for item in resp.output] == ["message"]  # thinking off: not shown
+    assert text == "  two  spaces\n\nand lines  "
+
+
+# -- the wire format -----------------------------------------------------------
+
+GOLDEN = [
+    "response.created", "response.in_progress",
+    "response.output_item.added", "response.reasoning_summary_part.added",
+    "response.reasoning_summary_text.delta", "response.reasoning_summary_text.done",
+    "response.reasoning_summary_part.done", "response.output_item.done",
+    "response.output_item.added", "response.content_part.added",
+    "response.output_text.delta", "response.output_text.done",
+    "response.content_part.done", "response.output_item.done",
+    "response.completed", "[DONE]",
+]
+
+
+async def test_stream_event_order_and_framing_are_golden(proxy):
+    proxy.fake.enqueue(Scripted(thinking="Let me think.", answer="Hi there, you."))
+    status, frames = await raw_events(proxy, {"model": "deepseek-reasoner", "input": "hi",
+                                              "stream": True})
+    assert status == 200
+    names = [e if e is not None else d for e, d in frames]
+    assert [k for k, _ in itertools.groupby(names)] == GOLDEN
+    payloads = [d for _, d in frames[:-1]]
+    assert all(event == data["type"] for event, data in frames[:-1])
+    assert [p["sequence_number"] for p in payloads] == list(range(len(payloads)))
+    assert payloads[0]["response"]["status"] == "in_progress"
+    final = payloads[-1]["response"]
+    assert final["status"] == "completed" and final["model"] == "deepseek-reasoner"
+    assert final["output_text"] == "Hi there, you."
+    assert final["output"][0]["summary"][0]["text"] == "Let me think."
+
+
+async def test_failure_after_the_first_byte_is_response_failed(proxy):
+    proxy.fake.enqueue(Scripted(answer="This answer breaks off " * 4, chunk_size=4,
+                                delivery=Delivery(drop_after=6)))
+    status, frames = await raw_events(proxy, {"model": "deepseek-chat", "input": "hi",
+                                              "stream": True})
+    names = [e or d for e, d in frames]
+    assert status == 200
+    assert "response.failed" in names and "response.completed" not in names
+    failed = next(d for e, d in frames if e == "response.failed")
+    assert failed["response"]["status"] == "failed"
+    assert failed["response"]["error"]["code"] and failed["response"]["error"]["message"]
+    assert proxy.core.pool.inflight == 0
+
+
+async def test_length_limit_makes_an_incomplete_response(proxy):
+    proxy.fake.enqueue(Scripted(answer="word " * 200, chunk_size=5))
+    resp = await client(proxy).responses.create(model="deepseek-chat", input="hi",
+                                                max_output_tokens=5)
+    assert resp.status == "incomplete"
+    assert resp.incomplete_details.reason == "max_output_tokens"
+    assert 0 < len(resp.output_text) < len("word " * 200)
+
+
+async def test_request_options_are_accepted_and_echoed(proxy):
+    proxy.fake.enqueue(Scripted(answer="fine"))
+    resp = await client(proxy).responses.create(
+        model="GPT-4O", input=[{"role": "user", "content": "q"}], instructions="Be brief.",
+        metadata={"k": "v"}, truncation="auto", service_tier="auto", prompt_cache_key="p",
+        include=["reasoning.encrypted_content"], reasoning={"effort": "low", "summary": "auto"},
+        extra_body={"client_metadata": {"a": "b"}})
+    assert resp.model == "GPT-4O" and resp.instructions == "Be brief."
+    assert resp.metadata == {"k": "v"}
+    sent = proxy.fake.calls_to("chat/completion")[-1].body
+    assert "Be brief." in sent["prompt"] and sent["thinking_enabled"] is True
+
+
+# -- errors --------------------------------------------------------------------
+
+
+async def post(proxy, body: bytes | dict, headers: dict | None = None
+               ) -> tuple[int, dict, dict]:
+    """A raw POST: ``headers`` default to the proxy's managed key."""
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    headers = proxy.headers() if headers is None else headers
+    async with aiohttp.ClientSession() as http:
+        async with http.post(proxy.url + "/v1/responses", data=data,
+                             headers={**headers, "Content-Type": "application/json"}) as resp:
+            return resp.status, await resp.json(), dict(resp.headers)
+
+
+@pytest.mark.parametrize("body, status, param", [
+    (b"{not json", 400, None),
+    ({"model": "deepseek-chat"}, 400, "input"),
+    ({"input": "hi"}, 400, "model"),
+    ({"model": "no-such-model-xyz", "input": "hi"}, 400, "model"),
+])
+async def test_bad_requests_have_the_openai_error_shape(proxy, body, status, param):
+    code, payload, _ = await post(proxy, body)
+    assert code == status
+    assert set(payload["error"]) == {"message", "type", "code", "param"}
+    assert payload["error"]["type"] == "invalid_request_error"
+    assert payload["error"]["param"] == param
+
+
+async def test_bad_key_is_401(proxy_factory):
+    proxy = await proxy_factory({"auth": {"allow_passthrough": False}})
+    for headers in ({}, {"Authorization": "Bearer wrong-key"}):
+        code, payload, _ = await post(proxy, {"model": "deepseek-chat", "input": "hi"}, headers)
+        assert code == 401 and payload["error"]["type"] == "authentication_error"
+    with pytest.raises(openai.AuthenticationError):
+        await client(proxy, "wrong-key").responses.retrieve("resp_x")
+
+
+async def test_full_pool_is_429_with_retry_after(proxy_factory, fake_upstream):
+    proxy = await proxy_factory({"accounts": [{"email": "alice@example.com",
+                                               "password": "pw-alice"}],
+                                 "runtime": {"account_max_inflight": 1,
+                                             "account_max_queue": 0}})
+    fake_upstream.enqueue(Scripted(answer="slow " * 20, chunk_size=5,
+                                   delivery=Delivery(chunk_delay=0.05)))
+    stream = await client(proxy).responses.create(model="deepseek-chat", input="a", stream=True)
+    first = await anext(aiter(stream))  # the only account is now leased
+    assert first.type == "response.created"
+    code, payload, headers = await post(proxy, {"model": "deepseek-chat", "input": "b"})
+    assert code == 429 and int(headers["Retry-After"]) >= 1
+    assert payload["error"]["type"] == "rate_limit_error"
+    await stream.close()
+
+
+# -- the store -----------------------------------------------------------------
+
+
+async def test_stored_response_is_readable_only_by_its_creator(proxy_factory):
+    proxy = await proxy_factory({"keys": ["test-key", OTHER_KEY]})
+    proxy.fake.enqueue(Scripted(answer="kept"))
+    created = await client(proxy).responses.create(model="deepseek-chat", input="hi")
+    again = await client(proxy).responses.retrieve(created.id)
+    assert again.id == created.id and again.output_text == "kept"
+    with pytest.raises(openai.NotFoundError):
+        await client(proxy, OTHER_KEY).responses.retrieve(created.id)
+    with pytest.raises(openai.BadRequestError):
+        await client(proxy, OTHER_KEY).responses.create(
+            model="deepseek-chat", input="more", previous_response_id=created.id)
+
+
+async def test_streamed_response_is_stored_and_store_false_is_not(proxy):
+    proxy.fake.enqueue(Scripted(answer="streamed"), Scripted(answer="unstored"))
+    async with client(proxy).responses.stream(model="deepseek-chat", input="hi") as s:
+        final = await s.get_final_response()
+    assert (await client(proxy).responses.retrieve(final.id)).output_text == "streamed"
+    loose = await client(proxy).responses.create(model="deepseek-chat", input="hi", store=False)
+    assert loose.output_text == "unstored"
+    with pytest.raises(openai.NotFoundError):
+        await client(proxy).responses.retrieve(loose.id)
+
+
+async def test_previous_response_id_continues_the_conversation(proxy):
+    proxy.fake.enqueue(Scripted(answer="Paris is the capital."), Scripted(answer="2.1 million"))
+    first = await client(proxy).responses.create(model="deepseek-chat",
+                                                 input="Capital of France?")
+    second = await client(proxy).responses.create(model="deepseek-chat", input="Population?",
+                                                  previous_response_id=first.id)
+    assert second.output_text == "2.1 million"
+    assert second.previous_response_id == first.id
+    prompt = proxy.fake.calls_to("chat/completion")[-1].body["prompt"]
+    assert prompt.index("Capital of France?") < prompt.index("Paris is the capital.") \
+        < prompt.index("Population?")
+    with pytest.raises(openai.BadRequestError) as err:
+        await client(proxy).responses.create(model="deepseek-chat", input="x",
+                                             previous_response_id="resp_missing")
+    assert err.value.code == "previous_response_not_found"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_stored_response_expires_after_the_live_ttl(proxy):
+    """The plugin's routes on their own app, sharing the proxy's core, with a fake clock."""
+    clock = Clock()
+    api = PluginAPI(proxy.core, "openai")
+    routes = ResponsesRoutes(proxy.core, ResponseStore(
+        lambda: proxy.core.config.responses_ttl_seconds, clock=clock))
+    app = web.Application()
+    app.router.add_post("/v1/responses", wrap_handler(routes.create, api.errors.openai,
+                                                      proxy.core))
+    app.router.add_get("/v1/responses/{response_id}",
+                       wrap_handler(routes.get, api.errors.openai, proxy.core))
+    server = await start_server(app)
+    try:
+        local = client(proxy, url=server.url)
+        proxy.fake.enqueue(Scripted(answer="short-lived"))
+        created = await local.responses.create(model="deepseek-chat", input="hi")
+        clock.now += 899
+        assert (await local.responses.retrieve(created.id)).output_text == "short-lived"
+        clock.now += 1
+        with pytest.raises(openai.NotFoundError):
+            await local.responses.retrieve(created.id)
+        assert proxy.core.config.responses_ttl_seconds == 900
+    finally:
+        await server.close()
