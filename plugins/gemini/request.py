@@ -1,0 +1,135 @@
+"""A Gemini ``generateContent`` body → the canonical :class:`ChatRequest`.
+
+The model comes from the URL; everything else from the body:
+``contents`` / ``systemInstruction`` (see :mod:`.contents`), ``tools`` and
+``toolConfig``, and ``generationConfig`` for sampling, the output limit,
+JSON mode and (through the core's ``thinking_override``) the thinking
+switch. Fields the gateway does not use (``safetySettings``,
+``cachedContent``, ``topK``, ``labels`` …) are ignored, never refused.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ds2proxy.canonical import ChatRequest, ResolvedModel, ResponseFormat, ToolSpec
+from ds2proxy.errors import InvalidRequest
+from ds2proxy.formats.openai_chat import parse_tools as parse_openai_tools
+from ds2proxy.thinking import thinking_override
+from ds2proxy.toolcall.choice import parse_gemini_tool_config
+
+from .contents import parse_contents, system_messages
+from .fields import pick, pick_dict
+from .schema import json_schema
+
+# generationConfig field → the canonical sampling name (prompt-compat §1).
+_SAMPLING = {"temperature": "temperature", "topP": "top_p", "maxOutputTokens": "max_tokens",
+             "stopSequences": "stop", "presencePenalty": "presence_penalty",
+             "frequencyPenalty": "frequency_penalty"}
+_JSON_MIME = "application/json"
+
+
+@dataclass(slots=True)
+class GeminiRequest:
+    """The canonical request plus what only the Gemini rendering needs."""
+
+    chat: ChatRequest
+    show_thoughts: bool = True
+
+
+def parse_generate_request(body: dict, model: ResolvedModel, *, stream: bool) -> GeminiRequest:
+    """Validate and translate one request body (the model already resolved)."""
+    messages = [*system_messages(pick(body, "systemInstruction")),
+                *parse_contents(body.get("contents"))]
+    tools = parse_tools(body.get("tools"))
+    config = pick_dict(body, "generationConfig")
+    sampling = _sampling(config)
+    chat = ChatRequest(
+        model=model,
+        messages=messages,
+        stream=stream,
+        tools=tools,
+        tool_choice=parse_gemini_tool_config(pick(body, "toolConfig"), tools),
+        thinking=thinking_override(body),
+        max_tokens=sampling.get("max_tokens"),
+        sampling=sampling,
+        response_format=response_format(config),
+    )
+    thoughts = pick(pick_dict(config, "thinkingConfig"), "includeThoughts")
+    return GeminiRequest(chat, show_thoughts=thoughts is not False)
+
+
+def parse_tools(value: Any) -> list[ToolSpec]:
+    """``tools[].functionDeclarations[]``; OpenAI-style and flat tools accepted too.
+
+    Built-in Google tools (``googleSearch``, ``codeExecution`` …) declare no
+    function and are skipped.
+    """
+    if value is None:
+        return []
+    if isinstance(value, dict):
+        value = [value]
+    if not isinstance(value, list):
+        raise InvalidRequest("'tools' must be a list", param="tools")
+    specs: list[ToolSpec] = []
+    for index, tool in enumerate(value):
+        if not isinstance(tool, dict):
+            raise InvalidRequest(f"tools[{index}] must be an object", param="tools")
+        declarations = pick(tool, "functionDeclarations")
+        if isinstance(declarations, list):
+            specs.extend(spec for spec in map(_declaration, declarations) if spec)
+        else:
+            specs.extend(_with_json_schema(spec) for spec in parse_openai_tools([tool]))
+    return specs
+
+
+def _declaration(item: Any) -> ToolSpec | None:
+    if not isinstance(item, dict):
+        return None
+    name = item.get("name")
+    if not isinstance(name, str) or not name.strip():
+        return None
+    schema = next((value for value in (pick(item, "parametersJsonSchema"),
+                                       item.get("parameters")) if isinstance(value, dict)), None)
+    return ToolSpec(name=name.strip(), description=str(item.get("description") or ""),
+                    parameters=json_schema(schema) if schema is not None else None)
+
+
+def _with_json_schema(spec: ToolSpec) -> ToolSpec:
+    if spec.parameters is not None:
+        spec.parameters = json_schema(spec.parameters)
+    return spec
+
+
+def _sampling(config: dict) -> dict[str, Any]:
+    sampling: dict[str, Any] = {}
+    for field, name in _SAMPLING.items():
+        value = pick(config, field)
+        if value is None:
+            continue
+        if name == "max_tokens":
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InvalidRequest("'generationConfig.maxOutputTokens' must be a positive "
+                                     "integer", param="generationConfig.maxOutputTokens")
+        elif name == "stop":
+            value = [value] if isinstance(value, str) else value
+            if not isinstance(value, list) or not all(isinstance(s, str) for s in value):
+                continue
+        elif isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        sampling[name] = value
+    return sampling
+
+
+def response_format(config: dict) -> ResponseFormat:
+    """``responseMimeType: application/json`` → JSON mode, with a schema when given."""
+    mime = pick(config, "responseMimeType")
+    if not isinstance(mime, str) or mime.split(";")[0].strip().lower() != _JSON_MIME:
+        return ResponseFormat()
+    schema = next((value for value in (pick(config, "responseJsonSchema"),
+                                       pick(config, "responseSchema")) if isinstance(value, dict)),
+                  None)
+    if schema is None:
+        return ResponseFormat(type="json_object")
+    return ResponseFormat(type="json_schema", schema=json_schema(schema))

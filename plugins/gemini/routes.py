@@ -1,0 +1,71 @@
+"""``POST /v1beta/models/{model}:{method}`` (and the same under ``/v1``).
+
+aiohttp matches the ``model:method`` segment as one path variable; the
+method after the last colon picks the handler: ``generateContent``,
+``streamGenerateContent`` or ``countTokens``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from ds2proxy.errors import NotFound
+from ds2proxy.formats import json_response
+from ds2proxy.prompt.build import build_prompt
+from ds2proxy.tokens import count_prompt_tokens
+
+from .fields import pick_dict
+from .render import generate_content_response
+from .request import parse_generate_request
+from .stream import respond_stream
+
+GENERATE = "generateContent"
+STREAM = "streamGenerateContent"
+COUNT = "countTokens"
+
+
+def split_model_action(segment: str) -> tuple[str, str]:
+    """``gemini-2.5-pro:generateContent`` → (``gemini-2.5-pro``, ``generateContent``)."""
+    model, colon, action = segment.rpartition(":")
+    if not colon or not model:
+        raise NotFound(f"no method in '{segment}': expected models/{{model}}:{GENERATE}")
+    return model, action
+
+
+class GenerateRoutes:
+    def __init__(self, core: Any) -> None:
+        self.core = core
+
+    async def dispatch(self, request: web.Request) -> web.StreamResponse:
+        model, action = split_model_action(request.match_info["model_action"])
+        if action == GENERATE:
+            return await self.generate(request, model, stream=False)
+        if action == STREAM:
+            return await self.generate(request, model, stream=True)
+        if action == COUNT:
+            return await self.count_tokens(request, model)
+        raise NotFound(f"method '{action}' is not served; use {GENERATE}, {STREAM} or {COUNT}")
+
+    async def generate(self, request: web.Request, model_name: str, *,
+                       stream: bool) -> web.StreamResponse:
+        caller = self.core.authenticate(request)
+        body = await self.core.read_json(request)
+        model = self.core.resolve_model(model_name, family="gemini")
+        gemini = parse_generate_request(body, model, stream=stream)
+        async with self.core.turn(gemini.chat, caller) as turn:
+            if stream:
+                return await respond_stream(self.core, request, turn, gemini)
+            result = await turn.collect()
+        return json_response(generate_content_response(result, gemini.chat,
+                                                       show_thoughts=gemini.show_thoughts))
+
+    async def count_tokens(self, request: web.Request, model_name: str) -> web.Response:
+        """``{"totalTokens": N}``: the prompt estimate a generate call would report."""
+        self.core.authenticate(request)
+        body = await self.core.read_json(request)
+        model = self.core.resolve_model(model_name, family="gemini")
+        inner = pick_dict(body, "generateContentRequest") or body
+        chat = parse_generate_request(inner, model, stream=False).chat
+        return json_response({"totalTokens": count_prompt_tokens(build_prompt(chat.messages))})

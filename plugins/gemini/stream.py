@@ -1,0 +1,120 @@
+"""``streamGenerateContent``: turn events → Gemini chunks, SSE or JSON array.
+
+Text and thoughts go out as they are released; a ``functionCall`` chunk is
+sent when the call is complete (Gemini carries ``args`` as one object); the
+last chunk always holds ``finishReason`` and ``usageMetadata`` — Gemini CLI
+re-sends the whole turn when it is missing (tool-calling §5.4,
+agent-clients §3). A failure after the first byte ends the stream with a
+Google-shaped ``{"error": …}`` chunk, which the official clients raise.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from ds2proxy.canonical import (
+    ChatRequest,
+    Citation,
+    ErrorEvent,
+    Finish,
+    ReasoningDelta,
+    TextDelta,
+    ToolCallArgs,
+    ToolCallEnd,
+    ToolCallStart,
+    TurnEvent,
+    Usage,
+)
+from ds2proxy.formats.errors import google_error_body
+from ds2proxy.sse import JSONArrayWriter, SSEWriter, StreamWriter
+
+from .render import call_part, candidate, response, thought_part
+from .request import GeminiRequest
+
+
+class BlankLineSSEWriter(SSEWriter):
+    """SSE whose keep-alive is an empty line instead of a ``:`` comment.
+
+    The official Python client reads any line that is not ``data:`` as raw
+    JSON and fails on a comment; a lone newline between events is skipped
+    by it, by the JS client and by every SSE parser.
+    """
+
+    async def _keepalive(self) -> None:
+        await self._write(b"\n")
+
+
+class StreamRenderer:
+    """Turn events → Gemini chunk objects (framing is the writer's)."""
+
+    def __init__(self, chat: ChatRequest, response_id: str, *, show_thoughts: bool = True) -> None:
+        self.chat = chat
+        self.id = response_id
+        self.show_thoughts = show_thoughts
+        self._calls: dict[int, list[str]] = {}
+        self._citations: list[Citation] = []
+        self._usage = Usage(0, 0, 0)
+
+    def render(self, event: TurnEvent) -> list[dict[str, Any]]:
+        if isinstance(event, ReasoningDelta):
+            return [self._chunk([thought_part(event.text)])] if (
+                self.show_thoughts and event.text) else []
+        if isinstance(event, TextDelta):
+            return [self._chunk([{"text": event.text}])] if event.text else []
+        if isinstance(event, ToolCallStart):
+            self._calls[event.index] = [event.name]
+        elif isinstance(event, ToolCallArgs):
+            self._calls.setdefault(event.index, [""]).append(event.arguments)
+        elif isinstance(event, ToolCallEnd):
+            return self._release(event.index)
+        elif isinstance(event, Citation):
+            self._citations.append(event)
+        elif isinstance(event, Usage):
+            self._usage = event
+        elif isinstance(event, Finish):
+            return [*self._release(*self._calls), self._last(event.reason)]
+        elif isinstance(event, ErrorEvent):
+            return [google_error_body(event.error)]
+        return []
+
+    def _release(self, *indexes: int) -> list[dict[str, Any]]:
+        """The chunk of each completed call (a call never seen whole is not sent)."""
+        chunks = []
+        for index in sorted(indexes):
+            name, *arguments = self._calls.pop(index)
+            if name:
+                chunks.append(self._chunk([call_part(name, "".join(arguments))]))
+        return chunks
+
+    def _chunk(self, parts: list[dict[str, Any]]) -> dict[str, Any]:
+        return response(self.chat, self.id, candidate(parts))
+
+    def _last(self, reason: str) -> dict[str, Any]:
+        cand = candidate([], finish=reason, citations=self._citations)
+        return response(self.chat, self.id, cand, self._usage)
+
+
+def stream_writer(core: Any, request: web.Request) -> StreamWriter:
+    """``?alt=sse`` → Server-Sent Events; otherwise Google's streamed JSON array."""
+    if request.query.get("alt", "").lower() == "sse":
+        return BlankLineSSEWriter(request, keepalive=core.config.runtime.keepalive_seconds)
+    return core.json_array(request)
+
+
+async def respond_stream(core: Any, request: web.Request, turn: Any,
+                         gemini: GeminiRequest) -> web.StreamResponse:
+    """Relay an open turn as chunks; an error before the first byte stays an HTTP error."""
+    writer = stream_writer(core, request)
+    renderer = StreamRenderer(gemini.chat, turn.id, show_thoughts=gemini.show_thoughts)
+    async for event in writer.pace(turn.events()):
+        if isinstance(event, ErrorEvent) and not writer.prepared:
+            raise event.error
+        for chunk in renderer.render(event):
+            await writer.send(chunk)
+        if isinstance(event, ErrorEvent):
+            break
+    if isinstance(writer, JSONArrayWriter):
+        return await writer.done()
+    return await writer.finish()

@@ -1,0 +1,303 @@
+"""Gemini routes on the wire: golden SSE and JSON-array framing, Google error
+shapes and statuses, and Gemini CLI's real requests sent as they were."""
+
+from __future__ import annotations
+
+import json
+
+import aiohttp
+import orjson
+import pytest
+
+from ds2proxy.canonical import ToolCall
+from ds2proxy.prompt.dsml import render_tool_calls
+from ds2proxy.testing import Delivery, HttpFault, Replay, Scripted
+
+MODEL = "gemini-2.5-pro"
+STREAM_PATH = f"/v1beta/models/{MODEL}:streamGenerateContent"
+GENERATE_PATH = f"/v1beta/models/{MODEL}:generateContent"
+HELLO = {"contents": [{"role": "user", "parts": [{"text": "hello"}]}]}
+RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
+
+
+async def post(proxy, path: str, body: bytes | dict, headers: dict | None = None
+               ) -> tuple[int, dict, bytes]:
+    data = body if isinstance(body, bytes) else orjson.dumps(body)
+    sent = {"x-goog-api-key": proxy.key, "Content-Type": "application/json"}
+    sent.update(headers or {})
+    async with aiohttp.ClientSession() as http:
+        async with http.post(proxy.url + path, data=data, headers=sent) as resp:
+            return resp.status, dict(resp.headers), await resp.read()
+
+
+def sse_frames(body: bytes) -> list[bytes]:
+    """The payloads of ``data:`` events; fails on any other kind of line."""
+    assert body.endswith(b"\n\n")
+    frames = []
+    for event in body.split(b"\n\n")[:-1]:
+        event = event.lstrip(b"\n")  # blank-line keep-alives
+        assert event.startswith(b"data: ") and b"\n" not in event, event
+        frames.append(event[len(b"data: "):])
+    return frames
+
+
+def chunk_bytes(parts: list[dict], response_id: str) -> bytes:
+    """A content chunk exactly as the gateway serialises it."""
+    return orjson.dumps({"candidates": [{"content": {"role": "model", "parts": parts},
+                                         "index": 0}],
+                         "modelVersion": MODEL, "responseId": response_id})
+
+
+def assert_last_chunk(last: dict, finish: str = "STOP") -> None:
+    cand = last["candidates"][0]
+    assert cand["finishReason"] == finish and cand["content"]["parts"] == []
+    usage = last["usageMetadata"]
+    assert set(usage) == {"promptTokenCount", "candidatesTokenCount", "totalTokenCount",
+                          "thoughtsTokenCount"}
+    assert usage["totalTokenCount"] == (usage["promptTokenCount"]
+                                        + usage["candidatesTokenCount"]
+                                        + usage["thoughtsTokenCount"])
+
+
+def text_of(chunks: list[dict], thought: bool = False) -> str:
+    return "".join(p.get("text", "") for c in chunks if "candidates" in c
+                   for p in c["candidates"][0]["content"]["parts"]
+                   if bool(p.get("thought")) == thought and "functionCall" not in p)
+
+
+def calls_of(chunks: list[dict]) -> list[dict]:
+    return [p["functionCall"] for c in chunks if "candidates" in c
+            for p in c["candidates"][0]["content"]["parts"] if "functionCall" in p]
+
+
+async def test_sse_golden_bytes(proxy):
+    proxy.fake.enqueue(Scripted(thinking="Hmm, a greeting.", answer="Hi there, friend!",
+                                chunk_size=4))
+    status, headers, body = await post(proxy, STREAM_PATH + "?alt=sse", HELLO)
+    assert status == 200 and headers["Content-Type"].startswith("text/event-stream")
+    assert b"[DONE]" not in body and b"event:" not in body
+    frames = sse_frames(body)
+    chunks = [json.loads(f) for f in frames]
+    response_id = chunks[0]["responseId"]
+    for frame, chunk in zip(frames[:-1], chunks[:-1]):
+        parts = chunk["candidates"][0]["content"]["parts"]
+        assert len(parts) == 1 and parts[0]["text"]
+        assert frame == chunk_bytes(parts, response_id)
+    kinds = [bool(c["candidates"][0]["content"]["parts"][0].get("thought")) for c in chunks[:-1]]
+    assert kinds == sorted(kinds, reverse=True)  # every thought before any text
+    assert text_of(chunks, thought=True) == "Hmm, a greeting."
+    assert text_of(chunks) == "Hi there, friend!"
+    assert_last_chunk(chunks[-1])
+    assert (chunks[-1]["responseId"], chunks[-1]["modelVersion"]) == (response_id, MODEL)
+
+
+async def test_json_array_golden_bytes(proxy):
+    proxy.fake.enqueue(Scripted(thinking="Hmm.", answer="Hi there, friend!", chunk_size=4))
+    status, headers, body = await post(proxy, STREAM_PATH, HELLO)
+    assert status == 200 and headers["Content-Type"].startswith("application/json")
+    assert body.startswith(b"[{") and body.endswith(b"}]")
+    chunks = json.loads(body)
+    response_id = chunks[0]["responseId"]
+    elements = body[1:-1].split(b",\r\n")
+    assert len(elements) == len(chunks)
+    for element, chunk in zip(elements[:-1], chunks[:-1]):
+        assert element == chunk_bytes(chunk["candidates"][0]["content"]["parts"], response_id)
+    assert text_of(chunks, thought=True) == "Hmm."
+    assert text_of(chunks) == "Hi there, friend!"
+    assert_last_chunk(chunks[-1])
+
+
+async def test_long_recording_streams_exactly_on_the_wire(proxy, fixtures_dir):
+    sample = fixtures_dir / "deepseek-sse" / "continue-thinking-snapshot-replay-20260405"
+    want = json.loads((sample / "expected.json").read_text())
+    proxy.fake.enqueue(Replay(sample))
+    status, _, body = await post(proxy, STREAM_PATH + "?alt=sse", HELLO)
+    chunks = [json.loads(f) for f in sse_frames(body)]
+    assert status == 200
+    assert text_of(chunks, thought=True) == want["thinking"]
+    assert text_of(chunks) == want["content"]
+    assert_last_chunk(chunks[-1])
+    assert len(proxy.fake.calls_to("chat/continue")) == want["rounds"] - 1
+
+
+async def test_non_stream_body(proxy):
+    proxy.fake.enqueue(Scripted(thinking="Hmm.", answer="Hi!"))
+    status, headers, body = await post(proxy, GENERATE_PATH, HELLO)
+    answer = json.loads(body)
+    assert status == 200 and headers["Content-Type"].startswith("application/json")
+    assert answer["candidates"] == [{"content": {"role": "model", "parts": [
+        {"text": "Hmm.", "thought": True}, {"text": "Hi!"}]}, "index": 0,
+        "finishReason": "STOP"}]
+    assert answer["modelVersion"] == MODEL and answer["responseId"]
+    assert answer["usageMetadata"]["thoughtsTokenCount"] > 0
+
+
+@pytest.mark.parametrize("alt", ["?alt=sse", ""])
+async def test_error_after_the_first_byte_is_a_final_google_error_chunk(proxy, alt):
+    proxy.fake.enqueue(Scripted(answer="partial answer that never ends", chunk_size=2,
+                                delivery=Delivery(drop_after=8)))
+    status, _, body = await post(proxy, STREAM_PATH + alt, HELLO)
+    chunks = [json.loads(f) for f in sse_frames(body)] if alt else json.loads(body)
+    assert status == 200
+    assert text_of(chunks) and all("finishReason" not in c["candidates"][0]
+                                   for c in chunks[:-1])
+    error = chunks[-1]["error"]
+    assert (error["code"], error["status"]) == (502, "UNAVAILABLE") and error["message"]
+    assert proxy.core.pool.inflight == 0
+
+
+# -- errors ----------------------------------------------------------------------
+
+
+def google_error(body: bytes, code: int, status: str) -> dict:
+    error = json.loads(body)["error"]
+    assert (error["code"], error["status"]) == (code, status)
+    assert isinstance(error["message"], str) and error["message"]
+    return error
+
+
+@pytest.mark.parametrize("path, body", [
+    (GENERATE_PATH, b"{not json"),
+    (GENERATE_PATH, b"\xff\xfe"),
+    (GENERATE_PATH, b"[]"),
+    (GENERATE_PATH, b'{"generationConfig": {}}'),
+    (STREAM_PATH + "?alt=sse", b'{"contents": []}'),
+    ("/v1beta/models/totally-custom:generateContent", orjson.dumps(HELLO)),
+    ("/v1/models/deepseek-v3:streamGenerateContent", orjson.dumps(HELLO)),
+])
+async def test_bad_requests_are_invalid_argument(proxy, path, body):
+    status, _, answer = await post(proxy, path, body)
+    assert status == 400
+    google_error(answer, 400, "INVALID_ARGUMENT")
+    assert proxy.fake.calls_to("chat/completion") == []
+
+
+async def test_unknown_method_is_not_found(proxy):
+    status, _, body = await post(proxy, f"/v1beta/models/{MODEL}:embedContent", HELLO)
+    assert status == 404
+    google_error(body, 404, "NOT_FOUND")
+
+
+async def test_oversized_body_is_413_in_google_shape(proxy_factory):
+    proxy = await proxy_factory({"runtime": {"max_body_bytes": 4096}})
+    big = {"contents": [{"role": "user", "parts": [{"text": "x" * 10000}]}]}
+    status, _, body = await post(proxy, GENERATE_PATH, big)
+    assert status == 413
+    google_error(body, 413, "INVALID_ARGUMENT")
+
+
+@pytest.mark.parametrize("how", ["x-goog-api-key", "bearer", "query"])
+async def test_each_credential_form_is_accepted_and_checked(proxy_factory, how):
+    proxy = await proxy_factory({"auth": {"allow_passthrough": False}})
+
+    def sent(key: str) -> tuple[str, dict]:
+        if how == "query":
+            return f"?key={key}", {"x-goog-api-key": ""}
+        if how == "bearer":
+            return "", {"x-goog-api-key": "", "Authorization": f"Bearer {key}"}
+        return "", {"x-goog-api-key": key}
+
+    query, headers = sent("wrong-key")
+    status, _, body = await post(proxy, GENERATE_PATH + query, HELLO, headers)
+    assert status == 401
+    google_error(body, 401, "UNAUTHENTICATED")
+    proxy.fake.enqueue(Scripted(answer="in"))
+    query, headers = sent(proxy.key)
+    status, _, body = await post(proxy, GENERATE_PATH + query, HELLO, headers)
+    assert status == 200 and json.loads(body)["candidates"][0]["content"]["parts"][-1] == {
+        "text": "in"}
+
+
+def assert_retry_info(status: int, headers: dict, body: bytes) -> None:
+    assert status == 429 and int(headers["Retry-After"]) >= 1
+    error = google_error(body, 429, "RESOURCE_EXHAUSTED")
+    retry = [d for d in error["details"] if d["@type"] == RETRY_INFO]
+    assert retry == [{"@type": RETRY_INFO, "retryDelay": f"{headers['Retry-After']}s"}]
+
+
+async def test_full_pool_is_429_with_retry_info(proxy_factory):
+    proxy = await proxy_factory({"runtime": {"account_max_inflight": 1,
+                                             "account_max_queue": 0}})
+    slow = Delivery(chunk_delay=0.05)
+    proxy.fake.enqueue(*[Scripted(answer="x" * 200, chunk_size=1, delivery=slow)
+                         for _ in range(2)])
+    sent = {"x-goog-api-key": proxy.key}
+    async with aiohttp.ClientSession() as http:
+        busy = [await http.post(proxy.url + STREAM_PATH + "?alt=sse", json=HELLO, headers=sent)
+                for _ in range(2)]
+        for resp in busy:
+            assert resp.status == 200
+            await resp.content.readline()
+        assert proxy.core.pool.inflight == 2
+        status, headers, body = await post(proxy, STREAM_PATH + "?alt=sse", HELLO)
+        for resp in busy:
+            resp.close()
+    assert_retry_info(status, headers, body)
+
+
+async def test_upstream_rate_limit_is_429_with_retry_info(proxy):
+    proxy.fake.enqueue(HttpFault(429), HttpFault(429))
+    assert_retry_info(*await post(proxy, GENERATE_PATH, HELLO))
+    assert proxy.core.pool.inflight == 0
+
+
+# -- Gemini CLI ------------------------------------------------------------------
+
+FORWARDED = ("User-Agent", "x-goog-api-client", "Content-Type", "Accept")
+
+
+def agent_request(fixtures_dir, name: str) -> dict:
+    return json.loads((fixtures_dir / "agent-requests" / name).read_text())
+
+
+async def send_as_recorded(proxy, recorded: dict) -> tuple[int, dict, bytes]:
+    headers = {k: v for k, v in recorded["headers"].items() if k in FORWARDED}
+    headers["x-goog-api-key"] = proxy.key
+    return await post(proxy, recorded["path"], recorded["body"], headers)
+
+
+@pytest.mark.parametrize("name", ["gemini-cli-0.61-first-turn.json",
+                                  "gemini-cli-0.61-tool-result-turn.json"])
+async def test_gemini_cli_turns_as_recorded_end_with_a_finish_reason(proxy, fixtures_dir, name):
+    recorded = agent_request(fixtures_dir, name)
+    proxy.fake.enqueue(Scripted(thinking="Considering.", answer="Hi! How can I help?"))
+    status, _, body = await send_as_recorded(proxy, recorded)
+    assert status == 200
+    chunks = [json.loads(f) for f in sse_frames(body)]
+    assert text_of(chunks) == "Hi! How can I help?"
+    assert_last_chunk(chunks[-1])
+    for chunk in chunks[:-1]:  # Gemini CLI drops chunks with an empty text part
+        assert all(p.get("text") != "" for p in chunk["candidates"][0]["content"]["parts"])
+    prompt = proxy.fake.calls_to("chat/completion")[-1].body["prompt"]
+    assert "say hi" in prompt or "Process Group PGID" in prompt
+
+
+async def test_gemini_cli_shell_call_carries_the_scripted_arguments_exactly(proxy,
+                                                                           fixtures_dir):
+    arguments = {"command": "printf '%s\\n' \"a <b> & 'c'\" | tee /tmp/out.txt",
+                 "description": "Write a marker file", "dir_path": "/home/user/project",
+                 "is_background": False, "delay_ms": 250}
+    script = render_tool_calls([ToolCall("x", "run_shell_command", arguments)])
+    proxy.fake.enqueue(Scripted(answer=script, chunk_size=7))
+    recorded = agent_request(fixtures_dir, "gemini-cli-0.61-tool-result-turn.json")
+    status, _, body = await send_as_recorded(proxy, recorded)
+    chunks = [json.loads(f) for f in sse_frames(body)]
+    assert status == 200
+    assert calls_of(chunks) == [{"name": "run_shell_command", "args": arguments}]
+    assert text_of(chunks).strip() == ""
+    assert_last_chunk(chunks[-1])
+
+
+@pytest.mark.parametrize("answer", [
+    '{"complexity_reasoning": "A greeting.", "complexity_score": 3}',
+    'Sure:\n```json\n{"complexity_reasoning": "A greeting.", "complexity_score": 3}\n```',
+])
+async def test_gemini_cli_router_call_gets_bare_schema_json(proxy, fixtures_dir, answer):
+    proxy.fake.enqueue(Scripted(answer=answer))
+    recorded = agent_request(fixtures_dir, "gemini-cli-0.61-router-json-mode.json")
+    status, _, body = await send_as_recorded(proxy, recorded)
+    assert status == 200
+    parts = json.loads(body)["candidates"][0]["content"]["parts"]
+    text = "".join(p["text"] for p in parts if not p.get("thought"))
+    assert json.loads(text) == {"complexity_reasoning": "A greeting.", "complexity_score": 3}
+
