@@ -268,3 +268,18 @@ def test_gemini_cli_router_call_asks_for_schema_json_in_lower_case(fixtures_dir)
     assert fmt.schema["type"] == "object"
     assert {name: p["type"] for name, p in props.items()} == {
         "complexity_reasoning": "string", "complexity_score": "integer"}
+
+
+def test_tool_config_becomes_the_tool_choice():
+    tools = [{"functionDeclarations": [{"name": "a"}, {"name": "b"}]}]
+
+    def choice(mode, names=None):
+        config = {"mode": mode, **({"allowedFunctionNames": names} if names else {})}
+        return parse(tools=tools, toolConfig={"functionCallingConfig": config}).chat.tool_choice
+
+    assert (choice("ANY", ["b"]).mode, choice("ANY", ["b"]).name) == ("forced", "b")
+    assert (choice("ANY").mode, choice("NONE").mode, choice("AUTO").mode) == (
+        "required", "none", "auto")
+    assert choice("ANY", ["a", "b"]).allowed == frozenset({"a", "b"})
+    with pytest.raises(InvalidRequest):
+        choice("ANY", ["undeclared"])

@@ -146,6 +146,23 @@ async def test_error_after_the_first_byte_is_a_final_google_error_chunk(proxy, a
     assert proxy.core.pool.inflight == 0
 
 
+TOOLS = [{"functionDeclarations": [{"name": "lookup", "parametersJsonSchema": {
+    "type": "object", "properties": {"q": {"type": "string"}}}}]}]
+REQUIRED = {**HELLO, "tools": TOOLS, "toolConfig": {"functionCallingConfig": {"mode": "ANY"}}}
+
+
+async def test_a_required_call_that_never_comes_is_failed_precondition(proxy):
+    proxy.fake.enqueue(Scripted(answer="No tool needed."), Scripted(answer="Still none."))
+    status, _, body = await post(proxy, GENERATE_PATH, REQUIRED)
+    assert status == 422
+    google_error(body, 422, "FAILED_PRECONDITION")
+    status, _, body = await post(proxy, STREAM_PATH + "?alt=sse", REQUIRED)
+    chunks = [json.loads(f) for f in sse_frames(body)]
+    assert status == 200 and text_of(chunks) == "Still none."
+    assert (chunks[-1]["error"]["code"], chunks[-1]["error"]["status"]) == (
+        422, "FAILED_PRECONDITION")
+
+
 # -- errors ----------------------------------------------------------------------
 
 
