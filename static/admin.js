@@ -94,7 +94,7 @@ function renderOverview(root, data) {
         e.status ? el("span", { class: "badge bad plain" }, String(e.status)) : null,
         e.status ? " " : null, e.message,
         e.path ? el("span", { class: "muted small" }, ` ${e.path}`) : null)));
-    if (!items.length) items.push(el("li", { class: "empty" }, "No errors. 🎉"));
+    if (!items.length) items.push(el("li", { class: "empty" }, "No errors since start."));
     errors.replaceChildren(...items);
   }
 }
@@ -209,6 +209,7 @@ function wireTestAll() {
         bar.style.width = `${total ? (100 * done) / total : 100}%`;
         caption.textContent = `${done} of ${total} tested · ${ok} passed`;
       }
+      bar.style.width = "100%";
       caption.textContent = `Done: ${ok} of ${total} accounts passed.`;
     } catch (err) {
       caption.textContent = `Test stopped: ${err}`;

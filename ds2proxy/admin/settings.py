@@ -26,6 +26,7 @@ class Setting:
     help: str
     choices: tuple[str, ...] = ()
     nullable: bool = False
+    example: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,9 +50,11 @@ GROUPS: tuple[Group, ...] = (
     Group("Models", (
         Setting("claude_mapping", "map", "Claude mapping",
                 "One per line, e.g. fast = deepseek-chat and slow = deepseek-reasoner. "
-                "Claude names with opus/reasoner/slow use slow."),
+                "Claude names with opus/reasoner/slow use slow.",
+                example="fast = deepseek-chat\nslow = deepseek-reasoner"),
         Setting("model_aliases", "map", "Model aliases",
-                "One per line: name = native model (deepseek-chat, deepseek-reasoner, …)."),
+                "One per line: name = native model (deepseek-chat, deepseek-reasoner, …).",
+                example="gpt-4o = deepseek-chat\nmy-team-model = deepseek-reasoner"),
         Setting("search.citation_style", "choice", "Citation style",
                 "raw keeps [reference:N] markers; markdown turns them into links; strip "
                 "removes them.", ("raw", "markdown", "strip")),

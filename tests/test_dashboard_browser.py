@@ -1,0 +1,223 @@
+"""The dashboard in headless Chromium, driving the real server: log in, add
+an account and test it, change a setting and see it applied, stream an
+answer in the playground, refuse a CSRF-less form, log out. Every page is
+saved as a screenshot under test-artifacts/.
+
+Selenium blocks, so these tests are synchronous and the server runs on its
+own event-loop thread (see ``browser_util.LiveServer``).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from browser_util import LiveServer, chromium_or_skip, screenshot, start_chromium
+
+from conftest import TEST_KEY
+
+from ds2proxy.testing import Delivery, Scripted
+
+pytestmark = pytest.mark.timeout(90)
+
+CAROL = ("carol@example.com", "pw-carol")
+WAIT = 15
+
+
+@pytest.fixture(scope="module")
+def live() -> Iterator[LiveServer]:
+    chromium_or_skip()
+    server = LiveServer(extra_accounts=dict([CAROL])).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def driver(live: LiveServer) -> Iterator[Any]:
+    with tempfile.TemporaryDirectory(prefix="ds2proxy-chromium-") as profile:
+        browser = start_chromium(Path(profile))
+        try:
+            yield browser
+        finally:
+            browser.quit()
+
+
+def wait(driver: Any, condition: Any, timeout: float = WAIT) -> Any:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, timeout, poll_frequency=0.05).until(condition)
+
+
+def find(driver: Any, css: str) -> Any:
+    from selenium.webdriver.common.by import By
+
+    return driver.find_element(By.CSS_SELECTOR, css)
+
+
+def text_of(driver: Any, css: str) -> str:
+    return find(driver, css).text
+
+
+async def _chat(live: LiveServer, message: str) -> None:
+    body = {"model": "deepseek-chat", "messages": [{"role": "user", "content": message}]}
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{live.url}/v1/chat/completions", json=body,
+                             headers={"Authorization": f"Bearer {TEST_KEY}"}) as resp:
+            assert resp.status == 200
+
+
+def open_page(driver: Any, live: LiveServer, path: str) -> None:
+    """Go to ``path``, logging in first when the session is missing."""
+    driver.get(live.url + path)
+    if "/admin/ui/login" in driver.current_url:
+        find(driver, "#admin_key").send_keys(live.admin_key)
+        find(driver, "#login-submit").click()
+        wait(driver, lambda d: "/admin/ui/login" not in d.current_url)
+
+
+def test_log_in_and_watch_the_overview(driver, live):
+    driver.get(live.url + "/admin/")
+    wait(driver, lambda d: "/admin/ui/login" in d.current_url)
+    screenshot(driver, "login")
+    find(driver, "#admin_key").send_keys("not the key")
+    find(driver, "#login-submit").click()
+    wait(driver, lambda d: "invalid admin key" in text_of(d, "#login-error"))
+    find(driver, "#admin_key").send_keys(live.admin_key)
+    find(driver, "#login-submit").click()
+    wait(driver, lambda d: d.current_url.endswith("/admin/"))
+    assert text_of(driver, "h1") == "Overview"
+    # Live updates: the badge appears once /admin/overview answered the page's poll.
+    wait(driver, lambda d: find(d, "#live-badge").is_displayed())
+    assert "alice@example.com" in text_of(driver, "#overview-accounts")
+    screenshot(driver, "overview")
+
+
+def test_add_an_account_and_test_it(driver, live):
+    open_page(driver, live, "/admin/ui/accounts")
+    find(driver, "#login").send_keys(CAROL[0])
+    find(driver, "#password").send_keys(CAROL[1])
+    find(driver, "#add-account-submit").click()
+    wait(driver, lambda d: f"Account {CAROL[0]} added" in text_of(d, "#flash"))
+    assert live.on_loop(lambda: live.core.pool.find(CAROL[0])) is not None
+    row = f'tr[data-account="{CAROL[0]}"]'
+    find(driver, f"{row} form[data-js='test-one'] button").click()
+    wait(driver, lambda d: "OK" in text_of(d, f"{row} .test-result"))
+    assert [c.account for c in live.fake.calls_to("chat_session/create")].count(CAROL[0]) == 1
+    find(driver, "#test-all-submit").click()
+    wait(driver, lambda d: "Done: 3 of 3 accounts passed." in text_of(d, "#test-all-progress"))
+    assert CAROL[1] not in driver.page_source
+    screenshot(driver, "accounts")
+
+
+def test_change_a_setting_and_see_it_applied(driver, live):
+    open_page(driver, live, "/admin/ui/settings")
+    field = find(driver, "#runtime\\.account_max_inflight")
+    field.clear()
+    field.send_keys("0")
+    find(driver, "#save-settings").click()
+    wait(driver, lambda d: "must be between 1 and 64" in text_of(
+        d, '[data-field="runtime.account_max_inflight"] .error'))
+    screenshot(driver, "settings-error")
+    field = find(driver, "#runtime\\.account_max_inflight")
+    field.clear()
+    field.send_keys("3")
+    find(driver, "#save-settings").click()
+    wait(driver, lambda d: "Settings saved" in text_of(d, "#flash"))
+    assert live.on_loop(lambda: live.core.pool.limits.per_account) == 3
+    assert find(driver, "#runtime\\.account_max_inflight").get_attribute("value") == "3"
+    screenshot(driver, "settings")
+
+
+def test_the_playground_streams_the_answer_as_it_arrives(driver, live):
+    answer = "Streaming arrives piece by piece, not all at once."
+    script = Scripted(thinking="Let me think about streams.", answer=answer, chunk_size=2,
+                      delivery=Delivery(chunk_delay=0.03))
+    live.on_loop(lambda: live.fake.enqueue(script))
+    open_page(driver, live, "/admin/ui/playground")
+    message = find(driver, "#pg-message")
+    message.clear()
+    message.send_keys("Tell me about streaming.")
+    find(driver, "#pg-send").click()
+    # Part of the answer is on screen while the stream is still running.
+    wait(driver, lambda d: text_of(d, "#pg-answer")
+         and find(d, "#pg-answer").get_attribute("data-done") is None)
+    wait(driver, lambda d: find(d, "#pg-answer").get_attribute("data-done") == "true")
+    assert text_of(driver, "#pg-answer") == answer
+    assert text_of(driver, "#pg-thinking-text") == "Let me think about streams."
+    assert text_of(driver, "#pg-state") == "Done."
+    screenshot(driver, "playground")
+
+
+@pytest.mark.parametrize("family", ["anthropic", "gemini"])
+def test_the_playground_reads_every_familys_stream(driver, live, family):
+    from selenium.webdriver.support.ui import Select
+
+    open_page(driver, live, "/admin/ui/playground")
+    Select(find(driver, "#pg-family")).select_by_value(family)
+    assert find(driver, "#pg-model").get_attribute("value") != "deepseek-reasoner"
+    message = find(driver, "#pg-message")
+    message.clear()
+    message.send_keys(f"Hello over {family}.")
+    find(driver, "#pg-send").click()
+    wait(driver, lambda d: find(d, "#pg-answer").get_attribute("data-done") == "true"
+         or text_of(d, "#pg-state") == "Failed.")
+    assert f"You said: Hello over {family}." in text_of(driver, "#pg-answer")
+    if family == "anthropic":  # an opus model thinks; its reasoning stays apart
+        assert "I will repeat it back." in text_of(driver, "#pg-thinking-text")
+        assert "I will repeat it back." not in text_of(driver, "#pg-answer")
+
+
+@pytest.mark.parametrize("page", ["keys", "config", "plugins"])
+def test_the_other_pages_render(driver, live, page):
+    open_page(driver, live, f"/admin/ui/{page}")
+    assert find(driver, "nav a[aria-current='page']").get_attribute("href").endswith(page)
+    assert driver.find_elements("css selector", ".card")
+    screenshot(driver, page)
+
+
+def test_captures_show_upstream_exchanges_redacted(driver, live):
+    live.run(live.core.store.update(lambda doc: doc.update(dev_captures={"enabled": True})))
+    live.run(_chat(live, "Capture this exchange."))
+    open_page(driver, live, "/admin/ui/captures")
+    completion = next(d for d in driver.find_elements("css selector", "details.capture")
+                      if d.text.split()[1].endswith("/api/v0/chat/completion"))
+    completion.find_element("css selector", "summary").click()
+    wait(driver, lambda d: "x-ds-pow-response" in completion.text)
+    assert "[redacted]" in completion.text and "Capture this exchange." in completion.text
+    tokens = live.on_loop(lambda: [s.token for s in live.core.pool.accounts() if s.token])
+    assert tokens and not any(token in driver.page_source for token in tokens)
+    screenshot(driver, "captures")
+
+
+def test_a_form_posted_without_its_csrf_token_is_refused(driver, live):
+    open_page(driver, live, "/admin/ui/keys")
+    driver.execute_script("""
+        const form = document.createElement('form');
+        form.method = 'post';
+        form.action = '/admin/ui/keys/add';
+        const key = document.createElement('input');
+        key.name = 'key';
+        key.value = 'sk-forged-by-another-page';
+        form.append(key);
+        document.body.append(form);
+        form.submit();
+    """)
+    wait(driver, lambda d: text_of(d, "#error-title") == "Request refused")
+    assert "security token" in text_of(driver, "#error-message")
+    assert "sk-forged-by-another-page" not in live.on_loop(lambda: live.core.config.keys)
+    screenshot(driver, "csrf-refused")
+
+
+def test_log_out(driver, live):
+    open_page(driver, live, "/admin/")
+    find(driver, "#logout").click()
+    wait(driver, lambda d: "/admin/ui/login" in d.current_url)
+    assert "logged out" in text_of(driver, "#flash")
+    driver.get(live.url + "/admin/ui/accounts")
+    wait(driver, lambda d: "/admin/ui/login" in d.current_url)
