@@ -315,6 +315,9 @@ class ChatStyle:
     finish_names: dict[str, str] = field(default_factory=dict)
     chunk_logprobs: bool = False          # every chunk choice carries "logprobs": null
     usage_on_every_chunk: bool = True     # "usage": null on chunks before the last
+    opening_chunk: bool = False           # a {"role","content":""} chunk before any output
+    content_always: bool = False          # every delta has "content" ("" when it has none)
+    usage_in_finish_chunk: bool = False   # include_usage: usage rides the finish chunk
 
 
 def _finish(style: ChatStyle, reason: str) -> str:
@@ -371,6 +374,8 @@ class ChatStreamRenderer:
         self._usage: Usage | None = None
 
     def _chunk(self, delta: dict, finish: str | None = None) -> dict:
+        if self.style.content_always and "content" not in delta:
+            delta = {**delta, "content": ""}
         choice: dict[str, Any] = {"index": 0, "delta": delta, "finish_reason": finish}
         if self.style.chunk_logprobs:
             choice["logprobs"] = None
@@ -390,6 +395,8 @@ class ChatStreamRenderer:
     def render(self, event: TurnEvent) -> list[dict]:
         """Chunks for one event; an ErrorEvent yields the in-band error frame."""
         out: list[dict] = []
+        if self.style.opening_chunk and not self._started:
+            out.append(self._delta({"content": ""}))
         if self._pending is not None and not (isinstance(event, ToolCallArgs)
                                               and event.index == self._pending.index):
             out.append(self._call_frame(self._pending, ""))
@@ -440,8 +447,13 @@ class ChatStreamRenderer:
         out = self._close_think()
         if not self._started:
             out.append(self._delta({"content": ""}))
-        out.append(self._chunk({}, _finish(self.style, event.reason)))
-        if self.chat.include_usage and self._usage is not None:
+        last = self._chunk({}, _finish(self.style, event.reason))
+        out.append(last)
+        if not self.chat.include_usage or self._usage is None:
+            return out
+        if self.style.usage_in_finish_chunk:
+            last["usage"] = usage_body(self._usage)
+        else:
             out.append({"id": self.id, "object": "chat.completion.chunk",
                         "created": self.created, "model": self.chat.model.requested,
                         "choices": [], "usage": usage_body(self._usage)})

@@ -1,0 +1,46 @@
+"""``POST /api/v1/chat/completions`` and ``POST /api/v1/messages``.
+
+Both accept ``"model": "auto"``: the configured default model answers, and
+the response names that model rather than echoing "auto", as the surface's
+clients expect.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from ds2proxy.canonical import ResolvedModel
+from ds2proxy.formats.anthropic_messages import parse_messages_request, respond_messages
+from ds2proxy.formats.openai_chat import ChatStyle, parse_chat_request, respond_chat
+
+AUTO = "auto"
+
+# Every chunk choice carries "logprobs": null and every delta a "content",
+# and an empty chunk opens the stream, as this surface's stream does.
+STYLE = ChatStyle(chunk_logprobs=True, opening_chunk=True, content_always=True)
+
+
+class ChatRoutes:
+    def __init__(self, core: Any) -> None:
+        self.core = core
+
+    def _model(self, name: Any, family: str) -> ResolvedModel:
+        if isinstance(name, str) and name.strip().lower() == AUTO:
+            name = self.core.config.default_model
+        return self.core.resolve_model(name, family=family)
+
+    async def completions(self, request: web.Request) -> web.StreamResponse:
+        caller = self.core.authenticate(request)
+        body = await self.core.read_json(request)
+        chat = parse_chat_request(body, self._model(body.get("model"), "openai"))
+        async with self.core.turn(chat, caller) as turn:
+            return await respond_chat(self.core, request, turn, chat, STYLE)
+
+    async def messages(self, request: web.Request) -> web.StreamResponse:
+        caller = self.core.authenticate(request)
+        body = await self.core.read_json(request)
+        chat = parse_messages_request(body, self._model(body.get("model"), "claude"))
+        async with self.core.turn(chat, caller) as turn:
+            return await respond_messages(self.core, request, turn, chat)

@@ -1,0 +1,138 @@
+"""The ``/api/v1`` web-chat proxy surface through the official clients: the
+model list's metadata, chat completions with ``"model": "auto"``
+(``openai``), and Messages (``anthropic``). The wire format, recordings and
+the thinking switch are pinned in ``test_degpt_lm_wire``."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+import anthropic
+import openai
+import pytest
+
+from ds2proxy.testing import Scripted
+
+USER = [{"role": "user", "content": "hello"}]
+MODEL_KEYS = {"id", "object", "model", "created", "owned_by", "name", "description",
+              "support", "tip"}
+LIST_KEYS = {"object", "data", "version", "provider", "name", "default_locale", "status",
+             "time"}
+
+
+def chat_client(proxy) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(base_url=proxy.url + "/api/v1", api_key=proxy.key, max_retries=0)
+
+
+def messages_client(proxy, key: str | None = None) -> anthropic.AsyncAnthropic:
+    return anthropic.AsyncAnthropic(base_url=proxy.url + "/api", api_key=key or proxy.key,
+                                    max_retries=0)
+
+
+async def get_models(proxy) -> dict:
+    async with aiohttp.ClientSession() as http:
+        async with http.get(proxy.url + "/api/v1/models") as resp:
+            assert resp.status == 200
+            return await resp.json()
+
+
+# -- models ---------------------------------------------------------------------------
+
+
+async def test_model_list_carries_the_rich_metadata(proxy):
+    body = await get_models(proxy)
+    assert set(body) == LIST_KEYS
+    assert body["object"] == "list" and body["status"] is True and body["version"]
+    assert isinstance(body["time"], int) and len(str(body["time"])) == 8  # yyyymmdd
+    natives = {m.id: m for m in proxy.core.models.natives()}
+    assert [m["id"] for m in body["data"]] == list(natives)
+    for entry in body["data"]:
+        assert set(entry) == MODEL_KEYS
+        assert entry["object"] == "model" and entry["model"] == entry["id"]
+        assert entry["created"] > 10**12  # milliseconds
+        assert entry["name"] and entry["tip"] == entry["name"] and entry["description"]
+        vision = natives[entry["id"]].model_type == "vision"
+        assert entry["support"] == ("image" if vision else "text")
+
+
+async def test_model_list_identity_comes_from_plugin_settings(proxy_factory):
+    proxy = await proxy_factory({"plugins": {"degpt": {"provider": "Acme", "name": "Acme GPT",
+                                                       "default_locale": "zh-CN"}}})
+    body = await get_models(proxy)
+    assert (body["provider"], body["name"], body["default_locale"]) == (
+        "Acme", "Acme GPT", "zh-CN")
+
+
+# -- chat completions -----------------------------------------------------------------
+
+
+async def test_auto_picks_the_default_model_and_names_it(proxy):
+    proxy.fake.enqueue(Scripted(answer="I am DeepSeek."))
+    resp = await chat_client(proxy).chat.completions.create(model="auto", messages=USER)
+    assert resp.model == proxy.core.config.default_model
+    assert resp.choices[0].message.content == "I am DeepSeek."
+    assert resp.choices[0].finish_reason == "stop"
+    assert resp.usage.total_tokens == resp.usage.prompt_tokens + resp.usage.completion_tokens
+
+
+async def test_auto_follows_the_configured_default(proxy_factory):
+    proxy = await proxy_factory({"models": {"default": "deepseek-reasoner"}})
+    proxy.fake.enqueue(Scripted(thinking="hmm", answer="ok"))
+    stream = await chat_client(proxy).chat.completions.create(model="auto", messages=USER,
+                                                              stream=True)
+    chunks = [chunk async for chunk in stream]
+    assert {c.model for c in chunks} == {"deepseek-reasoner"}
+    reasoning = "".join((c.choices[0].delta.model_extra or {}).get("reasoning_content") or ""
+                        for c in chunks)
+    assert reasoning == "hmm"
+    assert proxy.fake.calls_to("chat/completion")[-1].body["thinking_enabled"] is True
+
+
+async def test_sync_client_stream_logprobs_and_finish(proxy):
+    sync = openai.OpenAI(base_url=proxy.url + "/api/v1", api_key=proxy.key, max_retries=0)
+    proxy.fake.enqueue(Scripted(answer="  spaced\n\ntext  "))
+
+    def run() -> list:
+        return list(sync.chat.completions.create(model="gpt-4o", messages=USER, stream=True))
+
+    chunks = await asyncio.to_thread(run)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == "  spaced\n\ntext  "
+    assert [c.choices[0].finish_reason for c in chunks] == [None] * (len(chunks) - 1) + ["stop"]
+    assert all("logprobs" in c.choices[0].model_fields_set and c.choices[0].logprobs is None
+               for c in chunks)
+    assert {c.model for c in chunks} == {"gpt-4o"}
+
+
+# -- messages -------------------------------------------------------------------------
+
+
+async def test_messages_non_stream_with_thinking(proxy):
+    proxy.fake.enqueue(Scripted(thinking="Who am I?", answer="I am Claude."))
+    message = await messages_client(proxy).messages.create(
+        model="claude-opus-4-6", max_tokens=1000, messages=USER)
+    assert message.model == "claude-opus-4-6"
+    assert [b.type for b in message.content] == ["thinking", "text"]
+    assert (message.content[0].thinking, message.content[1].text) == ("Who am I?",
+                                                                      "I am Claude.")
+    assert message.stop_reason == "end_turn" and message.usage.output_tokens > 0
+
+
+async def test_messages_stream_with_auto_model(proxy):
+    proxy.fake.enqueue(Scripted(answer="Hello from the default model."))
+    async with messages_client(proxy).messages.stream(
+            model="auto", max_tokens=100, messages=USER) as events:
+        text = "".join([t async for t in events.text_stream])
+        final = await events.get_final_message()
+    assert text == "Hello from the default model."
+    assert final.model == proxy.core.config.default_model
+    assert final.stop_reason == "end_turn"
+
+
+async def test_messages_bad_key_is_an_anthropic_401(proxy_factory):
+    proxy = await proxy_factory({"auth": {"allow_passthrough": False}})
+    with pytest.raises(anthropic.AuthenticationError) as info:
+        await messages_client(proxy, key="wrong").messages.create(
+            model="claude-opus-4-6", max_tokens=10, messages=USER)
+    assert info.value.body["type"] == "error"
+    assert info.value.body["error"]["type"] == "authentication_error"
