@@ -1,0 +1,25 @@
+"""Claude family: Anthropic Messages (stream and not), count_tokens and the
+model list, on the ``/anthropic/v1``, ``/v1`` and bare prefixes Claude
+clients use. Parsing and rendering live in ``ds2proxy.formats.anthropic_messages``
+so other surfaces serve the same Messages semantics."""
+
+from __future__ import annotations
+
+from ds2proxy.plugin_api import PluginAPI
+
+from .messages import MessageRoutes
+from .models import ModelRoutes
+
+MESSAGE_PREFIXES = ("/anthropic/v1", "/v1", "")
+
+
+def register(api: PluginAPI) -> None:
+    models = ModelRoutes(api.core)
+    messages = MessageRoutes(api.core)
+    errors = api.errors.anthropic
+    api.route("GET", "/anthropic/v1/models", models.list, errors=errors)
+    api.route("GET", "/anthropic/v1/models/{model_id}", models.get, errors=errors)
+    for prefix in MESSAGE_PREFIXES:
+        api.route("POST", f"{prefix}/messages", messages.create, errors=errors)
+        api.route("POST", f"{prefix}/messages/count_tokens", messages.count_tokens,
+                  errors=errors)

@@ -1,0 +1,262 @@
+"""The official ``anthropic`` client (sync and async, stream and not) against a live
+server on the fake upstream: recordings, thinking, tool loops, count_tokens, models."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import anthropic
+import pytest
+
+from conftest import FIXTURES
+from ds2proxy.testing import Replay, Scripted
+
+MODES = [("sync", False), ("sync", True), ("async", False), ("async", True)]
+LONG_RECORDING_BYTES = 1 << 19
+MARKUP = re.compile(r"DSML|invoke|tool_calls|parameter|CDATA", re.IGNORECASE)
+TOOLS = [
+    {"name": "Bash", "description": "Run a shell command.",
+     "input_schema": {"type": "object", "properties": {"command": {"type": "string"}},
+                      "required": ["command"]}},
+    {"name": "Read", "description": "Read a file.",
+     "input_schema": {"type": "object", "properties": {"file_path": {"type": "string"}},
+                      "required": ["file_path"]}},
+]
+TWO_CALLS = (
+    "I will look.\n\n"
+    "<|DSML|tool_calls>\n"
+    "  <|DSML|invoke name=\"Bash\">\n"
+    "    <|DSML|parameter name=\"command\"><![CDATA[ls -la /tmp]]></|DSML|parameter>\n"
+    "  </|DSML|invoke>\n"
+    "  <|DSML|invoke name=\"Read\">\n"
+    "    <|DSML|parameter name=\"file_path\"><![CDATA[/tmp/a.txt]]></|DSML|parameter>\n"
+    "  </|DSML|invoke>\n"
+    "</|DSML|tool_calls>")
+
+
+def clients(proxy, **auth: Any) -> tuple[anthropic.Anthropic, anthropic.AsyncAnthropic]:
+    auth = auth or {"api_key": proxy.key}
+    base = f"{proxy.url}/anthropic"
+    # An explicit timeout: the SDK refuses large non-stream max_tokens under its default.
+    options = {"base_url": base, "max_retries": 0, "timeout": 30.0, **auth}
+    return anthropic.Anthropic(**options), anthropic.AsyncAnthropic(**options)
+
+
+async def ask(proxy, mode: str, stream: bool, **kwargs: Any) -> anthropic.types.Message:
+    """One Messages call the way an application makes it, returning the final message."""
+    kwargs.setdefault("model", "claude-opus-5-5")
+    kwargs.setdefault("max_tokens", 128000)
+    kwargs.setdefault("messages", [{"role": "user", "content": "hello"}])
+    sync_client, async_client = clients(proxy)
+    if mode == "async":
+        if not stream:
+            return await async_client.messages.create(**kwargs)
+        async with async_client.messages.stream(**kwargs) as events:
+            return await events.get_final_message()
+
+    def run() -> anthropic.types.Message:
+        if not stream:
+            return sync_client.messages.create(**kwargs)
+        with sync_client.messages.stream(**kwargs) as events:
+            return events.get_final_message()
+
+    return await asyncio.to_thread(run)
+
+
+def texts(message) -> str:
+    return "".join(block.text for block in message.content if block.type == "text")
+
+
+def last_prompt(proxy) -> str:
+    return proxy.fake.calls_to("chat/completion")[-1].body["prompt"]
+
+
+def recording_cases() -> list[tuple[str, str, bool]]:
+    """Every recording in every mode, except that a long recording (tens of
+    thousands of stream events) runs once, non-stream: its stream is checked
+    frame by frame in test_claude_sse, which keeps the suite fast."""
+    root = FIXTURES / "deepseek-sse"
+    samples = sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    return [(p.name, mode, stream) for p in samples for mode, stream in MODES
+            if not _is_long(p) or (mode, stream) == ("async", False)]
+
+
+def _is_long(sample: Path) -> bool:
+    return (sample / "upstream.stream.sse").stat().st_size > LONG_RECORDING_BYTES
+
+
+def test_recordings_are_present(fixtures_dir: Path):
+    assert len(recording_cases()) >= 3 * len(MODES) + 1
+
+
+@pytest.mark.parametrize("name, mode, stream", recording_cases())
+async def test_recording_reconstructs_exactly(proxy, fixtures_dir: Path, name, mode, stream):
+    sample = fixtures_dir / "deepseek-sse" / name
+    expected = json.loads((sample / "expected.json").read_text())
+    proxy.fake.enqueue(Replay(sample))
+    message = await ask(proxy, mode, stream)
+    assert [b.type for b in message.content] == ["thinking", "text"]
+    thinking, text = message.content
+    assert thinking.thinking == expected["thinking"]
+    assert text.text == expected["content"]
+    assert thinking.signature
+    assert message.stop_reason == "end_turn"
+    assert message.model == "claude-opus-5-5"
+    assert message.usage.input_tokens > 0 and message.usage.output_tokens > 0
+    assert len(proxy.fake.calls_to("chat/continue")) == expected["rounds"] - 1
+
+
+async def test_fast_model_answers_without_thinking_blocks(proxy, fixtures_dir: Path):
+    sample = fixtures_dir / "deepseek-sse" / "markdown-format-example-20260405-spacefix"
+    proxy.fake.enqueue(Replay(sample))
+    message = await ask(proxy, "async", True, model="claude-sonnet-5-5")
+    assert [b.type for b in message.content] == ["text"]
+    assert message.content[0].text == json.loads((sample / "expected.json").read_text())["content"]
+    assert proxy.fake.calls_to("chat/completion")[-1].body["thinking_enabled"] is False
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_requested_thinking_shows_blocks_on_a_fast_model(proxy, stream):
+    proxy.fake.enqueue(Scripted(thinking="Weighing it.", answer="Yes."))
+    message = await ask(proxy, "async", stream, model="claude-haiku-5-5",
+                        thinking={"type": "enabled", "budget_tokens": 2048})
+    assert [(b.type, getattr(b, "thinking", None) or getattr(b, "text", None))
+            for b in message.content] == [("thinking", "Weighing it."), ("text", "Yes.")]
+    assert proxy.fake.calls_to("chat/completion")[-1].body["thinking_enabled"] is True
+
+
+async def test_claude_mapping_decides_the_native_model(proxy_factory):
+    proxy = await proxy_factory({"claude_mapping": {"fast": "deepseek-reasoner"}})
+    proxy.fake.enqueue(Scripted(thinking="Mapped.", answer="Slow path."))
+    message = await ask(proxy, "async", False, model="claude-sonnet-5-5")
+    assert [b.type for b in message.content] == ["thinking", "text"]
+    assert message.model == "claude-sonnet-5-5"
+    assert proxy.fake.calls_to("chat/completion")[-1].body["thinking_enabled"] is True
+
+
+@pytest.mark.parametrize("mode, stream", MODES)
+async def test_two_step_tool_loop_with_parallel_calls(proxy, mode, stream):
+    question = {"role": "user", "content": "What is in /tmp and in /tmp/a.txt?"}
+    proxy.fake.enqueue(Scripted(thinking="Two lookups.", answer=TWO_CALLS))
+    first = await ask(proxy, mode, stream, tools=TOOLS, messages=[question])
+    assert first.stop_reason == "tool_use"
+    calls = [b for b in first.content if b.type == "tool_use"]
+    assert [(c.name, c.input) for c in calls] == [
+        ("Bash", {"command": "ls -la /tmp"}), ("Read", {"file_path": "/tmp/a.txt"})]
+    assert all(re.fullmatch(r"toolu_[A-Za-z0-9]{24}", c.id) for c in calls)
+    assert calls[0].id != calls[1].id
+    assert texts(first).strip() == "I will look."
+    assert not MARKUP.search(texts(first))
+
+    results = [{"type": "tool_result", "tool_use_id": calls[0].id, "content": "a.txt b.txt"},
+               {"type": "tool_result", "tool_use_id": calls[1].id,
+                "content": [{"type": "text", "text": "hello from a"}]}]
+    history = [question,
+               {"role": "assistant", "content": [b.model_dump(exclude_none=True)
+                                                 for b in first.content]},
+               {"role": "user", "content": results}]
+    proxy.fake.enqueue(Scripted(thinking="Summing up.", answer="Two files; a.txt says hello."))
+    final = await ask(proxy, mode, stream, tools=TOOLS, messages=history)
+    assert final.stop_reason == "end_turn"
+    assert texts(final) == "Two files; a.txt says hello."
+    prompt = last_prompt(proxy)
+    assert f"[tool_result name=Bash id={calls[0].id}]\na.txt b.txt" in prompt
+    assert f"[tool_result name=Read id={calls[1].id}]\nhello from a" in prompt
+    assert 'invoke name="Bash"' in prompt and "Two lookups." in prompt
+    assert first.content[0].signature not in prompt
+
+
+async def test_tool_results_with_errors_reach_the_prompt(proxy):
+    history = [{"role": "user", "content": "run"},
+               {"role": "assistant", "content": [
+                   {"type": "tool_use", "id": "toolu_prev", "name": "Bash",
+                    "input": {"command": "false"}}]},
+               {"role": "user", "content": [
+                   {"type": "tool_result", "tool_use_id": "toolu_prev", "is_error": True,
+                    "content": "exit status 1"},
+                   {"type": "text", "text": "why?"}]}]
+    proxy.fake.enqueue(Scripted(answer="It failed."))
+    message = await ask(proxy, "async", False, tools=TOOLS, messages=history)
+    assert texts(message) == "It failed."
+    prompt = last_prompt(proxy)
+    assert "[tool error]\nexit status 1" in prompt
+    assert prompt.index("exit status 1") < prompt.rindex("why?")
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_max_tokens_only_when_the_limit_is_hit(proxy, stream):
+    proxy.fake.enqueue(Scripted(answer="many words here " * 40))
+    limited = await ask(proxy, "async", stream, model="claude-sonnet-5-5", max_tokens=8)
+    assert limited.stop_reason == "max_tokens"
+    proxy.fake.enqueue(Scripted(answer="short"))
+    normal = await ask(proxy, "async", stream, model="claude-sonnet-5-5", max_tokens=8)
+    assert normal.stop_reason == "end_turn" and texts(normal) == "short"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_content_filter_is_a_refusal_keeping_the_partial_answer(proxy, stream):
+    proxy.fake.enqueue(Scripted(answer="Partial answer.", content_filter=True))
+    message = await ask(proxy, "async", stream, model="claude-sonnet-5-5")
+    assert message.stop_reason == "refusal"
+    assert texts(message) == "Partial answer."
+
+
+async def test_filtered_stream_without_text_ends_as_refusal_with_no_content(proxy):
+    proxy.fake.enqueue(Scripted(answer="", content_filter=True))
+    message = await ask(proxy, "async", True, model="claude-sonnet-5-5")
+    assert (message.stop_reason, message.content) == ("refusal", [])
+
+
+async def test_filtered_non_stream_without_text_is_a_400(proxy):
+    proxy.fake.enqueue(Scripted(answer="", content_filter=True))
+    with pytest.raises(anthropic.BadRequestError) as info:
+        await ask(proxy, "async", False, model="claude-sonnet-5-5")
+    assert info.value.body["error"]["type"] == "invalid_request_error"
+    assert info.value.body["error"]["code"] == "content_filter"
+
+
+async def test_sampling_fields_and_stop_sequences_reach_the_upstream(proxy):
+    proxy.fake.enqueue(Scripted(answer="ok"))
+    await ask(proxy, "async", False, model="claude-sonnet-5-5", stop_sequences=["STOP"],
+              extra_body={"temperature": 0.3})
+    body = proxy.fake.calls_to("chat/completion")[-1].body
+    assert (body["temperature"], body["stop"]) == (0.3, ["STOP"])
+
+
+async def test_bearer_auth_works(proxy):
+    proxy.fake.enqueue(Scripted(answer="authorised"))
+    _, client = clients(proxy, auth_token=proxy.key, api_key=None)
+    message = await client.messages.create(model="claude-sonnet-5-5", max_tokens=100,
+                                           messages=[{"role": "user", "content": "hi"}])
+    assert texts(message) == "authorised"
+
+
+async def test_count_tokens_matches_the_prompt_a_turn_sends(proxy):
+    _, client = clients(proxy)
+    request = {"model": "claude-opus-5-5", "system": [{"type": "text", "text": "Be terse."}],
+               "messages": [{"role": "user", "content": "Count me, please."}]}
+    plain = await client.messages.count_tokens(**request)
+    with_tools = await client.messages.count_tokens(**request, tools=TOOLS)
+    assert 0 < plain.input_tokens < with_tools.input_tokens
+    proxy.fake.enqueue(Scripted(answer="counted"))
+    message = await client.messages.create(**request, tools=TOOLS, max_tokens=100)
+    assert message.usage.input_tokens == with_tools.input_tokens
+
+
+async def test_model_list_pages_and_retrieves(proxy):
+    _, client = clients(proxy)
+    first = await client.models.list()
+    ids = [m.id for m in first.data]
+    assert {"claude-opus-5-5", "claude-sonnet-5-5", "claude-haiku-5-5"} <= set(ids)
+    assert any(i.startswith("claude-3-") for i in ids)
+    paged = [m.id async for m in client.models.list(limit=4)]
+    assert len(paged) >= len(ids) and paged[:len(ids)] == ids
+    opus = await client.models.retrieve("claude-opus-5-5")
+    assert (opus.type, opus.display_name) == ("model", "Claude Opus 5.5")
+    assert opus.created_at.year >= 2026
+    with pytest.raises(anthropic.NotFoundError):
+        await client.models.retrieve("not-a-model")
