@@ -19,7 +19,7 @@ class AccountsAPI:
         self.core = ctx.core
         self.ops = ctx.ops
 
-    async def list(self, request: web.Request) -> web.Response:
+    async def listing(self, request: web.Request) -> web.Response:
         q = request.query
         return json_ok(self.ops.accounts_page(q.get("page"), q.get("page_size"), q.get("q", "")))
 

@@ -25,14 +25,23 @@ class Conflict(ProxyError):
     code = "conflict"
 
 
+def _list(data: dict[str, Any], name: str) -> list[Any]:
+    """The document's ``keys`` or ``accounts`` list, made when absent."""
+    items = data.get(name)
+    if not isinstance(items, list):
+        items = data[name] = []
+    return items
+
+
+def _keys(data: dict[str, Any]) -> list[Any]:
+    return _list(data, "keys")
+
+
+def _accounts(data: dict[str, Any]) -> list[Any]:
+    return _list(data, "accounts")
+
+
 # -- keys ---------------------------------------------------------------------------
-
-
-def _keys(data: dict[str, Any]) -> list[str]:
-    keys = data.get("keys")
-    if not isinstance(keys, list):
-        keys = data["keys"] = []
-    return keys
 
 
 def clean_key(key: Any) -> str:
@@ -70,13 +79,6 @@ def remove_key(data: dict[str, Any], key_or_id: str) -> int:
 
 
 # -- accounts -------------------------------------------------------------------------
-
-
-def _accounts(data: dict[str, Any]) -> list[Any]:
-    accounts = data.get("accounts")
-    if not isinstance(accounts, list):
-        accounts = data["accounts"] = []
-    return accounts
 
 
 def identifier_of(item: Any) -> str:

@@ -48,7 +48,10 @@ class Pages:
         try:
             await self.ctx.gate.check_key(request, str(form.get("admin_key", "")))
         except ProxyError as exc:
-            return self._login_page(request, error=exc.message, status=exc.status)
+            page = self._login_page(request, error=exc.message, status=exc.status)
+            if exc.retry_after:
+                page.headers["Retry-After"] = str(exc.retry_after)
+            return page
         target = safe_next(str(form.get("next") or ""))
         response = web.Response(status=303, headers={"Location": target})
         self.ctx.sessions.start(request, response)

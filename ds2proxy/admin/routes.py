@@ -40,7 +40,7 @@ def add_api_routes(app: web.Application, ctx: AdminContext) -> None:
         ("POST", "/admin/keys", config.add_key),
         ("DELETE", "/admin/keys/{key}", config.delete_key),
         ("POST", "/admin/import", config.batch_import),
-        ("GET", "/admin/accounts", accounts.list),
+        ("GET", "/admin/accounts", accounts.listing),
         ("POST", "/admin/accounts", accounts.add),
         ("DELETE", "/admin/accounts/{identifier}", accounts.delete),
         ("POST", "/admin/accounts/test", accounts.test_one),
