@@ -170,6 +170,24 @@ async def test_two_step_tool_loop_with_parallel_calls(proxy, mode, stream):
     assert first.content[0].signature not in prompt
 
 
+async def test_single_call_mode_keeps_only_the_first_call(proxy):
+    proxy.fake.enqueue(Scripted(answer=TWO_CALLS))
+    message = await ask(proxy, "async", True, tools=TOOLS, tool_choice={
+        "type": "auto", "disable_parallel_tool_use": True})
+    assert [(b.name, b.input) for b in message.content if b.type == "tool_use"] == [
+        ("Bash", {"command": "ls -la /tmp"})]
+    assert "at most one tool" in last_prompt(proxy)
+
+
+async def test_tool_choice_none_never_calls_and_never_leaks(proxy):
+    proxy.fake.enqueue(Scripted(answer=TWO_CALLS))
+    message = await ask(proxy, "async", False, tools=TOOLS, tool_choice={"type": "none"})
+    assert message.stop_reason == "end_turn"
+    assert all(b.type != "tool_use" for b in message.content)
+    assert not MARKUP.search(texts(message))
+    assert "Tool: Bash" not in last_prompt(proxy)
+
+
 async def test_tool_results_with_errors_reach_the_prompt(proxy):
     history = [{"role": "user", "content": "run"},
                {"role": "assistant", "content": [
