@@ -13,7 +13,8 @@ from ds2proxy.scheduler import AccountState
 
 async def test_testing_one_account_logs_in_and_opens_a_session(admin: Admin):
     fake = admin.proxy.fake
-    result = await admin.ok("POST", "/admin/accounts/test", json={"identifier": "alice@example.com"})
+    result = await admin.ok("POST", "/admin/accounts/test",
+                            json={"identifier": "alice@example.com"})
     assert result["account"] == "alice@example.com" and result["success"] is True
     assert result["model"] == "deepseek-chat"
     assert isinstance(result["response_time"], int) and result["response_time"] >= 0

@@ -184,9 +184,10 @@ class Forms:
     async def import_config(self, request: web.Request, claims: Claims, form: Form
                             ) -> web.StreamResponse:
         upload = form.get("file")
-        raw = await asyncio.to_thread(upload.file.read) if isinstance(upload, web.FileField) else b""
-        text = raw.decode("utf-8", errors="replace")
-        text = text.strip() or _text(form, "config_text")
+        raw = b""
+        if isinstance(upload, web.FileField):
+            raw = await asyncio.to_thread(upload.file.read)
+        text = raw.decode("utf-8", errors="replace").strip() or _text(form, "config_text")
         if not text:
             raise InvalidRequest("choose a file or paste a config first")
         try:
