@@ -14,22 +14,9 @@ import pytest
 from ds2proxy.tokens import count_tokens
 
 
-OPEN: list[openai.AsyncOpenAI] = []
-
-
-def client(proxy, key: str | None = None) -> openai.AsyncOpenAI:
-    api = openai.AsyncOpenAI(base_url=proxy.url + "/v1", api_key=key or proxy.key,
-                             max_retries=0)
-    OPEN.append(api)
-    return api
-
-
-@pytest.fixture(autouse=True)
-async def close_clients():
-    """Close every client a test opened, so no connection outlives its loop."""
-    yield
-    while OPEN:
-        await OPEN.pop().close()
+def connect(proxy, key: str | None = None) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(base_url=proxy.url + "/v1", api_key=key or proxy.key,
+                              max_retries=0)
 
 
 def norm(vector: list[float]) -> float:
@@ -37,10 +24,10 @@ def norm(vector: list[float]) -> float:
 
 
 async def test_deterministic_vectors_are_stable_unit_vectors(proxy):
-    api = client(proxy)
-    first = await api.embeddings.create(model="text-embedding-3-small",
-                                        input=["alpha", "beta", "alpha"])
-    again = await api.embeddings.create(model="text-embedding-3-small", input="alpha")
+    async with connect(proxy) as api:
+        first = await api.embeddings.create(model="text-embedding-3-small",
+                                            input=["alpha", "beta", "alpha"])
+        again = await api.embeddings.create(model="text-embedding-3-small", input="alpha")
     vectors = [d.embedding for d in first.data]
     assert [d.index for d in first.data] == [0, 1, 2]
     assert all(len(v) == 1536 for v in vectors)
@@ -74,23 +61,25 @@ async def test_base64_is_little_endian_float32(proxy):
 
 
 async def test_token_array_inputs(proxy):
-    resp = await client(proxy).embeddings.create(model="e", input=[[1, 2, 3], [4]],
-                                                 encoding_format="float")
+    async with connect(proxy) as api:
+        resp = await api.embeddings.create(model="e", input=[[1, 2, 3], [4]],
+                                           encoding_format="float")
+        single = await api.embeddings.create(model="e", input=[1, 2, 3],
+                                             encoding_format="float")
     assert len(resp.data) == 2 and resp.usage.prompt_tokens == 4
-    single = await client(proxy).embeddings.create(model="e", input=[1, 2, 3],
-                                                   encoding_format="float")
     assert single.data[0].embedding == resp.data[0].embedding
 
 
 async def test_off_is_501_and_the_setting_is_read_live(proxy_factory):
     proxy = await proxy_factory({"embeddings": {"provider": ""}})
-    with pytest.raises(openai.APIStatusError) as err:
-        await client(proxy).embeddings.create(model="e", input="x")
+    async with connect(proxy) as api:
+        with pytest.raises(openai.APIStatusError) as err:
+            await api.embeddings.create(model="e", input="x")
+        await proxy.store.update(lambda doc: doc.__setitem__("embeddings",
+                                                             {"provider": "deterministic"}))
+        resp = await api.embeddings.create(model="e", input="x")
     assert err.value.status_code == 501
     assert set(err.value.body) == {"message", "type", "code", "param"}
-    await proxy.store.update(lambda doc: doc.__setitem__("embeddings",
-                                                         {"provider": "deterministic"}))
-    resp = await client(proxy).embeddings.create(model="e", input="x")
     assert len(resp.data[0].embedding) == 1536
 
 
@@ -112,5 +101,6 @@ async def test_bad_requests_are_400s_in_the_openai_shape(proxy, body, param):
 
 async def test_missing_key_is_401(proxy_factory):
     proxy = await proxy_factory({"auth": {"allow_passthrough": False}})
-    with pytest.raises(openai.AuthenticationError):
-        await client(proxy, "nope").embeddings.create(model="e", input="x")
+    async with connect(proxy, "nope") as api:
+        with pytest.raises(openai.AuthenticationError):
+            await api.embeddings.create(model="e", input="x")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+from collections.abc import AsyncIterator
 
 import aiohttp
 import openai
@@ -36,22 +37,14 @@ def expected(fixtures_dir, name: str) -> dict:
     return json.loads((fixtures_dir / "deepseek-sse" / name / "expected.json").read_text())
 
 
-OPEN: list[openai.AsyncOpenAI] = []
+def connect(url: str, key: str) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(base_url=url + "/v1", api_key=key, max_retries=0)
 
 
-def client(proxy, key: str | None = None, url: str | None = None) -> openai.AsyncOpenAI:
-    api = openai.AsyncOpenAI(base_url=(url or proxy.url) + "/v1", api_key=key or proxy.key,
-                             max_retries=0)
-    OPEN.append(api)
-    return api
-
-
-@pytest.fixture(autouse=True)
-async def close_clients():
-    """Close every client a test opened, so no connection outlives its loop."""
-    yield
-    while OPEN:
-        await OPEN.pop().close()
+@pytest.fixture
+async def api(proxy) -> AsyncIterator[openai.AsyncOpenAI]:
+    async with connect(proxy.url, proxy.key) as client:
+        yield client
 
 
 def reasoning_of(output) -> str:
@@ -80,10 +73,10 @@ async def raw_events(proxy, body: dict, key: str | None = None) -> tuple[int, li
 
 
 @pytest.mark.parametrize("name", RECORDINGS)
-async def test_recording_reconstructs_exactly_non_stream(proxy, fixtures_dir, name):
+async def test_recording_reconstructs_exactly_non_stream(proxy, api, fixtures_dir, name):
     want = expected(fixtures_dir, name)
     proxy.fake.enqueue(Replay(fixtures_dir / "deepseek-sse" / name))
-    resp = await client(proxy).responses.create(model="deepseek-reasoner", input="hello")
+    resp = await api.responses.create(model="deepseek-reasoner", input="hello")
     assert resp.status == "completed" and resp.id.startswith("resp_")
     assert resp.output_text == want["content"]
     assert reasoning_of(resp.output) == want["thinking"]
@@ -95,21 +88,29 @@ async def test_recording_reconstructs_exactly_non_stream(proxy, fixtures_dir, na
 
 @pytest.mark.parametrize("name", RECORDINGS)
 async def test_recording_reconstructs_exactly_stream(proxy, fixtures_dir, name):
+    """Through the sync client in a thread: the async one shares the server's loop,
+    which makes a 30k-event recording several times slower to read."""
     want = expected(fixtures_dir, name)
     proxy.fake.enqueue(Replay(fixtures_dir / "deepseek-sse" / name))
-    text, thinking, final = [], [], None
-    stream = await client(proxy).responses.create(model="deepseek-reasoner", input="hello",
-                                                  stream=True)
-    async for event in stream:
-        if event.type == "response.output_text.delta":
-            text.append(event.delta)
-        elif event.type == "response.reasoning_summary_text.delta":
-            thinking.append(event.delta)
-        elif event.type == "response.completed":
-            final = event.response
+
+    def read() -> tuple[str, str, object]:
+        text, thinking, final = [], [], None
+        with openai.OpenAI(base_url=proxy.url + "/v1", api_key=proxy.key,
+                           max_retries=0) as sync:
+            for event in sync.responses.create(model="deepseek-reasoner", input="hello",
+                                               stream=True):
+                if event.type == "response.output_text.delta":
+                    text.append(event.delta)
+                elif event.type == "response.reasoning_summary_text.delta":
+                    thinking.append(event.delta)
+                elif event.type == "response.completed":
+                    final = event.response
+        return "".join(text), "".join(thinking), final
+
+    text, thinking, final = await asyncio.to_thread(read)
     assert final is not None
-    assert "".join(text) == want["content"] == final.output_text
-    assert "".join(thinking) == want["thinking"] == reasoning_of(final.output)
+    assert text == want["content"] == final.output_text
+    assert thinking == want["thinking"] == reasoning_of(final.output)
     assert proxy.core.pool.inflight == 0
 
 
@@ -176,18 +177,18 @@ async def test_failure_after_the_first_byte_is_response_failed(proxy):
     assert proxy.core.pool.inflight == 0
 
 
-async def test_length_limit_makes_an_incomplete_response(proxy):
+async def test_length_limit_makes_an_incomplete_response(proxy, api):
     proxy.fake.enqueue(Scripted(answer="word " * 200, chunk_size=5))
-    resp = await client(proxy).responses.create(model="deepseek-chat", input="hi",
+    resp = await api.responses.create(model="deepseek-chat", input="hi",
                                                 max_output_tokens=5)
     assert resp.status == "incomplete"
     assert resp.incomplete_details.reason == "max_output_tokens"
     assert 0 < len(resp.output_text) < len("word " * 200)
 
 
-async def test_request_options_are_accepted_and_echoed(proxy):
+async def test_request_options_are_accepted_and_echoed(proxy, api):
     proxy.fake.enqueue(Scripted(answer="fine"))
-    resp = await client(proxy).responses.create(
+    resp = await api.responses.create(
         model="GPT-4O", input=[{"role": "user", "content": "q"}], instructions="Be brief.",
         metadata={"k": "v"}, truncation="auto", service_tier="auto", prompt_cache_key="p",
         include=["reasoning.encrypted_content"], reasoning={"effort": "low", "summary": "auto"},
@@ -231,8 +232,9 @@ async def test_bad_key_is_401(proxy_factory):
     for headers in ({}, {"Authorization": "Bearer wrong-key"}):
         code, payload, _ = await post(proxy, {"model": "deepseek-chat", "input": "hi"}, headers)
         assert code == 401 and payload["error"]["type"] == "authentication_error"
-    with pytest.raises(openai.AuthenticationError):
-        await client(proxy, "wrong-key").responses.retrieve("resp_x")
+    async with connect(proxy.url, "wrong-key") as wrong:
+        with pytest.raises(openai.AuthenticationError):
+            await wrong.responses.retrieve("resp_x")
 
 
 async def test_full_pool_is_429_with_retry_after(proxy_factory, fake_upstream):
@@ -242,13 +244,14 @@ async def test_full_pool_is_429_with_retry_after(proxy_factory, fake_upstream):
                                              "account_max_queue": 0}})
     fake_upstream.enqueue(Scripted(answer="slow " * 20, chunk_size=5,
                                    delivery=Delivery(chunk_delay=0.05)))
-    stream = await client(proxy).responses.create(model="deepseek-chat", input="a", stream=True)
-    first = await anext(aiter(stream))  # the only account is now leased
-    assert first.type == "response.created"
-    code, payload, headers = await post(proxy, {"model": "deepseek-chat", "input": "b"})
+    async with connect(proxy.url, proxy.key) as api:
+        stream = await api.responses.create(model="deepseek-chat", input="a", stream=True)
+        first = await anext(aiter(stream))  # the only account is now leased
+        assert first.type == "response.created"
+        code, payload, headers = await post(proxy, {"model": "deepseek-chat", "input": "b"})
+        await stream.close()
     assert code == 429 and int(headers["Retry-After"]) >= 1
     assert payload["error"]["type"] == "rate_limit_error"
-    await stream.close()
 
 
 # -- the store -----------------------------------------------------------------
@@ -257,32 +260,33 @@ async def test_full_pool_is_429_with_retry_after(proxy_factory, fake_upstream):
 async def test_stored_response_is_readable_only_by_its_creator(proxy_factory):
     proxy = await proxy_factory({"keys": ["test-key", OTHER_KEY]})
     proxy.fake.enqueue(Scripted(answer="kept"))
-    created = await client(proxy).responses.create(model="deepseek-chat", input="hi")
-    again = await client(proxy).responses.retrieve(created.id)
-    assert again.id == created.id and again.output_text == "kept"
-    with pytest.raises(openai.NotFoundError):
-        await client(proxy, OTHER_KEY).responses.retrieve(created.id)
-    with pytest.raises(openai.BadRequestError):
-        await client(proxy, OTHER_KEY).responses.create(
-            model="deepseek-chat", input="more", previous_response_id=created.id)
+    async with connect(proxy.url, proxy.key) as owner, connect(proxy.url, OTHER_KEY) as other:
+        created = await owner.responses.create(model="deepseek-chat", input="hi")
+        again = await owner.responses.retrieve(created.id)
+        assert again.id == created.id and again.output_text == "kept"
+        with pytest.raises(openai.NotFoundError):
+            await other.responses.retrieve(created.id)
+        with pytest.raises(openai.BadRequestError):
+            await other.responses.create(model="deepseek-chat", input="more",
+                                         previous_response_id=created.id)
 
 
-async def test_streamed_response_is_stored_and_store_false_is_not(proxy):
+async def test_streamed_response_is_stored_and_store_false_is_not(proxy, api):
     proxy.fake.enqueue(Scripted(answer="streamed"), Scripted(answer="unstored"))
-    async with client(proxy).responses.stream(model="deepseek-chat", input="hi") as s:
+    async with api.responses.stream(model="deepseek-chat", input="hi") as s:
         final = await s.get_final_response()
-    assert (await client(proxy).responses.retrieve(final.id)).output_text == "streamed"
-    loose = await client(proxy).responses.create(model="deepseek-chat", input="hi", store=False)
+    assert (await api.responses.retrieve(final.id)).output_text == "streamed"
+    loose = await api.responses.create(model="deepseek-chat", input="hi", store=False)
     assert loose.output_text == "unstored"
     with pytest.raises(openai.NotFoundError):
-        await client(proxy).responses.retrieve(loose.id)
+        await api.responses.retrieve(loose.id)
 
 
-async def test_previous_response_id_continues_the_conversation(proxy):
+async def test_previous_response_id_continues_the_conversation(proxy, api):
     proxy.fake.enqueue(Scripted(answer="Paris is the capital."), Scripted(answer="2.1 million"))
-    first = await client(proxy).responses.create(model="deepseek-chat",
+    first = await api.responses.create(model="deepseek-chat",
                                                  input="Capital of France?")
-    second = await client(proxy).responses.create(model="deepseek-chat", input="Population?",
+    second = await api.responses.create(model="deepseek-chat", input="Population?",
                                                   previous_response_id=first.id)
     assert second.output_text == "2.1 million"
     assert second.previous_response_id == first.id
@@ -290,7 +294,7 @@ async def test_previous_response_id_continues_the_conversation(proxy):
     assert prompt.index("Capital of France?") < prompt.index("Paris is the capital.") \
         < prompt.index("Population?")
     with pytest.raises(openai.BadRequestError) as err:
-        await client(proxy).responses.create(model="deepseek-chat", input="x",
+        await api.responses.create(model="deepseek-chat", input="x",
                                              previous_response_id="resp_missing")
     assert err.value.code == "previous_response_not_found"
 
@@ -315,8 +319,8 @@ async def test_stored_response_expires_after_the_live_ttl(proxy):
     app.router.add_get("/v1/responses/{response_id}",
                        wrap_handler(routes.get, api.errors.openai, proxy.core))
     server = await start_server(app)
+    local = connect(server.url, proxy.key)
     try:
-        local = client(proxy, url=server.url)
         proxy.fake.enqueue(Scripted(answer="short-lived"))
         created = await local.responses.create(model="deepseek-chat", input="hi")
         clock.now += 899
@@ -326,4 +330,5 @@ async def test_stored_response_expires_after_the_live_ttl(proxy):
             await local.responses.retrieve(created.id)
         assert proxy.core.config.responses_ttl_seconds == 900
     finally:
+        await local.close()
         await server.close()

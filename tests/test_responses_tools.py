@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import AsyncIterator
 
 import aiohttp
 import openai
@@ -39,36 +40,37 @@ def dsml(*calls: tuple[str, dict]) -> str:
     return f"<|DSML|tool_calls>\n{invokes}</|DSML|tool_calls>"
 
 
-OPEN: list[openai.AsyncOpenAI] = []
-
-
-def client(proxy) -> openai.AsyncOpenAI:
-    api = openai.AsyncOpenAI(base_url=proxy.url + "/v1", api_key=proxy.key, max_retries=0)
-    OPEN.append(api)
-    return api
-
-
-@pytest.fixture(autouse=True)
-async def close_clients():
-    """Close every client a test opened, so no connection outlives its loop."""
-    yield
-    while OPEN:
-        await OPEN.pop().close()
+@pytest.fixture
+async def api(proxy) -> AsyncIterator[openai.AsyncOpenAI]:
+    async with openai.AsyncOpenAI(base_url=proxy.url + "/v1", api_key=proxy.key,
+                                  max_retries=0) as client:
+        yield client
 
 
 def assert_no_markup(text: str) -> None:
     assert not any(word in text for word in MARKUP), text
 
 
+def codex_request(fixtures_dir, name: str) -> dict:
+    return json.loads((fixtures_dir / "agent-requests" / name).read_text())
+
+
 def codex_body(fixtures_dir, name: str) -> dict:
-    return json.loads((fixtures_dir / "agent-requests" / name).read_text())["body"]
+    return codex_request(fixtures_dir, name)["body"]
 
 
-async def sse_payloads(proxy, body: dict) -> list:
+def codex_headers(fixtures_dir, name: str) -> dict:
+    """The recorded headers, with our key instead of the redacted one."""
+    skip = {"authorization", "host", "content-length"}
+    return {k: v for k, v in codex_request(fixtures_dir, name)["headers"].items()
+            if k.lower() not in skip}
+
+
+async def sse_payloads(proxy, body: dict, headers: dict | None = None) -> list:
     """Every ``data:`` payload of a streamed answer, ``[DONE]`` included."""
     async with aiohttp.ClientSession() as http:
         async with http.post(proxy.url + "/v1/responses", json=body,
-                             headers=proxy.headers(Accept="text/event-stream")) as resp:
+                             headers=proxy.headers(**(headers or {}))) as resp:
             assert resp.status == 200, await resp.text()
             text = await resp.text()
     datas = [line.removeprefix("data: ") for line in text.split("\n")
@@ -97,11 +99,10 @@ def assert_items_closed_before_completed(payloads: list) -> dict:
 
 
 @pytest.mark.parametrize("continue_by", ["previous_response_id", "full_input"])
-async def test_two_step_tool_loop(proxy, continue_by):
+async def test_two_step_tool_loop(proxy, api, continue_by):
     proxy.fake.enqueue(Scripted(answer="Let me look.\n\n" + dsml(("read_file",
                                                                   {"path": "README.md"}))),
                        Scripted(answer="The README says hello."))
-    api = client(proxy)
     first = await api.responses.create(model="deepseek-chat", input="What is in README?",
                                        tools=[READ_TOOL])
     assert [item.type for item in first.output] == ["message", "function_call"]
@@ -125,10 +126,10 @@ async def test_two_step_tool_loop(proxy, continue_by):
         < prompt.index("hello")
 
 
-async def test_parallel_calls_stream_as_separate_items(proxy):
+async def test_parallel_calls_stream_as_separate_items(proxy, api):
     block = dsml(("read_file", {"path": "a.txt"}), ("read_file", {"path": "b.txt"}))
     proxy.fake.enqueue(Scripted(answer=block, chunk_size=7))
-    async with client(proxy).responses.stream(model="deepseek-chat", input="read both",
+    async with api.responses.stream(model="deepseek-chat", input="read both",
                                               tools=[READ_TOOL]) as s:
         text = "".join([e.delta async for e in s if e.type == "response.output_text.delta"])
         final = await s.get_final_response()
@@ -139,24 +140,27 @@ async def test_parallel_calls_stream_as_separate_items(proxy):
     assert text == ""
 
 
-async def test_required_tool_choice_without_a_call_is_422(proxy):
+async def test_required_tool_choice_without_a_call_is_422(proxy, api):
     proxy.fake.enqueue(Scripted(answer="I would rather not."))
     with pytest.raises(openai.UnprocessableEntityError) as err:
-        await client(proxy).responses.create(model="deepseek-chat", input="x",
+        await api.responses.create(model="deepseek-chat", input="x",
                                              tools=[READ_TOOL], tool_choice="required")
     assert err.value.code == "tool_choice_violation"
 
 
-async def test_required_tool_choice_without_a_call_fails_the_stream(proxy):
+async def test_required_tool_choice_without_a_call_fails_the_stream(proxy, api):
     proxy.fake.enqueue(Scripted(answer="I would rather not."))
-    payloads = await sse_payloads(proxy, {"model": "deepseek-chat", "input": "x",
-                                          "tools": [READ_TOOL], "tool_choice": "required",
-                                          "stream": True})
-    kinds = [p if p == "[DONE]" else p["type"] for p in payloads]
+    stream = await api.responses.create(
+        model="deepseek-chat", input="x", tools=[READ_TOOL], tool_choice="required",
+        stream=True)
+    events = [event async for event in stream]
+    kinds = [event.type for event in events]
+    assert kinds[0] == "response.created" and kinds[-1] == "response.failed"
     assert "response.completed" not in kinds
-    failed = next(p for p in payloads if p != "[DONE]" and p["type"] == "response.failed")
-    assert failed["response"]["error"]["code"] == "tool_choice_violation"
-    assert failed["status_code"] == 422
+    failed = events[-1]
+    assert failed.response.status == "failed"
+    assert failed.response.error.code == "tool_choice_violation"
+    assert failed.model_extra["status_code"] == 422
 
 
 # -- Codex ---------------------------------------------------------------------
@@ -165,7 +169,8 @@ async def test_required_tool_choice_without_a_call_fails_the_stream(proxy):
 @pytest.mark.parametrize("name", CODEX_FILES)
 async def test_codex_request_as_sent_streams_every_item_closed(proxy, fixtures_dir, name):
     proxy.fake.enqueue(Scripted(thinking="The user greets.", answer="Hi! How can I help?"))
-    payloads = await sse_payloads(proxy, codex_body(fixtures_dir, name))
+    payloads = await sse_payloads(proxy, codex_body(fixtures_dir, name),
+                                  codex_headers(fixtures_dir, name))
     final = assert_items_closed_before_completed(payloads)
     assert final["output_text"] == "Hi! How can I help?"
     assert final["model"] == "gpt-5-codex"
@@ -192,7 +197,7 @@ async def test_codex_exec_command_call_is_rendered_exactly(proxy, fixtures_dir):
 
 
 @pytest.mark.parametrize("stream", [True, False])
-async def test_codex_apply_patch_custom_call_is_rendered_exactly(proxy, fixtures_dir, stream):
+async def test_codex_apply_patch_custom_call_is_rendered_exactly(proxy, api, fixtures_dir, stream):
     body = copy.deepcopy(codex_body(fixtures_dir, "codex-0.169-first-turn.json"))
     body["tools"].append(PATCH_TOOL)
     body["stream"] = stream
@@ -207,20 +212,20 @@ async def test_codex_apply_patch_custom_call_is_rendered_exactly(proxy, fixtures
                     if p["type"] == "response.custom_tool_call_input.done")
         assert done["input"] == PATCH
     else:
-        response = await client(proxy).post("/responses", body=body, cast_to=Response)
+        response = await api.post("/responses", body=body, cast_to=Response)
         final = response.model_dump()
     (call,) = [item for item in final["output"] if item["type"] == "custom_tool_call"]
     assert call["input"] == PATCH and call["name"] == "apply_patch"
     assert call["call_id"].startswith("call_") and call["status"] == "completed"
 
 
-async def test_custom_call_comes_back_as_history(proxy):
+async def test_custom_call_comes_back_as_history(proxy, api):
     proxy.fake.enqueue(Scripted(answer="Patched."))
     history = [{"role": "user", "content": "add hello.txt"},
                {"type": "custom_tool_call", "id": "ctc_1", "call_id": "call_p",
                 "name": "apply_patch", "input": PATCH},
                {"type": "custom_tool_call_output", "call_id": "call_p", "output": "Done!"}]
-    resp = await client(proxy).responses.create(model="deepseek-chat", input=history,
+    resp = await api.responses.create(model="deepseek-chat", input=history,
                                                 tools=[PATCH_TOOL])
     assert resp.output_text == "Patched."
     prompt = proxy.fake.calls_to("chat/completion")[-1].body["prompt"]

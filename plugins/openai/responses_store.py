@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 Clock = Callable[[], float]
-DEFAULT_MAX_ENTRIES = 2048
+DEFAULT_MAX_ENTRIES = 1024
 
 
 @dataclass(frozen=True, slots=True)
