@@ -293,3 +293,21 @@ def test_unwrap_import_accepts_bare_or_wrapped():
         {"keys": ["a"]}, "replace")
     with pytest.raises(InvalidRequest):
         edits.unwrap_import({"keys": []}, "overwrite")
+
+
+# -- assets ------------------------------------------------------------------------------------
+
+
+def test_dashboard_files_come_from_the_checkout_else_the_installed_share(tmp_path, monkeypatch):
+    from ds2proxy.admin import assets
+
+    assert (assets.templates_dir() / "base.html").is_file()
+    assert (assets.static_dir() / "admin.css").is_file()
+    installed = tmp_path / "prefix" / "share" / "ds2proxy"
+    (installed / "templates").mkdir(parents=True)
+    (installed / "templates" / "base.html").write_text("{% block content %}{% endblock %}")
+    monkeypatch.setattr(assets, "_SOURCE_ROOT", tmp_path / "not-a-checkout")
+    monkeypatch.setattr(assets.sys, "prefix", str(tmp_path / "prefix"))
+    assert assets.templates_dir() == installed / "templates"
+    with pytest.raises(FileNotFoundError, match="static"):
+        assets.static_dir()
