@@ -1,0 +1,158 @@
+"""Deciding what a candidate block is: a call block, a mention, or undecided.
+
+The capture starts at a tool tag. An opening wrapper counts only when the
+first thing after it is an ``invoke`` tag — otherwise it is a mention in
+prose and is shown at once instead of holding back the rest of the answer.
+A bare ``invoke`` counts when a closing wrapper follows (the model forgot
+the opener). Every verdict depends only on text already seen, so the answer
+is the same however the stream was cut into chunks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+from ds2proxy.toolcall.invoke import InvokeSpan
+from ds2proxy.toolcall.tags import INVOKE, PARAMETER, WRAPPER, Head, Tag, scan_head
+from ds2proxy.toolcall.tokens import Tokenizer, Tokens
+
+_BLANK = " \t\r\n"
+
+
+class Verdict(Enum):
+    WAIT = "wait"  # undecided: keep collecting
+    RELEASE = "release"  # text[:end] is ordinary text; look again after it
+    BLOCK = "block"  # text[:end] is a complete call block
+    OPEN = "open"  # a call block whose wrapper has not closed yet
+
+
+@dataclass(slots=True)
+class CaptureScan:
+    verdict: Verdict
+    tokens: Tokens
+    end: int = 0
+    invokes: list[InvokeSpan] = field(default_factory=list)
+    # False for a block rebuilt around a bare invoke: its calls wait for its end.
+    early: bool = True
+
+
+def scan_capture(text: str, *, final: bool, tokenizer: Tokenizer | None = None) -> CaptureScan:
+    """Classify a capture that starts with a tool tag; ``tokenizer`` carries
+    the work done on an earlier, shorter version of the same text."""
+    head = scan_head(text, 0, final=final)
+    tokens = (tokenizer or Tokenizer()).advance(text, final=final)
+    if not isinstance(head, Head):
+        # Not a tag after all: show its first character and look again.
+        return CaptureScan(Verdict.RELEASE, tokens, end=1)
+    if head.closing or head.name == PARAMETER:
+        return CaptureScan(Verdict.RELEASE, tokens, end=head.end)
+    first = tokens.tag_at(0)
+    if first is None:
+        waiting = tokens.stop == 0 and not final
+        return CaptureScan(Verdict.WAIT if waiting else Verdict.RELEASE, tokens, end=head.end)
+    if first.name == WRAPPER and not first.self_closing:
+        return _wrapper(text, tokens, first)
+    if first.name == INVOKE and first.attrs.get("name", "").strip():
+        return _bare_invoke(text, tokens, 0)
+    return CaptureScan(Verdict.RELEASE, tokens, end=first.end)
+
+
+def _next_tag(text: str, tokens: Tokens, pos: int) -> Tag | bool | None:
+    """The tag that is the first non-blank thing after ``pos``: the Tag,
+    False when it is something else, None when not known yet."""
+    limit = tokens.stop
+    while pos < limit and text[pos] in _BLANK:
+        pos += 1
+    if pos >= limit:
+        return None
+    return tokens.tag_at(pos) or False
+
+
+def _wrapper(text: str, tokens: Tokens, wrapper: Tag) -> CaptureScan:
+    nxt = _next_tag(text, tokens, wrapper.end)
+    if nxt is None:
+        return CaptureScan(Verdict.WAIT, tokens)
+    if nxt is False or not nxt.opens(INVOKE):
+        return CaptureScan(Verdict.RELEASE, tokens, end=wrapper.end)
+    depth = 1
+    invokes: list[InvokeSpan] = []
+    inside: list[Tag] | None = None
+    invoke_depth = 0
+    for tag in tokens.tags[1:]:
+        if inside is not None:
+            invoke_depth += _invoke_step(tag)
+            if invoke_depth == 0:
+                invokes.append(InvokeSpan(opener, tag, tuple(inside)))
+                inside = None
+            else:
+                inside.append(tag)
+        elif tag.name == WRAPPER and not tag.self_closing:
+            depth += -1 if tag.closing else 1
+            if depth == 0:
+                return CaptureScan(Verdict.BLOCK, tokens, end=tag.end, invokes=invokes)
+        elif tag.opens(INVOKE):
+            if tag.self_closing:
+                invokes.append(InvokeSpan(tag, tag))
+            else:
+                opener, inside, invoke_depth = tag, [], 1
+    if inside is not None:
+        invokes.append(InvokeSpan(opener, None, tuple(inside)))
+    return CaptureScan(Verdict.OPEN, tokens, invokes=invokes)
+
+
+def _invoke_step(tag: Tag) -> int:
+    """Change of invoke nesting depth caused by ``tag``."""
+    if tag.name != INVOKE or tag.self_closing:
+        return 0
+    return -1 if tag.closing else 1
+
+
+def _bare_invoke(text: str, tokens: Tokens, index: int) -> CaptureScan:
+    """Invokes with no opening wrapper: wait while they may still be followed
+    by a closing wrapper; show the first tag as text once they cannot."""
+    first = tokens.tags[0]
+    invokes: list[InvokeSpan] = []
+    while True:
+        opener = tokens.tags[index]
+        close_index = _invoke_end(text, tokens, index)
+        if close_index is None or close_index is False:
+            verdict = Verdict.WAIT if close_index is None else Verdict.RELEASE
+            return CaptureScan(verdict, tokens, end=first.end)
+        close = tokens.tags[close_index]
+        invokes.append(InvokeSpan(opener, close, tuple(tokens.tags[index + 1:close_index])))
+        nxt = _next_tag(text, tokens, close.end)
+        if nxt is None:
+            return CaptureScan(Verdict.WAIT, tokens)
+        if nxt is not False and nxt.closes(WRAPPER):
+            return CaptureScan(Verdict.BLOCK, tokens, end=nxt.end, invokes=invokes, early=False)
+        if nxt is False or not nxt.opens(INVOKE) or not nxt.attrs.get("name", "").strip():
+            return CaptureScan(Verdict.RELEASE, tokens, end=first.end)
+        index = tokens.tags.index(nxt)
+
+
+def _invoke_end(text: str, tokens: Tokens, index: int) -> int | bool | None:
+    """Index of the tag closing the invoke at ``index``; False when its body
+    cannot be a call body; None when not known yet."""
+    opener = tokens.tags[index]
+    if opener.self_closing:
+        return index
+    nxt = _next_tag(text, tokens, opener.end)
+    if nxt is None:
+        return None
+    plausible = (nxt is not False and (nxt.opens(PARAMETER) or nxt.closes(INVOKE))) or (
+        nxt is False and text[_skip_blank(text, opener.end)] in "{[")
+    if not plausible:
+        return False
+    depth = 0
+    for i in range(index, len(tokens.tags)):
+        depth += _invoke_step(tokens.tags[i])
+        if depth == 0:
+            return i
+    return None
+
+
+def _skip_blank(text: str, pos: int) -> int:
+    while text[pos] in _BLANK:
+        pos += 1
+    return pos

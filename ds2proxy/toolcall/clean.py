@@ -1,0 +1,228 @@
+"""Removing what must never reach the client from the visible text (§4.9).
+
+DeepSeek leaks its chat-template tokens, ``<think>`` tags and, after tool
+rounds, fragments of earlier tool traffic; agent clients' own XML wrappers
+(``attempt_completion`` …) show up around answers. The cleaner works on a
+stream: it holds back only a tail that may still become something it
+removes, so text without ``<``, backticks or ``[`` passes through at once.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+
+from ds2proxy.toolcall.jsonfix import match_bracket
+from ds2proxy.toolcall.tags import ascii_lower
+
+_MORE = "more"  # a rule needs more text to decide
+Outcome = tuple[int, str] | str | None  # (end, replacement), _MORE, or no match
+
+_CANDIDATE = re.compile(r"[<`\[]")
+_BARS = "|｜"
+_TOKEN_WORDS = frozenset({
+    "begin_of_sentence", "assistant", "tool", "end_of_sentence", "end_of_thinking",
+    "end_of_toolresults", "end_of_instructions",
+})
+_AGENT_TAGS = ("attempt_completion", "ask_followup_question", "new_task")
+_THINK_OPEN, _THINK_CLOSE = "<think>", "</think>"
+_EMPTY_JSON_FENCE = ("```json", "```")
+_WIRE_PREFIX = '[{"function":'
+
+
+def clean_visible_text(text: str) -> str:
+    """§4.9 cleaning of a whole text."""
+    cleaner = TextCleaner()
+    return cleaner.feed(text) + cleaner.flush()
+
+
+class TextCleaner:
+    """§4.9 cleaning of a stream; ``flush`` releases a held tail at the end."""
+
+    def __init__(self) -> None:
+        self._buffer = ""
+        self._in_agent_wrapper = False
+
+    def feed(self, text: str) -> str:
+        self._buffer += text
+        return self._drain(final=False)
+
+    def flush(self) -> str:
+        return self._drain(final=True)
+
+    def _drain(self, *, final: bool) -> str:
+        text = self._buffer
+        out: list[str] = []
+        last = pos = 0
+        while (match := _CANDIDATE.search(text, pos)) is not None:
+            at = match.start()
+            outcome = self._rule_at(text, at, final)
+            if outcome is None:
+                pos = at + 1
+                continue
+            out.append(text[last:at])
+            if outcome == _MORE:
+                self._buffer = text[at:]
+                return "".join(out)
+            end, replacement = outcome
+            out.append(replacement)
+            last = pos = end
+        out.append(text[last:])
+        self._buffer = ""
+        return "".join(out)
+
+    def _rule_at(self, text: str, at: int, final: bool) -> Outcome:
+        rules: tuple[Callable[[str, int, bool], Outcome], ...]
+        if text[at] == "`":
+            rules = (_empty_json_fence,)
+        elif text[at] == "[":
+            rules = (_wire_array,)
+        else:
+            rules = (_template_token, _think_tag, self._agent_tag)
+        for rule in rules:
+            outcome = rule(text, at, final)
+            if outcome is not None:
+                return outcome
+        return None
+
+    def _agent_tag(self, text: str, at: int, final: bool) -> Outcome:
+        """Agent wrappers lose their tags (and their ``<result>`` tags) but
+        keep the text inside."""
+        names = [*_AGENT_TAGS, "result"] if self._in_agent_wrapper else list(_AGENT_TAGS)
+        waiting = False
+        for name in names:
+            for literal in (f"<{name}>", f"</{name}>"):
+                end = _literal(text, at, literal, final)
+                if end == _MORE:
+                    waiting = True
+                elif end is not None:
+                    if name != "result":
+                        self._in_agent_wrapper = not literal.startswith("</")
+                    return end, ""
+        return _MORE if waiting else None
+
+
+def _literal(text: str, at: int, literal: str, final: bool) -> int | str | None:
+    """End of ``literal`` (ASCII case-insensitive) at ``at``; _MORE when the
+    text ends on a prefix of it."""
+    piece = ascii_lower(text[at:at + len(literal)])
+    if piece == literal:
+        return at + len(literal)
+    if not final and len(piece) < len(literal) and literal.startswith(piece):
+        return _MORE
+    return None
+
+
+def _template_token(text: str, at: int, final: bool) -> Outcome:
+    """``<｜end▁of▁sentence｜>`` and its look-alikes; a ``<|Tool|>`` followed by
+    a leaked tool-result object goes with the object."""
+    end = _token_end(text, at, final)
+    if end is None or end == _MORE:
+        return end
+    word, stop = end
+    if word == "tool":
+        blob = _tool_blob_end(text, stop, final)
+        if blob == _MORE:
+            return _MORE
+        if blob is not None:
+            return blob, ""
+    return stop, ""
+
+
+def _token_end(text: str, at: int, final: bool) -> tuple[str, int] | str | None:
+    """(word, end) of a template token at ``at``."""
+    n = len(text)
+    i = at + 1
+    if i >= n:
+        return None if final else _MORE
+    if text[i] not in _BARS:
+        return None
+    i = _skip(text, i + 1, " ")
+    j = i
+    while j < n and (text[j] in "▁_" or (text[j].isascii() and text[j].isalpha())):
+        j += 1
+    word = ascii_lower(text[i:j]).replace("▁", "_")
+    k = _skip(text, j, " ")
+    if k >= n:
+        cut = j == n and any(w.startswith(word) for w in _TOKEN_WORDS)
+        return _MORE if not final and (cut or word in _TOKEN_WORDS) else None
+    if word not in _TOKEN_WORDS or text[k] not in _BARS:
+        return None
+    if k + 1 >= n:
+        return None if final else _MORE
+    return (word, k + 2) if text[k + 1] == ">" else None
+
+
+def _skip(text: str, i: int, chars: str) -> int:
+    while i < len(text) and text[i] in chars:
+        i += 1
+    return i
+
+
+def _tool_blob_end(text: str, pos: int, final: bool) -> int | str | None:
+    """End of a leaked ``{… "tool_call_id": "call…"}`` object after ``<|Tool|>``."""
+    start = _skip(text, pos, " \t\r\n")
+    if start >= len(text):
+        return None if final else _MORE
+    if text[start] != "{":
+        return None
+    end = match_bracket(text, start)
+    if end is None:
+        return None if final else _MORE
+    try:
+        blob = json.loads(text[start:end])
+    except ValueError:
+        return None
+    call_id = blob.get("tool_call_id") if isinstance(blob, dict) else None
+    return end if isinstance(call_id, str) and call_id.startswith("call") else None
+
+
+def _think_tag(text: str, at: int, final: bool) -> Outcome:
+    """``<think>``/``</think>`` go; an unclosed ``<think>`` cuts the rest."""
+    end = _literal(text, at, _THINK_CLOSE, final)
+    if isinstance(end, int):
+        return end, ""
+    if end == _MORE:
+        return _MORE
+    end = _literal(text, at, _THINK_OPEN, final)
+    if end is None or end == _MORE:
+        return end
+    if _THINK_CLOSE in ascii_lower(text[end:]):
+        return end, ""
+    return (len(text), "") if final else _MORE
+
+
+def _empty_json_fence(text: str, at: int, final: bool) -> Outcome:
+    """A ```` ```json ```` fence with nothing in it (left over from a call)."""
+    opener, closer = _EMPTY_JSON_FENCE
+    end = _literal(text, at, opener, final)
+    if end is None or end == _MORE:
+        return end
+    inner = _skip(text, end, " \t\r\n")
+    close = _literal(text, inner, closer, final)
+    return (close, "") if isinstance(close, int) else close
+
+
+def _wire_array(text: str, at: int, final: bool) -> Outcome:
+    """A leaked OpenAI ``tool_calls`` array: ``[{"function":{…},"id":"call…",…}]``."""
+    compact = re.sub(r"\s+", "", text[at:at + 64])
+    if not compact.startswith(_WIRE_PREFIX):
+        cut = at + 64 >= len(text) and _WIRE_PREFIX.startswith(compact)
+        return _MORE if cut and not final else None
+    end = match_bracket(text, at)
+    if end is None:
+        return None if final else _MORE
+    try:
+        calls = json.loads(text[at:end])
+    except ValueError:
+        return None
+    return (end, "") if _is_wire_calls(calls) else None
+
+
+def _is_wire_calls(value: object) -> bool:
+    return isinstance(value, list) and bool(value) and all(
+        isinstance(c, dict) and isinstance(c.get("function"), dict)
+        and c.get("type") == "function" and str(c.get("id", "")).startswith("call")
+        for c in value
+    )

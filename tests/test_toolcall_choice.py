@@ -1,0 +1,146 @@
+"""§6 tool_choice parsing per dialect, its request-time errors, and §9 settings."""
+
+from __future__ import annotations
+
+import pytest
+
+from ds2proxy.canonical import ToolChoice, ToolSpec
+from ds2proxy.errors import InvalidRequest
+from ds2proxy.toolcall import (
+    parse_anthropic_tool_choice,
+    parse_gemini_tool_config,
+    parse_openai_tool_choice,
+    validate_toolcall_settings,
+)
+
+TOOLS = [ToolSpec("read_file"), ToolSpec("search"), ToolSpec("apply_patch", kind="custom")]
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    (None, ToolChoice()),
+    ("auto", ToolChoice()),
+    ("", ToolChoice()),
+    ("none", ToolChoice("none")),
+    ("required", ToolChoice("required")),
+    ({"type": "function", "name": "search"}, ToolChoice("forced", name="search")),
+    ({"type": "function", "function": {"name": "search"}}, ToolChoice("forced", name="search")),
+    ({"type": "auto", "name": "search"}, ToolChoice("forced", name="search")),
+    ({"type": "custom", "name": "apply_patch"}, ToolChoice("forced", name="apply_patch")),
+    ({"type": "required"}, ToolChoice("required")),
+    ({"type": "none"}, ToolChoice("none")),
+    ({"type": "auto", "allowed_tools": ["search", {"name": "read_file"}]},
+     ToolChoice("auto", allowed=frozenset({"search", "read_file"}))),
+    ({"type": "allowed_tools", "allowed_tools": {"mode": "required", "tools": [
+        {"type": "function", "function": {"name": "search"}}]}},
+     ToolChoice("required", allowed=frozenset({"search"}))),
+    ({"type": "allowed_tools", "mode": "auto", "tools": [{"type": "function", "name": "search"}]},
+     ToolChoice("auto", allowed=frozenset({"search"}))),
+])
+def test_openai_forms(value: object, expected: ToolChoice) -> None:
+    assert parse_openai_tool_choice(value, TOOLS) == expected
+
+
+@pytest.mark.parametrize(("value", "tools"), [
+    ("sometimes", TOOLS),
+    ({"type": "web_search"}, TOOLS),
+    (42, TOOLS),
+    (["auto"], TOOLS),
+    ({"type": "function"}, TOOLS),
+    ({"type": "function", "name": "write"}, TOOLS),
+    ("required", []),
+    ({"type": "function", "name": "search"}, []),
+    ({"type": "allowed_tools", "allowed_tools": {"mode": "auto", "tools": []}}, TOOLS),
+    ({"type": "allowed_tools", "allowed_tools": {"mode": "auto", "tools": [{"x": 1}]}}, TOOLS),
+    ({"type": "allowed_tools", "allowed_tools": {"mode": "maybe", "tools": ["search"]}}, TOOLS),
+    ({"type": "auto", "allowed_tools": ["nope"]}, TOOLS),
+    ({"type": "allowed_tools", "allowed_tools": "search"}, TOOLS),
+])
+def test_openai_errors_name_the_parameter(value: object, tools: list[ToolSpec]) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        parse_openai_tool_choice(value, tools)
+    assert caught.value.param == "tool_choice"
+    assert caught.value.status == 400
+    assert caught.value.type == "invalid_request_error"
+
+
+def test_none_and_auto_need_no_tools() -> None:
+    assert parse_openai_tool_choice("none", []) == ToolChoice("none")
+    assert parse_openai_tool_choice("auto", []) == ToolChoice()
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    (None, (ToolChoice(), False)),
+    ({"type": "auto"}, (ToolChoice(), False)),
+    ({"type": "any"}, (ToolChoice("required"), False)),
+    ({"type": "tool", "name": "search"}, (ToolChoice("forced", name="search"), False)),
+    ({"type": "none"}, (ToolChoice("none"), False)),
+    ({"type": "auto", "disable_parallel_tool_use": True}, (ToolChoice(), True)),
+    ({"type": "any", "disable_parallel_tool_use": False}, (ToolChoice("required"), False)),
+])
+def test_anthropic_forms(value: object, expected: tuple[ToolChoice, bool]) -> None:
+    assert parse_anthropic_tool_choice(value, TOOLS) == expected
+
+
+@pytest.mark.parametrize("value", [
+    "auto", {"type": "tool"}, {"type": "tool", "name": "write"}, {"type": "function"},
+    {"type": "auto", "disable_parallel_tool_use": "yes"},
+])
+def test_anthropic_errors(value: object) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        parse_anthropic_tool_choice(value, TOOLS)
+    assert caught.value.param == "tool_choice"
+
+
+def test_anthropic_any_without_tools_is_refused() -> None:
+    with pytest.raises(InvalidRequest):
+        parse_anthropic_tool_choice({"type": "any"}, [])
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    (None, ToolChoice()),
+    ({}, ToolChoice()),
+    ({"functionCallingConfig": {"mode": "AUTO"}}, ToolChoice()),
+    ({"functionCallingConfig": {"mode": "ANY"}}, ToolChoice("required")),
+    ({"functionCallingConfig": {"mode": "NONE"}}, ToolChoice("none")),
+    ({"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": ["search"]}},
+     ToolChoice("forced", name="search")),
+    ({"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": ["search", "read_file"]}},
+     ToolChoice("required", allowed=frozenset({"search", "read_file"}))),
+    ({"function_calling_config": {"mode": "any", "allowed_function_names": ["search"]}},
+     ToolChoice("forced", name="search")),
+    ({"mode": "NONE"}, ToolChoice("none")),
+])
+def test_gemini_forms(value: object, expected: ToolChoice) -> None:
+    assert parse_gemini_tool_config(value, TOOLS) == expected
+
+
+@pytest.mark.parametrize("value", [
+    "ANY",
+    {"functionCallingConfig": {"mode": "SOMETIMES"}},
+    {"functionCallingConfig": {"mode": 3}},
+    {"functionCallingConfig": "ANY"},
+    {"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": ["write"]}},
+    {"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": []}},
+])
+def test_gemini_errors(value: object) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        parse_gemini_tool_config(value, TOOLS)
+    assert caught.value.param == "tool_choice"
+
+
+def test_settings_defaults_and_values() -> None:
+    assert validate_toolcall_settings({}) == {"mode": "feature_match",
+                                              "early_emit_confidence": "high"}
+    assert validate_toolcall_settings({"mode": "off", "early_emit_confidence": "low"}) == {
+        "mode": "off", "early_emit_confidence": "low"}
+
+
+@pytest.mark.parametrize(("settings", "field"), [
+    ({"mode": "sometimes"}, "toolcall.mode"),
+    ({"early_emit_confidence": "maybe"}, "toolcall.early_emit_confidence"),
+    ({"early_emit_confidence": None}, "toolcall.early_emit_confidence"),
+    ({"early_emit": "high"}, "toolcall.early_emit"),
+])
+def test_settings_errors_name_the_field(settings: dict[str, object], field: str) -> None:
+    with pytest.raises(ValueError, match=field.replace(".", r"\.")):
+        validate_toolcall_settings(settings)

@@ -1,0 +1,89 @@
+"""§4.9 cleaning of visible text, whole and streamed."""
+
+from __future__ import annotations
+
+import pytest
+from test_toolcall_harness import splits
+
+from ds2proxy.toolcall import TextCleaner, clean_visible_text
+
+
+def streamed(chunks: list[str]) -> str:
+    cleaner = TextCleaner()
+    return "".join(cleaner.feed(c) for c in chunks) + cleaner.flush()
+
+
+def clean_everywhere(text: str) -> str:
+    """The cleaned text, checked to be the same however the text is cut."""
+    expected = clean_visible_text(text)
+    for chunks in splits(text):
+        assert streamed(chunks) == expected, chunks
+    return expected
+
+
+@pytest.mark.parametrize("token", [
+    "<｜end▁of▁sentence｜>", "<|end_of_sentence|>", "<｜Assistant｜>", "<|Tool|>",
+    "<｜begin▁of▁sentence｜>", "<｜end▁of▁thinking｜>", "<| end_of_toolresults |>",
+    "<｜end▁of▁instructions｜>", "<｜end_of▁sentence|>",
+])
+def test_template_tokens_are_removed(token: str) -> None:
+    assert clean_everywhere(f"Hello{token} world") == "Hello world"
+
+
+def test_other_bar_markup_stays() -> None:
+    text = "<|User|> and <|DSML|x> and <｜end▁of▁line｜> stay"
+    assert clean_everywhere(text) == text
+
+
+def test_think_tags_go_and_an_unclosed_one_cuts() -> None:
+    assert clean_everywhere("a<think>b</think>c") == "abc"
+    assert clean_everywhere("stray </think>end") == "stray end"
+    assert clean_everywhere("answer<think>leaked reasoning") == "answer"
+
+
+def test_empty_json_fence_goes_and_a_full_one_stays() -> None:
+    assert clean_everywhere("Done.\n```json\n```\n") == "Done.\n\n"
+    full = 'Here:\n```json\n{"a": 1}\n```\n'
+    assert clean_everywhere(full) == full
+
+
+def test_leaked_wire_array_goes() -> None:
+    wire = ('[{"function":{"arguments":"{\\"q\\":\\"x\\"}","name":"search"},'
+            '"id":"call_abc","type":"function"}]')
+    assert clean_everywhere(f"Before {wire} after") == "Before  after"
+    other = '[{"function": "not a call"}] and [1, 2]'
+    assert clean_everywhere(other) == other
+
+
+def test_leaked_tool_result_blob_goes_with_its_marker() -> None:
+    text = 'ok <|Tool|>{"content":"18C","tool_call_id":"call_1"} done'
+    assert clean_everywhere(text) == "ok  done"
+    assert clean_everywhere('<|Tool|>{"x":1}') == '{"x":1}'
+
+
+def test_agent_wrappers_keep_their_text() -> None:
+    text = ("Done with task.\n<attempt_completion>\n  <result>Here is the answer</result>\n"
+            "</attempt_completion>")
+    assert clean_everywhere(text) == "Done with task.\n\n  Here is the answer\n"
+    ask = "<ask_followup_question>Which file?</ask_followup_question>"
+    assert clean_everywhere(ask) == "Which file?"
+
+
+def test_lone_result_example_stays() -> None:
+    text = "Return it as <result>value</result> please."
+    assert clean_everywhere(text) == text
+
+
+def test_text_without_markup_starts_is_released_at_once() -> None:
+    cleaner = TextCleaner()
+    for chunk in ["Hello, ", "world. ", "No markup here: a > b, c | d.\n", "你好"]:
+        assert cleaner.feed(chunk) == chunk
+    assert cleaner.flush() == ""
+
+
+def test_only_a_possible_token_start_is_held() -> None:
+    cleaner = TextCleaner()
+    assert cleaner.feed("Hi <｜end▁of") == "Hi "
+    assert cleaner.feed("▁sentence｜> there") == " there"
+    assert cleaner.feed("a <b") == "a <b"
+    assert cleaner.flush() == ""

@@ -1,0 +1,129 @@
+"""Spec §10 cases 47–59: fenced examples never run; mentions in prose stay prose."""
+
+from __future__ import annotations
+
+from test_toolcall_harness import (
+    block,
+    fed_texts,
+    invoke,
+    outcome_of,
+    outcomes,
+    stream_events,
+)
+
+from ds2proxy.canonical import TextDelta, ToolCallStart
+
+READ = block(invoke("read_file", ("path", "README.md")))
+READ_DSML = block(invoke("read_file", ("path", "README.md"), dsml=True), dsml=True)
+GIT_STATUS = block(invoke("Bash", ("command", "git status"), dsml=True), dsml=True)
+
+
+def test_47_fenced_example_is_text_unchanged() -> None:
+    text = f"Here is an example:\n```xml\n{READ}\n```\nDo not execute it."
+    result = outcomes(text)
+    assert result.calls == ()
+    assert result.text == text
+
+
+def test_48_fenced_example_then_real_block() -> None:
+    prose = f"Like this:\n```xml\n{READ}\n```\nNow for real:\n"
+    real = block(invoke("read_file", ("path", "real.txt")))
+    result = outcomes(prose + real)
+    assert result.calls == (("read_file", '{"path":"real.txt"}', "function"),)
+    assert result.text == prose
+
+
+def test_49_nested_fences_then_real_block() -> None:
+    prose = f"````markdown\nOuter\n```xml\n{READ}\n```\nstill outer\n````\n"
+    real = block(invoke("read_file", ("path", "last.txt")))
+    result = outcomes(prose + real)
+    assert result.calls == (("read_file", '{"path":"last.txt"}', "function"),)
+    assert result.text == prose
+
+
+def test_50_tilde_fence() -> None:
+    text = f"~~~\n{READ}\n~~~\nAfter the fence."
+    result = outcomes(text)
+    assert result.calls == ()
+    assert result.text == text
+
+
+def test_51_partial_tag_inside_a_fence_is_neither_held_nor_eaten() -> None:
+    chunks = ["Example:\n```xml\n<tool_ca",
+              'lls><invoke name="read_file"></invoke></tool_calls>\n```\n', "Done."]
+    assert fed_texts(chunks) == chunks
+    result = outcomes(chunks)
+    assert result.calls == ()
+    assert result.text == "".join(chunks)
+
+
+def test_52_fence_marker_split_from_its_info_string() -> None:
+    chunks = ["Look:\n```", f"xml\n{READ}\n```\n", "end"]
+    # The marker alone may still open an empty json fence (cleaned away), so it
+    # waits for its info string; nothing else is held.
+    assert fed_texts(chunks) == ["Look:\n", "```" + chunks[1], "end"]
+    result = outcomes(chunks)
+    assert result.calls == ()
+    assert result.text == "".join(chunks)
+
+
+def test_53_fenced_json_example_is_no_call() -> None:
+    chunks = ['Here is an example:\n```json\n{"tool_calls":[{"name":"search","input":{"q":"go"}}]}',
+              "\n```\nDo not execute it."]
+    result = outcomes(chunks)
+    assert result.calls == ()
+    assert result.text == "".join(chunks)
+
+
+def test_54_mentions_before_a_real_block_stay_in_full() -> None:
+    summary = "Summary: support canonical <tool_calls> and DSML <|DSML|tool_calls> wrappers.\n\n"
+    result = outcomes(summary + GIT_STATUS)
+    assert result.calls == (("Bash", '{"command":"git status"}', "function"),)
+    assert result.text == summary
+
+
+def test_55_alias_mentions_mid_sentence_then_a_block() -> None:
+    chunks = ["feat: accept <dsml|tool_calls>, ", "<｜tool_calls> and <|tool_", "calls> aliases\n\n",
+              GIT_STATUS]
+    result = outcomes(chunks)
+    assert result.names == ["Bash"]
+    assert result.text == "".join(chunks[:3])
+
+
+def test_56_inline_code_mention_split_across_chunks() -> None:
+    chunks = ["审查意见：这里使用了 `<|DSML|tool", "_calls>` 包装，", "格式正确。\n", READ_DSML,
+              "\n\n补充"]
+    result = outcomes(chunks)
+    assert result.names == ["read_file"]
+    assert result.text == "审查意见：这里使用了 `<|DSML|tool_calls>` 包装，格式正确。\n\n\n补充"
+    events = stream_events(chunks)
+    kinds = [type(e) for e in events if isinstance(e, TextDelta | ToolCallStart)]
+    assert kinds.index(ToolCallStart) < len(kinds) - 1
+    assert isinstance(events[-1], TextDelta) and events[-1].text.endswith("补充")
+
+
+def test_57_review_with_mentions_and_two_calls() -> None:
+    commit = "git commit -m \"$(cat <<'EOF'\nAccept <tool_calls> aliases\nEOF\n)\""
+    review = "The <|tool_calls> alias and `<invoke>` mentions are fine.\n"
+    text = review + block(invoke("Bash", ("command", "git add ds2proxy/"), dsml=True),
+                          invoke("Bash", ("command", commit), dsml=True), dsml=True)
+    result = outcomes(text)
+    assert [c[0] for c in result.calls] == ["Bash", "Bash"]
+    assert "git add" not in result.text
+    assert result.text == review
+
+
+def test_58_inline_invoke_mention_is_released_at_once() -> None:
+    text = 'Use `<invoke name="read_file">` as plain documentation text.'
+    assert fed_texts([text]) == [text]
+    assert outcomes(text).text == text
+
+
+def test_59_bare_invoke_followed_by_prose_is_released_when_decided() -> None:
+    chunks = ['Example: <invoke name="read_file"><parameter name="path">README.md</parameter>',
+              "</invoke> then continue."]
+    assert "".join(fed_texts(chunks)) == "".join(chunks)
+    result = outcome_of(stream_events(chunks))
+    assert result.calls == ()
+    assert result.text == "".join(chunks)
+    assert outcomes(chunks) == result

@@ -1,0 +1,182 @@
+"""Spec §10 cases 60–76: streaming mechanics — holding, releasing, ordering."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from test_toolcall_harness import (
+    AUTO,
+    TOOLS,
+    block,
+    fed_texts,
+    invoke,
+    outcome_of,
+    outcomes,
+    stream_events,
+)
+
+from ds2proxy.canonical import TextDelta, ToolCallArgs, ToolCallEnd, ToolCallStart
+from ds2proxy.toolcall import ToolSieve
+
+READ = block(invoke("read_file", ("path", "README.md")))
+
+
+def kinds(events: list[object]) -> list[str]:
+    """The wire order: "text" and "call" (one per call start)."""
+    return [("text" if isinstance(e, TextDelta) else "call") for e in events
+            if isinstance(e, TextDelta | ToolCallStart)]
+
+
+def assert_no_raw_syntax(text: str) -> None:
+    for leak in ("<invoke", "tool_calls>", "read_file", "parameter"):
+        assert leak not in text
+
+
+def test_60_token_by_token_block() -> None:
+    chunks = ["<", "tool", "_ca", "lls", ">\n", "  <in", "voke", ' name="read', '_file">',
+              '<parameter name="path">', "README", ".md", "</parameter>", "</invoke>\n", "</",
+              "tool_calls", ">"]
+    result = outcomes(chunks)
+    assert result.calls == (("read_file", '{"path":"README.md"}', "function"),)
+    assert_no_raw_syntax(result.text)
+
+
+def test_61_one_character_per_chunk() -> None:
+    result = outcome_of(stream_events(list(READ)))
+    assert result.names == ["read_file"]
+    assert result.text == ""
+
+
+def test_62_partial_tag_is_held_and_comparison_is_not() -> None:
+    assert fed_texts(["Hello <too"]) == ["Hello "]
+    assert fed_texts(["a < b > c"]) == ["a < b > c"]
+
+
+def test_63_sentence_streams_before_the_call() -> None:
+    chunks = ["Let me check the file.\n", READ]
+    assert fed_texts(chunks)[0] == chunks[0]
+    events = stream_events(chunks)
+    assert kinds(events) == ["text", "call"]
+    assert_no_raw_syntax(outcome_of(events).text)
+
+
+def test_64_wrapper_then_blanks_releases_nothing() -> None:
+    first = "<tool_calls>\n  "
+    assert fed_texts([first]) == [""]
+    rest = READ[len("<tool_calls>\n"):]
+    result = outcomes([first, rest.lstrip(" ")])
+    assert result.names == ["read_file"]
+    assert result.text == ""
+
+
+@pytest.mark.parametrize("mode", ["high", "off"])
+def test_65_unfinished_block_is_released_verbatim(mode: str) -> None:
+    chunks = ["<tool_calls>\n", '  <invoke name="read_file">\n']
+    result = outcomes(chunks, early_emit=mode)
+    assert result.calls == ()
+    assert result.text == "".join(chunks)
+
+
+def test_65_under_low_the_started_call_completes_empty() -> None:
+    chunks = ["<tool_calls>\n", '  <invoke name="read_file">\n']
+    result = outcomes(chunks, early_emit="low")
+    assert result.calls == (("read_file", "{}", "function"),)
+    assert result.text == ""
+
+
+@pytest.mark.parametrize("mode", ["high", "off"])
+def test_66_no_closing_tags_at_all_is_released(mode: str) -> None:
+    chunks = ["<tool_calls>", '<invoke name="read_file">', '<parameter name="path">README.md</parameter>']
+    result = outcomes(chunks, early_emit=mode)
+    assert result.calls == ()
+    assert result.text == "".join(chunks)
+
+
+def test_67_stray_closing_wrapper_is_text() -> None:
+    chunks = ["some text\n", "</tool_calls>\n", "more text"]
+    assert fed_texts(chunks) == chunks
+    result = outcomes(chunks)
+    assert result.calls == ()
+    assert result.text == "".join(chunks)
+
+
+def test_68_other_xml_passes_and_a_block_after_it_is_a_call() -> None:
+    plain = "<tool><title>plain xml</title><body>text</body></tool>"
+    assert outcomes(plain).text == plain
+    prefix = "<tool><title>plain xml</title></tool>"
+    result = outcomes(prefix + READ)
+    assert result.names == ["read_file"]
+    assert result.text == prefix
+
+
+def test_69_agent_wrapper_is_text_with_its_tags_removed() -> None:
+    text = ("Done with task.\n<attempt_completion>\n  <result>Here is the answer</result>\n"
+            "</attempt_completion>")
+    result = outcomes(text)
+    assert result.calls == ()
+    assert "Done with task." in result.text and "Here is the answer" in result.text
+    assert "attempt_completion" not in result.text and "result>" not in result.text
+
+
+def test_70_two_blocks_get_distinct_ids_and_consecutive_indexes() -> None:
+    a = block(invoke("read_file", ("path", "a.txt")))
+    b = block(invoke("read_file", ("path", "b.txt")))
+    events = stream_events([a + "\n" + b])
+    starts = [e for e in events if isinstance(e, ToolCallStart)]
+    assert [s.index for s in starts] == [0, 1]
+    assert starts[0].id != starts[1].id
+    result = outcomes(a + "\n" + b)
+    assert [json.loads(result.args(i))["path"] for i in range(2)] == ["a.txt", "b.txt"]
+
+
+def test_71_text_and_calls_in_document_order() -> None:
+    chunks = ["前置文本\n" + READ, "中间文本\n" + block(invoke("search", ("q", "go")))]
+    events = stream_events(chunks)
+    assert kinds(events) == ["text", "call", "text", "call"]
+    result = outcomes(chunks)
+    assert result.text == "前置文本\n中间文本\n"
+    assert result.names == ["read_file", "search"]
+
+
+def test_72_long_cdata_payload_split_across_chunks() -> None:
+    payload = "".join(chr(0x61 + i % 26) + ("\n" if i % 80 == 79 else "") for i in range(4096))
+    text = block(invoke("Write", ("file_path", "big.txt"), ("content", payload)))
+    chunks = [text[i:i + 37] for i in range(0, len(text), 37)]
+    result = outcome_of(stream_events(chunks))
+    assert json.loads(result.args())["content"] == payload
+    assert result.text == ""
+
+
+def test_73_unfinished_json_call_is_plain_text_without_stall() -> None:
+    text = '{"tool_calls":[{"name":"search"'
+    assert fed_texts([text]) == [text]
+    result = outcomes(text)
+    assert result.calls == ()
+    assert result.text == text
+
+
+def test_74_plain_text_streams_as_it_comes() -> None:
+    chunks = ["你好，", "这是普通文本回复。"]
+    assert fed_texts(chunks) == chunks
+    events = stream_events(chunks)
+    assert all(isinstance(e, TextDelta) for e in events)
+
+
+def test_75_two_invokes_split_mid_block_stay_separate() -> None:
+    first = invoke("search_web", ("query", "go"))
+    second = invoke("eval_javascript", ("code", "1+1"))
+    text = block(first, second)
+    cut = text.index(second) + 5
+    result = outcomes([text[:cut], text[cut:]])
+    assert result.names == ["search_web", "eval_javascript"]
+    assert [json.loads(result.args(i)) for i in range(2)] == [{"query": "go"}, {"code": "1+1"}]
+
+
+def test_76_low_mode_starts_at_the_invoke_tag_and_never_repeats_it() -> None:
+    sieve = ToolSieve(TOOLS, AUTO, early_emit="low", new_call_id=lambda: "call_" + "0" * 32)
+    opened = sieve.feed('<tool_calls>\n<invoke name="read_file">')
+    assert opened == [ToolCallStart(0, "call_" + "0" * 32, "read_file")]
+    closed = sieve.feed('<parameter name="path">a</parameter></invoke>\n</tool_calls>')
+    assert closed == [ToolCallArgs(0, '{"path":"a"}'), ToolCallEnd(0)]
+    assert sieve.flush() == []

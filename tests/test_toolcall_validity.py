@@ -1,0 +1,76 @@
+"""Spec §10 cases 38–46: which blocks count, which are suppressed, which are text."""
+
+from __future__ import annotations
+
+import json
+
+from test_toolcall_harness import block, invoke, outcomes
+
+from ds2proxy.canonical import ToolSpec
+
+
+def test_38_all_empty_parameters_are_no_call_and_no_text() -> None:
+    text = "Checking.\n" + block(
+        '<invoke name="Bash"><parameter name="command"></parameter>'
+        '<parameter name="description">   </parameter><parameter name="timeout"></parameter>'
+        "</invoke>") + "\nDone."
+    result = outcomes(text)
+    assert result.calls == ()
+    assert result.text == "Checking.\n\nDone."
+
+
+def test_39_invoke_without_parameters_is_a_zero_argument_call() -> None:
+    result = outcomes('<tool_calls><invoke name="noop"></invoke></tool_calls>')
+    assert result.calls == (("noop", "{}", "function"),)
+    assert result.text == ""
+
+
+def test_40_json_body_inside_invoke() -> None:
+    text = block('<invoke name="Bash">{"input":{"command":"pwd","description":"show cwd"}}'
+                 "</invoke>")
+    result = outcomes(text)
+    assert json.loads(result.args()) == {"command": "pwd", "description": "show cwd"}
+
+
+def test_41_mismatched_parameter_close_is_no_call() -> None:
+    text = block('<invoke name="read_file"><parameter name="path">README.md</function></invoke>')
+    result = outcomes(text)
+    assert result.calls == ()
+    assert result.text == ""
+
+
+def test_42_invoke_without_name_is_no_call() -> None:
+    text = block('<invoke><parameter name="name">read_file</parameter></invoke>')
+    result = outcomes(text)
+    assert result.calls == ()
+    assert result.text == ""
+
+
+def test_43_foreign_children_in_invoke_suppress_the_block() -> None:
+    text = block('<invoke name="read_file"><param>{"path":"README.md"}</param></invoke>')
+    result = outcomes(text)
+    assert result.calls == ()
+    assert result.text == ""
+
+
+def test_44_wrapper_without_invoke_is_a_mention_shown_unchanged() -> None:
+    text = "<tool_calls>\nthere is no invoke here\n</tool_calls>\nrest"
+    result = outcomes(text)
+    assert result.calls == ()
+    assert result.text == text
+
+
+def test_45_undeclared_name_is_rejected_silently() -> None:
+    tools = [ToolSpec("search")]
+    text = block(invoke("not_in_schema", ("q", "go"), cdata=False))
+    result = outcomes(text, tools)
+    assert result.calls == ()
+    assert result.text == ""
+
+
+def test_46_tolerant_names_take_the_declared_spelling() -> None:
+    tools = [ToolSpec("search_web")]
+    text = block(invoke("mcp.search_web", ("query", "a")), invoke("Search-Web", ("query", "b")))
+    result = outcomes(text, tools)
+    assert result.names == ["search_web", "search_web"]
+    assert [json.loads(result.args(i))["query"] for i in range(2)] == ["a", "b"]
