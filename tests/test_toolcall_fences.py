@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from test_toolcall_harness import (
+    assert_unchanged,
     block,
     fed_texts,
     invoke,
@@ -20,9 +21,7 @@ GIT_STATUS = block(invoke("Bash", ("command", "git status"), dsml=True), dsml=Tr
 
 def test_47_fenced_example_is_text_unchanged() -> None:
     text = f"Here is an example:\n```xml\n{READ}\n```\nDo not execute it."
-    result = outcomes(text)
-    assert result.calls == ()
-    assert result.text == text
+    assert_unchanged(text)
 
 
 def test_48_fenced_example_then_real_block() -> None:
@@ -43,18 +42,14 @@ def test_49_nested_fences_then_real_block() -> None:
 
 def test_50_tilde_fence() -> None:
     text = f"~~~\n{READ}\n~~~\nAfter the fence."
-    result = outcomes(text)
-    assert result.calls == ()
-    assert result.text == text
+    assert_unchanged(text)
 
 
 def test_51_partial_tag_inside_a_fence_is_neither_held_nor_eaten() -> None:
     chunks = ["Example:\n```xml\n<tool_ca",
               'lls><invoke name="read_file"></invoke></tool_calls>\n```\n', "Done."]
     assert fed_texts(chunks) == chunks
-    result = outcomes(chunks)
-    assert result.calls == ()
-    assert result.text == "".join(chunks)
+    assert_unchanged(chunks)
 
 
 def test_52_fence_marker_split_from_its_info_string() -> None:
@@ -62,17 +57,13 @@ def test_52_fence_marker_split_from_its_info_string() -> None:
     # The marker alone may still open an empty json fence (cleaned away), so it
     # waits for its info string; nothing else is held.
     assert fed_texts(chunks) == ["Look:\n", "```" + chunks[1], "end"]
-    result = outcomes(chunks)
-    assert result.calls == ()
-    assert result.text == "".join(chunks)
+    assert_unchanged(chunks)
 
 
 def test_53_fenced_json_example_is_no_call() -> None:
     chunks = ['Here is an example:\n```json\n{"tool_calls":[{"name":"search","input":{"q":"go"}}]}',
               "\n```\nDo not execute it."]
-    result = outcomes(chunks)
-    assert result.calls == ()
-    assert result.text == "".join(chunks)
+    assert_unchanged(chunks)
 
 
 def test_54_mentions_before_a_real_block_stay_in_full() -> None:

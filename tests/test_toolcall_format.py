@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_toolcall_harness import TOOLS, block, invoke, outcomes
+from test_toolcall_harness import TOOLS, assert_unchanged, block, invoke, outcomes
 
 from ds2proxy.canonical import ToolSpec
 
@@ -43,9 +43,7 @@ def test_03_hyphenated_dsml_keeps_a_heredoc_byte_for_byte() -> None:
 
 def test_04_hyphen_without_prefix_is_not_a_tag() -> None:
     text = '<tool-calls><invoke name="Bash">' + "</invoke></tool-calls>"
-    result = outcomes(text)
-    assert result.calls == ()
-    assert result.text == text
+    assert_unchanged(text)
 
 
 @pytest.mark.parametrize(("timeout_type", "expected"), [(None, 10), ("string", "10")])
@@ -93,9 +91,7 @@ def test_08_space_instead_of_pipe() -> None:
 def test_09_longer_tag_name_with_space_prefix_is_text() -> None:
     text = ('<|DSML tool_calls_extra><|DSML invoke_x name="Read">x</|DSML invoke_x>'
             "</|DSML tool_calls_extra>")
-    result = outcomes(text)
-    assert result.calls == ()
-    assert result.text == text
+    assert_unchanged(text)
 
 
 def test_10_glued_dsml_prefix_and_text_before_the_block() -> None:
@@ -111,9 +107,7 @@ def test_10_glued_dsml_prefix_and_text_before_the_block() -> None:
 
 def test_11_glued_prefix_with_longer_name_is_text() -> None:
     text = '<DSMLtool_calls_extra><DSMLinvoke_more name="Read"></DSMLinvoke_more>'
-    result = outcomes(text)
-    assert result.calls == ()
-    assert result.text == text
+    assert_unchanged(text)
 
 
 def test_12_fullwidth_bar_wrapper_with_plain_inner_tags() -> None:
@@ -161,17 +155,13 @@ def test_16_missing_opener_is_repaired_and_prose_kept() -> None:
 
 def test_17_bare_invoke_at_the_end_is_released_verbatim() -> None:
     text = '<invoke name="read_file"><parameter name="path">README.md</parameter></invoke>'
-    result = outcomes(text)
-    assert result.calls == ()
-    assert result.text == text
+    assert_unchanged(text)
 
 
 def test_18_legacy_xml_family_is_text() -> None:
     text = ('<tools><tool_call><tool_name>read_file</tool_name>'
             '<param>{"path":"README.md"}</param></tool_call></tools>')
-    result = outcomes(text)
-    assert result.calls == ()
-    assert result.text == text
+    assert_unchanged(text)
 
 
 @pytest.mark.parametrize("text", [
@@ -181,17 +171,13 @@ def test_18_legacy_xml_family_is_text() -> None:
     "</function_call></function_calls>",
 ])
 def test_19_other_families_are_not_calls(text: str) -> None:
-    result = outcomes(text)
-    assert result.calls == ()
-    assert result.text == text
+    assert_unchanged(text)
 
 
 def test_19_invoke_under_a_foreign_wrapper_is_not_a_call() -> None:
     text = ('<function_calls><invoke name="Bash"><parameter name="command">pwd</parameter>'
             "</invoke></function_calls>")
-    result = outcomes(text)
-    assert result.calls == ()
-    assert result.text == text
+    assert_unchanged(text)
 
 
 def test_19_canonical_block_is_a_call() -> None:
@@ -201,9 +187,7 @@ def test_19_canonical_block_is_a_call() -> None:
 
 def test_20_pure_json_is_text_in_design_b() -> None:
     text = '{"tool_calls":[{"name":"search","input":{"q":"go"}}]}'
-    result = outcomes(text)
-    assert result.calls == ()
-    assert result.text == text
+    assert_unchanged(text)
 
 
 def test_declared_tool_set_is_what_the_cases_assume() -> None:
@@ -230,9 +214,7 @@ def test_every_wrapper_spelling_opens_a_block(opener: str) -> None:
 ])
 def test_look_alike_wrappers_are_text(opener: str) -> None:
     text = opener + '\n<invoke name="noop"></invoke>\n' + opener.replace("<", "</", 1)
-    result = outcomes(text)
-    assert result.calls == ()
-    assert result.text == text
+    assert_unchanged(text)
 
 
 def test_non_ascii_case_folding_next_to_a_tag_keeps_offsets() -> None:

@@ -159,6 +159,13 @@ def outcomes(chunks: str | list[str], tools: list[ToolSpec] = TOOLS, choice: Too
     return expected
 
 
+def assert_unchanged(chunks: str | list[str], **options: object) -> None:
+    """No call, and the text shown exactly as written, however it is streamed."""
+    result = outcomes(chunks, **options)  # type: ignore[arg-type]
+    assert result.calls == ()
+    assert result.text == "".join(chunks)
+
+
 def block(*invokes: str, dsml: bool = False) -> str:
     """A wrapper around the given invokes."""
     prefix = "|DSML|" if dsml else ""

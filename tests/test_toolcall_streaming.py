@@ -8,6 +8,7 @@ import pytest
 from test_toolcall_harness import (
     AUTO,
     TOOLS,
+    assert_unchanged,
     block,
     fed_texts,
     invoke,
@@ -73,9 +74,7 @@ def test_64_wrapper_then_blanks_releases_nothing() -> None:
 @pytest.mark.parametrize("mode", ["high", "off"])
 def test_65_unfinished_block_is_released_verbatim(mode: str) -> None:
     chunks = ["<tool_calls>\n", '  <invoke name="read_file">\n']
-    result = outcomes(chunks, early_emit=mode)
-    assert result.calls == ()
-    assert result.text == "".join(chunks)
+    assert_unchanged(chunks, early_emit=mode)
 
 
 def test_65_under_low_the_started_call_completes_empty() -> None:
@@ -88,17 +87,13 @@ def test_65_under_low_the_started_call_completes_empty() -> None:
 @pytest.mark.parametrize("mode", ["high", "off"])
 def test_66_no_closing_tags_at_all_is_released(mode: str) -> None:
     chunks = ["<tool_calls>", '<invoke name="read_file">', '<parameter name="path">README.md</parameter>']
-    result = outcomes(chunks, early_emit=mode)
-    assert result.calls == ()
-    assert result.text == "".join(chunks)
+    assert_unchanged(chunks, early_emit=mode)
 
 
 def test_67_stray_closing_wrapper_is_text() -> None:
     chunks = ["some text\n", "</tool_calls>\n", "more text"]
     assert fed_texts(chunks) == chunks
-    result = outcomes(chunks)
-    assert result.calls == ()
-    assert result.text == "".join(chunks)
+    assert_unchanged(chunks)
 
 
 def test_68_other_xml_passes_and_a_block_after_it_is_a_call() -> None:
@@ -151,9 +146,7 @@ def test_72_long_cdata_payload_split_across_chunks() -> None:
 def test_73_unfinished_json_call_is_plain_text_without_stall() -> None:
     text = '{"tool_calls":[{"name":"search"'
     assert fed_texts([text]) == [text]
-    result = outcomes(text)
-    assert result.calls == ()
-    assert result.text == text
+    assert_unchanged(text)
 
 
 def test_74_plain_text_streams_as_it_comes() -> None:
@@ -180,3 +173,11 @@ def test_76_low_mode_starts_at_the_invoke_tag_and_never_repeats_it() -> None:
     closed = sieve.feed('<parameter name="path">a</parameter></invoke>\n</tool_calls>')
     assert closed == [ToolCallArgs(0, '{"path":"a"}'), ToolCallEnd(0)]
     assert sieve.flush() == []
+
+
+@pytest.mark.parametrize("mode", ["high", "off", "low"])
+def test_unclosed_cdata_after_an_emitted_call_is_repaired_in_every_mode(mode: str) -> None:
+    text = '<tool_calls><invoke name="noop"></invoke><![CDATA[x</tool_calls>after'
+    result = outcomes(text, early_emit=mode)
+    assert result.calls == (("noop", "{}", "function"),)
+    assert result.text == "after"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from test_toolcall_harness import block, invoke, outcomes
+from test_toolcall_harness import assert_unchanged, block, fed_texts, invoke, outcomes
 
 from ds2proxy.canonical import ToolSpec
 
@@ -55,9 +55,7 @@ def test_43_foreign_children_in_invoke_suppress_the_block() -> None:
 
 def test_44_wrapper_without_invoke_is_a_mention_shown_unchanged() -> None:
     text = "<tool_calls>\nthere is no invoke here\n</tool_calls>\nrest"
-    result = outcomes(text)
-    assert result.calls == ()
-    assert result.text == text
+    assert_unchanged(text)
 
 
 def test_45_undeclared_name_is_rejected_silently() -> None:
@@ -74,3 +72,9 @@ def test_46_tolerant_names_take_the_declared_spelling() -> None:
     result = outcomes(text, tools)
     assert result.names == ["search_web", "search_web"]
     assert [json.loads(result.args(i))["query"] for i in range(2)] == ["a", "b"]
+
+
+def test_wrapper_followed_by_cdata_is_a_mention_released_at_once() -> None:
+    chunks = ["See <tool_calls> <![CDATA[ for strings", " and more"]
+    assert "".join(fed_texts(chunks)) == "".join(chunks)
+    assert_unchanged(chunks)

@@ -13,11 +13,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 
+from ds2proxy.toolcall.cdata import CDATA_OPEN
 from ds2proxy.toolcall.invoke import InvokeSpan
 from ds2proxy.toolcall.tags import INVOKE, PARAMETER, WRAPPER, Head, Tag, scan_head
 from ds2proxy.toolcall.tokens import Tokenizer, Tokens
 
 _BLANK = " \t\r\n"
+_NOT_TAGS = (CDATA_OPEN, "<!--")
 
 
 class Verdict(Enum):
@@ -65,7 +67,8 @@ def _next_tag(text: str, tokens: Tokens, pos: int) -> Tag | bool | None:
     while pos < limit and text[pos] in _BLANK:
         pos += 1
     if pos >= limit:
-        return None
+        # A section or comment whose end is still unknown is already no tag.
+        return False if text.startswith(_NOT_TAGS, pos) else None
     return tokens.tag_at(pos) or False
 
 

@@ -167,15 +167,24 @@ def _tool_blob_end(text: str, pos: int, final: bool) -> int | str | None:
         return None if final else _MORE
     if text[start] != "{":
         return None
+    found = _json_at(text, start, final)
+    if not isinstance(found, tuple):
+        return found
+    end, blob = found
+    call_id = blob.get("tool_call_id") if isinstance(blob, dict) else None
+    return end if isinstance(call_id, str) and call_id.startswith("call") else None
+
+
+def _json_at(text: str, start: int, final: bool) -> tuple[int, object] | str | None:
+    """(end, value) of the JSON object or array at ``start``; _MORE while it
+    is unfinished; None when it is not JSON."""
     end = match_bracket(text, start)
     if end is None:
         return None if final else _MORE
     try:
-        blob = json.loads(text[start:end])
+        return end, json.loads(text[start:end])
     except ValueError:
         return None
-    call_id = blob.get("tool_call_id") if isinstance(blob, dict) else None
-    return end if isinstance(call_id, str) and call_id.startswith("call") else None
 
 
 def _think_tag(text: str, at: int, final: bool) -> Outcome:
@@ -210,13 +219,10 @@ def _wire_array(text: str, at: int, final: bool) -> Outcome:
     if not compact.startswith(_WIRE_PREFIX):
         cut = at + 64 >= len(text) and _WIRE_PREFIX.startswith(compact)
         return _MORE if cut and not final else None
-    end = match_bracket(text, at)
-    if end is None:
-        return None if final else _MORE
-    try:
-        calls = json.loads(text[at:end])
-    except ValueError:
-        return None
+    found = _json_at(text, at, final)
+    if not isinstance(found, tuple):
+        return found
+    end, calls = found
     return (end, "") if _is_wire_calls(calls) else None
 
 

@@ -7,7 +7,6 @@ declared schema. Custom (free-form) tools get their single text input.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -49,11 +48,6 @@ class Call:
     arguments: str
     kind: Literal["function", "custom"] = "function"
 
-    @property
-    def value(self) -> Any:
-        """The arguments as a value: the object, or a custom tool's text."""
-        return self.arguments if self.kind == "custom" else json.loads(self.arguments)
-
 
 class CallBuilder:
     """Turns invoke elements into calls against the request's allowed tools."""
@@ -62,10 +56,14 @@ class CallBuilder:
         self._names = NameMatcher(allowed_tools(tools, choice))
 
     def tool_for(self, span: InvokeSpan) -> ToolSpec | None:
-        tool = self._names.resolve(span.written_name)
-        if tool is None and span.written_name:
+        return self._names.resolve(span.written_name)
+
+    def explain_refusal(self, span: InvokeSpan) -> None:
+        """Log why a finished invoke gave no call (names are not secrets)."""
+        if self.tool_for(span) is None:
             log.info("tool call to undeclared or disallowed tool %r rejected", span.written_name)
-        return tool
+        else:
+            log.info("tool call to %r dropped: no usable arguments", span.written_name)
 
     def build(self, text: str, span: InvokeSpan, tokens: Tokens) -> Call | None:
         """The call written by a finished invoke, or None when it does not count."""

@@ -196,11 +196,14 @@ class Segmenter:
         return out
 
     def _would_call(self, capture: _Capture, text: str) -> bool:
+        """Whether the repaired block holds a call, counting calls it already
+        emitted (so the answer does not depend on when calls were emitted)."""
         scan = scan_capture(text, final=True)
-        if scan.verdict not in (Verdict.BLOCK, Verdict.OPEN) or not self._may_accept():
+        if scan.verdict not in (Verdict.BLOCK, Verdict.OPEN):
             return False
-        spans = scan.invokes[capture.handled:]
-        return any(self._builder.build(text, s, scan.tokens) is not None for s in spans)
+        if not (capture.emitted or self._may_accept()):
+            return False
+        return any(self._builder.build(text, s, scan.tokens) is not None for s in scan.invokes)
 
     # -- emission ----------------------------------------------------------
 
@@ -219,6 +222,8 @@ class Segmenter:
             if span.close is None:
                 break
             call = self._builder.build(capture.text, span, scan.tokens)
+            if call is None:
+                self._builder.explain_refusal(span)
             if index in capture.started:
                 out += self._finish_started(capture, index, call)
             elif call is not None and self._may_accept():

@@ -29,8 +29,9 @@ class ToolSieve:
             raise ValueError(f"early_emit must be high, low or off, not {early_emit!r}")
         self._choice = choice
         self._builder = CallBuilder(tools, choice)
-        self._options = {"single_call": single_call, "new_call_id": new_call_id}
-        self._segmenter = Segmenter(self._builder, early_emit=early_emit, **self._options)
+        self._single_call = single_call
+        self._new_call_id = new_call_id
+        self._segmenter = self._new_segmenter(early_emit, first_index=0)
         self._passthrough = not tools
         self._cleaner = TextCleaner()
         self._visible = False
@@ -55,11 +56,14 @@ class ToolSieve:
         reasoning while its answer is blank (§4.8); else nothing."""
         if self._passthrough or self.calls or self._visible or not reasoning.strip():
             return []
-        inner = Segmenter(self._builder, early_emit="high", first_index=self._segmenter.next_index,
-                          **self._options)
+        inner = self._new_segmenter("high", first_index=self._segmenter.next_index)
         events = inner.feed(reasoning) + inner.flush()
         self._reasoning_calls = inner.calls
         return [e for e in events if isinstance(e, ToolCallStart | ToolCallArgs | ToolCallEnd)]
+
+    def _new_segmenter(self, early_emit: EarlyEmit, *, first_index: int) -> Segmenter:
+        return Segmenter(self._builder, early_emit=early_emit, single_call=self._single_call,
+                         new_call_id=self._new_call_id, first_index=first_index)
 
     def violation(self) -> bool:
         """tool_choice demanded a call and none was made."""

@@ -123,7 +123,3 @@ class Tokenizer:
         self._fence.skip_line_rest()
         return True
 
-
-def tokenize(text: str, *, final: bool) -> Tokens:
-    """Tokens of a whole text in one go."""
-    return Tokenizer().advance(text, final=final)
