@@ -181,3 +181,13 @@ def test_unclosed_cdata_after_an_emitted_call_is_repaired_in_every_mode(mode: st
     result = outcomes(text, early_emit=mode)
     assert result.calls == (("noop", "{}", "function"),)
     assert result.text == "after"
+
+
+def test_markdown_with_inline_code_and_links_streams_at_once() -> None:
+    chunks = ["Use `pip install x` and ", "see [the docs](https://x.y/z) ", "or a<3 b>2.\n"]
+    assert fed_texts(chunks) == chunks
+
+
+def test_one_feed_gives_one_text_event_even_around_a_mention() -> None:
+    events = stream_events(["Wrap it in <tool_calls> then stop."])
+    assert events == [TextDelta("Wrap it in <tool_calls> then stop.")]

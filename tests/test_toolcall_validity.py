@@ -78,3 +78,10 @@ def test_wrapper_followed_by_cdata_is_a_mention_released_at_once() -> None:
     chunks = ["See <tool_calls> <![CDATA[ for strings", " and more"]
     assert "".join(fed_texts(chunks)) == "".join(chunks)
     assert_unchanged(chunks)
+
+
+def test_json_body_with_only_empty_values_is_no_call() -> None:
+    text = block('<invoke name="Bash">{"input":{"command":"","description":"  "}}</invoke>')
+    result = outcomes(text)
+    assert result.calls == ()
+    assert result.text == ""

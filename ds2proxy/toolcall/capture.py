@@ -3,9 +3,14 @@
 The capture starts at a tool tag. An opening wrapper counts only when the
 first thing after it is an ``invoke`` tag — otherwise it is a mention in
 prose and is shown at once instead of holding back the rest of the answer.
-A bare ``invoke`` counts when a closing wrapper follows (the model forgot
-the opener). Every verdict depends only on text already seen, so the answer
-is the same however the stream was cut into chunks.
+A bare ``invoke`` counts when only blanks and further invokes lie between
+it and a closing wrapper (the model forgot the opener); the stream cannot
+wait for "the last" closing wrapper, so the first one ends the block. Every
+verdict depends only on text already seen, so the answer is the same
+however the stream was cut into chunks.
+
+Each committed wrapper stands on its own: a broken one is suppressed (never
+shown as raw syntax) whatever the wrappers after it hold.
 """
 
 from __future__ import annotations
@@ -63,10 +68,8 @@ def scan_capture(text: str, *, final: bool, tokenizer: Tokenizer | None = None) 
 def _next_tag(text: str, tokens: Tokens, pos: int) -> Tag | bool | None:
     """The tag that is the first non-blank thing after ``pos``: the Tag,
     False when it is something else, None when not known yet."""
-    limit = tokens.stop
-    while pos < limit and text[pos] in _BLANK:
-        pos += 1
-    if pos >= limit:
+    pos = _skip_blank(text, pos, tokens.stop)
+    if pos >= tokens.stop:
         # A section or comment whose end is still unknown is already no tag.
         return False if text.startswith(_NOT_TAGS, pos) else None
     return tokens.tag_at(pos) or False
@@ -144,7 +147,7 @@ def _invoke_end(text: str, tokens: Tokens, index: int) -> int | bool | None:
     if nxt is None:
         return None
     plausible = (nxt is not False and (nxt.opens(PARAMETER) or nxt.closes(INVOKE))) or (
-        nxt is False and text[_skip_blank(text, opener.end)] in "{[")
+        nxt is False and text[_skip_blank(text, opener.end, tokens.stop)] in "{[")
     if not plausible:
         return False
     depth = 0
@@ -155,7 +158,7 @@ def _invoke_end(text: str, tokens: Tokens, index: int) -> int | bool | None:
     return None
 
 
-def _skip_blank(text: str, pos: int) -> int:
-    while text[pos] in _BLANK:
+def _skip_blank(text: str, pos: int, limit: int) -> int:
+    while pos < limit and text[pos] in _BLANK:
         pos += 1
     return pos

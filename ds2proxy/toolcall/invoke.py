@@ -77,7 +77,7 @@ class CallBuilder:
         if tool.kind == "custom":
             return _custom_call(tool, text, tokens, params, body)
         args = _arguments(tool.parameters, text, tokens, params, body)
-        if args is None or (params and _all_empty(args)):
+        if args is None or ((params or args) and _all_empty(args)):
             return None
         return Call(tool.name, compact_json(conform(args, tool.parameters)))
 

@@ -6,6 +6,12 @@ Calls are emitted in document order with one index counter for the whole
 response. Besides the canonical call events it reports every piece of
 model text exactly once, as ``RawText`` (shown) or ``Consumed`` (a block that
 became calls or was suppressed), so nothing can be lost or shown twice.
+
+Outside a candidate block, CDATA markers and comments are ordinary prose: a
+prose mention of ``<![CDATA[`` must neither hold the stream back nor hide
+the real block that follows it. Inside a block they are ignored regions.
+The early-emission setting changes when calls come out, never which: a
+block whose wrapper never closes yields its finished invokes in every mode.
 """
 
 from __future__ import annotations

@@ -73,16 +73,25 @@ class ToolSieve:
         out: list[SieveEvent] = []
         for event in events:
             if isinstance(event, RawText):
-                out += self._text(self._cleaner.feed(event.text))
+                self._add_text(out, self._cleaner.feed(event.text))
                 continue
             # Text on either side of a block is not contiguous: end the cleaner's run.
-            out += self._text(self._cleaner.flush())
+            self._add_text(out, self._cleaner.flush())
             if not isinstance(event, Consumed):
                 out.append(event)
         return out
 
     def _text(self, text: str) -> list[SieveEvent]:
+        out: list[SieveEvent] = []
+        self._add_text(out, text)
+        return out
+
+    def _add_text(self, out: list[SieveEvent], text: str) -> None:
+        """Append text, merged into a text event right before it (fewer frames)."""
         if not text:
-            return []
+            return
         self._visible = self._visible or bool(text.strip())
-        return [TextDelta(text)]
+        if out and isinstance(out[-1], TextDelta):
+            out[-1] = TextDelta(out[-1].text + text)
+        else:
+            out.append(TextDelta(text))
