@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from test_toolcall_harness import splits
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_toolcall_harness import cut, splits
 
 from ds2proxy.toolcall import TextCleaner, clean_visible_text
 
@@ -87,3 +89,18 @@ def test_only_a_possible_token_start_is_held() -> None:
     assert cleaner.feed("▁sentence｜> there") == " there"
     assert cleaner.feed("a <b") == "a <b"
     assert cleaner.flush() == ""
+
+
+CLEANER_FRAGMENTS = st.sampled_from([
+    "<｜end▁of▁sentence｜>", "<|Assistant|>", "<｜", "▁of", "|>", "<think>", "</think>", "<",
+    "```json", "```", "\n", " ", "[", '{"function":{}', ',"id":"call_1","type":"function"}]',
+    "<|Tool|>", '{"tool_call_id":"call_2"}', "<attempt_completion>", "</attempt_completion>",
+    "<result>", "</result>", "text", "]", "}",
+])
+
+
+@settings(max_examples=250, deadline=None)
+@given(st.lists(CLEANER_FRAGMENTS, max_size=25).map("".join),
+       st.lists(st.integers(min_value=0, max_value=400), max_size=6))
+def test_cleaning_does_not_depend_on_chunking(text: str, points: list[int]) -> None:
+    assert streamed(cut(text, points)) == clean_visible_text(text)

@@ -132,6 +132,12 @@ def parsed(text: str, tools: list[ToolSpec] = TOOLS, choice: ToolChoice = AUTO, 
     return Outcome(turn.visible_text, calls)
 
 
+def cut(text: str, points: list[int]) -> list[str]:
+    """``text`` cut at the given points (taken modulo its length)."""
+    edges = sorted({0, len(text), *(p % (len(text) + 1) for p in points)})
+    return [text[a:b] for a, b in zip(edges, edges[1:], strict=False)]
+
+
 def splits(text: str, limit: int = 300) -> Iterator[list[str]]:
     """The text whole, cut once at every position (every n-th for long
     texts), and one character per chunk."""

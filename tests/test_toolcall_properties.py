@@ -17,6 +17,7 @@ from test_toolcall_harness import (
     AUTO,
     TOOLS,
     block,
+    cut,
     invoke,
     outcome_of,
     parsed,
@@ -47,11 +48,6 @@ CALLS = st.sampled_from([
 ])
 FENCED = CALLS.map(lambda c: f"```xml\n{c}\n```\n")
 MODEL_TEXT = st.lists(st.one_of(PROSE, CALLS, FENCED), min_size=1, max_size=6).map("".join)
-
-
-def cut(text: str, points: list[int]) -> list[str]:
-    edges = sorted({0, len(text), *(p % (len(text) + 1) for p in points)})
-    return [text[a:b] for a, b in zip(edges, edges[1:], strict=False)]
 
 
 @FAST
