@@ -20,12 +20,14 @@ from aiohttp import web
 
 from .auth import Caller, authenticate
 from .canonical import ChatRequest, ResolvedModel
+from .captures import CaptureBuffer
 from .config import Config, ConfigStore
 from .errors import InvalidRequest, PayloadTooLarge
 from .models import ModelCatalog
 from .monitor import Monitor
-from .pipeline import Turn
+from .pipeline import Turn, build_turn_prompt
 from .scheduler import AccountPool
+from .tokens import count_prompt_tokens
 from .sse import JSONArrayWriter, SSEWriter
 from .upstream.client import DeepSeekClient
 from .upstream.session import TokenKeeper
@@ -43,6 +45,8 @@ class Core:
                                    family_fallback=cfg.family_fallback)
         self.pool = AccountPool(cfg.accounts, cfg.runtime)
         self.monitor = Monitor()
+        self.captures = CaptureBuffer(cfg.captures_enabled, cfg.captures_limit,
+                                      cfg.captures_max_body_bytes)
         self.http: aiohttp.ClientSession | None = None
         self.client: DeepSeekClient
         self.keeper: TokenKeeper
@@ -57,13 +61,15 @@ class Core:
         self.pool.configure(cfg.accounts, cfg.runtime)
         self.models.configure(aliases=cfg.model_aliases, claude_mapping=cfg.claude_mapping,
                               family_fallback=cfg.family_fallback)
+        self.captures.configure(enabled=cfg.captures_enabled, limit=cfg.captures_limit,
+                                max_body_bytes=cfg.captures_max_body_bytes)
         if self.http is not None:
             self.client.configure(cfg.upstream)
 
     async def lifetime(self, app: web.Application) -> AsyncIterator[None]:
         """aiohttp cleanup context: one upstream ClientSession for the app's life."""
         self.http = aiohttp.ClientSession(auto_decompress=True)
-        self.client = DeepSeekClient(self.http, self.config.upstream)
+        self.client = DeepSeekClient(self.http, self.config.upstream, self.captures)
         self.keeper = TokenKeeper(self.client, self.store)
         try:
             yield
@@ -101,6 +107,10 @@ class Core:
             raise InvalidRequest("'model' is required", param="model")
         return self.models.resolve(name, family=family)
 
+    def prompt_tokens(self, chat: ChatRequest) -> int:
+        """Prompt tokens a turn for ``chat`` would report (for count_tokens routes)."""
+        return count_prompt_tokens(build_turn_prompt(chat, self.config))
+
     @asynccontextmanager
     async def turn(self, chat: ChatRequest, caller: Caller) -> AsyncIterator[Turn]:
         """Open the upstream stream for a turn; always closed (lease released) on exit.
@@ -114,9 +124,11 @@ class Core:
         finally:
             await turn.aclose()
 
-    def sse(self, request: web.Request, **headers: str) -> SSEWriter:
+    def sse(self, request: web.Request, *, blank_keepalive: bool = False,
+            **headers: str) -> SSEWriter:
+        """An SSE writer; ``blank_keepalive`` for clients that choke on comments."""
         return SSEWriter(request, keepalive=self.config.runtime.keepalive_seconds,
-                         headers=headers or None)
+                         blank_keepalive=blank_keepalive, headers=headers or None)
 
     def json_array(self, request: web.Request) -> JSONArrayWriter:
         return JSONArrayWriter(request, keepalive=self.config.runtime.keepalive_seconds)

@@ -35,6 +35,7 @@ from .canonical import (
     TurnResult,
     Usage,
 )
+from .config import Config
 from .errors import (
     ContentFiltered,
     InvalidRequest,
@@ -66,6 +67,20 @@ _SAMPLING = ("temperature", "top_p", "max_tokens", "max_completion_tokens", "pre
              "frequency_penalty", "stop")
 
 
+def build_turn_prompt(chat: ChatRequest, config: Config) -> str:
+    """The upstream prompt for a request: messages, tool prompt, JSON-mode
+    instructions and (when on) the thinking injection. count_tokens routes use
+    it too, so their figure is exactly what a turn would send."""
+    tool_prompt = ""
+    if chat.tools and config.toolcall_mode == "feature_match":
+        tool_prompt = build_tool_prompt(chat.tools, chat.tool_choice,
+                                        single_call=not chat.parallel_tool_calls)
+    extra = format_instructions(chat.response_format)
+    tool_prompt = "\n\n".join(part for part in (tool_prompt, extra) if part)
+    injection = config.thinking_injection if chat.thinking_enabled else ""
+    return build_prompt(chat.messages, tool_prompt=tool_prompt, thinking_injection=injection)
+
+
 class Turn:
     def __init__(self, core: Core, chat: ChatRequest, caller: Caller) -> None:
         self.core = core
@@ -73,7 +88,7 @@ class Turn:
         self.caller = caller
         self.id = uuid.uuid4().hex
         self.created = int(time.time())
-        self.prompt = self._build_prompt()
+        self.prompt = build_turn_prompt(chat, core.config)
         self.prompt_tokens = count_prompt_tokens(self.prompt)
         self.continue_calls = 0
         self.account: str | None = None
@@ -86,19 +101,6 @@ class Turn:
         self.filter_template = ""
 
     # -- prompt ----------------------------------------------------------------
-
-    def _build_prompt(self) -> str:
-        cfg = self.core.config
-        chat = self.chat
-        tool_prompt = ""
-        if chat.tools and cfg.toolcall_mode == "feature_match":
-            tool_prompt = build_tool_prompt(chat.tools, chat.tool_choice,
-                                            single_call=not chat.parallel_tool_calls)
-        extra = format_instructions(chat.response_format)
-        if extra:
-            tool_prompt = f"{tool_prompt}\n\n{extra}" if tool_prompt else extra
-        injection = cfg.thinking_injection if chat.thinking_enabled else ""
-        return build_prompt(chat.messages, tool_prompt=tool_prompt, thinking_injection=injection)
 
     # -- opening (before the first byte) ------------------------------------------
 

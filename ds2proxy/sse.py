@@ -51,6 +51,10 @@ class StreamWriter:
             **(headers or {}),
         })
         self.closed = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._ka_task: asyncio.Future | None = None
+        self._owner: asyncio.Task | None = None
+        self._gone: ClientGone | None = None
         request[STREAM_KEY] = self
 
     @property
@@ -71,30 +75,63 @@ class StreamWriter:
         raise NotImplementedError
 
     async def pace(self, events: AsyncIterator[T]) -> AsyncIterator[T]:
-        """Yield ``events``; while none arrives for ``keepalive`` s, send a keep-alive."""
+        """Yield ``events``; while none arrives for ``keepalive`` s, send a keep-alive.
+
+        The fast path costs one timer per event: ``anext`` is awaited
+        directly, and only when the timer fires does a task write a
+        keep-alive (then re-arm). A write failure there means the client
+        left: the consuming task is cancelled and :class:`ClientGone` raised.
+        """
         iterator = aiter(events)
-        pending: asyncio.Task | None = None
+        loop = asyncio.get_running_loop()
+        self._owner = asyncio.current_task()
         try:
             while True:
-                if pending is None:
-                    pending = asyncio.ensure_future(anext(iterator))
-                done, _ = await asyncio.wait({pending}, timeout=self.keepalive)
-                if not done:
-                    await self._keepalive()
-                    continue
-                task, pending = pending, None
+                self._arm(loop)
                 try:
-                    item = task.result()
+                    item = await anext(iterator)
                 except StopAsyncIteration:
                     return
+                except asyncio.CancelledError:
+                    if self._gone is not None:
+                        raise ClientGone(str(self._gone)) from None
+                    raise
+                finally:
+                    self._disarm()
+                if self._ka_task is not None:
+                    await asyncio.shield(self._ka_task)
+                    if self._gone is not None:
+                        raise ClientGone(str(self._gone))
                 yield item
         finally:
-            if pending is not None:
-                pending.cancel()
-                await asyncio.gather(pending, return_exceptions=True)
+            self._disarm()
             aclose = getattr(iterator, "aclose", None)
             if aclose is not None:
                 await aclose()
+
+    def _arm(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._timer = loop.call_later(self.keepalive, self._fire)
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _fire(self) -> None:
+        self._timer = None
+        self._ka_task = asyncio.ensure_future(self._send_keepalive())
+
+    async def _send_keepalive(self) -> None:
+        try:
+            await self._keepalive()
+        except ClientGone as exc:
+            self._gone = exc
+            if self._owner is not None:
+                self._owner.cancel()
+            return
+        finally:
+            self._ka_task = None
+        self._arm(asyncio.get_running_loop())
 
     async def finish(self) -> web.StreamResponse:
         """Flush and end the response (prepares it if nothing was written)."""
@@ -110,7 +147,16 @@ class StreamWriter:
 
 
 class SSEWriter(StreamWriter):
-    """``event:`` / ``data:`` framing, ``: keep-alive`` comments, terminators."""
+    """``event:`` / ``data:`` framing, ``: keep-alive`` comments, terminators.
+
+    ``blank_keepalive`` sends an empty line instead of a comment, for
+    clients whose SSE parser chokes on comment lines (google-genai).
+    """
+
+    def __init__(self, request: web.Request, *, blank_keepalive: bool = False,
+                 **kwargs: Any) -> None:
+        super().__init__(request, **kwargs)
+        self.blank_keepalive = blank_keepalive
 
     async def send(self, data: Any, *, event: str | None = None) -> None:
         payload = _json(data)
@@ -123,7 +169,10 @@ class SSEWriter(StreamWriter):
         await self._write(f": {text}\n\n".encode())
 
     async def _keepalive(self) -> None:
-        await self.comment()
+        if self.blank_keepalive:
+            await self._write(b"\n")
+        else:
+            await self.comment()
 
     async def done(self) -> web.StreamResponse:
         """The OpenAI-style terminator ``data: [DONE]``, then end."""

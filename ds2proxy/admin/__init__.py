@@ -3,8 +3,8 @@
 :func:`setup` is called by :func:`ds2proxy.app.create_app`. It mounts the
 JSON admin API under ``/admin/*`` (paths of the admin API spec), the
 server-rendered dashboard under ``/admin/`` and ``/admin/ui/*`` with its
-assets under ``/admin/static/``, and attaches the dev-capture buffer to the
-core as ``core.captures``.
+assets under ``/admin/static/``. The dev-capture buffer it lists is the
+core's (``core.captures``), which the upstream client feeds.
 """
 
 from __future__ import annotations
@@ -15,8 +15,6 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from ..app import PLUGINS
-from ..captures import CaptureBuffer
-from ..config import Config
 from .assets import static_dir
 from .context import AdminContext
 from .credentials import AdminCredentials
@@ -36,31 +34,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("ds2proxy.admin")
 
 ADMIN = web.AppKey("ds2proxy_admin", AdminContext)
-
-
-def _captures_of(core: Core) -> CaptureBuffer:
-    """The core's capture buffer (made here if the core has none), kept in step
-    with the ``dev_captures`` settings."""
-    buffer = getattr(core, "captures", None)
-    if not isinstance(buffer, CaptureBuffer):
-        cfg = core.config
-        buffer = CaptureBuffer(cfg.captures_enabled, cfg.captures_limit,
-                               cfg.captures_max_body_bytes)
-        core.captures = buffer  # type: ignore[attr-defined]
-
-    def follow(cfg: Config) -> None:
-        buffer.configure(enabled=cfg.captures_enabled, limit=cfg.captures_limit,
-                         max_body_bytes=cfg.captures_max_body_bytes)
-
-    core.store.subscribe(follow)
-    return buffer
-
-
-def _feed_captures(core: Core, captures: CaptureBuffer) -> None:
-    """Hand the buffer to the upstream client (made at start-up) if it has none."""
-    client = getattr(core, "client", None)
-    if client is not None and getattr(client, "captures", False) is None:
-        client.captures = captures
 
 
 def _warn_default_key(creds: AdminCredentials) -> None:
@@ -98,7 +71,7 @@ def setup(app: web.Application, core: Core, admin_key: str | None) -> None:
     """Mount the admin API and the dashboard on ``app``."""
     creds = AdminCredentials(core.store, admin_key)
     sessions = WebSessions(creds)
-    captures = _captures_of(core)
+    captures = core.captures
     ctx = AdminContext(core=core, ops=AdminOps(core, creds, captures, app.get(PLUGINS, [])),
                        creds=creds, gate=AdminGate(creds, LoginThrottle(), sessions),
                        sessions=sessions, captures=captures)
@@ -109,6 +82,5 @@ def setup(app: web.Application, core: Core, admin_key: str | None) -> None:
 
     async def prepare(app: web.Application) -> None:
         await creds.ensure_secret()
-        _feed_captures(core, captures)
 
     app.on_startup.append(prepare)

@@ -13,8 +13,6 @@ from aiohttp import web
 
 from ds2proxy.errors import NotFound
 from ds2proxy.formats import json_response
-from ds2proxy.prompt.build import build_prompt
-from ds2proxy.tokens import count_prompt_tokens
 
 from .fields import pick_dict
 from .render import generate_content_response
@@ -68,4 +66,4 @@ class GenerateRoutes:
         model = self.core.resolve_model(model_name, family="gemini")
         inner = pick_dict(body, "generateContentRequest") or body
         chat = parse_generate_request(inner, model, stream=False).chat
-        return json_response({"totalTokens": count_prompt_tokens(build_prompt(chat.messages))})
+        return json_response({"totalTokens": self.core.prompt_tokens(chat)})

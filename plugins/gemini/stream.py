@@ -28,22 +28,10 @@ from ds2proxy.canonical import (
     Usage,
 )
 from ds2proxy.formats.errors import google_error_body
-from ds2proxy.sse import JSONArrayWriter, SSEWriter, StreamWriter
+from ds2proxy.sse import JSONArrayWriter, StreamWriter
 
 from .render import call_part, candidate, response, thought_part
 from .request import GeminiRequest
-
-
-class BlankLineSSEWriter(SSEWriter):
-    """SSE whose keep-alive is an empty line instead of a ``:`` comment.
-
-    The official Python client reads any line that is not ``data:`` as raw
-    JSON and fails on a comment; a lone newline between events is skipped
-    by it, by the JS client and by every SSE parser.
-    """
-
-    async def _keepalive(self) -> None:
-        await self._write(b"\n")
 
 
 class StreamRenderer:
@@ -99,7 +87,8 @@ class StreamRenderer:
 def stream_writer(core: Any, request: web.Request) -> StreamWriter:
     """``?alt=sse`` → Server-Sent Events; otherwise Google's streamed JSON array."""
     if request.query.get("alt", "").lower() == "sse":
-        return BlankLineSSEWriter(request, keepalive=core.config.runtime.keepalive_seconds)
+        # google-genai reads a comment line as JSON and fails: keep-alives are blank lines.
+        return core.sse(request, blank_keepalive=True)
     return core.json_array(request)
 
 

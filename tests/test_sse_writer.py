@@ -1,0 +1,64 @@
+"""The shared stream writer: keep-alives while the upstream is silent, and a
+client that leaves during the silence releases its account lease."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import aiohttp
+
+from ds2proxy.testing import Delivery, Scripted
+
+USER = [{"role": "user", "content": "hi"}]
+
+
+async def test_keepalive_comments_while_upstream_is_silent(proxy_factory):
+    proxy = await proxy_factory({"runtime": {"keepalive_seconds": 0.05}})
+    proxy.fake.enqueue(Scripted(answer="late answer", delivery=Delivery(silence=0.5,
+                                                                         comment_every=1.0)))
+    async with aiohttp.ClientSession() as http:
+        async with http.post(proxy.url + "/v1/chat/completions", headers=proxy.headers(),
+                             json={"model": "deepseek-chat", "messages": USER,
+                                   "stream": True}) as resp:
+            body = (await resp.read()).decode()
+    lines = body.splitlines()
+    first_data = next(i for i, line in enumerate(lines) if line.startswith("data: "))
+    keepalives = [line for line in lines[:first_data] if line == ": keep-alive"]
+    assert len(keepalives) >= 3
+    assert lines[-2] == "data: [DONE]" or lines[-1] == "data: [DONE]"
+    chunks = [json.loads(line[6:]) for line in lines
+              if line.startswith("data: {")]
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks)
+    assert text == "late answer"
+
+
+async def test_gemini_keepalives_are_blank_lines(proxy_factory):
+    proxy = await proxy_factory({"runtime": {"keepalive_seconds": 0.05}})
+    proxy.fake.enqueue(Scripted(answer="ok", delivery=Delivery(silence=0.4, comment_every=1.0)))
+    async with aiohttp.ClientSession() as http:
+        async with http.post(
+                proxy.url + "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse",
+                headers={"x-goog-api-key": proxy.key},
+                json={"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}) as resp:
+            body = (await resp.read()).decode()
+    assert ":" not in body.split("data: ", 1)[0]
+    assert body.startswith("\n")
+
+
+async def test_client_leaving_during_silence_releases_the_lease(proxy_factory):
+    proxy = await proxy_factory({"runtime": {"keepalive_seconds": 0.05}})
+    proxy.fake.enqueue(Scripted(answer="never read", delivery=Delivery(silence=30,
+                                                                        comment_every=1.0)))
+    async with aiohttp.ClientSession() as http:
+        resp = await http.post(proxy.url + "/v1/chat/completions", headers=proxy.headers(),
+                               json={"model": "deepseek-chat", "messages": USER,
+                                     "stream": True})
+        assert await resp.content.readline() == b": keep-alive\n"
+        assert proxy.core.pool.inflight == 1
+        resp.close()
+    for _ in range(300):
+        if proxy.core.pool.inflight == 0:
+            break
+        await asyncio.sleep(0.01)
+    assert proxy.core.pool.inflight == 0
