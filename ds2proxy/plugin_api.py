@@ -4,17 +4,23 @@ A dialect plugin is a distribution that declares an entry point in the group
 ``ds2proxy.plugins``, naming a function ``register(api: PluginAPI) -> None``.
 It is called once at start-up. Through ``api`` a plugin may:
 
-- ``api.route(method, path, handler, errors=...)`` — serve a route. The
-  handler is ``async (aiohttp.web.Request) -> aiohttp.web.StreamResponse``.
+- ``api.route(method, path, handler, errors=..., when=None)`` — serve a
+  route. The handler is ``async (aiohttp.web.Request) -> StreamResponse``.
   Any :class:`ds2proxy.errors.ProxyError` it raises is rendered with
   ``errors`` (one of ``api.errors.openai`` / ``anthropic`` / ``google`` or a
   function of its own), unexpected exceptions become a 500 in that shape.
+  ``when`` (a predicate on the request) lets two plugins share a method and
+  path, written identically: a request goes to the first plugin whose
+  predicate accepts it, else to the one registered without ``when``
+  (e.g. ``GET /v1/models`` answers Google clients in Google's shape).
 - use ``api.core`` (:class:`ds2proxy.core.Core`):
   ``read_json(request)``, ``authenticate(request) -> Caller``,
   ``resolve_model(name, family=…) -> ResolvedModel``,
-  ``start_turn(chat_request, caller) -> Turn`` (then ``turn.events()`` for a
-  stream of :mod:`ds2proxy.canonical` events, or ``await turn.collect()``),
-  ``sse(request)`` / ``json_array(request)`` for stream writers, and
+  ``async with turn(chat_request, caller) as turn:`` (then
+  ``turn.events()`` for a stream of :mod:`ds2proxy.canonical` events, or
+  ``await turn.collect()``; ``turn.id``, ``turn.created``,
+  ``turn.prompt_tokens``), ``prompt_tokens(chat_request)`` for count-tokens
+  routes, ``sse(request)`` / ``json_array(request)`` for stream writers, and
   ``config`` (read-only settings).
 - read ``api.settings``: the plugin's own section of the config (the object
   under ``plugins.<name>``), empty when absent.
@@ -43,6 +49,7 @@ log = logging.getLogger("ds2proxy.plugins")
 
 GROUP = "ds2proxy.plugins"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Predicate = Callable[[web.Request], bool]
 
 
 @dataclass
@@ -68,10 +75,12 @@ class PluginAPI:
         self.name = name
         self.settings: dict[str, Any] = dict(
             (core.store.snapshot().get("plugins") or {}).get(name) or {})
-        self._routes: list[tuple[str, str, Handler]] = []
+        self._routes: list[tuple[str, str, Handler, Predicate | None]] = []
 
-    def route(self, method: str, path: str, handler: Handler, *, errors: ErrorStyle) -> None:
-        self._routes.append((method.upper(), path, wrap_handler(handler, errors, self.core)))
+    def route(self, method: str, path: str, handler: Handler, *, errors: ErrorStyle,
+              when: Predicate | None = None) -> None:
+        self._routes.append((method.upper(), path, wrap_handler(handler, errors, self.core),
+                             when))
 
 
 def wrap_handler(handler: Handler, errors: ErrorStyle, core: Any) -> Handler:
@@ -114,11 +123,47 @@ def discover(group: str = GROUP) -> list[EntryPoint]:
     return sorted(entry_points(group=group), key=lambda ep: ep.name)
 
 
+class RouteTable:
+    """Routes of all plugins; a shared method + path becomes one dispatcher."""
+
+    def __init__(self) -> None:
+        self._routes: dict[tuple[str, str], list[tuple[Predicate | None, Handler]]] = {}
+
+    def clashes(self, routes: list[tuple[str, str, Handler, Predicate | None]]) -> list[str]:
+        """Routes another plugin already serves unconditionally."""
+        return [f"{m} {p}" for m, p, _, when in routes if when is None and any(
+            w is None for w, _ in self._routes.get((m, p), []))]
+
+    def add(self, method: str, path: str, handler: Handler, when: Predicate | None) -> None:
+        self._routes.setdefault((method, path), []).append((when, handler))
+
+    def mount(self, app: web.Application) -> None:
+        for (method, path), handlers in self._routes.items():
+            app.router.add_route(method, path, _dispatcher(handlers))
+
+
+def _dispatcher(handlers: list[tuple[Predicate | None, Handler]]) -> Handler:
+    if len(handlers) == 1:
+        return handlers[0][1]
+    conditional = [(w, h) for w, h in handlers if w is not None]
+    fallback = next((h for w, h in handlers if w is None), None)
+
+    async def dispatch(request: web.Request) -> web.StreamResponse:
+        for when, handler in conditional:
+            if when(request):
+                return await handler(request)
+        if fallback is None:
+            raise web.HTTPNotFound()
+        return await fallback(request)
+
+    return dispatch
+
+
 def load_plugins(app: web.Application, core: Any, eps: list[EntryPoint] | None = None
                  ) -> list[PluginInfo]:
     """Load every plugin; a broken one is reported and skipped."""
     infos: list[PluginInfo] = []
-    taken: set[tuple[str, str]] = set()
+    table = RouteTable()
     for ep in discover() if eps is None else eps:
         info = PluginInfo(name=ep.name, module=ep.value,
                           version=ep.dist.version if ep.dist else "")
@@ -126,7 +171,7 @@ def load_plugins(app: web.Application, core: Any, eps: list[EntryPoint] | None =
             register = ep.load()
             api = PluginAPI(core, ep.name)
             register(api)
-            clash = [f"{m} {p}" for m, p, _ in api._routes if (m, p) in taken]
+            clash = table.clashes(api._routes)
             if clash:
                 raise ValueError(f"routes already served by another plugin: {', '.join(clash)}")
         except Exception as exc:  # a plugin must never take the server down
@@ -134,10 +179,10 @@ def load_plugins(app: web.Application, core: Any, eps: list[EntryPoint] | None =
             log.error("plugin %s (%s) failed to load: %s", ep.name, ep.value, info.error)
             infos.append(info)
             continue
-        for method, path, handler in api._routes:
-            app.router.add_route(method, path, handler)
-            taken.add((method, path))
-            info.routes.append(f"{method} {path}")
+        for method, path, handler, when in api._routes:
+            table.add(method, path, handler, when)
+            info.routes.append(f"{method} {path}" + (" (conditional)" if when else ""))
         log.info("plugin %s %s loaded: %d routes", ep.name, info.version, len(info.routes))
         infos.append(info)
+    table.mount(app)
     return infos

@@ -235,18 +235,21 @@ async def test_output_limit_finishes_with_max_tokens(proxy):
     assert 0 < len(response.text) < len("word " * 200)
 
 
-async def test_model_list_and_lookup(proxy):
-    listed = [m async for m in await client(proxy).aio.models.list(config={"page_size": 7})]
+@pytest.mark.parametrize("api_version", ["v1beta", "v1"])
+async def test_model_list_and_lookup(proxy, api_version):
+    # On v1 the path is shared with the OpenAI plugin; Google clients get Google's shape.
+    gclient = client(proxy, api_version)
+    listed = [m async for m in await gclient.aio.models.list(config={"page_size": 7})]
     names = [m.name for m in listed]
     assert "models/deepseek-chat" in names and "models/gemini-2.5-pro" in names
     assert len(names) == len(set(names)) > 7  # several pages were followed
     assert all("generateContent" in m.supported_actions for m in listed)
     assert all(m.input_token_limit and m.output_token_limit for m in listed)
-    model = await client(proxy).aio.models.get(model="gemini-3.1-pro-preview")
+    model = await gclient.aio.models.get(model="gemini-3.1-pro-preview")
     assert model.name == "models/gemini-3.1-pro-preview"
     assert "deepseek-reasoner" in model.display_name
     with pytest.raises(errors.ClientError) as info:
-        await client(proxy).aio.models.get(model="totally-custom")
+        await gclient.aio.models.get(model="totally-custom")
     assert (info.value.code, info.value.status) == (404, "NOT_FOUND")
 
 

@@ -320,3 +320,13 @@ async def test_health_ready_and_cors(proxy):
             assert resp.status == 204
             assert resp.headers["Access-Control-Allow-Origin"] == "*"
             assert "X-Ds2-Target-Account" in resp.headers["Access-Control-Allow-Headers"]
+
+
+async def test_openai_models_list_keeps_its_shape_beside_google_clients(proxy):
+    async with aiohttp.ClientSession() as http:
+        async with http.get(proxy.url + "/v1/models") as resp:
+            openai_shape = await resp.json()
+        async with http.get(proxy.url + "/v1/models", headers={"x-goog-api-key": "k"}) as resp:
+            google_shape = await resp.json()
+    assert openai_shape["object"] == "list" and "models" not in openai_shape
+    assert "models" in google_shape and google_shape["models"][0]["name"].startswith("models/")

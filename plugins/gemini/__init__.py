@@ -3,6 +3,8 @@ and the model list, on the ``/v1beta`` and ``/v1`` prefixes."""
 
 from __future__ import annotations
 
+from aiohttp import web
+
 from ds2proxy.plugin_api import PluginAPI
 
 from .models import ModelRoutes
@@ -18,4 +20,14 @@ def register(api: PluginAPI) -> None:
     for prefix in PREFIXES:
         api.route("POST", f"{prefix}/models/{{model_action}}", generate.dispatch, errors=errors)
     api.route("GET", "/v1beta/models", models.list, errors=errors)
-    api.route("GET", "/v1beta/models/{model}", models.get, errors=errors)
+    api.route("GET", "/v1beta/models/{model_id}", models.get, errors=errors)
+    # /v1/models is the OpenAI plugin's too: Google clients get Google's shape.
+    api.route("GET", "/v1/models", models.list, errors=errors, when=google_client)
+    api.route("GET", "/v1/models/{model_id}", models.get, errors=errors, when=google_client)
+
+
+def google_client(request: web.Request) -> bool:
+    """Requests from Google's SDKs and CLI: their key header or query, or their client tag."""
+    headers = request.headers
+    return ("x-goog-api-key" in headers or "x-goog-api-client" in headers
+            or "key" in request.query)

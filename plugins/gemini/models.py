@@ -59,7 +59,7 @@ class ModelRoutes:
         return json_response(body)
 
     async def get(self, request: web.Request) -> web.Response:
-        name = request.match_info["model"].removeprefix("models/")
+        name = request.match_info["model_id"].removeprefix("models/")
         try:
             resolved = self.core.resolve_model(name, family="gemini")
         except InvalidRequest:

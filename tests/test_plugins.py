@@ -1,0 +1,83 @@
+"""The plugin loader: entry points, a broken plugin, shared routes, and a
+third-party plugin installed as its own distribution (examples/hello-dialect)."""
+
+from __future__ import annotations
+
+import json
+from importlib.metadata import EntryPoint
+
+import aiohttp
+from aiohttp import web
+
+import ds2proxy.plugin_api as plugin_api
+from ds2proxy.config import ConfigStore
+from ds2proxy.core import Core
+from ds2proxy.plugin_api import discover, load_plugins
+from ds2proxy.testing import Scripted
+
+FIRST_PARTY = {"openai", "claude", "gemini", "degpt", "lm"}
+
+
+def test_first_party_plugins_are_entry_points():
+    names = {ep.name for ep in discover()}
+    assert FIRST_PARTY <= names
+    assert "hello" in names, ("the example plugin is not installed: run the README's test "
+                              "command (it installs ./examples/hello-dialect)")
+
+
+def broken(name: str, value: str) -> EntryPoint:
+    return EntryPoint(name=name, value=value, group=plugin_api.GROUP)
+
+
+def test_broken_plugins_are_reported_and_the_rest_load():
+    app = web.Application()
+    core = Core(ConfigStore({}))
+    eps = [*discover(), broken("ghost", "no_such_module_anywhere:register"),
+           broken("clash", "ds2proxy_plugins.openai:register")]
+    infos = {i.name: i for i in load_plugins(app, core, eps)}
+    assert "ModuleNotFoundError" in infos["ghost"].error and not infos["ghost"].routes
+    assert "already served" in infos["clash"].error and not infos["clash"].routes
+    assert all(infos[name].loaded for name in FIRST_PARTY)
+    paths = {r.resource.canonical for r in app.router.routes() if r.resource}
+    assert {"/v1/chat/completions", "/v1/messages", "/lm/v2/chat/completions"} <= paths
+
+
+async def test_server_starts_with_a_broken_plugin(proxy_factory, monkeypatch):
+    real = discover
+    monkeypatch.setattr(plugin_api, "discover",
+                        lambda group=plugin_api.GROUP: [*real(group),
+                                                        broken("ghost", "nowhere:register")])
+    proxy = await proxy_factory()
+    async with aiohttp.ClientSession() as http:
+        async with http.get(proxy.url + "/readyz") as resp:
+            assert resp.status == 200
+        async with http.get(proxy.url + "/admin/plugins",
+                            headers={"Authorization": f"Bearer {proxy.admin_key}"}) as resp:
+            raw = await resp.read()
+    listed = json.loads(raw)
+    items = listed["plugins"] if isinstance(listed, dict) else listed
+    ghost = next(p for p in items if p["name"] == "ghost")
+    assert "ModuleNotFoundError" in ghost["error"]
+
+
+async def test_third_party_plugin_serves_its_route(proxy):
+    proxy.fake.enqueue(Scripted(thinking="let me see", answer="Forty-two."),
+                       Scripted(answer="streamed"))
+    async with aiohttp.ClientSession() as http:
+        async with http.post(proxy.url + "/hello/v1/ask", headers=proxy.headers(),
+                             json={"model": "deepseek-reasoner", "question": "Answer?"}) as r:
+            assert r.status == 200
+            assert await r.json() == {"answer": "Forty-two.", "thinking": "let me see",
+                                      "model": "deepseek-reasoner"}
+        async with http.post(proxy.url + "/hello/v1/ask", headers=proxy.headers(),
+                             json={"question": "Again?", "stream": True}) as r:
+            body = (await r.read()).decode()
+        async with http.post(proxy.url + "/hello/v1/ask", headers=proxy.headers(),
+                             json={"question": ""}) as r:
+            assert r.status == 400
+            assert (await r.json())["error"]["param"] == "question"
+    answers = [json.loads(line[6:])["text"] for line in body.splitlines()
+               if line.startswith("data: {\"text\"")]
+    assert "".join(answers) == "streamed"
+    assert body.rstrip().endswith("event: done\ndata: {}")
+
