@@ -107,7 +107,8 @@ def test_bare_arguments(arguments, expected):
 
 
 def test_custom_tool_text_is_not_parsed_as_json():
-    assert params("42", kind="custom") == [param("content", "<![CDATA[42]]>")]
+    # The tool prompt describes freeform tools as taking one "input" text.
+    assert params("42", kind="custom") == [param("input", "<![CDATA[42]]>")]
 
 
 def test_tool_name_is_attribute_escaped():

@@ -13,13 +13,11 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import re
 import secrets
 import string
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
 from aiohttp import web
 
 from ..canonical import (
@@ -50,6 +48,7 @@ from ..prompt.message_text import attachment_placeholder, tool_content_text
 from ..thinking import thinking_override
 from ..toolcall.choice import parse_anthropic_tool_choice
 from . import json_response
+from .redact import redacted_json
 from .errors import anthropic_error_body
 from .openai_chat import decode_arguments, parse_response_format
 from .openai_chat import parse_tools as parse_function_tools
@@ -61,10 +60,6 @@ STOP_REASONS = {"stop": "end_turn", "tool_calls": "tool_use", "length": "max_tok
 _CLIENT_TOOL_TYPES = (None, "custom", "function")
 _BASE62 = string.ascii_letters + string.digits
 _SYSTEM_ROLES = ("system", "developer")
-_OMITTED = "[omitted_binary_payload]"
-_BINARY_KEYS = frozenset({"data", "bytes", "base64", "inline_data", "inlineData"})
-_BASE64_RUN = re.compile(r"[A-Za-z0-9+/=_-]{512,}")
-_LONG_TEXT = 1024
 
 Frame = tuple[str, dict]
 
@@ -277,23 +272,6 @@ def _media_part(block: dict) -> AttachmentPart | TextPart:
     if source_type == "content":
         return TextPart(tool_content_text(source.get("content")))
     return AttachmentPart(kind=kind, name=title or source.get("file_id"))
-
-
-def redacted_json(value: Any) -> str:
-    """Compact JSON of a block with binary payloads omitted and long text cut."""
-    return orjson.dumps(_redact(value)).decode()
-
-
-def _redact(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _OMITTED if k in _BINARY_KEYS else _redact(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_redact(v) for v in value]
-    if isinstance(value, str) and _BASE64_RUN.fullmatch(value):
-        return _OMITTED
-    if isinstance(value, str) and len(value) > _LONG_TEXT:
-        return value[:_LONG_TEXT] + "...(truncated)"
-    return value
 
 
 def _max_tokens(value: Any) -> int:

@@ -42,6 +42,9 @@ def _render_invoke(call: ToolCall) -> str:
 def _parameters(call: ToolCall) -> list[tuple[str, str]]:
     """(name, inner XML) pairs, following the argument shape rules."""
     args = _decoded_arguments(call)
+    if call.kind == "custom":
+        # Freeform tools are described to the model as taking one "input" text.
+        return [("input", _cdata(_argument_text(call)))]
     if isinstance(args, str):
         return [("content", _cdata(args))]
     if isinstance(args, list):

@@ -25,7 +25,7 @@ from ds2proxy.canonical import (
     ToolResult,
 )
 from ds2proxy.errors import InvalidRequest
-from ds2proxy.formats.anthropic_messages import redacted_json
+from ds2proxy.formats.redact import redacted_json
 from ds2proxy.formats.openai_chat import decode_arguments
 from ds2proxy.prompt.message_text import tool_content_text
 
