@@ -1,0 +1,118 @@
+"""Structured output through the live server: JSON extracted from fenced or
+prose-wrapped replies, checked against the schema, repaired once by asking
+again in the same upstream session, and a clear error when that fails too.
+Also mobile-number accounts and the request size limit."""
+
+from __future__ import annotations
+
+import json
+
+import aiohttp
+import openai
+import pytest
+
+from ds2proxy.testing import FakeAccount, Scripted
+
+SCHEMA = {
+    "type": "object",
+    "properties": {"city": {"type": "string"}, "temp_c": {"type": "integer"}},
+    "required": ["city", "temp_c"],
+    "additionalProperties": False,
+}
+FORMAT = {"type": "json_schema", "json_schema": {"name": "weather", "schema": SCHEMA}}
+USER = [{"role": "user", "content": "Weather in Paris as JSON"}]
+
+
+def client(proxy) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(base_url=proxy.url + "/v1", api_key=proxy.key, max_retries=0)
+
+
+@pytest.mark.parametrize("reply", [
+    '{"city": "Paris", "temp_c": 18}',
+    '```json\n{"city": "Paris", "temp_c": 18}\n```',
+    'Here you go:\n\n{"city": "Paris", "temp_c": 18}\n\nAnything else?',
+])
+@pytest.mark.parametrize("stream", [False, True])
+async def test_json_schema_reply_is_bare_valid_json(proxy, reply, stream):
+    proxy.fake.enqueue(Scripted(answer=reply))
+    c = client(proxy)
+    if stream:
+        chunks = await c.chat.completions.create(model="deepseek-chat", messages=USER,
+                                                 response_format=FORMAT, stream=True)
+        text = "".join([ch.choices[0].delta.content or "" async for ch in chunks
+                        if ch.choices])
+    else:
+        resp = await c.chat.completions.create(model="deepseek-chat", messages=USER,
+                                               response_format=FORMAT)
+        text = resp.choices[0].message.content
+    assert json.loads(text) == {"city": "Paris", "temp_c": 18}
+    prompt = proxy.fake.calls_to("chat/completion")[0].body["prompt"]
+    assert "JSON Schema" in prompt and '"temp_c"' in prompt
+
+
+async def test_invalid_reply_is_repaired_in_the_same_session(proxy):
+    proxy.fake.enqueue(Scripted(answer='{"city": "Paris"}'),
+                       Scripted(answer='{"city": "Paris", "temp_c": 18}'))
+    resp = await client(proxy).chat.completions.create(model="deepseek-chat", messages=USER,
+                                                       response_format=FORMAT)
+    assert json.loads(resp.choices[0].message.content)["temp_c"] == 18
+    first, second = proxy.fake.calls_to("chat/completion")
+    assert second.body["chat_session_id"] == first.body["chat_session_id"]
+    assert second.body["parent_message_id"] is not None
+    assert "temp_c is required" in second.body["prompt"]
+
+
+async def test_still_invalid_after_repair_is_a_clear_error(proxy):
+    proxy.fake.enqueue(Scripted(answer="I would rather not."),
+                       Scripted(answer="Still no JSON, sorry."))
+    with pytest.raises(openai.APIStatusError) as info:
+        await client(proxy).chat.completions.create(model="deepseek-chat", messages=USER,
+                                                    response_format={"type": "json_object"})
+    assert info.value.status_code == 502
+    assert info.value.body["code"] == "json_output_invalid"
+    assert "JSON" in info.value.body["message"]
+    assert proxy.core.pool.inflight == 0
+
+
+async def test_mobile_account_logs_in(proxy_factory, fake_upstream):
+    fake_upstream.add_account(FakeAccount("pw-phone", mobile="13800138000"))
+    proxy = await proxy_factory({"accounts": [{"mobile": "+86 138 0013 8000",
+                                               "password": "pw-phone"}]})
+    proxy.fake.enqueue(Scripted(answer="hello from a phone account"))
+    resp = await client(proxy).chat.completions.create(model="deepseek-chat", messages=USER)
+    assert resp.choices[0].message.content == "hello from a phone account"
+    login = proxy.fake.calls_to("users/login")[-1].body
+    assert login["mobile"] == "13800138000" and login["area_code"] is None
+    assert "email" not in login
+
+
+async def test_body_over_the_limit_is_413_in_each_family_shape(proxy_factory):
+    proxy = await proxy_factory({"runtime": {"max_body_bytes": 4096}})
+    big = "x" * 8000
+    cases = [
+        ("/v1/chat/completions", {"model": "deepseek-chat",
+                                  "messages": [{"role": "user", "content": big}]}),
+        ("/v1/messages", {"model": "claude-sonnet-4-5", "max_tokens": 10,
+                          "messages": [{"role": "user", "content": big}]}),
+        ("/v1beta/models/gemini-2.5-flash:generateContent",
+         {"contents": [{"role": "user", "parts": [{"text": big}]}]}),
+    ]
+    async with aiohttp.ClientSession() as http:
+        bodies = []
+        for path, body in cases:
+            async with http.post(proxy.url + path, json=body,
+                                 headers={**proxy.headers(), "x-api-key": proxy.key}) as resp:
+                assert resp.status == 413
+                bodies.append(await resp.json())
+    assert bodies[0]["error"]["code"] == "request_too_large"
+    assert bodies[1]["type"] == "error" and bodies[1]["error"]["type"] == "request_too_large"
+    assert bodies[2]["error"]["code"] == 413
+
+
+async def test_bodies_of_several_megabytes_are_accepted_by_default(proxy):
+    proxy.fake.enqueue(Scripted(answer="read it all"))
+    history = [{"role": "user", "content": "tool output " * 50_000},
+               {"role": "assistant", "content": "noted"}] * 5 + USER
+    resp = await client(proxy).chat.completions.create(model="deepseek-chat", messages=history)
+    assert resp.choices[0].message.content == "read it all"
+    assert len(proxy.fake.calls_to("chat/completion")[0].body["prompt"]) > 5_000_000
