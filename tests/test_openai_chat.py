@@ -330,3 +330,25 @@ async def test_openai_models_list_keeps_its_shape_beside_google_clients(proxy):
             google_shape = await resp.json()
     assert openai_shape["object"] == "list" and "models" not in openai_shape
     assert "models" in google_shape and google_shape["models"][0]["name"].startswith("models/")
+
+
+async def test_search_answer_carries_url_citations(proxy, fixtures_dir):
+    name = "guangzhou-weather-reasoner-search-20260404"
+    proxy.fake.enqueue(Replay(fixtures_dir / "deepseek-sse" / name))
+    resp = await client(proxy).chat.completions.create(model="deepseek-reasoner-search",
+                                                       messages=USER)
+    message = resp.choices[0].message
+    assert message.content == expected(fixtures_dir, name)["content"]  # raw markers kept
+    urls = [a.url_citation.url for a in message.annotations]
+    assert urls and all(u.startswith("http") for u in urls)
+
+
+async def test_markdown_citation_style_links_the_markers(proxy_factory, fixtures_dir):
+    proxy = await proxy_factory({"search": {"citation_style": "markdown"}})
+    name = "guangzhou-weather-reasoner-search-20260404"
+    proxy.fake.enqueue(Replay(fixtures_dir / "deepseek-sse" / name))
+    stream = await client(proxy).chat.completions.create(
+        model="deepseek-reasoner-search", messages=USER, stream=True)
+    text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+    assert "[reference:" not in text
+    assert "](http" in text
