@@ -48,9 +48,15 @@ from .structured import JSONOutputError, format_instructions, repair_prompt
 from .shaping import ShapingSettings, TurnShaper
 from .tokens import count_prompt_tokens
 from .toolcall.prompt import build_tool_prompt
-from .upstream.client import COMPLETION_PATH, UpstreamCallError, UpstreamStream
+from .upstream.client import (
+    COMPLETION_PATH,
+    POW_REFUSED_CODES,
+    UpstreamCallError,
+    UpstreamStream,
+)
 from .upstream.events import ContentFiltered as FilterEvent
 from .upstream.events import Hint, TextChunk, UpstreamFault
+from .upstream.files import plan_uploads, ref_file_ids, upload_all, with_uploaded_ids
 from .upstream.patch import StreamParser
 from .upstream.session import Credentials, with_refresh
 
@@ -62,7 +68,6 @@ log = logging.getLogger("ds2proxy.pipeline")
 CONTINUE_PATH = "/api/v0/chat/continue"
 EMPTY_RETRY_SUFFIX = ("\n\nPrevious reply had no visible output. Please regenerate the visible "
                       "final answer or tool call now.")
-_POW_REFUSED = {40300, 40301}
 _SAMPLING = ("temperature", "top_p", "max_tokens", "max_completion_tokens", "presence_penalty",
              "frequency_penalty", "stop")
 
@@ -88,8 +93,13 @@ class Turn:
         self.caller = caller
         self.id = uuid.uuid4().hex
         self.created = int(time.time())
+        # Inline payloads to upload once an account is leased (400 over the limit).
+        self._uploads = plan_uploads(chat.messages, chat.model.model_type)
+        self._upload_bytes = sum(len(u.data) for u in self._uploads.values())
+        self._file_ids = ref_file_ids(chat)
         self.prompt = build_turn_prompt(chat, core.config)
-        self.prompt_tokens = count_prompt_tokens(self.prompt)
+        self.prompt_tokens = count_prompt_tokens(self.prompt,
+                                                 attachment_bytes=self._upload_bytes)
         self.continue_calls = 0
         self.account: str | None = None
         self._creds: Credentials | None = None
@@ -158,7 +168,22 @@ class Turn:
         client = self.core.client
         self._session_id = await with_refresh(creds, self.core.keeper, client.create_session)
         self.id = self._session_id
+        await self._attach_uploads(creds)
         await self._start_completion(creds, self.prompt, parent=None)
+
+    async def _attach_uploads(self, creds: Credentials) -> None:
+        """Upload the inline attachments on this account, then reference them
+        by id and name them in the prompt (files belong to one account, so a
+        fail-over uploads again and gets new ids)."""
+        if not self._uploads:
+            return
+        ids = await upload_all(self.core.client, creds, self.core.keeper,
+                               self._uploads.values())
+        chat = with_uploaded_ids(self.chat, ids)
+        self._file_ids = ref_file_ids(chat)
+        self.prompt = build_turn_prompt(chat, self.core.config)
+        self.prompt_tokens = count_prompt_tokens(self.prompt,
+                                                 attachment_bytes=self._upload_bytes)
 
     async def _start_completion(self, creds: Credentials, prompt: str, parent: int | None) -> None:
         body = self._completion_body(prompt, parent)
@@ -172,7 +197,7 @@ class Turn:
                 return
             except UpstreamCallError as exc:
                 # A refused PoW answer gets one fresh challenge (spec §12).
-                if exc.envelope.code not in _POW_REFUSED or attempt:
+                if exc.envelope.code not in POW_REFUSED_CODES or attempt:
                     raise
 
     async def _solve_pow(self, creds: Credentials) -> str:
@@ -188,7 +213,7 @@ class Turn:
             "model_type": chat.model.model_type,
             "parent_message_id": parent,
             "prompt": prompt,
-            "ref_file_ids": list(chat.file_ids),
+            "ref_file_ids": list(self._file_ids),
             "thinking_enabled": chat.thinking_enabled,
             "search_enabled": chat.model.search,
         }

@@ -20,20 +20,24 @@ _TEXT_PART_TYPES = frozenset({"text", "input_text", "output_text"})
 
 
 def attachment_placeholder(part: AttachmentPart) -> str:
-    """A short mention of an attachment the web chat does not carry itself.
+    """A short mention of an attachment, never its bytes.
 
-    An attachment with an upstream ``file_id`` is attached to the turn and
-    needs no mention; any other becomes ``[image: …]`` / ``[file: …]`` so the
-    model knows something was sent. Data URLs are never copied (base64 would
-    flood the prompt).
+    A client's reference to an upstream file (``file_id`` only) is attached
+    to the turn and needs no mention. A payload the gateway uploaded (bytes
+    and the ``file_id`` they became) is named with its id, so the model can
+    tell the attached files apart. Anything else (remote URLs, payloads not
+    uploaded) becomes ``[image: …]`` / ``[file: …]`` so the model knows
+    something was sent; data URLs are never copied.
     """
-    if part.file_id:
+    if part.file_id and part.data is None:
         return ""
     url = part.url if part.url and not part.url.startswith("data:") else None
     if part.kind == "file":
         label = part.name or part.mime_type or url or _data_url_mime(part.url)
     else:
         label = part.mime_type or url or _data_url_mime(part.url)
+    if part.file_id:
+        return f"[{part.kind}: {label + ', ' if label else ''}attached as {part.file_id}]"
     return f"[{part.kind}: {label or 'attached'}]"
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import BodyPartReader, web
 
-from .envelopes import missing_field, ok
+from .envelopes import biz_error, missing_field, ok
 from .fake_core import FakeCore, Refusal
 from .state import FakeFile
 
@@ -14,6 +14,10 @@ UPLOAD_PATH = "/api/v0/file/upload_file"
 class FileRoutes(FakeCore):
     # Polls of fetch_files that still answer PENDING before SUCCESS.
     file_pending_polls: int = 0
+    # A business error every upload answers with (tests of upload failures).
+    upload_error: tuple[int, str] | None = None
+    # The status a file reaches after its pending polls: SUCCESS or FAILED (§7).
+    file_final_status: str = "SUCCESS"
 
     def file_routes(self) -> list[web.RouteDef]:
         return [web.post(UPLOAD_PATH, self.upload_file),
@@ -21,6 +25,8 @@ class FileRoutes(FakeCore):
 
     async def upload_file(self, request: web.Request) -> web.Response:
         self.require_pow(request, UPLOAD_PATH)
+        if self.upload_error is not None:
+            return biz_error(self.upload_error)
         part = await _file_part(request)
         data = await part.read()
         upload = FakeFile(
@@ -40,8 +46,16 @@ class FileRoutes(FakeCore):
             upload = self.files.get(file_id.strip())
             if upload is not None and upload.owner == owner:
                 upload.polls += 1
-                found.append(upload.as_json(ready=upload.polls > self.file_pending_polls))
+                found.append(self._polled(upload))
         return ok({"files": found})
+
+    def _polled(self, upload: FakeFile) -> dict:
+        """The file as a poll sees it: pending, then the configured final status."""
+        ready = upload.polls > self.file_pending_polls
+        doc = upload.as_json(ready=ready)
+        if ready:
+            doc["status"] = self.file_final_status
+        return doc
 
 
 async def _file_part(request: web.Request) -> BodyPartReader:

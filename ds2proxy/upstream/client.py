@@ -13,6 +13,7 @@ import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp
 import orjson
@@ -26,6 +27,8 @@ log = logging.getLogger("ds2proxy.upstream")
 
 COMPLETION_PATH = "/api/v0/chat/completion"
 UPLOAD_PATH = "/api/v0/file/upload_file"
+# A missing or refused PoW answer (spec §12): worth one fresh challenge.
+POW_REFUSED_CODES = frozenset({40300, 40301})
 
 _INVALID_TOKEN_CODES = {40001, 40002, 40003}
 _INVALID_TOKEN_WORDS = ("token", "unauthorized", "expired", "not login", "login required",
@@ -208,7 +211,12 @@ class DeepSeekClient:
                          body: Any = None) -> Envelope:
         headers = self.headers(token)
         data = None if body is None else orjson.dumps(body)
-        capture = self._capture(method, path, headers, data)
+        return await self._call(what, method, path, headers, data, data)
+
+    async def _call(self, what: str, method: str, path: str, headers: dict[str, str],
+                    data: Any, captured_body: bytes | None) -> Envelope:
+        """Send one request and decode its envelope; errors become UpstreamError."""
+        capture = self._capture(method, path, headers, captured_body)
         try:
             async with self.http.request(method, self._url(path), headers=headers, data=data,
                                          timeout=self._timeout()) as resp:
@@ -266,6 +274,35 @@ class DeepSeekClient:
         if not isinstance(challenge, dict):
             raise UpstreamError("create_pow_challenge returned no challenge")
         return Challenge.from_dict(challenge)
+
+    async def upload_file(self, token: str, pow_header: str, *, data: bytes, name: str,
+                          mime_type: str, model_type: str) -> dict[str, Any]:
+        """Spec §7: one multipart part ``file``; returns the file object.
+
+        ``model_type`` is ``vision`` for images (the store parses them for
+        the vision model), else the request's tier. The capture keeps only
+        the size, never the bytes.
+        """
+        headers = self.headers(token, pow_header)
+        del headers["Content-Type"]  # aiohttp writes the multipart boundary
+        headers.update({"x-file-size": str(len(data)), "x-thinking-enabled": "1",
+                        "x-model-type": model_type})
+        form = aiohttp.FormData()
+        form.add_field("file", data, filename=name, content_type=mime_type)
+        env = await self._call("file/upload_file", "POST", UPLOAD_PATH, headers, form,
+                               f"<{len(data)} bytes of {mime_type}>".encode())
+        if not isinstance(env.biz_data, dict) or not env.biz_data.get("id"):
+            raise UpstreamError("file/upload_file returned no file id")
+        return env.biz_data
+
+    async def fetch_files(self, token: str, file_ids: list[str]) -> list[dict[str, Any]]:
+        """Spec §7: the current file objects (status polling)."""
+        query = urlencode({"file_ids": ",".join(file_ids)})
+        env = await self._json_call("file/fetch_files", "GET",
+                                    f"/api/v0/file/fetch_files?{query}", token=token)
+        data = env.biz_data if isinstance(env.biz_data, dict) else {}
+        files = data.get("files")
+        return [f for f in files if isinstance(f, dict)] if isinstance(files, list) else []
 
     async def delete_session(self, token: str, session_id: str) -> None:
         await self._json_call("chat_session/delete", "POST", "/api/v0/chat_session/delete",
