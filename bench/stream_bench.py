@@ -5,15 +5,21 @@ process is the client. One answer of ``CHUNKS`` tokens is streamed with no
 delay, first read directly off the upstream protocol, then through
 ``/v1/chat/completions`` (stream). Prints chunks/s for both and their ratio.
 
-    python bench/stream_bench.py [--chunks 20000] [--runs 3]
+    python bench/stream_bench.py [--chunks 20000] [--runs 3] [--profile 30]
+
+``--profile N`` instead serves ds2proxy in this process under cProfile (the
+fake upstream stays in its own process) and prints the N costliest functions
+of the proxy side, to see where per-chunk time goes.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import json
 import os
+import pstats
 import socket
 import statistics
 import subprocess
@@ -24,7 +30,8 @@ from pathlib import Path
 
 import aiohttp
 
-from ds2proxy.config import AccountConfig, UpstreamSettings
+from ds2proxy.app import create_app, start_server
+from ds2proxy.config import AccountConfig, ConfigStore, UpstreamSettings
 from ds2proxy.pow import encode_header, solve
 from ds2proxy.upstream.client import COMPLETION_PATH, DeepSeekClient
 
@@ -107,20 +114,47 @@ async def proxy_run(url: str) -> tuple[int, float]:
         return chunks, time.perf_counter() - start
 
 
+def proxy_config(base_url: str) -> dict:
+    return {"keys": [KEY], "accounts": [{"email": EMAIL, "password": PASSWORD}],
+            "upstream": {"base_url": base_url}, "runtime": {"account_max_inflight": 4}}
+
+
+async def profile(base_url: str, runs: int, top: int) -> None:
+    """Serve the proxy in this process and profile only the streamed runs."""
+    server = await start_server(create_app(ConfigStore(proxy_config(base_url))))
+    try:
+        await proxy_run(server.url)  # warm-up outside the profile
+        profiler = cProfile.Profile()
+        profiler.enable()
+        for _ in range(runs):
+            await proxy_run(server.url)
+        profiler.disable()
+    finally:
+        await server.close()
+    pstats.Stats(profiler).sort_stats("tottime").print_stats(top)
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--chunks", type=int, default=20000)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--profile", type=int, default=0, metavar="N",
+                        help="profile an in-process proxy and print the top N functions")
     args = parser.parse_args()
 
     fake_port, proxy_port = free_port(), free_port()
     fake = spawn([sys.executable, "-c", FAKE_PROGRAM, str(fake_port), str(args.chunks)], "ready")
     base_url = f"http://127.0.0.1:{fake_port}"
+    if args.profile:
+        try:
+            await profile(base_url, args.runs, args.profile)
+        finally:
+            fake.terminate()
+            fake.wait()
+        return
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "config.json"
-        config.write_text(json.dumps({
-            "keys": [KEY], "accounts": [{"email": EMAIL, "password": PASSWORD}],
-            "upstream": {"base_url": base_url}, "runtime": {"account_max_inflight": 4}}))
+        config.write_text(json.dumps(proxy_config(base_url)))
         env = {**os.environ, "DS2PROXY_LOG_LEVEL": "WARNING"}
         proxy = subprocess.Popen([sys.executable, "-m", "ds2proxy", "--config", str(config),
                                   "--port", str(proxy_port)], env=env,

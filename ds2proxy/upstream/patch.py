@@ -26,6 +26,11 @@ The model is the spec's response tree (§9–§11): patches are applied to it an
 text is the growth of THINK / RESPONSE fragments, tracked per fragment id
 across rounds so a continue snapshot only yields what is new. Whatever cannot
 be understood is logged and skipped; nothing here raises on stream content.
+
+Most lines of a stream are path-less tokens appended to the newest fragment.
+Those take a fast path (:meth:`StreamParser._append_to_tail`) that yields
+exactly the events of the general one without walking the tree or re-reading
+every fragment; ``fast_path=False`` turns it off, so tests can compare both.
 """
 
 from __future__ import annotations
@@ -46,11 +51,19 @@ from .events import (
     UpstreamEvent,
     UpstreamFault,
 )
-from .stream_text import TextTracker, cut_leak, fragments_of, text_fields
+from .stream_text import (
+    LEAK_MARKER,
+    TextTracker,
+    cut_leak,
+    fragments_of,
+    tail_text,
+    text_fields,
+)
 from .stream_tree import (
     APPEND,
     LEGACY_ANSWER,
     LEGACY_THINKING,
+    TAIL_CONTENT,
     Cursor,
     PatchError,
     apply,
@@ -64,13 +77,15 @@ FINISHED, INCOMPLETE, CONTENT_FILTER = "FINISHED", "INCOMPLETE", "CONTENT_FILTER
 TERMINAL = frozenset({FINISHED, INCOMPLETE, CONTENT_FILTER})
 _QUIET_EVENTS = frozenset({"finish", "update_session", "title", "close"})
 _TEXT_ROOTS = ("response/fragments", LEGACY_ANSWER, LEGACY_THINKING)
+_DATA_OBJECT = "data: {"
 
 
 class StreamParser:
     """Parses the rounds of one DeepSeek turn; see the module docstring."""
 
-    def __init__(self, *, thinking_enabled: bool = True) -> None:
+    def __init__(self, *, thinking_enabled: bool = True, fast_path: bool = True) -> None:
         self.thinking_enabled = thinking_enabled
+        self.fast_path = fast_path
         self.status: str | None = None
         self.auto_continue = False
         self.request_message_id: int | None = None
@@ -89,6 +104,9 @@ class StreamParser:
         self._leaked: set[Hashable] = set()
         self._unknown_types: set[str] = set()
         self._logged: set[Hashable] = set()
+        # The last fragment as of the last full text sync, if tokens may take
+        # the fast path into it: (fragment, tracker key, kind).
+        self._tail: tuple[dict, Hashable, TextKind] | None = None
 
     # -- rounds ---------------------------------------------------------------
 
@@ -127,6 +145,8 @@ class StreamParser:
         """Parse one line (no newline): ``event: x``, ``data: {…}``, ``: …`` or ``""``."""
         if line.endswith("\r"):
             line = line[:-1]
+        if line.startswith(_DATA_OBJECT):  # the common case, never "[DONE]"
+            return self._data(line[6:])
         if not line:
             self._event = "message"
             return []
@@ -136,16 +156,24 @@ class StreamParser:
             return []
         if name != "data":
             return []  # comments, id/retry fields, foreign lines
-        event, self._event = self._event, "message"  # exactly one data line per event
         value = value[1:] if value.startswith(" ") else value
         if value.strip() == "[DONE]":
+            self._event = "message"
             return []
+        return self._data(value)
+
+    def _data(self, value: str) -> list[UpstreamEvent]:
+        """One ``data:`` value (without the field name) under the pending event name."""
+        event, self._event = self._event, "message"  # exactly one data line per event
         try:
             payload = orjson.loads(value)
         except orjson.JSONDecodeError:
             self._log_once(("json", event), "skipping undecodable %s frame", event)
             return []
         out: list[UpstreamEvent] = []
+        if (self.fast_path and event == "message" and type(payload) is dict
+                and len(payload) == 1 and self._append_to_tail(payload.get("v"), out)):
+            return out
         self._dispatch(event, payload, out)
         if self._filter_pending:
             self._filter_pending = False
@@ -196,6 +224,7 @@ class StreamParser:
         try:
             self._tree = apply(self._tree, path, op, value)
         except PatchError as exc:
+            self._tail = None  # a failed walk may have added nodes: re-check before trusting it
             self._log_once(("apply", path, str(exc)), "skipping %s on %r: %s", op, path, exc)
             return
         self._track(path, value, out)
@@ -233,11 +262,43 @@ class StreamParser:
         if status == CONTENT_FILTER and not self._filtered:
             self._filtered = self._filter_pending = True
 
+    def _append_to_tail(self, value: Any, out: list[UpstreamEvent]) -> bool:
+        """The fast path of ``{"v": text}``: False (nothing done) unless it applies.
+
+        It applies when the step resolves to APPEND on the newest fragment's
+        content, that fragment is still the THINK / RESPONSE one the last full
+        sync saw (and the only one with its key), the tracker has emitted its
+        text exactly, and no filter or leaked marker is involved. Every other
+        field was fully synced then and cannot have changed, so this
+        fragment's growth is the whole event, as the general path finds it.
+        """
+        cursor, tail = self._cursor, self._tail
+        if (tail is None or not isinstance(value, str) or cursor.path != TAIL_CONTENT
+                or cursor.op not in (None, APPEND) or self._filtered):
+            return False
+        frag, key, kind = tail
+        frags = fragments_of(self._tree)
+        content = frag.get("content")
+        if (not frags or frags[-1] is not frag or not isinstance(content, str)
+                or not self._tracker.holds(key, content) or key in self._leaked
+                or (kind == "answer" and LEAK_MARKER in value)):
+            return False
+        text = content + value
+        frag["content"] = text
+        self._tracker.advance(key, text)
+        if value:
+            out.append(TextChunk(kind, value))
+            self.current_kind = kind
+        return True
+
     def _sync_text(self, out: list[UpstreamEvent]) -> None:
         """Emit what every text field gained since it was last emitted."""
+        self._tail = None
         if self._filtered:
             return
+        keys: list[Hashable] = []
         for key, kind, text in text_fields(self._tree, self._unknown_types):
+            keys.append(key)
             delta = self._tracker.delta(key, text)
             if not delta or key in self._leaked:
                 continue
@@ -251,6 +312,9 @@ class StreamParser:
             self.current_kind = kind
         for ftype in self._unknown_types:
             self._log_once(("type", ftype), "ignoring fragments of unknown type %r", ftype)
+        tail = tail_text(self._tree)
+        if tail is not None and keys.count(tail[1]) == 1:
+            self._tail = tail
 
     # -- results --------------------------------------------------------------
 

@@ -44,16 +44,32 @@ def text_fields(root: Any, unknown: set[str]) -> Iterator[tuple[Hashable, TextKi
         ftype = frag.get("type")
         kind = FRAGMENT_KINDS.get(ftype) if isinstance(ftype, str) else None
         if kind is None:
-            if ftype not in SILENT_FRAGMENTS:
-                unknown.add(str(ftype))
+            if not (isinstance(ftype, str) and ftype in SILENT_FRAGMENTS):
+                unknown.add(str(ftype))  # a non-string type is unknown too, not a crash
             continue
         content = frag.get("content")
         if isinstance(content, str):
-            fid = frag.get("id")
-            yield ("fragment", fid if isinstance(fid, int) else f"#{pos}"), kind, content
+            yield fragment_key(frag, pos), kind, content
     response = root.get("response") if isinstance(root, dict) else None
     if isinstance(response, dict):
         yield from _legacy_fields(response)
+
+
+def fragment_key(frag: dict, pos: int) -> Hashable:
+    """A fragment's tracker key: its id, else its position (ids survive a snapshot)."""
+    fid = frag.get("id")
+    return "fragment", fid if isinstance(fid, int) else f"#{pos}"
+
+
+def tail_text(root: Any) -> tuple[dict, Hashable, TextKind] | None:
+    """``(fragment, key, kind)`` of the last fragment when it is THINK / RESPONSE text."""
+    frags = fragments_of(root)
+    frag = frags[-1] if frags else None
+    if not isinstance(frag, dict) or not isinstance(frag.get("content"), str):
+        return None
+    ftype = frag.get("type")
+    kind = FRAGMENT_KINDS.get(ftype) if isinstance(ftype, str) else None
+    return None if kind is None else (frag, fragment_key(frag, len(frags) - 1), kind)
 
 
 def _legacy_fields(response: dict) -> Iterator[tuple[Hashable, TextKind, str]]:
@@ -109,3 +125,12 @@ class TextTracker:
                         " keeping what was sent", key, len(seen), len(text))
             self._seen[key] = text
         return ""
+
+    def holds(self, key: Hashable, text: str) -> bool:
+        """``text`` is exactly what was emitted for ``key`` (the same object), so
+        appending to it makes the appended part the whole delta."""
+        return self._seen.get(key) is text
+
+    def advance(self, key: Hashable, text: str) -> None:
+        """Record ``text`` as emitted for ``key`` (when :meth:`holds` was true)."""
+        self._seen[key] = text

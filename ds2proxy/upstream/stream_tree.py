@@ -23,6 +23,8 @@ BATCH = "BATCH"
 
 LEGACY_ANSWER = "response/content"
 LEGACY_THINKING = "response/thinking_content"
+# Where a path-less token usually goes: the content of the newest fragment.
+TAIL_CONTENT = "response/fragments/-1/content"
 
 
 class PatchError(ValueError):

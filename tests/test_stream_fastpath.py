@@ -1,0 +1,249 @@
+"""The parser's token fast path yields exactly what the general path yields.
+
+Every stream is parsed twice, with ``fast_path`` on and off, and the event
+lists and end states are compared; each test also checks the fast path really
+ran, so a stream that silently bypasses it proves nothing.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from ds2proxy.testing import Scripted, SearchHit
+from ds2proxy.testing.recordings import load_rounds
+from ds2proxy.testing.reconstruct import Reconstruction, lines_of
+from ds2proxy.testing.scripted_stream import TurnContext, render
+from ds2proxy.upstream.events import ContentFiltered, TextChunk
+from ds2proxy.upstream.patch import StreamParser
+
+RECORDINGS = [
+    "markdown-format-example-20260405-spacefix",
+    "longtext-deepseek-v4-flash-20260429",
+    "continue-thinking-snapshot-replay-20260405",
+    "guangzhou-weather-reasoner-search-20260404",
+]
+CONTENT = "response/fragments/-1/content"
+
+
+class CountingParser(StreamParser):
+    """Counts the tokens the fast path took, to prove it was exercised."""
+
+    taken = 0
+
+    def _append_to_tail(self, value: Any, out: list) -> bool:
+        done = super()._append_to_tail(value, out)
+        self.taken += done
+        return done
+
+
+def parse(rounds: Sequence[bytes], *, fast: bool, thinking: bool = True) -> Reconstruction:
+    result = Reconstruction(CountingParser(thinking_enabled=thinking, fast_path=fast))
+    for body in rounds:
+        result.feed_round(body)
+    return result
+
+
+def state(result: Reconstruction) -> tuple:
+    p = result.parser
+    return (p.status, p.ended, p.should_continue, p.auto_continue, p.current_kind,
+            p.request_message_id, p.response_message_id, p.upstream_usage, p.tree,
+            p.citations(), result.continue_after)
+
+
+def assert_same(rounds: Sequence[bytes], *, thinking: bool = True,
+                min_taken: int = 1) -> Reconstruction:
+    """Both paths agree on every event and on the end state; returns the fast run."""
+    slow = parse(rounds, fast=False, thinking=thinking)
+    fast = parse(rounds, fast=True, thinking=thinking)
+    assert slow.parser.taken == 0
+    assert fast.events == slow.events
+    assert state(fast) == state(slow)
+    assert fast.parser.taken >= min_taken
+    return fast
+
+
+def body(*frames: Any) -> bytes:
+    """An SSE body: dicts become ``data:`` events, strings are raw lines."""
+    out = []
+    for frame in frames:
+        out.append(frame if isinstance(frame, str) else "data: " + orjson.dumps(frame).decode())
+    return ("\n".join(out) + "\n").encode()
+
+
+def opening(*fragments: dict) -> list[dict]:
+    return [{"v": {"response": {"message_id": 2, "status": "WIP",
+                                "fragments": list(fragments)}}}]
+
+
+def frag(fid: int, ftype: str, content: Any = "") -> dict:
+    return {"id": fid, "type": ftype, "content": content}
+
+
+FINISHED = {"p": "response/status", "o": "SET", "v": "FINISHED"}
+
+
+# -- recordings and scripted turns --------------------------------------------
+
+
+@pytest.mark.parametrize("name", RECORDINGS)
+def test_recordings_parse_identically(fixtures_dir: Path, name: str) -> None:
+    rounds = load_rounds(fixtures_dir / "deepseek-sse" / name)
+    fast = assert_same(rounds, min_taken=100)
+    text_events = sum(isinstance(e, TextChunk) for e in fast.events)
+    assert fast.parser.taken >= text_events // 2
+
+
+@pytest.mark.parametrize("name", RECORDINGS)
+def test_recordings_parse_identically_without_thinking(fixtures_dir: Path, name: str) -> None:
+    assert_same(load_rounds(fixtures_dir / "deepseek-sse" / name), thinking=False,
+                min_taken=100)
+
+
+def test_spliced_rounds_parse_identically(fixtures_dir: Path) -> None:
+    folder = fixtures_dir / "deepseek-sse" / "continue-thinking-snapshot-replay-20260405"
+    assert_same([b"".join(load_rounds(folder))], min_taken=100)
+
+
+SCRIPTS = {
+    "plain": Scripted(thinking="Let me think  about it.\n\n", answer="Cats  purr.\n \t"),
+    "whitespace": Scripted(answer=[" ", "\n", "\t", "  ", "x", "\r", " "], chunk_size=1),
+    "search": Scripted(thinking="Searching.", answer="Paris [reference:0] and [reference:1].",
+                       search=[SearchHit("https://a.example/", "A"),
+                               SearchHit("https://b.example/", "B")]),
+    "continues": Scripted(thinking="t" * 40, answer="answer text " * 8, chunk_size=2,
+                          incomplete_after=[10, 30], snapshot_overshoot=5),
+    "filtered": Scripted(answer="Some text before the filter", content_filter=True),
+    "leak": Scripted(answer=["Fine ", "so ", "far ", "\tCONTENT_FILTER", "hidden", " more"]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SCRIPTS))
+def test_scripted_turns_parse_identically(name: str) -> None:
+    ctx = TurnContext(request_message_id=1, response_message_id=2, search_enabled=True)
+    rounds = [b"".join(r) for r in render(SCRIPTS[name], ctx)]
+    assert_same(rounds)
+
+
+# -- hand-written edge cases ----------------------------------------------------
+
+
+def test_leaked_marker_in_a_token_is_cut_and_later_tokens_dropped() -> None:
+    fast = assert_same([body(*opening(frag(1, "RESPONSE")), {"p": CONTENT, "o": "APPEND", "v": "a"},
+                             {"v": "b"}, {"v": "c \tCONTENT_FILTER d"}, {"v": "e"}, FINISHED)])
+    assert fast.answer == "abc"
+
+
+def test_content_filter_stops_text_on_both_paths() -> None:
+    fast = assert_same([body(*opening(frag(1, "RESPONSE")), {"p": CONTENT, "o": "APPEND", "v": "a"},
+                             {"v": "b"}, {"p": "response/status", "o": "SET", "v": "CONTENT_FILTER"},
+                             {"p": CONTENT, "v": "c"}, {"v": "d"})])
+    assert fast.answer == "ab"
+    assert any(isinstance(e, ContentFiltered) for e in fast.events)
+
+
+def test_filter_frame_between_tokens_stops_the_fast_path() -> None:
+    """The ``code`` frame leaves the cursor on the content, so the next token is path-less."""
+    fast = assert_same([body(*opening(frag(1, "RESPONSE")), {"p": CONTENT, "o": "APPEND", "v": "a"},
+                             {"v": "b"}, {"code": "content_filter"}, {"v": "c"}, {"v": "d"})])
+    assert fast.answer == "ab"
+
+
+def test_fragment_type_that_is_not_a_string_is_skipped() -> None:
+    fast = assert_same([body(*opening(frag(1, "THINK")), {"p": CONTENT, "o": "APPEND", "v": "a"},
+                             {"v": "b"}, {"p": "response/fragments/-1/type", "o": "SET",
+                                          "v": {"odd": 1}}, {"v": "c"}, FINISHED)])
+    assert fast.thinking == "ab"
+
+
+def test_sticky_set_is_not_an_append() -> None:
+    fast = assert_same([body(*opening(frag(1, "THINK")), {"p": CONTENT, "o": "APPEND", "v": "a"},
+                             {"v": "b"}, {"p": CONTENT, "o": "SET", "v": "abX"}, {"v": "Y"},
+                             {"p": CONTENT, "o": "APPEND", "v": "c"}, {"v": "d"}, FINISHED)])
+    assert fast.thinking == "abXcd"  # "Y" replaced the text: nothing new to send
+
+
+def test_cursor_on_another_field_takes_the_general_path() -> None:
+    assert_same([body(*opening(frag(1, "THINK")), {"p": CONTENT, "o": "APPEND", "v": "a"},
+                      {"v": "b"}, {"p": "response/fragments/-1/elapsed_secs", "o": "SET", "v": 1.5},
+                      {"v": "c"}, {"p": "response/fragments", "o": "APPEND",
+                                   "v": [frag(2, "RESPONSE", "x")]},
+                      {"p": CONTENT, "v": "y"}, {"v": "z"}, FINISHED)])
+
+
+def test_duplicate_fragment_ids_and_odd_fragments() -> None:
+    assert_same([body(*opening(frag(1, "THINK", "t"), frag(7, "MYSTERY", "?"), "not a fragment",
+                               frag(1, "RESPONSE")),
+                      {"p": CONTENT, "o": "APPEND", "v": "a"}, {"v": "b"},
+                      {"p": "response/fragments", "o": "APPEND", "v": [frag(3, "RESPONSE")]},
+                      {"p": CONTENT, "v": "c"}, {"v": "d"}, {"v": ""}, {"v": 5}, {"v": None},
+                      {"v": {"text": "obj"}}, {"v": "e"}, FINISHED)], min_taken=2)
+
+
+def test_non_string_content_and_failed_patches() -> None:
+    assert_same([body(*opening(frag(1, "RESPONSE", None)), {"p": CONTENT, "o": "APPEND", "v": "a"},
+                      {"v": "b"}, {"p": "response/fragments/-1/content/x", "v": "bad"},
+                      {"v": "c"}, {"p": "response/fragments/-1/type", "o": "SET", "v": "TIP"},
+                      {"p": CONTENT, "o": "APPEND", "v": "hidden"}, {"v": "more"},
+                      {"p": "response/fragments/-1/type", "o": "SET", "v": "RESPONSE"},
+                      {"p": CONTENT, "o": "APPEND", "v": "d"}, {"v": "e"}, FINISHED)])
+
+
+def test_snapshot_shorter_than_what_was_sent() -> None:
+    first = body(*opening(frag(1, "THINK")), {"p": CONTENT, "o": "APPEND", "v": "abc"},
+                 {"v": "def"}, {"p": "response/status", "o": "SET", "v": "INCOMPLETE"})
+    second = body({"v": {"response": {"message_id": 2, "status": "WIP",
+                                      "fragments": [frag(1, "THINK", "abcd")]}}},
+                  {"p": CONTENT, "o": "APPEND", "v": "e"}, {"v": "f"}, {"v": "gh"}, FINISHED)
+    fast = assert_same([first, second])
+    assert fast.thinking == "abcdefgh"
+
+
+def test_events_frames_and_legacy_fields_around_tokens() -> None:
+    assert_same([body("event: ready", {"request_message_id": 1, "response_message_id": 2},
+                      ": comment", *opening(frag(1, "THINK")),
+                      {"p": CONTENT, "o": "APPEND", "v": "a"}, "event: update_session",
+                      {"v": "not text"}, {"v": "b\r"}, "data: {\"v\":\"c\"}\r", "data: [DONE]",
+                      {"p": "response/content", "v": "legacy"}, {"v": " answer"},
+                      {"p": CONTENT, "o": "APPEND", "v": "d"}, {"v": "e"}, "data: {broken",
+                      {"v": "f", "p": CONTENT}, {"v": "g"}, {"error": "boom"}, FINISHED)])
+
+
+def test_random_streams_parse_identically() -> None:
+    """Random mixes of tokens and structural patches; a fixed seed keeps it repeatable."""
+    rng = random.Random(20260405)
+    for _ in range(300):
+        rounds = [random_round(rng) for _ in range(rng.randint(1, 3))]
+        assert_same(rounds, min_taken=0)
+
+
+def random_round(rng: random.Random) -> bytes:
+    kinds = ["THINK", "RESPONSE", "TIP", "SEARCH_X"]
+    frames: list[Any] = opening(frag(rng.randint(1, 3), rng.choice(kinds)))
+    words = ["a", " ", "\n", "b c", "CONTENT_FILTER", "", "\t", "ü"]
+    for _ in range(rng.randint(5, 40)):
+        roll = rng.random()
+        if roll < 0.6:
+            frames.append({"v": rng.choice(words)})
+        elif roll < 0.7:
+            frames.append({"p": CONTENT, "o": rng.choice(["APPEND", "SET"]), "v": rng.choice(words)})
+        elif roll < 0.78:
+            frames.append({"p": "response/fragments", "o": "APPEND",
+                           "v": [frag(rng.randint(1, 4), rng.choice(kinds), rng.choice(words))]})
+        elif roll < 0.84:
+            frames.append({"p": "response/fragments/-1/elapsed_secs", "o": "SET", "v": 1})
+        elif roll < 0.88:
+            frames.append({"p": "response/status", "o": "SET",
+                           "v": rng.choice(["WIP", "INCOMPLETE", "CONTENT_FILTER"])})
+        elif roll < 0.93:
+            frames.append({"p": "response/fragments/-1/type", "o": "SET", "v": rng.choice(kinds)})
+        else:
+            frames.append({"v": {"response": {"message_id": 2, "fragments": [
+                frag(rng.randint(1, 3), rng.choice(kinds), "a" * rng.randint(0, 6))]}}})
+    frames.append(FINISHED)
+    return body(*frames)
