@@ -55,6 +55,8 @@ class StreamWriter:
         self._ka_task: asyncio.Future | None = None
         self._owner: asyncio.Task | None = None
         self._gone: ClientGone | None = None
+        self._waiting = False
+        self._since = self._armed_for = 0.0
         request[STREAM_KEY] = self
 
     @property
@@ -77,9 +79,11 @@ class StreamWriter:
     async def pace(self, events: AsyncIterator[T]) -> AsyncIterator[T]:
         """Yield ``events``; while none arrives for ``keepalive`` s, send a keep-alive.
 
-        The fast path costs one timer per event: ``anext`` is awaited
-        directly, and only when the timer fires does a task write a
-        keep-alive (then re-arm). A write failure there means the client
+        ``anext`` is awaited directly and one timer is reused across events
+        (re-arming per event would cost more than the event): when it fires
+        during an earlier wait it moves to the current wait's deadline, and
+        only a wait that lasted ``keepalive`` s gets a task that writes a
+        keep-alive (then re-arms). A write failure there means the client
         left: the consuming task is cancelled and :class:`ClientGone` raised.
         """
         iterator = aiter(events)
@@ -87,7 +91,7 @@ class StreamWriter:
         self._owner = asyncio.current_task()
         try:
             while True:
-                self._arm(loop)
+                self._wait(loop)
                 try:
                     item = await anext(iterator)
                 except StopAsyncIteration:
@@ -97,7 +101,7 @@ class StreamWriter:
                         raise ClientGone(str(self._gone)) from None
                     raise
                 finally:
-                    self._disarm()
+                    self._waiting = False
                 if self._ka_task is not None:
                     await asyncio.shield(self._ka_task)
                     if self._gone is not None:
@@ -109,8 +113,16 @@ class StreamWriter:
             if aclose is not None:
                 await aclose()
 
+    def _wait(self, loop: asyncio.AbstractEventLoop) -> None:
+        """A silent interval starts now; arm the timer unless one is pending."""
+        self._since = loop.time()
+        self._waiting = True
+        if self._timer is None and self._ka_task is None:
+            self._arm(loop)
+
     def _arm(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._timer = loop.call_later(self.keepalive, self._fire)
+        self._armed_for = self._since
+        self._timer = loop.call_at(self._since + self.keepalive, self._fire)
 
     def _disarm(self) -> None:
         if self._timer is not None:
@@ -119,6 +131,11 @@ class StreamWriter:
 
     def _fire(self) -> None:
         self._timer = None
+        if not self._waiting:
+            return  # the next wait arms again
+        if self._armed_for != self._since:
+            self._arm(asyncio.get_running_loop())  # armed for an earlier wait
+            return
         self._ka_task = asyncio.ensure_future(self._send_keepalive())
 
     async def _send_keepalive(self) -> None:
@@ -131,7 +148,8 @@ class StreamWriter:
             return
         finally:
             self._ka_task = None
-        self._arm(asyncio.get_running_loop())
+        if self._waiting:
+            self._wait(asyncio.get_running_loop())
 
     async def finish(self) -> web.StreamResponse:
         """Flush and end the response (prepares it if nothing was written)."""
@@ -161,6 +179,9 @@ class SSEWriter(StreamWriter):
     async def send(self, data: Any, *, event: str | None = None) -> None:
         payload = _json(data)
         head = f"event: {event}\n".encode() if event else b""
+        if b"\n" not in payload:  # always so for JSON: skip the split
+            await self._write(head + b"data: " + payload + b"\n\n")
+            return
         # One data line per line of payload (JSON never contains raw newlines).
         body = b"".join(b"data: " + line + b"\n" for line in payload.split(b"\n"))
         await self._write(head + body + b"\n")
