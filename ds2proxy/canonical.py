@@ -68,12 +68,18 @@ class ToolCall:
 
 @dataclass(slots=True)
 class ToolResult:
-    """The result of one tool call, sent back by the client."""
+    """The result of one tool call, sent back by the client.
+
+    ``attachments`` holds images or files the tool returned (a screenshot,
+    a read image); they are uploaded like any other attachment and named
+    in the result's text.
+    """
 
     call_id: str
     content: str
     name: str | None = None
     is_error: bool = False
+    attachments: tuple[AttachmentPart, ...] = ()
 
 
 Part = TextPart | ReasoningPart | AttachmentPart | ToolCall | ToolResult
@@ -104,7 +110,14 @@ class Message:
 
     @property
     def attachments(self) -> list[AttachmentPart]:
-        return [p for p in self.parts if isinstance(p, AttachmentPart)]
+        """Attachments in order, those inside tool results included."""
+        found: list[AttachmentPart] = []
+        for part in self.parts:
+            if isinstance(part, AttachmentPart):
+                found.append(part)
+            elif isinstance(part, ToolResult):
+                found.extend(part.attachments)
+        return found
 
 
 # --------------------------------------------------------------------------

@@ -255,3 +255,70 @@ def test_uploaded_part_is_named_by_id_and_a_client_reference_is_not_mentioned():
     prompt = build_prompt([Message("user", [TextPart("see"), uploaded, referenced])])
     assert "see\n[image: attached as file-9]" in prompt
     assert "file-1" not in prompt
+
+
+# -- images returned by tools (a screenshot read by an agent) -------------------
+
+
+def assert_result_image_uploaded(proxy, result_text: str) -> None:
+    """The tool result's image was uploaded for vision and is named inside the
+    tool turn of the prompt, right after the result's own text."""
+    file_id = assert_uploaded(proxy, PNG, "image/png", "vision")
+    prompt = completion_body(proxy)["prompt"]
+    assert f"{result_text}\n[image: image/png, attached as {file_id}]" in prompt
+    assert PNG_B64[:40] not in prompt
+    assert proxy.core.pool.inflight == 0
+
+
+async def test_anthropic_tool_result_image_is_uploaded(proxy):
+    image = {"type": "image", "source": {"type": "base64", "media_type": "image/png",
+                                         "data": PNG_B64}}
+    await anthropic_client(proxy).messages.create(
+        model="claude-sonnet-4-6", max_tokens=256,
+        tools=[{"name": "Read", "input_schema": {"type": "object"}}],
+        messages=[
+            {"role": "user", "content": "look at the screenshot"},
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1",
+                                               "name": "Read", "input": {"path": "s.png"}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1",
+                                          "content": [{"type": "text", "text": "s.png:"},
+                                                      image]}]}])
+    assert_result_image_uploaded(proxy, "s.png:")
+
+
+async def test_responses_function_output_image_is_uploaded(proxy):
+    await openai_client(proxy).responses.create(model="deepseek-chat", input=[
+        {"role": "user", "content": "take a screenshot"},
+        {"type": "function_call", "call_id": "call_1", "name": "screenshot", "arguments": "{}"},
+        {"type": "function_call_output", "call_id": "call_1", "output": [
+            {"type": "input_text", "text": "taken"},
+            {"type": "input_image", "image_url": f"data:image/png;base64,{PNG_B64}"}]}])
+    assert_result_image_uploaded(proxy, "taken")
+
+
+async def test_gemini_function_response_parts_are_uploaded(proxy):
+    blob = types.FunctionResponseBlob(mime_type="image/png", data=PNG)
+    response = types.FunctionResponse(
+        name="screenshot", response={"output": "taken"},
+        parts=[types.FunctionResponsePart(inline_data=blob)])
+    await gemini_client(proxy).aio.models.generate_content(
+        model="gemini-2.5-flash", contents=[
+            types.Content(role="user", parts=[types.Part(text="take a screenshot")]),
+            types.Content(role="model", parts=[types.Part(
+                function_call=types.FunctionCall(name="screenshot", args={}))]),
+            types.Content(role="user", parts=[types.Part(function_response=response)])])
+    assert_result_image_uploaded(proxy, '{"output":"taken"}')
+
+
+async def test_count_tokens_includes_the_bytes_a_turn_would_upload(proxy):
+    client = anthropic_client(proxy)
+    text_only = [{"role": "user", "content": "describe"}]
+    with_image = [{"role": "user", "content": [
+        {"type": "text", "text": "describe"},
+        {"type": "image", "source": {"type": "base64", "media_type": "image/png",
+                                     "data": PNG_B64}}]}]
+    plain = await client.messages.count_tokens(model="claude-sonnet-4-6", messages=text_only)
+    counted = await client.messages.count_tokens(model="claude-sonnet-4-6", messages=with_image)
+    assert counted.input_tokens - plain.input_tokens >= len(PNG) // 3
+    # Counting uploads nothing.
+    assert proxy.fake.calls_to("file/upload_file") == []

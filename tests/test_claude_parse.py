@@ -112,16 +112,23 @@ def test_tool_result_blocks_are_joined_as_text_and_errors_are_marked():
     assert "[tool error]\nline 1\nline 2" in build_prompt(chat.messages)
 
 
-def test_tool_result_image_becomes_a_placeholder():
-    data = base64.b64encode(b"\x89PNG" * 600).decode()
+def test_tool_result_image_becomes_an_attachment_of_the_result():
+    png = b"\x89PNG" * 600
     chat = parse(messages=[
         {"role": "assistant", "content": [{"type": "tool_use", "id": "t", "name": "Read",
                                            "input": {}}]},
         {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t", "content": [
             {"type": "text", "text": "screenshot:"},
             {"type": "image", "source": {"type": "base64", "media_type": "image/png",
-                                         "data": data}}]}]}])
-    assert chat.messages[1].tool_results[0].content == "screenshot:\n[image: image/png]"
+                                         "data": base64.b64encode(png).decode()}}]}]}])
+    result = chat.messages[1].tool_results[0]
+    assert result.content == "screenshot:"
+    assert [(a.kind, a.mime_type, a.data) for a in result.attachments] == [
+        ("image", "image/png", png)]
+    assert chat.messages[1].attachments == list(result.attachments)
+    prompt = build_prompt(chat.messages)
+    assert "screenshot:\n[image: image/png]" in prompt
+    assert base64.b64encode(png).decode()[:64] not in prompt
 
 
 def test_inline_image_never_reaches_the_prompt():

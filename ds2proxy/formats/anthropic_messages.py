@@ -44,7 +44,7 @@ from ..canonical import (
     Usage,
 )
 from ..errors import InvalidRequest
-from ..prompt.message_text import attachment_placeholder, tool_content_text
+from ..prompt.message_text import tool_content_text
 from ..thinking import thinking_override
 from ..toolcall.choice import parse_anthropic_tool_choice
 from . import json_response
@@ -229,26 +229,30 @@ def _tool_result(block: dict, ids: _CallIds) -> ToolResult:
     if not call_id and name:
         call_id = ids.last_by_name.get(name)
     call_id = str(call_id) if call_id else ids.new()
-    return ToolResult(call_id=call_id, content=_result_text(block.get("content")),
-                      name=name or ids.name_by_id.get(call_id),
-                      is_error=block.get("is_error") is True)
+    text, attachments = _result_content(block.get("content"))
+    return ToolResult(call_id=call_id, content=text, name=name or ids.name_by_id.get(call_id),
+                      is_error=block.get("is_error") is True, attachments=attachments)
 
 
-def _result_text(content: Any) -> str:
-    """Text blocks as text, media as a placeholder, other blocks as JSON."""
+def _result_content(content: Any) -> tuple[str, tuple[AttachmentPart, ...]]:
+    """Text blocks as text, images and documents as attachments (a Read of a
+    screenshot reaches the model as the image), other blocks as JSON."""
     if not isinstance(content, list):
-        return tool_content_text(content)
-    pieces = []
+        return tool_content_text(content), ()
+    pieces: list[str] = []
+    attachments: list[AttachmentPart] = []
     for part in content:
         if isinstance(part, dict) and part.get("type") in ("image", "document"):
             media = _media_part(part)
-            pieces.append(media.text if isinstance(media, TextPart)
-                          else attachment_placeholder(media))
+            if isinstance(media, TextPart):
+                pieces.append(media.text)
+            else:
+                attachments.append(media)
         elif isinstance(part, dict) and part.get("type") not in (None, "text"):
             pieces.append(redacted_json(part))
         else:
             pieces.append(tool_content_text([part]))
-    return "\n".join(piece for piece in pieces if piece)
+    return "\n".join(piece for piece in pieces if piece), tuple(attachments)
 
 
 def _media_part(block: dict) -> AttachmentPart | TextPart:

@@ -72,8 +72,10 @@ def assistant_text(message: Message) -> str:
 
 
 def tool_result_text(result: ToolResult) -> str:
-    """A result's content; blank becomes ``null`` so the tool turn stays visible."""
-    content = result.content if result.content.strip() else EMPTY_RESULT
+    """A result's content, then a line naming each attachment it returned;
+    a result with neither becomes ``null`` so the tool turn stays visible."""
+    mentions = [m for m in map(attachment_placeholder, result.attachments) if m]
+    content = "\n".join(p for p in (result.content, *mentions) if p.strip()) or EMPTY_RESULT
     return f"{TOOL_ERROR_LINE}\n{content}" if result.is_error else content
 
 

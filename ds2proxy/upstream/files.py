@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 from .. import pow as pow_solver
-from ..canonical import AttachmentPart, ChatRequest, Message, Part
+from ..canonical import AttachmentPart, ChatRequest, Message, Part, ToolResult
 from ..errors import InvalidRequest, UpstreamError
 from .client import POW_REFUSED_CODES, UPLOAD_PATH, DeepSeekClient, UpstreamCallError
 from .session import Credentials, TokenKeeper, with_refresh
@@ -185,11 +185,16 @@ def with_uploaded_ids(chat: ChatRequest, ids: dict[str, str]) -> ChatRequest:
     """
     model_type = chat.model.model_type
 
-    def mark(part: Part) -> Part:
-        if not isinstance(part, AttachmentPart):
-            return part
+    def mark_one(part: AttachmentPart) -> AttachmentPart:
         key = upload_key(part, model_type)
         return replace(part, file_id=ids[key]) if key is not None and key in ids else part
+
+    def mark(part: Part) -> Part:
+        if isinstance(part, AttachmentPart):
+            return mark_one(part)
+        if isinstance(part, ToolResult) and part.attachments:
+            return replace(part, attachments=tuple(map(mark_one, part.attachments)))
+        return part
 
     messages = [Message(m.role, [mark(p) for p in m.parts]) for m in chat.messages]
     return replace(chat, messages=messages)

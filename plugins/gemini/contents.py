@@ -190,7 +190,23 @@ def _result(response: dict, ids: CallIds) -> ToolResult:
     if value is None:
         value = response.get("output")
     return ToolResult(call_id=ids.result(name, str(given) if given else None),
-                      content=tool_content_text(value), name=name or None)
+                      content=tool_content_text(value), name=name or None,
+                      attachments=_result_media(response.get("parts")))
+
+
+def _result_media(parts: Any) -> tuple[AttachmentPart, ...]:
+    """Multimodal function responses: inline or file data parts of the result."""
+    if not isinstance(parts, list):
+        return ()
+    media: list[AttachmentPart] = []
+    for part in parts:
+        if not isinstance(part, dict):
+            continue
+        if isinstance(blob := pick(part, "inlineData"), dict):
+            media.append(_inline(blob))
+        elif isinstance(file := pick(part, "fileData"), dict):
+            media.append(_attachment(file, url=pick(file, "fileUri")))
+    return tuple(media)
 
 
 def _inline(blob: dict) -> AttachmentPart:

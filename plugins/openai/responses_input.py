@@ -12,7 +12,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ds2proxy.canonical import Message, Part, ReasoningPart, TextPart, ToolCall, ToolResult
+from ds2proxy.canonical import (
+    AttachmentPart,
+    Message,
+    Part,
+    ReasoningPart,
+    TextPart,
+    ToolCall,
+    ToolResult,
+)
 from ds2proxy.errors import InvalidRequest
 from ds2proxy.formats.openai_chat import decode_arguments, parse_messages, user_parts
 from ds2proxy.prompt.message_text import tool_content_text
@@ -122,7 +130,13 @@ class _ItemReader:
         call_id = str(item.get("call_id") or item.get("tool_call_id") or f"call_{i}")
         raw = item["output"] if "output" in item else item.get("content")
         name = item.get("name") or item.get("tool_name") or self.call_names.get(call_id)
-        return ToolResult(call_id=call_id, content=tool_content_text(raw), name=name)
+        if not isinstance(raw, list):
+            return ToolResult(call_id=call_id, content=tool_content_text(raw), name=name)
+        # An output list may carry input_image / input_file parts (a screenshot).
+        parts = user_parts(raw)
+        text = "\n".join(p.text for p in parts if isinstance(p, TextPart) and p.text)
+        return ToolResult(call_id=call_id, content=text, name=name,
+                          attachments=tuple(p for p in parts if isinstance(p, AttachmentPart)))
 
 
 def tool_call_item(item: dict, fallback_id: str) -> ToolCall | None:
