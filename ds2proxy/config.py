@@ -90,6 +90,16 @@ class RuntimeSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class HistoryFileSettings:
+    """Long conversations sent as an uploaded file (prompt-compat §6). Off by
+    default: the upload costs a round trip, so only long prompts gain."""
+
+    enabled: bool = False
+    min_prompt_chars: int = 60000
+    file_name: str = "HISTORY.txt"
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     keys: tuple[str, ...] = ()
     accounts: tuple[AccountConfig, ...] = ()
@@ -107,6 +117,7 @@ class Config:
     allow_passthrough: bool = True
     citation_style: str = "raw"
     thinking_injection: str = ""
+    history_file: HistoryFileSettings = field(default_factory=HistoryFileSettings)
     captures_enabled: bool = False
     captures_limit: int = 20
     captures_max_body_bytes: int = 65536
@@ -247,6 +258,28 @@ def _parse_runtime(data: dict) -> RuntimeSettings:
     )
 
 
+def _parse_history_file(data: dict) -> HistoryFileSettings:
+    d = HistoryFileSettings()
+    return HistoryFileSettings(
+        enabled=_get(data, "history_file.enabled", bool, d.enabled),
+        min_prompt_chars=_int(data, "history_file.min_prompt_chars", d.min_prompt_chars, 0),
+        file_name=_file_name(data, "history_file.file_name", d.file_name),
+    )
+
+
+def _file_name(data: dict, path: str, default: str) -> str:
+    """A bare file name: the upstream store keeps no folders, and the
+    extension tells it how to parse the file."""
+    name = _get(data, path, str, default).strip()
+    if not name:
+        raise ConfigError(path, "must not be empty")
+    if len(name) > 255:
+        raise ConfigError(path, f"must be at most 255 characters, got {len(name)}")
+    if "/" in name or "\\" in name or not name.isprintable():
+        raise ConfigError(path, f"must be a plain file name without folders, got {name!r}")
+    return name
+
+
 def parse_config(data: Any) -> Config:
     """Validate a raw config document; raise ConfigError naming the field."""
     if not isinstance(data, dict):
@@ -271,6 +304,7 @@ def parse_config(data: Any) -> Config:
         thinking_injection=(
             _get(data, "thinking_injection.prompt", str, "")
             if _get(data, "thinking_injection.enabled", bool, False) else ""),
+        history_file=_parse_history_file(data),
         captures_enabled=_get(data, "dev_captures.enabled", bool, False),
         captures_limit=_int(data, "dev_captures.limit", 20, 1, 1000),
         captures_max_body_bytes=_int(data, "dev_captures.max_body_bytes", 65536, 256),

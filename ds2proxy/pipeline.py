@@ -35,7 +35,7 @@ from .canonical import (
     TurnResult,
     Usage,
 )
-from .config import Config
+from .config import Config, HistoryFileSettings
 from .errors import (
     ContentFiltered,
     InvalidRequest,
@@ -44,9 +44,10 @@ from .errors import (
     UpstreamError,
 )
 from .prompt.build import build_prompt
+from .prompt.history_file import continuation_prompt, render_history_file
 from .structured import JSONOutputError, format_instructions, repair_prompt
 from .shaping import ShapingSettings, TurnShaper
-from .tokens import count_prompt_tokens
+from .tokens import count_prompt_tokens, count_tokens
 from .toolcall.prompt import build_tool_prompt
 from .upstream.client import (
     COMPLETION_PATH,
@@ -56,7 +57,13 @@ from .upstream.client import (
 )
 from .upstream.events import ContentFiltered as FilterEvent
 from .upstream.events import Hint, TextChunk, UpstreamFault
-from .upstream.files import plan_uploads, ref_file_ids, upload_all, with_uploaded_ids
+from .upstream.files import (
+    PendingUpload,
+    plan_uploads,
+    ref_file_ids,
+    upload_all,
+    with_uploaded_ids,
+)
 from .upstream.patch import StreamParser
 from .upstream.session import Credentials, with_refresh
 
@@ -70,12 +77,11 @@ EMPTY_RETRY_SUFFIX = ("\n\nPrevious reply had no visible output. Please regenera
                       "final answer or tool call now.")
 _SAMPLING = ("temperature", "top_p", "max_tokens", "max_completion_tokens", "presence_penalty",
              "frequency_penalty", "stop")
+HISTORY_MIME = "text/plain"
 
 
-def build_turn_prompt(chat: ChatRequest, config: Config) -> str:
-    """The upstream prompt for a request: messages, tool prompt, JSON-mode
-    instructions and (when on) the thinking injection. count_tokens routes use
-    it too, so their figure is exactly what a turn would send."""
+def _control_text(chat: ChatRequest, config: Config) -> tuple[str, str]:
+    """The tool prompt (with JSON-mode instructions) and the thinking injection."""
     tool_prompt = ""
     if chat.tools and config.toolcall_mode == "feature_match":
         tool_prompt = build_tool_prompt(chat.tools, chat.tool_choice,
@@ -83,7 +89,29 @@ def build_turn_prompt(chat: ChatRequest, config: Config) -> str:
     extra = format_instructions(chat.response_format)
     tool_prompt = "\n\n".join(part for part in (tool_prompt, extra) if part)
     injection = config.thinking_injection if chat.thinking_enabled else ""
+    return tool_prompt, injection
+
+
+def build_turn_prompt(chat: ChatRequest, config: Config) -> str:
+    """The upstream prompt for a request: messages, tool prompt, JSON-mode
+    instructions and (when on) the thinking injection. count_tokens routes use
+    it too, so their figure is exactly what a turn would send."""
+    tool_prompt, injection = _control_text(chat, config)
     return build_prompt(chat.messages, tool_prompt=tool_prompt, thinking_injection=injection)
+
+
+def history_file_for(prompt: str, config: Config) -> HistoryFileSettings | None:
+    """The history-file settings when this prompt should go as a file (§6)."""
+    settings = config.history_file
+    return settings if settings.enabled and len(prompt) > settings.min_prompt_chars else None
+
+
+def build_history_turn(chat: ChatRequest, config: Config, file_name: str) -> tuple[str, str]:
+    """(file text, live prompt): the whole conversation as the history file,
+    and the short prompt that refers to it with the turn's control text."""
+    tool_prompt, injection = _control_text(chat, config)
+    return (render_history_file(chat.messages, file_name),
+            continuation_prompt(file_name, tool_prompt=tool_prompt, thinking_injection=injection))
 
 
 class Turn:
@@ -97,9 +125,13 @@ class Turn:
         self._uploads = plan_uploads(chat.messages, chat.model.model_type)
         self._upload_bytes = sum(len(u.data) for u in self._uploads.values())
         self._file_ids = ref_file_ids(chat)
-        self.prompt = build_turn_prompt(chat, core.config)
-        self.prompt_tokens = count_prompt_tokens(self.prompt,
-                                                 attachment_bytes=self._upload_bytes)
+        # Settings as at the turn's start: a fail-over sends the same shape.
+        self._config = core.config
+        self._sent_chat = chat
+        self.prompt = build_turn_prompt(chat, self._config)
+        self._history = history_file_for(self.prompt, self._config)
+        self._history_text = ""
+        self._render(chat)
         self.continue_calls = 0
         self.account: str | None = None
         self._creds: Credentials | None = None
@@ -111,6 +143,19 @@ class Turn:
         self.filter_template = ""
 
     # -- prompt ----------------------------------------------------------------
+
+    def _render(self, chat: ChatRequest) -> None:
+        """Prompt, history file and token count for ``chat`` (its attachments
+        may carry this account's file ids). Usage counts the whole text the
+        model reads: the history file plus the live prompt."""
+        if self._history is None:
+            self.prompt = build_turn_prompt(chat, self._config)
+        else:
+            self._history_text, self.prompt = build_history_turn(chat, self._config,
+                                                                 self._history.file_name)
+        self.prompt_tokens = (count_tokens(self._history_text)
+                              + count_prompt_tokens(self.prompt,
+                                                    attachment_bytes=self._upload_bytes))
 
     # -- opening (before the first byte) ------------------------------------------
 
@@ -169,6 +214,7 @@ class Turn:
         self._session_id = await with_refresh(creds, self.core.keeper, client.create_session)
         self.id = self._session_id
         await self._attach_uploads(creds)
+        await self._attach_history(creds)
         await self._start_completion(creds, self.prompt, parent=None)
 
     async def _attach_uploads(self, creds: Credentials) -> None:
@@ -179,11 +225,21 @@ class Turn:
             return
         ids = await upload_all(self.core.client, creds, self.core.keeper,
                                self._uploads.values())
-        chat = with_uploaded_ids(self.chat, ids)
-        self._file_ids = ref_file_ids(chat)
-        self.prompt = build_turn_prompt(chat, self.core.config)
-        self.prompt_tokens = count_prompt_tokens(self.prompt,
-                                                 attachment_bytes=self._upload_bytes)
+        self._sent_chat = with_uploaded_ids(self.chat, ids)
+        self._file_ids = ref_file_ids(self._sent_chat)
+        self._render(self._sent_chat)
+
+    async def _attach_history(self, creds: Credentials) -> None:
+        """Upload the history file on this account and reference it first
+        (§6). It is rendered after the inline uploads so it names their ids;
+        a fail-over uploads it again, as files belong to one account."""
+        if self._history is None:
+            return
+        upload = PendingUpload(key="history", data=self._history_text.encode("utf-8"),
+                               kind="history file", name=self._history.file_name,
+                               mime_type=HISTORY_MIME, model_type=self.chat.model.model_type)
+        ids = await upload_all(self.core.client, creds, self.core.keeper, [upload])
+        self._file_ids = list(dict.fromkeys([ids[upload.key], *ref_file_ids(self._sent_chat)]))
 
     async def _start_completion(self, creds: Credentials, prompt: str, parent: int | None) -> None:
         body = self._completion_body(prompt, parent)

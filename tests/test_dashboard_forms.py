@@ -196,6 +196,29 @@ async def test_settings_form_applies_and_explains_a_bad_value_beside_its_field(
     assert "Settings saved" in page
 
 
+async def test_settings_form_edits_the_history_file_text_setting(logged_in: Browserless):
+    _, page, _ = await logged_in.get("/admin/ui/settings")
+    assert 'name="history_file.file_name" value="HISTORY.txt"' in page
+    form = {p: re.search(rf'name="{re.escape(p)}" value="([^"]*)"', page).group(1)
+            for p, s in settings.SETTINGS.items() if s.kind in ("int", "float", "text")}
+    form.update({"toolcall.mode": "feature_match", "toolcall.early_emit_confidence": "high",
+                 "search.citation_style": "raw", "embeddings.provider": "deterministic",
+                 "auth.allow_passthrough": "on", "history_file.enabled": "on"})
+    status, page, _ = await logged_in.post("/admin/ui/settings",
+                                           {**form, "history_file.file_name": "a/b.txt"})
+    assert status == 400
+    assert "without folders" in field_block(page, "history_file.file_name")
+    assert 'value="a/b.txt"' in field_block(page, "history_file.file_name")
+    assert logged_in.proxy.core.config.history_file.enabled is False
+    status, _, _ = await logged_in.post("/admin/ui/settings",
+                                        {**form, "history_file.file_name": "LOG.txt"})
+    assert status == 303
+    assert logged_in.proxy.core.config.history_file.enabled is True
+    assert logged_in.proxy.core.config.history_file.file_name == "LOG.txt"
+    _, page, _ = await logged_in.get("/admin/ui/settings")
+    assert 'name="history_file.file_name" value="LOG.txt"' in page
+
+
 async def test_settings_form_reports_unparsable_input(logged_in: Browserless):
     status, page, _ = await logged_in.post("/admin/ui/settings", {
         "runtime.account_max_inflight": "many", "model_aliases": "just words"})

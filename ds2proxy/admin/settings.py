@@ -21,7 +21,7 @@ from ..errors import InvalidRequest
 @dataclass(frozen=True, slots=True)
 class Setting:
     path: str
-    kind: str  # int | float | bool | choice | map
+    kind: str  # int | float | bool | choice | map | text
     label: str
     help: str
     choices: tuple[str, ...] = ()
@@ -73,6 +73,15 @@ GROUPS: tuple[Group, ...] = (
         Setting("auth.allow_passthrough", "bool", "Allow pass-through tokens",
                 "Off: a credential that is not an API key is refused with 401."),
     )),
+    Group("Long conversations", (
+        Setting("history_file.enabled", "bool", "Send long history as a file",
+                "Upload a long conversation as a text file and send a short prompt that "
+                "refers to it."),
+        Setting("history_file.min_prompt_chars", "int", "History file threshold (characters)",
+                "Only prompts longer than this go as a file; 0: every prompt."),
+        Setting("history_file.file_name", "text", "History file name",
+                "Name of the uploaded history file. Empty: HISTORY.txt.", nullable=True),
+    )),
     Group("Admin and diagnostics", (
         Setting("admin.jwt_expire_hours", "float", "Session lifetime (h)",
                 "How long an admin login lasts."),
@@ -105,6 +114,9 @@ def flat_values(cfg: Config) -> dict[str, Any]:
         "responses.store_ttl_seconds": cfg.responses_ttl_seconds,
         "embeddings.provider": cfg.embeddings_provider,
         "auth.allow_passthrough": cfg.allow_passthrough,
+        "history_file.enabled": cfg.history_file.enabled,
+        "history_file.min_prompt_chars": cfg.history_file.min_prompt_chars,
+        "history_file.file_name": cfg.history_file.file_name,
         "admin.jwt_expire_hours": cfg.jwt_expire_hours,
         "dev_captures.enabled": cfg.captures_enabled,
         "dev_captures.limit": cfg.captures_limit,
@@ -208,6 +220,8 @@ def _from_text(setting: Setting, raw: str) -> Any:
         return raw
     if setting.kind == "map":
         return _parse_map(raw)
+    if setting.kind == "text" and raw:
+        return raw
     if not raw:
         if setting.nullable:
             return None
