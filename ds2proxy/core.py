@@ -25,12 +25,10 @@ from .config import Config, ConfigStore
 from .errors import InvalidRequest, PayloadTooLarge
 from .models import ModelCatalog
 from .monitor import Monitor
-from .pipeline import Turn, build_turn_prompt
+from .pipeline import Turn, estimate_prompt_tokens
 from .scheduler import AccountPool
-from .tokens import count_prompt_tokens
 from .sse import JSONArrayWriter, SSEWriter
 from .upstream.client import DeepSeekClient
-from .upstream.files import plan_uploads
 from .upstream.session import TokenKeeper
 
 log = logging.getLogger("ds2proxy.core")
@@ -109,11 +107,8 @@ class Core:
         return self.models.resolve(name, family=family)
 
     def prompt_tokens(self, chat: ChatRequest) -> int:
-        """Prompt tokens a turn for ``chat`` would report (for count_tokens
-        routes): the prompt plus the inline images and files it would upload."""
-        uploads = plan_uploads(chat.messages, chat.model.model_type)
-        return count_prompt_tokens(build_turn_prompt(chat, self.config),
-                                   attachment_bytes=sum(len(u.data) for u in uploads.values()))
+        """Prompt tokens a turn for ``chat`` would report (for count_tokens routes)."""
+        return estimate_prompt_tokens(chat, self.config)
 
     @asynccontextmanager
     async def turn(self, chat: ChatRequest, caller: Caller) -> AsyncIterator[Turn]:

@@ -114,6 +114,19 @@ def build_history_turn(chat: ChatRequest, config: Config, file_name: str) -> tup
             continuation_prompt(file_name, tool_prompt=tool_prompt, thinking_injection=injection))
 
 
+def estimate_prompt_tokens(chat: ChatRequest, config: Config) -> int:
+    """Prompt tokens a turn for ``chat`` would report, without uploading
+    anything (count_tokens routes): prompt or history file plus live prompt,
+    and the bytes of the inline attachments."""
+    uploads = plan_uploads(chat.messages, chat.model.model_type)
+    prompt = build_turn_prompt(chat, config)
+    file_text = ""
+    if (history := history_file_for(prompt, config)) is not None:
+        file_text, prompt = build_history_turn(chat, config, history.file_name)
+    return count_tokens(file_text) + count_prompt_tokens(
+        prompt, attachment_bytes=sum(len(u.data) for u in uploads.values()))
+
+
 class Turn:
     def __init__(self, core: Core, chat: ChatRequest, caller: Caller) -> None:
         self.core = core

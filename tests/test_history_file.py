@@ -355,3 +355,20 @@ async def test_settings_api_refuses_bad_history_settings(admin: Admin, section, 
     reply = await admin.call("PUT", "/admin/settings", json={"history_file": section})
     assert reply.status == 400 and reply.json()["field"] == field
     assert admin.proxy.store.snapshot() == before
+
+
+async def test_count_tokens_matches_what_a_history_file_turn_reports(
+        proxy_factory: ProxyFactory):
+    proxy = await proxy_factory(ON)
+    client = anthropic.AsyncAnthropic(base_url=proxy.url + "/anthropic", api_key=proxy.key,
+                                      max_retries=0)
+    messages = [{"role": "user", "content": "Where is Paris?"},
+                {"role": "assistant", "content": "In France."},
+                {"role": "user", "content": "And Rome?"}]
+    counted = await client.messages.count_tokens(model="claude-sonnet-4-6", messages=messages)
+    assert proxy.fake.files == {}
+    reply = await client.messages.create(model="claude-sonnet-4-6", max_tokens=64,
+                                         messages=messages)
+    [history] = uploads_named(proxy, FILE_NAME)
+    assert counted.input_tokens == reply.usage.input_tokens
+    assert counted.input_tokens > count_tokens(history.content.decode())
