@@ -28,6 +28,8 @@ import orjson
 log = logging.getLogger("ds2proxy.config")
 
 DEFAULT_BASE_URL = "https://chat.deepseek.com"
+# none keeps the web chat's sessions; single deletes each turn's own once it ends.
+SESSION_CLEANUP_CHOICES = ("none", "single")
 
 
 class ConfigError(ValueError):
@@ -77,6 +79,7 @@ class UpstreamSettings:
     token_refresh_interval_hours: float = 6.0
     max_continue_rounds: int = 8
     silence_timeout_seconds: float = 300.0
+    session_cleanup: str = "none"  # none | single: delete each turn's chat sessions
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,6 +246,8 @@ def _parse_upstream(data: dict) -> UpstreamSettings:
         max_continue_rounds=_int(data, "upstream.max_continue_rounds", d.max_continue_rounds, 0, 32),
         silence_timeout_seconds=_num(
             data, "upstream.silence_timeout_seconds", d.silence_timeout_seconds, 1),
+        session_cleanup=_choice(data, "upstream.session_cleanup", d.session_cleanup,
+                                SESSION_CLEANUP_CHOICES),
     )
 
 

@@ -28,6 +28,7 @@ from .monitor import Monitor
 from .pipeline import Turn, estimate_prompt_tokens
 from .scheduler import AccountPool
 from .sse import JSONArrayWriter, SSEWriter
+from .upstream.cleanup import SessionJanitor
 from .upstream.client import DeepSeekClient
 from .upstream.session import TokenKeeper
 
@@ -49,6 +50,7 @@ class Core:
         self.http: aiohttp.ClientSession | None = None
         self.client: DeepSeekClient
         self.keeper: TokenKeeper
+        self.janitor: SessionJanitor
         store.subscribe(self._apply)
 
     @property
@@ -70,9 +72,11 @@ class Core:
         self.http = aiohttp.ClientSession(auto_decompress=True)
         self.client = DeepSeekClient(self.http, self.config.upstream, self.captures)
         self.keeper = TokenKeeper(self.client, self.store)
+        self.janitor = SessionJanitor(self.client)
         try:
             yield
         finally:
+            await self.janitor.close()
             await self.http.close()
             self.http = None
 

@@ -152,6 +152,8 @@ class Turn:
         self._session_id = ""
         self._pow_header = ""
         self._tried: set[str] = set()
+        # Every session this turn created (fail-overs included), for cleanup.
+        self._opened: list[tuple[Credentials, str]] = []
         self._closed = False
         self.filter_template = ""
 
@@ -225,6 +227,7 @@ class Turn:
     async def _open_on(self, creds: Credentials) -> None:
         client = self.core.client
         self._session_id = await with_refresh(creds, self.core.keeper, client.create_session)
+        self._opened.append((creds, self._session_id))
         self.id = self._session_id
         await self._attach_uploads(creds)
         await self._attach_history(creds)
@@ -465,6 +468,16 @@ class Turn:
         self._release_stream()
         if self._creds is not None:
             self._creds.release()
+        self._clean_up_sessions()
+
+    def _clean_up_sessions(self) -> None:
+        """With ``upstream.session_cleanup: single``, delete the sessions this
+        turn opened, in the background (the lease is already free)."""
+        if self.core.config.upstream.session_cleanup != "single":
+            return
+        for creds, session_id in self._opened:
+            self.core.janitor.schedule(creds.token, [session_id])
+        self._opened.clear()
 
 
 def accumulate(result: TurnResult, event: TurnEvent) -> None:

@@ -177,6 +177,7 @@ async def test_settings_form_applies_and_explains_a_bad_value_beside_its_field(
               for p, s in settings.SETTINGS.items() if s.kind in ("int", "float")}
     form = {**values, "toolcall.mode": "feature_match", "toolcall.early_emit_confidence": "high",
             "search.citation_style": "raw", "embeddings.provider": "deterministic",
+            "upstream.session_cleanup": "none",
             "auth.allow_passthrough": "on", "claude_mapping": "", "model_aliases": ""}
     before = pool.limits
     status, page, _ = await logged_in.post("/admin/ui/settings",
@@ -203,6 +204,7 @@ async def test_settings_form_edits_the_history_file_text_setting(logged_in: Brow
             for p, s in settings.SETTINGS.items() if s.kind in ("int", "float", "text")}
     form.update({"toolcall.mode": "feature_match", "toolcall.early_emit_confidence": "high",
                  "search.citation_style": "raw", "embeddings.provider": "deterministic",
+                 "upstream.session_cleanup": "none",
                  "auth.allow_passthrough": "on", "history_file.enabled": "on"})
     status, page, _ = await logged_in.post("/admin/ui/settings",
                                            {**form, "history_file.file_name": "a/b.txt"})

@@ -82,6 +82,12 @@ GROUPS: tuple[Group, ...] = (
         Setting("history_file.file_name", "text", "History file name",
                 "Name of the uploaded history file. Empty: HISTORY.txt.", nullable=True),
     )),
+    Group("Web chat", (
+        Setting("upstream.session_cleanup", "choice", "Session cleanup",
+                "none keeps one web-chat session per request in the account's history; "
+                "single deletes each request's session once it is answered.",
+                ("none", "single")),
+    )),
     Group("Admin and diagnostics", (
         Setting("admin.jwt_expire_hours", "float", "Session lifetime (h)",
                 "How long an admin login lasts."),
@@ -117,6 +123,7 @@ def flat_values(cfg: Config) -> dict[str, Any]:
         "history_file.enabled": cfg.history_file.enabled,
         "history_file.min_prompt_chars": cfg.history_file.min_prompt_chars,
         "history_file.file_name": cfg.history_file.file_name,
+        "upstream.session_cleanup": cfg.upstream.session_cleanup,
         "admin.jwt_expire_hours": cfg.jwt_expire_hours,
         "dev_captures.enabled": cfg.captures_enabled,
         "dev_captures.limit": cfg.captures_limit,

@@ -21,6 +21,8 @@ SESSION_TTL_SECONDS = 259200
 
 class ChatRoutes(FakeCore):
     default_script: Script | None = None
+    # A business error every session delete answers with (cleanup failures).
+    delete_error: tuple[int, str] | None = None
 
     def chat_routes(self) -> list[web.RouteDef]:
         return [
@@ -49,6 +51,8 @@ class ChatRoutes(FakeCore):
 
     async def delete_session(self, request: web.Request) -> web.Response:
         body = await self.json_body(request, "chat_session_id")
+        if self.delete_error is not None:
+            return biz_error(self.delete_error)
         session = self.sessions.get(body["chat_session_id"])
         if session is not None and session.owner == self.call_of(request).account:
             del self.sessions[session.id]
