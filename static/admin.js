@@ -127,6 +127,12 @@ function showResult(result) {
     .find((r) => r.dataset.account === result.account);
   const cell = row?.querySelector(".test-result");
   if (!cell) return;
+  const token = row.querySelector(".token-state");
+  if (token && result.token_preview) {
+    const fresh = badge("ok token-state", `token ${result.token_preview}`);
+    fresh.title = `token ${result.token_preview}`;
+    token.replaceWith(fresh);
+  }
   if (result.success) {
     cell.replaceChildren(badge("ok", `OK · ${result.response_time} ms`));
   } else {

@@ -109,8 +109,14 @@ def test_add_an_account_and_test_it(driver, live):
     find(driver, f"{row} form[data-js='test-one'] button").click()
     wait(driver, lambda d: "OK" in text_of(d, f"{row} .test-result"))
     assert [c.account for c in live.fake.calls_to("chat_session/create")].count(CAROL[0]) == 1
+    # The login the test made shows up in place as a token preview.
+    assert "no token yet" not in text_of(driver, f"{row} .token-state")
+    assert text_of(driver, f"{row} .token-state").startswith("token ")
     find(driver, "#test-all-submit").click()
     wait(driver, lambda d: "Done: 3 of 3 accounts passed." in text_of(d, "#test-all-progress"))
+    wait(driver, lambda d: d.execute_script(
+        "const bar = document.querySelector('#test-all-progress .meter > span');"
+        "return bar.getBoundingClientRect().width >= bar.parentElement.clientWidth - 1;"))
     assert CAROL[1] not in driver.page_source
     screenshot(driver, "accounts")
 

@@ -23,6 +23,7 @@ from ..auth import Caller
 from ..canonical import ChatRequest, Message, TextPart
 from ..errors import NotFound, ProxyError, UpstreamError
 from ..scheduler import AccountState
+from .masking import preview
 from ..upstream.client import UpstreamCallError
 
 if TYPE_CHECKING:
@@ -80,9 +81,10 @@ async def test_account(core: Core, identifier: str, *, model: str = DEFAULT_MODE
     except ProxyError as exc:
         success, outcome = False, exc.message
         state.last_error = exc.message
+    # The token a login just obtained shows as a preview, like in the account list.
     return {"account": state.identifier, "success": success,
             "response_time": round((time.monotonic() - started) * 1000),
-            "message": outcome, "model": model}
+            "message": outcome, "model": model, "token_preview": preview(state.token)}
 
 
 async def each_account(core: Core, *, model: str = DEFAULT_MODEL, message: str = "",
