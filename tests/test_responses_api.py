@@ -186,6 +186,26 @@ async def test_length_limit_makes_an_incomplete_response(proxy, api):
     assert 0 < len(resp.output_text) < len("word " * 200)
 
 
+async def test_filtered_stream_still_ends_with_response_completed(proxy, api):
+    proxy.fake.enqueue(Scripted(answer="Some partial answer", content_filter=True))
+    stream = await api.responses.create(model="deepseek-chat", input="hi", stream=True)
+    events = [event async for event in stream]
+    types = [e.type for e in events]
+    assert types[-2:] == ["response.output_item.done", "response.completed"]
+    final = events[-1].response
+    assert final.incomplete_details.reason == "content_filter"
+    assert final.output_text.startswith("Some partial answer")
+    assert proxy.core.pool.inflight == 0
+
+
+async def test_stream_filtered_before_any_text_fails(proxy, api):
+    proxy.fake.enqueue(Scripted(answer="", thinking="hmm", content_filter=True))
+    stream = await api.responses.create(model="deepseek-reasoner", input="hi", stream=True)
+    events = [event async for event in stream]
+    assert events[-1].type == "response.failed"
+    assert events[-1].response.error.code == "content_filter"
+
+
 async def test_request_options_are_accepted_and_echoed(proxy, api):
     proxy.fake.enqueue(Scripted(answer="fine"))
     resp = await api.responses.create(

@@ -191,13 +191,27 @@ def test_failure_before_any_output_still_opens_with_created() -> None:
     assert types_of(payloads) == ["response.created", "response.in_progress", "response.failed"]
 
 
-@pytest.mark.parametrize("reason, detail", [("length", "max_output_tokens"),
-                                            ("content_filter", "content_filter")])
-def test_cut_short_answer_is_incomplete(reason: str, detail: str) -> None:
-    payloads, b = run([TextDelta("abc"), Finish(reason)])
+def test_answer_cut_by_the_token_limit_is_incomplete() -> None:
+    payloads, b = run([TextDelta("abc"), Finish("length")])
     assert payloads[-1]["type"] == "response.incomplete"
     assert b.response()["status"] == "incomplete"
-    assert b.response()["incomplete_details"] == {"reason": detail}
+    assert b.response()["incomplete_details"] == {"reason": "max_output_tokens"}
+
+
+def test_filtered_answer_completes_with_its_reason() -> None:
+    # Agents (Codex) treat response.incomplete as a dropped stream and retry.
+    payloads, b = run([TextDelta("abc"), Finish("content_filter")])
+    assert types_of(payloads)[-2:] == ["response.output_item.done", "response.completed"]
+    assert b.response()["status"] == "completed"
+    assert b.response()["incomplete_details"] == {"reason": "content_filter"}
+    assert b.response()["output_text"] == "abc"
+
+
+def test_answer_filtered_before_any_text_fails() -> None:
+    payloads, b = run([ReasoningDelta("hmm"), Finish("content_filter")])
+    assert payloads[-1]["type"] == "response.failed"
+    assert payloads[-1]["response"]["error"]["code"] == "content_filter"
+    assert b.response()["status"] == "failed"
 
 
 def test_citations_become_annotations_of_the_last_message() -> None:

@@ -26,7 +26,7 @@ from ds2proxy.canonical import (
     TurnResult,
     Usage,
 )
-from ds2proxy.errors import ProxyError
+from ds2proxy.errors import ContentFiltered, ProxyError
 
 from .responses_items import (
     CustomCallItem,
@@ -73,10 +73,15 @@ class ResponseBuilder:
         return self._number(self._opening() + self._on(event))
 
     def finish(self) -> list[dict[str, Any]]:
-        """Close every item, then ``response.completed`` (or ``.incomplete``)."""
+        """Close every item, then ``response.completed``; ``.incomplete`` only
+        when the requested token limit cut the answer. A filtered answer is
+        complete as far as it goes (its reason stays in ``incomplete_details``):
+        agents treat ``response.incomplete`` as a broken stream and retry. One
+        filtered before any answer or call is ``response.failed``."""
+        if self._finish == "content_filter" and not self._answered():
+            return self.fail(ContentFiltered("the answer was filtered upstream"))
         events = self._opening() + self._close_open()
-        reason = INCOMPLETE_REASONS.get(self._finish)
-        self.status = "incomplete" if reason else "completed"
+        self.status = "incomplete" if self._finish == "length" else "completed"
         events.append((f"response.{self.status}", {"response": self.response()}))
         return self._number(events)
 
@@ -98,7 +103,8 @@ class ResponseBuilder:
 
     def response(self) -> dict[str, Any]:
         header = self.header
-        reason = INCOMPLETE_REASONS.get(self._finish) if self.status == "incomplete" else None
+        ended = self.status in ("completed", "incomplete")
+        reason = INCOMPLETE_REASONS.get(self._finish) if ended else None
         return {
             "id": header.id,
             "object": "response",
@@ -114,6 +120,10 @@ class ResponseBuilder:
         }
 
     # -- internals -------------------------------------------------------------
+
+    def _answered(self) -> bool:
+        return any(isinstance(i, (MessageItem, FunctionCallItem, CustomCallItem))
+                   for i in self.items)
 
     def _opening(self) -> list[Event]:
         if self._started:
