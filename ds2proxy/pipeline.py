@@ -308,6 +308,15 @@ class Turn:
                         self.core.monitor.request_error(exc.message)
                         yield ErrorEvent(exc)
                         return
+                except Exception as exc:
+                    # A bug must still end the stream in the family's own
+                    # error shape, never as a silent cut the client mistakes
+                    # for a dropped connection.
+                    log.exception("turn %s failed unexpectedly", self.id)
+                    error = ProxyError(f"internal error: {type(exc).__name__}")
+                    self.core.monitor.request_error(error.message)
+                    yield ErrorEvent(error)
+                    return
                     try:
                         await self._fail_over(exc)
                     except ProxyError as again:
