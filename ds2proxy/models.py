@@ -157,7 +157,8 @@ class ModelCatalog:
         self._aliases: dict[str, str] = {}
         self._claude = dict(DEFAULT_CLAUDE_MAPPING)
         self._family_fallback = family_fallback
-        self._logged: set[str] = set()
+        # (name, native) pairs already logged: a changed mapping logs anew.
+        self._logged: set[tuple[str, str]] = set()
         self.configure(aliases=aliases or {}, claude_mapping=claude_mapping or {})
 
     def configure(
@@ -175,7 +176,6 @@ class ModelCatalog:
                             **_native_targets(claude_mapping, "claude_mapping")}
         if family_fallback is not None:
             self._family_fallback = family_fallback
-        self._logged = set()
 
     def natives(self) -> list[NativeModel]:
         """Every native model, in the order the model lists show them."""
@@ -232,11 +232,11 @@ class ModelCatalog:
         return _family_rule(name) if guessable else None
 
     def _log_pick(self, name: str, native: str, no_thinking: bool) -> None:
-        """Say once per distinct name which native model answers it."""
-        if name in self._logged:
+        """Say once per distinct name and pick which native model answers it."""
+        if (name, native) in self._logged:
             return
         if len(self._logged) >= _LOGGED_NAMES_LIMIT:
             self._logged.clear()
-        self._logged.add(name)
+        self._logged.add((name, native))
         suffix = " (thinking forced off)" if no_thinking else ""
         logger.info("model %r resolved to %s%s", name, native, suffix)

@@ -232,6 +232,29 @@ def test_pick_is_logged_once_per_distinct_name(catalog, caplog):
     assert "thinking forced off" in messages[2]
 
 
+def test_pick_log_survives_reconfiguration_and_tells_changed_picks(catalog, caplog):
+    caplog.set_level(logging.INFO, logger="ds2proxy.models")
+
+    def picks() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.name == "ds2proxy.models"]
+
+    catalog.configure(aliases={"house": "deepseek-chat"})
+    catalog.resolve("house")
+    # A config write that changes nothing (a token refresh) logs nothing again.
+    catalog.configure(aliases={"house": "deepseek-chat"})
+    catalog.resolve("house")
+    assert picks() == ["model 'house' resolved to deepseek-chat"]
+    # A new pick for the same name is worth saying.
+    catalog.configure(aliases={"house": "deepseek-reasoner"})
+    catalog.resolve("house")
+    assert picks()[-1] == "model 'house' resolved to deepseek-reasoner"
+    # The same name picked differently on a Claude route is said too.
+    chat, claude = (catalog.resolve("claude-opus-5-5", family=f).native
+                    for f in (None, "claude"))
+    opus = [m for m in picks() if "'claude-opus-5-5'" in m]
+    assert len(opus) == len({chat, claude})
+
+
 def test_refused_names_are_not_logged_as_picks(catalog, caplog):
     caplog.set_level(logging.INFO, logger="ds2proxy.models")
     with pytest.raises(ModelNotFound):
