@@ -8,6 +8,7 @@ directly (*pass-through*), unless ``auth.allow_passthrough`` is off.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -31,20 +32,26 @@ class Caller:
         return f"Caller(managed={self.managed}, identity={self.identity})"
 
 
-def extract_credential(request: web.Request) -> str:
-    """Spec §13 order: Bearer, x-api-key, x-goog-api-key, ?key=, ?api_key=."""
+def credentials_sent(request: web.Request) -> list[str]:
+    """Every credential the request carries, in the spec §13 order: Bearer,
+    x-api-key, x-goog-api-key, ?key=, ?api_key=."""
+    found: list[str] = []
     auth = request.headers.get("Authorization", "")
     if auth[:7].lower() == "bearer " and auth[7:].strip():
-        return auth[7:].strip()
+        found.append(auth[7:].strip())
     for header in ("x-api-key", "x-goog-api-key"):
-        value = request.headers.get(header, "").strip()
-        if value:
-            return value
+        found.append(request.headers.get(header, "").strip())
     for param in ("key", "api_key"):
-        value = request.query.get(param, "").strip()
-        if value:
-            return value
-    return ""
+        found.append(request.query.get(param, "").strip())
+    return [c for c in dict.fromkeys(found) if c]
+
+
+def extract_credential(request: web.Request, keys: Collection[str] = ()) -> str:
+    """The caller's credential: the first one that is a configured key, else
+    the first one sent. A client may send two (Claude Code with a gateway key
+    in ``x-api-key`` and its own token as Bearer): the key wins."""
+    sent = credentials_sent(request)
+    return next((c for c in sent if c in keys), sent[0] if sent else "")
 
 
 def identity_of(credential: str) -> str:
@@ -52,7 +59,7 @@ def identity_of(credential: str) -> str:
 
 
 def authenticate(request: web.Request, config: Config) -> Caller:
-    credential = extract_credential(request)
+    credential = extract_credential(request, config.keys)
     if not credential:
         raise AuthenticationFailed("missing API key: send Authorization: Bearer <key>")
     managed = credential in config.keys

@@ -132,10 +132,15 @@ class UpstreamRateLimited(UpstreamError):
 
 
 class UpstreamAuthError(UpstreamError):
-    """The upstream refused the account's credentials (login or token)."""
+    """The upstream refused a managed account's credentials (login or token).
 
-    status = 401
-    type = "authentication_error"
+    A fault of the gateway's own accounts, not of the caller's key: a 401
+    would tell an agent its API key is wrong. (A refused pass-through token
+    is the caller's own credential: that is AuthenticationFailed, 401.)
+    """
+
+    status = 502
+    type = "api_error"
     code = "upstream_auth_failed"
 
 

@@ -1,0 +1,66 @@
+"""Whose credential failed decides the status: the gateway's own accounts
+failing to log in is an upstream fault (502 ``upstream_auth_failed``), never
+a 401 that tells an agent its API key is wrong; a refused pass-through token
+is the caller's (401). A caller sending two credentials is managed when
+either is a configured key."""
+
+from __future__ import annotations
+
+import aiohttp
+import pytest
+from conftest import ProxyFactory
+
+BAD_ACCOUNTS = {"accounts": [{"email": "alice@example.com", "password": "wrong"},
+                             {"email": "bob@example.com", "password": "wrong too"}]}
+ROUTES = {
+    "openai": ("/v1/chat/completions", {"model": "deepseek-chat",
+                                        "messages": [{"role": "user", "content": "hi"}]}),
+    "anthropic": ("/v1/messages", {"model": "claude-sonnet-4-6", "max_tokens": 32,
+                                   "messages": [{"role": "user", "content": "hi"}]}),
+    "gemini": ("/v1beta/models/gemini-2.5-flash:generateContent",
+               {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}),
+}
+
+
+async def post(url: str, body: dict, headers: dict[str, str]) -> tuple[int, dict]:
+    async with aiohttp.ClientSession() as http:
+        async with http.post(url, json=body, headers=headers) as resp:
+            return resp.status, await resp.json()
+
+
+@pytest.mark.parametrize("family", list(ROUTES))
+async def test_managed_accounts_that_cannot_log_in_are_a_502(proxy_factory: ProxyFactory,
+                                                             family: str):
+    proxy = await proxy_factory(BAD_ACCOUNTS)
+    path, body = ROUTES[family]
+    status, error = await post(proxy.url + path, body, {"x-goog-api-key": proxy.key,
+                                                        **proxy.headers()})
+    assert status == 502
+    if family == "gemini":
+        assert error["error"]["status"] == "UNAVAILABLE"
+    elif family == "anthropic":
+        assert error["error"]["type"] == "api_error"
+    else:
+        assert error["error"]["code"] == "upstream_auth_failed"
+    assert "wrong" not in str(error)  # the account's password never leaks
+    # Both accounts were tried before giving up.
+    tried = {c.body.get("email") for c in proxy.fake.calls_to("users/login")}
+    assert tried == {"alice@example.com", "bob@example.com"}
+    assert proxy.core.pool.inflight == 0
+
+
+async def test_a_refused_pass_through_token_is_the_callers_401(proxy):
+    path, body = ROUTES["openai"]
+    status, error = await post(proxy.url + path, body,
+                               {"Authorization": "Bearer not-a-deepseek-token"})
+    assert status == 401 and error["error"]["type"] == "authentication_error"
+
+
+async def test_a_configured_key_wins_over_another_credential_sent_alongside(proxy):
+    path, body = ROUTES["anthropic"]
+    headers = {"x-api-key": proxy.key, "Authorization": "Bearer some-oauth-token"}
+    status, reply = await post(proxy.url + path, body, headers)
+    assert status == 200 and reply["content"][0]["text"]
+    # The managed pool served it, not a pass-through of the other token.
+    [completion] = proxy.fake.calls_to("chat/completion")
+    assert completion.account in ("alice@example.com", "bob@example.com")
