@@ -86,6 +86,18 @@ class ToolChoiceViolation(ProxyError):
         super().__init__(message)
 
 
+class OutputInvalid(ProxyError):
+    """The model did not produce the requested JSON, even after one repair.
+
+    A 4xx, not a 5xx: clients retry 5xx for minutes, while a caller such as
+    Gemini CLI's model router falls back at once on a 4xx.
+    """
+
+    status = 422
+    type = "invalid_request_error"
+    code = "json_output_invalid"
+
+
 class RateLimited(ProxyError):
     """Pool full, queue full, or an upstream rate limit: always has Retry-After."""
 

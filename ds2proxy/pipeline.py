@@ -39,6 +39,7 @@ from .config import Config, HistoryFileSettings
 from .errors import (
     ContentFiltered,
     InvalidRequest,
+    OutputInvalid,
     ProxyError,
     RateLimited,
     UpstreamError,
@@ -372,8 +373,8 @@ class Turn:
                     events = shaper.finish_json()
                 except JSONOutputError as exc:
                     if repaired:
-                        raise UpstreamError(f"the model did not return the requested JSON: {exc}",
-                                            retryable=False, code="json_output_invalid") from None
+                        raise OutputInvalid(
+                            f"the model did not return the requested JSON: {exc}") from None
                     repaired = True
                     shaper.restart_answer()
                     await self._ask_again(repair_prompt(str(exc), self.chat.response_format))

@@ -318,3 +318,15 @@ async def test_gemini_cli_router_call_gets_bare_schema_json(proxy, fixtures_dir,
     text = "".join(p["text"] for p in parts if not p.get("thought"))
     assert json.loads(text) == {"complexity_reasoning": "A greeting.", "complexity_score": 3}
 
+
+
+async def test_gemini_cli_router_gets_a_4xx_when_no_json_comes(proxy, fixtures_dir):
+    # Gemini CLI retries a 5xx for minutes; on a 4xx its router falls back at once.
+    proxy.fake.enqueue(Scripted(answer="I think it is simple."),
+                       Scripted(answer="Still prose, sorry."))
+    recorded = agent_request(fixtures_dir, "gemini-cli-0.61-router-json-mode.json")
+    status, _, body = await send_as_recorded(proxy, recorded)
+    assert status == 422
+    google_error(body, 422, "FAILED_PRECONDITION")
+    assert "JSON" in json.loads(body)["error"]["message"]
+    assert proxy.core.pool.inflight == 0

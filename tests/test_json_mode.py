@@ -68,7 +68,8 @@ async def test_still_invalid_after_repair_is_a_clear_error(proxy):
     with pytest.raises(openai.APIStatusError) as info:
         await client(proxy).chat.completions.create(model="deepseek-chat", messages=USER,
                                                     response_format={"type": "json_object"})
-    assert info.value.status_code == 502
+    # A 4xx: agents retry 5xx for minutes, a 4xx makes a router fall back at once.
+    assert info.value.status_code == 422
     assert info.value.body["code"] == "json_output_invalid"
     assert "JSON" in info.value.body["message"]
     assert proxy.core.pool.inflight == 0
