@@ -16,6 +16,7 @@ from aiohttp import web
 from .config import ConfigStore
 from .core import Core
 from .plugin_api import PluginInfo, load_plugins
+from .unmatched import unmatched_routes
 
 log = logging.getLogger("ds2proxy")
 
@@ -33,13 +34,19 @@ CORS_HEADERS = {
         "x-stainless-runtime-version, x-stainless-retry-count, x-stainless-timeout, "
         "x-goog-api-client, openai-organization, openai-project, X-CSRF-Token"),
     "Access-Control-Max-Age": "86400",
+    # Browser clients may read how long to back off after a 429.
+    "Access-Control-Expose-Headers": "Retry-After",
 }
 
 
 @web.middleware
 async def cors_preflight(request: web.Request, handler):
+    """Answer preflights; the headers a browser asks for are allowed as asked,
+    since SDKs keep adding their own (x-stainless-*, anthropic-*)."""
     if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
-        return web.Response(status=204)
+        asked = request.headers.get("Access-Control-Request-Headers", "").strip()
+        headers = {"Access-Control-Allow-Headers": asked} if asked else {}
+        return web.Response(status=204, headers=headers)
     return await handler(request)
 
 
@@ -63,7 +70,7 @@ async def readyz(request: web.Request) -> web.Response:
 def create_app(store: ConfigStore, *, admin_key: str | None = None) -> web.Application:
     core = Core(store)
     app = web.Application(client_max_size=store.config.runtime.max_body_bytes,
-                          middlewares=[cors_preflight])
+                          middlewares=[cors_preflight, unmatched_routes])
     app[CORE] = core
     app[READY] = {"ready": False, "reason": "starting"}
     app.cleanup_ctx.append(core.lifetime)

@@ -64,7 +64,8 @@ async def test_missing_key_is_401(proxy):
 
 async def test_unknown_key_is_401_without_pass_through(proxy_factory):
     proxy = await proxy_factory({"auth": {"allow_passthrough": False}})
-    for headers in ({"x-api-key": "sk-wrong"}, {"Authorization": "Bearer sk-wrong"}):
+    for headers in ({"x-api-key": "sk-wrong"},
+                    {"x-api-key": "", "Authorization": "Bearer sk-wrong"}):
         status, body, _ = await send(proxy, "POST", "/messages", body=HELLO, headers=headers)
         assert status == 401
         assert_error(body, "authentication_error")

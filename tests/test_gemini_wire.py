@@ -179,14 +179,31 @@ def google_error(body: bytes, code: int, status: str) -> dict:
     (GENERATE_PATH, b"[]"),
     (GENERATE_PATH, b'{"generationConfig": {}}'),
     (STREAM_PATH + "?alt=sse", b'{"contents": []}'),
-    ("/v1beta/models/totally-custom:generateContent", orjson.dumps(HELLO)),
-    ("/v1/models/deepseek-v3:streamGenerateContent", orjson.dumps(HELLO)),
 ])
 async def test_bad_requests_are_invalid_argument(proxy, path, body):
     status, _, answer = await post(proxy, path, body)
     assert status == 400
     google_error(answer, 400, "INVALID_ARGUMENT")
     assert proxy.fake.calls_to("chat/completion") == []
+
+
+@pytest.mark.parametrize("path", ["/v1beta/models/totally-custom:generateContent",
+                                  "/v1/models/deepseek-v3:streamGenerateContent",
+                                  "/v1beta/models/totally-custom:countTokens"])
+async def test_unknown_models_are_not_found_as_google_says(proxy, path):
+    status, _, answer = await post(proxy, path, HELLO)
+    assert status == 404
+    assert "is not available" in google_error(answer, 404, "NOT_FOUND")["message"]
+    assert proxy.fake.calls_to("chat/completion") == []
+
+
+async def test_get_on_an_action_url_is_method_not_allowed(proxy):
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{proxy.url}/v1beta/models/{MODEL}:streamGenerateContent",
+                            headers={"x-goog-api-key": proxy.key}) as resp:
+            status, body = resp.status, await resp.read()
+    assert status == 405
+    google_error(body, 405, "UNIMPLEMENTED")
 
 
 async def test_unknown_method_is_not_found(proxy):

@@ -277,6 +277,10 @@ async def test_target_account_header_pins_the_account(proxy):
      "model"),
     (b'{"messages": [{"role": "user", "content": "x"}]}', 400, "model"),
     (b"\xff\xfe", 400, None),
+    (b'{"model": "deepseek-chat", "messages": [{"role": "user", "content": "x"}], '
+     b'"max_completion_tokens": 0}', 400, "max_completion_tokens"),
+    (b'{"model": "deepseek-chat", "messages": [{"role": "user", "content": "x"}], '
+     b'"max_tokens": "many"}', 400, "max_tokens"),
 ])
 async def test_bad_input_gets_openai_error_shape(proxy, body, status, param):
     async with aiohttp.ClientSession() as http:
@@ -314,12 +318,19 @@ async def test_health_ready_and_cors(proxy):
             assert await resp.json() == {"status": "ok"}
         async with http.get(proxy.url + "/readyz") as resp:
             assert await resp.json() == {"status": "ready"}
+        asked = "authorization, x-stainless-helper-method, anthropic-dangerous-direct-browser-access"
         async with http.options(proxy.url + "/v1/chat/completions", headers={
                 "Origin": "http://x", "Access-Control-Request-Method": "POST",
-                "Access-Control-Request-Headers": "authorization"}) as resp:
+                "Access-Control-Request-Headers": asked}) as resp:
             assert resp.status == 204
             assert resp.headers["Access-Control-Allow-Origin"] == "*"
+            # Whatever an SDK asks to send is allowed.
+            assert resp.headers["Access-Control-Allow-Headers"] == asked
+        async with http.options(proxy.url + "/v1/chat/completions", headers={
+                "Origin": "http://x", "Access-Control-Request-Method": "POST"}) as resp:
             assert "X-Ds2-Target-Account" in resp.headers["Access-Control-Allow-Headers"]
+        async with http.get(proxy.url + "/v1/models", headers=proxy.headers()) as resp:
+            assert resp.headers["Access-Control-Expose-Headers"] == "Retry-After"
 
 
 async def test_openai_models_list_keeps_its_shape_beside_google_clients(proxy):

@@ -20,13 +20,14 @@ ErrorStyle = Callable[[ProxyError], web.Response]
 
 _GOOGLE_STATUS = {
     400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED",
-    404: "NOT_FOUND", 413: "INVALID_ARGUMENT", 422: "FAILED_PRECONDITION",
+    404: "NOT_FOUND", 405: "UNIMPLEMENTED", 413: "INVALID_ARGUMENT", 422: "FAILED_PRECONDITION",
     429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 501: "UNIMPLEMENTED", 502: "UNAVAILABLE",
     503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED",
 }
 _ANTHROPIC_TYPES = {
     400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-    404: "not_found_error", 413: "request_too_large", 422: "invalid_request_error",
+    404: "not_found_error", 405: "invalid_request_error", 413: "request_too_large",
+    422: "invalid_request_error",
     429: "rate_limit_error", 500: "api_error", 501: "api_error", 502: "api_error",
     503: "overloaded_error",
 }

@@ -266,10 +266,11 @@ def parse_chat_request(body: dict, model: ResolvedModel) -> ChatRequest:
     choice = parse_openai_tool_choice(body.get("tool_choice"), tools)
     stream_options = body.get("stream_options") if isinstance(
         body.get("stream_options"), dict) else {}
-    max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
+    field = "max_completion_tokens" if "max_completion_tokens" in body else "max_tokens"
+    max_tokens = body.get(field)
     if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(
             max_tokens, int) or max_tokens < 1):
-        raise InvalidRequest("'max_tokens' must be a positive integer", param="max_tokens")
+        raise InvalidRequest(f"'{field}' must be a positive integer", param=field)
     return ChatRequest(
         model=model,
         messages=parse_messages(body.get("messages")),

@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ds2proxy.errors import InvalidRequest, ModelNotFound
+from ds2proxy.errors import InvalidRequest, ModelNotFound, ProxyError
 from ds2proxy.formats import json_response
 
 INPUT_TOKEN_LIMIT = 131072
@@ -60,6 +60,10 @@ class ModelRoutes:
 
     async def get(self, request: web.Request) -> web.Response:
         name = request.match_info["model_id"].removeprefix("models/")
+        if ":" in name:
+            action = name.partition(":")[2]
+            raise ProxyError(f"'{action}' takes POST, not GET", status=405,
+                             code="method_not_allowed", type="invalid_request_error")
         try:
             resolved = self.core.resolve_model(name, family="gemini")
         except InvalidRequest:

@@ -1,0 +1,55 @@
+"""Requests no route matches: a 404 or 405 in the shape of the API family
+the path belongs to, so an SDK shows a readable error instead of failing
+to parse aiohttp's plain-text page. The dashboard's pages keep aiohttp's
+own answers."""
+
+from __future__ import annotations
+
+import re
+
+from aiohttp import web
+
+from .errors import ProxyError
+from .formats.errors import (
+    ErrorStyle,
+    admin_error,
+    anthropic_error,
+    google_error,
+    openai_error,
+)
+
+_GOOGLE_PATH = re.compile(r"^/(v1beta|v1alpha)/|^/v1/models/[^/]+:")
+_ANTHROPIC_PATH = re.compile(r"^/anthropic/|^/(v1/)?messages(/|$)")
+_PAGES = ("/admin/ui", "/static/")
+
+
+def style_for(path: str) -> ErrorStyle | None:
+    """The error shape of the family a path belongs to; None for pages."""
+    if path.startswith(_PAGES):
+        return None
+    if path.startswith("/admin"):
+        return admin_error
+    if _GOOGLE_PATH.match(path):
+        return google_error
+    if _ANTHROPIC_PATH.match(path):
+        return anthropic_error
+    return openai_error
+
+
+@web.middleware
+async def unmatched_routes(request: web.Request, handler):
+    """Turn the router's own 404 / 405 into the family's error shape."""
+    unmatched = request.match_info.http_exception
+    style = style_for(request.path) if unmatched is not None else None
+    if style is None:
+        return await handler(request)
+    if isinstance(unmatched, web.HTTPMethodNotAllowed):
+        allowed = sorted(unmatched.allowed_methods)
+        error = ProxyError(f"{request.method} is not allowed on {request.path}; use "
+                           f"{' or '.join(allowed)}", status=405, code="method_not_allowed",
+                           type="invalid_request_error")
+        response = style(error)
+        response.headers["Allow"] = ",".join(allowed)
+        return response
+    return style(ProxyError(f"no route {request.method} {request.path}", status=404,
+                            code="not_found", type="invalid_request_error"))
