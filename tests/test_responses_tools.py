@@ -217,6 +217,9 @@ async def test_codex_apply_patch_custom_call_is_rendered_exactly(proxy, api, fix
     (call,) = [item for item in final["output"] if item["type"] == "custom_tool_call"]
     assert call["input"] == PATCH and call["name"] == "apply_patch"
     assert call["call_id"].startswith("call_") and call["status"] == "completed"
+    # The model was shown the grammar its patch must follow.
+    prompt = proxy.fake.calls_to("chat/completion")[0].body["prompt"]
+    assert "The input must match this lark grammar:\nstart: /.+/" in prompt
 
 
 async def test_custom_call_comes_back_as_history(proxy, api):

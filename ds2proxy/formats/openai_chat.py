@@ -180,7 +180,7 @@ def parse_tools(value: Any) -> list[ToolSpec]:
         fn = item.get("function") if isinstance(item.get("function"), dict) else item
         name = fn.get("name")
         if kind == "custom" and isinstance(name, str):
-            tools.append(ToolSpec(name=name, description=str(fn.get("description") or ""),
+            tools.append(ToolSpec(name=name, description=_custom_description(fn),
                                   kind="custom"))
             continue
         if kind != "function" or not isinstance(name, str) or not name.strip():
@@ -190,6 +190,19 @@ def parse_tools(value: Any) -> list[ToolSpec]:
         tools.append(ToolSpec(name=name.strip(), description=str(fn.get("description") or ""),
                               parameters=schema))
     return tools
+
+
+def _custom_description(tool: dict) -> str:
+    """A freeform tool's description plus the grammar its input must follow
+    (Codex's apply_patch): without it the model cannot know the syntax."""
+    description = str(tool.get("description") or "")
+    fmt = tool.get("format") if isinstance(tool.get("format"), dict) else {}
+    definition = fmt.get("definition")
+    if fmt.get("type") != "grammar" or not isinstance(definition, str) or not definition.strip():
+        return description
+    syntax = fmt.get("syntax") if isinstance(fmt.get("syntax"), str) else "grammar"
+    return (f"{description}\n\nThe input must match this {syntax} grammar:\n"
+            f"{definition.strip()}").strip()
 
 
 def parse_response_format(value: Any) -> ResponseFormat:
