@@ -309,6 +309,11 @@ class Turn:
                         self.core.monitor.request_error(exc.message)
                         yield ErrorEvent(exc)
                         return
+                    try:
+                        await self._fail_over(exc)
+                    except ProxyError as again:
+                        yield ErrorEvent(again)
+                        return
                 except Exception as exc:
                     # A bug must still end the stream in the family's own
                     # error shape, never as a silent cut the client mistakes
@@ -318,11 +323,6 @@ class Turn:
                     self.core.monitor.request_error(error.message)
                     yield ErrorEvent(error)
                     return
-                    try:
-                        await self._fail_over(exc)
-                    except ProxyError as again:
-                        yield ErrorEvent(again)
-                        return
         finally:
             await self.aclose()
 

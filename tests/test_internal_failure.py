@@ -10,7 +10,7 @@ import logging
 import aiohttp
 import pytest
 
-from ds2proxy.testing import Scripted
+from ds2proxy.testing import Delivery, Scripted
 from ds2proxy.upstream.patch import StreamParser
 
 HELLO_OPENAI = {"model": "deepseek-chat", "stream": True,
@@ -86,4 +86,21 @@ async def test_a_bug_before_any_output_is_a_plain_500(proxy, monkeypatch):
             assert resp.status == 500
             error = (await resp.json())["error"]
     assert error["message"] == "internal error: ValueError"
+    assert proxy.core.pool.inflight == 0
+
+
+async def test_a_stream_that_breaks_before_any_output_fails_over(proxy):
+    # The error handling for bugs sits beside, not in place of, the fail-over.
+    proxy.fake.enqueue(Scripted(answer="lost", delivery=Delivery(drop_after=1)),
+                       Scripted(answer="from the other account"))
+    async with aiohttp.ClientSession() as http:
+        async with http.post(proxy.url + "/v1/chat/completions", json=HELLO_OPENAI,
+                             headers=proxy.headers()) as resp:
+            assert resp.status == 200
+            raw = await resp.read()
+    text = "".join(c["choices"][0]["delta"].get("content") or ""
+                   for c in data_payloads(raw) if c.get("choices"))
+    assert text == "from the other account"
+    failed, served = proxy.fake.calls_to("chat/completion")
+    assert failed.account != served.account
     assert proxy.core.pool.inflight == 0
