@@ -62,6 +62,7 @@ from .upstream.files import (
     PendingUpload,
     plan_uploads,
     ref_file_ids,
+    total_bytes,
     upload_all,
     with_uploaded_ids,
 )
@@ -107,25 +108,43 @@ def history_file_for(prompt: str, config: Config) -> HistoryFileSettings | None:
     return settings if settings.enabled and len(prompt) > settings.min_prompt_chars else None
 
 
-def build_history_turn(chat: ChatRequest, config: Config, file_name: str) -> tuple[str, str]:
-    """(file text, live prompt): the whole conversation as the history file,
-    and the short prompt that refers to it with the turn's control text."""
+def render_turn(chat: ChatRequest, config: Config, history: HistoryFileSettings | None
+                ) -> tuple[str, str]:
+    """(history file text or "", live prompt) for a turn whose shape is
+    decided. With a history file the whole conversation goes in the file and
+    the live prompt only refers to it, keeping the turn's control text."""
+    if history is None:
+        return "", build_turn_prompt(chat, config)
     tool_prompt, injection = _control_text(chat, config)
-    return (render_history_file(chat.messages, file_name),
-            continuation_prompt(file_name, tool_prompt=tool_prompt, thinking_injection=injection))
+    return (render_history_file(chat.messages, history.file_name),
+            continuation_prompt(history.file_name, tool_prompt=tool_prompt,
+                                thinking_injection=injection))
+
+
+def plan_turn_text(chat: ChatRequest, config: Config
+                   ) -> tuple[HistoryFileSettings | None, str, str]:
+    """Decide once whether the conversation goes as a history file, and
+    render it: (history settings or None, file text or "", live prompt)."""
+    plain = build_turn_prompt(chat, config)
+    history = history_file_for(plain, config)
+    if history is None:
+        return None, "", plain
+    return (history, *render_turn(chat, config, history))
+
+
+def turn_prompt_tokens(history_text: str, prompt: str, attachment_bytes: int) -> int:
+    """Usage counts everything the model reads: history file, live prompt
+    and the uploaded attachments."""
+    return count_tokens(history_text) + count_prompt_tokens(
+        prompt, attachment_bytes=attachment_bytes)
 
 
 def estimate_prompt_tokens(chat: ChatRequest, config: Config) -> int:
     """Prompt tokens a turn for ``chat`` would report, without uploading
-    anything (count_tokens routes): prompt or history file plus live prompt,
-    and the bytes of the inline attachments."""
+    anything (count_tokens routes)."""
     uploads = plan_uploads(chat.messages, chat.model.model_type)
-    prompt = build_turn_prompt(chat, config)
-    file_text = ""
-    if (history := history_file_for(prompt, config)) is not None:
-        file_text, prompt = build_history_turn(chat, config, history.file_name)
-    return count_tokens(file_text) + count_prompt_tokens(
-        prompt, attachment_bytes=sum(len(u.data) for u in uploads.values()))
+    _, history_text, prompt = plan_turn_text(chat, config)
+    return turn_prompt_tokens(history_text, prompt, total_bytes(uploads))
 
 
 class Turn:
@@ -137,15 +156,14 @@ class Turn:
         self.created = int(time.time())
         # Inline payloads to upload once an account is leased (400 over the limit).
         self._uploads = plan_uploads(chat.messages, chat.model.model_type)
-        self._upload_bytes = sum(len(u.data) for u in self._uploads.values())
+        self._upload_bytes = total_bytes(self._uploads)
         self._file_ids = ref_file_ids(chat)
         # Settings as at the turn's start: a fail-over sends the same shape.
         self._config = core.config
         self._sent_chat = chat
-        self.prompt = build_turn_prompt(chat, self._config)
-        self._history = history_file_for(self.prompt, self._config)
-        self._history_text = ""
-        self._render(chat)
+        self._history, self._history_text, self.prompt = plan_turn_text(chat, self._config)
+        self.prompt_tokens = turn_prompt_tokens(self._history_text, self.prompt,
+                                                self._upload_bytes)
         self.continue_calls = 0
         self.account: str | None = None
         self._creds: Credentials | None = None
@@ -161,17 +179,11 @@ class Turn:
     # -- prompt ----------------------------------------------------------------
 
     def _render(self, chat: ChatRequest) -> None:
-        """Prompt, history file and token count for ``chat`` (its attachments
-        may carry this account's file ids). Usage counts the whole text the
-        model reads: the history file plus the live prompt."""
-        if self._history is None:
-            self.prompt = build_turn_prompt(chat, self._config)
-        else:
-            self._history_text, self.prompt = build_history_turn(chat, self._config,
-                                                                 self._history.file_name)
-        self.prompt_tokens = (count_tokens(self._history_text)
-                              + count_prompt_tokens(self.prompt,
-                                                    attachment_bytes=self._upload_bytes))
+        """Prompt, history file and token count again for ``chat``, whose
+        attachments now carry this account's file ids."""
+        self._history_text, self.prompt = render_turn(chat, self._config, self._history)
+        self.prompt_tokens = turn_prompt_tokens(self._history_text, self.prompt,
+                                                self._upload_bytes)
 
     # -- opening (before the first byte) ------------------------------------------
 

@@ -23,8 +23,8 @@ from ..auth import Caller
 from ..canonical import ChatRequest, Message, TextPart
 from ..errors import NotFound, ProxyError, UpstreamError
 from ..scheduler import AccountState
-from .masking import preview
 from ..upstream.client import UpstreamCallError
+from .masking import preview
 
 if TYPE_CHECKING:
     from ..core import Core

@@ -88,6 +88,11 @@ def plan_uploads(messages: Iterable[Message], model_type: str) -> dict[str, Pend
     return plan
 
 
+def total_bytes(plan: dict[str, PendingUpload]) -> int:
+    """The bytes a plan uploads (they count into prompt tokens)."""
+    return sum(len(u.data) for u in plan.values())
+
+
 def _pending(key: str, part: AttachmentPart, model_type: str, number: int) -> PendingUpload:
     assert part.data is not None
     mime = part.mime_type or ("image/png" if part.kind == "image" else "application/octet-stream")

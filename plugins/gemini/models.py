@@ -11,6 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
+from ds2proxy.canonical import ResolvedModel
 from ds2proxy.errors import InvalidRequest, ModelNotFound, ProxyError
 from ds2proxy.formats import json_response
 
@@ -19,6 +20,14 @@ OUTPUT_TOKEN_LIMIT = 65536
 METHODS = ("generateContent", "streamGenerateContent", "countTokens")
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
+
+
+def served_model(core: Any, name: str) -> ResolvedModel:
+    """The model serving a Gemini name; an unknown one is Google's 404 NOT_FOUND."""
+    try:
+        return core.resolve_model(name, family="gemini")
+    except InvalidRequest:
+        raise ModelNotFound(name, status=404) from None
 
 
 def model_entry(name: str, native: str, thinking: bool) -> dict[str, Any]:
@@ -64,10 +73,7 @@ class ModelRoutes:
             action = name.partition(":")[2]
             raise ProxyError(f"'{action}' takes POST, not GET", status=405,
                              code="method_not_allowed", type="invalid_request_error")
-        try:
-            resolved = self.core.resolve_model(name, family="gemini")
-        except InvalidRequest:
-            raise ModelNotFound(name, status=404) from None
+        resolved = served_model(self.core, name)
         return json_response(model_entry(name, resolved.native, resolved.thinking))
 
 

@@ -11,10 +11,11 @@ from typing import Any
 
 from aiohttp import web
 
-from ds2proxy.errors import ModelNotFound, NotFound
+from ds2proxy.errors import NotFound
 from ds2proxy.formats import json_response
 
 from .fields import pick_dict
+from .models import served_model
 from .render import generate_content_response
 from .request import parse_generate_request
 from .stream import respond_stream
@@ -36,13 +37,6 @@ class GenerateRoutes:
     def __init__(self, core: Any) -> None:
         self.core = core
 
-    def _model(self, name: str) -> Any:
-        """The served model; an unknown one is Google's 404 NOT_FOUND."""
-        try:
-            return self.core.resolve_model(name, family="gemini")
-        except ModelNotFound:
-            raise ModelNotFound(name, status=404) from None
-
     async def dispatch(self, request: web.Request) -> web.StreamResponse:
         model, action = split_model_action(request.match_info["model_action"])
         if action == GENERATE:
@@ -57,7 +51,7 @@ class GenerateRoutes:
                        stream: bool) -> web.StreamResponse:
         caller = self.core.authenticate(request)
         body = await self.core.read_json(request)
-        model = self._model(model_name)
+        model = served_model(self.core, model_name)
         gemini = parse_generate_request(body, model, stream=stream)
         async with self.core.turn(gemini.chat, caller) as turn:
             if stream:
@@ -70,7 +64,7 @@ class GenerateRoutes:
         """``{"totalTokens": N}``: the prompt estimate a generate call would report."""
         self.core.authenticate(request)
         body = await self.core.read_json(request)
-        model = self._model(model_name)
+        model = served_model(self.core, model_name)
         inner = pick_dict(body, "generateContentRequest") or body
         chat = parse_generate_request(inner, model, stream=False).chat
         return json_response({"totalTokens": self.core.prompt_tokens(chat)})
