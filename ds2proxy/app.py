@@ -15,6 +15,7 @@ from aiohttp import web
 
 from .config import ConfigStore
 from .core import Core
+from . import log_redaction
 from .cors import add_cors_headers, admin_cross_site_guard, cors_preflight
 from .plugin_api import PluginInfo, load_plugins
 from .unmatched import unmatched_routes
@@ -58,6 +59,8 @@ def create_app(store: ConfigStore, *, admin_key: str | None = None) -> web.Appli
                           reason="" if loaded else "no dialect plugin could be loaded")
 
     app.on_startup.append(mark_ready)
+    # After the plugins are imported, so their loggers are guarded too.
+    log_redaction.install()
     return app
 
 
