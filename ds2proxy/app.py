@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from .config import ConfigStore
+from .config_leftovers import remove_leftover_temp_files
 from .core import Core
 from . import log_redaction
 from .cors import add_cors_headers, admin_cross_site_guard, cors_preflight
@@ -39,6 +40,8 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 def create_app(store: ConfigStore, *, admin_key: str | None = None) -> web.Application:
+    if store.path is not None:
+        remove_leftover_temp_files(store.path)
     core = Core(store)
     app = web.Application(client_max_size=store.config.runtime.max_body_bytes,
                           middlewares=[admin_cross_site_guard, cors_preflight,
