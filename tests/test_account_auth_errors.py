@@ -95,3 +95,28 @@ async def test_callers_never_learn_which_account_failed(proxy_factory: ProxyFact
     recent = " ".join(e["message"] for e in proxy.core.monitor.snapshot()["recent_errors"])
     assert any(identifier in recent for identifier in identifiers)
     assert any(identifier in caplog.text for identifier in identifiers)
+
+
+MISTYPED = "sk-mistyped-0123456789abcdef"
+
+
+@pytest.mark.parametrize("family", list(ROUTES))
+async def test_a_mistyped_key_is_called_what_it_is(proxy, family: str):
+    path, body = ROUTES[family]
+    async with aiohttp.ClientSession() as http:
+        async with http.post(proxy.url + path, json=body, headers={
+                "Authorization": f"Bearer {MISTYPED}", "x-goog-api-key": MISTYPED}) as resp:
+            raw = (await resp.read()).decode()
+    assert resp.status == 401
+    assert "not one of this server's configured keys" in raw
+    assert MISTYPED not in raw and MISTYPED[3:15] not in raw
+
+
+async def test_without_pass_through_a_mistyped_key_is_called_what_it_is(
+        proxy_factory: ProxyFactory):
+    proxy = await proxy_factory({"auth": {"allow_passthrough": False}})
+    path, body = ROUTES["openai"]
+    status, error = await post(proxy.url + path, body, {"Authorization": f"Bearer {MISTYPED}"})
+    assert status == 401
+    assert "not one of this server's configured keys" in error["error"]["message"]
+    assert MISTYPED not in str(error)

@@ -25,6 +25,10 @@ log = logging.getLogger("ds2proxy.upstream")
 
 T = TypeVar("T")
 
+# Pass-through: most often a mistyped key, so say that first.
+NOT_A_KEY_NOR_TOKEN = ("invalid API key: it is not one of this server's configured keys, "
+                       "and DeepSeek did not accept it as a user token either")
+
 
 class TokenKeeper:
     def __init__(self, client: DeepSeekClient, store: ConfigStore) -> None:
@@ -115,7 +119,7 @@ async def with_refresh(creds: Credentials, keeper: TokenKeeper,
         if not exc.envelope.needs_refresh:
             raise
         if creds.lease is None:
-            raise AuthenticationFailed("Invalid token: the DeepSeek upstream refused it") from None
+            raise AuthenticationFailed(NOT_A_KEY_NOR_TOKEN) from None
         if creds.refreshed:
             raise UpstreamAuthError(ACCOUNT_UNUSABLE, account=creds.identifier,
                                     detail="token refused again right after a fresh login"
