@@ -243,7 +243,8 @@ def test_thinking_budget_and_include_thoughts():
     assert (off.chat.thinking, off.chat.thinking_enabled) == (False, False)
     assert (on.chat.thinking, on.show_thoughts) == (True, True)
     assert (hidden.chat.thinking, hidden.show_thoughts) == (None, False)
-    assert parse().show_thoughts is True
+    # Without includeThoughts Gemini returns no thought parts.
+    assert parse().show_thoughts is False
 
 
 def test_gemini_cli_tool_result_turn_parses_with_its_tools_and_ids(fixtures_dir):
