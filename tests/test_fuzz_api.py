@@ -24,14 +24,15 @@ import pytest
 from fuzz_routes import ROUTES, Route, random_body, segment_values, structured
 from hypothesis import HealthCheck, given, settings
 
-STRUCTURED = 45
-RANDOM = 15
+STRUCTURED = 90
+RANDOM = 25
 SEGMENT = 25
 BUDGET = settings(deadline=None, derandomize=True, database=None,
                   suppress_health_check=list(HealthCheck))
 SPENT = ("/api/v0/chat_session/create", "/api/v0/chat/create_pow_challenge")
 # Routes outside the fuzz on purpose: probes without input.
 NOT_API = {"/healthz", "/readyz"}
+STATS = {}
 
 
 def check_shape(family: str, status: int, body: dict) -> None:
@@ -47,6 +48,18 @@ def check_shape(family: str, status: int, body: dict) -> None:
         error = body["error"]
         assert isinstance(error["message"], str) and isinstance(error["type"], str)
         assert {"code", "param"} <= error.keys()
+
+
+def check_upstream_sampling(body: dict) -> None:
+    """Only validated values travel upstream: finite numbers, a list of strings."""
+    for key in ("temperature", "top_p", "presence_penalty", "frequency_penalty"):
+        if key in body:
+            value = body[key]
+            assert isinstance(value, float) and -2 <= value <= 2, (key, value)
+    if "max_tokens" in body:
+        assert type(body["max_tokens"]) is int and body["max_tokens"] >= 1
+    if "stop" in body:
+        assert isinstance(body["stop"], list) and all(isinstance(s, str) for s in body["stop"])
 
 
 class Client:
@@ -85,12 +98,18 @@ class Client:
             time.sleep(0.002)
         assert self.proxy.core.pool.inflight == 0, "a lease was not released"
 
+    def completions(self) -> list:
+        return self.proxy.fake.calls_to("chat/completion")
+
     def check(self, route: Route, path: str, body: bytes | None) -> None:
-        before = self.spent()
+        before, sent = self.spent(), len(self.completions())
         status, raw = self.send(route, path, body)
+        STATS[status] = STATS.get(status, 0) + 1
         assert status < 500, (status, raw[:300])
         assert b"Traceback" not in raw
         self.settle()
+        for call in self.completions()[sent:]:
+            check_upstream_sampling(call.body)
         if status < 400:
             return
         check_shape(route.family, status, json.loads(raw))
@@ -140,7 +159,7 @@ def errors_logged(caplog):
 async def test_route_survives_fuzzing(proxy, route, errors_logged):
     sent = await asyncio.to_thread(run_route, Client(proxy), route)
     assert sent >= 1
-    print(route.name, sent)
+    print(route.name, sent, STATS); STATS.clear()
     assert proxy.core.pool.inflight == 0
 
 
