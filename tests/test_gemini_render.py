@@ -136,3 +136,17 @@ def test_model_and_method_split_on_the_last_colon():
     for bad in ("gemini-2.5-pro", ":generateContent"):
         with pytest.raises(NotFound):
             split_model_action(bad)
+
+
+def test_finish_and_usage_ride_on_the_last_content_chunk():
+    chunks = render_all([TextDelta("Hel"), TextDelta("lo"), USAGE, Finish("stop")])
+    assert [c["candidates"][0]["content"]["parts"] for c in chunks] == [
+        [{"text": "Hel"}], [{"text": "lo"}]]
+    assert chunks[-1]["candidates"][0]["finishReason"] == "STOP"
+    assert "usageMetadata" in chunks[-1] and "usageMetadata" not in chunks[0]
+
+
+def test_a_turn_without_text_still_ends_with_a_text_part():
+    chunks = render_all([ReasoningDelta("hidden"), Finish("stop")])
+    assert len(chunks) == 1
+    assert chunks[0]["candidates"][0]["content"]["parts"] == [{"text": ""}]
