@@ -16,6 +16,7 @@ from aiohttp import web
 
 from ds2proxy.errors import InvalidRequest, NotImplementedFeature
 from ds2proxy.formats import json_response
+from ds2proxy.formats.validate import choice, string
 from ds2proxy.tokens import count_tokens
 
 from .embeddings_providers import provider_for
@@ -46,10 +47,8 @@ class EmbeddingRoutes:
             raise InvalidRequest("'model' is required", param="model")
         inputs = parse_inputs(body.get("input"))
         dimensions = _dimensions(body.get("dimensions"))
-        encoding = body.get("encoding_format") or "float"
-        if encoding not in ENCODINGS:
-            raise InvalidRequest("'encoding_format' must be 'float' or 'base64'",
-                                 param="encoding_format")
+        encoding = choice(body.get("encoding_format"), "encoding_format", ENCODINGS) or "float"
+        string(body.get("user"), "user")
         provider = provider_for(self.core.config.embeddings_provider, dimensions)
         if provider is None:
             raise NotImplementedFeature(
