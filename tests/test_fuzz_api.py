@@ -8,7 +8,8 @@ response or the log, errors in the family's own shape, a 400 never costs an
 upstream session or PoW, and the pool's in-flight count returns to 0 (no
 leaked lease). The budget is fixed (``derandomize``), so the run is the same
 every time: per route ``STRUCTURED + RANDOM`` examples (``SEGMENT`` for
-routes whose input is a path segment).
+routes whose input is a path segment, one request for a plain list) —
+1,775 requests over 29 routes, about 10 s on an idle machine.
 """
 
 from __future__ import annotations
@@ -24,15 +25,14 @@ import pytest
 from fuzz_routes import ROUTES, Route, random_body, segment_values, structured
 from hypothesis import HealthCheck, given, settings
 
-STRUCTURED = 90
-RANDOM = 25
+STRUCTURED = 70
+RANDOM = 20
 SEGMENT = 25
 BUDGET = settings(deadline=None, derandomize=True, database=None,
                   suppress_health_check=list(HealthCheck))
 SPENT = ("/api/v0/chat_session/create", "/api/v0/chat/create_pow_challenge")
 # Routes outside the fuzz on purpose: probes without input.
 NOT_API = {"/healthz", "/readyz"}
-STATS = {}
 
 
 def check_shape(family: str, status: int, body: dict) -> None:
@@ -104,7 +104,6 @@ class Client:
     def check(self, route: Route, path: str, body: bytes | None) -> None:
         before, sent = self.spent(), len(self.completions())
         status, raw = self.send(route, path, body)
-        STATS[status] = STATS.get(status, 0) + 1
         assert status < 500, (status, raw[:300])
         assert b"Traceback" not in raw
         self.settle()
@@ -145,22 +144,22 @@ def _json_body(route: Route) -> bytes | None:
     return json.dumps(route.body).encode() if route.body is not None else None
 
 
-@pytest.fixture
-def errors_logged(caplog):
-    caplog.set_level(logging.WARNING)
-    yield caplog
-    bad = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info
-           or "Traceback" in r.getMessage()]
-    assert not bad, [r.getMessage() for r in bad]
+def budget(route: Route) -> int:
+    if route.segment is not None:
+        return SEGMENT
+    return STRUCTURED + RANDOM if route.body is not None else 1
 
 
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("route", ROUTES, ids=[r.name for r in ROUTES])
-async def test_route_survives_fuzzing(proxy, route, errors_logged):
+async def test_route_survives_fuzzing(proxy, route, caplog):
+    caplog.set_level(logging.WARNING)
     sent = await asyncio.to_thread(run_route, Client(proxy), route)
-    assert sent >= 1
-    print(route.name, sent, STATS); STATS.clear()
+    assert sent == budget(route)
     assert proxy.core.pool.inflight == 0
+    bad = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR
+           or r.exc_info or "Traceback" in r.getMessage()]
+    assert bad == []
 
 
 async def test_the_fuzz_covers_every_api_route(proxy):
