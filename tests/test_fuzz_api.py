@@ -18,6 +18,7 @@ import asyncio
 import http.client
 import json
 import logging
+import os
 import time
 from urllib.parse import urlsplit
 
@@ -25,9 +26,11 @@ import pytest
 from fuzz_routes import ROUTES, Route, random_body, segment_values, structured
 from hypothesis import HealthCheck, given, settings
 
-STRUCTURED = 70
-RANDOM = 20
-SEGMENT = 25
+# FUZZ_SCALE=10 multiplies the budget for a longer campaign.
+SCALE = int(os.environ.get("FUZZ_SCALE", "1"))
+STRUCTURED = 70 * SCALE
+RANDOM = 20 * SCALE
+SEGMENT = 25 * SCALE
 BUDGET = settings(deadline=None, derandomize=True, database=None,
                   suppress_health_check=list(HealthCheck))
 SPENT = ("/api/v0/chat_session/create", "/api/v0/chat/create_pow_challenge")
