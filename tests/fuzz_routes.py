@@ -207,7 +207,8 @@ def encode(value: Any) -> bytes:
     text = json.dumps(mark(value))
     for index, marker in enumerate(deep):
         opened, closed = ('{"a":', "}") if marker.brace else ("[", "]")
-        text = text.replace(f'"__DEEP_{index}__"', opened * marker.depth + "1" + closed * marker.depth)
+        written = opened * marker.depth + "1" + closed * marker.depth
+        text = text.replace(f'"__DEEP_{index}__"', written)
     return text.encode()
 
 

@@ -284,3 +284,16 @@ def test_tool_config_becomes_the_tool_choice():
     assert choice("ANY", ["a", "b"]).allowed == frozenset({"a", "b"})
     with pytest.raises(InvalidRequest):
         choice("ANY", ["undeclared"])
+
+
+def test_generation_config_numbers_read_as_protobuf_json():
+    """Google's parser takes numbers as numbers or decimal strings, and 64.0
+    for an integer; the checked values are what go upstream."""
+    chat = parse(generationConfig={"temperature": "0.5", "maxOutputTokens": "256",
+                                   "topK": 64.0, "candidateCount": "1"}).chat
+    assert chat.sampling == {"temperature": 0.5, "max_tokens": 256}
+    for bad in ({"temperature": "warm"}, {"maxOutputTokens": "1.5"}, {"topP": "NaN"},
+                {"maxOutputTokens": "1_000"}):
+        with pytest.raises(InvalidRequest) as info:
+            parse(generationConfig=bad)
+        assert info.value.param == f"generationConfig.{next(iter(bad))}"

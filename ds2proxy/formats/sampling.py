@@ -10,7 +10,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from .validate import INT32_MAX, Bounds, Field, one_choice, read_fields, string_map
+from .validate import (
+    INT32_MAX,
+    Bounds,
+    Field,
+    one_choice,
+    read_field,
+    read_fields,
+    string_map,
+)
 
 TOKENS = Bounds(1, INT32_MAX)
 UNIT = Bounds(0, 1)
@@ -110,13 +118,13 @@ def anthropic_sampling(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def gemini_sampling(config: dict[str, Any], get: Any) -> dict[str, Any]:
-    """``generationConfig`` (protobuf JSON: camelCase or snake_case, ``64.0``
-    is an integer); ``get`` is the plugin's field lookup."""
-    sampling = read_fields(config, GEMINI, prefix="generationConfig.", get=get,
-                           integral_float=True)
-    count = get(config, "candidateCount")
-    one_choice(int(count) if isinstance(count, float) and count.is_integer() else count,
+    """``generationConfig`` read as Protocol Buffers' JSON (camelCase or
+    snake_case; ``64``, ``64.0`` and ``"64"`` alike); ``get`` is the plugin's
+    field lookup."""
+    sampling = read_fields(config, GEMINI, prefix="generationConfig.", get=get, protobuf=True)
+    one_choice(read_field(get(config, "candidateCount"), Field("candidateCount", "integer"),
+                          "generationConfig.candidateCount", protobuf=True),
                "generationConfig.candidateCount")
     read_fields(get(config, "thinkingConfig") or {}, GEMINI_THINKING,
-                prefix="generationConfig.thinkingConfig.", get=get, integral_float=True)
+                prefix="generationConfig.thinkingConfig.", get=get, protobuf=True)
     return sampling

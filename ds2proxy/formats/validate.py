@@ -13,6 +13,7 @@ family and the checks in one place for all.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -20,6 +21,7 @@ from typing import Any, Literal
 from ..errors import InvalidRequest
 
 INT32_MAX = 2**31 - 1
+_INTEGRAL = re.compile(r"[+-]?\d+")
 INT64 = (-(2**63), 2**63 - 1)
 
 
@@ -70,8 +72,7 @@ def number(value: Any, field: str, bounds: Bounds = Bounds()) -> float | None:
 
 def integer(value: Any, field: str, bounds: Bounds = Bounds(*INT64), *,
             integral_float: bool = False) -> int | None:
-    """A JSON integer within ``bounds``; ``integral_float`` also takes ``64.0``
-    (protobuf JSON, as Google's APIs parse it)."""
+    """A JSON integer within ``bounds``; ``integral_float`` also takes ``64.0``."""
     if value is None:
         return None
     if integral_float and isinstance(value, float) and value.is_integer():
@@ -161,13 +162,31 @@ class Field:
     max_items: int | None = None
 
 
-def read_field(value: Any, spec: Field, name: str, *, integral_float: bool = False) -> Any:
-    """The validated value of one field (``name`` is how errors call it)."""
+def protobuf_number(value: Any) -> Any:
+    """Protocol Buffers' JSON takes numbers as numbers or as decimal strings
+    (``"256"``, ``"0.5"``), as Google's APIs parse them; other values are
+    returned unchanged for the type check to refuse."""
+    if not isinstance(value, str) or "_" in value:
+        return value
+    if _INTEGRAL.fullmatch(value.strip()):
+        return int(value)
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    return number if math.isfinite(number) else value
+
+
+def read_field(value: Any, spec: Field, name: str, *, protobuf: bool = False) -> Any:
+    """The validated value of one field (``name`` is how errors call it);
+    ``protobuf`` reads numbers as Protocol Buffers' JSON does."""
+    if protobuf and spec.kind in ("number", "integer"):
+        value = protobuf_number(value)
     if spec.kind == "number":
         return number(value, name, spec.bounds)
     if spec.kind == "integer":
         bounds = spec.bounds if spec.bounds != Bounds() else Bounds(*INT64)
-        return integer(value, name, bounds, integral_float=integral_float)
+        return integer(value, name, bounds, integral_float=protobuf)
     if spec.kind == "boolean":
         return boolean(value, name)
     if spec.kind == "string":
@@ -178,14 +197,14 @@ def read_field(value: Any, spec: Field, name: str, *, integral_float: bool = Fal
 
 
 def read_fields(body: dict[str, Any], fields: Sequence[Field], *, prefix: str = "",
-                get: Any = None, integral_float: bool = False) -> dict[str, Any]:
+                get: Any = None, protobuf: bool = False) -> dict[str, Any]:
     """Validate every present field of ``body``; the upstream-bound ones come
     back under their canonical names. ``get(body, key)`` overrides the lookup
     (Gemini reads camelCase and snake_case alike)."""
     sampling: dict[str, Any] = {}
     for spec in fields:
         raw = get(body, spec.key) if get is not None else body.get(spec.key)
-        value = read_field(raw, spec, prefix + spec.key, integral_float=integral_float)
+        value = read_field(raw, spec, prefix + spec.key, protobuf=protobuf)
         if value is not None and spec.upstream is not None:
             sampling[spec.upstream] = value
     return sampling
