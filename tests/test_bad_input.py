@@ -182,3 +182,10 @@ def test_depth_walk_is_iterative_and_exact():
     deep = json.loads(nested(900))
     assert deeper_than(deep, MAX_DEPTH) and not deeper_than(json.loads(nested(5)), 5)
     assert deeper_than(json.loads(nested(6)), 5)
+
+
+async def test_a_huge_model_name_is_not_echoed_whole(proxy):
+    status, body = await post(proxy, CHAT, {**OPENAI_BODY, "model": "m" * 100_000})
+    assert status == 400 and body["error"]["param"] == "model"
+    assert len(body["error"]["message"]) < 300
+    nothing_spent(proxy)
