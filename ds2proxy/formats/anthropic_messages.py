@@ -49,11 +49,13 @@ from ..thinking import thinking_override
 from ..toolcall.choice import parse_anthropic_tool_choice
 from . import json_response
 from .redact import redacted_json
+from ..stops import parse_stops
 from .errors import anthropic_error_body
 from .openai_chat import decode_arguments, parse_response_format
 from .openai_chat import parse_tools as parse_function_tools
 
 DEFAULT_MAX_TOKENS = 8192
+MAX_STOP_SEQUENCES = 16
 STOP_REASONS = {"stop": "end_turn", "tool_calls": "tool_use", "length": "max_tokens",
                 "content_filter": "refusal"}
 # Tool types a client executes itself; anything else is a server tool we cannot run.
@@ -289,11 +291,9 @@ def _max_tokens(value: Any) -> int:
 def _sampling(body: dict) -> dict[str, Any]:
     """Sampling fields, passed on; ``stop_sequences`` become ``stop``."""
     sampling = {k: body[k] for k in ("temperature", "top_p", "top_k") if body.get(k) is not None}
-    stops = body.get("stop_sequences")
-    if isinstance(stops, str):
-        stops = [stops]
-    if isinstance(stops, list) and (words := [s for s in stops if isinstance(s, str) and s]):
-        sampling["stop"] = words
+    if stops := parse_stops(body.get("stop_sequences"), param="stop_sequences",
+                            max_count=MAX_STOP_SEQUENCES, allow_string=False):
+        sampling["stop"] = stops
     return sampling
 
 
@@ -317,6 +317,11 @@ def tool_input(arguments: str) -> Any:
     return value if isinstance(value, dict) else {"input": value}
 
 
+def stop_reason(reason: str, stop_sequence: str | None) -> str:
+    """Anthropic's stop_reason: a matched stop sequence is its own reason."""
+    return "stop_sequence" if stop_sequence else STOP_REASONS.get(reason, "end_turn")
+
+
 def message_object(result: TurnResult, chat: ChatRequest, message_id: str) -> dict:
     """The non-stream ``message``: [thinking] [text when non-blank] [tool_use…]."""
     content: list[dict] = []
@@ -333,8 +338,8 @@ def message_object(result: TurnResult, chat: ChatRequest, message_id: str) -> di
         "role": "assistant",
         "model": chat.model.requested,
         "content": content,
-        "stop_reason": STOP_REASONS.get(result.finish, "end_turn"),
-        "stop_sequence": None,
+        "stop_reason": stop_reason(result.finish, result.stop_sequence),
+        "stop_sequence": result.stop_sequence,
         "usage": {"input_tokens": result.usage.prompt_tokens,
                   "output_tokens": result.usage.completion_tokens},
     }
@@ -379,13 +384,13 @@ class MessagesStreamRenderer:
         elif isinstance(event, Usage):
             self._output_tokens = event.completion_tokens
         elif isinstance(event, Finish):
-            out += self.finish(event.reason)
+            out += self.finish(event.reason, event.stop_sequence)
         elif isinstance(event, ErrorEvent):
             self.finished = True
             out.append(("error", anthropic_error_body(event.error)))
         return out
 
-    def finish(self, reason: str = "stop") -> list[Frame]:
+    def finish(self, reason: str = "stop", stop_sequence: str | None = None) -> list[Frame]:
         """Close the open block, then ``message_delta`` and ``message_stop``."""
         if self.finished:
             return []
@@ -393,8 +398,8 @@ class MessagesStreamRenderer:
         out = self._start() + self._close()
         out.append(("message_delta", {
             "type": "message_delta",
-            "delta": {"stop_reason": STOP_REASONS.get(reason, "end_turn"),
-                      "stop_sequence": None},
+            "delta": {"stop_reason": stop_reason(reason, stop_sequence),
+                      "stop_sequence": stop_sequence},
             "usage": {"output_tokens": self._output_tokens}}))
         out.append(("message_stop", {"type": "message_stop"}))
         return out

@@ -42,11 +42,13 @@ from ..canonical import (
     Usage,
 )
 from ..errors import InvalidRequest, ProxyError
+from ..stops import parse_stops
 from ..thinking import thinking_override
 from ..toolcall.choice import parse_openai_tool_choice
 from . import json_response
 from .errors import openai_error_body
 
+MAX_STOP = 4
 _DATA_URL = re.compile(r"^data:([^;,]+)?(;base64)?,(.*)$", re.DOTALL)
 
 
@@ -273,6 +275,12 @@ def _assistant(item: dict, i: int) -> Message:
     return Message("assistant", parts)
 
 
+def openai_stop(body: dict) -> dict[str, list[str]]:
+    """``stop``: a string or up to four strings (enforced by the core)."""
+    stops = parse_stops(body.get("stop"), param="stop", max_count=MAX_STOP)
+    return {"stop": stops} if stops else {}
+
+
 def parse_chat_request(body: dict, model: ResolvedModel) -> ChatRequest:
     """OpenAI chat body → canonical request (model already resolved)."""
     tools = parse_tools(body.get("tools"))
@@ -294,8 +302,9 @@ def parse_chat_request(body: dict, model: ResolvedModel) -> ChatRequest:
         thinking=thinking_override(body),
         include_usage=bool(stream_options.get("include_usage")),
         max_tokens=max_tokens,
-        sampling={k: body[k] for k in ("temperature", "top_p", "presence_penalty",
-                                        "frequency_penalty", "stop") if k in body},
+        sampling={**{k: body[k] for k in ("temperature", "top_p", "presence_penalty",
+                                           "frequency_penalty") if k in body},
+                  **openai_stop(body)},
         response_format=parse_response_format(body.get("response_format")),
     )
 
@@ -334,8 +343,9 @@ class ChatStyle:
     usage_in_finish_chunk: bool = False   # include_usage: usage rides the finish chunk
 
 
-def _finish(style: ChatStyle, reason: str) -> str:
-    return style.finish_names.get(reason, reason)
+def _finish(style: ChatStyle, reason: str, stop_sequence: str | None = None) -> str:
+    """The surface's finish word; a matched stop sequence is always "stop"."""
+    return "stop" if stop_sequence else style.finish_names.get(reason, reason)
 
 
 def _inline_text(result: TurnResult) -> str:
@@ -367,7 +377,8 @@ def chat_completion(result: TurnResult, chat: ChatRequest, created: int,
         "created": created,
         "model": chat.model.requested,
         "choices": [{"index": 0, "message": message, "logprobs": None,
-                     "finish_reason": _finish(style, result.finish)}],
+                     "finish_reason": _finish(style, result.finish,
+                                              result.stop_sequence)}],
         "usage": usage_body(result.usage),
         "system_fingerprint": None,
     }
@@ -461,7 +472,7 @@ class ChatStreamRenderer:
         out = self._close_think()
         if not self._started:
             out.append(self._delta({"content": ""}))
-        last = self._chunk({}, _finish(self.style, event.reason))
+        last = self._chunk({}, _finish(self.style, event.reason, event.stop_sequence))
         out.append(last)
         if not self.chat.include_usage or self._usage is None:
             return out

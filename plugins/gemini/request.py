@@ -17,6 +17,7 @@ from ds2proxy.canonical import ChatRequest, ResolvedModel, ResponseFormat, ToolS
 from ds2proxy.errors import InvalidRequest
 from ds2proxy.formats.openai_chat import parse_tools as parse_openai_tools
 from ds2proxy.thinking import thinking_override
+from ds2proxy.stops import parse_stops
 from ds2proxy.toolcall.choice import parse_gemini_tool_config
 
 from .contents import parse_contents, system_messages
@@ -28,6 +29,7 @@ _SAMPLING = {"temperature": "temperature", "topP": "top_p", "maxOutputTokens": "
              "stopSequences": "stop", "presencePenalty": "presence_penalty",
              "frequencyPenalty": "frequency_penalty"}
 _JSON_MIME = "application/json"
+MAX_STOP_SEQUENCES = 5
 
 
 @dataclass(slots=True)
@@ -113,9 +115,8 @@ def _sampling(config: dict) -> dict[str, Any]:
                 raise InvalidRequest("'generationConfig.maxOutputTokens' must be a positive "
                                      "integer", param="generationConfig.maxOutputTokens")
         elif name == "stop":
-            value = [value] if isinstance(value, str) else value
-            if not isinstance(value, list) or not all(isinstance(s, str) for s in value):
-                continue
+            value = parse_stops(value, param="generationConfig.stopSequences",
+                                max_count=MAX_STOP_SEQUENCES)
         elif isinstance(value, bool) or not isinstance(value, int | float):
             continue
         sampling[name] = value

@@ -1,0 +1,101 @@
+"""Stop sequences, enforced by the proxy because the web chat ignores them.
+
+Every family normalises its stop field (OpenAI ``stop``, Anthropic
+``stop_sequences``, Gemini ``stopSequences``, Ollama ``options.stop``) into
+``ChatRequest.sampling["stop"]`` through :func:`parse_stops`; the turn
+shaper runs the visible answer text through one :class:`StopMatcher`.
+The matcher holds back only the tail that could still become a match, so a
+stream stays live, and the text it lets through is exactly the text before
+the first occurrence of any stop sequence.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .errors import InvalidRequest
+
+MAX_STOP_LENGTH = 1000
+
+
+def parse_stops(value: Any, *, param: str, max_count: int | None,
+                allow_string: bool = True) -> list[str]:
+    """A family's stop field as a list of non-empty strings, or a 400 naming it."""
+    if value is None:
+        return []
+    if isinstance(value, str) and allow_string:
+        value = [value]
+    if not isinstance(value, list):
+        kinds = "a string or a list of strings" if allow_string else "a list of strings"
+        raise InvalidRequest(f"'{param}' must be {kinds}", param=param)
+    if max_count is not None and len(value) > max_count:
+        raise InvalidRequest(f"'{param}' takes at most {max_count} sequences, got {len(value)}",
+                             param=param)
+    for i, item in enumerate(value):
+        if not isinstance(item, str):
+            raise InvalidRequest(f"'{param}[{i}]' must be a string", param=param)
+        if not item:
+            raise InvalidRequest(f"'{param}[{i}]' must not be empty", param=param)
+        if len(item) > MAX_STOP_LENGTH:
+            raise InvalidRequest(f"'{param}[{i}]' is longer than {MAX_STOP_LENGTH} characters",
+                                 param=param)
+    return list(dict.fromkeys(value))
+
+
+def stops_of(sampling: dict[str, Any]) -> tuple[str, ...]:
+    """The stop sequences a canonical request carries (string or list form)."""
+    value = sampling.get("stop")
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list):
+        return ()
+    return tuple(s for s in value if isinstance(s, str) and s)
+
+
+class StopMatcher:
+    """Cuts a text stream right before the first stop sequence.
+
+    :meth:`feed` returns the text that can safely go out now; :attr:`matched`
+    names the sequence once one is found (everything after it is dropped);
+    :meth:`flush` releases the held tail when the text ends without a match.
+    """
+
+    def __init__(self, stops: tuple[str, ...]) -> None:
+        self.stops = stops
+        self._longest = max((len(s) for s in stops), default=0)
+        self._held = ""
+        self.matched: str | None = None
+
+    def feed(self, text: str) -> str:
+        if self.matched is not None or not text:
+            return ""
+        buf = self._held + text
+        cut, found = self._first_match(buf)
+        if found is not None:
+            self.matched = found
+            self._held = ""
+            return buf[:cut]
+        keep = self._partial_tail(buf)
+        self._held = buf[len(buf) - keep:] if keep else ""
+        return buf[:len(buf) - keep]
+
+    def flush(self) -> str:
+        held, self._held = self._held, ""
+        return "" if self.matched is not None else held
+
+    def _first_match(self, buf: str) -> tuple[int, str | None]:
+        best, found = len(buf) + 1, None
+        for stop in self.stops:
+            at = buf.find(stop)
+            if at != -1 and at < best:
+                best, found = at, stop
+        return best, found
+
+    def _partial_tail(self, buf: str) -> int:
+        """Length of the longest suffix of ``buf`` that begins some stop sequence."""
+        upto = min(len(buf), self._longest - 1)
+        for size in range(upto, 0, -1):
+            tail = buf[-size:]
+            if any(stop.startswith(tail) for stop in self.stops):
+                return size
+        return 0
