@@ -455,9 +455,11 @@ class MessagesStreamRenderer:
 
 
 async def respond_messages(core: Any, request: web.Request, turn: Any,
-                           chat: ChatRequest) -> web.StreamResponse:
-    """Answer a Messages request from an open turn, stream or not."""
-    message_id = random_id("msg_")
+                           chat: ChatRequest, message_id: str | None = None
+                           ) -> web.StreamResponse:
+    """Answer a Messages request from an open turn, stream or not
+    (``message_id``: a surface's own id shape, else ``msg_…``)."""
+    message_id = message_id or random_id("msg_")
     if not chat.stream:
         result = await turn.collect()
         return json_response(message_object(result, chat, message_id))
