@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 
 import aiohttp
+import anthropic
 import openai
 import pytest
 from google.genai import types
@@ -156,7 +157,6 @@ async def test_anthropic_without_a_match_ends_the_turn_normally(proxy):
 
 
 async def test_anthropic_bad_stop_sequences_are_a_400(proxy):
-    import anthropic
     with pytest.raises(anthropic.BadRequestError) as info:
         await ask(proxy, "async", False, stop_sequences=["ok", 7])
     assert info.value.body["error"]["type"] == "invalid_request_error"
