@@ -194,6 +194,8 @@ class TurnShaper:
                 tokens += count_tokens(ev.text)
             elif isinstance(ev, ToolCallStart):
                 out += self._release_held()
+                if self.stop_sequence is not None:
+                    break
                 self.calls += 1
                 if ev.name in self._custom and ev.kind != "custom":
                     ev = ToolCallStart(ev.index, ev.id, ev.name, "custom")

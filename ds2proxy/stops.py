@@ -71,17 +71,25 @@ class StopMatcher:
             return ""
         buf = self._held + text
         cut, found = self._first_match(buf)
-        if found is not None:
-            self.matched = found
-            self._held = ""
-            return buf[:cut]
-        keep = self._partial_tail(buf)
-        self._held = buf[len(buf) - keep:] if keep else ""
-        return buf[:len(buf) - keep]
+        # A longer sequence that starts earlier may still complete: wait for it.
+        start = len(buf) - self._partial_tail(buf)
+        if found is not None and cut <= start:
+            return self._cut(buf, cut, found)
+        self._held = buf[start:]
+        return buf[:start]
 
     def flush(self) -> str:
+        """The held text once no more follows (a complete match in it still cuts)."""
         held, self._held = self._held, ""
-        return "" if self.matched is not None else held
+        if self.matched is not None:
+            return ""
+        cut, found = self._first_match(held)
+        return held if found is None else self._cut(held, cut, found)
+
+    def _cut(self, buf: str, cut: int, found: str) -> str:
+        self.matched = found
+        self._held = ""
+        return buf[:cut]
 
     def _first_match(self, buf: str) -> tuple[int, str | None]:
         best, found = len(buf) + 1, None

@@ -50,7 +50,7 @@ def split_text(draw) -> tuple[list[str], list[str]]:
     return pieces, stops
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=500, deadline=None)
 @given(split_text())
 def test_cut_text_is_the_text_before_the_first_match(case):
     pieces, stops = case
