@@ -11,7 +11,7 @@ import aiohttp
 import ollama
 import pytest
 
-from ds2proxy.testing import Scripted
+from ds2proxy.testing import Delivery, Scripted
 from dsml_util import dsml
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
@@ -283,3 +283,15 @@ async def test_degpt_api_v1_routes_are_untouched(proxy):
         async with http.get(proxy.url + "/api/v1/models") as resp:
             body = await resp.json()
     assert resp.status == 200 and body["object"] == "list"
+
+
+async def test_failure_after_output_is_an_error_line(proxy):
+    proxy.fake.enqueue(Scripted(answer="partial answer that breaks", chunk_size=4,
+                                delivery=Delivery(drop_after=4, abort=True)))
+    status, _, raw = await post(proxy, "/api/chat",
+                                {"model": "deepseek-chat", "messages": user("hi")})
+    assert status == 200
+    objects = [json.loads(line) for line in raw.decode().splitlines()]
+    assert objects[0]["message"]["content"] and objects[0]["done"] is False
+    assert list(objects[-1]) == ["error"] and objects[-1]["error"]
+    assert proxy.core.pool.inflight == 0

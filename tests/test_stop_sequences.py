@@ -220,3 +220,21 @@ async def test_api_v1_chat_enforces_stop(proxy):
     assert status == 200
     assert body["choices"][0]["message"]["content"] == "Hello world "
     assert body["choices"][0]["finish_reason"] == "stop"
+
+
+async def test_a_match_ends_the_turn_without_reading_further_rounds(proxy):
+    """The first round ends INCOMPLETE after the match: without a stop the
+    proxy asks the upstream to continue, with one it reads no further."""
+    answer = ["Part one E", "ND here", " and ", "the rest ", "of it."]
+    proxy.fake.enqueue(Scripted(answer=answer, incomplete_after=3),
+                       Scripted(answer=answer, incomplete_after=3))
+    client = oai(proxy)
+    whole = await client.chat.completions.create(
+        model="deepseek-chat", messages=[{"role": "user", "content": "go"}])
+    assert whole.choices[0].message.content == "".join(answer)
+    assert len(proxy.fake.calls_to("chat/continue")) == 1
+    cut = await client.chat.completions.create(
+        model="deepseek-chat", messages=[{"role": "user", "content": "go"}], stop="END")
+    assert cut.choices[0].message.content == "Part one "
+    assert len(proxy.fake.calls_to("chat/continue")) == 1
+    assert proxy.core.pool.inflight == 0
