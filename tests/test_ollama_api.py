@@ -178,9 +178,11 @@ async def test_generate_whole_and_streamed(proxy):
     assert "".join(p.response for p in parts) == "Sky is blue." and parts[-1].done
 
 
-async def test_empty_prompt_only_loads(proxy):
+async def test_empty_prompt_only_loads_or_unloads(proxy):
     resp = await client(proxy).generate(model="deepseek-chat", prompt="")
     assert resp.done and resp.done_reason == "load" and resp.response == ""
+    gone = await client(proxy).chat(model="deepseek-chat", messages=[], keep_alive=0)
+    assert gone.done_reason == "unload" and gone.message.content == ""
     assert completion_bodies(proxy) == []
 
 

@@ -20,7 +20,9 @@ from google.genai import types
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ds2proxy.canonical import ChatRequest, Finish, ReasoningDelta, ResolvedModel, TextDelta
 from ds2proxy.errors import InvalidRequest
+from ds2proxy.shaping import ShapingSettings, TurnShaper
 from ds2proxy.stops import StopMatcher, parse_stops
 from ds2proxy.testing import Scripted
 from dsml_util import dsml
@@ -238,3 +240,27 @@ async def test_a_match_ends_the_turn_without_reading_further_rounds(proxy):
     assert cut.choices[0].message.content == "Part one "
     assert len(proxy.fake.calls_to("chat/continue")) == 1
     assert proxy.core.pool.inflight == 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(split_text())
+def test_the_shaper_cuts_answer_text_the_same_way(case):
+    """Through the real shaping path (citation rewriter, text cleaner): the
+    answer text out is the text before the first match, and reasoning is whole."""
+    pieces, stops = case
+    model = ResolvedModel("deepseek-reasoner", "deepseek-reasoner", "default", True, False)
+    chat = ChatRequest(model=model, messages=[], sampling={"stop": stops})
+    shaper = TurnShaper(chat, ShapingSettings(), 1, lambda: [])
+    events = shaper.on_reasoning("END of reasoning")
+    for piece in pieces:
+        events += shaper.on_answer(piece)
+        if shaper.stopped:
+            break
+    events += shaper.flush() + shaper.tail()
+    text = "".join(e.text for e in events if isinstance(e, TextDelta))
+    assert text == first_cut("".join(pieces), stops)
+    assert [e.text for e in events if isinstance(e, ReasoningDelta)] == ["END of reasoning"]
+    finish = events[-1]
+    assert isinstance(finish, Finish) and finish.reason == "stop"
+    assert finish.stop_sequence == shaper.stop_sequence
+    assert (finish.stop_sequence is not None) == any(s in "".join(pieces) for s in stops)

@@ -62,16 +62,20 @@ class Clock:
                 "eval_duration": max(end - first, 0)}
 
 
-def tool_call_object(index: int, name: str, arguments: str) -> dict[str, Any]:
+def tool_call_object(index: int, call_id: str, name: str, arguments: str) -> dict[str, Any]:
+    """A call with its arguments as an object; the id lets a client name it
+    back in ``tool_call_id`` (results may also just name the tool)."""
     value = decode_arguments(arguments)
-    return {"function": {"index": index, "name": name,
-                         "arguments": value if isinstance(value, dict) else {"input": value}}}
+    return {"id": call_id, "function": {
+        "index": index, "name": name,
+        "arguments": value if isinstance(value, dict) else {"input": value}}}
 
 
-def load_object(model: str, kind: Kind) -> dict[str, Any]:
-    """The answer to an empty prompt: the model is "loaded", nothing generated."""
+def load_object(model: str, kind: Kind, unload: bool = False) -> dict[str, Any]:
+    """The answer to an empty prompt: the model is "loaded" (or, with
+    ``keep_alive: 0``, "unloaded"); nothing is generated."""
     body = _base(model, kind, "", None)
-    body.update(done=True, done_reason="load")
+    body.update(done=True, done_reason="unload" if unload else "load")
     return body
 
 
@@ -105,7 +109,8 @@ def _final(body: dict[str, Any], reason: str, usage: Usage | None, clock: Clock)
 
 def whole_object(result: TurnResult, model: str, kind: Kind, clock: Clock) -> dict[str, Any]:
     """The ``"stream": false`` answer."""
-    calls = [tool_call_object(i, c.name, c.arguments) for i, c in enumerate(result.calls)]
+    calls = [tool_call_object(i, c.id, c.name, c.arguments)
+             for i, c in enumerate(result.calls)]
     body = _base(model, kind, result.text, result.reasoning or None, calls)
     return _final(body, result.finish, result.usage, clock)
 
@@ -117,7 +122,7 @@ class StreamRenderer:
         self.model = model
         self.kind = kind
         self.clock = clock
-        self._calls: dict[int, list[str]] = {}
+        self._calls: dict[int, list[str]] = {}  # index → [id, name, arguments so far]
         self._usage: Usage | None = None
 
     def heartbeat(self) -> dict[str, Any]:
@@ -132,9 +137,9 @@ class StreamRenderer:
         if isinstance(event, TextDelta) and event.text:
             return [_base(self.model, self.kind, event.text, None)]
         if isinstance(event, ToolCallStart):
-            self._calls[event.index] = [event.name, ""]
+            self._calls[event.index] = [event.id, event.name, ""]
         elif isinstance(event, ToolCallArgs) and event.index in self._calls:
-            self._calls[event.index][1] += event.arguments
+            self._calls[event.index][2] += event.arguments
         elif isinstance(event, ToolCallEnd) and event.index in self._calls:
             return [self._call_chunk([event.index])]
         elif isinstance(event, Usage):

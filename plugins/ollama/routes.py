@@ -38,7 +38,7 @@ class TurnRoutes:
         name = model_name(body)
         model = self.core.resolve_model(base_name(name), family="ollama")
         if is_load_only(body, kind):
-            return json_response(load_object(name, kind))
+            return json_response(load_object(name, kind, unload=body.get("keep_alive") == 0))
         parse = parse_chat if kind == "chat" else parse_generate
         chat = parse(body, model)
         async with self.core.turn(chat, caller) as turn:
