@@ -297,3 +297,21 @@ async def test_failure_after_output_is_an_error_line(proxy):
     assert objects[0]["message"]["content"] and objects[0]["done"] is False
     assert list(objects[-1]) == ["error"] and objects[-1]["error"]
     assert proxy.core.pool.inflight == 0
+
+
+async def test_keep_alives_are_empty_progress_objects(proxy_factory):
+    proxy = await proxy_factory({"runtime": {"keepalive_seconds": 0.05}})
+    proxy.fake.enqueue(Scripted(answer="late", delivery=Delivery(silence=0.4,
+                                                                 comment_every=0.1)))
+    status, _, raw = await post(proxy, "/api/generate",
+                                {"model": "deepseek-chat", "prompt": "hi"})
+    objects = [json.loads(line) for line in raw.decode().splitlines()]
+    idle = [o for o in objects if not o["done"] and o["response"] == ""]
+    assert status == 200 and idle
+    assert "".join(o["response"] for o in objects) == "late" and objects[-1]["done"]
+    # The official client reads the same stream without tripping on them.
+    proxy.fake.enqueue(Scripted(answer="late", delivery=Delivery(silence=0.3,
+                                                                 comment_every=0.1)))
+    parts = [p async for p in await client(proxy).generate(model="deepseek-chat",
+                                                            prompt="hi", stream=True)]
+    assert "".join(p.response for p in parts) == "late"
