@@ -67,6 +67,8 @@ class StopMatcher:
         self.matched: str | None = None
 
     def feed(self, text: str) -> str:
+        if not self.stops:
+            return text
         if self.matched is not None or not text:
             return ""
         buf = self._held + text
@@ -100,10 +102,15 @@ class StopMatcher:
         return best, found
 
     def _partial_tail(self, buf: str) -> int:
-        """Length of the longest suffix of ``buf`` that begins some stop sequence."""
-        upto = min(len(buf), self._longest - 1)
-        for size in range(upto, 0, -1):
-            tail = buf[-size:]
-            if any(stop.startswith(tail) for stop in self.stops):
-                return size
-        return 0
+        """Length of the longest suffix of ``buf`` that begins some stop sequence
+        (only where a stop's first character occurs need be tried)."""
+        window = buf[len(buf) - min(len(buf), self._longest - 1):]
+        best = 0
+        for stop in self.stops:
+            at = window.find(stop[0])
+            while at != -1 and len(window) - at > best:
+                if stop.startswith(window[at:]):
+                    best = len(window) - at
+                    break
+                at = window.find(stop[0], at + 1)
+        return best
