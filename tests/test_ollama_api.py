@@ -4,15 +4,14 @@ HTTP: NDJSON framing, the final object's counts and durations, errors as
 
 from __future__ import annotations
 
-import base64
 import json
 
 import aiohttp
 import ollama
 import pytest
+from dsml_util import dsml
 
 from ds2proxy.testing import Delivery, Scripted
-from dsml_util import dsml
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
 WEATHER = {"type": "object", "properties": {"city": {"type": "string"},

@@ -16,18 +16,18 @@ import aiohttp
 import anthropic
 import openai
 import pytest
+from dsml_util import dsml
 from google.genai import types
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_claude_sdk import ask, texts
+from test_gemini_client import collect, generate
 
 from ds2proxy.canonical import ChatRequest, Finish, ReasoningDelta, ResolvedModel, TextDelta
 from ds2proxy.errors import InvalidRequest
 from ds2proxy.shaping import ShapingSettings, TurnShaper
 from ds2proxy.stops import StopMatcher, parse_stops
 from ds2proxy.testing import Scripted
-from dsml_util import dsml
-from test_claude_sdk import ask, texts
-from test_gemini_client import collect, generate
 
 ALPHABET = "abcEND \n"
 SPLIT_ANSWER = ["Hello wor", "ld E", "N", "D and then more text ", "that must not show."]
@@ -250,7 +250,7 @@ def test_the_shaper_cuts_answer_text_the_same_way(case):
     pieces, stops = case
     model = ResolvedModel("deepseek-reasoner", "deepseek-reasoner", "default", True, False)
     chat = ChatRequest(model=model, messages=[], sampling={"stop": stops})
-    shaper = TurnShaper(chat, ShapingSettings(), 1, lambda: [])
+    shaper = TurnShaper(chat, ShapingSettings(), 1, list)
     events = shaper.on_reasoning("END of reasoning")
     for piece in pieces:
         events += shaper.on_answer(piece)

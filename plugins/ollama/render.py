@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from ds2proxy.canonical import (
@@ -33,7 +33,7 @@ DONE_REASONS = {"stop": "stop", "tool_calls": "stop", "length": "length",
 
 def created_at() -> str:
     """RFC 3339 in UTC with a ``Z``, as Ollama writes it."""
-    return datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
 
 
 @dataclass
