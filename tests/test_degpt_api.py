@@ -164,3 +164,10 @@ async def test_messages_bad_key_is_an_anthropic_401(proxy_factory):
             model="claude-opus-4-6", max_tokens=10, messages=USER)
     assert info.value.body["type"] == "error"
     assert info.value.body["error"]["type"] == "authentication_error"
+
+
+async def test_configured_aliases_are_listed_with_their_model(proxy_factory):
+    proxy = await proxy_factory({"model_aliases": {"my-bot": "deepseek-reasoner"}})
+    entries = {m["id"]: m for m in (await get_models(proxy))["data"]}
+    assert "deepseek-reasoner" in entries["my-bot"]["description"]
+    assert entries["my-bot"]["name"].startswith("my-bot")
