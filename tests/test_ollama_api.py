@@ -194,6 +194,9 @@ async def test_embed_and_legacy_embeddings(proxy):
     assert resp.embeddings[0] != resp.embeddings[1] and resp.prompt_eval_count > 0
     legacy = await client(proxy).embeddings(model="any-embedder", prompt="one")
     assert len(legacy.embedding) == 1536
+    # Older clients name the model "name".
+    status, _, raw = await post(proxy, "/api/embed", {"name": "old-embedder", "input": "one"})
+    assert status == 200 and json.loads(raw)["model"] == "old-embedder"
 
 
 async def test_embed_without_a_provider_is_501(proxy_factory):

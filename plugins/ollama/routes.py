@@ -76,7 +76,7 @@ class EmbedRoutes:
         vectors = await self._provider(body.get("dimensions")).embed(texts)
         tokens = sum(count_tokens(t) for t in texts)
         durations = clock.durations()
-        return json_response({"model": body["model"], "embeddings": vectors,
+        return json_response({"model": model_name(body), "embeddings": vectors,
                               "total_duration": durations["total_duration"],
                               "load_duration": 0, "prompt_eval_count": tokens})
 
