@@ -78,7 +78,7 @@ def _request(body: dict, model: ResolvedModel, messages: list[Message],
              tools: list) -> ChatRequest:
     options = _options(body.get("options"))
     _keep_alive(body.get("keep_alive"))
-    stream = body.get("stream", True)
+    stream = True if body.get("stream") is None else body["stream"]
     if not isinstance(stream, bool):
         raise InvalidRequest("stream must be true or false", param="stream")
     sampling = {k: options[k] for k in ("temperature", "top_p", "top_k", "presence_penalty",
