@@ -264,3 +264,13 @@ def test_the_shaper_cuts_answer_text_the_same_way(case):
     assert isinstance(finish, Finish) and finish.reason == "stop"
     assert finish.stop_sequence == shaper.stop_sequence
     assert (finish.stop_sequence is not None) == any(s in "".join(pieces) for s in stops)
+
+
+@pytest.mark.parametrize("path", ["/lm/v2/chat/completions", "/api/v1/chat/completions"])
+async def test_small_dialects_refuse_a_bad_stop_in_their_shape(proxy, path):
+    status, body = await raw_chat(proxy, path, {
+        "model": "deepseek-chat", "stop": ["a", "b", "c", "d", "e"],
+        "messages": [{"role": "user", "content": "hi"}]})
+    assert status == 400
+    assert body["error"]["param"] == "stop" and body["error"]["type"] == "invalid_request_error"
+    assert proxy.fake.calls_to("chat/completion") == []
