@@ -21,10 +21,12 @@ from .auth import Caller, authenticate
 from .canonical import ChatRequest, ResolvedModel
 from .captures import CaptureBuffer
 from .config import Config, ConfigStore
+from .embeddings import EmbeddingProvider, provider_for
 from .errors import InvalidRequest, PayloadTooLarge
 from .jsonbody import parse_object
 from .models import ModelCatalog
 from .monitor import Monitor
+from .ndjson import Heartbeat, NDJSONWriter
 from .pipeline import Turn, estimate_prompt_tokens
 from .scheduler import AccountPool
 from .sse import JSONArrayWriter, SSEWriter
@@ -93,13 +95,19 @@ class Core:
             return await asyncio.to_thread(parse_object, raw)
         return parse_object(raw)
 
-    def authenticate(self, request: web.Request) -> Caller:
-        return authenticate(request, self.config)
+    def authenticate(self, request: web.Request, *, implied: str | None = None) -> Caller:
+        """The caller; ``implied`` is a configured key assumed when none is sent."""
+        return authenticate(request, self.config, implied)
 
     def resolve_model(self, name: Any, *, family: str | None = None) -> ResolvedModel:
         if not isinstance(name, str) or not name.strip():
             raise InvalidRequest("'model' is required", param="model")
         return self.models.resolve(name, family=family)
+
+    def embeddings(self, dimensions: int) -> EmbeddingProvider | None:
+        """The configured embeddings provider for vectors of ``dimensions``
+        (None when ``embeddings.provider`` names none)."""
+        return provider_for(self.config.embeddings_provider, dimensions)
 
     def prompt_tokens(self, chat: ChatRequest) -> int:
         """Prompt tokens a turn for ``chat`` would report (for count_tokens routes)."""
@@ -126,3 +134,8 @@ class Core:
 
     def json_array(self, request: web.Request) -> JSONArrayWriter:
         return JSONArrayWriter(request, keepalive=self.config.runtime.keepalive_seconds)
+
+    def ndjson(self, request: web.Request, heartbeat: Heartbeat) -> NDJSONWriter:
+        """A newline-delimited JSON writer; ``heartbeat()`` is its keep-alive line."""
+        return NDJSONWriter(request, heartbeat=heartbeat,
+                            keepalive=self.config.runtime.keepalive_seconds)

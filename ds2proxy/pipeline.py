@@ -524,3 +524,4 @@ def accumulate(result: TurnResult, event: TurnEvent) -> None:
         result.usage = event
     elif isinstance(event, Finish):
         result.finish = event.reason
+        result.stop_sequence = event.stop_sequence

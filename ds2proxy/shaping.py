@@ -28,6 +28,7 @@ from .canonical import (
 )
 from .citations import CitationRewriter
 from .errors import ToolChoiceViolation
+from .stops import StopMatcher, stops_of
 from .structured import check, extract_json
 from .tokens import count_tokens
 from .toolcall.clean import TextCleaner
@@ -65,6 +66,8 @@ class TurnShaper:
         self.filtered: str | None = None
         self.json_mode = chat.response_format.type != "text"
         self._json_buffer: list[str] = []
+        self._stops = stops_of(chat.sampling)
+        self.stop_matcher = StopMatcher(self._stops)
 
     # -- inputs --------------------------------------------------------------
 
@@ -85,9 +88,14 @@ class TurnShaper:
         self.filtered = template
 
     @property
+    def stop_sequence(self) -> str | None:
+        """The client's stop sequence that ended the answer, if one did."""
+        return self.stop_matcher.matched
+
+    @property
     def stopped(self) -> bool:
-        """The client's max_tokens was reached: read no further."""
-        return self.length_hit
+        """max_tokens was reached or a stop sequence matched: read no further."""
+        return self.length_hit or self.stop_sequence is not None
 
     @property
     def has_visible_output(self) -> bool:
@@ -101,6 +109,8 @@ class TurnShaper:
 
     def flush(self) -> list[TurnEvent]:
         """Release held text and apply §4.8 (calls written in the reasoning)."""
+        if self.stop_sequence is not None:
+            return []
         events = self._route(self.rewriter.flush())
         if self.sieve is not None:
             events += self._track(self.sieve.flush())
@@ -108,7 +118,7 @@ class TurnShaper:
                 events += self._track(self.sieve.finish(self.hidden_reasoning))
         elif self.cleaner is not None:
             events += self._track([TextDelta(self.cleaner.flush())])
-        return events
+        return events + self._release_held()
 
     @property
     def json_pending(self) -> bool:
@@ -128,6 +138,7 @@ class TurnShaper:
         chat = self.chat
         self._json_buffer.clear()
         self.visible.clear()
+        self.stop_matcher = StopMatcher(self._stops)
         if self.sieve is not None:
             self.sieve = ToolSieve(chat.tools, chat.tool_choice, early_emit=self._early_emit,
                                    single_call=not chat.parallel_tool_calls)
@@ -140,7 +151,7 @@ class TurnShaper:
             raise ToolChoiceViolation()
         events: list[TurnEvent] = [Citation(i, url, title) for i, url, title in self._citations()]
         events.append(Usage(self.prompt_tokens, self.completion_tokens, self.reasoning_tokens))
-        events.append(Finish(self.finish_reason))
+        events.append(Finish(self.finish_reason, self.stop_sequence))
         return events
 
     @property
@@ -149,6 +160,8 @@ class TurnShaper:
             return "content_filter"
         if self.calls:
             return "tool_calls"
+        if self.stop_sequence is not None:
+            return "stop"
         if self.length_hit:
             return "length"
         return "stop"
@@ -163,10 +176,15 @@ class TurnShaper:
         return self._track([TextDelta(self.cleaner.feed(text))])
 
     def _track(self, events: list) -> list[TurnEvent]:
+        """Count and record events; answer text goes through the stop matcher
+        (text only: a tool call is never cut, and nothing follows a match)."""
         out: list[TurnEvent] = []
         tokens = 0
         for ev in events:
+            if self.stop_sequence is not None:
+                break
             if isinstance(ev, TextDelta):
+                ev = TextDelta(self.stop_matcher.feed(ev.text))
                 if not ev.text:
                     continue
                 self.visible.append(ev.text)
@@ -175,6 +193,9 @@ class TurnShaper:
                     continue
                 tokens += count_tokens(ev.text)
             elif isinstance(ev, ToolCallStart):
+                out += self._release_held()
+                if self.stop_sequence is not None:
+                    break
                 self.calls += 1
                 if ev.name in self._custom and ev.kind != "custom":
                     ev = ToolCallStart(ev.index, ev.id, ev.name, "custom")
@@ -182,6 +203,19 @@ class TurnShaper:
                 tokens += count_tokens(ev.arguments)
             out.append(ev)
         return self._out(out, tokens)
+
+    def _release_held(self) -> list[TurnEvent]:
+        """Text the stop matcher held back, once no match can follow it."""
+        held = self.stop_matcher.flush()
+        if not held:
+            return []
+        self.visible.append(held)
+        if self.json_mode:
+            self._json_buffer.append(held)
+            return []
+        self.completion_tokens += count_tokens(held)
+        self.emitted += 1
+        return [TextDelta(held)]
 
     def _out(self, events: list[TurnEvent], tokens: int) -> list[TurnEvent]:
         self.completion_tokens += tokens

@@ -15,11 +15,13 @@ from .formats.errors import (
     admin_error,
     anthropic_error,
     google_error,
+    ollama_error,
     openai_error,
 )
 
 _GOOGLE_PATH = re.compile(r"^/(v1beta|v1alpha)/|^/v1/models/[^/]+:")
 _ANTHROPIC_PATH = re.compile(r"^/anthropic/|^/(v1/)?messages(/|$)")
+_OLLAMA_PATH = re.compile(r"^/api/(?!v1(/|$))")
 _PAGES = ("/admin/ui", "/static/")
 
 
@@ -34,6 +36,8 @@ def style_for(path: str, *, google_client: bool = False) -> ErrorStyle | None:
         return google_error
     if _ANTHROPIC_PATH.match(path):
         return anthropic_error
+    if _OLLAMA_PATH.match(path):
+        return ollama_error
     return openai_error
 
 

@@ -31,7 +31,7 @@ class Route:
     name: str
     method: str
     path: str
-    family: str                          # openai | anthropic | google
+    family: str                          # openai | anthropic | google | ollama
     body: dict[str, Any] | None = None   # a valid body (None: no body)
     paths: tuple[Path, ...] = ()         # fields to break
     query: str = ""
@@ -91,6 +91,12 @@ CHAT = {"model": "deepseek-chat", "messages": USER}
 MESSAGES = {"model": "claude-sonnet-4-5", "max_tokens": 64, "messages": USER}
 CONTENTS = {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}
 GOOGLE = {"x-goog-api-key": "{key}"}
+OLLAMA_OPTIONS = ("options", "options.temperature", "options.top_p", "options.top_k",
+                  "options.num_predict", "options.stop", "options.stop.0", "options.seed",
+                  "think", "format", "format.properties", "keep_alive", "stream", "tools",
+                  "tools.0", "tools.0.function", "tools.0.function.parameters")
+OLLAMA_CHAT = {"model": "deepseek-chat", "messages": USER, "stream": False}
+OLLAMA_GENERATE = {"model": "deepseek-chat", "prompt": "hi", "stream": False}
 
 ROUTES = (
     Route("chat", "POST", "/v1/chat/completions", "openai", CHAT,
@@ -145,6 +151,33 @@ ROUTES = (
           extra_headers=GOOGLE),
     Route("gemini-v1-models-list", "GET", "/v1/models", "google", extra_headers=GOOGLE),
     Route("degpt-models", "GET", "/api/v1/models", "openai"),
+    Route("root-chat", "POST", "/chat/completions", "openai", CHAT,
+          _paths(*SAMPLING_OPENAI, *CHAT_SHAPE)),
+    Route("root-responses", "POST", "/responses", "openai",
+          {"model": "deepseek-chat", "input": "hi"}, _paths(*RESPONSES)),
+    Route("root-embeddings", "POST", "/embeddings", "openai",
+          {"model": "text-embedding-3-small", "input": "hi"},
+          _paths("model", "input", "input.0", "dimensions", "encoding_format", "user")),
+    Route("root-models", "GET", "/models/{}", "openai", segment="model_id"),
+    Route("root-models-list", "GET", "/models", "openai"),
+    Route("root-responses-get", "GET", "/responses/{}", "openai", segment="response_id"),
+    Route("ollama-chat", "POST", "/api/chat", "ollama", OLLAMA_CHAT,
+          _paths("model", "messages", "messages.0", "messages.0.role", "messages.0.content",
+                 "messages.0.images", "messages.0.images.0", "messages.0.tool_calls",
+                 "messages.0.thinking", *OLLAMA_OPTIONS)),
+    Route("ollama-generate", "POST", "/api/generate", "ollama", OLLAMA_GENERATE,
+          _paths("model", "prompt", "system", "suffix", "images", "images.0", "raw",
+                 "context", "template", *OLLAMA_OPTIONS)),
+    Route("ollama-show", "POST", "/api/show", "ollama", {"model": "deepseek-chat"},
+          _paths("model", "name", "verbose")),
+    Route("ollama-embed", "POST", "/api/embed", "ollama",
+          {"model": "nomic-embed-text", "input": "hi"},
+          _paths("model", "input", "input.0", "truncate", "dimensions", "options")),
+    Route("ollama-embeddings", "POST", "/api/embeddings", "ollama",
+          {"model": "nomic-embed-text", "prompt": "hi"}, _paths("model", "prompt", "options")),
+    Route("ollama-version", "GET", "/api/version", "ollama"),
+    Route("ollama-tags", "GET", "/api/tags", "ollama"),
+    Route("ollama-ps", "GET", "/api/ps", "ollama"),
 )
 
 

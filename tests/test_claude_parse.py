@@ -207,8 +207,16 @@ def test_max_tokens_defaults_and_is_validated():
 
 
 def test_sampling_and_stop_sequences():
-    chat = parse(temperature=0.2, top_p=0.9, top_k=5, stop_sequences=["END", ""])
-    assert chat.sampling == {"temperature": 0.2, "top_p": 0.9, "top_k": 5, "stop": ["END"]}
+    chat = parse(temperature=0.2, top_p=0.9, top_k=5, stop_sequences=["END", "FIN"])
+    assert chat.sampling == {"temperature": 0.2, "top_p": 0.9, "top_k": 5,
+                             "stop": ["END", "FIN"]}
+
+
+@pytest.mark.parametrize("bad", [["END", ""], ["END", 3], "END", ["x"] * 17, ["y" * 1001]])
+def test_bad_stop_sequences_are_refused(bad):
+    with pytest.raises(InvalidRequest) as info:
+        parse(stop_sequences=bad)
+    assert info.value.param == "stop_sequences"
 
 
 @pytest.mark.parametrize("field, value", [

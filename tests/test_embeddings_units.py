@@ -9,7 +9,7 @@ import pytest
 from ds2proxy.errors import InvalidRequest
 from ds2proxy.tokens import count_tokens
 from plugins.openai.embeddings import parse_inputs
-from plugins.openai.embeddings_providers import DeterministicEmbeddings, provider_for
+from ds2proxy.embeddings import DeterministicEmbeddings, provider_for
 
 
 async def test_same_text_same_unit_vector_of_the_asked_dimension() -> None:

@@ -34,8 +34,8 @@ SEGMENT = 25 * SCALE
 BUDGET = settings(deadline=None, derandomize=True, database=None,
                   suppress_health_check=list(HealthCheck))
 SPENT = ("/api/v0/chat_session/create", "/api/v0/chat/create_pow_challenge")
-# Routes outside the fuzz on purpose: probes without input.
-NOT_API = {"/healthz", "/readyz"}
+# Routes outside the fuzz on purpose: probes and the redirect to the dashboard.
+NOT_API = {"/healthz", "/readyz", "/"}
 
 
 def check_shape(family: str, status: int, body: dict) -> None:
@@ -44,6 +44,8 @@ def check_shape(family: str, status: int, body: dict) -> None:
         error = body["error"]
         assert error["code"] == status and isinstance(error["message"], str)
         assert isinstance(error["status"], str)
+    elif family == "ollama":
+        assert isinstance(body["error"], str) and body["error"]
     elif family == "anthropic":
         assert body["type"] == "error" and isinstance(body["error"]["message"], str)
         assert isinstance(body["error"]["type"], str)

@@ -191,7 +191,7 @@ async def test_bad_requests_are_invalid_argument(proxy, path, body):
 
 
 @pytest.mark.parametrize("path", ["/v1beta/models/totally-custom:generateContent",
-                                  "/v1/models/deepseek-v3:streamGenerateContent",
+                                  "/v1/models/deepseek-v9-imaginary:streamGenerateContent",
                                   "/v1beta/models/totally-custom:countTokens"])
 async def test_unknown_models_are_not_found_as_google_says(proxy, path):
     status, _, answer = await post(proxy, path, HELLO)

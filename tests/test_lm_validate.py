@@ -62,8 +62,8 @@ def test_non_numbers_are_refused(field):
 
 
 @pytest.mark.parametrize("doc, param", [
-    ({"messages": [U]}, "model"),
     ({"model": "", "messages": [U]}, "model"),
+    ({"model": 7, "messages": [U]}, "model"),
     ({"model": "m"}, "messages"),
     (body(stream="yes"), "stream"),
     (body(stream_options=[]), "stream_options"),

@@ -300,6 +300,11 @@ def tool_input(arguments: str) -> Any:
     return value if isinstance(value, dict) else {"input": value}
 
 
+def stop_reason(reason: str, stop_sequence: str | None) -> str:
+    """Anthropic's stop_reason: a matched stop sequence is its own reason."""
+    return "stop_sequence" if stop_sequence else STOP_REASONS.get(reason, "end_turn")
+
+
 def message_object(result: TurnResult, chat: ChatRequest, message_id: str) -> dict:
     """The non-stream ``message``: [thinking] [text when non-blank] [tool_use…]."""
     content: list[dict] = []
@@ -316,8 +321,8 @@ def message_object(result: TurnResult, chat: ChatRequest, message_id: str) -> di
         "role": "assistant",
         "model": chat.model.requested,
         "content": content,
-        "stop_reason": STOP_REASONS.get(result.finish, "end_turn"),
-        "stop_sequence": None,
+        "stop_reason": stop_reason(result.finish, result.stop_sequence),
+        "stop_sequence": result.stop_sequence,
         "usage": {"input_tokens": result.usage.prompt_tokens,
                   "output_tokens": result.usage.completion_tokens},
     }
@@ -362,13 +367,13 @@ class MessagesStreamRenderer:
         elif isinstance(event, Usage):
             self._output_tokens = event.completion_tokens
         elif isinstance(event, Finish):
-            out += self.finish(event.reason)
+            out += self.finish(event.reason, event.stop_sequence)
         elif isinstance(event, ErrorEvent):
             self.finished = True
             out.append(("error", anthropic_error_body(event.error)))
         return out
 
-    def finish(self, reason: str = "stop") -> list[Frame]:
+    def finish(self, reason: str = "stop", stop_sequence: str | None = None) -> list[Frame]:
         """Close the open block, then ``message_delta`` and ``message_stop``."""
         if self.finished:
             return []
@@ -376,8 +381,8 @@ class MessagesStreamRenderer:
         out = self._start() + self._close()
         out.append(("message_delta", {
             "type": "message_delta",
-            "delta": {"stop_reason": STOP_REASONS.get(reason, "end_turn"),
-                      "stop_sequence": None},
+            "delta": {"stop_reason": stop_reason(reason, stop_sequence),
+                      "stop_sequence": stop_sequence},
             "usage": {"output_tokens": self._output_tokens}}))
         out.append(("message_stop", {"type": "message_stop"}))
         return out
@@ -433,9 +438,11 @@ class MessagesStreamRenderer:
 
 
 async def respond_messages(core: Any, request: web.Request, turn: Any,
-                           chat: ChatRequest) -> web.StreamResponse:
-    """Answer a Messages request from an open turn, stream or not."""
-    message_id = random_id("msg_")
+                           chat: ChatRequest, message_id: str | None = None
+                           ) -> web.StreamResponse:
+    """Answer a Messages request from an open turn, stream or not
+    (``message_id``: a surface's own id shape, else ``msg_…``)."""
+    message_id = message_id or random_id("msg_")
     if not chat.stream:
         result = await turn.collect()
         return json_response(message_object(result, chat, message_id))

@@ -79,5 +79,11 @@ def google_error(err: ProxyError) -> web.Response:
     return _json(err.status, google_error_body(err), _headers(err))
 
 
+def ollama_error(err: ProxyError) -> web.Response:
+    """Ollama's ``{"error": "..."}``; an unknown model is its 404."""
+    status = 404 if err.code == "model_not_found" else err.status
+    return _json(status, {"error": err.message}, _headers(err))
+
+
 def admin_error(err: ProxyError) -> web.Response:
     return _json(err.status, {"detail": err.message}, _headers(err))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -335,10 +336,17 @@ class ChatStyle:
     opening_chunk: bool = False           # a {"role","content":""} chunk before any output
     content_always: bool = False          # every delta has "content" ("" when it has none)
     usage_in_finish_chunk: bool = False   # include_usage: usage rides the finish chunk
+    whole_id: Callable[[str], str] | None = None    # turn id → the non-stream object's id
+    chunk_id: Callable[[str], str] | None = None    # turn id → the stream chunks' id
+    usage_shape: Callable[[Usage], dict] | None = None  # the surface's usage object
+
+    def usage(self, usage: Usage) -> dict:
+        return (self.usage_shape or usage_body)(usage)
 
 
-def _finish(style: ChatStyle, reason: str) -> str:
-    return style.finish_names.get(reason, reason)
+def _finish(style: ChatStyle, reason: str, stop_sequence: str | None = None) -> str:
+    """The surface's finish word; a matched stop sequence is always "stop"."""
+    return "stop" if stop_sequence else style.finish_names.get(reason, reason)
 
 
 def _inline_text(result: TurnResult) -> str:
@@ -365,13 +373,14 @@ def chat_completion(result: TurnResult, chat: ChatRequest, created: int,
     if result.citations:
         message["annotations"] = _annotations(result.citations)
     return {
-        "id": result.id,
+        "id": style.whole_id(result.id) if style.whole_id else result.id,
         "object": "chat.completion",
         "created": created,
         "model": chat.model.requested,
         "choices": [{"index": 0, "message": message, "logprobs": None,
-                     "finish_reason": _finish(style, result.finish)}],
-        "usage": usage_body(result.usage),
+                     "finish_reason": _finish(style, result.finish,
+                                              result.stop_sequence)}],
+        "usage": style.usage(result.usage),
         "system_fingerprint": None,
     }
 
@@ -382,9 +391,9 @@ class ChatStreamRenderer:
     def __init__(self, chat: ChatRequest, turn_id: str, created: int,
                  style: ChatStyle | None = None) -> None:
         self.chat = chat
-        self.id = turn_id
-        self.created = created
         self.style = style or ChatStyle()
+        self.id = self.style.chunk_id(turn_id) if self.style.chunk_id else turn_id
+        self.created = created
         self._started = False
         self._pending: ToolCallStart | None = None
         self._in_think = False
@@ -464,16 +473,16 @@ class ChatStreamRenderer:
         out = self._close_think()
         if not self._started:
             out.append(self._delta({"content": ""}))
-        last = self._chunk({}, _finish(self.style, event.reason))
+        last = self._chunk({}, _finish(self.style, event.reason, event.stop_sequence))
         out.append(last)
         if not self.chat.include_usage or self._usage is None:
             return out
         if self.style.usage_in_finish_chunk:
-            last["usage"] = usage_body(self._usage)
+            last["usage"] = self.style.usage(self._usage)
         else:
             out.append({"id": self.id, "object": "chat.completion.chunk",
                         "created": self.created, "model": self.chat.model.requested,
-                        "choices": [], "usage": usage_body(self._usage)})
+                        "choices": [], "usage": self.style.usage(self._usage)})
         return out
 
     @staticmethod

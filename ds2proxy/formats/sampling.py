@@ -67,7 +67,7 @@ ANTHROPIC = (
     Field("temperature", "number", UNIT, upstream="temperature"),
     Field("top_p", "number", UNIT, upstream="top_p"),
     Field("top_k", "integer", Bounds(0, INT32_MAX), upstream="top_k"),
-    Field("stop_sequences", "stop", upstream="stop"),
+    Field("stop_sequences", "stop", max_items=16, allow_string=False, upstream="stop"),
     Field("max_tokens", "integer", TOKENS),
     Field("stream", "boolean"),
     Field("metadata", "object"),

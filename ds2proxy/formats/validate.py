@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ..errors import InvalidRequest
+from ..stops import parse_stops
 
 INT32_MAX = 2**31 - 1
 _INTEGRAL = re.compile(r"[+-]?\d+")
@@ -115,23 +116,6 @@ def mapping(value: Any, field: str) -> dict[str, Any] | None:
     raise InvalidRequest(f"'{field}' must be an object", param=field)
 
 
-def string_list(value: Any, field: str, *, max_items: int | None = None,
-                max_length: int | None = None) -> list[str] | None:
-    """A string or a list of strings (stop sequences), as a list; empty
-    strings are dropped (they can never match)."""
-    if value is None:
-        return None
-    items = [value] if isinstance(value, str) else value
-    if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
-        raise InvalidRequest(f"'{field}' must be a string or a list of strings", param=field)
-    if max_items is not None and len(items) > max_items:
-        raise InvalidRequest(f"'{field}' may hold at most {max_items} sequences", param=field)
-    if max_length is not None and any(len(item) > max_length for item in items):
-        raise InvalidRequest(f"each of '{field}' must be at most {max_length} characters",
-                             param=field)
-    return [item for item in items if item]
-
-
 def string_map(value: Any, field: str, *, max_pairs: int, max_key: int, max_value: int
                ) -> dict[str, str] | None:
     """OpenAI ``metadata``: a small object of string values."""
@@ -160,6 +144,7 @@ class Field:
     bounds: Bounds = Bounds()
     upstream: str | None = None
     max_items: int | None = None
+    allow_string: bool = True
 
 
 def protobuf_number(value: Any) -> Any:
@@ -192,7 +177,8 @@ def read_field(value: Any, spec: Field, name: str, *, protobuf: bool = False) ->
     if spec.kind == "string":
         return string(value, name)
     if spec.kind == "stop":
-        return string_list(value, name, max_items=spec.max_items)
+        return parse_stops(value, param=name, max_count=spec.max_items,
+                           allow_string=spec.allow_string) or None
     return mapping(value, name)
 
 

@@ -27,8 +27,10 @@ INSTRUCTION_ROLES = frozenset({"system", "developer"})
 
 def validate_body(body: dict[str, Any]) -> None:
     """Raise InvalidRequest (param = the field) for the first rule broken."""
-    if not isinstance(body.get("model"), str) or not body["model"].strip():
-        raise InvalidRequest("'model' is required and must be a string", param="model")
+    model = body.get("model")
+    if model is not None and (not isinstance(model, str) or not model.strip()):
+        raise InvalidRequest("'model' must be a non-empty string (or left out for the "
+                             "default model)", param="model")
     validate_messages(body.get("messages"))
     read_fields(body, FIELDS)
     boolean((body.get("stream_options") or {}).get("include_usage"),

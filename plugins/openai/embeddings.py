@@ -14,14 +14,12 @@ from typing import Any
 
 from aiohttp import web
 
+from ds2proxy.embeddings import DEFAULT_DIMENSIONS
 from ds2proxy.errors import InvalidRequest, NotImplementedFeature
 from ds2proxy.formats import json_response
 from ds2proxy.formats.validate import Bounds, choice, integer, string
 from ds2proxy.tokens import count_tokens
 
-from .embeddings_providers import provider_for
-
-DEFAULT_DIMENSIONS = 1536
 MAX_DIMENSIONS = 8192
 MAX_INPUTS = 2048
 ENCODINGS = ("float", "base64")
@@ -49,7 +47,7 @@ class EmbeddingRoutes:
         dimensions = _dimensions(body.get("dimensions"))
         encoding = choice(body.get("encoding_format"), "encoding_format", ENCODINGS) or "float"
         string(body.get("user"), "user")
-        provider = provider_for(self.core.config.embeddings_provider, dimensions)
+        provider = self.core.embeddings(dimensions)
         if provider is None:
             raise NotImplementedFeature(
                 "embeddings are not enabled on this server: set embeddings.provider")
