@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from .config import ConfigStore
+from .config_store import ConfigStore
 from .core import Core
 from .plugin_api import PluginInfo, load_plugins
 from .unmatched import unmatched_routes

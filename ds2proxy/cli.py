@@ -15,7 +15,8 @@ import signal
 import sys
 
 from .app import create_app, start_server
-from .config import ConfigError, ConfigStore
+from .config import ConfigError
+from .config_store import DEMO, ConfigStore
 
 log = logging.getLogger("ds2proxy")
 
@@ -42,7 +43,7 @@ async def _demo_store() -> tuple[ConfigStore, object]:
     base_url = await fake.start()
     store = ConfigStore({"keys": [DEMO_KEY], "accounts": [dict(DEMO_ACCOUNT)],
                          "upstream": {"base_url": base_url},
-                         "embeddings": {"provider": "deterministic"}})
+                         "embeddings": {"provider": "deterministic"}}, source=DEMO)
     return store, fake
 
 
@@ -56,6 +57,7 @@ async def run(args: argparse.Namespace) -> None:
     app = create_app(store, admin_key=admin_key)
     server = await start_server(app, args.host, args.port)
     log.info("ds2proxy listening on %s", server.url)
+    log.info("config: %s", store.describe())
     if args.demo:
         log.info("demo mode: API key %r, fake upstream at %s", DEMO_KEY,
                  store.config.upstream.base_url)

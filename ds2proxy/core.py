@@ -21,7 +21,8 @@ from aiohttp import web
 from .auth import Caller, authenticate
 from .canonical import ChatRequest, ResolvedModel
 from .captures import CaptureBuffer
-from .config import Config, ConfigStore
+from .config import Config
+from .config_store import ConfigStore
 from .errors import InvalidRequest, PayloadTooLarge
 from .models import ModelCatalog
 from .monitor import Monitor
@@ -76,6 +77,7 @@ class Core:
         try:
             yield
         finally:
+            await self.store.settled()  # a write begun is finished before exit
             await self.janitor.close()
             await self.http.close()
             self.http = None

@@ -10,7 +10,8 @@ from typing import Any
 
 from aiohttp import web
 
-from ..config import ConfigError, decode_env_json
+from ..config import ConfigError
+from ..config_store import decode_env_json
 from ..errors import InvalidRequest
 from . import settings
 from .context import AdminContext
