@@ -20,6 +20,7 @@ from .config_store import DEMO, ConfigStore
 
 log = logging.getLogger("ds2proxy")
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 DEMO_KEY = "demo-key"
 DEMO_ACCOUNT = {"email": "demo@example.com", "password": "demo-password"}
 
@@ -31,8 +32,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=int(os.environ.get("DS2PROXY_PORT", "5001")))
     parser.add_argument("--demo", action="store_true",
                         help="serve from a bundled fake DeepSeek upstream (offline demo)")
-    parser.add_argument("--log-level", default=os.environ.get("DS2PROXY_LOG_LEVEL", "INFO"))
-    return parser.parse_args(argv)
+    parser.add_argument("--log-level", type=str.upper, choices=LOG_LEVELS, metavar="LEVEL",
+                        default=os.environ.get("DS2PROXY_LOG_LEVEL", "INFO").upper(),
+                        help=f"one of {', '.join(LOG_LEVELS)} (default: $DS2PROXY_LOG_LEVEL "
+                             "or INFO)")
+    args = parser.parse_args(argv)
+    if args.log_level not in LOG_LEVELS:  # a default from the environment skips choices
+        parser.error(f"DS2PROXY_LOG_LEVEL: invalid level {args.log_level!r} "
+                     f"(choose from {', '.join(LOG_LEVELS)})")
+    return args
 
 
 async def _demo_store() -> tuple[ConfigStore, object]:
@@ -75,7 +83,7 @@ async def run(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(),
+    logging.basicConfig(level=args.log_level,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         asyncio.run(run(args))

@@ -58,9 +58,12 @@ KNOWN_PATHS = tuple(_all_paths(SCHEMA))
 
 
 def suggestion(path: str, candidates: tuple[str, ...] | list[str] = KNOWN_PATHS) -> str | None:
-    """The closest known name to ``path``, if any is close."""
-    found = difflib.get_close_matches(path, candidates, n=1, cutoff=0.6)
-    if not found:  # a bare leaf typo anywhere: match on the last part
+    """The closest known name to ``path``: first among its siblings, then any
+    field whose last part is close (a setting put in the wrong section)."""
+    parent = path.rpartition(".")[0]
+    siblings = [c for c in candidates if c.rpartition(".")[0] == parent]
+    found = difflib.get_close_matches(path, siblings, n=1, cutoff=0.6)
+    if not found:
         leaf = path.rpartition(".")[2]
         by_leaf = {c.rpartition(".")[2]: c for c in candidates}
         found = [by_leaf[m] for m in difflib.get_close_matches(leaf, list(by_leaf), n=1,

@@ -154,7 +154,9 @@ def nested_view(cfg: Config, *, password_set: bool, default_key_in_use: bool,
 
 
 def _unknown(path: str) -> str:
-    close = suggestion(path, [*SETTINGS, *READ_ONLY])
+    names = [*SETTINGS, *READ_ONLY] if "." in path else \
+        sorted({p.partition(".")[0] for p in SETTINGS})
+    close = suggestion(path, names)
     return "unknown setting" + (f" (did you mean '{close}'?)" if close else "")
 
 
