@@ -172,7 +172,7 @@ class ConfigStore:
         self._writes.discard(task)
         if not task.cancelled() and task.exception() is not None:
             # Seen by the caller unless it went away; then this retrieves it.
-            log.debug("config write refused: %s", task.exception())
+            log.debug("config write refused (%s)", type(task.exception()).__name__)
 
     async def settled(self) -> None:
         """Wait for every write already begun (shutdown, tests)."""

@@ -51,7 +51,8 @@ async def test_a_nested_map_target_is_named_not_echoed(admin: Admin):
                              json={"model_aliases": {"mine": nested(20)}})
     assert reply.status == 400
     assert reply.json() == {"detail": "model_aliases.mine: expected a model name (a string)",
-                            "field": "model_aliases.mine"}
+                            "field": "model_aliases.mine",
+                            "errors": {"model_aliases.mine": "expected a model name (a string)"}}
 
 
 @pytest.mark.parametrize("page", ["99999999999999999999", "1000001", "9" * 5000, "-1", "x"])

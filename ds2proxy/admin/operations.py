@@ -94,7 +94,9 @@ class AdminOps:
         if unknown:
             raise FieldErrors(unknown)
         maps = {k: body[k] for k in body if k in settings.MAPS}
-        settings.check_maps(maps, self._is_native)
+        errors = self.settings_errors(maps)
+        if errors:
+            raise FieldErrors(errors)
 
         def edit(data: dict[str, Any]) -> None:
             if "keys" in body:

@@ -21,8 +21,9 @@ class FieldErrors(InvalidRequest):
 
     def __init__(self, errors: dict[str, str]) -> None:
         listed = "; ".join(f"{field}: {problem}" for field, problem in errors.items())
-        noun = "field is" if len(errors) == 1 else f"{len(errors)} fields are"
-        super().__init__(f"{noun} invalid: {listed}", param=next(iter(errors)))
+        if len(errors) > 1:
+            listed = f"{len(errors)} fields are invalid: {listed}"
+        super().__init__(listed, param=next(iter(errors)))
         self.errors = dict(errors)
 
 
