@@ -81,15 +81,33 @@ async def test_token_refresh_goes_through_the_serialised_writer(admin: Admin) ->
     proxy = admin.proxy
     state = proxy.core.pool.find("alice@example.com")
     assert state is not None
-    keeper = proxy.core.keeper
     adds = [admin.call("POST", "/admin/keys", json={"key": f"sk-during-login-{n}"})
             for n in range(10)]
-    token, *replies = await asyncio.gather(keeper.refresh(state, stale_token=""), *adds)
+    token, *replies = await asyncio.gather(
+        proxy.core.keeper.refresh(state, stale_token=""), *adds)
     assert all(r.status == 200 for r in replies)
     doc = json.loads(proxy.config_path.read_text())
     alice = next(a for a in doc["accounts"] if a.get("email") == "alice@example.com")
     assert alice["token"] == token
     assert {f"sk-during-login-{n}" for n in range(10)} <= set(doc["keys"])
+
+
+async def test_a_token_write_whose_request_is_cancelled_still_lands(admin: Admin) -> None:
+    """The turn that logged in goes away (client gone) while its token is
+    being saved: the file still ends up with the token memory holds."""
+    proxy = admin.proxy
+    state = proxy.core.pool.find("bob@example.com")
+    assert state is not None
+    refresh = asyncio.create_task(proxy.core.keeper.refresh(state, stale_token=""))
+    # Cancel the turn from inside its own config write, while that write is in flight.
+    proxy.store.subscribe(lambda cfg: refresh.cancel())
+    with pytest.raises(asyncio.CancelledError):
+        await refresh
+    await proxy.store.settled()
+    doc = json.loads(proxy.config_path.read_text())
+    bob = next(a for a in doc["accounts"] if a.get("email") == "bob@example.com")
+    assert state.token and bob["token"] == state.token
+    assert proxy.store.snapshot()["accounts"][1]["token"] == state.token
 
 
 # -- kill -9 with writes in flight ----------------------------------------------------------
