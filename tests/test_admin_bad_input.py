@@ -189,3 +189,12 @@ async def test_settings_api_names_every_bad_field_at_once(admin: Admin):
                            "dev_captures.limit", "model_aliases.mine"}
     assert "between 1 and 64" in errors["runtime.account_max_inflight"]
     assert admin.proxy.store.snapshot() == before
+
+
+async def test_dashboard_import_warns_about_misspelt_fields(logged_in: Browserless):
+    status, _, _ = await logged_in.post("/admin/ui/config/import", {
+        "config_text": '{"runtime": {"acount_max_inflight": 3}}', "mode": "merge"})
+    assert status == 303
+    _, page, _ = await logged_in.get("/admin/ui/config")
+    assert "flash-info" in page
+    assert "did you mean &#39;runtime.account_max_inflight&#39;?" in page
