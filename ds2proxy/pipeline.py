@@ -199,7 +199,7 @@ class Turn:
             except UpstreamError as exc:
                 creds.release()
                 self._tried.add(creds.identifier)
-                self.core.monitor.account_error(creds.identifier, exc.message)
+                self.core.monitor.account_error(creds.identifier, exc.detail or exc.message)
                 if not creds.managed or self.caller.target_account or not exc.retryable:
                     raise
                 log.warning("account %s failed before streaming (%s); trying another",
@@ -318,7 +318,7 @@ class Turn:
                     return
                 except ProxyError as exc:
                     if shaper.emitted or not self._can_fail_over(exc):
-                        self.core.monitor.request_error(exc.message)
+                        self.core.monitor.request_error(exc.operator_message)
                         yield ErrorEvent(exc)
                         return
                     try:
