@@ -200,8 +200,8 @@ class ConfigStore:
             if self.source == NONE:
                 log.info("created config file %s", self.path)
                 self.source = FILE
-        elif self.source != NONE and not self._warned_memory_only:
-            log.warning("config from %s: changes apply in memory only", self.source)
+        elif creates_file and not self._warned_memory_only:
+            log.warning("changes are not saved (config: %s)", self.describe())
             self._warned_memory_only = True
 
 
