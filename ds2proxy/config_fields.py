@@ -107,5 +107,18 @@ def describe_unknown(path: str) -> str:
     return f"unknown config field '{path}'{hint}; it is kept but ignored"
 
 
+MAX_REPORTED = 20  # a document made of junk gets a bounded report
+MAX_NAME_CHARS = 120
+
+
 def unknown_field_messages(data: Any) -> list[str]:
-    return [describe_unknown(path) for path in unknown_fields(data)]
+    """One message per unknown field, the first ``MAX_REPORTED`` of them."""
+    paths = unknown_fields(data)
+    messages = [describe_unknown(_shortened(path)) for path in paths[:MAX_REPORTED]]
+    if len(paths) > MAX_REPORTED:
+        messages.append(f"and {len(paths) - MAX_REPORTED} more unknown config fields")
+    return messages
+
+
+def _shortened(path: str) -> str:
+    return path if len(path) <= MAX_NAME_CHARS else path[:MAX_NAME_CHARS - 1] + "…"

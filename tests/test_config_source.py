@@ -16,6 +16,7 @@ from conftest import ADMIN_KEY, REPO
 
 from ds2proxy import cli
 from ds2proxy.app import create_app, start_server
+from ds2proxy.config_fields import unknown_field_messages
 from ds2proxy.config_store import ConfigStore
 
 BANNERS = {"none": "No config file exists yet", "environment": "DS2PROXY_CONFIG_JSON",
@@ -164,3 +165,10 @@ def test_a_bad_log_level_is_a_usage_error_listing_the_levels(
     err = capsys.readouterr().err
     assert "DEBUG" in err and "WARNING" in err and "Traceback" not in err
     assert cli.parse_args(["--log-level", "debug"]).log_level == "DEBUG"
+
+
+def test_a_document_of_junk_fields_gets_a_bounded_report() -> None:
+    doc = {f"junk-{n}-" + "x" * 5000: n for n in range(500)}
+    messages = unknown_field_messages(doc)
+    assert len(messages) == 21 and messages[-1] == "and 480 more unknown config fields"
+    assert max(len(m) for m in messages) < 300
