@@ -198,3 +198,19 @@ async def test_dashboard_import_warns_about_misspelt_fields(logged_in: Browserle
     _, page, _ = await logged_in.get("/admin/ui/config")
     assert "flash-info" in page
     assert "did you mean &#39;runtime.account_max_inflight&#39;?" in page
+
+
+@pytest.mark.parametrize("path,body", [
+    ("/admin/keys", {"key": "sk-bad\x00key"}),
+    ("/admin/keys", {"key": "sk-bad\r\nkey"}),
+    ("/admin/import", {"keys": ["sk-two words"]}),
+    ("/admin/config", {"keys": ["sk-ok-1", "sk-tab\tkey"]}),
+    ("/admin/config/import", {"keys": ["sk-bell\x07"]}),
+    ("/admin/config/import", {"mode": "replace", "config": {"keys": ["sk-nul\x00"]}}),
+])
+async def test_keys_that_cannot_travel_in_a_header_are_refused(admin: Admin, path: str,
+                                                               body: dict):
+    before = admin.proxy.store.snapshot()
+    reply = await admin.call("POST", path, json=body)
+    assert reply.status == 400 and "control characters" in reply.json()["detail"]
+    assert admin.proxy.store.snapshot() == before
