@@ -15,7 +15,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
-import orjson
 from aiohttp import web
 
 from .auth import Caller, authenticate
@@ -24,6 +23,7 @@ from .captures import CaptureBuffer
 from .config import Config
 from .config_store import ConfigStore
 from .errors import InvalidRequest, PayloadTooLarge
+from .jsonbody import parse_object
 from .models import ModelCatalog
 from .monitor import Monitor
 from .pipeline import Turn, estimate_prompt_tokens
@@ -91,18 +91,9 @@ class Core:
         except web.HTTPRequestEntityTooLarge:
             limit = self.config.runtime.max_body_bytes
             raise PayloadTooLarge(f"request body exceeds the {limit}-byte limit") from None
-        if not raw.strip():
-            raise InvalidRequest("request body is empty; expected a JSON object")
-        try:
-            if len(raw) > _OFF_LOOP_JSON_BYTES:
-                body = await asyncio.to_thread(orjson.loads, raw)
-            else:
-                body = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise InvalidRequest(f"request body is not valid JSON: {exc}") from None
-        if not isinstance(body, dict):
-            raise InvalidRequest("request body must be a JSON object")
-        return body
+        if len(raw) > _OFF_LOOP_JSON_BYTES:
+            return await asyncio.to_thread(parse_object, raw)
+        return parse_object(raw)
 
     def authenticate(self, request: web.Request) -> Caller:
         return authenticate(request, self.config)
