@@ -31,7 +31,8 @@ from pathlib import Path
 import aiohttp
 
 from ds2proxy.app import create_app, start_server
-from ds2proxy.config import AccountConfig, ConfigStore, UpstreamSettings
+from ds2proxy.config import AccountConfig, UpstreamSettings
+from ds2proxy.config_store import ConfigStore
 from ds2proxy.pow import encode_header, solve
 from ds2proxy.upstream.client import COMPLETION_PATH, DeepSeekClient
 

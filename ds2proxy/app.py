@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from .config import ConfigStore
 from .config_leftovers import remove_leftover_temp_files
+from .config_store import ConfigStore
 from .core import Core
 from . import log_redaction
 from .cors import add_cors_headers, admin_cross_site_guard, cors_preflight

@@ -20,7 +20,8 @@ from aiohttp import web
 from .auth import Caller, authenticate
 from .canonical import ChatRequest, ResolvedModel
 from .captures import CaptureBuffer
-from .config import Config, ConfigStore
+from .config import Config
+from .config_store import ConfigStore
 from .embeddings import EmbeddingProvider, provider_for
 from .errors import InvalidRequest, PayloadTooLarge
 from .jsonbody import parse_object
@@ -78,6 +79,7 @@ class Core:
         try:
             yield
         finally:
+            await self.store.settled()  # a write begun is finished before exit
             await self.janitor.close()
             await self.http.close()
             self.http = None

@@ -225,7 +225,18 @@ function wireTestAll() {
   });
 }
 
+// ---- messages -------------------------------------------------------------------------
+
+// A message belongs to the action that caused it: the next action on the page
+// (a form sent, or a test run in place) removes it, so it is never shown stale.
+function wireFlash() {
+  const dismiss = () => document.getElementById("flash")?.remove();
+  document.addEventListener("submit", dismiss, true);
+  document.getElementById("flash")?.addEventListener("click", dismiss);
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  wireFlash();
   wireConfirmations();
   wireOverview();
   wireTestOne();

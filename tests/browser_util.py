@@ -18,7 +18,7 @@ import pytest
 from conftest import ACCOUNTS, ADMIN_KEY, FAKE_DIFFICULTY, REPO, base_config
 
 from ds2proxy.app import CORE, create_app, start_server
-from ds2proxy.config import ConfigStore
+from ds2proxy.config_store import ConfigStore
 from ds2proxy.core import Core
 from ds2proxy.testing import FakeAccount, FakeDeepSeek
 

@@ -5,6 +5,7 @@ redirect-with-message every form ends with (post / redirect / get).
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -96,9 +97,16 @@ def setup_templates(app: web.Application) -> None:
     env.filters.update(ago=_ago, clock=_clock, duration=_duration, pretty=_pretty)
 
 
+# A dashboard path (query and fragment allowed) in printable ASCII: no scheme,
+# no host, no backslash, no whitespace or control character (CR/LF would
+# break the Location header after the change was already applied).
+_LOCAL_PATH = re.compile(r"/admin(?:[/?#][!-\[\]-~]*)?")
+MAX_NEXT_CHARS = 2000
+
+
 def safe_next(target: str | None, default: str = HOME_URL) -> str:
-    """Only local dashboard paths: never an open redirect."""
-    if target and target.startswith("/admin") and not target.startswith("//"):
+    """Only same-site dashboard paths: never an open redirect or a bad header."""
+    if target and len(target) <= MAX_NEXT_CHARS and _LOCAL_PATH.fullmatch(target):
         return target
     return default
 
@@ -123,7 +131,8 @@ class Dashboard:
             # Named to the logged-in admin and to a browser on this machine only.
             "default_key": self.ctx.creds.default_key_in_use and (
                 claims is not None or is_local_client(request)),
-            "env_backed": self.ctx.core.store.path is None,
+            "config_source": self.ctx.core.store.source,
+            "config_path": str(self.ctx.core.store.path or ""),
             "csrf": self.sessions.csrf_token(claims) if claims else "",
             "csrf_field": CSRF_FIELD,
         }

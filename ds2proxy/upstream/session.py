@@ -16,7 +16,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from ..config import AccountConfig, ConfigStore
+from ..config import AccountConfig
+from ..config_store import ConfigStore
 from ..errors import ACCOUNT_UNUSABLE, AuthenticationFailed, UpstreamAuthError
 from ..scheduler import AccountState, Lease
 from .client import DeepSeekClient, UpstreamCallError
