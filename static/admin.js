@@ -26,6 +26,17 @@ function el(tag, attrs = {}, ...children) {
   return node;
 }
 
+// An identifier as text that may wrap after its "@" and before each ".",
+// like the server's "breakable" filter.
+function breakable(text) {
+  const parts = [];
+  String(text).split(/(?<=@)|(?=\.)/).forEach((part, i) => {
+    if (i) parts.push(el("wbr"));
+    parts.push(part);
+  });
+  return parts;
+}
+
 function badge(kind, text) {
   return el("span", { class: `badge ${kind}` }, text);
 }
@@ -77,7 +88,7 @@ function renderOverview(root, data) {
   const accounts = root.querySelector("#overview-accounts");
   if (accounts) {
     const rows = data.accounts.map((a) => el("tr", {},
-      el("td", { class: "wrap" }, a.identifier,
+      el("td", { class: "wrap" }, ...breakable(a.identifier),
         a.last_error ? el("div", { class: "small muted" }, a.last_error) : null),
       el("td", { class: "num" }, String(a.inflight)),
       el("td", {}, a.has_token ? badge("ok", "ready") : badge("", "login on use"))));
