@@ -78,6 +78,28 @@ def test_add_an_account_and_test_it(driver, live):
     screenshot(driver, "accounts")
 
 
+def test_a_later_success_clears_stale_failures(driver, live):
+    """An error banner from an earlier form post and a refused "test all" run
+    go away once a later test works, instead of reporting a problem that is gone."""
+    live.open_page(driver, "/admin/ui/accounts")
+    find(driver, "#add-account-submit").click()  # nothing filled in: refused
+    wait(driver, lambda d: "flash-error" in find(d, "#flash").get_attribute("class"))
+    # The session ends (as when the password is changed elsewhere): "test all" is refused.
+    session = driver.get_cookie("ds2proxy_admin")
+    driver.delete_cookie("ds2proxy_admin")
+    find(driver, "#test-all-submit").click()
+    wait(driver, lambda d: find(d, "#test-all-progress").get_attribute("data-state") == "failed")
+    assert "log in again" in text_of(driver, "#test-all-progress .caption")
+    screenshot(driver, "accounts-failures")
+    # Logged in again: the next test works, and both failures are gone.
+    driver.add_cookie(session)
+    row = 'tr[data-account="alice@example.com"]'
+    find(driver, f"{row} form[data-js='test-one'] button").click()
+    wait(driver, lambda d: "OK" in text_of(d, f"{row} .test-result"))
+    assert not driver.find_elements("css selector", ".flash-error")
+    assert not find(driver, "#test-all-progress").is_displayed()
+
+
 def test_change_a_setting_and_see_it_applied(driver, live):
     live.open_page(driver, "/admin/ui/settings")
     field = find(driver, "#runtime\\.account_max_inflight")
