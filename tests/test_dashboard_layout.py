@@ -94,6 +94,18 @@ def test_the_menu_opens_and_leads_to_a_page(driver, live, width):
     open_menu_and_go_to_keys(driver)
 
 
+def test_the_menu_opens_from_the_keyboard(driver, live):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    at_width(driver, PHONE)
+    live.open_page(driver, "/admin/ui/keys")
+    ActionChains(driver).send_keys(Keys.TAB).perform()  # the first stop on the page
+    assert driver.execute_script("return document.activeElement.id") == "menu-toggle"
+    ActionChains(driver).send_keys(Keys.SPACE).perform()
+    wait(driver, lambda d: all(link.is_displayed() for link in nav_links(d)))
+
+
 def test_the_menu_works_without_javascript(live):
     with chromium(javascript=False) as browser:
         at_width(browser, PHONE)
