@@ -76,16 +76,18 @@ def chromium(*, javascript: bool = True) -> Iterator[Any]:
 def screenshot(driver: Any, name: str) -> Path:
     """Save the whole page, as laid out at the window's width, under test-artifacts/.
 
-    The capture extends past the viewport without resizing the window, so
-    the page is shown as a reader scrolling it sees it (a column sized to the
-    window's height would show up stopping short).
+    The viewport is stretched to the page's height for the capture (and put
+    back after), so everything shows in one image at the width under test.
     """
     ARTIFACTS.mkdir(exist_ok=True)
     width, height = driver.execute_script(
         "return [window.innerWidth, document.documentElement.scrollHeight]")
-    shot = driver.execute_cdp_cmd("Page.captureScreenshot", {
-        "format": "png", "captureBeyondViewport": True,
-        "clip": {"x": 0, "y": 0, "width": width, "height": min(height, 6000), "scale": 1}})
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
+        "width": width, "height": min(height, 6000), "deviceScaleFactor": 1, "mobile": False})
+    try:
+        shot = driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png"})
+    finally:
+        driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
     path = ARTIFACTS / f"dashboard-{name}.png"
     path.write_bytes(base64.b64decode(shot["data"]))
     return path
