@@ -59,8 +59,9 @@ def driver(live: LiveServer) -> Iterator[Any]:
 
 
 def at_width(driver: Any, width: int) -> None:
+    """Resize the window and wait until the page is laid out at that width."""
     driver.set_window_size(width, 900)
-    assert driver.execute_script("return window.innerWidth") == width
+    wait(driver, lambda d: d.execute_script("return window.innerWidth") == width)
 
 
 def nav_links(driver: Any) -> list[Any]:
