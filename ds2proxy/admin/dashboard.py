@@ -14,6 +14,7 @@ from typing import Any
 
 import aiohttp_jinja2
 import jinja2
+import markupsafe
 import orjson
 from aiohttp import web
 from multidict import MultiDictProxy
@@ -86,6 +87,15 @@ def _version() -> str:
         return ""
 
 
+def _breakable(value: Any) -> markupsafe.Markup:
+    """An identifier that may wrap after its "@" and before each ".", never mid-word."""
+    escaped = markupsafe.escape(str(value))
+    return markupsafe.Markup(_BREAK_AT.sub("<wbr>", escaped))
+
+
+_BREAK_AT = re.compile(r"(?<=@)|(?=\.)")
+
+
 def _pretty(value: Any) -> str:
     return orjson.dumps(value, option=orjson.OPT_INDENT_2).decode()
 
@@ -94,7 +104,8 @@ def setup_templates(app: web.Application) -> None:
     env = aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(str(templates_dir())),
                                app_key=JINJA, autoescape=True, trim_blocks=True,
                                lstrip_blocks=True)
-    env.filters.update(ago=_ago, clock=_clock, duration=_duration, pretty=_pretty)
+    env.filters.update(ago=_ago, breakable=_breakable, clock=_clock, duration=_duration,
+                       pretty=_pretty)
 
 
 # A dashboard path (query and fragment allowed) in printable ASCII: no scheme,
