@@ -26,6 +26,7 @@ from .jsonbody import parse_object
 from .models import ModelCatalog
 from .monitor import Monitor
 from .pipeline import Turn, estimate_prompt_tokens
+from .tokens import warm_up
 from .scheduler import AccountPool
 from .sse import JSONArrayWriter, SSEWriter
 from .upstream.cleanup import SessionJanitor
@@ -73,6 +74,7 @@ class Core:
         self.client = DeepSeekClient(self.http, self.config.upstream, self.captures)
         self.keeper = TokenKeeper(self.client, self.store)
         self.janitor = SessionJanitor(self.client)
+        await warm_up()
         try:
             yield
         finally:
@@ -101,9 +103,10 @@ class Core:
             raise InvalidRequest("'model' is required", param="model")
         return self.models.resolve(name, family=family)
 
-    def prompt_tokens(self, chat: ChatRequest) -> int:
-        """Prompt tokens a turn for ``chat`` would report (for count_tokens routes)."""
-        return estimate_prompt_tokens(chat, self.config)
+    async def prompt_tokens(self, chat: ChatRequest) -> int:
+        """Prompt tokens a turn for ``chat`` would report (for count_tokens
+        routes): the DeepSeek V4 tokens of the text it would send."""
+        return await estimate_prompt_tokens(chat, self.config)
 
     @asynccontextmanager
     async def turn(self, chat: ChatRequest, caller: Caller) -> AsyncIterator[Turn]:
