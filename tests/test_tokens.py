@@ -3,6 +3,7 @@ streaming and the max_tokens cut."""
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import random
@@ -63,9 +64,13 @@ def test_the_vocabulary_is_deepseek_v4():
     assert count_tokens("Hello world.") == 3  # not the 6 of the old per-character estimate
 
 
+@functools.cache
+def pure_tokenizer() -> tokenizer.Tokenizer:
+    return tokenizer.build(prefer_fast=False)
+
+
 def test_fast_and_pure_python_encoders_agree_token_for_token(fixtures_dir):
-    pure = tokenizer.build(prefer_fast=False)
-    fast = tokenizer.load()
+    pure, fast = pure_tokenizer(), tokenizer.load()
     texts = MIXED + [text[:4000] for text in recordings(fixtures_dir)]
     assert pure.backend == "pure-python"
     assert pure.encode_many(texts) == fast.encode_many(texts)
@@ -101,7 +106,7 @@ def test_segments_cover_the_text_and_add_up_exactly(fixtures_dir):
 
 
 ALPHABET = st.sampled_from(list("ab Z\n\r\t.,:;!?'\"-_/()[]{}<>#=+*0123456789é中文字日本カナ。，！🎉\u0301"
-                                "\u00a0") + ["<think>", "｜DSML｜", " the", "\n\n", "  "])
+                                "\u00a0\u3000\x85\u2003") + ["<think>", "｜DSML｜", " the", "\n\n", "  "])
 
 
 @settings(max_examples=300, deadline=None)
@@ -109,6 +114,13 @@ ALPHABET = st.sampled_from(list("ab Z\n\r\t.,:;!?'\"-_/()[]{}<>#=+*0123456789é�
 def test_safe_boundaries_hold_for_any_text(pieces, size):
     text = "".join(pieces)
     assert sum(reference_tokens(part) for part in segments(text, size)) == reference_tokens(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(ALPHABET, max_size=60))
+def test_pure_encoder_agrees_on_any_text(pieces):
+    text = "".join(pieces)
+    assert pure_tokenizer().encode_many([text]) == [reference_ids(text)]
 
 
 @settings(max_examples=200, deadline=None)
