@@ -21,6 +21,8 @@ def _utf8_len(text: str) -> int:
 
 
 class StreamCount:
+    """Tokens of one streamed text (the answer, or the reasoning) so far."""
+
     def __init__(self) -> None:
         self._done = 0          # tokens before the tail, final
         self._tail = ""         # text since the last safe boundary committed
@@ -35,6 +37,7 @@ class StreamCount:
         return self._exact + self._unknown_bytes
 
     def feed(self, text: str) -> None:
+        """Append a fragment; counting waits for a safe boundary or total()."""
         if not text:
             return
         self._tail += text
