@@ -185,9 +185,21 @@ async def test_other_dialects_report_the_same_counts(proxy):
     assert resp.usage.prompt_tokens == sent_prompt_tokens(proxy)
 
 
-async def test_responses_usage_is_exact(proxy):
+async def responses_call(proxy, stream: bool, **kwargs):
+    """The final response object, streamed (from response.completed /
+    response.incomplete) or not."""
+    client = openai_client(proxy)
+    if not stream:
+        return await client.responses.create(**kwargs)
+    events = [event async for event in await client.responses.create(stream=True, **kwargs)]
+    assert events[-1].type in ("response.completed", "response.incomplete")
+    return events[-1].response
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_responses_usage_is_exact(proxy, stream):
     proxy.fake.enqueue(Scripted(thinking="Short thought.", answer="Ответ: 42 🎯"))
-    resp = await openai_client(proxy).responses.create(model="deepseek-reasoner", input="q")
+    resp = await responses_call(proxy, stream, model="deepseek-reasoner", input="q")
     assert resp.output_text == "Ответ: 42 🎯"
     assert resp.usage.output_tokens == (reference_tokens("Short thought.")
                                         + reference_tokens("Ответ: 42 🎯"))
@@ -240,10 +252,11 @@ async def test_openai_and_gemini_limits_stop_at_exactly_the_limit(proxy, stream)
     assert responses[-1].usage_metadata.candidates_token_count == 50
 
 
-async def test_responses_max_output_tokens_stops_at_exactly_the_limit(proxy):
+@pytest.mark.parametrize("stream", [False, True])
+async def test_responses_max_output_tokens_stops_at_exactly_the_limit(proxy, stream):
     proxy.fake.enqueue(Scripted(answer=ANSWER_200))
-    resp = await openai_client(proxy).responses.create(
-        model="deepseek-chat", input="q", max_output_tokens=50)
+    resp = await responses_call(proxy, stream, model="deepseek-chat", input="q",
+                                max_output_tokens=50)
     assert resp.status == "incomplete"
     assert resp.incomplete_details.reason == "max_output_tokens"
     assert reference_tokens(resp.output_text) == resp.usage.output_tokens == 50
