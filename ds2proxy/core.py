@@ -29,6 +29,7 @@ from .models import ModelCatalog
 from .monitor import Monitor
 from .ndjson import Heartbeat, NDJSONWriter
 from .pipeline import Turn, estimate_prompt_tokens
+from .tokens import warm_up
 from .scheduler import AccountPool
 from .sse import JSONArrayWriter, SSEWriter
 from .upstream.cleanup import SessionJanitor
@@ -76,6 +77,7 @@ class Core:
         self.client = DeepSeekClient(self.http, self.config.upstream, self.captures)
         self.keeper = TokenKeeper(self.client, self.store)
         self.janitor = SessionJanitor(self.client)
+        await warm_up()
         try:
             yield
         finally:
@@ -111,9 +113,10 @@ class Core:
         (None when ``embeddings.provider`` names none)."""
         return provider_for(self.config.embeddings_provider, dimensions)
 
-    def prompt_tokens(self, chat: ChatRequest) -> int:
-        """Prompt tokens a turn for ``chat`` would report (for count_tokens routes)."""
-        return estimate_prompt_tokens(chat, self.config)
+    async def prompt_tokens(self, chat: ChatRequest) -> int:
+        """Prompt tokens a turn for ``chat`` would report (for count_tokens
+        routes): the DeepSeek V4 tokens of the text it would send."""
+        return await estimate_prompt_tokens(chat, self.config)
 
     @asynccontextmanager
     async def turn(self, chat: ChatRequest, caller: Caller) -> AsyncIterator[Turn]:

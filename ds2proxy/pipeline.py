@@ -11,6 +11,7 @@ client disconnect (the consumer stops iterating) and cancellation.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -48,7 +49,7 @@ from .prompt.build import build_prompt
 from .prompt.history_file import continuation_prompt, render_history_file
 from .structured import JSONOutputError, format_instructions, repair_prompt
 from .shaping import ShapingSettings, TurnShaper
-from .tokens import count_prompt_tokens, count_tokens
+from .tokens import count_attachment_tokens, count_tokens_async
 from .toolcall.prompt import build_tool_prompt
 from .upstream.client import (
     COMPLETION_PATH,
@@ -62,7 +63,6 @@ from .upstream.files import (
     PendingUpload,
     plan_uploads,
     ref_file_ids,
-    total_bytes,
     upload_all,
     with_uploaded_ids,
 )
@@ -132,19 +132,21 @@ def plan_turn_text(chat: ChatRequest, config: Config
     return (history, *render_turn(chat, config, history))
 
 
-def turn_prompt_tokens(history_text: str, prompt: str, attachment_bytes: int) -> int:
+async def turn_prompt_tokens(history_text: str, prompt: str,
+                             uploads: dict[str, PendingUpload]) -> int:
     """Usage counts everything the model reads: history file, live prompt
-    and the uploaded attachments."""
-    return count_tokens(history_text) + count_prompt_tokens(
-        prompt, attachment_bytes=attachment_bytes)
+    and the uploaded attachments (see the README on what a file counts)."""
+    files = [(u.data, u.mime_type) for u in uploads.values()]
+    return (await count_tokens_async(history_text) + await count_tokens_async(prompt)
+            + await count_attachment_tokens(files))
 
 
-def estimate_prompt_tokens(chat: ChatRequest, config: Config) -> int:
+async def estimate_prompt_tokens(chat: ChatRequest, config: Config) -> int:
     """Prompt tokens a turn for ``chat`` would report, without uploading
     anything (count_tokens routes)."""
     uploads = plan_uploads(chat.messages, chat.model.model_type)
     _, history_text, prompt = plan_turn_text(chat, config)
-    return turn_prompt_tokens(history_text, prompt, total_bytes(uploads))
+    return await turn_prompt_tokens(history_text, prompt, uploads)
 
 
 class Turn:
@@ -156,14 +158,13 @@ class Turn:
         self.created = int(time.time())
         # Inline payloads to upload once an account is leased (400 over the limit).
         self._uploads = plan_uploads(chat.messages, chat.model.model_type)
-        self._upload_bytes = total_bytes(self._uploads)
         self._file_ids = ref_file_ids(chat)
         # Settings as at the turn's start: a fail-over sends the same shape.
         self._config = core.config
         self._sent_chat = chat
         self._history, self._history_text, self.prompt = plan_turn_text(chat, self._config)
-        self.prompt_tokens = turn_prompt_tokens(self._history_text, self.prompt,
-                                                self._upload_bytes)
+        # Counted in open(), beside the upstream setup (large texts off the loop).
+        self.prompt_tokens = 0
         self.continue_calls = 0
         self.account: str | None = None
         self._creds: Credentials | None = None
@@ -182,12 +183,29 @@ class Turn:
         """Prompt, history file and token count again for ``chat``, whose
         attachments now carry this account's file ids."""
         self._history_text, self.prompt = render_turn(chat, self._config, self._history)
-        self.prompt_tokens = turn_prompt_tokens(self._history_text, self.prompt,
-                                                self._upload_bytes)
 
     # -- opening (before the first byte) ------------------------------------------
 
     async def open(self) -> None:
+        """Reach an open upstream stream and count the prompt tokens meanwhile
+        (a cold count of a long prompt runs in a thread)."""
+        counting = asyncio.ensure_future(self._count_prompt())
+        try:
+            await self._reach_stream()
+        except BaseException:
+            counting.cancel()
+            raise
+        await counting
+        if counting.result() != (self._history_text, self.prompt):
+            await self._count_prompt()  # uploads renamed files in the prompt
+
+    async def _count_prompt(self) -> tuple[str, str]:
+        """Count the texts as they are now; returns what was counted."""
+        counted = (self._history_text, self.prompt)
+        self.prompt_tokens = await turn_prompt_tokens(*counted, self._uploads)
+        return counted
+
+    async def _reach_stream(self) -> None:
         """Reach an open upstream stream, failing over between managed accounts."""
         last: ProxyError | None = None
         while True:

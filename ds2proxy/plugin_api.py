@@ -21,10 +21,10 @@ It is called once at start-up. Through ``api`` a plugin may:
   ``async with turn(chat_request, caller) as turn:`` (then
   ``turn.events()`` for a stream of :mod:`ds2proxy.canonical` events, or
   ``await turn.collect()``; ``turn.id``, ``turn.created``,
-  ``turn.prompt_tokens``), ``prompt_tokens(chat_request)`` for count-tokens
-  routes, ``sse(request)`` / ``json_array(request)`` / ``ndjson(request, heartbeat)``
-  for stream writers, ``embeddings(dimensions)`` for the configured
-  embeddings provider (None when off), and
+  ``turn.prompt_tokens``), ``await prompt_tokens(chat_request)`` for
+  count-tokens routes, ``sse(request)`` / ``json_array(request)`` /
+  ``ndjson(request, heartbeat)`` for stream writers, ``embeddings(dimensions)``
+  for the configured embeddings provider (None when off), and
   ``config`` (read-only settings).
 - read ``api.settings``: the plugin's own section of the config (the object
   under ``plugins.<name>``), empty when absent.

@@ -21,7 +21,6 @@ from .canonical import (
     FinishReason,
     ReasoningDelta,
     TextDelta,
-    ToolCallArgs,
     ToolCallStart,
     TurnEvent,
     Usage,
@@ -30,7 +29,7 @@ from .citations import CitationRewriter
 from .errors import ToolChoiceViolation
 from .stops import StopMatcher, stops_of
 from .structured import check, extract_json
-from .tokens import count_tokens
+from .token_stream import StreamCount
 from .toolcall.clean import TextCleaner
 from .toolcall.sieve import ToolSieve
 
@@ -59,8 +58,10 @@ class TurnShaper:
         self.reasoning: list[str] = []
         self.visible: list[str] = []
         self.calls = 0
-        self.completion_tokens = 0
-        self.reasoning_tokens = 0
+        # Usage counts the text as the model wrote it (tool-call markup
+        # included), accumulated, never fragment by fragment.
+        self._reasoning_count = StreamCount()
+        self._answer_count = StreamCount()
         self.emitted = 0
         self.length_hit = False
         self.filtered: str | None = None
@@ -72,17 +73,27 @@ class TurnShaper:
     # -- inputs --------------------------------------------------------------
 
     def on_reasoning(self, text: str) -> list[TurnEvent]:
-        self.reasoning.append(text)
         if not self.show_reasoning or not text:
+            self.reasoning.append(text)
             return []
-        tokens = count_tokens(text)
-        self.reasoning_tokens += tokens
-        return self._out([ReasoningDelta(text)], tokens)
+        text = self._within_limit(text, self._reasoning_count, self._answer_count)
+        self.reasoning.append(text)
+        return self._out([ReasoningDelta(text)] if text else [])
 
     def on_answer(self, text: str) -> list[TurnEvent]:
         if not text:
             return []
-        return self._route(self.rewriter.feed(text))
+        text = self._within_limit(text, self._answer_count, self._reasoning_count)
+        return self._route(self.rewriter.feed(text)) if text else []
+
+    @property
+    def reasoning_tokens(self) -> int:
+        return self._reasoning_count.total()
+
+    @property
+    def completion_tokens(self) -> int:
+        """Answer plus reasoning tokens: each text counted as a whole."""
+        return self._answer_count.total() + self._reasoning_count.total()
 
     def on_filtered(self, template: str) -> None:
         self.filtered = template
@@ -131,7 +142,7 @@ class TurnShaper:
         check(value, self.chat.response_format)
         text = orjson.dumps(value).decode()
         self._json_buffer.clear()
-        return self._out([TextDelta(text)], count_tokens(text))
+        return self._out([TextDelta(text)])
 
     def restart_answer(self) -> None:
         """Fresh text state for a second try (empty output, bad JSON); counters carry on."""
@@ -175,11 +186,24 @@ class TurnShaper:
             return self._track(self.sieve.feed(text))
         return self._track([TextDelta(self.cleaner.feed(text))])
 
+    def _within_limit(self, text: str, counter: StreamCount, other: StreamCount) -> str:
+        """``text`` cut on the token where reasoning plus answer reach the
+        client's max_tokens (which then stops the turn)."""
+        limit = self.chat.max_tokens
+        if not limit:
+            counter.feed(text)
+            return text
+        cap = limit - other.total()
+        if cap <= 0:
+            self.length_hit = True
+            return ""
+        text, self.length_hit = counter.feed_within(text, cap)
+        return text
+
     def _track(self, events: list) -> list[TurnEvent]:
         """Count and record events; answer text goes through the stop matcher
         (text only: a tool call is never cut, and nothing follows a match)."""
         out: list[TurnEvent] = []
-        tokens = 0
         for ev in events:
             if self.stop_sequence is not None:
                 break
@@ -191,7 +215,6 @@ class TurnShaper:
                 if self.json_mode:
                     self._json_buffer.append(ev.text)
                     continue
-                tokens += count_tokens(ev.text)
             elif isinstance(ev, ToolCallStart):
                 out += self._release_held()
                 if self.stop_sequence is not None:
@@ -199,13 +222,12 @@ class TurnShaper:
                 self.calls += 1
                 if ev.name in self._custom and ev.kind != "custom":
                     ev = ToolCallStart(ev.index, ev.id, ev.name, "custom")
-            elif isinstance(ev, ToolCallArgs):
-                tokens += count_tokens(ev.arguments)
             out.append(ev)
-        return self._out(out, tokens)
+        return self._out(out)
 
     def _release_held(self) -> list[TurnEvent]:
-        """Text the stop matcher held back, once no match can follow it."""
+        """Text the stop matcher held back, once no match can follow it
+        (its tokens were counted when it arrived)."""
         held = self.stop_matcher.flush()
         if not held:
             return []
@@ -213,16 +235,11 @@ class TurnShaper:
         if self.json_mode:
             self._json_buffer.append(held)
             return []
-        self.completion_tokens += count_tokens(held)
         self.emitted += 1
         return [TextDelta(held)]
 
-    def _out(self, events: list[TurnEvent], tokens: int) -> list[TurnEvent]:
-        self.completion_tokens += tokens
+    def _out(self, events: list[TurnEvent]) -> list[TurnEvent]:
         self.emitted += len(events)
-        limit = self.chat.max_tokens
-        if limit and self.completion_tokens >= limit:
-            self.length_hit = True
         return events
 
     def _url_for(self, n: int) -> str | None:

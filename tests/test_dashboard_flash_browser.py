@@ -5,7 +5,8 @@ place by JavaScript) and never comes back on a later page."""
 from __future__ import annotations
 
 import pytest
-from test_dashboard_browser import driver, find, live, open_page, wait  # noqa: F401  (fixtures)
+from browser_util import find, wait
+from test_dashboard_browser import driver, live  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -16,7 +17,7 @@ def flash_text(driver) -> str:  # noqa: F811  (the fixture's name, a plain argum
 
 
 def test_an_error_banner_is_gone_after_the_next_action(driver, live):  # noqa: F811
-    open_page(driver, live, "/admin/ui/accounts")
+    live.open_page(driver, "/admin/ui/accounts")
     find(driver, "#login").send_keys("erin@example.com")  # no password: refused
     find(driver, "#add-account-submit").click()
     wait(driver, lambda d: "password" in flash_text(d))
@@ -24,5 +25,5 @@ def test_an_error_banner_is_gone_after_the_next_action(driver, live):  # noqa: F
     find(driver, f"{row} form[data-js='test-one'] button").click()
     wait(driver, lambda d: "OK" in find(d, f"{row} .test-result").text)
     assert flash_text(driver) == ""
-    open_page(driver, live, "/admin/ui/accounts")
+    live.open_page(driver, "/admin/ui/accounts")
     assert flash_text(driver) == ""

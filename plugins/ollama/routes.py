@@ -11,7 +11,7 @@ from ds2proxy.canonical import ChatRequest, ErrorEvent
 from ds2proxy.embeddings import DEFAULT_DIMENSIONS
 from ds2proxy.errors import InvalidRequest, NotImplementedFeature
 from ds2proxy.formats import json_response
-from ds2proxy.tokens import count_tokens
+from ds2proxy.tokens import count_tokens_async
 
 from .render import Clock, Kind, StreamRenderer, load_object, whole_object
 from .request import base_name, is_load_only, model_name, parse_chat, parse_generate
@@ -74,7 +74,7 @@ class EmbedRoutes:
         clock = Clock()
         texts, body = await self._read(request, "input")
         vectors = await self._provider(body.get("dimensions")).embed(texts)
-        tokens = sum(count_tokens(t) for t in texts)
+        tokens = sum([await count_tokens_async(t) for t in texts])
         durations = clock.durations()
         return json_response({"model": model_name(body), "embeddings": vectors,
                               "total_duration": durations["total_duration"],

@@ -18,7 +18,7 @@ from ds2proxy.embeddings import DEFAULT_DIMENSIONS
 from ds2proxy.errors import InvalidRequest, NotImplementedFeature
 from ds2proxy.formats import json_response
 from ds2proxy.formats.validate import Bounds, choice, integer, string
-from ds2proxy.tokens import count_tokens
+from ds2proxy.tokens import count_tokens_async
 
 MAX_DIMENSIONS = 8192
 MAX_INPUTS = 2048
@@ -27,10 +27,11 @@ ENCODINGS = ("float", "base64")
 
 @dataclass(frozen=True, slots=True)
 class EmbeddingInput:
-    """One input as the provider sees it, and its token count for usage."""
+    """One input as the provider sees it, and its token count for usage
+    (None for a text: counted by :func:`usage_tokens`, off the loop if long)."""
 
     text: str
-    tokens: int
+    tokens: int | None
 
 
 class EmbeddingRoutes:
@@ -52,7 +53,7 @@ class EmbeddingRoutes:
             raise NotImplementedFeature(
                 "embeddings are not enabled on this server: set embeddings.provider")
         vectors = await provider.embed([item.text for item in inputs])
-        tokens = sum(item.tokens for item in inputs)
+        tokens = await usage_tokens(inputs)
         return json_response({
             "object": "list",
             "data": [{"object": "embedding", "index": i, "embedding": _encode(v, encoding)}
@@ -60,6 +61,12 @@ class EmbeddingRoutes:
             "model": model,
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
         })
+
+
+async def usage_tokens(inputs: list[EmbeddingInput]) -> int:
+    """Token arrays count their elements, texts their DeepSeek V4 tokens."""
+    return sum([item.tokens if item.tokens is not None else await count_tokens_async(item.text)
+                for item in inputs])
 
 
 def parse_inputs(value: Any) -> list[EmbeddingInput]:
@@ -76,7 +83,7 @@ def parse_inputs(value: Any) -> list[EmbeddingInput]:
 
 def _one_input(item: Any, i: int) -> EmbeddingInput:
     if isinstance(item, str) and item:
-        return EmbeddingInput(item, count_tokens(item))
+        return EmbeddingInput(item, None)
     if _is_tokens(item) and item:
         return EmbeddingInput(" ".join(map(str, item)), len(item))
     raise InvalidRequest(f"input[{i}] must be a non-empty string or token array",
