@@ -79,6 +79,10 @@ class UpstreamSettings:
     token_refresh_interval_hours: float = 6.0
     max_continue_rounds: int = 8
     silence_timeout_seconds: float = 300.0
+    # Fail-over before any output: accounts tried at most, and one deadline
+    # for that whole phase (every attempt together).
+    max_attempts: int = 3
+    first_output_timeout_seconds: float = 300.0
     session_cleanup: str = "none"  # none | single: delete each turn's chat sessions
 
 
@@ -246,6 +250,9 @@ def _parse_upstream(data: dict) -> UpstreamSettings:
         max_continue_rounds=_int(data, "upstream.max_continue_rounds", d.max_continue_rounds, 0, 32),
         silence_timeout_seconds=_num(
             data, "upstream.silence_timeout_seconds", d.silence_timeout_seconds, 1),
+        max_attempts=_int(data, "upstream.max_attempts", d.max_attempts, 1, 16),
+        first_output_timeout_seconds=_num(data, "upstream.first_output_timeout_seconds",
+                                          d.first_output_timeout_seconds, 0.1),
         session_cleanup=_choice(data, "upstream.session_cleanup", d.session_cleanup,
                                 SESSION_CLEANUP_CHOICES),
     )

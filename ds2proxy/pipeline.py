@@ -43,7 +43,9 @@ from .errors import (
     ProxyError,
     RateLimited,
     UpstreamError,
+    UpstreamTimeout,
 )
+from .failover import Attempts
 from .prompt.build import build_prompt
 from .prompt.history_file import continuation_prompt, render_history_file
 from .structured import JSONOutputError, format_instructions, repair_prompt
@@ -71,6 +73,7 @@ from .upstream.session import Credentials, with_refresh
 
 if TYPE_CHECKING:
     from .core import Core
+    from .scheduler import Lease
 
 log = logging.getLogger("ds2proxy.pipeline")
 
@@ -170,7 +173,10 @@ class Turn:
         self._resp: UpstreamStream | None = None
         self._session_id = ""
         self._pow_header = ""
-        self._tried: set[str] = set()
+        self._attempts = Attempts(core.pool, self._config.upstream,
+                                  pinned=bool(caller.target_account))
+        # Whether the current attempt's upstream has produced output yet.
+        self._heard = False
         # Every session this turn created (fail-overs included), for cleanup.
         self._opened: list[tuple[Credentials, str]] = []
         self._closed = False
@@ -188,23 +194,19 @@ class Turn:
     # -- opening (before the first byte) ------------------------------------------
 
     async def open(self) -> None:
-        """Reach an open upstream stream, failing over between managed accounts."""
-        last: ProxyError | None = None
+        """Reach an open upstream stream, failing over between managed accounts
+        within the attempt cap and the first-output deadline."""
         while True:
-            if self.caller.managed and last is not None and not self._may_try_another():
-                raise last
             creds = await self._credentials()
             try:
-                await self._open_on(creds)
+                await self._attempts.within(self._open_on(creds))
             except UpstreamError as exc:
                 creds.release()
-                self._tried.add(creds.identifier)
                 self.core.monitor.account_error(creds.identifier, exc.message)
-                if not creds.managed or self.caller.target_account or not exc.retryable:
-                    raise
+                if not self._attempts.may_retry(exc, managed=creds.managed):
+                    raise self._attempts.final(exc) from None
                 log.warning("account %s failed before streaming (%s); trying another",
                             creds.identifier, exc.message)
-                last = exc
                 continue
             except BaseException:
                 creds.release()
@@ -213,29 +215,39 @@ class Turn:
             self.account = creds.identifier
             return
 
-    def _may_try_another(self) -> bool:
-        total = len(self.core.pool.accounts())
-        return len(self._tried) < min(total, 3)
-
     async def _credentials(self) -> Credentials:
         if not self.caller.managed:
+            self._attempts.begin("passthrough")
             return Credentials(token=self.caller.credential)
         while True:
-            lease = await self.core.pool.acquire(target=self.caller.target_account,
-                                                 exclude=frozenset(self._tried))
+            lease = await self._lease()
+            self._attempts.begin(lease.account.identifier)
             try:
-                token = await self.core.keeper.ensure(lease.account)
+                token = await self._attempts.within(self.core.keeper.ensure(lease.account))
             except UpstreamError as exc:
                 lease.release()
-                self._tried.add(lease.account.identifier)
-                if self.caller.target_account or not self._may_try_another():
-                    raise
+                if not self._attempts.may_retry(exc, managed=True):
+                    raise self._attempts.final(exc) from None
                 log.warning("login failed for %s: %s", lease.account.identifier, exc.message)
                 continue
             except BaseException:
                 lease.release()
                 raise
             return Credentials(token=token, lease=lease)
+
+    async def _lease(self) -> Lease:
+        """A lease on an account this turn has not tried. Waiting for one
+        during a fail-over counts against the deadline, and a full pool then
+        reports the failure that caused the fail-over, not a 429."""
+        acquire = self.core.pool.acquire(target=self.caller.target_account,
+                                         exclude=frozenset(self._attempts.tried))
+        last = self._attempts.last
+        if last is None:
+            return await acquire
+        try:
+            return await self._attempts.within(acquire)
+        except RateLimited:
+            raise self._attempts.final(last) from None
 
     async def _open_on(self, creds: Credentials) -> None:
         client = self.core.client
@@ -313,13 +325,14 @@ class Turn:
             while True:
                 shaper = self._new_shaper()
                 try:
-                    async for event in self._run(shaper):
+                    async for event in self._before_deadline(self._run(shaper)):
                         yield event
                     return
                 except ProxyError as exc:
                     if shaper.emitted or not self._can_fail_over(exc):
-                        self.core.monitor.request_error(exc.message)
-                        yield ErrorEvent(exc)
+                        error = exc if shaper.emitted else self._attempts.final(exc)
+                        self.core.monitor.request_error(error.message)
+                        yield ErrorEvent(error)
                         return
                     try:
                         await self._fail_over(exc)
@@ -347,16 +360,30 @@ class Turn:
     def _citations(self) -> list[tuple[int, str, str]]:
         return self._parser.citations()
 
+    async def _before_deadline(self, events: AsyncIterator[TurnEvent]
+                               ) -> AsyncIterator[TurnEvent]:
+        """``events``, bounded by the first-output deadline until the
+        upstream's first output arrives."""
+        iterator = aiter(events)
+        while True:
+            try:
+                if self._heard:
+                    event = await anext(iterator)
+                else:
+                    event = await self._attempts.within(anext(iterator))
+            except StopAsyncIteration:
+                return
+            yield event
+
     def _can_fail_over(self, exc: ProxyError) -> bool:
-        return (isinstance(exc, UpstreamError) and exc.retryable and self._creds is not None
-                and self._creds.managed and not self.caller.target_account
-                and self._may_try_another())
+        return self._creds is not None and self._attempts.may_retry(
+            exc, managed=self._creds.managed)
 
     async def _fail_over(self, exc: ProxyError) -> None:
         assert self._creds is not None
         log.warning("account %s failed before any output (%s); trying another",
                     self._creds.identifier, exc.message)
-        self._tried.add(self._creds.identifier)
+        self._heard = False
         self._release_stream()
         self._creds.release()
         self._creds = None
@@ -402,6 +429,7 @@ class Turn:
         hint = None
         async for up in self._read_rounds():
             if isinstance(up, TextChunk):
+                self._heard = True
                 events = (shaper.on_reasoning(up.text) if up.kind == "thinking"
                           else shaper.on_answer(up.text))
                 for event in events:
@@ -432,7 +460,12 @@ class Turn:
                 async for line in resp.lines():
                     for event in parser.feed_line(line):
                         yield event
-            except (aiohttp.ClientError, TimeoutError) as exc:
+            except TimeoutError:
+                resp.release("silence timeout")
+                silence = self._config.upstream.silence_timeout_seconds
+                raise UpstreamTimeout(f"the upstream stream sent nothing for {silence:g} s "
+                                      "(upstream.silence_timeout_seconds)") from None
+            except aiohttp.ClientError as exc:
                 resp.release(type(exc).__name__)
                 raise UpstreamError(f"upstream stream broke: {type(exc).__name__}") from None
             finally:

@@ -29,6 +29,7 @@ COMPLETION_PATH = "/api/v0/chat/completion"
 UPLOAD_PATH = "/api/v0/file/upload_file"
 # A missing or refused PoW answer (spec §12): worth one fresh challenge.
 POW_REFUSED_CODES = frozenset({40300, 40301})
+CLIENT_TOO_OLD = 40005
 
 _INVALID_TOKEN_CODES = {40001, 40002, 40003}
 _INVALID_TOKEN_WORDS = ("token", "unauthorized", "expired", "not login", "login required",
@@ -233,13 +234,18 @@ class DeepSeekClient:
         if status == 429:
             raise UpstreamRateLimited("upstream rate limit", retry_after=5)
         env = parse_envelope(status, raw)
-        if env.code == 40005:
-            raise UpstreamError(f"upstream refused client version {self.settings.client_version}"
-                                " (CLIENT_VERSION_TOO_LOW): raise upstream.client_version",
-                                retryable=False)
+        self._refuse_outdated(env)
         if not env.ok:
             raise UpstreamCallError(what, env)
         return env
+
+    def _refuse_outdated(self, env: Envelope) -> None:
+        """CLIENT_VERSION_TOO_LOW (40005) from any endpoint: the same hint,
+        and no fail-over (every account would get the same answer)."""
+        if CLIENT_TOO_OLD in (env.code, env.biz_code):
+            raise UpstreamError(f"upstream refused client version {self.settings.client_version}"
+                                " (CLIENT_VERSION_TOO_LOW): raise upstream.client_version",
+                                retryable=False)
 
     async def login(self, account: AccountConfig) -> str:
         try:
@@ -345,6 +351,7 @@ class DeepSeekClient:
         if resp.status != 200:
             raise UpstreamError(f"{path} answered HTTP {resp.status}")
         env = parse_envelope(resp.status, raw)
+        self._refuse_outdated(env)
         raise UpstreamCallError(path.rsplit("/", 1)[-1], env)
 
 
