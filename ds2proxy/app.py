@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from .body import ADMIN_BODY_BYTES
 from .config import ConfigStore
 from .core import Core
 from .plugin_api import PluginInfo, load_plugins
@@ -69,7 +70,9 @@ async def readyz(request: web.Request) -> web.Response:
 
 def create_app(store: ConfigStore, *, admin_key: str | None = None) -> web.Application:
     core = Core(store)
-    app = web.Application(client_max_size=store.config.runtime.max_body_bytes,
+    # API bodies are read by Core.read_json under runtime.max_body_bytes;
+    # aiohttp's own limit covers only the dashboard's forms.
+    app = web.Application(client_max_size=ADMIN_BODY_BYTES,
                           middlewares=[cors_preflight, unmatched_routes])
     app[CORE] = core
     app[READY] = {"ready": False, "reason": "starting"}

@@ -8,23 +8,23 @@ config changes (hot reload). Plugins reach it as ``api.core``; see
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from contextlib import asynccontextmanager
 from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
-import orjson
 from aiohttp import web
 
 from .auth import Caller, authenticate
 from .canonical import ChatRequest, ResolvedModel
 from .captures import CaptureBuffer
+from .body import read_json_object
 from .config import Config, ConfigStore
-from .errors import InvalidRequest, PayloadTooLarge
+from .errors import InvalidRequest
 from .models import ModelCatalog
 from .monitor import Monitor
+from .passthrough import VerifiedTokens, needs_check
 from .pipeline import Turn, estimate_prompt_tokens
 from .scheduler import AccountPool
 from .sse import JSONArrayWriter, SSEWriter
@@ -34,7 +34,9 @@ from .upstream.session import TokenKeeper
 
 log = logging.getLogger("ds2proxy.core")
 
-_OFF_LOOP_JSON_BYTES = 1 << 20
+# The authenticated caller, kept on the request (typed key where aiohttp has them).
+CALLER: Any = (web.RequestKey("ds2proxy.caller", Caller) if hasattr(web, "RequestKey")
+               else "ds2proxy.caller")
 
 
 class Core:
@@ -45,6 +47,7 @@ class Core:
                                    family_fallback=cfg.family_fallback)
         self.pool = AccountPool(cfg.accounts, cfg.runtime)
         self.monitor = Monitor()
+        self.passthrough = VerifiedTokens()
         self.captures = CaptureBuffer(cfg.captures_enabled, cfg.captures_limit,
                                       cfg.captures_max_body_bytes)
         self.http: aiohttp.ClientSession | None = None
@@ -83,27 +86,22 @@ class Core:
     # -- what handlers call ------------------------------------------------------
 
     async def read_json(self, request: web.Request) -> dict[str, Any]:
-        """The request body as a JSON object, or a 400/413 ProxyError."""
-        try:
-            raw = await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            limit = self.config.runtime.max_body_bytes
-            raise PayloadTooLarge(f"request body exceeds the {limit}-byte limit") from None
-        if not raw.strip():
-            raise InvalidRequest("request body is empty; expected a JSON object")
-        try:
-            if len(raw) > _OFF_LOOP_JSON_BYTES:
-                body = await asyncio.to_thread(orjson.loads, raw)
-            else:
-                body = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise InvalidRequest(f"request body is not valid JSON: {exc}") from None
-        if not isinstance(body, dict):
-            raise InvalidRequest("request body must be a JSON object")
-        return body
+        """The request body as a JSON object, or a 400/413 ProxyError.
+
+        The caller is authenticated first (here, if the handler has not):
+        an unknown caller never makes the server hold a large body. A
+        pass-through token is checked with the upstream before a large body
+        is read, since any string passes as one until then.
+        """
+        caller = request.get(CALLER) or self.authenticate(request)
+        if not caller.managed and needs_check(request):
+            await self.passthrough.verify(self.client, caller)
+        return await read_json_object(request, self.config.runtime.max_body_bytes)
 
     def authenticate(self, request: web.Request) -> Caller:
-        return authenticate(request, self.config)
+        caller = authenticate(request, self.config)
+        request[CALLER] = caller
+        return caller
 
     def resolve_model(self, name: Any, *, family: str | None = None) -> ResolvedModel:
         if not isinstance(name, str) or not name.strip():

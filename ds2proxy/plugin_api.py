@@ -14,7 +14,8 @@ It is called once at start-up. Through ``api`` a plugin may:
   predicate accepts it, else to the one registered without ``when``
   (e.g. ``GET /v1/models`` answers Google clients in Google's shape).
 - use ``api.core`` (:class:`ds2proxy.core.Core`):
-  ``read_json(request)``, ``authenticate(request) -> Caller``,
+  ``read_json(request)`` (authenticates first if the handler has not, so
+  no body is read for an unknown caller), ``authenticate(request) -> Caller``,
   ``resolve_model(name, family=…) -> ResolvedModel``,
   ``async with turn(chat_request, caller) as turn:`` (then
   ``turn.events()`` for a stream of :mod:`ds2proxy.canonical` events, or

@@ -13,11 +13,19 @@ from __future__ import annotations
 ASCII_TENTHS = 3
 OTHER_TENTHS = 6
 ATTACHMENT_BYTES_PER_TOKEN = 3
+_SLICE = 1 << 20  # count long texts in slices: no full-size copy
+
+
+def _ascii_chars(text: str) -> int:
+    if text.isascii():
+        return len(text)
+    return sum(len(text[i:i + _SLICE].encode("ascii", "ignore"))
+               for i in range(0, len(text), _SLICE))
 
 
 def count_tokens(text: str) -> int:
     """Estimated DeepSeek tokens in ``text``; 0 only for the empty string."""
-    ascii_chars = len(text) if text.isascii() else len(text.encode("ascii", "ignore"))
+    ascii_chars = _ascii_chars(text)
     tenths = ascii_chars * ASCII_TENTHS + (len(text) - ascii_chars) * OTHER_TENTHS
     return -(-tenths // 10)
 

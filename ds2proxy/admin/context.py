@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from ..body import ADMIN_BODY_BYTES, read_json_object
 from ..captures import CaptureBuffer
 from ..errors import InvalidRequest
 from .credentials import AdminCredentials
@@ -31,7 +32,7 @@ class AdminContext:
         """The JSON object sent; ``{}`` for an empty optional body."""
         if optional and not request.can_read_body:
             return {}
-        return await self.core.read_json(request)
+        return await read_json_object(request, ADMIN_BODY_BYTES)
 
 
 def text_field(body: dict[str, Any], name: str, default: str = "") -> str:

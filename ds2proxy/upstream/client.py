@@ -19,9 +19,11 @@ import aiohttp
 import orjson
 
 from ..config import AccountConfig, UpstreamSettings
-from ..errors import UpstreamAuthError, UpstreamError, UpstreamRateLimited
+from ..errors import (AuthenticationFailed, UpstreamAuthError, UpstreamError,
+                      UpstreamRateLimited)
 from ..pow import Challenge
 from .lines import iter_lines
+from .payload import SlicedBytes
 
 log = logging.getLogger("ds2proxy.upstream")
 
@@ -30,6 +32,7 @@ UPLOAD_PATH = "/api/v0/file/upload_file"
 # A missing or refused PoW answer (spec §12): worth one fresh challenge.
 POW_REFUSED_CODES = frozenset({40300, 40301})
 CLIENT_TOO_OLD = 40005
+SESSION_LIST_PATH = "/api/v0/chat_session/fetch_page?lte_cursor.pinned=false"
 
 _INVALID_TOKEN_CODES = {40001, 40002, 40003}
 _INVALID_TOKEN_WORDS = ("token", "unauthorized", "expired", "not login", "login required",
@@ -310,6 +313,18 @@ class DeepSeekClient:
         files = data.get("files")
         return [f for f in files if isinstance(f, dict)] if isinstance(files, list) else []
 
+    async def check_token(self, token: str) -> None:
+        """Whether the upstream accepts a user token: a 401 for the caller
+        when it does not (the first page of the session list, no side effect)."""
+        try:
+            await self._json_call("chat_session/fetch_page", "GET", SESSION_LIST_PATH,
+                                  token=token)
+        except UpstreamCallError as exc:
+            if exc.envelope.needs_refresh:
+                raise AuthenticationFailed(
+                    "Invalid token: the DeepSeek upstream refused it") from None
+            raise
+
     async def delete_session(self, token: str, session_id: str) -> None:
         await self._json_call("chat_session/delete", "POST", "/api/v0/chat_session/delete",
                               token=token, body={"chat_session_id": session_id})
@@ -327,8 +342,8 @@ class DeepSeekClient:
         data = orjson.dumps(body)
         capture = self._capture("POST", path, headers, data)
         try:
-            resp = await self.http.post(self._url(path), headers=headers, data=data,
-                                        timeout=timeout)
+            resp = await self.http.post(self._url(path), headers=headers,
+                                        data=SlicedBytes(data), timeout=timeout)
         except (aiohttp.ClientError, TimeoutError) as exc:
             if capture is not None:
                 capture.finish(type(exc).__name__)
