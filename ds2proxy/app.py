@@ -15,6 +15,7 @@ from aiohttp import web
 
 from .body import ADMIN_BODY_BYTES
 from .config import ConfigStore
+from .connections import GUARD, ConnectionGuard, GuardedSite, track_requests
 from .core import Core
 from .plugin_api import PluginInfo, load_plugins
 from .unmatched import unmatched_routes
@@ -73,8 +74,9 @@ def create_app(store: ConfigStore, *, admin_key: str | None = None) -> web.Appli
     # API bodies are read by Core.read_json under runtime.max_body_bytes;
     # aiohttp's own limit covers only the dashboard's forms.
     app = web.Application(client_max_size=ADMIN_BODY_BYTES,
-                          middlewares=[cors_preflight, unmatched_routes])
+                          middlewares=[track_requests, cors_preflight, unmatched_routes])
     app[CORE] = core
+    app[GUARD] = ConnectionGuard(store.config.server)
     app[READY] = {"ready": False, "reason": "starting"}
     app.cleanup_ctx.append(core.lifetime)
     app.on_response_prepare.append(_add_cors)
@@ -117,10 +119,13 @@ class RunningServer:
 
 async def start_server(app: web.Application, host: str = "127.0.0.1", port: int = 0
                        ) -> RunningServer:
-    """Serve ``app`` on a real port (0 picks a free one)."""
-    runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+    """Serve ``app`` on a real port (0 picks a free one), with the
+    connection cap and client timeouts of its ``server`` settings."""
+    guard = app[GUARD]
+    runner = web.AppRunner(app, handler_cancellation=True, access_log=None,
+                           keepalive_timeout=guard.settings.keepalive_timeout_seconds)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    site = GuardedSite(runner, host, port, guard)
     await site.start()
     sockets = site._server.sockets if site._server else []
     bound = sockets[0].getsockname()[1] if sockets else port

@@ -97,6 +97,16 @@ class RuntimeSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ServerSettings:
+    """Client connection limits (read at start-up)."""
+
+    header_timeout_seconds: float = 10.0
+    body_timeout_seconds: float = 120.0
+    keepalive_timeout_seconds: float = 75.0
+    max_connections: int = 512
+
+
+@dataclass(frozen=True, slots=True)
 class HistoryFileSettings:
     """Long conversations sent as an uploaded file (prompt-compat §6). Off by
     default: the upload costs a round trip, so only long prompts gain."""
@@ -112,6 +122,7 @@ class Config:
     accounts: tuple[AccountConfig, ...] = ()
     upstream: UpstreamSettings = field(default_factory=UpstreamSettings)
     runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
+    server: ServerSettings = field(default_factory=ServerSettings)
     claude_mapping: dict[str, str] = field(default_factory=dict)
     model_aliases: dict[str, str] = field(default_factory=dict)
     family_fallback: bool = True
@@ -270,6 +281,18 @@ def _parse_runtime(data: dict) -> RuntimeSettings:
     )
 
 
+def _parse_server(data: dict) -> ServerSettings:
+    d = ServerSettings()
+    return ServerSettings(
+        header_timeout_seconds=_num(data, "server.header_timeout_seconds",
+                                    d.header_timeout_seconds, 0.1),
+        body_timeout_seconds=_num(data, "server.body_timeout_seconds", d.body_timeout_seconds, 0.1),
+        keepalive_timeout_seconds=_num(data, "server.keepalive_timeout_seconds",
+                                       d.keepalive_timeout_seconds, 0.1),
+        max_connections=_int(data, "server.max_connections", d.max_connections, 1, 1000000),
+    )
+
+
 def _parse_history_file(data: dict) -> HistoryFileSettings:
     d = HistoryFileSettings()
     return HistoryFileSettings(
@@ -301,6 +324,7 @@ def parse_config(data: Any) -> Config:
         accounts=_parse_accounts(data),
         upstream=_parse_upstream(data),
         runtime=_parse_runtime(data),
+        server=_parse_server(data),
         claude_mapping=_str_map(data, "claude_mapping"),
         model_aliases=_str_map(data, "model_aliases"),
         family_fallback=_get(data, "models.family_fallback", bool, True),
