@@ -119,13 +119,16 @@ class RunningServer:
 
 async def start_server(app: web.Application, host: str = "127.0.0.1", port: int = 0
                        ) -> RunningServer:
-    """Serve ``app`` on a real port (0 picks a free one), with the
-    connection cap and client timeouts of its ``server`` settings."""
-    guard = app[GUARD]
-    runner = web.AppRunner(app, handler_cancellation=True, access_log=None,
-                           keepalive_timeout=guard.settings.keepalive_timeout_seconds)
+    """Serve ``app`` on a real port (0 picks a free one). An app from
+    :func:`create_app` gets the connection cap and client timeouts of its
+    ``server`` settings (they need its request-tracking middleware)."""
+    guard = app.get(GUARD)
+    limits = {} if guard is None else {
+        "keepalive_timeout": guard.settings.keepalive_timeout_seconds}
+    runner = web.AppRunner(app, handler_cancellation=True, access_log=None, **limits)
     await runner.setup()
-    site = GuardedSite(runner, host, port, guard)
+    site = (web.TCPSite(runner, host, port) if guard is None
+            else GuardedSite(runner, host, port, guard))
     await site.start()
     sockets = site._server.sockets if site._server else []
     bound = sockets[0].getsockname()[1] if sockets else port

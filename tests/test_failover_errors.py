@@ -103,6 +103,16 @@ async def test_fail_over_stops_at_the_documented_attempt_cap(
     assert proxy.core.pool.inflight == 0
 
 
+async def test_fewer_accounts_than_the_cap_end_with_the_last_failure(proxy, fake_upstream):
+    # Two accounts, a cap of three: no third attempt and no 429 for lack of one.
+    fake_upstream.enqueue(DROPPED, DROPPED)
+    status, body, headers = await post(proxy, "openai", stream=True)
+    assert status == 502
+    assert "failed on 2 accounts" in body["error"]["message"]
+    assert "Retry-After" not in headers
+    assert len(fake_upstream.calls_to("chat/completion")) == 2
+
+
 async def test_a_silent_upstream_is_bounded_by_one_deadline_not_per_account(
         proxy_factory, fake_upstream):
     # Each account stays silent past its 1 s silence timeout; the turn's
