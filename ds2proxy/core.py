@@ -25,9 +25,10 @@ from .errors import InvalidRequest
 from .models import ModelCatalog
 from .monitor import Monitor
 from .passthrough import VerifiedTokens, needs_check
-from .pipeline import Turn, estimate_prompt_tokens
+from .pipeline import Turn
 from .scheduler import AccountPool
 from .sse import JSONArrayWriter, SSEWriter
+from .turn_text import estimate_prompt_tokens
 from .upstream.cleanup import SessionJanitor
 from .upstream.client import DeepSeekClient
 from .upstream.session import TokenKeeper
