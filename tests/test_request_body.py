@@ -121,16 +121,37 @@ def turns_alive() -> bool:
     return any(isinstance(o, Turn) for o in gc.get_objects())
 
 
-async def test_a_finished_turn_is_freed_without_the_cycle_collector(proxy):
-    body = {"model": "deepseek-chat", "stream": True,
-            "messages": [{"role": "user", "content": "x" * 100_000}]}
+TEXT = "x" * 100_000
+TURNS = {
+    "openai": ("/v1/chat/completions",
+               {"model": "deepseek-chat", "messages": [{"role": "user", "content": TEXT}]}),
+    "responses": ("/v1/responses", {"model": "deepseek-chat", "input": TEXT}),
+    "anthropic": ("/v1/messages", {"model": "claude-sonnet-4-6", "max_tokens": 64,
+                                   "messages": [{"role": "user", "content": TEXT}]}),
+    "gemini": ("/v1beta/models/gemini-2.5-flash:generateContent",
+               {"contents": [{"role": "user", "parts": [{"text": TEXT}]}]}),
+    "degpt": ("/api/v1/chat/completions",
+              {"model": "auto", "messages": [{"role": "user", "content": TEXT}]}),
+    "lm": ("/lm/v2/chat/completions",
+           {"model": "deepseek-chat", "messages": [{"role": "user", "content": TEXT}]}),
+}
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+@pytest.mark.parametrize("family", list(TURNS))
+async def test_a_finished_turn_is_freed_without_the_cycle_collector(proxy, family, stream):
+    path, body = TURNS[family]
+    if stream and family == "gemini":
+        path = path.replace(":generateContent", ":streamGenerateContent") + "?alt=sse"
+    elif stream:
+        body = {**body, "stream": True}
+    headers = {**proxy.headers(), "x-goog-api-key": proxy.key}
     gc.collect()
     gc.disable()
     try:
         async with aiohttp.ClientSession() as http:
-            async with http.post(proxy.url + "/v1/chat/completions", json=body,
-                                 headers=proxy.headers()) as resp:
-                assert resp.status == 200
+            async with http.post(proxy.url + path, json=body, headers=headers) as resp:
+                assert resp.status == 200, await resp.text()
                 await resp.read()
         # The handler may still be finishing: wait (boundedly) for the turn
         # to go, which only reference counting can do with gc disabled.
