@@ -2,9 +2,9 @@
 
 ``aiohttp``'s ``request.read()`` grows a bytearray, copies it into bytes and
 keeps those bytes on the request until it ends: three times the body at the
-peak and once for the whole turn. Here the body goes into one buffer sized
-from ``Content-Length``, orjson parses straight from it, and the buffer is
-dropped as soon as the parsed object exists.
+peak and once for the whole turn. Here the body goes into one buffer,
+orjson parses straight from it, and the buffer is dropped as soon as the
+parsed object exists.
 """
 
 from __future__ import annotations
@@ -28,33 +28,19 @@ def too_large(limit: int) -> PayloadTooLarge:
 
 
 async def read_body(request: web.Request, limit: int) -> bytearray:
-    """The raw body, refused with 413 as soon as it is known to exceed ``limit``."""
+    """The raw body, refused with 413 as soon as it is known to exceed ``limit``.
+
+    The buffer grows as bytes arrive (not preallocated from Content-Length,
+    so announcing a large body costs the server nothing until it is sent).
+    """
     length = request.content_length
     if length is not None and length > limit:
         raise too_large(limit)
-    if length is not None:
-        return await _read_exact(request, length)
     buf = bytearray()
     while chunk := await request.content.readany():
         if len(buf) + len(chunk) > limit:
             raise too_large(limit)
         buf += chunk
-    return buf
-
-
-async def _read_exact(request: web.Request, length: int) -> bytearray:
-    buf = bytearray(length)
-    view = memoryview(buf)
-    filled = 0
-    try:
-        while filled < length:
-            chunk = await request.content.readany()
-            if not chunk:
-                raise InvalidRequest("request body ended before its Content-Length")
-            view[filled:filled + len(chunk)] = chunk
-            filled += len(chunk)
-    finally:
-        view.release()
     return buf
 
 
