@@ -1,4 +1,4 @@
-"""Application assembly: core services, plugins, health, CORS, admin.
+"""Application assembly: core services, plugins, health, CORS (``cors``), admin.
 
 ``create_app`` builds the aiohttp application; ``start_server`` runs it on a
 real port (tests, the CLI and the benchmarks all use it). Handlers are
@@ -15,8 +15,11 @@ from aiohttp import web
 
 from .body import ADMIN_BODY_BYTES
 from .config import ConfigStore
+from .config_leftovers import remove_leftover_temp_files
 from .connections import GUARD, ConnectionGuard, GuardedSite, track_requests
 from .core import Core
+from . import log_redaction
+from .cors import add_cors_headers, admin_cross_site_guard, cors_preflight
 from .plugin_api import PluginInfo, load_plugins
 from .unmatched import unmatched_routes
 
@@ -25,37 +28,6 @@ log = logging.getLogger("ds2proxy")
 CORE = web.AppKey("core", Core)
 PLUGINS = web.AppKey("plugins", list)
 READY = web.AppKey("ready", dict)
-
-CORS_HEADERS = {
-    "Access-Control-Allow-Origin": "*",
-    "Access-Control-Allow-Methods": "GET, POST, PUT, DELETE, OPTIONS",
-    "Access-Control-Allow-Headers": (
-        "Content-Type, Authorization, X-API-Key, X-Ds2-Target-Account, anthropic-version, "
-        "anthropic-beta, x-goog-api-key, x-stainless-arch, x-stainless-lang, "
-        "x-stainless-os, x-stainless-package-version, x-stainless-runtime, "
-        "x-stainless-runtime-version, x-stainless-retry-count, x-stainless-timeout, "
-        "x-goog-api-client, openai-organization, openai-project, X-CSRF-Token"),
-    "Access-Control-Max-Age": "86400",
-    # Browser clients may read how long to back off after a 429.
-    "Access-Control-Expose-Headers": "Retry-After",
-}
-
-
-@web.middleware
-async def cors_preflight(request: web.Request, handler):
-    """Answer preflights; the headers a browser asks for are allowed as asked,
-    since SDKs keep adding their own (x-stainless-*, anthropic-*)."""
-    if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
-        asked = request.headers.get("Access-Control-Request-Headers", "").strip()
-        headers = {"Access-Control-Allow-Headers": asked} if asked else {}
-        return web.Response(status=204, headers=headers)
-    return await handler(request)
-
-
-async def _add_cors(request: web.Request, response: web.StreamResponse) -> None:
-    for name, value in CORS_HEADERS.items():
-        response.headers.setdefault(name, value)
-
 
 async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
@@ -70,16 +42,19 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 def create_app(store: ConfigStore, *, admin_key: str | None = None) -> web.Application:
+    if store.path is not None:
+        remove_leftover_temp_files(store.path)
     core = Core(store)
     # API bodies are read by Core.read_json under runtime.max_body_bytes;
     # aiohttp's own limit covers only the dashboard's forms.
     app = web.Application(client_max_size=ADMIN_BODY_BYTES,
-                          middlewares=[track_requests, cors_preflight, unmatched_routes])
+                          middlewares=[track_requests, admin_cross_site_guard,
+                                       cors_preflight, unmatched_routes])
     app[CORE] = core
     app[GUARD] = ConnectionGuard(store.config.server)
     app[READY] = {"ready": False, "reason": "starting"}
     app.cleanup_ctx.append(core.lifetime)
-    app.on_response_prepare.append(_add_cors)
+    app.on_response_prepare.append(add_cors_headers)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     plugins: list[PluginInfo] = load_plugins(app, core)
@@ -92,6 +67,8 @@ def create_app(store: ConfigStore, *, admin_key: str | None = None) -> web.Appli
                           reason="" if loaded else "no dialect plugin could be loaded")
 
     app.on_startup.append(mark_ready)
+    # After the plugins are imported, so their loggers are guarded too.
+    log_redaction.install()
     return app
 
 

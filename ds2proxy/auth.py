@@ -64,6 +64,7 @@ def authenticate(request: web.Request, config: Config) -> Caller:
         raise AuthenticationFailed("missing API key: send Authorization: Bearer <key>")
     managed = credential in config.keys
     if not managed and not config.allow_passthrough:
-        raise AuthenticationFailed("invalid API key")
+        raise AuthenticationFailed("invalid API key: it is not one of this server's "
+                                   "configured keys")
     target = request.headers.get(TARGET_ACCOUNT_HEADER, "").strip() or None
     return Caller(credential, managed, identity_of(credential), target if managed else None)

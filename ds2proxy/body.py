@@ -12,10 +12,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import orjson
 from aiohttp import web
 
-from .errors import InvalidRequest, PayloadTooLarge
+from .errors import PayloadTooLarge
+from .jsonbody import parse_object
 
 # Bodies larger than this are parsed off the event loop.
 OFF_LOOP_JSON_BYTES = 1 << 20
@@ -45,19 +45,8 @@ async def read_body(request: web.Request, limit: int) -> bytearray:
 
 
 async def read_json_object(request: web.Request, limit: int) -> dict[str, Any]:
-    """The body as a JSON object, or a 400/413 ProxyError."""
+    """The body as a JSON object (depth-bounded), or a 400/413 ProxyError."""
     raw = await read_body(request, limit)
-    if not raw or raw.isspace():  # no stripped copy of a large body
-        raise InvalidRequest("request body is empty; expected a JSON object")
-    try:
-        if len(raw) > OFF_LOOP_JSON_BYTES:
-            body = await asyncio.to_thread(orjson.loads, raw)
-        else:
-            body = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidRequest(f"request body is not valid JSON: {exc}") from None
-    finally:
-        del raw
-    if not isinstance(body, dict):
-        raise InvalidRequest("request body must be a JSON object")
-    return body
+    if len(raw) > OFF_LOOP_JSON_BYTES:
+        return await asyncio.to_thread(parse_object, raw)
+    return parse_object(raw)

@@ -14,13 +14,20 @@ import os
 import signal
 import sys
 
+from .admin.credentials import AdminCredentials
 from .app import create_app, start_server
 from .config import ConfigError, ConfigStore
+from .loopback import is_loopback_host
 
 log = logging.getLogger("ds2proxy")
 
 DEMO_KEY = "demo-key"
 DEMO_ACCOUNT = {"email": "demo@example.com", "password": "demo-password"}
+ALLOW_DEFAULT_KEY_FLAG = "--allow-default-admin-key-on-network"
+
+
+class UnsafeListen(Exception):
+    """Refusing to serve the default admin key beyond this machine."""
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -31,6 +38,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--demo", action="store_true",
                         help="serve from a bundled fake DeepSeek upstream (offline demo)")
     parser.add_argument("--log-level", default=os.environ.get("DS2PROXY_LOG_LEVEL", "INFO"))
+    parser.add_argument(ALLOW_DEFAULT_KEY_FLAG, dest="allow_default_key", action="store_true",
+                        help="listen on a non-loopback address even though the admin key "
+                             "is still the default 'admin' (anyone who can reach it can "
+                             "administer it)")
     return parser.parse_args(argv)
 
 
@@ -52,10 +63,20 @@ async def run(args: argparse.Namespace) -> None:
         store, fake = await _demo_store()
     else:
         store = ConfigStore.from_sources(args.config)
+    try:
+        await _serve(args, store)
+    finally:
+        if fake is not None:
+            await fake.close()
+
+
+async def _serve(args: argparse.Namespace, store: ConfigStore) -> None:
     admin_key = os.environ.get("DS2PROXY_ADMIN_KEY")
+    _check_exposure(args, store, admin_key)
     app = create_app(store, admin_key=admin_key)
     server = await start_server(app, args.host, args.port)
     log.info("ds2proxy listening on %s", server.url)
+    log.info("dashboard: %s/admin/", _browser_url(args.host, server.port))
     if args.demo:
         log.info("demo mode: API key %r, fake upstream at %s", DEMO_KEY,
                  store.config.upstream.base_url)
@@ -67,8 +88,32 @@ async def run(args: argparse.Namespace) -> None:
         await stop.wait()
     finally:
         await server.close()
-        if fake is not None:
-            await fake.close()
+
+
+def _check_exposure(args: argparse.Namespace, store: ConfigStore, admin_key: str | None
+                    ) -> None:
+    """The default admin key stays on loopback unless the operator says otherwise."""
+    if is_loopback_host(args.host) or args.allow_default_key:
+        return
+    if not AdminCredentials(store, admin_key).default_key_in_use:
+        return
+    raise UnsafeListen(
+        f"refusing to listen on {args.host or 'every address'}: the admin key is still the "
+        "default 'admin', so anyone who can reach this server could administer it and read "
+        "every account password and token. Set a key first, e.g.\n"
+        "    DS2PROXY_ADMIN_KEY=\"$(python -c 'import secrets; print(secrets.token_urlsafe(32))')\""
+        f" ds2proxy --host {args.host}\n"
+        "or set a password on the dashboard's settings page while listening on 127.0.0.1. "
+        f"To accept the risk anyway, pass {ALLOW_DEFAULT_KEY_FLAG}.")
+
+
+def _browser_url(host: str, port: int) -> str:
+    """Where a browser on this machine reaches the server (wildcards mean loopback)."""
+    if host in ("", "0.0.0.0"):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         asyncio.run(run(args))
-    except ConfigError as exc:
+    except (ConfigError, UnsafeListen) as exc:
         print(f"ds2proxy: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:

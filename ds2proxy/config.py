@@ -25,6 +25,8 @@ from typing import Any
 
 import orjson
 
+from .config_leftovers import temp_prefix
+
 log = logging.getLogger("ds2proxy.config")
 
 DEFAULT_BASE_URL = "https://chat.deepseek.com"
@@ -380,7 +382,7 @@ def atomic_write_json(path: Path, data: dict) -> None:
     """Write ``data`` to ``path`` via temp file + fsync + rename: never half-written."""
     payload = orjson.dumps(data, option=orjson.OPT_INDENT_2) + b"\n"
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path), dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(payload)

@@ -17,9 +17,9 @@ import aiohttp
 from aiohttp import web
 
 from .auth import Caller, authenticate
+from .body import read_json_object
 from .canonical import ChatRequest, ResolvedModel
 from .captures import CaptureBuffer
-from .body import read_json_object
 from .config import Config, ConfigStore
 from .errors import InvalidRequest
 from .models import ModelCatalog

@@ -10,11 +10,18 @@ from __future__ import annotations
 
 
 class ProxyError(Exception):
-    """Base class: an error the client should see."""
+    """Base class: an error the client should see.
+
+    ``message`` is all the caller ever sees. Which pool account failed, and
+    the upstream's own words about it, are the operator's business: they
+    ride along in ``account`` and ``detail`` for the log and the dashboard.
+    """
 
     status: int = 500
     type: str = "api_error"
     code: str = "internal_error"
+    account: str | None = None
+    detail: str = ""
 
     def __init__(
         self,
@@ -37,6 +44,12 @@ class ProxyError(Exception):
         self.param = param
         self.retry_after = retry_after
 
+    @property
+    def operator_message(self) -> str:
+        """The message for the log and the dashboard: account and detail included."""
+        text = self.detail or self.message
+        return f"account {self.account}: {text}" if self.account else text
+
 
 class InvalidRequest(ProxyError):
     """The request is malformed or names something that does not exist (400)."""
@@ -50,7 +63,13 @@ class ModelNotFound(InvalidRequest):
     code = "model_not_found"
 
     def __init__(self, model: str, *, status: int = 400) -> None:
-        super().__init__(f'model "{model}" is not available', param="model", status=status)
+        super().__init__(f'model "{brief(model)}" is not available', param="model",
+                         status=status)
+
+
+def brief(text: str, limit: int = 100) -> str:
+    """A client-supplied name cut to ``limit`` characters for a message."""
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 class AuthenticationFailed(ProxyError):
@@ -130,9 +149,12 @@ class UpstreamError(ProxyError):
     code = "upstream_error"
 
     def __init__(self, message: str, *, retryable: bool = True, status: int | None = None,
-                 code: str | None = None, retry_after: int | None = None) -> None:
+                 code: str | None = None, retry_after: int | None = None,
+                 account: str | None = None, detail: str = "") -> None:
         super().__init__(message, status=status, code=code, retry_after=retry_after)
         self.retryable = retryable
+        self.account = account
+        self.detail = detail
 
 
 class UpstreamTimeout(UpstreamError):
@@ -149,6 +171,10 @@ class UpstreamRateLimited(UpstreamError):
     status = 429
     type = "rate_limit_error"
     code = "upstream_rate_limited"
+
+
+# What a caller is told when a pool account fails (which one is the operator's business).
+ACCOUNT_UNUSABLE = "an upstream account of this server could not be used; try again later"
 
 
 class UpstreamAuthError(UpstreamError):

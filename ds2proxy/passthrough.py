@@ -16,7 +16,9 @@ from collections import OrderedDict
 from aiohttp import web
 
 from .auth import Caller
-from .upstream.client import DeepSeekClient
+from .errors import AuthenticationFailed
+from .upstream.client import DeepSeekClient, UpstreamCallError
+from .upstream.session import NOT_A_KEY_NOR_TOKEN
 
 CHECK_ABOVE_BYTES = 1 << 20
 TTL_SECONDS = 600.0
@@ -40,7 +42,12 @@ class VerifiedTokens:
         now = time.monotonic()
         if self._until.get(caller.identity, 0.0) > now:
             return
-        await client.check_token(caller.credential)
+        try:
+            await client.check_token(caller.credential)
+        except UpstreamCallError as exc:
+            if exc.envelope.needs_refresh:
+                raise AuthenticationFailed(NOT_A_KEY_NOR_TOKEN) from None
+            raise
         self._until[caller.identity] = now + TTL_SECONDS
         self._until.move_to_end(caller.identity)
         while len(self._until) > REMEMBERED:

@@ -133,7 +133,7 @@ class Turn:
                 await self._attempts.within(self._open_on(creds))
             except UpstreamError as exc:
                 creds.release()
-                self.core.monitor.account_error(creds.identifier, exc.message)
+                self.core.monitor.account_error(creds.identifier, exc.detail or exc.message)
                 if not self._attempts.may_retry(exc, managed=creds.managed):
                     raise self._attempts.final(exc) from None
                 log.warning("account %s failed before streaming (%s); trying another",
@@ -262,7 +262,7 @@ class Turn:
                 except ProxyError as exc:
                     if shaper.emitted or not self._can_fail_over(exc):
                         error = exc if shaper.emitted else self._attempts.final(exc)
-                        self.core.monitor.request_error(error.message)
+                        self.core.monitor.request_error(error.operator_message)
                         yield ErrorEvent(error)
                         return
                     try:

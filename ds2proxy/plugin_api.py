@@ -92,7 +92,10 @@ def wrap_handler(handler: Handler, errors: ErrorStyle, core: Any) -> Handler:
         try:
             return await handler(request)
         except ProxyError as exc:
-            core.monitor.request_error(exc.message, status=exc.status, path=request.path)
+            core.monitor.request_error(exc.operator_message, status=exc.status,
+                                       path=request.path)
+            if exc.account:
+                log.warning("%s failed: %s", request.path, exc.operator_message)
             return await _error_response(request, errors, exc)
         except ClientGone:
             log.info("client went away during %s", request.path)

@@ -64,3 +64,59 @@ async def test_a_configured_key_wins_over_another_credential_sent_alongside(prox
     # The managed pool served it, not a pass-through of the other token.
     [completion] = proxy.fake.calls_to("chat/completion")
     assert completion.account in ("alice@example.com", "bob@example.com")
+
+
+NO_PASSWORD = {"accounts": [{"email": "carol@example.com", "token": "stale-token-of-carol"}]}
+
+
+@pytest.mark.parametrize("overrides, identifiers", [
+    (BAD_ACCOUNTS, ("alice@example.com", "bob@example.com")),
+    (NO_PASSWORD, ("carol@example.com",)),
+], ids=["login-refused", "token-refused-no-password"])
+async def test_callers_never_learn_which_account_failed(proxy_factory: ProxyFactory,
+                                                        caplog: pytest.LogCaptureFixture,
+                                                        overrides: dict,
+                                                        identifiers: tuple[str, ...]):
+    caplog.set_level("INFO")
+    proxy = await proxy_factory(overrides)
+    bodies = dict(ROUTES)
+    path, body = ROUTES["openai"]
+    bodies["openai-stream"] = (path, {**body, "stream": True})
+    for family, (path, body) in bodies.items():
+        async with aiohttp.ClientSession() as http:
+            async with http.post(proxy.url + path, json=body, headers={
+                    "x-goog-api-key": proxy.key, **proxy.headers()}) as resp:
+                raw = (await resp.read()).decode()
+        assert resp.status == 502, (family, raw)
+        assert "could not be used" in raw, family
+        for identifier in identifiers:
+            assert identifier not in raw and identifier.split("@")[0] not in raw, family
+    # The operator sees which account and why: in the log and on the dashboard.
+    recent = " ".join(e["message"] for e in proxy.core.monitor.snapshot()["recent_errors"])
+    assert any(identifier in recent for identifier in identifiers)
+    assert any(identifier in caplog.text for identifier in identifiers)
+
+
+MISTYPED = "sk-mistyped-0123456789abcdef"
+
+
+@pytest.mark.parametrize("family", list(ROUTES))
+async def test_a_mistyped_key_is_called_what_it_is(proxy, family: str):
+    path, body = ROUTES[family]
+    async with aiohttp.ClientSession() as http:
+        async with http.post(proxy.url + path, json=body, headers={
+                "Authorization": f"Bearer {MISTYPED}", "x-goog-api-key": MISTYPED}) as resp:
+            raw = (await resp.read()).decode()
+    assert resp.status == 401
+    assert "not one of this server's configured keys" in raw
+    assert MISTYPED not in raw and MISTYPED[3:15] not in raw
+
+
+async def test_without_pass_through_a_mistyped_key_is_called_what_it_is(
+        proxy_factory: ProxyFactory):
+    proxy = await proxy_factory({"auth": {"allow_passthrough": False}})
+    path, body = ROUTES["openai"]
+    status, error = await post(proxy.url + path, body, {"Authorization": f"Bearer {MISTYPED}"})
+    assert status == 401
+    assert "not one of this server's configured keys" in error["error"]["message"]
+    assert MISTYPED not in str(error)

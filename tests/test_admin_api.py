@@ -21,6 +21,7 @@ from admin_util import (
     Admin,
     admin,  # noqa: F401  (fixture)
     admin_for,
+    wait_until,
     login,
     secret_admin,  # noqa: F401  (fixture)
 )
@@ -92,17 +93,38 @@ async def test_expired_token_is_refused(admin: Admin):
     assert (await admin.call("GET", "/admin/verify", token=forged)).status == 401
 
 
-async def test_repeated_failed_logins_are_slowed_down(admin: Admin):
-    for _ in range(admin.ctx.gate.throttle.free_attempts):
+async def test_failed_logins_are_slowed_but_the_right_key_always_gets_in(admin: Admin):
+    throttle = admin.ctx.gate.throttle
+    throttle.base_delay, throttle.max_delay = 0.01, 0.05  # short, but really waited
+    guesses = throttle.free_attempts + 4
+    for _ in range(guesses):
         assert (await login(admin.http, admin.proxy.url, "guess")).status == 401
-    locked = await login(admin.http, admin.proxy.url, ADMIN_KEY)
-    assert locked.status == 429
-    assert int(locked.headers["Retry-After"]) >= 1
-    assert "detail" in locked.json()
-    # Guessing through the Bearer header is throttled the same way.
-    assert (await admin.call("GET", "/admin/config", token="guess-2")).status == 429
-    # A valid JWT still works: only key guesses are throttled.
+    assert throttle.failures("127.0.0.1") == guesses
+    # Formerly a 429 lock-out for everyone at this address: the key still opens.
+    assert (await login(admin.http, admin.proxy.url, ADMIN_KEY)).status == 200
+    assert (await admin.call("GET", "/admin/config", token=ADMIN_KEY)).status == 200
+    # Guessing through the Bearer header counts the same way.
+    assert (await admin.call("GET", "/admin/config", token="guess-2")).status == 401
+    assert throttle.failures("127.0.0.1") == guesses + 1
+
+
+async def test_parallel_guesses_beyond_the_held_ones_are_refused_unchecked(admin: Admin):
+    throttle = admin.ctx.gate.throttle
+    throttle.free_attempts, throttle.base_delay, throttle.max_pending = 0, 60.0, 2
+    held = [asyncio.create_task(login(admin.http, admin.proxy.url, f"guess-{i}"))
+            for i in range(2)]
+    await wait_until(lambda: throttle.pending("127.0.0.1") == 2)
+    refused = await login(admin.http, admin.proxy.url, "guess-3")
+    assert refused.status == 429 and int(refused.headers["Retry-After"]) >= 1
+    assert "detail" in refused.json()
+    assert throttle.failures("127.0.0.1") == 2  # the third was not even checked
+    # A valid JWT is no key guess: never throttled.
     assert (await admin.call("GET", "/admin/config")).status == 200
+    for task in held:
+        task.cancel()
+    await asyncio.gather(*held, return_exceptions=True)
+    await admin.http.close()  # the server cancels the held handlers
+    await wait_until(lambda: throttle.pending("127.0.0.1") == 0)
 
 
 async def test_password_change_revokes_earlier_tokens_and_replaces_the_key(admin: Admin):

@@ -89,43 +89,68 @@ class FakeClock:
         return self.now
 
 
-def test_throttle_backs_off_exponentially_then_forgives_on_success():
-    clock = FakeClock()
-    throttle = LoginThrottle(free_attempts=3, base_delay=2, max_delay=60, clock=clock)
-    for _ in range(2):
-        throttle.failed("1.2.3.4")
-        throttle.check("1.2.3.4")  # still free
-    throttle.failed("1.2.3.4")
-    with pytest.raises(RateLimited) as first:
-        throttle.check("1.2.3.4")
-    assert first.value.retry_after == 2
-    throttle.check("5.6.7.8")  # other addresses are unaffected
-    clock.now += 2.5
-    throttle.check("1.2.3.4")
-    throttle.failed("1.2.3.4")
-    with pytest.raises(RateLimited) as second:
-        throttle.check("1.2.3.4")
-    assert second.value.retry_after == 4
-    clock.now += 4.5
-    throttle.succeeded("1.2.3.4")
-    assert throttle.failures("1.2.3.4") == 0
-    throttle.check("1.2.3.4")
+class RecordingSleep:
+    """Records the delays asked for; ``hold`` keeps sleepers waiting until released."""
+
+    def __init__(self, *, hold: bool = False) -> None:
+        self.delays: list[float] = []
+        self.release = asyncio.Event()
+        if not hold:
+            self.release.set()
+
+    async def __call__(self, delay: float) -> None:
+        self.delays.append(delay)
+        await self.release.wait()
 
 
-def test_throttle_delay_is_capped():
-    clock = FakeClock()
-    throttle = LoginThrottle(free_attempts=1, base_delay=1, max_delay=10, clock=clock)
-    for _ in range(20):
-        throttle.failed("a")
+async def test_throttle_delays_wrong_answers_exponentially_up_to_a_cap():
+    sleep = RecordingSleep()
+    throttle = LoginThrottle(free_attempts=3, base_delay=2, max_delay=10, sleep=sleep,
+                             clock=FakeClock())
+    for _ in range(8):
+        throttle.admit("1.2.3.4")  # never refused while nothing is held
+        await throttle.failed("1.2.3.4")
+    assert sleep.delays == [2, 4, 8, 10, 10]
+    assert throttle.failures("1.2.3.4") == 8 and throttle.pending("1.2.3.4") == 0
+    await throttle.failed("5.6.7.8")  # other addresses start free
+    assert len(sleep.delays) == 5
+
+
+async def test_throttle_forgets_failures_after_a_quiet_spell():
+    clock, sleep = FakeClock(), RecordingSleep()
+    throttle = LoginThrottle(free_attempts=1, base_delay=1, forget_after=600, clock=clock,
+                             sleep=sleep)
+    for _ in range(3):
+        await throttle.failed("a")
+    assert sleep.delays == [1, 2]
+    clock.now += 601
+    await throttle.failed("a")
+    assert sleep.delays == [1, 2] and throttle.failures("a") == 1
+
+
+async def test_throttle_refuses_unchecked_only_while_too_many_failures_are_held():
+    sleep = RecordingSleep(hold=True)
+    throttle = LoginThrottle(free_attempts=0, base_delay=5, max_pending=2, sleep=sleep,
+                             clock=FakeClock())
+    held = [asyncio.create_task(throttle.failed("a")) for _ in range(2)]
+    while throttle.pending("a") < 2:
+        await asyncio.sleep(0)
     with pytest.raises(RateLimited) as info:
-        throttle.check("a")
-    assert info.value.retry_after == 10
+        throttle.admit("a")
+    assert info.value.retry_after >= 5
+    throttle.admit("b")
+    held[0].cancel()  # a client that gives up frees its place
+    await asyncio.gather(held[0], return_exceptions=True)
+    throttle.admit("a")
+    sleep.release.set()
+    await held[1]
+    assert throttle.pending("a") == 0
 
 
-def test_throttle_memory_is_bounded():
-    throttle = LoginThrottle(max_addresses=10, clock=FakeClock())
+async def test_throttle_memory_is_bounded():
+    throttle = LoginThrottle(max_addresses=10, clock=FakeClock(), sleep=RecordingSleep())
     for i in range(50):
-        throttle.failed(f"10.0.0.{i}")
+        await throttle.failed(f"10.0.0.{i}")
     assert sum(throttle.failures(f"10.0.0.{i}") for i in range(50)) == 10
     assert throttle.failures("10.0.0.49") == 1
 

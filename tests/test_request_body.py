@@ -73,7 +73,7 @@ async def test_an_unknown_caller_is_refused_before_the_body_is_read(proxy_factor
 async def test_a_made_up_passthrough_token_is_refused_before_a_large_body(proxy):
     status, body = await head_only(proxy.url, "/v1/chat/completions", "made-up-token")
     assert status == 401
-    assert "refused" in body["error"]["message"]
+    assert "not one of this server's configured keys" in body["error"]["message"]
     assert len(proxy.fake.calls_to("chat_session/fetch_page")) == 1
     assert proxy.fake.calls_to("chat/completion") == []
 

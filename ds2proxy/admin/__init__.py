@@ -51,6 +51,7 @@ def _add_dashboard(app: web.Application, ctx: AdminContext) -> None:
     forms = Forms(ctx, dash, pages)
     router = app.router
     router.add_static("/admin/static", static_dir(), name="admin_static")
+    router.add_get("/", pages.root)
     router.add_get("/admin", pages.root)
     router.add_get("/admin/", pages.overview)
     router.add_get("/admin/ui/login", pages.login_form)

@@ -18,6 +18,7 @@ from aiohttp import web
 from multidict import MultiDictProxy
 
 from ..errors import PermissionDenied, ProxyError
+from ..loopback import is_local_client
 from .assets import templates_dir
 from .context import AdminContext
 from .credentials import Claims
@@ -119,7 +120,9 @@ class Dashboard:
         base = {
             "nav": NAV, "active": active, "version": _version(),
             "flash": self.sessions.read_flash(request),
-            "default_key": self.ctx.creds.default_key_in_use,
+            # Named to the logged-in admin and to a browser on this machine only.
+            "default_key": self.ctx.creds.default_key_in_use and (
+                claims is not None or is_local_client(request)),
             "env_backed": self.ctx.core.store.path is None,
             "csrf": self.sessions.csrf_token(claims) if claims else "",
             "csrf_field": CSRF_FIELD,

@@ -3,7 +3,7 @@ Bearer, or the dashboard's session cookie (with its CSRF token on writes).
 
 Failed attempts with a key (not with a well-formed but expired JWT) count
 toward the per-address login throttle, so the Bearer path cannot be used to
-guess the key faster than the login form.
+guess the key faster than the login form; a correct key is never refused.
 """
 
 from __future__ import annotations
@@ -33,13 +33,14 @@ class AdminGate:
         self.sessions = sessions
 
     async def check_key(self, request: web.Request, key: str) -> None:
-        """The admin key (or password), throttled per address; 401 / 429."""
+        """The admin key (or password): a right one passes at once, a wrong one
+        gets its 401 late (see :mod:`.throttle`); 429 while too many are held."""
         address = request.remote or "unknown"
-        self.throttle.check(address)
-        if not key or not await self.creds.check_key(key):
-            self.throttle.failed(address)
-            raise AuthenticationFailed("invalid admin key")
-        self.throttle.succeeded(address)
+        self.throttle.admit(address)
+        if key and await self.creds.check_key(key):
+            return
+        await self.throttle.failed(address)
+        raise AuthenticationFailed("invalid admin key")
 
     def jwt_of(self, request: web.Request) -> Claims:
         token = bearer_of(request)

@@ -79,8 +79,8 @@ async def test_account(core: Core, identifier: str, *, model: str = DEFAULT_MODE
         success = True
         state.last_error = ""
     except ProxyError as exc:
-        success, outcome = False, exc.message
-        state.last_error = exc.message
+        success, outcome = False, exc.operator_message
+        state.last_error = exc.detail or exc.message
     # The token a login just obtained shows as a preview, like in the account list.
     return {"account": state.identifier, "success": success,
             "response_time": round((time.monotonic() - started) * 1000),

@@ -1,15 +1,22 @@
-"""Slow down guessing of the admin key: per-address exponential back-off.
+"""Slow down guessing of the admin key without ever locking the admin out.
 
-The first few failures from an address are free (people mistype); after that
-each further failure doubles the time the address must wait before it may
-try again, up to a cap. A success clears the address's record.
+A correct key is always checked and accepted at once, however many wrong
+ones came before from the same address (behind a reverse proxy every
+visitor shares one address, so a lock-out there would lock out everyone).
+What is slowed down is each *wrong* answer: after a few free failures
+(people mistype), the 401 is held back for a delay that doubles with every
+further failure, up to a cap. Guessing in parallel does not get round that:
+while ``max_pending`` failed attempts from an address are being held, more
+attempts from it are answered 429 without being checked. An address's
+failures are forgotten after ``forget_after`` seconds without one.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from ..errors import RateLimited
@@ -18,52 +25,77 @@ from ..errors import RateLimited
 @dataclass(slots=True)
 class _Record:
     failures: int = 0
-    locked_until: float = 0.0
-    last_seen: float = 0.0
+    pending: int = 0
+    last_failure: float = 0.0
 
 
 class LoginThrottle:
     def __init__(self, *, free_attempts: int = 5, base_delay: float = 1.0,
-                 max_delay: float = 300.0, clock: Callable[[], float] = time.monotonic,
+                 max_delay: float = 60.0, max_pending: int = 8, forget_after: float = 900.0,
+                 clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
                  max_addresses: int = 10000) -> None:
         self.free_attempts = free_attempts
         self.base_delay = base_delay
         self.max_delay = max_delay
+        self.max_pending = max_pending
+        self.forget_after = forget_after
         self._clock = clock
+        self._sleep = sleep
         self._max_addresses = max_addresses
         self._records: dict[str, _Record] = {}
 
-    def check(self, address: str) -> None:
-        """Raise 429 with Retry-After while ``address`` must wait."""
+    def admit(self, address: str) -> None:
+        """Before a key is checked: 429 while the address has too many held failures."""
         record = self._records.get(address)
-        if record is None:
-            return
-        wait = record.locked_until - self._clock()
-        if wait > 0:
-            raise RateLimited("too many failed admin logins from this address; try again later",
-                              retry_after=max(1, math.ceil(wait)), code="login_throttled")
+        if record is not None and record.pending >= self.max_pending:
+            raise RateLimited("too many failed admin logins from this address are still "
+                              "pending; try again shortly",
+                              retry_after=max(1, math.ceil(self.delay_for(record.failures))),
+                              code="login_throttled")
 
-    def failed(self, address: str) -> None:
-        now = self._clock()
-        record = self._records.setdefault(address, _Record())
+    async def failed(self, address: str) -> None:
+        """Count a wrong key and hold its answer for the back-off delay."""
+        record = self._record(address)
         record.failures += 1
-        record.last_seen = now
-        over = record.failures - self.free_attempts
-        if over >= 0:
-            record.locked_until = now + min(self.max_delay, self.base_delay * (2 ** over))
-        self._forget_old()
+        record.last_failure = self._clock()
+        delay = self.delay_for(record.failures)
+        if delay <= 0:
+            return
+        record.pending += 1
+        try:
+            await self._sleep(delay)
+        finally:
+            record.pending -= 1
 
-    def succeeded(self, address: str) -> None:
-        self._records.pop(address, None)
+    def delay_for(self, failures: int) -> float:
+        """How long the answer to the ``failures``-th failure is held."""
+        over = failures - self.free_attempts
+        return 0.0 if over <= 0 else min(self.max_delay, self.base_delay * 2 ** (over - 1))
 
     def failures(self, address: str) -> int:
         record = self._records.get(address)
         return record.failures if record else 0
 
+    def pending(self, address: str) -> int:
+        record = self._records.get(address)
+        return record.pending if record else 0
+
+    def _record(self, address: str) -> _Record:
+        record = self._records.get(address)
+        if record is not None and record.pending == 0 and (
+                self._clock() - record.last_failure > self.forget_after):
+            record.failures = 0
+        if record is None:
+            record = self._records[address] = _Record(last_failure=self._clock())
+            self._forget_old()
+        return record
+
     def _forget_old(self) -> None:
         """Bound memory: drop the records idle longest once there are too many."""
         if len(self._records) <= self._max_addresses:
             return
-        idle = sorted(self._records, key=lambda a: self._records[a].last_seen)
-        for address in idle[: len(idle) - self._max_addresses]:
+        idle = sorted((a for a, r in self._records.items() if r.pending == 0),
+                      key=lambda a: self._records[a].last_failure)
+        for address in idle[: len(self._records) - self._max_addresses]:
             del self._records[address]

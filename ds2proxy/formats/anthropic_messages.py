@@ -49,6 +49,7 @@ from ..thinking import thinking_override
 from ..toolcall.choice import parse_anthropic_tool_choice
 from . import json_response
 from .redact import redacted_json
+from .sampling import anthropic_sampling
 from .errors import anthropic_error_body
 from .openai_chat import decode_arguments, parse_response_format
 from .openai_chat import parse_tools as parse_function_tools
@@ -91,6 +92,7 @@ def thinking_signature(thinking: str) -> str:
 
 def parse_messages_request(body: dict, model: ResolvedModel) -> ChatRequest:
     """Messages body → canonical request (model already resolved)."""
+    sampling = anthropic_sampling(body)
     tools = parse_tools(body.get("tools"))
     choice, single_call = parse_anthropic_tool_choice(body.get("tool_choice"), tools)
     return ChatRequest(
@@ -102,8 +104,8 @@ def parse_messages_request(body: dict, model: ResolvedModel) -> ChatRequest:
         parallel_tool_calls=not single_call,
         thinking=thinking_override(body),
         include_usage=True,
-        max_tokens=_max_tokens(body.get("max_tokens")),
-        sampling=_sampling(body),
+        max_tokens=body.get("max_tokens") or DEFAULT_MAX_TOKENS,
+        sampling=sampling,
         response_format=_response_format(body),
     )
 
@@ -276,25 +278,6 @@ def _media_part(block: dict) -> AttachmentPart | TextPart:
     if source_type == "content":
         return TextPart(tool_content_text(source.get("content")))
     return AttachmentPart(kind=kind, name=title or source.get("file_id"))
-
-
-def _max_tokens(value: Any) -> int:
-    if value is None:
-        return DEFAULT_MAX_TOKENS
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InvalidRequest("'max_tokens' must be a positive integer", param="max_tokens")
-    return value
-
-
-def _sampling(body: dict) -> dict[str, Any]:
-    """Sampling fields, passed on; ``stop_sequences`` become ``stop``."""
-    sampling = {k: body[k] for k in ("temperature", "top_p", "top_k") if body.get(k) is not None}
-    stops = body.get("stop_sequences")
-    if isinstance(stops, str):
-        stops = [stops]
-    if isinstance(stops, list) and (words := [s for s in stops if isinstance(s, str) and s]):
-        sampling["stop"] = words
-    return sampling
 
 
 def _response_format(body: dict) -> ResponseFormat:

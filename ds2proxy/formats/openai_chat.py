@@ -46,6 +46,8 @@ from ..thinking import thinking_override
 from ..toolcall.choice import parse_openai_tool_choice
 from . import json_response
 from .errors import openai_error_body
+from .sampling import openai_chat_sampling
+from .validate import boolean
 
 _DATA_URL = re.compile(r"^data:([^;,]+)?(;base64)?,(.*)$", re.DOTALL)
 
@@ -222,7 +224,8 @@ def parse_response_format(value: Any) -> ResponseFormat:
             raise InvalidRequest("'response_format.json_schema.schema' must be an object",
                                  param="response_format")
         return ResponseFormat(type="json_schema", schema=schema, name=spec.get("name"))
-    raise InvalidRequest(f"unsupported response_format type {kind!r}", param="response_format")
+    raise InvalidRequest("'response_format.type' must be one of: text, json_object, "
+                         "json_schema", param="response_format.type")
 
 
 # --------------------------------------------------------------------------
@@ -275,15 +278,12 @@ def _assistant(item: dict, i: int) -> Message:
 
 def parse_chat_request(body: dict, model: ResolvedModel) -> ChatRequest:
     """OpenAI chat body → canonical request (model already resolved)."""
+    sampling = openai_chat_sampling(body)
     tools = parse_tools(body.get("tools"))
     choice = parse_openai_tool_choice(body.get("tool_choice"), tools)
-    stream_options = body.get("stream_options") if isinstance(
-        body.get("stream_options"), dict) else {}
-    field = "max_completion_tokens" if "max_completion_tokens" in body else "max_tokens"
-    max_tokens = body.get(field)
-    if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(
-            max_tokens, int) or max_tokens < 1):
-        raise InvalidRequest(f"'{field}' must be a positive integer", param=field)
+    stream_options = body.get("stream_options") or {}
+    include_usage = boolean(stream_options.get("include_usage"),
+                            "stream_options.include_usage")
     return ChatRequest(
         model=model,
         messages=parse_messages(body.get("messages")),
@@ -292,12 +292,15 @@ def parse_chat_request(body: dict, model: ResolvedModel) -> ChatRequest:
         tool_choice=choice,
         parallel_tool_calls=body.get("parallel_tool_calls") is not False,
         thinking=thinking_override(body),
-        include_usage=bool(stream_options.get("include_usage")),
-        max_tokens=max_tokens,
-        sampling={k: body[k] for k in ("temperature", "top_p", "presence_penalty",
-                                        "frequency_penalty", "stop") if k in body},
+        include_usage=bool(include_usage),
+        max_tokens=_first(body.get("max_completion_tokens"), body.get("max_tokens")),
+        sampling=sampling,
         response_format=parse_response_format(body.get("response_format")),
     )
+
+
+def _first(*values: Any) -> Any:
+    return next((value for value in values if value is not None), None)
 
 
 # --------------------------------------------------------------------------

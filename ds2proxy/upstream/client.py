@@ -19,8 +19,7 @@ import aiohttp
 import orjson
 
 from ..config import AccountConfig, UpstreamSettings
-from ..errors import (AuthenticationFailed, UpstreamAuthError, UpstreamError,
-                      UpstreamRateLimited)
+from ..errors import ACCOUNT_UNUSABLE, UpstreamAuthError, UpstreamError, UpstreamRateLimited
 from ..pow import Challenge
 from .lines import iter_lines
 from .payload import SlicedBytes
@@ -255,12 +254,13 @@ class DeepSeekClient:
             env = await self._json_call("login", "POST", "/api/v0/users/login",
                                         body=login_body(account))
         except UpstreamCallError as exc:
-            raise UpstreamAuthError(f"login failed for {account.identifier}: "
-                                    f"{exc.envelope.message}", retryable=True) from None
+            raise UpstreamAuthError(ACCOUNT_UNUSABLE, retryable=True, account=account.identifier,
+                                    detail=f"login refused: {exc.envelope.message}") from None
         user = env.biz_data.get("user") if isinstance(env.biz_data, dict) else None
         token = user.get("token") if isinstance(user, dict) else None
         if not isinstance(token, str) or not token.strip():
-            raise UpstreamAuthError(f"login failed for {account.identifier}: missing login token")
+            raise UpstreamAuthError(ACCOUNT_UNUSABLE, account=account.identifier,
+                                    detail="login answered without a token")
         return token.strip()
 
     async def create_session(self, token: str) -> str:
@@ -314,16 +314,9 @@ class DeepSeekClient:
         return [f for f in files if isinstance(f, dict)] if isinstance(files, list) else []
 
     async def check_token(self, token: str) -> None:
-        """Whether the upstream accepts a user token: a 401 for the caller
-        when it does not (the first page of the session list, no side effect)."""
-        try:
-            await self._json_call("chat_session/fetch_page", "GET", SESSION_LIST_PATH,
-                                  token=token)
-        except UpstreamCallError as exc:
-            if exc.envelope.needs_refresh:
-                raise AuthenticationFailed(
-                    "Invalid token: the DeepSeek upstream refused it") from None
-            raise
+        """Ask for the first page of the session list (no side effect): an
+        UpstreamCallError when the upstream refuses ``token``."""
+        await self._json_call("chat_session/fetch_page", "GET", SESSION_LIST_PATH, token=token)
 
     async def delete_session(self, token: str, session_id: str) -> None:
         await self._json_call("chat_session/delete", "POST", "/api/v0/chat_session/delete",

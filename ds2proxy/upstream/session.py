@@ -17,13 +17,17 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from ..config import AccountConfig, ConfigStore
-from ..errors import AuthenticationFailed, UpstreamAuthError
+from ..errors import ACCOUNT_UNUSABLE, AuthenticationFailed, UpstreamAuthError
 from ..scheduler import AccountState, Lease
 from .client import DeepSeekClient, UpstreamCallError
 
 log = logging.getLogger("ds2proxy.upstream")
 
 T = TypeVar("T")
+
+# Pass-through: most often a mistyped key, so say that first.
+NOT_A_KEY_NOR_TOKEN = ("invalid API key: it is not one of this server's configured keys, "
+                       "and DeepSeek did not accept it as a user token either")
 
 
 class TokenKeeper:
@@ -54,12 +58,12 @@ class TokenKeeper:
                 return state.token
             if not state.config.can_login:
                 state.last_error = "token refused and no password to log in with"
-                raise UpstreamAuthError(
-                    f"account {state.identifier} has no usable token and no password")
+                raise UpstreamAuthError(ACCOUNT_UNUSABLE, account=state.identifier,
+                                        detail=state.last_error)
             try:
                 token = await self.client.login(state.config)
             except UpstreamAuthError as exc:
-                state.last_error = exc.message
+                state.last_error = exc.detail or exc.message
                 raise
             state.token, state.token_obtained_at, state.last_error = token, time.monotonic(), ""
             log.info("logged in account %s", state.identifier)
@@ -115,9 +119,10 @@ async def with_refresh(creds: Credentials, keeper: TokenKeeper,
         if not exc.envelope.needs_refresh:
             raise
         if creds.lease is None:
-            raise AuthenticationFailed("Invalid token: the DeepSeek upstream refused it") from None
+            raise AuthenticationFailed(NOT_A_KEY_NOR_TOKEN) from None
         if creds.refreshed:
-            raise UpstreamAuthError(f"account {creds.identifier} token refused after re-login"
+            raise UpstreamAuthError(ACCOUNT_UNUSABLE, account=creds.identifier,
+                                    detail="token refused again right after a fresh login"
                                     ) from None
         creds.refreshed = True
         creds.token = await keeper.refresh(creds.lease.account, stale_token=creds.token)

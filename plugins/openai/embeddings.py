@@ -16,6 +16,7 @@ from aiohttp import web
 
 from ds2proxy.errors import InvalidRequest, NotImplementedFeature
 from ds2proxy.formats import json_response
+from ds2proxy.formats.validate import Bounds, choice, integer, string
 from ds2proxy.tokens import count_tokens
 
 from .embeddings_providers import provider_for
@@ -46,10 +47,8 @@ class EmbeddingRoutes:
             raise InvalidRequest("'model' is required", param="model")
         inputs = parse_inputs(body.get("input"))
         dimensions = _dimensions(body.get("dimensions"))
-        encoding = body.get("encoding_format") or "float"
-        if encoding not in ENCODINGS:
-            raise InvalidRequest("'encoding_format' must be 'float' or 'base64'",
-                                 param="encoding_format")
+        encoding = choice(body.get("encoding_format"), "encoding_format", ENCODINGS) or "float"
+        string(body.get("user"), "user")
         provider = provider_for(self.core.config.embeddings_provider, dimensions)
         if provider is None:
             raise NotImplementedFeature(
@@ -92,12 +91,8 @@ def _is_tokens(value: Any) -> bool:
 
 
 def _dimensions(value: Any) -> int:
-    if value is None:
-        return DEFAULT_DIMENSIONS
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_DIMENSIONS:
-        raise InvalidRequest(f"'dimensions' must be an integer from 1 to {MAX_DIMENSIONS}",
-                             param="dimensions")
-    return value
+    found = integer(value, "dimensions", Bounds(1, MAX_DIMENSIONS))
+    return DEFAULT_DIMENSIONS if found is None else found
 
 
 def _encode(vector: list[float], encoding: str) -> list[float] | str:

@@ -1,0 +1,86 @@
+"""No credential reaches a log line: malformed and oversized requests sent on
+a raw socket to the real server are refused with 400 and logged without the
+request's bytes; anything credential-shaped in other records is masked."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+from conftest import Proxy
+
+from ds2proxy.log_redaction import redact
+
+SECRET = "sk-live-9f8e7d6c5b4a3210SECRET"
+
+MALFORMED = [
+    # A control character in the Authorization header (the reported case).
+    b"GET /v1/models HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + SECRET.encode()
+    + b"\x01\r\n\r\n",
+    # An oversized header: the parser quotes its start.
+    b"GET /v1/models HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + SECRET.encode()
+    + b"A" * 9000 + b"\r\n\r\n",
+    # Other credential carriers: x-api-key, x-goog-api-key, ?key=.
+    b"POST /v1/messages HTTP/1.1\r\nHost: x\r\nx-api-key: " + SECRET.encode() + b"\x7f\r\n\r\n",
+    b"GET /v1beta/models?key=" + SECRET.encode() + b"\x01 HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET /v1beta/models HTTP/1.1\r\nHost: x\r\nx-goog-api-key: " + SECRET.encode()
+    + b"\r\nBad Header\x00: y\r\n\r\n",
+]
+
+
+async def _send_raw(proxy: Proxy, raw: bytes) -> bytes:
+    port = int(proxy.url.rsplit(":", 1)[1])
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(raw)
+        await writer.drain()
+        return await asyncio.wait_for(reader.read(), 10)
+    finally:
+        writer.close()
+
+
+@pytest.mark.parametrize("raw", MALFORMED, ids=["ctl-char", "oversized", "x-api-key",
+                                                "query-key", "bad-name"])
+async def test_malformed_request_is_a_400_and_logs_no_secret(proxy: Proxy, raw: bytes,
+                                                             caplog: pytest.LogCaptureFixture):
+    caplog.set_level(logging.DEBUG)
+    answer = await _send_raw(proxy, raw)
+    assert answer.split(b"\r\n", 1)[0].endswith(b"400 Bad Request")
+    assert caplog.records, "the refusal should still be logged"
+    assert any("malformed HTTP request" in r.getMessage() for r in caplog.records)
+    assert SECRET not in caplog.text
+    for record in caplog.records:
+        assert SECRET not in record.getMessage() and SECRET not in (record.exc_text or "")
+
+
+async def test_server_keeps_serving_after_a_malformed_request(proxy: Proxy):
+    await _send_raw(proxy, MALFORMED[0])
+    answer = await _send_raw(proxy, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close"
+                                    b"\r\n\r\n")
+    assert b" 200 " in answer.split(b"\r\n", 1)[0]
+
+
+async def test_credentials_in_other_records_and_tracebacks_are_masked(
+        proxy: Proxy, caplog: pytest.LogCaptureFixture):
+    caplog.set_level(logging.DEBUG)
+    log = logging.getLogger("ds2proxy.upstream")
+    log.warning("calling with Authorization: Bearer %s", SECRET)
+    try:
+        raise ValueError(f"header value {{'x-api-key': '{SECRET}'}}")
+    except ValueError:
+        logging.getLogger("aiohttp.server").exception("Unhandled exception")
+    assert "Authorization: [redacted]" in caplog.text
+    assert SECRET not in caplog.text
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("Authorization: Bearer abc.def", "Authorization: [redacted]"),
+    ("GET /v1beta/models?key=AIza99&alt=sse", "GET /v1beta/models?key=[redacted]&alt=sse"),
+    ('{"token": "t0k", "password": "pw"}', '{"token": "[redacted]", "password": "[redacted]"}'),
+    ("x-goog-api-key: g-1", "x-goog-api-key: [redacted]"),
+    ("model key mapping updated", "model key mapping updated"),
+    ("monkey=banana", "monkey=banana"),
+])
+def test_redact(text: str, expected: str):
+    assert redact(text) == expected
