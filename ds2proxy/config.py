@@ -68,6 +68,10 @@ class UpstreamSettings:
     token_refresh_interval_hours: float = 6.0
     max_continue_rounds: int = 8
     silence_timeout_seconds: float = 300.0
+    # Fail-over before any output: accounts tried at most, and one deadline
+    # for that whole phase (every attempt together).
+    max_attempts: int = 3
+    first_output_timeout_seconds: float = 300.0
     session_cleanup: str = "none"  # none | single: delete each turn's chat sessions
 
 
@@ -79,6 +83,16 @@ class RuntimeSettings:
     queue_timeout_seconds: float = 120.0
     keepalive_seconds: float = 5.0
     max_body_bytes: int = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    """Client connection limits (read at start-up)."""
+
+    header_timeout_seconds: float = 10.0
+    body_timeout_seconds: float = 120.0
+    keepalive_timeout_seconds: float = 75.0
+    max_connections: int = 512
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +111,7 @@ class Config:
     accounts: tuple[AccountConfig, ...] = ()
     upstream: UpstreamSettings = field(default_factory=UpstreamSettings)
     runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
+    server: ServerSettings = field(default_factory=ServerSettings)
     claude_mapping: dict[str, str] = field(default_factory=dict)
     model_aliases: dict[str, str] = field(default_factory=dict)
     family_fallback: bool = True
@@ -235,6 +250,9 @@ def _parse_upstream(data: dict) -> UpstreamSettings:
         max_continue_rounds=_int(data, "upstream.max_continue_rounds", d.max_continue_rounds, 0, 32),
         silence_timeout_seconds=_num(
             data, "upstream.silence_timeout_seconds", d.silence_timeout_seconds, 1),
+        max_attempts=_int(data, "upstream.max_attempts", d.max_attempts, 1, 16),
+        first_output_timeout_seconds=_num(data, "upstream.first_output_timeout_seconds",
+                                          d.first_output_timeout_seconds, 0.1),
         session_cleanup=_choice(data, "upstream.session_cleanup", d.session_cleanup,
                                 SESSION_CLEANUP_CHOICES),
     )
@@ -249,6 +267,18 @@ def _parse_runtime(data: dict) -> RuntimeSettings:
         queue_timeout_seconds=_num(data, "runtime.queue_timeout_seconds", d.queue_timeout_seconds, 0),
         keepalive_seconds=_num(data, "runtime.keepalive_seconds", d.keepalive_seconds, 0.05),
         max_body_bytes=_int(data, "runtime.max_body_bytes", d.max_body_bytes, 1024),
+    )
+
+
+def _parse_server(data: dict) -> ServerSettings:
+    d = ServerSettings()
+    return ServerSettings(
+        header_timeout_seconds=_num(data, "server.header_timeout_seconds",
+                                    d.header_timeout_seconds, 0.1),
+        body_timeout_seconds=_num(data, "server.body_timeout_seconds", d.body_timeout_seconds, 0.1),
+        keepalive_timeout_seconds=_num(data, "server.keepalive_timeout_seconds",
+                                       d.keepalive_timeout_seconds, 0.1),
+        max_connections=_int(data, "server.max_connections", d.max_connections, 1, 1000000),
     )
 
 
@@ -283,6 +313,7 @@ def parse_config(data: Any) -> Config:
         accounts=_parse_accounts(data),
         upstream=_parse_upstream(data),
         runtime=_parse_runtime(data),
+        server=_parse_server(data),
         claude_mapping=_str_map(data, "claude_mapping"),
         model_aliases=_str_map(data, "model_aliases"),
         family_fallback=_get(data, "models.family_fallback", bool, True),

@@ -8,7 +8,6 @@ config changes (hot reload). Plugins reach it as ``api.core``; see
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from contextlib import asynccontextmanager
 from collections.abc import AsyncIterator
@@ -18,27 +17,31 @@ import aiohttp
 from aiohttp import web
 
 from .auth import Caller, authenticate
+from .body import read_json_object
 from .canonical import ChatRequest, ResolvedModel
 from .captures import CaptureBuffer
 from .config import Config
 from .config_store import ConfigStore
 from .embeddings import EmbeddingProvider, provider_for
-from .errors import InvalidRequest, PayloadTooLarge
-from .jsonbody import parse_object
+from .errors import InvalidRequest
 from .models import ModelCatalog
 from .monitor import Monitor
 from .ndjson import Heartbeat, NDJSONWriter
-from .pipeline import Turn, estimate_prompt_tokens
+from .passthrough import VerifiedTokens, needs_check
+from .pipeline import Turn
 from .tokens import warm_up
 from .scheduler import AccountPool
 from .sse import JSONArrayWriter, SSEWriter
+from .turn_text import estimate_prompt_tokens
 from .upstream.cleanup import SessionJanitor
 from .upstream.client import DeepSeekClient
 from .upstream.session import TokenKeeper
 
 log = logging.getLogger("ds2proxy.core")
 
-_OFF_LOOP_JSON_BYTES = 1 << 20
+# The authenticated caller, kept on the request (typed key where aiohttp has them).
+CALLER: Any = (web.RequestKey("ds2proxy.caller", Caller) if hasattr(web, "RequestKey")
+               else "ds2proxy.caller")
 
 
 class Core:
@@ -49,6 +52,7 @@ class Core:
                                    family_fallback=cfg.family_fallback)
         self.pool = AccountPool(cfg.accounts, cfg.runtime)
         self.monitor = Monitor()
+        self.passthrough = VerifiedTokens()
         self.captures = CaptureBuffer(cfg.captures_enabled, cfg.captures_limit,
                                       cfg.captures_max_body_bytes)
         self.http: aiohttp.ClientSession | None = None
@@ -89,19 +93,23 @@ class Core:
     # -- what handlers call ------------------------------------------------------
 
     async def read_json(self, request: web.Request) -> dict[str, Any]:
-        """The request body as a JSON object, or a 400/413 ProxyError."""
-        try:
-            raw = await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            limit = self.config.runtime.max_body_bytes
-            raise PayloadTooLarge(f"request body exceeds the {limit}-byte limit") from None
-        if len(raw) > _OFF_LOOP_JSON_BYTES:
-            return await asyncio.to_thread(parse_object, raw)
-        return parse_object(raw)
+        """The request body as a JSON object, or a 400/413 ProxyError.
+
+        The caller is authenticated first (here, if the handler has not):
+        an unknown caller never makes the server hold a large body. A
+        pass-through token is checked with the upstream before a large body
+        is read, since any string passes as one until then.
+        """
+        caller = request.get(CALLER) or self.authenticate(request)
+        if not caller.managed and needs_check(request):
+            await self.passthrough.verify(self.client, caller)
+        return await read_json_object(request, self.config.runtime.max_body_bytes)
 
     def authenticate(self, request: web.Request, *, implied: str | None = None) -> Caller:
         """The caller; ``implied`` is a configured key assumed when none is sent."""
-        return authenticate(request, self.config, implied)
+        caller = authenticate(request, self.config, implied)
+        request[CALLER] = caller
+        return caller
 
     def resolve_model(self, name: Any, *, family: str | None = None) -> ResolvedModel:
         if not isinstance(name, str) or not name.strip():

@@ -157,6 +157,14 @@ class UpstreamError(ProxyError):
         self.detail = detail
 
 
+class UpstreamTimeout(UpstreamError):
+    """The upstream stayed silent too long: a 504, so clients can tell a slow
+    upstream from a broken one."""
+
+    status = 504
+    code = "upstream_timeout"
+
+
 class UpstreamRateLimited(UpstreamError):
     """The upstream itself answered 429: worth another account, else a 429."""
 

@@ -18,9 +18,9 @@ from .errors import InvalidRequest
 MAX_DEPTH = 100
 
 
-def parse_object(raw: bytes) -> dict[str, Any]:
+def parse_object(raw: bytes | bytearray) -> dict[str, Any]:
     """Decode ``raw`` as a JSON object within the depth bound, else a 400."""
-    if not raw.strip():
+    if not raw or raw.isspace():  # no stripped copy of a large body
         raise InvalidRequest("request body is empty; expected a JSON object")
     try:
         body = orjson.loads(raw)

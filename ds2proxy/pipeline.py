@@ -36,7 +36,6 @@ from .canonical import (
     TurnResult,
     Usage,
 )
-from .config import Config, HistoryFileSettings
 from .errors import (
     ContentFiltered,
     InvalidRequest,
@@ -44,13 +43,12 @@ from .errors import (
     ProxyError,
     RateLimited,
     UpstreamError,
+    UpstreamTimeout,
 )
-from .prompt.build import build_prompt
-from .prompt.history_file import continuation_prompt, render_history_file
-from .structured import JSONOutputError, format_instructions, repair_prompt
+from .failover import Attempts
 from .shaping import ShapingSettings, TurnShaper
-from .tokens import count_attachment_tokens, count_tokens_async
-from .toolcall.prompt import build_tool_prompt
+from .structured import JSONOutputError, repair_prompt
+from .turn_text import plan_turn_text, render_turn, turn_prompt_tokens
 from .upstream.client import (
     COMPLETION_PATH,
     POW_REFUSED_CODES,
@@ -71,6 +69,7 @@ from .upstream.session import Credentials, with_refresh
 
 if TYPE_CHECKING:
     from .core import Core
+    from .scheduler import Lease
 
 log = logging.getLogger("ds2proxy.pipeline")
 
@@ -80,73 +79,6 @@ EMPTY_RETRY_SUFFIX = ("\n\nPrevious reply had no visible output. Please regenera
 _SAMPLING = ("temperature", "top_p", "max_tokens", "max_completion_tokens", "presence_penalty",
              "frequency_penalty", "stop")
 HISTORY_MIME = "text/plain"
-
-
-def _control_text(chat: ChatRequest, config: Config) -> tuple[str, str]:
-    """The tool prompt (with JSON-mode instructions) and the thinking injection."""
-    tool_prompt = ""
-    if chat.tools and config.toolcall_mode == "feature_match":
-        tool_prompt = build_tool_prompt(chat.tools, chat.tool_choice,
-                                        single_call=not chat.parallel_tool_calls)
-    extra = format_instructions(chat.response_format)
-    tool_prompt = "\n\n".join(part for part in (tool_prompt, extra) if part)
-    injection = config.thinking_injection if chat.thinking_enabled else ""
-    return tool_prompt, injection
-
-
-def build_turn_prompt(chat: ChatRequest, config: Config) -> str:
-    """The upstream prompt for a request: messages, tool prompt, JSON-mode
-    instructions and (when on) the thinking injection. count_tokens routes use
-    it too, so their figure is exactly what a turn would send."""
-    tool_prompt, injection = _control_text(chat, config)
-    return build_prompt(chat.messages, tool_prompt=tool_prompt, thinking_injection=injection)
-
-
-def history_file_for(prompt: str, config: Config) -> HistoryFileSettings | None:
-    """The history-file settings when this prompt should go as a file (§6)."""
-    settings = config.history_file
-    return settings if settings.enabled and len(prompt) > settings.min_prompt_chars else None
-
-
-def render_turn(chat: ChatRequest, config: Config, history: HistoryFileSettings | None
-                ) -> tuple[str, str]:
-    """(history file text or "", live prompt) for a turn whose shape is
-    decided. With a history file the whole conversation goes in the file and
-    the live prompt only refers to it, keeping the turn's control text."""
-    if history is None:
-        return "", build_turn_prompt(chat, config)
-    tool_prompt, injection = _control_text(chat, config)
-    return (render_history_file(chat.messages, history.file_name),
-            continuation_prompt(history.file_name, tool_prompt=tool_prompt,
-                                thinking_injection=injection))
-
-
-def plan_turn_text(chat: ChatRequest, config: Config
-                   ) -> tuple[HistoryFileSettings | None, str, str]:
-    """Decide once whether the conversation goes as a history file, and
-    render it: (history settings or None, file text or "", live prompt)."""
-    plain = build_turn_prompt(chat, config)
-    history = history_file_for(plain, config)
-    if history is None:
-        return None, "", plain
-    return (history, *render_turn(chat, config, history))
-
-
-async def turn_prompt_tokens(history_text: str, prompt: str,
-                             uploads: dict[str, PendingUpload]) -> int:
-    """Usage counts everything the model reads: history file, live prompt
-    and the uploaded attachments (see the README on what a file counts)."""
-    files = [(u.data, u.mime_type) for u in uploads.values()]
-    return (await count_tokens_async(history_text) + await count_tokens_async(prompt)
-            + await count_attachment_tokens(files))
-
-
-async def estimate_prompt_tokens(chat: ChatRequest, config: Config) -> int:
-    """Prompt tokens a turn for ``chat`` would report, without uploading
-    anything (count_tokens routes)."""
-    uploads = plan_uploads(chat.messages, chat.model.model_type)
-    _, history_text, prompt = plan_turn_text(chat, config)
-    return await turn_prompt_tokens(history_text, prompt, uploads)
 
 
 class Turn:
@@ -171,7 +103,10 @@ class Turn:
         self._resp: UpstreamStream | None = None
         self._session_id = ""
         self._pow_header = ""
-        self._tried: set[str] = set()
+        self._attempts = Attempts(core.pool, self._config.upstream,
+                                  pinned=bool(caller.target_account))
+        # Whether the current attempt's upstream has produced output yet.
+        self._heard = False
         # Every session this turn created (fail-overs included), for cleanup.
         self._opened: list[tuple[Credentials, str]] = []
         self._closed = False
@@ -206,23 +141,19 @@ class Turn:
         return counted
 
     async def _reach_stream(self) -> None:
-        """Reach an open upstream stream, failing over between managed accounts."""
-        last: ProxyError | None = None
+        """Reach an open upstream stream, failing over between managed accounts
+        within the attempt cap and the first-output deadline."""
         while True:
-            if self.caller.managed and last is not None and not self._may_try_another():
-                raise last
             creds = await self._credentials()
             try:
-                await self._open_on(creds)
+                await self._attempts.within(self._open_on(creds))
             except UpstreamError as exc:
                 creds.release()
-                self._tried.add(creds.identifier)
                 self.core.monitor.account_error(creds.identifier, exc.detail or exc.message)
-                if not creds.managed or self.caller.target_account or not exc.retryable:
-                    raise
+                if not self._attempts.may_retry(exc, managed=creds.managed):
+                    raise self._attempts.final(exc) from None
                 log.warning("account %s failed before streaming (%s); trying another",
                             creds.identifier, exc.message)
-                last = exc
                 continue
             except BaseException:
                 creds.release()
@@ -231,29 +162,39 @@ class Turn:
             self.account = creds.identifier
             return
 
-    def _may_try_another(self) -> bool:
-        total = len(self.core.pool.accounts())
-        return len(self._tried) < min(total, 3)
-
     async def _credentials(self) -> Credentials:
         if not self.caller.managed:
+            self._attempts.begin("passthrough")
             return Credentials(token=self.caller.credential)
         while True:
-            lease = await self.core.pool.acquire(target=self.caller.target_account,
-                                                 exclude=frozenset(self._tried))
+            lease = await self._lease()
+            self._attempts.begin(lease.account.identifier)
             try:
-                token = await self.core.keeper.ensure(lease.account)
+                token = await self._attempts.within(self.core.keeper.ensure(lease.account))
             except UpstreamError as exc:
                 lease.release()
-                self._tried.add(lease.account.identifier)
-                if self.caller.target_account or not self._may_try_another():
-                    raise
+                if not self._attempts.may_retry(exc, managed=True):
+                    raise self._attempts.final(exc) from None
                 log.warning("login failed for %s: %s", lease.account.identifier, exc.message)
                 continue
             except BaseException:
                 lease.release()
                 raise
             return Credentials(token=token, lease=lease)
+
+    async def _lease(self) -> Lease:
+        """A lease on an account this turn has not tried. Waiting for one
+        during a fail-over counts against the deadline, and a full pool then
+        reports the failure that caused the fail-over, not a 429."""
+        acquire = self.core.pool.acquire(target=self.caller.target_account,
+                                         exclude=frozenset(self._attempts.tried))
+        last = self._attempts.last
+        if last is None:
+            return await acquire
+        try:
+            return await self._attempts.within(acquire)
+        except RateLimited:
+            raise self._attempts.final(last) from None
 
     async def _open_on(self, creds: Credentials) -> None:
         client = self.core.client
@@ -331,13 +272,14 @@ class Turn:
             while True:
                 shaper = self._new_shaper()
                 try:
-                    async for event in self._run(shaper):
+                    async for event in self._before_deadline(self._run(shaper)):
                         yield event
                     return
                 except ProxyError as exc:
                     if shaper.emitted or not self._can_fail_over(exc):
-                        self.core.monitor.request_error(exc.operator_message)
-                        yield ErrorEvent(exc)
+                        error = exc if shaper.emitted else self._attempts.final(exc)
+                        self.core.monitor.request_error(error.operator_message)
+                        yield ErrorEvent(error)
                         return
                     try:
                         await self._fail_over(exc)
@@ -365,16 +307,30 @@ class Turn:
     def _citations(self) -> list[tuple[int, str, str]]:
         return self._parser.citations()
 
+    async def _before_deadline(self, events: AsyncIterator[TurnEvent]
+                               ) -> AsyncIterator[TurnEvent]:
+        """``events``, bounded by the first-output deadline until the
+        upstream's first output arrives."""
+        iterator = aiter(events)
+        while True:
+            try:
+                if self._heard:
+                    event = await anext(iterator)
+                else:
+                    event = await self._attempts.within(anext(iterator))
+            except StopAsyncIteration:
+                return
+            yield event
+
     def _can_fail_over(self, exc: ProxyError) -> bool:
-        return (isinstance(exc, UpstreamError) and exc.retryable and self._creds is not None
-                and self._creds.managed and not self.caller.target_account
-                and self._may_try_another())
+        return self._creds is not None and self._attempts.may_retry(
+            exc, managed=self._creds.managed)
 
     async def _fail_over(self, exc: ProxyError) -> None:
         assert self._creds is not None
         log.warning("account %s failed before any output (%s); trying another",
                     self._creds.identifier, exc.message)
-        self._tried.add(self._creds.identifier)
+        self._heard = False
         self._release_stream()
         self._creds.release()
         self._creds = None
@@ -420,6 +376,7 @@ class Turn:
         hint = None
         async for up in self._read_rounds():
             if isinstance(up, TextChunk):
+                self._heard = True
                 events = (shaper.on_reasoning(up.text) if up.kind == "thinking"
                           else shaper.on_answer(up.text))
                 for event in events:
@@ -450,7 +407,12 @@ class Turn:
                 async for line in resp.lines():
                     for event in parser.feed_line(line):
                         yield event
-            except (aiohttp.ClientError, TimeoutError) as exc:
+            except TimeoutError:
+                resp.release("silence timeout")
+                silence = self._config.upstream.silence_timeout_seconds
+                raise UpstreamTimeout(f"the upstream stream sent nothing for {silence:g} s "
+                                      "(upstream.silence_timeout_seconds)") from None
+            except aiohttp.ClientError as exc:
                 resp.release(type(exc).__name__)
                 raise UpstreamError(f"upstream stream broke: {type(exc).__name__}") from None
             finally:

@@ -15,8 +15,10 @@ It is called once at start-up. Through ``api`` a plugin may:
   predicate accepts it, else to the one registered without ``when``
   (e.g. ``GET /v1/models`` answers Google clients in Google's shape).
 - use ``api.core`` (:class:`ds2proxy.core.Core`):
-  ``read_json(request)``, ``authenticate(request, implied=None) -> Caller``
-  (``implied``: a configured key to assume when the request sends none),
+  ``read_json(request)`` (authenticates first if the handler has not, so
+  no body is read for an unknown caller), ``authenticate(request,
+  implied=None) -> Caller`` (``implied``: a configured key to assume when
+  the request sends none),
   ``resolve_model(name, family=…) -> ResolvedModel``,
   ``async with turn(chat_request, caller) as turn:`` (then
   ``turn.events()`` for a stream of :mod:`ds2proxy.canonical` events, or

@@ -54,7 +54,7 @@ class TurnShaper:
         self.sieve = (ToolSieve(chat.tools, chat.tool_choice, early_emit=settings.early_emit,
                                 single_call=not chat.parallel_tool_calls) if use_sieve else None)
         self.cleaner = None if use_sieve else TextCleaner()
-        self.rewriter = CitationRewriter(settings.citation_style, self._url_for)
+        self.rewriter = CitationRewriter(settings.citation_style, url_lookup(citations))
         self.reasoning: list[str] = []
         self.visible: list[str] = []
         self.calls = 0
@@ -242,8 +242,15 @@ class TurnShaper:
         self.emitted += len(events)
         return events
 
-    def _url_for(self, n: int) -> str | None:
-        for index, url, _title in self._citations():
+
+def url_lookup(citations: Callable[[], list[tuple[int, str, str]]]
+               ) -> Callable[[int], str | None]:
+    """Citation number → URL. A closure over the citations only: a bound
+    method of the shaper here would make a reference cycle that keeps the
+    whole turn (its prompt included) in memory until the next full gc."""
+    def url_for(n: int) -> str | None:
+        for index, url, _title in citations():
             if index == n:
                 return url
         return None
+    return url_for

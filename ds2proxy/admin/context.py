@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from ..body import ADMIN_BODY_BYTES, read_json_object
 from ..captures import CaptureBuffer
 from ..errors import InvalidRequest
 from .credentials import AdminCredentials
@@ -33,7 +34,7 @@ class AdminContext:
         exhaust the recursion of copying, validating and saving them."""
         if optional and not request.can_read_body:
             return {}
-        body = await self.core.read_json(request)
+        body = await read_json_object(request, ADMIN_BODY_BYTES)
         check_depth(body)
         return body
 

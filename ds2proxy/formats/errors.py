@@ -29,7 +29,7 @@ _ANTHROPIC_TYPES = {
     404: "not_found_error", 405: "invalid_request_error", 413: "request_too_large",
     422: "invalid_request_error",
     429: "rate_limit_error", 500: "api_error", 501: "api_error", 502: "api_error",
-    503: "overloaded_error",
+    503: "overloaded_error", 504: "timeout_error",
 }
 
 

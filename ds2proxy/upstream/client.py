@@ -22,6 +22,7 @@ from ..config import AccountConfig, UpstreamSettings
 from ..errors import ACCOUNT_UNUSABLE, UpstreamAuthError, UpstreamError, UpstreamRateLimited
 from ..pow import Challenge
 from .lines import iter_lines
+from .payload import SlicedBytes
 
 log = logging.getLogger("ds2proxy.upstream")
 
@@ -29,6 +30,8 @@ COMPLETION_PATH = "/api/v0/chat/completion"
 UPLOAD_PATH = "/api/v0/file/upload_file"
 # A missing or refused PoW answer (spec §12): worth one fresh challenge.
 POW_REFUSED_CODES = frozenset({40300, 40301})
+CLIENT_TOO_OLD = 40005
+SESSION_LIST_PATH = "/api/v0/chat_session/fetch_page?lte_cursor.pinned=false"
 
 _INVALID_TOKEN_CODES = {40001, 40002, 40003}
 _INVALID_TOKEN_WORDS = ("token", "unauthorized", "expired", "not login", "login required",
@@ -233,13 +236,18 @@ class DeepSeekClient:
         if status == 429:
             raise UpstreamRateLimited("upstream rate limit", retry_after=5)
         env = parse_envelope(status, raw)
-        if env.code == 40005:
-            raise UpstreamError(f"upstream refused client version {self.settings.client_version}"
-                                " (CLIENT_VERSION_TOO_LOW): raise upstream.client_version",
-                                retryable=False)
+        self._refuse_outdated(env)
         if not env.ok:
             raise UpstreamCallError(what, env)
         return env
+
+    def _refuse_outdated(self, env: Envelope) -> None:
+        """CLIENT_VERSION_TOO_LOW (40005) from any endpoint: the same hint,
+        and no fail-over (every account would get the same answer)."""
+        if CLIENT_TOO_OLD in (env.code, env.biz_code):
+            raise UpstreamError(f"upstream refused client version {self.settings.client_version}"
+                                " (CLIENT_VERSION_TOO_LOW): raise upstream.client_version",
+                                retryable=False)
 
     async def login(self, account: AccountConfig) -> str:
         try:
@@ -305,6 +313,11 @@ class DeepSeekClient:
         files = data.get("files")
         return [f for f in files if isinstance(f, dict)] if isinstance(files, list) else []
 
+    async def check_token(self, token: str) -> None:
+        """Ask for the first page of the session list (no side effect): an
+        UpstreamCallError when the upstream refuses ``token``."""
+        await self._json_call("chat_session/fetch_page", "GET", SESSION_LIST_PATH, token=token)
+
     async def delete_session(self, token: str, session_id: str) -> None:
         await self._json_call("chat_session/delete", "POST", "/api/v0/chat_session/delete",
                               token=token, body={"chat_session_id": session_id})
@@ -322,8 +335,8 @@ class DeepSeekClient:
         data = orjson.dumps(body)
         capture = self._capture("POST", path, headers, data)
         try:
-            resp = await self.http.post(self._url(path), headers=headers, data=data,
-                                        timeout=timeout)
+            resp = await self.http.post(self._url(path), headers=headers,
+                                        data=SlicedBytes(data), timeout=timeout)
         except (aiohttp.ClientError, TimeoutError) as exc:
             if capture is not None:
                 capture.finish(type(exc).__name__)
@@ -346,6 +359,7 @@ class DeepSeekClient:
         if resp.status != 200:
             raise UpstreamError(f"{path} answered HTTP {resp.status}")
         env = parse_envelope(resp.status, raw)
+        self._refuse_outdated(env)
         raise UpstreamCallError(path.rsplit("/", 1)[-1], env)
 
 
