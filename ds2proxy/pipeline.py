@@ -21,20 +21,8 @@ import aiohttp
 
 from . import pow as pow_solver
 from .auth import Caller
-from .canonical import (
-    ChatRequest,
-    Citation,
-    CollectedCall,
-    ErrorEvent,
-    Finish,
-    ReasoningDelta,
-    TextDelta,
-    ToolCallArgs,
-    ToolCallStart,
-    TurnEvent,
-    TurnResult,
-    Usage,
-)
+from .canonical import ChatRequest, ErrorEvent, TurnEvent, TurnResult
+from .collect import TurnCollector
 from .config import Config, HistoryFileSettings
 from .errors import (
     ContentFiltered,
@@ -465,12 +453,12 @@ class Turn:
 
     async def collect(self) -> TurnResult:
         """The whole turn; errors raise (nothing has been sent to the client)."""
-        result = TurnResult(id=self.id)
+        collector = TurnCollector()
         async for event in self.events():
             if isinstance(event, ErrorEvent):
                 raise event.error
-            accumulate(result, event)
-        result.id = self.id
+            collector.add(event)
+        result = collector.result(self.id)
         if result.finish == "content_filter" and not result.text and not result.calls:
             raise ContentFiltered(self.filter_template or "the answer was filtered upstream")
         return result
@@ -501,26 +489,3 @@ class Turn:
             self.core.janitor.schedule(creds.token, [session_id])
         self._opened.clear()
 
-
-def accumulate(result: TurnResult, event: TurnEvent) -> None:
-    """Fold one event into a TurnResult (the non-stream view of a turn)."""
-    if isinstance(event, TextDelta):
-        result.text += event.text
-        if result.segments and result.segments[-1][0] == "text":
-            result.segments[-1] = ("text", result.segments[-1][1] + event.text)
-        else:
-            result.segments.append(("text", event.text))
-    elif isinstance(event, ReasoningDelta):
-        result.reasoning += event.text
-    elif isinstance(event, ToolCallStart):
-        result.calls.append(CollectedCall(event.id, event.name, "", event.kind))
-        result.segments.append(("call", event.index))
-    elif isinstance(event, ToolCallArgs):
-        # Call indexes count from 0 in emission order across the response.
-        result.calls[event.index].arguments += event.arguments
-    elif isinstance(event, Citation):
-        result.citations.append(event)
-    elif isinstance(event, Usage):
-        result.usage = event
-    elif isinstance(event, Finish):
-        result.finish = event.reason

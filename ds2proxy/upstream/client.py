@@ -315,7 +315,9 @@ class DeepSeekClient:
         Anything but HTTP 200 with ``text/event-stream`` is turned into an
         error here, before a single event is read (spec §12).
         """
-        timeout = aiohttp.ClientTimeout(total=None, connect=self.settings.timeout_seconds,
+        # sock_connect, not connect: only the TCP handshake is timed, never a
+        # wait for a free connection in the pool.
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.settings.timeout_seconds,
                                         sock_read=self.settings.silence_timeout_seconds)
         headers = self.headers(token, pow_header)
         data = orjson.dumps(body)
