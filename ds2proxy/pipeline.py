@@ -32,6 +32,7 @@ from .errors import (
     RateLimited,
     UpstreamError,
 )
+from .overlap import both
 from .prompt.build import build_prompt
 from .prompt.history_file import continuation_prompt, render_history_file
 from .structured import JSONOutputError, format_instructions, repair_prompt
@@ -226,13 +227,18 @@ class Turn:
             return Credentials(token=token, lease=lease)
 
     async def _open_on(self, creds: Credentials) -> None:
-        client = self.core.client
-        self._session_id = await with_refresh(creds, self.core.keeper, client.create_session)
-        self._opened.append((creds, self._session_id))
+        # The challenge does not depend on the session: one round trip for both.
+        self._session_id, pow_header = await both(self._new_session(creds),
+                                                  self._solve_pow(creds))
         self.id = self._session_id
         await self._attach_uploads(creds)
         await self._attach_history(creds)
-        await self._start_completion(creds, self.prompt, parent=None)
+        await self._start_completion(creds, self.prompt, parent=None, pow_header=pow_header)
+
+    async def _new_session(self, creds: Credentials) -> str:
+        session_id = await with_refresh(creds, self.core.keeper, self.core.client.create_session)
+        self._opened.append((creds, session_id))
+        return session_id
 
     async def _attach_uploads(self, creds: Credentials) -> None:
         """Upload the inline attachments on this account, then reference them
@@ -258,10 +264,12 @@ class Turn:
         ids = await upload_all(self.core.client, creds, self.core.keeper, [upload])
         self._file_ids = list(dict.fromkeys([ids[upload.key], *ref_file_ids(self._sent_chat)]))
 
-    async def _start_completion(self, creds: Credentials, prompt: str, parent: int | None) -> None:
+    async def _start_completion(self, creds: Credentials, prompt: str, parent: int | None,
+                                pow_header: str = "") -> None:
         body = self._completion_body(prompt, parent)
         for attempt in range(2):
-            self._pow_header = await self._solve_pow(creds)
+            self._pow_header = pow_header if pow_header and not attempt else (
+                await self._solve_pow(creds))
             try:
                 self._resp = await with_refresh(
                     creds, self.core.keeper,

@@ -10,6 +10,7 @@ once and retry" around any endpoint call.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -89,6 +90,8 @@ class Credentials:
     token: str
     lease: Lease | None = None
     refreshed: bool = field(default=False)
+    # Calls made at once (session and PoW challenge) refresh the token once.
+    refresh_lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False, compare=False)
 
     @property
     def managed(self) -> bool:
@@ -108,17 +111,21 @@ async def with_refresh(creds: Credentials, keeper: TokenKeeper,
     """Run ``call(token)``; on a refused token refresh once (managed) and retry.
 
     A pass-through token is never refreshed: its refusal is the caller's 401.
+    Concurrent calls on one ``creds`` share a single refresh.
     """
+    token = creds.token
     try:
-        return await call(creds.token)
+        return await call(token)
     except UpstreamCallError as exc:
         if not exc.envelope.needs_refresh:
             raise
         if creds.lease is None:
             raise AuthenticationFailed("Invalid token: the DeepSeek upstream refused it") from None
-        if creds.refreshed:
-            raise UpstreamAuthError(f"account {creds.identifier} token refused after re-login"
-                                    ) from None
-        creds.refreshed = True
-        creds.token = await keeper.refresh(creds.lease.account, stale_token=creds.token)
+        async with creds.refresh_lock:
+            if creds.token == token:  # nobody refreshed it since this call was made
+                if creds.refreshed:
+                    raise UpstreamAuthError(
+                        f"account {creds.identifier} token refused after re-login") from None
+                creds.refreshed = True
+                creds.token = await keeper.refresh(creds.lease.account, stale_token=token)
         return await call(creds.token)
