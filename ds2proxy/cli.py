@@ -16,6 +16,7 @@ import sys
 
 from .app import create_app, start_server
 from .config import ConfigError, ConfigStore
+from .pow.solver import default_solver
 
 log = logging.getLogger("ds2proxy")
 
@@ -53,6 +54,7 @@ async def run(args: argparse.Namespace) -> None:
     else:
         store = ConfigStore.from_sources(args.config)
     admin_key = os.environ.get("DS2PROXY_ADMIN_KEY")
+    await asyncio.to_thread(default_solver)  # logs which PoW solver runs, and its speed
     app = create_app(store, admin_key=admin_key)
     server = await start_server(app, args.host, args.port)
     log.info("ds2proxy listening on %s", server.url)

@@ -153,7 +153,7 @@ def test_native_search_releases_the_gil() -> None:
 ANNOUNCE_SCRIPT = textwrap.dedent("""
     import asyncio, logging, sys
     if sys.argv[1] == "python":
-        sys.modules["ds2proxy.pow._native"] = None  # as if the build had failed
+        sys.modules["_ds2proxy_pow"] = None  # as if the build had failed
     logging.basicConfig(level=logging.INFO, format="%(name)s %(levelname)s %(message)s")
     from ds2proxy import pow
     from ds2proxy.pow import reference

@@ -1,0 +1,130 @@
+"""A thousand streams at once: first-chunk delay and the proxy's memory.
+
+The fake upstream (own process) holds every completion until all of the
+burst's streams are open, then answers each with a first chunk carrying the
+time it was sent. The client (this process) records when that chunk reached
+it through ds2proxy. The account pool is sized to admit the whole burst, so
+any wait is a cap below it. Two identical bursts run; the proxy's peak RSS
+is read after each (a second burst should not raise it).
+
+    python bench/concurrency_bench.py [--streams 1000] [--bursts 2]
+
+Loopback only; the PoW difficulty is low so the figures are about streams.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchkit import (  # noqa: E402
+    auth,
+    chat_body,
+    fake_upstream,
+    memory_mb,
+    proxy_config,
+    proxy_process,
+    wait_http,
+)
+
+PER_ACCOUNT = 64  # the most one account may run at once
+
+# Completions wait until opts["burst"] are open (or a minute passed), then the
+# first chunk of each is the send time, "<epoch seconds>|".
+GATHERING_FAKE = """
+import asyncio, json, sys, time
+from ds2proxy.testing import FakeAccount, FakeDeepSeek, Scripted
+opts = json.loads(sys.argv[2])
+class Gathering(FakeDeepSeek):
+    waiting = 0
+    async def completion(self, request):
+        await self.json_body(request)
+        self.waiting += 1
+        if self.waiting >= opts["burst"]:
+            self.all_open.set()
+        try:
+            await asyncio.wait_for(self.all_open.wait(), 60)
+        except asyncio.TimeoutError:
+            pass
+        self.waiting -= 1
+        if self.waiting == 0:
+            self.all_open.clear()
+        chunks = [f"{time.time():.6f}|"] + ["ab"] * opts["chunks"]
+        self.enqueue(Scripted(answer=chunks, tip=False))
+        return await super().completion(request)
+async def main():
+    accounts = [FakeAccount(opts["password"], email=e) for e in opts["emails"]]
+    fake = Gathering(accounts, difficulty=opts["difficulty"], latency=opts["latency"])
+    fake.all_open = asyncio.Event()
+    await fake.start(port=int(sys.argv[1]))
+    print("ready", flush=True)
+    await asyncio.Event().wait()
+asyncio.run(main())
+"""
+
+
+async def one_stream(http: aiohttp.ClientSession, url: str) -> float:
+    """Seconds from the fake sending the first chunk to this client reading it."""
+    async with http.post(url + "/v1/chat/completions", json=chat_body(True),
+                         headers=auth()) as resp:
+        if resp.status != 200:
+            raise RuntimeError(f"proxy answered {resp.status}: {await resp.text()}")
+        text, delay = "", -1.0
+        async for line in resp.content:
+            if delay < 0 and line.startswith(b"data: {"):
+                text += json.loads(line[6:])["choices"][0]["delta"].get("content") or ""
+                if "|" in text:
+                    delay = time.time() - float(text.split("|", 1)[0])
+        return delay
+
+
+async def burst(url: str, streams: int) -> tuple[list[float], float]:
+    connector = aiohttp.TCPConnector(limit=0)
+    timeout = aiohttp.ClientTimeout(total=300)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
+        start = time.perf_counter()
+        delays = await asyncio.gather(*(one_stream(http, url) for _ in range(streams)))
+        return sorted(delays), time.perf_counter() - start
+
+
+def gathering_fake(opts_burst: int, chunks: int) -> str:
+    return GATHERING_FAKE.replace('opts["burst"]', str(opts_burst)).replace(
+        'opts["chunks"]', str(chunks))
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--streams", type=int, default=1000)
+    parser.add_argument("--bursts", type=int, default=2)
+    parser.add_argument("--chunks", type=int, default=50, help="chunks after the first")
+    args = parser.parse_args()
+    accounts = -(-args.streams // PER_ACCOUNT)
+
+    program = gathering_fake(args.streams, args.chunks)
+    with fake_upstream(accounts=accounts, program=program) as base_url, \
+            proxy_process(proxy_config(base_url, accounts=accounts,
+                                       per_account=PER_ACCOUNT)) as (url, pid):
+        await wait_http(url + "/healthz")
+        rss, _ = memory_mb(pid)
+        print(f"{args.streams} concurrent streams, {accounts} accounts x {PER_ACCOUNT}; "
+              f"proxy RSS at start {rss:.1f} MB")
+        for n in range(1, args.bursts + 1):
+            delays, took = await burst(url, args.streams)
+            rss, peak = memory_mb(pid)
+            late = sum(d > 2.0 for d in delays)
+            print(f"burst {n}: {took:.1f} s; first chunk after the fake sent it: "
+                  f"p50 {statistics.median(delays) * 1000:.0f} ms, "
+                  f"max {delays[-1] * 1000:.0f} ms, over 2 s: {late}; "
+                  f"proxy RSS {rss:.1f} MB, peak {peak:.1f} MB", flush=True)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
