@@ -34,6 +34,7 @@ from ds2proxy.app import create_app, start_server
 from ds2proxy.config import AccountConfig, ConfigStore, UpstreamSettings
 from ds2proxy.pow import encode_header, solve
 from ds2proxy.upstream.client import COMPLETION_PATH, DeepSeekClient
+from ds2proxy.upstream.lines import iter_lines
 
 EMAIL, PASSWORD = "bench@example.com", "bench-password"
 KEY = "bench-key"
@@ -108,8 +109,9 @@ async def proxy_run(url: str) -> tuple[int, float]:
         chunks = 0
         async with http.post(url + "/v1/chat/completions", json=body,
                              headers={"Authorization": f"Bearer {KEY}"}) as resp:
-            async for raw in resp.content:
-                if raw.startswith(b"data: {") and b'"content"' in raw:
+            # The same line reader as the direct run, so only the proxy differs.
+            async for line in iter_lines(resp):
+                if line.startswith("data: {") and '"content"' in line:
                     chunks += 1
         return chunks, time.perf_counter() - start
 

@@ -149,7 +149,13 @@ class UpstreamStream:
         self.resp = resp
         self.capture = capture
 
-    async def lines(self) -> AsyncIterator[str]:
+    def lines(self) -> AsyncIterator[str]:
+        """The response's lines (no extra generator layer unless captured)."""
+        if self.capture is None:
+            return iter_lines(self.resp)
+        return self._captured_lines()
+
+    async def _captured_lines(self) -> AsyncIterator[str]:
         async for line in iter_lines(self.resp):
             if self.capture is not None:
                 self.capture.append(line.encode() + b"\n")
