@@ -40,8 +40,9 @@ class Fake(FakeDeepSeek):
         return await super().completion(request)
 async def main():
     accounts = [FakeAccount(opts["password"], email=e) for e in opts["emails"]]
-    fake = Fake(accounts, difficulty=opts["difficulty"], latency=opts["latency"],
-                default_script=script(opts["answer_chars"]))
+    extra = {"latency": opts["latency"]} if opts["latency"] else {}
+    fake = Fake(accounts, difficulty=opts["difficulty"], default_script=script(opts["answer_chars"]),
+                **extra)
     await fake.start(port=int(sys.argv[1]))
     print("ready", flush=True)
     await asyncio.Event().wait()
@@ -95,18 +96,24 @@ def fake_upstream(*, accounts: int = 1, answer_chars: int = 40000, chunk_size: i
         stop(proc)
 
 
+def deep_merge(base: dict, overrides: dict) -> dict:
+    """``overrides`` on a copy of ``base``: nested objects merge, the rest replaces."""
+    out = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
 def proxy_config(base_url: str, *, accounts: int = 1, per_account: int = 4,
                  extra: dict | None = None) -> dict:
     config = {"keys": [KEY],
               "accounts": [{"email": e, "password": PASSWORD} for e in emails(accounts)],
               "upstream": {"base_url": base_url},
               "runtime": {"account_max_inflight": per_account}}
-    for section, values in (extra or {}).items():
-        if isinstance(values, dict) and isinstance(config.get(section), dict):
-            config[section] = {**config[section], **values}
-        else:
-            config[section] = values
-    return config
+    return deep_merge(config, extra or {})
 
 
 @contextmanager
