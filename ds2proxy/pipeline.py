@@ -496,4 +496,3 @@ class Turn:
         for creds, session_id in self._opened:
             self.core.janitor.schedule(creds.token, [session_id])
         self._opened.clear()
-
