@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import re
 import statistics
 import sys
@@ -88,13 +89,30 @@ async def one_stream(http: aiohttp.ClientSession, url: str) -> float:
         return delay
 
 
-async def burst(url: str, streams: int) -> tuple[list[float], float]:
+def open_fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+async def burst(url: str, pid: int, streams: int) -> tuple[list[float], float, int]:
+    """Delays sorted, seconds taken, and the most file descriptors the proxy held."""
     connector = aiohttp.TCPConnector(limit=0)
     timeout = aiohttp.ClientTimeout(total=300)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
-        start = time.perf_counter()
-        delays = await asyncio.gather(*(one_stream(http, url) for _ in range(streams)))
-        return sorted(delays), time.perf_counter() - start
+    most_fds = 0
+
+    async def sample() -> None:
+        nonlocal most_fds
+        while True:
+            most_fds = max(most_fds, open_fds(pid))
+            await asyncio.sleep(0.2)
+
+    sampler = asyncio.create_task(sample())
+    try:
+        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
+            start = time.perf_counter()
+            delays = await asyncio.gather(*(one_stream(http, url) for _ in range(streams)))
+            return sorted(delays), time.perf_counter() - start, most_fds
+    finally:
+        sampler.cancel()
 
 
 def gathering_fake(opts_burst: int, chunks: int) -> str:
@@ -119,13 +137,13 @@ async def main() -> None:
         print(f"{args.streams} concurrent streams, {accounts} accounts x {PER_ACCOUNT}; "
               f"proxy RSS at start {rss:.1f} MB")
         for n in range(1, args.bursts + 1):
-            delays, took = await burst(url, args.streams)
+            delays, took, fds = await burst(url, pid, args.streams)
             rss, peak = memory_mb(pid)
             late = sum(d > 2.0 for d in delays)
             print(f"burst {n}: {took:.1f} s; first chunk after the fake sent it: "
                   f"p50 {statistics.median(delays) * 1000:.0f} ms, "
                   f"max {delays[-1] * 1000:.0f} ms, over 2 s: {late}; "
-                  f"proxy RSS {rss:.1f} MB, peak {peak:.1f} MB", flush=True)
+                  f"proxy RSS {rss:.1f} MB, peak {peak:.1f} MB, most fds {fds}", flush=True)
 
 
 if __name__ == "__main__":
