@@ -24,6 +24,7 @@ import aiohttp
 PASSWORD = "bench-password"
 KEY = "bench-key"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+FAKE_PIDS: dict[str, int] = {}  # base URL -> pid of the fake serving it
 
 # A prompt containing "chars=N" gets an answer of N characters, others the default length.
 FAKE_PROGRAM = """
@@ -90,8 +91,10 @@ def fake_upstream(*, accounts: int = 1, answer_chars: int = 40000, chunk_size: i
     opts = {"emails": emails(accounts), "password": PASSWORD, "answer_chars": answer_chars,
             "chunk_size": chunk_size, "latency": latency, "difficulty": difficulty}
     proc = spawn([sys.executable, "-c", program, str(port), json.dumps(opts)], "ready")
+    url = f"http://127.0.0.1:{port}"
+    FAKE_PIDS[url] = proc.pid
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield url
     finally:
         stop(proc)
 

@@ -40,6 +40,7 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchkit import (  # noqa: E402
+    FAKE_PIDS,
     PASSWORD,
     auth,
     chat_body,
@@ -74,6 +75,20 @@ class Figures:
     proxy: float       # chunks/s through ds2proxy
     cpu_us: float      # proxy CPU per streamed chunk
     turn_ms: float     # p50 of a short non-stream turn
+    # CPU µs per chunk of each process: fake and client in the direct runs,
+    # fake and client in the proxied runs.
+    direct_cpu: tuple[float, float] = (0.0, 0.0)
+    proxied_cpu: tuple[float, float] = (0.0, 0.0)
+
+    def cpu_row(self, label: str) -> str:
+        """CPU per chunk of every process, and the ratio it allows when each
+        process has a core to itself (a busy machine does not move it)."""
+        fake_d, client_d = self.direct_cpu
+        fake_p, client_p = self.proxied_cpu
+        bound = max(fake_d, client_d) / max(fake_p, client_p, self.cpu_us)
+        return (f"{label}: CPU µs/chunk direct: fake {fake_d:.2f}, client {client_d:.2f}; "
+                f"through the proxy: fake {fake_p:.2f}, proxy {self.cpu_us:.2f}, client "
+                f"{client_p:.2f} -> ratio with a core per process {bound:.2f}")
 
     def row(self, label: str) -> str:
         return (f"{label:<24} {self.proxy:>9.0f} {self.direct:>9.0f} "
@@ -130,6 +145,25 @@ def rate(runs: list[tuple[int, float]]) -> float:
     return statistics.median(n / t for n, t in runs)
 
 
+class CpuMeter:
+    """CPU seconds of the fake (from /proc) and of this process, per phase."""
+
+    def __init__(self, fake_pid: int) -> None:
+        self.fake_pid = fake_pid
+        self.spent = {"direct": [0.0, 0.0], "proxied": [0.0, 0.0]}
+
+    def start(self) -> tuple[float, float]:
+        return cpu_seconds(self.fake_pid), time.process_time()
+
+    def stop(self, phase: str, began: tuple[float, float]) -> None:
+        self.spent[phase][0] += cpu_seconds(self.fake_pid) - began[0]
+        self.spent[phase][1] += time.process_time() - began[1]
+
+    def per_chunk(self, phase: str, chunks: int) -> tuple[float, float]:
+        fake, client = self.spent[phase]
+        return fake / chunks * 1e6, client / chunks * 1e6
+
+
 async def measure(base_url: str, variants: list[dict], args: argparse.Namespace
                   ) -> list[Figures]:
     """Figures for each config in ``variants``, their proxies running side by
@@ -146,17 +180,23 @@ async def measure(base_url: str, variants: list[dict], args: argparse.Namespace
             turns: list[list[float]] = [[] for _ in proxies]
             for url, _ in proxies:
                 await proxy_run(http, url)  # warm-up: login, first session
+            meter = CpuMeter(FAKE_PIDS[base_url])
             for _ in range(args.runs):
+                began = meter.start()
                 direct.append(await direct_run(base_url))
+                meter.stop("direct", began)
                 for i, (url, pid) in enumerate(proxies):
-                    before = cpu_seconds(pid)
+                    before, began = cpu_seconds(pid), meter.start()
                     through[i].append(await proxy_run(http, url))
                     cpu[i] += cpu_seconds(pid) - before
+                    meter.stop("proxied", began)
             for _ in range(args.turns):
                 for i, (url, _) in enumerate(proxies):
                     turns[i].append(await short_turn_ms(http, url))
+    direct_cpu = meter.per_chunk("direct", sum(n for n, _ in direct))
+    proxied_cpu = meter.per_chunk("proxied", sum(n for runs in through for n, _ in runs))
     return [Figures(rate(direct), rate(runs), spent / sum(n for n, _ in runs) * 1e6,
-                    statistics.median(times))
+                    statistics.median(times), direct_cpu, proxied_cpu)
             for runs, spent, times in zip(through, cpu, turns)]
 
 
@@ -213,14 +253,15 @@ async def main() -> None:
         print(f"{args.chunks} chunks per answer, median of {args.runs} runs; "
               f"p50 over {args.turns} short turns")
         print(HEADER)
-        if not features:
-            print((await measure(base_url, [{}], args))[0].row("baseline"), flush=True)
+        baseline = (await measure(base_url, [{}], args))[0]
+        print(baseline.row("baseline"), flush=True)
         for name, (on, off) in features.items():
             fig_on, fig_off = await measure(base_url, [on, off], args)
             print(fig_on.row(f"{name} on"), flush=True)
             print(fig_off.row(f"{name} off"), flush=True)
             print(f"{'':<24} {name} on: {fig_on.turn_ms - fig_off.turn_ms:+.2f} ms p50 per "
                   f"turn, {fig_on.cpu_us - fig_off.cpu_us:+.2f} µs per chunk", flush=True)
+        print(baseline.cpu_row("baseline"))
 
 
 if __name__ == "__main__":
