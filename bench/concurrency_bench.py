@@ -125,6 +125,8 @@ async def main() -> None:
     parser.add_argument("--streams", type=int, default=1000)
     parser.add_argument("--bursts", type=int, default=2)
     parser.add_argument("--chunks", type=int, default=50, help="chunks after the first")
+    parser.add_argument("--pause", type=float, default=0.0,
+                        help="seconds between bursts (idle upstream connections expire after 15)")
     args = parser.parse_args()
     accounts = -(-args.streams // PER_ACCOUNT)
 
@@ -137,6 +139,8 @@ async def main() -> None:
         print(f"{args.streams} concurrent streams, {accounts} accounts x {PER_ACCOUNT}; "
               f"proxy RSS at start {rss:.1f} MB")
         for n in range(1, args.bursts + 1):
+            if n > 1 and args.pause:
+                await asyncio.sleep(args.pause)
             delays, took, fds = await burst(url, pid, args.streams)
             rss, peak = memory_mb(pid)
             late = sum(d > 2.0 for d in delays)
