@@ -60,11 +60,11 @@ async def serve_chunks() -> AsyncIterator:
     await site.start()
     base = f"http://127.0.0.1:{runner.addresses[0][1]}"
 
-    async def fetch(chunks: list[bytes]) -> list[str]:
+    async def fetch(chunks: list[bytes], for_parser: bool = False) -> list[str]:
         bodies.append(chunks)
         async with aiohttp.ClientSession() as http:
             async with http.get(f"{base}/{len(bodies) - 1}") as resp:
-                return [line async for line in iter_lines(resp)]
+                return [line async for line in iter_lines(resp, for_parser=for_parser)]
 
     try:
         yield fetch
@@ -76,7 +76,9 @@ async def test_any_chunking_gives_the_plain_split(serve_chunks) -> None:
     rng = random.Random(1205)
     for _ in range(60):
         body = random_body(rng)
-        assert await serve_chunks(chunked(body, rng)) == expected_lines(body)
+        chunks = chunked(body, rng)
+        assert await serve_chunks(chunks) == expected_lines(body)
+        assert parsed(await serve_chunks(chunks, True)) == parsed(expected_lines(body))
 
 
 async def test_characters_cut_between_chunks_and_a_last_line_without_newline(
@@ -84,3 +86,35 @@ async def test_characters_cut_between_chunks_and_a_last_line_without_newline(
     body = "données 😀 fin\r\nzwei\n\nend".encode()
     chunks = [body[i:i + 1] for i in range(len(body))]
     assert await serve_chunks(chunks) == ["données 😀 fin", "zwei", "", "end"]
+
+
+def parsed(lines: list[str]) -> list:
+    from ds2proxy.upstream.patch import StreamParser
+
+    parser = StreamParser()
+    parser.start_round()
+    return [event for line in lines for event in parser.feed_line(line)]
+
+
+@pytest.mark.parametrize("name", ["longtext-deepseek-v4-flash-20260429",
+                                  "guangzhou-weather-reasoner-search-20260404"])
+def test_lines_for_the_parser_parse_like_every_line(fixtures_dir, name: str) -> None:
+    """Blank lines right after a data line are dropped for the parser: they
+    close an event it has closed already, so the events are the same."""
+    from ds2proxy.testing import load_rounds
+    from ds2proxy.upstream.lines import split_lines
+
+    for body in load_rounds(fixtures_dir / "deepseek-sse" / name):
+        block = body[:body.rindex(b"\n")]
+        every, fewer = split_lines(block), split_lines(block, for_parser=True)
+        assert len(fewer) < len(every)
+        assert parsed(fewer) == parsed(every)
+
+
+def test_blank_lines_after_other_fields_are_kept() -> None:
+    from ds2proxy.upstream.lines import split_lines
+
+    block = b"event: ready\n\ndata: {\"v\": 1}\n\n: comment\n\nevent: x\n\ndata: [DONE]\n"
+    assert split_lines(block, for_parser=True) == [
+        "event: ready", "", 'data: {"v": 1}', ": comment", "", "event: x", "",
+        "data: [DONE]"]

@@ -152,7 +152,7 @@ class UpstreamStream:
     def lines(self) -> AsyncIterator[str]:
         """The response's lines (no extra generator layer unless captured)."""
         if self.capture is None:
-            return iter_lines(self.resp)
+            return iter_lines(self.resp, for_parser=True)
         return self._captured_lines()
 
     async def _captured_lines(self) -> AsyncIterator[str]:

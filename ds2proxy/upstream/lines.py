@@ -14,8 +14,15 @@ from collections.abc import AsyncIterator
 import aiohttp
 
 
-async def iter_lines(resp: aiohttp.ClientResponse) -> AsyncIterator[str]:
-    """Yield decoded lines without their line ending; a final partial line too."""
+async def iter_lines(resp: aiohttp.ClientResponse, *, for_parser: bool = False
+                     ) -> AsyncIterator[str]:
+    """Yield decoded lines without their line ending; a final partial line too.
+
+    ``for_parser`` drops the blank line right after a ``data:`` line when both
+    arrived in one read: it ends an event the parser has already closed (a
+    data line resets the event name), so half the lines of a stream need no
+    trip through the consumer.
+    """
     partial: list[bytes] = []  # the start of a line not ended yet
     async for chunk in resp.content.iter_any():
         cut = chunk.rfind(b"\n")
@@ -29,17 +36,20 @@ async def iter_lines(resp: aiohttp.ClientResponse) -> AsyncIterator[str]:
             partial.clear()
         if cut + 1 < len(chunk):
             partial.append(chunk[cut + 1:])
-        for line in split_lines(block):
+        for line in split_lines(block, for_parser=for_parser):
             yield line
     if partial:
         yield from_bytes(b"".join(partial))
 
 
-def split_lines(block: bytes) -> list[str]:
+def split_lines(block: bytes, *, for_parser: bool = False) -> list[str]:
     """The lines of ``block`` (complete lines, its last newline cut off)."""
     lines = block.decode("utf-8", errors="replace").split("\n")
     if b"\r" in block:
-        return [line[:-1] if line.endswith("\r") else line for line in lines]
+        lines = [line[:-1] if line.endswith("\r") else line for line in lines]
+    if for_parser:
+        return [line for before, line in zip(["", *lines], lines)
+                if line or not before.startswith("data:")]
     return lines
 
 
