@@ -19,6 +19,7 @@ from .app import create_app, start_server
 from .config import ConfigError
 from .config_store import DEMO, ConfigStore
 from .loopback import is_loopback_host
+from .pow.solver import default_solver
 
 log = logging.getLogger("ds2proxy")
 
@@ -82,6 +83,7 @@ async def run(args: argparse.Namespace) -> None:
 async def _serve(args: argparse.Namespace, store: ConfigStore) -> None:
     admin_key = os.environ.get("DS2PROXY_ADMIN_KEY")
     _check_exposure(args, store, admin_key)
+    await asyncio.to_thread(default_solver)  # logs which PoW solver runs, and its speed
     app = create_app(store, admin_key=admin_key)
     server = await start_server(app, args.host, args.port)
     log.info("ds2proxy listening on %s", server.url)

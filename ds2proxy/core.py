@@ -76,8 +76,14 @@ class Core:
             self.client.configure(cfg.upstream)
 
     async def lifetime(self, app: web.Application) -> AsyncIterator[None]:
-        """aiohttp cleanup context: one upstream ClientSession for the app's life."""
-        self.http = aiohttp.ClientSession(auto_decompress=True)
+        """aiohttp cleanup context: one upstream ClientSession for the app's life.
+
+        Its connector has no connection cap (aiohttp's default is 100): the
+        account pool already bounds concurrent turns, and a turn left waiting
+        for a pooled connection would stall silently inside the connector.
+        """
+        connector = aiohttp.TCPConnector(limit=0, limit_per_host=0)
+        self.http = aiohttp.ClientSession(connector=connector, auto_decompress=True)
         self.client = DeepSeekClient(self.http, self.config.upstream, self.captures)
         self.keeper = TokenKeeper(self.client, self.store)
         self.janitor = SessionJanitor(self.client)

@@ -22,20 +22,8 @@ import aiohttp
 
 from . import pow as pow_solver
 from .auth import Caller
-from .canonical import (
-    ChatRequest,
-    Citation,
-    CollectedCall,
-    ErrorEvent,
-    Finish,
-    ReasoningDelta,
-    TextDelta,
-    ToolCallArgs,
-    ToolCallStart,
-    TurnEvent,
-    TurnResult,
-    Usage,
-)
+from .canonical import ChatRequest, ErrorEvent, TurnEvent, TurnResult
+from .collect import TurnCollector
 from .errors import (
     ContentFiltered,
     InvalidRequest,
@@ -46,6 +34,7 @@ from .errors import (
     UpstreamTimeout,
 )
 from .failover import Attempts
+from .overlap import both
 from .shaping import ShapingSettings, TurnShaper
 from .structured import JSONOutputError, repair_prompt
 from .turn_text import plan_turn_text, render_turn, turn_prompt_tokens
@@ -197,13 +186,18 @@ class Turn:
             raise self._attempts.final(last) from None
 
     async def _open_on(self, creds: Credentials) -> None:
-        client = self.core.client
-        self._session_id = await with_refresh(creds, self.core.keeper, client.create_session)
-        self._opened.append((creds, self._session_id))
+        # The challenge does not depend on the session: one round trip for both.
+        self._session_id, pow_header = await both(self._new_session(creds),
+                                                  self._solve_pow(creds))
         self.id = self._session_id
         await self._attach_uploads(creds)
         await self._attach_history(creds)
-        await self._start_completion(creds, self.prompt, parent=None)
+        await self._start_completion(creds, self.prompt, parent=None, pow_header=pow_header)
+
+    async def _new_session(self, creds: Credentials) -> str:
+        session_id = await with_refresh(creds, self.core.keeper, self.core.client.create_session)
+        self._opened.append((creds, session_id))
+        return session_id
 
     async def _attach_uploads(self, creds: Credentials) -> None:
         """Upload the inline attachments on this account, then reference them
@@ -229,10 +223,12 @@ class Turn:
         ids = await upload_all(self.core.client, creds, self.core.keeper, [upload])
         self._file_ids = list(dict.fromkeys([ids[upload.key], *ref_file_ids(self._sent_chat)]))
 
-    async def _start_completion(self, creds: Credentials, prompt: str, parent: int | None) -> None:
+    async def _start_completion(self, creds: Credentials, prompt: str, parent: int | None,
+                                pow_header: str = "") -> None:
         body = self._completion_body(prompt, parent)
         for attempt in range(2):
-            self._pow_header = await self._solve_pow(creds)
+            self._pow_header = pow_header if pow_header and not attempt else (
+                await self._solve_pow(creds))
             try:
                 self._resp = await with_refresh(
                     creds, self.core.keeper,
@@ -445,12 +441,12 @@ class Turn:
 
     async def collect(self) -> TurnResult:
         """The whole turn; errors raise (nothing has been sent to the client)."""
-        result = TurnResult(id=self.id)
+        collector = TurnCollector()
         async for event in self.events():
             if isinstance(event, ErrorEvent):
                 raise event.error
-            accumulate(result, event)
-        result.id = self.id
+            collector.add(event)
+        result = collector.result(self.id)
         if result.finish == "content_filter" and not result.text and not result.calls:
             raise ContentFiltered(self.filter_template or "the answer was filtered upstream")
         return result
@@ -480,28 +476,3 @@ class Turn:
         for creds, session_id in self._opened:
             self.core.janitor.schedule(creds.token, [session_id])
         self._opened.clear()
-
-
-def accumulate(result: TurnResult, event: TurnEvent) -> None:
-    """Fold one event into a TurnResult (the non-stream view of a turn)."""
-    if isinstance(event, TextDelta):
-        result.text += event.text
-        if result.segments and result.segments[-1][0] == "text":
-            result.segments[-1] = ("text", result.segments[-1][1] + event.text)
-        else:
-            result.segments.append(("text", event.text))
-    elif isinstance(event, ReasoningDelta):
-        result.reasoning += event.text
-    elif isinstance(event, ToolCallStart):
-        result.calls.append(CollectedCall(event.id, event.name, "", event.kind))
-        result.segments.append(("call", event.index))
-    elif isinstance(event, ToolCallArgs):
-        # Call indexes count from 0 in emission order across the response.
-        result.calls[event.index].arguments += event.arguments
-    elif isinstance(event, Citation):
-        result.citations.append(event)
-    elif isinstance(event, Usage):
-        result.usage = event
-    elif isinstance(event, Finish):
-        result.finish = event.reason
-        result.stop_sequence = event.stop_sequence

@@ -152,7 +152,13 @@ class UpstreamStream:
         self.resp = resp
         self.capture = capture
 
-    async def lines(self) -> AsyncIterator[str]:
+    def lines(self) -> AsyncIterator[str]:
+        """The response's lines (no extra generator layer unless captured)."""
+        if self.capture is None:
+            return iter_lines(self.resp, for_parser=True)
+        return self._captured_lines()
+
+    async def _captured_lines(self) -> AsyncIterator[str]:
         async for line in iter_lines(self.resp):
             if self.capture is not None:
                 self.capture.append(line.encode() + b"\n")
@@ -329,7 +335,9 @@ class DeepSeekClient:
         Anything but HTTP 200 with ``text/event-stream`` is turned into an
         error here, before a single event is read (spec §12).
         """
-        timeout = aiohttp.ClientTimeout(total=None, connect=self.settings.timeout_seconds,
+        # sock_connect, not connect: only the TCP handshake is timed, never a
+        # wait for a free connection in the pool.
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.settings.timeout_seconds,
                                         sock_read=self.settings.silence_timeout_seconds)
         headers = self.headers(token, pow_header)
         data = orjson.dumps(body)
