@@ -16,7 +16,7 @@ from aiohttp import web
 from .config import ConfigStore
 from .config_leftovers import remove_leftover_temp_files
 from .core import Core
-from . import log_redaction
+from . import log_redaction, request_record
 from .cors import add_cors_headers, admin_cross_site_guard, cors_preflight
 from .plugin_api import PluginInfo, load_plugins
 from .unmatched import unmatched_routes
@@ -44,12 +44,14 @@ def create_app(store: ConfigStore, *, admin_key: str | None = None) -> web.Appli
         remove_leftover_temp_files(store.path)
     core = Core(store)
     app = web.Application(client_max_size=store.config.runtime.max_body_bytes,
-                          middlewares=[admin_cross_site_guard, cors_preflight,
+                          middlewares=[request_record.request_ids, admin_cross_site_guard,
+                                       cors_preflight,
                                        unmatched_routes])
     app[CORE] = core
     app[READY] = {"ready": False, "reason": "starting"}
     app.cleanup_ctx.append(core.lifetime)
     app.on_response_prepare.append(add_cors_headers)
+    app.on_response_prepare.append(request_record.on_prepare)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     plugins: list[PluginInfo] = load_plugins(app, core)

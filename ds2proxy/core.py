@@ -10,18 +10,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 
+from . import request_record
 from .auth import Caller, authenticate
 from .canonical import ChatRequest, ResolvedModel
 from .captures import CaptureBuffer
 from .config import Config, ConfigStore
-from .errors import InvalidRequest, PayloadTooLarge
+from .errors import InvalidRequest, PayloadTooLarge, PermissionDenied
+from .limits import KeyLimiter
+from .metrics import Metrics
 from .jsonbody import parse_object
 from .models import ModelCatalog
 from .monitor import Monitor
@@ -31,6 +34,7 @@ from .sse import JSONArrayWriter, SSEWriter
 from .upstream.cleanup import SessionJanitor
 from .upstream.client import DeepSeekClient
 from .upstream.session import TokenKeeper
+from .usage_recorder import UsageRecorder
 
 log = logging.getLogger("ds2proxy.core")
 
@@ -45,6 +49,9 @@ class Core:
                                    family_fallback=cfg.family_fallback)
         self.pool = AccountPool(cfg.accounts, cfg.runtime)
         self.monitor = Monitor()
+        self.limiter = KeyLimiter()
+        self.metrics = Metrics(self)
+        self.usage = UsageRecorder(self, self.limiter, self.metrics)
         self.captures = CaptureBuffer(cfg.captures_enabled, cfg.captures_limit,
                                       cfg.captures_max_body_bytes)
         self.http: aiohttp.ClientSession | None = None
@@ -71,6 +78,8 @@ class Core:
         """aiohttp cleanup context: one upstream ClientSession for the app's life."""
         self.http = aiohttp.ClientSession(auto_decompress=True)
         self.client = DeepSeekClient(self.http, self.config.upstream, self.captures)
+        self.metrics.instrument(self.client)
+        await self.usage.open()
         self.keeper = TokenKeeper(self.client, self.store)
         self.janitor = SessionJanitor(self.client)
         try:
@@ -79,6 +88,7 @@ class Core:
             await self.janitor.close()
             await self.http.close()
             self.http = None
+            await self.usage.close()
 
     # -- what handlers call ------------------------------------------------------
 
@@ -94,12 +104,31 @@ class Core:
         return parse_object(raw)
 
     def authenticate(self, request: web.Request) -> Caller:
-        return authenticate(request, self.config)
+        caller = authenticate(request, self.config, self.limiter)
+        record = request_record.current()
+        if record is not None:
+            record.key_name = caller.key_name or request_record.PASS_THROUGH
+        return caller
 
     def resolve_model(self, name: Any, *, family: str | None = None) -> ResolvedModel:
         if not isinstance(name, str) or not name.strip():
             raise InvalidRequest("'model' is required", param="model")
-        return self.models.resolve(name, family=family)
+        resolved = self.models.resolve(name, family=family)
+        record = request_record.current()
+        if record is not None:
+            record.model, record.native_model = name[:100], resolved.native
+        return resolved
+
+    def _check_key_for(self, chat: ChatRequest, caller: Caller) -> Any:
+        """The caller's named key after its model and token checks (403 / 429)."""
+        key = self.config.key_named(caller.credential) if caller.key_name else None
+        if key is None:
+            return None
+        if not key.allows_model(chat.model.requested, chat.model.native):
+            raise PermissionDenied(f"API key '{key.name}' may not use model "
+                                   f"'{chat.model.requested[:100]}'", code="model_not_allowed")
+        self.limiter.check_tokens(key)
+        return key
 
     def prompt_tokens(self, chat: ChatRequest) -> int:
         """Prompt tokens a turn for ``chat`` would report (for count_tokens routes)."""
@@ -111,18 +140,28 @@ class Core:
 
         Errors while opening are plain HTTP errors: nothing was sent yet.
         """
-        turn = Turn(self, chat, caller)
-        try:
-            await turn.open()
-            yield turn
-        finally:
-            await turn.aclose()
+        key = self._check_key_for(chat, caller)
+        with self.limiter.hold(key) if key is not None else nullcontext():
+            turn = Turn(self, chat, caller)
+            try:
+                await turn.open()
+                yield turn
+            finally:
+                await turn.aclose()
 
     def sse(self, request: web.Request, *, blank_keepalive: bool = False,
             **headers: str) -> SSEWriter:
         """An SSE writer; ``blank_keepalive`` for clients that choke on comments."""
+        _mark_stream()
         return SSEWriter(request, keepalive=self.config.runtime.keepalive_seconds,
                          blank_keepalive=blank_keepalive, headers=headers or None)
 
     def json_array(self, request: web.Request) -> JSONArrayWriter:
+        _mark_stream()
         return JSONArrayWriter(request, keepalive=self.config.runtime.keepalive_seconds)
+
+
+def _mark_stream() -> None:
+    record = request_record.current()
+    if record is not None:
+        record.stream = True

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 
 from . import pow as pow_solver
+from . import request_record
 from .auth import Caller
 from .canonical import (
     ChatRequest,
@@ -211,6 +212,7 @@ class Turn:
                 raise
             self._creds = creds
             self.account = creds.identifier
+            request_record.note_account(creds.identifier if creds.managed else "")
             return
 
     def _may_try_another(self) -> bool:
@@ -288,7 +290,9 @@ class Turn:
     async def _solve_pow(self, creds: Credentials) -> str:
         challenge = await with_refresh(creds, self.core.keeper,
                                        self.core.client.create_pow_challenge)
+        started = time.perf_counter()
         answer = await pow_solver.solve(challenge)
+        self.core.metrics.time_pow(started)
         return pow_solver.encode_header(challenge, answer)
 
     def _completion_body(self, prompt: str, parent: int | None) -> dict[str, Any]:
@@ -314,16 +318,19 @@ class Turn:
                 shaper = self._new_shaper()
                 try:
                     async for event in self._run(shaper):
+                        request_record.note_event(event)
                         yield event
                     return
                 except ProxyError as exc:
                     if shaper.emitted or not self._can_fail_over(exc):
                         self.core.monitor.request_error(exc.operator_message)
+                        request_record.note_event(ErrorEvent(exc))
                         yield ErrorEvent(exc)
                         return
                     try:
                         await self._fail_over(exc)
                     except ProxyError as again:
+                        request_record.note_event(ErrorEvent(again))
                         yield ErrorEvent(again)
                         return
                 except Exception as exc:
@@ -333,6 +340,7 @@ class Turn:
                     log.exception("turn %s failed unexpectedly", self.id)
                     error = ProxyError(f"internal error: {type(exc).__name__}")
                     self.core.monitor.request_error(error.message)
+                    request_record.note_event(ErrorEvent(error))
                     yield ErrorEvent(error)
                     return
         finally:

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import aiohttp
 import pytest
+
+from ds2proxy.keyring import secret_of
 from conftest import ADMIN_KEY, Proxy
 
 from ds2proxy.admin import settings
@@ -288,7 +290,7 @@ async def test_config_download_and_upload(logged_in: Browserless):
     async with logged_in.http.get(logged_in.url("/admin/ui/config/download")) as resp:
         assert resp.headers["Content-Disposition"] == 'attachment; filename="config.json"'
         exported = json.loads(await resp.text())
-    assert exported["keys"] == ["test-key"] and "jwt_secret" not in exported.get("admin", {})
+    assert [secret_of(k) for k in exported["keys"]] == ["test-key"] and "jwt_secret" not in exported.get("admin", {})
     _, page, _ = await logged_in.get("/admin/ui/config")
     assert "pw-alice" not in page
     upload = aiohttp.FormData()
