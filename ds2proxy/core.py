@@ -113,10 +113,12 @@ class Core:
     def resolve_model(self, name: Any, *, family: str | None = None) -> ResolvedModel:
         if not isinstance(name, str) or not name.strip():
             raise InvalidRequest("'model' is required", param="model")
-        resolved = self.models.resolve(name, family=family)
         record = request_record.current()
         if record is not None:
-            record.model, record.native_model = name[:100], resolved.native
+            record.model = name[:100]
+        resolved = self.models.resolve(name, family=family)
+        if record is not None:
+            record.native_model = resolved.native
         return resolved
 
     def _check_key_for(self, chat: ChatRequest, caller: Caller) -> Any:

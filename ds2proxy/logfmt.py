@@ -32,7 +32,8 @@ class JSONFormatter(logging.Formatter):
         request = getattr(record, "request", None)
         if isinstance(request, dict):
             entry["event"] = "request"
-            entry.update({k: v for k, v in request.items() if k != "request_body"})
+            entry.update({k: v for k, v in request.items() if k not in ("request_body", "time")})
+            entry["started"] = request.get("time")
         if record.exc_info:
             entry["exception"] = redact(self.formatException(record.exc_info))
         elif record.exc_text:

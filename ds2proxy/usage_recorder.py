@@ -43,7 +43,7 @@ def text_line(r: RequestRecord) -> str:
     ttfb = f" ttfb={r.ttfb_ms:.0f}ms" if r.ttfb_ms is not None else ""
     err = f" error={r.error_code}" if r.error_code else ""
     return (f"{r.method} {r.route} {r.status} {r.latency_ms:.0f}ms{ttfb} family={r.family} "
-            f"key={r.key_name or '-'} model={r.model or '-'} account={r.account or '-'} "
+            f"key_name={r.key_name or '-'} model={r.model or '-'} account={r.account or '-'} "
             f"tokens={r.prompt_tokens}+{r.completion_tokens}{err} "
             f"stream={'yes' if r.stream else 'no'} id={r.request_id}")
 
