@@ -281,9 +281,20 @@ async def test_keys_page_shows_previews_only(logged_in: Browserless):
     await logged_in.post("/admin/ui/keys/add", {"key": "sk-visible-once-12345"})
     _, page, _ = await logged_in.get("/admin/ui/keys")
     assert "sk-visible-once-12345" not in page and "sk-v…45" in page
-    key_id = re.search(r'data-key-id="([0-9a-f]+)">\s*<td class="mono">sk-v', page).group(1)
+    key_id = re.search(r'data-key-id="([0-9a-f]+)">(?:(?!</tr>).)*?<td class="mono">sk-v',
+                       page, re.S).group(1)
     await logged_in.post("/admin/ui/keys/delete", {"key_id": key_id})
     assert "sk-visible-once-12345" not in logged_in.proxy.core.config.keys
+
+
+async def test_created_key_secret_is_on_the_answer_page_only(logged_in: Browserless):
+    status, page, _ = await logged_in.post("/admin/ui/keys/create", {
+        "name": "form-made", "rpm": "7", "models": "deepseek-chat, claude-*"})
+    [key] = [k for k in logged_in.proxy.core.config.named_keys if k.name == "form-made"]
+    assert key.secret in page and key.limits.rpm == 7
+    assert key.models == ("deepseek-chat", "claude-*")
+    _, again, _ = await logged_in.get("/admin/ui/keys")
+    assert key.secret not in again and "form-made" in again
 
 
 async def test_config_download_and_upload(logged_in: Browserless):
