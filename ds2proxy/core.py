@@ -20,7 +20,7 @@ from aiohttp import web
 from . import request_record
 from .auth import Caller, authenticate
 from .canonical import ChatRequest, ResolvedModel
-from .captures import CaptureBuffer
+from .captures import CaptureBuffer, redact_text
 from .config import Config, ConfigStore
 from .errors import InvalidRequest, PayloadTooLarge, PermissionDenied
 from .limits import KeyLimiter
@@ -99,9 +99,19 @@ class Core:
         except web.HTTPRequestEntityTooLarge:
             limit = self.config.runtime.max_body_bytes
             raise PayloadTooLarge(f"request body exceeds the {limit}-byte limit") from None
+        self._keep_body(raw)
         if len(raw) > _OFF_LOOP_JSON_BYTES:
             return await asyncio.to_thread(parse_object, raw)
         return parse_object(raw)
+
+    def _keep_body(self, raw: bytes) -> None:
+        """With ``usage.log_bodies``, the request log keeps the body, cut to
+        ``usage.log_body_max_bytes`` and with credentials blanked as in captures."""
+        settings = self.config.observe
+        record = request_record.current()
+        if settings.log_bodies and record is not None:
+            text = raw[:settings.log_body_max_bytes].decode("utf-8", errors="replace")
+            record.request_body = redact_text(text)
 
     def authenticate(self, request: web.Request) -> Caller:
         caller = authenticate(request, self.config, self.limiter)

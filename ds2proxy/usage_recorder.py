@@ -62,6 +62,8 @@ class UsageRecorder:
         if not settings.usage_enabled:
             return
         path = usage_db_path(settings, self.core.store.path)
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.store = SQLiteUsage(path, raw_days=settings.raw_retention_days,
                                  hourly_days=settings.hourly_retention_days)
         today = int(self.limiter.clock() // DAY) * DAY

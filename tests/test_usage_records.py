@@ -216,3 +216,23 @@ async def test_metrics_can_be_turned_off(proxy_factory):
                 "Authorization": f"Bearer {proxy.admin_key}"}) as resp:
             assert resp.status == 404
     await asyncio.sleep(0)
+
+
+async def test_bodies_are_kept_only_with_log_bodies_cut_and_redacted(proxy_factory):
+    proxy = await proxy_factory({"usage": {"log_bodies": True, "log_body_max_bytes": 300}})
+    async with aiohttp.ClientSession() as http:
+        admin = await admin_for(proxy, http)
+        async with http.post(proxy.url + "/v1/chat/completions", headers=proxy.headers(), json={
+                "model": "deepseek-chat", "api_key": "sk-should-not-be-kept",
+                "messages": [{"role": "user", "content": "y" * 1000}]}) as resp:
+            assert resp.status == 200
+        [row] = await rows(admin)
+    assert "deepseek-chat" in row["request_body"] and len(row["request_body"]) <= 300
+    assert "sk-should-not-be-kept" not in row["request_body"]
+
+
+async def test_bodies_are_not_kept_by_default(admin: Admin):
+    await oai(admin.proxy).chat.completions.create(
+        model="deepseek-chat", messages=[{"role": "user", "content": "private words"}])
+    [row] = await rows(admin)
+    assert row["request_body"] == "" and row["prompt_tokens"] > 0
