@@ -318,7 +318,8 @@ class Turn:
                 shaper = self._new_shaper()
                 try:
                     async for event in self._run(shaper):
-                        request_record.note_event(event)
+                        if type(event) in request_record.NOTED:
+                            request_record.note_event(event)
                         yield event
                     return
                 except ProxyError as exc:

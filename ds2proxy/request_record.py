@@ -107,8 +107,12 @@ def current() -> RequestRecord | None:
     return CURRENT.get()
 
 
+NOTED = frozenset({Usage, ToolCallStart, ErrorEvent})
+
+
 def note_event(event: TurnEvent) -> None:
-    """Fold what a turn event says about usage into the current record."""
+    """Fold what a turn event says about usage into the current record
+    (callers on the per-chunk path check ``type(event) in NOTED`` first)."""
     record = CURRENT.get()
     if record is None:
         return

@@ -87,7 +87,8 @@ class UsageRecorder:
         fields = record.fields()
         if not settings.log_bodies:
             fields["request_body"] = ""
-        log.info("%s", text_line(record), extra={"request": fields})
+        if log.isEnabledFor(logging.INFO):
+            log.info("%s", text_line(record), extra={"request": fields})
         if self.store is not None:
             self.store.record(fields)
 
