@@ -35,7 +35,7 @@ BUDGET = settings(deadline=None, derandomize=True, database=None,
                   suppress_health_check=list(HealthCheck))
 SPENT = ("/api/v0/chat_session/create", "/api/v0/chat/create_pow_challenge")
 # Routes outside the fuzz on purpose: probes without input.
-NOT_API = {"/healthz", "/readyz"}
+NOT_API = {"/healthz", "/readyz", "/", "/metrics"}
 
 
 def check_shape(family: str, status: int, body: dict) -> None:

@@ -136,6 +136,8 @@ async def test_restart_keeps_the_aggregates(proxy_factory):
             after = await admin.ok("GET", "/admin/usage?window=day")
             assert after["totals"] == before["totals"]
             assert after["totals"]["key_name"][0]["requests"] == len(sent)
+            # Today's token use per key is read back, so daily quotas survive too.
+            assert again.core.limiter.tokens_today("key") == sum(s[2] + s[3] for s in sent)
             assert len(await rows(admin)) == len(sent)
     finally:
         await server.close()
