@@ -40,7 +40,8 @@ _NAVIGATION_METHODS = frozenset({"GET", "HEAD"})
 
 
 def is_admin_path(path: str) -> bool:
-    return path == "/admin" or path.startswith("/admin/")
+    """The admin surface, ``/metrics`` included (it is read with admin rights)."""
+    return path in ("/admin", "/metrics") or path.startswith("/admin/")
 
 
 def _is_dashboard_page(path: str) -> bool:

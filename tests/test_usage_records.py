@@ -211,6 +211,38 @@ async def test_metrics_counters_move_by_exactly_the_requests_sent(proxy_factory)
     assert not any("x" * 50 in str(k) for k in after)
 
 
+async def test_metrics_are_closed_to_other_sites_and_keys(proxy: Proxy):
+    async with aiohttp.ClientSession() as http:
+        async with http.get(proxy.url + "/metrics", headers={
+                "Authorization": f"Bearer {proxy.key}"}) as resp:
+            assert resp.status == 401  # an API key is not an admin key
+        async with http.get(proxy.url + "/metrics", headers={
+                "Authorization": f"Bearer {proxy.admin_key}", "Origin": "http://evil.example",
+                "Sec-Fetch-Site": "cross-site"}) as resp:
+            assert resp.status == 403 and "Access-Control-Allow-Origin" not in resp.headers
+        async with http.get(proxy.url + "/metrics", headers={
+                "Authorization": f"Bearer {proxy.admin_key}"}) as resp:
+            assert resp.status == 200 and "ds2proxy_requests" in await resp.text()
+
+
+async def test_the_request_log_pages_and_filters(admin: Admin):
+    client = oai(admin.proxy)
+    for word in ("a", "b", "c"):
+        await client.chat.completions.create(model="deepseek-chat", messages=[
+            {"role": "user", "content": word}])
+    first = await admin.ok("GET", "/admin/usage/requests?per_page=2")
+    second = await admin.ok("GET", "/admin/usage/requests?per_page=2&page=2")
+    assert first["total"] == second["total"] == 3
+    ids = [r["id"] for r in first["requests"] + second["requests"]]
+    assert ids == sorted(ids, reverse=True) and len(set(ids)) == 3
+    detail = await admin.ok("GET", f"/admin/usage/requests/{ids[0]}")
+    assert detail["request"]["request_id"] == first["requests"][0]["request_id"]
+    none = await admin.ok("GET", "/admin/usage/requests?family=claude")
+    assert none["total"] == 0
+    bad = await admin.call("GET", "/admin/usage/requests?status=abc")
+    assert bad.status == 400
+
+
 async def test_metrics_can_be_turned_off(proxy_factory):
     proxy = await proxy_factory({"metrics": {"enabled": False}})
     async with aiohttp.ClientSession() as http:
