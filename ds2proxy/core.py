@@ -131,16 +131,25 @@ class Core:
             record.native_model = resolved.native
         return resolved
 
-    def _check_key_for(self, chat: ChatRequest, caller: Caller) -> Any:
-        """The caller's named key after its model and token checks (403 / 429)."""
+    def admit_model(self, caller: Caller, *names: str) -> Any:
+        """The caller's named key (None for pass-through) after its model and
+        daily-token checks: 403 when no name is allowed, 429 over the quota.
+        Routes that run no turn (embeddings) call it themselves."""
         key = self.config.key_named(caller.credential) if caller.key_name else None
         if key is None:
             return None
-        if not key.allows_model(chat.model.requested, chat.model.native):
+        if not key.allows_model(*names):
             raise PermissionDenied(f"API key '{key.name}' may not use model "
-                                   f"'{chat.model.requested[:100]}'", code="model_not_allowed")
+                                   f"'{names[0][:100]}'", code="model_not_allowed")
         self.limiter.check_tokens(key)
         return key
+
+    def note_usage(self, *, model: str, prompt_tokens: int, completion_tokens: int = 0) -> None:
+        """Usage of a route that runs no turn, for the request log and quotas."""
+        record = request_record.current()
+        if record is not None:
+            record.model = record.model or model[:100]
+            record.prompt_tokens, record.completion_tokens = prompt_tokens, completion_tokens
 
     def prompt_tokens(self, chat: ChatRequest) -> int:
         """Prompt tokens a turn for ``chat`` would report (for count_tokens routes)."""
@@ -152,7 +161,7 @@ class Core:
 
         Errors while opening are plain HTTP errors: nothing was sent yet.
         """
-        key = self._check_key_for(chat, caller)
+        key = self.admit_model(caller, chat.model.requested, chat.model.native)
         with self.limiter.hold(key) if key is not None else nullcontext():
             turn = Turn(self, chat, caller)
             try:

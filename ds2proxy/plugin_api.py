@@ -19,7 +19,10 @@ It is called once at start-up. Through ``api`` a plugin may:
   ``async with turn(chat_request, caller) as turn:`` (then
   ``turn.events()`` for a stream of :mod:`ds2proxy.canonical` events, or
   ``await turn.collect()``; ``turn.id``, ``turn.created``,
-  ``turn.prompt_tokens``), ``prompt_tokens(chat_request)`` for count-tokens
+  ``turn.prompt_tokens``), ``admit_model(caller, name)`` and
+  ``note_usage(model=…, prompt_tokens=…)`` for routes that run no turn (a
+  named key's model list and quota; the request log's figures),
+  ``prompt_tokens(chat_request)`` for count-tokens
   routes, ``sse(request)`` / ``json_array(request)`` for stream writers, and
   ``config`` (read-only settings).
 - read ``api.settings``: the plugin's own section of the config (the object

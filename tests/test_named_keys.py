@@ -194,3 +194,16 @@ async def test_concurrency_limit_holds_a_slot_per_turn(admin: Admin):
     async for _ in stream:
         pass
     assert proxy.core.limiter.active("one-at-a-time") == 0
+
+
+async def test_embeddings_honour_the_model_list_and_are_recorded(admin: Admin):
+    proxy = admin.proxy
+    secret = (await new_key(admin, name="embedder", models=["text-embedding-*"]))["key"]
+    client = oai(proxy, secret)
+    with pytest.raises(openai.PermissionDeniedError):
+        await client.embeddings.create(model="other-model", input="hello")
+    reply = await client.embeddings.create(model="text-embedding-3-small", input="hello world")
+    [row] = (await admin.ok("GET", "/admin/usage/requests?key_name=embedder&status=200")
+             )["requests"]
+    assert row["model"] == "text-embedding-3-small"
+    assert row["prompt_tokens"] == reply.usage.prompt_tokens > 0
