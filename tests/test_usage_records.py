@@ -270,3 +270,30 @@ async def test_bodies_are_not_kept_by_default(admin: Admin):
         model="deepseek-chat", messages=[{"role": "user", "content": "private words"}])
     [row] = await rows(admin)
     assert row["request_body"] == "" and row["prompt_tokens"] > 0
+
+
+async def test_a_failure_after_the_stream_began_is_recorded_with_its_code(admin: Admin):
+    proxy = admin.proxy
+    proxy.fake.enqueue(Scripted(answer="word " * 100, delivery=Delivery(drop_after=12)))
+    async with aiohttp.ClientSession() as http:
+        async with http.post(proxy.url + "/anthropic/v1/messages", headers=proxy.headers(),
+                             json={"model": "claude-sonnet-4-5", "max_tokens": 100,
+                                   "stream": True,
+                                   "messages": [{"role": "user", "content": "hi"}]}) as resp:
+            raw = await resp.read()
+    assert b"event: error" in raw
+    [row] = await rows(admin)
+    assert row["status"] == 200 and row["error_code"] == "upstream_error"
+    assert row["stream"] == 1 and row["family"] == "claude"
+    failures = await admin.ok("GET", "/admin/usage/requests?errors=1")
+    assert failures["total"] == 1
+
+
+def test_json_lines_mask_credentials_in_any_record():
+    record = logging.LogRecord("aiohttp.client", logging.WARNING, __file__, 1,
+                               "retrying with Authorization: Bearer sk-secret-123 %s",
+                               ("api_key=sk-other-456",), None)
+    line = JSONFormatter().format(record)
+    entry = json.loads(line)
+    assert "sk-secret-123" not in line and "sk-other-456" not in line
+    assert entry["level"] == "WARNING" and entry["logger"] == "aiohttp.client"
