@@ -9,7 +9,6 @@ the SQLite writes happen on the store's own thread.
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -91,6 +90,3 @@ class UsageRecorder:
             log.info("%s", text_line(record), extra={"request": fields})
         if self.store is not None:
             self.store.record(fields)
-
-    def since(self, seconds: float) -> float:
-        return time.time() - seconds
