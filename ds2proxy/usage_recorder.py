@@ -88,5 +88,5 @@ class UsageRecorder:
             fields["request_body"] = ""
         if log.isEnabledFor(logging.INFO):
             log.info("%s", text_line(record), extra={"request": fields})
-        if self.store is not None:
+        if self.store is not None and settings.usage_enabled:
             self.store.record(fields)
