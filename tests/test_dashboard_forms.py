@@ -373,3 +373,18 @@ async def test_playground_refuses_without_csrf_or_message(logged_in: Browserless
                                    json={"family": "cobol", "message": "x"},
                                    headers={"X-CSRF-Token": logged_in.csrf}) as resp:
         assert resp.status == 400 and (await resp.json())["field"] == "family"
+
+
+async def test_accounts_page_shows_usage_per_account(logged_in: Browserless):
+    proxy = logged_in.proxy
+    async with logged_in.http.post(proxy.url + "/v1/chat/completions", headers=proxy.headers(),
+                                   json={"model": "deepseek-chat", "messages": [
+                                       {"role": "user", "content": "count me"}]}) as resp:
+        body = await resp.json()
+    _, page, _ = await logged_in.get("/admin/ui/accounts")
+    section = page[page.index('id="account-usage"'):]
+    row = re.search(r'<tr data-account="([^"]+)">(.*?)</tr>', section, re.S)
+    assert row is not None and row.group(1).endswith("@example.com")
+    cells = re.findall(r'<td class="num">(\d+)</td>', row.group(2))
+    assert cells == ["1", "0", str(body["usage"]["prompt_tokens"]),
+                     str(body["usage"]["completion_tokens"])]
