@@ -3,6 +3,7 @@ no-JavaScript forms (post / redirect / get) and the playground relay."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import AsyncIterator
@@ -388,3 +389,19 @@ async def test_accounts_page_shows_usage_per_account(logged_in: Browserless):
     cells = re.findall(r'<td class="num">(\d+)</td>', row.group(2))
     assert cells == ["1", "0", str(body["usage"]["prompt_tokens"]),
                      str(body["usage"]["completion_tokens"])]
+
+
+async def test_a_keys_limits_are_edited_on_its_page(logged_in: Browserless):
+    await logged_in.post("/admin/ui/keys/create", {"name": "editable", "rpm": "5",
+                                                   "models": "deepseek-chat"})
+    [key] = [k for k in logged_in.proxy.core.config.named_keys if k.name == "editable"]
+    key_id = hashlib.sha256(key.secret.encode()).hexdigest()[:12]
+    status, page, _ = await logged_in.get(f"/admin/ui/keys/{key_id}")
+    assert status == 200 and 'id="key-limits"' in page and key.secret not in page
+    status, _, resp = await logged_in.post("/admin/ui/keys/edit", {
+        "key_id": key_id, "note": "now metered", "tokens_per_day": "1000", "models": ""})
+    assert status == 303 and resp.headers["Location"] == f"/admin/ui/keys/{key_id}"
+    [edited] = [k for k in logged_in.proxy.core.config.named_keys if k.name == "editable"]
+    assert edited.secret == key.secret and edited.note == "now metered"
+    assert (edited.limits.rpm, edited.limits.tokens_per_day) == (0, 1000)
+    assert edited.models == ()

@@ -4,6 +4,7 @@ the request log (filters, pages, a row's details) and the overview charts."""
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -45,6 +46,16 @@ def key_body(form: Form) -> dict[str, Any]:
         body["models"] = models
     if days:
         body["expires"] = round(time.time() + days * 86400)
+    return body
+
+
+def edit_body(form: Form) -> dict[str, Any]:
+    """An edit-key form: blank limits mean unlimited, blank models mean all."""
+    body = key_body(form)
+    body.pop("name")
+    body["limits"] = {name: body["limits"].get(name, 0)
+                      for name in ("rpm", "tokens_per_day", "concurrent")}
+    body.setdefault("models", None)
     return body
 
 
@@ -93,6 +104,14 @@ class UsagePages:
         await self.ctx.ops.write(lambda data: edit_key(data, wanted, {"disabled": disable}))
         return self.dash.back(request, KEYS_URL, "success",
                               "Key disabled." if disable else "Key enabled.")
+
+    async def edit_key(self, request: web.Request, claims: Claims, form: Form
+                       ) -> web.StreamResponse:
+        wanted = str(form.get("key_id") or "")
+        body = edit_body(form)
+        await self.ctx.ops.write(lambda data: edit_key(data, wanted, body))
+        page = f"{KEYS_URL}/{wanted}" if re.fullmatch(r"[0-9a-f]{12}", wanted) else KEYS_URL
+        return self.dash.back(request, page, "success", "Key saved.")
 
     async def key_page(self, request: web.Request) -> web.StreamResponse:
         claims = self.dash.session(request)
@@ -157,5 +176,6 @@ def add_usage_pages(app: web.Application, ctx: AdminContext, dash: Dashboard) ->
     router.add_get("/admin/ui/keys/{key_id}", pages.key_page)
     router.add_post("/admin/ui/keys/create", dash.action(KEYS_URL, pages.create_key))
     router.add_post("/admin/ui/keys/toggle", dash.action(KEYS_URL, pages.toggle_key))
+    router.add_post("/admin/ui/keys/edit", dash.action(KEYS_URL, pages.edit_key))
     return pages
 
