@@ -85,10 +85,12 @@ class Core:
         try:
             yield
         finally:
-            await self.janitor.close()
-            await self.http.close()
-            self.http = None
-            await self.usage.close()
+            try:
+                await self.janitor.close()
+                await self.http.close()
+                self.http = None
+            finally:
+                await self.usage.close()
 
     # -- what handlers call ------------------------------------------------------
 

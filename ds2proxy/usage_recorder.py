@@ -8,6 +8,7 @@ the SQLite writes happen on the store's own thread.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -63,8 +64,10 @@ class UsageRecorder:
         path = usage_db_path(settings, self.core.store.path)
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self.store = SQLiteUsage(path, raw_days=settings.raw_retention_days,
-                                 hourly_days=settings.hourly_retention_days)
+        # Opening waits for the writer thread's schema check: off the loop.
+        self.store = await asyncio.to_thread(SQLiteUsage, path,
+                                             raw_days=settings.raw_retention_days,
+                                             hourly_days=settings.hourly_retention_days)
         today = int(self.limiter.clock() // DAY) * DAY
         for row in await self.store.totals("key_name", "day", today):
             used = (row["prompt_tokens"] or 0) + (row["completion_tokens"] or 0)
