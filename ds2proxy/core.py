@@ -9,21 +9,24 @@ config changes (hot reload). Plugins reach it as ``api.core``; see
 from __future__ import annotations
 
 import logging
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 
+from . import request_record
 from .auth import Caller, authenticate
 from .body import read_json_object
 from .canonical import ChatRequest, ResolvedModel
-from .captures import CaptureBuffer
+from .captures import CaptureBuffer, redact_text
 from .config import Config
 from .config_store import ConfigStore
 from .embeddings import EmbeddingProvider, provider_for
-from .errors import InvalidRequest
+from .errors import InvalidRequest, PermissionDenied
+from .limits import KeyLimiter
+from .metrics import Metrics
 from .models import ModelCatalog
 from .monitor import Monitor
 from .ndjson import Heartbeat, NDJSONWriter
@@ -36,6 +39,7 @@ from .turn_text import estimate_prompt_tokens
 from .upstream.cleanup import SessionJanitor
 from .upstream.client import DeepSeekClient
 from .upstream.session import TokenKeeper
+from .usage_recorder import UsageRecorder
 
 log = logging.getLogger("ds2proxy.core")
 
@@ -53,6 +57,9 @@ class Core:
         self.pool = AccountPool(cfg.accounts, cfg.runtime)
         self.monitor = Monitor()
         self.passthrough = VerifiedTokens()
+        self.limiter = KeyLimiter()
+        self.metrics = Metrics(self)
+        self.usage = UsageRecorder(self, self.limiter, self.metrics)
         self.captures = CaptureBuffer(cfg.captures_enabled, cfg.captures_limit,
                                       cfg.captures_max_body_bytes)
         self.http: aiohttp.ClientSession | None = None
@@ -85,16 +92,21 @@ class Core:
         connector = aiohttp.TCPConnector(limit=0, limit_per_host=0)
         self.http = aiohttp.ClientSession(connector=connector, auto_decompress=True)
         self.client = DeepSeekClient(self.http, self.config.upstream, self.captures)
+        self.metrics.instrument(self.client)
+        await self.usage.open()
         self.keeper = TokenKeeper(self.client, self.store)
         self.janitor = SessionJanitor(self.client)
         await warm_up()
         try:
             yield
         finally:
-            await self.store.settled()  # a write begun is finished before exit
-            await self.janitor.close()
-            await self.http.close()
-            self.http = None
+            try:
+                await self.store.settled()  # a write begun is finished before exit
+                await self.janitor.close()
+                await self.http.close()
+                self.http = None
+            finally:
+                await self.usage.close()
 
     # -- what handlers call ------------------------------------------------------
 
@@ -109,18 +121,58 @@ class Core:
         caller = request.get(CALLER) or self.authenticate(request)
         if not caller.managed and needs_check(request):
             await self.passthrough.verify(self.client, caller)
-        return await read_json_object(request, self.config.runtime.max_body_bytes)
+        return await read_json_object(request, self.config.runtime.max_body_bytes,
+                                      keep=self._keep_body)
+
+    def _keep_body(self, raw: bytearray) -> None:
+        """With ``usage.log_bodies``, the request log keeps the body, cut to
+        ``usage.log_body_max_bytes`` and with credentials blanked as in captures."""
+        settings = self.config.observe
+        record = request_record.current()
+        if settings.log_bodies and record is not None:
+            text = bytes(raw[:settings.log_body_max_bytes]).decode("utf-8", errors="replace")
+            record.request_body = redact_text(text)
 
     def authenticate(self, request: web.Request, *, implied: str | None = None) -> Caller:
-        """The caller; ``implied`` is a configured key assumed when none is sent."""
-        caller = authenticate(request, self.config, implied)
+        """The caller; ``implied`` is a configured key assumed when none is sent.
+        A named key is admitted against its request limits here."""
+        caller = authenticate(request, self.config, implied=implied, limiter=self.limiter)
         request[CALLER] = caller
+        record = request_record.current()
+        if record is not None:
+            record.key_name = caller.key_name or request_record.PASS_THROUGH
         return caller
 
     def resolve_model(self, name: Any, *, family: str | None = None) -> ResolvedModel:
         if not isinstance(name, str) or not name.strip():
             raise InvalidRequest("'model' is required", param="model")
-        return self.models.resolve(name, family=family)
+        record = request_record.current()
+        if record is not None:
+            record.model = name[:100]
+        resolved = self.models.resolve(name, family=family)
+        if record is not None:
+            record.native_model = resolved.native
+        return resolved
+
+    def admit_model(self, caller: Caller, *names: str) -> Any:
+        """The caller's named key (None for pass-through) after its model and
+        daily-token checks: 403 when no name is allowed, 429 over the quota.
+        Routes that run no turn (embeddings) call it themselves."""
+        key = self.config.key_named(caller.credential) if caller.key_name else None
+        if key is None:
+            return None
+        if not key.allows_model(*names):
+            raise PermissionDenied(f"API key '{key.name}' may not use model "
+                                   f"'{names[0][:100]}'", code="model_not_allowed")
+        self.limiter.check_tokens(key)
+        return key
+
+    def note_usage(self, *, model: str, prompt_tokens: int, completion_tokens: int = 0) -> None:
+        """Usage of a route that runs no turn, for the request log and quotas."""
+        record = request_record.current()
+        if record is not None:
+            record.model = record.model or model[:100]
+            record.prompt_tokens, record.completion_tokens = prompt_tokens, completion_tokens
 
     def embeddings(self, dimensions: int) -> EmbeddingProvider | None:
         """The configured embeddings provider for vectors of ``dimensions``
@@ -138,23 +190,34 @@ class Core:
 
         Errors while opening are plain HTTP errors: nothing was sent yet.
         """
-        turn = Turn(self, chat, caller)
-        try:
-            await turn.open()
-            yield turn
-        finally:
-            await turn.aclose()
+        key = self.admit_model(caller, chat.model.requested, chat.model.native)
+        with self.limiter.hold(key) if key is not None else nullcontext():
+            turn = Turn(self, chat, caller)
+            try:
+                await turn.open()
+                yield turn
+            finally:
+                await turn.aclose()
 
     def sse(self, request: web.Request, *, blank_keepalive: bool = False,
             **headers: str) -> SSEWriter:
         """An SSE writer; ``blank_keepalive`` for clients that choke on comments."""
+        _mark_stream()
         return SSEWriter(request, keepalive=self.config.runtime.keepalive_seconds,
                          blank_keepalive=blank_keepalive, headers=headers or None)
 
     def json_array(self, request: web.Request) -> JSONArrayWriter:
+        _mark_stream()
         return JSONArrayWriter(request, keepalive=self.config.runtime.keepalive_seconds)
 
     def ndjson(self, request: web.Request, heartbeat: Heartbeat) -> NDJSONWriter:
         """A newline-delimited JSON writer; ``heartbeat()`` is its keep-alive line."""
+        _mark_stream()
         return NDJSONWriter(request, heartbeat=heartbeat,
                             keepalive=self.config.runtime.keepalive_seconds)
+
+
+def _mark_stream() -> None:
+    record = request_record.current()
+    if record is not None:
+        record.stream = True

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 
 from . import pow as pow_solver
+from . import request_record
 from .auth import Caller
 from .canonical import ChatRequest, ErrorEvent, TurnEvent, TurnResult
 from .collect import TurnCollector
@@ -149,6 +150,7 @@ class Turn:
                 raise
             self._creds = creds
             self.account = creds.identifier
+            request_record.note_account(creds.identifier if creds.managed else "")
             return
 
     async def _credentials(self) -> Credentials:
@@ -243,7 +245,9 @@ class Turn:
     async def _solve_pow(self, creds: Credentials) -> str:
         challenge = await with_refresh(creds, self.core.keeper,
                                        self.core.client.create_pow_challenge)
+        started = time.perf_counter()
         answer = await pow_solver.solve(challenge)
+        self.core.metrics.time_pow(started)
         return pow_solver.encode_header(challenge, answer)
 
     def _completion_body(self, prompt: str, parent: int | None) -> dict[str, Any]:
@@ -269,17 +273,21 @@ class Turn:
                 shaper = self._new_shaper()
                 try:
                     async for event in self._before_deadline(self._run(shaper)):
+                        if type(event) in request_record.NOTED:
+                            request_record.note_event(event)
                         yield event
                     return
                 except ProxyError as exc:
                     if shaper.emitted or not self._can_fail_over(exc):
                         error = exc if shaper.emitted else self._attempts.final(exc)
                         self.core.monitor.request_error(error.operator_message)
+                        request_record.note_event(ErrorEvent(error))
                         yield ErrorEvent(error)
                         return
                     try:
                         await self._fail_over(exc)
                     except ProxyError as again:
+                        request_record.note_event(ErrorEvent(again))
                         yield ErrorEvent(again)
                         return
                 except Exception as exc:
@@ -289,6 +297,7 @@ class Turn:
                     log.exception("turn %s failed unexpectedly", self.id)
                     error = ProxyError(f"internal error: {type(exc).__name__}")
                     self.core.monitor.request_error(error.message)
+                    request_record.note_event(ErrorEvent(error))
                     yield ErrorEvent(error)
                     return
         finally:

@@ -1,0 +1,1 @@
+"""Stores that outlive the process: what ds2proxy remembers across restarts."""
