@@ -25,21 +25,15 @@ from typing import Any
 
 import orjson
 
+from .config_fields import ConfigError, _choice, _get, _int, _num
 from .config_leftovers import temp_prefix
+from .health.settings import HealthSettings, parse_health
 
 log = logging.getLogger("ds2proxy.config")
 
 DEFAULT_BASE_URL = "https://chat.deepseek.com"
 # none keeps the web chat's sessions; single deletes each turn's own once it ends.
 SESSION_CLEANUP_CHOICES = ("none", "single")
-
-
-class ConfigError(ValueError):
-    """A config value is invalid; the message names the field."""
-
-    def __init__(self, field_path: str, problem: str) -> None:
-        super().__init__(f"config field '{field_path}': {problem}")
-        self.field = field_path
 
 
 # --------------------------------------------------------------------------
@@ -123,6 +117,7 @@ class Config:
     citation_style: str = "raw"
     thinking_injection: str = ""
     history_file: HistoryFileSettings = field(default_factory=HistoryFileSettings)
+    health: HealthSettings = field(default_factory=HealthSettings)
     captures_enabled: bool = False
     captures_limit: int = 20
     captures_max_body_bytes: int = 65536
@@ -142,51 +137,6 @@ def normalise_mobile(mobile: str) -> str:
     if len(digits) == 11 and digits.startswith("1"):
         return "+86" + digits
     return "+" + digits if digits else ""
-
-
-def _get(data: dict, path: str, kind: type | tuple[type, ...], default: Any) -> Any:
-    """Read ``a.b`` from ``data`` checking its type; absent or null → default."""
-    node: Any = data
-    for part in path.split("."):
-        if not isinstance(node, dict) or node.get(part) is None:
-            return default
-        node = node[part]
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    if bool not in kinds and isinstance(node, bool):
-        raise ConfigError(path, f"expected {_kind_name(kinds)}, got a boolean")
-    if not isinstance(node, kinds):
-        raise ConfigError(path, f"expected {_kind_name(kinds)}, got {type(node).__name__}")
-    return node
-
-
-def _kind_name(kinds: tuple[type, ...]) -> str:
-    names = {int: "an integer", float: "a number", str: "a string", bool: "a boolean",
-             dict: "an object", list: "a list"}
-    return " or ".join(names.get(k, k.__name__) for k in kinds)
-
-
-def _int(data: dict, path: str, default: int | None, lo: int, hi: int | None = None) -> int | None:
-    value = _get(data, path, int, default)
-    if value is None:
-        return None
-    if value < lo or (hi is not None and value > hi):
-        bound = f"between {lo} and {hi}" if hi is not None else f"at least {lo}"
-        raise ConfigError(path, f"must be {bound}, got {value}")
-    return value
-
-
-def _num(data: dict, path: str, default: float, lo: float) -> float:
-    value = float(_get(data, path, (int, float), default))
-    if value < lo:
-        raise ConfigError(path, f"must be at least {lo}, got {value}")
-    return value
-
-
-def _choice(data: dict, path: str, default: str, allowed: tuple[str, ...]) -> str:
-    value = _get(data, path, str, default)
-    if value not in allowed:
-        raise ConfigError(path, f"must be one of {', '.join(allowed)}; got {value!r}")
-    return value
 
 
 def _str_map(data: dict, path: str) -> dict[str, str]:
@@ -312,6 +262,7 @@ def parse_config(data: Any) -> Config:
             _get(data, "thinking_injection.prompt", str, "")
             if _get(data, "thinking_injection.enabled", bool, False) else ""),
         history_file=_parse_history_file(data),
+        health=parse_health(data),
         captures_enabled=_get(data, "dev_captures.enabled", bool, False),
         captures_limit=_int(data, "dev_captures.limit", 20, 1, 1000),
         captures_max_body_bytes=_int(data, "dev_captures.max_body_bytes", 65536, 256),

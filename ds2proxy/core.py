@@ -23,11 +23,14 @@ from .canonical import ChatRequest, ResolvedModel
 from .captures import CaptureBuffer
 from .config import Config, ConfigStore
 from .errors import InvalidRequest, PayloadTooLarge
+from .health import HealthTracker
+from .health.tracker import NAMESPACE as HEALTH_NAMESPACE
 from .models import ModelCatalog
 from .monitor import Monitor
 from .pipeline import Turn, estimate_prompt_tokens
 from .scheduler import AccountPool
 from .sse import JSONArrayWriter, SSEWriter
+from .state import open_store
 from .upstream.cleanup import SessionJanitor
 from .upstream.client import DeepSeekClient
 from .upstream.session import TokenKeeper
@@ -43,7 +46,8 @@ class Core:
         self.store = store
         self.models = ModelCatalog(aliases=cfg.model_aliases, claude_mapping=cfg.claude_mapping,
                                    family_fallback=cfg.family_fallback)
-        self.pool = AccountPool(cfg.accounts, cfg.runtime)
+        self.state = open_store(store.path)
+        self.pool = AccountPool(cfg.accounts, cfg.runtime, HealthTracker(cfg.health, self.state))
         self.monitor = Monitor()
         self.captures = CaptureBuffer(cfg.captures_enabled, cfg.captures_limit,
                                       cfg.captures_max_body_bytes)
@@ -60,6 +64,7 @@ class Core:
     def _apply(self, cfg: Config) -> None:
         """Hot reload: new limits, accounts, aliases take effect for the next request."""
         self.pool.configure(cfg.accounts, cfg.runtime)
+        self.pool.configure_health(cfg.health)
         self.models.configure(aliases=cfg.model_aliases, claude_mapping=cfg.claude_mapping,
                               family_fallback=cfg.family_fallback)
         self.captures.configure(enabled=cfg.captures_enabled, limit=cfg.captures_limit,
@@ -69,9 +74,11 @@ class Core:
 
     async def lifetime(self, app: web.Application) -> AsyncIterator[None]:
         """aiohttp cleanup context: one upstream ClientSession for the app's life."""
+        self.pool.health.load(await self.state.load(HEALTH_NAMESPACE))
+        self.pool.health.forget_except(s.identifier for s in self.pool.accounts())
         self.http = aiohttp.ClientSession(auto_decompress=True)
         self.client = DeepSeekClient(self.http, self.config.upstream, self.captures)
-        self.keeper = TokenKeeper(self.client, self.store)
+        self.keeper = TokenKeeper(self.client, self.store, self.pool.health)
         self.janitor = SessionJanitor(self.client)
         try:
             yield
@@ -79,6 +86,7 @@ class Core:
             await self.janitor.close()
             await self.http.close()
             self.http = None
+            await self.state.close()
 
     # -- what handlers call ------------------------------------------------------
 

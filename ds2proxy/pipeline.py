@@ -41,9 +41,10 @@ from .errors import (
     InvalidRequest,
     OutputInvalid,
     ProxyError,
-    RateLimited,
     UpstreamError,
+    UpstreamRateLimited,
 )
+from .health import classify
 from .prompt.build import build_prompt
 from .prompt.history_file import continuation_prompt, render_history_file
 from .structured import JSONOutputError, format_instructions, repair_prompt
@@ -197,6 +198,7 @@ class Turn:
             try:
                 await self._open_on(creds)
             except UpstreamError as exc:
+                self._blame(creds, exc)
                 creds.release()
                 self._tried.add(creds.identifier)
                 self.core.monitor.account_error(creds.identifier, exc.detail or exc.message)
@@ -212,6 +214,16 @@ class Turn:
             self._creds = creds
             self.account = creds.identifier
             return
+
+    def _blame(self, creds: Credentials | None, exc: BaseException) -> None:
+        """Tell the pool's health tracker when a failure is the account's."""
+        failure = classify(exc)
+        if creds is not None and creds.managed and failure is not None:
+            self.core.pool.health.failed(creds.identifier, failure)
+
+    def _credit(self) -> None:
+        if self._creds is not None and self._creds.managed:
+            self.core.pool.health.succeeded(self._creds.identifier)
 
     def _may_try_another(self) -> bool:
         total = len(self.core.pool.accounts())
@@ -315,8 +327,10 @@ class Turn:
                 try:
                     async for event in self._run(shaper):
                         yield event
+                    self._credit()
                     return
                 except ProxyError as exc:
+                    self._blame(self._creds, exc)
                     if shaper.emitted or not self._can_fail_over(exc):
                         self.core.monitor.request_error(exc.operator_message)
                         yield ErrorEvent(exc)
@@ -348,9 +362,12 @@ class Turn:
         return self._parser.citations()
 
     def _can_fail_over(self, exc: ProxyError) -> bool:
-        return (isinstance(exc, UpstreamError) and exc.retryable and self._creds is not None
-                and self._creds.managed and not self.caller.target_account
-                and self._may_try_another())
+        creds = self._creds
+        if not (isinstance(exc, UpstreamError) and exc.retryable and creds is not None
+                and creds.managed and not self.caller.target_account):
+            return False
+        self._tried.add(creds.identifier)  # the failing account counts as tried
+        return self._may_try_another()
 
     async def _fail_over(self, exc: ProxyError) -> None:
         assert self._creds is not None
@@ -372,7 +389,8 @@ class Turn:
             done = shaper.stopped or shaper.filtered is not None
             if not done and not shaper.has_visible_output:
                 if retried_empty:
-                    raise RateLimited(
+                    # An account-level rate limit: fails over like an upstream 429.
+                    raise UpstreamRateLimited(
                         "Upstream account hit a rate limit and returned "
                         + ("reasoning without visible output." if shaper.reasoning
                            else "empty output."), retry_after=10, code="upstream_empty_output")

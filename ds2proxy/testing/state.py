@@ -45,6 +45,7 @@ class CallRecord:
     query: dict[str, str]
     account: str | None = None
     body: Any = None
+    at: float = field(default_factory=time.monotonic)  # arrival time (pacing tests)
 
     @property
     def endpoint(self) -> str:

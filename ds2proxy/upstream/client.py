@@ -19,7 +19,13 @@ import aiohttp
 import orjson
 
 from ..config import AccountConfig, UpstreamSettings
-from ..errors import ACCOUNT_UNUSABLE, UpstreamAuthError, UpstreamError, UpstreamRateLimited
+from ..errors import (
+    ACCOUNT_UNUSABLE,
+    LoginFailed,
+    UpstreamAuthError,
+    UpstreamError,
+    UpstreamRateLimited,
+)
 from ..pow import Challenge
 from .lines import iter_lines
 
@@ -246,12 +252,12 @@ class DeepSeekClient:
             env = await self._json_call("login", "POST", "/api/v0/users/login",
                                         body=login_body(account))
         except UpstreamCallError as exc:
-            raise UpstreamAuthError(ACCOUNT_UNUSABLE, retryable=True, account=account.identifier,
+            raise LoginFailed(ACCOUNT_UNUSABLE, retryable=True, account=account.identifier,
                                     detail=f"login refused: {exc.envelope.message}") from None
         user = env.biz_data.get("user") if isinstance(env.biz_data, dict) else None
         token = user.get("token") if isinstance(user, dict) else None
         if not isinstance(token, str) or not token.strip():
-            raise UpstreamAuthError(ACCOUNT_UNUSABLE, account=account.identifier,
+            raise LoginFailed(ACCOUNT_UNUSABLE, account=account.identifier,
                                     detail="login answered without a token")
         return token.strip()
 
