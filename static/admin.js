@@ -58,6 +58,8 @@ function formatClock(ts) {
     `${pad(date.getHours())}:${pad(date.getMinutes())}:${pad(date.getSeconds())}`;
 }
 
+const STATE_BADGES = { healthy: "ok", cooling_down: "warn", login_failing: "bad" };
+
 function renderOverview(root, data) {
   const values = {
     "monitor.inflight": data.monitor.inflight,
@@ -66,6 +68,9 @@ function renderOverview(root, data) {
     "monitor.uptime": formatDuration(data.monitor.uptime_seconds),
   };
   for (const [name, value] of Object.entries(data.queue)) values[`queue.${name}`] = value;
+  for (const [name, value] of Object.entries(data.queue.by_state || {})) {
+    values[`queue.by_state.${name}`] = value;
+  }
   root.querySelectorAll("[data-stat]").forEach((node) => {
     const value = values[node.dataset.stat];
     if (value !== undefined && !Array.isArray(value)) node.textContent = value;
@@ -79,10 +84,12 @@ function renderOverview(root, data) {
     const rows = data.accounts.map((a) => el("tr", {},
       el("td", { class: "wrap" }, a.identifier,
         a.last_error ? el("div", { class: "small muted" }, a.last_error) : null),
+      el("td", { class: "small" }, badge(STATE_BADGES[a.state] || "", a.state.replace("_", " ")),
+        a.reason ? el("div", { class: "muted" }, a.reason) : null),
       el("td", { class: "num" }, String(a.inflight)),
       el("td", {}, a.has_token ? badge("ok", "ready") : badge("", "login on use"))));
     if (!rows.length) {
-      rows.push(el("tr", {}, el("td", { colspan: "3", class: "empty" }, "No accounts yet.")));
+      rows.push(el("tr", {}, el("td", { colspan: "4", class: "empty" }, "No accounts yet.")));
     }
     accounts.replaceChildren(...rows);
   }

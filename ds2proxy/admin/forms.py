@@ -73,6 +73,7 @@ class Forms:
             ("accounts/test", ACCOUNTS_URL, self.test_account),
             ("accounts/test-all", ACCOUNTS_URL, self.test_all),
             ("accounts/import", ACCOUNTS_URL, self.batch_import),
+            ("accounts/health", ACCOUNTS_URL, self.account_health),
             ("keys/add", KEYS_URL, self.add_key),
             ("keys/delete", KEYS_URL, self.delete_key),
             ("settings", SETTINGS_URL, self.save_settings),
@@ -118,6 +119,13 @@ class Forms:
         kind = "success" if ok == len(results) else "error"
         return self._back(request, form, ACCOUNTS_URL,
                           f"{ok} of {len(results)} accounts passed the test.", kind)
+
+    async def account_health(self, request: web.Request, claims: Claims, form: Form
+                             ) -> web.StreamResponse:
+        action = _text(form, "action")
+        view = self.ops.set_health(_text(form, "identifier"), action)
+        return self._back(request, form, ACCOUNTS_URL,
+                          f"Account {view['identifier']} is now {view['state'].replace('_', ' ')}.")
 
     async def batch_import(self, request: web.Request, claims: Claims, form: Form
                            ) -> web.StreamResponse:

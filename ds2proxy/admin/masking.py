@@ -40,7 +40,10 @@ def masked_key(key: str) -> dict[str, str]:
     return {"id": key_id(key), "preview": preview(key)}
 
 
-def masked_account(account: AccountConfig, state: AccountState | None = None) -> dict[str, Any]:
+def masked_account(account: AccountConfig, state: AccountState | None = None,
+                   health: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The account without its secrets; with its runtime state and health
+    (state, reason, cooldown left, last success/failure, requests today)."""
     token = (state.token if state is not None else "") or account.token
     item: dict[str, Any] = {
         "identifier": account.identifier,
@@ -52,8 +55,9 @@ def masked_account(account: AccountConfig, state: AccountState | None = None) ->
         "token_preview": preview(token),
     }
     if state is not None:
-        item.update(inflight=state.inflight, last_error=state.last_error,
-                    last_used=state.last_used or None)
+        item.update(inflight=state.inflight, last_error=state.last_error)
+    if health is not None:
+        item.update(health)
     return item
 
 
