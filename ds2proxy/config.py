@@ -25,7 +25,7 @@ from typing import Any
 
 import orjson
 
-from .config_fields import ConfigError, _choice, _get, _int, _num
+from .config_fields import ConfigError, _choice, _get, _int, _num, check_proxy_url
 from .config_leftovers import temp_prefix
 from .health.settings import HealthSettings, parse_health
 
@@ -50,6 +50,7 @@ class AccountConfig:
     area_code: str = ""
     password: str = ""
     token: str = ""
+    proxy: str = ""  # http://, socks5:// (user:pass@ allowed): this account's outbound route
 
     @property
     def identifier(self) -> str:
@@ -156,11 +157,12 @@ def _parse_accounts(data: dict) -> tuple[AccountConfig, ...]:
         if not isinstance(item, dict):
             raise ConfigError(where, "expected an object")
         values = {}
-        for name in ("email", "mobile", "area_code", "password", "token"):
+        for name in ("email", "mobile", "area_code", "password", "token", "proxy"):
             v = item.get(name)
             if v is not None and not isinstance(v, str):
                 raise ConfigError(f"{where}.{name}", "expected a string")
             values[name] = (v or "").strip()
+        check_proxy_url(f"{where}.proxy", values["proxy"])
         acc = AccountConfig(**values)
         if not (acc.email or acc.mobile or acc.token):
             raise ConfigError(where, "needs an email, a mobile or a token")

@@ -33,6 +33,7 @@ from .sse import JSONArrayWriter, SSEWriter
 from .state import open_store
 from .upstream.cleanup import SessionJanitor
 from .upstream.client import DeepSeekClient
+from .upstream.proxies import ProxySessions
 from .upstream.session import TokenKeeper
 
 log = logging.getLogger("ds2proxy.core")
@@ -71,19 +72,23 @@ class Core:
                                 max_body_bytes=cfg.captures_max_body_bytes)
         if self.http is not None:
             self.client.configure(cfg.upstream)
+            self.proxies.retire(a.proxy for a in cfg.accounts if a.proxy)
 
     async def lifetime(self, app: web.Application) -> AsyncIterator[None]:
         """aiohttp cleanup context: one upstream ClientSession for the app's life."""
         self.pool.health.load(await self.state.load(HEALTH_NAMESPACE))
         self.pool.health.forget_except(s.identifier for s in self.pool.accounts())
         self.http = aiohttp.ClientSession(auto_decompress=True)
-        self.client = DeepSeekClient(self.http, self.config.upstream, self.captures)
+        self.proxies = ProxySessions(self.http)
+        self.client = DeepSeekClient(self.http, self.config.upstream, self.captures,
+                                     self.proxies, self.pool.proxy_for_token)
         self.keeper = TokenKeeper(self.client, self.store, self.pool.health)
         self.janitor = SessionJanitor(self.client)
         try:
             yield
         finally:
             await self.janitor.close()
+            await self.proxies.close()
             await self.http.close()
             self.http = None
             await self.state.close()

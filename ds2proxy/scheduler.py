@@ -133,6 +133,13 @@ class AccountPool:
         mobile = normalise_mobile(key)
         return self._accounts.get(mobile) if mobile else None
 
+    def proxy_for_token(self, token: str) -> str:
+        """The outbound proxy of the account holding ``token`` ("" if none)."""
+        for state in self._accounts.values():
+            if token and state.token == token:
+                return state.config.proxy
+        return ""
+
     def accounts(self) -> list[AccountState]:
         return list(self._accounts.values())
 

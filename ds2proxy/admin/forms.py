@@ -74,6 +74,7 @@ class Forms:
             ("accounts/test-all", ACCOUNTS_URL, self.test_all),
             ("accounts/import", ACCOUNTS_URL, self.batch_import),
             ("accounts/health", ACCOUNTS_URL, self.account_health),
+            ("accounts/proxy", ACCOUNTS_URL, self.account_proxy),
             ("keys/add", KEYS_URL, self.add_key),
             ("keys/delete", KEYS_URL, self.delete_key),
             ("settings", SETTINGS_URL, self.save_settings),
@@ -92,6 +93,8 @@ class Forms:
                           ) -> web.StreamResponse:
         item = account_from_fields(_text(form, "login"), _text(form, "password"),
                                    _text(form, "token"), _text(form, "area_code"))
+        if _text(form, "proxy"):
+            item["proxy"] = _text(form, "proxy")
         identifier, total = await self.ops.add_account(item)
         return self._back(request, form, ACCOUNTS_URL,
                           f"Account {identifier} added ({total} in the pool).")
@@ -126,6 +129,13 @@ class Forms:
         view = self.ops.set_health(_text(form, "identifier"), action)
         return self._back(request, form, ACCOUNTS_URL,
                           f"Account {view['identifier']} is now {view['state'].replace('_', ' ')}.")
+
+    async def account_proxy(self, request: web.Request, claims: Claims, form: Form
+                            ) -> web.StreamResponse:
+        view = await self.ops.set_proxy(_text(form, "identifier"), _text(form, "proxy"))
+        where = view["proxy"] or "no proxy (direct)"
+        return self._back(request, form, ACCOUNTS_URL,
+                          f"Account {view['identifier']} now goes through {where}.")
 
     async def batch_import(self, request: web.Request, claims: Claims, form: Form
                            ) -> web.StreamResponse:

@@ -12,6 +12,7 @@ from typing import Any
 
 from ..config import AccountConfig
 from ..scheduler import AccountState
+from ..upstream.proxies import mask_proxy
 
 # Config members whose values are secrets wherever they appear.
 SECRET_NAMES = frozenset({"password", "token", "api_key", "apikey", "secret", "key",
@@ -53,6 +54,7 @@ def masked_account(account: AccountConfig, state: AccountState | None = None,
         "has_password": bool(account.password),
         "has_token": bool(token),
         "token_preview": preview(token),
+        "proxy": mask_proxy(account.proxy),
     }
     if state is not None:
         item.update(inflight=state.inflight, last_error=state.last_error)

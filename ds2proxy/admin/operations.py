@@ -142,6 +142,15 @@ class AdminOps:
         total = await self._edit_returning(lambda data: edits.add_account(data, account))
         return edits.identifier_of(account), total
 
+    async def set_proxy(self, identifier: str, proxy: Any) -> dict[str, Any]:
+        """An account's outbound proxy ("" for none); applies to its next call."""
+        if not isinstance(proxy, str):
+            raise InvalidRequest("'proxy' must be a string (empty for none)", param="proxy")
+        await self.write(lambda data: edits.set_account_proxy(data, identifier, proxy.strip()))
+        state = self.core.pool.find(identifier)
+        assert state is not None
+        return self.account_view(state.config)
+
     async def remove_account(self, identifier: str) -> int:
         return await self._edit_returning(lambda data: edits.remove_account(data, identifier))
 

@@ -46,6 +46,7 @@ def add_api_routes(app: web.Application, ctx: AdminContext) -> None:
         ("POST", "/admin/accounts/test", accounts.test_one),
         ("POST", "/admin/accounts/test-all", accounts.test_all),
         ("POST", "/admin/accounts/{identifier}/{action:disable|enable|reset}", accounts.health),
+        ("PUT", "/admin/accounts/{identifier}/proxy", accounts.set_proxy),
         ("GET", "/admin/queue/status", accounts.queue_status),
         ("POST", "/admin/test", accounts.self_test),
         ("GET", "/admin/overview", status.overview),

@@ -104,7 +104,7 @@ class FakeDeepSeek(ChatRoutes, FileRoutes):
     async def _gate(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         """Record the call; refuse old clients and (except login) unknown tokens."""
         call = CallRecord(request.path, request.method, CIMultiDict(request.headers),
-                          dict(request.query))
+                          dict(request.query), peer=request.remote or "")
         self.calls.append(call)
         request[CALL] = call
         if self._too_old(request.headers.get("x-client-version")):
