@@ -225,7 +225,7 @@ class AccountPool:
         retry = self.health.seconds_until_eligible(ids) or 1
         if states <= {LOGIN_FAILING, DISABLED}:
             return LoginFailed(ACCOUNT_UNUSABLE, retry_after=retry,
-                               detail="every account is failing to log in")
+                               detail=f"login failing on {', '.join(ids)}; next try in {retry}s")
         return RateLimited("every upstream account is cooling down after upstream errors",
                            retry_after=retry, code="accounts_cooling_down")
 

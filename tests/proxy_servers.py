@@ -32,8 +32,8 @@ def free_port() -> int:
 
 def tinyproxy_conf(port: int) -> str:
     lines = [f"Port {port}", "Listen 127.0.0.1", f"Bind {HTTP_PROXY_EXIT}", "Timeout 60",
-             "MaxClients 50", "Allow 127.0.0.1", f"BasicAuth {HTTP_PROXY_USER} "
-             f"{HTTP_PROXY_PASSWORD}"]
+             "MaxClients 50", "Allow 127.0.0.1",
+             f"BasicAuth {HTTP_PROXY_USER} {HTTP_PROXY_PASSWORD}"]
     if os.geteuid() == 0:
         lines += ["User nobody", "Group nogroup"]
     return "\n".join(lines) + "\n"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from itertools import pairwise
 
 import anthropic
 import openai
@@ -194,5 +195,4 @@ async def test_pacing_holds_under_a_burst_of_200(proxy_factory: ProxyFactory):
 
 
 def gaps(times: list[float]) -> list[float]:
-    ordered = sorted(times)
-    return [b - a for a, b in zip(ordered, ordered[1:])]
+    return [b - a for a, b in pairwise(sorted(times))]

@@ -17,8 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import orjson
 
 from ..captures import CaptureBuffer
-from ..config import ConfigError
-from ..config import AccountConfig
+from ..config import AccountConfig, ConfigError
 from ..errors import InvalidRequest, NotFound
 from ..health import DISABLED
 from ..plugin_api import PluginInfo

@@ -83,7 +83,7 @@ class HealthTracker:
     def eligible(self, identifier: str) -> bool:
         """Healthy, or past its cooldown with no trial in flight (half-open)."""
         rec = self.record(identifier)
-        if rec.state == HEALTHY or not self.settings.enabled and rec.state != DISABLED:
+        if rec.state == HEALTHY or (not self.settings.enabled and rec.state != DISABLED):
             return True
         if rec.state == DISABLED:
             return False

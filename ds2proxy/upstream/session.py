@@ -75,10 +75,8 @@ class TokenKeeper:
                                   detail=f"login backing off after: {state.last_error}")
             try:
                 token = await self.client.login(state.config)
-            except UpstreamAuthError as exc:
-                raise self._login_failed(state, exc.detail or exc.message) from None
             except UpstreamError as exc:
-                # Transport or server trouble while logging in backs off too.
+                # A refusal, and transport or server trouble too, backs off.
                 raise self._login_failed(state, exc.detail or exc.message) from None
             state.token, state.token_obtained_at, state.last_error = token, time.monotonic(), ""
             self.health.login_succeeded(state.identifier)
