@@ -18,7 +18,7 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 
-from ds2proxy.testing import Delivery, HttpFault, Misbehaviour, Scripted
+from ds2proxy.testing import Delivery, FakeDeepSeek, HttpFault, Misbehaviour, Scripted
 
 ALICE, BOB = (email for email, _ in ACCOUNTS)
 USER = [{"role": "user", "content": "hello"}]
@@ -99,7 +99,7 @@ async def test_the_account_heals_after_its_cooldown_with_one_trial(proxy_factory
     proxy.fake.behave()
     await wait_until(lambda: health.eligible(ALICE))
     proxy.fake.enqueue(Scripted(answer="trial answer", chunk_size=2,
-                                delivery=Delivery(chunk_delay=0.05)))
+                                delivery=Delivery(chunk_delay=0.2)))
     tasks = [asyncio.create_task(ask(proxy)) for _ in range(3)]
     await wait_until(lambda: health.in_trial(ALICE))
     # While the trial runs, nothing else goes to the account.
@@ -162,9 +162,15 @@ async def test_caller_faults_leave_the_account_healthy(proxy_factory: ProxyFacto
     assert "You said" in await ask(proxy)
 
 
-async def test_pacing_holds_under_a_burst_of_200(proxy_factory: ProxyFactory):
+async def test_pacing_holds_under_a_burst_of_200(proxy_factory: ProxyFactory,
+                                                 fake_upstream: FakeDeepSeek):
     interval, cap = 0.3, 5
+    # Accounts that already hold a token: each leased request's first upstream
+    # call is its session, so the fake's arrival times show the pacing.
     proxy = await proxy_factory({
+        "accounts": [{"email": email, "password": password,
+                      "token": fake_upstream.issue_token(email)}
+                     for email, password in ACCOUNTS],
         "runtime": {"account_max_inflight": 4, "account_max_queue": 250,
                     "queue_timeout_seconds": 3},
         "health": {"pacing": {"min_interval_seconds": interval, "jitter_seconds": 0.05,
@@ -185,6 +191,7 @@ async def test_pacing_holds_under_a_burst_of_200(proxy_factory: ProxyFactory):
     for call in proxy.fake.calls_to("chat_session/create"):
         arrivals[call.account].append(call.at)
     assert {a: len(t) for a, t in arrivals.items()} == {ALICE: cap, BOB: cap}
+    assert not proxy.fake.calls_to("users/login")
     for account, times in arrivals.items():
         # The proxy starts requests at least the interval apart ...
         assert min(gaps(proxy.core.pool.pacer.starts(account))) >= interval
