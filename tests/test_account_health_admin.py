@@ -130,3 +130,24 @@ async def test_state_survives_a_restart(proxy_factory: ProxyFactory):
         assert info.value.body["code"] == "accounts_cooling_down"
     finally:
         await server.close()
+
+
+async def test_health_settings_change_at_once_through_the_settings_api(proxy: Proxy):
+    proxy.fake.misbehave(ALICE, Misbehaviour(completion=HttpFault(429)))
+    await ask(proxy)
+    health = proxy.core.pool.health
+    assert health.view(ALICE)["cooldown_seconds_left"] > 40
+    async with aiohttp.ClientSession() as http:
+        admin = await admin_for(proxy, http)
+        current = (await admin.ok("GET", "/admin/settings"))["health"]
+        assert current["cooldown.rate_limited.base_seconds"] == 60
+        assert current["pacing.max_per_hour"] == 0
+        await admin.ok("PUT", "/admin/settings", json={"health": {
+            "cooldown.rate_limited.base_seconds": 2, "cooldown.rate_limited.max_seconds": 5,
+            "pacing.max_per_hour": 2}})
+        bad = await admin.call("PUT", "/admin/settings",
+                               json={"health": {"jitter": -1}})
+        assert bad.status == 400 and b"health.jitter" in bad.raw
+    # A lower cap shortens the running cooldown; pacing applies to the next request.
+    assert health.view(ALICE)["cooldown_seconds_left"] <= 5
+    assert proxy.core.pool.pacer.settings.max_per_hour == 2
