@@ -91,6 +91,7 @@ class AccountPool:
         self.pacer = pacer or Pacer(self.health.settings.pacing)
         self.health.on_change(self._wake_all)
         self._accounts: dict[str, AccountState] = {}
+        self._lru: dict[str, None] = {}
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._inflight = 0
         self._queue_timeout = runtime.queue_timeout_seconds
@@ -113,6 +114,9 @@ class AccountPool:
                 state.config = acc
             fresh[acc.identifier] = state
         self._accounts = fresh
+        # Least recently used first; new accounts join as the least used.
+        self._lru = dict.fromkeys([*(i for i in fresh if i not in self._lru),
+                                   *(i for i in self._lru if i in fresh)])
         self.health.forget_except(fresh)
         self.limits = Limits.from_runtime(runtime, len(accounts))
         self._queue_timeout = runtime.queue_timeout_seconds
@@ -180,9 +184,10 @@ class AccountPool:
 
     def _candidates(self, pinned: AccountState | None, exclude: frozenset[str]
                     ) -> list[AccountState]:
+        """Pinned, else every untried account, least recently used first."""
         if pinned is not None:
             return [pinned]
-        return [s for i, s in self._accounts.items() if i not in exclude]
+        return [self._accounts[i] for i in self._lru if i not in exclude]
 
     def _usable(self, state: AccountState) -> bool:
         """Healthy (or due a trial), under its in-flight limit, and paced."""
@@ -193,12 +198,17 @@ class AccountPool:
     def _pick(self, pinned: AccountState | None, exclude: frozenset[str]) -> AccountState | None:
         if self._inflight >= self.limits.global_inflight:
             return None
-        usable = [s for s in self._candidates(pinned, exclude) if self._usable(s)]
-        if not usable:
-            return None
-        # Accounts that hold a token first (no login on the hot path), then the
-        # least recently used, so load spreads over every eligible account.
-        return min(usable, key=lambda s: (not s.token, s.last_used))
+        # The least recently used usable account, so load spreads over every
+        # eligible one; one that holds a token wins (no login on the hot path).
+        first = None
+        order = (pinned,) if pinned is not None else (
+            self._accounts[i] for i in self._lru if i not in exclude)
+        for state in order:
+            if self._usable(state):
+                if state.token:
+                    return state
+                first = first or state
+        return first
 
     def _blocked(self, candidates: list[AccountState]) -> float | None:
         """Why nothing could be leased: raise when waiting cannot help, else
@@ -231,7 +241,8 @@ class AccountPool:
 
     def _grant(self, state: AccountState) -> Lease:
         state.inflight += 1
-        state.last_used = time.monotonic()
+        self._lru.pop(state.identifier, None)
+        self._lru[state.identifier] = None  # now the most recently used
         self._inflight += 1
         self.health.granted(state.identifier)
         self.pacer.started(state.identifier)
