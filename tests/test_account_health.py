@@ -355,3 +355,17 @@ async def test_sqlite_store_round_trip_keeps_cooling_accounts_cooling(tmp_path):
 async def _until(condition) -> None:
     while not condition():
         await asyncio.sleep(0)
+
+
+async def test_an_unusable_state_file_is_logged_and_the_tracker_goes_on(tmp_path, caplog):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    store = SQLiteStore(blocker / "state.sqlite")
+    assert await store.load("account_health") == {}
+    t = HealthTracker(settings(), store, clock=Clock())
+    t.failed("a", RATE)
+    await store.close()
+    assert t.state("a") == COOLING
+    assert [r.message for r in caplog.records].count(
+        f"state file {blocker / 'state.sqlite'} cannot be used "
+        "(unable to open database file); state is kept in memory only") == 1

@@ -2,12 +2,15 @@
 
 ``put`` only records the newest value of a key and wakes the writer, so a
 burst of changes to one account costs one row write, and the event loop
-never waits for the disk.
+never waits for the disk. A file that cannot be opened or written (a
+read-only folder, a full disk) is logged once; the server keeps running and
+the state then lives in memory only.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sqlite3
 import threading
@@ -16,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+
+log = logging.getLogger("ds2proxy.state")
 
 _SCHEMA = ("CREATE TABLE IF NOT EXISTS records (namespace TEXT NOT NULL, key TEXT NOT NULL, "
            "value BLOB NOT NULL, PRIMARY KEY (namespace, key))")
@@ -29,6 +34,7 @@ class SQLiteStore:
         self._pending: dict[tuple[str, str], dict[str, Any] | None] = {}
         self._lock = threading.Lock()
         self._scheduled = False
+        self._failed = False
 
     def _connect(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -45,9 +51,19 @@ class SQLiteStore:
             self._executor, self._load, namespace)
 
     def _load(self, namespace: str) -> dict[str, dict[str, Any]]:
-        rows = self._connect().execute(
-            "SELECT key, value FROM records WHERE namespace = ?", (namespace,)).fetchall()
+        try:
+            rows = self._connect().execute(
+                "SELECT key, value FROM records WHERE namespace = ?", (namespace,)).fetchall()
+        except (OSError, sqlite3.Error) as exc:
+            self._give_up(exc)
+            return {}
         return {key: orjson.loads(value) for key, value in rows}
+
+    def _give_up(self, exc: BaseException) -> None:
+        if not self._failed:
+            log.warning("state file %s cannot be used (%s); state is kept in memory only",
+                        self.path, exc)
+        self._failed = True
 
     def put(self, namespace: str, key: str, value: dict[str, Any] | None) -> None:
         with self._lock:
@@ -60,17 +76,20 @@ class SQLiteStore:
     def _write(self) -> None:
         with self._lock:
             batch, self._pending, self._scheduled = self._pending, {}, False
-        if not batch:
+        if not batch or self._failed:
             return
-        conn = self._connect()
-        with conn:
-            for (namespace, key), value in batch.items():
-                if value is None:
-                    conn.execute("DELETE FROM records WHERE namespace = ? AND key = ?",
-                                 (namespace, key))
-                else:
-                    conn.execute("INSERT OR REPLACE INTO records VALUES (?, ?, ?)",
-                                 (namespace, key, orjson.dumps(value)))
+        try:
+            conn = self._connect()
+            with conn:
+                for (namespace, key), value in batch.items():
+                    if value is None:
+                        conn.execute("DELETE FROM records WHERE namespace = ? AND key = ?",
+                                     (namespace, key))
+                    else:
+                        conn.execute("INSERT OR REPLACE INTO records VALUES (?, ?, ?)",
+                                     (namespace, key, orjson.dumps(value)))
+        except (OSError, sqlite3.Error) as exc:
+            self._give_up(exc)
 
     async def flush(self) -> None:
         await asyncio.get_running_loop().run_in_executor(self._executor, self._write)
