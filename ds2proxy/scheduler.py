@@ -42,7 +42,6 @@ class AccountState:
     token_obtained_at: float = 0.0
     inflight: int = 0
     last_error: str = ""
-    last_used: float = 0.0
     login_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
