@@ -43,6 +43,23 @@ def click_in_row(driver, label: str) -> None:
     next(b for b in buttons if b.text == label).click()
 
 
+def shows(css: str, wanted: str):
+    """A wait condition on an element's text that survives the page reloading
+    under it (a form posts, then redirects back)."""
+    from selenium.common.exceptions import (
+        NoSuchElementException,
+        StaleElementReferenceException,
+    )
+
+    def check(driver) -> bool:
+        try:
+            return wanted in text_of(driver, css)
+        except (NoSuchElementException, StaleElementReferenceException):
+            return False
+
+    return check
+
+
 def test_a_failing_account_shows_its_state_and_reset_brings_it_back(driver, live):
     live.on_loop(lambda: live.fake.misbehave(ALICE, Misbehaviour(completion=HttpFault(429))))
     assert live.run(_chat_on(live, ALICE)) == 429
@@ -54,16 +71,18 @@ def test_a_failing_account_shows_its_state_and_reset_brings_it_back(driver, live
 
     live.on_loop(live.fake.behave)
     click_in_row(driver, "Reset")
-    wait(driver, lambda d: f"Account {ALICE} is now healthy" in text_of(d, "#flash"))
+    wait(driver, shows("#flash", f"Account {ALICE} is now healthy"))
     assert text_of(driver, f"{ROW} .health-state") == "healthy"
     assert live.on_loop(lambda: live.core.pool.health.state(ALICE)) == "healthy"
     assert live.run(_chat_on(live, ALICE)) == 200
 
     click_in_row(driver, "Disable")
-    wait(driver, lambda d: text_of(d, f"{ROW} .health-state") == "disabled")
+    wait(driver, shows("#flash", f"Account {ALICE} is now disabled"))
+    assert text_of(driver, f"{ROW} .health-state") == "disabled"
     assert live.run(_chat_on(live, ALICE)) == 503
     click_in_row(driver, "Enable")
-    wait(driver, lambda d: text_of(d, f"{ROW} .health-state") == "healthy")
+    wait(driver, shows("#flash", f"Account {ALICE} is now healthy"))
+    assert text_of(driver, f"{ROW} .health-state") == "healthy"
     screenshot(driver, "account-healthy")
 
     open_page(driver, live, "/admin/")
