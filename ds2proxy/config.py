@@ -25,7 +25,7 @@ from typing import Any
 
 import orjson
 
-from .config_fields import ConfigError, _choice, _get, _int, _num, check_proxy_url
+from .config_values import ConfigError, _choice, _get, _int, _num, check_proxy_url
 from .config_leftovers import temp_prefix
 from .health.settings import HealthSettings, parse_health
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..config_fields import _get, _int, _num
+from ..config_values import _get, _int, _num
 
 # Failure kinds an account can cool down for (see ds2proxy.health.classify).
 KINDS = ("rate_limited", "upstream", "auth", "login")
