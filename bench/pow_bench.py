@@ -32,26 +32,30 @@ LOAD_SECONDS = 5.0
 IDLE_SECONDS = 2.0
 
 
-def ns_per_nonce(count: int = 200_000, rounds: int = 7) -> tuple[float, float, float]:
-    """Best-of-``rounds`` ns per nonce: compiled, pure Python, hashlib.sha3_256.
+def ns_per_nonce(count: int = 200_000, rounds: int = 7
+                 ) -> tuple[float, float, float, float]:
+    """Best-of-``rounds`` ns per nonce: compiled (best path and portable single
+    lane), pure Python, hashlib.sha3_256.
 
-    The compiled search and the sha3 call alternate, so a busy moment on the
+    The compiled searches and the sha3 call alternate, so a busy moment on the
     machine cannot favour one of them.
     """
-    search = backend.NATIVE.search
+    search, portable = backend.NATIVE.search, backend.NATIVE.search_portable
     sha3 = hashlib.sha3_256
     data = PREFIX + str(NONCE).encode()
-    native, hashed = [], []
+    native, single, hashed = [], [], []
     for _ in range(rounds):
         native.append(timeit.timeit(
             lambda: search(PREFIX, UNREACHABLE, 100_000, 100_000 + count), number=1))
+        single.append(timeit.timeit(
+            lambda: portable(PREFIX, UNREACHABLE, 100_000, 100_000 + count), number=1))
         hashed.append(timeit.timeit(lambda: sha3(data).digest(), number=count))
     python_count = 300
     python = min(timeit.repeat(
         lambda: reference.search(PREFIX, UNREACHABLE, NONCE, NONCE + python_count),
         number=1, repeat=3))
-    return (min(native) / count * 1e9, python / python_count * 1e9,
-            min(hashed) / count * 1e9)
+    return (min(native) / count * 1e9, min(single) / count * 1e9,
+            python / python_count * 1e9, min(hashed) / count * 1e9)
 
 
 def challenge_with_answer(answer: int, salt: str = "benchsalt") -> Challenge:
@@ -199,11 +203,12 @@ def main() -> None:
     print(f"implementation: {pow_api.IMPLEMENTATION}, CPUs: {os.cpu_count()}")
     if backend.NATIVE is None:
         raise SystemExit("the compiled module is not built; run `pip install -e .`")
-    native, python, sha3 = ns_per_nonce()
-    print(f"ns per nonce: compiled {native:.1f} | pure Python {python:.1f} | "
-          f"hashlib.sha3_256 {sha3:.1f}")
-    print(f"ratio to hashlib.sha3_256: compiled {native / sha3:.3f} | "
-          f"pure Python {python / sha3:.1f}")
+    native, single, python, sha3 = ns_per_nonce()
+    lanes = getattr(backend.NATIVE, "LANES", 1)
+    print(f"ns per nonce: compiled ({lanes} lanes) {native:.1f} | compiled single-lane "
+          f"{single:.1f} | pure Python {python:.1f} | hashlib.sha3_256 {sha3:.1f}")
+    print(f"ratio to hashlib.sha3_256: compiled ({lanes} lanes) {native / sha3:.3f} | "
+          f"single-lane {single / sha3:.3f} | pure Python {python / sha3:.1f}")
     worst, spread = asyncio.run(solve_times())
     print(f"solve at difficulty {DIFFICULTY}, worst case (answer {DIFFICULTY - 1}), "
           f"median of 5: {worst * 1e3:.1f} ms")

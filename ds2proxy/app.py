@@ -13,8 +13,10 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from .config import ConfigStore
+from .body import ADMIN_BODY_BYTES
+from .config_store import ConfigStore
 from .config_leftovers import remove_leftover_temp_files
+from .connections import GUARD, ConnectionGuard, GuardedSite, track_requests
 from .core import Core
 from . import log_redaction
 from .cors import add_cors_headers, admin_cross_site_guard, cors_preflight
@@ -43,10 +45,13 @@ def create_app(store: ConfigStore, *, admin_key: str | None = None) -> web.Appli
     if store.path is not None:
         remove_leftover_temp_files(store.path)
     core = Core(store)
-    app = web.Application(client_max_size=store.config.runtime.max_body_bytes,
-                          middlewares=[admin_cross_site_guard, cors_preflight,
-                                       unmatched_routes])
+    # API bodies are read by Core.read_json under runtime.max_body_bytes;
+    # aiohttp's own limit covers only the dashboard's forms.
+    app = web.Application(client_max_size=ADMIN_BODY_BYTES,
+                          middlewares=[track_requests, admin_cross_site_guard,
+                                       cors_preflight, unmatched_routes])
     app[CORE] = core
+    app[GUARD] = ConnectionGuard(store.config.server)
     app[READY] = {"ready": False, "reason": "starting"}
     app.cleanup_ctx.append(core.lifetime)
     app.on_response_prepare.append(add_cors_headers)
@@ -91,10 +96,16 @@ class RunningServer:
 
 async def start_server(app: web.Application, host: str = "127.0.0.1", port: int = 0
                        ) -> RunningServer:
-    """Serve ``app`` on a real port (0 picks a free one)."""
-    runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+    """Serve ``app`` on a real port (0 picks a free one). An app from
+    :func:`create_app` gets the connection cap and client timeouts of its
+    ``server`` settings (they need its request-tracking middleware)."""
+    guard = app.get(GUARD)
+    limits = {} if guard is None else {
+        "keepalive_timeout": guard.settings.keepalive_timeout_seconds}
+    runner = web.AppRunner(app, handler_cancellation=True, access_log=None, **limits)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    site = (web.TCPSite(runner, host, port) if guard is None
+            else GuardedSite(runner, host, port, guard))
     await site.start()
     sockets = site._server.sockets if site._server else []
     bound = sockets[0].getsockname()[1] if sockets else port

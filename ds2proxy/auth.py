@@ -58,8 +58,12 @@ def identity_of(credential: str) -> str:
     return hashlib.sha256(credential.encode()).hexdigest()[:16]
 
 
-def authenticate(request: web.Request, config: Config) -> Caller:
+def authenticate(request: web.Request, config: Config, implied: str | None = None) -> Caller:
+    """``implied``: a configured key to assume when the request carries no
+    credential at all (a plugin setting for clients that cannot send one)."""
     credential = extract_credential(request, config.keys)
+    if not credential and implied and implied in config.keys:
+        credential = implied
     if not credential:
         raise AuthenticationFailed("missing API key: send Authorization: Bearer <key>")
     managed = credential in config.keys

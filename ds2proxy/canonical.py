@@ -262,7 +262,11 @@ class Usage:
 
 @dataclass(frozen=True, slots=True)
 class Finish:
+    """How the turn ended; ``stop_sequence`` names the client's stop sequence
+    that cut the answer (``reason`` is then "stop")."""
+
     reason: FinishReason
+    stop_sequence: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,5 +312,6 @@ class TurnResult:
     citations: list[Citation] = field(default_factory=list)
     usage: Usage = field(default_factory=lambda: Usage(0, 0, 0))
     finish: FinishReason = "stop"
+    stop_sequence: str | None = None
     # Text segments in wire order: ("text", str) or ("call", index).
     segments: list[tuple[str, Any]] = field(default_factory=list)

@@ -16,11 +16,14 @@ import sys
 
 from .admin.credentials import AdminCredentials
 from .app import create_app, start_server
-from .config import ConfigError, ConfigStore
+from .config import ConfigError
+from .config_store import DEMO, ConfigStore
 from .loopback import is_loopback_host
+from .pow.solver import default_solver
 
 log = logging.getLogger("ds2proxy")
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 DEMO_KEY = "demo-key"
 DEMO_ACCOUNT = {"email": "demo@example.com", "password": "demo-password"}
 ALLOW_DEFAULT_KEY_FLAG = "--allow-default-admin-key-on-network"
@@ -37,12 +40,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=int(os.environ.get("DS2PROXY_PORT", "5001")))
     parser.add_argument("--demo", action="store_true",
                         help="serve from a bundled fake DeepSeek upstream (offline demo)")
-    parser.add_argument("--log-level", default=os.environ.get("DS2PROXY_LOG_LEVEL", "INFO"))
+    parser.add_argument("--log-level", type=str.upper, choices=LOG_LEVELS, metavar="LEVEL",
+                        default=os.environ.get("DS2PROXY_LOG_LEVEL", "INFO").upper(),
+                        help=f"one of {', '.join(LOG_LEVELS)} (default: $DS2PROXY_LOG_LEVEL "
+                             "or INFO)")
     parser.add_argument(ALLOW_DEFAULT_KEY_FLAG, dest="allow_default_key", action="store_true",
                         help="listen on a non-loopback address even though the admin key "
                              "is still the default 'admin' (anyone who can reach it can "
                              "administer it)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.log_level not in LOG_LEVELS:  # a default from the environment skips choices
+        parser.error(f"DS2PROXY_LOG_LEVEL: invalid level {args.log_level!r} "
+                     f"(choose from {', '.join(LOG_LEVELS)})")
+    return args
 
 
 async def _demo_store() -> tuple[ConfigStore, object]:
@@ -53,7 +63,7 @@ async def _demo_store() -> tuple[ConfigStore, object]:
     base_url = await fake.start()
     store = ConfigStore({"keys": [DEMO_KEY], "accounts": [dict(DEMO_ACCOUNT)],
                          "upstream": {"base_url": base_url},
-                         "embeddings": {"provider": "deterministic"}})
+                         "embeddings": {"provider": "deterministic"}}, source=DEMO)
     return store, fake
 
 
@@ -73,10 +83,12 @@ async def run(args: argparse.Namespace) -> None:
 async def _serve(args: argparse.Namespace, store: ConfigStore) -> None:
     admin_key = os.environ.get("DS2PROXY_ADMIN_KEY")
     _check_exposure(args, store, admin_key)
+    await asyncio.to_thread(default_solver)  # logs which PoW solver runs, and its speed
     app = create_app(store, admin_key=admin_key)
     server = await start_server(app, args.host, args.port)
     log.info("ds2proxy listening on %s", server.url)
     log.info("dashboard: %s/admin/", _browser_url(args.host, server.port))
+    log.info("config: %s", store.describe())
     if args.demo:
         log.info("demo mode: API key %r, fake upstream at %s", DEMO_KEY,
                  store.config.upstream.base_url)
@@ -118,7 +130,7 @@ def _browser_url(host: str, port: int) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(),
+    logging.basicConfig(level=args.log_level,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         asyncio.run(run(args))

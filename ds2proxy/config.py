@@ -1,32 +1,20 @@
-"""Configuration: load, validate, and write back atomically.
+"""Configuration: the validated, typed view of the raw config document.
 
 The raw JSON document is the source of truth (so fields this version does not
-know survive a write); :class:`Config` is its validated, typed view. Every
-write goes through :class:`ConfigStore.update`, which serialises writers,
-validates the result, writes temp file + fsync + rename, and then tells the
-listeners (scheduler, model catalogue …) so settings apply without a restart.
+know survive a write); :class:`Config` is its validated, typed view and
+:func:`parse_config` builds it, naming the field at fault. Loading, saving and
+live updates are :mod:`ds2proxy.config_store`'s.
 """
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import binascii
-import copy
 import hashlib
 import logging
-import os
 import re
-import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import orjson
-
 from .config_values import ConfigError, _choice, _get, _int, _num, check_proxy_url
-from .config_leftovers import temp_prefix
 from .health.settings import HealthSettings, parse_health
 
 log = logging.getLogger("ds2proxy.config")
@@ -76,6 +64,10 @@ class UpstreamSettings:
     token_refresh_interval_hours: float = 6.0
     max_continue_rounds: int = 8
     silence_timeout_seconds: float = 300.0
+    # Fail-over before any output: accounts tried at most, and one deadline
+    # for that whole phase (every attempt together).
+    max_attempts: int = 3
+    first_output_timeout_seconds: float = 300.0
     session_cleanup: str = "none"  # none | single: delete each turn's chat sessions
 
 
@@ -87,6 +79,16 @@ class RuntimeSettings:
     queue_timeout_seconds: float = 120.0
     keepalive_seconds: float = 5.0
     max_body_bytes: int = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    """Client connection limits (read at start-up)."""
+
+    header_timeout_seconds: float = 10.0
+    body_timeout_seconds: float = 120.0
+    keepalive_timeout_seconds: float = 75.0
+    max_connections: int = 512
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +107,7 @@ class Config:
     accounts: tuple[AccountConfig, ...] = ()
     upstream: UpstreamSettings = field(default_factory=UpstreamSettings)
     runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
+    server: ServerSettings = field(default_factory=ServerSettings)
     claude_mapping: dict[str, str] = field(default_factory=dict)
     model_aliases: dict[str, str] = field(default_factory=dict)
     family_fallback: bool = True
@@ -200,6 +203,9 @@ def _parse_upstream(data: dict) -> UpstreamSettings:
         max_continue_rounds=_int(data, "upstream.max_continue_rounds", d.max_continue_rounds, 0, 32),
         silence_timeout_seconds=_num(
             data, "upstream.silence_timeout_seconds", d.silence_timeout_seconds, 1),
+        max_attempts=_int(data, "upstream.max_attempts", d.max_attempts, 1, 16),
+        first_output_timeout_seconds=_num(data, "upstream.first_output_timeout_seconds",
+                                          d.first_output_timeout_seconds, 0.1),
         session_cleanup=_choice(data, "upstream.session_cleanup", d.session_cleanup,
                                 SESSION_CLEANUP_CHOICES),
     )
@@ -214,6 +220,18 @@ def _parse_runtime(data: dict) -> RuntimeSettings:
         queue_timeout_seconds=_num(data, "runtime.queue_timeout_seconds", d.queue_timeout_seconds, 0),
         keepalive_seconds=_num(data, "runtime.keepalive_seconds", d.keepalive_seconds, 0.05),
         max_body_bytes=_int(data, "runtime.max_body_bytes", d.max_body_bytes, 1024),
+    )
+
+
+def _parse_server(data: dict) -> ServerSettings:
+    d = ServerSettings()
+    return ServerSettings(
+        header_timeout_seconds=_num(data, "server.header_timeout_seconds",
+                                    d.header_timeout_seconds, 0.1),
+        body_timeout_seconds=_num(data, "server.body_timeout_seconds", d.body_timeout_seconds, 0.1),
+        keepalive_timeout_seconds=_num(data, "server.keepalive_timeout_seconds",
+                                       d.keepalive_timeout_seconds, 0.1),
+        max_connections=_int(data, "server.max_connections", d.max_connections, 1, 1000000),
     )
 
 
@@ -248,6 +266,7 @@ def parse_config(data: Any) -> Config:
         accounts=_parse_accounts(data),
         upstream=_parse_upstream(data),
         runtime=_parse_runtime(data),
+        server=_parse_server(data),
         claude_mapping=_str_map(data, "claude_mapping"),
         model_aliases=_str_map(data, "model_aliases"),
         family_fallback=_get(data, "models.family_fallback", bool, True),
@@ -270,124 +289,3 @@ def parse_config(data: Any) -> Config:
         captures_max_body_bytes=_int(data, "dev_captures.max_body_bytes", 65536, 256),
         raw=data,
     )
-
-
-# --------------------------------------------------------------------------
-# Sources
-# --------------------------------------------------------------------------
-
-
-def decode_env_json(value: str) -> dict:
-    """``DS2PROXY_CONFIG_JSON``: raw JSON, or base64 of it."""
-    text = value.strip()
-    if not text.startswith("{"):
-        try:
-            text = base64.b64decode(text, validate=False).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError) as exc:
-            raise ConfigError("DS2PROXY_CONFIG_JSON", "neither JSON nor base64 of JSON") from exc
-    try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError as exc:
-        raise ConfigError("DS2PROXY_CONFIG_JSON", f"invalid JSON: {exc}") from exc
-
-
-def load_file(path: Path) -> dict:
-    try:
-        return orjson.loads(path.read_bytes())
-    except FileNotFoundError as exc:
-        raise ConfigError("(file)", f"{path} does not exist") from exc
-    except orjson.JSONDecodeError as exc:
-        raise ConfigError("(file)", f"{path} is not valid JSON: {exc}") from exc
-
-
-def atomic_write_json(path: Path, data: dict) -> None:
-    """Write ``data`` to ``path`` via temp file + fsync + rename: never half-written."""
-    payload = orjson.dumps(data, option=orjson.OPT_INDENT_2) + b"\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path), dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(payload)
-            fh.flush()
-            os.fsync(fh.fileno())
-        if path.exists():
-            os.chmod(tmp, path.stat().st_mode & 0o777)
-        else:
-            os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
-Listener = Callable[[Config], None]
-
-
-class ConfigStore:
-    """The live config: current typed view, serialised atomic updates, listeners.
-
-    ``path`` is None when the config came from the environment; updates then
-    apply in memory only (logged once).
-    """
-
-    def __init__(self, data: dict, path: Path | None = None) -> None:
-        self._config = parse_config(data)
-        self._data = copy.deepcopy(data)
-        self.path = path
-        self._lock = asyncio.Lock()
-        self._listeners: list[Listener] = []
-        self._warned_memory_only = False
-
-    @classmethod
-    def from_sources(cls, path: str | None = None, env: dict[str, str] | None = None) -> ConfigStore:
-        """``--config`` beats ``DS2PROXY_CONFIG``; ``DS2PROXY_CONFIG_JSON`` (or
-        ``DS2API_CONFIG_JSON``) beats both files; else ``./config.json`` when present."""
-        env = os.environ if env is None else env
-        raw_env = env.get("DS2PROXY_CONFIG_JSON") or env.get("DS2API_CONFIG_JSON")
-        file_path = path or env.get("DS2PROXY_CONFIG")
-        if raw_env:
-            return cls(decode_env_json(raw_env), Path(file_path) if file_path else None)
-        if file_path:
-            return cls(load_file(Path(file_path)), Path(file_path))
-        default = Path("config.json")
-        if default.exists():
-            return cls(load_file(default), default)
-        return cls({}, None)
-
-    @property
-    def config(self) -> Config:
-        return self._config
-
-    def snapshot(self) -> dict:
-        """A deep copy of the raw document (for export and admin reads)."""
-        return copy.deepcopy(self._data)
-
-    def subscribe(self, listener: Listener) -> None:
-        self._listeners.append(listener)
-
-    async def update(self, mutate: Callable[[dict], Any]) -> Config:
-        """Apply ``mutate`` to a copy of the document, validate, persist, publish.
-
-        Writers are serialised, so concurrent updates never lose each other's
-        changes; a mutation that fails validation changes nothing.
-        """
-        async with self._lock:
-            data = copy.deepcopy(self._data)
-            result = mutate(data)
-            if isinstance(result, dict):
-                data = result
-            config = parse_config(data)
-            if self.path is not None:
-                await asyncio.to_thread(atomic_write_json, self.path, data)
-            elif not self._warned_memory_only:
-                log.warning("config came from the environment: changes apply in memory only")
-                self._warned_memory_only = True
-            self._data, self._config = data, config
-        for listener in self._listeners:
-            listener(config)
-        return config

@@ -8,29 +8,34 @@ config changes (hot reload). Plugins reach it as ``api.core``; see
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from contextlib import asynccontextmanager
 from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
-import orjson
 from aiohttp import web
 
 from .auth import Caller, authenticate
+from .body import read_json_object
 from .canonical import ChatRequest, ResolvedModel
 from .captures import CaptureBuffer
-from .config import Config, ConfigStore
-from .errors import InvalidRequest, PayloadTooLarge
+from .config import Config
+from .config_store import ConfigStore
+from .embeddings import EmbeddingProvider, provider_for
+from .errors import InvalidRequest
 from .health import HealthTracker
 from .health.tracker import NAMESPACE as HEALTH_NAMESPACE
 from .models import ModelCatalog
 from .monitor import Monitor
-from .pipeline import Turn, estimate_prompt_tokens
+from .ndjson import Heartbeat, NDJSONWriter
+from .passthrough import VerifiedTokens, needs_check
+from .pipeline import Turn
+from .tokens import warm_up
 from .scheduler import AccountPool
 from .sse import JSONArrayWriter, SSEWriter
 from .state import open_store
+from .turn_text import estimate_prompt_tokens
 from .upstream.cleanup import SessionJanitor
 from .upstream.client import DeepSeekClient
 from .upstream.proxies import ProxySessions
@@ -38,7 +43,9 @@ from .upstream.session import TokenKeeper
 
 log = logging.getLogger("ds2proxy.core")
 
-_OFF_LOOP_JSON_BYTES = 1 << 20
+# The authenticated caller, kept on the request (typed key where aiohttp has them).
+CALLER: Any = (web.RequestKey("ds2proxy.caller", Caller) if hasattr(web, "RequestKey")
+               else "ds2proxy.caller")
 
 
 class Core:
@@ -50,6 +57,7 @@ class Core:
         self.state = open_store(store.path)
         self.pool = AccountPool(cfg.accounts, cfg.runtime, HealthTracker(cfg.health, self.state))
         self.monitor = Monitor()
+        self.passthrough = VerifiedTokens()
         self.captures = CaptureBuffer(cfg.captures_enabled, cfg.captures_limit,
                                       cfg.captures_max_body_bytes)
         self.http: aiohttp.ClientSession | None = None
@@ -75,18 +83,27 @@ class Core:
             self.proxies.retire(a.proxy for a in cfg.accounts if a.proxy)
 
     async def lifetime(self, app: web.Application) -> AsyncIterator[None]:
-        """aiohttp cleanup context: one upstream ClientSession for the app's life."""
+        """aiohttp cleanup context: one upstream ClientSession for the app's
+        life (plus one per account proxy), and the saved account health.
+
+        Its connector has no connection cap (aiohttp's default is 100): the
+        account pool already bounds concurrent turns, and a turn left waiting
+        for a pooled connection would stall silently inside the connector.
+        """
         self.pool.health.load(await self.state.load(HEALTH_NAMESPACE))
         self.pool.health.forget_except(s.identifier for s in self.pool.accounts())
-        self.http = aiohttp.ClientSession(auto_decompress=True)
+        connector = aiohttp.TCPConnector(limit=0, limit_per_host=0)
+        self.http = aiohttp.ClientSession(connector=connector, auto_decompress=True)
         self.proxies = ProxySessions(self.http)
         self.client = DeepSeekClient(self.http, self.config.upstream, self.captures,
                                      self.proxies, self.pool.proxy_for_token)
         self.keeper = TokenKeeper(self.client, self.store, self.pool.health)
         self.janitor = SessionJanitor(self.client)
+        await warm_up()
         try:
             yield
         finally:
+            await self.store.settled()  # a write begun is finished before exit
             await self.janitor.close()
             await self.proxies.close()
             await self.http.close()
@@ -96,36 +113,38 @@ class Core:
     # -- what handlers call ------------------------------------------------------
 
     async def read_json(self, request: web.Request) -> dict[str, Any]:
-        """The request body as a JSON object, or a 400/413 ProxyError."""
-        try:
-            raw = await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            limit = self.config.runtime.max_body_bytes
-            raise PayloadTooLarge(f"request body exceeds the {limit}-byte limit") from None
-        if not raw.strip():
-            raise InvalidRequest("request body is empty; expected a JSON object")
-        try:
-            if len(raw) > _OFF_LOOP_JSON_BYTES:
-                body = await asyncio.to_thread(orjson.loads, raw)
-            else:
-                body = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise InvalidRequest(f"request body is not valid JSON: {exc}") from None
-        if not isinstance(body, dict):
-            raise InvalidRequest("request body must be a JSON object")
-        return body
+        """The request body as a JSON object, or a 400/413 ProxyError.
 
-    def authenticate(self, request: web.Request) -> Caller:
-        return authenticate(request, self.config)
+        The caller is authenticated first (here, if the handler has not):
+        an unknown caller never makes the server hold a large body. A
+        pass-through token is checked with the upstream before a large body
+        is read, since any string passes as one until then.
+        """
+        caller = request.get(CALLER) or self.authenticate(request)
+        if not caller.managed and needs_check(request):
+            await self.passthrough.verify(self.client, caller)
+        return await read_json_object(request, self.config.runtime.max_body_bytes)
+
+    def authenticate(self, request: web.Request, *, implied: str | None = None) -> Caller:
+        """The caller; ``implied`` is a configured key assumed when none is sent."""
+        caller = authenticate(request, self.config, implied)
+        request[CALLER] = caller
+        return caller
 
     def resolve_model(self, name: Any, *, family: str | None = None) -> ResolvedModel:
         if not isinstance(name, str) or not name.strip():
             raise InvalidRequest("'model' is required", param="model")
         return self.models.resolve(name, family=family)
 
-    def prompt_tokens(self, chat: ChatRequest) -> int:
-        """Prompt tokens a turn for ``chat`` would report (for count_tokens routes)."""
-        return estimate_prompt_tokens(chat, self.config)
+    def embeddings(self, dimensions: int) -> EmbeddingProvider | None:
+        """The configured embeddings provider for vectors of ``dimensions``
+        (None when ``embeddings.provider`` names none)."""
+        return provider_for(self.config.embeddings_provider, dimensions)
+
+    async def prompt_tokens(self, chat: ChatRequest) -> int:
+        """Prompt tokens a turn for ``chat`` would report (for count_tokens
+        routes): the DeepSeek V4 tokens of the text it would send."""
+        return await estimate_prompt_tokens(chat, self.config)
 
     @asynccontextmanager
     async def turn(self, chat: ChatRequest, caller: Caller) -> AsyncIterator[Turn]:
@@ -148,3 +167,8 @@ class Core:
 
     def json_array(self, request: web.Request) -> JSONArrayWriter:
         return JSONArrayWriter(request, keepalive=self.config.runtime.keepalive_seconds)
+
+    def ndjson(self, request: web.Request, heartbeat: Heartbeat) -> NDJSONWriter:
+        """A newline-delimited JSON writer; ``heartbeat()`` is its keep-alive line."""
+        return NDJSONWriter(request, heartbeat=heartbeat,
+                            keepalive=self.config.runtime.keepalive_seconds)

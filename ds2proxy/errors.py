@@ -63,7 +63,13 @@ class ModelNotFound(InvalidRequest):
     code = "model_not_found"
 
     def __init__(self, model: str, *, status: int = 400) -> None:
-        super().__init__(f'model "{model}" is not available', param="model", status=status)
+        super().__init__(f'model "{brief(model)}" is not available', param="model",
+                         status=status)
+
+
+def brief(text: str, limit: int = 100) -> str:
+    """A client-supplied name cut to ``limit`` characters for a message."""
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 class AuthenticationFailed(ProxyError):
@@ -157,6 +163,14 @@ class UpstreamError(ProxyError):
         self.retryable = retryable
         self.account = account
         self.detail = detail
+
+
+class UpstreamTimeout(UpstreamError):
+    """The upstream stayed silent too long: a 504, so clients can tell a slow
+    upstream from a broken one."""
+
+    status = 504
+    code = "upstream_timeout"
 
 
 class UpstreamRateLimited(UpstreamError):

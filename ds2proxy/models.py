@@ -81,7 +81,7 @@ _BUILTIN_GROUPS: dict[str, tuple[str, ...]] = {
         "gemini-3-flash-preview", "gemini-3.1-flash-lite-preview", "gemini-3.5-flash-lite",
         "gemini-3.8-flash",
         "llama-3.1-8b-instruct", "llama-3.1-70b-instruct", "llama-3.3-70b-instruct",
-        "qwen-max", "qwen-plus", "qwen-turbo", "mistral-large-latest",
+        "mistral-large-latest",
         "mistral-small-latest", "command-r-plus",
     ),
     "deepseek-reasoner": (
@@ -103,13 +103,32 @@ _BUILTIN_GROUPS: dict[str, tuple[str, ...]] = {
     ),
     "deepseek-vision-chat": ("gemini-pro-vision", "gpt-4-vision-preview"),
 }
+# DeepSeek's own release names (official API, relays, local runtimes) → the
+# web-chat model that serves them: V3 / V3.1 / V3.2 chat, R1 and its distills
+# reason. Kept apart from the vendor aliases; an unlisted deepseek-* name
+# is still refused, so a typo shows.
+DEEPSEEK_RELEASES: dict[str, str] = {
+    **dict.fromkeys((
+        "deepseek-v3", "deepseek-v3-0324", "deepseek-v3-250324", "deepseek-v3.1",
+        "deepseek-v3-1", "deepseek-v3-1-250821", "deepseek-v3.1-terminus",
+        "deepseek-v3-1-terminus", "deepseek-v3.2", "deepseek-v3.2-exp", "deepseek-v3-2-exp",
+        "deepseek-v2.5", "deepseek-coder", "deepseek-coder-v2",
+    ), "deepseek-chat"),
+    **dict.fromkeys((
+        "deepseek-r1", "deepseek-r1-0528", "deepseek-r1-250528", "deepseek-r1-250120",
+        "deepseek-r1-distill-qwen-1.5b", "deepseek-r1-distill-qwen-7b",
+        "deepseek-r1-distill-qwen-14b", "deepseek-r1-distill-qwen-32b",
+        "deepseek-r1-distill-llama-8b", "deepseek-r1-distill-llama-70b",
+    ), "deepseek-reasoner"),
+}
 BUILTIN_ALIASES: dict[str, str] = {
     name: native for native, names in _BUILTIN_GROUPS.items() for name in names
 }
 
 DEFAULT_CLAUDE_MAPPING = {"fast": "deepseek-chat", "slow": "deepseek-reasoner"}
-_FAMILY_PREFIXES = ("gpt-", "o1", "o3", "claude-", "gemini-", "llama-", "qwen-", "mistral-",
-                    "command-")
+# Vendors whose models are not DeepSeek's and are not imitated (doubao, qwen,
+# grok …) are absent on purpose: their names are refused, not faked.
+_FAMILY_PREFIXES = ("gpt-", "o1", "o3", "claude-", "gemini-", "llama-", "mistral-", "command-")
 _RETIRED = re.compile(r"gpt-3\.5|gpt-35|claude-instant|claude-[12](?:[.-]|$)")
 _REASONER_WORDS = ("reason", "opus", "r1", "slow")
 _CLAUDE_SLOW_WORDS = ("opus", "reasoner", "slow")
@@ -218,6 +237,8 @@ class ModelCatalog:
         """Native id → configured alias → built-in alias / Claude mapping → family rule."""
         if name in _NATIVE_BY_ID:
             return name
+        if name in DEEPSEEK_RELEASES:
+            return DEEPSEEK_RELEASES[name]
         if name in self._aliases:
             return self._aliases[name]
         if _RETIRED.match(name):

@@ -11,6 +11,7 @@ client disconnect (the consumer stops iterating) and cancellation.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -21,36 +22,24 @@ import aiohttp
 
 from . import pow as pow_solver
 from .auth import Caller
-from .canonical import (
-    ChatRequest,
-    Citation,
-    CollectedCall,
-    ErrorEvent,
-    Finish,
-    ReasoningDelta,
-    TextDelta,
-    ToolCallArgs,
-    ToolCallStart,
-    TurnEvent,
-    TurnResult,
-    Usage,
-)
-from .config import Config, HistoryFileSettings
+from .canonical import ChatRequest, ErrorEvent, TurnEvent, TurnResult
+from .collect import TurnCollector
 from .errors import (
     ContentFiltered,
     InvalidRequest,
     OutputInvalid,
     ProxyError,
+    RateLimited,
     UpstreamError,
     UpstreamRateLimited,
+    UpstreamTimeout,
 )
+from .failover import Attempts
 from .health import classify
-from .prompt.build import build_prompt
-from .prompt.history_file import continuation_prompt, render_history_file
-from .structured import JSONOutputError, format_instructions, repair_prompt
+from .overlap import both
 from .shaping import ShapingSettings, TurnShaper
-from .tokens import count_prompt_tokens, count_tokens
-from .toolcall.prompt import build_tool_prompt
+from .structured import JSONOutputError, repair_prompt
+from .turn_text import plan_turn_text, render_turn, turn_prompt_tokens
 from .upstream.client import (
     COMPLETION_PATH,
     POW_REFUSED_CODES,
@@ -63,7 +52,6 @@ from .upstream.files import (
     PendingUpload,
     plan_uploads,
     ref_file_ids,
-    total_bytes,
     upload_all,
     with_uploaded_ids,
 )
@@ -72,6 +60,7 @@ from .upstream.session import Credentials, with_refresh
 
 if TYPE_CHECKING:
     from .core import Core
+    from .scheduler import Lease
 
 log = logging.getLogger("ds2proxy.pipeline")
 
@@ -83,71 +72,6 @@ _SAMPLING = ("temperature", "top_p", "max_tokens", "max_completion_tokens", "pre
 HISTORY_MIME = "text/plain"
 
 
-def _control_text(chat: ChatRequest, config: Config) -> tuple[str, str]:
-    """The tool prompt (with JSON-mode instructions) and the thinking injection."""
-    tool_prompt = ""
-    if chat.tools and config.toolcall_mode == "feature_match":
-        tool_prompt = build_tool_prompt(chat.tools, chat.tool_choice,
-                                        single_call=not chat.parallel_tool_calls)
-    extra = format_instructions(chat.response_format)
-    tool_prompt = "\n\n".join(part for part in (tool_prompt, extra) if part)
-    injection = config.thinking_injection if chat.thinking_enabled else ""
-    return tool_prompt, injection
-
-
-def build_turn_prompt(chat: ChatRequest, config: Config) -> str:
-    """The upstream prompt for a request: messages, tool prompt, JSON-mode
-    instructions and (when on) the thinking injection. count_tokens routes use
-    it too, so their figure is exactly what a turn would send."""
-    tool_prompt, injection = _control_text(chat, config)
-    return build_prompt(chat.messages, tool_prompt=tool_prompt, thinking_injection=injection)
-
-
-def history_file_for(prompt: str, config: Config) -> HistoryFileSettings | None:
-    """The history-file settings when this prompt should go as a file (§6)."""
-    settings = config.history_file
-    return settings if settings.enabled and len(prompt) > settings.min_prompt_chars else None
-
-
-def render_turn(chat: ChatRequest, config: Config, history: HistoryFileSettings | None
-                ) -> tuple[str, str]:
-    """(history file text or "", live prompt) for a turn whose shape is
-    decided. With a history file the whole conversation goes in the file and
-    the live prompt only refers to it, keeping the turn's control text."""
-    if history is None:
-        return "", build_turn_prompt(chat, config)
-    tool_prompt, injection = _control_text(chat, config)
-    return (render_history_file(chat.messages, history.file_name),
-            continuation_prompt(history.file_name, tool_prompt=tool_prompt,
-                                thinking_injection=injection))
-
-
-def plan_turn_text(chat: ChatRequest, config: Config
-                   ) -> tuple[HistoryFileSettings | None, str, str]:
-    """Decide once whether the conversation goes as a history file, and
-    render it: (history settings or None, file text or "", live prompt)."""
-    plain = build_turn_prompt(chat, config)
-    history = history_file_for(plain, config)
-    if history is None:
-        return None, "", plain
-    return (history, *render_turn(chat, config, history))
-
-
-def turn_prompt_tokens(history_text: str, prompt: str, attachment_bytes: int) -> int:
-    """Usage counts everything the model reads: history file, live prompt
-    and the uploaded attachments."""
-    return count_tokens(history_text) + count_prompt_tokens(
-        prompt, attachment_bytes=attachment_bytes)
-
-
-def estimate_prompt_tokens(chat: ChatRequest, config: Config) -> int:
-    """Prompt tokens a turn for ``chat`` would report, without uploading
-    anything (count_tokens routes)."""
-    uploads = plan_uploads(chat.messages, chat.model.model_type)
-    _, history_text, prompt = plan_turn_text(chat, config)
-    return turn_prompt_tokens(history_text, prompt, total_bytes(uploads))
-
-
 class Turn:
     def __init__(self, core: Core, chat: ChatRequest, caller: Caller) -> None:
         self.core = core
@@ -157,21 +81,23 @@ class Turn:
         self.created = int(time.time())
         # Inline payloads to upload once an account is leased (400 over the limit).
         self._uploads = plan_uploads(chat.messages, chat.model.model_type)
-        self._upload_bytes = total_bytes(self._uploads)
         self._file_ids = ref_file_ids(chat)
         # Settings as at the turn's start: a fail-over sends the same shape.
         self._config = core.config
         self._sent_chat = chat
         self._history, self._history_text, self.prompt = plan_turn_text(chat, self._config)
-        self.prompt_tokens = turn_prompt_tokens(self._history_text, self.prompt,
-                                                self._upload_bytes)
+        # Counted in open(), beside the upstream setup (large texts off the loop).
+        self.prompt_tokens = 0
         self.continue_calls = 0
         self.account: str | None = None
         self._creds: Credentials | None = None
         self._resp: UpstreamStream | None = None
         self._session_id = ""
         self._pow_header = ""
-        self._tried: set[str] = set()
+        self._attempts = Attempts(core.pool, self._config.upstream,
+                                  pinned=bool(caller.target_account))
+        # Whether the current attempt's upstream has produced output yet.
+        self._heard = False
         # Every session this turn created (fail-overs included), for cleanup.
         self._opened: list[tuple[Credentials, str]] = []
         self._closed = False
@@ -183,30 +109,43 @@ class Turn:
         """Prompt, history file and token count again for ``chat``, whose
         attachments now carry this account's file ids."""
         self._history_text, self.prompt = render_turn(chat, self._config, self._history)
-        self.prompt_tokens = turn_prompt_tokens(self._history_text, self.prompt,
-                                                self._upload_bytes)
 
     # -- opening (before the first byte) ------------------------------------------
 
     async def open(self) -> None:
-        """Reach an open upstream stream, failing over between managed accounts."""
-        last: ProxyError | None = None
+        """Reach an open upstream stream and count the prompt tokens meanwhile
+        (a cold count of a long prompt runs in a thread)."""
+        counting = asyncio.ensure_future(self._count_prompt())
+        try:
+            await self._reach_stream()
+        except BaseException:
+            counting.cancel()
+            raise
+        await counting
+        if counting.result() != (self._history_text, self.prompt):
+            await self._count_prompt()  # uploads renamed files in the prompt
+
+    async def _count_prompt(self) -> tuple[str, str]:
+        """Count the texts as they are now; returns what was counted."""
+        counted = (self._history_text, self.prompt)
+        self.prompt_tokens = await turn_prompt_tokens(*counted, self._uploads)
+        return counted
+
+    async def _reach_stream(self) -> None:
+        """Reach an open upstream stream, failing over between managed accounts
+        within the attempt cap and the first-output deadline."""
         while True:
-            if self.caller.managed and last is not None and not self._may_try_another():
-                raise last
             creds = await self._credentials()
             try:
-                await self._open_on(creds)
+                await self._attempts.within(self._open_on(creds))
             except UpstreamError as exc:
                 self._blame(creds, exc)
                 creds.release()
-                self._tried.add(creds.identifier)
                 self.core.monitor.account_error(creds.identifier, exc.detail or exc.message)
-                if not creds.managed or self.caller.target_account or not exc.retryable:
-                    raise
+                if not self._attempts.may_retry(exc, managed=creds.managed):
+                    raise self._attempts.final(exc) from None
                 log.warning("account %s failed before streaming (%s); trying another",
                             creds.identifier, exc.message)
-                last = exc
                 continue
             except BaseException:
                 creds.release()
@@ -225,23 +164,19 @@ class Turn:
         if self._creds is not None and self._creds.managed:
             self.core.pool.health.succeeded(self._creds.identifier)
 
-    def _may_try_another(self) -> bool:
-        total = len(self.core.pool.accounts())
-        return len(self._tried) < min(total, 3)
-
     async def _credentials(self) -> Credentials:
         if not self.caller.managed:
+            self._attempts.begin("passthrough")
             return Credentials(token=self.caller.credential)
         while True:
-            lease = await self.core.pool.acquire(target=self.caller.target_account,
-                                                 exclude=frozenset(self._tried))
+            lease = await self._lease()
+            self._attempts.begin(lease.account.identifier)
             try:
-                token = await self.core.keeper.ensure(lease.account)
+                token = await self._attempts.within(self.core.keeper.ensure(lease.account))
             except UpstreamError as exc:
                 lease.release()
-                self._tried.add(lease.account.identifier)
-                if self.caller.target_account or not self._may_try_another():
-                    raise
+                if not self._attempts.may_retry(exc, managed=True):
+                    raise self._attempts.final(exc) from None
                 log.warning("login failed for %s: %s", lease.account.identifier, exc.message)
                 continue
             except BaseException:
@@ -249,14 +184,33 @@ class Turn:
                 raise
             return Credentials(token=token, lease=lease)
 
+    async def _lease(self) -> Lease:
+        """A lease on an account this turn has not tried. Waiting for one
+        during a fail-over counts against the deadline, and a full pool then
+        reports the failure that caused the fail-over, not a 429."""
+        acquire = self.core.pool.acquire(target=self.caller.target_account,
+                                         exclude=frozenset(self._attempts.tried))
+        last = self._attempts.last
+        if last is None:
+            return await acquire
+        try:
+            return await self._attempts.within(acquire)
+        except RateLimited:
+            raise self._attempts.final(last) from None
+
     async def _open_on(self, creds: Credentials) -> None:
-        client = self.core.client
-        self._session_id = await with_refresh(creds, self.core.keeper, client.create_session)
-        self._opened.append((creds, self._session_id))
+        # The challenge does not depend on the session: one round trip for both.
+        self._session_id, pow_header = await both(self._new_session(creds),
+                                                  self._solve_pow(creds))
         self.id = self._session_id
         await self._attach_uploads(creds)
         await self._attach_history(creds)
-        await self._start_completion(creds, self.prompt, parent=None)
+        await self._start_completion(creds, self.prompt, parent=None, pow_header=pow_header)
+
+    async def _new_session(self, creds: Credentials) -> str:
+        session_id = await with_refresh(creds, self.core.keeper, self.core.client.create_session)
+        self._opened.append((creds, session_id))
+        return session_id
 
     async def _attach_uploads(self, creds: Credentials) -> None:
         """Upload the inline attachments on this account, then reference them
@@ -282,10 +236,12 @@ class Turn:
         ids = await upload_all(self.core.client, creds, self.core.keeper, [upload])
         self._file_ids = list(dict.fromkeys([ids[upload.key], *ref_file_ids(self._sent_chat)]))
 
-    async def _start_completion(self, creds: Credentials, prompt: str, parent: int | None) -> None:
+    async def _start_completion(self, creds: Credentials, prompt: str, parent: int | None,
+                                pow_header: str = "") -> None:
         body = self._completion_body(prompt, parent)
         for attempt in range(2):
-            self._pow_header = await self._solve_pow(creds)
+            self._pow_header = pow_header if pow_header and not attempt else (
+                await self._solve_pow(creds))
             try:
                 self._resp = await with_refresh(
                     creds, self.core.keeper,
@@ -325,15 +281,16 @@ class Turn:
             while True:
                 shaper = self._new_shaper()
                 try:
-                    async for event in self._run(shaper):
+                    async for event in self._before_deadline(self._run(shaper)):
                         yield event
                     self._credit()
                     return
                 except ProxyError as exc:
                     self._blame(self._creds, exc)
                     if shaper.emitted or not self._can_fail_over(exc):
-                        self.core.monitor.request_error(exc.operator_message)
-                        yield ErrorEvent(exc)
+                        error = exc if shaper.emitted else self._attempts.final(exc)
+                        self.core.monitor.request_error(error.operator_message)
+                        yield ErrorEvent(error)
                         return
                     try:
                         await self._fail_over(exc)
@@ -361,19 +318,30 @@ class Turn:
     def _citations(self) -> list[tuple[int, str, str]]:
         return self._parser.citations()
 
+    async def _before_deadline(self, events: AsyncIterator[TurnEvent]
+                               ) -> AsyncIterator[TurnEvent]:
+        """``events``, bounded by the first-output deadline until the
+        upstream's first output arrives."""
+        iterator = aiter(events)
+        while True:
+            try:
+                if self._heard:
+                    event = await anext(iterator)
+                else:
+                    event = await self._attempts.within(anext(iterator))
+            except StopAsyncIteration:
+                return
+            yield event
+
     def _can_fail_over(self, exc: ProxyError) -> bool:
-        creds = self._creds
-        if not (isinstance(exc, UpstreamError) and exc.retryable and creds is not None
-                and creds.managed and not self.caller.target_account):
-            return False
-        self._tried.add(creds.identifier)  # the failing account counts as tried
-        return self._may_try_another()
+        return self._creds is not None and self._attempts.may_retry(
+            exc, managed=self._creds.managed)
 
     async def _fail_over(self, exc: ProxyError) -> None:
         assert self._creds is not None
         log.warning("account %s failed before any output (%s); trying another",
                     self._creds.identifier, exc.message)
-        self._tried.add(self._creds.identifier)
+        self._heard = False
         self._release_stream()
         self._creds.release()
         self._creds = None
@@ -420,6 +388,7 @@ class Turn:
         hint = None
         async for up in self._read_rounds():
             if isinstance(up, TextChunk):
+                self._heard = True
                 events = (shaper.on_reasoning(up.text) if up.kind == "thinking"
                           else shaper.on_answer(up.text))
                 for event in events:
@@ -450,7 +419,12 @@ class Turn:
                 async for line in resp.lines():
                     for event in parser.feed_line(line):
                         yield event
-            except (aiohttp.ClientError, TimeoutError) as exc:
+            except TimeoutError:
+                resp.release("silence timeout")
+                silence = self._config.upstream.silence_timeout_seconds
+                raise UpstreamTimeout(f"the upstream stream sent nothing for {silence:g} s "
+                                      "(upstream.silence_timeout_seconds)") from None
+            except aiohttp.ClientError as exc:
                 resp.release(type(exc).__name__)
                 raise UpstreamError(f"upstream stream broke: {type(exc).__name__}") from None
             finally:
@@ -483,12 +457,12 @@ class Turn:
 
     async def collect(self) -> TurnResult:
         """The whole turn; errors raise (nothing has been sent to the client)."""
-        result = TurnResult(id=self.id)
+        collector = TurnCollector()
         async for event in self.events():
             if isinstance(event, ErrorEvent):
                 raise event.error
-            accumulate(result, event)
-        result.id = self.id
+            collector.add(event)
+        result = collector.result(self.id)
         if result.finish == "content_filter" and not result.text and not result.calls:
             raise ContentFiltered(self.filter_template or "the answer was filtered upstream")
         return result
@@ -518,27 +492,3 @@ class Turn:
         for creds, session_id in self._opened:
             self.core.janitor.schedule(creds.token, [session_id])
         self._opened.clear()
-
-
-def accumulate(result: TurnResult, event: TurnEvent) -> None:
-    """Fold one event into a TurnResult (the non-stream view of a turn)."""
-    if isinstance(event, TextDelta):
-        result.text += event.text
-        if result.segments and result.segments[-1][0] == "text":
-            result.segments[-1] = ("text", result.segments[-1][1] + event.text)
-        else:
-            result.segments.append(("text", event.text))
-    elif isinstance(event, ReasoningDelta):
-        result.reasoning += event.text
-    elif isinstance(event, ToolCallStart):
-        result.calls.append(CollectedCall(event.id, event.name, "", event.kind))
-        result.segments.append(("call", event.index))
-    elif isinstance(event, ToolCallArgs):
-        # Call indexes count from 0 in emission order across the response.
-        result.calls[event.index].arguments += event.arguments
-    elif isinstance(event, Citation):
-        result.citations.append(event)
-    elif isinstance(event, Usage):
-        result.usage = event
-    elif isinstance(event, Finish):
-        result.finish = event.reason

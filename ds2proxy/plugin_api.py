@@ -7,20 +7,26 @@ It is called once at start-up. Through ``api`` a plugin may:
 - ``api.route(method, path, handler, errors=..., when=None)`` — serve a
   route. The handler is ``async (aiohttp.web.Request) -> StreamResponse``.
   Any :class:`ds2proxy.errors.ProxyError` it raises is rendered with
-  ``errors`` (one of ``api.errors.openai`` / ``anthropic`` / ``google`` or a
+  ``errors`` (one of ``api.errors.openai`` / ``anthropic`` / ``google`` /
+  ``ollama`` or a
   function of its own), unexpected exceptions become a 500 in that shape.
   ``when`` (a predicate on the request) lets two plugins share a method and
   path, written identically: a request goes to the first plugin whose
   predicate accepts it, else to the one registered without ``when``
   (e.g. ``GET /v1/models`` answers Google clients in Google's shape).
 - use ``api.core`` (:class:`ds2proxy.core.Core`):
-  ``read_json(request)``, ``authenticate(request) -> Caller``,
+  ``read_json(request)`` (authenticates first if the handler has not, so
+  no body is read for an unknown caller), ``authenticate(request,
+  implied=None) -> Caller`` (``implied``: a configured key to assume when
+  the request sends none),
   ``resolve_model(name, family=…) -> ResolvedModel``,
   ``async with turn(chat_request, caller) as turn:`` (then
   ``turn.events()`` for a stream of :mod:`ds2proxy.canonical` events, or
   ``await turn.collect()``; ``turn.id``, ``turn.created``,
-  ``turn.prompt_tokens``), ``prompt_tokens(chat_request)`` for count-tokens
-  routes, ``sse(request)`` / ``json_array(request)`` for stream writers, and
+  ``turn.prompt_tokens``), ``await prompt_tokens(chat_request)`` for
+  count-tokens routes, ``sse(request)`` / ``json_array(request)`` /
+  ``ndjson(request, heartbeat)`` for stream writers, ``embeddings(dimensions)``
+  for the configured embeddings provider (None when off), and
   ``config`` (read-only settings).
 - read ``api.settings``: the plugin's own section of the config (the object
   under ``plugins.<name>``), empty when absent.
@@ -42,7 +48,13 @@ from typing import Any
 from aiohttp import web
 
 from .errors import ProxyError
-from .formats.errors import ErrorStyle, anthropic_error, google_error, openai_error
+from .formats.errors import (
+    ErrorStyle,
+    anthropic_error,
+    google_error,
+    ollama_error,
+    openai_error,
+)
 from .sse import STREAM_KEY, ClientGone
 
 log = logging.getLogger("ds2proxy.plugins")
@@ -68,7 +80,8 @@ class PluginInfo:
 
 
 class PluginAPI:
-    errors = SimpleNamespace(openai=openai_error, anthropic=anthropic_error, google=google_error)
+    errors = SimpleNamespace(openai=openai_error, anthropic=anthropic_error, google=google_error,
+                             ollama=ollama_error)
 
     def __init__(self, core: Any, name: str) -> None:
         self.core = core

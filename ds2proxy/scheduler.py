@@ -113,9 +113,9 @@ class AccountPool:
                 state.config = acc
             fresh[acc.identifier] = state
         self._accounts = fresh
-        # Least recently used first; new accounts join as the least used.
-        self._lru = dict.fromkeys([*(i for i in fresh if i not in self._lru),
-                                   *(i for i in self._lru if i in fresh)])
+        # Least recently used first; new accounts join at the end, in config order.
+        self._lru = dict.fromkeys([*(i for i in self._lru if i in fresh),
+                                   *(i for i in fresh if i not in self._lru)])
         self.health.forget_except(fresh)
         self.limits = Limits.from_runtime(runtime, len(accounts))
         self._queue_timeout = runtime.queue_timeout_seconds

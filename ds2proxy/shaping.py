@@ -21,15 +21,15 @@ from .canonical import (
     FinishReason,
     ReasoningDelta,
     TextDelta,
-    ToolCallArgs,
     ToolCallStart,
     TurnEvent,
     Usage,
 )
 from .citations import CitationRewriter
 from .errors import ToolChoiceViolation
+from .stops import StopMatcher, stops_of
 from .structured import check, extract_json
-from .tokens import count_tokens
+from .token_stream import StreamCount
 from .toolcall.clean import TextCleaner
 from .toolcall.sieve import ToolSieve
 
@@ -54,40 +54,59 @@ class TurnShaper:
         self.sieve = (ToolSieve(chat.tools, chat.tool_choice, early_emit=settings.early_emit,
                                 single_call=not chat.parallel_tool_calls) if use_sieve else None)
         self.cleaner = None if use_sieve else TextCleaner()
-        self.rewriter = CitationRewriter(settings.citation_style, self._url_for)
+        self.rewriter = CitationRewriter(settings.citation_style, url_lookup(citations))
         self.reasoning: list[str] = []
         self.visible: list[str] = []
         self.calls = 0
-        self.completion_tokens = 0
-        self.reasoning_tokens = 0
+        # Usage counts the text as the model wrote it (tool-call markup
+        # included), accumulated, never fragment by fragment.
+        self._reasoning_count = StreamCount()
+        self._answer_count = StreamCount()
         self.emitted = 0
         self.length_hit = False
         self.filtered: str | None = None
         self.json_mode = chat.response_format.type != "text"
         self._json_buffer: list[str] = []
+        self._stops = stops_of(chat.sampling)
+        self.stop_matcher = StopMatcher(self._stops)
 
     # -- inputs --------------------------------------------------------------
 
     def on_reasoning(self, text: str) -> list[TurnEvent]:
-        self.reasoning.append(text)
         if not self.show_reasoning or not text:
+            self.reasoning.append(text)
             return []
-        tokens = count_tokens(text)
-        self.reasoning_tokens += tokens
-        return self._out([ReasoningDelta(text)], tokens)
+        text = self._within_limit(text, self._reasoning_count, self._answer_count)
+        self.reasoning.append(text)
+        return self._out([ReasoningDelta(text)] if text else [])
 
     def on_answer(self, text: str) -> list[TurnEvent]:
         if not text:
             return []
-        return self._route(self.rewriter.feed(text))
+        text = self._within_limit(text, self._answer_count, self._reasoning_count)
+        return self._route(self.rewriter.feed(text)) if text else []
+
+    @property
+    def reasoning_tokens(self) -> int:
+        return self._reasoning_count.total()
+
+    @property
+    def completion_tokens(self) -> int:
+        """Answer plus reasoning tokens: each text counted as a whole."""
+        return self._answer_count.total() + self._reasoning_count.total()
 
     def on_filtered(self, template: str) -> None:
         self.filtered = template
 
     @property
+    def stop_sequence(self) -> str | None:
+        """The client's stop sequence that ended the answer, if one did."""
+        return self.stop_matcher.matched
+
+    @property
     def stopped(self) -> bool:
-        """The client's max_tokens was reached: read no further."""
-        return self.length_hit
+        """max_tokens was reached or a stop sequence matched: read no further."""
+        return self.length_hit or self.stop_sequence is not None
 
     @property
     def has_visible_output(self) -> bool:
@@ -101,6 +120,8 @@ class TurnShaper:
 
     def flush(self) -> list[TurnEvent]:
         """Release held text and apply §4.8 (calls written in the reasoning)."""
+        if self.stop_sequence is not None:
+            return []
         events = self._route(self.rewriter.flush())
         if self.sieve is not None:
             events += self._track(self.sieve.flush())
@@ -108,7 +129,7 @@ class TurnShaper:
                 events += self._track(self.sieve.finish(self.hidden_reasoning))
         elif self.cleaner is not None:
             events += self._track([TextDelta(self.cleaner.flush())])
-        return events
+        return events + self._release_held()
 
     @property
     def json_pending(self) -> bool:
@@ -121,13 +142,14 @@ class TurnShaper:
         check(value, self.chat.response_format)
         text = orjson.dumps(value).decode()
         self._json_buffer.clear()
-        return self._out([TextDelta(text)], count_tokens(text))
+        return self._out([TextDelta(text)])
 
     def restart_answer(self) -> None:
         """Fresh text state for a second try (empty output, bad JSON); counters carry on."""
         chat = self.chat
         self._json_buffer.clear()
         self.visible.clear()
+        self.stop_matcher = StopMatcher(self._stops)
         if self.sieve is not None:
             self.sieve = ToolSieve(chat.tools, chat.tool_choice, early_emit=self._early_emit,
                                    single_call=not chat.parallel_tool_calls)
@@ -140,7 +162,7 @@ class TurnShaper:
             raise ToolChoiceViolation()
         events: list[TurnEvent] = [Citation(i, url, title) for i, url, title in self._citations()]
         events.append(Usage(self.prompt_tokens, self.completion_tokens, self.reasoning_tokens))
-        events.append(Finish(self.finish_reason))
+        events.append(Finish(self.finish_reason, self.stop_sequence))
         return events
 
     @property
@@ -149,6 +171,8 @@ class TurnShaper:
             return "content_filter"
         if self.calls:
             return "tool_calls"
+        if self.stop_sequence is not None:
+            return "stop"
         if self.length_hit:
             return "length"
         return "stop"
@@ -162,37 +186,71 @@ class TurnShaper:
             return self._track(self.sieve.feed(text))
         return self._track([TextDelta(self.cleaner.feed(text))])
 
+    def _within_limit(self, text: str, counter: StreamCount, other: StreamCount) -> str:
+        """``text`` cut on the token where reasoning plus answer reach the
+        client's max_tokens (which then stops the turn)."""
+        limit = self.chat.max_tokens
+        if not limit:
+            counter.feed(text)
+            return text
+        cap = limit - other.total()
+        if cap <= 0:
+            self.length_hit = True
+            return ""
+        text, self.length_hit = counter.feed_within(text, cap)
+        return text
+
     def _track(self, events: list) -> list[TurnEvent]:
+        """Count and record events; answer text goes through the stop matcher
+        (text only: a tool call is never cut, and nothing follows a match)."""
         out: list[TurnEvent] = []
-        tokens = 0
         for ev in events:
+            if self.stop_sequence is not None:
+                break
             if isinstance(ev, TextDelta):
+                ev = TextDelta(self.stop_matcher.feed(ev.text))
                 if not ev.text:
                     continue
                 self.visible.append(ev.text)
                 if self.json_mode:
                     self._json_buffer.append(ev.text)
                     continue
-                tokens += count_tokens(ev.text)
             elif isinstance(ev, ToolCallStart):
+                out += self._release_held()
+                if self.stop_sequence is not None:
+                    break
                 self.calls += 1
                 if ev.name in self._custom and ev.kind != "custom":
                     ev = ToolCallStart(ev.index, ev.id, ev.name, "custom")
-            elif isinstance(ev, ToolCallArgs):
-                tokens += count_tokens(ev.arguments)
             out.append(ev)
-        return self._out(out, tokens)
+        return self._out(out)
 
-    def _out(self, events: list[TurnEvent], tokens: int) -> list[TurnEvent]:
-        self.completion_tokens += tokens
+    def _release_held(self) -> list[TurnEvent]:
+        """Text the stop matcher held back, once no match can follow it
+        (its tokens were counted when it arrived)."""
+        held = self.stop_matcher.flush()
+        if not held:
+            return []
+        self.visible.append(held)
+        if self.json_mode:
+            self._json_buffer.append(held)
+            return []
+        self.emitted += 1
+        return [TextDelta(held)]
+
+    def _out(self, events: list[TurnEvent]) -> list[TurnEvent]:
         self.emitted += len(events)
-        limit = self.chat.max_tokens
-        if limit and self.completion_tokens >= limit:
-            self.length_hit = True
         return events
 
-    def _url_for(self, n: int) -> str | None:
-        for index, url, _title in self._citations():
+
+def url_lookup(citations: Callable[[], list[tuple[int, str, str]]]
+               ) -> Callable[[int], str | None]:
+    """Citation number → URL. A closure over the citations only: a bound
+    method of the shaper here would make a reference cycle that keeps the
+    whole turn (its prompt included) in memory until the next full gc."""
+    def url_for(n: int) -> str | None:
+        for index, url, _title in citations():
             if index == n:
                 return url
         return None
+    return url_for

@@ -7,6 +7,13 @@ still answer with a plain HTTP error. :meth:`StreamWriter.pace` relays an
 event iterator and writes keep-alives while the upstream is silent; a write
 to a vanished client raises :class:`ClientGone`, which ends the handler (and
 with it the turn, whose ``finally`` releases the account lease).
+
+Frames are coalesced, never delayed: a write queues its frame and a flush
+task sends everything queued in one socket write as soon as the handler
+waits for the upstream, so the frames of all the upstream lines that arrived
+together go out together (at most ``MAX_QUEUED_FRAMES`` are held before they
+are sent inline). A client that does not keep up slows the handler down as
+before (the flush awaits the socket's drain, and so does the next write).
 """
 
 from __future__ import annotations
@@ -23,6 +30,9 @@ T = TypeVar("T")
 log = logging.getLogger("ds2proxy.sse")
 
 STREAM_KEY = web.RequestKey("ds2proxy_stream", object)
+# Frames held before they are sent inline, without waiting for the loop to
+# come round: bounds the delay of the first of a large batch of lines.
+MAX_QUEUED_FRAMES = 32
 
 
 class ClientGone(ConnectionError):
@@ -57,6 +67,9 @@ class StreamWriter:
         self._gone: ClientGone | None = None
         self._waiting = False
         self._since = self._armed_for = 0.0
+        self._queued: list[bytes] = []
+        self._flusher: asyncio.Task | None = None
+        self._failure: ClientGone | None = None
         request[STREAM_KEY] = self
 
     @property
@@ -64,14 +77,49 @@ class StreamWriter:
         return self.response.prepared
 
     async def _write(self, payload: bytes) -> None:
-        try:
-            if not self.response.prepared:
+        """Queue a frame; the flush task sends it with whatever else is queued."""
+        if self._failure is not None:
+            raise self._failure
+        if not self.response.prepared:
+            try:
                 await self.response.prepare(self.request)
-            await self.response.write(payload)
+            except (ConnectionError, RuntimeError) as exc:
+                raise ClientGone(str(exc)) from exc
+        self._queued.append(payload)
+        if self._flusher is None:
+            self._flusher = asyncio.get_running_loop().create_task(self._flush_queued())
+        elif len(self._queued) >= MAX_QUEUED_FRAMES:
+            await self._send_queued()
+
+    async def _send_queued(self) -> None:
+        data = b"".join(self._queued)
+        self._queued.clear()
+        try:
+            await self.response.write(data)
         except (ConnectionError, RuntimeError) as exc:
             # aiohttp raises ConnectionResetError (a ConnectionError) or, on a
             # closing transport, RuntimeError: either way the client is gone.
-            raise ClientGone(str(exc)) from exc
+            self._failure = ClientGone(str(exc))
+            raise self._failure from exc
+
+    async def _flush_queued(self) -> None:
+        """The flush task: runs once the handler waits, sends all that is queued."""
+        try:
+            while self._queued and self._failure is None:
+                await self._send_queued()
+        except ClientGone:
+            return  # kept in self._failure: the next write raises it
+        finally:
+            self._flusher = None
+
+    async def flush(self) -> None:
+        """Send everything queued now; ClientGone if the client left."""
+        if self._flusher is not None:
+            await asyncio.wait({self._flusher})
+        if self._queued and self._failure is None:
+            await self._send_queued()
+        if self._failure is not None:
+            raise self._failure
 
     async def _keepalive(self) -> None:
         raise NotImplementedError
@@ -158,8 +206,9 @@ class StreamWriter:
         if not self.closed:
             self.closed = True
             try:
+                await self.flush()
                 await self.response.write_eof()
-            except (ConnectionError, RuntimeError) as exc:
+            except (ConnectionError, RuntimeError) as exc:  # ClientGone included
                 log.debug("client gone before the end of the stream: %s", exc)
         return self.response
 
@@ -194,6 +243,7 @@ class SSEWriter(StreamWriter):
             await self._write(b"\n")
         else:
             await self.comment()
+        await self.flush()  # a silent stream finds out at once that the client left
 
     async def done(self) -> web.StreamResponse:
         """The OpenAI-style terminator ``data: [DONE]``, then end."""
@@ -227,6 +277,7 @@ class JSONArrayWriter(StreamWriter):
 
     async def _keepalive(self) -> None:
         await self._write(self._open() or b"\n")
+        await self.flush()
 
     async def done(self) -> web.StreamResponse:
         await self._write(self._open() + b"]")

@@ -126,10 +126,12 @@ def check(value: Any, fmt: ResponseFormat) -> None:
 
 
 def validate(value: Any, schema: Any, path: str = "$") -> list[str]:
-    """Schema problems of ``value`` (empty when it conforms)."""
+    """Schema problems of ``value`` (empty when it conforms). The schema is
+    the client's and unchecked: a keyword of the wrong type is ignored, as
+    it cannot say anything about the answer."""
     if not isinstance(schema, dict) or not schema:
         return []
-    if value is None and schema.get("nullable"):
+    if value is None and schema.get("nullable") is True:
         return []
     problems = _check_type(value, schema, path)
     if problems:
@@ -139,14 +141,30 @@ def validate(value: Any, schema: Any, path: str = "$") -> list[str]:
     return problems
 
 
+def _list(schema: dict, key: str) -> list[Any]:
+    found = schema.get(key)
+    return found if isinstance(found, list) else []
+
+
+def _dict(schema: dict, key: str) -> dict[str, Any]:
+    found = schema.get(key)
+    return found if isinstance(found, dict) else {}
+
+
+def _bound(schema: dict, key: str) -> int | float | None:
+    found = schema.get(key)
+    return found if isinstance(found, int | float) and not isinstance(found, bool) else None
+
+
 def _check_type(value: Any, schema: dict, path: str) -> list[str]:
     kinds = schema.get("type")
-    if kinds is None:
+    kinds = [kinds] if isinstance(kinds, str) else kinds
+    if not isinstance(kinds, list):
         return []
-    kinds = kinds if isinstance(kinds, list) else [kinds]
-    if any(_is_type(value, k) for k in kinds):
+    kinds = [k for k in kinds if isinstance(k, str)]
+    if not kinds or any(_is_type(value, k) for k in kinds):
         return []
-    return [f"{path} should be {' or '.join(map(str, kinds))}"]
+    return [f"{path} should be {' or '.join(kinds)}"]
 
 
 def _is_type(value: Any, kind: str) -> bool:
@@ -161,8 +179,9 @@ def _is_type(value: Any, kind: str) -> bool:
 
 
 def _check_enum(value: Any, schema: dict, path: str) -> list[str]:
-    if "enum" in schema and value not in schema["enum"]:
-        return [f"{path} should be one of {schema['enum']}"]
+    options = schema.get("enum")
+    if isinstance(options, list) and value not in options:
+        return [f"{path} should be one of {options}"]
     if "const" in schema and value != schema["const"]:
         return [f"{path} should be {schema['const']!r}"]
     return []
@@ -170,10 +189,10 @@ def _check_enum(value: Any, schema: dict, path: str) -> list[str]:
 
 def _check_combinators(value: Any, schema: dict, path: str) -> list[str]:
     problems: list[str] = []
-    for sub in schema.get("allOf") or []:
+    for sub in _list(schema, "allOf"):
         problems += validate(value, sub, path)
     for key in ("anyOf", "oneOf"):
-        options = schema.get(key)
+        options = _list(schema, key)
         if options and all(validate(value, sub, path) for sub in options):
             problems.append(f"{path} matches none of the {key} alternatives")
     return problems
@@ -182,16 +201,17 @@ def _check_combinators(value: Any, schema: dict, path: str) -> list[str]:
 def _check_object(value: Any, schema: dict, path: str) -> list[str]:
     if not isinstance(value, dict):
         return []
-    props = schema.get("properties") or {}
-    problems = [f"{path}.{name} is required" for name in schema.get("required") or []
-                if name not in value]
+    props = _dict(schema, "properties")
+    extra = schema.get("additionalProperties")
+    problems = [f"{path}.{name} is required" for name in _list(schema, "required")
+                if isinstance(name, str) and name not in value]
     for name, item in value.items():
         if name in props:
             problems += validate(item, props[name], f"{path}.{name}")
-        elif schema.get("additionalProperties") is False:
+        elif extra is False:
             problems.append(f"{path}.{name} is not allowed")
-        elif isinstance(schema.get("additionalProperties"), dict):
-            problems += validate(item, schema["additionalProperties"], f"{path}.{name}")
+        elif isinstance(extra, dict):
+            problems += validate(item, extra, f"{path}.{name}")
     return problems
 
 
@@ -199,26 +219,30 @@ def _check_array(value: Any, schema: dict, path: str) -> list[str]:
     if not isinstance(value, list):
         return []
     problems: list[str] = []
-    if isinstance(schema.get("items"), dict):
+    items = schema.get("items")
+    if isinstance(items, dict):
         for i, item in enumerate(value):
-            problems += validate(item, schema["items"], f"{path}[{i}]")
-    if "minItems" in schema and len(value) < schema["minItems"]:
-        problems.append(f"{path} needs at least {schema['minItems']} items")
-    if "maxItems" in schema and len(value) > schema["maxItems"]:
-        problems.append(f"{path} allows at most {schema['maxItems']} items")
+            problems += validate(item, items, f"{path}[{i}]")
+    low, high = _bound(schema, "minItems"), _bound(schema, "maxItems")
+    if low is not None and len(value) < low:
+        problems.append(f"{path} needs at least {low} items")
+    if high is not None and len(value) > high:
+        problems.append(f"{path} allows at most {high} items")
     return problems
 
 
 def _check_bounds(value: Any, schema: dict, path: str) -> list[str]:
     problems: list[str] = []
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        if "minimum" in schema and value < schema["minimum"]:
-            problems.append(f"{path} should be >= {schema['minimum']}")
-        if "maximum" in schema and value > schema["maximum"]:
-            problems.append(f"{path} should be <= {schema['maximum']}")
+        low, high = _bound(schema, "minimum"), _bound(schema, "maximum")
+        if low is not None and value < low:
+            problems.append(f"{path} should be >= {low}")
+        if high is not None and value > high:
+            problems.append(f"{path} should be <= {high}")
     if isinstance(value, str):
-        if "minLength" in schema and len(value) < schema["minLength"]:
-            problems.append(f"{path} should have at least {schema['minLength']} characters")
-        if "maxLength" in schema and len(value) > schema["maxLength"]:
-            problems.append(f"{path} should have at most {schema['maxLength']} characters")
+        low, high = _bound(schema, "minLength"), _bound(schema, "maxLength")
+        if low is not None and len(value) < low:
+            problems.append(f"{path} should have at least {low} characters")
+        if high is not None and len(value) > high:
+            problems.append(f"{path} should have at most {high} characters")
     return problems

@@ -1,32 +1,129 @@
-"""Token counts for usage reports, estimated without a tokenizer file.
+"""Token counts with the DeepSeek V4 tokenizer, cheap enough for every request.
 
-DeepSeek documents its tokenizer's rates as roughly 0.3 token per English
-character and 0.6 token per Chinese character. The estimate applies the
-English rate to ASCII and the Chinese rate to every other character (other
-scripts, symbols and emoji split at least as finely under byte-level BPE).
-Counting in tenths keeps it exact and deterministic; rounding up keeps any
-non-empty text at one token or more, and adding text never lowers the count.
+A long text is counted in segments cut at safe boundaries (see
+:mod:`ds2proxy.token_pieces`), so the sum of their counts is exactly the count
+of the whole text. Segments are cut left to right, each at the first safe
+boundary after ``SEGMENT_CHARS``, so a conversation that only grows keeps its
+earlier segments, and their counts come from an LRU cache keyed by the
+segment's hash: an agent resending its history pays only for the new part.
+What is not cached is encoded off the event loop when it is large.
 """
 
 from __future__ import annotations
 
-ASCII_TENTHS = 3
-OTHER_TENTHS = 6
+import asyncio
+from collections import OrderedDict
+from collections.abc import Iterable
+
+from .token_pieces import boundaries
+from .tokenizer import load
+
+SEGMENT_CHARS = 2048
+OFF_LOOP_CHARS = 16_384
+OFF_LOOP_SPLIT_CHARS = 262_144
+CACHE_ENTRIES = 32_768
 ATTACHMENT_BYTES_PER_TOKEN = 3
+TEXT_MIME_TYPES = ("application/json", "application/xml", "application/javascript",
+                   "application/x-yaml", "application/yaml", "application/toml")
+
+_cache: OrderedDict[tuple[int, int], int] = OrderedDict()
+
+
+def segments(text: str, size: int = SEGMENT_CHARS) -> list[str]:
+    """``text`` cut at the first safe boundary after every ``size`` characters."""
+    out: list[str] = []
+    start = 0
+    while len(text) - start > size:
+        cut = next(boundaries(text, start + size), None)
+        if cut is None:
+            break
+        out.append(text[start:cut])
+        start = cut
+    out.append(text[start:])
+    return out
+
+
+def _key(segment: str) -> tuple[int, int]:
+    return len(segment), hash(segment)
+
+
+def _lookup(parts: list[str]) -> tuple[int, list[str]]:
+    """(tokens of the cached parts, the parts still to encode)."""
+    known, missing = 0, []
+    for part in parts:
+        key = _key(part)
+        tokens = _cache.get(key)
+        if tokens is None:
+            missing.append(part)
+        else:
+            _cache.move_to_end(key)
+            known += tokens
+    return known, missing
+
+
+def _store(parts: list[str], counts: list[int]) -> int:
+    for part, tokens in zip(parts, counts):
+        _cache[_key(part)] = tokens
+    while len(_cache) > CACHE_ENTRIES:
+        _cache.popitem(last=False)
+    return sum(counts)
 
 
 def count_tokens(text: str) -> int:
-    """Estimated DeepSeek tokens in ``text``; 0 only for the empty string."""
-    ascii_chars = len(text) if text.isascii() else len(text.encode("ascii", "ignore"))
-    tenths = ascii_chars * ASCII_TENTHS + (len(text) - ascii_chars) * OTHER_TENTHS
-    return -(-tenths // 10)
+    """DeepSeek V4 tokens in ``text``, on the calling thread (small texts)."""
+    if not text:
+        return 0
+    known, missing = _lookup(segments(text))
+    return known + _store(missing, load().count_many(missing))
 
 
-def count_prompt_tokens(prompt: str, *, attachment_bytes: int = 0) -> int:
-    """Prompt tokens of one request: the prompt text plus uploaded files.
+def _hashed_segments(text: str) -> list[str]:
+    parts = segments(text)
+    for part in parts:
+        hash(part)  # a str keeps its hash: the lookups on the loop reuse it
+    return parts
 
-    Uploaded bytes count one token per three bytes — deliberately high, as
-    the web chat's own accounting of files is not visible.
-    """
-    file_tokens = -(-max(attachment_bytes, 0) // ATTACHMENT_BYTES_PER_TOKEN)
-    return count_tokens(prompt) + file_tokens
+
+async def count_tokens_async(text: str) -> int:
+    """Like :func:`count_tokens`, encoding off the loop what is large and not
+    cached (and for a very large text, cutting and hashing it there too)."""
+    if not text:
+        return 0
+    if len(text) > OFF_LOOP_SPLIT_CHARS:
+        parts = await asyncio.to_thread(_hashed_segments, text)
+    else:
+        parts = segments(text)
+    known, missing = _lookup(parts)
+    if sum(len(part) for part in missing) <= OFF_LOOP_CHARS:
+        return known + _store(missing, load().count_many(missing))
+    counts = await asyncio.to_thread(load().count_many, missing)
+    return known + _store(missing, counts)
+
+
+def _attachment_text(data: bytes, mime_type: str) -> str | None:
+    """The text of a text-like upload, None for binary files."""
+    if not (mime_type.startswith("text/") or mime_type in TEXT_MIME_TYPES):
+        return None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+async def count_attachment_tokens(files: Iterable[tuple[bytes, str]]) -> int:
+    """Uploaded files, as (data, MIME type): text files count their tokens;
+    for images and other binaries the web chat's own extraction is not
+    visible, so they count one token per three bytes (deliberately high)."""
+    total = 0
+    for data, mime_type in files:
+        text = _attachment_text(data, mime_type)
+        if text is None:
+            total += -(-len(data) // ATTACHMENT_BYTES_PER_TOKEN)
+        else:
+            total += await count_tokens_async(text)
+    return total
+
+
+async def warm_up() -> None:
+    """Build the tokenizer off the loop before the first request needs it."""
+    await asyncio.to_thread(load)

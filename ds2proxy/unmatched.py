@@ -15,24 +15,29 @@ from .formats.errors import (
     admin_error,
     anthropic_error,
     google_error,
+    ollama_error,
     openai_error,
 )
 
 _GOOGLE_PATH = re.compile(r"^/(v1beta|v1alpha)/|^/v1/models/[^/]+:")
 _ANTHROPIC_PATH = re.compile(r"^/anthropic/|^/(v1/)?messages(/|$)")
+_OLLAMA_PATH = re.compile(r"^/api/(?!v1(/|$))")
 _PAGES = ("/admin/ui", "/static/")
 
 
-def style_for(path: str) -> ErrorStyle | None:
-    """The error shape of the family a path belongs to; None for pages."""
+def style_for(path: str, *, google_client: bool = False) -> ErrorStyle | None:
+    """The error shape of the family a path belongs to; None for pages.
+    ``/v1/…`` is shared: a Google client there gets Google's shape."""
     if path.startswith(_PAGES):
         return None
     if path.startswith("/admin"):
         return admin_error
-    if _GOOGLE_PATH.match(path):
+    if _GOOGLE_PATH.match(path) or (google_client and path.startswith("/v1/")):
         return google_error
     if _ANTHROPIC_PATH.match(path):
         return anthropic_error
+    if _OLLAMA_PATH.match(path):
+        return ollama_error
     return openai_error
 
 
@@ -40,7 +45,8 @@ def style_for(path: str) -> ErrorStyle | None:
 async def unmatched_routes(request: web.Request, handler):
     """Turn the router's own 404 / 405 into the family's error shape."""
     unmatched = request.match_info.http_exception
-    style = style_for(request.path) if unmatched is not None else None
+    style = style_for(request.path, google_client=_google_client(request)) \
+        if unmatched is not None else None
     if style is None:
         return await handler(request)
     if isinstance(unmatched, web.HTTPMethodNotAllowed):
@@ -53,3 +59,9 @@ async def unmatched_routes(request: web.Request, handler):
         return response
     return style(ProxyError(f"no route {request.method} {request.path}", status=404,
                             code="not_found", type="invalid_request_error"))
+
+
+def _google_client(request: web.Request) -> bool:
+    """Google's SDKs and CLI: their key header or query, or their client tag."""
+    return ("x-goog-api-key" in request.headers or "x-goog-api-client" in request.headers
+            or "key" in request.query)

@@ -26,6 +26,17 @@ function el(tag, attrs = {}, ...children) {
   return node;
 }
 
+// An identifier as text that may wrap after its "@" and before each ".",
+// like the server's "breakable" filter.
+function breakable(text) {
+  const parts = [];
+  String(text).split(/(?<=@)|(?=\.)/).forEach((part, i) => {
+    if (i) parts.push(el("wbr"));
+    parts.push(part);
+  });
+  return parts;
+}
+
 function badge(kind, text) {
   return el("span", { class: `badge ${kind}` }, text);
 }
@@ -37,6 +48,20 @@ function wireConfirmations() {
     form.addEventListener("submit", (event) => {
       if (!window.confirm(form.dataset.confirm)) event.preventDefault();
     });
+  });
+}
+
+// ---- stale failures -------------------------------------------------------------------
+
+// A failure message describes the last thing that went wrong. Once a later
+// action on the page succeeds, it is history: an error banner rendered with
+// the page (from an earlier form post) or a failed "test all" run would
+// otherwise keep reporting a problem that is gone.
+function clearStaleFailures() {
+  document.querySelectorAll(".flash-error").forEach((node) => node.remove());
+  document.querySelectorAll('.progress[data-state="failed"]').forEach((node) => {
+    node.classList.remove("active");
+    delete node.dataset.state;
   });
 }
 
@@ -82,14 +107,14 @@ function renderOverview(root, data) {
   const accounts = root.querySelector("#overview-accounts");
   if (accounts) {
     const rows = data.accounts.map((a) => el("tr", {},
-      el("td", { class: "wrap" }, a.identifier,
-        a.last_error ? el("div", { class: "small muted" }, a.last_error) : null),
-      el("td", { class: "small" }, badge(STATE_BADGES[a.state] || "", a.state.replace("_", " ")),
-        a.reason ? el("div", { class: "muted" }, a.reason) : null),
+      el("td", { class: "wrap" }, ...breakable(a.identifier),
+        el("div", { class: "small" }, badge(STATE_BADGES[a.state] || "", a.state.replace("_", " "))),
+        a.reason || a.last_error
+          ? el("div", { class: "small muted" }, a.reason || a.last_error) : null),
       el("td", { class: "num" }, String(a.inflight)),
       el("td", {}, a.has_token ? badge("ok", "ready") : badge("", "login on use"))));
     if (!rows.length) {
-      rows.push(el("tr", {}, el("td", { colspan: "4", class: "empty" }, "No accounts yet.")));
+      rows.push(el("tr", {}, el("td", { colspan: "3", class: "empty" }, "No accounts yet.")));
     }
     accounts.replaceChildren(...rows);
   }
@@ -141,6 +166,7 @@ function showResult(result) {
     token.replaceWith(fresh);
   }
   if (result.success) {
+    clearStaleFailures();
     cell.replaceChildren(badge("ok", `OK · ${result.response_time} ms`));
   } else {
     cell.replaceChildren(badge("bad", "failed"), " ", el("span", { class: "muted" }, result.message));
@@ -159,9 +185,8 @@ function wireTestOne() {
       if (cell) cell.replaceChildren(badge("info", "testing…"));
       try {
         const response = await adminApi("/admin/accounts/test", { method: "POST", json: { identifier, message } });
-        const data = await response.json();
-        if (response.ok) showResult(data);
-        else if (cell) cell.replaceChildren(badge("bad", "error"), " ", data.detail || response.statusText);
+        if (response.ok) showResult(await response.json());
+        else if (cell) cell.replaceChildren(badge("bad", "error"), " ", await failureText(response));
       } catch (err) {
         if (cell) cell.replaceChildren(badge("bad", "error"), " ", String(err));
       } finally {
@@ -169,6 +194,18 @@ function wireTestOne() {
       }
     });
   });
+}
+
+// What a refused request says: the admin API's JSON detail, else the status.
+// A lapsed session is said in the dashboard's terms, not the API's.
+async function failureText(response) {
+  if (response.status === 401) return "Your session has ended: log in again to continue.";
+  try {
+    const data = await response.json();
+    return data.detail || data.error?.message || `HTTP ${response.status}`;
+  } catch (err) {
+    return `HTTP ${response.status} ${response.statusText}`.trim();
+  }
 }
 
 async function* ndjson(response) {
@@ -199,6 +236,7 @@ function wireTestAll() {
     const button = form.querySelector('button[type="submit"]');
     const message = form.querySelector('[name="message"]').value;
     button.disabled = true;
+    delete progress.dataset.state;
     progress.classList.add("active");
     bar.style.width = "0%";
     caption.textContent = "Starting…";
@@ -208,7 +246,8 @@ function wireTestAll() {
     try {
       const response = await adminApi("/admin/accounts/test-all", { method: "POST", json: { stream: true, message } });
       if (!response.ok) {
-        caption.textContent = (await response.json()).detail || response.statusText;
+        progress.dataset.state = "failed";
+        caption.textContent = await failureText(response);
         return;
       }
       for await (const item of ndjson(response)) {
@@ -225,6 +264,7 @@ function wireTestAll() {
       bar.style.width = "100%";
       caption.textContent = `Done: ${ok} of ${total} accounts passed.`;
     } catch (err) {
+      progress.dataset.state = "failed";
       caption.textContent = `Test stopped: ${err}`;
     } finally {
       button.disabled = false;
@@ -232,7 +272,18 @@ function wireTestAll() {
   });
 }
 
+// ---- messages -------------------------------------------------------------------------
+
+// A message belongs to the action that caused it: the next action on the page
+// (a form sent, or a test run in place) removes it, so it is never shown stale.
+function wireFlash() {
+  const dismiss = () => document.getElementById("flash")?.remove();
+  document.addEventListener("submit", dismiss, true);
+  document.getElementById("flash")?.addEventListener("click", dismiss);
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  wireFlash();
   wireConfirmations();
   wireOverview();
   wireTestOne();

@@ -18,7 +18,7 @@ import pytest
 from aiohttp import web
 
 from ds2proxy.app import CORE, RunningServer, create_app, start_server
-from ds2proxy.config import ConfigStore
+from ds2proxy.config_store import ConfigStore
 from ds2proxy.core import Core
 from ds2proxy.testing import FakeAccount, FakeDeepSeek
 
@@ -40,15 +40,22 @@ def fixtures_dir() -> Path:
     return FIXTURES
 
 
-@pytest.fixture
-async def fake_upstream() -> AsyncIterator[FakeDeepSeek]:
-    fake = FakeDeepSeek([FakeAccount(pw, email=email) for email, pw in ACCOUNTS],
-                        difficulty=FAKE_DIFFICULTY)
+async def running_fake(kind: type[FakeDeepSeek] = FakeDeepSeek) -> AsyncIterator[FakeDeepSeek]:
+    """A started fake upstream of ``kind`` (a FakeDeepSeek subclass that
+    misbehaves on purpose) with the test accounts, closed afterwards."""
+    fake = kind([FakeAccount(pw, email=email) for email, pw in ACCOUNTS],
+                difficulty=FAKE_DIFFICULTY)
     await fake.start()
     try:
         yield fake
     finally:
         await fake.close()
+
+
+@pytest.fixture
+async def fake_upstream() -> AsyncIterator[FakeDeepSeek]:
+    async for fake in running_fake():
+        yield fake
 
 
 @dataclass

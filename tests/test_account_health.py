@@ -274,8 +274,11 @@ def test_counts_and_view():
 
 def test_settings_are_validated_with_the_field_named():
     with pytest.raises(ConfigError, match="health.cooldown.rate_limited.max_seconds"):
-        parse_config({"health": {"cooldown": {"rate_limited": {"base_seconds": 50,
-                                                               "max_seconds": 10}}}})
+        parse_config({"health": {"cooldown": {"rate_limited": {"max_seconds": 0}}}})
+    # A cap below the base means the base: each field is valid on its own.
+    low = parse_config({"health": {"cooldown": {"rate_limited": {"base_seconds": 50,
+                                                                 "max_seconds": 10}}}})
+    assert [low.health.cooldown("rate_limited", n) for n in (1, 3)] == [50, 50]
     with pytest.raises(ConfigError, match="health.pacing.max_per_hour"):
         parse_config({"health": {"pacing": {"max_per_hour": -1}}})
     d = parse_config({}).health

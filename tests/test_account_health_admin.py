@@ -11,7 +11,7 @@ from admin_util import admin_for
 from conftest import ACCOUNTS, Proxy, ProxyFactory
 
 from ds2proxy.app import create_app, start_server
-from ds2proxy.config import ConfigStore
+from ds2proxy.config_store import ConfigStore
 from ds2proxy.state.store import state_path_for
 from ds2proxy.testing import HttpFault, Misbehaviour
 

@@ -5,18 +5,13 @@ way. Screenshots go to test-artifacts/."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 import aiohttp
 import pytest
-from browser_util import LiveServer, screenshot
+from browser_util import LiveServer, chromium, chromium_or_skip, find, screenshot, text_of, wait
 from conftest import ACCOUNTS, TEST_KEY
-from test_dashboard_browser import (  # noqa: F401  (fixtures and page helpers)
-    driver,
-    find,
-    live,
-    open_page,
-    text_of,
-    wait,
-)
 
 from ds2proxy.auth import TARGET_ACCOUNT_HEADER
 from ds2proxy.testing import HttpFault, Misbehaviour
@@ -25,6 +20,22 @@ pytestmark = pytest.mark.timeout(90)
 
 ALICE = ACCOUNTS[0][0]
 ROW = f'tr[data-account="{ALICE}"]'
+
+
+@pytest.fixture(scope="module")
+def live() -> Iterator[LiveServer]:
+    chromium_or_skip()
+    server = LiveServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def driver(live: LiveServer) -> Iterator[Any]:
+    with chromium() as browser:
+        yield browser
 
 
 async def _chat_on(live: LiveServer, account: str) -> int:
@@ -63,7 +74,7 @@ def shows(css: str, wanted: str):
 def test_a_failing_account_shows_its_state_and_reset_brings_it_back(driver, live):
     live.on_loop(lambda: live.fake.misbehave(ALICE, Misbehaviour(completion=HttpFault(429))))
     assert live.run(_chat_on(live, ALICE)) == 429
-    open_page(driver, live, "/admin/ui/accounts")
+    live.open_page(driver, "/admin/ui/accounts")
     assert "cooling down" in text_of(driver, f"{ROW} .health-state")
     assert "rate limit" in text_of(driver, f"{ROW} .health-reason")
     assert "left" in text_of(driver, f"{ROW} .cooldown-left")
@@ -85,6 +96,6 @@ def test_a_failing_account_shows_its_state_and_reset_brings_it_back(driver, live
     assert text_of(driver, f"{ROW} .health-state") == "healthy"
     screenshot(driver, "account-healthy")
 
-    open_page(driver, live, "/admin/")
+    live.open_page(driver, "/admin/")
     wait(driver, lambda d: find(d, "#live-badge").is_displayed())
     assert "healthy" in text_of(driver, "#accounts-by-state")

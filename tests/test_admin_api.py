@@ -259,7 +259,8 @@ async def test_import_merge_replace_and_wrapped(admin: Admin):
         "keys": ["sk-imported-000000"], "accounts": [{"email": "new@example.com",
                                                       "password": "new-pw-1"}],
         "runtime": {"account_max_inflight": 3}})
-    assert merged == {"success": True, "mode": "merge", "total_keys": 2, "total_accounts": 3}
+    assert merged == {"success": True, "mode": "merge", "total_keys": 2, "total_accounts": 3,
+                      "warnings": []}
     assert admin.proxy.core.pool.limits.per_account == 3
     replaced = await admin.ok("POST", "/admin/config/import", json={
         "mode": "replace", "config": {"keys": ["only-key-000000"],

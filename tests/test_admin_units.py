@@ -251,7 +251,7 @@ def test_parse_form_reads_every_kind_and_reports_bad_numbers():
 def test_settings_view_round_trips_through_the_patch():
     cfg = parse_config({"runtime": {"account_max_inflight": 5}})
     view = settings.nested_view(cfg, password_set=False, default_key_in_use=True,
-                                env_backed=False)
+                                config_source="file")
     changes = settings.flatten_patch(view)
     data: dict = {}
     settings.apply_changes(data, changes)

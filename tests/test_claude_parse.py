@@ -207,8 +207,29 @@ def test_max_tokens_defaults_and_is_validated():
 
 
 def test_sampling_and_stop_sequences():
-    chat = parse(temperature=0.2, top_p=0.9, top_k=5, stop_sequences=["END", "", 3])
-    assert chat.sampling == {"temperature": 0.2, "top_p": 0.9, "top_k": 5, "stop": ["END"]}
+    chat = parse(temperature=0.2, top_p=0.9, top_k=5, stop_sequences=["END", "FIN"])
+    assert chat.sampling == {"temperature": 0.2, "top_p": 0.9, "top_k": 5,
+                             "stop": ["END", "FIN"]}
+
+
+@pytest.mark.parametrize("bad", [["END", ""], ["END", 3], "END", ["x"] * 17, ["y" * 1001]])
+def test_bad_stop_sequences_are_refused(bad):
+    with pytest.raises(InvalidRequest) as info:
+        parse(stop_sequences=bad)
+    assert info.value.param == "stop_sequences"
+
+
+@pytest.mark.parametrize("field, value", [
+    ("temperature", "hot"), ("temperature", -50), ("temperature", 1e308), ("top_p", 1.5),
+    ("top_k", 2.5), ("stop_sequences", {"x": 1}), ("stop_sequences", ["END", 3]),
+    ("stream", "yes"), ("max_tokens", 0), ("metadata", [])])
+def test_sampling_fields_out_of_range_are_refused_naming_the_field(field, value):
+    with pytest.raises(InvalidRequest) as info:
+        parse(**{field: value})
+    assert info.value.param == field
+    assert field in info.value.message
+    if not isinstance(value, int | float):
+        assert repr(value) not in info.value.message
 
 
 @pytest.mark.parametrize("thinking, expected", [

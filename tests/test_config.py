@@ -8,7 +8,8 @@ import json
 
 import pytest
 
-from ds2proxy.config import ConfigError, ConfigStore, atomic_write_json, parse_config
+from ds2proxy.config import ConfigError, parse_config
+from ds2proxy.config_store import ConfigStore, atomic_write_json
 
 
 def test_defaults_from_empty_document():

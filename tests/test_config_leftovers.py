@@ -10,7 +10,7 @@ from pathlib import Path
 
 from conftest import ProxyFactory
 
-from ds2proxy.config import atomic_write_json
+from ds2proxy.config_store import atomic_write_json
 from ds2proxy.config_leftovers import leftover_temp_files, temp_prefix
 
 SECRET_DOC = json.dumps({"keys": ["sk-leftover-secret"], "accounts": []})
@@ -51,7 +51,7 @@ def test_the_writer_names_temp_files_as_the_cleaner_expects(tmp_path: Path, monk
         seen.extend(p.name for p in leftover_temp_files(config))
         real_replace(src, dst)
 
-    monkeypatch.setattr("ds2proxy.config.os.replace", spy_replace)
+    monkeypatch.setattr("ds2proxy.config_store.os.replace", spy_replace)
     atomic_write_json(config, {"keys": ["k"]})
     assert len(seen) == 1 and seen[0].startswith(".config.json.")
     assert leftover_temp_files(config) == []

@@ -9,23 +9,17 @@ own event-loop thread (see ``browser_util.LiveServer``).
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
-from browser_util import LiveServer, chromium_or_skip, screenshot, start_chromium
-
-from conftest import TEST_KEY
+from browser_util import LiveServer, chromium, chromium_or_skip, find, screenshot, text_of, wait
 
 from ds2proxy.testing import Delivery, Scripted
 
 pytestmark = pytest.mark.timeout(90)
 
 CAROL = ("carol@example.com", "pw-carol")
-WAIT = 15
 
 
 @pytest.fixture(scope="module")
@@ -40,45 +34,8 @@ def live() -> Iterator[LiveServer]:
 
 @pytest.fixture(scope="module")
 def driver(live: LiveServer) -> Iterator[Any]:
-    with tempfile.TemporaryDirectory(prefix="ds2proxy-chromium-") as profile:
-        browser = start_chromium(Path(profile))
-        try:
-            yield browser
-        finally:
-            browser.quit()
-
-
-def wait(driver: Any, condition: Any, timeout: float = WAIT) -> Any:
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    return WebDriverWait(driver, timeout, poll_frequency=0.05).until(condition)
-
-
-def find(driver: Any, css: str) -> Any:
-    from selenium.webdriver.common.by import By
-
-    return driver.find_element(By.CSS_SELECTOR, css)
-
-
-def text_of(driver: Any, css: str) -> str:
-    return find(driver, css).text
-
-
-async def _chat(live: LiveServer, message: str) -> None:
-    body = {"model": "deepseek-chat", "messages": [{"role": "user", "content": message}]}
-    async with aiohttp.ClientSession() as http:
-        async with http.post(f"{live.url}/v1/chat/completions", json=body,
-                             headers={"Authorization": f"Bearer {TEST_KEY}"}) as resp:
-            assert resp.status == 200
-
-
-def open_page(driver: Any, live: LiveServer, path: str) -> None:
-    """Go to ``path``, logging in first when the session is missing."""
-    driver.get(live.url + path)
-    if "/admin/ui/login" in driver.current_url:
-        find(driver, "#admin_key").send_keys(live.admin_key)
-        find(driver, "#login-submit").click()
-        wait(driver, lambda d: "/admin/ui/login" not in d.current_url)
+    with chromium() as browser:
+        yield browser
 
 
 def test_log_in_and_watch_the_overview(driver, live):
@@ -99,7 +56,7 @@ def test_log_in_and_watch_the_overview(driver, live):
 
 
 def test_add_an_account_and_test_it(driver, live):
-    open_page(driver, live, "/admin/ui/accounts")
+    live.open_page(driver, "/admin/ui/accounts")
     find(driver, "#login").send_keys(CAROL[0])
     find(driver, "#password").send_keys(CAROL[1])
     find(driver, "#add-account-submit").click()
@@ -121,8 +78,30 @@ def test_add_an_account_and_test_it(driver, live):
     screenshot(driver, "accounts")
 
 
+def test_a_later_success_clears_stale_failures(driver, live):
+    """An error banner from an earlier form post and a refused "test all" run
+    go away once a later test works, instead of reporting a problem that is gone."""
+    live.open_page(driver, "/admin/ui/accounts")
+    find(driver, "#add-account-submit").click()  # nothing filled in: refused
+    wait(driver, lambda d: "flash-error" in find(d, "#flash").get_attribute("class"))
+    # The session ends (as when the password is changed elsewhere): "test all" is refused.
+    session = driver.get_cookie("ds2proxy_admin")
+    driver.delete_cookie("ds2proxy_admin")
+    find(driver, "#test-all-submit").click()
+    wait(driver, lambda d: find(d, "#test-all-progress").get_attribute("data-state") == "failed")
+    assert "log in again" in text_of(driver, "#test-all-progress .caption")
+    screenshot(driver, "accounts-failures")
+    # Logged in again: the next test works, and both failures are gone.
+    driver.add_cookie(session)
+    row = 'tr[data-account="alice@example.com"]'
+    find(driver, f"{row} form[data-js='test-one'] button").click()
+    wait(driver, lambda d: "OK" in text_of(d, f"{row} .test-result"))
+    assert not driver.find_elements("css selector", ".flash-error")
+    assert not find(driver, "#test-all-progress").is_displayed()
+
+
 def test_change_a_setting_and_see_it_applied(driver, live):
-    open_page(driver, live, "/admin/ui/settings")
+    live.open_page(driver, "/admin/ui/settings")
     field = find(driver, "#runtime\\.account_max_inflight")
     field.clear()
     field.send_keys("0")
@@ -145,7 +124,7 @@ def test_the_playground_streams_the_answer_as_it_arrives(driver, live):
     script = Scripted(thinking="Let me think about streams.", answer=answer, chunk_size=2,
                       delivery=Delivery(chunk_delay=0.03))
     live.on_loop(lambda: live.fake.enqueue(script))
-    open_page(driver, live, "/admin/ui/playground")
+    live.open_page(driver, "/admin/ui/playground")
     message = find(driver, "#pg-message")
     message.clear()
     message.send_keys("Tell me about streaming.")
@@ -164,7 +143,7 @@ def test_the_playground_streams_the_answer_as_it_arrives(driver, live):
 def test_the_playground_reads_every_familys_stream(driver, live, family):
     from selenium.webdriver.support.ui import Select
 
-    open_page(driver, live, "/admin/ui/playground")
+    live.open_page(driver, "/admin/ui/playground")
     Select(find(driver, "#pg-family")).select_by_value(family)
     assert find(driver, "#pg-model").get_attribute("value") != "deepseek-reasoner"
     message = find(driver, "#pg-message")
@@ -181,7 +160,7 @@ def test_the_playground_reads_every_familys_stream(driver, live, family):
 
 @pytest.mark.parametrize("page", ["keys", "config", "plugins"])
 def test_the_other_pages_render(driver, live, page):
-    open_page(driver, live, f"/admin/ui/{page}")
+    live.open_page(driver, f"/admin/ui/{page}")
     assert find(driver, "nav a[aria-current='page']").get_attribute("href").endswith(page)
     assert driver.find_elements("css selector", ".card")
     screenshot(driver, page)
@@ -189,8 +168,8 @@ def test_the_other_pages_render(driver, live, page):
 
 def test_captures_show_upstream_exchanges_redacted(driver, live):
     live.run(live.core.store.update(lambda doc: doc.update(dev_captures={"enabled": True})))
-    live.run(_chat(live, "Capture this exchange."))
-    open_page(driver, live, "/admin/ui/captures")
+    live.run(live.chat("Capture this exchange."))
+    live.open_page(driver, "/admin/ui/captures")
     completion = next(d for d in driver.find_elements("css selector", "details.capture")
                       if d.text.split()[1].endswith("/api/v0/chat/completion"))
     completion.find_element("css selector", "summary").click()
@@ -202,7 +181,7 @@ def test_captures_show_upstream_exchanges_redacted(driver, live):
 
 
 def test_a_form_posted_without_its_csrf_token_is_refused(driver, live):
-    open_page(driver, live, "/admin/ui/keys")
+    live.open_page(driver, "/admin/ui/keys")
     driver.execute_script("""
         const form = document.createElement('form');
         form.method = 'post';
@@ -221,7 +200,7 @@ def test_a_form_posted_without_its_csrf_token_is_refused(driver, live):
 
 
 def test_log_out(driver, live):
-    open_page(driver, live, "/admin/")
+    live.open_page(driver, "/admin/")
     find(driver, "#logout").click()
     wait(driver, lambda d: "/admin/ui/login" in d.current_url)
     assert "logged out" in text_of(driver, "#flash")

@@ -6,6 +6,7 @@ the thinking switch are pinned in ``test_degpt_lm_wire``."""
 from __future__ import annotations
 
 import asyncio
+import re
 
 import aiohttp
 import anthropic
@@ -46,14 +47,41 @@ async def test_model_list_carries_the_rich_metadata(proxy):
     assert body["object"] == "list" and body["status"] is True and body["version"]
     assert isinstance(body["time"], int) and len(str(body["time"])) == 8  # yyyymmdd
     natives = {m.id: m for m in proxy.core.models.natives()}
-    assert [m["id"] for m in body["data"]] == list(natives)
+    ids = [m["id"] for m in body["data"]]
+    assert ids[:len(natives)] == list(natives)
+    # The surface's OpenAI / Claude / Gemini names, each one servable; its
+    # other vendors' models are not DeepSeek's and are not listed.
+    assert {"gpt-4o", "o3", "claude-opus-4-20250514", "gemini-2.5-pro"} <= set(ids)
+    assert not any(i.startswith(("doubao", "qwen", "grok")) for i in ids)
     for entry in body["data"]:
         assert set(entry) == MODEL_KEYS
         assert entry["object"] == "model" and entry["model"] == entry["id"]
         assert entry["created"] > 10**12  # milliseconds
         assert entry["name"] and entry["tip"] == entry["name"] and entry["description"]
-        vision = natives[entry["id"]].model_type == "vision"
-        assert entry["support"] == ("image" if vision else "text")
+        native = natives[proxy.core.resolve_model(entry["id"], family="openai").native]
+        assert entry["support"] == ("image" if native.model_type == "vision" else "text")
+        if entry["id"] not in natives:
+            assert native.id in entry["description"]
+
+
+@pytest.mark.parametrize("model", ["doubao-seed-1-6-250615", "qwen3-235b-a22b", "grok-4-0709"])
+async def test_other_vendors_are_model_not_found(proxy, model):
+    with pytest.raises(openai.BadRequestError) as info:
+        await chat_client(proxy).chat.completions.create(model=model, messages=USER)
+    assert info.value.body["code"] == "model_not_found"
+    assert proxy.fake.calls_to("chat/completion") == []
+
+
+async def test_listed_vendor_name_is_served_and_ids_follow_the_surface(proxy):
+    proxy.fake.enqueue(Scripted(answer="Hi."), Scripted(answer="Hello."))
+    resp = await chat_client(proxy).chat.completions.create(model="gpt-4o", messages=USER)
+    assert resp.choices[0].message.content == "Hi." and resp.model == "gpt-4o"
+    assert re.fullmatch(r"chatcmpl-[a-z]{4}[0-9]{6}", resp.id)
+    assert set(resp.usage.model_dump(exclude_none=True)) == {
+        "prompt_tokens", "completion_tokens", "total_tokens"}
+    message = await messages_client(proxy).messages.create(
+        model="claude-opus-4-20250514", max_tokens=100, messages=USER)
+    assert re.fullmatch(r"chatcmpl-[a-z]{4}[0-9]{6}", message.id)
 
 
 async def test_model_list_identity_comes_from_plugin_settings(proxy_factory):
@@ -136,3 +164,10 @@ async def test_messages_bad_key_is_an_anthropic_401(proxy_factory):
             model="claude-opus-4-6", max_tokens=10, messages=USER)
     assert info.value.body["type"] == "error"
     assert info.value.body["error"]["type"] == "authentication_error"
+
+
+async def test_configured_aliases_are_listed_with_their_model(proxy_factory):
+    proxy = await proxy_factory({"model_aliases": {"my-bot": "deepseek-reasoner"}})
+    entries = {m["id"]: m for m in (await get_models(proxy))["data"]}
+    assert "deepseek-reasoner" in entries["my-bot"]["description"]
+    assert entries["my-bot"]["name"].startswith("my-bot")

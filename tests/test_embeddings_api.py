@@ -10,8 +10,7 @@ import struct
 import aiohttp
 import openai
 import pytest
-
-from ds2proxy.tokens import count_tokens
+from token_util import reference_tokens
 
 
 def connect(proxy, key: str | None = None) -> openai.AsyncOpenAI:
@@ -36,7 +35,7 @@ async def test_deterministic_vectors_are_stable_unit_vectors(proxy):
     assert vectors[0] == vectors[2] == again.data[0].embedding
     assert all(math.isclose(norm(v), 1.0, rel_tol=1e-6) for v in vectors)
     assert first.model == "text-embedding-3-small"
-    assert first.usage.prompt_tokens == count_tokens("alpha") * 2 + count_tokens("beta")
+    assert first.usage.prompt_tokens == reference_tokens("alpha") * 2 + reference_tokens("beta")
 
 
 async def test_float_format_and_dimensions_through_the_sync_client(proxy):

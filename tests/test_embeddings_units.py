@@ -5,11 +5,11 @@ from __future__ import annotations
 import math
 
 import pytest
+from token_util import reference_tokens
 
 from ds2proxy.errors import InvalidRequest
-from ds2proxy.tokens import count_tokens
-from plugins.openai.embeddings import parse_inputs
-from plugins.openai.embeddings_providers import DeterministicEmbeddings, provider_for
+from plugins.openai.embeddings import parse_inputs, usage_tokens
+from ds2proxy.embeddings import DeterministicEmbeddings, provider_for
 
 
 async def test_same_text_same_unit_vector_of_the_asked_dimension() -> None:
@@ -35,9 +35,10 @@ def test_every_input_form(value: object, texts: list[str]) -> None:
     assert [i.text for i in parse_inputs(value)] == texts
 
 
-def test_token_counts() -> None:
-    assert [i.tokens for i in parse_inputs([[5, 6, 7], [8]])] == [3, 1]
-    assert parse_inputs("hello world")[0].tokens == count_tokens("hello world")
+async def test_token_counts() -> None:
+    assert await usage_tokens(parse_inputs([[5, 6, 7], [8]])) == 4
+    assert await usage_tokens(parse_inputs(["hello world", "你好"])) == (
+        reference_tokens("hello world") + reference_tokens("你好"))
 
 
 @pytest.mark.parametrize("value", [None, "", [], [""], [[]], [None], {"text": "a"}, [True],

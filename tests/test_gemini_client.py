@@ -70,6 +70,10 @@ async def generate(proxy, mode: str, stream: bool, **kwargs) -> list:
     return [await asyncio.to_thread(sync.generate_content, **kwargs)]
 
 
+# Thought parts come only when asked for, as Gemini CLI does.
+SHOW_THOUGHTS = types.GenerateContentConfig(
+    thinking_config=types.ThinkingConfig(include_thoughts=True))
+
 # The 50 000-character reasoning of this recording streams as ~33 000 chunks,
 # which the SDK validates one by one for half a minute; its stream is checked
 # on the wire instead (test_long_recording_streams_exactly_on_the_wire).
@@ -83,7 +87,8 @@ CASES = [pytest.param(name, mode, stream, id=f"{name}-{mode}-{'stream' if stream
 async def test_recording_reconstructs_exactly(proxy, fixtures_dir, name, mode, stream):
     want = expected(fixtures_dir, name)
     proxy.fake.enqueue(Replay(fixtures_dir / "deepseek-sse" / name))
-    responses = await generate(proxy, mode, stream, model=THINKING_MODEL, contents="hello")
+    responses = await generate(proxy, mode, stream, model=THINKING_MODEL, contents="hello",
+                               config=SHOW_THOUGHTS)
     thoughts, text, calls, finishes = collect(responses)
     assert thoughts == want["thinking"]
     assert text == want["content"]
@@ -260,3 +265,31 @@ async def test_count_tokens_matches_the_prompt_count_of_a_call(proxy):
     response = await client(proxy).aio.models.generate_content(model=FAST_MODEL,
                                                                 contents=contents)
     assert counted.total_tokens == response.usage_metadata.prompt_token_count > 0
+
+
+async def test_quickstart_stream_loop_never_prints_none(proxy):
+    """Google's quickstart: ``for chunk in …stream(…): print(chunk.text)``.
+    The finish and usage ride on the last text chunk, so no chunk's text is
+    None (hidden thoughts make no chunks at all)."""
+    answer = "Hello there, how are you today?"
+    proxy.fake.enqueue(Scripted(thinking="Some hidden thought.", answer=answer, chunk_size=5))
+    genai_client = client(proxy)  # held: a dropped client closes its connection pool
+    chunks = await asyncio.to_thread(lambda: list(genai_client.models.generate_content_stream(
+        model=THINKING_MODEL, contents="Say hello.")))
+    texts = [chunk.text for chunk in chunks]
+    assert None not in texts and "".join(texts) == answer
+    assert chunks[-1].candidates[0].finish_reason == types.FinishReason.STOP
+    assert chunks[-1].usage_metadata.total_token_count > 0
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_thought_parts_only_with_include_thoughts(proxy, stream):
+    proxy.fake.enqueue(Scripted(thinking="Private reasoning.", answer="Done."),
+                       Scripted(thinking="Private reasoning.", answer="Done."))
+    hidden = await generate(proxy, "async", stream, model=THINKING_MODEL, contents="hi")
+    shown = await generate(proxy, "async", stream, model=THINKING_MODEL, contents="hi",
+                           config=SHOW_THOUGHTS)
+    assert collect(hidden)[:2] == ("", "Done.")
+    assert collect(shown)[:2] == ("Private reasoning.", "Done.")
+    # Hidden, the reasoning is still counted as Gemini counts it.
+    assert hidden[-1].usage_metadata.thoughts_token_count > 0

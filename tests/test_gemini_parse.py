@@ -243,7 +243,8 @@ def test_thinking_budget_and_include_thoughts():
     assert (off.chat.thinking, off.chat.thinking_enabled) == (False, False)
     assert (on.chat.thinking, on.show_thoughts) == (True, True)
     assert (hidden.chat.thinking, hidden.show_thoughts) == (None, False)
-    assert parse().show_thoughts is True
+    # Without includeThoughts Gemini returns no thought parts.
+    assert parse().show_thoughts is False
 
 
 def test_gemini_cli_tool_result_turn_parses_with_its_tools_and_ids(fixtures_dir):
@@ -283,3 +284,16 @@ def test_tool_config_becomes_the_tool_choice():
     assert choice("ANY", ["a", "b"]).allowed == frozenset({"a", "b"})
     with pytest.raises(InvalidRequest):
         choice("ANY", ["undeclared"])
+
+
+def test_generation_config_numbers_read_as_protobuf_json():
+    """Google's parser takes numbers as numbers or decimal strings, and 64.0
+    for an integer; the checked values are what go upstream."""
+    chat = parse(generationConfig={"temperature": "0.5", "maxOutputTokens": "256",
+                                   "topK": 64.0, "candidateCount": "1"}).chat
+    assert chat.sampling == {"temperature": 0.5, "max_tokens": 256}
+    for bad in ({"temperature": "warm"}, {"maxOutputTokens": "1.5"}, {"topP": "NaN"},
+                {"maxOutputTokens": "1_000"}):
+        with pytest.raises(InvalidRequest) as info:
+            parse(generationConfig=bad)
+        assert info.value.param == f"generationConfig.{next(iter(bad))}"

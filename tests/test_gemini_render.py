@@ -38,7 +38,7 @@ def test_non_stream_parts_are_thoughts_then_text_then_calls():
     body = generate_content_response(result(
         reasoning="think", text="Sure.", finish="tool_calls",
         calls=[CollectedCall("call_1", "read", '{"path":"a"}'),
-               CollectedCall("call_2", "read", '{"path":"b"}')]), CHAT)
+               CollectedCall("call_2", "read", '{"path":"b"}')]), CHAT, show_thoughts=True)
     cand = body["candidates"][0]
     assert cand["content"] == {"role": "model", "parts": [
         {"text": "think", "thought": True}, {"text": "Sure."},
@@ -87,7 +87,7 @@ def test_stream_sends_text_as_released_calls_when_complete_and_finish_last():
         ToolCallStart(0, "call_a", "read"), ToolCallArgs(0, '{"path":'),
         ToolCallArgs(0, '"a"}'), ToolCallEnd(0),
         ToolCallStart(1, "call_b", "grep"), ToolCallArgs(1, '{"q":"x"}'), ToolCallEnd(1),
-        USAGE, Finish("tool_calls")])
+        USAGE, Finish("tool_calls")], show_thoughts=True)
     assert parts_of(chunks) == [
         {"text": "hm", "thought": True}, {"text": "Let me "}, {"text": "look."},
         {"functionCall": {"name": "read", "args": {"path": "a"}}},
@@ -136,3 +136,17 @@ def test_model_and_method_split_on_the_last_colon():
     for bad in ("gemini-2.5-pro", ":generateContent"):
         with pytest.raises(NotFound):
             split_model_action(bad)
+
+
+def test_finish_and_usage_ride_on_the_last_content_chunk():
+    chunks = render_all([TextDelta("Hel"), TextDelta("lo"), USAGE, Finish("stop")])
+    assert [c["candidates"][0]["content"]["parts"] for c in chunks] == [
+        [{"text": "Hel"}], [{"text": "lo"}]]
+    assert chunks[-1]["candidates"][0]["finishReason"] == "STOP"
+    assert "usageMetadata" in chunks[-1] and "usageMetadata" not in chunks[0]
+
+
+def test_a_turn_without_text_still_ends_with_a_text_part():
+    chunks = render_all([ReasoningDelta("hidden"), Finish("stop")])
+    assert len(chunks) == 1
+    assert chunks[0]["candidates"][0]["content"]["parts"] == [{"text": ""}]

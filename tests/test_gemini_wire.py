@@ -17,6 +17,8 @@ MODEL = "gemini-2.5-pro"
 STREAM_PATH = f"/v1beta/models/{MODEL}:streamGenerateContent"
 GENERATE_PATH = f"/v1beta/models/{MODEL}:generateContent"
 HELLO = {"contents": [{"role": "user", "parts": [{"text": "hello"}]}]}
+# Thought parts come only when asked for (Gemini CLI asks).
+THOUGHTS = {**HELLO, "generationConfig": {"thinkingConfig": {"includeThoughts": True}}}
 RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
 
 
@@ -49,8 +51,9 @@ def chunk_bytes(parts: list[dict], response_id: str) -> bytes:
 
 
 def assert_last_chunk(last: dict, finish: str = "STOP") -> None:
+    """The finish and usage ride on the last content part, as Google's stream does."""
     cand = last["candidates"][0]
-    assert cand["finishReason"] == finish and cand["content"]["parts"] == []
+    assert cand["finishReason"] == finish and len(cand["content"]["parts"]) == 1
     usage = last["usageMetadata"]
     assert set(usage) == {"promptTokenCount", "candidatesTokenCount", "totalTokenCount",
                           "thoughtsTokenCount"}
@@ -73,7 +76,7 @@ def calls_of(chunks: list[dict]) -> list[dict]:
 async def test_sse_golden_bytes(proxy):
     proxy.fake.enqueue(Scripted(thinking="Hmm, a greeting.", answer="Hi there, friend!",
                                 chunk_size=4))
-    status, headers, body = await post(proxy, STREAM_PATH + "?alt=sse", HELLO)
+    status, headers, body = await post(proxy, STREAM_PATH + "?alt=sse", THOUGHTS)
     assert status == 200 and headers["Content-Type"].startswith("text/event-stream")
     assert b"[DONE]" not in body and b"event:" not in body
     frames = sse_frames(body)
@@ -93,7 +96,7 @@ async def test_sse_golden_bytes(proxy):
 
 async def test_json_array_golden_bytes(proxy):
     proxy.fake.enqueue(Scripted(thinking="Hmm.", answer="Hi there, friend!", chunk_size=4))
-    status, headers, body = await post(proxy, STREAM_PATH, HELLO)
+    status, headers, body = await post(proxy, STREAM_PATH, THOUGHTS)
     assert status == 200 and headers["Content-Type"].startswith("application/json")
     assert body.startswith(b"[{") and body.endswith(b"}]")
     chunks = json.loads(body)
@@ -111,7 +114,7 @@ async def test_long_recording_streams_exactly_on_the_wire(proxy, fixtures_dir):
     sample = fixtures_dir / "deepseek-sse" / "continue-thinking-snapshot-replay-20260405"
     want = json.loads((sample / "expected.json").read_text())
     proxy.fake.enqueue(Replay(sample))
-    status, _, body = await post(proxy, STREAM_PATH + "?alt=sse", HELLO)
+    status, _, body = await post(proxy, STREAM_PATH + "?alt=sse", THOUGHTS)
     chunks = [json.loads(f) for f in sse_frames(body)]
     assert status == 200
     assert text_of(chunks, thought=True) == want["thinking"]
@@ -122,7 +125,7 @@ async def test_long_recording_streams_exactly_on_the_wire(proxy, fixtures_dir):
 
 async def test_non_stream_body(proxy):
     proxy.fake.enqueue(Scripted(thinking="Hmm.", answer="Hi!"))
-    status, headers, body = await post(proxy, GENERATE_PATH, HELLO)
+    status, headers, body = await post(proxy, GENERATE_PATH, THOUGHTS)
     answer = json.loads(body)
     assert status == 200 and headers["Content-Type"].startswith("application/json")
     assert answer["candidates"] == [{"content": {"role": "model", "parts": [
@@ -188,7 +191,7 @@ async def test_bad_requests_are_invalid_argument(proxy, path, body):
 
 
 @pytest.mark.parametrize("path", ["/v1beta/models/totally-custom:generateContent",
-                                  "/v1/models/deepseek-v3:streamGenerateContent",
+                                  "/v1/models/deepseek-v9-imaginary:streamGenerateContent",
                                   "/v1beta/models/totally-custom:countTokens"])
 async def test_unknown_models_are_not_found_as_google_says(proxy, path):
     status, _, answer = await post(proxy, path, HELLO)

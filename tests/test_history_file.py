@@ -16,6 +16,7 @@ import anthropic
 import openai
 import pytest
 from admin_util import Admin, admin  # noqa: F401  (fixture)
+from token_util import binary_file_tokens, reference_tokens
 from conftest import ProxyFactory
 
 from ds2proxy.admin import settings
@@ -36,7 +37,6 @@ from ds2proxy.prompt.history_file import (
     render_history_file,
 )
 from ds2proxy.testing import HttpFault, Scripted
-from ds2proxy.tokens import count_prompt_tokens, count_tokens
 from ds2proxy.toolcall.prompt import build_tool_prompt
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
@@ -220,9 +220,9 @@ async def test_long_prompt_goes_as_an_uploaded_file_referenced_first(
     assert body["prompt"] == continuation_prompt(FILE_NAME, tool_prompt=tool_prompt)
     assert "Be brief." not in body["prompt"] and "And tomorrow?" not in body["prompt"]
     # Usage counts what the model reads: the file, the live prompt and the image.
-    assert resp.usage.prompt_tokens == (count_tokens(history.content.decode())
-                                        + count_prompt_tokens(body["prompt"],
-                                                              attachment_bytes=len(PNG)))
+    assert resp.usage.prompt_tokens == (reference_tokens(history.content.decode())
+                                        + reference_tokens(body["prompt"])
+                                        + binary_file_tokens(len(PNG)))
     assert proxy.core.pool.inflight == 0
 
 
@@ -257,8 +257,8 @@ async def test_short_prompt_or_feature_off_sends_the_plain_prompt(
     body = proxy.fake.calls_to("chat/completion")[0].body
     assert body["ref_file_ids"] == [image.id]
     assert "Be brief." in body["prompt"] and "And tomorrow?" in body["prompt"]
-    assert resp.usage.prompt_tokens == count_prompt_tokens(body["prompt"],
-                                                          attachment_bytes=len(PNG))
+    assert resp.usage.prompt_tokens == (reference_tokens(body["prompt"])
+                                        + binary_file_tokens(len(PNG)))
 
 
 async def test_threshold_is_compared_with_the_rendered_prompt_length(
@@ -371,4 +371,4 @@ async def test_count_tokens_matches_what_a_history_file_turn_reports(
                                          messages=messages)
     [history] = uploads_named(proxy, FILE_NAME)
     assert counted.input_tokens == reply.usage.input_tokens
-    assert counted.input_tokens > count_tokens(history.content.decode())
+    assert counted.input_tokens > reference_tokens(history.content.decode())

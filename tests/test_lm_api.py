@@ -6,6 +6,9 @@ recordings and the thinking switch are pinned in ``test_degpt_lm_wire``."""
 from __future__ import annotations
 
 import asyncio
+import re
+
+import aiohttp
 
 import openai
 import pytest
@@ -98,3 +101,39 @@ async def test_out_of_range_is_a_400_naming_the_field(proxy, extra, param):
     assert param in info.value.body["message"]
     assert info.value.body["type"] == "invalid_request_error"
     assert proxy.fake.calls_to("chat/completion") == []
+
+
+async def lm_post(proxy, body: dict) -> dict:
+    async with aiohttp.ClientSession() as http:
+        async with http.post(proxy.url + "/lm/v2/chat/completions", json=body,
+                             headers=proxy.headers()) as resp:
+            assert resp.status == 200
+            return await resp.json()
+
+
+async def test_no_model_uses_the_documented_default_with_seed_ids_and_usage(proxy):
+    proxy.fake.enqueue(Scripted(answer="Beijing is the capital."))
+    body = await lm_post(proxy, {"messages": USER})
+    assert body["model"] == "deepseek-chat"
+    assert proxy.fake.calls_to("chat/completion")[0].body["model_type"] == "default"
+    assert re.fullmatch(r"gd-[a-z0-9]{10}", body["id"])
+    usage = body["usage"]
+    assert list(usage) == ["prompt_tokens", "prompt_tokens_details", "completion_tokens",
+                           "total_tokens"]
+    assert usage["prompt_tokens_details"] == 0 and usage["prompt_tokens"] > 0
+
+
+async def test_default_model_follows_the_plugin_setting(proxy_factory):
+    proxy = await proxy_factory({"plugins": {"lm": {"default_model": "deepseek-r1"}}})
+    proxy.fake.enqueue(Scripted(thinking="hmm", answer="ok"))
+    body = await lm_post(proxy, {"messages": USER})
+    assert body["model"] == "deepseek-r1"
+    assert body["choices"][0]["message"]["content"].startswith("<think>\nhmm")
+
+
+async def test_stream_chunks_share_one_seed_shaped_id(proxy):
+    proxy.fake.enqueue(Scripted(answer="one two three", chunk_size=4))
+    chunks = await client(proxy).chat.completions.create(
+        model="deepseek-v3-1-250821", messages=USER, stream=True)
+    ids = {chunk.id async for chunk in chunks}
+    assert len(ids) == 1 and re.fullmatch(r"gd-[a-z0-9]{10}", ids.pop())

@@ -62,8 +62,8 @@ def test_non_numbers_are_refused(field):
 
 
 @pytest.mark.parametrize("doc, param", [
-    ({"messages": [U]}, "model"),
     ({"model": "", "messages": [U]}, "model"),
+    ({"model": 7, "messages": [U]}, "model"),
     ({"model": "m"}, "messages"),
     (body(stream="yes"), "stream"),
     (body(stream_options=[]), "stream_options"),
@@ -89,8 +89,15 @@ def test_alternating_odd_conversations_pass(messages):
     ([S, U, A, A], "messages[3].role must be user"),
     ([S], "odd number"),
     ([U, S, U], "messages[1].role must be assistant"),
-    (["text"], "messages[0].role must be user"),
+    (["text"], "messages[0] must be an object"),
 ])
 def test_broken_alternation_is_refused_with_a_clear_message(messages, hint):
     err = refused({"model": "m", "messages": messages})
     assert err.param == "messages" and hint in err.message
+
+
+@pytest.mark.parametrize("role", [[], {"a": 1}, [[["user"]]], 3])
+def test_a_role_that_is_not_a_string_is_a_400_naming_it(role):
+    """Regression: ``"role": []`` was hashed into a set and crashed (500)."""
+    err = refused({"model": "m", "messages": [{"role": role, "content": "x"}]})
+    assert err.param == "messages[0].role" and "must be a string" in err.message

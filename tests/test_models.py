@@ -69,7 +69,7 @@ def test_alias_resolves_and_echoes_the_requested_name(catalog):  # idea 22
     ("gpt-5.1-codex", "deepseek-reasoner"),
     ("o3-deep-research", "deepseek-reasoner-search"),
     ("gemini-pro-vision", "deepseek-vision-chat"),
-    ("qwen-max", "deepseek-chat"),
+    ("mistral-large-latest", "deepseek-chat"),
 ])
 def test_agent_default_names_resolve_without_family_fallback(name, native):
     catalog = ModelCatalog(family_fallback=False)
@@ -155,7 +155,7 @@ def test_invalid_claude_mapping_entry_keeps_the_default():
     ("gemini-9-reasoning-search", "deepseek-reasoner-search"),
     ("llama-r1-distill", "deepseek-reasoner"),
     ("mistral-slow", "deepseek-reasoner"),
-    ("qwen-vision-max", "deepseek-vision-chat"),
+    ("mistral-vision-max", "deepseek-vision-chat"),
     ("command-a-vision-reason", "deepseek-vision-reasoner"),
 ])
 def test_family_fallback_by_keywords(catalog, name, native):
@@ -170,7 +170,9 @@ def test_family_fallback_off_refuses_unlisted_names():  # idea 25
 
 @pytest.mark.parametrize("name", [
     "gpt-3.5-turbo", "GPT-3.5-turbo-16k", "claude-2.1", "claude-2", "claude-1.3",
-    "claude-instant-1.2", "deepseek-v3", "deepseek-chat-pro", "totally-custom", "", "   ",
+    "claude-instant-1.2", "deepseek-chat-pro", "deepseek-v9-imaginary", "totally-custom", "",
+    "   ", "qwen-max", "qwen3-235b-a22b", "doubao-seed-1-6-250615", "grok-4-0709",
+    "grok-3-mini",
     "-nothinking",
 ])
 def test_retired_wrong_native_and_unknown_names_are_refused(catalog, name):  # idea 24
@@ -260,3 +262,17 @@ def test_refused_names_are_not_logged_as_picks(catalog, caplog):
     with pytest.raises(ModelNotFound):
         catalog.resolve("nope")
     assert not [r for r in caplog.records if r.name == "ds2proxy.models"]
+
+
+@pytest.mark.parametrize(("name", "native", "thinking"), [
+    ("deepseek-v3", "deepseek-chat", False),
+    ("deepseek-v3-1-250821", "deepseek-chat", False),
+    ("deepseek-v3.2-exp", "deepseek-chat", False),
+    ("deepseek-r1", "deepseek-reasoner", True),
+    ("DeepSeek-R1-0528", "deepseek-reasoner", True),
+    ("deepseek-r1-distill-qwen-32b", "deepseek-reasoner", True),
+])
+def test_deepseek_release_names_resolve_to_their_model(name, native, thinking):
+    catalog = ModelCatalog(family_fallback=False)
+    resolved = catalog.resolve(name)
+    assert (resolved.native, resolved.thinking, resolved.requested) == (native, thinking, name)

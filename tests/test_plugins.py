@@ -10,7 +10,7 @@ import aiohttp
 from aiohttp import web
 
 import ds2proxy.plugin_api as plugin_api
-from ds2proxy.config import ConfigStore
+from ds2proxy.config_store import ConfigStore
 from ds2proxy.core import Core
 from ds2proxy.plugin_api import discover, load_plugins
 from ds2proxy.testing import Scripted

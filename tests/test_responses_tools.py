@@ -18,6 +18,7 @@ import pytest
 from openai.types.responses import Response
 
 from ds2proxy.testing import Scripted
+from dsml_util import dsml
 
 CODEX_FILES = ["codex-0.169-first-turn.json", "codex-0.169-tool-result-turn.json"]
 READ_TOOL = {"type": "function", "name": "read_file", "description": "Read a file",
@@ -28,16 +29,6 @@ PATCH_TOOL = {"type": "custom", "name": "apply_patch", "description": "Edit file
 PATCH = ("*** Begin Patch\n*** Add File: hello.txt\n+Hello <world> & \"friends\"\n"
          "*** End Patch")
 MARKUP = ("DSML", "tool_calls", "invoke", "parameter", "CDATA")
-
-
-def dsml(*calls: tuple[str, dict]) -> str:
-    """A call block as the model writes it: one wrapper, one invoke per call."""
-    invokes = "".join(
-        f'  <|DSML|invoke name="{name}">\n' + "".join(
-            f'    <|DSML|parameter name="{k}"><![CDATA[{v}]]></|DSML|parameter>\n'
-            for k, v in params.items()) + "  </|DSML|invoke>\n"
-        for name, params in calls)
-    return f"<|DSML|tool_calls>\n{invokes}</|DSML|tool_calls>"
 
 
 @pytest.fixture

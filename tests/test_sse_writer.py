@@ -62,3 +62,52 @@ async def test_client_leaving_during_silence_releases_the_lease(proxy_factory):
             break
         await asyncio.sleep(0.01)
     assert proxy.core.pool.inflight == 0
+
+
+async def test_frames_written_together_go_out_together_and_a_lone_frame_at_once():
+    """Frames queued while the handler runs go out in a few socket writes; a
+    single frame is sent as soon as the handler waits, not held for more."""
+    from aiohttp import web
+
+    from ds2proxy.sse import MAX_QUEUED_FRAMES, SSEWriter
+
+    got_burst, writes = asyncio.Event(), []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        writer = SSEWriter(request, keepalive=60)
+        original = writer.response.write
+
+        async def counted(data: bytes) -> None:
+            writes.append(data.count(b"data: "))
+            await original(data)
+
+        writer.response.write = counted
+        for n in range(100):
+            await writer.send({"n": n})
+        await got_burst.wait()
+        await writer.send({"n": "lone"})
+        await got_lone.wait()
+        return await writer.done()
+
+    got_lone = asyncio.Event()
+    app = web.Application()
+    app.router.add_get("/", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"http://127.0.0.1:{runner.addresses[0][1]}/") as resp:
+                seen = []
+                async for line in resp.content:
+                    if line.startswith(b"data: {"):
+                        seen.append(json.loads(line[6:])["n"])
+                    if len(seen) == 100 and not got_burst.is_set():
+                        got_burst.set()
+                    if seen[-1:] == ["lone"]:
+                        got_lone.set()
+    finally:
+        await runner.cleanup()
+    assert seen == [*range(100), "lone"]
+    assert sum(writes[:-2]) == 100 and len(writes) - 2 <= 100 // MAX_QUEUED_FRAMES + 1
+    assert writes[-2:] == [1, 1]  # the lone frame, then [DONE]

@@ -247,3 +247,85 @@ def random_round(rng: random.Random) -> bytes:
                 frag(rng.randint(1, 3), rng.choice(kinds), "a" * rng.randint(0, 6))]}}})
     frames.append(FINISHED)
     return body(*frames)
+
+
+# -- long and adversarial streams (tokens joined lazily) -------------------------
+
+ODD_TOKENS = ["a", "ü", "😀", "\x00", "\\", "\"", "\u2028", "CONTENT_", "FILTER", " ", "\r", "",
+              "x" * 5000]
+
+
+def long_round(rng: random.Random, tokens: int) -> bytes:
+    """Thousands of tokens into one fragment, with the odd patch, switch and empty token."""
+    frames: list[Any] = opening(frag(1, "THINK"))
+    frames.append({"p": CONTENT, "o": "APPEND", "v": "start"})
+    next_id = 2
+    for n in range(tokens):
+        roll = rng.random()
+        if roll < 0.002:
+            frames.append({"p": "response/fragments", "o": "APPEND",
+                           "v": [frag(next_id, rng.choice(["THINK", "RESPONSE"]), "")]})
+            next_id += 1
+            frames.append({"p": CONTENT, "o": "APPEND", "v": "new"})
+        elif roll < 0.004:
+            frames.append({"p": "response/fragments/-1/elapsed_secs", "o": "SET", "v": n})
+            frames.append({"p": CONTENT, "o": "APPEND", "v": "back"})
+        elif roll < 0.005:
+            frames.append({"p": "response", "o": "BATCH",
+                           "v": [{"p": "accumulated_token_usage", "v": n}]})
+            frames.append({"p": CONTENT, "o": "APPEND", "v": "back"})
+        frames.append({"v": rng.choice(ODD_TOKENS) if rng.random() < 0.1 else f"t{n} "})
+    frames.append({"p": "response/status", "o": "SET", "v": "INCOMPLETE"})
+    return body(*frames)
+
+
+def test_long_stream_parses_identically() -> None:
+    rng = random.Random(1205)
+    fast = assert_same([long_round(rng, 6000)], min_taken=5000)
+    assert len(fast.thinking) + len(fast.answer) > 40000
+
+
+def test_long_stream_then_a_continue_snapshot_parses_identically() -> None:
+    rng = random.Random(99)
+    first = long_round(rng, 3000)
+    whole = parse([first], fast=False).parser.tree["response"]["fragments"]
+    snapshot = [dict(f, content=f["content"] + "more") for f in whole]
+    second = body({"v": {"response": {"message_id": 2, "status": "WIP", "fragments": snapshot}}},
+                  {"p": CONTENT, "o": "APPEND", "v": "tail"}, {"v": "end"}, FINISHED)
+    fast = assert_same([first, second], min_taken=2000)
+    assert fast.text(fast.events[-2].kind).endswith("moretailend")
+
+
+def test_reading_the_tree_between_tokens_sees_every_token() -> None:
+    """Reads (tree, citations) in the middle of a run of tokens join the pending
+    ones first, and the tokens after a read still take the fast path."""
+    rng = random.Random(5)
+    rounds = [long_round(rng, 2000)]
+    slow = CountingParser(fast_path=False)
+    fast = CountingParser(fast_path=True)
+    for parser in (slow, fast):
+        parser.start_round()
+    for n, line in enumerate(lines_of(rounds[0])):
+        assert fast.feed_line(line) == slow.feed_line(line)
+        if n % 37 == 0:
+            assert fast.tree == slow.tree
+            assert fast.citations() == slow.citations()
+    assert fast.tree == slow.tree
+    assert fast.taken >= 1500
+
+
+def test_one_huge_token_and_many_empty_ones() -> None:
+    huge = "y" * 2_000_000
+    assert_same([body(*opening(frag(1, "RESPONSE")), {"p": CONTENT, "o": "APPEND", "v": "a"},
+                      *([{"v": ""}] * 500), {"v": huge}, *([{"v": ""}] * 500), {"v": "z"},
+                      FINISHED)])
+
+
+def test_leak_marker_split_across_tokens_is_treated_alike() -> None:
+    """Each token is checked on its own on both paths; a marker split in two is
+    not a marker for either."""
+    fast = assert_same([body(*opening(frag(1, "RESPONSE")),
+                             {"p": CONTENT, "o": "APPEND", "v": "a"}, {"v": "CONTENT_"},
+                             {"v": "FILTER"}, {"v": " b"}, {"v": "CONTENT_FILTER"}, {"v": "c"},
+                             FINISHED)])
+    assert fast.answer == "aCONTENT_FILTER b"

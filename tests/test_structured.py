@@ -88,3 +88,21 @@ def test_instructions_only_in_json_mode():
     assert format_instructions(ResponseFormat()) == ""
     text = format_instructions(ResponseFormat(type="json_schema", schema=ROUTER_SCHEMA))
     assert '"model_choice"' in text and '"object"' in text
+
+
+@pytest.mark.parametrize("schema", [
+    {"type": "object", "properties": 7, "required": "name"},
+    {"type": {"x": 1}, "enum": "abc", "allOf": 3, "anyOf": {"a": 1}},
+    {"type": ["object", 5], "additionalProperties": "no", "properties": {"a": 3}},
+    {"type": "array", "items": [1], "minItems": "2", "maxItems": True},
+    {"minimum": "1", "maximum": [], "minLength": None, "maxLength": {"x": 1}},
+])
+def test_a_malformed_client_schema_never_breaks_the_check(schema):
+    """The schema is the client's, unchecked: keywords of the wrong type say
+    nothing about the answer (found by the route fuzz as a TypeError)."""
+    fmt = ResponseFormat(type="json_schema", schema=schema)
+    for answer in ({"a": 1, "name": "x"}, [1, 2], "text", 5, None):
+        try:
+            check(answer, fmt)
+        except JSONOutputError as exc:  # a mismatch is fine; a crash is not
+            assert "should be" in str(exc)

@@ -1,49 +1,244 @@
-"""The token estimator (about 0.3 token per English and 0.6 per Chinese character)."""
+"""Token counting: the DeepSeek V4 tokenizer, exact through segments, cache,
+streaming and the max_tokens cut."""
 
 from __future__ import annotations
 
+import functools
+import json
+import logging
+import random
+import sys
+import threading
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from token_util import binary_file_tokens, reference_ids, reference_offsets, reference_tokens
 
-from ds2proxy.tokens import count_prompt_tokens, count_tokens
+from ds2proxy import tokenizer, tokens
+from ds2proxy.prompt import markers
+from ds2proxy.token_pieces import boundaries
+from ds2proxy.token_stream import StreamCount
+from ds2proxy.tokens import (
+    count_attachment_tokens,
+    count_tokens,
+    count_tokens_async,
+    segments,
+)
 
-SAMPLES = ["", "a", "hello world", "你好，世界", "mixed 文本 and emoji 🎉", "\n\t ", "x" * 1000]
-
-
-def test_empty_text_is_zero_and_any_other_text_positive():
-    assert count_tokens("") == 0
-    for text in SAMPLES[1:]:
-        assert count_tokens(text) >= 1
-    assert count_tokens(" ") == 1
-
-
-def test_rates_follow_the_documented_ratios():
-    assert count_tokens("e" * 1000) == 300
-    assert count_tokens("中" * 1000) == 600
-    assert count_tokens("e" * 10 + "中" * 10) == 9
-
-
-def test_chinese_costs_more_than_the_same_number_of_ascii_characters():
-    assert count_tokens("中文" * 50) > count_tokens("ab" * 50)
-
-
-@pytest.mark.parametrize("text", SAMPLES)
-def test_appending_never_lowers_the_count(text):
-    total = count_tokens(text)
-    for extra in ("b", "字", " more words", "🎉"):
-        longer = count_tokens(text + extra)
-        assert total <= longer <= total + count_tokens(extra)
-
-
-def test_deterministic_for_equal_text():
-    text = "".join(SAMPLES)
-    rebuilt = "".join(list(text))
-    assert rebuilt is not text
-    assert count_tokens(text) == count_tokens(rebuilt)
+MIXED = [
+    "Hello world.",
+    "The quick brown fox jumps over the lazy dog, twice:\n\n1. once\n2. again\n",
+    "你好，世界！今天的天气怎么样？我们一起去公园散步吧。",
+    "日本語のテキストとカタカナ、そして English words 混在 123456789 です。",
+    "def fib(n: int) -> int:\n    return n if n < 2 else fib(n - 1) + fib(n - 2)\n\n"
+    "print([fib(i) for i in range(10)])  # 0, 1, 1, 2, 3, 5\r\n",
+    "Emoji 🎉🚀👩‍👩‍👧‍👦 and flags 🇫🇷🇯🇵, accents naïve café, Ελληνικά, Русский текст.",
+    '<｜DSML｜function_calls>\n<｜DSML｜invoke name="get_weather">\n'
+    '<｜DSML｜parameter name="city" string="true">Paris</｜DSML｜parameter>\n'
+    "</｜DSML｜invoke>\n</｜DSML｜function_calls>",
+    '{"tool": "read_file", "arguments": {"path": "src/main.rs", "lines": [1, 200]}}',
+    f"{markers.BEGIN}{markers.SYSTEM}Be brief.{markers.END_INSTRUCTIONS}{markers.USER}Hi"
+    f"{markers.ASSISTANT}<think>greet</think>Hello!{markers.END_SENTENCE}",
+    "   leading spaces, trailing spaces   \n\n\n\t\ttabs\u00a0nbsp\u3000ideographic space  ",
+]
 
 
-def test_prompt_tokens_add_attachment_bytes_at_three_per_token():
-    prompt = "<｜User｜>hi<｜Assistant｜>"
-    assert count_prompt_tokens(prompt) == count_tokens(prompt)
-    assert count_prompt_tokens(prompt, attachment_bytes=9) == count_tokens(prompt) + 3
-    assert count_prompt_tokens(prompt, attachment_bytes=10) == count_tokens(prompt) + 4
-    assert count_prompt_tokens("", attachment_bytes=-5) == 0
+def recordings(fixtures_dir) -> list[str]:
+    texts = []
+    for path in sorted((fixtures_dir / "deepseek-sse").glob("*/expected.json")):
+        expected = json.loads(path.read_text())
+        texts += [expected["thinking"], expected["content"]]
+    return texts
+
+
+def corpus(fixtures_dir) -> list[str]:
+    agent = [p.read_text() for p in sorted((fixtures_dir / "agent-requests").glob("*.json"))]
+    return MIXED + recordings(fixtures_dir) + agent
+
+
+def test_the_vocabulary_is_deepseek_v4():
+    loaded = tokenizer.load()
+    assert loaded.backend == "tokenizers"
+    assert "<think>" in loaded.added_tokens and "｜DSML｜" in loaded.added_tokens
+    assert count_tokens("Hello world.") == 3  # not the 6 of the old per-character estimate
+
+
+@functools.cache
+def pure_tokenizer() -> tokenizer.Tokenizer:
+    return tokenizer.build(prefer_fast=False)
+
+
+def test_fast_and_pure_python_encoders_agree_token_for_token(fixtures_dir):
+    pure, fast = pure_tokenizer(), tokenizer.load()
+    texts = MIXED + [text[:4000] for text in recordings(fixtures_dir)]
+    assert pure.backend == "pure-python"
+    assert pure.encode_many(texts) == fast.encode_many(texts)
+
+
+def test_without_the_fast_library_the_pure_encoder_is_used_with_one_warning(
+        monkeypatch, caplog):
+    monkeypatch.setitem(sys.modules, "tokenizers", None)  # import now fails
+    with caplog.at_level(logging.WARNING, logger="ds2proxy.tokens"):
+        fallback = tokenizer.build()
+    assert fallback.backend == "pure-python"
+    assert fallback.count_many(["Hello world."]) == [3]
+    text = "Hello world, again.\n你好 and more words"
+    starts = [0, *boundaries(text)]
+    assert len(starts) > 3
+    assert fallback.piece_counts(text, starts) == tokenizer.load().piece_counts(text, starts)
+    assert sum(fallback.piece_counts(text, starts)) == reference_tokens(text)
+    [record] = caplog.records
+    assert "pure-Python" in record.getMessage()
+
+
+def test_counts_equal_the_tokenizer_on_the_whole_text(fixtures_dir):
+    for text in corpus(fixtures_dir):
+        assert count_tokens(text) == reference_tokens(text)
+
+
+def test_segments_cover_the_text_and_add_up_exactly(fixtures_dir):
+    for text in corpus(fixtures_dir):
+        for size in (1, 5, 64, 2048):
+            parts = segments(text, size)
+            assert "".join(parts) == text
+            assert sum(reference_tokens(part) for part in parts) == reference_tokens(text)
+
+
+ALPHABET = st.sampled_from(list("ab Z\n\r\t.,:;!?'\"-_/()[]{}<>#=+*0123456789é中文字日本カナ。，！🎉\u0301"
+                                "\u00a0\u3000\x85\u2003") + ["<think>", "｜DSML｜", " the", "\n\n", "  "])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(ALPHABET, max_size=80), st.integers(min_value=1, max_value=12))
+def test_safe_boundaries_hold_for_any_text(pieces, size):
+    text = "".join(pieces)
+    assert sum(reference_tokens(part) for part in segments(text, size)) == reference_tokens(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(ALPHABET, max_size=60))
+def test_pure_encoder_agrees_on_any_text(pieces):
+    text = "".join(pieces)
+    assert pure_tokenizer().encode_many([text]) == [reference_ids(text)]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(ALPHABET, max_size=120), st.randoms(use_true_random=False))
+def test_streamed_count_of_any_fragmentation_equals_the_whole(pieces, rnd):
+    text = "".join(pieces)
+    counter = StreamCount()
+    at = 0
+    while at < len(text):
+        step = rnd.randint(1, 9)
+        counter.feed(text[at:at + step])
+        at += step
+        assert counter.upper_bound >= reference_tokens(text[:at])
+    assert counter.total() == reference_tokens(text)
+
+
+def test_streamed_recordings_count_exactly_in_small_fragments(fixtures_dir):
+    rnd = random.Random(7)
+    for text in recordings(fixtures_dir):
+        counter = StreamCount()
+        at = 0
+        while at < len(text):
+            step = rnd.randint(1, 12)
+            counter.feed(text[at:at + step])
+            at += step
+        assert counter.total() == reference_tokens(text)
+
+
+def _feed_until(fragments: list[str], cap: int) -> tuple[str, bool, StreamCount]:
+    counter, taken, reached = StreamCount(), [], False
+    for fragment in fragments:
+        part, reached = counter.feed_within(fragment, cap)
+        taken.append(part)
+        if reached:
+            break
+    return "".join(taken), reached, counter
+
+
+def random_fragments(text: str, rnd: random.Random) -> list[str]:
+    cuts = [0]
+    while cuts[-1] < len(text):
+        cuts.append(cuts[-1] + rnd.randint(1, 15))
+    return [text[a:b] for a, b in zip(cuts, cuts[1:])]
+
+
+def token_fragments(text: str, rnd: random.Random) -> list[str]:
+    """Groups of one to four whole tokens, as the upstream streams them."""
+    ends = sorted({end for _, end in reference_offsets(text)})
+    cuts = [0] + [end for i, end in enumerate(ends) if i % rnd.randint(1, 4) == 0] + [len(text)]
+    return [text[a:b] for a, b in zip(cuts, cuts[1:]) if b > a]
+
+
+@pytest.mark.parametrize("cap", [1, 7, 50, 333])
+def test_a_cap_cuts_on_the_token_where_the_count_passes_it(fixtures_dir, cap):
+    rnd = random.Random(cap)
+    for text in MIXED + recordings(fixtures_dir):
+        taken, reached, counter = _feed_until(token_fragments(text, rnd), cap)
+        if reference_tokens(text) <= cap:
+            assert (taken, reached) == (text, False)
+            continue
+        assert reached and counter.total() == reference_tokens(taken) == cap
+        assert reference_ids(taken) == reference_ids(text)[:cap]  # a token boundary
+
+
+@pytest.mark.parametrize("cap", [1, 7, 50, 333])
+def test_a_cap_holds_for_fragments_cut_anywhere(fixtures_dir, cap):
+    rnd = random.Random(cap)
+    for text in MIXED + recordings(fixtures_dir):
+        taken, reached, counter = _feed_until(random_fragments(text, rnd), cap)
+        assert text.startswith(taken) and counter.total() == reference_tokens(taken)
+        assert reached == (reference_tokens(text) > cap)
+        if "<｜" in text:  # a marker cut in two counts as its pieces until complete
+            assert counter.total() <= cap
+        else:
+            assert counter.total() == min(cap, reference_tokens(text))
+
+
+def test_a_text_exactly_at_the_cap_is_not_cut():
+    text = "One two three four five."
+    cap = reference_tokens(text)
+    fragments = random_fragments(text, random.Random(1))
+    taken, reached, counter = _feed_until(fragments, cap)
+    assert (taken, reached, counter.total()) == (text, False, cap)
+    taken, reached, counter = _feed_until(fragments, cap - 1)
+    assert reached and taken == "One two three four five" and counter.total() == cap - 1
+
+
+def test_resent_history_is_served_from_the_cache(monkeypatch):
+    history = "\n".join(f"Turn {i}: the agent read file number {i} and found {i * 7} bugs."
+                        for i in range(3000))
+    assert count_tokens(history) == reference_tokens(history)
+    encoded: list[str] = []
+    loaded = tokenizer.load()
+    original = loaded.count_many
+    monkeypatch.setattr(loaded, "count_many", lambda texts: encoded.extend(texts) or
+                        original(texts))
+    longer = history + "\nTurn 3000: a new message arrives."
+    assert count_tokens(longer) == reference_tokens(longer)
+    assert 0 < sum(map(len, encoded)) < 3 * tokens.SEGMENT_CHARS < len(longer)
+
+
+async def test_a_large_uncached_text_is_encoded_off_the_loop(monkeypatch):
+    loaded = tokenizer.load()
+    original = loaded.count_many
+    threads: list[int] = []
+    monkeypatch.setattr(loaded, "count_many", lambda texts: threads.append(
+        threading.get_ident()) or original(texts))
+    small, large = "a short question", "fresh words to count " * 5000
+    assert await count_tokens_async(small) == reference_tokens(small)
+    assert await count_tokens_async(large) == reference_tokens(large)
+    assert threads[0] == threading.get_ident() != threads[1]
+
+
+async def test_text_uploads_count_their_tokens_and_binaries_their_bytes():
+    notes = "Meeting notes: ship the tokenizer on Friday. 会议记录。"
+    png = bytes(range(256)) * 3
+    total = await count_attachment_tokens([(notes.encode(), "text/markdown"),
+                                           (png, "image/png"),
+                                           (b"\xff\xfe not utf-8", "text/plain")])
+    assert total == (reference_tokens(notes) + binary_file_tokens(len(png))
+                     + binary_file_tokens(len(b"\xff\xfe not utf-8")))

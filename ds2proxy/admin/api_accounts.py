@@ -93,6 +93,9 @@ class AccountsAPI:
         body = await self.ctx.body(request, optional=True)
         keys = self.core.config.keys
         wanted = text_field(body, "api_key")
+        if not wanted.isprintable() or any(c.isspace() for c in wanted):
+            raise InvalidRequest("'api_key' must not contain spaces or control characters",
+                                 param="api_key")
         key = (edits.find_key(keys, wanted) or wanted) if wanted else (keys[0] if keys else "")
         if not key:
             raise InvalidRequest("no API key is configured: add one first", param="api_key")

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from ..body import ADMIN_BODY_BYTES, read_json_object
 from ..captures import CaptureBuffer
 from ..errors import InvalidRequest
 from .credentials import AdminCredentials
@@ -28,10 +29,29 @@ class AdminContext:
     captures: CaptureBuffer
 
     async def body(self, request: web.Request, *, optional: bool = False) -> dict[str, Any]:
-        """The JSON object sent; ``{}`` for an empty optional body."""
+        """The JSON object sent; ``{}`` for an empty optional body. Nesting
+        is bounded: no config needs more, and deeper values would only
+        exhaust the recursion of copying, validating and saving them."""
         if optional and not request.can_read_body:
             return {}
-        return await self.core.read_json(request)
+        body = await read_json_object(request, ADMIN_BODY_BYTES)
+        check_depth(body)
+        return body
+
+
+MAX_DEPTH = 32
+
+
+def check_depth(value: Any, limit: int = MAX_DEPTH) -> None:
+    """A 400 when ``value`` nests objects/lists deeper than ``limit`` (no recursion)."""
+    level: list[Any] = [value]
+    for _ in range(limit + 1):
+        level = [child for node in level
+                 for child in (node.values() if isinstance(node, dict) else
+                               node if isinstance(node, list) else ())]
+        if not level:
+            return
+    raise InvalidRequest(f"the JSON is nested more than {limit} levels deep")
 
 
 def text_field(body: dict[str, Any], name: str, default: str = "") -> str:

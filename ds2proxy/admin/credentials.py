@@ -21,7 +21,7 @@ from typing import Any
 
 import jwt
 
-from ..config import ConfigStore
+from ..config_store import ConfigStore
 from ..errors import AuthenticationFailed, InvalidRequest
 from .passwords import MIN_LENGTH, hash_password, verify_password
 
@@ -86,7 +86,8 @@ class AdminCredentials:
             if not admin.get("jwt_secret"):
                 admin["jwt_secret"] = secrets.token_urlsafe(48)
 
-        await self.store.update(put)
+        # Bookkeeping, not an admin change: it does not create a missing config file.
+        await self.store.update(put, creates_file=False)
 
     # -- the admin key or password ------------------------------------------------
 

@@ -5,6 +5,7 @@ redirect-with-message every form ends with (post / redirect / get).
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -13,6 +14,7 @@ from typing import Any
 
 import aiohttp_jinja2
 import jinja2
+import markupsafe
 import orjson
 from aiohttp import web
 from multidict import MultiDictProxy
@@ -85,6 +87,15 @@ def _version() -> str:
         return ""
 
 
+def _breakable(value: Any) -> markupsafe.Markup:
+    """An identifier that may wrap after its "@" and before each ".", never mid-word."""
+    escaped = markupsafe.escape(str(value))
+    return markupsafe.Markup(_BREAK_AT.sub("<wbr>", escaped))
+
+
+_BREAK_AT = re.compile(r"(?<=@)|(?=\.)")
+
+
 def _pretty(value: Any) -> str:
     return orjson.dumps(value, option=orjson.OPT_INDENT_2).decode()
 
@@ -93,12 +104,20 @@ def setup_templates(app: web.Application) -> None:
     env = aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(str(templates_dir())),
                                app_key=JINJA, autoescape=True, trim_blocks=True,
                                lstrip_blocks=True)
-    env.filters.update(ago=_ago, clock=_clock, duration=_duration, pretty=_pretty)
+    env.filters.update(ago=_ago, breakable=_breakable, clock=_clock, duration=_duration,
+                       pretty=_pretty)
+
+
+# A dashboard path (query and fragment allowed) in printable ASCII: no scheme,
+# no host, no backslash, no whitespace or control character (CR/LF would
+# break the Location header after the change was already applied).
+_LOCAL_PATH = re.compile(r"/admin(?:[/?#][!-\[\]-~]*)?")
+MAX_NEXT_CHARS = 2000
 
 
 def safe_next(target: str | None, default: str = HOME_URL) -> str:
-    """Only local dashboard paths: never an open redirect."""
-    if target and target.startswith("/admin") and not target.startswith("//"):
+    """Only same-site dashboard paths: never an open redirect or a bad header."""
+    if target and len(target) <= MAX_NEXT_CHARS and _LOCAL_PATH.fullmatch(target):
         return target
     return default
 
@@ -123,7 +142,8 @@ class Dashboard:
             # Named to the logged-in admin and to a browser on this machine only.
             "default_key": self.ctx.creds.default_key_in_use and (
                 claims is not None or is_local_client(request)),
-            "env_backed": self.ctx.core.store.path is None,
+            "config_source": self.ctx.core.store.source,
+            "config_path": str(self.ctx.core.store.path or ""),
             "csrf": self.sessions.csrf_token(claims) if claims else "",
             "csrf_field": CSRF_FIELD,
         }

@@ -50,6 +50,10 @@ def clean_key(key: Any) -> str:
     key = key.strip()
     if "…" in key:
         raise InvalidRequest("that is a masked preview, not a key", param="key")
+    if not key.isprintable() or any(c.isspace() for c in key):
+        # It travels in Authorization headers, where these cannot go.
+        raise InvalidRequest("an API key must not contain spaces or control characters",
+                             param="key")
     return key
 
 
@@ -239,11 +243,13 @@ def import_document(current: dict[str, Any], incoming: dict[str, Any], mode: str
     """The config after an import. The admin's own credentials always stay."""
     if mode == "replace":
         result = copy.deepcopy(incoming)
+        if isinstance(result.get("keys"), list):
+            result["keys"] = [clean_key(k) if isinstance(k, str) else k for k in result["keys"]]
     else:
         rest = {k: v for k, v in incoming.items() if k not in ("keys", "accounts")}
         result = _deep_merge(current, rest)
         if isinstance(incoming.get("keys"), list):
-            merge_keys(result, [k for k in incoming["keys"] if isinstance(k, str)])
+            merge_keys(result, [clean_key(k) for k in incoming["keys"] if isinstance(k, str)])
         if isinstance(incoming.get("accounts"), list):
             upsert_accounts(result, [a for a in incoming["accounts"] if isinstance(a, dict)])
     admin = result.get("admin") if isinstance(result.get("admin"), dict) else {}

@@ -10,14 +10,16 @@ from typing import Any
 
 from aiohttp import web
 
-from ..config import ConfigError, decode_env_json
-from ..errors import InvalidRequest
+from ..config import ConfigError
+from ..config_store import decode_env_json
+from ..errors import InvalidRequest, ProxyError
 from . import settings
-from .context import AdminContext
+from .context import AdminContext, check_depth
 from .credentials import Claims
 from .dashboard import LOGIN_URL, Dashboard, Form, FormHandler, safe_next
 from .pages import Pages
 from .probes import DEFAULT_MODEL
+from .responses import FieldErrors
 
 ACCOUNTS_URL = "/admin/ui/accounts"
 KEYS_URL = "/admin/ui/keys"
@@ -55,6 +57,19 @@ def parse_account_lines(text: str) -> list[dict[str, str]]:
         accounts.append(account_from_fields(login.strip(), password.strip(), "") if sep
                         else {"token": line})
     return accounts
+
+
+def _document(text: str) -> dict[str, Any]:
+    """Pasted or uploaded config text (JSON or its base64) as a checked object."""
+    try:
+        document: Any = decode_env_json(text, where="the config")
+    except ConfigError as exc:
+        raise InvalidRequest(str(exc).removeprefix("config field 'the config': ")
+                             .replace("neither JSON", "that is neither JSON")) from None
+    if not isinstance(document, dict):
+        raise InvalidRequest("a config must be a JSON object")
+    check_depth(document)
+    return document
 
 
 class Forms:
@@ -164,14 +179,16 @@ class Forms:
                             ) -> web.StreamResponse:
         changes, errors = settings.parse_form(form)
         submitted = {p: str(form.get(p, "")) for p in settings.SETTINGS}
+        current = settings.flat_values(self.ctx.core.config)
+        changed = {p: v for p, v in changes.items()
+                   if p not in errors and v != current.get(p)}
+        for param, problem in self.ops.settings_errors(changed).items():
+            errors.setdefault(settings.form_field_of(param), problem)
         if not errors:
-            current = settings.flat_values(self.ctx.core.config)
-            changed = {p: v for p, v in changes.items() if v != current.get(p)}
             try:
                 await self.ops.update_settings(changed)
-            except InvalidRequest as exc:
-                field = settings.form_field_of(exc.param or "")
-                errors[field] = exc.message.removeprefix(f"{exc.param}: ")
+            except FieldErrors as exc:  # changed by someone else meanwhile
+                errors.update({settings.form_field_of(p): m for p, m in exc.errors.items()})
         if errors:
             submitted.update({p: p in form for p, s in settings.SETTINGS.items()
                               if s.kind == "bool"})
@@ -201,23 +218,26 @@ class Forms:
 
     async def import_config(self, request: web.Request, claims: Claims, form: Form
                             ) -> web.StreamResponse:
+        """Import a file or pasted text; on an error the page comes back with
+        the text still in the form and the error's line and column."""
         upload = form.get("file")
         raw = b""
         if isinstance(upload, web.FileField):
             raw = await asyncio.to_thread(upload.file.read)
-        text = raw.decode("utf-8", errors="replace").strip() or _text(form, "config_text")
-        if not text:
-            raise InvalidRequest("choose a file or paste a config first")
+        pasted = str(form.get("config_text") or "")
+        text = raw.decode("utf-8", errors="replace").strip() or pasted.strip()
+        mode = _text(form, "mode") or "merge"
         try:
-            document: Any = decode_env_json(text)
-        except ConfigError:
-            raise InvalidRequest("that is neither JSON nor base64 of JSON") from None
-        if not isinstance(document, dict):
-            raise InvalidRequest("a config must be a JSON object")
-        result = await self.ops.import_config(document, _text(form, "mode") or "merge")
-        return self.dash.back(request, CONFIG_URL, "success",
+            if not text:
+                raise InvalidRequest("choose a file or paste a config first")
+            result = await self.ops.import_config(_document(text), mode)
+        except ProxyError as exc:
+            return self.pages.config_page(request, claims, status=exc.status, text=pasted,
+                                          mode=mode, error=exc.message)
+        notes = "".join(f" Warning: {w}." for w in result["warnings"][:3])
+        return self.dash.back(request, CONFIG_URL, "info" if notes else "success",
                               f"Config imported ({result['mode']}): {result['total_keys']} keys, "
-                              f"{result['total_accounts']} accounts.")
+                              f"{result['total_accounts']} accounts.{notes}")
 
     async def clear_captures(self, request: web.Request, claims: Claims, form: Form
                              ) -> web.StreamResponse:

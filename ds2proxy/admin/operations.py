@@ -9,6 +9,7 @@ the model catalogue and the capture buffer.
 from __future__ import annotations
 
 import base64
+import logging
 import math
 import time
 from collections.abc import AsyncIterator, Callable
@@ -18,17 +19,22 @@ import orjson
 
 from ..captures import CaptureBuffer
 from ..config import AccountConfig, ConfigError
+from ..config_fields import SCHEMA, suggestion, unknown_field_messages
 from ..errors import InvalidRequest, NotFound
 from ..health import DISABLED
 from ..plugin_api import PluginInfo
 from . import edits, probes, settings
 from .credentials import AdminCredentials
 from .masking import mask_tree, masked_account, masked_key, without_admin_secrets
+from .responses import FieldErrors
 
 if TYPE_CHECKING:
     from ..core import Core
 
+log = logging.getLogger("ds2proxy.admin")
+
 MAX_PAGE_SIZE = 100
+MAX_PAGE = 1_000_000
 T = TypeVar("T")
 
 
@@ -43,6 +49,13 @@ def _int_arg(value: Any, name: str, default: int, lo: int, hi: int | None = None
         bound = f"between {lo} and {hi}" if hi is not None else f"at least {lo}"
         raise InvalidRequest(f"'{name}' must be {bound}", param=name)
     return number
+
+
+def _not_here(name: str, allowed: tuple[str, ...]) -> str:
+    if name in SCHEMA:
+        return "cannot be set here; use /admin/settings or /admin/config/import"
+    close = suggestion(name, allowed) or suggestion(name)
+    return "unknown field" + (f" (did you mean '{close}'?)" if close else "")
 
 
 class AdminOps:
@@ -76,13 +89,14 @@ class AdminOps:
 
     async def replace_lists(self, body: dict[str, Any]) -> None:
         """``POST /admin/config``: replace keys, accounts and the model maps given."""
-        allowed = {"keys", "accounts", "claude_mapping", "model_aliases"}
-        unknown = sorted(set(body) - allowed)
+        allowed = ("keys", "accounts", "claude_mapping", "model_aliases")
+        unknown = {name: _not_here(name, allowed) for name in body if name not in allowed}
         if unknown:
-            raise InvalidRequest(f"{unknown[0]!r} cannot be set here; use /admin/settings or "
-                                 "/admin/config/import", param=unknown[0])
+            raise FieldErrors(unknown)
         maps = {k: body[k] for k in body if k in settings.MAPS}
-        settings.check_maps(maps, self._is_native)
+        errors = self.settings_errors(maps)
+        if errors:
+            raise FieldErrors(errors)
 
         def edit(data: dict[str, Any]) -> None:
             if "keys" in body:
@@ -95,11 +109,16 @@ class AdminOps:
         await self.write(edit)
 
     async def import_config(self, body: dict[str, Any], mode: str | None) -> dict[str, Any]:
+        """Merge or replace; unknown fields are kept but each comes back as a
+        warning naming the closest known field (a typo is not silently lost)."""
         doc, mode = edits.unwrap_import(body, mode)
         await self.write(lambda data: edits.import_document(data, doc, mode))
+        warnings = unknown_field_messages(doc)
+        for warning in warnings:
+            log.warning("config import: %s", warning)
         cfg = self.core.config
         return {"success": True, "mode": mode, "total_keys": len(cfg.keys),
-                "total_accounts": len(cfg.accounts)}
+                "total_accounts": len(cfg.accounts), "warnings": warnings}
 
     def export(self) -> dict[str, Any]:
         """The full config, secrets included (a backup), minus the admin's credentials."""
@@ -112,13 +131,20 @@ class AdminOps:
     def settings_view(self) -> dict[str, Any]:
         return settings.nested_view(self.core.config, password_set=self.creds.password_set,
                                     default_key_in_use=self.creds.default_key_in_use,
-                                    env_backed=self.core.store.path is None)
+                                    config_source=self.core.store.source,
+                                    memory_only=self.core.store.path is None)
 
     def _is_native(self, name: str) -> bool:
         return self.core.models.native(name) is not None
 
+    def settings_errors(self, changes: dict[str, Any]) -> dict[str, str]:
+        """Every invalid change, by field (empty: all fine)."""
+        return settings.field_errors(self.core.store.snapshot(), changes, self._is_native)
+
     async def update_settings(self, changes: dict[str, Any]) -> None:
-        settings.check_maps(changes, self._is_native)
+        errors = self.settings_errors(changes)
+        if errors:
+            raise FieldErrors(errors)
         await self.write(lambda data: settings.apply_changes(data, changes))
 
     # -- keys and accounts -------------------------------------------------------------------
@@ -168,7 +194,7 @@ class AdminOps:
                 "updated_accounts": updated}
 
     def accounts_page(self, page: Any, page_size: Any, query: str = "") -> dict[str, Any]:
-        number = _int_arg(page, "page", 1, 1)
+        number = _int_arg(page, "page", 1, 1, MAX_PAGE)
         size = _int_arg(page_size, "page_size", 10, 1, MAX_PAGE_SIZE)
         needle = query.strip().lower()
         accounts = [a for a in self.core.config.accounts

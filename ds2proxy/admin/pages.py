@@ -76,7 +76,7 @@ class Pages:
             listing = self.ops.accounts_page(1, ACCOUNTS_PAGE_SIZE, query)
         return self.dash.render(request, "accounts.html", claims=claims, active="accounts",
                                 listing=listing, query=query, tests=self.ops.last_tests,
-                                here=request.rel_url.path_qs)
+                                here=request.rel_url.raw_path_qs)
 
     async def keys(self, request: web.Request) -> web.StreamResponse:
         claims = self.dash.session(request)
@@ -98,10 +98,14 @@ class Pages:
     async def settings(self, request: web.Request) -> web.StreamResponse:
         return self.settings_page(request, self.dash.session(request))
 
-    async def config(self, request: web.Request) -> web.StreamResponse:
-        claims = self.dash.session(request)
+    def config_page(self, request: web.Request, claims: Claims, *, status: int = 200,
+                    text: str = "", mode: str = "merge", error: str = "") -> web.Response:
         return self.dash.render(request, "config.html", claims=claims, active="config",
-                                masked=self.ops.config_view())
+                                status=status, masked=self.ops.config_view(), text=text,
+                                mode=mode, error=error)
+
+    async def config(self, request: web.Request) -> web.StreamResponse:
+        return self.config_page(request, self.dash.session(request))
 
     async def playground(self, request: web.Request) -> web.StreamResponse:
         claims = self.dash.session(request)

@@ -9,11 +9,22 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from ..errors import ProxyError
+from ..errors import InvalidRequest, ProxyError
 
 log = logging.getLogger("ds2proxy.admin")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class FieldErrors(InvalidRequest):
+    """Several fields are wrong at once: every one is reported, not just the first."""
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        listed = "; ".join(f"{field}: {problem}" for field, problem in errors.items())
+        if len(errors) > 1:
+            listed = f"{len(errors)} fields are invalid: {listed}"
+        super().__init__(listed, param=next(iter(errors)))
+        self.errors = dict(errors)
 
 
 def json_ok(data: Any, status: int = 200) -> web.Response:
@@ -22,10 +33,13 @@ def json_ok(data: Any, status: int = 200) -> web.Response:
 
 
 def json_error(err: ProxyError) -> web.Response:
-    """``{"detail": …}``, plus ``"field"`` when one field is at fault."""
+    """``{"detail": …}``, plus ``"field"`` (the first at fault) and, when
+    several are, ``"errors"``: {field: problem} for each."""
     body: dict[str, Any] = {"detail": err.message}
     if err.param:
         body["field"] = err.param
+    if isinstance(err, FieldErrors):
+        body["errors"] = err.errors
     headers = {"Cache-Control": "no-store"}
     if err.status == 429 or err.retry_after:
         headers["Retry-After"] = str(err.retry_after or 1)

@@ -10,12 +10,15 @@ on the way back in, so a client may send back what it read.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..config import Config
+from ..config import Config, ConfigError, parse_config
+from ..config_fields import suggestion
 from ..errors import InvalidRequest
+from .responses import FieldErrors
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +128,8 @@ GROUPS: tuple[Group, ...] = (
 
 SETTINGS: dict[str, Setting] = {s.path: s for g in GROUPS for s in g.settings}
 MAPS = frozenset(p for p, s in SETTINGS.items() if s.kind == "map")
-READ_ONLY = frozenset({"admin.password_set", "admin.default_key_in_use", "env_backed"})
+READ_ONLY = frozenset({"admin.password_set", "admin.default_key_in_use", "env_backed",
+                       "config_source"})
 
 
 def flat_values(cfg: Config) -> dict[str, Any]:
@@ -169,8 +173,10 @@ def health_values(cfg: Config) -> dict[str, Any]:
 
 
 def nested_view(cfg: Config, *, password_set: bool, default_key_in_use: bool,
-                env_backed: bool) -> dict[str, Any]:
-    """The ``GET /admin/settings`` document."""
+                config_source: str, memory_only: bool = False) -> dict[str, Any]:
+    """The ``GET /admin/settings`` document; ``config_source`` says where the
+    config lives (file, environment, demo, none, memory) and ``env_backed``
+    whether changes stay in memory only."""
     view: dict[str, Any] = {}
     for path, value in flat_values(cfg).items():
         head, _, tail = path.partition(".")
@@ -179,31 +185,64 @@ def nested_view(cfg: Config, *, password_set: bool, default_key_in_use: bool,
         else:
             view[head] = value
     view["admin"].update(password_set=password_set, default_key_in_use=default_key_in_use)
-    view["env_backed"] = env_backed
+    view["config_source"] = config_source
+    view["env_backed"] = memory_only
     return view
 
 
+def _unknown(path: str) -> str:
+    names = [*SETTINGS, *READ_ONLY] if "." in path else \
+        sorted({p.partition(".")[0] for p in SETTINGS})
+    close = suggestion(path, names)
+    return "unknown setting" + (f" (did you mean '{close}'?)" if close else "")
+
+
 def flatten_patch(body: Any) -> dict[str, Any]:
-    """A nested ``PUT`` body as {dotted path: value}; unknown fields are a 400."""
+    """A nested ``PUT`` body as {dotted path: value}; unknown fields are a 400
+    naming each of them (with the closest known one)."""
     if not isinstance(body, dict):
         raise InvalidRequest("settings must be a JSON object")
+    heads = {p.partition(".")[0] for p in SETTINGS}
     changes: dict[str, Any] = {}
+    errors: dict[str, str] = {}
     for head, value in body.items():
         if head in MAPS or head in READ_ONLY:
             changes[head] = value
-            continue
-        if head not in {p.partition(".")[0] for p in SETTINGS}:
-            raise InvalidRequest(f"unknown setting {head!r}", param=head)
-        if not isinstance(value, dict):
-            raise InvalidRequest(f"{head} must be an object", param=head)
-        for tail, inner in value.items():
-            changes[f"{head}.{tail}"] = inner
+        elif head not in heads:
+            errors[head] = _unknown(head)
+        elif not isinstance(value, dict):
+            errors[head] = "must be an object"
+        else:
+            changes.update({f"{head}.{tail}": inner for tail, inner in value.items()})
     for path in list(changes):
         if path in READ_ONLY:
             del changes[path]
         elif path not in SETTINGS:
-            raise InvalidRequest(f"unknown setting {path!r}", param=path)
+            errors[path] = _unknown(path)
+    if errors:
+        raise FieldErrors(errors)
     return changes
+
+
+def field_errors(doc: dict[str, Any], changes: dict[str, Any],
+                 is_native: Callable[[str], bool]) -> dict[str, str]:
+    """Each change checked on its own against ``doc``, so every bad field is
+    named in one answer rather than one per save."""
+    errors: dict[str, str] = {}
+    for path, value in changes.items():
+        try:
+            if path in MAPS:
+                check_maps({path: value}, is_native)
+            head = path.partition(".")[0]
+            trial = {**doc, head: copy.deepcopy(doc.get(head))}
+            apply_changes(trial, {path: value})
+            parse_config(trial)
+        except InvalidRequest as exc:
+            where = exc.param or path
+            errors[where] = exc.message.removeprefix(f"{where}: ")
+        except ConfigError as exc:
+            errors[exc.field] = str(exc).removeprefix(f"config field '{exc.field}': ")
+    return errors
 
 
 def check_maps(changes: dict[str, Any], is_native: Callable[[str], bool]) -> None:
@@ -218,8 +257,11 @@ def check_maps(changes: dict[str, Any], is_native: Callable[[str], bool]) -> Non
             where = f"{path}.{name}"
             if not name.strip():
                 raise InvalidRequest(f"{path} has an empty name", param=path)
-            if not isinstance(target, str) or not is_native(target):
-                raise InvalidRequest(f"{where}: {target!r} is not a native model", param=where)
+            if not isinstance(target, str):
+                raise InvalidRequest(f"{where}: expected a model name (a string)", param=where)
+            if not is_native(target):
+                raise InvalidRequest(f"{where}: {target[:100]!r} is not a native model",
+                                     param=where)
 
 
 def apply_changes(data: dict[str, Any], changes: dict[str, Any]) -> None:

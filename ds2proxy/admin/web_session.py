@@ -25,6 +25,7 @@ FLASH_COOKIE = "ds2proxy_flash"
 COOKIE_PATH = "/admin"
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
+MAX_FLASH_CHARS = 400  # ≤ 1,600 UTF-8 bytes: the cookie stays well under 4 KB
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
@@ -92,6 +93,10 @@ class WebSessions:
 
     def flash(self, request: web.Request, response: web.StreamResponse, kind: str,
               text: str) -> None:
+        """A one-shot message for the next page; long texts (a pasted
+        identifier, an error quoting input) are cut so the cookie stays small."""
+        if len(text) > MAX_FLASH_CHARS:
+            text = text[:MAX_FLASH_CHARS - 1] + "…"
         payload = base64.urlsafe_b64encode(orjson.dumps({"kind": kind, "text": text})).decode()
         _set_cookie(response, request, FLASH_COOKIE,
                     f"{payload}.{self.creds.mac('flash', payload)}", 60)

@@ -49,6 +49,7 @@ from ..thinking import thinking_override
 from ..toolcall.choice import parse_anthropic_tool_choice
 from . import json_response
 from .redact import redacted_json
+from .sampling import anthropic_sampling
 from .errors import anthropic_error_body
 from .openai_chat import decode_arguments, parse_response_format
 from .openai_chat import parse_tools as parse_function_tools
@@ -91,6 +92,7 @@ def thinking_signature(thinking: str) -> str:
 
 def parse_messages_request(body: dict, model: ResolvedModel) -> ChatRequest:
     """Messages body → canonical request (model already resolved)."""
+    sampling = anthropic_sampling(body)
     tools = parse_tools(body.get("tools"))
     choice, single_call = parse_anthropic_tool_choice(body.get("tool_choice"), tools)
     return ChatRequest(
@@ -102,8 +104,8 @@ def parse_messages_request(body: dict, model: ResolvedModel) -> ChatRequest:
         parallel_tool_calls=not single_call,
         thinking=thinking_override(body),
         include_usage=True,
-        max_tokens=_max_tokens(body.get("max_tokens")),
-        sampling=_sampling(body),
+        max_tokens=body.get("max_tokens") or DEFAULT_MAX_TOKENS,
+        sampling=sampling,
         response_format=_response_format(body),
     )
 
@@ -278,25 +280,6 @@ def _media_part(block: dict) -> AttachmentPart | TextPart:
     return AttachmentPart(kind=kind, name=title or source.get("file_id"))
 
 
-def _max_tokens(value: Any) -> int:
-    if value is None:
-        return DEFAULT_MAX_TOKENS
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InvalidRequest("'max_tokens' must be a positive integer", param="max_tokens")
-    return value
-
-
-def _sampling(body: dict) -> dict[str, Any]:
-    """Sampling fields, passed on; ``stop_sequences`` become ``stop``."""
-    sampling = {k: body[k] for k in ("temperature", "top_p", "top_k") if body.get(k) is not None}
-    stops = body.get("stop_sequences")
-    if isinstance(stops, str):
-        stops = [stops]
-    if isinstance(stops, list) and (words := [s for s in stops if isinstance(s, str) and s]):
-        sampling["stop"] = words
-    return sampling
-
-
 def _response_format(body: dict) -> ResponseFormat:
     """Structured output: ``output_config.format`` (or the older ``output_format``)."""
     config = body.get("output_config") if isinstance(body.get("output_config"), dict) else {}
@@ -317,6 +300,11 @@ def tool_input(arguments: str) -> Any:
     return value if isinstance(value, dict) else {"input": value}
 
 
+def stop_reason(reason: str, stop_sequence: str | None) -> str:
+    """Anthropic's stop_reason: a matched stop sequence is its own reason."""
+    return "stop_sequence" if stop_sequence else STOP_REASONS.get(reason, "end_turn")
+
+
 def message_object(result: TurnResult, chat: ChatRequest, message_id: str) -> dict:
     """The non-stream ``message``: [thinking] [text when non-blank] [tool_use…]."""
     content: list[dict] = []
@@ -333,8 +321,8 @@ def message_object(result: TurnResult, chat: ChatRequest, message_id: str) -> di
         "role": "assistant",
         "model": chat.model.requested,
         "content": content,
-        "stop_reason": STOP_REASONS.get(result.finish, "end_turn"),
-        "stop_sequence": None,
+        "stop_reason": stop_reason(result.finish, result.stop_sequence),
+        "stop_sequence": result.stop_sequence,
         "usage": {"input_tokens": result.usage.prompt_tokens,
                   "output_tokens": result.usage.completion_tokens},
     }
@@ -379,13 +367,13 @@ class MessagesStreamRenderer:
         elif isinstance(event, Usage):
             self._output_tokens = event.completion_tokens
         elif isinstance(event, Finish):
-            out += self.finish(event.reason)
+            out += self.finish(event.reason, event.stop_sequence)
         elif isinstance(event, ErrorEvent):
             self.finished = True
             out.append(("error", anthropic_error_body(event.error)))
         return out
 
-    def finish(self, reason: str = "stop") -> list[Frame]:
+    def finish(self, reason: str = "stop", stop_sequence: str | None = None) -> list[Frame]:
         """Close the open block, then ``message_delta`` and ``message_stop``."""
         if self.finished:
             return []
@@ -393,8 +381,8 @@ class MessagesStreamRenderer:
         out = self._start() + self._close()
         out.append(("message_delta", {
             "type": "message_delta",
-            "delta": {"stop_reason": STOP_REASONS.get(reason, "end_turn"),
-                      "stop_sequence": None},
+            "delta": {"stop_reason": stop_reason(reason, stop_sequence),
+                      "stop_sequence": stop_sequence},
             "usage": {"output_tokens": self._output_tokens}}))
         out.append(("message_stop", {"type": "message_stop"}))
         return out
@@ -450,9 +438,11 @@ class MessagesStreamRenderer:
 
 
 async def respond_messages(core: Any, request: web.Request, turn: Any,
-                           chat: ChatRequest) -> web.StreamResponse:
-    """Answer a Messages request from an open turn, stream or not."""
-    message_id = random_id("msg_")
+                           chat: ChatRequest, message_id: str | None = None
+                           ) -> web.StreamResponse:
+    """Answer a Messages request from an open turn, stream or not
+    (``message_id``: a surface's own id shape, else ``msg_…``)."""
+    message_id = message_id or random_id("msg_")
     if not chat.stream:
         result = await turn.collect()
         return json_response(message_object(result, chat, message_id))

@@ -29,7 +29,7 @@ _ANTHROPIC_TYPES = {
     404: "not_found_error", 405: "invalid_request_error", 413: "request_too_large",
     422: "invalid_request_error",
     429: "rate_limit_error", 500: "api_error", 501: "api_error", 502: "api_error",
-    503: "overloaded_error",
+    503: "overloaded_error", 504: "timeout_error",
 }
 
 
@@ -77,6 +77,12 @@ def google_error_body(err: ProxyError) -> dict:
 
 def google_error(err: ProxyError) -> web.Response:
     return _json(err.status, google_error_body(err), _headers(err))
+
+
+def ollama_error(err: ProxyError) -> web.Response:
+    """Ollama's ``{"error": "..."}``; an unknown model is its 404."""
+    status = 404 if err.code == "model_not_found" else err.status
+    return _json(status, {"error": err.message}, _headers(err))
 
 
 def admin_error(err: ProxyError) -> web.Response:

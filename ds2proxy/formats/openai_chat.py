@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +47,8 @@ from ..thinking import thinking_override
 from ..toolcall.choice import parse_openai_tool_choice
 from . import json_response
 from .errors import openai_error_body
+from .sampling import openai_chat_sampling
+from .validate import boolean
 
 _DATA_URL = re.compile(r"^data:([^;,]+)?(;base64)?,(.*)$", re.DOTALL)
 
@@ -222,7 +225,8 @@ def parse_response_format(value: Any) -> ResponseFormat:
             raise InvalidRequest("'response_format.json_schema.schema' must be an object",
                                  param="response_format")
         return ResponseFormat(type="json_schema", schema=schema, name=spec.get("name"))
-    raise InvalidRequest(f"unsupported response_format type {kind!r}", param="response_format")
+    raise InvalidRequest("'response_format.type' must be one of: text, json_object, "
+                         "json_schema", param="response_format.type")
 
 
 # --------------------------------------------------------------------------
@@ -275,15 +279,12 @@ def _assistant(item: dict, i: int) -> Message:
 
 def parse_chat_request(body: dict, model: ResolvedModel) -> ChatRequest:
     """OpenAI chat body → canonical request (model already resolved)."""
+    sampling = openai_chat_sampling(body)
     tools = parse_tools(body.get("tools"))
     choice = parse_openai_tool_choice(body.get("tool_choice"), tools)
-    stream_options = body.get("stream_options") if isinstance(
-        body.get("stream_options"), dict) else {}
-    field = "max_completion_tokens" if "max_completion_tokens" in body else "max_tokens"
-    max_tokens = body.get(field)
-    if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(
-            max_tokens, int) or max_tokens < 1):
-        raise InvalidRequest(f"'{field}' must be a positive integer", param=field)
+    stream_options = body.get("stream_options") or {}
+    include_usage = boolean(stream_options.get("include_usage"),
+                            "stream_options.include_usage")
     return ChatRequest(
         model=model,
         messages=parse_messages(body.get("messages")),
@@ -292,12 +293,15 @@ def parse_chat_request(body: dict, model: ResolvedModel) -> ChatRequest:
         tool_choice=choice,
         parallel_tool_calls=body.get("parallel_tool_calls") is not False,
         thinking=thinking_override(body),
-        include_usage=bool(stream_options.get("include_usage")),
-        max_tokens=max_tokens,
-        sampling={k: body[k] for k in ("temperature", "top_p", "presence_penalty",
-                                        "frequency_penalty", "stop") if k in body},
+        include_usage=bool(include_usage),
+        max_tokens=_first(body.get("max_completion_tokens"), body.get("max_tokens")),
+        sampling=sampling,
         response_format=parse_response_format(body.get("response_format")),
     )
+
+
+def _first(*values: Any) -> Any:
+    return next((value for value in values if value is not None), None)
 
 
 # --------------------------------------------------------------------------
@@ -332,10 +336,17 @@ class ChatStyle:
     opening_chunk: bool = False           # a {"role","content":""} chunk before any output
     content_always: bool = False          # every delta has "content" ("" when it has none)
     usage_in_finish_chunk: bool = False   # include_usage: usage rides the finish chunk
+    whole_id: Callable[[str], str] | None = None    # turn id → the non-stream object's id
+    chunk_id: Callable[[str], str] | None = None    # turn id → the stream chunks' id
+    usage_shape: Callable[[Usage], dict] | None = None  # the surface's usage object
+
+    def usage(self, usage: Usage) -> dict:
+        return (self.usage_shape or usage_body)(usage)
 
 
-def _finish(style: ChatStyle, reason: str) -> str:
-    return style.finish_names.get(reason, reason)
+def _finish(style: ChatStyle, reason: str, stop_sequence: str | None = None) -> str:
+    """The surface's finish word; a matched stop sequence is always "stop"."""
+    return "stop" if stop_sequence else style.finish_names.get(reason, reason)
 
 
 def _inline_text(result: TurnResult) -> str:
@@ -362,13 +373,14 @@ def chat_completion(result: TurnResult, chat: ChatRequest, created: int,
     if result.citations:
         message["annotations"] = _annotations(result.citations)
     return {
-        "id": result.id,
+        "id": style.whole_id(result.id) if style.whole_id else result.id,
         "object": "chat.completion",
         "created": created,
         "model": chat.model.requested,
         "choices": [{"index": 0, "message": message, "logprobs": None,
-                     "finish_reason": _finish(style, result.finish)}],
-        "usage": usage_body(result.usage),
+                     "finish_reason": _finish(style, result.finish,
+                                              result.stop_sequence)}],
+        "usage": style.usage(result.usage),
         "system_fingerprint": None,
     }
 
@@ -379,9 +391,9 @@ class ChatStreamRenderer:
     def __init__(self, chat: ChatRequest, turn_id: str, created: int,
                  style: ChatStyle | None = None) -> None:
         self.chat = chat
-        self.id = turn_id
-        self.created = created
         self.style = style or ChatStyle()
+        self.id = self.style.chunk_id(turn_id) if self.style.chunk_id else turn_id
+        self.created = created
         self._started = False
         self._pending: ToolCallStart | None = None
         self._in_think = False
@@ -461,16 +473,16 @@ class ChatStreamRenderer:
         out = self._close_think()
         if not self._started:
             out.append(self._delta({"content": ""}))
-        last = self._chunk({}, _finish(self.style, event.reason))
+        last = self._chunk({}, _finish(self.style, event.reason, event.stop_sequence))
         out.append(last)
         if not self.chat.include_usage or self._usage is None:
             return out
         if self.style.usage_in_finish_chunk:
-            last["usage"] = usage_body(self._usage)
+            last["usage"] = self.style.usage(self._usage)
         else:
             out.append({"id": self.id, "object": "chat.completion.chunk",
                         "created": self.created, "model": self.chat.model.requested,
-                        "choices": [], "usage": usage_body(self._usage)})
+                        "choices": [], "usage": self.style.usage(self._usage)})
         return out
 
     @staticmethod

@@ -16,13 +16,19 @@ KINDS = ("rate_limited", "upstream", "auth", "login")
 
 @dataclass(frozen=True, slots=True)
 class Backoff:
-    """Cooldown after the n-th consecutive failure: base * 2**(n-1), capped."""
+    """Cooldown after the n-th consecutive failure: base * 2**(n-1), capped.
+    A cap below the base means the base (each field is valid on its own, so
+    the settings form can change either alone)."""
 
     base_seconds: float
     max_seconds: float
 
+    @property
+    def cap(self) -> float:
+        return max(self.base_seconds, self.max_seconds)
+
     def seconds(self, strikes: int) -> float:
-        return min(self.max_seconds, self.base_seconds * 2 ** max(0, min(strikes - 1, 30)))
+        return min(self.cap, self.base_seconds * 2 ** max(0, min(strikes - 1, 30)))
 
 
 DEFAULT_BACKOFF = {
@@ -64,7 +70,7 @@ def parse_health(data: dict) -> HealthSettings:
     for kind, default in DEFAULT_BACKOFF.items():
         where = f"health.cooldown.{kind}"
         base = _num(data, f"{where}.base_seconds", default.base_seconds, 0.1)
-        cap = _num(data, f"{where}.max_seconds", max(default.max_seconds, base), base)
+        cap = _num(data, f"{where}.max_seconds", default.max_seconds, 0.1)
         backoff[kind] = Backoff(base, cap)
     jitter = _num(data, "health.jitter", d.jitter, 0.0)
     return HealthSettings(

@@ -48,7 +48,7 @@ class HealthTracker:
         self.settings = settings
         for ident, rec in self._records.items():
             if rec.state in (COOLING, LOGIN_FAILING) and rec.kind:
-                cap = settings.backoff[rec.kind].max_seconds if rec.kind in settings.backoff \
+                cap = settings.backoff[rec.kind].cap if rec.kind in settings.backoff \
                     else rec.until - rec.since
                 if rec.until > rec.since + cap:
                     rec.until = rec.since + cap

@@ -6,6 +6,15 @@
  * decimal nonce as text it increments in place, runs 22 unrolled rounds plus a
  * final round that only computes lane 0 unless it matches, and allocates
  * nothing per nonce. It releases the GIL while it runs.
+ *
+ * On x86-64 CPUs with AVX2 (detected at run time) the search hashes four
+ * consecutive nonces at once, one per 64-bit element of 256-bit vectors; the
+ * portable single-lane search stays for every other CPU and for nonces whose
+ * four decimal texts differ in length. AVX2 is enabled per function, so the
+ * module itself builds with portable flags.
+ *
+ * The module is top-level (``_ds2proxy_pow``), not inside the package, so an
+ * installed build is found even when a source checkout shadows ``ds2proxy``.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -32,6 +41,11 @@ static inline uint64_t rol(uint64_t v, unsigned n) {
     return (v << n) | (v >> ((64 - n) & 63));
 }
 
+/* The permutation macros below work on any lane type: 64-bit words here,
+ * 4 x 64-bit vectors in the AVX2 search (which redefines these two). */
+#define LANE_T uint64_t
+#define ROL rol
+
 static inline uint64_t load_le(const unsigned char *p) {
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
     uint64_t v;
@@ -50,7 +64,7 @@ static inline void store_le(unsigned char *p, uint64_t v) {
 
 /* Lanes are named by row (b g k m s = y 0..4) and column (a e i o u = x 0..4). */
 #define DECLARE_LANES(S) \
-    uint64_t S##ba, S##be, S##bi, S##bo, S##bu, S##ga, S##ge, S##gi, S##go, S##gu, \
+    LANE_T S##ba, S##be, S##bi, S##bo, S##bu, S##ga, S##ge, S##gi, S##go, S##gu, \
         S##ka, S##ke, S##ki, S##ko, S##ku, S##ma, S##me, S##mi, S##mo, S##mu, \
         S##sa, S##se, S##si, S##so, S##su
 
@@ -70,13 +84,13 @@ static inline void store_le(unsigned char *p, uint64_t v) {
 
 /* θ: column parities C and the per-column mask D. */
 #define THETA(A) \
-    uint64_t Ca = A##ba ^ A##ga ^ A##ka ^ A##ma ^ A##sa; \
-    uint64_t Ce = A##be ^ A##ge ^ A##ke ^ A##me ^ A##se; \
-    uint64_t Ci = A##bi ^ A##gi ^ A##ki ^ A##mi ^ A##si; \
-    uint64_t Co = A##bo ^ A##go ^ A##ko ^ A##mo ^ A##so; \
-    uint64_t Cu = A##bu ^ A##gu ^ A##ku ^ A##mu ^ A##su; \
-    uint64_t Da = Cu ^ rol(Ce, 1), De = Ca ^ rol(Ci, 1), Di = Ce ^ rol(Co, 1); \
-    uint64_t Do = Ci ^ rol(Cu, 1), Du = Co ^ rol(Ca, 1)
+    LANE_T Ca = A##ba ^ A##ga ^ A##ka ^ A##ma ^ A##sa; \
+    LANE_T Ce = A##be ^ A##ge ^ A##ke ^ A##me ^ A##se; \
+    LANE_T Ci = A##bi ^ A##gi ^ A##ki ^ A##mi ^ A##si; \
+    LANE_T Co = A##bo ^ A##go ^ A##ko ^ A##mo ^ A##so; \
+    LANE_T Cu = A##bu ^ A##gu ^ A##ku ^ A##mu ^ A##su; \
+    LANE_T Da = Cu ^ ROL(Ce, 1), De = Ca ^ ROL(Ci, 1), Di = Ce ^ ROL(Co, 1); \
+    LANE_T Do = Ci ^ ROL(Cu, 1), Du = Co ^ ROL(Ca, 1)
 
 /* χ on one output row from its five ρπ-moved lanes. */
 #define CHI_ROW(E, R, B0, B1, B2, B3, B4) \
@@ -85,9 +99,9 @@ static inline void store_le(unsigned char *p, uint64_t v) {
 
 /* ρ and π gather output row R from five input lanes, then χ. */
 #define ROW(A, E, R, l0, d0, r0, l1, d1, r1, l2, d2, r2, l3, d3, r3, l4, d4, r4) do { \
-    uint64_t B0 = rol(A##l0 ^ d0, r0), B1 = rol(A##l1 ^ d1, r1); \
-    uint64_t B2 = rol(A##l2 ^ d2, r2), B3 = rol(A##l3 ^ d3, r3); \
-    uint64_t B4 = rol(A##l4 ^ d4, r4); \
+    LANE_T B0 = ROL(A##l0 ^ d0, r0), B1 = ROL(A##l1 ^ d1, r1); \
+    LANE_T B2 = ROL(A##l2 ^ d2, r2), B3 = ROL(A##l3 ^ d3, r3); \
+    LANE_T B4 = ROL(A##l4 ^ d4, r4); \
     CHI_ROW(E, R, B0, B1, B2, B3, B4); \
 } while (0)
 
@@ -222,6 +236,92 @@ static long long search_range(search_ctx *c, unsigned long long n, unsigned long
     return -1;
 }
 
+#if defined(__GNUC__) && defined(__x86_64__)
+#define HAVE_AVX2_SEARCH 1
+
+typedef uint64_t v4 __attribute__((vector_size(32)));
+
+#undef LANE_T
+#undef ROL
+#define LANE_T v4
+#define ROL(v, n) (((v) << (n)) | ((v) >> ((64 - (n)) & 63)))
+
+/* Four states: permute all (a block that is not the last one). */
+__attribute__((target("avx2"))) static void permute4(v4 s[25]) {
+    DECLARE_LANES(A);
+    DECLARE_LANES(E);
+    LOAD_LANES(A, s);
+    ROUNDS_1_TO_22(A, E);
+    ROUND(A, E, RC[23]);
+    STORE_LANES(E, s);
+}
+
+/* Four states: permute and return the first element matching the target, or -1. */
+__attribute__((target("avx2"))) static int permute_matches4(const v4 s[25], const uint64_t t[4]) {
+    DECLARE_LANES(A);
+    DECLARE_LANES(E);
+    LOAD_LANES(A, s);
+    ROUNDS_1_TO_22(A, E);
+    THETA(A);
+    v4 B0 = Aba ^ Da, B1 = ROL(Age ^ De, 44), B2 = ROL(Aki ^ Di, 43);
+    v4 lane0 = B0 ^ (~B1 & B2) ^ RC[23];
+    if (lane0[0] != t[0] && lane0[1] != t[0] && lane0[2] != t[0] && lane0[3] != t[0]) return -1;
+    v4 B3 = ROL(Amo ^ Do, 21), B4 = ROL(Asu ^ Du, 14);
+    v4 lane1 = B1 ^ (~B2 & B3), lane2 = B2 ^ (~B3 & B4), lane3 = B3 ^ (~B4 & B0);
+    for (int k = 0; k < 4; k++)
+        if (lane0[k] == t[0] && lane1[k] == t[1] && lane2[k] == t[2] && lane3[k] == t[3]) return k;
+    return -1;
+}
+
+#undef LANE_T
+#undef ROL
+#define LANE_T uint64_t
+#define ROL rol
+
+/* Four consecutive nonces per step; a step whose nonces differ in digit
+ * count (…9999 → …10000) and the last few nonces go through search_range. */
+__attribute__((target("avx2")))
+static long long search_range4(search_ctx *c, unsigned long long n, unsigned long long stop) {
+    unsigned char bufs[4][2 * RATE];
+    v4 s[25];
+    for (int k = 0; k < 4; k++) memcpy(bufs[k], c->buf, c->tail);
+    for (; n + 4 <= stop; n += 4) {
+        size_t digits = format_u64(bufs[0] + c->tail, n);
+        int blocks = pad_blocks(bufs[0], c->tail + digits);
+        if (format_u64(bufs[3] + c->tail, n + 3) != digits) {
+            long long found = search_range(c, n, n + 4);
+            if (found >= 0) return found;
+            continue;
+        }
+        for (int k = 1; k < 4; k++) {
+            format_u64(bufs[k] + c->tail, n + k);
+            pad_blocks(bufs[k], c->tail + digits);
+        }
+        for (int i = 0; i < 25; i++) s[i] = (v4){c->base[i], c->base[i], c->base[i], c->base[i]};
+        for (int b = 0; b < blocks; b++) {
+            for (int i = 0; i < RATE_LANES; i++) {
+                size_t at = (size_t)b * RATE + 8 * (size_t)i;
+                s[i] ^= (v4){load_le(bufs[0] + at), load_le(bufs[1] + at),
+                             load_le(bufs[2] + at), load_le(bufs[3] + at)};
+            }
+            if (b + 1 < blocks) permute4(s);
+        }
+        int k = permute_matches4(s, c->target);
+        if (k >= 0) return (long long)(n + (unsigned long long)k);
+    }
+    return n < stop ? search_range(c, n, stop) : -1;
+}
+
+static int cpu_has_avx2(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2");
+}
+#else
+static int cpu_has_avx2(void) { return 0; }
+#endif
+
+static int use_avx2 = 0; /* decided once, at import */
+
 static PyObject *py_hash(PyObject *self, PyObject *arg) {
     Py_buffer data;
     unsigned char out[DIGEST];
@@ -248,13 +348,14 @@ static int parse_bound(PyObject *obj, const char *name, int clamp, unsigned long
     return 0;
 }
 
-static PyObject *py_search(PyObject *self, PyObject *args) {
+/* lanes: 4 for the AVX2 search when the CPU has it, 1 for the portable one. */
+static PyObject *run_search(PyObject *args, const char *format, int lanes) {
     Py_buffer prefix, target;
     PyObject *start_obj, *stop_obj;
     unsigned long long start, stop;
     search_ctx c;
     long long found;
-    if (!PyArg_ParseTuple(args, "y*y*O!O!:search", &prefix, &target,
+    if (!PyArg_ParseTuple(args, format, &prefix, &target,
                           &PyLong_Type, &start_obj, &PyLong_Type, &stop_obj))
         return NULL;
     if (target.len != DIGEST) {
@@ -270,6 +371,11 @@ static PyObject *py_search(PyObject *self, PyObject *args) {
     absorb_whole_blocks(c.base, prefix.buf, whole);
     c.tail = (size_t)prefix.len - whole;
     memcpy(c.buf, (const unsigned char *)prefix.buf + whole, c.tail);
+#ifdef HAVE_AVX2_SEARCH
+    if (lanes == 4 && start < stop)
+        found = search_range4(&c, start, stop);
+    else
+#endif
     found = start < stop ? search_range(&c, start, stop) : -1;
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&prefix);
@@ -281,19 +387,39 @@ fail:
     return NULL;
 }
 
+static PyObject *py_search(PyObject *self, PyObject *args) {
+    return run_search(args, "y*y*O!O!:search", use_avx2 ? 4 : 1);
+}
+
+static PyObject *py_search_portable(PyObject *self, PyObject *args) {
+    return run_search(args, "y*y*O!O!:search_portable", 1);
+}
+
 static PyMethodDef methods[] = {
     {"deepseek_hash_v1", py_hash, METH_O,
      "deepseek_hash_v1(data) -> bytes\n\nThe 32-byte DeepSeekHashV1 digest of data."},
     {"search", py_search, METH_VARARGS,
      "search(prefix, target, start, stop) -> int\n\n"
      "First nonce in [start, stop) whose hash of prefix+decimal(nonce) is target, "
-     "or -1. Releases the GIL."},
+     "or -1. Releases the GIL. Four nonces at a time where the CPU has AVX2."},
+    {"search_portable", py_search_portable, METH_VARARGS,
+     "search_portable(prefix, target, start, stop) -> int\n\n"
+     "search() on the portable single-lane path, whatever the CPU."},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_native",
-    "Compiled DeepSeekHashV1 and nonce search.", -1, methods,
+    PyModuleDef_HEAD_INIT, "_ds2proxy_pow",
+    "Compiled DeepSeekHashV1 and nonce search (ds2proxy's proof of work).", -1, methods,
 };
 
-PyMODINIT_FUNC PyInit__native(void) { return PyModule_Create(&module); }
+/* LANES: nonces search() hashes at once (4 with AVX2, else 1). */
+PyMODINIT_FUNC PyInit__ds2proxy_pow(void) {
+    PyObject *m = PyModule_Create(&module);
+    use_avx2 = cpu_has_avx2();
+    if (m != NULL && PyModule_AddIntConstant(m, "LANES", use_avx2 ? 4 : 1) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

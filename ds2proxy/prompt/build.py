@@ -52,14 +52,17 @@ def build_prompt(
     _add_tool_prompt(entries, tool_prompt.strip())
     _add_injection(entries, thinking_injection.strip())
     _add_guard(entries)
-    rendered: list[tuple[str, str]] = []
+    # Markers and texts are joined once: a long conversation is copied into
+    # the prompt a single time, not once per marker added.
+    pieces = [markers.BEGIN]
+    last_role = ""
     for block in _merge(entries):
-        if text := _render_block(block):
-            rendered.append((block.role, text))
-    prompt = markers.BEGIN + "".join(text for _, text in rendered)
-    if not rendered or rendered[-1][0] != "assistant":
-        prompt += markers.ASSISTANT
-    return _MARKDOWN_IMAGE.sub(r"\1", prompt)
+        if rendered := _render_block(block):
+            pieces += rendered
+            last_role = block.role
+    if last_role != "assistant":
+        pieces.append(markers.ASSISTANT)
+    return _MARKDOWN_IMAGE.sub(r"\1", "".join(pieces))
 
 
 def _entries(message: Message) -> list[_Entry]:
@@ -112,19 +115,19 @@ def _merge(entries: list[_Entry]) -> list[_Block]:
     return blocks
 
 
-def _render_block(block: _Block) -> str:
-    """The block with its markers, or "" when the role omits an empty block."""
+def _render_block(block: _Block) -> list[str]:
+    """The block's pieces with its markers; none when the role omits an empty block."""
     if block.role == "tool":
-        return markers.TOOL + _tool_block_text(block) + markers.END_TOOL_RESULTS
+        return [markers.TOOL, _tool_block_text(block), markers.END_TOOL_RESULTS]
     text = _join([entry.text for entry in block.entries])
     if block.role == "system":
         text = text.strip()
-        return markers.SYSTEM + text + markers.END_INSTRUCTIONS if text else ""
+        return [markers.SYSTEM, text, markers.END_INSTRUCTIONS] if text else []
     if block.role == "user":
-        return markers.USER + text
+        return [markers.USER, text]
     if block.role == "assistant":
-        return markers.ASSISTANT + text + markers.END_SENTENCE
-    return text
+        return [markers.ASSISTANT, text, markers.END_SENTENCE]
+    return [text] if text else []
 
 
 def _tool_block_text(block: _Block) -> str:

@@ -35,12 +35,15 @@ def build_parser() -> argparse.ArgumentParser:
                         help="PoW difficulty of issued challenges")
     parser.add_argument("--min-client-version", default=None,
                         help="refuse older x-client-version values with code 40005")
+    parser.add_argument("--latency", type=float, default=0.0, metavar="SECONDS",
+                        help="delay before answering each call (a simulated round trip)")
     return parser
 
 
 async def serve(args: argparse.Namespace) -> None:
     fake = FakeDeepSeek(args.account or [parse_account(DEMO_ACCOUNT)],
-                        difficulty=args.difficulty, min_client_version=args.min_client_version)
+                        difficulty=args.difficulty, min_client_version=args.min_client_version,
+                        latency=args.latency)
     url = await fake.start(args.host, args.port)
     print(f"fake DeepSeek upstream on {url} (accounts: {', '.join(fake.accounts)})", flush=True)
     try:

@@ -15,6 +15,7 @@ script (see :mod:`ds2proxy.testing.scripts`) or echoes the prompt.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import re
@@ -50,11 +51,13 @@ class FakeDeepSeek(ChatRoutes, FileRoutes):
     def __init__(self, accounts: Iterable[FakeAccount] = (), *,
                  difficulty: int = DEFAULT_DIFFICULTY, min_client_version: str | None = None,
                  default_script: Script | None = None, file_pending_polls: int = 0,
-                 secret: bytes | None = None) -> None:
+                 secret: bytes | None = None, latency: float = 0.0) -> None:
         super().__init__(list(accounts), difficulty=difficulty, secret=secret)
         self.min_client_version = min_client_version
         self.default_script = default_script
         self.file_pending_polls = file_pending_polls
+        # Seconds each call waits before it is handled: a network round trip.
+        self.latency = latency
         self.base_url: str | None = None
         self._runner: web.AppRunner | None = None
 
@@ -103,6 +106,8 @@ class FakeDeepSeek(ChatRoutes, FileRoutes):
     @web.middleware
     async def _gate(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         """Record the call; refuse old clients and (except login) unknown tokens."""
+        if self.latency:
+            await asyncio.sleep(self.latency)
         call = CallRecord(request.path, request.method, CIMultiDict(request.headers),
                           dict(request.query), peer=request.remote or "")
         self.calls.append(call)

@@ -26,7 +26,7 @@ def parse_openai_tool_choice(value: object, tools: list[ToolSpec]) -> ToolChoice
         return ToolChoice()
     if isinstance(value, str):
         if value not in _MODES:
-            raise _invalid(f"unknown value {value!r}")
+            raise _invalid("a string must be one of: auto, none, required")
         return _checked(ToolChoice(_MODES[value]), tools)  # type: ignore[arg-type]
     if not isinstance(value, dict):
         raise _invalid("expected a string or an object")
@@ -41,7 +41,7 @@ def _openai_object(value: dict[str, Any]) -> ToolChoice:
             raise _invalid("allowed_tools must be an object")
         mode = inner.get("mode", "auto")
         if mode not in ("auto", "required"):
-            raise _invalid(f"unknown allowed_tools mode {mode!r}")
+            raise _invalid("allowed_tools.mode must be auto or required")
         return ToolChoice(mode, allowed=_names(inner.get("tools")))
     allowed = _names(value["allowed_tools"]) if "allowed_tools" in value else None
     name = _function_name(value)
@@ -51,7 +51,8 @@ def _openai_object(value: dict[str, Any]) -> ToolChoice:
         return ToolChoice("forced", name=name, allowed=allowed)
     if kind in ("auto", "none", "required"):
         return ToolChoice(kind, allowed=allowed)
-    raise _invalid(f"unknown type {kind!r}")
+    raise _invalid("type must be one of: auto, none, required, function, custom, "
+                   "allowed_tools")
 
 
 def _function_name(value: dict[str, Any]) -> str | None:
@@ -71,7 +72,7 @@ def _names(entries: object) -> frozenset[str]:
         name = entry if isinstance(entry, str) and entry else (
             _function_name(entry) if isinstance(entry, dict) else None)
         if name is None:
-            raise _invalid(f"cannot read a tool name from {entry!r}")
+            raise _invalid("each allowed tool must be a name or an object with a name")
         names.add(name)
     return frozenset(names)
 
@@ -95,7 +96,7 @@ def parse_anthropic_tool_choice(value: object,
     elif kind in ("auto", "any", "none"):
         choice = ToolChoice("required" if kind == "any" else kind)
     else:
-        raise _invalid(f"unknown type {kind!r}")
+        raise _invalid("type must be one of: auto, any, none, tool")
     return _checked(choice, tools), single
 
 
@@ -116,7 +117,7 @@ def parse_gemini_tool_config(value: object, tools: list[ToolSpec]) -> ToolChoice
         raise _invalid("functionCallingConfig must be an object")
     mode = config.get("mode", "AUTO")
     if not isinstance(mode, str) or mode.upper() not in _GEMINI_MODES:
-        raise _invalid(f"unknown functionCallingConfig mode {mode!r}")
+        raise _invalid("functionCallingConfig.mode must be one of: AUTO, ANY, NONE, VALIDATED")
     policy = _GEMINI_MODES[mode.upper()]
     raw_names = config.get("allowedFunctionNames", config.get("allowed_function_names"))
     if policy == "none" or raw_names is None:

@@ -28,6 +28,7 @@ from ..errors import (
 )
 from ..pow import Challenge
 from .lines import iter_lines
+from .payload import SlicedBytes
 from .proxies import TRANSPORT_ERRORS, ProxySessions
 
 log = logging.getLogger("ds2proxy.upstream")
@@ -36,6 +37,8 @@ COMPLETION_PATH = "/api/v0/chat/completion"
 UPLOAD_PATH = "/api/v0/file/upload_file"
 # A missing or refused PoW answer (spec §12): worth one fresh challenge.
 POW_REFUSED_CODES = frozenset({40300, 40301})
+CLIENT_TOO_OLD = 40005
+SESSION_LIST_PATH = "/api/v0/chat_session/fetch_page?lte_cursor.pinned=false"
 
 _INVALID_TOKEN_CODES = {40001, 40002, 40003}
 _INVALID_TOKEN_WORDS = ("token", "unauthorized", "expired", "not login", "login required",
@@ -156,7 +159,13 @@ class UpstreamStream:
         self.resp = resp
         self.capture = capture
 
-    async def lines(self) -> AsyncIterator[str]:
+    def lines(self) -> AsyncIterator[str]:
+        """The response's lines (no extra generator layer unless captured)."""
+        if self.capture is None:
+            return iter_lines(self.resp, for_parser=True)
+        return self._captured_lines()
+
+    async def _captured_lines(self) -> AsyncIterator[str]:
         async for line in iter_lines(self.resp):
             if self.capture is not None:
                 self.capture.append(line.encode() + b"\n")
@@ -249,13 +258,18 @@ class DeepSeekClient:
         if status == 429:
             raise UpstreamRateLimited("upstream rate limit", retry_after=5)
         env = parse_envelope(status, raw)
-        if env.code == 40005:
-            raise UpstreamError(f"upstream refused client version {self.settings.client_version}"
-                                " (CLIENT_VERSION_TOO_LOW): raise upstream.client_version",
-                                retryable=False)
+        self._refuse_outdated(env)
         if not env.ok:
             raise UpstreamCallError(what, env)
         return env
+
+    def _refuse_outdated(self, env: Envelope) -> None:
+        """CLIENT_VERSION_TOO_LOW (40005) from any endpoint: the same hint,
+        and no fail-over (every account would get the same answer)."""
+        if CLIENT_TOO_OLD in (env.code, env.biz_code):
+            raise UpstreamError(f"upstream refused client version {self.settings.client_version}"
+                                " (CLIENT_VERSION_TOO_LOW): raise upstream.client_version",
+                                retryable=False)
 
     async def login(self, account: AccountConfig) -> str:
         try:
@@ -322,6 +336,11 @@ class DeepSeekClient:
         files = data.get("files")
         return [f for f in files if isinstance(f, dict)] if isinstance(files, list) else []
 
+    async def check_token(self, token: str) -> None:
+        """Ask for the first page of the session list (no side effect): an
+        UpstreamCallError when the upstream refuses ``token``."""
+        await self._json_call("chat_session/fetch_page", "GET", SESSION_LIST_PATH, token=token)
+
     async def delete_session(self, token: str, session_id: str) -> None:
         await self._json_call("chat_session/delete", "POST", "/api/v0/chat_session/delete",
                               token=token, body={"chat_session_id": session_id})
@@ -333,14 +352,16 @@ class DeepSeekClient:
         Anything but HTTP 200 with ``text/event-stream`` is turned into an
         error here, before a single event is read (spec §12).
         """
-        timeout = aiohttp.ClientTimeout(total=None, connect=self.settings.timeout_seconds,
+        # sock_connect, not connect: only the TCP handshake is timed, never a
+        # wait for a free connection in the pool.
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.settings.timeout_seconds,
                                         sock_read=self.settings.silence_timeout_seconds)
         headers = self.headers(token, pow_header)
         data = orjson.dumps(body)
         capture = self._capture("POST", path, headers, data)
         try:
             resp = await self._session(self.proxy_of(token)).post(
-                self._url(path), headers=headers, data=data, timeout=timeout)
+                self._url(path), headers=headers, data=SlicedBytes(data), timeout=timeout)
         except TRANSPORT_ERRORS as exc:
             if capture is not None:
                 capture.finish(type(exc).__name__)
@@ -363,6 +384,7 @@ class DeepSeekClient:
         if resp.status != 200:
             raise UpstreamError(f"{path} answered HTTP {resp.status}")
         env = parse_envelope(resp.status, raw)
+        self._refuse_outdated(env)
         raise UpstreamCallError(path.rsplit("/", 1)[-1], env)
 
 

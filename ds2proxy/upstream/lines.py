@@ -2,6 +2,9 @@
 
 aiohttp's ``readline`` refuses lines above its buffer limit, and a continue
 round's first line can exceed 100 KB, so lines are cut here from raw chunks.
+All the complete lines of a chunk are decoded at once and split in one call
+(a newline byte never occurs inside a UTF-8 sequence, so cutting the bytes
+at the last newline never splits a character).
 """
 
 from __future__ import annotations
@@ -11,22 +14,45 @@ from collections.abc import AsyncIterator
 import aiohttp
 
 
-async def iter_lines(resp: aiohttp.ClientResponse) -> AsyncIterator[str]:
-    """Yield decoded lines without their line ending; a final partial line too."""
-    buffer = bytearray()
+async def iter_lines(resp: aiohttp.ClientResponse, *, for_parser: bool = False
+                     ) -> AsyncIterator[str]:
+    """Yield decoded lines without their line ending; a final partial line too.
+
+    ``for_parser`` drops the blank line right after a ``data:`` line when both
+    arrived in one read: it ends an event the parser has already closed (a
+    data line resets the event name), so half the lines of a stream need no
+    trip through the consumer.
+    """
+    partial: list[bytes] = []  # the start of a line not ended yet
     async for chunk in resp.content.iter_any():
-        buffer.extend(chunk)
-        start = 0
-        while (end := buffer.find(b"\n", start)) != -1:
-            yield _decode(buffer[start:end])
-            start = end + 1
-        del buffer[:start]
-    if buffer:
-        yield _decode(buffer)
+        cut = chunk.rfind(b"\n")
+        if cut < 0:
+            partial.append(chunk)
+            continue
+        block = chunk[:cut]
+        if partial:
+            partial.append(block)
+            block = b"".join(partial)
+            partial.clear()
+        if cut + 1 < len(chunk):
+            partial.append(chunk[cut + 1:])
+        for line in split_lines(block, for_parser=for_parser):
+            yield line
+    if partial:
+        yield from_bytes(b"".join(partial))
 
 
-def _decode(raw: bytes | bytearray) -> str:
-    line = bytes(raw)
-    if line.endswith(b"\r"):
-        line = line[:-1]
+def split_lines(block: bytes, *, for_parser: bool = False) -> list[str]:
+    """The lines of ``block`` (complete lines, its last newline cut off)."""
+    lines = block.decode("utf-8", errors="replace").split("\n")
+    if b"\r" in block:
+        lines = [line[:-1] if line.endswith("\r") else line for line in lines]
+    if for_parser:
+        return [line for before, line in zip(["", *lines], lines)
+                if line or not before.startswith("data:")]
+    return lines
+
+
+def from_bytes(raw: bytes) -> str:
+    line = raw[:-1] if raw.endswith(b"\r") else raw
     return line.decode("utf-8", errors="replace")

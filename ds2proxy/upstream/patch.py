@@ -31,6 +31,8 @@ Most lines of a stream are path-less tokens appended to the newest fragment.
 Those take a fast path (:meth:`StreamParser._append_to_tail`) that yields
 exactly the events of the general one without walking the tree or re-reading
 every fragment; ``fast_path=False`` turns it off, so tests can compare both.
+Its tokens are joined into the fragment only when something else reads or
+patches the tree, so a long answer costs the same per token as a short one.
 """
 
 from __future__ import annotations
@@ -107,6 +109,8 @@ class StreamParser:
         # The last fragment as of the last full text sync, if tokens may take
         # the fast path into it: (fragment, tracker key, kind).
         self._tail: tuple[dict, Hashable, TextKind] | None = None
+        # Tokens the fast path took, not yet joined into the tail's content.
+        self._pending: list[str] = []
 
     # -- rounds ---------------------------------------------------------------
 
@@ -137,6 +141,7 @@ class StreamParser:
     @property
     def tree(self) -> Any:
         """The response state tree as patched so far (for diagnostics; do not mutate)."""
+        self._settle()
         return self._tree
 
     # -- lines ----------------------------------------------------------------
@@ -174,6 +179,7 @@ class StreamParser:
         if (self.fast_path and event == "message" and type(payload) is dict
                 and len(payload) == 1 and self._append_to_tail(payload.get("v"), out)):
             return out
+        self._settle()
         self._dispatch(event, payload, out)
         if self._filter_pending:
             self._filter_pending = False
@@ -283,13 +289,27 @@ class StreamParser:
                 or not self._tracker.holds(key, content) or key in self._leaked
                 or (kind == "answer" and LEAK_MARKER in value)):
             return False
-        text = content + value
-        frag["content"] = text
-        self._tracker.advance(key, text)
         if value:
+            self._pending.append(value)
             out.append(TextChunk(kind, value))
             self.current_kind = kind
         return True
+
+    def _settle(self) -> None:
+        """Join the fast path's pending tokens into the tail fragment's content.
+
+        Until then the fragment holds the text of the last settle, which is
+        what the tracker holds too, so the fast path's checks still see the
+        same objects; everything that reads or patches the tree settles first.
+        """
+        if not self._pending:
+            return
+        assert self._tail is not None
+        frag, key, _ = self._tail
+        text = "".join([frag["content"], *self._pending])
+        self._pending.clear()
+        frag["content"] = text
+        self._tracker.advance(key, text)
 
     def _sync_text(self, out: list[UpstreamEvent]) -> None:
         """Emit what every text field gained since it was last emitted."""
@@ -320,6 +340,7 @@ class StreamParser:
 
     def citations(self) -> list[tuple[int, str, str]]:
         """``(N, url, title)`` for each ``[reference:N]`` target of the answer (§10.5)."""
+        self._settle()
         frags = [f for f in fragments_of(self._tree) if isinstance(f, dict)]
         by_id = {f.get("id"): f for f in frags}
         found: list[tuple[int, str, str]] = []
@@ -333,6 +354,7 @@ class StreamParser:
         return found
 
     def _template(self) -> str:
+        self._settle()
         for frag in fragments_of(self._tree):
             if isinstance(frag, dict) and frag.get("type") == "TEMPLATE_RESPONSE":
                 return str(frag.get("content") or "")

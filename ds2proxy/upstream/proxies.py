@@ -55,8 +55,9 @@ class ProxySessions:
             return self.direct
         session = self._sessions.get(proxy)
         if session is None or session.closed:
-            session = aiohttp.ClientSession(connector=ProxyConnector.from_url(proxy),
-                                            auto_decompress=True)
+            # No connection cap, like the direct session: the pool bounds turns.
+            connector = ProxyConnector.from_url(proxy, limit=0, limit_per_host=0)
+            session = aiohttp.ClientSession(connector=connector, auto_decompress=True)
             self._sessions[proxy] = session
             log.info("outbound proxy %s opened", mask_proxy(proxy))
         return session

@@ -10,13 +10,15 @@ once and retry" around any endpoint call.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from ..config import AccountConfig, ConfigStore
+from ..config import AccountConfig
+from ..config_store import ConfigStore
 from ..errors import (
     ACCOUNT_UNUSABLE,
     AuthenticationFailed,
@@ -112,6 +114,8 @@ class Credentials:
     token: str
     lease: Lease | None = None
     refreshed: bool = field(default=False)
+    # Calls made at once (session and PoW challenge) refresh the token once.
+    refresh_lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False, compare=False)
 
     @property
     def managed(self) -> bool:
@@ -131,18 +135,22 @@ async def with_refresh(creds: Credentials, keeper: TokenKeeper,
     """Run ``call(token)``; on a refused token refresh once (managed) and retry.
 
     A pass-through token is never refreshed: its refusal is the caller's 401.
+    Concurrent calls on one ``creds`` share a single refresh.
     """
+    token = creds.token
     try:
-        return await call(creds.token)
+        return await call(token)
     except UpstreamCallError as exc:
         if not exc.envelope.needs_refresh:
             raise
         if creds.lease is None:
             raise AuthenticationFailed(NOT_A_KEY_NOR_TOKEN) from None
-        if creds.refreshed:
-            raise UpstreamAuthError(ACCOUNT_UNUSABLE, account=creds.identifier,
-                                    detail="token refused again right after a fresh login"
-                                    ) from None
-        creds.refreshed = True
-        creds.token = await keeper.refresh(creds.lease.account, stale_token=creds.token)
+        async with creds.refresh_lock:
+            if creds.token == token:  # nobody refreshed it since this call was made
+                if creds.refreshed:
+                    raise UpstreamAuthError(
+                        ACCOUNT_UNUSABLE, account=creds.identifier,
+                        detail="token refused again right after a fresh login") from None
+                creds.refreshed = True
+                creds.token = await keeper.refresh(creds.lease.account, stale_token=token)
         return await call(creds.token)

@@ -29,5 +29,5 @@ class MessageRoutes:
     async def count_tokens(self, request: web.Request) -> web.Response:
         self.core.authenticate(request)
         chat = await self._parse(request)
-        return json_response({"input_tokens": self.core.prompt_tokens(chat)})
+        return json_response({"input_tokens": await self.core.prompt_tokens(chat)})
 

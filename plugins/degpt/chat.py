@@ -15,11 +15,14 @@ from ds2proxy.canonical import ResolvedModel
 from ds2proxy.formats.anthropic_messages import parse_messages_request, respond_messages
 from ds2proxy.formats.openai_chat import ChatStyle, parse_chat_request, respond_chat
 
+from .ids import completion_id, usage_shape
+
 AUTO = "auto"
 
 # Every chunk choice carries "logprobs": null and every delta a "content",
 # and an empty chunk opens the stream, as this surface's stream does.
-STYLE = ChatStyle(chunk_logprobs=True, opening_chunk=True, content_always=True)
+STYLE = ChatStyle(chunk_logprobs=True, opening_chunk=True, content_always=True,
+                  whole_id=completion_id, usage_shape=usage_shape)
 
 
 class ChatRoutes:
@@ -43,4 +46,5 @@ class ChatRoutes:
         body = await self.core.read_json(request)
         chat = parse_messages_request(body, self._model(body.get("model"), "claude"))
         async with self.core.turn(chat, caller) as turn:
-            return await respond_messages(self.core, request, turn, chat)
+            return await respond_messages(self.core, request, turn, chat,
+                                          completion_id(turn.id))

@@ -1,6 +1,12 @@
-"""``GET /api/v1/models``: the native models with the display metadata this
-surface's clients show in their model pickers (name, description, whether
-the model takes images)."""
+"""``GET /api/v1/models``: every model name this server really answers, with
+the display metadata this surface's clients show in their model pickers
+(name, description, whether the model takes images).
+
+That is the native models, then the OpenAI / Claude / Gemini names the
+surface's own list offers (each answered by the DeepSeek model it resolves
+to, which its name and description say), then the configured aliases. The
+surface's other vendors (doubao, qwen, grok) are not DeepSeek models and are
+not listed: asking for them is a ``model_not_found``."""
 
 from __future__ import annotations
 
@@ -9,6 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
+from ds2proxy.errors import InvalidRequest
 from ds2proxy.formats import json_response
 from ds2proxy.models import NativeModel
 
@@ -36,11 +43,41 @@ def description(model: NativeModel) -> str:
     return ", ".join(parts)
 
 
-def model_entry(model: NativeModel) -> dict[str, Any]:
-    name = display_name(model.id)
-    return {"id": model.id, "object": "model", "model": model.id, "created": CREATED_MS,
-            "owned_by": "deepseek", "name": name, "description": description(model),
+# The vendor names in the surface's own model list, with its display names.
+SURFACE_NAMES: dict[str, str] = {
+    "gpt-5-mini": "GPT-5 mini", "gpt-4o": "GPT-4o", "gpt-4.1": "GPT-4.1", "gpt-5": "GPT-5",
+    "o3": "GPT o3", "o4-mini": "GPT o4-mini",
+    "claude-opus-4-20250514": "Claude 4 Opus",
+    "gemini-2.5-flash-preview-05-20": "Gemini 2.5 Flash", "gemini-2.5-pro": "Gemini 2.5 Pro",
+}
+
+
+def model_entry(model: NativeModel, model_id: str | None = None,
+                label: str | None = None) -> dict[str, Any]:
+    """A native model, or (``model_id``) a name it answers for."""
+    model_id = model_id or model.id
+    native_name = display_name(model.id)
+    name = f"{label or model_id} ({native_name})" if model_id != model.id else native_name
+    text = description(model)
+    if model_id != model.id:
+        text = f"Answered by {model.id}: {text[0].lower()}{text[1:]}"
+    return {"id": model_id, "object": "model", "model": model_id, "created": CREATED_MS,
+            "owned_by": "deepseek", "name": name, "description": text,
             "support": "image" if model.model_type == "vision" else "text", "tip": name}
+
+
+def alias_entries(core: Any) -> list[dict[str, Any]]:
+    """The surface's vendor names and the configured aliases that resolve."""
+    names = {**SURFACE_NAMES, **dict.fromkeys(core.config.model_aliases, None)}
+    entries = []
+    for alias, label in names.items():
+        try:
+            resolved = core.resolve_model(alias, family="openai")
+        except InvalidRequest:
+            continue
+        native = core.models.native(resolved.native)
+        entries.append(model_entry(native, alias, label))
+    return entries
 
 
 class ModelRoutes:
@@ -55,7 +92,8 @@ class ModelRoutes:
     async def list(self, request: web.Request) -> web.Response:
         return json_response({
             "object": "list",
-            "data": [model_entry(m) for m in self.core.models.natives()],
+            "data": [*(model_entry(m) for m in self.core.models.natives()),
+                     *alias_entries(self.core)],
             "version": self.version, "provider": self.provider, "name": self.name,
             "default_locale": self.locale, "status": True, "time": CATALOGUE_DATE,
         })

@@ -121,7 +121,11 @@ def _content(content: dict, index: int, ids: CallIds) -> list[Message]:
     Results follow a model turn's calls but precede a user turn's text, so a
     result always sits right after the assistant turn that asked for it.
     """
-    role = ROLES.get(str(content.get("role") or "").lower(), "user")
+    role = content.get("role")
+    if role is not None and not isinstance(role, str):
+        raise InvalidRequest(f"'contents[{index}].role' must be a string",
+                             param=f"contents[{index}].role")
+    role = ROLES.get((role or "").lower(), "user")
     parts = content.get("parts")
     if parts is None:
         parts = [{"text": content["text"]}] if isinstance(content.get("text"), str) else []

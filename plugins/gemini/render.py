@@ -68,7 +68,7 @@ def response(chat: ChatRequest, response_id: str, cand: dict[str, Any],
 
 
 def generate_content_response(result: TurnResult, chat: ChatRequest, *,
-                              show_thoughts: bool = True) -> dict[str, Any]:
+                              show_thoughts: bool = False) -> dict[str, Any]:
     """The non-stream answer: thoughts, non-blank text, then one part per call."""
     parts: list[dict[str, Any]] = []
     if result.reasoning and show_thoughts:

@@ -4,8 +4,9 @@ The model comes from the URL; everything else from the body:
 ``contents`` / ``systemInstruction`` (see :mod:`.contents`), ``tools`` and
 ``toolConfig``, and ``generationConfig`` for sampling, the output limit,
 JSON mode and (through the core's ``thinking_override``) the thinking
-switch. Fields the gateway does not use (``safetySettings``,
-``cachedContent``, ``topK``, ``labels`` …) are ignored, never refused.
+switch. ``generationConfig``'s documented fields are checked against
+Google's ranges (:mod:`ds2proxy.formats.sampling`); fields the gateway does
+not use (``safetySettings``, ``cachedContent``, ``labels`` …) are ignored.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from typing import Any
 from ds2proxy.canonical import ChatRequest, ResolvedModel, ResponseFormat, ToolSpec
 from ds2proxy.errors import InvalidRequest
 from ds2proxy.formats.openai_chat import parse_tools as parse_openai_tools
+from ds2proxy.formats.sampling import gemini_sampling
+from ds2proxy.formats.validate import mapping
 from ds2proxy.thinking import thinking_override
 from ds2proxy.toolcall.choice import parse_gemini_tool_config
 
@@ -23,10 +26,6 @@ from .contents import parse_contents, system_messages
 from .fields import pick, pick_dict
 from .schema import json_schema
 
-# generationConfig field → the canonical sampling name (prompt-compat §1).
-_SAMPLING = {"temperature": "temperature", "topP": "top_p", "maxOutputTokens": "max_tokens",
-             "stopSequences": "stop", "presencePenalty": "presence_penalty",
-             "frequencyPenalty": "frequency_penalty"}
 _JSON_MIME = "application/json"
 
 
@@ -35,7 +34,7 @@ class GeminiRequest:
     """The canonical request plus what only the Gemini rendering needs."""
 
     chat: ChatRequest
-    show_thoughts: bool = True
+    show_thoughts: bool = False
 
 
 def parse_generate_request(body: dict, model: ResolvedModel, *, stream: bool) -> GeminiRequest:
@@ -43,8 +42,8 @@ def parse_generate_request(body: dict, model: ResolvedModel, *, stream: bool) ->
     messages = [*system_messages(pick(body, "systemInstruction")),
                 *parse_contents(body.get("contents"))]
     tools = parse_tools(body.get("tools"))
-    config = pick_dict(body, "generationConfig")
-    sampling = _sampling(config)
+    config = mapping(pick(body, "generationConfig"), "generationConfig") or {}
+    sampling = gemini_sampling(config, pick)
     chat = ChatRequest(
         model=model,
         messages=messages,
@@ -56,8 +55,9 @@ def parse_generate_request(body: dict, model: ResolvedModel, *, stream: bool) ->
         sampling=sampling,
         response_format=response_format(config),
     )
+    # Thought parts only when asked for, as Gemini does (Gemini CLI asks).
     thoughts = pick(pick_dict(config, "thinkingConfig"), "includeThoughts")
-    return GeminiRequest(chat, show_thoughts=thoughts is not False)
+    return GeminiRequest(chat, show_thoughts=thoughts is True)
 
 
 def parse_tools(value: Any) -> list[ToolSpec]:
@@ -100,26 +100,6 @@ def _with_json_schema(spec: ToolSpec) -> ToolSpec:
     if spec.parameters is not None:
         spec.parameters = json_schema(spec.parameters)
     return spec
-
-
-def _sampling(config: dict) -> dict[str, Any]:
-    sampling: dict[str, Any] = {}
-    for field, name in _SAMPLING.items():
-        value = pick(config, field)
-        if value is None:
-            continue
-        if name == "max_tokens":
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise InvalidRequest("'generationConfig.maxOutputTokens' must be a positive "
-                                     "integer", param="generationConfig.maxOutputTokens")
-        elif name == "stop":
-            value = [value] if isinstance(value, str) else value
-            if not isinstance(value, list) or not all(isinstance(s, str) for s in value):
-                continue
-        elif isinstance(value, bool) or not isinstance(value, int | float):
-            continue
-        sampling[name] = value
-    return sampling
 
 
 def response_format(config: dict) -> ResponseFormat:

@@ -61,10 +61,10 @@ class GenerateRoutes:
                                                        show_thoughts=gemini.show_thoughts))
 
     async def count_tokens(self, request: web.Request, model_name: str) -> web.Response:
-        """``{"totalTokens": N}``: the prompt estimate a generate call would report."""
+        """``{"totalTokens": N}``: the prompt tokens a generate call would report."""
         self.core.authenticate(request)
         body = await self.core.read_json(request)
         model = served_model(self.core, model_name)
         inner = pick_dict(body, "generateContentRequest") or body
         chat = parse_generate_request(inner, model, stream=False).chat
-        return json_response({"totalTokens": self.core.prompt_tokens(chat)})
+        return json_response({"totalTokens": await self.core.prompt_tokens(chat)})

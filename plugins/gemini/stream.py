@@ -1,10 +1,13 @@
 """``streamGenerateContent``: turn events → Gemini chunks, SSE or JSON array.
 
-Text and thoughts go out as they are released; a ``functionCall`` chunk is
-sent when the call is complete (Gemini carries ``args`` as one object); the
-last chunk always holds ``finishReason`` and ``usageMetadata`` — Gemini CLI
-re-sends the whole turn when it is missing (tool-calling §5.4,
-agent-clients §3). A failure after the first byte ends the stream with a
+Text and thoughts go out as they are released, one chunk behind: the last
+content chunk is held so that ``finishReason`` and ``usageMetadata`` ride
+on it, as Google's own stream does — a separate empty closing chunk would
+make ``chunk.text`` None in Google's quickstart loop. A ``functionCall``
+chunk is sent when the call is complete (Gemini carries ``args`` as one
+object). The last chunk always holds ``finishReason`` and ``usageMetadata``
+— Gemini CLI re-sends the whole turn when it is missing (tool-calling
+§5.4, agent-clients §3). A failure after the first byte ends the stream with a
 Google-shaped ``{"error": …}`` chunk, which the official clients raise.
 """
 
@@ -37,20 +40,21 @@ from .request import GeminiRequest
 class StreamRenderer:
     """Turn events → Gemini chunk objects (framing is the writer's)."""
 
-    def __init__(self, chat: ChatRequest, response_id: str, *, show_thoughts: bool = True) -> None:
+    def __init__(self, chat: ChatRequest, response_id: str, *, show_thoughts: bool = False) -> None:
         self.chat = chat
         self.id = response_id
         self.show_thoughts = show_thoughts
         self._calls: dict[int, list[str]] = {}
         self._citations: list[Citation] = []
         self._usage = Usage(0, 0, 0)
+        self._held: list[dict[str, Any]] | None = None
 
     def render(self, event: TurnEvent) -> list[dict[str, Any]]:
         if isinstance(event, ReasoningDelta):
-            return [self._chunk([thought_part(event.text)])] if (
+            return self._hold([thought_part(event.text)]) if (
                 self.show_thoughts and event.text) else []
         if isinstance(event, TextDelta):
-            return [self._chunk([{"text": event.text}])] if event.text else []
+            return self._hold([{"text": event.text}]) if event.text else []
         if isinstance(event, ToolCallStart):
             self._calls[event.index] = [event.name]
         elif isinstance(event, ToolCallArgs):
@@ -64,7 +68,7 @@ class StreamRenderer:
         elif isinstance(event, Finish):
             return [*self._release(*self._calls), self._last(event.reason)]
         elif isinstance(event, ErrorEvent):
-            return [google_error_body(event.error)]
+            return [*self._flush(), google_error_body(event.error)]
         return []
 
     def _release(self, *indexes: int) -> list[dict[str, Any]]:
@@ -73,14 +77,24 @@ class StreamRenderer:
         for index in sorted(indexes):
             name, *arguments = self._calls.pop(index)
             if name:
-                chunks.append(self._chunk([call_part(name, "".join(arguments))]))
+                chunks += self._hold([call_part(name, "".join(arguments))])
         return chunks
 
-    def _chunk(self, parts: list[dict[str, Any]]) -> dict[str, Any]:
-        return response(self.chat, self.id, candidate(parts))
+    def _hold(self, parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Keep ``parts`` back; send the chunk held before them."""
+        ready = self._flush()
+        self._held = parts
+        return ready
+
+    def _flush(self) -> list[dict[str, Any]]:
+        held, self._held = self._held, None
+        return [] if held is None else [response(self.chat, self.id, candidate(held))]
 
     def _last(self, reason: str) -> dict[str, Any]:
-        cand = candidate([], finish=reason, citations=self._citations)
+        """The held content with the finish and usage folded in (an empty
+        text part when the turn said nothing, so ``.text`` is never None)."""
+        parts, self._held = self._held or [{"text": ""}], None
+        cand = candidate(parts, finish=reason, citations=self._citations)
         return response(self.chat, self.id, cand, self._usage)
 
 

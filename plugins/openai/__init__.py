@@ -1,5 +1,11 @@
 """OpenAI family: models, chat completions (and, in sibling modules, the
-Responses and Embeddings APIs)."""
+Responses and Embeddings APIs).
+
+Settings (``plugins.openai`` in the config, read at start): ``root_routes``
+(default true) also serves every route without its ``/v1`` prefix
+(``/chat/completions``, ``/models``, ``/responses`` …), answering exactly
+as the ``/v1`` form does, for clients configured with a bare host URL.
+"""
 
 from __future__ import annotations
 
@@ -14,11 +20,16 @@ from .responses import ResponsesRoutes
 def register(api: PluginAPI) -> None:
     models = ModelRoutes(api.core)
     chat = ChatRoutes(api.core)
-    errors = api.errors.openai
-    api.route("GET", "/v1/models", models.list, errors=errors)
-    api.route("GET", "/v1/models/{model_id}", models.get, errors=errors)
-    api.route("POST", "/v1/chat/completions", chat.completions, errors=errors)
     responses = ResponsesRoutes(api.core)
-    api.route("POST", "/v1/responses", responses.create, errors=errors)
-    api.route("GET", "/v1/responses/{response_id}", responses.get, errors=errors)
-    api.route("POST", "/v1/embeddings", EmbeddingRoutes(api.core).create, errors=errors)
+    routes = (
+        ("GET", "/models", models.list),
+        ("GET", "/models/{model_id}", models.get),
+        ("POST", "/chat/completions", chat.completions),
+        ("POST", "/responses", responses.create),
+        ("GET", "/responses/{response_id}", responses.get),
+        ("POST", "/embeddings", EmbeddingRoutes(api.core).create),
+    )
+    prefixes = ["/v1"] + ([""] if api.settings.get("root_routes", True) is not False else [])
+    for prefix in prefixes:
+        for method, path, handler in routes:
+            api.route(method, prefix + path, handler, errors=api.errors.openai)

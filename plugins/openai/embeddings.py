@@ -14,13 +14,12 @@ from typing import Any
 
 from aiohttp import web
 
+from ds2proxy.embeddings import DEFAULT_DIMENSIONS
 from ds2proxy.errors import InvalidRequest, NotImplementedFeature
 from ds2proxy.formats import json_response
-from ds2proxy.tokens import count_tokens
+from ds2proxy.formats.validate import Bounds, choice, integer, string
+from ds2proxy.tokens import count_tokens_async
 
-from .embeddings_providers import provider_for
-
-DEFAULT_DIMENSIONS = 1536
 MAX_DIMENSIONS = 8192
 MAX_INPUTS = 2048
 ENCODINGS = ("float", "base64")
@@ -28,10 +27,11 @@ ENCODINGS = ("float", "base64")
 
 @dataclass(frozen=True, slots=True)
 class EmbeddingInput:
-    """One input as the provider sees it, and its token count for usage."""
+    """One input as the provider sees it, and its token count for usage
+    (None for a text: counted by :func:`usage_tokens`, off the loop if long)."""
 
     text: str
-    tokens: int
+    tokens: int | None
 
 
 class EmbeddingRoutes:
@@ -46,16 +46,14 @@ class EmbeddingRoutes:
             raise InvalidRequest("'model' is required", param="model")
         inputs = parse_inputs(body.get("input"))
         dimensions = _dimensions(body.get("dimensions"))
-        encoding = body.get("encoding_format") or "float"
-        if encoding not in ENCODINGS:
-            raise InvalidRequest("'encoding_format' must be 'float' or 'base64'",
-                                 param="encoding_format")
-        provider = provider_for(self.core.config.embeddings_provider, dimensions)
+        encoding = choice(body.get("encoding_format"), "encoding_format", ENCODINGS) or "float"
+        string(body.get("user"), "user")
+        provider = self.core.embeddings(dimensions)
         if provider is None:
             raise NotImplementedFeature(
                 "embeddings are not enabled on this server: set embeddings.provider")
         vectors = await provider.embed([item.text for item in inputs])
-        tokens = sum(item.tokens for item in inputs)
+        tokens = await usage_tokens(inputs)
         return json_response({
             "object": "list",
             "data": [{"object": "embedding", "index": i, "embedding": _encode(v, encoding)}
@@ -63,6 +61,12 @@ class EmbeddingRoutes:
             "model": model,
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
         })
+
+
+async def usage_tokens(inputs: list[EmbeddingInput]) -> int:
+    """Token arrays count their elements, texts their DeepSeek V4 tokens."""
+    return sum([item.tokens if item.tokens is not None else await count_tokens_async(item.text)
+                for item in inputs])
 
 
 def parse_inputs(value: Any) -> list[EmbeddingInput]:
@@ -79,7 +83,7 @@ def parse_inputs(value: Any) -> list[EmbeddingInput]:
 
 def _one_input(item: Any, i: int) -> EmbeddingInput:
     if isinstance(item, str) and item:
-        return EmbeddingInput(item, count_tokens(item))
+        return EmbeddingInput(item, None)
     if _is_tokens(item) and item:
         return EmbeddingInput(" ".join(map(str, item)), len(item))
     raise InvalidRequest(f"input[{i}] must be a non-empty string or token array",
@@ -92,12 +96,8 @@ def _is_tokens(value: Any) -> bool:
 
 
 def _dimensions(value: Any) -> int:
-    if value is None:
-        return DEFAULT_DIMENSIONS
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_DIMENSIONS:
-        raise InvalidRequest(f"'dimensions' must be an integer from 1 to {MAX_DIMENSIONS}",
-                             param="dimensions")
-    return value
+    found = integer(value, "dimensions", Bounds(1, MAX_DIMENSIONS))
+    return DEFAULT_DIMENSIONS if found is None else found
 
 
 def _encode(vector: list[float], encoding: str) -> list[float] | str:

@@ -15,6 +15,8 @@ from aiohttp import web
 from ds2proxy.canonical import ErrorEvent
 from ds2proxy.errors import InvalidRequest, NotFound
 from ds2proxy.formats import json_response
+from ds2proxy.formats.sampling import responses_sampling
+from ds2proxy.formats.validate import string
 
 from .responses_builder import ResponseBuilder, ResponseHeader
 from .responses_input import conversation_items
@@ -36,6 +38,7 @@ class ResponsesRoutes:
     async def create(self, request: web.Request) -> web.StreamResponse:
         caller = self.core.authenticate(request)
         body = await self.core.read_json(request)
+        responses_sampling(body)    # every field checked before history is looked up
         model = self.core.resolve_model(body.get("model"), family="openai")
         items = [*self._history(caller.identity, body), *conversation_items(body)]
         parsed = parse_responses_request(body, model, items)
@@ -74,10 +77,10 @@ class ResponsesRoutes:
 
     def _history(self, owner: str, body: dict) -> list[Any]:
         """The stored conversation ``previous_response_id`` continues, if any."""
-        previous = body.get("previous_response_id")
+        previous = string(body.get("previous_response_id"), "previous_response_id")
         if previous is None:
             return []
-        entry = self.store.get(owner, previous) if isinstance(previous, str) else None
+        entry = self.store.get(owner, previous)
         if entry is None:
             raise InvalidRequest(f"Previous response with id '{previous}' not found.",
                                  param="previous_response_id",
@@ -95,7 +98,8 @@ async def _send(writer: Any, payloads: list[dict]) -> None:
 
 
 def echo_fields(body: dict, parsed: ResponsesRequest) -> dict[str, Any]:
-    """Request settings the response object repeats, as the official API does."""
+    """Request settings the response object repeats, as the official API does
+    (every echoed field was validated by ``responses_sampling``)."""
     chat = parsed.chat
     reasoning = body.get("reasoning") if isinstance(body.get("reasoning"), dict) else {}
     metadata = body.get("metadata") if isinstance(body.get("metadata"), dict) else {}

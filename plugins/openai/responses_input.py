@@ -23,6 +23,7 @@ from ds2proxy.canonical import (
 )
 from ds2proxy.errors import InvalidRequest
 from ds2proxy.formats.openai_chat import decode_arguments, parse_messages, user_parts
+from ds2proxy.formats.validate import string
 from ds2proxy.prompt.message_text import tool_content_text
 
 ROLES = frozenset({"user", "system", "developer", "assistant", "tool"})
@@ -72,7 +73,7 @@ class _ItemReader:
     call_names: dict[str, str] = field(default_factory=dict)
 
     def item(self, item: dict, i: int) -> None:
-        kind = item.get("type")
+        kind = string(item.get("type"), f"input[{i}].type")
         if kind == "reasoning":
             self.end_loose()
             self.reasoning.append(reasoning_text(item))
@@ -157,7 +158,8 @@ def tool_call_item(item: dict, fallback_id: str) -> ToolCall | None:
 def reasoning_text(item: dict) -> str:
     """A reasoning item's summary text (or its content text when it has no summary)."""
     for key in ("summary", "content"):
-        texts = [part.get("text") for part in item.get(key) or [] if isinstance(part, dict)]
+        parts = item.get(key) if isinstance(item.get(key), list) else []
+        texts = [part.get("text") for part in parts if isinstance(part, dict)]
         joined = "\n".join(t for t in texts if isinstance(t, str) and t)
         if joined:
             return joined

@@ -15,13 +15,11 @@ from typing import Any
 from ds2proxy.canonical import ChatRequest, Message, ResolvedModel, ToolSpec
 from ds2proxy.errors import InvalidRequest
 from ds2proxy.formats.openai_chat import parse_response_format, parse_tools
+from ds2proxy.formats.sampling import responses_sampling
 from ds2proxy.thinking import thinking_override
 from ds2proxy.toolcall.choice import parse_openai_tool_choice
 
 from .responses_input import items_to_messages
-
-SAMPLING_KEYS = ("temperature", "top_p")
-
 
 @dataclass
 class ResponsesRequest:
@@ -36,6 +34,7 @@ class ResponsesRequest:
 def parse_responses_request(body: dict, model: ResolvedModel, items: list[Any]
                             ) -> ResponsesRequest:
     """``items`` is the conversation: stored history (if any) then this input."""
+    sampling = responses_sampling(body)
     flat, namespaces = flatten_tools(body.get("tools"))
     tools = parse_tools(flat)
     chat = ChatRequest(
@@ -46,8 +45,8 @@ def parse_responses_request(body: dict, model: ResolvedModel, items: list[Any]
         tool_choice=parse_openai_tool_choice(body.get("tool_choice"), tools),
         parallel_tool_calls=body.get("parallel_tool_calls") is not False,
         thinking=thinking_override(body),
-        max_tokens=_max_output_tokens(body.get("max_output_tokens")),
-        sampling={k: body[k] for k in SAMPLING_KEYS if body.get(k) is not None},
+        max_tokens=body.get("max_output_tokens"),
+        sampling=sampling,
         response_format=parse_response_format(_text_format(body.get("text"))),
     )
     return ResponsesRequest(chat, items, namespaces, store=body.get("store") is not False)
@@ -76,15 +75,6 @@ def _messages(items: list[Any], instructions: Any) -> list[Message]:
     if not messages:
         raise InvalidRequest("request must include 'input' or 'messages'", param="input")
     return messages
-
-
-def _max_output_tokens(value: Any) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InvalidRequest("'max_output_tokens' must be a positive integer",
-                             param="max_output_tokens")
-    return value
 
 
 def _text_format(text: Any) -> Any:

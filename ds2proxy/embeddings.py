@@ -1,4 +1,6 @@
-"""Embedding engines behind ``POST /v1/embeddings``.
+"""Embedding engines behind the embeddings routes (OpenAI ``/v1/embeddings``,
+Ollama ``/api/embed``); plugins reach the configured one through
+``core.embeddings(dimensions)``.
 
 The DeepSeek web chat has no embedding model, so the engine is a setting
 (``embeddings.provider``). A provider is anything with ``async embed(texts)``
@@ -18,6 +20,7 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 _SCALE = 2.0 / 0xFFFFFFFF
+DEFAULT_DIMENSIONS = 1536
 
 
 class EmbeddingProvider(Protocol):

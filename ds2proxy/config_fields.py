@@ -1,0 +1,130 @@
+"""Which config fields exist, so a misspelt one is reported, not ignored.
+
+Unknown fields are kept (a newer version's fields survive a write) but each
+is named with the closest known field (``difflib``): ``upstream.timout``
+gets "did you mean 'upstream.timeout_seconds'?". Fields starting with ``_``
+are comments and never reported.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import fields
+from typing import Any
+
+from .config import HistoryFileSettings, RuntimeSettings, UpstreamSettings
+from .health.settings import KINDS as HEALTH_KINDS
+from .health.settings import PacingSettings
+
+ANY = None  # a free-form value (a name → model map, per-plugin settings)
+ACCOUNT_FIELDS = ("email", "mobile", "area_code", "password", "token", "proxy")
+
+
+def _names(settings: type) -> dict[str, None]:
+    return {f.name: ANY for f in fields(settings)}
+
+
+# Each section: its known members (None: anything goes below this point).
+SCHEMA: dict[str, Any] = {
+    "keys": ANY,
+    "accounts": ANY,  # checked per item against ACCOUNT_FIELDS
+    "upstream": _names(UpstreamSettings),
+    "runtime": _names(RuntimeSettings),
+    "claude_mapping": ANY,
+    "model_aliases": ANY,
+    "models": {"family_fallback": ANY, "default": ANY},
+    "toolcall": {"mode": ANY, "early_emit_confidence": ANY},
+    "responses": {"store_ttl_seconds": ANY},
+    "embeddings": {"provider": ANY},
+    "admin": {"jwt_expire_hours": ANY, "jwt_secret": ANY, "password_hash": ANY,
+              "jwt_valid_after": ANY},
+    "auth": {"allow_passthrough": ANY},
+    "search": {"citation_style": ANY},
+    "thinking_injection": {"enabled": ANY, "prompt": ANY},
+    "history_file": _names(HistoryFileSettings),
+    "health": {"enabled": ANY, "jitter": ANY,
+               "cooldown": {kind: {"base_seconds": ANY, "max_seconds": ANY}
+                            for kind in HEALTH_KINDS},
+               "pacing": _names(PacingSettings)},
+    "dev_captures": {"enabled": ANY, "limit": ANY, "max_body_bytes": ANY},
+    "plugins": ANY,
+}
+
+
+def _all_paths(schema: dict[str, Any], prefix: str = "") -> list[str]:
+    paths = []
+    for name, inner in schema.items():
+        paths.append(prefix + name)
+        if isinstance(inner, dict):
+            paths.extend(_all_paths(inner, f"{prefix}{name}."))
+    return paths
+
+
+KNOWN_PATHS = tuple(_all_paths(SCHEMA))
+
+
+def suggestion(path: str, candidates: tuple[str, ...] | list[str] = KNOWN_PATHS) -> str | None:
+    """The closest known name to ``path``: first among its siblings, then any
+    field whose last part is close (a setting put in the wrong section)."""
+    parent = path.rpartition(".")[0]
+    siblings = [c for c in candidates if c.rpartition(".")[0] == parent]
+    found = difflib.get_close_matches(path, siblings, n=1, cutoff=0.6)
+    if not found:
+        leaf = path.rpartition(".")[2]
+        by_leaf = {c.rpartition(".")[2]: c for c in candidates}
+        found = [by_leaf[m] for m in difflib.get_close_matches(leaf, list(by_leaf), n=1,
+                                                                 cutoff=0.75)]
+    return found[0] if found else None
+
+
+def unknown_fields(data: Any) -> list[str]:
+    """Dotted paths of the fields this version does not know."""
+    if not isinstance(data, dict):
+        return []
+    found: list[str] = []
+    _walk(data, SCHEMA, "", found)
+    accounts = data.get("accounts")
+    for i, item in enumerate(accounts if isinstance(accounts, list) else []):
+        if isinstance(item, dict):
+            found.extend(f"accounts[{i}].{name}" for name in item
+                         if name not in ACCOUNT_FIELDS and not str(name).startswith("_"))
+    return found
+
+
+def _walk(node: dict, schema: dict[str, Any], prefix: str, found: list[str]) -> None:
+    for name, value in node.items():
+        if str(name).startswith("_"):
+            continue
+        if name not in schema:
+            found.append(prefix + str(name))
+        elif isinstance(schema[name], dict) and isinstance(value, dict):
+            _walk(value, schema[name], f"{prefix}{name}.", found)
+
+
+def describe_unknown(path: str) -> str:
+    """``unknown config field 'x' (did you mean 'y'?); it is ignored``."""
+    if path.startswith("accounts["):
+        head, _, leaf = path.rpartition(".")
+        close = suggestion(leaf, ACCOUNT_FIELDS)
+        guess = f"{head}.{close}" if close else None
+    else:
+        guess = suggestion(path)
+    hint = f" (did you mean '{guess}'?)" if guess else ""
+    return f"unknown config field '{path}'{hint}; it is kept but ignored"
+
+
+MAX_REPORTED = 20  # a document made of junk gets a bounded report
+MAX_NAME_CHARS = 120
+
+
+def unknown_field_messages(data: Any) -> list[str]:
+    """One message per unknown field, the first ``MAX_REPORTED`` of them."""
+    paths = unknown_fields(data)
+    messages = [describe_unknown(_shortened(path)) for path in paths[:MAX_REPORTED]]
+    if len(paths) > MAX_REPORTED:
+        messages.append(f"and {len(paths) - MAX_REPORTED} more unknown config fields")
+    return messages
+
+
+def _shortened(path: str) -> str:
+    return path if len(path) <= MAX_NAME_CHARS else path[:MAX_NAME_CHARS - 1] + "…"

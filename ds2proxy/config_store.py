@@ -1,0 +1,210 @@
+"""The live config: where it came from, and the one way to change it.
+
+Every write goes through :meth:`ConfigStore.update`. It runs as a task of its
+own that the caller awaits through :func:`asyncio.shield`, so a write, once
+begun, always finishes (file and memory together) even when the client that
+asked for it disconnects and its handler is cancelled. The task holds the
+store's lock from the mutation to the listeners, so writes are serialised end
+to end, and it returns only after the file is fsync'd: an acknowledged write
+is on disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import copy
+import logging
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from .config import Config, ConfigError, parse_config
+from .config_fields import unknown_field_messages
+from .config_leftovers import temp_prefix
+
+log = logging.getLogger("ds2proxy.config")
+
+DEFAULT_PATH = Path("config.json")
+
+# Where the running config came from (ConfigStore.source).
+FILE = "file"  # a config file, written back on every change
+ENVIRONMENT = "environment"  # DS2PROXY_CONFIG_JSON: changes stay in memory
+DEMO = "demo"  # --demo: built in, changes stay in memory
+NONE = "none"  # no config at all: the first admin change creates the file
+MEMORY = "memory"  # built by code (tests, benchmarks): changes stay in memory
+
+
+def decode_env_json(value: str, where: str = "DS2PROXY_CONFIG_JSON") -> dict:
+    """``DS2PROXY_CONFIG_JSON``: raw JSON, or base64 of it."""
+    text = value.strip().removeprefix("\ufeff")
+    if not text.startswith(("{", "[")):
+        try:
+            text = base64.b64decode(text, validate=False).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+            raise ConfigError(where, "neither JSON nor base64 of JSON") from exc
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise ConfigError(where, f"invalid JSON at line {exc.lineno}, column {exc.colno}: "
+                                 f"{exc.msg}") from exc
+
+
+def load_file(path: Path) -> dict:
+    try:
+        return orjson.loads(path.read_bytes())
+    except FileNotFoundError as exc:
+        raise ConfigError("(file)", f"{path} does not exist") from exc
+    except orjson.JSONDecodeError as exc:
+        raise ConfigError("(file)", f"{path} is not valid JSON (line {exc.lineno}, column "
+                                    f"{exc.colno}): {exc.msg}") from exc
+
+
+def atomic_write_json(path: Path, data: dict) -> None:
+    """Write ``data`` to ``path`` via temp file + fsync + rename: never half-written."""
+    payload = orjson.dumps(data, option=orjson.OPT_INDENT_2) + b"\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path), dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(payload)
+            fh.flush()
+            os.fsync(fh.fileno())
+        if path.exists():
+            os.chmod(tmp, path.stat().st_mode & 0o777)
+        else:
+            os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+Listener = Callable[[Config], None]
+Mutation = Callable[[dict], Any]
+
+
+class ConfigStore:
+    """The current typed view, serialised atomic updates, listeners.
+
+    ``source`` says where the config came from (see the constants above);
+    ``path`` is where changes are written, or None when they stay in memory.
+    """
+
+    def __init__(self, data: dict, path: Path | None = None, *, source: str = "") -> None:
+        self._config = parse_config(data)
+        self._data = copy.deepcopy(data)
+        self.path = path
+        self.source = source or (FILE if path is not None else MEMORY)
+        self._lock = asyncio.Lock()
+        self._listeners: list[Listener] = []
+        self._writes: set[asyncio.Task[Config]] = set()
+        self._warned_memory_only = False
+
+    @classmethod
+    def from_sources(cls, path: str | None = None, env: dict[str, str] | None = None) -> ConfigStore:
+        """``--config`` beats ``DS2PROXY_CONFIG``; ``DS2PROXY_CONFIG_JSON`` (or
+        ``DS2API_CONFIG_JSON``) beats both files; else ``./config.json`` when
+        present; else an empty config that the first admin change saves there."""
+        env = os.environ if env is None else env
+        raw_env = env.get("DS2PROXY_CONFIG_JSON") or env.get("DS2API_CONFIG_JSON")
+        file_path = path or env.get("DS2PROXY_CONFIG")
+        if raw_env:
+            data = decode_env_json(raw_env)
+            _warn_unknown(data, "DS2PROXY_CONFIG_JSON")
+            return cls(data, Path(file_path) if file_path else None, source=ENVIRONMENT)
+        target = Path(file_path) if file_path else DEFAULT_PATH
+        if file_path or target.exists():
+            data = load_file(target)
+            _warn_unknown(data, str(target))
+            return cls(data, target, source=FILE)
+        return cls({}, DEFAULT_PATH, source=NONE)
+
+    @property
+    def config(self) -> Config:
+        return self._config
+
+    def describe(self) -> str:
+        """One honest sentence on where the config lives (start-up log, dashboard)."""
+        if self.source == FILE:
+            return f"config file {self.path}"
+        if self.source == ENVIRONMENT:
+            saved = f"changes are saved to {self.path}" if self.path else \
+                "changes apply in memory only"
+            return f"DS2PROXY_CONFIG_JSON from the environment ({saved})"
+        if self.source == DEMO:
+            return "the built-in demo config (changes apply in memory only)"
+        if self.source == NONE:
+            return (f"no config file: running with an empty config; the first admin change "
+                    f"creates {self.path}")
+        return "a config built in memory (changes are not saved)"
+
+    def snapshot(self) -> dict:
+        """A deep copy of the raw document (for export and admin reads)."""
+        return copy.deepcopy(self._data)
+
+    def subscribe(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    async def update(self, mutate: Mutation, *, creates_file: bool = True) -> Config:
+        """Apply ``mutate`` to a copy of the document, validate, persist, publish.
+
+        The write runs to completion even if the caller is cancelled; a
+        mutation that raises (or fails validation) changes nothing. With no
+        config file yet, ``creates_file`` says whether this change creates it
+        (the admin's changes do; the server's own bookkeeping does not).
+        """
+        task = asyncio.get_running_loop().create_task(self._write(mutate, creates_file))
+        self._writes.add(task)
+        task.add_done_callback(self._forget)
+        return await asyncio.shield(task)
+
+    def _forget(self, task: asyncio.Task[Config]) -> None:
+        self._writes.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # Seen by the caller unless it went away; then this retrieves it.
+            log.debug("config write refused (%s)", type(task.exception()).__name__)
+
+    async def settled(self) -> None:
+        """Wait for every write already begun (shutdown, tests)."""
+        while self._writes:
+            await asyncio.wait(set(self._writes))
+
+    async def _write(self, mutate: Mutation, creates_file: bool) -> Config:
+        async with self._lock:
+            data = copy.deepcopy(self._data)
+            result = mutate(data)
+            if isinstance(result, dict):
+                data = result
+            config = parse_config(data)
+            await self._persist(data, creates_file)
+            self._data, self._config = data, config
+            for listener in self._listeners:
+                listener(config)
+            return config
+
+    async def _persist(self, data: dict, creates_file: bool) -> None:
+        if self.path is not None and (self.source in (FILE, ENVIRONMENT) or
+                                      (self.source == NONE and creates_file)):
+            await asyncio.to_thread(atomic_write_json, self.path, data)
+            if self.source == NONE:
+                log.info("created config file %s", self.path)
+                self.source = FILE
+        elif creates_file and not self._warned_memory_only:
+            log.warning("changes are not saved (config: %s)", self.describe())
+            self._warned_memory_only = True
+
+
+def _warn_unknown(data: Any, where: str) -> None:
+    for message in unknown_field_messages(data):
+        log.warning("%s: %s", where, message)

@@ -1,0 +1,80 @@
+"""How many accounts a turn may try, and for how long, before it gives up.
+
+A turn that fails before any output moves to another managed account, at
+most ``upstream.max_attempts`` accounts in all, and the whole phase before
+the upstream's first output (logins, sessions, PoW, waiting for the first
+token, on every account) shares one deadline,
+``upstream.first_output_timeout_seconds``. When the turn gives up, the
+caller gets what broke last, as a 502 (504 for a timeout), never a 429 that
+would make an outage look like rate limiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from collections.abc import Awaitable
+from typing import TypeVar
+
+from .config import UpstreamSettings
+from .errors import ProxyError, UpstreamError, UpstreamTimeout
+from .scheduler import AccountPool
+
+T = TypeVar("T")
+
+
+class Attempts:
+    """The accounts one turn has tried, its attempt cap and its deadline."""
+
+    def __init__(self, pool: AccountPool, settings: UpstreamSettings, *, pinned: bool) -> None:
+        self._pool = pool
+        self._cap = settings.max_attempts
+        self._timeout = settings.first_output_timeout_seconds
+        self._pinned = pinned
+        self._deadline: float | None = None
+        self.tried: set[str] = set()
+        self.count = 0
+        self.last: UpstreamError | None = None
+
+    def begin(self, identifier: str) -> None:
+        """An attempt on ``identifier`` starts; the first one starts the clock."""
+        self.count += 1
+        self.tried.add(identifier)
+        if self._deadline is None:
+            self._deadline = asyncio.get_running_loop().time() + self._timeout
+
+    def may_retry(self, exc: ProxyError, *, managed: bool) -> bool:
+        """Record a failure; True when another account may be tried for it."""
+        if isinstance(exc, UpstreamError):
+            self.last = exc
+        if not (managed and isinstance(exc, UpstreamError) and exc.retryable):
+            return False
+        if self._pinned or self.count >= self._cap:
+            return False
+        return any(a.identifier not in self.tried for a in self._pool.accounts())
+
+    def final(self, exc: ProxyError) -> ProxyError:
+        """The error the caller sees when the turn gives up on ``exc``."""
+        if self.count <= 1 or not isinstance(exc, UpstreamError):
+            return exc
+        error = copy.copy(exc)
+        error.message = (f"the upstream failed on {self.count} accounts; "
+                         f"last failure: {exc.message}")
+        error.args = (error.message,)
+        return error
+
+    async def within(self, step: Awaitable[T]) -> T:
+        """Run ``step`` before the turn's first-output deadline, else a 504."""
+        if self._deadline is None:
+            return await step
+        limit = asyncio.timeout_at(self._deadline)
+        try:
+            async with limit:
+                return await step
+        except TimeoutError:
+            if not limit.expired():
+                raise
+            raise UpstreamTimeout(
+                f"no output from the upstream within {self._timeout:g} s "
+                f"(upstream.first_output_timeout_seconds) over {self.count} "
+                f"account{'s' if self.count != 1 else ''}", retryable=False) from None

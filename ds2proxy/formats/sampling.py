@@ -1,0 +1,130 @@
+"""Each API family's documented sampling and control fields, with ranges.
+
+Checked before any account is leased (a bad value costs nothing) and the
+result — never the client's raw value — is what travels upstream under the
+canonical names of :data:`ds2proxy.pipeline`'s sampling set. Ranges follow
+each family's public reference; see README "Validation".
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .validate import (
+    INT32_MAX,
+    Bounds,
+    Field,
+    one_choice,
+    read_field,
+    read_fields,
+    string_map,
+)
+
+TOKENS = Bounds(1, INT32_MAX)
+UNIT = Bounds(0, 1)
+PENALTY = Bounds(-2, 2)
+LOGPROBS = Bounds(0, 20)
+
+OPENAI_CHAT = (
+    Field("temperature", "number", Bounds(0, 2), upstream="temperature"),
+    Field("top_p", "number", UNIT, upstream="top_p"),
+    Field("presence_penalty", "number", PENALTY, upstream="presence_penalty"),
+    Field("frequency_penalty", "number", PENALTY, upstream="frequency_penalty"),
+    Field("stop", "stop", max_items=4, upstream="stop"),
+    Field("max_tokens", "integer", TOKENS),
+    Field("max_completion_tokens", "integer", TOKENS),
+    Field("seed", "integer"),
+    Field("logprobs", "boolean"),
+    Field("top_logprobs", "integer", LOGPROBS),
+    Field("stream", "boolean"),
+    Field("parallel_tool_calls", "boolean"),
+    Field("store", "boolean"),
+    Field("user", "string"),
+    Field("logit_bias", "object"),
+    Field("stream_options", "object"),
+)
+
+OPENAI_RESPONSES = (
+    Field("temperature", "number", Bounds(0, 2), upstream="temperature"),
+    Field("top_p", "number", UNIT, upstream="top_p"),
+    Field("max_output_tokens", "integer", TOKENS),
+    Field("max_tool_calls", "integer", TOKENS),
+    Field("top_logprobs", "integer", LOGPROBS),
+    Field("stream", "boolean"),
+    Field("store", "boolean"),
+    Field("background", "boolean"),
+    Field("parallel_tool_calls", "boolean"),
+    Field("user", "string"),
+    Field("instructions", "string"),
+    Field("previous_response_id", "string"),
+    Field("prompt_cache_key", "string"),
+    Field("safety_identifier", "string"),
+    Field("service_tier", "string"),
+    Field("truncation", "string"),
+)
+
+ANTHROPIC = (
+    Field("temperature", "number", UNIT, upstream="temperature"),
+    Field("top_p", "number", UNIT, upstream="top_p"),
+    Field("top_k", "integer", Bounds(0, INT32_MAX), upstream="top_k"),
+    Field("stop_sequences", "stop", max_items=16, allow_string=False, upstream="stop"),
+    Field("max_tokens", "integer", TOKENS),
+    Field("stream", "boolean"),
+    Field("metadata", "object"),
+)
+
+GEMINI = (
+    Field("temperature", "number", Bounds(0, 2), upstream="temperature"),
+    Field("topP", "number", UNIT, upstream="top_p"),
+    Field("topK", "integer", Bounds(0, INT32_MAX)),
+    Field("maxOutputTokens", "integer", TOKENS, upstream="max_tokens"),
+    Field("stopSequences", "stop", max_items=5, upstream="stop"),
+    Field("presencePenalty", "number", Bounds(-2, 2, high_open=True), upstream="presence_penalty"),
+    Field("frequencyPenalty", "number", Bounds(-2, 2, high_open=True),
+          upstream="frequency_penalty"),
+    Field("seed", "integer", Bounds(-(2**31), INT32_MAX)),
+    Field("responseLogprobs", "boolean"),
+    Field("logprobs", "integer", LOGPROBS),
+    Field("responseMimeType", "string"),
+    Field("thinkingConfig", "object"),
+)
+
+GEMINI_THINKING = (
+    Field("includeThoughts", "boolean"),
+    Field("thinkingBudget", "integer", Bounds(-1, INT32_MAX)),
+    Field("thinkingLevel", "string"),
+)
+
+
+def openai_chat_sampling(body: dict[str, Any]) -> dict[str, Any]:
+    """Chat Completions (also ``/api/v1`` and ``/lm/v2``)."""
+    sampling = read_fields(body, OPENAI_CHAT)
+    one_choice(body.get("n"), "n")
+    string_map(body.get("metadata"), "metadata", max_pairs=16, max_key=64, max_value=512)
+    return sampling
+
+
+def responses_sampling(body: dict[str, Any]) -> dict[str, Any]:
+    sampling = read_fields(body, OPENAI_RESPONSES)
+    string_map(body.get("metadata"), "metadata", max_pairs=16, max_key=64, max_value=512)
+    return sampling
+
+
+def anthropic_sampling(body: dict[str, Any]) -> dict[str, Any]:
+    sampling = read_fields(body, ANTHROPIC)
+    metadata = body.get("metadata") or {}
+    read_fields(metadata, (Field("user_id", "string"),), prefix="metadata.")
+    return sampling
+
+
+def gemini_sampling(config: dict[str, Any], get: Any) -> dict[str, Any]:
+    """``generationConfig`` read as Protocol Buffers' JSON (camelCase or
+    snake_case; ``64``, ``64.0`` and ``"64"`` alike); ``get`` is the plugin's
+    field lookup."""
+    sampling = read_fields(config, GEMINI, prefix="generationConfig.", get=get, protobuf=True)
+    one_choice(read_field(get(config, "candidateCount"), Field("candidateCount", "integer"),
+                          "generationConfig.candidateCount", protobuf=True),
+               "generationConfig.candidateCount")
+    read_fields(get(config, "thinkingConfig") or {}, GEMINI_THINKING,
+                prefix="generationConfig.thinkingConfig.", get=get, protobuf=True)
+    return sampling

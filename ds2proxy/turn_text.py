@@ -1,0 +1,84 @@
+"""The text a turn sends upstream: prompt, history file, token counts.
+
+One function decides whether a conversation goes as a history file and
+renders it; turns and count_tokens routes both use it, so the figure a
+count_tokens route reports is exactly what a turn would send.
+"""
+
+from __future__ import annotations
+
+from .canonical import ChatRequest
+from .config import Config, HistoryFileSettings
+from .prompt.build import build_prompt
+from .prompt.history_file import continuation_prompt, render_history_file
+from .structured import format_instructions
+from .tokens import count_attachment_tokens, count_tokens_async
+from .toolcall.prompt import build_tool_prompt
+from .upstream.files import PendingUpload, plan_uploads
+
+
+def _control_text(chat: ChatRequest, config: Config) -> tuple[str, str]:
+    """The tool prompt (with JSON-mode instructions) and the thinking injection."""
+    tool_prompt = ""
+    if chat.tools and config.toolcall_mode == "feature_match":
+        tool_prompt = build_tool_prompt(chat.tools, chat.tool_choice,
+                                        single_call=not chat.parallel_tool_calls)
+    extra = format_instructions(chat.response_format)
+    tool_prompt = "\n\n".join(part for part in (tool_prompt, extra) if part)
+    injection = config.thinking_injection if chat.thinking_enabled else ""
+    return tool_prompt, injection
+
+
+def build_turn_prompt(chat: ChatRequest, config: Config) -> str:
+    """The upstream prompt for a request: messages, tool prompt, JSON-mode
+    instructions and (when on) the thinking injection. count_tokens routes use
+    it too, so their figure is exactly what a turn would send."""
+    tool_prompt, injection = _control_text(chat, config)
+    return build_prompt(chat.messages, tool_prompt=tool_prompt, thinking_injection=injection)
+
+
+def history_file_for(prompt: str, config: Config) -> HistoryFileSettings | None:
+    """The history-file settings when this prompt should go as a file (§6)."""
+    settings = config.history_file
+    return settings if settings.enabled and len(prompt) > settings.min_prompt_chars else None
+
+
+def render_turn(chat: ChatRequest, config: Config, history: HistoryFileSettings | None
+                ) -> tuple[str, str]:
+    """(history file text or "", live prompt) for a turn whose shape is
+    decided. With a history file the whole conversation goes in the file and
+    the live prompt only refers to it, keeping the turn's control text."""
+    if history is None:
+        return "", build_turn_prompt(chat, config)
+    tool_prompt, injection = _control_text(chat, config)
+    return (render_history_file(chat.messages, history.file_name),
+            continuation_prompt(history.file_name, tool_prompt=tool_prompt,
+                                thinking_injection=injection))
+
+
+def plan_turn_text(chat: ChatRequest, config: Config
+                   ) -> tuple[HistoryFileSettings | None, str, str]:
+    """Decide once whether the conversation goes as a history file, and
+    render it: (history settings or None, file text or "", live prompt)."""
+    plain = build_turn_prompt(chat, config)
+    history = history_file_for(plain, config)
+    if history is None:
+        return None, "", plain
+    return (history, *render_turn(chat, config, history))
+
+
+async def turn_prompt_tokens(history_text: str, prompt: str,
+                             uploads: dict[str, PendingUpload]) -> int:
+    """Usage counts everything the model reads: history file, live prompt
+    and the uploaded attachments (see the README on what a file counts)."""
+    files = [(u.data, u.mime_type) for u in uploads.values()]
+    return (await count_tokens_async(history_text) + await count_tokens_async(prompt)
+            + await count_attachment_tokens(files))
+
+
+async def estimate_prompt_tokens(chat: ChatRequest, config: Config) -> int:
+    """Prompt tokens a turn for ``chat`` would report, without uploading
+    anything (count_tokens routes)."""
+    uploads = plan_uploads(chat.messages, chat.model.model_type)
+    _, history_text, prompt = plan_turn_text(chat, config)
+    return await turn_prompt_tokens(history_text, prompt, uploads)

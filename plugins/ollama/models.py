@@ -1,0 +1,73 @@
+"""``GET /api/version``, ``GET /api/tags``, ``POST /api/show``, ``GET /api/ps``.
+
+The models are the native ones ds2proxy serves. Nothing is stored or loaded
+locally, so sizes are 0, the digest is a stable hash of the name, and
+``/api/ps`` lists nothing. ``/api/show`` reports capabilities as the web
+chat really has them: every tier completes, calls tools (emulated) and can
+think (the DeepThink switch); only the vision tier sees images.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from aiohttp import web
+
+from ds2proxy.errors import InvalidRequest, ModelNotFound
+from ds2proxy.formats import json_response
+
+from .request import base_name, model_name
+
+VERSION = "0.12.0"
+MODIFIED_AT = "2025-01-01T00:00:00Z"
+CONTEXT_LENGTH = 131072
+
+
+def details() -> dict[str, Any]:
+    return {"parent_model": "", "format": "", "family": "deepseek", "families": ["deepseek"],
+            "parameter_size": "", "quantization_level": ""}
+
+
+def tag_object(model_id: str) -> dict[str, Any]:
+    return {"name": model_id, "model": model_id, "modified_at": MODIFIED_AT, "size": 0,
+            "digest": hashlib.sha256(model_id.encode()).hexdigest(), "details": details()}
+
+
+def capabilities(model_type: str) -> list[str]:
+    caps = ["completion", "tools", "thinking"]
+    return caps + ["vision"] if model_type == "vision" else caps
+
+
+class ModelRoutes:
+    def __init__(self, core: Any) -> None:
+        self.core = core
+
+    async def version(self, request: web.Request) -> web.Response:
+        return json_response({"version": VERSION})
+
+    async def tags(self, request: web.Request) -> web.Response:
+        return json_response({"models": [tag_object(m.id) for m in self.core.models.natives()]})
+
+    async def ps(self, request: web.Request) -> web.Response:
+        return json_response({"models": []})
+
+    async def show(self, request: web.Request) -> web.Response:
+        body = await self.core.read_json(request)
+        name = model_name(body)
+        try:
+            resolved = self.core.resolve_model(base_name(name), family="ollama")
+        except InvalidRequest:
+            raise ModelNotFound(name, status=404) from None
+        native = resolved.native
+        return json_response({
+            "license": "",
+            "modelfile": f"# served by ds2proxy\nFROM {native}\n",
+            "parameters": "",
+            "template": "{{ .Prompt }}",
+            "details": details(),
+            "model_info": {"general.architecture": "deepseek", "general.basename": native,
+                           "deepseek.context_length": CONTEXT_LENGTH},
+            "capabilities": capabilities(resolved.model_type),
+            "modified_at": MODIFIED_AT,
+        })

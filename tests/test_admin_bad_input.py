@@ -1,0 +1,216 @@
+"""Bad input to the admin API and the dashboard forms is a clear 4xx, never
+a 500 or a dropped connection: nested values, huge page numbers, control
+characters, CR/LF in ``back``, oversized flash messages; every bad setting
+is named in one answer; a failed import keeps the pasted text and names the
+line and column; a message is shown once."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from admin_util import Admin, admin  # noqa: F401  (fixture)
+from test_dashboard_forms import (  # noqa: F401  (fixtures)
+    Browserless,
+    browser,
+    field_block,
+    logged_in,
+)
+
+from ds2proxy.admin import settings
+from ds2proxy.admin.web_session import FLASH_COOKIE
+
+
+def nested(depth: int, leaf: Any = "x") -> Any:
+    value = leaf
+    for i in range(depth):
+        value = [value] if i % 2 else {"n": value}
+    return value
+
+
+@pytest.mark.parametrize("path", ["/admin/config", "/admin/config/import", "/admin/settings",
+                                  "/admin/import", "/admin/accounts"])
+@pytest.mark.parametrize("depth", [3, 40, 300, 900])
+async def test_nested_values_in_admin_bodies_are_a_400(admin: Admin, path: str, depth: int):
+    before = admin.proxy.store.snapshot()
+    method = "PUT" if path == "/admin/settings" else "POST"
+    value = nested(depth)
+    body = {"/admin/config": {"keys": value, "model_aliases": {"m": value}},
+            "/admin/settings": {"model_aliases": value},
+            "/admin/config/import": {"upstream": {"base_url": value}},
+            "/admin/import": {"accounts": value}, "/admin/accounts": {"email": value}}[path]
+    reply = await admin.call(method, path, json=body)
+    assert reply.status == 400, (depth, reply.raw[:300])
+    assert "detail" in reply.json()
+    assert admin.proxy.store.snapshot() == before
+
+
+async def test_a_nested_map_target_is_named_not_echoed(admin: Admin):
+    reply = await admin.call("POST", "/admin/config",
+                             json={"model_aliases": {"mine": nested(20)}})
+    assert reply.status == 400
+    assert reply.json() == {"detail": "model_aliases.mine: expected a model name (a string)",
+                            "field": "model_aliases.mine",
+                            "errors": {"model_aliases.mine": "expected a model name (a string)"}}
+
+
+@pytest.mark.parametrize("page", ["99999999999999999999", "1000001", "9" * 5000, "-1", "x"])
+async def test_absurd_page_numbers_are_a_400(admin: Admin, page: str):
+    reply = await admin.call("GET", f"/admin/accounts?page={page}")
+    assert reply.status == 400 and reply.json()["field"] == "page"
+
+
+async def test_huge_page_numbers_on_the_dashboard_fall_back_to_page_one(logged_in: Browserless):
+    status, page, _ = await logged_in.get("/admin/ui/accounts?page=99999999999999999999")
+    assert status == 200 and 'data-account="alice@example.com"' in page
+
+
+@pytest.mark.parametrize("api_key", ["test\x00key", "test\r\nkey", "two words"])
+async def test_self_test_refuses_control_characters_in_the_key(admin: Admin, api_key: str):
+    reply = await admin.call("POST", "/admin/test", json={"api_key": api_key})
+    assert reply.status == 400 and reply.json()["field"] == "api_key"
+
+
+# -- dashboard forms ------------------------------------------------------------------------
+
+
+async def test_dashboard_import_of_non_ascii_text(logged_in: Browserless):
+    text = '{"model_aliases": {"模型-ü": "deepseek-chat"}, "keys": ["sk-ünïcode-key"]}'
+    status, _, _ = await logged_in.post("/admin/ui/config/import",
+                                        {"config_text": text, "mode": "merge"})
+    assert status == 303
+    config = logged_in.proxy.core.config
+    assert config.model_aliases["模型-ü"] == "deepseek-chat"
+    assert "sk-ünïcode-key" in config.keys
+    status, page, _ = await logged_in.post("/admin/ui/config/import",
+                                           {"config_text": "ünïcödé ✓", "mode": "merge"})
+    assert status == 400 and "neither JSON nor base64" in page
+    assert "ünïcödé ✓</textarea>" in page
+
+
+async def test_import_error_keeps_the_text_and_names_line_and_column(logged_in: Browserless):
+    text = '{\n  "keys": [\n    "sk-a"\n    "sk-b"\n  ]\n}'
+    before = logged_in.proxy.store.snapshot()
+    status, page, _ = await logged_in.post("/admin/ui/config/import",
+                                           {"config_text": text, "mode": "replace"})
+    assert status == 400
+    assert "line 4, column 5" in page
+    assert text.replace('"', "&#34;") + "</textarea>" in page
+    assert re.search(r'value="replace" checked', page)
+    status, page, _ = await logged_in.post("/admin/ui/config/import", {
+        "config_text": '{"runtime": {"account_max_inflight": 0}}', "mode": "merge"})
+    assert status == 400 and "runtime.account_max_inflight" in page
+    assert "account_max_inflight&#34;: 0}}</textarea>" in page
+    assert logged_in.proxy.store.snapshot() == before
+
+
+async def test_import_api_names_line_and_column_of_bad_json(admin: Admin):
+    async with admin.http.post(f"{admin.proxy.url}/admin/config/import",
+                               data=b'{"keys": ["a" \n "b"]}', headers={
+                                   "Authorization": f"Bearer {admin.token}",
+                                   "Content-Type": "application/json"}) as resp:
+        assert resp.status == 400
+        assert "line 2 column 2" in (await resp.json())["detail"]
+
+
+@pytest.mark.parametrize("back", ["/admin/ui/keys\r\nSet-Cookie: evil=1", "/admin/ui/keys\n",
+                                  "https://evil.example/admin", "//evil.example",
+                                  "/admin\\..\\evil", "/administrator"])
+async def test_a_bad_back_field_falls_back_to_the_page_and_applies_once(
+        logged_in: Browserless, back: str):
+    status, _, resp = await logged_in.post("/admin/ui/keys/add",
+                                           {"key": "sk-back-test-1", "back": back})
+    assert status == 303 and resp.headers["Location"] == "/admin/ui/keys"
+    assert "evil" not in str(resp.headers)
+    assert logged_in.proxy.core.config.keys.count("sk-back-test-1") == 1
+    status, _, resp = await logged_in.post("/admin/ui/accounts/add",
+                                           {"login": "x@example.com", "back": back})
+    assert status == 303 and resp.headers["Location"] == "/admin/ui/accounts"
+
+
+async def test_a_long_identifier_makes_a_small_flash_cookie(logged_in: Browserless):
+    identifier = "a" * 6000 + "@example.com"
+    status, _, resp = await logged_in.post("/admin/ui/accounts/delete",
+                                           {"identifier": identifier})
+    assert status == 303
+    cookie = resp.cookies[FLASH_COOKIE]
+    assert len(cookie.OutputString()) < 2048
+    _, page, _ = await logged_in.get("/admin/ui/accounts")
+    assert "no account aaaa" in page and "…" in page
+
+
+async def test_a_message_is_shown_once(logged_in: Browserless):
+    await logged_in.post("/admin/ui/keys/add", {"key": "sk-shown-once-1"})
+    _, page, _ = await logged_in.get("/admin/ui/keys")
+    assert 'id="flash"' in page and "API key added" in page
+    for path in ("/admin/ui/keys", "/admin/ui/settings", "/admin/"):
+        _, page, _ = await logged_in.get(path)
+        assert 'id="flash"' not in page, path
+
+
+# -- every bad setting in one answer ----------------------------------------------------------
+
+
+def valid_settings_form(page: str) -> dict[str, str]:
+    """The settings form as the page fills it in (numbers and text), plus choices."""
+    form = {p: re.search(rf'name="{re.escape(p)}" value="([^"]*)"', page).group(1)
+            for p, s in settings.SETTINGS.items() if s.kind in ("int", "float", "text")}
+    form.update({"toolcall.mode": "feature_match", "toolcall.early_emit_confidence": "high",
+                 "search.citation_style": "raw", "embeddings.provider": "deterministic",
+                 "upstream.session_cleanup": "none", "auth.allow_passthrough": "on"})
+    return form
+
+
+async def test_settings_form_flags_every_bad_field_at_once(logged_in: Browserless):
+    _, page, _ = await logged_in.get("/admin/ui/settings")
+    bad = {"runtime.account_max_inflight": "0", "runtime.global_max_inflight": "lots",
+           "dev_captures.limit": "5000", "model_aliases": "mine = not-a-model",
+           "history_file.file_name": "a/b.txt"}
+    before = logged_in.proxy.store.snapshot()
+    status, page, _ = await logged_in.post("/admin/ui/settings",
+                                           {**valid_settings_form(page), **bad})
+    assert status == 400
+    for path in bad:
+        assert "has-error" in field_block(page, path), path
+    assert "has-error" not in field_block(page, "runtime.queue_timeout_seconds")
+    assert logged_in.proxy.store.snapshot() == before
+
+
+async def test_settings_api_names_every_bad_field_at_once(admin: Admin):
+    before = admin.proxy.store.snapshot()
+    reply = await admin.call("PUT", "/admin/settings", json={
+        "runtime": {"account_max_inflight": 0, "queue_timeout_seconds": "soon"},
+        "dev_captures": {"limit": 5000}, "model_aliases": {"mine": "not-a-model"},
+        "responses": {"store_ttl_seconds": 60}})
+    assert reply.status == 400
+    errors = reply.json()["errors"]
+    assert set(errors) == {"runtime.account_max_inflight", "runtime.queue_timeout_seconds",
+                           "dev_captures.limit", "model_aliases.mine"}
+    assert "between 1 and 64" in errors["runtime.account_max_inflight"]
+    assert admin.proxy.store.snapshot() == before
+
+
+async def test_dashboard_import_warns_about_misspelt_fields(logged_in: Browserless):
+    status, _, _ = await logged_in.post("/admin/ui/config/import", {
+        "config_text": '{"runtime": {"acount_max_inflight": 3}}', "mode": "merge"})
+    assert status == 303
+    _, page, _ = await logged_in.get("/admin/ui/config")
+    assert "flash-info" in page
+    assert "did you mean &#39;runtime.account_max_inflight&#39;?" in page
+
+
+@pytest.mark.parametrize("path,body", [
+    ("/admin/keys", {"key": "sk-bad\x00key"}),
+    ("/admin/keys", {"key": "sk-bad\r\nkey"}),
+    ("/admin/import", {"keys": ["sk-two words"]}),
+    ("/admin/config", {"keys": ["sk-ok-1", "sk-tab\tkey"]}),
+    ("/admin/config/import", {"keys": ["sk-bell\x07"]}),
+    ("/admin/config/import", {"mode": "replace", "config": {"keys": ["sk-nul\x00"]}}),
+])
+async def test_keys_that_cannot_travel_in_a_header_are_refused(admin: Admin, path: str,
+                                                               body: dict):
+    before = admin.proxy.store.snapshot()
+    reply = await admin.call("POST", path, json=body)
+    assert reply.status == 400 and "control characters" in reply.json()["detail"]
+    assert admin.proxy.store.snapshot() == before

@@ -1,0 +1,174 @@
+"""No lost admin write: a write whose client vanishes still completes in
+file and memory together, writes are serialised end to end, and a write
+answered 200 is on disk, also across ``kill -9``.
+
+The aborting client resets its connection (SO_LINGER 0) 0–3 ms after
+sending, which lands inside the handler's file write; meanwhile a normal
+write must be on disk the moment it is acknowledged and stay there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import signal
+import socket
+import struct
+import sys
+from pathlib import Path
+
+import aiohttp
+import pytest
+from admin_util import Admin, admin, login  # noqa: F401  (fixture)
+from conftest import Proxy
+
+ABORT_RACE_ITERATIONS = 300
+KILL_ROUNDS = 3
+ACKS_BEFORE_KILL = 15
+
+
+def _raw_request(port: int, method: str, path: str, token: str, body: bytes = b"") -> bytes:
+    head = (f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            f"Authorization: Bearer {token}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n")
+    return head.encode() + body
+
+
+async def send_and_reset(port: int, request: bytes, delay: float) -> None:
+    """Send ``request``, wait ``delay`` seconds, then reset the connection (RST)."""
+    _, writer = await asyncio.open_connection("127.0.0.1", port)
+    sock = writer.get_extra_info("socket")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.write(request)
+    await writer.drain()
+    await asyncio.sleep(delay)
+    writer.transport.abort()
+
+
+def keys_on_disk(path: Path) -> list[str]:
+    return json.loads(path.read_text())["keys"]
+
+
+async def test_aborted_writes_never_undo_acknowledged_ones(admin: Admin) -> None:
+    proxy: Proxy = admin.proxy
+    port = int(proxy.url.rsplit(":", 1)[1])
+    rng = random.Random(11)
+    for i in range(ABORT_RACE_ITERATIONS):
+        if i % 2:  # an aborted delete of the key the previous iteration added
+            victim = f"sk-normal-{i - 1}"
+            aborted = _raw_request(port, "DELETE", f"/admin/keys/{victim}", admin.token)
+        else:
+            aborted = _raw_request(port, "POST", "/admin/keys", admin.token,
+                                   json.dumps({"key": f"sk-aborted-{i}"}).encode())
+        normal_key = f"sk-normal-{i}"
+        _, reply = await asyncio.gather(
+            send_and_reset(port, aborted, rng.uniform(0, 0.003)),
+            admin.call("POST", "/admin/keys", json={"key": normal_key}))
+        assert reply.status == 200, reply.raw
+        assert normal_key in keys_on_disk(proxy.config_path), f"iteration {i}: ack not on disk"
+        await proxy.store.settled()
+        on_disk = keys_on_disk(proxy.config_path)
+        assert normal_key in on_disk, f"iteration {i}: an older write undid an acknowledged one"
+        assert on_disk == list(proxy.core.config.keys), f"iteration {i}: disk and memory differ"
+    live = await admin.ok("GET", "/admin/config")
+    assert len(live["keys"]) == len(keys_on_disk(proxy.config_path))
+
+
+async def test_token_refresh_goes_through_the_serialised_writer(admin: Admin) -> None:
+    """A login's token write and admin writes interleave without losing either."""
+    proxy = admin.proxy
+    state = proxy.core.pool.find("alice@example.com")
+    assert state is not None
+    adds = [admin.call("POST", "/admin/keys", json={"key": f"sk-during-login-{n}"})
+            for n in range(10)]
+    token, *replies = await asyncio.gather(
+        proxy.core.keeper.refresh(state, stale_token=""), *adds)
+    assert all(r.status == 200 for r in replies)
+    doc = json.loads(proxy.config_path.read_text())
+    alice = next(a for a in doc["accounts"] if a.get("email") == "alice@example.com")
+    assert alice["token"] == token
+    assert {f"sk-during-login-{n}" for n in range(10)} <= set(doc["keys"])
+
+
+async def test_a_token_write_whose_request_is_cancelled_still_lands(admin: Admin) -> None:
+    """The turn that logged in goes away (client gone) while its token is
+    being saved: the file still ends up with the token memory holds."""
+    proxy = admin.proxy
+    state = proxy.core.pool.find("bob@example.com")
+    assert state is not None
+    refresh = asyncio.create_task(proxy.core.keeper.refresh(state, stale_token=""))
+    # Cancel the turn from inside its own config write, while that write is in flight.
+    proxy.store.subscribe(lambda cfg: refresh.cancel())
+    with pytest.raises(asyncio.CancelledError):
+        await refresh
+    await proxy.store.settled()
+    doc = json.loads(proxy.config_path.read_text())
+    bob = next(a for a in doc["accounts"] if a.get("email") == "bob@example.com")
+    assert state.token and bob["token"] == state.token
+    assert proxy.store.snapshot()["accounts"][1]["token"] == state.token
+
+
+# -- kill -9 with writes in flight ----------------------------------------------------------
+
+
+async def _start_server(config: Path, admin_key: str) -> tuple[asyncio.subprocess.Process, str]:
+    env = {**os.environ, "DS2PROXY_ADMIN_KEY": admin_key}
+    env.pop("DS2PROXY_CONFIG_JSON", None)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "ds2proxy", "--config", str(config), "--port", "0",
+        stderr=asyncio.subprocess.PIPE, env=env, cwd=config.parent)
+    assert proc.stderr is not None
+    while True:
+        line = (await asyncio.wait_for(proc.stderr.readline(), 30)).decode()
+        assert line, "the server exited before listening"
+        if " listening on " in line:
+            drain = asyncio.create_task(proc.stderr.read())  # never let the pipe fill up
+            proc.drain = drain  # type: ignore[attr-defined]  # kept alive with the process
+            return proc, line.split(" listening on ", 1)[1].split()[0]
+
+
+async def _add_keys_until_killed(http: aiohttp.ClientSession, url: str, token: str,
+                                 prefix: str, acked: list[str], port: int) -> None:
+    """Writers, some aborted mid-way, until the server dies under them."""
+    n = 0
+    while True:
+        n += 1
+        key = f"{prefix}-{n}"
+        aborted = _raw_request(port, "POST", "/admin/keys", token,
+                               json.dumps({"key": key + "-x"}).encode())
+        try:
+            await send_and_reset(port, aborted, 0.001)
+            async with http.post(f"{url}/admin/keys", json={"key": key},
+                                 headers={"Authorization": f"Bearer {token}"}) as resp:
+                if resp.status == 200:
+                    acked.append(key)
+        except (aiohttp.ClientError, ConnectionError):
+            return  # killed: this write was never acknowledged
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs SIGKILL")
+async def test_acknowledged_writes_survive_kill_9(tmp_path: Path) -> None:
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"keys": ["sk-first"],
+                                  "upstream": {"base_url": "http://127.0.0.1:9"}}))
+    acked: list[str] = []
+    for round_ in range(KILL_ROUNDS):
+        proc, url = await _start_server(config, "kill-test-admin")
+        port = int(url.rsplit(":", 1)[1])
+        async with aiohttp.ClientSession() as http:
+            token = (await login(http, url, "kill-test-admin")).json()["token"]
+            before = len(acked)
+            writers = [asyncio.create_task(_add_keys_until_killed(
+                http, url, token, f"sk-r{round_}-w{w}", acked, port)) for w in range(3)]
+            async with asyncio.timeout(30):
+                while len(acked) < before + ACKS_BEFORE_KILL:
+                    done, _ = await asyncio.wait(writers, timeout=0.005)
+                    assert not done, "a writer stopped before the kill"
+            proc.send_signal(signal.SIGKILL)
+            await proc.wait()
+            await asyncio.gather(*writers)
+        on_disk = json.loads(config.read_text())  # valid JSON, whatever the kill interrupted
+        missing = [k for k in acked if k not in on_disk["keys"]]
+        assert missing == [], f"round {round_}: acknowledged writes lost: {missing}"

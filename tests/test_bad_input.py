@@ -1,0 +1,191 @@
+"""Reproductions of bad input that once reached a 500, or the upstream: each
+is now a 400 in the family's own shape naming the field, answered before any
+account, session or proof-of-work is spent, with no client value quoted
+back. The property-based sweep over every route is ``test_fuzz_api``."""
+
+from __future__ import annotations
+
+import json
+
+import aiohttp
+import pytest
+
+from ds2proxy.jsonbody import MAX_DEPTH, deeper_than
+
+CHAT = "/v1/chat/completions"
+MESSAGES = "/v1/messages"
+GEMINI = "/v1beta/models/gemini-2.5-pro:generateContent"
+USER = [{"role": "user", "content": "hi"}]
+OPENAI_BODY = {"model": "deepseek-chat", "messages": USER}
+CLAUDE_BODY = {"model": "claude-sonnet-4-5", "max_tokens": 64, "messages": USER}
+GEMINI_BODY = {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}
+
+
+def nested(depth: int, leaf: str = "1") -> str:
+    return "[" * depth + leaf + "]" * depth
+
+
+async def post(proxy, path: str, body: dict | str) -> tuple[int, dict]:
+    data = body if isinstance(body, str) else json.dumps(body)
+    headers = {"Content-Type": "application/json", "x-goog-api-key": proxy.key,
+               **proxy.headers()}
+    async with aiohttp.ClientSession() as http:
+        async with http.post(proxy.url + path, data=data.encode(), headers=headers) as resp:
+            return resp.status, await resp.json()
+
+
+def nothing_spent(proxy) -> None:
+    """No login, session, PoW or completion reached the upstream; no lease held."""
+    assert [c.path for c in proxy.fake.calls] == []
+    assert proxy.core.pool.inflight == 0
+
+
+def openai_param(status: int, body: dict, param: str) -> str:
+    assert status == 400 and body["error"]["type"] == "invalid_request_error"
+    assert body["error"]["param"] == param and param in body["error"]["message"]
+    return body["error"]["message"]
+
+
+@pytest.mark.parametrize("field, value", [
+    ("temperature", "hot"), ("temperature", -50), ("temperature", 1e308), ("top_p", 3),
+    ("stop", {"x": 1}), ("stop", ["a", "b", "c", "d", "e"]), ("presence_penalty", "x"),
+    ("n", 2), ("seed", 1.5), ("stream", "yes"), ("max_tokens", 1e308), ("user", []),
+])
+async def test_openai_sampling_fields_are_checked_before_any_upstream_work(proxy, field, value):
+    status, body = await post(proxy, CHAT, {**OPENAI_BODY, field: value})
+    message = openai_param(status, body, field)
+    if isinstance(value, str | dict):
+        assert json.dumps(value) not in message and repr(value) not in message
+    nothing_spent(proxy)
+
+
+async def test_sampling_nested_255_deep_is_a_400_before_any_upstream_work(proxy):
+    for field in ("temperature", "top_p", "stop"):
+        raw = json.dumps(OPENAI_BODY)[:-1] + f', "{field}": {nested(255)}}}'
+        status, body = await post(proxy, CHAT, raw)
+        assert status == 400 and "nests deeper" in body["error"]["message"]
+    nothing_spent(proxy)
+
+
+async def test_validated_values_are_what_goes_upstream(proxy):
+    status, _ = await post(proxy, CHAT, {**OPENAI_BODY, "temperature": 1, "top_p": 0,
+                                         "stop": "END", "presence_penalty": -2})
+    assert status == 200
+    sent = proxy.fake.calls_to("chat/completion")[-1].body
+    assert (sent["temperature"], sent["top_p"], sent["stop"], sent["presence_penalty"]) == (
+        1.0, 0.0, ["END"], -2.0)
+    assert all(type(sent[k]) is float for k in ("temperature", "top_p", "presence_penalty"))
+
+
+@pytest.mark.parametrize("field, value", [
+    ("temperature", 1.5), ("top_k", -1), ("top_p", "x"), ("stop_sequences", {"x": 1}),
+    ("stream", 1), ("max_tokens", 0), ("metadata", "m"),
+])
+async def test_anthropic_fields_are_invalid_request_errors(proxy, field, value):
+    for path in (MESSAGES, MESSAGES + "/count_tokens", "/api/v1/messages"):
+        status, body = await post(proxy, path, {**CLAUDE_BODY, field: value})
+        assert status == 400 and body["type"] == "error"
+        assert body["error"]["type"] == "invalid_request_error"
+        assert field in body["error"]["message"]
+    nothing_spent(proxy)
+
+
+@pytest.mark.parametrize("field, value", [
+    ("temperature", 2.5), ("topP", -1), ("topK", "many"), ("maxOutputTokens", 0),
+    ("stopSequences", ["1", "2", "3", "4", "5", "6"]), ("candidateCount", 3),
+    ("presencePenalty", 2), ("thinkingConfig", {"includeThoughts": "yes"}),
+])
+async def test_gemini_generation_config_is_invalid_argument(proxy, field, value):
+    status, body = await post(proxy, GEMINI, {**GEMINI_BODY, "generationConfig": {field: value}})
+    assert status == 400 and body["error"]["status"] == "INVALID_ARGUMENT"
+    assert f"generationConfig.{field}" in body["error"]["message"]
+    nothing_spent(proxy)
+
+
+async def test_deeply_nested_unknown_claude_block_is_redacted_not_a_500(proxy):
+    """Inside the depth bound the block reaches the prompt as redacted JSON;
+    beyond it, a 400 before work (it used to crash the redaction)."""
+    block = f'{{"type": "mystery", "payload": {nested(MAX_DEPTH - 6)}}}'
+    accepted = json.dumps(CLAUDE_BODY).replace('"content": "hi"', f'"content": [{block}]')
+    status, _ = await post(proxy, MESSAGES, accepted)
+    assert status == 200 and "mystery" in proxy.fake.calls_to("chat/completion")[-1].body[
+        "prompt"]
+    deep = accepted.replace(nested(MAX_DEPTH - 6), nested(300))
+    status, body = await post(proxy, MESSAGES, deep)
+    assert status == 400 and body["error"]["type"] == "invalid_request_error"
+    assert proxy.core.pool.inflight == 0
+
+
+async def test_deeply_nested_unknown_gemini_part_is_not_a_500(proxy):
+    part = f'{{"executableCode": {{"code": {nested(MAX_DEPTH - 7, chr(34) + "x" + chr(34))}}}}}'
+    raw = json.dumps(GEMINI_BODY).replace('{"text": "hi"}', f'{{"text": "hi"}}, {part}')
+    status, _ = await post(proxy, GEMINI, raw)
+    assert status == 200 and "executableCode" in proxy.fake.calls_to("chat/completion")[-1].body[
+        "prompt"]
+    status, body = await post(proxy, GEMINI, raw.replace(nested(MAX_DEPTH - 7, '"x"'),
+                                                         nested(400, '"x"')))
+    assert status == 400 and body["error"]["status"] == "INVALID_ARGUMENT"
+
+
+@pytest.mark.parametrize("role", [[], {"a": 1}, [[["user"]]]])
+async def test_gemini_nested_role_is_invalid_argument(proxy, role):
+    body = {"contents": [{"role": role, "parts": [{"text": "hi"}]}]}
+    status, answer = await post(proxy, GEMINI, body)
+    assert status == 400 and answer["error"]["status"] == "INVALID_ARGUMENT"
+    assert "contents[0].role" in answer["error"]["message"]
+    nothing_spent(proxy)
+
+
+@pytest.mark.parametrize("role", [[], {"a": 1}])
+async def test_lm_list_role_is_a_400_naming_it(proxy, role):
+    body = {"model": "deepseek-chat", "messages": [{"role": role, "content": "x"}]}
+    status, answer = await post(proxy, "/lm/v2/chat/completions", body)
+    openai_param(status, answer, "messages[0].role")
+    nothing_spent(proxy)
+
+
+@pytest.mark.parametrize("field, value", [
+    ("user", {"deep": [[["x"]]]}), ("instructions", ["not", "text"]), ("temperature", "hot"),
+    ("temperature", 9), ("previous_response_id", {"x": 1}), ("metadata", {"k": 5}),
+    ("max_output_tokens", -1), ("stream", "no"),
+])
+async def test_responses_fields_are_checked_before_the_turn(proxy, field, value):
+    """They used to be echoed unchecked and fail serialising after the turn."""
+    status, body = await post(proxy, "/v1/responses",
+                              {"model": "deepseek-chat", "input": "hi", field: value})
+    openai_param(status, body, field)
+    nothing_spent(proxy)
+
+
+async def test_responses_echo_the_validated_settings(proxy):
+    status, body = await post(proxy, "/v1/responses", {
+        "model": "deepseek-chat", "input": "hi", "user": "u-1", "instructions": "Be brief.",
+        "temperature": 0.5, "top_p": 1})
+    assert status == 200
+    assert (body["user"], body["instructions"], body["temperature"], body["top_p"]) == (
+        "u-1", "Be brief.", 0.5, 1)
+
+
+@pytest.mark.parametrize("path, body", [
+    (CHAT, {**OPENAI_BODY, "tool_choice": {"type": [[["x"]]]}}),
+    (CHAT, {**OPENAI_BODY, "response_format": {"type": {"deep": [1]}}}),
+    (MESSAGES, {**CLAUDE_BODY, "tool_choice": {"type": [{"x": [1]}]}}),
+])
+async def test_error_messages_never_quote_nested_client_values(proxy, path, body):
+    status, answer = await post(proxy, path, body)
+    message = answer["error"]["message"]
+    assert status == 400 and "[" not in message.replace("[0]", "") and "{" not in message
+    nothing_spent(proxy)
+
+
+def test_depth_walk_is_iterative_and_exact():
+    deep = json.loads(nested(900))
+    assert deeper_than(deep, MAX_DEPTH) and not deeper_than(json.loads(nested(5)), 5)
+    assert deeper_than(json.loads(nested(6)), 5)
+
+
+async def test_a_huge_model_name_is_not_echoed_whole(proxy):
+    status, body = await post(proxy, CHAT, {**OPENAI_BODY, "model": "m" * 100_000})
+    assert status == 400 and body["error"]["param"] == "model"
+    assert len(body["error"]["message"]) < 300
+    nothing_spent(proxy)

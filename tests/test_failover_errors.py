@@ -1,0 +1,158 @@
+"""Honest errors when every account fails before any output: a 502/504 in
+the family's shape naming what broke (never a 429 that makes an outage look
+like rate limiting), at most ``upstream.max_attempts`` accounts, and one
+deadline for the whole pre-output phase however many accounts are tried."""
+
+from __future__ import annotations
+
+import json
+
+import aiohttp
+import pytest
+
+from ds2proxy.testing import Delivery, EnvelopeFault, FakeAccount, Scripted
+
+from conftest import ACCOUNTS, Proxy, ProxyFactory
+
+DROPPED = Scripted(answer="never seen", delivery=Delivery(drop_after=0))
+RESET = Scripted(answer="never seen", delivery=Delivery(drop_after=1, abort=True))
+
+CASES = {
+    "openai": ("/v1/chat/completions",
+               {"model": "deepseek-chat", "messages": [{"role": "user", "content": "hi"}]}),
+    "anthropic": ("/v1/messages",
+                  {"model": "claude-sonnet-4-6", "max_tokens": 64,
+                   "messages": [{"role": "user", "content": "hi"}]}),
+    "gemini": ("/v1beta/models/gemini-2.5-flash:generateContent",
+               {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}),
+}
+
+
+async def proxy_with_accounts(proxy_factory: ProxyFactory, fake_upstream, count: int,
+                              **upstream: object) -> Proxy:
+    accounts = [{"email": email, "password": pw} for email, pw in ACCOUNTS]
+    for n in range(len(accounts), count):
+        email, pw = f"extra{n}@example.com", f"pw-extra{n}"
+        fake_upstream.add_account(FakeAccount(pw, email=email))
+        accounts.append({"email": email, "password": pw})
+    return await proxy_factory({"accounts": accounts, "upstream": upstream})
+
+
+async def post(proxy: Proxy, family: str, *, stream: bool = False
+               ) -> tuple[int, dict, dict[str, str]]:
+    path, body = CASES[family]
+    body = dict(body)
+    if stream and family == "gemini":
+        path = path.replace(":generateContent", ":streamGenerateContent") + "?alt=sse"
+    elif stream:
+        body["stream"] = True
+    headers = {**proxy.headers(), "x-goog-api-key": proxy.key}
+    async with aiohttp.ClientSession() as http:
+        async with http.post(proxy.url + path, json=body, headers=headers) as resp:
+            return resp.status, json.loads(await resp.read()), dict(resp.headers)
+
+
+def error_message(family: str, body: dict) -> str:
+    if family == "anthropic":
+        assert body["type"] == "error" and body["error"]["type"] == "api_error"
+    if family == "gemini":
+        assert body["error"]["status"] in ("UNAVAILABLE", "DEADLINE_EXCEEDED")
+    return body["error"]["message"]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+@pytest.mark.parametrize("family", list(CASES))
+async def test_a_stream_dropped_on_every_account_is_a_502_saying_what_broke(
+        proxy_factory, fake_upstream, family, stream):
+    proxy = await proxy_with_accounts(proxy_factory, fake_upstream, 3)
+    fake_upstream.enqueue(DROPPED, DROPPED, DROPPED)
+    status, body, headers = await post(proxy, family, stream=stream)
+    assert status == 502, body
+    message = error_message(family, body)
+    assert "failed on 3 accounts" in message
+    assert "ended before the answer was complete" in message
+    assert "Retry-After" not in headers
+    assert "rate_limit" not in json.dumps(body)
+    calls = fake_upstream.calls_to("chat/completion")
+    assert len({c.account for c in calls}) == 3
+    assert proxy.core.pool.inflight == 0
+
+
+async def test_a_connection_reset_on_every_account_names_the_break(
+        proxy_factory, fake_upstream):
+    proxy = await proxy_with_accounts(proxy_factory, fake_upstream, 3)
+    fake_upstream.enqueue(RESET, RESET, RESET)
+    status, body, _ = await post(proxy, "openai")
+    assert status == 502
+    assert body["error"]["code"] == "upstream_error"
+    assert "upstream stream broke: ClientPayloadError" in body["error"]["message"]
+    assert proxy.core.pool.inflight == 0
+
+
+@pytest.mark.parametrize("cap", [None, 2])
+async def test_fail_over_stops_at_the_documented_attempt_cap(
+        proxy_factory, fake_upstream, cap):
+    upstream = {} if cap is None else {"max_attempts": cap}
+    proxy = await proxy_with_accounts(proxy_factory, fake_upstream, 5, **upstream)
+    fake_upstream.enqueue(*[DROPPED] * 5)
+    status, body, _ = await post(proxy, "openai", stream=True)
+    assert status == 502
+    expected = cap or 3  # the default of upstream.max_attempts
+    assert len(fake_upstream.calls_to("chat/completion")) == expected
+    assert f"failed on {expected} accounts" in body["error"]["message"]
+    assert proxy.core.pool.inflight == 0
+
+
+async def test_fewer_accounts_than_the_cap_end_with_the_last_failure(proxy, fake_upstream):
+    # Two accounts, a cap of three: no third attempt and no 429 for lack of one.
+    fake_upstream.enqueue(DROPPED, DROPPED)
+    status, body, headers = await post(proxy, "openai", stream=True)
+    assert status == 502
+    assert "failed on 2 accounts" in body["error"]["message"]
+    assert "Retry-After" not in headers
+    assert len(fake_upstream.calls_to("chat/completion")) == 2
+
+
+async def test_a_silent_upstream_is_bounded_by_one_deadline_not_per_account(
+        proxy_factory, fake_upstream):
+    # Each account stays silent past its 1 s silence timeout; the turn's
+    # 1.5 s deadline ends the wait before a third account is even tried.
+    proxy = await proxy_with_accounts(proxy_factory, fake_upstream, 3,
+                                      silence_timeout_seconds=1,
+                                      first_output_timeout_seconds=1.5)
+    silent = Scripted(answer="late", delivery=Delivery(silence=4, comment_every=60))
+    fake_upstream.enqueue(silent, silent, silent)
+    status, body, _ = await post(proxy, "anthropic")
+    assert status == 504, body
+    assert body["error"]["type"] == "timeout_error"
+    assert "first_output_timeout_seconds" in body["error"]["message"]
+    assert len(fake_upstream.calls_to("chat/completion")) < 3
+    assert proxy.core.pool.inflight == 0
+
+
+async def test_a_comment_only_upstream_hits_the_deadline_too(proxy_factory, fake_upstream):
+    # Keep-alive comments reset the silence timeout; the deadline still holds.
+    proxy = await proxy_with_accounts(proxy_factory, fake_upstream, 2,
+                                      first_output_timeout_seconds=1)
+    chatty = Scripted(answer="late", delivery=Delivery(silence=6, comment_every=0.2))
+    fake_upstream.enqueue(chatty, chatty)
+    status, body, _ = await post(proxy, "gemini")
+    assert status == 504
+    assert body["error"]["status"] == "DEADLINE_EXCEEDED"
+    assert body["error"]["details"][0]["reason"] == "UPSTREAM_TIMEOUT"
+    assert proxy.core.pool.inflight == 0
+
+
+@pytest.mark.parametrize("where", ["code", "biz_code"])
+async def test_outdated_client_version_at_the_completion_gets_the_hint(
+        proxy, fake_upstream, where):
+    fault = (EnvelopeFault(code=40005, msg="CLIENT_VERSION_TOO_LOW") if where == "code"
+             else EnvelopeFault(code=0, msg="", biz_code=40005,
+                                biz_msg="CLIENT_VERSION_TOO_LOW"))
+    fake_upstream.enqueue(fault, fault)
+    status, body, _ = await post(proxy, "openai")
+    assert status == 502
+    assert "raise upstream.client_version" in body["error"]["message"]
+    # Not an account fault: no fail-over onto the other account.
+    assert len(fake_upstream.calls_to("chat/completion")) == 1
+    assert proxy.core.pool.inflight == 0

@@ -1,0 +1,319 @@
+"""The Ollama API through the official ``ollama`` client, and its wire by raw
+HTTP: NDJSON framing, the final object's counts and durations, errors as
+``{"error": "..."}`` with Ollama's statuses, and the implied-key setting."""
+
+from __future__ import annotations
+
+import json
+
+import aiohttp
+import ollama
+import pytest
+from dsml_util import dsml
+
+from ds2proxy.testing import Delivery, Scripted
+
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
+WEATHER = {"type": "object", "properties": {"city": {"type": "string"},
+                                            "temp_c": {"type": "integer"}},
+           "required": ["city", "temp_c"]}
+READ_TOOL = {"type": "function", "function": {
+    "name": "read_file", "description": "Read a file",
+    "parameters": {"type": "object", "properties": {"path": {"type": "string"}},
+                   "required": ["path"]}}}
+DURATIONS = ("total_duration", "load_duration", "prompt_eval_duration", "eval_duration")
+
+
+def client(proxy, **headers: str) -> ollama.AsyncClient:
+    return ollama.AsyncClient(host=proxy.url, headers=headers or proxy.headers())
+
+
+def completion_bodies(proxy) -> list[dict]:
+    return [call.body for call in proxy.fake.calls_to("chat/completion")]
+
+
+def user(text: str) -> list[dict]:
+    return [{"role": "user", "content": text}]
+
+
+# -- models -------------------------------------------------------------------------
+
+
+async def test_list_show_ps_and_version(proxy):
+    listed = await client(proxy).list()
+    names = [m.model for m in listed.models]
+    assert "deepseek-chat" in names and "deepseek-vision-chat" in names
+    first = listed.models[0]
+    assert first.digest and len(first.digest) == 64 and first.modified_at is not None
+    assert first.details.family == "deepseek"
+    chat = await client(proxy).show("deepseek-chat")
+    assert chat.capabilities == ["completion", "tools", "thinking"]
+    vision = await client(proxy).show("deepseek-vision-chat:latest")
+    assert "vision" in vision.capabilities
+    assert (await client(proxy).ps()).models == []
+    async with aiohttp.ClientSession() as http:
+        async with http.get(proxy.url + "/api/version") as resp:
+            assert isinstance((await resp.json())["version"], str)
+
+
+async def test_show_unknown_model_is_404(proxy):
+    with pytest.raises(ollama.ResponseError) as info:
+        await client(proxy).show("llama3-not-here")
+    assert info.value.status_code == 404 and "llama3-not-here" in info.value.error
+
+
+# -- chat ---------------------------------------------------------------------------
+
+
+async def test_chat_non_stream_counts_and_durations(proxy):
+    proxy.fake.enqueue(Scripted(answer="Hello there."))
+    resp = await client(proxy).chat(model="deepseek-chat", messages=user("hi"), stream=False,
+                                    keep_alive="5m", options={"temperature": 0.3})
+    assert resp.message.content == "Hello there." and resp.message.role == "assistant"
+    assert resp.done and resp.done_reason == "stop"
+    assert resp.prompt_eval_count > 0 and resp.eval_count > 0
+    assert all(getattr(resp, name) >= 0 for name in DURATIONS)
+    assert resp.total_duration >= resp.load_duration and resp.total_duration > 0
+    assert completion_bodies(proxy)[0]["temperature"] == 0.3
+
+
+async def test_chat_stream_in_pieces_then_a_final_object(proxy):
+    proxy.fake.enqueue(Scripted(answer="One two three four.", chunk_size=4))
+    parts = [p async for p in await client(proxy).chat(model="deepseek-chat:latest",
+                                                        messages=user("count"), stream=True)]
+    assert len(parts) > 2
+    assert "".join(p.message.content for p in parts) == "One two three four."
+    assert [p.done for p in parts] == [False] * (len(parts) - 1) + [True]
+    assert parts[-1].done_reason == "stop" and parts[-1].eval_count > 0
+    assert all(p.model == "deepseek-chat:latest" for p in parts)
+
+
+@pytest.mark.parametrize("think", [True, "high"])
+async def test_think_puts_reasoning_in_message_thinking(proxy, think):
+    proxy.fake.enqueue(Scripted(thinking="Let me think.", answer="Done."))
+    resp = await client(proxy).chat(model="deepseek-chat", messages=user("hi"), think=think)
+    assert resp.message.thinking == "Let me think." and resp.message.content == "Done."
+    assert completion_bodies(proxy)[0]["thinking_enabled"] is True
+
+
+async def test_think_false_turns_a_reasoner_off(proxy):
+    proxy.fake.enqueue(Scripted(answer="Quick."))
+    resp = await client(proxy).chat(model="deepseek-r1:14b", messages=user("hi"), think=False)
+    assert resp.message.content == "Quick." and not resp.message.thinking
+    assert completion_bodies(proxy)[0]["thinking_enabled"] is False
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_tool_call_round_trip(proxy, stream):
+    proxy.fake.enqueue(Scripted(answer="Reading.\n\n" + dsml(("read_file", {"path": "a.txt"})),
+                                chunk_size=9),
+                       Scripted(answer="The file says hi."))
+    messages = user("what is in a.txt?")
+    first = await client(proxy).chat(model="deepseek-chat", messages=messages,
+                                     tools=[READ_TOOL], stream=stream)
+    if stream:
+        first = [p async for p in first]
+        calls = [c for p in first for c in (p.message.tool_calls or [])]
+        assert first[-1].done_reason == "stop"
+    else:
+        calls = first.message.tool_calls
+    assert [(c.function.name, dict(c.function.arguments)) for c in calls] == [
+        ("read_file", {"path": "a.txt"})]
+    messages += [{"role": "assistant", "content": "",
+                  "tool_calls": [c.model_dump(exclude_none=True) for c in calls]},
+                 {"role": "tool", "tool_name": "read_file", "content": "hi from the file"}]
+    second = await client(proxy).chat(model="deepseek-chat", messages=messages,
+                                      tools=[READ_TOOL], stream=False)
+    assert second.message.content == "The file says hi."
+    prompt = completion_bodies(proxy)[1]["prompt"]
+    assert "hi from the file" in prompt and "read_file" in prompt
+
+
+async def test_structured_output_with_a_schema_and_json(proxy):
+    proxy.fake.enqueue(Scripted(answer='```json\n{"city": "Paris", "temp_c": 18}\n```'),
+                       Scripted(answer='Sure: {"ok": true}'))
+    resp = await client(proxy).chat(model="deepseek-chat", messages=user("weather"),
+                                    format=WEATHER)
+    assert json.loads(resp.message.content) == {"city": "Paris", "temp_c": 18}
+    assert "temp_c" in completion_bodies(proxy)[0]["prompt"]
+    resp = await client(proxy).generate(model="deepseek-chat", prompt="ok?", format="json")
+    assert json.loads(resp.response) == {"ok": True}
+
+
+async def test_num_predict_and_stop_options(proxy):
+    proxy.fake.enqueue(Scripted(answer=["Alpha be", "ta ST", "OP gamma"]),
+                       Scripted(answer="word " * 200, chunk_size=5))
+    cut = await client(proxy).chat(model="deepseek-chat", messages=user("go"),
+                                   options={"stop": ["STOP"]})
+    assert cut.message.content == "Alpha beta " and cut.done_reason == "stop"
+    short = await client(proxy).chat(model="deepseek-chat", messages=user("go"),
+                                     options={"num_predict": 5})
+    assert short.done_reason == "length" and len(short.message.content) < len("word " * 200)
+
+
+async def test_images_are_uploaded(proxy):
+    proxy.fake.enqueue(Scripted(answer="A picture."))
+    messages = [{"role": "user", "content": "describe", "images": [PNG]}]
+    resp = await client(proxy).chat(model="deepseek-vision-chat", messages=messages)
+    assert resp.message.content == "A picture."
+    [stored] = proxy.fake.files.values()
+    assert stored.content == PNG and stored.content_type == "image/png"
+    assert completion_bodies(proxy)[0]["ref_file_ids"] == [stored.id]
+
+
+# -- generate -----------------------------------------------------------------------
+
+
+async def test_generate_whole_and_streamed(proxy):
+    proxy.fake.enqueue(Scripted(thinking="hmm", answer="Blue."),
+                       Scripted(answer="Sky is blue.", chunk_size=3))
+    whole = await client(proxy).generate(model="deepseek-reasoner", prompt="Sky colour?",
+                                         system="Be brief.")
+    assert whole.response == "Blue." and whole.thinking == "hmm"
+    assert whole.done_reason == "stop" and whole.eval_count > 0
+    assert "Be brief." in completion_bodies(proxy)[0]["prompt"]
+    parts = [p async for p in await client(proxy).generate(model="deepseek-chat",
+                                                            prompt="Sky?", stream=True)]
+    assert "".join(p.response for p in parts) == "Sky is blue." and parts[-1].done
+
+
+async def test_empty_prompt_only_loads_or_unloads(proxy):
+    resp = await client(proxy).generate(model="deepseek-chat", prompt="")
+    assert resp.done and resp.done_reason == "load" and resp.response == ""
+    gone = await client(proxy).chat(model="deepseek-chat", messages=[], keep_alive=0)
+    assert gone.done_reason == "unload" and gone.message.content == ""
+    assert completion_bodies(proxy) == []
+
+
+# -- embeddings ---------------------------------------------------------------------
+
+
+async def test_embed_and_legacy_embeddings(proxy):
+    resp = await client(proxy).embed(model="any-embedder", input=["one", "two"], dimensions=8)
+    assert len(resp.embeddings) == 2 and len(resp.embeddings[0]) == 8
+    assert resp.embeddings[0] != resp.embeddings[1] and resp.prompt_eval_count > 0
+    legacy = await client(proxy).embeddings(model="any-embedder", prompt="one")
+    assert len(legacy.embedding) == 1536
+    # Older clients name the model "name".
+    status, _, raw = await post(proxy, "/api/embed", {"name": "old-embedder", "input": "one"})
+    assert status == 200 and json.loads(raw)["model"] == "old-embedder"
+
+
+async def test_embed_without_a_provider_is_501(proxy_factory):
+    proxy = await proxy_factory({"embeddings": {"provider": ""}})
+    with pytest.raises(ollama.ResponseError) as info:
+        await client(proxy).embed(model="x", input="one")
+    assert info.value.status_code == 501 and "embeddings" in info.value.error
+
+
+# -- the wire -----------------------------------------------------------------------
+
+
+async def post(proxy, path: str, body: dict | str, headers: dict | None = None
+               ) -> tuple[int, str, bytes]:
+    data = body if isinstance(body, str) else json.dumps(body)
+    async with aiohttp.ClientSession() as http:
+        async with http.post(proxy.url + path, data=data,
+                             headers=proxy.headers() if headers is None else headers) as resp:
+            return resp.status, resp.headers.get("Content-Type", ""), await resp.read()
+
+
+async def test_stream_is_ndjson_by_default(proxy):
+    proxy.fake.enqueue(Scripted(answer="abcdefgh", chunk_size=2))
+    status, ctype, raw = await post(proxy, "/api/chat",
+                                    {"model": "deepseek-chat", "messages": user("hi")})
+    assert status == 200 and ctype.startswith("application/x-ndjson")
+    assert raw.endswith(b"\n")
+    lines = raw.decode().split("\n")[:-1]
+    objects = [json.loads(line) for line in lines]
+    assert "".join(o["message"]["content"] for o in objects) == "abcdefgh"
+    assert [o["done"] for o in objects][-1] is True
+    last = objects[-1]
+    for field in ("done_reason", "prompt_eval_count", "eval_count", *DURATIONS):
+        assert field in last
+    assert last["created_at"].endswith("Z")
+
+
+@pytest.mark.parametrize("path, body, status, words", [
+    ("/api/chat", {"messages": [{"role": "user", "content": "hi"}]}, 400, "model"),
+    ("/api/chat", {"model": "no-such-model", "messages": [{"role": "user", "content": "x"}]},
+     404, "no-such-model"),
+    ("/api/chat", {"model": "deepseek-chat", "messages": "hi"}, 400, "messages"),
+    ("/api/chat", {"model": "deepseek-chat", "think": "very",
+                   "messages": [{"role": "user", "content": "x"}]}, 400, "think"),
+    ("/api/chat", {"model": "deepseek-chat", "format": "xml",
+                   "messages": [{"role": "user", "content": "x"}]}, 400, "format"),
+    ("/api/chat", {"model": "deepseek-chat", "options": {"stop": [1]},
+                   "messages": [{"role": "user", "content": "x"}]}, 400, "options.stop"),
+    ("/api/generate", {"model": "deepseek-chat", "prompt": "x", "images": ["%%%"]}, 400,
+     "base64"),
+    ("/api/generate", {"model": "deepseek-chat", "prompt": "x",
+                       "options": {"num_predict": 0}}, 400, "num_predict"),
+    ("/api/chat", "{not json", 400, "JSON"),
+])
+async def test_errors_are_ollama_shaped_and_cost_nothing(proxy, path, body, status, words):
+    got, ctype, raw = await post(proxy, path, body)
+    assert got == status and ctype.startswith("application/json")
+    error = json.loads(raw)
+    assert list(error) == ["error"] and words in error["error"]
+    assert completion_bodies(proxy) == []
+
+
+async def test_unknown_api_path_and_missing_key(proxy):
+    async with aiohttp.ClientSession() as http:
+        async with http.get(proxy.url + "/api/nothing-here") as resp:
+            assert resp.status == 404 and "error" in await resp.json()
+    status, _, raw = await post(proxy, "/api/chat", {"model": "deepseek-chat",
+                                                     "messages": user("hi")}, headers={})
+    assert status == 401 and list(json.loads(raw)) == ["error"]
+
+
+async def test_implied_key_serves_clients_without_one(proxy_factory):
+    proxy = await proxy_factory({"plugins": {"ollama": {"implied_key": "test-key"}},
+                                 "auth": {"allow_passthrough": False}})
+    proxy.fake.enqueue(Scripted(answer="Keyless hello."))
+    keyless = ollama.AsyncClient(host=proxy.url)
+    resp = await keyless.chat(model="deepseek-chat", messages=user("hi"))
+    assert resp.message.content == "Keyless hello."
+    # A wrong key that is sent is still checked.
+    with pytest.raises(ollama.ResponseError) as info:
+        await client(proxy, Authorization="Bearer wrong").chat(model="deepseek-chat",
+                                                              messages=user("hi"))
+    assert info.value.status_code == 401
+
+
+async def test_degpt_api_v1_routes_are_untouched(proxy):
+    async with aiohttp.ClientSession() as http:
+        async with http.get(proxy.url + "/api/v1/models") as resp:
+            body = await resp.json()
+    assert resp.status == 200 and body["object"] == "list"
+
+
+async def test_failure_after_output_is_an_error_line(proxy):
+    proxy.fake.enqueue(Scripted(answer="partial answer that breaks", chunk_size=4,
+                                delivery=Delivery(drop_after=4, abort=True)))
+    status, _, raw = await post(proxy, "/api/chat",
+                                {"model": "deepseek-chat", "messages": user("hi")})
+    assert status == 200
+    objects = [json.loads(line) for line in raw.decode().splitlines()]
+    assert objects[0]["message"]["content"] and objects[0]["done"] is False
+    assert list(objects[-1]) == ["error"] and objects[-1]["error"]
+    assert proxy.core.pool.inflight == 0
+
+
+async def test_keep_alives_are_empty_progress_objects(proxy_factory):
+    proxy = await proxy_factory({"runtime": {"keepalive_seconds": 0.05}})
+    proxy.fake.enqueue(Scripted(answer="late", delivery=Delivery(silence=0.4,
+                                                                 comment_every=0.1)))
+    status, _, raw = await post(proxy, "/api/generate",
+                                {"model": "deepseek-chat", "prompt": "hi"})
+    objects = [json.loads(line) for line in raw.decode().splitlines()]
+    idle = [o for o in objects if not o["done"] and o["response"] == ""]
+    assert status == 200 and idle
+    assert "".join(o["response"] for o in objects) == "late" and objects[-1]["done"]
+    # The official client reads the same stream without tripping on them.
+    proxy.fake.enqueue(Scripted(answer="late", delivery=Delivery(silence=0.3,
+                                                                 comment_every=0.1)))
+    parts = [p async for p in await client(proxy).generate(model="deepseek-chat",
+                                                            prompt="hi", stream=True)]
+    assert "".join(p.response for p in parts) == "late"

@@ -1,0 +1,120 @@
+"""The upstream line splitter cuts any chunking of a body into the same lines
+as a plain split: chunks cut inside UTF-8 characters, CRLF endings, invalid
+bytes, lines far longer than a chunk, and a last line without a newline."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from ds2proxy.upstream.lines import iter_lines
+
+PIECES = [b"data: {\"v\":\"a\"}", b"", b"\xc3\xbc", b"\xf0\x9f\x98\x80", b"\r", b"\xff\xfe",
+          b"event: ready", b"x" * 70000, b"\xe4\xbd", b"\xa0"]
+
+
+def expected_lines(body: bytes) -> list[str]:
+    lines = body.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    return [(line[:-1] if line.endswith(b"\r") else line).decode("utf-8", errors="replace")
+            for line in lines]
+
+
+def random_body(rng: random.Random) -> bytes:
+    parts = []
+    for _ in range(rng.randint(0, 40)):
+        parts.append(rng.choice(PIECES))
+        parts.append(rng.choice([b"\n", b"\r\n", b"\n\n", b""]))
+    return b"".join(parts)
+
+
+def chunked(body: bytes, rng: random.Random) -> list[bytes]:
+    cuts = sorted(rng.sample(range(1, len(body)), min(len(body) - 1, rng.randint(0, 30)))
+                  ) if len(body) > 1 else []
+    return [body[a:b] for a, b in zip([0, *cuts], [*cuts, len(body)])]
+
+
+@pytest.fixture
+async def serve_chunks() -> AsyncIterator:
+    """A real server that writes the given chunks one by one."""
+    bodies: list[list[bytes]] = []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse()
+        await resp.prepare(request)
+        for chunk in bodies[int(request.match_info["n"])]:
+            await resp.write(chunk)
+        await resp.write_eof()
+        return resp
+
+    app = web.Application()
+    app.router.add_get("/{n}", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    base = f"http://127.0.0.1:{runner.addresses[0][1]}"
+
+    async def fetch(chunks: list[bytes], for_parser: bool = False) -> list[str]:
+        bodies.append(chunks)
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{base}/{len(bodies) - 1}") as resp:
+                return [line async for line in iter_lines(resp, for_parser=for_parser)]
+
+    try:
+        yield fetch
+    finally:
+        await runner.cleanup()
+
+
+async def test_any_chunking_gives_the_plain_split(serve_chunks) -> None:
+    rng = random.Random(1205)
+    for _ in range(60):
+        body = random_body(rng)
+        chunks = chunked(body, rng)
+        assert await serve_chunks(chunks) == expected_lines(body)
+        assert parsed(await serve_chunks(chunks, True)) == parsed(expected_lines(body))
+
+
+async def test_characters_cut_between_chunks_and_a_last_line_without_newline(
+        serve_chunks) -> None:
+    body = "données 😀 fin\r\nzwei\n\nend".encode()
+    chunks = [body[i:i + 1] for i in range(len(body))]
+    assert await serve_chunks(chunks) == ["données 😀 fin", "zwei", "", "end"]
+
+
+def parsed(lines: list[str]) -> list:
+    from ds2proxy.upstream.patch import StreamParser
+
+    parser = StreamParser()
+    parser.start_round()
+    return [event for line in lines for event in parser.feed_line(line)]
+
+
+@pytest.mark.parametrize("name", ["longtext-deepseek-v4-flash-20260429",
+                                  "guangzhou-weather-reasoner-search-20260404"])
+def test_lines_for_the_parser_parse_like_every_line(fixtures_dir, name: str) -> None:
+    """Blank lines right after a data line are dropped for the parser: they
+    close an event it has closed already, so the events are the same."""
+    from ds2proxy.testing import load_rounds
+    from ds2proxy.upstream.lines import split_lines
+
+    for body in load_rounds(fixtures_dir / "deepseek-sse" / name):
+        block = body[:body.rindex(b"\n")]
+        every, fewer = split_lines(block), split_lines(block, for_parser=True)
+        assert len(fewer) < len(every)
+        assert parsed(fewer) == parsed(every)
+
+
+def test_blank_lines_after_other_fields_are_kept() -> None:
+    from ds2proxy.upstream.lines import split_lines
+
+    block = b"event: ready\n\ndata: {\"v\": 1}\n\n: comment\n\nevent: x\n\ndata: [DONE]\n"
+    assert split_lines(block, for_parser=True) == [
+        "event: ready", "", 'data: {"v": 1}', ": comment", "", "event: x", "",
+        "data: [DONE]"]

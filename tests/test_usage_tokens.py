@@ -1,0 +1,313 @@
+"""Usage through the official clients is the DeepSeek V4 token count of what
+the client received (reasoning and answer) and of the prompt sent upstream;
+max_tokens cuts on the token that reaches the limit, never earlier; and
+count_tokens of a recorded agent request equals the prompt of its real turn."""
+
+from __future__ import annotations
+
+import json
+
+import anthropic
+import openai
+import pytest
+from google.genai import types
+from test_claude_sse import claude_code_request, read_frames
+from test_claude_sse import post as post_claude
+from test_gemini_client import client as gemini_client
+from test_gemini_client import collect, generate
+from test_gemini_wire import agent_request, send_as_recorded, sse_frames
+from test_gemini_wire import post as post_gemini
+from token_util import reference_tokens
+
+from ds2proxy.testing import Replay, Scripted
+
+RECORDINGS = ["markdown-format-example-20260405-spacefix", "longtext-deepseek-v4-flash-20260429",
+              "guangzhou-weather-reasoner-search-20260404",
+              "continue-thinking-snapshot-replay-20260405"]
+SHORT_RECORDINGS = RECORDINGS[:3]
+CORPUS = [
+    ("Plain English answer with a list:\n\n1. first item\n2. second item\n", ""),
+    ("中文回答：北京是中国的首都，上海是最大的城市。", "用户问的是中国的城市。"),
+    ("```python\ndef add(a: int, b: int) -> int:\n    return a + b\n```\n", "Write code."),
+    ("Emoji time 🎉🚀👩‍👩‍👧‍👦 and café naïve Ελληνικά", "Some 😀 thinking"),
+]
+ANSWER_27 = ("Paris is the capital of France. It sits on the Seine and is known for the "
+             "Louvre, the Eiffel Tower and cafes.")
+ANSWER_200 = " ".join(["alpha", "beta", "gamma", "delta", "epsilon"] * 40)
+USER = [{"role": "user", "content": "hello"}]
+
+
+def sent_prompt_tokens(proxy) -> int:
+    return reference_tokens(proxy.fake.calls_to("chat/completion")[-1].body["prompt"])
+
+
+def expected_text(fixtures_dir, name) -> dict:
+    return json.loads((fixtures_dir / "deepseek-sse" / name / "expected.json").read_text())
+
+
+def openai_client(proxy) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(base_url=proxy.url + "/v1", api_key=proxy.key, max_retries=0)
+
+
+def anthropic_client(proxy) -> anthropic.AsyncAnthropic:
+    return anthropic.AsyncAnthropic(base_url=proxy.url + "/anthropic", api_key=proxy.key,
+                                    max_retries=0, timeout=60.0)
+
+
+async def openai_chat(proxy, stream: bool, **kwargs) -> tuple[str, str, str, object]:
+    """(reasoning, answer, finish reason, usage) as the client received them."""
+    kwargs.setdefault("model", "deepseek-reasoner")
+    kwargs.setdefault("messages", USER)
+    client = openai_client(proxy)
+    if not stream:
+        resp = await client.chat.completions.create(**kwargs)
+        message = resp.choices[0].message
+        reasoning = (message.model_extra or {}).get("reasoning_content") or ""
+        return reasoning, message.content or "", resp.choices[0].finish_reason, resp.usage
+    chunks = [c async for c in await client.chat.completions.create(
+        stream=True, stream_options={"include_usage": True}, **kwargs)]
+    deltas = [c.choices[0].delta for c in chunks if c.choices]
+    reasoning = "".join((d.model_extra or {}).get("reasoning_content") or "" for d in deltas)
+    finish = [c.choices[0].finish_reason for c in chunks if c.choices][-1]
+    return reasoning, "".join(d.content or "" for d in deltas), finish, chunks[-1].usage
+
+
+async def claude_message(proxy, stream: bool, **kwargs) -> anthropic.types.Message:
+    kwargs.setdefault("model", "claude-sonnet-4-6")
+    kwargs.setdefault("messages", USER)
+    kwargs.setdefault("max_tokens", 4096)
+    client = anthropic_client(proxy)
+    if not stream:
+        return await client.messages.create(**kwargs)
+    async with client.messages.stream(**kwargs) as events:
+        return await events.get_final_message()
+
+
+def claude_texts(message: anthropic.types.Message) -> tuple[str, str]:
+    thinking = "".join(b.thinking for b in message.content if b.type == "thinking")
+    return thinking, "".join(b.text for b in message.content if b.type == "text")
+
+
+# -- recordings and corpus ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("name", RECORDINGS)
+async def test_openai_usage_counts_the_recordings_exactly(proxy, fixtures_dir, name, stream):
+    proxy.fake.enqueue(Replay(fixtures_dir / "deepseek-sse" / name))
+    reasoning, answer, _, usage = await openai_chat(proxy, stream)
+    expected = expected_text(fixtures_dir, name)
+    assert (reasoning, answer) == (expected["thinking"], expected["content"])
+    assert usage.completion_tokens_details.reasoning_tokens == reference_tokens(reasoning)
+    assert usage.completion_tokens == reference_tokens(reasoning) + reference_tokens(answer)
+    assert usage.prompt_tokens == sent_prompt_tokens(proxy)
+    assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("name", SHORT_RECORDINGS)
+async def test_anthropic_usage_counts_the_recordings_exactly(proxy, fixtures_dir, name, stream):
+    proxy.fake.enqueue(Replay(fixtures_dir / "deepseek-sse" / name))
+    message = await claude_message(proxy, stream, model="claude-opus-4-6",
+                                   thinking={"type": "enabled", "budget_tokens": 2048})
+    thinking, text = claude_texts(message)
+    assert thinking == expected_text(fixtures_dir, name)["thinking"]
+    assert message.usage.output_tokens == reference_tokens(thinking) + reference_tokens(text)
+    assert message.usage.input_tokens == sent_prompt_tokens(proxy)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("name", SHORT_RECORDINGS)
+async def test_gemini_usage_counts_the_recordings_exactly(proxy, fixtures_dir, name, stream):
+    proxy.fake.enqueue(Replay(fixtures_dir / "deepseek-sse" / name))
+    config = types.GenerateContentConfig(thinking_config=types.ThinkingConfig(
+        include_thoughts=True))
+    responses = await generate(proxy, "async", stream, model="gemini-2.5-pro",
+                               contents="hello", config=config)
+    thoughts, text, _, _ = collect(responses)
+    assert thoughts == expected_text(fixtures_dir, name)["thinking"]
+    usage = responses[-1].usage_metadata
+    assert usage.thoughts_token_count == reference_tokens(thoughts)
+    assert usage.candidates_token_count == reference_tokens(text)
+    assert usage.prompt_token_count == sent_prompt_tokens(proxy)
+    assert usage.total_token_count == (usage.prompt_token_count + usage.thoughts_token_count
+                                       + usage.candidates_token_count)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("answer,thinking", CORPUS)
+async def test_mixed_corpus_usage_is_exact_for_every_client(proxy, answer, thinking, stream):
+    proxy.fake.enqueue(Scripted(answer=answer, thinking=thinking, chunk_size=2))
+    reasoning, text, _, usage = await openai_chat(proxy, stream)
+    assert (reasoning, text) == (thinking, answer)
+    assert usage.completion_tokens == reference_tokens(thinking) + reference_tokens(answer)
+    assert usage.completion_tokens_details.reasoning_tokens == reference_tokens(thinking)
+
+    proxy.fake.enqueue(Scripted(answer=answer, thinking=thinking, chunk_size=3))
+    message = await claude_message(proxy, stream, model="claude-opus-4-6",
+                                   thinking={"type": "enabled", "budget_tokens": 2048})
+    assert claude_texts(message) == (thinking, answer)
+    assert message.usage.output_tokens == reference_tokens(thinking) + reference_tokens(answer)
+
+    proxy.fake.enqueue(Scripted(answer=answer, chunk_size=5))
+    responses = await generate(proxy, "async", stream, model="gemini-2.5-flash", contents="hi")
+    assert collect(responses)[1] == answer
+    assert responses[-1].usage_metadata.candidates_token_count == reference_tokens(answer)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_tool_call_counts_the_text_the_model_wrote(proxy, stream):
+    written = ("Let me check.\n\n<|DSML|tool_calls>\n  <|DSML|invoke name=\"get_weather\">\n"
+               "    <|DSML|parameter name=\"city\"><![CDATA[Paris]]></|DSML|parameter>\n"
+               "  </|DSML|invoke>\n</|DSML|tool_calls>")
+    proxy.fake.enqueue(Scripted(answer=written, chunk_size=4))
+    tools = [{"type": "function", "function": {
+        "name": "get_weather", "parameters": {
+            "type": "object", "properties": {"city": {"type": "string"}}}}}]
+    _, _, finish, usage = await openai_chat(proxy, stream, model="deepseek-chat", tools=tools)
+    assert finish == "tool_calls"
+    assert usage.completion_tokens == reference_tokens(written)
+
+
+async def test_other_dialects_report_the_same_counts(proxy):
+    proxy.fake.enqueue(Scripted(thinking="Let me see: 你好 🎉", answer="Hi there, friend!"))
+    client = openai.AsyncOpenAI(base_url=proxy.url + "/lm/v2", api_key=proxy.key,
+                                max_retries=0)
+    resp = await client.chat.completions.create(model="deepseek-reasoner", messages=USER)
+    assert resp.usage.completion_tokens == (reference_tokens("Let me see: 你好 🎉")
+                                            + reference_tokens("Hi there, friend!"))
+    assert resp.usage.prompt_tokens == sent_prompt_tokens(proxy)
+    proxy.fake.enqueue(Scripted(answer="I am DeepSeek, 很高兴见到你。"))
+    client = openai.AsyncOpenAI(base_url=proxy.url + "/api/v1", api_key=proxy.key,
+                                max_retries=0)
+    resp = await client.chat.completions.create(model="auto", messages=USER)
+    assert resp.usage.completion_tokens == reference_tokens("I am DeepSeek, 很高兴见到你。")
+    assert resp.usage.prompt_tokens == sent_prompt_tokens(proxy)
+
+
+async def responses_call(proxy, stream: bool, **kwargs):
+    """The final response object, streamed (from response.completed /
+    response.incomplete) or not."""
+    client = openai_client(proxy)
+    if not stream:
+        return await client.responses.create(**kwargs)
+    events = [event async for event in await client.responses.create(stream=True, **kwargs)]
+    assert events[-1].type in ("response.completed", "response.incomplete")
+    return events[-1].response
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_responses_usage_is_exact(proxy, stream):
+    proxy.fake.enqueue(Scripted(thinking="Short thought.", answer="Ответ: 42 🎯"))
+    resp = await responses_call(proxy, stream, model="deepseek-reasoner", input="q")
+    assert resp.output_text == "Ответ: 42 🎯"
+    assert resp.usage.output_tokens == (reference_tokens("Short thought.")
+                                        + reference_tokens("Ответ: 42 🎯"))
+    assert resp.usage.output_tokens_details.reasoning_tokens == reference_tokens("Short thought.")
+    assert resp.usage.input_tokens == sent_prompt_tokens(proxy)
+
+
+# -- max_tokens ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_claude_max_tokens_50_keeps_a_27_token_answer_whole(proxy, stream):
+    assert reference_tokens(ANSWER_27) == 27
+    proxy.fake.enqueue(Scripted(answer=ANSWER_27, chunk_size=2))
+    message = await claude_message(proxy, stream, max_tokens=50)
+    assert message.stop_reason == "end_turn"
+    assert claude_texts(message)[1] == ANSWER_27 and message.usage.output_tokens == 27
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_claude_max_tokens_50_stops_a_200_token_answer_at_exactly_50(proxy, stream):
+    assert reference_tokens(ANSWER_200) == 200
+    proxy.fake.enqueue(Scripted(answer=ANSWER_200, chunk_size=3))
+    message = await claude_message(proxy, stream, max_tokens=50)
+    text = claude_texts(message)[1]
+    assert message.stop_reason == "max_tokens"
+    assert ANSWER_200.startswith(text) and reference_tokens(text) == 50
+    assert message.usage.output_tokens == 50
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_openai_and_gemini_limits_stop_at_exactly_the_limit(proxy, stream):
+    proxy.fake.enqueue(Scripted(answer=ANSWER_200, chunk_size=4))
+    _, text, finish, usage = await openai_chat(proxy, stream, model="deepseek-chat",
+                                               max_tokens=50)
+    assert finish == "length" and reference_tokens(text) == usage.completion_tokens == 50
+
+    proxy.fake.enqueue(Scripted(thinking="Counting words now.", answer=ANSWER_200))
+    _, text, finish, usage = await openai_chat(proxy, stream, max_completion_tokens=30)
+    thought = reference_tokens("Counting words now.")
+    assert finish == "length" and reference_tokens(text) == 30 - thought
+    assert usage.completion_tokens == 30
+
+    proxy.fake.enqueue(Scripted(answer=ANSWER_200, chunk_size=5))
+    config = types.GenerateContentConfig(max_output_tokens=50)
+    responses = await generate(proxy, "async", stream, model="gemini-2.5-flash",
+                               contents="hi", config=config)
+    _, text, _, finishes = collect(responses)
+    assert finishes[-1] == types.FinishReason.MAX_TOKENS and reference_tokens(text) == 50
+    assert responses[-1].usage_metadata.candidates_token_count == 50
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_responses_max_output_tokens_stops_at_exactly_the_limit(proxy, stream):
+    proxy.fake.enqueue(Scripted(answer=ANSWER_200))
+    resp = await responses_call(proxy, stream, model="deepseek-chat", input="q",
+                                max_output_tokens=50)
+    assert resp.status == "incomplete"
+    assert resp.incomplete_details.reason == "max_output_tokens"
+    assert reference_tokens(resp.output_text) == resp.usage.output_tokens == 50
+
+
+# -- count_tokens of recorded agent requests -------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["claude-code-2.1.330-first-turn.json",
+                                  "claude-code-2.1.330-tool-result-turn.json"])
+async def test_claude_code_count_tokens_equals_the_real_turn(proxy, fixtures_dir, name):
+    path, body, headers = claude_code_request(fixtures_dir, name, proxy)
+    status, raw = await post_claude(proxy, "/v1/messages/count_tokens?beta=true", {
+        k: body[k] for k in ("model", "system", "messages", "tools", "thinking") if k in body},
+        headers)
+    assert status == 200
+    counted = json.loads(raw)["input_tokens"]
+    proxy.fake.enqueue(Scripted(answer="Done."))
+    status, raw = await post_claude(proxy, path, dict(body, stream=True), headers)
+    assert status == 200
+    start = read_frames(raw)[0][1]
+    assert counted == start["message"]["usage"]["input_tokens"] == sent_prompt_tokens(proxy)
+
+
+@pytest.mark.parametrize("name", ["gemini-cli-0.61-first-turn.json",
+                                  "gemini-cli-0.61-tool-result-turn.json"])
+async def test_gemini_cli_count_tokens_equals_the_real_turn(proxy, fixtures_dir, name):
+    recorded = agent_request(fixtures_dir, name)
+    model = recorded["path"].split("/models/")[1].split(":")[0]
+    status, _, raw = await post_gemini(proxy, f"/v1beta/models/{model}:countTokens",
+                                       {"generateContentRequest": recorded["body"]})
+    assert status == 200
+    counted = json.loads(raw)["totalTokens"]
+    proxy.fake.enqueue(Scripted(answer="Hi! How can I help?"))
+    status, _, raw = await send_as_recorded(proxy, recorded)
+    assert status == 200
+    last = json.loads(sse_frames(raw)[-1])
+    assert counted == last["usageMetadata"]["promptTokenCount"] == sent_prompt_tokens(proxy)
+
+
+async def test_sdk_count_tokens_match_the_turns_they_predict(proxy):
+    messages = [{"role": "user", "content": "Summarise: 北京 is big. ```x = 1```"}]
+    counted = await anthropic_client(proxy).messages.count_tokens(
+        model="claude-sonnet-4-6", messages=messages, system="Be brief.")
+    proxy.fake.enqueue(Scripted(answer="OK."))
+    message = await claude_message(proxy, False, messages=messages, system="Be brief.")
+    assert counted.input_tokens == message.usage.input_tokens == sent_prompt_tokens(proxy)
+
+    genai = gemini_client(proxy)
+    counted = await genai.aio.models.count_tokens(model="gemini-2.5-flash", contents="Hi 🎉")
+    proxy.fake.enqueue(Scripted(answer="Hello."))
+    [resp] = await generate(proxy, "async", False, model="gemini-2.5-flash", contents="Hi 🎉")
+    assert counted.total_tokens == resp.usage_metadata.prompt_token_count
+    assert counted.total_tokens == sent_prompt_tokens(proxy)
