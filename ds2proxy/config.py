@@ -14,7 +14,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from .config_read import ConfigError, _choice, _get, _int, _num
+from .config_values import ConfigError, _choice, _get, _int, _num, check_proxy_url
+from .health.settings import HealthSettings, parse_health
 from .keyring import KeyConfig, KeyEntryError, parse_keys
 from .observe_settings import ObserveSettings, parse_observe
 
@@ -39,6 +40,7 @@ class AccountConfig:
     area_code: str = ""
     password: str = ""
     token: str = ""
+    proxy: str = ""  # http://, socks5:// (user:pass@ allowed): this account's outbound route
 
     @property
     def identifier(self) -> str:
@@ -122,6 +124,7 @@ class Config:
     citation_style: str = "raw"
     thinking_injection: str = ""
     history_file: HistoryFileSettings = field(default_factory=HistoryFileSettings)
+    health: HealthSettings = field(default_factory=HealthSettings)
     captures_enabled: bool = False
     captures_limit: int = 20
     captures_max_body_bytes: int = 65536
@@ -164,11 +167,12 @@ def _parse_accounts(data: dict) -> tuple[AccountConfig, ...]:
         if not isinstance(item, dict):
             raise ConfigError(where, "expected an object")
         values = {}
-        for name in ("email", "mobile", "area_code", "password", "token"):
+        for name in ("email", "mobile", "area_code", "password", "token", "proxy"):
             v = item.get(name)
             if v is not None and not isinstance(v, str):
                 raise ConfigError(f"{where}.{name}", "expected a string")
             values[name] = (v or "").strip()
+        check_proxy_url(f"{where}.proxy", values["proxy"])
         acc = AccountConfig(**values)
         if not (acc.email or acc.mobile or acc.token):
             raise ConfigError(where, "needs an email, a mobile or a token")
@@ -288,6 +292,7 @@ def parse_config(data: Any) -> Config:
             _get(data, "thinking_injection.prompt", str, "")
             if _get(data, "thinking_injection.enabled", bool, False) else ""),
         history_file=_parse_history_file(data),
+        health=parse_health(data),
         captures_enabled=_get(data, "dev_captures.enabled", bool, False),
         captures_limit=_int(data, "dev_captures.limit", 20, 1, 1000),
         captures_max_body_bytes=_int(data, "dev_captures.max_body_bytes", 65536, 256),

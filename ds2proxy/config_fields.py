@@ -13,9 +13,11 @@ from dataclasses import fields
 from typing import Any
 
 from .config import HistoryFileSettings, RuntimeSettings, ServerSettings, UpstreamSettings
+from .health.settings import KINDS as HEALTH_KINDS
+from .health.settings import PacingSettings
 
 ANY = None  # a free-form value (a name → model map, per-plugin settings)
-ACCOUNT_FIELDS = ("email", "mobile", "area_code", "password", "token")
+ACCOUNT_FIELDS = ("email", "mobile", "area_code", "password", "token", "proxy")
 
 
 def _names(settings: type) -> dict[str, None]:
@@ -41,6 +43,10 @@ SCHEMA: dict[str, Any] = {
     "search": {"citation_style": ANY},
     "thinking_injection": {"enabled": ANY, "prompt": ANY},
     "history_file": _names(HistoryFileSettings),
+    "health": {"enabled": ANY, "jitter": ANY,
+               "cooldown": {kind: {"base_seconds": ANY, "max_seconds": ANY}
+                            for kind in HEALTH_KINDS},
+               "pacing": _names(PacingSettings)},
     "dev_captures": {"enabled": ANY, "limit": ANY, "max_body_bytes": ANY},
     "usage": {"enabled": ANY, "db_path": ANY, "retention_raw_days": ANY,
               "retention_hourly_days": ANY, "log_bodies": ANY, "log_body_max_bytes": ANY},

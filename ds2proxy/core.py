@@ -25,6 +25,8 @@ from .config import Config
 from .config_store import ConfigStore
 from .embeddings import EmbeddingProvider, provider_for
 from .errors import InvalidRequest, PermissionDenied
+from .health import HealthTracker
+from .health.tracker import NAMESPACE as HEALTH_NAMESPACE
 from .limits import KeyLimiter
 from .metrics import Metrics
 from .models import ModelCatalog
@@ -35,9 +37,11 @@ from .pipeline import Turn
 from .tokens import warm_up
 from .scheduler import AccountPool
 from .sse import JSONArrayWriter, SSEWriter
+from .state import open_store
 from .turn_text import estimate_prompt_tokens
 from .upstream.cleanup import SessionJanitor
 from .upstream.client import DeepSeekClient
+from .upstream.proxies import ProxySessions
 from .upstream.session import TokenKeeper
 from .usage_recorder import UsageRecorder
 
@@ -54,7 +58,8 @@ class Core:
         self.store = store
         self.models = ModelCatalog(aliases=cfg.model_aliases, claude_mapping=cfg.claude_mapping,
                                    family_fallback=cfg.family_fallback)
-        self.pool = AccountPool(cfg.accounts, cfg.runtime)
+        self.state = open_store(store.path)
+        self.pool = AccountPool(cfg.accounts, cfg.runtime, HealthTracker(cfg.health, self.state))
         self.monitor = Monitor()
         self.passthrough = VerifiedTokens()
         self.limiter = KeyLimiter()
@@ -75,26 +80,33 @@ class Core:
     def _apply(self, cfg: Config) -> None:
         """Hot reload: new limits, accounts, aliases take effect for the next request."""
         self.pool.configure(cfg.accounts, cfg.runtime)
+        self.pool.configure_health(cfg.health)
         self.models.configure(aliases=cfg.model_aliases, claude_mapping=cfg.claude_mapping,
                               family_fallback=cfg.family_fallback)
         self.captures.configure(enabled=cfg.captures_enabled, limit=cfg.captures_limit,
                                 max_body_bytes=cfg.captures_max_body_bytes)
         if self.http is not None:
             self.client.configure(cfg.upstream)
+            self.proxies.retire(a.proxy for a in cfg.accounts if a.proxy)
 
     async def lifetime(self, app: web.Application) -> AsyncIterator[None]:
-        """aiohttp cleanup context: one upstream ClientSession for the app's life.
+        """aiohttp cleanup context: one upstream ClientSession for the app's
+        life (plus one per account proxy), and the saved account health.
 
         Its connector has no connection cap (aiohttp's default is 100): the
         account pool already bounds concurrent turns, and a turn left waiting
         for a pooled connection would stall silently inside the connector.
         """
+        self.pool.health.load(await self.state.load(HEALTH_NAMESPACE))
+        self.pool.health.forget_except(s.identifier for s in self.pool.accounts())
         connector = aiohttp.TCPConnector(limit=0, limit_per_host=0)
         self.http = aiohttp.ClientSession(connector=connector, auto_decompress=True)
-        self.client = DeepSeekClient(self.http, self.config.upstream, self.captures)
+        self.proxies = ProxySessions(self.http)
+        self.client = DeepSeekClient(self.http, self.config.upstream, self.captures,
+                                     self.proxies, self.pool.proxy_for_token)
         self.metrics.instrument(self.client)
         await self.usage.open()
-        self.keeper = TokenKeeper(self.client, self.store)
+        self.keeper = TokenKeeper(self.client, self.store, self.pool.health)
         self.janitor = SessionJanitor(self.client)
         await warm_up()
         try:
@@ -103,8 +115,10 @@ class Core:
             try:
                 await self.store.settled()  # a write begun is finished before exit
                 await self.janitor.close()
+                await self.proxies.close()
                 await self.http.close()
                 self.http = None
+                await self.state.close()
             finally:
                 await self.usage.close()
 

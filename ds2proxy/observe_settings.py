@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .config_read import ConfigError, _choice, _get, _int
+from .config_values import ConfigError, _choice, _get, _int
 
 LOG_FORMATS = ("text", "json")
 

@@ -32,9 +32,11 @@ from .errors import (
     ProxyError,
     RateLimited,
     UpstreamError,
+    UpstreamRateLimited,
     UpstreamTimeout,
 )
 from .failover import Attempts
+from .health import classify
 from .overlap import both
 from .shaping import ShapingSettings, TurnShaper
 from .structured import JSONOutputError, repair_prompt
@@ -138,6 +140,7 @@ class Turn:
             try:
                 await self._attempts.within(self._open_on(creds))
             except UpstreamError as exc:
+                self._blame(creds, exc)
                 creds.release()
                 self.core.monitor.account_error(creds.identifier, exc.detail or exc.message)
                 if not self._attempts.may_retry(exc, managed=creds.managed):
@@ -152,6 +155,16 @@ class Turn:
             self.account = creds.identifier
             request_record.note_account(creds.identifier if creds.managed else "")
             return
+
+    def _blame(self, creds: Credentials | None, exc: BaseException) -> None:
+        """Tell the pool's health tracker when a failure is the account's."""
+        failure = classify(exc)
+        if creds is not None and creds.managed and failure is not None:
+            self.core.pool.health.failed(creds.identifier, failure)
+
+    def _credit(self) -> None:
+        if self._creds is not None and self._creds.managed:
+            self.core.pool.health.succeeded(self._creds.identifier)
 
     async def _credentials(self) -> Credentials:
         if not self.caller.managed:
@@ -276,8 +289,10 @@ class Turn:
                         if type(event) in request_record.NOTED:
                             request_record.note_event(event)
                         yield event
+                    self._credit()
                     return
                 except ProxyError as exc:
+                    self._blame(self._creds, exc)
                     if shaper.emitted or not self._can_fail_over(exc):
                         error = exc if shaper.emitted else self._attempts.final(exc)
                         self.core.monitor.request_error(error.operator_message)
@@ -351,7 +366,8 @@ class Turn:
             done = shaper.stopped or shaper.filtered is not None
             if not done and not shaper.has_visible_output:
                 if retried_empty:
-                    raise RateLimited(
+                    # An account-level rate limit: fails over like an upstream 429.
+                    raise UpstreamRateLimited(
                         "Upstream account hit a rate limit and returned "
                         + ("reasoning without visible output." if shaper.reasoning
                            else "empty output."), retry_after=10, code="upstream_empty_output")

@@ -16,7 +16,7 @@ from ..keyring import secret_of
 from ..errors import InvalidRequest, NotFound, ProxyError
 from .masking import ADMIN_SECRETS, key_id
 
-ACCOUNT_FIELDS = ("email", "mobile", "area_code", "password", "token")
+ACCOUNT_FIELDS = ("email", "mobile", "area_code", "password", "token", "proxy")
 IMPORT_MODES = ("merge", "replace")
 
 
@@ -151,6 +151,18 @@ def remove_account(data: dict[str, Any], identifier: str) -> int:
         raise NotFound(f"no account {identifier}")
     del accounts[index]
     return len(accounts)
+
+
+def set_account_proxy(data: dict[str, Any], identifier: str, proxy: str) -> None:
+    """Set (or with "" remove) one account's outbound proxy."""
+    accounts = _accounts(data)
+    index = _index_of(accounts, identifier)
+    if index is None:
+        raise NotFound(f"no account {identifier}")
+    if proxy:
+        accounts[index]["proxy"] = proxy
+    else:
+        accounts[index].pop("proxy", None)
 
 
 def upsert_accounts(data: dict[str, Any], incoming: Iterable[dict[str, str]]) -> tuple[int, int]:

@@ -45,6 +45,8 @@ def add_api_routes(app: web.Application, ctx: AdminContext) -> None:
         ("DELETE", "/admin/accounts/{identifier}", accounts.delete),
         ("POST", "/admin/accounts/test", accounts.test_one),
         ("POST", "/admin/accounts/test-all", accounts.test_all),
+        ("POST", "/admin/accounts/{identifier}/{action:disable|enable|reset}", accounts.health),
+        ("PUT", "/admin/accounts/{identifier}/proxy", accounts.set_proxy),
         ("GET", "/admin/queue/status", accounts.queue_status),
         ("POST", "/admin/test", accounts.self_test),
         ("GET", "/admin/overview", status.overview),

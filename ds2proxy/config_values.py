@@ -1,8 +1,12 @@
-"""Typed readers for the raw config document; each error names its field."""
+"""Typed reads of config fields: each failure is a ConfigError naming the
+field, so the admin and the CLI can point at what to fix."""
 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
+
+PROXY_SCHEMES = ("http", "socks5", "socks4")
 
 
 class ConfigError(ValueError):
@@ -56,3 +60,18 @@ def _choice(data: dict, path: str, default: str, allowed: tuple[str, ...]) -> st
     if value not in allowed:
         raise ConfigError(path, f"must be one of {', '.join(allowed)}; got {value!r}")
     return value
+
+
+def check_proxy_url(path: str, url: str) -> None:
+    """An outbound proxy: ``scheme://[user:pass@]host:port`` with a known scheme."""
+    if not url:
+        return
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise ConfigError(path, "is not a valid proxy URL") from None
+    if parts.scheme not in PROXY_SCHEMES:
+        raise ConfigError(path, f"scheme must be one of {', '.join(PROXY_SCHEMES)}")
+    if not parts.hostname or port is None:
+        raise ConfigError(path, "needs a host and a port, e.g. socks5://127.0.0.1:1080")
