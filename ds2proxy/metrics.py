@@ -41,15 +41,17 @@ class _PoolCollector(Collector):
                                 value=pool.inflight)
         yield GaugeMetricFamily("ds2proxy_pool_queued", "Requests waiting for an account",
                                 value=pool.waiting)
-        states = GaugeMetricFamily("ds2proxy_pool_accounts", "Accounts by state",
+        states = GaugeMetricFamily("ds2proxy_pool_accounts", "Accounts by health state",
                                    labels=["state"])
         accounts = pool.accounts()
-        busy = sum(1 for a in accounts if a.inflight)
-        errored = sum(1 for a in accounts if getattr(a, "last_error", ""))
-        states.add_metric(["busy"], busy)
-        states.add_metric(["idle"], len(accounts) - busy)
-        states.add_metric(["last_call_failed"], errored)
+        counts = pool.health.counts(a.identifier for a in accounts)
+        for state, count in sorted(counts.items()):
+            states.add_metric([state], count)
         yield states
+        busy = GaugeMetricFamily("ds2proxy_pool_accounts_busy",
+                                 "Accounts with at least one lease held now")
+        busy.add_metric([], sum(1 for a in accounts if a.inflight))
+        yield busy
 
 
 class Metrics:

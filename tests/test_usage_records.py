@@ -208,6 +208,20 @@ async def test_metrics_counters_move_by_exactly_the_requests_sent(proxy_factory)
     assert moved("ds2proxy_pow_solve_seconds_count") == len(sent)
     assert ("ds2proxy_pool_inflight", ()) in after
     assert not any("x" * 50 in str(k) for k in after)
+    accounts = len(proxy.core.pool.accounts())
+    assert total(after, "ds2proxy_pool_accounts", state="healthy") == accounts
+
+
+async def test_the_accounts_gauge_follows_account_health(proxy: Proxy):
+    headers = {"Authorization": f"Bearer {proxy.admin_key}"}
+    first = proxy.core.pool.accounts()[0].identifier
+    proxy.core.pool.health.disable(first)
+    async with aiohttp.ClientSession() as http:
+        async with http.get(proxy.url + "/metrics", headers=headers) as resp:
+            samples = scrape(await resp.text())
+    accounts = len(proxy.core.pool.accounts())
+    assert total(samples, "ds2proxy_pool_accounts", state="disabled") == 1
+    assert total(samples, "ds2proxy_pool_accounts", state="healthy") == accounts - 1
 
 
 async def test_metrics_are_closed_to_other_sites_and_keys(proxy: Proxy):
