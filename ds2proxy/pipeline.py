@@ -3,8 +3,9 @@ continue rounds → canonical events.
 
 :meth:`Turn.open` does everything up to the first upstream byte and fails
 over to another managed account on account-level errors, so a failure there
-becomes a plain HTTP error. :meth:`Turn.events` then streams; a failure after
-events went out ends the stream with an :class:`ErrorEvent`, never silently.
+becomes a plain HTTP error. :meth:`Turn.events` then streams; a failure
+raises its :class:`ProxyError`, which :func:`ds2proxy.relay.relay` turns
+into an HTTP error or an in-band one (never a silent cut).
 The lease is released in ``finally`` on every path: normal end, error,
 client disconnect (the consumer stops iterating) and cancellation.
 """
@@ -22,7 +23,7 @@ import aiohttp
 
 from . import pow as pow_solver
 from .auth import Caller
-from .canonical import ChatRequest, ErrorEvent, TurnEvent, TurnResult
+from .canonical import ChatRequest, TurnEvent, TurnResult
 from .collect import TurnCollector
 from .errors import (
     ContentFiltered,
@@ -263,7 +264,9 @@ class Turn:
     # -- streaming ---------------------------------------------------------------
 
     async def events(self) -> AsyncIterator[TurnEvent]:
-        """Canonical events; failures after output become one ErrorEvent."""
+        """Canonical events. A failure raises its ProxyError (after a
+        fail-over, when one is allowed and nothing was emitted yet); the
+        relay or the route wrapper reports it — the turn records nothing."""
         try:
             while True:
                 shaper = self._new_shaper()
@@ -273,24 +276,11 @@ class Turn:
                     return
                 except ProxyError as exc:
                     if shaper.emitted or not self._can_fail_over(exc):
-                        error = exc if shaper.emitted else self._attempts.final(exc)
-                        self.core.monitor.request_error(error.operator_message)
-                        yield ErrorEvent(error)
-                        return
-                    try:
-                        await self._fail_over(exc)
-                    except ProxyError as again:
-                        yield ErrorEvent(again)
-                        return
+                        raise (exc if shaper.emitted else self._attempts.final(exc)) from None
+                    await self._fail_over(exc)
                 except Exception as exc:
-                    # A bug must still end the stream in the family's own
-                    # error shape, never as a silent cut the client mistakes
-                    # for a dropped connection.
                     log.exception("turn %s failed unexpectedly", self.id)
-                    error = ProxyError(f"internal error: {type(exc).__name__}")
-                    self.core.monitor.request_error(error.message)
-                    yield ErrorEvent(error)
-                    return
+                    raise ProxyError(f"internal error: {type(exc).__name__}") from exc
         finally:
             await self.aclose()
 
@@ -443,8 +433,6 @@ class Turn:
         """The whole turn; errors raise (nothing has been sent to the client)."""
         collector = TurnCollector()
         async for event in self.events():
-            if isinstance(event, ErrorEvent):
-                raise event.error
             collector.add(event)
         result = collector.result(self.id)
         if result.finish == "content_filter" and not result.text and not result.calls:

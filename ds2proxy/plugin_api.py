@@ -28,6 +28,17 @@ It is called once at start-up. Through ``api`` a plugin may:
   ``ndjson(request, heartbeat)`` for stream writers, ``embeddings(dimensions)``
   for the configured embeddings provider (None when off), and
   ``config`` (read-only settings).
+- ``await api.relay(writer, turn.events(), renderer)`` — stream a turn:
+  the one relay every dialect uses. ``renderer`` follows
+  :class:`ds2proxy.relay.Renderer`: ``frames(event)`` (the frames of one
+  canonical event), ``error(error)`` (the in-band error frames, any
+  terminator included) and ``end()`` (the closing frames, e.g. ``[DONE]``);
+  a frame is a JSON-able payload, or ``(event name, payload)`` for a named
+  SSE event. The relay owns pacing and keep-alives, writes the frames of
+  one event together, ends with the writer's terminator, and decides the
+  error path: a failure before anything was sent raises (the route answers
+  with a plain HTTP error in its ``errors`` shape), a later one is written
+  in-band and then raised, so the route records it once either way.
 - read ``api.settings``: the plugin's own section of the config (the object
   under ``plugins.<name>``), empty when absent.
 
@@ -55,9 +66,12 @@ from .formats.errors import (
     ollama_error,
     openai_error,
 )
+from .relay import Renderer, relay
 from .sse import STREAM_KEY, ClientGone
 
 log = logging.getLogger("ds2proxy.plugins")
+
+__all__ = ["PluginAPI", "PluginInfo", "Renderer", "relay", "wrap_handler", "request_ended"]
 
 GROUP = "ds2proxy.plugins"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -82,6 +96,7 @@ class PluginInfo:
 class PluginAPI:
     errors = SimpleNamespace(openai=openai_error, anthropic=anthropic_error, google=google_error,
                              ollama=ollama_error)
+    relay = staticmethod(relay)
 
     def __init__(self, core: Any, name: str) -> None:
         self.core = core
@@ -97,15 +112,16 @@ class PluginAPI:
 
 
 def wrap_handler(handler: Handler, errors: ErrorStyle, core: Any) -> Handler:
-    """Render ProxyErrors in the route's shape; count requests for the monitor."""
+    """Render ProxyErrors in the route's shape; every request ends in
+    :func:`request_ended`, the one place its outcome is recorded."""
 
     async def wrapped(request: web.Request) -> web.StreamResponse:
         core.monitor.request_started()
+        failure: ProxyError | None = None
         try:
             return await handler(request)
         except ProxyError as exc:
-            core.monitor.request_error(exc.operator_message, status=exc.status,
-                                       path=request.path)
+            failure = exc
             if exc.account:
                 log.warning("%s failed: %s", request.path, exc.operator_message)
             return await _error_response(request, errors, exc)
@@ -116,13 +132,22 @@ def wrap_handler(handler: Handler, errors: ErrorStyle, core: Any) -> Handler:
             raise
         except Exception as exc:
             log.exception("unhandled error in %s", request.path)
-            err = ProxyError(f"internal error: {type(exc).__name__}")
-            core.monitor.request_error(err.message, status=500, path=request.path)
-            return await _error_response(request, errors, err)
+            failure = ProxyError(f"internal error: {type(exc).__name__}")
+            return await _error_response(request, errors, failure)
         finally:
-            core.monitor.request_finished()
+            request_ended(core, request, failure)
 
     return wrapped
+
+
+def request_ended(core: Any, request: web.Request, failure: ProxyError | None) -> None:
+    """A request is over (answered, failed before or after its first byte,
+    or abandoned by the client): the single point that records its outcome,
+    so a failed request counts as one error however far it got."""
+    if failure is not None:
+        core.monitor.request_error(failure.operator_message, status=failure.status,
+                                   path=request.path)
+    core.monitor.request_finished()
 
 
 async def _error_response(request: web.Request, errors: ErrorStyle,

@@ -80,7 +80,8 @@ def test_signature_is_stable_and_opaque():
 
 def render(events) -> list[tuple[str, dict]]:
     renderer = MessagesStreamRenderer(CHAT, "msg_s", 42)
-    frames = [frame for event in events for frame in renderer.render(event)]
+    frames = [frame for event in events for frame in (
+        renderer.error(event.error) if isinstance(event, ErrorEvent) else renderer.frames(event))]
     return frames + renderer.finish()
 
 
@@ -175,6 +176,6 @@ def test_low_confidence_call_deltas_reach_their_block():
 
 def test_finish_is_emitted_once():
     renderer = MessagesStreamRenderer(CHAT, "m", 1)
-    frames = renderer.render(Finish("stop"))
+    frames = renderer.frames(Finish("stop"))
     assert [n for n, _ in frames].count("message_stop") == 1
     assert renderer.finish() == [] and renderer.finished

@@ -74,7 +74,8 @@ def test_citations_become_citation_metadata():
 
 def render_all(events, **kwargs) -> list[dict]:
     renderer = StreamRenderer(CHAT, "resp-1", **kwargs)
-    return [chunk for event in events for chunk in renderer.render(event)]
+    return [chunk for event in events for chunk in (
+        renderer.error(event.error) if isinstance(event, ErrorEvent) else renderer.frames(event))]
 
 
 def parts_of(chunks: list[dict]) -> list[dict]:

@@ -22,7 +22,6 @@ from ..canonical import (
     AttachmentPart,
     ChatRequest,
     Citation,
-    ErrorEvent,
     Finish,
     Message,
     Part,
@@ -43,6 +42,7 @@ from ..canonical import (
     Usage,
 )
 from ..errors import InvalidRequest, ProxyError
+from ..relay import relay
 from ..thinking import thinking_override
 from ..toolcall.choice import parse_openai_tool_choice
 from . import json_response
@@ -418,8 +418,8 @@ class ChatStreamRenderer:
             delta = {"role": "assistant", **delta}
         return self._chunk(delta)
 
-    def render(self, event: TurnEvent) -> list[dict]:
-        """Chunks for one event; an ErrorEvent yields the in-band error frame."""
+    def frames(self, event: TurnEvent) -> list[Any]:
+        """Chunks for one event."""
         out: list[dict] = []
         if self.style.opening_chunk and not self._started:
             out.append(self._delta({"content": ""}))
@@ -446,9 +446,14 @@ class ChatStreamRenderer:
             self._usage = event
         elif isinstance(event, Finish):
             out += self._finish(event)
-        elif isinstance(event, ErrorEvent):
-            out.append(self.error_frame(event.error))
         return out
+
+    def error(self, error: ProxyError) -> list[Any]:
+        """The in-band error chunk, then the ``[DONE]`` terminator."""
+        return [self.error_frame(error), "[DONE]"]
+
+    def end(self) -> list[Any]:
+        return ["[DONE]"]
 
     def _call_frame(self, start: ToolCallStart, arguments: str) -> dict:
         return self._delta({"tool_calls": [{"index": start.index, "id": start.id,
@@ -496,11 +501,5 @@ async def respond_chat(core: Any, request: web.Request, turn: Any, chat: ChatReq
     if not chat.stream:
         result = await turn.collect()
         return json_response(chat_completion(result, chat, turn.created, style))
-    writer = core.sse(request)
     renderer = ChatStreamRenderer(chat, turn.id, turn.created, style)
-    async for event in writer.pace(turn.events()):
-        if isinstance(event, ErrorEvent) and not writer.prepared:
-            raise event.error
-        for chunk in renderer.render(event):
-            await writer.send(chunk)
-    return await writer.done()
+    return await relay(core.sse(request), turn.events(), renderer)
