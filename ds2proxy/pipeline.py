@@ -17,9 +17,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
-
-import aiohttp
+from typing import TYPE_CHECKING
 
 from . import pow as pow_solver
 from .auth import Caller
@@ -32,7 +30,6 @@ from .errors import (
     ProxyError,
     RateLimited,
     UpstreamError,
-    UpstreamTimeout,
 )
 from .failover import Attempts
 from .overlap import both
@@ -55,6 +52,7 @@ from .upstream.files import (
     with_uploaded_ids,
 )
 from .upstream.patch import StreamParser
+from .upstream.rounds import CONTINUE_PATH, completion_body, continue_body, read_rounds
 from .upstream.session import Credentials, with_refresh
 
 if TYPE_CHECKING:
@@ -63,11 +61,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("ds2proxy.pipeline")
 
-CONTINUE_PATH = "/api/v0/chat/continue"
 EMPTY_RETRY_SUFFIX = ("\n\nPrevious reply had no visible output. Please regenerate the visible "
                       "final answer or tool call now.")
-_SAMPLING = ("temperature", "top_p", "max_tokens", "max_completion_tokens", "presence_penalty",
-             "frequency_penalty", "stop")
 HISTORY_MIME = "text/plain"
 
 
@@ -226,7 +221,7 @@ class Turn:
 
     async def _start_completion(self, creds: Credentials, prompt: str, parent: int | None,
                                 pow_header: str = "") -> None:
-        body = self._completion_body(prompt, parent)
+        body = completion_body(self.chat, self._session_id, prompt, parent, self._file_ids)
         for attempt in range(2):
             self._pow_header = pow_header if pow_header and not attempt else (
                 await self._solve_pow(creds))
@@ -247,32 +242,26 @@ class Turn:
         answer = await pow_solver.solve(challenge)
         return pow_solver.encode_header(challenge, answer)
 
-    def _completion_body(self, prompt: str, parent: int | None) -> dict[str, Any]:
-        chat = self.chat
-        body: dict[str, Any] = {
-            "chat_session_id": self._session_id,
-            "model_type": chat.model.model_type,
-            "parent_message_id": parent,
-            "prompt": prompt,
-            "ref_file_ids": list(self._file_ids),
-            "thinking_enabled": chat.thinking_enabled,
-            "search_enabled": chat.model.search,
-        }
-        body.update({k: v for k, v in chat.sampling.items() if k in _SAMPLING and v is not None})
-        return body
-
     # -- streaming ---------------------------------------------------------------
 
     async def events(self) -> AsyncIterator[TurnEvent]:
-        """Canonical events. A failure raises its ProxyError (after a
-        fail-over, when one is allowed and nothing was emitted yet); the
-        relay or the route wrapper reports it — the turn records nothing."""
+        """Canonical events, one by one (see :meth:`batches`)."""
+        async for batch in self.batches():
+            for event in batch:
+                yield event
+
+    async def batches(self) -> AsyncIterator[list[TurnEvent]]:
+        """Canonical events, in batches of what one upstream read produced.
+
+        A failure raises its ProxyError (after a fail-over, when one is
+        allowed and nothing was emitted yet); the relay or the route wrapper
+        reports it — the turn records nothing."""
         try:
             while True:
                 shaper = self._new_shaper()
                 try:
-                    async for event in self._before_deadline(self._run(shaper)):
-                        yield event
+                    async for batch in self._before_deadline(self._run(shaper)):
+                        yield batch
                     return
                 except ProxyError as exc:
                     if shaper.emitted or not self._can_fail_over(exc):
@@ -293,20 +282,19 @@ class Turn:
     def _citations(self) -> list[tuple[int, str, str]]:
         return self._parser.citations()
 
-    async def _before_deadline(self, events: AsyncIterator[TurnEvent]
-                               ) -> AsyncIterator[TurnEvent]:
-        """``events``, bounded by the first-output deadline until the
-        upstream's first output arrives."""
-        iterator = aiter(events)
-        while True:
+    async def _before_deadline(self, batches: AsyncIterator[list[TurnEvent]]
+                               ) -> AsyncIterator[list[TurnEvent]]:
+        """``batches``, bounded by the first-output deadline until the
+        upstream's first output arrives (then read without a timer)."""
+        iterator = aiter(batches)
+        while not self._heard:
             try:
-                if self._heard:
-                    event = await anext(iterator)
-                else:
-                    event = await self._attempts.within(anext(iterator))
+                batch = await self._attempts.within(anext(iterator))
             except StopAsyncIteration:
                 return
-            yield event
+            yield batch
+        async for batch in iterator:
+            yield batch
 
     def _can_fail_over(self, exc: ProxyError) -> bool:
         return self._creds is not None and self._attempts.may_retry(
@@ -322,13 +310,14 @@ class Turn:
         self._creds = None
         await self.open()
 
-    async def _run(self, shaper: TurnShaper) -> AsyncIterator[TurnEvent]:
+    async def _run(self, shaper: TurnShaper) -> AsyncIterator[list[TurnEvent]]:
         retried_empty = repaired = False
         while True:
-            async for event in self._consume(shaper):
-                yield event
-            for event in shaper.flush():
-                yield event
+            async for batch in self._consume(shaper):
+                yield batch
+            flushed = shaper.flush()
+            if flushed:
+                yield flushed
             done = shaper.stopped or shaper.filtered is not None
             if not done and not shaper.has_visible_output:
                 if retried_empty:
@@ -351,72 +340,60 @@ class Turn:
                     shaper.restart_answer()
                     await self._ask_again(repair_prompt(str(exc), self.chat.response_format))
                     continue
-                for event in events:
-                    yield event
+                if events:
+                    yield events
             break
-        for event in shaper.tail():
-            yield event
+        tail = shaper.tail()
+        if tail:
+            yield tail
 
-    async def _consume(self, shaper: TurnShaper) -> AsyncIterator[TurnEvent]:
-        """Feed one upstream answer (all its rounds) through the shaper."""
+    async def _consume(self, shaper: TurnShaper) -> AsyncIterator[list[TurnEvent]]:
+        """Feed one upstream answer (all its rounds) through the shaper, a
+        batch of canonical events per upstream read."""
         hint = None
-        async for up in self._read_rounds():
-            if isinstance(up, TextChunk):
-                self._heard = True
-                events = (shaper.on_reasoning(up.text) if up.kind == "thinking"
-                          else shaper.on_answer(up.text))
-                for event in events:
-                    yield event
-                if shaper.stopped:
-                    return
-            elif isinstance(up, FilterEvent):
-                self.filter_template = up.template
-                shaper.on_filtered(up.template)
-            elif isinstance(up, Hint):
-                hint = up
-            elif isinstance(up, UpstreamFault):
-                raise UpstreamError(f"upstream error: {up.message}")
+        resp = self._resp
+        assert resp is not None
+        reads = read_rounds(resp, self._parser, self._continue,
+                            max_rounds=self._config.upstream.max_continue_rounds,
+                            silence=self._config.upstream.silence_timeout_seconds)
+        async for batch in reads:
+            out: list[TurnEvent] = []
+            for up in batch:
+                if type(up) is TextChunk:
+                    self._heard = True
+                    out += (shaper.on_reasoning(up.text) if up.kind == "thinking"
+                            else shaper.on_answer(up.text))
+                    if shaper.stopped:
+                        break
+                elif isinstance(up, FilterEvent):
+                    self.filter_template = up.template
+                    shaper.on_filtered(up.template)
+                elif isinstance(up, Hint):
+                    hint = up
+                elif isinstance(up, UpstreamFault):
+                    if out:
+                        yield out
+                    raise UpstreamError(f"upstream error: {up.message}")
+            if out:
+                yield out
+            if shaper.stopped:
+                await reads.aclose()
+                return
         if hint is not None and hint.finish_reason == "input_exceeds_limit":
             raise InvalidRequest("the conversation exceeds the upstream input limit",
                                  code="context_length_exceeded")
         if hint is None and shaper.filtered is None and not self._parser.ended:
             raise UpstreamError("upstream stream ended before the answer was complete")
 
-    async def _read_rounds(self) -> AsyncIterator[Any]:
-        parser = self._parser
-        rounds = 0
-        while True:
-            parser.start_round()
-            resp = self._resp
-            assert resp is not None
-            try:
-                async for line in resp.lines():
-                    for event in parser.feed_line(line):
-                        yield event
-            except TimeoutError:
-                resp.release("silence timeout")
-                silence = self._config.upstream.silence_timeout_seconds
-                raise UpstreamTimeout(f"the upstream stream sent nothing for {silence:g} s "
-                                      "(upstream.silence_timeout_seconds)") from None
-            except aiohttp.ClientError as exc:
-                resp.release(type(exc).__name__)
-                raise UpstreamError(f"upstream stream broke: {type(exc).__name__}") from None
-            finally:
-                resp.release()
-            limit = self.core.config.upstream.max_continue_rounds
-            if not parser.should_continue or rounds >= limit or not parser.response_message_id:
-                return
-            rounds += 1
-            self.continue_calls += 1
-            await self._continue(parser.response_message_id)
-
-    async def _continue(self, message_id: int) -> None:
+    async def _continue(self, message_id: int) -> UpstreamStream:
+        """Open the next continue round of the current answer."""
         assert self._creds is not None
-        body = {"chat_session_id": self._session_id, "message_id": message_id,
-                "fallback_to_resume": True}
+        self.continue_calls += 1
+        body = continue_body(self._session_id, message_id)
         self._resp = await with_refresh(
             self._creds, self.core.keeper,
             lambda t: self.core.client.open_stream(CONTINUE_PATH, t, self._pow_header, body))
+        return self._resp
 
     async def _ask_again(self, prompt: str) -> None:
         """A follow-up message in the same session (spec §12 empty-output retry,
@@ -432,8 +409,9 @@ class Turn:
     async def collect(self) -> TurnResult:
         """The whole turn; errors raise (nothing has been sent to the client)."""
         collector = TurnCollector()
-        async for event in self.events():
-            collector.add(event)
+        async for batch in self.batches():
+            for event in batch:
+                collector.add(event)
         result = collector.result(self.id)
         if result.finish == "content_filter" and not result.text and not result.calls:
             raise ContentFiltered(self.filter_template or "the answer was filtered upstream")

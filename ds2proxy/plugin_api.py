@@ -21,14 +21,15 @@ It is called once at start-up. Through ``api`` a plugin may:
   the request sends none),
   ``resolve_model(name, family=…) -> ResolvedModel``,
   ``async with turn(chat_request, caller) as turn:`` (then
-  ``turn.events()`` for a stream of :mod:`ds2proxy.canonical` events, or
+  ``api.relay`` below to stream it, ``turn.events()`` for the
+  :mod:`ds2proxy.canonical` events one by one, or
   ``await turn.collect()``; ``turn.id``, ``turn.created``,
   ``turn.prompt_tokens``), ``await prompt_tokens(chat_request)`` for
   count-tokens routes, ``sse(request)`` / ``json_array(request)`` /
   ``ndjson(request, heartbeat)`` for stream writers, ``embeddings(dimensions)``
   for the configured embeddings provider (None when off), and
   ``config`` (read-only settings).
-- ``await api.relay(writer, turn.events(), renderer)`` — stream a turn:
+- ``await api.relay(writer, turn, renderer)`` — stream a turn:
   the one relay every dialect uses. ``renderer`` follows
   :class:`ds2proxy.relay.Renderer`: ``frames(event)`` (the frames of one
   canonical event), ``error(error)`` (the in-band error frames, any

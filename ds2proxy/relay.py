@@ -1,9 +1,10 @@
 """The one relay from a turn to a streaming client.
 
 Every streaming route of every dialect goes through :func:`relay`: it reads
-the turn's canonical events under the writer's keep-alive pacing, asks the
-dialect's :class:`Renderer` for the frames of each event and writes them
-(all frames of one event in one write), and ends the stream with the
+the turn's canonical events under the writer's keep-alive pacing (a batch
+per upstream read: what had already arrived, never held back), asks the
+dialect's :class:`Renderer` for the frames of each event and queues the
+frames of a batch as one write, and ends the stream with the
 renderer's end frames and the writer's terminator.
 
 A failure takes one path. While nothing has been sent, the
@@ -48,16 +49,28 @@ class Renderer(Protocol):
         ...
 
 
-async def relay(writer: StreamWriter, events: AsyncIterator[TurnEvent],
+class EventSource(Protocol):
+    """What the relay streams: a turn (anything with its ``batches``)."""
+
+    def batches(self) -> AsyncIterator[list[TurnEvent]]:
+        """Canonical events, a batch per upstream read (never held back)."""
+        ...
+
+
+async def relay(writer: StreamWriter, turn: EventSource,
                 renderer: Renderer) -> web.StreamResponse:
-    """Stream ``events`` through ``renderer`` to ``writer`` and end it.
+    """Stream ``turn`` through ``renderer`` to ``writer`` and end it.
 
     Raises the turn's ProxyError (after the in-band error when the stream
     had begun) and :class:`ClientGone` when the client left.
     """
     try:
-        async for event in writer.pace(events):
-            frames = renderer.frames(event)
+        render = renderer.frames
+        async for batch in writer.pace(turn.batches()):
+            if len(batch) == 1:
+                frames = render(batch[0])
+            else:
+                frames = [frame for event in batch for frame in render(event)]
             if frames:
                 await writer.send_all(frames)
     except ProxyError as exc:

@@ -453,4 +453,4 @@ async def respond_messages(core: Any, request: web.Request, turn: Any,
         result = await turn.collect()
         return json_response(message_object(result, chat, message_id))
     renderer = MessagesStreamRenderer(chat, message_id, turn.prompt_tokens)
-    return await relay(core.sse(request), turn.events(), renderer)
+    return await relay(core.sse(request), turn, renderer)

@@ -502,4 +502,4 @@ async def respond_chat(core: Any, request: web.Request, turn: Any, chat: ChatReq
         result = await turn.collect()
         return json_response(chat_completion(result, chat, turn.created, style))
     renderer = ChatStreamRenderer(chat, turn.id, turn.created, style)
-    return await relay(core.sse(request), turn.events(), renderer)
+    return await relay(core.sse(request), turn, renderer)

@@ -146,6 +146,16 @@ class StreamParser:
 
     # -- lines ----------------------------------------------------------------
 
+    def feed_lines(self, lines: list[str]) -> list[UpstreamEvent]:
+        """The events of several lines, in order (one call per read)."""
+        out: list[UpstreamEvent] = []
+        feed = self.feed_line
+        for line in lines:
+            events = feed(line)
+            if events:
+                out += events
+        return out
+
     def feed_line(self, line: str) -> list[UpstreamEvent]:
         """Parse one line (no newline): ``event: x``, ``data: {…}``, ``: …`` or ``""``."""
         if line.endswith("\r"):

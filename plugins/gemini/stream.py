@@ -116,4 +116,4 @@ async def respond_stream(core: Any, request: web.Request, turn: Any,
                          gemini: GeminiRequest) -> web.StreamResponse:
     """Relay an open turn as chunks; an error before the first byte stays an HTTP error."""
     renderer = StreamRenderer(gemini.chat, turn.id, show_thoughts=gemini.show_thoughts)
-    return await relay(stream_writer(core, request), turn.events(), renderer)
+    return await relay(stream_writer(core, request), turn, renderer)

@@ -53,7 +53,7 @@ class TurnRoutes:
             return json_response(whole_object(result, name, kind, clock))
         renderer = StreamRenderer(name, kind, clock)
         writer = self.core.ndjson(request, renderer.heartbeat)
-        return await relay(writer, turn.events(), renderer)
+        return await relay(writer, turn, renderer)
 
 
 class EmbedRoutes:

@@ -67,7 +67,7 @@ class ResponsesRoutes:
                       parsed: ResponsesRequest, owner: str) -> web.StreamResponse:
         renderer = ResponsesStreamRenderer(
             builder, lambda: self._keep(owner, parsed, builder.response()))
-        return await relay(self.core.sse(request), turn.events(), renderer)
+        return await relay(self.core.sse(request), turn, renderer)
 
     def _history(self, owner: str, body: dict) -> list[Any]:
         """The stored conversation ``previous_response_id`` continues, if any."""

@@ -44,7 +44,7 @@ def register(api: PluginAPI) -> None:
                 result = await turn.collect()
                 return web.json_response({"answer": result.text, "thinking": result.reasoning,
                                           "model": model.requested})
-            return await api.relay(core.sse(request), turn.events(), HelloRenderer())
+            return await api.relay(core.sse(request), turn, HelloRenderer())
 
     api.route("POST", "/hello/v1/ask", ask, errors=api.errors.openai)
 

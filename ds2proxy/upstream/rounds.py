@@ -1,0 +1,77 @@
+"""One DeepSeek answer on the wire: the completion and continue request
+bodies, and the continue-round loop that reads an answer to its end.
+
+The loop hands the parser every complete line of a read at once and yields
+the upstream events of that read as one batch, so an answer costs one trip
+through the consumer's generators per socket read, not per token; nothing
+is held back (a batch is only what had already arrived).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import aiohttp
+
+from ..canonical import ChatRequest
+from ..errors import UpstreamError, UpstreamTimeout
+from .client import UpstreamStream
+from .events import UpstreamEvent
+from .patch import StreamParser
+
+CONTINUE_PATH = "/api/v0/chat/continue"
+SAMPLING = ("temperature", "top_p", "max_tokens", "max_completion_tokens", "presence_penalty",
+            "frequency_penalty", "stop")
+
+Reopen = Callable[[int], Awaitable[UpstreamStream]]
+
+
+def completion_body(chat: ChatRequest, session_id: str, prompt: str, parent: int | None,
+                    file_ids: list[str]) -> dict[str, Any]:
+    """The ``/chat/completion`` body for ``prompt`` in ``session_id``."""
+    body: dict[str, Any] = {
+        "chat_session_id": session_id,
+        "model_type": chat.model.model_type,
+        "parent_message_id": parent,
+        "prompt": prompt,
+        "ref_file_ids": list(file_ids),
+        "thinking_enabled": chat.thinking_enabled,
+        "search_enabled": chat.model.search,
+    }
+    body.update({k: v for k, v in chat.sampling.items() if k in SAMPLING and v is not None})
+    return body
+
+
+def continue_body(session_id: str, message_id: int) -> dict[str, Any]:
+    """The ``/chat/continue`` body that resumes an INCOMPLETE answer."""
+    return {"chat_session_id": session_id, "message_id": message_id,
+            "fallback_to_resume": True}
+
+
+async def read_rounds(resp: UpstreamStream, parser: StreamParser, reopen: Reopen, *,
+                      max_rounds: int, silence: float
+                      ) -> AsyncIterator[list[UpstreamEvent]]:
+    """The upstream events of one answer, a batch per read, continue rounds
+    included (``reopen(message_id)`` opens the next round's stream)."""
+    rounds = 0
+    while True:
+        parser.start_round()
+        try:
+            async for lines in resp.line_batches():
+                events = parser.feed_lines(lines)
+                if events:
+                    yield events
+        except TimeoutError:
+            resp.release("silence timeout")
+            raise UpstreamTimeout(f"the upstream stream sent nothing for {silence:g} s "
+                                  "(upstream.silence_timeout_seconds)") from None
+        except aiohttp.ClientError as exc:
+            resp.release(type(exc).__name__)
+            raise UpstreamError(f"upstream stream broke: {type(exc).__name__}") from None
+        finally:
+            resp.release()
+        if not parser.should_continue or rounds >= max_rounds or not parser.response_message_id:
+            return
+        rounds += 1
+        resp = await reopen(parser.response_message_id)
