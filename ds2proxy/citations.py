@@ -24,8 +24,8 @@ class CitationRewriter:
         self._held = ""
 
     def feed(self, text: str) -> str:
-        if self.style == "raw":
-            return text
+        if self.style == "raw" or ("[" not in text and not self._held):
+            return text  # no marker can start or end here
         text = self._held + text
         self._held = ""
         window = max(0, len(text) - 24)

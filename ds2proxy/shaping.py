@@ -184,7 +184,23 @@ class TurnShaper:
             return []
         if self.sieve is not None:
             return self._track(self.sieve.feed(text))
-        return self._track([TextDelta(self.cleaner.feed(text))])
+        return self._text(self.cleaner.feed(text))
+
+    def _text(self, text: str) -> list[TurnEvent]:
+        """Plain answer text, as :meth:`_track` treats a lone TextDelta (the
+        common case, without the list of events around it)."""
+        matcher = self.stop_matcher
+        if matcher.matched is not None:
+            return []
+        text = matcher.feed(text)
+        if not text:
+            return []
+        self.visible.append(text)
+        if self.json_mode:
+            self._json_buffer.append(text)
+            return []
+        self.emitted += 1
+        return [TextDelta(text)]
 
     def _within_limit(self, text: str, counter: StreamCount, other: StreamCount) -> str:
         """``text`` cut on the token where reasoning plus answer reach the
@@ -208,12 +224,14 @@ class TurnShaper:
             if self.stop_sequence is not None:
                 break
             if isinstance(ev, TextDelta):
-                ev = TextDelta(self.stop_matcher.feed(ev.text))
-                if not ev.text:
+                text = self.stop_matcher.feed(ev.text)
+                if not text:
                     continue
-                self.visible.append(ev.text)
+                if text is not ev.text:
+                    ev = TextDelta(text)
+                self.visible.append(text)
                 if self.json_mode:
-                    self._json_buffer.append(ev.text)
+                    self._json_buffer.append(text)
                     continue
             elif isinstance(ev, ToolCallStart):
                 out += self._release_held()

@@ -45,6 +45,8 @@ class TextCleaner:
         self._in_agent_wrapper = False
 
     def feed(self, text: str) -> str:
+        if not self._buffer and _CANDIDATE.search(text) is None:
+            return text  # nothing held and no rule can start here
         self._buffer += text
         return self._drain(final=False)
 
