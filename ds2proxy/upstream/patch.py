@@ -98,6 +98,7 @@ class StreamParser:
         self.current_kind: TextKind = "thinking" if thinking_enabled else "answer"
         self._tree: Any = {}
         self._cursor = Cursor()
+        self._checked = None
         self._event = "message"
         self._ended = False
         self._filtered = False
@@ -111,6 +112,9 @@ class StreamParser:
         self._tail: tuple[dict, Hashable, TextKind] | None = None
         # Tokens the fast path took, not yet joined into the tail's content.
         self._pending: list[str] = []
+        # The tail whose tree checks passed; they hold until the tree is
+        # settled or patched again (only the fast path runs in between).
+        self._checked: tuple[dict, Hashable, TextKind] | None = None
 
     # -- rounds ---------------------------------------------------------------
 
@@ -149,9 +153,11 @@ class StreamParser:
     def feed_lines(self, lines: list[str]) -> list[UpstreamEvent]:
         """The events of several lines, in order (one call per read)."""
         out: list[UpstreamEvent] = []
-        feed = self.feed_line
+        data, feed = self._data, self.feed_line
         for line in lines:
-            events = feed(line)
+            # A token line goes straight to _data (a trailing "\r" is JSON
+            # whitespace there); everything else as feed_line treats it.
+            events = data(line[6:]) if line.startswith(_DATA_OBJECT) else feed(line)
             if events:
                 out += events
         return out
@@ -289,16 +295,19 @@ class StreamParser:
         fragment's growth is the whole event, as the general path finds it.
         """
         cursor, tail = self._cursor, self._tail
-        if (tail is None or not isinstance(value, str) or cursor.path != TAIL_CONTENT
+        if (tail is None or type(value) is not str or cursor.path != TAIL_CONTENT
                 or cursor.op not in (None, APPEND) or self._filtered):
             return False
         frag, key, kind = tail
-        frags = fragments_of(self._tree)
-        content = frag.get("content")
-        if (not frags or frags[-1] is not frag or not isinstance(content, str)
-                or not self._tracker.holds(key, content) or key in self._leaked
-                or (kind == "answer" and LEAK_MARKER in value)):
+        if kind == "answer" and LEAK_MARKER in value:
             return False
+        if tail is not self._checked:
+            frags = fragments_of(self._tree)
+            content = frag.get("content")
+            if (not frags or frags[-1] is not frag or not isinstance(content, str)
+                    or not self._tracker.holds(key, content) or key in self._leaked):
+                return False
+            self._checked = tail
         if value:
             self._pending.append(value)
             out.append(TextChunk(kind, value))
@@ -312,6 +321,7 @@ class StreamParser:
         what the tracker holds too, so the fast path's checks still see the
         same objects; everything that reads or patches the tree settles first.
         """
+        self._checked = None
         if not self._pending:
             return
         assert self._tail is not None
