@@ -261,6 +261,8 @@ class SSEWriter(StreamWriter):
 
     def encode(self, frame: Any) -> bytes:
         """A payload, or an ``(event name, payload)`` pair for a named event."""
+        if type(frame) is bytes and b"\n" not in frame:  # pre-encoded JSON
+            return b"data: " + frame + b"\n\n"
         if type(frame) is tuple:
             event, frame = frame
             return self._event(frame, event)
