@@ -16,10 +16,9 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from typing import TYPE_CHECKING
 
-from . import pow as pow_solver
 from .auth import Caller
 from .canonical import ChatRequest, TurnEvent, TurnResult
 from .collect import TurnCollector
@@ -31,17 +30,12 @@ from .errors import (
     RateLimited,
     UpstreamError,
 )
-from .failover import Attempts
+from .failover import Attempts, credentials_for
 from .overlap import both
 from .shaping import ShapingSettings, TurnShaper
 from .structured import JSONOutputError, repair_prompt
 from .turn_text import plan_turn_text, render_turn, turn_prompt_tokens
-from .upstream.client import (
-    COMPLETION_PATH,
-    POW_REFUSED_CODES,
-    UpstreamCallError,
-    UpstreamStream,
-)
+from .upstream.client import UpstreamStream
 from .upstream.events import ContentFiltered as FilterEvent
 from .upstream.events import Hint, TextChunk, UpstreamFault
 from .upstream.files import (
@@ -52,12 +46,17 @@ from .upstream.files import (
     with_uploaded_ids,
 )
 from .upstream.patch import StreamParser
-from .upstream.rounds import CONTINUE_PATH, completion_body, continue_body, read_rounds
+from .upstream.rounds import (
+    completion_body,
+    open_completion,
+    open_continue,
+    read_rounds,
+    solve_pow,
+)
 from .upstream.session import Credentials, with_refresh
 
 if TYPE_CHECKING:
     from .core import Core
-    from .scheduler import Lease
 
 log = logging.getLogger("ds2proxy.pipeline")
 
@@ -129,7 +128,8 @@ class Turn:
         """Reach an open upstream stream, failing over between managed accounts
         within the attempt cap and the first-output deadline."""
         while True:
-            creds = await self._credentials()
+            creds = await credentials_for(self.caller, self.core.pool, self.core.keeper,
+                                          self._attempts)
             try:
                 await self._attempts.within(self._open_on(creds))
             except UpstreamError as exc:
@@ -146,40 +146,6 @@ class Turn:
             self._creds = creds
             self.account = creds.identifier
             return
-
-    async def _credentials(self) -> Credentials:
-        if not self.caller.managed:
-            self._attempts.begin("passthrough")
-            return Credentials(token=self.caller.credential)
-        while True:
-            lease = await self._lease()
-            self._attempts.begin(lease.account.identifier)
-            try:
-                token = await self._attempts.within(self.core.keeper.ensure(lease.account))
-            except UpstreamError as exc:
-                lease.release()
-                if not self._attempts.may_retry(exc, managed=True):
-                    raise self._attempts.final(exc) from None
-                log.warning("login failed for %s: %s", lease.account.identifier, exc.message)
-                continue
-            except BaseException:
-                lease.release()
-                raise
-            return Credentials(token=token, lease=lease)
-
-    async def _lease(self) -> Lease:
-        """A lease on an account this turn has not tried. Waiting for one
-        during a fail-over counts against the deadline, and a full pool then
-        reports the failure that caused the fail-over, not a 429."""
-        acquire = self.core.pool.acquire(target=self.caller.target_account,
-                                         exclude=frozenset(self._attempts.tried))
-        last = self._attempts.last
-        if last is None:
-            return await acquire
-        try:
-            return await self._attempts.within(acquire)
-        except RateLimited:
-            raise self._attempts.final(last) from None
 
     async def _open_on(self, creds: Credentials) -> None:
         # The challenge does not depend on the session: one round trip for both.
@@ -222,25 +188,11 @@ class Turn:
     async def _start_completion(self, creds: Credentials, prompt: str, parent: int | None,
                                 pow_header: str = "") -> None:
         body = completion_body(self.chat, self._session_id, prompt, parent, self._file_ids)
-        for attempt in range(2):
-            self._pow_header = pow_header if pow_header and not attempt else (
-                await self._solve_pow(creds))
-            try:
-                self._resp = await with_refresh(
-                    creds, self.core.keeper,
-                    lambda t: self.core.client.open_stream(COMPLETION_PATH, t, self._pow_header,
-                                                           body))
-                return
-            except UpstreamCallError as exc:
-                # A refused PoW answer gets one fresh challenge (spec §12).
-                if exc.envelope.code not in POW_REFUSED_CODES or attempt:
-                    raise
+        self._resp, self._pow_header = await open_completion(
+            self.core.client, self.core.keeper, creds, body, pow_header)
 
-    async def _solve_pow(self, creds: Credentials) -> str:
-        challenge = await with_refresh(creds, self.core.keeper,
-                                       self.core.client.create_pow_challenge)
-        answer = await pow_solver.solve(challenge)
-        return pow_solver.encode_header(challenge, answer)
+    def _solve_pow(self, creds: Credentials) -> Awaitable[str]:
+        return solve_pow(self.core.client, self.core.keeper, creds)
 
     # -- streaming ---------------------------------------------------------------
 
@@ -389,10 +341,8 @@ class Turn:
         """Open the next continue round of the current answer."""
         assert self._creds is not None
         self.continue_calls += 1
-        body = continue_body(self._session_id, message_id)
-        self._resp = await with_refresh(
-            self._creds, self.core.keeper,
-            lambda t: self.core.client.open_stream(CONTINUE_PATH, t, self._pow_header, body))
+        self._resp = await open_continue(self.core.client, self.core.keeper, self._creds,
+                                         self._session_id, message_id, self._pow_header)
         return self._resp
 
     async def _ask_again(self, prompt: str) -> None:

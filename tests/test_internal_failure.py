@@ -26,18 +26,18 @@ CASES = {
 }
 
 
-def break_parser_after(monkeypatch: pytest.MonkeyPatch, lines: int) -> None:
-    """The stream parser raises a plain bug after ``lines`` lines of a stream."""
-    feed = StreamParser.feed_line
+def break_parser_after(monkeypatch: pytest.MonkeyPatch, events: int) -> None:
+    """The stream parser raises a plain bug after ``events`` data lines of a stream."""
+    data = StreamParser._data
     seen = {"n": 0}
 
-    def feed_line(self, line):
+    def broken(self, value):
         seen["n"] += 1
-        if seen["n"] > lines:
+        if seen["n"] > events:
             raise ValueError("a bug in the parser")
-        return feed(self, line)
+        return data(self, value)
 
-    monkeypatch.setattr(StreamParser, "feed_line", feed_line)
+    monkeypatch.setattr(StreamParser, "_data", broken)
 
 
 def data_payloads(body: bytes) -> list:

@@ -1,5 +1,6 @@
 """One DeepSeek answer on the wire: the completion and continue request
-bodies, and the continue-round loop that reads an answer to its end.
+bodies, opening them (with the PoW and its one retry), and the continue-round
+loop that reads an answer to its end.
 
 The loop hands the parser every complete line of a read at once and yields
 the upstream events of that read as one batch, so an answer costs one trip
@@ -14,11 +15,14 @@ from typing import Any
 
 import aiohttp
 
+from .. import pow as pow_solver
 from ..canonical import ChatRequest
 from ..errors import UpstreamError, UpstreamTimeout
-from .client import UpstreamStream
+from .client import COMPLETION_PATH, POW_REFUSED_CODES, DeepSeekClient, UpstreamCallError, \
+    UpstreamStream
 from .events import UpstreamEvent
 from .patch import StreamParser
+from .session import Credentials, TokenKeeper, with_refresh
 
 CONTINUE_PATH = "/api/v0/chat/continue"
 SAMPLING = ("temperature", "top_p", "max_tokens", "max_completion_tokens", "presence_penalty",
@@ -47,6 +51,41 @@ def continue_body(session_id: str, message_id: int) -> dict[str, Any]:
     """The ``/chat/continue`` body that resumes an INCOMPLETE answer."""
     return {"chat_session_id": session_id, "message_id": message_id,
             "fallback_to_resume": True}
+
+
+async def solve_pow(client: DeepSeekClient, keeper: TokenKeeper, creds: Credentials) -> str:
+    """A fresh challenge, solved off the loop, as the PoW header value."""
+    challenge = await with_refresh(creds, keeper, client.create_pow_challenge)
+    answer = await pow_solver.solve(challenge)
+    return pow_solver.encode_header(challenge, answer)
+
+
+async def open_completion(client: DeepSeekClient, keeper: TokenKeeper, creds: Credentials,
+                          body: dict[str, Any], pow_header: str = ""
+                          ) -> tuple[UpstreamStream, str]:
+    """Open a completion with ``pow_header`` (or a fresh one); a refused PoW
+    answer gets one fresh challenge (spec §12). Returns the stream and the
+    header it was opened with (continue rounds reuse it)."""
+    for attempt in range(2):
+        if attempt or not pow_header:
+            pow_header = await solve_pow(client, keeper, creds)
+        header = pow_header
+        try:
+            stream = await with_refresh(
+                creds, keeper, lambda t: client.open_stream(COMPLETION_PATH, t, header, body))
+            return stream, header
+        except UpstreamCallError as exc:
+            if exc.envelope.code not in POW_REFUSED_CODES or attempt:
+                raise
+    raise AssertionError("unreachable")
+
+
+async def open_continue(client: DeepSeekClient, keeper: TokenKeeper, creds: Credentials,
+                        session_id: str, message_id: int, pow_header: str) -> UpstreamStream:
+    """Open the next continue round of an INCOMPLETE answer."""
+    body = continue_body(session_id, message_id)
+    return await with_refresh(
+        creds, keeper, lambda t: client.open_stream(CONTINUE_PATH, t, pow_header, body))
 
 
 async def read_rounds(resp: UpstreamStream, parser: StreamParser, reopen: Reopen, *,
