@@ -56,6 +56,7 @@ from .events import (
 from .stream_text import (
     LEAK_MARKER,
     TextTracker,
+    citations_of,
     cut_leak,
     fragments_of,
     tail_text,
@@ -361,17 +362,7 @@ class StreamParser:
     def citations(self) -> list[tuple[int, str, str]]:
         """``(N, url, title)`` for each ``[reference:N]`` target of the answer (§10.5)."""
         self._settle()
-        frags = [f for f in fragments_of(self._tree) if isinstance(f, dict)]
-        by_id = {f.get("id"): f for f in frags}
-        found: list[tuple[int, str, str]] = []
-        for frag in frags:
-            refs = frag.get("references") if frag.get("type") == "RESPONSE" else None
-            for n, ref in enumerate(refs if isinstance(refs, list) else []):
-                target = by_id.get(ref.get("id")) if isinstance(ref, dict) else None
-                link = _link(target)
-                if link is not None:
-                    found.append((n, *link))
-        return found
+        return citations_of(self._tree)
 
     def _template(self) -> str:
         self._settle()
@@ -393,22 +384,6 @@ class StreamParser:
 
 def _legacy_field(kind: TextKind) -> str:
     return LEGACY_THINKING if kind == "thinking" else LEGACY_ANSWER
-
-
-def _link(fragment: Any) -> tuple[str, str] | None:
-    """A TOOL_OPEN's page, or a TOOL_SEARCH's first result."""
-    if not isinstance(fragment, dict):
-        return None
-    if fragment.get("type") == "TOOL_OPEN":
-        page = fragment.get("result")
-    elif fragment.get("type") == "TOOL_SEARCH":
-        results = fragment.get("results")
-        page = results[0] if isinstance(results, list) and results else None
-    else:
-        return None
-    if not isinstance(page, dict) or not isinstance(page.get("url"), str):
-        return None
-    return page["url"], str(page.get("title") or "")
 
 
 def _error_text(error: Any) -> str:
