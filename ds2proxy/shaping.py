@@ -83,8 +83,13 @@ class TurnShaper:
     def on_answer(self, text: str) -> list[TurnEvent]:
         if not text:
             return []
-        text = self._within_limit(text, self._answer_count, self._reasoning_count)
-        return self._route(self.rewriter.feed(text)) if text else []
+        if self.chat.max_tokens:
+            text = self._within_limit(text, self._answer_count, self._reasoning_count)
+            if not text:
+                return []
+        else:
+            self._answer_count.feed(text)
+        return self._route(self.rewriter.feed(text))
 
     @property
     def reasoning_tokens(self) -> int:
@@ -106,7 +111,7 @@ class TurnShaper:
     @property
     def stopped(self) -> bool:
         """max_tokens was reached or a stop sequence matched: read no further."""
-        return self.length_hit or self.stop_sequence is not None
+        return self.length_hit or self.stop_matcher.matched is not None
 
     @property
     def has_visible_output(self) -> bool:
