@@ -30,6 +30,7 @@ from .errors import ToolChoiceViolation
 from .stops import StopMatcher, stops_of
 from .structured import check, extract_json
 from .token_stream import StreamCount
+from .toolcall.clean import RULE_START as _SPECIAL
 from .toolcall.clean import TextCleaner
 from .toolcall.sieve import ToolSieve
 
@@ -69,6 +70,9 @@ class TurnShaper:
         self._json_buffer: list[str] = []
         self._stops = stops_of(chat.sampling)
         self.stop_matcher = StopMatcher(self._stops)
+        # Plain text (no marker, tag or fence can start in it, nothing held)
+        # goes straight out when no stage could change it.
+        self._plain = self.cleaner is not None and not self._stops and not self.json_mode
 
     # -- inputs --------------------------------------------------------------
 
@@ -89,6 +93,11 @@ class TurnShaper:
                 return []
         else:
             self._answer_count.feed(text)
+        if (self._plain and not self.rewriter.held and not self.cleaner.pending
+                and _SPECIAL.search(text) is None):
+            self.visible.append(text)
+            self.emitted += 1
+            return [TextDelta(text)]
         return self._route(self.rewriter.feed(text))
 
     @property
