@@ -28,16 +28,16 @@ CASES = {
 
 def break_parser_after(monkeypatch: pytest.MonkeyPatch, events: int) -> None:
     """The stream parser raises a plain bug after ``events`` data lines of a stream."""
-    data = StreamParser._data
+    data = StreamParser._data_into
     seen = {"n": 0}
 
-    def broken(self, value):
+    def broken(self, value, out):
         seen["n"] += 1
         if seen["n"] > events:
             raise ValueError("a bug in the parser")
-        return data(self, value)
+        return data(self, value, out)
 
-    monkeypatch.setattr(StreamParser, "_data", broken)
+    monkeypatch.setattr(StreamParser, "_data_into", broken)
 
 
 def data_payloads(body: bytes) -> list:

@@ -113,8 +113,7 @@ class StreamParser:
         self._tail: tuple[dict, Hashable, TextKind] | None = None
         # Tokens the fast path took, not yet joined into the tail's content.
         self._pending: list[str] = []
-        # The tail whose tree checks passed; they hold until the tree is
-        # settled or patched again (only the fast path runs in between).
+        # The tail whose tree checks passed (they hold until a settle or patch).
         self._checked: tuple[dict, Hashable, TextKind] | None = None
 
     # -- rounds ---------------------------------------------------------------
@@ -154,13 +153,15 @@ class StreamParser:
     def feed_lines(self, lines: list[str]) -> list[UpstreamEvent]:
         """The events of several lines, in order (one call per read)."""
         out: list[UpstreamEvent] = []
-        data, feed = self._data, self.feed_line
+        data, feed = self._data_into, self.feed_line
         for line in lines:
-            # A token line goes straight to _data (a trailing "\r" is JSON
-            # whitespace there); everything else as feed_line treats it.
-            events = data(line[6:]) if line.startswith(_DATA_OBJECT) else feed(line)
-            if events:
-                out += events
+            # A token line goes straight to the JSON step ("\r" is JSON whitespace).
+            if line.startswith(_DATA_OBJECT):
+                data(line[6:], out)
+            else:
+                events = feed(line)
+                if events:
+                    out += events
         return out
 
     def feed_line(self, line: str) -> list[UpstreamEvent]:
@@ -186,22 +187,26 @@ class StreamParser:
 
     def _data(self, value: str) -> list[UpstreamEvent]:
         """One ``data:`` value (without the field name) under the pending event name."""
+        out: list[UpstreamEvent] = []
+        self._data_into(value, out)
+        return out
+
+    def _data_into(self, value: str, out: list[UpstreamEvent]) -> None:
+        """:meth:`_data`, appending its events to ``out``."""
         event, self._event = self._event, "message"  # exactly one data line per event
         try:
             payload = orjson.loads(value)
         except orjson.JSONDecodeError:
             self._log_once(("json", event), "skipping undecodable %s frame", event)
-            return []
-        out: list[UpstreamEvent] = []
+            return
         if (self.fast_path and event == "message" and type(payload) is dict
                 and len(payload) == 1 and self._append_to_tail(payload.get("v"), out)):
-            return out
+            return
         self._settle()
         self._dispatch(event, payload, out)
         if self._filter_pending:
             self._filter_pending = False
             out.append(ContentFiltered(self._template()))
-        return out
 
     def _dispatch(self, event: str, payload: Any, out: list[UpstreamEvent]) -> None:
         if not isinstance(payload, dict):
