@@ -308,14 +308,14 @@ class Turn:
         reads = read_rounds(resp, self._parser, self._continue,
                             max_rounds=self._config.upstream.max_continue_rounds,
                             silence=self._config.upstream.silence_timeout_seconds)
+        on_answer, on_reasoning, may_stop = shaper.on_answer, shaper.on_reasoning, shaper.may_stop
         async for batch in reads:
             out: list[TurnEvent] = []
             for up in batch:
                 if type(up) is TextChunk:
                     self._heard = True
-                    out += (shaper.on_reasoning(up.text) if up.kind == "thinking"
-                            else shaper.on_answer(up.text))
-                    if shaper.stopped:
+                    out += on_reasoning(up.text) if up.kind == "thinking" else on_answer(up.text)
+                    if may_stop and shaper.stopped:
                         break
                 elif isinstance(up, FilterEvent):
                     self.filter_template = up.template

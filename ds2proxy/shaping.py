@@ -73,6 +73,8 @@ class TurnShaper:
         # Plain text (no marker, tag or fence can start in it, nothing held)
         # goes straight out when no stage could change it.
         self._plain = self.cleaner is not None and not self._stops and not self.json_mode
+        # Only max_tokens or a stop sequence can stop the answer early.
+        self.may_stop = bool(chat.max_tokens) or bool(self._stops)
 
     # -- inputs --------------------------------------------------------------
 
