@@ -10,7 +10,6 @@ import pytest
 from ds2proxy.canonical import (
     ChatRequest,
     CollectedCall,
-    ErrorEvent,
     Finish,
     Message,
     ReasoningDelta,
@@ -78,11 +77,11 @@ def test_signature_is_stable_and_opaque():
     assert "abc" not in thinking_signature("abc")
 
 
-def render(events) -> list[tuple[str, dict]]:
+def render(events, error=None) -> list[tuple[str, dict]]:
+    """The frames of ``events``, then the in-band ``error`` or the end."""
     renderer = MessagesStreamRenderer(CHAT, "msg_s", 42)
-    frames = [frame for event in events for frame in (
-        renderer.error(event.error) if isinstance(event, ErrorEvent) else renderer.frames(event))]
-    return frames + renderer.finish()
+    frames = [frame for event in events for frame in renderer.frames(event)]
+    return frames + (renderer.error(error) if error is not None else renderer.end())
 
 
 def shape(frames) -> list[str]:
@@ -152,7 +151,7 @@ def test_filtered_stream_without_content_ends_with_refusal():
 
 
 def test_error_after_output_is_an_error_event_and_ends_the_stream():
-    frames = render([TextDelta("partial"), ErrorEvent(ToolChoiceViolation())])
+    frames = render([TextDelta("partial")], ToolChoiceViolation())
     assert shape(frames)[-1] == "error"
     assert "message_stop" not in shape(frames)
     error = frames[-1][1]
