@@ -19,6 +19,7 @@ from .config_leftovers import remove_leftover_temp_files
 from .connections import GUARD, ConnectionGuard, GuardedSite, track_requests
 from .core import Core
 from . import log_redaction, request_record
+from .admin import setup as setup_admin
 from .cors import add_cors_headers, admin_cross_site_guard, cors_preflight
 from .plugin_api import PluginInfo, load_plugins
 from .unmatched import unmatched_routes
@@ -61,7 +62,7 @@ def create_app(store: ConfigStore, *, admin_key: str | None = None) -> web.Appli
     app.router.add_get("/readyz", readyz)
     plugins: list[PluginInfo] = load_plugins(app, core)
     app[PLUGINS] = plugins
-    _setup_admin(app, core, admin_key)
+    setup_admin(app, core, admin_key, plugins)
 
     async def mark_ready(app: web.Application) -> None:
         loaded = [p for p in plugins if p.loaded]
@@ -72,14 +73,6 @@ def create_app(store: ConfigStore, *, admin_key: str | None = None) -> web.Appli
     # After the plugins are imported, so their loggers are guarded too.
     log_redaction.install()
     return app
-
-
-def _setup_admin(app: web.Application, core: Core, admin_key: str | None) -> None:
-    try:
-        from .admin import setup as admin_setup
-    except ImportError:
-        return
-    admin_setup(app, core, admin_key)
 
 
 @dataclass

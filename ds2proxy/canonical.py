@@ -269,17 +269,6 @@ class Finish:
     stop_sequence: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class ErrorEvent:
-    """The turn failed after events were already produced.
-
-    Plugins render it as their dialect's in-band error; ``error`` is a
-    :class:`ds2proxy.errors.ProxyError`.
-    """
-
-    error: Any
-
-
 TurnEvent = (
     ReasoningDelta
     | TextDelta
@@ -289,7 +278,6 @@ TurnEvent = (
     | Citation
     | Usage
     | Finish
-    | ErrorEvent
 )
 
 

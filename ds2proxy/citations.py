@@ -21,21 +21,21 @@ class CitationRewriter:
     def __init__(self, style: str, lookup: UrlLookup) -> None:
         self.style = style
         self.lookup = lookup
-        self._held = ""
+        self.held = ""  # a possible marker start, waiting for more text
 
     def feed(self, text: str) -> str:
-        if self.style == "raw":
-            return text
-        text = self._held + text
-        self._held = ""
+        if self.style == "raw" or ("[" not in text and not self.held):
+            return text  # no marker can start or end here
+        text = self.held + text
+        self.held = ""
         window = max(0, len(text) - 24)
         tail = _PREFIX.search(text, window)
         if tail is not None:
-            text, self._held = text[:tail.start()], text[tail.start():]
+            text, self.held = text[:tail.start()], text[tail.start():]
         return MARKER.sub(self._replace, text)
 
     def flush(self) -> str:
-        held, self._held = self._held, ""
+        held, self.held = self.held, ""
         return MARKER.sub(self._replace, held)
 
     def _replace(self, match: re.Match[str]) -> str:

@@ -16,9 +16,15 @@ import copy
 from collections.abc import Awaitable
 from typing import TypeVar
 
+import logging
+
+from .auth import Caller
 from .config import UpstreamSettings
-from .errors import ProxyError, UpstreamError, UpstreamTimeout
-from .scheduler import AccountPool
+from .errors import ProxyError, RateLimited, UpstreamError, UpstreamTimeout
+from .scheduler import AccountPool, Lease
+from .upstream.session import Credentials, TokenKeeper
+
+log = logging.getLogger("ds2proxy.failover")
 
 T = TypeVar("T")
 
@@ -78,3 +84,42 @@ class Attempts:
                 f"no output from the upstream within {self._timeout:g} s "
                 f"(upstream.first_output_timeout_seconds) over {self.count} "
                 f"account{'s' if self.count != 1 else ''}", retryable=False) from None
+
+
+async def credentials_for(caller: Caller, pool: AccountPool, keeper: TokenKeeper,
+                          attempts: Attempts) -> Credentials:
+    """Credentials for the next attempt: the caller's own token, or a leased
+    account this turn has not tried, logged in (a failed login moves on to
+    another account within the attempt cap)."""
+    if not caller.managed:
+        attempts.begin("passthrough")
+        return Credentials(token=caller.credential)
+    while True:
+        lease = await _lease(caller, pool, attempts)
+        attempts.begin(lease.account.identifier)
+        try:
+            token = await attempts.within(keeper.ensure(lease.account))
+        except UpstreamError as exc:
+            lease.release()
+            if not attempts.may_retry(exc, managed=True):
+                raise attempts.final(exc) from None
+            log.warning("login failed for %s: %s", lease.account.identifier, exc.message)
+            continue
+        except BaseException:
+            lease.release()
+            raise
+        return Credentials(token=token, lease=lease)
+
+
+async def _lease(caller: Caller, pool: AccountPool, attempts: Attempts) -> Lease:
+    """A lease on an account this turn has not tried. Waiting for one during
+    a fail-over counts against the deadline, and a full pool then reports the
+    failure that caused the fail-over, not a 429."""
+    acquire = pool.acquire(target=caller.target_account, exclude=frozenset(attempts.tried))
+    last = attempts.last
+    if last is None:
+        return await acquire
+    try:
+        return await attempts.within(acquire)
+    except RateLimited:
+        raise attempts.final(last) from None

@@ -23,12 +23,18 @@ class Monitor:
         self.inflight = max(0, self.inflight - 1)
 
     def request_error(self, message: str, *, status: int | None = None, path: str = "") -> None:
+        """A failed request (recorded once, where the request ends)."""
         self.errors_total += 1
-        self.recent_errors.appendleft({"time": time.time(), "status": status, "path": path,
-                                       "message": message[:300]})
+        self._recent(message, status, path)
 
     def account_error(self, identifier: str, message: str) -> None:
-        self.request_error(f"account {identifier}: {message}")
+        """An account that failed during a request: shown among the recent
+        errors, but not a failed request (a fail-over may still answer)."""
+        self._recent(f"account {identifier}: {message}", None, "")
+
+    def _recent(self, message: str, status: int | None, path: str) -> None:
+        self.recent_errors.appendleft({"time": time.time(), "status": status, "path": path,
+                                       "message": message[:300]})
 
     def snapshot(self) -> dict:
         return {"requests_total": self.requests_total, "inflight": self.inflight,

@@ -25,11 +25,8 @@ class NDJSONWriter(StreamWriter):
         super().__init__(request, **kwargs)
         self.heartbeat = heartbeat
 
-    async def send(self, data: Any) -> None:
-        await self._write(orjson.dumps(data) + b"\n")
+    def encode(self, frame: Any) -> bytes:
+        return orjson.dumps(frame) + b"\n"
 
     async def _keepalive(self) -> None:
         await self.send(self.heartbeat())
-
-    async def done(self) -> web.StreamResponse:
-        return await self.finish()

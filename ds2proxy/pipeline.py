@@ -3,8 +3,9 @@ continue rounds → canonical events.
 
 :meth:`Turn.open` does everything up to the first upstream byte and fails
 over to another managed account on account-level errors, so a failure there
-becomes a plain HTTP error. :meth:`Turn.events` then streams; a failure after
-events went out ends the stream with an :class:`ErrorEvent`, never silently.
+becomes a plain HTTP error. :meth:`Turn.events` then streams; a failure
+raises its :class:`ProxyError`, which :func:`ds2proxy.relay.relay` turns
+into an HTTP error or an in-band one (never a silent cut).
 The lease is released in ``finally`` on every path: normal end, error,
 client disconnect (the consumer stops iterating) and cancellation.
 """
@@ -15,15 +16,12 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Awaitable
+from typing import TYPE_CHECKING
 
-import aiohttp
-
-from . import pow as pow_solver
 from . import request_record
 from .auth import Caller
-from .canonical import ChatRequest, ErrorEvent, TurnEvent, TurnResult
+from .canonical import ChatRequest, TurnEvent, TurnResult
 from .collect import TurnCollector
 from .errors import (
     ContentFiltered,
@@ -33,20 +31,14 @@ from .errors import (
     RateLimited,
     UpstreamError,
     UpstreamRateLimited,
-    UpstreamTimeout,
 )
-from .failover import Attempts
+from .failover import Attempts, credentials_for
 from .health import classify
 from .overlap import both
 from .shaping import ShapingSettings, TurnShaper
 from .structured import JSONOutputError, repair_prompt
 from .turn_text import plan_turn_text, render_turn, turn_prompt_tokens
-from .upstream.client import (
-    COMPLETION_PATH,
-    POW_REFUSED_CODES,
-    UpstreamCallError,
-    UpstreamStream,
-)
+from .upstream.client import UpstreamStream
 from .upstream.events import ContentFiltered as FilterEvent
 from .upstream.events import Hint, TextChunk, UpstreamFault
 from .upstream.files import (
@@ -57,19 +49,22 @@ from .upstream.files import (
     with_uploaded_ids,
 )
 from .upstream.patch import StreamParser
+from .upstream.rounds import (
+    completion_body,
+    open_completion,
+    open_continue,
+    read_rounds,
+    solve_pow,
+)
 from .upstream.session import Credentials, with_refresh
 
 if TYPE_CHECKING:
     from .core import Core
-    from .scheduler import Lease
 
 log = logging.getLogger("ds2proxy.pipeline")
 
-CONTINUE_PATH = "/api/v0/chat/continue"
 EMPTY_RETRY_SUFFIX = ("\n\nPrevious reply had no visible output. Please regenerate the visible "
                       "final answer or tool call now.")
-_SAMPLING = ("temperature", "top_p", "max_tokens", "max_completion_tokens", "presence_penalty",
-             "frequency_penalty", "stop")
 HISTORY_MIME = "text/plain"
 
 
@@ -136,7 +131,8 @@ class Turn:
         """Reach an open upstream stream, failing over between managed accounts
         within the attempt cap and the first-output deadline."""
         while True:
-            creds = await self._credentials()
+            creds = await credentials_for(self.caller, self.core.pool, self.core.keeper,
+                                          self._attempts)
             try:
                 await self._attempts.within(self._open_on(creds))
             except UpstreamError as exc:
@@ -165,40 +161,6 @@ class Turn:
     def _credit(self) -> None:
         if self._creds is not None and self._creds.managed:
             self.core.pool.health.succeeded(self._creds.identifier)
-
-    async def _credentials(self) -> Credentials:
-        if not self.caller.managed:
-            self._attempts.begin("passthrough")
-            return Credentials(token=self.caller.credential)
-        while True:
-            lease = await self._lease()
-            self._attempts.begin(lease.account.identifier)
-            try:
-                token = await self._attempts.within(self.core.keeper.ensure(lease.account))
-            except UpstreamError as exc:
-                lease.release()
-                if not self._attempts.may_retry(exc, managed=True):
-                    raise self._attempts.final(exc) from None
-                log.warning("login failed for %s: %s", lease.account.identifier, exc.message)
-                continue
-            except BaseException:
-                lease.release()
-                raise
-            return Credentials(token=token, lease=lease)
-
-    async def _lease(self) -> Lease:
-        """A lease on an account this turn has not tried. Waiting for one
-        during a fail-over counts against the deadline, and a full pool then
-        reports the failure that caused the fail-over, not a 429."""
-        acquire = self.core.pool.acquire(target=self.caller.target_account,
-                                         exclude=frozenset(self._attempts.tried))
-        last = self._attempts.last
-        if last is None:
-            return await acquire
-        try:
-            return await self._attempts.within(acquire)
-        except RateLimited:
-            raise self._attempts.final(last) from None
 
     async def _open_on(self, creds: Credentials) -> None:
         # The challenge does not depend on the session: one round trip for both.
@@ -240,81 +202,47 @@ class Turn:
 
     async def _start_completion(self, creds: Credentials, prompt: str, parent: int | None,
                                 pow_header: str = "") -> None:
-        body = self._completion_body(prompt, parent)
-        for attempt in range(2):
-            self._pow_header = pow_header if pow_header and not attempt else (
-                await self._solve_pow(creds))
-            try:
-                self._resp = await with_refresh(
-                    creds, self.core.keeper,
-                    lambda t: self.core.client.open_stream(COMPLETION_PATH, t, self._pow_header,
-                                                           body))
-                return
-            except UpstreamCallError as exc:
-                # A refused PoW answer gets one fresh challenge (spec §12).
-                if exc.envelope.code not in POW_REFUSED_CODES or attempt:
-                    raise
+        body = completion_body(self.chat, self._session_id, prompt, parent, self._file_ids)
+        self._resp, self._pow_header = await open_completion(
+            self.core.client, self.core.keeper, creds, body, pow_header)
 
-    async def _solve_pow(self, creds: Credentials) -> str:
-        challenge = await with_refresh(creds, self.core.keeper,
-                                       self.core.client.create_pow_challenge)
-        started = time.perf_counter()
-        answer = await pow_solver.solve(challenge)
-        self.core.metrics.time_pow(started)
-        return pow_solver.encode_header(challenge, answer)
-
-    def _completion_body(self, prompt: str, parent: int | None) -> dict[str, Any]:
-        chat = self.chat
-        body: dict[str, Any] = {
-            "chat_session_id": self._session_id,
-            "model_type": chat.model.model_type,
-            "parent_message_id": parent,
-            "prompt": prompt,
-            "ref_file_ids": list(self._file_ids),
-            "thinking_enabled": chat.thinking_enabled,
-            "search_enabled": chat.model.search,
-        }
-        body.update({k: v for k, v in chat.sampling.items() if k in _SAMPLING and v is not None})
-        return body
+    def _solve_pow(self, creds: Credentials) -> Awaitable[str]:
+        return solve_pow(self.core.client, self.core.keeper, creds,
+                         on_solved=self.core.metrics.time_pow)
 
     # -- streaming ---------------------------------------------------------------
 
     async def events(self) -> AsyncIterator[TurnEvent]:
-        """Canonical events; failures after output become one ErrorEvent."""
+        """Canonical events, one by one (see :meth:`batches`)."""
+        async for batch in self.batches():
+            for event in batch:
+                yield event
+
+    async def batches(self) -> AsyncIterator[list[TurnEvent]]:
+        """Canonical events, in batches of what one upstream read produced.
+
+        A failure raises its ProxyError (after a fail-over, when one is
+        allowed and nothing was emitted yet); the relay or the route wrapper
+        reports it — the turn records nothing."""
         try:
             while True:
                 shaper = self._new_shaper()
                 try:
-                    async for event in self._before_deadline(self._run(shaper)):
-                        if type(event) in request_record.NOTED:
-                            request_record.note_event(event)
-                        yield event
+                    async for batch in self._before_deadline(self._run(shaper)):
+                        for event in batch:
+                            if type(event) in request_record.NOTED:
+                                request_record.note_event(event)
+                        yield batch
                     self._credit()
                     return
                 except ProxyError as exc:
                     self._blame(self._creds, exc)
                     if shaper.emitted or not self._can_fail_over(exc):
-                        error = exc if shaper.emitted else self._attempts.final(exc)
-                        self.core.monitor.request_error(error.operator_message)
-                        request_record.note_event(ErrorEvent(error))
-                        yield ErrorEvent(error)
-                        return
-                    try:
-                        await self._fail_over(exc)
-                    except ProxyError as again:
-                        request_record.note_event(ErrorEvent(again))
-                        yield ErrorEvent(again)
-                        return
+                        raise (exc if shaper.emitted else self._attempts.final(exc)) from None
+                    await self._fail_over(exc)
                 except Exception as exc:
-                    # A bug must still end the stream in the family's own
-                    # error shape, never as a silent cut the client mistakes
-                    # for a dropped connection.
                     log.exception("turn %s failed unexpectedly", self.id)
-                    error = ProxyError(f"internal error: {type(exc).__name__}")
-                    self.core.monitor.request_error(error.message)
-                    request_record.note_event(ErrorEvent(error))
-                    yield ErrorEvent(error)
-                    return
+                    raise ProxyError(f"internal error: {type(exc).__name__}") from exc
         finally:
             await self.aclose()
 
@@ -327,20 +255,19 @@ class Turn:
     def _citations(self) -> list[tuple[int, str, str]]:
         return self._parser.citations()
 
-    async def _before_deadline(self, events: AsyncIterator[TurnEvent]
-                               ) -> AsyncIterator[TurnEvent]:
-        """``events``, bounded by the first-output deadline until the
-        upstream's first output arrives."""
-        iterator = aiter(events)
-        while True:
+    async def _before_deadline(self, batches: AsyncIterator[list[TurnEvent]]
+                               ) -> AsyncIterator[list[TurnEvent]]:
+        """``batches``, bounded by the first-output deadline until the
+        upstream's first output arrives (then read without a timer)."""
+        iterator = aiter(batches)
+        while not self._heard:
             try:
-                if self._heard:
-                    event = await anext(iterator)
-                else:
-                    event = await self._attempts.within(anext(iterator))
+                batch = await self._attempts.within(anext(iterator))
             except StopAsyncIteration:
                 return
-            yield event
+            yield batch
+        async for batch in iterator:
+            yield batch
 
     def _can_fail_over(self, exc: ProxyError) -> bool:
         return self._creds is not None and self._attempts.may_retry(
@@ -356,13 +283,14 @@ class Turn:
         self._creds = None
         await self.open()
 
-    async def _run(self, shaper: TurnShaper) -> AsyncIterator[TurnEvent]:
+    async def _run(self, shaper: TurnShaper) -> AsyncIterator[list[TurnEvent]]:
         retried_empty = repaired = False
         while True:
-            async for event in self._consume(shaper):
-                yield event
-            for event in shaper.flush():
-                yield event
+            async for batch in self._consume(shaper):
+                yield batch
+            flushed = shaper.flush()
+            if flushed:
+                yield flushed
             done = shaper.stopped or shaper.filtered is not None
             if not done and not shaper.has_visible_output:
                 if retried_empty:
@@ -386,72 +314,58 @@ class Turn:
                     shaper.restart_answer()
                     await self._ask_again(repair_prompt(str(exc), self.chat.response_format))
                     continue
-                for event in events:
-                    yield event
+                if events:
+                    yield events
             break
-        for event in shaper.tail():
-            yield event
+        tail = shaper.tail()
+        if tail:
+            yield tail
 
-    async def _consume(self, shaper: TurnShaper) -> AsyncIterator[TurnEvent]:
-        """Feed one upstream answer (all its rounds) through the shaper."""
+    async def _consume(self, shaper: TurnShaper) -> AsyncIterator[list[TurnEvent]]:
+        """Feed one upstream answer (all its rounds) through the shaper, a
+        batch of canonical events per upstream read."""
         hint = None
-        async for up in self._read_rounds():
-            if isinstance(up, TextChunk):
-                self._heard = True
-                events = (shaper.on_reasoning(up.text) if up.kind == "thinking"
-                          else shaper.on_answer(up.text))
-                for event in events:
-                    yield event
-                if shaper.stopped:
-                    return
-            elif isinstance(up, FilterEvent):
-                self.filter_template = up.template
-                shaper.on_filtered(up.template)
-            elif isinstance(up, Hint):
-                hint = up
-            elif isinstance(up, UpstreamFault):
-                raise UpstreamError(f"upstream error: {up.message}")
+        resp = self._resp
+        assert resp is not None
+        reads = read_rounds(resp, self._parser, self._continue,
+                            max_rounds=self._config.upstream.max_continue_rounds,
+                            silence=self._config.upstream.silence_timeout_seconds)
+        on_answer, on_reasoning, may_stop = shaper.on_answer, shaper.on_reasoning, shaper.may_stop
+        async for batch in reads:
+            out: list[TurnEvent] = []
+            for up in batch:
+                if type(up) is TextChunk:
+                    self._heard = True
+                    out += on_reasoning(up.text) if up.kind == "thinking" else on_answer(up.text)
+                    if may_stop and shaper.stopped:
+                        break
+                elif isinstance(up, FilterEvent):
+                    self.filter_template = up.template
+                    shaper.on_filtered(up.template)
+                elif isinstance(up, Hint):
+                    hint = up
+                elif isinstance(up, UpstreamFault):
+                    if out:
+                        yield out
+                    raise UpstreamError(f"upstream error: {up.message}")
+            if out:
+                yield out
+            if shaper.stopped:
+                await reads.aclose()
+                return
         if hint is not None and hint.finish_reason == "input_exceeds_limit":
             raise InvalidRequest("the conversation exceeds the upstream input limit",
                                  code="context_length_exceeded")
         if hint is None and shaper.filtered is None and not self._parser.ended:
             raise UpstreamError("upstream stream ended before the answer was complete")
 
-    async def _read_rounds(self) -> AsyncIterator[Any]:
-        parser = self._parser
-        rounds = 0
-        while True:
-            parser.start_round()
-            resp = self._resp
-            assert resp is not None
-            try:
-                async for line in resp.lines():
-                    for event in parser.feed_line(line):
-                        yield event
-            except TimeoutError:
-                resp.release("silence timeout")
-                silence = self._config.upstream.silence_timeout_seconds
-                raise UpstreamTimeout(f"the upstream stream sent nothing for {silence:g} s "
-                                      "(upstream.silence_timeout_seconds)") from None
-            except aiohttp.ClientError as exc:
-                resp.release(type(exc).__name__)
-                raise UpstreamError(f"upstream stream broke: {type(exc).__name__}") from None
-            finally:
-                resp.release()
-            limit = self.core.config.upstream.max_continue_rounds
-            if not parser.should_continue or rounds >= limit or not parser.response_message_id:
-                return
-            rounds += 1
-            self.continue_calls += 1
-            await self._continue(parser.response_message_id)
-
-    async def _continue(self, message_id: int) -> None:
+    async def _continue(self, message_id: int) -> UpstreamStream:
+        """Open the next continue round of the current answer."""
         assert self._creds is not None
-        body = {"chat_session_id": self._session_id, "message_id": message_id,
-                "fallback_to_resume": True}
-        self._resp = await with_refresh(
-            self._creds, self.core.keeper,
-            lambda t: self.core.client.open_stream(CONTINUE_PATH, t, self._pow_header, body))
+        self.continue_calls += 1
+        self._resp = await open_continue(self.core.client, self.core.keeper, self._creds,
+                                         self._session_id, message_id, self._pow_header)
+        return self._resp
 
     async def _ask_again(self, prompt: str) -> None:
         """A follow-up message in the same session (spec §12 empty-output retry,
@@ -467,10 +381,9 @@ class Turn:
     async def collect(self) -> TurnResult:
         """The whole turn; errors raise (nothing has been sent to the client)."""
         collector = TurnCollector()
-        async for event in self.events():
-            if isinstance(event, ErrorEvent):
-                raise event.error
-            collector.add(event)
+        async for batch in self.batches():
+            for event in batch:
+                collector.add(event)
         result = collector.result(self.id)
         if result.finish == "content_filter" and not result.text and not result.calls:
             raise ContentFiltered(self.filter_template or "the answer was filtered upstream")

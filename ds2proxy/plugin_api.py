@@ -21,7 +21,8 @@ It is called once at start-up. Through ``api`` a plugin may:
   the request sends none),
   ``resolve_model(name, family=…) -> ResolvedModel``,
   ``async with turn(chat_request, caller) as turn:`` (then
-  ``turn.events()`` for a stream of :mod:`ds2proxy.canonical` events, or
+  ``api.relay`` below to stream it, ``turn.events()`` for the
+  :mod:`ds2proxy.canonical` events one by one, or
   ``await turn.collect()``; ``turn.id``, ``turn.created``,
   ``turn.prompt_tokens``), ``admit_model(caller, name)`` and
   ``note_usage(model=…, prompt_tokens=…)`` for routes that run no turn (a
@@ -31,6 +32,17 @@ It is called once at start-up. Through ``api`` a plugin may:
   for stream writers, ``embeddings(dimensions)`` for the configured
   embeddings provider (None when off), and
   ``config`` (read-only settings).
+- ``await api.relay(writer, turn, renderer)`` — stream a turn:
+  the one relay every dialect uses. ``renderer`` follows
+  :class:`ds2proxy.relay.Renderer`: ``frames(event)`` (the frames of one
+  canonical event), ``error(error)`` (the in-band error frames, any
+  terminator included) and ``end()`` (the closing frames, e.g. ``[DONE]``);
+  a frame is a JSON-able payload, or ``(event name, payload)`` for a named
+  SSE event. The relay owns pacing and keep-alives, writes the frames of
+  one event together, ends with the writer's terminator, and decides the
+  error path: a failure before anything was sent raises (the route answers
+  with a plain HTTP error in its ``errors`` shape), a later one is written
+  in-band and then raised, so the route records it once either way.
 - read ``api.settings``: the plugin's own section of the config (the object
   under ``plugins.<name>``), empty when absent.
 
@@ -60,9 +72,12 @@ from .formats.errors import (
     ollama_error,
     openai_error,
 )
+from .relay import Renderer, relay
 from .sse import STREAM_KEY, ClientGone
 
 log = logging.getLogger("ds2proxy.plugins")
+
+__all__ = ["PluginAPI", "PluginInfo", "Renderer", "relay", "wrap_handler", "request_ended"]
 
 GROUP = "ds2proxy.plugins"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -87,6 +102,7 @@ class PluginInfo:
 class PluginAPI:
     errors = SimpleNamespace(openai=openai_error, anthropic=anthropic_error, google=google_error,
                              ollama=ollama_error)
+    relay = staticmethod(relay)
 
     def __init__(self, core: Any, name: str) -> None:
         self.core = core
@@ -102,28 +118,42 @@ class PluginAPI:
 
 
 def wrap_handler(handler: Handler, errors: ErrorStyle, core: Any, family: str = "") -> Handler:
-    """Render ProxyErrors in the route's shape; count requests for the monitor;
-    record each request once when it ends, however it ends (this is the one
-    place every API request passes on its way out, disconnects included)."""
+    """Render ProxyErrors in the route's shape; every request ends in
+    :func:`request_ended`, the one place its outcome is recorded (monitor,
+    usage record, metrics, the request log line), disconnects included."""
 
     async def wrapped(request: web.Request) -> web.StreamResponse:
         core.monitor.request_started()
         record = _open_record(request, family)
         token = request_record.CURRENT.set(record)
+        failure: ProxyError | None = None
         status = request_record.CLIENT_CLOSED
         try:
-            response = await _serve(request, handler, errors, core)
+            try:
+                response = await handler(request)
+            except ProxyError as exc:
+                failure = exc
+                if exc.account:
+                    log.warning("%s failed: %s", request.path, exc.operator_message)
+                response = await _error_response(request, errors, exc)
+            except ClientGone:
+                log.info("client went away during %s", request.path)
+                _note_error(record, ProxyError("the client closed the connection",
+                                               code="client_closed"))
+                response = request[STREAM_KEY].response
+            except web.HTTPException as exc:
+                status = exc.status
+                raise
+            except Exception as exc:
+                log.exception("unhandled error in %s", request.path)
+                failure = ProxyError(f"internal error: {type(exc).__name__}")
+                response = await _error_response(request, errors, failure)
             status = request_record.CLIENT_CLOSED if record.error_code == "client_closed" \
                 else response.status
             return response
-        except web.HTTPException as exc:
-            status = exc.status
-            raise
         finally:
             request_record.CURRENT.reset(token)
-            core.monitor.request_finished()
-            record.finish(status)
-            core.usage.finish(record)
+            request_ended(core, request, record, failure, status)
 
     return wrapped
 
@@ -136,36 +166,23 @@ def _open_record(request: web.Request, family: str) -> request_record.RequestRec
                                         family=family, route=route, method=request.method)
 
 
-async def _serve(request: web.Request, handler: Handler, errors: ErrorStyle,
-                 core: Any) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except ProxyError as exc:
-        core.monitor.request_error(exc.operator_message, status=exc.status,
+def _note_error(record: request_record.RequestRecord, exc: ProxyError) -> None:
+    record.error_code = exc.code
+    record.error_message = exc.message[:300]
+
+
+def request_ended(core: Any, request: web.Request, record: request_record.RequestRecord,
+                  failure: ProxyError | None, status: int) -> None:
+    """A request is over (answered, failed before or after its first byte,
+    or abandoned by the client): the single point that records its outcome,
+    so a failed request counts as one error however far it got."""
+    if failure is not None:
+        _note_error(record, failure)
+        core.monitor.request_error(failure.operator_message, status=failure.status,
                                    path=request.path)
-        _note_error(exc)
-        if exc.account:
-            log.warning("%s failed: %s", request.path, exc.operator_message)
-        return await _error_response(request, errors, exc)
-    except ClientGone:
-        log.info("client went away during %s", request.path)
-        _note_error(ProxyError("the client closed the connection", code="client_closed"))
-        return request[STREAM_KEY].response
-    except web.HTTPException:
-        raise
-    except Exception as exc:
-        log.exception("unhandled error in %s", request.path)
-        err = ProxyError(f"internal error: {type(exc).__name__}")
-        core.monitor.request_error(err.message, status=500, path=request.path)
-        _note_error(err)
-        return await _error_response(request, errors, err)
-
-
-def _note_error(exc: ProxyError) -> None:
-    record = request_record.current()
-    if record is not None:
-        record.error_code = exc.code
-        record.error_message = exc.message[:300]
+    core.monitor.request_finished()
+    record.finish(status)
+    core.usage.finish(record)
 
 
 async def _error_response(request: web.Request, errors: ErrorStyle,

@@ -18,7 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .canonical import ErrorEvent, ToolCallStart, TurnEvent, Usage
+from .canonical import ToolCallStart, TurnEvent, Usage
 
 REQUEST_ID_HEADER = "X-Request-Id"
 REQUEST_ID_KEY = web.RequestKey("ds2proxy_request_id", str)
@@ -107,7 +107,7 @@ def current() -> RequestRecord | None:
     return CURRENT.get()
 
 
-NOTED = frozenset({Usage, ToolCallStart, ErrorEvent})
+NOTED = frozenset({Usage, ToolCallStart})
 
 
 def note_event(event: TurnEvent) -> None:
@@ -122,9 +122,6 @@ def note_event(event: TurnEvent) -> None:
         record.reasoning_tokens = event.reasoning_tokens
     elif isinstance(event, ToolCallStart):
         record.tool_calls += 1
-    elif isinstance(event, ErrorEvent):
-        record.error_code = event.error.code
-        record.error_message = event.error.message[:300]
 
 
 def note_account(identifier: str) -> None:

@@ -30,6 +30,7 @@ from .errors import ToolChoiceViolation
 from .stops import StopMatcher, stops_of
 from .structured import check, extract_json
 from .token_stream import StreamCount
+from .toolcall.clean import RULE_START as _SPECIAL
 from .toolcall.clean import TextCleaner
 from .toolcall.sieve import ToolSieve
 
@@ -69,6 +70,11 @@ class TurnShaper:
         self._json_buffer: list[str] = []
         self._stops = stops_of(chat.sampling)
         self.stop_matcher = StopMatcher(self._stops)
+        # Plain text (no marker, tag or fence can start in it, nothing held)
+        # goes straight out when no stage could change it.
+        self._plain = self.cleaner is not None and not self._stops and not self.json_mode
+        # Only max_tokens or a stop sequence can stop the answer early.
+        self.may_stop = bool(chat.max_tokens) or bool(self._stops)
 
     # -- inputs --------------------------------------------------------------
 
@@ -83,8 +89,18 @@ class TurnShaper:
     def on_answer(self, text: str) -> list[TurnEvent]:
         if not text:
             return []
-        text = self._within_limit(text, self._answer_count, self._reasoning_count)
-        return self._route(self.rewriter.feed(text)) if text else []
+        if self.chat.max_tokens:
+            text = self._within_limit(text, self._answer_count, self._reasoning_count)
+            if not text:
+                return []
+        else:
+            self._answer_count.feed(text)
+        if (self._plain and not self.rewriter.held and not self.cleaner.pending
+                and _SPECIAL.search(text) is None):
+            self.visible.append(text)
+            self.emitted += 1
+            return [TextDelta(text)]
+        return self._route(self.rewriter.feed(text))
 
     @property
     def reasoning_tokens(self) -> int:
@@ -106,7 +122,7 @@ class TurnShaper:
     @property
     def stopped(self) -> bool:
         """max_tokens was reached or a stop sequence matched: read no further."""
-        return self.length_hit or self.stop_sequence is not None
+        return self.length_hit or self.stop_matcher.matched is not None
 
     @property
     def has_visible_output(self) -> bool:
@@ -184,7 +200,23 @@ class TurnShaper:
             return []
         if self.sieve is not None:
             return self._track(self.sieve.feed(text))
-        return self._track([TextDelta(self.cleaner.feed(text))])
+        return self._text(self.cleaner.feed(text))
+
+    def _text(self, text: str) -> list[TurnEvent]:
+        """Plain answer text, as :meth:`_track` treats a lone TextDelta (the
+        common case, without the list of events around it)."""
+        matcher = self.stop_matcher
+        if matcher.matched is not None:
+            return []
+        text = matcher.feed(text)
+        if not text:
+            return []
+        self.visible.append(text)
+        if self.json_mode:
+            self._json_buffer.append(text)
+            return []
+        self.emitted += 1
+        return [TextDelta(text)]
 
     def _within_limit(self, text: str, counter: StreamCount, other: StreamCount) -> str:
         """``text`` cut on the token where reasoning plus answer reach the
@@ -208,12 +240,14 @@ class TurnShaper:
             if self.stop_sequence is not None:
                 break
             if isinstance(ev, TextDelta):
-                ev = TextDelta(self.stop_matcher.feed(ev.text))
-                if not ev.text:
+                text = self.stop_matcher.feed(ev.text)
+                if not text:
                     continue
-                self.visible.append(ev.text)
+                if text is not ev.text:
+                    ev = TextDelta(text)
+                self.visible.append(text)
                 if self.json_mode:
-                    self._json_buffer.append(ev.text)
+                    self._json_buffer.append(text)
                     continue
             elif isinstance(ev, ToolCallStart):
                 out += self._release_held()

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any, TypeVar
 
 import orjson
@@ -48,6 +48,14 @@ def _json(data: Any) -> bytes:
 
 
 class StreamWriter:
+    """The base of every stream writer: frames in, framed bytes out.
+
+    A subclass says how one frame is encoded (:meth:`encode`), what its
+    keep-alive is and what closes its framing (:meth:`closing`).
+    :func:`ds2proxy.relay.relay` drives a writer through ``pace``,
+    ``send_all`` and ``done``.
+    """
+
     content_type = "text/event-stream"
 
     def __init__(self, request: web.Request, *, keepalive: float = 5.0,
@@ -120,6 +128,32 @@ class StreamWriter:
             await self._send_queued()
         if self._failure is not None:
             raise self._failure
+
+    def encode(self, frame: Any) -> bytes:
+        """The bytes of one frame in this writer's framing."""
+        raise NotImplementedError
+
+    def closing(self) -> bytes:
+        """The bytes that close the framing (none by default)."""
+        return b""
+
+    async def send(self, frame: Any) -> None:
+        """Write one frame (coalesced with whatever else is queued)."""
+        await self._write(self.encode(frame))
+
+    async def send_all(self, frames: Sequence[Any]) -> None:
+        """Write several frames as one queued payload."""
+        if len(frames) == 1:
+            await self._write(self.encode(frames[0]))
+        elif frames:
+            await self._write(b"".join([self.encode(frame) for frame in frames]))
+
+    async def done(self) -> web.StreamResponse:
+        """Close the framing, flush and end the response."""
+        tail = self.closing()
+        if tail:
+            await self._write(tail)
+        return await self.finish()
 
     async def _keepalive(self) -> None:
         raise NotImplementedError
@@ -225,15 +259,26 @@ class SSEWriter(StreamWriter):
         super().__init__(request, **kwargs)
         self.blank_keepalive = blank_keepalive
 
-    async def send(self, data: Any, *, event: str | None = None) -> None:
+    def encode(self, frame: Any) -> bytes:
+        """A payload, or an ``(event name, payload)`` pair for a named event."""
+        if type(frame) is bytes and b"\n" not in frame:  # pre-encoded JSON
+            return b"data: " + frame + b"\n\n"
+        if type(frame) is tuple:
+            event, frame = frame
+            return self._event(frame, event)
+        return self._event(frame, None)
+
+    @staticmethod
+    def _event(data: Any, event: str | None) -> bytes:
         payload = _json(data)
         head = f"event: {event}\n".encode() if event else b""
         if b"\n" not in payload:  # always so for JSON: skip the split
-            await self._write(head + b"data: " + payload + b"\n\n")
-            return
+            return head + b"data: " + payload + b"\n\n"
         # One data line per line of payload (JSON never contains raw newlines).
-        body = b"".join(b"data: " + line + b"\n" for line in payload.split(b"\n"))
-        await self._write(head + body + b"\n")
+        return head + b"".join(b"data: " + line + b"\n" for line in payload.split(b"\n")) + b"\n"
+
+    async def send(self, data: Any, *, event: str | None = None) -> None:
+        await self._write(self._event(data, event))
 
     async def comment(self, text: str = "keep-alive") -> None:
         await self._write(f": {text}\n\n".encode())
@@ -244,11 +289,6 @@ class SSEWriter(StreamWriter):
         else:
             await self.comment()
         await self.flush()  # a silent stream finds out at once that the client left
-
-    async def done(self) -> web.StreamResponse:
-        """The OpenAI-style terminator ``data: [DONE]``, then end."""
-        await self.send("[DONE]")
-        return await self.finish()
 
 
 class JSONArrayWriter(StreamWriter):
@@ -270,15 +310,14 @@ class JSONArrayWriter(StreamWriter):
         self._opened = True
         return b"["
 
-    async def send(self, data: Any) -> None:
+    def encode(self, frame: Any) -> bytes:
         sep = b",\r\n" if self._items else b""
         self._items += 1
-        await self._write(self._open() + sep + _json(data))
+        return self._open() + sep + _json(frame)
 
     async def _keepalive(self) -> None:
         await self._write(self._open() or b"\n")
         await self.flush()
 
-    async def done(self) -> web.StreamResponse:
-        await self._write(self._open() + b"]")
-        return await self.finish()
+    def closing(self) -> bytes:
+        return self._open() + b"]"

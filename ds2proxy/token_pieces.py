@@ -38,6 +38,13 @@ def _is_cjk(ch: str) -> bool:
 def boundaries(text: str, lo: int = 0) -> Iterator[int]:
     """The safe boundaries of ``text`` at or after ``lo``, ascending, inside
     the text (never 0 nor its length)."""
+    if text.isascii():
+        # No CJK run: every match is one character whose end is the boundary.
+        return iter([match.end() for match in _EDGE.finditer(text, lo)])
+    return _boundaries(text, lo)
+
+
+def _boundaries(text: str, lo: int) -> Iterator[int]:
     last = -1
     for match in _EDGE.finditer(text, lo):
         start, end = match.span()

@@ -42,7 +42,7 @@ class StreamCount:
             return
         self._tail += text
         self._fresh = False
-        self._unknown_bytes += _utf8_len(text)
+        self._unknown_bytes += len(text) if text.isascii() else len(text.encode("utf-8"))
         if len(self._tail) >= self._next_commit:
             self._commit()
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import threading
 
+from pathlib import Path
+
 import pytest
 
 from ds2proxy.admin import edits, settings
@@ -323,16 +325,14 @@ def test_unwrap_import_accepts_bare_or_wrapped():
 # -- assets ------------------------------------------------------------------------------------
 
 
-def test_dashboard_files_come_from_the_checkout_else_the_installed_share(tmp_path, monkeypatch):
+def test_dashboard_files_come_from_their_resource_packages():
+    from importlib.resources import files
+
     from ds2proxy.admin import assets
 
-    assert (assets.templates_dir() / "base.html").is_file()
+    assert assets.templates_dir() == Path(str(files("ds2proxy_templates")))
     assert (assets.static_dir() / "admin.css").is_file()
-    installed = tmp_path / "prefix" / "share" / "ds2proxy"
-    (installed / "templates").mkdir(parents=True)
-    (installed / "templates" / "base.html").write_text("{% block content %}{% endblock %}")
-    monkeypatch.setattr(assets, "_SOURCE_ROOT", tmp_path / "not-a-checkout")
-    monkeypatch.setattr(assets.sys, "prefix", str(tmp_path / "prefix"))
-    assert assets.templates_dir() == installed / "templates"
-    with pytest.raises(FileNotFoundError, match="static"):
-        assets.static_dir()
+    with pytest.raises(FileNotFoundError, match="not installed"):
+        assets._locate("ds2proxy_no_such_files", "base.html")
+    with pytest.raises(FileNotFoundError, match="no base.html in ds2proxy_static"):
+        assets._locate("ds2proxy_static", "base.html")

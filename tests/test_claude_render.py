@@ -10,7 +10,6 @@ import pytest
 from ds2proxy.canonical import (
     ChatRequest,
     CollectedCall,
-    ErrorEvent,
     Finish,
     Message,
     ReasoningDelta,
@@ -78,10 +77,11 @@ def test_signature_is_stable_and_opaque():
     assert "abc" not in thinking_signature("abc")
 
 
-def render(events) -> list[tuple[str, dict]]:
+def render(events, error=None) -> list[tuple[str, dict]]:
+    """The frames of ``events``, then the in-band ``error`` or the end."""
     renderer = MessagesStreamRenderer(CHAT, "msg_s", 42)
-    frames = [frame for event in events for frame in renderer.render(event)]
-    return frames + renderer.finish()
+    frames = [frame for event in events for frame in renderer.frames(event)]
+    return frames + (renderer.error(error) if error is not None else renderer.end())
 
 
 def shape(frames) -> list[str]:
@@ -151,7 +151,7 @@ def test_filtered_stream_without_content_ends_with_refusal():
 
 
 def test_error_after_output_is_an_error_event_and_ends_the_stream():
-    frames = render([TextDelta("partial"), ErrorEvent(ToolChoiceViolation())])
+    frames = render([TextDelta("partial")], ToolChoiceViolation())
     assert shape(frames)[-1] == "error"
     assert "message_stop" not in shape(frames)
     error = frames[-1][1]
@@ -175,6 +175,6 @@ def test_low_confidence_call_deltas_reach_their_block():
 
 def test_finish_is_emitted_once():
     renderer = MessagesStreamRenderer(CHAT, "m", 1)
-    frames = renderer.render(Finish("stop"))
+    frames = renderer.frames(Finish("stop"))
     assert [n for n, _ in frames].count("message_stop") == 1
     assert renderer.finish() == [] and renderer.finished

@@ -8,7 +8,6 @@ from ds2proxy.canonical import (
     ChatRequest,
     Citation,
     CollectedCall,
-    ErrorEvent,
     Finish,
     ReasoningDelta,
     ResolvedModel,
@@ -72,9 +71,11 @@ def test_citations_become_citation_metadata():
         "citations": [{"uri": "https://a.test", "title": "A"}]}
 
 
-def render_all(events, **kwargs) -> list[dict]:
+def render_all(events, error=None, **kwargs) -> list[dict]:
+    """The chunks of ``events``, then the in-band ``error`` if one is given."""
     renderer = StreamRenderer(CHAT, "resp-1", **kwargs)
-    return [chunk for event in events for chunk in renderer.render(event)]
+    chunks = [chunk for event in events for chunk in renderer.frames(event)]
+    return chunks + (renderer.error(error) if error is not None else [])
 
 
 def parts_of(chunks: list[dict]) -> list[dict]:
@@ -119,11 +120,11 @@ def test_stream_content_filter_finishes_with_safety():
 
 
 def test_error_after_output_is_a_google_error_chunk():
-    chunks = render_all([TextDelta("x"), ErrorEvent(ToolChoiceViolation())])
+    chunks = render_all([TextDelta("x")], ToolChoiceViolation())
     assert chunks[-1]["error"]["code"] == 422
     assert chunks[-1]["error"]["status"] == "FAILED_PRECONDITION"
     assert "tool_choice" in chunks[-1]["error"]["message"]
-    limited = render_all([ErrorEvent(RateLimited("busy", retry_after=7))])[0]["error"]
+    limited = render_all([], RateLimited("busy", retry_after=7))[0]["error"]
     assert limited["status"] == "RESOURCE_EXHAUSTED"
     assert {"@type": "type.googleapis.com/google.rpc.RetryInfo",
             "retryDelay": "7s"} in limited["details"]

@@ -87,6 +87,7 @@ async def test_frames_written_together_go_out_together_and_a_lone_frame_at_once(
         await got_burst.wait()
         await writer.send({"n": "lone"})
         await got_lone.wait()
+        await writer.send("[DONE]")
         return await writer.done()
 
     got_lone = asyncio.Event()

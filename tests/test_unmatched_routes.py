@@ -55,3 +55,24 @@ async def test_wrong_method_is_405_with_allow_in_the_family_shape(proxy, path, s
 async def test_dashboard_pages_keep_plain_answers(proxy):
     status, headers, _ = await request(proxy, "GET", "/admin/ui/nothing-here")
     assert status == 404 and not headers["Content-Type"].startswith("application/json")
+
+
+async def test_admin_errors_have_one_shape(proxy):
+    """A route's validation error, an unknown admin path and a refused
+    cross-site call answer alike: ``detail`` (plus ``field`` when one is at
+    fault), never cached."""
+    async with aiohttp.ClientSession() as http:
+        bad = await http.post(proxy.url + "/admin/keys", json={"key": "has space"},
+                              headers={"Authorization": f"Bearer {proxy.admin_key}"})
+        missing = await http.get(proxy.url + "/admin/nothing-here",
+                                 headers={"Authorization": f"Bearer {proxy.admin_key}"})
+        foreign = await http.get(proxy.url + "/admin/overview",
+                                 headers={"Authorization": f"Bearer {proxy.admin_key}",
+                                          "Origin": "https://elsewhere.example",
+                                          "Sec-Fetch-Site": "cross-site"})
+        replies = [(r.status, await r.json(), r.headers) for r in (bad, missing, foreign)]
+    assert [status for status, _, _ in replies] == [400, 404, 403]
+    for status, body, headers in replies:
+        assert set(body) <= {"detail", "field", "errors"} and body["detail"], (status, body)
+        assert headers["Cache-Control"] == "no-store", status
+    assert replies[0][1]["field"] == "key"

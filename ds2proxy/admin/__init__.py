@@ -1,6 +1,7 @@
 """The admin API and the dashboard.
 
-:func:`setup` is called by :func:`ds2proxy.app.create_app`. It mounts the
+:func:`setup` is called by :func:`ds2proxy.app.create_app` (this package
+never imports the app module: no cycle). It mounts the
 JSON admin API under ``/admin/*`` (paths of the admin API spec), the
 server-rendered dashboard under ``/admin/`` and ``/admin/ui/*`` with its
 assets under ``/admin/static/``. The dev-capture buffer it lists is the
@@ -14,7 +15,6 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from ..app import PLUGINS
 from .assets import static_dir
 from .context import AdminContext
 from .credentials import AdminCredentials
@@ -31,6 +31,7 @@ from .web_session import WebSessions
 
 if TYPE_CHECKING:
     from ..core import Core
+    from ..plugin_api import PluginInfo
 
 log = logging.getLogger("ds2proxy.admin")
 
@@ -70,12 +71,14 @@ def _add_dashboard(app: web.Application, ctx: AdminContext) -> None:
     router.add_post("/admin/ui/playground/send", guarded(ctx, Playground(ctx).send))
 
 
-def setup(app: web.Application, core: Core, admin_key: str | None) -> None:
-    """Mount the admin API and the dashboard on ``app``."""
+def setup(app: web.Application, core: Core, admin_key: str | None,
+          plugins: list[PluginInfo]) -> None:
+    """Mount the admin API and the dashboard on ``app`` (``plugins``: what
+    the plugin loader reported, for /admin/plugins)."""
     creds = AdminCredentials(core.store, admin_key)
     sessions = WebSessions(creds)
     captures = core.captures
-    ctx = AdminContext(core=core, ops=AdminOps(core, creds, captures, app.get(PLUGINS, [])),
+    ctx = AdminContext(core=core, ops=AdminOps(core, creds, captures, plugins),
                        creds=creds, gate=AdminGate(creds, LoginThrottle(), sessions),
                        sessions=sessions, captures=captures)
     app[ADMIN] = ctx

@@ -1,30 +1,33 @@
 """Where the dashboard's templates and static files are.
 
-In a checkout (or an editable install) they sit at the top of the source
-tree, two levels above this package; an installed wheel puts them under
-``<prefix>/share/ds2proxy/`` as data files.
+They live at the top of the source tree (``templates/``, ``static/``) and
+install as the resource packages ``ds2proxy_templates`` and
+``ds2proxy_static`` (see ``package_dir`` in setup.cfg), so a wheel, a
+``--user`` install and an editable install all find them through
+:mod:`importlib.resources`, wherever the package landed.
 """
 
 from __future__ import annotations
 
-import sys
+from importlib.resources import files
 from pathlib import Path
 
-_SOURCE_ROOT = Path(__file__).resolve().parents[2]
 
-
-def _locate(name: str, marker: str) -> Path:
-    candidates = (_SOURCE_ROOT / name, Path(sys.prefix) / "share" / "ds2proxy" / name)
-    for folder in candidates:
-        if (folder / marker).is_file():
-            return folder
-    searched = ", ".join(str(c) for c in candidates)
-    raise FileNotFoundError(f"dashboard {name} not found (looked in {searched})")
+def _locate(package: str, marker: str) -> Path:
+    """The directory of resource package ``package``, checked by ``marker``."""
+    try:
+        found = files(package) / marker
+    except ModuleNotFoundError:
+        raise FileNotFoundError(f"the dashboard files are not installed ({package})") from None
+    path = Path(str(found))
+    if not path.is_file():
+        raise FileNotFoundError(f"the dashboard files are incomplete: no {marker} in {package}")
+    return path.parent
 
 
 def templates_dir() -> Path:
-    return _locate("templates", "base.html")
+    return _locate("ds2proxy_templates", "base.html")
 
 
 def static_dir() -> Path:
-    return _locate("static", "admin.css")
+    return _locate("ds2proxy_static", "admin.css")

@@ -23,7 +23,6 @@ from aiohttp import web
 from ..canonical import (
     AttachmentPart,
     ChatRequest,
-    ErrorEvent,
     Finish,
     Message,
     Part,
@@ -43,9 +42,10 @@ from ..canonical import (
     TurnResult,
     Usage,
 )
-from ..errors import InvalidRequest
+from ..errors import InvalidRequest, ProxyError
 from ..prompt.message_text import tool_content_text
 from ..thinking import thinking_override
+from ..relay import relay
 from ..toolcall.choice import parse_anthropic_tool_choice
 from . import json_response
 from .redact import redacted_json
@@ -347,8 +347,8 @@ class MessagesStreamRenderer:
         self._calls: dict[int, int] = {}
         self._output_tokens = 0
 
-    def render(self, event: TurnEvent) -> list[Frame]:
-        """Frames for one event; an ErrorEvent yields the in-band error and ends."""
+    def frames(self, event: TurnEvent) -> list[Frame]:
+        """Frames for one event."""
         out = self._start()
         if isinstance(event, ReasoningDelta) and event.text:
             out += self._delta("thinking", {"type": "thinking_delta", "thinking": event.text})
@@ -368,10 +368,16 @@ class MessagesStreamRenderer:
             self._output_tokens = event.completion_tokens
         elif isinstance(event, Finish):
             out += self.finish(event.reason, event.stop_sequence)
-        elif isinstance(event, ErrorEvent):
-            self.finished = True
-            out.append(("error", anthropic_error_body(event.error)))
         return out
+
+    def error(self, error: ProxyError) -> list[Frame]:
+        """The in-band ``error`` event; the message is not stopped after it."""
+        self.finished = True
+        return [("error", anthropic_error_body(error))]
+
+    def end(self) -> list[Frame]:
+        """``message_stop`` for a turn that ended without a Finish event."""
+        return self.finish()
 
     def finish(self, reason: str = "stop", stop_sequence: str | None = None) -> list[Frame]:
         """Close the open block, then ``message_delta`` and ``message_stop``."""
@@ -446,15 +452,5 @@ async def respond_messages(core: Any, request: web.Request, turn: Any,
     if not chat.stream:
         result = await turn.collect()
         return json_response(message_object(result, chat, message_id))
-    writer = core.sse(request)
     renderer = MessagesStreamRenderer(chat, message_id, turn.prompt_tokens)
-    async for event in writer.pace(turn.events()):
-        if isinstance(event, ErrorEvent) and not writer.prepared:
-            raise event.error
-        for name, data in renderer.render(event):
-            await writer.send(data, event=name)
-        if renderer.finished:
-            break
-    for name, data in renderer.finish():
-        await writer.send(data, event=name)
-    return await writer.finish()
+    return await relay(core.sse(request), turn, renderer)

@@ -86,4 +86,14 @@ def ollama_error(err: ProxyError) -> web.Response:
 
 
 def admin_error(err: ProxyError) -> web.Response:
-    return _json(err.status, {"detail": err.message}, _headers(err))
+    """The one admin error shape, for every admin path (its routes, the
+    cross-site guard, unmatched paths): ``{"detail": …}``, plus ``"field"``
+    (the first at fault) and, when an error names several, ``"errors"``:
+    {field: problem}; never cached."""
+    body: dict[str, Any] = {"detail": err.message}
+    if err.param:
+        body["field"] = err.param
+    fields = getattr(err, "errors", None)
+    if isinstance(fields, dict):
+        body["errors"] = fields
+    return _json(err.status, body, {"Cache-Control": "no-store", **_headers(err)})

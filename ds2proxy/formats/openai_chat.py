@@ -16,37 +16,27 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from aiohttp import web
 
 from ..canonical import (
     AttachmentPart,
     ChatRequest,
     Citation,
-    ErrorEvent,
-    Finish,
     Message,
     Part,
-    ReasoningDelta,
     ReasoningPart,
     ResolvedModel,
     ResponseFormat,
-    TextDelta,
     TextPart,
     ToolCall,
-    ToolCallArgs,
     ToolCallEnd,
-    ToolCallStart,
     ToolResult,
     ToolSpec,
-    TurnEvent,
     TurnResult,
     Usage,
 )
-from ..errors import InvalidRequest, ProxyError
+from ..errors import InvalidRequest
 from ..thinking import thinking_override
 from ..toolcall.choice import parse_openai_tool_choice
-from . import json_response
-from .errors import openai_error_body
 from .sampling import openai_chat_sampling
 from .validate import boolean
 
@@ -344,7 +334,7 @@ class ChatStyle:
         return (self.usage_shape or usage_body)(usage)
 
 
-def _finish(style: ChatStyle, reason: str, stop_sequence: str | None = None) -> str:
+def finish_name(style: ChatStyle, reason: str, stop_sequence: str | None = None) -> str:
     """The surface's finish word; a matched stop sequence is always "stop"."""
     return "stop" if stop_sequence else style.finish_names.get(reason, reason)
 
@@ -378,129 +368,8 @@ def chat_completion(result: TurnResult, chat: ChatRequest, created: int,
         "created": created,
         "model": chat.model.requested,
         "choices": [{"index": 0, "message": message, "logprobs": None,
-                     "finish_reason": _finish(style, result.finish,
+                     "finish_reason": finish_name(style, result.finish,
                                               result.stop_sequence)}],
         "usage": style.usage(result.usage),
         "system_fingerprint": None,
     }
-
-
-class ChatStreamRenderer:
-    """Turn events → ``chat.completion.chunk`` payloads (framing is the writer's)."""
-
-    def __init__(self, chat: ChatRequest, turn_id: str, created: int,
-                 style: ChatStyle | None = None) -> None:
-        self.chat = chat
-        self.style = style or ChatStyle()
-        self.id = self.style.chunk_id(turn_id) if self.style.chunk_id else turn_id
-        self.created = created
-        self._started = False
-        self._pending: ToolCallStart | None = None
-        self._in_think = False
-        self._usage: Usage | None = None
-
-    def _chunk(self, delta: dict, finish: str | None = None) -> dict:
-        if self.style.content_always and "content" not in delta:
-            delta = {**delta, "content": ""}
-        choice: dict[str, Any] = {"index": 0, "delta": delta, "finish_reason": finish}
-        if self.style.chunk_logprobs:
-            choice["logprobs"] = None
-        chunk: dict[str, Any] = {"id": self.id, "object": "chat.completion.chunk",
-                                 "created": self.created, "model": self.chat.model.requested,
-                                 "choices": [choice]}
-        if self.chat.include_usage and self.style.usage_on_every_chunk:
-            chunk["usage"] = None
-        return chunk
-
-    def _delta(self, delta: dict) -> dict:
-        if not self._started:
-            self._started = True
-            delta = {"role": "assistant", **delta}
-        return self._chunk(delta)
-
-    def render(self, event: TurnEvent) -> list[dict]:
-        """Chunks for one event; an ErrorEvent yields the in-band error frame."""
-        out: list[dict] = []
-        if self.style.opening_chunk and not self._started:
-            out.append(self._delta({"content": ""}))
-        if self._pending is not None and not (isinstance(event, ToolCallArgs)
-                                              and event.index == self._pending.index):
-            out.append(self._call_frame(self._pending, ""))
-            self._pending = None
-        if isinstance(event, ReasoningDelta):
-            out += self._reasoning(event.text)
-        elif isinstance(event, TextDelta):
-            out += self._close_think()
-            out.append(self._delta({"content": event.text}))
-        elif isinstance(event, ToolCallStart):
-            out += self._close_think()
-            self._pending = event
-        elif isinstance(event, ToolCallArgs):
-            if self._pending is not None:
-                out.append(self._call_frame(self._pending, event.arguments))
-                self._pending = None
-            else:
-                out.append(self._delta({"tool_calls": [
-                    {"index": event.index, "function": {"arguments": event.arguments}}]}))
-        elif isinstance(event, Usage):
-            self._usage = event
-        elif isinstance(event, Finish):
-            out += self._finish(event)
-        elif isinstance(event, ErrorEvent):
-            out.append(self.error_frame(event.error))
-        return out
-
-    def _call_frame(self, start: ToolCallStart, arguments: str) -> dict:
-        return self._delta({"tool_calls": [{"index": start.index, "id": start.id,
-                                            "type": "function",
-                                            "function": {"name": start.name,
-                                                         "arguments": arguments}}]})
-
-    def _reasoning(self, text: str) -> list[dict]:
-        if not self.style.reasoning_inline:
-            return [self._delta({"reasoning_content": text})]
-        prefix = "" if self._in_think else "<think>\n"
-        self._in_think = True
-        return [self._delta({"content": prefix + text})]
-
-    def _close_think(self) -> list[dict]:
-        if not self._in_think:
-            return []
-        self._in_think = False
-        return [self._delta({"content": "\n</think>\n\n"})]
-
-    def _finish(self, event: Finish) -> list[dict]:
-        out = self._close_think()
-        if not self._started:
-            out.append(self._delta({"content": ""}))
-        last = self._chunk({}, _finish(self.style, event.reason, event.stop_sequence))
-        out.append(last)
-        if not self.chat.include_usage or self._usage is None:
-            return out
-        if self.style.usage_in_finish_chunk:
-            last["usage"] = self.style.usage(self._usage)
-        else:
-            out.append({"id": self.id, "object": "chat.completion.chunk",
-                        "created": self.created, "model": self.chat.model.requested,
-                        "choices": [], "usage": self.style.usage(self._usage)})
-        return out
-
-    @staticmethod
-    def error_frame(err: ProxyError) -> dict:
-        return {"status_code": err.status, **openai_error_body(err)}
-
-
-async def respond_chat(core: Any, request: web.Request, turn: Any, chat: ChatRequest,
-                       style: ChatStyle | None = None) -> web.StreamResponse:
-    """Answer a chat-completions request from an open turn, stream or not."""
-    if not chat.stream:
-        result = await turn.collect()
-        return json_response(chat_completion(result, chat, turn.created, style))
-    writer = core.sse(request)
-    renderer = ChatStreamRenderer(chat, turn.id, turn.created, style)
-    async for event in writer.pace(turn.events()):
-        if isinstance(event, ErrorEvent) and not writer.prepared:
-            raise event.error
-        for chunk in renderer.render(event):
-            await writer.send(chunk)
-    return await writer.done()

@@ -20,6 +20,8 @@ _MORE = "more"  # a rule needs more text to decide
 Outcome = tuple[int, str] | str | None  # (end, replacement), _MORE, or no match
 
 _CANDIDATE = re.compile(r"[<`\[]")
+# Where a cleaning rule can start (a citation marker too starts with "[").
+RULE_START = _CANDIDATE
 _BARS = "|｜"
 _TOKEN_WORDS = frozenset({
     "begin_of_sentence", "assistant", "tool", "end_of_sentence", "end_of_thinking",
@@ -41,18 +43,20 @@ class TextCleaner:
     """§4.9 cleaning of a stream; ``flush`` releases a held tail at the end."""
 
     def __init__(self) -> None:
-        self._buffer = ""
+        self.pending = ""  # text held while a rule may still match
         self._in_agent_wrapper = False
 
     def feed(self, text: str) -> str:
-        self._buffer += text
+        if not self.pending and _CANDIDATE.search(text) is None:
+            return text  # nothing held and no rule can start here
+        self.pending += text
         return self._drain(final=False)
 
     def flush(self) -> str:
         return self._drain(final=True)
 
     def _drain(self, *, final: bool) -> str:
-        text = self._buffer
+        text = self.pending
         out: list[str] = []
         last = pos = 0
         while (match := _CANDIDATE.search(text, pos)) is not None:
@@ -63,13 +67,13 @@ class TextCleaner:
                 continue
             out.append(text[last:at])
             if outcome == _MORE:
-                self._buffer = text[at:]
+                self.pending = text[at:]
                 return "".join(out)
             end, replacement = outcome
             out.append(replacement)
             last = pos = end
         out.append(text[last:])
-        self._buffer = ""
+        self.pending = ""
         return "".join(out)
 
     def _rule_at(self, text: str, at: int, final: bool) -> Outcome:

@@ -27,7 +27,7 @@ from ..errors import (
     UpstreamRateLimited,
 )
 from ..pow import Challenge
-from .lines import iter_lines
+from .lines import iter_line_batches, iter_lines
 from .payload import SlicedBytes
 from .proxies import TRANSPORT_ERRORS, ProxySessions
 
@@ -170,6 +170,18 @@ class UpstreamStream:
             if self.capture is not None:
                 self.capture.append(line.encode() + b"\n")
             yield line
+
+    def line_batches(self) -> AsyncIterator[list[str]]:
+        """The response's lines, a list per read (see :meth:`lines`)."""
+        if self.capture is None:
+            return iter_line_batches(self.resp, for_parser=True)
+        return self._captured_batches()
+
+    async def _captured_batches(self) -> AsyncIterator[list[str]]:
+        async for lines in iter_line_batches(self.resp):
+            if self.capture is not None:
+                self.capture.append(b"".join(line.encode() + b"\n" for line in lines))
+            yield lines
 
     def release(self, error: str | None = None) -> None:
         self.resp.release()

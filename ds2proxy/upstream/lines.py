@@ -23,12 +23,42 @@ async def iter_lines(resp: aiohttp.ClientResponse, *, for_parser: bool = False
     data line resets the event name), so half the lines of a stream need no
     trip through the consumer.
     """
-    partial: list[bytes] = []  # the start of a line not ended yet
+    cutter = LineCutter(for_parser)
     async for chunk in resp.content.iter_any():
+        for line in cutter.cut(chunk):
+            yield line
+    for line in cutter.rest():
+        yield line
+
+
+async def iter_line_batches(resp: aiohttp.ClientResponse, *, for_parser: bool = False
+                            ) -> AsyncIterator[list[str]]:
+    """As :func:`iter_lines`, but all the complete lines of a read at once:
+    one batch per read, never held for more."""
+    cutter = LineCutter(for_parser)
+    async for chunk in resp.content.iter_any():
+        lines = cutter.cut(chunk)
+        if lines:
+            yield lines
+    rest = cutter.rest()
+    if rest:
+        yield rest
+
+
+class LineCutter:
+    """Cuts raw chunks into complete lines, keeping a line not ended yet."""
+
+    def __init__(self, for_parser: bool = False) -> None:
+        self.for_parser = for_parser
+        self._partial: list[bytes] = []  # the start of a line not ended yet
+
+    def cut(self, chunk: bytes) -> list[str]:
+        """The lines ``chunk`` completes."""
+        partial = self._partial
         cut = chunk.rfind(b"\n")
         if cut < 0:
             partial.append(chunk)
-            continue
+            return []
         block = chunk[:cut]
         if partial:
             partial.append(block)
@@ -36,10 +66,15 @@ async def iter_lines(resp: aiohttp.ClientResponse, *, for_parser: bool = False
             partial.clear()
         if cut + 1 < len(chunk):
             partial.append(chunk[cut + 1:])
-        for line in split_lines(block, for_parser=for_parser):
-            yield line
-    if partial:
-        yield from_bytes(b"".join(partial))
+        return split_lines(block, for_parser=self.for_parser)
+
+    def rest(self) -> list[str]:
+        """The final line that no newline ended, if any."""
+        if not self._partial:
+            return []
+        line = from_bytes(b"".join(self._partial))
+        self._partial.clear()
+        return [line]
 
 
 def split_lines(block: bytes, *, for_parser: bool = False) -> list[str]:

@@ -56,6 +56,7 @@ from .events import (
 from .stream_text import (
     LEAK_MARKER,
     TextTracker,
+    citations_of,
     cut_leak,
     fragments_of,
     tail_text,
@@ -98,6 +99,7 @@ class StreamParser:
         self.current_kind: TextKind = "thinking" if thinking_enabled else "answer"
         self._tree: Any = {}
         self._cursor = Cursor()
+        self._checked = None
         self._event = "message"
         self._ended = False
         self._filtered = False
@@ -111,6 +113,8 @@ class StreamParser:
         self._tail: tuple[dict, Hashable, TextKind] | None = None
         # Tokens the fast path took, not yet joined into the tail's content.
         self._pending: list[str] = []
+        # The tail whose tree checks passed (they hold until a settle or patch).
+        self._checked: tuple[dict, Hashable, TextKind] | None = None
 
     # -- rounds ---------------------------------------------------------------
 
@@ -146,6 +150,20 @@ class StreamParser:
 
     # -- lines ----------------------------------------------------------------
 
+    def feed_lines(self, lines: list[str]) -> list[UpstreamEvent]:
+        """The events of several lines, in order (one call per read)."""
+        out: list[UpstreamEvent] = []
+        data, feed = self._data_into, self.feed_line
+        for line in lines:
+            # A token line goes straight to the JSON step ("\r" is JSON whitespace).
+            if line.startswith(_DATA_OBJECT):
+                data(line[6:], out)
+            else:
+                events = feed(line)
+                if events:
+                    out += events
+        return out
+
     def feed_line(self, line: str) -> list[UpstreamEvent]:
         """Parse one line (no newline): ``event: x``, ``data: {…}``, ``: …`` or ``""``."""
         if line.endswith("\r"):
@@ -169,22 +187,26 @@ class StreamParser:
 
     def _data(self, value: str) -> list[UpstreamEvent]:
         """One ``data:`` value (without the field name) under the pending event name."""
+        out: list[UpstreamEvent] = []
+        self._data_into(value, out)
+        return out
+
+    def _data_into(self, value: str, out: list[UpstreamEvent]) -> None:
+        """:meth:`_data`, appending its events to ``out``."""
         event, self._event = self._event, "message"  # exactly one data line per event
         try:
             payload = orjson.loads(value)
         except orjson.JSONDecodeError:
             self._log_once(("json", event), "skipping undecodable %s frame", event)
-            return []
-        out: list[UpstreamEvent] = []
+            return
         if (self.fast_path and event == "message" and type(payload) is dict
                 and len(payload) == 1 and self._append_to_tail(payload.get("v"), out)):
-            return out
+            return
         self._settle()
         self._dispatch(event, payload, out)
         if self._filter_pending:
             self._filter_pending = False
             out.append(ContentFiltered(self._template()))
-        return out
 
     def _dispatch(self, event: str, payload: Any, out: list[UpstreamEvent]) -> None:
         if not isinstance(payload, dict):
@@ -279,16 +301,19 @@ class StreamParser:
         fragment's growth is the whole event, as the general path finds it.
         """
         cursor, tail = self._cursor, self._tail
-        if (tail is None or not isinstance(value, str) or cursor.path != TAIL_CONTENT
+        if (tail is None or type(value) is not str or cursor.path != TAIL_CONTENT
                 or cursor.op not in (None, APPEND) or self._filtered):
             return False
         frag, key, kind = tail
-        frags = fragments_of(self._tree)
-        content = frag.get("content")
-        if (not frags or frags[-1] is not frag or not isinstance(content, str)
-                or not self._tracker.holds(key, content) or key in self._leaked
-                or (kind == "answer" and LEAK_MARKER in value)):
+        if kind == "answer" and LEAK_MARKER in value:
             return False
+        if tail is not self._checked:
+            frags = fragments_of(self._tree)
+            content = frag.get("content")
+            if (not frags or frags[-1] is not frag or not isinstance(content, str)
+                    or not self._tracker.holds(key, content) or key in self._leaked):
+                return False
+            self._checked = tail
         if value:
             self._pending.append(value)
             out.append(TextChunk(kind, value))
@@ -302,6 +327,7 @@ class StreamParser:
         what the tracker holds too, so the fast path's checks still see the
         same objects; everything that reads or patches the tree settles first.
         """
+        self._checked = None
         if not self._pending:
             return
         assert self._tail is not None
@@ -341,17 +367,7 @@ class StreamParser:
     def citations(self) -> list[tuple[int, str, str]]:
         """``(N, url, title)`` for each ``[reference:N]`` target of the answer (§10.5)."""
         self._settle()
-        frags = [f for f in fragments_of(self._tree) if isinstance(f, dict)]
-        by_id = {f.get("id"): f for f in frags}
-        found: list[tuple[int, str, str]] = []
-        for frag in frags:
-            refs = frag.get("references") if frag.get("type") == "RESPONSE" else None
-            for n, ref in enumerate(refs if isinstance(refs, list) else []):
-                target = by_id.get(ref.get("id")) if isinstance(ref, dict) else None
-                link = _link(target)
-                if link is not None:
-                    found.append((n, *link))
-        return found
+        return citations_of(self._tree)
 
     def _template(self) -> str:
         self._settle()
@@ -373,22 +389,6 @@ class StreamParser:
 
 def _legacy_field(kind: TextKind) -> str:
     return LEGACY_THINKING if kind == "thinking" else LEGACY_ANSWER
-
-
-def _link(fragment: Any) -> tuple[str, str] | None:
-    """A TOOL_OPEN's page, or a TOOL_SEARCH's first result."""
-    if not isinstance(fragment, dict):
-        return None
-    if fragment.get("type") == "TOOL_OPEN":
-        page = fragment.get("result")
-    elif fragment.get("type") == "TOOL_SEARCH":
-        results = fragment.get("results")
-        page = results[0] if isinstance(results, list) and results else None
-    else:
-        return None
-    if not isinstance(page, dict) or not isinstance(page.get("url"), str):
-        return None
-    return page["url"], str(page.get("title") or "")
 
 
 def _error_text(error: Any) -> str:

@@ -134,3 +134,34 @@ class TextTracker:
     def advance(self, key: Hashable, text: str) -> None:
         """Record ``text`` as emitted for ``key`` (when :meth:`holds` was true)."""
         self._seen[key] = text
+
+
+def citations_of(tree: Any) -> list[tuple[int, str, str]]:
+    """``(N, url, title)`` for each ``[reference:N]`` target of the answer (§10.5)."""
+    frags = [f for f in fragments_of(tree) if isinstance(f, dict)]
+    by_id = {f.get("id"): f for f in frags}
+    found: list[tuple[int, str, str]] = []
+    for frag in frags:
+        refs = frag.get("references") if frag.get("type") == "RESPONSE" else None
+        for n, ref in enumerate(refs if isinstance(refs, list) else []):
+            target = by_id.get(ref.get("id")) if isinstance(ref, dict) else None
+            link = _link(target)
+            if link is not None:
+                found.append((n, *link))
+    return found
+
+
+def _link(fragment: Any) -> tuple[str, str] | None:
+    """A TOOL_OPEN's page, or a TOOL_SEARCH's first result."""
+    if not isinstance(fragment, dict):
+        return None
+    if fragment.get("type") == "TOOL_OPEN":
+        page = fragment.get("result")
+    elif fragment.get("type") == "TOOL_SEARCH":
+        results = fragment.get("results")
+        page = results[0] if isinstance(results, list) and results else None
+    else:
+        return None
+    if not isinstance(page, dict) or not isinstance(page.get("url"), str):
+        return None
+    return page["url"], str(page.get("title") or "")

@@ -13,7 +13,8 @@ from aiohttp import web
 
 from ds2proxy.canonical import ResolvedModel
 from ds2proxy.formats.anthropic_messages import parse_messages_request, respond_messages
-from ds2proxy.formats.openai_chat import ChatStyle, parse_chat_request, respond_chat
+from ds2proxy.formats.chat_stream import respond_chat
+from ds2proxy.formats.openai_chat import ChatStyle, parse_chat_request
 
 from .ids import completion_id, usage_shape
 

@@ -20,7 +20,6 @@ from aiohttp import web
 from ds2proxy.canonical import (
     ChatRequest,
     Citation,
-    ErrorEvent,
     Finish,
     ReasoningDelta,
     TextDelta,
@@ -30,8 +29,10 @@ from ds2proxy.canonical import (
     TurnEvent,
     Usage,
 )
+from ds2proxy.errors import ProxyError
 from ds2proxy.formats.errors import google_error_body
-from ds2proxy.sse import JSONArrayWriter, StreamWriter
+from ds2proxy.relay import relay
+from ds2proxy.sse import StreamWriter
 
 from .render import call_part, candidate, response, thought_part
 from .request import GeminiRequest
@@ -49,7 +50,7 @@ class StreamRenderer:
         self._usage = Usage(0, 0, 0)
         self._held: list[dict[str, Any]] | None = None
 
-    def render(self, event: TurnEvent) -> list[dict[str, Any]]:
+    def frames(self, event: TurnEvent) -> list[dict[str, Any]]:
         if isinstance(event, ReasoningDelta):
             return self._hold([thought_part(event.text)]) if (
                 self.show_thoughts and event.text) else []
@@ -67,9 +68,14 @@ class StreamRenderer:
             self._usage = event
         elif isinstance(event, Finish):
             return [*self._release(*self._calls), self._last(event.reason)]
-        elif isinstance(event, ErrorEvent):
-            return [*self._flush(), google_error_body(event.error)]
         return []
+
+    def error(self, error: ProxyError) -> list[dict[str, Any]]:
+        """The held chunk, then a Google-shaped ``{"error": …}`` chunk."""
+        return [*self._flush(), google_error_body(error)]
+
+    def end(self) -> list[dict[str, Any]]:
+        return self._flush()
 
     def _release(self, *indexes: int) -> list[dict[str, Any]]:
         """The chunk of each completed call (a call never seen whole is not sent)."""
@@ -109,15 +115,5 @@ def stream_writer(core: Any, request: web.Request) -> StreamWriter:
 async def respond_stream(core: Any, request: web.Request, turn: Any,
                          gemini: GeminiRequest) -> web.StreamResponse:
     """Relay an open turn as chunks; an error before the first byte stays an HTTP error."""
-    writer = stream_writer(core, request)
     renderer = StreamRenderer(gemini.chat, turn.id, show_thoughts=gemini.show_thoughts)
-    async for event in writer.pace(turn.events()):
-        if isinstance(event, ErrorEvent) and not writer.prepared:
-            raise event.error
-        for chunk in renderer.render(event):
-            await writer.send(chunk)
-        if isinstance(event, ErrorEvent):
-            break
-    if isinstance(writer, JSONArrayWriter):
-        return await writer.done()
-    return await writer.finish()
+    return await relay(stream_writer(core, request), turn, renderer)

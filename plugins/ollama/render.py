@@ -24,6 +24,7 @@ from ds2proxy.canonical import (
     TurnResult,
     Usage,
 )
+from ds2proxy.errors import ProxyError
 from ds2proxy.formats.openai_chat import decode_arguments
 
 Kind = Literal["chat", "generate"]
@@ -129,7 +130,7 @@ class StreamRenderer:
         """An empty progress chunk: keeps the connection alive, changes nothing."""
         return _base(self.model, self.kind, "", None)
 
-    def render(self, event: TurnEvent) -> list[dict[str, Any]]:
+    def frames(self, event: TurnEvent) -> list[dict[str, Any]]:
         if isinstance(event, ReasoningDelta | TextDelta | ToolCallStart):
             self.clock.mark_output()
         if isinstance(event, ReasoningDelta) and event.text:
@@ -146,6 +147,13 @@ class StreamRenderer:
             self._usage = event
         elif isinstance(event, Finish):
             return self._finish(event)
+        return []
+
+    def error(self, error: ProxyError) -> list[dict[str, Any]]:
+        """Ollama's in-band error line."""
+        return [{"error": error.message}]
+
+    def end(self) -> list[dict[str, Any]]:
         return []
 
     def _call_chunk(self, indexes: list[int]) -> dict[str, Any]:

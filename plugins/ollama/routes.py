@@ -7,10 +7,11 @@ from typing import Any
 
 from aiohttp import web
 
-from ds2proxy.canonical import ChatRequest, ErrorEvent
+from ds2proxy.canonical import ChatRequest
 from ds2proxy.embeddings import DEFAULT_DIMENSIONS
 from ds2proxy.errors import InvalidRequest, NotImplementedFeature
 from ds2proxy.formats import json_response
+from ds2proxy.relay import relay
 from ds2proxy.tokens import count_tokens_async
 
 from .render import Clock, Kind, StreamRenderer, load_object, whole_object
@@ -52,15 +53,7 @@ class TurnRoutes:
             return json_response(whole_object(result, name, kind, clock))
         renderer = StreamRenderer(name, kind, clock)
         writer = self.core.ndjson(request, renderer.heartbeat)
-        async for event in writer.pace(turn.events()):
-            if isinstance(event, ErrorEvent):
-                if not writer.prepared:
-                    raise event.error
-                await writer.send({"error": event.error.message})
-                break
-            for chunk in renderer.render(event):
-                await writer.send(chunk)
-        return await writer.done()
+        return await relay(writer, turn, renderer)
 
 
 class EmbedRoutes:

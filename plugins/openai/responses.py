@@ -8,15 +8,17 @@ the stream with ``response.failed``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
 
-from ds2proxy.canonical import ErrorEvent
-from ds2proxy.errors import InvalidRequest, NotFound
+from ds2proxy.canonical import TurnEvent
+from ds2proxy.errors import InvalidRequest, NotFound, ProxyError
 from ds2proxy.formats import json_response
 from ds2proxy.formats.sampling import responses_sampling
 from ds2proxy.formats.validate import string
+from ds2proxy.relay import relay
 
 from .responses_builder import ResponseBuilder, ResponseHeader
 from .responses_input import conversation_items
@@ -63,17 +65,9 @@ class ResponsesRoutes:
 
     async def _stream(self, request: web.Request, turn: Any, builder: ResponseBuilder,
                       parsed: ResponsesRequest, owner: str) -> web.StreamResponse:
-        writer = self.core.sse(request)
-        async for event in writer.pace(turn.events()):
-            if isinstance(event, ErrorEvent):
-                if not writer.prepared:
-                    raise event.error
-                await _send(writer, builder.fail(event.error))
-                return await writer.done()
-            await _send(writer, builder.feed(event))
-        await _send(writer, builder.finish())
-        self._keep(owner, parsed, builder.response())
-        return await writer.done()
+        renderer = ResponsesStreamRenderer(
+            builder, lambda: self._keep(owner, parsed, builder.response()))
+        return await relay(self.core.sse(request), turn, renderer)
 
     def _history(self, owner: str, body: dict) -> list[Any]:
         """The stored conversation ``previous_response_id`` continues, if any."""
@@ -92,9 +86,28 @@ class ResponsesRoutes:
             self.store.put(owner, response, parsed.items)
 
 
-async def _send(writer: Any, payloads: list[dict]) -> None:
-    for payload in payloads:
-        await writer.send(payload, event=payload["type"])
+class ResponsesStreamRenderer:
+    """Builder events as named SSE frames; the finished response is kept
+    (``on_end``) before the stream ends, so a follow-up can continue it."""
+
+    def __init__(self, builder: ResponseBuilder, on_end: Callable[[], None]) -> None:
+        self.builder = builder
+        self.on_end = on_end
+
+    def frames(self, event: TurnEvent) -> list[tuple[str, dict]]:
+        return _named(self.builder.feed(event))
+
+    def error(self, error: ProxyError) -> list[Any]:
+        return [*_named(self.builder.fail(error)), "[DONE]"]
+
+    def end(self) -> list[Any]:
+        frames = _named(self.builder.finish())
+        self.on_end()
+        return [*frames, "[DONE]"]
+
+
+def _named(payloads: list[dict]) -> list[tuple[str, dict]]:
+    return [(payload["type"], payload) for payload in payloads]
 
 
 def echo_fields(body: dict, parsed: ResponsesRequest) -> dict[str, Any]:

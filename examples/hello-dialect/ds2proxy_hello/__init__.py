@@ -9,10 +9,19 @@ run the turn, render the canonical events.
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
-from ds2proxy.canonical import ChatRequest, ErrorEvent, Message, ReasoningDelta, TextDelta, TextPart
-from ds2proxy.errors import InvalidRequest
+from ds2proxy.canonical import (
+    ChatRequest,
+    Message,
+    ReasoningDelta,
+    TextDelta,
+    TextPart,
+    TurnEvent,
+)
+from ds2proxy.errors import InvalidRequest, ProxyError
 from ds2proxy.plugin_api import PluginAPI
 
 
@@ -35,17 +44,24 @@ def register(api: PluginAPI) -> None:
                 result = await turn.collect()
                 return web.json_response({"answer": result.text, "thinking": result.reasoning,
                                           "model": model.requested})
-            writer = core.sse(request)
-            async for event in writer.pace(turn.events()):
-                if isinstance(event, ErrorEvent):
-                    if not writer.prepared:
-                        raise event.error
-                    await writer.send({"message": event.error.message}, event="error")
-                elif isinstance(event, ReasoningDelta):
-                    await writer.send({"text": event.text}, event="thinking")
-                elif isinstance(event, TextDelta):
-                    await writer.send({"text": event.text}, event="answer")
-            await writer.send({}, event="done")
-            return await writer.finish()
+            return await api.relay(core.sse(request), turn, HelloRenderer())
 
     api.route("POST", "/hello/v1/ask", ask, errors=api.errors.openai)
+
+
+class HelloRenderer:
+    """Canonical events as ``thinking`` / ``answer`` / ``done`` SSE events
+    (the relay's Renderer protocol: frames, error, end)."""
+
+    def frames(self, event: TurnEvent) -> list[tuple[str, dict[str, Any]]]:
+        if isinstance(event, ReasoningDelta):
+            return [("thinking", {"text": event.text})]
+        if isinstance(event, TextDelta):
+            return [("answer", {"text": event.text})]
+        return []
+
+    def error(self, error: ProxyError) -> list[tuple[str, dict[str, Any]]]:
+        return [("error", {"message": error.message}), ("done", {})]
+
+    def end(self) -> list[tuple[str, dict[str, Any]]]:
+        return [("done", {})]

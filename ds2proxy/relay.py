@@ -1,0 +1,94 @@
+"""The one relay from a turn to a streaming client.
+
+Every streaming route of every dialect goes through :func:`relay`: it reads
+the turn's canonical events under the writer's keep-alive pacing (a batch
+per upstream read: what had already arrived, never held back), asks the
+dialect's :class:`Renderer` for the frames of each event and queues the
+frames of a batch as one write, and ends the stream with the
+renderer's end frames and the writer's terminator.
+
+A failure takes one path. While nothing has been sent, the
+:class:`~ds2proxy.errors.ProxyError` propagates, and the route wrapper
+(:func:`ds2proxy.plugin_api.wrap_handler`) answers with a plain HTTP error in
+the family's shape. Once the stream has begun, the renderer's error frames
+and the terminator are written, then the same error propagates, so the
+route wrapper — the single place a request ends — records it once, whether
+it came before or after output.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, Protocol
+
+from aiohttp import web
+
+from .canonical import TurnEvent
+from .errors import ProxyError
+from .sse import ClientGone, StreamWriter
+
+log = logging.getLogger("ds2proxy.relay")
+
+
+class Renderer(Protocol):
+    """A dialect's stream rendering. A frame is whatever the writer sends:
+    a JSON-able payload, or for SSE an ``(event name, payload)`` pair."""
+
+    def frames(self, event: TurnEvent) -> Sequence[Any]:
+        """The frames for one canonical event (often none)."""
+        ...
+
+    def error(self, error: ProxyError) -> Sequence[Any]:
+        """The in-band error frames for a failure after the stream began,
+        including any terminator the dialect sends after an error."""
+        ...
+
+    def end(self) -> Sequence[Any]:
+        """The frames that close a stream that ended normally (e.g. ``[DONE]``)."""
+        ...
+
+
+class EventSource(Protocol):
+    """What the relay streams: a turn (anything with its ``batches``)."""
+
+    def batches(self) -> AsyncIterator[list[TurnEvent]]:
+        """Canonical events, a batch per upstream read (never held back)."""
+        ...
+
+
+async def relay(writer: StreamWriter, turn: EventSource,
+                renderer: Renderer) -> web.StreamResponse:
+    """Stream ``turn`` through ``renderer`` to ``writer`` and end it.
+
+    Raises the turn's ProxyError (after the in-band error when the stream
+    had begun) and :class:`ClientGone` when the client left.
+    """
+    try:
+        render = renderer.frames
+        async for batch in writer.pace(turn.batches()):
+            if len(batch) == 1:
+                frames = render(batch[0])
+            else:
+                frames = [frame for event in batch for frame in render(event)]
+            if frames:
+                await writer.send_all(frames)
+    except ProxyError as exc:
+        if not writer.prepared:
+            raise
+        error = exc
+    except ClientGone:
+        raise
+    except Exception as exc:
+        if not writer.prepared:
+            raise
+        # A bug after the first byte still ends in the family's error shape,
+        # never as a silent cut the client takes for a dropped connection.
+        log.exception("stream failed after output")
+        error = ProxyError(f"internal error: {type(exc).__name__}")
+    else:
+        await writer.send_all(renderer.end())
+        return await writer.done()
+    await writer.send_all(renderer.error(error))
+    await writer.done()
+    raise error

@@ -1,0 +1,122 @@
+"""One DeepSeek answer on the wire: the completion and continue request
+bodies, opening them (with the PoW and its one retry), and the continue-round
+loop that reads an answer to its end.
+
+The loop hands the parser every complete line of a read at once and yields
+the upstream events of that read as one batch, so an answer costs one trip
+through the consumer's generators per socket read, not per token; nothing
+is held back (a batch is only what had already arrived).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import aiohttp
+
+from .. import pow as pow_solver
+from ..canonical import ChatRequest
+from ..errors import UpstreamError, UpstreamTimeout
+from .client import COMPLETION_PATH, POW_REFUSED_CODES, DeepSeekClient, UpstreamCallError, \
+    UpstreamStream
+from .events import UpstreamEvent
+from .patch import StreamParser
+from .session import Credentials, TokenKeeper, with_refresh
+
+CONTINUE_PATH = "/api/v0/chat/continue"
+SAMPLING = ("temperature", "top_p", "max_tokens", "max_completion_tokens", "presence_penalty",
+            "frequency_penalty", "stop")
+
+Reopen = Callable[[int], Awaitable[UpstreamStream]]
+
+
+def completion_body(chat: ChatRequest, session_id: str, prompt: str, parent: int | None,
+                    file_ids: list[str]) -> dict[str, Any]:
+    """The ``/chat/completion`` body for ``prompt`` in ``session_id``."""
+    body: dict[str, Any] = {
+        "chat_session_id": session_id,
+        "model_type": chat.model.model_type,
+        "parent_message_id": parent,
+        "prompt": prompt,
+        "ref_file_ids": list(file_ids),
+        "thinking_enabled": chat.thinking_enabled,
+        "search_enabled": chat.model.search,
+    }
+    body.update({k: v for k, v in chat.sampling.items() if k in SAMPLING and v is not None})
+    return body
+
+
+def continue_body(session_id: str, message_id: int) -> dict[str, Any]:
+    """The ``/chat/continue`` body that resumes an INCOMPLETE answer."""
+    return {"chat_session_id": session_id, "message_id": message_id,
+            "fallback_to_resume": True}
+
+
+async def solve_pow(client: DeepSeekClient, keeper: TokenKeeper, creds: Credentials, *,
+                    on_solved: Callable[[float], None] | None = None) -> str:
+    """A fresh challenge, solved off the loop, as the PoW header value;
+    ``on_solved`` gets the solve's start time (``time.perf_counter``)."""
+    challenge = await with_refresh(creds, keeper, client.create_pow_challenge)
+    started = time.perf_counter()
+    answer = await pow_solver.solve(challenge)
+    if on_solved is not None:
+        on_solved(started)
+    return pow_solver.encode_header(challenge, answer)
+
+
+async def open_completion(client: DeepSeekClient, keeper: TokenKeeper, creds: Credentials,
+                          body: dict[str, Any], pow_header: str = ""
+                          ) -> tuple[UpstreamStream, str]:
+    """Open a completion with ``pow_header`` (or a fresh one); a refused PoW
+    answer gets one fresh challenge (spec §12). Returns the stream and the
+    header it was opened with (continue rounds reuse it)."""
+    for attempt in range(2):
+        if attempt or not pow_header:
+            pow_header = await solve_pow(client, keeper, creds)
+        header = pow_header
+        try:
+            stream = await with_refresh(
+                creds, keeper, lambda t: client.open_stream(COMPLETION_PATH, t, header, body))
+            return stream, header
+        except UpstreamCallError as exc:
+            if exc.envelope.code not in POW_REFUSED_CODES or attempt:
+                raise
+    raise AssertionError("unreachable")
+
+
+async def open_continue(client: DeepSeekClient, keeper: TokenKeeper, creds: Credentials,
+                        session_id: str, message_id: int, pow_header: str) -> UpstreamStream:
+    """Open the next continue round of an INCOMPLETE answer."""
+    body = continue_body(session_id, message_id)
+    return await with_refresh(
+        creds, keeper, lambda t: client.open_stream(CONTINUE_PATH, t, pow_header, body))
+
+
+async def read_rounds(resp: UpstreamStream, parser: StreamParser, reopen: Reopen, *,
+                      max_rounds: int, silence: float
+                      ) -> AsyncIterator[list[UpstreamEvent]]:
+    """The upstream events of one answer, a batch per read, continue rounds
+    included (``reopen(message_id)`` opens the next round's stream)."""
+    rounds = 0
+    while True:
+        parser.start_round()
+        try:
+            async for lines in resp.line_batches():
+                events = parser.feed_lines(lines)
+                if events:
+                    yield events
+        except TimeoutError:
+            resp.release("silence timeout")
+            raise UpstreamTimeout(f"the upstream stream sent nothing for {silence:g} s "
+                                  "(upstream.silence_timeout_seconds)") from None
+        except aiohttp.ClientError as exc:
+            resp.release(type(exc).__name__)
+            raise UpstreamError(f"upstream stream broke: {type(exc).__name__}") from None
+        finally:
+            resp.release()
+        if not parser.should_continue or rounds >= max_rounds or not parser.response_message_id:
+            return
+        rounds += 1
+        resp = await reopen(parser.response_message_id)

@@ -1,0 +1,1 @@
+"""The dashboard's Jinja templates, installed as a resource package."""

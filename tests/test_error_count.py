@@ -1,0 +1,84 @@
+"""One failed request is one error on the dashboard, whether it failed
+before or after its first byte, streamed or not (the route wrapper is the
+single place a request's outcome is recorded)."""
+
+from __future__ import annotations
+
+import anthropic
+import openai
+import pytest
+
+from ds2proxy.testing import Delivery, Scripted
+
+from conftest import ACCOUNTS
+
+DROPPED = Scripted(answer="never seen", delivery=Delivery(drop_after=0))
+# Enough events for visible text to go out before the stream breaks.
+BROKEN_MIDWAY = Scripted(answer="a fairly long answer that breaks", chunk_size=2,
+                         delivery=Delivery(drop_after=12))
+MESSAGES = [{"role": "user", "content": "hi"}]
+
+
+def openai_client(proxy) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(base_url=proxy.url + "/v1", api_key=proxy.key, max_retries=0)
+
+
+async def chat(proxy, stream: bool) -> str:
+    """The text received before the failure; the failure must raise."""
+    client = openai_client(proxy)
+    received = ""
+    if not stream:
+        await client.chat.completions.create(model="deepseek-chat", messages=MESSAGES)
+        return received
+    async for chunk in await client.chat.completions.create(
+            model="deepseek-chat", messages=MESSAGES, stream=True):
+        received += chunk.choices[0].delta.content or "" if chunk.choices else ""
+    return received
+
+
+def errors(proxy) -> int:
+    return proxy.core.monitor.snapshot()["errors_total"]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+async def test_a_request_failing_before_output_counts_once(proxy, fake_upstream, stream):
+    fake_upstream.enqueue(*[DROPPED] * len(ACCOUNTS))
+    with pytest.raises(openai.APIStatusError) as info:
+        await chat(proxy, stream)
+    assert info.value.status_code == 502
+    assert errors(proxy) == 1
+    assert proxy.core.monitor.snapshot()["requests_total"] == 1
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+async def test_a_request_failing_after_output_counts_once(proxy, fake_upstream, stream):
+    fake_upstream.enqueue(BROKEN_MIDWAY)
+    with pytest.raises(openai.APIError) as info:
+        await chat(proxy, stream)
+    assert "ended before the answer was complete" in str(info.value)
+    assert errors(proxy) == 1
+    assert proxy.core.pool.inflight == 0
+
+
+async def test_an_in_band_anthropic_error_counts_once(proxy, fake_upstream):
+    fake_upstream.enqueue(BROKEN_MIDWAY)
+    client = anthropic.AsyncAnthropic(base_url=proxy.url, api_key=proxy.key, max_retries=0)
+    text = ""
+    with pytest.raises(anthropic.APIStatusError):
+        async with client.messages.stream(model="claude-sonnet-4-6", max_tokens=64,
+                                          messages=MESSAGES) as stream:
+            async for delta in stream.text_stream:
+                text += delta
+    assert text, "the failure was meant to come after output"
+    assert errors(proxy) == 1
+    recent = proxy.core.monitor.snapshot()["recent_errors"]
+    assert len(recent) == 1 and recent[0]["path"] == "/v1/messages"
+
+
+async def test_a_rate_limited_request_counts_once(proxy, fake_upstream):
+    """A 429 (the account answered nothing, twice) is one error."""
+    fake_upstream.enqueue(*[Scripted(answer="")] * 4)
+    with pytest.raises(openai.APIStatusError) as info:
+        await chat(proxy, stream=True)
+    assert info.value.status_code == 429
+    assert errors(proxy) == 1
