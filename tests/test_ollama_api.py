@@ -250,6 +250,16 @@ async def test_stream_is_ndjson_by_default(proxy):
     ("/api/generate", {"model": "deepseek-chat", "prompt": "x",
                        "options": {"num_predict": 0}}, 400, "num_predict"),
     ("/api/chat", "{not json", 400, "JSON"),
+    # Found by the route fuzz at FUZZ_SCALE=4: options travelled upstream unranged.
+    ("/api/chat", {"model": "deepseek-chat", "options": {"temperature": 1e308},
+                   "messages": [{"role": "user", "content": "x"}]}, 400, "options.temperature"),
+    ("/api/generate", {"model": "deepseek-chat", "prompt": "x",
+                       "options": {"top_p": -1}}, 400, "options.top_p"),
+    ("/api/generate", {"model": "deepseek-chat", "prompt": "x",
+                       "options": {"top_k": "many"}}, 400, "options.top_k"),
+    ("/api/chat", {"model": "deepseek-chat", "options": {"frequency_penalty": 9},
+                   "messages": [{"role": "user", "content": "x"}]}, 400,
+     "options.frequency_penalty"),
 ])
 async def test_errors_are_ollama_shaped_and_cost_nothing(proxy, path, body, status, words):
     got, ctype, raw = await post(proxy, path, body)
