@@ -19,6 +19,9 @@ import pytest
 from admin_util import LONG_KEY, login, secret_config
 from conftest import REPO, Proxy, ProxyFactory
 
+from ds2proxy.cli import UnsafeListen, _check_exposure, parse_args
+from ds2proxy.config_store import ConfigStore
+
 EVIL = "http://evil.example"
 ACAO = "Access-Control-Allow-Origin"
 
@@ -164,6 +167,27 @@ async def test_default_key_refuses_a_network_address(tmp_path: Path):
     assert "default 'admin'" in message and "DS2PROXY_ADMIN_KEY=" in message
     assert "--allow-default-admin-key-on-network" in message
     assert "Traceback" not in message
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "", "192.0.2.7", "proxy.example",
+                                  "::ffff:127.0.0.1"])
+@pytest.mark.parametrize("admin_key", [None, "", "   ", "admin"])
+def test_every_non_loopback_host_is_refused_with_the_default_key(host: str, admin_key):
+    """Wildcards, names and mapped addresses alike; a blank key is no key."""
+    args = parse_args(["--host", host])
+    store = ConfigStore({"keys": ["k"]})
+    with pytest.raises(UnsafeListen):
+        _check_exposure(args, store, admin_key)
+    _check_exposure(parse_args(["--host", host, "--allow-default-admin-key-on-network"]),
+                    store, admin_key)
+    _check_exposure(parse_args(["--host", "::1"]), store, admin_key)
+
+
+async def test_a_blank_admin_key_is_the_default_one(proxy_factory: ProxyFactory):
+    proxy = await proxy_factory(admin_key="   ")
+    async with aiohttp.ClientSession() as http:
+        assert (await login(http, proxy.url, "   ")).status == 401
+        assert (await login(http, proxy.url, "admin")).status == 200
 
 
 @pytest.mark.parametrize("args, admin_key", [
