@@ -17,7 +17,9 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from .config import AccountConfig, RuntimeSettings, normalise_mobile
-from .errors import RateLimited
+from .errors import InvalidRequest, ProxyError, RateLimited, brief
+
+TARGET_HEADER = "X-Ds2-Target-Account"
 
 log = logging.getLogger("ds2proxy.scheduler")
 
@@ -121,16 +123,21 @@ class AccountPool:
                       ) -> Lease:
         """Lease a free account, waiting in the FIFO queue when all are busy.
 
-        Raises RateLimited (429) when the pool is empty, the queue is full,
-        or the wait times out. A cancelled waiter leaves the queue.
+        Raises RateLimited (429) when the queue is full or the wait times
+        out; 503 with no accounts at all, 400 for a target that is not one. A cancelled waiter leaves the queue.
         """
         if not self._accounts:
-            raise RateLimited("no accounts configured", retry_after=30)
+            # Not a rate limit: waiting does not help, and SDKs retry 429s quietly.
+            raise ProxyError("this server has no DeepSeek accounts configured; add one on "
+                             "the dashboard's accounts page", status=503,
+                             code="no_accounts_configured")
         pinned = None
         if target:
             pinned = self.find(target)
             if pinned is None:
-                raise RateLimited(f"target account {target!r} is not configured", retry_after=30)
+                raise InvalidRequest(f"{TARGET_HEADER} names no configured account: "
+                                     f"{brief(target)!r}", param=TARGET_HEADER,
+                                     code="unknown_target_account")
         deadline = time.monotonic() + self._queue_timeout
         queued = False
         while True:

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from ds2proxy.config import AccountConfig, RuntimeSettings
-from ds2proxy.errors import RateLimited
+from ds2proxy.errors import InvalidRequest, ProxyError, RateLimited
 from ds2proxy.scheduler import AccountPool
 
 
@@ -111,9 +111,9 @@ async def test_cancelled_waiter_leaves_the_queue_and_passes_its_turn_on():
     assert p.inflight == 0
 
 
-async def test_pinned_account_unknown_is_429_busy_waits():
+async def test_pinned_account_unknown_is_400_busy_waits():
     p = pool(2, inflight=1)
-    with pytest.raises(RateLimited):
+    with pytest.raises(InvalidRequest):  # waiting would not help: not a rate limit
         await p.acquire(target="nobody@example.com")
     held = await p.acquire(target="u1@example.com")
     assert held.account.identifier == "u1@example.com"
@@ -142,10 +142,11 @@ async def test_hot_reload_raises_limit_for_next_request_without_dropping_leases(
     assert p.status()["max_inflight_per_account"] == 3
 
 
-async def test_no_accounts_is_429():
+async def test_no_accounts_is_503_not_a_rate_limit():
     p = AccountPool((), RuntimeSettings())
-    with pytest.raises(RateLimited):
+    with pytest.raises(ProxyError) as info:
         await p.acquire()
+    assert info.value.status == 503 and not isinstance(info.value, RateLimited)
 
 
 async def _until(condition):
