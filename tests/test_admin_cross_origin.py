@@ -127,6 +127,34 @@ async def test_login_page_names_the_default_key_only_to_a_local_browser(
         assert b"default-key-banner" not in body and "“admin”".encode() not in body
 
 
+@pytest.mark.parametrize("host, allowed", [
+    ("rebound.example", False), ("127.0.0.1.nip.io", False), ("localhost", True),
+    ("127.0.0.1", True), ("[::1]", True), ("192.0.2.7", True)])
+async def test_default_key_refused_when_the_server_is_named_by_another_site(
+        default_key_proxy: Proxy, host: str, allowed: bool):
+    """DNS rebinding: a page whose own name now resolves to this machine is
+    same-origin to itself, but its requests carry that name in Host."""
+    port = default_key_proxy.url.rsplit(":", 1)[1]
+    headers = {"Host": f"{host}:{port}", "Origin": f"http://{host}:{port}",
+               "Sec-Fetch-Site": "same-origin"}
+    status, body, _ = await _request(default_key_proxy, "POST", "/admin/login",
+                                     headers=headers, json_body={"admin_key": "admin"})
+    assert status == (200 if allowed else 403), body
+    if not allowed:
+        assert b"token" not in body and b"DS2PROXY_ADMIN_KEY" in body
+        status, _, _ = await _request(default_key_proxy, "GET", "/admin/config/export",
+                                      headers={**headers, "Authorization": "Bearer admin"})
+        assert status == 403
+
+
+async def test_a_chosen_key_works_under_any_host_name(proxy: Proxy):
+    port = proxy.url.rsplit(":", 1)[1]
+    status, _, _ = await _request(proxy, "POST", "/admin/login",
+                                  headers={"Host": f"admin.example.org:{port}"},
+                                  json_body={"admin_key": proxy.admin_key})
+    assert status == 200
+
+
 # -- the command line: the default key stays on loopback -----------------------------------
 
 
