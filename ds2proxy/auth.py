@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from .config import Config
+from .cors import cross_site_reason
 from .errors import AuthenticationFailed
 
 TARGET_ACCOUNT_HEADER = "X-Ds2-Target-Account"
@@ -63,6 +64,7 @@ def authenticate(request: web.Request, config: Config, implied: str | None = Non
     credential at all (a plugin setting for clients that cannot send one)."""
     credential = extract_credential(request, config.keys)
     if not credential and implied and implied in config.keys:
+        _no_implied_key_for_other_sites(request)
         credential = implied
     if not credential:
         raise AuthenticationFailed("missing API key: send Authorization: Bearer <key>")
@@ -72,3 +74,12 @@ def authenticate(request: web.Request, config: Config, implied: str | None = Non
                                    "configured keys")
     target = request.headers.get(TARGET_ACCOUNT_HEADER, "").strip() or None
     return Caller(credential, managed, identity_of(credential), target if managed else None)
+
+
+def _no_implied_key_for_other_sites(request: web.Request) -> None:
+    """A key assumed for credential-less requests is for local tools, not for
+    any web page the user happens to open (the API routes answer every origin)."""
+    reason = cross_site_reason(request)
+    if reason is not None:
+        raise AuthenticationFailed(f"a request from a web page on another site ({reason}) "
+                                   "must send an API key; the implied key is not used for it")

@@ -292,6 +292,26 @@ async def test_implied_key_serves_clients_without_one(proxy_factory):
     assert info.value.status_code == 401
 
 
+@pytest.mark.parametrize("headers", [
+    {"Origin": "http://evil.example", "Sec-Fetch-Site": "cross-site"},
+    {"Origin": "http://evil.example"},
+    {"Sec-Fetch-Site": "same-site"},
+])
+async def test_the_implied_key_is_not_lent_to_other_sites_pages(proxy_factory, headers):
+    """API routes answer every origin, so a page anywhere could otherwise spend
+    the accounts and read the answers without knowing any key."""
+    proxy = await proxy_factory({"plugins": {"ollama": {"implied_key": "test-key"}},
+                                 "auth": {"allow_passthrough": False}})
+    body = {"model": "deepseek-chat", "stream": False, "messages": user("hi")}
+    status, _, raw = await post(proxy, "/api/chat", body, headers=headers)
+    assert status == 401 and "must send an API key" in json.loads(raw)["error"]
+    assert completion_bodies(proxy) == []
+    proxy.fake.enqueue(Scripted(answer="with the key"))
+    status, _, raw = await post(proxy, "/api/chat", body,
+                                headers={**headers, **proxy.headers()})
+    assert status == 200 and json.loads(raw)["message"]["content"] == "with the key"
+
+
 async def test_degpt_api_v1_routes_are_untouched(proxy):
     async with aiohttp.ClientSession() as http:
         async with http.get(proxy.url + "/api/v1/models") as resp:
