@@ -17,7 +17,7 @@ Features are config switches: each runs on and off (two proxies side by side,
 taking turns), everything else as the baseline; ``--features none`` measures
 the baseline alone. The built-in ones are listed in ``FEATURES``; any other
 (a new flag) is added from the command line, e.g.
-``--feature usage '{"usage": {"enabled": true}}' '{"usage": {"enabled": false}}'``
+``--feature NAME '{"section": {"flag": true}}' '{"section": {"flag": false}}'``
 (OFF_JSON defaults to no change). ``--profile N`` instead serves ds2proxy in
 this process under cProfile and prints the N costliest functions.
 """
@@ -67,6 +67,8 @@ FEATURES: dict[str, tuple[dict, dict]] = {
     "session_cleanup": ({"upstream": {"session_cleanup": "single"}},
                         {"upstream": {"session_cleanup": "none"}}),
     "dev_captures": ({"dev_captures": {"enabled": True}}, {"dev_captures": {"enabled": False}}),
+    "usage": ({"usage": {"enabled": True}}, {"usage": {"enabled": False}}),
+    "health": ({"health": {"enabled": True}}, {"health": {"enabled": False}}),
 }
 
 

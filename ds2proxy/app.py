@@ -18,7 +18,7 @@ from .config_store import ConfigStore
 from .config_leftovers import remove_leftover_temp_files
 from .connections import GUARD, ConnectionGuard, GuardedSite, track_requests
 from .core import Core
-from . import log_redaction
+from . import log_redaction, request_record
 from .cors import add_cors_headers, admin_cross_site_guard, cors_preflight
 from .plugin_api import PluginInfo, load_plugins
 from .unmatched import unmatched_routes
@@ -48,13 +48,15 @@ def create_app(store: ConfigStore, *, admin_key: str | None = None) -> web.Appli
     # API bodies are read by Core.read_json under runtime.max_body_bytes;
     # aiohttp's own limit covers only the dashboard's forms.
     app = web.Application(client_max_size=ADMIN_BODY_BYTES,
-                          middlewares=[track_requests, admin_cross_site_guard,
-                                       cors_preflight, unmatched_routes])
+                          middlewares=[request_record.request_ids, track_requests,
+                                       admin_cross_site_guard, cors_preflight,
+                                       unmatched_routes])
     app[CORE] = core
     app[GUARD] = ConnectionGuard(store.config.server)
     app[READY] = {"ready": False, "reason": "starting"}
     app.cleanup_ctx.append(core.lifetime)
     app.on_response_prepare.append(add_cors_headers)
+    app.on_response_prepare.append(request_record.on_prepare)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     plugins: list[PluginInfo] = load_plugins(app, core)

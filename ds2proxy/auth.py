@@ -16,6 +16,8 @@ from aiohttp import web
 from .config import Config
 from .cors import cross_site_reason
 from .errors import AuthenticationFailed
+from .keyring import KeyConfig
+from .limits import KeyLimiter
 
 TARGET_ACCOUNT_HEADER = "X-Ds2-Target-Account"
 
@@ -28,6 +30,7 @@ class Caller:
     managed: bool
     identity: str
     target_account: str | None = None
+    key_name: str = ""  # the named key's label; "" for pass-through
 
     def __repr__(self) -> str:  # never print the credential
         return f"Caller(managed={self.managed}, identity={self.identity})"
@@ -59,21 +62,37 @@ def identity_of(credential: str) -> str:
     return hashlib.sha256(credential.encode()).hexdigest()[:16]
 
 
-def authenticate(request: web.Request, config: Config, implied: str | None = None) -> Caller:
+def check_key(key: KeyConfig) -> None:
+    """A disabled or expired key is refused by name (never by its secret)."""
+    if key.disabled:
+        raise AuthenticationFailed(f"API key '{key.name}' is disabled", code="key_disabled")
+    if key.expired():
+        raise AuthenticationFailed(f"API key '{key.name}' has expired", code="key_expired")
+
+
+def authenticate(request: web.Request, config: Config, *, implied: str | None = None,
+                 limiter: KeyLimiter | None = None) -> Caller:
     """``implied``: a configured key to assume when the request carries no
-    credential at all (a plugin setting for clients that cannot send one)."""
+    credential at all (a plugin setting for clients that cannot send one);
+    ``limiter`` admits a named key against its request limits."""
     credential = extract_credential(request, config.keys)
     if not credential and implied and implied in config.keys:
         _no_implied_key_for_other_sites(request)
         credential = implied
     if not credential:
         raise AuthenticationFailed("missing API key: send Authorization: Bearer <key>")
-    managed = credential in config.keys
-    if not managed and not config.allow_passthrough:
+    key = config.key_named(credential)
+    if key is None and not config.allow_passthrough:
         raise AuthenticationFailed("invalid API key: it is not one of this server's "
                                    "configured keys")
+    if key is not None:
+        check_key(key)
+        if limiter is not None:
+            limiter.admit(key)
     target = request.headers.get(TARGET_ACCOUNT_HEADER, "").strip() or None
-    return Caller(credential, managed, identity_of(credential), target if managed else None)
+    managed = key is not None
+    return Caller(credential, managed, identity_of(credential), target if managed else None,
+                  key.name if key else "")
 
 
 def _no_implied_key_for_other_sites(request: web.Request) -> None:

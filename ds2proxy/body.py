@@ -10,6 +10,7 @@ parsed object exists.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -73,9 +74,13 @@ async def read_form(request: web.Request) -> MultiDictProxy:
         raise unreadable(exc) from None
 
 
-async def read_json_object(request: web.Request, limit: int) -> dict[str, Any]:
-    """The body as a JSON object (depth-bounded), or a 400/413 ProxyError."""
+async def read_json_object(request: web.Request, limit: int,
+                           keep: Callable[[bytearray], None] | None = None) -> dict[str, Any]:
+    """The body as a JSON object (depth-bounded), or a 400/413 ProxyError;
+    ``keep`` sees the raw bytes first (the request log's copy, when on)."""
     raw = await read_body(request, limit)
+    if keep is not None:
+        keep(raw)
     if len(raw) > OFF_LOOP_JSON_BYTES:
         return await asyncio.to_thread(parse_object, raw)
     return parse_object(raw)

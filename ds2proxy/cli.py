@@ -16,8 +16,10 @@ import sys
 
 from .admin.credentials import AdminCredentials
 from .app import create_app, start_server
+from . import logfmt
 from .config import ConfigError
 from .config_store import DEMO, ConfigStore
+from .observe_settings import LOG_FORMATS
 from .loopback import is_loopback_host
 from .pow.solver import default_solver
 
@@ -44,6 +46,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         default=os.environ.get("DS2PROXY_LOG_LEVEL", "INFO").upper(),
                         help=f"one of {', '.join(LOG_LEVELS)} (default: $DS2PROXY_LOG_LEVEL "
                              "or INFO)")
+    parser.add_argument("--log-format", choices=LOG_FORMATS,
+                        default=os.environ.get("DS2PROXY_LOG_FORMAT") or None,
+                        help="text (default) or json: one JSON object per line, one per "
+                             "request end (overrides the config's log.format)")
     parser.add_argument(ALLOW_DEFAULT_KEY_FLAG, dest="allow_default_key", action="store_true",
                         help="listen on a non-loopback address even though the admin key "
                              "is still the default 'admin' (anyone who can reach it can "
@@ -73,6 +79,8 @@ async def run(args: argparse.Namespace) -> None:
         store, fake = await _demo_store()
     else:
         store = ConfigStore.from_sources(args.config)
+    if args.log_format is None and store.config.observe.log_format != "text":
+        logfmt.configure(store.config.observe.log_format, args.log_level)
     try:
         await _serve(args, store)
     finally:
@@ -130,8 +138,7 @@ def _browser_url(host: str, port: int) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=args.log_level,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logfmt.configure(args.log_format or "text", args.log_level)
     try:
         asyncio.run(run(args))
     except (ConfigError, UnsafeListen) as exc:

@@ -14,19 +14,16 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from .config_values import ConfigError, _choice, _get, _int, _num, check_proxy_url
+from .health.settings import HealthSettings, parse_health
+from .keyring import KeyConfig, KeyEntryError, parse_keys
+from .observe_settings import ObserveSettings, parse_observe
+
 log = logging.getLogger("ds2proxy.config")
 
 DEFAULT_BASE_URL = "https://chat.deepseek.com"
 # none keeps the web chat's sessions; single deletes each turn's own once it ends.
 SESSION_CLEANUP_CHOICES = ("none", "single")
-
-
-class ConfigError(ValueError):
-    """A config value is invalid; the message names the field."""
-
-    def __init__(self, field_path: str, problem: str) -> None:
-        super().__init__(f"config field '{field_path}': {problem}")
-        self.field = field_path
 
 
 # --------------------------------------------------------------------------
@@ -43,6 +40,7 @@ class AccountConfig:
     area_code: str = ""
     password: str = ""
     token: str = ""
+    proxy: str = ""  # http://, socks5:// (user:pass@ allowed): this account's outbound route
 
     @property
     def identifier(self) -> str:
@@ -107,7 +105,8 @@ class HistoryFileSettings:
 
 @dataclass(frozen=True, slots=True)
 class Config:
-    keys: tuple[str, ...] = ()
+    keys: tuple[str, ...] = ()  # the secrets, for membership tests
+    named_keys: tuple[KeyConfig, ...] = ()
     accounts: tuple[AccountConfig, ...] = ()
     upstream: UpstreamSettings = field(default_factory=UpstreamSettings)
     runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
@@ -125,10 +124,15 @@ class Config:
     citation_style: str = "raw"
     thinking_injection: str = ""
     history_file: HistoryFileSettings = field(default_factory=HistoryFileSettings)
+    health: HealthSettings = field(default_factory=HealthSettings)
     captures_enabled: bool = False
     captures_limit: int = 20
     captures_max_body_bytes: int = 65536
+    observe: ObserveSettings = field(default_factory=ObserveSettings)
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def key_named(self, secret: str) -> KeyConfig | None:
+        return next((k for k in self.named_keys if k.secret == secret), None)
 
 
 # --------------------------------------------------------------------------
@@ -144,51 +148,6 @@ def normalise_mobile(mobile: str) -> str:
     if len(digits) == 11 and digits.startswith("1"):
         return "+86" + digits
     return "+" + digits if digits else ""
-
-
-def _get(data: dict, path: str, kind: type | tuple[type, ...], default: Any) -> Any:
-    """Read ``a.b`` from ``data`` checking its type; absent or null → default."""
-    node: Any = data
-    for part in path.split("."):
-        if not isinstance(node, dict) or node.get(part) is None:
-            return default
-        node = node[part]
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    if bool not in kinds and isinstance(node, bool):
-        raise ConfigError(path, f"expected {_kind_name(kinds)}, got a boolean")
-    if not isinstance(node, kinds):
-        raise ConfigError(path, f"expected {_kind_name(kinds)}, got {type(node).__name__}")
-    return node
-
-
-def _kind_name(kinds: tuple[type, ...]) -> str:
-    names = {int: "an integer", float: "a number", str: "a string", bool: "a boolean",
-             dict: "an object", list: "a list"}
-    return " or ".join(names.get(k, k.__name__) for k in kinds)
-
-
-def _int(data: dict, path: str, default: int | None, lo: int, hi: int | None = None) -> int | None:
-    value = _get(data, path, int, default)
-    if value is None:
-        return None
-    if value < lo or (hi is not None and value > hi):
-        bound = f"between {lo} and {hi}" if hi is not None else f"at least {lo}"
-        raise ConfigError(path, f"must be {bound}, got {value}")
-    return value
-
-
-def _num(data: dict, path: str, default: float, lo: float) -> float:
-    value = float(_get(data, path, (int, float), default))
-    if value < lo:
-        raise ConfigError(path, f"must be at least {lo}, got {value}")
-    return value
-
-
-def _choice(data: dict, path: str, default: str, allowed: tuple[str, ...]) -> str:
-    value = _get(data, path, str, default)
-    if value not in allowed:
-        raise ConfigError(path, f"must be one of {', '.join(allowed)}; got {value!r}")
-    return value
 
 
 def _str_map(data: dict, path: str) -> dict[str, str]:
@@ -208,11 +167,12 @@ def _parse_accounts(data: dict) -> tuple[AccountConfig, ...]:
         if not isinstance(item, dict):
             raise ConfigError(where, "expected an object")
         values = {}
-        for name in ("email", "mobile", "area_code", "password", "token"):
+        for name in ("email", "mobile", "area_code", "password", "token", "proxy"):
             v = item.get(name)
             if v is not None and not isinstance(v, str):
                 raise ConfigError(f"{where}.{name}", "expected a string")
             values[name] = (v or "").strip()
+        check_proxy_url(f"{where}.proxy", values["proxy"])
         acc = AccountConfig(**values)
         if not (acc.email or acc.mobile or acc.token):
             raise ConfigError(where, "needs an email, a mobile or a token")
@@ -225,12 +185,12 @@ def _parse_accounts(data: dict) -> tuple[AccountConfig, ...]:
     return tuple(accounts)
 
 
-def _parse_keys(data: dict) -> tuple[str, ...]:
+def _parse_keys(data: dict) -> tuple[KeyConfig, ...]:
     keys = _get(data, "keys", list, [])
-    for i, k in enumerate(keys):
-        if not isinstance(k, str) or not k.strip():
-            raise ConfigError(f"keys[{i}]", "expected a non-empty string")
-    return tuple(dict.fromkeys(k.strip() for k in keys))
+    try:
+        return parse_keys(keys)
+    except KeyEntryError as exc:
+        raise ConfigError(exc.where, str(exc)) from None
 
 
 def _parse_upstream(data: dict) -> UpstreamSettings:
@@ -308,8 +268,10 @@ def parse_config(data: Any) -> Config:
     """Validate a raw config document; raise ConfigError naming the field."""
     if not isinstance(data, dict):
         raise ConfigError("(root)", "expected a JSON object")
+    named = _parse_keys(data)
     return Config(
-        keys=_parse_keys(data),
+        keys=tuple(k.secret for k in named),
+        named_keys=named,
         accounts=_parse_accounts(data),
         upstream=_parse_upstream(data),
         runtime=_parse_runtime(data),
@@ -330,8 +292,10 @@ def parse_config(data: Any) -> Config:
             _get(data, "thinking_injection.prompt", str, "")
             if _get(data, "thinking_injection.enabled", bool, False) else ""),
         history_file=_parse_history_file(data),
+        health=parse_health(data),
         captures_enabled=_get(data, "dev_captures.enabled", bool, False),
         captures_limit=_int(data, "dev_captures.limit", 20, 1, 1000),
         captures_max_body_bytes=_int(data, "dev_captures.max_body_bytes", 65536, 256),
+        observe=parse_observe(data),
         raw=data,
     )

@@ -12,10 +12,12 @@ import difflib
 from dataclasses import fields
 from typing import Any
 
-from .config import HistoryFileSettings, RuntimeSettings, UpstreamSettings
+from .config import HistoryFileSettings, RuntimeSettings, ServerSettings, UpstreamSettings
+from .health.settings import KINDS as HEALTH_KINDS
+from .health.settings import PacingSettings
 
 ANY = None  # a free-form value (a name → model map, per-plugin settings)
-ACCOUNT_FIELDS = ("email", "mobile", "area_code", "password", "token")
+ACCOUNT_FIELDS = ("email", "mobile", "area_code", "password", "token", "proxy")
 
 
 def _names(settings: type) -> dict[str, None]:
@@ -28,6 +30,7 @@ SCHEMA: dict[str, Any] = {
     "accounts": ANY,  # checked per item against ACCOUNT_FIELDS
     "upstream": _names(UpstreamSettings),
     "runtime": _names(RuntimeSettings),
+    "server": _names(ServerSettings),
     "claude_mapping": ANY,
     "model_aliases": ANY,
     "models": {"family_fallback": ANY, "default": ANY},
@@ -40,7 +43,15 @@ SCHEMA: dict[str, Any] = {
     "search": {"citation_style": ANY},
     "thinking_injection": {"enabled": ANY, "prompt": ANY},
     "history_file": _names(HistoryFileSettings),
+    "health": {"enabled": ANY, "jitter": ANY,
+               "cooldown": {kind: {"base_seconds": ANY, "max_seconds": ANY}
+                            for kind in HEALTH_KINDS},
+               "pacing": _names(PacingSettings)},
     "dev_captures": {"enabled": ANY, "limit": ANY, "max_body_bytes": ANY},
+    "usage": {"enabled": ANY, "db_path": ANY, "retention_raw_days": ANY,
+              "retention_hourly_days": ANY, "log_bodies": ANY, "log_body_max_bytes": ANY},
+    "metrics": {"enabled": ANY, "token": ANY},
+    "log": {"format": ANY},
     "plugins": ANY,
 }
 

@@ -27,6 +27,7 @@ import orjson
 from .config import Config, ConfigError, parse_config
 from .config_fields import unknown_field_messages
 from .config_leftovers import temp_prefix
+from .keyring import migrate_keys
 
 log = logging.getLogger("ds2proxy.config")
 
@@ -186,6 +187,7 @@ class ConfigStore:
             result = mutate(data)
             if isinstance(result, dict):
                 data = result
+            migrate_keys(data)  # bare key strings become named entries, secrets kept
             config = parse_config(data)
             await self._persist(data, creates_file)
             self._data, self._config = data, config

@@ -9,21 +9,26 @@ config changes (hot reload). Plugins reach it as ``api.core``; see
 from __future__ import annotations
 
 import logging
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 
+from . import request_record
 from .auth import Caller, authenticate
 from .body import read_json_object
 from .canonical import ChatRequest, ResolvedModel
-from .captures import CaptureBuffer
+from .captures import CaptureBuffer, redact_text
 from .config import Config
 from .config_store import ConfigStore
 from .embeddings import EmbeddingProvider, provider_for
-from .errors import InvalidRequest
+from .errors import InvalidRequest, PermissionDenied
+from .health import HealthTracker
+from .health.tracker import NAMESPACE as HEALTH_NAMESPACE
+from .limits import KeyLimiter
+from .metrics import Metrics
 from .models import ModelCatalog
 from .monitor import Monitor
 from .ndjson import Heartbeat, NDJSONWriter
@@ -32,10 +37,13 @@ from .pipeline import Turn
 from .tokens import warm_up
 from .scheduler import AccountPool
 from .sse import JSONArrayWriter, SSEWriter
+from .state import open_store
 from .turn_text import estimate_prompt_tokens
 from .upstream.cleanup import SessionJanitor
 from .upstream.client import DeepSeekClient
+from .upstream.proxies import ProxySessions
 from .upstream.session import TokenKeeper
+from .usage_recorder import UsageRecorder
 
 log = logging.getLogger("ds2proxy.core")
 
@@ -50,9 +58,13 @@ class Core:
         self.store = store
         self.models = ModelCatalog(aliases=cfg.model_aliases, claude_mapping=cfg.claude_mapping,
                                    family_fallback=cfg.family_fallback)
-        self.pool = AccountPool(cfg.accounts, cfg.runtime)
+        self.state = open_store(store.path)
+        self.pool = AccountPool(cfg.accounts, cfg.runtime, HealthTracker(cfg.health, self.state))
         self.monitor = Monitor()
         self.passthrough = VerifiedTokens()
+        self.limiter = KeyLimiter()
+        self.metrics = Metrics(self)
+        self.usage = UsageRecorder(self, self.limiter, self.metrics)
         self.captures = CaptureBuffer(cfg.captures_enabled, cfg.captures_limit,
                                       cfg.captures_max_body_bytes)
         self.http: aiohttp.ClientSession | None = None
@@ -68,33 +80,47 @@ class Core:
     def _apply(self, cfg: Config) -> None:
         """Hot reload: new limits, accounts, aliases take effect for the next request."""
         self.pool.configure(cfg.accounts, cfg.runtime)
+        self.pool.configure_health(cfg.health)
         self.models.configure(aliases=cfg.model_aliases, claude_mapping=cfg.claude_mapping,
                               family_fallback=cfg.family_fallback)
         self.captures.configure(enabled=cfg.captures_enabled, limit=cfg.captures_limit,
                                 max_body_bytes=cfg.captures_max_body_bytes)
         if self.http is not None:
             self.client.configure(cfg.upstream)
+            self.proxies.retire(a.proxy for a in cfg.accounts if a.proxy)
 
     async def lifetime(self, app: web.Application) -> AsyncIterator[None]:
-        """aiohttp cleanup context: one upstream ClientSession for the app's life.
+        """aiohttp cleanup context: one upstream ClientSession for the app's
+        life (plus one per account proxy), and the saved account health.
 
         Its connector has no connection cap (aiohttp's default is 100): the
         account pool already bounds concurrent turns, and a turn left waiting
         for a pooled connection would stall silently inside the connector.
         """
+        self.pool.health.load(await self.state.load(HEALTH_NAMESPACE))
+        self.pool.health.forget_except(s.identifier for s in self.pool.accounts())
         connector = aiohttp.TCPConnector(limit=0, limit_per_host=0)
         self.http = aiohttp.ClientSession(connector=connector, auto_decompress=True)
-        self.client = DeepSeekClient(self.http, self.config.upstream, self.captures)
-        self.keeper = TokenKeeper(self.client, self.store)
+        self.proxies = ProxySessions(self.http)
+        self.client = DeepSeekClient(self.http, self.config.upstream, self.captures,
+                                     self.proxies, self.pool.proxy_for_token)
+        self.metrics.instrument(self.client)
+        await self.usage.open()
+        self.keeper = TokenKeeper(self.client, self.store, self.pool.health)
         self.janitor = SessionJanitor(self.client)
         await warm_up()
         try:
             yield
         finally:
-            await self.store.settled()  # a write begun is finished before exit
-            await self.janitor.close()
-            await self.http.close()
-            self.http = None
+            try:
+                await self.store.settled()  # a write begun is finished before exit
+                await self.janitor.close()
+                await self.proxies.close()
+                await self.http.close()
+                self.http = None
+                await self.state.close()
+            finally:
+                await self.usage.close()
 
     # -- what handlers call ------------------------------------------------------
 
@@ -109,18 +135,58 @@ class Core:
         caller = request.get(CALLER) or self.authenticate(request)
         if not caller.managed and needs_check(request):
             await self.passthrough.verify(self.client, caller)
-        return await read_json_object(request, self.config.runtime.max_body_bytes)
+        return await read_json_object(request, self.config.runtime.max_body_bytes,
+                                      keep=self._keep_body)
+
+    def _keep_body(self, raw: bytearray) -> None:
+        """With ``usage.log_bodies``, the request log keeps the body, cut to
+        ``usage.log_body_max_bytes`` and with credentials blanked as in captures."""
+        settings = self.config.observe
+        record = request_record.current()
+        if settings.log_bodies and record is not None:
+            text = bytes(raw[:settings.log_body_max_bytes]).decode("utf-8", errors="replace")
+            record.request_body = redact_text(text)
 
     def authenticate(self, request: web.Request, *, implied: str | None = None) -> Caller:
-        """The caller; ``implied`` is a configured key assumed when none is sent."""
-        caller = authenticate(request, self.config, implied)
+        """The caller; ``implied`` is a configured key assumed when none is sent.
+        A named key is admitted against its request limits here."""
+        caller = authenticate(request, self.config, implied=implied, limiter=self.limiter)
         request[CALLER] = caller
+        record = request_record.current()
+        if record is not None:
+            record.key_name = caller.key_name or request_record.PASS_THROUGH
         return caller
 
     def resolve_model(self, name: Any, *, family: str | None = None) -> ResolvedModel:
         if not isinstance(name, str) or not name.strip():
             raise InvalidRequest("'model' is required", param="model")
-        return self.models.resolve(name, family=family)
+        record = request_record.current()
+        if record is not None:
+            record.model = name[:100]
+        resolved = self.models.resolve(name, family=family)
+        if record is not None:
+            record.native_model = resolved.native
+        return resolved
+
+    def admit_model(self, caller: Caller, *names: str) -> Any:
+        """The caller's named key (None for pass-through) after its model and
+        daily-token checks: 403 when no name is allowed, 429 over the quota.
+        Routes that run no turn (embeddings) call it themselves."""
+        key = self.config.key_named(caller.credential) if caller.key_name else None
+        if key is None:
+            return None
+        if not key.allows_model(*names):
+            raise PermissionDenied(f"API key '{key.name}' may not use model "
+                                   f"'{names[0][:100]}'", code="model_not_allowed")
+        self.limiter.check_tokens(key)
+        return key
+
+    def note_usage(self, *, model: str, prompt_tokens: int, completion_tokens: int = 0) -> None:
+        """Usage of a route that runs no turn, for the request log and quotas."""
+        record = request_record.current()
+        if record is not None:
+            record.model = record.model or model[:100]
+            record.prompt_tokens, record.completion_tokens = prompt_tokens, completion_tokens
 
     def embeddings(self, dimensions: int) -> EmbeddingProvider | None:
         """The configured embeddings provider for vectors of ``dimensions``
@@ -138,23 +204,34 @@ class Core:
 
         Errors while opening are plain HTTP errors: nothing was sent yet.
         """
-        turn = Turn(self, chat, caller)
-        try:
-            await turn.open()
-            yield turn
-        finally:
-            await turn.aclose()
+        key = self.admit_model(caller, chat.model.requested, chat.model.native)
+        with self.limiter.hold(key) if key is not None else nullcontext():
+            turn = Turn(self, chat, caller)
+            try:
+                await turn.open()
+                yield turn
+            finally:
+                await turn.aclose()
 
     def sse(self, request: web.Request, *, blank_keepalive: bool = False,
             **headers: str) -> SSEWriter:
         """An SSE writer; ``blank_keepalive`` for clients that choke on comments."""
+        _mark_stream()
         return SSEWriter(request, keepalive=self.config.runtime.keepalive_seconds,
                          blank_keepalive=blank_keepalive, headers=headers or None)
 
     def json_array(self, request: web.Request) -> JSONArrayWriter:
+        _mark_stream()
         return JSONArrayWriter(request, keepalive=self.config.runtime.keepalive_seconds)
 
     def ndjson(self, request: web.Request, heartbeat: Heartbeat) -> NDJSONWriter:
         """A newline-delimited JSON writer; ``heartbeat()`` is its keep-alive line."""
+        _mark_stream()
         return NDJSONWriter(request, heartbeat=heartbeat,
                             keepalive=self.config.runtime.keepalive_seconds)
+
+
+def _mark_stream() -> None:
+    record = request_record.current()
+    if record is not None:
+        record.stream = True

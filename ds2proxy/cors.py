@@ -30,7 +30,7 @@ CORS_HEADERS = {
         "x-goog-api-client, openai-organization, openai-project"),
     "Access-Control-Max-Age": "86400",
     # Browser clients may read how long to back off after a 429.
-    "Access-Control-Expose-Headers": "Retry-After",
+    "Access-Control-Expose-Headers": "Retry-After, X-Request-Id",
 }
 
 # Sec-Fetch-Site values of a request the page itself (or the user) started.
@@ -40,7 +40,8 @@ _NAVIGATION_METHODS = frozenset({"GET", "HEAD"})
 
 
 def is_admin_path(path: str) -> bool:
-    return path == "/admin" or path.startswith("/admin/")
+    """The admin surface, ``/metrics`` included (it is read with admin rights)."""
+    return path in ("/admin", "/metrics") or path.startswith("/admin/")
 
 
 def _is_dashboard_page(path: str) -> bool:

@@ -128,6 +128,14 @@ class RateLimited(ProxyError):
         super().__init__(message, retry_after=retry_after, code=code)
 
 
+class NoAccountAvailable(ProxyError):
+    """No upstream account can ever serve (none configured, all disabled)."""
+
+    status = 503
+    type = "api_error"
+    code = "no_account_available"
+
+
 class ContentFiltered(ProxyError):
     status = 400
     type = "invalid_request_error"
@@ -188,6 +196,10 @@ class UpstreamAuthError(UpstreamError):
     status = 502
     type = "api_error"
     code = "upstream_auth_failed"
+
+
+class LoginFailed(UpstreamAuthError):
+    """A managed account could not log in (refused, or no password to try)."""
 
 
 class PowError(UpstreamError):

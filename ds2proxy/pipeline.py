@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 
 from . import pow as pow_solver
+from . import request_record
 from .auth import Caller
 from .canonical import ChatRequest, ErrorEvent, TurnEvent, TurnResult
 from .collect import TurnCollector
@@ -31,9 +32,11 @@ from .errors import (
     ProxyError,
     RateLimited,
     UpstreamError,
+    UpstreamRateLimited,
     UpstreamTimeout,
 )
 from .failover import Attempts
+from .health import classify
 from .overlap import both
 from .shaping import ShapingSettings, TurnShaper
 from .structured import JSONOutputError, repair_prompt
@@ -137,6 +140,7 @@ class Turn:
             try:
                 await self._attempts.within(self._open_on(creds))
             except UpstreamError as exc:
+                self._blame(creds, exc)
                 creds.release()
                 self.core.monitor.account_error(creds.identifier, exc.detail or exc.message)
                 if not self._attempts.may_retry(exc, managed=creds.managed):
@@ -149,7 +153,18 @@ class Turn:
                 raise
             self._creds = creds
             self.account = creds.identifier
+            request_record.note_account(creds.identifier if creds.managed else "")
             return
+
+    def _blame(self, creds: Credentials | None, exc: BaseException) -> None:
+        """Tell the pool's health tracker when a failure is the account's."""
+        failure = classify(exc)
+        if creds is not None and creds.managed and failure is not None:
+            self.core.pool.health.failed(creds.identifier, failure)
+
+    def _credit(self) -> None:
+        if self._creds is not None and self._creds.managed:
+            self.core.pool.health.succeeded(self._creds.identifier)
 
     async def _credentials(self) -> Credentials:
         if not self.caller.managed:
@@ -243,7 +258,9 @@ class Turn:
     async def _solve_pow(self, creds: Credentials) -> str:
         challenge = await with_refresh(creds, self.core.keeper,
                                        self.core.client.create_pow_challenge)
+        started = time.perf_counter()
         answer = await pow_solver.solve(challenge)
+        self.core.metrics.time_pow(started)
         return pow_solver.encode_header(challenge, answer)
 
     def _completion_body(self, prompt: str, parent: int | None) -> dict[str, Any]:
@@ -269,17 +286,23 @@ class Turn:
                 shaper = self._new_shaper()
                 try:
                     async for event in self._before_deadline(self._run(shaper)):
+                        if type(event) in request_record.NOTED:
+                            request_record.note_event(event)
                         yield event
+                    self._credit()
                     return
                 except ProxyError as exc:
+                    self._blame(self._creds, exc)
                     if shaper.emitted or not self._can_fail_over(exc):
                         error = exc if shaper.emitted else self._attempts.final(exc)
                         self.core.monitor.request_error(error.operator_message)
+                        request_record.note_event(ErrorEvent(error))
                         yield ErrorEvent(error)
                         return
                     try:
                         await self._fail_over(exc)
                     except ProxyError as again:
+                        request_record.note_event(ErrorEvent(again))
                         yield ErrorEvent(again)
                         return
                 except Exception as exc:
@@ -289,6 +312,7 @@ class Turn:
                     log.exception("turn %s failed unexpectedly", self.id)
                     error = ProxyError(f"internal error: {type(exc).__name__}")
                     self.core.monitor.request_error(error.message)
+                    request_record.note_event(ErrorEvent(error))
                     yield ErrorEvent(error)
                     return
         finally:
@@ -342,7 +366,8 @@ class Turn:
             done = shaper.stopped or shaper.filtered is not None
             if not done and not shaper.has_visible_output:
                 if retried_empty:
-                    raise RateLimited(
+                    # An account-level rate limit: fails over like an upstream 429.
+                    raise UpstreamRateLimited(
                         "Upstream account hit a rate limit and returned "
                         + ("reasoning without visible output." if shaper.reasoning
                            else "empty output."), retry_after=10, code="upstream_empty_output")

@@ -23,10 +23,13 @@ It is called once at start-up. Through ``api`` a plugin may:
   ``async with turn(chat_request, caller) as turn:`` (then
   ``turn.events()`` for a stream of :mod:`ds2proxy.canonical` events, or
   ``await turn.collect()``; ``turn.id``, ``turn.created``,
-  ``turn.prompt_tokens``), ``await prompt_tokens(chat_request)`` for
-  count-tokens routes, ``sse(request)`` / ``json_array(request)`` /
-  ``ndjson(request, heartbeat)`` for stream writers, ``embeddings(dimensions)``
-  for the configured embeddings provider (None when off), and
+  ``turn.prompt_tokens``), ``admit_model(caller, name)`` and
+  ``note_usage(model=…, prompt_tokens=…)`` for routes that run no turn (a
+  named key's model list and quota; the request log's figures),
+  ``await prompt_tokens(chat_request)`` for count-tokens routes,
+  ``sse(request)`` / ``json_array(request)`` / ``ndjson(request, heartbeat)``
+  for stream writers, ``embeddings(dimensions)`` for the configured
+  embeddings provider (None when off), and
   ``config`` (read-only settings).
 - read ``api.settings``: the plugin's own section of the config (the object
   under ``plugins.<name>``), empty when absent.
@@ -45,8 +48,10 @@ from importlib.metadata import EntryPoint, entry_points
 from types import SimpleNamespace
 from typing import Any
 
+import orjson
 from aiohttp import web
 
+from . import request_record
 from .errors import ProxyError
 from .formats.errors import (
     ErrorStyle,
@@ -92,37 +97,75 @@ class PluginAPI:
 
     def route(self, method: str, path: str, handler: Handler, *, errors: ErrorStyle,
               when: Predicate | None = None) -> None:
-        self._routes.append((method.upper(), path, wrap_handler(handler, errors, self.core),
-                             when))
+        self._routes.append((method.upper(), path,
+                             wrap_handler(handler, errors, self.core, self.name), when))
 
 
-def wrap_handler(handler: Handler, errors: ErrorStyle, core: Any) -> Handler:
-    """Render ProxyErrors in the route's shape; count requests for the monitor."""
+def wrap_handler(handler: Handler, errors: ErrorStyle, core: Any, family: str = "") -> Handler:
+    """Render ProxyErrors in the route's shape; count requests for the monitor;
+    record each request once when it ends, however it ends (this is the one
+    place every API request passes on its way out, disconnects included)."""
 
     async def wrapped(request: web.Request) -> web.StreamResponse:
         core.monitor.request_started()
+        record = _open_record(request, family)
+        token = request_record.CURRENT.set(record)
+        status = request_record.CLIENT_CLOSED
         try:
-            return await handler(request)
-        except ProxyError as exc:
-            core.monitor.request_error(exc.operator_message, status=exc.status,
-                                       path=request.path)
-            if exc.account:
-                log.warning("%s failed: %s", request.path, exc.operator_message)
-            return await _error_response(request, errors, exc)
-        except ClientGone:
-            log.info("client went away during %s", request.path)
-            return request[STREAM_KEY].response
-        except web.HTTPException:
+            response = await _serve(request, handler, errors, core)
+            status = request_record.CLIENT_CLOSED if record.error_code == "client_closed" \
+                else response.status
+            return response
+        except web.HTTPException as exc:
+            status = exc.status
             raise
-        except Exception as exc:
-            log.exception("unhandled error in %s", request.path)
-            err = ProxyError(f"internal error: {type(exc).__name__}")
-            core.monitor.request_error(err.message, status=500, path=request.path)
-            return await _error_response(request, errors, err)
         finally:
+            request_record.CURRENT.reset(token)
             core.monitor.request_finished()
+            record.finish(status)
+            core.usage.finish(record)
 
     return wrapped
+
+
+def _open_record(request: web.Request, family: str) -> request_record.RequestRecord:
+    resource = request.match_info.route.resource
+    route = resource.canonical if resource is not None else request.path
+    return request_record.RequestRecord(request_id=request.get(request_record.REQUEST_ID_KEY)
+                                        or request_record.request_id_for(request),
+                                        family=family, route=route, method=request.method)
+
+
+async def _serve(request: web.Request, handler: Handler, errors: ErrorStyle,
+                 core: Any) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ProxyError as exc:
+        core.monitor.request_error(exc.operator_message, status=exc.status,
+                                   path=request.path)
+        _note_error(exc)
+        if exc.account:
+            log.warning("%s failed: %s", request.path, exc.operator_message)
+        return await _error_response(request, errors, exc)
+    except ClientGone:
+        log.info("client went away during %s", request.path)
+        _note_error(ProxyError("the client closed the connection", code="client_closed"))
+        return request[STREAM_KEY].response
+    except web.HTTPException:
+        raise
+    except Exception as exc:
+        log.exception("unhandled error in %s", request.path)
+        err = ProxyError(f"internal error: {type(exc).__name__}")
+        core.monitor.request_error(err.message, status=500, path=request.path)
+        _note_error(err)
+        return await _error_response(request, errors, err)
+
+
+def _note_error(exc: ProxyError) -> None:
+    record = request_record.current()
+    if record is not None:
+        record.error_code = exc.code
+        record.error_message = exc.message[:300]
 
 
 async def _error_response(request: web.Request, errors: ErrorStyle,
@@ -132,7 +175,24 @@ async def _error_response(request: web.Request, errors: ErrorStyle,
         # Headers are gone already: the plugin's in-band error was the answer.
         log.warning("error after the stream began on %s: %s", request.path, exc.message)
         return await stream.finish()
-    return errors(exc)
+    return with_request_id(errors(exc), request.get(request_record.REQUEST_ID_KEY, ""))
+
+
+def with_request_id(response: web.Response, request_id: str) -> web.Response:
+    """The error body names the request id inside its ``error`` object. A
+    shape whose error is a bare string (Ollama's) stays exactly as its
+    clients expect; the ``X-Request-Id`` header still names the request."""
+    if not request_id or not isinstance(response.body, bytes):
+        return response
+    try:
+        body = orjson.loads(response.body)
+    except orjson.JSONDecodeError:
+        return response
+    if not isinstance(body, dict) or not isinstance(body.get("error"), dict):
+        return response
+    body["error"]["request_id"] = request_id
+    response.body = orjson.dumps(body)
+    return response
 
 
 def discover(group: str = GROUP) -> list[EntryPoint]:

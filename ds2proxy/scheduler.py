@@ -1,5 +1,5 @@
 """The account pool: leases, per-account and global in-flight limits, a
-bounded FIFO wait queue, and 429 when full.
+bounded FIFO wait queue, account health and pacing, and 429 when full.
 
 Every request that uses a managed account holds exactly one :class:`Lease`
 while it talks to the upstream. Leases are released in ``finally`` blocks by
@@ -12,12 +12,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections import deque
 from dataclasses import dataclass, field
 
 from .config import AccountConfig, RuntimeSettings, normalise_mobile
-from .errors import InvalidRequest, ProxyError, RateLimited, brief
+from .errors import (
+    ACCOUNT_UNUSABLE,
+    InvalidRequest,
+    LoginFailed,
+    NoAccountAvailable,
+    ProxyError,
+    RateLimited,
+)
+from .health import DISABLED, LOGIN_FAILING, HealthSettings, HealthTracker, Pacer
 
 TARGET_HEADER = "X-Ds2-Target-Account"
 
@@ -33,7 +42,6 @@ class AccountState:
     token_obtained_at: float = 0.0
     inflight: int = 0
     last_error: str = ""
-    last_used: float = 0.0
     login_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
@@ -76,9 +84,13 @@ class Lease:
 
 
 class AccountPool:
-    def __init__(self, accounts: tuple[AccountConfig, ...], runtime: RuntimeSettings) -> None:
+    def __init__(self, accounts: tuple[AccountConfig, ...], runtime: RuntimeSettings,
+                 health: HealthTracker | None = None, pacer: Pacer | None = None) -> None:
+        self.health = health or HealthTracker()
+        self.pacer = pacer or Pacer(self.health.settings.pacing)
+        self.health.on_change(self._wake_all)
         self._accounts: dict[str, AccountState] = {}
-        self._order: deque[str] = deque()
+        self._lru: dict[str, None] = {}
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._inflight = 0
         self._queue_timeout = runtime.queue_timeout_seconds
@@ -101,10 +113,18 @@ class AccountPool:
                 state.config = acc
             fresh[acc.identifier] = state
         self._accounts = fresh
-        self._order = deque(i for i in self._order if i in fresh)
-        self._order.extend(i for i in fresh if i not in self._order)
+        # Least recently used first; new accounts join at the end, in config order.
+        self._lru = dict.fromkeys([*(i for i in self._lru if i in fresh),
+                                   *(i for i in fresh if i not in self._lru)])
+        self.health.forget_except(fresh)
         self.limits = Limits.from_runtime(runtime, len(accounts))
         self._queue_timeout = runtime.queue_timeout_seconds
+        self._wake_all()
+
+    def configure_health(self, settings: HealthSettings) -> None:
+        """New health and pacing settings apply to the next decision."""
+        self.health.configure(settings)
+        self.pacer.configure(settings.pacing)
         self._wake_all()
 
     # -- leasing -----------------------------------------------------------
@@ -116,78 +136,130 @@ class AccountPool:
         mobile = normalise_mobile(key)
         return self._accounts.get(mobile) if mobile else None
 
+    def proxy_for_token(self, token: str) -> str:
+        """The outbound proxy of the account holding ``token`` ("" if none)."""
+        for state in self._accounts.values():
+            if token and state.token == token:
+                return state.config.proxy
+        return ""
+
     def accounts(self) -> list[AccountState]:
         return list(self._accounts.values())
 
     async def acquire(self, *, target: str | None = None, exclude: frozenset[str] = frozenset()
                       ) -> Lease:
-        """Lease a free account, waiting in the FIFO queue when all are busy.
+        """Lease a healthy, paced, free account, waiting in the FIFO queue when
+        every servable one is busy or paced.
 
-        Raises RateLimited (429) when the queue is full or the wait times
-        out; 503 with no accounts at all, 400 for a target that is not one. A cancelled waiter leaves the queue.
+        Raises 429 when the queue is full, the wait times out or every account
+        is cooling down (Retry-After: the earliest recovery); 502 when every
+        account fails to log in; 503 when none can ever serve; 400 for a
+        pinned account that is not configured. A cancelled waiter leaves the
+        queue.
         """
         if not self._accounts:
-            # Not a rate limit: waiting does not help, and SDKs retry 429s quietly.
-            raise ProxyError("this server has no DeepSeek accounts configured; add one on "
-                             "the dashboard's accounts page", status=503,
-                             code="no_accounts_configured")
+            raise NoAccountAvailable("no upstream accounts are configured")
         pinned = None
         if target:
             pinned = self.find(target)
             if pinned is None:
-                raise InvalidRequest(f"{TARGET_HEADER} names no configured account: "
-                                     f"{brief(target)!r}", param=TARGET_HEADER,
-                                     code="unknown_target_account")
+                raise InvalidRequest(f"the account named in {TARGET_HEADER} is not configured",
+                                     code="unknown_account")
         deadline = time.monotonic() + self._queue_timeout
         queued = False
         while True:
             state = self._pick(pinned, exclude)
             if state is not None:
                 return self._grant(state)
-            if not self._candidates(pinned, exclude):
+            candidates = self._candidates(pinned, exclude)
+            if not candidates:
                 raise RateLimited("no untried account is available", retry_after=5)
+            wake_in = self._blocked(candidates)
             if not queued and len(self._waiters) >= self.limits.queue:
                 raise RateLimited("all accounts are busy and the wait queue is full",
-                                  retry_after=self._retry_after())
+                                  retry_after=self._retry_after(wake_in))
             queued = True
-            await self._wait(deadline)
+            await self._wait(deadline, wake_in)
 
-    def _candidates(self, pinned: AccountState | None, exclude: frozenset[str]) -> list[str]:
+    def _candidates(self, pinned: AccountState | None, exclude: frozenset[str]
+                    ) -> list[AccountState]:
+        """Pinned, else every untried account, least recently used first."""
         if pinned is not None:
-            return [pinned.identifier]
-        return [i for i in self._order if i not in exclude]
+            return [pinned]
+        return [self._accounts[i] for i in self._lru if i not in exclude]
+
+    def _usable(self, state: AccountState) -> bool:
+        """Healthy (or due a trial), under its in-flight limit, and paced."""
+        return (state.inflight < self.limits.per_account
+                and self.health.eligible(state.identifier)
+                and self.pacer.ready(state.identifier))
 
     def _pick(self, pinned: AccountState | None, exclude: frozenset[str]) -> AccountState | None:
         if self._inflight >= self.limits.global_inflight:
             return None
-        if pinned is not None:
-            return pinned if pinned.inflight < self.limits.per_account else None
-        ids = self._candidates(None, exclude)
-        # Accounts that already hold a token go first (no login on the hot path).
-        for want_token in (True, False):
-            for ident in ids:
-                state = self._accounts[ident]
-                if bool(state.token) == want_token and state.inflight < self.limits.per_account:
+        # The least recently used usable account, so load spreads over every
+        # eligible one; one that holds a token wins (no login on the hot path).
+        first = None
+        order = (pinned,) if pinned is not None else (
+            self._accounts[i] for i in self._lru if i not in exclude)
+        for state in order:
+            if self._usable(state):
+                if state.token:
                     return state
-        return None
+                first = first or state
+        return first
+
+    def _blocked(self, candidates: list[AccountState]) -> float | None:
+        """Why nothing could be leased: raise when waiting cannot help, else
+        the seconds until a cooldown or a pacing gap ends (None: wait for a
+        release)."""
+        health = self.health
+        servable = [s for s in candidates
+                    if health.eligible(s.identifier) or health.in_trial(s.identifier)]
+        ids = [s.identifier for s in candidates]
+        if not servable:
+            raise self._unservable(ids)
+        waits = [self.pacer.ready_at(s.identifier) - self.pacer.now() for s in servable
+                 if health.eligible(s.identifier) and s.inflight < self.limits.per_account]
+        cooling = health.seconds_until_eligible(ids)
+        if cooling is not None:
+            waits.append(float(cooling))
+        waits = [w for w in waits if w > 0]
+        return min(waits) if waits else None
+
+    def _unservable(self, ids: list[str]) -> ProxyError:
+        states = {self.health.state(i) for i in ids}
+        if states == {DISABLED}:
+            return NoAccountAvailable("every upstream account is disabled by the operator")
+        retry = self.health.seconds_until_eligible(ids) or 1
+        if states <= {LOGIN_FAILING, DISABLED}:
+            return LoginFailed(ACCOUNT_UNUSABLE, retry_after=retry,
+                               detail=f"login failing on {', '.join(ids)}; next try in {retry}s")
+        return RateLimited("every upstream account is cooling down after upstream errors",
+                           retry_after=retry, code="accounts_cooling_down")
 
     def _grant(self, state: AccountState) -> Lease:
         state.inflight += 1
-        state.last_used = time.time()
+        self._lru.pop(state.identifier, None)
+        self._lru[state.identifier] = None  # now the most recently used
         self._inflight += 1
-        # Round-robin: the chosen account moves to the back.
-        self._order.remove(state.identifier)
-        self._order.append(state.identifier)
+        self.health.granted(state.identifier)
+        self.pacer.started(state.identifier)
         return Lease(self, state)
 
-    async def _wait(self, deadline: float) -> None:
+    async def _wait(self, deadline: float, wake_in: float | None) -> None:
+        """Wait for a release, a health change or ``wake_in`` seconds; 429 at the deadline."""
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append(fut)
+        left = deadline - time.monotonic()
         try:
-            await asyncio.wait_for(fut, max(0.0, deadline - time.monotonic()))
+            if left <= 0:
+                raise TimeoutError
+            await asyncio.wait_for(fut, left if wake_in is None else min(left, wake_in))
         except TimeoutError:
-            raise RateLimited("timed out waiting for a free account",
-                              retry_after=self._retry_after()) from None
+            if time.monotonic() >= deadline:
+                raise RateLimited("timed out waiting for a free account",
+                                  retry_after=self._retry_after(wake_in)) from None
         except asyncio.CancelledError:
             if fut.done() and not fut.cancelled():
                 # Woken, then cancelled before taking the slot: pass it on.
@@ -200,6 +272,7 @@ class AccountPool:
     def _release(self, state: AccountState) -> None:
         state.inflight = max(0, state.inflight - 1)
         self._inflight = max(0, self._inflight - 1)
+        self.health.released(state.identifier)
         self._wake_one()
 
     def _wake_one(self) -> None:
@@ -215,7 +288,9 @@ class AccountPool:
             if not fut.done():
                 fut.set_result(None)
 
-    def _retry_after(self) -> int:
+    def _retry_after(self, wake_in: float | None = None) -> int:
+        if wake_in is not None:
+            return max(1, math.ceil(wake_in))
         return max(1, min(30, len(self._waiters) // max(1, self.limits.global_inflight) + 1))
 
     # -- status ------------------------------------------------------------
@@ -229,21 +304,27 @@ class AccountPool:
         return len(self._waiters)
 
     def status(self) -> dict:
-        busy = [s.identifier for s in self._accounts.values() if s.inflight]
-        free = [s.identifier for s in self._accounts.values()
-                if s.inflight < self.limits.per_account]
-        total = len(self._accounts)
+        """Queue status with the real capacity: only accounts that may serve
+        now count, and the global limit caps the free slots."""
+        accounts = list(self._accounts.values())
+        busy = [s.identifier for s in accounts if s.inflight]
+        global_left = max(0, self.limits.global_inflight - self._inflight)
+        usable = [s for s in accounts if self._usable(s)] if global_left else []
+        slots = sum(self.limits.per_account - s.inflight for s in usable)
+        total = len(accounts)
+        serving = [s for s in accounts if self.health.state(s.identifier) != DISABLED]
         return {
-            "available": len(free),
+            "available": len(usable),
+            "free_slots": min(slots, global_left),
             "in_use": self._inflight,
             "total": total,
-            "available_accounts": free,
+            "available_accounts": [s.identifier for s in usable],
             "in_use_accounts": busy,
+            "by_state": self.health.counts(s.identifier for s in accounts),
             "max_inflight_per_account": self.limits.per_account,
             "global_max_inflight": self.limits.global_inflight,
             "max_queue_size": self.limits.queue,
             "waiting": len(self._waiters),
             "recommended_concurrency": min(self.limits.global_inflight,
-                                           total * self.limits.per_account),
+                                           len(serving) * self.limits.per_account),
         }
-

@@ -83,6 +83,8 @@ function formatClock(ts) {
     `${pad(date.getHours())}:${pad(date.getMinutes())}:${pad(date.getSeconds())}`;
 }
 
+const STATE_BADGES = { healthy: "ok", cooling_down: "warn", login_failing: "bad" };
+
 function renderOverview(root, data) {
   const values = {
     "monitor.inflight": data.monitor.inflight,
@@ -91,6 +93,9 @@ function renderOverview(root, data) {
     "monitor.uptime": formatDuration(data.monitor.uptime_seconds),
   };
   for (const [name, value] of Object.entries(data.queue)) values[`queue.${name}`] = value;
+  for (const [name, value] of Object.entries(data.queue.by_state || {})) {
+    values[`queue.by_state.${name}`] = value;
+  }
   root.querySelectorAll("[data-stat]").forEach((node) => {
     const value = values[node.dataset.stat];
     if (value !== undefined && !Array.isArray(value)) node.textContent = value;
@@ -103,7 +108,9 @@ function renderOverview(root, data) {
   if (accounts) {
     const rows = data.accounts.map((a) => el("tr", {},
       el("td", { class: "wrap" }, ...breakable(a.identifier),
-        a.last_error ? el("div", { class: "small muted" }, a.last_error) : null),
+        el("div", { class: "small" }, badge(STATE_BADGES[a.state] || "", a.state.replace("_", " "))),
+        a.reason || a.last_error
+          ? el("div", { class: "small muted" }, a.reason || a.last_error) : null),
       el("td", { class: "num" }, String(a.inflight)),
       el("td", {}, a.has_token ? badge("ok", "ready") : badge("", "login on use"))));
     if (!rows.length) {

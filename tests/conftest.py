@@ -40,15 +40,22 @@ def fixtures_dir() -> Path:
     return FIXTURES
 
 
-@pytest.fixture
-async def fake_upstream() -> AsyncIterator[FakeDeepSeek]:
-    fake = FakeDeepSeek([FakeAccount(pw, email=email) for email, pw in ACCOUNTS],
-                        difficulty=FAKE_DIFFICULTY)
+async def running_fake(kind: type[FakeDeepSeek] = FakeDeepSeek) -> AsyncIterator[FakeDeepSeek]:
+    """A started fake upstream of ``kind`` (a FakeDeepSeek subclass that
+    misbehaves on purpose) with the test accounts, closed afterwards."""
+    fake = kind([FakeAccount(pw, email=email) for email, pw in ACCOUNTS],
+                difficulty=FAKE_DIFFICULTY)
     await fake.start()
     try:
         yield fake
     finally:
         await fake.close()
+
+
+@pytest.fixture
+async def fake_upstream() -> AsyncIterator[FakeDeepSeek]:
+    async for fake in running_fake():
+        yield fake
 
 
 @dataclass

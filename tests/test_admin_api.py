@@ -12,6 +12,8 @@ import uuid
 import aiohttp
 import jwt
 import pytest
+
+from ds2proxy.keyring import secret_of
 from admin_util import (
     CAROL,
     LONG_KEY,
@@ -212,7 +214,7 @@ async def test_no_admin_read_contains_any_secret(secret_admin: Admin):
 async def test_exports_are_full_backups_without_the_admin_credentials(secret_admin: Admin):
     a = secret_admin
     full = await a.ok("GET", "/admin/config/export")
-    assert LONG_KEY in full["config"]["keys"]
+    assert LONG_KEY in [secret_of(k) for k in full["config"]["keys"]]
     assert CAROL[1] in full["json"]
     assert json.loads(full["json"]) == full["config"]
     assert json.loads(base64.b64decode(full["base64"])) == full["config"]
@@ -234,7 +236,8 @@ async def test_post_config_round_trips_the_masked_view(secret_admin: Admin):
         "model_aliases": {"team-model": "deepseek-reasoner"}})
     assert reply["success"] is True
     doc = a.proxy.store.snapshot()
-    assert doc["keys"] == [LONG_KEY, "sk-another-new-key-1234"]
+    assert [secret_of(k) for k in doc["keys"]] == [LONG_KEY, "sk-another-new-key-1234"]
+    assert doc["keys"][0]["name"] == "key-fXYZ"  # a kept key keeps its name
     assert doc["accounts"] == [{"email": CAROL[0], "password": CAROL[1], "token": STORED_TOKEN},
                                {"token": TOKEN_ONLY}]
     assert a.proxy.core.models.resolve("team-model").native == "deepseek-reasoner"
@@ -401,7 +404,7 @@ async def test_twenty_concurrent_key_adds_all_persist(admin: Admin):
                                      for k in keys))
     assert [r.status for r in replies] == [200] * 20
     assert sorted(r.json()["total_keys"] for r in replies) == list(range(2, 22))
-    assert set(keys) <= set(file_doc(admin)["keys"])
+    assert set(keys) <= {secret_of(k) for k in file_doc(admin)["keys"]}
     assert set(keys) <= set(admin.proxy.core.config.keys)
 
 

@@ -24,6 +24,8 @@ import pytest
 from admin_util import Admin, admin, login  # noqa: F401  (fixture)
 from conftest import Proxy
 
+from ds2proxy.keyring import secret_of
+
 ABORT_RACE_ITERATIONS = 300
 KILL_ROUNDS = 3
 ACKS_BEFORE_KILL = 15
@@ -48,7 +50,8 @@ async def send_and_reset(port: int, request: bytes, delay: float) -> None:
 
 
 def keys_on_disk(path: Path) -> list[str]:
-    return json.loads(path.read_text())["keys"]
+    """The key secrets in the file (entries are named objects once written)."""
+    return [secret_of(k) for k in json.loads(path.read_text())["keys"]]
 
 
 async def test_aborted_writes_never_undo_acknowledged_ones(admin: Admin) -> None:
@@ -89,7 +92,7 @@ async def test_token_refresh_goes_through_the_serialised_writer(admin: Admin) ->
     doc = json.loads(proxy.config_path.read_text())
     alice = next(a for a in doc["accounts"] if a.get("email") == "alice@example.com")
     assert alice["token"] == token
-    assert {f"sk-during-login-{n}" for n in range(10)} <= set(doc["keys"])
+    assert {f"sk-during-login-{n}" for n in range(10)} <= {secret_of(k) for k in doc["keys"]}
 
 
 async def test_a_token_write_whose_request_is_cancelled_still_lands(admin: Admin) -> None:
@@ -169,6 +172,7 @@ async def test_acknowledged_writes_survive_kill_9(tmp_path: Path) -> None:
             proc.send_signal(signal.SIGKILL)
             await proc.wait()
             await asyncio.gather(*writers)
-        on_disk = json.loads(config.read_text())  # valid JSON, whatever the kill interrupted
-        missing = [k for k in acked if k not in on_disk["keys"]]
+        json.loads(config.read_text())  # valid JSON, whatever the kill interrupted
+        on_disk = keys_on_disk(config)
+        missing = [k for k in acked if k not in on_disk]
         assert missing == [], f"round {round_}: acknowledged writes lost: {missing}"

@@ -105,7 +105,8 @@ async def test_concurrent_updates_never_lose_each_other(tmp_path):
         await store.update(lambda d: d["keys"].append(f"k{i}"))
 
     await asyncio.gather(*(add(i) for i in range(25)))
-    assert sorted(json.loads(path.read_text())["keys"]) == sorted(f"k{i}" for i in range(25))
+    assert sorted(k["key"] for k in json.loads(path.read_text())["keys"]) == sorted(
+        f"k{i}" for i in range(25))
 
 
 def test_atomic_write_keeps_old_file_when_serialisation_fails(tmp_path):

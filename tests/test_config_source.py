@@ -18,6 +18,7 @@ from ds2proxy import cli
 from ds2proxy.app import create_app, start_server
 from ds2proxy.config_fields import unknown_field_messages
 from ds2proxy.config_store import ConfigStore
+from ds2proxy.keyring import secret_of
 
 BANNERS = {"none": "No config file exists yet", "environment": "DS2PROXY_CONFIG_JSON",
            "demo": "Demo mode"}
@@ -66,7 +67,7 @@ async def test_no_config_runs_empty_says_so_and_first_change_creates_the_file(
                              headers={"Authorization": f"Bearer {token}"}) as resp:
             assert resp.status == 200
         written = json.loads((tmp_path / "config.json").read_text())
-        assert written["keys"] == ["sk-first-key"]
+        assert [secret_of(k) for k in written["keys"]] == ["sk-first-key"]
         assert written["admin"]["jwt_secret"]  # sessions survive a restart from now on
         assert store.source == "file"
         async with http.get(f"{server.url}/admin/") as resp:
@@ -172,3 +173,11 @@ def test_a_document_of_junk_fields_gets_a_bounded_report() -> None:
     messages = unknown_field_messages(doc)
     assert len(messages) == 21 and messages[-1] == "and 480 more unknown config fields"
     assert max(len(m) for m in messages) < 300
+
+
+def test_every_field_of_the_example_config_is_known() -> None:
+    """A section added to the example (server, usage, metrics …) must be
+    known to the misspelling check, or every start would warn about it."""
+    from ds2proxy.config_fields import unknown_fields
+    example = json.loads((REPO / "config.example.json").read_text())
+    assert unknown_fields(example) == []

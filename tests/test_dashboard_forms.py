@@ -3,6 +3,7 @@ no-JavaScript forms (post / redirect / get) and the playground relay."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import AsyncIterator
@@ -10,6 +11,8 @@ from dataclasses import dataclass
 
 import aiohttp
 import pytest
+
+from ds2proxy.keyring import secret_of
 from conftest import ADMIN_KEY, Proxy
 
 from ds2proxy.admin import settings
@@ -279,16 +282,27 @@ async def test_keys_page_shows_previews_only(logged_in: Browserless):
     await logged_in.post("/admin/ui/keys/add", {"key": "sk-visible-once-12345"})
     _, page, _ = await logged_in.get("/admin/ui/keys")
     assert "sk-visible-once-12345" not in page and "sk-v…45" in page
-    key_id = re.search(r'data-key-id="([0-9a-f]+)">\s*<td class="mono">sk-v', page).group(1)
+    key_id = re.search(r'data-key-id="([0-9a-f]+)">(?:(?!</tr>).)*?<td class="mono">sk-v',
+                       page, re.S).group(1)
     await logged_in.post("/admin/ui/keys/delete", {"key_id": key_id})
     assert "sk-visible-once-12345" not in logged_in.proxy.core.config.keys
+
+
+async def test_created_key_secret_is_on_the_answer_page_only(logged_in: Browserless):
+    status, page, _ = await logged_in.post("/admin/ui/keys/create", {
+        "name": "form-made", "rpm": "7", "models": "deepseek-chat, claude-*"})
+    [key] = [k for k in logged_in.proxy.core.config.named_keys if k.name == "form-made"]
+    assert key.secret in page and key.limits.rpm == 7
+    assert key.models == ("deepseek-chat", "claude-*")
+    _, again, _ = await logged_in.get("/admin/ui/keys")
+    assert key.secret not in again and "form-made" in again
 
 
 async def test_config_download_and_upload(logged_in: Browserless):
     async with logged_in.http.get(logged_in.url("/admin/ui/config/download")) as resp:
         assert resp.headers["Content-Disposition"] == 'attachment; filename="config.json"'
         exported = json.loads(await resp.text())
-    assert exported["keys"] == ["test-key"] and "jwt_secret" not in exported.get("admin", {})
+    assert [secret_of(k) for k in exported["keys"]] == ["test-key"] and "jwt_secret" not in exported.get("admin", {})
     _, page, _ = await logged_in.get("/admin/ui/config")
     assert "pw-alice" not in page
     upload = aiohttp.FormData()
@@ -359,3 +373,34 @@ async def test_playground_refuses_without_csrf_or_message(logged_in: Browserless
                                    json={"family": "cobol", "message": "x"},
                                    headers={"X-CSRF-Token": logged_in.csrf}) as resp:
         assert resp.status == 400 and (await resp.json())["field"] == "family"
+
+
+async def test_accounts_page_shows_usage_per_account(logged_in: Browserless):
+    proxy = logged_in.proxy
+    async with logged_in.http.post(proxy.url + "/v1/chat/completions", headers=proxy.headers(),
+                                   json={"model": "deepseek-chat", "messages": [
+                                       {"role": "user", "content": "count me"}]}) as resp:
+        body = await resp.json()
+    _, page, _ = await logged_in.get("/admin/ui/accounts")
+    section = page[page.index('id="account-usage"'):]
+    row = re.search(r'<tr data-account="([^"]+)">(.*?)</tr>', section, re.S)
+    assert row is not None and row.group(1).endswith("@example.com")
+    cells = re.findall(r'<td class="num">(\d+)</td>', row.group(2))
+    assert cells == ["1", "0", str(body["usage"]["prompt_tokens"]),
+                     str(body["usage"]["completion_tokens"])]
+
+
+async def test_a_keys_limits_are_edited_on_its_page(logged_in: Browserless):
+    await logged_in.post("/admin/ui/keys/create", {"name": "editable", "rpm": "5",
+                                                   "models": "deepseek-chat"})
+    [key] = [k for k in logged_in.proxy.core.config.named_keys if k.name == "editable"]
+    key_id = hashlib.sha256(key.secret.encode()).hexdigest()[:12]
+    status, page, _ = await logged_in.get(f"/admin/ui/keys/{key_id}")
+    assert status == 200 and 'id="key-limits"' in page and key.secret not in page
+    status, _, resp = await logged_in.post("/admin/ui/keys/edit", {
+        "key_id": key_id, "note": "now metered", "tokens_per_day": "1000", "models": ""})
+    assert status == 303 and resp.headers["Location"] == f"/admin/ui/keys/{key_id}"
+    [edited] = [k for k in logged_in.proxy.core.config.named_keys if k.name == "editable"]
+    assert edited.secret == key.secret and edited.note == "now metered"
+    assert (edited.limits.rpm, edited.limits.tokens_per_day) == (0, 1000)
+    assert edited.models == ()

@@ -22,6 +22,7 @@ PAGES = {
     "overview": "/admin/",
     "accounts": "/admin/ui/accounts",
     "keys": "/admin/ui/keys",
+    "usage": "/admin/ui/usage",
     "playground": "/admin/ui/playground",
     "settings": "/admin/ui/settings",
     "config": "/admin/ui/config",

@@ -78,7 +78,7 @@ async def test_off_is_501_and_the_setting_is_read_live(proxy_factory):
                                                              {"provider": "deterministic"}))
         resp = await api.embeddings.create(model="e", input="x")
     assert err.value.status_code == 501
-    assert set(err.value.body) == {"message", "type", "code", "param"}
+    assert set(err.value.body) == {"message", "type", "code", "param", "request_id"}
     assert len(resp.data[0].embedding) == 1536
 
 

@@ -34,8 +34,9 @@ SEGMENT = 25 * SCALE
 BUDGET = settings(deadline=None, derandomize=True, database=None,
                   suppress_health_check=list(HealthCheck))
 SPENT = ("/api/v0/chat_session/create", "/api/v0/chat/create_pow_challenge")
-# Routes outside the fuzz on purpose: probes and the redirect to the dashboard.
-NOT_API = {"/healthz", "/readyz", "/"}
+# Routes outside the fuzz on purpose: probes, the redirect to the dashboard and
+# the admin-guarded metrics.
+NOT_API = {"/healthz", "/readyz", "/", "/metrics"}
 
 
 def check_shape(family: str, status: int, body: dict) -> None:

@@ -205,11 +205,23 @@ async def test_empty_output_is_retried_in_the_same_session(proxy):
     assert calls[1].body["parent_message_id"] is not None
 
 
-async def test_empty_output_twice_is_429(proxy):
+async def test_empty_output_twice_on_one_account_is_429(proxy_factory):
+    proxy = await proxy_factory({"accounts": [{"email": "alice@example.com",
+                                              "password": "pw-alice"}]})
     proxy.fake.enqueue(Scripted(hint="rate_limit_reached"), Scripted(hint="rate_limit_reached"))
     with pytest.raises(openai.RateLimitError) as info:
         await client(proxy).chat.completions.create(model="deepseek-chat", messages=USER)
     assert info.value.body["code"] == "upstream_empty_output"
+
+
+async def test_empty_output_twice_fails_over_then_is_429(proxy):
+    # Twice empty on one account is its rate limit: the other account is
+    # tried (its own retry included) before the caller gets the 429.
+    proxy.fake.enqueue(*[Scripted(hint="rate_limit_reached")] * 4)
+    with pytest.raises(openai.RateLimitError):
+        await client(proxy).chat.completions.create(model="deepseek-chat", messages=USER)
+    accounts = [c.account for c in proxy.fake.calls_to("chat/completion")]
+    assert len(accounts) == 4 and len(set(accounts)) == 2
 
 
 # -- limits --------------------------------------------------------------------
@@ -330,7 +342,7 @@ async def test_health_ready_and_cors(proxy):
                 "Origin": "http://x", "Access-Control-Request-Method": "POST"}) as resp:
             assert "X-Ds2-Target-Account" in resp.headers["Access-Control-Allow-Headers"]
         async with http.get(proxy.url + "/v1/models", headers=proxy.headers()) as resp:
-            assert resp.headers["Access-Control-Expose-Headers"] == "Retry-After"
+            assert resp.headers["Access-Control-Expose-Headers"] == "Retry-After, X-Request-Id"
 
 
 async def test_openai_models_list_keeps_its_shape_beside_google_clients(proxy):

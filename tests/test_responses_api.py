@@ -242,7 +242,7 @@ async def post(proxy, body: bytes | dict, headers: dict | None = None
 async def test_bad_requests_have_the_openai_error_shape(proxy, body, status, param):
     code, payload, _ = await post(proxy, body)
     assert code == status
-    assert set(payload["error"]) == {"message", "type", "code", "param"}
+    assert set(payload["error"]) == {"message", "type", "code", "param", "request_id"}
     assert payload["error"]["type"] == "invalid_request_error"
     assert payload["error"]["param"] == param
 

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from ds2proxy.config import AccountConfig, RuntimeSettings
-from ds2proxy.errors import InvalidRequest, ProxyError, RateLimited
+from ds2proxy.errors import InvalidRequest, NoAccountAvailable, RateLimited
 from ds2proxy.scheduler import AccountPool
 
 
@@ -113,8 +113,9 @@ async def test_cancelled_waiter_leaves_the_queue_and_passes_its_turn_on():
 
 async def test_pinned_account_unknown_is_400_busy_waits():
     p = pool(2, inflight=1)
-    with pytest.raises(InvalidRequest):  # waiting would not help: not a rate limit
+    with pytest.raises(InvalidRequest) as info:
         await p.acquire(target="nobody@example.com")
+    assert info.value.status == 400 and info.value.code == "unknown_account"
     held = await p.acquire(target="u1@example.com")
     assert held.account.identifier == "u1@example.com"
     other = await p.acquire()
@@ -142,11 +143,11 @@ async def test_hot_reload_raises_limit_for_next_request_without_dropping_leases(
     assert p.status()["max_inflight_per_account"] == 3
 
 
-async def test_no_accounts_is_503_not_a_rate_limit():
+async def test_no_accounts_is_503():
     p = AccountPool((), RuntimeSettings())
-    with pytest.raises(ProxyError) as info:
+    with pytest.raises(NoAccountAvailable) as info:
         await p.acquire()
-    assert info.value.status == 503 and not isinstance(info.value, RateLimited)
+    assert info.value.status == 503
 
 
 async def _until(condition):

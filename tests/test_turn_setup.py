@@ -10,9 +10,9 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 from aiohttp import web
-from conftest import ACCOUNTS, FAKE_DIFFICULTY, Proxy
+from conftest import ACCOUNTS, Proxy, running_fake
 
-from ds2proxy.testing import FakeAccount, FakeDeepSeek
+from ds2proxy.testing import FakeDeepSeek
 
 CHAT = {"model": "deepseek-chat", "messages": [{"role": "user", "content": "hi"}]}
 
@@ -40,13 +40,8 @@ class Rendezvous(FakeDeepSeek):
 
 @pytest.fixture
 async def fake_upstream() -> AsyncIterator[FakeDeepSeek]:
-    fake = Rendezvous([FakeAccount(pw, email=email) for email, pw in ACCOUNTS],
-                      difficulty=FAKE_DIFFICULTY)
-    await fake.start()
-    try:
+    async for fake in running_fake(Rendezvous):
         yield fake
-    finally:
-        await fake.close()
 
 
 async def chat(proxy: Proxy) -> tuple[int, dict]:

@@ -11,9 +11,9 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 from aiohttp import web
-from conftest import ACCOUNTS, FAKE_DIFFICULTY, Proxy, ProxyFactory
+from conftest import Proxy, ProxyFactory, running_fake
 
-from ds2proxy.testing import FakeAccount, FakeDeepSeek
+from ds2proxy.testing import FakeDeepSeek
 
 STREAMS = 120
 
@@ -36,13 +36,8 @@ class Gathering(FakeDeepSeek):
 
 @pytest.fixture
 async def fake_upstream() -> AsyncIterator[FakeDeepSeek]:
-    fake = Gathering([FakeAccount(pw, email=email) for email, pw in ACCOUNTS],
-                     difficulty=FAKE_DIFFICULTY)
-    await fake.start()
-    try:
+    async for fake in running_fake(Gathering):
         yield fake
-    finally:
-        await fake.close()
 
 
 async def stream_text(http: aiohttp.ClientSession, proxy: Proxy, n: int) -> str:

@@ -26,6 +26,7 @@ from .pages import Pages
 from .playground import Playground
 from .routes import add_api_routes, guarded
 from .throttle import LoginThrottle
+from .usage_pages import add_usage_pages
 from .web_session import WebSessions
 
 if TYPE_CHECKING:
@@ -47,7 +48,8 @@ def _warn_default_key(creds: AdminCredentials) -> None:
 def _add_dashboard(app: web.Application, ctx: AdminContext) -> None:
     setup_templates(app)
     dash = Dashboard(ctx)
-    pages = Pages(ctx, dash)
+    usage = add_usage_pages(app, ctx, dash)
+    pages = Pages(ctx, dash, usage)
     forms = Forms(ctx, dash, pages)
     router = app.router
     router.add_static("/admin/static", static_dir(), name="admin_static")
@@ -57,7 +59,7 @@ def _add_dashboard(app: web.Application, ctx: AdminContext) -> None:
     router.add_get("/admin/ui/login", pages.login_form)
     router.add_post("/admin/ui/login", pages.login)
     for path, handler in (
-        ("accounts", pages.accounts), ("keys", pages.keys), ("settings", pages.settings),
+        ("accounts", pages.accounts), ("keys", usage.keys), ("settings", pages.settings),
         ("config", pages.config), ("config/download", pages.download),
         ("playground", pages.playground), ("captures", pages.captures),
         ("plugins", pages.plugins),

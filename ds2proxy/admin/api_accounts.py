@@ -31,6 +31,19 @@ class AccountsAPI:
         total = await self.ops.remove_account(request.match_info["identifier"])
         return json_ok({"success": True, "total_accounts": total})
 
+    async def health(self, request: web.Request) -> web.Response:
+        """``POST /admin/accounts/{identifier}/{action}``: disable, enable, reset."""
+        info = request.match_info
+        return json_ok({"success": True,
+                        "account": self.ops.set_health(info["identifier"], info["action"])})
+
+    async def set_proxy(self, request: web.Request) -> web.Response:
+        """``PUT /admin/accounts/{identifier}/proxy`` ``{"proxy": "socks5://…"}``."""
+        body = await self.ctx.body(request)
+        account = await self.ops.set_proxy(request.match_info["identifier"],
+                                           body.get("proxy", ""))
+        return json_ok({"success": True, "account": account})
+
     async def queue_status(self, request: web.Request) -> web.Response:
         return json_ok(self.core.pool.status())
 

@@ -40,11 +40,6 @@ class ConfigAPI:
         exported = self.ops.export()
         return json_ok({"json": exported["json"], "base64": exported["base64"]})
 
-    async def add_key(self, request: web.Request) -> web.Response:
-        body = await self.ctx.body(request)
-        total = await self.ops.add_key(body.get("key"))
-        return json_ok({"success": True, "total_keys": total})
-
     async def delete_key(self, request: web.Request) -> web.Response:
         total = await self.ops.remove_key(request.match_info["key"])
         return json_ok({"success": True, "total_keys": total})

@@ -35,6 +35,7 @@ NAV = (
     ("overview", "Overview", HOME_URL),
     ("accounts", "Accounts", "/admin/ui/accounts"),
     ("keys", "API keys", "/admin/ui/keys"),
+    ("usage", "Requests", "/admin/ui/usage"),
     ("playground", "Playground", "/admin/ui/playground"),
     ("settings", "Settings", "/admin/ui/settings"),
     ("config", "Import / export", "/admin/ui/config"),

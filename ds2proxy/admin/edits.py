@@ -12,10 +12,11 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..config import AccountConfig, normalise_mobile
+from ..keyring import secret_of
 from ..errors import InvalidRequest, NotFound, ProxyError
 from .masking import ADMIN_SECRETS, key_id
 
-ACCOUNT_FIELDS = ("email", "mobile", "area_code", "password", "token")
+ACCOUNT_FIELDS = ("email", "mobile", "area_code", "password", "token", "proxy")
 IMPORT_MODES = ("merge", "replace")
 
 
@@ -57,17 +58,31 @@ def clean_key(key: Any) -> str:
     return key
 
 
-def find_key(keys: Iterable[Any], key_or_id: str) -> str | None:
-    """The configured key given either itself or its id."""
-    for key in keys:
-        if isinstance(key, str) and (key == key_or_id or key_id(key) == key_or_id):
-            return key
+def clean_entry(entry: Any) -> Any:
+    """A ``keys`` entry, bare or named, whose secret passed :func:`clean_key`."""
+    if isinstance(entry, dict):
+        return {**entry, "key": clean_key(entry.get("key"))}
+    return clean_key(entry)
+
+
+def find_entry(keys: Iterable[Any], key_or_id: str) -> Any:
+    """The configured ``keys`` entry (bare or named) given its secret or its id."""
+    for entry in keys:
+        secret = secret_of(entry)
+        if secret and (secret == key_or_id or key_id(secret) == key_or_id):
+            return entry
     return None
 
 
-def add_key(data: dict[str, Any], key: str) -> int:
+def find_key(keys: Iterable[Any], key_or_id: str) -> str | None:
+    """The configured key's secret given either itself or its id."""
+    entry = find_entry(keys, key_or_id)
+    return secret_of(entry) if entry is not None else None
+
+
+def add_key(data: dict[str, Any], key: str | dict[str, Any]) -> int:
     keys = _keys(data)
-    if key in keys:
+    if secret_of(key) in {secret_of(k) for k in keys}:
         raise Conflict("that API key is already configured")
     keys.append(key)
     return len(keys)
@@ -75,7 +90,7 @@ def add_key(data: dict[str, Any], key: str) -> int:
 
 def remove_key(data: dict[str, Any], key_or_id: str) -> int:
     keys = _keys(data)
-    found = find_key(keys, key_or_id)
+    found = find_entry(keys, key_or_id)
     if found is None:
         raise NotFound("no such API key")
     keys.remove(found)
@@ -138,6 +153,18 @@ def remove_account(data: dict[str, Any], identifier: str) -> int:
     return len(accounts)
 
 
+def set_account_proxy(data: dict[str, Any], identifier: str, proxy: str) -> None:
+    """Set (or with "" remove) one account's outbound proxy."""
+    accounts = _accounts(data)
+    index = _index_of(accounts, identifier)
+    if index is None:
+        raise NotFound(f"no account {identifier}")
+    if proxy:
+        accounts[index]["proxy"] = proxy
+    else:
+        accounts[index].pop("proxy", None)
+
+
 def upsert_accounts(data: dict[str, Any], incoming: Iterable[dict[str, str]]) -> tuple[int, int]:
     """Add new accounts, update known ones field by field: (added, updated)."""
     accounts = _accounts(data)
@@ -153,9 +180,11 @@ def upsert_accounts(data: dict[str, Any], incoming: Iterable[dict[str, str]]) ->
     return added, updated
 
 
-def merge_keys(data: dict[str, Any], incoming: Iterable[str]) -> int:
+def merge_keys(data: dict[str, Any], incoming: Iterable[Any]) -> int:
     keys = _keys(data)
-    fresh = [k for k in dict.fromkeys(incoming) if k not in keys]
+    have = {secret_of(k) for k in keys}
+    fresh = [k for k in incoming if secret_of(k) and secret_of(k) not in have]
+    fresh = list({secret_of(k): k for k in reversed(fresh)}.values())[::-1]
     keys.extend(fresh)
     return len(fresh)
 
@@ -163,20 +192,22 @@ def merge_keys(data: dict[str, Any], incoming: Iterable[str]) -> int:
 # -- whole-list replacement (POST /admin/config) -------------------------------------------
 
 
-def resolve_keys(current: list[Any], given: Any) -> list[str]:
-    """A replacement key list; ``{"id": …}`` entries stand for keys already configured."""
+def resolve_keys(current: list[Any], given: Any) -> list[Any]:
+    """A replacement key list; ``{"id": …}`` entries stand for keys already
+    configured (their name, limits and note kept)."""
     if not isinstance(given, list):
         raise InvalidRequest("'keys' must be a list", param="keys")
-    keys: list[str] = []
+    keys: dict[str, Any] = {}
     for entry in given:
-        if isinstance(entry, dict):
-            found = find_key(current, str(entry.get("id") or ""))
+        if isinstance(entry, dict) and "key" not in entry:
+            found = find_entry(current, str(entry.get("id") or ""))
             if found is None:
                 raise InvalidRequest("'keys' names an unknown key id", param="keys")
-            keys.append(found)
+            keys.setdefault(secret_of(found), copy.deepcopy(found))
         else:
-            keys.append(clean_key(entry))
-    return list(dict.fromkeys(keys))
+            entry = clean_entry(entry)
+            keys.setdefault(secret_of(entry), entry)
+    return list(keys.values())
 
 
 def resolve_accounts(current: list[Any], given: Any) -> list[dict[str, str]]:
@@ -232,12 +263,12 @@ def import_document(current: dict[str, Any], incoming: dict[str, Any], mode: str
     if mode == "replace":
         result = copy.deepcopy(incoming)
         if isinstance(result.get("keys"), list):
-            result["keys"] = [clean_key(k) if isinstance(k, str) else k for k in result["keys"]]
+            result["keys"] = [clean_entry(k) for k in result["keys"]]
     else:
         rest = {k: v for k, v in incoming.items() if k not in ("keys", "accounts")}
         result = _deep_merge(current, rest)
         if isinstance(incoming.get("keys"), list):
-            merge_keys(result, [clean_key(k) for k in incoming["keys"] if isinstance(k, str)])
+            merge_keys(result, [clean_entry(k) for k in incoming["keys"] if secret_of(k)])
         if isinstance(incoming.get("accounts"), list):
             upsert_accounts(result, [a for a in incoming["accounts"] if isinstance(a, dict)])
     admin = result.get("admin") if isinstance(result.get("admin"), dict) else {}

@@ -88,6 +88,8 @@ class Forms:
             ("accounts/test", ACCOUNTS_URL, self.test_account),
             ("accounts/test-all", ACCOUNTS_URL, self.test_all),
             ("accounts/import", ACCOUNTS_URL, self.batch_import),
+            ("accounts/health", ACCOUNTS_URL, self.account_health),
+            ("accounts/proxy", ACCOUNTS_URL, self.account_proxy),
             ("keys/add", KEYS_URL, self.add_key),
             ("keys/delete", KEYS_URL, self.delete_key),
             ("settings", SETTINGS_URL, self.save_settings),
@@ -106,6 +108,8 @@ class Forms:
                           ) -> web.StreamResponse:
         item = account_from_fields(_text(form, "login"), _text(form, "password"),
                                    _text(form, "token"), _text(form, "area_code"))
+        if _text(form, "proxy"):
+            item["proxy"] = _text(form, "proxy")
         identifier, total = await self.ops.add_account(item)
         return self._back(request, form, ACCOUNTS_URL,
                           f"Account {identifier} added ({total} in the pool).")
@@ -133,6 +137,20 @@ class Forms:
         kind = "success" if ok == len(results) else "error"
         return self._back(request, form, ACCOUNTS_URL,
                           f"{ok} of {len(results)} accounts passed the test.", kind)
+
+    async def account_health(self, request: web.Request, claims: Claims, form: Form
+                             ) -> web.StreamResponse:
+        action = _text(form, "action")
+        view = self.ops.set_health(_text(form, "identifier"), action)
+        return self._back(request, form, ACCOUNTS_URL,
+                          f"Account {view['identifier']} is now {view['state'].replace('_', ' ')}.")
+
+    async def account_proxy(self, request: web.Request, claims: Claims, form: Form
+                            ) -> web.StreamResponse:
+        view = await self.ops.set_proxy(_text(form, "identifier"), _text(form, "proxy"))
+        where = view["proxy"] or "no proxy (direct)"
+        return self._back(request, form, ACCOUNTS_URL,
+                          f"Account {view['identifier']} now goes through {where}.")
 
     async def batch_import(self, request: web.Request, claims: Claims, form: Form
                            ) -> web.StreamResponse:

@@ -12,6 +12,7 @@ from typing import Any
 
 from ..config import AccountConfig
 from ..scheduler import AccountState
+from ..upstream.proxies import mask_proxy
 
 # Config members whose values are secrets wherever they appear.
 SECRET_NAMES = frozenset({"password", "token", "api_key", "apikey", "secret", "key",
@@ -40,7 +41,10 @@ def masked_key(key: str) -> dict[str, str]:
     return {"id": key_id(key), "preview": preview(key)}
 
 
-def masked_account(account: AccountConfig, state: AccountState | None = None) -> dict[str, Any]:
+def masked_account(account: AccountConfig, state: AccountState | None = None,
+                   health: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The account without its secrets; with its runtime state and health
+    (state, reason, cooldown left, last success/failure, requests today)."""
     token = (state.token if state is not None else "") or account.token
     item: dict[str, Any] = {
         "identifier": account.identifier,
@@ -50,10 +54,12 @@ def masked_account(account: AccountConfig, state: AccountState | None = None) ->
         "has_password": bool(account.password),
         "has_token": bool(token),
         "token_preview": preview(token),
+        "proxy": mask_proxy(account.proxy),
     }
     if state is not None:
-        item.update(inflight=state.inflight, last_error=state.last_error,
-                    last_used=state.last_used or None)
+        item.update(inflight=state.inflight, last_error=state.last_error)
+    if health is not None:
+        item.update(health)
     return item
 
 

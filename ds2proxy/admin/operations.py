@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import orjson
 
 from ..captures import CaptureBuffer
-from ..config import ConfigError
+from ..config import AccountConfig, ConfigError
 from ..config_fields import SCHEMA, suggestion, unknown_field_messages
-from ..errors import InvalidRequest
+from ..errors import InvalidRequest, NotFound
+from ..health import DISABLED
 from ..plugin_api import PluginInfo
 from . import edits, probes, settings
 from .credentials import AdminCredentials
@@ -83,8 +84,7 @@ class AdminOps:
         view = mask_tree({k: v for k, v in doc.items() if k not in ("keys", "accounts")})
         cfg = self.core.config
         view["keys"] = [masked_key(k) for k in cfg.keys]
-        view["accounts"] = [masked_account(a, self.core.pool.find(a.identifier))
-                            for a in cfg.accounts]
+        view["accounts"] = [self.account_view(a) for a in cfg.accounts]
         return view
 
     async def replace_lists(self, body: dict[str, Any]) -> None:
@@ -167,6 +167,15 @@ class AdminOps:
         total = await self._edit_returning(lambda data: edits.add_account(data, account))
         return edits.identifier_of(account), total
 
+    async def set_proxy(self, identifier: str, proxy: Any) -> dict[str, Any]:
+        """An account's outbound proxy ("" for none); applies to its next call."""
+        if not isinstance(proxy, str):
+            raise InvalidRequest("'proxy' must be a string (empty for none)", param="proxy")
+        await self.write(lambda data: edits.set_account_proxy(data, identifier, proxy.strip()))
+        state = self.core.pool.find(identifier)
+        assert state is not None
+        return self.account_view(state.config)
+
     async def remove_account(self, identifier: str) -> int:
         return await self._edit_returning(lambda data: edits.remove_account(data, identifier))
 
@@ -191,9 +200,33 @@ class AdminOps:
         accounts = [a for a in self.core.config.accounts
                     if not needle or needle in a.identifier.lower()]
         chunk = accounts[(number - 1) * size: number * size]
-        return {"items": [masked_account(a, self.core.pool.find(a.identifier)) for a in chunk],
+        return {"items": [self.account_view(a) for a in chunk],
                 "total": len(accounts), "page": number, "page_size": size,
                 "total_pages": math.ceil(len(accounts) / size)}
+
+    # -- account health ------------------------------------------------------------------------
+
+    def account_view(self, account: AccountConfig) -> dict[str, Any]:
+        pool = self.core.pool
+        return masked_account(account, pool.find(account.identifier),
+                              pool.health.view(account.identifier))
+
+    def set_health(self, identifier: str, action: str) -> dict[str, Any]:
+        """Operator override: ``disable``, ``enable`` (a disabled account) or
+        ``reset`` (healthy at once, backoff forgotten)."""
+        state = self.core.pool.find(identifier)
+        if state is None:
+            raise NotFound(f"account {identifier!r} is not configured")
+        tracker = self.core.pool.health
+        if action == "disable":
+            tracker.disable(state.identifier)
+        elif action == "reset" or (action == "enable" and tracker.state(state.identifier)
+                                   == DISABLED):
+            tracker.reset(state.identifier)
+            state.last_error = ""
+        elif action != "enable":
+            raise InvalidRequest("action must be disable, enable or reset", param="action")
+        return self.account_view(state.config)
 
     # -- account tests -------------------------------------------------------------------------
 
@@ -219,7 +252,8 @@ class AdminOps:
             "monitor": self.core.monitor.snapshot(),
             "queue": pool.status(),
             "accounts": [{"identifier": s.identifier, "inflight": s.inflight,
-                          "has_token": bool(s.token), "last_error": s.last_error}
+                          "has_token": bool(s.token), "last_error": s.last_error,
+                          **pool.health.view(s.identifier)}
                          for s in pool.accounts()],
             "keys": len(self.core.config.keys),
             "captures_enabled": self.captures.enabled,

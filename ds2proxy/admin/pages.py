@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import secrets
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -16,14 +15,18 @@ from .dashboard import HOME_URL, Dashboard, safe_next
 from .masking import masked_key
 from .playground import FAMILIES
 
+if TYPE_CHECKING:
+    from .usage_pages import UsagePages
+
 ACCOUNTS_PAGE_SIZE = 20
 
 
 class Pages:
-    def __init__(self, ctx: AdminContext, dash: Dashboard) -> None:
+    def __init__(self, ctx: AdminContext, dash: Dashboard, usage: UsagePages) -> None:
         self.ctx = ctx
         self.dash = dash
         self.ops = ctx.ops
+        self.usage = usage
 
     # -- login / logout ---------------------------------------------------------------
 
@@ -66,7 +69,7 @@ class Pages:
     async def overview(self, request: web.Request) -> web.StreamResponse:
         claims = self.dash.session(request)
         return self.dash.render(request, "overview.html", claims=claims, active="overview",
-                                data=self.ops.overview())
+                                data=self.ops.overview(), charts=await self.usage.charts())
 
     async def accounts(self, request: web.Request) -> web.StreamResponse:
         claims = self.dash.session(request)
@@ -77,14 +80,8 @@ class Pages:
             listing = self.ops.accounts_page(1, ACCOUNTS_PAGE_SIZE, query)
         return self.dash.render(request, "accounts.html", claims=claims, active="accounts",
                                 listing=listing, query=query, tests=self.ops.last_tests,
-                                here=request.rel_url.raw_path_qs)
-
-    async def keys(self, request: web.Request) -> web.StreamResponse:
-        claims = self.dash.session(request)
-        return self.dash.render(request, "keys.html", claims=claims, active="keys",
-                                keys=[masked_key(k) for k in self.ctx.core.config.keys],
-                                suggestion="sk-" + secrets.token_urlsafe(24),
-                                origin=str(request.url.origin()))
+                                here=request.rel_url.raw_path_qs,
+                                usage=await self.usage.per_account())
 
     def settings_page(self, request: web.Request, claims: Claims, *,
                       values: dict[str, Any] | None = None, errors: dict[str, str] | None = None,

@@ -8,6 +8,7 @@ from .api_access import AccessAPI
 from .api_accounts import AccountsAPI
 from .api_config import ConfigAPI
 from .api_status import StatusAPI
+from .api_usage import add_usage_routes
 from .context import AdminContext
 from .responses import Handler, rendered
 
@@ -37,7 +38,6 @@ def add_api_routes(app: web.Application, ctx: AdminContext) -> None:
         ("POST", "/admin/config/import", config.import_config),
         ("GET", "/admin/config/export", config.export_full),
         ("GET", "/admin/export", config.export_text),
-        ("POST", "/admin/keys", config.add_key),
         ("DELETE", "/admin/keys/{key}", config.delete_key),
         ("POST", "/admin/import", config.batch_import),
         ("GET", "/admin/accounts", accounts.listing),
@@ -45,6 +45,8 @@ def add_api_routes(app: web.Application, ctx: AdminContext) -> None:
         ("DELETE", "/admin/accounts/{identifier}", accounts.delete),
         ("POST", "/admin/accounts/test", accounts.test_one),
         ("POST", "/admin/accounts/test-all", accounts.test_all),
+        ("POST", "/admin/accounts/{identifier}/{action:disable|enable|reset}", accounts.health),
+        ("PUT", "/admin/accounts/{identifier}/proxy", accounts.set_proxy),
         ("GET", "/admin/queue/status", accounts.queue_status),
         ("POST", "/admin/test", accounts.self_test),
         ("GET", "/admin/overview", status.overview),
@@ -54,3 +56,5 @@ def add_api_routes(app: web.Application, ctx: AdminContext) -> None:
     ]
     for method, path, handler in table:
         router.add_route(method, path, guarded(ctx, handler))
+    usage = add_usage_routes(app, ctx, guarded)
+    router.add_post("/admin/keys", guarded(ctx, usage.add_key))

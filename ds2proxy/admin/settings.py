@@ -50,6 +50,30 @@ GROUPS: tuple[Group, ...] = (
         Setting("runtime.queue_timeout_seconds", "float", "Queue timeout (s)",
                 "How long a request may wait for an account before a 429."),
     )),
+    Group("Account health and pacing", (
+        Setting("health.enabled", "bool", "Track account health",
+                "Cool failing accounts down and heal them with one trial request. Off: every "
+                "account serves except the disabled ones."),
+        Setting("health.jitter", "float", "Cooldown jitter",
+                "Each cooldown is stretched or shrunk at random by up to this fraction."),
+        *(Setting(f"health.cooldown.{kind}.{edge}_seconds", "float",
+                  f"{title}: {'first' if edge == 'base' else 'longest'} cooldown (s)",
+                  help_text if edge == "base" else "The cap the doubling stops at.")
+          for kind, title, help_text in (
+              ("rate_limited", "Rate limit", "After an upstream 429 or rate-limit hint; "
+               "doubles per failure in a row."),
+              ("upstream", "Upstream error", "After a 5xx, a broken stream or a transport "
+               "error."),
+              ("auth", "Refused token", "After a token is refused right after a fresh login."),
+              ("login", "Failed login", "Before a failed login is tried again."))
+          for edge in ("base", "max")),
+        Setting("health.pacing.min_interval_seconds", "float", "Pacing: minimum interval (s)",
+                "Least time between two requests on one account. 0: off."),
+        Setting("health.pacing.jitter_seconds", "float", "Pacing: jitter (s)",
+                "A random 0..this is added to each interval."),
+        Setting("health.pacing.max_per_hour", "int", "Pacing: requests per hour",
+                "Most requests one account starts in a rolling hour. 0: no cap."),
+    )),
     Group("Models", (
         Setting("claude_mapping", "map", "Claude mapping",
                 "One per line, e.g. fast = deepseek-chat and slow = deepseek-reasoner. "
@@ -132,7 +156,20 @@ def flat_values(cfg: Config) -> dict[str, Any]:
         "dev_captures.enabled": cfg.captures_enabled,
         "dev_captures.limit": cfg.captures_limit,
         "dev_captures.max_body_bytes": cfg.captures_max_body_bytes,
+        **health_values(cfg),
     }
+
+
+def health_values(cfg: Config) -> dict[str, Any]:
+    h = cfg.health
+    values: dict[str, Any] = {"health.enabled": h.enabled, "health.jitter": h.jitter}
+    for kind, backoff in h.backoff.items():
+        values[f"health.cooldown.{kind}.base_seconds"] = backoff.base_seconds
+        values[f"health.cooldown.{kind}.max_seconds"] = backoff.max_seconds
+    values.update({"health.pacing.min_interval_seconds": h.pacing.min_interval_seconds,
+                   "health.pacing.jitter_seconds": h.pacing.jitter_seconds,
+                   "health.pacing.max_per_hour": h.pacing.max_per_hour})
+    return values
 
 
 def nested_view(cfg: Config, *, password_set: bool, default_key_in_use: bool,

@@ -79,8 +79,9 @@ class ChatRoutes(FakeCore):
         body = await self.json_body(request, "chat_session_id", "prompt")
         self.require_pow(request, COMPLETION_PATH)
         session = self.owned_session(request, body["chat_session_id"])
-        script = self.queue.popleft() if self.queue else (
-            self.default_script or echo_script(str(body["prompt"])))
+        script = self.misbehaviour(self.call_of(request).account).completion or (
+            self.queue.popleft() if self.queue else (
+                self.default_script or echo_script(str(body["prompt"]))))
         if isinstance(script, HttpFault):
             return web.Response(status=script.status, text=script.body,
                                 headers=dict(script.headers))

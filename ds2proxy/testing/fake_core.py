@@ -11,10 +11,11 @@ from aiohttp import web
 
 from .envelopes import SESSION_NOT_FOUND, biz_error, code_error, missing_field
 from .fake_pow import PowIssuer
-from .scripts import Script
+from .scripts import Misbehaviour, Script
 from .state import CallRecord, FakeAccount, FakeFile, FakeSession
 
 CALL = web.RequestKey("fake_call", CallRecord)
+NO_MISBEHAVIOUR = Misbehaviour()
 
 
 class Refusal(Exception):
@@ -36,6 +37,7 @@ class FakeCore:
         self.sessions: dict[str, FakeSession] = {}
         self.files: dict[str, FakeFile] = {}
         self.queue: deque[Script] = deque()
+        self.misbehaving: dict[str, Misbehaviour] = {}
         self._tokens: dict[str, str] = {}  # token -> account identity
         self._seq = 0
 
@@ -56,6 +58,22 @@ class FakeCore:
     def owner_of(self, authorization: str | None) -> str | None:
         scheme, _, token = (authorization or "").partition(" ")
         return self._tokens.get(token.strip()) if scheme.lower() == "bearer" else None
+
+    # -- misbehaviour ----------------------------------------------------------
+
+    def misbehave(self, identity: str, how: Misbehaviour) -> None:
+        """Make one account misbehave (``identity``: e-mail or mobile digits)."""
+        self.misbehaving[identity.strip().lower()] = how
+
+    def behave(self, identity: str | None = None) -> None:
+        """Stop misbehaving (one account, or all)."""
+        if identity is None:
+            self.misbehaving.clear()
+        else:
+            self.misbehaving.pop(identity.strip().lower(), None)
+
+    def misbehaviour(self, identity: str | None) -> Misbehaviour:
+        return self.misbehaving.get(identity or "", NO_MISBEHAVIOUR)
 
     # -- request checks -------------------------------------------------------
 

@@ -112,6 +112,22 @@ class EnvelopeFault:
 
 Script = Scripted | Replay | HttpFault | EnvelopeFault
 
+
+@dataclass(frozen=True)
+class Misbehaviour:
+    """How one account misbehaves until told otherwise (account-health tests).
+
+    ``completion`` answers every completion of the account (e.g.
+    ``HttpFault(429)`` or ``Scripted(hint="rate_limit_reached")``);
+    ``login_error`` is the business error its logins get; ``banned`` answers
+    every call with its tokens ``40003`` (a refused token, again after each
+    fresh login, as a banned account sees it).
+    """
+
+    completion: Script | None = None
+    login_error: tuple[int, str] | None = None
+    banned: bool = False
+
 _TURN_MARKERS = re.compile(r"<｜(?:User|Assistant|System|Tool|end▁of▁\w+|begin▁of▁sentence)｜>")
 
 

@@ -109,14 +109,14 @@ class FakeDeepSeek(ChatRoutes, FileRoutes):
         if self.latency:
             await asyncio.sleep(self.latency)
         call = CallRecord(request.path, request.method, CIMultiDict(request.headers),
-                          dict(request.query))
+                          dict(request.query), peer=request.remote or "")
         self.calls.append(call)
         request[CALL] = call
         if self._too_old(request.headers.get("x-client-version")):
             return code_error(CLIENT_TOO_OLD)
         if request.path != LOGIN_PATH:
             call.account = self.owner_of(request.headers.get("authorization"))
-            if call.account is None:
+            if call.account is None or self.misbehaviour(call.account).banned:
                 return code_error(INVALID_TOKEN)
         try:
             return await handler(request)
@@ -138,6 +138,9 @@ class FakeDeepSeek(ChatRoutes, FileRoutes):
         identity = email or normalize_mobile(str(mobile or ""))
         self.call_of(request).account = identity or None
         account = self.accounts.get(identity)
+        refusal = self.misbehaviour(identity).login_error
+        if refusal is not None:
+            return biz_error(refusal)
         if account is None or not hmac.compare_digest(account.password.encode(),
                                                       str(body["password"]).encode()):
             return biz_error(WRONG_PASSWORD)

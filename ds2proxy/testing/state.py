@@ -45,6 +45,8 @@ class CallRecord:
     query: dict[str, str]
     account: str | None = None
     body: Any = None
+    at: float = field(default_factory=time.monotonic)  # arrival time (pacing tests)
+    peer: str = ""  # the caller's address (which proxy a call came through)
 
     @property
     def endpoint(self) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -19,10 +19,17 @@ import aiohttp
 import orjson
 
 from ..config import AccountConfig, UpstreamSettings
-from ..errors import ACCOUNT_UNUSABLE, UpstreamAuthError, UpstreamError, UpstreamRateLimited
+from ..errors import (
+    ACCOUNT_UNUSABLE,
+    LoginFailed,
+    UpstreamAuthError,
+    UpstreamError,
+    UpstreamRateLimited,
+)
 from ..pow import Challenge
 from .lines import iter_lines
 from .payload import SlicedBytes
+from .proxies import TRANSPORT_ERRORS, ProxySessions
 
 log = logging.getLogger("ds2proxy.upstream")
 
@@ -179,10 +186,17 @@ class DeepSeekClient:
     """
 
     def __init__(self, http: aiohttp.ClientSession, settings: UpstreamSettings,
-                 captures: Any | None = None) -> None:
+                 captures: Any | None = None, proxies: ProxySessions | None = None,
+                 proxy_of: Callable[[str], str] | None = None) -> None:
         self.http = http
         self.settings = settings
         self.captures = captures
+        self.proxies = proxies
+        # Which proxy a token's account goes through ("" = direct).
+        self.proxy_of = proxy_of or (lambda token: "")
+
+    def _session(self, proxy: str) -> aiohttp.ClientSession:
+        return self.proxies.session(proxy) if self.proxies is not None and proxy else self.http
 
     def _capture(self, method: str, path: str, headers: dict[str, str], body: bytes | None
                  ) -> Any | None:
@@ -217,21 +231,23 @@ class DeepSeekClient:
         return aiohttp.ClientTimeout(total=self.settings.timeout_seconds)
 
     async def _json_call(self, what: str, method: str, path: str, *, token: str | None = None,
-                         body: Any = None) -> Envelope:
+                         body: Any = None, proxy: str | None = None) -> Envelope:
         headers = self.headers(token)
         data = None if body is None else orjson.dumps(body)
-        return await self._call(what, method, path, headers, data, data)
+        route = self.proxy_of(token) if proxy is None and token else (proxy or "")
+        return await self._call(what, method, path, headers, data, data, proxy=route)
 
     async def _call(self, what: str, method: str, path: str, headers: dict[str, str],
-                    data: Any, captured_body: bytes | None) -> Envelope:
-        """Send one request and decode its envelope; errors become UpstreamError."""
+                    data: Any, captured_body: bytes | None, *, proxy: str = "") -> Envelope:
+        """Send one request (through ``proxy`` when given) and decode its
+        envelope; errors become UpstreamError."""
         capture = self._capture(method, path, headers, captured_body)
         try:
-            async with self.http.request(method, self._url(path), headers=headers, data=data,
-                                         timeout=self._timeout()) as resp:
+            async with self._session(proxy).request(method, self._url(path), headers=headers,
+                                                    data=data, timeout=self._timeout()) as resp:
                 raw = await resp.read()
                 status = resp.status
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except TRANSPORT_ERRORS as exc:
             if capture is not None:
                 capture.finish(type(exc).__name__)
             raise UpstreamError(f"{what} failed: {type(exc).__name__}") from None
@@ -258,14 +274,14 @@ class DeepSeekClient:
     async def login(self, account: AccountConfig) -> str:
         try:
             env = await self._json_call("login", "POST", "/api/v0/users/login",
-                                        body=login_body(account))
+                                        body=login_body(account), proxy=account.proxy)
         except UpstreamCallError as exc:
-            raise UpstreamAuthError(ACCOUNT_UNUSABLE, retryable=True, account=account.identifier,
+            raise LoginFailed(ACCOUNT_UNUSABLE, retryable=True, account=account.identifier,
                                     detail=f"login refused: {exc.envelope.message}") from None
         user = env.biz_data.get("user") if isinstance(env.biz_data, dict) else None
         token = user.get("token") if isinstance(user, dict) else None
         if not isinstance(token, str) or not token.strip():
-            raise UpstreamAuthError(ACCOUNT_UNUSABLE, account=account.identifier,
+            raise LoginFailed(ACCOUNT_UNUSABLE, account=account.identifier,
                                     detail="login answered without a token")
         return token.strip()
 
@@ -305,7 +321,8 @@ class DeepSeekClient:
         form = aiohttp.FormData()
         form.add_field("file", data, filename=name, content_type=mime_type)
         env = await self._call("file/upload_file", "POST", UPLOAD_PATH, headers, form,
-                               f"<{len(data)} bytes of {mime_type}>".encode())
+                               f"<{len(data)} bytes of {mime_type}>".encode(),
+                               proxy=self.proxy_of(token))
         if not isinstance(env.biz_data, dict) or not env.biz_data.get("id"):
             raise UpstreamError("file/upload_file returned no file id")
         return env.biz_data
@@ -343,9 +360,9 @@ class DeepSeekClient:
         data = orjson.dumps(body)
         capture = self._capture("POST", path, headers, data)
         try:
-            resp = await self.http.post(self._url(path), headers=headers,
-                                        data=SlicedBytes(data), timeout=timeout)
-        except (aiohttp.ClientError, TimeoutError) as exc:
+            resp = await self._session(self.proxy_of(token)).post(
+                self._url(path), headers=headers, data=SlicedBytes(data), timeout=timeout)
+        except TRANSPORT_ERRORS as exc:
             if capture is not None:
                 capture.finish(type(exc).__name__)
             raise UpstreamError(f"{path} failed: {type(exc).__name__}") from None

@@ -19,7 +19,14 @@ from typing import TypeVar
 
 from ..config import AccountConfig
 from ..config_store import ConfigStore
-from ..errors import ACCOUNT_UNUSABLE, AuthenticationFailed, UpstreamAuthError
+from ..errors import (
+    ACCOUNT_UNUSABLE,
+    AuthenticationFailed,
+    LoginFailed,
+    UpstreamAuthError,
+    UpstreamError,
+)
+from ..health import HealthTracker
 from ..scheduler import AccountState, Lease
 from .client import DeepSeekClient, UpstreamCallError
 
@@ -33,9 +40,14 @@ NOT_A_KEY_NOR_TOKEN = ("invalid API key: it is not one of this server's configur
 
 
 class TokenKeeper:
-    def __init__(self, client: DeepSeekClient, store: ConfigStore) -> None:
+    """Logs in at most once at a time per account (its lock), and not at all
+    while that account's login is backing off after a failure."""
+
+    def __init__(self, client: DeepSeekClient, store: ConfigStore,
+                 health: HealthTracker | None = None) -> None:
         self.client = client
         self.store = store
+        self.health = health or HealthTracker()
 
     def _stale(self, state: AccountState) -> bool:
         hours = self.store.config.upstream.token_refresh_interval_hours
@@ -59,18 +71,25 @@ class TokenKeeper:
             if state.token and state.token != stale_token:
                 return state.token
             if not state.config.can_login:
-                state.last_error = "token refused and no password to log in with"
-                raise UpstreamAuthError(ACCOUNT_UNUSABLE, account=state.identifier,
-                                        detail=state.last_error)
+                raise self._login_failed(state, "token refused and no password to log in with")
+            if not self.health.login_allowed(state.identifier):
+                raise LoginFailed(ACCOUNT_UNUSABLE, account=state.identifier,
+                                  detail=f"login backing off after: {state.last_error}")
             try:
                 token = await self.client.login(state.config)
-            except UpstreamAuthError as exc:
-                state.last_error = exc.detail or exc.message
-                raise
+            except UpstreamError as exc:
+                # A refusal, and transport or server trouble too, backs off.
+                raise self._login_failed(state, exc.detail or exc.message) from None
             state.token, state.token_obtained_at, state.last_error = token, time.monotonic(), ""
+            self.health.login_succeeded(state.identifier)
             log.info("logged in account %s", state.identifier)
             await self._persist(state.identifier, token)
             return token
+
+    def _login_failed(self, state: AccountState, reason: str) -> LoginFailed:
+        state.last_error = reason
+        self.health.login_failed(state.identifier, reason)
+        return LoginFailed(ACCOUNT_UNUSABLE, account=state.identifier, detail=reason)
 
     async def _persist(self, identifier: str, token: str) -> None:
         def put(data: dict) -> None:

@@ -39,11 +39,12 @@ class EmbeddingRoutes:
         self.core = core
 
     async def create(self, request: web.Request) -> web.Response:
-        self.core.authenticate(request)
+        caller = self.core.authenticate(request)
         body = await self.core.read_json(request)
         model = body.get("model")
         if not isinstance(model, str) or not model.strip():
             raise InvalidRequest("'model' is required", param="model")
+        self.core.admit_model(caller, model)
         inputs = parse_inputs(body.get("input"))
         dimensions = _dimensions(body.get("dimensions"))
         encoding = choice(body.get("encoding_format"), "encoding_format", ENCODINGS) or "float"
@@ -54,6 +55,7 @@ class EmbeddingRoutes:
                 "embeddings are not enabled on this server: set embeddings.provider")
         vectors = await provider.embed([item.text for item in inputs])
         tokens = await usage_tokens(inputs)
+        self.core.note_usage(model=model, prompt_tokens=tokens)
         return json_response({
             "object": "list",
             "data": [{"object": "embedding", "index": i, "embedding": _encode(v, encoding)}

@@ -1,0 +1,143 @@
+"""Named keys, usage and ``/metrics`` for the admin.
+
+``GET/POST /admin/keys``, ``PATCH /admin/keys/{key}``; ``GET /admin/usage``
+(totals and per-minute/hour series), ``/admin/usage/requests`` (the request
+log, newest first, filtered and paginated) and ``/admin/usage/requests/{id}``;
+``GET /metrics`` (the admin key, an admin JWT, or ``metrics.token``).
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from typing import Any
+
+from aiohttp import web
+
+from ..errors import InvalidRequest, NotFound
+from ..metrics import CONTENT_TYPE
+from ..state.usage import FILTERS, GROUPS, UsageStore
+from .context import AdminContext
+from .gate import bearer_of
+from .named_keys import create_key, edit_key, key_view, new_secret
+from .masking import key_id
+from .responses import json_ok, rendered
+
+PER_PAGE = 50
+WINDOWS = {"hour": ("minute", 3600), "day": ("hour", 86400), "week": ("hour", 7 * 86400)}
+
+
+def page_args(query: Any) -> tuple[int, int]:
+    try:
+        page = max(1, int(query.get("page", "1")))
+        per_page = min(500, max(1, int(query.get("per_page", str(PER_PAGE)))))
+    except ValueError:
+        raise InvalidRequest("page and per_page must be whole numbers", param="page") from None
+    return page, per_page
+
+
+def filters_of(query: Any) -> dict[str, Any]:
+    found: dict[str, Any] = {name: query.get(name, "").strip() for name in FILTERS}
+    if found["status"]:
+        if not found["status"].isdigit():
+            raise InvalidRequest("status must be an HTTP status number", param="status")
+        found["status"] = int(found["status"])
+    found["errors"] = query.get("errors") in ("1", "true", "on")
+    return found
+
+
+class UsageAPI:
+    def __init__(self, ctx: AdminContext) -> None:
+        self.ctx = ctx
+
+    @property
+    def store(self) -> UsageStore:
+        store = self.ctx.core.usage.store
+        if store is None:
+            raise NotFound("usage recording is off (usage.enabled)")
+        return store
+
+    # -- keys --------------------------------------------------------------------------------
+
+    def keys_view(self) -> list[dict[str, Any]]:
+        core = self.ctx.core
+        return [key_view(k, core.limiter) for k in core.config.named_keys]
+
+    async def list_keys(self, request: web.Request) -> web.Response:
+        return json_ok({"keys": self.keys_view()})
+
+    async def create(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Create a named key; the reply is the only time its secret is shown."""
+        if "name" not in body:  # the older {"key": …} form, named for the key on write
+            total = await self.ctx.ops.add_key(body.get("key"))
+            return {"success": True, "total_keys": total}
+        given = body.get("key")
+        secret = given.strip() if isinstance(given, str) and given.strip() else new_secret()
+        await self.ctx.ops.write(lambda data: create_key(data, body, secret))
+        view = next(k for k in self.keys_view() if k["id"] == key_id(secret))
+        return {"success": True, "key": secret, "total_keys": len(self.ctx.core.config.keys),
+                **{k: v for k, v in view.items() if k != "key"}}
+
+    async def add_key(self, request: web.Request) -> web.Response:
+        return json_ok(await self.create(await self.ctx.body(request)))
+
+    async def edit(self, request: web.Request) -> web.Response:
+        body = await self.ctx.body(request)
+        wanted = request.match_info["key"]
+        await self.ctx.ops.write(lambda data: edit_key(data, wanted, body))
+        view = next((k for k in self.keys_view() if k["id"] == wanted
+                     or k["id"] == key_id(wanted)), None)
+        return json_ok({"success": True, "key": view})
+
+    # -- usage ---------------------------------------------------------------------------------
+
+    async def requests(self, request: web.Request) -> web.Response:
+        page, per_page = page_args(request.query)
+        rows, total = await self.store.requests(filters_of(request.query), per_page,
+                                                (page - 1) * per_page)
+        return json_ok({"requests": rows, "total": total, "page": page, "per_page": per_page})
+
+    async def request_detail(self, request: web.Request) -> web.Response:
+        raw = request.match_info["id"]
+        row = await self.store.request(int(raw)) if raw.isdigit() else None
+        if row is None:
+            raise NotFound("no such request in the log")
+        return json_ok({"request": row})
+
+    async def summary(self, request: web.Request) -> web.Response:
+        window = request.query.get("window", "hour")
+        if window not in WINDOWS:
+            raise InvalidRequest(f"window must be one of {', '.join(WINDOWS)}", param="window")
+        grain, span = WINDOWS[window]
+        since = time.time() - span
+        key = request.query.get("key_name") or None
+        series = await self.store.series(grain, since, key)
+        totals = {group: await self.store.totals(group, grain, since) for group in GROUPS}
+        return json_ok({"window": window, "grain": grain, "since": since, "series": series,
+                        "totals": totals})
+
+    # -- /metrics ---------------------------------------------------------------------------------
+
+    async def metrics(self, request: web.Request) -> web.StreamResponse:
+        settings = self.ctx.core.config.observe
+        if not settings.metrics_enabled:
+            raise web.HTTPNotFound()
+        token = bearer_of(request)
+        if not (settings.metrics_token and token
+                and hmac.compare_digest(token.encode(), settings.metrics_token.encode())):
+            await self.ctx.gate.require(request)
+        return web.Response(body=self.ctx.core.metrics.render(),
+                            headers={"Content-Type": CONTENT_TYPE, "Cache-Control": "no-store"})
+
+
+def add_usage_routes(app: web.Application, ctx: AdminContext, guarded: Any) -> UsageAPI:
+    api = UsageAPI(ctx)
+    router = app.router
+    router.add_get("/admin/keys", guarded(ctx, api.list_keys))
+    router.add_route("PATCH", "/admin/keys/{key}", guarded(ctx, api.edit))
+    router.add_get("/admin/usage", guarded(ctx, api.summary))
+    router.add_get("/admin/usage/requests", guarded(ctx, api.requests))
+    router.add_get("/admin/usage/requests/{id}", guarded(ctx, api.request_detail))
+    router.add_get("/metrics", rendered(api.metrics))
+    return api
+

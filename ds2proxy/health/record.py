@@ -1,0 +1,68 @@
+"""One account's health record: what the tracker knows and persists."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+HEALTHY = "healthy"
+COOLING = "cooling_down"
+LOGIN_FAILING = "login_failing"
+DISABLED = "disabled"
+STATES = (HEALTHY, COOLING, LOGIN_FAILING, DISABLED)
+
+
+def today(now: float) -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime(now))
+
+
+@dataclass(slots=True)
+class AccountHealth:
+    """Times are wall-clock seconds, so a cooldown survives a restart."""
+
+    state: str = HEALTHY
+    reason: str = ""
+    kind: str = ""            # failure kind of the current cooldown
+    since: float = 0.0        # when the current cooldown began
+    until: float = 0.0        # when a trial request may go through
+    strikes: dict[str, int] = field(default_factory=dict)
+    last_success: float = 0.0
+    last_failure: float = 0.0
+    last_failure_reason: str = ""
+    day: str = ""
+    requests_today: int = 0
+    trial: bool = False       # a half-open trial request is in flight (not persisted)
+
+    def count_request(self, now: float) -> None:
+        if self.day != today(now):
+            self.day, self.requests_today = today(now), 0
+        self.requests_today += 1
+
+    def view(self, now: float) -> dict[str, Any]:
+        """What the admin API and the dashboard show."""
+        waiting = self.state in (COOLING, LOGIN_FAILING)
+        return {
+            "state": self.state,
+            "reason": self.reason,
+            "cooldown_seconds_left": max(0, round(self.until - now)) if waiting else 0,
+            "cooling_until": self.until if waiting else None,
+            "trial_in_flight": self.trial,
+            "last_success": self.last_success or None,
+            "last_failure": self.last_failure or None,
+            "last_failure_reason": self.last_failure_reason,
+            "requests_today": self.requests_today if self.day == today(now) else 0,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("trial")
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AccountHealth:
+        known = {k: v for k, v in data.items() if k in cls.__slots__ and k != "trial"}
+        record = cls(**known)
+        if record.state not in STATES:
+            record.state = HEALTHY
+        return record

@@ -1,0 +1,209 @@
+"""Per-account health: cooldowns with exponential backoff and jitter, a
+half-open trial after each cooldown, login backoff, operator overrides.
+
+The account pool owns one tracker and asks it which accounts may serve; the
+turn pipeline and the token keeper tell it what happened. Every transition
+is logged once with the account and the reason, and every change is handed
+to the state store (which writes off the event loop).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from collections.abc import Callable, Iterable
+
+from ..state import StateStore
+from .classify import Failure
+from .record import COOLING, DISABLED, HEALTHY, LOGIN_FAILING, AccountHealth
+from .settings import HealthSettings
+
+log = logging.getLogger("ds2proxy.health")
+
+NAMESPACE = "account_health"
+
+
+class HealthTracker:
+    def __init__(self, settings: HealthSettings | None = None, store: StateStore | None = None,
+                 *, clock: Callable[[], float] = time.time,
+                 rng: random.Random | None = None) -> None:
+        self.settings = settings or HealthSettings()
+        self._store = store
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._records: dict[str, AccountHealth] = {}
+        self._listeners: list[Callable[[], None]] = []
+
+    # -- setup ------------------------------------------------------------------
+
+    def load(self, saved: dict[str, dict]) -> None:
+        """Adopt records saved by a previous run (cooling accounts stay cooling)."""
+        for identifier, data in saved.items():
+            self._records[identifier] = AccountHealth.from_dict(data)
+
+    def configure(self, settings: HealthSettings) -> None:
+        """New settings apply at once: running cooldowns shrink to the new cap."""
+        self.settings = settings
+        for ident, rec in self._records.items():
+            if rec.state in (COOLING, LOGIN_FAILING) and rec.kind:
+                cap = settings.backoff[rec.kind].cap if rec.kind in settings.backoff \
+                    else rec.until - rec.since
+                if rec.until > rec.since + cap:
+                    rec.until = rec.since + cap
+                    self._save(ident, rec)
+        self._notify()
+
+    def on_change(self, listener: Callable[[], None]) -> None:
+        """Called after a change that may let a waiting request through."""
+        self._listeners.append(listener)
+
+    def forget_except(self, identifiers: Iterable[str]) -> None:
+        keep = set(identifiers)
+        for ident in [i for i in self._records if i not in keep]:
+            del self._records[ident]
+            if self._store is not None:
+                self._store.put(NAMESPACE, ident, None)
+
+    # -- questions the pool asks ----------------------------------------------
+
+    def record(self, identifier: str) -> AccountHealth:
+        rec = self._records.get(identifier)
+        if rec is None:
+            rec = self._records[identifier] = AccountHealth()
+        return rec
+
+    def now(self) -> float:
+        return self._clock()
+
+    def state(self, identifier: str) -> str:
+        return self.record(identifier).state
+
+    def eligible(self, identifier: str) -> bool:
+        """Healthy, or past its cooldown with no trial in flight (half-open)."""
+        rec = self.record(identifier)
+        if rec.state == HEALTHY or (not self.settings.enabled and rec.state != DISABLED):
+            return True
+        if rec.state == DISABLED:
+            return False
+        return not rec.trial and self._clock() >= rec.until
+
+    def in_trial(self, identifier: str) -> bool:
+        return self.record(identifier).trial
+
+    def seconds_until_eligible(self, identifiers: Iterable[str]) -> int | None:
+        """Seconds to the earliest recovery among cooling/login-failing accounts."""
+        now = self._clock()
+        waits = [self._records[i].until - now for i in identifiers
+                 if i in self._records and self._records[i].state in (COOLING, LOGIN_FAILING)]
+        return max(1, math.ceil(min(waits))) if waits else None
+
+    # -- what happened -----------------------------------------------------------
+
+    def granted(self, identifier: str) -> None:
+        rec = self.record(identifier)
+        rec.count_request(self._clock())
+        if rec.state in (COOLING, LOGIN_FAILING) and self.settings.enabled:
+            rec.trial = True
+            log.info("account %s: cooldown over, letting one trial request through", identifier)
+        self._save(identifier, rec)
+
+    def released(self, identifier: str) -> None:
+        """A lease ended; a trial that got no verdict may be tried again."""
+        rec = self._records.get(identifier)
+        if rec is not None and rec.trial:
+            rec.trial = False
+
+    def succeeded(self, identifier: str) -> None:
+        rec = self.record(identifier)
+        rec.last_success = self._clock()
+        rec.trial = False
+        if rec.state in (COOLING, LOGIN_FAILING):
+            log.warning("account %s: healthy again after %s", identifier, rec.reason)
+            rec.state, rec.reason, rec.kind, rec.until = HEALTHY, "", "", 0.0
+        rec.strikes.clear()
+        self._save(identifier, rec)
+        self._notify()
+
+    def failed(self, identifier: str, failure: Failure) -> None:
+        """Cool the account down for ``failure`` (backoff grows per kind)."""
+        rec = self.record(identifier)
+        now = self._clock()
+        rec.trial = False
+        rec.last_failure, rec.last_failure_reason = now, failure.reason[:300]
+        if not self.settings.enabled or rec.state == DISABLED:
+            self._save(identifier, rec)
+            return
+        strikes = rec.strikes[failure.kind] = rec.strikes.get(failure.kind, 0) + 1
+        seconds = self._jittered(self.settings.cooldown(failure.kind, strikes))
+        seconds = max(seconds, failure.retry_after)
+        new_state = LOGIN_FAILING if failure.kind == "login" else COOLING
+        rec.state, rec.reason, rec.kind = new_state, failure.reason[:300], failure.kind
+        rec.since, rec.until = now, now + seconds
+        log.warning("account %s: %s for %.0fs (failure %d of kind %s): %s", identifier,
+                    new_state, seconds, strikes, failure.kind, failure.reason)
+        self._save(identifier, rec)
+        self._notify()
+
+    def login_failed(self, identifier: str, reason: str) -> None:
+        self.failed(identifier, Failure("login", reason))
+
+    def login_succeeded(self, identifier: str) -> None:
+        """A login worked: ends a login failure, not a cooldown of another kind."""
+        rec = self.record(identifier)
+        rec.strikes.pop("login", None)
+        if rec.state == LOGIN_FAILING:
+            self.succeeded(identifier)
+        else:
+            self._save(identifier, rec)
+
+    def login_allowed(self, identifier: str) -> bool:
+        """No login storm: a failing login waits out its backoff."""
+        rec = self.record(identifier)
+        return rec.state != LOGIN_FAILING or not self.settings.enabled \
+            or self._clock() >= rec.until
+
+    # -- operator ----------------------------------------------------------------
+
+    def disable(self, identifier: str, reason: str = "disabled by the operator") -> None:
+        rec = self.record(identifier)
+        rec.state, rec.reason, rec.kind, rec.until, rec.trial = DISABLED, reason, "", 0.0, False
+        log.warning("account %s: disabled (%s)", identifier, reason)
+        self._save(identifier, rec)
+        self._notify()
+
+    def reset(self, identifier: str) -> None:
+        """Back to healthy at once (also what enabling a disabled account does)."""
+        rec = self.record(identifier)
+        previous = rec.state
+        rec.state, rec.reason, rec.kind, rec.until, rec.trial = HEALTHY, "", "", 0.0, False
+        rec.strikes.clear()
+        log.warning("account %s: reset to healthy by the operator (was %s)", identifier, previous)
+        self._save(identifier, rec)
+        self._notify()
+
+    # -- views ---------------------------------------------------------------------
+
+    def view(self, identifier: str) -> dict:
+        return self.record(identifier).view(self._clock())
+
+    def counts(self, identifiers: Iterable[str]) -> dict[str, int]:
+        out = {HEALTHY: 0, COOLING: 0, LOGIN_FAILING: 0, DISABLED: 0}
+        for ident in identifiers:
+            out[self.record(ident).state] += 1
+        return out
+
+    # -- internals -------------------------------------------------------------------
+
+    def _jittered(self, seconds: float) -> float:
+        spread = self.settings.jitter
+        return seconds * (1 + self._rng.uniform(-spread, spread)) if spread else seconds
+
+    def _save(self, identifier: str, rec: AccountHealth) -> None:
+        if self._store is not None:
+            self._store.put(NAMESPACE, identifier, rec.to_dict())
+
+    def _notify(self) -> None:
+        for listener in self._listeners:
+            listener()

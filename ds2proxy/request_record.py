@@ -1,0 +1,133 @@
+"""What one API request did, gathered while it runs and recorded when it ends.
+
+:func:`ds2proxy.plugin_api.wrap_handler` opens a :class:`RequestRecord` for
+each API request and makes it the task's current record, so the core
+(authentication, model resolution, the turn) can fill in what it learns
+without plugins passing anything along. The same place records it once.
+"""
+
+from __future__ import annotations
+
+import re
+from time import perf_counter
+from time import time as wall_clock
+import uuid
+from contextvars import ContextVar
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from .canonical import ErrorEvent, ToolCallStart, TurnEvent, Usage
+
+REQUEST_ID_HEADER = "X-Request-Id"
+REQUEST_ID_KEY = web.RequestKey("ds2proxy_request_id", str)
+_SAFE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+PASS_THROUGH = "pass-through"
+CLIENT_CLOSED = 499
+
+
+def request_id_for(request: web.Request) -> str:
+    """The client's ``X-Request-Id`` when it is short and plain, else a fresh one."""
+    sent = request.headers.get(REQUEST_ID_HEADER, "").strip()
+    return sent if _SAFE_ID.match(sent) else "req_" + uuid.uuid4().hex
+
+
+@web.middleware
+async def request_ids(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Give every request its id before anything else looks at it."""
+    request[REQUEST_ID_KEY] = request_id_for(request)
+    return await handler(request)
+
+
+async def on_prepare(request: web.Request, response: web.StreamResponse) -> None:
+    """Every response names its request id; the first byte is timed here."""
+    request_id = request.get(REQUEST_ID_KEY)
+    if request_id:
+        response.headers[REQUEST_ID_HEADER] = request_id
+    record = CURRENT.get()
+    if record is not None:
+        record.mark_first_byte()
+
+
+@dataclass(slots=True)
+class RequestRecord:
+    request_id: str
+    family: str
+    route: str
+    method: str = "POST"
+    time: float = field(default_factory=wall_clock)
+    started: float = field(default_factory=perf_counter)
+    key_name: str = ""
+    model: str = ""
+    native_model: str = ""
+    account: str = ""
+    status: int = 0
+    error_code: str = ""
+    error_message: str = ""
+    latency_ms: float = 0.0
+    ttfb_ms: float | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    reasoning_tokens: int = 0
+    tool_calls: int = 0
+    stream: bool = False
+    request_body: str = ""
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    @property
+    def failed(self) -> bool:
+        return self.status >= 400 or bool(self.error_code)
+
+    def mark_first_byte(self) -> None:
+        if self.ttfb_ms is None:
+            self.ttfb_ms = round((perf_counter() - self.started) * 1000, 3)
+
+    def finish(self, status: int) -> None:
+        self.status = status
+        self.latency_ms = round((perf_counter() - self.started) * 1000, 3)
+        if self.ttfb_ms is None and status != CLIENT_CLOSED:
+            self.ttfb_ms = self.latency_ms
+
+    def fields(self) -> dict[str, Any]:
+        """The record as flat fields for the store, the log and the admin API."""
+        data = asdict(self)
+        data.pop("started")
+        data["total_tokens"] = self.total_tokens
+        return data
+
+
+CURRENT: ContextVar[RequestRecord | None] = ContextVar("ds2proxy_request", default=None)
+
+
+def current() -> RequestRecord | None:
+    return CURRENT.get()
+
+
+NOTED = frozenset({Usage, ToolCallStart, ErrorEvent})
+
+
+def note_event(event: TurnEvent) -> None:
+    """Fold what a turn event says about usage into the current record
+    (callers on the per-chunk path check ``type(event) in NOTED`` first)."""
+    record = CURRENT.get()
+    if record is None:
+        return
+    if isinstance(event, Usage):
+        record.prompt_tokens = event.prompt_tokens
+        record.completion_tokens = event.completion_tokens
+        record.reasoning_tokens = event.reasoning_tokens
+    elif isinstance(event, ToolCallStart):
+        record.tool_calls += 1
+    elif isinstance(event, ErrorEvent):
+        record.error_code = event.error.code
+        record.error_message = event.error.message[:300]
+
+
+def note_account(identifier: str) -> None:
+    record = CURRENT.get()
+    if record is not None:
+        record.account = identifier

@@ -1,0 +1,106 @@
+"""SQLite state store: one file, one writer thread, latest value per key.
+
+``put`` only records the newest value of a key and wakes the writer, so a
+burst of changes to one account costs one row write, and the event loop
+never waits for the disk. A file that cannot be opened or written (a
+read-only folder, a full disk) is logged once; the server keeps running and
+the state then lives in memory only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sqlite3
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+log = logging.getLogger("ds2proxy.state")
+
+_SCHEMA = ("CREATE TABLE IF NOT EXISTS records (namespace TEXT NOT NULL, key TEXT NOT NULL, "
+           "value BLOB NOT NULL, PRIMARY KEY (namespace, key))")
+
+
+class SQLiteStore:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ds2proxy-state")
+        self._conn: sqlite3.Connection | None = None
+        self._pending: dict[tuple[str, str], dict[str, Any] | None] = {}
+        self._lock = threading.Lock()
+        self._scheduled = False
+        self._failed = False
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._conn is None:
+            fresh = not self.path.exists()
+            self._conn = sqlite3.connect(self.path, check_same_thread=False)
+            if fresh:
+                os.chmod(self.path, 0o600)
+            self._conn.execute(_SCHEMA)
+            self._conn.commit()
+        return self._conn
+
+    async def load(self, namespace: str) -> dict[str, dict[str, Any]]:
+        return await asyncio.get_running_loop().run_in_executor(
+            self._executor, self._load, namespace)
+
+    def _load(self, namespace: str) -> dict[str, dict[str, Any]]:
+        try:
+            rows = self._connect().execute(
+                "SELECT key, value FROM records WHERE namespace = ?", (namespace,)).fetchall()
+        except (OSError, sqlite3.Error) as exc:
+            self._give_up(exc)
+            return {}
+        return {key: orjson.loads(value) for key, value in rows}
+
+    def _give_up(self, exc: BaseException) -> None:
+        if not self._failed:
+            log.warning("state file %s cannot be used (%s); state is kept in memory only",
+                        self.path, exc)
+        self._failed = True
+
+    def put(self, namespace: str, key: str, value: dict[str, Any] | None) -> None:
+        with self._lock:
+            self._pending[(namespace, key)] = value
+            if self._scheduled:
+                return
+            self._scheduled = True
+        self._executor.submit(self._write)
+
+    def _write(self) -> None:
+        with self._lock:
+            batch, self._pending, self._scheduled = self._pending, {}, False
+        if not batch or self._failed:
+            return
+        try:
+            conn = self._connect()
+            with conn:
+                for (namespace, key), value in batch.items():
+                    if value is None:
+                        conn.execute("DELETE FROM records WHERE namespace = ? AND key = ?",
+                                     (namespace, key))
+                    else:
+                        conn.execute("INSERT OR REPLACE INTO records VALUES (?, ?, ?)",
+                                     (namespace, key, orjson.dumps(value)))
+        except (OSError, sqlite3.Error) as exc:
+            self._give_up(exc)
+
+    async def flush(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._write)
+
+    async def close(self) -> None:
+        await self.flush()
+
+        def shut() -> None:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+        await asyncio.get_running_loop().run_in_executor(self._executor, shut)
+        self._executor.shutdown(wait=True)

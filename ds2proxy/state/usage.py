@@ -1,0 +1,263 @@
+"""The usage store: one row per request plus per-minute/hour/day rollups.
+
+:class:`UsageStore` is the interface the rest of ds2proxy uses, so a shared
+store for several instances can replace the embedded one. :class:`SQLiteUsage`
+keeps everything in one SQLite file, owned by a single writer thread: the
+event loop only puts rows on a queue (a few microseconds), the thread writes
+them in batches, and reads run on the same thread after the rows queued
+before them, so a read always sees every request that ended before it.
+Retention: raw rows and minute rollups ``raw_days``, hour rollups
+``hourly_days``, day rollups ten times that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+log = logging.getLogger("ds2proxy.usage")
+
+GRAINS = {"minute": 60, "hour": 3600, "day": 86400}
+ROW_FIELDS = ("time", "request_id", "key_name", "family", "route", "method", "model",
+              "native_model", "account", "status", "error_code", "error_message", "latency_ms",
+              "ttfb_ms", "prompt_tokens", "completion_tokens", "reasoning_tokens", "tool_calls",
+              "stream", "request_body")
+FILTERS = ("key_name", "model", "status", "account", "family", "request_id")
+GROUPS = ("key_name", "model", "account", "family")
+_BATCH = 1000
+_PRUNE_EVERY = 600.0
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS requests (
+  id INTEGER PRIMARY KEY, time REAL NOT NULL, request_id TEXT, key_name TEXT, family TEXT,
+  route TEXT, method TEXT, model TEXT, native_model TEXT, account TEXT, status INTEGER,
+  error_code TEXT, error_message TEXT, latency_ms REAL, ttfb_ms REAL, prompt_tokens INTEGER,
+  completion_tokens INTEGER, reasoning_tokens INTEGER, tool_calls INTEGER, stream INTEGER,
+  request_body TEXT);
+CREATE INDEX IF NOT EXISTS requests_time ON requests(time);
+CREATE INDEX IF NOT EXISTS requests_request_id ON requests(request_id);
+CREATE TABLE IF NOT EXISTS rollups (
+  grain TEXT NOT NULL, bucket INTEGER NOT NULL, key_name TEXT NOT NULL, model TEXT NOT NULL,
+  account TEXT NOT NULL, family TEXT NOT NULL, requests INTEGER NOT NULL, errors INTEGER NOT NULL,
+  prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL,
+  reasoning_tokens INTEGER NOT NULL, latency_ms_sum REAL NOT NULL,
+  PRIMARY KEY (grain, bucket, key_name, model, account, family));
+"""
+_UPSERT = """
+INSERT INTO rollups VALUES (?,?,?,?,?,?,1,?,?,?,?,?)
+ON CONFLICT (grain, bucket, key_name, model, account, family) DO UPDATE SET
+  requests = requests + 1, errors = errors + excluded.errors,
+  prompt_tokens = prompt_tokens + excluded.prompt_tokens,
+  completion_tokens = completion_tokens + excluded.completion_tokens,
+  reasoning_tokens = reasoning_tokens + excluded.reasoning_tokens,
+  latency_ms_sum = latency_ms_sum + excluded.latency_ms_sum
+"""
+
+
+class UsageStore(Protocol):
+    """What ds2proxy needs from a usage store."""
+
+    def record(self, row: dict[str, Any]) -> None: ...
+    async def flush(self) -> None: ...
+    async def requests(self, filters: dict[str, Any], limit: int, offset: int
+                       ) -> tuple[list[dict[str, Any]], int]: ...
+    async def request(self, row_id: int) -> dict[str, Any] | None: ...
+    async def series(self, grain: str, since: float, key_name: str | None = None
+                     ) -> list[dict[str, Any]]: ...
+    async def totals(self, group: str, grain: str, since: float) -> list[dict[str, Any]]: ...
+    async def close(self) -> None: ...
+
+
+def _rollup_rows(row: dict[str, Any]) -> list[tuple]:
+    failed = int(row["status"] >= 400 or bool(row["error_code"]))
+    dims = (row["key_name"], row["model"], row["account"], row["family"])
+    nums = (failed, row["prompt_tokens"], row["completion_tokens"], row["reasoning_tokens"],
+            row["latency_ms"])
+    return [(grain, int(row["time"] // size) * size, *dims, *nums)
+            for grain, size in GRAINS.items()]
+
+
+def _where(filters: dict[str, Any]) -> tuple[str, list[Any]]:
+    parts, args = [], []
+    for name in FILTERS:
+        value = filters.get(name)
+        if value not in (None, ""):
+            parts.append(f"{name} = ?")
+            args.append(value)
+    if filters.get("errors"):
+        parts.append("(status >= 400 OR error_code != '')")
+    return (" WHERE " + " AND ".join(parts)) if parts else "", args
+
+
+class SQLiteUsage:
+    """The embedded store (``path`` ":memory:" keeps it for the process only)."""
+
+    def __init__(self, path: str, *, raw_days: int = 7, hourly_days: int = 90) -> None:
+        self.path = path
+        self.raw_days, self.hourly_days = raw_days, hourly_days
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self.rows_written = 0
+        self._thread = threading.Thread(target=self._run, name="ds2proxy-usage", daemon=True)
+        self._thread.start()
+        self._ready.wait()
+        if self._error is not None:
+            raise self._error
+
+    # -- the loop's side -------------------------------------------------------------
+
+    def record(self, row: dict[str, Any]) -> None:
+        self._queue.put(("row", row))
+
+    async def _call(self, job: Callable[[sqlite3.Connection], Any]) -> Any:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._queue.put(("job", job, future, loop))
+        return await future
+
+    async def flush(self) -> None:
+        await self._call(lambda db: None)
+
+    async def requests(self, filters: dict[str, Any], limit: int, offset: int
+                       ) -> tuple[list[dict[str, Any]], int]:
+        where, args = _where(filters)
+
+        def job(db: sqlite3.Connection) -> tuple[list[dict[str, Any]], int]:
+            total = db.execute(f"SELECT COUNT(*) FROM requests{where}", args).fetchone()[0]
+            rows = db.execute(f"SELECT * FROM requests{where} ORDER BY id DESC LIMIT ? OFFSET ?",
+                              [*args, limit, offset]).fetchall()
+            return [dict(r) for r in rows], total
+
+        return await self._call(job)
+
+    async def request(self, row_id: int) -> dict[str, Any] | None:
+        def job(db: sqlite3.Connection) -> dict[str, Any] | None:
+            row = db.execute("SELECT * FROM requests WHERE id = ?", (row_id,)).fetchone()
+            return dict(row) if row else None
+
+        return await self._call(job)
+
+    async def series(self, grain: str, since: float, key_name: str | None = None
+                     ) -> list[dict[str, Any]]:
+        """Per-bucket sums since ``since`` (overall, or one key's)."""
+        extra, args = ("AND key_name = ?", [key_name]) if key_name is not None else ("", [])
+        sql = ("SELECT bucket, SUM(requests) AS requests, SUM(errors) AS errors, "
+               "SUM(prompt_tokens) AS prompt_tokens, SUM(completion_tokens) AS "
+               "completion_tokens, SUM(reasoning_tokens) AS reasoning_tokens "
+               f"FROM rollups WHERE grain = ? AND bucket >= ? {extra} "
+               "GROUP BY bucket ORDER BY bucket")
+        return await self._call(lambda db: [dict(r) for r in db.execute(
+            sql, [grain, int(since), *args]).fetchall()])
+
+    async def totals(self, group: str, grain: str, since: float) -> list[dict[str, Any]]:
+        """Sums per key, model, account or family since ``since``."""
+        if group not in GROUPS or grain not in GRAINS:
+            raise ValueError(f"cannot group by {group!r} at {grain!r}")
+        sql = (f"SELECT {group} AS name, SUM(requests) AS requests, SUM(errors) AS errors, "
+               "SUM(prompt_tokens) AS prompt_tokens, SUM(completion_tokens) AS "
+               "completion_tokens, SUM(reasoning_tokens) AS reasoning_tokens, "
+               "SUM(latency_ms_sum) AS latency_ms_sum FROM rollups "
+               f"WHERE grain = ? AND bucket >= ? GROUP BY {group} ORDER BY requests DESC")
+        return await self._call(lambda db: [dict(r) for r in db.execute(
+            sql, [grain, int(since)]).fetchall()])
+
+    async def close(self) -> None:
+        await self.flush()
+        self._queue.put(("stop",))
+        await asyncio.to_thread(self._thread.join)
+
+    # -- the writer thread ---------------------------------------------------------------
+
+    def _open(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, check_same_thread=False)
+        db.row_factory = sqlite3.Row
+        if self.path != ":memory:":
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+        db.executescript(SCHEMA)
+        return db
+
+    def _run(self) -> None:
+        try:
+            db = self._open()
+        except BaseException as exc:  # reported to the constructor
+            self._error = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        pruned = 0.0
+        try:
+            while True:
+                items = [self._queue.get()]
+                while len(items) < _BATCH:
+                    try:
+                        items.append(self._queue.get_nowait())
+                    except queue.Empty:
+                        break
+                if not self._handle(db, items):
+                    return
+                if time.time() - pruned > _PRUNE_EVERY:
+                    self._prune(db)
+                    pruned = time.time()
+        finally:
+            db.close()
+
+    def _handle(self, db: sqlite3.Connection, items: list[tuple]) -> bool:
+        rows = [item[1] for item in items if item[0] == "row"]
+        if rows:
+            self._write(db, rows)
+        for item in items:
+            if item[0] == "job":
+                _, job, future, loop = item
+                self._answer(db, job, future, loop)
+        return not any(item[0] == "stop" for item in items)
+
+    def _write(self, db: sqlite3.Connection, rows: list[dict[str, Any]]) -> None:
+        placeholders = ",".join("?" * len(ROW_FIELDS))
+        try:
+            with db:
+                db.executemany(f"INSERT INTO requests ({','.join(ROW_FIELDS)}) "
+                               f"VALUES ({placeholders})",
+                               [tuple(r[f] for f in ROW_FIELDS) for r in rows])
+                db.executemany(_UPSERT, [u for r in rows for u in _rollup_rows(r)])
+            self.rows_written += len(rows)
+        except sqlite3.Error as exc:
+            log.error("usage store: %d rows could not be written: %s", len(rows), exc)
+
+    @staticmethod
+    def _answer(db: sqlite3.Connection, job: Callable, future: asyncio.Future,
+                loop: asyncio.AbstractEventLoop) -> None:
+        try:
+            result, error = job(db), None
+        except Exception as exc:
+            result, error = None, exc
+        if loop.is_closed():
+            return
+
+        def settle() -> None:
+            if future.done():
+                return
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(result)
+
+        loop.call_soon_threadsafe(settle)
+
+    def _prune(self, db: sqlite3.Connection) -> None:
+        now = time.time()
+        raw_cut = now - self.raw_days * 86400
+        with db:
+            db.execute("DELETE FROM requests WHERE time < ?", (raw_cut,))
+            db.execute("DELETE FROM rollups WHERE grain = 'minute' AND bucket < ?", (raw_cut,))
+            db.execute("DELETE FROM rollups WHERE grain = 'hour' AND bucket < ?",
+                       (now - self.hourly_days * 86400,))
+            db.execute("DELETE FROM rollups WHERE grain = 'day' AND bucket < ?",
+                       (now - self.hourly_days * 10 * 86400,))

@@ -1,0 +1,75 @@
+"""Per-account outbound proxies: one aiohttp session per proxy URL.
+
+An account may name an HTTP or SOCKS proxy; every upstream call made for it
+(login, session, PoW challenge, completion, continue, upload, cleanup) goes
+through that proxy's session, built on an ``aiohttp_socks`` connector
+(HTTP proxies are tunnelled with CONNECT). Accounts without a proxy share
+the direct session. Sessions of proxies no longer configured are closed on
+hot reload.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from urllib.parse import urlsplit
+
+import aiohttp
+import aiohttp_socks
+import python_socks
+from aiohttp_socks import ProxyConnector
+
+log = logging.getLogger("ds2proxy.upstream")
+
+# What a broken route raises: aiohttp's own errors, timeouts, and the proxy
+# library's refusals (a dead proxy, bad proxy credentials).
+TRANSPORT_ERRORS = (aiohttp.ClientError, TimeoutError, python_socks.ProxyError,
+                    python_socks.ProxyConnectionError, python_socks.ProxyTimeoutError,
+                    aiohttp_socks.ProxyError, aiohttp_socks.ProxyConnectionError,
+                    aiohttp_socks.ProxyTimeoutError)
+
+
+def mask_proxy(url: str) -> str:
+    """The proxy URL without its password (``socks5://user:…@host:port``)."""
+    if not url:
+        return ""
+    try:
+        parts = urlsplit(url)
+        where = f"{parts.hostname}:{parts.port}"
+    except ValueError:
+        return "(invalid proxy URL)"
+    user = f"{parts.username}:…@" if parts.username else ""
+    return f"{parts.scheme}://{user}{where}"
+
+
+class ProxySessions:
+    def __init__(self, direct: aiohttp.ClientSession) -> None:
+        self.direct = direct
+        self._sessions: dict[str, aiohttp.ClientSession] = {}
+        self._closing: set[asyncio.Task[None]] = set()
+
+    def session(self, proxy: str) -> aiohttp.ClientSession:
+        """The session for ``proxy`` ("" = direct), created on first use."""
+        if not proxy:
+            return self.direct
+        session = self._sessions.get(proxy)
+        if session is None or session.closed:
+            # No connection cap, like the direct session: the pool bounds turns.
+            connector = ProxyConnector.from_url(proxy, limit=0, limit_per_host=0)
+            session = aiohttp.ClientSession(connector=connector, auto_decompress=True)
+            self._sessions[proxy] = session
+            log.info("outbound proxy %s opened", mask_proxy(proxy))
+        return session
+
+    def retire(self, keep: Iterable[str]) -> None:
+        """Close (in the background) the sessions of proxies no account names."""
+        wanted = set(keep)
+        for proxy in [p for p in self._sessions if p not in wanted]:
+            task = asyncio.get_running_loop().create_task(self._sessions.pop(proxy).close())
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+
+    async def close(self) -> None:
+        self.retire(())
+        await asyncio.gather(*self._closing)

@@ -1,0 +1,153 @@
+"""Account health for the operator: the admin API's per-account state and
+overrides, overview counts by state, the queue's real capacity, and state
+that survives a restart (the SQLite file beside the config)."""
+
+from __future__ import annotations
+
+import aiohttp
+import openai
+import pytest
+from admin_util import admin_for
+from conftest import ACCOUNTS, Proxy, ProxyFactory
+
+from ds2proxy.app import create_app, start_server
+from ds2proxy.config_store import ConfigStore
+from ds2proxy.state.store import state_path_for
+from ds2proxy.testing import HttpFault, Misbehaviour
+
+ALICE, BOB = (email for email, _ in ACCOUNTS)
+USER = [{"role": "user", "content": "hello"}]
+
+
+async def ask(proxy: Proxy, target: str = "") -> None:
+    headers = {"X-Ds2-Target-Account": target} if target else None
+    client = openai.AsyncOpenAI(base_url=proxy.url + "/v1", api_key=proxy.key, max_retries=0,
+                                default_headers=headers)
+    await client.chat.completions.create(model="deepseek-chat", messages=USER)
+
+
+def by_id(listing: dict) -> dict[str, dict]:
+    return {a["identifier"]: a for a in listing["items"]}
+
+
+async def test_accounts_listing_shows_state_reason_and_activity(proxy: Proxy):
+    proxy.fake.misbehave(ALICE, Misbehaviour(completion=HttpFault(429)))
+    await ask(proxy)
+    async with aiohttp.ClientSession() as http:
+        admin = await admin_for(proxy, http)
+        accounts = by_id(await admin.ok("GET", "/admin/accounts"))
+    alice, bob = accounts[ALICE], accounts[BOB]
+    assert alice["state"] == "cooling_down" and "rate limit" in alice["reason"]
+    assert alice["cooldown_seconds_left"] > 0 and alice["last_failure"]
+    assert bob["state"] == "healthy" and bob["last_success"] and bob["requests_today"] == 1
+    assert "password" not in str(accounts) or "has_password" in str(accounts)
+    assert "pw-alice" not in str(accounts)
+
+
+async def test_disable_enable_reset_through_the_api_apply_at_once(proxy: Proxy):
+    async with aiohttp.ClientSession() as http:
+        admin = await admin_for(proxy, http)
+        reply = await admin.ok("POST", f"/admin/accounts/{ALICE}/disable")
+        assert reply["account"]["state"] == "disabled"
+        for _ in range(3):
+            await ask(proxy)
+        assert {c.account for c in proxy.fake.calls_to("chat/completion")} == {BOB}
+        overview = await admin.ok("GET", "/admin/overview")
+        assert overview["queue"]["by_state"] == {"healthy": 1, "cooling_down": 0,
+                                                 "login_failing": 0, "disabled": 1}
+        assert overview["queue"]["available"] == 1
+        reply = await admin.ok("POST", f"/admin/accounts/{ALICE}/enable")
+        assert reply["account"]["state"] == "healthy"
+
+        proxy.fake.misbehave(ALICE, Misbehaviour(completion=HttpFault(429)))
+        with pytest.raises(openai.RateLimitError):
+            await ask(proxy, target=ALICE)
+        assert proxy.core.pool.health.state(ALICE) == "cooling_down"
+        with pytest.raises(openai.RateLimitError) as info:
+            await ask(proxy, target=ALICE)  # pinned to a cooling account
+        assert info.value.body["code"] == "accounts_cooling_down"
+        proxy.fake.behave()
+        reply = await admin.ok("POST", f"/admin/accounts/{ALICE}/reset")
+        assert reply["account"]["state"] == "healthy"
+        assert reply["account"]["cooldown_seconds_left"] == 0
+        await ask(proxy, target=ALICE)
+        missing = await admin.call("POST", "/admin/accounts/nobody@example.com/reset")
+        assert missing.status == 404
+    with pytest.raises(openai.BadRequestError) as unknown:
+        await ask(proxy, target="nobody@example.com")
+    assert unknown.value.body["code"] == "unknown_account"
+
+
+async def test_an_account_that_cannot_log_in_is_not_counted_available(proxy: Proxy):
+    proxy.fake.misbehave(ALICE, Misbehaviour(login_error=(2, "PASSWORD_OR_USER_NAME_IS_WRONG")))
+    await ask(proxy)
+    await ask(proxy)
+    async with aiohttp.ClientSession() as http:
+        admin = await admin_for(proxy, http)
+        queue = (await admin.ok("GET", "/admin/overview"))["queue"]
+        assert queue["available"] == 1 and queue["available_accounts"] == [BOB]
+        assert queue["by_state"]["login_failing"] == 1
+        listing = by_id(await admin.ok("GET", "/admin/accounts"))
+        assert "PASSWORD_OR_USER_NAME_IS_WRONG" in listing[ALICE]["reason"]
+
+
+async def test_queue_status_counts_the_global_limit(proxy_factory: ProxyFactory):
+    proxy = await proxy_factory({"runtime": {"account_max_inflight": 2,
+                                             "global_max_inflight": 1}})
+    pool = proxy.core.pool
+    lease = await pool.acquire()
+    try:
+        async with aiohttp.ClientSession() as http:
+            admin = await admin_for(proxy, http)
+            status = await admin.ok("GET", "/admin/queue/status")
+        assert status["available"] == 0 and status["free_slots"] == 0
+        assert status["in_use"] == 1 and status["global_max_inflight"] == 1
+    finally:
+        lease.release()
+    assert pool.status()["free_slots"] == 1
+
+
+async def test_state_survives_a_restart(proxy_factory: ProxyFactory):
+    proxy = await proxy_factory({"health": {"jitter": 0}})
+    proxy.fake.misbehave(ALICE, Misbehaviour(completion=HttpFault(429)))
+    await ask(proxy)
+    proxy.core.pool.health.disable(BOB, "disabled by the operator")
+    before = proxy.core.pool.health.record(ALICE).until
+    await proxy.server.close()
+    assert state_path_for(proxy.config_path).is_file()
+
+    app = create_app(ConfigStore.from_sources(str(proxy.config_path), {}),
+                     admin_key=proxy.admin_key)
+    server = await start_server(app)
+    try:
+        restarted = Proxy(server.url, proxy.key, proxy.admin_key, proxy.fake, app,
+                          proxy.store, proxy.config_path, server)
+        health = restarted.core.pool.health
+        assert health.state(ALICE) == "cooling_down" and health.record(ALICE).until == before
+        assert health.state(BOB) == "disabled"
+        with pytest.raises(openai.RateLimitError) as info:
+            await ask(restarted)
+        assert info.value.body["code"] == "accounts_cooling_down"
+    finally:
+        await server.close()
+
+
+async def test_health_settings_change_at_once_through_the_settings_api(proxy: Proxy):
+    proxy.fake.misbehave(ALICE, Misbehaviour(completion=HttpFault(429)))
+    await ask(proxy)
+    health = proxy.core.pool.health
+    assert health.view(ALICE)["cooldown_seconds_left"] > 40
+    async with aiohttp.ClientSession() as http:
+        admin = await admin_for(proxy, http)
+        current = (await admin.ok("GET", "/admin/settings"))["health"]
+        assert current["cooldown.rate_limited.base_seconds"] == 60
+        assert current["pacing.max_per_hour"] == 0
+        await admin.ok("PUT", "/admin/settings", json={"health": {
+            "cooldown.rate_limited.base_seconds": 2, "cooldown.rate_limited.max_seconds": 5,
+            "pacing.max_per_hour": 2}})
+        bad = await admin.call("PUT", "/admin/settings",
+                               json={"health": {"jitter": -1}})
+        assert bad.status == 400 and b"health.jitter" in bad.raw
+    # A lower cap shortens the running cooldown; pacing applies to the next request.
+    assert health.view(ALICE)["cooldown_seconds_left"] <= 5
+    assert proxy.core.pool.pacer.settings.max_per_hour == 2

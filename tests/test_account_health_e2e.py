@@ -1,0 +1,205 @@
+"""Account health end to end: the official SDKs → ds2proxy → the fake
+upstream, with accounts misbehaving on command (rate limits, failing
+logins, bans). What a client sees, what the fake received, and the state
+each account is left in."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from itertools import pairwise
+
+import anthropic
+import openai
+import pytest
+from admin_util import wait_until
+from conftest import ACCOUNTS, Proxy, ProxyFactory
+from google import genai
+from google.genai import errors as genai_errors
+from google.genai import types
+
+from ds2proxy.testing import Delivery, FakeDeepSeek, HttpFault, Misbehaviour, Scripted
+
+ALICE, BOB = (email for email, _ in ACCOUNTS)
+USER = [{"role": "user", "content": "hello"}]
+NO_JITTER = {"health": {"jitter": 0}}
+
+
+def oai(proxy: Proxy) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(base_url=proxy.url + "/v1", api_key=proxy.key, max_retries=0)
+
+
+def claude(proxy: Proxy) -> anthropic.AsyncAnthropic:
+    return anthropic.AsyncAnthropic(base_url=proxy.url, api_key=proxy.key, max_retries=0)
+
+
+def gemini(proxy: Proxy) -> genai.Client:
+    options = types.HttpOptions(base_url=proxy.url, api_version="v1beta")
+    return genai.Client(api_key=proxy.key, http_options=options)
+
+
+def completions_of(proxy: Proxy, account: str) -> int:
+    return sum(1 for c in proxy.fake.calls_to("chat/completion") if c.account == account)
+
+
+def state(proxy: Proxy, account: str) -> str:
+    return proxy.core.pool.health.state(account)
+
+
+async def ask(proxy: Proxy) -> str:
+    reply = await oai(proxy).chat.completions.create(model="deepseek-chat", messages=USER)
+    return reply.choices[0].message.content or ""
+
+
+@pytest.mark.parametrize("how", [HttpFault(429), Scripted(hint="rate_limit_reached")],
+                         ids=["http-429", "rate-limit-hint"])
+async def test_a_rate_limited_account_cools_down_and_traffic_moves_on(proxy: Proxy, how):
+    proxy.fake.misbehave(ALICE, Misbehaviour(completion=how))
+    for _ in range(5):
+        assert "You said" in await ask(proxy)
+    assert state(proxy, ALICE) == "cooling_down" and state(proxy, BOB) == "healthy"
+    # The hint is retried once in the same session before the account is blamed.
+    assert completions_of(proxy, ALICE) == (1 if isinstance(how, HttpFault) else 2)
+    view = proxy.core.pool.health.view(ALICE)
+    assert view["cooldown_seconds_left"] > 0 and "rate limit" in view["reason"]
+
+
+async def test_every_account_cooling_is_a_429_with_the_earliest_recovery(
+        proxy_factory: ProxyFactory):
+    proxy = await proxy_factory({"health": {"jitter": 0, "cooldown": {
+        "rate_limited": {"base_seconds": 30}}}})
+    for account in (ALICE, BOB):
+        proxy.fake.misbehave(account, Misbehaviour(completion=HttpFault(429)))
+    with pytest.raises(openai.RateLimitError):
+        await ask(proxy)
+    seen = len(proxy.fake.calls_to("chat/completion"))
+    with pytest.raises(anthropic.RateLimitError) as info:
+        await claude(proxy).messages.create(model="claude-sonnet-4-6", max_tokens=32,
+                                            messages=USER)
+    assert 28 <= int(info.value.response.headers["retry-after"]) <= 30
+    assert info.value.body["error"]["type"] == "rate_limit_error"
+    with pytest.raises(genai_errors.ClientError) as gerr:
+        await gemini(proxy).aio.models.generate_content(model="gemini-2.5-flash",
+                                                        contents="hello")
+    assert gerr.value.code == 429
+    # Cooling accounts were not touched again.
+    assert len(proxy.fake.calls_to("chat/completion")) == seen
+
+
+async def test_the_account_heals_after_its_cooldown_with_one_trial(proxy_factory: ProxyFactory):
+    proxy = await proxy_factory({
+        "accounts": [{"email": ALICE, "password": dict(ACCOUNTS)[ALICE]}],
+        "runtime": {"account_max_inflight": 2},
+        "health": {"jitter": 0, "cooldown": {"rate_limited": {"base_seconds": 0.3}}}})
+    health = proxy.core.pool.health
+    proxy.fake.misbehave(ALICE, Misbehaviour(completion=HttpFault(429)))
+    with pytest.raises(openai.RateLimitError):
+        await ask(proxy)
+    assert state(proxy, ALICE) == "cooling_down"
+    proxy.fake.behave()
+    await wait_until(lambda: health.eligible(ALICE))
+    proxy.fake.enqueue(Scripted(answer="trial answer", chunk_size=2,
+                                delivery=Delivery(chunk_delay=0.2)))
+    tasks = [asyncio.create_task(ask(proxy)) for _ in range(3)]
+    await wait_until(lambda: health.in_trial(ALICE))
+    # While the trial runs, nothing else goes to the account.
+    await wait_until(lambda: proxy.core.pool.waiting == 2)
+    assert proxy.core.pool.inflight == 1
+    answers = await asyncio.gather(*tasks)
+    assert "trial answer" in answers
+    assert state(proxy, ALICE) == "healthy" and health.record(ALICE).strikes == {}
+
+
+async def test_a_failing_login_backs_off_instead_of_storming(proxy_factory: ProxyFactory):
+    proxy = await proxy_factory(NO_JITTER)
+    proxy.fake.misbehave(ALICE, Misbehaviour(login_error=(2, "PASSWORD_OR_USER_NAME_IS_WRONG")))
+    replies = await asyncio.gather(*(ask(proxy) for _ in range(6)))
+    assert all("You said" in r for r in replies)
+    logins = [c for c in proxy.fake.calls_to("users/login") if c.body.get("email") == ALICE]
+    assert len(logins) == 1
+    assert state(proxy, ALICE) == "login_failing"
+    assert "PASSWORD_OR_USER_NAME_IS_WRONG" in proxy.core.pool.health.view(ALICE)["reason"]
+
+
+async def test_only_failing_logins_left_is_a_502_without_new_login_calls(
+        proxy_factory: ProxyFactory):
+    proxy = await proxy_factory(NO_JITTER)
+    for account in (ALICE, BOB):
+        proxy.fake.misbehave(account, Misbehaviour(login_error=(2, "WRONG")))
+    for _ in range(3):
+        with pytest.raises(openai.InternalServerError) as info:
+            await ask(proxy)
+        assert info.value.status_code == 502
+    assert len(proxy.fake.calls_to("users/login")) == 2
+    assert int(info.value.response.headers["retry-after"]) >= 59
+
+
+async def test_a_banned_account_is_cooled_for_auth_and_the_other_serves(proxy: Proxy):
+    proxy.fake.misbehave(ALICE, Misbehaviour(banned=True))
+    for _ in range(3):
+        assert "You said" in await ask(proxy)
+    record = proxy.core.pool.health.record(ALICE)
+    assert record.state == "cooling_down" and record.kind == "auth"
+    assert "invalid token" in record.reason
+    # One fresh login was tried before the account was blamed, not one per request.
+    logins = [c for c in proxy.fake.calls_to("users/login") if c.body.get("email") == ALICE]
+    assert len(logins) == 2
+
+
+@pytest.mark.parametrize("script, code", [
+    (Scripted(hint="input_exceeds_limit"), "context_length_exceeded"),
+    (Scripted(answer="", content_filter=True), "content_filter"),
+])
+async def test_caller_faults_leave_the_account_healthy(proxy_factory: ProxyFactory, script, code):
+    proxy = await proxy_factory({"accounts": [{"email": ALICE,
+                                              "password": dict(ACCOUNTS)[ALICE]}]})
+    proxy.fake.enqueue(script)
+    with pytest.raises(openai.BadRequestError) as info:
+        await ask(proxy)
+    assert info.value.body["code"] == code
+    assert state(proxy, ALICE) == "healthy"
+    assert proxy.core.pool.health.record(ALICE).strikes == {}
+    assert "You said" in await ask(proxy)
+
+
+async def test_pacing_holds_under_a_burst_of_200(proxy_factory: ProxyFactory,
+                                                 fake_upstream: FakeDeepSeek):
+    interval, cap = 0.3, 5
+    # Accounts that already hold a token: each leased request's first upstream
+    # call is its session, so the fake's arrival times show the pacing.
+    proxy = await proxy_factory({
+        "accounts": [{"email": email, "password": password,
+                      "token": fake_upstream.issue_token(email)}
+                     for email, password in ACCOUNTS],
+        "runtime": {"account_max_inflight": 4, "account_max_queue": 250,
+                    "queue_timeout_seconds": 3},
+        "health": {"pacing": {"min_interval_seconds": interval, "jitter_seconds": 0.05,
+                              "max_per_hour": cap}}})
+    client = oai(proxy)
+
+    async def one() -> int:
+        try:
+            await client.chat.completions.create(model="deepseek-chat", messages=USER)
+            return 200
+        except openai.RateLimitError as exc:
+            assert int(exc.response.headers["retry-after"]) > 3000  # the hourly cap
+            return 429
+
+    statuses = await asyncio.gather(*(one() for _ in range(200)))
+    assert statuses.count(200) == 2 * cap and statuses.count(429) == 200 - 2 * cap
+    arrivals: dict[str, list[float]] = defaultdict(list)
+    for call in proxy.fake.calls_to("chat_session/create"):
+        arrivals[call.account].append(call.at)
+    assert {a: len(t) for a, t in arrivals.items()} == {ALICE: cap, BOB: cap}
+    assert not proxy.fake.calls_to("users/login")
+    for account, times in arrivals.items():
+        # The proxy starts requests at least the interval apart ...
+        assert min(gaps(proxy.core.pool.pacer.starts(account))) >= interval
+        # ... and the fake sees that spacing, give or take the scheduling noise
+        # of client, proxy and fake sharing one event loop under this burst.
+        assert min(gaps(times)) >= interval - 0.2, gaps(times)
+        assert max(times) - min(times) >= (cap - 1) * interval - 0.2
+
+
+def gaps(times: list[float]) -> list[float]:
+    return [b - a for a, b in pairwise(sorted(times))]

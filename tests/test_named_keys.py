@@ -1,0 +1,209 @@
+"""Named keys through the admin API and the official SDKs: bare keys migrate,
+a created secret is shown once, and limits, expiry, disabling and model
+allow-lists are enforced before any account, session or PoW is spent."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import aiohttp
+import anthropic
+import openai
+import pytest
+from google import genai
+from google.genai import errors as genai_errors
+from google.genai import types
+
+from admin_util import Admin, admin_for
+from conftest import Proxy
+from ds2proxy.keyring import migrate_keys, parse_keys
+from ds2proxy.limits import DAY
+
+pytestmark = pytest.mark.timeout(60)
+
+
+class Clock:
+    """A settable clock for the key limiter (quota resets without waiting)."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def oai(proxy: Proxy, key: str) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(base_url=proxy.url + "/v1", api_key=key, max_retries=0)
+
+
+def upstream_spent(proxy: Proxy) -> int:
+    return sum(len(proxy.fake.calls_to(e)) for e in
+               ("users/login", "chat_session/create", "chat/create_pow_challenge",
+                "chat/completion"))
+
+
+async def new_key(admin: Admin, **fields: Any) -> dict[str, Any]:
+    return await admin.ok("POST", "/admin/keys", json=fields)
+
+
+@pytest.fixture
+async def admin(proxy: Proxy):
+    async with aiohttp.ClientSession() as http:
+        yield await admin_for(proxy, http)
+
+
+def test_migration_names_bare_keys_and_loses_nothing():
+    doc = {"keys": ["sk-live-0123456789abcdef", {"key": "k2", "name": "key-cdef"}, "short"]}
+    migrate_keys(doc, now=1000)
+    secrets = [k["key"] for k in doc["keys"]]
+    assert secrets == ["sk-live-0123456789abcdef", "k2", "short"]
+    names = [k.name for k in parse_keys(doc["keys"])]
+    assert names == ["key-cdef-2", "key-cdef", "key"] and doc["keys"][0]["created"] == 1000
+
+
+async def test_created_key_is_shown_once_then_only_its_preview(admin: Admin):
+    made = await new_key(admin, name="team-a", note="the A team", limits={"rpm": 5})
+    secret = made["key"]
+    assert secret.startswith("sk-") and len(secret) > 30 and made["name"] == "team-a"
+    listing = await admin.call("GET", "/admin/keys")
+    assert secret not in listing.raw.decode() and secret[:4] in listing.raw.decode()
+    [view] = [k for k in listing.json()["keys"] if k["name"] == "team-a"]
+    assert view["limits"] == {"rpm": 5, "tokens_per_day": 0, "concurrent": 0}
+    assert view["note"] == "the A team" and view["status"] == "active"
+    # The old bare key was migrated in place by this write, secret kept.
+    doc = json.loads(admin.proxy.config_path.read_text())
+    assert doc["keys"][0]["key"] == admin.proxy.key and doc["keys"][0]["name"]
+    reply = await oai(admin.proxy, admin.proxy.key).chat.completions.create(
+        model="deepseek-chat", messages=[{"role": "user", "content": "hi"}])
+    assert reply.choices[0].message.content
+    reply = await oai(admin.proxy, secret).chat.completions.create(
+        model="deepseek-chat", messages=[{"role": "user", "content": "hi"}])
+    assert reply.choices[0].message.content
+
+
+async def test_bad_key_fields_are_400_naming_the_field(admin: Admin):
+    reply = await admin.call("POST", "/admin/keys", json={"name": "x", "limits": {"rpm": -1}})
+    assert reply.status == 400 and "limits.rpm" in reply.json()["detail"]
+    await new_key(admin, name="dup")
+    reply = await admin.call("POST", "/admin/keys", json={"name": "dup"})
+    assert reply.status == 400 and "duplicate key name" in reply.json()["detail"]
+
+
+async def test_rpm_limit_trips_with_retry_after_and_resets(admin: Admin):
+    proxy = admin.proxy
+    clock = Clock()
+    proxy.core.limiter.clock = clock
+    secret = (await new_key(admin, name="slow", limits={"rpm": 2}))["key"]
+    client = oai(proxy, secret)
+    for _ in range(2):
+        await client.chat.completions.create(model="deepseek-chat",
+                                             messages=[{"role": "user", "content": "hi"}])
+    spent = upstream_spent(proxy)
+    with pytest.raises(openai.RateLimitError) as caught:
+        await client.chat.completions.create(model="deepseek-chat",
+                                             messages=[{"role": "user", "content": "hi"}])
+    err = caught.value
+    assert 1 <= int(err.response.headers["Retry-After"]) <= 60
+    assert "'slow'" in err.message and "2 requests per minute" in err.message
+    assert secret not in err.response.text
+    assert err.body["code"] == "key_rate_limit" and err.body["request_id"]
+    assert upstream_spent(proxy) == spent  # refused before any upstream call
+    clock.now += 61
+    reply = await client.chat.completions.create(model="deepseek-chat",
+                                                 messages=[{"role": "user", "content": "hi"}])
+    assert reply.choices[0].message.content
+
+
+async def test_token_quota_trips_and_resets_at_utc_midnight(admin: Admin):
+    proxy = admin.proxy
+    clock = Clock()
+    proxy.core.limiter.clock = clock
+    secret = (await new_key(admin, name="metered", limits={"tokens_per_day": 5}))["key"]
+    client = anthropic.AsyncAnthropic(base_url=proxy.url + "/anthropic", api_key=secret,
+                                      max_retries=0)
+    first = await client.messages.create(model="claude-sonnet-4-5", max_tokens=64,
+                                         messages=[{"role": "user", "content": "hello there"}])
+    assert first.usage.input_tokens + first.usage.output_tokens >= 5
+    spent = upstream_spent(proxy)
+    with pytest.raises(anthropic.RateLimitError) as caught:
+        await client.messages.create(model="claude-sonnet-4-5", max_tokens=64,
+                                     messages=[{"role": "user", "content": "again"}])
+    wait = int(caught.value.response.headers["Retry-After"])
+    assert 1 <= wait <= DAY and "5 tokens for today" in caught.value.message
+    assert caught.value.body["error"]["type"] == "rate_limit_error"
+    assert upstream_spent(proxy) == spent
+    clock.now += wait
+    again = await client.messages.create(model="claude-sonnet-4-5", max_tokens=64,
+                                         messages=[{"role": "user", "content": "again"}])
+    assert again.content[0].text
+
+
+async def test_expired_and_disabled_keys_are_401_by_name(admin: Admin):
+    proxy = admin.proxy
+    old = (await new_key(admin, name="old", expires=time.time() - 5))["key"]
+    off = await new_key(admin, name="paused")
+    await admin.ok("PATCH", f"/admin/keys/{off['id']}", json={"disabled": True})
+    spent = upstream_spent(proxy)
+    for secret, reason in ((old, "has expired"), (off["key"], "is disabled")):
+        with pytest.raises(openai.AuthenticationError) as caught:
+            await oai(proxy, secret).chat.completions.create(
+                model="deepseek-chat", messages=[{"role": "user", "content": "hi"}])
+        assert reason in caught.value.message and secret not in caught.value.response.text
+    assert upstream_spent(proxy) == spent
+    await admin.ok("PATCH", f"/admin/keys/{off['id']}", json={"disabled": False})
+    reply = await oai(proxy, off["key"]).chat.completions.create(
+        model="deepseek-chat", messages=[{"role": "user", "content": "hi"}])
+    assert reply.choices[0].message.content
+
+
+async def test_disallowed_model_is_403_in_the_family_shape(admin: Admin):
+    proxy = admin.proxy
+    secret = (await new_key(admin, name="chat-only", models=["deepseek-chat", "gemini-2.*"]))["key"]
+    spent = upstream_spent(proxy)
+    with pytest.raises(openai.PermissionDeniedError) as caught:
+        await oai(proxy, secret).chat.completions.create(
+            model="deepseek-reasoner", messages=[{"role": "user", "content": "hi"}])
+    assert "'chat-only' may not use model 'deepseek-reasoner'" in caught.value.message
+    client = genai.Client(api_key=secret, http_options=types.HttpOptions(
+        base_url=proxy.url, api_version="v1beta"))
+    with pytest.raises(genai_errors.ClientError) as denied:
+        await client.aio.models.generate_content(model="gemini-1.5-pro", contents="hi")
+    assert denied.value.code == 403
+    assert upstream_spent(proxy) == spent
+    ok = await client.aio.models.generate_content(model="gemini-2.5-flash", contents="hi")
+    assert ok.text
+
+
+async def test_concurrency_limit_holds_a_slot_per_turn(admin: Admin):
+    from ds2proxy.testing import Delivery, Scripted
+    proxy = admin.proxy
+    secret = (await new_key(admin, name="one-at-a-time", limits={"concurrent": 1}))["key"]
+    proxy.fake.enqueue(Scripted(answer="slow answer here", chunk_size=1,
+                                delivery=Delivery(chunk_delay=0.02)))
+    client = oai(proxy, secret)
+    stream = await client.chat.completions.create(
+        model="deepseek-chat", stream=True, messages=[{"role": "user", "content": "hi"}])
+    first = await stream.__anext__()
+    assert first is not None
+    with pytest.raises(openai.RateLimitError) as caught:
+        await client.chat.completions.create(model="deepseek-chat",
+                                             messages=[{"role": "user", "content": "hi"}])
+    assert "concurrency limit" in caught.value.message
+    async for _ in stream:
+        pass
+    assert proxy.core.limiter.active("one-at-a-time") == 0
+
+
+async def test_embeddings_honour_the_model_list_and_are_recorded(admin: Admin):
+    proxy = admin.proxy
+    secret = (await new_key(admin, name="embedder", models=["text-embedding-*"]))["key"]
+    client = oai(proxy, secret)
+    with pytest.raises(openai.PermissionDeniedError):
+        await client.embeddings.create(model="other-model", input="hello")
+    reply = await client.embeddings.create(model="text-embedding-3-small", input="hello world")
+    [row] = (await admin.ok("GET", "/admin/usage/requests?key_name=embedder&status=200")
+             )["requests"]
+    assert row["model"] == "text-embedding-3-small"
+    assert row["prompt_tokens"] == reply.usage.prompt_tokens > 0

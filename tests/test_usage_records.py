@@ -1,0 +1,311 @@
+"""Usage accounting through the official SDKs: one row per request with the
+tokens the client received, rollups that add up and survive a restart, a
+disconnect mid-stream recorded once, request ids end to end, /metrics."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import aiohttp
+import anthropic
+import openai
+import pytest
+from google import genai
+from google.genai import types
+from prometheus_client.parser import text_string_to_metric_families
+
+from admin_util import Admin, admin_for, wait_until
+from conftest import Proxy
+from ds2proxy.app import create_app, start_server
+from ds2proxy.config_store import ConfigStore
+from ds2proxy.logfmt import JSONFormatter
+from ds2proxy.testing import Delivery, Scripted
+
+pytestmark = pytest.mark.timeout(90)
+
+
+@pytest.fixture
+async def admin(proxy: Proxy):
+    async with aiohttp.ClientSession() as http:
+        yield await admin_for(proxy, http)
+
+
+def oai(proxy: Proxy) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(base_url=proxy.url + "/v1", api_key=proxy.key, max_retries=0)
+
+
+async def rows(admin: Admin, **query: str) -> list[dict]:
+    qs = "&".join(f"{k}={v}" for k, v in query.items())
+    return (await admin.ok("GET", f"/admin/usage/requests?per_page=500&{qs}"))["requests"]
+
+
+async def send_mix(proxy: Proxy) -> list[tuple[str, bool, int, int]]:
+    """Requests of three families, stream and not: (family, stream, prompt, completion)."""
+    sent = []
+    client = oai(proxy)
+    reply = await client.chat.completions.create(
+        model="deepseek-chat", messages=[{"role": "user", "content": "one"}])
+    sent.append(("openai", False, reply.usage.prompt_tokens, reply.usage.completion_tokens))
+    stream = await client.chat.completions.create(
+        model="deepseek-chat", stream=True, stream_options={"include_usage": True},
+        messages=[{"role": "user", "content": "two"}])
+    usage = [c.usage async for c in stream if c.usage][-1]
+    sent.append(("openai", True, usage.prompt_tokens, usage.completion_tokens))
+    claude = anthropic.AsyncAnthropic(base_url=proxy.url + "/anthropic", api_key=proxy.key,
+                                      max_retries=0)
+    msg = await claude.messages.create(model="claude-sonnet-4-5", max_tokens=64,
+                                       messages=[{"role": "user", "content": "three"}])
+    sent.append(("claude", False, msg.usage.input_tokens, msg.usage.output_tokens))
+    gem = genai.Client(api_key=proxy.key, http_options=types.HttpOptions(
+        base_url=proxy.url, api_version="v1beta"))
+    out = await gem.aio.models.generate_content(model="gemini-2.5-flash", contents="four")
+    meta = out.usage_metadata
+    sent.append(("gemini", False, meta.prompt_token_count, meta.candidates_token_count))
+    return sent
+
+
+async def test_every_request_is_one_row_with_the_tokens_the_client_saw(admin: Admin):
+    proxy = admin.proxy
+    sent = await send_mix(proxy)
+    got = list(reversed(await rows(admin)))
+    assert [(r["family"], bool(r["stream"]), r["prompt_tokens"], r["completion_tokens"])
+            for r in got] == sent
+    for r in got:
+        assert r["status"] == 200 and r["key_name"] == "key" and r["account"].endswith(
+            "@example.com") and r["latency_ms"] >= r["ttfb_ms"] > 0 and r["request_id"]
+    assert got[0]["model"] == "deepseek-chat" and got[0]["native_model"] == "deepseek-chat"
+    assert got[2]["model"] == "claude-sonnet-4-5"
+    summary = await admin.ok("GET", "/admin/usage?window=hour")
+    [key] = summary["totals"]["key_name"]
+    assert key["requests"] == 4 and key["errors"] == 0
+    assert key["prompt_tokens"] == sum(s[2] for s in sent)
+    assert key["completion_tokens"] == sum(s[3] for s in sent)
+    assert sum(b["requests"] for b in summary["series"]) == 4
+    families = {t["name"]: t["requests"] for t in summary["totals"]["family"]}
+    assert families == {"openai": 2, "claude": 1, "gemini": 1}
+
+
+async def test_failures_are_recorded_with_their_code(admin: Admin):
+    proxy = admin.proxy
+    with pytest.raises(openai.BadRequestError):
+        await oai(proxy).chat.completions.create(model="no-such-model", messages=[
+            {"role": "user", "content": "x"}])
+    async with aiohttp.ClientSession() as http:
+        async with http.post(proxy.url + "/v1/chat/completions", json={}) as resp:
+            assert resp.status == 401
+    got = await rows(admin, errors="1")
+    assert [(r["status"], r["error_code"]) for r in got] == [
+        (401, "invalid_api_key"), (400, "model_not_found")]
+    assert got[0]["key_name"] == ""
+
+
+async def test_a_disconnect_mid_stream_is_recorded_once(admin: Admin):
+    proxy = admin.proxy
+    proxy.fake.enqueue(Scripted(answer="x" * 400, chunk_size=1,
+                                delivery=Delivery(chunk_delay=0.01)))
+    before = proxy.core.usage.recorded
+    async with aiohttp.ClientSession() as http:
+        resp = await http.post(proxy.url + "/v1/chat/completions", headers=proxy.headers(),
+                               json={"model": "deepseek-chat", "stream": True,
+                                     "messages": [{"role": "user", "content": "long"}]})
+        await resp.content.readline()
+        resp.close()
+    await wait_until(lambda: proxy.core.usage.recorded == before + 1)
+    await wait_until(lambda: proxy.core.pool.inflight == 0)
+    [row] = await rows(admin)
+    assert row["status"] == 499 and row["stream"] == 1
+    assert proxy.core.usage.recorded == before + 1
+
+
+async def test_restart_keeps_the_aggregates(proxy_factory):
+    first = await proxy_factory({"usage": {"db_path": "shared-usage.db"}})
+    async with aiohttp.ClientSession() as http:
+        admin = await admin_for(first, http)
+        sent = await send_mix(first)
+        before = await admin.ok("GET", "/admin/usage?window=day")
+    await first.server.close()
+    store = ConfigStore.from_sources(str(first.config_path), {})
+    server = await start_server(create_app(store, admin_key=first.admin_key))
+    try:
+        again = type(first)(server.url, first.key, first.admin_key, first.fake, server.runner.app,
+                            store, first.config_path, server)
+        async with aiohttp.ClientSession() as http:
+            admin = await admin_for(again, http)
+            after = await admin.ok("GET", "/admin/usage?window=day")
+            assert after["totals"] == before["totals"]
+            assert after["totals"]["key_name"][0]["requests"] == len(sent)
+            # Today's token use per key is read back, so daily quotas survive too.
+            assert again.core.limiter.tokens_today("key") == sum(s[2] + s[3] for s in sent)
+            assert len(await rows(admin)) == len(sent)
+    finally:
+        await server.close()
+
+
+async def test_request_ids_are_echoed_validated_and_logged(admin: Admin):
+    proxy = admin.proxy
+    async with aiohttp.ClientSession() as http:
+        async with http.post(proxy.url + "/v1/chat/completions", headers=proxy.headers(
+                **{"X-Request-Id": "client-abc.123"}), json={"model": "nope"}) as resp:
+            assert resp.headers["X-Request-Id"] == "client-abc.123"
+            assert (await resp.json())["error"]["request_id"] == "client-abc.123"
+        async with http.get(proxy.url + "/healthz", headers={
+                "X-Request-Id": "bad id <script>" + "x" * 200}) as resp:
+            assert resp.headers["X-Request-Id"].startswith("req_")
+    [row] = await rows(admin, request_id="client-abc.123")
+    assert row["status"] == 400
+
+
+async def test_json_log_has_one_object_per_request_without_secrets(admin: Admin, caplog):
+    caplog.set_level(logging.INFO, logger="ds2proxy.requests")
+    await oai(admin.proxy).chat.completions.create(
+        model="deepseek-chat", messages=[{"role": "user", "content": "log me"}])
+    [record] = [r for r in caplog.records if r.name == "ds2proxy.requests"]
+    line = JSONFormatter().format(record)
+    entry = json.loads(line)
+    assert entry["event"] == "request" and entry["status"] == 200
+    assert entry["key_name"] == "key" and entry["family"] == "openai"
+    assert entry["prompt_tokens"] > 0 and entry["request_id"].startswith("req_")
+    assert admin.proxy.key not in line
+    assert "POST /v1/chat/completions 200" in record.getMessage()
+
+
+def scrape(text: str) -> dict[tuple[str, tuple], float]:
+    found = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return found
+
+
+def total(samples: dict, name: str, **labels: str) -> float:
+    return sum(v for (n, ls), v in samples.items() if n == name
+               and all(dict(ls).get(k) == w for k, w in labels.items()))
+
+
+async def test_metrics_counters_move_by_exactly_the_requests_sent(proxy_factory):
+    proxy = await proxy_factory({"metrics": {"token": "scrape-token-123"}})
+    async with aiohttp.ClientSession() as http:
+        async with http.get(proxy.url + "/metrics") as resp:
+            assert resp.status == 401
+        headers = {"Authorization": "Bearer scrape-token-123"}
+        async with http.get(proxy.url + "/metrics", headers=headers) as resp:
+            before = scrape(await resp.text())
+        sent = await send_mix(proxy)
+        with pytest.raises(openai.BadRequestError):
+            await oai(proxy).chat.completions.create(model="x" * 50, messages=[
+                {"role": "user", "content": "x"}])
+        async with http.get(proxy.url + "/metrics", headers=headers) as resp:
+            after = scrape(await resp.text())
+    moved = lambda name, **l: total(after, name, **l) - total(before, name, **l)  # noqa: E731
+    assert moved("ds2proxy_requests_total") == len(sent) + 1
+    assert moved("ds2proxy_requests_total", family="openai", status="200") == 2
+    assert moved("ds2proxy_requests_total", family="openai", status="400", model="other") == 1
+    assert moved("ds2proxy_request_seconds_count") == len(sent) + 1
+    assert moved("ds2proxy_tokens_total", kind="prompt") == sum(s[2] for s in sent)
+    assert moved("ds2proxy_upstream_calls_total", endpoint="/api/v0/chat/completion",
+                 outcome="ok") == len(sent)
+    assert moved("ds2proxy_pow_solve_seconds_count") == len(sent)
+    assert ("ds2proxy_pool_inflight", ()) in after
+    assert not any("x" * 50 in str(k) for k in after)
+    accounts = len(proxy.core.pool.accounts())
+    assert total(after, "ds2proxy_pool_accounts", state="healthy") == accounts
+
+
+async def test_the_accounts_gauge_follows_account_health(proxy: Proxy):
+    headers = {"Authorization": f"Bearer {proxy.admin_key}"}
+    first = proxy.core.pool.accounts()[0].identifier
+    proxy.core.pool.health.disable(first)
+    async with aiohttp.ClientSession() as http:
+        async with http.get(proxy.url + "/metrics", headers=headers) as resp:
+            samples = scrape(await resp.text())
+    accounts = len(proxy.core.pool.accounts())
+    assert total(samples, "ds2proxy_pool_accounts", state="disabled") == 1
+    assert total(samples, "ds2proxy_pool_accounts", state="healthy") == accounts - 1
+
+
+async def test_metrics_are_closed_to_other_sites_and_keys(proxy: Proxy):
+    async with aiohttp.ClientSession() as http:
+        async with http.get(proxy.url + "/metrics", headers={
+                "Authorization": f"Bearer {proxy.key}"}) as resp:
+            assert resp.status == 401  # an API key is not an admin key
+        async with http.get(proxy.url + "/metrics", headers={
+                "Authorization": f"Bearer {proxy.admin_key}", "Origin": "http://evil.example",
+                "Sec-Fetch-Site": "cross-site"}) as resp:
+            assert resp.status == 403 and "Access-Control-Allow-Origin" not in resp.headers
+        async with http.get(proxy.url + "/metrics", headers={
+                "Authorization": f"Bearer {proxy.admin_key}"}) as resp:
+            assert resp.status == 200 and "ds2proxy_requests" in await resp.text()
+
+
+async def test_the_request_log_pages_and_filters(admin: Admin):
+    client = oai(admin.proxy)
+    for word in ("a", "b", "c"):
+        await client.chat.completions.create(model="deepseek-chat", messages=[
+            {"role": "user", "content": word}])
+    first = await admin.ok("GET", "/admin/usage/requests?per_page=2")
+    second = await admin.ok("GET", "/admin/usage/requests?per_page=2&page=2")
+    assert first["total"] == second["total"] == 3
+    ids = [r["id"] for r in first["requests"] + second["requests"]]
+    assert ids == sorted(ids, reverse=True) and len(set(ids)) == 3
+    detail = await admin.ok("GET", f"/admin/usage/requests/{ids[0]}")
+    assert detail["request"]["request_id"] == first["requests"][0]["request_id"]
+    none = await admin.ok("GET", "/admin/usage/requests?family=claude")
+    assert none["total"] == 0
+    bad = await admin.call("GET", "/admin/usage/requests?status=abc")
+    assert bad.status == 400
+
+
+async def test_metrics_can_be_turned_off(proxy_factory):
+    proxy = await proxy_factory({"metrics": {"enabled": False}})
+    async with aiohttp.ClientSession() as http:
+        async with http.get(proxy.url + "/metrics", headers={
+                "Authorization": f"Bearer {proxy.admin_key}"}) as resp:
+            assert resp.status == 404
+
+
+async def test_bodies_are_kept_only_with_log_bodies_cut_and_redacted(proxy_factory):
+    proxy = await proxy_factory({"usage": {"log_bodies": True, "log_body_max_bytes": 300}})
+    async with aiohttp.ClientSession() as http:
+        admin = await admin_for(proxy, http)
+        async with http.post(proxy.url + "/v1/chat/completions", headers=proxy.headers(), json={
+                "model": "deepseek-chat", "api_key": "sk-should-not-be-kept",
+                "messages": [{"role": "user", "content": "y" * 1000}]}) as resp:
+            assert resp.status == 200
+        [row] = await rows(admin)
+    assert "deepseek-chat" in row["request_body"] and len(row["request_body"]) <= 300
+    assert "sk-should-not-be-kept" not in row["request_body"]
+
+
+async def test_bodies_are_not_kept_by_default(admin: Admin):
+    await oai(admin.proxy).chat.completions.create(
+        model="deepseek-chat", messages=[{"role": "user", "content": "private words"}])
+    [row] = await rows(admin)
+    assert row["request_body"] == "" and row["prompt_tokens"] > 0
+
+
+async def test_a_failure_after_the_stream_began_is_recorded_with_its_code(admin: Admin):
+    proxy = admin.proxy
+    proxy.fake.enqueue(Scripted(answer="word " * 100, delivery=Delivery(drop_after=12)))
+    async with aiohttp.ClientSession() as http:
+        async with http.post(proxy.url + "/anthropic/v1/messages", headers=proxy.headers(),
+                             json={"model": "claude-sonnet-4-5", "max_tokens": 100,
+                                   "stream": True,
+                                   "messages": [{"role": "user", "content": "hi"}]}) as resp:
+            raw = await resp.read()
+    assert b"event: error" in raw
+    [row] = await rows(admin)
+    assert row["status"] == 200 and row["error_code"] == "upstream_error"
+    assert row["stream"] == 1 and row["family"] == "claude"
+    failures = await admin.ok("GET", "/admin/usage/requests?errors=1")
+    assert failures["total"] == 1
+
+
+def test_json_lines_mask_credentials_in_any_record():
+    record = logging.LogRecord("aiohttp.client", logging.WARNING, __file__, 1,
+                               "retrying with Authorization: Bearer sk-secret-123 %s",
+                               ("api_key=sk-other-456",), None)
+    line = JSONFormatter().format(record)
+    entry = json.loads(line)
+    assert "sk-secret-123" not in line and "sk-other-456" not in line
+    assert entry["level"] == "WARNING" and entry["logger"] == "aiohttp.client"

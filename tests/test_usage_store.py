@@ -1,0 +1,74 @@
+"""The SQLite usage store: rollups per grain, grouping, retention, restart."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from ds2proxy.request_record import RequestRecord
+from ds2proxy.state.usage import SQLiteUsage
+
+
+def row(ts: float, **fields) -> dict:
+    record = RequestRecord(request_id=f"r{ts}", family=fields.pop("family", "openai"),
+                           route="/v1/chat/completions", time=ts, key_name="k", model="m",
+                           account="a", status=200, prompt_tokens=3, completion_tokens=4)
+    for name, value in fields.items():
+        setattr(record, name, value)
+    return record.fields()
+
+
+async def test_rollups_group_per_key_model_account_and_family(tmp_path: Path):
+    store = SQLiteUsage(str(tmp_path / "u.db"))
+    now = time.time()
+    store.record(row(now))
+    store.record(row(now, key_name="other", status=429, error_code="key_rate_limit"))
+    store.record(row(now, family="claude", prompt_tokens=10))
+    totals = {r["name"]: r for r in await store.totals("key_name", "minute", now - 60)}
+    assert totals["k"]["requests"] == 2 and totals["k"]["prompt_tokens"] == 13
+    assert totals["other"]["errors"] == 1
+    families = {r["name"]: r["requests"] for r in await store.totals("family", "day", 0)}
+    assert families == {"openai": 2, "claude": 1}
+    [bucket] = await store.series("hour", now - 3600)
+    assert bucket["requests"] == 3 and bucket["errors"] == 1 and bucket["completion_tokens"] == 12
+    [only] = await store.series("hour", now - 3600, "other")
+    assert only["requests"] == 1
+    rows, total = await store.requests({"errors": True}, 10, 0)
+    assert total == 1 and rows[0]["error_code"] == "key_rate_limit"
+    await store.close()
+
+
+async def test_retention_drops_old_rows_and_keeps_coarser_rollups(tmp_path: Path):
+    now = time.time()
+    store = SQLiteUsage(str(tmp_path / "u.db"), raw_days=7, hourly_days=90)
+    store.record(row(now - 8 * 86400))     # past raw retention, within hourly
+    store.record(row(now - 100 * 86400))   # past hourly retention, within daily
+    store.record(row(now))
+    await store.flush()
+    rows, total = await store.requests({}, 10, 0)
+    assert total == 1 and rows[0]["time"] == pytest.approx(now)
+    assert sum(r["requests"] for r in await store.totals("key_name", "minute", 0)) == 1
+    assert sum(r["requests"] for r in await store.totals("key_name", "hour", 0)) == 2
+    assert sum(r["requests"] for r in await store.totals("key_name", "day", 0)) == 3
+    await store.close()
+
+
+async def test_a_reopened_store_has_everything_written_before(tmp_path: Path):
+    path = str(tmp_path / "u.db")
+    store = SQLiteUsage(path)
+    for i in range(500):
+        store.record(row(time.time(), completion_tokens=i))
+    await store.close()
+    again = SQLiteUsage(path)
+    [total] = await again.totals("model", "day", 0)
+    assert total["requests"] == 500 and total["completion_tokens"] == sum(range(500))
+    assert again.rows_written == 0
+    await again.close()
+
+
+def test_an_unopenable_path_fails_at_start(tmp_path: Path):
+    with pytest.raises(sqlite3.OperationalError):
+        SQLiteUsage(str(tmp_path / "missing-folder" / "u.db"))
