@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from .config import Config
+from .cors import cross_site_reason
 from .errors import AuthenticationFailed
 from .keyring import KeyConfig
 from .limits import KeyLimiter
@@ -76,6 +77,7 @@ def authenticate(request: web.Request, config: Config, *, implied: str | None = 
     ``limiter`` admits a named key against its request limits."""
     credential = extract_credential(request, config.keys)
     if not credential and implied and implied in config.keys:
+        _no_implied_key_for_other_sites(request)
         credential = implied
     if not credential:
         raise AuthenticationFailed("missing API key: send Authorization: Bearer <key>")
@@ -91,3 +93,12 @@ def authenticate(request: web.Request, config: Config, *, implied: str | None = 
     managed = key is not None
     return Caller(credential, managed, identity_of(credential), target if managed else None,
                   key.name if key else "")
+
+
+def _no_implied_key_for_other_sites(request: web.Request) -> None:
+    """A key assumed for credential-less requests is for local tools, not for
+    any web page the user happens to open (the API routes answer every origin)."""
+    reason = cross_site_reason(request)
+    if reason is not None:
+        raise AuthenticationFailed(f"a request from a web page on another site ({reason}) "
+                                   "must send an API key; the implied key is not used for it")

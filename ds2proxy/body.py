@@ -14,8 +14,11 @@ from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from multidict import MultiDictProxy
 
-from .errors import PayloadTooLarge
+from .bad_requests import safe_reason
+from .errors import InvalidRequest, PayloadTooLarge
 from .jsonbody import parse_object
 
 # Bodies larger than this are parsed off the event loop.
@@ -38,11 +41,37 @@ async def read_body(request: web.Request, limit: int) -> bytearray:
     if length is not None and length > limit:
         raise too_large(limit)
     buf = bytearray()
-    while chunk := await request.content.readany():
-        if len(buf) + len(chunk) > limit:
-            raise too_large(limit)
-        buf += chunk
+    try:
+        while chunk := await request.content.readany():
+            if len(buf) + len(chunk) > limit:
+                raise too_large(limit)
+            buf += chunk
+    except web.RequestPayloadError as exc:
+        raise unreadable(exc) from None
     return buf
+
+
+def unreadable(exc: BaseException) -> InvalidRequest:
+    """A body that cannot be decoded (a broken gzip or chunk, a bad charset or
+    multipart framing): the client's fault, named without quoting the body."""
+    cause = exc.__cause__ if isinstance(exc.__cause__, HttpProcessingError) else exc
+    if isinstance(cause, HttpProcessingError):
+        reason = safe_reason(cause)
+    elif isinstance(cause, UnicodeError):
+        reason = "text not in its declared charset"
+    elif isinstance(cause, LookupError):
+        reason = "unknown charset"
+    else:
+        reason = "malformed form data"
+    return InvalidRequest(f"the request body could not be read ({reason})", code="invalid_body")
+
+
+async def read_form(request: web.Request) -> MultiDictProxy:
+    """``request.post()`` with an undecodable body as a 400, not a 500."""
+    try:
+        return await request.post()
+    except (web.RequestPayloadError, ValueError, LookupError) as exc:
+        raise unreadable(exc) from None
 
 
 async def read_json_object(request: web.Request, limit: int,

@@ -24,6 +24,7 @@ from typing import Any
 
 from aiohttp import web
 
+from .bad_requests import quieten
 from .config import ServerSettings
 
 log = logging.getLogger("ds2proxy.connections")
@@ -130,7 +131,7 @@ class ConnectionGuard:
         def make() -> asyncio.Protocol:
             if len(self._open) >= self.settings.max_connections:
                 return _Refused(self)
-            return GuardedConnection(self, server())
+            return GuardedConnection(self, quieten(server()))
         return make
 
     def opened(self, conn: GuardedConnection) -> None:

@@ -14,6 +14,9 @@ import logging
 import re
 
 from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web import RequestPayloadError
+
+from .bad_requests import safe_reason
 
 REDACTED = "[redacted]"
 
@@ -34,18 +37,14 @@ def redact(text: str) -> str:
     return _NAMED.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", text)
 
 
-def _parse_reason(exc: HttpProcessingError) -> str:
-    """The parser's complaint without the request bytes it quotes."""
-    first = (exc.message or "").strip().splitlines()[0] if exc.message else ""
-    reason = first.split(":", 1)[0].strip()
-    return reason or type(exc).__name__
-
-
 class RedactingFilter(logging.Filter):
     """Rewrites records in place; never drops one."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, RequestPayloadError) and isinstance(exc.__cause__,
+                                                               HttpProcessingError):
+            exc = exc.__cause__  # a broken body (gzip, chunks) met while draining it
         if isinstance(exc, HttpProcessingError):
             self._summarise_bad_request(record, exc)
             return True
@@ -64,10 +63,11 @@ class RedactingFilter(logging.Filter):
 
     @staticmethod
     def _summarise_bad_request(record: logging.LogRecord, exc: HttpProcessingError) -> None:
-        peer = record.getMessage().rpartition(" from ")[2] or "?"
+        _, sep, peer = record.getMessage().rpartition(" from ")
+        peer = peer if sep and peer else "a client"
         record.msg = ("malformed HTTP request from %s refused with %s: %s "
                       "(%s; request bytes not logged)")
-        record.args = (peer, exc.code, _parse_reason(exc), type(exc).__name__)
+        record.args = (peer, exc.code, safe_reason(exc), type(exc).__name__)
         record.exc_info, record.exc_text = None, None
         # The client's mistake, not the server's.
         record.levelno, record.levelname = logging.WARNING, logging.getLevelName(logging.WARNING)

@@ -31,3 +31,19 @@ def is_local_client(request: web.Request) -> bool:
     if any(h in request.headers for h in _FORWARDING_HEADERS):
         return False
     return is_loopback_host(request.remote)
+
+
+def addressed_by_address(request: web.Request) -> bool:
+    """The request names this server as ``localhost`` or an IP literal.
+
+    A page on another site can make its own host name resolve to 127.0.0.1
+    (DNS rebinding); its requests are then same-origin, but they name that
+    site in ``Host``."""
+    host = request.url.host or ""
+    if is_loopback_host(host):
+        return True
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True

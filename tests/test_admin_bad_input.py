@@ -214,3 +214,38 @@ async def test_keys_that_cannot_travel_in_a_header_are_refused(admin: Admin, pat
     reply = await admin.call("POST", path, json=body)
     assert reply.status == 400 and "control characters" in reply.json()["detail"]
     assert admin.proxy.store.snapshot() == before
+
+
+# -- bodies that cannot be decoded ----------------------------------------------------------
+
+FORM = "application/x-www-form-urlencoded"
+UNDECODABLE_FORMS = [
+    ({"Content-Type": f"{FORM}; charset=bogus"}, b"key=a%FF"),
+    ({"Content-Type": f"{FORM}; charset=utf-16"}, b"key=a"),
+    ({"Content-Type": "multipart/form-data; boundary=zz"}, b"garbage"),
+    ({"Content-Type": "multipart/form-data"}, b"garbage"),
+    ({"Content-Type": "multipart/form-data; boundary=zz"},
+     b"--zz\r\nContent-Disposition: form-data\r\n\r\nx\r\n--zz--\r\n"),
+    ({"Content-Type": FORM, "Content-Encoding": "gzip"}, b"not gzip at all"),
+]
+
+
+@pytest.mark.parametrize("headers, body", UNDECODABLE_FORMS,
+                         ids=["charset", "utf-16", "no-boundary-found", "no-boundary",
+                              "unnamed-part", "gzip"])
+@pytest.mark.parametrize("path", ["/admin/ui/login", "/admin/ui/keys/add"])
+async def test_an_undecodable_form_is_a_400_page(logged_in: Browserless, caplog, path: str,
+                                                  headers: dict, body: bytes):
+    async with logged_in.http.post(logged_in.url(path), data=body, headers=headers,
+                                   allow_redirects=False) as resp:
+        assert resp.status == 400, resp.status
+        assert "could not be read" in await resp.text()
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+
+
+async def test_an_undecodable_admin_json_body_is_a_400(admin: Admin, caplog):
+    async with admin.http.post(f"{admin.proxy.url}/admin/keys", data=b"not gzip", headers={
+            "Authorization": f"Bearer {admin.token}", "Content-Type": "application/json",
+            "Content-Encoding": "gzip"}) as resp:
+        assert resp.status == 400 and "could not be read" in (await resp.json())["detail"]
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]

@@ -19,6 +19,9 @@ import pytest
 from admin_util import LONG_KEY, login, secret_config
 from conftest import REPO, Proxy, ProxyFactory
 
+from ds2proxy.cli import UnsafeListen, _check_exposure, parse_args
+from ds2proxy.config_store import ConfigStore
+
 EVIL = "http://evil.example"
 ACAO = "Access-Control-Allow-Origin"
 
@@ -124,6 +127,34 @@ async def test_login_page_names_the_default_key_only_to_a_local_browser(
         assert b"default-key-banner" not in body and "“admin”".encode() not in body
 
 
+@pytest.mark.parametrize("host, allowed", [
+    ("rebound.example", False), ("127.0.0.1.nip.io", False), ("localhost", True),
+    ("127.0.0.1", True), ("[::1]", True), ("192.0.2.7", True)])
+async def test_default_key_refused_when_the_server_is_named_by_another_site(
+        default_key_proxy: Proxy, host: str, allowed: bool):
+    """DNS rebinding: a page whose own name now resolves to this machine is
+    same-origin to itself, but its requests carry that name in Host."""
+    port = default_key_proxy.url.rsplit(":", 1)[1]
+    headers = {"Host": f"{host}:{port}", "Origin": f"http://{host}:{port}",
+               "Sec-Fetch-Site": "same-origin"}
+    status, body, _ = await _request(default_key_proxy, "POST", "/admin/login",
+                                     headers=headers, json_body={"admin_key": "admin"})
+    assert status == (200 if allowed else 403), body
+    if not allowed:
+        assert b"token" not in body and b"DS2PROXY_ADMIN_KEY" in body
+        status, _, _ = await _request(default_key_proxy, "GET", "/admin/config/export",
+                                      headers={**headers, "Authorization": "Bearer admin"})
+        assert status == 403
+
+
+async def test_a_chosen_key_works_under_any_host_name(proxy: Proxy):
+    port = proxy.url.rsplit(":", 1)[1]
+    status, _, _ = await _request(proxy, "POST", "/admin/login",
+                                  headers={"Host": f"admin.example.org:{port}"},
+                                  json_body={"admin_key": proxy.admin_key})
+    assert status == 200
+
+
 # -- the command line: the default key stays on loopback -----------------------------------
 
 
@@ -164,6 +195,27 @@ async def test_default_key_refuses_a_network_address(tmp_path: Path):
     assert "default 'admin'" in message and "DS2PROXY_ADMIN_KEY=" in message
     assert "--allow-default-admin-key-on-network" in message
     assert "Traceback" not in message
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "", "192.0.2.7", "proxy.example",
+                                  "::ffff:127.0.0.1"])
+@pytest.mark.parametrize("admin_key", [None, "", "   ", "admin"])
+def test_every_non_loopback_host_is_refused_with_the_default_key(host: str, admin_key):
+    """Wildcards, names and mapped addresses alike; a blank key is no key."""
+    args = parse_args(["--host", host])
+    store = ConfigStore({"keys": ["k"]})
+    with pytest.raises(UnsafeListen):
+        _check_exposure(args, store, admin_key)
+    _check_exposure(parse_args(["--host", host, "--allow-default-admin-key-on-network"]),
+                    store, admin_key)
+    _check_exposure(parse_args(["--host", "::1"]), store, admin_key)
+
+
+async def test_a_blank_admin_key_is_the_default_one(proxy_factory: ProxyFactory):
+    proxy = await proxy_factory(admin_key="   ")
+    async with aiohttp.ClientSession() as http:
+        assert (await login(http, proxy.url, "   ")).status == 401
+        assert (await login(http, proxy.url, "admin")).status == 200
 
 
 @pytest.mark.parametrize("args, admin_key", [

@@ -156,3 +156,23 @@ async def test_outdated_client_version_at_the_completion_gets_the_hint(
     # Not an account fault: no fail-over onto the other account.
     assert len(fake_upstream.calls_to("chat/completion")) == 1
     assert proxy.core.pool.inflight == 0
+
+
+@pytest.mark.parametrize("family", list(CASES))
+async def test_no_accounts_at_all_is_a_503_not_a_rate_limit(proxy_factory, family):
+    proxy = await proxy_factory({"accounts": []})
+    status, body, headers = await post(proxy, family)
+    assert status == 503 and "Retry-After" not in headers
+    assert "accounts are configured" in body["error"]["message"]
+    assert proxy.fake.calls_to("chat/completion") == []
+
+
+async def test_an_unknown_target_account_is_a_400_naming_the_header(proxy):
+    path, body = CASES["openai"]
+    async with aiohttp.ClientSession() as http:
+        async with http.post(proxy.url + path, json=body, headers={
+                **proxy.headers(), "X-Ds2-Target-Account": "nobody@example.com"}) as resp:
+            assert resp.status == 400 and "Retry-After" not in resp.headers
+            error = (await resp.json())["error"]
+    assert "X-Ds2-Target-Account" in error["message"] and "is not configured" in error["message"]
+    assert proxy.fake.calls_to("chat/completion") == []

@@ -10,6 +10,9 @@ import logging
 import pytest
 from conftest import Proxy
 
+from aiohttp.http_exceptions import BadHttpMethod, BadStatusLine, InvalidHeader, LineTooLong
+
+from ds2proxy.bad_requests import safe_reason
 from ds2proxy.log_redaction import redact
 
 SECRET = "sk-live-9f8e7d6c5b4a3210SECRET"
@@ -21,6 +24,13 @@ MALFORMED = [
     # An oversized header: the parser quotes its start.
     b"GET /v1/models HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + SECRET.encode()
     + b"A" * 9000 + b"\r\n\r\n",
+    # A broken request line, chunk size, header fold and an HTTP/2 preface also quote.
+    b"GET /v1/models?key=" + SECRET.encode() + b" HTTP/9.9x\r\nHost: x\r\n\r\n",
+    b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nZZ"
+    + SECRET.encode() + b"\r\n{}\r\n0\r\n\r\n",
+    b"GET /v1/models HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer\r\n " + SECRET.encode()
+    + b"\r\n\r\n",
+    b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + SECRET.encode(),
     # Other credential carriers: x-api-key, x-goog-api-key, ?key=.
     b"POST /v1/messages HTTP/1.1\r\nHost: x\r\nx-api-key: " + SECRET.encode() + b"\x7f\r\n\r\n",
     b"GET /v1beta/models?key=" + SECRET.encode() + b"\x01 HTTP/1.1\r\nHost: x\r\n\r\n",
@@ -40,13 +50,17 @@ async def _send_raw(proxy: Proxy, raw: bytes) -> bytes:
         writer.close()
 
 
-@pytest.mark.parametrize("raw", MALFORMED, ids=["ctl-char", "oversized", "x-api-key",
-                                                "query-key", "bad-name"])
+@pytest.mark.parametrize("raw", MALFORMED, ids=["ctl-char", "oversized", "request-line",
+                                                "chunk-size", "header-fold", "http2-preface",
+                                                "x-api-key", "query-key", "bad-name"])
 async def test_malformed_request_is_a_400_and_logs_no_secret(proxy: Proxy, raw: bytes,
                                                              caplog: pytest.LogCaptureFixture):
     caplog.set_level(logging.DEBUG)
     answer = await _send_raw(proxy, raw)
     assert answer.split(b"\r\n", 1)[0].endswith(b"400 Bad Request")
+    # aiohttp's own 400 body quotes the request; SDKs and proxies keep error bodies.
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert SECRET.encode() not in answer and b"malformed HTTP request" in body
     assert caplog.records, "the refusal should still be logged"
     assert any("malformed HTTP request" in r.getMessage() for r in caplog.records)
     assert SECRET not in caplog.text
@@ -84,3 +98,14 @@ async def test_credentials_in_other_records_and_tracebacks_are_masked(
 ])
 def test_redact(text: str, expected: str):
     assert redact(text) == expected
+
+
+@pytest.mark.parametrize("exc, reason", [
+    # The pure-Python parser quotes without a colon first.
+    (BadStatusLine(f"GET /v1beta/models?key={SECRET} HTTP/1.1"), "Bad status line"),
+    (BadHttpMethod(f"G(T /x?key={SECRET} HTTP/1.1"), "Bad HTTP method in status line"),
+    (InvalidHeader(f"Authorization: Bearer {SECRET}".encode()), "Invalid HTTP header"),
+    (LineTooLong(f"Bearer {SECRET}".encode(), 8190), "Got more than 8190 bytes when reading"),
+])
+def test_parser_reasons_never_carry_request_bytes(exc, reason):
+    assert safe_reason(exc) == reason

@@ -250,6 +250,16 @@ async def test_stream_is_ndjson_by_default(proxy):
     ("/api/generate", {"model": "deepseek-chat", "prompt": "x",
                        "options": {"num_predict": 0}}, 400, "num_predict"),
     ("/api/chat", "{not json", 400, "JSON"),
+    # Found by the route fuzz at FUZZ_SCALE=4: options travelled upstream unranged.
+    ("/api/chat", {"model": "deepseek-chat", "options": {"temperature": 1e308},
+                   "messages": [{"role": "user", "content": "x"}]}, 400, "options.temperature"),
+    ("/api/generate", {"model": "deepseek-chat", "prompt": "x",
+                       "options": {"top_p": -1}}, 400, "options.top_p"),
+    ("/api/generate", {"model": "deepseek-chat", "prompt": "x",
+                       "options": {"top_k": "many"}}, 400, "options.top_k"),
+    ("/api/chat", {"model": "deepseek-chat", "options": {"frequency_penalty": 9},
+                   "messages": [{"role": "user", "content": "x"}]}, 400,
+     "options.frequency_penalty"),
 ])
 async def test_errors_are_ollama_shaped_and_cost_nothing(proxy, path, body, status, words):
     got, ctype, raw = await post(proxy, path, body)
@@ -280,6 +290,26 @@ async def test_implied_key_serves_clients_without_one(proxy_factory):
         await client(proxy, Authorization="Bearer wrong").chat(model="deepseek-chat",
                                                               messages=user("hi"))
     assert info.value.status_code == 401
+
+
+@pytest.mark.parametrize("headers", [
+    {"Origin": "http://evil.example", "Sec-Fetch-Site": "cross-site"},
+    {"Origin": "http://evil.example"},
+    {"Sec-Fetch-Site": "same-site"},
+])
+async def test_the_implied_key_is_not_lent_to_other_sites_pages(proxy_factory, headers):
+    """API routes answer every origin, so a page anywhere could otherwise spend
+    the accounts and read the answers without knowing any key."""
+    proxy = await proxy_factory({"plugins": {"ollama": {"implied_key": "test-key"}},
+                                 "auth": {"allow_passthrough": False}})
+    body = {"model": "deepseek-chat", "stream": False, "messages": user("hi")}
+    status, _, raw = await post(proxy, "/api/chat", body, headers=headers)
+    assert status == 401 and "must send an API key" in json.loads(raw)["error"]
+    assert completion_bodies(proxy) == []
+    proxy.fake.enqueue(Scripted(answer="with the key"))
+    status, _, raw = await post(proxy, "/api/chat", body,
+                                headers={**headers, **proxy.headers()})
+    assert status == 200 and json.loads(raw)["message"]["content"] == "with the key"
 
 
 async def test_degpt_api_v1_routes_are_untouched(proxy):

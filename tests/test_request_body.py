@@ -162,3 +162,19 @@ async def test_a_finished_turn_is_freed_without_the_cycle_collector(proxy, famil
         assert not turns_alive()
     finally:
         gc.enable()
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/messages", "/api/chat",
+                                  "/v1beta/models/gemini-2.5-flash:generateContent",
+                                  "/chat/completions", "/lm/v2/chat/completions"])
+async def test_a_broken_gzip_body_is_a_400_in_the_family_shape(proxy, caplog, path):
+    async with aiohttp.ClientSession() as http:
+        async with http.post(proxy.url + path, data=b"not gzip", headers={
+                **proxy.headers(), "Content-Type": "application/json",
+                "Content-Encoding": "gzip"}) as resp:
+            assert resp.status == 400
+            body = await resp.json()
+    text = body["error"] if isinstance(body["error"], str) else body["error"]["message"]
+    assert "could not be read" in text
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+    assert proxy.core.pool.inflight == 0 and proxy.fake.calls_to("chat/completion") == []

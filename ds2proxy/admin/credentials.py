@@ -48,7 +48,9 @@ class Claims:
 class AdminCredentials:
     def __init__(self, store: ConfigStore, admin_key: str | None) -> None:
         self.store = store
-        self.start_key = admin_key or DEFAULT_ADMIN_KEY
+        # A blank key (``DS2PROXY_ADMIN_KEY=" "``) would be a guessable one that
+        # slips past the default-key checks: it counts as unset.
+        self.start_key = (admin_key or "").strip() or DEFAULT_ADMIN_KEY
         self._verified: tuple[str, bytes] | None = None
         self._logged_out: dict[str, int] = {}
 

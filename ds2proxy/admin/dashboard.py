@@ -19,7 +19,8 @@ import orjson
 from aiohttp import web
 from multidict import MultiDictProxy
 
-from ..errors import PermissionDenied, ProxyError
+from ..body import read_form
+from ..errors import InvalidRequest, PermissionDenied, ProxyError
 from ..loopback import is_local_client
 from .assets import templates_dir
 from .context import AdminContext
@@ -170,10 +171,10 @@ class Dashboard:
 
         async def wrapped(request: web.Request) -> web.StreamResponse:
             claims = self.session(request)
-            form = await request.post()
             try:
+                form = await read_form(request)
                 self.sessions.check_csrf(claims, str(form.get(CSRF_FIELD, "")))
-            except PermissionDenied as exc:
+            except (InvalidRequest, PermissionDenied) as exc:
                 return self.refused(request, exc)
             try:
                 return await handler(request, claims, form)

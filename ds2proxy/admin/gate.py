@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..errors import AuthenticationFailed
+from ..errors import AuthenticationFailed, PermissionDenied
+from ..loopback import addressed_by_address
 from .credentials import AdminCredentials, Claims, StaleToken
 from .throttle import LoginThrottle
 from .web_session import CSRF_HEADER, SAFE_METHODS, WebSessions
@@ -35,6 +36,11 @@ class AdminGate:
     async def check_key(self, request: web.Request, key: str) -> None:
         """The admin key (or password): a right one passes at once, a wrong one
         gets its 401 late (see :mod:`.throttle`); 429 while too many are held."""
+        if self.creds.default_key_in_use and not addressed_by_address(request):
+            raise PermissionDenied(
+                "the default admin key is accepted only when this server is addressed as "
+                "localhost or by IP address (a web page can point its own name at this "
+                "machine); set DS2PROXY_ADMIN_KEY or a password", code="default_key_by_name")
         address = request.remote or "unknown"
         self.throttle.admit(address)
         if key and await self.creds.check_key(key):

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from ..body import read_form
 from ..errors import ProxyError
 from . import settings
 from .context import AdminContext
@@ -43,8 +44,8 @@ class Pages:
         return self._login_page(request)
 
     async def login(self, request: web.Request) -> web.StreamResponse:
-        form = await request.post()
         try:
+            form = await read_form(request)
             self.ctx.sessions.check_login_token(request, str(form.get("login_token", "")))
         except ProxyError as exc:
             return self.dash.refused(request, exc)

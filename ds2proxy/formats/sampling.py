@@ -89,6 +89,16 @@ GEMINI = (
     Field("thinkingConfig", "object"),
 )
 
+# Ollama's ``options`` (its Modelfile parameters); ranges as for Chat Completions.
+OLLAMA_OPTIONS = (
+    Field("temperature", "number", Bounds(0, 2), upstream="temperature"),
+    Field("top_p", "number", UNIT, upstream="top_p"),
+    Field("top_k", "integer", Bounds(0, INT32_MAX)),
+    Field("presence_penalty", "number", PENALTY, upstream="presence_penalty"),
+    Field("frequency_penalty", "number", PENALTY, upstream="frequency_penalty"),
+    Field("seed", "integer"),
+)
+
 GEMINI_THINKING = (
     Field("includeThoughts", "boolean"),
     Field("thinkingBudget", "integer", Bounds(-1, INT32_MAX)),
@@ -115,6 +125,11 @@ def anthropic_sampling(body: dict[str, Any]) -> dict[str, Any]:
     metadata = body.get("metadata") or {}
     read_fields(metadata, (Field("user_id", "string"),), prefix="metadata.")
     return sampling
+
+
+def ollama_sampling(options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` of ``/api/chat`` and ``/api/generate`` (stop is read apart)."""
+    return read_fields(options, OLLAMA_OPTIONS, prefix="options.")
 
 
 def gemini_sampling(config: dict[str, Any], get: Any) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from ds2proxy.canonical import (
 )
 from ds2proxy.errors import InvalidRequest
 from ds2proxy.formats.openai_chat import parse_tools
+from ds2proxy.formats.sampling import ollama_sampling
 from ds2proxy.stops import parse_stops
 
 MAX_STOP = 16
@@ -81,8 +82,7 @@ def _request(body: dict, model: ResolvedModel, messages: list[Message],
     stream = True if body.get("stream") is None else body["stream"]
     if not isinstance(stream, bool):
         raise InvalidRequest("stream must be true or false", param="stream")
-    sampling = {k: options[k] for k in ("temperature", "top_p", "top_k", "presence_penalty",
-                                        "frequency_penalty") if options.get(k) is not None}
+    sampling = ollama_sampling(options)
     if stops := parse_stops(options.get("stop"), param="options.stop", max_count=MAX_STOP):
         sampling["stop"] = stops
     return ChatRequest(model=model, messages=messages, stream=stream, tools=tools,
@@ -118,11 +118,6 @@ def _options(value: Any) -> dict[str, Any]:
         return {}
     if not isinstance(value, dict):
         raise InvalidRequest("options must be an object", param="options")
-    for key in ("temperature", "top_p", "presence_penalty", "frequency_penalty"):
-        number = value.get(key)
-        if number is not None and (isinstance(number, bool)
-                                   or not isinstance(number, int | float)):
-            raise InvalidRequest(f"options.{key} must be a number", param=f"options.{key}")
     return value
 
 
