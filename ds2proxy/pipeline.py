@@ -37,6 +37,7 @@ from .health import classify
 from .overlap import both
 from .shaping import ShapingSettings, TurnShaper
 from .structured import JSONOutputError, repair_prompt
+from .tokens import count_tokens_async
 from .turn_text import plan_turn_text, render_turn, turn_prompt_tokens
 from .upstream.client import UpstreamStream
 from .upstream.events import ContentFiltered as FilterEvent
@@ -301,7 +302,7 @@ class Turn:
                            else "empty output."), retry_after=10, code="upstream_empty_output")
                 retried_empty = True
                 shaper.restart_answer()
-                await self._ask_again(self.prompt + EMPTY_RETRY_SUFFIX)
+                await self._ask_again(self.prompt + EMPTY_RETRY_SUFFIX, shaper)
                 continue
             if shaper.json_pending:
                 try:
@@ -312,7 +313,8 @@ class Turn:
                             f"the model did not return the requested JSON: {exc}") from None
                     repaired = True
                     shaper.restart_answer()
-                    await self._ask_again(repair_prompt(str(exc), self.chat.response_format))
+                    await self._ask_again(repair_prompt(str(exc), self.chat.response_format),
+                                          shaper)
                     continue
                 if events:
                     yield events
@@ -367,10 +369,14 @@ class Turn:
                                          self._session_id, message_id, self._pow_header)
         return self._resp
 
-    async def _ask_again(self, prompt: str) -> None:
+    async def _ask_again(self, prompt: str, shaper: TurnShaper) -> None:
         """A follow-up message in the same session (spec §12 empty-output retry,
-        JSON repair), with a fresh PoW and a fresh parser."""
+        JSON repair), with a fresh PoW and a fresh parser. Its prompt is sent
+        upstream too, so usage counts its tokens."""
         assert self._creds is not None
+        extra = await count_tokens_async(prompt)
+        self.prompt_tokens += extra
+        shaper.prompt_tokens += extra
         parent = self._parser.response_message_id
         log.info("asking again in the same session on %s", self._creds.identifier)
         self._parser = StreamParser(thinking_enabled=self.chat.thinking_enabled)

@@ -63,6 +63,9 @@ class TurnShaper:
         # included), accumulated, never fragment by fragment.
         self._reasoning_count = StreamCount()
         self._answer_count = StreamCount()
+        # Tokens of answers the model gave before a retry in the same turn:
+        # each was its own text, so each is counted on its own.
+        self._earlier_reasoning = self._earlier_answers = 0
         self.emitted = 0
         self.length_hit = False
         self.filtered: str | None = None
@@ -104,12 +107,13 @@ class TurnShaper:
 
     @property
     def reasoning_tokens(self) -> int:
-        return self._reasoning_count.total()
+        return self._earlier_reasoning + self._reasoning_count.total()
 
     @property
     def completion_tokens(self) -> int:
         """Answer plus reasoning tokens: each text counted as a whole."""
-        return self._answer_count.total() + self._reasoning_count.total()
+        return (self._earlier_answers + self._answer_count.total()
+                + self.reasoning_tokens)
 
     def on_filtered(self, template: str) -> None:
         self.filtered = template
@@ -161,8 +165,12 @@ class TurnShaper:
         return self._out([TextDelta(text)])
 
     def restart_answer(self) -> None:
-        """Fresh text state for a second try (empty output, bad JSON); counters carry on."""
+        """Fresh text state for a second try (empty output, bad JSON); the
+        tokens of the answer given so far carry on in the totals."""
         chat = self.chat
+        self._earlier_reasoning += self._reasoning_count.total()
+        self._earlier_answers += self._answer_count.total()
+        self._reasoning_count, self._answer_count = StreamCount(), StreamCount()
         self._json_buffer.clear()
         self.visible.clear()
         self.stop_matcher = StopMatcher(self._stops)
@@ -225,7 +233,7 @@ class TurnShaper:
         if not limit:
             counter.feed(text)
             return text
-        cap = limit - other.total()
+        cap = limit - other.total() - self._earlier_reasoning - self._earlier_answers
         if cap <= 0:
             self.length_hit = True
             return ""

@@ -12,6 +12,7 @@ import openai
 import pytest
 
 from ds2proxy.testing import FakeAccount, Scripted
+from ds2proxy.tokens import count_tokens
 
 SCHEMA = {
     "type": "object",
@@ -60,6 +61,11 @@ async def test_invalid_reply_is_repaired_in_the_same_session(proxy):
     assert second.body["chat_session_id"] == first.body["chat_session_id"]
     assert second.body["parent_message_id"] is not None
     assert "temp_c is required" in second.body["prompt"]
+    # Both prompts went upstream, so usage counts both (and both answers).
+    assert resp.usage.prompt_tokens == (count_tokens(first.body["prompt"])
+                                        + count_tokens(second.body["prompt"]))
+    assert resp.usage.completion_tokens == (count_tokens('{"city": "Paris"}')
+                                            + count_tokens('{"city": "Paris", "temp_c": 18}'))
 
 
 async def test_still_invalid_after_repair_is_a_clear_error(proxy):
