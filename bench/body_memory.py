@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,15 +27,12 @@ from pathlib import Path
 
 import aiohttp
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchkit import free_port, wait_http  # noqa: E402
+
 EMAIL, PASSWORD = "bench@example.com", "bench-password"
 KEY = "bench-key"
 MB = 1024 * 1024
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def status_kb(pid: int, field: str) -> int:
@@ -55,17 +51,6 @@ def big_body(size: int) -> bytes:
     return head + fill + tail
 
 
-async def wait_http(url: str) -> None:
-    async with aiohttp.ClientSession() as http:
-        for _ in range(400):
-            try:
-                async with http.get(url) as resp:
-                    if resp.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.05)
-    raise RuntimeError(f"{url} never came up")
 
 
 async def post(url: str, body: bytes, credential: str) -> int:

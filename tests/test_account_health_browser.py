@@ -10,7 +10,8 @@ from typing import Any
 
 import aiohttp
 import pytest
-from browser_util import LiveServer, chromium, chromium_or_skip, find, screenshot, text_of, wait
+from browser_util import LiveServer, chromium_or_skip, find, screenshot, text_of, wait
+from test_dashboard_browser import driver  # noqa: F401  (fixture)
 from conftest import ACCOUNTS, TEST_KEY
 
 from ds2proxy.auth import TARGET_ACCOUNT_HEADER
@@ -30,12 +31,6 @@ def live() -> Iterator[LiveServer]:
         yield server
     finally:
         server.stop()
-
-
-@pytest.fixture(scope="module")
-def driver(live: LiveServer) -> Iterator[Any]:
-    with chromium() as browser:
-        yield browser
 
 
 async def _chat_on(live: LiveServer, account: str) -> int:

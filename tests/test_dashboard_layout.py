@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from browser_util import LiveServer, chromium, chromium_or_skip, find, screenshot, text_of, wait
+from test_dashboard_browser import driver  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -51,12 +52,6 @@ def live() -> Iterator[LiveServer]:
         yield server
     finally:
         server.stop()
-
-
-@pytest.fixture(scope="module")
-def driver(live: LiveServer) -> Iterator[Any]:
-    with chromium() as browser:
-        yield browser
 
 
 def at_width(driver: Any, width: int) -> None:
