@@ -132,8 +132,9 @@ async def main() -> None:
 
     program = gathering_fake(args.streams, args.chunks)
     with fake_upstream(accounts=accounts, program=program) as base_url, \
-            proxy_process(proxy_config(base_url, accounts=accounts,
-                                       per_account=PER_ACCOUNT)) as (url, pid):
+            proxy_process(proxy_config(base_url, accounts=accounts, per_account=PER_ACCOUNT,
+                                       extra={"server": {"max_connections": 2 * args.streams}})
+                          ) as (url, pid):
         await wait_http(url + "/healthz")
         rss, _ = memory_mb(pid)
         print(f"{args.streams} concurrent streams, {accounts} accounts x {PER_ACCOUNT}; "

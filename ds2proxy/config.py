@@ -90,7 +90,7 @@ class ServerSettings:
     header_timeout_seconds: float = 10.0
     body_timeout_seconds: float = 120.0
     keepalive_timeout_seconds: float = 75.0
-    max_connections: int = 512
+    max_connections: int = 4096
 
 
 @dataclass(frozen=True, slots=True)
