@@ -216,8 +216,6 @@ class ModelCatalog:
         forces thinking off.
         """
         key = _normalise(name)
-        if family == "gemini":
-            key = key.removeprefix("models/")
         base = key.removesuffix(NO_THINKING_SUFFIX)
         no_thinking = base != key
         native = _NATIVE_BY_ID.get(self._native_id(base, family) or "")

@@ -65,7 +65,7 @@ from aiohttp import web
 
 from . import request_record
 from .errors import ProxyError
-from .formats.errors import (
+from .error_bodies import (
     ErrorStyle,
     anthropic_error,
     google_error,

@@ -10,7 +10,7 @@ import re
 from aiohttp import web
 
 from .errors import ProxyError
-from .formats.errors import (
+from .error_bodies import (
     ErrorStyle,
     admin_error,
     anthropic_error,

@@ -6,12 +6,12 @@ import pytest
 
 from ds2proxy.canonical import ToolChoice, ToolSpec
 from ds2proxy.errors import InvalidRequest
-from ds2proxy.toolcall import (
+from ds2proxy.dialects.tool_choice import (
     parse_anthropic_tool_choice,
     parse_gemini_tool_config,
     parse_openai_tool_choice,
-    validate_toolcall_settings,
 )
+from ds2proxy.toolcall import validate_toolcall_settings
 
 TOOLS = [ToolSpec("read_file"), ToolSpec("search"), ToolSpec("apply_patch", kind="custom")]
 

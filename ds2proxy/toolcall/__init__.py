@@ -3,15 +3,10 @@
 The declared tools go into the prompt with DeepSeek's DSML call syntax
 (``prompt``); the model's answer is split, while streaming, into visible
 text and canonical tool-call events (``sieve``; ``parse`` for a whole turn),
-with leaked template text removed (``clean``); ``choice`` turns each
-dialect's tool_choice into one policy.
+with leaked template text removed (``clean``). Each
+dialect's tool_choice is parsed in ``ds2proxy.dialects.tool_choice``.
 """
 
-from ds2proxy.toolcall.choice import (
-    parse_anthropic_tool_choice,
-    parse_gemini_tool_config,
-    parse_openai_tool_choice,
-)
 from ds2proxy.toolcall.clean import TextCleaner, clean_visible_text
 from ds2proxy.toolcall.ids import default_call_id
 from ds2proxy.toolcall.parse import ParsedTurn, parse_turn
@@ -26,9 +21,6 @@ __all__ = [
     "build_tool_prompt",
     "clean_visible_text",
     "default_call_id",
-    "parse_anthropic_tool_choice",
-    "parse_gemini_tool_config",
-    "parse_openai_tool_choice",
     "parse_turn",
     "validate_toolcall_settings",
 ]

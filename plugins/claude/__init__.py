@@ -1,6 +1,6 @@
 """Claude family: Anthropic Messages (stream and not), count_tokens and the
 model list, on the ``/anthropic/v1``, ``/v1`` and bare prefixes Claude
-clients use. Parsing and rendering live in ``ds2proxy.formats.anthropic_messages``
+clients use. Parsing and rendering live in ``ds2proxy.dialects.anthropic_messages``
 so other surfaces serve the same Messages semantics."""
 
 from __future__ import annotations

@@ -7,8 +7,8 @@ from typing import Any
 from aiohttp import web
 
 from ds2proxy.canonical import ChatRequest
-from ds2proxy.formats import json_response
-from ds2proxy.formats.anthropic_messages import parse_messages_request, respond_messages
+from ds2proxy.dialects import json_response
+from ds2proxy.dialects.anthropic_messages import parse_messages_request, respond_messages
 
 
 class MessageRoutes:

@@ -11,7 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from ds2proxy.errors import InvalidRequest, NotFound
-from ds2proxy.formats import json_response
+from ds2proxy.dialects import json_response
 
 # (id, display name, release date) — newest first, as Anthropic lists them.
 CLAUDE_MODELS: tuple[tuple[str, str, str], ...] = (

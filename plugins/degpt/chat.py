@@ -12,9 +12,9 @@ from typing import Any
 from aiohttp import web
 
 from ds2proxy.canonical import ResolvedModel
-from ds2proxy.formats.anthropic_messages import parse_messages_request, respond_messages
-from ds2proxy.formats.chat_stream import respond_chat
-from ds2proxy.formats.openai_chat import ChatStyle, parse_chat_request
+from ds2proxy.dialects.anthropic_messages import parse_messages_request, respond_messages
+from ds2proxy.dialects.chat_stream import respond_chat
+from ds2proxy.dialects.openai_chat import ChatStyle, parse_chat_request
 
 from .ids import completion_id, usage_shape
 

@@ -16,7 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from ds2proxy.errors import InvalidRequest
-from ds2proxy.formats import json_response
+from ds2proxy.dialects import json_response
 from ds2proxy.models import NativeModel
 
 CATALOGUE_DATE = 20250822             # the list is static: so are its dates

@@ -25,9 +25,9 @@ from ds2proxy.canonical import (
     ToolResult,
 )
 from ds2proxy.errors import InvalidRequest
-from ds2proxy.formats.redact import redacted_json
-from ds2proxy.formats.openai_chat import decode_arguments
-from ds2proxy.prompt.message_text import tool_content_text
+from ds2proxy.dialects.redact import redacted_json
+from ds2proxy.dialects.openai_chat import decode_arguments
+from ds2proxy.dialects.content import tool_content_text
 
 from .fields import pick
 

@@ -13,7 +13,7 @@ from aiohttp import web
 
 from ds2proxy.canonical import ResolvedModel
 from ds2proxy.errors import InvalidRequest, ModelNotFound, ProxyError
-from ds2proxy.formats import json_response
+from ds2proxy.dialects import json_response
 
 INPUT_TOKEN_LIMIT = 131072
 OUTPUT_TOKEN_LIMIT = 65536
@@ -23,7 +23,10 @@ MAX_PAGE_SIZE = 1000
 
 
 def served_model(core: Any, name: str) -> ResolvedModel:
-    """The model serving a Gemini name; an unknown one is Google's 404 NOT_FOUND."""
+    """The model serving a Gemini name (``models/`` prefix optional, as in
+    Google's resource names); an unknown one is Google's 404 NOT_FOUND."""
+    if isinstance(name, str) and name.strip().lower().startswith("models/"):
+        name = name.strip()[len("models/"):]
     try:
         return core.resolve_model(name, family="gemini")
     except InvalidRequest:

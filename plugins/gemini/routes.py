@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from ds2proxy.errors import NotFound
-from ds2proxy.formats import json_response
+from ds2proxy.dialects import json_response
 
 from .fields import pick_dict
 from .models import served_model

@@ -30,7 +30,7 @@ from ds2proxy.canonical import (
     Usage,
 )
 from ds2proxy.errors import ProxyError
-from ds2proxy.formats.errors import google_error_body
+from ds2proxy.error_bodies import google_error_body
 from ds2proxy.relay import relay
 from ds2proxy.sse import StreamWriter
 

@@ -6,8 +6,8 @@ from typing import Any
 
 from aiohttp import web
 
-from ds2proxy.formats.chat_stream import respond_chat
-from ds2proxy.formats.openai_chat import ChatStyle, parse_chat_request
+from ds2proxy.dialects.chat_stream import respond_chat
+from ds2proxy.dialects.openai_chat import ChatStyle, parse_chat_request
 
 from .shapes import turn_id, usage_shape
 from .validate import validate_body

@@ -15,7 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from ds2proxy.errors import InvalidRequest, ModelNotFound
-from ds2proxy.formats import json_response
+from ds2proxy.dialects import json_response
 
 from .request import base_name, model_name
 

@@ -25,7 +25,7 @@ from ds2proxy.canonical import (
     Usage,
 )
 from ds2proxy.errors import ProxyError
-from ds2proxy.formats.openai_chat import decode_arguments
+from ds2proxy.dialects.openai_chat import decode_arguments
 
 Kind = Literal["chat", "generate"]
 DONE_REASONS = {"stop": "stop", "tool_calls": "stop", "length": "length",

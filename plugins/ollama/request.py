@@ -25,8 +25,8 @@ from ds2proxy.canonical import (
     ToolResult,
 )
 from ds2proxy.errors import InvalidRequest
-from ds2proxy.formats.openai_chat import parse_tools
-from ds2proxy.formats.sampling import ollama_sampling
+from ds2proxy.dialects.openai_chat import parse_tools
+from ds2proxy.dialects.sampling import ollama_sampling
 from ds2proxy.stops import parse_stops
 
 MAX_STOP = 16

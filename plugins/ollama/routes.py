@@ -10,7 +10,7 @@ from aiohttp import web
 from ds2proxy.canonical import ChatRequest
 from ds2proxy.embeddings import DEFAULT_DIMENSIONS
 from ds2proxy.errors import InvalidRequest, NotImplementedFeature
-from ds2proxy.formats import json_response
+from ds2proxy.dialects import json_response
 from ds2proxy.relay import relay
 from ds2proxy.tokens import count_tokens_async
 

@@ -6,8 +6,8 @@ from typing import Any
 
 from aiohttp import web
 
-from ds2proxy.formats.chat_stream import respond_chat
-from ds2proxy.formats.openai_chat import parse_chat_request
+from ds2proxy.dialects.chat_stream import respond_chat
+from ds2proxy.dialects.openai_chat import parse_chat_request
 
 
 class ChatRoutes:

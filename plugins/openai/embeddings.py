@@ -16,8 +16,8 @@ from aiohttp import web
 
 from ds2proxy.embeddings import DEFAULT_DIMENSIONS
 from ds2proxy.errors import InvalidRequest, NotImplementedFeature
-from ds2proxy.formats import json_response
-from ds2proxy.formats.validate import Bounds, choice, integer, string
+from ds2proxy.dialects import json_response
+from ds2proxy.dialects.validate import Bounds, choice, integer, string
 from ds2proxy.tokens import count_tokens_async
 
 MAX_DIMENSIONS = 8192

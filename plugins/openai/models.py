@@ -7,7 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from ds2proxy.errors import InvalidRequest, ModelNotFound
-from ds2proxy.formats import json_response
+from ds2proxy.dialects import json_response
 
 CREATED = 1735689600  # fixed: the catalogue is static, so is its timestamp
 

@@ -15,9 +15,9 @@ from aiohttp import web
 
 from ds2proxy.canonical import TurnEvent
 from ds2proxy.errors import InvalidRequest, NotFound, ProxyError
-from ds2proxy.formats import json_response
-from ds2proxy.formats.sampling import responses_sampling
-from ds2proxy.formats.validate import string
+from ds2proxy.dialects import json_response
+from ds2proxy.dialects.sampling import responses_sampling
+from ds2proxy.dialects.validate import string
 from ds2proxy.relay import relay
 
 from .responses_builder import ResponseBuilder, ResponseHeader

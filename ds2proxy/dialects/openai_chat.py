@@ -35,8 +35,8 @@ from ..canonical import (
     Usage,
 )
 from ..errors import InvalidRequest
-from ..thinking import thinking_override
-from ..toolcall.choice import parse_openai_tool_choice
+from .thinking import thinking_override
+from .tool_choice import parse_openai_tool_choice
 from .sampling import openai_chat_sampling
 from .validate import boolean
 

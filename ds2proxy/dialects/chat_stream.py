@@ -28,7 +28,7 @@ from ..canonical import (
 from ..errors import ProxyError
 from ..relay import relay
 from . import json_response
-from .errors import openai_error_body
+from ..error_bodies import openai_error_body
 from .openai_chat import ChatStyle, chat_completion, finish_name
 
 _HOLE = "\x00text"
