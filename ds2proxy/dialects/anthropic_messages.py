@@ -12,7 +12,7 @@ import base64
 import hashlib
 import secrets
 import string
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -30,10 +30,12 @@ from ..canonical import (
 )
 from ..error_bodies import anthropic_error_body
 from ..errors import ProxyError
-from ..relay import relay
 from . import json_response
 from .anthropic_request import DEFAULT_MAX_TOKENS, parse_messages_request
 from .openai_chat import decode_arguments
+
+if TYPE_CHECKING:
+    from ..plugin_api import PluginContext, Turn
 
 __all__ = ["DEFAULT_MAX_TOKENS", "MessagesStreamRenderer", "message_object",
            "parse_messages_request", "respond_messages", "thinking_signature", "tool_use_id"]
@@ -219,7 +221,7 @@ class MessagesStreamRenderer:
         return out
 
 
-async def respond_messages(core: Any, request: web.Request, turn: Any,
+async def respond_messages(api: PluginContext, request: web.Request, turn: Turn,
                            chat: ChatRequest, message_id: str | None = None
                            ) -> web.StreamResponse:
     """Answer a Messages request from an open turn, stream or not
@@ -229,4 +231,4 @@ async def respond_messages(core: Any, request: web.Request, turn: Any,
         result = await turn.collect()
         return json_response(message_object(result, chat, message_id))
     renderer = MessagesStreamRenderer(chat, message_id, turn.prompt_tokens)
-    return await relay(core.sse(request), turn, renderer)
+    return await api.relay(api.sse(request), turn, renderer)

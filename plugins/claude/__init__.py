@@ -14,8 +14,9 @@ MESSAGE_PREFIXES = ("/anthropic/v1", "/v1", "")
 
 
 def register(api: PluginAPI) -> None:
-    models = ModelRoutes(api.core)
-    messages = MessageRoutes(api.core)
+    api.require_api("1.0")
+    models = ModelRoutes(api)
+    messages = MessageRoutes(api)
     errors = api.errors.anthropic
     api.route("GET", "/anthropic/v1/models", models.list, errors=errors)
     api.route("GET", "/anthropic/v1/models/{model_id}", models.get, errors=errors)

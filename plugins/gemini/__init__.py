@@ -14,8 +14,9 @@ PREFIXES = ("/v1beta", "/v1")
 
 
 def register(api: PluginAPI) -> None:
-    generate = GenerateRoutes(api.core)
-    models = ModelRoutes(api.core)
+    api.require_api("1.0")
+    generate = GenerateRoutes(api)
+    models = ModelRoutes(api)
     errors = api.errors.google
     for prefix in PREFIXES:
         api.route("POST", f"{prefix}/models/{{model_action}}", generate.dispatch, errors=errors)

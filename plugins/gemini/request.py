@@ -14,8 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ds2proxy.canonical import ChatRequest, ResolvedModel, ResponseFormat, ToolSpec
-from ds2proxy.errors import InvalidRequest
+from ds2proxy.plugin_api import ChatRequest, InvalidRequest, ResolvedModel, ResponseFormat, ToolSpec
 from ds2proxy.dialects.openai_chat import parse_tools as parse_openai_tools
 from ds2proxy.dialects.sampling import gemini_sampling
 from ds2proxy.dialects.validate import mapping

@@ -12,8 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ds2proxy.canonical import ChatRequest, Message, ResolvedModel, ToolSpec
-from ds2proxy.errors import InvalidRequest
+from ds2proxy.plugin_api import ChatRequest, InvalidRequest, Message, ResolvedModel
 from ds2proxy.dialects.openai_chat import parse_response_format, parse_tools
 from ds2proxy.dialects.sampling import responses_sampling
 from ds2proxy.dialects.thinking import thinking_override
