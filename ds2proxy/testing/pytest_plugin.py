@@ -40,10 +40,13 @@ from ..plugin_api.loader import GROUP, discover
 from .server import FakeDeepSeek
 from .state import FakeAccount
 
-try:  # strict-mode suites need pytest-asyncio's own decorator
+# pytest-asyncio's decorator, so suites in its strict mode get the fixtures
+# too; without it (ds2proxy installed without its test extra) pytest must
+# still start, and the fixtures need ``asyncio_mode = auto``.
+try:
     from pytest_asyncio import fixture as async_fixture
-except ImportError:  # pragma: no cover - without it, asyncio_mode = auto must apply
-    async_fixture = pytest.fixture
+except ImportError:  # pragma: no cover
+    async_fixture = pytest.fixture  # type: ignore[assignment]
 
 TEST_KEY = "test-key"
 ADMIN_KEY = "test-admin-key"
