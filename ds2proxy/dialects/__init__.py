@@ -1,4 +1,15 @@
-"""Wire shapes shared by several dialect plugins (errors, chat completions)."""
+"""The dialect layer: wire knowledge shared by several dialect plugins.
+
+Chat Completions (``openai_chat``, ``chat_stream``) and Anthropic Messages
+(``anthropic_request``, ``anthropic_messages``) parsing and rendering, each
+dialect's ``tool_choice`` (``tool_choice``), thinking switches
+(``thinking``), content-as-text (``content``), field checks and sampling
+ranges (``validate``, ``sampling``), and JSON redaction (``redact``).
+
+Plugins import it beside :mod:`ds2proxy.plugin_api` (plugins never import
+each other, so what two of them share lives here). It works on the
+canonical types; the engine never imports it (tests/test_layering.py).
+"""
 
 from __future__ import annotations
 
