@@ -33,6 +33,7 @@ def register_lifecycle(api: PluginContext) -> None:
     api.on_settings(lambda new: EVENTS.append(f"settings:{new.get('colour')}"))
     api.check_settings(check_colour)
     api.route("GET", "/sample/settings", settings, errors=api.errors.openai)
+    api.claim_paths("/sample", errors=api.errors.anthropic)
 
 
 def check_colour(settings: Mapping[str, Any]) -> dict[str, str]:

@@ -18,7 +18,7 @@ LIFECYCLE = "lifecycle = sample_plugins:register_lifecycle"
 # What ``api`` offers, all of it: a new public attribute must be a deliberate
 # change to the contract (and the docs), never a leak of the core.
 CONTEXT_NAMES = {
-    "admit_model", "authenticate", "check_settings", "count_tokens", "default_model",
+    "admit_model", "authenticate", "check_settings", "claim_paths", "count_tokens", "default_model",
     "embeddings", "errors", "json_array", "models", "name", "ndjson", "note_usage",
     "on_settings", "on_shutdown", "on_startup", "prompt_tokens", "read_json",
     "register_alias", "register_model", "relay", "require_api", "resolve_model",
@@ -58,6 +58,21 @@ async def test_lifecycle_hooks_run_and_a_failing_one_is_logged(ds2proxy_factory,
     assert failed and "lifecycle" in failed[0].getMessage()
     await proxy.server.close()
     assert sample_plugins.EVENTS == ["started", "stopped"]
+
+
+async def test_claimed_paths_answer_unmatched_requests_in_the_plugins_shape(
+        ds2proxy_factory):
+    proxy = await ds2proxy_factory(plugins=[LIFECYCLE])
+    async with ProxyClient.open(proxy) as client:
+        missing = await client.get("/sample/nothing")
+        assert missing.status == 404 and missing.json()["type"] == "error"
+        assert missing.json()["error"]["type"] == "not_found_error"
+        wrong = await client.post("/sample/settings", {})
+        assert wrong.status == 405 and wrong.headers["Allow"] == "GET"
+        assert wrong.json()["error"]["type"] == "invalid_request_error"
+        elsewhere = await client.get("/samplex")  # not below the claim: the default shape
+        assert elsewhere.status == 404 and elsewhere.json()["error"]["code"] == "not_found"
+        assert "type" not in elsewhere.json()
 
 
 async def test_settings_are_checked_on_write_and_reach_the_plugin_live(ds2proxy_factory):

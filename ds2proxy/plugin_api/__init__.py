@@ -8,7 +8,9 @@ once at start-up. Through ``api`` it may:
 - declare: ``api.route(method, path, handler, errors=api.errors.openai,
   when=None)`` (``errors``: ``openai`` / ``anthropic`` / ``google`` /
   ``ollama`` or a function of its own; ``when`` lets two plugins share a
-  route), ``api.require_api("1.0")``, ``api.on_startup(hook)`` /
+  route), ``api.claim_paths(prefix, errors=..., when=None)`` (the shape of
+  404/405s below ``prefix``), ``api.require_api("1.0")``,
+  ``api.on_startup(hook)`` /
   ``api.on_shutdown(hook)`` (async, no arguments), ``api.check_settings(check)``
   and ``api.on_settings(listener)``, ``api.register_model(id, native)`` and
   ``api.register_alias(name, native)``;

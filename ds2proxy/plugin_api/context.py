@@ -18,6 +18,7 @@ from aiohttp import web
 
 from ..relay import EventSource, relay
 from ..tokens import count_tokens_async
+from ..unmatched import Claim
 from .contract import (
     ERROR_STYLES,
     ChatRequest,
@@ -84,6 +85,7 @@ class PluginContext:
         self._settings: Mapping[str, Any] = MappingProxyType(dict(settings or {}))
         self.models = CatalogueView(core.models)
         self._routes: list[Route] = []
+        self._claims: list[Claim] = []
         self._names: list[tuple[str, str, bool]] = []
         self._startup: list[Hook] = []
         self._shutdown: list[Hook] = []
@@ -98,6 +100,13 @@ class PluginContext:
         """Serve ``method path``; ProxyErrors render in ``errors``' shape.
         ``when`` lets two plugins share a route (the first that accepts wins)."""
         self._routes.append((method.upper(), path, handler, when, errors))
+
+    def claim_paths(self, prefix: str, *, errors: ErrorStyle,
+                    when: Predicate | None = None) -> None:
+        """Requests under ``prefix`` that no route serves (404, 405) answer in
+        ``errors``' shape; the longest claim wins, one with ``when`` only for
+        the requests it accepts."""
+        self._claims.append((prefix, errors, when))
 
     def require_api(self, version: str) -> None:
         """Declare the contract version this plugin was built for ("1.0"); a

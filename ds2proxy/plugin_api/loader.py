@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from ..config import ConfigError
+from ..unmatched import PATH_CLAIMS
 from .context import PluginContext, changed_settings, run_hooks
 from .contract import API_VERSION, Handler, Hook, Predicate
 from .routing import wrap_handler
@@ -160,6 +161,7 @@ def load_plugins(app: web.Application, core: Core, eps: list[EntryPoint] | None 
         loaded.append(api)
         log.info("plugin %s %s loaded: %d routes", ep.name, info.version, len(info.routes))
     table.mount(app)
+    app[PATH_CLAIMS] = [claim for api in loaded for claim in api._claims]
     _keep_settings_live(core, loaded)
     _run_lifecycle(app, loaded)
     return infos

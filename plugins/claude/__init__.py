@@ -18,6 +18,8 @@ def register(api: PluginAPI) -> None:
     models = ModelRoutes(api)
     messages = MessageRoutes(api)
     errors = api.errors.anthropic
+    for claimed in ("/anthropic", "/v1/messages", "/messages"):
+        api.claim_paths(claimed, errors=errors)
     api.route("GET", "/anthropic/v1/models", models.list, errors=errors)
     api.route("GET", "/anthropic/v1/models/{model_id}", models.get, errors=errors)
     for prefix in MESSAGE_PREFIXES:

@@ -23,6 +23,7 @@ PREFIX = "/api/v1"
 def register(api: PluginAPI) -> None:
     api.require_api("1.0")
     api.check_settings(check_settings)
+    api.claim_paths(PREFIX, errors=api.errors.openai)
     chat = ChatRoutes(api)
     api.route("GET", f"{PREFIX}/models", ModelRoutes(api).list,
               errors=api.errors.openai)

@@ -18,6 +18,9 @@ def register(api: PluginAPI) -> None:
     generate = GenerateRoutes(api)
     models = ModelRoutes(api)
     errors = api.errors.google
+    api.claim_paths("/v1beta", errors=errors)
+    api.claim_paths("/v1alpha", errors=errors)
+    api.claim_paths("/v1", errors=errors, when=google_client)
     for prefix in PREFIXES:
         api.route("POST", f"{prefix}/models/{{model_action}}", generate.dispatch, errors=errors)
     api.route("GET", "/v1beta/models", models.list, errors=errors)

@@ -19,6 +19,7 @@ from .chat import ChatRoutes
 def register(api: PluginAPI) -> None:
     api.require_api("1.0")
     api.check_settings(check_settings)
+    api.claim_paths("/lm", errors=api.errors.openai)
     routes = ChatRoutes(api)
     api.route("POST", "/lm/v2/chat/completions", routes.completions, errors=api.errors.openai)
 

@@ -23,6 +23,7 @@ def register(api: PluginAPI) -> None:
     api.require_api("1.0")
     api.check_settings(check_settings)
     errors = api.errors.ollama
+    api.claim_paths("/api", errors=errors)
     models = ModelRoutes(api)
     turns = TurnRoutes(api)
     embed = EmbedRoutes(api)

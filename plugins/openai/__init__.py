@@ -35,6 +35,7 @@ def register(api: PluginAPI) -> None:
         ("GET", "/responses/{response_id}", responses.get),
         ("POST", "/embeddings", EmbeddingRoutes(api).create),
     )
+    api.claim_paths("/v1", errors=api.errors.openai)
     prefixes = ["/v1"] + ([""] if api.settings.get("root_routes", True) is not False else [])
     for prefix in prefixes:
         for method, path, handler in routes:
