@@ -13,6 +13,7 @@ from ds2proxy.plugin_api import (
     InvalidRequest,
     NotImplementedFeature,
     PluginAPI,
+    Turn,
 )
 from ds2proxy.dialects import json_response
 
@@ -53,7 +54,7 @@ class TurnRoutes:
             clock.mark_opened()
             return await self._respond(request, turn, chat, name, kind, clock)
 
-    async def _respond(self, request: web.Request, turn: Any, chat: ChatRequest, name: str,
+    async def _respond(self, request: web.Request, turn: Turn, chat: ChatRequest, name: str,
                        kind: Kind, clock: Clock) -> web.StreamResponse:
         if not chat.stream:
             result = await turn.collect()

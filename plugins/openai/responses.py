@@ -13,7 +13,14 @@ from typing import Any
 
 from aiohttp import web
 
-from ds2proxy.plugin_api import InvalidRequest, NotFound, PluginAPI, ProxyError, TurnEvent
+from ds2proxy.plugin_api import (
+    InvalidRequest,
+    NotFound,
+    PluginAPI,
+    ProxyError,
+    Turn,
+    TurnEvent,
+)
 from ds2proxy.dialects import json_response
 from ds2proxy.dialects.sampling import responses_sampling
 from ds2proxy.dialects.validate import string
@@ -61,7 +68,7 @@ class ResponsesRoutes:
             raise NotFound(f"Response with id '{response_id}' not found.", param="response_id")
         return json_response(entry.response)
 
-    async def _stream(self, request: web.Request, turn: Any, builder: ResponseBuilder,
+    async def _stream(self, request: web.Request, turn: Turn, builder: ResponseBuilder,
                       parsed: ResponsesRequest, owner: str) -> web.StreamResponse:
         renderer = ResponsesStreamRenderer(
             builder, lambda: self._keep(owner, parsed, builder.response()))
