@@ -41,8 +41,16 @@ def fixtures_dir() -> Path:
 
 
 @pytest.fixture
-async def fake_upstream(ds2proxy_fake_upstream: FakeDeepSeek) -> AsyncIterator[FakeDeepSeek]:
-    yield ds2proxy_fake_upstream
+async def fake_upstream() -> AsyncIterator[FakeDeepSeek]:
+    """The fake upstream; a test module overrides this fixture to run a
+    misbehaving subclass, and every proxy fixture then fronts that one."""
+    async for fake in running_fake():
+        yield fake
+
+
+@pytest.fixture
+def ds2proxy_fake_upstream(fake_upstream: FakeDeepSeek) -> FakeDeepSeek:
+    return fake_upstream
 
 
 @pytest.fixture
