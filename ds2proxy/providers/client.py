@@ -124,8 +124,8 @@ async def sse_reads(response: aiohttp.ClientResponse, client: ProviderClient
             chunks = [c for c in map(_chunk, lines) if c is not None]
             if chunks:
                 yield chunks
-            if any(line.strip() == b"data: " + _DONE for line in lines):
-                return
+            if any(line.startswith(b"data: " + _DONE) for line in lines[-2:]):
+                return  # the end marker (the last line, maybe before a blank one)
     except (TimeoutError, asyncio.TimeoutError):
         raise client.timed_out() from None
     except aiohttp.ClientError as exc:
@@ -137,12 +137,20 @@ async def sse_reads(response: aiohttp.ClientResponse, client: ProviderClient
 
 
 def _chunk(line: bytes) -> dict[str, Any] | None:
-    line = line.strip()
-    if not line.startswith(b"data:"):
-        return None
-    payload = line[5:].strip()
+    if line.startswith(b"data: {"):  # the usual shape: JSON straight after one space
+        payload = line[6:]
+    else:
+        line = line.strip()
+        if not line.startswith(b"data:"):
+            return None
+        payload = line[5:].strip()
     if not payload or payload == _DONE:
         return None
+    return _parsed(payload)
+
+
+def _parsed(payload: bytes) -> dict[str, Any] | None:
+    """A chunk's JSON object; a provider's in-band error raises."""
     try:
         value = orjson.loads(payload)
     except orjson.JSONDecodeError:

@@ -122,7 +122,7 @@ class ChunkTranslator:
         """The events of one parsed chunk (or of a whole non-streamed message)."""
         out: list[TurnEvent] = []
         usage = data.get("usage")
-        if isinstance(usage, dict):
+        if usage:
             self.usage = _usage(usage)
         for choice in data.get("choices") or ():
             delta = choice.get("delta") or choice.get("message") or {}
@@ -135,6 +135,12 @@ class ChunkTranslator:
         return out
 
     def _delta(self, delta: dict[str, Any], out: list[TurnEvent]) -> None:
+        if len(delta) == 1 and "content" in delta and self._splitter is None:
+            content = delta["content"]  # the usual chunk: a piece of the answer
+            if type(content) is str and content:
+                self.text_parts.append(content)
+                out.append(TextDelta(content))
+            return
         reasoning = delta.get("reasoning_content") or delta.get("reasoning")
         if isinstance(reasoning, str) and reasoning:
             self.text_parts.append(reasoning)
