@@ -58,7 +58,8 @@ def body(model: str, stream: bool) -> dict:
 
 async def one(http: aiohttp.ClientSession, url: str, headers: dict) -> float:
     start = time.perf_counter()
-    async with http.post(url + "/chat/completions", json=body(SHORT, False), headers=headers) as resp:
+    async with http.post(url + "/chat/completions", json=body(SHORT, False),
+                         headers=headers) as resp:
         await resp.read()
         if resp.status != 200:
             raise RuntimeError(f"{url} answered {resp.status}")
