@@ -80,7 +80,51 @@ def test_a_custom_tool_gets_its_text_back():
                       ToolCallEnd(0)]
 
 
+def test_reasoning_none_ignores_the_field_and_keeps_tags_as_text():
+    translator = ChunkTranslator(think_tags=False, tools=[], reasoning_field=False)
+    events = translator.chunk({"choices": [{"delta": {"reasoning_content": "r",
+                                                      "content": "<think>x</think>y"}}]})
+    assert events == [TextDelta("<think>x</think>y")]
+
+
+def test_thinking_off_drops_reasoning_of_both_kinds():
+    translator = ChunkTranslator(think_tags=True, tools=[], keep_reasoning=False)
+    events = translator.chunk({"choices": [{"delta": {"reasoning_content": "r",
+                                                      "content": "<think>x</think>y"}}]})
+    assert events + translator.end() == [TextDelta("y")]
+
+
 def test_without_provider_usage_the_fallback_is_reported():
     translator = ChunkTranslator(think_tags=False, tools=[])
     translator.chunk({"choices": [{"delta": {"content": "x"}, "finish_reason": "length"}]})
     assert final_events(translator, Usage(7, 1)) == [Usage(7, 1), Finish("length")]
+
+
+async def test_an_error_chunk_ends_the_answer_without_quoting_the_key():
+    from ds2proxy.errors import UpstreamError
+    from ds2proxy.providers.client import ProviderClient, sse_reads
+    from ds2proxy.providers.settings import ProviderSettings
+    from ds2proxy.testing.fake_provider import FakeProvider
+
+    class ErrorChunk(FakeProvider):
+        async def chat(self, request):
+            from aiohttp import web
+            response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+            await response.prepare(request)
+            await response.write(b'data: {"choices": [{"delta": {"content": "a"}}]}\n\n'
+                                 b'data: {"error": {"message": "bad key sk-abcdef"}}\n\n')
+            return response
+
+    async with ErrorChunk() as fake:
+        client = ProviderClient(ProviderSettings("p", fake.base_url, api_key="sk-abcdef"))
+        try:
+            response = await client.open_chat({"model": "m", "messages": []})
+            seen = []
+            with pytest.raises(UpstreamError) as info:
+                async for chunks in sse_reads(response, client):
+                    seen += chunks
+            response.release()
+        finally:
+            await client.close()
+    assert [c["choices"][0]["delta"]["content"] for c in seen] == ["a"]
+    assert "sk-abcdef" not in info.value.detail and "bad key" in info.value.detail

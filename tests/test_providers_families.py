@@ -131,6 +131,13 @@ async def test_ollama(routed):
     assert tags[PROVIDER_MODEL] == "prov"
 
 
+async def test_thinking_turned_off_drops_the_providers_reasoning(routed):
+    routed.provider.enqueue(ProviderReply(text="plain", reasoning="hidden"))
+    client = ollama.AsyncClient(host=routed.url, headers=routed.headers())
+    response = await client.chat(model=PROVIDER_MODEL, messages=USER, think=False)
+    assert (response.message.content, response.message.thinking) == ("plain", None)
+
+
 @pytest.mark.parametrize("prefix", ["/api/v1", "/lm/v2"])
 async def test_seed_surfaces(routed, prefix):
     routed.provider.enqueue(ProviderReply(text=f"hi from {prefix}"))

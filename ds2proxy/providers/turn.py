@@ -64,8 +64,11 @@ class ProviderTurn:
     async def batches(self) -> AsyncIterator[list[TurnEvent]]:
         """Canonical events, a batch per socket read of the provider's stream."""
         assert self._response is not None
-        translator = ChunkTranslator(think_tags=self.client.settings.reasoning == "think_tags",
-                                     tools=self.chat.tools)
+        mode = self.client.settings.reasoning
+        # A client that turned thinking off gets no reasoning, whatever the provider sends.
+        translator = ChunkTranslator(think_tags=mode == "think_tags", tools=self.chat.tools,
+                                     reasoning_field=mode != "none",
+                                     keep_reasoning=self.chat.thinking is not False)
         try:
             async for chunks in sse_reads(self._response, self.client):
                 out: list[TurnEvent] = []
