@@ -128,3 +128,26 @@ async def test_an_error_chunk_ends_the_answer_without_quoting_the_key():
             await client.close()
     assert [c["choices"][0]["delta"]["content"] for c in seen] == ["a"]
     assert "sk-abcdef" not in info.value.detail and "bad key" in info.value.detail
+
+
+async def test_json_calls_share_the_chat_errors():
+    from ds2proxy.errors import UpstreamRateLimited
+    from ds2proxy.providers.client import ProviderClient
+    from ds2proxy.providers.settings import ProviderSettings
+    from ds2proxy.testing.fake_provider import FakeProvider
+    from ds2proxy.testing.provider_replies import ProviderReply
+
+    async with FakeProvider(["m1"], api_key="sk-json") as fake:
+        client = ProviderClient(ProviderSettings("p", fake.base_url, api_key="sk-json"))
+        try:
+            models = await client.call_json("GET", "/models")
+            vectors = await client.call_json("POST", "/embeddings",
+                                             {"model": "e", "input": ["a", "b"], "dimensions": 3})
+            fake.fail_embeddings(ProviderReply(status=429, retry_after="4"))
+            with pytest.raises(UpstreamRateLimited) as info:
+                await client.call_json("POST", "/embeddings", {"model": "e", "input": ["a"]})
+        finally:
+            await client.close()
+    assert [m["id"] for m in models["data"]] == ["m1"]
+    assert [len(v["embedding"]) for v in vectors["data"]] == [3, 3]
+    assert info.value.retry_after == 4 and fake.embedding_batches == [2]

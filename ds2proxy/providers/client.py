@@ -67,11 +67,29 @@ class ProviderClient:
 
     async def open_chat(self, body: dict[str, Any]) -> aiohttp.ClientResponse:
         """POST the body; the open 200 response, else the failure as a ProxyError."""
+        return await self._open("POST", "/chat/completions", body)
+
+    async def call_json(self, method: str, path: str, body: dict[str, Any] | None = None
+                        ) -> Any:
+        """One JSON call (``GET /models``, ``POST /embeddings`` …) with the
+        same errors as a chat; the decoded answer."""
+        response = await self._open(method, path, body)
+        try:
+            return orjson.loads(await response.read())
+        except (aiohttp.ClientError, TimeoutError, asyncio.TimeoutError):
+            raise UpstreamError(f"provider {self.name} broke off its answer") from None
+        except orjson.JSONDecodeError:
+            raise UpstreamError(f"provider {self.name} answered {path} with no JSON") from None
+        finally:
+            response.release()
+
+    async def _open(self, method: str, path: str, body: dict[str, Any] | None
+                    ) -> aiohttp.ClientResponse:
         timeout = self.settings.timeout_seconds
         try:
-            response = await self._session.post(
-                f"{self.settings.base_url}/chat/completions", data=orjson.dumps(body),
-                headers=self._headers,
+            response = await self._session.request(
+                method, f"{self.settings.base_url}{path}",
+                data=orjson.dumps(body) if body is not None else None, headers=self._headers,
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeout,
                                               sock_read=timeout))
         except (TimeoutError, asyncio.TimeoutError):
