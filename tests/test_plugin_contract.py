@@ -30,7 +30,8 @@ def test_the_context_offers_only_the_contract(ds2proxy_server):
     api = PluginContext(ds2proxy_server.core, "probe")
     assert {n for n in dir(api) if not n.startswith("_")} == CONTEXT_NAMES
     assert {n for n in dir(api.models) if not n.startswith("_")} == {
-        "aliases", "configured_aliases", "listed", "native", "natives"}
+        "aliases", "configured_aliases", "listed", "native", "natives", "owner",
+        "provider_models"}
     with pytest.raises(TypeError):
         api.settings["x"] = 1  # read-only
 

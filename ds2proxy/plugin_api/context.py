@@ -46,6 +46,7 @@ from .contract import (
 if TYPE_CHECKING:
     from ..core import Core
     from ..models import ModelCatalog
+    from ..providers.registry import Providers as ProviderCatalogue
 
 log = logging.getLogger("ds2proxy.plugins")
 
@@ -55,8 +56,9 @@ Route = tuple[str, str, Handler, Predicate | None, ErrorStyle]
 class CatalogueView:
     """The model catalogue, read-only (``api.models``)."""
 
-    def __init__(self, catalog: ModelCatalog) -> None:
+    def __init__(self, catalog: ModelCatalog, providers: ProviderCatalogue) -> None:
         self._catalog = catalog
+        self._providers = providers
 
     def natives(self) -> list[NativeModel]:
         return self._catalog.natives()
@@ -73,6 +75,14 @@ class CatalogueView:
     def configured_aliases(self) -> dict[str, str]:
         return self._catalog.configured_aliases()
 
+    def provider_models(self) -> list[tuple[str, str]]:
+        """``(model id, provider)`` of the models an upstream provider answers."""
+        return self._providers.listed()
+
+    def owner(self, name: str) -> str | None:
+        """The provider that answers ``name`` first; None when the pool does."""
+        return self._providers.owner(name)
+
 
 class PluginContext:
     """``api``: a plugin's whole view of the server (see the package docs)."""
@@ -83,7 +93,7 @@ class PluginContext:
         self._core = core
         self.name = name
         self._settings: Mapping[str, Any] = MappingProxyType(dict(settings or {}))
-        self.models = CatalogueView(core.models)
+        self.models = CatalogueView(core.models, core.providers)
         self._routes: list[Route] = []
         self._claims: list[Claim] = []
         self._names: list[tuple[str, str, bool]] = []

@@ -75,8 +75,17 @@ def alias_entries(api: PluginAPI) -> list[dict[str, Any]]:
         except InvalidRequest:
             continue
         native = api.models.native(resolved.native)
-        entries.append(model_entry(native, alias, label))
+        if native is not None:  # a name a provider answers is listed with its provider
+            entries.append(model_entry(native, alias, label))
     return entries
+
+
+def provider_entry(model_id: str, provider: str) -> dict[str, Any]:
+    """A model an upstream provider answers, owned by that provider."""
+    return {"id": model_id, "object": "model", "model": model_id, "created": CREATED_MS,
+            "owned_by": provider, "name": model_id,
+            "description": f"Answered by the provider {provider}", "support": "text",
+            "tip": model_id}
 
 
 class ModelRoutes:
@@ -90,7 +99,8 @@ class ModelRoutes:
         return json_response({
             "object": "list",
             "data": [*(model_entry(m) for m in self.api.models.natives()),
-                     *alias_entries(self.api)],
+                     *alias_entries(self.api),
+                     *(provider_entry(m, p) for m, p in self.api.models.provider_models())],
             "version": self.version, "provider": str(settings.get("provider") or "ds2proxy"),
             "name": str(settings.get("name") or "ds2proxy"),
             "default_locale": str(settings.get("default_locale") or "en-US"), "status": True, "time": CATALOGUE_DATE,

@@ -12,8 +12,8 @@ from ds2proxy.dialects import json_response
 CREATED = 1735689600  # fixed: the catalogue is static, so is its timestamp
 
 
-def model_object(model_id: str) -> dict[str, Any]:
-    return {"id": model_id, "object": "model", "created": CREATED, "owned_by": "deepseek",
+def model_object(model_id: str, owned_by: str = "deepseek") -> dict[str, Any]:
+    return {"id": model_id, "object": "model", "created": CREATED, "owned_by": owned_by,
             "permission": []}
 
 
@@ -23,6 +23,7 @@ class ModelRoutes:
 
     async def list(self, request: web.Request) -> web.Response:
         data = [model_object(m.id) for m in self.api.models.listed()]
+        data += [model_object(m, provider) for m, provider in self.api.models.provider_models()]
         return json_response({"object": "list", "data": data})
 
     async def get(self, request: web.Request) -> web.Response:
@@ -31,6 +32,9 @@ class ModelRoutes:
             resolved = self.api.resolve_model(name, family="openai")
         except InvalidRequest:
             raise ModelNotFound(name, status=404) from None
+        owner = self.api.models.owner(name)
+        if owner:
+            return json_response(model_object(name, owner))
         listed = {m.id for m in self.api.models.listed()}
         key = name.strip().lower()
         return json_response(model_object(key if key in listed else resolved.native))

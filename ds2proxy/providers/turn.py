@@ -1,0 +1,136 @@
+"""One chat turn served by an OpenAI-compatible provider.
+
+A provider configured with ``tools: false`` gets the tools written into
+the prompt and its answer shaped like a pool answer (:mod:`.emulate`).
+It offers what a pool :class:`~ds2proxy.pipeline.Turn` offers the dialects
+(``id``, ``created``, ``prompt_tokens``, :meth:`batches`, :meth:`collect`),
+so a plugin renders it without knowing who answered. The provider is always
+asked to stream; a non-stream client gets the collected result.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+import aiohttp
+
+from ..canonical import ChatRequest, TurnEvent, TurnResult, Usage
+from ..collect import TurnCollector
+from ..config import Config
+from ..errors import UpstreamError
+from ..tokens import count_tokens_async
+from .client import ProviderClient, sse_reads
+from .emulate import EmulatedTools, emulated_body
+from .request import chat_body
+from .stream import ChunkTranslator, final_events
+
+
+class ProviderTurn:
+    """A turn on ``client`` for the provider's ``model``."""
+
+    def __init__(self, client: ProviderClient, chat: ChatRequest, model: str,
+                 config: Config) -> None:
+        self.client = client
+        self.chat = chat
+        self.model = model
+        self.id = "chatcmpl-" + uuid.uuid4().hex
+        self.created = int(time.time())
+        self.prompt_tokens = 0
+        self.emitted = False
+        # A provider without native tools gets them written into one prompt.
+        self._emulate = (bool(chat.tools) and not client.settings.tools
+                         and chat.tool_choice.mode != "none")
+        self._config = config
+        self._body = (emulated_body(chat, config, model) if self._emulate
+                      else chat_body(chat, model, stream=True))
+        self._response: aiohttp.ClientResponse | None = None
+        self._reserved = False
+
+    @property
+    def label(self) -> str:
+        return f"{self.client.name}:{self.model}"
+
+    async def open(self) -> None:
+        """Reach the provider's 200 (a slot, then the request); the prompt is
+        counted for the dialects that announce it before the answer."""
+        self.client.reserve()
+        self._reserved = True
+        self.prompt_tokens = await count_tokens_async(_prompt_text(self._body))
+        self._response = await self.client.open_chat(self._body)
+
+    async def events(self) -> AsyncIterator[TurnEvent]:
+        async for batch in self.batches():
+            for event in batch:
+                yield event
+
+    async def batches(self) -> AsyncIterator[list[TurnEvent]]:
+        """Canonical events, a batch per socket read of the provider's stream."""
+        assert self._response is not None
+        mode = self.client.settings.reasoning
+        # A client that turned thinking off gets no reasoning, whatever the provider sends.
+        translator = ChunkTranslator(think_tags=mode == "think_tags", tools=self.chat.tools,
+                                     reasoning_field=mode != "none",
+                                     keep_reasoning=self.chat.thinking is not False)
+        emulator = (EmulatedTools(self.chat, self._config, self.prompt_tokens)
+                    if self._emulate else None)
+        try:
+            async for chunks in sse_reads(self._response, self.client):
+                out: list[TurnEvent] = []
+                for data in chunks:
+                    out += translator.chunk(data)
+                if emulator is not None:
+                    out = emulator.feed(out)
+                if out:
+                    self.emitted = True
+                    yield out
+            if translator.finish is None:
+                raise UpstreamError(f"provider {self.client.name} ended its answer early")
+            if emulator is not None:
+                tail = emulator.feed(translator.end()) + emulator.end(translator.usage)
+            else:
+                tail = translator.end() + final_events(translator,
+                                                       await self._counted(translator))
+            if translator.usage is not None:
+                self.prompt_tokens = translator.usage.prompt_tokens
+            self.emitted = True
+            yield tail
+        finally:
+            await self.aclose()
+
+    async def _counted(self, translator: ChunkTranslator) -> Usage:
+        """Our own count, for a provider that reports no usage."""
+        if translator.usage is not None:
+            return translator.usage
+        return Usage(self.prompt_tokens, await count_tokens_async("".join(translator.text_parts)))
+
+    async def collect(self) -> TurnResult:
+        collector = TurnCollector()
+        async for batch in self.batches():
+            for event in batch:
+                collector.add(event)
+        return collector.result(self.id)
+
+    async def aclose(self) -> None:
+        """Release the response and the provider slot (idempotent)."""
+        if self._response is not None:
+            self._response.release()
+            self._response = None
+        if self._reserved:
+            self._reserved = False
+            self.client.release()
+
+
+def _prompt_text(body: dict) -> str:
+    """The texts of the request's messages, for the prompt estimate."""
+    parts: list[str] = []
+    for message in body["messages"]:
+        content = message.get("content")
+        if isinstance(content, str):
+            parts.append(content)
+        elif isinstance(content, list):
+            parts += [p.get("text", "") for p in content if isinstance(p, dict)]
+        for call in message.get("tool_calls") or ():
+            parts.append(call["function"]["arguments"])
+    return "\n".join(parts)
