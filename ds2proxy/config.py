@@ -18,6 +18,7 @@ from .config_values import ConfigError, _choice, _get, _int, _num, check_proxy_u
 from .health.settings import HealthSettings, parse_health
 from .keyring import KeyConfig, KeyEntryError, parse_keys
 from .observe_settings import ObserveSettings, parse_observe
+from .state.settings import StateSettings, parse_state
 
 log = logging.getLogger("ds2proxy.config")
 
@@ -129,6 +130,7 @@ class Config:
     captures_limit: int = 20
     captures_max_body_bytes: int = 65536
     observe: ObserveSettings = field(default_factory=ObserveSettings)
+    state: StateSettings = field(default_factory=StateSettings)
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def key_named(self, secret: str) -> KeyConfig | None:
@@ -297,5 +299,6 @@ def parse_config(data: Any) -> Config:
         captures_limit=_int(data, "dev_captures.limit", 20, 1, 1000),
         captures_max_body_bytes=_int(data, "dev_captures.max_body_bytes", 65536, 256),
         observe=parse_observe(data),
+        state=parse_state(data),
         raw=data,
     )

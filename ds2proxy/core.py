@@ -38,6 +38,7 @@ from .tokens import warm_up
 from .scheduler import AccountPool
 from .sse import JSONArrayWriter, SSEWriter
 from .state import open_store
+from .state.redis_link import RedisLink
 from .turn_text import estimate_prompt_tokens
 from .upstream.cleanup import SessionJanitor
 from .upstream.client import DeepSeekClient
@@ -59,6 +60,8 @@ class Core:
         self.models = ModelCatalog(aliases=cfg.model_aliases, claude_mapping=cfg.claude_mapping,
                                    family_fallback=cfg.family_fallback)
         self.state = open_store(store.path)
+        # Shared state (leases, tokens, stored responses) when state.backend is redis.
+        self.link: RedisLink | None = RedisLink(cfg.state) if cfg.state.shared else None
         self.pool = AccountPool(cfg.accounts, cfg.runtime, HealthTracker(cfg.health, self.state))
         self.monitor = Monitor()
         self.passthrough = VerifiedTokens()
@@ -109,10 +112,14 @@ class Core:
         self.keeper = TokenKeeper(self.client, self.store, self.pool.health)
         self.janitor = SessionJanitor(self.client)
         await warm_up()
+        if self.link is not None:
+            await self.link.start()
         try:
             yield
         finally:
             try:
+                if self.link is not None:
+                    await self.link.close()
                 await self.store.settled()  # a write begun is finished before exit
                 await self.janitor.close()
                 await self.proxies.close()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,8 @@ from ds2proxy.app import CORE, RunningServer, create_app, start_server
 from ds2proxy.config_store import ConfigStore
 from ds2proxy.core import Core
 from ds2proxy.testing import FakeAccount, FakeDeepSeek
+from ds2proxy.testing.instances import Instances
+from ds2proxy.testing.redis_server import RedisServer
 
 REPO = Path(__file__).resolve().parents[1]
 # The shared folder sits beside the checkout (CI has it there too).
@@ -128,3 +130,38 @@ async def proxy_factory(fake_upstream: FakeDeepSeek, tmp_path: Path
 @pytest.fixture
 async def proxy(proxy_factory: ProxyFactory) -> Proxy:
     return await proxy_factory()
+
+
+# -- several instances on one Redis --------------------------------------------------
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    """A real redis-server on a free port, for this test only."""
+    with RedisServer() as server:
+        yield server
+
+
+def shared_config(fake: FakeDeepSeek, redis: RedisServer, overrides: dict | None = None
+                  ) -> dict[str, Any]:
+    """The test config with state on ``redis`` (small lease TTL, quick tests)."""
+    state = {"state": {"backend": "redis", "redis_url": redis.url, "lease_ttl_seconds": 3}}
+    return merge(merge(base_config(fake), state), overrides or {})
+
+
+@pytest.fixture
+async def instances(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[Instances]]]:
+    """``await instances(config, count)``: that many ds2proxy processes on one config."""
+    made: list[Instances] = []
+
+    async def start(config: dict[str, Any], count: int = 2) -> Instances:
+        group = Instances(tmp_path, config)
+        made.append(group)
+        await group.start(count)
+        return group
+
+    try:
+        yield start
+    finally:
+        for group in made:
+            group.close()
