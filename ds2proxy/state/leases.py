@@ -145,6 +145,8 @@ class RedisLeases:
                       ) -> tuple[str, str] | None:
         """(account, lease) for the first account in ``ordered`` with room, or
         None when the global limit or every account is full."""
+        if not self.link.ready:  # nothing sent, nothing to take back
+            raise StateUnavailable()
         lease = f"{self.instance}:{next(self._seq)}"
         keys = [self._global, *(self._key(a) for a in ordered)]
         try:
