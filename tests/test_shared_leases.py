@@ -129,6 +129,21 @@ async def test_release_while_redis_is_down_is_replayed(redis_server: RedisServer
     assert await live_leases(a) == 0
 
 
+async def test_leases_in_use_count_again_after_redis_restarts_empty(
+        redis_server: RedisServer, pools) -> None:
+    a = await pools()
+    lease = await a.acquire()
+    await redis_server.astop()
+    await until(lambda: not a.shared.link.ready)
+    await redis_server.astart()  # no persistence: every lease is gone
+    async with asyncio.timeout(10):
+        while not (a.shared.link.ready and await live_leases(a) == 1):
+            await asyncio.sleep(0.05)
+    lease.release()
+    await until(lambda: not a.shared._tasks)
+    assert await live_leases(a) == 0
+
+
 # -- the stored-response contract, on both backends ---------------------------------
 
 

@@ -77,18 +77,25 @@ end
 return n
 """
 
-# ARGV: ttl ms, channel, sender, waiting here (1/0), then (account index,
-# lease) pairs to renew; accounts: every account. Renewal never resurrects a
-# lease already gone (XX). Returns the global count, then each account's.
+# ARGV: ttl ms, channel, sender, waiting here (1/0), 'XX' or 'restore', then
+# (account index, lease) pairs; accounts: every account. Renewal never
+# resurrects a lease already gone (XX); 'restore' re-adds the leases in use
+# here after Redis came back empty. Returns the global count, then each
+# account's.
 RENEW = _NOW + """
 local reaped = 0
 for i = 3, #KEYS do reaped = reaped + redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now) end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 local expiry = now + tonumber(ARGV[1])
 if ARGV[4] == '1' then redis.call('ZADD', KEYS[2], expiry, ARGV[3]) end
-for j = 5, #ARGV, 2 do
-  redis.call('ZADD', KEYS[tonumber(ARGV[j]) + 2], 'XX', expiry, ARGV[j + 1])
-  redis.call('ZADD', KEYS[1], 'XX', expiry, ARGV[j + 1])
+for j = 6, #ARGV, 2 do
+  if ARGV[5] == 'XX' then
+    redis.call('ZADD', KEYS[tonumber(ARGV[j]) + 2], 'XX', expiry, ARGV[j + 1])
+    redis.call('ZADD', KEYS[1], 'XX', expiry, ARGV[j + 1])
+  else
+    redis.call('ZADD', KEYS[tonumber(ARGV[j]) + 2], expiry, ARGV[j + 1])
+    redis.call('ZADD', KEYS[1], expiry, ARGV[j + 1])
+  end
 end
 if reaped > 0 then redis.call('PUBLISH', ARGV[2], '* ' .. reaped) end
 local counts = {redis.call('ZCARD', KEYS[1])}
@@ -138,6 +145,9 @@ class RedisLeases:
         self._waiting = waiting
         self.link.subscribe(self.channel, self._on_freed)
         self.link.on_up(self._replay)
+        # Redis may have restarted empty: streams running here count again. A
+        # lease released meanwhile may come back, unrenewed: it expires.
+        self.link.on_up(lambda: self.renew("restore"))
         self.link.on_up(wake_all)
         self.link.on_down(wake_all)
         self._renewer = asyncio.create_task(self._renew_forever(), name="ds2proxy-lease-renew")
@@ -201,7 +211,7 @@ class RedisLeases:
         keys = self._keys(accounts)
         try:
             freed = await self.link.call(lambda: self._release(
-                keys=keys, args=[lease, self.channel, self.instance]), check=False)
+                keys=keys, args=[lease, self.channel, self.instance]))
         except StateUnavailable:
             return  # kept in _unreleased: replayed when Redis is back
         self._unreleased.pop(lease, None)
@@ -219,8 +229,9 @@ class RedisLeases:
 
     # -- renewal and wake-ups ----------------------------------------------------------
 
-    async def renew(self) -> None:
-        """Renew the leases held here, reap expired ones, refresh the counts."""
+    async def renew(self, mode: str = "XX") -> None:
+        """Renew the leases held here, reap expired ones, refresh the counts
+        (``mode="restore"``: also re-add held leases Redis has lost)."""
         accounts = self._accounts
         index = {a: i + 1 for i, a in enumerate(accounts)}
         pairs = [x for lease, acc in self._held.items() if acc in index
@@ -228,7 +239,8 @@ class RedisLeases:
         keys = self._keys(accounts)
         waiting = "1" if self._waiting() else "0"
         counts = await self.link.call(lambda: self._renew(
-            keys=keys, args=[self.ttl_ms, self.channel, self.instance, waiting, *pairs]))
+            keys=keys, args=[self.ttl_ms, self.channel, self.instance, waiting, mode,
+                             *pairs]))
         self.total = int(counts[0])
         self.counts = {a: int(n) for a, n in zip(accounts, counts[1:])}
 
