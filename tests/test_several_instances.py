@@ -116,6 +116,22 @@ async def stored_response_roundtrip(fake_upstream: FakeDeepSeek, on_a: openai.As
         await on_a.responses.retrieve(created.id)
 
 
+async def test_refreshed_token_is_used_by_every_instance(fake_upstream: FakeDeepSeek,
+                                                        redis_server: RedisServer,
+                                                        instances) -> None:
+    group = await instances(shared_config(fake_upstream, redis_server), 2)
+    a, b = group.running
+    email = ACCOUNTS[0][0]
+    pin = {"X-Ds2-Target-Account": email}
+    for inst in (a, b):
+        assert (await chat(inst, "first", **pin)).endswith("first")
+    fake_upstream.revoke_tokens(email)  # the shared token is refused from now on
+    for inst in (a, b):  # A logs in again; B takes A's new token
+        assert (await chat(inst, "again", **pin)).endswith("again")
+    logins = [c.account for c in fake_upstream.calls_to("users/login")]
+    assert logins == [email, email]
+
+
 async def test_killed_instance_leases_are_reclaimed(fake_upstream: FakeDeepSeek,
                                                    redis_server: RedisServer, instances,
                                                    redis_client: aioredis.Redis) -> None:
