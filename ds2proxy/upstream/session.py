@@ -11,6 +11,7 @@ once and retry" around any endpoint call.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -28,6 +29,7 @@ from ..errors import (
 )
 from ..health import HealthTracker
 from ..scheduler import AccountState, Lease
+from ..state.errors import StateUnavailable
 from ..state.tokens import SharedTokens
 from .client import DeepSeekClient, UpstreamCallError
 
@@ -114,7 +116,8 @@ class TokenKeeper:
                     await shared.put(ident, token)
                     return token
                 finally:
-                    await shared.unlock(ident)
+                    with contextlib.suppress(StateUnavailable):  # it expires by itself
+                        await shared.unlock(ident)
             if time.monotonic() >= deadline:
                 raise LoginFailed(ACCOUNT_UNUSABLE, account=ident,
                                   detail="timed out waiting for another instance's login")
