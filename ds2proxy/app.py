@@ -37,6 +37,10 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def readyz(request: web.Request) -> web.Response:
     state = request.app[READY]
+    link = request.app[CORE].link
+    if state.get("ready") and link is not None and not link.ready:
+        return web.json_response({"status": "not_ready", "reason": "redis is unreachable"},
+                                 status=503)
     if state.get("ready"):
         return web.json_response({"status": "ready"})
     return web.json_response({"status": "not_ready", "reason": state.get("reason", "starting")},

@@ -22,6 +22,7 @@ from .config_store import DEMO, ConfigStore
 from .observe_settings import LOG_FORMATS
 from .loopback import is_loopback_host
 from .pow.solver import default_solver
+from .state.redis_link import RedisMissing
 
 log = logging.getLogger("ds2proxy")
 
@@ -141,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     logfmt.configure(args.log_format or "text", args.log_level)
     try:
         asyncio.run(run(args))
-    except (ConfigError, UnsafeListen) as exc:
+    except (ConfigError, UnsafeListen, RedisMissing) as exc:
         print(f"ds2proxy: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:

@@ -19,6 +19,7 @@ from .health.settings import HealthSettings, parse_health
 from .keyring import KeyConfig, KeyEntryError, parse_keys
 from .observe_settings import ObserveSettings, parse_observe
 from .providers.settings import ModelRoute, ProviderSettings, parse_model_routes, parse_providers
+from .state.settings import StateSettings, parse_state
 
 log = logging.getLogger("ds2proxy.config")
 
@@ -132,6 +133,7 @@ class Config:
     observe: ObserveSettings = field(default_factory=ObserveSettings)
     providers: tuple[ProviderSettings, ...] = ()
     model_routes: tuple[ModelRoute, ...] = ()
+    state: StateSettings = field(default_factory=StateSettings)
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def key_named(self, secret: str) -> KeyConfig | None:
@@ -306,5 +308,6 @@ def parse_config(data: Any) -> Config:
         observe=parse_observe(data),
         providers=providers,
         model_routes=parse_model_routes(data, providers),
+        state=parse_state(data),
         raw=data,
     )

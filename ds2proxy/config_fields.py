@@ -54,6 +54,7 @@ SCHEMA: dict[str, Any] = {
               "retention_hourly_days": ANY, "log_bodies": ANY, "log_body_max_bytes": ANY},
     "metrics": {"enabled": ANY, "token": ANY},
     "log": {"format": ANY},
+    "state": {"backend": ANY, "redis_url": ANY, "key_prefix": ANY, "lease_ttl_seconds": ANY},
     "plugins": ANY,
     "providers": ANY,  # checked per item against PROVIDER_FIELDS
     "model_routes": ANY,

@@ -1,6 +1,9 @@
 """The account pool: leases, per-account and global in-flight limits, a
 bounded FIFO wait queue, account health and pacing, and 429 when full.
 
+With a :class:`SharedLeases` store (Redis), the in-flight limits count every
+instance's leases and a release anywhere wakes waiters here.
+
 Every request that uses a managed account holds exactly one :class:`Lease`
 while it talks to the upstream. Leases are released in ``finally`` blocks by
 their holders; :meth:`Lease.release` is idempotent so a double release on an
@@ -16,6 +19,8 @@ import math
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from collections.abc import Callable
+from typing import Protocol
 
 from .config import AccountConfig, RuntimeSettings, normalise_mobile
 from .errors import (
@@ -63,14 +68,32 @@ class Limits:
         return cls(runtime.account_max_inflight, queue, glob)
 
 
+class SharedLeases(Protocol):
+    """In-flight counts kept for several instances (``state.backend: redis``,
+    :class:`ds2proxy.state.leases.RedisLeases`). Without one, the pool counts
+    in this process alone, exactly as a single instance always has."""
+
+    recheck_seconds: float
+    total: int
+
+    def start(self, accounts: list[str], wake: Callable[[int], None],
+              wake_all: Callable[[], None], waiting: Callable[[], int]) -> None: ...
+    def configure(self, accounts: list[str]) -> None: ...
+    async def acquire(self, ordered: list[str], per_account: int, global_limit: int
+                      ) -> tuple[str, str] | None: ...
+    def release(self, account: str, lease: str) -> None: ...
+    async def close(self) -> None: ...
+
+
 class Lease:
     """One slot on one account; release exactly once (extra calls are no-ops)."""
 
-    __slots__ = ("account", "_pool", "_released")
+    __slots__ = ("account", "shared_id", "_pool", "_released")
 
-    def __init__(self, pool: AccountPool, account: AccountState) -> None:
+    def __init__(self, pool: AccountPool, account: AccountState, shared_id: str = "") -> None:
         self._pool = pool
         self.account = account
+        self.shared_id = shared_id  # the lease's name in the shared store, if any
         self._released = False
 
     @property
@@ -80,7 +103,7 @@ class Lease:
     def release(self) -> None:
         if not self._released:
             self._released = True
-            self._pool._release(self.account)
+            self._pool._release(self.account, self.shared_id)
 
 
 class AccountPool:
@@ -95,7 +118,14 @@ class AccountPool:
         self._inflight = 0
         self._queue_timeout = runtime.queue_timeout_seconds
         self.limits = Limits.from_runtime(runtime, len(accounts))
+        self.shared: SharedLeases | None = None
         self.configure(accounts, runtime)
+
+    def share(self, leases: SharedLeases) -> None:
+        """Count leases in a store shared by every instance (state.backend: redis)."""
+        self.shared = leases
+        leases.start(list(self._accounts), self._wake_some, self._wake_all,
+                     lambda: len(self._waiters))
 
     # -- configuration -----------------------------------------------------
 
@@ -119,6 +149,8 @@ class AccountPool:
         self.health.forget_except(fresh)
         self.limits = Limits.from_runtime(runtime, len(accounts))
         self._queue_timeout = runtime.queue_timeout_seconds
+        if self.shared is not None:
+            self.shared.configure(list(fresh))
         self._wake_all()
 
     def configure_health(self, settings: HealthSettings) -> None:
@@ -168,9 +200,14 @@ class AccountPool:
         deadline = time.monotonic() + self._queue_timeout
         queued = False
         while True:
-            state = self._pick(pinned, exclude)
-            if state is not None:
-                return self._grant(state)
+            if self.shared is None:
+                state = self._pick(pinned, exclude)
+                if state is not None:
+                    return self._grant(state)
+            else:
+                granted = await self._pick_shared(pinned, exclude)
+                if granted is not None:
+                    return self._grant(*granted)
             candidates = self._candidates(pinned, exclude)
             if not candidates:
                 raise RateLimited("no untried account is available", retry_after=5)
@@ -179,6 +216,8 @@ class AccountPool:
                 raise RateLimited("all accounts are busy and the wait queue is full",
                                   retry_after=self._retry_after(wake_in))
             queued = True
+            if self.shared is not None:  # a missed wake-up costs one recheck period
+                wake_in = min(wake_in or self.shared.recheck_seconds, self.shared.recheck_seconds)
             await self._wait(deadline, wake_in)
 
     def _candidates(self, pinned: AccountState | None, exclude: frozenset[str]
@@ -209,6 +248,26 @@ class AccountPool:
                 first = first or state
         return first
 
+    async def _pick_shared(self, pinned: AccountState | None, exclude: frozenset[str]
+                           ) -> tuple[AccountState, str] | None:
+        """As :meth:`_pick`, but the in-flight counts are every instance's:
+        the shared store takes the first account of this order with room."""
+        assert self.shared is not None
+        order = [pinned] if pinned is not None else [
+            self._accounts[i] for i in self._lru if i not in exclude]
+        ready = [s for s in order if self.health.eligible(s.identifier)
+                 and self.pacer.ready(s.identifier)]
+        ready.sort(key=lambda s: not s.token)  # stable: token holders first, LRU kept
+        if not ready:
+            return None
+        got = await self.shared.acquire([s.identifier for s in ready], self.limits.per_account,
+                                        self.limits.global_inflight)
+        if got is None or got[0] not in self._accounts:
+            if got is not None:
+                self.shared.release(*got)
+            return None
+        return self._accounts[got[0]], got[1]
+
     def _blocked(self, candidates: list[AccountState]) -> float | None:
         """Why nothing could be leased: raise when waiting cannot help, else
         the seconds until a cooldown or a pacing gap ends (None: wait for a
@@ -238,14 +297,14 @@ class AccountPool:
         return RateLimited("every upstream account is cooling down after upstream errors",
                            retry_after=retry, code="accounts_cooling_down")
 
-    def _grant(self, state: AccountState) -> Lease:
+    def _grant(self, state: AccountState, shared_id: str = "") -> Lease:
         state.inflight += 1
         self._lru.pop(state.identifier, None)
         self._lru[state.identifier] = None  # now the most recently used
         self._inflight += 1
         self.health.granted(state.identifier)
         self.pacer.started(state.identifier)
-        return Lease(self, state)
+        return Lease(self, state, shared_id)
 
     async def _wait(self, deadline: float, wake_in: float | None) -> None:
         """Wait for a release, a health change or ``wake_in`` seconds; 429 at the deadline."""
@@ -269,7 +328,9 @@ class AccountPool:
             if fut in self._waiters:
                 self._waiters.remove(fut)
 
-    def _release(self, state: AccountState) -> None:
+    def _release(self, state: AccountState, shared_id: str = "") -> None:
+        if shared_id and self.shared is not None:
+            self.shared.release(state.identifier, shared_id)
         state.inflight = max(0, state.inflight - 1)
         self._inflight = max(0, self._inflight - 1)
         self.health.released(state.identifier)
@@ -281,6 +342,11 @@ class AccountPool:
             if not fut.done():
                 fut.set_result(None)
                 return
+
+    def _wake_some(self, count: int) -> None:
+        """Capacity freed on another instance: wake the ``count`` longest waiting."""
+        for _ in range(count):
+            self._wake_one()
 
     def _wake_all(self) -> None:
         while self._waiters:
@@ -297,6 +363,7 @@ class AccountPool:
 
     @property
     def inflight(self) -> int:
+        """Leases held by this instance."""
         return self._inflight
 
     @property
@@ -316,7 +383,7 @@ class AccountPool:
         return {
             "available": len(usable),
             "free_slots": min(slots, global_left),
-            "in_use": self._inflight,
+            "in_use": self._inflight if self.shared is None else self.shared.total,
             "total": total,
             "available_accounts": [s.identifier for s in usable],
             "in_use_accounts": busy,

@@ -9,8 +9,9 @@ through ``await asyncio.to_thread(...)`` (or use the async clients).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,6 +27,8 @@ from ds2proxy.testing.pytest_plugin import (  # noqa: F401 - re-exported to the 
     running_fake,
 )
 from ds2proxy.testing.pytest_plugin import RunningProxy as Proxy
+from ds2proxy.testing.instances import Instances
+from ds2proxy.testing.redis_server import RedisServer
 
 REPO = Path(__file__).resolve().parents[1]
 # The shared folder sits beside the checkout (CI has it there too).
@@ -61,3 +64,38 @@ async def proxy_factory(ds2proxy_factory: ProxyFactory) -> ProxyFactory:
 @pytest.fixture
 async def proxy(ds2proxy_server: Proxy) -> Proxy:
     return ds2proxy_server
+
+
+# -- several instances on one Redis --------------------------------------------------
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    """A real redis-server on a free port, for this test only."""
+    with RedisServer() as server:
+        yield server
+
+
+def shared_config(fake: FakeDeepSeek, redis: RedisServer, overrides: dict | None = None
+                  ) -> dict[str, Any]:
+    """The test config with state on ``redis`` (small lease TTL, quick tests)."""
+    state = {"state": {"backend": "redis", "redis_url": redis.url, "lease_ttl_seconds": 3}}
+    return merge(merge(base_config(fake), state), overrides or {})
+
+
+@pytest.fixture
+async def instances(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[Instances]]]:
+    """``await instances(config, count)``: that many ds2proxy processes on one config."""
+    made: list[Instances] = []
+
+    async def start(config: dict[str, Any], count: int = 2) -> Instances:
+        group = Instances(tmp_path, config)
+        made.append(group)
+        await group.start(count)
+        return group
+
+    try:
+        yield start
+    finally:
+        for group in made:
+            group.close()

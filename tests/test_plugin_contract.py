@@ -22,7 +22,7 @@ CONTEXT_NAMES = {
     "embeddings", "errors", "json_array", "models", "name", "ndjson", "note_usage",
     "on_settings", "on_shutdown", "on_startup", "prompt_tokens", "read_json",
     "register_alias", "register_model", "relay", "require_api", "resolve_model",
-    "responses_ttl_seconds", "route", "settings", "sse", "turn",
+    "responses_ttl_seconds", "route", "settings", "shared_responses", "sse", "turn",
 }
 
 

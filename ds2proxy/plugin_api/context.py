@@ -39,6 +39,7 @@ from .contract import (
     SettingsCheck,
     SettingsListener,
     SSEWriter,
+    StoredResponses,
     StreamWriter,
     Turn,
 )
@@ -165,6 +166,12 @@ class PluginContext:
     def responses_ttl_seconds(self) -> int:
         """How long stored responses are kept (``responses.store_ttl_seconds``)."""
         return self._core.config.responses_ttl_seconds
+
+    @property
+    def shared_responses(self) -> StoredResponses | None:
+        """The stored-response store every instance shares (``state.backend:
+        redis``); None when each process keeps its own."""
+        return self._core.shared_responses
 
     # -- per request ---------------------------------------------------------------------
 

@@ -162,6 +162,32 @@ class ModelCatalogue(Protocol):
         ...
 
 
+class StoredEntry(Protocol):
+    """One stored response and the conversation a follow-up continues."""
+
+    @property
+    def response(self) -> dict[str, Any]:
+        ...
+
+    @property
+    def history(self) -> list[Any]:
+        ...
+
+
+class StoredResponses(Protocol):
+    """The store several instances share for ``/v1/responses`` (owner-scoped,
+    expiring with ``responses.store_ttl_seconds``)."""
+
+    async def keep(self, owner: str, response: dict[str, Any], input_items: list[Any]) -> None:
+        ...
+
+    async def fetch(self, owner: str, response_id: str) -> StoredEntry | None:
+        ...
+
+    async def drop(self, owner: str, response_id: str) -> bool:
+        ...
+
+
 __all__ = [
     "API_VERSION", "DEFAULT_DIMENSIONS", "ERROR_STYLES",
     "AttachmentPart", "AuthenticationFailed", "Caller", "ChatRequest", "Citation",
@@ -171,7 +197,8 @@ __all__ = [
     "ModelNotFound", "NDJSONWriter", "NativeModel", "NotFound", "NotImplementedFeature",
     "Part", "PayloadTooLarge", "PermissionDenied", "Predicate", "ProxyError", "RateLimited",
     "ReasoningDelta", "ReasoningPart", "Renderer", "ResolvedModel", "ResponseFormat", "Role",
-    "SSEWriter", "SettingsCheck", "SettingsListener", "StreamWriter", "TextDelta",
+    "SSEWriter", "SettingsCheck", "SettingsListener", "StoredEntry", "StoredResponses",
+    "StreamWriter", "TextDelta",
     "TextPart", "ToolCall", "ToolCallArgs", "ToolCallEnd", "ToolCallStart", "ToolChoice",
     "ToolResult", "ToolSpec", "Turn", "TurnEvent", "TurnResult", "Usage",
     "anthropic_error_body", "google_error_body", "openai_error_body",

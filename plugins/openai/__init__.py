@@ -33,6 +33,7 @@ def register(api: PluginAPI) -> None:
         ("POST", "/chat/completions", chat.completions),
         ("POST", "/responses", responses.create),
         ("GET", "/responses/{response_id}", responses.get),
+        ("DELETE", "/responses/{response_id}", responses.delete),
         ("POST", "/embeddings", EmbeddingRoutes(api).create),
     )
     api.claim_paths("/v1", errors=api.errors.openai)

@@ -1,0 +1,195 @@
+"""The one connection to Redis an instance owns, and whether it is usable.
+
+Every call goes through :meth:`RedisLink.call` with a deadline, so a slow or
+dead Redis costs a request at most ``CALL_TIMEOUT`` seconds and then a
+:class:`StateUnavailable` (a 503), never a hang; the client library's socket
+I/O is asyncio, so the event loop is never blocked. A watchdog pings Redis
+every second: it flips :attr:`ready` (what ``/readyz`` reports), and when the
+server comes back it reconnects and tells the subscribers (``on_up``) so
+they can replay what they could not send. Pub/sub messages are dispatched
+to handlers by channel from one listener task that resubscribes after a
+reconnect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from .errors import StateUnavailable
+from .settings import StateSettings, masked_url
+
+try:  # the optional extra: ``pip install 'ds2proxy[redis]'``
+    import redis.asyncio as aioredis
+    from redis.exceptions import RedisError
+except ImportError:  # pragma: no cover - exercised by the start-up check
+    aioredis = None  # type: ignore[assignment]
+    RedisError = OSError  # type: ignore[assignment,misc]
+
+log = logging.getLogger("ds2proxy.state")
+
+T = TypeVar("T")
+CALL_TIMEOUT = float(os.environ.get("DS2PROXY_REDIS_TIMEOUT", "2.0"))
+PING_EVERY = 1.0
+MISSING_EXTRA = ("state.backend is 'redis' but the redis client library is not installed; "
+                 "install it with: pip install 'ds2proxy[redis]'")
+
+Handler = Callable[[str], None]
+Hook = Callable[[], Awaitable[None] | None]
+
+
+class RedisMissing(RuntimeError):
+    """``state.backend: redis`` without the ``redis`` extra installed."""
+
+
+def require_client() -> None:
+    """Fail at start-up, naming the extra, when the client library is absent."""
+    if aioredis is None:
+        raise RedisMissing(MISSING_EXTRA)
+
+
+class RedisLink:
+    def __init__(self, settings: StateSettings) -> None:
+        require_client()
+        self.settings = settings
+        self.prefix = settings.key_prefix
+        self.ready = False
+        self.client = aioredis.from_url(
+            settings.redis_url, socket_timeout=CALL_TIMEOUT,
+            socket_connect_timeout=CALL_TIMEOUT, health_check_interval=5,
+            decode_responses=False)
+        self._handlers: dict[str, list[Handler]] = {}
+        self._on_up: list[Hook] = []
+        self._on_down: list[Hook] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._subscribed = asyncio.Event()
+
+    def key(self, *parts: str) -> str:
+        return self.prefix + ":".join(parts)
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect (an unreachable Redis is not fatal: not ready until it answers)."""
+        await self._probe()
+        if not self.ready:
+            log.warning("redis at %s is unreachable; not ready until it answers",
+                        masked_url(self.settings.redis_url))
+        self._tasks = [asyncio.create_task(self._watch(), name="ds2proxy-redis-watch"),
+                       asyncio.create_task(self._listen(), name="ds2proxy-redis-listen")]
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks = []
+        with contextlib.suppress(Exception):
+            await self.client.aclose()
+
+    def on_up(self, hook: Hook) -> None:
+        """``hook()`` runs each time Redis answers again after being unreachable."""
+        self._on_up.append(hook)
+
+    def on_down(self, hook: Hook) -> None:
+        self._on_down.append(hook)
+
+    def subscribe(self, channel: str, handler: Handler) -> None:
+        """``handler(payload)`` for every message on ``channel`` (a full key)."""
+        self._handlers.setdefault(channel, []).append(handler)
+        self._subscribed.set()
+
+    # -- calls -------------------------------------------------------------------------
+
+    async def call(self, make: Callable[[], Awaitable[T]], *, timeout: float | None = None,
+                   check: bool = True) -> T:
+        """Run one Redis command (``make()``) under a deadline; StateUnavailable
+        when Redis is known down, times out, or the connection fails."""
+        if check and not self.ready:
+            raise StateUnavailable()
+        try:
+            async with asyncio.timeout(timeout or CALL_TIMEOUT):
+                return await make()
+        except (TimeoutError, RedisError, OSError) as exc:
+            await self._mark_down(exc)
+            raise StateUnavailable() from None
+
+    async def publish(self, channel: str, payload: str) -> None:
+        await self.call(lambda: self.client.publish(channel, payload))
+
+    # -- the watchdog and the listener ---------------------------------------------
+
+    async def _probe(self) -> None:
+        try:
+            async with asyncio.timeout(CALL_TIMEOUT):
+                await self.client.ping()
+        except (TimeoutError, RedisError, OSError) as exc:
+            await self._mark_down(exc)
+            return
+        if not self.ready:
+            self.ready = True
+            log.info("redis at %s is reachable", masked_url(self.settings.redis_url))
+            await _run_hooks(self._on_up)
+
+    async def _mark_down(self, exc: BaseException) -> None:
+        if self.ready:
+            self.ready = False
+            log.warning("redis became unreachable (%s); answering 503 until it is back",
+                        type(exc).__name__)
+            await _run_hooks(self._on_down)
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(PING_EVERY)
+            await self._probe()
+
+    async def _listen(self) -> None:
+        """Deliver pub/sub messages; reconnect and resubscribe after a failure."""
+        await self._subscribed.wait()
+        while True:
+            pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+            subscribed: set[str] = set()
+            try:
+                while True:
+                    if missing := set(self._handlers) - subscribed:  # added since
+                        await pubsub.subscribe(*missing)
+                        subscribed |= missing
+                    message = await pubsub.get_message(timeout=PING_EVERY)
+                    if message is not None:
+                        self._dispatch(message)
+            except (TimeoutError, RedisError, OSError) as exc:
+                await self._mark_down(exc)
+                await asyncio.sleep(PING_EVERY / 2)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+
+    def _dispatch(self, message: dict[str, Any]) -> None:
+        channel = _text(message.get("channel"))
+        payload = _text(message.get("data"))
+        for handler in self._handlers.get(channel, ()):
+            try:
+                handler(payload)
+            except Exception:  # a handler's bug must not stop delivery to the others
+                log.exception("redis message handler failed on %s", channel)
+
+
+async def _run_hooks(hooks: list[Hook]) -> None:
+    for hook in hooks:
+        try:
+            result = hook()
+            if asyncio.iscoroutine(result):
+                await result
+        except StateUnavailable:
+            continue  # down again already; the next hook may not need Redis
+        except Exception:
+            log.exception("redis state hook failed")
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value or "")
