@@ -34,6 +34,7 @@ from .monitor import Monitor
 from .ndjson import Heartbeat, NDJSONWriter
 from .passthrough import VerifiedTokens, needs_check
 from .pipeline import Turn
+from .providers.embeddings_client import ProviderEmbeddings, target_of
 from .tokens import warm_up
 from .scheduler import AccountPool
 from .sse import JSONArrayWriter, SSEWriter
@@ -188,10 +189,16 @@ class Core:
             record.model = record.model or model[:100]
             record.prompt_tokens, record.completion_tokens = prompt_tokens, completion_tokens
 
-    def embeddings(self, dimensions: int) -> EmbeddingProvider | None:
-        """The configured embeddings provider for vectors of ``dimensions``
-        (None when ``embeddings.provider`` names none)."""
-        return provider_for(self.config.embeddings_provider, dimensions)
+    def embeddings(self, dimensions: int | None, model: str = "") -> EmbeddingProvider | None:
+        """The configured embeddings engine for vectors of ``dimensions`` (None:
+        the engine's own size) of ``model`` (overridden by ``embeddings.model``);
+        None when ``embeddings.provider`` names none."""
+        cfg = self.config
+        provider = cfg.provider_named(cfg.embeddings_provider)
+        if provider is None or self.http is None:
+            return provider_for(cfg.embeddings_provider, dimensions)
+        return ProviderEmbeddings(self.http, target_of(provider),
+                                  cfg.embeddings_model or model, dimensions)
 
     async def prompt_tokens(self, chat: ChatRequest) -> int:
         """Prompt tokens a turn for ``chat`` would report (for count_tokens

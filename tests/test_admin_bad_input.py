@@ -157,7 +157,7 @@ def valid_settings_form(page: str) -> dict[str, str]:
     form = {p: re.search(rf'name="{re.escape(p)}" value="([^"]*)"', page).group(1)
             for p, s in settings.SETTINGS.items() if s.kind in ("int", "float", "text")}
     form.update({"toolcall.mode": "feature_match", "toolcall.early_emit_confidence": "high",
-                 "search.citation_style": "raw", "embeddings.provider": "deterministic",
+                 "search.citation_style": "raw", "embeddings.provider": "testing",
                  "upstream.session_cleanup": "none", "auth.allow_passthrough": "on"})
     return form
 

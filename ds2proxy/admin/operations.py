@@ -26,6 +26,8 @@ from ..plugin_api import PluginInfo
 from . import edits, probes, settings
 from .credentials import AdminCredentials
 from .masking import mask_tree, masked_account, masked_key, without_admin_secrets
+from .provider_edits import masked_provider
+from .provider_ops import ProviderOps
 from .responses import FieldErrors
 
 if TYPE_CHECKING:
@@ -66,6 +68,7 @@ class AdminOps:
         self.captures = captures
         self.plugins = plugins
         self.last_tests: dict[str, dict[str, Any]] = {}
+        self.providers = ProviderOps(self)
 
     # -- the one way to write ------------------------------------------------------------
 
@@ -85,6 +88,9 @@ class AdminOps:
         cfg = self.core.config
         view["keys"] = [masked_key(k) for k in cfg.keys]
         view["accounts"] = [self.account_view(a) for a in cfg.accounts]
+        if isinstance(doc.get("providers"), list):
+            view["providers"] = [masked_provider(p) for p in doc["providers"]
+                                 if isinstance(p, dict)]
         return view
 
     async def replace_lists(self, body: dict[str, Any]) -> None:

@@ -8,7 +8,6 @@ from typing import Any
 from aiohttp import web
 
 from ds2proxy.canonical import ChatRequest
-from ds2proxy.embeddings import DEFAULT_DIMENSIONS
 from ds2proxy.errors import InvalidRequest, NotImplementedFeature
 from ds2proxy.formats import json_response
 from ds2proxy.relay import relay
@@ -66,16 +65,18 @@ class EmbedRoutes:
     async def embed(self, request: web.Request) -> web.Response:
         clock = Clock()
         texts, body = await self._read(request, "input")
-        vectors = await self._provider(body.get("dimensions")).embed(texts)
-        tokens = sum([await count_tokens_async(t) for t in texts])
+        embedded = await self._provider(body.get("dimensions"), body).embed_counted(texts)
+        vectors, tokens = embedded.vectors, embedded.prompt_tokens
+        if tokens is None:
+            tokens = sum([await count_tokens_async(t) for t in texts])
         durations = clock.durations()
         return json_response({"model": model_name(body), "embeddings": vectors,
                               "total_duration": durations["total_duration"],
                               "load_duration": 0, "prompt_eval_count": tokens})
 
     async def embeddings(self, request: web.Request) -> web.Response:
-        texts, _ = await self._read(request, "prompt")
-        vectors = await self._provider(None).embed(texts)
+        texts, body = await self._read(request, "prompt")
+        vectors = await self._provider(None, body).embed(texts)
         return json_response({"embedding": vectors[0]})
 
     async def _read(self, request: web.Request, field: str) -> tuple[list[str], dict]:
@@ -90,11 +91,11 @@ class EmbedRoutes:
                                  param=field)
         return texts, body
 
-    def _provider(self, dimensions: Any) -> Any:
+    def _provider(self, dimensions: Any, body: dict) -> Any:
         if dimensions is not None and (isinstance(dimensions, bool)
                                        or not isinstance(dimensions, int) or dimensions < 1):
             raise InvalidRequest("dimensions must be a positive integer", param="dimensions")
-        provider = self.core.embeddings(dimensions or DEFAULT_DIMENSIONS)
+        provider = self.core.embeddings(dimensions, model_name(body))
         if provider is None:
             raise NotImplementedFeature(
                 "embeddings are not enabled on this server: set embeddings.provider")

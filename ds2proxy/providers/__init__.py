@@ -1,0 +1,1 @@
+"""Upstream providers other than the DeepSeek web chat."""
