@@ -19,6 +19,7 @@ from .embeddings_settings import parse_embeddings
 from .health.settings import HealthSettings, parse_health
 from .keyring import KeyConfig, KeyEntryError, parse_keys
 from .observe_settings import ObserveSettings, parse_observe
+from .providers.settings import ModelRoute, ProviderSettings, parse_model_routes, parse_providers
 
 log = logging.getLogger("ds2proxy.config")
 
@@ -131,10 +132,15 @@ class Config:
     captures_limit: int = 20
     captures_max_body_bytes: int = 65536
     observe: ObserveSettings = field(default_factory=ObserveSettings)
+    providers: tuple[ProviderSettings, ...] = ()
+    model_routes: tuple[ModelRoute, ...] = ()
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def key_named(self, secret: str) -> KeyConfig | None:
         return next((k for k in self.named_keys if k.secret == secret), None)
+
+    def provider_named(self, name: str) -> ProviderSettings | None:
+        return next((p for p in self.providers if p.name == name), None)
 
 
 # --------------------------------------------------------------------------
@@ -271,6 +277,7 @@ def parse_config(data: Any) -> Config:
     if not isinstance(data, dict):
         raise ConfigError("(root)", "expected a JSON object")
     named = _parse_keys(data)
+    providers = parse_providers(data)
     return Config(
         keys=tuple(k.secret for k in named),
         named_keys=named,
@@ -300,5 +307,7 @@ def parse_config(data: Any) -> Config:
         captures_limit=_int(data, "dev_captures.limit", 20, 1, 1000),
         captures_max_body_bytes=_int(data, "dev_captures.max_body_bytes", 65536, 256),
         observe=parse_observe(data),
+        providers=providers,
+        model_routes=parse_model_routes(data, providers),
         raw=data,
     )

@@ -15,9 +15,11 @@ from typing import Any
 from .config import HistoryFileSettings, RuntimeSettings, ServerSettings, UpstreamSettings
 from .health.settings import KINDS as HEALTH_KINDS
 from .health.settings import PacingSettings
+from .providers.settings import PROVIDER_FIELDS
 
 ANY = None  # a free-form value (a name → model map, per-plugin settings)
 ACCOUNT_FIELDS = ("email", "mobile", "area_code", "password", "token", "proxy")
+ITEM_FIELDS = {"accounts": ACCOUNT_FIELDS, "providers": PROVIDER_FIELDS}
 
 
 def _names(settings: type) -> dict[str, None]:
@@ -53,6 +55,8 @@ SCHEMA: dict[str, Any] = {
     "metrics": {"enabled": ANY, "token": ANY},
     "log": {"format": ANY},
     "plugins": ANY,
+    "providers": ANY,  # checked per item against PROVIDER_FIELDS
+    "model_routes": ANY,
 }
 
 
@@ -88,11 +92,12 @@ def unknown_fields(data: Any) -> list[str]:
         return []
     found: list[str] = []
     _walk(data, SCHEMA, "", found)
-    accounts = data.get("accounts")
-    for i, item in enumerate(accounts if isinstance(accounts, list) else []):
-        if isinstance(item, dict):
-            found.extend(f"accounts[{i}].{name}" for name in item
-                         if name not in ACCOUNT_FIELDS and not str(name).startswith("_"))
+    for section, known in ITEM_FIELDS.items():
+        items = data.get(section)
+        for i, item in enumerate(items if isinstance(items, list) else []):
+            if isinstance(item, dict):
+                found.extend(f"{section}[{i}].{name}" for name in item
+                             if name not in known and not str(name).startswith("_"))
     return found
 
 
@@ -108,9 +113,10 @@ def _walk(node: dict, schema: dict[str, Any], prefix: str, found: list[str]) -> 
 
 def describe_unknown(path: str) -> str:
     """``unknown config field 'x' (did you mean 'y'?); it is ignored``."""
-    if path.startswith("accounts["):
+    section = path.partition("[")[0]
+    if "[" in path and section in ITEM_FIELDS:
         head, _, leaf = path.rpartition(".")
-        close = suggestion(leaf, ACCOUNT_FIELDS)
+        close = suggestion(leaf, ITEM_FIELDS[section])
         guess = f"{head}.{close}" if close else None
     else:
         guess = suggestion(path)

@@ -133,7 +133,7 @@ def test_example_config_is_valid_and_documents_every_field():
                 continue
             path = f"{prefix}{key}"
             if isinstance(value, dict) and key not in ("claude_mapping", "model_aliases",
-                                                       "plugins"):
+                                                       "plugins", "model_routes"):
                 yield from paths(value, path + ".")
             else:
                 yield path

@@ -1,1 +1,2 @@
-"""Upstream providers other than the DeepSeek web chat."""
+"""Upstream providers beyond the web chat: OpenAI-compatible APIs that serve
+some model names, as routes of their own or as fall-backs of the pool."""
