@@ -121,6 +121,8 @@ async def test_bad_fields_are_400s_naming_the_field(admin: Admin, fake_provider:
     assert reply.status == 400, reply.raw
     body = reply.json()
     assert body["field"] == field and field in body["errors"]
+    if field == "modles":
+        assert "did you mean 'models'?" in body["errors"][field]
     assert not leaks(reply.raw)
     assert admin.proxy.core.config.providers == ()
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from ..config_fields import suggestion
 from ..errors import InvalidRequest, NotFound
 from .edits import Conflict
 from .masking import preview
@@ -19,6 +20,8 @@ from .responses import FieldErrors
 
 FIELDS = ("name", "kind", "base_url", "api_key", "models", "headers", "timeout_seconds",
           "max_inflight", "reasoning", "tools", "embeddings_batch_size")
+# What reads add: ignored when a read is sent back.
+READ_ONLY = ("has_api_key", "last_test", "serves")
 KINDS = ("openai",)
 REASONING = ("field", "think_tags", "none")
 NAME = re.compile(r"[a-z0-9_-]{1,64}")
@@ -194,6 +197,11 @@ def _check_field(name: str, value: Any, stored: dict[str, Any]) -> Any:
     return _flag(value, name)  # tools
 
 
+def _unknown(name: str) -> str:
+    close = suggestion(name, FIELDS)
+    return "unknown field" + (f" (did you mean '{close}'?)" if close else "")
+
+
 def clean_provider(item: Any, stored: dict[str, Any] | None = None) -> dict[str, Any]:
     """A provider from a request, every field checked (all faults reported at
     once, by field). With ``stored``, fields left out keep their stored values
@@ -201,8 +209,8 @@ def clean_provider(item: Any, stored: dict[str, Any] | None = None) -> dict[str,
     if not isinstance(item, dict):
         raise InvalidRequest("a provider must be a JSON object")
     base = dict(stored or {})
-    errors = {name: "unknown field" for name in item if name not in FIELDS
-              and name != "has_api_key"}
+    errors = {name: _unknown(name) for name in item
+              if name not in FIELDS and name not in READ_ONLY}
     merged = {**base, **{k: v for k, v in item.items() if k in FIELDS}}
     merged.setdefault("kind", "openai")
     clean: dict[str, Any] = {}
