@@ -41,6 +41,9 @@ GUARDED = [
     ("POST", "/admin/accounts/test-all"), ("GET", "/admin/queue/status"), ("POST", "/admin/test"),
     ("GET", "/admin/overview"), ("GET", "/admin/plugins"), ("GET", "/admin/dev/captures"),
     ("DELETE", "/admin/dev/captures"), ("POST", "/admin/ui/playground/send"),
+    ("GET", "/admin/providers"), ("POST", "/admin/providers"), ("GET", "/admin/providers/x"),
+    ("PUT", "/admin/providers/x"), ("DELETE", "/admin/providers/x"),
+    ("POST", "/admin/providers/x/test"),
 ]
 
 

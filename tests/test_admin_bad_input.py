@@ -30,7 +30,7 @@ def nested(depth: int, leaf: Any = "x") -> Any:
 
 
 @pytest.mark.parametrize("path", ["/admin/config", "/admin/config/import", "/admin/settings",
-                                  "/admin/import", "/admin/accounts"])
+                                  "/admin/import", "/admin/accounts", "/admin/providers"])
 @pytest.mark.parametrize("depth", [3, 40, 300, 900])
 async def test_nested_values_in_admin_bodies_are_a_400(admin: Admin, path: str, depth: int):
     before = admin.proxy.store.snapshot()
@@ -39,7 +39,8 @@ async def test_nested_values_in_admin_bodies_are_a_400(admin: Admin, path: str, 
     body = {"/admin/config": {"keys": value, "model_aliases": {"m": value}},
             "/admin/settings": {"model_aliases": value},
             "/admin/config/import": {"upstream": {"base_url": value}},
-            "/admin/import": {"accounts": value}, "/admin/accounts": {"email": value}}[path]
+            "/admin/import": {"accounts": value}, "/admin/accounts": {"email": value},
+            "/admin/providers": {"name": "p", "base_url": "http://h/v1", "models": value}}[path]
     reply = await admin.call(method, path, json=body)
     assert reply.status == 400, (depth, reply.raw[:300])
     assert "detail" in reply.json()
