@@ -68,6 +68,7 @@ def test_add_test_edit_and_delete_a_provider(driver, live):
     assert text_of(driver, f"{ROW} .serves") == "serves qwen-max, qwen-plus, bge-m3"
     assert fake.calls[-1].path == "/v1/models"
     screenshot(driver, "providers")
+    _fits_a_phone(driver)
 
     # Edit: the key field stays empty (the stored key is kept), headers show masked.
     find(driver, '[data-edit="qwen"] summary').click()
@@ -97,3 +98,19 @@ def test_add_test_edit_and_delete_a_provider(driver, live):
     wait(driver, lambda d: "Provider qwen removed" in text_of(d, "#flash"))
     assert server.on_loop(lambda: server.core.config.providers) == ()
     assert "No providers yet" in text_of(driver, "#providers-table")
+
+
+def _fits_a_phone(driver: Any) -> None:
+    """At 390 px, with the edit form open, nothing makes the page scroll sideways."""
+    desktop = driver.get_window_size()
+    driver.set_window_size(390, 900)
+    try:
+        wait(driver, lambda d: d.execute_script("return window.innerWidth") == 390)
+        driver.execute_script("document.querySelectorAll('details').forEach(d => { d.open = true; })")
+        page, window = driver.execute_script("return [document.documentElement.scrollWidth, "
+                                             "document.documentElement.clientWidth]")
+        assert page <= window
+        screenshot(driver, "providers-390")
+    finally:
+        driver.execute_script("document.querySelectorAll('details').forEach(d => { d.open = false; })")
+        driver.set_window_size(desktop["width"], desktop["height"])
