@@ -17,6 +17,7 @@ pytestmark = pytest.mark.timeout(90)
 KEY = "sk-browser-provider-key-13579bdf"
 HEADER = "org-header-secret-2468aceg"
 ROW = 'tr[data-provider="qwen"]'
+OPEN_DETAILS = "document.querySelectorAll('details').forEach(d => { d.open = %s; })"
 
 
 @pytest.fixture(scope="module")
@@ -106,11 +107,11 @@ def _fits_a_phone(driver: Any) -> None:
     driver.set_window_size(390, 900)
     try:
         wait(driver, lambda d: d.execute_script("return window.innerWidth") == 390)
-        driver.execute_script("document.querySelectorAll('details').forEach(d => { d.open = true; })")
+        driver.execute_script(OPEN_DETAILS % "true")
         page, window = driver.execute_script("return [document.documentElement.scrollWidth, "
                                              "document.documentElement.clientWidth]")
         assert page <= window
         screenshot(driver, "providers-390")
     finally:
-        driver.execute_script("document.querySelectorAll('details').forEach(d => { d.open = false; })")
+        driver.execute_script(OPEN_DETAILS % "false")
         driver.set_window_size(desktop["width"], desktop["height"])

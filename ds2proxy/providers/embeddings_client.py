@@ -13,8 +13,11 @@ with every secret scrubbed out.
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import aiohttp
@@ -55,12 +58,19 @@ def batches(texts: Sequence[str], size: int) -> list[Sequence[str]]:
     return [texts[i:i + size] for i in range(0, len(texts), max(1, size))]
 
 
-def retry_after(value: str | None) -> int:
-    """Seconds from a ``Retry-After`` header (an HTTP date or garbage: 1)."""
+def retry_after(value: str | None, now: float | None = None) -> int:
+    """Whole seconds from a ``Retry-After`` header (seconds or an HTTP date),
+    at least 1 and at most a day; 1 when it is missing or unreadable."""
+    text = (value or "").strip()
     try:
-        return max(1, min(int(float(value or "")), 86400))
+        seconds = float(text)
     except ValueError:
-        return 1
+        try:
+            when = parsedate_to_datetime(text).timestamp()
+        except (TypeError, ValueError, IndexError):
+            return 1
+        seconds = when - (time.time() if now is None else now)
+    return max(1, min(math.ceil(seconds), 86400)) if math.isfinite(seconds) else 1
 
 
 class ProviderEmbeddings:
