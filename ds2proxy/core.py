@@ -35,6 +35,9 @@ from .ndjson import Heartbeat, NDJSONWriter
 from .passthrough import VerifiedTokens, needs_check
 from .pipeline import Turn
 from .providers.embeddings_client import ProviderEmbeddings, target_of
+from .providers.metrics import ProviderMetrics
+from .providers.registry import Providers
+from .providers.routed import RoutedTurn
 from .tokens import warm_up
 from .scheduler import AccountPool
 from .sse import JSONArrayWriter, SSEWriter
@@ -66,6 +69,8 @@ class Core:
         self.limiter = KeyLimiter()
         self.metrics = Metrics(self)
         self.usage = UsageRecorder(self, self.limiter, self.metrics)
+        self.providers = Providers(cfg, self.models)
+        ProviderMetrics(self.metrics.registry, self.providers)
         self.captures = CaptureBuffer(cfg.captures_enabled, cfg.captures_limit,
                                       cfg.captures_max_body_bytes)
         self.http: aiohttp.ClientSession | None = None
@@ -86,6 +91,7 @@ class Core:
                               family_fallback=cfg.family_fallback)
         self.captures.configure(enabled=cfg.captures_enabled, limit=cfg.captures_limit,
                                 max_body_bytes=cfg.captures_max_body_bytes)
+        self.providers.configure(cfg)
         if self.http is not None:
             self.client.configure(cfg.upstream)
             self.proxies.retire(a.proxy for a in cfg.accounts if a.proxy)
@@ -117,6 +123,7 @@ class Core:
                 await self.store.settled()  # a write begun is finished before exit
                 await self.janitor.close()
                 await self.proxies.close()
+                await self.providers.close()
                 await self.http.close()
                 self.http = None
                 await self.state.close()
@@ -164,10 +171,19 @@ class Core:
         record = request_record.current()
         if record is not None:
             record.model = name[:100]
-        resolved = self.models.resolve(name, family=family)
+        resolved = (self.providers.router.resolve(name, family)
+                    or self.models.resolve(name, family=family))
         if record is not None:
             record.native_model = resolved.native
         return resolved
+
+    def provider_models(self) -> list[tuple[str, str]]:
+        """``(model id, provider)`` of the provider models the families list."""
+        return self.providers.listed()
+
+    def model_owner(self, name: str) -> str | None:
+        """The provider that answers ``name`` first (None: the pool)."""
+        return self.providers.owner(name)
 
     def admit_model(self, caller: Caller, *names: str) -> Any:
         """The caller's named key (None for pass-through) after its model and
@@ -206,14 +222,17 @@ class Core:
         return await estimate_prompt_tokens(chat, self.config)
 
     @asynccontextmanager
-    async def turn(self, chat: ChatRequest, caller: Caller) -> AsyncIterator[Turn]:
+    async def turn(self, chat: ChatRequest, caller: Caller
+                   ) -> AsyncIterator[Turn | RoutedTurn]:
         """Open the upstream stream for a turn; always closed (lease released) on exit.
 
-        Errors while opening are plain HTTP errors: nothing was sent yet.
+        Errors while opening are plain HTTP errors: nothing was sent yet. A
+        routed model (``model_routes``, a provider's models) gets a turn over
+        its targets, with the same interface.
         """
         key = self.admit_model(caller, chat.model.requested, chat.model.native)
         with self.limiter.hold(key) if key is not None else nullcontext():
-            turn = Turn(self, chat, caller)
+            turn = self.providers.turn_for(self, chat, caller)
             try:
                 await turn.open()
                 yield turn

@@ -83,6 +83,7 @@ class Metrics:
             return ""
         known = {m.id for m in self.core.models.natives()}
         known.update(self.core.config.model_aliases)
+        known.update(model for model, _ in self.core.provider_models())
         return name if name in known else OTHER
 
     def _key(self, name: str) -> str:

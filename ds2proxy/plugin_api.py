@@ -125,6 +125,7 @@ def wrap_handler(handler: Handler, errors: ErrorStyle, core: Any, family: str = 
     async def wrapped(request: web.Request) -> web.StreamResponse:
         core.monitor.request_started()
         record = _open_record(request, family)
+        request[request_record.RECORD_KEY] = record
         token = request_record.CURRENT.set(record)
         failure: ProxyError | None = None
         status = request_record.CLIENT_CLOSED

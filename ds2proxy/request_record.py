@@ -22,6 +22,7 @@ from .canonical import ToolCallStart, TurnEvent, Usage
 
 REQUEST_ID_HEADER = "X-Request-Id"
 REQUEST_ID_KEY = web.RequestKey("ds2proxy_request_id", str)
+SERVED_BY_HEADER = "X-DS2Proxy-Served-By"
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 PASS_THROUGH = "pass-through"
 CLIENT_CLOSED = 499
@@ -48,6 +49,9 @@ async def on_prepare(request: web.Request, response: web.StreamResponse) -> None
     record = CURRENT.get()
     if record is not None:
         record.mark_first_byte()
+    served = (record or request.get(RECORD_KEY) or _NO_RECORD).served_by
+    if served:
+        response.headers[SERVED_BY_HEADER] = served
 
 
 @dataclass(slots=True)
@@ -73,6 +77,7 @@ class RequestRecord:
     tool_calls: int = 0
     stream: bool = False
     request_body: str = ""
+    served_by: str = ""  # "pool" or "<provider>:<model>": the route target that answered
 
     @property
     def total_tokens(self) -> int:
@@ -101,6 +106,9 @@ class RequestRecord:
 
 
 CURRENT: ContextVar[RequestRecord | None] = ContextVar("ds2proxy_request", default=None)
+# The record kept on its request too: a JSON answer is prepared after the handler returned.
+RECORD_KEY = web.RequestKey("ds2proxy_request_record", RequestRecord)
+_NO_RECORD = RequestRecord(request_id="", family="", route="")
 
 
 def current() -> RequestRecord | None:

@@ -42,6 +42,7 @@ def text_line(r: RequestRecord) -> str:
     """The concise per-request line of the text log format."""
     ttfb = f" ttfb={r.ttfb_ms:.0f}ms" if r.ttfb_ms is not None else ""
     err = f" error={r.error_code}" if r.error_code else ""
+    err += f" served_by={r.served_by}" if r.served_by not in ("", "pool") else ""
     return (f"{r.method} {r.route} {r.status} {r.latency_ms:.0f}ms{ttfb} family={r.family} "
             f"key_name={r.key_name or '-'} model={r.model or '-'} account={r.account or '-'} "
             f"tokens={r.prompt_tokens}+{r.completion_tokens}{err} "

@@ -27,7 +27,7 @@ GRAINS = {"minute": 60, "hour": 3600, "day": 86400}
 ROW_FIELDS = ("time", "request_id", "key_name", "family", "route", "method", "model",
               "native_model", "account", "status", "error_code", "error_message", "latency_ms",
               "ttfb_ms", "prompt_tokens", "completion_tokens", "reasoning_tokens", "tool_calls",
-              "stream", "request_body")
+              "stream", "request_body", "served_by")
 FILTERS = ("key_name", "model", "status", "account", "family", "request_id")
 GROUPS = ("key_name", "model", "account", "family")
 _BATCH = 1000
@@ -39,7 +39,7 @@ CREATE TABLE IF NOT EXISTS requests (
   route TEXT, method TEXT, model TEXT, native_model TEXT, account TEXT, status INTEGER,
   error_code TEXT, error_message TEXT, latency_ms REAL, ttfb_ms REAL, prompt_tokens INTEGER,
   completion_tokens INTEGER, reasoning_tokens INTEGER, tool_calls INTEGER, stream INTEGER,
-  request_body TEXT);
+  request_body TEXT, served_by TEXT);
 CREATE INDEX IF NOT EXISTS requests_time ON requests(time);
 CREATE INDEX IF NOT EXISTS requests_request_id ON requests(request_id);
 CREATE TABLE IF NOT EXISTS rollups (
@@ -182,6 +182,9 @@ class SQLiteUsage:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
         db.executescript(SCHEMA)
+        columns = {row[1] for row in db.execute("PRAGMA table_info(requests)")}
+        if "served_by" not in columns:  # a store written before routes existed
+            db.execute("ALTER TABLE requests ADD COLUMN served_by TEXT")
         return db
 
     def _run(self) -> None:

@@ -216,8 +216,9 @@ def _error(status: int, message: str, code: str, retry_after: str | None = None
 # -- on its own ------------------------------------------------------------------
 
 
-async def serve(host: str, port: int, models: list[str], api_key: str) -> None:
-    fake = FakeProvider(models, api_key=api_key)
+async def serve(host: str, port: int, models: list[str], api_key: str,
+                reply: ProviderReply | None = None) -> None:
+    fake = FakeProvider(models, api_key=api_key, default_reply=reply)
     url = await fake.start(host, port)
     print(f"fake OpenAI-compatible provider on {url} (models: {', '.join(models)})", flush=True)
     try:
@@ -233,9 +234,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=5003)
     parser.add_argument("--model", action="append", default=[], help="a model it lists")
     parser.add_argument("--api-key", default="", help="require this bearer key")
+    parser.add_argument("--answer-chars", type=int, default=0,
+                        help="answer every call with this many characters")
+    parser.add_argument("--chunk-chars", type=int, default=4, help="characters per chunk")
     args = parser.parse_args(argv)
+    reply = ProviderReply(text="ab" * (args.answer_chars // 2), chunk_chars=args.chunk_chars,
+                          usage=(10, args.answer_chars)) if args.answer_chars else None
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(args.host, args.port, args.model or ["fake-model"], args.api_key))
+        asyncio.run(serve(args.host, args.port, args.model or ["fake-model"], args.api_key,
+                          reply))
 
 
 if __name__ == "__main__":

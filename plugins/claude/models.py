@@ -39,8 +39,11 @@ DEFAULT_LIMIT = 20
 MAX_LIMIT = 1000
 
 
-def model_object(model_id: str) -> dict[str, Any]:
+def model_object(model_id: str, provider: str | None = None) -> dict[str, Any]:
+    """A model; one a provider answers names that provider in its display name."""
     name, date = _BY_ID.get(model_id, (model_id, CLAUDE_MODELS[-1][2]))
+    if provider:
+        name = f"{model_id} (provider {provider})"
     return {"type": "model", "id": model_id, "display_name": name,
             "created_at": f"{date}T00:00:00Z"}
 
@@ -70,9 +73,12 @@ class ModelRoutes:
 
     async def list(self, request: web.Request) -> web.Response:
         query = request.query
-        ids, more = _page([m[0] for m in CLAUDE_MODELS], query.get("after_id"),
-                          query.get("before_id"), _limit(query.get("limit")))
-        return json_response({"data": [model_object(i) for i in ids], "has_more": more,
+        providers = dict(self.core.provider_models())
+        ids, more = _page([m[0] for m in CLAUDE_MODELS] + list(providers),
+                          query.get("after_id"), query.get("before_id"),
+                          _limit(query.get("limit")))
+        data = [model_object(i, providers.get(i)) for i in ids]
+        return json_response({"data": data, "has_more": more,
                               "first_id": ids[0] if ids else None,
                               "last_id": ids[-1] if ids else None})
 
@@ -82,4 +88,4 @@ class ModelRoutes:
             self.core.resolve_model(name, family="claude")
         except InvalidRequest:
             raise NotFound(f"model: {name}") from None
-        return json_response(model_object(name))
+        return json_response(model_object(name, self.core.model_owner(name)))

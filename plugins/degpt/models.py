@@ -76,8 +76,17 @@ def alias_entries(core: Any) -> list[dict[str, Any]]:
         except InvalidRequest:
             continue
         native = core.models.native(resolved.native)
-        entries.append(model_entry(native, alias, label))
+        if native is not None:  # a name a provider answers is listed with its provider
+            entries.append(model_entry(native, alias, label))
     return entries
+
+
+def provider_entry(model_id: str, provider: str) -> dict[str, Any]:
+    """A model an upstream provider answers, owned by that provider."""
+    return {"id": model_id, "object": "model", "model": model_id, "created": CREATED_MS,
+            "owned_by": provider, "name": model_id,
+            "description": f"Answered by the provider {provider}", "support": "text",
+            "tip": model_id}
 
 
 class ModelRoutes:
@@ -93,7 +102,8 @@ class ModelRoutes:
         return json_response({
             "object": "list",
             "data": [*(model_entry(m) for m in self.core.models.natives()),
-                     *alias_entries(self.core)],
+                     *alias_entries(self.core),
+                     *(provider_entry(m, p) for m, p in self.core.provider_models())],
             "version": self.version, "provider": self.provider, "name": self.name,
             "default_locale": self.locale, "status": True, "time": CATALOGUE_DATE,
         })

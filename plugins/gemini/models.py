@@ -30,13 +30,15 @@ def served_model(core: Any, name: str) -> ResolvedModel:
         raise ModelNotFound(name, status=404) from None
 
 
-def model_entry(name: str, native: str, thinking: bool) -> dict[str, Any]:
+def model_entry(name: str, native: str, thinking: bool,
+                provider: str | None = None) -> dict[str, Any]:
     shown = name if name == native else f"{name} (served by {native})"
     return {
         "name": f"models/{name}",
         "version": "1",
         "displayName": shown,
-        "description": f"DeepSeek web chat model {native}",
+        "description": (f"Answered by the provider {provider}" if provider
+                        else f"DeepSeek web chat model {native}"),
         "inputTokenLimit": INPUT_TOKEN_LIMIT,
         "outputTokenLimit": OUTPUT_TOKEN_LIMIT,
         "supportedGenerationMethods": list(METHODS),
@@ -55,6 +57,8 @@ class ModelRoutes:
             model = catalog.native(native)
             if alias.startswith("gemini-") and model is not None:
                 entries.append(model_entry(alias, native, model.thinking))
+        entries += [model_entry(m, m, False, provider)
+                    for m, provider in self.core.provider_models()]
         return entries
 
     async def list(self, request: web.Request) -> web.Response:
@@ -74,7 +78,9 @@ class ModelRoutes:
             raise ProxyError(f"'{action}' takes POST, not GET", status=405,
                              code="method_not_allowed", type="invalid_request_error")
         resolved = served_model(self.core, name)
-        return json_response(model_entry(name, resolved.native, resolved.thinking))
+        provider = self.core.model_owner(name)
+        return json_response(model_entry(name, name if provider else resolved.native,
+                                         resolved.thinking, provider))
 
 
 def _int_query(request: web.Request, key: str, default: int, low: int, high: int) -> int:

@@ -24,14 +24,16 @@ MODIFIED_AT = "2025-01-01T00:00:00Z"
 CONTEXT_LENGTH = 131072
 
 
-def details() -> dict[str, Any]:
-    return {"parent_model": "", "format": "", "family": "deepseek", "families": ["deepseek"],
+def details(family: str = "deepseek") -> dict[str, Any]:
+    return {"parent_model": "", "format": "", "family": family, "families": [family],
             "parameter_size": "", "quantization_level": ""}
 
 
-def tag_object(model_id: str) -> dict[str, Any]:
+def tag_object(model_id: str, family: str = "deepseek") -> dict[str, Any]:
+    """A tag; a provider's model has the provider's name as its family."""
     return {"name": model_id, "model": model_id, "modified_at": MODIFIED_AT, "size": 0,
-            "digest": hashlib.sha256(model_id.encode()).hexdigest(), "details": details()}
+            "digest": hashlib.sha256(model_id.encode()).hexdigest(),
+            "details": details(family)}
 
 
 def capabilities(model_type: str) -> list[str]:
@@ -47,7 +49,9 @@ class ModelRoutes:
         return json_response({"version": VERSION})
 
     async def tags(self, request: web.Request) -> web.Response:
-        return json_response({"models": [tag_object(m.id) for m in self.core.models.natives()]})
+        tags = [tag_object(m.id) for m in self.core.models.natives()]
+        tags += [tag_object(m, provider) for m, provider in self.core.provider_models()]
+        return json_response({"models": tags})
 
     async def ps(self, request: web.Request) -> web.Response:
         return json_response({"models": []})

@@ -1,0 +1,179 @@
+"""One OpenAI-compatible provider's HTTP client.
+
+Each provider has its own aiohttp session whose connector holds at most
+``max_inflight`` connections, and a slot count of the same size: a request
+that finds every slot taken is refused at once (a 429 the routing treats as
+"cannot serve", so a route moves to its next target instead of queueing
+behind a slow provider). A provider's failure is told apart the way the
+routing needs it: 429 and 5xx, timeouts and broken connections may be
+served elsewhere; a 4xx is the request's own fault.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import orjson
+
+from ..errors import InvalidRequest, ProxyError, UpstreamError, UpstreamRateLimited, \
+    UpstreamTimeout
+from ..log_redaction import redact
+from .settings import ProviderSettings
+
+log = logging.getLogger("ds2proxy.providers")
+
+_DONE = b"[DONE]"
+
+
+class ProviderBusy(UpstreamRateLimited):
+    """Every slot of the provider is taken (``max_inflight``)."""
+
+    code = "provider_busy"
+
+
+class ProviderClient:
+    """Streams ``/chat/completions`` from one provider."""
+
+    def __init__(self, settings: ProviderSettings) -> None:
+        self.settings = settings
+        self.inflight = 0
+        connector = aiohttp.TCPConnector(limit=settings.max_inflight, limit_per_host=0)
+        self._session = aiohttp.ClientSession(connector=connector, auto_decompress=True)
+        self._headers = {**dict(settings.headers), "Content-Type": "application/json",
+                         "Accept": "text/event-stream"}
+        if settings.api_key:
+            self._headers["Authorization"] = f"Bearer {settings.api_key}"
+
+    @property
+    def name(self) -> str:
+        return self.settings.name
+
+    async def close(self) -> None:
+        await self._session.close()
+
+    def reserve(self) -> None:
+        """Take a slot or raise ProviderBusy; :meth:`release` gives it back."""
+        if self.inflight >= self.settings.max_inflight:
+            raise ProviderBusy(f"provider {self.name} is at its max_inflight "
+                               f"({self.settings.max_inflight})", retry_after=1)
+        self.inflight += 1
+
+    def release(self) -> None:
+        self.inflight = max(0, self.inflight - 1)
+
+    async def open_chat(self, body: dict[str, Any]) -> aiohttp.ClientResponse:
+        """POST the body; the open 200 response, else the failure as a ProxyError."""
+        timeout = self.settings.timeout_seconds
+        try:
+            response = await self._session.post(
+                f"{self.settings.base_url}/chat/completions", data=orjson.dumps(body),
+                headers=self._headers,
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeout,
+                                              sock_read=timeout))
+        except (TimeoutError, asyncio.TimeoutError):
+            raise self.timed_out() from None
+        except aiohttp.ClientError as exc:
+            raise UpstreamError(f"provider {self.name} could not be reached",
+                                detail=f"provider {self.name}: {type(exc).__name__}") from None
+        if response.status != 200:
+            try:
+                raise await self._refusal(response)
+            finally:
+                response.release()
+        return response
+
+    def timed_out(self) -> UpstreamTimeout:
+        return UpstreamTimeout(f"provider {self.name} sent nothing within "
+                               f"{self.settings.timeout_seconds:g} s")
+
+    async def _refusal(self, response: aiohttp.ClientResponse) -> ProxyError:
+        """The error a non-200 answer stands for (the provider's words for a 4xx)."""
+        status = response.status
+        message = await _error_message(response)
+        where = f"provider {self.name} answered {status}"
+        if status == 429:
+            return UpstreamRateLimited(f"{where}: rate limited",
+                                       retry_after=_retry_after(response) or None,
+                                       detail=message)
+        if status >= 500 or status == 408:
+            return UpstreamError(f"{where}", retry_after=_retry_after(response) or None,
+                                 detail=message)
+        if status in (401, 403):
+            log.warning("%s: the provider refused its API key (%s)", where, message)
+            return UpstreamError(f"provider {self.name} refused this server's credentials",
+                                 retryable=False, code="provider_auth_failed", detail=message)
+        return InvalidRequest(f"{where}: {message}"[:500], code="provider_rejected")
+
+
+async def sse_reads(response: aiohttp.ClientResponse, client: ProviderClient
+                    ) -> AsyncIterator[list[dict[str, Any]]]:
+    """The parsed ``data:`` chunks of each socket read (lines and UTF-8
+    characters cut between reads are joined first)."""
+    buffer = b""
+    try:
+        async for data in response.content.iter_any():
+            buffer += data
+            if b"\n" not in data:
+                continue
+            lines = buffer.split(b"\n")
+            buffer = lines.pop()
+            chunks = [c for c in map(_chunk, lines) if c is not None]
+            if chunks:
+                yield chunks
+            if any(line.startswith(b"data: " + _DONE) for line in lines[-2:]):
+                return  # the end marker (the last line, maybe before a blank one)
+    except (TimeoutError, asyncio.TimeoutError):
+        raise client.timed_out() from None
+    except aiohttp.ClientError as exc:
+        raise UpstreamError(f"provider {client.name} broke off its answer",
+                            detail=f"provider {client.name}: {type(exc).__name__}") from None
+    tail = _chunk(buffer)
+    if tail is not None:
+        yield [tail]
+
+
+def _chunk(line: bytes) -> dict[str, Any] | None:
+    if line.startswith(b"data: {"):  # the usual shape: JSON straight after one space
+        payload = line[6:]
+    else:
+        line = line.strip()
+        if not line.startswith(b"data:"):
+            return None
+        payload = line[5:].strip()
+    if not payload or payload == _DONE:
+        return None
+    return _parsed(payload)
+
+
+def _parsed(payload: bytes) -> dict[str, Any] | None:
+    """A chunk's JSON object; a provider's in-band error raises."""
+    try:
+        value = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        log.warning("a provider sent a chunk that is not JSON (%d bytes)", len(payload))
+        return None
+    if isinstance(value, dict) and "error" in value and not value.get("choices"):
+        error = value["error"]
+        text = error.get("message") if isinstance(error, dict) else str(error)
+        raise UpstreamError(f"the provider reported an error: {redact(str(text))[:300]}")
+    return value if isinstance(value, dict) else None
+
+
+async def _error_message(response: aiohttp.ClientResponse) -> str:
+    try:
+        raw = await response.content.read(8192)
+        data = orjson.loads(raw)
+    except (aiohttp.ClientError, orjson.JSONDecodeError, TimeoutError, asyncio.TimeoutError):
+        return f"HTTP {response.status}"
+    error = data.get("error") if isinstance(data, dict) else None
+    text = error.get("message") if isinstance(error, dict) else error
+    return redact(str(text or f"HTTP {response.status}"))[:300]
+
+
+def _retry_after(response: aiohttp.ClientResponse) -> int:
+    value = response.headers.get("Retry-After", "").strip()
+    return max(1, int(float(value))) if value.replace(".", "", 1).isdigit() else 0

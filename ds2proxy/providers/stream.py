@@ -1,0 +1,217 @@
+"""A provider's chat-completion chunks → canonical turn events.
+
+:class:`ThinkSplitter` separates ``<think>…</think>`` from the answer in a
+streamed text: a tag may be cut anywhere between chunks, so the tail of a
+chunk that could still begin a tag is held until the next one decides it.
+:class:`ChunkTranslator` turns each chunk's ``delta`` (content,
+``reasoning_content``, ``tool_calls``), its ``finish_reason`` and the usage
+into :class:`~ds2proxy.canonical.TurnEvent` values.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ..canonical import (
+    Finish,
+    FinishReason,
+    ReasoningDelta,
+    TextDelta,
+    ToolCallArgs,
+    ToolCallEnd,
+    ToolCallStart,
+    ToolSpec,
+    TurnEvent,
+    Usage,
+)
+from .request import CUSTOM_INPUT
+
+OPEN, CLOSE = "<think>", "</think>"
+FINISHES: dict[str, FinishReason] = {"stop": "stop", "length": "length",
+                                     "tool_calls": "tool_calls", "function_call": "tool_calls",
+                                     "content_filter": "content_filter"}
+
+
+def _held(text: str, tag: str) -> int:
+    """How many characters at the end of ``text`` could begin ``tag``."""
+    for size in range(min(len(tag) - 1, len(text)), 0, -1):
+        if tag.startswith(text[-size:]):
+            return size
+    return 0
+
+
+class ThinkSplitter:
+    """Streamed text → (reasoning, answer) pieces, tags removed.
+
+    Only a ``<think>`` at the start of the answer (leading blanks allowed)
+    opens reasoning, as models that think in tags write it; a later one is
+    text. Leading blanks after ``</think>`` are dropped.
+    """
+
+    def __init__(self) -> None:
+        self._pending = ""
+        self._state = "start"  # start | thinking | after | answer
+
+    def feed(self, text: str) -> list[TurnEvent]:
+        self._pending += text
+        out: list[TurnEvent] = []
+        while self._pending:
+            if not self._step(out):
+                break
+        return out
+
+    def _step(self, out: list[TurnEvent]) -> bool:
+        """Consume what can be decided; False when the rest must wait."""
+        text = self._pending
+        if self._state == "start":
+            stripped = text.lstrip()
+            if stripped.startswith(OPEN):
+                self._pending, self._state = stripped[len(OPEN):], "thinking"
+                return True
+            if OPEN.startswith(stripped):
+                return False  # blanks or a cut "<thi": undecided
+            self._state = "answer"
+            return True
+        if self._state == "thinking":
+            end = text.find(CLOSE)
+            if end >= 0:
+                if end:
+                    out.append(ReasoningDelta(text[:end]))
+                self._pending, self._state = text[end + len(CLOSE):], "after"
+                return True
+            keep = _held(text, CLOSE)
+            if len(text) > keep:
+                out.append(ReasoningDelta(text[:len(text) - keep]))
+            self._pending = text[len(text) - keep:]
+            return False
+        if self._state == "after":
+            stripped = text.lstrip()
+            if not stripped:
+                self._pending = ""
+                return False
+            self._pending, self._state = stripped, "answer"
+            return True
+        out.append(TextDelta(text))
+        self._pending = ""
+        return False
+
+    def flush(self) -> list[TurnEvent]:
+        """What is still held when the stream ends (an unclosed tag's text)."""
+        text, self._pending = self._pending, ""
+        if not text or self._state == "after":
+            return []
+        return [ReasoningDelta(text)] if self._state == "thinking" else [TextDelta(text)]
+
+
+class ChunkTranslator:
+    """One provider answer's chunks → canonical events."""
+
+    def __init__(self, *, think_tags: bool, tools: list[ToolSpec]) -> None:
+        self._splitter = ThinkSplitter() if think_tags else None
+        self._custom = {t.name for t in tools if t.kind == "custom"}
+        self._calls: dict[int, int] = {}  # provider's call index → ours
+        self._custom_args: dict[int, list[str]] = {}
+        self._open: int | None = None
+        self.usage: Usage | None = None
+        self.finish: FinishReason | None = None
+        self.emitted = False
+        self.text_parts: list[str] = []
+
+    def chunk(self, data: dict[str, Any]) -> list[TurnEvent]:
+        """The events of one parsed chunk (or of a whole non-streamed message)."""
+        out: list[TurnEvent] = []
+        usage = data.get("usage")
+        if usage:
+            self.usage = _usage(usage)
+        for choice in data.get("choices") or ():
+            delta = choice.get("delta") or choice.get("message") or {}
+            self._delta(delta, out)
+            reason = choice.get("finish_reason")
+            if reason:
+                self.finish = FINISHES.get(reason, "stop")
+        if out:
+            self.emitted = True
+        return out
+
+    def _delta(self, delta: dict[str, Any], out: list[TurnEvent]) -> None:
+        if len(delta) == 1 and "content" in delta and self._splitter is None:
+            content = delta["content"]  # the usual chunk: a piece of the answer
+            if type(content) is str and content:
+                self.text_parts.append(content)
+                out.append(TextDelta(content))
+            return
+        reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+        if isinstance(reasoning, str) and reasoning:
+            self.text_parts.append(reasoning)
+            out.append(ReasoningDelta(reasoning))
+        content = delta.get("content")
+        if isinstance(content, str) and content:
+            self.text_parts.append(content)
+            out += self._splitter.feed(content) if self._splitter else [TextDelta(content)]
+        for call in delta.get("tool_calls") or ():
+            self._call(call, out)
+
+    def _call(self, call: dict[str, Any], out: list[TurnEvent]) -> None:
+        index = call.get("index", len(self._calls))
+        function = call.get("function") or {}
+        if index not in self._calls:
+            self._close_call(out)
+            ours = self._calls[index] = len(self._calls)
+            name = function.get("name") or ""
+            custom = name in self._custom
+            out.append(ToolCallStart(ours, call.get("id") or f"call_{ours}", name,
+                                     "custom" if custom else "function"))
+            if custom:
+                self._custom_args[ours] = []
+            self._open = ours
+        ours = self._calls[index]
+        pieces = function.get("arguments")
+        if isinstance(pieces, str) and pieces:
+            self.text_parts.append(pieces)
+            if ours in self._custom_args:
+                self._custom_args[ours].append(pieces)
+            else:
+                out.append(ToolCallArgs(ours, pieces))
+
+    def _close_call(self, out: list[TurnEvent]) -> None:
+        if self._open is None:
+            return
+        ours, self._open = self._open, None
+        if ours in self._custom_args:
+            out.append(ToolCallArgs(ours, _custom_input("".join(self._custom_args.pop(ours)))))
+        out.append(ToolCallEnd(ours))
+
+    def end(self) -> list[TurnEvent]:
+        """Held text and the open call, when the answer is over."""
+        out = self._splitter.flush() if self._splitter else []
+        self._close_call(out)
+        if out:
+            self.emitted = True
+        return out
+
+    @property
+    def finish_reason(self) -> FinishReason:
+        if self._calls and self.finish in (None, "stop"):
+            return "tool_calls"
+        return self.finish or "stop"
+
+
+def _custom_input(arguments: str) -> str:
+    """A free-form tool's text: the ``input`` of the function it was sent as."""
+    try:
+        value = json.loads(arguments)
+    except ValueError:
+        return arguments
+    return value.get(CUSTOM_INPUT, arguments) if isinstance(value, dict) else arguments
+
+
+def _usage(data: dict[str, Any]) -> Usage:
+    details = data.get("completion_tokens_details") or {}
+    return Usage(int(data.get("prompt_tokens") or 0), int(data.get("completion_tokens") or 0),
+                 int(details.get("reasoning_tokens") or 0))
+
+
+def final_events(translator: ChunkTranslator, fallback: Usage) -> list[TurnEvent]:
+    """Usage (the provider's, else ``fallback``) and the finish reason."""
+    return [translator.usage or fallback, Finish(translator.finish_reason)]

@@ -1,0 +1,86 @@
+"""The provider stream's translation: think tags split at every boundary,
+reasoning_content, tool calls in pieces, usage and finish reasons."""
+
+from __future__ import annotations
+
+import pytest
+
+from ds2proxy.canonical import (
+    Finish,
+    ReasoningDelta,
+    TextDelta,
+    ToolCallArgs,
+    ToolCallEnd,
+    ToolCallStart,
+    ToolSpec,
+    Usage,
+)
+from ds2proxy.providers.stream import ChunkTranslator, ThinkSplitter, final_events
+
+TAGGED = "  <think>a<b</thin>c</think>\n\nAnswer <think>kept</think> é"
+
+
+def split(pieces: list[str]) -> tuple[str, str]:
+    splitter = ThinkSplitter()
+    events = [e for piece in pieces for e in splitter.feed(piece)] + splitter.flush()
+    reasoning = "".join(e.text for e in events if isinstance(e, ReasoningDelta))
+    text = "".join(e.text for e in events if isinstance(e, TextDelta))
+    return reasoning, text
+
+
+@pytest.mark.parametrize("cut", range(len(TAGGED) + 1))
+def test_think_tags_split_at_any_boundary(cut):
+    assert split([TAGGED[:cut], TAGGED[cut:]]) == ("a<b</thin>c", "Answer <think>kept</think> é")
+
+
+def test_think_tags_one_character_at_a_time():
+    assert split(list(TAGGED)) == ("a<b</thin>c", "Answer <think>kept</think> é")
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("plain answer", ("", "plain answer")),
+    ("<thinking>x", ("", "<thinking>x")),
+    ("<think>never closed", ("never closed", "")),
+    ("<thi", ("", "<thi")),
+    ("", ("", "")),
+])
+def test_think_edge_cases(text, expected):
+    assert split([text]) == expected
+
+
+def test_reasoning_field_text_calls_usage_and_finish():
+    translator = ChunkTranslator(think_tags=False, tools=[])
+    events = []
+    for delta in ({"role": "assistant", "content": ""}, {"reasoning_content": "hm"},
+                  {"content": "Hi"},
+                  {"tool_calls": [{"index": 0, "id": "c1", "function": {"name": "f",
+                                                                        "arguments": '{"a"'}}]},
+                  {"tool_calls": [{"index": 0, "function": {"arguments": ": 1}"}}]},
+                  {"tool_calls": [{"index": 1, "id": "c2", "function": {"name": "g",
+                                                                        "arguments": "{}"}}]}):
+        events += translator.chunk({"choices": [{"delta": delta}]})
+    events += translator.chunk({"choices": [{"delta": {}, "finish_reason": "tool_calls"}]})
+    events += translator.chunk({"choices": [], "usage": {
+        "prompt_tokens": 3, "completion_tokens": 4,
+        "completion_tokens_details": {"reasoning_tokens": 1}}})
+    events += translator.end() + final_events(translator, Usage(0, 0))
+    assert events == [ReasoningDelta("hm"), TextDelta("Hi"), ToolCallStart(0, "c1", "f"),
+                      ToolCallArgs(0, '{"a"'), ToolCallArgs(0, ": 1}"), ToolCallEnd(0),
+                      ToolCallStart(1, "c2", "g"), ToolCallArgs(1, "{}"), ToolCallEnd(1),
+                      Usage(3, 4, 1), Finish("tool_calls")]
+
+
+def test_a_custom_tool_gets_its_text_back():
+    translator = ChunkTranslator(think_tags=False, tools=[ToolSpec("patch", kind="custom")])
+    events = translator.chunk({"choices": [{"delta": {"tool_calls": [
+        {"index": 0, "id": "c", "function": {"name": "patch",
+                                             "arguments": '{"input": "diff"}'}}]}}]})
+    events += translator.end()
+    assert events == [ToolCallStart(0, "c", "patch", "custom"), ToolCallArgs(0, "diff"),
+                      ToolCallEnd(0)]
+
+
+def test_without_provider_usage_the_fallback_is_reported():
+    translator = ChunkTranslator(think_tags=False, tools=[])
+    translator.chunk({"choices": [{"delta": {"content": "x"}, "finish_reason": "length"}]})
+    assert final_events(translator, Usage(7, 1)) == [Usage(7, 1), Finish("length")]
