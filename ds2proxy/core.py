@@ -35,6 +35,7 @@ from .ndjson import Heartbeat, NDJSONWriter
 from .passthrough import VerifiedTokens, needs_check
 from .pipeline import Turn
 from .providers.embeddings_client import ProviderEmbeddings, target_of
+from .providers.embeddings_gate import RegistryGate
 from .providers.metrics import ProviderMetrics
 from .providers.registry import Providers
 from .providers.routed import RoutedTurn
@@ -214,7 +215,8 @@ class Core:
         if provider is None or self.http is None:
             return provider_for(cfg.embeddings_provider, dimensions)
         return ProviderEmbeddings(self.http, target_of(provider),
-                                  cfg.embeddings_model or model, dimensions)
+                                  cfg.embeddings_model or model, dimensions,
+                                  RegistryGate(self.providers, provider.name))
 
     async def prompt_tokens(self, chat: ChatRequest) -> int:
         """Prompt tokens a turn for ``chat`` would report (for count_tokens

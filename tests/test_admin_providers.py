@@ -12,17 +12,13 @@ import aiohttp
 import pytest
 from admin_util import Admin, admin_for
 from conftest import Proxy, ProxyFactory
+from provider_util import PROVIDER_KEY, fake_provider  # noqa: F401  (fixture)
 
 from ds2proxy.testing.fake_provider import FakeProvider
+from ds2proxy.testing.provider_replies import ProviderReply
 
-PROVIDER_KEY = "sk-provider-0123456789abcdefSECRET"
 HEADER_SECRET = "org-secret-header-value-42"
-
-
-@pytest.fixture
-async def fake_provider() -> AsyncIterator[FakeProvider]:
-    async with FakeProvider(["qwen-max", "qwen-plus", "bge-m3"], api_key=PROVIDER_KEY) as fake:
-        yield fake
+KEY_PREVIEW = "sk-p…01"
 
 
 def provider_body(fake: FakeProvider, **extra: object) -> dict:
@@ -48,7 +44,7 @@ async def test_create_list_read_update_delete(admin: Admin, fake_provider: FakeP
     assert created["total_providers"] == 1
     view = created["provider"]
     assert view["name"] == "qwen" and view["models"] == ["qwen-*"]
-    assert view["api_key"] == "sk-p…ET" and view["has_api_key"] is True
+    assert view["api_key"] == KEY_PREVIEW and view["has_api_key"] is True
     # Applied: the typed config has the provider with its real key.
     provider = admin.proxy.core.config.provider_named("qwen")
     assert provider is not None and provider.api_key == PROVIDER_KEY
@@ -92,7 +88,7 @@ async def test_the_key_never_leaks_through_config_reads_or_logs(
         reply = await admin.call("GET", path)
         assert reply.status == 200 and not leaks(reply.raw), path
     masked = (await admin.ok("GET", "/admin/config"))["providers"][0]
-    assert masked["api_key"] == "sk-p…ET" and masked["headers"]["X-Org"] == "org-…42"
+    assert masked["api_key"] == KEY_PREVIEW and masked["headers"]["X-Org"] == "org-…42"
     assert not leaks(caplog.text.encode())
     # The backup export is the one place secrets appear (as for account passwords).
     export = await admin.ok("GET", "/admin/config/export")
@@ -111,7 +107,7 @@ async def test_the_key_never_leaks_through_config_reads_or_logs(
     ({"max_inflight": 1.5}, "max_inflight"),
     ({"embeddings_batch_size": 0}, "embeddings_batch_size"),
     ({"headers": {"X-Bad": "a\r\nInjected: 1"}}, "headers"),
-    ({"api_key": "sk-p…ET"}, "api_key"),
+    ({"api_key": KEY_PREVIEW}, "api_key"),
     ({"modles": ["x"]}, "modles"),
 ])
 async def test_bad_fields_are_400s_naming_the_field(admin: Admin, fake_provider: FakeProvider,
@@ -156,6 +152,7 @@ async def test_duplicates_and_references_are_refused(admin: Admin,
 
 async def test_the_test_button_lists_models_and_reports_latency(
         admin: Admin, fake_provider: FakeProvider):
+    fake_provider.models += ["qwen-plus", "bge-m3"]
     await admin.ok("POST", "/admin/providers", json=provider_body(fake_provider))
     result = await admin.ok("POST", "/admin/providers/qwen/test")
     assert result["success"] is True and result["status_code"] == 200
@@ -194,3 +191,19 @@ async def test_an_unreachable_provider_is_reported(admin: Admin, proxy_factory: 
     assert result["message"].startswith("request failed")
     missing = await admin.call("POST", "/admin/providers/nobody/test")
     assert missing.status == 404
+
+
+async def test_the_listing_shows_a_cooldown(admin: Admin, fake_provider: FakeProvider):
+    await admin.ok("POST", "/admin/providers", json=provider_body(fake_provider))
+    healthy = (await admin.ok("GET", "/admin/providers/qwen"))
+    assert (healthy["state"], healthy["inflight"]) == ("healthy", 0)
+    await admin.ok("PUT", "/admin/settings", json={"embeddings": {"provider": "qwen"}})
+    fake_provider.fail_embeddings(ProviderReply(status=429, retry_after="60"))
+    async with admin.http.post(admin.proxy.url + "/v1/embeddings",
+                               headers=admin.proxy.headers(),
+                               json={"model": "qwen-max", "input": "x"}) as resp:
+        assert resp.status == 429
+    cooling = await admin.ok("GET", "/admin/providers/qwen")
+    assert cooling["state"] == "cooling_down" and 0 < cooling["cooldown_seconds"] <= 60
+    # A read with the health facts in it can still be sent back as an update.
+    await admin.ok("PUT", "/admin/providers/qwen", json=cooling)

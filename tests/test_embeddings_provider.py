@@ -5,36 +5,27 @@ failures in each family's own error shape."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import aiohttp
 import ollama
 import openai
 import pytest
 from conftest import Proxy, ProxyFactory
+from provider_util import PROVIDER_KEY, fake_provider, provider_config  # noqa: F401
 
 from ds2proxy.embeddings import DeterministicEmbeddings
 from ds2proxy.testing.fake_provider import FakeProvider
 from ds2proxy.testing.provider_replies import ProviderReply
 
-PROVIDER_KEY = "sk-embed-provider-key-5566778899"
 
-
-@pytest.fixture
-async def fake_provider() -> AsyncIterator[FakeProvider]:
-    async with FakeProvider(["bge-m3"], api_key=PROVIDER_KEY) as fake:
-        yield fake
-
-
-def provider_config(fake: FakeProvider, **embeddings: str) -> dict:
-    return {"providers": [{"name": "local", "base_url": fake.base_url, "api_key": PROVIDER_KEY,
-                           "models": ["bge-m3"], "embeddings_batch_size": 64}],
-            "embeddings": {"provider": "local", **embeddings}}
+def embedding_config(fake: FakeProvider, **embeddings: str) -> dict:
+    """The ``prov`` provider (batches of 64) serving the embeddings routes."""
+    return {**provider_config(fake, embeddings_batch_size=64),
+            "embeddings": {"provider": "prov", **embeddings}}
 
 
 @pytest.fixture
 async def proxy(proxy_factory: ProxyFactory, fake_provider: FakeProvider) -> Proxy:
-    return await proxy_factory(provider_config(fake_provider))
+    return await proxy_factory(embedding_config(fake_provider))
 
 
 def connect(proxy: Proxy) -> openai.AsyncOpenAI:
@@ -77,7 +68,7 @@ async def test_dimensions_pass_through_only_when_asked(proxy: Proxy,
 
 async def test_the_configured_model_id_is_sent(proxy_factory: ProxyFactory,
                                                fake_provider: FakeProvider):
-    proxy = await proxy_factory(provider_config(fake_provider, model="bge-m3"))
+    proxy = await proxy_factory(embedding_config(fake_provider, model="bge-m3"))
     async with connect(proxy) as api:
         resp = await api.embeddings.create(model="text-embedding-3-small", input="x")
     assert fake_provider.calls[-1].body["model"] == "bge-m3"
@@ -112,6 +103,34 @@ async def test_a_provider_429_is_a_429_with_its_retry_after(proxy: Proxy,
     assert info.value.status_code == 429
 
 
+async def test_a_provider_cooling_down_is_not_asked_again(proxy: Proxy,
+                                                          fake_provider: FakeProvider):
+    fake_provider.fail_embeddings(ProviderReply(status=429, retry_after="30"))
+    async with connect(proxy) as api:
+        with pytest.raises(openai.RateLimitError):
+            await api.embeddings.create(model="qwen-max", input="x")
+        asked = len(fake_provider.calls)
+        with pytest.raises(openai.RateLimitError) as err:
+            await api.embeddings.create(model="qwen-max", input="x")
+    assert len(fake_provider.calls) == asked
+    assert 1 <= int(err.value.response.headers["retry-after"]) <= 30
+    assert err.value.body["code"] == "provider_cooling_down"
+    view = proxy.core.providers.health.view("prov")
+    assert view["state"] == "cooling_down" and proxy.core.providers.inflight("prov") == 0
+
+
+async def test_an_embeddings_request_holds_one_of_the_providers_slots(
+        proxy_factory: ProxyFactory, fake_provider: FakeProvider):
+    proxy = await proxy_factory(embedding_config(fake_provider) | {"providers": [
+        {**embedding_config(fake_provider)["providers"][0], "max_inflight": 1}]})
+    proxy.core.providers.usable("prov").reserve()  # a chat holds the only slot
+    async with connect(proxy) as api:
+        with pytest.raises(openai.RateLimitError) as err:
+            await api.embeddings.create(model="qwen-max", input="x")
+    assert err.value.body["code"] == "provider_busy"
+    assert not [c for c in fake_provider.calls if c.path == "/v1/embeddings"]
+
+
 @pytest.mark.parametrize("status, error, code", [
     (503, openai.InternalServerError, 502),
     (500, openai.InternalServerError, 502),
@@ -137,7 +156,7 @@ async def test_a_failing_batch_ends_the_request_without_sending_the_rest(
 
 async def test_a_refused_provider_key_is_a_502_without_the_key(proxy_factory: ProxyFactory,
                                                                 fake_provider: FakeProvider):
-    config = provider_config(fake_provider)
+    config = embedding_config(fake_provider)
     config["providers"][0]["api_key"] = "sk-stale-provider-key-000111"
     proxy = await proxy_factory(config)
     async with aiohttp.ClientSession() as http:
@@ -145,7 +164,7 @@ async def test_a_refused_provider_key_is_a_502_without_the_key(proxy_factory: Pr
                              json={"model": "bge-m3", "input": "x"}) as resp:
             raw = await resp.read()
             assert resp.status == 502
-    assert b"sk-stale-provider-key" not in raw and b"local" in raw
+    assert b"sk-stale-provider-key" not in raw and b"prov" in raw
 
 
 async def test_an_unreachable_provider_is_a_502(proxy_factory: ProxyFactory):

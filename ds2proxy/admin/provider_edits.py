@@ -21,7 +21,8 @@ from .responses import FieldErrors
 FIELDS = ("name", "kind", "base_url", "api_key", "models", "headers", "timeout_seconds",
           "max_inflight", "reasoning", "tools", "embeddings_batch_size")
 # What reads add: ignored when a read is sent back.
-READ_ONLY = ("has_api_key", "last_test", "serves")
+READ_ONLY = ("has_api_key", "last_test", "serves", "state", "cooldown_seconds", "reason",
+             "inflight")
 KINDS = ("openai",)
 REASONING = ("field", "think_tags", "none")
 NAME = re.compile(r"[a-z0-9_-]{1,64}")

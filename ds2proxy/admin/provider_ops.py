@@ -43,6 +43,9 @@ class ProviderOps:
         patterns = [m for m in item.get("models") or [] if isinstance(m, str)]
         masked["last_test"] = test
         masked["serves"] = _serves(patterns, test["models"]) if test else []
+        name = edits.name_of(item)
+        registry = self.ops.core.providers
+        masked.update(registry.health.view(name), inflight=registry.inflight(name))
         return masked
 
     def listing(self) -> dict[str, Any]:

@@ -18,7 +18,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 import orjson
@@ -73,20 +73,45 @@ def retry_after(value: str | None, now: float | None = None) -> int:
     return max(1, min(math.ceil(seconds), 86400)) if math.isfinite(seconds) else 1
 
 
+class Gate(Protocol):
+    """The provider's shared bookkeeping around one embeddings request: its
+    cooldown and ``max_inflight`` slots on the way in, its health after."""
+
+    def enter(self) -> None:
+        """Take a slot, or raise (cooling down, every slot taken)."""
+
+    def leave(self, error: ProxyError | None) -> None:
+        """Give the slot back and record how the request went."""
+
+
 class ProviderEmbeddings:
     """An embeddings engine backed by one provider (see the module docstring)."""
 
     def __init__(self, http: aiohttp.ClientSession, target: EmbeddingTarget, model: str,
-                 dimensions: int | None) -> None:
+                 dimensions: int | None, gate: Gate | None = None) -> None:
         self.http = http
         self.target = target
         self.model = model
         self.dimensions = dimensions
+        self.gate = gate
 
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
         return (await self.embed_counted(texts)).vectors
 
     async def embed_counted(self, texts: Sequence[str]) -> Embedded:
+        if self.gate is None:
+            return await self._all(texts)
+        self.gate.enter()
+        error: ProxyError | None = None
+        try:
+            return await self._all(texts)
+        except ProxyError as exc:
+            error = exc
+            raise
+        finally:
+            self.gate.leave(error)
+
+    async def _all(self, texts: Sequence[str]) -> Embedded:
         vectors: list[list[float]] = []
         tokens: int | None = 0
         for batch in batches(texts, self.target.batch_size):
