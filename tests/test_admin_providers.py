@@ -207,3 +207,10 @@ async def test_the_listing_shows_a_cooldown(admin: Admin, fake_provider: FakePro
     assert cooling["state"] == "cooling_down" and 0 < cooling["cooldown_seconds"] <= 60
     # A read with the health facts in it can still be sent back as an update.
     await admin.ok("PUT", "/admin/providers/qwen", json=cooling)
+
+
+async def test_the_embeddings_engine_must_exist(admin: Admin):
+    for name, hint in (("deterministic", "'testing'"), ("nobody", "no provider named")):
+        reply = await admin.call("PUT", "/admin/settings", json={"embeddings": {"provider": name}})
+        assert reply.status == 400 and hint in reply.json()["errors"]["embeddings.provider"]
+    assert admin.proxy.core.config.embeddings_provider == "testing"

@@ -84,6 +84,20 @@ def test_add_test_edit_and_delete_a_provider(driver, live):
     assert stored.models == ("qwen-max",) and stored.tools is False
     assert "tools emulated" in text_of(driver, ROW)
 
+    # The settings page offers the provider as the embeddings engine.
+    from selenium.webdriver.support.ui import Select
+
+    server.open_page(driver, "/admin/ui/settings")
+    engine = Select(find(driver, "#embeddings\\.provider"))
+    assert [o.get_attribute("value") for o in engine.options] == ["", "testing", "qwen"]
+    engine.select_by_value("qwen")
+    find(driver, "#save-settings").click()
+    wait(driver, lambda d: "Settings saved" in text_of(d, "#flash"))
+    assert server.on_loop(lambda: server.core.config.embeddings_provider) == "qwen"
+    server.open_page(driver, "/admin/ui/providers")
+    assert "qwen" in text_of(driver, "#embeddings-use")
+    server.run(server.core.store.update(lambda doc: doc.update(embeddings={})))
+
     # A wrong field is named in the message; nothing is added.
     _type(driver, "#provider-name", "second")
     _type(driver, "#provider-base_url", "ftp://example.com/v1")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ..config import Config, ConfigError, parse_config
@@ -94,10 +94,10 @@ GROUPS: tuple[Group, ...] = (
                 "How soon a streamed tool call is announced.", ("high", "low", "off")),
         Setting("responses.store_ttl_seconds", "int", "Responses TTL (s)",
                 "How long /v1/responses objects stay readable."),
-        Setting("embeddings.provider", "text", "Embeddings provider",
-                "A configured provider's name (its /embeddings serves the vectors); testing: "
-                "hash-based test vectors with no meaning; empty or none: embeddings answer 501.",
-                nullable=True),
+        Setting("embeddings.provider", "choice", "Embeddings provider",
+                "A configured provider (its /embeddings serves the vectors); testing: "
+                "hash-based test vectors with no meaning; (none): embeddings answer 501.",
+                ("", "testing")),  # and every provider's name: see form_groups
         Setting("embeddings.model", "text", "Embeddings model",
                 "The provider's embedding model id. Empty: the model the client names.",
                 nullable=True),
@@ -131,6 +131,7 @@ GROUPS: tuple[Group, ...] = (
 )
 
 SETTINGS: dict[str, Setting] = {s.path: s for g in GROUPS for s in g.settings}
+EMBEDDINGS_ENGINE = "embeddings.provider"
 MAPS = frozenset(p for p, s in SETTINGS.items() if s.kind == "map")
 READ_ONLY = frozenset({"admin.password_set", "admin.default_key_in_use", "env_backed",
                        "config_source"})
@@ -163,6 +164,17 @@ def flat_values(cfg: Config) -> dict[str, Any]:
         "dev_captures.max_body_bytes": cfg.captures_max_body_bytes,
         **health_values(cfg),
     }
+
+
+def form_groups(cfg: Config) -> tuple[Group, ...]:
+    """GROUPS as the form shows them: the embeddings engine is a choice of
+    the ones that exist (off, testing, each configured provider)."""
+    def offered(setting: Setting) -> Setting:
+        if setting.path != EMBEDDINGS_ENGINE:
+            return setting
+        return replace(setting, choices=(*setting.choices, *(p.name for p in cfg.providers)))
+
+    return tuple(Group(g.title, tuple(offered(s) for s in g.settings)) for g in GROUPS)
 
 
 def health_values(cfg: Config) -> dict[str, Any]:
