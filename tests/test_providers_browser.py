@@ -46,6 +46,8 @@ def _type(driver: Any, css: str, text: str) -> None:
 
 
 def test_add_test_edit_and_delete_a_provider(driver, live):
+    from selenium.webdriver.support.ui import Select
+
     server, fake = live
     server.open_page(driver, "/admin/ui/providers")
     assert "No providers yet" in text_of(driver, "#providers-table")
@@ -70,6 +72,11 @@ def test_add_test_edit_and_delete_a_provider(driver, live):
     assert fake.calls[-1].path == "/v1/models"
     screenshot(driver, "providers")
     _fits_a_phone(driver)
+    # With a model chosen, the test asks it for one token.
+    Select(find(driver, f"{ROW} select.test-model")).select_by_value("bge-m3")
+    find(driver, f"{ROW} form.test-provider button").click()
+    wait(driver, lambda d: "answered in model bge-m3" in text_of(d, "#flash"))
+    assert fake.chat_requests()[-1]["model"] == "bge-m3"
 
     # Edit: the key field stays empty (the stored key is kept), headers show masked.
     find(driver, '[data-edit="qwen"] summary').click()
@@ -85,8 +92,6 @@ def test_add_test_edit_and_delete_a_provider(driver, live):
     assert "tools emulated" in text_of(driver, ROW)
 
     # The settings page offers the provider as the embeddings engine.
-    from selenium.webdriver.support.ui import Select
-
     server.open_page(driver, "/admin/ui/settings")
     engine = Select(find(driver, "#embeddings\\.provider"))
     assert [o.get_attribute("value") for o in engine.options] == ["", "testing", "qwen"]
