@@ -46,6 +46,15 @@ def test_without_retry_after_the_backoff_doubles():
         assert health.available("p")
 
 
+def test_a_trial_ended_by_a_request_error_lets_the_next_one_try():
+    health, clock = tracker()
+    health.failed("p", UpstreamError("5xx"))
+    clock.now += health.seconds_left("p")
+    assert health.available("p")
+    health.failed("p", InvalidRequest("the request's own fault"))
+    assert health.available("p")
+
+
 def test_request_faults_and_a_full_provider_cool_nothing():
     health, _ = tracker()
     health.failed("p", InvalidRequest("bad"))

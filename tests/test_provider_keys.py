@@ -57,3 +57,23 @@ async def test_providers_and_routes_apply_on_the_next_request(proxy, fake_provid
     assert answer.choices[0].message.content == "now routed"
     models = [m.id for m in (await client(proxy, proxy.key).models.list()).data]
     assert PROVIDER_MODEL in models
+
+
+async def test_admin_reads_and_logs_never_show_the_provider_key(proxy_factory, fake_provider,
+                                                                caplog):  # noqa: F811
+    import aiohttp
+
+    from admin_util import admin_for
+    from provider_util import PROVIDER_KEY
+
+    proxy = await proxy_factory(provider_config(fake_provider))
+    fake_provider.enqueue(ProviderReply(status=503, error_message=f"echoing {PROVIDER_KEY}"))
+    with pytest.raises(openai.InternalServerError) as info:
+        await client(proxy, proxy.key).chat.completions.create(model=PROVIDER_MODEL,
+                                                               messages=USER)
+    assert PROVIDER_KEY not in str(info.value.body)
+    async with aiohttp.ClientSession() as http:
+        admin = await admin_for(proxy, http)
+        view = await admin.ok("GET", "/admin/config")
+    assert view["providers"][0]["name"] == "prov"
+    assert PROVIDER_KEY not in str(view) and PROVIDER_KEY not in caplog.text

@@ -4,6 +4,8 @@ Retry-After; think tags split at every boundary end to end."""
 
 from __future__ import annotations
 
+import json
+
 import openai
 import pytest
 
@@ -159,14 +161,29 @@ async def test_a_request_error_is_not_retried_elsewhere(fallback):
     assert fallback.core.providers.health.seconds_left("prov") == 0
 
 
-async def test_a_provider_without_tools_refuses_them_before_calling(proxy_factory,
-                                                                    fake_provider):  # noqa: F811
+DSML_CALL = ("Let me check.\n\n<|DSML|tool_calls>\n  <|DSML|invoke name=\"get_weather\">\n"
+             "    <|DSML|parameter name=\"city\"><![CDATA[Rome]]></|DSML|parameter>\n"
+             "  </|DSML|invoke>\n</|DSML|tool_calls>")
+
+
+async def test_a_provider_without_tools_gets_them_in_the_prompt(proxy_factory,
+                                                                fake_provider):  # noqa: F811
     proxy = await proxy_factory(provider_config(fake_provider, tools=False))
-    tools = [{"type": "function", "function": {"name": "f", "parameters": {}}}]
-    with pytest.raises(openai.BadRequestError) as info:
-        await client(proxy).chat.completions.create(model=PROVIDER_MODEL, messages=USER,
-                                                    tools=tools)
-    assert info.value.code == "tools_not_supported" and fake_provider.calls == []
+    fake_provider.enqueue(ProviderReply(text=DSML_CALL, chunk_chars=7, usage=(40, 9)))
+    tools = [{"type": "function", "function": {
+        "name": "get_weather", "parameters": {"type": "object", "properties": {
+            "city": {"type": "string"}}}}}]
+    answer = await client(proxy).chat.completions.create(model=PROVIDER_MODEL, messages=USER,
+                                                         tools=tools)
+    (call,) = answer.choices[0].message.tool_calls
+    assert (call.function.name, json.loads(call.function.arguments)) == ("get_weather",
+                                                                          {"city": "Rome"})
+    assert answer.choices[0].finish_reason == "tool_calls"
+    assert "DSML" not in (answer.choices[0].message.content or "")
+    assert (answer.usage.prompt_tokens, answer.usage.completion_tokens) == (40, 9)
+    (sent,) = fake_provider.chat_requests()
+    assert "tools" not in sent and len(sent["messages"]) == 1
+    assert "get_weather" in sent["messages"][0]["content"]
 
 
 async def test_the_provider_key_never_reaches_the_caller(fallback):

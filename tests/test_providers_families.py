@@ -131,6 +131,13 @@ async def test_ollama(routed):
     assert tags[PROVIDER_MODEL] == "prov"
 
 
+async def test_thinking_turned_off_drops_the_providers_reasoning(routed):
+    routed.provider.enqueue(ProviderReply(text="plain", reasoning="hidden"))
+    client = ollama.AsyncClient(host=routed.url, headers=routed.headers())
+    response = await client.chat(model=PROVIDER_MODEL, messages=USER, think=False)
+    assert (response.message.content, response.message.thinking) == ("plain", None)
+
+
 @pytest.mark.parametrize("prefix", ["/api/v1", "/lm/v2"])
 async def test_seed_surfaces(routed, prefix):
     routed.provider.enqueue(ProviderReply(text=f"hi from {prefix}"))
@@ -184,3 +191,29 @@ async def test_provider_metrics(routed):
     assert 'ds2proxy_provider_requests_total{outcome="ok",provider="prov"} 1.0' in text
     assert 'ds2proxy_provider_inflight{provider="prov"} 0.0' in text
     assert PROVIDER_KEY not in text
+
+
+async def test_gemini_and_ollama_and_responses_get_native_calls(routed):
+    routed.provider.enqueue(*[ProviderReply(tool_calls=[("get_weather", '{"city": "Lima"}')])
+                              for _ in range(3)])
+    gemini = genai.Client(api_key=routed.key, http_options=types.HttpOptions(
+        base_url=routed.url, api_version="v1beta"))
+    declaration = types.FunctionDeclaration(name="get_weather", parameters_json_schema=WEATHER)
+    response = await gemini.aio.models.generate_content(
+        model=PROVIDER_MODEL, contents="weather?", config=types.GenerateContentConfig(
+            tools=[types.Tool(function_declarations=[declaration])],
+            automatic_function_calling=types.AutomaticFunctionCallingConfig(disable=True)))
+    (call,) = response.function_calls
+    assert (call.name, call.args) == ("get_weather", {"city": "Lima"})
+    local = ollama.AsyncClient(host=routed.url, headers=routed.headers())
+    reply = await local.chat(model=PROVIDER_MODEL, messages=USER, tools=[
+        {"type": "function", "function": {"name": "get_weather", "parameters": WEATHER}}])
+    (used,) = reply.message.tool_calls
+    assert (used.function.name, dict(used.function.arguments)) == ("get_weather",
+                                                                   {"city": "Lima"})
+    result = await oai(routed).responses.create(model=PROVIDER_MODEL, input="weather?", tools=[
+        {"type": "function", "name": "get_weather", "parameters": WEATHER}])
+    (item,) = [i for i in result.output if i.type == "function_call"]
+    assert (item.name, json.loads(item.arguments)) == ("get_weather", {"city": "Lima"})
+    sent = routed.provider.chat_requests()
+    assert all(body["tools"][0]["function"]["name"] == "get_weather" for body in sent)

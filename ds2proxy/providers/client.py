@@ -21,7 +21,7 @@ import orjson
 
 from ..errors import InvalidRequest, ProxyError, UpstreamError, UpstreamRateLimited, \
     UpstreamTimeout
-from ..log_redaction import redact
+from ..log_redaction import REDACTED, redact
 from .settings import ProviderSettings
 
 log = logging.getLogger("ds2proxy.providers")
@@ -67,11 +67,29 @@ class ProviderClient:
 
     async def open_chat(self, body: dict[str, Any]) -> aiohttp.ClientResponse:
         """POST the body; the open 200 response, else the failure as a ProxyError."""
+        return await self._open("POST", "/chat/completions", body)
+
+    async def call_json(self, method: str, path: str, body: dict[str, Any] | None = None
+                        ) -> Any:
+        """One JSON call (``GET /models``, ``POST /embeddings`` …) with the
+        same errors as a chat; the decoded answer."""
+        response = await self._open(method, path, body)
+        try:
+            return orjson.loads(await response.read())
+        except (aiohttp.ClientError, TimeoutError, asyncio.TimeoutError):
+            raise UpstreamError(f"provider {self.name} broke off its answer") from None
+        except orjson.JSONDecodeError:
+            raise UpstreamError(f"provider {self.name} answered {path} with no JSON") from None
+        finally:
+            response.release()
+
+    async def _open(self, method: str, path: str, body: dict[str, Any] | None
+                    ) -> aiohttp.ClientResponse:
         timeout = self.settings.timeout_seconds
         try:
-            response = await self._session.post(
-                f"{self.settings.base_url}/chat/completions", data=orjson.dumps(body),
-                headers=self._headers,
+            response = await self._session.request(
+                method, f"{self.settings.base_url}{path}",
+                data=orjson.dumps(body) if body is not None else None, headers=self._headers,
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeout,
                                               sock_read=timeout))
         except (TimeoutError, asyncio.TimeoutError):
@@ -86,6 +104,14 @@ class ProviderClient:
                 response.release()
         return response
 
+    def scrub(self, text: str) -> str:
+        """``text`` without this provider's key or header values (a provider
+        may quote the credential it refused)."""
+        for secret in (self.settings.api_key, *(v for _, v in self.settings.headers)):
+            if len(secret) >= 4:
+                text = text.replace(secret, REDACTED)
+        return text
+
     def timed_out(self) -> UpstreamTimeout:
         return UpstreamTimeout(f"provider {self.name} sent nothing within "
                                f"{self.settings.timeout_seconds:g} s")
@@ -93,7 +119,7 @@ class ProviderClient:
     async def _refusal(self, response: aiohttp.ClientResponse) -> ProxyError:
         """The error a non-200 answer stands for (the provider's words for a 4xx)."""
         status = response.status
-        message = await _error_message(response)
+        message = self.scrub(await _error_message(response))
         where = f"provider {self.name} answered {status}"
         if status == 429:
             return UpstreamRateLimited(f"{where}: rate limited",
@@ -121,19 +147,38 @@ async def sse_reads(response: aiohttp.ClientResponse, client: ProviderClient
                 continue
             lines = buffer.split(b"\n")
             buffer = lines.pop()
-            chunks = [c for c in map(_chunk, lines) if c is not None]
+            chunks, error = _chunks(lines)
             if chunks:
                 yield chunks
+            if error is not None:
+                raise error
             if any(line.startswith(b"data: " + _DONE) for line in lines[-2:]):
                 return  # the end marker (the last line, maybe before a blank one)
+        tail = _chunk(buffer)
+        if tail is not None:
+            yield [tail]
     except (TimeoutError, asyncio.TimeoutError):
         raise client.timed_out() from None
     except aiohttp.ClientError as exc:
         raise UpstreamError(f"provider {client.name} broke off its answer",
                             detail=f"provider {client.name}: {type(exc).__name__}") from None
-    tail = _chunk(buffer)
-    if tail is not None:
-        yield [tail]
+    except UpstreamError as exc:  # an error chunk: its words may quote the credential
+        exc.detail = client.scrub(exc.detail)
+        raise
+
+
+def _chunks(lines: list[bytes]) -> tuple[list[dict[str, Any]], UpstreamError | None]:
+    """The chunks of complete lines, up to an error chunk (returned apart, so
+    what came before it in the same read is still delivered)."""
+    chunks: list[dict[str, Any]] = []
+    for line in lines:
+        try:
+            chunk = _chunk(line)
+        except UpstreamError as exc:
+            return chunks, exc
+        if chunk is not None:
+            chunks.append(chunk)
+    return chunks, None
 
 
 def _chunk(line: bytes) -> dict[str, Any] | None:
@@ -159,7 +204,8 @@ def _parsed(payload: bytes) -> dict[str, Any] | None:
     if isinstance(value, dict) and "error" in value and not value.get("choices"):
         error = value["error"]
         text = error.get("message") if isinstance(error, dict) else str(error)
-        raise UpstreamError(f"the provider reported an error: {redact(str(text))[:300]}")
+        raise UpstreamError("the provider reported an error in its answer",
+                            detail=f"the provider said: {redact(str(text))[:300]}")
     return value if isinstance(value, dict) else None
 
 

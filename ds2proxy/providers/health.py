@@ -72,12 +72,12 @@ class ProviderHealth:
 
     def failed(self, name: str, exc: ProxyError) -> None:
         """Cool ``name`` down when ``exc`` is the provider's fault."""
+        self.finished(name)  # a trial that failed for the request's sake is over too
         failure = classify(exc)
         if failure is None or failure.kind == "auth" or exc.code == "provider_busy":
             return
         state = self._state(name)
         state.strikes += 1
-        state.trial = False
         seconds = failure.retry_after or self.settings.cooldown(failure.kind, state.strikes)
         state.until = self._clock() + seconds
         state.reason = failure.reason[:300]

@@ -10,6 +10,7 @@ health tracker and the metrics how each provider request went.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -38,6 +39,7 @@ class Providers:
         self.health = ProviderHealth(config.health)
         self._clients: dict[str, ProviderClient] = {}
         self._retired: list[ProviderClient] = []
+        self._closing: set[asyncio.Task[None]] = set()
         self.on_outcome: Outcome | None = None  # (provider, outcome) for the metrics
         self.configure(config)
 
@@ -49,8 +51,26 @@ class Providers:
         for name, client in list(self._clients.items()):
             if self._settings.get(name) != client.settings:
                 self._retired.append(self._clients.pop(name))
+        self._close_idle_retired()
+
+    def _close_idle_retired(self) -> None:
+        """Close replaced clients once no answer of theirs is in flight."""
+        idle = [c for c in self._retired if not c.inflight]
+        if not idle:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # not serving yet: closed at shutdown
+        self._retired = [c for c in self._retired if c.inflight]
+        for client in idle:
+            task = loop.create_task(client.close())
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
 
     async def close(self) -> None:
+        if self._closing:
+            await asyncio.gather(*self._closing)
         for client in [*self._clients.values(), *self._retired]:
             await client.close()
         self._clients.clear()
@@ -120,6 +140,8 @@ class Providers:
 
     def finished(self, name: str) -> None:
         self.health.finished(name)
+        if self._retired:
+            self._close_idle_retired()
 
     def _count(self, name: str, outcome: str) -> None:
         if self.on_outcome is not None:

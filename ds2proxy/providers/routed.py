@@ -92,6 +92,12 @@ class RoutedTurn:
                             self.targets[index + 1].label)
                 last = exc
                 continue
+            except BaseException:  # cancelled while opening: nothing may stay held
+                if turn is not None:
+                    await turn.aclose()
+                    if target.provider is not None:
+                        self.providers.finished(target.provider)
+                raise
             self._current, self._index = turn, index
             self._note_served(target)
             return
@@ -103,7 +109,7 @@ class RoutedTurn:
             return Turn(self.core, self.chat, self.caller)
         assert target.provider is not None
         client = self.providers.usable(target.provider)
-        return ProviderTurn(client, self.chat, target.model)
+        return ProviderTurn(client, self.chat, target.model, self.core.config)
 
     def _note_served(self, target: RouteTarget) -> None:
         record = request_record.current()

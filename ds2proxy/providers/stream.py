@@ -107,8 +107,11 @@ class ThinkSplitter:
 class ChunkTranslator:
     """One provider answer's chunks → canonical events."""
 
-    def __init__(self, *, think_tags: bool, tools: list[ToolSpec]) -> None:
+    def __init__(self, *, think_tags: bool, tools: list[ToolSpec],
+                 reasoning_field: bool = True, keep_reasoning: bool = True) -> None:
         self._splitter = ThinkSplitter() if think_tags else None
+        self._reasoning_field = reasoning_field
+        self._keep_reasoning = keep_reasoning
         self._custom = {t.name for t in tools if t.kind == "custom"}
         self._calls: dict[int, int] = {}  # provider's call index → ours
         self._custom_args: dict[int, list[str]] = {}
@@ -141,7 +144,8 @@ class ChunkTranslator:
                 self.text_parts.append(content)
                 out.append(TextDelta(content))
             return
-        reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+        reasoning = self._reasoning_field and (delta.get("reasoning_content")
+                                               or delta.get("reasoning"))
         if isinstance(reasoning, str) and reasoning:
             self.text_parts.append(reasoning)
             out.append(ReasoningDelta(reasoning))
@@ -149,6 +153,8 @@ class ChunkTranslator:
         if isinstance(content, str) and content:
             self.text_parts.append(content)
             out += self._splitter.feed(content) if self._splitter else [TextDelta(content)]
+        if not self._keep_reasoning:
+            out[:] = [e for e in out if type(e) is not ReasoningDelta]
         for call in delta.get("tool_calls") or ():
             self._call(call, out)
 
@@ -185,6 +191,8 @@ class ChunkTranslator:
     def end(self) -> list[TurnEvent]:
         """Held text and the open call, when the answer is over."""
         out = self._splitter.flush() if self._splitter else []
+        if not self._keep_reasoning:
+            out = [e for e in out if type(e) is not ReasoningDelta]
         self._close_call(out)
         if out:
             self.emitted = True

@@ -1,5 +1,7 @@
 """One chat turn served by an OpenAI-compatible provider.
 
+A provider configured with ``tools: false`` gets the tools written into
+the prompt and its answer shaped like a pool answer (:mod:`.emulate`).
 It offers what a pool :class:`~ds2proxy.pipeline.Turn` offers the dialects
 (``id``, ``created``, ``prompt_tokens``, :meth:`batches`, :meth:`collect`),
 so a plugin renders it without knowing who answered. The provider is always
@@ -16,9 +18,11 @@ import aiohttp
 
 from ..canonical import ChatRequest, TurnEvent, TurnResult, Usage
 from ..collect import TurnCollector
-from ..errors import InvalidRequest, UpstreamError
+from ..config import Config
+from ..errors import UpstreamError
 from ..tokens import count_tokens_async
 from .client import ProviderClient, sse_reads
+from .emulate import EmulatedTools, emulated_body
 from .request import chat_body
 from .stream import ChunkTranslator, final_events
 
@@ -26,13 +30,8 @@ from .stream import ChunkTranslator, final_events
 class ProviderTurn:
     """A turn on ``client`` for the provider's ``model``."""
 
-    def __init__(self, client: ProviderClient, chat: ChatRequest, model: str) -> None:
-        settings = client.settings
-        if chat.tools and not settings.tools and chat.tool_choice.mode != "none":
-            raise InvalidRequest(
-                f"model '{chat.model.requested}' is served by provider {settings.name}, which "
-                "is configured without tool calls (tools: false); send no tools",
-                param="tools", code="tools_not_supported")
+    def __init__(self, client: ProviderClient, chat: ChatRequest, model: str,
+                 config: Config) -> None:
         self.client = client
         self.chat = chat
         self.model = model
@@ -40,7 +39,12 @@ class ProviderTurn:
         self.created = int(time.time())
         self.prompt_tokens = 0
         self.emitted = False
-        self._body = chat_body(chat, model, stream=True)
+        # A provider without native tools gets them written into one prompt.
+        self._emulate = (bool(chat.tools) and not client.settings.tools
+                         and chat.tool_choice.mode != "none")
+        self._config = config
+        self._body = (emulated_body(chat, config, model) if self._emulate
+                      else chat_body(chat, model, stream=True))
         self._response: aiohttp.ClientResponse | None = None
         self._reserved = False
 
@@ -64,19 +68,30 @@ class ProviderTurn:
     async def batches(self) -> AsyncIterator[list[TurnEvent]]:
         """Canonical events, a batch per socket read of the provider's stream."""
         assert self._response is not None
-        translator = ChunkTranslator(think_tags=self.client.settings.reasoning == "think_tags",
-                                     tools=self.chat.tools)
+        mode = self.client.settings.reasoning
+        # A client that turned thinking off gets no reasoning, whatever the provider sends.
+        translator = ChunkTranslator(think_tags=mode == "think_tags", tools=self.chat.tools,
+                                     reasoning_field=mode != "none",
+                                     keep_reasoning=self.chat.thinking is not False)
+        emulator = (EmulatedTools(self.chat, self._config, self.prompt_tokens)
+                    if self._emulate else None)
         try:
             async for chunks in sse_reads(self._response, self.client):
                 out: list[TurnEvent] = []
                 for data in chunks:
                     out += translator.chunk(data)
+                if emulator is not None:
+                    out = emulator.feed(out)
                 if out:
                     self.emitted = True
                     yield out
             if translator.finish is None:
                 raise UpstreamError(f"provider {self.client.name} ended its answer early")
-            tail = translator.end() + final_events(translator, await self._counted(translator))
+            if emulator is not None:
+                tail = emulator.feed(translator.end()) + emulator.end(translator.usage)
+            else:
+                tail = translator.end() + final_events(translator,
+                                                       await self._counted(translator))
             if translator.usage is not None:
                 self.prompt_tokens = translator.usage.prompt_tokens
             self.emitted = True
