@@ -214,3 +214,17 @@ async def test_the_embeddings_engine_must_exist(admin: Admin):
         reply = await admin.call("PUT", "/admin/settings", json={"embeddings": {"provider": name}})
         assert reply.status == 400 and hint in reply.json()["errors"]["embeddings.provider"]
     assert admin.proxy.core.config.embeddings_provider == "testing"
+
+
+@pytest.mark.parametrize("mode", ["merge", "replace"])
+async def test_importing_a_masked_read_keeps_the_secrets(admin: Admin,
+                                                         fake_provider: FakeProvider,
+                                                         mode: str):
+    await admin.ok("POST", "/admin/providers", json=provider_body(fake_provider))
+    masked = await admin.ok("GET", "/admin/config")
+    doc = {"providers": masked["providers"]}
+    if mode == "replace":
+        doc = {**admin.proxy.store.snapshot(), **doc}
+    await admin.ok("POST", "/admin/config/import", json={"config": doc, "mode": mode})
+    provider = admin.proxy.core.config.provider_named("qwen")
+    assert provider.api_key == PROVIDER_KEY and dict(provider.headers)["X-Org"] == HEADER_SECRET

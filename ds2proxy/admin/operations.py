@@ -26,7 +26,7 @@ from ..plugin_api import PluginInfo
 from . import edits, probes, settings
 from .credentials import AdminCredentials
 from .masking import mask_tree, masked_account, masked_key, without_admin_secrets
-from .provider_edits import masked_provider
+from .provider_edits import masked_provider, restore_masked
 from .provider_ops import ProviderOps
 from .responses import FieldErrors
 
@@ -118,7 +118,13 @@ class AdminOps:
         """Merge or replace; unknown fields are kept but each comes back as a
         warning naming the closest known field (a typo is not silently lost)."""
         doc, mode = edits.unwrap_import(body, mode)
-        await self.write(lambda data: edits.import_document(data, doc, mode))
+
+        def edit(data: dict[str, Any]) -> dict[str, Any]:
+            result = edits.import_document(data, doc, mode)
+            restore_masked(data, result)  # a masked read sent back keeps its secrets
+            return result
+
+        await self.write(edit)
         warnings = unknown_field_messages(doc)
         for warning in warnings:
             log.warning("config import: %s", warning)

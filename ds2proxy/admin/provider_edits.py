@@ -233,6 +233,24 @@ def clean_provider(item: Any, stored: dict[str, Any] | None = None) -> dict[str,
     return clean
 
 
+def restore_masked(current: dict[str, Any], result: dict[str, Any]) -> None:
+    """After an import: a provider sent back with its key or a header as the
+    preview a masked read showed keeps the stored secret (matched by name)."""
+    stored = {name_of(p): p for p in current.get("providers") or [] if isinstance(p, dict)}
+    for item in result.get("providers") or []:
+        old = stored.get(name_of(item))
+        if not isinstance(item, dict) or old is None:
+            continue
+        if _is_mask(item.get("api_key"), old.get("api_key")):
+            item["api_key"] = old["api_key"]
+        headers, kept = item.get("headers"), old.get("headers")
+        if isinstance(headers, dict) and isinstance(kept, dict):
+            item["headers"] = {k: kept[k] if _is_mask(v, kept.get(k)) else v
+                               for k, v in headers.items()}
+        for name in READ_ONLY:
+            item.pop(name, None)
+
+
 # -- edits of the document --------------------------------------------------------------------
 
 
