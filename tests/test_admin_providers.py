@@ -228,3 +228,9 @@ async def test_importing_a_masked_read_keeps_the_secrets(admin: Admin,
     await admin.ok("POST", "/admin/config/import", json={"config": doc, "mode": mode})
     provider = admin.proxy.core.config.provider_named("qwen")
     assert provider.api_key == PROVIDER_KEY and dict(provider.headers)["X-Org"] == HEADER_SECRET
+
+
+async def test_the_config_route_points_to_the_providers_api(admin: Admin):
+    reply = await admin.call("POST", "/admin/config", json={"providers": []})
+    assert reply.status == 400
+    assert reply.json()["errors"]["providers"] == "cannot be set here; use /admin/providers"

@@ -54,6 +54,8 @@ def _int_arg(value: Any, name: str, default: int, lo: int, hi: int | None = None
 
 
 def _not_here(name: str, allowed: tuple[str, ...]) -> str:
+    if name == "providers":
+        return "cannot be set here; use /admin/providers"
     if name in SCHEMA:
         return "cannot be set here; use /admin/settings or /admin/config/import"
     close = suggestion(name, allowed) or suggestion(name)
