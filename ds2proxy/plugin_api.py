@@ -29,8 +29,9 @@ It is called once at start-up. Through ``api`` a plugin may:
   named key's model list and quota; the request log's figures),
   ``await prompt_tokens(chat_request)`` for count-tokens routes,
   ``sse(request)`` / ``json_array(request)`` / ``ndjson(request, heartbeat)``
-  for stream writers, ``embeddings(dimensions)`` for the configured
-  embeddings provider (None when off), and
+  for stream writers, ``embeddings(dimensions, model, caller)`` for
+  the configured embeddings engine (None when off; a provider's needs a
+  caller with a configured key), and
   ``config`` (read-only settings).
 - ``await api.relay(writer, turn, renderer)`` — stream a turn:
   the one relay every dialect uses. ``renderer`` follows

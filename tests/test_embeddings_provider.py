@@ -177,3 +177,19 @@ async def test_an_unreachable_provider_is_a_502(proxy_factory: ProxyFactory):
         with pytest.raises(openai.InternalServerError) as err:
             await api.embeddings.create(model="m", input="x")
     assert err.value.status_code == 502
+
+
+async def test_a_pass_through_token_does_not_spend_the_providers_key(
+        proxy: Proxy, fake_provider: FakeProvider):
+    """Only callers with one of this server's keys reach a provider."""
+    stranger = openai.AsyncOpenAI(base_url=proxy.url + "/v1", api_key="any-string-at-all",
+                                  max_retries=0)
+    async with stranger:
+        with pytest.raises(openai.PermissionDeniedError) as err:
+            await stranger.embeddings.create(model="qwen-max", input="x")
+    assert err.value.body["code"] == "provider_needs_key"
+    api = ollama.AsyncClient(host=proxy.url, headers={"Authorization": "Bearer any-string"})
+    with pytest.raises(ollama.ResponseError) as info:
+        await api.embed(model="qwen-max", input="x")
+    assert info.value.status_code == 403
+    assert not [c for c in fake_provider.calls if c.path == "/v1/embeddings"]

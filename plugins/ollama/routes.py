@@ -64,8 +64,8 @@ class EmbedRoutes:
 
     async def embed(self, request: web.Request) -> web.Response:
         clock = Clock()
-        texts, body = await self._read(request, "input")
-        embedded = await self._provider(body.get("dimensions"), body).embed_counted(texts)
+        texts, body, caller = await self._read(request, "input")
+        embedded = await self._provider(body.get("dimensions"), body, caller).embed_counted(texts)
         vectors, tokens = embedded.vectors, embedded.prompt_tokens
         if tokens is None:
             tokens = sum([await count_tokens_async(t) for t in texts])
@@ -75,12 +75,12 @@ class EmbedRoutes:
                               "load_duration": 0, "prompt_eval_count": tokens})
 
     async def embeddings(self, request: web.Request) -> web.Response:
-        texts, body = await self._read(request, "prompt")
-        vectors = await self._provider(None, body).embed(texts)
+        texts, body, caller = await self._read(request, "prompt")
+        vectors = await self._provider(None, body, caller).embed(texts)
         return json_response({"embedding": vectors[0]})
 
-    async def _read(self, request: web.Request, field: str) -> tuple[list[str], dict]:
-        self.core.authenticate(request, implied=self.implied_key)
+    async def _read(self, request: web.Request, field: str) -> tuple[list[str], dict, Any]:
+        caller = self.core.authenticate(request, implied=self.implied_key)
         body = await self.core.read_json(request)
         model_name(body)
         value = body.get(field)
@@ -89,13 +89,13 @@ class EmbedRoutes:
                 isinstance(t, str) for t in texts):
             raise InvalidRequest(f"{field} must be a string or a non-empty list of strings",
                                  param=field)
-        return texts, body
+        return texts, body, caller
 
-    def _provider(self, dimensions: Any, body: dict) -> Any:
+    def _provider(self, dimensions: Any, body: dict, caller: Any) -> Any:
         if dimensions is not None and (isinstance(dimensions, bool)
                                        or not isinstance(dimensions, int) or dimensions < 1):
             raise InvalidRequest("dimensions must be a positive integer", param="dimensions")
-        provider = self.core.embeddings(dimensions, model_name(body))
+        provider = self.core.embeddings(dimensions, model_name(body), caller)
         if provider is None:
             raise NotImplementedFeature(
                 "embeddings are not enabled on this server: set embeddings.provider")

@@ -50,7 +50,7 @@ class EmbeddingRoutes:
         dimensions = _dimensions(body.get("dimensions"))
         encoding = choice(body.get("encoding_format"), "encoding_format", ENCODINGS) or "float"
         string(body.get("user"), "user")
-        provider = self.core.embeddings(dimensions, model)
+        provider = self.core.embeddings(dimensions, model, caller)
         if provider is None:
             raise NotImplementedFeature(
                 "embeddings are not enabled on this server: set embeddings.provider")
