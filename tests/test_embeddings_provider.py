@@ -70,9 +70,17 @@ async def test_the_configured_model_id_is_sent(proxy_factory: ProxyFactory,
                                                fake_provider: FakeProvider):
     proxy = await proxy_factory(embedding_config(fake_provider, model="bge-m3"))
     async with connect(proxy) as api:
-        resp = await api.embeddings.create(model="text-embedding-3-small", input="x")
+        raw = await api.embeddings.with_raw_response.create(model="text-embedding-3-small",
+                                                             input="x")
     assert fake_provider.calls[-1].body["model"] == "bge-m3"
-    assert resp.model == "text-embedding-3-small"
+    assert raw.parse().model == "text-embedding-3-small"
+    # Which provider and model answered: a header, and the request log.
+    assert raw.headers["x-ds2proxy-served-by"] == "prov:bge-m3"
+    store = proxy.core.usage.store
+    await store.flush()
+    rows, _ = await store.requests({}, 10, 0)
+    logged = next(r for r in rows if r["route"] == "/v1/embeddings")
+    assert logged["served_by"] == "prov:bge-m3" and logged["account"] == "provider:prov"
 
 
 async def test_ollama_embed_uses_the_provider(proxy: Proxy, fake_provider: FakeProvider):

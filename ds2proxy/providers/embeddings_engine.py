@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .. import request_record
 from ..auth import Caller
 from ..embeddings import EmbeddingProvider, provider_for
 from ..errors import PermissionDenied, ProxyError
@@ -63,5 +64,10 @@ def engine_for(core: Core, dimensions: int | None, model: str,
     if caller is None or not caller.managed:
         raise PermissionDenied("embeddings on this server are served by a provider: they need "
                                "one of this server's API keys", code="provider_needs_key")
-    return ProviderEmbeddings(core.http, target_of(provider), cfg.embeddings_model or model,
-                              dimensions, RegistryGate(core.providers, provider.name))
+    sent = cfg.embeddings_model or model
+    record = request_record.current()
+    if record is not None:  # the request log, and X-DS2Proxy-Served-By
+        record.served_by = f"{provider.name}:{sent}"
+        record.account = f"provider:{provider.name}"
+    return ProviderEmbeddings(core.http, target_of(provider), sent, dimensions,
+                              RegistryGate(core.providers, provider.name))
