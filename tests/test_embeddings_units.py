@@ -11,7 +11,7 @@ from ds2proxy.config import parse_config
 from ds2proxy.config_values import ConfigError
 from ds2proxy.embeddings import DeterministicEmbeddings, provider_for
 from ds2proxy.errors import InvalidRequest
-from ds2proxy.providers.embeddings_client import batches, retry_after
+from ds2proxy.providers.embeddings_client import batches
 from plugins.openai.embeddings import parse_inputs, usage_tokens
 
 
@@ -69,15 +69,6 @@ def test_bad_inputs_are_400s(value: object) -> None:
     with pytest.raises(InvalidRequest) as err:
         parse_inputs(value)
     assert err.value.param == "input"
-
-
-@pytest.mark.parametrize("header, seconds", [
-    ("7", 7), ("0", 1), ("2.5", 3), (None, 1), ("soon", 1), ("1e9", 86400), ("nan", 1),
-    ("Sun, 06 Dec 2026 00:00:30 GMT", 30), ("Sat, 05 Dec 2026 00:00:00 GMT", 1),
-])
-def test_retry_after_reads_seconds_and_dates(header: str | None, seconds: int) -> None:
-    midnight = 1796515200.0  # Sun, 06 Dec 2026 00:00:00 GMT
-    assert retry_after(header, now=midnight) == seconds
 
 
 def test_batches_keep_order_and_size() -> None:

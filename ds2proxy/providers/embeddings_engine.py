@@ -19,7 +19,7 @@ from ..auth import Caller
 from ..embeddings import EmbeddingProvider, provider_for
 from ..errors import PermissionDenied, ProxyError
 from .client import ProviderClient
-from .embeddings_client import ProviderEmbeddings, target_of
+from .embeddings_client import ProviderEmbeddings
 from .registry import Providers
 
 if TYPE_CHECKING:
@@ -34,7 +34,7 @@ class RegistryGate:
         self.name = name
         self._client: ProviderClient | None = None
 
-    def enter(self) -> None:
+    def enter(self) -> ProviderClient:
         client = self.providers.usable(self.name)
         try:
             client.reserve()
@@ -42,6 +42,7 @@ class RegistryGate:
             self.providers.finished(self.name)
             raise
         self._client = client
+        return client
 
     def leave(self, error: ProxyError | None) -> None:
         assert self._client is not None
@@ -59,7 +60,7 @@ def engine_for(core: Core, dimensions: int | None, model: str,
     that may not spend a provider's key."""
     cfg = core.config
     provider = cfg.provider_named(cfg.embeddings_provider)
-    if provider is None or core.http is None:
+    if provider is None:
         return provider_for(cfg.embeddings_provider, dimensions)
     if caller is None or not caller.managed:
         raise PermissionDenied("embeddings on this server are served by a provider: they need "
@@ -69,5 +70,5 @@ def engine_for(core: Core, dimensions: int | None, model: str,
     if record is not None:  # the request log, and X-DS2Proxy-Served-By
         record.served_by = f"{provider.name}:{sent}"
         record.account = f"provider:{provider.name}"
-    return ProviderEmbeddings(core.http, target_of(provider), sent, dimensions,
-                              RegistryGate(core.providers, provider.name))
+    return ProviderEmbeddings(RegistryGate(core.providers, provider.name), model=sent,
+                              dimensions=dimensions, batch_size=provider.embeddings_batch_size)
