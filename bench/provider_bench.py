@@ -26,6 +26,7 @@ import aiohttp
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchkit import (  # noqa: E402
     auth,
+    cpu_seconds,
     fake_upstream,
     free_port,
     proxy_config,
@@ -92,14 +93,18 @@ def pct(values: list[float], q: int) -> float:
     return statistics.quantiles(values, n=100)[q - 1] * 1000
 
 
-async def measure(short: str, long: str, proxy: str, requests: int, rounds: int) -> None:
+async def measure(short: str, long: str, proxy: str, pid: int, requests: int,
+                  rounds: int) -> None:
     routed = proxy + "/v1"
     await wait_http(proxy + "/healthz")
     async with aiohttp.ClientSession() as http:
+        cpu = cpu_seconds(pid)
         a, b = await latencies(http, short, routed, requests)
+        cpu = cpu_seconds(pid) - cpu
         print(f"non-stream, {requests} requests each (ms): direct p50 {pct(a, 50):.3f} "
               f"p90 {pct(a, 90):.3f} | routed p50 {pct(b, 50):.3f} p90 {pct(b, 90):.3f}")
-        print(f"added by the route: p50 {pct(b, 50) - pct(a, 50):.3f} ms (target <= 1 ms)")
+        print(f"added by the route: p50 {pct(b, 50) - pct(a, 50):.3f} ms (target <= 1 ms); "
+              f"proxy CPU per routed request {cpu / (requests + 20) * 1000:.3f} ms")
         direct_rates, routed_rates = [], []
         for _ in range(rounds):
             direct_rates.append(await chunks_per_second(http, long, {}))
@@ -124,8 +129,8 @@ def main() -> None:
             {"name": "short", "base_url": short, "models": [SHORT]},
             {"name": "long", "base_url": long, "models": [LONG]}],
             "usage": {"enabled": not args.no_usage}})
-        with proxy_process(config) as (proxy, _pid):
-            asyncio.run(measure(short, long, proxy, args.requests, args.rounds))
+        with proxy_process(config) as (proxy, pid):
+            asyncio.run(measure(short, long, proxy, pid, args.requests, args.rounds))
 
 
 if __name__ == "__main__":

@@ -212,3 +212,27 @@ async def test_think_tags_split_at_every_boundary_end_to_end(proxy_factory,
                 reasoning.append((choice.delta.model_extra or {}).get("reasoning_content")
                                  or "")
         assert ("".join(reasoning), "".join(text)) == ("why é", "Hi"), cut
+
+
+async def test_a_full_provider_hands_over_or_answers_429(proxy_factory,
+                                                          fake_provider):  # noqa: F811
+    import asyncio
+
+    doc = provider_config(fake_provider, max_inflight=1)
+    doc["model_routes"] = {"deepseek-reasoner": ["prov:qwen-max", "pool"]}
+    proxy = await proxy_factory(doc)
+    fake_provider.enqueue(ProviderReply(text="slow", delay=3))
+    slow = asyncio.ensure_future(client(proxy).chat.completions.create(
+        model=PROVIDER_MODEL, messages=USER))
+    await fake_provider.wait_calls(1)
+    proxy.fake.enqueue(Scripted(answer="the pool took it"))
+    raw = await client(proxy).chat.completions.with_raw_response.create(
+        model="deepseek-reasoner", messages=USER)
+    assert raw.parse().choices[0].message.content == "the pool took it"
+    assert raw.headers["X-DS2Proxy-Served-By"] == "pool"
+    with pytest.raises(openai.RateLimitError) as info:
+        await client(proxy).chat.completions.create(model=PROVIDER_MODEL, messages=USER)
+    assert info.value.code == "provider_busy"
+    assert (await slow).choices[0].message.content == "slow"
+    assert len(fake_provider.calls) == 1
+    assert proxy.core.providers.health.seconds_left("prov") == 0

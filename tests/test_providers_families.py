@@ -5,6 +5,7 @@ tool calls, the provider's usage), and the served target named."""
 from __future__ import annotations
 
 import json
+import logging
 
 import aiohttp
 import anthropic
@@ -171,9 +172,11 @@ async def test_pass_through_tokens_cannot_spend_the_provider(routed):
     assert "provider" in info.value.message and routed.provider.calls == []
 
 
-async def test_the_usage_record_and_log_name_the_target(routed):
+async def test_the_usage_record_and_log_name_the_target(routed, caplog):
     routed.provider.enqueue(ProviderReply(text="ok", usage=(5, 3)))
-    await oai(routed).chat.completions.create(model=PROVIDER_MODEL, messages=USER)
+    with caplog.at_level(logging.INFO, logger="ds2proxy.requests"):
+        await oai(routed).chat.completions.create(model=PROVIDER_MODEL, messages=USER)
+    assert f"served_by=prov:{PROVIDER_MODEL}" in caplog.text
     store = routed.core.usage.store
     await store.flush()
     rows, _ = await store.requests({}, 10, 0)

@@ -36,6 +36,7 @@ class Router:
         self._exact = {normalised(r.pattern): r for r in reversed(self._routes)
                        if not is_glob(r.pattern)}
         self.active = bool(routes or self._providers)
+        self._listed = self._list()
 
     def targets(self, name: str) -> tuple[RouteTarget, ...] | None:
         """The ordered targets for ``name``; None: the pool's catalogue alone."""
@@ -94,6 +95,9 @@ class Router:
     def listed(self) -> list[tuple[str, str]]:
         """``(model id, provider)`` of every literal provider model and routed
         name the pool does not own, in config order, without repeats."""
+        return list(self._listed)
+
+    def _list(self) -> list[tuple[str, str]]:
         seen: set[str] = set()
         out: list[tuple[str, str]] = []
         for provider in self._providers:
