@@ -98,6 +98,7 @@ async def test_the_key_never_leaks_through_config_reads_or_logs(
 @pytest.mark.parametrize("change, field", [
     ({"name": "Has Spaces"}, "name"),
     ({"base_url": "ftp://example.com"}, "base_url"),
+    ({"base_url": "https://user:pw-secret@example.com/v1"}, "base_url"),
     ({"models": []}, "models"),
     ({"models": ["ok", 3]}, "models"),
     ({"kind": "anthropic"}, "kind"),

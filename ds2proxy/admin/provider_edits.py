@@ -98,6 +98,10 @@ def _base_url(value: Any) -> str:
     if not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", url):
         raise InvalidRequest("'base_url' must be an http:// or https:// URL such as "
                              "https://api.deepseek.com/v1", param="base_url")
+    if "@" in url.split("/")[2]:
+        # It is shown and logged as it is: credentials belong in the secret fields.
+        raise InvalidRequest("'base_url' must not carry a user or password: put the "
+                             "credential in api_key or headers", param="base_url")
     return url
 
 

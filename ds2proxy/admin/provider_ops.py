@@ -58,7 +58,7 @@ class ProviderOps:
     async def add(self, item: Any) -> tuple[dict[str, Any], int]:
         provider = edits.clean_provider(item)
         total = await self.ops._edit_returning(lambda data: edits.add_provider(data, provider))
-        log.info("provider %s added (%s)", provider["name"], provider["base_url"])
+        log.info("provider %s added", provider["name"])
         return self.view(provider), total
 
     async def update(self, name: str, changes: Any) -> dict[str, Any]:
