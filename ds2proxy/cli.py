@@ -70,7 +70,7 @@ async def _demo_store() -> tuple[ConfigStore, object]:
     base_url = await fake.start()
     store = ConfigStore({"keys": [DEMO_KEY], "accounts": [dict(DEMO_ACCOUNT)],
                          "upstream": {"base_url": base_url},
-                         "embeddings": {"provider": "deterministic"}}, source=DEMO)
+                         "embeddings": {"provider": "testing"}}, source=DEMO)
     return store, fake
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .config_values import ConfigError, _choice, _get, _int, _num, check_proxy_url
+from .embeddings_settings import parse_embeddings
 from .health.settings import HealthSettings, parse_health
 from .keyring import KeyConfig, KeyEntryError, parse_keys
 from .observe_settings import ObserveSettings, parse_observe
@@ -120,7 +121,8 @@ class Config:
     toolcall_mode: str = "feature_match"
     toolcall_early_emit: str = "high"
     responses_ttl_seconds: int = 900
-    embeddings_provider: str = ""
+    embeddings_provider: str = ""  # "" (off), "testing" or a provider's name
+    embeddings_model: str = ""  # the provider's model id ("": the one asked for)
     jwt_expire_hours: float = 24.0
     allow_passthrough: bool = True
     citation_style: str = "raw"
@@ -293,7 +295,8 @@ def parse_config(data: Any) -> Config:
         toolcall_early_emit=_choice(
             data, "toolcall.early_emit_confidence", "high", ("high", "low", "off")),
         responses_ttl_seconds=_int(data, "responses.store_ttl_seconds", 900, 1, 7 * 86400),
-        embeddings_provider=_choice(data, "embeddings.provider", "", ("", "none", "deterministic")),
+        embeddings_provider=parse_embeddings(data).provider,
+        embeddings_model=parse_embeddings(data).model,
         jwt_expire_hours=_num(data, "admin.jwt_expire_hours", 24.0, 0.01),
         allow_passthrough=_get(data, "auth.allow_passthrough", bool, True),
         citation_style=_choice(data, "search.citation_style", "raw", ("raw", "markdown", "strip")),

@@ -38,7 +38,7 @@ SCHEMA: dict[str, Any] = {
     "models": {"family_fallback": ANY, "default": ANY},
     "toolcall": {"mode": ANY, "early_emit_confidence": ANY},
     "responses": {"store_ttl_seconds": ANY},
-    "embeddings": {"provider": ANY},
+    "embeddings": {"provider": ANY, "model": ANY},
     "admin": {"jwt_expire_hours": ANY, "jwt_secret": ANY, "password_hash": ANY,
               "jwt_valid_after": ANY},
     "auth": {"allow_passthrough": ANY},

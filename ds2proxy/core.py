@@ -24,7 +24,7 @@ from .canonical import ChatRequest, ResolvedModel
 from .captures import CaptureBuffer, redact_text
 from .config import Config
 from .config_store import ConfigStore
-from .embeddings import EmbeddingProvider, provider_for
+from .embeddings import EmbeddingProvider
 from .errors import InvalidRequest, PermissionDenied
 from .health import HealthTracker
 from .health.tracker import NAMESPACE as HEALTH_NAMESPACE
@@ -35,6 +35,7 @@ from .monitor import Monitor
 from .ndjson import Heartbeat, NDJSONWriter
 from .passthrough import VerifiedTokens, needs_check
 from .pipeline import Turn
+from .providers.embeddings_engine import engine_for
 from .providers.metrics import ProviderMetrics
 from .providers.registry import Providers
 from .providers.routed import RoutedTurn
@@ -221,10 +222,13 @@ class Core:
             record.model = record.model or model[:100]
             record.prompt_tokens, record.completion_tokens = prompt_tokens, completion_tokens
 
-    def embeddings(self, dimensions: int) -> EmbeddingProvider | None:
-        """The configured embeddings provider for vectors of ``dimensions``
-        (None when ``embeddings.provider`` names none)."""
-        return provider_for(self.config.embeddings_provider, dimensions)
+    def embeddings(self, dimensions: int | None, model: str = "",
+                   caller: Caller | None = None) -> EmbeddingProvider | None:
+        """The configured embeddings engine for vectors of ``dimensions`` (None:
+        the engine's own size) of ``model`` (overridden by ``embeddings.model``);
+        None when ``embeddings.provider`` names none. A provider's engine needs
+        a ``caller`` with one of the configured keys (else 403)."""
+        return engine_for(self, dimensions, model, caller)
 
     async def prompt_tokens(self, chat: ChatRequest) -> int:
         """Prompt tokens a turn for ``chat`` would report (for count_tokens

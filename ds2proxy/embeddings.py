@@ -1,14 +1,17 @@
 """Embedding engines behind the embeddings routes (OpenAI ``/v1/embeddings``,
-Ollama ``/api/embed``); plugins reach the configured one through
-``core.embeddings(dimensions)``.
+Ollama ``/api/embed`` and ``/api/embeddings``); plugins reach the configured
+one through ``core.embeddings(dimensions, model)``.
 
-The DeepSeek web chat has no embedding model, so the engine is a setting
-(``embeddings.provider``). A provider is anything with ``async embed(texts)``
-returning one vector per text, each of the dimension it was built for; a
-real model plugs in by adding a factory to :data:`PROVIDERS`.
+The DeepSeek web chat has no embedding model, so the engine is a setting,
+``embeddings.provider``: the name of a configured upstream provider (its
+``/embeddings`` endpoint serves the vectors, see
+:mod:`ds2proxy.providers.embeddings_client`), or ``testing``.
 
-``deterministic`` is for testing and demos only: its vectors are stable
-hashes of the text, carry no meaning, and similar texts are not close.
+``testing`` is for tests and demos only: its vectors are stable hashes of
+the text, carry no meaning, and similar texts are not close. It was once
+called ``deterministic``; that name is refused with a pointer to the new one
+(see :mod:`ds2proxy.embeddings_settings`), so nobody gets hash vectors by
+accident.
 """
 
 from __future__ import annotations
@@ -16,27 +19,45 @@ from __future__ import annotations
 import hashlib
 import math
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 _SCALE = 2.0 / 0xFFFFFFFF
 DEFAULT_DIMENSIONS = 1536
+TESTING = "testing"
+
+
+@dataclass(frozen=True, slots=True)
+class Embedded:
+    """Vectors in input order, and the prompt tokens the engine reported
+    (None: it reports none, the route counts them itself)."""
+
+    vectors: list[list[float]]
+    prompt_tokens: int | None = None
 
 
 class EmbeddingProvider(Protocol):
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        """One vector per text, in order, each of the provider's dimension."""
+        """One vector per text, in order."""
+        ...
+
+    async def embed_counted(self, texts: Sequence[str]) -> Embedded:
+        """The vectors and, when the engine knows it, the tokens they cost."""
         ...
 
 
 class DeterministicEmbeddings:
     """Unit vectors derived from SHAKE-256 of the text: same text, same vector."""
 
-    def __init__(self, dimensions: int) -> None:
-        self.dimensions = dimensions
+    def __init__(self, dimensions: int | None = None) -> None:
+        self.dimensions = dimensions or DEFAULT_DIMENSIONS
 
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
         return [self.vector(text) for text in texts]
+
+    async def embed_counted(self, texts: Sequence[str]) -> Embedded:
+        return Embedded(await self.embed(texts))
 
     def vector(self, text: str) -> list[float]:
         raw = hashlib.shake_256(text.encode("utf-8")).digest(4 * self.dimensions)
@@ -45,14 +66,6 @@ class DeterministicEmbeddings:
         return [v / norm for v in values]
 
 
-ProviderFactory = Callable[[int], EmbeddingProvider]
-
-PROVIDERS: dict[str, ProviderFactory] = {
-    "deterministic": DeterministicEmbeddings,
-}
-
-
-def provider_for(name: str, dimensions: int) -> EmbeddingProvider | None:
-    """The configured provider for vectors of ``dimensions``; None when embeddings are off."""
-    factory = PROVIDERS.get(name)
-    return factory(dimensions) if factory is not None else None
+def provider_for(name: str, dimensions: int | None) -> EmbeddingProvider | None:
+    """The built-in engine ``name`` (only ``testing``); None for any other name."""
+    return DeterministicEmbeddings(dimensions) if name == TESTING else None

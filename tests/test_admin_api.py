@@ -41,6 +41,9 @@ GUARDED = [
     ("POST", "/admin/accounts/test-all"), ("GET", "/admin/queue/status"), ("POST", "/admin/test"),
     ("GET", "/admin/overview"), ("GET", "/admin/plugins"), ("GET", "/admin/dev/captures"),
     ("DELETE", "/admin/dev/captures"), ("POST", "/admin/ui/playground/send"),
+    ("GET", "/admin/providers"), ("POST", "/admin/providers"), ("GET", "/admin/providers/x"),
+    ("PUT", "/admin/providers/x"), ("DELETE", "/admin/providers/x"),
+    ("POST", "/admin/providers/x/test"),
 ]
 
 
@@ -312,7 +315,7 @@ async def test_settings_get_has_the_nested_shape(admin: Admin):
     for section in ("admin", "runtime", "toolcall", "responses", "embeddings", "search",
                     "dev_captures"):
         assert isinstance(view[section], dict), section
-    assert view["embeddings"]["provider"] == "deterministic"
+    assert view["embeddings"]["provider"] == "testing"
     assert view["admin"]["jwt_expire_hours"] == 24
     assert isinstance(view["claude_mapping"], dict) and isinstance(view["model_aliases"], dict)
     # What was read can be sent back unchanged.

@@ -30,7 +30,7 @@ def nested(depth: int, leaf: Any = "x") -> Any:
 
 
 @pytest.mark.parametrize("path", ["/admin/config", "/admin/config/import", "/admin/settings",
-                                  "/admin/import", "/admin/accounts"])
+                                  "/admin/import", "/admin/accounts", "/admin/providers"])
 @pytest.mark.parametrize("depth", [3, 40, 300, 900])
 async def test_nested_values_in_admin_bodies_are_a_400(admin: Admin, path: str, depth: int):
     before = admin.proxy.store.snapshot()
@@ -39,7 +39,8 @@ async def test_nested_values_in_admin_bodies_are_a_400(admin: Admin, path: str, 
     body = {"/admin/config": {"keys": value, "model_aliases": {"m": value}},
             "/admin/settings": {"model_aliases": value},
             "/admin/config/import": {"upstream": {"base_url": value}},
-            "/admin/import": {"accounts": value}, "/admin/accounts": {"email": value}}[path]
+            "/admin/import": {"accounts": value}, "/admin/accounts": {"email": value},
+            "/admin/providers": {"name": "p", "base_url": "http://h/v1", "models": value}}[path]
     reply = await admin.call(method, path, json=body)
     assert reply.status == 400, (depth, reply.raw[:300])
     assert "detail" in reply.json()
@@ -157,7 +158,7 @@ def valid_settings_form(page: str) -> dict[str, str]:
     form = {p: re.search(rf'name="{re.escape(p)}" value="([^"]*)"', page).group(1)
             for p, s in settings.SETTINGS.items() if s.kind in ("int", "float", "text")}
     form.update({"toolcall.mode": "feature_match", "toolcall.early_emit_confidence": "high",
-                 "search.citation_style": "raw", "embeddings.provider": "deterministic",
+                 "search.citation_style": "raw", "embeddings.provider": "testing",
                  "upstream.session_cleanup": "none", "auth.allow_passthrough": "on"})
     return form
 

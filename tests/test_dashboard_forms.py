@@ -179,7 +179,7 @@ async def test_settings_form_applies_and_explains_a_bad_value_beside_its_field(
     values = {p: re.search(rf'name="{re.escape(p)}" value="([^"]*)"', page).group(1)
               for p, s in settings.SETTINGS.items() if s.kind in ("int", "float")}
     form = {**values, "toolcall.mode": "feature_match", "toolcall.early_emit_confidence": "high",
-            "search.citation_style": "raw", "embeddings.provider": "deterministic",
+            "search.citation_style": "raw", "embeddings.provider": "testing",
             "upstream.session_cleanup": "none",
             "auth.allow_passthrough": "on", "claude_mapping": "", "model_aliases": ""}
     before = pool.limits
@@ -206,7 +206,7 @@ async def test_settings_form_edits_the_history_file_text_setting(logged_in: Brow
     form = {p: re.search(rf'name="{re.escape(p)}" value="([^"]*)"', page).group(1)
             for p, s in settings.SETTINGS.items() if s.kind in ("int", "float", "text")}
     form.update({"toolcall.mode": "feature_match", "toolcall.early_emit_confidence": "high",
-                 "search.citation_style": "raw", "embeddings.provider": "deterministic",
+                 "search.citation_style": "raw", "embeddings.provider": "testing",
                  "upstream.session_cleanup": "none",
                  "auth.allow_passthrough": "on", "history_file.enabled": "on"})
     status, page, _ = await logged_in.post("/admin/ui/settings",

@@ -22,6 +22,7 @@ WIDTHS = (PHONE, TABLET, DESKTOP)
 PAGES = {
     "overview": "/admin/",
     "accounts": "/admin/ui/accounts",
+    "providers": "/admin/ui/providers",
     "keys": "/admin/ui/keys",
     "usage": "/admin/ui/usage",
     "playground": "/admin/ui/playground",

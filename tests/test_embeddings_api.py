@@ -75,7 +75,7 @@ async def test_off_is_501_and_the_setting_is_read_live(proxy_factory):
         with pytest.raises(openai.APIStatusError) as err:
             await api.embeddings.create(model="e", input="x")
         await proxy.store.update(lambda doc: doc.__setitem__("embeddings",
-                                                             {"provider": "deterministic"}))
+                                                             {"provider": "testing"}))
         resp = await api.embeddings.create(model="e", input="x")
     assert err.value.status_code == 501
     assert set(err.value.body) == {"message", "type", "code", "param", "request_id"}

@@ -1,4 +1,4 @@
-"""Embedding inputs and the deterministic provider, without a server."""
+"""Embedding inputs, the testing engine and the embeddings setting, without a server."""
 
 from __future__ import annotations
 
@@ -7,10 +7,13 @@ import math
 import pytest
 from token_util import reference_tokens
 
+from ds2proxy.config import parse_config
+from ds2proxy.config_values import ConfigError
+from ds2proxy.embeddings import DeterministicEmbeddings, provider_for
 from ds2proxy.errors import InvalidRequest
 from ds2proxy.tokens import count_tokens_async
+from ds2proxy.providers.embeddings_client import batches
 from plugins.openai.embeddings import parse_inputs, usage_tokens
-from ds2proxy.embeddings import DeterministicEmbeddings, provider_for
 
 
 async def test_same_text_same_unit_vector_of_the_asked_dimension() -> None:
@@ -22,8 +25,27 @@ async def test_same_text_same_unit_vector_of_the_asked_dimension() -> None:
 
 
 def test_provider_choice_follows_the_setting() -> None:
-    assert isinstance(provider_for("deterministic", 8), DeterministicEmbeddings)
+    assert isinstance(provider_for("testing", 8), DeterministicEmbeddings)
+    assert provider_for("testing", None).dimensions == 1536
     assert provider_for("", 8) is None and provider_for("none", 8) is None
+    assert provider_for("deterministic", 8) is None
+
+
+def test_the_old_name_is_refused_naming_the_new_one() -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config({"embeddings": {"provider": "deterministic"}})
+    assert err.value.field == "embeddings.provider" and "'testing'" in str(err.value)
+
+
+def test_the_provider_must_be_configured() -> None:
+    local = {"name": "local", "base_url": "http://127.0.0.1:11434/v1", "models": ["*"]}
+    with pytest.raises(ConfigError) as err:
+        parse_config({"embeddings": {"provider": "locl"}, "providers": [local]})
+    assert err.value.field == "embeddings.provider" and "'local'" in str(err.value)
+    cfg = parse_config({"embeddings": {"provider": "local", "model": "nomic-embed-text"},
+                        "providers": [local]})
+    assert (cfg.embeddings_provider, cfg.embeddings_model) == ("local", "nomic-embed-text")
+    assert parse_config({"embeddings": {"provider": "none"}}).embeddings_provider == ""
 
 
 @pytest.mark.parametrize("value, texts", [
@@ -48,3 +70,10 @@ def test_bad_inputs_are_400s(value: object) -> None:
     with pytest.raises(InvalidRequest) as err:
         parse_inputs(value)
     assert err.value.param == "input"
+
+
+def test_batches_keep_order_and_size() -> None:
+    texts = [str(i) for i in range(150)]
+    parts = batches(texts, 64)
+    assert [len(p) for p in parts] == [64, 64, 22]
+    assert [t for p in parts for t in p] == texts

@@ -24,6 +24,7 @@ from .gate import AdminGate
 from .operations import AdminOps
 from .pages import Pages
 from .playground import Playground
+from .provider_pages import ProviderPages
 from .routes import add_api_routes, guarded
 from .throttle import LoginThrottle
 from .usage_pages import add_usage_pages
@@ -69,6 +70,10 @@ def _add_dashboard(app: web.Application, ctx: AdminContext) -> None:
     for path, back, handler in forms.table():
         router.add_post(f"/admin/ui/{path}", dash.action(back, handler))
     router.add_post("/admin/ui/playground/send", guarded(ctx, Playground(ctx).send))
+    providers = ProviderPages(ctx, dash)
+    router.add_get("/admin/ui/providers", providers.page)
+    for path, back, handler in providers.forms():
+        router.add_post(f"/admin/ui/{path}", dash.action(back, handler))
 
 
 def setup(app: web.Application, core: Core, admin_key: str | None,

@@ -34,6 +34,7 @@ HOME_URL = "/admin/"
 NAV = (
     ("overview", "Overview", HOME_URL),
     ("accounts", "Accounts", "/admin/ui/accounts"),
+    ("providers", "Providers", "/admin/ui/providers"),
     ("keys", "API keys", "/admin/ui/keys"),
     ("usage", "Requests", "/admin/ui/usage"),
     ("playground", "Playground", "/admin/ui/playground"),

@@ -26,6 +26,8 @@ from ..plugin_api import PluginInfo
 from . import edits, probes, settings
 from .credentials import AdminCredentials
 from .masking import mask_tree, masked_account, masked_key, without_admin_secrets
+from .provider_edits import masked_provider, restore_masked
+from .provider_ops import ProviderOps
 from .responses import FieldErrors
 
 if TYPE_CHECKING:
@@ -52,6 +54,8 @@ def _int_arg(value: Any, name: str, default: int, lo: int, hi: int | None = None
 
 
 def _not_here(name: str, allowed: tuple[str, ...]) -> str:
+    if name == "providers":
+        return "cannot be set here; use /admin/providers"
     if name in SCHEMA:
         return "cannot be set here; use /admin/settings or /admin/config/import"
     close = suggestion(name, allowed) or suggestion(name)
@@ -66,6 +70,7 @@ class AdminOps:
         self.captures = captures
         self.plugins = plugins
         self.last_tests: dict[str, dict[str, Any]] = {}
+        self.providers = ProviderOps(self)
 
     # -- the one way to write ------------------------------------------------------------
 
@@ -85,6 +90,9 @@ class AdminOps:
         cfg = self.core.config
         view["keys"] = [masked_key(k) for k in cfg.keys]
         view["accounts"] = [self.account_view(a) for a in cfg.accounts]
+        if isinstance(doc.get("providers"), list):
+            view["providers"] = [masked_provider(p) for p in doc["providers"]
+                                 if isinstance(p, dict)]
         return view
 
     async def replace_lists(self, body: dict[str, Any]) -> None:
@@ -112,7 +120,13 @@ class AdminOps:
         """Merge or replace; unknown fields are kept but each comes back as a
         warning naming the closest known field (a typo is not silently lost)."""
         doc, mode = edits.unwrap_import(body, mode)
-        await self.write(lambda data: edits.import_document(data, doc, mode))
+
+        def edit(data: dict[str, Any]) -> dict[str, Any]:
+            result = edits.import_document(data, doc, mode)
+            restore_masked(data, result)  # a masked read sent back keeps its secrets
+            return result
+
+        await self.write(edit)
         warnings = unknown_field_messages(doc)
         for warning in warnings:
             log.warning("config import: %s", warning)

@@ -89,7 +89,7 @@ class Pages:
         current = settings.flat_values(self.ctx.core.config)
         shown = {p: settings.map_text(v) if p in settings.MAPS else v for p, v in current.items()}
         return self.dash.render(request, "settings.html", claims=claims, active="settings",
-                                status=status, groups=settings.GROUPS,
+                                status=status, groups=settings.form_groups(self.ctx.core.config),
                                 values={**shown, **(values or {})}, errors=errors or {},
                                 info=self.ops.settings_view()["admin"])
 

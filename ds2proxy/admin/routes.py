@@ -7,6 +7,7 @@ from aiohttp import web
 from .api_access import AccessAPI
 from .api_accounts import AccountsAPI
 from .api_config import ConfigAPI
+from .api_providers import ProvidersAPI
 from .api_status import StatusAPI
 from .api_usage import add_usage_routes
 from .context import AdminContext
@@ -26,6 +27,7 @@ def guarded(ctx: AdminContext, handler: Handler) -> Handler:
 def add_api_routes(app: web.Application, ctx: AdminContext) -> None:
     access, config = AccessAPI(ctx), ConfigAPI(ctx)
     accounts, status = AccountsAPI(ctx), StatusAPI(ctx)
+    providers = ProvidersAPI(ctx)
     router = app.router
     router.add_post("/admin/login", rendered(access.login))
     router.add_get("/admin/verify", rendered(access.verify))
@@ -49,6 +51,12 @@ def add_api_routes(app: web.Application, ctx: AdminContext) -> None:
         ("PUT", "/admin/accounts/{identifier}/proxy", accounts.set_proxy),
         ("GET", "/admin/queue/status", accounts.queue_status),
         ("POST", "/admin/test", accounts.self_test),
+        ("GET", "/admin/providers", providers.listing),
+        ("POST", "/admin/providers", providers.add),
+        ("GET", "/admin/providers/{name}", providers.one),
+        ("PUT", "/admin/providers/{name}", providers.update),
+        ("DELETE", "/admin/providers/{name}", providers.delete),
+        ("POST", "/admin/providers/{name}/test", providers.test),
         ("GET", "/admin/overview", status.overview),
         ("GET", "/admin/plugins", status.plugins),
         ("GET", "/admin/plugins/{name}/settings", status.plugin_settings),

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ..config import Config, ConfigError, parse_config
@@ -95,8 +95,12 @@ GROUPS: tuple[Group, ...] = (
         Setting("responses.store_ttl_seconds", "int", "Responses TTL (s)",
                 "How long /v1/responses objects stay readable."),
         Setting("embeddings.provider", "choice", "Embeddings provider",
-                "deterministic: hash-based test vectors; empty or none: embeddings answer 501.",
-                ("", "none", "deterministic")),
+                "A configured provider (its /embeddings serves the vectors); testing: "
+                "hash-based test vectors with no meaning; (none): embeddings answer 501.",
+                ("", "testing")),  # and every provider's name: see form_groups
+        Setting("embeddings.model", "text", "Embeddings model",
+                "The provider's embedding model id. Empty: the model the client names.",
+                nullable=True),
         Setting("auth.allow_passthrough", "bool", "Allow pass-through tokens",
                 "Off: a credential that is not an API key is refused with 401."),
     )),
@@ -127,6 +131,7 @@ GROUPS: tuple[Group, ...] = (
 )
 
 SETTINGS: dict[str, Setting] = {s.path: s for g in GROUPS for s in g.settings}
+EMBEDDINGS_ENGINE = "embeddings.provider"
 MAPS = frozenset(p for p, s in SETTINGS.items() if s.kind == "map")
 READ_ONLY = frozenset({"admin.password_set", "admin.default_key_in_use", "env_backed",
                        "config_source"})
@@ -147,6 +152,7 @@ def flat_values(cfg: Config) -> dict[str, Any]:
         "toolcall.early_emit_confidence": cfg.toolcall_early_emit,
         "responses.store_ttl_seconds": cfg.responses_ttl_seconds,
         "embeddings.provider": cfg.embeddings_provider,
+        "embeddings.model": cfg.embeddings_model,
         "auth.allow_passthrough": cfg.allow_passthrough,
         "history_file.enabled": cfg.history_file.enabled,
         "history_file.min_prompt_chars": cfg.history_file.min_prompt_chars,
@@ -158,6 +164,17 @@ def flat_values(cfg: Config) -> dict[str, Any]:
         "dev_captures.max_body_bytes": cfg.captures_max_body_bytes,
         **health_values(cfg),
     }
+
+
+def form_groups(cfg: Config) -> tuple[Group, ...]:
+    """GROUPS as the form shows them: the embeddings engine is a choice of
+    the ones that exist (off, testing, each configured provider)."""
+    def offered(setting: Setting) -> Setting:
+        if setting.path != EMBEDDINGS_ENGINE:
+            return setting
+        return replace(setting, choices=(*setting.choices, *(p.name for p in cfg.providers)))
+
+    return tuple(Group(g.title, tuple(offered(s) for s in g.settings)) for g in GROUPS)
 
 
 def health_values(cfg: Config) -> dict[str, Any]:

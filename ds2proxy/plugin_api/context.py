@@ -210,9 +210,13 @@ class PluginContext:
         """DeepSeek V4 tokens of ``text`` (off the event loop when large)."""
         return await count_tokens_async(text)
 
-    def embeddings(self, dimensions: int) -> EmbeddingProvider | None:
-        """The configured embeddings provider, None when none is configured."""
-        return self._core.embeddings(dimensions)
+    def embeddings(self, dimensions: int | None, model: str = "",
+                   caller: Caller | None = None) -> EmbeddingProvider | None:
+        """The configured embeddings engine for vectors of ``dimensions``
+        (None: the engine's own size) of ``model``; None when none is
+        configured. A provider's engine needs a ``caller`` holding one of the
+        configured keys (else 403)."""
+        return self._core.embeddings(dimensions, model, caller)
 
     def sse(self, request: web.Request, *, blank_keepalive: bool = False,
             **headers: str) -> SSEWriter:

@@ -83,7 +83,7 @@ def base_config(fake: FakeDeepSeek) -> dict[str, Any]:
         "keys": [TEST_KEY],
         "accounts": [{"email": email, "password": pw} for email, pw in ACCOUNTS],
         "upstream": {"base_url": fake.base_url, "timeout_seconds": 10},
-        "embeddings": {"provider": "deterministic"},
+        "embeddings": {"provider": "testing"},
     }
 
 

@@ -8,8 +8,9 @@ from typing import Any
 from aiohttp import web
 
 from ds2proxy.plugin_api import (
+    Caller,
     ChatRequest,
-    DEFAULT_DIMENSIONS,
+    EmbeddingProvider,
     InvalidRequest,
     NotImplementedFeature,
     PluginAPI,
@@ -72,21 +73,24 @@ class EmbedRoutes:
 
     async def embed(self, request: web.Request) -> web.Response:
         clock = Clock()
-        texts, body = await self._read(request, "input")
-        vectors = await self._provider(body.get("dimensions")).embed(texts)
-        tokens = sum([await self.api.count_tokens(t) for t in texts])
+        texts, body, caller = await self._read(request, "input")
+        embedded = await self._provider(body.get("dimensions"), body, caller).embed_counted(texts)
+        vectors, tokens = embedded.vectors, embedded.prompt_tokens
+        if tokens is None:
+            tokens = sum([await self.api.count_tokens(t) for t in texts])
         durations = clock.durations()
         return json_response({"model": model_name(body), "embeddings": vectors,
                               "total_duration": durations["total_duration"],
                               "load_duration": 0, "prompt_eval_count": tokens})
 
     async def embeddings(self, request: web.Request) -> web.Response:
-        texts, _ = await self._read(request, "prompt")
-        vectors = await self._provider(None).embed(texts)
+        texts, body, caller = await self._read(request, "prompt")
+        vectors = await self._provider(None, body, caller).embed(texts)
         return json_response({"embedding": vectors[0]})
 
-    async def _read(self, request: web.Request, field: str) -> tuple[list[str], dict]:
-        self.api.authenticate(request, implied=implied_key(self.api))
+    async def _read(self, request: web.Request,
+                    field: str) -> tuple[list[str], dict, Caller]:
+        caller = self.api.authenticate(request, implied=implied_key(self.api))
         body = await self.api.read_json(request)
         model_name(body)
         value = body.get(field)
@@ -95,13 +99,13 @@ class EmbedRoutes:
                 isinstance(t, str) for t in texts):
             raise InvalidRequest(f"{field} must be a string or a non-empty list of strings",
                                  param=field)
-        return texts, body
+        return texts, body, caller
 
-    def _provider(self, dimensions: Any) -> Any:
+    def _provider(self, dimensions: Any, body: dict, caller: Caller) -> EmbeddingProvider:
         if dimensions is not None and (isinstance(dimensions, bool)
                                        or not isinstance(dimensions, int) or dimensions < 1):
             raise InvalidRequest("dimensions must be a positive integer", param="dimensions")
-        provider = self.api.embeddings(dimensions or DEFAULT_DIMENSIONS)
+        provider = self.api.embeddings(dimensions, model_name(body), caller)
         if provider is None:
             raise NotImplementedFeature(
                 "embeddings are not enabled on this server: set embeddings.provider")

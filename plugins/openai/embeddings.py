@@ -1,4 +1,6 @@
-"""``POST /v1/embeddings``: the request's shape, answered by the configured provider.
+"""``POST /v1/embeddings``: the request's shape, answered by the configured
+engine (a provider's ``/embeddings``, or the testing hashes). Usage is the
+provider's count when it reports one, else counted here.
 
 Token-array inputs cannot be decoded (the client's tokenizer is not
 DeepSeek's), so each array is embedded as the text of its numbers and counted
@@ -15,7 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ds2proxy.plugin_api import DEFAULT_DIMENSIONS, InvalidRequest, NotImplementedFeature, PluginAPI
+from ds2proxy.plugin_api import InvalidRequest, NotImplementedFeature, PluginAPI
 from ds2proxy.dialects import json_response
 from ds2proxy.dialects.validate import Bounds, choice, integer, string
 
@@ -48,12 +50,15 @@ class EmbeddingRoutes:
         dimensions = _dimensions(body.get("dimensions"))
         encoding = choice(body.get("encoding_format"), "encoding_format", ENCODINGS) or "float"
         string(body.get("user"), "user")
-        provider = self.api.embeddings(dimensions)
+        provider = self.api.embeddings(dimensions, model, caller)
         if provider is None:
             raise NotImplementedFeature(
                 "embeddings are not enabled on this server: set embeddings.provider")
-        vectors = await provider.embed([item.text for item in inputs])
-        tokens = await usage_tokens(inputs, self.api.count_tokens)
+        embedded = await provider.embed_counted([item.text for item in inputs])
+        vectors = embedded.vectors
+        tokens = embedded.prompt_tokens
+        if tokens is None:
+            tokens = await usage_tokens(inputs, self.api.count_tokens)
         self.api.note_usage(model=model, prompt_tokens=tokens)
         return json_response({
             "object": "list",
@@ -97,9 +102,10 @@ def _is_tokens(value: Any) -> bool:
         isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in value)
 
 
-def _dimensions(value: Any) -> int:
-    found = integer(value, "dimensions", Bounds(1, MAX_DIMENSIONS))
-    return DEFAULT_DIMENSIONS if found is None else found
+def _dimensions(value: Any) -> int | None:
+    """The size asked for; None leaves it to the engine (a provider's model
+    has its own, the testing engine uses 1536)."""
+    return integer(value, "dimensions", Bounds(1, MAX_DIMENSIONS))
 
 
 def _encode(vector: list[float], encoding: str) -> list[float] | str:
