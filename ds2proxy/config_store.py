@@ -7,6 +7,11 @@ asked for it disconnects and its handler is cancelled. The task holds the
 store's lock from the mutation to the listeners, so writes are serialised end
 to end, and it returns only after the file is fsync'd: an acknowledged write
 is on disk.
+
+With a shared store (``shared``, see :mod:`ds2proxy.state.shared_config`)
+the document of record is the cluster's: a write re-reads it, applies the
+mutation and commits on its version (retrying on a concurrent write), and
+changes other instances made arrive through :meth:`ConfigStore.adopt`.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -93,6 +98,12 @@ def atomic_write_json(path: Path, data: dict) -> None:
 
 Listener = Callable[[Config], None]
 Mutation = Callable[[dict], Any]
+CAS_ATTEMPTS = 50
+
+
+class SharedDocument(Protocol):
+    async def load(self) -> tuple[int, dict | None]: ...
+    async def commit(self, expected: int, data: dict) -> int: ...
 
 
 class ConfigStore:
@@ -111,6 +122,8 @@ class ConfigStore:
         self._listeners: list[Listener] = []
         self._writes: set[asyncio.Task[Config]] = set()
         self._warned_memory_only = False
+        self.shared: SharedDocument | None = None
+        self.version = 0  # of the shared document this view reflects
 
     @classmethod
     def from_sources(cls, path: str | None = None, env: dict[str, str] | None = None) -> ConfigStore:
@@ -183,17 +196,44 @@ class ConfigStore:
 
     async def _write(self, mutate: Mutation, creates_file: bool) -> Config:
         async with self._lock:
-            data = copy.deepcopy(self._data)
-            result = mutate(data)
-            if isinstance(result, dict):
-                data = result
-            migrate_keys(data)  # bare key strings become named entries, secrets kept
-            config = parse_config(data)
+            if self.shared is not None:
+                data, config = await self._commit_shared(mutate)
+            else:
+                data, config = _apply(mutate, copy.deepcopy(self._data))
             await self._persist(data, creates_file)
-            self._data, self._config = data, config
-            for listener in self._listeners:
-                listener(config)
+            self._publish(data, config)
             return config
+
+    async def _commit_shared(self, mutate: Mutation) -> tuple[dict, Config]:
+        """Apply ``mutate`` to the newest shared document; on a concurrent
+        write, re-apply it to the one that won and try again."""
+        for _ in range(CAS_ATTEMPTS):
+            version, current = await self.shared.load()
+            data, config = _apply(mutate, current if current is not None else
+                                  copy.deepcopy(self._data))
+            committed = await self.shared.commit(version, data)
+            if committed:
+                self.version = committed
+                return data, config
+        raise ConfigError("(config)", "the shared config kept changing; try again")
+
+    async def adopt(self, version: int, data: dict) -> None:
+        """A newer shared document written by another instance."""
+        async with self._lock:
+            if version <= self.version:
+                return
+            config = parse_config(data)
+            self.version = version
+            if data == self._data:
+                return
+            await self._persist(data, creates_file=False)
+            self._publish(data, config)
+            log.info("applied config version %d from the shared store", version)
+
+    def _publish(self, data: dict, config: Config) -> None:
+        self._data, self._config = data, config
+        for listener in self._listeners:
+            listener(config)
 
     async def _persist(self, data: dict, creates_file: bool) -> None:
         if self.path is not None and (self.source in (FILE, ENVIRONMENT) or
@@ -205,6 +245,14 @@ class ConfigStore:
         elif creates_file and not self._warned_memory_only:
             log.warning("changes are not saved (config: %s)", self.describe())
             self._warned_memory_only = True
+
+
+def _apply(mutate: Mutation, data: dict) -> tuple[dict, Config]:
+    result = mutate(data)
+    if isinstance(result, dict):
+        data = result
+    migrate_keys(data)  # bare key strings become named entries, secrets kept
+    return data, parse_config(data)
 
 
 def _warn_unknown(data: Any, where: str) -> None:

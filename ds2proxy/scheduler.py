@@ -169,8 +169,12 @@ class AccountPool:
         queued = False
         while True:
             state = self._pick(pinned, exclude)
+            if state is not None and await self.pacer.claim(state.identifier):
+                if self._usable(state):  # still free after the shared pacing check
+                    return self._grant(state)
+                continue
             if state is not None:
-                return self._grant(state)
+                continue  # paced by another instance: the pacer now knows the wait
             candidates = self._candidates(pinned, exclude)
             if not candidates:
                 raise RateLimited("no untried account is available", retry_after=5)

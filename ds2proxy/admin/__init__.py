@@ -75,7 +75,7 @@ def setup(app: web.Application, core: Core, admin_key: str | None,
           plugins: list[PluginInfo]) -> None:
     """Mount the admin API and the dashboard on ``app`` (``plugins``: what
     the plugin loader reported, for /admin/plugins)."""
-    creds = AdminCredentials(core.store, admin_key)
+    creds = AdminCredentials(core.store, admin_key, records=core.state)
     sessions = WebSessions(creds)
     captures = core.captures
     ctx = AdminContext(core=core, ops=AdminOps(core, creds, captures, plugins),
@@ -88,5 +88,6 @@ def setup(app: web.Application, core: Core, admin_key: str | None,
 
     async def prepare(app: web.Application) -> None:
         await creds.ensure_secret()
+        await creds.load_logouts()
 
     app.on_startup.append(prepare)

@@ -43,6 +43,17 @@ class HealthTracker:
         for identifier, data in saved.items():
             self._records[identifier] = AccountHealth.from_dict(data)
 
+    def adopt(self, identifier: str, data: dict | None) -> None:
+        """A change another instance made (shared state): take its record,
+        keep this instance's own trial flag, and wake waiting requests."""
+        if identifier not in self._records and data is None:
+            return
+        trial = self._records[identifier].trial if identifier in self._records else False
+        record = AccountHealth.from_dict(data) if data is not None else AccountHealth()
+        record.trial = trial
+        self._records[identifier] = record
+        self._notify()
+
     def configure(self, settings: HealthSettings) -> None:
         """New settings apply at once: running cooldowns shrink to the new cap."""
         self.settings = settings
