@@ -33,6 +33,7 @@ from .config import Config, ConfigError, parse_config
 from .config_fields import unknown_field_messages
 from .config_leftovers import temp_prefix
 from .keyring import migrate_keys
+from .state.errors import StateUnavailable
 
 log = logging.getLogger("ds2proxy.config")
 
@@ -215,7 +216,7 @@ class ConfigStore:
             if committed:
                 self.version = committed
                 return data, config
-        raise ConfigError("(config)", "the shared config kept changing; try again")
+        raise StateUnavailable("the shared config kept changing; try again", retry_after=1)
 
     async def adopt(self, version: int, data: dict) -> None:
         """A newer shared document written by another instance."""

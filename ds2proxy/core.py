@@ -167,6 +167,9 @@ class Core:
         key = self.config.key_named(extract_credential(request, self.config.keys))
         if key is None or key.disabled or key.expired():
             return  # authenticate refuses it (or it is pass-through)
+        record = request_record.current()
+        if record is not None:
+            record.key_name = key.name
         await self.limiter.admit_shared(key)
         request[SHARED_ADMITTED] = True
 
