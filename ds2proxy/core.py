@@ -37,7 +37,10 @@ from .tokens import warm_up
 from .scheduler import AccountPool
 from .sse import JSONArrayWriter, SSEWriter
 from .state import wiring
+from .state.leases import RedisLeases
 from .state.redis_link import RedisLink
+from .state.responses import RedisResponses
+from .state.tokens import SharedTokens
 from .turn_text import estimate_prompt_tokens
 from .upstream.cleanup import SessionJanitor
 from .upstream.client import DeepSeekClient
@@ -64,6 +67,8 @@ class Core:
         self.link: RedisLink | None = RedisLink(cfg.state) if cfg.state.shared else None
         self.backend = wiring.backend_for(self)
         self.state = self.backend.records
+        self.shared_responses = None if self.link is None else RedisResponses(
+            self.link, lambda: self.config.responses_ttl_seconds)
         self.pool = AccountPool(cfg.accounts, cfg.runtime, HealthTracker(cfg.health, self.state))
         self.monitor = Monitor()
         self.passthrough = VerifiedTokens()
@@ -112,16 +117,20 @@ class Core:
                                      self.proxies, self.pool.proxy_for_token)
         self.metrics.instrument(self.client)
         await self.usage.open()
-        self.keeper = TokenKeeper(self.client, self.store, self.pool.health)
+        self.keeper = TokenKeeper(self.client, self.store, self.pool.health,
+                                  SharedTokens(self.link) if self.link is not None else None)
         self.janitor = SessionJanitor(self.client)
         await warm_up()
         if self.link is not None:
             await self.link.start()
+            self.pool.share(RedisLeases(self.link, self.config.state.lease_ttl_seconds))
         try:
             yield
         finally:
             try:
                 await self.shared_state.close()
+                if self.pool.shared is not None:
+                    await self.pool.shared.close()
                 await self.store.settled()  # a write begun is finished before exit
                 await self.janitor.close()
                 await self.proxies.close()

@@ -16,6 +16,7 @@ import math
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from .config import AccountConfig, RuntimeSettings, normalise_mobile
 from .errors import (
@@ -27,6 +28,9 @@ from .errors import (
     RateLimited,
 )
 from .health import DISABLED, LOGIN_FAILING, HealthSettings, HealthTracker, Pacer
+
+if TYPE_CHECKING:
+    from .state.leases import RedisLeases
 
 TARGET_HEADER = "X-Ds2-Target-Account"
 
@@ -66,11 +70,12 @@ class Limits:
 class Lease:
     """One slot on one account; release exactly once (extra calls are no-ops)."""
 
-    __slots__ = ("account", "_pool", "_released")
+    __slots__ = ("account", "shared_id", "_pool", "_released")
 
-    def __init__(self, pool: AccountPool, account: AccountState) -> None:
+    def __init__(self, pool: AccountPool, account: AccountState, shared_id: str = "") -> None:
         self._pool = pool
         self.account = account
+        self.shared_id = shared_id  # the lease's name in the shared store, if any
         self._released = False
 
     @property
@@ -80,7 +85,7 @@ class Lease:
     def release(self) -> None:
         if not self._released:
             self._released = True
-            self._pool._release(self.account)
+            self._pool._release(self.account, self.shared_id)
 
 
 class AccountPool:
@@ -95,7 +100,13 @@ class AccountPool:
         self._inflight = 0
         self._queue_timeout = runtime.queue_timeout_seconds
         self.limits = Limits.from_runtime(runtime, len(accounts))
+        self.shared: RedisLeases | None = None
         self.configure(accounts, runtime)
+
+    def share(self, leases: RedisLeases) -> None:
+        """Count leases in a store shared by every instance (state.backend: redis)."""
+        self.shared = leases
+        leases.start(list(self._accounts), self._wake_some, self._wake_all)
 
     # -- configuration -----------------------------------------------------
 
@@ -119,6 +130,8 @@ class AccountPool:
         self.health.forget_except(fresh)
         self.limits = Limits.from_runtime(runtime, len(accounts))
         self._queue_timeout = runtime.queue_timeout_seconds
+        if self.shared is not None:
+            self.shared.configure(list(fresh))
         self._wake_all()
 
     def configure_health(self, settings: HealthSettings) -> None:
@@ -168,13 +181,16 @@ class AccountPool:
         deadline = time.monotonic() + self._queue_timeout
         queued = False
         while True:
-            state = self._pick(pinned, exclude)
-            if state is not None and await self.pacer.claim(state.identifier):
-                if self._usable(state):  # still free after the shared pacing check
+            if self.shared is None:
+                state = self._pick(pinned, exclude)
+                if state is not None:
                     return self._grant(state)
-                continue
-            if state is not None:
-                continue  # paced by another instance: the pacer now knows the wait
+            else:
+                granted = await self._pick_shared(pinned, exclude)
+                if granted is not None:
+                    if await self._paced_everywhere(*granted):
+                        return self._grant(*granted)
+                    continue  # paced by another instance: the pacer now knows the wait
             candidates = self._candidates(pinned, exclude)
             if not candidates:
                 raise RateLimited("no untried account is available", retry_after=5)
@@ -183,6 +199,8 @@ class AccountPool:
                 raise RateLimited("all accounts are busy and the wait queue is full",
                                   retry_after=self._retry_after(wake_in))
             queued = True
+            if self.shared is not None:  # a missed wake-up costs one recheck period
+                wake_in = min(wake_in or self.shared.recheck_seconds, self.shared.recheck_seconds)
             await self._wait(deadline, wake_in)
 
     def _candidates(self, pinned: AccountState | None, exclude: frozenset[str]
@@ -213,6 +231,37 @@ class AccountPool:
                 first = first or state
         return first
 
+    async def _pick_shared(self, pinned: AccountState | None, exclude: frozenset[str]
+                           ) -> tuple[AccountState, str] | None:
+        """As :meth:`_pick`, but the in-flight counts are every instance's:
+        the shared store takes the first account of this order with room."""
+        assert self.shared is not None
+        order = [pinned] if pinned is not None else [
+            self._accounts[i] for i in self._lru if i not in exclude]
+        ready = [s for s in order if self.health.eligible(s.identifier)
+                 and self.pacer.ready(s.identifier)]
+        ready.sort(key=lambda s: not s.token)  # stable: token holders first, LRU kept
+        if not ready:
+            return None
+        got = await self.shared.acquire([s.identifier for s in ready], self.limits.per_account,
+                                        self.limits.global_inflight)
+        if got is None or got[0] not in self._accounts:
+            if got is not None:
+                self.shared.release(*got)
+            return None
+        return self._accounts[got[0]], got[1]
+
+    async def _paced_everywhere(self, state: AccountState, shared_id: str) -> bool:
+        """The shared pacing gate's word on a start; the lease goes back on a no."""
+        try:
+            if await self.pacer.claim(state.identifier):
+                return True
+        except BaseException:
+            self.shared.release(state.identifier, shared_id)
+            raise
+        self.shared.release(state.identifier, shared_id)
+        return False
+
     def _blocked(self, candidates: list[AccountState]) -> float | None:
         """Why nothing could be leased: raise when waiting cannot help, else
         the seconds until a cooldown or a pacing gap ends (None: wait for a
@@ -242,14 +291,14 @@ class AccountPool:
         return RateLimited("every upstream account is cooling down after upstream errors",
                            retry_after=retry, code="accounts_cooling_down")
 
-    def _grant(self, state: AccountState) -> Lease:
+    def _grant(self, state: AccountState, shared_id: str = "") -> Lease:
         state.inflight += 1
         self._lru.pop(state.identifier, None)
         self._lru[state.identifier] = None  # now the most recently used
         self._inflight += 1
         self.health.granted(state.identifier)
         self.pacer.started(state.identifier)
-        return Lease(self, state)
+        return Lease(self, state, shared_id)
 
     async def _wait(self, deadline: float, wake_in: float | None) -> None:
         """Wait for a release, a health change or ``wake_in`` seconds; 429 at the deadline."""
@@ -273,7 +322,9 @@ class AccountPool:
             if fut in self._waiters:
                 self._waiters.remove(fut)
 
-    def _release(self, state: AccountState) -> None:
+    def _release(self, state: AccountState, shared_id: str = "") -> None:
+        if shared_id and self.shared is not None:
+            self.shared.release(state.identifier, shared_id)
         state.inflight = max(0, state.inflight - 1)
         self._inflight = max(0, self._inflight - 1)
         self.health.released(state.identifier)
@@ -285,6 +336,11 @@ class AccountPool:
             if not fut.done():
                 fut.set_result(None)
                 return
+
+    def _wake_some(self, count: int) -> None:
+        """Capacity freed on another instance: wake the ``count`` longest waiting."""
+        for _ in range(count):
+            self._wake_one()
 
     def _wake_all(self) -> None:
         while self._waiters:
@@ -301,6 +357,7 @@ class AccountPool:
 
     @property
     def inflight(self) -> int:
+        """Leases held by this instance."""
         return self._inflight
 
     @property
@@ -320,7 +377,7 @@ class AccountPool:
         return {
             "available": len(usable),
             "free_slots": min(slots, global_left),
-            "in_use": self._inflight,
+            "in_use": self._inflight if self.shared is None else self.shared.total,
             "total": total,
             "available_accounts": [s.identifier for s in usable],
             "in_use_accounts": busy,

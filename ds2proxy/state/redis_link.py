@@ -153,9 +153,12 @@ class RedisLink:
         await self._subscribed.wait()
         while True:
             pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+            subscribed: set[str] = set()
             try:
-                await pubsub.subscribe(*self._handlers)
                 while True:
+                    if missing := set(self._handlers) - subscribed:  # added since
+                        await pubsub.subscribe(*missing)
+                        subscribed |= missing
                     message = await pubsub.get_message(timeout=PING_EVERY)
                     if message is not None:
                         self._dispatch(message)

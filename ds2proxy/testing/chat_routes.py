@@ -88,7 +88,13 @@ class ChatRoutes(FakeCore):
         if isinstance(script, EnvelopeFault):
             return envelope(script.code, script.msg, script.biz_code, script.biz_msg)
         message = self._new_message(session, body, script)
-        return await self._serve_next(request, message)
+        account = str(self.call_of(request).account)
+        self.streaming[account] = now = self.streaming.get(account, 0) + 1
+        self.max_streaming[account] = max(now, self.max_streaming.get(account, 0))
+        try:
+            return await self._serve_next(request, message)
+        finally:
+            self.streaming[account] -= 1
 
     async def continue_(self, request: web.Request) -> web.StreamResponse:
         body = await self.json_body(request, "chat_session_id", "message_id")

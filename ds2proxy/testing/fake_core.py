@@ -40,6 +40,10 @@ class FakeCore:
         self.misbehaving: dict[str, Misbehaviour] = {}
         self._tokens: dict[str, str] = {}  # token -> account identity
         self._seq = 0
+        # Completion streams open now, and the most ever open at once, per account:
+        # what an in-flight limit across several proxies must keep bounded.
+        self.streaming: dict[str, int] = {}
+        self.max_streaming: dict[str, int] = {}
 
     # -- tokens ---------------------------------------------------------------
 

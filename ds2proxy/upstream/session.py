@@ -28,11 +28,13 @@ from ..errors import (
 )
 from ..health import HealthTracker
 from ..scheduler import AccountState, Lease
+from ..state.tokens import SharedTokens
 from .client import DeepSeekClient, UpstreamCallError
 
 log = logging.getLogger("ds2proxy.upstream")
 
 T = TypeVar("T")
+LOGIN_RECHECK_SECONDS = 0.5  # waiting on another instance's login: look again this often
 
 # Pass-through: most often a mistyped key, so say that first.
 NOT_A_KEY_NOR_TOKEN = ("invalid API key: it is not one of this server's configured keys, "
@@ -44,10 +46,12 @@ class TokenKeeper:
     while that account's login is backing off after a failure."""
 
     def __init__(self, client: DeepSeekClient, store: ConfigStore,
-                 health: HealthTracker | None = None) -> None:
+                 health: HealthTracker | None = None, shared: SharedTokens | None = None
+                 ) -> None:
         self.client = client
         self.store = store
         self.health = health or HealthTracker()
+        self.shared = shared  # tokens kept in Redis for every instance
 
     def _stale(self, state: AccountState) -> bool:
         hours = self.store.config.upstream.token_refresh_interval_hours
@@ -70,21 +74,62 @@ class TokenKeeper:
         async with state.login_lock:
             if state.token and state.token != stale_token:
                 return state.token
-            if not state.config.can_login:
-                raise self._login_failed(state, "token refused and no password to log in with")
-            if not self.health.login_allowed(state.identifier):
-                raise LoginFailed(ACCOUNT_UNUSABLE, account=state.identifier,
-                                  detail=f"login backing off after: {state.last_error}")
-            try:
-                token = await self.client.login(state.config)
-            except UpstreamError as exc:
-                # A refusal, and transport or server trouble too, backs off.
-                raise self._login_failed(state, exc.detail or exc.message) from None
-            state.token, state.token_obtained_at, state.last_error = token, time.monotonic(), ""
-            self.health.login_succeeded(state.identifier)
-            log.info("logged in account %s", state.identifier)
-            await self._persist(state.identifier, token)
-            return token
+            if self.shared is not None:
+                return await self._refresh_shared(state, stale_token)
+            return await self._login(state)
+
+    async def _login(self, state: AccountState) -> str:
+        if not state.config.can_login:
+            raise self._login_failed(state, "token refused and no password to log in with")
+        if not self.health.login_allowed(state.identifier):
+            raise LoginFailed(ACCOUNT_UNUSABLE, account=state.identifier,
+                              detail=f"login backing off after: {state.last_error}")
+        try:
+            token = await self.client.login(state.config)
+        except UpstreamError as exc:
+            # A refusal, and transport or server trouble too, backs off.
+            raise self._login_failed(state, exc.detail or exc.message) from None
+        state.token, state.token_obtained_at, state.last_error = token, time.monotonic(), ""
+        self.health.login_succeeded(state.identifier)
+        log.info("logged in account %s", state.identifier)
+        await self._persist(state.identifier, token)
+        return token
+
+    async def _refresh_shared(self, state: AccountState, stale_token: str) -> str:
+        """A token newer than ``stale_token`` from any instance, logging in
+        here only while holding the account's cluster-wide login lock."""
+        shared = self.shared
+        assert shared is not None
+        ident = state.identifier
+        lock_ttl = self.store.config.upstream.timeout_seconds + 5
+        deadline = time.monotonic() + 2 * lock_ttl
+        while True:
+            if (token := await self._adopt(state, stale_token)) is not None:
+                return token
+            if await shared.lock(ident, lock_ttl):
+                try:
+                    if (token := await self._adopt(state, stale_token)) is not None:
+                        return token
+                    token = await self._login(state)
+                    await shared.put(ident, token)
+                    return token
+                finally:
+                    await shared.unlock(ident)
+            if time.monotonic() >= deadline:
+                raise LoginFailed(ACCOUNT_UNUSABLE, account=ident,
+                                  detail="timed out waiting for another instance's login")
+            await shared.wait(ident, min(LOGIN_RECHECK_SECONDS, deadline - time.monotonic()))
+
+    async def _adopt(self, state: AccountState, stale_token: str) -> str | None:
+        """The shared token when it is newer than ``stale_token`` (kept on ``state``)."""
+        assert self.shared is not None
+        found = await self.shared.get(state.identifier)
+        if found is None or found[0] == stale_token:
+            return None
+        token, age = found
+        state.token, state.last_error = token, ""
+        state.token_obtained_at = time.monotonic() - age
+        return token
 
     def _login_failed(self, state: AccountState, reason: str) -> LoginFailed:
         state.last_error = reason

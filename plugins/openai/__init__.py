@@ -27,6 +27,7 @@ def register(api: PluginAPI) -> None:
         ("POST", "/chat/completions", chat.completions),
         ("POST", "/responses", responses.create),
         ("GET", "/responses/{response_id}", responses.get),
+        ("DELETE", "/responses/{response_id}", responses.delete),
         ("POST", "/embeddings", EmbeddingRoutes(api.core).create),
     )
     prefixes = ["/v1"] + ([""] if api.settings.get("root_routes", True) is not False else [])

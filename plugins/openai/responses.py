@@ -1,4 +1,4 @@
-"""``POST /v1/responses`` and ``GET /v1/responses/{id}``.
+"""``POST /v1/responses``, ``GET`` and ``DELETE /v1/responses/{id}``.
 
 A stream opens with ``response.created`` only once the turn has produced its
 first event, so a turn that fails before any output still answers with a
@@ -8,7 +8,7 @@ the stream with ``response.failed``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -31,10 +31,11 @@ ECHOED = ("instructions", "max_output_tokens", "previous_response_id", "temperat
 
 
 class ResponsesRoutes:
-    def __init__(self, core: Any, store: ResponseStore | None = None) -> None:
+    def __init__(self, core: Any, store: Any = None) -> None:
         self.core = core
-        if store is None:
-            store = ResponseStore(lambda: core.config.responses_ttl_seconds)
+        if store is None:  # the instances' shared store, else one in this process
+            store = getattr(core, "shared_responses", None) or ResponseStore(
+                lambda: core.config.responses_ttl_seconds)
         self.store = store
 
     async def create(self, request: web.Request) -> web.StreamResponse:
@@ -42,7 +43,7 @@ class ResponsesRoutes:
         body = await self.core.read_json(request)
         responses_sampling(body)    # every field checked before history is looked up
         model = self.core.resolve_model(body.get("model"), family="openai")
-        items = [*self._history(caller.identity, body), *conversation_items(body)]
+        items = [*await self._history(caller.identity, body), *conversation_items(body)]
         parsed = parse_responses_request(body, model, items)
         async with self.core.turn(parsed.chat, caller) as turn:
             builder = ResponseBuilder(ResponseHeader(
@@ -52,47 +53,62 @@ class ResponsesRoutes:
                 return await self._stream(request, turn, builder, parsed, caller.identity)
             result = await turn.collect()
         response = builder.replay(result)
-        self._keep(caller.identity, parsed, response)
+        await self._keep(caller.identity, parsed, response)
         return json_response(response)
 
     async def get(self, request: web.Request) -> web.Response:
         caller = self.core.authenticate(request)
         response_id = request.match_info["response_id"]
-        entry = self.store.get(caller.identity, response_id)
+        entry = await self.store.fetch(caller.identity, response_id)
         if entry is None:
             raise NotFound(f"Response with id '{response_id}' not found.", param="response_id")
         return json_response(entry.response)
 
+    async def delete(self, request: web.Request) -> web.Response:
+        caller = self.core.authenticate(request)
+        response_id = request.match_info["response_id"]
+        if not await self.store.drop(caller.identity, response_id):
+            raise NotFound(f"Response with id '{response_id}' not found.", param="response_id")
+        return json_response({"id": response_id, "object": "response", "deleted": True})
+
     async def _stream(self, request: web.Request, turn: Any, builder: ResponseBuilder,
                       parsed: ResponsesRequest, owner: str) -> web.StreamResponse:
         renderer = ResponsesStreamRenderer(
-            builder, lambda: self._keep(owner, parsed, builder.response()))
-        return await relay(self.core.sse(request), turn, renderer)
+            builder, lambda response: self._keep(owner, parsed, response))
+        return await relay(self.core.sse(request), KeptAtEnd(turn, renderer), renderer)
 
-    def _history(self, owner: str, body: dict) -> list[Any]:
+    async def _history(self, owner: str, body: dict) -> list[Any]:
         """The stored conversation ``previous_response_id`` continues, if any."""
         previous = string(body.get("previous_response_id"), "previous_response_id")
         if previous is None:
             return []
-        entry = self.store.get(owner, previous)
+        entry = await self.store.fetch(owner, previous)
         if entry is None:
             raise InvalidRequest(f"Previous response with id '{previous}' not found.",
                                  param="previous_response_id",
                                  code="previous_response_not_found")
         return entry.history
 
-    def _keep(self, owner: str, parsed: ResponsesRequest, response: dict) -> None:
+    async def _keep(self, owner: str, parsed: ResponsesRequest, response: dict) -> None:
         if parsed.store:
-            self.store.put(owner, response, parsed.items)
+            await self.store.keep(owner, response, parsed.items)
 
 
 class ResponsesStreamRenderer:
     """Builder events as named SSE frames; the finished response is kept
-    (``on_end``) before the stream ends, so a follow-up can continue it."""
+    (``keep``, by :meth:`settle`) before the stream ends, so a follow-up can
+    continue it, on any instance."""
 
-    def __init__(self, builder: ResponseBuilder, on_end: Callable[[], None]) -> None:
+    def __init__(self, builder: ResponseBuilder,
+                 keep: Callable[[dict], Awaitable[None]]) -> None:
         self.builder = builder
-        self.on_end = on_end
+        self.keep = keep
+        self._finished: list[tuple[str, dict]] | None = None
+
+    async def settle(self) -> None:
+        """The turn is over: finish the response and store it."""
+        self._finished = _named(self.builder.finish())
+        await self.keep(self.builder.response())
 
     def frames(self, event: TurnEvent) -> list[tuple[str, dict]]:
         return _named(self.builder.feed(event))
@@ -101,9 +117,23 @@ class ResponsesStreamRenderer:
         return [*_named(self.builder.fail(error)), "[DONE]"]
 
     def end(self) -> list[Any]:
-        frames = _named(self.builder.finish())
-        self.on_end()
+        frames = self._finished if self._finished is not None else _named(
+            self.builder.finish())
         return [*frames, "[DONE]"]
+
+
+class KeptAtEnd:
+    """The turn's batches, then the renderer's :meth:`settle` (an error while
+    storing ends the stream with ``response.failed``, not a silent loss)."""
+
+    def __init__(self, turn: Any, renderer: ResponsesStreamRenderer) -> None:
+        self.turn = turn
+        self.renderer = renderer
+
+    async def batches(self) -> AsyncIterator[list[TurnEvent]]:
+        async for batch in self.turn.batches():
+            yield batch
+        await self.renderer.settle()
 
 
 def _named(payloads: list[dict]) -> list[tuple[str, dict]]:

@@ -1,4 +1,6 @@
-"""The in-memory store behind ``GET /v1/responses/{id}`` and ``previous_response_id``.
+"""The in-memory store behind ``GET``/``DELETE /v1/responses/{id}`` and
+``previous_response_id`` (with ``state.backend: redis`` the core's shared
+store, of the same asynchronous face, takes its place).
 
 Entries are scoped to the caller's credential identity, so one caller can
 never read or continue another's responses (a foreign id looks exactly like
@@ -59,6 +61,24 @@ class ResponseStore:
         self._evict_expired()
         entry = self._entries.get(response_id)
         return entry if entry is not None and entry.owner == owner else None
+
+    def delete(self, owner: str, response_id: str) -> bool:
+        """Remove ``owner``'s entry; False when there is none (or not theirs)."""
+        if self.get(owner, response_id) is None:
+            return False
+        del self._entries[response_id]
+        return True
+
+    # The asynchronous face the routes use (a shared store's calls are I/O).
+
+    async def keep(self, owner: str, response: dict[str, Any], input_items: list[Any]) -> None:
+        self.put(owner, response, input_items)
+
+    async def fetch(self, owner: str, response_id: str) -> StoredResponse | None:
+        return self.get(owner, response_id)
+
+    async def drop(self, owner: str, response_id: str) -> bool:
+        return self.delete(owner, response_id)
 
     def _evict_expired(self) -> None:
         # Insertion order is storage order, so expired entries sit at the front.

@@ -1,0 +1,230 @@
+"""Account leases shared by every instance on one Redis.
+
+Each account has a sorted set of its leases scored by expiry (ms, Redis's
+own clock), and one more set holds every lease for the global limit. A
+Lua script takes a lease in one round trip: it drops expired members, checks
+the global and per-account counts, and adds the lease to the first account
+of the caller's preference order with room. Releasing removes it and
+publishes on ``leases:freed`` so a waiting request on any instance wakes.
+
+A lease lives ``lease_ttl_seconds`` unless renewed: every instance renews
+the leases it holds every third of that (and reaps expired ones, announcing
+the capacity it found), so the leases of an instance killed with -9 are
+gone within ``lease_ttl_seconds`` and its waiters' peers are woken within a
+third of that more. A release that cannot reach Redis is kept and replayed
+when Redis is back (and would expire anyway).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import uuid
+from collections.abc import Callable
+
+from .errors import StateUnavailable
+from .redis_link import RedisLink
+
+log = logging.getLogger("ds2proxy.state")
+
+_NOW = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+"""
+
+# KEYS: global set, then the accounts in preference order.
+# ARGV: lease, ttl ms, per-account limit, global limit.
+# Returns the 1-based index of the account leased, 0 (global full) or -1.
+ACQUIRE = _NOW + """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[4]) then return 0 end
+local limit = tonumber(ARGV[3])
+for i = 2, #KEYS do
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now)
+  if redis.call('ZCARD', KEYS[i]) < limit then
+    local expiry = now + tonumber(ARGV[2])
+    redis.call('ZADD', KEYS[i], expiry, ARGV[1])
+    redis.call('ZADD', KEYS[1], expiry, ARGV[1])
+    return i - 1
+  end
+end
+return -1
+"""
+
+# KEYS: global set, then the accounts the lease may be on. ARGV: lease, channel, sender.
+RELEASE = """
+local n = 0
+for i = 2, #KEYS do n = n + redis.call('ZREM', KEYS[i], ARGV[1]) end
+redis.call('ZREM', KEYS[1], ARGV[1])
+if n > 0 then redis.call('PUBLISH', ARGV[2], ARGV[3] .. ' ' .. n) end
+return n
+"""
+
+# KEYS: global set, then every account. ARGV: ttl ms, channel, sender, then
+# (account index, lease) pairs to renew. Renewal never resurrects a lease
+# already gone (XX). Returns the global count, then each account's.
+RENEW = _NOW + """
+local reaped = 0
+for i = 2, #KEYS do reaped = reaped + redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now) end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local expiry = now + tonumber(ARGV[1])
+for j = 4, #ARGV, 2 do
+  redis.call('ZADD', KEYS[tonumber(ARGV[j]) + 1], 'XX', expiry, ARGV[j + 1])
+  redis.call('ZADD', KEYS[1], 'XX', expiry, ARGV[j + 1])
+end
+if reaped > 0 then redis.call('PUBLISH', ARGV[2], '* ' .. reaped) end
+local counts = {redis.call('ZCARD', KEYS[1])}
+for i = 2, #KEYS do counts[#counts + 1] = redis.call('ZCARD', KEYS[i]) end
+return counts
+"""
+
+Waker = Callable[[int], None]
+
+
+class RedisLeases:
+    """The shared half of the account pool (see :class:`ds2proxy.scheduler.AccountPool`)."""
+
+    def __init__(self, link: RedisLink, ttl_seconds: int) -> None:
+        self.link = link
+        self.ttl_ms = ttl_seconds * 1000
+        self.instance = uuid.uuid4().hex[:12]
+        self.channel = link.key("leases", "freed")
+        self._seq = itertools.count(1)
+        self._held: dict[str, str] = {}  # lease -> account
+        self._unreleased: dict[str, tuple[str, ...]] = {}  # lease -> accounts to clear
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._accounts: list[str] = []
+        self.counts: dict[str, int] = {}
+        self.total = 0
+        self._acquire = link.client.register_script(ACQUIRE)
+        self._release = link.client.register_script(RELEASE)
+        self._renew = link.client.register_script(RENEW)
+        self._wake: Waker = lambda n: None
+        self._renewer: asyncio.Task[None] | None = None
+
+    def _key(self, account: str) -> str:
+        return self.link.key("leases", "account", account)
+
+    @property
+    def _global(self) -> str:
+        return self.link.key("leases", "all")
+
+    # -- wiring ------------------------------------------------------------------------
+
+    def start(self, accounts: list[str], wake: Waker, wake_all: Callable[[], None]) -> None:
+        """Renew held leases, wake ``wake(n)`` waiters when capacity frees elsewhere."""
+        self._accounts = list(accounts)
+        self._wake = wake
+        self.link.subscribe(self.channel, self._on_freed)
+        self.link.on_up(self._replay)
+        self.link.on_up(wake_all)
+        self.link.on_down(wake_all)
+        self._renewer = asyncio.create_task(self._renew_forever(), name="ds2proxy-lease-renew")
+
+    def configure(self, accounts: list[str]) -> None:
+        self._accounts = list(accounts)
+
+    async def close(self) -> None:
+        if self._renewer is not None:
+            self._renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._renewer
+        for lease, account in list(self._held.items()):
+            self._unreleased[lease] = (account,)
+        self._held.clear()
+        with contextlib.suppress(StateUnavailable):
+            await self._replay()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    # -- leasing -----------------------------------------------------------------------
+
+    async def acquire(self, ordered: list[str], per_account: int, global_limit: int
+                      ) -> tuple[str, str] | None:
+        """(account, lease) for the first account in ``ordered`` with room, or
+        None when the global limit or every account is full."""
+        lease = f"{self.instance}:{next(self._seq)}"
+        keys = [self._global, *(self._key(a) for a in ordered)]
+        try:
+            index = await self.link.call(lambda: self._acquire(
+                keys=keys, args=[lease, self.ttl_ms, per_account, global_limit]))
+        except BaseException:
+            # Cancelled or timed out: the script may have run; take no chances.
+            self._forget(lease, tuple(ordered))
+            raise
+        if index <= 0:
+            return None
+        account = ordered[index - 1]
+        self._held[lease] = account
+        self._adjust(account, +1)
+        return account, lease
+
+    def release(self, account: str, lease: str) -> None:
+        """Give a lease back without blocking the caller (a task does the I/O)."""
+        self._held.pop(lease, None)
+        self._forget(lease, (account,))
+
+    def _forget(self, lease: str, accounts: tuple[str, ...]) -> None:
+        self._unreleased[lease] = accounts
+        task = asyncio.get_running_loop().create_task(self._send_release(lease))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _send_release(self, lease: str) -> None:
+        accounts = self._unreleased.get(lease)
+        if accounts is None:
+            return
+        keys = [self._global, *(self._key(a) for a in accounts)]
+        try:
+            freed = await self.link.call(lambda: self._release(
+                keys=keys, args=[lease, self.channel, self.instance]), check=False)
+        except StateUnavailable:
+            return  # kept in _unreleased: replayed when Redis is back
+        self._unreleased.pop(lease, None)
+        if freed:
+            self._adjust(accounts[0] if len(accounts) == 1 else "", -1)
+
+    async def _replay(self) -> None:
+        for lease in list(self._unreleased):
+            await self._send_release(lease)
+
+    def _adjust(self, account: str, delta: int) -> None:
+        if account:
+            self.counts[account] = max(0, self.counts.get(account, 0) + delta)
+        self.total = max(0, self.total + delta)
+
+    # -- renewal and wake-ups ----------------------------------------------------------
+
+    async def renew(self) -> None:
+        """Renew the leases held here, reap expired ones, refresh the counts."""
+        accounts = self._accounts
+        index = {a: i + 1 for i, a in enumerate(accounts)}
+        pairs = [x for lease, acc in self._held.items() if acc in index
+                 for x in (index[acc], lease)]
+        keys = [self._global, *(self._key(a) for a in accounts)]
+        counts = await self.link.call(lambda: self._renew(
+            keys=keys, args=[self.ttl_ms, self.channel, self.instance, *pairs]))
+        self.total = int(counts[0])
+        self.counts = {a: int(n) for a, n in zip(accounts, counts[1:])}
+
+    async def _renew_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.ttl_ms / 3000)
+            with contextlib.suppress(StateUnavailable):
+                await self.renew()
+
+    def _on_freed(self, payload: str) -> None:
+        sender, _, count = payload.partition(" ")
+        if sender != self.instance:  # our own releases wake our waiters directly
+            self._wake(int(count or 1))
+
+    @property
+    def recheck_seconds(self) -> float:
+        """How long a waiter waits for a wake-up before asking again."""
+        return self.ttl_ms / 3000
+
+    @property
+    def held(self) -> int:
+        return len(self._held)

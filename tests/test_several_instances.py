@@ -1,0 +1,178 @@
+"""Several real ds2proxy processes on one real Redis, in front of the fake
+upstream, driven through the official SDKs: they behave as one gateway."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import aiohttp
+import openai
+import pytest
+import redis.asyncio as aioredis
+
+from conftest import ACCOUNTS, TEST_KEY, shared_config
+from ds2proxy.testing import Delivery, FakeDeepSeek, Scripted
+from ds2proxy.testing.instances import Instance, readyz, wait_ready
+from ds2proxy.testing.redis_server import RedisServer
+
+OTHER_KEY = "other-test-key"
+SLOW = Scripted(answer="tick " * 12, chunk_size=5, delivery=Delivery(chunk_delay=0.05))
+
+
+def client(inst: Instance, key: str = TEST_KEY) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(base_url=inst.url + "/v1", api_key=key, max_retries=0)
+
+
+async def chat(inst: Instance, text: str = "hi", **extra: str) -> str:
+    async with client(inst) as api:
+        stream = await api.chat.completions.create(
+            model="deepseek-chat", messages=[{"role": "user", "content": text}], stream=True,
+            extra_headers=extra or None)
+        return "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+
+
+@pytest.fixture
+async def redis_client(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
+    conn = aioredis.from_url(redis_server.url)
+    yield conn
+    await conn.aclose()
+
+
+async def leases_held(conn: aioredis.Redis) -> int:
+    """Live leases in Redis, over every account (expired ones do not count)."""
+    now = (await conn.time())[0] * 1000
+    return sum([await conn.zcount(key, now, "+inf")
+                async for key in conn.scan_iter("ds2proxy:leases:account:*")])
+
+
+async def no_leases(conn: aioredis.Redis) -> bool:
+    return await leases_held(conn) == 0
+
+
+async def until(condition, timeout: float = 15.0) -> None:
+    """Wait for ``condition()`` (sync or async) to hold."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)
+
+
+async def test_burst_over_three_instances(fake_upstream: FakeDeepSeek,
+                                         redis_server: RedisServer, instances,
+                                         redis_client: aioredis.Redis) -> None:
+    """Each account logs in once for the whole cluster, and never streams more
+    than its in-flight limit, while three instances share a burst."""
+    fake_upstream.default_script = SLOW
+    group = await instances(shared_config(fake_upstream, redis_server, {
+        "runtime": {"account_max_inflight": 1, "account_max_queue": 16,
+                    "queue_timeout_seconds": 30}}), 3)
+    fake_upstream.latency = 0.1  # logins take a while, so they would overlap
+    answers = await asyncio.gather(*(chat(inst) for inst in group.running * 2))
+    assert all(text.startswith("tick") for text in answers)
+    logins = [c.account for c in fake_upstream.calls_to("users/login")]
+    assert sorted(logins) == sorted(email for email, _ in ACCOUNTS)
+    assert set(fake_upstream.max_streaming) == {email for email, _ in ACCOUNTS}
+    assert max(fake_upstream.max_streaming.values()) == 1
+    await until(lambda: no_leases(redis_client))  # every lease given back
+
+
+async def test_stored_response_moves_between_instances(fake_upstream: FakeDeepSeek,
+                                                       redis_server: RedisServer,
+                                                       instances) -> None:
+    group = await instances(shared_config(fake_upstream, redis_server,
+                                          {"keys": [TEST_KEY, OTHER_KEY]}), 2)
+    a, b = group.running
+    fake_upstream.enqueue(Scripted(answer="first answer"), Scripted(answer="second answer"))
+    async with client(a) as on_a, client(b) as on_b, client(a, OTHER_KEY) as other_a, \
+            client(b, OTHER_KEY) as other_b:
+        await stored_response_roundtrip(fake_upstream, on_a, on_b, other_a, other_b)
+
+
+async def stored_response_roundtrip(fake_upstream: FakeDeepSeek, on_a: openai.AsyncOpenAI,
+                                    on_b: openai.AsyncOpenAI, other_a: openai.AsyncOpenAI,
+                                    other_b: openai.AsyncOpenAI) -> None:
+    """Created on A; read, continued and deleted on B; invisible to another key."""
+    created = await on_a.responses.create(model="deepseek-chat", input="remember 42")
+    read = await on_b.responses.retrieve(created.id)
+    assert read.id == created.id and read.output_text == "first answer"
+    follow = await on_b.responses.create(model="deepseek-chat", input="what number?",
+                                              previous_response_id=created.id)
+    assert follow.output_text == "second answer"
+    prompt = str(fake_upstream.calls_to("chat/completion")[-1].body["prompt"])
+    assert "remember 42" in prompt and "first answer" in prompt  # B continued A's turn
+    with pytest.raises(openai.NotFoundError):  # another caller sees nothing
+        await other_b.responses.retrieve(created.id)
+    with pytest.raises(openai.NotFoundError):
+        await other_a.responses.delete(created.id)
+    await on_b.responses.delete(created.id)
+    with pytest.raises(openai.NotFoundError):
+        await on_a.responses.retrieve(created.id)
+
+
+async def test_killed_instance_leases_are_reclaimed(fake_upstream: FakeDeepSeek,
+                                                   redis_server: RedisServer, instances,
+                                                   redis_client: aioredis.Redis) -> None:
+    ttl = 3
+    group = await instances(shared_config(fake_upstream, redis_server, {
+        "state": {"lease_ttl_seconds": ttl},
+        "runtime": {"account_max_inflight": 1, "queue_timeout_seconds": 20}}), 2)
+    a, b = group.running
+    long = Scripted(answer="slow " * 400, chunk_size=5, delivery=Delivery(chunk_delay=0.05))
+    fake_upstream.enqueue(long, long)
+    streams = [asyncio.create_task(chat(a, "long")) for _ in ACCOUNTS]
+    await until(lambda: sum(fake_upstream.streaming.values()) == len(ACCOUNTS))
+    assert await leases_held(redis_client) == len(ACCOUNTS)  # A holds every slot
+    a.kill()
+    killed = time.monotonic()
+    for task in streams:
+        with pytest.raises(openai.APIError):
+            await task
+    # B queues behind A's dead leases and is served once they are reclaimed.
+    assert (await chat(b, "after")).endswith("You said: after")
+    waited = time.monotonic() - killed
+    assert waited <= ttl + ttl / 3 + 3, f"served {waited:.1f} s after the kill"
+    await until(lambda: no_leases(redis_client))
+
+
+async def test_redis_outage_gives_503_then_recovers(fake_upstream: FakeDeepSeek,
+                                                   redis_server: RedisServer, instances,
+                                                   redis_client: aioredis.Redis) -> None:
+    group = await instances(shared_config(fake_upstream, redis_server), 2)
+    a, b = group.running
+    assert (await chat(a, "before")).endswith("before")
+    fake_upstream.enqueue(Scripted(answer="tick " * 40, chunk_size=5,
+                                   delivery=Delivery(chunk_delay=0.05)))
+    in_flight = asyncio.create_task(chat(a, "during"))
+    await until(lambda: sum(fake_upstream.streaming.values()) == 1)
+    await redis_server.astop()
+    async with aiohttp.ClientSession() as http:
+        for inst in (a, b):
+            await until(lambda: readyz_is(http, inst, 503))
+            with pytest.raises(openai.APIStatusError) as caught:
+                await chat(inst, "while down")
+            assert caught.value.status_code == 503
+            assert caught.value.body["code"] == "state_unavailable"
+        async with http.post(b.url + "/v1/messages", headers={"x-api-key": TEST_KEY},
+                             json={"model": "claude-sonnet-4", "max_tokens": 20,
+                                   "messages": [{"role": "user", "content": "hi"}]}) as resp:
+            body = await resp.json()
+        assert resp.status == 503 and body["type"] == "error"
+        assert "Traceback" not in str(body)
+        assert (await in_flight).startswith("tick")  # a stream already running finishes
+        await redis_server.astart()
+        for inst in (a, b):
+            await until(lambda: readyz_is(http, inst, 200))
+    answers = await asyncio.gather(chat(a, "back"), chat(b, "back"))
+    assert all(text.endswith("You said: back") for text in answers)
+    await until(lambda: no_leases(redis_client))
+
+
+async def readyz_is(http: aiohttp.ClientSession, inst: Instance, status: int) -> bool:
+    return await readyz(http, inst.url) == status
