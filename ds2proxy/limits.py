@@ -44,6 +44,7 @@ class KeyLimiter:
         self.shared: KeyCounters | None = None
         self._active: dict[str, int] = {}
         self._pending: set[asyncio.Task[None]] = set()
+        self._owed: dict[str, int] = {}  # tokens the shared store has not taken yet
 
     # -- requests per minute -----------------------------------------------------------
 
@@ -90,11 +91,15 @@ class KeyLimiter:
             task.add_done_callback(self._pending.discard)
 
     async def _add_shared(self, name: str, tokens: int) -> None:
+        """Add to the cluster's total; what Redis refused is owed and sent
+        with the key's next tokens (logged, never dropped silently)."""
+        owed = self._owed.pop(name, 0)
         try:
-            self.counts.seed_tokens(name, await self.shared.add_tokens(name, tokens))
+            self.counts.seed_tokens(name, await self.shared.add_tokens(name, tokens + owed))
         except ProxyError as exc:
-            log.warning("tokens of key %s could not be added to the shared total: %s",
-                        name, exc.message)
+            self._owed[name] = self._owed.get(name, 0) + tokens + owed
+            log.warning("%d tokens of key %s wait to be added to the shared total: %s",
+                        self._owed[name], name, exc.message)
 
     def check_tokens(self, key: KeyConfig) -> None:
         limit = key.limits.tokens_per_day

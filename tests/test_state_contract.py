@@ -12,6 +12,9 @@ from typing import Any
 
 import pytest
 
+from ds2proxy.admin.credentials import AdminCredentials
+from ds2proxy.config_store import ConfigStore
+from ds2proxy.errors import AuthenticationFailed
 from ds2proxy.request_record import RequestRecord
 from ds2proxy.state.counters import KeyCounters, MemoryCounters
 from ds2proxy.state.pace_gate import MemoryPaceGate, PaceGate
@@ -208,3 +211,34 @@ async def test_usage_rows_wait_out_a_redis_outage(redis_server: RedisServer) -> 
         assert total == 5 and {r["request_id"] for r in rows} == {f"r{i}" for i in range(5)}
     finally:
         await link.close()
+
+
+async def test_a_logout_on_one_instance_revokes_the_session_on_the_other(
+        redis_server: RedisServer) -> None:
+    doc = {"admin": {"jwt_secret": "s" * 48}}
+    one, two = redis_link(redis_server), redis_link(redis_server)
+    on_one = AdminCredentials(ConfigStore(doc), None, records=RedisRecords(one))
+    on_two = AdminCredentials(ConfigStore(doc), None, records=RedisRecords(two))
+    await one.start()
+    await two.start()
+    try:
+        token, _ = on_one.issue(1)
+        claims = on_two.decode(token)  # one secret: valid on both
+        await asyncio.sleep(0.2)  # both listeners subscribed
+        on_one.log_out(on_one.decode(token))
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                on_two.decode(token)
+            except AuthenticationFailed:
+                break
+            assert time.monotonic() < deadline, "the logout never reached the other instance"
+            await asyncio.sleep(0.02)
+        third = AdminCredentials(ConfigStore(doc), None, records=RedisRecords(one))
+        await third.load_logouts()  # an instance started later knows it too
+        with pytest.raises(AuthenticationFailed):
+            third.decode(token)
+        assert claims.jti
+    finally:
+        await one.close()
+        await two.close()

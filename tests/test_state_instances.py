@@ -114,6 +114,22 @@ async def test_a_cooldown_seen_by_one_instance_applies_on_the_other(
     assert len(fake_upstream.calls_to("chat/completion")) == tried  # B never tried it
 
 
+async def test_an_accounts_hourly_cap_holds_across_instances(
+        fake_upstream: FakeDeepSeek, redis_server: RedisServer, instances: Start) -> None:
+    config = shared_config(fake_upstream, redis_server, {
+        "accounts": [{"email": ALICE, "password": ACCOUNTS[0][1]}],
+        "health": {"pacing": {"max_per_hour": 2}},
+        "runtime": {"queue_timeout_seconds": 1}})
+    group = await instances(config, 2)
+    a, b = group.running
+    assert await ask(a, "test-key")
+    assert await ask(b, "test-key")
+    for inst in (a, b):  # the cap is the cluster's: neither instance starts a third
+        with pytest.raises(openai.RateLimitError):
+            await ask(inst, "test-key")
+    assert len(fake_upstream.calls_to("chat/completion")) == 2
+
+
 async def test_admin_changes_and_sessions_are_the_clusters(
         fake_upstream: FakeDeepSeek, redis_server: RedisServer, instances: Start) -> None:
     group = await instances(shared_config(fake_upstream, redis_server), 2)

@@ -48,11 +48,12 @@ class HealthTracker:
         keep this instance's own trial flag, and wake waiting requests."""
         if identifier not in self._records and data is None:
             return
-        trial = self._records[identifier].trial if identifier in self._records else False
+        before = self._records.get(identifier)
         record = AccountHealth.from_dict(data) if data is not None else AccountHealth()
-        record.trial = trial
+        record.trial = before.trial if before is not None else False
         self._records[identifier] = record
-        self._notify()
+        if before is None or (before.state, before.until) != (record.state, record.until):
+            self._notify()  # a request count alone frees nothing: no wake-up
 
     def configure(self, settings: HealthSettings) -> None:
         """New settings apply at once: running cooldowns shrink to the new cap."""
