@@ -46,8 +46,16 @@ class RedisRecords:
     def put(self, namespace: str, key: str, value: dict[str, Any] | None) -> None:
         self._pending[(namespace, key)] = value
         self._idle.clear()
+        self._start_drain()
+
+    def _start_drain(self) -> None:
+        """Write in the background (outside a loop, at set-up: with the next put)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
         if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._drain())
+            self._task = loop.create_task(self._drain())
 
     def watch(self, namespace: str, listener: RecordListener) -> None:
         def deliver(payload: str) -> None:
@@ -85,6 +93,7 @@ class RedisRecords:
             await pipe.execute()
 
     async def flush(self) -> None:
+        self._start_drain()
         await self._idle.wait()
 
     async def close(self) -> None:
