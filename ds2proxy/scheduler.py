@@ -106,7 +106,8 @@ class AccountPool:
     def share(self, leases: RedisLeases) -> None:
         """Count leases in a store shared by every instance (state.backend: redis)."""
         self.shared = leases
-        leases.start(list(self._accounts), self._wake_some, self._wake_all)
+        leases.start(list(self._accounts), self._wake_some, self._wake_all,
+                     lambda: len(self._waiters))
 
     # -- configuration -----------------------------------------------------
 

@@ -137,7 +137,7 @@ async def test_killed_instance_leases_are_reclaimed(fake_upstream: FakeDeepSeek,
     # B queues behind A's dead leases and is served once they are reclaimed.
     assert (await chat(b, "after")).endswith("You said: after")
     waited = time.monotonic() - killed
-    assert waited <= ttl + ttl / 3 + 3, f"served {waited:.1f} s after the kill"
+    assert waited <= ttl + ttl / 3 + 5, f"served {waited:.1f} s after the kill"
     await until(lambda: no_leases(redis_client))
 
 

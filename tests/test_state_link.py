@@ -103,3 +103,37 @@ async def test_unreachable_at_start_is_not_fatal() -> None:
     finally:
         await link.close()
         server.close()
+
+
+async def test_a_frozen_redis_costs_a_deadline_not_the_loop(redis_server: RedisServer,
+                                                           monkeypatch: pytest.MonkeyPatch
+                                                           ) -> None:
+    """A Redis that accepts but never answers: the call fails after its
+    deadline, and the event loop keeps running meanwhile."""
+    monkeypatch.setattr(redis_link, "CALL_TIMEOUT", 0.3)
+    link = RedisLink(parse_state({"state": {"backend": "redis",
+                                            "redis_url": redis_server.url}}, {}))
+    await link.start()
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    running = asyncio.create_task(ticker())
+    try:
+        redis_server.pause()
+        with pytest.raises(StateUnavailable):
+            await link.call(lambda: link.client.get(link.key("probe")))
+        assert ticks >= 5  # the loop went on while the call waited
+        assert not link.ready
+        redis_server.resume()
+        came_back = asyncio.Event()
+        link.on_up(came_back.set)
+        await asyncio.wait_for(came_back.wait(), 10)
+    finally:
+        redis_server.resume()
+        running.cancel()
+        await link.close()

@@ -5,7 +5,9 @@ own clock), and one more set holds every lease for the global limit. A
 Lua script takes a lease in one round trip: it drops expired members, checks
 the global and per-account counts, and adds the lease to the first account
 of the caller's preference order with room. Releasing removes it and
-publishes on ``leases:freed`` so a waiting request on any instance wakes.
+publishes on ``leases:freed`` so a waiting request on any instance wakes
+(only while some instance has requests waiting: a failed acquire marks its
+instance as waiting, in the same step).
 
 A lease lives ``lease_ttl_seconds`` unless renewed: every instance renews
 the leases it holds every third of that (and reaps expired ones, announcing
@@ -34,49 +36,70 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
 
-# KEYS: global set, then the accounts in preference order.
-# ARGV: lease, ttl ms, per-account limit, global limit.
-# Returns the 1-based index of the account leased, 0 (global full) or -1.
+# Every script: KEYS[1] the global set, KEYS[2] the instances with waiting
+# requests (scored by expiry: a release announces itself only while some
+# instance waits, so a cluster that is not full sends no messages), then
+# account sets.
+
+# ARGV: lease, ttl ms, per-account limit, global limit, instance. Accounts in
+# preference order. Returns the 1-based index of the account leased, 0
+# (global full) or -1; on failure the instance is marked as waiting in the
+# same step, so no release after it can go unannounced.
 ACQUIRE = _NOW + """
+local expiry = now + tonumber(ARGV[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[4]) then return 0 end
-local limit = tonumber(ARGV[3])
-for i = 2, #KEYS do
-  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now)
-  if redis.call('ZCARD', KEYS[i]) < limit then
-    local expiry = now + tonumber(ARGV[2])
-    redis.call('ZADD', KEYS[i], expiry, ARGV[1])
-    redis.call('ZADD', KEYS[1], expiry, ARGV[1])
-    return i - 1
+if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[4]) then
+  local limit = tonumber(ARGV[3])
+  for i = 3, #KEYS do
+    redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now)
+    if redis.call('ZCARD', KEYS[i]) < limit then
+      redis.call('ZADD', KEYS[i], expiry, ARGV[1])
+      redis.call('ZADD', KEYS[1], expiry, ARGV[1])
+      return i - 2
+    end
   end
+  redis.call('ZADD', KEYS[2], expiry, ARGV[5])
+  return -1
 end
-return -1
+redis.call('ZADD', KEYS[2], expiry, ARGV[5])
+return 0
 """
 
-# KEYS: global set, then the accounts the lease may be on. ARGV: lease, channel, sender.
-RELEASE = """
+# ARGV: lease, channel, sender. Accounts: those the lease may be on.
+RELEASE = _NOW + """
 local n = 0
-for i = 2, #KEYS do n = n + redis.call('ZREM', KEYS[i], ARGV[1]) end
+for i = 3, #KEYS do n = n + redis.call('ZREM', KEYS[i], ARGV[1]) end
 redis.call('ZREM', KEYS[1], ARGV[1])
-if n > 0 then redis.call('PUBLISH', ARGV[2], ARGV[3] .. ' ' .. n) end
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+if n > 0 and redis.call('ZCARD', KEYS[2]) > 0 then
+  redis.call('PUBLISH', ARGV[2], ARGV[3] .. ' ' .. n)
+end
 return n
 """
 
-# KEYS: global set, then every account. ARGV: ttl ms, channel, sender, then
-# (account index, lease) pairs to renew. Renewal never resurrects a lease
-# already gone (XX). Returns the global count, then each account's.
+# ARGV: ttl ms, channel, sender, waiting here (1/0), 'XX' or 'restore', then
+# (account index, lease) pairs; accounts: every account. Renewal never
+# resurrects a lease already gone (XX); 'restore' re-adds the leases in use
+# here after Redis came back empty. Returns the global count, then each
+# account's.
 RENEW = _NOW + """
 local reaped = 0
-for i = 2, #KEYS do reaped = reaped + redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now) end
+for i = 3, #KEYS do reaped = reaped + redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now) end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 local expiry = now + tonumber(ARGV[1])
-for j = 4, #ARGV, 2 do
-  redis.call('ZADD', KEYS[tonumber(ARGV[j]) + 1], 'XX', expiry, ARGV[j + 1])
-  redis.call('ZADD', KEYS[1], 'XX', expiry, ARGV[j + 1])
+if ARGV[4] == '1' then redis.call('ZADD', KEYS[2], expiry, ARGV[3]) end
+for j = 6, #ARGV, 2 do
+  if ARGV[5] == 'XX' then
+    redis.call('ZADD', KEYS[tonumber(ARGV[j]) + 2], 'XX', expiry, ARGV[j + 1])
+    redis.call('ZADD', KEYS[1], 'XX', expiry, ARGV[j + 1])
+  else
+    redis.call('ZADD', KEYS[tonumber(ARGV[j]) + 2], expiry, ARGV[j + 1])
+    redis.call('ZADD', KEYS[1], expiry, ARGV[j + 1])
+  end
 end
 if reaped > 0 then redis.call('PUBLISH', ARGV[2], '* ' .. reaped) end
 local counts = {redis.call('ZCARD', KEYS[1])}
-for i = 2, #KEYS do counts[#counts + 1] = redis.call('ZCARD', KEYS[i]) end
+for i = 3, #KEYS do counts[#counts + 1] = redis.call('ZCARD', KEYS[i]) end
 return counts
 """
 
@@ -102,23 +125,29 @@ class RedisLeases:
         self._release = link.client.register_script(RELEASE)
         self._renew = link.client.register_script(RENEW)
         self._wake: Waker = lambda n: None
+        self._waiting: Callable[[], int] = lambda: 0
         self._renewer: asyncio.Task[None] | None = None
 
     def _key(self, account: str) -> str:
         return self.link.key("leases", "account", account)
 
-    @property
-    def _global(self) -> str:
-        return self.link.key("leases", "all")
+    def _keys(self, accounts: list[str] | tuple[str, ...]) -> list[str]:
+        return [self.link.key("leases", "all"), self.link.key("leases", "waiting"),
+                *(self._key(a) for a in accounts)]
 
     # -- wiring ------------------------------------------------------------------------
 
-    def start(self, accounts: list[str], wake: Waker, wake_all: Callable[[], None]) -> None:
+    def start(self, accounts: list[str], wake: Waker, wake_all: Callable[[], None],
+              waiting: Callable[[], int] = lambda: 0) -> None:
         """Renew held leases, wake ``wake(n)`` waiters when capacity frees elsewhere."""
         self._accounts = list(accounts)
         self._wake = wake
+        self._waiting = waiting
         self.link.subscribe(self.channel, self._on_freed)
         self.link.on_up(self._replay)
+        # Redis may have restarted empty: streams running here count again. A
+        # lease released meanwhile may come back, unrenewed: it expires.
+        self.link.on_up(lambda: self.renew("restore"))
         self.link.on_up(wake_all)
         self.link.on_down(wake_all)
         self._renewer = asyncio.create_task(self._renew_forever(), name="ds2proxy-lease-renew")
@@ -145,11 +174,14 @@ class RedisLeases:
                       ) -> tuple[str, str] | None:
         """(account, lease) for the first account in ``ordered`` with room, or
         None when the global limit or every account is full."""
+        if not self.link.ready:  # nothing sent, nothing to take back
+            raise StateUnavailable()
         lease = f"{self.instance}:{next(self._seq)}"
-        keys = [self._global, *(self._key(a) for a in ordered)]
+        keys = self._keys(ordered)
         try:
             index = await self.link.call(lambda: self._acquire(
-                keys=keys, args=[lease, self.ttl_ms, per_account, global_limit]))
+                keys=keys, args=[lease, self.ttl_ms, per_account, global_limit,
+                                 self.instance]))
         except BaseException:
             # Cancelled or timed out: the script may have run; take no chances.
             self._forget(lease, tuple(ordered))
@@ -176,10 +208,10 @@ class RedisLeases:
         accounts = self._unreleased.get(lease)
         if accounts is None:
             return
-        keys = [self._global, *(self._key(a) for a in accounts)]
+        keys = self._keys(accounts)
         try:
             freed = await self.link.call(lambda: self._release(
-                keys=keys, args=[lease, self.channel, self.instance]), check=False)
+                keys=keys, args=[lease, self.channel, self.instance]))
         except StateUnavailable:
             return  # kept in _unreleased: replayed when Redis is back
         self._unreleased.pop(lease, None)
@@ -197,15 +229,18 @@ class RedisLeases:
 
     # -- renewal and wake-ups ----------------------------------------------------------
 
-    async def renew(self) -> None:
-        """Renew the leases held here, reap expired ones, refresh the counts."""
+    async def renew(self, mode: str = "XX") -> None:
+        """Renew the leases held here, reap expired ones, refresh the counts
+        (``mode="restore"``: also re-add held leases Redis has lost)."""
         accounts = self._accounts
         index = {a: i + 1 for i, a in enumerate(accounts)}
         pairs = [x for lease, acc in self._held.items() if acc in index
                  for x in (index[acc], lease)]
-        keys = [self._global, *(self._key(a) for a in accounts)]
+        keys = self._keys(accounts)
+        waiting = "1" if self._waiting() else "0"
         counts = await self.link.call(lambda: self._renew(
-            keys=keys, args=[self.ttl_ms, self.channel, self.instance, *pairs]))
+            keys=keys, args=[self.ttl_ms, self.channel, self.instance, waiting, mode,
+                             *pairs]))
         self.total = int(counts[0])
         self.counts = {a: int(n) for a, n in zip(accounts, counts[1:])}
 

@@ -186,7 +186,7 @@ async def _run_hooks(hooks: list[Hook]) -> None:
             if asyncio.iscoroutine(result):
                 await result
         except StateUnavailable:
-            return
+            continue  # down again already; the next hook may not need Redis
         except Exception:
             log.exception("redis state hook failed")
 

@@ -3,13 +3,14 @@
 
 :class:`RedisServer` runs one on a free loopback port with its own temporary
 folder and no persistence, waits until it answers ``PING``, and can be
-stopped and started again on the same port (fault tests).
+stopped and started again on the same port, or frozen (fault tests).
 """
 
 from __future__ import annotations
 
 import asyncio
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -68,6 +69,15 @@ class RedisServer:
             self.proc.kill()
             self.proc.wait()
         self.proc = None
+
+    def pause(self) -> None:
+        """Freeze the server (SIGSTOP): connections stay open, nothing answers."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
 
     async def astop(self) -> None:
         await asyncio.to_thread(self.stop)

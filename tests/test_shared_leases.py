@@ -1,0 +1,184 @@
+"""Account pools sharing leases on a real Redis (two pools = two instances in
+one process), and the stored-response contract on both backends."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+
+from ds2proxy.config import AccountConfig, RuntimeSettings
+from ds2proxy.errors import RateLimited
+from ds2proxy.scheduler import AccountPool
+from ds2proxy.state.errors import StateUnavailable
+from ds2proxy.state.leases import RedisLeases
+from ds2proxy.state.redis_link import RedisLink
+from ds2proxy.state.responses import RedisResponses
+from ds2proxy.state.settings import parse_state
+from ds2proxy.testing.redis_server import RedisServer
+from plugins.openai.responses_store import ResponseStore
+
+ACCOUNTS = tuple(AccountConfig(email=f"u{i}@example.com", password="p") for i in range(2))
+TTL = 3
+
+
+async def open_link(server: RedisServer) -> RedisLink:
+    link = RedisLink(parse_state({"state": {"backend": "redis", "redis_url": server.url}}, {}))
+    await link.start()
+    return link
+
+
+@pytest.fixture
+async def pools(redis_server: RedisServer) -> AsyncIterator[Callable[..., AccountPool]]:
+    """``make(inflight=1, glob=0, timeout=10)``: a pool as one more instance."""
+    links: list[RedisLink] = []
+    made: list[AccountPool] = []
+
+    async def make(inflight: int = 1, glob: int = 0, timeout: float = 10.0) -> AccountPool:
+        link = await open_link(redis_server)
+        links.append(link)
+        pool = AccountPool(ACCOUNTS, RuntimeSettings(account_max_inflight=inflight,
+                                                     global_max_inflight=glob,
+                                                     queue_timeout_seconds=timeout))
+        pool.share(RedisLeases(link, TTL))
+        made.append(pool)
+        return pool
+
+    yield make
+    for pool in made:
+        await pool.shared.close()
+    for link in links:
+        await link.close()
+
+
+async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.01)
+
+
+async def live_leases(pool: AccountPool) -> int:
+    await pool.shared.renew()
+    return pool.shared.total
+
+
+async def test_limits_hold_across_pools_and_release_wakes_the_other(pools) -> None:
+    a, b = await pools(), await pools()
+    held = [await a.acquire(), await a.acquire()]
+    assert {h.account.identifier for h in held} == {acc.identifier for acc in ACCOUNTS}
+    waiter = asyncio.create_task(b.acquire())
+    await until(lambda: b.waiting == 1)
+    held[0].release()  # freed on A: B's waiter is woken through pub/sub
+    lease = await asyncio.wait_for(waiter, 5)
+    assert lease.account.identifier == held[0].account.identifier
+    for item in (held[1], lease):
+        item.release()
+    await until(lambda: not a.shared._tasks and not b.shared._tasks)
+    assert await live_leases(a) == 0
+
+
+async def test_global_limit_is_cluster_wide(pools) -> None:
+    a, b = await pools(inflight=4, glob=3, timeout=0.3), await pools(inflight=4, glob=3,
+                                                                        timeout=0.3)
+    held = [await a.acquire(), await a.acquire(), await b.acquire()]
+    with pytest.raises(RateLimited):
+        await b.acquire()
+    for lease in held:
+        lease.release()
+
+
+async def test_cancelled_waiter_and_holder_leave_nothing(pools) -> None:
+    a, b = await pools(), await pools()
+    held = [await a.acquire(), await a.acquire()]
+    waiter = asyncio.create_task(b.acquire())
+    await until(lambda: b.waiting == 1)
+    waiter.cancel()  # a client that went away while queued
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    assert b.waiting == 0
+    for lease in held:
+        lease.release()
+    await until(lambda: not a.shared._tasks)
+    assert await live_leases(a) == 0
+
+
+async def test_unrenewed_leases_expire_and_waiters_wake(pools) -> None:
+    a, b = await pools(), await pools(timeout=TTL * 3)
+    held = [await a.acquire(), await a.acquire()]
+    a.shared._renewer.cancel()  # A stops renewing, as if killed; its leases stay behind
+    waiter = asyncio.create_task(b.acquire())
+    await until(lambda: b.waiting == 1)
+    lease = await asyncio.wait_for(waiter, TTL * 2)
+    assert lease.account.identifier in {h.account.identifier for h in held}
+    lease.release()
+
+
+async def test_release_while_redis_is_down_is_replayed(redis_server: RedisServer, pools
+                                                       ) -> None:
+    a = await pools()
+    lease = await a.acquire()
+    await redis_server.astop()
+    lease.release()  # cannot reach Redis: kept
+    await until(lambda: not a.shared._tasks)
+    assert a.shared._unreleased
+    with pytest.raises(StateUnavailable):
+        await a.acquire()
+    await redis_server.astart()
+    await until(lambda: not a.shared._unreleased, timeout=10)
+    assert await live_leases(a) == 0
+
+
+async def test_leases_in_use_count_again_after_redis_restarts_empty(
+        redis_server: RedisServer, pools) -> None:
+    a = await pools()
+    lease = await a.acquire()
+    await redis_server.astop()
+    await until(lambda: not a.shared.link.ready)
+    await redis_server.astart()  # no persistence: every lease is gone
+    async with asyncio.timeout(10):
+        while not (a.shared.link.ready and await live_leases(a) == 1):
+            await asyncio.sleep(0.05)
+    lease.release()
+    await until(lambda: not a.shared._tasks)
+    assert await live_leases(a) == 0
+
+
+# -- the stored-response contract, on both backends ---------------------------------
+
+
+@pytest.fixture(params=["embedded", "redis"])
+async def responses(request, redis_server: RedisServer) -> AsyncIterator[tuple[object, list]]:
+    """(store, ttl box): the store reads its TTL from ``box[0]`` on each access."""
+    box = [900.0]
+    if request.param == "embedded":
+        yield ResponseStore(lambda: box[0]), box
+        return
+    link = await open_link(redis_server)
+    yield RedisResponses(link, lambda: box[0]), box
+    await link.close()
+
+
+def answer(rid: str, text: str) -> dict:
+    return {"id": rid, "output": [{"type": "message", "content": [{"text": text}]}]}
+
+
+async def test_store_keeps_fetches_and_drops(responses) -> None:
+    store, _ = responses
+    await store.keep("alice", answer("resp_1", "hi"), [{"role": "user", "content": "q"}])
+    entry = await store.fetch("alice", "resp_1")
+    assert entry is not None and entry.response["id"] == "resp_1"
+    assert entry.history[0] == {"role": "user", "content": "q"}
+    assert await store.fetch("bob", "resp_1") is None  # another caller sees nothing
+    assert await store.drop("bob", "resp_1") is False
+    assert await store.drop("alice", "resp_1") is True
+    assert await store.fetch("alice", "resp_1") is None
+    assert await store.drop("alice", "resp_1") is False
+
+
+async def test_store_honours_a_shortened_ttl(responses) -> None:
+    store, box = responses
+    await store.keep("alice", answer("resp_2", "x"), [])
+    assert await store.fetch("alice", "resp_2") is not None
+    box[0] = 0.0  # every entry is now older than the TTL
+    assert await store.fetch("alice", "resp_2") is None
