@@ -11,6 +11,7 @@ import openai
 import pytest
 from admin_util import admin_for, wait_until
 from conftest import ProxyFactory
+from test_dashboard_forms import Browserless
 
 from ds2proxy.state.redis_records import RedisRecords
 from ds2proxy.state.redis_link import RedisLink
@@ -25,8 +26,11 @@ async def test_redis_down_gives_clear_503s_and_loses_nothing(
         "state": {"backend": "redis", "redis_url": redis_server.url},
         "keys": [{"name": "limited", "key": "sk-limited", "limits": {"rpm": 100}}]})
     core = proxy.core
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession() as http, aiohttp.ClientSession(
+            cookie_jar=aiohttp.CookieJar(unsafe=True)) as jar:
         admin = await admin_for(proxy, http)
+        page = Browserless(proxy, jar)
+        await page.log_in()
         await redis_server.astop()
         started = time.monotonic()
         async with openai.AsyncOpenAI(base_url=proxy.url + "/v1", api_key="sk-limited",
@@ -40,6 +44,12 @@ async def test_redis_down_gives_clear_503s_and_loses_nothing(
         reply = await admin.call("POST", "/admin/keys", json={"name": "while-down"})
         assert reply.status == 503 and "unavailable" in reply.json()["detail"]
         assert "Traceback" not in reply.raw.decode()
+        for path in ("/admin/usage", "/admin/usage/requests"):
+            reply = await admin.call("GET", path)
+            assert reply.status == 503 and "unavailable" in reply.json()["detail"]
+        for path in ("/admin/", "/admin/ui/usage", "/admin/ui/accounts"):  # read usage
+            status, html, _ = await page.get(path)
+            assert status == 503 and "unavailable" in html, path
 
         alice = core.pool.accounts()[0].identifier
         core.pool.health.disable(alice, "disabled while redis was down")

@@ -28,6 +28,7 @@ from .routes import add_api_routes, guarded
 from .throttle import LoginThrottle
 from .usage_pages import add_usage_pages
 from .web_session import WebSessions
+from ..state.errors import StateUnavailable
 
 if TYPE_CHECKING:
     from ..core import Core
@@ -46,6 +47,22 @@ def _warn_default_key(creds: AdminCredentials) -> None:
         log.warning("!" * 72)
 
 
+def _state_errors_as_pages(dash: Dashboard) -> web.middleware:
+    """A dashboard page that needs the shared store while it is unreachable
+    (the usage charts, the request log) is a 503 page, not a server error."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except StateUnavailable as exc:
+            if not request.path.startswith("/admin"):
+                raise
+            return dash.refused(request, exc)
+
+    return middleware
+
+
 def _add_dashboard(app: web.Application, ctx: AdminContext) -> None:
     setup_templates(app)
     dash = Dashboard(ctx)
@@ -53,6 +70,7 @@ def _add_dashboard(app: web.Application, ctx: AdminContext) -> None:
     pages = Pages(ctx, dash, usage)
     forms = Forms(ctx, dash, pages)
     router = app.router
+    app.middlewares.append(_state_errors_as_pages(dash))
     router.add_static("/admin/static", static_dir(), name="admin_static")
     router.add_get("/", pages.root)
     router.add_get("/admin", pages.root)
