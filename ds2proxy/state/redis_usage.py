@@ -106,25 +106,34 @@ class RedisUsage:
         client = self.link.client
         last = await client.incrby(self._key("id"), len(rows))
         async with client.pipeline(transaction=True) as pipe:
+            members = {}
             for offset, row in enumerate(rows):
                 row_id = last - len(rows) + 1 + offset
-                stored = {"id": row_id, **{f: row[f] for f in ROW_FIELDS}}
-                pipe.zadd(self._key("rows"), {orjson.dumps(stored): row_id})
-                self._add_rollups(pipe, row)
+                members[orjson.dumps({"id": row_id, **{f: row[f] for f in ROW_FIELDS}})] = row_id
+            pipe.zadd(self._key("rows"), members)
+            self._add_rollups(pipe, rows)
             await pipe.execute()
 
-    def _add_rollups(self, pipe: Any, row: dict[str, Any]) -> None:
-        failed = int(row["status"] >= 400 or bool(row["error_code"]))
-        dims = SEP.join(str(row[d] or "") for d in ("key_name", "model", "account", "family"))
-        values = (1, failed, row["prompt_tokens"], row["completion_tokens"],
-                  row["reasoning_tokens"])
-        for grain, size in GRAINS.items():
-            bucket = int(row["time"] // size) * size
+    def _add_rollups(self, pipe: Any, rows: list[dict[str, Any]]) -> None:
+        """One increment per bucket, dimensions and metric for the whole batch."""
+        sums: dict[tuple[str, int], dict[str, float]] = {}
+        for row in rows:
+            failed = int(row["status"] >= 400 or bool(row["error_code"]))
+            dims = SEP.join(str(row[d] or "") for d in ("key_name", "model", "account", "family"))
+            values = (1, failed, row["prompt_tokens"], row["completion_tokens"],
+                      row["reasoning_tokens"], float(row["latency_ms"] or 0))
+            for grain, size in GRAINS.items():
+                cell = sums.setdefault((grain, int(row["time"] // size) * size), {})
+                for metric, value in zip(METRICS, values):
+                    field = f"{dims}{SEP}{metric}"
+                    cell[field] = cell.get(field, 0) + value
+        for (grain, bucket), cell in sums.items():
             key = self._key("roll", grain, str(bucket))
-            for metric, value in zip(METRICS, values):
-                if value:
-                    pipe.hincrby(key, f"{dims}{SEP}{metric}", int(value))
-            pipe.hincrbyfloat(key, f"{dims}{SEP}latency_ms_sum", float(row["latency_ms"] or 0))
+            for field, value in cell.items():
+                if field.endswith("latency_ms_sum"):
+                    pipe.hincrbyfloat(key, field, value)
+                elif value:
+                    pipe.hincrby(key, field, int(value))
             pipe.expireat(key, bucket + self._retention(grain))
             pipe.zadd(self._key("buckets", grain), {str(bucket): bucket})
 
