@@ -223,8 +223,13 @@ class ConfigStore:
         async with self._lock:
             if version <= self.version:
                 return
-            config = parse_config(data)
-            self.version = version
+            self.version = version  # a bad version is reported once, then skipped
+            try:
+                config = parse_config(data)
+            except ConfigError as exc:
+                log.error("shared config version %d is not valid (%s); keeping the "
+                          "current one", version, exc)
+                return
             if data == self._data:
                 return
             await self._persist(data, creates_file=False)

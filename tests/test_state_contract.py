@@ -242,3 +242,37 @@ async def test_a_logout_on_one_instance_revokes_the_session_on_the_other(
     finally:
         await one.close()
         await two.close()
+
+
+async def test_config_writes_on_two_stores_merge_and_bad_versions_are_skipped(
+        redis_server: RedisServer, caplog: pytest.LogCaptureFixture) -> None:
+    from ds2proxy.state.shared_config import ConfigSync, SharedDocument
+
+    link = redis_link(redis_server)
+    await link.start()
+    one, two = ConfigStore({"keys": ["k0"]}), ConfigStore({"keys": ["other"]})
+    syncs = [ConfigSync(store, SharedDocument(link)) for store in (one, two)]
+    try:
+        for sync in syncs:
+            sync.store.shared = sync.doc
+            await sync.join()
+        assert two.snapshot()["keys"] == one.snapshot()["keys"]  # the first one's document
+
+        def adder(name: str) -> Callable[[dict], None]:
+            return lambda data: data["keys"].append({"name": name, "key": f"sk-{name}"})
+
+        await asyncio.gather(*(store.update(adder(f"{tag}{i}"))
+                               for i in range(10) for tag, store in (("a", one), ("b", two))))
+        await syncs[0].catch_up()
+        await syncs[1].catch_up()
+        names = {k.name for k in one.config.named_keys}
+        assert {f"{t}{i}" for i in range(10) for t in "ab"} <= names
+        assert one.snapshot() == two.snapshot() and one.version == two.version == 21
+
+        await syncs[0].doc.commit(one.version, {"keys": "not a list"})
+        await syncs[0].catch_up()
+        await syncs[0].catch_up()
+        assert {k.name for k in one.config.named_keys} == names
+        assert sum("is not valid" in r.message for r in caplog.records) == 1
+    finally:
+        await link.close()
