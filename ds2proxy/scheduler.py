@@ -1,6 +1,9 @@
 """The account pool: leases, per-account and global in-flight limits, a
 bounded FIFO wait queue, account health and pacing, and 429 when full.
 
+With a :class:`SharedLeases` store (Redis), the in-flight limits count every
+instance's leases and a release anywhere wakes waiters here.
+
 Every request that uses a managed account holds exactly one :class:`Lease`
 while it talks to the upstream. Leases are released in ``finally`` blocks by
 their holders; :meth:`Lease.release` is idempotent so a double release on an
@@ -16,7 +19,8 @@ import math
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import Protocol
 
 from .config import AccountConfig, RuntimeSettings, normalise_mobile
 from .errors import (
@@ -28,9 +32,6 @@ from .errors import (
     RateLimited,
 )
 from .health import DISABLED, LOGIN_FAILING, HealthSettings, HealthTracker, Pacer
-
-if TYPE_CHECKING:
-    from .state.leases import RedisLeases
 
 TARGET_HEADER = "X-Ds2-Target-Account"
 
@@ -67,6 +68,23 @@ class Limits:
         return cls(runtime.account_max_inflight, queue, glob)
 
 
+class SharedLeases(Protocol):
+    """In-flight counts kept for several instances (``state.backend: redis``,
+    :class:`ds2proxy.state.leases.RedisLeases`). Without one, the pool counts
+    in this process alone, exactly as a single instance always has."""
+
+    recheck_seconds: float
+    total: int
+
+    def start(self, accounts: list[str], wake: Callable[[int], None],
+              wake_all: Callable[[], None], waiting: Callable[[], int]) -> None: ...
+    def configure(self, accounts: list[str]) -> None: ...
+    async def acquire(self, ordered: list[str], per_account: int, global_limit: int
+                      ) -> tuple[str, str] | None: ...
+    def release(self, account: str, lease: str) -> None: ...
+    async def close(self) -> None: ...
+
+
 class Lease:
     """One slot on one account; release exactly once (extra calls are no-ops)."""
 
@@ -100,10 +118,10 @@ class AccountPool:
         self._inflight = 0
         self._queue_timeout = runtime.queue_timeout_seconds
         self.limits = Limits.from_runtime(runtime, len(accounts))
-        self.shared: RedisLeases | None = None
+        self.shared: SharedLeases | None = None
         self.configure(accounts, runtime)
 
-    def share(self, leases: RedisLeases) -> None:
+    def share(self, leases: SharedLeases) -> None:
         """Count leases in a store shared by every instance (state.backend: redis)."""
         self.shared = leases
         leases.start(list(self._accounts), self._wake_some, self._wake_all,

@@ -19,6 +19,7 @@ from ds2proxy.testing.redis_server import RedisServer
 
 OTHER_KEY = "other-test-key"
 SLOW = Scripted(answer="tick " * 12, chunk_size=5, delivery=Delivery(chunk_delay=0.05))
+LONG = Scripted(answer="slow " * 400, chunk_size=5, delivery=Delivery(chunk_delay=0.05))
 
 
 def client(inst: Instance, key: str = TEST_KEY) -> openai.AsyncOpenAI:
@@ -81,6 +82,21 @@ async def test_burst_over_three_instances(fake_upstream: FakeDeepSeek,
     assert set(fake_upstream.max_streaming) == {email for email, _ in ACCOUNTS}
     assert max(fake_upstream.max_streaming.values()) == 1
     await until(lambda: no_leases(redis_client))  # every lease given back
+    fake_upstream.enqueue(LONG)
+    await leave_mid_stream(group.running[0])
+    # Given back when the client left, long before the 20 s answer would end.
+    await until(lambda: no_leases(redis_client), timeout=5)
+
+
+async def leave_mid_stream(inst: Instance) -> None:
+    """Start a stream, read its first chunk, and hang up."""
+    body = {"model": "deepseek-chat", "stream": True,
+            "messages": [{"role": "user", "content": "leave"}]}
+    async with aiohttp.ClientSession() as http:
+        async with http.post(inst.url + "/v1/chat/completions", json=body,
+                             headers={"Authorization": f"Bearer {TEST_KEY}"}) as resp:
+            assert resp.status == 200
+            await resp.content.readline()
 
 
 async def test_stored_response_moves_between_instances(fake_upstream: FakeDeepSeek,
@@ -116,6 +132,22 @@ async def stored_response_roundtrip(fake_upstream: FakeDeepSeek, on_a: openai.As
         await on_a.responses.retrieve(created.id)
 
 
+async def test_refreshed_token_is_used_by_every_instance(fake_upstream: FakeDeepSeek,
+                                                        redis_server: RedisServer,
+                                                        instances) -> None:
+    group = await instances(shared_config(fake_upstream, redis_server), 2)
+    a, b = group.running
+    email = ACCOUNTS[0][0]
+    pin = {"X-Ds2-Target-Account": email}
+    for inst in (a, b):
+        assert (await chat(inst, "first", **pin)).endswith("first")
+    fake_upstream.revoke_tokens(email)  # the shared token is refused from now on
+    for inst in (a, b):  # A logs in again; B takes A's new token
+        assert (await chat(inst, "again", **pin)).endswith("again")
+    logins = [c.account for c in fake_upstream.calls_to("users/login")]
+    assert logins == [email, email]
+
+
 async def test_killed_instance_leases_are_reclaimed(fake_upstream: FakeDeepSeek,
                                                    redis_server: RedisServer, instances,
                                                    redis_client: aioredis.Redis) -> None:
@@ -124,8 +156,7 @@ async def test_killed_instance_leases_are_reclaimed(fake_upstream: FakeDeepSeek,
         "state": {"lease_ttl_seconds": ttl},
         "runtime": {"account_max_inflight": 1, "queue_timeout_seconds": 20}}), 2)
     a, b = group.running
-    long = Scripted(answer="slow " * 400, chunk_size=5, delivery=Delivery(chunk_delay=0.05))
-    fake_upstream.enqueue(long, long)
+    fake_upstream.enqueue(LONG, LONG)
     streams = [asyncio.create_task(chat(a, "long")) for _ in ACCOUNTS]
     await until(lambda: sum(fake_upstream.streaming.values()) == len(ACCOUNTS))
     assert await leases_held(redis_client) == len(ACCOUNTS)  # A holds every slot

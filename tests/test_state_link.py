@@ -7,13 +7,16 @@ import asyncio
 import subprocess
 import sys
 
+import aiohttp
 import pytest
+
+from admin_util import admin_for
 
 from ds2proxy.config import ConfigError, parse_config
 from ds2proxy.state import redis_link
 from ds2proxy.state.errors import StateUnavailable
 from ds2proxy.state.redis_link import RedisLink
-from ds2proxy.state.settings import REDIS_URL_ENV, parse_state
+from ds2proxy.state.settings import REDIS_URL_ENV, masked_url, parse_state
 from ds2proxy.testing.redis_server import RedisServer
 
 
@@ -28,6 +31,25 @@ def test_environment_url_wins_and_is_not_in_repr() -> None:
     state = parse_state(data, {REDIS_URL_ENV: "redis://:s3cret@env-host:6380/1"})
     assert state.redis_url == "redis://:s3cret@env-host:6380/1"
     assert "s3cret" not in repr(state)
+
+
+@pytest.mark.parametrize("url, shown", [
+    ("redis://:s3cret@host:6379/0", "redis://:…@host:6379/0"),
+    ("redis://user:s3cret@host:6379/2", "redis://user:…@host:6379/2"),
+    ("rediss://s3cret@host/0", "rediss://…@host/0"),
+    ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
+])
+def test_masked_url_hides_the_password(url: str, shown: str) -> None:
+    assert masked_url(url) == shown
+
+
+async def test_admin_config_read_hides_the_redis_password(proxy_factory) -> None:
+    proxy = await proxy_factory({"state": {"redis_url": "redis://:s3cret-pw@127.0.0.1:1/0"}})
+    async with aiohttp.ClientSession() as http:
+        admin = await admin_for(proxy, http)
+        view = await admin.ok("GET", "/admin/config")
+        assert view["state"]["redis_url"] == "redis://:…@127.0.0.1:1/0"
+        assert b"s3cret-pw" not in (await admin.call("GET", "/admin/config")).raw
 
 
 @pytest.mark.parametrize("section, field", [

@@ -12,6 +12,7 @@ from typing import Any
 
 from ..config import AccountConfig
 from ..scheduler import AccountState
+from ..state.settings import masked_url
 from ..upstream.proxies import mask_proxy
 
 # Config members whose values are secrets wherever they appear.
@@ -67,6 +68,7 @@ def mask_tree(value: Any) -> Any:
     """A copy of a config subtree with every secret-named string previewed."""
     if isinstance(value, dict):
         return {k: (preview(v) if k.lower() in SECRET_NAMES and isinstance(v, str)
+                    else masked_url(v) if k == "redis_url" and isinstance(v, str)
                     else mask_tree(v)) for k, v in value.items()}
     if isinstance(value, list):
         return [mask_tree(v) for v in value]

@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from .errors import StateUnavailable
-from .settings import StateSettings
+from .settings import StateSettings, masked_url
 
 try:  # the optional extra: ``pip install 'ds2proxy[redis]'``
     import redis.asyncio as aioredis
@@ -78,7 +78,7 @@ class RedisLink:
         await self._probe()
         if not self.ready:
             log.warning("redis at %s is unreachable; not ready until it answers",
-                        _safe_url(self.settings.redis_url))
+                        masked_url(self.settings.redis_url))
         self._tasks = [asyncio.create_task(self._watch(), name="ds2proxy-redis-watch"),
                        asyncio.create_task(self._listen(), name="ds2proxy-redis-listen")]
 
@@ -133,7 +133,7 @@ class RedisLink:
             return
         if not self.ready:
             self.ready = True
-            log.info("redis at %s is reachable", _safe_url(self.settings.redis_url))
+            log.info("redis at %s is reachable", masked_url(self.settings.redis_url))
             await _run_hooks(self._on_up)
 
     async def _mark_down(self, exc: BaseException) -> None:
@@ -193,9 +193,3 @@ async def _run_hooks(hooks: list[Hook]) -> None:
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value or "")
-
-
-def _safe_url(url: str) -> str:
-    """The URL without any password, for the log."""
-    scheme, _, rest = url.partition("://")
-    return f"{scheme}://{rest.rpartition('@')[2]}" if "@" in rest else url

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from ..config_values import ConfigError, _choice, _get, _int
 
@@ -54,3 +54,14 @@ def parse_state(data: dict, env: Mapping[str, str] | None = None) -> StateSettin
         key_prefix=prefix,
         lease_ttl_seconds=_int(data, "state.lease_ttl_seconds", d.lease_ttl_seconds, 2, 300),
     )
+
+
+def masked_url(url: str) -> str:
+    """``url`` with any password replaced by ``…`` (for logs and admin reads)."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    user, _, host = parts.netloc.rpartition("@")
+    name, sep, _ = user.partition(":")
+    shown = f"{name}:…" if sep else name and "…"
+    return urlunsplit(parts._replace(netloc=f"{shown}@{host}"))
