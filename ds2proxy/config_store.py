@@ -7,6 +7,11 @@ asked for it disconnects and its handler is cancelled. The task holds the
 store's lock from the mutation to the listeners, so writes are serialised end
 to end, and it returns only after the file is fsync'd: an acknowledged write
 is on disk.
+
+With a shared store (``shared``, see :mod:`ds2proxy.state.shared_config`)
+the document of record is the cluster's: a write re-reads it, applies the
+mutation and commits on its version (retrying on a concurrent write), and
+changes other instances made arrive through :meth:`ConfigStore.adopt`.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -28,6 +33,7 @@ from .config import Config, ConfigError, parse_config
 from .config_fields import unknown_field_messages
 from .config_leftovers import temp_prefix
 from .keyring import migrate_keys
+from .state.errors import StateUnavailable
 
 log = logging.getLogger("ds2proxy.config")
 
@@ -96,6 +102,13 @@ Mutation = Callable[[dict], Any]
 # A check of a whole candidate document; raises ConfigError to refuse it.
 Check = Callable[[dict], None]
 
+CAS_ATTEMPTS = 50
+
+
+class SharedDocument(Protocol):
+    async def load(self) -> tuple[int, dict | None]: ...
+    async def commit(self, expected: int, data: dict) -> int: ...
+
 
 class ConfigStore:
     """The current typed view, serialised atomic updates, listeners.
@@ -114,6 +127,8 @@ class ConfigStore:
         self._checks: list[Check] = []
         self._writes: set[asyncio.Task[Config]] = set()
         self._warned_memory_only = False
+        self.shared: SharedDocument | None = None
+        self.version = 0  # of the shared document this view reflects
 
     @classmethod
     def from_sources(cls, path: str | None = None, env: dict[str, str] | None = None) -> ConfigStore:
@@ -191,19 +206,49 @@ class ConfigStore:
 
     async def _write(self, mutate: Mutation, creates_file: bool) -> Config:
         async with self._lock:
-            data = copy.deepcopy(self._data)
-            result = mutate(data)
-            if isinstance(result, dict):
-                data = result
-            migrate_keys(data)  # bare key strings become named entries, secrets kept
-            config = parse_config(data)
-            for check in self._checks:
-                check(data)
+            if self.shared is not None:
+                data, config = await self._commit_shared(mutate)
+            else:
+                data, config = _apply(mutate, copy.deepcopy(self._data), self._checks)
             await self._persist(data, creates_file)
-            self._data, self._config = data, config
-            for listener in self._listeners:
-                listener(config)
+            self._publish(data, config)
             return config
+
+    async def _commit_shared(self, mutate: Mutation) -> tuple[dict, Config]:
+        """Apply ``mutate`` to the newest shared document; on a concurrent
+        write, re-apply it to the one that won and try again."""
+        for _ in range(CAS_ATTEMPTS):
+            version, current = await self.shared.load()
+            data, config = _apply(mutate, current if current is not None else
+                                  copy.deepcopy(self._data), self._checks)
+            committed = await self.shared.commit(version, data)
+            if committed:
+                self.version = committed
+                return data, config
+        raise StateUnavailable("the shared config kept changing; try again", retry_after=1)
+
+    async def adopt(self, version: int, data: dict) -> None:
+        """A newer shared document written by another instance."""
+        async with self._lock:
+            if version <= self.version:
+                return
+            self.version = version  # a bad version is reported once, then skipped
+            try:
+                config = parse_config(data)
+            except ConfigError as exc:
+                log.error("shared config version %d is not valid (%s); keeping the "
+                          "current one", version, exc)
+                return
+            if data == self._data:
+                return
+            await self._persist(data, creates_file=False)
+            self._publish(data, config)
+            log.info("applied config version %d from the shared store", version)
+
+    def _publish(self, data: dict, config: Config) -> None:
+        self._data, self._config = data, config
+        for listener in self._listeners:
+            listener(config)
 
     async def _persist(self, data: dict, creates_file: bool) -> None:
         if self.path is not None and (self.source in (FILE, ENVIRONMENT) or
@@ -215,6 +260,18 @@ class ConfigStore:
         elif creates_file and not self._warned_memory_only:
             log.warning("changes are not saved (config: %s)", self.describe())
             self._warned_memory_only = True
+
+
+def _apply(mutate: Mutation, data: dict, checks: list[Check]) -> tuple[dict, Config]:
+    """The mutated document and its typed view, after every check passed."""
+    result = mutate(data)
+    if isinstance(result, dict):
+        data = result
+    migrate_keys(data)  # bare key strings become named entries, secrets kept
+    config = parse_config(data)
+    for check in checks:
+        check(data)
+    return data, config
 
 
 def _warn_unknown(data: Any, where: str) -> None:

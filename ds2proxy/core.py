@@ -18,7 +18,7 @@ import aiohttp
 from aiohttp import web
 
 from . import request_record
-from .auth import Caller, authenticate
+from .auth import Caller, authenticate, extract_credential
 from .body import read_json_object
 from .canonical import ChatRequest, ResolvedModel
 from .captures import CaptureBuffer, redact_text
@@ -27,7 +27,6 @@ from .config_store import ConfigStore
 from .embeddings import EmbeddingProvider
 from .errors import InvalidRequest, PermissionDenied
 from .health import HealthTracker
-from .health.tracker import NAMESPACE as HEALTH_NAMESPACE
 from .limits import KeyLimiter
 from .metrics import Metrics
 from .models import ModelCatalog
@@ -42,7 +41,7 @@ from .providers.routed import RoutedTurn
 from .tokens import warm_up
 from .scheduler import AccountPool
 from .sse import JSONArrayWriter, SSEWriter
-from .state import open_store
+from .state import wiring
 from .state.leases import RedisLeases
 from .state.redis_link import RedisLink
 from .state.responses import RedisResponses
@@ -60,6 +59,8 @@ log = logging.getLogger("ds2proxy.core")
 CALLER: Any = (web.RequestKey("ds2proxy.caller", Caller) if hasattr(web, "RequestKey")
                else "ds2proxy.caller")
 
+SHARED_ADMITTED = "ds2proxy.shared_admitted"
+
 
 class Core:
     def __init__(self, store: ConfigStore) -> None:
@@ -67,15 +68,17 @@ class Core:
         self.store = store
         self.models = ModelCatalog(aliases=cfg.model_aliases, claude_mapping=cfg.claude_mapping,
                                    family_fallback=cfg.family_fallback)
-        self.state = open_store(store.path)
         # Shared state (leases, tokens, stored responses) when state.backend is redis.
         self.link: RedisLink | None = RedisLink(cfg.state) if cfg.state.shared else None
+        self.backend = wiring.backend_for(self)
+        self.state = self.backend.records
         self.shared_responses = None if self.link is None else RedisResponses(
             self.link, lambda: self.config.responses_ttl_seconds)
         self.pool = AccountPool(cfg.accounts, cfg.runtime, HealthTracker(cfg.health, self.state))
         self.monitor = Monitor()
         self.passthrough = VerifiedTokens()
         self.limiter = KeyLimiter()
+        self.shared_state = wiring.SharedState(self)
         self.metrics = Metrics(self)
         self.usage = UsageRecorder(self, self.limiter, self.metrics)
         self.providers = Providers(cfg, self.models)
@@ -87,6 +90,7 @@ class Core:
         self.keeper: TokenKeeper
         self.janitor: SessionJanitor
         store.subscribe(self._apply)
+        wiring.attach(self)
 
     @property
     def config(self) -> Config:
@@ -113,8 +117,7 @@ class Core:
         account pool already bounds concurrent turns, and a turn left waiting
         for a pooled connection would stall silently inside the connector.
         """
-        self.pool.health.load(await self.state.load(HEALTH_NAMESPACE))
-        self.pool.health.forget_except(s.identifier for s in self.pool.accounts())
+        await self.shared_state.before_link()
         connector = aiohttp.TCPConnector(limit=0, limit_per_host=0)
         self.http = aiohttp.ClientSession(connector=connector, auto_decompress=True)
         self.proxies = ProxySessions(self.http)
@@ -133,10 +136,9 @@ class Core:
             yield
         finally:
             try:
+                await self.shared_state.close()
                 if self.pool.shared is not None:
                     await self.pool.shared.close()
-                if self.link is not None:
-                    await self.link.close()
                 await self.store.settled()  # a write begun is finished before exit
                 await self.janitor.close()
                 await self.proxies.close()
@@ -146,6 +148,8 @@ class Core:
                 await self.state.close()
             finally:
                 await self.usage.close()
+                if self.link is not None:
+                    await self.link.close()
 
     # -- what handlers call ------------------------------------------------------
 
@@ -172,10 +176,26 @@ class Core:
             text = bytes(raw[:settings.log_body_max_bytes]).decode("utf-8", errors="replace")
             record.request_body = redact_text(text)
 
+    async def admit_shared(self, request: web.Request) -> None:
+        """With shared state, a named key's cluster-wide per-minute limit
+        (one atomic Redis call) before the handler runs; ``authenticate``
+        then does not count the request again."""
+        if self.limiter.shared is None:
+            return
+        key = self.config.key_named(extract_credential(request, self.config.keys))
+        if key is None or key.disabled or key.expired():
+            return  # authenticate refuses it (or it is pass-through)
+        record = request_record.current()
+        if record is not None:
+            record.key_name = key.name
+        await self.limiter.admit_shared(key)
+        request[SHARED_ADMITTED] = True
+
     def authenticate(self, request: web.Request, *, implied: str | None = None) -> Caller:
         """The caller; ``implied`` is a configured key assumed when none is sent.
         A named key is admitted against its request limits here."""
-        caller = authenticate(request, self.config, implied=implied, limiter=self.limiter)
+        limiter = None if request.get(SHARED_ADMITTED) else self.limiter
+        caller = authenticate(request, self.config, implied=implied, limiter=limiter)
         request[CALLER] = caller
         record = request_record.current()
         if record is not None:

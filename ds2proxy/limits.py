@@ -5,33 +5,46 @@ sliding 60-second window (``Retry-After`` says when the oldest request leaves
 it); tokens per day reset at 00:00 UTC and are seeded from the usage store at
 start, so a restart does not hand out a fresh day. The clock is injectable so
 tests can cross a reset without waiting for it.
+
+The counts live in :class:`ds2proxy.state.counters.MemoryCounters`. With a
+shared state store (``shared``), :meth:`KeyLimiter.admit_shared` counts the
+request in the cluster-wide window before the handler runs, and tokens are
+added to the cluster's daily total; concurrency stays per instance.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import math
 import time
-from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from .errors import RateLimited
+from .errors import ProxyError, RateLimited
 from .keyring import KeyConfig
+from .state.counters import DAY, WINDOW, KeyCounters, MemoryCounters, day_of
 
-DAY = 86400.0
-WINDOW = 60.0
+__all__ = ["DAY", "WINDOW", "KeyLimiter", "day_of"]
+
+log = logging.getLogger("ds2proxy.limits")
 
 
-def day_of(ts: float) -> int:
-    return int(ts // DAY)
+def _over_rpm(key: KeyConfig, wait: float) -> RateLimited:
+    seconds = max(1, math.ceil(wait))
+    return RateLimited(f"API key '{key.name}' exceeded its limit of {key.limits.rpm} requests "
+                       f"per minute; retry in {seconds} s", retry_after=seconds,
+                       code="key_rate_limit")
 
 
 class KeyLimiter:
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self.clock = clock
-        self._recent: dict[str, deque[float]] = {}
+        self.counts = MemoryCounters(lambda: self.clock())
+        self.shared: KeyCounters | None = None
         self._active: dict[str, int] = {}
-        self._tokens: dict[str, tuple[int, int]] = {}  # name -> (day, tokens)
+        self._pending: set[asyncio.Task[None]] = set()
+        self._owed: dict[str, int] = {}  # tokens the shared store has not taken yet
 
     # -- requests per minute -----------------------------------------------------------
 
@@ -40,33 +53,53 @@ class KeyLimiter:
         limit = key.limits.rpm
         if not limit:
             return
-        now = self.clock()
-        window = self._recent.setdefault(key.name, deque())
-        while window and window[0] <= now - WINDOW:
-            window.popleft()
-        if len(window) >= limit:
-            wait = max(1, math.ceil(window[0] + WINDOW - now))
-            raise RateLimited(f"API key '{key.name}' exceeded its limit of {limit} requests "
-                              f"per minute; retry in {wait} s", retry_after=wait,
-                              code="key_rate_limit")
-        window.append(now)
+        wait = self.counts.hit_now(key.name, limit)
+        if wait:
+            raise _over_rpm(key, wait)
+
+    async def admit_shared(self, key: KeyConfig) -> None:
+        """The cluster-wide per-minute check and today's cluster-wide tokens
+        (shared store only; the local window mirrors what this instance admitted)."""
+        if self.shared is None:
+            return
+        if key.limits.rpm:
+            wait = await self.shared.hit(key.name, key.limits.rpm)
+            if wait:
+                raise _over_rpm(key, wait)
+            self.counts.hit_now(key.name, 1 << 30)
+        if key.limits.tokens_per_day:
+            self.counts.seed_tokens(key.name, await self.shared.tokens(key.name))
 
     def requests_last_minute(self, name: str) -> int:
-        now = self.clock()
-        return sum(1 for t in self._recent.get(name, ()) if t > now - WINDOW)
+        return self.counts.count_now(name)
 
     # -- tokens per day ------------------------------------------------------------------
 
     def tokens_today(self, name: str) -> int:
-        day, used = self._tokens.get(name, (-1, 0))
-        return used if day == day_of(self.clock()) else 0
+        return self.counts.tokens_now(name)
 
     def seed_tokens(self, name: str, used: int) -> None:
-        self._tokens[name] = (day_of(self.clock()), used)
+        self.counts.seed_tokens(name, used)
 
     def add_tokens(self, name: str, tokens: int) -> None:
-        if tokens > 0:
-            self._tokens[name] = (day_of(self.clock()), self.tokens_today(name) + tokens)
+        if tokens <= 0:
+            return
+        self.counts.add_tokens_now(name, tokens)
+        if self.shared is not None:
+            task = asyncio.get_running_loop().create_task(self._add_shared(name, tokens))
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
+
+    async def _add_shared(self, name: str, tokens: int) -> None:
+        """Add to the cluster's total; what Redis refused is owed and sent
+        with the key's next tokens (logged, never dropped silently)."""
+        owed = self._owed.pop(name, 0)
+        try:
+            self.counts.seed_tokens(name, await self.shared.add_tokens(name, tokens + owed))
+        except ProxyError as exc:
+            self._owed[name] = self._owed.get(name, 0) + tokens + owed
+            log.warning("%d tokens of key %s wait to be added to the shared total: %s",
+                        self._owed[name], name, exc.message)
 
     def check_tokens(self, key: KeyConfig) -> None:
         limit = key.limits.tokens_per_day

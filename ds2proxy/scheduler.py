@@ -207,7 +207,9 @@ class AccountPool:
             else:
                 granted = await self._pick_shared(pinned, exclude)
                 if granted is not None:
-                    return self._grant(*granted)
+                    if await self._paced_everywhere(*granted):
+                        return self._grant(*granted)
+                    continue  # paced by another instance: the pacer now knows the wait
             candidates = self._candidates(pinned, exclude)
             if not candidates:
                 raise RateLimited("no untried account is available", retry_after=5)
@@ -267,6 +269,17 @@ class AccountPool:
                 self.shared.release(*got)
             return None
         return self._accounts[got[0]], got[1]
+
+    async def _paced_everywhere(self, state: AccountState, shared_id: str) -> bool:
+        """The shared pacing gate's word on a start; the lease goes back on a no."""
+        try:
+            if await self.pacer.claim(state.identifier):
+                return True
+        except BaseException:
+            self.shared.release(state.identifier, shared_id)
+            raise
+        self.shared.release(state.identifier, shared_id)
+        return False
 
     def _blocked(self, candidates: list[AccountState]) -> float | None:
         """Why nothing could be leased: raise when waiting cannot help, else

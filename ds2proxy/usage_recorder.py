@@ -3,39 +3,24 @@
 :meth:`UsageRecorder.finish` is called once per API request, from the one
 place a request ends (:func:`ds2proxy.plugin_api.wrap_handler`). Everything
 it does on the event loop is cheap: counters, one log record, one queue put;
-the SQLite writes happen on the store's own thread.
+the store's writes happen off the loop (the SQLite writer thread, or the
+Redis store's background task, which buffers rows while Redis is away).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .limits import DAY, KeyLimiter
 from .metrics import Metrics
-from .observe_settings import ObserveSettings
 from .request_record import RequestRecord
-from .state.usage import SQLiteUsage, UsageStore
+from .state.usage import UsageStore
 
 if TYPE_CHECKING:
     from .core import Core
 
 log = logging.getLogger("ds2proxy.requests")
-
-
-def usage_db_path(settings: ObserveSettings, config_path: Path | None) -> str:
-    """``usage.db_path`` (relative to the config's folder), else beside the
-    config file, else in memory when the config has no file."""
-    if settings.usage_db_path:
-        path = Path(settings.usage_db_path).expanduser()
-        if not path.is_absolute() and config_path is not None:
-            path = config_path.parent / path
-        return str(path)
-    if config_path is None:
-        return ":memory:"
-    return str(config_path.with_name(config_path.stem + ".usage.db"))
 
 
 def text_line(r: RequestRecord) -> str:
@@ -62,13 +47,9 @@ class UsageRecorder:
         settings = self.core.config.observe
         if not settings.usage_enabled:
             return
-        path = usage_db_path(settings, self.core.store.path)
-        if path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        # Opening waits for the writer thread's schema check: off the loop.
-        self.store = await asyncio.to_thread(SQLiteUsage, path,
-                                             raw_days=settings.raw_retention_days,
-                                             hourly_days=settings.hourly_retention_days)
+        self.store = await self.core.backend.open_usage(settings)
+        if self.core.backend.shared:
+            return  # today's tokens per key are counted in the shared store
         today = int(self.limiter.clock() // DAY) * DAY
         for row in await self.store.totals("key_name", "day", today):
             used = (row["prompt_tokens"] or 0) + (row["completion_tokens"] or 0)

@@ -29,6 +29,7 @@ from .routes import add_api_routes, guarded
 from .throttle import LoginThrottle
 from .usage_pages import add_usage_pages
 from .web_session import WebSessions
+from ..state.errors import StateUnavailable
 
 if TYPE_CHECKING:
     from ..core import Core
@@ -47,6 +48,22 @@ def _warn_default_key(creds: AdminCredentials) -> None:
         log.warning("!" * 72)
 
 
+def _state_errors_as_pages(dash: Dashboard) -> web.middleware:
+    """A dashboard page that needs the shared store while it is unreachable
+    (the usage charts, the request log) is a 503 page, not a server error."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except StateUnavailable as exc:
+            if not request.path.startswith("/admin"):
+                raise
+            return dash.refused(request, exc)
+
+    return middleware
+
+
 def _add_dashboard(app: web.Application, ctx: AdminContext) -> None:
     setup_templates(app)
     dash = Dashboard(ctx)
@@ -54,6 +71,7 @@ def _add_dashboard(app: web.Application, ctx: AdminContext) -> None:
     pages = Pages(ctx, dash, usage)
     forms = Forms(ctx, dash, pages)
     router = app.router
+    app.middlewares.append(_state_errors_as_pages(dash))
     router.add_static("/admin/static", static_dir(), name="admin_static")
     router.add_get("/", pages.root)
     router.add_get("/admin", pages.root)
@@ -80,7 +98,7 @@ def setup(app: web.Application, core: Core, admin_key: str | None,
           plugins: list[PluginInfo]) -> None:
     """Mount the admin API and the dashboard on ``app`` (``plugins``: what
     the plugin loader reported, for /admin/plugins)."""
-    creds = AdminCredentials(core.store, admin_key)
+    creds = AdminCredentials(core.store, admin_key, records=core.state)
     sessions = WebSessions(creds)
     captures = core.captures
     ctx = AdminContext(core=core, ops=AdminOps(core, creds, captures, plugins),
@@ -93,5 +111,6 @@ def setup(app: web.Application, core: Core, admin_key: str | None,
 
     async def prepare(app: web.Application) -> None:
         await creds.ensure_secret()
+        await creds.load_logouts()
 
     app.on_startup.append(prepare)

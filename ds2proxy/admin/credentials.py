@@ -6,6 +6,8 @@ only a salted hash in the config (``admin.password_hash``); from then on the
 password replaces the start-up key, and ``admin.jwt_valid_after`` revokes
 every JWT issued before. The signing secret (``admin.jwt_secret``) is made
 once and kept in the config so sessions survive a restart; it is never shown.
+With shared state the config (and so the revocation time) is the cluster's,
+and each logged-out session is a state record every instance learns of.
 """
 
 from __future__ import annotations
@@ -23,12 +25,15 @@ import jwt
 
 from ..config_store import ConfigStore
 from ..errors import AuthenticationFailed, InvalidRequest
+from ..state import StateStore
+from ..state.errors import StateUnavailable
 from .passwords import MIN_LENGTH, hash_password, verify_password
 
 log = logging.getLogger("ds2proxy.admin")
 
 DEFAULT_ADMIN_KEY = "admin"
 ALGORITHM = "HS256"
+LOGOUTS = "admin_logouts"  # state namespace: jti -> {"exp": expiry}
 MAX_EXPIRE_HOURS = 24 * 30
 
 
@@ -46,8 +51,12 @@ class Claims:
 
 
 class AdminCredentials:
-    def __init__(self, store: ConfigStore, admin_key: str | None) -> None:
+    def __init__(self, store: ConfigStore, admin_key: str | None,
+                 records: StateStore | None = None) -> None:
         self.store = store
+        self.records = records
+        if records is not None:
+            records.watch(LOGOUTS, self._logged_out_elsewhere)
         # A blank key (``DS2PROXY_ADMIN_KEY=" "``) would be a guessable one that
         # slips past the default-key checks: it counts as unset.
         self.start_key = (admin_key or "").strip() or DEFAULT_ADMIN_KEY
@@ -89,7 +98,11 @@ class AdminCredentials:
                 admin["jwt_secret"] = secrets.token_urlsafe(48)
 
         # Bookkeeping, not an admin change: it does not create a missing config file.
-        await self.store.update(put, creates_file=False)
+        try:
+            await self.store.update(put, creates_file=False)
+        except StateUnavailable:
+            log.warning("admin sessions wait for the shared config: the state store is "
+                        "unreachable")
 
     # -- the admin key or password ------------------------------------------------
 
@@ -161,8 +174,31 @@ class AdminCredentials:
     def log_out(self, claims: Claims) -> None:
         """Revoke one session's token (kept only until it would expire anyway)."""
         now = time.time()
-        self._logged_out = {j: exp for j, exp in self._logged_out.items() if exp > now}
+        for jti in [j for j, exp in self._logged_out.items() if exp <= now]:
+            del self._logged_out[jti]
+            if self.records is not None:
+                self.records.put(LOGOUTS, jti, None)
         self._logged_out[claims.jti] = claims.expires_at
+        if self.records is not None:
+            self.records.put(LOGOUTS, claims.jti, {"exp": claims.expires_at})
+
+    def _logged_out_elsewhere(self, jti: str, value: dict | None) -> None:
+        if value is not None:
+            self._logged_out[jti] = int(value.get("exp", 0))
+
+    async def load_logouts(self) -> None:
+        """Sessions logged out before this start (or on another instance)."""
+        if self.records is None:
+            return
+        try:
+            saved = await self.records.load(LOGOUTS)
+        except StateUnavailable:
+            log.warning("logged-out admin sessions not loaded: the state store is unreachable")
+            return
+        now = time.time()
+        for jti, value in saved.items():
+            if int(value.get("exp", 0)) > now:
+                self._logged_out[jti] = int(value["exp"])
 
     def mac(self, purpose: str, value: str) -> str:
         """A keyed MAC of ``value`` for one ``purpose`` (form tokens, signed cookies)."""

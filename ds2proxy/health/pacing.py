@@ -2,7 +2,9 @@
 requests on one account, and a cap on requests per rolling hour.
 
 Uses the monotonic clock: pacing is about spacing, not about dates, and
-does not need to survive a restart.
+does not need to survive a restart. With shared state a ``gate`` (see
+:mod:`ds2proxy.state.pace_gate`) must also grant each start, so the spacing
+holds across instances; a refusal is remembered here until it expires.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+from ..state.pace_gate import PaceGate
 from .settings import PacingSettings
 
 HOUR = 3600.0
@@ -26,6 +29,7 @@ class Pacer:
         self._rng = rng or random.Random()
         self._next: dict[str, float] = {}          # earliest next start per account
         self._starts: dict[str, deque[float]] = {}  # starts within the last hour
+        self.gate: PaceGate | None = None
 
     def configure(self, settings: PacingSettings) -> None:
         self.settings = settings
@@ -44,15 +48,30 @@ class Pacer:
     def ready(self, identifier: str) -> bool:
         return self._clock() >= self.ready_at(identifier)
 
+    async def claim(self, identifier: str) -> bool:
+        """Ask the shared gate for this start (True without one); a refusal
+        holds the account back here until the gate's wait is over."""
+        s = self.settings
+        if self.gate is None or not s.enabled:
+            return True
+        wait = await self.gate.claim(identifier, self._gap(), s.max_per_hour)
+        if wait > 0:
+            self._next[identifier] = max(self._next.get(identifier, 0.0), self._clock() + wait)
+            return False
+        return True
+
     def started(self, identifier: str) -> None:
         s = self.settings
         if not s.enabled:
             return
         now = self._clock()
-        gap = s.min_interval_seconds + (self._rng.uniform(0, s.jitter_seconds)
-                                        if s.jitter_seconds else 0.0)
-        self._next[identifier] = now + gap
+        self._next[identifier] = now + self._gap()
         self._starts.setdefault(identifier, deque()).append(now)
+
+    def _gap(self) -> float:
+        s = self.settings
+        return s.min_interval_seconds + (self._rng.uniform(0, s.jitter_seconds)
+                                         if s.jitter_seconds else 0.0)
 
     def starts(self, identifier: str) -> list[float]:
         """Start times within the last hour (for status and tests)."""

@@ -32,6 +32,7 @@ class AccountHealth:
     last_failure_reason: str = ""
     day: str = ""
     requests_today: int = 0
+    changed: float = 0.0      # when the state last changed (newest wins between instances)
     trial: bool = False       # a half-open trial request is in flight (not persisted)
 
     def count_request(self, now: float) -> None:

@@ -43,6 +43,26 @@ class HealthTracker:
         for identifier, data in saved.items():
             self._records[identifier] = AccountHealth.from_dict(data)
 
+    def adopt(self, identifier: str, data: dict | None) -> None:
+        """A change another instance made (shared state): take its record,
+        keep this instance's own trial flag, and wake waiting requests. A
+        copy older than this instance's last state change (written before
+        that change reached its writer) does not undo it: the newer record
+        is written back, so every instance converges on the newest state."""
+        before = self._records.get(identifier)
+        if data is None:
+            self._records.pop(identifier, None)
+            return
+        record = AccountHealth.from_dict(data)
+        if before is not None and before.changed > record.changed:
+            before.requests_today = max(before.requests_today, record.requests_today)
+            self._save(identifier, before)
+            return
+        record.trial = before.trial if before is not None else False
+        self._records[identifier] = record
+        if before is None or (before.state, before.until) != (record.state, record.until):
+            self._notify()  # a request count alone frees nothing: no wake-up
+
     def configure(self, settings: HealthSettings) -> None:
         """New settings apply at once: running cooldowns shrink to the new cap."""
         self.settings = settings
@@ -51,7 +71,7 @@ class HealthTracker:
                 cap = settings.backoff[rec.kind].cap if rec.kind in settings.backoff \
                     else rec.until - rec.since
                 if rec.until > rec.since + cap:
-                    rec.until = rec.since + cap
+                    rec.until, rec.changed = rec.since + cap, self._clock()
                     self._save(ident, rec)
         self._notify()
 
@@ -122,6 +142,7 @@ class HealthTracker:
         if rec.state in (COOLING, LOGIN_FAILING):
             log.warning("account %s: healthy again after %s", identifier, rec.reason)
             rec.state, rec.reason, rec.kind, rec.until = HEALTHY, "", "", 0.0
+            rec.changed = self._clock()
         rec.strikes.clear()
         self._save(identifier, rec)
         self._notify()
@@ -140,7 +161,7 @@ class HealthTracker:
         seconds = max(seconds, failure.retry_after)
         new_state = LOGIN_FAILING if failure.kind == "login" else COOLING
         rec.state, rec.reason, rec.kind = new_state, failure.reason[:300], failure.kind
-        rec.since, rec.until = now, now + seconds
+        rec.since, rec.until, rec.changed = now, now + seconds, now
         log.warning("account %s: %s for %.0fs (failure %d of kind %s): %s", identifier,
                     new_state, seconds, strikes, failure.kind, failure.reason)
         self._save(identifier, rec)
@@ -169,6 +190,7 @@ class HealthTracker:
     def disable(self, identifier: str, reason: str = "disabled by the operator") -> None:
         rec = self.record(identifier)
         rec.state, rec.reason, rec.kind, rec.until, rec.trial = DISABLED, reason, "", 0.0, False
+        rec.changed = self._clock()
         log.warning("account %s: disabled (%s)", identifier, reason)
         self._save(identifier, rec)
         self._notify()
@@ -178,6 +200,7 @@ class HealthTracker:
         rec = self.record(identifier)
         previous = rec.state
         rec.state, rec.reason, rec.kind, rec.until, rec.trial = HEALTHY, "", "", 0.0, False
+        rec.changed = self._clock()
         rec.strikes.clear()
         log.warning("account %s: reset to healthy by the operator (was %s)", identifier, previous)
         self._save(identifier, rec)

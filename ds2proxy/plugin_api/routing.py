@@ -39,6 +39,7 @@ def wrap_handler(handler: Handler, errors: ErrorStyle, core: Core, family: str =
         status = request_record.CLIENT_CLOSED
         try:
             try:
+                await core.admit_shared(request)
                 response = await handler(request)
             except ProxyError as exc:
                 failure = exc

@@ -1,4 +1,6 @@
-"""SQLite state store: one file, one writer thread, latest value per key.
+"""SQLite state records: the ``records`` table of the state file (the usage
+tables share the file, see :mod:`ds2proxy.state.usage`), one writer thread,
+latest value per key.
 
 ``put`` only records the newest value of a key and wakes the writer, so a
 burst of changes to one account costs one row write, and the event loop
@@ -39,7 +41,7 @@ class SQLiteStore:
     def _connect(self) -> sqlite3.Connection:
         if self._conn is None:
             fresh = not self.path.exists()
-            self._conn = sqlite3.connect(self.path, check_same_thread=False)
+            self._conn = sqlite3.connect(self.path, check_same_thread=False, timeout=10)
             if fresh:
                 os.chmod(self.path, 0o600)
             self._conn.execute(_SCHEMA)
@@ -90,6 +92,9 @@ class SQLiteStore:
                                      (namespace, key, orjson.dumps(value)))
         except (OSError, sqlite3.Error) as exc:
             self._give_up(exc)
+
+    def watch(self, namespace: str, listener: Any) -> None:
+        return None  # one process: nobody else writes
 
     async def flush(self) -> None:
         await asyncio.get_running_loop().run_in_executor(self._executor, self._write)

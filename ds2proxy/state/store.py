@@ -8,8 +8,12 @@ start, off the loop.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
+
+# Told of a record another instance changed: (key, value or None when deleted).
+RecordListener = Callable[[str, dict[str, Any] | None], None]
 
 
 class StateStore(Protocol):
@@ -18,6 +22,10 @@ class StateStore(Protocol):
 
     def put(self, namespace: str, key: str, value: dict[str, Any] | None) -> None:
         """Store (or with None delete) one record, without blocking."""
+
+    def watch(self, namespace: str, listener: RecordListener) -> None:
+        """Call ``listener`` for each change another instance makes (a shared
+        store only; the embedded one has no other writer)."""
 
     async def flush(self) -> None:
         """Wait until every earlier ``put`` is durable."""
@@ -42,6 +50,9 @@ class MemoryStore:
         else:
             records[key] = value
 
+    def watch(self, namespace: str, listener: RecordListener) -> None:
+        return None
+
     async def flush(self) -> None:
         return None
 
@@ -54,10 +65,26 @@ def state_path_for(config_path: Path) -> Path:
     return config_path.with_name(config_path.stem + ".state.sqlite")
 
 
-def open_store(config_path: Path | None) -> StateStore:
-    """An SQLite file beside a file-backed config; memory otherwise."""
-    if config_path is None:
+def legacy_usage_path(config_path: Path) -> Path:
+    """Where usage lived before it joined the state file: ``config.usage.db``."""
+    return config_path.with_name(config_path.stem + ".usage.db")
+
+
+def state_file(config_path: Path | None, usage_db_path: str = "") -> Path | None:
+    """The one embedded state file: ``usage.db_path`` when set (relative to
+    the config's folder), else beside the config; None keeps state in memory."""
+    if usage_db_path:
+        path = Path(usage_db_path).expanduser()
+        if not path.is_absolute() and config_path is not None:
+            path = config_path.parent / path
+        return path
+    return None if config_path is None else state_path_for(config_path)
+
+
+def open_store(path: Path | None) -> StateStore:
+    """The records of the state file ``path``; memory when there is none."""
+    if path is None:
         return MemoryStore()
     from .sqlite import SQLiteStore
 
-    return SQLiteStore(state_path_for(config_path))
+    return SQLiteStore(path)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import queue
 import sqlite3
 import threading
@@ -98,8 +99,10 @@ def _where(filters: dict[str, Any]) -> tuple[str, list[Any]]:
 class SQLiteUsage:
     """The embedded store (``path`` ":memory:" keeps it for the process only)."""
 
-    def __init__(self, path: str, *, raw_days: int = 7, hourly_days: int = 90) -> None:
+    def __init__(self, path: str, *, raw_days: int = 7, hourly_days: int = 90,
+                 legacy: str | None = None) -> None:
         self.path = path
+        self.legacy = legacy
         self.raw_days, self.hourly_days = raw_days, hourly_days
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._ready = threading.Event()
@@ -176,7 +179,10 @@ class SQLiteUsage:
     # -- the writer thread ---------------------------------------------------------------
 
     def _open(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, check_same_thread=False)
+        fresh = self.path != ":memory:" and not os.path.exists(self.path)
+        db = sqlite3.connect(self.path, check_same_thread=False, timeout=10)
+        if fresh:
+            os.chmod(self.path, 0o600)
         db.row_factory = sqlite3.Row
         if self.path != ":memory:":
             db.execute("PRAGMA journal_mode=WAL")
@@ -185,6 +191,8 @@ class SQLiteUsage:
         columns = {row[1] for row in db.execute("PRAGMA table_info(requests)")}
         if "served_by" not in columns:  # a store written before routes existed
             db.execute("ALTER TABLE requests ADD COLUMN served_by TEXT")
+        if self.legacy and os.path.isfile(self.legacy):
+            _import_legacy(db, self.legacy)
         return db
 
     def _run(self) -> None:
@@ -264,3 +272,24 @@ class SQLiteUsage:
                        (now - self.hourly_days * 86400,))
             db.execute("DELETE FROM rollups WHERE grain = 'day' AND bucket < ?",
                        (now - self.hourly_days * 10 * 86400,))
+
+
+def _import_legacy(db: sqlite3.Connection, legacy: str) -> None:
+    """Bring the rows of a former separate usage file into the state file
+    (once: the old file is renamed ``*.migrated`` afterwards)."""
+    if db.execute("SELECT 1 FROM requests LIMIT 1").fetchone() is not None:
+        log.warning("usage file %s was not imported: the state file already has usage", legacy)
+        return
+    db.execute("ATTACH DATABASE ? AS legacy", (legacy,))
+    try:
+        with db:
+            present = {row[1] for row in db.execute("PRAGMA legacy.table_info(requests)")}
+            cols = ",".join(f for f in ROW_FIELDS if f in present)  # older files lack some
+            db.execute(f"INSERT INTO requests ({cols}) SELECT {cols} FROM legacy.requests "
+                       "ORDER BY id")
+            db.execute("INSERT OR IGNORE INTO rollups SELECT * FROM legacy.rollups")
+        moved = db.execute("SELECT COUNT(*) FROM requests").fetchone()[0]
+    finally:
+        db.execute("DETACH DATABASE legacy")
+    os.replace(legacy, legacy + ".migrated")
+    log.info("imported %d usage rows from %s into the state file", moved, legacy)

@@ -1,0 +1,66 @@
+"""The state backend: every store the rest of ds2proxy uses, from one place.
+
+``embedded`` (the default): records and usage in ONE SQLite file beside the
+config (``<config>.state.sqlite``; a former ``<config>.usage.db`` is imported
+into it once), counters and pacing in memory. ``redis``: every store on the
+instance's :class:`RedisLink`, shared by all instances.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..observe_settings import ObserveSettings
+from .counters import KeyCounters
+from .pace_gate import PaceGate
+from .store import StateStore, legacy_usage_path, open_store, state_file
+from .usage import SQLiteUsage, UsageStore
+
+MEMORY = ":memory:"
+
+
+@dataclass
+class StateBackend:
+    records: StateStore
+    path: Path | None = None            # the embedded state file
+    config_path: Path | None = None
+    link: object | None = None          # RedisLink when shared
+    counters: KeyCounters | None = None  # shared key counters (None: in-process)
+    pacing: PaceGate | None = None       # shared pacing gate (None: in-process)
+
+    @property
+    def shared(self) -> bool:
+        return self.link is not None
+
+    async def open_usage(self, settings: ObserveSettings) -> UsageStore:
+        if self.link is not None:
+            from .redis_usage import RedisUsage
+
+            return RedisUsage(self.link, raw_days=settings.raw_retention_days,
+                              hourly_days=settings.hourly_retention_days)
+        path = str(self.path) if self.path is not None else MEMORY
+        legacy = None
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if self.config_path is not None and not settings.usage_db_path:
+                legacy = str(legacy_usage_path(self.config_path))
+        # Opening waits for the writer thread's schema check: off the loop.
+        return await asyncio.to_thread(SQLiteUsage, path,
+                                       raw_days=settings.raw_retention_days,
+                                       hourly_days=settings.hourly_retention_days,
+                                       legacy=legacy)
+
+
+def open_backend(config_path: Path | None, observe: ObserveSettings,
+                 link: object | None = None) -> StateBackend:
+    """Embedded stores beside ``config_path``, or Redis ones on ``link``."""
+    if link is None:
+        path = state_file(config_path, observe.usage_db_path)
+        return StateBackend(open_store(path), path, config_path)
+    from .redis_limits import RedisCounters, RedisPaceGate
+    from .redis_records import RedisRecords
+
+    return StateBackend(RedisRecords(link), link=link, counters=RedisCounters(link),
+                        pacing=RedisPaceGate(link))

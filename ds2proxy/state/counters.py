@@ -1,0 +1,92 @@
+"""Per-key request and token counters, the state behind key limits.
+
+:class:`KeyCounters` is what the limits need from a store; the in-process
+:class:`MemoryCounters` serves one instance (and is what
+:class:`ds2proxy.limits.KeyLimiter` counts with), the Redis one a cluster.
+Requests per minute are a sliding window: ``hit`` answers 0 when the request
+is admitted (and counts it), else the seconds until the oldest request in the
+window leaves it. Tokens per day reset at 00:00 UTC.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Protocol
+
+DAY = 86400.0
+WINDOW = 60.0
+
+
+def day_of(ts: float) -> int:
+    return int(ts // DAY)
+
+
+class KeyCounters(Protocol):
+    async def hit(self, name: str, limit: int, window: float = WINDOW) -> float:
+        """Count one request if fewer than ``limit`` in ``window``; else the wait."""
+
+    async def count(self, name: str, window: float = WINDOW) -> int:
+        """Requests of ``name`` within the last ``window`` seconds."""
+
+    async def add_tokens(self, name: str, tokens: int) -> int:
+        """Add to today's tokens of ``name``; today's total."""
+
+    async def tokens(self, name: str) -> int:
+        """Today's tokens of ``name`` (UTC day)."""
+
+
+class MemoryCounters:
+    """One process's counters; every method is also available without a loop."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock
+        self._recent: dict[str, deque[float]] = {}
+        self._tokens: dict[str, tuple[int, int]] = {}  # name -> (day, tokens)
+
+    # -- synchronous core (the key limiter's hot path) ---------------------------------
+
+    def hit_now(self, name: str, limit: int, window: float = WINDOW) -> float:
+        now = self.clock()
+        recent = self._window(name, now, window)
+        if len(recent) >= limit:
+            return max(recent[0] + window - now, 0.001)
+        recent.append(now)
+        return 0.0
+
+    def count_now(self, name: str, window: float = WINDOW) -> int:
+        now = self.clock()
+        return sum(1 for t in self._recent.get(name, ()) if t > now - window)
+
+    def tokens_now(self, name: str) -> int:
+        day, used = self._tokens.get(name, (-1, 0))
+        return used if day == day_of(self.clock()) else 0
+
+    def seed_tokens(self, name: str, used: int) -> None:
+        self._tokens[name] = (day_of(self.clock()), used)
+
+    def add_tokens_now(self, name: str, tokens: int) -> int:
+        if tokens > 0:
+            self._tokens[name] = (day_of(self.clock()), self.tokens_now(name) + tokens)
+        return self.tokens_now(name)
+
+    def _window(self, name: str, now: float, window: float) -> deque[float]:
+        recent = self._recent.setdefault(name, deque())
+        while recent and recent[0] <= now - window:
+            recent.popleft()
+        return recent
+
+    # -- the KeyCounters interface ---------------------------------------------------------
+
+    async def hit(self, name: str, limit: int, window: float = WINDOW) -> float:
+        return self.hit_now(name, limit, window)
+
+    async def count(self, name: str, window: float = WINDOW) -> int:
+        return self.count_now(name, window)
+
+    async def add_tokens(self, name: str, tokens: int) -> int:
+        return self.add_tokens_now(name, tokens)
+
+    async def tokens(self, name: str) -> int:
+        return self.tokens_now(name)

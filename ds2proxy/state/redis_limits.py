@@ -1,0 +1,116 @@
+"""Key counters and the pacing gate on Redis: one Lua script per decision,
+so a check and its count are one atomic round trip on the Redis clock
+(instances' clocks may differ; the window must not).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+
+from .counters import DAY, WINDOW, day_of
+from .redis_link import RedisLink
+
+# KEYS[1] the key's window (a sorted set of request times); ARGV: limit,
+# window ms, a unique member. Returns 0 (admitted) or the wait in ms.
+_HIT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local window = tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then
+  local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  return math.max(1, tonumber(first[2]) + window - now)
+end
+redis.call('ZADD', KEYS[1], now, ARGV[3])
+redis.call('PEXPIRE', KEYS[1], window + 1000)
+return 0
+"""
+
+_COUNT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+return redis.call('ZCOUNT', KEYS[1], '(' .. (now - tonumber(ARGV[1])), '+inf')
+"""
+
+# KEYS[1] next allowed start (ms), KEYS[2] starts in the last hour; ARGV: gap
+# ms, hourly cap, a unique member. Returns 0 (granted) or the wait in ms.
+_CLAIM = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local nxt = tonumber(redis.call('GET', KEYS[1]) or '0')
+if nxt > now then return nxt - now end
+local cap = tonumber(ARGV[2])
+if cap > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - 3600000)
+  local n = redis.call('ZCARD', KEYS[2])
+  if n >= cap then
+    local oldest = redis.call('ZRANGE', KEYS[2], n - cap, n - cap, 'WITHSCORES')
+    return math.max(1, tonumber(oldest[2]) + 3600000 - now)
+  end
+  redis.call('ZADD', KEYS[2], now, ARGV[3])
+  redis.call('PEXPIRE', KEYS[2], 3600000)
+end
+local gap = tonumber(ARGV[1])
+if gap > 0 then redis.call('SET', KEYS[1], now + gap, 'PX', gap + 1000) end
+return 0
+"""
+
+_serial = itertools.count()
+
+
+def unique() -> str:
+    """A member no other instance or call produces."""
+    return f"{os.getpid()}-{id(_serial)}-{next(_serial)}-{time.time_ns()}"
+
+
+class RedisCounters:
+    def __init__(self, link: RedisLink) -> None:
+        self.link = link
+        self._hit = link.client.register_script(_HIT)
+        self._count = link.client.register_script(_COUNT)
+
+    def _window_key(self, name: str) -> str:
+        return self.link.key("rpm", name)
+
+    def _tokens_key(self, name: str) -> str:
+        return self.link.key("tokens", str(day_of(time.time())), name)
+
+    async def hit(self, name: str, limit: int, window: float = WINDOW) -> float:
+        args = [limit, int(window * 1000), unique()]
+        wait = await self.link.call(lambda: self._hit(keys=[self._window_key(name)], args=args))
+        return int(wait) / 1000
+
+    async def count(self, name: str, window: float = WINDOW) -> int:
+        return int(await self.link.call(lambda: self._count(
+            keys=[self._window_key(name)], args=[int(window * 1000)])))
+
+    async def add_tokens(self, name: str, tokens: int) -> int:
+        key = self._tokens_key(name)
+
+        async def add() -> int:
+            async with self.link.client.pipeline(transaction=True) as pipe:
+                pipe.incrby(key, max(0, tokens))
+                pipe.expire(key, int(2 * DAY))
+                total, _ = await pipe.execute()
+            return int(total)
+
+        return await self.link.call(add)
+
+    async def tokens(self, name: str) -> int:
+        value = await self.link.call(lambda: self.link.client.get(self._tokens_key(name)))
+        return int(value or 0)
+
+
+class RedisPaceGate:
+    def __init__(self, link: RedisLink) -> None:
+        self.link = link
+        self._claim = link.client.register_script(_CLAIM)
+
+    async def claim(self, identifier: str, gap: float, max_per_hour: int) -> float:
+        keys = [self.link.key("pace", "next", identifier),
+                self.link.key("pace", "starts", identifier)]
+        args = [int(gap * 1000), max_per_hour, unique()]
+        wait = await self.link.call(lambda: self._claim(keys=keys, args=args))
+        return int(wait) / 1000

@@ -1,0 +1,234 @@
+"""The usage store on Redis, shared by every instance.
+
+Rows: a sorted set scored by a cluster-wide id (``INCRBY``), each member the
+row's JSON. Rollups: one hash per grain and bucket (fields
+``<key>\\x1f<model>\\x1f<account>\\x1f<family>\\x1f<metric>``, ``HINCRBY``),
+each expiring with its grain's retention, plus a sorted set of the buckets
+per grain for range reads.
+
+``record`` only appends to an in-memory buffer; a background task writes
+batches (one MULTI/EXEC each). When Redis is unreachable rows stay buffered
+(up to ``MAX_BUFFER``; beyond that the oldest are dropped and counted in the
+log) and are written when it answers again: a failure is never silent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from typing import Any
+
+import orjson
+
+from .errors import StateUnavailable
+from .redis_link import RedisLink
+from .usage import FILTERS, GRAINS, GROUPS, ROW_FIELDS
+
+log = logging.getLogger("ds2proxy.usage")
+
+BATCH = 500
+MAX_BUFFER = 100_000
+RETRY_EVERY = 0.5
+SCAN = 1000
+SEP = "\x1f"
+METRICS = ("requests", "errors", "prompt_tokens", "completion_tokens", "reasoning_tokens",
+           "latency_ms_sum")
+_PRUNE_EVERY = 600.0
+
+
+def _matches(row: dict[str, Any], filters: dict[str, Any]) -> bool:
+    for name in FILTERS:
+        value = filters.get(name)
+        if value not in (None, "") and row.get(name) != value:
+            return False
+    return not filters.get("errors") or row["status"] >= 400 or bool(row["error_code"])
+
+
+class RedisUsage:
+    def __init__(self, link: RedisLink, *, raw_days: int = 7, hourly_days: int = 90) -> None:
+        self.link = link
+        self.raw_days, self.hourly_days = raw_days, hourly_days
+        self._buffer: deque[dict[str, Any]] = deque()
+        self._task: asyncio.Task[None] | None = None
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.rows_written = 0
+        self.dropped = 0
+        self._pruned = 0.0
+
+    def _key(self, *parts: str) -> str:
+        return self.link.key("usage", *parts)
+
+    def _retention(self, grain: str) -> int:
+        days = {"minute": self.raw_days, "hour": self.hourly_days,
+                "day": self.hourly_days * 10}[grain]
+        return int(days * 86400)
+
+    # -- writing ------------------------------------------------------------------------
+
+    def record(self, row: dict[str, Any]) -> None:
+        if len(self._buffer) >= MAX_BUFFER:
+            self._buffer.popleft()
+            self.dropped += 1
+            if self.dropped == 1 or self.dropped % 1000 == 0:
+                log.error("usage buffer full while redis is unreachable: %d rows dropped",
+                          self.dropped)
+        self._buffer.append(row)
+        self._idle.clear()
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._drain())
+
+    async def _drain(self) -> None:
+        warned = False
+        while self._buffer:
+            batch = [self._buffer.popleft() for _ in range(min(BATCH, len(self._buffer)))]
+            try:
+                await self.link.call(lambda: self._write(batch), check=False)
+                self.rows_written += len(batch)
+            except StateUnavailable:
+                self._buffer.extendleft(reversed(batch))
+                if not warned:
+                    log.warning("redis unreachable: %d usage rows buffered, written when it "
+                                "is back", len(self._buffer))
+                    warned = True
+                await asyncio.sleep(RETRY_EVERY)
+        self._idle.set()
+        if time.time() - self._pruned > _PRUNE_EVERY:
+            self._pruned = time.time()
+            try:
+                await self.link.call(self._prune, check=False)
+            except StateUnavailable:
+                pass  # pruning is retried with the next batch
+
+    async def _write(self, rows: list[dict[str, Any]]) -> None:
+        client = self.link.client
+        last = await client.incrby(self._key("id"), len(rows))
+        async with client.pipeline(transaction=True) as pipe:
+            members = {}
+            for offset, row in enumerate(rows):
+                row_id = last - len(rows) + 1 + offset
+                members[orjson.dumps({"id": row_id, **{f: row[f] for f in ROW_FIELDS}})] = row_id
+            pipe.zadd(self._key("rows"), members)
+            self._add_rollups(pipe, rows)
+            await pipe.execute()
+
+    def _add_rollups(self, pipe: Any, rows: list[dict[str, Any]]) -> None:
+        """One increment per bucket, dimensions and metric for the whole batch."""
+        sums: dict[tuple[str, int], dict[str, float]] = {}
+        for row in rows:
+            failed = int(row["status"] >= 400 or bool(row["error_code"]))
+            dims = SEP.join(str(row[d] or "") for d in ("key_name", "model", "account", "family"))
+            values = (1, failed, row["prompt_tokens"], row["completion_tokens"],
+                      row["reasoning_tokens"], float(row["latency_ms"] or 0))
+            for grain, size in GRAINS.items():
+                cell = sums.setdefault((grain, int(row["time"] // size) * size), {})
+                for metric, value in zip(METRICS, values):
+                    field = f"{dims}{SEP}{metric}"
+                    cell[field] = cell.get(field, 0) + value
+        for (grain, bucket), cell in sums.items():
+            key = self._key("roll", grain, str(bucket))
+            for field, value in cell.items():
+                if field.endswith("latency_ms_sum"):
+                    pipe.hincrbyfloat(key, field, value)
+                elif value:
+                    pipe.hincrby(key, field, int(value))
+            pipe.expireat(key, bucket + self._retention(grain))
+            pipe.zadd(self._key("buckets", grain), {str(bucket): bucket})
+
+    async def _prune(self) -> None:
+        now = time.time()
+        client = self.link.client
+        for grain in GRAINS:
+            await client.zremrangebyscore(self._key("buckets", grain), "-inf",
+                                          now - self._retention(grain))
+        cut = now - self.raw_days * 86400
+        while True:
+            oldest = await client.zrange(self._key("rows"), 0, SCAN - 1)
+            old = [m for m in oldest if orjson.loads(m)["time"] < cut]
+            if not old:
+                return
+            await client.zrem(self._key("rows"), *old)
+            if len(old) < len(oldest):
+                return
+
+    async def flush(self) -> None:
+        await self._idle.wait()
+
+    async def close(self) -> None:
+        try:
+            await asyncio.wait_for(self.flush(), 3.0)
+        except TimeoutError:
+            log.error("%d usage rows could not be written to redis before exit",
+                      len(self._buffer))
+        if self._task is not None:
+            self._task.cancel()
+
+    # -- reading ------------------------------------------------------------------------
+
+    async def requests(self, filters: dict[str, Any], limit: int, offset: int
+                       ) -> tuple[list[dict[str, Any]], int]:
+        """Newest first; filtered while scanning (rows are bounded by retention)."""
+        return await self.link.call(lambda: self._scan(filters, limit, offset), timeout=10)
+
+    async def _scan(self, filters: dict[str, Any], limit: int, offset: int
+                    ) -> tuple[list[dict[str, Any]], int]:
+        page: list[dict[str, Any]] = []
+        total, start = 0, 0
+        while True:
+            chunk = await self.link.client.zrevrange(self._key("rows"), start, start + SCAN - 1)
+            for member in chunk:
+                row = orjson.loads(member)
+                if _matches(row, filters):
+                    if offset <= total < offset + limit:
+                        page.append(row)
+                    total += 1
+            if len(chunk) < SCAN:
+                return page, total
+            start += SCAN
+
+    async def request(self, row_id: int) -> dict[str, Any] | None:
+        found = await self.link.call(lambda: self.link.client.zrangebyscore(
+            self._key("rows"), row_id, row_id))
+        return orjson.loads(found[0]) if found else None
+
+    async def _cells(self, grain: str, since: float) -> list[tuple[int, list[str], str, float]]:
+        """(bucket, dims, metric, value) of every rollup cell since ``since``."""
+        async def read() -> list[tuple[int, list[str], str, float]]:
+            client = self.link.client
+            buckets = [int(b) for b in await client.zrangebyscore(
+                self._key("buckets", grain), int(since), "+inf")]
+            async with client.pipeline(transaction=False) as pipe:
+                for bucket in buckets:
+                    pipe.hgetall(self._key("roll", grain, str(bucket)))
+                hashes = await pipe.execute()
+            cells = []
+            for bucket, fields in zip(buckets, hashes):
+                for field, value in fields.items():
+                    *dims, metric = field.decode().split(SEP)
+                    cells.append((bucket, dims, metric, float(value)))
+            return cells
+
+        return await self.link.call(read, timeout=10)
+
+    async def series(self, grain: str, since: float, key_name: str | None = None
+                     ) -> list[dict[str, Any]]:
+        sums: dict[int, dict[str, Any]] = {}
+        for bucket, dims, metric, value in await self._cells(grain, since):
+            if metric == "latency_ms_sum" or (key_name is not None and dims[0] != key_name):
+                continue
+            entry = sums.setdefault(bucket, {"bucket": bucket, **dict.fromkeys(METRICS[:5], 0)})
+            entry[metric] += int(value)
+        return [sums[b] for b in sorted(sums)]
+
+    async def totals(self, group: str, grain: str, since: float) -> list[dict[str, Any]]:
+        if group not in GROUPS or grain not in GRAINS:
+            raise ValueError(f"cannot group by {group!r} at {grain!r}")
+        index = GROUPS.index(group)
+        sums: dict[str, dict[str, Any]] = {}
+        for _, dims, metric, value in await self._cells(grain, since):
+            name = dims[index]
+            entry = sums.setdefault(name, {"name": name, **dict.fromkeys(METRICS, 0)})
+            entry[metric] += value if metric == "latency_ms_sum" else int(value)
+        return sorted(sums.values(), key=lambda e: -e["requests"])

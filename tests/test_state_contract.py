@@ -1,0 +1,278 @@
+"""The same store contract, run against both backends: embedded (one SQLite
+file, in-process counters and pacing) and Redis (a real redis-server)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ds2proxy.admin.credentials import AdminCredentials
+from ds2proxy.config_store import ConfigStore
+from ds2proxy.errors import AuthenticationFailed
+from ds2proxy.request_record import RequestRecord
+from ds2proxy.state.counters import KeyCounters, MemoryCounters
+from ds2proxy.state.pace_gate import MemoryPaceGate, PaceGate
+from ds2proxy.state.redis_limits import RedisCounters, RedisPaceGate
+from ds2proxy.state.redis_link import RedisLink
+from ds2proxy.state.redis_records import RedisRecords
+from ds2proxy.state.redis_usage import RedisUsage
+from ds2proxy.state.settings import parse_state
+from ds2proxy.state.sqlite import SQLiteStore
+from ds2proxy.state.store import StateStore
+from ds2proxy.state.usage import SQLiteUsage, UsageStore
+from ds2proxy.testing.redis_server import RedisServer
+
+
+@dataclass
+class Backend:
+    """One backend's stores; ``reopen`` gives fresh ones on the same data
+    (a restart embedded, another instance with Redis)."""
+
+    name: str
+    records: StateStore
+    usage: UsageStore
+    counters: KeyCounters
+    pacing: PaceGate
+    reopen: Callable[[], Any]
+
+
+def redis_link(server: RedisServer) -> RedisLink:
+    return RedisLink(parse_state({"state": {"backend": "redis", "redis_url": server.url}}, {}))
+
+
+@pytest.fixture(params=["embedded", "redis"])
+async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
+    if request.param == "embedded":
+        path = tmp_path / "config.state.sqlite"
+        made: list[Any] = []
+
+        async def reopen_embedded() -> tuple[StateStore, UsageStore]:
+            pair = (SQLiteStore(path), SQLiteUsage(str(path)))
+            made.extend(pair)
+            return pair
+
+        records, usage = await reopen_embedded()
+        yield Backend("embedded", records, usage, MemoryCounters(), MemoryPaceGate(),
+                      reopen_embedded)
+        for store in made:
+            await store.close()
+        return
+    with RedisServer() as server:
+        links = [redis_link(server)]
+
+        async def reopen_redis() -> tuple[StateStore, UsageStore]:
+            links.append(redis_link(server))
+            await links[-1].start()
+            return RedisRecords(links[-1]), RedisUsage(links[-1])
+
+        await links[0].start()
+        yield Backend("redis", RedisRecords(links[0]), RedisUsage(links[0]),
+                      RedisCounters(links[0]), RedisPaceGate(links[0]), reopen_redis)
+        for link in links:
+            await link.close()
+
+
+def row(ts: float, **fields: Any) -> dict:
+    record = RequestRecord(request_id=fields.pop("request_id", f"r{ts}"),
+                           family=fields.pop("family", "openai"),
+                           route="/v1/chat/completions", time=ts, key_name="k", model="m",
+                           account="a", status=200, prompt_tokens=3, completion_tokens=4)
+    for name, value in fields.items():
+        setattr(record, name, value)
+    return record.fields()
+
+
+# -- records -------------------------------------------------------------------------
+
+
+async def test_records_keep_the_newest_value_and_deletions(backend: Backend) -> None:
+    backend.records.put("account_health", "a", {"state": "cooling_down", "until": 1.0})
+    backend.records.put("account_health", "a", {"state": "disabled"})
+    backend.records.put("account_health", "b", {"state": "healthy"})
+    backend.records.put("account_health", "b", None)
+    backend.records.put("other", "a", {"x": 1})
+    await backend.records.flush()
+    records, _ = await backend.reopen()
+    assert await records.load("account_health") == {"a": {"state": "disabled"}}
+    assert await records.load("other") == {"a": {"x": 1}}
+
+
+# -- usage ---------------------------------------------------------------------------
+
+
+async def test_usage_rollups_filters_and_rows(backend: Backend) -> None:
+    store, now = backend.usage, time.time()
+    store.record(row(now, request_id="first"))
+    store.record(row(now, key_name="other", status=429, error_code="key_rate_limit"))
+    store.record(row(now, family="claude", prompt_tokens=10, reasoning_tokens=2))
+    await store.flush()
+    _, usage = await backend.reopen()  # what one wrote, another reads
+    totals = {r["name"]: r for r in await usage.totals("key_name", "minute", now - 60)}
+    assert totals["k"]["requests"] == 2 and totals["k"]["prompt_tokens"] == 13
+    assert totals["other"]["errors"] == 1
+    families = {r["name"]: r["requests"] for r in await usage.totals("family", "day", 0)}
+    assert families == {"openai": 2, "claude": 1}
+    [bucket] = await usage.series("hour", now - 3600)
+    assert (bucket["requests"], bucket["errors"], bucket["completion_tokens"],
+            bucket["reasoning_tokens"]) == (3, 1, 12, 2)
+    [only] = await usage.series("hour", now - 3600, "other")
+    assert only["requests"] == 1
+    rows, total = await usage.requests({"errors": True}, 10, 0)
+    assert total == 1 and rows[0]["error_code"] == "key_rate_limit"
+    rows, total = await usage.requests({}, 2, 1)
+    assert total == 3 and len(rows) == 2 and rows[-1]["request_id"] == "first"
+    assert (await usage.request(rows[-1]["id"]))["request_id"] == "first"
+    assert await usage.request(10_000) is None
+
+
+# -- key counters -----------------------------------------------------------------------
+
+
+async def test_requests_per_minute_window(backend: Backend) -> None:
+    counters = backend.counters
+    assert await counters.hit("k", 2) == 0
+    assert await counters.hit("k", 2) == 0
+    wait = await counters.hit("k", 2)
+    assert 0 < wait <= 60
+    assert await counters.count("k") == 2
+    assert await counters.hit("other", 2) == 0  # per key
+    assert await counters.hit("s", 1, window=5) == 0
+    assert 0 < await counters.hit("s", 1, window=5) <= 5  # the wait follows the window
+
+
+async def test_tokens_per_day_add_up(backend: Backend) -> None:
+    counters = backend.counters
+    assert await counters.tokens("k") == 0
+    assert await counters.add_tokens("k", 30) == 30
+    assert await counters.add_tokens("k", 12) == 42
+    assert await counters.tokens("k") == 42 and await counters.tokens("j") == 0
+
+
+# -- pacing -------------------------------------------------------------------------------
+
+
+async def test_pacing_interval_and_hourly_cap(backend: Backend) -> None:
+    gate = backend.pacing
+    assert await gate.claim("a", 30.0, 0) == 0
+    wait = await gate.claim("a", 30.0, 0)
+    assert 25 < wait <= 30
+    assert await gate.claim("b", 0.0, 2) == 0
+    assert await gate.claim("b", 0.0, 2) == 0
+    assert 3500 < await gate.claim("b", 0.0, 2) <= 3600
+
+
+# -- Redis only: what several instances add ---------------------------------------------------
+
+
+async def test_a_change_reaches_the_other_instances_watchers(redis_server: RedisServer) -> None:
+    one, two = redis_link(redis_server), redis_link(redis_server)
+    seen: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+    mine, theirs = RedisRecords(one), RedisRecords(two)
+    mine.watch("account_health", lambda k, v: seen.put_nowait(("self", k)))
+    theirs.watch("account_health", lambda k, v: seen.put_nowait((k, v)))
+    await one.start()
+    await two.start()
+    try:
+        await asyncio.sleep(0.2)  # both listeners subscribed
+        mine.put("account_health", "a", {"state": "cooling_down"})
+        assert await asyncio.wait_for(seen.get(), 5) == ("a", {"state": "cooling_down"})
+        mine.put("account_health", "a", None)
+        assert await asyncio.wait_for(seen.get(), 5) == ("a", None)
+        assert seen.empty()  # an instance is not told of its own changes
+    finally:
+        await one.close()
+        await two.close()
+
+
+async def test_usage_rows_wait_out_a_redis_outage(redis_server: RedisServer) -> None:
+    link = redis_link(redis_server)
+    back = asyncio.Event()
+    link.on_up(back.set)
+    await link.start()
+    store = RedisUsage(link)
+    try:
+        back.clear()
+        await redis_server.astop()
+        now = time.time()
+        for i in range(5):
+            store.record(row(now, request_id=f"r{i}"))
+        await asyncio.sleep(0.1)
+        assert store.rows_written == 0
+        await redis_server.astart()
+        await asyncio.wait_for(store.flush(), 15)
+        await asyncio.wait_for(back.wait(), 15)
+        rows, total = await store.requests({}, 10, 0)
+        assert total == 5 and {r["request_id"] for r in rows} == {f"r{i}" for i in range(5)}
+    finally:
+        await link.close()
+
+
+async def test_a_logout_on_one_instance_revokes_the_session_on_the_other(
+        redis_server: RedisServer) -> None:
+    doc = {"admin": {"jwt_secret": "s" * 48}}
+    one, two = redis_link(redis_server), redis_link(redis_server)
+    on_one = AdminCredentials(ConfigStore(doc), None, records=RedisRecords(one))
+    on_two = AdminCredentials(ConfigStore(doc), None, records=RedisRecords(two))
+    await one.start()
+    await two.start()
+    try:
+        token, _ = on_one.issue(1)
+        claims = on_two.decode(token)  # one secret: valid on both
+        await asyncio.sleep(0.2)  # both listeners subscribed
+        on_one.log_out(on_one.decode(token))
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                on_two.decode(token)
+            except AuthenticationFailed:
+                break
+            assert time.monotonic() < deadline, "the logout never reached the other instance"
+            await asyncio.sleep(0.02)
+        third = AdminCredentials(ConfigStore(doc), None, records=RedisRecords(one))
+        await third.load_logouts()  # an instance started later knows it too
+        with pytest.raises(AuthenticationFailed):
+            third.decode(token)
+        assert claims.jti
+    finally:
+        await one.close()
+        await two.close()
+
+
+async def test_config_writes_on_two_stores_merge_and_bad_versions_are_skipped(
+        redis_server: RedisServer, caplog: pytest.LogCaptureFixture) -> None:
+    from ds2proxy.state.shared_config import ConfigSync, SharedDocument
+
+    link = redis_link(redis_server)
+    await link.start()
+    one, two = ConfigStore({"keys": ["k0"]}), ConfigStore({"keys": ["other"]})
+    syncs = [ConfigSync(store, SharedDocument(link)) for store in (one, two)]
+    try:
+        for sync in syncs:
+            sync.store.shared = sync.doc
+            await sync.join()
+        assert two.snapshot()["keys"] == one.snapshot()["keys"]  # the first one's document
+
+        def adder(name: str) -> Callable[[dict], None]:
+            return lambda data: data["keys"].append({"name": name, "key": f"sk-{name}"})
+
+        await asyncio.gather(*(store.update(adder(f"{tag}{i}"))
+                               for i in range(10) for tag, store in (("a", one), ("b", two))))
+        await syncs[0].catch_up()
+        await syncs[1].catch_up()
+        names = {k.name for k in one.config.named_keys}
+        assert {f"{t}{i}" for i in range(10) for t in "ab"} <= names
+        assert one.snapshot() == two.snapshot() and one.version == two.version == 21
+
+        await syncs[0].doc.commit(one.version, {"keys": "not a list"})
+        await syncs[0].catch_up()
+        await syncs[0].catch_up()
+        assert {k.name for k in one.config.named_keys} == names
+        assert sum("is not valid" in r.message for r in caplog.records) == 1
+    finally:
+        await link.close()

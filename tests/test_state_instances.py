@@ -1,0 +1,173 @@
+"""Two real ds2proxy processes on one Redis behave as one gateway for the
+state this covers: key rate limits, account health, the config and admin
+sessions. Requests go through the official SDKs to the shipped fake upstream."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+import anthropic
+import openai
+import pytest
+from conftest import ACCOUNTS, shared_config
+
+from ds2proxy.testing import FakeDeepSeek, HttpFault, Misbehaviour
+from ds2proxy.testing.instances import Instance, Instances
+from ds2proxy.testing.redis_server import RedisServer
+
+USER = [{"role": "user", "content": "hello"}]
+ALICE = ACCOUNTS[0][0]
+Start = Callable[..., Awaitable[Instances]]
+
+
+async def ask(inst: Instance, key: str) -> str:
+    async with openai.AsyncOpenAI(base_url=inst.url + "/v1", api_key=key,
+                                  max_retries=0) as client:
+        reply = await client.chat.completions.create(model="deepseek-chat", messages=USER)
+    return reply.choices[0].message.content or ""
+
+
+class AdminClient:
+    def __init__(self, http: aiohttp.ClientSession, inst: Instance) -> None:
+        self.http, self.inst, self.token = http, inst, ""
+
+    async def login(self, key: str) -> str:
+        async with self.http.post(self.inst.url + "/admin/login",
+                                  json={"admin_key": key}) as resp:
+            assert resp.status == 200, await resp.text()
+            self.token = (await resp.json())["token"]
+        return self.token
+
+    async def call(self, method: str, path: str, json: Any = None,
+                   token: str | None = None) -> tuple[int, Any]:
+        headers = {"Authorization": f"Bearer {token or self.token}"}
+        async with self.http.request(method, self.inst.url + path, json=json,
+                                     headers=headers) as resp:
+            return resp.status, await resp.json(content_type=None)
+
+    async def key_names(self) -> set[str]:
+        status, body = await self.call("GET", "/admin/keys")
+        assert status == 200, body
+        return {k["name"] for k in body["keys"]}
+
+
+async def within(seconds: float, check: Callable[[], Awaitable[bool]]) -> float:
+    """Seconds until ``check()`` holds; fails once ``seconds`` have passed."""
+    start = time.monotonic()
+    while not await check():
+        if time.monotonic() - start > seconds:
+            raise AssertionError(f"not seen within {seconds} s")
+        await asyncio.sleep(0.02)
+    return time.monotonic() - start
+
+
+async def test_a_keys_rpm_limit_holds_across_instances(
+        fake_upstream: FakeDeepSeek, redis_server: RedisServer, instances: Start) -> None:
+    config = shared_config(fake_upstream, redis_server, {
+        "keys": [{"name": "team", "key": "sk-team-shared", "limits": {"rpm": 3}}]})
+    group = await instances(config, 2)
+    a, b = group.running
+    outcomes = []
+    for inst in (a, b, a, b, a, b):
+        try:
+            outcomes.append(bool(await ask(inst, "sk-team-shared")))
+        except openai.RateLimitError as exc:
+            assert exc.body["code"] == "key_rate_limit"
+            assert 1 <= int(exc.response.headers["Retry-After"]) <= 60
+            outcomes.append(False)
+    assert outcomes == [True, True, True, False, False, False]
+    async with anthropic.AsyncAnthropic(base_url=a.url + "/anthropic",
+                                        api_key="sk-team-shared", max_retries=0) as client:
+        with pytest.raises(anthropic.RateLimitError) as caught:  # any family, same window
+            await client.messages.create(model="claude-sonnet-4-5", max_tokens=32,
+                                         messages=USER)
+    assert caught.value.body["error"]["type"] == "rate_limit_error"
+
+
+async def test_a_cooldown_seen_by_one_instance_applies_on_the_other(
+        fake_upstream: FakeDeepSeek, redis_server: RedisServer, instances: Start) -> None:
+    config = shared_config(fake_upstream, redis_server, {
+        "accounts": [{"email": ALICE, "password": ACCOUNTS[0][1]}],
+        "health": {"jitter": 0}})
+    group = await instances(config, 2)
+    a, b = group.running
+    fake_upstream.misbehave(ALICE, Misbehaviour(completion=HttpFault(429)))
+    with pytest.raises(openai.APIStatusError):
+        await ask(a, "test-key")
+    tried = len(fake_upstream.calls_to("chat/completion"))
+    async with aiohttp.ClientSession() as http:
+        admin = AdminClient(http, b)
+        await admin.login(group.admin_key)
+
+        async def cooling_on_b() -> bool:
+            _, listing = await admin.call("GET", "/admin/accounts")
+            return listing["items"][0]["state"] == "cooling_down"
+
+        await within(2.0, cooling_on_b)
+    with pytest.raises(openai.RateLimitError) as caught:
+        await ask(b, "test-key")
+    assert caught.value.body["code"] == "accounts_cooling_down"
+    assert len(fake_upstream.calls_to("chat/completion")) == tried  # B never tried it
+
+
+async def test_an_accounts_hourly_cap_holds_across_instances(
+        fake_upstream: FakeDeepSeek, redis_server: RedisServer, instances: Start) -> None:
+    config = shared_config(fake_upstream, redis_server, {
+        "accounts": [{"email": ALICE, "password": ACCOUNTS[0][1]}],
+        "health": {"pacing": {"max_per_hour": 2}},
+        "runtime": {"queue_timeout_seconds": 1}})
+    group = await instances(config, 2)
+    a, b = group.running
+    assert await ask(a, "test-key")
+    assert await ask(b, "test-key")
+    for inst in (a, b):  # the cap is the cluster's: neither instance starts a third
+        with pytest.raises(openai.RateLimitError):
+            await ask(inst, "test-key")
+    assert len(fake_upstream.calls_to("chat/completion")) == 2
+
+
+async def test_admin_changes_and_sessions_are_the_clusters(
+        fake_upstream: FakeDeepSeek, redis_server: RedisServer, instances: Start) -> None:
+    group = await instances(shared_config(fake_upstream, redis_server), 2)
+    a, b = group.running
+    async with aiohttp.ClientSession() as http:
+        on_a, on_b = AdminClient(http, a), AdminClient(http, b)
+        await on_a.login(group.admin_key)
+        await on_b.login(group.admin_key)  # A's and B's sessions: one signing secret
+
+        status, made = await on_a.call("POST", "/admin/keys", {"name": "from-a"})
+        assert status == 200, made
+
+        async def b_has(*names: str) -> bool:
+            return set(names) <= await on_b.key_names()
+
+        async def a_has(*names: str) -> bool:
+            return set(names) <= await on_a.key_names()
+
+        await within(1.0, lambda: b_has("from-a"))
+        assert await ask(b, made["key"])  # and B serves the new key
+
+        writes = [on.call("POST", "/admin/keys", {"name": f"{side}-{i}"})
+                  for i in range(5) for side, on in (("a", on_a), ("b", on_b))]
+        assert {status for status, _ in await asyncio.gather(*writes)} == {200}
+        every = {f"{side}-{i}" for i in range(5) for side in "ab"} | {"from-a"}
+        await within(1.0, lambda: a_has(*every))  # no write lost the other's
+        await within(1.0, lambda: b_has(*every))
+
+        old_b = on_b.token
+        status, _ = await on_a.call("POST", "/admin/settings/password",
+                                    {"new_password": "a-new-password"})
+        assert status == 200
+
+        async def b_refuses_old_token() -> bool:
+            return (await on_b.call("GET", "/admin/keys", token=old_b))[0] == 401
+
+        await within(1.0, b_refuses_old_token)
+        await on_b.login("a-new-password")
+        assert await on_b.key_names() >= every
+        session_b = on_b.token
+        assert (await on_b.call("GET", "/admin/keys", token=session_b))[0] == 200
