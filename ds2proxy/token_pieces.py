@@ -40,7 +40,9 @@ def boundaries(text: str, lo: int = 0) -> Iterator[int]:
     the text (never 0 nor its length)."""
     if text.isascii():
         # No CJK run: every match is one character whose end is the boundary.
-        return iter([match.end() for match in _EDGE.finditer(text, lo)])
+        # Lazy, as callers often take only the first (a list made cutting a
+        # long text into many segments quadratic).
+        return map(re.Match.end, _EDGE.finditer(text, lo))
     return _boundaries(text, lo)
 
 
