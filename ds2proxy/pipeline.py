@@ -35,7 +35,7 @@ from .errors import (
 from .failover import Attempts, credentials_for
 from .health import classify
 from .overlap import both
-from .shaping import ShapingSettings, TurnShaper
+from .shaping import ShapingSettings, TurnShaper, answer_runs
 from .structured import JSONOutputError, repair_prompt
 from .tokens import count_tokens_async
 from .turn_text import plan_turn_text, render_turn, turn_prompt_tokens
@@ -334,9 +334,14 @@ class Turn:
                             silence=self._config.upstream.silence_timeout_seconds)
         on_answer, on_reasoning, may_stop = shaper.on_answer, shaper.on_reasoning, shaper.may_stop
         async for batch in reads:
+            if not may_stop:
+                batch = answer_runs(batch)
             out: list[TurnEvent] = []
             for up in batch:
-                if type(up) is TextChunk:
+                if type(up) is list:
+                    self._heard = True
+                    out += shaper.on_answers(up)
+                elif type(up) is TextChunk:
                     self._heard = True
                     out += on_reasoning(up.text) if up.kind == "thinking" else on_answer(up.text)
                     if may_stop and shaper.stopped:
@@ -420,3 +425,4 @@ class Turn:
         for creds, session_id in self._opened:
             self.core.janitor.schedule(creds.token, [session_id])
         self._opened.clear()
+

@@ -33,6 +33,7 @@ from .token_stream import StreamCount
 from .toolcall.clean import RULE_START as _SPECIAL
 from .toolcall.clean import TextCleaner
 from .toolcall.sieve import ToolSieve
+from .upstream.events import TextChunk, UpstreamEvent
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +105,24 @@ class TurnShaper:
             self.emitted += 1
             return [TextDelta(text)]
         return self._route(self.rewriter.feed(text))
+
+    def on_answers(self, texts: list[str]) -> list[TurnEvent]:
+        """:meth:`on_answer` for each text in turn; plain texts (nothing
+        held, no character that could start a marker, no limit) in one go:
+        one count and one scan for the run, a delta per text."""
+        if (self._plain and not self.chat.max_tokens and not self.rewriter.held
+                and not self.cleaner.pending):
+            joined = "".join(texts)
+            if _SPECIAL.search(joined) is None:
+                self._answer_count.feed(joined)
+                texts = [text for text in texts if text] if "" in texts else texts
+                self.visible += texts
+                self.emitted += len(texts)
+                return [TextDelta(text) for text in texts]
+        events: list[TurnEvent] = []
+        for text in texts:
+            events += self.on_answer(text)
+        return events
 
     @property
     def reasoning_tokens(self) -> int:
@@ -296,3 +315,20 @@ def url_lookup(citations: Callable[[], list[tuple[int, str, str]]]
                 return url
         return None
     return url_for
+
+
+def answer_runs(batch: list[UpstreamEvent]) -> list[UpstreamEvent | list[str]]:
+    """``batch`` with each run of answer chunks replaced by the list of their
+    texts, for the shaper to take in one go (nothing can stop it midway)."""
+    out: list[UpstreamEvent | list[str]] = []
+    run: list[str] | None = None
+    for up in batch:
+        if type(up) is TextChunk and up.kind == "answer":
+            if run is None:
+                run = []
+                out.append(run)
+            run.append(up.text)
+        else:
+            run = None
+            out.append(up)
+    return out

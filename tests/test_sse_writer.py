@@ -7,7 +7,9 @@ import asyncio
 import json
 
 import aiohttp
+from aiohttp.test_utils import make_mocked_request
 
+from ds2proxy.sse import SSEWriter
 from ds2proxy.testing import Delivery, Scripted
 
 USER = [{"role": "user", "content": "hi"}]
@@ -112,3 +114,34 @@ async def test_frames_written_together_go_out_together_and_a_lone_frame_at_once(
     assert seen == [*range(100), "lone"]
     assert sum(writes[:-2]) == 100 and len(writes) - 2 <= 100 // MAX_QUEUED_FRAMES + 1
     assert writes[-2:] == [1, 1]  # the lone frame, then [DONE]
+
+
+class _Captured(SSEWriter):
+    """The payloads queued, instead of a socket."""
+
+    def __init__(self) -> None:
+        super().__init__(make_mocked_request("GET", "/"))
+        self.payloads: list[bytes] = []
+
+    async def _write(self, payload: bytes) -> None:
+        self.payloads.append(payload)
+
+
+FRAME_SETS = [
+    [b'{"a":1}', b'{"b":"x"}', b'{"c":[]}'],
+    [b'{"a":1}', {"b": 2}, b'{"c":3}'],
+    [b'{"a":1}', ("named", {"b": 2})],
+    [b'{"a":1}', "[DONE]"],
+    [b'{"a":1}', b'two\nlines'],
+    [bytearray(b'{"a":1}'), b'{"b":2}'],
+    [b'{"only":1}'],
+    [],
+]
+
+
+async def test_a_run_of_frames_is_framed_as_each_frame_alone():
+    for frames in FRAME_SETS:
+        writer = _Captured()
+        await writer.send_all(frames)
+        assert b"".join(writer.payloads) == b"".join(writer.encode(f) for f in frames)
+        assert len(writer.payloads) == (1 if frames else 0)

@@ -20,6 +20,7 @@ from ds2proxy.testing.recordings import load_rounds
 from ds2proxy.testing.reconstruct import Reconstruction, lines_of
 from ds2proxy.testing.scripted_stream import TurnContext, render
 from ds2proxy.upstream.events import ContentFiltered, TextChunk
+from ds2proxy.upstream.lines import LineCutter
 from ds2proxy.upstream.patch import StreamParser
 
 RECORDINGS = [
@@ -56,15 +57,39 @@ def state(result: Reconstruction) -> tuple:
             p.citations(), result.continue_after)
 
 
+def parse_reads(rounds: Sequence[bytes], *, thinking: bool, seed: int) -> Reconstruction:
+    """As the pipeline reads: bodies cut into reads of random sizes, the
+    complete lines of each read fed at once (the inline token path)."""
+    rng = random.Random(seed)
+    result = Reconstruction(StreamParser(thinking_enabled=thinking))
+    for body in rounds:
+        result.parser.start_round()
+        cutter = LineCutter(for_parser=True)
+        at = 0
+        while at < len(body):
+            step = rng.choice([1, 5, 40, 300, 4096, len(body)])
+            result.events += result.parser.feed_lines(cutter.cut(body[at:at + step]))
+            at += step
+        result.events += result.parser.feed_lines(cutter.rest())
+        result.continue_after.append(result.parser.should_continue)
+    return result
+
+
 def assert_same(rounds: Sequence[bytes], *, thinking: bool = True,
                 min_taken: int = 1) -> Reconstruction:
-    """Both paths agree on every event and on the end state; returns the fast run."""
+    """Both paths agree on every event and on the end state, line by line
+    and read by read; returns the fast run."""
     slow = parse(rounds, fast=False, thinking=thinking)
     fast = parse(rounds, fast=True, thinking=thinking)
     assert slow.parser.taken == 0
     assert fast.events == slow.events
     assert state(fast) == state(slow)
     assert fast.parser.taken >= min_taken
+    for seed in range(3):
+        batched = parse_reads(rounds, thinking=thinking, seed=seed)
+        assert batched.events == slow.events
+        assert state(batched) == state(slow)
+        assert batched.parser.fast_tokens >= min_taken
     return fast
 
 
