@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, TypeVar
 
@@ -60,7 +61,10 @@ class StreamWriter:
 
     def __init__(self, request: web.Request, *, keepalive: float = 5.0,
                  headers: dict[str, str] | None = None) -> None:
-        self.request = request
+        # Weak: the request holds the writer (STREAM_KEY), and a cycle between
+        # them kept every finished stream's connection, socket included,
+        # until the next full garbage collection (a burst's worth of them).
+        self._request = weakref.ref(request)
         self.keepalive = keepalive
         self.response = web.StreamResponse(status=200, headers={
             "Content-Type": f"{self.content_type}; charset=utf-8",
@@ -79,6 +83,14 @@ class StreamWriter:
         self._flusher: asyncio.Task | None = None
         self._failure: ClientGone | None = None
         request[STREAM_KEY] = self
+
+    @property
+    def request(self) -> web.Request:
+        """The request this writer answers (alive while its handler runs)."""
+        request = self._request()
+        if request is None:
+            raise ClientGone("the request is gone")
+        return request
 
     @property
     def prepared(self) -> bool:
@@ -191,6 +203,7 @@ class StreamWriter:
                 yield item
         finally:
             self._disarm()
+            self._owner = None  # the finished task would hold its response, and so the request
             aclose = getattr(iterator, "aclose", None)
             if aclose is not None:
                 await aclose()

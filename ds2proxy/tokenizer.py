@@ -19,14 +19,14 @@ free is handed back to the system once the tokenizer is built.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import importlib.util
 import logging
 import threading
 from bisect import bisect_right
 from collections.abc import Callable, Sequence
 from pathlib import Path
+
+from . import heap
 
 log = logging.getLogger("ds2proxy.tokens")
 
@@ -102,15 +102,6 @@ def _byte_length_of(token_of: Callable[[int], str | None], added: dict[str, int]
     return byte_length
 
 
-def _trim_heap() -> None:
-    """Return the freed heap to the system (glibc keeps it otherwise): the
-    JSON parse of the vocabulary frees about a third of what it allocated."""
-    name = ctypes.util.find_library("c")
-    trim = getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
-    if trim is not None:
-        trim(0)
-
-
 def _fast(path: Path) -> Tokenizer:
     from tokenizers import Tokenizer as RustTokenizer
 
@@ -171,7 +162,7 @@ def build(*, prefer_fast: bool = True) -> Tokenizer:
     if prefer_fast:
         try:
             fast = _fast(path)
-            _trim_heap()
+            heap.trim()  # the JSON parse of the vocabulary frees a third of its peak
             return fast
         except ImportError as exc:
             log.warning("tokenizers library unavailable (%s): counting tokens with the "

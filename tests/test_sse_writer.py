@@ -4,11 +4,14 @@ client that leaves during the silence releases its account lease."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
+import weakref
 
 import aiohttp
 from aiohttp.test_utils import make_mocked_request
 
+from ds2proxy import heap
 from ds2proxy.sse import SSEWriter
 from ds2proxy.testing import Delivery, Scripted
 
@@ -145,3 +148,23 @@ async def test_a_run_of_frames_is_framed_as_each_frame_alone():
         await writer.send_all(frames)
         assert b"".join(writer.payloads) == b"".join(writer.encode(f) for f in frames)
         assert len(writer.payloads) == (1 if frames else 0)
+
+
+def test_a_finished_request_is_freed_without_the_cycle_collector():
+    """The request holds its writer; the writer holds the request weakly, so
+    a finished stream's request (its connection's objects with it) goes at
+    once, not at the next full collection."""
+    gc.disable()
+    try:
+        request = make_mocked_request("GET", "/")
+        writer = SSEWriter(request)
+        assert writer.request is request
+        alive = weakref.ref(request)
+        del request, writer
+        assert alive() is None
+    finally:
+        gc.enable()
+
+
+def test_the_arena_cap_applies_on_this_platform():
+    assert heap.limit_arenas(heap.ARENAS)
