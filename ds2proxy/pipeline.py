@@ -35,7 +35,7 @@ from .errors import (
 from .failover import Attempts, credentials_for
 from .health import classify
 from .overlap import both
-from .shaping import ShapingSettings, TurnShaper, answer_runs
+from .shaping import ShapingSettings, TurnShaper
 from .structured import JSONOutputError, repair_prompt
 from .tokens import count_tokens_async
 from .turn_text import plan_turn_text, render_turn, turn_prompt_tokens
@@ -333,9 +333,10 @@ class Turn:
                             max_rounds=self._config.upstream.max_continue_rounds,
                             silence=self._config.upstream.silence_timeout_seconds)
         on_answer, on_reasoning, may_stop = shaper.on_answer, shaper.on_reasoning, shaper.may_stop
+        # Nothing can stop the answer midway: the parser hands over runs of
+        # answer tokens, which the shaper takes in one go.
+        self._parser.answer_runs = not may_stop
         async for batch in reads:
-            if not may_stop:
-                batch = answer_runs(batch)
             out: list[TurnEvent] = []
             for up in batch:
                 if type(up) is list:

@@ -33,7 +33,6 @@ from .token_stream import StreamCount
 from .toolcall.clean import RULE_START as _SPECIAL
 from .toolcall.clean import TextCleaner
 from .toolcall.sieve import ToolSieve
-from .upstream.events import TextChunk, UpstreamEvent
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,19 +315,3 @@ def url_lookup(citations: Callable[[], list[tuple[int, str, str]]]
         return None
     return url_for
 
-
-def answer_runs(batch: list[UpstreamEvent]) -> list[UpstreamEvent | list[str]]:
-    """``batch`` with each run of answer chunks replaced by the list of their
-    texts, for the shaper to take in one go (nothing can stop it midway)."""
-    out: list[UpstreamEvent | list[str]] = []
-    run: list[str] | None = None
-    for up in batch:
-        if type(up) is TextChunk and up.kind == "answer":
-            if run is None:
-                run = []
-                out.append(run)
-            run.append(up.text)
-        else:
-            run = None
-            out.append(up)
-    return out

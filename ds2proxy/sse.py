@@ -294,17 +294,32 @@ class SSEWriter(StreamWriter):
         await self._write(self._event(data, event))
 
     async def send_all(self, frames: Sequence[Any]) -> None:
-        """As the base, with a run of pre-encoded payloads (a chat stream's
+        """As the base, with runs of pre-encoded payloads (a chat stream's
         text chunks) framed by two joins instead of frame by frame."""
         if len(frames) > 1:
-            try:
-                payloads = b"".join(frames)
-            except TypeError:  # not all bytes: frame by frame
-                payloads = b"\n"
-            if b"\n" not in payloads:
-                await self._write(b"data: " + b"\n\ndata: ".join(frames) + b"\n\n")
-                return
-        await super().send_all(frames)
+            await self._write(self._frame_all(frames))
+        else:
+            await super().send_all(frames)
+
+    def _frame_all(self, frames: Sequence[Any]) -> bytes:
+        try:
+            if b"\n" not in b"".join(frames):
+                return b"data: " + b"\n\ndata: ".join(frames) + b"\n\n"
+        except TypeError:  # not all bytes: runs of bytes, the rest one by one
+            out: list[bytes] = []
+            run: list[bytes] = []
+            for frame in frames:
+                if type(frame) is bytes:
+                    run.append(frame)
+                    continue
+                if run:
+                    out.append(self._frame_all(run) if len(run) > 1 else self.encode(run[0]))
+                    run = []
+                out.append(self.encode(frame))
+            if run:
+                out.append(self._frame_all(run) if len(run) > 1 else self.encode(run[0]))
+            return b"".join(out)
+        return b"".join([self.encode(frame) for frame in frames])
 
     async def comment(self, text: str = "keep-alive") -> None:
         await self._write(f": {text}\n\n".encode())

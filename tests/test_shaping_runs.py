@@ -1,5 +1,5 @@
-"""A run of answer chunks taken in one go (``TurnShaper.on_answers``, fed by
-``answer_runs``) shapes exactly as the same chunks one by one: the same
+"""A run of answer chunks taken in one go (``TurnShaper.on_answers``, as the
+parser hands them over) shapes exactly as the same chunks one by one: the same
 events, visible text, usage and finish, whatever the text holds (markers,
 tags, fences, citations, tool calls) and however it is cut into runs.
 """
@@ -12,8 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ds2proxy.canonical import ChatRequest, ResolvedModel, ToolSpec, TurnEvent
-from ds2proxy.shaping import ShapingSettings, TurnShaper, answer_runs
-from ds2proxy.upstream.events import StatusChanged, TextChunk
+from ds2proxy.shaping import ShapingSettings, TurnShaper
 
 MODEL = ResolvedModel("deepseek-chat", "deepseek-chat", "default", False, False)
 PIECES = ["Hello", " world", ".", "\n\n", "ab", "[reference:1]", "[", "reference:", "2]",
@@ -43,20 +42,14 @@ def one_by_one(texts: list[str], tools: bool, citations: str) -> tuple:
 
 
 def in_runs(texts: list[str], tools: bool, citations: str, rnd: random.Random) -> tuple:
-    """Chunks cut into upstream batches at random, a status event now and
-    then, each batch through answer_runs as the pipeline does."""
+    """The chunks cut into runs at random, each run taken in one go."""
     shaper = shaper_for(tools, citations)
     events: list[TurnEvent] = []
     at = 0
     while at < len(texts):
         size = rnd.randint(1, 12)
-        batch: list = [TextChunk("answer", text) for text in texts[at:at + size]]
-        if rnd.random() < 0.3:
-            batch.insert(rnd.randint(0, len(batch)), StatusChanged("WIP"))
+        events += shaper.on_answers(texts[at:at + size])
         at += size
-        for up in answer_runs(batch):
-            if type(up) is list:
-                events += shaper.on_answers(up)
     return finish(shaper, events)
 
 
@@ -74,8 +67,3 @@ def test_plain_runs_take_the_one_go_path_and_count_exactly():
     assert [e.text for e in events] == [t for t in texts if t]
     assert shaper.completion_tokens == one_by_one(texts, False, "raw")[3]
 
-
-def test_answer_runs_group_only_consecutive_answer_chunks():
-    a, b = TextChunk("answer", "a"), TextChunk("answer", "b")
-    think, status = TextChunk("thinking", "t"), StatusChanged("WIP")
-    assert answer_runs([a, b, think, a, status, b]) == [["a", "b"], think, ["a"], status, ["b"]]

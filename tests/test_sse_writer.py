@@ -138,6 +138,8 @@ FRAME_SETS = [
     [b'{"a":1}', b'two\nlines'],
     [bytearray(b'{"a":1}'), b'{"b":2}'],
     [b'{"only":1}'],
+    [{"role": 1}, b'{"a":1}', b'{"b":2}', b'{"c":3}', {"end": 1}, "[DONE]"],
+    [{"role": 1}, b'{"a":1}', b'x\ny', b'{"c":3}', ("named", {"d": 4}), b'{"e":5}'],
     [],
 ]
 

@@ -27,6 +27,7 @@ class TokenFastPath:
     """Fast-path state and methods; the general path is the subclass's."""
 
     fast_path: bool
+    answer_runs: bool
     current_kind: TextKind
     fast_tokens: int
     _tree: Any
@@ -52,16 +53,20 @@ class TokenFastPath:
     def _general(self, payload: Any, event: str, out: list[UpstreamEvent]) -> None:
         raise NotImplementedError
 
-    def feed_lines(self, lines: list[str]) -> list[UpstreamEvent]:
+    def feed_lines(self, lines: list[str]) -> list[UpstreamEvent | list[str]]:
         """The events of several lines, in order (one call per read).
 
         Token lines are taken inline while the fast path holds: its checks
         are of state that only a line off the fast path can change, so they
-        are made once per run of tokens, not per token.
+        are made once per run of tokens, not per token. With
+        ``answer_runs`` set, consecutive answer tokens come as one list of
+        their texts instead of a TextChunk each (for a consumer that takes
+        a run in one go).
         """
-        out: list[UpstreamEvent] = []
+        out: list[UpstreamEvent | list[str]] = []
         append, pending = out.append, self._pending
         tail = self._fast_tail()
+        run: list[str] = []
         taken = 0
         for line in lines:
             # A token line goes straight to the JSON step ("\r" is JSON whitespace).
@@ -83,12 +88,19 @@ class TokenFastPath:
                 continue
             if type(payload) is dict and len(payload) == 1:
                 value = payload.get("v")
-                if type(value) is str and not (tail[2] == "answer" and LEAK_MARKER in value):
+                kind = tail[2]
+                if type(value) is str and not (kind == "answer" and LEAK_MARKER in value):
                     if value:
                         pending.append(value)
-                        append(TextChunk(tail[2], value))
-                        self.current_kind = tail[2]
+                        self.current_kind = kind
                         taken += 1
+                        if kind != "answer" or not self.answer_runs:
+                            append(TextChunk(kind, value))
+                        elif out and out[-1] is run:
+                            run.append(value)
+                        else:
+                            run = [value]
+                            append(run)
                     continue
             self._event = "message"
             self._general(payload, "message", out)

@@ -116,6 +116,8 @@ class StreamParser(TokenFastPath):
         self._checked: tuple[dict, Hashable, TextKind] | None = None
         # Token lines the fast path took (tests check it ran).
         self.fast_tokens = 0
+        # feed_lines gives consecutive answer tokens as one list of texts.
+        self.answer_runs = False
 
     # -- rounds ---------------------------------------------------------------
 
