@@ -11,8 +11,8 @@ with it the turn, whose ``finally`` releases the account lease).
 Frames are coalesced, never delayed: a write queues its frame and a flush
 task sends everything queued in one socket write as soon as the handler
 waits for the upstream, so the frames of all the upstream lines that arrived
-together go out together (at most ``MAX_QUEUED_FRAMES`` are held before they
-are sent inline). A client that does not keep up slows the handler down as
+together go out together (at most ``MAX_QUEUED_FRAMES`` are held, for at
+most ``MAX_HOLD_SECONDS``, before they are sent inline). A client that does not keep up slows the handler down as
 before (the flush awaits the socket's drain, and so does the next write).
 """
 
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import weakref
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, TypeVar
@@ -34,6 +35,9 @@ STREAM_KEY = web.RequestKey("ds2proxy_stream", object)
 # Frames held before they are sent inline, without waiting for the loop to
 # come round: bounds the delay of the first of a large batch of lines.
 MAX_QUEUED_FRAMES = 32
+# Nor is a frame held longer than this while the handler works through a
+# backlog of upstream lines without waiting (the flush task cannot run then).
+MAX_HOLD_SECONDS = 0.0005
 
 
 class ClientGone(ConnectionError):
@@ -80,6 +84,7 @@ class StreamWriter:
         self._waiting = False
         self._since = self._armed_for = 0.0
         self._queued: list[bytes] = []
+        self._held_since = 0.0  # when the oldest queued frame was queued
         self._flusher: asyncio.Task | None = None
         self._failure: ClientGone | None = None
         request[STREAM_KEY] = self
@@ -105,10 +110,14 @@ class StreamWriter:
                 await self.response.prepare(self.request)
             except (ConnectionError, RuntimeError) as exc:
                 raise ClientGone(str(exc)) from exc
+        now = time.monotonic()
+        if not self._queued:
+            self._held_since = now
         self._queued.append(payload)
         if self._flusher is None:
             self._flusher = asyncio.get_running_loop().create_task(self._flush_queued())
-        elif len(self._queued) >= MAX_QUEUED_FRAMES:
+        elif (len(self._queued) >= MAX_QUEUED_FRAMES
+              or now - self._held_since >= MAX_HOLD_SECONDS):
             await self._send_queued()
 
     async def _send_queued(self) -> None:

@@ -11,7 +11,7 @@ import weakref
 import aiohttp
 from aiohttp.test_utils import make_mocked_request
 
-from ds2proxy import heap
+from ds2proxy import heap, sse
 from ds2proxy.sse import SSEWriter
 from ds2proxy.testing import Delivery, Scripted
 
@@ -170,3 +170,26 @@ def test_a_finished_request_is_freed_without_the_cycle_collector():
 
 def test_the_arena_cap_applies_on_this_platform():
     assert heap.limit_arenas(heap.ARENAS)
+
+
+async def _sent_before_the_loop_runs(monkeypatch, hold: float) -> tuple[int, int]:
+    """Frames queued back to back without yielding: how many socket writes
+    happened before the flush task could run, and how many after."""
+    monkeypatch.setattr(sse, "MAX_HOLD_SECONDS", hold)
+    request = make_mocked_request("GET", "/")
+    writer = SSEWriter(request)
+    for n in range(5):
+        await writer.send({"n": n})
+    written = request.writer.write.call_count
+    await writer.flush()
+    return written, request.writer.write.call_count
+
+
+async def test_a_backlog_is_written_out_as_it_is_worked_through(monkeypatch):
+    """The flush task runs only when the handler waits; while it works
+    through lines that had already arrived, frames held past the hold time
+    are written inline (here the hold time is nil: every later frame)."""
+    held, total = await _sent_before_the_loop_runs(monkeypatch, 3600.0)
+    inline, _ = await _sent_before_the_loop_runs(monkeypatch, 0.0)
+    assert held == 0 and total >= 1
+    assert inline >= 4
