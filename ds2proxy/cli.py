@@ -16,7 +16,7 @@ import sys
 
 from .admin.credentials import AdminCredentials
 from .app import create_app, start_server
-from . import logfmt
+from . import heap, logfmt
 from .config import ConfigError
 from .config_store import DEMO, ConfigStore
 from .observe_settings import LOG_FORMATS
@@ -138,6 +138,7 @@ def _browser_url(host: str, port: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    heap.limit_arenas()  # before any thread starts
     args = parse_args(argv)
     logfmt.configure(args.log_format or "text", args.log_level)
     try:

@@ -333,10 +333,16 @@ class Turn:
                             max_rounds=self._config.upstream.max_continue_rounds,
                             silence=self._config.upstream.silence_timeout_seconds)
         on_answer, on_reasoning, may_stop = shaper.on_answer, shaper.on_reasoning, shaper.may_stop
+        # Nothing can stop the answer midway: the parser hands over runs of
+        # answer tokens, which the shaper takes in one go.
+        self._parser.answer_runs = not may_stop
         async for batch in reads:
             out: list[TurnEvent] = []
             for up in batch:
-                if type(up) is TextChunk:
+                if type(up) is list:
+                    self._heard = True
+                    out += shaper.on_answers(up)
+                elif type(up) is TextChunk:
                     self._heard = True
                     out += on_reasoning(up.text) if up.kind == "thinking" else on_answer(up.text)
                     if may_stop and shaper.stopped:
@@ -420,3 +426,4 @@ class Turn:
         for creds, session_id in self._opened:
             self.core.janitor.schedule(creds.token, [session_id])
         self._opened.clear()
+

@@ -48,6 +48,9 @@ class Renderer(Protocol):
         """The frames that close a stream that ended normally (e.g. ``[DONE]``)."""
         ...
 
+    # Optional: ``frames_of(batch)``, the frames of several events at once,
+    # exactly those of ``frames`` for each in turn (for a hot text path).
+
 
 class EventSource(Protocol):
     """What the relay streams: a turn (anything with its ``batches``)."""
@@ -66,9 +69,13 @@ async def relay(writer: StreamWriter, turn: EventSource,
     """
     try:
         render = renderer.frames
+        # A renderer may render a whole batch at once (the same frames).
+        render_all = getattr(renderer, "frames_of", None)
         async for batch in writer.pace(turn.batches()):
             if len(batch) == 1:
                 frames = render(batch[0])
+            elif render_all is not None:
+                frames = render_all(batch)
             else:
                 frames = [frame for event in batch for frame in render(event)]
             if frames:

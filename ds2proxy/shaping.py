@@ -105,6 +105,24 @@ class TurnShaper:
             return [TextDelta(text)]
         return self._route(self.rewriter.feed(text))
 
+    def on_answers(self, texts: list[str]) -> list[TurnEvent]:
+        """:meth:`on_answer` for each text in turn; plain texts (nothing
+        held, no character that could start a marker, no limit) in one go:
+        one count and one scan for the run, a delta per text."""
+        if (self._plain and not self.chat.max_tokens and not self.rewriter.held
+                and not self.cleaner.pending):
+            joined = "".join(texts)
+            if _SPECIAL.search(joined) is None:
+                self._answer_count.feed(joined)
+                texts = [text for text in texts if text] if "" in texts else texts
+                self.visible += texts
+                self.emitted += len(texts)
+                return [TextDelta(text) for text in texts]
+        events: list[TurnEvent] = []
+        for text in texts:
+            events += self.on_answer(text)
+        return events
+
     @property
     def reasoning_tokens(self) -> int:
         return self._earlier_reasoning + self._reasoning_count.total()
@@ -296,3 +314,4 @@ def url_lookup(citations: Callable[[], list[tuple[int, str, str]]]
                 return url
         return None
     return url_for
+

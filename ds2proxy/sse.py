@@ -11,8 +11,8 @@ with it the turn, whose ``finally`` releases the account lease).
 Frames are coalesced, never delayed: a write queues its frame and a flush
 task sends everything queued in one socket write as soon as the handler
 waits for the upstream, so the frames of all the upstream lines that arrived
-together go out together (at most ``MAX_QUEUED_FRAMES`` are held before they
-are sent inline). A client that does not keep up slows the handler down as
+together go out together (at most ``MAX_QUEUED_FRAMES`` are held, for at
+most ``MAX_HOLD_SECONDS``, before they are sent inline). A client that does not keep up slows the handler down as
 before (the flush awaits the socket's drain, and so does the next write).
 """
 
@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+import weakref
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, TypeVar
 
@@ -32,6 +34,9 @@ log = logging.getLogger("ds2proxy.sse")
 # Frames held before they are sent inline, without waiting for the loop to
 # come round: bounds the delay of the first of a large batch of lines.
 MAX_QUEUED_FRAMES = 32
+# Nor is a frame held longer than this while the handler works through a
+# backlog of upstream lines without waiting (the flush task cannot run then).
+MAX_HOLD_SECONDS = 0.0005
 
 
 class ClientGone(ConnectionError):
@@ -59,7 +64,10 @@ class StreamWriter:
 
     def __init__(self, request: web.Request, *, keepalive: float = 5.0,
                  headers: dict[str, str] | None = None) -> None:
-        self.request = request
+        # Weak: the request holds the writer (STREAM_KEY), and a cycle between
+        # them kept every finished stream's connection, socket included,
+        # until the next full garbage collection (a burst's worth of them).
+        self._request = weakref.ref(request)
         self.keepalive = keepalive
         self.response = web.StreamResponse(status=200, headers={
             "Content-Type": f"{self.content_type}; charset=utf-8",
@@ -75,9 +83,18 @@ class StreamWriter:
         self._waiting = False
         self._since = self._armed_for = 0.0
         self._queued: list[bytes] = []
+        self._held_since = 0.0  # when the oldest queued frame was queued
         self._flusher: asyncio.Task | None = None
         self._failure: ClientGone | None = None
         request[STREAM_KEY] = self
+
+    @property
+    def request(self) -> web.Request:
+        """The request this writer answers (alive while its handler runs)."""
+        request = self._request()
+        if request is None:
+            raise ClientGone("the request is gone")
+        return request
 
     @property
     def prepared(self) -> bool:
@@ -92,10 +109,14 @@ class StreamWriter:
                 await self.response.prepare(self.request)
             except (ConnectionError, RuntimeError) as exc:
                 raise ClientGone(str(exc)) from exc
+        now = time.monotonic()
+        if not self._queued:
+            self._held_since = now
         self._queued.append(payload)
         if self._flusher is None:
             self._flusher = asyncio.get_running_loop().create_task(self._flush_queued())
-        elif len(self._queued) >= MAX_QUEUED_FRAMES:
+        elif (len(self._queued) >= MAX_QUEUED_FRAMES
+              or now - self._held_since >= MAX_HOLD_SECONDS):
             await self._send_queued()
 
     async def _send_queued(self) -> None:
@@ -190,6 +211,7 @@ class StreamWriter:
                 yield item
         finally:
             self._disarm()
+            self._owner = None  # the finished task would hold its response, and so the request
             aclose = getattr(iterator, "aclose", None)
             if aclose is not None:
                 await aclose()
@@ -283,6 +305,34 @@ class SSEWriter(StreamWriter):
 
     async def send(self, data: Any, *, event: str | None = None) -> None:
         await self._write(self._event(data, event))
+
+    async def send_all(self, frames: Sequence[Any]) -> None:
+        """As the base, with runs of pre-encoded payloads (a chat stream's
+        text chunks) framed by two joins instead of frame by frame."""
+        if len(frames) > 1:
+            await self._write(self._frame_all(frames))
+        else:
+            await super().send_all(frames)
+
+    def _frame_all(self, frames: Sequence[Any]) -> bytes:
+        try:
+            if b"\n" not in b"".join(frames):
+                return b"data: " + b"\n\ndata: ".join(frames) + b"\n\n"
+        except TypeError:  # not all bytes: runs of bytes, the rest one by one
+            out: list[bytes] = []
+            run: list[bytes] = []
+            for frame in frames:
+                if type(frame) is bytes:
+                    run.append(frame)
+                    continue
+                if run:
+                    out.append(self._frame_all(run) if len(run) > 1 else self.encode(run[0]))
+                    run = []
+                out.append(self.encode(frame))
+            if run:
+                out.append(self._frame_all(run) if len(run) > 1 else self.encode(run[0]))
+            return b"".join(out)
+        return b"".join([self.encode(frame) for frame in frames])
 
     async def comment(self, text: str = "keep-alive") -> None:
         await self._write(f": {text}\n\n".encode())

@@ -6,6 +6,11 @@ overcounts. :class:`StreamCount` keeps the text since the last safe boundary
 counted once, piece by piece through the piece cache, and never again. Under
 a limit counting is lazy: a UTF-8 byte is never less than a token, so while
 the known count plus the bytes since stays below the limit nothing is counted.
+
+Fragments are kept as a list and joined only when a count needs the text, so
+an answer with no safe boundary for a long stretch (one long word, code
+without spaces) costs the same per fragment as any other; each scan for a
+boundary starts where the last one stopped.
 """
 
 from __future__ import annotations
@@ -25,7 +30,10 @@ class StreamCount:
 
     def __init__(self) -> None:
         self._done = 0          # tokens before the tail, final
-        self._tail = ""         # text since the last safe boundary committed
+        self._head = ""         # the tail's text as last joined
+        self._parts: list[str] = []  # fragments fed since, not joined yet
+        self._size = 0          # characters of the tail (head and parts)
+        self._scanned = 0       # the tail holds no safe boundary before this
         self._exact = 0         # tokens of everything fed, when _fresh
         self._fresh = True
         self._unknown_bytes = 0  # bytes fed since _exact was computed
@@ -36,14 +44,30 @@ class StreamCount:
         """Never below the exact count; costs nothing."""
         return self._exact + self._unknown_bytes
 
+    @property
+    def _tail(self) -> str:
+        """The text since the last safe boundary committed."""
+        if self._parts:
+            self._head = "".join([self._head, *self._parts])
+            self._parts.clear()
+        return self._head
+
+    @_tail.setter
+    def _tail(self, text: str) -> None:
+        self._head = text
+        self._parts.clear()
+        self._size = len(text)
+        self._scanned = 0
+
     def feed(self, text: str) -> None:
         """Append a fragment; counting waits for a safe boundary or total()."""
         if not text:
             return
-        self._tail += text
+        self._parts.append(text)
+        self._size += len(text)
         self._fresh = False
         self._unknown_bytes += len(text) if text.isascii() else len(text.encode("utf-8"))
-        if len(self._tail) >= self._next_commit:
+        if self._size >= self._next_commit:
             self._commit()
 
     def total(self) -> int:
@@ -62,27 +86,32 @@ class StreamCount:
         if self.upper_bound + _utf8_len(text) < cap:
             self.feed(text)
             return text, False
-        before = self._tail
-        self._tail += text
+        keep = self._size
+        self._parts.append(text)
+        self._size += len(text)
         self._fresh = False
         if self.total() <= cap:
             # At the cap the last token may still grow with the next fragment
             # ("Hel" + "lo"), so the cut waits for a count above it.
-            if len(self._tail) >= self._next_commit:
+            if self._size >= self._next_commit:
                 self._commit()
             return text, False
-        kept = self._cut(cap - self._done, keep=len(before))
-        return text[:kept - len(before)], True
+        kept = self._cut(cap - self._done, keep=keep)
+        return text[:kept - keep], True
 
     # -- internals -----------------------------------------------------------
 
     def _commit(self) -> None:
         """Count the tail up to its last safe boundary and close that part."""
-        cuts = list(boundaries(self._tail))
+        tail = self._tail
+        # A boundary needs up to two characters after it: look again there.
+        cuts = list(boundaries(tail, self._scanned))
         if not cuts:
-            self._next_commit = 2 * len(self._tail)
+            self._scanned = max(0, len(tail) - 2)
+            self._next_commit = 2 * len(tail)
             return
-        head, self._tail = self._tail[:cuts[-1]], self._tail[cuts[-1]:]
+        head = tail[:cuts[-1]]
+        self._tail = tail[cuts[-1]:]
         self._done += count_cut(head, [0, *cuts[:-1]])
         self._next_commit = COMMIT_CHARS
 

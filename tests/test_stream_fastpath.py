@@ -19,7 +19,8 @@ from ds2proxy.testing import Scripted, SearchHit
 from ds2proxy.testing.recordings import load_rounds
 from ds2proxy.testing.reconstruct import Reconstruction, lines_of
 from ds2proxy.testing.scripted_stream import TurnContext, render
-from ds2proxy.upstream.events import ContentFiltered, TextChunk
+from ds2proxy.upstream.events import ContentFiltered, StatusChanged, TextChunk
+from ds2proxy.upstream.lines import LineCutter
 from ds2proxy.upstream.patch import StreamParser
 
 RECORDINGS = [
@@ -56,15 +57,53 @@ def state(result: Reconstruction) -> tuple:
             p.citations(), result.continue_after)
 
 
+def expanded(events: list) -> list:
+    """Runs of answer texts as the TextChunks they stand for."""
+    out = []
+    for event in events:
+        if type(event) is list:
+            assert event and all(event)  # a run is never empty, nor holds an empty text
+            out += [TextChunk("answer", text) for text in event]
+        else:
+            out.append(event)
+    return out
+
+
+def parse_reads(rounds: Sequence[bytes], *, thinking: bool, seed: int) -> Reconstruction:
+    """As the pipeline reads: bodies cut into reads of random sizes, the
+    complete lines of each read fed at once (the inline token path), odd
+    seeds with answer tokens handed over in runs."""
+    rng = random.Random(seed)
+    result = Reconstruction(StreamParser(thinking_enabled=thinking))
+    result.parser.answer_runs = seed % 2 == 1
+    for body in rounds:
+        result.parser.start_round()
+        cutter = LineCutter(for_parser=True)
+        at = 0
+        while at < len(body):
+            step = rng.choice([1, 5, 40, 300, 4096, len(body)])
+            result.events += expanded(result.parser.feed_lines(cutter.cut(body[at:at + step])))
+            at += step
+        result.events += expanded(result.parser.feed_lines(cutter.rest()))
+        result.continue_after.append(result.parser.should_continue)
+    return result
+
+
 def assert_same(rounds: Sequence[bytes], *, thinking: bool = True,
                 min_taken: int = 1) -> Reconstruction:
-    """Both paths agree on every event and on the end state; returns the fast run."""
+    """Both paths agree on every event and on the end state, line by line
+    and read by read; returns the fast run."""
     slow = parse(rounds, fast=False, thinking=thinking)
     fast = parse(rounds, fast=True, thinking=thinking)
     assert slow.parser.taken == 0
     assert fast.events == slow.events
     assert state(fast) == state(slow)
     assert fast.parser.taken >= min_taken
+    for seed in range(4):
+        batched = parse_reads(rounds, thinking=thinking, seed=seed)
+        assert batched.events == slow.events
+        assert state(batched) == state(slow)
+        assert batched.parser.fast_tokens >= min_taken
     return fast
 
 
@@ -329,3 +368,17 @@ def test_leak_marker_split_across_tokens_is_treated_alike() -> None:
                              {"v": "FILTER"}, {"v": " b"}, {"v": "CONTENT_FILTER"}, {"v": "c"},
                              FINISHED)])
     assert fast.answer == "aCONTENT_FILTER b"
+
+
+def test_runs_hold_only_consecutive_answer_tokens() -> None:
+    parser = StreamParser(thinking_enabled=True)
+    parser.answer_runs = True
+    lines = lines_of(body(*opening(frag(1, "THINK")), {"p": CONTENT, "o": "APPEND", "v": "t"},
+                          {"v": "u"}, {"p": "response/fragments", "o": "APPEND",
+                                       "v": [frag(2, "RESPONSE")]},
+                          {"p": CONTENT, "o": "APPEND", "v": "a"}, {"v": "b"}, {"v": "c"},
+                          {"p": "response/fragments/-1/elapsed_secs", "o": "SET", "v": 1.5},
+                          {"p": CONTENT, "o": "APPEND", "v": "d"}, {"v": "e"}, FINISHED))
+    events = [e for e in parser.feed_lines(lines) if not isinstance(e, StatusChanged)]
+    assert events == [TextChunk("thinking", "t"), TextChunk("thinking", "u"),
+                      TextChunk("answer", "a"), ["b", "c"], TextChunk("answer", "d"), ["e"]]

@@ -155,6 +155,38 @@ def test_streamed_recordings_count_exactly_in_small_fragments(fixtures_dir):
         assert counter.total() == reference_tokens(text)
 
 
+LONG_RUNS = ["ab" * 150, "x" * 301, "中文" * 90, "a b", " the", "\n", "\nword", "é" * 200,
+             "code_without_spaces(" * 20, ". ", "日本カナ", "  "]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.sampled_from(LONG_RUNS), min_size=1, max_size=30),
+       st.randoms(use_true_random=False))
+def test_long_stretches_without_a_boundary_count_exactly(pieces, rnd):
+    """Stretches far past the commit size with no safe boundary, then
+    boundaries that need characters still to come: the rescans find them."""
+    text = "".join(pieces)
+    counter = StreamCount()
+    at = 0
+    while at < len(text):
+        step = rnd.randint(1, 9)
+        counter.feed(text[at:at + step])
+        at += step
+        if rnd.random() < 0.02:
+            assert counter.total() == reference_tokens(text[:at])
+    assert counter.total() == reference_tokens(text)
+
+
+def test_byte_lengths_are_the_vocabulary_entries():
+    """Read from the vocabulary on demand, as the table they replace had them."""
+    fast, pure = tokenizer.load(), pure_tokenizer()
+    ids = fast.encode_many(MIXED)
+    for text, text_ids in zip(MIXED, ids):
+        lengths = [fast.byte_length(token_id) for token_id in text_ids]
+        assert sum(lengths) == len(text.encode("utf-8"))
+        assert [pure.byte_length(token_id) for token_id in text_ids] == lengths
+
+
 def _feed_until(fragments: list[str], cap: int) -> tuple[str, bool, StreamCount]:
     counter, taken, reached = StreamCount(), [], False
     for fragment in fragments:

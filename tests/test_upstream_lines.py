@@ -11,7 +11,11 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from ds2proxy.upstream.client import UpstreamStream
+from ds2proxy.upstream.events import TextChunk
 from ds2proxy.upstream.lines import iter_lines
+from ds2proxy.upstream.patch import StreamParser
+from ds2proxy.upstream.rounds import BATCH_LINES, read_rounds
 
 PIECES = [b"data: {\"v\":\"a\"}", b"", b"\xc3\xbc", b"\xf0\x9f\x98\x80", b"\r", b"\xff\xfe",
           b"event: ready", b"x" * 70000, b"\xe4\xbd", b"\xa0"]
@@ -118,3 +122,44 @@ def test_blank_lines_after_other_fields_are_kept() -> None:
     assert split_lines(block, for_parser=True) == [
         "event: ready", "", 'data: {"v": 1}', ": comment", "", "event: x", "",
         "data: [DONE]"]
+
+
+
+async def test_a_large_read_reaches_the_consumer_in_slices():
+    """Thousands of lines written at once are parsed and passed on a slice
+    at a time, so the first are written out before the last are parsed."""
+    tokens = [b'data: {"v":"ab"}'] * 1000
+    body = b"\n".join([b'data: {"v": {"response": {"message_id": 2, "status": "WIP", '
+                       b'"fragments": [{"id": 1, "type": "RESPONSE", "content": ""}]}}}',
+                       b'data: {"p": "response/fragments/-1/content", "o": "APPEND", "v": "x"}',
+                       *tokens, b'data: {"p": "response/status", "v": "FINISHED"}']) + b"\n"
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse()
+        await resp.prepare(request)
+        await resp.write(body)
+        await resp.write_eof()
+        return resp
+
+    async def reopen(message_id: int) -> UpstreamStream:
+        raise AssertionError("no continue round")
+
+    app = web.Application()
+    app.router.add_get("/", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"http://127.0.0.1:{runner.addresses[0][1]}/") as resp:
+                parser = StreamParser(thinking_enabled=False)
+                batches = [batch async for batch in read_rounds(
+                    UpstreamStream(resp, None), parser, reopen, max_rounds=0, silence=30)]
+    finally:
+        await runner.cleanup()
+    assert max(len(batch) for batch in batches) <= BATCH_LINES
+    assert len(batches) >= len(tokens) // BATCH_LINES
+    assert "".join(e.text for batch in batches for e in batch
+                   if isinstance(e, TextChunk)) == "x" + "ab" * len(tokens)
+    assert parser.ended

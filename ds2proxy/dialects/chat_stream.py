@@ -106,6 +106,20 @@ class ChatStreamRenderer:
             out += self._finish(event)
         return out
 
+    def frames_of(self, batch: list[TurnEvent]) -> list[Any]:
+        """The chunks of a batch of events, as :meth:`frames` gives them one
+        by one; the plain text deltas in the loop itself."""
+        out: list[Any] = []
+        append, frames, dumps = out.append, self.frames, orjson.dumps
+        for event in batch:
+            if (type(event) is TextDelta and self._started and self._pending is None
+                    and not self._in_think and self._text_frame is not None):
+                head, tail = self._text_frame
+                append(head + dumps(event.text) + tail)
+            else:
+                out += frames(event)
+        return out
+
     def error(self, error: ProxyError) -> list[Any]:
         """The in-band error chunk, then the ``[DONE]`` terminator."""
         return [self.error_frame(error), "[DONE]"]

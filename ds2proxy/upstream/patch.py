@@ -28,7 +28,7 @@ across rounds so a continue snapshot only yields what is new. Whatever cannot
 be understood is logged and skipped; nothing here raises on stream content.
 
 Most lines of a stream are path-less tokens appended to the newest fragment.
-Those take a fast path (:meth:`StreamParser._append_to_tail`) that yields
+Those take a fast path (:mod:`ds2proxy.upstream.fast_tokens`) that yields
 exactly the events of the general one without walking the tree or re-reading
 every fragment; ``fast_path=False`` turns it off, so tests can compare both.
 Its tokens are joined into the fragment only when something else reads or
@@ -53,8 +53,8 @@ from .events import (
     UpstreamEvent,
     UpstreamFault,
 )
+from .fast_tokens import TokenFastPath
 from .stream_text import (
-    LEAK_MARKER,
     TextTracker,
     citations_of,
     cut_leak,
@@ -66,7 +66,6 @@ from .stream_tree import (
     APPEND,
     LEGACY_ANSWER,
     LEGACY_THINKING,
-    TAIL_CONTENT,
     Cursor,
     PatchError,
     apply,
@@ -83,7 +82,7 @@ _TEXT_ROOTS = ("response/fragments", LEGACY_ANSWER, LEGACY_THINKING)
 _DATA_OBJECT = "data: {"
 
 
-class StreamParser:
+class StreamParser(TokenFastPath):
     """Parses the rounds of one DeepSeek turn; see the module docstring."""
 
     def __init__(self, *, thinking_enabled: bool = True, fast_path: bool = True) -> None:
@@ -115,6 +114,10 @@ class StreamParser:
         self._pending: list[str] = []
         # The tail whose tree checks passed (they hold until a settle or patch).
         self._checked: tuple[dict, Hashable, TextKind] | None = None
+        # Token lines the fast path took (tests check it ran).
+        self.fast_tokens = 0
+        # feed_lines gives consecutive answer tokens as one list of texts.
+        self.answer_runs = False
 
     # -- rounds ---------------------------------------------------------------
 
@@ -149,20 +152,6 @@ class StreamParser:
         return self._tree
 
     # -- lines ----------------------------------------------------------------
-
-    def feed_lines(self, lines: list[str]) -> list[UpstreamEvent]:
-        """The events of several lines, in order (one call per read)."""
-        out: list[UpstreamEvent] = []
-        data, feed = self._data_into, self.feed_line
-        for line in lines:
-            # A token line goes straight to the JSON step ("\r" is JSON whitespace).
-            if line.startswith(_DATA_OBJECT):
-                data(line[6:], out)
-            else:
-                events = feed(line)
-                if events:
-                    out += events
-        return out
 
     def feed_line(self, line: str) -> list[UpstreamEvent]:
         """Parse one line (no newline): ``event: x``, ``data: {…}``, ``: …`` or ``""``."""
@@ -201,7 +190,12 @@ class StreamParser:
             return
         if (self.fast_path and event == "message" and type(payload) is dict
                 and len(payload) == 1 and self._append_to_tail(payload.get("v"), out)):
+            self.fast_tokens += 1
             return
+        self._general(payload, event, out)
+
+    def _general(self, payload: Any, event: str, out: list[UpstreamEvent]) -> None:
+        """A decoded ``data:`` value the fast path did not take."""
         self._settle()
         self._dispatch(event, payload, out)
         if self._filter_pending:
@@ -289,53 +283,6 @@ class StreamParser:
             self._ended = True
         if status == CONTENT_FILTER and not self._filtered:
             self._filtered = self._filter_pending = True
-
-    def _append_to_tail(self, value: Any, out: list[UpstreamEvent]) -> bool:
-        """The fast path of ``{"v": text}``: False (nothing done) unless it applies.
-
-        It applies when the step resolves to APPEND on the newest fragment's
-        content, that fragment is still the THINK / RESPONSE one the last full
-        sync saw (and the only one with its key), the tracker has emitted its
-        text exactly, and no filter or leaked marker is involved. Every other
-        field was fully synced then and cannot have changed, so this
-        fragment's growth is the whole event, as the general path finds it.
-        """
-        cursor, tail = self._cursor, self._tail
-        if (tail is None or type(value) is not str or cursor.path != TAIL_CONTENT
-                or cursor.op not in (None, APPEND) or self._filtered):
-            return False
-        frag, key, kind = tail
-        if kind == "answer" and LEAK_MARKER in value:
-            return False
-        if tail is not self._checked:
-            frags = fragments_of(self._tree)
-            content = frag.get("content")
-            if (not frags or frags[-1] is not frag or not isinstance(content, str)
-                    or not self._tracker.holds(key, content) or key in self._leaked):
-                return False
-            self._checked = tail
-        if value:
-            self._pending.append(value)
-            out.append(TextChunk(kind, value))
-            self.current_kind = kind
-        return True
-
-    def _settle(self) -> None:
-        """Join the fast path's pending tokens into the tail fragment's content.
-
-        Until then the fragment holds the text of the last settle, which is
-        what the tracker holds too, so the fast path's checks still see the
-        same objects; everything that reads or patches the tree settles first.
-        """
-        self._checked = None
-        if not self._pending:
-            return
-        assert self._tail is not None
-        frag, key, _ = self._tail
-        text = "".join([frag["content"], *self._pending])
-        self._pending.clear()
-        frag["content"] = text
-        self._tracker.advance(key, text)
 
     def _sync_text(self, out: list[UpstreamEvent]) -> None:
         """Emit what every text field gained since it was last emitted."""

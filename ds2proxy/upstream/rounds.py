@@ -2,10 +2,11 @@
 bodies, opening them (with the PoW and its one retry), and the continue-round
 loop that reads an answer to its end.
 
-The loop hands the parser every complete line of a read at once and yields
-the upstream events of that read as one batch, so an answer costs one trip
-through the consumer's generators per socket read, not per token; nothing
-is held back (a batch is only what had already arrived).
+The loop hands the parser the complete lines of a read (in slices of at
+most ``BATCH_LINES``) and yields the upstream events of each as one batch,
+so an answer costs one trip through the consumer's generators per read or
+slice, not per token; nothing is held back (a batch is only what had
+already arrived).
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ SAMPLING = ("temperature", "top_p", "max_tokens", "max_completion_tokens", "pres
             "frequency_penalty", "stop")
 
 Reopen = Callable[[int], Awaitable[UpstreamStream]]
+# Lines parsed and shaped before their events go on (about a quarter of a
+# millisecond of work): a read can hold thousands.
+BATCH_LINES = 128
 
 
 def completion_body(chat: ChatRequest, session_id: str, prompt: str, parent: int | None,
@@ -104,9 +108,13 @@ async def read_rounds(resp: UpstreamStream, parser: StreamParser, reopen: Reopen
         parser.start_round()
         try:
             async for lines in resp.line_batches():
-                events = parser.feed_lines(lines)
-                if events:
-                    yield events
+                # A large read goes on in slices, so the first of its lines
+                # is written out before the last is parsed.
+                for start in range(0, len(lines), BATCH_LINES):
+                    events = parser.feed_lines(lines[start:start + BATCH_LINES]
+                                               if len(lines) > BATCH_LINES else lines)
+                    if events:
+                        yield events
         except TimeoutError:
             resp.release("silence timeout")
             raise UpstreamTimeout(f"the upstream stream sent nothing for {silence:g} s "

@@ -1,0 +1,171 @@
+"""A thousand streams at once: first-chunk delay and the proxy's memory.
+
+The fake upstream (own process) holds every completion until all of the
+burst's streams are open, then answers each with a first chunk carrying the
+time it was sent. The client (this process) records when that chunk reached
+it through ds2proxy. The account pool is sized to admit the whole burst, so
+any wait is a cap below it. Two identical bursts run; the proxy's peak RSS
+is read after each (a second burst should not raise it).
+
+    python bench/concurrency_bench.py [--streams 1000] [--bursts 2]
+
+Loopback only; the PoW difficulty is low so the figures are about streams.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import benchkit
+from benchkit import (  # noqa: E402
+    auth,
+    chat_body,
+    fake_upstream,
+    memory_mb,
+    proxy_config,
+    proxy_process,
+    wait_http,
+)
+
+PER_ACCOUNT = 64  # the most one account may run at once
+STAMP = re.compile(rb'"content":"(\d+\.\d+)\|')
+
+# Completions wait until opts["burst"] are open (or a minute passed), then the
+# first chunk of each is the send time, "<epoch seconds>|".
+GATHERING_FAKE = """
+import asyncio, json, sys, time
+from ds2proxy.testing import FakeAccount, FakeDeepSeek, Scripted
+opts = json.loads(sys.argv[2])
+class Gathering(FakeDeepSeek):
+    waiting = 0
+    async def completion(self, request):
+        await self.json_body(request)
+        self.waiting += 1
+        if self.waiting >= opts["burst"]:
+            self.all_open.set()
+        try:
+            await asyncio.wait_for(self.all_open.wait(), 60)
+        except asyncio.TimeoutError:
+            pass
+        self.waiting -= 1
+        if self.waiting == 0:
+            self.all_open.clear()
+        chunks = [f"{time.time():.6f}|"] + ["ab"] * opts["chunks"]
+        self.enqueue(Scripted(answer=chunks, tip=False))
+        return await super().completion(request)
+async def main():
+    accounts = [FakeAccount(opts["password"], email=e) for e in opts["emails"]]
+    fake = Gathering(accounts, difficulty=opts["difficulty"], latency=opts["latency"])
+    fake.all_open = asyncio.Event()
+    await fake.start(port=int(sys.argv[1]))
+    print("ready", flush=True)
+    await asyncio.Event().wait()
+asyncio.run(main())
+"""
+
+
+async def one_stream(http: aiohttp.ClientSession, url: str) -> float:
+    """Seconds from the fake sending the first chunk to this client reading it."""
+    async with http.post(url + "/v1/chat/completions", json=chat_body(True),
+                         headers=auth()) as resp:
+        if resp.status != 200:
+            raise RuntimeError(f"proxy answered {resp.status}: {await resp.text()}")
+        seen, delay = b"", -1.0
+        async for chunk in resp.content.iter_any():  # light, so the client is not the limit
+            if delay < 0:
+                seen += chunk
+                stamp = STAMP.search(seen)
+                if stamp:
+                    delay = time.time() - float(stamp.group(1))
+        return delay
+
+
+def open_fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+async def burst(url: str, pid: int, streams: int) -> tuple[list[float], float, int]:
+    """Delays sorted, seconds taken, and the most file descriptors the proxy held."""
+    connector = aiohttp.TCPConnector(limit=0)
+    timeout = aiohttp.ClientTimeout(total=300)
+    most_fds = 0
+
+    async def sample() -> None:
+        nonlocal most_fds
+        while True:
+            most_fds = max(most_fds, open_fds(pid))
+            await asyncio.sleep(0.2)
+
+    sampler = asyncio.create_task(sample())
+    try:
+        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
+            start = time.perf_counter()
+            delays = await asyncio.gather(*(one_stream(http, url) for _ in range(streams)))
+            return sorted(delays), time.perf_counter() - start, most_fds
+    finally:
+        sampler.cancel()
+
+
+def gathering_fake(opts_burst: int, chunks: int) -> str:
+    return GATHERING_FAKE.replace('opts["burst"]', str(opts_burst)).replace(
+        'opts["chunks"]', str(chunks))
+
+
+import signal, subprocess, contextlib, tempfile, json as _json
+@contextlib.contextmanager
+def traced_proxy(config):
+    port = benchkit.free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "config.json"; path.write_text(_json.dumps(config))
+        env = {**os.environ, "DS2PROXY_LOG_LEVEL": "WARNING"}
+        proc = subprocess.Popen([sys.executable, "/tmp/sprof/tm/wrap2.py", "--config", str(path), "--port", str(port)], env=env, cwd=tmp)
+        try:
+            yield f"http://127.0.0.1:{port}", proc.pid
+        finally:
+            benchkit.stop(proc)
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--streams", type=int, default=1000)
+    parser.add_argument("--bursts", type=int, default=2)
+    parser.add_argument("--chunks", type=int, default=50, help="chunks after the first")
+    parser.add_argument("--pause", type=float, default=0.0,
+                        help="seconds between bursts (idle upstream connections expire after 15)")
+    args = parser.parse_args()
+    accounts = -(-args.streams // PER_ACCOUNT)
+
+    program = gathering_fake(args.streams, args.chunks)
+    with fake_upstream(accounts=accounts, program=program) as base_url, \
+            traced_proxy(proxy_config(base_url, accounts=accounts, per_account=PER_ACCOUNT,
+                                       extra={"server": {"max_connections": 2 * args.streams}})
+                          ) as (url, pid):
+        await wait_http(url + "/healthz")
+        rss, _ = memory_mb(pid)
+        print(f"{args.streams} concurrent streams, {accounts} accounts x {PER_ACCOUNT}; "
+              f"proxy RSS at start {rss:.1f} MB")
+        os.kill(pid, signal.SIGUSR2); await asyncio.sleep(0.5)
+        for n in range(1, args.bursts + 1):
+            if n > 1 and args.pause:
+                await asyncio.sleep(args.pause)
+            task = asyncio.ensure_future(burst(url, pid, args.streams))
+            delays, took, fds = await task
+            await asyncio.sleep(1); os.kill(pid, signal.SIGUSR1); await asyncio.sleep(2)
+            rss, peak = memory_mb(pid)
+            late = sum(d > 2.0 for d in delays)
+            print(f"burst {n}: {took:.1f} s; first chunk after the fake sent it: "
+                  f"p50 {statistics.median(delays) * 1000:.0f} ms, "
+                  f"max {delays[-1] * 1000:.0f} ms, over 2 s: {late}; "
+                  f"proxy RSS {rss:.1f} MB, peak {peak:.1f} MB, most fds {fds}", flush=True)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
