@@ -57,7 +57,7 @@ class Core:
         cfg = store.config
         self.store = store
         self.models = ModelCatalog(aliases=cfg.model_aliases, claude_mapping=cfg.claude_mapping,
-                                   family_fallback=cfg.family_fallback)
+                                   family_fallback=cfg.models.family_fallback)
         self.state = open_store(store.path)
         self.pool = AccountPool(cfg.accounts, cfg.runtime, HealthTracker(cfg.health, self.state))
         self.monitor = Monitor()
@@ -65,8 +65,8 @@ class Core:
         self.limiter = KeyLimiter()
         self.metrics = Metrics(self)
         self.usage = UsageRecorder(self, self.limiter, self.metrics)
-        self.captures = CaptureBuffer(cfg.captures_enabled, cfg.captures_limit,
-                                      cfg.captures_max_body_bytes)
+        self.captures = CaptureBuffer(cfg.dev_captures.enabled, cfg.dev_captures.limit,
+                                      cfg.dev_captures.max_body_bytes)
         self.http: aiohttp.ClientSession | None = None
         self.client: DeepSeekClient
         self.keeper: TokenKeeper
@@ -82,9 +82,9 @@ class Core:
         self.pool.configure(cfg.accounts, cfg.runtime)
         self.pool.configure_health(cfg.health)
         self.models.configure(aliases=cfg.model_aliases, claude_mapping=cfg.claude_mapping,
-                              family_fallback=cfg.family_fallback)
-        self.captures.configure(enabled=cfg.captures_enabled, limit=cfg.captures_limit,
-                                max_body_bytes=cfg.captures_max_body_bytes)
+                              family_fallback=cfg.models.family_fallback)
+        self.captures.configure(enabled=cfg.dev_captures.enabled, limit=cfg.dev_captures.limit,
+                                max_body_bytes=cfg.dev_captures.max_body_bytes)
         if self.http is not None:
             self.client.configure(cfg.upstream)
             self.proxies.retire(a.proxy for a in cfg.accounts if a.proxy)
@@ -141,7 +141,7 @@ class Core:
     def _keep_body(self, raw: bytearray) -> None:
         """With ``usage.log_bodies``, the request log keeps the body, cut to
         ``usage.log_body_max_bytes`` and with credentials blanked as in captures."""
-        settings = self.config.observe
+        settings = self.config.usage
         record = request_record.current()
         if settings.log_bodies and record is not None:
             text = bytes(raw[:settings.log_body_max_bytes]).decode("utf-8", errors="replace")
@@ -191,7 +191,7 @@ class Core:
     def embeddings(self, dimensions: int) -> EmbeddingProvider | None:
         """The configured embeddings provider for vectors of ``dimensions``
         (None when ``embeddings.provider`` names none)."""
-        return provider_for(self.config.embeddings_provider, dimensions)
+        return provider_for(self.config.embeddings.provider, dimensions)
 
     async def prompt_tokens(self, chat: ChatRequest) -> int:
         """Prompt tokens a turn for ``chat`` would report (for count_tokens

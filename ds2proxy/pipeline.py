@@ -249,7 +249,8 @@ class Turn:
 
     def _new_shaper(self) -> TurnShaper:
         cfg = self.core.config
-        settings = ShapingSettings(cfg.toolcall_mode, cfg.toolcall_early_emit, cfg.citation_style)
+        settings = ShapingSettings(cfg.toolcall.mode, cfg.toolcall.early_emit_confidence,
+                                   cfg.search.citation_style)
         self._parser = StreamParser(thinking_enabled=self.chat.thinking_enabled)
         return TurnShaper(self.chat, settings, self.prompt_tokens, self._citations)
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from .limits import DAY, KeyLimiter
 from .metrics import Metrics
-from .observe_settings import ObserveSettings
+from .observe_settings import UsageSettings
 from .request_record import RequestRecord
 from .state.usage import SQLiteUsage, UsageStore
 
@@ -25,11 +25,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("ds2proxy.requests")
 
 
-def usage_db_path(settings: ObserveSettings, config_path: Path | None) -> str:
+def usage_db_path(settings: UsageSettings, config_path: Path | None) -> str:
     """``usage.db_path`` (relative to the config's folder), else beside the
     config file, else in memory when the config has no file."""
-    if settings.usage_db_path:
-        path = Path(settings.usage_db_path).expanduser()
+    if settings.db_path:
+        path = Path(settings.db_path).expanduser()
         if not path.is_absolute() and config_path is not None:
             path = config_path.parent / path
         return str(path)
@@ -58,16 +58,16 @@ class UsageRecorder:
 
     async def open(self) -> None:
         """Open the store and seed today's token use per key from it."""
-        settings = self.core.config.observe
-        if not settings.usage_enabled:
+        settings = self.core.config.usage
+        if not settings.enabled:
             return
         path = usage_db_path(settings, self.core.store.path)
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         # Opening waits for the writer thread's schema check: off the loop.
         self.store = await asyncio.to_thread(SQLiteUsage, path,
-                                             raw_days=settings.raw_retention_days,
-                                             hourly_days=settings.hourly_retention_days)
+                                             raw_days=settings.retention_raw_days,
+                                             hourly_days=settings.retention_hourly_days)
         today = int(self.limiter.clock() // DAY) * DAY
         for row in await self.store.totals("key_name", "day", today):
             used = (row["prompt_tokens"] or 0) + (row["completion_tokens"] or 0)
@@ -83,13 +83,13 @@ class UsageRecorder:
         self.recorded += 1
         if record.key_name:
             self.limiter.add_tokens(record.key_name, record.total_tokens)
-        settings = self.core.config.observe
-        if settings.metrics_enabled:
+        cfg = self.core.config
+        if cfg.metrics.enabled:
             self.metrics.observe(record)
         fields = record.fields()
-        if not settings.log_bodies:
+        if not cfg.usage.log_bodies:
             fields["request_body"] = ""
         if log.isEnabledFor(logging.INFO):
             log.info("%s", text_line(record), extra={"request": fields})
-        if self.store is not None and settings.usage_enabled:
+        if self.store is not None and cfg.usage.enabled:
             self.store.record(fields)

@@ -98,7 +98,7 @@ async def test_model_list_identity_comes_from_plugin_settings(proxy_factory):
 async def test_auto_picks_the_default_model_and_names_it(proxy):
     proxy.fake.enqueue(Scripted(answer="I am DeepSeek."))
     resp = await chat_client(proxy).chat.completions.create(model="auto", messages=USER)
-    assert resp.model == proxy.core.config.default_model
+    assert resp.model == proxy.core.config.models.default
     assert resp.choices[0].message.content == "I am DeepSeek."
     assert resp.choices[0].finish_reason == "stop"
     assert resp.usage.total_tokens == resp.usage.prompt_tokens + resp.usage.completion_tokens
@@ -153,7 +153,7 @@ async def test_messages_stream_with_auto_model(proxy):
         text = "".join([t async for t in events.text_stream])
         final = await events.get_final_message()
     assert text == "Hello from the default model."
-    assert final.model == proxy.core.config.default_model
+    assert final.model == proxy.core.config.models.default
     assert final.stop_reason == "end_turn"
 
 

@@ -163,7 +163,7 @@ async def test_degpt_stream_golden(proxy):
     proxy.fake.enqueue(Scripted(thinking=["Let ", "me think"], answer=["Hi", " there"]))
     frames = await stream(proxy, DEGPT, {"model": "auto", "messages": USER,
                                          "thinking": {"type": "enabled"}})
-    assert_common_envelope(frames, proxy.core.config.default_model)
+    assert_common_envelope(frames, proxy.core.config.models.default)
     null = {"logprobs": None}
     assert [chunk_shape(c) for c in frames] == [
         ({"role": "assistant", "content": ""}, None, null, "absent"),

@@ -332,7 +332,7 @@ async def test_stored_response_expires_after_the_live_ttl(proxy):
     clock = Clock()
     api = PluginAPI(proxy.core, "openai")
     routes = ResponsesRoutes(proxy.core, ResponseStore(
-        lambda: proxy.core.config.responses_ttl_seconds, clock=clock))
+        lambda: proxy.core.config.responses.store_ttl_seconds, clock=clock))
     app = web.Application()
     app.router.add_post("/v1/responses", wrap_handler(routes.create, api.errors.openai,
                                                       proxy.core))
@@ -348,7 +348,7 @@ async def test_stored_response_expires_after_the_live_ttl(proxy):
         clock.now += 1
         with pytest.raises(openai.NotFoundError):
             await local.responses.retrieve(created.id)
-        assert proxy.core.config.responses_ttl_seconds == 900
+        assert proxy.core.config.responses.store_ttl_seconds == 900
     finally:
         await local.close()
         await server.close()

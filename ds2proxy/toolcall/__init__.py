@@ -16,7 +16,6 @@ from ds2proxy.toolcall.clean import TextCleaner, clean_visible_text
 from ds2proxy.toolcall.ids import default_call_id
 from ds2proxy.toolcall.parse import ParsedTurn, parse_turn
 from ds2proxy.toolcall.prompt import build_tool_prompt
-from ds2proxy.toolcall.settings import validate_toolcall_settings
 from ds2proxy.toolcall.sieve import ToolSieve
 
 __all__ = [
@@ -30,5 +29,4 @@ __all__ = [
     "parse_gemini_tool_config",
     "parse_openai_tool_choice",
     "parse_turn",
-    "validate_toolcall_settings",
 ]

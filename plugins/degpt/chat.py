@@ -32,7 +32,7 @@ class ChatRoutes:
 
     def _model(self, name: Any, family: str) -> ResolvedModel:
         if isinstance(name, str) and name.strip().lower() == AUTO:
-            name = self.core.config.default_model
+            name = self.core.config.models.default
         return self.core.resolve_model(name, family=family)
 
     async def completions(self, request: web.Request) -> web.StreamResponse:

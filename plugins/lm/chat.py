@@ -32,7 +32,7 @@ class ChatRoutes:
         caller = self.core.authenticate(request)
         body = await self.core.read_json(request)
         validate_body(body)
-        name = body.get("model") or self.default_model or self.core.config.default_model
+        name = body.get("model") or self.default_model or self.core.config.models.default
         chat = parse_chat_request(body, self.core.resolve_model(name, family="openai"))
         async with self.core.turn(chat, caller) as turn:
             return await respond_chat(self.core, request, turn, chat, STYLE)

@@ -34,7 +34,7 @@ class ResponsesRoutes:
     def __init__(self, core: Any, store: ResponseStore | None = None) -> None:
         self.core = core
         if store is None:
-            store = ResponseStore(lambda: core.config.responses_ttl_seconds)
+            store = ResponseStore(lambda: core.config.responses.store_ttl_seconds)
         self.store = store
 
     async def create(self, request: web.Request) -> web.StreamResponse:
