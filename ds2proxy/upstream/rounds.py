@@ -19,8 +19,8 @@ import aiohttp
 from .. import pow as pow_solver
 from ..canonical import ChatRequest
 from ..errors import UpstreamError, UpstreamTimeout
-from .client import COMPLETION_PATH, POW_REFUSED_CODES, DeepSeekClient, UpstreamCallError, \
-    UpstreamStream
+from .client import COMPLETION_PATH, DeepSeekClient, UpstreamStream
+from .envelope import POW_REFUSED_CODES, UpstreamCallError
 from .events import UpstreamEvent
 from .patch import StreamParser
 from .session import Credentials, TokenKeeper, with_refresh

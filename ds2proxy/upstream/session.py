@@ -28,7 +28,8 @@ from ..errors import (
 )
 from ..health import HealthTracker
 from ..scheduler import AccountState, Lease
-from .client import DeepSeekClient, UpstreamCallError
+from .client import DeepSeekClient
+from .envelope import UpstreamCallError
 
 log = logging.getLogger("ds2proxy.upstream")
 
