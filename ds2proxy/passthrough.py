@@ -17,7 +17,8 @@ from aiohttp import web
 
 from .auth import Caller
 from .errors import AuthenticationFailed
-from .upstream.client import DeepSeekClient, UpstreamCallError
+from .upstream.client import DeepSeekClient
+from .upstream.envelope import UpstreamCallError
 from .upstream.session import NOT_A_KEY_NOR_TOKEN
 
 CHECK_ABOVE_BYTES = 1 << 20
