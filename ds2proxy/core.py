@@ -42,7 +42,7 @@ from .turn_text import estimate_prompt_tokens
 from .upstream.cleanup import SessionJanitor
 from .upstream.client import DeepSeekClient
 from .upstream.proxies import ProxySessions
-from .upstream.session import TokenKeeper
+from .upstream.credentials import TokenKeeper
 from .usage_recorder import UsageRecorder
 
 log = logging.getLogger("ds2proxy.core")

@@ -42,9 +42,9 @@ from .upstream.conversation import Conversation
 from .upstream.events import ContentFiltered as FilterEvent
 from .upstream.events import Hint, TextChunk, UpstreamFault
 from .upstream.files import plan_uploads, ref_file_ids, with_uploaded_ids
-from .upstream.patch import StreamParser
+from .upstream.stream_parser import StreamParser
 from .upstream.rounds import read_rounds
-from .upstream.session import Credentials
+from .upstream.credentials import Credentials
 
 if TYPE_CHECKING:
     from .core import Core

@@ -89,7 +89,7 @@ async def test_characters_cut_between_chunks_and_a_last_line_without_newline(
 
 
 def parsed(lines: list[str]) -> list:
-    from ds2proxy.upstream.patch import StreamParser
+    from ds2proxy.upstream.stream_parser import StreamParser
 
     parser = StreamParser()
     parser.start_round()

@@ -2,7 +2,7 @@
 
 It speaks the wire protocol (identity headers, the JSON envelope read by
 :mod:`ds2proxy.upstream.envelope`) and nothing else: which account, when to refresh and when to
-switch are decided by :mod:`ds2proxy.upstream.session`. One
+switch are decided by :mod:`ds2proxy.upstream.credentials`. One
 ``aiohttp.ClientSession`` serves the whole app.
 """
 

@@ -18,7 +18,7 @@ from .cleanup import SessionJanitor
 from .client import DeepSeekClient, UpstreamStream
 from .files import PendingUpload, upload_all
 from .rounds import completion_body, open_completion, open_continue, solve_pow
-from .session import Credentials, TokenKeeper, with_refresh
+from .credentials import Credentials, TokenKeeper, with_refresh
 
 HISTORY_MIME = "text/plain"
 

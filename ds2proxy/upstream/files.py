@@ -24,7 +24,7 @@ from ..canonical import AttachmentPart, ChatRequest, Message, Part, ToolResult
 from ..errors import InvalidRequest, UpstreamError
 from .client import UPLOAD_PATH, DeepSeekClient
 from .envelope import POW_REFUSED_CODES, UpstreamCallError
-from .session import Credentials, TokenKeeper, with_refresh
+from .credentials import Credentials, TokenKeeper, with_refresh
 
 log = logging.getLogger("ds2proxy.upstream")
 
