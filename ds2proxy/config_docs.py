@@ -57,7 +57,7 @@ def _row(leaf: Leaf) -> str:
     kind = KIND_NAMES.get(entry.kind, entry.kind) + (" or null" if entry.nullable else "")
     notes = [spec.doc]
     if spec.secret:
-        notes.append("*Secret: never shown by the admin API or in logs.*")
+        notes.append("*Secret: masked or withheld in admin reads and reprs, never logged.*")
     if spec.form is not None:
         notes.append(f"*Form: {spec.form.group}.*")
     cells = [f"`{leaf.path}`", kind, _default(leaf.default, entry), _allowed(entry),
