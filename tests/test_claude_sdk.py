@@ -13,6 +13,7 @@ import pytest
 
 from conftest import FIXTURES
 from ds2proxy.testing import Replay, Scripted, load_expected
+from ds2proxy.testing.clients import anthropic_client
 
 MODES = [("sync", False), ("sync", True), ("async", False), ("async", True)]
 LONG_RECORDING_BYTES = 1 << 19
@@ -38,11 +39,9 @@ TWO_CALLS = (
 
 
 def clients(proxy, **auth: Any) -> tuple[anthropic.Anthropic, anthropic.AsyncAnthropic]:
-    auth = auth or {"api_key": proxy.key}
-    base = f"{proxy.url}/anthropic"
     # An explicit timeout: the SDK refuses large non-stream max_tokens under its default.
-    options = {"base_url": base, "max_retries": 0, "timeout": 30.0, **auth}
-    return anthropic.Anthropic(**options), anthropic.AsyncAnthropic(**options)
+    return (anthropic_client(proxy, "/anthropic", sync=True, timeout=30.0, **auth),
+            anthropic_client(proxy, "/anthropic", timeout=30.0, **auth))
 
 
 async def ask(proxy, mode: str, stream: bool, **kwargs: Any) -> anthropic.types.Message:

@@ -113,7 +113,7 @@ async def test_auto_follows_the_configured_default(proxy_factory):
 
 
 async def test_sync_client_stream_logprobs_and_finish(proxy):
-    sync = openai.OpenAI(base_url=proxy.url + "/api/v1", api_key=proxy.key, max_retries=0)
+    sync = openai_client(proxy, "/api/v1", sync=True)
     proxy.fake.enqueue(Scripted(answer="  spaced\n\ntext  "))
 
     def run() -> list:

@@ -36,7 +36,7 @@ async def test_deterministic_vectors_are_stable_unit_vectors(proxy):
 
 
 async def test_float_format_and_dimensions_through_the_sync_client(proxy):
-    with openai.OpenAI(base_url=proxy.url + "/v1", api_key=proxy.key, max_retries=0) as sync:
+    with openai_client(proxy, sync=True) as sync:
         resp = await asyncio.to_thread(sync.embeddings.create, model="e", input="x",
                                        dimensions=256, encoding_format="float")
     vector = resp.data[0].embedding

@@ -53,7 +53,7 @@ async def test_token_limit_finishes_with_length(proxy):
 
 
 async def test_sync_client_non_thinking_model_is_plain(proxy):
-    sync = openai.OpenAI(base_url=proxy.url + "/lm/v2", api_key=proxy.key, max_retries=0)
+    sync = openai_client(proxy, "/lm/v2", sync=True)
     proxy.fake.enqueue(Scripted(thinking="hidden", answer="Plain answer."),
                        Scripted(thinking="hidden", answer="Plain answer."))
 

@@ -67,7 +67,7 @@ async def test_recording_reconstructs_exactly_stream(proxy, fixtures_dir, name):
 
 
 async def test_sync_client_stream_and_non_stream(proxy):
-    sync = openai.OpenAI(base_url=proxy.url + "/v1", api_key=proxy.key, max_retries=0)
+    sync = openai_client(proxy, sync=True)
     proxy.fake.enqueue(Scripted(thinking="hmm", answer="Hello there, friend."))
     resp = await asyncio.to_thread(sync.chat.completions.create, model="deepseek-chat",
                                    messages=USER)

@@ -85,8 +85,7 @@ async def test_recording_reconstructs_exactly_stream(proxy, fixtures_dir, name):
 
     def read() -> tuple[str, str, object]:
         text, thinking, final = [], [], None
-        with openai.OpenAI(base_url=proxy.url + "/v1", api_key=proxy.key,
-                           max_retries=0) as sync:
+        with openai_client(proxy, sync=True) as sync:
             for event in sync.responses.create(model="deepseek-reasoner", input="hello",
                                                stream=True):
                 if event.type == "response.output_text.delta":
@@ -109,8 +108,7 @@ async def test_sync_client_stream_and_non_stream(proxy):
                        Scripted(answer="  two  spaces\n\nand lines  "))
 
     def round_trip() -> tuple[object, str]:
-        with openai.OpenAI(base_url=proxy.url + "/v1", api_key=proxy.key,
-                           max_retries=0) as sync:
+        with openai_client(proxy, sync=True) as sync:
             resp = sync.responses.create(model="deepseek-chat", input="hi")
             events = sync.responses.create(model="gpt-4o", input="hi", stream=True)
             text = "".join(e.delta for e in events if e.type == "response.output_text.delta")

@@ -57,19 +57,24 @@ async def post(url: str, body: Any, headers: dict[str, str] | None = None) -> Re
 
 
 def openai_client(server: Server, path: str = "/v1", *, key: str | None = None,
-                  **options: Any) -> Any:
+                  sync: bool = False, **options: Any) -> Any:
+    """``AsyncOpenAI`` (``OpenAI`` with ``sync``) on ``path``."""
     import openai
 
-    return openai.AsyncOpenAI(base_url=server.url + path, api_key=key or server.key,
-                              max_retries=0, **options)
+    kind = openai.OpenAI if sync else openai.AsyncOpenAI
+    return kind(base_url=server.url + path, api_key=key or server.key, max_retries=0,
+                **options)
 
 
 def anthropic_client(server: Server, path: str = "", *, key: str | None = None,
-                     **options: Any) -> Any:
+                     sync: bool = False, **options: Any) -> Any:
+    """``AsyncAnthropic`` (``Anthropic`` with ``sync``) on ``path``; ``options``
+    may replace the key with ``auth_token``."""
     import anthropic
 
-    return anthropic.AsyncAnthropic(base_url=server.url + path, api_key=key or server.key,
-                                    max_retries=0, **options)
+    kind = anthropic.Anthropic if sync else anthropic.AsyncAnthropic
+    options = {"api_key": key or server.key, **options}
+    return kind(base_url=server.url + path, max_retries=0, **options)
 
 
 def gemini_client(server: Server, api_version: str = "v1beta", *, key: str | None = None
