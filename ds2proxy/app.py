@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from importlib.metadata import EntryPoint
 
 from aiohttp import web
 
@@ -42,7 +43,9 @@ async def readyz(request: web.Request) -> web.Response:
                              status=503)
 
 
-def create_app(store: ConfigStore, *, admin_key: str | None = None) -> web.Application:
+def create_app(store: ConfigStore, *, admin_key: str | None = None,
+               plugins: list[EntryPoint] | None = None) -> web.Application:
+    """The application; ``plugins``: the entry points to load (default: the installed ones)."""
     if store.path is not None:
         remove_leftover_temp_files(store.path)
     core = Core(store)
@@ -60,12 +63,12 @@ def create_app(store: ConfigStore, *, admin_key: str | None = None) -> web.Appli
     app.on_response_prepare.append(request_record.on_prepare)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
-    plugins: list[PluginInfo] = load_plugins(app, core)
-    app[PLUGINS] = plugins
-    setup_admin(app, core, admin_key, plugins)
+    infos: list[PluginInfo] = load_plugins(app, core, plugins)
+    app[PLUGINS] = infos
+    setup_admin(app, core, admin_key, infos)
 
     async def mark_ready(app: web.Application) -> None:
-        loaded = [p for p in plugins if p.loaded]
+        loaded = [p for p in infos if p.loaded]
         app[READY].update(ready=bool(loaded),
                           reason="" if loaded else "no dialect plugin could be loaded")
 

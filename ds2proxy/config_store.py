@@ -93,6 +93,8 @@ def atomic_write_json(path: Path, data: dict) -> None:
 
 Listener = Callable[[Config], None]
 Mutation = Callable[[dict], Any]
+# A check of a whole candidate document; raises ConfigError to refuse it.
+Check = Callable[[dict], None]
 
 
 class ConfigStore:
@@ -109,6 +111,7 @@ class ConfigStore:
         self.source = source or (FILE if path is not None else MEMORY)
         self._lock = asyncio.Lock()
         self._listeners: list[Listener] = []
+        self._checks: list[Check] = []
         self._writes: set[asyncio.Task[Config]] = set()
         self._warned_memory_only = False
 
@@ -157,6 +160,11 @@ class ConfigStore:
     def subscribe(self, listener: Listener) -> None:
         self._listeners.append(listener)
 
+    def add_check(self, check: Check) -> None:
+        """Run ``check(document)`` on every write before it is saved (plugins
+        validate their own ``plugins.<name>`` settings this way)."""
+        self._checks.append(check)
+
     async def update(self, mutate: Mutation, *, creates_file: bool = True) -> Config:
         """Apply ``mutate`` to a copy of the document, validate, persist, publish.
 
@@ -189,6 +197,8 @@ class ConfigStore:
                 data = result
             migrate_keys(data)  # bare key strings become named entries, secrets kept
             config = parse_config(data)
+            for check in self._checks:
+                check(data)
             await self._persist(data, creates_file)
             self._data, self._config = data, config
             for listener in self._listeners:

@@ -2,8 +2,9 @@
 
 :class:`Core` owns the live config, the model catalogue, the account pool,
 the upstream client and the request monitor, and keeps them in step when the
-config changes (hot reload). Plugins reach it as ``api.core``; see
-:mod:`ds2proxy.plugin_api` for what they may call.
+config changes (hot reload). Plugins never see it: they get a
+:class:`ds2proxy.plugin_api.PluginContext`, which calls the request
+services below on their behalf.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from .errors import PermissionDenied
-from .formats.errors import admin_error
+from .error_bodies import admin_error
 
 CORS_HEADERS = {
     "Access-Control-Allow-Origin": "*",

@@ -3,7 +3,7 @@
 Each error carries what a dialect needs to render it in its own shape: the
 HTTP status, an OpenAI-style ``type`` and ``code``, the offending ``param``
 and, for 429s, ``retry_after``. Dialects choose the shape (see
-``ds2proxy.formats.errors``); nobody else builds error bodies.
+``ds2proxy.dialects.errors``); nobody else builds error bodies.
 """
 
 from __future__ import annotations

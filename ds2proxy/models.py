@@ -174,6 +174,10 @@ class ModelCatalog:
         family_fallback: bool = True,
     ) -> None:
         self._aliases: dict[str, str] = {}
+        # Registered by plugins: name → native id; ``_listed`` keeps the
+        # registered model ids (in order) that model lists show.
+        self._plugin_names: dict[str, str] = {}
+        self._listed: list[str] = []
         self._claude = dict(DEFAULT_CLAUDE_MAPPING)
         self._family_fallback = family_fallback
         # (name, native) pairs already logged: a changed mapping logs anew.
@@ -205,8 +209,37 @@ class ModelCatalog:
         return _NATIVE_BY_ID.get(_normalise(model_id))
 
     def aliases(self) -> dict[str, str]:
-        """The built-in alias map overlaid by the configured one."""
-        return {**BUILTIN_ALIASES, **self._aliases}
+        """The built-in alias map overlaid by the plugins' and the configured one."""
+        return {**BUILTIN_ALIASES, **self._plugin_names, **self._aliases}
+
+    def configured_aliases(self) -> dict[str, str]:
+        """The operator's own aliases (``models.aliases``), normalised."""
+        return dict(self._aliases)
+
+    def listed(self) -> list[tuple[str, NativeModel]]:
+        """(id, native) for what model lists show: the natives, then the model
+        ids plugins registered."""
+        return [*((m.id, m) for m in NATIVE_MODELS),
+                *((name, _NATIVE_BY_ID[self._plugin_names[name]]) for name in self._listed)]
+
+    def register(self, name: str, native: str, *, listed: bool) -> None:
+        """A plugin's model id (``listed``) or alias for a native model. A
+        native id, or a name another plugin took, cannot be registered."""
+        key, target = _normalise(name), _normalise(native)
+        if target not in _NATIVE_BY_ID:
+            raise ValueError(f"{native!r} is not a native model")
+        if not key or key in _NATIVE_BY_ID or key in self._plugin_names:
+            raise ValueError(f"model name {name!r} is already taken")
+        self._plugin_names[key] = target
+        if listed:
+            self._listed.append(key)
+
+    def unregister(self, name: str) -> None:
+        """Forget a plugin's name (its plugin failed to load)."""
+        key = _normalise(name)
+        self._plugin_names.pop(key, None)
+        if key in self._listed:
+            self._listed.remove(key)
 
     def resolve(self, name: str, *, family: str | None = None) -> ResolvedModel:
         """Map a client's model name onto a native model or raise ModelNotFound.
@@ -216,8 +249,6 @@ class ModelCatalog:
         forces thinking off.
         """
         key = _normalise(name)
-        if family == "gemini":
-            key = key.removeprefix("models/")
         base = key.removesuffix(NO_THINKING_SUFFIX)
         no_thinking = base != key
         native = _NATIVE_BY_ID.get(self._native_id(base, family) or "")
@@ -241,6 +272,8 @@ class ModelCatalog:
             return DEEPSEEK_RELEASES[name]
         if name in self._aliases:
             return self._aliases[name]
+        if name in self._plugin_names:
+            return self._plugin_names[name]
         if _RETIRED.match(name):
             return None
         listed = name in BUILTIN_ALIASES

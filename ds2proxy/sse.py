@@ -29,7 +29,6 @@ from aiohttp import web
 T = TypeVar("T")
 log = logging.getLogger("ds2proxy.sse")
 
-STREAM_KEY = web.RequestKey("ds2proxy_stream", object)
 # Frames held before they are sent inline, without waiting for the loop to
 # come round: bounds the delay of the first of a large batch of lines.
 MAX_QUEUED_FRAMES = 32
@@ -245,6 +244,11 @@ class StreamWriter:
             except (ConnectionError, RuntimeError) as exc:  # ClientGone included
                 log.debug("client gone before the end of the stream: %s", exc)
         return self.response
+
+
+# The request's stream writer, once a handler made one (the route wrapper
+# finishes it when a failure comes after the first byte).
+STREAM_KEY = web.RequestKey("ds2proxy_stream", StreamWriter)
 
 
 class SSEWriter(StreamWriter):

@@ -7,8 +7,8 @@ import orjson
 import pytest
 
 from ds2proxy.canonical import ChatRequest, Message, ResolvedModel, TextDelta, TextPart
-from ds2proxy.formats.chat_stream import ChatStreamRenderer
-from ds2proxy.formats.openai_chat import ChatStyle
+from ds2proxy.dialects.chat_stream import ChatStreamRenderer
+from ds2proxy.dialects.openai_chat import ChatStyle
 from ds2proxy_plugins.degpt.chat import STYLE as DEGPT
 from ds2proxy_plugins.lm.chat import STYLE as LM
 

@@ -10,7 +10,7 @@ import pytest
 
 from ds2proxy.canonical import ReasoningPart, ResolvedModel, TextPart, ToolCall, ToolResult
 from ds2proxy.errors import InvalidRequest
-from ds2proxy.formats.anthropic_messages import (
+from ds2proxy.dialects.anthropic_request import (
     DEFAULT_MAX_TOKENS,
     parse_messages_request,
     redacted_json,

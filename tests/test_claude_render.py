@@ -23,7 +23,7 @@ from ds2proxy.canonical import (
     Usage,
 )
 from ds2proxy.errors import ToolChoiceViolation
-from ds2proxy.formats.anthropic_messages import (
+from ds2proxy.dialects.anthropic_messages import (
     MessagesStreamRenderer,
     message_object,
     thinking_signature,

@@ -8,6 +8,7 @@ import pytest
 from token_util import reference_tokens
 
 from ds2proxy.errors import InvalidRequest
+from ds2proxy.tokens import count_tokens_async
 from plugins.openai.embeddings import parse_inputs, usage_tokens
 from ds2proxy.embeddings import DeterministicEmbeddings, provider_for
 
@@ -36,8 +37,8 @@ def test_every_input_form(value: object, texts: list[str]) -> None:
 
 
 async def test_token_counts() -> None:
-    assert await usage_tokens(parse_inputs([[5, 6, 7], [8]])) == 4
-    assert await usage_tokens(parse_inputs(["hello world", "你好"])) == (
+    assert await usage_tokens(parse_inputs([[5, 6, 7], [8]]), count_tokens_async) == 4
+    assert await usage_tokens(parse_inputs(["hello world", "你好"]), count_tokens_async) == (
         reference_tokens("hello world") + reference_tokens("你好"))
 
 

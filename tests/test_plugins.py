@@ -9,7 +9,7 @@ from importlib.metadata import EntryPoint
 import aiohttp
 from aiohttp import web
 
-import ds2proxy.plugin_api as plugin_api
+import ds2proxy.plugin_api.loader as plugin_api
 from ds2proxy.config_store import ConfigStore
 from ds2proxy.core import Core
 from ds2proxy.plugin_api import discover, load_plugins

@@ -14,7 +14,8 @@ from ds2proxy.canonical import (
     ToolCall,
     ToolResult,
 )
-from ds2proxy.prompt import build_prompt, render_tool_calls, tool_content_text
+from ds2proxy.dialects.content import tool_content_text
+from ds2proxy.prompt import build_prompt, render_tool_calls
 from ds2proxy.prompt import markers as m
 
 GUARD_BLOCK = m.SYSTEM + m.GUARD_TEXT + m.END_INSTRUCTIONS

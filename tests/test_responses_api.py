@@ -314,8 +314,7 @@ async def test_stored_response_expires_after_the_live_ttl(proxy):
     """The plugin's routes on their own app, sharing the proxy's core, with a fake clock."""
     clock = Clock()
     api = PluginAPI(proxy.core, "openai")
-    routes = ResponsesRoutes(proxy.core, ResponseStore(
-        lambda: proxy.core.config.responses.store_ttl_seconds, clock=clock))
+    routes = ResponsesRoutes(api, ResponseStore(lambda: api.responses_ttl_seconds, clock=clock))
     app = web.Application()
     app.router.add_post("/v1/responses", wrap_handler(routes.create, api.errors.openai,
                                                       proxy.core))

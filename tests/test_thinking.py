@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ds2proxy.thinking import thinking_override
+from ds2proxy.dialects.thinking import thinking_override
 
 
 @pytest.mark.parametrize(("body", "expected"), [

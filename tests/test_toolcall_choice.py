@@ -8,12 +8,12 @@ from ds2proxy.canonical import ToolChoice, ToolSpec
 from ds2proxy.config import ConfigError, parse_config
 from ds2proxy.config_fields import unknown_field_messages
 from ds2proxy.config_sections import ToolcallSettings
-from ds2proxy.errors import InvalidRequest
-from ds2proxy.toolcall import (
+from ds2proxy.dialects.tool_choice import (
     parse_anthropic_tool_choice,
     parse_gemini_tool_config,
     parse_openai_tool_choice,
 )
+from ds2proxy.errors import InvalidRequest
 
 TOOLS = [ToolSpec("read_file"), ToolSpec("search"), ToolSpec("apply_patch", kind="custom")]
 

@@ -64,7 +64,7 @@ def test_81_choice_none_suppresses_a_block_entirely() -> None:
 
 def test_82_forced_undeclared_tool_is_refused_at_request_time() -> None:
     from ds2proxy.errors import InvalidRequest
-    from ds2proxy.toolcall import parse_openai_tool_choice
+    from ds2proxy.dialects.tool_choice import parse_openai_tool_choice
 
     with pytest.raises(InvalidRequest) as caught:
         parse_openai_tool_choice({"type": "function", "name": "write"}, TOOLS)

@@ -265,6 +265,28 @@ class AdminOps:
                  "routes": list(p.routes), "error": p.error, "loaded": p.loaded}
                 for p in self.plugins]
 
+    def _loaded_plugin(self, name: str) -> str:
+        if not any(p.name == name and p.loaded for p in self.plugins):
+            raise NotFound(f"plugin {name!r} is not loaded")
+        return name
+
+    def plugin_settings(self, name: str) -> dict[str, Any]:
+        """``plugins.<name>``, masked like every admin read."""
+        section = (self.core.store.snapshot().get("plugins") or {}).get(self._loaded_plugin(name))
+        return {"name": name, "settings": mask_tree(section if isinstance(section, dict) else {})}
+
+    async def set_plugin_settings(self, name: str, section: dict[str, Any]) -> None:
+        """Replace ``plugins.<name>``; the plugin's own check refuses a bad
+        value (a 400 naming ``plugins.<name>.<field>``), a good one reaches
+        the plugin at once."""
+        self._loaded_plugin(name)
+
+        def edit(data: dict[str, Any]) -> None:
+            plugins = data.get("plugins")
+            data["plugins"] = {**(plugins if isinstance(plugins, dict) else {}), name: section}
+
+        await self.write(edit)
+
     def captures_view(self) -> dict[str, Any]:
         return {"enabled": self.captures.enabled, "limit": self.captures.limit,
                 "max_body_bytes": self.captures.max_body_bytes, "items": self.captures.items()}

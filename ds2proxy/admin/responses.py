@@ -10,7 +10,7 @@ import orjson
 from aiohttp import web
 
 from ..errors import InvalidRequest, ProxyError
-from ..formats.errors import admin_error
+from ..error_bodies import admin_error
 
 log = logging.getLogger("ds2proxy.admin")
 

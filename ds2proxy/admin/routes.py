@@ -51,6 +51,8 @@ def add_api_routes(app: web.Application, ctx: AdminContext) -> None:
         ("POST", "/admin/test", accounts.self_test),
         ("GET", "/admin/overview", status.overview),
         ("GET", "/admin/plugins", status.plugins),
+        ("GET", "/admin/plugins/{name}/settings", status.plugin_settings),
+        ("PUT", "/admin/plugins/{name}/settings", status.put_plugin_settings),
         ("GET", "/admin/dev/captures", status.captures),
         ("DELETE", "/admin/dev/captures", status.clear_captures),
     ]

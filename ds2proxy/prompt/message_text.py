@@ -6,9 +6,6 @@ and labels turns instead of using markers) renders turns the same way.
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 from ds2proxy.canonical import AttachmentPart, Message, TextPart, ToolResult
 from ds2proxy.prompt.dsml import render_tool_calls
 
@@ -16,7 +13,6 @@ REASONING_OPEN = "[reasoning_content]"
 REASONING_CLOSE = "[/reasoning_content]"
 TOOL_ERROR_LINE = "[tool error]"
 EMPTY_RESULT = "null"
-_TEXT_PART_TYPES = frozenset({"text", "input_text", "output_text"})
 
 
 def attachment_placeholder(part: AttachmentPart) -> str:
@@ -82,27 +78,3 @@ def tool_result_text(result: ToolResult) -> str:
 def tool_result_header(result: ToolResult) -> str:
     """The line that keeps one of several parallel results attributable."""
     return f"[tool_result name={result.name or 'unknown'} id={result.call_id or 'unknown'}]"
-
-
-def tool_content_text(value: Any) -> str:
-    """A client's tool-result content as text, for the dialect parsers.
-
-    A string as-is; a list of parts → the text of its text-like parts joined
-    by newlines (other parts dropped); an object → compact JSON; nothing → "".
-    """
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, list):
-        return "\n".join(text for text in map(_part_text, value) if text)
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
-
-def _part_text(part: Any) -> str:
-    if isinstance(part, str):
-        return part
-    if isinstance(part, dict) and part.get("type") in _TEXT_PART_TYPES:
-        text = part.get("text")
-        return text if isinstance(text, str) else ""
-    return ""

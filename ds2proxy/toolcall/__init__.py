@@ -2,16 +2,11 @@
 
 The declared tools go into the prompt with DeepSeek's DSML call syntax
 (``prompt``); the model's answer is split, while streaming, into visible
-text and canonical tool-call events (``sieve``),
-with leaked template text removed (``clean``); ``choice`` turns each
-dialect's tool_choice into one policy.
+text and canonical tool-call events (``sieve``), with leaked template text
+removed (``clean``). Each dialect's tool_choice is parsed in
+``ds2proxy.dialects.tool_choice``.
 """
 
-from ds2proxy.toolcall.choice import (
-    parse_anthropic_tool_choice,
-    parse_gemini_tool_config,
-    parse_openai_tool_choice,
-)
 from ds2proxy.toolcall.clean import TextCleaner
 from ds2proxy.toolcall.ids import default_call_id
 from ds2proxy.toolcall.prompt import build_tool_prompt
@@ -22,7 +17,4 @@ __all__ = [
     "ToolSieve",
     "build_tool_prompt",
     "default_call_id",
-    "parse_anthropic_tool_choice",
-    "parse_gemini_tool_config",
-    "parse_openai_tool_choice",
 ]

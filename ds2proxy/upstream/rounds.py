@@ -11,7 +11,7 @@ is held back (a batch is only what had already arrived).
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -96,7 +96,7 @@ async def open_continue(client: DeepSeekClient, keeper: TokenKeeper, creds: Cred
 
 async def read_rounds(resp: UpstreamStream, parser: StreamParser, reopen: Reopen, *,
                       max_rounds: int, silence: float
-                      ) -> AsyncIterator[list[UpstreamEvent]]:
+                      ) -> AsyncGenerator[list[UpstreamEvent], None]:
     """The upstream events of one answer, a batch per read, continue rounds
     included (``reopen(message_id)`` opens the next round's stream)."""
     rounds = 0

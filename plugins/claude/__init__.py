@@ -1,6 +1,6 @@
 """Claude family: Anthropic Messages (stream and not), count_tokens and the
 model list, on the ``/anthropic/v1``, ``/v1`` and bare prefixes Claude
-clients use. Parsing and rendering live in ``ds2proxy.formats.anthropic_messages``
+clients use. Parsing and rendering live in ``ds2proxy.dialects.anthropic_messages``
 so other surfaces serve the same Messages semantics."""
 
 from __future__ import annotations
@@ -14,9 +14,12 @@ MESSAGE_PREFIXES = ("/anthropic/v1", "/v1", "")
 
 
 def register(api: PluginAPI) -> None:
-    models = ModelRoutes(api.core)
-    messages = MessageRoutes(api.core)
+    api.require_api("1.0")
+    models = ModelRoutes(api)
+    messages = MessageRoutes(api)
     errors = api.errors.anthropic
+    for claimed in ("/anthropic", "/v1/messages", "/messages"):
+        api.claim_paths(claimed, errors=errors)
     api.route("GET", "/anthropic/v1/models", models.list, errors=errors)
     api.route("GET", "/anthropic/v1/models/{model_id}", models.get, errors=errors)
     for prefix in MESSAGE_PREFIXES:

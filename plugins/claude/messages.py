@@ -2,32 +2,31 @@
 
 from __future__ import annotations
 
-from typing import Any
 
 from aiohttp import web
 
-from ds2proxy.canonical import ChatRequest
-from ds2proxy.formats import json_response
-from ds2proxy.formats.anthropic_messages import parse_messages_request, respond_messages
+from ds2proxy.plugin_api import ChatRequest, PluginAPI
+from ds2proxy.dialects import json_response
+from ds2proxy.dialects.anthropic_messages import parse_messages_request, respond_messages
 
 
 class MessageRoutes:
-    def __init__(self, core: Any) -> None:
-        self.core = core
+    def __init__(self, api: PluginAPI) -> None:
+        self.api = api
 
     async def _parse(self, request: web.Request) -> ChatRequest:
-        body = await self.core.read_json(request)
-        model = self.core.resolve_model(body.get("model"), family="claude")
+        body = await self.api.read_json(request)
+        model = self.api.resolve_model(body.get("model"), family="claude")
         return parse_messages_request(body, model)
 
     async def create(self, request: web.Request) -> web.StreamResponse:
-        caller = self.core.authenticate(request)
+        caller = self.api.authenticate(request)
         chat = await self._parse(request)
-        async with self.core.turn(chat, caller) as turn:
-            return await respond_messages(self.core, request, turn, chat)
+        async with self.api.turn(chat, caller) as turn:
+            return await respond_messages(self.api, request, turn, chat)
 
     async def count_tokens(self, request: web.Request) -> web.Response:
-        self.core.authenticate(request)
+        self.api.authenticate(request)
         chat = await self._parse(request)
-        return json_response({"input_tokens": await self.core.prompt_tokens(chat)})
+        return json_response({"input_tokens": await self.api.prompt_tokens(chat)})
 

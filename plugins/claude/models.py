@@ -10,8 +10,8 @@ from typing import Any
 
 from aiohttp import web
 
-from ds2proxy.errors import InvalidRequest, NotFound
-from ds2proxy.formats import json_response
+from ds2proxy.plugin_api import InvalidRequest, NotFound, PluginAPI
+from ds2proxy.dialects import json_response
 
 # (id, display name, release date) — newest first, as Anthropic lists them.
 CLAUDE_MODELS: tuple[tuple[str, str, str], ...] = (
@@ -65,8 +65,8 @@ def _page(ids: list[str], after: str | None, before: str | None, limit: int) -> 
 
 
 class ModelRoutes:
-    def __init__(self, core: Any) -> None:
-        self.core = core
+    def __init__(self, api: PluginAPI) -> None:
+        self.api = api
 
     async def list(self, request: web.Request) -> web.Response:
         query = request.query
@@ -79,7 +79,7 @@ class ModelRoutes:
     async def get(self, request: web.Request) -> web.Response:
         name = request.match_info["model_id"]
         try:
-            self.core.resolve_model(name, family="claude")
+            self.api.resolve_model(name, family="claude")
         except InvalidRequest:
             raise NotFound(f"model: {name}") from None
         return json_response(model_object(name))

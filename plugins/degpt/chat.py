@@ -11,10 +11,10 @@ from typing import Any
 
 from aiohttp import web
 
-from ds2proxy.canonical import ResolvedModel
-from ds2proxy.formats.anthropic_messages import parse_messages_request, respond_messages
-from ds2proxy.formats.chat_stream import respond_chat
-from ds2proxy.formats.openai_chat import ChatStyle, parse_chat_request
+from ds2proxy.plugin_api import PluginAPI, ResolvedModel
+from ds2proxy.dialects.anthropic_messages import parse_messages_request, respond_messages
+from ds2proxy.dialects.chat_stream import respond_chat
+from ds2proxy.dialects.openai_chat import ChatStyle, parse_chat_request
 
 from .ids import completion_id, usage_shape
 
@@ -27,25 +27,25 @@ STYLE = ChatStyle(chunk_logprobs=True, opening_chunk=True, content_always=True,
 
 
 class ChatRoutes:
-    def __init__(self, core: Any) -> None:
-        self.core = core
+    def __init__(self, api: PluginAPI) -> None:
+        self.api = api
 
     def _model(self, name: Any, family: str) -> ResolvedModel:
         if isinstance(name, str) and name.strip().lower() == AUTO:
-            name = self.core.config.models.default
-        return self.core.resolve_model(name, family=family)
+            name = self.api.default_model
+        return self.api.resolve_model(name, family=family)
 
     async def completions(self, request: web.Request) -> web.StreamResponse:
-        caller = self.core.authenticate(request)
-        body = await self.core.read_json(request)
+        caller = self.api.authenticate(request)
+        body = await self.api.read_json(request)
         chat = parse_chat_request(body, self._model(body.get("model"), "openai"))
-        async with self.core.turn(chat, caller) as turn:
-            return await respond_chat(self.core, request, turn, chat, STYLE)
+        async with self.api.turn(chat, caller) as turn:
+            return await respond_chat(self.api, request, turn, chat, STYLE)
 
     async def messages(self, request: web.Request) -> web.StreamResponse:
-        caller = self.core.authenticate(request)
-        body = await self.core.read_json(request)
+        caller = self.api.authenticate(request)
+        body = await self.api.read_json(request)
         chat = parse_messages_request(body, self._model(body.get("model"), "claude"))
-        async with self.core.turn(chat, caller) as turn:
-            return await respond_messages(self.core, request, turn, chat,
+        async with self.api.turn(chat, caller) as turn:
+            return await respond_messages(self.api, request, turn, chat,
                                           completion_id(turn.id))

@@ -15,9 +15,8 @@ from typing import Any
 
 from aiohttp import web
 
-from ds2proxy.errors import InvalidRequest
-from ds2proxy.formats import json_response
-from ds2proxy.models import NativeModel
+from ds2proxy.plugin_api import InvalidRequest, NativeModel, PluginAPI
+from ds2proxy.dialects import json_response
 
 CATALOGUE_DATE = 20250822             # the list is static: so are its dates
 CREATED_MS = 1755820800000            # 2025-08-22T00:00:00Z, in milliseconds
@@ -66,34 +65,33 @@ def model_entry(model: NativeModel, model_id: str | None = None,
             "support": "image" if model.model_type == "vision" else "text", "tip": name}
 
 
-def alias_entries(core: Any) -> list[dict[str, Any]]:
+def alias_entries(api: PluginAPI) -> list[dict[str, Any]]:
     """The surface's vendor names and the configured aliases that resolve."""
-    names = {**SURFACE_NAMES, **dict.fromkeys(core.config.model_aliases, None)}
+    names = {**SURFACE_NAMES, **dict.fromkeys(api.models.configured_aliases(), None)}
     entries = []
     for alias, label in names.items():
         try:
-            resolved = core.resolve_model(alias, family="openai")
+            resolved = api.resolve_model(alias, family="openai")
         except InvalidRequest:
             continue
-        native = core.models.native(resolved.native)
+        native = api.models.native(resolved.native)
         entries.append(model_entry(native, alias, label))
     return entries
 
 
 class ModelRoutes:
-    def __init__(self, core: Any, settings: dict[str, Any]) -> None:
-        self.core = core
-        self.provider = str(settings.get("provider") or "ds2proxy")
-        self.name = str(settings.get("name") or "ds2proxy")
-        self.locale = str(settings.get("default_locale") or "en-US")
+    def __init__(self, api: PluginAPI) -> None:
+        self.api = api
         # This plugin ships inside the ds2proxy distribution: its metadata exists.
         self.version = metadata.version("ds2proxy")
 
     async def list(self, request: web.Request) -> web.Response:
+        settings = self.api.settings  # read per request: a change applies at once
         return json_response({
             "object": "list",
-            "data": [*(model_entry(m) for m in self.core.models.natives()),
-                     *alias_entries(self.core)],
-            "version": self.version, "provider": self.provider, "name": self.name,
-            "default_locale": self.locale, "status": True, "time": CATALOGUE_DATE,
+            "data": [*(model_entry(m) for m in self.api.models.natives()),
+                     *alias_entries(self.api)],
+            "version": self.version, "provider": str(settings.get("provider") or "ds2proxy"),
+            "name": str(settings.get("name") or "ds2proxy"),
+            "default_locale": str(settings.get("default_locale") or "en-US"), "status": True, "time": CATALOGUE_DATE,
         })

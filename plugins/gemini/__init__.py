@@ -14,9 +14,13 @@ PREFIXES = ("/v1beta", "/v1")
 
 
 def register(api: PluginAPI) -> None:
-    generate = GenerateRoutes(api.core)
-    models = ModelRoutes(api.core)
+    api.require_api("1.0")
+    generate = GenerateRoutes(api)
+    models = ModelRoutes(api)
     errors = api.errors.google
+    api.claim_paths("/v1beta", errors=errors)
+    api.claim_paths("/v1alpha", errors=errors)
+    api.claim_paths("/v1", errors=errors, when=google_client)
     for prefix in PREFIXES:
         api.route("POST", f"{prefix}/models/{{model_action}}", generate.dispatch, errors=errors)
     api.route("GET", "/v1beta/models", models.list, errors=errors)

@@ -15,8 +15,9 @@ import base64
 import binascii
 from typing import Any
 
-from ds2proxy.canonical import (
+from ds2proxy.plugin_api import (
     AttachmentPart,
+    InvalidRequest,
     Message,
     Part,
     ReasoningPart,
@@ -24,10 +25,9 @@ from ds2proxy.canonical import (
     ToolCall,
     ToolResult,
 )
-from ds2proxy.errors import InvalidRequest
-from ds2proxy.formats.redact import redacted_json
-from ds2proxy.formats.openai_chat import decode_arguments
-from ds2proxy.prompt.message_text import tool_content_text
+from ds2proxy.dialects.redact import redacted_json
+from ds2proxy.dialects.openai_chat import decode_arguments
+from ds2proxy.dialects.content import tool_content_text
 
 from .fields import pick
 

@@ -11,9 +11,8 @@ from typing import Any
 
 from aiohttp import web
 
-from ds2proxy.canonical import ResolvedModel
-from ds2proxy.errors import InvalidRequest, ModelNotFound, ProxyError
-from ds2proxy.formats import json_response
+from ds2proxy.plugin_api import InvalidRequest, ModelNotFound, PluginAPI, ProxyError, ResolvedModel
+from ds2proxy.dialects import json_response
 
 INPUT_TOKEN_LIMIT = 131072
 OUTPUT_TOKEN_LIMIT = 65536
@@ -22,10 +21,13 @@ DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
 
 
-def served_model(core: Any, name: str) -> ResolvedModel:
-    """The model serving a Gemini name; an unknown one is Google's 404 NOT_FOUND."""
+def served_model(api: PluginAPI, name: str) -> ResolvedModel:
+    """The model serving a Gemini name (``models/`` prefix optional, as in
+    Google's resource names); an unknown one is Google's 404 NOT_FOUND."""
+    if isinstance(name, str) and name.strip().lower().startswith("models/"):
+        name = name.strip()[len("models/"):]
     try:
-        return core.resolve_model(name, family="gemini")
+        return api.resolve_model(name, family="gemini")
     except InvalidRequest:
         raise ModelNotFound(name, status=404) from None
 
@@ -45,11 +47,11 @@ def model_entry(name: str, native: str, thinking: bool) -> dict[str, Any]:
 
 
 class ModelRoutes:
-    def __init__(self, core: Any) -> None:
-        self.core = core
+    def __init__(self, api: PluginAPI) -> None:
+        self.api = api
 
     def _entries(self) -> list[dict[str, Any]]:
-        catalog = self.core.models
+        catalog = self.api.models
         entries = [model_entry(m.id, m.id, m.thinking) for m in catalog.natives()]
         for alias, native in sorted(catalog.aliases().items()):
             model = catalog.native(native)
@@ -73,7 +75,7 @@ class ModelRoutes:
             action = name.partition(":")[2]
             raise ProxyError(f"'{action}' takes POST, not GET", status=405,
                              code="method_not_allowed", type="invalid_request_error")
-        resolved = served_model(self.core, name)
+        resolved = served_model(self.api, name)
         return json_response(model_entry(name, resolved.native, resolved.thinking))
 
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ds2proxy.canonical import ChatRequest, Citation, TurnResult, Usage
-from ds2proxy.formats.openai_chat import decode_arguments
+from ds2proxy.plugin_api import ChatRequest, Citation, TurnResult, Usage
+from ds2proxy.dialects.openai_chat import decode_arguments
 
 FINISH_REASONS = {"stop": "STOP", "tool_calls": "STOP", "length": "MAX_TOKENS",
                   "content_filter": "SAFETY"}

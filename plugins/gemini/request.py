@@ -5,7 +5,7 @@ The model comes from the URL; everything else from the body:
 ``toolConfig``, and ``generationConfig`` for sampling, the output limit,
 JSON mode and (through the core's ``thinking_override``) the thinking
 switch. ``generationConfig``'s documented fields are checked against
-Google's ranges (:mod:`ds2proxy.formats.sampling`); fields the gateway does
+Google's ranges (:mod:`ds2proxy.dialects.sampling`); fields the gateway does
 not use (``safetySettings``, ``cachedContent``, ``labels`` …) are ignored.
 """
 
@@ -14,13 +14,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ds2proxy.canonical import ChatRequest, ResolvedModel, ResponseFormat, ToolSpec
-from ds2proxy.errors import InvalidRequest
-from ds2proxy.formats.openai_chat import parse_tools as parse_openai_tools
-from ds2proxy.formats.sampling import gemini_sampling
-from ds2proxy.formats.validate import mapping
-from ds2proxy.thinking import thinking_override
-from ds2proxy.toolcall.choice import parse_gemini_tool_config
+from ds2proxy.plugin_api import ChatRequest, InvalidRequest, ResolvedModel, ResponseFormat, ToolSpec
+from ds2proxy.dialects.openai_chat import parse_tools as parse_openai_tools
+from ds2proxy.dialects.sampling import gemini_sampling
+from ds2proxy.dialects.validate import mapping
+from ds2proxy.dialects.thinking import thinking_override
+from ds2proxy.dialects.tool_choice import parse_gemini_tool_config
 
 from .contents import parse_contents, system_messages
 from .fields import pick, pick_dict

@@ -7,12 +7,11 @@ method after the last colon picks the handler: ``generateContent``,
 
 from __future__ import annotations
 
-from typing import Any
 
 from aiohttp import web
 
-from ds2proxy.errors import NotFound
-from ds2proxy.formats import json_response
+from ds2proxy.plugin_api import NotFound, PluginAPI
+from ds2proxy.dialects import json_response
 
 from .fields import pick_dict
 from .models import served_model
@@ -34,8 +33,8 @@ def split_model_action(segment: str) -> tuple[str, str]:
 
 
 class GenerateRoutes:
-    def __init__(self, core: Any) -> None:
-        self.core = core
+    def __init__(self, api: PluginAPI) -> None:
+        self.api = api
 
     async def dispatch(self, request: web.Request) -> web.StreamResponse:
         model, action = split_model_action(request.match_info["model_action"])
@@ -49,22 +48,22 @@ class GenerateRoutes:
 
     async def generate(self, request: web.Request, model_name: str, *,
                        stream: bool) -> web.StreamResponse:
-        caller = self.core.authenticate(request)
-        body = await self.core.read_json(request)
-        model = served_model(self.core, model_name)
+        caller = self.api.authenticate(request)
+        body = await self.api.read_json(request)
+        model = served_model(self.api, model_name)
         gemini = parse_generate_request(body, model, stream=stream)
-        async with self.core.turn(gemini.chat, caller) as turn:
+        async with self.api.turn(gemini.chat, caller) as turn:
             if stream:
-                return await respond_stream(self.core, request, turn, gemini)
+                return await respond_stream(self.api, request, turn, gemini)
             result = await turn.collect()
         return json_response(generate_content_response(result, gemini.chat,
                                                        show_thoughts=gemini.show_thoughts))
 
     async def count_tokens(self, request: web.Request, model_name: str) -> web.Response:
         """``{"totalTokens": N}``: the prompt tokens a generate call would report."""
-        self.core.authenticate(request)
-        body = await self.core.read_json(request)
-        model = served_model(self.core, model_name)
+        self.api.authenticate(request)
+        body = await self.api.read_json(request)
+        model = served_model(self.api, model_name)
         inner = pick_dict(body, "generateContentRequest") or body
         chat = parse_generate_request(inner, model, stream=False).chat
-        return json_response({"totalTokens": await self.core.prompt_tokens(chat)})
+        return json_response({"totalTokens": await self.api.prompt_tokens(chat)})

@@ -17,22 +17,23 @@ from typing import Any
 
 from aiohttp import web
 
-from ds2proxy.canonical import (
+from ds2proxy.plugin_api import (
     ChatRequest,
     Citation,
     Finish,
+    PluginAPI,
+    ProxyError,
     ReasoningDelta,
+    StreamWriter,
     TextDelta,
     ToolCallArgs,
     ToolCallEnd,
     ToolCallStart,
+    Turn,
     TurnEvent,
     Usage,
+    google_error_body,
 )
-from ds2proxy.errors import ProxyError
-from ds2proxy.formats.errors import google_error_body
-from ds2proxy.relay import relay
-from ds2proxy.sse import StreamWriter
 
 from .render import call_part, candidate, response, thought_part
 from .request import GeminiRequest
@@ -104,16 +105,16 @@ class StreamRenderer:
         return response(self.chat, self.id, cand, self._usage)
 
 
-def stream_writer(core: Any, request: web.Request) -> StreamWriter:
+def stream_writer(api: PluginAPI, request: web.Request) -> StreamWriter:
     """``?alt=sse`` → Server-Sent Events; otherwise Google's streamed JSON array."""
     if request.query.get("alt", "").lower() == "sse":
         # google-genai reads a comment line as JSON and fails: keep-alives are blank lines.
-        return core.sse(request, blank_keepalive=True)
-    return core.json_array(request)
+        return api.sse(request, blank_keepalive=True)
+    return api.json_array(request)
 
 
-async def respond_stream(core: Any, request: web.Request, turn: Any,
+async def respond_stream(api: PluginAPI, request: web.Request, turn: Turn,
                          gemini: GeminiRequest) -> web.StreamResponse:
     """Relay an open turn as chunks; an error before the first byte stays an HTTP error."""
     renderer = StreamRenderer(gemini.chat, turn.id, show_thoughts=gemini.show_thoughts)
-    return await relay(stream_writer(core, request), turn, renderer)
+    return await api.relay(stream_writer(api, request), turn, renderer)

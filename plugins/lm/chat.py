@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
 
 from aiohttp import web
 
-from ds2proxy.formats.chat_stream import respond_chat
-from ds2proxy.formats.openai_chat import ChatStyle, parse_chat_request
+from ds2proxy.dialects.chat_stream import respond_chat
+from ds2proxy.dialects.openai_chat import ChatStyle, parse_chat_request
 
 from .shapes import turn_id, usage_shape
 from .validate import validate_body
+from ds2proxy.plugin_api import PluginAPI
 
 # A natural end is "normal" here; "stop" would claim a stop sequence cut the
 # answer, which this gateway never does. The other canonical reasons keep
@@ -21,18 +21,22 @@ STYLE = ChatStyle(reasoning_inline=True, finish_names={"stop": "normal"},
 
 
 class ChatRoutes:
-    """``default_model``: the model a request without ``model`` gets (the
-    plugin setting, else the server's ``models.default``)."""
+    """A request without ``model`` gets ``plugins.lm.default_model`` (read
+    per request, so a change applies at once), else ``models.default``."""
 
-    def __init__(self, core: Any, default_model: str | None = None) -> None:
-        self.core = core
-        self.default_model = default_model
+    def __init__(self, api: PluginAPI) -> None:
+        self.api = api
+
+    @property
+    def default_model(self) -> str | None:
+        value = self.api.settings.get("default_model")
+        return value if isinstance(value, str) and value else None
 
     async def completions(self, request: web.Request) -> web.StreamResponse:
-        caller = self.core.authenticate(request)
-        body = await self.core.read_json(request)
+        caller = self.api.authenticate(request)
+        body = await self.api.read_json(request)
         validate_body(body)
-        name = body.get("model") or self.default_model or self.core.config.models.default
-        chat = parse_chat_request(body, self.core.resolve_model(name, family="openai"))
-        async with self.core.turn(chat, caller) as turn:
-            return await respond_chat(self.core, request, turn, chat, STYLE)
+        name = body.get("model") or self.default_model or self.api.default_model
+        chat = parse_chat_request(body, self.api.resolve_model(name, family="openai"))
+        async with self.api.turn(chat, caller) as turn:
+            return await respond_chat(self.api, request, turn, chat, STYLE)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import string
 
-from ds2proxy.canonical import Usage
+from ds2proxy.plugin_api import Usage
 
 _ALPHABET = string.ascii_lowercase + string.digits
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ds2proxy.errors import InvalidRequest
-from ds2proxy.formats.validate import INT32_MAX, Bounds, Field, boolean, read_fields, string
+from ds2proxy.plugin_api import InvalidRequest
+from ds2proxy.dialects.validate import INT32_MAX, Bounds, Field, boolean, read_fields, string
 
 # The documented ranges; temperature excludes 0.
 FIELDS = (

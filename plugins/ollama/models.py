@@ -14,8 +14,8 @@ from typing import Any
 
 from aiohttp import web
 
-from ds2proxy.errors import InvalidRequest, ModelNotFound
-from ds2proxy.formats import json_response
+from ds2proxy.plugin_api import InvalidRequest, ModelNotFound, PluginAPI
+from ds2proxy.dialects import json_response
 
 from .request import base_name, model_name
 
@@ -40,23 +40,23 @@ def capabilities(model_type: str) -> list[str]:
 
 
 class ModelRoutes:
-    def __init__(self, core: Any) -> None:
-        self.core = core
+    def __init__(self, api: PluginAPI) -> None:
+        self.api = api
 
     async def version(self, request: web.Request) -> web.Response:
         return json_response({"version": VERSION})
 
     async def tags(self, request: web.Request) -> web.Response:
-        return json_response({"models": [tag_object(m.id) for m in self.core.models.natives()]})
+        return json_response({"models": [tag_object(m.id) for m in self.api.models.listed()]})
 
     async def ps(self, request: web.Request) -> web.Response:
         return json_response({"models": []})
 
     async def show(self, request: web.Request) -> web.Response:
-        body = await self.core.read_json(request)
+        body = await self.api.read_json(request)
         name = model_name(body)
         try:
-            resolved = self.core.resolve_model(base_name(name), family="ollama")
+            resolved = self.api.resolve_model(base_name(name), family="ollama")
         except InvalidRequest:
             raise ModelNotFound(name, status=404) from None
         native = resolved.native

@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from ds2proxy.canonical import (
+from ds2proxy.plugin_api import (
     Finish,
+    ProxyError,
     ReasoningDelta,
     TextDelta,
     ToolCallArgs,
@@ -24,8 +25,7 @@ from ds2proxy.canonical import (
     TurnResult,
     Usage,
 )
-from ds2proxy.errors import ProxyError
-from ds2proxy.formats.openai_chat import decode_arguments
+from ds2proxy.dialects.openai_chat import decode_arguments
 
 Kind = Literal["chat", "generate"]
 DONE_REASONS = {"stop": "stop", "tool_calls": "stop", "length": "length",

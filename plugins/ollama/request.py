@@ -12,9 +12,10 @@ import base64
 import binascii
 from typing import Any
 
-from ds2proxy.canonical import (
+from ds2proxy.plugin_api import (
     AttachmentPart,
     ChatRequest,
+    InvalidRequest,
     Message,
     Part,
     ReasoningPart,
@@ -24,10 +25,9 @@ from ds2proxy.canonical import (
     ToolCall,
     ToolResult,
 )
-from ds2proxy.errors import InvalidRequest
-from ds2proxy.formats.openai_chat import parse_tools
-from ds2proxy.formats.sampling import ollama_sampling
-from ds2proxy.stops import parse_stops
+from ds2proxy.dialects.openai_chat import parse_tools
+from ds2proxy.dialects.sampling import ollama_sampling
+from ds2proxy.dialects.validate import parse_stops
 
 MAX_STOP = 16
 THINK_LEVELS = ("low", "medium", "high")

@@ -1,13 +1,17 @@
 """OpenAI family: models, chat completions (and, in sibling modules, the
 Responses and Embeddings APIs).
 
-Settings (``plugins.openai`` in the config, read at start): ``root_routes``
+Settings (``plugins.openai`` in the config, checked on write; routes are
+mounted at start, so a change applies after a restart): ``root_routes``
 (default true) also serves every route without its ``/v1`` prefix
 (``/chat/completions``, ``/models``, ``/responses`` …), answering exactly
 as the ``/v1`` form does, for clients configured with a bare host URL.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
 
 from ds2proxy.plugin_api import PluginAPI
 
@@ -18,18 +22,28 @@ from .responses import ResponsesRoutes
 
 
 def register(api: PluginAPI) -> None:
-    models = ModelRoutes(api.core)
-    chat = ChatRoutes(api.core)
-    responses = ResponsesRoutes(api.core)
+    api.require_api("1.0")
+    api.check_settings(check_settings)
+    models = ModelRoutes(api)
+    chat = ChatRoutes(api)
+    responses = ResponsesRoutes(api)
     routes = (
         ("GET", "/models", models.list),
         ("GET", "/models/{model_id}", models.get),
         ("POST", "/chat/completions", chat.completions),
         ("POST", "/responses", responses.create),
         ("GET", "/responses/{response_id}", responses.get),
-        ("POST", "/embeddings", EmbeddingRoutes(api.core).create),
+        ("POST", "/embeddings", EmbeddingRoutes(api).create),
     )
+    api.claim_paths("/v1", errors=api.errors.openai)
     prefixes = ["/v1"] + ([""] if api.settings.get("root_routes", True) is not False else [])
     for prefix in prefixes:
         for method, path, handler in routes:
             api.route(method, prefix + path, handler, errors=api.errors.openai)
+
+
+def check_settings(settings: Mapping[str, Any]) -> dict[str, str]:
+    """``root_routes``: a boolean when given."""
+    if "root_routes" in settings and not isinstance(settings["root_routes"], bool):
+        return {"root_routes": "must be true or false"}
+    return {}

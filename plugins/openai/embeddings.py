@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import base64
 import struct
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
-from ds2proxy.embeddings import DEFAULT_DIMENSIONS
-from ds2proxy.errors import InvalidRequest, NotImplementedFeature
-from ds2proxy.formats import json_response
-from ds2proxy.formats.validate import Bounds, choice, integer, string
-from ds2proxy.tokens import count_tokens_async
+from ds2proxy.plugin_api import DEFAULT_DIMENSIONS, InvalidRequest, NotImplementedFeature, PluginAPI
+from ds2proxy.dialects import json_response
+from ds2proxy.dialects.validate import Bounds, choice, integer, string
 
 MAX_DIMENSIONS = 8192
 MAX_INPUTS = 2048
@@ -35,27 +34,27 @@ class EmbeddingInput:
 
 
 class EmbeddingRoutes:
-    def __init__(self, core: Any) -> None:
-        self.core = core
+    def __init__(self, api: PluginAPI) -> None:
+        self.api = api
 
     async def create(self, request: web.Request) -> web.Response:
-        caller = self.core.authenticate(request)
-        body = await self.core.read_json(request)
+        caller = self.api.authenticate(request)
+        body = await self.api.read_json(request)
         model = body.get("model")
         if not isinstance(model, str) or not model.strip():
             raise InvalidRequest("'model' is required", param="model")
-        self.core.admit_model(caller, model)
+        self.api.admit_model(caller, model)
         inputs = parse_inputs(body.get("input"))
         dimensions = _dimensions(body.get("dimensions"))
         encoding = choice(body.get("encoding_format"), "encoding_format", ENCODINGS) or "float"
         string(body.get("user"), "user")
-        provider = self.core.embeddings(dimensions)
+        provider = self.api.embeddings(dimensions)
         if provider is None:
             raise NotImplementedFeature(
                 "embeddings are not enabled on this server: set embeddings.provider")
         vectors = await provider.embed([item.text for item in inputs])
-        tokens = await usage_tokens(inputs)
-        self.core.note_usage(model=model, prompt_tokens=tokens)
+        tokens = await usage_tokens(inputs, self.api.count_tokens)
+        self.api.note_usage(model=model, prompt_tokens=tokens)
         return json_response({
             "object": "list",
             "data": [{"object": "embedding", "index": i, "embedding": _encode(v, encoding)}
@@ -65,9 +64,10 @@ class EmbeddingRoutes:
         })
 
 
-async def usage_tokens(inputs: list[EmbeddingInput]) -> int:
-    """Token arrays count their elements, texts their DeepSeek V4 tokens."""
-    return sum([item.tokens if item.tokens is not None else await count_tokens_async(item.text)
+async def usage_tokens(inputs: list[EmbeddingInput],
+                       count: Callable[[str], Awaitable[int]]) -> int:
+    """Token arrays count their elements, texts their DeepSeek V4 tokens (``count``)."""
+    return sum([item.tokens if item.tokens is not None else await count(item.text)
                 for item in inputs])
 
 

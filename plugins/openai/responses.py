@@ -13,12 +13,17 @@ from typing import Any
 
 from aiohttp import web
 
-from ds2proxy.canonical import TurnEvent
-from ds2proxy.errors import InvalidRequest, NotFound, ProxyError
-from ds2proxy.formats import json_response
-from ds2proxy.formats.sampling import responses_sampling
-from ds2proxy.formats.validate import string
-from ds2proxy.relay import relay
+from ds2proxy.plugin_api import (
+    InvalidRequest,
+    NotFound,
+    PluginAPI,
+    ProxyError,
+    Turn,
+    TurnEvent,
+)
+from ds2proxy.dialects import json_response
+from ds2proxy.dialects.sampling import responses_sampling
+from ds2proxy.dialects.validate import string
 
 from .responses_builder import ResponseBuilder, ResponseHeader
 from .responses_input import conversation_items
@@ -31,20 +36,20 @@ ECHOED = ("instructions", "max_output_tokens", "previous_response_id", "temperat
 
 
 class ResponsesRoutes:
-    def __init__(self, core: Any, store: ResponseStore | None = None) -> None:
-        self.core = core
+    def __init__(self, api: PluginAPI, store: ResponseStore | None = None) -> None:
+        self.api = api
         if store is None:
-            store = ResponseStore(lambda: core.config.responses.store_ttl_seconds)
+            store = ResponseStore(lambda: api.responses_ttl_seconds)
         self.store = store
 
     async def create(self, request: web.Request) -> web.StreamResponse:
-        caller = self.core.authenticate(request)
-        body = await self.core.read_json(request)
+        caller = self.api.authenticate(request)
+        body = await self.api.read_json(request)
         responses_sampling(body)    # every field checked before history is looked up
-        model = self.core.resolve_model(body.get("model"), family="openai")
+        model = self.api.resolve_model(body.get("model"), family="openai")
         items = [*self._history(caller.identity, body), *conversation_items(body)]
         parsed = parse_responses_request(body, model, items)
-        async with self.core.turn(parsed.chat, caller) as turn:
+        async with self.api.turn(parsed.chat, caller) as turn:
             builder = ResponseBuilder(ResponseHeader(
                 new_id("resp"), turn.created, model.requested, echo_fields(body, parsed),
                 parsed.namespaces))
@@ -56,18 +61,18 @@ class ResponsesRoutes:
         return json_response(response)
 
     async def get(self, request: web.Request) -> web.Response:
-        caller = self.core.authenticate(request)
+        caller = self.api.authenticate(request)
         response_id = request.match_info["response_id"]
         entry = self.store.get(caller.identity, response_id)
         if entry is None:
             raise NotFound(f"Response with id '{response_id}' not found.", param="response_id")
         return json_response(entry.response)
 
-    async def _stream(self, request: web.Request, turn: Any, builder: ResponseBuilder,
+    async def _stream(self, request: web.Request, turn: Turn, builder: ResponseBuilder,
                       parsed: ResponsesRequest, owner: str) -> web.StreamResponse:
         renderer = ResponsesStreamRenderer(
             builder, lambda: self._keep(owner, parsed, builder.response()))
-        return await relay(self.core.sse(request), turn, renderer)
+        return await self.api.relay(self.api.sse(request), turn, renderer)
 
     def _history(self, owner: str, body: dict) -> list[Any]:
         """The stored conversation ``previous_response_id`` continues, if any."""

@@ -14,9 +14,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ds2proxy.canonical import (
+from ds2proxy.plugin_api import (
     Citation,
+    ContentFiltered,
     Finish,
+    ProxyError,
     ReasoningDelta,
     TextDelta,
     ToolCallArgs,
@@ -26,7 +28,6 @@ from ds2proxy.canonical import (
     TurnResult,
     Usage,
 )
-from ds2proxy.errors import ContentFiltered, ProxyError
 
 from .responses_items import (
     CustomCallItem,

@@ -12,8 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ds2proxy.canonical import (
+from ds2proxy.plugin_api import (
     AttachmentPart,
+    InvalidRequest,
     Message,
     Part,
     ReasoningPart,
@@ -21,10 +22,9 @@ from ds2proxy.canonical import (
     ToolCall,
     ToolResult,
 )
-from ds2proxy.errors import InvalidRequest
-from ds2proxy.formats.openai_chat import decode_arguments, parse_messages, user_parts
-from ds2proxy.formats.validate import string
-from ds2proxy.prompt.message_text import tool_content_text
+from ds2proxy.dialects.openai_chat import decode_arguments, parse_messages, user_parts
+from ds2proxy.dialects.validate import string
+from ds2proxy.dialects.content import tool_content_text
 
 ROLES = frozenset({"user", "system", "developer", "assistant", "tool"})
 CALL_TYPES = frozenset({"function_call", "tool_call", "custom_tool_call"})

@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from ds2proxy.canonical import Citation
+from ds2proxy.plugin_api import Citation
 
 Event = tuple[str, dict[str, Any]]
 

@@ -12,12 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ds2proxy.canonical import ChatRequest, Message, ResolvedModel, ToolSpec
-from ds2proxy.errors import InvalidRequest
-from ds2proxy.formats.openai_chat import parse_response_format, parse_tools
-from ds2proxy.formats.sampling import responses_sampling
-from ds2proxy.thinking import thinking_override
-from ds2proxy.toolcall.choice import parse_openai_tool_choice
+from ds2proxy.plugin_api import ChatRequest, InvalidRequest, Message, ResolvedModel
+from ds2proxy.dialects.openai_chat import parse_response_format, parse_tools
+from ds2proxy.dialects.sampling import responses_sampling
+from ds2proxy.dialects.thinking import thinking_override
+from ds2proxy.dialects.tool_choice import parse_openai_tool_choice
 
 from .responses_input import items_to_messages
 

@@ -10,7 +10,7 @@ a dict each time.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from aiohttp import web
@@ -26,10 +26,12 @@ from ..canonical import (
     Usage,
 )
 from ..errors import ProxyError
-from ..relay import relay
 from . import json_response
-from .errors import openai_error_body
+from ..error_bodies import openai_error_body
 from .openai_chat import ChatStyle, chat_completion, finish_name
+
+if TYPE_CHECKING:
+    from ..plugin_api import PluginContext, Turn
 
 _HOLE = "\x00text"
 
@@ -151,11 +153,12 @@ class ChatStreamRenderer:
         return {"status_code": err.status, **openai_error_body(err)}
 
 
-async def respond_chat(core: Any, request: web.Request, turn: Any, chat: ChatRequest,
-                       style: ChatStyle | None = None) -> web.StreamResponse:
+async def respond_chat(api: PluginContext, request: web.Request, turn: Turn,
+                       chat: ChatRequest, style: ChatStyle | None = None
+                       ) -> web.StreamResponse:
     """Answer a chat-completions request from an open turn, stream or not."""
     if not chat.stream:
         result = await turn.collect()
         return json_response(chat_completion(result, chat, turn.created, style))
     renderer = ChatStreamRenderer(chat, turn.id, turn.created, style)
-    return await relay(core.sse(request), turn, renderer)
+    return await api.relay(api.sse(request), turn, renderer)

@@ -1,8 +1,8 @@
 """OpenAI Chat Completions: request parsing and response rendering.
 
 Shared by every plugin that speaks chat-completions semantics (``/v1``,
-``/api/v1``, ``/lm/v2``), which is why it lives in the core: plugins never
-import each other. Prompt-compat §4.1 for the input side, tool-calling §5.1
+``/api/v1``, ``/lm/v2``), which is why it lives in the dialect layer:
+plugins never import each other. Prompt-compat §4.1 for the input side, tool-calling §5.1
 for tool calls on the output side.
 """
 
@@ -35,8 +35,8 @@ from ..canonical import (
     Usage,
 )
 from ..errors import InvalidRequest
-from ..thinking import thinking_override
-from ..toolcall.choice import parse_openai_tool_choice
+from .thinking import thinking_override
+from .tool_choice import parse_openai_tool_choice
 from .sampling import openai_chat_sampling
 from .validate import boolean
 

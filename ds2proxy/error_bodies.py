@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from ..errors import ProxyError
+from .errors import ProxyError
 
 ErrorStyle = Callable[[ProxyError], web.Response]
 

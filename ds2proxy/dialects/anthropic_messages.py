@@ -1,0 +1,234 @@
+"""Anthropic Messages: response rendering (one message, or the stream's
+events) and the route helper that answers from an open turn.
+
+Shared by every plugin that serves Messages semantics (the Claude family's
+routes and the web-chat surface's ``/api/v1/messages``); requests are
+parsed in :mod:`.anthropic_request`. Tool-calling §5.3 for the output side.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+import string
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from ..canonical import (
+    ChatRequest,
+    Finish,
+    ReasoningDelta,
+    TextDelta,
+    ToolCallArgs,
+    ToolCallEnd,
+    ToolCallStart,
+    TurnEvent,
+    TurnResult,
+    Usage,
+)
+from ..error_bodies import anthropic_error_body
+from ..errors import ProxyError
+from . import json_response
+from .anthropic_request import DEFAULT_MAX_TOKENS, parse_messages_request
+from .openai_chat import decode_arguments
+
+if TYPE_CHECKING:
+    from ..plugin_api import PluginContext, Turn
+
+__all__ = ["DEFAULT_MAX_TOKENS", "MessagesStreamRenderer", "message_object",
+           "parse_messages_request", "respond_messages", "thinking_signature", "tool_use_id"]
+
+STOP_REASONS = {"stop": "end_turn", "tool_calls": "tool_use", "length": "max_tokens",
+                "content_filter": "refusal"}
+_BASE62 = string.ascii_letters + string.digits
+
+Frame = tuple[str, dict]
+
+
+# --------------------------------------------------------------------------
+# Ids
+# --------------------------------------------------------------------------
+
+
+def random_id(prefix: str, length: int = 24) -> str:
+    """``prefix`` + random base-62 characters (unique across requests)."""
+    return prefix + "".join(secrets.choice(_BASE62) for _ in range(length))
+
+
+def tool_use_id(call_id: str) -> str:
+    """A ``toolu_`` id for a call: the core's id when it already has that form."""
+    return call_id if call_id.startswith("toolu_") else random_id("toolu_")
+
+
+def thinking_signature(thinking: str) -> str:
+    """A stable opaque signature: clients send thinking blocks back with it."""
+    return base64.b64encode(hashlib.sha256(thinking.encode()).digest()).decode()
+
+
+# --------------------------------------------------------------------------
+# Rendering
+# --------------------------------------------------------------------------
+
+
+def tool_input(arguments: str) -> Any:
+    """A call's arguments (JSON text of an object) as the ``input`` object."""
+    value = decode_arguments(arguments)
+    return value if isinstance(value, dict) else {"input": value}
+
+
+def stop_reason(reason: str, stop_sequence: str | None) -> str:
+    """Anthropic's stop_reason: a matched stop sequence is its own reason."""
+    return "stop_sequence" if stop_sequence else STOP_REASONS.get(reason, "end_turn")
+
+
+def message_object(result: TurnResult, chat: ChatRequest, message_id: str) -> dict:
+    """The non-stream ``message``: [thinking] [text when non-blank] [tool_use…]."""
+    content: list[dict] = []
+    if result.reasoning:
+        content.append({"type": "thinking", "thinking": result.reasoning,
+                        "signature": thinking_signature(result.reasoning)})
+    if result.text.strip():
+        content.append({"type": "text", "text": result.text})
+    content += [{"type": "tool_use", "id": tool_use_id(call.id), "name": call.name,
+                 "input": tool_input(call.arguments)} for call in result.calls]
+    return {
+        "id": message_id,
+        "type": "message",
+        "role": "assistant",
+        "model": chat.model.requested,
+        "content": content,
+        "stop_reason": stop_reason(result.finish, result.stop_sequence),
+        "stop_sequence": result.stop_sequence,
+        "usage": {"input_tokens": result.usage.prompt_tokens,
+                  "output_tokens": result.usage.completion_tokens},
+    }
+
+
+class MessagesStreamRenderer:
+    """Turn events → ``(event name, payload)`` frames (framing is the writer's).
+
+    One content block is open at a time; indexes count up across all blocks
+    and every block opened is closed before ``message_delta``.
+    """
+
+    def __init__(self, chat: ChatRequest, message_id: str, input_tokens: int) -> None:
+        self.chat = chat
+        self.message_id = message_id
+        self.input_tokens = input_tokens
+        self.started = False
+        self.finished = False
+        self._index = -1
+        self._open: str | None = None
+        self._thinking: list[str] = []
+        self._calls: dict[int, int] = {}
+        self._output_tokens = 0
+
+    def frames(self, event: TurnEvent) -> list[Frame]:
+        """Frames for one event."""
+        out = self._start()
+        if isinstance(event, ReasoningDelta) and event.text:
+            out += self._delta("thinking", {"type": "thinking_delta", "thinking": event.text})
+            self._thinking.append(event.text)
+        elif isinstance(event, TextDelta) and event.text:
+            out += self._delta("text", {"type": "text_delta", "text": event.text})
+        elif isinstance(event, ToolCallStart):
+            out += self._open_tool(event)
+        elif isinstance(event, ToolCallArgs) and event.index in self._calls:
+            out.append(("content_block_delta", {
+                "type": "content_block_delta", "index": self._calls[event.index],
+                "delta": {"type": "input_json_delta", "partial_json": event.arguments}}))
+        elif isinstance(event, ToolCallEnd) and self._open == "tool_use" \
+                and self._calls.get(event.index) == self._index:
+            out += self._close()
+        elif isinstance(event, Usage):
+            self._output_tokens = event.completion_tokens
+        elif isinstance(event, Finish):
+            out += self.finish(event.reason, event.stop_sequence)
+        return out
+
+    def error(self, error: ProxyError) -> list[Frame]:
+        """The in-band ``error`` event; the message is not stopped after it."""
+        self.finished = True
+        return [("error", anthropic_error_body(error))]
+
+    def end(self) -> list[Frame]:
+        """``message_stop`` for a turn that ended without a Finish event."""
+        return self.finish()
+
+    def finish(self, reason: str = "stop", stop_sequence: str | None = None) -> list[Frame]:
+        """Close the open block, then ``message_delta`` and ``message_stop``."""
+        if self.finished:
+            return []
+        self.finished = True
+        out = self._start() + self._close()
+        out.append(("message_delta", {
+            "type": "message_delta",
+            "delta": {"stop_reason": stop_reason(reason, stop_sequence),
+                      "stop_sequence": stop_sequence},
+            "usage": {"output_tokens": self._output_tokens}}))
+        out.append(("message_stop", {"type": "message_stop"}))
+        return out
+
+    def _start(self) -> list[Frame]:
+        if self.started:
+            return []
+        self.started = True
+        message = {"id": self.message_id, "type": "message", "role": "assistant",
+                   "model": self.chat.model.requested, "content": [], "stop_reason": None,
+                   "stop_sequence": None,
+                   "usage": {"input_tokens": self.input_tokens, "output_tokens": 0}}
+        return [("message_start", {"type": "message_start", "message": message}),
+                ("ping", {"type": "ping"})]
+
+    def _delta(self, kind: str, delta: dict) -> list[Frame]:
+        out: list[Frame] = []
+        if self._open != kind:
+            out += self._close()
+            block = ({"type": "thinking", "thinking": "", "signature": ""} if kind == "thinking"
+                     else {"type": "text", "text": ""})
+            out.append(self._open_block(kind, block))
+        out.append(("content_block_delta", {"type": "content_block_delta", "index": self._index,
+                                            "delta": delta}))
+        return out
+
+    def _open_tool(self, event: ToolCallStart) -> list[Frame]:
+        out = self._close()
+        out.append(self._open_block("tool_use", {"type": "tool_use", "id": tool_use_id(event.id),
+                                                 "name": event.name, "input": {}}))
+        self._calls[event.index] = self._index
+        return out
+
+    def _open_block(self, kind: str, block: dict) -> Frame:
+        self._index += 1
+        self._open = kind
+        return ("content_block_start", {"type": "content_block_start", "index": self._index,
+                                        "content_block": block})
+
+    def _close(self) -> list[Frame]:
+        if self._open is None:
+            return []
+        out: list[Frame] = []
+        if self._open == "thinking":
+            signature = thinking_signature("".join(self._thinking))
+            out.append(("content_block_delta", {
+                "type": "content_block_delta", "index": self._index,
+                "delta": {"type": "signature_delta", "signature": signature}}))
+            self._thinking = []
+        out.append(("content_block_stop", {"type": "content_block_stop", "index": self._index}))
+        self._open = None
+        return out
+
+
+async def respond_messages(api: PluginContext, request: web.Request, turn: Turn,
+                           chat: ChatRequest, message_id: str | None = None
+                           ) -> web.StreamResponse:
+    """Answer a Messages request from an open turn, stream or not
+    (``message_id``: a surface's own id shape, else ``msg_…``)."""
+    message_id = message_id or random_id("msg_")
+    if not chat.stream:
+        result = await turn.collect()
+        return json_response(message_object(result, chat, message_id))
+    renderer = MessagesStreamRenderer(chat, message_id, turn.prompt_tokens)
+    return await api.relay(api.sse(request), turn, renderer)

@@ -1,0 +1,240 @@
+"""Anthropic Messages requests → the canonical ChatRequest.
+
+Prompt-compat §4.3. Input is read tolerantly: coding agents send fields
+this gateway has no use for (cache_control, context_management, deferred
+tools …) and must never be refused for them. Shared by every plugin that
+serves Messages semantics (see :mod:`.anthropic_messages` for the output).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..canonical import (
+    AttachmentPart,
+    ChatRequest,
+    Message,
+    Part,
+    ReasoningPart,
+    ResolvedModel,
+    ResponseFormat,
+    TextPart,
+    ToolCall,
+    ToolResult,
+    ToolSpec,
+)
+from ..errors import InvalidRequest
+from .content import tool_content_text
+from .openai_chat import decode_arguments, parse_response_format
+from .openai_chat import parse_tools as parse_function_tools
+from .redact import redacted_json
+from .sampling import anthropic_sampling
+from .thinking import thinking_override
+from .tool_choice import parse_anthropic_tool_choice
+
+DEFAULT_MAX_TOKENS = 8192
+# Tool types a client executes itself; anything else is a server tool we cannot run.
+_CLIENT_TOOL_TYPES = (None, "custom", "function")
+_SYSTEM_ROLES = ("system", "developer")
+
+
+def parse_messages_request(body: dict, model: ResolvedModel) -> ChatRequest:
+    """Messages body → canonical request (model already resolved)."""
+    sampling = anthropic_sampling(body)
+    tools = parse_tools(body.get("tools"))
+    choice, single_call = parse_anthropic_tool_choice(body.get("tool_choice"), tools)
+    return ChatRequest(
+        model=model,
+        messages=[*system_messages(body.get("system")), *parse_messages(body.get("messages"))],
+        stream=body.get("stream") is True,
+        tools=tools,
+        tool_choice=choice,
+        parallel_tool_calls=not single_call,
+        thinking=thinking_override(body),
+        include_usage=True,
+        max_tokens=body.get("max_tokens") or DEFAULT_MAX_TOKENS,
+        sampling=sampling,
+        response_format=_response_format(body),
+    )
+
+
+def parse_tools(value: Any) -> list[ToolSpec]:
+    """Client tools (``custom`` or untyped, OpenAI-style accepted); server tools skipped."""
+    if isinstance(value, list):
+        value = [{**tool, "type": "function"} if isinstance(tool, dict) else tool
+                 for tool in value
+                 if not isinstance(tool, dict) or tool.get("type") in _CLIENT_TOOL_TYPES]
+    return parse_function_tools(value)
+
+
+def system_messages(value: Any) -> list[Message]:
+    """Top-level ``system``: a string or text blocks, joined by blank lines."""
+    if value is None:
+        return []
+    if not isinstance(value, (str, list, dict)):
+        raise InvalidRequest("'system' must be a string or a list of text blocks",
+                             param="system")
+    text = _system_text(value)
+    return [Message("system", [TextPart(text)])] if text.strip() else []
+
+
+def _system_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    blocks = [value] if isinstance(value, dict) else value
+    texts = [block if isinstance(block, str) else block.get("text") for block in blocks
+             if isinstance(block, (str, dict))]
+    return "\n\n".join(text for text in texts if isinstance(text, str) and text)
+
+
+@dataclass
+class _CallIds:
+    """Call ids seen so far, to attribute tool results that lack one."""
+
+    last_by_name: dict[str, str] = field(default_factory=dict)
+    name_by_id: dict[str, str] = field(default_factory=dict)
+    generated: int = 0
+
+    def new(self) -> str:
+        self.generated += 1
+        return f"call_claude_{self.generated}"
+
+    def remember(self, call: ToolCall) -> None:
+        self.last_by_name[call.name] = call.id
+        self.name_by_id[call.id] = call.name
+
+
+def parse_messages(value: Any) -> list[Message]:
+    if not isinstance(value, list) or not value:
+        raise InvalidRequest("'messages' must be a non-empty list", param="messages")
+    ids = _CallIds()
+    messages: list[Message] = []
+    for i, item in enumerate(value):
+        if not isinstance(item, dict):
+            raise InvalidRequest(f"messages[{i}] must be an object", param="messages")
+        messages.append(_message(item, i, ids))
+    return messages
+
+
+def _message(item: dict, i: int, ids: _CallIds) -> Message:
+    role = item.get("role") or "user"
+    if not isinstance(role, str):
+        raise InvalidRequest(f"messages[{i}].role must be a string", param="messages")
+    content = item.get("content")
+    if content is not None and not isinstance(content, (str, list, dict)):
+        raise InvalidRequest(f"messages[{i}].content must be a string or a list of blocks",
+                             param="messages")
+    if role in _SYSTEM_ROLES:
+        return Message("system", [TextPart(_system_text(content or ""))])
+    if isinstance(content, str):
+        return Message(role, [TextPart(content)] if content else [])
+    blocks = [content] if isinstance(content, dict) else content or []
+    return Message(role, _block_parts(role, blocks, ids))
+
+
+def _block_parts(role: str, blocks: list, ids: _CallIds) -> list[Part]:
+    """Blocks in order; a user message's tool results are placed first by the prompt."""
+    parts: list[Part] = []
+    for block in blocks:
+        if isinstance(block, str):
+            block = {"type": "text", "text": block}
+        if isinstance(block, dict) and (part := _block_part(role, block, ids)) is not None:
+            parts.append(part)
+    return parts
+
+
+def _block_part(role: str, block: dict, ids: _CallIds) -> Part | None:
+    kind = block.get("type")
+    if kind == "text" or (kind is None and isinstance(block.get("text"), str)):
+        text = block.get("text")
+        return TextPart(text) if isinstance(text, str) and text else None
+    if kind in ("thinking", "redacted_thinking"):
+        text = block.get("thinking")
+        keep = role == "assistant" and kind == "thinking" and isinstance(text, str) and text
+        return ReasoningPart(text) if keep else None
+    if kind == "tool_use" and role == "assistant":
+        return _tool_call(block, ids)
+    if kind == "tool_result":
+        return _tool_result(block, ids)
+    if kind in ("image", "document"):
+        return _media_part(block)
+    # Anything else (incl. tool_use sent by a user) stays visible as its JSON text.
+    return TextPart(redacted_json(block))
+
+
+def _tool_call(block: dict, ids: _CallIds) -> ToolCall | TextPart:
+    name = block.get("name")
+    if not isinstance(name, str) or not name.strip():
+        return TextPart(redacted_json(block))
+    call_id = block.get("id")
+    call = ToolCall(id=call_id if isinstance(call_id, str) and call_id else ids.new(),
+                    name=name.strip(), arguments=decode_arguments(block.get("input")))
+    ids.remember(call)
+    return call
+
+
+def _tool_result(block: dict, ids: _CallIds) -> ToolResult:
+    name = block.get("name") if isinstance(block.get("name"), str) else None
+    call_id = block.get("tool_use_id") or block.get("tool_call_id")
+    if not call_id and name:
+        call_id = ids.last_by_name.get(name)
+    call_id = str(call_id) if call_id else ids.new()
+    text, attachments = _result_content(block.get("content"))
+    return ToolResult(call_id=call_id, content=text, name=name or ids.name_by_id.get(call_id),
+                      is_error=block.get("is_error") is True, attachments=attachments)
+
+
+def _result_content(content: Any) -> tuple[str, tuple[AttachmentPart, ...]]:
+    """Text blocks as text, images and documents as attachments (a Read of a
+    screenshot reaches the model as the image), other blocks as JSON."""
+    if not isinstance(content, list):
+        return tool_content_text(content), ()
+    pieces: list[str] = []
+    attachments: list[AttachmentPart] = []
+    for part in content:
+        if isinstance(part, dict) and part.get("type") in ("image", "document"):
+            media = _media_part(part)
+            if isinstance(media, TextPart):
+                pieces.append(media.text)
+            else:
+                attachments.append(media)
+        elif isinstance(part, dict) and part.get("type") not in (None, "text"):
+            pieces.append(redacted_json(part))
+        else:
+            pieces.append(tool_content_text([part]))
+    return "\n".join(piece for piece in pieces if piece), tuple(attachments)
+
+
+def _media_part(block: dict) -> AttachmentPart | TextPart:
+    """An image or document block; inline bytes are decoded, never put in the prompt."""
+    kind = "image" if block.get("type") == "image" else "file"
+    source = block.get("source") if isinstance(block.get("source"), dict) else {}
+    title = block.get("title") if isinstance(block.get("title"), str) else None
+    source_type = source.get("type")
+    if source_type == "base64" and isinstance(source.get("data"), str):
+        try:
+            data = base64.b64decode(source["data"], validate=False)
+        except (binascii.Error, ValueError):
+            raise InvalidRequest(f"an inline {kind} could not be decoded",
+                                 param="messages") from None
+        return AttachmentPart(kind=kind, mime_type=source.get("media_type"), data=data,
+                              name=title)
+    if source_type == "url" and isinstance(source.get("url"), str):
+        return AttachmentPart(kind=kind, url=source["url"], name=title)
+    if source_type == "text" and isinstance(source.get("data"), str):
+        return TextPart(source["data"])
+    if source_type == "content":
+        return TextPart(tool_content_text(source.get("content")))
+    return AttachmentPart(kind=kind, name=title or source.get("file_id"))
+
+
+def _response_format(body: dict) -> ResponseFormat:
+    """Structured output: ``output_config.format`` (or the older ``output_format``)."""
+    config = body.get("output_config") if isinstance(body.get("output_config"), dict) else {}
+    fmt = config.get("format", body.get("output_format"))
+    if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
+        return parse_response_format(fmt)
+    return ResponseFormat()

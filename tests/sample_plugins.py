@@ -1,0 +1,67 @@
+"""Small plugins the contract tests load as extra entry points
+(``"name = sample_plugins:register_…"``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from aiohttp import web
+
+from ds2proxy.plugin_api import PluginContext
+
+# What the lifecycle plugin saw, in order (the tests read and reset it).
+EVENTS: list[str] = []
+
+
+def register_lifecycle(api: PluginContext) -> None:
+    async def started() -> None:
+        EVENTS.append("started")
+
+    async def broken() -> None:
+        raise RuntimeError("hook exploded")
+
+    async def stopped() -> None:
+        EVENTS.append("stopped")
+
+    async def settings(request: web.Request) -> web.Response:
+        return web.json_response(dict(api.settings))
+
+    api.on_startup(broken)
+    api.on_startup(started)
+    api.on_shutdown(stopped)
+    api.on_settings(lambda new: EVENTS.append(f"settings:{new.get('colour')}"))
+    api.check_settings(check_colour)
+    api.route("GET", "/sample/settings", settings, errors=api.errors.openai)
+    api.claim_paths("/sample", errors=api.errors.anthropic)
+
+
+def check_colour(settings: Mapping[str, Any]) -> dict[str, str]:
+    colour = settings.get("colour", "red")
+    return {} if colour in ("red", "green") else {"colour": "must be red or green"}
+
+
+def register_future(api: PluginContext) -> None:
+    """Built for a contract this server does not provide."""
+    api.require_api("2.0")
+
+    async def handler(request: web.Request) -> web.Response:
+        return web.json_response({})
+
+    api.route("GET", "/future/thing", handler, errors=api.errors.openai)
+    api.register_model("future-model", "deepseek-chat")
+
+
+def register_models(api: PluginContext) -> None:
+    api.register_model("sample-fast", "deepseek-chat")
+    api.register_alias("sample-thinker", "deepseek-reasoner")
+
+
+def register_taken_model(api: PluginContext) -> None:
+    """Takes a name another plugin registered: refused, with its routes."""
+    async def handler(request: web.Request) -> web.Response:
+        return web.json_response({})
+
+    api.route("GET", "/taken/thing", handler, errors=api.errors.openai)
+    api.register_model("sample-other", "deepseek-chat")
+    api.register_model("sample-fast", "deepseek-chat")
