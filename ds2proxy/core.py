@@ -265,7 +265,7 @@ class Core:
         its targets, with the same interface.
         """
         key = self.admit_model(caller, chat.model.requested, chat.model.native)
-        with self.limiter.hold(key) if key is not None else nullcontext():
+        async with self.limiter.hold(key) if key is not None else nullcontext():
             turn = self.providers.turn_for(self, chat, caller)
             try:
                 await turn.open()

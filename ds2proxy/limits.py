@@ -8,8 +8,9 @@ tests can cross a reset without waiting for it.
 
 The counts live in :class:`ds2proxy.state.counters.MemoryCounters`. With a
 shared state store (``shared``), :meth:`KeyLimiter.admit_shared` counts the
-request in the cluster-wide window before the handler runs, and tokens are
-added to the cluster's daily total; concurrency stays per instance.
+request in the cluster-wide window before the handler runs, tokens are
+added to the cluster's daily total, and a key's concurrent requests take
+cluster-wide slots (a Redis outage is a 503, never a slot left behind).
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 
 from .errors import ProxyError, RateLimited
 from .keyring import KeyConfig
@@ -35,6 +36,12 @@ def _over_rpm(key: KeyConfig, wait: float) -> RateLimited:
     return RateLimited(f"API key '{key.name}' exceeded its limit of {key.limits.rpm} requests "
                        f"per minute; retry in {seconds} s", retry_after=seconds,
                        code="key_rate_limit")
+
+
+def _over_concurrent(key: KeyConfig) -> RateLimited:
+    return RateLimited(f"API key '{key.name}' already has {key.limits.concurrent} requests "
+                       "in progress, its concurrency limit", retry_after=1,
+                       code="key_concurrency_limit")
 
 
 class KeyLimiter:
@@ -115,16 +122,22 @@ class KeyLimiter:
     def active(self, name: str) -> int:
         return self._active.get(name, 0)
 
-    @contextmanager
-    def hold(self, key: KeyConfig) -> Iterator[None]:
-        """One concurrent slot for the key's turn, or 429."""
+    @asynccontextmanager
+    async def hold(self, key: KeyConfig) -> AsyncIterator[None]:
+        """One concurrent slot for the key's turn (the cluster's with a shared
+        store), or 429; released on every way out, cancellation included."""
         limit = key.limits.concurrent
-        if limit and self.active(key.name) >= limit:
-            raise RateLimited(f"API key '{key.name}' already has {limit} requests in "
-                              "progress, its concurrency limit", retry_after=1,
-                              code="key_concurrency_limit")
+        slot: str | None = None
+        if limit and self.shared is not None:
+            slot = await self.shared.take_slot(key.name, limit)
+            if slot is None:
+                raise _over_concurrent(key)
+        elif limit and self.active(key.name) >= limit:
+            raise _over_concurrent(key)
         self._active[key.name] = self.active(key.name) + 1
         try:
             yield
         finally:
             self._active[key.name] = max(0, self.active(key.name) - 1)
+            if slot is not None:
+                self.shared.give_slot(key.name, slot)
