@@ -16,6 +16,7 @@ cluster-wide slots (a Redis outage is a 503, never a slot left behind).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import math
 import time
@@ -29,6 +30,12 @@ from .state.counters import DAY, WINDOW, KeyCounters, MemoryCounters, day_of
 __all__ = ["DAY", "WINDOW", "KeyLimiter", "day_of"]
 
 log = logging.getLogger("ds2proxy.limits")
+
+# A key this request must still be counted against in the shared window: one
+# the request did not send (an implied key), known only once a handler has
+# authenticated. Each request's handler runs in its own task, so its own copy.
+_OWED: contextvars.ContextVar[KeyConfig | None] = contextvars.ContextVar(
+    "ds2proxy_owed_key", default=None)
 
 
 def _over_rpm(key: KeyConfig, wait: float) -> RateLimited:
@@ -76,6 +83,18 @@ class KeyLimiter:
             self.counts.hit_now(key.name, 1 << 30)
         if key.limits.tokens_per_day:
             self.counts.seed_tokens(key.name, await self.shared.tokens(key.name))
+
+    def owe(self, key: KeyConfig) -> None:
+        """Count ``key`` in the shared window at this request's next :meth:`settle`
+        (``authenticate`` is synchronous; the shared check is not)."""
+        _OWED.set(key)
+
+    async def settle(self) -> None:
+        """The owed shared check, once per request (429 over the limit)."""
+        key = _OWED.get()
+        if key is not None:
+            _OWED.set(None)
+            await self.admit_shared(key)
 
     def requests_last_minute(self, name: str) -> int:
         return self.counts.count_now(name)

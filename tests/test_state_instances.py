@@ -11,6 +11,7 @@ from typing import Any
 
 import aiohttp
 import anthropic
+import ollama
 import openai
 import pytest
 import redis.asyncio as aioredis
@@ -87,6 +88,29 @@ async def test_a_keys_rpm_limit_holds_across_instances(
             await client.messages.create(model="claude-sonnet-4-5", max_tokens=32,
                                          messages=USER)
     assert caught.value.body["error"]["type"] == "rate_limit_error"
+
+
+async def test_an_implied_keys_rpm_limit_holds_across_instances(
+        fake_upstream: FakeDeepSeek, redis_server: RedisServer, instances: Start) -> None:
+    """Ollama clients that send no key are counted, once each, in the
+    implied key's cluster-wide window, like those that send it."""
+    config = shared_config(fake_upstream, redis_server, {
+        "keys": [{"name": "team", "key": "sk-team-shared", "limits": {"rpm": 3}}],
+        "plugins": {"ollama": {"implied_key": "sk-team-shared"}}})
+    group = await instances(config, 2)
+    a, b = group.running
+    outcomes = []
+    for inst in (a, b, a, b):
+        try:
+            reply = await ollama.AsyncClient(host=inst.url).chat(model="deepseek-chat",
+                                                                  messages=USER)
+            outcomes.append(bool(reply.message.content))
+        except ollama.ResponseError as exc:
+            assert exc.status_code == 429 and "3 requests per minute" in exc.error
+            outcomes.append(False)
+    assert outcomes == [True, True, True, False]
+    with pytest.raises(openai.RateLimitError):  # the same window as the key sent openly
+        await ask(a, "sk-team-shared")
 
 
 def slow(chunks: int) -> Scripted:
