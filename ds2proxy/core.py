@@ -162,6 +162,7 @@ class Core:
         is read, since any string passes as one until then.
         """
         caller = request.get(CALLER) or self.authenticate(request)
+        await self.limiter.settle()
         if not caller.managed and needs_check(request):
             await self.passthrough.verify(self.client, caller)
         return await read_json_object(request, self.config.runtime.max_body_bytes,
@@ -193,9 +194,17 @@ class Core:
 
     def authenticate(self, request: web.Request, *, implied: str | None = None) -> Caller:
         """The caller; ``implied`` is a configured key assumed when none is sent.
-        A named key is admitted against its request limits here."""
-        limiter = None if request.get(SHARED_ADMITTED) else self.limiter
+        A named key is admitted against its request limits here; an implied
+        one, with shared state, in the cluster's window at the next
+        ``read_json`` or ``turn`` (the shared check is asynchronous)."""
+        admitted = bool(request.get(SHARED_ADMITTED))
+        owed = (implied is not None and not admitted and self.limiter.shared is not None
+                and not extract_credential(request, self.config.key_secrets))
+        limiter = None if admitted or owed else self.limiter
         caller = authenticate(request, self.config, implied=implied, limiter=limiter)
+        if owed and caller.key_name:  # an implied key: counted in the shared window
+            self.limiter.owe(self.config.key_named(caller.credential))
+            request[SHARED_ADMITTED] = True  # by settle, before the body is read
         request[CALLER] = caller
         record = request_record.current()
         if record is not None:
@@ -264,8 +273,9 @@ class Core:
         routed model (``model_routes``, a provider's models) gets a turn over
         its targets, with the same interface.
         """
+        await self.limiter.settle()
         key = self.admit_model(caller, chat.model.requested, chat.model.native)
-        with self.limiter.hold(key) if key is not None else nullcontext():
+        async with self.limiter.hold(key) if key is not None else nullcontext():
             turn = self.providers.turn_for(self, chat, caller)
             try:
                 await turn.open()

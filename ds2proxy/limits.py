@@ -8,18 +8,20 @@ tests can cross a reset without waiting for it.
 
 The counts live in :class:`ds2proxy.state.counters.MemoryCounters`. With a
 shared state store (``shared``), :meth:`KeyLimiter.admit_shared` counts the
-request in the cluster-wide window before the handler runs, and tokens are
-added to the cluster's daily total; concurrency stays per instance.
+request in the cluster-wide window before the handler runs, tokens are
+added to the cluster's daily total, and a key's concurrent requests take
+cluster-wide slots (a Redis outage is a 503, never a slot left behind).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 
 from .errors import ProxyError, RateLimited
 from .keyring import KeyConfig
@@ -29,12 +31,24 @@ __all__ = ["DAY", "WINDOW", "KeyLimiter", "day_of"]
 
 log = logging.getLogger("ds2proxy.limits")
 
+# A key this request must still be counted against in the shared window: one
+# the request did not send (an implied key), known only once a handler has
+# authenticated. Each request's handler runs in its own task, so its own copy.
+_OWED: contextvars.ContextVar[KeyConfig | None] = contextvars.ContextVar(
+    "ds2proxy_owed_key", default=None)
+
 
 def _over_rpm(key: KeyConfig, wait: float) -> RateLimited:
     seconds = max(1, math.ceil(wait))
     return RateLimited(f"API key '{key.name}' exceeded its limit of {key.limits.rpm} requests "
                        f"per minute; retry in {seconds} s", retry_after=seconds,
                        code="key_rate_limit")
+
+
+def _over_concurrent(key: KeyConfig) -> RateLimited:
+    return RateLimited(f"API key '{key.name}' already has {key.limits.concurrent} requests "
+                       "in progress, its concurrency limit", retry_after=1,
+                       code="key_concurrency_limit")
 
 
 class KeyLimiter:
@@ -69,6 +83,18 @@ class KeyLimiter:
             self.counts.hit_now(key.name, 1 << 30)
         if key.limits.tokens_per_day:
             self.counts.seed_tokens(key.name, await self.shared.tokens(key.name))
+
+    def owe(self, key: KeyConfig) -> None:
+        """Count ``key`` in the shared window at this request's next :meth:`settle`
+        (``authenticate`` is synchronous; the shared check is not)."""
+        _OWED.set(key)
+
+    async def settle(self) -> None:
+        """The owed shared check, once per request (429 over the limit)."""
+        key = _OWED.get()
+        if key is not None:
+            _OWED.set(None)
+            await self.admit_shared(key)
 
     def requests_last_minute(self, name: str) -> int:
         return self.counts.count_now(name)
@@ -115,16 +141,22 @@ class KeyLimiter:
     def active(self, name: str) -> int:
         return self._active.get(name, 0)
 
-    @contextmanager
-    def hold(self, key: KeyConfig) -> Iterator[None]:
-        """One concurrent slot for the key's turn, or 429."""
+    @asynccontextmanager
+    async def hold(self, key: KeyConfig) -> AsyncIterator[None]:
+        """One concurrent slot for the key's turn (the cluster's with a shared
+        store), or 429; released on every way out, cancellation included."""
         limit = key.limits.concurrent
-        if limit and self.active(key.name) >= limit:
-            raise RateLimited(f"API key '{key.name}' already has {limit} requests in "
-                              "progress, its concurrency limit", retry_after=1,
-                              code="key_concurrency_limit")
+        slot: str | None = None
+        if limit and self.shared is not None:
+            slot = await self.shared.take_slot(key.name, limit)
+            if slot is None:
+                raise _over_concurrent(key)
+        elif limit and self.active(key.name) >= limit:
+            raise _over_concurrent(key)
         self._active[key.name] = self.active(key.name) + 1
         try:
             yield
         finally:
             self._active[key.name] = max(0, self.active(key.name) - 1)
+            if slot is not None:
+                self.shared.give_slot(key.name, slot)

@@ -17,6 +17,7 @@ from ds2proxy.config_store import ConfigStore
 from ds2proxy.errors import AuthenticationFailed
 from ds2proxy.request_record import RequestRecord
 from ds2proxy.state.counters import KeyCounters, MemoryCounters
+from ds2proxy.state.errors import StateUnavailable
 from ds2proxy.state.pace_gate import MemoryPaceGate, PaceGate
 from ds2proxy.state.redis_limits import RedisCounters, RedisPaceGate
 from ds2proxy.state.redis_link import RedisLink
@@ -154,6 +155,33 @@ async def test_tokens_per_day_add_up(backend: Backend) -> None:
     assert await counters.tokens("k") == 42 and await counters.tokens("j") == 0
 
 
+async def test_concurrent_slots_are_limited_and_released(backend: Backend) -> None:
+    counters = backend.counters
+    one = await counters.take_slot("k", 2)
+    two = await counters.take_slot("k", 2)
+    assert one and two and one != two
+    assert await counters.take_slot("k", 2) is None  # both held
+    assert await counters.take_slot("other", 1)      # per key
+    assert await counters.slots("k") == 2
+    counters.give_slot("k", one)
+    await drained(counters)
+    assert await counters.slots("k") == 1
+    three = await counters.take_slot("k", 2)
+    assert three and await counters.take_slot("k", 2) is None
+    counters.give_slot("k", two)
+    counters.give_slot("k", three)
+    await drained(counters)
+    assert await counters.slots("k") == 0
+
+
+async def drained(counters: KeyCounters) -> None:
+    """Until the releases handed to the store's background tasks are sent."""
+    slots = getattr(counters, "_slots", None)
+    tasks = list(getattr(slots, "_tasks", ()))
+    if tasks:
+        await asyncio.gather(*tasks)
+
+
 # -- pacing -------------------------------------------------------------------------------
 
 
@@ -168,6 +196,39 @@ async def test_pacing_interval_and_hourly_cap(backend: Backend) -> None:
 
 
 # -- Redis only: what several instances add ---------------------------------------------------
+
+
+async def test_a_dead_instances_slots_expire_and_an_outage_leaks_none(
+        redis_server: RedisServer) -> None:
+    one, two = redis_link(redis_server), redis_link(redis_server)
+    await one.start()
+    await two.start()
+    live, dead = RedisCounters(one, 2), RedisCounters(two, 2)
+    try:
+        assert await dead.take_slot("k", 1)
+        await asyncio.sleep(2.5)  # past the 2 s TTL: renewal (every ttl/3) kept it
+        assert await live.take_slot("k", 1) is None
+        # What kill -9 leaves behind: a slot nobody renews or releases.
+        dead._slots._renewer.cancel()
+        dead._slots._held.clear()
+        await two.close()
+        start = time.monotonic()
+        while (slot := await live.take_slot("k", 1)) is None:
+            assert time.monotonic() - start < 3, "a dead instance's slot outlived its TTL"
+            await asyncio.sleep(0.05)
+        await redis_server.astop()
+        with pytest.raises(StateUnavailable):  # a 503, never a slot taken blindly
+            await live.take_slot("j", 1)
+        live.give_slot("k", slot)  # released while Redis is down: replayed when back
+        await redis_server.astart()
+        start = time.monotonic()
+        while not one.ready or await live.slots("k"):
+            assert time.monotonic() - start < 15, "a slot released during the outage leaked"
+            await asyncio.sleep(0.05)
+        assert await live.take_slot("k", 1)
+    finally:
+        await live.close()
+        await one.close()
 
 
 async def test_a_change_reaches_the_other_instances_watchers(redis_server: RedisServer) -> None:

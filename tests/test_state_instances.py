@@ -11,11 +11,13 @@ from typing import Any
 
 import aiohttp
 import anthropic
+import ollama
 import openai
 import pytest
+import redis.asyncio as aioredis
 from conftest import ACCOUNTS, shared_config
 
-from ds2proxy.testing import FakeDeepSeek, HttpFault, Misbehaviour
+from ds2proxy.testing import Delivery, FakeDeepSeek, HttpFault, Misbehaviour, Scripted
 from ds2proxy.testing.instances import Instance, Instances
 from ds2proxy.testing.redis_server import RedisServer
 
@@ -86,6 +88,99 @@ async def test_a_keys_rpm_limit_holds_across_instances(
             await client.messages.create(model="claude-sonnet-4-5", max_tokens=32,
                                          messages=USER)
     assert caught.value.body["error"]["type"] == "rate_limit_error"
+
+
+async def test_an_implied_keys_rpm_limit_holds_across_instances(
+        fake_upstream: FakeDeepSeek, redis_server: RedisServer, instances: Start) -> None:
+    """Ollama clients that send no key are counted, once each, in the
+    implied key's cluster-wide window, like those that send it."""
+    config = shared_config(fake_upstream, redis_server, {
+        "keys": [{"name": "team", "key": "sk-team-shared", "limits": {"rpm": 3}}],
+        "plugins": {"ollama": {"implied_key": "sk-team-shared"}}})
+    group = await instances(config, 2)
+    a, b = group.running
+    outcomes = []
+    for inst in (a, b, a, b):
+        try:
+            reply = await ollama.AsyncClient(host=inst.url).chat(model="deepseek-chat",
+                                                                  messages=USER)
+            outcomes.append(bool(reply.message.content))
+        except ollama.ResponseError as exc:
+            assert exc.status_code == 429 and "3 requests per minute" in exc.error
+            outcomes.append(False)
+    assert outcomes == [True, True, True, False]
+    with pytest.raises(openai.RateLimitError):  # the same window as the key sent openly
+        await ask(a, "sk-team-shared")
+
+
+def slow(chunks: int) -> Scripted:
+    return Scripted(answer="slow " * chunks, chunk_size=5, delivery=Delivery(chunk_delay=0.05))
+
+
+async def open_stream(api: openai.AsyncOpenAI) -> Any:
+    """A stream whose first chunk has arrived (so its turn is under way)."""
+    stream = await api.chat.completions.create(model="deepseek-chat", messages=USER,
+                                               stream=True)
+    chunks = stream.__aiter__()
+    await chunks.__anext__()
+    return chunks
+
+
+async def rest_of(chunks: Any) -> str:
+    return "".join([c.choices[0].delta.content or "" async for c in chunks if c.choices])
+
+
+async def test_a_keys_concurrency_limit_holds_across_instances(
+        fake_upstream: FakeDeepSeek, redis_server: RedisServer, instances: Start) -> None:
+    """``concurrent: 2`` over two instances: the fake upstream never streams
+    more than 2 at once for the key (one account serves them all), the next
+    request on either instance gets the 429, and a client that hangs up
+    mid-stream gives its slot back at once."""
+    config = shared_config(fake_upstream, redis_server, {
+        "accounts": [{"email": ALICE, "password": ACCOUNTS[0][1]}],
+        "runtime": {"account_max_inflight": 4},
+        "keys": [{"name": "pair", "key": "sk-pair", "limits": {"concurrent": 2}}]})
+    group = await instances(config, 2)
+    a, b = group.running
+    fake_upstream.default_script = slow(40)
+    clients = [openai.AsyncOpenAI(base_url=inst.url + "/v1", api_key="sk-pair", max_retries=0)
+               for inst in (a, b)]
+    conn = aioredis.from_url(redis_server.url)
+
+    async def no_slots() -> bool:
+        now = (await conn.time())[0] * 1000
+        return await conn.zcount("ds2proxy:slots:pair", now, "+inf") == 0
+
+    async def whole(api: openai.AsyncOpenAI) -> str:
+        return await rest_of(await open_stream(api))
+
+    try:
+        streams = [await open_stream(api) for api in clients]
+        for api in clients:
+            with pytest.raises(openai.RateLimitError) as caught:
+                await api.chat.completions.create(model="deepseek-chat", messages=USER,
+                                                  stream=True)
+            assert caught.value.body["code"] == "key_concurrency_limit"
+        texts = await asyncio.gather(*(rest_of(s) for s in streams))
+        assert all(t.startswith("slow") for t in texts)
+        assert fake_upstream.max_streaming == {ALICE: 2}
+        await within(5, no_slots)  # both given back once their streams ended
+        again = await asyncio.gather(*(whole(api) for api in clients))
+        assert all(t.startswith("slow") for t in again)
+        await within(5, no_slots)
+        fake_upstream.default_script = slow(400)  # 20 s, far longer than the wait below
+        async with aiohttp.ClientSession() as http:
+            async with http.post(a.url + "/v1/chat/completions",
+                                 json={"model": "deepseek-chat", "stream": True,
+                                       "messages": USER},
+                                 headers={"Authorization": "Bearer sk-pair"}) as resp:
+                assert resp.status == 200
+                await resp.content.readline()
+        await within(5, no_slots)  # the client hung up: its slot is back long before 20 s
+    finally:
+        for api in clients:
+            await api.close()
+        await conn.aclose()
 
 
 async def test_a_cooldown_seen_by_one_instance_applies_on_the_other(

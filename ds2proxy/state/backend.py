@@ -54,13 +54,14 @@ class StateBackend:
 
 
 def open_backend(config_path: Path | None, usage: UsageSettings,
-                 link: object | None = None) -> StateBackend:
-    """Embedded stores beside ``config_path``, or Redis ones on ``link``."""
+                 link: object | None = None, lease_ttl_seconds: int = 30) -> StateBackend:
+    """Embedded stores beside ``config_path``, or Redis ones on ``link`` (a
+    key's concurrent slots live ``lease_ttl_seconds`` unless renewed)."""
     if link is None:
         path = state_file(config_path, usage.db_path)
         return StateBackend(open_store(path), path, config_path)
     from .redis_limits import RedisCounters, RedisPaceGate
     from .redis_records import RedisRecords
 
-    return StateBackend(RedisRecords(link), link=link, counters=RedisCounters(link),
+    return StateBackend(RedisRecords(link), link=link, counters=RedisCounters(link, lease_ttl_seconds),
                         pacing=RedisPaceGate(link))

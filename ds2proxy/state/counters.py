@@ -10,6 +10,7 @@ window leaves it. Tokens per day reset at 00:00 UTC.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections import deque
 from collections.abc import Callable
@@ -36,6 +37,15 @@ class KeyCounters(Protocol):
     async def tokens(self, name: str) -> int:
         """Today's tokens of ``name`` (UTC day)."""
 
+    async def take_slot(self, name: str, limit: int) -> str | None:
+        """One of ``name``'s ``limit`` concurrent slots, or None when all are held."""
+
+    def give_slot(self, name: str, slot: str) -> None:
+        """Release a slot from ``take_slot`` (never blocks, never raises)."""
+
+    async def slots(self, name: str) -> int:
+        """Slots of ``name`` held now."""
+
 
 class MemoryCounters:
     """One process's counters; every method is also available without a loop."""
@@ -44,6 +54,8 @@ class MemoryCounters:
         self.clock = clock
         self._recent: dict[str, deque[float]] = {}
         self._tokens: dict[str, tuple[int, int]] = {}  # name -> (day, tokens)
+        self._slots: dict[str, set[str]] = {}
+        self._serial = itertools.count(1)
 
     # -- synchronous core (the key limiter's hot path) ---------------------------------
 
@@ -90,3 +102,17 @@ class MemoryCounters:
 
     async def tokens(self, name: str) -> int:
         return self.tokens_now(name)
+
+    async def take_slot(self, name: str, limit: int) -> str | None:
+        held = self._slots.setdefault(name, set())
+        if len(held) >= limit:
+            return None
+        slot = str(next(self._serial))
+        held.add(slot)
+        return slot
+
+    def give_slot(self, name: str, slot: str) -> None:
+        self._slots.get(name, set()).discard(slot)
+
+    async def slots(self, name: str) -> int:
+        return len(self._slots.get(name, ()))

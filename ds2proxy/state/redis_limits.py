@@ -11,6 +11,7 @@ import time
 
 from .counters import DAY, WINDOW, day_of
 from .redis_link import RedisLink
+from .redis_slots import RedisSlots
 
 # KEYS[1] the key's window (a sorted set of request times); ARGV: limit,
 # window ms, a unique member. Returns 0 (admitted) or the wait in ms.
@@ -66,8 +67,9 @@ def unique() -> str:
 
 
 class RedisCounters:
-    def __init__(self, link: RedisLink) -> None:
+    def __init__(self, link: RedisLink, slot_ttl_seconds: int = 30) -> None:
         self.link = link
+        self._slots = RedisSlots(link, slot_ttl_seconds)
         self._hit = link.client.register_script(_HIT)
         self._count = link.client.register_script(_COUNT)
 
@@ -101,6 +103,20 @@ class RedisCounters:
     async def tokens(self, name: str) -> int:
         value = await self.link.call(lambda: self.link.client.get(self._tokens_key(name)))
         return int(value or 0)
+
+
+    async def take_slot(self, name: str, limit: int) -> str | None:
+        return await self._slots.take(name, limit)
+
+    def give_slot(self, name: str, slot: str) -> None:
+        self._slots.give(name, slot)
+
+    async def slots(self, name: str) -> int:
+        return await self._slots.count(name)
+
+    async def close(self) -> None:
+        """Release the slots held here (their requests are over)."""
+        await self._slots.close()
 
 
 class RedisPaceGate:

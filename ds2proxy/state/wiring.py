@@ -26,7 +26,8 @@ log = logging.getLogger("ds2proxy.state")
 
 def backend_for(core: Core) -> StateBackend:
     """The backend the core's config asks for (link: the core's Redis link)."""
-    return open_backend(core.store.path, core.config.usage, core.link)
+    return open_backend(core.store.path, core.config.usage, core.link,
+                        core.config.state.lease_ttl_seconds)
 
 
 def attach(core: Core) -> None:
@@ -75,3 +76,6 @@ class SharedState:
     async def close(self) -> None:
         if self.sync is not None:
             await self.sync.close()
+        close_counters = getattr(self.core.backend.counters, "close", None)
+        if close_counters is not None:
+            await close_counters()

@@ -1,0 +1,152 @@
+"""A key's concurrent-request slots shared by every instance on one Redis.
+
+Each key has a sorted set of its slots scored by expiry (ms, Redis's own
+clock). Taking a slot is one Lua script: drop expired members, compare the
+count with the limit, add the slot. A slot lives ``lease_ttl_seconds``
+unless renewed; the instance holding it renews every third of that (as it
+does its account leases), so the slots of an instance killed with -9 are
+free again within ``lease_ttl_seconds``. A release that cannot reach Redis
+is kept and replayed when Redis is back (and would expire anyway); after
+Redis comes back empty, the slots in use here are put back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import uuid
+
+from .errors import StateUnavailable
+from .redis_link import RedisLink
+
+_NOW = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+"""
+
+# KEYS[1] the key's slots; ARGV: slot, limit, ttl ms. 1: taken, 0: full.
+TAKE = _NOW + """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]) + 1000)
+return 1
+"""
+
+GIVE = "return redis.call('ZREM', KEYS[1], ARGV[1])"
+
+COUNT = _NOW + "return redis.call('ZCOUNT', KEYS[1], '(' .. now, '+inf')"
+
+# KEYS: slot sets; ARGV: ttl ms, 'XX' or 'restore', then (key index, slot)
+# pairs. Renewal never resurrects a slot already released (XX).
+RENEW = _NOW + """
+local ttl = tonumber(ARGV[1])
+for j = 3, #ARGV, 2 do
+  local key = KEYS[tonumber(ARGV[j])]
+  if ARGV[2] == 'XX' then
+    redis.call('ZADD', key, 'XX', now + ttl, ARGV[j + 1])
+  else
+    redis.call('ZADD', key, now + ttl, ARGV[j + 1])
+  end
+  redis.call('PEXPIRE', key, ttl + 1000)
+end
+return 1
+"""
+
+
+class RedisSlots:
+    """The concurrent-request half of :class:`ds2proxy.state.redis_limits.RedisCounters`."""
+
+    def __init__(self, link: RedisLink, ttl_seconds: int) -> None:
+        self.link = link
+        self.ttl_ms = ttl_seconds * 1000
+        self.instance = uuid.uuid4().hex[:12]
+        self._seq = itertools.count(1)
+        self._held: dict[str, str] = {}        # slot -> key name
+        self._unreleased: dict[str, str] = {}  # slot -> key name
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._renewer: asyncio.Task[None] | None = None
+        self._take = link.client.register_script(TAKE)
+        self._give = link.client.register_script(GIVE)
+        self._count = link.client.register_script(COUNT)
+        self._renew = link.client.register_script(RENEW)
+        link.on_up(self._replay)
+        link.on_up(lambda: self.renew("restore"))
+
+    def _key(self, name: str) -> str:
+        return self.link.key("slots", name)
+
+    async def take(self, name: str, limit: int) -> str | None:
+        if not self.link.ready:  # nothing sent, nothing to take back
+            raise StateUnavailable()
+        slot = f"{self.instance}:{next(self._seq)}"
+        try:
+            taken = await self.link.call(lambda: self._take(
+                keys=[self._key(name)], args=[slot, limit, self.ttl_ms]))
+        except BaseException:
+            # Cancelled or timed out: the script may have run; take no chances.
+            self.give(name, slot)
+            raise
+        if not int(taken):
+            return None
+        self._held[slot] = name
+        self._start_renewing()
+        return slot
+
+    def give(self, name: str, slot: str) -> None:
+        self._held.pop(slot, None)
+        self._unreleased[slot] = name
+        task = asyncio.get_running_loop().create_task(self._send_give(slot))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _send_give(self, slot: str) -> None:
+        name = self._unreleased.get(slot)
+        if name is None:
+            return
+        try:
+            await self.link.call(lambda: self._give(keys=[self._key(name)], args=[slot]))
+        except StateUnavailable:
+            return  # kept in _unreleased: replayed when Redis is back
+        self._unreleased.pop(slot, None)
+
+    async def _replay(self) -> None:
+        for slot in list(self._unreleased):
+            await self._send_give(slot)
+
+    async def count(self, name: str) -> int:
+        return int(await self.link.call(lambda: self._count(keys=[self._key(name)], args=[])))
+
+    # -- renewal -----------------------------------------------------------------------
+
+    async def renew(self, mode: str = "XX") -> None:
+        """Renew the slots held here (``mode="restore"``: re-add ones Redis lost)."""
+        if not self._held:
+            return
+        names = sorted(set(self._held.values()))
+        index = {n: i + 1 for i, n in enumerate(names)}
+        pairs = [x for slot, n in self._held.items() for x in (index[n], slot)]
+        keys = [self._key(n) for n in names]
+        await self.link.call(lambda: self._renew(keys=keys, args=[self.ttl_ms, mode, *pairs]))
+
+    def _start_renewing(self) -> None:
+        if self._renewer is None or self._renewer.done():
+            self._renewer = asyncio.get_running_loop().create_task(
+                self._renew_forever(), name="ds2proxy-slot-renew")
+
+    async def _renew_forever(self) -> None:
+        while self._held:  # ends when nothing is held; the next take starts another
+            await asyncio.sleep(self.ttl_ms / 3000)
+            with contextlib.suppress(StateUnavailable):
+                await self.renew()
+
+    async def close(self) -> None:
+        if self._renewer is not None:
+            self._renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._renewer
+        for slot, name in list(self._held.items()):
+            self.give(name, slot)
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
