@@ -78,6 +78,9 @@ class TurnShaper:
         self._plain = self.cleaner is not None and not self._stops and not self.json_mode
         # Only max_tokens or a stop sequence can stop the answer early.
         self.may_stop = bool(chat.max_tokens) or bool(self._stops)
+        # The client does not receive usage: tail() leaves it out, and the
+        # turn has it counted after the response ended (see usage()).
+        self.usage_after = False
 
     # -- inputs --------------------------------------------------------------
 
@@ -203,9 +206,20 @@ class TurnShaper:
         if self.sieve is not None and self.filtered is None and self.sieve.violation():
             raise ToolChoiceViolation()
         events: list[TurnEvent] = [Citation(i, url, title) for i, url, title in self._citations()]
-        events.append(Usage(self.prompt_tokens, self.completion_tokens, self.reasoning_tokens))
+        if not self.usage_after:
+            events.append(self.usage())
         events.append(Finish(self.finish_reason, self.stop_sequence))
         return events
+
+    def usage(self) -> Usage:
+        """The turn's exact usage (encodes what is not counted yet; once
+        the answer is over it may run on another thread)."""
+        return Usage(self.prompt_tokens, self.completion_tokens, self.reasoning_tokens)
+
+    @property
+    def uncounted_chars(self) -> int:
+        """Characters :meth:`usage` would still have to encode."""
+        return self._answer_count.uncounted_chars + self._reasoning_count.uncounted_chars
 
     @property
     def finish_reason(self) -> FinishReason:
