@@ -1,6 +1,6 @@
 """Caller authentication: which credential the caller sent and what it means.
 
-A credential listed in ``config.keys`` selects *managed* mode (an account is
+A credential listed in the config's ``keys`` selects *managed* mode (an account is
 leased from the pool); any other credential is a DeepSeek user token used
 directly (*pass-through*), unless ``auth.allow_passthrough`` is off.
 """
@@ -75,14 +75,14 @@ def authenticate(request: web.Request, config: Config, *, implied: str | None = 
     """``implied``: a configured key to assume when the request carries no
     credential at all (a plugin setting for clients that cannot send one);
     ``limiter`` admits a named key against its request limits."""
-    credential = extract_credential(request, config.keys)
-    if not credential and implied and implied in config.keys:
+    credential = extract_credential(request, config.key_secrets)
+    if not credential and implied and implied in config.key_secrets:
         _no_implied_key_for_other_sites(request)
         credential = implied
     if not credential:
         raise AuthenticationFailed("missing API key: send Authorization: Bearer <key>")
     key = config.key_named(credential)
-    if key is None and not config.allow_passthrough:
+    if key is None and not config.auth.allow_passthrough:
         raise AuthenticationFailed("invalid API key: it is not one of this server's "
                                    "configured keys")
     if key is not None:

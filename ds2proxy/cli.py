@@ -1,4 +1,5 @@
-"""Command line: ``python -m ds2proxy [--config PATH] [--host H] [--port P] [--demo]``.
+"""Command line: ``python -m ds2proxy [--config PATH] [--host H] [--port P] [--demo]``;
+``python -m ds2proxy config-docs [PATH]`` writes the configuration reference.
 
 ``--demo`` starts the bundled fake DeepSeek upstream in the same process and
 points the proxy at it, with one demo account and the API key ``demo-key``,
@@ -80,8 +81,8 @@ async def run(args: argparse.Namespace) -> None:
         store, fake = await _demo_store()
     else:
         store = ConfigStore.from_sources(args.config)
-    if args.log_format is None and store.config.observe.log_format != "text":
-        logfmt.configure(store.config.observe.log_format, args.log_level)
+    if args.log_format is None and store.config.log.format != "text":
+        logfmt.configure(store.config.log.format, args.log_level)
     try:
         await _serve(args, store)
     finally:
@@ -137,7 +138,23 @@ def _browser_url(host: str, port: int) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
+def config_docs(argv: list[str]) -> int:
+    """``config-docs [PATH]``: write the configuration reference (stdout without PATH)."""
+    from .config_docs import render
+
+    text = render()
+    if argv:
+        with open(argv[0], "w", encoding="utf-8") as out:
+            out.write(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["config-docs"]:
+        return config_docs(argv[1:])
     heap.limit_arenas()  # before any thread starts
     args = parse_args(argv)
     logfmt.configure(args.log_format or "text", args.log_level)

@@ -9,56 +9,15 @@ are comments and never reported.
 from __future__ import annotations
 
 import difflib
-from dataclasses import fields
 from typing import Any
 
-from .config import HistoryFileSettings, RuntimeSettings, ServerSettings, UpstreamSettings
-from .health.settings import KINDS as HEALTH_KINDS
-from .health.settings import PacingSettings
-from .providers.settings import PROVIDER_FIELDS
+from .config import Config
+from .settings_schema import known_tree, list_item_fields
 
-ANY = None  # a free-form value (a name → model map, per-plugin settings)
-ACCOUNT_FIELDS = ("email", "mobile", "area_code", "password", "token", "proxy")
-ITEM_FIELDS = {"accounts": ACCOUNT_FIELDS, "providers": PROVIDER_FIELDS}
-
-
-def _names(settings: type) -> dict[str, None]:
-    return {f.name: ANY for f in fields(settings)}
-
-
-# Each section: its known members (None: anything goes below this point).
-SCHEMA: dict[str, Any] = {
-    "keys": ANY,
-    "accounts": ANY,  # checked per item against ACCOUNT_FIELDS
-    "upstream": _names(UpstreamSettings),
-    "runtime": _names(RuntimeSettings),
-    "server": _names(ServerSettings),
-    "claude_mapping": ANY,
-    "model_aliases": ANY,
-    "models": {"family_fallback": ANY, "default": ANY},
-    "toolcall": {"mode": ANY, "early_emit_confidence": ANY},
-    "responses": {"store_ttl_seconds": ANY},
-    "embeddings": {"provider": ANY, "model": ANY},
-    "admin": {"jwt_expire_hours": ANY, "jwt_secret": ANY, "password_hash": ANY,
-              "jwt_valid_after": ANY},
-    "auth": {"allow_passthrough": ANY},
-    "search": {"citation_style": ANY},
-    "thinking_injection": {"enabled": ANY, "prompt": ANY},
-    "history_file": _names(HistoryFileSettings),
-    "health": {"enabled": ANY, "jitter": ANY,
-               "cooldown": {kind: {"base_seconds": ANY, "max_seconds": ANY}
-                            for kind in HEALTH_KINDS},
-               "pacing": _names(PacingSettings)},
-    "dev_captures": {"enabled": ANY, "limit": ANY, "max_body_bytes": ANY},
-    "usage": {"enabled": ANY, "db_path": ANY, "retention_raw_days": ANY,
-              "retention_hourly_days": ANY, "log_bodies": ANY, "log_body_max_bytes": ANY},
-    "metrics": {"enabled": ANY, "token": ANY},
-    "log": {"format": ANY},
-    "state": {"backend": ANY, "redis_url": ANY, "key_prefix": ANY, "lease_ttl_seconds": ANY},
-    "plugins": ANY,
-    "providers": ANY,  # checked per item against PROVIDER_FIELDS
-    "model_routes": ANY,
-}
+# Each section: its known members (ANY: anything goes below this point).
+SCHEMA: dict[str, Any] = known_tree(Config)
+ITEM_FIELDS: dict[str, tuple[str, ...]] = list_item_fields(Config)
+ACCOUNT_FIELDS = ITEM_FIELDS["accounts"]
 
 
 def _all_paths(schema: dict[str, Any], prefix: str = "") -> list[str]:
@@ -93,11 +52,11 @@ def unknown_fields(data: Any) -> list[str]:
         return []
     found: list[str] = []
     _walk(data, SCHEMA, "", found)
-    for section, known in ITEM_FIELDS.items():
-        items = data.get(section)
+    for head, known in ITEM_FIELDS.items():
+        items = data.get(head)
         for i, item in enumerate(items if isinstance(items, list) else []):
             if isinstance(item, dict):
-                found.extend(f"{section}[{i}].{name}" for name in item
+                found.extend(f"{head}[{i}].{name}" for name in item
                              if name not in known and not str(name).startswith("_"))
     return found
 
@@ -114,10 +73,9 @@ def _walk(node: dict, schema: dict[str, Any], prefix: str, found: list[str]) -> 
 
 def describe_unknown(path: str) -> str:
     """``unknown config field 'x' (did you mean 'y'?); it is ignored``."""
-    section = path.partition("[")[0]
-    if "[" in path and section in ITEM_FIELDS:
+    if "[" in path.partition(".")[0]:
         head, _, leaf = path.rpartition(".")
-        close = suggestion(leaf, ITEM_FIELDS[section])
+        close = suggestion(leaf, ITEM_FIELDS.get(path.partition("[")[0], ()))
         guess = f"{head}.{close}" if close else None
     else:
         guess = suggestion(path)

@@ -1,4 +1,4 @@
-"""Typed reads of config fields: each failure is a ConfigError naming the
+"""Typed reads of config values: each failure is a ConfigError naming the
 field, so the admin and the CLI can point at what to fix."""
 
 from __future__ import annotations
@@ -17,19 +17,14 @@ class ConfigError(ValueError):
         self.field = field_path
 
 
-def _get(data: dict, path: str, kind: type | tuple[type, ...], default: Any) -> Any:
-    """Read ``a.b`` from ``data`` checking its type; absent or null → default."""
-    node: Any = data
-    for part in path.split("."):
-        if not isinstance(node, dict) or node.get(part) is None:
-            return default
-        node = node[part]
+def read_value(path: str, value: Any, kind: type | tuple[type, ...]) -> Any:
+    """``value`` (present, not null) checked to be of ``kind``."""
     kinds = kind if isinstance(kind, tuple) else (kind,)
-    if bool not in kinds and isinstance(node, bool):
+    if bool not in kinds and isinstance(value, bool):
         raise ConfigError(path, f"expected {_kind_name(kinds)}, got a boolean")
-    if not isinstance(node, kinds):
-        raise ConfigError(path, f"expected {_kind_name(kinds)}, got {type(node).__name__}")
-    return node
+    if not isinstance(value, kinds):
+        raise ConfigError(path, f"expected {_kind_name(kinds)}, got {type(value).__name__}")
+    return value
 
 
 def _kind_name(kinds: tuple[type, ...]) -> str:
@@ -38,28 +33,9 @@ def _kind_name(kinds: tuple[type, ...]) -> str:
     return " or ".join(names.get(k, k.__name__) for k in kinds)
 
 
-def _int(data: dict, path: str, default: int | None, lo: int, hi: int | None = None) -> int | None:
-    value = _get(data, path, int, default)
-    if value is None:
-        return None
-    if value < lo or (hi is not None and value > hi):
-        bound = f"between {lo} and {hi}" if hi is not None else f"at least {lo}"
-        raise ConfigError(path, f"must be {bound}, got {value}")
-    return value
-
-
-def _num(data: dict, path: str, default: float, lo: float) -> float:
-    value = float(_get(data, path, (int, float), default))
-    if value < lo:
-        raise ConfigError(path, f"must be at least {lo}, got {value}")
-    return value
-
-
-def _choice(data: dict, path: str, default: str, allowed: tuple[str, ...]) -> str:
-    value = _get(data, path, str, default)
-    if value not in allowed:
-        raise ConfigError(path, f"must be one of {', '.join(allowed)}; got {value!r}")
-    return value
+def stripped(path: str, value: str) -> str:
+    """A check that trims surrounding blanks (pasted tokens and paths)."""
+    return value.strip()
 
 
 def check_proxy_url(path: str, url: str) -> None:

@@ -50,7 +50,7 @@ from .turn_text import estimate_prompt_tokens
 from .upstream.cleanup import SessionJanitor
 from .upstream.client import DeepSeekClient
 from .upstream.proxies import ProxySessions
-from .upstream.session import TokenKeeper
+from .upstream.credentials import TokenKeeper
 from .usage_recorder import UsageRecorder
 
 log = logging.getLogger("ds2proxy.core")
@@ -67,13 +67,13 @@ class Core:
         cfg = store.config
         self.store = store
         self.models = ModelCatalog(aliases=cfg.model_aliases, claude_mapping=cfg.claude_mapping,
-                                   family_fallback=cfg.family_fallback)
+                                   family_fallback=cfg.models.family_fallback)
         # Shared state (leases, tokens, stored responses) when state.backend is redis.
         self.link: RedisLink | None = RedisLink(cfg.state) if cfg.state.shared else None
         self.backend = wiring.backend_for(self)
         self.state = self.backend.records
         self.shared_responses = None if self.link is None else RedisResponses(
-            self.link, lambda: self.config.responses_ttl_seconds)
+            self.link, lambda: self.config.responses.store_ttl_seconds)
         self.pool = AccountPool(cfg.accounts, cfg.runtime, HealthTracker(cfg.health, self.state))
         self.monitor = Monitor()
         self.passthrough = VerifiedTokens()
@@ -83,8 +83,8 @@ class Core:
         self.usage = UsageRecorder(self, self.limiter, self.metrics)
         self.providers = Providers(cfg, self.models)
         ProviderMetrics(self.metrics.registry, self.providers)
-        self.captures = CaptureBuffer(cfg.captures_enabled, cfg.captures_limit,
-                                      cfg.captures_max_body_bytes)
+        self.captures = CaptureBuffer(cfg.dev_captures.enabled, cfg.dev_captures.limit,
+                                      cfg.dev_captures.max_body_bytes)
         self.http: aiohttp.ClientSession | None = None
         self.client: DeepSeekClient
         self.keeper: TokenKeeper
@@ -101,9 +101,9 @@ class Core:
         self.pool.configure(cfg.accounts, cfg.runtime)
         self.pool.configure_health(cfg.health)
         self.models.configure(aliases=cfg.model_aliases, claude_mapping=cfg.claude_mapping,
-                              family_fallback=cfg.family_fallback)
-        self.captures.configure(enabled=cfg.captures_enabled, limit=cfg.captures_limit,
-                                max_body_bytes=cfg.captures_max_body_bytes)
+                              family_fallback=cfg.models.family_fallback)
+        self.captures.configure(enabled=cfg.dev_captures.enabled, limit=cfg.dev_captures.limit,
+                                max_body_bytes=cfg.dev_captures.max_body_bytes)
         self.providers.configure(cfg)
         if self.http is not None:
             self.client.configure(cfg.upstream)
@@ -170,7 +170,7 @@ class Core:
     def _keep_body(self, raw: bytearray) -> None:
         """With ``usage.log_bodies``, the request log keeps the body, cut to
         ``usage.log_body_max_bytes`` and with credentials blanked as in captures."""
-        settings = self.config.observe
+        settings = self.config.usage
         record = request_record.current()
         if settings.log_bodies and record is not None:
             text = bytes(raw[:settings.log_body_max_bytes]).decode("utf-8", errors="replace")
@@ -182,7 +182,7 @@ class Core:
         then does not count the request again."""
         if self.limiter.shared is None:
             return
-        key = self.config.key_named(extract_credential(request, self.config.keys))
+        key = self.config.key_named(extract_credential(request, self.config.key_secrets))
         if key is None or key.disabled or key.expired():
             return  # authenticate refuses it (or it is pass-through)
         record = request_record.current()

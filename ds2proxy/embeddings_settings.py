@@ -7,50 +7,50 @@ is the provider's model id (empty: the model the client asked for).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from .config_values import ConfigError
 from .embeddings import TESTING
+from .settings_schema import FormSpec, setting
 
 OFF = ("", "none")
 RENAMED = {"deterministic": TESTING}
+TOOLS = "Tool calls and APIs"
+
+
+def _engine(path: str, value: str) -> str:
+    name = value.strip()
+    return "" if name in OFF else name
 
 
 @dataclass(frozen=True, slots=True)
 class EmbeddingsSettings:
-    provider: str = ""
-    model: str = ""
+    provider: str = setting(
+        "", "The engine of the embeddings routes: the name of an entry of 'providers' (its "
+        "/embeddings endpoint, in batches of its embeddings_batch_size), 'testing' (hash-based "
+        "vectors with no meaning, for tests only) or '' / 'none' (embeddings answer 501).",
+        check=_engine,
+        form=FormSpec(TOOLS, "Embeddings provider", "A configured provider (its /embeddings "
+                      "serves the vectors); testing: hash-based test vectors with no meaning; "
+                      "(none): embeddings answer 501."))
+    model: str = setting(
+        "", "The provider's embedding model id; empty: the model the client names.",
+        check=lambda path, value: value.strip(),
+        form=FormSpec(TOOLS, "Embeddings model", "The provider's embedding model id. Empty: "
+                      "the model the client names."))
 
 
-def _provider_names(data: dict[str, Any]) -> list[str]:
-    items = data.get("providers")
-    if not isinstance(items, list):
-        return []
-    return [p["name"] for p in items if isinstance(p, dict) and isinstance(p.get("name"), str)]
-
-
-def _text(section: dict[str, Any], name: str) -> str:
-    value = section.get(name, "")
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise ConfigError(f"embeddings.{name}", "must be a string")
-    return value.strip()
-
-
-def parse_embeddings(data: dict[str, Any]) -> EmbeddingsSettings:
-    section = data.get("embeddings") or {}
-    if not isinstance(section, dict):
-        raise ConfigError("embeddings", "must be an object")
-    provider, model = _text(section, "provider"), _text(section, "model")
-    names = _provider_names(data)
+def check_embeddings(settings: EmbeddingsSettings, providers: Sequence[Any]) -> None:
+    """``embeddings.provider`` names an engine that exists."""
+    provider = settings.provider
+    names = [p.name for p in providers]
     if provider in RENAMED and provider not in names:
         raise ConfigError("embeddings.provider", f"'{provider}' was renamed: write "
                           f"'{RENAMED[provider]}' for the hash-based test vectors, or name "
                           "a configured provider")
-    if provider not in OFF and provider != TESTING and provider not in names:
+    if provider and provider != TESTING and provider not in names:
         known = ", ".join(repr(n) for n in names) or "none is configured"
         raise ConfigError("embeddings.provider", f"no provider named '{provider}' "
                           f"(providers: {known}; or 'testing', 'none')")
-    return EmbeddingsSettings("" if provider == "none" else provider, model)

@@ -22,7 +22,7 @@ from .auth import Caller
 from .config import UpstreamSettings
 from .errors import ProxyError, RateLimited, UpstreamError, UpstreamTimeout
 from .scheduler import AccountPool, Lease
-from .upstream.session import Credentials, TokenKeeper
+from .upstream.credentials import Credentials, TokenKeeper
 
 log = logging.getLogger("ds2proxy.failover")
 

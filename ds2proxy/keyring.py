@@ -1,6 +1,6 @@
 """Named API keys: who a key belongs to, what it may use, and its limits.
 
-A key in ``config.keys`` is either a bare secret string (older configs) or an
+A key in the config's ``keys`` is either a bare secret string (older configs) or an
 object ``{"key", "name", "note", "created", "expires", "models", "limits",
 "disabled"}``. Both are read; every config write turns bare strings into
 objects (:func:`migrate_keys`), keeping the secret, so nothing is lost.

@@ -89,7 +89,7 @@ class Metrics:
     def _key(self, name: str) -> str:
         if not name or name == PASS_THROUGH:
             return name
-        return name if any(k.name == name for k in self.core.config.named_keys) else OTHER
+        return name if any(k.name == name for k in self.core.config.keys) else OTHER
 
     # -- observations ----------------------------------------------------------------------
 

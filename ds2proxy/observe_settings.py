@@ -1,50 +1,58 @@
-"""Settings for usage accounting, ``/metrics`` and the log format.
+"""Settings for usage accounting (``usage``), ``/metrics`` (``metrics``) and
+the log format (``log``).
 
-``usage.db_path`` empty means "beside the config file" (``<config>.usage.db``);
-a config read from the environment keeps usage in memory only.
+``usage.db_path`` empty means "the state file beside the config"
+(``<config>.state.sqlite``); a config read from the environment keeps usage
+in memory only.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .config_values import ConfigError, _choice, _get, _int
+from .config_values import ConfigError, stripped
+from .settings_schema import setting
 
 LOG_FORMATS = ("text", "json")
 
 
 @dataclass(frozen=True, slots=True)
-class ObserveSettings:
-    usage_enabled: bool = True
-    usage_db_path: str = ""
-    raw_retention_days: int = 7
-    hourly_retention_days: int = 90
-    log_bodies: bool = False
-    log_body_max_bytes: int = 4096
-    metrics_enabled: bool = True
-    metrics_token: str = ""
-    log_format: str = "text"
+class UsageSettings:
+    enabled: bool = setting(
+        True, "Record every API request (key, model, account, status, latency, tokens) for the "
+        "request log, the charts and the per-key quotas.")
+    db_path: str = setting(
+        "", "The state SQLite file (usage rows and account health); empty: <config "
+        "name>.state.sqlite beside the config (in memory when the config comes from the "
+        "environment). A relative path is relative to the config's folder.", hot=False,
+        check=stripped)
+    retention_raw_days: int = setting(
+        7, "How long each request's row (and per-minute totals) is kept.", min=1, max=3650)
+    retention_hourly_days: int = setting(
+        90, "How long per-hour totals are kept (per-day totals: ten times as long); at least "
+        "usage.retention_raw_days.", min=1, max=3650)
+    log_bodies: bool = setting(
+        False, "Also keep each request's body in the request log, cut to "
+        "usage.log_body_max_bytes, credentials blanked.")
+    log_body_max_bytes: int = setting(
+        4096, "How much of a request body the request log keeps.", min=256, max=1 << 20)
 
-    def __repr__(self) -> str:  # the metrics token is a secret
-        return f"ObserveSettings(usage={self.usage_enabled}, metrics={self.metrics_enabled})"
+    def __post_init__(self) -> None:
+        if self.retention_hourly_days < self.retention_raw_days:
+            raise ConfigError("usage.retention_hourly_days",
+                              "must be at least usage.retention_raw_days")
 
 
-def parse_observe(data: dict) -> ObserveSettings:
-    d = ObserveSettings()
-    raw_days = _int(data, "usage.retention_raw_days", d.raw_retention_days, 1, 3650)
-    hourly_days = _int(data, "usage.retention_hourly_days", d.hourly_retention_days, 1, 3650)
-    if hourly_days < raw_days:
-        raise ConfigError("usage.retention_hourly_days",
-                          "must be at least usage.retention_raw_days")
-    return ObserveSettings(
-        usage_enabled=_get(data, "usage.enabled", bool, d.usage_enabled),
-        usage_db_path=_get(data, "usage.db_path", str, d.usage_db_path).strip(),
-        raw_retention_days=raw_days,
-        hourly_retention_days=hourly_days,
-        log_bodies=_get(data, "usage.log_bodies", bool, d.log_bodies),
-        log_body_max_bytes=_int(data, "usage.log_body_max_bytes", d.log_body_max_bytes,
-                                256, 1 << 20),
-        metrics_enabled=_get(data, "metrics.enabled", bool, d.metrics_enabled),
-        metrics_token=_get(data, "metrics.token", str, d.metrics_token).strip(),
-        log_format=_choice(data, "log.format", d.log_format, LOG_FORMATS),
-    )
+@dataclass(frozen=True, slots=True)
+class MetricsSettings:
+    enabled: bool = setting(True, "Serve Prometheus metrics at /metrics (false: 404).")
+    token: str = setting(
+        "", "A Bearer token that may read /metrics besides the admin key; empty: admin key or "
+        "admin JWT only.", secret=True, check=stripped)
+
+
+@dataclass(frozen=True, slots=True)
+class LogSettings:
+    format: str = setting(
+        "text", "text (one line per record, one concise line per request) or json (one JSON "
+        "object per line); --log-format overrides it.", choices=LOG_FORMATS, hot=False)

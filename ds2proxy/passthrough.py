@@ -17,8 +17,9 @@ from aiohttp import web
 
 from .auth import Caller
 from .errors import AuthenticationFailed
-from .upstream.client import DeepSeekClient, UpstreamCallError
-from .upstream.session import NOT_A_KEY_NOR_TOKEN
+from .upstream.client import DeepSeekClient
+from .upstream.envelope import UpstreamCallError
+from .upstream.credentials import NOT_A_KEY_NOR_TOKEN
 
 CHECK_ABOVE_BYTES = 1 << 20
 TTL_SECONDS = 600.0

@@ -16,7 +16,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 from . import request_record
@@ -28,36 +28,23 @@ from .errors import (
     InvalidRequest,
     OutputInvalid,
     ProxyError,
-    RateLimited,
     UpstreamError,
     UpstreamRateLimited,
 )
 from .failover import Attempts, credentials_for
 from .health import classify
-from .overlap import both
 from .shaping import ShapingSettings, TurnShaper
 from .structured import JSONOutputError, repair_prompt
 from .tokens import count_tokens_async
 from .turn_text import plan_turn_text, render_turn, turn_prompt_tokens
 from .upstream.client import UpstreamStream
+from .upstream.conversation import Conversation
 from .upstream.events import ContentFiltered as FilterEvent
 from .upstream.events import Hint, TextChunk, UpstreamFault
-from .upstream.files import (
-    PendingUpload,
-    plan_uploads,
-    ref_file_ids,
-    upload_all,
-    with_uploaded_ids,
-)
-from .upstream.patch import StreamParser
-from .upstream.rounds import (
-    completion_body,
-    open_completion,
-    open_continue,
-    read_rounds,
-    solve_pow,
-)
-from .upstream.session import Credentials, with_refresh
+from .upstream.files import plan_uploads, ref_file_ids, with_uploaded_ids
+from .upstream.stream_parser import StreamParser
+from .upstream.rounds import read_rounds
+from .upstream.credentials import Credentials
 
 if TYPE_CHECKING:
     from .core import Core
@@ -66,7 +53,6 @@ log = logging.getLogger("ds2proxy.pipeline")
 
 EMPTY_RETRY_SUFFIX = ("\n\nPrevious reply had no visible output. Please regenerate the visible "
                       "final answer or tool call now.")
-HISTORY_MIME = "text/plain"
 
 
 class Turn:
@@ -85,18 +71,14 @@ class Turn:
         self._history, self._history_text, self.prompt = plan_turn_text(chat, self._config)
         # Counted in open(), beside the upstream setup (large texts off the loop).
         self.prompt_tokens = 0
-        self.continue_calls = 0
         self.account: str | None = None
         self._creds: Credentials | None = None
-        self._resp: UpstreamStream | None = None
-        self._session_id = ""
-        self._pow_header = ""
+        self._upstream = Conversation(core.client, core.keeper, chat,
+                                      on_pow_solved=core.metrics.time_pow)
         self._attempts = Attempts(core.pool, self._config.upstream,
                                   pinned=bool(caller.target_account))
         # Whether the current attempt's upstream has produced output yet.
         self._heard = False
-        # Every session this turn created (fail-overs included), for cleanup.
-        self._opened: list[tuple[Credentials, str]] = []
         self._closed = False
         self.filter_template = ""
         # Set by count_usage_after(): usage is not part of the stream.
@@ -166,52 +148,30 @@ class Turn:
             self.core.pool.health.succeeded(self._creds.identifier)
 
     async def _open_on(self, creds: Credentials) -> None:
-        # The challenge does not depend on the session: one round trip for both.
-        self._session_id, pow_header = await both(self._new_session(creds),
-                                                  self._solve_pow(creds))
-        self.id = self._session_id
+        pow_header = await self._upstream.start(creds)
+        self.id = self._upstream.session_id
         await self._attach_uploads(creds)
         await self._attach_history(creds)
-        await self._start_completion(creds, self.prompt, parent=None, pow_header=pow_header)
-
-    async def _new_session(self, creds: Credentials) -> str:
-        session_id = await with_refresh(creds, self.core.keeper, self.core.client.create_session)
-        self._opened.append((creds, session_id))
-        return session_id
+        await self._upstream.complete(creds, self.prompt, None, self._file_ids, pow_header)
 
     async def _attach_uploads(self, creds: Credentials) -> None:
         """Upload the inline attachments on this account, then reference them
-        by id and name them in the prompt (files belong to one account, so a
-        fail-over uploads again and gets new ids)."""
+        by id and name them in the prompt (a fail-over gets new ids)."""
         if not self._uploads:
             return
-        ids = await upload_all(self.core.client, creds, self.core.keeper,
-                               self._uploads.values())
+        ids = await self._upstream.upload(creds, self._uploads.values())
         self._sent_chat = with_uploaded_ids(self.chat, ids)
         self._file_ids = ref_file_ids(self._sent_chat)
         self._render(self._sent_chat)
 
     async def _attach_history(self, creds: Credentials) -> None:
-        """Upload the history file on this account and reference it first
-        (§6). It is rendered after the inline uploads so it names their ids;
-        a fail-over uploads it again, as files belong to one account."""
+        """Upload the history file and reference it first (§6). It is rendered
+        after the inline uploads so it names their ids."""
         if self._history is None:
             return
-        upload = PendingUpload(key="history", data=self._history_text.encode("utf-8"),
-                               kind="history file", name=self._history.file_name,
-                               mime_type=HISTORY_MIME, model_type=self.chat.model.model_type)
-        ids = await upload_all(self.core.client, creds, self.core.keeper, [upload])
-        self._file_ids = list(dict.fromkeys([ids[upload.key], *ref_file_ids(self._sent_chat)]))
-
-    async def _start_completion(self, creds: Credentials, prompt: str, parent: int | None,
-                                pow_header: str = "") -> None:
-        body = completion_body(self.chat, self._session_id, prompt, parent, self._file_ids)
-        self._resp, self._pow_header = await open_completion(
-            self.core.client, self.core.keeper, creds, body, pow_header)
-
-    def _solve_pow(self, creds: Credentials) -> Awaitable[str]:
-        return solve_pow(self.core.client, self.core.keeper, creds,
-                         on_solved=self.core.metrics.time_pow)
+        file_id = await self._upstream.upload_history(creds, self._history_text,
+                                                      self._history.file_name)
+        self._file_ids = list(dict.fromkeys([file_id, *ref_file_ids(self._sent_chat)]))
 
     # -- streaming ---------------------------------------------------------------
 
@@ -257,7 +217,8 @@ class Turn:
 
     def _new_shaper(self) -> TurnShaper:
         cfg = self.core.config
-        settings = ShapingSettings(cfg.toolcall_mode, cfg.toolcall_early_emit, cfg.citation_style)
+        settings = ShapingSettings(cfg.toolcall.mode, cfg.toolcall.early_emit_confidence,
+                                   cfg.search.citation_style)
         self._parser = StreamParser(thinking_enabled=self.chat.thinking_enabled)
         shaper = TurnShaper(self.chat, settings, self.prompt_tokens, self._citations)
         shaper.usage_after = self._usage_after
@@ -289,7 +250,7 @@ class Turn:
         log.warning("account %s failed before any output (%s); trying another",
                     self._creds.identifier, exc.message)
         self._heard = False
-        self._release_stream()
+        self._upstream.release_stream()
         self._creds.release()
         self._creds = None
         await self.open()
@@ -340,7 +301,7 @@ class Turn:
         """Feed one upstream answer (all its rounds) through the shaper, a
         batch of canonical events per upstream read."""
         hint = None
-        resp = self._resp
+        resp = self._upstream.stream
         assert resp is not None
         reads = read_rounds(resp, self._parser, self._continue,
                             max_rounds=self._config.upstream.max_continue_rounds,
@@ -383,10 +344,7 @@ class Turn:
     async def _continue(self, message_id: int) -> UpstreamStream:
         """Open the next continue round of the current answer."""
         assert self._creds is not None
-        self.continue_calls += 1
-        self._resp = await open_continue(self.core.client, self.core.keeper, self._creds,
-                                         self._session_id, message_id, self._pow_header)
-        return self._resp
+        return await self._upstream.continue_round(self._creds, message_id)
 
     async def _ask_again(self, prompt: str, shaper: TurnShaper) -> None:
         """A follow-up message in the same session (spec §12 empty-output retry,
@@ -399,7 +357,7 @@ class Turn:
         parent = self._parser.response_message_id
         log.info("asking again in the same session on %s", self._creds.identifier)
         self._parser = StreamParser(thinking_enabled=self.chat.thinking_enabled)
-        await self._start_completion(self._creds, prompt, parent)
+        await self._upstream.complete(self._creds, prompt, parent, self._file_ids)
 
     # -- non-stream ----------------------------------------------------------------
 
@@ -416,17 +374,12 @@ class Turn:
 
     # -- cleanup -------------------------------------------------------------------
 
-    def _release_stream(self) -> None:
-        if self._resp is not None:
-            self._resp.release()
-            self._resp = None
-
     async def aclose(self) -> None:
         """Release the upstream response and the account lease (idempotent)."""
         if self._closed:
             return
         self._closed = True
-        self._release_stream()
+        self._upstream.release_stream()
         if self._creds is not None:
             self._creds.release()
         self._clean_up_sessions()
@@ -434,9 +387,5 @@ class Turn:
     def _clean_up_sessions(self) -> None:
         """With ``upstream.session_cleanup: single``, delete the sessions this
         turn opened, in the background (the lease is already free)."""
-        if self.core.config.upstream.session_cleanup != "single":
-            return
-        for creds, session_id in self._opened:
-            self.core.janitor.schedule(creds.token, [session_id])
-        self._opened.clear()
-
+        if self.core.config.upstream.session_cleanup == "single":
+            self._upstream.delete_sessions(self.core.janitor)

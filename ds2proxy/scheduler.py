@@ -18,10 +18,8 @@ import logging
 import math
 import time
 from collections import deque
-from dataclasses import dataclass, field
-from collections.abc import Callable
-from typing import Protocol
 
+from .account_state import AccountState, Limits, SharedLeases
 from .config import AccountConfig, RuntimeSettings, normalise_mobile
 from .errors import (
     ACCOUNT_UNUSABLE,
@@ -36,53 +34,6 @@ from .health import DISABLED, LOGIN_FAILING, HealthSettings, HealthTracker, Pace
 TARGET_HEADER = "X-Ds2-Target-Account"
 
 log = logging.getLogger("ds2proxy.scheduler")
-
-
-@dataclass(slots=True)
-class AccountState:
-    """Runtime state of one managed account (the config holds the credentials)."""
-
-    config: AccountConfig
-    token: str = ""
-    token_obtained_at: float = 0.0
-    inflight: int = 0
-    last_error: str = ""
-    login_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-
-    @property
-    def identifier(self) -> str:
-        return self.config.identifier
-
-
-@dataclass(frozen=True, slots=True)
-class Limits:
-    per_account: int
-    queue: int
-    global_inflight: int
-
-    @classmethod
-    def from_runtime(cls, runtime: RuntimeSettings, accounts: int) -> Limits:
-        capacity = max(accounts, 1) * runtime.account_max_inflight
-        queue = capacity if runtime.account_max_queue is None else runtime.account_max_queue
-        glob = runtime.global_max_inflight or capacity
-        return cls(runtime.account_max_inflight, queue, glob)
-
-
-class SharedLeases(Protocol):
-    """In-flight counts kept for several instances (``state.backend: redis``,
-    :class:`ds2proxy.state.leases.RedisLeases`). Without one, the pool counts
-    in this process alone, exactly as a single instance always has."""
-
-    recheck_seconds: float
-    total: int
-
-    def start(self, accounts: list[str], wake: Callable[[int], None],
-              wake_all: Callable[[], None], waiting: Callable[[], int]) -> None: ...
-    def configure(self, accounts: list[str]) -> None: ...
-    async def acquire(self, ordered: list[str], per_account: int, global_limit: int
-                      ) -> tuple[str, str] | None: ...
-    def release(self, account: str, lease: str) -> None: ...
-    async def close(self) -> None: ...
 
 
 class Lease:

@@ -20,12 +20,12 @@ from .upstream.files import PendingUpload, plan_uploads
 def _control_text(chat: ChatRequest, config: Config) -> tuple[str, str]:
     """The tool prompt (with JSON-mode instructions) and the thinking injection."""
     tool_prompt = ""
-    if chat.tools and config.toolcall_mode == "feature_match":
+    if chat.tools and config.toolcall.mode == "feature_match":
         tool_prompt = build_tool_prompt(chat.tools, chat.tool_choice,
                                         single_call=not chat.parallel_tool_calls)
     extra = format_instructions(chat.response_format)
     tool_prompt = "\n\n".join(part for part in (tool_prompt, extra) if part)
-    injection = config.thinking_injection if chat.thinking_enabled else ""
+    injection = config.thinking_injection.active_prompt if chat.thinking_enabled else ""
     return tool_prompt, injection
 
 

@@ -53,8 +53,8 @@ class UsageRecorder:
 
     async def open(self) -> None:
         """Open the store and seed today's token use per key from it."""
-        settings = self.core.config.observe
-        if not settings.usage_enabled:
+        settings = self.core.config.usage
+        if not settings.enabled:
             return
         self.store = await self.core.backend.open_usage(settings)
         if self.core.backend.shared:
@@ -100,13 +100,13 @@ class UsageRecorder:
         self.recorded += 1
         if record.key_name:
             self.limiter.add_tokens(record.key_name, record.total_tokens)
-        settings = self.core.config.observe
-        if settings.metrics_enabled:
+        cfg = self.core.config
+        if cfg.metrics.enabled:
             self.metrics.observe(record)
         fields = record.fields()
-        if not settings.log_bodies:
+        if not cfg.usage.log_bodies:
             fields["request_body"] = ""
         if log.isEnabledFor(logging.INFO):
             log.info("%s", text_line(record), extra={"request": fields})
-        if self.store is not None and settings.usage_enabled:
+        if self.store is not None and cfg.usage.enabled:
             self.store.record(fields)

@@ -10,6 +10,8 @@ import aiohttp
 import pytest
 from conftest import ProxyFactory
 
+from ds2proxy.testing.clients import post
+
 BAD_ACCOUNTS = {"accounts": [{"email": "alice@example.com", "password": "wrong"},
                              {"email": "bob@example.com", "password": "wrong too"}]}
 ROUTES = {
@@ -22,27 +24,21 @@ ROUTES = {
 }
 
 
-async def post(url: str, body: dict, headers: dict[str, str]) -> tuple[int, dict]:
-    async with aiohttp.ClientSession() as http:
-        async with http.post(url, json=body, headers=headers) as resp:
-            return resp.status, await resp.json()
-
-
 @pytest.mark.parametrize("family", list(ROUTES))
 async def test_managed_accounts_that_cannot_log_in_are_a_502(proxy_factory: ProxyFactory,
                                                              family: str):
     proxy = await proxy_factory(BAD_ACCOUNTS)
     path, body = ROUTES[family]
-    status, error = await post(proxy.url + path, body, {"x-goog-api-key": proxy.key,
-                                                        **proxy.headers()})
-    assert status == 502
+    answer = await post(proxy.url + path, body, {"x-goog-api-key": proxy.key,
+                                                 **proxy.headers()})
+    assert answer.status == 502
     if family == "gemini":
-        assert error["error"]["status"] == "UNAVAILABLE"
+        assert answer.json()["error"]["status"] == "UNAVAILABLE"
     elif family == "anthropic":
-        assert error["error"]["type"] == "api_error"
+        assert answer.json()["error"]["type"] == "api_error"
     else:
-        assert error["error"]["code"] == "upstream_auth_failed"
-    assert "wrong" not in str(error)  # the account's password never leaks
+        assert answer.json()["error"]["code"] == "upstream_auth_failed"
+    assert "wrong" not in str(answer.json())  # the account's password never leaks
     # Both accounts were tried before giving up.
     tried = {c.body.get("email") for c in proxy.fake.calls_to("users/login")}
     assert tried == {"alice@example.com", "bob@example.com"}
@@ -51,16 +47,16 @@ async def test_managed_accounts_that_cannot_log_in_are_a_502(proxy_factory: Prox
 
 async def test_a_refused_pass_through_token_is_the_callers_401(proxy):
     path, body = ROUTES["openai"]
-    status, error = await post(proxy.url + path, body,
-                               {"Authorization": "Bearer not-a-deepseek-token"})
-    assert status == 401 and error["error"]["type"] == "authentication_error"
+    answer = await post(proxy.url + path, body,
+                        {"Authorization": "Bearer not-a-deepseek-token"})
+    assert answer.status == 401 and answer.json()["error"]["type"] == "authentication_error"
 
 
 async def test_a_configured_key_wins_over_another_credential_sent_alongside(proxy):
     path, body = ROUTES["anthropic"]
     headers = {"x-api-key": proxy.key, "Authorization": "Bearer some-oauth-token"}
-    status, reply = await post(proxy.url + path, body, headers)
-    assert status == 200 and reply["content"][0]["text"]
+    answer = await post(proxy.url + path, body, headers)
+    assert answer.status == 200 and answer.json()["content"][0]["text"]
     # The managed pool served it, not a pass-through of the other token.
     [completion] = proxy.fake.calls_to("chat/completion")
     assert completion.account in ("alice@example.com", "bob@example.com")
@@ -116,7 +112,7 @@ async def test_without_pass_through_a_mistyped_key_is_called_what_it_is(
         proxy_factory: ProxyFactory):
     proxy = await proxy_factory({"auth": {"allow_passthrough": False}})
     path, body = ROUTES["openai"]
-    status, error = await post(proxy.url + path, body, {"Authorization": f"Bearer {MISTYPED}"})
-    assert status == 401
-    assert "not one of this server's configured keys" in error["error"]["message"]
-    assert MISTYPED not in str(error)
+    answer = await post(proxy.url + path, body, {"Authorization": f"Bearer {MISTYPED}"})
+    assert answer.status == 401
+    assert "not one of this server's configured keys" in answer.json()["error"]["message"]
+    assert MISTYPED not in str(answer.json())

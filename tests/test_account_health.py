@@ -278,7 +278,7 @@ def test_settings_are_validated_with_the_field_named():
     # A cap below the base means the base: each field is valid on its own.
     low = parse_config({"health": {"cooldown": {"rate_limited": {"base_seconds": 50,
                                                                  "max_seconds": 10}}}})
-    assert [low.health.cooldown("rate_limited", n) for n in (1, 3)] == [50, 50]
+    assert [low.health.cooldown_for("rate_limited", n) for n in (1, 3)] == [50, 50]
     with pytest.raises(ConfigError, match="health.pacing.max_per_hour"):
         parse_config({"health": {"pacing": {"max_per_hour": -1}}})
     d = parse_config({}).health

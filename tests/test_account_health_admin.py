@@ -14,6 +14,7 @@ from ds2proxy.app import create_app, start_server
 from ds2proxy.config_store import ConfigStore
 from ds2proxy.state.store import state_path_for
 from ds2proxy.testing import HttpFault, Misbehaviour
+from ds2proxy.testing.clients import openai_client
 
 ALICE, BOB = (email for email, _ in ACCOUNTS)
 USER = [{"role": "user", "content": "hello"}]
@@ -21,8 +22,7 @@ USER = [{"role": "user", "content": "hello"}]
 
 async def ask(proxy: Proxy, target: str = "") -> None:
     headers = {"X-Ds2-Target-Account": target} if target else None
-    client = openai.AsyncOpenAI(base_url=proxy.url + "/v1", api_key=proxy.key, max_retries=0,
-                                default_headers=headers)
+    client = openai_client(proxy, default_headers=headers)
     await client.chat.completions.create(model="deepseek-chat", messages=USER)
 
 

@@ -14,28 +14,14 @@ import openai
 import pytest
 from admin_util import wait_until
 from conftest import ACCOUNTS, Proxy, ProxyFactory
-from google import genai
 from google.genai import errors as genai_errors
-from google.genai import types
 
 from ds2proxy.testing import Delivery, FakeDeepSeek, HttpFault, Misbehaviour, Scripted
+from ds2proxy.testing.clients import anthropic_client, gemini_client, openai_client
 
 ALICE, BOB = (email for email, _ in ACCOUNTS)
 USER = [{"role": "user", "content": "hello"}]
 NO_JITTER = {"health": {"jitter": 0}}
-
-
-def oai(proxy: Proxy) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(base_url=proxy.url + "/v1", api_key=proxy.key, max_retries=0)
-
-
-def claude(proxy: Proxy) -> anthropic.AsyncAnthropic:
-    return anthropic.AsyncAnthropic(base_url=proxy.url, api_key=proxy.key, max_retries=0)
-
-
-def gemini(proxy: Proxy) -> genai.Client:
-    options = types.HttpOptions(base_url=proxy.url, api_version="v1beta")
-    return genai.Client(api_key=proxy.key, http_options=options)
 
 
 def completions_of(proxy: Proxy, account: str) -> int:
@@ -47,7 +33,7 @@ def state(proxy: Proxy, account: str) -> str:
 
 
 async def ask(proxy: Proxy) -> str:
-    reply = await oai(proxy).chat.completions.create(model="deepseek-chat", messages=USER)
+    reply = await openai_client(proxy).chat.completions.create(model="deepseek-chat", messages=USER)
     return reply.choices[0].message.content or ""
 
 
@@ -74,13 +60,13 @@ async def test_every_account_cooling_is_a_429_with_the_earliest_recovery(
         await ask(proxy)
     seen = len(proxy.fake.calls_to("chat/completion"))
     with pytest.raises(anthropic.RateLimitError) as info:
-        await claude(proxy).messages.create(model="claude-sonnet-4-6", max_tokens=32,
-                                            messages=USER)
+        await anthropic_client(proxy).messages.create(model="claude-sonnet-4-6", max_tokens=32,
+                                                      messages=USER)
     assert 28 <= int(info.value.response.headers["retry-after"]) <= 30
     assert info.value.body["error"]["type"] == "rate_limit_error"
     with pytest.raises(genai_errors.ClientError) as gerr:
-        await gemini(proxy).aio.models.generate_content(model="gemini-2.5-flash",
-                                                        contents="hello")
+        await gemini_client(proxy).aio.models.generate_content(model="gemini-2.5-flash",
+                                                               contents="hello")
     assert gerr.value.code == 429
     # Cooling accounts were not touched again.
     assert len(proxy.fake.calls_to("chat/completion")) == seen
@@ -175,7 +161,7 @@ async def test_pacing_holds_under_a_burst_of_200(proxy_factory: ProxyFactory,
                     "queue_timeout_seconds": 3},
         "health": {"pacing": {"min_interval_seconds": interval, "jitter_seconds": 0.05,
                               "max_per_hour": cap}}})
-    client = oai(proxy)
+    client = openai_client(proxy)
 
     async def one() -> int:
         try:

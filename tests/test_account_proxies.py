@@ -8,8 +8,6 @@ from __future__ import annotations
 import base64
 
 import aiohttp
-import anthropic
-import openai
 import pytest
 from admin_util import admin_for
 from conftest import ACCOUNTS, Proxy, ProxyFactory
@@ -21,6 +19,8 @@ from proxy_servers import (  # noqa: F401  (fixtures)
     http_proxy,
     socks_proxy,
 )
+
+from ds2proxy.testing.clients import anthropic_client, openai_client
 
 ALICE, BOB = (email for email, _ in ACCOUNTS)
 PASSWORDS = dict(ACCOUNTS)
@@ -36,8 +36,7 @@ def accounts(alice_proxy: str = "", bob_proxy: str = "") -> dict:
 
 
 async def ask_with_image(proxy: Proxy, target: str) -> str:
-    client = openai.AsyncOpenAI(base_url=proxy.url + "/v1", api_key=proxy.key, max_retries=0,
-                                default_headers={"X-Ds2-Target-Account": target})
+    client = openai_client(proxy, default_headers={"X-Ds2-Target-Account": target})
     content = [{"type": "text", "text": "describe"},
                {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG_B64}"}}]
     reply = await client.chat.completions.create(
@@ -50,7 +49,7 @@ async def test_each_account_talks_through_its_own_proxy(proxy_factory: ProxyFact
     proxy = await proxy_factory(accounts(alice_proxy=socks_proxy, bob_proxy=http_proxy))
     for target in (ALICE, BOB, ALICE, BOB):
         assert "You said" in await ask_with_image(proxy, target)
-    claude = anthropic.AsyncAnthropic(base_url=proxy.url, api_key=proxy.key, max_retries=0)
+    claude = anthropic_client(proxy)
     await claude.messages.create(model="claude-sonnet-4-6", max_tokens=32,
                                  messages=[{"role": "user", "content": "hi"}])
     exits = {ALICE: SOCKS_PROXY_EXIT, BOB: HTTP_PROXY_EXIT}
@@ -65,7 +64,7 @@ async def test_each_account_talks_through_its_own_proxy(proxy_factory: ProxyFact
 async def test_a_dead_proxy_marks_its_account_only(proxy_factory: ProxyFactory):
     dead = f"socks5://127.0.0.1:{free_port()}"
     proxy = await proxy_factory({**accounts(alice_proxy=dead), "health": {"jitter": 0}})
-    client = openai.AsyncOpenAI(base_url=proxy.url + "/v1", api_key=proxy.key, max_retries=0)
+    client = openai_client(proxy)
     for _ in range(4):
         reply = await client.chat.completions.create(
             model="deepseek-chat", messages=[{"role": "user", "content": "hello"}])

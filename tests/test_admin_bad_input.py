@@ -83,7 +83,7 @@ async def test_dashboard_import_of_non_ascii_text(logged_in: Browserless):
     assert status == 303
     config = logged_in.proxy.core.config
     assert config.model_aliases["模型-ü"] == "deepseek-chat"
-    assert "sk-ünïcode-key" in config.keys
+    assert "sk-ünïcode-key" in config.key_secrets
     status, page, _ = await logged_in.post("/admin/ui/config/import",
                                            {"config_text": "ünïcödé ✓", "mode": "merge"})
     assert status == 400 and "neither JSON nor base64" in page
@@ -124,7 +124,7 @@ async def test_a_bad_back_field_falls_back_to_the_page_and_applies_once(
                                            {"key": "sk-back-test-1", "back": back})
     assert status == 303 and resp.headers["Location"] == "/admin/ui/keys"
     assert "evil" not in str(resp.headers)
-    assert logged_in.proxy.core.config.keys.count("sk-back-test-1") == 1
+    assert logged_in.proxy.core.config.key_secrets.count("sk-back-test-1") == 1
     status, _, resp = await logged_in.post("/admin/ui/accounts/add",
                                            {"login": "x@example.com", "back": back})
     assert status == 303 and resp.headers["Location"] == "/admin/ui/accounts"

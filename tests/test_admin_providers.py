@@ -214,7 +214,7 @@ async def test_the_embeddings_engine_must_exist(admin: Admin):
     for name, hint in (("deterministic", "'testing'"), ("nobody", "no provider named")):
         reply = await admin.call("PUT", "/admin/settings", json={"embeddings": {"provider": name}})
         assert reply.status == 400 and hint in reply.json()["errors"]["embeddings.provider"]
-    assert admin.proxy.core.config.embeddings_provider == "testing"
+    assert admin.proxy.core.config.embeddings.provider == "testing"
 
 
 @pytest.mark.parametrize("mode", ["merge", "replace"])

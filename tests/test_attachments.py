@@ -13,7 +13,6 @@ import base64
 import anthropic
 import openai
 import pytest
-from google import genai
 from google.genai import types
 
 from ds2proxy.canonical import AttachmentPart, Message, TextPart
@@ -23,24 +22,11 @@ from ds2proxy.testing.envelopes import INVALID_TOKEN
 from ds2proxy.testing.fake_pow import INVALID_POW
 from ds2proxy.upstream.client import UPLOAD_PATH
 from ds2proxy.upstream.files import MAX_UPLOADS, plan_uploads
+from ds2proxy.testing.clients import anthropic_client, gemini_client, openai_client
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8
 PNG_B64 = base64.b64encode(PNG).decode()
 PDF = b"%PDF-1.4\n" + b"0123456789" * 100
-
-
-def openai_client(proxy) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(base_url=proxy.url + "/v1", api_key=proxy.key, max_retries=0)
-
-
-def anthropic_client(proxy) -> anthropic.AsyncAnthropic:
-    return anthropic.AsyncAnthropic(base_url=proxy.url + "/anthropic", api_key=proxy.key,
-                                    max_retries=0, timeout=30.0)
-
-
-def gemini_client(proxy) -> genai.Client:
-    options = types.HttpOptions(base_url=proxy.url, api_version="v1beta")
-    return genai.Client(api_key=proxy.key, http_options=options)
 
 
 def image_url_part(url: str) -> dict:
@@ -93,7 +79,7 @@ async def test_openai_data_url_image_is_uploaded_for_vision(proxy):
 async def test_anthropic_base64_image_block_is_uploaded(proxy):
     block = {"type": "image", "source": {"type": "base64", "media_type": "image/png",
                                          "data": PNG_B64}}
-    await anthropic_client(proxy).messages.create(
+    await anthropic_client(proxy, "/anthropic", timeout=30.0).messages.create(
         model="claude-sonnet-4-6", max_tokens=256,
         messages=[{"role": "user", "content": [{"type": "text", "text": "describe"}, block]}])
     file_id = assert_uploaded(proxy, PNG, "image/png", "vision")
@@ -169,7 +155,7 @@ async def test_upload_failure_in_the_anthropic_shape(proxy):
     block = {"type": "image", "source": {"type": "base64", "media_type": "image/png",
                                          "data": PNG_B64}}
     with pytest.raises(anthropic.APIStatusError) as info:
-        await anthropic_client(proxy).messages.create(
+        await anthropic_client(proxy, "/anthropic", timeout=30.0).messages.create(
             model="claude-sonnet-4-6", max_tokens=256,
             messages=[{"role": "user", "content": [block]}])
     assert info.value.status_code == 502
@@ -273,7 +259,7 @@ def assert_result_image_uploaded(proxy, result_text: str) -> None:
 async def test_anthropic_tool_result_image_is_uploaded(proxy):
     image = {"type": "image", "source": {"type": "base64", "media_type": "image/png",
                                          "data": PNG_B64}}
-    await anthropic_client(proxy).messages.create(
+    await anthropic_client(proxy, "/anthropic", timeout=30.0).messages.create(
         model="claude-sonnet-4-6", max_tokens=256,
         tools=[{"name": "Read", "input_schema": {"type": "object"}}],
         messages=[
@@ -311,7 +297,7 @@ async def test_gemini_function_response_parts_are_uploaded(proxy):
 
 
 async def test_count_tokens_includes_the_bytes_a_turn_would_upload(proxy):
-    client = anthropic_client(proxy)
+    client = anthropic_client(proxy, "/anthropic", timeout=30.0)
     text_only = [{"role": "user", "content": "describe"}]
     with_image = [{"role": "user", "content": [
         {"type": "text", "text": "describe"},

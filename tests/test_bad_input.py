@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import json
 
-import aiohttp
 import pytest
 
 from ds2proxy.jsonbody import MAX_DEPTH, deeper_than
+from ds2proxy.testing.clients import Reply
+from ds2proxy.testing.clients import post as raw_post
 
 CHAT = "/v1/chat/completions"
 MESSAGES = "/v1/messages"
@@ -25,13 +26,10 @@ def nested(depth: int, leaf: str = "1") -> str:
     return "[" * depth + leaf + "]" * depth
 
 
-async def post(proxy, path: str, body: dict | str) -> tuple[int, dict]:
-    data = body if isinstance(body, str) else json.dumps(body)
-    headers = {"Content-Type": "application/json", "x-goog-api-key": proxy.key,
-               **proxy.headers()}
-    async with aiohttp.ClientSession() as http:
-        async with http.post(proxy.url + path, data=data.encode(), headers=headers) as resp:
-            return resp.status, await resp.json()
+async def post(proxy, path: str, body: dict | str) -> Reply:
+    """With the managed key in every family's header."""
+    headers = {"x-goog-api-key": proxy.key, **proxy.headers()}
+    return await raw_post(proxy.url + path, body, headers)
 
 
 def nothing_spent(proxy) -> None:
@@ -52,8 +50,8 @@ def openai_param(status: int, body: dict, param: str) -> str:
     ("n", 2), ("seed", 1.5), ("stream", "yes"), ("max_tokens", 1e308), ("user", []),
 ])
 async def test_openai_sampling_fields_are_checked_before_any_upstream_work(proxy, field, value):
-    status, body = await post(proxy, CHAT, {**OPENAI_BODY, field: value})
-    message = openai_param(status, body, field)
+    answer = await post(proxy, CHAT, {**OPENAI_BODY, field: value})
+    message = openai_param(answer.status, answer.json(), field)
     if isinstance(value, str | dict):
         assert json.dumps(value) not in message and repr(value) not in message
     nothing_spent(proxy)
@@ -62,15 +60,15 @@ async def test_openai_sampling_fields_are_checked_before_any_upstream_work(proxy
 async def test_sampling_nested_255_deep_is_a_400_before_any_upstream_work(proxy):
     for field in ("temperature", "top_p", "stop"):
         raw = json.dumps(OPENAI_BODY)[:-1] + f', "{field}": {nested(255)}}}'
-        status, body = await post(proxy, CHAT, raw)
-        assert status == 400 and "nests deeper" in body["error"]["message"]
+        answer = await post(proxy, CHAT, raw)
+        assert answer.status == 400 and "nests deeper" in answer.json()["error"]["message"]
     nothing_spent(proxy)
 
 
 async def test_validated_values_are_what_goes_upstream(proxy):
-    status, _ = await post(proxy, CHAT, {**OPENAI_BODY, "temperature": 1, "top_p": 0,
-                                         "stop": "END", "presence_penalty": -2})
-    assert status == 200
+    answer = await post(proxy, CHAT, {**OPENAI_BODY, "temperature": 1, "top_p": 0,
+                                      "stop": "END", "presence_penalty": -2})
+    assert answer.status == 200
     sent = proxy.fake.calls_to("chat/completion")[-1].body
     assert (sent["temperature"], sent["top_p"], sent["stop"], sent["presence_penalty"]) == (
         1.0, 0.0, ["END"], -2.0)
@@ -83,10 +81,10 @@ async def test_validated_values_are_what_goes_upstream(proxy):
 ])
 async def test_anthropic_fields_are_invalid_request_errors(proxy, field, value):
     for path in (MESSAGES, MESSAGES + "/count_tokens", "/api/v1/messages"):
-        status, body = await post(proxy, path, {**CLAUDE_BODY, field: value})
-        assert status == 400 and body["type"] == "error"
-        assert body["error"]["type"] == "invalid_request_error"
-        assert field in body["error"]["message"]
+        answer = await post(proxy, path, {**CLAUDE_BODY, field: value})
+        assert answer.status == 400 and answer.json()["type"] == "error"
+        assert answer.json()["error"]["type"] == "invalid_request_error"
+        assert field in answer.json()["error"]["message"]
     nothing_spent(proxy)
 
 
@@ -96,9 +94,9 @@ async def test_anthropic_fields_are_invalid_request_errors(proxy, field, value):
     ("presencePenalty", 2), ("thinkingConfig", {"includeThoughts": "yes"}),
 ])
 async def test_gemini_generation_config_is_invalid_argument(proxy, field, value):
-    status, body = await post(proxy, GEMINI, {**GEMINI_BODY, "generationConfig": {field: value}})
-    assert status == 400 and body["error"]["status"] == "INVALID_ARGUMENT"
-    assert f"generationConfig.{field}" in body["error"]["message"]
+    answer = await post(proxy, GEMINI, {**GEMINI_BODY, "generationConfig": {field: value}})
+    assert answer.status == 400 and answer.json()["error"]["status"] == "INVALID_ARGUMENT"
+    assert f"generationConfig.{field}" in answer.json()["error"]["message"]
     nothing_spent(proxy)
 
 
@@ -107,40 +105,40 @@ async def test_deeply_nested_unknown_claude_block_is_redacted_not_a_500(proxy):
     beyond it, a 400 before work (it used to crash the redaction)."""
     block = f'{{"type": "mystery", "payload": {nested(MAX_DEPTH - 6)}}}'
     accepted = json.dumps(CLAUDE_BODY).replace('"content": "hi"', f'"content": [{block}]')
-    status, _ = await post(proxy, MESSAGES, accepted)
-    assert status == 200 and "mystery" in proxy.fake.calls_to("chat/completion")[-1].body[
+    answer = await post(proxy, MESSAGES, accepted)
+    assert answer.status == 200 and "mystery" in proxy.fake.calls_to("chat/completion")[-1].body[
         "prompt"]
     deep = accepted.replace(nested(MAX_DEPTH - 6), nested(300))
-    status, body = await post(proxy, MESSAGES, deep)
-    assert status == 400 and body["error"]["type"] == "invalid_request_error"
+    answer = await post(proxy, MESSAGES, deep)
+    assert answer.status == 400 and answer.json()["error"]["type"] == "invalid_request_error"
     assert proxy.core.pool.inflight == 0
 
 
 async def test_deeply_nested_unknown_gemini_part_is_not_a_500(proxy):
     part = f'{{"executableCode": {{"code": {nested(MAX_DEPTH - 7, chr(34) + "x" + chr(34))}}}}}'
     raw = json.dumps(GEMINI_BODY).replace('{"text": "hi"}', f'{{"text": "hi"}}, {part}')
-    status, _ = await post(proxy, GEMINI, raw)
-    assert status == 200 and "executableCode" in proxy.fake.calls_to("chat/completion")[-1].body[
-        "prompt"]
-    status, body = await post(proxy, GEMINI, raw.replace(nested(MAX_DEPTH - 7, '"x"'),
-                                                         nested(400, '"x"')))
-    assert status == 400 and body["error"]["status"] == "INVALID_ARGUMENT"
+    answer = await post(proxy, GEMINI, raw)
+    assert answer.status == 200
+    assert "executableCode" in proxy.fake.calls_to("chat/completion")[-1].body["prompt"]
+    answer = await post(proxy, GEMINI, raw.replace(nested(MAX_DEPTH - 7, '"x"'),
+                                                   nested(400, '"x"')))
+    assert answer.status == 400 and answer.json()["error"]["status"] == "INVALID_ARGUMENT"
 
 
 @pytest.mark.parametrize("role", [[], {"a": 1}, [[["user"]]]])
 async def test_gemini_nested_role_is_invalid_argument(proxy, role):
     body = {"contents": [{"role": role, "parts": [{"text": "hi"}]}]}
-    status, answer = await post(proxy, GEMINI, body)
-    assert status == 400 and answer["error"]["status"] == "INVALID_ARGUMENT"
-    assert "contents[0].role" in answer["error"]["message"]
+    answer = await post(proxy, GEMINI, body)
+    assert answer.status == 400 and answer.json()["error"]["status"] == "INVALID_ARGUMENT"
+    assert "contents[0].role" in answer.json()["error"]["message"]
     nothing_spent(proxy)
 
 
 @pytest.mark.parametrize("role", [[], {"a": 1}])
 async def test_lm_list_role_is_a_400_naming_it(proxy, role):
     body = {"model": "deepseek-chat", "messages": [{"role": role, "content": "x"}]}
-    status, answer = await post(proxy, "/lm/v2/chat/completions", body)
-    openai_param(status, answer, "messages[0].role")
+    answer = await post(proxy, "/lm/v2/chat/completions", body)
+    openai_param(answer.status, answer.json(), "messages[0].role")
     nothing_spent(proxy)
 
 
@@ -151,18 +149,19 @@ async def test_lm_list_role_is_a_400_naming_it(proxy, role):
 ])
 async def test_responses_fields_are_checked_before_the_turn(proxy, field, value):
     """They used to be echoed unchecked and fail serialising after the turn."""
-    status, body = await post(proxy, "/v1/responses",
-                              {"model": "deepseek-chat", "input": "hi", field: value})
-    openai_param(status, body, field)
+    answer = await post(proxy, "/v1/responses",
+                        {"model": "deepseek-chat", "input": "hi", field: value})
+    openai_param(answer.status, answer.json(), field)
     nothing_spent(proxy)
 
 
 async def test_responses_echo_the_validated_settings(proxy):
-    status, body = await post(proxy, "/v1/responses", {
+    answer = await post(proxy, "/v1/responses", {
         "model": "deepseek-chat", "input": "hi", "user": "u-1", "instructions": "Be brief.",
         "temperature": 0.5, "top_p": 1})
-    assert status == 200
-    assert (body["user"], body["instructions"], body["temperature"], body["top_p"]) == (
+    assert answer.status == 200
+    echoed = answer.json()
+    assert (echoed["user"], echoed["instructions"], echoed["temperature"], echoed["top_p"]) == (
         "u-1", "Be brief.", 0.5, 1)
 
 
@@ -172,9 +171,9 @@ async def test_responses_echo_the_validated_settings(proxy):
     (MESSAGES, {**CLAUDE_BODY, "tool_choice": {"type": [{"x": [1]}]}}),
 ])
 async def test_error_messages_never_quote_nested_client_values(proxy, path, body):
-    status, answer = await post(proxy, path, body)
-    message = answer["error"]["message"]
-    assert status == 400 and "[" not in message.replace("[0]", "") and "{" not in message
+    answer = await post(proxy, path, body)
+    message = answer.json()["error"]["message"]
+    assert answer.status == 400 and "[" not in message.replace("[0]", "") and "{" not in message
     nothing_spent(proxy)
 
 
@@ -185,7 +184,7 @@ def test_depth_walk_is_iterative_and_exact():
 
 
 async def test_a_huge_model_name_is_not_echoed_whole(proxy):
-    status, body = await post(proxy, CHAT, {**OPENAI_BODY, "model": "m" * 100_000})
-    assert status == 400 and body["error"]["param"] == "model"
-    assert len(body["error"]["message"]) < 300
+    answer = await post(proxy, CHAT, {**OPENAI_BODY, "model": "m" * 100_000})
+    assert answer.status == 400 and answer.json()["error"]["param"] == "model"
+    assert len(answer.json()["error"]["message"]) < 300
     nothing_spent(proxy)

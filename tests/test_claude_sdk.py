@@ -4,7 +4,6 @@ server on the fake upstream: recordings, thinking, tool loops, count_tokens, mod
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,8 @@ import anthropic
 import pytest
 
 from conftest import FIXTURES
-from ds2proxy.testing import Replay, Scripted
+from ds2proxy.testing import Replay, Scripted, load_expected
+from ds2proxy.testing.clients import anthropic_client
 
 MODES = [("sync", False), ("sync", True), ("async", False), ("async", True)]
 LONG_RECORDING_BYTES = 1 << 19
@@ -39,11 +39,9 @@ TWO_CALLS = (
 
 
 def clients(proxy, **auth: Any) -> tuple[anthropic.Anthropic, anthropic.AsyncAnthropic]:
-    auth = auth or {"api_key": proxy.key}
-    base = f"{proxy.url}/anthropic"
     # An explicit timeout: the SDK refuses large non-stream max_tokens under its default.
-    options = {"base_url": base, "max_retries": 0, "timeout": 30.0, **auth}
-    return anthropic.Anthropic(**options), anthropic.AsyncAnthropic(**options)
+    return (anthropic_client(proxy, "/anthropic", sync=True, timeout=30.0, **auth),
+            anthropic_client(proxy, "/anthropic", timeout=30.0, **auth))
 
 
 async def ask(proxy, mode: str, stream: bool, **kwargs: Any) -> anthropic.types.Message:
@@ -96,7 +94,7 @@ def test_recordings_are_present(fixtures_dir: Path):
 @pytest.mark.parametrize("name, mode, stream", recording_cases())
 async def test_recording_reconstructs_exactly(proxy, fixtures_dir: Path, name, mode, stream):
     sample = fixtures_dir / "deepseek-sse" / name
-    expected = json.loads((sample / "expected.json").read_text())
+    expected = load_expected(sample)
     proxy.fake.enqueue(Replay(sample))
     message = await ask(proxy, mode, stream)
     assert [b.type for b in message.content] == ["thinking", "text"]
@@ -115,7 +113,7 @@ async def test_fast_model_answers_without_thinking_blocks(proxy, fixtures_dir: P
     proxy.fake.enqueue(Replay(sample))
     message = await ask(proxy, "async", True, model="claude-sonnet-5-5")
     assert [b.type for b in message.content] == ["text"]
-    assert message.content[0].text == json.loads((sample / "expected.json").read_text())["content"]
+    assert message.content[0].text == load_expected(sample)["content"]
     assert proxy.fake.calls_to("chat/completion")[-1].body["thinking_enabled"] is False
 
 

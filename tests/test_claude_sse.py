@@ -8,11 +8,12 @@ import re
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import orjson
 import pytest
 
-from ds2proxy.testing import Delivery, Replay, Scripted
+from ds2proxy.testing import Delivery, Replay, Scripted, load_expected
+from ds2proxy.testing.clients import Reply
+from ds2proxy.testing.clients import post as raw_post
 
 TOOLS = [{"name": "Bash", "input_schema": {
     "type": "object", "properties": {"command": {"type": "string"}, "timeout": {"type": "number"}},
@@ -85,11 +86,8 @@ _COPIED_HEADERS = ("anthropic-version", "anthropic-beta", "User-Agent", "X-Claud
 Frame = tuple[str, dict]
 
 
-async def post(proxy, path: str, body: dict, headers: dict | None = None) -> tuple[int, bytes]:
-    headers = {"x-api-key": proxy.key, **(headers or {})}
-    async with aiohttp.ClientSession() as session:
-        async with session.post(proxy.url + path, json=body, headers=headers) as resp:
-            return resp.status, await resp.read()
+async def post(proxy, path: str, body: dict, headers: dict | None = None) -> Reply:
+    return await raw_post(proxy.url + path, body, {"x-api-key": proxy.key, **(headers or {})})
 
 
 def read_frames(raw: bytes) -> list[Frame]:
@@ -173,11 +171,11 @@ def merged_golden_text(frames: list[Frame]) -> str:
 
 async def test_golden_stream_with_thinking_text_and_a_tool_call(proxy):
     proxy.fake.enqueue(Scripted(thinking="Plan it.", answer=GOLDEN_ANSWER))
-    status, raw = await post(proxy, "/v1/messages?beta=true", {
+    answer = await post(proxy, "/v1/messages?beta=true", {
         "model": "claude-opus-5-5", "max_tokens": 1000, "stream": True, "tools": TOOLS,
         "messages": [{"role": "user", "content": "say hi"}]})
-    assert status == 200
-    frames = read_frames(raw)
+    assert answer.status == 200
+    frames = read_frames(answer.body)
     assert merged_golden_text(frames) == GOLDEN
     check_stream(frames)
 
@@ -185,24 +183,24 @@ async def test_golden_stream_with_thinking_text_and_a_tool_call(proxy):
 @pytest.mark.parametrize("prefix", ["/anthropic/v1", "/v1", ""])
 async def test_every_prefix_streams(proxy, prefix):
     proxy.fake.enqueue(Scripted(answer="Hello there."))
-    status, raw = await post(proxy, f"{prefix}/messages?beta=true", {
+    answer = await post(proxy, f"{prefix}/messages?beta=true", {
         "model": "claude-sonnet-5-5", "max_tokens": 100, "stream": True,
         "messages": [{"role": "user", "content": "hi"}]})
-    assert status == 200
-    assert check_stream(read_frames(raw)) == [{"type": "text", "text": "Hello there."}]
+    assert answer.status == 200
+    assert check_stream(read_frames(answer.body)) == [{"type": "text", "text": "Hello there."}]
 
 
 async def test_every_recording_streams_exactly(proxy, fixtures_dir: Path):
     samples = sorted(p for p in (fixtures_dir / "deepseek-sse").iterdir() if p.is_dir())
     assert samples
     for sample in samples:
-        expected = json.loads((sample / "expected.json").read_text())
+        expected = load_expected(sample)
         proxy.fake.enqueue(Replay(sample))
-        status, raw = await post(proxy, "/anthropic/v1/messages", {
+        answer = await post(proxy, "/anthropic/v1/messages", {
             "model": "claude-opus-5-5", "max_tokens": 128000, "stream": True,
             "messages": [{"role": "user", "content": "replay"}]})
-        assert status == 200
-        blocks = check_stream(read_frames(raw))
+        assert answer.status == 200
+        blocks = check_stream(read_frames(answer.body))
         assert [b["type"] for b in blocks] == ["thinking", "text"], sample.name
         assert blocks[0]["thinking"] == expected["thinking"], sample.name
         assert blocks[1]["text"] == expected["content"], sample.name
@@ -212,20 +210,20 @@ async def test_keep_alives_while_the_upstream_is_silent(proxy_factory):
     proxy = await proxy_factory({"runtime": {"keepalive_seconds": 0.05}})
     proxy.fake.enqueue(Scripted(answer="late", delivery=Delivery(silence=0.4,
                                                                  comment_every=0.1)))
-    status, raw = await post(proxy, "/v1/messages", {
+    answer = await post(proxy, "/v1/messages", {
         "model": "claude-sonnet-5-5", "max_tokens": 100, "stream": True,
         "messages": [{"role": "user", "content": "hi"}]})
-    assert status == 200 and b": keep-alive\n\n" in raw
-    assert check_stream(read_frames(raw)) == [{"type": "text", "text": "late"}]
+    assert answer.status == 200 and b": keep-alive\n\n" in answer.body
+    assert check_stream(read_frames(answer.body)) == [{"type": "text", "text": "late"}]
 
 
 async def test_failure_after_output_ends_with_an_error_event(proxy):
     proxy.fake.enqueue(Scripted(answer="word " * 100, delivery=Delivery(drop_after=12)))
-    status, raw = await post(proxy, "/v1/messages", {
+    answer = await post(proxy, "/v1/messages", {
         "model": "claude-sonnet-5-5", "max_tokens": 1000, "stream": True,
         "messages": [{"role": "user", "content": "hi"}]})
-    assert status == 200
-    frames = read_frames(raw)
+    assert answer.status == 200
+    frames = read_frames(answer.body)
     names = [name for name, _ in frames]
     assert names[0] == "message_start" and "content_block_delta" in names
     assert names[-1] == "error" and "message_stop" not in names
@@ -235,11 +233,11 @@ async def test_failure_after_output_ends_with_an_error_event(proxy):
 
 async def test_required_tool_choice_without_a_call_fails_in_band(proxy):
     proxy.fake.enqueue(Scripted(answer="I would rather not call anything."))
-    status, raw = await post(proxy, "/v1/messages", {
+    answer = await post(proxy, "/v1/messages", {
         "model": "claude-sonnet-5-5", "max_tokens": 1000, "stream": True, "tools": TOOLS,
         "tool_choice": {"type": "any"}, "messages": [{"role": "user", "content": "hi"}]})
-    assert status == 200
-    name, data = read_frames(raw)[-1]
+    assert answer.status == 200
+    name, data = read_frames(answer.body)[-1]
     assert name == "error" and data["error"]["type"] == "invalid_request_error"
     assert data["error"]["code"] == "tool_choice_violation"
 
@@ -258,13 +256,13 @@ async def test_claude_code_requests_sent_as_recorded(proxy, fixtures_dir: Path, 
     path, body, headers = claude_code_request(fixtures_dir, name, proxy)
     assert path == "/v1/messages?beta=true"
     proxy.fake.enqueue(Scripted(thinking="Considering.", answer="Done, nothing else to do."))
-    status, raw = await post(proxy, path, dict(body, stream=stream), headers)
-    assert status == 200
+    answer = await post(proxy, path, dict(body, stream=stream), headers)
+    assert answer.status == 200
     if stream:
-        blocks = check_stream(read_frames(raw))
-        stop_reason = read_frames(raw)[-2][1]["delta"]["stop_reason"]
+        blocks = check_stream(read_frames(answer.body))
+        stop_reason = read_frames(answer.body)[-2][1]["delta"]["stop_reason"]
     else:
-        message = json.loads(raw)
+        message = answer.json()
         blocks, stop_reason = message["content"], message["stop_reason"]
         assert message["model"] == body["model"] and message["type"] == "message"
     assert [b["type"] for b in blocks] == ["thinking", "text"]
@@ -289,12 +287,12 @@ async def test_claude_code_bash_call_carries_the_arguments_exactly(proxy, fixtur
         "</|DSML|parameter>\n"
         "    <|DSML|parameter name=\"timeout\">120000</|DSML|parameter>\n"
         "  </|DSML|invoke>\n</|DSML|tool_calls>")))
-    status, raw = await post(proxy, path, dict(body, stream=stream), headers)
-    assert status == 200
+    answer = await post(proxy, path, dict(body, stream=stream), headers)
+    assert answer.status == 200
     if stream:
-        blocks = check_stream(read_frames(raw))
+        blocks = check_stream(read_frames(answer.body))
     else:
-        message = json.loads(raw)
+        message = answer.json()
         blocks = message["content"]
         assert message["stop_reason"] == "tool_use"
     calls = [b for b in blocks if b["type"] == "tool_use"]

@@ -195,7 +195,7 @@ def test_a_form_posted_without_its_csrf_token_is_refused(driver, live):
     """)
     wait(driver, lambda d: text_of(d, "#error-title") == "Request refused")
     assert "security token" in text_of(driver, "#error-message")
-    assert "sk-forged-by-another-page" not in live.on_loop(lambda: live.core.config.keys)
+    assert "sk-forged-by-another-page" not in live.on_loop(lambda: live.core.config.key_secrets)
     screenshot(driver, "csrf-refused")
 
 

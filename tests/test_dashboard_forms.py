@@ -144,17 +144,17 @@ async def test_logout_ends_the_session_for_good(logged_in: Browserless):
 
 
 async def test_a_form_post_without_its_csrf_token_is_refused(logged_in: Browserless):
-    keys_before = logged_in.proxy.core.config.keys
+    keys_before = logged_in.proxy.core.config.key_secrets
     status, page, _ = await logged_in.post("/admin/ui/keys/add", {"key": "sk-csrf-000000"},
                                            csrf=False)
     assert status == 403 and 'id="error-message"' in page
     logged_in_csrf = logged_in.csrf
     logged_in.csrf = "0" * 40
     assert (await logged_in.post("/admin/ui/keys/add", {"key": "sk-csrf-000000"}))[0] == 403
-    assert logged_in.proxy.core.config.keys == keys_before
+    assert logged_in.proxy.core.config.key_secrets == keys_before
     logged_in.csrf = logged_in_csrf
     assert (await logged_in.post("/admin/ui/keys/add", {"key": "sk-csrf-000000"}))[0] == 303
-    assert "sk-csrf-000000" in logged_in.proxy.core.config.keys
+    assert "sk-csrf-000000" in logged_in.proxy.core.config.key_secrets
 
 
 async def test_the_json_api_takes_the_session_cookie_only_with_the_csrf_header(
@@ -273,7 +273,7 @@ async def test_batch_import_form(logged_in: Browserless):
     assert status == 303
     ids = {a.identifier for a in logged_in.proxy.core.pool.accounts()}
     assert {"frank@example.com", "+8613900000000"} <= ids and len(ids) == 5
-    assert {"sk-batch-form-01", "sk-batch-form-02"} <= set(logged_in.proxy.core.config.keys)
+    assert {"sk-batch-form-01", "sk-batch-form-02"} <= set(logged_in.proxy.core.config.key_secrets)
     _, page, _ = await logged_in.get("/admin/ui/accounts")
     assert "Imported 3 new accounts" in page
 
@@ -285,13 +285,13 @@ async def test_keys_page_shows_previews_only(logged_in: Browserless):
     key_id = re.search(r'data-key-id="([0-9a-f]+)">(?:(?!</tr>).)*?<td class="mono">sk-v',
                        page, re.S).group(1)
     await logged_in.post("/admin/ui/keys/delete", {"key_id": key_id})
-    assert "sk-visible-once-12345" not in logged_in.proxy.core.config.keys
+    assert "sk-visible-once-12345" not in logged_in.proxy.core.config.key_secrets
 
 
 async def test_created_key_secret_is_on_the_answer_page_only(logged_in: Browserless):
     status, page, _ = await logged_in.post("/admin/ui/keys/create", {
         "name": "form-made", "rpm": "7", "models": "deepseek-chat, claude-*"})
-    [key] = [k for k in logged_in.proxy.core.config.named_keys if k.name == "form-made"]
+    [key] = [k for k in logged_in.proxy.core.config.keys if k.name == "form-made"]
     assert key.secret in page and key.limits.rpm == 7
     assert key.models == ("deepseek-chat", "claude-*")
     _, again, _ = await logged_in.get("/admin/ui/keys")
@@ -313,7 +313,7 @@ async def test_config_download_and_upload(logged_in: Browserless):
     async with logged_in.http.post(logged_in.url("/admin/ui/config/import"), data=upload,
                                    allow_redirects=False) as resp:
         assert resp.status == 303
-    assert logged_in.proxy.core.config.keys == ("test-key", "sk-uploaded-777777")
+    assert logged_in.proxy.core.config.key_secrets == ("test-key", "sk-uploaded-777777")
     status, page, _ = await logged_in.post("/admin/ui/config/import",
                                            {"config_text": "not json", "mode": "merge"})
     assert status == 400 and "neither JSON nor base64" in page
@@ -393,14 +393,14 @@ async def test_accounts_page_shows_usage_per_account(logged_in: Browserless):
 async def test_a_keys_limits_are_edited_on_its_page(logged_in: Browserless):
     await logged_in.post("/admin/ui/keys/create", {"name": "editable", "rpm": "5",
                                                    "models": "deepseek-chat"})
-    [key] = [k for k in logged_in.proxy.core.config.named_keys if k.name == "editable"]
+    [key] = [k for k in logged_in.proxy.core.config.keys if k.name == "editable"]
     key_id = hashlib.sha256(key.secret.encode()).hexdigest()[:12]
     status, page, _ = await logged_in.get(f"/admin/ui/keys/{key_id}")
     assert status == 200 and 'id="key-limits"' in page and key.secret not in page
     status, _, resp = await logged_in.post("/admin/ui/keys/edit", {
         "key_id": key_id, "note": "now metered", "tokens_per_day": "1000", "models": ""})
     assert status == 303 and resp.headers["Location"] == f"/admin/ui/keys/{key_id}"
-    [edited] = [k for k in logged_in.proxy.core.config.named_keys if k.name == "editable"]
+    [edited] = [k for k in logged_in.proxy.core.config.keys if k.name == "editable"]
     assert edited.secret == key.secret and edited.note == "now metered"
     assert (edited.limits.rpm, edited.limits.tokens_per_day) == (0, 1000)
     assert edited.models == ()

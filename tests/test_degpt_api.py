@@ -14,21 +14,13 @@ import openai
 import pytest
 
 from ds2proxy.testing import Scripted
+from ds2proxy.testing.clients import anthropic_client, openai_client
 
 USER = [{"role": "user", "content": "hello"}]
 MODEL_KEYS = {"id", "object", "model", "created", "owned_by", "name", "description",
               "support", "tip"}
 LIST_KEYS = {"object", "data", "version", "provider", "name", "default_locale", "status",
              "time"}
-
-
-def chat_client(proxy) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(base_url=proxy.url + "/api/v1", api_key=proxy.key, max_retries=0)
-
-
-def messages_client(proxy, key: str | None = None) -> anthropic.AsyncAnthropic:
-    return anthropic.AsyncAnthropic(base_url=proxy.url + "/api", api_key=key or proxy.key,
-                                    max_retries=0)
 
 
 async def get_models(proxy) -> dict:
@@ -67,19 +59,20 @@ async def test_model_list_carries_the_rich_metadata(proxy):
 @pytest.mark.parametrize("model", ["doubao-seed-1-6-250615", "qwen3-235b-a22b", "grok-4-0709"])
 async def test_other_vendors_are_model_not_found(proxy, model):
     with pytest.raises(openai.BadRequestError) as info:
-        await chat_client(proxy).chat.completions.create(model=model, messages=USER)
+        await openai_client(proxy, "/api/v1").chat.completions.create(model=model, messages=USER)
     assert info.value.body["code"] == "model_not_found"
     assert proxy.fake.calls_to("chat/completion") == []
 
 
 async def test_listed_vendor_name_is_served_and_ids_follow_the_surface(proxy):
     proxy.fake.enqueue(Scripted(answer="Hi."), Scripted(answer="Hello."))
-    resp = await chat_client(proxy).chat.completions.create(model="gpt-4o", messages=USER)
+    sdk = openai_client(proxy, "/api/v1")
+    resp = await sdk.chat.completions.create(model="gpt-4o", messages=USER)
     assert resp.choices[0].message.content == "Hi." and resp.model == "gpt-4o"
     assert re.fullmatch(r"chatcmpl-[a-z]{4}[0-9]{6}", resp.id)
     assert set(resp.usage.model_dump(exclude_none=True)) == {
         "prompt_tokens", "completion_tokens", "total_tokens"}
-    message = await messages_client(proxy).messages.create(
+    message = await anthropic_client(proxy, "/api").messages.create(
         model="claude-opus-4-20250514", max_tokens=100, messages=USER)
     assert re.fullmatch(r"chatcmpl-[a-z]{4}[0-9]{6}", message.id)
 
@@ -97,8 +90,9 @@ async def test_model_list_identity_comes_from_plugin_settings(proxy_factory):
 
 async def test_auto_picks_the_default_model_and_names_it(proxy):
     proxy.fake.enqueue(Scripted(answer="I am DeepSeek."))
-    resp = await chat_client(proxy).chat.completions.create(model="auto", messages=USER)
-    assert resp.model == proxy.core.config.default_model
+    sdk = openai_client(proxy, "/api/v1")
+    resp = await sdk.chat.completions.create(model="auto", messages=USER)
+    assert resp.model == proxy.core.config.models.default
     assert resp.choices[0].message.content == "I am DeepSeek."
     assert resp.choices[0].finish_reason == "stop"
     assert resp.usage.total_tokens == resp.usage.prompt_tokens + resp.usage.completion_tokens
@@ -107,8 +101,9 @@ async def test_auto_picks_the_default_model_and_names_it(proxy):
 async def test_auto_follows_the_configured_default(proxy_factory):
     proxy = await proxy_factory({"models": {"default": "deepseek-reasoner"}})
     proxy.fake.enqueue(Scripted(thinking="hmm", answer="ok"))
-    stream = await chat_client(proxy).chat.completions.create(model="auto", messages=USER,
-                                                              stream=True)
+    sdk = openai_client(proxy, "/api/v1")
+    stream = await sdk.chat.completions.create(model="auto", messages=USER,
+                                               stream=True)
     chunks = [chunk async for chunk in stream]
     assert {c.model for c in chunks} == {"deepseek-reasoner"}
     reasoning = "".join((c.choices[0].delta.model_extra or {}).get("reasoning_content") or ""
@@ -118,7 +113,7 @@ async def test_auto_follows_the_configured_default(proxy_factory):
 
 
 async def test_sync_client_stream_logprobs_and_finish(proxy):
-    sync = openai.OpenAI(base_url=proxy.url + "/api/v1", api_key=proxy.key, max_retries=0)
+    sync = openai_client(proxy, "/api/v1", sync=True)
     proxy.fake.enqueue(Scripted(answer="  spaced\n\ntext  "))
 
     def run() -> list:
@@ -137,7 +132,7 @@ async def test_sync_client_stream_logprobs_and_finish(proxy):
 
 async def test_messages_non_stream_with_thinking(proxy):
     proxy.fake.enqueue(Scripted(thinking="Who am I?", answer="I am Claude."))
-    message = await messages_client(proxy).messages.create(
+    message = await anthropic_client(proxy, "/api").messages.create(
         model="claude-opus-4-6", max_tokens=1000, messages=USER)
     assert message.model == "claude-opus-4-6"
     assert [b.type for b in message.content] == ["thinking", "text"]
@@ -148,19 +143,19 @@ async def test_messages_non_stream_with_thinking(proxy):
 
 async def test_messages_stream_with_auto_model(proxy):
     proxy.fake.enqueue(Scripted(answer="Hello from the default model."))
-    async with messages_client(proxy).messages.stream(
+    async with anthropic_client(proxy, "/api").messages.stream(
             model="auto", max_tokens=100, messages=USER) as events:
         text = "".join([t async for t in events.text_stream])
         final = await events.get_final_message()
     assert text == "Hello from the default model."
-    assert final.model == proxy.core.config.default_model
+    assert final.model == proxy.core.config.models.default
     assert final.stop_reason == "end_turn"
 
 
 async def test_messages_bad_key_is_an_anthropic_401(proxy_factory):
     proxy = await proxy_factory({"auth": {"allow_passthrough": False}})
     with pytest.raises(anthropic.AuthenticationError) as info:
-        await messages_client(proxy, key="wrong").messages.create(
+        await anthropic_client(proxy, "/api", key="wrong").messages.create(
             model="claude-opus-4-6", max_tokens=10, messages=USER)
     assert info.value.body["type"] == "error"
     assert info.value.body["error"]["type"] == "authentication_error"

@@ -14,7 +14,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from ds2proxy.testing import Delivery, Replay, Scripted
+from ds2proxy.testing import Delivery, Replay, Scripted, load_expected
+from ds2proxy.testing.clients import Reply
+from ds2proxy.testing.clients import post as raw_post
 
 RECORDINGS = [
     "markdown-format-example-20260405-spacefix",
@@ -26,10 +28,6 @@ DEGPT = "/api/v1/chat/completions"
 LM = "/lm/v2/chat/completions"
 MESSAGES = "/api/v1/messages"
 USER = [{"role": "user", "content": "hello"}]
-
-
-def expected(fixtures_dir, name: str) -> dict[str, Any]:
-    return json.loads((fixtures_dir / "deepseek-sse" / name / "expected.json").read_text())
 
 
 def inline(thinking: str, content: str) -> str:
@@ -50,14 +48,8 @@ SURFACES = [pytest.param(DEGPT, "stop", degpt_view, id="degpt"),
             pytest.param(LM, "normal", lm_view, id="lm")]
 
 
-async def post(proxy, path: str, body: dict | bytes, headers: dict | None = None
-               ) -> tuple[int, dict[str, str], bytes]:
-    headers = proxy.headers() if headers is None else headers
-    kwargs = {"data": body} if isinstance(body, bytes) else {"json": body}
-    async with aiohttp.ClientSession() as http:
-        async with http.post(proxy.url + path, headers={
-                "Content-Type": "application/json", **headers}, **kwargs) as resp:
-            return resp.status, dict(resp.headers), await resp.read()
+async def post(proxy, path: str, body: dict | bytes, headers: dict | None = None) -> Reply:
+    return await raw_post(proxy.url + path, body, proxy.headers() if headers is None else headers)
 
 
 def sse_frames(body: bytes) -> list[Any]:
@@ -72,10 +64,10 @@ def sse_frames(body: bytes) -> list[Any]:
 
 
 async def stream(proxy, path: str, body: dict) -> list[Any]:
-    status, headers, raw = await post(proxy, path, {**body, "stream": True})
-    assert status == 200, raw[:300]
-    assert headers["Content-Type"].startswith("text/event-stream")
-    frames = sse_frames(raw)
+    answer = await post(proxy, path, {**body, "stream": True})
+    assert answer.status == 200, answer.body[:300]
+    assert answer.headers["Content-Type"].startswith("text/event-stream")
+    frames = sse_frames(answer.body)
     assert frames[-1] == "[DONE]" and "[DONE]" not in frames[:-1]
     return frames[:-1]
 
@@ -93,9 +85,9 @@ def seen(message: dict) -> dict[str, str]:
 
 async def both_modes(proxy, path: str, body: dict) -> tuple[dict, dict, str, str]:
     """What a client sees of one turn asked without, then with, streaming."""
-    status, _, raw = await post(proxy, path, body)
-    assert status == 200, raw[:300]
-    (choice,) = json.loads(raw)["choices"]
+    answer = await post(proxy, path, body)
+    assert answer.status == 200, answer.body[:300]
+    (choice,) = answer.json()["choices"]
     frames = await stream(proxy, path, body)
     streamed = {key: joined(frames, key) for key in ("content", "reasoning_content")}
     return (seen(choice["message"]), streamed, choice["finish_reason"],
@@ -105,7 +97,7 @@ async def both_modes(proxy, path: str, body: dict) -> tuple[dict, dict, str, str
 @pytest.mark.parametrize("path, finish, view", SURFACES)
 @pytest.mark.parametrize("name", RECORDINGS)
 async def test_recording_reconstructs_exactly(proxy, fixtures_dir, name, path, finish, view):
-    want = expected(fixtures_dir, name)
+    want = load_expected(fixtures_dir / "deepseek-sse" / name)
     replay = Replay(fixtures_dir / "deepseek-sse" / name)
     proxy.fake.enqueue(replay, replay)
     shown = await both_modes(proxy, path, {"model": "deepseek-reasoner", "messages": USER})
@@ -117,7 +109,7 @@ async def test_recording_reconstructs_exactly(proxy, fixtures_dir, name, path, f
 @pytest.mark.parametrize("path, finish, view", SURFACES)
 async def test_recording_without_thinking_is_plain_content(proxy, fixtures_dir, path, finish,
                                                            view):
-    want = expected(fixtures_dir, RECORDINGS[0])
+    want = load_expected(fixtures_dir / "deepseek-sse" / RECORDINGS[0])
     replay = Replay(fixtures_dir / "deepseek-sse" / RECORDINGS[0])
     proxy.fake.enqueue(replay, replay)
     shown = await both_modes(proxy, path, {"model": "deepseek-chat", "messages": USER})
@@ -163,7 +155,7 @@ async def test_degpt_stream_golden(proxy):
     proxy.fake.enqueue(Scripted(thinking=["Let ", "me think"], answer=["Hi", " there"]))
     frames = await stream(proxy, DEGPT, {"model": "auto", "messages": USER,
                                          "thinking": {"type": "enabled"}})
-    assert_common_envelope(frames, proxy.core.config.default_model)
+    assert_common_envelope(frames, proxy.core.config.models.default)
     null = {"logprobs": None}
     assert [chunk_shape(c) for c in frames] == [
         ({"role": "assistant", "content": ""}, None, null, "absent"),
@@ -215,8 +207,8 @@ async def test_content_filter_keeps_the_partial_answer(proxy, path):
 @pytest.mark.parametrize("path", [DEGPT, LM])
 async def test_content_filter_before_any_text_is_a_400(proxy, path):
     proxy.fake.enqueue(Scripted(answer="", content_filter=True))
-    status, _, raw = await post(proxy, path, {"model": "deepseek-chat", "messages": USER})
-    assert status == 400 and error_of(raw, "openai")["code"] == "content_filter"
+    answer = await post(proxy, path, {"model": "deepseek-chat", "messages": USER})
+    assert answer.status == 400 and error_of(answer.body, "openai")["code"] == "content_filter"
 
 
 # -- errors -------------------------------------------------------------------------
@@ -240,9 +232,9 @@ def error_of(raw: bytes, shape: str) -> dict:
      b'[{"role": "user", "content": "x"}]}', "model"),
 ])
 async def test_bad_request_is_a_400_in_the_route_shape(proxy, path, shape, body, param):
-    status, _, raw = await post(proxy, path, body)
-    err = error_of(raw, shape)
-    assert status == 400
+    answer = await post(proxy, path, body)
+    err = error_of(answer.body, shape)
+    assert answer.status == 400
     assert err["type"] == "invalid_request_error" and err["message"]
     assert err["param"] == param
     assert proxy.fake.calls_to("chat/completion") == []
@@ -251,11 +243,11 @@ async def test_bad_request_is_a_400_in_the_route_shape(proxy, path, shape, body,
 @pytest.mark.parametrize("path, shape", ROUTES)
 async def test_bad_key_is_a_401(proxy_factory, path, shape):
     proxy = await proxy_factory({"auth": {"allow_passthrough": False}})
-    status, _, raw = await post(proxy, path, {"model": "deepseek-chat", "max_tokens": 10,
-                                              "messages": USER},
-                                headers={"Authorization": "Bearer wrong", "x-api-key": "wrong"})
-    assert status == 401
-    assert error_of(raw, shape)["type"] == "authentication_error"
+    answer = await post(proxy, path, {"model": "deepseek-chat", "max_tokens": 10,
+                                      "messages": USER},
+                        headers={"Authorization": "Bearer wrong", "x-api-key": "wrong"})
+    assert answer.status == 401
+    assert error_of(answer.body, shape)["type"] == "authentication_error"
 
 
 @pytest.mark.parametrize("path, shape", ROUTES)
@@ -270,7 +262,7 @@ async def test_full_pool_is_a_429_with_retry_after(proxy_factory, path, shape):
                              json={**body, "stream": True}) as held:
             await held.content.readline()
             assert proxy.core.pool.inflight == 1
-            status, headers, raw = await post(proxy, path, body)
+            answer = await post(proxy, path, body)
             await held.read()
-    assert status == 429 and int(headers["Retry-After"]) >= 1
-    assert error_of(raw, shape)["type"] == "rate_limit_error"
+    assert answer.status == 429 and int(answer.headers["Retry-After"]) >= 1
+    assert error_of(answer.body, shape)["type"] == "rate_limit_error"

@@ -12,10 +12,7 @@ import openai
 import pytest
 from token_util import reference_tokens
 
-
-def connect(proxy, key: str | None = None) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(base_url=proxy.url + "/v1", api_key=key or proxy.key,
-                              max_retries=0)
+from ds2proxy.testing.clients import openai_client
 
 
 def norm(vector: list[float]) -> float:
@@ -23,7 +20,7 @@ def norm(vector: list[float]) -> float:
 
 
 async def test_deterministic_vectors_are_stable_unit_vectors(proxy):
-    async with connect(proxy) as api:
+    async with openai_client(proxy) as api:
         first = await api.embeddings.create(model="text-embedding-3-small",
                                             input=["alpha", "beta", "alpha"])
         again = await api.embeddings.create(model="text-embedding-3-small", input="alpha")
@@ -39,7 +36,7 @@ async def test_deterministic_vectors_are_stable_unit_vectors(proxy):
 
 
 async def test_float_format_and_dimensions_through_the_sync_client(proxy):
-    with openai.OpenAI(base_url=proxy.url + "/v1", api_key=proxy.key, max_retries=0) as sync:
+    with openai_client(proxy, sync=True) as sync:
         resp = await asyncio.to_thread(sync.embeddings.create, model="e", input="x",
                                        dimensions=256, encoding_format="float")
     vector = resp.data[0].embedding
@@ -60,7 +57,7 @@ async def test_base64_is_little_endian_float32(proxy):
 
 
 async def test_token_array_inputs(proxy):
-    async with connect(proxy) as api:
+    async with openai_client(proxy) as api:
         resp = await api.embeddings.create(model="e", input=[[1, 2, 3], [4]],
                                            encoding_format="float")
         single = await api.embeddings.create(model="e", input=[1, 2, 3],
@@ -71,7 +68,7 @@ async def test_token_array_inputs(proxy):
 
 async def test_off_is_501_and_the_setting_is_read_live(proxy_factory):
     proxy = await proxy_factory({"embeddings": {"provider": ""}})
-    async with connect(proxy) as api:
+    async with openai_client(proxy) as api:
         with pytest.raises(openai.APIStatusError) as err:
             await api.embeddings.create(model="e", input="x")
         await proxy.store.update(lambda doc: doc.__setitem__("embeddings",
@@ -100,6 +97,6 @@ async def test_bad_requests_are_400s_in_the_openai_shape(proxy, body, param):
 
 async def test_missing_key_is_401(proxy_factory):
     proxy = await proxy_factory({"auth": {"allow_passthrough": False}})
-    async with connect(proxy, "nope") as api:
+    async with openai_client(proxy, key="nope") as api:
         with pytest.raises(openai.AuthenticationError):
             await api.embeddings.create(model="e", input="x")

@@ -44,8 +44,8 @@ def test_the_provider_must_be_configured() -> None:
     assert err.value.field == "embeddings.provider" and "'local'" in str(err.value)
     cfg = parse_config({"embeddings": {"provider": "local", "model": "nomic-embed-text"},
                         "providers": [local]})
-    assert (cfg.embeddings_provider, cfg.embeddings_model) == ("local", "nomic-embed-text")
-    assert parse_config({"embeddings": {"provider": "none"}}).embeddings_provider == ""
+    assert (cfg.embeddings.provider, cfg.embeddings.model) == ("local", "nomic-embed-text")
+    assert parse_config({"embeddings": {"provider": "none"}}).embeddings.provider == ""
 
 
 @pytest.mark.parametrize("value, texts", [

@@ -9,6 +9,7 @@ import openai
 import pytest
 
 from ds2proxy.testing import Delivery, Scripted
+from ds2proxy.testing.clients import anthropic_client, openai_client
 
 from conftest import ACCOUNTS
 
@@ -17,10 +18,6 @@ DROPPED = Scripted(answer="never seen", delivery=Delivery(drop_after=0))
 BROKEN_MIDWAY = Scripted(answer="a fairly long answer that breaks", chunk_size=2,
                          delivery=Delivery(drop_after=12))
 MESSAGES = [{"role": "user", "content": "hi"}]
-
-
-def openai_client(proxy) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(base_url=proxy.url + "/v1", api_key=proxy.key, max_retries=0)
 
 
 async def chat(proxy, stream: bool) -> str:
@@ -62,7 +59,7 @@ async def test_a_request_failing_after_output_counts_once(proxy, fake_upstream, 
 
 async def test_an_in_band_anthropic_error_counts_once(proxy, fake_upstream):
     fake_upstream.enqueue(BROKEN_MIDWAY)
-    client = anthropic.AsyncAnthropic(base_url=proxy.url, api_key=proxy.key, max_retries=0)
+    client = anthropic_client(proxy)
     text = ""
     with pytest.raises(anthropic.APIStatusError):
         async with client.messages.stream(model="claude-sonnet-4-6", max_tokens=64,

@@ -11,6 +11,8 @@ import aiohttp
 import pytest
 
 from ds2proxy.testing import Delivery, EnvelopeFault, FakeAccount, Scripted
+from ds2proxy.testing.clients import Reply
+from ds2proxy.testing.clients import post as raw_post
 
 from conftest import ACCOUNTS, Proxy, ProxyFactory
 
@@ -38,18 +40,15 @@ async def proxy_with_accounts(proxy_factory: ProxyFactory, fake_upstream, count:
     return await proxy_factory({"accounts": accounts, "upstream": upstream})
 
 
-async def post(proxy: Proxy, family: str, *, stream: bool = False
-               ) -> tuple[int, dict, dict[str, str]]:
+async def post(proxy: Proxy, family: str, *, stream: bool = False) -> Reply:
     path, body = CASES[family]
     body = dict(body)
     if stream and family == "gemini":
         path = path.replace(":generateContent", ":streamGenerateContent") + "?alt=sse"
     elif stream:
         body["stream"] = True
-    headers = {**proxy.headers(), "x-goog-api-key": proxy.key}
-    async with aiohttp.ClientSession() as http:
-        async with http.post(proxy.url + path, json=body, headers=headers) as resp:
-            return resp.status, json.loads(await resp.read()), dict(resp.headers)
+    return await raw_post(proxy.url + path, body,
+                          {**proxy.headers(), "x-goog-api-key": proxy.key})
 
 
 def error_message(family: str, body: dict) -> str:
@@ -66,13 +65,13 @@ async def test_a_stream_dropped_on_every_account_is_a_502_saying_what_broke(
         proxy_factory, fake_upstream, family, stream):
     proxy = await proxy_with_accounts(proxy_factory, fake_upstream, 3)
     fake_upstream.enqueue(DROPPED, DROPPED, DROPPED)
-    status, body, headers = await post(proxy, family, stream=stream)
-    assert status == 502, body
-    message = error_message(family, body)
+    answer = await post(proxy, family, stream=stream)
+    assert answer.status == 502, answer.json()
+    message = error_message(family, answer.json())
     assert "failed on 3 accounts" in message
     assert "ended before the answer was complete" in message
-    assert "Retry-After" not in headers
-    assert "rate_limit" not in json.dumps(body)
+    assert "Retry-After" not in answer.headers
+    assert "rate_limit" not in json.dumps(answer.json())
     calls = fake_upstream.calls_to("chat/completion")
     assert len({c.account for c in calls}) == 3
     assert proxy.core.pool.inflight == 0
@@ -82,10 +81,10 @@ async def test_a_connection_reset_on_every_account_names_the_break(
         proxy_factory, fake_upstream):
     proxy = await proxy_with_accounts(proxy_factory, fake_upstream, 3)
     fake_upstream.enqueue(RESET, RESET, RESET)
-    status, body, _ = await post(proxy, "openai")
-    assert status == 502
-    assert body["error"]["code"] == "upstream_error"
-    assert "upstream stream broke: ClientPayloadError" in body["error"]["message"]
+    answer = await post(proxy, "openai")
+    assert answer.status == 502
+    assert answer.json()["error"]["code"] == "upstream_error"
+    assert "upstream stream broke: ClientPayloadError" in answer.json()["error"]["message"]
     assert proxy.core.pool.inflight == 0
 
 
@@ -95,21 +94,21 @@ async def test_fail_over_stops_at_the_documented_attempt_cap(
     upstream = {} if cap is None else {"max_attempts": cap}
     proxy = await proxy_with_accounts(proxy_factory, fake_upstream, 5, **upstream)
     fake_upstream.enqueue(*[DROPPED] * 5)
-    status, body, _ = await post(proxy, "openai", stream=True)
-    assert status == 502
+    answer = await post(proxy, "openai", stream=True)
+    assert answer.status == 502
     expected = cap or 3  # the default of upstream.max_attempts
     assert len(fake_upstream.calls_to("chat/completion")) == expected
-    assert f"failed on {expected} accounts" in body["error"]["message"]
+    assert f"failed on {expected} accounts" in answer.json()["error"]["message"]
     assert proxy.core.pool.inflight == 0
 
 
 async def test_fewer_accounts_than_the_cap_end_with_the_last_failure(proxy, fake_upstream):
     # Two accounts, a cap of three: no third attempt and no 429 for lack of one.
     fake_upstream.enqueue(DROPPED, DROPPED)
-    status, body, headers = await post(proxy, "openai", stream=True)
-    assert status == 502
-    assert "failed on 2 accounts" in body["error"]["message"]
-    assert "Retry-After" not in headers
+    answer = await post(proxy, "openai", stream=True)
+    assert answer.status == 502
+    assert "failed on 2 accounts" in answer.json()["error"]["message"]
+    assert "Retry-After" not in answer.headers
     assert len(fake_upstream.calls_to("chat/completion")) == 2
 
 
@@ -122,10 +121,10 @@ async def test_a_silent_upstream_is_bounded_by_one_deadline_not_per_account(
                                       first_output_timeout_seconds=1.5)
     silent = Scripted(answer="late", delivery=Delivery(silence=4, comment_every=60))
     fake_upstream.enqueue(silent, silent, silent)
-    status, body, _ = await post(proxy, "anthropic")
-    assert status == 504, body
-    assert body["error"]["type"] == "timeout_error"
-    assert "first_output_timeout_seconds" in body["error"]["message"]
+    answer = await post(proxy, "anthropic")
+    assert answer.status == 504, answer.json()
+    assert answer.json()["error"]["type"] == "timeout_error"
+    assert "first_output_timeout_seconds" in answer.json()["error"]["message"]
     assert len(fake_upstream.calls_to("chat/completion")) < 3
     assert proxy.core.pool.inflight == 0
 
@@ -136,10 +135,10 @@ async def test_a_comment_only_upstream_hits_the_deadline_too(proxy_factory, fake
                                       first_output_timeout_seconds=1)
     chatty = Scripted(answer="late", delivery=Delivery(silence=6, comment_every=0.2))
     fake_upstream.enqueue(chatty, chatty)
-    status, body, _ = await post(proxy, "gemini")
-    assert status == 504
-    assert body["error"]["status"] == "DEADLINE_EXCEEDED"
-    assert body["error"]["details"][0]["reason"] == "UPSTREAM_TIMEOUT"
+    answer = await post(proxy, "gemini")
+    assert answer.status == 504
+    assert answer.json()["error"]["status"] == "DEADLINE_EXCEEDED"
+    assert answer.json()["error"]["details"][0]["reason"] == "UPSTREAM_TIMEOUT"
     assert proxy.core.pool.inflight == 0
 
 
@@ -150,9 +149,9 @@ async def test_outdated_client_version_at_the_completion_gets_the_hint(
              else EnvelopeFault(code=0, msg="", biz_code=40005,
                                 biz_msg="CLIENT_VERSION_TOO_LOW"))
     fake_upstream.enqueue(fault, fault)
-    status, body, _ = await post(proxy, "openai")
-    assert status == 502
-    assert "raise upstream.client_version" in body["error"]["message"]
+    answer = await post(proxy, "openai")
+    assert answer.status == 502
+    assert "raise upstream.client_version" in answer.json()["error"]["message"]
     # Not an account fault: no fail-over onto the other account.
     assert len(fake_upstream.calls_to("chat/completion")) == 1
     assert proxy.core.pool.inflight == 0
@@ -161,9 +160,9 @@ async def test_outdated_client_version_at_the_completion_gets_the_hint(
 @pytest.mark.parametrize("family", list(CASES))
 async def test_no_accounts_at_all_is_a_503_not_a_rate_limit(proxy_factory, family):
     proxy = await proxy_factory({"accounts": []})
-    status, body, headers = await post(proxy, family)
-    assert status == 503 and "Retry-After" not in headers
-    assert "accounts are configured" in body["error"]["message"]
+    answer = await post(proxy, family)
+    assert answer.status == 503 and "Retry-After" not in answer.headers
+    assert "accounts are configured" in answer.json()["error"]["message"]
     assert proxy.fake.calls_to("chat/completion") == []
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,6 +17,7 @@ from ds2proxy.testing import (
     Replay,
     Scripted,
     SearchHit,
+    load_expected,
 )
 from ds2proxy.testing.raw_client import RawClient, RawReply
 from ds2proxy.testing.reconstruct import lines_of, reconstruct
@@ -158,7 +158,7 @@ async def test_default_script_quotes_the_prompt(client: RawClient, token: str) -
 async def test_replay_reconstructs_expected(fake: FakeDeepSeek, client: RawClient, token: str,
                                             fixtures_dir: Path, name: str) -> None:
     folder = fixtures_dir / "deepseek-sse" / name
-    expected = json.loads((folder / "expected.json").read_text(encoding="utf-8"))
+    expected = load_expected(folder)
     fake.enqueue(Replay(folder))
     seen, replies = await client.turn(token, PROMPT)
     assert seen.thinking == expected["thinking"]

@@ -9,7 +9,6 @@ the shapes the client parses.
 from __future__ import annotations
 
 import asyncio
-import json
 
 import pytest
 from google import genai
@@ -17,7 +16,8 @@ from google.genai import errors, types
 
 from ds2proxy.canonical import ToolCall
 from ds2proxy.prompt.dsml import render_tool_calls
-from ds2proxy.testing import Delivery, Replay, Scripted
+from ds2proxy.testing import Delivery, Replay, Scripted, load_expected
+from ds2proxy.testing.clients import gemini_client
 
 RECORDINGS = [
     "markdown-format-example-20260405-spacefix",
@@ -28,16 +28,6 @@ RECORDINGS = [
 THINKING_MODEL = "gemini-2.5-pro"
 FAST_MODEL = "gemini-2.5-flash"
 MARKUP = ("DSML", "tool_calls>", "<invoke", "<parameter", "]]>")
-
-
-def client(proxy, api_version: str = "v1beta") -> genai.Client:
-    """The client on ``v1beta`` (Gemini CLI's prefix; this SDK would default to ``v1``)."""
-    options = types.HttpOptions(base_url=proxy.url, api_version=api_version)
-    return genai.Client(api_key=proxy.key, http_options=options)
-
-
-def expected(fixtures_dir, name) -> dict:
-    return json.loads((fixtures_dir / "deepseek-sse" / name / "expected.json").read_text())
 
 
 def collect(responses) -> tuple[str, str, list[types.FunctionCall], list]:
@@ -58,7 +48,7 @@ def collect(responses) -> tuple[str, str, list[types.FunctionCall], list]:
 
 async def generate(proxy, mode: str, stream: bool, **kwargs) -> list:
     """One call in the given mode: the responses (one, or the chunks) in order."""
-    genai_client = client(proxy)  # held: a dropped client closes its connection pool
+    genai_client = gemini_client(proxy)  # held: a dropped client closes its connection pool
     if mode == "async":
         models = genai_client.aio.models
         if stream:
@@ -85,7 +75,7 @@ CASES = [pytest.param(name, mode, stream, id=f"{name}-{mode}-{'stream' if stream
 
 @pytest.mark.parametrize("name, mode, stream", CASES)
 async def test_recording_reconstructs_exactly(proxy, fixtures_dir, name, mode, stream):
-    want = expected(fixtures_dir, name)
+    want = load_expected(fixtures_dir / "deepseek-sse" / name)
     proxy.fake.enqueue(Replay(fixtures_dir / "deepseek-sse" / name))
     responses = await generate(proxy, mode, stream, model=THINKING_MODEL, contents="hello",
                                config=SHOW_THOUGHTS)
@@ -112,7 +102,7 @@ async def test_system_instruction_and_config_reach_the_upstream(proxy):
         thinking_config=types.ThinkingConfig(thinking_budget=0),
         safety_settings=[types.SafetySetting(category="HARM_CATEGORY_HARASSMENT",
                                              threshold="BLOCK_NONE")])
-    response = await client(proxy).aio.models.generate_content(
+    response = await gemini_client(proxy).aio.models.generate_content(
         model=THINKING_MODEL, contents="Say hello.", config=config)
     assert response.text == "Bonjour."
     assert collect([response])[0] == ""
@@ -183,7 +173,7 @@ async def test_two_step_tool_loop_with_parallel_calls(proxy, stream):
 
 async def test_v1_prefix_serves_the_same_api(proxy):
     proxy.fake.enqueue(Scripted(answer="via v1"))
-    response = await client(proxy, api_version="v1").aio.models.generate_content(
+    response = await gemini_client(proxy, api_version="v1").aio.models.generate_content(
         model=FAST_MODEL, contents="hi")
     assert response.text == "via v1"
     assert proxy.fake.calls_to("chat/completion")
@@ -192,7 +182,7 @@ async def test_v1_prefix_serves_the_same_api(proxy):
 async def test_comment_free_keep_alives_keep_the_python_client_reading(proxy_factory):
     proxy = await proxy_factory({"runtime": {"keepalive_seconds": 0.05}})
     proxy.fake.enqueue(Scripted(answer="late but whole", delivery=Delivery(silence=0.4)))
-    chunks = [c async for c in await client(proxy).aio.models.generate_content_stream(
+    chunks = [c async for c in await gemini_client(proxy).aio.models.generate_content_stream(
         model=FAST_MODEL, contents="hi")]
     _, text, _, finishes = collect(chunks)
     assert text == "late but whole"
@@ -204,7 +194,7 @@ async def test_failure_after_the_first_byte_raises_in_the_client(proxy):
                                 delivery=Delivery(drop_after=8)))
     seen = []
     with pytest.raises(errors.ServerError) as info:
-        async for chunk in await client(proxy).aio.models.generate_content_stream(
+        async for chunk in await gemini_client(proxy).aio.models.generate_content_stream(
                 model=FAST_MODEL, contents="hi"):
             seen.append(chunk)
     assert info.value.code == 502
@@ -215,10 +205,11 @@ async def test_failure_after_the_first_byte_raises_in_the_client(proxy):
 async def test_content_filter_is_safety(proxy):
     proxy.fake.enqueue(Scripted(answer="Some text.", content_filter=True),
                        Scripted(answer="Other text.", content_filter=True))
-    response = await client(proxy).aio.models.generate_content(model=FAST_MODEL, contents="x")
+    sdk = gemini_client(proxy)
+    response = await sdk.aio.models.generate_content(model=FAST_MODEL, contents="x")
     assert response.text == "Some text."
     assert response.candidates[0].finish_reason == types.FinishReason.SAFETY
-    chunks = [c async for c in await client(proxy).aio.models.generate_content_stream(
+    chunks = [c async for c in await gemini_client(proxy).aio.models.generate_content_stream(
         model=FAST_MODEL, contents="x")]
     _, text, _, finishes = collect(chunks)
     assert text == "Other text." and finishes[-1] == types.FinishReason.SAFETY
@@ -227,13 +218,13 @@ async def test_content_filter_is_safety(proxy):
 async def test_content_filter_without_text_is_invalid_argument(proxy):
     proxy.fake.enqueue(Scripted(answer="", content_filter=True))
     with pytest.raises(errors.ClientError) as info:
-        await client(proxy).aio.models.generate_content(model=FAST_MODEL, contents="x")
+        await gemini_client(proxy).aio.models.generate_content(model=FAST_MODEL, contents="x")
     assert (info.value.code, info.value.status) == (400, "INVALID_ARGUMENT")
 
 
 async def test_output_limit_finishes_with_max_tokens(proxy):
     proxy.fake.enqueue(Scripted(answer="word " * 200, chunk_size=5))
-    response = await client(proxy).aio.models.generate_content(
+    response = await gemini_client(proxy).aio.models.generate_content(
         model=FAST_MODEL, contents="x",
         config=types.GenerateContentConfig(max_output_tokens=5))
     assert response.candidates[0].finish_reason == types.FinishReason.MAX_TOKENS
@@ -243,7 +234,7 @@ async def test_output_limit_finishes_with_max_tokens(proxy):
 @pytest.mark.parametrize("api_version", ["v1beta", "v1"])
 async def test_model_list_and_lookup(proxy, api_version):
     # On v1 the path is shared with the OpenAI plugin; Google clients get Google's shape.
-    gclient = client(proxy, api_version)
+    gclient = gemini_client(proxy, api_version)
     listed = [m async for m in await gclient.aio.models.list(config={"page_size": 7})]
     names = [m.name for m in listed]
     assert "models/deepseek-chat" in names and "models/gemini-2.5-pro" in names
@@ -260,10 +251,11 @@ async def test_model_list_and_lookup(proxy, api_version):
 
 async def test_count_tokens_matches_the_prompt_count_of_a_call(proxy):
     contents = "How many tokens is this sentence, roughly?"
-    counted = await client(proxy).aio.models.count_tokens(model=FAST_MODEL, contents=contents)
+    sdk = gemini_client(proxy)
+    counted = await sdk.aio.models.count_tokens(model=FAST_MODEL, contents=contents)
     proxy.fake.enqueue(Scripted(answer="About ten."))
-    response = await client(proxy).aio.models.generate_content(model=FAST_MODEL,
-                                                                contents=contents)
+    response = await gemini_client(proxy).aio.models.generate_content(model=FAST_MODEL,
+                                                                      contents=contents)
     assert counted.total_tokens == response.usage_metadata.prompt_token_count > 0
 
 
@@ -273,7 +265,7 @@ async def test_quickstart_stream_loop_never_prints_none(proxy):
     None (hidden thoughts make no chunks at all)."""
     answer = "Hello there, how are you today?"
     proxy.fake.enqueue(Scripted(thinking="Some hidden thought.", answer=answer, chunk_size=5))
-    genai_client = client(proxy)  # held: a dropped client closes its connection pool
+    genai_client = gemini_client(proxy)  # held: a dropped client closes its connection pool
     chunks = await asyncio.to_thread(lambda: list(genai_client.models.generate_content_stream(
         model=THINKING_MODEL, contents="Say hello.")))
     texts = [chunk.text for chunk in chunks]

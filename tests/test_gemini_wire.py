@@ -11,7 +11,9 @@ import pytest
 
 from ds2proxy.canonical import ToolCall
 from ds2proxy.prompt.dsml import render_tool_calls
-from ds2proxy.testing import Delivery, HttpFault, Replay, Scripted
+from ds2proxy.testing import Delivery, HttpFault, Replay, Scripted, load_expected
+from ds2proxy.testing.clients import Reply
+from ds2proxy.testing.clients import post as raw_post
 
 MODEL = "gemini-2.5-pro"
 STREAM_PATH = f"/v1beta/models/{MODEL}:streamGenerateContent"
@@ -22,14 +24,8 @@ THOUGHTS = {**HELLO, "generationConfig": {"thinkingConfig": {"includeThoughts": 
 RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
 
 
-async def post(proxy, path: str, body: bytes | dict, headers: dict | None = None
-               ) -> tuple[int, dict, bytes]:
-    data = body if isinstance(body, bytes) else orjson.dumps(body)
-    sent = {"x-goog-api-key": proxy.key, "Content-Type": "application/json"}
-    sent.update(headers or {})
-    async with aiohttp.ClientSession() as http:
-        async with http.post(proxy.url + path, data=data, headers=sent) as resp:
-            return resp.status, dict(resp.headers), await resp.read()
+async def post(proxy, path: str, body: bytes | dict, headers: dict | None = None) -> Reply:
+    return await raw_post(proxy.url + path, body, {"x-goog-api-key": proxy.key, **(headers or {})})
 
 
 def sse_frames(body: bytes) -> list[bytes]:
@@ -76,10 +72,10 @@ def calls_of(chunks: list[dict]) -> list[dict]:
 async def test_sse_golden_bytes(proxy):
     proxy.fake.enqueue(Scripted(thinking="Hmm, a greeting.", answer="Hi there, friend!",
                                 chunk_size=4))
-    status, headers, body = await post(proxy, STREAM_PATH + "?alt=sse", THOUGHTS)
-    assert status == 200 and headers["Content-Type"].startswith("text/event-stream")
-    assert b"[DONE]" not in body and b"event:" not in body
-    frames = sse_frames(body)
+    answer = await post(proxy, STREAM_PATH + "?alt=sse", THOUGHTS)
+    assert answer.status == 200 and answer.headers["Content-Type"].startswith("text/event-stream")
+    assert b"[DONE]" not in answer.body and b"event:" not in answer.body
+    frames = sse_frames(answer.body)
     chunks = [json.loads(f) for f in frames]
     response_id = chunks[0]["responseId"]
     for frame, chunk in zip(frames[:-1], chunks[:-1]):
@@ -96,12 +92,12 @@ async def test_sse_golden_bytes(proxy):
 
 async def test_json_array_golden_bytes(proxy):
     proxy.fake.enqueue(Scripted(thinking="Hmm.", answer="Hi there, friend!", chunk_size=4))
-    status, headers, body = await post(proxy, STREAM_PATH, THOUGHTS)
-    assert status == 200 and headers["Content-Type"].startswith("application/json")
-    assert body.startswith(b"[{") and body.endswith(b"}]")
-    chunks = json.loads(body)
+    answer = await post(proxy, STREAM_PATH, THOUGHTS)
+    assert answer.status == 200 and answer.headers["Content-Type"].startswith("application/json")
+    assert answer.body.startswith(b"[{") and answer.body.endswith(b"}]")
+    chunks = answer.json()
     response_id = chunks[0]["responseId"]
-    elements = body[1:-1].split(b",\r\n")
+    elements = answer.body[1:-1].split(b",\r\n")
     assert len(elements) == len(chunks)
     for element, chunk in zip(elements[:-1], chunks[:-1]):
         assert element == chunk_bytes(chunk["candidates"][0]["content"]["parts"], response_id)
@@ -112,11 +108,11 @@ async def test_json_array_golden_bytes(proxy):
 
 async def test_long_recording_streams_exactly_on_the_wire(proxy, fixtures_dir):
     sample = fixtures_dir / "deepseek-sse" / "continue-thinking-snapshot-replay-20260405"
-    want = json.loads((sample / "expected.json").read_text())
+    want = load_expected(sample)
     proxy.fake.enqueue(Replay(sample))
-    status, _, body = await post(proxy, STREAM_PATH + "?alt=sse", THOUGHTS)
-    chunks = [json.loads(f) for f in sse_frames(body)]
-    assert status == 200
+    answer = await post(proxy, STREAM_PATH + "?alt=sse", THOUGHTS)
+    chunks = [json.loads(f) for f in sse_frames(answer.body)]
+    assert answer.status == 200
     assert text_of(chunks, thought=True) == want["thinking"]
     assert text_of(chunks) == want["content"]
     assert_last_chunk(chunks[-1])
@@ -125,9 +121,9 @@ async def test_long_recording_streams_exactly_on_the_wire(proxy, fixtures_dir):
 
 async def test_non_stream_body(proxy):
     proxy.fake.enqueue(Scripted(thinking="Hmm.", answer="Hi!"))
-    status, headers, body = await post(proxy, GENERATE_PATH, THOUGHTS)
-    answer = json.loads(body)
-    assert status == 200 and headers["Content-Type"].startswith("application/json")
+    reply = await post(proxy, GENERATE_PATH, THOUGHTS)
+    assert reply.status == 200 and reply.headers["Content-Type"].startswith("application/json")
+    answer = reply.json()
     assert answer["candidates"] == [{"content": {"role": "model", "parts": [
         {"text": "Hmm.", "thought": True}, {"text": "Hi!"}]}, "index": 0,
         "finishReason": "STOP"}]
@@ -139,9 +135,9 @@ async def test_non_stream_body(proxy):
 async def test_error_after_the_first_byte_is_a_final_google_error_chunk(proxy, alt):
     proxy.fake.enqueue(Scripted(answer="partial answer that never ends", chunk_size=2,
                                 delivery=Delivery(drop_after=8)))
-    status, _, body = await post(proxy, STREAM_PATH + alt, HELLO)
-    chunks = [json.loads(f) for f in sse_frames(body)] if alt else json.loads(body)
-    assert status == 200
+    answer = await post(proxy, STREAM_PATH + alt, HELLO)
+    chunks = [json.loads(f) for f in sse_frames(answer.body)] if alt else answer.json()
+    assert answer.status == 200
     assert text_of(chunks) and all("finishReason" not in c["candidates"][0]
                                    for c in chunks[:-1])
     error = chunks[-1]["error"]
@@ -156,12 +152,12 @@ REQUIRED = {**HELLO, "tools": TOOLS, "toolConfig": {"functionCallingConfig": {"m
 
 async def test_a_required_call_that_never_comes_is_failed_precondition(proxy):
     proxy.fake.enqueue(Scripted(answer="No tool needed."), Scripted(answer="Still none."))
-    status, _, body = await post(proxy, GENERATE_PATH, REQUIRED)
-    assert status == 422
-    google_error(body, 422, "FAILED_PRECONDITION")
-    status, _, body = await post(proxy, STREAM_PATH + "?alt=sse", REQUIRED)
-    chunks = [json.loads(f) for f in sse_frames(body)]
-    assert status == 200 and text_of(chunks) == "Still none."
+    answer = await post(proxy, GENERATE_PATH, REQUIRED)
+    assert answer.status == 422
+    google_error(answer.body, 422, "FAILED_PRECONDITION")
+    answer = await post(proxy, STREAM_PATH + "?alt=sse", REQUIRED)
+    chunks = [json.loads(f) for f in sse_frames(answer.body)]
+    assert answer.status == 200 and text_of(chunks) == "Still none."
     assert (chunks[-1]["error"]["code"], chunks[-1]["error"]["status"]) == (
         422, "FAILED_PRECONDITION")
 
@@ -184,9 +180,9 @@ def google_error(body: bytes, code: int, status: str) -> dict:
     (STREAM_PATH + "?alt=sse", b'{"contents": []}'),
 ])
 async def test_bad_requests_are_invalid_argument(proxy, path, body):
-    status, _, answer = await post(proxy, path, body)
-    assert status == 400
-    google_error(answer, 400, "INVALID_ARGUMENT")
+    answer = await post(proxy, path, body)
+    assert answer.status == 400
+    google_error(answer.body, 400, "INVALID_ARGUMENT")
     assert proxy.fake.calls_to("chat/completion") == []
 
 
@@ -194,9 +190,9 @@ async def test_bad_requests_are_invalid_argument(proxy, path, body):
                                   "/v1/models/deepseek-v9-imaginary:streamGenerateContent",
                                   "/v1beta/models/totally-custom:countTokens"])
 async def test_unknown_models_are_not_found_as_google_says(proxy, path):
-    status, _, answer = await post(proxy, path, HELLO)
-    assert status == 404
-    assert "is not available" in google_error(answer, 404, "NOT_FOUND")["message"]
+    answer = await post(proxy, path, HELLO)
+    assert answer.status == 404
+    assert "is not available" in google_error(answer.body, 404, "NOT_FOUND")["message"]
     assert proxy.fake.calls_to("chat/completion") == []
 
 
@@ -210,17 +206,17 @@ async def test_get_on_an_action_url_is_method_not_allowed(proxy):
 
 
 async def test_unknown_method_is_not_found(proxy):
-    status, _, body = await post(proxy, f"/v1beta/models/{MODEL}:embedContent", HELLO)
-    assert status == 404
-    google_error(body, 404, "NOT_FOUND")
+    answer = await post(proxy, f"/v1beta/models/{MODEL}:embedContent", HELLO)
+    assert answer.status == 404
+    google_error(answer.body, 404, "NOT_FOUND")
 
 
 async def test_oversized_body_is_413_in_google_shape(proxy_factory):
     proxy = await proxy_factory({"runtime": {"max_body_bytes": 4096}})
     big = {"contents": [{"role": "user", "parts": [{"text": "x" * 10000}]}]}
-    status, _, body = await post(proxy, GENERATE_PATH, big)
-    assert status == 413
-    google_error(body, 413, "INVALID_ARGUMENT")
+    answer = await post(proxy, GENERATE_PATH, big)
+    assert answer.status == 413
+    google_error(answer.body, 413, "INVALID_ARGUMENT")
 
 
 @pytest.mark.parametrize("how", ["x-goog-api-key", "bearer", "query"])
@@ -235,21 +231,21 @@ async def test_each_credential_form_is_accepted_and_checked(proxy_factory, how):
         return "", {"x-goog-api-key": key}
 
     query, headers = sent("wrong-key")
-    status, _, body = await post(proxy, GENERATE_PATH + query, HELLO, headers)
-    assert status == 401
-    google_error(body, 401, "UNAUTHENTICATED")
+    answer = await post(proxy, GENERATE_PATH + query, HELLO, headers)
+    assert answer.status == 401
+    google_error(answer.body, 401, "UNAUTHENTICATED")
     proxy.fake.enqueue(Scripted(answer="in"))
     query, headers = sent(proxy.key)
-    status, _, body = await post(proxy, GENERATE_PATH + query, HELLO, headers)
-    assert status == 200 and json.loads(body)["candidates"][0]["content"]["parts"][-1] == {
-        "text": "in"}
+    answer = await post(proxy, GENERATE_PATH + query, HELLO, headers)
+    assert answer.status == 200
+    assert answer.json()["candidates"][0]["content"]["parts"][-1] == {"text": "in"}
 
 
-def assert_retry_info(status: int, headers: dict, body: bytes) -> None:
-    assert status == 429 and int(headers["Retry-After"]) >= 1
-    error = google_error(body, 429, "RESOURCE_EXHAUSTED")
+def assert_retry_info(answer: Reply) -> None:
+    assert answer.status == 429 and int(answer.headers["Retry-After"]) >= 1
+    error = google_error(answer.body, 429, "RESOURCE_EXHAUSTED")
     retry = [d for d in error["details"] if d["@type"] == RETRY_INFO]
-    assert retry == [{"@type": RETRY_INFO, "retryDelay": f"{headers['Retry-After']}s"}]
+    assert retry == [{"@type": RETRY_INFO, "retryDelay": f"{answer.headers['Retry-After']}s"}]
 
 
 async def test_full_pool_is_429_with_retry_info(proxy_factory):
@@ -266,15 +262,15 @@ async def test_full_pool_is_429_with_retry_info(proxy_factory):
             assert resp.status == 200
             await resp.content.readline()
         assert proxy.core.pool.inflight == 2
-        status, headers, body = await post(proxy, STREAM_PATH + "?alt=sse", HELLO)
+        answer = await post(proxy, STREAM_PATH + "?alt=sse", HELLO)
         for resp in busy:
             resp.close()
-    assert_retry_info(status, headers, body)
+    assert_retry_info(answer)
 
 
 async def test_upstream_rate_limit_is_429_with_retry_info(proxy):
     proxy.fake.enqueue(HttpFault(429), HttpFault(429))
-    assert_retry_info(*await post(proxy, GENERATE_PATH, HELLO))
+    assert_retry_info(await post(proxy, GENERATE_PATH, HELLO))
     assert proxy.core.pool.inflight == 0
 
 
@@ -287,7 +283,7 @@ def agent_request(fixtures_dir, name: str) -> dict:
     return json.loads((fixtures_dir / "agent-requests" / name).read_text())
 
 
-async def send_as_recorded(proxy, recorded: dict) -> tuple[int, dict, bytes]:
+async def send_as_recorded(proxy, recorded: dict) -> Reply:
     headers = {k: v for k, v in recorded["headers"].items() if k in FORWARDED}
     headers["x-goog-api-key"] = proxy.key
     return await post(proxy, recorded["path"], recorded["body"], headers)
@@ -298,9 +294,9 @@ async def send_as_recorded(proxy, recorded: dict) -> tuple[int, dict, bytes]:
 async def test_gemini_cli_turns_as_recorded_end_with_a_finish_reason(proxy, fixtures_dir, name):
     recorded = agent_request(fixtures_dir, name)
     proxy.fake.enqueue(Scripted(thinking="Considering.", answer="Hi! How can I help?"))
-    status, _, body = await send_as_recorded(proxy, recorded)
-    assert status == 200
-    chunks = [json.loads(f) for f in sse_frames(body)]
+    answer = await send_as_recorded(proxy, recorded)
+    assert answer.status == 200
+    chunks = [json.loads(f) for f in sse_frames(answer.body)]
     assert text_of(chunks) == "Hi! How can I help?"
     assert_last_chunk(chunks[-1])
     for chunk in chunks[:-1]:  # Gemini CLI drops chunks with an empty text part
@@ -317,9 +313,9 @@ async def test_gemini_cli_shell_call_carries_the_scripted_arguments_exactly(prox
     script = render_tool_calls([ToolCall("x", "run_shell_command", arguments)])
     proxy.fake.enqueue(Scripted(answer=script, chunk_size=7))
     recorded = agent_request(fixtures_dir, "gemini-cli-0.61-tool-result-turn.json")
-    status, _, body = await send_as_recorded(proxy, recorded)
-    chunks = [json.loads(f) for f in sse_frames(body)]
-    assert status == 200
+    answer = await send_as_recorded(proxy, recorded)
+    chunks = [json.loads(f) for f in sse_frames(answer.body)]
+    assert answer.status == 200
     assert calls_of(chunks) == [{"name": "run_shell_command", "args": arguments}]
     assert text_of(chunks).strip() == ""
     assert_last_chunk(chunks[-1])
@@ -332,9 +328,9 @@ async def test_gemini_cli_shell_call_carries_the_scripted_arguments_exactly(prox
 async def test_gemini_cli_router_call_gets_bare_schema_json(proxy, fixtures_dir, answer):
     proxy.fake.enqueue(Scripted(answer=answer))
     recorded = agent_request(fixtures_dir, "gemini-cli-0.61-router-json-mode.json")
-    status, _, body = await send_as_recorded(proxy, recorded)
-    assert status == 200
-    parts = json.loads(body)["candidates"][0]["content"]["parts"]
+    answer = await send_as_recorded(proxy, recorded)
+    assert answer.status == 200
+    parts = answer.json()["candidates"][0]["content"]["parts"]
     text = "".join(p["text"] for p in parts if not p.get("thought"))
     assert json.loads(text) == {"complexity_reasoning": "A greeting.", "complexity_score": 3}
 
@@ -345,8 +341,8 @@ async def test_gemini_cli_router_gets_a_4xx_when_no_json_comes(proxy, fixtures_d
     proxy.fake.enqueue(Scripted(answer="I think it is simple."),
                        Scripted(answer="Still prose, sorry."))
     recorded = agent_request(fixtures_dir, "gemini-cli-0.61-router-json-mode.json")
-    status, _, body = await send_as_recorded(proxy, recorded)
-    assert status == 422
-    google_error(body, 422, "FAILED_PRECONDITION")
-    assert "JSON" in json.loads(body)["error"]["message"]
+    answer = await send_as_recorded(proxy, recorded)
+    assert answer.status == 422
+    google_error(answer.body, 422, "FAILED_PRECONDITION")
+    assert "JSON" in answer.json()["error"]["message"]
     assert proxy.core.pool.inflight == 0

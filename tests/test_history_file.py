@@ -38,6 +38,7 @@ from ds2proxy.prompt.history_file import (
 )
 from ds2proxy.testing import HttpFault, Scripted
 from ds2proxy.toolcall.prompt import build_tool_prompt
+from ds2proxy.testing.clients import anthropic_client, openai_client
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
 PNG_URL = "data:image/png;base64," + base64.b64encode(PNG).decode()
@@ -173,10 +174,6 @@ def test_settings_form_reads_the_history_file_fields():
 # -- live server ----------------------------------------------------------------------------------
 
 
-def openai_client(proxy) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(base_url=proxy.url + "/v1", api_key=proxy.key, max_retries=0)
-
-
 async def ask(proxy, messages=None, **extra):
     return await openai_client(proxy).chat.completions.create(
         model="deepseek-chat", messages=messages or CONVERSATION, **extra)
@@ -291,8 +288,7 @@ async def test_upload_failure_is_an_openai_error_and_nothing_is_completed(
 async def test_upload_failure_in_the_anthropic_shape(proxy_factory: ProxyFactory):
     proxy = await proxy_factory(ON)
     proxy.fake.upload_error = (9, "FILE_TYPE_NOT_SUPPORTED")
-    client = anthropic.AsyncAnthropic(base_url=proxy.url + "/anthropic", api_key=proxy.key,
-                                      max_retries=0, timeout=30.0)
+    client = anthropic_client(proxy, "/anthropic", timeout=30.0)
     with pytest.raises(anthropic.APIStatusError) as info:
         await client.messages.create(model="claude-sonnet-4-6", max_tokens=64,
                                      messages=[{"role": "user", "content": "hello"}])
@@ -360,8 +356,7 @@ async def test_settings_api_refuses_bad_history_settings(admin: Admin, section, 
 async def test_count_tokens_matches_what_a_history_file_turn_reports(
         proxy_factory: ProxyFactory):
     proxy = await proxy_factory(ON)
-    client = anthropic.AsyncAnthropic(base_url=proxy.url + "/anthropic", api_key=proxy.key,
-                                      max_retries=0)
+    client = anthropic_client(proxy, "/anthropic")
     messages = [{"role": "user", "content": "Where is Paris?"},
                 {"role": "assistant", "content": "In France."},
                 {"role": "user", "content": "And Rome?"}]

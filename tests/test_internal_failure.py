@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 
 from ds2proxy.testing import Delivery, Scripted
-from ds2proxy.upstream.patch import StreamParser
+from ds2proxy.upstream.stream_parser import StreamParser
 
 HELLO_OPENAI = {"model": "deepseek-chat", "stream": True,
                 "messages": [{"role": "user", "content": "hi"}]}

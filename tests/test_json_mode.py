@@ -13,6 +13,7 @@ import pytest
 
 from ds2proxy.testing import FakeAccount, Scripted
 from ds2proxy.tokens import count_tokens
+from ds2proxy.testing.clients import openai_client
 
 SCHEMA = {
     "type": "object",
@@ -24,10 +25,6 @@ FORMAT = {"type": "json_schema", "json_schema": {"name": "weather", "schema": SC
 USER = [{"role": "user", "content": "Weather in Paris as JSON"}]
 
 
-def client(proxy) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(base_url=proxy.url + "/v1", api_key=proxy.key, max_retries=0)
-
-
 @pytest.mark.parametrize("reply", [
     '{"city": "Paris", "temp_c": 18}',
     '```json\n{"city": "Paris", "temp_c": 18}\n```',
@@ -36,7 +33,7 @@ def client(proxy) -> openai.AsyncOpenAI:
 @pytest.mark.parametrize("stream", [False, True])
 async def test_json_schema_reply_is_bare_valid_json(proxy, reply, stream):
     proxy.fake.enqueue(Scripted(answer=reply))
-    c = client(proxy)
+    c = openai_client(proxy)
     if stream:
         chunks = await c.chat.completions.create(model="deepseek-chat", messages=USER,
                                                  response_format=FORMAT, stream=True)
@@ -54,8 +51,8 @@ async def test_json_schema_reply_is_bare_valid_json(proxy, reply, stream):
 async def test_invalid_reply_is_repaired_in_the_same_session(proxy):
     proxy.fake.enqueue(Scripted(answer='{"city": "Paris"}'),
                        Scripted(answer='{"city": "Paris", "temp_c": 18}'))
-    resp = await client(proxy).chat.completions.create(model="deepseek-chat", messages=USER,
-                                                       response_format=FORMAT)
+    resp = await openai_client(proxy).chat.completions.create(model="deepseek-chat", messages=USER,
+                                                              response_format=FORMAT)
     assert json.loads(resp.choices[0].message.content)["temp_c"] == 18
     first, second = proxy.fake.calls_to("chat/completion")
     assert second.body["chat_session_id"] == first.body["chat_session_id"]
@@ -72,8 +69,8 @@ async def test_still_invalid_after_repair_is_a_clear_error(proxy):
     proxy.fake.enqueue(Scripted(answer="I would rather not."),
                        Scripted(answer="Still no JSON, sorry."))
     with pytest.raises(openai.APIStatusError) as info:
-        await client(proxy).chat.completions.create(model="deepseek-chat", messages=USER,
-                                                    response_format={"type": "json_object"})
+        await openai_client(proxy).chat.completions.create(model="deepseek-chat", messages=USER,
+                                                           response_format={"type": "json_object"})
     # A 4xx: agents retry 5xx for minutes, a 4xx makes a router fall back at once.
     assert info.value.status_code == 422
     assert info.value.body["code"] == "json_output_invalid"
@@ -86,7 +83,7 @@ async def test_mobile_account_logs_in(proxy_factory, fake_upstream):
     proxy = await proxy_factory({"accounts": [{"mobile": "+86 138 0013 8000",
                                                "password": "pw-phone"}]})
     proxy.fake.enqueue(Scripted(answer="hello from a phone account"))
-    resp = await client(proxy).chat.completions.create(model="deepseek-chat", messages=USER)
+    resp = await openai_client(proxy).chat.completions.create(model="deepseek-chat", messages=USER)
     assert resp.choices[0].message.content == "hello from a phone account"
     login = proxy.fake.calls_to("users/login")[-1].body
     assert login["mobile"] == "13800138000" and login["area_code"] is None
@@ -120,6 +117,7 @@ async def test_bodies_of_several_megabytes_are_accepted_by_default(proxy):
     proxy.fake.enqueue(Scripted(answer="read it all"))
     history = [{"role": "user", "content": "tool output " * 100_000},
                {"role": "assistant", "content": "noted"}] * 5 + USER
-    resp = await client(proxy).chat.completions.create(model="deepseek-chat", messages=history)
+    sdk = openai_client(proxy)
+    resp = await sdk.chat.completions.create(model="deepseek-chat", messages=history)
     assert resp.choices[0].message.content == "read it all"
     assert len(proxy.fake.calls_to("chat/completion")[0].body["prompt"]) > 6_000_000

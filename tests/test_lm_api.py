@@ -14,17 +14,14 @@ import openai
 import pytest
 
 from ds2proxy.testing import Scripted
+from ds2proxy.testing.clients import openai_client
 
 USER = [{"role": "user", "content": "hello"}]
 
 
-def client(proxy) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(base_url=proxy.url + "/lm/v2", api_key=proxy.key, max_retries=0)
-
-
 async def test_thinking_model_puts_reasoning_inline(proxy):
     proxy.fake.enqueue(Scripted(thinking="Today is Monday.", answer="It is Monday."))
-    resp = await client(proxy).chat.completions.create(
+    resp = await openai_client(proxy, "/lm/v2").chat.completions.create(
         model="deepseek-reasoner", messages=USER)
     choice = resp.choices[0]
     assert choice.message.content == "<think>\nToday is Monday.\n</think>\n\nIt is Monday."
@@ -36,7 +33,7 @@ async def test_thinking_model_puts_reasoning_inline(proxy):
 
 async def test_stream_inline_reasoning_and_usage_on_the_last_chunk(proxy):
     proxy.fake.enqueue(Scripted(thinking="Let me see.", answer="Hi!"))
-    stream = await client(proxy).chat.completions.create(
+    stream = await openai_client(proxy, "/lm/v2").chat.completions.create(
         model="deepseek-reasoner", messages=USER, stream=True,
         stream_options={"include_usage": True})
     chunks = [chunk async for chunk in stream]
@@ -49,14 +46,14 @@ async def test_stream_inline_reasoning_and_usage_on_the_last_chunk(proxy):
 
 async def test_token_limit_finishes_with_length(proxy):
     proxy.fake.enqueue(Scripted(answer="word " * 200))
-    resp = await client(proxy).chat.completions.create(
+    resp = await openai_client(proxy, "/lm/v2").chat.completions.create(
         model="deepseek-chat", messages=USER, max_completion_tokens=5)
     assert resp.choices[0].finish_reason == "length"
     assert 0 < len(resp.choices[0].message.content) < len("word " * 200)
 
 
 async def test_sync_client_non_thinking_model_is_plain(proxy):
-    sync = openai.OpenAI(base_url=proxy.url + "/lm/v2", api_key=proxy.key, max_retries=0)
+    sync = openai_client(proxy, "/lm/v2", sync=True)
     proxy.fake.enqueue(Scripted(thinking="hidden", answer="Plain answer."),
                        Scripted(thinking="hidden", answer="Plain answer."))
 
@@ -72,7 +69,7 @@ async def test_sync_client_non_thinking_model_is_plain(proxy):
 
 async def test_multi_turn_conversation_reaches_upstream(proxy):
     proxy.fake.enqueue(Scripted(answer="Paris."))
-    await client(proxy).chat.completions.create(model="deepseek-chat", messages=[
+    await openai_client(proxy, "/lm/v2").chat.completions.create(model="deepseek-chat", messages=[
         {"role": "system", "content": "Be brief."},
         {"role": "user", "content": "Capital of France?"},
         {"role": "assistant", "content": "Paris."},
@@ -95,8 +92,9 @@ async def test_out_of_range_is_a_400_naming_the_field(proxy, extra, param):
     extra = dict(extra)
     messages = extra.pop("messages", USER)
     with pytest.raises(openai.BadRequestError) as info:
-        await client(proxy).chat.completions.create(model="deepseek-chat", messages=messages,
-                                                    extra_body=extra)
+        sdk = openai_client(proxy, "/lm/v2")
+        await sdk.chat.completions.create(model="deepseek-chat", messages=messages,
+                                          extra_body=extra)
     assert info.value.body["param"] == param
     assert param in info.value.body["message"]
     assert info.value.body["type"] == "invalid_request_error"
@@ -133,7 +131,7 @@ async def test_default_model_follows_the_plugin_setting(proxy_factory):
 
 async def test_stream_chunks_share_one_seed_shaped_id(proxy):
     proxy.fake.enqueue(Scripted(answer="one two three", chunk_size=4))
-    chunks = await client(proxy).chat.completions.create(
+    chunks = await openai_client(proxy, "/lm/v2").chat.completions.create(
         model="deepseek-v3-1-250821", messages=USER, stream=True)
     ids = {chunk.id async for chunk in chunks}
     assert len(ids) == 1 and re.fullmatch(r"gd-[a-z0-9]{10}", ids.pop())

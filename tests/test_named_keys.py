@@ -12,14 +12,13 @@ import aiohttp
 import anthropic
 import openai
 import pytest
-from google import genai
 from google.genai import errors as genai_errors
-from google.genai import types
 
 from admin_util import Admin, admin_for
 from conftest import Proxy
 from ds2proxy.keyring import migrate_keys, parse_keys
 from ds2proxy.limits import DAY
+from ds2proxy.testing.clients import anthropic_client, gemini_client, openai_client
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -32,10 +31,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-def oai(proxy: Proxy, key: str) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(base_url=proxy.url + "/v1", api_key=key, max_retries=0)
 
 
 def upstream_spent(proxy: Proxy) -> int:
@@ -75,10 +70,10 @@ async def test_created_key_is_shown_once_then_only_its_preview(admin: Admin):
     # The old bare key was migrated in place by this write, secret kept.
     doc = json.loads(admin.proxy.config_path.read_text())
     assert doc["keys"][0]["key"] == admin.proxy.key and doc["keys"][0]["name"]
-    reply = await oai(admin.proxy, admin.proxy.key).chat.completions.create(
+    reply = await openai_client(admin.proxy, key=admin.proxy.key).chat.completions.create(
         model="deepseek-chat", messages=[{"role": "user", "content": "hi"}])
     assert reply.choices[0].message.content
-    reply = await oai(admin.proxy, secret).chat.completions.create(
+    reply = await openai_client(admin.proxy, key=secret).chat.completions.create(
         model="deepseek-chat", messages=[{"role": "user", "content": "hi"}])
     assert reply.choices[0].message.content
 
@@ -96,7 +91,7 @@ async def test_rpm_limit_trips_with_retry_after_and_resets(admin: Admin):
     clock = Clock()
     proxy.core.limiter.clock = clock
     secret = (await new_key(admin, name="slow", limits={"rpm": 2}))["key"]
-    client = oai(proxy, secret)
+    client = openai_client(proxy, key=secret)
     for _ in range(2):
         await client.chat.completions.create(model="deepseek-chat",
                                              messages=[{"role": "user", "content": "hi"}])
@@ -121,8 +116,7 @@ async def test_token_quota_trips_and_resets_at_utc_midnight(admin: Admin):
     clock = Clock()
     proxy.core.limiter.clock = clock
     secret = (await new_key(admin, name="metered", limits={"tokens_per_day": 5}))["key"]
-    client = anthropic.AsyncAnthropic(base_url=proxy.url + "/anthropic", api_key=secret,
-                                      max_retries=0)
+    client = anthropic_client(proxy, "/anthropic", key=secret)
     first = await client.messages.create(model="claude-sonnet-4-5", max_tokens=64,
                                          messages=[{"role": "user", "content": "hello there"}])
     assert first.usage.input_tokens + first.usage.output_tokens >= 5
@@ -148,12 +142,12 @@ async def test_expired_and_disabled_keys_are_401_by_name(admin: Admin):
     spent = upstream_spent(proxy)
     for secret, reason in ((old, "has expired"), (off["key"], "is disabled")):
         with pytest.raises(openai.AuthenticationError) as caught:
-            await oai(proxy, secret).chat.completions.create(
+            await openai_client(proxy, key=secret).chat.completions.create(
                 model="deepseek-chat", messages=[{"role": "user", "content": "hi"}])
         assert reason in caught.value.message and secret not in caught.value.response.text
     assert upstream_spent(proxy) == spent
     await admin.ok("PATCH", f"/admin/keys/{off['id']}", json={"disabled": False})
-    reply = await oai(proxy, off["key"]).chat.completions.create(
+    reply = await openai_client(proxy, key=off["key"]).chat.completions.create(
         model="deepseek-chat", messages=[{"role": "user", "content": "hi"}])
     assert reply.choices[0].message.content
 
@@ -163,11 +157,10 @@ async def test_disallowed_model_is_403_in_the_family_shape(admin: Admin):
     secret = (await new_key(admin, name="chat-only", models=["deepseek-chat", "gemini-2.*"]))["key"]
     spent = upstream_spent(proxy)
     with pytest.raises(openai.PermissionDeniedError) as caught:
-        await oai(proxy, secret).chat.completions.create(
+        await openai_client(proxy, key=secret).chat.completions.create(
             model="deepseek-reasoner", messages=[{"role": "user", "content": "hi"}])
     assert "'chat-only' may not use model 'deepseek-reasoner'" in caught.value.message
-    client = genai.Client(api_key=secret, http_options=types.HttpOptions(
-        base_url=proxy.url, api_version="v1beta"))
+    client = gemini_client(proxy, key=secret)
     with pytest.raises(genai_errors.ClientError) as denied:
         await client.aio.models.generate_content(model="gemini-1.5-pro", contents="hi")
     assert denied.value.code == 403
@@ -182,7 +175,7 @@ async def test_concurrency_limit_holds_a_slot_per_turn(admin: Admin):
     secret = (await new_key(admin, name="one-at-a-time", limits={"concurrent": 1}))["key"]
     proxy.fake.enqueue(Scripted(answer="slow answer here", chunk_size=1,
                                 delivery=Delivery(chunk_delay=0.02)))
-    client = oai(proxy, secret)
+    client = openai_client(proxy, key=secret)
     stream = await client.chat.completions.create(
         model="deepseek-chat", stream=True, messages=[{"role": "user", "content": "hi"}])
     first = await stream.__anext__()
@@ -199,7 +192,7 @@ async def test_concurrency_limit_holds_a_slot_per_turn(admin: Admin):
 async def test_embeddings_honour_the_model_list_and_are_recorded(admin: Admin):
     proxy = admin.proxy
     secret = (await new_key(admin, name="embedder", models=["text-embedding-*"]))["key"]
-    client = oai(proxy, secret)
+    client = openai_client(proxy, key=secret)
     with pytest.raises(openai.PermissionDeniedError):
         await client.embeddings.create(model="other-model", input="hello")
     reply = await client.embeddings.create(model="text-embedding-3-small", input="hello world")

@@ -12,6 +12,9 @@ import pytest
 from dsml_util import dsml
 
 from ds2proxy.testing import Delivery, Scripted
+from ds2proxy.testing.clients import ollama_client
+from ds2proxy.testing.clients import Reply
+from ds2proxy.testing.clients import post as raw_post
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
 WEATHER = {"type": "object", "properties": {"city": {"type": "string"},
@@ -22,10 +25,6 @@ READ_TOOL = {"type": "function", "function": {
     "parameters": {"type": "object", "properties": {"path": {"type": "string"}},
                    "required": ["path"]}}}
 DURATIONS = ("total_duration", "load_duration", "prompt_eval_duration", "eval_duration")
-
-
-def client(proxy, **headers: str) -> ollama.AsyncClient:
-    return ollama.AsyncClient(host=proxy.url, headers=headers or proxy.headers())
 
 
 def completion_bodies(proxy) -> list[dict]:
@@ -40,17 +39,17 @@ def user(text: str) -> list[dict]:
 
 
 async def test_list_show_ps_and_version(proxy):
-    listed = await client(proxy).list()
+    listed = await ollama_client(proxy).list()
     names = [m.model for m in listed.models]
     assert "deepseek-chat" in names and "deepseek-vision-chat" in names
     first = listed.models[0]
     assert first.digest and len(first.digest) == 64 and first.modified_at is not None
     assert first.details.family == "deepseek"
-    chat = await client(proxy).show("deepseek-chat")
+    chat = await ollama_client(proxy).show("deepseek-chat")
     assert chat.capabilities == ["completion", "tools", "thinking"]
-    vision = await client(proxy).show("deepseek-vision-chat:latest")
+    vision = await ollama_client(proxy).show("deepseek-vision-chat:latest")
     assert "vision" in vision.capabilities
-    assert (await client(proxy).ps()).models == []
+    assert (await ollama_client(proxy).ps()).models == []
     async with aiohttp.ClientSession() as http:
         async with http.get(proxy.url + "/api/version") as resp:
             assert isinstance((await resp.json())["version"], str)
@@ -58,7 +57,7 @@ async def test_list_show_ps_and_version(proxy):
 
 async def test_show_unknown_model_is_404(proxy):
     with pytest.raises(ollama.ResponseError) as info:
-        await client(proxy).show("llama3-not-here")
+        await ollama_client(proxy).show("llama3-not-here")
     assert info.value.status_code == 404 and "llama3-not-here" in info.value.error
 
 
@@ -67,8 +66,8 @@ async def test_show_unknown_model_is_404(proxy):
 
 async def test_chat_non_stream_counts_and_durations(proxy):
     proxy.fake.enqueue(Scripted(answer="Hello there."))
-    resp = await client(proxy).chat(model="deepseek-chat", messages=user("hi"), stream=False,
-                                    keep_alive="5m", options={"temperature": 0.3})
+    resp = await ollama_client(proxy).chat(model="deepseek-chat", messages=user("hi"), stream=False,
+                                           keep_alive="5m", options={"temperature": 0.3})
     assert resp.message.content == "Hello there." and resp.message.role == "assistant"
     assert resp.done and resp.done_reason == "stop"
     assert resp.prompt_eval_count > 0 and resp.eval_count > 0
@@ -79,8 +78,8 @@ async def test_chat_non_stream_counts_and_durations(proxy):
 
 async def test_chat_stream_in_pieces_then_a_final_object(proxy):
     proxy.fake.enqueue(Scripted(answer="One two three four.", chunk_size=4))
-    parts = [p async for p in await client(proxy).chat(model="deepseek-chat:latest",
-                                                        messages=user("count"), stream=True)]
+    parts = [p async for p in await ollama_client(proxy).chat(model="deepseek-chat:latest",
+                                                              messages=user("count"), stream=True)]
     assert len(parts) > 2
     assert "".join(p.message.content for p in parts) == "One two three four."
     assert [p.done for p in parts] == [False] * (len(parts) - 1) + [True]
@@ -91,14 +90,15 @@ async def test_chat_stream_in_pieces_then_a_final_object(proxy):
 @pytest.mark.parametrize("think", [True, "high"])
 async def test_think_puts_reasoning_in_message_thinking(proxy, think):
     proxy.fake.enqueue(Scripted(thinking="Let me think.", answer="Done."))
-    resp = await client(proxy).chat(model="deepseek-chat", messages=user("hi"), think=think)
+    resp = await ollama_client(proxy).chat(model="deepseek-chat", messages=user("hi"), think=think)
     assert resp.message.thinking == "Let me think." and resp.message.content == "Done."
     assert completion_bodies(proxy)[0]["thinking_enabled"] is True
 
 
 async def test_think_false_turns_a_reasoner_off(proxy):
     proxy.fake.enqueue(Scripted(answer="Quick."))
-    resp = await client(proxy).chat(model="deepseek-r1:14b", messages=user("hi"), think=False)
+    sdk = ollama_client(proxy)
+    resp = await sdk.chat(model="deepseek-r1:14b", messages=user("hi"), think=False)
     assert resp.message.content == "Quick." and not resp.message.thinking
     assert completion_bodies(proxy)[0]["thinking_enabled"] is False
 
@@ -109,8 +109,8 @@ async def test_tool_call_round_trip(proxy, stream):
                                 chunk_size=9),
                        Scripted(answer="The file says hi."))
     messages = user("what is in a.txt?")
-    first = await client(proxy).chat(model="deepseek-chat", messages=messages,
-                                     tools=[READ_TOOL], stream=stream)
+    first = await ollama_client(proxy).chat(model="deepseek-chat", messages=messages,
+                                            tools=[READ_TOOL], stream=stream)
     if stream:
         first = [p async for p in first]
         calls = [c for p in first for c in (p.message.tool_calls or [])]
@@ -122,8 +122,8 @@ async def test_tool_call_round_trip(proxy, stream):
     messages += [{"role": "assistant", "content": "",
                   "tool_calls": [c.model_dump(exclude_none=True) for c in calls]},
                  {"role": "tool", "tool_name": "read_file", "content": "hi from the file"}]
-    second = await client(proxy).chat(model="deepseek-chat", messages=messages,
-                                      tools=[READ_TOOL], stream=False)
+    second = await ollama_client(proxy).chat(model="deepseek-chat", messages=messages,
+                                             tools=[READ_TOOL], stream=False)
     assert second.message.content == "The file says hi."
     prompt = completion_bodies(proxy)[1]["prompt"]
     assert "hi from the file" in prompt and "read_file" in prompt
@@ -132,29 +132,29 @@ async def test_tool_call_round_trip(proxy, stream):
 async def test_structured_output_with_a_schema_and_json(proxy):
     proxy.fake.enqueue(Scripted(answer='```json\n{"city": "Paris", "temp_c": 18}\n```'),
                        Scripted(answer='Sure: {"ok": true}'))
-    resp = await client(proxy).chat(model="deepseek-chat", messages=user("weather"),
-                                    format=WEATHER)
+    resp = await ollama_client(proxy).chat(model="deepseek-chat", messages=user("weather"),
+                                           format=WEATHER)
     assert json.loads(resp.message.content) == {"city": "Paris", "temp_c": 18}
     assert "temp_c" in completion_bodies(proxy)[0]["prompt"]
-    resp = await client(proxy).generate(model="deepseek-chat", prompt="ok?", format="json")
+    resp = await ollama_client(proxy).generate(model="deepseek-chat", prompt="ok?", format="json")
     assert json.loads(resp.response) == {"ok": True}
 
 
 async def test_num_predict_and_stop_options(proxy):
     proxy.fake.enqueue(Scripted(answer=["Alpha be", "ta ST", "OP gamma"]),
                        Scripted(answer="word " * 200, chunk_size=5))
-    cut = await client(proxy).chat(model="deepseek-chat", messages=user("go"),
-                                   options={"stop": ["STOP"]})
+    cut = await ollama_client(proxy).chat(model="deepseek-chat", messages=user("go"),
+                                          options={"stop": ["STOP"]})
     assert cut.message.content == "Alpha beta " and cut.done_reason == "stop"
-    short = await client(proxy).chat(model="deepseek-chat", messages=user("go"),
-                                     options={"num_predict": 5})
+    short = await ollama_client(proxy).chat(model="deepseek-chat", messages=user("go"),
+                                            options={"num_predict": 5})
     assert short.done_reason == "length" and len(short.message.content) < len("word " * 200)
 
 
 async def test_images_are_uploaded(proxy):
     proxy.fake.enqueue(Scripted(answer="A picture."))
     messages = [{"role": "user", "content": "describe", "images": [PNG]}]
-    resp = await client(proxy).chat(model="deepseek-vision-chat", messages=messages)
+    resp = await ollama_client(proxy).chat(model="deepseek-vision-chat", messages=messages)
     assert resp.message.content == "A picture."
     [stored] = proxy.fake.files.values()
     assert stored.content == PNG and stored.content_type == "image/png"
@@ -167,20 +167,20 @@ async def test_images_are_uploaded(proxy):
 async def test_generate_whole_and_streamed(proxy):
     proxy.fake.enqueue(Scripted(thinking="hmm", answer="Blue."),
                        Scripted(answer="Sky is blue.", chunk_size=3))
-    whole = await client(proxy).generate(model="deepseek-reasoner", prompt="Sky colour?",
-                                         system="Be brief.")
+    whole = await ollama_client(proxy).generate(model="deepseek-reasoner", prompt="Sky colour?",
+                                                system="Be brief.")
     assert whole.response == "Blue." and whole.thinking == "hmm"
     assert whole.done_reason == "stop" and whole.eval_count > 0
     assert "Be brief." in completion_bodies(proxy)[0]["prompt"]
-    parts = [p async for p in await client(proxy).generate(model="deepseek-chat",
-                                                            prompt="Sky?", stream=True)]
+    parts = [p async for p in await ollama_client(proxy).generate(model="deepseek-chat",
+                                                                  prompt="Sky?", stream=True)]
     assert "".join(p.response for p in parts) == "Sky is blue." and parts[-1].done
 
 
 async def test_empty_prompt_only_loads_or_unloads(proxy):
-    resp = await client(proxy).generate(model="deepseek-chat", prompt="")
+    resp = await ollama_client(proxy).generate(model="deepseek-chat", prompt="")
     assert resp.done and resp.done_reason == "load" and resp.response == ""
-    gone = await client(proxy).chat(model="deepseek-chat", messages=[], keep_alive=0)
+    gone = await ollama_client(proxy).chat(model="deepseek-chat", messages=[], keep_alive=0)
     assert gone.done_reason == "unload" and gone.message.content == ""
     assert completion_bodies(proxy) == []
 
@@ -189,42 +189,39 @@ async def test_empty_prompt_only_loads_or_unloads(proxy):
 
 
 async def test_embed_and_legacy_embeddings(proxy):
-    resp = await client(proxy).embed(model="any-embedder", input=["one", "two"], dimensions=8)
+    sdk = ollama_client(proxy)
+    resp = await sdk.embed(model="any-embedder", input=["one", "two"], dimensions=8)
     assert len(resp.embeddings) == 2 and len(resp.embeddings[0]) == 8
     assert resp.embeddings[0] != resp.embeddings[1] and resp.prompt_eval_count > 0
-    legacy = await client(proxy).embeddings(model="any-embedder", prompt="one")
+    legacy = await ollama_client(proxy).embeddings(model="any-embedder", prompt="one")
     assert len(legacy.embedding) == 1536
     # Older clients name the model "name".
-    status, _, raw = await post(proxy, "/api/embed", {"name": "old-embedder", "input": "one"})
-    assert status == 200 and json.loads(raw)["model"] == "old-embedder"
+    answer = await post(proxy, "/api/embed", {"name": "old-embedder", "input": "one"})
+    assert answer.status == 200 and answer.json()["model"] == "old-embedder"
 
 
 async def test_embed_without_a_provider_is_501(proxy_factory):
     proxy = await proxy_factory({"embeddings": {"provider": ""}})
     with pytest.raises(ollama.ResponseError) as info:
-        await client(proxy).embed(model="x", input="one")
+        await ollama_client(proxy).embed(model="x", input="one")
     assert info.value.status_code == 501 and "embeddings" in info.value.error
 
 
 # -- the wire -----------------------------------------------------------------------
 
 
-async def post(proxy, path: str, body: dict | str, headers: dict | None = None
-               ) -> tuple[int, str, bytes]:
-    data = body if isinstance(body, str) else json.dumps(body)
-    async with aiohttp.ClientSession() as http:
-        async with http.post(proxy.url + path, data=data,
-                             headers=proxy.headers() if headers is None else headers) as resp:
-            return resp.status, resp.headers.get("Content-Type", ""), await resp.read()
+async def post(proxy, path: str, body: dict | str, headers: dict | None = None) -> Reply:
+    return await raw_post(proxy.url + path, body, proxy.headers() if headers is None else headers)
 
 
 async def test_stream_is_ndjson_by_default(proxy):
     proxy.fake.enqueue(Scripted(answer="abcdefgh", chunk_size=2))
-    status, ctype, raw = await post(proxy, "/api/chat",
-                                    {"model": "deepseek-chat", "messages": user("hi")})
-    assert status == 200 and ctype.startswith("application/x-ndjson")
-    assert raw.endswith(b"\n")
-    lines = raw.decode().split("\n")[:-1]
+    answer = await post(proxy, "/api/chat",
+                        {"model": "deepseek-chat", "messages": user("hi")})
+    assert answer.status == 200
+    assert answer.headers.get("Content-Type", "").startswith("application/x-ndjson")
+    assert answer.body.endswith(b"\n")
+    lines = answer.body.decode().split("\n")[:-1]
     objects = [json.loads(line) for line in lines]
     assert "".join(o["message"]["content"] for o in objects) == "abcdefgh"
     assert [o["done"] for o in objects][-1] is True
@@ -262,9 +259,10 @@ async def test_stream_is_ndjson_by_default(proxy):
      "options.frequency_penalty"),
 ])
 async def test_errors_are_ollama_shaped_and_cost_nothing(proxy, path, body, status, words):
-    got, ctype, raw = await post(proxy, path, body)
-    assert got == status and ctype.startswith("application/json")
-    error = json.loads(raw)
+    answer = await post(proxy, path, body)
+    assert answer.status == status
+    assert answer.headers.get("Content-Type", "").startswith("application/json")
+    error = answer.json()
     assert list(error) == ["error"] and words in error["error"]
     assert completion_bodies(proxy) == []
 
@@ -273,22 +271,22 @@ async def test_unknown_api_path_and_missing_key(proxy):
     async with aiohttp.ClientSession() as http:
         async with http.get(proxy.url + "/api/nothing-here") as resp:
             assert resp.status == 404 and "error" in await resp.json()
-    status, _, raw = await post(proxy, "/api/chat", {"model": "deepseek-chat",
-                                                     "messages": user("hi")}, headers={})
-    assert status == 401 and list(json.loads(raw)) == ["error"]
+    answer = await post(proxy, "/api/chat", {"model": "deepseek-chat",
+                                             "messages": user("hi")}, headers={})
+    assert answer.status == 401 and list(answer.json()) == ["error"]
 
 
 async def test_implied_key_serves_clients_without_one(proxy_factory):
     proxy = await proxy_factory({"plugins": {"ollama": {"implied_key": "test-key"}},
                                  "auth": {"allow_passthrough": False}})
     proxy.fake.enqueue(Scripted(answer="Keyless hello."))
-    keyless = ollama.AsyncClient(host=proxy.url)
+    keyless = ollama_client(proxy, {})
     resp = await keyless.chat(model="deepseek-chat", messages=user("hi"))
     assert resp.message.content == "Keyless hello."
     # A wrong key that is sent is still checked.
     with pytest.raises(ollama.ResponseError) as info:
-        await client(proxy, Authorization="Bearer wrong").chat(model="deepseek-chat",
-                                                              messages=user("hi"))
+        await ollama_client(proxy, {"Authorization": "Bearer wrong"}).chat(model="deepseek-chat",
+                                                                           messages=user("hi"))
     assert info.value.status_code == 401
 
 
@@ -303,13 +301,13 @@ async def test_the_implied_key_is_not_lent_to_other_sites_pages(proxy_factory, h
     proxy = await proxy_factory({"plugins": {"ollama": {"implied_key": "test-key"}},
                                  "auth": {"allow_passthrough": False}})
     body = {"model": "deepseek-chat", "stream": False, "messages": user("hi")}
-    status, _, raw = await post(proxy, "/api/chat", body, headers=headers)
-    assert status == 401 and "must send an API key" in json.loads(raw)["error"]
+    answer = await post(proxy, "/api/chat", body, headers=headers)
+    assert answer.status == 401 and "must send an API key" in answer.json()["error"]
     assert completion_bodies(proxy) == []
     proxy.fake.enqueue(Scripted(answer="with the key"))
-    status, _, raw = await post(proxy, "/api/chat", body,
-                                headers={**headers, **proxy.headers()})
-    assert status == 200 and json.loads(raw)["message"]["content"] == "with the key"
+    answer = await post(proxy, "/api/chat", body,
+                        headers={**headers, **proxy.headers()})
+    assert answer.status == 200 and answer.json()["message"]["content"] == "with the key"
 
 
 async def test_degpt_api_v1_routes_are_untouched(proxy):
@@ -322,10 +320,10 @@ async def test_degpt_api_v1_routes_are_untouched(proxy):
 async def test_failure_after_output_is_an_error_line(proxy):
     proxy.fake.enqueue(Scripted(answer="partial answer that breaks", chunk_size=4,
                                 delivery=Delivery(drop_after=4, abort=True)))
-    status, _, raw = await post(proxy, "/api/chat",
-                                {"model": "deepseek-chat", "messages": user("hi")})
-    assert status == 200
-    objects = [json.loads(line) for line in raw.decode().splitlines()]
+    answer = await post(proxy, "/api/chat",
+                        {"model": "deepseek-chat", "messages": user("hi")})
+    assert answer.status == 200
+    objects = [json.loads(line) for line in answer.body.decode().splitlines()]
     assert objects[0]["message"]["content"] and objects[0]["done"] is False
     assert list(objects[-1]) == ["error"] and objects[-1]["error"]
     assert proxy.core.pool.inflight == 0
@@ -335,15 +333,15 @@ async def test_keep_alives_are_empty_progress_objects(proxy_factory):
     proxy = await proxy_factory({"runtime": {"keepalive_seconds": 0.05}})
     proxy.fake.enqueue(Scripted(answer="late", delivery=Delivery(silence=0.4,
                                                                  comment_every=0.1)))
-    status, _, raw = await post(proxy, "/api/generate",
-                                {"model": "deepseek-chat", "prompt": "hi"})
-    objects = [json.loads(line) for line in raw.decode().splitlines()]
+    answer = await post(proxy, "/api/generate",
+                        {"model": "deepseek-chat", "prompt": "hi"})
+    objects = [json.loads(line) for line in answer.body.decode().splitlines()]
     idle = [o for o in objects if not o["done"] and o["response"] == ""]
-    assert status == 200 and idle
+    assert answer.status == 200 and idle
     assert "".join(o["response"] for o in objects) == "late" and objects[-1]["done"]
     # The official client reads the same stream without tripping on them.
     proxy.fake.enqueue(Scripted(answer="late", delivery=Delivery(silence=0.3,
                                                                  comment_every=0.1)))
-    parts = [p async for p in await client(proxy).generate(model="deepseek-chat",
-                                                            prompt="hi", stream=True)]
+    parts = [p async for p in await ollama_client(proxy).generate(model="deepseek-chat",
+                                                                  prompt="hi", stream=True)]
     assert "".join(p.response for p in parts) == "late"

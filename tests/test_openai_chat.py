@@ -14,7 +14,8 @@ import aiohttp
 import openai
 import pytest
 
-from ds2proxy.testing import Delivery, HttpFault, Replay, Scripted
+from ds2proxy.testing import Delivery, HttpFault, Replay, Scripted, load_expected
+from ds2proxy.testing.clients import openai_client
 
 RECORDINGS = [
     "markdown-format-example-20260405-spacefix",
@@ -24,23 +25,15 @@ RECORDINGS = [
 ]
 
 
-def expected(fixtures_dir, name):
-    return json.loads((fixtures_dir / "deepseek-sse" / name / "expected.json").read_text())
-
-
-def client(proxy, **kw) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(base_url=proxy.url + "/v1", api_key=proxy.key, max_retries=0, **kw)
-
-
 USER = [{"role": "user", "content": "hello"}]
 
 
 @pytest.mark.parametrize("name", RECORDINGS)
 async def test_recording_reconstructs_exactly_non_stream(proxy, fixtures_dir, name):
-    want = expected(fixtures_dir, name)
+    want = load_expected(fixtures_dir / "deepseek-sse" / name)
     proxy.fake.enqueue(Replay(fixtures_dir / "deepseek-sse" / name))
-    resp = await client(proxy).chat.completions.create(model="deepseek-reasoner",
-                                                       messages=USER)
+    resp = await openai_client(proxy).chat.completions.create(model="deepseek-reasoner",
+                                                              messages=USER)
     msg = resp.choices[0].message
     assert msg.content == want["content"]
     assert msg.model_extra["reasoning_content"] == want["thinking"]
@@ -52,9 +45,9 @@ async def test_recording_reconstructs_exactly_non_stream(proxy, fixtures_dir, na
 
 @pytest.mark.parametrize("name", RECORDINGS)
 async def test_recording_reconstructs_exactly_stream(proxy, fixtures_dir, name):
-    want = expected(fixtures_dir, name)
+    want = load_expected(fixtures_dir / "deepseek-sse" / name)
     proxy.fake.enqueue(Replay(fixtures_dir / "deepseek-sse" / name))
-    stream = await client(proxy).chat.completions.create(
+    stream = await openai_client(proxy).chat.completions.create(
         model="deepseek-reasoner", messages=USER, stream=True,
         stream_options={"include_usage": True})
     content, thinking, finish, usage = [], [], None, None
@@ -74,7 +67,7 @@ async def test_recording_reconstructs_exactly_stream(proxy, fixtures_dir, name):
 
 
 async def test_sync_client_stream_and_non_stream(proxy):
-    sync = openai.OpenAI(base_url=proxy.url + "/v1", api_key=proxy.key, max_retries=0)
+    sync = openai_client(proxy, sync=True)
     proxy.fake.enqueue(Scripted(thinking="hmm", answer="Hello there, friend."))
     resp = await asyncio.to_thread(sync.chat.completions.create, model="deepseek-chat",
                                    messages=USER)
@@ -93,7 +86,7 @@ async def test_sync_client_stream_and_non_stream(proxy):
 
 async def test_model_name_is_echoed_and_thinking_switch_honoured(proxy):
     proxy.fake.enqueue(Scripted(thinking="private", answer="ok"))
-    resp = await client(proxy).chat.completions.create(
+    resp = await openai_client(proxy).chat.completions.create(
         model="GPT-4O", messages=USER, extra_body={"thinking": {"type": "enabled"}})
     assert resp.model == "GPT-4O"
     assert resp.choices[0].message.model_extra["reasoning_content"] == "private"
@@ -101,7 +94,7 @@ async def test_model_name_is_echoed_and_thinking_switch_honoured(proxy):
     assert sent["thinking_enabled"] is True and sent["search_enabled"] is False
 
     proxy.fake.enqueue(Scripted(answer="ok"))
-    await client(proxy).chat.completions.create(
+    await openai_client(proxy).chat.completions.create(
         model="deepseek-reasoner-search", messages=USER,
         extra_body={"thinking": {"type": "disabled"}})
     sent = proxy.fake.calls_to("chat/completion")[-1].body
@@ -110,7 +103,7 @@ async def test_model_name_is_echoed_and_thinking_switch_honoured(proxy):
 
 async def test_prompt_reaches_upstream_flattened(proxy):
     proxy.fake.enqueue(Scripted(answer="ok"))
-    await client(proxy).chat.completions.create(model="deepseek-chat", messages=[
+    await openai_client(proxy).chat.completions.create(model="deepseek-chat", messages=[
         {"role": "system", "content": "Be brief."},
         {"role": "user", "content": "Weather in Paris?"}])
     prompt = proxy.fake.calls_to("chat/completion")[-1].body["prompt"]
@@ -120,7 +113,7 @@ async def test_prompt_reaches_upstream_flattened(proxy):
 
 
 async def test_models_routes(proxy):
-    c = client(proxy)
+    c = openai_client(proxy)
     ids = [m.id async for m in c.models.list()]
     assert {"deepseek-chat", "deepseek-reasoner", "deepseek-chat-search",
             "deepseek-reasoner-search"} <= set(ids)
@@ -135,7 +128,7 @@ async def test_models_routes(proxy):
 
 async def test_expired_token_is_refreshed_once(proxy):
     proxy.fake.enqueue(Scripted(answer="first"), Scripted(answer="second"))
-    c = client(proxy)
+    c = openai_client(proxy)
     assert (await c.chat.completions.create(model="deepseek-chat",
                                             messages=USER)).choices[0].message.content == "first"
     logins = len(proxy.fake.calls_to("users/login"))
@@ -150,7 +143,7 @@ async def test_expired_token_is_refreshed_once(proxy):
 
 async def test_upstream_5xx_before_first_byte_moves_to_another_account(proxy):
     proxy.fake.enqueue(HttpFault(502), Scripted(answer="from the other account"))
-    resp = await client(proxy).chat.completions.create(model="deepseek-chat", messages=USER)
+    resp = await openai_client(proxy).chat.completions.create(model="deepseek-chat", messages=USER)
     assert resp.choices[0].message.content == "from the other account"
     accounts = [c.account for c in proxy.fake.calls_to("chat/completion")]
     assert len(accounts) == 2 and accounts[0] != accounts[1]
@@ -160,7 +153,7 @@ async def test_upstream_5xx_before_first_byte_moves_to_another_account(proxy):
 async def test_upstream_429_on_every_account_is_a_429_with_retry_after(proxy):
     proxy.fake.enqueue(HttpFault(429), HttpFault(429))
     with pytest.raises(openai.RateLimitError) as info:
-        await client(proxy).chat.completions.create(model="deepseek-chat", messages=USER)
+        await openai_client(proxy).chat.completions.create(model="deepseek-chat", messages=USER)
     assert info.value.response.headers.get("Retry-After")
     assert proxy.core.pool.inflight == 0
 
@@ -184,7 +177,7 @@ async def test_drop_after_first_byte_ends_stream_with_error(proxy):
 
 async def test_content_filter_keeps_partial_answer(proxy):
     proxy.fake.enqueue(Scripted(answer="Some text.", content_filter=True))
-    resp = await client(proxy).chat.completions.create(model="deepseek-chat", messages=USER)
+    resp = await openai_client(proxy).chat.completions.create(model="deepseek-chat", messages=USER)
     assert resp.choices[0].message.content == "Some text."
     assert resp.choices[0].finish_reason == "content_filter"
 
@@ -192,13 +185,13 @@ async def test_content_filter_keeps_partial_answer(proxy):
 async def test_content_filter_without_text_is_a_400(proxy):
     proxy.fake.enqueue(Scripted(answer="", content_filter=True))
     with pytest.raises(openai.BadRequestError) as info:
-        await client(proxy).chat.completions.create(model="deepseek-chat", messages=USER)
+        await openai_client(proxy).chat.completions.create(model="deepseek-chat", messages=USER)
     assert info.value.body["code"] == "content_filter"
 
 
 async def test_empty_output_is_retried_in_the_same_session(proxy):
     proxy.fake.enqueue(Scripted(hint="rate_limit_reached"), Scripted(answer="now visible"))
-    resp = await client(proxy).chat.completions.create(model="deepseek-chat", messages=USER)
+    resp = await openai_client(proxy).chat.completions.create(model="deepseek-chat", messages=USER)
     assert resp.choices[0].message.content == "now visible"
     calls = proxy.fake.calls_to("chat/completion")
     assert calls[1].body["chat_session_id"] == calls[0].body["chat_session_id"]
@@ -210,7 +203,7 @@ async def test_empty_output_twice_on_one_account_is_429(proxy_factory):
                                               "password": "pw-alice"}]})
     proxy.fake.enqueue(Scripted(hint="rate_limit_reached"), Scripted(hint="rate_limit_reached"))
     with pytest.raises(openai.RateLimitError) as info:
-        await client(proxy).chat.completions.create(model="deepseek-chat", messages=USER)
+        await openai_client(proxy).chat.completions.create(model="deepseek-chat", messages=USER)
     assert info.value.body["code"] == "upstream_empty_output"
 
 
@@ -219,7 +212,7 @@ async def test_empty_output_twice_fails_over_then_is_429(proxy):
     # tried (its own retry included) before the caller gets the 429.
     proxy.fake.enqueue(*[Scripted(hint="rate_limit_reached")] * 4)
     with pytest.raises(openai.RateLimitError):
-        await client(proxy).chat.completions.create(model="deepseek-chat", messages=USER)
+        await openai_client(proxy).chat.completions.create(model="deepseek-chat", messages=USER)
     accounts = [c.account for c in proxy.fake.calls_to("chat/completion")]
     assert len(accounts) == 4 and len(set(accounts)) == 2
 
@@ -232,7 +225,7 @@ async def test_burst_respects_limits_and_full_pool_answers_429(proxy_factory):
     slow = Delivery(chunk_delay=0.05)
     proxy.fake.enqueue(*[Scripted(answer="abcdef", chunk_size=1, delivery=slow)
                          for _ in range(8)])
-    c = client(proxy)
+    c = openai_client(proxy)
     peak = 0
 
     async def watch():
@@ -272,7 +265,7 @@ async def test_lease_released_when_client_disconnects_mid_stream(proxy):
 
 async def test_target_account_header_pins_the_account(proxy):
     proxy.fake.enqueue(Scripted(answer="a"), Scripted(answer="b"))
-    c = client(proxy, default_headers={"X-Ds2-Target-Account": "bob@example.com"})
+    c = openai_client(proxy, default_headers={"X-Ds2-Target-Account": "bob@example.com"})
     for _ in range(2):
         await c.chat.completions.create(model="deepseek-chat", messages=USER)
     assert {c.account for c in proxy.fake.calls_to("chat/completion")} == {"bob@example.com"}
@@ -308,7 +301,7 @@ async def test_bad_input_gets_openai_error_shape(proxy, body, status, param):
 
 async def test_bad_key_with_passthrough_off_is_401(proxy_factory):
     proxy = await proxy_factory({"auth": {"allow_passthrough": False}})
-    c = openai.AsyncOpenAI(base_url=proxy.url + "/v1", api_key="wrong", max_retries=0)
+    c = openai_client(proxy, key="wrong")
     with pytest.raises(openai.AuthenticationError) as info:
         await c.chat.completions.create(model="deepseek-chat", messages=USER)
     assert info.value.body["type"] == "authentication_error"
@@ -342,7 +335,8 @@ async def test_health_ready_and_cors(proxy):
                 "Origin": "http://x", "Access-Control-Request-Method": "POST"}) as resp:
             assert "X-Ds2-Target-Account" in resp.headers["Access-Control-Allow-Headers"]
         async with http.get(proxy.url + "/v1/models", headers=proxy.headers()) as resp:
-            assert resp.headers["Access-Control-Expose-Headers"] == "Retry-After, X-Request-Id"
+            assert resp.headers["Access-Control-Expose-Headers"] == (
+                "Retry-After, X-Request-Id, X-DS2Proxy-Served-By")
 
 
 async def test_openai_models_list_keeps_its_shape_beside_google_clients(proxy):
@@ -358,10 +352,11 @@ async def test_openai_models_list_keeps_its_shape_beside_google_clients(proxy):
 async def test_search_answer_carries_url_citations(proxy, fixtures_dir):
     name = "guangzhou-weather-reasoner-search-20260404"
     proxy.fake.enqueue(Replay(fixtures_dir / "deepseek-sse" / name))
-    resp = await client(proxy).chat.completions.create(model="deepseek-reasoner-search",
-                                                       messages=USER)
+    resp = await openai_client(proxy).chat.completions.create(model="deepseek-reasoner-search",
+                                                              messages=USER)
     message = resp.choices[0].message
-    assert message.content == expected(fixtures_dir, name)["content"]  # raw markers kept
+    # raw markers kept
+    assert message.content == load_expected(fixtures_dir / "deepseek-sse" / name)["content"]
     urls = [a.url_citation.url for a in message.annotations]
     assert urls and all(u.startswith("http") for u in urls)
 
@@ -370,7 +365,7 @@ async def test_markdown_citation_style_links_the_markers(proxy_factory, fixtures
     proxy = await proxy_factory({"search": {"citation_style": "markdown"}})
     name = "guangzhou-weather-reasoner-search-20260404"
     proxy.fake.enqueue(Replay(fixtures_dir / "deepseek-sse" / name))
-    stream = await client(proxy).chat.completions.create(
+    stream = await openai_client(proxy).chat.completions.create(
         model="deepseek-reasoner-search", messages=USER, stream=True)
     text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
     assert "[reference:" not in text

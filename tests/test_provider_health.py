@@ -41,7 +41,7 @@ def test_without_retry_after_the_backoff_doubles():
     settings = HealthSettings()
     for strikes in (1, 2):
         health.failed("p", UpstreamError("5xx"))
-        assert health.seconds_left("p") == settings.cooldown("upstream", strikes)
+        assert health.seconds_left("p") == settings.cooldown_for("upstream", strikes)
         clock.now += health.seconds_left("p")
         assert health.available("p")
 

@@ -98,7 +98,7 @@ def test_add_test_edit_and_delete_a_provider(driver, live):
     engine.select_by_value("qwen")
     find(driver, "#save-settings").click()
     wait(driver, lambda d: "Settings saved" in text_of(d, "#flash"))
-    assert server.on_loop(lambda: server.core.config.embeddings_provider) == "qwen"
+    assert server.on_loop(lambda: server.core.config.embeddings.provider) == "qwen"
     server.open_page(driver, "/admin/ui/providers")
     assert "qwen" in text_of(driver, "#embeddings-use")
     server.run(server.core.store.update(lambda doc: doc.update(embeddings={})))

@@ -13,14 +13,16 @@ import itertools
 import json
 from collections.abc import AsyncIterator
 
-import aiohttp
 import openai
 import pytest
 from aiohttp import web
 
 from ds2proxy.app import start_server
 from ds2proxy.plugin_api import PluginAPI, wrap_handler
-from ds2proxy.testing import Delivery, Replay, Scripted
+from ds2proxy.testing import Delivery, Replay, Scripted, load_expected
+from ds2proxy.testing.clients import openai_client
+from ds2proxy.testing.clients import Reply
+from ds2proxy.testing.clients import post as raw_post
 from plugins.openai.responses import ResponsesRoutes
 from plugins.openai.responses_store import ResponseStore
 
@@ -33,17 +35,9 @@ RECORDINGS = [
 OTHER_KEY = "other-test-key"
 
 
-def expected(fixtures_dir, name: str) -> dict:
-    return json.loads((fixtures_dir / "deepseek-sse" / name / "expected.json").read_text())
-
-
-def connect(url: str, key: str) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(base_url=url + "/v1", api_key=key, max_retries=0)
-
-
 @pytest.fixture
 async def api(proxy) -> AsyncIterator[openai.AsyncOpenAI]:
-    async with connect(proxy.url, proxy.key) as client:
+    async with openai_client(proxy) as client:
         yield client
 
 
@@ -53,20 +47,16 @@ def reasoning_of(output) -> str:
 
 async def raw_events(proxy, body: dict, key: str | None = None) -> tuple[int, list]:
     """POST a stream and cut the body into (event line, JSON or "[DONE]") frames."""
-    async with aiohttp.ClientSession() as http:
-        async with http.post(proxy.url + "/v1/responses", json=body,
-                             headers={"Authorization": f"Bearer {key or proxy.key}"}) as resp:
-            text = await resp.text()
-            status = resp.status
+    answer = await post(proxy, body, {"Authorization": f"Bearer {key or proxy.key}"})
     frames = []
-    for block in filter(None, text.split("\n\n")):
+    for block in filter(None, answer.text.split("\n\n")):
         lines = block.split("\n")
         if lines[0].startswith(":"):
             continue
         event = lines[0].removeprefix("event: ") if lines[0].startswith("event: ") else None
         data = lines[-1].removeprefix("data: ")
         frames.append((event, data if data == "[DONE]" else json.loads(data)))
-    return status, frames
+    return answer.status, frames
 
 
 # -- recordings ----------------------------------------------------------------
@@ -74,7 +64,7 @@ async def raw_events(proxy, body: dict, key: str | None = None) -> tuple[int, li
 
 @pytest.mark.parametrize("name", RECORDINGS)
 async def test_recording_reconstructs_exactly_non_stream(proxy, api, fixtures_dir, name):
-    want = expected(fixtures_dir, name)
+    want = load_expected(fixtures_dir / "deepseek-sse" / name)
     proxy.fake.enqueue(Replay(fixtures_dir / "deepseek-sse" / name))
     resp = await api.responses.create(model="deepseek-reasoner", input="hello")
     assert resp.status == "completed" and resp.id.startswith("resp_")
@@ -90,13 +80,12 @@ async def test_recording_reconstructs_exactly_non_stream(proxy, api, fixtures_di
 async def test_recording_reconstructs_exactly_stream(proxy, fixtures_dir, name):
     """Through the sync client in a thread: the async one shares the server's loop,
     which makes a 30k-event recording several times slower to read."""
-    want = expected(fixtures_dir, name)
+    want = load_expected(fixtures_dir / "deepseek-sse" / name)
     proxy.fake.enqueue(Replay(fixtures_dir / "deepseek-sse" / name))
 
     def read() -> tuple[str, str, object]:
         text, thinking, final = [], [], None
-        with openai.OpenAI(base_url=proxy.url + "/v1", api_key=proxy.key,
-                           max_retries=0) as sync:
+        with openai_client(proxy, sync=True) as sync:
             for event in sync.responses.create(model="deepseek-reasoner", input="hello",
                                                stream=True):
                 if event.type == "response.output_text.delta":
@@ -119,8 +108,7 @@ async def test_sync_client_stream_and_non_stream(proxy):
                        Scripted(answer="  two  spaces\n\nand lines  "))
 
     def round_trip() -> tuple[object, str]:
-        with openai.OpenAI(base_url=proxy.url + "/v1", api_key=proxy.key,
-                           max_retries=0) as sync:
+        with openai_client(proxy, sync=True) as sync:
             resp = sync.responses.create(model="deepseek-chat", input="hi")
             events = sync.responses.create(model="gpt-4o", input="hi", stream=True)
             text = "".join(e.delta for e in events if e.type == "response.output_text.delta")
@@ -222,15 +210,10 @@ async def test_request_options_are_accepted_and_echoed(proxy, api):
 # -- errors --------------------------------------------------------------------
 
 
-async def post(proxy, body: bytes | dict, headers: dict | None = None
-               ) -> tuple[int, dict, dict]:
+async def post(proxy, body: bytes | dict, headers: dict | None = None) -> Reply:
     """A raw POST: ``headers`` default to the proxy's managed key."""
-    data = body if isinstance(body, bytes) else json.dumps(body).encode()
-    headers = proxy.headers() if headers is None else headers
-    async with aiohttp.ClientSession() as http:
-        async with http.post(proxy.url + "/v1/responses", data=data,
-                             headers={**headers, "Content-Type": "application/json"}) as resp:
-            return resp.status, await resp.json(), dict(resp.headers)
+    return await raw_post(proxy.url + "/v1/responses", body,
+                          proxy.headers() if headers is None else headers)
 
 
 @pytest.mark.parametrize("body, status, param", [
@@ -240,19 +223,19 @@ async def post(proxy, body: bytes | dict, headers: dict | None = None
     ({"model": "no-such-model-xyz", "input": "hi"}, 400, "model"),
 ])
 async def test_bad_requests_have_the_openai_error_shape(proxy, body, status, param):
-    code, payload, _ = await post(proxy, body)
-    assert code == status
-    assert set(payload["error"]) == {"message", "type", "code", "param", "request_id"}
-    assert payload["error"]["type"] == "invalid_request_error"
-    assert payload["error"]["param"] == param
+    answer = await post(proxy, body)
+    assert answer.status == status
+    assert set(answer.json()["error"]) == {"message", "type", "code", "param", "request_id"}
+    assert answer.json()["error"]["type"] == "invalid_request_error"
+    assert answer.json()["error"]["param"] == param
 
 
 async def test_bad_key_is_401(proxy_factory):
     proxy = await proxy_factory({"auth": {"allow_passthrough": False}})
     for headers in ({}, {"Authorization": "Bearer wrong-key"}):
-        code, payload, _ = await post(proxy, {"model": "deepseek-chat", "input": "hi"}, headers)
-        assert code == 401 and payload["error"]["type"] == "authentication_error"
-    async with connect(proxy.url, "wrong-key") as wrong:
+        answer = await post(proxy, {"model": "deepseek-chat", "input": "hi"}, headers)
+        assert answer.status == 401 and answer.json()["error"]["type"] == "authentication_error"
+    async with openai_client(proxy, key="wrong-key") as wrong:
         with pytest.raises(openai.AuthenticationError):
             await wrong.responses.retrieve("resp_x")
 
@@ -264,14 +247,14 @@ async def test_full_pool_is_429_with_retry_after(proxy_factory, fake_upstream):
                                              "account_max_queue": 0}})
     fake_upstream.enqueue(Scripted(answer="slow " * 20, chunk_size=5,
                                    delivery=Delivery(chunk_delay=0.05)))
-    async with connect(proxy.url, proxy.key) as api:
+    async with openai_client(proxy) as api:
         stream = await api.responses.create(model="deepseek-chat", input="a", stream=True)
         first = await anext(aiter(stream))  # the only account is now leased
         assert first.type == "response.created"
-        code, payload, headers = await post(proxy, {"model": "deepseek-chat", "input": "b"})
+        answer = await post(proxy, {"model": "deepseek-chat", "input": "b"})
         await stream.close()
-    assert code == 429 and int(headers["Retry-After"]) >= 1
-    assert payload["error"]["type"] == "rate_limit_error"
+    assert answer.status == 429 and int(answer.headers["Retry-After"]) >= 1
+    assert answer.json()["error"]["type"] == "rate_limit_error"
 
 
 # -- the store -----------------------------------------------------------------
@@ -280,7 +263,7 @@ async def test_full_pool_is_429_with_retry_after(proxy_factory, fake_upstream):
 async def test_stored_response_is_readable_only_by_its_creator(proxy_factory):
     proxy = await proxy_factory({"keys": ["test-key", OTHER_KEY]})
     proxy.fake.enqueue(Scripted(answer="kept"))
-    async with connect(proxy.url, proxy.key) as owner, connect(proxy.url, OTHER_KEY) as other:
+    async with openai_client(proxy) as owner, openai_client(proxy, key=OTHER_KEY) as other:
         created = await owner.responses.create(model="deepseek-chat", input="hi")
         again = await owner.responses.retrieve(created.id)
         assert again.id == created.id and again.output_text == "kept"
@@ -338,7 +321,7 @@ async def test_stored_response_expires_after_the_live_ttl(proxy):
     app.router.add_get("/v1/responses/{response_id}",
                        wrap_handler(routes.get, api.errors.openai, proxy.core))
     server = await start_server(app)
-    local = connect(server.url, proxy.key)
+    local = openai_client(server, key=proxy.key)
     try:
         proxy.fake.enqueue(Scripted(answer="short-lived"))
         created = await local.responses.create(model="deepseek-chat", input="hi")
@@ -347,7 +330,7 @@ async def test_stored_response_expires_after_the_live_ttl(proxy):
         clock.now += 1
         with pytest.raises(openai.NotFoundError):
             await local.responses.retrieve(created.id)
-        assert proxy.core.config.responses_ttl_seconds == 900
+        assert proxy.core.config.responses.store_ttl_seconds == 900
     finally:
         await local.close()
         await server.close()

@@ -18,6 +18,7 @@ import pytest
 from openai.types.responses import Response
 
 from ds2proxy.testing import Scripted
+from ds2proxy.testing.clients import openai_client
 from dsml_util import dsml
 
 CODEX_FILES = ["codex-0.169-first-turn.json", "codex-0.169-tool-result-turn.json"]
@@ -33,8 +34,7 @@ MARKUP = ("DSML", "tool_calls", "invoke", "parameter", "CDATA")
 
 @pytest.fixture
 async def api(proxy) -> AsyncIterator[openai.AsyncOpenAI]:
-    async with openai.AsyncOpenAI(base_url=proxy.url + "/v1", api_key=proxy.key,
-                                  max_retries=0) as client:
+    async with openai_client(proxy) as client:
         yield client
 
 

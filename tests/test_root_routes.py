@@ -6,17 +6,13 @@ turns the shortcuts off. Also seed 002's request to the letter."""
 from __future__ import annotations
 
 import aiohttp
-import anthropic
 import openai
 import pytest
 
 from ds2proxy.testing import Scripted
+from ds2proxy.testing.clients import anthropic_client, openai_client
 
 USER = [{"role": "user", "content": "hello"}]
-
-
-def root_client(proxy) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(base_url=proxy.url, api_key=proxy.key, max_retries=0)
 
 
 async def get_json(proxy, path: str) -> tuple[int, dict]:
@@ -26,10 +22,10 @@ async def get_json(proxy, path: str) -> tuple[int, dict]:
 
 
 async def test_models_at_the_root_equal_v1(proxy):
-    listed = await root_client(proxy).models.list()
+    listed = await openai_client(proxy, "").models.list()
     _, v1 = await get_json(proxy, "/v1/models")
     assert [m.id for m in listed.data] == [m["id"] for m in v1["data"]]
-    one = await root_client(proxy).models.retrieve("gpt-4o")
+    one = await openai_client(proxy, "").models.retrieve("gpt-4o")
     assert one.id == "deepseek-chat"
     assert await get_json(proxy, "/models/gpt-4o") == await get_json(proxy, "/v1/models/gpt-4o")
     status, body = await get_json(proxy, "/models/no-such-model")
@@ -39,7 +35,7 @@ async def test_models_at_the_root_equal_v1(proxy):
 @pytest.mark.parametrize("stream", [False, True])
 async def test_chat_completions_at_the_root(proxy, stream):
     proxy.fake.enqueue(Scripted(thinking="hmm", answer="Hi there."))
-    resp = await root_client(proxy).chat.completions.create(
+    resp = await openai_client(proxy, "").chat.completions.create(
         model="deepseek-reasoner", messages=USER, stream=stream)
     if stream:
         chunks = [c async for c in resp]
@@ -53,7 +49,7 @@ async def test_chat_completions_at_the_root(proxy, stream):
 
 async def test_responses_create_and_get_at_the_root(proxy):
     proxy.fake.enqueue(Scripted(answer="Stored answer."))
-    client = root_client(proxy)
+    client = openai_client(proxy, "")
     created = await client.responses.create(model="gpt-5", input="hi")
     assert created.output_text == "Stored answer."
     fetched = await client.responses.retrieve(created.id)
@@ -63,17 +59,17 @@ async def test_responses_create_and_get_at_the_root(proxy):
 
 
 async def test_embeddings_at_the_root(proxy):
-    root = await root_client(proxy).embeddings.create(model="text-embedding-3-small",
-                                                      input="same text", dimensions=16)
-    v1_client = openai.AsyncOpenAI(base_url=proxy.url + "/v1", api_key=proxy.key)
-    v1 = await v1_client.embeddings.create(model="text-embedding-3-small", input="same text",
-                                           dimensions=16)
+    root = await openai_client(proxy, "").embeddings.create(model="text-embedding-3-small",
+                                                            input="same text", dimensions=16)
+    sdk = openai_client(proxy)
+    v1 = await sdk.embeddings.create(model="text-embedding-3-small", input="same text",
+                                     dimensions=16)
     assert root.data[0].embedding == v1.data[0].embedding
 
 
 async def test_claude_root_messages_route_is_untouched(proxy):
     proxy.fake.enqueue(Scripted(answer="Claude here."))
-    client = anthropic.AsyncAnthropic(base_url=proxy.url, api_key=proxy.key, max_retries=0)
+    client = anthropic_client(proxy)
     message = await client.messages.create(model="claude-sonnet-4-5", max_tokens=100,
                                            messages=USER)
     assert message.content[0].text == "Claude here."
@@ -82,7 +78,8 @@ async def test_claude_root_messages_route_is_untouched(proxy):
 async def test_setting_turns_the_shortcuts_off(proxy_factory):
     proxy = await proxy_factory({"plugins": {"openai": {"root_routes": False}}})
     with pytest.raises(openai.NotFoundError):
-        await root_client(proxy).chat.completions.create(model="deepseek-chat", messages=USER)
+        await openai_client(proxy, "").chat.completions.create(model="deepseek-chat",
+                                                               messages=USER)
     status, _ = await get_json(proxy, "/v1/models")
     assert status == 200
 
@@ -90,7 +87,7 @@ async def test_setting_turns_the_shortcuts_off(proxy_factory):
 async def test_seed_002_request_as_written(proxy):
     """deepseek-v3-1-250821 with thinking.type enabled / auto, include_usage."""
     proxy.fake.enqueue(Scripted(thinking="thinking", answer="你好"), Scripted(answer="你好"))
-    client = openai.AsyncOpenAI(base_url=proxy.url + "/v1", api_key=proxy.key, max_retries=0)
+    client = openai_client(proxy)
     messages = [{"role": "system", "content": "You are a helpful assistant."},
                 {"role": "user", "content": "你好"}]
     for kind, upstream in (("enabled", True), ("auto", False)):

@@ -9,7 +9,6 @@ import asyncio
 import logging
 
 import aiohttp
-import openai
 import pytest
 from admin_util import Admin, admin, wait_until  # noqa: F401  (fixture)
 from conftest import ProxyFactory
@@ -19,13 +18,10 @@ from ds2proxy.errors import UpstreamError
 from ds2proxy.testing import Delivery, HttpFault, Scripted
 from ds2proxy.upstream import cleanup
 from ds2proxy.upstream.cleanup import SessionJanitor
+from ds2proxy.testing.clients import openai_client
 
 SINGLE = {"upstream": {"session_cleanup": "single"}}
 HELLO = [{"role": "user", "content": "hello"}]
-
-
-def client(proxy) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(base_url=proxy.url + "/v1", api_key=proxy.key, max_retries=0)
 
 
 def opened_sessions(proxy) -> list[tuple[str | None, str]]:
@@ -40,7 +36,7 @@ def deleted_sessions(proxy) -> list[tuple[str | None, str]]:
 
 
 async def test_sessions_are_kept_by_default(proxy):
-    await client(proxy).chat.completions.create(model="deepseek-chat", messages=HELLO)
+    await openai_client(proxy).chat.completions.create(model="deepseek-chat", messages=HELLO)
     await proxy.core.janitor.idle()
     [(_, session_id)] = opened_sessions(proxy)
     assert session_id in proxy.fake.sessions
@@ -49,7 +45,8 @@ async def test_sessions_are_kept_by_default(proxy):
 
 async def test_single_deletes_the_session_of_a_non_stream_turn(proxy_factory: ProxyFactory):
     proxy = await proxy_factory(SINGLE)
-    reply = await client(proxy).chat.completions.create(model="deepseek-chat", messages=HELLO)
+    sdk = openai_client(proxy)
+    reply = await sdk.chat.completions.create(model="deepseek-chat", messages=HELLO)
     assert reply.choices[0].message.content
     await proxy.core.janitor.idle()
     opened = opened_sessions(proxy)
@@ -60,8 +57,9 @@ async def test_single_deletes_the_session_of_a_non_stream_turn(proxy_factory: Pr
 
 async def test_single_deletes_the_session_of_a_stream_turn(proxy_factory: ProxyFactory):
     proxy = await proxy_factory(SINGLE)
-    stream = await client(proxy).chat.completions.create(model="deepseek-chat", messages=HELLO,
-                                                         stream=True)
+    sdk = openai_client(proxy)
+    stream = await sdk.chat.completions.create(model="deepseek-chat", messages=HELLO,
+                                               stream=True)
     text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
     assert text
     await proxy.core.janitor.idle()
@@ -86,7 +84,8 @@ async def test_a_client_that_disconnects_mid_stream_still_gets_its_session_delet
 async def test_a_fail_over_deletes_the_sessions_on_both_accounts(proxy_factory: ProxyFactory):
     proxy = await proxy_factory(SINGLE)
     proxy.fake.enqueue(HttpFault(502), Scripted(answer="from the other account"))
-    reply = await client(proxy).chat.completions.create(model="deepseek-chat", messages=HELLO)
+    sdk = openai_client(proxy)
+    reply = await sdk.chat.completions.create(model="deepseek-chat", messages=HELLO)
     assert reply.choices[0].message.content == "from the other account"
     await proxy.core.janitor.idle()
     opened = opened_sessions(proxy)
@@ -99,7 +98,8 @@ async def test_a_failed_delete_is_logged_and_the_answer_is_unaffected(
     proxy = await proxy_factory(SINGLE)
     proxy.fake.delete_error = (40003, "SESSION_NOT_FOUND")
     caplog.set_level(logging.WARNING, logger="ds2proxy.upstream")
-    reply = await client(proxy).chat.completions.create(model="deepseek-chat", messages=HELLO)
+    sdk = openai_client(proxy)
+    reply = await sdk.chat.completions.create(model="deepseek-chat", messages=HELLO)
     assert reply.choices[0].message.content
     await proxy.core.janitor.idle()
     [(_, session_id)] = opened_sessions(proxy)
@@ -115,7 +115,7 @@ async def test_setting_is_hot_reloaded_from_the_admin_api(admin: Admin):  # noqa
     view = await admin.ok("GET", "/admin/settings")
     assert view["upstream"] == {"session_cleanup": "none"}
     await admin.ok("PUT", "/admin/settings", json={"upstream": {"session_cleanup": "single"}})
-    await client(proxy).chat.completions.create(model="deepseek-chat", messages=HELLO)
+    await openai_client(proxy).chat.completions.create(model="deepseek-chat", messages=HELLO)
     await proxy.core.janitor.idle()
     assert deleted_sessions(proxy) == opened_sessions(proxy) != []
     reply = await admin.call("PUT", "/admin/settings",

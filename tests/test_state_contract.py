@@ -265,14 +265,14 @@ async def test_config_writes_on_two_stores_merge_and_bad_versions_are_skipped(
                                for i in range(10) for tag, store in (("a", one), ("b", two))))
         await syncs[0].catch_up()
         await syncs[1].catch_up()
-        names = {k.name for k in one.config.named_keys}
+        names = {k.name for k in one.config.keys}
         assert {f"{t}{i}" for i in range(10) for t in "ab"} <= names
         assert one.snapshot() == two.snapshot() and one.version == two.version == 21
 
         await syncs[0].doc.commit(one.version, {"keys": "not a list"})
         await syncs[0].catch_up()
         await syncs[0].catch_up()
-        assert {k.name for k in one.config.named_keys} == names
+        assert {k.name for k in one.config.keys} == names
         assert sum("is not valid" in r.message for r in caplog.records) == 1
     finally:
         await link.close()

@@ -28,6 +28,7 @@ from ds2proxy.errors import InvalidRequest
 from ds2proxy.shaping import ShapingSettings, TurnShaper
 from ds2proxy.stops import StopMatcher, parse_stops
 from ds2proxy.testing import Scripted
+from ds2proxy.testing.clients import openai_client
 
 ALPHABET = "abcEND \n"
 SPLIT_ANSWER = ["Hello wor", "ld E", "N", "D and then more text ", "that must not show."]
@@ -84,13 +85,9 @@ def test_parse_stops_rules():
 # -- OpenAI ---------------------------------------------------------------------
 
 
-def oai(proxy) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(base_url=proxy.url + "/v1", api_key=proxy.key, max_retries=0)
-
-
 async def test_openai_non_stream_cuts_before_a_split_match(proxy):
     proxy.fake.enqueue(Scripted(thinking="I think END is fine.", answer=SPLIT_ANSWER))
-    resp = await oai(proxy).chat.completions.create(
+    resp = await openai_client(proxy).chat.completions.create(
         model="deepseek-reasoner", messages=[{"role": "user", "content": "hi"}], stop="END")
     assert resp.choices[0].message.content == "Hello world "
     assert resp.choices[0].message.model_extra["reasoning_content"] == "I think END is fine."
@@ -100,7 +97,7 @@ async def test_openai_non_stream_cuts_before_a_split_match(proxy):
 
 async def test_openai_stream_cuts_and_stays_live(proxy):
     proxy.fake.enqueue(Scripted(answer=SPLIT_ANSWER))
-    stream = await oai(proxy).chat.completions.create(
+    stream = await openai_client(proxy).chat.completions.create(
         model="deepseek-chat", messages=[{"role": "user", "content": "hi"}],
         stop=["zzz", "END"], stream=True)
     deltas, finish = [], None
@@ -119,7 +116,7 @@ async def test_openai_stream_cuts_and_stays_live(proxy):
 async def test_openai_tool_call_is_never_cut(proxy):
     call = dsml(("read_file", {"path": "/tmp/END.txt"}))
     proxy.fake.enqueue(Scripted(answer="Reading.\n\n" + call, chunk_size=5))
-    resp = await oai(proxy).chat.completions.create(
+    resp = await openai_client(proxy).chat.completions.create(
         model="deepseek-chat", messages=[{"role": "user", "content": "read it"}],
         tools=[READ_TOOL], stop=["END"])
     calls = resp.choices[0].message.tool_calls
@@ -130,7 +127,7 @@ async def test_openai_tool_call_is_never_cut(proxy):
 @pytest.mark.parametrize("stop", [["a", "b", "c", "d", "e"], [""], [1], "", {"x": 1}])
 async def test_openai_bad_stop_is_a_400_before_any_account(proxy, stop):
     with pytest.raises(openai.BadRequestError) as info:
-        await oai(proxy).chat.completions.create(
+        await openai_client(proxy).chat.completions.create(
             model="deepseek-chat", messages=[{"role": "user", "content": "hi"}], stop=stop)
     assert info.value.body["param"] == "stop"
     assert proxy.fake.calls_to("chat/completion") == []
@@ -230,7 +227,7 @@ async def test_a_match_ends_the_turn_without_reading_further_rounds(proxy):
     answer = ["Part one E", "ND here", " and ", "the rest ", "of it."]
     proxy.fake.enqueue(Scripted(answer=answer, incomplete_after=3),
                        Scripted(answer=answer, incomplete_after=3))
-    client = oai(proxy)
+    client = openai_client(proxy)
     whole = await client.chat.completions.create(
         model="deepseek-chat", messages=[{"role": "user", "content": "go"}])
     assert whole.choices[0].message.content == "".join(answer)

@@ -21,7 +21,7 @@ from ds2proxy.testing.reconstruct import Reconstruction, lines_of
 from ds2proxy.testing.scripted_stream import TurnContext, render
 from ds2proxy.upstream.events import ContentFiltered, StatusChanged, TextChunk
 from ds2proxy.upstream.lines import LineCutter
-from ds2proxy.upstream.patch import StreamParser
+from ds2proxy.upstream.stream_parser import StreamParser
 
 RECORDINGS = [
     "markdown-format-example-20260405-spacefix",

@@ -9,9 +9,9 @@ import orjson
 import pytest
 
 from ds2proxy.testing.reconstruct import reconstruct
-from ds2proxy.testing.recordings import load_rounds
+from ds2proxy.testing.recordings import load_expected, load_rounds
 from ds2proxy.upstream.events import ContentFiltered, TextChunk
-from ds2proxy.upstream.patch import StreamParser
+from ds2proxy.upstream.stream_parser import StreamParser
 
 RECORDINGS = [
     "markdown-format-example-20260405-spacefix",
@@ -34,7 +34,7 @@ def _sample(fixtures_dir: Path, name: str) -> Path:
 @pytest.mark.parametrize("name", RECORDINGS)
 def test_recording_reconstructs_expected_text(fixtures_dir: Path, name: str) -> None:
     folder = _sample(fixtures_dir, name)
-    expected = json.loads((folder / "expected.json").read_text(encoding="utf-8"))
+    expected = load_expected(folder)
     rounds = load_rounds(folder)
     assert len(rounds) == expected["rounds"]
 
@@ -67,7 +67,7 @@ def test_continue_round_yields_only_new_text(fixtures_dir: Path) -> None:
 
 def test_rounds_spliced_into_one_body(fixtures_dir: Path) -> None:
     folder = _sample(fixtures_dir, "continue-thinking-snapshot-replay-20260405")
-    expected = json.loads((folder / "expected.json").read_text(encoding="utf-8"))
+    expected = load_expected(folder)
     result = reconstruct([b"".join(load_rounds(folder))])
     assert (result.thinking, result.answer) == (expected["thinking"], expected["content"])
     assert result.parser.status == "FINISHED"

@@ -17,7 +17,7 @@ from ds2proxy.upstream.events import (
     UpstreamEvent,
     UpstreamFault,
 )
-from ds2proxy.upstream.patch import StreamParser
+from ds2proxy.upstream.stream_parser import StreamParser
 
 TEMPLATE = "你好，这个问题我暂时无法回答，让我们换个话题再聊聊吧。"
 

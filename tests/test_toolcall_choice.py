@@ -5,13 +5,15 @@ from __future__ import annotations
 import pytest
 
 from ds2proxy.canonical import ToolChoice, ToolSpec
-from ds2proxy.errors import InvalidRequest
+from ds2proxy.config import ConfigError, parse_config
+from ds2proxy.config_fields import unknown_field_messages
+from ds2proxy.config_sections import ToolcallSettings
 from ds2proxy.dialects.tool_choice import (
     parse_anthropic_tool_choice,
     parse_gemini_tool_config,
     parse_openai_tool_choice,
 )
-from ds2proxy.toolcall import validate_toolcall_settings
+from ds2proxy.errors import InvalidRequest
 
 TOOLS = [ToolSpec("read_file"), ToolSpec("search"), ToolSpec("apply_patch", kind="custom")]
 
@@ -129,18 +131,23 @@ def test_gemini_errors(value: object) -> None:
 
 
 def test_settings_defaults_and_values() -> None:
-    assert validate_toolcall_settings({}) == {"mode": "feature_match",
-                                              "early_emit_confidence": "high"}
-    assert validate_toolcall_settings({"mode": "off", "early_emit_confidence": "low"}) == {
-        "mode": "off", "early_emit_confidence": "low"}
+    assert parse_config({}).toolcall == ToolcallSettings("feature_match", "high")
+    parsed = parse_config({"toolcall": {"mode": "off", "early_emit_confidence": "low"}})
+    assert parsed.toolcall == ToolcallSettings("off", "low")
 
 
 @pytest.mark.parametrize(("settings", "field"), [
     ({"mode": "sometimes"}, "toolcall.mode"),
     ({"early_emit_confidence": "maybe"}, "toolcall.early_emit_confidence"),
-    ({"early_emit_confidence": None}, "toolcall.early_emit_confidence"),
-    ({"early_emit": "high"}, "toolcall.early_emit"),
+    ({"early_emit_confidence": 3}, "toolcall.early_emit_confidence"),
 ])
 def test_settings_errors_name_the_field(settings: dict[str, object], field: str) -> None:
-    with pytest.raises(ValueError, match=field.replace(".", r"\.")):
-        validate_toolcall_settings(settings)
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"toolcall": settings})
+    assert caught.value.field == field
+
+
+def test_misspelt_setting_is_named_with_a_guess() -> None:
+    [message] = unknown_field_messages({"toolcall": {"early_emit": "high"}})
+    assert "'toolcall.early_emit'" in message
+    assert "did you mean 'toolcall.early_emit_confidence'" in message

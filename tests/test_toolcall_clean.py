@@ -6,8 +6,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_toolcall_harness import cut, splits
+from toolcall_oracle import clean_visible_text
 
-from ds2proxy.toolcall import TextCleaner, clean_visible_text
+from ds2proxy.toolcall import TextCleaner
 
 
 def streamed(chunks: list[str]) -> str:

@@ -11,9 +11,10 @@ import json
 
 import pytest
 from test_toolcall_harness import AUTO, TOOLS, block, invoke, outcomes, parsed, stream_events
+from toolcall_oracle import parse_turn
 
 from ds2proxy.canonical import TextDelta, ToolCallArgs, ToolCallStart, ToolChoice
-from ds2proxy.toolcall import ToolSieve, parse_turn
+from ds2proxy.toolcall import ToolSieve
 
 READ = block(invoke("read_file", ("path", "README.md")), dsml=False)
 REQUIRED = ToolChoice("required")

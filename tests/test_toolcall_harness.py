@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
+from toolcall_oracle import parse_turn
 
 from ds2proxy.canonical import (
     TextDelta,
@@ -22,7 +23,7 @@ from ds2proxy.canonical import (
     ToolChoice,
     ToolSpec,
 )
-from ds2proxy.toolcall import ToolSieve, parse_turn
+from ds2proxy.toolcall import ToolSieve
 from ds2proxy.toolcall.schema import compact_json
 
 

@@ -7,9 +7,10 @@ import json
 import re
 
 import pytest
+from toolcall_oracle import parse_turn
 
 from ds2proxy.canonical import ToolChoice, ToolSpec
-from ds2proxy.toolcall import build_tool_prompt, parse_turn
+from ds2proxy.toolcall import build_tool_prompt
 
 BASH = ToolSpec("Bash", "Run a command", {"type": "object", "properties": {
     "command": {"type": "string"}, "description": {"type": "string"}}})

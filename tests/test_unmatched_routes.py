@@ -76,3 +76,12 @@ async def test_admin_errors_have_one_shape(proxy):
         assert set(body) <= {"detail", "field", "errors"} and body["detail"], (status, body)
         assert headers["Cache-Control"] == "no-store", status
     assert replies[0][1]["field"] == "key"
+
+
+async def test_a_gemini_method_path_answers_in_googles_shape_to_any_client(proxy):
+    """``/v1/models/<name>:<action>`` is Google's path shape even without a
+    Google key header: a wrong method there is a 405 Google's SDK can read."""
+    status, headers, text = await request(proxy, "PUT", "/v1/models/gemini-2.5-pro:generateContent")
+    assert status == 405 and "POST" in headers["Allow"]
+    error = json.loads(text)["error"]
+    assert error["code"] == 405 and "status" in error  # Google's shape, not OpenAI's

@@ -14,7 +14,7 @@ from aiohttp import web
 from ds2proxy.upstream.client import UpstreamStream
 from ds2proxy.upstream.events import TextChunk
 from ds2proxy.upstream.lines import iter_lines
-from ds2proxy.upstream.patch import StreamParser
+from ds2proxy.upstream.stream_parser import StreamParser
 from ds2proxy.upstream.rounds import BATCH_LINES, read_rounds
 
 PIECES = [b"data: {\"v\":\"a\"}", b"", b"\xc3\xbc", b"\xf0\x9f\x98\x80", b"\r", b"\xff\xfe",
@@ -93,7 +93,7 @@ async def test_characters_cut_between_chunks_and_a_last_line_without_newline(
 
 
 def parsed(lines: list[str]) -> list:
-    from ds2proxy.upstream.patch import StreamParser
+    from ds2proxy.upstream.stream_parser import StreamParser
 
     parser = StreamParser()
     parser.start_round()

@@ -11,8 +11,6 @@ import aiohttp
 import anthropic
 import openai
 import pytest
-from google import genai
-from google.genai import types
 from prometheus_client.parser import text_string_to_metric_families
 
 from admin_util import Admin, admin_for, wait_until
@@ -21,6 +19,7 @@ from ds2proxy.app import create_app, start_server
 from ds2proxy.config_store import ConfigStore
 from ds2proxy.logfmt import JSONFormatter
 from ds2proxy.testing import Delivery, Scripted
+from ds2proxy.testing.clients import anthropic_client, gemini_client, openai_client
 from ds2proxy.tokens import count_tokens
 
 pytestmark = pytest.mark.timeout(90)
@@ -32,10 +31,6 @@ async def admin(proxy: Proxy):
         yield await admin_for(proxy, http)
 
 
-def oai(proxy: Proxy) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(base_url=proxy.url + "/v1", api_key=proxy.key, max_retries=0)
-
-
 async def rows(admin: Admin, **query: str) -> list[dict]:
     qs = "&".join(f"{k}={v}" for k, v in query.items())
     return (await admin.ok("GET", f"/admin/usage/requests?per_page=500&{qs}"))["requests"]
@@ -44,7 +39,7 @@ async def rows(admin: Admin, **query: str) -> list[dict]:
 async def send_mix(proxy: Proxy) -> list[tuple[str, bool, int, int]]:
     """Requests of three families, stream and not: (family, stream, prompt, completion)."""
     sent = []
-    client = oai(proxy)
+    client = openai_client(proxy)
     reply = await client.chat.completions.create(
         model="deepseek-chat", messages=[{"role": "user", "content": "one"}])
     sent.append(("openai", False, reply.usage.prompt_tokens, reply.usage.completion_tokens))
@@ -53,13 +48,11 @@ async def send_mix(proxy: Proxy) -> list[tuple[str, bool, int, int]]:
         messages=[{"role": "user", "content": "two"}])
     usage = [c.usage async for c in stream if c.usage][-1]
     sent.append(("openai", True, usage.prompt_tokens, usage.completion_tokens))
-    claude = anthropic.AsyncAnthropic(base_url=proxy.url + "/anthropic", api_key=proxy.key,
-                                      max_retries=0)
+    claude = anthropic_client(proxy, "/anthropic")
     msg = await claude.messages.create(model="claude-sonnet-4-5", max_tokens=64,
                                        messages=[{"role": "user", "content": "three"}])
     sent.append(("claude", False, msg.usage.input_tokens, msg.usage.output_tokens))
-    gem = genai.Client(api_key=proxy.key, http_options=types.HttpOptions(
-        base_url=proxy.url, api_version="v1beta"))
+    gem = gemini_client(proxy)
     out = await gem.aio.models.generate_content(model="gemini-2.5-flash", contents="four")
     meta = out.usage_metadata
     sent.append(("gemini", False, meta.prompt_token_count, meta.candidates_token_count))
@@ -90,7 +83,7 @@ async def test_every_request_is_one_row_with_the_tokens_the_client_saw(admin: Ad
 async def test_failures_are_recorded_with_their_code(admin: Admin):
     proxy = admin.proxy
     with pytest.raises(openai.BadRequestError):
-        await oai(proxy).chat.completions.create(model="no-such-model", messages=[
+        await openai_client(proxy).chat.completions.create(model="no-such-model", messages=[
             {"role": "user", "content": "x"}])
     async with aiohttp.ClientSession() as http:
         async with http.post(proxy.url + "/v1/chat/completions", json={}) as resp:
@@ -159,7 +152,7 @@ async def test_request_ids_are_echoed_validated_and_logged(admin: Admin):
 
 async def test_json_log_has_one_object_per_request_without_secrets(admin: Admin, caplog):
     caplog.set_level(logging.INFO, logger="ds2proxy.requests")
-    await oai(admin.proxy).chat.completions.create(
+    await openai_client(admin.proxy).chat.completions.create(
         model="deepseek-chat", messages=[{"role": "user", "content": "log me"}])
     [record] = [r for r in caplog.records if r.name == "ds2proxy.requests"]
     line = JSONFormatter().format(record)
@@ -194,7 +187,7 @@ async def test_metrics_counters_move_by_exactly_the_requests_sent(proxy_factory)
             before = scrape(await resp.text())
         sent = await send_mix(proxy)
         with pytest.raises(openai.BadRequestError):
-            await oai(proxy).chat.completions.create(model="x" * 50, messages=[
+            await openai_client(proxy).chat.completions.create(model="x" * 50, messages=[
                 {"role": "user", "content": "x"}])
         async with http.get(proxy.url + "/metrics", headers=headers) as resp:
             after = scrape(await resp.text())
@@ -240,7 +233,7 @@ async def test_metrics_are_closed_to_other_sites_and_keys(proxy: Proxy):
 
 
 async def test_the_request_log_pages_and_filters(admin: Admin):
-    client = oai(admin.proxy)
+    client = openai_client(admin.proxy)
     for word in ("a", "b", "c"):
         await client.chat.completions.create(model="deepseek-chat", messages=[
             {"role": "user", "content": word}])
@@ -279,7 +272,7 @@ async def test_bodies_are_kept_only_with_log_bodies_cut_and_redacted(proxy_facto
 
 
 async def test_bodies_are_not_kept_by_default(admin: Admin):
-    await oai(admin.proxy).chat.completions.create(
+    await openai_client(admin.proxy).chat.completions.create(
         model="deepseek-chat", messages=[{"role": "user", "content": "private words"}])
     [row] = await rows(admin)
     assert row["request_body"] == "" and row["prompt_tokens"] > 0
@@ -318,7 +311,7 @@ async def test_usage_counted_after_the_stream_ended_is_exact(admin: Admin, answe
     word, 12,000 characters with no safe boundary, is counted in a thread):
     the record still carries the exact count the client would have been sent."""
     proxy = admin.proxy
-    client = oai(proxy)
+    client = openai_client(proxy)
     counts = []
     for include in (True, False):
         proxy.fake.enqueue(Scripted(answer=answer, chunk_size=3, tip=False))

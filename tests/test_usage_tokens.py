@@ -8,18 +8,17 @@ from __future__ import annotations
 import json
 
 import anthropic
-import openai
 import pytest
 from google.genai import types
 from test_claude_sse import claude_code_request, read_frames
 from test_claude_sse import post as post_claude
-from test_gemini_client import client as gemini_client
 from test_gemini_client import collect, generate
 from test_gemini_wire import agent_request, send_as_recorded, sse_frames
 from test_gemini_wire import post as post_gemini
 from token_util import reference_tokens
 
-from ds2proxy.testing import Replay, Scripted
+from ds2proxy.testing import Replay, Scripted, load_expected
+from ds2proxy.testing.clients import anthropic_client, gemini_client, openai_client
 
 RECORDINGS = ["markdown-format-example-20260405-spacefix", "longtext-deepseek-v4-flash-20260429",
               "guangzhou-weather-reasoner-search-20260404",
@@ -39,19 +38,6 @@ USER = [{"role": "user", "content": "hello"}]
 
 def sent_prompt_tokens(proxy) -> int:
     return reference_tokens(proxy.fake.calls_to("chat/completion")[-1].body["prompt"])
-
-
-def expected_text(fixtures_dir, name) -> dict:
-    return json.loads((fixtures_dir / "deepseek-sse" / name / "expected.json").read_text())
-
-
-def openai_client(proxy) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(base_url=proxy.url + "/v1", api_key=proxy.key, max_retries=0)
-
-
-def anthropic_client(proxy) -> anthropic.AsyncAnthropic:
-    return anthropic.AsyncAnthropic(base_url=proxy.url + "/anthropic", api_key=proxy.key,
-                                    max_retries=0, timeout=60.0)
 
 
 async def openai_chat(proxy, stream: bool, **kwargs) -> tuple[str, str, str, object]:
@@ -76,7 +62,7 @@ async def claude_message(proxy, stream: bool, **kwargs) -> anthropic.types.Messa
     kwargs.setdefault("model", "claude-sonnet-4-6")
     kwargs.setdefault("messages", USER)
     kwargs.setdefault("max_tokens", 4096)
-    client = anthropic_client(proxy)
+    client = anthropic_client(proxy, "/anthropic", timeout=60.0)
     if not stream:
         return await client.messages.create(**kwargs)
     async with client.messages.stream(**kwargs) as events:
@@ -96,7 +82,7 @@ def claude_texts(message: anthropic.types.Message) -> tuple[str, str]:
 async def test_openai_usage_counts_the_recordings_exactly(proxy, fixtures_dir, name, stream):
     proxy.fake.enqueue(Replay(fixtures_dir / "deepseek-sse" / name))
     reasoning, answer, _, usage = await openai_chat(proxy, stream)
-    expected = expected_text(fixtures_dir, name)
+    expected = load_expected(fixtures_dir / "deepseek-sse" / name)
     assert (reasoning, answer) == (expected["thinking"], expected["content"])
     assert usage.completion_tokens_details.reasoning_tokens == reference_tokens(reasoning)
     assert usage.completion_tokens == reference_tokens(reasoning) + reference_tokens(answer)
@@ -111,7 +97,7 @@ async def test_anthropic_usage_counts_the_recordings_exactly(proxy, fixtures_dir
     message = await claude_message(proxy, stream, model="claude-opus-4-6",
                                    thinking={"type": "enabled", "budget_tokens": 2048})
     thinking, text = claude_texts(message)
-    assert thinking == expected_text(fixtures_dir, name)["thinking"]
+    assert thinking == load_expected(fixtures_dir / "deepseek-sse" / name)["thinking"]
     assert message.usage.output_tokens == reference_tokens(thinking) + reference_tokens(text)
     assert message.usage.input_tokens == sent_prompt_tokens(proxy)
 
@@ -125,7 +111,7 @@ async def test_gemini_usage_counts_the_recordings_exactly(proxy, fixtures_dir, n
     responses = await generate(proxy, "async", stream, model="gemini-2.5-pro",
                                contents="hello", config=config)
     thoughts, text, _, _ = collect(responses)
-    assert thoughts == expected_text(fixtures_dir, name)["thinking"]
+    assert thoughts == load_expected(fixtures_dir / "deepseek-sse" / name)["thinking"]
     usage = responses[-1].usage_metadata
     assert usage.thoughts_token_count == reference_tokens(thoughts)
     assert usage.candidates_token_count == reference_tokens(text)
@@ -171,15 +157,13 @@ async def test_a_tool_call_counts_the_text_the_model_wrote(proxy, stream):
 
 async def test_other_dialects_report_the_same_counts(proxy):
     proxy.fake.enqueue(Scripted(thinking="Let me see: 你好 🎉", answer="Hi there, friend!"))
-    client = openai.AsyncOpenAI(base_url=proxy.url + "/lm/v2", api_key=proxy.key,
-                                max_retries=0)
+    client = openai_client(proxy, "/lm/v2")
     resp = await client.chat.completions.create(model="deepseek-reasoner", messages=USER)
     assert resp.usage.completion_tokens == (reference_tokens("Let me see: 你好 🎉")
                                             + reference_tokens("Hi there, friend!"))
     assert resp.usage.prompt_tokens == sent_prompt_tokens(proxy)
     proxy.fake.enqueue(Scripted(answer="I am DeepSeek, 很高兴见到你。"))
-    client = openai.AsyncOpenAI(base_url=proxy.url + "/api/v1", api_key=proxy.key,
-                                max_retries=0)
+    client = openai_client(proxy, "/api/v1")
     resp = await client.chat.completions.create(model="auto", messages=USER)
     assert resp.usage.completion_tokens == reference_tokens("I am DeepSeek, 很高兴见到你。")
     assert resp.usage.prompt_tokens == sent_prompt_tokens(proxy)
@@ -269,15 +253,15 @@ async def test_responses_max_output_tokens_stops_at_exactly_the_limit(proxy, str
                                   "claude-code-2.1.330-tool-result-turn.json"])
 async def test_claude_code_count_tokens_equals_the_real_turn(proxy, fixtures_dir, name):
     path, body, headers = claude_code_request(fixtures_dir, name, proxy)
-    status, raw = await post_claude(proxy, "/v1/messages/count_tokens?beta=true", {
+    answer = await post_claude(proxy, "/v1/messages/count_tokens?beta=true", {
         k: body[k] for k in ("model", "system", "messages", "tools", "thinking") if k in body},
         headers)
-    assert status == 200
-    counted = json.loads(raw)["input_tokens"]
+    assert answer.status == 200
+    counted = answer.json()["input_tokens"]
     proxy.fake.enqueue(Scripted(answer="Done."))
-    status, raw = await post_claude(proxy, path, dict(body, stream=True), headers)
-    assert status == 200
-    start = read_frames(raw)[0][1]
+    answer = await post_claude(proxy, path, dict(body, stream=True), headers)
+    assert answer.status == 200
+    start = read_frames(answer.body)[0][1]
     assert counted == start["message"]["usage"]["input_tokens"] == sent_prompt_tokens(proxy)
 
 
@@ -286,20 +270,20 @@ async def test_claude_code_count_tokens_equals_the_real_turn(proxy, fixtures_dir
 async def test_gemini_cli_count_tokens_equals_the_real_turn(proxy, fixtures_dir, name):
     recorded = agent_request(fixtures_dir, name)
     model = recorded["path"].split("/models/")[1].split(":")[0]
-    status, _, raw = await post_gemini(proxy, f"/v1beta/models/{model}:countTokens",
-                                       {"generateContentRequest": recorded["body"]})
-    assert status == 200
-    counted = json.loads(raw)["totalTokens"]
+    answer = await post_gemini(proxy, f"/v1beta/models/{model}:countTokens",
+                               {"generateContentRequest": recorded["body"]})
+    assert answer.status == 200
+    counted = answer.json()["totalTokens"]
     proxy.fake.enqueue(Scripted(answer="Hi! How can I help?"))
-    status, _, raw = await send_as_recorded(proxy, recorded)
-    assert status == 200
-    last = json.loads(sse_frames(raw)[-1])
+    answer = await send_as_recorded(proxy, recorded)
+    assert answer.status == 200
+    last = json.loads(sse_frames(answer.body)[-1])
     assert counted == last["usageMetadata"]["promptTokenCount"] == sent_prompt_tokens(proxy)
 
 
 async def test_sdk_count_tokens_match_the_turns_they_predict(proxy):
     messages = [{"role": "user", "content": "Summarise: 北京 is big. ```x = 1```"}]
-    counted = await anthropic_client(proxy).messages.count_tokens(
+    counted = await anthropic_client(proxy, "/anthropic", timeout=60.0).messages.count_tokens(
         model="claude-sonnet-4-6", messages=messages, system="Be brief.")
     proxy.fake.enqueue(Scripted(answer="OK."))
     message = await claude_message(proxy, False, messages=messages, system="Be brief.")

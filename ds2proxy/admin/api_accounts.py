@@ -91,7 +91,7 @@ class AccountsAPI:
 
     async def self_test(self, request: web.Request) -> web.Response:
         body = await self.ctx.body(request, optional=True)
-        keys = self.core.config.keys
+        keys = self.core.config.key_secrets
         wanted = text_field(body, "api_key")
         if not wanted.isprintable() or any(c.isspace() for c in wanted):
             raise InvalidRequest("'api_key' must not contain spaces or control characters",

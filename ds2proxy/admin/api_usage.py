@@ -61,7 +61,7 @@ class UsageAPI:
 
     def keys_view(self) -> list[dict[str, Any]]:
         core = self.ctx.core
-        return [key_view(k, core.limiter) for k in core.config.named_keys]
+        return [key_view(k, core.limiter) for k in core.config.keys]
 
     async def list_keys(self, request: web.Request) -> web.Response:
         return json_ok({"keys": self.keys_view()})
@@ -75,7 +75,7 @@ class UsageAPI:
         secret = given.strip() if isinstance(given, str) and given.strip() else new_secret()
         await self.ctx.ops.write(lambda data: create_key(data, body, secret))
         view = next(k for k in self.keys_view() if k["id"] == key_id(secret))
-        return {"success": True, "key": secret, "total_keys": len(self.ctx.core.config.keys),
+        return {"success": True, "key": secret, "total_keys": len(self.ctx.core.config.key_secrets),
                 **{k: v for k, v in view.items() if k != "key"}}
 
     async def add_key(self, request: web.Request) -> web.Response:
@@ -119,12 +119,12 @@ class UsageAPI:
     # -- /metrics ---------------------------------------------------------------------------------
 
     async def metrics(self, request: web.Request) -> web.StreamResponse:
-        settings = self.ctx.core.config.observe
-        if not settings.metrics_enabled:
+        settings = self.ctx.core.config.metrics
+        if not settings.enabled:
             raise web.HTTPNotFound()
         token = bearer_of(request)
-        if not (settings.metrics_token and token
-                and hmac.compare_digest(token.encode(), settings.metrics_token.encode())):
+        if not (settings.token and token
+                and hmac.compare_digest(token.encode(), settings.token.encode())):
             await self.ctx.gate.require(request)
         return web.Response(body=self.ctx.core.metrics.render(),
                             headers={"Content-Type": CONTENT_TYPE, "Cache-Control": "no-store"})

@@ -151,7 +151,7 @@ class AdminCredentials:
 
     def expire_hours(self, requested: Any = None) -> float:
         if requested is None:
-            return self.store.config.jwt_expire_hours
+            return self.store.config.admin.jwt_expire_hours
         if isinstance(requested, bool) or not isinstance(requested, (int, float)):
             raise InvalidRequest("expire_hours must be a number", param="expire_hours")
         if not 0 < requested <= MAX_EXPIRE_HOURS:

@@ -88,7 +88,7 @@ class AdminOps:
         doc = without_admin_secrets(self.core.store.snapshot())
         view = mask_tree({k: v for k, v in doc.items() if k not in ("keys", "accounts")})
         cfg = self.core.config
-        view["keys"] = [masked_key(k) for k in cfg.keys]
+        view["keys"] = [masked_key(k) for k in cfg.key_secrets]
         view["accounts"] = [self.account_view(a) for a in cfg.accounts]
         if isinstance(doc.get("providers"), list):
             view["providers"] = [masked_provider(p) for p in doc["providers"]
@@ -131,7 +131,7 @@ class AdminOps:
         for warning in warnings:
             log.warning("config import: %s", warning)
         cfg = self.core.config
-        return {"success": True, "mode": mode, "total_keys": len(cfg.keys),
+        return {"success": True, "mode": mode, "total_keys": len(cfg.key_secrets),
                 "total_accounts": len(cfg.accounts), "warnings": warnings}
 
     def export(self) -> dict[str, Any]:
@@ -269,7 +269,7 @@ class AdminOps:
                           "has_token": bool(s.token), "last_error": s.last_error,
                           **pool.health.view(s.identifier)}
                          for s in pool.accounts()],
-            "keys": len(self.core.config.keys),
+            "keys": len(self.core.config.key_secrets),
             "captures_enabled": self.captures.enabled,
             "default_key_in_use": self.creds.default_key_in_use,
         }

@@ -110,7 +110,7 @@ class Pages:
         models = [m.id for m in self.ctx.core.models.natives()]
         return self.dash.render(request, "playground.html", claims=claims, active="playground",
                                 families=FAMILIES, models=models,
-                                keys=[masked_key(k) for k in self.ctx.core.config.keys])
+                                keys=[masked_key(k) for k in self.ctx.core.config.key_secrets])
 
     async def captures(self, request: web.Request) -> web.StreamResponse:
         claims = self.dash.session(request)

@@ -69,7 +69,7 @@ class Playground:
         self.ctx = ctx
 
     def _key(self, wanted: str) -> str:
-        keys = self.ctx.core.config.keys
+        keys = self.ctx.core.config.key_secrets
         key = find_key(keys, wanted) if wanted else (keys[0] if keys else None)
         if key is None:
             raise InvalidRequest("add an API key first (API keys page)" if not keys

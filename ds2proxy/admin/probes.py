@@ -23,7 +23,7 @@ from ..auth import Caller
 from ..canonical import ChatRequest, Message, TextPart
 from ..errors import NotFound, ProxyError, UpstreamError
 from ..scheduler import AccountState
-from ..upstream.client import UpstreamCallError
+from ..upstream.envelope import UpstreamCallError
 from .masking import preview
 
 if TYPE_CHECKING:

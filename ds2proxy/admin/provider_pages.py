@@ -71,7 +71,7 @@ class ProviderPages:
         cfg = self.ctx.core.config
         return self.dash.render(request, "providers.html", claims=claims, active="providers",
                                 listing=self.providers.listing(), reasoning=REASONING,
-                                embeddings=(cfg.embeddings_provider, cfg.embeddings_model))
+                                embeddings=(cfg.embeddings.provider, cfg.embeddings.model))
 
     def _back(self, request: web.Request, text: str, kind: str = "success") -> web.Response:
         return self.dash.back(request, PROVIDERS_URL, kind, text)

@@ -1,5 +1,6 @@
-"""The runtime settings the admin may change: one table drives the JSON
-API's read and partial update and the dashboard's settings form.
+"""The runtime settings the admin may change: every setting the schema
+(:mod:`ds2proxy.settings_schema`) gives a form place drives the JSON API's
+read and partial update and the dashboard's settings form.
 
 A setting lives at a dotted path of the config document. ``PUT`` bodies use
 the nested shape ``GET`` returns; only the given fields change, ``null``
@@ -17,12 +18,16 @@ from typing import Any
 
 from ..config import Config, ConfigError, parse_config
 from ..config_fields import suggestion
+from ..embeddings import TESTING
+from ..settings_schema import Leaf, leaves, value_at
 from ..errors import InvalidRequest
 from .responses import FieldErrors
 
 
 @dataclass(frozen=True, slots=True)
 class Setting:
+    """One field of the settings form, as the templates read it."""
+
     path: str
     kind: str  # int | float | bool | choice | map | text
     label: str
@@ -38,100 +43,35 @@ class Group:
     settings: tuple[Setting, ...]
 
 
-GROUPS: tuple[Group, ...] = (
-    Group("Account pool", (
-        Setting("runtime.account_max_inflight", "int", "Requests per account",
-                "Concurrent requests one account serves (1–64)."),
-        Setting("runtime.account_max_queue", "int", "Wait queue",
-                "Requests that may wait for a free account. Empty: accounts × per-account; "
-                "0: never wait.", nullable=True),
-        Setting("runtime.global_max_inflight", "int", "Global limit",
-                "Concurrent requests over all accounts. 0: accounts × per-account."),
-        Setting("runtime.queue_timeout_seconds", "float", "Queue timeout (s)",
-                "How long a request may wait for an account before a 429."),
-    )),
-    Group("Account health and pacing", (
-        Setting("health.enabled", "bool", "Track account health",
-                "Cool failing accounts down and heal them with one trial request. Off: every "
-                "account serves except the disabled ones."),
-        Setting("health.jitter", "float", "Cooldown jitter",
-                "Each cooldown is stretched or shrunk at random by up to this fraction."),
-        *(Setting(f"health.cooldown.{kind}.{edge}_seconds", "float",
-                  f"{title}: {'first' if edge == 'base' else 'longest'} cooldown (s)",
-                  help_text if edge == "base" else "The cap the doubling stops at.")
-          for kind, title, help_text in (
-              ("rate_limited", "Rate limit", "After an upstream 429 or rate-limit hint; "
-               "doubles per failure in a row."),
-              ("upstream", "Upstream error", "After a 5xx, a broken stream or a transport "
-               "error."),
-              ("auth", "Refused token", "After a token is refused right after a fresh login."),
-              ("login", "Failed login", "Before a failed login is tried again."))
-          for edge in ("base", "max")),
-        Setting("health.pacing.min_interval_seconds", "float", "Pacing: minimum interval (s)",
-                "Least time between two requests on one account. 0: off."),
-        Setting("health.pacing.jitter_seconds", "float", "Pacing: jitter (s)",
-                "A random 0..this is added to each interval."),
-        Setting("health.pacing.max_per_hour", "int", "Pacing: requests per hour",
-                "Most requests one account starts in a rolling hour. 0: no cap."),
-    )),
-    Group("Models", (
-        Setting("claude_mapping", "map", "Claude mapping",
-                "One per line, e.g. fast = deepseek-chat and slow = deepseek-reasoner. "
-                "Claude names with opus/reasoner/slow use slow.",
-                example="fast = deepseek-chat\nslow = deepseek-reasoner"),
-        Setting("model_aliases", "map", "Model aliases",
-                "One per line: name = native model (deepseek-chat, deepseek-reasoner, …).",
-                example="gpt-4o = deepseek-chat\nmy-team-model = deepseek-reasoner"),
-        Setting("search.citation_style", "choice", "Citation style",
-                "raw keeps [reference:N] markers; markdown turns them into links; strip "
-                "removes them.", ("raw", "markdown", "strip")),
-    )),
-    Group("Tool calls and APIs", (
-        Setting("toolcall.mode", "choice", "Tool-call detection",
-                "feature_match detects tool calls in the model's text; off passes them "
-                "through as text.", ("feature_match", "off")),
-        Setting("toolcall.early_emit_confidence", "choice", "Early emit",
-                "How soon a streamed tool call is announced.", ("high", "low", "off")),
-        Setting("responses.store_ttl_seconds", "int", "Responses TTL (s)",
-                "How long /v1/responses objects stay readable."),
-        Setting("embeddings.provider", "choice", "Embeddings provider",
-                "A configured provider (its /embeddings serves the vectors); testing: "
-                "hash-based test vectors with no meaning; (none): embeddings answer 501.",
-                ("", "testing")),  # and every provider's name: see form_groups
-        Setting("embeddings.model", "text", "Embeddings model",
-                "The provider's embedding model id. Empty: the model the client names.",
-                nullable=True),
-        Setting("auth.allow_passthrough", "bool", "Allow pass-through tokens",
-                "Off: a credential that is not an API key is refused with 401."),
-    )),
-    Group("Long conversations", (
-        Setting("history_file.enabled", "bool", "Send long history as a file",
-                "Upload a long conversation as a text file and send a short prompt that "
-                "refers to it."),
-        Setting("history_file.min_prompt_chars", "int", "History file threshold (characters)",
-                "Only prompts longer than this go as a file; 0: every prompt."),
-        Setting("history_file.file_name", "text", "History file name",
-                "Name of the uploaded history file. Empty: HISTORY.txt.", nullable=True),
-    )),
-    Group("Web chat", (
-        Setting("upstream.session_cleanup", "choice", "Session cleanup",
-                "none keeps one web-chat session per request in the account's history; "
-                "single deletes each request's session once it is answered.",
-                ("none", "single")),
-    )),
-    Group("Admin and diagnostics", (
-        Setting("admin.jwt_expire_hours", "float", "Session lifetime (h)",
-                "How long an admin login lasts."),
-        Setting("dev_captures.enabled", "bool", "Record upstream exchanges",
-                "Keep recent upstream exchanges (secrets redacted) under Captures."),
-        Setting("dev_captures.limit", "int", "Captures kept", "Ring buffer size (1–1000)."),
-        Setting("dev_captures.max_body_bytes", "int", "Capture body limit (bytes)",
-                "How much of each stream is kept."),
-    )),
-)
+# The form's groups in page order; a group named only in the schema comes last.
+GROUP_ORDER = ("Account pool", "Account health and pacing", "Models", "Tool calls and APIs",
+               "Long conversations", "Web chat", "Admin and diagnostics")
 
-SETTINGS: dict[str, Setting] = {s.path: s for g in GROUPS for s in g.settings}
+
 EMBEDDINGS_ENGINE = "embeddings.provider"
+
+
+def _form_setting(leaf: Leaf) -> Setting:
+    form = leaf.spec.form
+    assert form is not None
+    label = f"{leaf.label_prefix} {form.label}" if leaf.label_prefix else form.label
+    if leaf.path == EMBEDDINGS_ENGINE:  # a choice of the engines that exist: form_groups
+        return Setting(leaf.path, "choice", label, form.help or leaf.spec.doc, ("", TESTING))
+    return Setting(leaf.path, leaf.entry.kind, label, form.help or leaf.spec.doc,
+                   leaf.spec.choices, leaf.entry.nullable or leaf.entry.kind == "text",
+                   form.example)
+
+
+def _groups() -> tuple[Group, ...]:
+    by_title: dict[str, list[Setting]] = {title: [] for title in GROUP_ORDER}
+    for leaf in leaves(Config):
+        if leaf.spec.form is not None and not leaf.spec.secret:
+            by_title.setdefault(leaf.spec.form.group, []).append(_form_setting(leaf))
+    return tuple(Group(title, tuple(found)) for title, found in by_title.items() if found)
+
+
+GROUPS: tuple[Group, ...] = _groups()
+SETTINGS: dict[str, Setting] = {s.path: s for g in GROUPS for s in g.settings}
 MAPS = frozenset(p for p, s in SETTINGS.items() if s.kind == "map")
 READ_ONLY = frozenset({"admin.password_set", "admin.default_key_in_use", "env_backed",
                        "config_source"})
@@ -139,31 +79,8 @@ READ_ONLY = frozenset({"admin.password_set", "admin.default_key_in_use", "env_ba
 
 def flat_values(cfg: Config) -> dict[str, Any]:
     """Every setting's effective value, keyed by dotted path."""
-    rt = cfg.runtime
-    return {
-        "runtime.account_max_inflight": rt.account_max_inflight,
-        "runtime.account_max_queue": rt.account_max_queue,
-        "runtime.global_max_inflight": rt.global_max_inflight,
-        "runtime.queue_timeout_seconds": rt.queue_timeout_seconds,
-        "claude_mapping": dict(cfg.claude_mapping),
-        "model_aliases": dict(cfg.model_aliases),
-        "search.citation_style": cfg.citation_style,
-        "toolcall.mode": cfg.toolcall_mode,
-        "toolcall.early_emit_confidence": cfg.toolcall_early_emit,
-        "responses.store_ttl_seconds": cfg.responses_ttl_seconds,
-        "embeddings.provider": cfg.embeddings_provider,
-        "embeddings.model": cfg.embeddings_model,
-        "auth.allow_passthrough": cfg.allow_passthrough,
-        "history_file.enabled": cfg.history_file.enabled,
-        "history_file.min_prompt_chars": cfg.history_file.min_prompt_chars,
-        "history_file.file_name": cfg.history_file.file_name,
-        "upstream.session_cleanup": cfg.upstream.session_cleanup,
-        "admin.jwt_expire_hours": cfg.jwt_expire_hours,
-        "dev_captures.enabled": cfg.captures_enabled,
-        "dev_captures.limit": cfg.captures_limit,
-        "dev_captures.max_body_bytes": cfg.captures_max_body_bytes,
-        **health_values(cfg),
-    }
+    values = {path: value_at(cfg, path) for path in SETTINGS}
+    return {path: dict(v) if path in MAPS else v for path, v in values.items()}
 
 
 def form_groups(cfg: Config) -> tuple[Group, ...]:
@@ -175,18 +92,6 @@ def form_groups(cfg: Config) -> tuple[Group, ...]:
         return replace(setting, choices=(*setting.choices, *(p.name for p in cfg.providers)))
 
     return tuple(Group(g.title, tuple(offered(s) for s in g.settings)) for g in GROUPS)
-
-
-def health_values(cfg: Config) -> dict[str, Any]:
-    h = cfg.health
-    values: dict[str, Any] = {"health.enabled": h.enabled, "health.jitter": h.jitter}
-    for kind, backoff in h.backoff.items():
-        values[f"health.cooldown.{kind}.base_seconds"] = backoff.base_seconds
-        values[f"health.cooldown.{kind}.max_seconds"] = backoff.max_seconds
-    values.update({"health.pacing.min_interval_seconds": h.pacing.min_interval_seconds,
-                   "health.pacing.jitter_seconds": h.pacing.jitter_seconds,
-                   "health.pacing.max_per_hour": h.pacing.max_per_hour})
-    return values
 
 
 def nested_view(cfg: Config, *, password_set: bool, default_key_in_use: bool,

@@ -116,7 +116,7 @@ class UsagePages:
     async def key_page(self, request: web.Request) -> web.StreamResponse:
         claims = self.dash.session(request)
         wanted = request.match_info["key_id"]
-        key = next((k for k in self.ctx.core.config.named_keys
+        key = next((k for k in self.ctx.core.config.keys
                     if key_id(k.secret) == wanted), None)
         if key is None:
             raise web.HTTPNotFound()

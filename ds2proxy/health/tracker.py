@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from ..state import StateStore
 from .classify import Failure
 from .record import COOLING, DISABLED, HEALTHY, LOGIN_FAILING, AccountHealth
-from .settings import HealthSettings
+from .settings import KINDS, HealthSettings
 
 log = logging.getLogger("ds2proxy.health")
 
@@ -68,7 +68,7 @@ class HealthTracker:
         self.settings = settings
         for ident, rec in self._records.items():
             if rec.state in (COOLING, LOGIN_FAILING) and rec.kind:
-                cap = settings.backoff[rec.kind].cap if rec.kind in settings.backoff \
+                cap = settings.cooldown.of(rec.kind).cap if rec.kind in KINDS \
                     else rec.until - rec.since
                 if rec.until > rec.since + cap:
                     rec.until, rec.changed = rec.since + cap, self._clock()
@@ -157,7 +157,7 @@ class HealthTracker:
             self._save(identifier, rec)
             return
         strikes = rec.strikes[failure.kind] = rec.strikes.get(failure.kind, 0) + 1
-        seconds = self._jittered(self.settings.cooldown(failure.kind, strikes))
+        seconds = self._jittered(self.settings.cooldown_for(failure.kind, strikes))
         seconds = max(seconds, failure.retry_after)
         new_state = LOGIN_FAILING if failure.kind == "login" else COOLING
         rec.state, rec.reason, rec.kind = new_state, failure.reason[:300], failure.kind

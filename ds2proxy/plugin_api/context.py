@@ -160,12 +160,12 @@ class PluginContext:
     @property
     def default_model(self) -> str:
         """The server's ``models.default``."""
-        return self._core.config.default_model
+        return self._core.config.models.default
 
     @property
     def responses_ttl_seconds(self) -> int:
         """How long stored responses are kept (``responses.store_ttl_seconds``)."""
-        return self._core.config.responses_ttl_seconds
+        return self._core.config.responses.store_ttl_seconds
 
     @property
     def shared_responses(self) -> StoredResponses | None:

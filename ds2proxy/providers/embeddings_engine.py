@@ -59,13 +59,13 @@ def engine_for(core: Core, dimensions: int | None, model: str,
     """The configured engine (None: embeddings are off); a 403 for a caller
     that may not spend a provider's key."""
     cfg = core.config
-    provider = cfg.provider_named(cfg.embeddings_provider)
+    provider = cfg.provider_named(cfg.embeddings.provider)
     if provider is None:
-        return provider_for(cfg.embeddings_provider, dimensions)
+        return provider_for(cfg.embeddings.provider, dimensions)
     if caller is None or not caller.managed:
         raise PermissionDenied("embeddings on this server are served by a provider: they need "
                                "one of this server's API keys", code="provider_needs_key")
-    sent = cfg.embeddings_model or model
+    sent = cfg.embeddings.model or model
     record = request_record.current()
     if record is not None:  # the request log, and X-DS2Proxy-Served-By
         record.served_by = f"{provider.name}:{sent}"

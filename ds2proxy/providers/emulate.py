@@ -36,8 +36,8 @@ class EmulatedTools:
     """Text and reasoning events → shaped events (tool calls found in the text)."""
 
     def __init__(self, chat: ChatRequest, config: Config, prompt_tokens: int) -> None:
-        settings = ShapingSettings(config.toolcall_mode, config.toolcall_early_emit,
-                                   config.citation_style)
+        settings = ShapingSettings(config.toolcall.mode, config.toolcall.early_emit_confidence,
+                                   config.search.citation_style)
         self.shaper = TurnShaper(chat, settings, prompt_tokens, list)
 
     def feed(self, events: list[TurnEvent]) -> list[TurnEvent]:

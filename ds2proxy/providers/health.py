@@ -78,7 +78,7 @@ class ProviderHealth:
             return
         state = self._state(name)
         state.strikes += 1
-        seconds = failure.retry_after or self.settings.cooldown(failure.kind, state.strikes)
+        seconds = failure.retry_after or self.settings.cooldown_for(failure.kind, state.strikes)
         state.until = self._clock() + seconds
         state.reason = failure.reason[:300]
         log.warning("provider %s: cooling down for %.0fs (failure %d): %s", name, seconds,

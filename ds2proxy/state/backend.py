@@ -12,7 +12,7 @@ import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..observe_settings import ObserveSettings
+from ..observe_settings import UsageSettings
 from .counters import KeyCounters
 from .pace_gate import PaceGate
 from .store import StateStore, legacy_usage_path, open_store, state_file
@@ -34,30 +34,30 @@ class StateBackend:
     def shared(self) -> bool:
         return self.link is not None
 
-    async def open_usage(self, settings: ObserveSettings) -> UsageStore:
+    async def open_usage(self, settings: UsageSettings) -> UsageStore:
         if self.link is not None:
             from .redis_usage import RedisUsage
 
-            return RedisUsage(self.link, raw_days=settings.raw_retention_days,
-                              hourly_days=settings.hourly_retention_days)
+            return RedisUsage(self.link, raw_days=settings.retention_raw_days,
+                              hourly_days=settings.retention_hourly_days)
         path = str(self.path) if self.path is not None else MEMORY
         legacy = None
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            if self.config_path is not None and not settings.usage_db_path:
+            if self.config_path is not None and not settings.db_path:
                 legacy = str(legacy_usage_path(self.config_path))
         # Opening waits for the writer thread's schema check: off the loop.
         return await asyncio.to_thread(SQLiteUsage, path,
-                                       raw_days=settings.raw_retention_days,
-                                       hourly_days=settings.hourly_retention_days,
+                                       raw_days=settings.retention_raw_days,
+                                       hourly_days=settings.retention_hourly_days,
                                        legacy=legacy)
 
 
-def open_backend(config_path: Path | None, observe: ObserveSettings,
+def open_backend(config_path: Path | None, usage: UsageSettings,
                  link: object | None = None) -> StateBackend:
     """Embedded stores beside ``config_path``, or Redis ones on ``link``."""
     if link is None:
-        path = state_file(config_path, observe.usage_db_path)
+        path = state_file(config_path, usage.db_path)
         return StateBackend(open_store(path), path, config_path)
     from .redis_limits import RedisCounters, RedisPaceGate
     from .redis_records import RedisRecords

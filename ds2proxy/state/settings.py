@@ -11,22 +11,46 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import urlsplit, urlunsplit
 
-from ..config_values import ConfigError, _choice, _get, _int
+from ..config_values import ConfigError
+from ..settings_schema import parse_section, setting
 
 BACKENDS = ("embedded", "redis")
 REDIS_URL_ENV = "DS2PROXY_REDIS_URL"
 REDIS_SCHEMES = ("redis", "rediss", "unix")
 
 
+def _redis_url(path: str, value: str) -> str:
+    url = value.strip()
+    if urlsplit(url).scheme not in REDIS_SCHEMES:
+        raise ConfigError(path, "must be a redis://, rediss:// or unix:// URL")
+    return url
+
+
+def _key_prefix(path: str, value: str) -> str:
+    if not value or len(value) > 64 or not value.isprintable():
+        raise ConfigError(path, "must be 1 to 64 printable characters")
+    return value
+
+
 @dataclass(frozen=True, slots=True)
 class StateSettings:
-    backend: str = "embedded"
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    key_prefix: str = "ds2proxy:"
-    lease_ttl_seconds: int = 30
+    backend: str = setting(
+        "embedded", "embedded: leases, tokens, stored responses, health, usage and limits "
+        "live in this process and its state file (no server to run); redis: in one Redis "
+        "that several instances share.", choices=BACKENDS, hot=False)
+    redis_url: str = setting(
+        "redis://127.0.0.1:6379/0", "The Redis of state.backend redis; "
+        f"{REDIS_URL_ENV} in the environment overrides it (a password in the URL is masked "
+        "in reads and logs).", check=_redis_url, hot=False)
+    key_prefix: str = setting(
+        "ds2proxy:", "Prefix of every Redis key (several gateways may share one Redis).",
+        check=_key_prefix, hot=False)
+    lease_ttl_seconds: int = setting(
+        30, "A lease an instance stops renewing (it died) is reclaimed after this long.",
+        min=2, max=300, hot=False)
 
     @property
     def shared(self) -> bool:
@@ -36,24 +60,19 @@ class StateSettings:
         return f"StateSettings(backend={self.backend!r}, key_prefix={self.key_prefix!r})"
 
 
+def with_env_url(settings: StateSettings, env: Mapping[str, str] | None = None
+                 ) -> StateSettings:
+    """``settings`` with ``DS2PROXY_REDIS_URL`` taking precedence."""
+    env = os.environ if env is None else env
+    url = (env.get(REDIS_URL_ENV) or "").strip()
+    if not url:
+        return settings
+    return replace(settings, redis_url=_redis_url(REDIS_URL_ENV, url))
+
+
 def parse_state(data: dict, env: Mapping[str, str] | None = None) -> StateSettings:
     """The ``state`` section, with ``DS2PROXY_REDIS_URL`` taking precedence."""
-    d = StateSettings()
-    env = os.environ if env is None else env
-    url = (env.get(REDIS_URL_ENV) or "").strip() or _get(
-        data, "state.redis_url", str, d.redis_url).strip()
-    if urlsplit(url).scheme not in REDIS_SCHEMES:
-        raise ConfigError("state.redis_url",
-                          "must be a redis://, rediss:// or unix:// URL")
-    prefix = _get(data, "state.key_prefix", str, d.key_prefix)
-    if not prefix or len(prefix) > 64 or not prefix.isprintable():
-        raise ConfigError("state.key_prefix", "must be 1 to 64 printable characters")
-    return StateSettings(
-        backend=_choice(data, "state.backend", d.backend, BACKENDS),
-        redis_url=url,
-        key_prefix=prefix,
-        lease_ttl_seconds=_int(data, "state.lease_ttl_seconds", d.lease_ttl_seconds, 2, 300),
-    )
+    return with_env_url(parse_section(StateSettings, data.get("state"), "state."), env)
 
 
 def masked_url(url: str) -> str:

@@ -26,7 +26,7 @@ log = logging.getLogger("ds2proxy.state")
 
 def backend_for(core: Core) -> StateBackend:
     """The backend the core's config asks for (link: the core's Redis link)."""
-    return open_backend(core.store.path, core.config.observe, core.link)
+    return open_backend(core.store.path, core.config.usage, core.link)
 
 
 def attach(core: Core) -> None:

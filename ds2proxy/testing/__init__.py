@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from .raw_client import RawClient
 from .reconstruct import Reconstruction, reconstruct
-from .recordings import load_rounds, split_rounds
+from .recordings import load_expected, load_rounds, split_rounds
 from .scripts import (
     Delivery,
     EnvelopeFault,
@@ -41,6 +41,7 @@ __all__ = [
     "Scripted",
     "SearchHit",
     "echo_script",
+    "load_expected",
     "load_rounds",
     "reconstruct",
     "split_rounds",

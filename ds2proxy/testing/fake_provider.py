@@ -32,6 +32,7 @@ from typing import Any
 from aiohttp import web
 
 from ..embeddings import DeterministicEmbeddings
+from .local_server import LocalServer
 from .provider_replies import ProviderReply, chunk, completion_object, stream_deltas, usage_of
 
 DEFAULT_DIMENSIONS = 8
@@ -49,8 +50,10 @@ class ProviderCall:
     body: dict[str, Any] = field(default_factory=dict)
 
 
-class FakeProvider:
+class FakeProvider(LocalServer):
     """Scripted replies, the call log and the aiohttp app serving them."""
+
+    base_path = "/v1"
 
     def __init__(self, models: Iterable[str] = ("fake-model",), *, api_key: str = "",
                  default_reply: ProviderReply | None = None) -> None:
@@ -93,27 +96,6 @@ class FakeProvider:
                         web.get("/v1/models", self.list_models),
                         web.post("/v1/embeddings", self.embeddings)])
         return app
-
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
-        """Serve on ``host:port`` (0: any free port); returns the ``…/v1`` base URL."""
-        self._runner = web.AppRunner(self.make_app(), access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, host, port).start()
-        bound = self._runner.addresses[0][1]
-        self.base_url = f"http://{host}:{bound}/v1"
-        return self.base_url
-
-    async def close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> FakeProvider:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
 
     @web.middleware
     async def _gate(self, request: web.Request, handler: Any) -> web.StreamResponse:

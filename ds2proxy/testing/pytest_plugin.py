@@ -31,12 +31,13 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from multidict import CIMultiDictProxy
+from multidict import CIMultiDict
 
 from ..app import CORE, RunningServer, create_app, start_server
 from ..config_store import ConfigStore
 from ..core import Core
 from ..plugin_api.loader import GROUP, discover
+from .clients import Reply
 from .server import FakeDeepSeek
 from .state import FakeAccount
 
@@ -102,22 +103,6 @@ def _entry_point(spec: str) -> EntryPoint:
 
 
 @dataclass
-class Reply:
-    """What came back: status, headers, the raw body."""
-
-    status: int
-    headers: CIMultiDictProxy[str]
-    body: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-    @property
-    def text(self) -> str:
-        return self.body.decode()
-
-
-@dataclass
 class ProxyClient:
     """JSON requests to a running proxy with its test key (or the admin key)."""
 
@@ -137,7 +122,7 @@ class ProxyClient:
         sent = {"Authorization": f"Bearer {key}", **(headers or {})}
         async with self.http.request(method, self.proxy.url + path, headers=sent,
                                      json=body) as resp:
-            return Reply(resp.status, resp.headers, await resp.read())
+            return Reply(resp.status, CIMultiDict(resp.headers), await resp.read())
 
     async def get(self, path: str, **kwargs: Any) -> Reply:
         return await self.request("GET", path, **kwargs)

@@ -18,7 +18,7 @@ import aiohttp
 import orjson
 
 from ..pow.reference import search
-from ..upstream.patch import StreamParser
+from ..upstream.stream_parser import StreamParser
 from .reconstruct import Reconstruction
 from .state import FakeAccount
 

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from ..upstream.events import TextChunk, UpstreamEvent
-from ..upstream.patch import StreamParser
+from ..upstream.stream_parser import StreamParser
 
 
 @dataclass

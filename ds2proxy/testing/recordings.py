@@ -8,9 +8,12 @@ completion's, then one per ``chat/continue``.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 STREAM_FILE = "upstream.stream.sse"
+EXPECTED_FILE = "expected.json"
 _READY = b"event: ready\n"
 
 
@@ -20,6 +23,12 @@ def load_rounds(path: str | Path) -> list[bytes]:
     if path.is_dir():
         path = path / STREAM_FILE
     return split_rounds(path.read_bytes())
+
+
+def load_expected(sample: str | Path) -> dict[str, Any]:
+    """What a recorded sample's answer must come out as (its ``expected.json``)."""
+    expected: dict[str, Any] = json.loads((Path(sample) / EXPECTED_FILE).read_text("utf-8"))
+    return expected
 
 
 def split_rounds(raw: bytes) -> list[bytes]:

@@ -38,6 +38,7 @@ from .fake_core import CALL, Refusal
 from .file_routes import FileRoutes
 from .scripts import Script
 from .state import CallRecord, FakeAccount, normalize_mobile
+from .local_server import LocalServer
 
 LOGIN_PATH = "/api/v0/users/login"
 DEFAULT_DIFFICULTY = 144000
@@ -45,7 +46,7 @@ DEFAULT_DIFFICULTY = 144000
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-class FakeDeepSeek(ChatRoutes, FileRoutes):
+class FakeDeepSeek(ChatRoutes, FileRoutes, LocalServer):
     """The fake upstream: state, call log, and the aiohttp app serving it."""
 
     def __init__(self, accounts: Iterable[FakeAccount] = (), *,
@@ -81,27 +82,6 @@ class FakeDeepSeek(ChatRoutes, FileRoutes):
         app.add_routes([web.post(LOGIN_PATH, self.login), *self.chat_routes(),
                         *self.file_routes()])
         return app
-
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
-        """Serve on ``host:port`` (0 = any free port) and return the base URL."""
-        self._runner = web.AppRunner(self.make_app(), access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, host, port).start()
-        bound = self._runner.addresses[0][1]
-        self.base_url = f"http://{host}:{bound}"
-        return self.base_url
-
-    async def close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> FakeDeepSeek:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
 
     @web.middleware
     async def _gate(self, request: web.Request, handler: Handler) -> web.StreamResponse:

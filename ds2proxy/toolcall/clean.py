@@ -33,12 +33,6 @@ _EMPTY_JSON_FENCE = ("```json", "```")
 _WIRE_PREFIX = '[{"function":'
 
 
-def clean_visible_text(text: str) -> str:
-    """§4.9 cleaning of a whole text."""
-    cleaner = TextCleaner()
-    return cleaner.feed(text) + cleaner.flush()
-
-
 class TextCleaner:
     """§4.9 cleaning of a stream; ``flush`` releases a held tail at the end."""
 

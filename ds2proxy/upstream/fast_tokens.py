@@ -1,7 +1,7 @@
 """The stream parser's token fast path: a path-less ``{"v": text}`` line
 appended to the newest fragment, without walking the response tree.
 
-:class:`TokenFastPath` is the part of :class:`~ds2proxy.upstream.patch.StreamParser`
+:class:`TokenFastPath` is the part of :class:`~ds2proxy.upstream.stream_parser.StreamParser`
 that handles those lines (nearly every line of a stream): it yields exactly
 the events of the general path (the tests compare both, line by line and
 read by read) and defers joining the tokens into the fragment until
@@ -18,7 +18,7 @@ import orjson
 
 from .events import TextChunk, TextKind, UpstreamEvent
 from .stream_text import LEAK_MARKER, TextTracker, fragments_of
-from .stream_tree import APPEND, TAIL_CONTENT, Cursor
+from .patch_ops import APPEND, TAIL_CONTENT, Cursor
 
 _DATA_OBJECT = "data: {"
 

@@ -22,8 +22,9 @@ from dataclasses import dataclass, replace
 from .. import pow as pow_solver
 from ..canonical import AttachmentPart, ChatRequest, Message, Part, ToolResult
 from ..errors import InvalidRequest, UpstreamError
-from .client import POW_REFUSED_CODES, UPLOAD_PATH, DeepSeekClient, UpstreamCallError
-from .session import Credentials, TokenKeeper, with_refresh
+from .client import UPLOAD_PATH, DeepSeekClient
+from .envelope import POW_REFUSED_CODES, UpstreamCallError
+from .credentials import Credentials, TokenKeeper, with_refresh
 
 log = logging.getLogger("ds2proxy.upstream")
 

@@ -20,11 +20,11 @@ import aiohttp
 from .. import pow as pow_solver
 from ..canonical import ChatRequest
 from ..errors import UpstreamError, UpstreamTimeout
-from .client import COMPLETION_PATH, POW_REFUSED_CODES, DeepSeekClient, UpstreamCallError, \
-    UpstreamStream
+from .client import COMPLETION_PATH, DeepSeekClient, UpstreamStream
+from .envelope import POW_REFUSED_CODES, UpstreamCallError
 from .events import UpstreamEvent
-from .patch import StreamParser
-from .session import Credentials, TokenKeeper, with_refresh
+from .stream_parser import StreamParser
+from .credentials import Credentials, TokenKeeper, with_refresh
 
 CONTINUE_PATH = "/api/v0/chat/continue"
 SAMPLING = ("temperature", "top_p", "max_tokens", "max_completion_tokens", "presence_penalty",

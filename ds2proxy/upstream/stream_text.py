@@ -13,7 +13,7 @@ from collections.abc import Hashable, Iterator
 from typing import Any
 
 from .events import TextKind
-from .stream_tree import LEGACY_ANSWER, LEGACY_THINKING
+from .patch_ops import LEGACY_ANSWER, LEGACY_THINKING
 
 log = logging.getLogger("ds2proxy.upstream.stream")
 

@@ -21,6 +21,8 @@ def register(api: PluginAPI) -> None:
     api.claim_paths("/v1beta", errors=errors)
     api.claim_paths("/v1alpha", errors=errors)
     api.claim_paths("/v1", errors=errors, when=google_client)
+    # models/<name>:<action> is Google's path shape whoever sends it.
+    api.claim_paths("/v1/models", errors=errors, when=google_action)
     for prefix in PREFIXES:
         api.route("POST", f"{prefix}/models/{{model_action}}", generate.dispatch, errors=errors)
     api.route("GET", "/v1beta/models", models.list, errors=errors)
@@ -28,6 +30,12 @@ def register(api: PluginAPI) -> None:
     # /v1/models is the OpenAI plugin's too: Google clients get Google's shape.
     api.route("GET", "/v1/models", models.list, errors=errors, when=google_client)
     api.route("GET", "/v1/models/{model_id}", models.get, errors=errors, when=google_client)
+
+
+def google_action(request: web.Request) -> bool:
+    """``/v1/models/<name>:<action>``: a Gemini method call."""
+    name = request.path.removeprefix("/v1/models/")
+    return name != request.path and ":" in name and "/" not in name
 
 
 def google_client(request: web.Request) -> bool:

@@ -1,7 +1,9 @@
-"""A whole turn at once (non-stream): visible text and calls.
+"""Whole-text oracles for the tool-call tests: a finished answer split at
+once into visible text and calls, and a whole text cleaned at once.
 
-It runs the very sieve the stream uses, in one piece, so a non-stream answer
-always equals the concatenated stream of the same model text.
+Both run the very streaming pieces the product uses (``ToolSieve``,
+``TextCleaner``) in one piece, so the tests can compare any chunking of a
+stream with the whole.
 """
 
 from __future__ import annotations
@@ -10,7 +12,15 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ds2proxy.canonical import TextDelta, ToolCall, ToolCallArgs, ToolCallStart, ToolChoice, ToolSpec
+from ds2proxy.canonical import (
+    TextDelta,
+    ToolCall,
+    ToolCallArgs,
+    ToolCallStart,
+    ToolChoice,
+    ToolSpec,
+)
+from ds2proxy.toolcall.clean import TextCleaner
 from ds2proxy.toolcall.ids import default_call_id
 from ds2proxy.toolcall.sieve import ToolSieve
 
@@ -35,6 +45,12 @@ def parse_turn(text: str, tools: list[ToolSpec], choice: ToolChoice, *, reasonin
         _tool_call(starts[e.index], e.arguments) for e in events if isinstance(e, ToolCallArgs)
     ]
     return ParsedTurn(visible, calls)
+
+
+def clean_visible_text(text: str) -> str:
+    """§4.9 cleaning of a whole text."""
+    cleaner = TextCleaner()
+    return cleaner.feed(text) + cleaner.flush()
 
 
 def _tool_call(start: ToolCallStart, arguments: str) -> ToolCall:

@@ -62,7 +62,7 @@ from .stream_text import (
     tail_text,
     text_fields,
 )
-from .stream_tree import (
+from .patch_ops import (
     APPEND,
     LEGACY_ANSWER,
     LEGACY_THINKING,

@@ -31,7 +31,8 @@ from ..health import HealthTracker
 from ..scheduler import AccountState, Lease
 from ..state.errors import StateUnavailable
 from ..state.tokens import SharedTokens
-from .client import DeepSeekClient, UpstreamCallError
+from .client import DeepSeekClient
+from .envelope import UpstreamCallError
 
 log = logging.getLogger("ds2proxy.upstream")
 
