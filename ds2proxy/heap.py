@@ -5,10 +5,16 @@ and keeps what is freed in it. The proxy's threads (PoW solves, token
 counts, the SQLite writers) allocate little, so two arenas serve them as
 well, and the memory a burst of streams freed is reused rather than spread
 over more arenas. Elsewhere (other C libraries) both calls do nothing.
+
+After a burst of requests has drained, :class:`BurstTrimmer` hands the
+heap's free pages back: a burst frees its memory in scattered chunks that
+the next one cannot always reuse as they are, and without the trim each
+burst could leave the process a little larger than the one before.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import ctypes.util
 from functools import cache
@@ -37,3 +43,27 @@ def trim() -> bool:
     """Hand the heap's free memory back to the system; True if any was."""
     libc = _libc()
     return bool(libc is not None and libc.malloc_trim(0))
+
+
+# Requests in flight at once that make a burst worth trimming after.
+BURST = 100
+
+
+class BurstTrimmer:
+    """Trims the heap (in a thread) when the requests in flight fall to an
+    eighth of the most seen since the last trim, once that was a burst."""
+
+    def __init__(self, burst: int = BURST) -> None:
+        self.burst = burst
+        self.most = 0
+
+    def note(self, inflight: int) -> bool:
+        """Called whenever the number of requests in flight changes; True
+        when it started a trim."""
+        if inflight > self.most:
+            self.most = inflight
+        elif self.most >= self.burst and inflight <= self.most // 8:
+            self.most = inflight
+            asyncio.get_running_loop().run_in_executor(None, trim)
+            return True
+        return False

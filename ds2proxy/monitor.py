@@ -6,6 +6,8 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
+from .heap import BurstTrimmer
+
 
 @dataclass
 class Monitor:
@@ -14,13 +16,17 @@ class Monitor:
     errors_total: int = 0
     recent_errors: deque = field(default_factory=lambda: deque(maxlen=50))
     started_at: float = field(default_factory=time.time)
+    # Gives the memory of a drained burst of requests back to the system.
+    trimmer: BurstTrimmer = field(default_factory=BurstTrimmer, repr=False)
 
     def request_started(self) -> None:
         self.requests_total += 1
         self.inflight += 1
+        self.trimmer.note(self.inflight)
 
     def request_finished(self) -> None:
         self.inflight = max(0, self.inflight - 1)
+        self.trimmer.note(self.inflight)
 
     def request_error(self, message: str, *, status: int | None = None, path: str = "") -> None:
         """A failed request (recorded once, where the request ends)."""

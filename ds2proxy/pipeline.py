@@ -81,6 +81,8 @@ class Turn:
         self._heard = False
         self._closed = False
         self.filter_template = ""
+        # Set by count_usage_after(): usage is not part of the stream.
+        self._usage_after = False
 
     # -- prompt ----------------------------------------------------------------
 
@@ -173,6 +175,12 @@ class Turn:
 
     # -- streaming ---------------------------------------------------------------
 
+    def count_usage_after(self) -> None:
+        """The client receives no usage: end the stream without counting
+        it, and have the request record count it after the response ended
+        (exact all the same; a long answer is counted off the loop)."""
+        self._usage_after = True
+
     async def events(self) -> AsyncIterator[TurnEvent]:
         """Canonical events, one by one (see :meth:`batches`)."""
         async for batch in self.batches():
@@ -212,7 +220,9 @@ class Turn:
         settings = ShapingSettings(cfg.toolcall.mode, cfg.toolcall.early_emit_confidence,
                                    cfg.search.citation_style)
         self._parser = StreamParser(thinking_enabled=self.chat.thinking_enabled)
-        return TurnShaper(self.chat, settings, self.prompt_tokens, self._citations)
+        shaper = TurnShaper(self.chat, settings, self.prompt_tokens, self._citations)
+        shaper.usage_after = self._usage_after
+        return shaper
 
     def _citations(self) -> list[tuple[int, str, str]]:
         return self._parser.citations()
@@ -281,6 +291,9 @@ class Turn:
                     yield events
             break
         tail = shaper.tail()
+        if shaper.usage_after:
+            request_record.note_usage_later(
+                request_record.PendingUsage(shaper.usage, shaper.uncounted_chars))
         if tail:
             yield tail
 

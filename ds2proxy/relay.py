@@ -49,7 +49,9 @@ class Renderer(Protocol):
         ...
 
     # Optional: ``frames_of(batch)``, the frames of several events at once,
-    # exactly those of ``frames`` for each in turn (for a hot text path).
+    # exactly those of ``frames`` for each in turn (for a hot text path);
+    # ``usage_in_stream = False`` when the client receives no usage (the turn
+    # then counts it after the stream ended, not before the finish frame).
 
 
 class EventSource(Protocol):
@@ -67,6 +69,10 @@ async def relay(writer: StreamWriter, turn: EventSource,
     Raises the turn's ProxyError (after the in-band error when the stream
     had begun) and :class:`ClientGone` when the client left.
     """
+    if not getattr(renderer, "usage_in_stream", True):
+        count_after = getattr(turn, "count_usage_after", None)
+        if count_after is not None:
+            count_after()
     try:
         render = renderer.frames
         # A renderer may render a whole batch at once (the same frames).

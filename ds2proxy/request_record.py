@@ -9,6 +9,7 @@ without plugins passing anything along. The same place records it once.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from time import perf_counter
 from time import time as wall_clock
 import uuid
@@ -78,6 +79,8 @@ class RequestRecord:
     stream: bool = False
     request_body: str = ""
     served_by: str = ""  # "pool" or "<provider>:<model>": the route target that answered
+    # A usage count left for after the response ended (see note_usage_later).
+    pending_usage: PendingUsage | None = None
 
     @property
     def total_tokens(self) -> int:
@@ -99,10 +102,23 @@ class RequestRecord:
 
     def fields(self) -> dict[str, Any]:
         """The record as flat fields for the store, the log and the admin API."""
+        pending, self.pending_usage = self.pending_usage, None
         data = asdict(self)
+        self.pending_usage = pending
         data.pop("started")
+        data.pop("pending_usage")
         data["total_tokens"] = self.total_tokens
         return data
+
+
+@dataclass(frozen=True, slots=True)
+class PendingUsage:
+    """A turn's usage, counted on demand: ``count()`` gives the exact
+    :class:`Usage`; ``chars`` is how much text it still has to encode (a
+    long one is counted off the loop)."""
+
+    count: Callable[[], Usage]
+    chars: int
 
 
 CURRENT: ContextVar[RequestRecord | None] = ContextVar("ds2proxy_request", default=None)
@@ -125,11 +141,23 @@ def note_event(event: TurnEvent) -> None:
     if record is None:
         return
     if isinstance(event, Usage):
-        record.prompt_tokens = event.prompt_tokens
-        record.completion_tokens = event.completion_tokens
-        record.reasoning_tokens = event.reasoning_tokens
+        fold_usage(record, event)
     elif isinstance(event, ToolCallStart):
         record.tool_calls += 1
+
+
+def note_usage_later(pending: PendingUsage) -> None:
+    """The turn's usage is counted after the response ended (its client
+    did not ask for it in the stream); the record waits for it."""
+    record = CURRENT.get()
+    if record is not None:
+        record.pending_usage = pending
+
+
+def fold_usage(record: RequestRecord, usage: Usage) -> None:
+    record.prompt_tokens = usage.prompt_tokens
+    record.completion_tokens = usage.completion_tokens
+    record.reasoning_tokens = usage.reasoning_tokens
 
 
 def note_account(identifier: str) -> None:

@@ -57,7 +57,9 @@ class TurnShaper:
         self.cleaner = None if use_sieve else TextCleaner()
         self.rewriter = CitationRewriter(settings.citation_style, url_lookup(citations))
         self.reasoning: list[str] = []
-        self.visible: list[str] = []
+        # Whether any visible answer text (not only whitespace) went out: the
+        # answer itself is not kept, a long one would stay in memory to the end.
+        self.shown = False
         self.calls = 0
         # Usage counts the text as the model wrote it (tool-call markup
         # included), accumulated, never fragment by fragment.
@@ -78,6 +80,9 @@ class TurnShaper:
         self._plain = self.cleaner is not None and not self._stops and not self.json_mode
         # Only max_tokens or a stop sequence can stop the answer early.
         self.may_stop = bool(chat.max_tokens) or bool(self._stops)
+        # The client does not receive usage: tail() leaves it out, and the
+        # turn has it counted after the response ended (see usage()).
+        self.usage_after = False
 
     # -- inputs --------------------------------------------------------------
 
@@ -100,7 +105,8 @@ class TurnShaper:
             self._answer_count.feed(text)
         if (self._plain and not self.rewriter.held and not self.cleaner.pending
                 and _SPECIAL.search(text) is None):
-            self.visible.append(text)
+            if not self.shown:
+                self._show(text)
             self.emitted += 1
             return [TextDelta(text)]
         return self._route(self.rewriter.feed(text))
@@ -115,7 +121,8 @@ class TurnShaper:
             if _SPECIAL.search(joined) is None:
                 self._answer_count.feed(joined)
                 texts = [text for text in texts if text] if "" in texts else texts
-                self.visible += texts
+                if not self.shown:
+                    self._show(joined)
                 self.emitted += len(texts)
                 return [TextDelta(text) for text in texts]
         events: list[TurnEvent] = []
@@ -148,7 +155,11 @@ class TurnShaper:
 
     @property
     def has_visible_output(self) -> bool:
-        return self.calls > 0 or bool("".join(self.visible).strip())
+        return self.calls > 0 or self.shown
+
+    def _show(self, text: str) -> None:
+        if text and not text.isspace():
+            self.shown = True
 
     @property
     def hidden_reasoning(self) -> str:
@@ -190,7 +201,7 @@ class TurnShaper:
         self._earlier_answers += self._answer_count.total()
         self._reasoning_count, self._answer_count = StreamCount(), StreamCount()
         self._json_buffer.clear()
-        self.visible.clear()
+        self.shown = False
         self.stop_matcher = StopMatcher(self._stops)
         if self.sieve is not None:
             self.sieve = ToolSieve(chat.tools, chat.tool_choice, early_emit=self._early_emit,
@@ -203,9 +214,20 @@ class TurnShaper:
         if self.sieve is not None and self.filtered is None and self.sieve.violation():
             raise ToolChoiceViolation()
         events: list[TurnEvent] = [Citation(i, url, title) for i, url, title in self._citations()]
-        events.append(Usage(self.prompt_tokens, self.completion_tokens, self.reasoning_tokens))
+        if not self.usage_after:
+            events.append(self.usage())
         events.append(Finish(self.finish_reason, self.stop_sequence))
         return events
+
+    def usage(self) -> Usage:
+        """The turn's exact usage (encodes what is not counted yet; once
+        the answer is over it may run on another thread)."""
+        return Usage(self.prompt_tokens, self.completion_tokens, self.reasoning_tokens)
+
+    @property
+    def uncounted_chars(self) -> int:
+        """Characters :meth:`usage` would still have to encode."""
+        return self._answer_count.uncounted_chars + self._reasoning_count.uncounted_chars
 
     @property
     def finish_reason(self) -> FinishReason:
@@ -237,7 +259,8 @@ class TurnShaper:
         text = matcher.feed(text)
         if not text:
             return []
-        self.visible.append(text)
+        if not self.shown:
+            self._show(text)
         if self.json_mode:
             self._json_buffer.append(text)
             return []
@@ -271,7 +294,8 @@ class TurnShaper:
                     continue
                 if text is not ev.text:
                     ev = TextDelta(text)
-                self.visible.append(text)
+                if not self.shown:
+                    self._show(text)
                 if self.json_mode:
                     self._json_buffer.append(text)
                     continue
@@ -291,7 +315,8 @@ class TurnShaper:
         held = self.stop_matcher.flush()
         if not held:
             return []
-        self.visible.append(held)
+        if not self.shown:
+            self._show(held)
         if self.json_mode:
             self._json_buffer.append(held)
             return []

@@ -59,6 +59,11 @@ class StreamCount:
         self._size = len(text)
         self._scanned = 0
 
+    @property
+    def uncounted_chars(self) -> int:
+        """Characters :meth:`total` would still have to encode."""
+        return 0 if self._fresh else self._size
+
     def feed(self, text: str) -> None:
         """Append a fragment; counting waits for a safe boundary or total()."""
         if not text:

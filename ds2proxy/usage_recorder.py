@@ -5,22 +5,30 @@ place a request ends (:func:`ds2proxy.plugin_api.wrap_handler`). Everything
 it does on the event loop is cheap: counters, one log record, one queue put;
 the store's writes happen off the loop (the SQLite writer thread, or the
 Redis store's background task, which buffers rows while Redis is away).
+A turn whose client received no usage leaves its count for after the
+response (:class:`~ds2proxy.request_record.PendingUsage`): a short one is
+counted here, a long one in a thread, and the request recorded after it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING
 
 from .limits import DAY, KeyLimiter
 from .metrics import Metrics
-from .request_record import RequestRecord
+from .request_record import PendingUsage, RequestRecord, fold_usage
 from .state.usage import UsageStore
 
 if TYPE_CHECKING:
     from .core import Core
 
 log = logging.getLogger("ds2proxy.requests")
+
+# A usage count of more characters than this runs in a thread (one long
+# word with no safe boundary takes milliseconds to encode).
+OFF_LOOP_USAGE_CHARS = 4096
 
 
 def text_line(r: RequestRecord) -> str:
@@ -41,6 +49,7 @@ class UsageRecorder:
         self.metrics = metrics
         self.store: UsageStore | None = None
         self.recorded = 0
+        self._counting: set[asyncio.Task] = set()  # records waiting for their count
 
     async def open(self) -> None:
         """Open the store and seed today's token use per key from it."""
@@ -56,12 +65,38 @@ class UsageRecorder:
             self.limiter.seed_tokens(row["name"], used)
 
     async def close(self) -> None:
+        await self.counted()
         if self.store is not None:
             await self.store.close()
             self.store = None
 
     def finish(self, record: RequestRecord) -> None:
-        """Record one ended request (called exactly once per request)."""
+        """Record one ended request (called exactly once per request), once
+        its usage is counted if that was left for after the response."""
+        pending, record.pending_usage = record.pending_usage, None
+        if pending is None:
+            self._record(record)
+        elif pending.chars <= OFF_LOOP_USAGE_CHARS:
+            fold_usage(record, pending.count())
+            self._record(record)
+        else:
+            task = asyncio.get_running_loop().create_task(self._count_then_record(record, pending))
+            self._counting.add(task)
+            task.add_done_callback(self._counting.discard)
+
+    async def _count_then_record(self, record: RequestRecord, pending: PendingUsage) -> None:
+        try:
+            fold_usage(record, await asyncio.to_thread(pending.count))
+        except Exception:
+            log.exception("counting the usage of %s failed", record.request_id)
+        self._record(record)
+
+    async def counted(self) -> None:
+        """Wait until every request left counting its usage is recorded."""
+        while self._counting:
+            await asyncio.gather(*self._counting)
+
+    def _record(self, record: RequestRecord) -> None:
         self.recorded += 1
         if record.key_name:
             self.limiter.add_tokens(record.key_name, record.total_tokens)

@@ -7,6 +7,7 @@ import asyncio
 
 import pytest
 
+from ds2proxy import overlap
 from ds2proxy.overlap import both
 
 
@@ -57,3 +58,44 @@ async def test_cancelling_the_caller_cancels_both() -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     assert sorted(cancelled) == ["pow", "session"]
+
+
+async def test_past_the_limit_a_turn_makes_its_calls_one_after_the_other(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each overlap holds a second upstream connection: beyond the limit the
+    second call starts when the first ended, and nothing waits for a slot."""
+    monkeypatch.setattr(overlap, "MAX_OVERLAPPING", 1)
+    release, started = asyncio.Event(), []
+
+    async def call(name: str) -> str:
+        started.append(name)
+        await release.wait()
+        return name
+
+    holder = asyncio.create_task(both(call("a1"), call("a2")))
+    while len(started) < 2:
+        await asyncio.sleep(0)
+    later = asyncio.create_task(both(call("b1"), call("b2")))
+    while "b1" not in started:
+        await asyncio.sleep(0)
+    assert "b2" not in started  # b1 has not ended yet
+    release.set()
+    assert await later == ("b1", "b2") and await holder == ("a1", "a2")
+    assert started.index("b2") > started.index("b1")
+
+
+async def test_past_the_limit_a_first_failure_leaves_the_second_unstarted(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(overlap, "MAX_OVERLAPPING", 0)
+    ran = []
+
+    async def fails() -> None:
+        raise ValueError("session refused")
+
+    async def second() -> None:
+        ran.append("second")
+
+    pending = second()
+    with pytest.raises(ValueError, match="session refused"):
+        await both(fails(), pending)
+    assert ran == [] and pending.cr_frame is None  # closed, never run

@@ -1,6 +1,6 @@
 """A run of answer chunks taken in one go (``TurnShaper.on_answers``, as the
 parser hands them over) shapes exactly as the same chunks one by one: the same
-events, visible text, usage and finish, whatever the text holds (markers,
+events, whether any visible text went out, usage and finish, whatever the text holds (markers,
 tags, fences, citations, tool calls) and however it is cut into runs.
 """
 
@@ -30,7 +30,7 @@ def shaper_for(tools: bool, citations: str) -> TurnShaper:
 
 def finish(shaper: TurnShaper, events: list[TurnEvent]) -> tuple:
     events = events + shaper.flush() + shaper.tail()
-    return events, shaper.visible, shaper.emitted, shaper.completion_tokens
+    return events, shaper.has_visible_output, shaper.emitted, shaper.completion_tokens
 
 
 def one_by_one(texts: list[str], tools: bool, citations: str) -> tuple:

@@ -20,6 +20,7 @@ from ds2proxy.config_store import ConfigStore
 from ds2proxy.logfmt import JSONFormatter
 from ds2proxy.testing import Delivery, Scripted
 from ds2proxy.testing.clients import anthropic_client, gemini_client, openai_client
+from ds2proxy.tokens import count_tokens
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -302,3 +303,30 @@ def test_json_lines_mask_credentials_in_any_record():
     entry = json.loads(line)
     assert "sk-secret-123" not in line and "sk-other-456" not in line
     assert entry["level"] == "WARNING" and entry["logger"] == "aiohttp.client"
+
+
+@pytest.mark.parametrize("answer", ["ab" * 6000, "a short answer, counted at once"])
+async def test_usage_counted_after_the_stream_ended_is_exact(admin: Admin, answer: str):
+    """Without include_usage the stream ends before usage is counted (a long
+    word, 12,000 characters with no safe boundary, is counted in a thread):
+    the record still carries the exact count the client would have been sent."""
+    proxy = admin.proxy
+    client = openai_client(proxy)
+    counts = []
+    for include in (True, False):
+        proxy.fake.enqueue(Scripted(answer=answer, chunk_size=3, tip=False))
+        before = proxy.core.usage.recorded
+        stream = await client.chat.completions.create(
+            model="deepseek-chat", stream=True, messages=[{"role": "user", "content": "w"}],
+            **({"stream_options": {"include_usage": True}} if include else {}))
+        chunks = [c async for c in stream]
+        assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == answer
+        sent = [c.usage for c in chunks if c.usage]
+        assert len(sent) == (1 if include else 0)
+        await wait_until(lambda: proxy.core.usage.recorded == before + 1)
+        row = (await rows(admin))[0]  # the newest
+        counts.append((row["prompt_tokens"], row["completion_tokens"]))
+        if include:
+            assert counts[0] == (sent[0].prompt_tokens, sent[0].completion_tokens)
+    assert counts[1] == counts[0]
+    assert counts[0][1] == count_tokens(answer)

@@ -19,9 +19,9 @@ import secrets
 import time
 import uuid
 from dataclasses import dataclass
+from functools import cache
+from types import ModuleType
 from typing import Any
-
-import jwt
 
 from ..config_store import ConfigStore
 from ..errors import AuthenticationFailed, InvalidRequest
@@ -30,6 +30,16 @@ from ..state.errors import StateUnavailable
 from .passwords import MIN_LENGTH, hash_password, verify_password
 
 log = logging.getLogger("ds2proxy.admin")
+
+
+@cache
+def _jwt() -> ModuleType:
+    """PyJWT, imported when a token is first issued or read: with the
+    cryptography backend it loads, ~9 MB a server whose dashboard is never
+    logged into does not hold."""
+    import jwt
+
+    return jwt
 
 DEFAULT_ADMIN_KEY = "admin"
 ALGORITHM = "HS256"
@@ -155,10 +165,11 @@ class AdminCredentials:
         lifetime = max(1, round(hours * 3600))
         claims = {"sub": "admin", "iat": now, "exp": int(now) + lifetime,
                   "jti": uuid.uuid4().hex}
-        return jwt.encode(claims, self._secret(), algorithm=ALGORITHM), lifetime
+        return _jwt().encode(claims, self._secret(), algorithm=ALGORITHM), lifetime
 
     def decode(self, token: str) -> Claims:
         """Verify a token; 401 when it is invalid, expired, revoked or logged out."""
+        jwt = _jwt()
         try:
             payload = jwt.decode(token, self._secret(), algorithms=[ALGORITHM],
                                  options={"require": ["exp", "iat", "jti"]})

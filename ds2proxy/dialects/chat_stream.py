@@ -72,6 +72,11 @@ class ChatStreamRenderer:
             delta = {"role": "assistant", **delta}
         return self._chunk(delta)
 
+    @property
+    def usage_in_stream(self) -> bool:
+        """Usage is sent only when the client asked (``include_usage``)."""
+        return self.chat.include_usage
+
     def frames(self, event: TurnEvent) -> list[Any]:
         """Chunks for one event (a plain text delta as pre-encoded bytes)."""
         if (type(event) is TextDelta and self._started and self._pending is None

@@ -1,0 +1,34 @@
+"""The heap is handed back once after a drained burst of requests, never
+during one and never for a handful of requests."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+from ds2proxy import heap
+
+
+def started(inflight: list[int]) -> int:
+    trimmer = heap.BurstTrimmer(burst=100)
+    return sum(trimmer.note(count) for count in inflight)
+
+
+async def test_a_drained_burst_trims_once_off_the_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    trimmed = threading.Event()
+    monkeypatch.setattr(heap, "trim", trimmed.set)
+    rising = list(range(1, 151))
+    assert started(rising + rising[::-1] + [0]) == 1
+    assert await asyncio.to_thread(trimmed.wait, 5)
+
+
+async def test_a_few_requests_never_trim(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(heap, "trim", lambda: True)
+    assert started([1, 2, 3, 2, 1, 0] * 50) == 0
+
+
+async def test_no_trim_while_the_burst_is_still_running(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(heap, "trim", lambda: True)
+    assert started(list(range(1, 151)) + list(range(150, 40, -1))) == 0
