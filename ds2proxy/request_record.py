@@ -13,7 +13,7 @@ from collections.abc import Callable
 from time import perf_counter
 from time import time as wall_clock
 import uuid
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -47,7 +47,7 @@ async def on_prepare(request: web.Request, response: web.StreamResponse) -> None
     request_id = request.get(REQUEST_ID_KEY)
     if request_id:
         response.headers[REQUEST_ID_HEADER] = request_id
-    record = CURRENT.get()
+    record = current()
     if record is not None:
         record.mark_first_byte()
     served = (record or request.get(RECORD_KEY) or _NO_RECORD).served_by
@@ -121,14 +121,41 @@ class PendingUsage:
     chars: int
 
 
-CURRENT: ContextVar[RequestRecord | None] = ContextVar("ds2proxy_request", default=None)
+class _Slot:
+    """The running request's record, one indirection away: asyncio copies
+    the context into every callback handle it makes (a pooled upstream
+    connection's socket reader among them, which outlives the request), so
+    the context holds this slot and the slot is emptied when the request
+    ends; the record is then free to go."""
+
+    __slots__ = ("record",)
+
+    def __init__(self, record: RequestRecord) -> None:
+        self.record: RequestRecord | None = record
+
+
+_CURRENT: ContextVar[_Slot | None] = ContextVar("ds2proxy_request", default=None)
 # The record kept on its request too: a JSON answer is prepared after the handler returned.
 RECORD_KEY = web.RequestKey("ds2proxy_request_record", RequestRecord)
 _NO_RECORD = RequestRecord(request_id="", family="", route="")
 
 
+def enter(record: RequestRecord) -> Token[_Slot | None]:
+    """Make ``record`` the current one for this task (and what it starts)."""
+    return _CURRENT.set(_Slot(record))
+
+
+def leave(token: Token[_Slot | None]) -> None:
+    """End :func:`enter`: the slot is emptied in every context copy too."""
+    slot = _CURRENT.get()
+    if slot is not None:
+        slot.record = None
+    _CURRENT.reset(token)
+
+
 def current() -> RequestRecord | None:
-    return CURRENT.get()
+    slot = _CURRENT.get()
+    return slot.record if slot is not None else None
 
 
 NOTED = frozenset({Usage, ToolCallStart})
@@ -137,7 +164,7 @@ NOTED = frozenset({Usage, ToolCallStart})
 def note_event(event: TurnEvent) -> None:
     """Fold what a turn event says about usage into the current record
     (callers on the per-chunk path check ``type(event) in NOTED`` first)."""
-    record = CURRENT.get()
+    record = current()
     if record is None:
         return
     if isinstance(event, Usage):
@@ -149,7 +176,7 @@ def note_event(event: TurnEvent) -> None:
 def note_usage_later(pending: PendingUsage) -> None:
     """The turn's usage is counted after the response ended (its client
     did not ask for it in the stream); the record waits for it."""
-    record = CURRENT.get()
+    record = current()
     if record is not None:
         record.pending_usage = pending
 
@@ -161,6 +188,6 @@ def fold_usage(record: RequestRecord, usage: Usage) -> None:
 
 
 def note_account(identifier: str) -> None:
-    record = CURRENT.get()
+    record = current()
     if record is not None:
         record.account = identifier

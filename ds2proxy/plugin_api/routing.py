@@ -34,7 +34,7 @@ def wrap_handler(handler: Handler, errors: ErrorStyle, core: Core, family: str =
         core.monitor.request_started()
         record = _open_record(request, family)
         request[request_record.RECORD_KEY] = record
-        token = request_record.CURRENT.set(record)
+        token = request_record.enter(record)
         failure: ProxyError | None = None
         status = request_record.CLIENT_CLOSED
         try:
@@ -62,7 +62,7 @@ def wrap_handler(handler: Handler, errors: ErrorStyle, core: Core, family: str =
                 else response.status
             return response
         finally:
-            request_record.CURRENT.reset(token)
+            request_record.leave(token)
             request_ended(core, request, record, failure, status)
 
     return wrapped
