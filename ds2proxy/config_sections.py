@@ -64,6 +64,14 @@ class UpstreamSettings:
         300.0, "One deadline for everything before the upstream's first output (login, "
         "session, PoW, waiting for the first token) over all attempts together; past it the "
         "caller gets a 504 upstream_timeout.", min=0.1)
+    keepalive_connections: int = setting(
+        128, "Idle upstream connections kept open for reuse (per upstream host); one "
+        "released beyond this is closed. Each kept one saves a later call its TCP and TLS "
+        "handshakes and costs memory while idle; connections in use have no cap.",
+        min=0, max=100000,
+        form=FormSpec("Web chat", "Idle connections kept",
+                      "Upstream connections kept open for reuse after a call (0: none). "
+                      "More save handshakes; each costs memory while idle."))
     session_cleanup: str = setting(
         "none", "none: keep the web-chat session each request opens; single: delete it once "
         "the request is over (in the background).", choices=SESSION_CLEANUP_CHOICES,

@@ -51,6 +51,7 @@ from .upstream.cleanup import SessionJanitor
 from .upstream.client import DeepSeekClient
 from .upstream.proxies import ProxySessions
 from .upstream.credentials import TokenKeeper
+from .upstream.keepalive import BoundedKeepAlive
 from .usage_recorder import UsageRecorder
 
 log = logging.getLogger("ds2proxy.core")
@@ -107,6 +108,8 @@ class Core:
         self.providers.configure(cfg)
         if self.http is not None:
             self.client.configure(cfg.upstream)
+            if isinstance(self.http.connector, BoundedKeepAlive):
+                self.http.connector.keep_idle = cfg.upstream.keepalive_connections
             self.proxies.retire(a.proxy for a in cfg.accounts if a.proxy)
 
     async def lifetime(self, app: web.Application) -> AsyncIterator[None]:
@@ -116,9 +119,10 @@ class Core:
         Its connector has no connection cap (aiohttp's default is 100): the
         account pool already bounds concurrent turns, and a turn left waiting
         for a pooled connection would stall silently inside the connector.
+        Idle connections kept for reuse are capped (``keepalive_connections``).
         """
         await self.shared_state.before_link()
-        connector = aiohttp.TCPConnector(limit=0, limit_per_host=0)
+        connector = BoundedKeepAlive(keep_idle=self.config.upstream.keepalive_connections)
         self.http = aiohttp.ClientSession(connector=connector, auto_decompress=True)
         self.proxies = ProxySessions(self.http)
         self.client = DeepSeekClient(self.http, self.config.upstream, self.captures,

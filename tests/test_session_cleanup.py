@@ -113,7 +113,7 @@ async def test_a_failed_delete_is_logged_and_the_answer_is_unaffected(
 async def test_setting_is_hot_reloaded_from_the_admin_api(admin: Admin):  # noqa: F811
     proxy = admin.proxy
     view = await admin.ok("GET", "/admin/settings")
-    assert view["upstream"] == {"session_cleanup": "none"}
+    assert view["upstream"]["session_cleanup"] == "none"
     await admin.ok("PUT", "/admin/settings", json={"upstream": {"session_cleanup": "single"}})
     await openai_client(proxy).chat.completions.create(model="deepseek-chat", messages=HELLO)
     await proxy.core.janitor.idle()

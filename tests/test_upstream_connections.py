@@ -1,12 +1,13 @@
 """No hidden cap on upstream connections: as many streams as the account pool
 admits are open at the upstream at once (aiohttp's default connector would
-hold all but 100 back, silently)."""
+hold all but 100 back, silently); idle ones beyond ``keepalive_connections``
+are closed."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import aiohttp
 import pytest
@@ -62,3 +63,46 @@ async def test_more_than_a_hundred_streams_reach_the_upstream_at_once(
     assert proxy.fake.all_open.is_set()
     for n, text in enumerate(bodies):
         assert text.endswith(f"You said: stream {n}")
+
+
+async def until(condition: Callable[[], bool], what: str) -> None:
+    """Wait (on the loop, polling) until ``condition()`` holds, at most 10 s."""
+    async with asyncio.timeout(10):
+        while not condition():
+            await asyncio.sleep(0.01)
+    assert condition(), what
+
+
+async def test_idle_connections_beyond_the_keepalive_cap_are_closed(
+        proxy_factory: ProxyFactory) -> None:
+    """A burst opens a connection per stream; once it is over only
+    ``keepalive_connections`` stay open for reuse, and are reused."""
+    proxy = await proxy_factory({"runtime": {"account_max_inflight": 64},
+                                 "upstream": {"keepalive_connections": 5}})
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
+        await asyncio.gather(*(stream_text(http, proxy, n) for n in range(STREAMS)))
+        await until(lambda: proxy.fake.open_connections() <= 5, "idle connections closed")
+        assert proxy.fake.open_connections() > 0  # some were kept
+        kept = proxy.fake.open_connections()
+        proxy.fake.all_open.set()  # later completions need not wait for a crowd
+        before = len(proxy.fake.calls)
+        for n in range(3):
+            assert (await stream_text(http, proxy, n)).endswith(f"You said: stream {n}")
+        assert len(proxy.fake.calls) - before >= 9  # session, challenge, completion each
+        assert proxy.fake.open_connections() <= max(kept, 2)
+
+
+async def test_a_keepalive_cap_of_zero_keeps_no_idle_connection_and_applies_live(
+        proxy_factory: ProxyFactory) -> None:
+    proxy = await proxy_factory({"runtime": {"account_max_inflight": 64}})
+    proxy.fake.all_open.set()
+    async with aiohttp.ClientSession() as http:
+        await stream_text(http, proxy, 0)
+        assert proxy.fake.open_connections() > 0  # the default keeps them
+        async with http.put(proxy.url + "/admin/settings", headers={
+                "Authorization": f"Bearer {proxy.admin_key}"},
+                json={"upstream": {"keepalive_connections": 0}}) as resp:
+            assert resp.status == 200, await resp.text()
+        await stream_text(http, proxy, 1)
+        await until(lambda: proxy.fake.open_connections() == 0, "no idle connection kept")
+

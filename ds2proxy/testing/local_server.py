@@ -27,6 +27,11 @@ class LocalServer:
         self.base_url = f"http://{host}:{bound}{self.base_path}"
         return self.base_url
 
+    def open_connections(self) -> int:
+        """Client connections open to the server right now."""
+        server = self._runner.server if self._runner is not None else None
+        return len(server.connections) if server is not None else 0
+
     async def close(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
