@@ -8,6 +8,7 @@ switch are decided by :mod:`ds2proxy.upstream.credentials`. One
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import AsyncIterator, Callable
@@ -88,6 +89,14 @@ class UpstreamStream:
             self.capture = None
 
 
+# Most non-streaming calls (login, session, PoW challenge, uploads) in flight
+# at once; answer streams are not counted. A burst of a thousand new turns
+# would otherwise put a thousand setup calls on the wire together, each
+# holding its request, body and timers until the loop gets round to its
+# answer; past this many they queue here, as a waiter each.
+CALLS_IN_FLIGHT = 64
+
+
 class DeepSeekClient:
     """Endpoint calls. ``token`` arguments are DeepSeek user tokens.
 
@@ -104,6 +113,7 @@ class DeepSeekClient:
         self.proxies = proxies
         # Which proxy a token's account goes through ("" = direct).
         self.proxy_of = proxy_of or (lambda token: "")
+        self._calls = asyncio.Semaphore(CALLS_IN_FLIGHT)
 
     def _session(self, proxy: str) -> aiohttp.ClientSession:
         return self.proxies.session(proxy) if self.proxies is not None and proxy else self.http
@@ -153,7 +163,7 @@ class DeepSeekClient:
         envelope; errors become UpstreamError."""
         capture = self._capture(method, path, headers, captured_body)
         try:
-            async with self._session(proxy).request(method, self._url(path), headers=headers,
+            async with self._calls, self._session(proxy).request(method, self._url(path), headers=headers,
                                                     data=data, timeout=self._timeout()) as resp:
                 raw = await resp.read()
                 status = resp.status
