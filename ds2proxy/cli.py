@@ -96,6 +96,7 @@ async def _serve(args: argparse.Namespace, store: ConfigStore) -> None:
     await asyncio.to_thread(default_solver)  # logs which PoW solver runs, and its speed
     app = create_app(store, admin_key=admin_key)
     server = await start_server(app, args.host, args.port)
+    heap.freeze_startup()  # what start-up built lives for good
     log.info("ds2proxy listening on %s", server.url)
     log.info("dashboard: %s/admin/", _browser_url(args.host, server.port))
     log.info("config: %s", store.describe())

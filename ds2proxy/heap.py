@@ -10,6 +10,10 @@ After a burst of requests has drained, :class:`BurstTrimmer` hands the
 heap's free pages back: a burst frees its memory in scattered chunks that
 the next one cannot always reuse as they are, and without the trim each
 burst could leave the process a little larger than the one before.
+
+:func:`freeze_startup` takes what start-up built out of the cyclic
+collector's sight, so a full collection during a burst walks only what the
+requests made.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import ctypes.util
+import gc
 from functools import cache
 from typing import Any
 
@@ -45,6 +50,24 @@ def trim() -> bool:
     return bool(libc is not None and libc.malloc_trim(0))
 
 
+def freeze_startup() -> None:
+    """Collect once, then freeze every surviving object (modules, config,
+    the tokenizer's tables: tens of thousands, alive for good). A full
+    collection in a burst of a thousand streams then pauses the loop about
+    a third as long."""
+    gc.collect()
+    gc.freeze()
+
+
+def collect_burst_garbage() -> None:
+    """A full collection, once a burst has drained. A closed connection is
+    a reference cycle (asyncio's transport holds its own read callback), so
+    the burst's thousand connections wait for the next full collection; run
+    now, while the loop is quiet, it hands their memory back before the next
+    burst rather than in the middle of it."""
+    gc.collect()
+
+
 # Requests in flight at once that make a burst worth trimming after.
 BURST = 100
 
@@ -64,6 +87,7 @@ class BurstTrimmer:
             self.most = inflight
         elif self.most >= self.burst and inflight <= self.most // 8:
             self.most = inflight
+            collect_burst_garbage()
             asyncio.get_running_loop().run_in_executor(None, trim)
             return True
         return False
