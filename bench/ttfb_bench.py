@@ -7,9 +7,14 @@ chunk arrives after two round trips plus the solve, not three.
 
     python bench/ttfb_bench.py [--latency 0.05] [--turns 20] [--difficulty 144000]
 
-Prints the median and p90 time to the first answer chunk, the median solve
-time of challenges at that difficulty (measured here, same solver), and the
-two-round-trip bound.
+Prints the median and p90 time to the first answer chunk through ds2proxy
+and what it is made of, each measured: a round trip (one upstream call timed
+from this process, same latency and HTTP stack), the proxy's mean solve time
+over the measured turns (its ``ds2proxy_pow_solve_seconds`` metric), the
+bound ``2 x round trip + solve``; then the same turn made directly from this
+process (session and challenge overlapped, solve, completion, first answer
+line: the upstream's floor, including its own work on each call) and what
+ds2proxy adds to it.
 """
 
 from __future__ import annotations
@@ -25,15 +30,21 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchkit import (  # noqa: E402
+    PASSWORD,
     auth,
     chat_body,
+    emails,
     fake_upstream,
     proxy_config,
     proxy_process,
     wait_http,
 )
 
-from ds2proxy.pow import Challenge, deepseek_hash_v1, solve  # noqa: E402
+from ds2proxy.config import AccountConfig, UpstreamSettings  # noqa: E402
+from ds2proxy.pow import encode_header, solve  # noqa: E402
+from ds2proxy.upstream.client import COMPLETION_PATH, DeepSeekClient  # noqa: E402
+
+METRICS_TOKEN = "bench-metrics"
 
 
 async def first_chunk_seconds(http: aiohttp.ClientSession, url: str) -> float:
@@ -49,21 +60,55 @@ async def first_chunk_seconds(http: aiohttp.ClientSession, url: str) -> float:
         return first
 
 
-async def median_solve_seconds(difficulty: int, count: int) -> float:
-    """Solve challenges whose answers are spread over the range, as the fake's are."""
-    times = []
-    for i in range(count):
-        answer = (i * 7919 + 13) % difficulty
-        salt, expire_at = f"salt{i}", int(time.time() * 1000) + 60_000
-        target = deepseek_hash_v1(f"{salt}_{expire_at}_{answer}".encode())
-        challenge = Challenge(algorithm="DeepSeekHashV1", challenge=target.hex(), salt=salt,
-                              signature="s", difficulty=difficulty, expire_at=expire_at,
-                              expire_after=60_000,
-                              target_path="/api/v0/chat/completion")
-        start = time.perf_counter()
-        await solve(challenge)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+async def direct_seconds(base_url: str, turns: int) -> tuple[float, list[float]]:
+    """Median time of one upstream call (a new chat session) from here, and
+    the first-answer-line time of ``turns`` turns made directly."""
+    async with aiohttp.ClientSession() as http:
+        client = DeepSeekClient(http, UpstreamSettings(base_url=base_url))
+        token = await client.login(AccountConfig(email=emails(1)[0], password=PASSWORD))
+        calls = []
+        for _ in range(turns):
+            start = time.perf_counter()
+            await client.create_session(token)
+            calls.append(time.perf_counter() - start)
+        firsts = [await direct_turn(client, token) for _ in range(turns)]
+    return statistics.median(calls), firsts
+
+
+async def direct_turn(client: DeepSeekClient, token: str) -> float:
+    """Session and challenge at once, the solve, the completion: seconds to
+    its first answer line."""
+    async def solved() -> str:
+        challenge = await client.create_pow_challenge(token)
+        return encode_header(challenge, await solve(challenge))
+
+    start = time.perf_counter()
+    session, header = await asyncio.gather(client.create_session(token), solved())
+    body = {"chat_session_id": session, "model_type": "default", "parent_message_id": None,
+            "prompt": "chars=64", "ref_file_ids": [], "thinking_enabled": False,
+            "search_enabled": False}
+    stream = await client.open_stream(COMPLETION_PATH, token, header, body)
+    first = 0.0
+    async for line in stream.lines():
+        if not first and (line.startswith('data: {"v":"')
+                          or line.startswith('data: {"p":"response/fr')):
+            first = time.perf_counter() - start
+    stream.release()
+    return first
+
+
+async def solve_totals(http: aiohttp.ClientSession, url: str) -> tuple[float, int]:
+    """The proxy's PoW solve seconds and solve count so far."""
+    async with http.get(url + "/metrics",
+                        headers={"Authorization": f"Bearer {METRICS_TOKEN}"}) as resp:
+        text = await resp.text()
+    total = count = 0.0
+    for line in text.splitlines():
+        if line.startswith("ds2proxy_pow_solve_seconds_sum"):
+            total = float(line.split()[-1])
+        elif line.startswith("ds2proxy_pow_solve_seconds_count"):
+            count = float(line.split()[-1])
+    return total, int(count)
 
 
 async def main() -> None:
@@ -73,23 +118,34 @@ async def main() -> None:
     parser.add_argument("--difficulty", type=int, default=144000)
     args = parser.parse_args()
 
-    with fake_upstream(latency=args.latency, difficulty=args.difficulty) as base_url, \
-            proxy_process(proxy_config(base_url)) as (url, _):
-        await wait_http(url + "/healthz")
-        async with aiohttp.ClientSession() as http:
-            await first_chunk_seconds(http, url)  # warm-up: the login round trip
-            ttfb = [await first_chunk_seconds(http, url) for _ in range(args.turns)]
-    solve_s = await median_solve_seconds(args.difficulty, args.turns)
+    with fake_upstream(latency=args.latency, difficulty=args.difficulty) as base_url:
+        config = proxy_config(base_url, extra={"metrics": {"token": METRICS_TOKEN}})
+        with proxy_process(config) as (url, _):
+            await wait_http(url + "/healthz")
+            async with aiohttp.ClientSession() as http:
+                await first_chunk_seconds(http, url)  # warm-up: the login round trip
+                solved_before = await solve_totals(http, url)
+                ttfb = [await first_chunk_seconds(http, url) for _ in range(args.turns)]
+                solved_after = await solve_totals(http, url)
+        rtt, direct = await direct_seconds(base_url, args.turns)
+    solves = solved_after[1] - solved_before[1]
+    if solves != args.turns:
+        raise RuntimeError(f"expected one solve per turn, the proxy counted {solves}")
+    solve_s = (solved_after[0] - solved_before[0]) / solves
     ttfb.sort()
+    median = statistics.median(ttfb)
     p90 = ttfb[min(len(ttfb) - 1, int(len(ttfb) * 0.9))]
-    bound = 2 * args.latency + solve_s
+    bound = 2 * rtt + solve_s
     print(f"upstream latency per call: {args.latency * 1000:.0f} ms, PoW difficulty "
           f"{args.difficulty}, {args.turns} turns")
-    print(f"time to first chunk: median {statistics.median(ttfb) * 1000:.1f} ms, "
-          f"p90 {p90 * 1000:.1f} ms")
-    print(f"median solve here: {solve_s * 1000:.1f} ms; two round trips + solve: "
-          f"{bound * 1000:.1f} ms; three round trips + solve: "
-          f"{(bound + args.latency) * 1000:.1f} ms")
+    print(f"time to first chunk: median {median * 1000:.1f} ms, p90 {p90 * 1000:.1f} ms")
+    print(f"one round trip (measured): {rtt * 1000:.1f} ms; mean solve of these turns: "
+          f"{solve_s * 1000:.1f} ms")
+    print(f"two round trips + solve: {bound * 1000:.1f} ms; three: "
+          f"{(bound + rtt) * 1000:.1f} ms")
+    floor = statistics.median(direct)
+    print(f"the same turn made directly: median {floor * 1000:.1f} ms; ds2proxy adds "
+          f"{(median - floor) * 1000:.1f} ms")
 
 
 if __name__ == "__main__":
