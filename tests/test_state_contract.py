@@ -176,10 +176,9 @@ async def test_concurrent_slots_are_limited_and_released(backend: Backend) -> No
 
 async def drained(counters: KeyCounters) -> None:
     """Until the releases handed to the store's background tasks are sent."""
-    slots = getattr(counters, "_slots", None)
-    tasks = list(getattr(slots, "_tasks", ()))
-    if tasks:
-        await asyncio.gather(*tasks)
+    releases = getattr(getattr(counters, "_slots", None), "releases", None)
+    if releases is not None:
+        await releases.settle()
 
 
 # -- pacing -------------------------------------------------------------------------------

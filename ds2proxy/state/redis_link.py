@@ -35,6 +35,9 @@ log = logging.getLogger("ds2proxy.state")
 T = TypeVar("T")
 CALL_TIMEOUT = float(os.environ.get("DS2PROXY_REDIS_TIMEOUT", "2.0"))
 PING_EVERY = 1.0
+# How long a background writer lets more writes join one pipeline: the
+# writes of many requests then cost one round trip instead of one each.
+GATHER_SECONDS = 0.05
 MISSING_EXTRA = ("state.backend is 'redis' but the redis client library is not installed; "
                  "install it with: pip install 'ds2proxy[redis]'")
 
@@ -186,6 +189,14 @@ class RedisLink:
                 handler(payload)
             except Exception:  # a handler's bug must not stop delivery to the others
                 log.exception("redis message handler failed on %s", channel)
+
+
+async def gather_writes(now: asyncio.Event) -> None:
+    """Wait ``GATHER_SECONDS`` for more writes to join a batch, or until
+    ``now`` is set (someone waits for the writes to land)."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(GATHER_SECONDS):
+            await now.wait()
 
 
 async def _run_hooks(hooks: list[Hook]) -> None:
