@@ -273,6 +273,32 @@ async def test_usage_rows_wait_out_a_redis_outage(redis_server: RedisServer) -> 
         await link.close()
 
 
+async def test_writes_of_many_requests_share_one_round_trip(redis_server: RedisServer
+                                                            ) -> None:
+    """Health records and usage rows put in one gathering pause go out in one
+    pipeline each, and every row and the newest record value land."""
+    link = redis_link(redis_server)
+    await link.start()
+    records, usage = RedisRecords(link), RedisUsage(link)
+    try:
+        await link.call(lambda: link.client.config_resetstat())
+        now = time.time()
+        for i in range(30):  # requests ending one after another
+            records.put("account_health", "a", {"requests_today": i})
+            usage.record(row(now, request_id=f"r{i}"))
+            await asyncio.sleep(0)
+        await records.flush()
+        await usage.flush()
+        stats = await link.call(lambda: link.client.info("commandstats"))
+        # One each; two if this process stalled past the pause (a loaded machine).
+        assert stats["cmdstat_hset"]["calls"] <= 2
+        assert stats["cmdstat_exec"]["calls"] <= 2
+        assert (await records.load("account_health"))["a"] == {"requests_today": 29}
+        assert (await usage.requests({}, 50, 0))[1] == 30
+    finally:
+        await link.close()
+
+
 async def test_a_logout_on_one_instance_revokes_the_session_on_the_other(
         redis_server: RedisServer) -> None:
     doc = {"admin": {"jwt_secret": "s" * 48}}

@@ -71,8 +71,9 @@ class RedisRecords:
 
     async def _drain(self) -> None:
         warned = False
-        await gather_writes(self._now)
-        while self._pending:
+        while self._pending:  # puts made meanwhile wait for the next gathering
+            await gather_writes(self._now)
+            self._now.clear()
             batch, self._pending = self._pending, {}
             try:
                 await self.link.call(lambda: self._write(batch), check=False)
@@ -84,7 +85,6 @@ class RedisRecords:
                                 len(self._pending))
                     warned = True
                 await asyncio.sleep(RETRY_EVERY)
-        self._now.clear()
         self._idle.set()
 
     async def _write(self, batch: dict[tuple[str, str], dict[str, Any] | None]) -> None:
@@ -99,7 +99,8 @@ class RedisRecords:
             await pipe.execute()
 
     async def flush(self) -> None:
-        self._now.set()
+        if self._pending:
+            self._now.set()
         self._start_drain()
         await self._idle.wait()
 

@@ -87,9 +87,10 @@ class RedisUsage:
             self._task = asyncio.get_running_loop().create_task(self._drain())
 
     async def _drain(self) -> None:
-        await gather_writes(self._now)
-        await self._write_buffer()
-        self._now.clear()
+        while self._buffer:  # rows recorded meanwhile wait for the next gathering
+            await gather_writes(self._now)
+            self._now.clear()
+            await self._write_rows(len(self._buffer))
         self._idle.set()
         if time.time() - self._pruned > _PRUNE_EVERY:
             self._pruned = time.time()
@@ -101,14 +102,15 @@ class RedisUsage:
         if self._buffer:  # recorded while pruning
             self._task = asyncio.get_running_loop().create_task(self._drain())
 
-    async def _write_buffer(self) -> None:
-        """Write every buffered row, keeping them through an outage."""
+    async def _write_rows(self, count: int) -> None:
+        """Write the oldest ``count`` buffered rows, keeping them through an outage."""
         warned = False
-        while self._buffer:
-            batch = [self._buffer.popleft() for _ in range(min(BATCH, len(self._buffer)))]
+        while count > 0 and self._buffer:
+            batch = [self._buffer.popleft() for _ in range(min(BATCH, count, len(self._buffer)))]
             try:
                 await self.link.call(lambda: self._write(batch), check=False)
                 self.rows_written += len(batch)
+                count -= len(batch)
             except StateUnavailable:
                 self._buffer.extendleft(reversed(batch))
                 if not warned:
@@ -169,7 +171,8 @@ class RedisUsage:
                 return
 
     async def flush(self) -> None:
-        self._now.set()
+        if self._buffer:
+            self._now.set()
         await self._idle.wait()
 
     async def close(self) -> None:
