@@ -124,22 +124,29 @@ class KeyLimiter:
 
     async def _send_tokens(self) -> None:
         """Add what is owed to the cluster's totals, one call per key for every
-        request of the gathering pause; what Redis refused stays owed and goes
+        request of a gathering pause; what Redis refused stays owed and goes
         with the key's next tokens (logged, never dropped silently)."""
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(TOKENS_GATHER_SECONDS):
-                await self._send_now.wait()
-        owed, self._owed = self._owed, {}
-        for name, tokens in owed.items():
-            try:
-                total = await self.shared.add_tokens(name, tokens)
-            except ProxyError as exc:
-                self._owed[name] = self._owed.get(name, 0) + tokens
-                log.warning("%d tokens of key %s wait to be added to the shared total: %s",
-                            self._owed[name], name, exc.message)
-                continue
-            # Tokens counted here since the call went out are not in it yet.
-            self.counts.seed_tokens(name, total + self._owed.get(name, 0))
+        shared = self.shared
+        assert shared is not None  # only a shared store owes tokens
+        refused: dict[str, int] = {}
+        while self._owed:  # tokens added meanwhile wait for the next pause
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(TOKENS_GATHER_SECONDS):
+                    await self._send_now.wait()
+            owed, self._owed = self._owed, {}
+            for name, tokens in owed.items():
+                try:
+                    total = await shared.add_tokens(name, tokens)
+                except ProxyError as exc:
+                    refused[name] = refused.get(name, 0) + tokens
+                    log.warning("%d tokens of key %s wait to be added to the shared total: "
+                                "%s", refused[name], name, exc.message)
+                    continue
+                # Tokens counted here but not in the total yet stay counted.
+                self.counts.seed_tokens(name, total + self._owed.get(name, 0)
+                                        + refused.get(name, 0))
+        for name, tokens in refused.items():
+            self._owed[name] = self._owed.get(name, 0) + tokens
 
     async def flush(self) -> None:
         """Send the owed tokens now (one try: what fails stays owed, logged)."""

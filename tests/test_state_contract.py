@@ -15,6 +15,7 @@ import pytest
 from ds2proxy.admin.credentials import AdminCredentials
 from ds2proxy.config_store import ConfigStore
 from ds2proxy.errors import AuthenticationFailed
+from ds2proxy.limits import KeyLimiter
 from ds2proxy.request_record import RequestRecord
 from ds2proxy.state.counters import KeyCounters, MemoryCounters
 from ds2proxy.state.errors import StateUnavailable
@@ -362,3 +363,38 @@ async def test_config_writes_on_two_stores_merge_and_bad_versions_are_skipped(
         assert sum("is not valid" in r.message for r in caplog.records) == 1
     finally:
         await link.close()
+
+
+async def test_token_totals_reach_the_cluster_and_survive_an_outage(
+        redis_server: RedisServer) -> None:
+    """Two limiters (two instances) add a key's tokens in the background;
+    both see the cluster's total, and tokens Redis refused are sent later."""
+    links = [redis_link(redis_server), redis_link(redis_server)]
+    limiters = [KeyLimiter(), KeyLimiter()]
+    for link, limiter in zip(links, limiters):
+        await link.start()
+        limiter.shared = RedisCounters(link)
+    one, two = limiters
+    try:
+        for _ in range(10):  # requests ending one after another on both
+            one.add_tokens("k", 3)
+            two.add_tokens("k", 4)
+            await asyncio.sleep(0)
+        await one.flush()
+        await two.flush()
+        assert await one.shared.tokens("k") == 70
+        assert one.tokens_today("k") >= 30 and two.tokens_today("k") == 70
+        await redis_server.astop()
+        one.add_tokens("k", 5)  # refused: owed, logged
+        await one.flush()
+        assert not links[0].ready
+        await redis_server.astart()  # empty again: the day's total restarts
+        async with asyncio.timeout(10):
+            while not links[0].ready:
+                await asyncio.sleep(0.02)
+        one.add_tokens("k", 1)  # the owed tokens go with these
+        await one.flush()
+        assert await one.shared.tokens("k") == 6 and one.tokens_today("k") == 6
+    finally:
+        for link in links:
+            await link.close()
