@@ -1,7 +1,7 @@
 """What sharing state on Redis costs per request, and what a second instance
 adds in throughput.
 
-    python bench/redis_bench.py [--turns 200] [--requests 400] [--concurrency 16]
+    python bench/redis_bench.py [--turns 1000] [--requests 400] [--concurrency 16]
 
 A fake DeepSeek upstream, a redis-server and the proxies each run in their
 own process on 127.0.0.1; this process is the client. It prints:
@@ -9,7 +9,9 @@ own process on 127.0.0.1; this process is the client. It prints:
 1. the p50 of a short non-stream turn through an embedded proxy and through
    a Redis-backed one (taking turns, so machine load hits both alike), the
    p50 of their paired differences (what Redis adds per request), and each
-   proxy's CPU per turn (from /proc, steadier on a busy machine);
+   proxy's CPU per turn (from /proc, steadier on a busy machine); the
+   paired differences spread over a millisecond or more on a shared
+   machine, so it takes ~1000 pairs for their p50 to hold within ~0.05 ms;
 2. the p50 of the lease round trips alone (acquire + release scripts, one
    Redis call each) measured in this process, the floor of that difference;
 3. requests per second of ``--requests`` short turns at ``--concurrency``
@@ -86,7 +88,7 @@ async def lease_round_trips(redis_url: str, count: int) -> float:
             got = await leases.acquire(accounts, 4, 16)
             assert got is not None
             leases.release(*got)
-            await asyncio.gather(*leases._tasks)
+            await leases.releases.settle()
             samples.append(time.perf_counter() - started)
     finally:
         await link.close()
@@ -138,7 +140,7 @@ async def main(args: argparse.Namespace) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--turns", type=int, default=200)
+    parser.add_argument("--turns", type=int, default=1000)
     parser.add_argument("--requests", type=int, default=400)
     parser.add_argument("--concurrency", type=int, default=16)
     asyncio.run(main(parser.parse_args()))

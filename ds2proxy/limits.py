@@ -9,13 +9,16 @@ tests can cross a reset without waiting for it.
 The counts live in :class:`ds2proxy.state.counters.MemoryCounters`. With a
 shared state store (``shared``), :meth:`KeyLimiter.admit_shared` counts the
 request in the cluster-wide window before the handler runs, tokens are
-added to the cluster's daily total, and a key's concurrent requests take
-cluster-wide slots (a Redis outage is a 503, never a slot left behind).
+added to the cluster's daily total (in the background, the tokens of every
+request in the last ``TOKENS_GATHER_SECONDS`` in one call per key), and a
+key's concurrent requests take cluster-wide slots (a Redis outage is a 503,
+never a slot left behind).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import logging
 import math
@@ -30,6 +33,8 @@ from .state.counters import DAY, WINDOW, KeyCounters, MemoryCounters, day_of
 __all__ = ["DAY", "WINDOW", "KeyLimiter", "day_of"]
 
 log = logging.getLogger("ds2proxy.limits")
+
+TOKENS_GATHER_SECONDS = 0.05
 
 # A key this request must still be counted against in the shared window: one
 # the request did not send (an implied key), known only once a handler has
@@ -57,7 +62,8 @@ class KeyLimiter:
         self.counts = MemoryCounters(lambda: self.clock())
         self.shared: KeyCounters | None = None
         self._active: dict[str, int] = {}
-        self._pending: set[asyncio.Task[None]] = set()
+        self._sender: asyncio.Task[None] | None = None
+        self._send_now = asyncio.Event()  # a flush waits: send without gathering
         self._owed: dict[str, int] = {}  # tokens the shared store has not taken yet
 
     # -- requests per minute -----------------------------------------------------------
@@ -112,20 +118,42 @@ class KeyLimiter:
             return
         self.counts.add_tokens_now(name, tokens)
         if self.shared is not None:
-            task = asyncio.get_running_loop().create_task(self._add_shared(name, tokens))
-            self._pending.add(task)
-            task.add_done_callback(self._pending.discard)
+            self._owed[name] = self._owed.get(name, 0) + tokens
+            if self._sender is None or self._sender.done():
+                self._sender = asyncio.get_running_loop().create_task(self._send_tokens())
 
-    async def _add_shared(self, name: str, tokens: int) -> None:
-        """Add to the cluster's total; what Redis refused is owed and sent
+    async def _send_tokens(self) -> None:
+        """Add what is owed to the cluster's totals, one call per key for every
+        request of a gathering pause; what Redis refused stays owed and goes
         with the key's next tokens (logged, never dropped silently)."""
-        owed = self._owed.pop(name, 0)
-        try:
-            self.counts.seed_tokens(name, await self.shared.add_tokens(name, tokens + owed))
-        except ProxyError as exc:
-            self._owed[name] = self._owed.get(name, 0) + tokens + owed
-            log.warning("%d tokens of key %s wait to be added to the shared total: %s",
-                        self._owed[name], name, exc.message)
+        shared = self.shared
+        assert shared is not None  # only a shared store owes tokens
+        refused: dict[str, int] = {}
+        while self._owed:  # tokens added meanwhile wait for the next pause
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(TOKENS_GATHER_SECONDS):
+                    await self._send_now.wait()
+            owed, self._owed = self._owed, {}
+            for name, tokens in owed.items():
+                try:
+                    total = await shared.add_tokens(name, tokens)
+                except ProxyError as exc:
+                    refused[name] = refused.get(name, 0) + tokens
+                    log.warning("%d tokens of key %s wait to be added to the shared total: "
+                                "%s", refused[name], name, exc.message)
+                    continue
+                # Tokens counted here but not in the total yet stay counted.
+                self.counts.seed_tokens(name, total + self._owed.get(name, 0)
+                                        + refused.get(name, 0))
+        for name, tokens in refused.items():
+            self._owed[name] = self._owed.get(name, 0) + tokens
+
+    async def flush(self) -> None:
+        """Send the owed tokens now (one try: what fails stays owed, logged)."""
+        if self._sender is not None and not self._sender.done():
+            self._send_now.set()
+            await self._sender
+            self._send_now.clear()
 
     def check_tokens(self, key: KeyConfig) -> None:
         limit = key.limits.tokens_per_day

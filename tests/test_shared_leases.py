@@ -74,7 +74,8 @@ async def test_limits_hold_across_pools_and_release_wakes_the_other(pools) -> No
     assert lease.account.identifier == held[0].account.identifier
     for item in (held[1], lease):
         item.release()
-    await until(lambda: not a.shared._tasks and not b.shared._tasks)
+    await a.shared.releases.settle()
+    await b.shared.releases.settle()
     assert await live_leases(a) == 0
 
 
@@ -99,7 +100,7 @@ async def test_cancelled_waiter_and_holder_leave_nothing(pools) -> None:
     assert b.waiting == 0
     for lease in held:
         lease.release()
-    await until(lambda: not a.shared._tasks)
+    await a.shared.releases.settle()
     assert await live_leases(a) == 0
 
 
@@ -120,12 +121,12 @@ async def test_release_while_redis_is_down_is_replayed(redis_server: RedisServer
     lease = await a.acquire()
     await redis_server.astop()
     lease.release()  # cannot reach Redis: kept
-    await until(lambda: not a.shared._tasks)
-    assert a.shared._unreleased
+    await a.shared.releases.settle()
+    assert a.shared.releases.kept
     with pytest.raises(StateUnavailable):
         await a.acquire()
     await redis_server.astart()
-    await until(lambda: not a.shared._unreleased, timeout=10)
+    await until(lambda: not a.shared.releases.kept, timeout=10)
     assert await live_leases(a) == 0
 
 
@@ -140,7 +141,7 @@ async def test_leases_in_use_count_again_after_redis_restarts_empty(
         while not (a.shared.link.ready and await live_leases(a) == 1):
             await asyncio.sleep(0.05)
     lease.release()
-    await until(lambda: not a.shared._tasks)
+    await a.shared.releases.settle()
     assert await live_leases(a) == 0
 
 

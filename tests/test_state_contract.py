@@ -15,6 +15,7 @@ import pytest
 from ds2proxy.admin.credentials import AdminCredentials
 from ds2proxy.config_store import ConfigStore
 from ds2proxy.errors import AuthenticationFailed
+from ds2proxy.limits import KeyLimiter
 from ds2proxy.request_record import RequestRecord
 from ds2proxy.state.counters import KeyCounters, MemoryCounters
 from ds2proxy.state.errors import StateUnavailable
@@ -176,10 +177,9 @@ async def test_concurrent_slots_are_limited_and_released(backend: Backend) -> No
 
 async def drained(counters: KeyCounters) -> None:
     """Until the releases handed to the store's background tasks are sent."""
-    slots = getattr(counters, "_slots", None)
-    tasks = list(getattr(slots, "_tasks", ()))
-    if tasks:
-        await asyncio.gather(*tasks)
+    releases = getattr(getattr(counters, "_slots", None), "releases", None)
+    if releases is not None:
+        await releases.settle()
 
 
 # -- pacing -------------------------------------------------------------------------------
@@ -274,6 +274,32 @@ async def test_usage_rows_wait_out_a_redis_outage(redis_server: RedisServer) -> 
         await link.close()
 
 
+async def test_writes_of_many_requests_share_one_round_trip(redis_server: RedisServer
+                                                            ) -> None:
+    """Health records and usage rows put in one gathering pause go out in one
+    pipeline each, and every row and the newest record value land."""
+    link = redis_link(redis_server)
+    await link.start()
+    records, usage = RedisRecords(link), RedisUsage(link)
+    try:
+        await link.call(lambda: link.client.config_resetstat())
+        now = time.time()
+        for i in range(30):  # requests ending one after another
+            records.put("account_health", "a", {"requests_today": i})
+            usage.record(row(now, request_id=f"r{i}"))
+            await asyncio.sleep(0)
+        await records.flush()
+        await usage.flush()
+        stats = await link.call(lambda: link.client.info("commandstats"))
+        # One each; two if this process stalled past the pause (a loaded machine).
+        assert stats["cmdstat_hset"]["calls"] <= 2
+        assert stats["cmdstat_exec"]["calls"] <= 2
+        assert (await records.load("account_health"))["a"] == {"requests_today": 29}
+        assert (await usage.requests({}, 50, 0))[1] == 30
+    finally:
+        await link.close()
+
+
 async def test_a_logout_on_one_instance_revokes_the_session_on_the_other(
         redis_server: RedisServer) -> None:
     doc = {"admin": {"jwt_secret": "s" * 48}}
@@ -337,3 +363,38 @@ async def test_config_writes_on_two_stores_merge_and_bad_versions_are_skipped(
         assert sum("is not valid" in r.message for r in caplog.records) == 1
     finally:
         await link.close()
+
+
+async def test_token_totals_reach_the_cluster_and_survive_an_outage(
+        redis_server: RedisServer) -> None:
+    """Two limiters (two instances) add a key's tokens in the background;
+    both see the cluster's total, and tokens Redis refused are sent later."""
+    links = [redis_link(redis_server), redis_link(redis_server)]
+    limiters = [KeyLimiter(), KeyLimiter()]
+    for link, limiter in zip(links, limiters):
+        await link.start()
+        limiter.shared = RedisCounters(link)
+    one, two = limiters
+    try:
+        for _ in range(10):  # requests ending one after another on both
+            one.add_tokens("k", 3)
+            two.add_tokens("k", 4)
+            await asyncio.sleep(0)
+        await one.flush()
+        await two.flush()
+        assert await one.shared.tokens("k") == 70
+        assert one.tokens_today("k") >= 30 and two.tokens_today("k") == 70
+        await redis_server.astop()
+        one.add_tokens("k", 5)  # refused: owed, logged
+        await one.flush()
+        assert not links[0].ready
+        await redis_server.astart()  # empty again: the day's total restarts
+        async with asyncio.timeout(10):
+            while not links[0].ready:
+                await asyncio.sleep(0.02)
+        one.add_tokens("k", 1)  # the owed tokens go with these
+        await one.flush()
+        assert await one.shared.tokens("k") == 6 and one.tokens_today("k") == 6
+    finally:
+        for link in links:
+            await link.close()

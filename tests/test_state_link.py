@@ -16,6 +16,7 @@ from ds2proxy.config import ConfigError, parse_config
 from ds2proxy.state import redis_link
 from ds2proxy.state.errors import StateUnavailable
 from ds2proxy.state.redis_link import RedisLink
+from ds2proxy.state.releases import Releases
 from ds2proxy.state.settings import REDIS_URL_ENV, masked_url, parse_state
 from ds2proxy.testing.redis_server import RedisServer
 
@@ -158,4 +159,39 @@ async def test_a_frozen_redis_costs_a_deadline_not_the_loop(redis_server: RedisS
     finally:
         redis_server.resume()
         running.cancel()
+        await link.close()
+
+
+async def test_releases_go_out_together_and_survive_an_outage(redis_server: RedisServer
+                                                              ) -> None:
+    """A burst of releases is one call; those Redis could not take are kept
+    and sent when it answers again."""
+    link = RedisLink(parse_state({"state": {"backend": "redis",
+                                            "redis_url": redis_server.url}}, {}))
+    await link.start()
+    held = link.key("held")
+    batches: list[list[str]] = []
+
+    async def send(batch: dict[str, str]) -> list[int]:
+        batches.append(list(batch))
+        return [await link.client.srem(key, ident) for ident, key in batch.items()]
+
+    releases: Releases[str] = Releases(link, send, what="test releases")
+    link.on_up(releases.replay)
+    try:
+        await link.call(lambda: link.client.sadd(held, *"abcde"))
+        for ident in "abc":
+            releases.add(ident, held)
+        await releases.settle()
+        assert batches == [["a", "b", "c"]] and not releases.kept
+        await redis_server.astop()
+        releases.add("d", held)
+        await releases.settle()
+        assert list(releases.kept) == ["d"]
+        await redis_server.astart()  # empty: nothing left to remove, but sent all the same
+        async with asyncio.timeout(10):
+            while releases.kept:
+                await asyncio.sleep(0.02)
+        assert batches[-1] == ["d"]
+    finally:
         await link.close()

@@ -13,8 +13,10 @@ A lease lives ``lease_ttl_seconds`` unless renewed: every instance renews
 the leases it holds every third of that (and reaps expired ones, announcing
 the capacity it found), so the leases of an instance killed with -9 are
 gone within ``lease_ttl_seconds`` and its waiters' peers are woken within a
-third of that more. A release that cannot reach Redis is kept and replayed
-when Redis is back (and would expire anyway).
+third of that more. Releases go out in the background, every release
+waiting at that moment in one call; one that cannot reach Redis is kept
+and replayed when Redis is back (and would expire anyway), see
+:mod:`ds2proxy.state.releases`.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from collections.abc import Callable
 
 from .errors import StateUnavailable
 from .redis_link import RedisLink
+from .releases import Releases
 
 log = logging.getLogger("ds2proxy.state")
 
@@ -65,16 +68,22 @@ redis.call('ZADD', KEYS[2], expiry, ARGV[5])
 return 0
 """
 
-# ARGV: lease, channel, sender. Accounts: those the lease may be on.
+# ARGV: channel, sender, then (account index, lease) pairs: every release
+# waiting to be sent, in one call. Accounts: those the leases may be on.
+# Returns 1 or 0 per pair (whether that account still held the lease).
 RELEASE = _NOW + """
-local n = 0
-for i = 3, #KEYS do n = n + redis.call('ZREM', KEYS[i], ARGV[1]) end
-redis.call('ZREM', KEYS[1], ARGV[1])
+local freed, n = {}, 0
+for j = 3, #ARGV, 2 do
+  local removed = redis.call('ZREM', KEYS[tonumber(ARGV[j]) + 2], ARGV[j + 1])
+  redis.call('ZREM', KEYS[1], ARGV[j + 1])
+  freed[#freed + 1] = removed
+  n = n + removed
+end
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
 if n > 0 and redis.call('ZCARD', KEYS[2]) > 0 then
-  redis.call('PUBLISH', ARGV[2], ARGV[3] .. ' ' .. n)
+  redis.call('PUBLISH', ARGV[1], ARGV[2] .. ' ' .. n)
 end
-return n
+return freed
 """
 
 # ARGV: ttl ms, channel, sender, waiting here (1/0), 'XX' or 'restore', then
@@ -116,9 +125,12 @@ class RedisLeases:
         self.channel = link.key("leases", "freed")
         self._seq = itertools.count(1)
         self._held: dict[str, str] = {}  # lease -> account
-        self._unreleased: dict[str, tuple[str, ...]] = {}  # lease -> accounts to clear
-        self._tasks: set[asyncio.Task[None]] = set()
+        # lease -> the accounts it may be on (several when an acquire was cut short)
+        self.releases: Releases[tuple[str, ...]] = Releases(
+            link, self._send_releases, self._released, what="account lease releases")
         self._accounts: list[str] = []
+        self._global_keys = [link.key("leases", "all"), link.key("leases", "waiting")]
+        self._account_keys: dict[str, str] = {}
         self.counts: dict[str, int] = {}
         self.total = 0
         self._acquire = link.client.register_script(ACQUIRE)
@@ -129,11 +141,13 @@ class RedisLeases:
         self._renewer: asyncio.Task[None] | None = None
 
     def _key(self, account: str) -> str:
-        return self.link.key("leases", "account", account)
+        key = self._account_keys.get(account)
+        if key is None:
+            key = self._account_keys[account] = self.link.key("leases", "account", account)
+        return key
 
     def _keys(self, accounts: list[str] | tuple[str, ...]) -> list[str]:
-        return [self.link.key("leases", "all"), self.link.key("leases", "waiting"),
-                *(self._key(a) for a in accounts)]
+        return [*self._global_keys, *map(self._key, accounts)]
 
     # -- wiring ------------------------------------------------------------------------
 
@@ -144,7 +158,7 @@ class RedisLeases:
         self._wake = wake
         self._waiting = waiting
         self.link.subscribe(self.channel, self._on_freed)
-        self.link.on_up(self._replay)
+        self.link.on_up(self.releases.replay)
         # Redis may have restarted empty: streams running here count again. A
         # lease released meanwhile may come back, unrenewed: it expires.
         self.link.on_up(lambda: self.renew("restore"))
@@ -161,12 +175,11 @@ class RedisLeases:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._renewer
         for lease, account in list(self._held.items()):
-            self._unreleased[lease] = (account,)
-        self._held.clear()
-        with contextlib.suppress(StateUnavailable):
-            await self._replay()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+            self.release(account, lease)
+        await self.releases.replay()
+        if self.releases.kept:
+            log.error("%d account leases could not be released before exit; they expire "
+                      "within %d s", len(self.releases.kept), self.ttl_ms // 1000)
 
     # -- leasing -----------------------------------------------------------------------
 
@@ -199,28 +212,22 @@ class RedisLeases:
         self._forget(lease, (account,))
 
     def _forget(self, lease: str, accounts: tuple[str, ...]) -> None:
-        self._unreleased[lease] = accounts
-        task = asyncio.get_running_loop().create_task(self._send_release(lease))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self.releases.add(lease, accounts)
 
-    async def _send_release(self, lease: str) -> None:
-        accounts = self._unreleased.get(lease)
-        if accounts is None:
-            return
-        keys = self._keys(accounts)
-        try:
-            freed = await self.link.call(lambda: self._release(
-                keys=keys, args=[lease, self.channel, self.instance]))
-        except StateUnavailable:
-            return  # kept in _unreleased: replayed when Redis is back
-        self._unreleased.pop(lease, None)
+    async def _send_releases(self, batch: dict[str, tuple[str, ...]]) -> list[int]:
+        """Every lease of ``batch`` off every account it may be on: one call."""
+        accounts = list(dict.fromkeys(a for group in batch.values() for a in group))
+        index = {a: i + 1 for i, a in enumerate(accounts)}
+        args: list[str | int] = [self.channel, self.instance]
+        for lease, group in batch.items():
+            for account in group:
+                args += (index[account], lease)
+        freed = iter(await self._release(keys=self._keys(accounts), args=args))
+        return [sum(int(next(freed)) for _ in group) for group in batch.values()]
+
+    def _released(self, lease: str, accounts: tuple[str, ...], freed: int) -> None:
         if freed:
             self._adjust(accounts[0] if len(accounts) == 1 else "", -1)
-
-    async def _replay(self) -> None:
-        for lease in list(self._unreleased):
-            await self._send_release(lease)
 
     def _adjust(self, account: str, delta: int) -> None:
         if account:

@@ -35,6 +35,9 @@ log = logging.getLogger("ds2proxy.state")
 T = TypeVar("T")
 CALL_TIMEOUT = float(os.environ.get("DS2PROXY_REDIS_TIMEOUT", "2.0"))
 PING_EVERY = 1.0
+# How long a background writer lets more writes join one pipeline: the
+# writes of many requests then cost one round trip instead of one each.
+GATHER_SECONDS = 0.05
 MISSING_EXTRA = ("state.backend is 'redis' but the redis client library is not installed; "
                  "install it with: pip install 'ds2proxy[redis]'")
 
@@ -67,8 +70,12 @@ class RedisLink:
         self.settings = settings
         self.prefix = settings.key_prefix
         self.ready = False
+        # No socket_timeout: every use of the client runs under its own
+        # deadline (call, the probe, the listener), and the library's write
+        # timeout wraps each command's send in a task of its own (~20 us of
+        # CPU per call, a fifth of a lease acquire).
         self.client = aioredis.from_url(
-            settings.redis_url, socket_timeout=CALL_TIMEOUT,
+            settings.redis_url, socket_timeout=None,
             socket_connect_timeout=CALL_TIMEOUT, health_check_interval=5,
             decode_responses=False)
         self._handlers: dict[str, list[Handler]] = {}
@@ -92,6 +99,7 @@ class RedisLink:
                        asyncio.create_task(self._listen(), name="ds2proxy-redis-listen")]
 
     async def close(self) -> None:
+        self.ready = False  # closing is not an outage: nothing more to report
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -166,7 +174,8 @@ class RedisLink:
             try:
                 while True:
                     if missing := set(self._handlers) - subscribed:  # added since
-                        await pubsub.subscribe(*missing)
+                        async with asyncio.timeout(CALL_TIMEOUT):
+                            await pubsub.subscribe(*missing)
                         subscribed |= missing
                     message = await pubsub.get_message(timeout=PING_EVERY)
                     if message is not None:
@@ -186,6 +195,14 @@ class RedisLink:
                 handler(payload)
             except Exception:  # a handler's bug must not stop delivery to the others
                 log.exception("redis message handler failed on %s", channel)
+
+
+async def gather_writes(now: asyncio.Event) -> None:
+    """Wait ``GATHER_SECONDS`` for more writes to join a batch, or until
+    ``now`` is set (someone waits for the writes to land)."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(GATHER_SECONDS):
+            await now.wait()
 
 
 async def _run_hooks(hooks: list[Hook]) -> None:

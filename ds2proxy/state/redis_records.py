@@ -4,8 +4,11 @@ sessions) in step with the others.
 
 ``put`` never blocks and never fails: the newest value of each key waits in
 memory and a background task writes it (with its change notice) in one
-pipeline; when Redis is unreachable the writes stay queued and go out when
-it answers again, so nothing is lost to a short outage.
+pipeline, after letting the puts of the next ``GATHER_SECONDS`` join (the
+health updates of every request in that time cost one round trip, and a
+key put twice is written once); when Redis is unreachable the writes stay
+queued and go out when it answers again, so nothing is lost to a short
+outage.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import Any
 import orjson
 
 from .errors import StateUnavailable
-from .redis_link import RedisLink
+from .redis_link import RedisLink, gather_writes
 from .store import RecordListener
 
 log = logging.getLogger("ds2proxy.state")
@@ -34,6 +37,7 @@ class RedisRecords:
         self._task: asyncio.Task[None] | None = None
         self._idle = asyncio.Event()
         self._idle.set()
+        self._now = asyncio.Event()  # a flush waits: write without gathering
 
     def _hash(self, namespace: str) -> str:
         return self.link.key("records", namespace)
@@ -67,7 +71,9 @@ class RedisRecords:
 
     async def _drain(self) -> None:
         warned = False
-        while self._pending:
+        while self._pending:  # puts made meanwhile wait for the next gathering
+            await gather_writes(self._now)
+            self._now.clear()
             batch, self._pending = self._pending, {}
             try:
                 await self.link.call(lambda: self._write(batch), check=False)
@@ -93,6 +99,8 @@ class RedisRecords:
             await pipe.execute()
 
     async def flush(self) -> None:
+        if self._pending:
+            self._now.set()
         self._start_drain()
         await self._idle.wait()
 

@@ -5,9 +5,11 @@ clock). Taking a slot is one Lua script: drop expired members, compare the
 count with the limit, add the slot. A slot lives ``lease_ttl_seconds``
 unless renewed; the instance holding it renews every third of that (as it
 does its account leases), so the slots of an instance killed with -9 are
-free again within ``lease_ttl_seconds``. A release that cannot reach Redis
-is kept and replayed when Redis is back (and would expire anyway); after
-Redis comes back empty, the slots in use here are put back.
+free again within ``lease_ttl_seconds``. Releases go out in the background,
+every one waiting at that moment in one call; one that cannot reach Redis
+is kept and replayed when Redis is back (and would expire anyway), see
+:mod:`ds2proxy.state.releases`; after Redis comes back empty, the slots in
+use here are put back.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import uuid
 
 from .errors import StateUnavailable
 from .redis_link import RedisLink
+from .releases import Releases
 
 _NOW = """
 local t = redis.call('TIME')
@@ -34,7 +37,14 @@ redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]) + 1000)
 return 1
 """
 
-GIVE = "return redis.call('ZREM', KEYS[1], ARGV[1])"
+# KEYS: slot sets; ARGV: (key index, slot) pairs. 1 or 0 per pair.
+GIVE = """
+local given = {}
+for j = 1, #ARGV, 2 do
+  given[#given + 1] = redis.call('ZREM', KEYS[tonumber(ARGV[j])], ARGV[j + 1])
+end
+return given
+"""
 
 COUNT = _NOW + "return redis.call('ZCOUNT', KEYS[1], '(' .. now, '+inf')"
 
@@ -63,15 +73,15 @@ class RedisSlots:
         self.ttl_ms = ttl_seconds * 1000
         self.instance = uuid.uuid4().hex[:12]
         self._seq = itertools.count(1)
-        self._held: dict[str, str] = {}        # slot -> key name
-        self._unreleased: dict[str, str] = {}  # slot -> key name
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._held: dict[str, str] = {}  # slot -> key name
+        self.releases: Releases[str] = Releases(link, self._send_gives,
+                                                what="key slot releases")
         self._renewer: asyncio.Task[None] | None = None
         self._take = link.client.register_script(TAKE)
         self._give = link.client.register_script(GIVE)
         self._count = link.client.register_script(COUNT)
         self._renew = link.client.register_script(RENEW)
-        link.on_up(self._replay)
+        link.on_up(self.releases.replay)
         link.on_up(lambda: self.renew("restore"))
 
     def _key(self, name: str) -> str:
@@ -96,24 +106,14 @@ class RedisSlots:
 
     def give(self, name: str, slot: str) -> None:
         self._held.pop(slot, None)
-        self._unreleased[slot] = name
-        task = asyncio.get_running_loop().create_task(self._send_give(slot))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self.releases.add(slot, name)
 
-    async def _send_give(self, slot: str) -> None:
-        name = self._unreleased.get(slot)
-        if name is None:
-            return
-        try:
-            await self.link.call(lambda: self._give(keys=[self._key(name)], args=[slot]))
-        except StateUnavailable:
-            return  # kept in _unreleased: replayed when Redis is back
-        self._unreleased.pop(slot, None)
-
-    async def _replay(self) -> None:
-        for slot in list(self._unreleased):
-            await self._send_give(slot)
+    async def _send_gives(self, batch: dict[str, str]) -> list[int]:
+        """Every slot of ``batch`` (slot -> key name) given back in one call."""
+        names = list(dict.fromkeys(batch.values()))
+        index = {n: i + 1 for i, n in enumerate(names)}
+        args = [x for slot, name in batch.items() for x in (index[name], slot)]
+        return list(await self._give(keys=[self._key(n) for n in names], args=args))
 
     async def count(self, name: str) -> int:
         return int(await self.link.call(lambda: self._count(keys=[self._key(name)], args=[])))
@@ -148,5 +148,4 @@ class RedisSlots:
                 await self._renewer
         for slot, name in list(self._held.items()):
             self.give(name, slot)
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.releases.replay()

@@ -7,7 +7,10 @@ each expiring with its grain's retention, plus a sorted set of the buckets
 per grain for range reads.
 
 ``record`` only appends to an in-memory buffer; a background task writes
-batches (one MULTI/EXEC each). When Redis is unreachable rows stay buffered
+batches (one MULTI/EXEC each), letting the rows of the next
+``GATHER_SECONDS`` join first (or ``BATCH`` rows, whichever comes first), so
+a busy instance spends one round trip on many rows. When Redis is
+unreachable rows stay buffered
 (up to ``MAX_BUFFER``; beyond that the oldest are dropped and counted in the
 log) and are written when it answers again: a failure is never silent.
 """
@@ -23,7 +26,7 @@ from typing import Any
 import orjson
 
 from .errors import StateUnavailable
-from .redis_link import RedisLink
+from .redis_link import RedisLink, gather_writes
 from .usage import FILTERS, GRAINS, GROUPS, ROW_FIELDS
 
 log = logging.getLogger("ds2proxy.usage")
@@ -54,6 +57,7 @@ class RedisUsage:
         self._task: asyncio.Task[None] | None = None
         self._idle = asyncio.Event()
         self._idle.set()
+        self._now = asyncio.Event()  # a flush waits, or a batch is full: write now
         self.rows_written = 0
         self.dropped = 0
         self._pruned = 0.0
@@ -77,16 +81,36 @@ class RedisUsage:
                           self.dropped)
         self._buffer.append(row)
         self._idle.clear()
+        if len(self._buffer) >= BATCH:
+            self._now.set()
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._drain())
 
     async def _drain(self) -> None:
+        while self._buffer:  # rows recorded meanwhile wait for the next gathering
+            await gather_writes(self._now)
+            self._now.clear()
+            await self._write_rows(len(self._buffer))
+        self._idle.set()
+        if time.time() - self._pruned > _PRUNE_EVERY:
+            self._pruned = time.time()
+            try:
+                await self.link.call(self._prune, check=False)
+            except StateUnavailable:
+                log.info("usage rows past retention not pruned (redis unreachable); "
+                         "tried again in %.0f s", _PRUNE_EVERY)
+        if self._buffer:  # recorded while pruning
+            self._task = asyncio.get_running_loop().create_task(self._drain())
+
+    async def _write_rows(self, count: int) -> None:
+        """Write the oldest ``count`` buffered rows, keeping them through an outage."""
         warned = False
-        while self._buffer:
-            batch = [self._buffer.popleft() for _ in range(min(BATCH, len(self._buffer)))]
+        while count > 0 and self._buffer:
+            batch = [self._buffer.popleft() for _ in range(min(BATCH, count, len(self._buffer)))]
             try:
                 await self.link.call(lambda: self._write(batch), check=False)
                 self.rows_written += len(batch)
+                count -= len(batch)
             except StateUnavailable:
                 self._buffer.extendleft(reversed(batch))
                 if not warned:
@@ -94,13 +118,6 @@ class RedisUsage:
                                 "is back", len(self._buffer))
                     warned = True
                 await asyncio.sleep(RETRY_EVERY)
-        self._idle.set()
-        if time.time() - self._pruned > _PRUNE_EVERY:
-            self._pruned = time.time()
-            try:
-                await self.link.call(self._prune, check=False)
-            except StateUnavailable:
-                pass  # pruning is retried with the next batch
 
     async def _write(self, rows: list[dict[str, Any]]) -> None:
         client = self.link.client
@@ -154,6 +171,8 @@ class RedisUsage:
                 return
 
     async def flush(self) -> None:
+        if self._buffer:
+            self._now.set()
         await self._idle.wait()
 
     async def close(self) -> None:

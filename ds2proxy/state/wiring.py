@@ -76,6 +76,7 @@ class SharedState:
     async def close(self) -> None:
         if self.sync is not None:
             await self.sync.close()
+        await self.core.limiter.flush()  # tokens counted here reach the cluster's totals
         close_counters = getattr(self.core.backend.counters, "close", None)
         if close_counters is not None:
             await close_counters()
