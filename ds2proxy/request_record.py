@@ -14,7 +14,7 @@ from time import perf_counter
 from time import time as wall_clock
 import uuid
 from contextvars import ContextVar, Token
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from aiohttp import web
@@ -101,14 +101,14 @@ class RequestRecord:
             self.ttfb_ms = self.latency_ms
 
     def fields(self) -> dict[str, Any]:
-        """The record as flat fields for the store, the log and the admin API."""
-        pending, self.pending_usage = self.pending_usage, None
-        data = asdict(self)
-        self.pending_usage = pending
-        data.pop("started")
-        data.pop("pending_usage")
+        """The record as flat fields for the store, the log and the admin API
+        (every value is immutable, so a shallow read is a copy)."""
+        data = {name: getattr(self, name) for name in _FLAT}
         data["total_tokens"] = self.total_tokens
         return data
+
+
+_FLAT = tuple(f.name for f in fields(RequestRecord) if f.name not in ("started", "pending_usage"))
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 HEALTHY = "healthy"
@@ -56,8 +56,11 @@ class AccountHealth:
         }
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data.pop("trial")
+        """What is persisted (a copy: it may be written from another thread).
+        Field by field, not ``asdict``, which deep-copies every value and is
+        on every request's path (each lease's health update)."""
+        data = {name: getattr(self, name) for name in _PERSISTED}
+        data["strikes"] = dict(self.strikes)
         return data
 
     @classmethod
@@ -67,3 +70,6 @@ class AccountHealth:
         if record.state not in STATES:
             record.state = HEALTHY
         return record
+
+
+_PERSISTED = tuple(f.name for f in fields(AccountHealth) if f.name != "trial")
