@@ -9,12 +9,13 @@ chunk arrives after two round trips plus the solve, not three.
 
 Prints the median and p90 time to the first answer chunk through ds2proxy
 and what it is made of, each measured: a round trip (one upstream call timed
-from this process, same latency and HTTP stack), the proxy's mean solve time
-over the measured turns (its ``ds2proxy_pow_solve_seconds`` metric), the
-bound ``2 x round trip + solve``; then the same turn made directly from this
-process (session and challenge overlapped, solve, completion, first answer
-line: the upstream's floor, including its own work on each call) and what
-ds2proxy adds to it.
+from this process, same latency and HTTP stack) and each turn's own solve
+time (the proxy's ``ds2proxy_pow_solve_seconds`` metric, read between turns).
+Then the median of each turn's time beyond two round trips plus its solve,
+through ds2proxy and for the same turn made directly from this process
+(session and challenge overlapped, solve, completion, first answer line: the
+upstream's floor, its own work on each call included), and the difference:
+what ds2proxy adds.
 """
 
 from __future__ import annotations
@@ -60,9 +61,10 @@ async def first_chunk_seconds(http: aiohttp.ClientSession, url: str) -> float:
         return first
 
 
-async def direct_seconds(base_url: str, turns: int) -> tuple[float, list[float]]:
+async def direct_seconds(base_url: str, turns: int
+                         ) -> tuple[float, list[tuple[float, float]]]:
     """Median time of one upstream call (a new chat session) from here, and
-    the first-answer-line time of ``turns`` turns made directly."""
+    ``turns`` turns made directly: (first answer line, solve) seconds each."""
     async with aiohttp.ClientSession() as http:
         client = DeepSeekClient(http, UpstreamSettings(base_url=base_url))
         token = await client.login(AccountConfig(email=emails(1)[0], password=PASSWORD))
@@ -71,16 +73,22 @@ async def direct_seconds(base_url: str, turns: int) -> tuple[float, list[float]]
             start = time.perf_counter()
             await client.create_session(token)
             calls.append(time.perf_counter() - start)
-        firsts = [await direct_turn(client, token) for _ in range(turns)]
-    return statistics.median(calls), firsts
+        made = [await direct_turn(client, token) for _ in range(turns)]
+    return statistics.median(calls), made
 
 
-async def direct_turn(client: DeepSeekClient, token: str) -> float:
+async def direct_turn(client: DeepSeekClient, token: str) -> tuple[float, float]:
     """Session and challenge at once, the solve, the completion: seconds to
-    its first answer line."""
+    its first answer line, and the solve's seconds."""
+    solve_s = 0.0
+
     async def solved() -> str:
+        nonlocal solve_s
         challenge = await client.create_pow_challenge(token)
-        return encode_header(challenge, await solve(challenge))
+        began = time.perf_counter()
+        answer = await solve(challenge)
+        solve_s = time.perf_counter() - began
+        return encode_header(challenge, answer)
 
     start = time.perf_counter()
     session, header = await asyncio.gather(client.create_session(token), solved())
@@ -94,7 +102,18 @@ async def direct_turn(client: DeepSeekClient, token: str) -> float:
                           or line.startswith('data: {"p":"response/fr')):
             first = time.perf_counter() - start
     stream.release()
-    return first
+    return first, solve_s
+
+
+async def proxy_turn(http: aiohttp.ClientSession, url: str) -> tuple[float, float]:
+    """One turn through ds2proxy: (first chunk, the proxy's solve) seconds."""
+    before = await solve_totals(http, url)
+    first = await first_chunk_seconds(http, url)
+    after = await solve_totals(http, url)
+    if after[1] - before[1] != 1:
+        raise RuntimeError(f"expected one solve in the turn, the proxy counted "
+                           f"{after[1] - before[1]}")
+    return first, after[0] - before[0]
 
 
 async def solve_totals(http: aiohttp.ClientSession, url: str) -> tuple[float, int]:
@@ -124,28 +143,23 @@ async def main() -> None:
             await wait_http(url + "/healthz")
             async with aiohttp.ClientSession() as http:
                 await first_chunk_seconds(http, url)  # warm-up: the login round trip
-                solved_before = await solve_totals(http, url)
-                ttfb = [await first_chunk_seconds(http, url) for _ in range(args.turns)]
-                solved_after = await solve_totals(http, url)
+                proxied = [await proxy_turn(http, url) for _ in range(args.turns)]
         rtt, direct = await direct_seconds(base_url, args.turns)
-    solves = solved_after[1] - solved_before[1]
-    if solves != args.turns:
-        raise RuntimeError(f"expected one solve per turn, the proxy counted {solves}")
-    solve_s = (solved_after[0] - solved_before[0]) / solves
-    ttfb.sort()
+    ttfb = sorted(first for first, _ in proxied)
     median = statistics.median(ttfb)
     p90 = ttfb[min(len(ttfb) - 1, int(len(ttfb) * 0.9))]
-    bound = 2 * rtt + solve_s
+    solve_s = statistics.mean(solved for _, solved in proxied)
+    beyond = statistics.median(first - 2 * rtt - solved for first, solved in proxied)
+    direct_beyond = statistics.median(first - 2 * rtt - solved for first, solved in direct)
     print(f"upstream latency per call: {args.latency * 1000:.0f} ms, PoW difficulty "
           f"{args.difficulty}, {args.turns} turns")
     print(f"time to first chunk: median {median * 1000:.1f} ms, p90 {p90 * 1000:.1f} ms")
     print(f"one round trip (measured): {rtt * 1000:.1f} ms; mean solve of these turns: "
-          f"{solve_s * 1000:.1f} ms")
-    print(f"two round trips + solve: {bound * 1000:.1f} ms; three: "
-          f"{(bound + rtt) * 1000:.1f} ms")
-    floor = statistics.median(direct)
-    print(f"the same turn made directly: median {floor * 1000:.1f} ms; ds2proxy adds "
-          f"{(median - floor) * 1000:.1f} ms")
+          f"{solve_s * 1000:.1f} ms; two round trips + that solve: "
+          f"{(2 * rtt + solve_s) * 1000:.1f} ms, three: {(3 * rtt + solve_s) * 1000:.1f} ms")
+    print(f"each turn beyond two round trips + its own solve (median): through ds2proxy "
+          f"{beyond * 1000:.1f} ms, made directly {direct_beyond * 1000:.1f} ms; ds2proxy "
+          f"adds {(beyond - direct_beyond) * 1000:.1f} ms")
 
 
 if __name__ == "__main__":
