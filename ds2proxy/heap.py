@@ -73,21 +73,33 @@ BURST = 100
 
 
 class BurstTrimmer:
-    """Trims the heap (in a thread) when the requests in flight fall to an
-    eighth of the most seen since the last trim, once that was a burst."""
+    """Settles the heap (the burst's garbage collected, then a trim in a
+    thread) when the requests in flight fall to an eighth of the most seen
+    since the last time, once that was a burst; and again when the last of
+    that burst's requests has ended, for what the tail left."""
 
     def __init__(self, burst: int = BURST) -> None:
         self.burst = burst
         self.most = 0
+        self.tail = False  # a burst drained and its last requests still run
 
     def note(self, inflight: int) -> bool:
         """Called whenever the number of requests in flight changes; True
-        when it started a trim."""
+        when a burst has just drained (and the heap was settled)."""
         if inflight > self.most:
             self.most = inflight
         elif self.most >= self.burst and inflight <= self.most // 8:
             self.most = inflight
-            collect_burst_garbage()
-            asyncio.get_running_loop().run_in_executor(None, trim)
+            self.tail = inflight > 0
+            settle()
             return True
+        elif inflight == 0 and self.tail:
+            self.tail = False
+            settle()
         return False
+
+
+def settle() -> None:
+    """Collect the garbage on the loop, then trim the heap off it."""
+    collect_burst_garbage()
+    asyncio.get_running_loop().run_in_executor(None, trim)
