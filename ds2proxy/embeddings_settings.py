@@ -20,6 +20,11 @@ RENAMED = {"deterministic": TESTING}
 TOOLS = "Tool calls and APIs"
 
 
+def _engines(cfg: Any) -> tuple[str, ...]:
+    """What the form offers: off, the test vectors, each configured provider."""
+    return ("", TESTING, *(p.name for p in cfg.providers))
+
+
 def _engine(path: str, value: str) -> str:
     name = value.strip()
     return "" if name in OFF else name
@@ -34,7 +39,7 @@ class EmbeddingsSettings:
         check=_engine,
         form=FormSpec(TOOLS, "Embeddings provider", "A configured provider (its /embeddings "
                       "serves the vectors); testing: hash-based test vectors with no meaning; "
-                      "(none): embeddings answer 501."))
+                      "(none): embeddings answer 501.", choices_of=_engines))
     model: str = setting(
         "", "The provider's embedding model id; empty: the model the client names.",
         check=lambda path, value: value.strip(),

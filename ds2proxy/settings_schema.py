@@ -38,6 +38,9 @@ class FormSpec:
     label: str
     help: str = ""  # empty: the setting's description
     example: str = ""  # placeholder of a map's text area
+    # The choices the form offers, from the whole config (e.g. the configured
+    # providers); the setting's own check still decides what is valid.
+    choices_of: Callable[[Any], tuple[str, ...]] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,6 @@ from typing import Any
 
 from ..config import Config, ConfigError, parse_config
 from ..config_fields import suggestion
-from ..embeddings import TESTING
 from ..settings_schema import Leaf, leaves, value_at
 from ..errors import InvalidRequest
 from .responses import FieldErrors
@@ -48,15 +47,12 @@ GROUP_ORDER = ("Account pool", "Account health and pacing", "Models", "Tool call
                "Long conversations", "Web chat", "Admin and diagnostics")
 
 
-EMBEDDINGS_ENGINE = "embeddings.provider"
-
-
 def _form_setting(leaf: Leaf) -> Setting:
     form = leaf.spec.form
     assert form is not None
     label = f"{leaf.label_prefix} {form.label}" if leaf.label_prefix else form.label
-    if leaf.path == EMBEDDINGS_ENGINE:  # a choice of the engines that exist: form_groups
-        return Setting(leaf.path, "choice", label, form.help or leaf.spec.doc, ("", TESTING))
+    if form.choices_of is not None:  # a choice of what the config holds: form_groups
+        return Setting(leaf.path, "choice", label, form.help or leaf.spec.doc)
     return Setting(leaf.path, leaf.entry.kind, label, form.help or leaf.spec.doc,
                    leaf.spec.choices, leaf.entry.nullable or leaf.entry.kind == "text",
                    form.example)
@@ -71,6 +67,10 @@ def _groups() -> tuple[Group, ...]:
 
 
 GROUPS: tuple[Group, ...] = _groups()
+# Settings whose form choices come from the config, and how.
+CHOICES_OF: dict[str, Callable[[Config], tuple[str, ...]]] = {
+    leaf.path: leaf.spec.form.choices_of for leaf in leaves(Config)
+    if leaf.spec.form is not None and leaf.spec.form.choices_of is not None}
 SETTINGS: dict[str, Setting] = {s.path: s for g in GROUPS for s in g.settings}
 MAPS = frozenset(p for p, s in SETTINGS.items() if s.kind == "map")
 READ_ONLY = frozenset({"admin.password_set", "admin.default_key_in_use", "env_backed",
@@ -84,12 +84,11 @@ def flat_values(cfg: Config) -> dict[str, Any]:
 
 
 def form_groups(cfg: Config) -> tuple[Group, ...]:
-    """GROUPS as the form shows them: the embeddings engine is a choice of
-    the ones that exist (off, testing, each configured provider)."""
+    """GROUPS as the form shows them, with the choices that come from the
+    config (the embeddings engine: off, testing, each configured provider)."""
     def offered(setting: Setting) -> Setting:
-        if setting.path != EMBEDDINGS_ENGINE:
-            return setting
-        return replace(setting, choices=(*setting.choices, *(p.name for p in cfg.providers)))
+        choices_of = CHOICES_OF.get(setting.path)
+        return setting if choices_of is None else replace(setting, choices=choices_of(cfg))
 
     return tuple(Group(g.title, tuple(offered(s) for s in g.settings)) for g in GROUPS)
 
