@@ -40,6 +40,7 @@ from .providers.settings import (
     PROVIDER_FIELDS,
     ModelRoute,
     ProviderSettings,
+    check_model_routes,
     parse_model_routes,
     parse_providers,
 )
@@ -198,7 +199,7 @@ class Config:
         doc="A requested model name or glob -> ordered targets: \"pool\" (the web-chat "
         "accounts) or \"<provider>:<model>\". The next target is tried only when the previous "
         "cannot serve before any output (pool exhausted, provider 429/5xx, timeout).",
-        factory=tuple, parse=lambda path, raw: ())  # checked against providers below
+        factory=tuple, parse=parse_model_routes)
     state: StateSettings = section(
         StateSettings, "Where shared runtime state lives (one process, or Redis for several).")
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
@@ -237,5 +238,5 @@ def parse_config(data: Any) -> Config:
     parsed: Config = parse_section(Config, data)
     # Settings that name each other are checked once every section is read.
     check_embeddings(parsed.embeddings, parsed.providers)
-    return replace(parsed, raw=data, state=with_env_url(parsed.state),
-                   model_routes=parse_model_routes(data, parsed.providers))
+    check_model_routes(parsed.model_routes, parsed.providers)
+    return replace(parsed, raw=data, state=with_env_url(parsed.state))

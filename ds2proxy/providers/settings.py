@@ -130,31 +130,41 @@ def _provider(item: Any, where: str) -> ProviderSettings:
     )
 
 
-def parse_model_routes(data: dict[str, Any],
-                       providers: tuple[ProviderSettings, ...]) -> tuple[ModelRoute, ...]:
-    """``model_routes`` in document order; each target names the pool or a
-    configured provider."""
-    routes = data.get("model_routes")
+def parse_model_routes(path: str, routes: Any) -> tuple[ModelRoute, ...]:
+    """``model_routes`` in document order, each target the pool or
+    ``<provider>:<model>`` (that the provider exists is checked by
+    :func:`check_model_routes` once ``providers`` is read)."""
     if routes is None:
         return ()
     if not isinstance(routes, dict):
-        raise ConfigError("model_routes", "expected an object of name → list of targets")
-    names = {p.name for p in providers}
+        raise ConfigError(path, "expected an object of name → list of targets")
     parsed: list[ModelRoute] = []
     for pattern, targets in routes.items():
         if str(pattern).startswith("_"):
             continue  # a comment, as elsewhere in the document
-        where = f"model_routes.{pattern}"
+        where = f"{path}.{pattern}"
         if not str(pattern).strip():
             raise ConfigError(where, "the model name must not be empty")
         if not isinstance(targets, list) or not targets:
             raise ConfigError(where, "expected a non-empty list of targets")
         parsed.append(ModelRoute(pattern.strip(), tuple(
-            _target(t, f"{where}[{i}]", names) for i, t in enumerate(targets))))
+            _target(t, f"{where}[{i}]") for i, t in enumerate(targets))))
     return tuple(parsed)
 
 
-def _target(value: Any, where: str, providers: set[str]) -> RouteTarget:
+def check_model_routes(routes: tuple[ModelRoute, ...],
+                       providers: tuple[ProviderSettings, ...]) -> None:
+    """Every provider a route names is configured."""
+    names = {p.name for p in providers}
+    for route in routes:
+        for i, target in enumerate(route.targets):
+            if target.provider is not None and target.provider not in names:
+                known = ", ".join(sorted(names)) or "none configured"
+                raise ConfigError(f"model_routes.{route.pattern}[{i}]",
+                                  f"unknown provider {target.provider!r} (providers: {known})")
+
+
+def _target(value: Any, where: str) -> RouteTarget:
     if not isinstance(value, str):
         raise ConfigError(where, "expected \"pool\" or \"<provider>:<model>\"")
     if value.strip() == POOL:
@@ -162,9 +172,6 @@ def _target(value: Any, where: str, providers: set[str]) -> RouteTarget:
     provider, sep, model = value.partition(":")
     if not sep or not model.strip():
         raise ConfigError(where, f"expected \"pool\" or \"<provider>:<model>\", got {value!r}")
-    if provider not in providers:
-        known = ", ".join(sorted(providers)) or "none configured"
-        raise ConfigError(where, f"unknown provider {provider!r} (providers: {known})")
     return RouteTarget(provider, model.strip())
 
 
