@@ -20,12 +20,14 @@ from ..canonical import (
     Finish,
     ReasoningDelta,
     TextDelta,
+    TextRun,
     ToolCallArgs,
     ToolCallStart,
     TurnEvent,
     Usage,
 )
 from ..errors import ProxyError
+from ..frames import PayloadRun
 from . import json_response
 from ..error_bodies import openai_error_body
 from .openai_chat import ChatStyle, chat_completion, finish_name
@@ -77,12 +79,18 @@ class ChatStreamRenderer:
         """Usage is sent only when the client asked (``include_usage``)."""
         return self.chat.include_usage
 
+    # The relay may hand over runs of answer texts as one TextRun.
+    text_runs = True
+
     def frames(self, event: TurnEvent) -> list[Any]:
-        """Chunks for one event (a plain text delta as pre-encoded bytes)."""
+        """Chunks for one event (a plain text delta as pre-encoded bytes, a
+        run of them as one PayloadRun)."""
         if (type(event) is TextDelta and self._started and self._pending is None
                 and not self._in_think and self._text_frame is not None):
             head, tail = self._text_frame
             return [head + orjson.dumps(event.text) + tail]
+        if type(event) is TextRun:
+            return self._run(event.texts)
         out: list[Any] = []
         if self.style.opening_chunk and not self._started:
             out.append(self._delta({"content": ""}))
@@ -123,6 +131,20 @@ class ChatStreamRenderer:
                 append(head + dumps(event.text) + tail)
             else:
                 out += frames(event)
+        return out
+
+    def _run(self, texts: list[str]) -> list[Any]:
+        """The chunks of a run of text deltas: the first ones the long way
+        until plain content chunks apply (the opening delta, a closing
+        think tag, a pending call), then the rest as one PayloadRun."""
+        out: list[Any] = []
+        for at, text in enumerate(texts):
+            if (self._started and self._pending is None and not self._in_think
+                    and self._text_frame is not None):
+                head, tail = self._text_frame
+                out.append(PayloadRun(head, tail, texts[at:] if at else texts))
+                break
+            out += self.frames(TextDelta(text))
         return out
 
     def error(self, error: ProxyError) -> list[Any]:
