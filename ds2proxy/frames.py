@@ -31,8 +31,9 @@ class PayloadRun:
         head, tail, dumps = self.head, self.tail, orjson.dumps
         return [head + dumps(text) + tail for text in self.texts]
 
-    def joined(self, sep: bytes) -> bytes:
-        """``sep.join(self.payloads())``, built from one encode of the texts.
+    def joined(self, sep: bytes, before: bytes = b"", after: bytes = b"") -> bytes:
+        """``before + sep.join(self.payloads()) + after``, built from one
+        encode of the texts and copied once (a writer's framing around it).
 
         In the encoded list ``["t1","t2",…]`` every ``"`` is a string
         delimiter unless a text holds a quote (then it is written ``\\"``).
@@ -45,7 +46,7 @@ class PayloadRun:
         """
         encoded = orjson.dumps(self.texts)
         if b'\\"' in encoded or len(encoded) < 4:
-            return sep.join(self.payloads())
+            return b"".join([before, sep.join(self.payloads()), after])
         head, tail = self.head, self.tail
-        inner = encoded[2:-1].replace(_BOUNDARY, b'"' + tail + sep + head + b'"')
-        return head + b'"' + inner + tail
+        inner = encoded[2:-1].replace(_BOUNDARY, b"".join([b'"', tail, sep, head, b'"']))
+        return b"".join([before, head, b'"', inner, tail, after])

@@ -292,7 +292,7 @@ class SSEWriter(StreamWriter):
         if type(frame) is bytes and b"\n" not in frame:  # pre-encoded JSON
             return b"data: " + frame + b"\n\n"
         if type(frame) is PayloadRun:  # pre-encoded JSON payloads, framed at once
-            return b"data: " + frame.joined(b"\n\ndata: ") + b"\n\n"
+            return frame.joined(b"\n\ndata: ", b"data: ", b"\n\n")
         if type(frame) is tuple:
             event, frame = frame
             return self._event(frame, event)

@@ -86,6 +86,7 @@ def test_a_payload_run_joins_as_its_payloads(texts, sep):
     payloads = run.payloads()
     assert payloads == [b'{"a":[{"c":' + orjson.dumps(t) + b'}],"z":null}' for t in texts]
     assert run.joined(sep) == sep.join(payloads)
+    assert run.joined(sep, b"<", b">") == b"<" + sep.join(payloads) + b">"
 
 
 def sse_bytes(frames: list) -> bytes:
