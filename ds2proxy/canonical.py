@@ -220,9 +220,10 @@ class TextDelta:
 @dataclass(frozen=True, slots=True)
 class TextRun:
     """Several answer deltas as one event: exactly ``TextDelta(t)`` for each
-    of ``texts`` (none empty), in order. Only a stream consumer that asked
-    for runs gets one (the relay, for a renderer with ``text_runs``); it
-    spares a long answer an object per delta on its hottest path."""
+    of ``texts`` (none empty), in order. Only a consumer that asked for
+    runs gets one (the relay, for a renderer with ``text_runs``, and the
+    turn's own ``collect``); it spares a long answer an object per delta on
+    its hottest path. Plugins iterating a turn themselves never see one."""
 
     texts: list[str]
 

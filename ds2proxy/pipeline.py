@@ -370,6 +370,7 @@ class Turn:
     async def collect(self) -> TurnResult:
         """The whole turn; errors raise (nothing has been sent to the client)."""
         collector = TurnCollector()
+        self._text_runs = True  # the collector takes TextRun events
         async for batch in self.batches():
             for event in batch:
                 collector.add(event)
