@@ -27,14 +27,18 @@ _TOKEN_LINE = 'data: {"v":"'
 _TOKEN_RUN = re.compile(
     r'(?:data: \{"v":"[^"\\\x00-\x1f]*+(?:\\.[^"\\\x00-\x1f]*+)*+"\}\n\n?)+')
 _RUN_JOINT = '}\ndata: {"v":'
+_TEXT_JOINT = '"}\ndata: {"v":"'
 
 
 def run_texts(run: str) -> list[str] | None:
     """The texts of a run of token lines matched by ``_TOKEN_RUN``, decoded
     as one JSON array; None when one of them is not valid JSON (a bad
-    escape, a lone surrogate), which each line's own decode would refuse."""
+    escape, a lone surrogate), which each line's own decode would refuse.
+    ASCII without a backslash decodes to itself: it is only split."""
     if "\n\n" in run:
         run = run.replace("\n\n", "\n")
+    if run.isascii() and "\\" not in run:
+        return run[12:-3].split(_TEXT_JOINT)
     try:
         texts = orjson.loads("[" + run[11:-2].replace(_RUN_JOINT, ",") + "]")
     except orjson.JSONDecodeError:
