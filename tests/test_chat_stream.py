@@ -48,6 +48,30 @@ def test_text_chunks_match_the_general_path(style, include_usage):
         assert frame == orjson.dumps(renderer._chunk({"content": text}))
 
 
+@pytest.mark.parametrize("style", [ChatStyle(), DEGPT], ids=["openai", "degpt"])
+@pytest.mark.parametrize("include_usage", [False, True])
+def test_reasoning_chunks_match_the_general_path(style, include_usage):
+    chat = ChatRequest(model=MODEL, messages=[Message("user", [TextPart("hi")])], stream=True,
+                       include_usage=include_usage)
+    renderer = ChatStreamRenderer(chat, "turn-1", 1700000000, style)
+    first = renderer.frames(ReasoningDelta("start"))
+    assert all(isinstance(frame, dict) for frame in first)  # the opening goes the long way
+    for text in [*TEXTS, ""]:
+        [frame] = renderer.frames(ReasoningDelta(text))
+        assert isinstance(frame, bytes)
+        assert frame == orjson.dumps(renderer._chunk({"reasoning_content": text}))
+    renderer.frames(ToolCallStart(0, "call_1", "read"))  # a pending call: the long way
+    assert all(isinstance(f, dict) for f in renderer.frames(ReasoningDelta("after")))
+
+
+def test_inline_reasoning_takes_the_long_way():
+    chat = ChatRequest(model=MODEL, messages=[Message("user", [TextPart("hi")])], stream=True)
+    renderer = ChatStreamRenderer(chat, "turn-1", 1700000000, LM)
+    renderer.frames(ReasoningDelta("a"))
+    [frame] = renderer.frames(ReasoningDelta("b"))
+    assert frame == renderer._chunk({"content": "b"})
+
+
 EVENTS = [ReasoningDelta("think"), TextDelta("a"), TextDelta("b"), ReasoningDelta("more"),
           TextDelta("c"), ToolCallStart(0, "call_1", "read"), ToolCallArgs(0, "{}"),
           TextDelta("after"), TextDelta(""), Usage(3, 4), Finish("stop")]

@@ -3,9 +3,9 @@ payloads, and the answer to a chat request from an open turn.
 
 Shared by every surface with chat-completions semantics (``/v1``,
 ``/api/v1``, ``/lm/v2``); each one's variations are a :class:`ChatStyle`.
-A plain text delta, nearly every chunk of a stream, is rendered from a
-pre-encoded template (the bytes around its text), not built and encoded as
-a dict each time.
+A plain text or reasoning delta, nearly every chunk of a stream, is
+rendered from a pre-encoded template (the bytes around its text), not built
+and encoded as a dict each time.
 """
 
 from __future__ import annotations
@@ -51,9 +51,15 @@ class ChatStreamRenderer:
         self._pending: ToolCallStart | None = None
         self._in_think = False
         self._usage: Usage | None = None
-        # The bytes of a content chunk around its text, once started.
-        around = orjson.dumps(self._chunk({"content": _HOLE})).split(orjson.dumps(_HOLE))
-        self._text_frame = (around[0], around[1]) if len(around) == 2 else None
+        # The bytes of a content (reasoning) chunk around its text, once started.
+        self._text_frame = self._around("content")
+        self._reasoning_frame = None if self.style.reasoning_inline else self._around(
+            "reasoning_content")
+
+    def _around(self, key: str) -> tuple[bytes, bytes] | None:
+        """The bytes of a chunk whose delta is ``{key: text}``, before and after the text."""
+        around = orjson.dumps(self._chunk({key: _HOLE})).split(orjson.dumps(_HOLE))
+        return (around[0], around[1]) if len(around) == 2 else None
 
     def _chunk(self, delta: dict, finish: str | None = None) -> dict:
         if self.style.content_always and "content" not in delta:
@@ -83,14 +89,18 @@ class ChatStreamRenderer:
     text_runs = True
 
     def frames(self, event: TurnEvent) -> list[Any]:
-        """Chunks for one event (a plain text delta as pre-encoded bytes, a
-        run of them as one PayloadRun)."""
+        """Chunks for one event (a plain text or reasoning delta as
+        pre-encoded bytes, a run of text deltas as one PayloadRun)."""
         if (type(event) is TextDelta and self._started and self._pending is None
                 and not self._in_think and self._text_frame is not None):
             head, tail = self._text_frame
             return [head + orjson.dumps(event.text) + tail]
         if type(event) is TextRun:
             return self._run(event.texts)
+        if (type(event) is ReasoningDelta and self._started and self._pending is None
+                and self._reasoning_frame is not None):
+            head, tail = self._reasoning_frame
+            return [head + orjson.dumps(event.text) + tail]
         out: list[Any] = []
         if self.style.opening_chunk and not self._started:
             out.append(self._delta({"content": ""}))
