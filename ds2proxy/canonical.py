@@ -218,6 +218,20 @@ class TextDelta:
 
 
 @dataclass(frozen=True, slots=True)
+class TextRun:
+    """Several answer deltas as one event: exactly ``TextDelta(t)`` for each
+    of ``texts`` (none empty), in order. Only a consumer that asked for
+    runs gets one (the relay, for a renderer with ``text_runs``, and the
+    turn's own ``collect``); it spares a long answer an object per delta on
+    its hottest path. Plugins iterating a turn themselves never see one."""
+
+    texts: list[str]
+
+    def deltas(self) -> list[TextDelta]:
+        return [TextDelta(text) for text in self.texts]
+
+
+@dataclass(frozen=True, slots=True)
 class ToolCallStart:
     """A call begins. ``index`` counts calls across the whole response."""
 
@@ -272,6 +286,7 @@ class Finish:
 TurnEvent = (
     ReasoningDelta
     | TextDelta
+    | TextRun
     | ToolCallStart
     | ToolCallArgs
     | ToolCallEnd

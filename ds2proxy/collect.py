@@ -16,6 +16,7 @@ from .canonical import (
     FinishReason,
     ReasoningDelta,
     TextDelta,
+    TextRun,
     ToolCallArgs,
     ToolCallStart,
     TurnEvent,
@@ -41,6 +42,8 @@ class TurnCollector:
     def add(self, event: TurnEvent) -> None:
         if isinstance(event, TextDelta):
             self._add_text(event.text)
+        elif type(event) is TextRun:
+            self._add_texts(event.texts)
         elif isinstance(event, ReasoningDelta):
             self._reasoning.append(event.text)
         elif isinstance(event, ToolCallStart):
@@ -63,6 +66,13 @@ class TurnCollector:
             self._segments[-1][1].append(text)
         else:
             self._segments.append(("text", [text]))
+
+    def _add_texts(self, texts: list[str]) -> None:
+        self._text += texts
+        if self._segments and self._segments[-1][0] == "text":
+            self._segments[-1][1].extend(texts)
+        else:
+            self._segments.append(("text", list(texts)))
 
     def result(self, turn_id: str) -> TurnResult:
         result = TurnResult(

@@ -81,8 +81,9 @@ class Turn:
         self._heard = False
         self._closed = False
         self.filter_template = ""
-        # Set by count_usage_after(): usage is not part of the stream.
-        self._usage_after = False
+        # Set by count_usage_after() (usage is not part of the stream) and by
+        # take_text_runs() (the consumer renders TextRun events).
+        self._usage_after = self._text_runs = False
 
     # -- prompt ----------------------------------------------------------------
 
@@ -181,6 +182,10 @@ class Turn:
         (exact all the same; a long answer is counted off the loop)."""
         self._usage_after = True
 
+    def take_text_runs(self) -> None:
+        """Hand runs of plain answer texts over as one TextRun each (the relay asks)."""
+        self._text_runs = True
+
     async def events(self) -> AsyncIterator[TurnEvent]:
         """Canonical events, one by one (see :meth:`batches`)."""
         async for batch in self.batches():
@@ -222,6 +227,7 @@ class Turn:
         self._parser = StreamParser(thinking_enabled=self.chat.thinking_enabled)
         shaper = TurnShaper(self.chat, settings, self.prompt_tokens, self._citations)
         shaper.usage_after = self._usage_after
+        shaper.text_runs = self._text_runs
         return shaper
 
     def _citations(self) -> list[tuple[int, str, str]]:
@@ -364,6 +370,7 @@ class Turn:
     async def collect(self) -> TurnResult:
         """The whole turn; errors raise (nothing has been sent to the client)."""
         collector = TurnCollector()
+        self._text_runs = True  # the collector takes TextRun events
         async for batch in self.batches():
             for event in batch:
                 collector.add(event)

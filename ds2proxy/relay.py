@@ -50,6 +50,8 @@ class Renderer(Protocol):
 
     # Optional: ``frames_of(batch)``, the frames of several events at once,
     # exactly those of ``frames`` for each in turn (for a hot text path);
+    # ``text_runs = True`` when ``frames`` takes TextRun events (a turn that
+    # can hands over runs of answer texts as one; see canonical.TextRun);
     # ``usage_in_stream = False`` when the client receives no usage (the turn
     # then counts it after the stream ended, not before the finish frame).
 
@@ -73,6 +75,10 @@ async def relay(writer: StreamWriter, turn: EventSource,
         count_after = getattr(turn, "count_usage_after", None)
         if count_after is not None:
             count_after()
+    if getattr(renderer, "text_runs", False):
+        take_runs = getattr(turn, "take_text_runs", None)
+        if take_runs is not None:
+            take_runs()
     try:
         render = renderer.frames
         # A renderer may render a whole batch at once (the same frames).

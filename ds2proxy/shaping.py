@@ -21,6 +21,7 @@ from .canonical import (
     FinishReason,
     ReasoningDelta,
     TextDelta,
+    TextRun,
     ToolCallStart,
     TurnEvent,
     Usage,
@@ -83,6 +84,8 @@ class TurnShaper:
         # The client does not receive usage: tail() leaves it out, and the
         # turn has it counted after the response ended (see usage()).
         self.usage_after = False
+        # The consumer takes a run of plain answer texts as one TextRun.
+        self.text_runs = False
 
     # -- inputs --------------------------------------------------------------
 
@@ -114,7 +117,8 @@ class TurnShaper:
     def on_answers(self, texts: list[str]) -> list[TurnEvent]:
         """:meth:`on_answer` for each text in turn; plain texts (nothing
         held, no character that could start a marker, no limit) in one go:
-        one count and one scan for the run, a delta per text."""
+        one count and one scan for the run, a delta per text (one TextRun
+        for them all when ``text_runs`` is set)."""
         if (self._plain and not self.chat.max_tokens and not self.rewriter.held
                 and not self.cleaner.pending):
             joined = "".join(texts)
@@ -124,6 +128,8 @@ class TurnShaper:
                 if not self.shown:
                     self._show(joined)
                 self.emitted += len(texts)
+                if self.text_runs:
+                    return [TextRun(texts)] if texts else []
                 return [TextDelta(text) for text in texts]
         events: list[TurnEvent] = []
         for text in texts:

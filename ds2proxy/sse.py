@@ -28,6 +28,8 @@ from typing import Any, TypeVar
 import orjson
 from aiohttp import web
 
+from .frames import PayloadRun
+
 T = TypeVar("T")
 log = logging.getLogger("ds2proxy.sse")
 
@@ -289,6 +291,8 @@ class SSEWriter(StreamWriter):
         """A payload, or an ``(event name, payload)`` pair for a named event."""
         if type(frame) is bytes and b"\n" not in frame:  # pre-encoded JSON
             return b"data: " + frame + b"\n\n"
+        if type(frame) is PayloadRun:  # pre-encoded JSON payloads, framed at once
+            return frame.joined(b"\n\ndata: ", b"data: ", b"\n\n")
         if type(frame) is tuple:
             event, frame = frame
             return self._event(frame, event)
@@ -365,6 +369,8 @@ class JSONArrayWriter(StreamWriter):
         return b"["
 
     def encode(self, frame: Any) -> bytes:
+        if type(frame) is PayloadRun:
+            return b"".join([self.encode(payload) for payload in frame.payloads()])
         sep = b",\r\n" if self._items else b""
         self._items += 1
         return self._open() + sep + _json(frame)

@@ -39,6 +39,8 @@ def boundaries(text: str, lo: int = 0) -> Iterator[int]:
     """The safe boundaries of ``text`` at or after ``lo``, ascending, inside
     the text (never 0 nor its length)."""
     if text.isascii():
+        if text.find(" ", lo) < 0 and text.find("\n", lo) < 0:
+            return iter(())  # one long word (or code without spaces): no scan
         # No CJK run: every match is one character whose end is the boundary.
         # Lazy, as callers often take only the first (a list made cutting a
         # long text into many segments quadratic).

@@ -2,7 +2,8 @@
 
 The reference below appends to strings (the obvious, quadratic way); the
 collector keeps fragments and joins them once. Both must build the same
-TurnResult for long and adversarial event sequences.
+TurnResult for long and adversarial event sequences, with runs of text
+handed over as TextRun events too.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from ds2proxy.canonical import (
     Finish,
     ReasoningDelta,
     TextDelta,
+    TextRun,
     ToolCallArgs,
     ToolCallStart,
     TurnEvent,
@@ -108,3 +110,31 @@ def test_one_huge_answer_is_every_chunk_in_order() -> None:
 
 def test_nothing_collected_keeps_the_defaults() -> None:
     assert collected([]) == TurnResult(id="t")
+
+
+def as_runs(events: list[TurnEvent], rng: random.Random) -> list[TurnEvent]:
+    """Runs of consecutive non-empty text deltas as TextRun events, cut at random."""
+    out: list[TurnEvent] = []
+    for event in events:
+        if isinstance(event, TextDelta) and event.text:
+            last = out[-1] if out else None
+            if type(last) is TextRun and rng.random() < 0.8:
+                last.texts.append(event.text)
+            else:
+                out.append(TextRun([event.text]))
+        else:
+            out.append(event)
+    return out
+
+
+def test_text_runs_fold_as_their_deltas() -> None:
+    """A TextRun (what the turn hands a collecting caller) folds as the
+    TextDelta of each of its texts, segments included."""
+    rng = random.Random(1205)
+    for _ in range(300):
+        events = [e for e in random_events(rng, rng.randint(0, 80))
+                  if not (isinstance(e, TextDelta) and not e.text)]
+        runs = as_runs(events, rng)
+        assert collected(runs) == reference_fold(events)
+        assert any(type(e) is TextRun for e in runs) or not any(
+            isinstance(e, TextDelta) for e in events)

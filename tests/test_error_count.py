@@ -11,6 +11,7 @@ import pytest
 from ds2proxy.testing import Delivery, Scripted
 from ds2proxy.testing.clients import anthropic_client, openai_client
 
+from admin_util import wait_until
 from conftest import ACCOUNTS
 
 DROPPED = Scripted(answer="never seen", delivery=Delivery(drop_after=0))
@@ -53,6 +54,9 @@ async def test_a_request_failing_after_output_counts_once(proxy, fake_upstream, 
     with pytest.raises(openai.APIError) as info:
         await chat(proxy, stream)
     assert "ended before the answer was complete" in str(info.value)
+    # The client can read the in-band error and the end of the stream before
+    # the handler has returned to the route wrapper that records it.
+    await wait_until(lambda: errors(proxy) >= 1)
     assert errors(proxy) == 1
     assert proxy.core.pool.inflight == 0
 
@@ -67,6 +71,7 @@ async def test_an_in_band_anthropic_error_counts_once(proxy, fake_upstream):
             async for delta in stream.text_stream:
                 text += delta
     assert text, "the failure was meant to come after output"
+    await wait_until(lambda: errors(proxy) >= 1)
     assert errors(proxy) == 1
     recent = proxy.core.monitor.snapshot()["recent_errors"]
     assert len(recent) == 1 and recent[0]["path"] == "/v1/messages"

@@ -1,5 +1,6 @@
 """The shared stream writer: keep-alives while the upstream is silent, and a
-client that leaves during the silence releases its account lease."""
+client that leaves during the silence releases its account lease; runs of
+frames (a PayloadRun among them) framed as each frame alone."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ import json
 import weakref
 
 import aiohttp
+import orjson
 from aiohttp.test_utils import make_mocked_request
 
 from ds2proxy import heap, sse
-from ds2proxy.sse import SSEWriter
+from ds2proxy.frames import PayloadRun
+from ds2proxy.sse import JSONArrayWriter, SSEWriter
 from ds2proxy.testing import Delivery, Scripted
 
 USER = [{"role": "user", "content": "hi"}]
@@ -150,6 +153,22 @@ async def test_a_run_of_frames_is_framed_as_each_frame_alone():
         await writer.send_all(frames)
         assert b"".join(writer.payloads) == b"".join(writer.encode(f) for f in frames)
         assert len(writer.payloads) == (1 if frames else 0)
+
+
+RUN = PayloadRun(b'{"d":{"content":', b'}}', ["a", '"q"', ",", "\\", "ü"])
+
+
+async def test_a_payload_run_is_framed_as_its_payloads():
+    """SSE frames a run at once exactly as its payloads one by one; the JSON
+    array writer (which never gets one from the core) writes its payloads."""
+    writer = _Captured()
+    await writer.send_all([{"role": 1}, RUN, b'{"e":5}'])
+    assert b"".join(writer.payloads) == b"".join(
+        writer.encode(f) for f in [{"role": 1}, *RUN.payloads(), b'{"e":5}'])
+    array, one_by_one = (JSONArrayWriter(make_mocked_request("GET", "/")) for _ in range(2))
+    body = array.encode(RUN) + array.closing()
+    assert body == b"".join(one_by_one.encode(p) for p in RUN.payloads()) + one_by_one.closing()
+    assert orjson.loads(body) == [{"d": {"content": text}} for text in RUN.texts]
 
 
 def test_a_finished_request_is_freed_without_the_cycle_collector():

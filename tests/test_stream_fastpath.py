@@ -69,16 +69,28 @@ def expanded(events: list) -> list:
     return out
 
 
+class RunCountingParser(StreamParser):
+    """Counts the tokens taken in runs of lines (one match, one decode)."""
+
+    run_tokens = 0
+
+    def _take_run(self, texts: list[str], kind: Any, out: list) -> bool:
+        done = super()._take_run(texts, kind, out)
+        self.run_tokens += len(texts) if done else 0
+        return done
+
+
 def parse_reads(rounds: Sequence[bytes], *, thinking: bool, seed: int) -> Reconstruction:
     """As the pipeline reads: bodies cut into reads of random sizes, the
     complete lines of each read fed at once (the inline token path), odd
-    seeds with answer tokens handed over in runs."""
+    seeds with answer tokens handed over in runs, seeds from 4 on with the
+    blank lines kept (as a capturing stream reads them)."""
     rng = random.Random(seed)
-    result = Reconstruction(StreamParser(thinking_enabled=thinking))
+    result = Reconstruction(RunCountingParser(thinking_enabled=thinking))
     result.parser.answer_runs = seed % 2 == 1
     for body in rounds:
         result.parser.start_round()
-        cutter = LineCutter(for_parser=True)
+        cutter = LineCutter(for_parser=seed < 4)
         at = 0
         while at < len(body):
             step = rng.choice([1, 5, 40, 300, 4096, len(body)])
@@ -99,11 +111,12 @@ def assert_same(rounds: Sequence[bytes], *, thinking: bool = True,
     assert fast.events == slow.events
     assert state(fast) == state(slow)
     assert fast.parser.taken >= min_taken
-    for seed in range(4):
+    for seed in range(6):
         batched = parse_reads(rounds, thinking=thinking, seed=seed)
         assert batched.events == slow.events
         assert state(batched) == state(slow)
         assert batched.parser.fast_tokens >= min_taken
+        assert batched.parser.run_tokens >= min_taken // 2
     return fast
 
 
@@ -382,3 +395,71 @@ def test_runs_hold_only_consecutive_answer_tokens() -> None:
     events = [e for e in parser.feed_lines(lines) if not isinstance(e, StatusChanged)]
     assert events == [TextChunk("thinking", "t"), TextChunk("thinking", "u"),
                       TextChunk("answer", "a"), ["b", "c"], TextChunk("answer", "d"), ["e"]]
+
+
+# -- runs of token lines (one match and one decode for many lines) ---------------
+
+ODD_LINES = [
+    'data: {"v":"a\tb"}', 'data: {"v":"\\q"}', 'data: {"v":"\\ud800"}', 'data: {"v":"\\udc00x"}',
+    'data: {"v":"\\ud83d\\ude00"}', 'data: {"v":"\\/\\b\\f\\n\\r\\t\\u0041"}',
+    'data: {"v":"a"} ', 'data: {"v":"a","x":1}', 'data: {"v":"a"}\r', "", "",
+    'data: {"v":"unterminated', 'data: {"v":""}', 'data: {"v":"\\\\"}', 'data: {"v":"\\""}',
+    'data: {"v" :"a"}', 'data:{"v":"a"}', 'data: {"v":"a"}}', 'data: {"v":"x\\',
+    'data: {"v":"\\u00"}', 'data: {"v":"}\\ndata: {\\"v\\":\\""}', 'data: {"v":"\x7f\u2028"}',
+    ": comment", "event: update_session", 'data: {"v":"CONTENT_"}',
+    'data: {"v":"\\u0043ONTENT_FILTER"}', 'data: {"v":"ab\\u0000"}',
+]
+
+
+def odd_round(rng: random.Random, lines: int) -> bytes:
+    """Compact token lines mixed with ones that look like them and are not
+    (bad escapes, lone surrogates, control characters, stray spaces,
+    blank lines), a few that leak the marker near the end."""
+    frames: list[Any] = opening(frag(1, rng.choice(["THINK", "RESPONSE"])))
+    frames.append({"p": CONTENT, "o": "APPEND", "v": "start"})
+    for n in range(lines):
+        roll = rng.random()
+        if roll < 0.15:
+            frames.append(rng.choice(ODD_LINES))
+        elif roll < 0.17:
+            frames.append({"p": "response/fragments", "o": "APPEND",
+                           "v": [frag(n + 2, rng.choice(["THINK", "RESPONSE"]), "")]})
+            frames.append({"p": CONTENT, "o": "APPEND", "v": "new"})
+        else:
+            frames.append({"v": rng.choice(ODD_TOKENS[:-1]) if rng.random() < 0.2 else f"w{n} "})
+    if rng.random() < 0.3:
+        frames.append('data: {"v":"so CONTENT_FILTER"}')
+        frames.append({"v": "after"})
+    frames.append(FINISHED)
+    return body(*frames)
+
+
+def test_runs_with_lookalike_lines_parse_identically() -> None:
+    rng = random.Random(7)
+    for _ in range(60):
+        assert_same([odd_round(rng, rng.randint(20, 400))], min_taken=0)
+
+
+def test_long_runs_with_lookalike_lines_parse_identically() -> None:
+    rng = random.Random(8)
+    assert_same([odd_round(rng, 8000), odd_round(rng, 3000)], thinking=False, min_taken=1000)
+
+
+def test_a_run_is_taken_in_one_go_and_a_refused_run_line_by_line() -> None:
+    """A read of compact tokens is one run, cut by a line that is not one (a
+    raw tab); a run that will not decode (a lone surrogate) or holds the
+    marker goes line by line, with the same events."""
+    head = body(*opening(frag(1, "RESPONSE")), {"p": CONTENT, "o": "APPEND", "v": "a"})
+    tokens = [f'data: {{"v":"t{n}"}}' for n in range(300)]
+    for bad, runs in [(None, 300), ('data: {"v":"a\tb"}', 300), ('data: {"v":"\\ud800"}', 0),
+                      ('data: {"v":"CONTENT_FILTER"}', 0)]:
+        lines = tokens[:150] + ([bad] if bad else []) + tokens[150:]
+        rounds = [head + ("\n\n".join(lines) + "\n\n").encode() + body(FINISHED)]
+        slow = parse(rounds, fast=False)
+        batched = Reconstruction(RunCountingParser())
+        batched.parser.answer_runs = True
+        batched.parser.start_round()
+        for chunk in [head, ("\n".join(lines) + "\n").encode(), body(FINISHED)]:
+            batched.events += expanded(batched.parser.feed_lines(lines_of(chunk)))
+        assert batched.events == slow.events
+        assert batched.parser.run_tokens == runs

@@ -10,6 +10,8 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 from aiohttp import web
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ds2proxy.upstream.client import UpstreamStream
 from ds2proxy.upstream.events import TextChunk
@@ -123,6 +125,31 @@ def test_blank_lines_after_other_fields_are_kept() -> None:
         "event: ready", "", 'data: {"v": 1}', ": comment", "", "event: x", "",
         "data: [DONE]"]
 
+
+def kept_for_parser(lines: list[str]) -> list[str]:
+    """The parser's filter, line by line: a blank line right after a data line goes."""
+    return [line for n, line in enumerate(lines)
+            if line or n == 0 or not lines[n - 1].startswith("data:")]
+
+
+LINE_KINDS = ['data: {"v":"ab"}', "data:", "data: [DONE]", "", "", "event: ready", ": data:",
+              "xdata:", " data:", "data\u00fc", "ü"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(LINE_KINDS), min_size=1, max_size=40), st.integers(0, 3))
+def test_lines_for_the_parser_match_the_filter_line_by_line(kinds, pattern):
+    """The block-wide shortcut (data lines each followed by a blank one)
+    keeps what the line-by-line filter keeps, whatever the block holds."""
+    from ds2proxy.upstream.lines import split_lines
+
+    if pattern == 1:  # the common shape, maybe with a leading blank line
+        kinds = [line for kind in kinds for line in ('data: {"v":"' + kind + '"}', "")]
+    elif pattern == 2:
+        kinds = ["", *[line for kind in kinds for line in ("data: " + kind, "")]][:-1]
+    block = "\n".join(kinds).encode()
+    assert split_lines(block, for_parser=True) == kept_for_parser(kinds)
+    assert split_lines(block) == kinds
 
 
 async def test_a_large_read_reaches_the_consumer_in_slices():

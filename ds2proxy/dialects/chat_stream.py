@@ -3,9 +3,9 @@ payloads, and the answer to a chat request from an open turn.
 
 Shared by every surface with chat-completions semantics (``/v1``,
 ``/api/v1``, ``/lm/v2``); each one's variations are a :class:`ChatStyle`.
-A plain text delta, nearly every chunk of a stream, is rendered from a
-pre-encoded template (the bytes around its text), not built and encoded as
-a dict each time.
+A plain text or reasoning delta, nearly every chunk of a stream, is
+rendered from a pre-encoded template (the bytes around its text), not built
+and encoded as a dict each time.
 """
 
 from __future__ import annotations
@@ -20,12 +20,14 @@ from ..canonical import (
     Finish,
     ReasoningDelta,
     TextDelta,
+    TextRun,
     ToolCallArgs,
     ToolCallStart,
     TurnEvent,
     Usage,
 )
 from ..errors import ProxyError
+from ..frames import PayloadRun
 from . import json_response
 from ..error_bodies import openai_error_body
 from .openai_chat import ChatStyle, chat_completion, finish_name
@@ -49,9 +51,15 @@ class ChatStreamRenderer:
         self._pending: ToolCallStart | None = None
         self._in_think = False
         self._usage: Usage | None = None
-        # The bytes of a content chunk around its text, once started.
-        around = orjson.dumps(self._chunk({"content": _HOLE})).split(orjson.dumps(_HOLE))
-        self._text_frame = (around[0], around[1]) if len(around) == 2 else None
+        # The bytes of a content (reasoning) chunk around its text, once started.
+        self._text_frame = self._around("content")
+        self._reasoning_frame = None if self.style.reasoning_inline else self._around(
+            "reasoning_content")
+
+    def _around(self, key: str) -> tuple[bytes, bytes] | None:
+        """The bytes of a chunk whose delta is ``{key: text}``, before and after the text."""
+        around = orjson.dumps(self._chunk({key: _HOLE})).split(orjson.dumps(_HOLE))
+        return (around[0], around[1]) if len(around) == 2 else None
 
     def _chunk(self, delta: dict, finish: str | None = None) -> dict:
         if self.style.content_always and "content" not in delta:
@@ -77,11 +85,21 @@ class ChatStreamRenderer:
         """Usage is sent only when the client asked (``include_usage``)."""
         return self.chat.include_usage
 
+    # The relay may hand over runs of answer texts as one TextRun.
+    text_runs = True
+
     def frames(self, event: TurnEvent) -> list[Any]:
-        """Chunks for one event (a plain text delta as pre-encoded bytes)."""
+        """Chunks for one event (a plain text or reasoning delta as
+        pre-encoded bytes, a run of text deltas as one PayloadRun)."""
         if (type(event) is TextDelta and self._started and self._pending is None
                 and not self._in_think and self._text_frame is not None):
             head, tail = self._text_frame
+            return [head + orjson.dumps(event.text) + tail]
+        if type(event) is TextRun:
+            return self._run(event.texts)
+        if (type(event) is ReasoningDelta and self._started and self._pending is None
+                and self._reasoning_frame is not None):
+            head, tail = self._reasoning_frame
             return [head + orjson.dumps(event.text) + tail]
         out: list[Any] = []
         if self.style.opening_chunk and not self._started:
@@ -123,6 +141,20 @@ class ChatStreamRenderer:
                 append(head + dumps(event.text) + tail)
             else:
                 out += frames(event)
+        return out
+
+    def _run(self, texts: list[str]) -> list[Any]:
+        """The chunks of a run of text deltas: the first ones the long way
+        until plain content chunks apply (the opening delta, a closing
+        think tag, a pending call), then the rest as one PayloadRun."""
+        out: list[Any] = []
+        for at, text in enumerate(texts):
+            if (self._started and self._pending is None and not self._in_think
+                    and self._text_frame is not None):
+                head, tail = self._text_frame
+                out.append(PayloadRun(head, tail, texts[at:] if at else texts))
+                break
+            out += self.frames(TextDelta(text))
         return out
 
     def error(self, error: ProxyError) -> list[Any]:

@@ -11,6 +11,7 @@ token as a short one.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Hashable
 from typing import Any
 
@@ -20,7 +21,29 @@ from .events import TextChunk, TextKind, UpstreamEvent
 from .stream_text import LEAK_MARKER, TextTracker, fragments_of
 from .patch_ops import APPEND, TAIL_CONTENT, Cursor
 
-_DATA_OBJECT = "data: {"
+_TOKEN_LINE = 'data: {"v":"'
+# Compact token lines, each maybe followed by a blank line (no raw newline
+# or control character can occur in a JSON string, so neither splits one).
+_TOKEN_RUN = re.compile(
+    r'(?:data: \{"v":"[^"\\\x00-\x1f]*+(?:\\.[^"\\\x00-\x1f]*+)*+"\}\n\n?)+')
+_RUN_JOINT = '}\ndata: {"v":'
+_TEXT_JOINT = '"}\ndata: {"v":"'
+
+
+def run_texts(run: str) -> list[str] | None:
+    """The texts of a run of token lines matched by ``_TOKEN_RUN``, decoded
+    as one JSON array; None when one of them is not valid JSON (a bad
+    escape, a lone surrogate), which each line's own decode would refuse.
+    ASCII without a backslash decodes to itself: it is only split."""
+    if "\n\n" in run:
+        run = run.replace("\n\n", "\n")
+    if run.isascii() and "\\" not in run:
+        return run[12:-3].split(_TEXT_JOINT)
+    try:
+        texts = orjson.loads("[" + run[11:-2].replace(_RUN_JOINT, ",") + "]")
+    except orjson.JSONDecodeError:
+        return None
+    return texts
 
 
 class TokenFastPath:
@@ -47,66 +70,68 @@ class TokenFastPath:
     def feed_line(self, line: str) -> list[UpstreamEvent]:
         raise NotImplementedError
 
-    def _data_into(self, value: str, out: list[UpstreamEvent]) -> None:
-        raise NotImplementedError
-
-    def _general(self, payload: Any, event: str, out: list[UpstreamEvent]) -> None:
-        raise NotImplementedError
-
     def feed_lines(self, lines: list[str]) -> list[UpstreamEvent | list[str]]:
         """The events of several lines, in order (one call per read).
 
-        Token lines are taken inline while the fast path holds: its checks
-        are of state that only a line off the fast path can change, so they
-        are made once per run of tokens, not per token. With
-        ``answer_runs`` set, consecutive answer tokens come as one list of
-        their texts instead of a TextChunk each (for a consumer that takes
-        a run in one go).
+        While the fast path holds, a run of compact token lines
+        (``data: {"v":"…"}``, each maybe followed by the blank line that
+        ends its event) is taken whole: one pattern match over the lines
+        joined and one JSON decode of all their texts, its checks made once
+        for the run (they are of state only a line off the fast path can
+        change). Any other line, or a run that does not decode or holds a
+        leaked marker, goes line by line, exactly as :meth:`feed_line`.
+        With ``answer_runs`` set, consecutive answer tokens come as one
+        list of their texts instead of a TextChunk each (for a consumer
+        that takes a run in one go).
         """
         out: list[UpstreamEvent | list[str]] = []
-        append, pending = out.append, self._pending
         tail = self._fast_tail()
-        run: list[str] = []
-        taken = 0
-        for line in lines:
-            # A token line goes straight to the JSON step ("\r" is JSON whitespace).
-            if not line.startswith(_DATA_OBJECT):
-                events = self.feed_line(line)
-                if events:
-                    out += events
-                tail = self._fast_tail()
-                continue
-            if tail is None:
-                self._data_into(line[6:], out)
-                tail = self._fast_tail()
-                continue
-            try:
-                payload = orjson.loads(line[6:])
-            except orjson.JSONDecodeError:
-                self._data_into(line[6:], out)  # logs it, as any line
-                tail = self._fast_tail()
-                continue
-            if type(payload) is dict and len(payload) == 1:
-                value = payload.get("v")
-                kind = tail[2]
-                if type(value) is str and not (kind == "answer" and LEAK_MARKER in value):
-                    if value:
-                        pending.append(value)
-                        self.current_kind = kind
-                        taken += 1
-                        if kind != "answer" or not self.answer_runs:
-                            append(TextChunk(kind, value))
-                        elif out and out[-1] is run:
-                            run.append(value)
-                        else:
-                            run = [value]
-                            append(run)
-                    continue
-            self._event = "message"
-            self._general(payload, "message", out)
+        block, at = "", -1  # the lines joined (once a run is tried); line i's offset in it
+        single_until = 0  # lines before this go one by one (their run was refused)
+        i, count = 0, len(lines)
+        while i < count:
+            line = lines[i]
+            if tail is not None and i >= single_until and line.startswith(_TOKEN_LINE):
+                if at < 0:
+                    block, at = "\n".join(lines) + "\n", sum(map(len, lines[:i])) + i
+                match = _TOKEN_RUN.match(block, at)
+                if match is not None:
+                    text = match.group()
+                    texts = run_texts(text)
+                    if texts is not None and self._take_run(texts, tail[2], out):
+                        at = match.end()
+                        i += text.count("\n")
+                        continue
+                    single_until = i + text.count("\n")
+            events = self.feed_line(line)
+            if events:
+                out += events
             tail = self._fast_tail()
-        self.fast_tokens += taken
+            if at >= 0:
+                at += len(line) + 1
+            i += 1
         return out
+
+    def _take_run(self, texts: list[str], kind: TextKind,
+                  out: list[UpstreamEvent | list[str]]) -> bool:
+        """A run of token texts into the tail, as its lines one by one would
+        go; False (nothing done) when an answer text holds a leaked marker."""
+        if kind == "answer" and LEAK_MARKER in "\n".join(texts):
+            return False
+        if "" in texts:
+            texts = [text for text in texts if text]
+            if not texts:
+                return True
+        self._pending += texts
+        self.current_kind = kind
+        self.fast_tokens += len(texts)
+        if kind != "answer" or not self.answer_runs:
+            out += [TextChunk(kind, text) for text in texts]
+        elif out and type(out[-1]) is list:
+            out[-1] += texts
+        else:
+            out.append(texts)
+        return True
 
     def _fast_tail(self) -> tuple[dict, Hashable, TextKind] | None:
         """The tail fragment when a path-less ``{"v": text}`` line would take

@@ -9,6 +9,7 @@ at the last newline never splits a character).
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -79,13 +80,42 @@ class LineCutter:
 
 def split_lines(block: bytes, *, for_parser: bool = False) -> list[str]:
     """The lines of ``block`` (complete lines, its last newline cut off)."""
-    lines = block.decode("utf-8", errors="replace").split("\n")
+    text = block.decode("utf-8", errors="replace")
+    if for_parser and b"\r" not in block:
+        return _for_parser(text)
+    lines = text.split("\n")
     if b"\r" in block:
         lines = [line[:-1] if line.endswith("\r") else line for line in lines]
-    if for_parser:
-        return [line for before, line in zip(["", *lines], lines)
-                if line or not before.startswith("data:")]
-    return lines
+    return _kept(lines) if for_parser else lines
+
+
+# Data lines each followed by a blank line, from the start of a line: most
+# of a stream, whose blank lines the parser does not need.
+_DATA_PAIRS = re.compile(r"^(?:data:[^\n]*\n\n)+", re.MULTILINE)
+
+
+def _for_parser(text: str) -> list[str]:
+    """The lines of ``text`` as :func:`_kept` keeps them, without a step per
+    line: each run of data lines followed by their blank lines is split at
+    once. No blank line between two runs comes right after a data line (it
+    would have been part of a run), so those lines are kept as they are;
+    only after the last run can one (the last line, no newline after it)."""
+    out: list[str] = []
+    at = 0
+    for match in _DATA_PAIRS.finditer(text):
+        start, end = match.span()
+        if start > at:  # the lines before the run (its newline is the run's start)
+            out += text[at:start - 1].split("\n")
+        out += text[start:end - 2].split("\n\n")
+        at = end
+    out += _kept(text[at:].split("\n"))
+    return out
+
+
+def _kept(lines: list[str]) -> list[str]:
+    """``lines`` without each blank line that comes right after a data line."""
+    return [line for before, line in zip(["", *lines], lines)
+            if line or not before.startswith("data:")]
 
 
 def from_bytes(raw: bytes) -> str:
