@@ -90,10 +90,11 @@ class UpstreamStream:
 
 
 # Most non-streaming calls (login, session, PoW challenge, uploads) in flight
-# at once; answer streams are not counted. A burst of a thousand new turns
-# would otherwise put a thousand setup calls on the wire together, each
-# holding its request, body and timers until the loop gets round to its
-# answer; past this many they queue here, as a waiter each.
+# at once per route (direct, or one account proxy); answer streams are not
+# counted. A burst of a thousand new turns would otherwise put a thousand
+# setup calls on the wire together, each holding its request, body and timers
+# until the loop gets round to its answer; past this many they queue here, as
+# a waiter each. Per route, so a hanging proxy holds up only its accounts.
 CALLS_IN_FLIGHT = 64
 
 
@@ -113,10 +114,17 @@ class DeepSeekClient:
         self.proxies = proxies
         # Which proxy a token's account goes through ("" = direct).
         self.proxy_of = proxy_of or (lambda token: "")
-        self._calls = asyncio.Semaphore(CALLS_IN_FLIGHT)
+        self._calls: dict[str, asyncio.Semaphore] = {}  # by route ("" = direct)
 
     def _session(self, proxy: str) -> aiohttp.ClientSession:
         return self.proxies.session(proxy) if self.proxies is not None and proxy else self.http
+
+    def _slot(self, proxy: str) -> asyncio.Semaphore:
+        """The in-flight limit of a route's non-streaming calls."""
+        slot = self._calls.get(proxy)
+        if slot is None:
+            slot = self._calls[proxy] = asyncio.Semaphore(CALLS_IN_FLIGHT)
+        return slot
 
     def _capture(self, method: str, path: str, headers: dict[str, str], body: bytes | None
                  ) -> Any | None:
@@ -163,8 +171,9 @@ class DeepSeekClient:
         envelope; errors become UpstreamError."""
         capture = self._capture(method, path, headers, captured_body)
         try:
-            async with self._calls, self._session(proxy).request(method, self._url(path), headers=headers,
-                                                    data=data, timeout=self._timeout()) as resp:
+            async with self._slot(proxy), self._session(proxy).request(
+                    method, self._url(path), headers=headers, data=data,
+                    timeout=self._timeout()) as resp:
                 raw = await resp.read()
                 status = resp.status
         except TRANSPORT_ERRORS as exc:
