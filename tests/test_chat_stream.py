@@ -34,32 +34,25 @@ MODEL = ResolvedModel(requested="deepseek-chat", native="deepseek-chat", model_t
 TEXTS = ["plain", 'quote " and \\ back', "line\nbreak", "ünï✓ 😀", "\x00text"]
 
 
-@pytest.mark.parametrize("style", [ChatStyle(), DEGPT, LM], ids=["openai", "degpt", "lm"])
+DELTAS = [(TextDelta, "content", TEXTS), (ReasoningDelta, "reasoning_content", [*TEXTS, ""])]
+
+
+@pytest.mark.parametrize(("delta", "field", "texts", "style"), [
+    *((delta, field, texts, style) for delta, field, texts in DELTAS
+      for style in (ChatStyle(), DEGPT)),
+    (TextDelta, "content", TEXTS, LM),  # lm has no reasoning field
+], ids=["text-openai", "text-degpt", "reasoning-openai", "reasoning-degpt", "text-lm"])
 @pytest.mark.parametrize("include_usage", [False, True])
-def test_text_chunks_match_the_general_path(style, include_usage):
+def test_delta_chunks_match_the_general_path(delta, field, texts, style, include_usage):
     chat = ChatRequest(model=MODEL, messages=[Message("user", [TextPart("hi")])], stream=True,
                        include_usage=include_usage)
     renderer = ChatStreamRenderer(chat, "turn-1", 1700000000, style)
-    first = renderer.frames(TextDelta("start"))
+    first = renderer.frames(delta("start"))
     assert all(isinstance(frame, dict) for frame in first)  # the opening goes the long way
-    for text in TEXTS:
-        [frame] = renderer.frames(TextDelta(text))
+    for text in texts:
+        [frame] = renderer.frames(delta(text))
         assert isinstance(frame, bytes)
-        assert frame == orjson.dumps(renderer._chunk({"content": text}))
-
-
-@pytest.mark.parametrize("style", [ChatStyle(), DEGPT], ids=["openai", "degpt"])
-@pytest.mark.parametrize("include_usage", [False, True])
-def test_reasoning_chunks_match_the_general_path(style, include_usage):
-    chat = ChatRequest(model=MODEL, messages=[Message("user", [TextPart("hi")])], stream=True,
-                       include_usage=include_usage)
-    renderer = ChatStreamRenderer(chat, "turn-1", 1700000000, style)
-    first = renderer.frames(ReasoningDelta("start"))
-    assert all(isinstance(frame, dict) for frame in first)  # the opening goes the long way
-    for text in [*TEXTS, ""]:
-        [frame] = renderer.frames(ReasoningDelta(text))
-        assert isinstance(frame, bytes)
-        assert frame == orjson.dumps(renderer._chunk({"reasoning_content": text}))
+        assert frame == orjson.dumps(renderer._chunk({field: text}))
     renderer.frames(ToolCallStart(0, "call_1", "read"))  # a pending call: the long way
     assert all(isinstance(f, dict) for f in renderer.frames(ReasoningDelta("after")))
 
