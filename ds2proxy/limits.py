@@ -175,8 +175,9 @@ class KeyLimiter:
         store), or 429; released on every way out, cancellation included."""
         limit = key.limits.concurrent
         slot: str | None = None
-        if limit and self.shared is not None:
-            slot = await self.shared.take_slot(key.name, limit)
+        shared = self.shared  # the store the slot was taken from gets it back
+        if limit and shared is not None:
+            slot = await shared.take_slot(key.name, limit)
             if slot is None:
                 raise _over_concurrent(key)
         elif limit and self.active(key.name) >= limit:
@@ -186,5 +187,5 @@ class KeyLimiter:
             yield
         finally:
             self._active[key.name] = max(0, self.active(key.name) - 1)
-            if slot is not None:
-                self.shared.give_slot(key.name, slot)
+            if slot is not None and shared is not None:
+                shared.give_slot(key.name, slot)
