@@ -21,6 +21,8 @@ from pathlib import Path
 
 import aiohttp
 
+from ds2proxy.doc_merge import deep_merge
+
 PASSWORD = "bench-password"
 KEY = "bench-key"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -97,17 +99,6 @@ def fake_upstream(*, accounts: int = 1, answer_chars: int = 40000, chunk_size: i
         yield url
     finally:
         stop(proc)
-
-
-def deep_merge(base: dict, overrides: dict) -> dict:
-    """``overrides`` on a copy of ``base``: nested objects merge, the rest replaces."""
-    out = dict(base)
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 def proxy_config(base_url: str, *, accounts: int = 1, per_account: int = 4,

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from ds2proxy.doc_merge import deep_merge
 from ds2proxy.testing import FakeDeepSeek
 from ds2proxy.testing.pytest_plugin import (  # noqa: F401 - re-exported to the tests
     ACCOUNTS,
@@ -23,7 +24,6 @@ from ds2proxy.testing.pytest_plugin import (  # noqa: F401 - re-exported to the 
     TEST_KEY,
     ProxyFactory,
     base_config,
-    merge,
     running_fake,
 )
 from ds2proxy.testing.pytest_plugin import RunningProxy as Proxy
@@ -80,7 +80,7 @@ def shared_config(fake: FakeDeepSeek, redis: RedisServer, overrides: dict | None
                   ) -> dict[str, Any]:
     """The test config with state on ``redis`` (small lease TTL, quick tests)."""
     state = {"state": {"backend": "redis", "redis_url": redis.url, "lease_ttl_seconds": 3}}
-    return merge(merge(base_config(fake), state), overrides or {})
+    return deep_merge(deep_merge(base_config(fake), state), overrides or {})
 
 
 @pytest.fixture

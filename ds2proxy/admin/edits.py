@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..config import AccountConfig, normalise_mobile
+from ..doc_merge import deep_merge
 from ..keyring import secret_of
 from ..errors import InvalidRequest, NotFound, ProxyError
 from .masking import ADMIN_SECRETS, key_id
@@ -247,16 +248,6 @@ def unwrap_import(body: dict[str, Any], mode: str | None) -> tuple[dict[str, Any
     return doc, mode
 
 
-def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for name, value in extra.items():
-        if isinstance(value, dict) and isinstance(merged.get(name), dict):
-            merged[name] = _deep_merge(merged[name], value)
-        else:
-            merged[name] = copy.deepcopy(value)
-    return merged
-
-
 def import_document(current: dict[str, Any], incoming: dict[str, Any], mode: str
                     ) -> dict[str, Any]:
     """The config after an import. The admin's own credentials always stay."""
@@ -266,7 +257,7 @@ def import_document(current: dict[str, Any], incoming: dict[str, Any], mode: str
             result["keys"] = [clean_entry(k) for k in result["keys"]]
     else:
         rest = {k: v for k, v in incoming.items() if k not in ("keys", "accounts")}
-        result = _deep_merge(current, rest)
+        result = deep_merge(current, rest)
         if isinstance(incoming.get("keys"), list):
             merge_keys(result, [clean_entry(k) for k in incoming["keys"] if secret_of(k)])
         if isinstance(incoming.get("accounts"), list):

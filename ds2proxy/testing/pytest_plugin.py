@@ -20,7 +20,6 @@ Async fixtures: the suite needs pytest-asyncio (or ``asyncio_mode = auto``).
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ from multidict import CIMultiDict
 from ..app import CORE, RunningServer, create_app, start_server
 from ..config_store import ConfigStore
 from ..core import Core
+from ..doc_merge import deep_merge
 from ..plugin_api.loader import GROUP, discover
 from .clients import Reply
 from .server import FakeDeepSeek
@@ -65,17 +65,6 @@ async def running_fake(kind: type[FakeDeepSeek] = FakeDeepSeek) -> AsyncIterator
         yield fake
     finally:
         await fake.close()
-
-
-def merge(base: dict, overrides: dict) -> dict:
-    """Deep-merge ``overrides`` into a copy of ``base`` (dicts merge, the rest replaces)."""
-    out = copy.deepcopy(base)
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
 
 
 def base_config(fake: FakeDeepSeek) -> dict[str, Any]:
@@ -174,7 +163,7 @@ async def ds2proxy_factory(ds2proxy_fake_upstream: FakeDeepSeek, tmp_path: Path
 
     async def make(overrides: dict | None = None, *, admin_key: str = ADMIN_KEY,
                    plugins: Iterable[str | EntryPoint] = ()) -> RunningProxy:
-        doc = merge(base_config(ds2proxy_fake_upstream), overrides or {})
+        doc = deep_merge(base_config(ds2proxy_fake_upstream), overrides or {})
         path = tmp_path / f"config-{len(running)}.json"
         path.write_text(json.dumps(doc))
         store = ConfigStore.from_sources(str(path), {})
