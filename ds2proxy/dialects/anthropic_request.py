@@ -34,6 +34,7 @@ from .redact import redacted_json
 from .sampling import anthropic_sampling
 from .thinking import thinking_override
 from .tool_choice import parse_anthropic_tool_choice
+from .validate import objects
 
 DEFAULT_MAX_TOKENS = 8192
 # Tool types a client executes itself; anything else is a server tool we cannot run.
@@ -108,15 +109,8 @@ class _CallIds:
 
 
 def parse_messages(value: Any) -> list[Message]:
-    if not isinstance(value, list) or not value:
-        raise InvalidRequest("'messages' must be a non-empty list", param="messages")
     ids = _CallIds()
-    messages: list[Message] = []
-    for i, item in enumerate(value):
-        if not isinstance(item, dict):
-            raise InvalidRequest(f"messages[{i}] must be an object", param="messages")
-        messages.append(_message(item, i, ids))
-    return messages
+    return [_message(item, i, ids) for i, item in objects(value, "messages")]
 
 
 def _message(item: dict, i: int, ids: _CallIds) -> Message:

@@ -38,7 +38,7 @@ from ..errors import InvalidRequest
 from .thinking import thinking_override
 from .tool_choice import parse_openai_tool_choice
 from .sampling import openai_chat_sampling
-from .validate import boolean
+from .validate import boolean, objects
 
 _DATA_URL = re.compile(r"^data:([^;,]+)?(;base64)?,(.*)$", re.DOTALL)
 
@@ -225,12 +225,8 @@ def parse_response_format(value: Any) -> ResponseFormat:
 
 
 def parse_messages(value: Any) -> list[Message]:
-    if not isinstance(value, list) or not value:
-        raise InvalidRequest("'messages' must be a non-empty list", param="messages")
     messages: list[Message] = []
-    for i, item in enumerate(value):
-        if not isinstance(item, dict):
-            raise InvalidRequest(f"messages[{i}] must be an object", param="messages")
+    for i, item in objects(value, "messages"):
         messages.extend(_message(item, i))
     return messages
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -108,6 +108,17 @@ def choice(value: Any, field: str, options: Sequence[str]) -> str | None:
     if not isinstance(value, str) or value not in options:
         raise InvalidRequest(f"'{field}' must be one of: {', '.join(options)}", param=field)
     return value
+
+
+def objects(value: Any, field: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Each item of a non-empty list of objects, with its index; a 400
+    naming the field, or the first item that is not an object."""
+    if not isinstance(value, list) or not value:
+        raise InvalidRequest(f"'{field}' must be a non-empty list", param=field)
+    for index, item in enumerate(value):
+        if not isinstance(item, dict):
+            raise InvalidRequest(f"{field}[{index}] must be an object", param=field)
+        yield index, item
 
 
 def mapping(value: Any, field: str) -> dict[str, Any] | None:

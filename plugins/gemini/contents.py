@@ -28,6 +28,7 @@ from ds2proxy.plugin_api import (
 from ds2proxy.dialects.redact import redacted_json
 from ds2proxy.dialects.openai_chat import decode_arguments
 from ds2proxy.dialects.content import tool_content_text
+from ds2proxy.dialects.validate import objects
 
 from .fields import pick
 
@@ -104,13 +105,9 @@ def parse_contents(value: Any) -> list[Message]:
     """The conversation; 400 when there is none."""
     if isinstance(value, dict):
         value = [value]
-    if not isinstance(value, list) or not value:
-        raise InvalidRequest("'contents' must be a non-empty list", param="contents")
     ids = CallIds()
     messages: list[Message] = []
-    for index, content in enumerate(value):
-        if not isinstance(content, dict):
-            raise InvalidRequest(f"contents[{index}] must be an object", param="contents")
+    for index, content in objects(value, "contents"):
         messages.extend(_content(content, index, ids))
     return messages
 

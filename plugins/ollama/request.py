@@ -27,7 +27,7 @@ from ds2proxy.plugin_api import (
 )
 from ds2proxy.dialects.openai_chat import parse_tools
 from ds2proxy.dialects.sampling import ollama_sampling
-from ds2proxy.dialects.validate import parse_stops
+from ds2proxy.dialects.validate import objects, parse_stops
 
 MAX_STOP = 16
 THINK_LEVELS = ("low", "medium", "high")
@@ -145,13 +145,9 @@ def _keep_alive(value: Any) -> None:
 
 
 def parse_messages(value: Any) -> list[Message]:
-    if not isinstance(value, list) or not value:
-        raise InvalidRequest("messages must be a non-empty list", param="messages")
     messages: list[Message] = []
     pending: list[ToolCall] = []
-    for i, item in enumerate(value):
-        if not isinstance(item, dict):
-            raise InvalidRequest(f"messages[{i}] must be an object", param="messages")
+    for i, item in objects(value, "messages"):
         message = _message(item, i, pending)
         pending += message.tool_calls
         messages.append(message)
