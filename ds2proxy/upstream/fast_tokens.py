@@ -141,15 +141,22 @@ class TokenFastPath:
                 or cursor.path != TAIL_CONTENT or cursor.op not in (None, APPEND)
                 or self._filtered):
             return None
-        if tail is not self._checked:
-            frag, key, _ = tail
-            frags = fragments_of(self._tree)
-            content = frag.get("content")
-            if (not frags or frags[-1] is not frag or not isinstance(content, str)
-                    or not self._tracker.holds(key, content) or key in self._leaked):
-                return None
-            self._checked = tail
+        if tail is not self._checked and not self._check_tail(tail):
+            return None
         return tail
+
+    def _check_tail(self, tail: tuple[dict, Hashable, TextKind]) -> bool:
+        """Whether a new tail fragment is still the newest, its text is what
+        the tracker emitted and no marker leaked in it; remembered when so
+        (callers skip this for the tail already checked)."""
+        frag, key, _ = tail
+        frags = fragments_of(self._tree)
+        content = frag.get("content")
+        if (not frags or frags[-1] is not frag or not isinstance(content, str)
+                or not self._tracker.holds(key, content) or key in self._leaked):
+            return False
+        self._checked = tail
+        return True
 
     def _append_to_tail(self, value: Any, out: list[UpstreamEvent]) -> bool:
         """The fast path of ``{"v": text}``: False (nothing done) unless it applies.
@@ -165,16 +172,11 @@ class TokenFastPath:
         if (tail is None or type(value) is not str or cursor.path != TAIL_CONTENT
                 or cursor.op not in (None, APPEND) or self._filtered):
             return False
-        frag, key, kind = tail
+        kind = tail[2]
         if kind == "answer" and LEAK_MARKER in value:
             return False
-        if tail is not self._checked:
-            frags = fragments_of(self._tree)
-            content = frag.get("content")
-            if (not frags or frags[-1] is not frag or not isinstance(content, str)
-                    or not self._tracker.holds(key, content) or key in self._leaked):
-                return False
-            self._checked = tail
+        if tail is not self._checked and not self._check_tail(tail):
+            return False
         if value:
             self._pending.append(value)
             out.append(TextChunk(kind, value))
