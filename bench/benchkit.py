@@ -22,6 +22,7 @@ from pathlib import Path
 import aiohttp
 
 from ds2proxy.doc_merge import deep_merge
+from ds2proxy.request_record import RequestRecord
 
 PASSWORD = "bench-password"
 KEY = "bench-key"
@@ -164,3 +165,17 @@ def chat_body(stream: bool, prompt: str = "bench") -> dict:
 def auth() -> dict[str, str]:
     return {"Authorization": f"Bearer {KEY}"}
 
+
+def percentile(values: list[float], p: float) -> float:
+    """The ``p``-th percentile of ``values`` (nearest rank)."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
+
+
+def sample_record(i: int, key_name: str = "bench") -> RequestRecord:
+    """A finished request's record, as a short chat turn leaves it."""
+    record = RequestRecord(request_id=f"req_{i}", family="openai", route="/v1/chat/completions",
+                           key_name=key_name, model="deepseek-chat", native_model="deepseek-chat",
+                           account="bench@example.com", prompt_tokens=100, completion_tokens=50)
+    record.finish(200)
+    return record

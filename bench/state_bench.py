@@ -16,13 +16,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 from ds2proxy.keyring import KeyConfig, KeyLimits
 from ds2proxy.limits import KeyLimiter
-from ds2proxy.request_record import RequestRecord
 from ds2proxy.state.redis_limits import RedisCounters
 from ds2proxy.state.redis_link import RedisLink
 from ds2proxy.state.redis_usage import RedisUsage
@@ -30,18 +30,12 @@ from ds2proxy.state.settings import parse_state
 from ds2proxy.state.usage import SQLiteUsage
 from ds2proxy.testing.redis_server import RedisServer
 
-
-def pct(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchkit import percentile as pct, sample_record  # noqa: E402
 
 
 def row(i: int) -> dict:
-    record = RequestRecord(request_id=f"req_{i}", family="openai", route="/v1/chat/completions",
-                           key_name="bench", model="deepseek-chat", native_model="deepseek-chat",
-                           account="bench@example.com", prompt_tokens=100, completion_tokens=50)
-    record.finish(200)
-    return record.fields()
+    return sample_record(i).fields()
 
 
 async def run(name: str, limiter: KeyLimiter, store, count: int) -> list[float]:

@@ -16,51 +16,29 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import aiohttp
 
 from ds2proxy.app import CORE, create_app, start_server
 from ds2proxy.config_store import ConfigStore
-from ds2proxy.request_record import RequestRecord
-from stream_bench import FAKE_PROGRAM, KEY, free_port, proxy_config, proxy_run, spawn, wait_http
+from benchkit import (  # noqa: E402
+    KEY,
+    fake_upstream,
+    percentile as pct,
+    proxy_config,
+    proxy_process,
+    sample_record,
+    wait_http,
+)
+from stream_bench import proxy_run  # noqa: E402
 
 ROWS = 10_000
 BURST = 10  # rows recorded between two loop turns (~10,000 requests/s)
-
-
-def pct(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
-
-
-def sample_record(i: int) -> RequestRecord:
-    record = RequestRecord(request_id=f"req_{i}", family="openai", route="/v1/chat/completions",
-                           key_name="key", model="deepseek-chat", native_model="deepseek-chat",
-                           account="bench@example.com", prompt_tokens=100, completion_tokens=50)
-    record.finish(200)
-    return record
-
-
-def start_proxy(base_url: str, folder: Path, name: str, usage: bool) -> tuple[subprocess.Popen,
-                                                                                 str]:
-    doc = proxy_config(base_url)
-    doc["usage"] = {"enabled": usage}
-    doc["metrics"] = {"enabled": usage}
-    config = folder / f"{name}.json"
-    config.write_text(json.dumps(doc))
-    port = free_port()
-    env = {**os.environ, "DS2PROXY_LOG_LEVEL": "WARNING"}
-    proc = subprocess.Popen([sys.executable, "-m", "ds2proxy", "--config", str(config),
-                             "--port", str(port)], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    return proc, f"http://127.0.0.1:{port}"
 
 
 async def small_requests(url: str, n: int) -> list[float]:
@@ -78,24 +56,22 @@ async def small_requests(url: str, n: int) -> list[float]:
 
 
 async def end_to_end(base_url: str, args: argparse.Namespace) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        procs = {name: start_proxy(base_url, Path(tmp), name, name == "on")
+    with ExitStack() as stack:
+        procs = {name: stack.enter_context(proxy_process(proxy_config(base_url, extra={
+                     "usage": {"enabled": name == "on"},
+                     "metrics": {"enabled": name == "on"}})))[0]
                  for name in ("off", "on")}
-        try:
-            for _, url in procs.values():
+        async with aiohttp.ClientSession() as http:
+            for url in procs.values():
                 await wait_http(url + "/healthz")
-                await proxy_run(url)  # warm-up: login, first session
+                await proxy_run(http, url)  # warm-up: login, first session
             rates: dict[str, list[float]] = {"off": [], "on": []}
             latency: dict[str, list[float]] = {"off": [], "on": []}
             for _ in range(args.runs):  # interleaved, so machine noise hits both
-                for name, (_, url) in procs.items():
-                    n, seconds = await proxy_run(url)
+                for name, url in procs.items():
+                    n, seconds = await proxy_run(http, url)
                     rates[name].append(n / seconds)
                     latency[name] += await small_requests(url, args.requests // args.runs)
-        finally:
-            for proc, _ in procs.values():
-                proc.terminate()
-                proc.wait()
     off, on = statistics.median(rates["off"]), statistics.median(rates["on"])
     print(f"streamed chunks/s, usage off: {off:10.0f}  on: {on:10.0f}  "
           f"on/off: {on / off:.3f}  (median of {args.runs})")
@@ -112,7 +88,8 @@ async def in_process(base_url: str) -> None:
         server = await start_server(app)
         core = app[CORE]
         try:
-            await proxy_run(server.url)
+            async with aiohttp.ClientSession() as http:
+                await proxy_run(http, server.url)
             costs = []
             for i in range(5000):
                 record = sample_record(i)
@@ -171,16 +148,9 @@ async def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--requests", type=int, default=300)
     args = parser.parse_args()
-    fake_port = free_port()
-    fake = spawn([sys.executable, "-c", FAKE_PROGRAM, str(fake_port), str(args.chunks)], "ready")
-    base_url = f"http://127.0.0.1:{fake_port}"
-    try:
+    with fake_upstream(answer_chars=2 * args.chunks, chunk_size=2) as base_url:
         await in_process(base_url)
         await end_to_end(base_url, args)
-    finally:
-        fake.terminate()
-        fake.wait()
-
 
 if __name__ == "__main__":
     asyncio.run(main())
