@@ -36,7 +36,7 @@ from .health import classify
 from .shaping import ShapingSettings, TurnShaper
 from .structured import JSONOutputError, repair_prompt
 from .tokens import count_tokens_async
-from .turn_text import plan_turn_text, render_turn, turn_prompt_tokens
+from .turn_text import counted_turn, plan_turn_text, render_turn, turn_prompt_tokens
 from .upstream.client import UpstreamStream
 from .upstream.conversation import Conversation
 from .upstream.events import ContentFiltered as FilterEvent
@@ -85,13 +85,6 @@ class Turn:
         # take_text_runs() (the consumer renders TextRun events).
         self._usage_after = self._text_runs = False
 
-    # -- prompt ----------------------------------------------------------------
-
-    def _render(self, chat: ChatRequest) -> None:
-        """Prompt, history file and token count again for ``chat``, whose
-        attachments now carry this account's file ids."""
-        self._history_text, self.prompt = render_turn(chat, self._config, self._history)
-
     # -- opening (before the first byte) ------------------------------------------
 
     async def open(self) -> None:
@@ -104,14 +97,13 @@ class Turn:
             counting.cancel()
             raise
         await counting
-        if counting.result() != (self._history_text, self.prompt):
-            await self._count_prompt()  # uploads renamed files in the prompt
 
-    async def _count_prompt(self) -> tuple[str, str]:
-        """Count the texts as they are now; returns what was counted."""
-        counted = (self._history_text, self.prompt)
-        self.prompt_tokens = await turn_prompt_tokens(*counted, self._uploads)
-        return counted
+    async def _count_prompt(self) -> None:
+        """Count the texts as a count_tokens route does (uploads named by
+        the nominal id, so the count does not wait for them)."""
+        texts = (counted_turn(self.chat, self._config, self._history, self._uploads)
+                 if self._uploads else (self._history_text, self.prompt))
+        self.prompt_tokens = await turn_prompt_tokens(*texts, self._uploads)
 
     async def _reach_stream(self) -> None:
         """Reach an open upstream stream, failing over between managed accounts
@@ -163,7 +155,8 @@ class Turn:
         ids = await self._upstream.upload(creds, self._uploads.values())
         self._sent_chat = with_uploaded_ids(self.chat, ids)
         self._file_ids = ref_file_ids(self._sent_chat)
-        self._render(self._sent_chat)
+        self._history_text, self.prompt = render_turn(self._sent_chat, self._config,
+                                                      self._history)
 
     async def _attach_history(self, creds: Credentials) -> None:
         """Upload the history file and reference it first (§6). It is rendered
