@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from . import request_record
 from .auth import Caller
-from .canonical import ChatRequest, TurnEvent, TurnResult
+from .canonical import ChatRequest, TurnEvent, TurnResult, Usage
 from .collect import TurnCollector
 from .errors import (
     ContentFiltered,
@@ -84,6 +84,9 @@ class Turn:
         # Set by count_usage_after() (usage is not part of the stream) and by
         # take_text_runs() (the consumer renders TextRun events).
         self._usage_after = self._text_runs = False
+        # The answer's shaper; whether its usage reached the record (see aclose).
+        self._shaper: TurnShaper | None = None
+        self._usage_noted = False
 
     # -- opening (before the first byte) ------------------------------------------
 
@@ -190,7 +193,7 @@ class Turn:
 
         A failure raises its ProxyError (after a fail-over, when one is
         allowed and nothing was emitted yet); the relay or the route wrapper
-        reports it — the turn records nothing."""
+        reports it (the usage produced by then is noted in :meth:`aclose`)."""
         try:
             while True:
                 shaper = self._new_shaper()
@@ -199,6 +202,7 @@ class Turn:
                         for event in batch:
                             if type(event) in request_record.NOTED:
                                 request_record.note_event(event)
+                                self._usage_noted |= type(event) is Usage
                         yield batch
                     self._credit()
                     return
@@ -221,6 +225,7 @@ class Turn:
         shaper = TurnShaper(self.chat, settings, self.prompt_tokens, self._citations)
         shaper.usage_after = self._usage_after
         shaper.text_runs = self._text_runs
+        self._shaper = shaper
         return shaper
 
     def _citations(self) -> list[tuple[int, str, str]]:
@@ -291,10 +296,15 @@ class Turn:
             break
         tail = shaper.tail()
         if shaper.usage_after:
-            request_record.note_usage_later(
-                request_record.PendingUsage(shaper.usage, shaper.uncounted_chars))
+            self._note_usage_later(shaper)
         if tail:
             yield tail
+
+    def _note_usage_later(self, shaper: TurnShaper) -> None:
+        """Have the request record count ``shaper``'s usage after the response."""
+        self._usage_noted = True
+        request_record.note_usage_later(
+            request_record.PendingUsage(shaper.usage, shaper.uncounted_chars))
 
     async def _consume(self, shaper: TurnShaper) -> AsyncIterator[list[TurnEvent]]:
         """Feed one upstream answer (all its rounds) through the shaper, a
@@ -375,10 +385,14 @@ class Turn:
     # -- cleanup -------------------------------------------------------------------
 
     async def aclose(self) -> None:
-        """Release the upstream response and the account lease (idempotent)."""
+        """Release the upstream response and the account lease (idempotent).
+        A turn ended before its usage went out (client gone, upstream failed
+        after output) records the prompt and what the model produced so far."""
         if self._closed:
             return
         self._closed = True
+        if self._shaper is not None and self._shaper.produced and not self._usage_noted:
+            self._note_usage_later(self._shaper)
         self._upstream.release_stream()
         if self._creds is not None:
             self._creds.release()

@@ -169,6 +169,7 @@ def note_event(event: TurnEvent) -> None:
         return
     if isinstance(event, Usage):
         fold_usage(record, event)
+        record.pending_usage = None  # the usage the client got is the last word
     elif isinstance(event, ToolCallStart):
         record.tool_calls += 1
 

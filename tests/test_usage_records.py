@@ -15,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from admin_util import Admin, admin_for, wait_until
 from conftest import Proxy
+from token_util import reference_tokens
 from ds2proxy.app import create_app, start_server
 from ds2proxy.config_store import ConfigStore
 from ds2proxy.logfmt import JSONFormatter
@@ -110,6 +111,73 @@ async def test_a_disconnect_mid_stream_is_recorded_once(admin: Admin):
     [row] = await rows(admin)
     assert row["status"] == 499 and row["stream"] == 1
     assert proxy.core.usage.recorded == before + 1
+
+
+def sent_prompt_tokens(proxy: Proxy) -> int:
+    return reference_tokens(proxy.fake.calls_to("chat/completion")[-1].body["prompt"])
+
+
+async def test_a_client_leaving_mid_stream_is_charged_what_was_produced(admin: Admin):
+    """Leaving before the usage chunk must not make the answer free: the row,
+    the key's daily total and the metrics carry the prompt and the tokens
+    of the answer produced by then (at least what the client read)."""
+    proxy = admin.proxy
+    answer = "word " * 400
+    proxy.fake.enqueue(Scripted(answer=answer, chunk_size=5,
+                                delivery=Delivery(chunk_delay=0.005)))
+    before = proxy.core.usage.recorded
+    stream = await openai_client(proxy).chat.completions.create(
+        model="deepseek-chat", stream=True, stream_options={"include_usage": True},
+        messages=[{"role": "user", "content": "long"}])
+    received = ""
+    async for chunk in stream:
+        received += chunk.choices[0].delta.content or ""
+        if len(received) >= 100:
+            break
+    await stream.close()
+    await wait_until(lambda: proxy.core.usage.recorded == before + 1)
+    await wait_until(lambda: proxy.core.pool.inflight == 0)
+    [row] = await rows(admin)
+    assert row["status"] == 499
+    assert row["prompt_tokens"] == sent_prompt_tokens(proxy)
+    assert reference_tokens(received) <= row["completion_tokens"] < reference_tokens(answer)
+    assert proxy.core.limiter.tokens_today("key") == row["prompt_tokens"] + row["completion_tokens"]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_an_upstream_drop_after_output_records_the_answer_so_far(admin: Admin, stream):
+    proxy = admin.proxy
+    proxy.fake.enqueue(Scripted(answer="word " * 100, chunk_size=5,
+                                delivery=Delivery(drop_after=12)))
+    client = openai_client(proxy)
+    received = ""
+    with pytest.raises(openai.APIError):
+        if not stream:
+            await client.chat.completions.create(model="deepseek-chat", messages=[
+                {"role": "user", "content": "hi"}])
+        async for chunk in await client.chat.completions.create(
+                model="deepseek-chat", stream=True, stream_options={"include_usage": True},
+                messages=[{"role": "user", "content": "hi"}]):
+            received += chunk.choices[0].delta.content or "" if chunk.choices else ""
+    await wait_until(lambda: proxy.core.usage.recorded == 1)
+    [row] = await rows(admin)
+    assert row["error_code"] == "upstream_error" and row["prompt_tokens"] == sent_prompt_tokens(proxy)
+    assert row["completion_tokens"] > 0
+    if stream:  # every token read was sent on: the client saw exactly what is charged
+        assert row["completion_tokens"] == reference_tokens(received)
+
+
+async def test_a_failure_before_any_output_records_no_tokens(admin: Admin):
+    proxy = admin.proxy
+    proxy.fake.enqueue(*[Scripted(answer="never seen", delivery=Delivery(drop_after=0))]
+                       * len(proxy.core.pool.accounts()))
+    with pytest.raises(openai.APIStatusError):
+        await openai_client(proxy).chat.completions.create(
+            model="deepseek-chat", stream=True, messages=[{"role": "user", "content": "hi"}])
+    await wait_until(lambda: proxy.core.usage.recorded == 1)
+    [row] = await rows(admin)
+    assert row["status"] == 502 and (row["prompt_tokens"], row["completion_tokens"]) == (0, 0)
+    assert proxy.core.limiter.tokens_today("key") == 0
 
 
 async def test_restart_keeps_the_aggregates(proxy_factory):
