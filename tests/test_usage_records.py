@@ -15,11 +15,13 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from admin_util import Admin, admin_for, wait_until
 from conftest import Proxy
+from provider_util import PROVIDER_MODEL, fake_provider, provider_config  # noqa: F401
 from token_util import reference_tokens
 from ds2proxy.app import create_app, start_server
 from ds2proxy.config_store import ConfigStore
 from ds2proxy.logfmt import JSONFormatter
 from ds2proxy.testing import Delivery, Scripted
+from ds2proxy.testing.provider_replies import ProviderReply
 from ds2proxy.testing.clients import anthropic_client, gemini_client, openai_client
 from ds2proxy.tokens import count_tokens
 
@@ -398,3 +400,37 @@ async def test_usage_counted_after_the_stream_ended_is_exact(admin: Admin, answe
             assert counts[0] == (sent[0].prompt_tokens, sent[0].completion_tokens)
     assert counts[1] == counts[0]
     assert counts[0][1] == count_tokens(answer)
+
+
+async def test_a_provider_answer_cut_short_is_charged_what_was_produced(proxy_factory,
+                                                                         fake_provider):
+    """The provider's own usage comes last; an answer that ends before it (the
+    client left, the provider dropped) is counted here, never left at zero."""
+    proxy = await proxy_factory(provider_config(fake_provider))
+    answer = "word " * 300
+    fake_provider.enqueue(ProviderReply(text=answer, chunk_chars=5, chunk_delay=0.005),
+                          ProviderReply(text=answer, chunk_chars=5, drop_after_chunks=10))
+    stream = await openai_client(proxy).chat.completions.create(
+        model=PROVIDER_MODEL, stream=True, stream_options={"include_usage": True},
+        messages=[{"role": "user", "content": "long"}])
+    received = ""
+    async for chunk in stream:
+        received += chunk.choices[0].delta.content or "" if chunk.choices else ""
+        if len(received) >= 50:
+            break
+    await stream.close()
+    await wait_until(lambda: proxy.core.usage.recorded == 1)
+    dropped = ""
+    with pytest.raises(openai.APIError):
+        async for chunk in await openai_client(proxy).chat.completions.create(
+                model=PROVIDER_MODEL, stream=True, messages=[{"role": "user", "content": "long"}]):
+            dropped += chunk.choices[0].delta.content or "" if chunk.choices else ""
+    await wait_until(lambda: proxy.core.usage.recorded == 2)
+    await proxy.core.usage.store.flush()
+    (drop, gone), _ = await proxy.core.usage.store.requests({}, 10, 0)
+    assert gone["status"] == 499 and gone["prompt_tokens"] == reference_tokens("long")
+    assert reference_tokens(received) <= gone["completion_tokens"] < reference_tokens(answer)
+    assert drop["error_code"] == "upstream_error"
+    assert drop["completion_tokens"] == reference_tokens(dropped) > 0
+    assert proxy.core.limiter.tokens_today("key") == sum(
+        r["prompt_tokens"] + r["completion_tokens"] for r in (gone, drop))
