@@ -9,6 +9,7 @@ import logging
 
 import aiohttp
 import anthropic
+import ollama
 import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -22,7 +23,7 @@ from ds2proxy.config_store import ConfigStore
 from ds2proxy.logfmt import JSONFormatter
 from ds2proxy.testing import Delivery, Scripted
 from ds2proxy.testing.provider_replies import ProviderReply
-from ds2proxy.testing.clients import anthropic_client, gemini_client, openai_client
+from ds2proxy.testing.clients import anthropic_client, gemini_client, ollama_client, openai_client
 from ds2proxy.tokens import count_tokens
 
 pytestmark = pytest.mark.timeout(90)
@@ -434,3 +435,30 @@ async def test_a_provider_answer_cut_short_is_charged_what_was_produced(proxy_fa
     assert drop["completion_tokens"] == reference_tokens(dropped) > 0
     assert proxy.core.limiter.tokens_today("key") == sum(
         r["prompt_tokens"] + r["completion_tokens"] for r in (gone, drop))
+
+
+async def test_ollama_embeddings_are_recorded_and_held_to_the_key(admin: Admin):
+    """/api/embed and /api/embeddings spend a key like /v1/embeddings: its
+    model list and daily tokens are checked, and their tokens recorded."""
+    proxy = admin.proxy
+    narrow = await admin.ok("POST", "/admin/keys", json={"name": "chat-only",
+                                                          "models": ["deepseek-*"]})
+    with pytest.raises(ollama.ResponseError) as info:
+        await ollama_client(proxy, {"Authorization": f"Bearer {narrow['key']}"}).embed(
+            model="bge-m3", input="one")
+    assert info.value.status_code == 403 and "may not use model 'bge-m3'" in info.value.error
+    metered = await admin.ok("POST", "/admin/keys", json={"name": "metered",
+                                                           "limits": {"tokens_per_day": 5}})
+    client = ollama_client(proxy, {"Authorization": f"Bearer {metered['key']}"})
+    resp = await client.embed(model="bge-m3", input=["hello world", "again"])
+    await client.embeddings(model="bge-m3", prompt="one more time")
+    await wait_until(lambda: proxy.core.usage.recorded == 3)
+    legacy, embed = (r for r in await rows(admin, key_name="metered"))
+    assert (embed["route"], embed["model"]) == ("/api/embed", "bge-m3")
+    assert embed["prompt_tokens"] == resp.prompt_eval_count > 0
+    assert legacy["prompt_tokens"] == reference_tokens("one more time")
+    used = embed["prompt_tokens"] + legacy["prompt_tokens"]
+    assert proxy.core.limiter.tokens_today("metered") == used >= 5
+    with pytest.raises(ollama.ResponseError) as info:
+        await client.embed(model="bge-m3", input="over the quota")
+    assert info.value.status_code == 429
