@@ -11,6 +11,7 @@ import json
 import anthropic
 import pytest
 from google.genai import types
+from provider_util import PROVIDER_MODEL, fake_provider, provider_config  # noqa: F401
 from test_claude_sse import claude_code_request, read_frames
 from test_claude_sse import post as post_claude
 from test_gemini_client import collect, generate
@@ -19,6 +20,7 @@ from test_gemini_wire import post as post_gemini
 from token_util import binary_file_tokens, reference_tokens
 
 from ds2proxy.testing import Replay, Scripted, load_expected
+from ds2proxy.testing.provider_replies import ProviderReply
 from ds2proxy.testing.clients import anthropic_client, gemini_client, openai_client
 from ds2proxy.turn_text import NOMINAL_FILE_ID
 
@@ -344,3 +346,24 @@ async def test_count_tokens_with_uploads_equal_the_turns_usage(proxy):
     proxy.fake.enqueue(Scripted(answer="A test pattern."))
     [resp] = await generate(proxy, "async", False, model="gemini-2.5-flash", contents=contents)
     assert resp.usage_metadata.prompt_token_count == counted.total_tokens
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_claude_usage_after_a_retry_counts_both_prompts(proxy, stream):
+    """message_start announces the first prompt; an empty answer asked again
+    adds the second, and the stream's final usage says so like the whole reply."""
+    proxy.fake.enqueue(Scripted(answer=""), Scripted(answer="Second try."))
+    message = await claude_message(proxy, stream)
+    prompts = [c.body["prompt"] for c in proxy.fake.calls_to("chat/completion")]
+    assert len(prompts) == 2 and claude_texts(message)[1] == "Second try."
+    assert message.usage.input_tokens == sum(reference_tokens(p) for p in prompts)
+    assert message.usage.output_tokens == reference_tokens("Second try.")
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_claude_usage_of_a_provider_answer_is_the_providers(proxy_factory, fake_provider,
+                                                                  stream):
+    proxy = await proxy_factory(provider_config(fake_provider))
+    fake_provider.enqueue(ProviderReply(text="Hello there, friend.", usage=(21, 8)))
+    message = await claude_message(proxy, stream, model=PROVIDER_MODEL)
+    assert (message.usage.input_tokens, message.usage.output_tokens) == (21, 8)
