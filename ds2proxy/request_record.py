@@ -20,12 +20,12 @@ from typing import Any
 from aiohttp import web
 
 from .canonical import ToolCallStart, TurnEvent, Usage
+from .keyring import PASS_THROUGH  # noqa: F401 - the key name of a caller without one
 
 REQUEST_ID_HEADER = "X-Request-Id"
 REQUEST_ID_KEY = web.RequestKey("ds2proxy_request_id", str)
 SERVED_BY_HEADER = "X-DS2Proxy-Served-By"
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
-PASS_THROUGH = "pass-through"
 CLIENT_CLOSED = 499
 
 
