@@ -391,8 +391,9 @@ class Turn:
         if self._closed:
             return
         self._closed = True
-        if self._shaper is not None and self._shaper.produced and not self._usage_noted:
-            self._note_usage_later(self._shaper)
+        shaper, self._shaper = self._shaper, None  # it refers back to the turn: no cycle
+        if shaper is not None and shaper.produced and not self._usage_noted:
+            self._note_usage_later(shaper)
         self._upstream.release_stream()
         if self._creds is not None:
             self._creds.release()
