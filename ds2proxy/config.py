@@ -135,7 +135,8 @@ class Config:
     keys: tuple[KeyConfig, ...] = setting(
         doc="API keys your callers use. A key listed here leases one of the accounts; any "
         "other credential is treated as a raw DeepSeek user token (pass-through). Each key is "
-        "{key, name, note, created, expires (Unix seconds, 0 never), models (names or globs; "
+        "{key, name (not 'pass-through', the usage log's name for those), note, created, "
+        "expires (Unix seconds, 0 never), models (names or globs; "
         "empty: all), limits {rpm, tokens_per_day, concurrent} (0: unlimited), disabled}. A "
         "bare string still works and is turned into an object on the next write.",
         factory=tuple, secret=True, parse=_parse_keys)

@@ -16,6 +16,9 @@ from typing import Any
 KEY_FIELDS = ("key", "name", "note", "created", "expires", "models", "limits", "disabled")
 LIMIT_FIELDS = ("rpm", "tokens_per_day", "concurrent")
 NAME_MAX = 64
+# What the usage log, the metrics and the limiter call a caller without a key
+# (its own DeepSeek token): no key may carry it, or it would be charged for them.
+PASS_THROUGH = "pass-through"
 
 
 class KeyEntryError(ValueError):
@@ -145,6 +148,9 @@ def parse_key(entry: Any, where: str, taken: set[str]) -> KeyConfig:
     name = _text(entry, "name", where, NAME_MAX) or default_name(secret, taken)
     if name in taken:
         raise KeyEntryError(f"{where}.name", f"duplicate key name {name!r}")
+    if name == PASS_THROUGH:
+        raise KeyEntryError(f"{where}.name", f"{PASS_THROUGH!r} is the name the usage log "
+                            "gives callers with their own DeepSeek token; choose another")
     disabled = entry.get("disabled", False)
     if not isinstance(disabled, bool):
         raise KeyEntryError(f"{where}.disabled", "expected a boolean")

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from . import request_record
 from .auth import Caller
-from .canonical import ChatRequest, TurnEvent, TurnResult
+from .canonical import ChatRequest, TurnEvent, TurnResult, Usage
 from .collect import TurnCollector
 from .errors import (
     ContentFiltered,
@@ -36,7 +36,7 @@ from .health import classify
 from .shaping import ShapingSettings, TurnShaper
 from .structured import JSONOutputError, repair_prompt
 from .tokens import count_tokens_async
-from .turn_text import plan_turn_text, render_turn, turn_prompt_tokens
+from .turn_text import counted_turn, plan_turn_text, render_turn, turn_prompt_tokens
 from .upstream.client import UpstreamStream
 from .upstream.conversation import Conversation
 from .upstream.events import ContentFiltered as FilterEvent
@@ -84,13 +84,9 @@ class Turn:
         # Set by count_usage_after() (usage is not part of the stream) and by
         # take_text_runs() (the consumer renders TextRun events).
         self._usage_after = self._text_runs = False
-
-    # -- prompt ----------------------------------------------------------------
-
-    def _render(self, chat: ChatRequest) -> None:
-        """Prompt, history file and token count again for ``chat``, whose
-        attachments now carry this account's file ids."""
-        self._history_text, self.prompt = render_turn(chat, self._config, self._history)
+        # The answer's shaper; whether its usage reached the record (see aclose).
+        self._shaper: TurnShaper | None = None
+        self._usage_noted = False
 
     # -- opening (before the first byte) ------------------------------------------
 
@@ -104,14 +100,13 @@ class Turn:
             counting.cancel()
             raise
         await counting
-        if counting.result() != (self._history_text, self.prompt):
-            await self._count_prompt()  # uploads renamed files in the prompt
 
-    async def _count_prompt(self) -> tuple[str, str]:
-        """Count the texts as they are now; returns what was counted."""
-        counted = (self._history_text, self.prompt)
-        self.prompt_tokens = await turn_prompt_tokens(*counted, self._uploads)
-        return counted
+    async def _count_prompt(self) -> None:
+        """Count the texts as a count_tokens route does (uploads named by
+        the nominal id, so the count does not wait for them)."""
+        texts = (counted_turn(self.chat, self._config, self._history, self._uploads)
+                 if self._uploads else (self._history_text, self.prompt))
+        self.prompt_tokens = await turn_prompt_tokens(*texts, self._uploads)
 
     async def _reach_stream(self) -> None:
         """Reach an open upstream stream, failing over between managed accounts
@@ -163,7 +158,8 @@ class Turn:
         ids = await self._upstream.upload(creds, self._uploads.values())
         self._sent_chat = with_uploaded_ids(self.chat, ids)
         self._file_ids = ref_file_ids(self._sent_chat)
-        self._render(self._sent_chat)
+        self._history_text, self.prompt = render_turn(self._sent_chat, self._config,
+                                                      self._history)
 
     async def _attach_history(self, creds: Credentials) -> None:
         """Upload the history file and reference it first (§6). It is rendered
@@ -197,7 +193,7 @@ class Turn:
 
         A failure raises its ProxyError (after a fail-over, when one is
         allowed and nothing was emitted yet); the relay or the route wrapper
-        reports it — the turn records nothing."""
+        reports it (the usage produced by then is noted in :meth:`aclose`)."""
         try:
             while True:
                 shaper = self._new_shaper()
@@ -206,6 +202,7 @@ class Turn:
                         for event in batch:
                             if type(event) in request_record.NOTED:
                                 request_record.note_event(event)
+                                self._usage_noted |= type(event) is Usage
                         yield batch
                     self._credit()
                     return
@@ -228,6 +225,7 @@ class Turn:
         shaper = TurnShaper(self.chat, settings, self.prompt_tokens, self._citations)
         shaper.usage_after = self._usage_after
         shaper.text_runs = self._text_runs
+        self._shaper = shaper
         return shaper
 
     def _citations(self) -> list[tuple[int, str, str]]:
@@ -298,10 +296,15 @@ class Turn:
             break
         tail = shaper.tail()
         if shaper.usage_after:
-            request_record.note_usage_later(
-                request_record.PendingUsage(shaper.usage, shaper.uncounted_chars))
+            self._note_usage_later(shaper)
         if tail:
             yield tail
+
+    def _note_usage_later(self, shaper: TurnShaper) -> None:
+        """Have the request record count ``shaper``'s usage after the response."""
+        self._usage_noted = True
+        request_record.note_usage_later(
+            request_record.PendingUsage(shaper.usage, shaper.uncounted_chars))
 
     async def _consume(self, shaper: TurnShaper) -> AsyncIterator[list[TurnEvent]]:
         """Feed one upstream answer (all its rounds) through the shaper, a
@@ -382,10 +385,15 @@ class Turn:
     # -- cleanup -------------------------------------------------------------------
 
     async def aclose(self) -> None:
-        """Release the upstream response and the account lease (idempotent)."""
+        """Release the upstream response and the account lease (idempotent).
+        A turn ended before its usage went out (client gone, upstream failed
+        after output) records the prompt and what the model produced so far."""
         if self._closed:
             return
         self._closed = True
+        shaper, self._shaper = self._shaper, None  # it refers back to the turn: no cycle
+        if shaper is not None and shaper.produced and not self._usage_noted:
+            self._note_usage_later(shaper)
         self._upstream.release_stream()
         if self._creds is not None:
             self._creds.release()

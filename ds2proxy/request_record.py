@@ -20,12 +20,12 @@ from typing import Any
 from aiohttp import web
 
 from .canonical import ToolCallStart, TurnEvent, Usage
+from .keyring import PASS_THROUGH  # noqa: F401 - the key name of a caller without one
 
 REQUEST_ID_HEADER = "X-Request-Id"
 REQUEST_ID_KEY = web.RequestKey("ds2proxy_request_id", str)
 SERVED_BY_HEADER = "X-DS2Proxy-Served-By"
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
-PASS_THROUGH = "pass-through"
 CLIENT_CLOSED = 499
 
 
@@ -169,6 +169,7 @@ def note_event(event: TurnEvent) -> None:
         return
     if isinstance(event, Usage):
         fold_usage(record, event)
+        record.pending_usage = None  # the usage the client got is the last word
     elif isinstance(event, ToolCallStart):
         record.tool_calls += 1
 

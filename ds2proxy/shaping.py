@@ -146,6 +146,13 @@ class TurnShaper:
         return (self._earlier_answers + self._answer_count.total()
                 + self.reasoning_tokens)
 
+    @property
+    def produced(self) -> bool:
+        """Whether any answer or counted reasoning came from the model yet
+        (cheap: no count runs)."""
+        return bool(self._earlier_answers or self._earlier_reasoning
+                    or self._answer_count.upper_bound or self._reasoning_count.upper_bound)
+
     def on_filtered(self, template: str) -> None:
         self.filtered = template
 

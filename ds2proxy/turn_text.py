@@ -14,7 +14,12 @@ from .prompt.history_file import continuation_prompt, render_history_file
 from .structured import format_instructions
 from .tokens import count_attachment_tokens, count_tokens_async
 from .toolcall.prompt import build_tool_prompt
-from .upstream.files import PendingUpload, plan_uploads
+from .upstream.files import PendingUpload, plan_uploads, with_uploaded_ids
+
+# What an uploaded file's mention in the prompt ("attached as file-…") is
+# counted with: its real id exists only once uploaded, so a turn and a
+# count_tokens route both count this one, an id of the median token length.
+NOMINAL_FILE_ID = "file-309d6b79-965e-4a32-9ae4-45508201e2bd"
 
 
 def _control_text(chat: ChatRequest, config: Config) -> tuple[str, str]:
@@ -67,6 +72,14 @@ def plan_turn_text(chat: ChatRequest, config: Config
     return (history, *render_turn(chat, config, history))
 
 
+def counted_turn(chat: ChatRequest, config: Config, history: HistoryFileSettings | None,
+                 uploads: dict[str, PendingUpload]) -> tuple[str, str]:
+    """(history file text, prompt) as usage counts them: rendered as sent,
+    each upload named by :data:`NOMINAL_FILE_ID` instead of its own id."""
+    named = with_uploaded_ids(chat, dict.fromkeys(uploads, NOMINAL_FILE_ID))
+    return render_turn(named, config, history)
+
+
 async def turn_prompt_tokens(history_text: str, prompt: str,
                              uploads: dict[str, PendingUpload]) -> int:
     """Usage counts everything the model reads: history file, live prompt
@@ -80,5 +93,7 @@ async def estimate_prompt_tokens(chat: ChatRequest, config: Config) -> int:
     """Prompt tokens a turn for ``chat`` would report, without uploading
     anything (count_tokens routes)."""
     uploads = plan_uploads(chat.messages, chat.model.model_type)
-    _, history_text, prompt = plan_turn_text(chat, config)
+    history, history_text, prompt = plan_turn_text(chat, config)
+    if uploads:
+        history_text, prompt = counted_turn(chat, config, history, uploads)
     return await turn_prompt_tokens(history_text, prompt, uploads)

@@ -38,6 +38,7 @@ from ds2proxy.prompt.history_file import (
 )
 from ds2proxy.testing import HttpFault, Scripted
 from ds2proxy.toolcall.prompt import build_tool_prompt
+from ds2proxy.turn_text import NOMINAL_FILE_ID
 from ds2proxy.testing.clients import anthropic_client, openai_client
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
@@ -216,8 +217,10 @@ async def test_long_prompt_goes_as_an_uploaded_file_referenced_first(
                                                WEATHER_SCHEMA)], ToolChoice())
     assert body["prompt"] == continuation_prompt(FILE_NAME, tool_prompt=tool_prompt)
     assert "Be brief." not in body["prompt"] and "And tomorrow?" not in body["prompt"]
-    # Usage counts what the model reads: the file, the live prompt and the image.
-    assert resp.usage.prompt_tokens == (reference_tokens(history.content.decode())
+    # Usage counts what the model reads: the file, the live prompt and the
+    # image (its mention with the nominal id a count_tokens route uses too).
+    file_text = history.content.decode().replace(image.id, NOMINAL_FILE_ID)
+    assert resp.usage.prompt_tokens == (reference_tokens(file_text)
                                         + reference_tokens(body["prompt"])
                                         + binary_file_tokens(len(PNG)))
     assert proxy.core.pool.inflight == 0
@@ -254,8 +257,8 @@ async def test_short_prompt_or_feature_off_sends_the_plain_prompt(
     body = proxy.fake.calls_to("chat/completion")[0].body
     assert body["ref_file_ids"] == [image.id]
     assert "Be brief." in body["prompt"] and "And tomorrow?" in body["prompt"]
-    assert resp.usage.prompt_tokens == (reference_tokens(body["prompt"])
-                                        + binary_file_tokens(len(PNG)))
+    prompt = body["prompt"].replace(image.id, NOMINAL_FILE_ID)
+    assert resp.usage.prompt_tokens == reference_tokens(prompt) + binary_file_tokens(len(PNG))
 
 
 async def test_threshold_is_compared_with_the_rendered_prompt_length(

@@ -16,7 +16,7 @@ from google.genai import errors as genai_errors
 
 from admin_util import Admin, admin_for
 from conftest import Proxy
-from ds2proxy.keyring import migrate_keys, parse_keys
+from ds2proxy.keyring import KeyEntryError, migrate_keys, parse_keys
 from ds2proxy.limits import DAY
 from ds2proxy.testing.clients import anthropic_client, gemini_client, openai_client
 
@@ -200,3 +200,17 @@ async def test_embeddings_honour_the_model_list_and_are_recorded(admin: Admin):
              )["requests"]
     assert row["model"] == "text-embedding-3-small"
     assert row["prompt_tokens"] == reply.usage.prompt_tokens > 0
+
+
+async def test_no_key_may_be_named_like_the_pass_through_callers(admin: Admin):
+    """Callers with their own DeepSeek token are logged and counted as
+    ``pass-through``: a key of that name would be charged for their tokens."""
+    refused = await admin.call("POST", "/admin/keys", json={"name": "pass-through",
+                                                             "limits": {"tokens_per_day": 50}})
+    assert refused.status == 400 and refused.json()["field"] == "name"
+    made = await new_key(admin, name="team-b")
+    renamed = await admin.call("PATCH", f"/admin/keys/{made['id']}", json={"name": "pass-through"})
+    assert renamed.status == 400 and "pass-through" in renamed.json()["detail"]
+    with pytest.raises(KeyEntryError) as info:
+        parse_keys([{"key": "sk-some-secret-1234", "name": "pass-through"}])
+    assert info.value.where == "keys[0].name"

@@ -9,17 +9,21 @@ import logging
 
 import aiohttp
 import anthropic
+import ollama
 import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from admin_util import Admin, admin_for, wait_until
 from conftest import Proxy
+from provider_util import PROVIDER_MODEL, fake_provider, provider_config  # noqa: F401
+from token_util import reference_tokens
 from ds2proxy.app import create_app, start_server
 from ds2proxy.config_store import ConfigStore
 from ds2proxy.logfmt import JSONFormatter
 from ds2proxy.testing import Delivery, Scripted
-from ds2proxy.testing.clients import anthropic_client, gemini_client, openai_client
+from ds2proxy.testing.provider_replies import ProviderReply
+from ds2proxy.testing.clients import anthropic_client, gemini_client, ollama_client, openai_client
 from ds2proxy.tokens import count_tokens
 
 pytestmark = pytest.mark.timeout(90)
@@ -110,6 +114,73 @@ async def test_a_disconnect_mid_stream_is_recorded_once(admin: Admin):
     [row] = await rows(admin)
     assert row["status"] == 499 and row["stream"] == 1
     assert proxy.core.usage.recorded == before + 1
+
+
+def sent_prompt_tokens(proxy: Proxy) -> int:
+    return reference_tokens(proxy.fake.calls_to("chat/completion")[-1].body["prompt"])
+
+
+async def test_a_client_leaving_mid_stream_is_charged_what_was_produced(admin: Admin):
+    """Leaving before the usage chunk must not make the answer free: the row,
+    the key's daily total and the metrics carry the prompt and the tokens
+    of the answer produced by then (at least what the client read)."""
+    proxy = admin.proxy
+    answer = "word " * 400
+    proxy.fake.enqueue(Scripted(answer=answer, chunk_size=5,
+                                delivery=Delivery(chunk_delay=0.005)))
+    before = proxy.core.usage.recorded
+    stream = await openai_client(proxy).chat.completions.create(
+        model="deepseek-chat", stream=True, stream_options={"include_usage": True},
+        messages=[{"role": "user", "content": "long"}])
+    received = ""
+    async for chunk in stream:
+        received += chunk.choices[0].delta.content or ""
+        if len(received) >= 100:
+            break
+    await stream.close()
+    await wait_until(lambda: proxy.core.usage.recorded == before + 1)
+    await wait_until(lambda: proxy.core.pool.inflight == 0)
+    [row] = await rows(admin)
+    assert row["status"] == 499
+    assert row["prompt_tokens"] == sent_prompt_tokens(proxy)
+    assert reference_tokens(received) <= row["completion_tokens"] <= reference_tokens(answer)
+    assert proxy.core.limiter.tokens_today("key") == row["prompt_tokens"] + row["completion_tokens"]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_an_upstream_drop_after_output_records_the_answer_so_far(admin: Admin, stream):
+    proxy = admin.proxy
+    proxy.fake.enqueue(Scripted(answer="word " * 100, chunk_size=5,
+                                delivery=Delivery(drop_after=12)))
+    client = openai_client(proxy)
+    received = ""
+    with pytest.raises(openai.APIError):
+        if not stream:
+            await client.chat.completions.create(model="deepseek-chat", messages=[
+                {"role": "user", "content": "hi"}])
+        async for chunk in await client.chat.completions.create(
+                model="deepseek-chat", stream=True, stream_options={"include_usage": True},
+                messages=[{"role": "user", "content": "hi"}]):
+            received += chunk.choices[0].delta.content or "" if chunk.choices else ""
+    await wait_until(lambda: proxy.core.usage.recorded == 1)
+    [row] = await rows(admin)
+    assert row["error_code"] == "upstream_error" and row["prompt_tokens"] == sent_prompt_tokens(proxy)
+    assert row["completion_tokens"] > 0
+    if stream:  # every token read was sent on: the client saw exactly what is charged
+        assert row["completion_tokens"] == reference_tokens(received)
+
+
+async def test_a_failure_before_any_output_records_no_tokens(admin: Admin):
+    proxy = admin.proxy
+    proxy.fake.enqueue(*[Scripted(answer="never seen", delivery=Delivery(drop_after=0))]
+                       * len(proxy.core.pool.accounts()))
+    with pytest.raises(openai.APIStatusError):
+        await openai_client(proxy).chat.completions.create(
+            model="deepseek-chat", stream=True, messages=[{"role": "user", "content": "hi"}])
+    await wait_until(lambda: proxy.core.usage.recorded == 1)
+    [row] = await rows(admin)
+    assert row["status"] == 502 and (row["prompt_tokens"], row["completion_tokens"]) == (0, 0)
+    assert proxy.core.limiter.tokens_today("key") == 0
 
 
 async def test_restart_keeps_the_aggregates(proxy_factory):
@@ -330,3 +401,64 @@ async def test_usage_counted_after_the_stream_ended_is_exact(admin: Admin, answe
             assert counts[0] == (sent[0].prompt_tokens, sent[0].completion_tokens)
     assert counts[1] == counts[0]
     assert counts[0][1] == count_tokens(answer)
+
+
+async def test_a_provider_answer_cut_short_is_charged_what_was_produced(proxy_factory,
+                                                                         fake_provider):
+    """The provider's own usage comes last; an answer that ends before it (the
+    client left, the provider dropped) is counted here, never left at zero."""
+    proxy = await proxy_factory(provider_config(fake_provider))
+    answer = "word " * 300
+    fake_provider.enqueue(ProviderReply(text=answer, chunk_chars=5, chunk_delay=0.005),
+                          ProviderReply(text=answer, chunk_chars=5, drop_after_chunks=10))
+    stream = await openai_client(proxy).chat.completions.create(
+        model=PROVIDER_MODEL, stream=True, stream_options={"include_usage": True},
+        messages=[{"role": "user", "content": "long"}])
+    received = ""
+    async for chunk in stream:
+        received += chunk.choices[0].delta.content or "" if chunk.choices else ""
+        if len(received) >= 50:
+            break
+    await stream.close()
+    await wait_until(lambda: proxy.core.usage.recorded == 1)
+    dropped = ""
+    with pytest.raises(openai.APIError):
+        async for chunk in await openai_client(proxy).chat.completions.create(
+                model=PROVIDER_MODEL, stream=True, messages=[{"role": "user", "content": "long"}]):
+            dropped += chunk.choices[0].delta.content or "" if chunk.choices else ""
+    await wait_until(lambda: proxy.core.usage.recorded == 2)
+    await proxy.core.usage.store.flush()
+    (drop, gone), _ = await proxy.core.usage.store.requests({}, 10, 0)
+    assert gone["status"] == 499 and gone["prompt_tokens"] == reference_tokens("long")
+    assert reference_tokens(received) <= gone["completion_tokens"] <= reference_tokens(answer)
+    assert drop["error_code"] == "upstream_error"
+    assert drop["completion_tokens"] == reference_tokens(dropped) > 0
+    assert proxy.core.limiter.tokens_today("key") == sum(
+        r["prompt_tokens"] + r["completion_tokens"] for r in (gone, drop))
+
+
+async def test_ollama_embeddings_are_recorded_and_held_to_the_key(admin: Admin):
+    """/api/embed and /api/embeddings spend a key like /v1/embeddings: its
+    model list and daily tokens are checked, and their tokens recorded."""
+    proxy = admin.proxy
+    narrow = await admin.ok("POST", "/admin/keys", json={"name": "chat-only",
+                                                          "models": ["deepseek-*"]})
+    with pytest.raises(ollama.ResponseError) as info:
+        await ollama_client(proxy, {"Authorization": f"Bearer {narrow['key']}"}).embed(
+            model="bge-m3", input="one")
+    assert info.value.status_code == 403 and "may not use model 'bge-m3'" in info.value.error
+    metered = await admin.ok("POST", "/admin/keys", json={"name": "metered",
+                                                           "limits": {"tokens_per_day": 5}})
+    client = ollama_client(proxy, {"Authorization": f"Bearer {metered['key']}"})
+    resp = await client.embed(model="bge-m3", input=["hello world", "again"])
+    await client.embeddings(model="bge-m3", prompt="one more time")
+    await wait_until(lambda: proxy.core.usage.recorded == 3)
+    legacy, embed = (r for r in await rows(admin, key_name="metered"))
+    assert (embed["route"], embed["model"]) == ("/api/embed", "bge-m3")
+    assert embed["prompt_tokens"] == resp.prompt_eval_count > 0
+    assert legacy["prompt_tokens"] == reference_tokens("one more time")
+    used = embed["prompt_tokens"] + legacy["prompt_tokens"]
+    assert proxy.core.limiter.tokens_today("metered") == used >= 5
+    with pytest.raises(ollama.ResponseError) as info:
+        await client.embed(model="bge-m3", input="over the quota")
+    assert info.value.status_code == 429

@@ -5,20 +5,24 @@ count_tokens of a recorded agent request equals the prompt of its real turn."""
 
 from __future__ import annotations
 
+import base64
 import json
 
 import anthropic
 import pytest
 from google.genai import types
+from provider_util import PROVIDER_MODEL, fake_provider, provider_config  # noqa: F401
 from test_claude_sse import claude_code_request, read_frames
 from test_claude_sse import post as post_claude
 from test_gemini_client import collect, generate
 from test_gemini_wire import agent_request, send_as_recorded, sse_frames
 from test_gemini_wire import post as post_gemini
-from token_util import reference_tokens
+from token_util import binary_file_tokens, reference_tokens
 
 from ds2proxy.testing import Replay, Scripted, load_expected
+from ds2proxy.testing.provider_replies import ProviderReply
 from ds2proxy.testing.clients import anthropic_client, gemini_client, openai_client
+from ds2proxy.turn_text import NOMINAL_FILE_ID
 
 RECORDINGS = ["markdown-format-example-20260405-spacefix", "longtext-deepseek-v4-flash-20260429",
               "guangzhou-weather-reasoner-search-20260404",
@@ -295,3 +299,71 @@ async def test_sdk_count_tokens_match_the_turns_they_predict(proxy):
     [resp] = await generate(proxy, "async", False, model="gemini-2.5-flash", contents="Hi 🎉")
     assert counted.total_tokens == resp.usage_metadata.prompt_token_count
     assert counted.total_tokens == sent_prompt_tokens(proxy)
+
+
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
+PNG_B64 = base64.b64encode(PNG).decode()
+WEATHER_TOOL = {"name": "get_weather", "description": "Weather of a city.", "input_schema": {
+    "type": "object", "properties": {"city": {"type": "string"}}}}
+
+
+def uploaded_ids(proxy) -> list[str]:
+    return proxy.fake.calls_to("chat/completion")[-1].body["ref_file_ids"]
+
+
+async def test_count_tokens_with_uploads_equal_the_turns_usage(proxy):
+    """An uploaded file is named in the prompt by an id that exists only after
+    the upload: turn and count_tokens both count the nominal id, so they agree."""
+    messages = [
+        {"role": "user", "content": [
+            {"type": "image", "source": {"type": "base64", "media_type": "image/png",
+                                         "data": PNG_B64}},
+            {"type": "text", "text": "What is the weather where this was taken?"}]},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1",
+                                           "name": "get_weather", "input": {"city": "Paris"}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": [
+            {"type": "text", "text": "sunny, 20 °C"},
+            {"type": "image", "source": {"type": "base64", "media_type": "image/png",
+                                         "data": base64.b64encode(PNG[::-1]).decode()}}]}]}]
+    claude = anthropic_client(proxy, "/anthropic", timeout=60.0)
+    counted = await claude.messages.count_tokens(model="claude-sonnet-4-6", messages=messages,
+                                                 system="Be brief.", tools=[WEATHER_TOOL])
+    proxy.fake.enqueue(Scripted(answer="Sunny."))
+    message = await claude_message(proxy, False, messages=messages, system="Be brief.",
+                                   tools=[WEATHER_TOOL])
+    assert message.usage.input_tokens == counted.input_tokens
+    ids = uploaded_ids(proxy)
+    prompt = proxy.fake.calls_to("chat/completion")[-1].body["prompt"]
+    assert len(ids) == 2 and all(i in prompt for i in ids)
+    for file_id in ids:
+        prompt = prompt.replace(file_id, NOMINAL_FILE_ID)
+    assert counted.input_tokens == reference_tokens(prompt) + 2 * binary_file_tokens(len(PNG))
+
+    contents = [types.Content(role="user", parts=[
+        types.Part.from_bytes(data=PNG, mime_type="image/png"), types.Part(text="What is it?")])]
+    genai = gemini_client(proxy)
+    counted = await genai.aio.models.count_tokens(model="gemini-2.5-flash", contents=contents)
+    proxy.fake.enqueue(Scripted(answer="A test pattern."))
+    [resp] = await generate(proxy, "async", False, model="gemini-2.5-flash", contents=contents)
+    assert resp.usage_metadata.prompt_token_count == counted.total_tokens
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_claude_usage_after_a_retry_counts_both_prompts(proxy, stream):
+    """message_start announces the first prompt; an empty answer asked again
+    adds the second, and the stream's final usage says so like the whole reply."""
+    proxy.fake.enqueue(Scripted(answer=""), Scripted(answer="Second try."))
+    message = await claude_message(proxy, stream)
+    prompts = [c.body["prompt"] for c in proxy.fake.calls_to("chat/completion")]
+    assert len(prompts) == 2 and claude_texts(message)[1] == "Second try."
+    assert message.usage.input_tokens == sum(reference_tokens(p) for p in prompts)
+    assert message.usage.output_tokens == reference_tokens("Second try.")
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_claude_usage_of_a_provider_answer_is_the_providers(proxy_factory, fake_provider,
+                                                                  stream):
+    proxy = await proxy_factory(provider_config(fake_provider))
+    fake_provider.enqueue(ProviderReply(text="Hello there, friend.", usage=(21, 8)))
+    message = await claude_message(proxy, stream, model=PROVIDER_MODEL)
+    assert (message.usage.input_tokens, message.usage.output_tokens) == (21, 8)

@@ -124,6 +124,7 @@ class MessagesStreamRenderer:
         self._thinking: list[str] = []
         self._calls: dict[int, int] = {}
         self._output_tokens = 0
+        self._final_input: int | None = None  # the final usage's prompt tokens
 
     def frames(self, event: TurnEvent) -> list[Frame]:
         """Frames for one event."""
@@ -144,6 +145,7 @@ class MessagesStreamRenderer:
             out += self._close()
         elif isinstance(event, Usage):
             self._output_tokens = event.completion_tokens
+            self._final_input = event.prompt_tokens
         elif isinstance(event, Finish):
             out += self.finish(event.reason, event.stop_sequence)
         return out
@@ -163,11 +165,16 @@ class MessagesStreamRenderer:
             return []
         self.finished = True
         out = self._start() + self._close()
+        usage: dict[str, int] = {"output_tokens": self._output_tokens}
+        if self._final_input is not None and self._final_input != self.input_tokens:
+            # Counts on message_delta are cumulative and replace message_start's:
+            # a provider's own prompt count, a retry's second prompt.
+            usage["input_tokens"] = self._final_input
         out.append(("message_delta", {
             "type": "message_delta",
             "delta": {"stop_reason": stop_reason(reason, stop_sequence),
                       "stop_sequence": stop_sequence},
-            "usage": {"output_tokens": self._output_tokens}}))
+            "usage": usage}))
         out.append(("message_stop", {"type": "message_stop"}))
         return out
 

@@ -16,11 +16,12 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 
+from .. import request_record
 from ..canonical import ChatRequest, TurnEvent, TurnResult, Usage
 from ..collect import TurnCollector
 from ..config import Config
 from ..errors import UpstreamError
-from ..tokens import count_tokens_async
+from ..tokens import count_tokens, count_tokens_async
 from .client import ProviderClient, sse_reads
 from .emulate import EmulatedTools, emulated_body
 from .request import chat_body
@@ -47,6 +48,9 @@ class ProviderTurn:
                       else chat_body(chat, model, stream=True))
         self._response: aiohttp.ClientResponse | None = None
         self._reserved = False
+        # The answer's text so far, until the final usage event went out
+        # (then None): an early end records its count (see aclose).
+        self._unreported: list[str] | None = None
 
     @property
     def label(self) -> str:
@@ -75,6 +79,7 @@ class ProviderTurn:
                                      keep_reasoning=self.chat.thinking is not False)
         emulator = (EmulatedTools(self.chat, self._config, self.prompt_tokens)
                     if self._emulate else None)
+        self._unreported = translator.text_parts
         try:
             async for chunks in sse_reads(self._response, self.client):
                 out: list[TurnEvent] = []
@@ -95,6 +100,7 @@ class ProviderTurn:
             if translator.usage is not None:
                 self.prompt_tokens = translator.usage.prompt_tokens
             self.emitted = True
+            self._unreported = None
             yield tail
         finally:
             await self.aclose()
@@ -113,13 +119,24 @@ class ProviderTurn:
         return collector.result(self.id)
 
     async def aclose(self) -> None:
-        """Release the response and the provider slot (idempotent)."""
+        """Release the response and the provider slot (idempotent). A turn
+        ended before its usage went out (client gone, provider failed after
+        output) records the prompt and its own count of the text so far."""
+        if self._unreported:
+            request_record.note_usage_later(_counted_later(self.prompt_tokens, self._unreported))
+        self._unreported = None
         if self._response is not None:
             self._response.release()
             self._response = None
         if self._reserved:
             self._reserved = False
             self.client.release()
+
+
+def _counted_later(prompt_tokens: int, parts: list[str]) -> request_record.PendingUsage:
+    """The usage of an answer cut short, counted after the response."""
+    text = "".join(parts)
+    return request_record.PendingUsage(lambda: Usage(prompt_tokens, count_tokens(text)), len(text))
 
 
 def _prompt_text(body: dict) -> str:

@@ -75,9 +75,8 @@ class EmbedRoutes:
         clock = Clock()
         texts, body, caller = await self._read(request, "input")
         embedded = await self._provider(body.get("dimensions"), body, caller).embed_counted(texts)
-        vectors, tokens = embedded.vectors, embedded.prompt_tokens
-        if tokens is None:
-            tokens = sum([await self.api.count_tokens(t) for t in texts])
+        tokens = await self._used(body, texts, embedded.prompt_tokens)
+        vectors = embedded.vectors
         durations = clock.durations()
         return json_response({"model": model_name(body), "embeddings": vectors,
                               "total_duration": durations["total_duration"],
@@ -85,14 +84,24 @@ class EmbedRoutes:
 
     async def embeddings(self, request: web.Request) -> web.Response:
         texts, body, caller = await self._read(request, "prompt")
-        vectors = await self._provider(None, body, caller).embed(texts)
-        return json_response({"embedding": vectors[0]})
+        embedded = await self._provider(None, body, caller).embed_counted(texts)
+        await self._used(body, texts, embedded.prompt_tokens)
+        return json_response({"embedding": embedded.vectors[0]})
+
+    async def _used(self, body: dict, texts: list[str], reported: int | None) -> int:
+        """The input's tokens (the provider's count, else ours), noted for the
+        request log and the key's daily quota like any other request's."""
+        tokens = reported
+        if tokens is None:
+            tokens = sum([await self.api.count_tokens(t) for t in texts])
+        self.api.note_usage(model=model_name(body), prompt_tokens=tokens)
+        return tokens
 
     async def _read(self, request: web.Request,
                     field: str) -> tuple[list[str], dict, Caller]:
         caller = self.api.authenticate(request, implied=implied_key(self.api))
         body = await self.api.read_json(request)
-        model_name(body)
+        self.api.admit_model(caller, model_name(body))  # the key's models and quota
         value = body.get(field)
         texts = [value] if isinstance(value, str) else value
         if not isinstance(texts, list) or not texts or not all(
