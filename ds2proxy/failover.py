@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
 import logging
@@ -84,6 +84,20 @@ class Attempts:
                 f"no output from the upstream within {self._timeout:g} s "
                 f"(upstream.first_output_timeout_seconds) over {self.count} "
                 f"account{'s' if self.count != 1 else ''}", retryable=False) from None
+
+    async def until_heard(self, items: AsyncIterator[T], heard: Callable[[], bool]
+                          ) -> AsyncIterator[T]:
+        """``items``, each bounded by the deadline until ``heard()`` says the
+        upstream's first output arrived (then read without a timer)."""
+        iterator = aiter(items)
+        while not heard():
+            try:
+                item = await self.within(anext(iterator))
+            except StopAsyncIteration:
+                return
+            yield item
+        async for item in iterator:
+            yield item
 
 
 async def credentials_for(caller: Caller, pool: AccountPool, keeper: TokenKeeper,

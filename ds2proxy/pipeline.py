@@ -198,7 +198,9 @@ class Turn:
             while True:
                 shaper = self._new_shaper()
                 try:
-                    async for batch in self._before_deadline(self._run(shaper)):
+                    batches = self._attempts.until_heard(self._run(shaper),
+                                                         lambda: self._heard)
+                    async for batch in batches:
                         for event in batch:
                             if type(event) in request_record.NOTED:
                                 request_record.note_event(event)
@@ -230,20 +232,6 @@ class Turn:
 
     def _citations(self) -> list[tuple[int, str, str]]:
         return self._parser.citations()
-
-    async def _before_deadline(self, batches: AsyncIterator[list[TurnEvent]]
-                               ) -> AsyncIterator[list[TurnEvent]]:
-        """``batches``, bounded by the first-output deadline until the
-        upstream's first output arrives (then read without a timer)."""
-        iterator = aiter(batches)
-        while not self._heard:
-            try:
-                batch = await self._attempts.within(anext(iterator))
-            except StopAsyncIteration:
-                return
-            yield batch
-        async for batch in iterator:
-            yield batch
 
     def _can_fail_over(self, exc: ProxyError) -> bool:
         return self._creds is not None and self._attempts.may_retry(
