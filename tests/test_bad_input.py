@@ -188,3 +188,73 @@ async def test_a_huge_model_name_is_not_echoed_whole(proxy):
     assert answer.status == 400 and answer.json()["error"]["param"] == "model"
     assert len(answer.json()["error"]["message"]) < 300
     nothing_spent(proxy)
+
+
+CALL = {"role": "assistant", "content": None, "tool_calls": [
+    {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]}
+
+
+@pytest.mark.parametrize("path", [CHAT, "/api/v1/chat/completions", "/lm/v2/chat/completions"])
+@pytest.mark.parametrize("fields, param", [
+    ({"messages": [{"role": "user", "content": [None]}]}, "messages[0].content[0]"),
+    ({"messages": [{"role": "user", "content": [{"type": "text", "text": ["x"]}]}]},
+     "messages[0].content[0].text"),
+    ({"messages": [{"role": "user", "content": "hi"}, CALL, {"role": "tool",
+                    "tool_call_id": "call_2", "content": "r"}]}, "messages[2].tool_call_id"),
+    ({"tools": [{"type": "function", "function": {"name": 5}}]}, "tools[0].function.name"),
+    ({"response_format": {"type": "json_schema", "json_schema": {"name": "x"}}},
+     "response_format.json_schema.schema"),
+])
+async def test_chat_dialects_refuse_malformed_content_tools_and_formats(proxy, path, fields,
+                                                                       param):
+    """The chat dialects share the parser: each refuses what it once dropped."""
+    answer = await post(proxy, path, {**OPENAI_BODY, **fields})
+    openai_param(answer.status, answer.json(), param)
+    nothing_spent(proxy)
+
+
+@pytest.mark.parametrize("path", [MESSAGES, "/api/v1/messages", MESSAGES + "/count_tokens"])
+async def test_claude_dialects_refuse_unknown_roles_and_blockless_text(proxy, path):
+    for messages, field in (([{"role": "bot", "content": "x"}], "messages[0].role"),
+                            ([{"role": "user", "content": [{"type": "text"}]}],
+                             "messages[0].content[0].text")):
+        answer = await post(proxy, path, {**CLAUDE_BODY, "messages": messages})
+        error = answer.json()["error"]
+        assert answer.status == 400 and answer.json()["type"] == "error"
+        assert error["type"] == "invalid_request_error" and field in error["message"]
+    nothing_spent(proxy)
+
+
+@pytest.mark.parametrize("path", [GEMINI, GEMINI.replace(":generateContent",
+                                                         ":streamGenerateContent?alt=sse"),
+                                  GEMINI.replace(":generateContent", ":countTokens")])
+@pytest.mark.parametrize("parts, field", [
+    ([5], "contents[0].parts[0]"), ([{"text": 5}], "contents[0].parts[0].text"),
+    ([None], "contents[0].parts[0]"),
+])
+async def test_gemini_parts_of_the_wrong_type_are_invalid_argument(proxy, path, parts, field):
+    answer = await post(proxy, path, {"contents": [{"role": "user", "parts": parts}]})
+    assert answer.status == 400 and answer.json()["error"]["status"] == "INVALID_ARGUMENT"
+    assert field in answer.json()["error"]["message"]
+    nothing_spent(proxy)
+
+
+async def test_gemini_function_role_and_built_in_tools_stay_accepted(proxy):
+    """The older ``function`` role carries results; built-in tools declare no function."""
+    body = {"contents": [
+        {"role": "user", "parts": [{"text": "weather?"}]},
+        {"role": "model", "parts": [{"functionCall": {"name": "w", "args": {}}}]},
+        {"role": "function", "parts": [{"functionResponse": {"name": "w",
+                                                             "response": {"t": 21}}}]}],
+        "tools": [{"googleSearch": {}}, {"functionDeclarations": [{"name": "w"}]}]}
+    answer = await post(proxy, GEMINI, body)
+    assert answer.status == 200
+    assert '"t":21' in proxy.fake.calls_to("chat/completion")[-1].body["prompt"].replace(" ", "")
+
+
+async def test_ollama_tools_without_a_name_are_refused(proxy):
+    body = {"model": "deepseek-chat", "messages": USER, "stream": False,
+            "tools": [{"type": "function", "function": {"description": "nameless"}}]}
+    answer = await post(proxy, "/api/chat", body)
+    assert answer.status == 400 and "tools[0].function.name" in answer.json()["error"]
+    nothing_spent(proxy)

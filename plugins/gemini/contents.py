@@ -34,7 +34,10 @@ from .fields import pick
 
 PART_TEXT_LIMIT = 1024
 TRUNCATED = "...(truncated)"
-ROLES = {"user": "user", "model": "assistant", "assistant": "assistant", "system": "system"}
+# Gemini's roles, plus what other clients send; "function" is the older role
+# of a turn that carries functionResponse parts.
+ROLES = {"user": "user", "model": "assistant", "assistant": "assistant", "system": "system",
+         "function": "user", "tool": "user"}
 # Part metadata that carries nothing for the prompt (signatures are opaque).
 _METADATA = frozenset({"thought", "thoughtSignature", "thought_signature", "partMetadata",
                        "part_metadata", "videoMetadata", "video_metadata", "mediaResolution",
@@ -122,6 +125,9 @@ def _content(content: dict, index: int, ids: CallIds) -> list[Message]:
     if role is not None and not isinstance(role, str):
         raise InvalidRequest(f"'contents[{index}].role' must be a string",
                              param=f"contents[{index}].role")
+    if role and role.lower() not in ROLES:
+        raise InvalidRequest(f"'contents[{index}].role' must be one of: user, model",
+                             param=f"contents[{index}].role")
     role = ROLES.get((role or "").lower(), "user")
     parts = content.get("parts")
     if parts is None:
@@ -132,7 +138,11 @@ def _content(content: dict, index: int, ids: CallIds) -> list[Message]:
         raise InvalidRequest(f"contents[{index}].parts must be a list", param="contents")
     body: list[Part] = []
     results: list[Message] = []
-    for raw in parts:
+    for number, raw in enumerate(parts):
+        if not isinstance(raw, str) and (not isinstance(raw, dict)
+                                         or not isinstance(raw.get("text", ""), str | None)):
+            raise InvalidRequest(_part_problem(raw, f"contents[{index}].parts[{number}]"),
+                                 param=f"contents[{index}].parts")
         part = _part({"text": raw} if isinstance(raw, str) else raw, role, ids)
         if isinstance(part, ToolResult):
             results.append(Message("tool", [part]))
@@ -140,6 +150,12 @@ def _content(content: dict, index: int, ids: CallIds) -> list[Message]:
             body.append(part)
     said = [Message(role, body)] if body else []
     return said + results if role == "assistant" else results + said
+
+
+def _part_problem(raw: Any, where: str) -> str:
+    if not isinstance(raw, dict):
+        return f"'{where}' must be an object"
+    return f"'{where}.text' must be a string"
 
 
 def _part(part: Any, role: str, ids: CallIds) -> Part | None:

@@ -46,7 +46,7 @@ def parse_responses_request(body: dict, model: ResolvedModel, items: list[Any]
         thinking=thinking_override(body),
         max_tokens=body.get("max_output_tokens"),
         sampling=sampling,
-        response_format=parse_response_format(_text_format(body.get("text"))),
+        response_format=parse_response_format(_text_format(body.get("text")), "text.format"),
     )
     return ResponsesRequest(chat, items, namespaces, store=body.get("store") is not False)
 
