@@ -258,3 +258,25 @@ async def test_ollama_tools_without_a_name_are_refused(proxy):
     answer = await post(proxy, "/api/chat", body)
     assert answer.status == 400 and "tools[0].function.name" in answer.json()["error"]
     nothing_spent(proxy)
+
+
+@pytest.mark.parametrize("method", [":generateContent", ":streamGenerateContent"])
+async def test_gemini_unknown_alt_is_invalid_argument_before_the_turn(proxy, method):
+    """It used to be answered as a JSON array (or whole JSON) nobody asked for."""
+    answer = await post(proxy, GEMINI.replace(":generateContent", method) + "?alt=xml",
+                        GEMINI_BODY)
+    assert answer.status == 400 and answer.json()["error"]["status"] == "INVALID_ARGUMENT"
+    assert "'alt'" in answer.json()["error"]["message"]
+    nothing_spent(proxy)
+    answer = await post(proxy, GEMINI.replace(":generateContent", method) + "?alt=json",
+                        GEMINI_BODY)
+    assert answer.status == 200
+
+
+async def test_responses_input_with_nothing_to_answer_says_so(proxy):
+    """Items were given, so "must include 'input'" misled; the message says what is missing."""
+    answer = await post(proxy, "/v1/responses", {"model": "deepseek-chat",
+                                                 "input": [{"type": "bogus"}]})
+    message = openai_param(answer.status, answer.json(), "input")
+    assert "no item" in message
+    nothing_spent(proxy)

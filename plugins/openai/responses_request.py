@@ -71,6 +71,9 @@ def flatten_tools(value: Any) -> tuple[Any, dict[str, str]]:
 
 def _messages(items: list[Any], instructions: Any) -> list[Message]:
     messages = items_to_messages(items, instructions)
+    if not messages and items:
+        raise InvalidRequest("'input' holds no item with content to answer (a message, "
+                             "input_text, a function_call_output …)", param="input")
     if not messages:
         raise InvalidRequest("request must include 'input' or 'messages'", param="input")
     return messages
