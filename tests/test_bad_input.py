@@ -280,3 +280,37 @@ async def test_responses_input_with_nothing_to_answer_says_so(proxy):
     message = openai_param(answer.status, answer.json(), "input")
     assert "no item" in message
     nothing_spent(proxy)
+
+
+@pytest.mark.parametrize("messages, param", [
+    ([{"role": "user", "content": [{"type": "image_url", "image_url": {
+        "url": "data:image/png;base64,!!!"}}]}], "messages[0].content[0].image_url"),
+    ([{"role": "user", "content": [{"type": "image_url"}]}], "messages[0].content[0].image_url"),
+    ([{"role": "user", "content": [{"type": "file", "file": {"file_data": "@@"}}]}],
+     "messages[0].content[0].file.file_data"),
+    ([{"role": "system", "content": 5}, *USER], "messages[0].content"),
+    ([{"role": "assistant", "content": "x", "tool_calls": [5]}, *USER],
+     "messages[0].tool_calls[0]"),
+    ([{"role": "assistant", "content": "x", "tool_calls": [{"id": "a", "type": "function",
+                                                             "function": {}}]}, *USER],
+     "messages[0].tool_calls[0].function.name"),
+])
+async def test_openai_attachments_and_history_of_the_wrong_shape_are_400s(proxy, messages,
+                                                                         param):
+    """The garbage data URL used to be decoded leniently and uploaded upstream."""
+    answer = await post(proxy, CHAT, {**OPENAI_BODY, "messages": messages})
+    openai_param(answer.status, answer.json(), param)
+    nothing_spent(proxy)
+
+
+async def test_undecodable_inline_data_is_refused_in_every_family(proxy):
+    image = {"type": "image", "source": {"type": "base64", "media_type": "image/png",
+                                         "data": "!!!"}}
+    answer = await post(proxy, MESSAGES, {**CLAUDE_BODY, "messages": [
+        {"role": "user", "content": [image]}]})
+    assert answer.status == 400
+    assert "messages[0].content[0].source.data" in answer.json()["error"]["message"]
+    blob = {"inlineData": {"mimeType": "image/png", "data": "!!!"}}
+    answer = await post(proxy, GEMINI, {"contents": [{"role": "user", "parts": [blob]}]})
+    assert answer.status == 400 and "inlineData.data" in answer.json()["error"]["message"]
+    nothing_spent(proxy)

@@ -323,7 +323,8 @@ async def test_health_ready_and_cors(proxy):
             assert await resp.json() == {"status": "ok"}
         async with http.get(proxy.url + "/readyz") as resp:
             assert await resp.json() == {"status": "ready"}
-        asked = "authorization, x-stainless-helper-method, anthropic-dangerous-direct-browser-access"
+        asked = ("authorization, x-stainless-helper-method, "
+                 "anthropic-dangerous-direct-browser-access")
         async with http.options(proxy.url + "/v1/chat/completions", headers={
                 "Origin": "http://x", "Access-Control-Request-Method": "POST",
                 "Access-Control-Request-Headers": asked}) as resp:

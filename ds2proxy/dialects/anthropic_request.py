@@ -8,8 +8,6 @@ serves Messages semantics (see :mod:`.anthropic_messages` for the output).
 
 from __future__ import annotations
 
-import base64
-import binascii
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,7 +25,7 @@ from ..canonical import (
     ToolSpec,
 )
 from ..errors import InvalidRequest
-from .content import tool_content_text
+from .content import inline_bytes, tool_content_text
 from .openai_chat import answers_a_call, decode_arguments, parse_response_format
 from .openai_chat import parse_tools as parse_function_tools
 from .redact import redacted_json
@@ -162,12 +160,12 @@ def _block_parts(role: str, blocks: list, ids: _CallIds, where: str) -> list[Par
         if block.get("type") == "tool_result" and block.get("tool_use_id") is not None:
             answers_a_call(str(block["tool_use_id"]), ids.name_by_id,
                            f"{where}[{index}].tool_use_id")
-        if (part := _block_part(role, block, ids)) is not None:
+        if (part := _block_part(role, block, ids, f"{where}[{index}]")) is not None:
             parts.append(part)
     return parts
 
 
-def _block_part(role: str, block: dict, ids: _CallIds) -> Part | None:
+def _block_part(role: str, block: dict, ids: _CallIds, where: str) -> Part | None:
     kind = block.get("type")
     if kind == "text" or (kind is None and isinstance(block.get("text"), str)):
         text = block.get("text")
@@ -179,9 +177,9 @@ def _block_part(role: str, block: dict, ids: _CallIds) -> Part | None:
     if kind == "tool_use" and role == "assistant":
         return _tool_call(block, ids)
     if kind == "tool_result":
-        return _tool_result(block, ids)
+        return _tool_result(block, ids, where)
     if kind in ("image", "document"):
-        return _media_part(block)
+        return _media_part(block, where)
     # Anything else (incl. tool_use sent by a user) stays visible as its JSON text.
     return TextPart(redacted_json(block))
 
@@ -197,27 +195,27 @@ def _tool_call(block: dict, ids: _CallIds) -> ToolCall | TextPart:
     return call
 
 
-def _tool_result(block: dict, ids: _CallIds) -> ToolResult:
+def _tool_result(block: dict, ids: _CallIds, where: str) -> ToolResult:
     name = block.get("name") if isinstance(block.get("name"), str) else None
     call_id = block.get("tool_use_id") or block.get("tool_call_id")
     if not call_id and name:
         call_id = ids.last_by_name.get(name)
     call_id = str(call_id) if call_id else ids.new()
-    text, attachments = _result_content(block.get("content"))
+    text, attachments = _result_content(block.get("content"), f"{where}.content")
     return ToolResult(call_id=call_id, content=text, name=name or ids.name_by_id.get(call_id),
                       is_error=block.get("is_error") is True, attachments=attachments)
 
 
-def _result_content(content: Any) -> tuple[str, tuple[AttachmentPart, ...]]:
+def _result_content(content: Any, where: str) -> tuple[str, tuple[AttachmentPart, ...]]:
     """Text blocks as text, images and documents as attachments (a Read of a
     screenshot reaches the model as the image), other blocks as JSON."""
     if not isinstance(content, list):
         return tool_content_text(content), ()
     pieces: list[str] = []
     attachments: list[AttachmentPart] = []
-    for part in content:
+    for index, part in enumerate(content):
         if isinstance(part, dict) and part.get("type") in ("image", "document"):
-            media = _media_part(part)
+            media = _media_part(part, f"{where}[{index}]")
             if isinstance(media, TextPart):
                 pieces.append(media.text)
             else:
@@ -229,18 +227,14 @@ def _result_content(content: Any) -> tuple[str, tuple[AttachmentPart, ...]]:
     return "\n".join(piece for piece in pieces if piece), tuple(attachments)
 
 
-def _media_part(block: dict) -> AttachmentPart | TextPart:
+def _media_part(block: dict, where: str) -> AttachmentPart | TextPart:
     """An image or document block; inline bytes are decoded, never put in the prompt."""
     kind = "image" if block.get("type") == "image" else "file"
     source = block.get("source") if isinstance(block.get("source"), dict) else {}
     title = block.get("title") if isinstance(block.get("title"), str) else None
     source_type = source.get("type")
     if source_type == "base64" and isinstance(source.get("data"), str):
-        try:
-            data = base64.b64decode(source["data"], validate=False)
-        except (binascii.Error, ValueError):
-            raise InvalidRequest(f"an inline {kind} could not be decoded",
-                                 param="messages") from None
+        data = inline_bytes(source["data"], f"{where}.source.data")
         return AttachmentPart(kind=kind, mime_type=source.get("media_type"), data=data,
                               name=title)
     if source_type == "url" and isinstance(source.get("url"), str):

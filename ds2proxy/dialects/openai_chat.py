@@ -8,8 +8,6 @@ for tool calls on the output side.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
 from collections.abc import Callable, Container
 from dataclasses import dataclass, field
@@ -33,6 +31,7 @@ from ..canonical import (
     Usage,
 )
 from ..errors import InvalidRequest
+from .content import inline_bytes
 from .thinking import thinking_override
 from .tool_choice import parse_openai_tool_choice
 from .sampling import openai_chat_sampling
@@ -76,17 +75,15 @@ def content_text(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-def attachment_from_url(url: str, kind: str = "image", name: str | None = None
-                        ) -> AttachmentPart:
-    """A data: URL is decoded (never put in the prompt); other URLs are kept as-is."""
+def attachment_from_url(url: str, kind: str = "image", name: str | None = None,
+                        where: str = "url") -> AttachmentPart:
+    """A data: URL is decoded (never put in the prompt); other URLs are kept
+    as-is. Base64 that does not decode is a 400 naming ``where``."""
     match = _DATA_URL.match(url)
     if not match:
         return AttachmentPart(kind=kind, url=url, name=name)  # type: ignore[arg-type]
     mime, is_b64, payload = match.groups()
-    try:
-        data = base64.b64decode(payload, validate=False) if is_b64 else payload.encode()
-    except (binascii.Error, ValueError):
-        raise InvalidRequest("an inline data URL could not be decoded") from None
+    data = inline_bytes(payload, where) if is_b64 else payload.encode()
     return AttachmentPart(kind=kind, mime_type=mime, data=data, name=name)  # type: ignore
 
 
@@ -114,14 +111,9 @@ def user_parts(content: Any, where: str = "content") -> list[Part]:
         if kind in ("text", "input_text", "output_text") or (kind is None and "text" in item):
             parts.append(TextPart(_part_text(item, f"{where}[{index}]")))
         elif kind in ("image_url", "input_image"):
-            url = item.get("image_url")
-            url = url.get("url") if isinstance(url, dict) else url
-            if isinstance(item.get("file_id"), str):
-                parts.append(AttachmentPart(kind="image", file_id=item["file_id"]))
-            elif isinstance(url, str):
-                parts.append(attachment_from_url(url))
+            parts.append(_image_part(item, f"{where}[{index}]"))
         elif kind in ("file", "input_file"):
-            parts.append(_file_part(item))
+            parts.append(_file_part(item, f"{where}[{index}]"))
         elif kind in ("reasoning", "thinking"):
             text = item.get("text") or item.get("thinking") or ""
             if isinstance(text, str) and text:
@@ -141,19 +133,30 @@ def _part_text(item: dict, where: str) -> str:
     return text
 
 
-def _file_part(item: dict) -> AttachmentPart:
+def _image_part(item: dict, where: str) -> AttachmentPart:
+    """An image part: a file id, or a URL (``image_url`` as a string or an
+    object with ``url``); one with neither is a 400."""
+    if isinstance(item.get("file_id"), str):
+        return AttachmentPart(kind="image", file_id=item["file_id"])
+    url = item.get("image_url")
+    url = url.get("url") if isinstance(url, dict) else url
+    if not isinstance(url, str) or not url:
+        raise InvalidRequest(f"'{where}.image_url' must be a URL or an object with 'url'",
+                             param=f"{where}.image_url")
+    return attachment_from_url(url, where=f"{where}.image_url")
+
+
+def _file_part(item: dict, where: str) -> AttachmentPart:
     file = item.get("file") if isinstance(item.get("file"), dict) else item
     name = file.get("filename") or file.get("name")
     if isinstance(file.get("file_id"), str):
         return AttachmentPart(kind="file", file_id=file["file_id"], name=name)
     data = file.get("file_data")
     if isinstance(data, str):
+        field = f"{where}.file.file_data" if file is not item else f"{where}.file_data"
         if data.startswith("data:"):
-            return attachment_from_url(data, "file", name)
-        try:
-            return AttachmentPart(kind="file", data=base64.b64decode(data), name=name)
-        except (binascii.Error, ValueError):
-            raise InvalidRequest("an inline file could not be decoded") from None
+            return attachment_from_url(data, "file", name, field)
+        return AttachmentPart(kind="file", data=inline_bytes(data, field), name=name)
     return AttachmentPart(kind="file", name=name, url=file.get("file_url"))
 
 
@@ -209,10 +212,10 @@ def parse_message(item: dict, i: int, where: str) -> list[Message]:
                              param=f"{where}.role")
     content = item.get("content")
     if role in ("system", "developer"):
-        return [Message("system", [TextPart(content_text(content))])]
+        return [Message("system", [TextPart(_plain_text(content, f"{where}.content"))])]
     if role in ("tool", "function"):
         call_id = item.get("tool_call_id") or item.get("name") or f"call_{i}"
-        result = ToolResult(call_id=str(call_id), content=content_text(content),
+        result = ToolResult(call_id=str(call_id), content=_plain_text(content, f"{where}.content"),
                             name=item.get("name"))
         return [Message("tool", [result])]
     if role == "assistant":
@@ -226,13 +229,34 @@ def _assistant(item: dict, i: int, where: str) -> Message:
     if isinstance(reasoning, str) and reasoning:
         parts.append(ReasoningPart(reasoning))
     parts.extend(user_parts(item.get("content"), f"{where}.content"))
-    calls = item.get("tool_calls") if isinstance(item.get("tool_calls"), list) else []
-    if isinstance(item.get("function_call"), dict):
-        calls = [*calls, item["function_call"]]
-    for n, call in enumerate(calls):
-        if isinstance(call, dict) and (tc := tool_call_from(call, f"call_{i}_{n}")):
-            parts.append(tc)
+    calls = item.get("tool_calls")
+    if calls is not None and not isinstance(calls, list):
+        raise InvalidRequest(f"'{where}.tool_calls' must be a list", param=f"{where}.tool_calls")
+    for n, call in enumerate(calls or []):
+        field = f"{where}.tool_calls[{n}]"
+        if not isinstance(call, dict):
+            raise InvalidRequest(f"'{field}' must be an object", param=field)
+        if (tc := tool_call_from(call, f"call_{i}_{n}")) is None:
+            raise InvalidRequest(f"'{field}.function.name' must be a non-empty string",
+                                 param=f"{field}.function.name")
+        parts.append(tc)
+    legacy = item.get("function_call")
+    fallback = f"call_{i}_{len(calls or [])}"
+    if isinstance(legacy, dict) and (tc := tool_call_from(legacy, fallback)):
+        parts.append(tc)
     return Message("assistant", parts)
+
+
+def _plain_text(content: Any, where: str) -> str:
+    """System and tool content as text: a string, parts or an object; a number
+    or a part that is neither text nor an object is a 400 naming ``where``."""
+    if content is not None and not isinstance(content, str | list | dict):
+        raise InvalidRequest(f"'{where}' must be a string or a list of parts", param=where)
+    for index, part in enumerate(content if isinstance(content, list) else []):
+        if not isinstance(part, str | dict):
+            raise InvalidRequest(f"'{where}[{index}]' must be an object",
+                                 param=f"{where}[{index}]")
+    return content_text(content)
 
 
 def parse_chat_request(body: dict, model: ResolvedModel) -> ChatRequest:

@@ -11,8 +11,6 @@ them.
 
 from __future__ import annotations
 
-import base64
-import binascii
 from typing import Any
 
 from ds2proxy.plugin_api import (
@@ -27,7 +25,7 @@ from ds2proxy.plugin_api import (
 )
 from ds2proxy.dialects.redact import redacted_json
 from ds2proxy.dialects.openai_chat import decode_arguments
-from ds2proxy.dialects.content import tool_content_text
+from ds2proxy.dialects.content import inline_bytes, tool_content_text
 from ds2proxy.dialects.validate import objects
 
 from .fields import pick
@@ -230,12 +228,7 @@ def _inline(blob: dict) -> AttachmentPart:
     data = blob.get("data")
     if not isinstance(data, str):
         raise InvalidRequest("an inlineData part has no base64 'data'", param="contents")
-    try:
-        raw = (base64.urlsafe_b64decode if "-" in data or "_" in data
-               else base64.b64decode)(data + "=" * (-len(data) % 4))
-    except (binascii.Error, ValueError):
-        raise InvalidRequest("an inlineData part could not be decoded", param="contents") from None
-    return _attachment(blob, data=raw)
+    return _attachment(blob, data=inline_bytes(data, "inlineData.data", protobuf=True))
 
 
 def _attachment(blob: dict, *, url: Any = None, data: bytes | None = None) -> AttachmentPart:
