@@ -314,3 +314,20 @@ async def test_undecodable_inline_data_is_refused_in_every_family(proxy):
     answer = await post(proxy, GEMINI, {"contents": [{"role": "user", "parts": [blob]}]})
     assert answer.status == 400 and "inlineData.data" in answer.json()["error"]["message"]
     nothing_spent(proxy)
+
+
+@pytest.mark.parametrize("path, body, field", [
+    (CHAT, {**OPENAI_BODY, "messages": [{"role": "user"}]}, "messages[0].content"),
+    ("/lm/v2/chat/completions", {**OPENAI_BODY, "messages": [{"role": "user"}]},
+     "messages[0].content"),
+    ("/v1/responses", {"model": "deepseek-chat", "input": [{"role": "user"}]},
+     "input[0].content"),
+    (MESSAGES, {**CLAUDE_BODY, "messages": [{"role": "user"}]}, "messages[0].content"),
+    (GEMINI, {"contents": [{"role": "user"}]}, "contents[0].parts"),
+])
+async def test_a_user_turn_without_content_is_refused(proxy, path, body, field):
+    """It used to run a turn on an empty prompt ("You said: (nothing)")."""
+    answer = await post(proxy, path, body)
+    error = answer.json()["error"]
+    assert answer.status == 400 and field in error["message"]
+    nothing_spent(proxy)

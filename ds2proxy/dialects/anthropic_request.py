@@ -133,6 +133,8 @@ def _message(item: dict, i: int, ids: _CallIds) -> Message:
         raise InvalidRequest(f"'messages[{i}].role' must be one of: user, assistant",
                              param=f"messages[{i}].role")
     content = item.get("content")
+    if content is None and role == "user":
+        raise InvalidRequest(f"'messages[{i}].content' is required", param=f"messages[{i}].content")
     if content is not None and not isinstance(content, (str, list, dict)):
         raise InvalidRequest(f"messages[{i}].content must be a string or a list of blocks",
                              param="messages")

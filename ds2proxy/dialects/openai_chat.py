@@ -220,6 +220,9 @@ def parse_message(item: dict, i: int, where: str) -> list[Message]:
         return [Message("tool", [result])]
     if role == "assistant":
         return [_assistant(item, i, where)]
+    if content is None:
+        raise InvalidRequest(f"'{where}.content' is required for a user message",
+                             param=f"{where}.content")
     return [Message(role, user_parts(content, f"{where}.content"))]
 
 

@@ -128,8 +128,11 @@ def _content(content: dict, index: int, ids: CallIds) -> list[Message]:
                              param=f"contents[{index}].role")
     role = ROLES.get((role or "").lower(), "user")
     parts = content.get("parts")
+    if parts is None and isinstance(content.get("text"), str):
+        parts = [{"text": content["text"]}]
     if parts is None:
-        parts = [{"text": content["text"]}] if isinstance(content.get("text"), str) else []
+        raise InvalidRequest(f"'contents[{index}].parts' is required",
+                             param=f"contents[{index}].parts")
     if isinstance(parts, dict):
         parts = [parts]
     if not isinstance(parts, list):
