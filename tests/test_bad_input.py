@@ -188,3 +188,146 @@ async def test_a_huge_model_name_is_not_echoed_whole(proxy):
     assert answer.status == 400 and answer.json()["error"]["param"] == "model"
     assert len(answer.json()["error"]["message"]) < 300
     nothing_spent(proxy)
+
+
+CALL = {"role": "assistant", "content": None, "tool_calls": [
+    {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]}
+
+
+@pytest.mark.parametrize("path", [CHAT, "/api/v1/chat/completions", "/lm/v2/chat/completions"])
+@pytest.mark.parametrize("fields, param", [
+    ({"messages": [{"role": "user", "content": [None]}]}, "messages[0].content[0]"),
+    ({"messages": [{"role": "user", "content": [{"type": "text", "text": ["x"]}]}]},
+     "messages[0].content[0].text"),
+    ({"messages": [{"role": "user", "content": "hi"}, CALL, {"role": "tool",
+                    "tool_call_id": "call_2", "content": "r"}]}, "messages[2].tool_call_id"),
+    ({"tools": [{"type": "function", "function": {"name": 5}}]}, "tools[0].function.name"),
+    ({"response_format": {"type": "json_schema", "json_schema": {"name": "x"}}},
+     "response_format.json_schema.schema"),
+])
+async def test_chat_dialects_refuse_malformed_content_tools_and_formats(proxy, path, fields,
+                                                                       param):
+    """The chat dialects share the parser: each refuses what it once dropped."""
+    answer = await post(proxy, path, {**OPENAI_BODY, **fields})
+    openai_param(answer.status, answer.json(), param)
+    nothing_spent(proxy)
+
+
+@pytest.mark.parametrize("path", [MESSAGES, "/api/v1/messages", MESSAGES + "/count_tokens"])
+async def test_claude_dialects_refuse_unknown_roles_and_blockless_text(proxy, path):
+    for messages, field in (([{"role": "bot", "content": "x"}], "messages[0].role"),
+                            ([{"role": "user", "content": [{"type": "text"}]}],
+                             "messages[0].content[0].text")):
+        answer = await post(proxy, path, {**CLAUDE_BODY, "messages": messages})
+        error = answer.json()["error"]
+        assert answer.status == 400 and answer.json()["type"] == "error"
+        assert error["type"] == "invalid_request_error" and field in error["message"]
+    nothing_spent(proxy)
+
+
+@pytest.mark.parametrize("path", [GEMINI, GEMINI.replace(":generateContent",
+                                                         ":streamGenerateContent?alt=sse"),
+                                  GEMINI.replace(":generateContent", ":countTokens")])
+@pytest.mark.parametrize("parts, field", [
+    ([5], "contents[0].parts[0]"), ([{"text": 5}], "contents[0].parts[0].text"),
+    ([None], "contents[0].parts[0]"),
+])
+async def test_gemini_parts_of_the_wrong_type_are_invalid_argument(proxy, path, parts, field):
+    answer = await post(proxy, path, {"contents": [{"role": "user", "parts": parts}]})
+    assert answer.status == 400 and answer.json()["error"]["status"] == "INVALID_ARGUMENT"
+    assert field in answer.json()["error"]["message"]
+    nothing_spent(proxy)
+
+
+async def test_gemini_function_role_and_built_in_tools_stay_accepted(proxy):
+    """The older ``function`` role carries results; built-in tools declare no function."""
+    body = {"contents": [
+        {"role": "user", "parts": [{"text": "weather?"}]},
+        {"role": "model", "parts": [{"functionCall": {"name": "w", "args": {}}}]},
+        {"role": "function", "parts": [{"functionResponse": {"name": "w",
+                                                             "response": {"t": 21}}}]}],
+        "tools": [{"googleSearch": {}}, {"functionDeclarations": [{"name": "w"}]}]}
+    answer = await post(proxy, GEMINI, body)
+    assert answer.status == 200
+    assert '"t":21' in proxy.fake.calls_to("chat/completion")[-1].body["prompt"].replace(" ", "")
+
+
+async def test_ollama_tools_without_a_name_are_refused(proxy):
+    body = {"model": "deepseek-chat", "messages": USER, "stream": False,
+            "tools": [{"type": "function", "function": {"description": "nameless"}}]}
+    answer = await post(proxy, "/api/chat", body)
+    assert answer.status == 400 and "tools[0].function.name" in answer.json()["error"]
+    nothing_spent(proxy)
+
+
+@pytest.mark.parametrize("method", [":generateContent", ":streamGenerateContent"])
+async def test_gemini_unknown_alt_is_invalid_argument_before_the_turn(proxy, method):
+    """It used to be answered as a JSON array (or whole JSON) nobody asked for."""
+    answer = await post(proxy, GEMINI.replace(":generateContent", method) + "?alt=xml",
+                        GEMINI_BODY)
+    assert answer.status == 400 and answer.json()["error"]["status"] == "INVALID_ARGUMENT"
+    assert "'alt'" in answer.json()["error"]["message"]
+    nothing_spent(proxy)
+    answer = await post(proxy, GEMINI.replace(":generateContent", method) + "?alt=json",
+                        GEMINI_BODY)
+    assert answer.status == 200
+
+
+async def test_responses_input_with_nothing_to_answer_says_so(proxy):
+    """Items were given, so "must include 'input'" misled; the message says what is missing."""
+    answer = await post(proxy, "/v1/responses", {"model": "deepseek-chat",
+                                                 "input": [{"type": "bogus"}]})
+    message = openai_param(answer.status, answer.json(), "input")
+    assert "no item" in message
+    nothing_spent(proxy)
+
+
+@pytest.mark.parametrize("messages, param", [
+    ([{"role": "user", "content": [{"type": "image_url", "image_url": {
+        "url": "data:image/png;base64,!!!"}}]}], "messages[0].content[0].image_url"),
+    ([{"role": "user", "content": [{"type": "image_url"}]}], "messages[0].content[0].image_url"),
+    ([{"role": "user", "content": [{"type": "file", "file": {"file_data": "@@"}}]}],
+     "messages[0].content[0].file.file_data"),
+    ([{"role": "system", "content": 5}, *USER], "messages[0].content"),
+    ([{"role": "assistant", "content": "x", "tool_calls": [5]}, *USER],
+     "messages[0].tool_calls[0]"),
+    ([{"role": "assistant", "content": "x", "tool_calls": [{"id": "a", "type": "function",
+                                                             "function": {}}]}, *USER],
+     "messages[0].tool_calls[0].function.name"),
+])
+async def test_openai_attachments_and_history_of_the_wrong_shape_are_400s(proxy, messages,
+                                                                         param):
+    """The garbage data URL used to be decoded leniently and uploaded upstream."""
+    answer = await post(proxy, CHAT, {**OPENAI_BODY, "messages": messages})
+    openai_param(answer.status, answer.json(), param)
+    nothing_spent(proxy)
+
+
+async def test_undecodable_inline_data_is_refused_in_every_family(proxy):
+    image = {"type": "image", "source": {"type": "base64", "media_type": "image/png",
+                                         "data": "!!!"}}
+    answer = await post(proxy, MESSAGES, {**CLAUDE_BODY, "messages": [
+        {"role": "user", "content": [image]}]})
+    assert answer.status == 400
+    assert "messages[0].content[0].source.data" in answer.json()["error"]["message"]
+    blob = {"inlineData": {"mimeType": "image/png", "data": "!!!"}}
+    answer = await post(proxy, GEMINI, {"contents": [{"role": "user", "parts": [blob]}]})
+    assert answer.status == 400 and "inlineData.data" in answer.json()["error"]["message"]
+    nothing_spent(proxy)
+
+
+@pytest.mark.parametrize("path, body, field", [
+    (CHAT, {**OPENAI_BODY, "messages": [{"role": "user"}]}, "messages[0].content"),
+    ("/lm/v2/chat/completions", {**OPENAI_BODY, "messages": [{"role": "user"}]},
+     "messages[0].content"),
+    ("/v1/responses", {"model": "deepseek-chat", "input": [{"role": "user"}]},
+     "input[0].content"),
+    (MESSAGES, {**CLAUDE_BODY, "messages": [{"role": "user"}]}, "messages[0].content"),
+    (GEMINI, {"contents": [{"role": "user"}]}, "contents[0].parts"),
+])
+async def test_a_user_turn_without_content_is_refused(proxy, path, body, field):
+    """It used to run a turn on an empty prompt ("You said: (nothing)")."""
+    answer = await post(proxy, path, body)
+    error = answer.json()["error"]
+    assert answer.status == 400 and field in error["message"]
+    nothing_spent(proxy)

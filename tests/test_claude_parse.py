@@ -256,7 +256,7 @@ def test_bad_messages_are_refused(messages):
     body = {"messages": messages} if messages is not None else {}
     with pytest.raises(InvalidRequest) as info:
         parse_messages_request(body, OPUS)
-    assert info.value.param == "messages"
+    assert info.value.param.startswith("messages")
 
 
 def test_bad_system_is_refused():

@@ -276,3 +276,42 @@ async def test_model_list_pages_and_retrieves(proxy):
     assert opus.created_at.year >= 2026
     with pytest.raises(anthropic.NotFoundError):
         await client.models.retrieve("not-a-model")
+
+
+USED = {"role": "assistant", "content": [
+    {"type": "tool_use", "id": "toolu_1", "name": "lookup", "input": {}}]}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("fields, param", [
+    ({"messages": [{"role": "wizard", "content": "hi"}]}, "messages[0].role"),
+    ({"messages": [{"role": "user", "content": [5]}]}, "messages[0].content[0]"),
+    ({"messages": [{"role": "user", "content": [{"type": "text", "text": 5}]}]},
+     "messages[0].content[0].text"),
+    ({"messages": [{"role": "user", "content": "hi"}, USED, {"role": "user", "content": [
+        {"type": "tool_result", "tool_use_id": "toolu_9", "content": "r"}]}]},
+     "messages[2].content[0].tool_use_id"),
+    ({"tools": [{"description": "nameless", "input_schema": {"type": "object"}}]},
+     "tools[0].name"),
+    ({"tools": [{"name": "f", "input_schema": "x"}]}, "tools[0].input_schema"),
+    ({"system": [5]}, "system[0]"),
+    ({"thinking": {"type": "enabled", "budget_tokens": "lots"}}, "thinking.budget_tokens"),
+])
+async def test_malformed_blocks_roles_and_tools_are_400s_before_any_work(
+        proxy, fields, param, stream):
+    """Each used to be dropped or guessed at and the turn run anyway; now a 400
+    names the field, before a stream starts and before any upstream work."""
+    with pytest.raises(anthropic.BadRequestError) as info:
+        await ask(proxy, "async", stream, **fields)
+    error = info.value.body["error"]
+    assert error["type"] == "invalid_request_error" and param in error["message"]
+    assert proxy.fake.calls == [] and proxy.core.pool.inflight == 0
+
+
+async def test_a_tool_result_answering_an_earlier_tool_use_is_served(proxy):
+    proxy.fake.enqueue(Scripted(answer="done"))
+    message = await ask(proxy, "async", False, messages=[
+        {"role": "user", "content": "look it up"}, USED, {"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": "toolu_1", "content": "42"}]}])
+    assert texts(message) == "done"
+    assert "42" in proxy.fake.calls_to("chat/completion")[-1].body["prompt"]

@@ -285,3 +285,21 @@ async def test_thought_parts_only_with_include_thoughts(proxy, stream):
     assert collect(shown)[:2] == ("Private reasoning.", "Done.")
     # Hidden, the reasoning is still counted as Gemini counts it.
     assert hidden[-1].usage_metadata.thoughts_token_count > 0
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("request_fields, field", [
+    ({"contents": [types.Content(role="wizard", parts=[types.Part(text="hi")])]},
+     "contents[0].role"),
+    ({"contents": "hi", "config": types.GenerateContentConfig(tools=[types.Tool(
+        function_declarations=[types.FunctionDeclaration(description="nameless")])])},
+     "tools[0].functionDeclarations[0].name"),
+])
+async def test_unknown_roles_and_nameless_functions_are_invalid_argument(
+        proxy, request_fields, field, stream):
+    """Both used to be guessed at (a user turn, a dropped tool) and the turn run."""
+    with pytest.raises(errors.ClientError) as info:
+        await generate(proxy, "async", stream, model=FAST_MODEL, **request_fields)
+    assert (info.value.code, info.value.status) == (400, "INVALID_ARGUMENT")
+    assert field in info.value.message
+    assert proxy.fake.calls == [] and proxy.core.pool.inflight == 0

@@ -173,8 +173,7 @@ def test_function_declarations_in_both_schema_forms_become_json_schema_tools():
                  "city": {"type": "STRING"}, "days": {"type": "INTEGER", "nullable": True}},
                  "required": ["city"]}},
             {"name": "run", "parametersJsonSchema": {"type": "object", "properties": {
-                "command": {"type": "string"}}}},
-            {"description": "nameless"}]},
+                "command": {"type": "string"}}}}]},
         {"googleSearch": {}},
         {"type": "function", "function": {"name": "legacy", "parameters": {"type": "OBJECT"}}},
     ]).chat

@@ -323,7 +323,8 @@ async def test_health_ready_and_cors(proxy):
             assert await resp.json() == {"status": "ok"}
         async with http.get(proxy.url + "/readyz") as resp:
             assert await resp.json() == {"status": "ready"}
-        asked = "authorization, x-stainless-helper-method, anthropic-dangerous-direct-browser-access"
+        asked = ("authorization, x-stainless-helper-method, "
+                 "anthropic-dangerous-direct-browser-access")
         async with http.options(proxy.url + "/v1/chat/completions", headers={
                 "Origin": "http://x", "Access-Control-Request-Method": "POST",
                 "Access-Control-Request-Headers": asked}) as resp:
@@ -370,3 +371,48 @@ async def test_markdown_citation_style_links_the_markers(proxy_factory, fixtures
     text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
     assert "[reference:" not in text
     assert "](http" in text
+
+
+TOOL = {"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}
+CALLED = {"role": "assistant", "content": None, "tool_calls": [
+    {"id": "call_1", "type": "function", "function": {"name": "lookup", "arguments": "{}"}}]}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("fields, param", [
+    ({"messages": [{"role": "wizard", "content": "hi"}]}, "messages[0].role"),
+    ({"messages": [{"role": "user", "content": [5]}]}, "messages[0].content[0]"),
+    ({"messages": [{"role": "user", "content": [{"type": "text", "text": 5}]}]},
+     "messages[0].content[0].text"),
+    ({"messages": [{"role": "user", "content": "hi"}, CALLED,
+                   {"role": "tool", "tool_call_id": "call_9", "content": "r"}]},
+     "messages[2].tool_call_id"),
+    ({"tools": [{"type": "function", "function": {"description": "nameless"}}]},
+     "tools[0].function.name"),
+    ({"tools": [{"type": "function", "function": {"name": "f", "parameters": "x"}}]},
+     "tools[0].function.parameters"),
+    ({"response_format": {"type": "json_schema"}}, "response_format.json_schema"),
+])
+async def test_malformed_messages_tools_and_formats_are_400s_before_any_work(
+        proxy, fields, param, stream):
+    """Each was once dropped or guessed at and the turn run anyway (the missing
+    schema cost a whole turn before a 422); now a 400 names the field, and a
+    stream is refused before it starts."""
+    body = {"model": "deepseek-chat", "messages": [{"role": "user", "content": "hi"}],
+            **fields}
+    with pytest.raises(openai.BadRequestError) as info:
+        await openai_client(proxy).chat.completions.create(**body, stream=stream)
+    error = info.value.body
+    assert error["type"] == "invalid_request_error" and error["param"] == param
+    assert param in error["message"]
+    assert proxy.fake.calls == [] and proxy.core.pool.inflight == 0
+
+
+async def test_a_tool_result_answering_an_earlier_call_is_served(proxy):
+    proxy.fake.enqueue(Scripted(answer="done"))
+    answer = await openai_client(proxy).chat.completions.create(
+        model="deepseek-chat", tools=[TOOL], messages=[
+            {"role": "user", "content": "look it up"}, CALLED,
+            {"role": "tool", "tool_call_id": "call_1", "content": "42"}])
+    assert answer.choices[0].message.content == "done"
+    assert "42" in proxy.fake.calls_to("chat/completion")[-1].body["prompt"]

@@ -178,3 +178,25 @@ async def test_a_broken_gzip_body_is_a_400_in_the_family_shape(proxy, caplog, pa
     assert "could not be read" in text
     assert not [r for r in caplog.records if r.levelname == "ERROR"]
     assert proxy.core.pool.inflight == 0 and proxy.fake.calls_to("chat/completion") == []
+
+
+@pytest.mark.parametrize("headers, data, status", [
+    ({"Content-Encoding": "gzip"}, b"not gzip", 400),
+    ({"Content-Length": "5000"}, b"x" * 5000, 413),
+])
+async def test_a_body_left_unread_closes_the_connection_and_says_so(proxy_factory, headers,
+                                                                    data, status):
+    """The server will not read the rest of such a body, so the connection
+    ends: without ``Connection: close`` a keep-alive client sent its next
+    request down it and got a disconnect instead of an answer."""
+    proxy = await proxy_factory({"runtime": {"max_body_bytes": 4096}})
+    good = {"model": "deepseek-chat", "messages": [{"role": "user", "content": "hi"}]}
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1)) as http:
+        async with http.post(proxy.url + "/v1/chat/completions", data=data, headers={
+                **proxy.headers(), "Content-Type": "application/json", **headers}) as resp:
+            assert resp.status == status and resp.headers["Connection"] == "close"
+            await resp.read()
+        async with http.post(proxy.url + "/v1/chat/completions", json=good,
+                             headers=proxy.headers()) as resp:
+            assert resp.status == 200
+    assert proxy.core.pool.inflight == 0

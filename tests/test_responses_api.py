@@ -334,3 +334,26 @@ async def test_stored_response_expires_after_the_live_ttl(proxy):
     finally:
         await local.close()
         await server.close()
+
+
+CALL_ITEM = {"type": "function_call", "call_id": "call_1", "name": "lookup", "arguments": "{}"}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("fields, param", [
+    ({"input": [{"role": "wizard", "content": "hi"}]}, "input[0].role"),
+    ({"input": [{"role": "user", "content": "hi"}, CALL_ITEM,
+                {"type": "function_call_output", "call_id": "call_9", "output": "r"}]},
+     "input[2].call_id"),
+    ({"tools": [{"type": "function", "parameters": {"type": "object"}}]}, "tools[0].name"),
+    ({"text": {"format": {"type": "json_schema", "name": "answer"}}}, "text.format.schema"),
+])
+async def test_malformed_items_tools_and_formats_are_400s_before_any_work(
+        proxy, api, fields, param, stream):
+    """Each used to be guessed at and the turn run (the schemaless format cost a
+    whole turn before a 422); now a 400 names the field before a stream starts."""
+    with pytest.raises(openai.BadRequestError) as info:
+        await api.responses.create(**{"model": "deepseek-chat", "input": "hi", **fields},
+                                   stream=stream)
+    assert info.value.body["param"] == param and param in info.value.body["message"]
+    assert proxy.fake.calls == [] and proxy.core.pool.inflight == 0

@@ -8,8 +8,6 @@ serves Messages semantics (see :mod:`.anthropic_messages` for the output).
 
 from __future__ import annotations
 
-import base64
-import binascii
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,19 +25,21 @@ from ..canonical import (
     ToolSpec,
 )
 from ..errors import InvalidRequest
-from .content import tool_content_text
-from .openai_chat import decode_arguments, parse_response_format
+from .content import inline_bytes, tool_content_text
+from .openai_chat import answers_a_call, decode_arguments, parse_response_format
 from .openai_chat import parse_tools as parse_function_tools
 from .redact import redacted_json
 from .sampling import anthropic_sampling
 from .thinking import thinking_override
 from .tool_choice import parse_anthropic_tool_choice
-from .validate import objects
+from .validate import INT32_MAX, Bounds, integer, objects
 
 DEFAULT_MAX_TOKENS = 8192
 # Tool types a client executes itself; anything else is a server tool we cannot run.
 _CLIENT_TOOL_TYPES = (None, "custom", "function")
 _SYSTEM_ROLES = ("system", "developer")
+# Anthropic's two roles; system / developer turns are taken too (folded into the system prompt).
+_ROLES = ("user", "assistant", *_SYSTEM_ROLES)
 
 
 def parse_messages_request(body: dict, model: ResolvedModel) -> ChatRequest:
@@ -54,7 +54,7 @@ def parse_messages_request(body: dict, model: ResolvedModel) -> ChatRequest:
         tools=tools,
         tool_choice=choice,
         parallel_tool_calls=not single_call,
-        thinking=thinking_override(body),
+        thinking=_thinking(body),
         include_usage=True,
         max_tokens=body.get("max_tokens") or DEFAULT_MAX_TOKENS,
         sampling=sampling,
@@ -62,12 +62,20 @@ def parse_messages_request(body: dict, model: ResolvedModel) -> ChatRequest:
     )
 
 
+def _thinking(body: dict) -> bool | None:
+    """The thinking switch; Claude's ``thinking.budget_tokens``, when given,
+    must be an integer (the switch itself reads as every dialect reads it)."""
+    thinking = body.get("thinking")
+    if isinstance(thinking, dict):
+        integer(thinking.get("budget_tokens"), "thinking.budget_tokens", Bounds(0, INT32_MAX))
+    return thinking_override(body)
+
+
 def parse_tools(value: Any) -> list[ToolSpec]:
     """Client tools (``custom`` or untyped, OpenAI-style accepted); server tools skipped."""
     if isinstance(value, list):
-        value = [{**tool, "type": "function"} if isinstance(tool, dict) else tool
-                 for tool in value
-                 if not isinstance(tool, dict) or tool.get("type") in _CLIENT_TOOL_TYPES]
+        value = [{**tool, "type": "function" if tool.get("type") in _CLIENT_TOOL_TYPES
+                  else "server"} if isinstance(tool, dict) else tool for tool in value]
     return parse_function_tools(value)
 
 
@@ -78,6 +86,12 @@ def system_messages(value: Any) -> list[Message]:
     if not isinstance(value, (str, list, dict)):
         raise InvalidRequest("'system' must be a string or a list of text blocks",
                              param="system")
+    blocks = value if isinstance(value, list) else []
+    for index, block in enumerate(blocks):
+        if not isinstance(block, str) and not (isinstance(block, dict)
+                                               and isinstance(block.get("text"), str)):
+            raise InvalidRequest(f"'system[{index}]' must be a text block",
+                                 param=f"system[{index}]")
     text = _system_text(value)
     return [Message("system", [TextPart(text)])] if text.strip() else []
 
@@ -115,9 +129,12 @@ def parse_messages(value: Any) -> list[Message]:
 
 def _message(item: dict, i: int, ids: _CallIds) -> Message:
     role = item.get("role") or "user"
-    if not isinstance(role, str):
-        raise InvalidRequest(f"messages[{i}].role must be a string", param="messages")
+    if not isinstance(role, str) or role not in _ROLES:
+        raise InvalidRequest(f"'messages[{i}].role' must be one of: user, assistant",
+                             param=f"messages[{i}].role")
     content = item.get("content")
+    if content is None and role == "user":
+        raise InvalidRequest(f"'messages[{i}].content' is required", param=f"messages[{i}].content")
     if content is not None and not isinstance(content, (str, list, dict)):
         raise InvalidRequest(f"messages[{i}].content must be a string or a list of blocks",
                              param="messages")
@@ -126,21 +143,31 @@ def _message(item: dict, i: int, ids: _CallIds) -> Message:
     if isinstance(content, str):
         return Message(role, [TextPart(content)] if content else [])
     blocks = [content] if isinstance(content, dict) else content or []
-    return Message(role, _block_parts(role, blocks, ids))
+    return Message(role, _block_parts(role, blocks, ids, f"messages[{i}].content"))
 
 
-def _block_parts(role: str, blocks: list, ids: _CallIds) -> list[Part]:
-    """Blocks in order; a user message's tool results are placed first by the prompt."""
+def _block_parts(role: str, blocks: list, ids: _CallIds, where: str) -> list[Part]:
+    """Blocks in order; a user message's tool results are placed first by the prompt.
+    A block that is not an object, or a text block without string text, is a 400."""
     parts: list[Part] = []
-    for block in blocks:
+    for index, block in enumerate(blocks):
         if isinstance(block, str):
             block = {"type": "text", "text": block}
-        if isinstance(block, dict) and (part := _block_part(role, block, ids)) is not None:
+        if not isinstance(block, dict):
+            raise InvalidRequest(f"'{where}[{index}]' must be an object",
+                                 param=f"{where}[{index}]")
+        if block.get("type") == "text" and not isinstance(block.get("text"), str):
+            raise InvalidRequest(f"'{where}[{index}].text' must be a string",
+                                 param=f"{where}[{index}].text")
+        if block.get("type") == "tool_result" and block.get("tool_use_id") is not None:
+            answers_a_call(str(block["tool_use_id"]), ids.name_by_id,
+                           f"{where}[{index}].tool_use_id")
+        if (part := _block_part(role, block, ids, f"{where}[{index}]")) is not None:
             parts.append(part)
     return parts
 
 
-def _block_part(role: str, block: dict, ids: _CallIds) -> Part | None:
+def _block_part(role: str, block: dict, ids: _CallIds, where: str) -> Part | None:
     kind = block.get("type")
     if kind == "text" or (kind is None and isinstance(block.get("text"), str)):
         text = block.get("text")
@@ -152,9 +179,9 @@ def _block_part(role: str, block: dict, ids: _CallIds) -> Part | None:
     if kind == "tool_use" and role == "assistant":
         return _tool_call(block, ids)
     if kind == "tool_result":
-        return _tool_result(block, ids)
+        return _tool_result(block, ids, where)
     if kind in ("image", "document"):
-        return _media_part(block)
+        return _media_part(block, where)
     # Anything else (incl. tool_use sent by a user) stays visible as its JSON text.
     return TextPart(redacted_json(block))
 
@@ -170,27 +197,27 @@ def _tool_call(block: dict, ids: _CallIds) -> ToolCall | TextPart:
     return call
 
 
-def _tool_result(block: dict, ids: _CallIds) -> ToolResult:
+def _tool_result(block: dict, ids: _CallIds, where: str) -> ToolResult:
     name = block.get("name") if isinstance(block.get("name"), str) else None
     call_id = block.get("tool_use_id") or block.get("tool_call_id")
     if not call_id and name:
         call_id = ids.last_by_name.get(name)
     call_id = str(call_id) if call_id else ids.new()
-    text, attachments = _result_content(block.get("content"))
+    text, attachments = _result_content(block.get("content"), f"{where}.content")
     return ToolResult(call_id=call_id, content=text, name=name or ids.name_by_id.get(call_id),
                       is_error=block.get("is_error") is True, attachments=attachments)
 
 
-def _result_content(content: Any) -> tuple[str, tuple[AttachmentPart, ...]]:
+def _result_content(content: Any, where: str) -> tuple[str, tuple[AttachmentPart, ...]]:
     """Text blocks as text, images and documents as attachments (a Read of a
     screenshot reaches the model as the image), other blocks as JSON."""
     if not isinstance(content, list):
         return tool_content_text(content), ()
     pieces: list[str] = []
     attachments: list[AttachmentPart] = []
-    for part in content:
+    for index, part in enumerate(content):
         if isinstance(part, dict) and part.get("type") in ("image", "document"):
-            media = _media_part(part)
+            media = _media_part(part, f"{where}[{index}]")
             if isinstance(media, TextPart):
                 pieces.append(media.text)
             else:
@@ -202,18 +229,14 @@ def _result_content(content: Any) -> tuple[str, tuple[AttachmentPart, ...]]:
     return "\n".join(piece for piece in pieces if piece), tuple(attachments)
 
 
-def _media_part(block: dict) -> AttachmentPart | TextPart:
+def _media_part(block: dict, where: str) -> AttachmentPart | TextPart:
     """An image or document block; inline bytes are decoded, never put in the prompt."""
     kind = "image" if block.get("type") == "image" else "file"
     source = block.get("source") if isinstance(block.get("source"), dict) else {}
     title = block.get("title") if isinstance(block.get("title"), str) else None
     source_type = source.get("type")
     if source_type == "base64" and isinstance(source.get("data"), str):
-        try:
-            data = base64.b64decode(source["data"], validate=False)
-        except (binascii.Error, ValueError):
-            raise InvalidRequest(f"an inline {kind} could not be decoded",
-                                 param="messages") from None
+        data = inline_bytes(source["data"], f"{where}.source.data")
         return AttachmentPart(kind=kind, mime_type=source.get("media_type"), data=data,
                               name=title)
     if source_type == "url" and isinstance(source.get("url"), str):
@@ -228,7 +251,8 @@ def _media_part(block: dict) -> AttachmentPart | TextPart:
 def _response_format(body: dict) -> ResponseFormat:
     """Structured output: ``output_config.format`` (or the older ``output_format``)."""
     config = body.get("output_config") if isinstance(body.get("output_config"), dict) else {}
+    field = "output_config.format" if "format" in config else "output_format"
     fmt = config.get("format", body.get("output_format"))
     if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
-        return parse_response_format(fmt)
+        return parse_response_format(fmt, field)
     return ResponseFormat()

@@ -1,10 +1,19 @@
 """A client's content value (a string, a list of typed parts, an object) as
-plain text: how every dialect reads tool-result content."""
+plain text: how every dialect reads tool-result content; and inline base64
+data as bytes, the same strict way for every dialect."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
+import re
 from typing import Any
+
+from ..errors import InvalidRequest
+
+_BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
+_URL_SAFE = str.maketrans("-_", "+/")
 
 _TEXT_PART_TYPES = frozenset({"text", "input_text", "output_text"})
 
@@ -31,3 +40,21 @@ def _part_text(part: Any) -> str:
         text = part.get("text")
         return text if isinstance(text, str) else ""
     return ""
+
+
+def inline_bytes(payload: str, where: str, *, protobuf: bool = False) -> bytes:
+    """Inline base64 data as bytes (line breaks ignored); anything else, or
+    nothing, is a 400 naming ``where``. ``protobuf`` also takes the URL-safe
+    alphabet and missing padding, as Protocol Buffers' JSON does. A lenient
+    decode would turn garbage into a few stray bytes, uploaded upstream as a
+    broken file."""
+    text = "".join(payload.split())
+    if protobuf:
+        text = text.translate(_URL_SAFE).rstrip("=")
+        text += "=" * (-len(text) % 4)
+    if text and _BASE64.fullmatch(text):
+        try:
+            return base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError):
+            pass
+    raise InvalidRequest(f"'{where}' is not valid base64 data", param=where)

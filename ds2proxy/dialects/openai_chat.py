@@ -8,10 +8,8 @@ for tool calls on the output side.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,19 +23,19 @@ from ..canonical import (
     Part,
     ReasoningPart,
     ResolvedModel,
-    ResponseFormat,
     TextPart,
     ToolCall,
     ToolCallEnd,
     ToolResult,
-    ToolSpec,
     TurnResult,
     Usage,
 )
 from ..errors import InvalidRequest
+from .content import inline_bytes
 from .thinking import thinking_override
 from .tool_choice import parse_openai_tool_choice
 from .sampling import openai_chat_sampling
+from .tool_specs import parse_response_format, parse_tools
 from .validate import boolean, objects
 
 _DATA_URL = re.compile(r"^data:([^;,]+)?(;base64)?,(.*)$", re.DOTALL)
@@ -77,22 +75,22 @@ def content_text(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-def attachment_from_url(url: str, kind: str = "image", name: str | None = None
-                        ) -> AttachmentPart:
-    """A data: URL is decoded (never put in the prompt); other URLs are kept as-is."""
+def attachment_from_url(url: str, kind: str = "image", name: str | None = None,
+                        where: str = "url") -> AttachmentPart:
+    """A data: URL is decoded (never put in the prompt); other URLs are kept
+    as-is. Base64 that does not decode is a 400 naming ``where``."""
     match = _DATA_URL.match(url)
     if not match:
         return AttachmentPart(kind=kind, url=url, name=name)  # type: ignore[arg-type]
     mime, is_b64, payload = match.groups()
-    try:
-        data = base64.b64decode(payload, validate=False) if is_b64 else payload.encode()
-    except (binascii.Error, ValueError):
-        raise InvalidRequest("an inline data URL could not be decoded") from None
+    data = inline_bytes(payload, where) if is_b64 else payload.encode()
     return AttachmentPart(kind=kind, mime_type=mime, data=data, name=name)  # type: ignore
 
 
-def user_parts(content: Any) -> list[Part]:
-    """User/system content: a string or a list of typed parts."""
+def user_parts(content: Any, where: str = "content") -> list[Part]:
+    """User/system content: a string or a list of typed parts. ``where`` names
+    the content in errors (``messages[2].content``): a part that is not an
+    object, or a text part whose text is not a string, is a 400."""
     if content is None:
         return []
     if isinstance(content, str):
@@ -100,29 +98,22 @@ def user_parts(content: Any) -> list[Part]:
     if isinstance(content, dict):
         content = [content]
     if not isinstance(content, list):
-        raise InvalidRequest("message content must be a string or a list of parts",
-                             param="messages")
+        raise InvalidRequest(f"'{where}' must be a string or a list of parts", param=where)
     parts: list[Part] = []
-    for item in content:
+    for index, item in enumerate(content):
         if isinstance(item, str):
             parts.append(TextPart(item))
             continue
         if not isinstance(item, dict):
-            continue
+            raise InvalidRequest(f"'{where}[{index}]' must be an object",
+                                 param=f"{where}[{index}]")
         kind = item.get("type")
         if kind in ("text", "input_text", "output_text") or (kind is None and "text" in item):
-            text = item.get("text") or item.get("content") or ""
-            if isinstance(text, str):
-                parts.append(TextPart(text))
+            parts.append(TextPart(_part_text(item, f"{where}[{index}]")))
         elif kind in ("image_url", "input_image"):
-            url = item.get("image_url")
-            url = url.get("url") if isinstance(url, dict) else url
-            if isinstance(item.get("file_id"), str):
-                parts.append(AttachmentPart(kind="image", file_id=item["file_id"]))
-            elif isinstance(url, str):
-                parts.append(attachment_from_url(url))
+            parts.append(_image_part(item, f"{where}[{index}]"))
         elif kind in ("file", "input_file"):
-            parts.append(_file_part(item))
+            parts.append(_file_part(item, f"{where}[{index}]"))
         elif kind in ("reasoning", "thinking"):
             text = item.get("text") or item.get("thinking") or ""
             if isinstance(text, str) and text:
@@ -130,19 +121,42 @@ def user_parts(content: Any) -> list[Part]:
     return parts
 
 
-def _file_part(item: dict) -> AttachmentPart:
+def _part_text(item: dict, where: str) -> str:
+    """A text part's text (``content`` in older clients); not a string → 400."""
+    text = item.get("text")
+    if text is None:
+        text = item.get("content")
+    if text is None:
+        return ""
+    if not isinstance(text, str):
+        raise InvalidRequest(f"'{where}.text' must be a string", param=f"{where}.text")
+    return text
+
+
+def _image_part(item: dict, where: str) -> AttachmentPart:
+    """An image part: a file id, or a URL (``image_url`` as a string or an
+    object with ``url``); one with neither is a 400."""
+    if isinstance(item.get("file_id"), str):
+        return AttachmentPart(kind="image", file_id=item["file_id"])
+    url = item.get("image_url")
+    url = url.get("url") if isinstance(url, dict) else url
+    if not isinstance(url, str) or not url:
+        raise InvalidRequest(f"'{where}.image_url' must be a URL or an object with 'url'",
+                             param=f"{where}.image_url")
+    return attachment_from_url(url, where=f"{where}.image_url")
+
+
+def _file_part(item: dict, where: str) -> AttachmentPart:
     file = item.get("file") if isinstance(item.get("file"), dict) else item
     name = file.get("filename") or file.get("name")
     if isinstance(file.get("file_id"), str):
         return AttachmentPart(kind="file", file_id=file["file_id"], name=name)
     data = file.get("file_data")
     if isinstance(data, str):
+        field = f"{where}.file.file_data" if file is not item else f"{where}.file_data"
         if data.startswith("data:"):
-            return attachment_from_url(data, "file", name)
-        try:
-            return AttachmentPart(kind="file", data=base64.b64decode(data), name=name)
-        except (binascii.Error, ValueError):
-            raise InvalidRequest("an inline file could not be decoded") from None
+            return attachment_from_url(data, "file", name, field)
+        return AttachmentPart(kind="file", data=inline_bytes(data, field), name=name)
     return AttachmentPart(kind="file", name=name, url=file.get("file_url"))
 
 
@@ -159,108 +173,93 @@ def tool_call_from(item: dict, fallback_id: str) -> ToolCall | None:
                     kind=kind)
 
 
-def parse_tools(value: Any) -> list[ToolSpec]:
-    """Function tools in the nested or bare shape; other tool types are skipped."""
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise InvalidRequest("'tools' must be a list", param="tools")
-    tools: list[ToolSpec] = []
-    for i, item in enumerate(value):
-        if not isinstance(item, dict):
-            raise InvalidRequest(f"tools[{i}] must be an object", param="tools")
-        kind = item.get("type", "function")
-        fn = item.get("function") if isinstance(item.get("function"), dict) else item
-        name = fn.get("name")
-        if kind == "custom" and isinstance(name, str):
-            tools.append(ToolSpec(name=name, description=_custom_description(fn),
-                                  kind="custom"))
-            continue
-        if kind != "function" or not isinstance(name, str) or not name.strip():
-            continue
-        schema = next((fn.get(k) for k in ("parameters", "input_schema", "inputSchema", "schema")
-                       if isinstance(fn.get(k), dict)), None)
-        tools.append(ToolSpec(name=name.strip(), description=str(fn.get("description") or ""),
-                              parameters=schema))
-    return tools
-
-
-def _custom_description(tool: dict) -> str:
-    """A freeform tool's description plus the grammar its input must follow
-    (Codex's apply_patch): without it the model cannot know the syntax."""
-    description = str(tool.get("description") or "")
-    fmt = tool.get("format") if isinstance(tool.get("format"), dict) else {}
-    definition = fmt.get("definition")
-    if fmt.get("type") != "grammar" or not isinstance(definition, str) or not definition.strip():
-        return description
-    syntax = fmt.get("syntax") if isinstance(fmt.get("syntax"), str) else "grammar"
-    return (f"{description}\n\nThe input must match this {syntax} grammar:\n"
-            f"{definition.strip()}").strip()
-
-
-def parse_response_format(value: Any) -> ResponseFormat:
-    if value is None:
-        return ResponseFormat()
-    if not isinstance(value, dict):
-        raise InvalidRequest("'response_format' must be an object", param="response_format")
-    kind = value.get("type", "text")
-    if kind == "text":
-        return ResponseFormat()
-    if kind == "json_object":
-        return ResponseFormat(type="json_object")
-    if kind == "json_schema":
-        spec = value.get("json_schema") if isinstance(value.get("json_schema"), dict) else value
-        schema = spec.get("schema")
-        if schema is not None and not isinstance(schema, dict):
-            raise InvalidRequest("'response_format.json_schema.schema' must be an object",
-                                 param="response_format")
-        return ResponseFormat(type="json_schema", schema=schema, name=spec.get("name"))
-    raise InvalidRequest("'response_format.type' must be one of: text, json_object, "
-                         "json_schema", param="response_format.type")
-
-
 # --------------------------------------------------------------------------
 # Chat request parsing
 # --------------------------------------------------------------------------
 
 
+# The roles OpenAI accepts (a missing role reads as "user").
+ROLES = ("system", "developer", "user", "assistant", "tool", "function")
+
+
 def parse_messages(value: Any) -> list[Message]:
     messages: list[Message] = []
+    called: set[str] = set()
     for i, item in objects(value, "messages"):
-        messages.extend(_message(item, i))
+        found = parse_message(item, i, f"messages[{i}]")
+        if item.get("role") == "tool" and item.get("tool_call_id") is not None:
+            answers_a_call(str(item["tool_call_id"]), called, f"messages[{i}].tool_call_id")
+        for message in found:
+            if message.role == "assistant":
+                called.update(p.id for p in message.parts if isinstance(p, ToolCall))
+        messages.extend(found)
     return messages
 
 
-def _message(item: dict, i: int) -> list[Message]:
+def answers_a_call(call_id: str, called: Container[str], field: str) -> None:
+    """A tool result must answer a call an earlier assistant turn made, as the
+    official APIs require: an id that answers nothing is a 400 naming ``field``."""
+    if call_id not in called:
+        raise InvalidRequest(f"'{field}' does not match any tool call of an earlier "
+                             "assistant message", param=field)
+
+
+def parse_message(item: dict, i: int, where: str) -> list[Message]:
+    """One chat message; ``where`` names it in errors (``messages[3]``)."""
     role = item.get("role") or "user"
-    if not isinstance(role, str):
-        raise InvalidRequest(f"messages[{i}].role must be a string", param="messages")
+    if not isinstance(role, str) or role not in ROLES:
+        raise InvalidRequest(f"'{where}.role' must be one of: {', '.join(ROLES)}",
+                             param=f"{where}.role")
     content = item.get("content")
     if role in ("system", "developer"):
-        return [Message("system", [TextPart(content_text(content))])]
+        return [Message("system", [TextPart(_plain_text(content, f"{where}.content"))])]
     if role in ("tool", "function"):
         call_id = item.get("tool_call_id") or item.get("name") or f"call_{i}"
-        result = ToolResult(call_id=str(call_id), content=content_text(content),
+        result = ToolResult(call_id=str(call_id), content=_plain_text(content, f"{where}.content"),
                             name=item.get("name"))
         return [Message("tool", [result])]
     if role == "assistant":
-        return [_assistant(item, i)]
-    return [Message(role, user_parts(content))]
+        return [_assistant(item, i, where)]
+    if content is None:
+        raise InvalidRequest(f"'{where}.content' is required for a user message",
+                             param=f"{where}.content")
+    return [Message(role, user_parts(content, f"{where}.content"))]
 
 
-def _assistant(item: dict, i: int) -> Message:
+def _assistant(item: dict, i: int, where: str) -> Message:
     parts: list[Part] = []
     reasoning = item.get("reasoning_content") or item.get("reasoning")
     if isinstance(reasoning, str) and reasoning:
         parts.append(ReasoningPart(reasoning))
-    parts.extend(user_parts(item.get("content")))
-    calls = item.get("tool_calls") if isinstance(item.get("tool_calls"), list) else []
-    if isinstance(item.get("function_call"), dict):
-        calls = [*calls, item["function_call"]]
-    for n, call in enumerate(calls):
-        if isinstance(call, dict) and (tc := tool_call_from(call, f"call_{i}_{n}")):
-            parts.append(tc)
+    parts.extend(user_parts(item.get("content"), f"{where}.content"))
+    calls = item.get("tool_calls")
+    if calls is not None and not isinstance(calls, list):
+        raise InvalidRequest(f"'{where}.tool_calls' must be a list", param=f"{where}.tool_calls")
+    for n, call in enumerate(calls or []):
+        field = f"{where}.tool_calls[{n}]"
+        if not isinstance(call, dict):
+            raise InvalidRequest(f"'{field}' must be an object", param=field)
+        if (tc := tool_call_from(call, f"call_{i}_{n}")) is None:
+            raise InvalidRequest(f"'{field}.function.name' must be a non-empty string",
+                                 param=f"{field}.function.name")
+        parts.append(tc)
+    legacy = item.get("function_call")
+    fallback = f"call_{i}_{len(calls or [])}"
+    if isinstance(legacy, dict) and (tc := tool_call_from(legacy, fallback)):
+        parts.append(tc)
     return Message("assistant", parts)
+
+
+def _plain_text(content: Any, where: str) -> str:
+    """System and tool content as text: a string, parts or an object; a number
+    or a part that is neither text nor an object is a 400 naming ``where``."""
+    if content is not None and not isinstance(content, str | list | dict):
+        raise InvalidRequest(f"'{where}' must be a string or a list of parts", param=where)
+    for index, part in enumerate(content if isinstance(content, list) else []):
+        if not isinstance(part, str | dict):
+            raise InvalidRequest(f"'{where}[{index}]' must be an object",
+                                 param=f"{where}[{index}]")
+    return content_text(content)
 
 
 def parse_chat_request(body: dict, model: ResolvedModel) -> ChatRequest:

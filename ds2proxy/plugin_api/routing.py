@@ -102,7 +102,13 @@ async def _error_response(request: web.Request, errors: ErrorStyle,
         # Headers are gone already: the plugin's in-band error was the answer.
         log.warning("error after the stream began on %s: %s", request.path, exc.message)
         return await stream.finish()
-    return with_request_id(errors(exc), request.get(request_record.REQUEST_ID_KEY, ""))
+    response = with_request_id(errors(exc), request.get(request_record.REQUEST_ID_KEY, ""))
+    if exc.status == 413 or request.content.exception() is not None:
+        # The rest of the body will not be read (too large) or cannot be (a
+        # broken encoding): the connection ends with this answer, so say so,
+        # or the client sends its next request down a closing connection.
+        response.force_close()
+    return response
 
 
 def with_request_id(response: web.Response, request_id: str) -> web.Response:

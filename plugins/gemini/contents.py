@@ -11,8 +11,6 @@ them.
 
 from __future__ import annotations
 
-import base64
-import binascii
 from typing import Any
 
 from ds2proxy.plugin_api import (
@@ -27,14 +25,17 @@ from ds2proxy.plugin_api import (
 )
 from ds2proxy.dialects.redact import redacted_json
 from ds2proxy.dialects.openai_chat import decode_arguments
-from ds2proxy.dialects.content import tool_content_text
+from ds2proxy.dialects.content import inline_bytes, tool_content_text
 from ds2proxy.dialects.validate import objects
 
 from .fields import pick
 
 PART_TEXT_LIMIT = 1024
 TRUNCATED = "...(truncated)"
-ROLES = {"user": "user", "model": "assistant", "assistant": "assistant", "system": "system"}
+# Gemini's roles, plus what other clients send; "function" is the older role
+# of a turn that carries functionResponse parts.
+ROLES = {"user": "user", "model": "assistant", "assistant": "assistant", "system": "system",
+         "function": "user", "tool": "user"}
 # Part metadata that carries nothing for the prompt (signatures are opaque).
 _METADATA = frozenset({"thought", "thoughtSignature", "thought_signature", "partMetadata",
                        "part_metadata", "videoMetadata", "video_metadata", "mediaResolution",
@@ -122,17 +123,27 @@ def _content(content: dict, index: int, ids: CallIds) -> list[Message]:
     if role is not None and not isinstance(role, str):
         raise InvalidRequest(f"'contents[{index}].role' must be a string",
                              param=f"contents[{index}].role")
+    if role and role.lower() not in ROLES:
+        raise InvalidRequest(f"'contents[{index}].role' must be one of: user, model",
+                             param=f"contents[{index}].role")
     role = ROLES.get((role or "").lower(), "user")
     parts = content.get("parts")
+    if parts is None and isinstance(content.get("text"), str):
+        parts = [{"text": content["text"]}]
     if parts is None:
-        parts = [{"text": content["text"]}] if isinstance(content.get("text"), str) else []
+        raise InvalidRequest(f"'contents[{index}].parts' is required",
+                             param=f"contents[{index}].parts")
     if isinstance(parts, dict):
         parts = [parts]
     if not isinstance(parts, list):
         raise InvalidRequest(f"contents[{index}].parts must be a list", param="contents")
     body: list[Part] = []
     results: list[Message] = []
-    for raw in parts:
+    for number, raw in enumerate(parts):
+        if not isinstance(raw, str) and (not isinstance(raw, dict)
+                                         or not isinstance(raw.get("text", ""), str | None)):
+            raise InvalidRequest(_part_problem(raw, f"contents[{index}].parts[{number}]"),
+                                 param=f"contents[{index}].parts")
         part = _part({"text": raw} if isinstance(raw, str) else raw, role, ids)
         if isinstance(part, ToolResult):
             results.append(Message("tool", [part]))
@@ -140,6 +151,12 @@ def _content(content: dict, index: int, ids: CallIds) -> list[Message]:
             body.append(part)
     said = [Message(role, body)] if body else []
     return said + results if role == "assistant" else results + said
+
+
+def _part_problem(raw: Any, where: str) -> str:
+    if not isinstance(raw, dict):
+        return f"'{where}' must be an object"
+    return f"'{where}.text' must be a string"
 
 
 def _part(part: Any, role: str, ids: CallIds) -> Part | None:
@@ -214,12 +231,7 @@ def _inline(blob: dict) -> AttachmentPart:
     data = blob.get("data")
     if not isinstance(data, str):
         raise InvalidRequest("an inlineData part has no base64 'data'", param="contents")
-    try:
-        raw = (base64.urlsafe_b64decode if "-" in data or "_" in data
-               else base64.b64decode)(data + "=" * (-len(data) % 4))
-    except (binascii.Error, ValueError):
-        raise InvalidRequest("an inlineData part could not be decoded", param="contents") from None
-    return _attachment(blob, data=raw)
+    return _attachment(blob, data=inline_bytes(data, "inlineData.data", protobuf=True))
 
 
 def _attachment(blob: dict, *, url: Any = None, data: bytes | None = None) -> AttachmentPart:

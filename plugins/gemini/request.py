@@ -77,20 +77,30 @@ def parse_tools(value: Any) -> list[ToolSpec]:
             raise InvalidRequest(f"tools[{index}] must be an object", param="tools")
         declarations = pick(tool, "functionDeclarations")
         if isinstance(declarations, list):
-            specs.extend(spec for spec in map(_declaration, declarations) if spec)
-        else:
+            where = f"tools[{index}].functionDeclarations"
+            specs.extend(_declaration(item, f"{where}[{n}]")
+                         for n, item in enumerate(declarations))
+        elif "function" in tool or "name" in tool:
             specs.extend(_with_json_schema(spec) for spec in parse_openai_tools([tool]))
     return specs
 
 
-def _declaration(item: Any) -> ToolSpec | None:
+def _declaration(item: Any, where: str) -> ToolSpec:
+    """One function declaration; without a name, or with a schema that is not
+    an object, it is a 400 (as Gemini answers)."""
     if not isinstance(item, dict):
-        return None
+        raise InvalidRequest(f"'{where}' must be an object", param=where)
     name = item.get("name")
     if not isinstance(name, str) or not name.strip():
-        return None
-    schema = next((value for value in (pick(item, "parametersJsonSchema"),
-                                       item.get("parameters")) if isinstance(value, dict)), None)
+        raise InvalidRequest(f"'{where}.name' must be a non-empty string", param=f"{where}.name")
+    given = [(key, value) for key, value in (("parametersJsonSchema",
+                                              pick(item, "parametersJsonSchema")),
+                                             ("parameters", item.get("parameters")))
+             if value is not None]
+    for key, value in given:
+        if not isinstance(value, dict):
+            raise InvalidRequest(f"'{where}.{key}' must be an object", param=f"{where}.{key}")
+    schema = given[0][1] if given else None
     return ToolSpec(name=name.strip(), description=str(item.get("description") or ""),
                     parameters=json_schema(schema) if schema is not None else None)
 

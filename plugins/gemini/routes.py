@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ds2proxy.plugin_api import NotFound, PluginAPI
+from ds2proxy.plugin_api import InvalidRequest, NotFound, PluginAPI
 from ds2proxy.dialects import json_response
 
 from .fields import pick_dict
@@ -32,6 +32,14 @@ def split_model_action(segment: str) -> tuple[str, str]:
     return model, action
 
 
+def check_alt(request: web.Request) -> None:
+    """``?alt=``: ``sse`` or ``json`` (the default); any other answer format is
+    a 400 before the turn, not a JSON array the client did not ask for."""
+    alt = request.query.get("alt")
+    if alt is not None and alt.lower() not in ("sse", "json"):
+        raise InvalidRequest("'alt' must be json or sse", param="alt")
+
+
 class GenerateRoutes:
     def __init__(self, api: PluginAPI) -> None:
         self.api = api
@@ -51,6 +59,7 @@ class GenerateRoutes:
         caller = self.api.authenticate(request)
         body = await self.api.read_json(request)
         model = served_model(self.api, model_name)
+        check_alt(request)
         gemini = parse_generate_request(body, model, stream=stream)
         async with self.api.turn(gemini.chat, caller) as turn:
             if stream:

@@ -22,7 +22,12 @@ from ds2proxy.plugin_api import (
     ToolCall,
     ToolResult,
 )
-from ds2proxy.dialects.openai_chat import decode_arguments, parse_messages, user_parts
+from ds2proxy.dialects.openai_chat import (
+    answers_a_call,
+    decode_arguments,
+    parse_message,
+    user_parts,
+)
 from ds2proxy.dialects.validate import string
 from ds2proxy.dialects.content import tool_content_text
 
@@ -84,9 +89,9 @@ class _ItemReader:
             self._add([Message("tool", [self._result(item, i)])])
         elif isinstance(item.get("role"), str) and (kind in (None, "message")
                                                    or item["role"] in ROLES):
-            self._role_item(item)
+            self._role_item(item, i)
         elif kind in USER_PART_TYPES:
-            self._add([Message("user", user_parts([item]))])
+            self._add([Message("user", user_parts(item, f"input[{i}]"))])
         else:
             self.loose(_loose_text(item))
 
@@ -112,9 +117,13 @@ class _ItemReader:
         self.reasoning = []
         return [ReasoningPart(text)] if text else []
 
-    def _role_item(self, item: dict) -> None:
+    def _role_item(self, item: dict, i: int) -> None:
         content = item.get("content", item.get("text"))
-        self._add(parse_messages([{**item, "content": content}]))
+        messages = parse_message({**item, "content": content}, i, f"input[{i}]")
+        for message in messages:
+            self.call_names.update((part.id, part.name) for part in message.parts
+                                   if isinstance(part, ToolCall))
+        self._add(messages)
 
     def _call(self, item: dict, i: int) -> None:
         call = tool_call_item(item, f"call_{i}")
@@ -128,7 +137,10 @@ class _ItemReader:
             self._add([Message("assistant", [call])])
 
     def _result(self, item: dict, i: int) -> ToolResult:
-        call_id = str(item.get("call_id") or item.get("tool_call_id") or f"call_{i}")
+        given = item.get("call_id") or item.get("tool_call_id")
+        if given:
+            answers_a_call(str(given), self.call_names, f"input[{i}].call_id")
+        call_id = str(given or f"call_{i}")
         raw = item["output"] if "output" in item else item.get("content")
         name = item.get("name") or item.get("tool_name") or self.call_names.get(call_id)
         if not isinstance(raw, list):

@@ -46,7 +46,7 @@ def parse_responses_request(body: dict, model: ResolvedModel, items: list[Any]
         thinking=thinking_override(body),
         max_tokens=body.get("max_output_tokens"),
         sampling=sampling,
-        response_format=parse_response_format(_text_format(body.get("text"))),
+        response_format=parse_response_format(_text_format(body.get("text")), "text.format"),
     )
     return ResponsesRequest(chat, items, namespaces, store=body.get("store") is not False)
 
@@ -71,6 +71,9 @@ def flatten_tools(value: Any) -> tuple[Any, dict[str, str]]:
 
 def _messages(items: list[Any], instructions: Any) -> list[Message]:
     messages = items_to_messages(items, instructions)
+    if not messages and items:
+        raise InvalidRequest("'input' holds no item with content to answer (a message, "
+                             "input_text, a function_call_output …)", param="input")
     if not messages:
         raise InvalidRequest("request must include 'input' or 'messages'", param="input")
     return messages
