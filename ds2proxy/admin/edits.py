@@ -15,7 +15,7 @@ from ..config import AccountConfig, normalise_mobile
 from ..doc_merge import deep_merge
 from ..keyring import secret_of
 from ..errors import InvalidRequest, NotFound, ProxyError
-from .masking import ADMIN_SECRETS, key_id
+from .masking import ADMIN_SECRETS, key_id, kept_proxy, restore_tree
 
 ACCOUNT_FIELDS = ("email", "mobile", "area_code", "password", "token", "proxy")
 IMPORT_MODES = ("merge", "replace")
@@ -155,13 +155,14 @@ def remove_account(data: dict[str, Any], identifier: str) -> int:
 
 
 def set_account_proxy(data: dict[str, Any], identifier: str, proxy: str) -> None:
-    """Set (or with "" remove) one account's outbound proxy."""
+    """Set (or with "" remove) one account's outbound proxy; its masked form
+    (as reads show it) keeps the stored one, password included."""
     accounts = _accounts(data)
     index = _index_of(accounts, identifier)
     if index is None:
         raise NotFound(f"no account {identifier}")
     if proxy:
-        accounts[index]["proxy"] = proxy
+        accounts[index]["proxy"] = kept_proxy(proxy, accounts[index].get("proxy"))
     else:
         accounts[index].pop("proxy", None)
 
@@ -229,8 +230,43 @@ def resolve_accounts(current: list[Any], given: Any) -> list[dict[str, str]]:
         if index is not None:
             stored = current[index]
             fields = {**{k: stored[k] for k in ACCOUNT_FIELDS if stored.get(k)}, **fields}
+            if isinstance(fields.get("proxy"), str):
+                fields["proxy"] = kept_proxy(fields["proxy"], stored.get("proxy"))
         result.append(clean_account(fields))
     return result
+
+
+def account_from_read(current: list[Any], entry: Any) -> Any:
+    """An imported account. One copied from a masked read (it carries
+    ``identifier``) is reduced to its config fields and gets back, from the
+    stored account it names, the password and token the read left out and
+    the proxy password it masked; other entries are taken as they are."""
+    if not is_read(entry):
+        return entry
+    fields = read_fields(entry)
+    index = _index_of(current, entry["identifier"])
+    stored = current[index] if index is not None and isinstance(current[index], dict) else {}
+    fields = {**{k: stored[k] for k in ("password", "token") if stored.get(k)}, **fields}
+    if fields.get("proxy") or stored.get("proxy"):
+        fields["proxy"] = kept_proxy(fields.get("proxy", ""), stored.get("proxy"))
+    return fields
+
+
+def is_read(entry: Any) -> bool:
+    """An account entry copied from a masked read (it names its ``identifier``)."""
+    return isinstance(entry, dict) and isinstance(entry.get("identifier"), str)
+
+
+def read_fields(entry: dict[str, Any]) -> dict[str, Any]:
+    """A read's config fields; the rest (health, previews, flags) is derived."""
+    return {k: v for k, v in entry.items() if k in ACCOUNT_FIELDS and v}
+
+
+def without_read_fields(doc: dict[str, Any]) -> dict[str, Any]:
+    """``doc`` as an import keeps it: account reads reduced to their config fields."""
+    if not isinstance(doc.get("accounts"), list):
+        return doc
+    return {**doc, "accounts": [read_fields(a) if is_read(a) else a for a in doc["accounts"]]}
 
 
 # -- import (merge | replace) --------------------------------------------------------------
@@ -248,13 +284,28 @@ def unwrap_import(body: dict[str, Any], mode: str | None) -> tuple[dict[str, Any
     return doc, mode
 
 
+def _unmasked(current: dict[str, Any], incoming: dict[str, Any]) -> dict[str, Any]:
+    """``incoming`` with the previews of a masked ``GET /admin/config`` turned
+    back into the stored secrets (providers: see ``provider_edits``)."""
+    lists = ("keys", "accounts", "providers", "admin")
+    doc = restore_tree({k: v for k, v in current.items() if k not in lists},
+                       {k: v for k, v in incoming.items() if k not in lists})
+    doc.update({k: incoming[k] for k in lists if k in incoming})
+    if isinstance(doc.get("accounts"), list):
+        stored = _accounts(copy.deepcopy(current))
+        doc["accounts"] = [account_from_read(stored, a) for a in doc["accounts"]]
+    return doc
+
+
 def import_document(current: dict[str, Any], incoming: dict[str, Any], mode: str
                     ) -> dict[str, Any]:
-    """The config after an import. The admin's own credentials always stay."""
+    """The config after an import. The admin's own credentials always stay,
+    and so do the secrets a masked read sent back only shows as previews."""
+    incoming = _unmasked(current, incoming)
     if mode == "replace":
         result = copy.deepcopy(incoming)
         if isinstance(result.get("keys"), list):
-            result["keys"] = [clean_entry(k) for k in result["keys"]]
+            result["keys"] = resolve_keys(_keys(copy.deepcopy(current)), result["keys"])
     else:
         rest = {k: v for k, v in incoming.items() if k not in ("keys", "accounts")}
         result = deep_merge(current, rest)

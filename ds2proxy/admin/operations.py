@@ -25,8 +25,9 @@ from ..health import DISABLED
 from ..plugin_api import PluginInfo
 from . import edits, probes, settings
 from .credentials import AdminCredentials
-from .masking import mask_tree, masked_account, masked_key, without_admin_secrets
-from .provider_edits import masked_provider, restore_masked
+from .masking import (mask_tree, masked_account, masked_key, restore_tree,
+                      without_admin_secrets)
+from .provider_edits import masked_provider, restore_masked, without_read_only
 from .provider_ops import ProviderOps
 from .responses import FieldErrors
 
@@ -127,7 +128,7 @@ class AdminOps:
             return result
 
         await self.write(edit)
-        warnings = unknown_field_messages(doc)
+        warnings = unknown_field_messages(without_read_only(edits.without_read_fields(doc)))
         for warning in warnings:
             log.warning("config import: %s", warning)
         cfg = self.core.config
@@ -290,14 +291,16 @@ class AdminOps:
         return {"name": name, "settings": mask_tree(section if isinstance(section, dict) else {})}
 
     async def set_plugin_settings(self, name: str, section: dict[str, Any]) -> None:
-        """Replace ``plugins.<name>``; the plugin's own check refuses a bad
+        """Replace ``plugins.<name>`` (a secret sent back as the preview a read
+        showed keeps its stored value); the plugin's own check refuses a bad
         value (a 400 naming ``plugins.<name>.<field>``), a good one reaches
         the plugin at once."""
         self._loaded_plugin(name)
 
         def edit(data: dict[str, Any]) -> None:
-            plugins = data.get("plugins")
-            data["plugins"] = {**(plugins if isinstance(plugins, dict) else {}), name: section}
+            plugins = data.get("plugins") if isinstance(data.get("plugins"), dict) else {}
+            # The masked read sent back keeps the secrets it showed as previews.
+            data["plugins"] = {**plugins, name: restore_tree(plugins.get(name), section)}
 
         await self.write(edit)
 

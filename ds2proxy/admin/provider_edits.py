@@ -253,6 +253,17 @@ def restore_masked(current: dict[str, Any], result: dict[str, Any]) -> None:
                                for k, v in headers.items()}
         for name in READ_ONLY:
             item.pop(name, None)
+        for name in ("api_key", "headers"):  # a read shows "" / {} for what is not set
+            if name not in old and not item.get(name, True):
+                item.pop(name)
+
+
+def without_read_only(doc: dict[str, Any]) -> dict[str, Any]:
+    """``doc`` as an import keeps it: the fields reads add dropped from providers."""
+    if not isinstance(doc.get("providers"), list):
+        return doc
+    return {**doc, "providers": [{k: v for k, v in p.items() if k not in READ_ONLY}
+                                 if isinstance(p, dict) else p for p in doc["providers"]]}
 
 
 # -- edits of the document --------------------------------------------------------------------
