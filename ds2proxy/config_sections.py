@@ -32,7 +32,7 @@ def _file_name(path: str, value: str) -> str:
         raise ConfigError(path, "must not be empty")
     if len(name) > 255:
         raise ConfigError(path, f"must be at most 255 characters, got {len(name)}")
-    if "/" in name or "\\" in name or not name.isprintable():
+    if "/" in name or "\\" in name or name in (".", "..") or not name.isprintable():
         raise ConfigError(path, f"must be a plain file name without folders, got {name!r}")
     return name
 

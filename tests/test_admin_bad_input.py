@@ -2,7 +2,8 @@
 a 500 or a dropped connection: nested values, huge page numbers, control
 characters, CR/LF in ``back``, oversized flash messages; every bad setting
 is named in one answer; a failed import keeps the pasted text and names the
-line and column; a message is shown once."""
+line and column; a message is shown once; a wrong shape or a misspelt
+account field is named, never skipped."""
 
 from __future__ import annotations
 
@@ -250,3 +251,36 @@ async def test_an_undecodable_admin_json_body_is_a_400(admin: Admin, caplog):
             "Content-Encoding": "gzip"}) as resp:
         assert resp.status == 400 and "could not be read" in (await resp.json())["detail"]
     assert not [r for r in caplog.records if r.levelname == "ERROR"]
+
+
+# -- wrong shapes and unknown fields are named, never skipped ----------------------------------
+
+
+@pytest.mark.parametrize("path, body, field", [
+    ("/admin/config/import", {"keys": "sk-not-a-list"}, "keys"),
+    ("/admin/config/import", {"accounts": {"email": "a@b.c", "password": "p"}}, "accounts"),
+    ("/admin/config/import", {"accounts": [{"email": "new@b.c", "password": "p"}, "x"]},
+     "accounts[1]"),
+    ("/admin/config/import", {"keys": ["sk-fine-key-1", 5]}, "key"),
+    ("/admin/config/import", {"keys": [{"id": "no-such-id"}]}, "keys"),
+    ("/admin/accounts", {"email": "new@b.c", "password": "p", "proxyy": "http://h:1"}, "proxyy"),
+    ("/admin/import", {"accounts": [{"email": "new@b.c", "pasword": "p"}]}, "pasword"),
+])
+async def test_an_import_or_add_with_a_wrong_shape_is_a_400(admin: Admin, path: str, body: dict,
+                                                             field: str):
+    before = admin.proxy.config_path.read_bytes()
+    reply = await admin.call("POST", path, json=body)
+    assert reply.status == 400 and reply.json()["field"] == field, reply.raw
+    assert admin.proxy.config_path.read_bytes() == before
+
+
+async def test_a_misspelt_account_field_names_the_right_one(admin: Admin):
+    reply = await admin.call("POST", "/admin/accounts", json={
+        "email": "new@b.c", "password": "p", "proxyy": "socks5://h:1080"})
+    assert reply.json()["detail"] == "unknown account field 'proxyy' (did you mean 'proxy'?)"
+
+
+@pytest.mark.parametrize("name", [".", ".."])
+async def test_a_history_file_name_is_not_a_folder(admin: Admin, name: str):
+    reply = await admin.call("PUT", "/admin/settings", json={"history_file": {"file_name": name}})
+    assert reply.status == 400 and reply.json()["field"] == "history_file.file_name"

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..config import AccountConfig, normalise_mobile
+from ..config_fields import suggestion
 from ..doc_merge import deep_merge
 from ..keyring import secret_of
 from ..errors import InvalidRequest, NotFound, ProxyError
@@ -111,6 +112,11 @@ def clean_account(item: Any) -> dict[str, str]:
     """An account from a request: known fields, stripped, and usable."""
     if not isinstance(item, dict):
         raise InvalidRequest("an account must be a JSON object")
+    for name in item:
+        if name not in ACCOUNT_FIELDS:  # a misspelt "proxy" must not mean no proxy
+            close = suggestion(str(name), ACCOUNT_FIELDS)
+            raise InvalidRequest(f"unknown account field '{str(name)[:64]}'" + (
+                f" (did you mean '{close}'?)" if close else ""), param=str(name)[:64])
     clean: dict[str, str] = {}
     for name in ACCOUNT_FIELDS:
         value = item.get(name)
@@ -297,6 +303,32 @@ def _unmasked(current: dict[str, Any], incoming: dict[str, Any]) -> dict[str, An
     return doc
 
 
+def _new_entries(current: list[Any], given: list[Any]) -> list[Any]:
+    """The key entries an import merge adds; an ``{"id": …}`` entry (a masked
+    read) stands for a key already configured and adds nothing."""
+    fresh = []
+    for entry in given:
+        if isinstance(entry, dict) and "key" not in entry:
+            if find_entry(current, str(entry.get("id") or "")) is None:
+                raise InvalidRequest("'keys' names an unknown key id", param="keys")
+        else:
+            fresh.append(clean_entry(entry))
+    return fresh
+
+
+def _check_lists(incoming: dict[str, Any]) -> None:
+    """A merge reads ``keys`` and ``accounts`` item by item: a wrong shape is
+    a 400 naming it, never silently skipped (a replace's config check does
+    the same for the whole document)."""
+    for name in ("keys", "accounts"):
+        if name in incoming and not isinstance(incoming[name], list):
+            raise InvalidRequest(f"'{name}' must be a list", param=name)
+    for i, item in enumerate(incoming.get("accounts") or []):
+        if not isinstance(item, dict):
+            raise InvalidRequest(f"accounts[{i}]: an account must be a JSON object",
+                                 param=f"accounts[{i}]")
+
+
 def import_document(current: dict[str, Any], incoming: dict[str, Any], mode: str
                     ) -> dict[str, Any]:
     """The config after an import. The admin's own credentials always stay,
@@ -307,12 +339,13 @@ def import_document(current: dict[str, Any], incoming: dict[str, Any], mode: str
         if isinstance(result.get("keys"), list):
             result["keys"] = resolve_keys(_keys(copy.deepcopy(current)), result["keys"])
     else:
+        _check_lists(incoming)
         rest = {k: v for k, v in incoming.items() if k not in ("keys", "accounts")}
         result = deep_merge(current, rest)
-        if isinstance(incoming.get("keys"), list):
-            merge_keys(result, [clean_entry(k) for k in incoming["keys"] if secret_of(k)])
-        if isinstance(incoming.get("accounts"), list):
-            upsert_accounts(result, [a for a in incoming["accounts"] if isinstance(a, dict)])
+        if "keys" in incoming:
+            merge_keys(result, _new_entries(_keys(result), incoming["keys"]))
+        if "accounts" in incoming:
+            upsert_accounts(result, incoming["accounts"])
     admin = result.get("admin") if isinstance(result.get("admin"), dict) else {}
     kept = current.get("admin") if isinstance(current.get("admin"), dict) else {}
     admin = {k: v for k, v in admin.items() if k not in ADMIN_SECRETS}
