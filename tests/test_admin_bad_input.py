@@ -284,3 +284,38 @@ async def test_a_misspelt_account_field_names_the_right_one(admin: Admin):
 async def test_a_history_file_name_is_not_a_folder(admin: Admin, name: str):
     reply = await admin.call("PUT", "/admin/settings", json={"history_file": {"file_name": name}})
     assert reply.status == 400 and reply.json()["field"] == "history_file.file_name"
+
+
+@pytest.mark.parametrize("content_type", [
+    "text/plain", "text/plain; charset=utf-8", "application/x-www-form-urlencoded",
+    "multipart/form-data; boundary=zz", "text/html"])
+@pytest.mark.parametrize("method, path", [
+    ("POST", "/admin/login"), ("PUT", "/admin/settings"), ("POST", "/admin/config/import"),
+    ("POST", "/admin/keys"), ("POST", "/admin/accounts")])
+async def test_an_admin_body_not_labelled_json_is_a_415(admin: Admin, method: str, path: str,
+                                                        content_type: str):
+    """What a page elsewhere can send without a preflight is never read as JSON."""
+    before = admin.proxy.config_path.read_bytes()
+    body = {"/admin/login": b'{"admin_key": "test-admin-key"}',
+            "/admin/settings": b'{"runtime": {"account_max_inflight": 7}}',
+            "/admin/config/import": b'{"keys": ["sk-smuggled-key-1"]}',
+            "/admin/keys": b'{"name": "smuggled"}',
+            "/admin/accounts": b'{"email": "x@y.z", "password": "p"}'}[path]
+    async with admin.http.request(method, admin.proxy.url + path, data=body, headers={
+            "Authorization": f"Bearer {admin.token}", "Content-Type": content_type}) as resp:
+        assert resp.status == 415, await resp.read()
+        assert "application/json" in (await resp.json())["detail"]
+    assert admin.proxy.config_path.read_bytes() == before
+
+
+@pytest.mark.parametrize("content_type", [None, "application/json; charset=utf-8",
+                                          "application/merge-patch+json"])
+async def test_json_and_unlabelled_admin_bodies_are_read(admin: Admin, content_type: str | None):
+    headers = {"Authorization": f"Bearer {admin.token}"}
+    if content_type:
+        headers["Content-Type"] = content_type
+    async with admin.http.put(admin.proxy.url + "/admin/settings", headers=headers,
+                              data=b'{"runtime": {"account_max_inflight": 7}}',
+                              skip_auto_headers=["Content-Type"]) as resp:
+        assert resp.status == 200, await resp.read()
+    assert admin.proxy.core.pool.limits.per_account == 7
