@@ -88,6 +88,23 @@ async def test_login_sets_a_strict_httponly_session_cookie(browser: Browserless)
     cookie = resp.cookies["ds2proxy_admin"]
     assert cookie["httponly"] and cookie["samesite"] == "Strict" and cookie["path"] == "/admin"
     assert int(cookie["max-age"]) == 24 * 3600
+    assert not cookie["secure"]  # plain HTTP: a Secure cookie would never come back
+
+
+@pytest.mark.parametrize("tls_header", [{"X-Forwarded-Proto": "https"},
+                                        {"Forwarded": "for=10.0.0.1;proto=https;host=a.example"}])
+async def test_behind_a_tls_proxy_every_dashboard_cookie_is_secure(proxy: Proxy,
+                                                                   tls_header: dict):
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
+        async with http.get(proxy.url + "/admin/ui/login", headers=tls_header) as resp:
+            page, login_cookie = await resp.text(), resp.cookies["ds2proxy_login"]
+        token = re.search(r'name="login_token" value="([^"]+)"', page).group(1)
+        async with http.post(proxy.url + "/admin/ui/login", allow_redirects=False, data={
+                "login_token": token, "admin_key": ADMIN_KEY, "next": "/admin/"}, headers={
+                **tls_header, "Cookie": f"ds2proxy_login={token}"}) as resp:
+            assert resp.status == 303
+            session = resp.cookies["ds2proxy_admin"]
+    assert login_cookie["secure"] and session["secure"] and session["httponly"]
 
 
 async def test_login_needs_its_form_token_and_the_right_key(browser: Browserless):
