@@ -1,6 +1,7 @@
 """No lost admin write: a write whose client vanishes still completes in
 file and memory together, writes are serialised end to end, and a write
-answered 200 is on disk, also across ``kill -9``.
+answered 200 is on disk, also across ``kill -9``; a whole-list write sent
+with the ETag of a read that another change has overtaken is a 412.
 
 The aborting client resets its connection (SO_LINGER 0) 0–3 ms after
 sending, which lands inside the handler's file write; meanwhile a normal
@@ -177,3 +178,70 @@ async def test_acknowledged_writes_survive_kill_9(tmp_path: Path) -> None:
         on_disk = keys_on_disk(config)
         missing = [k for k in acked if k not in on_disk]
         assert missing == [], f"round {round_}: acknowledged writes lost: {missing}"
+
+
+# -- a write made from a stale read (If-Match) ----------------------------------------------------
+
+
+def tag_of(reply) -> str:
+    """The reply's ETag (header names are case-insensitive)."""
+    return next(v for k, v in reply.headers.items() if k.lower() == "etag")
+
+
+async def _second_admin(admin: Admin) -> Admin:
+    reply = await login(admin.http, admin.proxy.url, admin.proxy.admin_key)
+    return Admin(admin.proxy, admin.http, reply.json()["token"])
+
+
+async def test_a_list_write_from_a_stale_read_is_a_412(admin: Admin) -> None:
+    """Two admins read the accounts; one adds an account; the other's whole-list
+    write from its older read must not silently delete it."""
+    other = await _second_admin(admin)
+    read = await admin.call("GET", "/admin/config")
+    tag, accounts = tag_of(read), read.json()["accounts"]
+    assert tag_of(await other.call("GET", "/admin/config")) == tag
+    await other.ok("POST", "/admin/accounts", json={"email": "new@example.com", "password": "pw"})
+    on_disk = admin.proxy.config_path.read_bytes()
+    for stale in (tag, '"0000"', f"W/{tag}"):
+        reply = await admin.call("POST", "/admin/config", json={"accounts": accounts[:1]},
+                                 headers={"If-Match": stale})
+        assert reply.status == 412 and "changed since it was read" in reply.json()["detail"]
+        reply = await admin.call("POST", "/admin/config/import?mode=replace",
+                                 json={"accounts": accounts[:1]}, headers={"If-Match": stale})
+        assert reply.status == 412
+    assert admin.proxy.config_path.read_bytes() == on_disk
+    fresh = await admin.call("GET", "/admin/config")
+    assert tag_of(fresh) != tag
+    written = await admin.call("POST", "/admin/config", json={"accounts": accounts[:1]},
+                               headers={"If-Match": f'"other", {tag_of(fresh)}'})
+    assert written.status == 200 and tag_of(written) != tag_of(fresh)
+    assert [a["identifier"] for a in written.json()["config"]["accounts"]] == \
+        [accounts[0]["identifier"]]
+    star = await admin.call("POST", "/admin/config/import", json={"keys": ["sk-added-1"]},
+                            headers={"If-Match": "*"})
+    assert star.status == 200
+    # Without If-Match a write applies as it always did.
+    assert (await admin.call("POST", "/admin/config", json={"keys": ["k-1"]})).status == 200
+
+
+async def test_of_two_writes_from_one_read_only_the_first_lands(admin: Admin) -> None:
+    other = await _second_admin(admin)
+    tag = tag_of(await admin.call("GET", "/admin/config"))
+    replies = await asyncio.gather(*(
+        who.call("POST", "/admin/config", json={"model_aliases": {"team": model}},
+                 headers={"If-Match": tag})
+        for who, model in ((admin, "deepseek-chat"), (other, "deepseek-reasoner"))))
+    assert sorted(r.status for r in replies) == [200, 412]
+    winner = "deepseek-chat" if replies[0].status == 200 else "deepseek-reasoner"
+    assert json.loads(admin.proxy.config_path.read_text())["model_aliases"] == {"team": winner}
+
+
+async def test_a_token_the_server_refreshes_does_not_make_a_read_stale(admin: Admin) -> None:
+    tag = tag_of(await admin.call("GET", "/admin/config"))
+    before = admin.proxy.store.snapshot()["accounts"][0].get("token")
+    assert (await admin.ok("POST", "/admin/accounts/test",
+                           json={"identifier": "alice@example.com"}))["success"] is True
+    assert admin.proxy.store.snapshot()["accounts"][0].get("token") != before
+    reply = await admin.call("POST", "/admin/config", json={"keys": ["k-2"]},
+                             headers={"If-Match": tag})
+    assert reply.status == 200, reply.raw

@@ -24,6 +24,7 @@ from ..errors import InvalidRequest, NotFound
 from ..health import DISABLED
 from ..plugin_api import PluginInfo
 from . import edits, probes, settings
+from .config_tag import check_if_match, etag_of
 from .credentials import AdminCredentials
 from .masking import (mask_tree, masked_account, masked_key, restore_tree,
                       without_admin_secrets)
@@ -96,8 +97,12 @@ class AdminOps:
                                  if isinstance(p, dict)]
         return view
 
-    async def replace_lists(self, body: dict[str, Any]) -> None:
-        """``POST /admin/config``: replace keys, accounts and the model maps given."""
+    def config_etag(self) -> str:
+        return etag_of(self.core.store.snapshot())
+
+    async def replace_lists(self, body: dict[str, Any], if_match: str | None = None) -> None:
+        """``POST /admin/config``: replace keys, accounts and the model maps given
+        (412 when ``if_match`` names an older config)."""
         allowed = ("keys", "accounts", "claude_mapping", "model_aliases")
         unknown = {name: _not_here(name, allowed) for name in body if name not in allowed}
         if unknown:
@@ -108,6 +113,7 @@ class AdminOps:
             raise FieldErrors(errors)
 
         def edit(data: dict[str, Any]) -> None:
+            check_if_match(if_match, data)
             if "keys" in body:
                 data["keys"] = edits.resolve_keys(data.get("keys") or [], body["keys"])
             if "accounts" in body:
@@ -117,12 +123,15 @@ class AdminOps:
 
         await self.write(edit)
 
-    async def import_config(self, body: dict[str, Any], mode: str | None) -> dict[str, Any]:
-        """Merge or replace; unknown fields are kept but each comes back as a
-        warning naming the closest known field (a typo is not silently lost)."""
+    async def import_config(self, body: dict[str, Any], mode: str | None,
+                            if_match: str | None = None) -> dict[str, Any]:
+        """Merge or replace (412 when ``if_match`` names an older config);
+        unknown fields are kept but each comes back as a warning naming the
+        closest known field (a typo is not silently lost)."""
         doc, mode = edits.unwrap_import(body, mode)
 
         def edit(data: dict[str, Any]) -> dict[str, Any]:
+            check_if_match(if_match, data)
             result = edits.import_document(data, doc, mode)
             restore_masked(data, result)  # a masked read sent back keeps its secrets
             return result
