@@ -20,7 +20,10 @@ DIAGNOSTICS = "Admin and diagnostics"
 def _http_url(path: str, value: str) -> str:
     url = value.rstrip("/")
     if not re.match(r"^https?://[^/\s]+", url):
-        raise ConfigError(path, f"must be an http(s) URL, got {url!r}")
+        raise ConfigError(path, "must be an http(s) URL such as https://chat.deepseek.com")
+    if "@" in url.split("/")[2]:
+        raise ConfigError(path, "must not carry a user or password (it is shown in admin "
+                                "reads and logged as it is)")
     return url
 
 

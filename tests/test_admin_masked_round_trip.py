@@ -22,16 +22,19 @@ PROXY_PASSWORD = "proxy-pass-5f4e3d2c1b"
 REDIS_PASSWORD = "redis-pass-9a8b7c6d5e"
 HELLO_TOKEN = "hello-plugin-token-0a1b2c3d"
 PROVIDER_KEY = "sk-provider-0123456789abcdef"
-SECRETS = (PROXY_PASSWORD, REDIS_PASSWORD, HELLO_TOKEN, PROVIDER_KEY, PLUGIN_SECRET)
+URL_PASSWORD = "url-pass-1a2b3c4d"
+HOOK = f"https://bot:{URL_PASSWORD}@hooks.example/notify"
+SECRETS = (PROXY_PASSWORD, REDIS_PASSWORD, HELLO_TOKEN, PROVIDER_KEY, PLUGIN_SECRET,
+           URL_PASSWORD)
 
 
 def masked_secrets_config() -> dict:
-    """The secret config plus a proxy password, a Redis password, a secret in
-    a loaded plugin's settings and a provider key."""
+    """The secret config plus a proxy password, a Redis password, a secret and
+    a URL with a password in a loaded plugin's settings, and a provider key."""
     config = secret_config()
     config["accounts"][0]["proxy"] = f"socks5://puser:{PROXY_PASSWORD}@127.0.0.1:1080"
     config["state"] = {"redis_url": f"redis://:{REDIS_PASSWORD}@127.0.0.1:6399/0"}
-    config["plugins"]["hello"] = {"system": "be brief", "token": HELLO_TOKEN}
+    config["plugins"]["hello"] = {"system": "be brief", "token": HELLO_TOKEN, "hook": HOOK}
     config["providers"] = [{"name": "p1", "kind": "openai", "base_url": "http://127.0.0.1:9/v1",
                             "api_key": PROVIDER_KEY, "models": ["x-*"]}]
     return config
@@ -68,7 +71,8 @@ async def test_an_edited_masked_config_keeps_the_secrets_it_did_not_touch(masked
     view["accounts"][1]["proxy"] = "http://127.0.0.1:3128"
     await a.ok("POST", "/admin/config/import", json=view)
     doc = on_disk(a)
-    assert doc["plugins"]["hello"] == {"system": "be thorough", "token": HELLO_TOKEN}
+    assert doc["plugins"]["hello"] == {"system": "be thorough", "token": HELLO_TOKEN,
+                                       "hook": HOOK}
     assert doc["plugins"]["example"]["api_key"] == PLUGIN_SECRET
     assert doc["state"]["redis_url"] == f"redis://:{REDIS_PASSWORD}@127.0.0.1:6399/0"
     assert doc["accounts"][0]["proxy"].endswith(f":{PROXY_PASSWORD}@127.0.0.1:1080")
@@ -101,10 +105,22 @@ async def test_an_account_proxy_sent_back_masked_keeps_its_password(masked_admin
 async def test_plugin_settings_sent_back_keep_their_secret(masked_admin: Admin):
     a = masked_admin
     read = await a.ok("GET", "/admin/plugins/hello/settings")
-    assert read["settings"] == {"system": "be brief", "token": "hell…3d"}
+    assert read["settings"] == {"system": "be brief", "token": "hell…3d",
+                                "hook": "https://bot:…@hooks.example/notify"}
     reply = await a.ok("PUT", "/admin/plugins/hello/settings",
                        json={**read["settings"], "system": "be thorough"})
-    assert HELLO_TOKEN not in json.dumps(reply)
-    assert on_disk(a)["plugins"]["hello"] == {"system": "be thorough", "token": HELLO_TOKEN}
+    assert not [s for s in SECRETS if s in json.dumps(reply)]
+    assert on_disk(a)["plugins"]["hello"] == {"system": "be thorough", "token": HELLO_TOKEN,
+                                              "hook": HOOK}
     await a.ok("PUT", "/admin/plugins/hello/settings", json={"system": "x", "token": "new-tok"})
     assert on_disk(a)["plugins"]["hello"] == {"system": "x", "token": "new-tok"}
+
+
+async def test_an_upstream_url_with_credentials_is_refused_unquoted(masked_admin: Admin):
+    a = masked_admin
+    before = a.proxy.config_path.read_bytes()
+    for url in (f"https://me:{URL_PASSWORD}@chat.example", f"ftp://me:{URL_PASSWORD}@x"):
+        reply = await a.call("POST", "/admin/config/import", json={"upstream": {"base_url": url}})
+        assert reply.status == 400 and reply.json()["field"] == "upstream.base_url"
+        assert URL_PASSWORD.encode() not in reply.raw
+    assert a.proxy.config_path.read_bytes() == before

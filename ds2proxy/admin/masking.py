@@ -71,14 +71,22 @@ def masked_account(account: AccountConfig, state: AccountState | None = None,
     return item
 
 
+def _has_credentials(value: str) -> bool:
+    """A URL with a user or password (``scheme://user:pw@host``)."""
+    scheme, sep, rest = value.partition("://")
+    return bool(sep) and scheme.isalnum() and "@" in rest.split("/", 1)[0]
+
+
 def mask_tree(value: Any) -> Any:
-    """A copy of a config subtree with every secret-named string previewed."""
+    """A copy of a config subtree with every secret-named string previewed
+    and the password of every URL that carries one masked."""
     if isinstance(value, dict):
         return {k: (preview(v) if k.lower() in SECRET_NAMES and isinstance(v, str)
-                    else masked_url(v) if k == "redis_url" and isinstance(v, str)
                     else mask_tree(v)) for k, v in value.items()}
     if isinstance(value, list):
         return [mask_tree(v) for v in value]
+    if isinstance(value, str) and _has_credentials(value):
+        return masked_url(value)
     return value
 
 
@@ -96,8 +104,6 @@ def kept_proxy(given: str, stored: Any) -> str:
 def _kept_leaf(name: str, given: Any, stored: Any) -> Any:
     if name.lower() in SECRET_NAMES and _previews(given, stored, preview):
         return stored
-    if name == "redis_url" and _previews(given, stored, masked_url):
-        return stored
     return restore_tree(stored, given)
 
 
@@ -108,6 +114,8 @@ def restore_tree(stored: Any, given: Any) -> Any:
         return {k: _kept_leaf(k, v, stored[k]) if k in stored else v for k, v in given.items()}
     if isinstance(given, list) and isinstance(stored, list) and len(given) == len(stored):
         return [restore_tree(s, g) for s, g in zip(stored, given)]
+    if _previews(given, stored, masked_url):
+        return stored
     return given
 
 
