@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from html.parser import HTMLParser
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -13,6 +14,7 @@ import aiohttp
 import pytest
 
 from ds2proxy.keyring import secret_of
+from admin_util import admin_for
 from conftest import ADMIN_KEY, Proxy
 
 from ds2proxy.admin import settings
@@ -421,3 +423,71 @@ async def test_a_keys_limits_are_edited_on_its_page(logged_in: Browserless):
     assert edited.secret == key.secret and edited.note == "now metered"
     assert (edited.limits.rpm, edited.limits.tokens_per_day) == (0, 1000)
     assert edited.models == ()
+
+
+class _FormFields(HTMLParser):
+    """What a browser would submit from the settings form as the page shows it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fields: dict[str, str] = {}
+        self._in_form = False
+        self._select = self._textarea = ""
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        a = dict(attrs)
+        if tag == "form":
+            self._in_form = a.get("id") == "settings-form"
+        elif not self._in_form:
+            return
+        elif tag == "input" and (a.get("type") != "checkbox" or "checked" in a):
+            self.fields[a["name"]] = a.get("value") or ("on" if a.get("type") == "checkbox"
+                                                        else "")
+        elif tag == "select":
+            self._select = a["name"]
+        elif tag == "option" and self._select and "selected" in a:
+            self.fields[self._select] = a.get("value", "")
+        elif tag == "textarea":
+            self._textarea = a["name"]
+            self.fields[self._textarea] = ""
+
+    def handle_data(self, data: str) -> None:
+        if self._textarea:
+            self.fields[self._textarea] += data
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "form":
+            self._in_form = False
+        elif tag in ("select", "textarea"):
+            self._select = self._textarea = ""
+
+
+def settings_form(page: str) -> dict[str, str]:
+    parser = _FormFields()
+    parser.feed(page)
+    return parser.fields
+
+
+async def test_a_stale_settings_form_keeps_what_another_admin_changed(
+        logged_in: Browserless, proxy: Proxy):
+    """Admin A loads the settings page, admin B changes two settings, then A
+    saves the one it edited: B's changes stay, A's lands."""
+    _, page, _ = await logged_in.get("/admin/ui/settings")
+    form = settings_form(page)
+    assert form["runtime.account_max_inflight"] == "2" and "settings_shown" in form
+    async with aiohttp.ClientSession() as http:
+        other = await admin_for(proxy, http)
+        await other.ok("PUT", "/admin/settings", json={
+            "runtime": {"global_max_inflight": 7},
+            "model_aliases": {"team": "deepseek-reasoner"}})
+    status, _, _ = await logged_in.post("/admin/ui/settings", {
+        **form, "runtime.account_max_inflight": "4"})
+    assert status == 303
+    saved = proxy.store.snapshot()
+    assert saved["runtime"]["account_max_inflight"] == 4
+    assert saved["runtime"]["global_max_inflight"] == 7
+    assert saved["model_aliases"] == {"team": "deepseek-reasoner"}
+    # A failed save keeps the snapshot the page was first loaded with.
+    status, page, _ = await logged_in.post("/admin/ui/settings", {
+        **form, "runtime.account_max_inflight": "0"})
+    assert status == 400 and settings_form(page)["settings_shown"] == form["settings_shown"]
