@@ -426,46 +426,52 @@ async def test_a_keys_limits_are_edited_on_its_page(logged_in: Browserless):
 
 
 class _FormFields(HTMLParser):
-    """What a browser would submit from the settings form as the page shows it."""
+    """What a browser would submit from each form as the page shows it:
+    [(the form's attributes, its fields)]."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.fields: dict[str, str] = {}
-        self._in_form = False
+        self.forms: list[tuple[dict, dict[str, str]]] = []
+        self._fields: dict[str, str] | None = None
         self._select = self._textarea = ""
 
     def handle_starttag(self, tag: str, attrs: list) -> None:
         a = dict(attrs)
         if tag == "form":
-            self._in_form = a.get("id") == "settings-form"
-        elif not self._in_form:
+            self._fields = {}
+            self.forms.append((a, self._fields))
+        elif self._fields is None:
             return
         elif tag == "input" and (a.get("type") != "checkbox" or "checked" in a):
-            self.fields[a["name"]] = a.get("value") or ("on" if a.get("type") == "checkbox"
-                                                        else "")
+            self._fields[a["name"]] = a.get("value") or ("on" if a.get("type") == "checkbox"
+                                                         else "")
         elif tag == "select":
             self._select = a["name"]
         elif tag == "option" and self._select and "selected" in a:
-            self.fields[self._select] = a.get("value", "")
+            self._fields[self._select] = a.get("value", "")
         elif tag == "textarea":
             self._textarea = a["name"]
-            self.fields[self._textarea] = ""
+            self._fields[self._textarea] = ""
 
     def handle_data(self, data: str) -> None:
-        if self._textarea:
-            self.fields[self._textarea] += data
+        if self._textarea and self._fields is not None:
+            self._fields[self._textarea] += data
 
     def handle_endtag(self, tag: str) -> None:
         if tag == "form":
-            self._in_form = False
+            self._fields = None
         elif tag in ("select", "textarea"):
             self._select = self._textarea = ""
 
 
-def settings_form(page: str) -> dict[str, str]:
+def forms_of(page: str) -> list[tuple[dict, dict[str, str]]]:
     parser = _FormFields()
     parser.feed(page)
-    return parser.fields
+    return parser.forms
+
+
+def settings_form(page: str) -> dict[str, str]:
+    return next(fields for attrs, fields in forms_of(page) if attrs.get("id") == "settings-form")
 
 
 async def test_a_stale_settings_form_keeps_what_another_admin_changed(
@@ -491,3 +497,25 @@ async def test_a_stale_settings_form_keeps_what_another_admin_changed(
     status, page, _ = await logged_in.post("/admin/ui/settings", {
         **form, "runtime.account_max_inflight": "0"})
     assert status == 400 and settings_form(page)["settings_shown"] == form["settings_shown"]
+
+
+async def test_a_stale_provider_form_keeps_what_another_admin_changed(
+        logged_in: Browserless, proxy: Proxy):
+    async with aiohttp.ClientSession() as http:
+        other = await admin_for(proxy, http)
+        await other.ok("POST", "/admin/providers", json={
+            "name": "qwen", "base_url": "http://127.0.0.1:9/v1", "models": ["qwen-*"],
+            "api_key": "sk-qwen-secret-0123456789", "headers": {"X-Org": "org-secret-42"}})
+        _, page, _ = await logged_in.get("/admin/ui/providers")
+        form = next(f for a, f in forms_of(page) if f.get("original") == "qwen")
+        assert "sk-qwen-secret" not in page and "org-secret-42" not in page
+        await other.ok("PUT", "/admin/providers/qwen", json={"timeout_seconds": 33,
+                                                             "models": ["qwen-*", "qwq-*"]})
+    status, _, _ = await logged_in.post("/admin/ui/providers/update", {
+        **form, "max_inflight": "3"})
+    assert status == 303
+    saved = proxy.store.snapshot()["providers"][0]
+    assert saved["max_inflight"] == 3 and saved["timeout_seconds"] == 33
+    assert saved["models"] == ["qwen-*", "qwq-*"]
+    assert saved["api_key"] == "sk-qwen-secret-0123456789"
+    assert saved["headers"] == {"X-Org": "org-secret-42"}
