@@ -15,7 +15,7 @@ from typing import Any
 from ..config_fields import suggestion
 from ..errors import InvalidRequest, NotFound
 from .edits import Conflict
-from .masking import preview
+from .masking import MASK, preview
 from .responses import FieldErrors
 
 FIELDS = ("name", "kind", "base_url", "api_key", "models", "headers", "timeout_seconds",
@@ -31,7 +31,6 @@ MAX_MODELS = 1000
 MAX_TIMEOUT = 86400.0
 MAX_INFLIGHT = 100_000
 MAX_BATCH = 100_000
-MASK = "…"
 
 
 def _providers(data: dict[str, Any]) -> list[Any]:
