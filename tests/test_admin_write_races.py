@@ -25,6 +25,7 @@ import pytest
 from admin_util import Admin, admin, login  # noqa: F401  (fixture)
 from conftest import Proxy
 
+from ds2proxy.errors import NotFound
 from ds2proxy.keyring import secret_of
 
 ABORT_RACE_ITERATIONS = 300
@@ -245,3 +246,22 @@ async def test_a_token_the_server_refreshes_does_not_make_a_read_stale(admin: Ad
     reply = await admin.call("POST", "/admin/config", json={"keys": ["k-2"]},
                              headers={"If-Match": tag})
     assert reply.status == 200, reply.raw
+
+
+async def test_a_proxy_set_as_its_account_is_deleted_is_a_404(admin: Admin) -> None:
+    """With a config that lives in memory (no file to wait for) the delete
+    queued behind the proxy write lands before the proxy route reads back
+    the account: that is a 404 naming it, not a server error."""
+    admin.proxy.store.path = None
+    ops = admin.ctx.ops
+    for i in range(5):
+        email = f"race{i}@example.com"
+        await admin.ok("POST", "/admin/accounts", json={"email": email, "password": "pw"})
+        proxy_set, deleted = await asyncio.gather(
+            ops.set_proxy(email, "http://127.0.0.1:3128"), ops.remove_account(email),
+            return_exceptions=True)
+        assert isinstance(deleted, int)
+        # Today the delete lands first; the answer is the account as set or a 404.
+        assert isinstance(proxy_set, dict) or (
+            isinstance(proxy_set, NotFound) and email in proxy_set.message), proxy_set
+        assert admin.proxy.core.pool.find(email) is None

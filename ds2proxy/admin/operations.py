@@ -197,7 +197,8 @@ class AdminOps:
             raise InvalidRequest("'proxy' must be a string (empty for none)", param="proxy")
         await self.write(lambda data: edits.set_account_proxy(data, identifier, proxy.strip()))
         state = self.core.pool.find(identifier)
-        assert state is not None
+        if state is None:  # a delete that was waiting for the writer came next
+            raise NotFound(f"account {identifier} was removed right after its proxy was set")
         return self.account_view(state.config)
 
     async def remove_account(self, identifier: str) -> int:
