@@ -25,6 +25,7 @@ import pytest
 from admin_util import Admin, admin, login  # noqa: F401  (fixture)
 from conftest import Proxy
 
+from ds2proxy.admin.api_usage import UsageAPI
 from ds2proxy.errors import NotFound
 from ds2proxy.keyring import secret_of
 
@@ -265,3 +266,17 @@ async def test_a_proxy_set_as_its_account_is_deleted_is_a_404(admin: Admin) -> N
         assert isinstance(proxy_set, dict) or (
             isinstance(proxy_set, NotFound) and email in proxy_set.message), proxy_set
         assert admin.proxy.core.pool.find(email) is None
+
+
+async def test_a_key_deleted_as_it_is_created_is_a_404(admin: Admin) -> None:
+    """The same race for ``POST /admin/keys``: the reply is the key or a 404."""
+    admin.proxy.store.path = None
+    api = UsageAPI(admin.ctx)
+    for i in range(5):
+        secret = f"sk-racing-key-{i:04d}-abcdef"
+        created, deleted = await asyncio.gather(
+            api.create({"name": f"racer-{i}", "key": secret}),
+            admin.ctx.ops.remove_key(secret), return_exceptions=True)
+        assert isinstance(deleted, int)
+        assert isinstance(created, dict) or isinstance(created, NotFound), created
+        assert secret not in admin.proxy.core.config.key_secrets
