@@ -11,6 +11,7 @@ write must be on disk the moment it is acknowledged and stay there.
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import os
 import random
@@ -25,6 +26,7 @@ import pytest
 from admin_util import Admin, admin, login  # noqa: F401  (fixture)
 from conftest import Proxy
 
+from ds2proxy import config_store
 from ds2proxy.admin.api_usage import UsageAPI
 from ds2proxy.errors import NotFound
 from ds2proxy.keyring import secret_of
@@ -280,3 +282,23 @@ async def test_a_key_deleted_as_it_is_created_is_a_404(admin: Admin) -> None:
         assert isinstance(deleted, int)
         assert isinstance(created, dict) or isinstance(created, NotFound), created
         assert secret not in admin.proxy.core.config.key_secrets
+
+
+async def test_a_config_that_cannot_be_saved_is_a_503_and_changes_nothing(
+        admin: Admin, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    def disk_full(path: Path, data: dict) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    before, on_disk = admin.proxy.store.snapshot(), admin.proxy.config_path.read_bytes()
+    limits = admin.proxy.core.pool.limits
+    monkeypatch.setattr(config_store, "atomic_write_json", disk_full)
+    reply = await admin.call("PUT", "/admin/settings",
+                             json={"runtime": {"account_max_inflight": 7}})
+    assert reply.status == 503 and "No space left on device" in reply.json()["detail"]
+    assert str(admin.proxy.config_path).encode() not in reply.raw
+    assert admin.proxy.store.snapshot() == before and admin.proxy.core.pool.limits == limits
+    assert admin.proxy.config_path.read_bytes() == on_disk
+    assert not [r for r in caplog.records if r.exc_info]  # one line, no traceback
+    monkeypatch.undo()
+    await admin.ok("PUT", "/admin/settings", json={"runtime": {"account_max_inflight": 7}})
+    assert admin.proxy.core.pool.limits.per_account == 7

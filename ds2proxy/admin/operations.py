@@ -20,7 +20,7 @@ import orjson
 from ..captures import CaptureBuffer
 from ..config import AccountConfig, ConfigError
 from ..config_fields import SCHEMA, suggestion, unknown_field_messages
-from ..errors import InvalidRequest, NotFound
+from ..errors import InvalidRequest, NotFound, ProxyError
 from ..health import DISABLED
 from ..plugin_api import PluginInfo
 from . import edits, probes, settings
@@ -64,6 +64,12 @@ def _not_here(name: str, allowed: tuple[str, ...]) -> str:
     return "unknown field" + (f" (did you mean '{close}'?)" if close else "")
 
 
+class ConfigNotSaved(ProxyError):
+    status = 503
+    type = "api_error"
+    code = "config_not_saved"
+
+
 class AdminOps:
     def __init__(self, core: Core, creds: AdminCredentials, captures: CaptureBuffer,
                  plugins: list[PluginInfo]) -> None:
@@ -77,12 +83,18 @@ class AdminOps:
     # -- the one way to write ------------------------------------------------------------
 
     async def write(self, edit: Callable[[dict[str, Any]], Any]) -> None:
-        """Run ``edit`` through the atomic writer; a bad result is a 400 naming the field."""
+        """Run ``edit`` through the atomic writer; a bad result is a 400 naming
+        the field, a file that cannot be written a 503 (nothing changed)."""
         try:
             await self.core.store.update(edit)
         except ConfigError as exc:
             problem = str(exc).removeprefix(f"config field '{exc.field}': ")
             raise InvalidRequest(f"{exc.field}: {problem}", param=exc.field) from None
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+            log.error("config change not saved: %s", reason)
+            raise ConfigNotSaved(f"the config could not be saved ({reason}); nothing was "
+                                 "changed") from None
 
     # -- config ----------------------------------------------------------------------------
 
