@@ -319,3 +319,14 @@ async def test_json_and_unlabelled_admin_bodies_are_read(admin: Admin, content_t
                               skip_auto_headers=["Content-Type"]) as resp:
         assert resp.status == 200, await resp.read()
     assert admin.proxy.core.pool.limits.per_account == 7
+
+
+async def test_an_imported_field_name_cannot_forge_a_log_line(admin: Admin, caplog):
+    name = "bogus\n2026-01-01 00:00:00 ERROR ds2proxy: forged"
+    reply = await admin.call("POST", "/admin/config/import", json={name: 1})
+    assert reply.status == 200
+    assert reply.json()["warnings"] == [
+        "unknown config field 'bogus\\n2026-01-01 00:00:00 ERROR ds2proxy: forged'; "
+        "it is kept but ignored"]
+    logged = [r.getMessage() for r in caplog.records if "unknown config field" in r.getMessage()]
+    assert logged and not [m for m in logged if "\n" in m]
