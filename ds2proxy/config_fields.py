@@ -97,4 +97,7 @@ def unknown_field_messages(data: Any) -> list[str]:
 
 
 def _shortened(path: str) -> str:
+    """The name as a log line can carry it: control characters escaped (a
+    newline in an imported name must not forge a second log line), cut short."""
+    path = "".join(c if c.isprintable() else repr(c)[1:-1] for c in path)
     return path if len(path) <= MAX_NAME_CHARS else path[:MAX_NAME_CHARS - 1] + "…"

@@ -20,7 +20,10 @@ DIAGNOSTICS = "Admin and diagnostics"
 def _http_url(path: str, value: str) -> str:
     url = value.rstrip("/")
     if not re.match(r"^https?://[^/\s]+", url):
-        raise ConfigError(path, f"must be an http(s) URL, got {url!r}")
+        raise ConfigError(path, "must be an http(s) URL such as https://chat.deepseek.com")
+    if "@" in url.split("/")[2]:
+        raise ConfigError(path, "must not carry a user or password (it is shown in admin "
+                                "reads and logged as it is)")
     return url
 
 
@@ -32,7 +35,7 @@ def _file_name(path: str, value: str) -> str:
         raise ConfigError(path, "must not be empty")
     if len(name) > 255:
         raise ConfigError(path, f"must be at most 255 characters, got {len(name)}")
-    if "/" in name or "\\" in name or not name.isprintable():
+    if "/" in name or "\\" in name or name in (".", "..") or not name.isprintable():
         raise ConfigError(path, f"must be a plain file name without folders, got {name!r}")
     return name
 

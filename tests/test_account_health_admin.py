@@ -151,3 +151,33 @@ async def test_health_settings_change_at_once_through_the_settings_api(proxy: Pr
     # A lower cap shortens the running cooldown; pacing applies to the next request.
     assert health.view(ALICE)["cooldown_seconds_left"] <= 5
     assert proxy.core.pool.pacer.settings.max_per_hour == 2
+
+
+@pytest.mark.parametrize("path", ["cooldown.login.base_seconds", "cooldown.auth.max_seconds",
+                                  "pacing.min_interval_seconds", "pacing.jitter_seconds"])
+async def test_absurd_health_times_are_a_400(proxy: Proxy, path: str):
+    """A 1e300 s cooldown was taken, and once an account failed every read of
+    the accounts (its seconds left no longer fit a JSON integer) was a 500."""
+    async with aiohttp.ClientSession() as http:
+        admin = await admin_for(proxy, http)
+        before = proxy.config_path.read_bytes()
+        reply = await admin.call("PUT", "/admin/settings", json={"health": {path: 1e300}})
+        assert reply.status == 400 and reply.json()["field"] == f"health.{path}"
+        assert proxy.config_path.read_bytes() == before
+
+
+async def test_the_longest_cooldown_still_reads_back(proxy: Proxy):
+    async with aiohttp.ClientSession() as http:
+        admin = await admin_for(proxy, http)
+        longest = {"cooldown.login.base_seconds": 30 * 86400,
+                   "cooldown.login.max_seconds": 30 * 86400}
+        await admin.ok("PUT", "/admin/settings", json={"health": longest})
+        await admin.ok("POST", "/admin/accounts", json={"email": "wrong@example.com",
+                                                        "password": "not-its-password"})
+        tested = await admin.ok("POST", "/admin/accounts/test",
+                                json={"identifier": "wrong@example.com"})
+        assert tested["success"] is False
+        listing = await admin.ok("GET", "/admin/accounts?page_size=100")
+        wrong = by_id(listing)["wrong@example.com"]
+        assert wrong["state"] != "healthy" and wrong["cooldown_seconds_left"] > 86400
+        assert (await admin.call("GET", "/admin/overview")).status == 200

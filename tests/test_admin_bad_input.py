@@ -2,7 +2,8 @@
 a 500 or a dropped connection: nested values, huge page numbers, control
 characters, CR/LF in ``back``, oversized flash messages; every bad setting
 is named in one answer; a failed import keeps the pasted text and names the
-line and column; a message is shown once."""
+line and column; a message is shown once; a wrong shape or a misspelt
+account field is named, never skipped."""
 
 from __future__ import annotations
 
@@ -250,3 +251,82 @@ async def test_an_undecodable_admin_json_body_is_a_400(admin: Admin, caplog):
             "Content-Encoding": "gzip"}) as resp:
         assert resp.status == 400 and "could not be read" in (await resp.json())["detail"]
     assert not [r for r in caplog.records if r.levelname == "ERROR"]
+
+
+# -- wrong shapes and unknown fields are named, never skipped ----------------------------------
+
+
+@pytest.mark.parametrize("path, body, field", [
+    ("/admin/config/import", {"keys": "sk-not-a-list"}, "keys"),
+    ("/admin/config/import", {"accounts": {"email": "a@b.c", "password": "p"}}, "accounts"),
+    ("/admin/config/import", {"accounts": [{"email": "new@b.c", "password": "p"}, "x"]},
+     "accounts[1]"),
+    ("/admin/config/import", {"keys": ["sk-fine-key-1", 5]}, "key"),
+    ("/admin/config/import", {"keys": [{"id": "no-such-id"}]}, "keys"),
+    ("/admin/accounts", {"email": "new@b.c", "password": "p", "proxyy": "http://h:1"}, "proxyy"),
+    ("/admin/import", {"accounts": [{"email": "new@b.c", "pasword": "p"}]}, "pasword"),
+])
+async def test_an_import_or_add_with_a_wrong_shape_is_a_400(admin: Admin, path: str, body: dict,
+                                                             field: str):
+    before = admin.proxy.config_path.read_bytes()
+    reply = await admin.call("POST", path, json=body)
+    assert reply.status == 400 and reply.json()["field"] == field, reply.raw
+    assert admin.proxy.config_path.read_bytes() == before
+
+
+async def test_a_misspelt_account_field_names_the_right_one(admin: Admin):
+    reply = await admin.call("POST", "/admin/accounts", json={
+        "email": "new@b.c", "password": "p", "proxyy": "socks5://h:1080"})
+    assert reply.json()["detail"] == "unknown account field 'proxyy' (did you mean 'proxy'?)"
+
+
+@pytest.mark.parametrize("name", [".", ".."])
+async def test_a_history_file_name_is_not_a_folder(admin: Admin, name: str):
+    reply = await admin.call("PUT", "/admin/settings", json={"history_file": {"file_name": name}})
+    assert reply.status == 400 and reply.json()["field"] == "history_file.file_name"
+
+
+@pytest.mark.parametrize("content_type", [
+    "text/plain", "text/plain; charset=utf-8", "application/x-www-form-urlencoded",
+    "multipart/form-data; boundary=zz", "text/html"])
+@pytest.mark.parametrize("method, path", [
+    ("POST", "/admin/login"), ("PUT", "/admin/settings"), ("POST", "/admin/config/import"),
+    ("POST", "/admin/keys"), ("POST", "/admin/accounts")])
+async def test_an_admin_body_not_labelled_json_is_a_415(admin: Admin, method: str, path: str,
+                                                        content_type: str):
+    """What a page elsewhere can send without a preflight is never read as JSON."""
+    before = admin.proxy.config_path.read_bytes()
+    body = {"/admin/login": b'{"admin_key": "test-admin-key"}',
+            "/admin/settings": b'{"runtime": {"account_max_inflight": 7}}',
+            "/admin/config/import": b'{"keys": ["sk-smuggled-key-1"]}',
+            "/admin/keys": b'{"name": "smuggled"}',
+            "/admin/accounts": b'{"email": "x@y.z", "password": "p"}'}[path]
+    async with admin.http.request(method, admin.proxy.url + path, data=body, headers={
+            "Authorization": f"Bearer {admin.token}", "Content-Type": content_type}) as resp:
+        assert resp.status == 415, await resp.read()
+        assert "application/json" in (await resp.json())["detail"]
+    assert admin.proxy.config_path.read_bytes() == before
+
+
+@pytest.mark.parametrize("content_type", [None, "application/json; charset=utf-8",
+                                          "application/merge-patch+json"])
+async def test_json_and_unlabelled_admin_bodies_are_read(admin: Admin, content_type: str | None):
+    headers = {"Authorization": f"Bearer {admin.token}"}
+    if content_type:
+        headers["Content-Type"] = content_type
+    async with admin.http.put(admin.proxy.url + "/admin/settings", headers=headers,
+                              data=b'{"runtime": {"account_max_inflight": 7}}',
+                              skip_auto_headers=["Content-Type"]) as resp:
+        assert resp.status == 200, await resp.read()
+    assert admin.proxy.core.pool.limits.per_account == 7
+
+
+async def test_an_imported_field_name_cannot_forge_a_log_line(admin: Admin, caplog):
+    name = "bogus\n2026-01-01 00:00:00 ERROR ds2proxy: forged"
+    reply = await admin.call("POST", "/admin/config/import", json={name: 1})
+    assert reply.status == 200
+    assert reply.json()["warnings"] == [
+        "unknown config field 'bogus\\n2026-01-01 00:00:00 ERROR ds2proxy: forged'; "
+        "it is kept but ignored"]
+    logged = [r.getMessage() for r in caplog.records if "unknown config field" in r.getMessage()]
+    assert logged and not [m for m in logged if "\n" in m]

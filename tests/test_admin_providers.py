@@ -235,3 +235,25 @@ async def test_the_config_route_points_to_the_providers_api(admin: Admin):
     reply = await admin.call("POST", "/admin/config", json={"providers": []})
     assert reply.status == 400
     assert reply.json()["errors"]["providers"] == "cannot be set here; use /admin/providers"
+
+
+@pytest.mark.parametrize("change, field, problem", [
+    ({"base_url": "https://user:pw-secret@example.com/v1"}, "base_url", "user or password"),
+    ({"base_url": "ftp://user:pw-secret@example.com/v1"}, "base_url", "http(s) URL"),
+    ({"api_key": "pw-secret with-a-space"}, "api_key", "spaces"),
+    ({"api_key": "pw-secret\nInjected: 1"}, "api_key", "control characters"),
+])
+@pytest.mark.parametrize("mode", ["merge", "replace"])
+async def test_an_import_checks_a_provider_like_the_providers_api(
+        admin: Admin, fake_provider: FakeProvider, change: dict, field: str, problem: str,
+        mode: str):
+    """The import path takes the same secrets rule: a credential in base_url
+    would be shown in every read and log line, and the error never quotes it."""
+    before = admin.proxy.config_path.read_bytes()
+    provider = {**provider_body(fake_provider), **change}
+    reply = await admin.call("POST", f"/admin/config/import?mode={mode}",
+                             json={"providers": [provider]})
+    assert reply.status == 400, reply.raw
+    assert reply.json()["field"] == f"providers[0].{field}" and problem in reply.json()["detail"]
+    assert b"pw-secret" not in reply.raw
+    assert admin.proxy.config_path.read_bytes() == before

@@ -1,6 +1,7 @@
 """No lost admin write: a write whose client vanishes still completes in
 file and memory together, writes are serialised end to end, and a write
-answered 200 is on disk, also across ``kill -9``.
+answered 200 is on disk, also across ``kill -9``; a whole-list write sent
+with the ETag of a read that another change has overtaken is a 412.
 
 The aborting client resets its connection (SO_LINGER 0) 0–3 ms after
 sending, which lands inside the handler's file write; meanwhile a normal
@@ -10,6 +11,7 @@ write must be on disk the moment it is acknowledged and stay there.
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import os
 import random
@@ -24,6 +26,9 @@ import pytest
 from admin_util import Admin, admin, login  # noqa: F401  (fixture)
 from conftest import Proxy
 
+from ds2proxy import config_store
+from ds2proxy.admin.api_usage import UsageAPI
+from ds2proxy.errors import NotFound
 from ds2proxy.keyring import secret_of
 
 ABORT_RACE_ITERATIONS = 300
@@ -177,3 +182,123 @@ async def test_acknowledged_writes_survive_kill_9(tmp_path: Path) -> None:
         on_disk = keys_on_disk(config)
         missing = [k for k in acked if k not in on_disk]
         assert missing == [], f"round {round_}: acknowledged writes lost: {missing}"
+
+
+# -- a write made from a stale read (If-Match) ----------------------------------------------------
+
+
+def tag_of(reply) -> str:
+    """The reply's ETag (header names are case-insensitive)."""
+    return next(v for k, v in reply.headers.items() if k.lower() == "etag")
+
+
+async def _second_admin(admin: Admin) -> Admin:
+    reply = await login(admin.http, admin.proxy.url, admin.proxy.admin_key)
+    return Admin(admin.proxy, admin.http, reply.json()["token"])
+
+
+async def test_a_list_write_from_a_stale_read_is_a_412(admin: Admin) -> None:
+    """Two admins read the accounts; one adds an account; the other's whole-list
+    write from its older read must not silently delete it."""
+    other = await _second_admin(admin)
+    read = await admin.call("GET", "/admin/config")
+    tag, accounts = tag_of(read), read.json()["accounts"]
+    assert tag_of(await other.call("GET", "/admin/config")) == tag
+    await other.ok("POST", "/admin/accounts", json={"email": "new@example.com", "password": "pw"})
+    on_disk = admin.proxy.config_path.read_bytes()
+    for stale in (tag, '"0000"', f"W/{tag}"):
+        reply = await admin.call("POST", "/admin/config", json={"accounts": accounts[:1]},
+                                 headers={"If-Match": stale})
+        assert reply.status == 412 and "changed since it was read" in reply.json()["detail"]
+        reply = await admin.call("POST", "/admin/config/import?mode=replace",
+                                 json={"accounts": accounts[:1]}, headers={"If-Match": stale})
+        assert reply.status == 412
+    assert admin.proxy.config_path.read_bytes() == on_disk
+    fresh = await admin.call("GET", "/admin/config")
+    assert tag_of(fresh) != tag
+    written = await admin.call("POST", "/admin/config", json={"accounts": accounts[:1]},
+                               headers={"If-Match": f'"other", {tag_of(fresh)}'})
+    assert written.status == 200 and tag_of(written) != tag_of(fresh)
+    assert [a["identifier"] for a in written.json()["config"]["accounts"]] == \
+        [accounts[0]["identifier"]]
+    star = await admin.call("POST", "/admin/config/import", json={"keys": ["sk-added-1"]},
+                            headers={"If-Match": "*"})
+    assert star.status == 200
+    # Without If-Match a write applies as it always did.
+    assert (await admin.call("POST", "/admin/config", json={"keys": ["k-1"]})).status == 200
+
+
+async def test_of_two_writes_from_one_read_only_the_first_lands(admin: Admin) -> None:
+    other = await _second_admin(admin)
+    tag = tag_of(await admin.call("GET", "/admin/config"))
+    replies = await asyncio.gather(*(
+        who.call("POST", "/admin/config", json={"model_aliases": {"team": model}},
+                 headers={"If-Match": tag})
+        for who, model in ((admin, "deepseek-chat"), (other, "deepseek-reasoner"))))
+    assert sorted(r.status for r in replies) == [200, 412]
+    winner = "deepseek-chat" if replies[0].status == 200 else "deepseek-reasoner"
+    assert json.loads(admin.proxy.config_path.read_text())["model_aliases"] == {"team": winner}
+
+
+async def test_a_token_the_server_refreshes_does_not_make_a_read_stale(admin: Admin) -> None:
+    tag = tag_of(await admin.call("GET", "/admin/config"))
+    before = admin.proxy.store.snapshot()["accounts"][0].get("token")
+    assert (await admin.ok("POST", "/admin/accounts/test",
+                           json={"identifier": "alice@example.com"}))["success"] is True
+    assert admin.proxy.store.snapshot()["accounts"][0].get("token") != before
+    reply = await admin.call("POST", "/admin/config", json={"keys": ["k-2"]},
+                             headers={"If-Match": tag})
+    assert reply.status == 200, reply.raw
+
+
+async def test_a_proxy_set_as_its_account_is_deleted_is_a_404(admin: Admin) -> None:
+    """With a config that lives in memory (no file to wait for) the delete
+    queued behind the proxy write lands before the proxy route reads back
+    the account: that is a 404 naming it, not a server error."""
+    admin.proxy.store.path = None
+    ops = admin.ctx.ops
+    for i in range(5):
+        email = f"race{i}@example.com"
+        await admin.ok("POST", "/admin/accounts", json={"email": email, "password": "pw"})
+        proxy_set, deleted = await asyncio.gather(
+            ops.set_proxy(email, "http://127.0.0.1:3128"), ops.remove_account(email),
+            return_exceptions=True)
+        assert isinstance(deleted, int)
+        # Today the delete lands first; the answer is the account as set or a 404.
+        assert isinstance(proxy_set, dict) or (
+            isinstance(proxy_set, NotFound) and email in proxy_set.message), proxy_set
+        assert admin.proxy.core.pool.find(email) is None
+
+
+async def test_a_key_deleted_as_it_is_created_is_a_404(admin: Admin) -> None:
+    """The same race for ``POST /admin/keys``: the reply is the key or a 404."""
+    admin.proxy.store.path = None
+    api = UsageAPI(admin.ctx)
+    for i in range(5):
+        secret = f"sk-racing-key-{i:04d}-abcdef"
+        created, deleted = await asyncio.gather(
+            api.create({"name": f"racer-{i}", "key": secret}),
+            admin.ctx.ops.remove_key(secret), return_exceptions=True)
+        assert isinstance(deleted, int)
+        assert isinstance(created, dict) or isinstance(created, NotFound), created
+        assert secret not in admin.proxy.core.config.key_secrets
+
+
+async def test_a_config_that_cannot_be_saved_is_a_503_and_changes_nothing(
+        admin: Admin, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    def disk_full(path: Path, data: dict) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    before, on_disk = admin.proxy.store.snapshot(), admin.proxy.config_path.read_bytes()
+    limits = admin.proxy.core.pool.limits
+    monkeypatch.setattr(config_store, "atomic_write_json", disk_full)
+    reply = await admin.call("PUT", "/admin/settings",
+                             json={"runtime": {"account_max_inflight": 7}})
+    assert reply.status == 503 and "No space left on device" in reply.json()["detail"]
+    assert str(admin.proxy.config_path).encode() not in reply.raw
+    assert admin.proxy.store.snapshot() == before and admin.proxy.core.pool.limits == limits
+    assert admin.proxy.config_path.read_bytes() == on_disk
+    assert not [r for r in caplog.records if r.exc_info]  # one line, no traceback
+    monkeypatch.undo()
+    await admin.ok("PUT", "/admin/settings", json={"runtime": {"account_max_inflight": 7}})
+    assert admin.proxy.core.pool.limits.per_account == 7

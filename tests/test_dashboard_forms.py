@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from html.parser import HTMLParser
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -13,6 +14,7 @@ import aiohttp
 import pytest
 
 from ds2proxy.keyring import secret_of
+from admin_util import admin_for
 from conftest import ADMIN_KEY, Proxy
 
 from ds2proxy.admin import settings
@@ -88,6 +90,23 @@ async def test_login_sets_a_strict_httponly_session_cookie(browser: Browserless)
     cookie = resp.cookies["ds2proxy_admin"]
     assert cookie["httponly"] and cookie["samesite"] == "Strict" and cookie["path"] == "/admin"
     assert int(cookie["max-age"]) == 24 * 3600
+    assert not cookie["secure"]  # plain HTTP: a Secure cookie would never come back
+
+
+@pytest.mark.parametrize("tls_header", [{"X-Forwarded-Proto": "https"},
+                                        {"Forwarded": "for=10.0.0.1;proto=https;host=a.example"}])
+async def test_behind_a_tls_proxy_every_dashboard_cookie_is_secure(proxy: Proxy,
+                                                                   tls_header: dict):
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
+        async with http.get(proxy.url + "/admin/ui/login", headers=tls_header) as resp:
+            page, login_cookie = await resp.text(), resp.cookies["ds2proxy_login"]
+        token = re.search(r'name="login_token" value="([^"]+)"', page).group(1)
+        async with http.post(proxy.url + "/admin/ui/login", allow_redirects=False, data={
+                "login_token": token, "admin_key": ADMIN_KEY, "next": "/admin/"}, headers={
+                **tls_header, "Cookie": f"ds2proxy_login={token}"}) as resp:
+            assert resp.status == 303
+            session = resp.cookies["ds2proxy_admin"]
+    assert login_cookie["secure"] and session["secure"] and session["httponly"]
 
 
 async def test_login_needs_its_form_token_and_the_right_key(browser: Browserless):
@@ -404,3 +423,99 @@ async def test_a_keys_limits_are_edited_on_its_page(logged_in: Browserless):
     assert edited.secret == key.secret and edited.note == "now metered"
     assert (edited.limits.rpm, edited.limits.tokens_per_day) == (0, 1000)
     assert edited.models == ()
+
+
+class _FormFields(HTMLParser):
+    """What a browser would submit from each form as the page shows it:
+    [(the form's attributes, its fields)]."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.forms: list[tuple[dict, dict[str, str]]] = []
+        self._fields: dict[str, str] | None = None
+        self._select = self._textarea = ""
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        a = dict(attrs)
+        if tag == "form":
+            self._fields = {}
+            self.forms.append((a, self._fields))
+        elif self._fields is None:
+            return
+        elif tag == "input" and (a.get("type") != "checkbox" or "checked" in a):
+            self._fields[a["name"]] = a.get("value") or ("on" if a.get("type") == "checkbox"
+                                                         else "")
+        elif tag == "select":
+            self._select = a["name"]
+        elif tag == "option" and self._select and "selected" in a:
+            self._fields[self._select] = a.get("value", "")
+        elif tag == "textarea":
+            self._textarea = a["name"]
+            self._fields[self._textarea] = ""
+
+    def handle_data(self, data: str) -> None:
+        if self._textarea and self._fields is not None:
+            self._fields[self._textarea] += data
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "form":
+            self._fields = None
+        elif tag in ("select", "textarea"):
+            self._select = self._textarea = ""
+
+
+def forms_of(page: str) -> list[tuple[dict, dict[str, str]]]:
+    parser = _FormFields()
+    parser.feed(page)
+    return parser.forms
+
+
+def settings_form(page: str) -> dict[str, str]:
+    return next(fields for attrs, fields in forms_of(page) if attrs.get("id") == "settings-form")
+
+
+async def test_a_stale_settings_form_keeps_what_another_admin_changed(
+        logged_in: Browserless, proxy: Proxy):
+    """Admin A loads the settings page, admin B changes two settings, then A
+    saves the one it edited: B's changes stay, A's lands."""
+    _, page, _ = await logged_in.get("/admin/ui/settings")
+    form = settings_form(page)
+    assert form["runtime.account_max_inflight"] == "2" and "settings_shown" in form
+    async with aiohttp.ClientSession() as http:
+        other = await admin_for(proxy, http)
+        await other.ok("PUT", "/admin/settings", json={
+            "runtime": {"global_max_inflight": 7},
+            "model_aliases": {"team": "deepseek-reasoner"}})
+    status, _, _ = await logged_in.post("/admin/ui/settings", {
+        **form, "runtime.account_max_inflight": "4"})
+    assert status == 303
+    saved = proxy.store.snapshot()
+    assert saved["runtime"]["account_max_inflight"] == 4
+    assert saved["runtime"]["global_max_inflight"] == 7
+    assert saved["model_aliases"] == {"team": "deepseek-reasoner"}
+    # A failed save keeps the snapshot the page was first loaded with.
+    status, page, _ = await logged_in.post("/admin/ui/settings", {
+        **form, "runtime.account_max_inflight": "0"})
+    assert status == 400 and settings_form(page)["settings_shown"] == form["settings_shown"]
+
+
+async def test_a_stale_provider_form_keeps_what_another_admin_changed(
+        logged_in: Browserless, proxy: Proxy):
+    async with aiohttp.ClientSession() as http:
+        other = await admin_for(proxy, http)
+        await other.ok("POST", "/admin/providers", json={
+            "name": "qwen", "base_url": "http://127.0.0.1:9/v1", "models": ["qwen-*"],
+            "api_key": "sk-qwen-secret-0123456789", "headers": {"X-Org": "org-secret-42"}})
+        _, page, _ = await logged_in.get("/admin/ui/providers")
+        form = next(f for a, f in forms_of(page) if f.get("original") == "qwen")
+        assert "sk-qwen-secret" not in page and "org-secret-42" not in page
+        await other.ok("PUT", "/admin/providers/qwen", json={"timeout_seconds": 33,
+                                                             "models": ["qwen-*", "qwq-*"]})
+    status, _, _ = await logged_in.post("/admin/ui/providers/update", {
+        **form, "max_inflight": "3"})
+    assert status == 303
+    saved = proxy.store.snapshot()["providers"][0]
+    assert saved["max_inflight"] == 3 and saved["timeout_seconds"] == 33
+    assert saved["models"] == ["qwen-*", "qwq-*"]
+    assert saved["api_key"] == "sk-qwen-secret-0123456789"
+    assert saved["headers"] == {"X-Org": "org-secret-42"}

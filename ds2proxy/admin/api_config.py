@@ -8,18 +8,25 @@ from . import settings
 from .context import AdminContext
 from .responses import json_ok
 
+IF_MATCH = "If-Match"
+
 
 class ConfigAPI:
     def __init__(self, ctx: AdminContext) -> None:
         self.ctx = ctx
         self.ops = ctx.ops
 
+    def _tagged(self, response: web.Response) -> web.Response:
+        """The config's ETag, to send back as If-Match with the next write."""
+        response.headers["ETag"] = self.ops.config_etag()
+        return response
+
     async def get_config(self, request: web.Request) -> web.Response:
-        return json_ok(self.ops.config_view())
+        return self._tagged(json_ok(self.ops.config_view()))
 
     async def post_config(self, request: web.Request) -> web.Response:
-        await self.ops.replace_lists(await self.ctx.body(request))
-        return json_ok({"success": True, "config": self.ops.config_view()})
+        await self.ops.replace_lists(await self.ctx.body(request), request.headers.get(IF_MATCH))
+        return self._tagged(json_ok({"success": True, "config": self.ops.config_view()}))
 
     async def get_settings(self, request: web.Request) -> web.Response:
         return json_ok(self.ops.settings_view())
@@ -31,10 +38,11 @@ class ConfigAPI:
 
     async def import_config(self, request: web.Request) -> web.Response:
         body = await self.ctx.body(request)
-        return json_ok(await self.ops.import_config(body, request.query.get("mode")))
+        return self._tagged(json_ok(await self.ops.import_config(
+            body, request.query.get("mode"), request.headers.get(IF_MATCH))))
 
     async def export_full(self, request: web.Request) -> web.Response:
-        return json_ok(self.ops.export())
+        return self._tagged(json_ok(self.ops.export()))
 
     async def export_text(self, request: web.Request) -> web.Response:
         exported = self.ops.export()

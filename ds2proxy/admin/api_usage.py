@@ -74,7 +74,9 @@ class UsageAPI:
         given = body.get("key")
         secret = given.strip() if isinstance(given, str) and given.strip() else new_secret()
         await self.ctx.ops.write(lambda data: create_key(data, body, secret))
-        view = next(k for k in self.keys_view() if k["id"] == key_id(secret))
+        view = next((k for k in self.keys_view() if k["id"] == key_id(secret)), None)
+        if view is None:  # a delete that was waiting for the writer came next
+            raise NotFound("that key was removed right after it was created")
         return {"success": True, "key": secret, "total_keys": len(self.ctx.core.config.key_secrets),
                 **{k: v for k, v in view.items() if k != "key"}}
 

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from ..body import ADMIN_BODY_BYTES, read_json_object
 from ..captures import CaptureBuffer
-from ..errors import InvalidRequest
+from ..errors import InvalidRequest, ProxyError
 from .credentials import AdminCredentials
 from .gate import AdminGate
 from .operations import AdminOps
@@ -34,12 +34,33 @@ class AdminContext:
         exhaust the recursion of copying, validating and saving them."""
         if optional and not request.can_read_body:
             return {}
+        check_json_type(request)
         body = await read_json_object(request, ADMIN_BODY_BYTES)
         check_depth(body)
         return body
 
 
 MAX_DEPTH = 32
+
+
+UNLABELLED = frozenset({"", "application/octet-stream"})
+
+
+class UnsupportedMediaType(ProxyError):
+    status = 415
+    type = "invalid_request_error"
+    code = "unsupported_media_type"
+
+
+def check_json_type(request: web.Request) -> None:
+    """A 415 for a body labelled as something other than JSON. A form or
+    text/plain body is what another site's page can send without asking (no
+    CORS preflight), so the admin API never takes one; no label, or the
+    generic ``application/octet-stream``, is read as JSON."""
+    label = request.headers.get("Content-Type", "").partition(";")[0].strip().lower()
+    if label not in UNLABELLED and label != "application/json" and not label.endswith("+json"):
+        raise UnsupportedMediaType(f"send the body as JSON (Content-Type: application/json), "
+                                   f"not {label[:64]}")
 
 
 def check_depth(value: Any, limit: int = MAX_DEPTH) -> None:

@@ -12,10 +12,11 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..config import AccountConfig, normalise_mobile
+from ..config_fields import suggestion
 from ..doc_merge import deep_merge
 from ..keyring import secret_of
 from ..errors import InvalidRequest, NotFound, ProxyError
-from .masking import ADMIN_SECRETS, key_id
+from .masking import ADMIN_SECRETS, key_id, kept_proxy, restore_tree
 
 ACCOUNT_FIELDS = ("email", "mobile", "area_code", "password", "token", "proxy")
 IMPORT_MODES = ("merge", "replace")
@@ -111,6 +112,11 @@ def clean_account(item: Any) -> dict[str, str]:
     """An account from a request: known fields, stripped, and usable."""
     if not isinstance(item, dict):
         raise InvalidRequest("an account must be a JSON object")
+    for name in item:
+        if name not in ACCOUNT_FIELDS:  # a misspelt "proxy" must not mean no proxy
+            close = suggestion(str(name), ACCOUNT_FIELDS)
+            raise InvalidRequest(f"unknown account field '{str(name)[:64]}'" + (
+                f" (did you mean '{close}'?)" if close else ""), param=str(name)[:64])
     clean: dict[str, str] = {}
     for name in ACCOUNT_FIELDS:
         value = item.get(name)
@@ -155,13 +161,14 @@ def remove_account(data: dict[str, Any], identifier: str) -> int:
 
 
 def set_account_proxy(data: dict[str, Any], identifier: str, proxy: str) -> None:
-    """Set (or with "" remove) one account's outbound proxy."""
+    """Set (or with "" remove) one account's outbound proxy; its masked form
+    (as reads show it) keeps the stored one, password included."""
     accounts = _accounts(data)
     index = _index_of(accounts, identifier)
     if index is None:
         raise NotFound(f"no account {identifier}")
     if proxy:
-        accounts[index]["proxy"] = proxy
+        accounts[index]["proxy"] = kept_proxy(proxy, accounts[index].get("proxy"))
     else:
         accounts[index].pop("proxy", None)
 
@@ -229,8 +236,43 @@ def resolve_accounts(current: list[Any], given: Any) -> list[dict[str, str]]:
         if index is not None:
             stored = current[index]
             fields = {**{k: stored[k] for k in ACCOUNT_FIELDS if stored.get(k)}, **fields}
+            if isinstance(fields.get("proxy"), str):
+                fields["proxy"] = kept_proxy(fields["proxy"], stored.get("proxy"))
         result.append(clean_account(fields))
     return result
+
+
+def account_from_read(current: list[Any], entry: Any) -> Any:
+    """An imported account. One copied from a masked read (it carries
+    ``identifier``) is reduced to its config fields and gets back, from the
+    stored account it names, the password and token the read left out and
+    the proxy password it masked; other entries are taken as they are."""
+    if not is_read(entry):
+        return entry
+    fields = read_fields(entry)
+    index = _index_of(current, entry["identifier"])
+    stored = current[index] if index is not None and isinstance(current[index], dict) else {}
+    fields = {**{k: stored[k] for k in ("password", "token") if stored.get(k)}, **fields}
+    if fields.get("proxy") or stored.get("proxy"):
+        fields["proxy"] = kept_proxy(fields.get("proxy", ""), stored.get("proxy"))
+    return fields
+
+
+def is_read(entry: Any) -> bool:
+    """An account entry copied from a masked read (it names its ``identifier``)."""
+    return isinstance(entry, dict) and isinstance(entry.get("identifier"), str)
+
+
+def read_fields(entry: dict[str, Any]) -> dict[str, Any]:
+    """A read's config fields; the rest (health, previews, flags) is derived."""
+    return {k: v for k, v in entry.items() if k in ACCOUNT_FIELDS and v}
+
+
+def without_read_fields(doc: dict[str, Any]) -> dict[str, Any]:
+    """``doc`` as an import keeps it: account reads reduced to their config fields."""
+    if not isinstance(doc.get("accounts"), list):
+        return doc
+    return {**doc, "accounts": [read_fields(a) if is_read(a) else a for a in doc["accounts"]]}
 
 
 # -- import (merge | replace) --------------------------------------------------------------
@@ -248,20 +290,62 @@ def unwrap_import(body: dict[str, Any], mode: str | None) -> tuple[dict[str, Any
     return doc, mode
 
 
+def _unmasked(current: dict[str, Any], incoming: dict[str, Any]) -> dict[str, Any]:
+    """``incoming`` with the previews of a masked ``GET /admin/config`` turned
+    back into the stored secrets (providers: see ``provider_edits``)."""
+    lists = ("keys", "accounts", "providers", "admin")
+    doc = restore_tree({k: v for k, v in current.items() if k not in lists},
+                       {k: v for k, v in incoming.items() if k not in lists})
+    doc.update({k: incoming[k] for k in lists if k in incoming})
+    if isinstance(doc.get("accounts"), list):
+        stored = _accounts(copy.deepcopy(current))
+        doc["accounts"] = [account_from_read(stored, a) for a in doc["accounts"]]
+    return doc
+
+
+def _new_entries(current: list[Any], given: list[Any]) -> list[Any]:
+    """The key entries an import merge adds; an ``{"id": …}`` entry (a masked
+    read) stands for a key already configured and adds nothing."""
+    fresh = []
+    for entry in given:
+        if isinstance(entry, dict) and "key" not in entry:
+            if find_entry(current, str(entry.get("id") or "")) is None:
+                raise InvalidRequest("'keys' names an unknown key id", param="keys")
+        else:
+            fresh.append(clean_entry(entry))
+    return fresh
+
+
+def _check_lists(incoming: dict[str, Any]) -> None:
+    """A merge reads ``keys`` and ``accounts`` item by item: a wrong shape is
+    a 400 naming it, never silently skipped (a replace's config check does
+    the same for the whole document)."""
+    for name in ("keys", "accounts"):
+        if name in incoming and not isinstance(incoming[name], list):
+            raise InvalidRequest(f"'{name}' must be a list", param=name)
+    for i, item in enumerate(incoming.get("accounts") or []):
+        if not isinstance(item, dict):
+            raise InvalidRequest(f"accounts[{i}]: an account must be a JSON object",
+                                 param=f"accounts[{i}]")
+
+
 def import_document(current: dict[str, Any], incoming: dict[str, Any], mode: str
                     ) -> dict[str, Any]:
-    """The config after an import. The admin's own credentials always stay."""
+    """The config after an import. The admin's own credentials always stay,
+    and so do the secrets a masked read sent back only shows as previews."""
+    incoming = _unmasked(current, incoming)
     if mode == "replace":
         result = copy.deepcopy(incoming)
         if isinstance(result.get("keys"), list):
-            result["keys"] = [clean_entry(k) for k in result["keys"]]
+            result["keys"] = resolve_keys(_keys(copy.deepcopy(current)), result["keys"])
     else:
+        _check_lists(incoming)
         rest = {k: v for k, v in incoming.items() if k not in ("keys", "accounts")}
         result = deep_merge(current, rest)
-        if isinstance(incoming.get("keys"), list):
-            merge_keys(result, [clean_entry(k) for k in incoming["keys"] if secret_of(k)])
-        if isinstance(incoming.get("accounts"), list):
-            upsert_accounts(result, [a for a in incoming["accounts"] if isinstance(a, dict)])
+        if "keys" in incoming:
+            merge_keys(result, _new_entries(_keys(result), incoming["keys"]))
+        if "accounts" in incoming:
+            upsert_accounts(result, incoming["accounts"])
     admin = result.get("admin") if isinstance(result.get("admin"), dict) else {}
     kept = current.get("admin") if isinstance(current.get("admin"), dict) else {}
     admin = {k: v for k, v in admin.items() if k not in ADMIN_SECRETS}

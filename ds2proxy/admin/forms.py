@@ -180,7 +180,8 @@ class Forms:
         changes, errors = settings.parse_form(form)
         submitted = {p: str(form.get(p, "")) for p in settings.SETTINGS}
         current = settings.flat_values(self.ctx.core.config)
-        changed = {p: v for p, v in changes.items()
+        shown = str(form.get(settings.SHOWN_FIELD, ""))
+        changed = {p: v for p, v in settings.edited(changes, shown).items()
                    if p not in errors and v != current.get(p)}
         for param, problem in self.ops.settings_errors(changed).items():
             errors.setdefault(settings.form_field_of(param), problem)
@@ -193,7 +194,7 @@ class Forms:
             submitted.update({p: p in form for p, s in settings.SETTINGS.items()
                               if s.kind == "bool"})
             return self.pages.settings_page(request, claims, values=submitted, errors=errors,
-                                            status=400)
+                                            status=400, shown=shown or None)
         return self.dash.back(request, SETTINGS_URL, "success",
                               "Settings saved and applied.")
 

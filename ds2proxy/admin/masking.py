@@ -3,11 +3,16 @@
 Passwords are never returned; API keys and tokens appear only as a short
 preview (``sk-a…3f``) plus a stable non-secret id that write routes accept
 in place of the secret itself. Export endpoints are the only exception.
+
+The ``kept_*`` / :func:`restore_tree` helpers undo the masking for writes:
+a read sent back (edited or not) must keep the secrets it only showed as
+previews, never store the previews in their place.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from typing import Any
 
 from ..config import AccountConfig
@@ -18,6 +23,8 @@ from ..upstream.proxies import mask_proxy
 # Config members whose values are secrets wherever they appear.
 SECRET_NAMES = frozenset({"password", "token", "api_key", "apikey", "secret", "key",
                           "access_token", "refresh_token", "jwt_secret", "password_hash"})
+# What previews and masked URLs put in place of a secret.
+MASK = "…"
 # The admin's own credentials: never shown, never exported, never imported.
 ADMIN_SECRETS = ("password_hash", "jwt_secret", "jwt_valid_after")
 
@@ -64,15 +71,52 @@ def masked_account(account: AccountConfig, state: AccountState | None = None,
     return item
 
 
+def _has_credentials(value: str) -> bool:
+    """A URL with a user or password (``scheme://user:pw@host``)."""
+    scheme, sep, rest = value.partition("://")
+    return bool(sep) and scheme.isalnum() and "@" in rest.split("/", 1)[0]
+
+
 def mask_tree(value: Any) -> Any:
-    """A copy of a config subtree with every secret-named string previewed."""
+    """A copy of a config subtree with every secret-named string previewed
+    and the password of every URL that carries one masked."""
     if isinstance(value, dict):
         return {k: (preview(v) if k.lower() in SECRET_NAMES and isinstance(v, str)
-                    else masked_url(v) if k == "redis_url" and isinstance(v, str)
                     else mask_tree(v)) for k, v in value.items()}
     if isinstance(value, list):
         return [mask_tree(v) for v in value]
+    if isinstance(value, str) and _has_credentials(value):
+        return masked_url(value)
     return value
+
+
+def _previews(given: Any, stored: Any, masked: Callable[[str], str]) -> bool:
+    """``given`` is what a masked read showed of ``stored``, not a new value."""
+    return (isinstance(given, str) and isinstance(stored, str) and bool(stored)
+            and MASK in given and given == masked(stored))
+
+
+def kept_proxy(given: str, stored: Any) -> str:
+    """An account proxy: the stored one when ``given`` is its masked form."""
+    return stored if _previews(given, stored, mask_proxy) else given
+
+
+def _kept_leaf(name: str, given: Any, stored: Any) -> Any:
+    if name.lower() in SECRET_NAMES and _previews(given, stored, preview):
+        return stored
+    return restore_tree(stored, given)
+
+
+def restore_tree(stored: Any, given: Any) -> Any:
+    """``given`` (a config subtree from a write) with every preview that
+    :func:`mask_tree` made of ``stored`` replaced by the stored secret."""
+    if isinstance(given, dict) and isinstance(stored, dict):
+        return {k: _kept_leaf(k, v, stored[k]) if k in stored else v for k, v in given.items()}
+    if isinstance(given, list) and isinstance(stored, list) and len(given) == len(stored):
+        return [restore_tree(s, g) for s, g in zip(stored, given)]
+    if _previews(given, stored, masked_url):
+        return stored
+    return given
 
 
 def without_admin_secrets(doc: dict[str, Any]) -> dict[str, Any]:

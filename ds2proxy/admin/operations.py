@@ -20,13 +20,15 @@ import orjson
 from ..captures import CaptureBuffer
 from ..config import AccountConfig, ConfigError
 from ..config_fields import SCHEMA, suggestion, unknown_field_messages
-from ..errors import InvalidRequest, NotFound
+from ..errors import InvalidRequest, NotFound, ProxyError
 from ..health import DISABLED
 from ..plugin_api import PluginInfo
 from . import edits, probes, settings
+from .config_tag import check_if_match, etag_of
 from .credentials import AdminCredentials
-from .masking import mask_tree, masked_account, masked_key, without_admin_secrets
-from .provider_edits import masked_provider, restore_masked
+from .masking import (mask_tree, masked_account, masked_key, restore_tree,
+                      without_admin_secrets)
+from .provider_edits import masked_provider, restore_masked, without_read_only
 from .provider_ops import ProviderOps
 from .responses import FieldErrors
 
@@ -62,6 +64,12 @@ def _not_here(name: str, allowed: tuple[str, ...]) -> str:
     return "unknown field" + (f" (did you mean '{close}'?)" if close else "")
 
 
+class ConfigNotSaved(ProxyError):
+    status = 503
+    type = "api_error"
+    code = "config_not_saved"
+
+
 class AdminOps:
     def __init__(self, core: Core, creds: AdminCredentials, captures: CaptureBuffer,
                  plugins: list[PluginInfo]) -> None:
@@ -75,12 +83,18 @@ class AdminOps:
     # -- the one way to write ------------------------------------------------------------
 
     async def write(self, edit: Callable[[dict[str, Any]], Any]) -> None:
-        """Run ``edit`` through the atomic writer; a bad result is a 400 naming the field."""
+        """Run ``edit`` through the atomic writer; a bad result is a 400 naming
+        the field, a file that cannot be written a 503 (nothing changed)."""
         try:
             await self.core.store.update(edit)
         except ConfigError as exc:
             problem = str(exc).removeprefix(f"config field '{exc.field}': ")
             raise InvalidRequest(f"{exc.field}: {problem}", param=exc.field) from None
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+            log.error("config change not saved: %s", reason)
+            raise ConfigNotSaved(f"the config could not be saved ({reason}); nothing was "
+                                 "changed") from None
 
     # -- config ----------------------------------------------------------------------------
 
@@ -95,8 +109,12 @@ class AdminOps:
                                  if isinstance(p, dict)]
         return view
 
-    async def replace_lists(self, body: dict[str, Any]) -> None:
-        """``POST /admin/config``: replace keys, accounts and the model maps given."""
+    def config_etag(self) -> str:
+        return etag_of(self.core.store.snapshot())
+
+    async def replace_lists(self, body: dict[str, Any], if_match: str | None = None) -> None:
+        """``POST /admin/config``: replace keys, accounts and the model maps given
+        (412 when ``if_match`` names an older config)."""
         allowed = ("keys", "accounts", "claude_mapping", "model_aliases")
         unknown = {name: _not_here(name, allowed) for name in body if name not in allowed}
         if unknown:
@@ -107,6 +125,7 @@ class AdminOps:
             raise FieldErrors(errors)
 
         def edit(data: dict[str, Any]) -> None:
+            check_if_match(if_match, data)
             if "keys" in body:
                 data["keys"] = edits.resolve_keys(data.get("keys") or [], body["keys"])
             if "accounts" in body:
@@ -116,18 +135,21 @@ class AdminOps:
 
         await self.write(edit)
 
-    async def import_config(self, body: dict[str, Any], mode: str | None) -> dict[str, Any]:
-        """Merge or replace; unknown fields are kept but each comes back as a
-        warning naming the closest known field (a typo is not silently lost)."""
+    async def import_config(self, body: dict[str, Any], mode: str | None,
+                            if_match: str | None = None) -> dict[str, Any]:
+        """Merge or replace (412 when ``if_match`` names an older config);
+        unknown fields are kept but each comes back as a warning naming the
+        closest known field (a typo is not silently lost)."""
         doc, mode = edits.unwrap_import(body, mode)
 
         def edit(data: dict[str, Any]) -> dict[str, Any]:
+            check_if_match(if_match, data)
             result = edits.import_document(data, doc, mode)
             restore_masked(data, result)  # a masked read sent back keeps its secrets
             return result
 
         await self.write(edit)
-        warnings = unknown_field_messages(doc)
+        warnings = unknown_field_messages(without_read_only(edits.without_read_fields(doc)))
         for warning in warnings:
             log.warning("config import: %s", warning)
         cfg = self.core.config
@@ -187,7 +209,8 @@ class AdminOps:
             raise InvalidRequest("'proxy' must be a string (empty for none)", param="proxy")
         await self.write(lambda data: edits.set_account_proxy(data, identifier, proxy.strip()))
         state = self.core.pool.find(identifier)
-        assert state is not None
+        if state is None:  # a delete that was waiting for the writer came next
+            raise NotFound(f"account {identifier} was removed right after its proxy was set")
         return self.account_view(state.config)
 
     async def remove_account(self, identifier: str) -> int:
@@ -290,14 +313,16 @@ class AdminOps:
         return {"name": name, "settings": mask_tree(section if isinstance(section, dict) else {})}
 
     async def set_plugin_settings(self, name: str, section: dict[str, Any]) -> None:
-        """Replace ``plugins.<name>``; the plugin's own check refuses a bad
+        """Replace ``plugins.<name>`` (a secret sent back as the preview a read
+        showed keeps its stored value); the plugin's own check refuses a bad
         value (a 400 naming ``plugins.<name>.<field>``), a good one reaches
         the plugin at once."""
         self._loaded_plugin(name)
 
         def edit(data: dict[str, Any]) -> None:
-            plugins = data.get("plugins")
-            data["plugins"] = {**(plugins if isinstance(plugins, dict) else {}), name: section}
+            plugins = data.get("plugins") if isinstance(data.get("plugins"), dict) else {}
+            # The masked read sent back keeps the secrets it showed as previews.
+            data["plugins"] = {**plugins, name: restore_tree(plugins.get(name), section)}
 
         await self.write(edit)
 

@@ -85,12 +85,16 @@ class Pages:
 
     def settings_page(self, request: web.Request, claims: Claims, *,
                       values: dict[str, Any] | None = None, errors: dict[str, str] | None = None,
-                      status: int = 200) -> web.Response:
-        current = settings.flat_values(self.ctx.core.config)
-        shown = {p: settings.map_text(v) if p in settings.MAPS else v for p, v in current.items()}
+                      status: int = 200, shown: str | None = None) -> web.Response:
+        """``shown``: the snapshot the form was first loaded with (kept when a
+        failed save comes back, so the next save still knows the originals)."""
+        cfg = self.ctx.core.config
+        current = settings.flat_values(cfg)
+        texts = {p: settings.map_text(v) if p in settings.MAPS else v for p, v in current.items()}
         return self.dash.render(request, "settings.html", claims=claims, active="settings",
-                                status=status, groups=settings.form_groups(self.ctx.core.config),
-                                values={**shown, **(values or {})}, errors=errors or {},
+                                status=status, groups=settings.form_groups(cfg),
+                                values={**texts, **(values or {})}, errors=errors or {},
+                                shown=shown or settings.shown_snapshot(cfg),
                                 info=self.ops.settings_view()["admin"])
 
     async def settings(self, request: web.Request) -> web.StreamResponse:

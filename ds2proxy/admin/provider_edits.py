@@ -15,7 +15,7 @@ from typing import Any
 from ..config_fields import suggestion
 from ..errors import InvalidRequest, NotFound
 from .edits import Conflict
-from .masking import preview
+from .masking import MASK, preview
 from .responses import FieldErrors
 
 FIELDS = ("name", "kind", "base_url", "api_key", "models", "headers", "timeout_seconds",
@@ -31,7 +31,6 @@ MAX_MODELS = 1000
 MAX_TIMEOUT = 86400.0
 MAX_INFLIGHT = 100_000
 MAX_BATCH = 100_000
-MASK = "…"
 
 
 def _providers(data: dict[str, Any]) -> list[Any]:
@@ -253,6 +252,17 @@ def restore_masked(current: dict[str, Any], result: dict[str, Any]) -> None:
                                for k, v in headers.items()}
         for name in READ_ONLY:
             item.pop(name, None)
+        for name in ("api_key", "headers"):  # a read shows "" / {} for what is not set
+            if name not in old and not item.get(name, True):
+                item.pop(name)
+
+
+def without_read_only(doc: dict[str, Any]) -> dict[str, Any]:
+    """``doc`` as an import keeps it: the fields reads add dropped from providers."""
+    if not isinstance(doc.get("providers"), list):
+        return doc
+    return {**doc, "providers": [{k: v for k, v in p.items() if k not in READ_ONLY}
+                                 if isinstance(p, dict) else p for p in doc["providers"]]}
 
 
 # -- edits of the document --------------------------------------------------------------------

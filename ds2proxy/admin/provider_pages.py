@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from .context import AdminContext
@@ -53,6 +54,34 @@ def provider_from(form: Form, *, editing: bool) -> dict[str, Any]:
     return item
 
 
+SHOWN_FIELD = "shown"
+
+
+def shown_item(view: dict[str, Any]) -> str:
+    """What an edit form shows of a provider (as :func:`provider_from` reads
+    it back), for the form's hidden ``shown`` field."""
+    form = {"name": view.get("name") or "", "base_url": view.get("base_url") or "",
+            "models": ", ".join(view.get("models") or []),
+            "headers": "".join(f"{k}: {v}\n" for k, v in (view.get("headers") or {}).items()),
+            "reasoning": view.get("reasoning") or "field",
+            **{n: str(view[n]) for n in NUMBERS if view.get(n)}}
+    if view.get("tools") is None or view.get("tools"):
+        form["tools"] = "on"
+    return orjson.dumps(provider_from(form, editing=True)).decode()
+
+
+def edited(item: dict[str, Any], shown: str) -> dict[str, Any]:
+    """The fields changed on the page: one left as shown keeps what another
+    admin may have saved since (no snapshot: every field counts)."""
+    try:
+        before = orjson.loads(shown) if shown else {}
+    except orjson.JSONDecodeError:
+        before = {}
+    if not isinstance(before, dict):
+        before = {}
+    return {k: v for k, v in item.items() if k not in before or before[k] != v}
+
+
 class ProviderPages:
     def __init__(self, ctx: AdminContext, dash: Dashboard) -> None:
         self.ctx = ctx
@@ -71,6 +100,7 @@ class ProviderPages:
         cfg = self.ctx.core.config
         return self.dash.render(request, "providers.html", claims=claims, active="providers",
                                 listing=self.providers.listing(), reasoning=REASONING,
+                                shown_item=shown_item,
                                 embeddings=(cfg.embeddings.provider, cfg.embeddings.model))
 
     def _back(self, request: web.Request, text: str, kind: str = "success") -> web.Response:
@@ -84,8 +114,8 @@ class ProviderPages:
 
     async def update(self, request: web.Request, claims: Claims, form: Form
                      ) -> web.StreamResponse:
-        view = await self.providers.update(_text(form, "original"),
-                                           provider_from(form, editing=True))
+        changes = edited(provider_from(form, editing=True), str(form.get(SHOWN_FIELD) or ""))
+        view = await self.providers.update(_text(form, "original"), changes)
         return self._back(request, f"Provider {view['name']} saved.")
 
     async def delete(self, request: web.Request, claims: Claims, form: Form

@@ -16,6 +16,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+import orjson
+
 from ..config import Config, ConfigError, parse_config
 from ..config_fields import suggestion
 from ..settings_schema import Leaf, leaves, value_at
@@ -250,6 +252,31 @@ def parse_form(form: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, str]]
         except ValueError as exc:
             errors[path] = str(exc)
     return changes, errors
+
+
+SHOWN_FIELD = "settings_shown"
+
+
+def _plain(value: Any) -> Any:
+    return orjson.loads(orjson.dumps(value))
+
+
+def shown_snapshot(cfg: Config) -> str:
+    """What the settings form shows, for its hidden ``settings_shown`` field."""
+    return orjson.dumps(_plain(flat_values(cfg))).decode()
+
+
+def edited(changes: dict[str, Any], shown_text: str) -> dict[str, Any]:
+    """The form's values that differ from what the page showed: a field left
+    as it was does not undo what another admin changed since the page was
+    loaded. Without a readable snapshot every value counts as edited."""
+    try:
+        shown = orjson.loads(shown_text) if shown_text else {}
+    except orjson.JSONDecodeError:
+        shown = {}
+    if not isinstance(shown, dict):
+        shown = {}
+    return {p: v for p, v in changes.items() if p not in shown or _plain(v) != shown[p]}
 
 
 def form_field_of(param: str) -> str:

@@ -1,5 +1,5 @@
 """The dashboard's browser session: an HttpOnly, SameSite=Strict cookie
-holding an admin JWT, a per-session CSRF token for every form, and one-shot
+(Secure when the browser came over HTTPS) holding an admin JWT, a per-session CSRF token for every form, and one-shot
 signed "flash" messages shown after a redirect.
 
 Before login there is no session yet, so the login form is protected by a
@@ -29,10 +29,21 @@ MAX_FLASH_CHARS = 400  # ≤ 1,600 UTF-8 bytes: the cookie stays well under 4 KB
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
+def over_tls(request: web.Request) -> bool:
+    """Did the browser reach us over HTTPS, directly or through a TLS-terminating
+    reverse proxy (``X-Forwarded-Proto`` / ``Forwarded: proto=https``)? Only
+    ever used to add ``Secure``, so a client claiming it gains nothing."""
+    if request.secure:
+        return True
+    proto = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
+    forwarded = request.headers.get("Forwarded", "").split(",")[0].lower()
+    return proto == "https" or any(part.strip() == "proto=https" for part in forwarded.split(";"))
+
+
 def _set_cookie(response: web.StreamResponse, request: web.Request, name: str, value: str,
                 max_age: int | None = None) -> None:
     response.set_cookie(name, value, path=COOKIE_PATH, httponly=True, samesite="Strict",
-                        secure=request.secure, max_age=max_age)
+                        secure=over_tls(request), max_age=max_age)
 
 
 def _same(a: str, b: str) -> bool:

@@ -14,6 +14,10 @@ from ..settings_schema import FormSpec, parse_section, section, setting
 # Failure kinds an account can cool down for (see ds2proxy.health.classify).
 KINDS = ("rate_limited", "upstream", "auth", "login")
 GROUP = "Account health and pacing"
+# Upper bounds: times are shown and stored as whole seconds (a 64-bit integer
+# in JSON), and beyond these an account is simply never used again.
+MAX_COOLDOWN = 30 * 86400.0
+MAX_INTERVAL = 86400.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,10 +28,10 @@ class Backoff:
 
     base_seconds: float = setting(
         60.0, "First cooldown after a failure of this kind; doubles per consecutive failure.",
-        min=0.1, form=FormSpec(GROUP, "first cooldown (s)"))
+        min=0.1, max=MAX_COOLDOWN, form=FormSpec(GROUP, "first cooldown (s)"))
     max_seconds: float = setting(
         1800.0, "Longest cooldown of this kind (the cap the doubling stops at).",
-        min=0.1, form=FormSpec(GROUP, "longest cooldown (s)"))
+        min=0.1, max=MAX_COOLDOWN, form=FormSpec(GROUP, "longest cooldown (s)"))
 
     @property
     def cap(self) -> float:
@@ -70,9 +74,9 @@ class PacingSettings:
 
     min_interval_seconds: float = setting(
         0.0, "Least time between two requests starting on one account (0: off).", min=0.0,
-        form=FormSpec(GROUP, "minimum interval (s)"))
+        max=MAX_INTERVAL, form=FormSpec(GROUP, "minimum interval (s)"))
     jitter_seconds: float = setting(
-        0.0, "A random 0..this is added to each interval.", min=0.0,
+        0.0, "A random 0..this is added to each interval.", min=0.0, max=MAX_INTERVAL,
         form=FormSpec(GROUP, "jitter (s)"))
     max_per_hour: int = setting(
         0, "Most requests one account starts in any rolling hour (0: no cap); requests over "

@@ -110,15 +110,12 @@ def _provider(item: Any, where: str) -> ProviderSettings:
     if not _NAME.match(name):
         raise ConfigError(f"{where}.name", "must be 1-64 of a-z, 0-9, '_' or '-', "
                                            f"got {name!r}")
-    base_url = _text(item, where, "base_url", required=True).rstrip("/")
-    if not _URL.match(base_url):
-        raise ConfigError(f"{where}.base_url", f"must be an http(s) URL, got {base_url!r}")
     d = ProviderSettings(name="", base_url="")
     return ProviderSettings(
         name=name,
-        base_url=base_url,
+        base_url=_base_url(item, where),
         kind=_one_of(item, where, "kind", d.kind, KINDS),
-        api_key=_text(item, where, "api_key"),
+        api_key=_api_key(item, where),
         models=_models(item, where),
         headers=_headers(item, where),
         timeout_seconds=_number(item, where, "timeout_seconds", d.timeout_seconds, 0.1),
@@ -128,6 +125,27 @@ def _provider(item: Any, where: str) -> ProviderSettings:
         embeddings_batch_size=_integer(item, where, "embeddings_batch_size",
                                        d.embeddings_batch_size, 1, 100000),
     )
+
+
+def _base_url(item: dict, where: str) -> str:
+    """Never quoted back, and never with credentials in it: it is shown in
+    admin reads and logged as it is (the secret goes in api_key or headers)."""
+    base_url = _text(item, where, "base_url", required=True).rstrip("/")
+    if not _URL.match(base_url):
+        raise ConfigError(f"{where}.base_url", "must be an http(s) URL such as "
+                                               "https://api.deepseek.com/v1")
+    if "@" in base_url.split("/")[2]:
+        raise ConfigError(f"{where}.base_url", "must not carry a user or password: put the "
+                                               "credential in api_key or headers")
+    return base_url
+
+
+def _api_key(item: dict, where: str) -> str:
+    """It travels in an Authorization header, where whitespace cannot go."""
+    key = _text(item, where, "api_key")
+    if not key.isprintable() or any(c.isspace() for c in key):
+        raise ConfigError(f"{where}.api_key", "must not contain spaces or control characters")
+    return key
 
 
 def parse_model_routes(path: str, routes: Any) -> tuple[ModelRoute, ...]:

@@ -1,0 +1,126 @@
+"""A masked admin read sent back keeps every secret it showed as a preview.
+
+Each read (``GET /admin/config``, a plugin's settings, an account's proxy)
+hides secrets behind previews such as ``sk-a…3f`` or ``socks5://user:…@host``;
+each write that accepts that read back (import merge and replace, ``POST
+/admin/config``, ``PUT`` of plugin settings or of an account's proxy) must
+store the secret, never the preview.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+
+from admin_util import PLUGIN_SECRET, Admin, admin_for, secret_config
+from conftest import ProxyFactory
+
+PROXY_PASSWORD = "proxy-pass-5f4e3d2c1b"
+REDIS_PASSWORD = "redis-pass-9a8b7c6d5e"
+HELLO_TOKEN = "hello-plugin-token-0a1b2c3d"
+PROVIDER_KEY = "sk-provider-0123456789abcdef"
+URL_PASSWORD = "url-pass-1a2b3c4d"
+HOOK = f"https://bot:{URL_PASSWORD}@hooks.example/notify"
+SECRETS = (PROXY_PASSWORD, REDIS_PASSWORD, HELLO_TOKEN, PROVIDER_KEY, PLUGIN_SECRET,
+           URL_PASSWORD)
+
+
+def masked_secrets_config() -> dict:
+    """The secret config plus a proxy password, a Redis password, a secret and
+    a URL with a password in a loaded plugin's settings, and a provider key."""
+    config = secret_config()
+    config["accounts"][0]["proxy"] = f"socks5://puser:{PROXY_PASSWORD}@127.0.0.1:1080"
+    config["state"] = {"redis_url": f"redis://:{REDIS_PASSWORD}@127.0.0.1:6399/0"}
+    config["plugins"]["hello"] = {"system": "be brief", "token": HELLO_TOKEN, "hook": HOOK}
+    config["providers"] = [{"name": "p1", "kind": "openai", "base_url": "http://127.0.0.1:9/v1",
+                            "api_key": PROVIDER_KEY, "models": ["x-*"]}]
+    return config
+
+
+@pytest.fixture
+async def masked_admin(proxy_factory: ProxyFactory) -> AsyncIterator[Admin]:
+    proxy = await proxy_factory(masked_secrets_config())
+    async with aiohttp.ClientSession() as http:
+        yield await admin_for(proxy, http)
+
+
+def on_disk(admin: Admin) -> dict:
+    return json.loads(admin.proxy.config_path.read_text())
+
+
+@pytest.mark.parametrize("mode", ["merge", "replace"])
+async def test_importing_the_masked_config_changes_nothing(masked_admin: Admin, mode: str):
+    a = masked_admin
+    view = await a.ok("GET", "/admin/config")
+    assert not [s for s in SECRETS if s in json.dumps(view)]
+    before = a.proxy.store.snapshot()
+    reply = await a.ok("POST", f"/admin/config/import?mode={mode}", json=view)
+    # The fields a read adds (health, previews, flags) are not imported, so
+    # they are not reported as unknown either.
+    assert reply["warnings"] == [] and reply["total_accounts"] == 4
+    assert a.proxy.store.snapshot() == before == on_disk(a)
+
+
+async def test_an_edited_masked_config_keeps_the_secrets_it_did_not_touch(masked_admin: Admin):
+    a = masked_admin
+    view = await a.ok("GET", "/admin/config")
+    view["plugins"]["hello"]["system"] = "be thorough"
+    view["accounts"][1]["proxy"] = "http://127.0.0.1:3128"
+    await a.ok("POST", "/admin/config/import", json=view)
+    doc = on_disk(a)
+    assert doc["plugins"]["hello"] == {"system": "be thorough", "token": HELLO_TOKEN,
+                                       "hook": HOOK}
+    assert doc["plugins"]["example"]["api_key"] == PLUGIN_SECRET
+    assert doc["state"]["redis_url"] == f"redis://:{REDIS_PASSWORD}@127.0.0.1:6399/0"
+    assert doc["accounts"][0]["proxy"].endswith(f":{PROXY_PASSWORD}@127.0.0.1:1080")
+    assert doc["accounts"][1] == {"email": "bob@example.com", "password": "pw-bob",
+                                  "proxy": "http://127.0.0.1:3128"}
+
+
+async def test_post_config_with_masked_accounts_keeps_the_proxy_password(masked_admin: Admin):
+    a = masked_admin
+    before = a.proxy.store.snapshot()["accounts"]
+    view = await a.ok("GET", "/admin/config")
+    assert view["accounts"][0]["proxy"] == "socks5://puser:…@127.0.0.1:1080"
+    await a.ok("POST", "/admin/config", json={"accounts": view["accounts"]})
+    assert on_disk(a)["accounts"] == before
+    assert a.proxy.core.config.accounts[0].proxy.endswith(f":{PROXY_PASSWORD}@127.0.0.1:1080")
+
+
+async def test_an_account_proxy_sent_back_masked_keeps_its_password(masked_admin: Admin):
+    a = masked_admin
+    path = "/admin/accounts/alice@example.com/proxy"
+    masked = "socks5://puser:…@127.0.0.1:1080"
+    assert (await a.ok("PUT", path, json={"proxy": masked}))["account"]["proxy"] == masked
+    assert on_disk(a)["accounts"][0]["proxy"] == f"socks5://puser:{PROXY_PASSWORD}@127.0.0.1:1080"
+    # A different proxy is a change, and so is one naming the same host anew.
+    fresh = "socks5://puser:another-password@127.0.0.1:1080"
+    await a.ok("PUT", path, json={"proxy": fresh})
+    assert on_disk(a)["accounts"][0]["proxy"] == fresh
+
+
+async def test_plugin_settings_sent_back_keep_their_secret(masked_admin: Admin):
+    a = masked_admin
+    read = await a.ok("GET", "/admin/plugins/hello/settings")
+    assert read["settings"] == {"system": "be brief", "token": "hell…3d",
+                                "hook": "https://bot:…@hooks.example/notify"}
+    reply = await a.ok("PUT", "/admin/plugins/hello/settings",
+                       json={**read["settings"], "system": "be thorough"})
+    assert not [s for s in SECRETS if s in json.dumps(reply)]
+    assert on_disk(a)["plugins"]["hello"] == {"system": "be thorough", "token": HELLO_TOKEN,
+                                              "hook": HOOK}
+    await a.ok("PUT", "/admin/plugins/hello/settings", json={"system": "x", "token": "new-tok"})
+    assert on_disk(a)["plugins"]["hello"] == {"system": "x", "token": "new-tok"}
+
+
+async def test_an_upstream_url_with_credentials_is_refused_unquoted(masked_admin: Admin):
+    a = masked_admin
+    before = a.proxy.config_path.read_bytes()
+    for url in (f"https://me:{URL_PASSWORD}@chat.example", f"ftp://me:{URL_PASSWORD}@x"):
+        reply = await a.call("POST", "/admin/config/import", json={"upstream": {"base_url": url}})
+        assert reply.status == 400 and reply.json()["field"] == "upstream.base_url"
+        assert URL_PASSWORD.encode() not in reply.raw
+    assert a.proxy.config_path.read_bytes() == before
