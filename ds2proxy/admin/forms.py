@@ -17,6 +17,7 @@ from . import settings
 from .context import AdminContext, check_depth
 from .credentials import Claims
 from .dashboard import LOGIN_URL, Dashboard, Form, FormHandler, safe_next
+from .form_snapshot import edited
 from .pages import Pages
 from .probes import DEFAULT_MODEL
 from .responses import FieldErrors
@@ -181,7 +182,7 @@ class Forms:
         submitted = {p: str(form.get(p, "")) for p in settings.SETTINGS}
         current = settings.flat_values(self.ctx.core.config)
         shown = str(form.get(settings.SHOWN_FIELD, ""))
-        changed = {p: v for p, v in settings.edited(changes, shown).items()
+        changed = {p: v for p, v in edited(changes, shown).items()
                    if p not in errors and v != current.get(p)}
         for param, problem in self.ops.settings_errors(changed).items():
             errors.setdefault(settings.form_field_of(param), problem)

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from aiohttp import web
 
 from .context import AdminContext
 from .credentials import Claims
 from .dashboard import Dashboard, Form, FormHandler
+from .form_snapshot import edited, snapshot
 from .provider_edits import REASONING
 
 PROVIDERS_URL = "/admin/ui/providers"
@@ -67,19 +67,7 @@ def shown_item(view: dict[str, Any]) -> str:
             **{n: str(view[n]) for n in NUMBERS if view.get(n)}}
     if view.get("tools") is None or view.get("tools"):
         form["tools"] = "on"
-    return orjson.dumps(provider_from(form, editing=True)).decode()
-
-
-def edited(item: dict[str, Any], shown: str) -> dict[str, Any]:
-    """The fields changed on the page: one left as shown keeps what another
-    admin may have saved since (no snapshot: every field counts)."""
-    try:
-        before = orjson.loads(shown) if shown else {}
-    except orjson.JSONDecodeError:
-        before = {}
-    if not isinstance(before, dict):
-        before = {}
-    return {k: v for k, v in item.items() if k not in before or before[k] != v}
+    return snapshot(provider_from(form, editing=True))
 
 
 class ProviderPages:

@@ -16,12 +16,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-import orjson
 
 from ..config import Config, ConfigError, parse_config
 from ..config_fields import suggestion
 from ..settings_schema import Leaf, leaves, value_at
 from ..errors import InvalidRequest
+from .form_snapshot import snapshot
 from .responses import FieldErrors
 
 
@@ -257,26 +257,9 @@ def parse_form(form: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, str]]
 SHOWN_FIELD = "settings_shown"
 
 
-def _plain(value: Any) -> Any:
-    return orjson.loads(orjson.dumps(value))
-
-
 def shown_snapshot(cfg: Config) -> str:
     """What the settings form shows, for its hidden ``settings_shown`` field."""
-    return orjson.dumps(_plain(flat_values(cfg))).decode()
-
-
-def edited(changes: dict[str, Any], shown_text: str) -> dict[str, Any]:
-    """The form's values that differ from what the page showed: a field left
-    as it was does not undo what another admin changed since the page was
-    loaded. Without a readable snapshot every value counts as edited."""
-    try:
-        shown = orjson.loads(shown_text) if shown_text else {}
-    except orjson.JSONDecodeError:
-        shown = {}
-    if not isinstance(shown, dict):
-        shown = {}
-    return {p: v for p, v in changes.items() if p not in shown or _plain(v) != shown[p]}
+    return snapshot(flat_values(cfg))
 
 
 def form_field_of(param: str) -> str:
