@@ -30,7 +30,8 @@ CORS_HEADERS = {
         "x-goog-api-client, openai-organization, openai-project"),
     "Access-Control-Max-Age": "86400",
     # Browser clients may read how long to back off after a 429.
-    "Access-Control-Expose-Headers": "Retry-After, X-Request-Id, X-DS2Proxy-Served-By",
+    "Access-Control-Expose-Headers": (
+        "Retry-After, X-Request-Id, Request-Id, X-DS2Proxy-Served-By"),
 }
 
 # Sec-Fetch-Site values of a request the page itself (or the user) started.

@@ -23,6 +23,8 @@ from .canonical import ToolCallStart, TurnEvent, Usage
 from .keyring import PASS_THROUGH  # noqa: F401 - the key name of a caller without one
 
 REQUEST_ID_HEADER = "X-Request-Id"
+# Anthropic's SDKs (and Claude Code's error lines) read the id from this name.
+ANTHROPIC_REQUEST_ID_HEADER = "Request-Id"
 REQUEST_ID_KEY = web.RequestKey("ds2proxy_request_id", str)
 SERVED_BY_HEADER = "X-DS2Proxy-Served-By"
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
@@ -43,10 +45,12 @@ async def request_ids(request: web.Request, handler: Any) -> web.StreamResponse:
 
 
 async def on_prepare(request: web.Request, response: web.StreamResponse) -> None:
-    """Every response names its request id; the first byte is timed here."""
+    """Every response names its request id (under OpenAI's and Anthropic's
+    header names); the first byte is timed here."""
     request_id = request.get(REQUEST_ID_KEY)
     if request_id:
         response.headers[REQUEST_ID_HEADER] = request_id
+        response.headers[ANTHROPIC_REQUEST_ID_HEADER] = request_id
     record = current()
     if record is not None:
         record.mark_first_byte()

@@ -12,8 +12,8 @@ import anthropic
 import pytest
 
 from conftest import FIXTURES
-from ds2proxy.testing import Replay, Scripted, load_expected
-from ds2proxy.testing.clients import anthropic_client
+from ds2proxy.testing import HttpFault, Replay, Scripted, load_expected
+from ds2proxy.testing.clients import anthropic_client, openai_client
 
 MODES = [("sync", False), ("sync", True), ("async", False), ("async", True)]
 LONG_RECORDING_BYTES = 1 << 19
@@ -276,6 +276,40 @@ async def test_model_list_pages_and_retrieves(proxy):
     assert opus.created_at.year >= 2026
     with pytest.raises(anthropic.NotFoundError):
         await client.models.retrieve("not-a-model")
+
+
+async def test_model_list_at_a_root_base_url_is_anthropics(proxy):
+    # Claude Code's ANTHROPIC_BASE_URL is the bare root: its SDK lists at /v1/models,
+    # which OpenAI clients share; each must get its own family's shape.
+    client = anthropic_client(proxy, timeout=30.0)
+    page = await client.models.list(limit=3)
+    assert [m.id for m in page.data] == ["claude-opus-5-5", "claude-sonnet-5-5",
+                                         "claude-haiku-5-5"]
+    assert page.has_more is True and page.first_id == "claude-opus-5-5"
+    assert all(m.type == "model" and m.display_name and m.created_at for m in page.data)
+    opus = await client.models.retrieve("claude-opus-5-5")
+    assert (opus.id, opus.display_name) == ("claude-opus-5-5", "Claude Opus 5.5")
+    with pytest.raises(anthropic.NotFoundError):
+        await client.models.retrieve("not-a-model")
+    async with openai_client(proxy) as openai_api:
+        listed = await openai_api.models.list()
+    assert "deepseek-chat" in [m.id for m in listed.data]
+    assert all(m.object == "model" for m in listed.data)
+
+
+async def test_responses_and_errors_carry_the_request_id_the_sdk_reads(proxy):
+    _, client = clients(proxy)
+    proxy.fake.enqueue(Scripted(answer="hi"))
+    raw = await client.messages.with_raw_response.create(
+        model="claude-opus-5-5", max_tokens=100, messages=[{"role": "user", "content": "hi"}])
+    assert raw.request_id and raw.request_id == raw.headers["x-request-id"]
+    assert (await raw.parse())._request_id == raw.request_id
+    proxy.fake.enqueue(HttpFault(429), HttpFault(429))
+    with pytest.raises(anthropic.RateLimitError) as failure:
+        await client.messages.create(model="claude-opus-5-5", max_tokens=100,
+                                     messages=[{"role": "user", "content": "hi"}])
+    assert failure.value.request_id and failure.value.request_id.startswith("req_")
+    assert failure.value.body["error"]["request_id"] == failure.value.request_id
 
 
 USED = {"role": "assistant", "content": [

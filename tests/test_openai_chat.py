@@ -337,7 +337,7 @@ async def test_health_ready_and_cors(proxy):
             assert "X-Ds2-Target-Account" in resp.headers["Access-Control-Allow-Headers"]
         async with http.get(proxy.url + "/v1/models", headers=proxy.headers()) as resp:
             assert resp.headers["Access-Control-Expose-Headers"] == (
-                "Retry-After, X-Request-Id, X-DS2Proxy-Served-By")
+                "Retry-After, X-Request-Id, Request-Id, X-DS2Proxy-Served-By")
 
 
 async def test_openai_models_list_keeps_its_shape_beside_google_clients(proxy):

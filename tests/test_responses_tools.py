@@ -213,6 +213,48 @@ async def test_codex_apply_patch_custom_call_is_rendered_exactly(proxy, api, fix
     assert "The input must match this lark grammar:\nstart: /.+/" in prompt
 
 
+def with_additional_tools(body: dict) -> dict:
+    """The request as Codex sends it for its own model names: no ``tools``, an
+    ``additional_tools`` item holding namespaces (a freeform ``exec`` among them)."""
+    body = copy.deepcopy(body)
+    functions = body.pop("tools")
+    exec_tool = {"type": "custom", "name": "exec", "description": "Run JavaScript.",
+                 "format": {"type": "grammar", "syntax": "lark", "definition": "start: /.+/"}}
+    body["model"] = "gpt-6.1-sol"
+    body["input"].insert(0, {"type": "additional_tools", "role": "developer", "tools": [
+        {"type": "namespace", "name": "code", "tools": [exec_tool]},
+        {"type": "namespace", "name": "shell",
+         "tools": [t for t in functions if t["type"] == "function"]}]})
+    return body
+
+
+@pytest.mark.parametrize("stream", [True, False])
+async def test_codex_additional_tools_item_declares_the_tools(proxy, api, fixtures_dir, stream):
+    body = with_additional_tools(codex_body(fixtures_dir, "codex-0.169-first-turn.json"))
+    body["stream"] = stream
+    script = "console.log(1 < 2 && 'a')"
+    proxy.fake.enqueue(Scripted(answer=dsml(("exec", {"input": script})), chunk_size=6))
+    if stream:
+        final = assert_items_closed_before_completed(await sse_payloads(proxy, body))
+    else:
+        final = (await api.post("/responses", body=body, cast_to=Response)).model_dump()
+    (call,) = [item for item in final["output"] if item["type"] == "custom_tool_call"]
+    assert (call["name"], call["input"], call["namespace"]) == ("exec", script, "code")
+    prompt = proxy.fake.calls_to("chat/completion")[0].body["prompt"]
+    assert "Tool: exec" in prompt and "Tool: exec_command" in prompt
+    assert "additional_tools" not in prompt
+
+
+async def test_resent_additional_tools_item_declares_each_tool_once(proxy, fixtures_dir):
+    body = with_additional_tools(codex_body(fixtures_dir, "codex-0.169-first-turn.json"))
+    body["input"].append(copy.deepcopy(body["input"][0]))
+    proxy.fake.enqueue(Scripted(answer="Nothing to run."))
+    final = assert_items_closed_before_completed(await sse_payloads(proxy, body))
+    assert final["output"][0]["content"][0]["text"] == "Nothing to run."
+    prompt = proxy.fake.calls_to("chat/completion")[0].body["prompt"]
+    assert prompt.count("Tool: exec\n") == 1
+
+
 async def test_custom_call_comes_back_as_history(proxy, api):
     proxy.fake.enqueue(Scripted(answer="Patched."))
     history = [{"role": "user", "content": "add hello.txt"},

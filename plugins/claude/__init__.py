@@ -1,9 +1,11 @@
 """Claude family: Anthropic Messages (stream and not), count_tokens and the
 model list, on the ``/anthropic/v1``, ``/v1`` and bare prefixes Claude
-clients use. Parsing and rendering live in ``ds2proxy.dialects.anthropic_messages``
+clients use (``/v1/models`` only for Anthropic clients: it is OpenAI's too). Parsing and rendering live in ``ds2proxy.dialects.anthropic_messages``
 so other surfaces serve the same Messages semantics."""
 
 from __future__ import annotations
+
+from aiohttp import web
 
 from ds2proxy.plugin_api import PluginAPI
 
@@ -22,7 +24,15 @@ def register(api: PluginAPI) -> None:
         api.claim_paths(claimed, errors=errors)
     api.route("GET", "/anthropic/v1/models", models.list, errors=errors)
     api.route("GET", "/anthropic/v1/models/{model_id}", models.get, errors=errors)
+    # A root base URL (Claude Code's default) lists models at /v1/models.
+    api.route("GET", "/v1/models", models.list, errors=errors, when=anthropic_client)
+    api.route("GET", "/v1/models/{model_id}", models.get, errors=errors, when=anthropic_client)
     for prefix in MESSAGE_PREFIXES:
         api.route("POST", f"{prefix}/messages", messages.create, errors=errors)
         api.route("POST", f"{prefix}/messages/count_tokens", messages.count_tokens,
                   errors=errors)
+
+
+def anthropic_client(request: web.Request) -> bool:
+    """Anthropic's SDKs and Claude Code send ``anthropic-version`` on every call."""
+    return "anthropic-version" in request.headers

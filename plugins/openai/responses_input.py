@@ -35,6 +35,8 @@ ROLES = frozenset({"user", "system", "developer", "assistant", "tool"})
 CALL_TYPES = frozenset({"function_call", "tool_call", "custom_tool_call"})
 OUTPUT_TYPES = frozenset({"function_call_output", "tool_result", "custom_tool_call_output"})
 USER_PART_TYPES = frozenset({"input_text", "input_image", "input_file"})
+# An item declaring tools, not a turn: the request reads its tools.
+ADDITIONAL_TOOLS = "additional_tools"
 
 
 def conversation_items(body: dict) -> list[Any]:
@@ -79,6 +81,8 @@ class _ItemReader:
 
     def item(self, item: dict, i: int) -> None:
         kind = string(item.get("type"), f"input[{i}].type")
+        if kind == ADDITIONAL_TOOLS:
+            return
         if kind == "reasoning":
             self.end_loose()
             self.reasoning.append(reasoning_text(item))

@@ -4,7 +4,9 @@ Fields that steer nothing upstream (``store``, ``include``,
 ``prompt_cache_key``, ``client_metadata``, ``metadata``, ``truncation``,
 ``service_tier`` …) are accepted and left alone; tool types other than
 ``function`` and ``custom`` are ignored, except that a ``namespace``
-contributes the tools it groups.
+contributes the tools it groups. Tools may also arrive as an
+``additional_tools`` input item (Codex declares its tools so for its own
+model names): they join the request's ``tools``.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from ds2proxy.dialects.sampling import responses_sampling
 from ds2proxy.dialects.thinking import thinking_override
 from ds2proxy.dialects.tool_choice import parse_openai_tool_choice
 
-from .responses_input import items_to_messages
+from .responses_input import ADDITIONAL_TOOLS, items_to_messages
+
 
 @dataclass
 class ResponsesRequest:
@@ -34,7 +37,7 @@ def parse_responses_request(body: dict, model: ResolvedModel, items: list[Any]
                             ) -> ResponsesRequest:
     """``items`` is the conversation: stored history (if any) then this input."""
     sampling = responses_sampling(body)
-    flat, namespaces = flatten_tools(body.get("tools"))
+    flat, namespaces = flatten_tools(declared_tools(body.get("tools"), items))
     tools = parse_tools(flat)
     chat = ChatRequest(
         model=model,
@@ -49,6 +52,27 @@ def parse_responses_request(body: dict, model: ResolvedModel, items: list[Any]
         response_format=parse_response_format(_text_format(body.get("text")), "text.format"),
     )
     return ResponsesRequest(chat, items, namespaces, store=body.get("store") is not False)
+
+
+def declared_tools(tools: Any, items: list[Any]) -> Any:
+    """``tools`` plus those of every ``additional_tools`` item in the conversation
+    (history resent or stored repeats the item: a name already declared is skipped)."""
+    extra = [tool for item in items if isinstance(item, dict)
+             and item.get("type") == ADDITIONAL_TOOLS and isinstance(item.get("tools"), list)
+             for tool in item["tools"]]
+    if not extra:
+        return tools
+    merged = list(tools) if isinstance(tools, list) else []
+    seen = {_tool_key(tool) for tool in merged}
+    for tool in extra:
+        if _tool_key(tool) not in seen:
+            seen.add(_tool_key(tool))
+            merged.append(tool)
+    return merged
+
+
+def _tool_key(tool: Any) -> Any:
+    return (tool.get("type"), tool.get("name")) if isinstance(tool, dict) else id(tool)
 
 
 def flatten_tools(value: Any) -> tuple[Any, dict[str, str]]:
