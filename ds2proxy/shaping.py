@@ -186,7 +186,7 @@ class TurnShaper:
             return []
         events = self._route(self.rewriter.flush())
         if self.sieve is not None:
-            events += self._track(self.sieve.flush())
+            events += self._track(self.sieve.flush(cut=self.length_hit))
             if not self.has_visible_output:
                 events += self._track(self.sieve.finish(self.hidden_reasoning))
         elif self.cleaner is not None:
