@@ -76,6 +76,20 @@ async def test_openai_data_url_image_is_uploaded_for_vision(proxy):
     assert proxy.core.pool.inflight == 0
 
 
+async def test_openai_chat_tool_result_image_is_uploaded(proxy):
+    """A screenshot a tool returned in a Chat tool message reaches the model
+    like the Responses and Anthropic ones, instead of being dropped."""
+    called = {"role": "assistant", "content": None, "tool_calls": [
+        {"id": "call_1", "type": "function", "function": {"name": "shot", "arguments": "{}"}}]}
+    result = {"role": "tool", "tool_call_id": "call_1", "content": [
+        {"type": "text", "text": "the screen"}, image_url_part(f"data:image/png;base64,{PNG_B64}")]}
+    await openai_client(proxy).chat.completions.create(
+        model="deepseek-chat", messages=[{"role": "user", "content": "look"}, called, result],
+        tools=[{"type": "function", "function": {"name": "shot", "parameters": {"type": "object"}}}])
+    file_id = assert_uploaded(proxy, PNG, "image/png", "vision")
+    assert_prompt_names(proxy, f"the screen\n[image: image/png, attached as {file_id}]", PNG_B64)
+
+
 async def test_anthropic_base64_image_block_is_uploaded(proxy):
     block = {"type": "image", "source": {"type": "base64", "media_type": "image/png",
                                          "data": PNG_B64}}

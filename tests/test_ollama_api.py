@@ -161,6 +161,22 @@ async def test_images_are_uploaded(proxy):
     assert completion_bodies(proxy)[0]["ref_file_ids"] == [stored.id]
 
 
+async def test_images_a_tool_returned_are_uploaded(proxy):
+    proxy.fake.enqueue(Scripted(answer="A chart."))
+    messages = [*user("plot it"),
+                {"role": "assistant", "content": "", "tool_calls": [
+                    {"function": {"name": "read_file", "arguments": {"path": "a.png"}}}]},
+                {"role": "tool", "tool_name": "read_file", "content": "the plot",
+                 "images": [PNG]}]
+    await ollama_client(proxy).chat(model="deepseek-vision-chat", messages=messages,
+                                    tools=[READ_TOOL])
+    [stored] = proxy.fake.files.values()
+    assert stored.content == PNG and stored.content_type == "image/png"
+    body = completion_bodies(proxy)[0]
+    assert body["ref_file_ids"] == [stored.id]
+    assert f"the plot\n[image: image/png, attached as {stored.id}]" in body["prompt"]
+
+
 # -- generate -----------------------------------------------------------------------
 
 

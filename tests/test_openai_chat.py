@@ -416,3 +416,23 @@ async def test_a_tool_result_answering_an_earlier_call_is_served(proxy):
             {"role": "tool", "tool_call_id": "call_1", "content": "42"}])
     assert answer.choices[0].message.content == "done"
     assert "42" in proxy.fake.calls_to("chat/completion")[-1].body["prompt"]
+
+
+async def test_parallel_results_in_any_order_name_the_tools_they_answer(proxy):
+    """Chat tool messages carry only ``tool_call_id``: the header of each
+    result names the tool of the call it answers, in the order sent."""
+    calls = [{"id": "call_a", "type": "function",
+              "function": {"name": "lookup", "arguments": '{"q":"x"}'}},
+             {"id": "call_b", "type": "function",
+              "function": {"name": "weather", "arguments": '{"city":"Oslo"}'}}]
+    tools = [TOOL, {"type": "function", "function": {"name": "weather", "parameters": {"type": "object"}}}]
+    proxy.fake.enqueue(Scripted(answer="done"))
+    await openai_client(proxy).chat.completions.create(
+        model="deepseek-chat", tools=tools, messages=[
+            {"role": "user", "content": "look it up"},
+            {"role": "assistant", "content": None, "tool_calls": calls},
+            {"role": "tool", "tool_call_id": "call_b", "content": "rain"},
+            {"role": "tool", "tool_call_id": "call_a", "content": "42"}])
+    prompt = proxy.fake.calls_to("chat/completion")[-1].body["prompt"]
+    assert ("[tool_result name=weather id=call_b]\nrain\n\n"
+            "[tool_result name=lookup id=call_a]\n42") in prompt

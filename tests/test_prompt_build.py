@@ -110,6 +110,14 @@ def test_consecutive_tool_results_merge_with_headers():  # ideas 4, 16
     )
 
 
+def test_results_with_only_a_call_id_are_headed_by_the_called_tool():
+    calls = [ToolCall("c1", "Bash", {"command": "ls"}), ToolCall("c2", "Read", {"file_path": "a"})]
+    prompt = build_prompt([user("go"), assistant("", *calls), tool("text of a", "c2"),
+                           tool("a.txt", "c1")])
+    assert ("[tool_result name=Read id=c2]\ntext of a\n\n[tool_result name=Bash id=c1]\na.txt"
+            in prompt)
+
+
 def test_single_tool_result_has_no_header():
     assert "[tool_result" not in build_prompt([tool("a", "c1", "search")])
 

@@ -216,7 +216,8 @@ def parse_message(item: dict, i: int, where: str) -> list[Message]:
     if role in ("tool", "function"):
         call_id = item.get("tool_call_id") or item.get("name") or f"call_{i}"
         result = ToolResult(call_id=str(call_id), content=_plain_text(content, f"{where}.content"),
-                            name=item.get("name"))
+                            name=item.get("name"),
+                            attachments=_result_media(content, f"{where}.content"))
         return [Message("tool", [result])]
     if role == "assistant":
         return [_assistant(item, i, where)]
@@ -248,6 +249,21 @@ def _assistant(item: dict, i: int, where: str) -> Message:
     if isinstance(legacy, dict) and (tc := tool_call_from(legacy, fallback)):
         parts.append(tc)
     return Message("assistant", parts)
+
+
+def _result_media(content: Any, where: str) -> tuple[AttachmentPart, ...]:
+    """The images and files a tool returned among its content parts (a
+    screenshot): attached like a user's, not dropped with the non-text parts."""
+    if not isinstance(content, list):
+        return ()
+    media: list[AttachmentPart] = []
+    for index, item in enumerate(content):
+        kind = item.get("type") if isinstance(item, dict) else None
+        if kind in ("image_url", "input_image"):
+            media.append(_image_part(item, f"{where}[{index}]"))
+        elif kind in ("file", "input_file"):
+            media.append(_file_part(item, f"{where}[{index}]"))
+    return tuple(media)
 
 
 def _plain_text(content: Any, where: str) -> str:

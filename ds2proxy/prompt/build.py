@@ -8,7 +8,7 @@ markers as plain text, and the model reads the role structure back out.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ds2proxy.canonical import Message, ToolResult
 from ds2proxy.prompt import markers
@@ -48,7 +48,9 @@ def build_prompt(
     front); ``thinking_injection`` is appended once to the latest user turn,
     where DeepSeek follows control text most reliably.
     """
-    entries = [entry for message in messages for entry in _entries(message)]
+    # OpenAI Chat results carry only the call id; the call names the tool.
+    names = {call.id: call.name for m in messages for call in m.tool_calls if call.id}
+    entries = [entry for message in messages for entry in _entries(message, names)]
     _add_tool_prompt(entries, tool_prompt.strip())
     _add_injection(entries, thinking_injection.strip())
     _add_guard(entries)
@@ -65,9 +67,9 @@ def build_prompt(
     return _MARKDOWN_IMAGE.sub(r"\1", "".join(pieces))
 
 
-def _entries(message: Message) -> list[_Entry]:
+def _entries(message: Message, names: dict[str, str]) -> list[_Entry]:
     """A message's entries; tool results come first so they follow the call."""
-    results = message.tool_results
+    results = [_named(result, names) for result in message.tool_results]
     if message.role == "tool":
         if not results:
             results = [ToolResult(call_id="", content=plain_text(message))]
@@ -78,6 +80,13 @@ def _entries(message: Message) -> list[_Entry]:
     if text or keep_empty:
         entries.append(_Entry(message.role, text))
     return entries
+
+
+def _named(result: ToolResult, names: dict[str, str]) -> ToolResult:
+    """``result`` with the name of the call it answers when it has none."""
+    if result.name or result.call_id not in names:
+        return result
+    return replace(result, name=names[result.call_id])
 
 
 def _add_tool_prompt(entries: list[_Entry], tool_prompt: str) -> None:

@@ -162,7 +162,8 @@ def _message(item: dict, i: int, pending: list[ToolCall]) -> Message:
     if not isinstance(content, str):
         raise InvalidRequest(f"messages[{i}].content must be a string", param="messages")
     if role == "tool":
-        return Message("tool", [_tool_result(item, content, pending)])
+        media = tuple(images(item.get("images"), f"messages[{i}].images"))
+        return Message("tool", [_tool_result(item, content, pending, media)])
     parts: list[Part] = []
     thinking = item.get("thinking")
     if role == "assistant" and isinstance(thinking, str) and thinking:
@@ -193,7 +194,10 @@ def _tool_calls(value: Any, i: int) -> list[ToolCall]:
     return calls
 
 
-def _tool_result(item: dict, content: str, pending: list[ToolCall]) -> ToolResult:
+def _tool_result(item: dict, content: str, pending: list[ToolCall],
+                 media: tuple[AttachmentPart, ...]) -> ToolResult:
+    """A tool message answers the first open call of its tool (or the first
+    open call); the images it carries (a screenshot) are attached."""
     name = item.get("tool_name") or item.get("name")
     name = name if isinstance(name, str) and name else None
     call = next((c for c in pending if c.name == name), pending[0] if pending else None)
@@ -201,7 +205,7 @@ def _tool_result(item: dict, content: str, pending: list[ToolCall]) -> ToolResul
         pending.remove(call)
     call_id = item.get("tool_call_id") or (call.id if call else "")
     return ToolResult(call_id=str(call_id), content=content,
-                      name=name or (call.name if call else None))
+                      name=name or (call.name if call else None), attachments=media)
 
 
 def images(value: Any, param: str) -> list[AttachmentPart]:
