@@ -186,10 +186,7 @@ class TurnShaper:
             return []
         events = self._route(self.rewriter.flush())
         if self.sieve is not None:
-            # max_tokens or the upstream filter cut the answer: an unfinished
-            # block there is an interrupted call, not prose to show.
-            cut = self.length_hit or self.filtered is not None
-            events += self._track(self.sieve.flush(cut=cut))
+            events += self._track(self.sieve.flush())
             if not self.has_visible_output:
                 events += self._track(self.sieve.finish(self.hidden_reasoning))
         elif self.cleaner is not None:

@@ -186,26 +186,6 @@ async def test_tool_choice_none_never_calls_and_never_leaks(proxy):
     assert "Tool: Bash" not in last_prompt(proxy)
 
 
-@pytest.mark.parametrize("mode, stream", MODES)
-@pytest.mark.parametrize("max_tokens", [8, 16, 30])
-async def test_a_tool_block_cut_by_max_tokens_never_leaks_as_text(proxy, mode, stream,
-                                                                  max_tokens):
-    proxy.fake.enqueue(Scripted(answer=TWO_CALLS, chunk_size=4))
-    message = await ask(proxy, mode, stream, tools=TOOLS, max_tokens=max_tokens)
-    assert message.stop_reason == "max_tokens"
-    assert texts(message) == "I will look.\n\n"
-    assert all(b.type != "tool_use" for b in message.content)
-
-
-@pytest.mark.parametrize("mode, stream", MODES)
-async def test_a_tool_block_cut_by_the_content_filter_never_leaks_as_text(proxy, mode, stream):
-    proxy.fake.enqueue(Scripted(answer=TWO_CALLS[:90], content_filter=True, chunk_size=4))
-    message = await ask(proxy, mode, stream, tools=TOOLS)
-    assert message.stop_reason == "refusal"
-    assert texts(message) == "I will look.\n\n"
-    assert all(b.type != "tool_use" for b in message.content)
-
-
 async def test_tool_results_with_errors_reach_the_prompt(proxy):
     history = [{"role": "user", "content": "run"},
                {"role": "assistant", "content": [

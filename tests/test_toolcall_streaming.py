@@ -90,30 +90,6 @@ def test_66_no_closing_tags_at_all_is_released(mode: str) -> None:
     assert_unchanged(chunks, early_emit=mode)
 
 
-def cut_short(text: str, mode: str = "high") -> object:
-    """What a client gets when max_tokens cuts the answer after ``text``."""
-    sieve = ToolSieve(TOOLS, AUTO, early_emit=mode)
-    return outcome_of([e for ch in text for e in sieve.feed(ch)] + sieve.flush(cut=True))
-
-
-@pytest.mark.parametrize("mode", ["high", "low", "off"])
-@pytest.mark.parametrize("end", [len("Sure.\n<"), len("Sure.\n<tool_ca"), len("Sure.\n" + READ) - 30,
-                                 len("Sure.\n" + READ) - 5, len("Sure.\n" + READ) - 1])
-def test_a_block_cut_by_max_tokens_never_shows_its_syntax(mode: str, end: int) -> None:
-    shown = ("Sure.\n" + READ)[:end]
-    result = cut_short(shown, mode)
-    assert result.text == "Sure.\n"
-    # A complete invoke is a call in every mode; "low" completes a started one.
-    called = "</invoke>" in shown or (mode == "low" and '"read_file">' in shown)
-    assert result.names == (["read_file"] if called else [])
-
-
-def test_a_cut_mention_released_before_the_cut_stays_text() -> None:
-    result = cut_short("Use the <tool_calls> wrapper. Then <invoke name")
-    assert result.text == "Use the <tool_calls> wrapper. Then "
-    assert result.calls == ()
-
-
 def test_67_stray_closing_wrapper_is_text() -> None:
     chunks = ["some text\n", "</tool_calls>\n", "more text"]
     assert fed_texts(chunks) == chunks

@@ -94,20 +94,12 @@ class Segmenter:
         self._pending += text
         return self._run(final=False)
 
-    def flush(self, *, cut: bool = False) -> list[Event]:
-        """End of stream: decide the capture and release everything held.
-
-        ``cut``: the proxy cut the answer short (max_tokens). What is still
-        undecided then is a tag or block interrupted mid-way, not prose the
-        model finished, so it is dropped instead of shown as raw syntax."""
-        out = self._run(final=not cut)
+    def flush(self) -> list[Event]:
+        """End of stream: decide the capture and release everything held."""
+        out = self._run(final=True)
         while self._capture is not None:
-            out += self._settle(drop=cut)
-            out += self._run(final=not cut)
-        if cut and self._pending:
-            log.info("dropped a tool tag cut short by max_tokens (%d chars)", len(self._pending))
-            out.append(Consumed(self._pending))
-            self._pending = ""
+            out += self._settle()
+            out += self._run(final=True)
         return out
 
     # -- main loop ---------------------------------------------------------
@@ -181,9 +173,8 @@ class Segmenter:
         self._pending = capture.text[end:] + self._pending
         self._fence.skip_line_rest()
 
-    def _settle(self, *, drop: bool = False) -> list[Event]:
-        """End of stream with a capture still open (§4.7); ``drop`` consumes
-        an unfinished capture instead of releasing it."""
+    def _settle(self) -> list[Event]:
+        """End of stream with a capture still open (§4.7)."""
         capture = self._capture
         assert capture is not None
         scan = capture.scan(final=True)
@@ -200,9 +191,10 @@ class Segmenter:
             out += self._emit_invokes(capture, scan, complete=True)
         for index in sorted(capture.started):
             out += self._finish_started(capture, index, None)
-        if capture.emitted or drop:
+        if capture.emitted:
             if capture.text.strip():
-                log.info("dropped an unfinished tool block (%d chars)", len(capture.text))
+                log.info("dropped an unfinished tool block after its calls (%d chars)",
+                         len(capture.text))
             self._consume(capture, len(capture.text), out)
         else:
             self._capture = None

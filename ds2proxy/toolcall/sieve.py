@@ -46,9 +46,9 @@ class ToolSieve:
             return self._text(self._cleaner.feed(text))
         return self._convert(self._segmenter.feed(text))
 
-    def flush(self, *, cut: bool = False) -> list[SieveEvent]:
-        """End of the visible text (§4.7); ``cut`` when max_tokens ended it."""
-        out = [] if self._passthrough else self._convert(self._segmenter.flush(cut=cut))
+    def flush(self) -> list[SieveEvent]:
+        """End of the visible text (§4.7)."""
+        out = [] if self._passthrough else self._convert(self._segmenter.flush())
         return out + self._text(self._cleaner.flush())
 
     def finish(self, reasoning: str) -> list[SieveEvent]:
