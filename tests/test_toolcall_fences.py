@@ -118,24 +118,3 @@ def test_59_bare_invoke_followed_by_prose_is_released_when_decided() -> None:
     assert result.calls == ()
     assert result.text == "".join(chunks)
     assert outcomes(chunks) == result
-
-
-
-def one_line(text: str) -> str:
-    return text.replace("\n", "")
-
-
-def test_a_whole_block_in_inline_code_is_an_example_not_a_call() -> None:
-    """Inline code spans end with their line, like a code span in a paragraph
-    the model writes on one line."""
-    assert_unchanged(f"Use `{one_line(READ)}` to read it.")
-    assert_unchanged(f"Or ``{one_line(READ_DSML)}`` with DSML tags.")
-    assert_unchanged(f"`` {one_line(READ)} ` still code `` done")
-
-
-def test_inline_code_ends_with_its_own_run_or_its_line() -> None:
-    real = block(invoke("read_file", ("path", "real.txt")))
-    for prose in ("Run `ls` then ", "Note: ``a ` b`` then ", "An open ` tick\n"):
-        result = outcomes(prose + real)
-        assert result.calls == (("read_file", '{"path":"real.txt"}', "function"),)
-        assert result.text == prose

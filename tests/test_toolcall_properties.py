@@ -35,7 +35,6 @@ PROSE = st.sampled_from([
     "Let me look.\n", "Done. ", "a < b > c ", "你好，", "see `<tool_calls>` here ",
     "use <invoke name=\"read_file\"> like that. ", "</tool_calls>\n", "\n\n", "x",
     "Summary: <|DSML|tool_calls> wrappers.\n", "```\n", "[x] item\n", "<b>bold</b> ",
-    "run `ls` now ", "an odd ` tick ",
 ])
 CALLS = st.sampled_from([
     block(invoke("read_file", ("path", "README.md"))),

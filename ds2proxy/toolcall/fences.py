@@ -26,10 +26,6 @@ class FenceTracker:
     phase: int = _START
     run_char: str = ""
     run_len: int = 0
-    # Inline code on the current line: the length of the backtick run that
-    # opened a span still open (0: none), and a mid-line run being counted.
-    tick_open: int = 0
-    tick_run: int = 0
 
     @classmethod
     def mid_line(cls) -> FenceTracker:
@@ -39,24 +35,6 @@ class FenceTracker:
     @property
     def in_fence(self) -> bool:
         return bool(self.open_char) or (self.phase == _RUN and self.run_len >= 3)
-
-    @property
-    def in_code(self) -> bool:
-        """In a fence, or in an inline code span opened earlier on this line
-        (a tool block quoted in backticks is an example, like a fenced one)."""
-        if self.in_fence:
-            return True
-        if self.phase == _RUN and self.run_char == "`":
-            return self._ticks_after(self.run_len) > 0
-        return self._ticks_after(self.tick_run) > 0
-
-    def _ticks_after(self, run: int) -> int:
-        """The open span length once a backtick run of ``run`` ends."""
-        if not run:
-            return self.tick_open
-        if not self.tick_open:
-            return run
-        return 0 if run == self.tick_open else self.tick_open
 
     def copy(self) -> FenceTracker:
         return copy.copy(self)
@@ -70,9 +48,10 @@ class FenceTracker:
         n = len(text) if end is None else end
         while i < n:
             if self.phase == _REST:
-                i = self._rest(text, i, n)
-                if i >= n:
+                newline = text.find("\n", i, n)
+                if newline < 0:
                     return
+                i = newline
             ch = text[i]
             if ch == "\n":
                 self._end_line()
@@ -88,23 +67,6 @@ class FenceTracker:
                 self.phase = _REST
             i += 1
 
-    def _rest(self, text: str, i: int, n: int) -> int:
-        """Skip to the line's end, counting backtick runs (inline code) on
-        the way; the position of the newline, or ``n``."""
-        while i < n:
-            ch = text[i]
-            if ch == "\n":
-                return i
-            if ch == "`":
-                self.tick_run += 1
-                i += 1
-                continue
-            if self.tick_run:
-                self.tick_open, self.tick_run = self._ticks_after(self.tick_run), 0
-            found = min(_find(text, "`", i, n), _find(text, "\n", i, n))
-            i = found if found > i else i + 1
-        return n
-
     def _at_start(self, ch: str) -> None:
         if ch in "`~":
             self.phase, self.run_char, self.run_len = _RUN, ch, 1
@@ -112,10 +74,7 @@ class FenceTracker:
             self.phase = _REST
 
     def _end_run(self) -> None:
-        if not self.open_char and self.run_char == "`" and self.run_len < 3:
-            self.tick_open = self._ticks_after(self.run_len)
-            self.phase = _REST
-        elif not self.open_char and self.run_len >= 3:
+        if not self.open_char and self.run_len >= 3:
             self.open_char, self.open_len = self.run_char, self.run_len
             self.phase = _REST
         elif self.run_char == self.open_char and self.run_len >= self.open_len:
@@ -129,9 +88,3 @@ class FenceTracker:
         if self.phase == _CLOSE_TAIL:
             self.open_char, self.open_len = "", 0
         self.phase = _START
-        self.tick_open = self.tick_run = 0
-
-
-def _find(text: str, char: str, start: int, end: int) -> int:
-    found = text.find(char, start, end)
-    return end if found < 0 else found

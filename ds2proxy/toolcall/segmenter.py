@@ -124,7 +124,7 @@ class Segmenter:
         while (at := text.find("<", pos)) >= 0:
             fence.feed(text, fed, at)
             fed = at
-            head = Scan.NO if fence.in_code else scan_head(text, at, final=final)
+            head = Scan.NO if fence.in_fence else scan_head(text, at, final=final)
             if isinstance(head, Head):
                 self._release(text[:at], out, fed_already=True)
                 self._pending, self._capture = "", _Capture(text[at:])
