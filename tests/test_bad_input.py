@@ -190,17 +190,11 @@ async def test_a_huge_model_name_is_not_echoed_whole(proxy):
     nothing_spent(proxy)
 
 
-CALL = {"role": "assistant", "content": None, "tool_calls": [
-    {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]}
-
-
 @pytest.mark.parametrize("path", [CHAT, "/api/v1/chat/completions", "/lm/v2/chat/completions"])
 @pytest.mark.parametrize("fields, param", [
     ({"messages": [{"role": "user", "content": [None]}]}, "messages[0].content[0]"),
     ({"messages": [{"role": "user", "content": [{"type": "text", "text": ["x"]}]}]},
      "messages[0].content[0].text"),
-    ({"messages": [{"role": "user", "content": "hi"}, CALL, {"role": "tool",
-                    "tool_call_id": "call_2", "content": "r"}]}, "messages[2].tool_call_id"),
     ({"tools": [{"type": "function", "function": {"name": 5}}]}, "tools[0].function.name"),
     ({"response_format": {"type": "json_schema", "json_schema": {"name": "x"}}},
      "response_format.json_schema.schema"),

@@ -26,7 +26,7 @@ from ..canonical import (
 )
 from ..errors import InvalidRequest
 from .content import inline_bytes, tool_content_text
-from .openai_chat import answers_a_call, decode_arguments, parse_response_format
+from .openai_chat import decode_arguments, parse_response_format
 from .openai_chat import parse_tools as parse_function_tools
 from .redact import redacted_json
 from .sampling import anthropic_sampling
@@ -159,9 +159,6 @@ def _block_parts(role: str, blocks: list, ids: _CallIds, where: str) -> list[Par
         if block.get("type") == "text" and not isinstance(block.get("text"), str):
             raise InvalidRequest(f"'{where}[{index}].text' must be a string",
                                  param=f"{where}[{index}].text")
-        if block.get("type") == "tool_result" and block.get("tool_use_id") is not None:
-            answers_a_call(str(block["tool_use_id"]), ids.name_by_id,
-                           f"{where}[{index}].tool_use_id")
         if (part := _block_part(role, block, ids, f"{where}[{index}]")) is not None:
             parts.append(part)
     return parts

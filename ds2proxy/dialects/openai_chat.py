@@ -9,7 +9,7 @@ for tool calls on the output side.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Container
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -184,24 +184,9 @@ ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 
 def parse_messages(value: Any) -> list[Message]:
     messages: list[Message] = []
-    called: set[str] = set()
     for i, item in objects(value, "messages"):
-        found = parse_message(item, i, f"messages[{i}]")
-        if item.get("role") == "tool" and item.get("tool_call_id") is not None:
-            answers_a_call(str(item["tool_call_id"]), called, f"messages[{i}].tool_call_id")
-        for message in found:
-            if message.role == "assistant":
-                called.update(p.id for p in message.parts if isinstance(p, ToolCall))
-        messages.extend(found)
+        messages.extend(parse_message(item, i, f"messages[{i}]"))
     return messages
-
-
-def answers_a_call(call_id: str, called: Container[str], field: str) -> None:
-    """A tool result must answer a call an earlier assistant turn made, as the
-    official APIs require: an id that answers nothing is a 400 naming ``field``."""
-    if call_id not in called:
-        raise InvalidRequest(f"'{field}' does not match any tool call of an earlier "
-                             "assistant message", param=field)
 
 
 def parse_message(item: dict, i: int, where: str) -> list[Message]:

@@ -23,7 +23,6 @@ from ds2proxy.plugin_api import (
     ToolResult,
 )
 from ds2proxy.dialects.openai_chat import (
-    answers_a_call,
     decode_arguments,
     parse_message,
     user_parts,
@@ -141,10 +140,7 @@ class _ItemReader:
             self._add([Message("assistant", [call])])
 
     def _result(self, item: dict, i: int) -> ToolResult:
-        given = item.get("call_id") or item.get("tool_call_id")
-        if given:
-            answers_a_call(str(given), self.call_names, f"input[{i}].call_id")
-        call_id = str(given or f"call_{i}")
+        call_id = str(item.get("call_id") or item.get("tool_call_id") or f"call_{i}")
         raw = item["output"] if "output" in item else item.get("content")
         name = item.get("name") or item.get("tool_name") or self.call_names.get(call_id)
         if not isinstance(raw, list):
