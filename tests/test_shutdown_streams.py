@@ -88,3 +88,16 @@ async def test_an_ndjson_stream_past_the_grace_ends_with_an_error_line(proxy: Pr
         await closing
     assert b"shutting down" in lines[-1]
     await wait_until(lambda: served.core.pool.inflight == 0)
+
+
+async def test_a_stream_silent_past_the_grace_is_a_503_before_any_byte(proxy: Proxy):
+    served = await restarted(proxy, stream_grace=0.3)
+    served.fake.enqueue(Scripted(answer="late", delivery=Delivery(chunk_delay=5)))
+    asking = asyncio.ensure_future(openai_client(served).chat.completions.create(
+        model="deepseek-chat", stream=True, messages=[{"role": "user", "content": "a"}]))
+    await wait_until(lambda: served.fake.calls_to("chat/completion") != [])
+    await served.server.close()
+    with pytest.raises(openai.APIStatusError, match="shutting down") as info:
+        await asking
+    assert info.value.status_code == 503
+    assert served.core.pool.inflight == 0 and served.core.usage.recorded == 1
