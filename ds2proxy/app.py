@@ -111,15 +111,20 @@ class RunningServer:
 
 async def end_streams_before_exit(app: web.Application) -> None:
     """Shutdown began: streams may run on for the grace period, then the ones
-    left end with an in-band 503 (a cut connection reads as a network fault)."""
+    left end with an in-band 503 (a cut connection reads as a network fault),
+    and requests still waiting for an account get a plain one."""
     core = app[CORE]
     grace = app.get(STREAM_GRACE, STREAM_GRACE_SECONDS)
     app[STREAM_TIMER].append(asyncio.get_running_loop().call_later(grace, _end_streams, core))
 
 
+def _shutting_down() -> ProxyError:
+    return ProxyError("the server is shutting down", status=503, code="server_shutting_down")
+
+
 def _end_streams(core: Core) -> None:
-    ended = core.streams.stop_all(ProxyError("the server is shutting down", status=503,
-                                             code="server_shutting_down"))
+    core.pool.close_queue(_shutting_down)
+    ended = core.streams.stop_all(_shutting_down)
     if ended:
         log.warning("shutting down: ended %d stream(s) still running", ended)
 

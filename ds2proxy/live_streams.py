@@ -5,6 +5,7 @@ in-band error before the server cuts their connections (see
 from __future__ import annotations
 
 import weakref
+from collections.abc import Callable
 from typing import TypeVar
 
 from .errors import ProxyError
@@ -23,6 +24,6 @@ class LiveStreams:
         self._writers.add(writer)
         return writer
 
-    def stop_all(self, error: ProxyError) -> int:
-        """End every running relay with ``error``; how many there were."""
-        return sum(writer.stop(error) for writer in list(self._writers))
+    def stop_all(self, error: Callable[[], ProxyError]) -> int:
+        """End every running relay with an ``error()``; how many there were."""
+        return sum(writer.stop(error()) for writer in list(self._writers))

@@ -13,7 +13,7 @@ import openai
 import pytest
 
 from admin_util import wait_until
-from conftest import Proxy
+from conftest import Proxy, ProxyFactory
 from ds2proxy.app import STREAM_GRACE_SECONDS, create_app, start_server
 from ds2proxy.config_store import ConfigStore
 from ds2proxy.testing import Delivery, Scripted
@@ -101,3 +101,27 @@ async def test_a_stream_silent_past_the_grace_is_a_503_before_any_byte(proxy: Pr
         await asking
     assert info.value.status_code == 503
     assert served.core.pool.inflight == 0 and served.core.usage.recorded == 1
+
+
+async def test_a_request_waiting_for_an_account_at_the_grace_end_is_a_503(
+        proxy_factory: ProxyFactory):
+    one_each = await proxy_factory({"runtime": {"account_max_inflight": 1}})
+    served = await restarted(one_each, stream_grace=1.0)
+    served.fake.enqueue(LONG, LONG)
+    client = openai_client(served)
+    streams = [await client.chat.completions.create(
+        model="deepseek-chat", stream=True, messages=[{"role": "user", "content": str(n)}])
+        for n in range(2)]  # one per account (account_max_inflight 1)
+    waiting = asyncio.ensure_future(client.chat.completions.create(
+        model="deepseek-chat", messages=[{"role": "user", "content": "w"}]))
+    await wait_until(lambda: served.core.pool.waiting == 1)
+    await served.server.close()
+    with pytest.raises(openai.APIStatusError, match="shutting down") as info:
+        await waiting
+    assert info.value.status_code == 503
+    for stream in streams:
+        with pytest.raises(openai.APIError, match="shutting down"):
+            async for _ in stream:
+                pass
+    assert served.core.pool.inflight == served.core.pool.waiting == 0
+    assert served.core.usage.recorded == 3
