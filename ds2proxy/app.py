@@ -3,11 +3,14 @@
 ``create_app`` builds the aiohttp application; ``start_server`` runs it on a
 real port (tests, the CLI and the benchmarks all use it). Handlers are
 cancelled when their client disconnects, so an abandoned request stops its
-PoW solve and gives its account lease back at once.
+PoW solve and gives its account lease back at once. At shutdown, streams
+still running after ``stream_grace`` seconds end with an in-band error (the
+server is shutting down) before the server cuts what is left.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint
@@ -19,6 +22,7 @@ from .config_store import ConfigStore
 from .config_leftovers import remove_leftover_temp_files
 from .connections import GUARD, ConnectionGuard, GuardedSite, track_requests
 from .core import Core
+from .errors import ProxyError
 from . import log_redaction, request_record
 from .admin import setup as setup_admin
 from .cors import add_cors_headers, admin_cross_site_guard, cors_preflight
@@ -28,6 +32,12 @@ from .unmatched import unmatched_routes
 log = logging.getLogger("ds2proxy")
 
 CORE = web.AppKey("core", Core)
+STREAM_GRACE = web.AppKey("stream_grace", float)
+STREAM_TIMER = web.AppKey("stream_timer", list)
+# How long streams may run on once a shutdown began, and how much longer the
+# server then waits for their handlers to finish before it cancels them.
+STREAM_GRACE_SECONDS = 50.0
+HANDLER_GRACE_SECONDS = 10.0
 PLUGINS = web.AppKey("plugins", list)
 READY = web.AppKey("ready", dict)
 
@@ -63,6 +73,9 @@ def create_app(store: ConfigStore, *, admin_key: str | None = None,
     app[GUARD] = ConnectionGuard(store.config.server)
     app[READY] = {"ready": False, "reason": "starting"}
     app.cleanup_ctx.append(core.lifetime)
+    app[STREAM_TIMER] = []
+    app.on_shutdown.append(end_streams_before_exit)
+    app.on_cleanup.append(_cancel_stream_timer)
     app.on_response_prepare.append(add_cors_headers)
     app.on_response_prepare.append(request_record.on_prepare)
     app.router.add_get("/healthz", healthz)
@@ -96,15 +109,44 @@ class RunningServer:
         await self.runner.cleanup()
 
 
-async def start_server(app: web.Application, host: str = "127.0.0.1", port: int = 0
-                       ) -> RunningServer:
+async def end_streams_before_exit(app: web.Application) -> None:
+    """Shutdown began: streams may run on for the grace period, then the ones
+    left end with an in-band 503 (a cut connection reads as a network fault),
+    and requests still waiting for an account get a plain one."""
+    core = app[CORE]
+    grace = app.get(STREAM_GRACE, STREAM_GRACE_SECONDS)
+    app[STREAM_TIMER].append(asyncio.get_running_loop().call_later(grace, _end_streams, core))
+
+
+def _shutting_down() -> ProxyError:
+    return ProxyError("the server is shutting down", status=503, code="server_shutting_down")
+
+
+def _end_streams(core: Core) -> None:
+    core.pool.close_queue(_shutting_down)
+    ended = core.streams.stop_all(_shutting_down)
+    if ended:
+        log.warning("shutting down: ended %d stream(s) still running", ended)
+
+
+async def _cancel_stream_timer(app: web.Application) -> None:
+    for handle in app[STREAM_TIMER]:
+        handle.cancel()
+
+
+async def start_server(app: web.Application, host: str = "127.0.0.1", port: int = 0, *,
+                       stream_grace: float = STREAM_GRACE_SECONDS) -> RunningServer:
     """Serve ``app`` on a real port (0 picks a free one). An app from
     :func:`create_app` gets the connection cap and client timeouts of its
-    ``server`` settings (they need its request-tracking middleware)."""
+    ``server`` settings (they need its request-tracking middleware), and
+    ends its streams ``stream_grace`` seconds into a shutdown."""
     guard = app.get(GUARD)
     limits = {} if guard is None else {
         "keepalive_timeout": guard.settings.keepalive_timeout_seconds}
-    runner = web.AppRunner(app, handler_cancellation=True, access_log=None, **limits)
+    if CORE in app:
+        app[STREAM_GRACE] = stream_grace
+    runner = web.AppRunner(app, handler_cancellation=True, access_log=None,
+                           shutdown_timeout=stream_grace + HANDLER_GRACE_SECONDS, **limits)
     await runner.setup()
     site = (web.TCPSite(runner, host, port) if guard is None
             else GuardedSite(runner, host, port, guard))

@@ -40,6 +40,7 @@ from .providers.registry import Providers
 from .providers.routed import RoutedTurn
 from .tokens import warm_up
 from .scheduler import AccountPool
+from .live_streams import LiveStreams
 from .sse import JSONArrayWriter, SSEWriter
 from .state import wiring
 from .state.leases import RedisLeases
@@ -82,6 +83,7 @@ class Core:
         self.shared_state = wiring.SharedState(self)
         self.metrics = Metrics(self)
         self.usage = UsageRecorder(self, self.limiter, self.metrics)
+        self.streams = LiveStreams()  # ended in-band at shutdown (app.end_streams_before_exit)
         self.providers = Providers(cfg, self.models)
         ProviderMetrics(self.metrics.registry, self.providers)
         self.captures = CaptureBuffer(cfg.dev_captures.enabled, cfg.dev_captures.limit,
@@ -291,18 +293,20 @@ class Core:
             **headers: str) -> SSEWriter:
         """An SSE writer; ``blank_keepalive`` for clients that choke on comments."""
         _mark_stream()
-        return SSEWriter(request, keepalive=self.config.runtime.keepalive_seconds,
-                         blank_keepalive=blank_keepalive, headers=headers or None)
+        return self.streams.add(SSEWriter(
+            request, keepalive=self.config.runtime.keepalive_seconds,
+            blank_keepalive=blank_keepalive, headers=headers or None))
 
     def json_array(self, request: web.Request) -> JSONArrayWriter:
         _mark_stream()
-        return JSONArrayWriter(request, keepalive=self.config.runtime.keepalive_seconds)
+        return self.streams.add(JSONArrayWriter(
+            request, keepalive=self.config.runtime.keepalive_seconds))
 
     def ndjson(self, request: web.Request, heartbeat: Heartbeat) -> NDJSONWriter:
         """A newline-delimited JSON writer; ``heartbeat()`` is its keep-alive line."""
         _mark_stream()
-        return NDJSONWriter(request, heartbeat=heartbeat,
-                            keepalive=self.config.runtime.keepalive_seconds)
+        return self.streams.add(NDJSONWriter(
+            request, heartbeat=heartbeat, keepalive=self.config.runtime.keepalive_seconds))
 
 
 def _mark_stream() -> None:

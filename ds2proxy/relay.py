@@ -18,6 +18,7 @@ it came before or after output.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, Protocol
@@ -98,6 +99,12 @@ async def relay(writer: StreamWriter, turn: EventSource,
         error = exc
     except ClientGone:
         raise
+    except asyncio.CancelledError:
+        if writer.stopped_by is None:
+            raise
+        error = _resume_stopped(writer)
+        if not writer.prepared:
+            raise error from None
     except Exception as exc:
         if not writer.prepared:
             raise
@@ -111,3 +118,14 @@ async def relay(writer: StreamWriter, turn: EventSource,
     await writer.send_all(renderer.error(error))
     await writer.done()
     raise error
+
+
+def _resume_stopped(writer: StreamWriter) -> ProxyError:
+    """The cancellation was the writer's :meth:`~StreamWriter.stop` (a
+    shutdown): take it back, so the error can still be written."""
+    error = writer.stopped_by
+    assert error is not None
+    task = asyncio.current_task()
+    if task is not None:
+        task.uncancel()
+    return error

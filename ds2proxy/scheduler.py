@@ -18,6 +18,7 @@ import logging
 import math
 import time
 from collections import deque
+from collections.abc import Callable
 
 from .account_state import AccountState, Limits, SharedLeases
 from .config import AccountConfig, RuntimeSettings, normalise_mobile
@@ -66,6 +67,7 @@ class AccountPool:
         self._accounts: dict[str, AccountState] = {}
         self._lru: dict[str, None] = {}
         self._waiters: deque[asyncio.Future[None]] = deque()
+        self._closed: Callable[[], ProxyError] | None = None  # set by close_queue
         self._inflight = 0
         self._queue_timeout = runtime.queue_timeout_seconds
         self.limits = Limits.from_runtime(runtime, len(accounts))
@@ -151,6 +153,8 @@ class AccountPool:
         deadline = time.monotonic() + self._queue_timeout
         queued = False
         while True:
+            if self._closed is not None:
+                raise self._closed()
             if self.shared is None:
                 state = self._pick(pinned, exclude)
                 if state is not None:
@@ -299,6 +303,12 @@ class AccountPool:
         self._inflight = max(0, self._inflight - 1)
         self.health.released(state.identifier)
         self._wake_one()
+
+    def close_queue(self, error: Callable[[], ProxyError]) -> None:
+        """The server is about to stop: no more leases, and every request
+        waiting for one gets ``error()`` now rather than a cut connection."""
+        self._closed = error
+        self._wake_all()
 
     def _wake_one(self) -> None:
         while self._waiters:

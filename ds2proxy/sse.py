@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 import orjson
 from aiohttp import web
 
+from .errors import ProxyError
 from .frames import PayloadRun
 
 T = TypeVar("T")
@@ -88,6 +89,8 @@ class StreamWriter:
         self._held_since = 0.0  # when the oldest queued frame was queued
         self._flusher: asyncio.Task | None = None
         self._failure: ClientGone | None = None
+        # Set by stop(): the error the relay ends the stream with.
+        self.stopped_by: ProxyError | None = None
         request[STREAM_KEY] = self
 
     @property
@@ -101,6 +104,16 @@ class StreamWriter:
     @property
     def prepared(self) -> bool:
         return self.response.prepared
+
+    def stop(self, error: ProxyError) -> bool:
+        """Have the relay end this stream with ``error`` (in-band once it
+        began) by cancelling the task that waits for the turn; False when
+        no relay is running."""
+        if self._owner is None or self._owner.done():
+            return False
+        self.stopped_by = error
+        self._owner.cancel()
+        return True
 
     async def _write(self, payload: bytes) -> None:
         """Queue a frame; the flush task sends it with whatever else is queued."""
