@@ -361,3 +361,22 @@ async def test_keep_alives_are_empty_progress_objects(proxy_factory):
     parts = [p async for p in await ollama_client(proxy).generate(model="deepseek-chat",
                                                                   prompt="hi", stream=True)]
     assert "".join(p.response for p in parts) == "late"
+
+
+async def test_a_result_naming_its_call_by_id_answers_that_call(proxy):
+    """Two calls of one tool: a result that names the second by
+    ``tool_call_id`` answers it, so the next result without an id answers
+    the first (matching by name alone gave both results the second call)."""
+    proxy.fake.enqueue(Scripted(answer="Both read."))
+    calls = [{"id": f"c{n}", "function": {"name": "read_file", "arguments": {"path": path}}}
+             for n, path in ((1, "a.txt"), (2, "b.txt"))]
+    answer = await post(proxy, "/api/chat", {
+        "model": "deepseek-chat", "stream": False, "tools": [READ_TOOL], "messages": [
+            {"role": "user", "content": "read both"},
+            {"role": "assistant", "content": "", "tool_calls": calls},
+            {"role": "tool", "tool_call_id": "c2", "tool_name": "read_file", "content": "BBB"},
+            {"role": "tool", "tool_name": "read_file", "content": "AAA"}]})
+    assert answer.status == 200 and answer.json()["message"]["content"] == "Both read."
+    prompt = completion_bodies(proxy)[0]["prompt"]
+    assert "[tool_result name=read_file id=c2]\nBBB" in prompt
+    assert "[tool_result name=read_file id=c1]\nAAA" in prompt

@@ -3,7 +3,8 @@
 Ollama messages carry images as bare base64 strings, tool calls with their
 arguments as objects and no call ids; tool results name the tool
 (``tool_name``) instead. Calls get ids here, and each result is paired
-with the earliest unanswered call of its name (else the earliest one).
+with the call its ``tool_call_id`` names, else the earliest unanswered call
+of its name (else the earliest one).
 """
 
 from __future__ import annotations
@@ -196,14 +197,18 @@ def _tool_calls(value: Any, i: int) -> list[ToolCall]:
 
 def _tool_result(item: dict, content: str, pending: list[ToolCall],
                  media: tuple[AttachmentPart, ...]) -> ToolResult:
-    """A tool message answers the first open call of its tool (or the first
-    open call); the images it carries (a screenshot) are attached."""
+    """A tool message answers the open call its ``tool_call_id`` names, else
+    the first open call of its tool (or the first open call); the images it
+    carries (a screenshot) are attached."""
     name = item.get("tool_name") or item.get("name")
     name = name if isinstance(name, str) and name else None
-    call = next((c for c in pending if c.name == name), pending[0] if pending else None)
+    given = str(item["tool_call_id"]) if item.get("tool_call_id") else None
+    call = next((c for c in pending if c.id == given), None) if given else None
+    if call is None:
+        call = next((c for c in pending if c.name == name), pending[0] if pending else None)
     if call is not None:
         pending.remove(call)
-    call_id = item.get("tool_call_id") or (call.id if call else "")
+    call_id = given or (call.id if call else "")
     return ToolResult(call_id=str(call_id), content=content,
                       name=name or (call.name if call else None), attachments=media)
 
