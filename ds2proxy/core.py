@@ -27,6 +27,7 @@ from .config_store import ConfigStore
 from .embeddings import EmbeddingProvider
 from .errors import InvalidRequest, PermissionDenied
 from .health import HealthTracker
+from .keyring import PASS_THROUGH
 from .limits import KeyLimiter
 from .metrics import Metrics
 from .models import ModelCatalog
@@ -214,7 +215,7 @@ class Core:
         request[CALLER] = caller
         record = request_record.current()
         if record is not None:
-            record.key_name = caller.key_name or request_record.PASS_THROUGH
+            record.key_name = caller.key_name or PASS_THROUGH
         return caller
 
     def resolve_model(self, name: Any, *, family: str | None = None) -> ResolvedModel:

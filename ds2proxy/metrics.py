@@ -17,7 +17,8 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from .errors import ProxyError
-from .request_record import PASS_THROUGH, RequestRecord
+from .keyring import PASS_THROUGH
+from .request_record import RequestRecord
 
 if TYPE_CHECKING:
     from .core import Core

@@ -36,7 +36,7 @@ from .health import classify
 from .shaping import ShapingSettings, TurnShaper
 from .structured import JSONOutputError, repair_prompt
 from .tokens import count_tokens_async
-from .turn_text import counted_turn, plan_turn_text, render_turn, turn_prompt_tokens
+from .turn_text import plan_turn_text, render_turn, turn_prompt_tokens
 from .upstream.client import UpstreamStream
 from .upstream.conversation import Conversation
 from .upstream.events import ContentFiltered as FilterEvent
@@ -104,9 +104,9 @@ class Turn:
     async def _count_prompt(self) -> None:
         """Count the texts as a count_tokens route does (uploads named by
         the nominal id, so the count does not wait for them)."""
-        texts = (counted_turn(self.chat, self._config, self._history, self._uploads)
-                 if self._uploads else (self._history_text, self.prompt))
-        self.prompt_tokens = await turn_prompt_tokens(*texts, self._uploads)
+        planned = (self._history, self._history_text, self.prompt)
+        self.prompt_tokens = await turn_prompt_tokens(self.chat, self._config, planned,
+                                                      self._uploads)
 
     async def _reach_stream(self) -> None:
         """Reach an open upstream stream, failing over between managed accounts

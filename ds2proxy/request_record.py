@@ -20,7 +20,6 @@ from typing import Any
 from aiohttp import web
 
 from .canonical import ToolCallStart, TurnEvent, Usage
-from .keyring import PASS_THROUGH  # noqa: F401 - the key name of a caller without one
 
 REQUEST_ID_HEADER = "X-Request-Id"
 # Anthropic's SDKs (and Claude Code's error lines) read the id from this name.

@@ -72,18 +72,18 @@ def plan_turn_text(chat: ChatRequest, config: Config
     return (history, *render_turn(chat, config, history))
 
 
-def counted_turn(chat: ChatRequest, config: Config, history: HistoryFileSettings | None,
-                 uploads: dict[str, PendingUpload]) -> tuple[str, str]:
-    """(history file text, prompt) as usage counts them: rendered as sent,
-    each upload named by :data:`NOMINAL_FILE_ID` instead of its own id."""
-    named = with_uploaded_ids(chat, dict.fromkeys(uploads, NOMINAL_FILE_ID))
-    return render_turn(named, config, history)
-
-
-async def turn_prompt_tokens(history_text: str, prompt: str,
+async def turn_prompt_tokens(chat: ChatRequest, config: Config,
+                             planned: tuple[HistoryFileSettings | None, str, str],
                              uploads: dict[str, PendingUpload]) -> int:
     """Usage counts everything the model reads: history file, live prompt
-    and the uploaded attachments (see the README on what a file counts)."""
+    and the uploaded attachments (see the README on what a file counts).
+    ``planned`` is :func:`plan_turn_text`'s result; with uploads the texts
+    are rendered again with each named by :data:`NOMINAL_FILE_ID`, so a turn
+    and a count_tokens route count the same before any id exists."""
+    history, history_text, prompt = planned
+    if uploads:
+        named = with_uploaded_ids(chat, dict.fromkeys(uploads, NOMINAL_FILE_ID))
+        history_text, prompt = render_turn(named, config, history)
     files = [(u.data, u.mime_type) for u in uploads.values()]
     return (await count_tokens_async(history_text) + await count_tokens_async(prompt)
             + await count_attachment_tokens(files))
@@ -93,7 +93,4 @@ async def estimate_prompt_tokens(chat: ChatRequest, config: Config) -> int:
     """Prompt tokens a turn for ``chat`` would report, without uploading
     anything (count_tokens routes)."""
     uploads = plan_uploads(chat.messages, chat.model.model_type)
-    history, history_text, prompt = plan_turn_text(chat, config)
-    if uploads:
-        history_text, prompt = counted_turn(chat, config, history, uploads)
-    return await turn_prompt_tokens(history_text, prompt, uploads)
+    return await turn_prompt_tokens(chat, config, plan_turn_text(chat, config), uploads)
