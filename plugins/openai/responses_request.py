@@ -60,9 +60,9 @@ def declared_tools(tools: Any, items: list[Any]) -> Any:
     extra = [tool for item in items if isinstance(item, dict)
              and item.get("type") == ADDITIONAL_TOOLS and isinstance(item.get("tools"), list)
              for tool in item["tools"]]
-    if not extra:
-        return tools
-    merged = list(tools) if isinstance(tools, list) else []
+    if not extra or (tools is not None and not isinstance(tools, list)):
+        return tools  # a malformed ``tools`` is still refused by its own check
+    merged = list(tools or [])
     seen = {_tool_key(tool) for tool in merged}
     for tool in extra:
         if _tool_key(tool) not in seen:
