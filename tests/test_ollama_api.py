@@ -380,3 +380,26 @@ async def test_a_result_naming_its_call_by_id_answers_that_call(proxy):
     prompt = completion_bodies(proxy)[0]["prompt"]
     assert "[tool_result name=read_file id=c2]\nBBB" in prompt
     assert "[tool_result name=read_file id=c1]\nAAA" in prompt
+
+
+# -- request fields -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path, body, words", [
+    ("/api/chat", {"messages": [], "options": "bad"}, "options"),
+    ("/api/chat", {"messages": [], "format": "xml"}, "format"),
+    ("/api/chat", {"think": "very"}, "think"),
+    ("/api/chat", {"messages": [], "stream": "yes"}, "stream"),
+    ("/api/chat", {"messages": [], "tools": "bad"}, "tools"),
+    ("/api/generate", {"prompt": 0}, "prompt"),
+    ("/api/generate", {"prompt": False}, "prompt"),
+    ("/api/generate", {"prompt": []}, "prompt"),
+    ("/api/generate", {"prompt": "", "options": {"num_predict": "many"}}, "num_predict"),
+])
+async def test_a_load_request_is_checked_like_any_other(proxy, path, body, words):
+    """An empty prompt or message list only loads the model, but Ollama reads
+    the whole body first: a wrong type is a 400, not a ``done_reason: "load"``
+    that hides the client's mistake (``prompt: 0`` was taken for no prompt)."""
+    answer = await post(proxy, path, {"model": "deepseek-chat", **body})
+    assert answer.status == 400 and words in answer.json()["error"]
+    assert completion_bodies(proxy) == []

@@ -58,7 +58,7 @@ def parse_chat(body: dict, model: ResolvedModel) -> ChatRequest:
 def parse_generate(body: dict, model: ResolvedModel) -> ChatRequest:
     """``system`` + ``prompt`` (+ ``images``) as one user turn; ``suffix``,
     ``template``, ``raw`` and ``context`` are accepted and ignored."""
-    prompt = body.get("prompt") or ""
+    prompt = "" if body.get("prompt") is None else body["prompt"]
     system = body.get("system")
     if not isinstance(prompt, str):
         raise InvalidRequest("prompt must be a string", param="prompt")
@@ -70,7 +70,8 @@ def parse_generate(body: dict, model: ResolvedModel) -> ChatRequest:
 
 
 def is_load_only(body: dict, kind: str) -> bool:
-    """Ollama answers an empty prompt / message list by loading the model only."""
+    """Ollama answers an empty prompt / message list by loading the model
+    only (once the body has been parsed: a wrong type is still a 400)."""
     if kind == "chat":
         return body.get("messages") in (None, [])
     return not body.get("prompt") and not body.get("images")
@@ -146,6 +147,9 @@ def _keep_alive(value: Any) -> None:
 
 
 def parse_messages(value: Any) -> list[Message]:
+    """The chat's messages; none at all (absent or ``[]``) is a load request."""
+    if value is None or value == []:
+        return []
     messages: list[Message] = []
     pending: list[ToolCall] = []
     for i, item in objects(value, "messages"):

@@ -47,10 +47,10 @@ class TurnRoutes:
         body = await self.api.read_json(request)
         name = model_name(body)
         model = self.api.resolve_model(base_name(name), family="ollama")
+        parse = parse_chat if kind == "chat" else parse_generate
+        chat = parse(body, model)  # every field is checked, a load request's too
         if is_load_only(body, kind):
             return json_response(load_object(name, kind, unload=body.get("keep_alive") == 0))
-        parse = parse_chat if kind == "chat" else parse_generate
-        chat = parse(body, model)
         async with self.api.turn(chat, caller) as turn:
             clock.mark_opened()
             return await self._respond(request, turn, chat, name, kind, clock)
