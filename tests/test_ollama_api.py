@@ -403,3 +403,40 @@ async def test_a_load_request_is_checked_like_any_other(proxy, path, body, words
     answer = await post(proxy, path, {"model": "deepseek-chat", **body})
     assert answer.status == 400 and words in answer.json()["error"]
     assert completion_bodies(proxy) == []
+
+
+def assistant_call(arguments: object) -> dict:
+    return {"role": "assistant", "content": "", "tool_calls": [
+        {"function": {"name": "read_file", "arguments": arguments}}]}
+
+
+@pytest.mark.parametrize("message, words", [
+    ({"role": "user", "content": 0}, "messages[0].content"),
+    ({"role": "user", "content": []}, "messages[0].content"),
+    ({"role": "user", "content": False}, "messages[0].content"),
+    ({"role": "assistant", "content": "x", "thinking": 1}, "messages[0].thinking"),
+    ({"role": "tool", "content": "x", "tool_name": 1}, "messages[0].tool_name"),
+    ({"role": "tool", "content": "x", "tool_call_id": 5}, "messages[0].tool_call_id"),
+    (assistant_call('{"path": "a.txt"}'), "messages[0].tool_calls[0].function.arguments"),
+    (assistant_call(["a.txt"]), "messages[0].tool_calls[0].function.arguments"),
+])
+async def test_message_fields_of_the_wrong_type_are_400(proxy, message, words):
+    """Ollama's message fields are strings (arguments an object); a number, a
+    list or false used to read as an empty message (or went on as a string)."""
+    answer = await post(proxy, "/api/chat", {"model": "deepseek-chat", "stream": False,
+                                             "messages": [message, *user("go on")]})
+    assert answer.status == 400 and words in answer.json()["error"]
+    assert completion_bodies(proxy) == []
+
+
+async def test_message_roles_are_read_case_blind(proxy):
+    """Ollama lowercases a message's role: a "SYSTEM" message is the system
+    prompt, not a user turn."""
+    proxy.fake.enqueue(Scripted(answer="ok"))
+    resp = await ollama_client(proxy).chat(model="deepseek-chat", messages=[
+        {"role": "SYSTEM", "content": "Answer in French."}, {"role": "User", "content": "hi"}])
+    assert resp.message.content == "ok"
+    prompt = completion_bodies(proxy)[0]["prompt"]
+    system = prompt.split("<｜System｜>", 1)[1].split("<｜end▁of▁instructions｜>", 1)[0]
+    assert "Answer in French." in system
+    assert "<｜User｜>hi" in prompt

@@ -160,53 +160,69 @@ def parse_messages(value: Any) -> list[Message]:
 
 
 def _message(item: dict, i: int, pending: list[ToolCall]) -> Message:
+    """One message; its role is read case-blind, as Ollama reads it."""
+    where = f"messages[{i}]"
     role = item.get("role")
-    content = item.get("content") or ""
     if not isinstance(role, str) or not role:
-        raise InvalidRequest(f"messages[{i}].role must be a string", param="messages")
-    if not isinstance(content, str):
-        raise InvalidRequest(f"messages[{i}].content must be a string", param="messages")
+        raise InvalidRequest(f"{where}.role must be a string", param="messages")
+    role = role.lower()
+    content = _string(item, "content", where)
     if role == "tool":
-        media = tuple(images(item.get("images"), f"messages[{i}].images"))
-        return Message("tool", [_tool_result(item, content, pending, media)])
+        media = tuple(images(item.get("images"), f"{where}.images"))
+        return Message("tool", [_tool_result(item, content, pending, media, where)])
     parts: list[Part] = []
-    thinking = item.get("thinking")
-    if role == "assistant" and isinstance(thinking, str) and thinking:
+    thinking = _string(item, "thinking", where)
+    if role == "assistant" and thinking:
         parts.append(ReasoningPart(thinking))
     if content:
         parts.append(TextPart(content))
-    parts += images(item.get("images"), f"messages[{i}].images")
+    parts += images(item.get("images"), f"{where}.images")
+    calls = _tool_calls(item.get("tool_calls"), i)
     if role == "assistant":
-        parts += _tool_calls(item.get("tool_calls"), i)
+        parts += calls
     return Message(role if role in ("system", "user", "assistant") else "user", parts)
 
 
+def _string(item: dict, key: str, where: str) -> str:
+    """An optional string field ("" when absent or null); any other type is a 400."""
+    value = item.get(key)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise InvalidRequest(f"{where}.{key} must be a string", param="messages")
+    return value
+
+
 def _tool_calls(value: Any, i: int) -> list[ToolCall]:
+    """``tool_calls``: each a ``function`` with a name and its arguments as an
+    object (Ollama's shape; a JSON string there is a 400, as Ollama has it)."""
     if value is None:
         return []
     if not isinstance(value, list):
         raise InvalidRequest(f"messages[{i}].tool_calls must be a list", param="messages")
     calls: list[ToolCall] = []
     for n, call in enumerate(value):
+        where = f"messages[{i}].tool_calls[{n}]"
         fn = call.get("function") if isinstance(call, dict) else None
         name = fn.get("name") if isinstance(fn, dict) else None
         if not isinstance(name, str) or not name:
-            raise InvalidRequest(f"messages[{i}].tool_calls[{n}].function.name is required",
-                                 param="messages")
+            raise InvalidRequest(f"{where}.function.name is required", param="messages")
         arguments = fn.get("arguments")
-        calls.append(ToolCall(id=str(call.get("id") or f"call_{i}_{n}"), name=name,
-                              arguments={} if arguments is None else arguments))
+        if arguments is not None and not isinstance(arguments, dict):
+            raise InvalidRequest(f"{where}.function.arguments must be an object",
+                                 param="messages")
+        calls.append(ToolCall(id=_string(call, "id", where) or f"call_{i}_{n}", name=name,
+                              arguments=arguments or {}))
     return calls
 
 
 def _tool_result(item: dict, content: str, pending: list[ToolCall],
-                 media: tuple[AttachmentPart, ...]) -> ToolResult:
+                 media: tuple[AttachmentPart, ...], where: str) -> ToolResult:
     """A tool message answers the open call its ``tool_call_id`` names, else
     the first open call of its tool (or the first open call); the images it
     carries (a screenshot) are attached."""
-    name = item.get("tool_name") or item.get("name")
-    name = name if isinstance(name, str) and name else None
-    given = str(item["tool_call_id"]) if item.get("tool_call_id") else None
+    name = _string(item, "tool_name", where) or _string(item, "name", where) or None
+    given = _string(item, "tool_call_id", where) or None
     call = next((c for c in pending if c.id == given), None) if given else None
     if call is None:
         call = next((c for c in pending if c.name == name), pending[0] if pending else None)
