@@ -440,3 +440,44 @@ async def test_message_roles_are_read_case_blind(proxy):
     system = prompt.split("<｜System｜>", 1)[1].split("<｜end▁of▁instructions｜>", 1)[0]
     assert "Answer in French." in system
     assert "<｜User｜>hi" in prompt
+
+
+@pytest.mark.parametrize("path, body, words", [
+    ("/api/generate", {"prompt": "x", "suffix": 1}, "suffix"),
+    ("/api/generate", {"prompt": "x", "template": ["{{ .Prompt }}"]}, "template"),
+    ("/api/generate", {"prompt": "x", "raw": "yes"}, "raw"),
+    ("/api/generate", {"prompt": "x", "context": "1,2"}, "context"),
+    ("/api/generate", {"prompt": "x", "context": [1, "2"]}, "context"),
+    ("/api/generate", {"prompt": "x", "raw": True, "system": "Be brief."}, "raw mode"),
+    ("/api/generate", {"prompt": "x", "raw": True, "template": "{{ .Prompt }}"}, "raw mode"),
+    ("/api/generate", {"prompt": "x", "raw": True, "context": [1, 2]}, "raw mode"),
+    ("/api/generate", {"prompt": "x", "keep_alive": "5x"}, "keep_alive"),
+    ("/api/generate", {"prompt": "x", "keep_alive": "5"}, "keep_alive"),
+    ("/api/chat", {"messages": user("x"), "keep_alive": "m"}, "keep_alive"),
+    ("/api/chat", {"messages": user("x"), "truncate": "no"}, "truncate"),
+    ("/api/chat", {"messages": user("x"), "shift": 1}, "shift"),
+    ("/api/generate", {"prompt": "x", "logprobs": "yes"}, "logprobs"),
+    ("/api/chat", {"messages": user("x"), "top_logprobs": 50}, "top_logprobs"),
+])
+async def test_other_fields_of_the_wrong_type_are_400(proxy, path, body, words):
+    """Fields that change nothing here are still read as Ollama reads them: a
+    wrong type, a keep_alive that is no duration, or raw mode with a template,
+    system or context is a 400, not a turn that silently drops them."""
+    answer = await post(proxy, path, {"model": "deepseek-chat", "stream": False, **body})
+    assert answer.status == 400 and words in answer.json()["error"]
+    assert completion_bodies(proxy) == []
+
+
+@pytest.mark.parametrize("keep_alive, reason", [
+    (0, "unload"), (0.0, "unload"), ("0", "unload"), ("0s", "unload"), ("0m0s", "unload"),
+    ("5m", "load"), ("1h30m", "load"), ("-1m", "load"), (-1, "load"), (None, "load"),
+])
+async def test_keep_alive_zero_in_any_spelling_unloads(proxy, keep_alive, reason):
+    """Ollama reads keep_alive as seconds or a Go duration: "0s" unloads like 0."""
+    body = {"model": "deepseek-chat", "messages": [], "keep_alive": keep_alive}
+    answer = await post(proxy, "/api/chat", body)
+    assert answer.status == 200 and answer.json()["done_reason"] == reason
+    proxy.fake.enqueue(Scripted(answer="kept"))
+    resp = await ollama_client(proxy).generate(model="deepseek-chat", prompt="hi",
+                                               keep_alive=keep_alive)
+    assert resp.response == "kept"

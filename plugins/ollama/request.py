@@ -30,6 +30,8 @@ from ds2proxy.dialects.openai_chat import parse_tools
 from ds2proxy.dialects.sampling import ollama_sampling
 from ds2proxy.dialects.validate import objects, parse_stops
 
+from .fields import check_flags, check_generate_extras, keep_alive_seconds
+
 MAX_STOP = 16
 THINK_LEVELS = ("low", "medium", "high")
 _IMAGE_MAGIC = ((b"\x89PNG", "image/png"), (b"\xff\xd8\xff", "image/jpeg"),
@@ -57,13 +59,14 @@ def parse_chat(body: dict, model: ResolvedModel) -> ChatRequest:
 
 def parse_generate(body: dict, model: ResolvedModel) -> ChatRequest:
     """``system`` + ``prompt`` (+ ``images``) as one user turn; ``suffix``,
-    ``template``, ``raw`` and ``context`` are accepted and ignored."""
+    ``template``, ``raw`` and ``context`` are checked and ignored."""
     prompt = "" if body.get("prompt") is None else body["prompt"]
     system = body.get("system")
     if not isinstance(prompt, str):
         raise InvalidRequest("prompt must be a string", param="prompt")
     if system is not None and not isinstance(system, str):
         raise InvalidRequest("system must be a string", param="system")
+    check_generate_extras(body)
     messages = [Message("system", [TextPart(system)])] if system else []
     messages.append(Message("user", [TextPart(prompt), *images(body.get("images"), "images")]))
     return _request(body, model, messages, [])
@@ -80,7 +83,8 @@ def is_load_only(body: dict, kind: str) -> bool:
 def _request(body: dict, model: ResolvedModel, messages: list[Message],
              tools: list) -> ChatRequest:
     options = _options(body.get("options"))
-    _keep_alive(body.get("keep_alive"))
+    keep_alive_seconds(body.get("keep_alive"))  # checked; nothing stays loaded here
+    check_flags(body)
     stream = True if body.get("stream") is None else body["stream"]
     if not isinstance(stream, bool):
         raise InvalidRequest("stream must be true or false", param="stream")
@@ -132,13 +136,6 @@ def _num_predict(options: dict[str, Any]) -> int | None:
         raise InvalidRequest("options.num_predict must be a positive integer, -1 or -2",
                              param="options.num_predict")
     return value
-
-
-def _keep_alive(value: Any) -> None:
-    """Accepted (a duration string or seconds) and ignored: nothing stays loaded here."""
-    if value is not None and (isinstance(value, bool) or not isinstance(value, str | int | float)):
-        raise InvalidRequest("keep_alive must be a duration string or a number",
-                             param="keep_alive")
 
 
 # --------------------------------------------------------------------------

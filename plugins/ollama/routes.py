@@ -18,6 +18,7 @@ from ds2proxy.plugin_api import (
 )
 from ds2proxy.dialects import json_response
 
+from .fields import keep_alive_seconds
 from .render import Clock, Kind, StreamRenderer, load_object, whole_object
 from .request import base_name, is_load_only, model_name, parse_chat, parse_generate
 
@@ -50,7 +51,7 @@ class TurnRoutes:
         parse = parse_chat if kind == "chat" else parse_generate
         chat = parse(body, model)  # every field is checked, a load request's too
         if is_load_only(body, kind):
-            return json_response(load_object(name, kind, unload=body.get("keep_alive") == 0))
+            return json_response(load_object(name, kind, unload=keep_alive_seconds(body.get("keep_alive")) == 0))
         async with self.api.turn(chat, caller) as turn:
             clock.mark_opened()
             return await self._respond(request, turn, chat, name, kind, clock)
