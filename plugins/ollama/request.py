@@ -33,7 +33,7 @@ from ds2proxy.dialects.validate import objects, parse_stops
 from .fields import check_flags, check_generate_extras, keep_alive_seconds
 
 MAX_STOP = 16
-THINK_LEVELS = ("low", "medium", "high")
+THINK_LEVELS = ("low", "medium", "high", "max")
 _IMAGE_MAGIC = ((b"\x89PNG", "image/png"), (b"\xff\xd8\xff", "image/jpeg"),
                 (b"GIF8", "image/gif"), (b"RIFF", "image/webp"))
 
@@ -97,15 +97,15 @@ def _request(body: dict, model: ResolvedModel, messages: list[Message],
 
 
 def think(value: Any) -> bool | None:
-    """``think``: true / false, or a level (low, medium, high) that turns it on."""
+    """``think``: true / false, or a level (low, medium, high, max) that turns it on."""
     if value is None:
         return None
     if isinstance(value, bool):
         return value
     if isinstance(value, str) and value.lower() in THINK_LEVELS:
         return True
-    raise InvalidRequest("think must be true, false, \"low\", \"medium\" or \"high\"",
-                         param="think")
+    raise InvalidRequest("think must be true, false, \"low\", \"medium\", \"high\" or "
+                         "\"max\"", param="think")
 
 
 def response_format(value: Any) -> ResponseFormat:
