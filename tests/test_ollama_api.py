@@ -12,9 +12,12 @@ import pytest
 from dsml_util import dsml
 
 from ds2proxy.testing import Delivery, Scripted
+from ds2proxy.testing.fake_provider import FakeProvider
+from ds2proxy.testing.provider_replies import ProviderReply
 from ds2proxy.testing.clients import ollama_client
 from ds2proxy.testing.clients import Reply
 from ds2proxy.testing.clients import post as raw_post
+from provider_util import PROVIDER_KEY
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
 WEATHER = {"type": "object", "properties": {"city": {"type": "string"},
@@ -482,3 +485,21 @@ async def test_keep_alive_zero_in_any_spelling_unloads(proxy, keep_alive, reason
     resp = await ollama_client(proxy).generate(model="deepseek-chat", prompt="hi",
                                                keep_alive=keep_alive)
     assert resp.response == "kept"
+
+
+async def test_a_provider_model_whose_name_has_a_tag_is_served_by_that_name(proxy_factory):
+    """``/api/tags`` lists a provider's ``qwen2.5:7b``; chat and show dropped
+    the tag as for a native name and answered 404 for ``qwen2.5``."""
+    async with FakeProvider(["qwen2.5:7b"], api_key=PROVIDER_KEY) as fake:
+        proxy = await proxy_factory({"providers": [{
+            "name": "local", "base_url": fake.base_url, "api_key": PROVIDER_KEY,
+            "models": ["qwen2.5:7b"]}]})
+        fake.enqueue(ProviderReply(text="hi from qwen"))
+        sdk = ollama_client(proxy)
+        assert "qwen2.5:7b" in [m.model for m in (await sdk.list()).models]
+        resp = await sdk.chat(model="qwen2.5:7b", messages=user("hi"))
+        assert resp.message.content == "hi from qwen" and resp.model == "qwen2.5:7b"
+        assert fake.chat_requests()[0]["model"] == "qwen2.5:7b"
+        assert "completion" in (await sdk.show("qwen2.5:7b")).capabilities
+        # A native name still drops its tag.
+        assert (await sdk.show("deepseek-chat:7b")).capabilities

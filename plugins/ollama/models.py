@@ -14,7 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ds2proxy.plugin_api import InvalidRequest, ModelNotFound, PluginAPI
+from ds2proxy.plugin_api import InvalidRequest, ModelNotFound, PluginAPI, ResolvedModel
 from ds2proxy.dialects import json_response
 
 from .request import base_name, model_name
@@ -34,6 +34,14 @@ def tag_object(model_id: str, family: str = "deepseek") -> dict[str, Any]:
     return {"name": model_id, "model": model_id, "modified_at": MODIFIED_AT, "size": 0,
             "digest": hashlib.sha256(model_id.encode()).hexdigest(),
             "details": details(family)}
+
+
+def resolve(api: PluginAPI, name: str) -> ResolvedModel:
+    """The model a name serves. The Ollama tag is dropped (``deepseek-r1:14b``)
+    unless the whole name is a provider model ``/api/tags`` lists: there the
+    tag is part of the name (``qwen2.5:7b`` on an Ollama-compatible provider)."""
+    listed = {model for model, _provider in api.models.provider_models()}
+    return api.resolve_model(name if name in listed else base_name(name), family="ollama")
 
 
 def capabilities(model_type: str) -> list[str]:
@@ -60,7 +68,7 @@ class ModelRoutes:
         body = await self.api.read_json(request)
         name = model_name(body)
         try:
-            resolved = self.api.resolve_model(base_name(name), family="ollama")
+            resolved = resolve(self.api, name)
         except InvalidRequest:
             raise ModelNotFound(name, status=404) from None
         native = resolved.native

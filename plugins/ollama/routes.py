@@ -19,8 +19,9 @@ from ds2proxy.plugin_api import (
 from ds2proxy.dialects import json_response
 
 from .fields import keep_alive_seconds
+from .models import resolve
 from .render import Clock, Kind, StreamRenderer, load_object, whole_object
-from .request import base_name, is_load_only, model_name, parse_chat, parse_generate
+from .request import is_load_only, model_name, parse_chat, parse_generate
 
 
 def implied_key(api: PluginAPI) -> str | None:
@@ -47,7 +48,7 @@ class TurnRoutes:
         caller = self._caller(request)
         body = await self.api.read_json(request)
         name = model_name(body)
-        model = self.api.resolve_model(base_name(name), family="ollama")
+        model = resolve(self.api, name)
         parse = parse_chat if kind == "chat" else parse_generate
         chat = parse(body, model)  # every field is checked, a load request's too
         if is_load_only(body, kind):
