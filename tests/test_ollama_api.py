@@ -58,6 +58,15 @@ async def test_list_show_ps_and_version(proxy):
             assert isinstance((await resp.json())["version"], str)
 
 
+@pytest.mark.parametrize("path", ["/api/version", "/api/tags"])
+async def test_head_on_version_and_tags(proxy, path):
+    """Ollama answers HEAD on these (tools probe the server with it); it was a 405."""
+    async with aiohttp.ClientSession() as http:
+        async with http.head(proxy.url + path) as resp:
+            assert resp.status == 200 and await resp.read() == b""
+            assert resp.headers["Content-Type"].startswith("application/json")
+
+
 async def test_show_unknown_model_is_404(proxy):
     with pytest.raises(ollama.ResponseError) as info:
         await ollama_client(proxy).show("llama3-not-here")
