@@ -512,3 +512,31 @@ async def test_a_provider_model_whose_name_has_a_tag_is_served_by_that_name(prox
         assert "completion" in (await sdk.show("qwen2.5:7b")).capabilities
         # A native name still drops its tag.
         assert (await sdk.show("deepseek-chat:7b")).capabilities
+
+
+@pytest.mark.parametrize("options, words", [
+    ({"num_ctx": "big"}, "options.num_ctx"),
+    ({"num_thread": 1.5}, "options.num_thread"),
+    ({"main_gpu": [0]}, "options.main_gpu"),
+    ({"repeat_penalty": "high"}, "options.repeat_penalty"),
+    ({"min_p": True}, "options.min_p"),
+    ({"use_mmap": "yes"}, "options.use_mmap"),
+])
+async def test_options_ollama_knows_are_checked_for_their_type(proxy, options, words):
+    """Ollama refuses a known option of the wrong type (``option "num_ctx"
+    must be of type integer``); here it was passed over and the turn ran."""
+    answer = await post(proxy, "/api/chat", {"model": "deepseek-chat", "stream": False,
+                                             "messages": user("x"), "options": options})
+    assert answer.status == 400 and words in answer.json()["error"]
+    assert completion_bodies(proxy) == []
+
+
+async def test_whole_numbers_written_as_floats_are_integer_options(proxy):
+    """A JSON 5.0 is a number like 5 to Ollama; num_predict 5.0 was a 400 here."""
+    proxy.fake.enqueue(Scripted(answer="word " * 200, chunk_size=5))
+    short = await post(proxy, "/api/chat", {
+        "model": "deepseek-chat", "stream": False, "messages": user("go"),
+        "options": {"num_predict": 5.0, "seed": 42.0, "top_k": 40.0, "num_ctx": 4096.0,
+                    "temperature": 1, "mirostat": "unknown options are ignored"}})
+    assert short.status == 200 and short.json()["done_reason"] == "length"
+    assert completion_bodies(proxy)[0]["temperature"] == 1.0

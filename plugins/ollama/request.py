@@ -120,11 +120,14 @@ def response_format(value: Any) -> ResponseFormat:
 
 
 def _options(value: Any) -> dict[str, Any]:
+    """``options``, with whole numbers written as floats (``"num_predict": 5.0``)
+    read as integers: Ollama reads every JSON number alike."""
     if value is None:
         return {}
     if not isinstance(value, dict):
         raise InvalidRequest("options must be an object", param="options")
-    return value
+    return {key: int(item) if isinstance(item, float) and item.is_integer() else item
+            for key, item in value.items()}
 
 
 def _num_predict(options: dict[str, Any]) -> int | None:
