@@ -229,6 +229,38 @@ async def test_embed_and_legacy_embeddings(proxy):
     assert answer.status == 200 and answer.json()["model"] == "old-embedder"
 
 
+async def test_empty_embedding_input_only_loads(proxy):
+    """Ollama answers no input (absent, "" or []) with no vectors: it only
+    loads the model. Here [] and an absent input were a 400 and "" was embedded."""
+    for body in ({}, {"input": ""}, {"input": []}):
+        answer = await post(proxy, "/api/embed", {"model": "any-embedder", **body})
+        assert answer.status == 200 and answer.json() == {"model": "any-embedder",
+                                                          "embeddings": []}
+    for body in ({}, {"prompt": ""}):
+        answer = await post(proxy, "/api/embeddings", {"model": "any-embedder", **body})
+        assert answer.status == 200 and answer.json() == {"embedding": []}
+    assert (await ollama_client(proxy).embed(model="any-embedder", input=[])).embeddings == []
+    # dimensions 0 is Ollama's "unset": the provider's full size.
+    full = await post(proxy, "/api/embed", {"model": "e", "input": "one", "dimensions": 0})
+    assert full.status == 200 and len(full.json()["embeddings"][0]) == 1536
+
+
+@pytest.mark.parametrize("path, body, words", [
+    # The legacy route embedded the first of a list and dropped the rest.
+    ("/api/embeddings", {"prompt": ["one", "two"]}, "prompt must be a string"),
+    ("/api/embeddings", {"prompt": "one", "keep_alive": "soon"}, "keep_alive"),
+    ("/api/embeddings", {"prompt": "one", "options": "bad"}, "options"),
+    ("/api/embed", {"input": "one", "truncate": "no"}, "truncate"),
+    ("/api/embed", {"input": "one", "keep_alive": []}, "keep_alive"),
+    ("/api/embed", {"input": "one", "options": {"num_ctx": "big"}}, "options.num_ctx"),
+    ("/api/embed", {"input": "one", "dimensions": -8}, "dimensions"),
+    ("/api/embed", {"input": ["one", 2]}, "input must be a string or a list of strings"),
+])
+async def test_embedding_fields_of_the_wrong_type_are_400(proxy, path, body, words):
+    answer = await post(proxy, path, {"model": "any-embedder", **body})
+    assert answer.status == 400 and words in answer.json()["error"]
+
+
 async def test_embed_without_a_provider_is_501(proxy_factory):
     proxy = await proxy_factory({"embeddings": {"provider": ""}})
     with pytest.raises(ollama.ResponseError) as info:

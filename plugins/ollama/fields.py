@@ -10,6 +10,7 @@ import math
 import re
 from typing import Any
 
+from ds2proxy.dialects.sampling import ollama_sampling
 from ds2proxy.dialects.validate import Bounds, boolean, integer, string
 from ds2proxy.plugin_api import InvalidRequest
 
@@ -36,6 +37,32 @@ def keep_alive_seconds(value: Any) -> float | None:
                              "seconds", param="keep_alive")
     seconds = sum(float(number) * _UNITS[unit] for number, unit in _PART.findall(value))
     return math.inf if value.startswith("-") else seconds
+
+
+def options_object(value: Any) -> dict[str, Any]:
+    """``options``, with whole numbers written as floats (``"num_predict": 5.0``)
+    read as integers: Ollama reads every JSON number alike."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidRequest("options must be an object", param="options")
+    return {key: int(item) if isinstance(item, float) and item.is_integer() else item
+            for key, item in value.items()}
+
+
+def check_embeddings_fields(body: dict[str, Any]) -> None:
+    """``keep_alive`` and ``options`` of ``/api/embeddings``, checked as for a turn."""
+    keep_alive_seconds(body.get("keep_alive"))
+    ollama_sampling(options_object(body.get("options")))
+
+
+def check_embed_fields(body: dict[str, Any]) -> int | None:
+    """``/api/embed``'s ``keep_alive``, ``options`` and ``truncate``; the
+    ``dimensions`` wanted (0, Ollama's "unset", is None)."""
+    check_embeddings_fields(body)
+    boolean(body.get("truncate"), "truncate")
+    dimensions = integer(body.get("dimensions"), "dimensions", Bounds(0, None))
+    return dimensions or None
 
 
 def check_flags(body: dict[str, Any]) -> None:

@@ -30,7 +30,7 @@ from ds2proxy.dialects.openai_chat import parse_tools
 from ds2proxy.dialects.sampling import ollama_sampling
 from ds2proxy.dialects.validate import objects, parse_stops
 
-from .fields import check_flags, check_generate_extras, keep_alive_seconds
+from .fields import check_flags, check_generate_extras, keep_alive_seconds, options_object
 
 MAX_STOP = 16
 THINK_LEVELS = ("low", "medium", "high", "max")
@@ -82,7 +82,7 @@ def is_load_only(body: dict, kind: str) -> bool:
 
 def _request(body: dict, model: ResolvedModel, messages: list[Message],
              tools: list) -> ChatRequest:
-    options = _options(body.get("options"))
+    options = options_object(body.get("options"))
     keep_alive_seconds(body.get("keep_alive"))  # checked; nothing stays loaded here
     check_flags(body)
     stream = True if body.get("stream") is None else body["stream"]
@@ -117,17 +117,6 @@ def response_format(value: Any) -> ResponseFormat:
     if isinstance(value, dict):
         return ResponseFormat(type="json_schema", schema=value)
     raise InvalidRequest("format must be \"json\" or a JSON schema object", param="format")
-
-
-def _options(value: Any) -> dict[str, Any]:
-    """``options``, with whole numbers written as floats (``"num_predict": 5.0``)
-    read as integers: Ollama reads every JSON number alike."""
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise InvalidRequest("options must be an object", param="options")
-    return {key: int(item) if isinstance(item, float) and item.is_integer() else item
-            for key, item in value.items()}
 
 
 def _num_predict(options: dict[str, Any]) -> int | None:

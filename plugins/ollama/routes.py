@@ -18,7 +18,7 @@ from ds2proxy.plugin_api import (
 )
 from ds2proxy.dialects import json_response
 
-from .fields import keep_alive_seconds
+from .fields import check_embed_fields, check_embeddings_fields, keep_alive_seconds
 from .models import resolve
 from .render import Clock, Kind, StreamRenderer, load_object, whole_object
 from .request import is_load_only, model_name, parse_chat, parse_generate
@@ -75,8 +75,11 @@ class EmbedRoutes:
 
     async def embed(self, request: web.Request) -> web.Response:
         clock = Clock()
-        texts, body, caller = await self._read(request, "input")
-        embedded = await self._provider(body.get("dimensions"), body, caller).embed_counted(texts)
+        texts, body, caller = await self._read(request, "input", many=True)
+        provider = self._provider(check_embed_fields(body), body, caller)
+        if not texts:  # Ollama's answer to no input: the model is "loaded"
+            return json_response({"model": model_name(body), "embeddings": []})
+        embedded = await provider.embed_counted(texts)
         tokens = await self._used(body, texts, embedded.prompt_tokens)
         vectors = embedded.vectors
         durations = clock.durations()
@@ -85,8 +88,12 @@ class EmbedRoutes:
                               "load_duration": 0, "prompt_eval_count": tokens})
 
     async def embeddings(self, request: web.Request) -> web.Response:
-        texts, body, caller = await self._read(request, "prompt")
-        embedded = await self._provider(None, body, caller).embed_counted(texts)
+        texts, body, caller = await self._read(request, "prompt", many=False)
+        check_embeddings_fields(body)
+        provider = self._provider(None, body, caller)
+        if not texts:  # an empty prompt only loads the model, as in Ollama
+            return json_response({"embedding": []})
+        embedded = await provider.embed_counted(texts)
         await self._used(body, texts, embedded.prompt_tokens)
         return json_response({"embedding": embedded.vectors[0]})
 
@@ -99,23 +106,23 @@ class EmbedRoutes:
         self.api.note_usage(model=model_name(body), prompt_tokens=tokens)
         return tokens
 
-    async def _read(self, request: web.Request,
-                    field: str) -> tuple[list[str], dict, Caller]:
+    async def _read(self, request: web.Request, field: str,
+                    many: bool) -> tuple[list[str], dict, Caller]:
+        """The texts to embed: ``field`` as a string (or, when ``many``, a list
+        of strings); absent or "" is none (Ollama's load request)."""
         caller = self.api.authenticate(request, implied=implied_key(self.api))
         body = await self.api.read_json(request)
         self.api.admit_model(caller, model_name(body))  # the key's models and quota
         value = body.get(field)
-        texts = [value] if isinstance(value, str) else value
-        if not isinstance(texts, list) or not texts or not all(
+        texts = [] if value in (None, "") else [value] if isinstance(value, str) else value
+        if not isinstance(texts, list) or not many and len(texts) > 1 or not all(
                 isinstance(t, str) for t in texts):
-            raise InvalidRequest(f"{field} must be a string or a non-empty list of strings",
-                                 param=field)
+            kinds = "a string or a list of strings" if many else "a string"
+            raise InvalidRequest(f"{field} must be {kinds}", param=field)
         return texts, body, caller
 
-    def _provider(self, dimensions: Any, body: dict, caller: Caller) -> EmbeddingProvider:
-        if dimensions is not None and (isinstance(dimensions, bool)
-                                       or not isinstance(dimensions, int) or dimensions < 1):
-            raise InvalidRequest("dimensions must be a positive integer", param="dimensions")
+    def _provider(self, dimensions: int | None, body: dict,
+                  caller: Caller) -> EmbeddingProvider:
         provider = self.api.embeddings(dimensions, model_name(body), caller)
         if provider is None:
             raise NotImplementedFeature(
