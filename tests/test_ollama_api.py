@@ -49,7 +49,7 @@ async def test_list_show_ps_and_version(proxy):
     assert first.digest and len(first.digest) == 64 and first.modified_at is not None
     assert first.details.family == "deepseek"
     chat = await ollama_client(proxy).show("deepseek-chat")
-    assert chat.capabilities == ["completion", "tools", "thinking"]
+    assert chat.capabilities == ["completion", "tools", "thinking", "insert"]
     vision = await ollama_client(proxy).show("deepseek-vision-chat:latest")
     assert "vision" in vision.capabilities
     assert (await ollama_client(proxy).ps()).models == []
@@ -204,6 +204,23 @@ async def test_generate_whole_and_streamed(proxy):
     parts = [p async for p in await ollama_client(proxy).generate(model="deepseek-chat",
                                                                   prompt="Sky?", stream=True)]
     assert "".join(p.response for p in parts) == "Sky is blue." and parts[-1].done
+
+
+async def test_a_suffix_asks_for_the_middle(proxy):
+    """Ollama fills in between ``prompt`` and ``suffix``; the suffix was
+    dropped, so the model continued the prompt without knowing what follows."""
+    proxy.fake.enqueue(Scripted(answer="    result = a + b"), Scripted(answer="raw"))
+    resp = await ollama_client(proxy).generate(model="deepseek-chat",
+                                               prompt="def add(a, b):\n",
+                                               suffix="\n    return result")
+    assert resp.response == "    result = a + b" and resp.done_reason == "stop"
+    prompt = completion_bodies(proxy)[0]["prompt"]
+    assert "<PREFIX>\ndef add(a, b):\n\n</PREFIX>" in prompt
+    assert "<SUFFIX>\n\n    return result\n</SUFFIX>" in prompt
+    # In raw mode the prompt goes as it is, as Ollama's raw mode skips the template.
+    await ollama_client(proxy).generate(model="deepseek-chat", prompt="<fim>x", suffix="y",
+                                        raw=True)
+    assert "PREFIX" not in completion_bodies(proxy)[1]["prompt"]
 
 
 async def test_empty_prompt_only_loads_or_unloads(proxy):

@@ -3,8 +3,9 @@
 The models are the native ones ds2proxy serves. Nothing is stored or loaded
 locally, so sizes are 0, the digest is a stable hash of the name, and
 ``/api/ps`` lists nothing. ``/api/show`` reports capabilities as the web
-chat really has them: every tier completes, calls tools (emulated) and can
-think (the DeepThink switch); only the vision tier sees images.
+chat really has them: every tier completes, calls tools (emulated), can
+think (the DeepThink switch) and fills in the middle (``suffix``, asked in
+the prompt); only the vision tier sees images.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def resolve(api: PluginAPI, name: str) -> ResolvedModel:
 
 
 def capabilities(model_type: str) -> list[str]:
-    caps = ["completion", "tools", "thinking"]
+    caps = ["completion", "tools", "thinking", "insert"]
     return caps + ["vision"] if model_type == "vision" else caps
 
 

@@ -34,6 +34,13 @@ from .fields import check_flags, check_generate_extras, keep_alive_seconds, opti
 
 MAX_STOP = 16
 THINK_LEVELS = ("low", "medium", "high", "max")
+# Ollama's "insert": the model writes what goes between the prompt and the
+# suffix. Code models do it through their template; a chat model is asked.
+FILL_IN_THE_MIDDLE = (
+    "Fill in the middle. Reply with only the text that belongs between the PREFIX and "
+    "the SUFFIX below, exactly as it would appear there: no explanation, no code fence, "
+    "and neither the prefix nor the suffix repeated.\n\n"
+    "<PREFIX>\n{prefix}\n</PREFIX>\n<SUFFIX>\n{suffix}\n</SUFFIX>")
 _IMAGE_MAGIC = ((b"\x89PNG", "image/png"), (b"\xff\xd8\xff", "image/jpeg"),
                 (b"GIF8", "image/gif"), (b"RIFF", "image/webp"))
 
@@ -58,8 +65,9 @@ def parse_chat(body: dict, model: ResolvedModel) -> ChatRequest:
 
 
 def parse_generate(body: dict, model: ResolvedModel) -> ChatRequest:
-    """``system`` + ``prompt`` (+ ``images``) as one user turn; ``suffix``,
-    ``template``, ``raw`` and ``context`` are checked and ignored."""
+    """``system`` + ``prompt`` (+ ``images``) as one user turn, a fill-in-the-
+    middle request when a ``suffix`` is given; ``template``, ``raw`` and
+    ``context`` are checked and ignored."""
     prompt = "" if body.get("prompt") is None else body["prompt"]
     system = body.get("system")
     if not isinstance(prompt, str):
@@ -67,6 +75,8 @@ def parse_generate(body: dict, model: ResolvedModel) -> ChatRequest:
     if system is not None and not isinstance(system, str):
         raise InvalidRequest("system must be a string", param="system")
     check_generate_extras(body)
+    if body.get("suffix") and not body.get("raw"):
+        prompt = FILL_IN_THE_MIDDLE.format(prefix=prompt, suffix=body["suffix"])
     messages = [Message("system", [TextPart(system)])] if system else []
     messages.append(Message("user", [TextPart(prompt), *images(body.get("images"), "images")]))
     return _request(body, model, messages, [])
