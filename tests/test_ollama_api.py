@@ -4,6 +4,7 @@ HTTP: NDJSON framing, the final object's counts and durations, errors as
 
 from __future__ import annotations
 
+import base64
 import json
 
 import aiohttp
@@ -172,6 +173,20 @@ async def test_images_are_uploaded(proxy):
     [stored] = proxy.fake.files.values()
     assert stored.content == PNG and stored.content_type == "image/png"
     assert completion_bodies(proxy)[0]["ref_file_ids"] == [stored.id]
+
+
+async def test_base64_wrapped_in_lines_is_an_image(proxy):
+    """Ollama's base64 decoder skips line breaks, so an image encoded by a
+    tool that wraps its output (``base64`` does, at 76 columns) works there;
+    here it was a 400 "not valid base64"."""
+    proxy.fake.enqueue(Scripted(answer="A picture."))
+    wrapped = base64.encodebytes(PNG).decode().replace("\n", "\r\n")
+    assert "\n" in wrapped.strip()
+    answer = await post(proxy, "/api/generate", {"model": "deepseek-vision-chat", "prompt": "?",
+                                                 "images": [wrapped], "stream": False})
+    assert answer.status == 200 and answer.json()["response"] == "A picture."
+    [stored] = proxy.fake.files.values()
+    assert stored.content == PNG
 
 
 async def test_images_a_tool_returned_are_uploaded(proxy):

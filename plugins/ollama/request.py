@@ -233,7 +233,8 @@ def _tool_result(item: dict, content: str, pending: list[ToolCall],
 
 
 def images(value: Any, param: str) -> list[AttachmentPart]:
-    """``images``: base64 strings (a data: URL prefix is tolerated)."""
+    """``images``: base64 strings (a data: URL prefix is tolerated, and line
+    breaks, which Ollama's decoder skips: ``base64`` wraps its output)."""
     if value is None:
         return []
     if not isinstance(value, list):
@@ -243,6 +244,7 @@ def images(value: Any, param: str) -> list[AttachmentPart]:
         if not isinstance(item, str) or not item:
             raise InvalidRequest(f"{param}[{n}] must be a base64 string", param=param)
         payload = item.split(",", 1)[1] if item.startswith("data:") else item
+        payload = payload.replace("\r", "").replace("\n", "")
         try:
             data = base64.b64decode(payload, validate=True)
         except (binascii.Error, ValueError):
