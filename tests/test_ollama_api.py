@@ -68,6 +68,13 @@ async def test_head_on_version_and_tags(proxy, path):
             assert resp.headers["Content-Type"].startswith("application/json")
 
 
+async def test_show_reads_verbose_as_a_boolean(proxy):
+    answer = await post(proxy, "/api/show", {"model": "deepseek-chat", "verbose": "yes"})
+    assert answer.status == 400 and "verbose" in answer.json()["error"]
+    answer = await post(proxy, "/api/show", {"model": "deepseek-chat", "verbose": True})
+    assert answer.status == 200 and answer.json()["details"]["family"] == "deepseek"
+
+
 async def test_show_unknown_model_is_404(proxy):
     with pytest.raises(ollama.ResponseError) as info:
         await ollama_client(proxy).show("llama3-not-here")
@@ -573,7 +580,10 @@ async def test_a_provider_model_whose_name_has_a_tag_is_served_by_that_name(prox
         resp = await sdk.chat(model="qwen2.5:7b", messages=user("hi"))
         assert resp.message.content == "hi from qwen" and resp.model == "qwen2.5:7b"
         assert fake.chat_requests()[0]["model"] == "qwen2.5:7b"
-        assert "completion" in (await sdk.show("qwen2.5:7b")).capabilities
+        shown = await sdk.show("qwen2.5:7b")
+        assert "completion" in shown.capabilities
+        # Its family is the provider, as /api/tags says (show said "deepseek").
+        assert shown.details.family == "local"
         # A native name still drops its tag.
         assert (await sdk.show("deepseek-chat:7b")).capabilities
 

@@ -17,6 +17,7 @@ from aiohttp import web
 
 from ds2proxy.plugin_api import InvalidRequest, ModelNotFound, PluginAPI, ResolvedModel
 from ds2proxy.dialects import json_response
+from ds2proxy.dialects.validate import boolean
 
 from .request import base_name, model_name
 
@@ -68,17 +69,19 @@ class ModelRoutes:
     async def show(self, request: web.Request) -> web.Response:
         body = await self.api.read_json(request)
         name = model_name(body)
+        boolean(body.get("verbose"), "verbose")  # every field is read here; nothing is elided
         try:
             resolved = resolve(self.api, name)
         except InvalidRequest:
             raise ModelNotFound(name, status=404) from None
         native = resolved.native
+        family = self.api.models.owner(resolved.requested) or "deepseek"  # as /api/tags has it
         return json_response({
             "license": "",
             "modelfile": f"# served by ds2proxy\nFROM {native}\n",
             "parameters": "",
             "template": "{{ .Prompt }}",
-            "details": details(),
+            "details": details(family),
             "model_info": {"general.architecture": "deepseek", "general.basename": native,
                            "deepseek.context_length": CONTEXT_LENGTH},
             "capabilities": capabilities(resolved.model_type),
