@@ -239,10 +239,11 @@ async def test_a_suffix_asks_for_the_middle(proxy):
     prompt = completion_bodies(proxy)[0]["prompt"]
     assert "<PREFIX>\ndef add(a, b):\n\n</PREFIX>" in prompt
     assert "<SUFFIX>\n\n    return result\n</SUFFIX>" in prompt
-    # In raw mode the prompt goes as it is, as Ollama's raw mode skips the template.
-    await ollama_client(proxy).generate(model="deepseek-chat", prompt="<fim>x", suffix="y",
+    # Editor plugins send the cursor's prefix and suffix with raw: true; a
+    # chat model has no template to skip, so that is the same request.
+    await ollama_client(proxy).generate(model="deepseek-chat", prompt="x = ", suffix="\nprint(x)",
                                         raw=True)
-    assert "PREFIX" not in completion_bodies(proxy)[1]["prompt"]
+    assert "<SUFFIX>\n\nprint(x)\n</SUFFIX>" in completion_bodies(proxy)[1]["prompt"]
 
 
 async def test_empty_prompt_only_loads_or_unloads(proxy):

@@ -75,7 +75,7 @@ def parse_generate(body: dict, model: ResolvedModel) -> ChatRequest:
     if system is not None and not isinstance(system, str):
         raise InvalidRequest("system must be a string", param="system")
     check_generate_extras(body)
-    if body.get("suffix") and not body.get("raw"):
+    if body.get("suffix"):  # raw too: editors send prefix + suffix with raw: true
         prompt = FILL_IN_THE_MIDDLE.format(prefix=prompt, suffix=body["suffix"])
     messages = [Message("system", [TextPart(system)])] if system else []
     messages.append(Message("user", [TextPart(prompt), *images(body.get("images"), "images")]))
