@@ -539,6 +539,7 @@ async def test_message_roles_are_read_case_blind(proxy):
     ("/api/generate", {"prompt": "x", "keep_alive": "5x"}, "keep_alive"),
     ("/api/generate", {"prompt": "x", "keep_alive": "5"}, "keep_alive"),
     ("/api/chat", {"messages": user("x"), "keep_alive": "m"}, "keep_alive"),
+    ("/api/chat", {"messages": user("x"), "keep_alive": "+-0"}, "keep_alive"),
     ("/api/chat", {"messages": user("x"), "truncate": "no"}, "truncate"),
     ("/api/chat", {"messages": user("x"), "shift": 1}, "shift"),
     ("/api/generate", {"prompt": "x", "logprobs": "yes"}, "logprobs"),

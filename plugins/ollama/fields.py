@@ -30,7 +30,7 @@ def keep_alive_seconds(value: Any) -> float | None:
         return None
     if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
         return math.inf if value < 0 else float(value)
-    if isinstance(value, str) and value.lstrip("+-") == "0":
+    if isinstance(value, str) and value in ("0", "+0", "-0"):
         return 0.0
     if not isinstance(value, str) or not _DURATION.fullmatch(value):
         raise InvalidRequest("keep_alive must be a duration such as \"5m\" or a number of "
