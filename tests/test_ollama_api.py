@@ -288,6 +288,7 @@ async def test_empty_embedding_input_only_loads(proxy):
 @pytest.mark.parametrize("path, body, words", [
     # The legacy route embedded the first of a list and dropped the rest.
     ("/api/embeddings", {"prompt": ["one", "two"]}, "prompt must be a string"),
+    ("/api/embeddings", {"prompt": ["one"]}, "prompt must be a string"),
     ("/api/embeddings", {"prompt": "one", "keep_alive": "soon"}, "keep_alive"),
     ("/api/embeddings", {"prompt": "one", "options": "bad"}, "options"),
     ("/api/embed", {"input": "one", "truncate": "no"}, "truncate"),

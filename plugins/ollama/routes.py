@@ -52,7 +52,8 @@ class TurnRoutes:
         parse = parse_chat if kind == "chat" else parse_generate
         chat = parse(body, model)  # every field is checked, a load request's too
         if is_load_only(body, kind):
-            return json_response(load_object(name, kind, unload=keep_alive_seconds(body.get("keep_alive")) == 0))
+            unload = keep_alive_seconds(body.get("keep_alive")) == 0
+            return json_response(load_object(name, kind, unload=unload))
         async with self.api.turn(chat, caller) as turn:
             clock.mark_opened()
             return await self._respond(request, turn, chat, name, kind, clock)
@@ -114,12 +115,12 @@ class EmbedRoutes:
         body = await self.api.read_json(request)
         self.api.admit_model(caller, model_name(body))  # the key's models and quota
         value = body.get(field)
-        texts = [] if value in (None, "") else [value] if isinstance(value, str) else value
-        if not isinstance(texts, list) or not many and len(texts) > 1 or not all(
-                isinstance(t, str) for t in texts):
-            kinds = "a string or a list of strings" if many else "a string"
-            raise InvalidRequest(f"{field} must be {kinds}", param=field)
-        return texts, body, caller
+        if value is None or isinstance(value, str):
+            return [value] if value else [], body, caller
+        if many and isinstance(value, list) and all(isinstance(t, str) for t in value):
+            return value, body, caller
+        kinds = "a string or a list of strings" if many else "a string"
+        raise InvalidRequest(f"{field} must be {kinds}", param=field)
 
     def _provider(self, dimensions: int | None, body: dict,
                   caller: Caller) -> EmbeddingProvider:
