@@ -3,8 +3,9 @@
 The models are the native ones ds2proxy serves. Nothing is stored or loaded
 locally, so sizes are 0, the digest is a stable hash of the name, and
 ``/api/ps`` lists nothing. ``/api/show`` reports capabilities as the web
-chat really has them: every tier completes, calls tools (emulated) and can
-think (the DeepThink switch); only the vision tier sees images.
+chat really has them: every tier completes, calls tools (emulated), can
+think (the DeepThink switch) and fills in the middle (``suffix``, asked in
+the prompt); only the vision tier sees images.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from typing import Any
 
 from aiohttp import web
 
-from ds2proxy.plugin_api import InvalidRequest, ModelNotFound, PluginAPI
+from ds2proxy.plugin_api import InvalidRequest, ModelNotFound, PluginAPI, ResolvedModel
 from ds2proxy.dialects import json_response
+from ds2proxy.dialects.validate import boolean
 
 from .request import base_name, model_name
 
@@ -36,8 +38,16 @@ def tag_object(model_id: str, family: str = "deepseek") -> dict[str, Any]:
             "details": details(family)}
 
 
+def resolve(api: PluginAPI, name: str) -> ResolvedModel:
+    """The model a name serves. The Ollama tag is dropped (``deepseek-r1:14b``)
+    unless the whole name is a provider model ``/api/tags`` lists: there the
+    tag is part of the name (``qwen2.5:7b`` on an Ollama-compatible provider)."""
+    listed = {model for model, _provider in api.models.provider_models()}
+    return api.resolve_model(name if name in listed else base_name(name), family="ollama")
+
+
 def capabilities(model_type: str) -> list[str]:
-    caps = ["completion", "tools", "thinking"]
+    caps = ["completion", "tools", "thinking", "insert"]
     return caps + ["vision"] if model_type == "vision" else caps
 
 
@@ -59,17 +69,19 @@ class ModelRoutes:
     async def show(self, request: web.Request) -> web.Response:
         body = await self.api.read_json(request)
         name = model_name(body)
+        boolean(body.get("verbose"), "verbose")  # every field is read here; nothing is elided
         try:
-            resolved = self.api.resolve_model(base_name(name), family="ollama")
+            resolved = resolve(self.api, name)
         except InvalidRequest:
             raise ModelNotFound(name, status=404) from None
         native = resolved.native
+        family = self.api.models.owner(resolved.requested) or "deepseek"  # as /api/tags has it
         return json_response({
             "license": "",
             "modelfile": f"# served by ds2proxy\nFROM {native}\n",
             "parameters": "",
             "template": "{{ .Prompt }}",
-            "details": details(),
+            "details": details(family),
             "model_info": {"general.architecture": "deepseek", "general.basename": native,
                            "deepseek.context_length": CONTEXT_LENGTH},
             "capabilities": capabilities(resolved.model_type),
