@@ -20,7 +20,14 @@ import logging
 
 from .auth import Caller
 from .config import UpstreamSettings
-from .errors import ProxyError, RateLimited, UpstreamError, UpstreamTimeout
+from .errors import (
+    LoginFailed,
+    NoAccountAvailable,
+    ProxyError,
+    RateLimited,
+    UpstreamError,
+    UpstreamTimeout,
+)
 from .scheduler import AccountPool, Lease
 from .upstream.credentials import Credentials, TokenKeeper
 
@@ -125,15 +132,22 @@ async def credentials_for(caller: Caller, pool: AccountPool, keeper: TokenKeeper
         return Credentials(token=token, lease=lease)
 
 
+# What the pool answers when no untried account can take a fail-over: the
+# untried ones are busy, cooling, failing to log in or disabled. None of it
+# is what went wrong with this turn.
+POOL_REFUSALS = (RateLimited, NoAccountAvailable, LoginFailed)
+
+
 async def _lease(caller: Caller, pool: AccountPool, attempts: Attempts) -> Lease:
     """A lease on an account this turn has not tried. Waiting for one during
-    a fail-over counts against the deadline, and a full pool then reports the
-    failure that caused the fail-over, not a 429."""
+    a fail-over counts against the deadline, and a pool that cannot give one
+    then reports the failure that caused the fail-over: not a 429, nor a 503
+    saying every account is disabled when only the untried ones are."""
     acquire = pool.acquire(target=caller.target_account, exclude=frozenset(attempts.tried))
     last = attempts.last
     if last is None:
         return await acquire
     try:
         return await attempts.within(acquire)
-    except RateLimited:
+    except POOL_REFUSALS:
         raise attempts.final(last) from None

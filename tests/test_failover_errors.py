@@ -10,7 +10,7 @@ import json
 import aiohttp
 import pytest
 
-from ds2proxy.testing import Delivery, EnvelopeFault, FakeAccount, Scripted
+from ds2proxy.testing import Delivery, EnvelopeFault, FakeAccount, HttpFault, Scripted
 from ds2proxy.testing.clients import Reply
 from ds2proxy.testing.clients import post as raw_post
 
@@ -154,6 +154,31 @@ async def test_outdated_client_version_at_the_completion_gets_the_hint(
     assert "raise upstream.client_version" in answer.json()["error"]["message"]
     # Not an account fault: no fail-over onto the other account.
     assert len(fake_upstream.calls_to("chat/completion")) == 1
+    assert proxy.core.pool.inflight == 0
+
+
+def _disable(proxy: Proxy, account: str) -> None:
+    proxy.core.pool.health.disable(account)
+
+
+def _fail_login(proxy: Proxy, account: str) -> None:
+    proxy.core.pool.health.login_failed(account, "PASSWORD_OR_USER_NAME_IS_WRONG")
+
+
+@pytest.mark.parametrize("sideline", [_disable, _fail_login], ids=["disabled", "login-failing"])
+@pytest.mark.parametrize("fault, status", [(HttpFault(502), 502), (HttpFault(429), 429)],
+                         ids=["5xx", "429"])
+async def test_a_fail_over_with_only_sidelined_accounts_left_reports_the_real_failure(
+        proxy, fake_upstream, sideline, fault, status):
+    # Bob is out of the rotation; Alice fails. The caller hears of Alice's
+    # failure, not that "every account is disabled" (503) or failing to log in.
+    sideline(proxy, ACCOUNTS[1][0])
+    fake_upstream.enqueue(fault)
+    answer = await post(proxy, "openai")
+    assert answer.status == status, answer.json()
+    assert answer.json()["error"]["code"] == ("upstream_error" if status == 502
+                                              else "upstream_rate_limited")
+    assert [c.account for c in fake_upstream.calls_to("chat/completion")] == [ACCOUNTS[0][0]]
     assert proxy.core.pool.inflight == 0
 
 
