@@ -42,7 +42,7 @@ from .upstream.conversation import Conversation
 from .upstream.events import ContentFiltered as FilterEvent
 from .upstream.events import Hint, TextChunk, UpstreamFault
 from .upstream.files import plan_uploads, ref_file_ids, with_uploaded_ids
-from .upstream.stream_parser import StreamParser
+from .upstream.stream_parser import INCOMPLETE, StreamParser
 from .upstream.rounds import read_rounds
 from .upstream.credentials import Credentials
 
@@ -337,6 +337,9 @@ class Turn:
                                  code="context_length_exceeded")
         if hint is None and shaper.filtered is None and not self._parser.ended:
             raise UpstreamError("upstream stream ended before the answer was complete")
+        if self._parser.status == INCOMPLETE:
+            # Still unfinished when the continue rounds ran out: a cut answer.
+            shaper.length_hit = True
 
     async def _continue(self, message_id: int) -> UpstreamStream:
         """Open the next continue round of the current answer."""
