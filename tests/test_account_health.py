@@ -16,6 +16,7 @@ from ds2proxy.errors import (
     LoginFailed,
     NoAccountAvailable,
     OutputInvalid,
+    PowError,
     RateLimited,
     UpstreamAuthError,
     UpstreamError,
@@ -80,6 +81,9 @@ RATE = Failure("rate_limited", "upstream rate limit")
     (OutputInvalid("not json"), None),
     (RateLimited("all accounts are busy and the wait queue is full"), None),
     (UpstreamError("client too old", retryable=False), None),
+    (PowError("PoW challenge expired while solving", retryable=True), "upstream"),
+    # Every account gets the same unknown algorithm: none is to blame.
+    (PowError("unsupported PoW algorithm 'DeepSeekHashV2'", retryable=False), None),
     (LoginFailed("x", detail="login refused"), None),  # the keeper reports those itself
 ])
 def test_only_account_faults_are_classified(exc, kind):

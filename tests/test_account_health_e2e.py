@@ -148,6 +148,22 @@ async def test_caller_faults_leave_the_account_healthy(proxy_factory: ProxyFacto
     assert "You said" in await ask(proxy)
 
 
+async def test_an_unknown_pow_algorithm_is_a_502_that_cools_no_account(proxy: Proxy):
+    # The upstream moved on to a hash this client cannot solve: every account
+    # would get the same, so each request is a 502 naming it, no account is
+    # tried twice or cooled, and no later request is told "all cooling" (429).
+    proxy.fake.pow.algorithm = "DeepSeekHashV2"
+    for _ in range(3):
+        with pytest.raises(openai.InternalServerError) as info:
+            await ask(proxy)
+        assert info.value.status_code == 502 and info.value.body["code"] == "pow_failed"
+        assert "DeepSeekHashV2" in info.value.body["message"]
+    assert state(proxy, ALICE) == state(proxy, BOB) == "healthy"
+    assert len(proxy.fake.calls_to("chat/create_pow_challenge")) == 3
+    assert proxy.fake.calls_to("chat/completion") == []
+    assert proxy.core.pool.inflight == 0
+
+
 async def test_pacing_holds_under_a_burst_of_200(proxy_factory: ProxyFactory,
                                                  fake_upstream: FakeDeepSeek):
     interval, cap = 0.3, 5
