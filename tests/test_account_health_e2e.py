@@ -6,7 +6,9 @@ each account is left in."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import defaultdict
+from email.utils import formatdate
 from itertools import pairwise
 
 import anthropic
@@ -146,6 +148,68 @@ async def test_caller_faults_leave_the_account_healthy(proxy_factory: ProxyFacto
     assert state(proxy, ALICE) == "healthy"
     assert proxy.core.pool.health.record(ALICE).strikes == {}
     assert "You said" in await ask(proxy)
+
+
+RESTED = 900  # seconds a rate-limited upstream asks for, far above any default backoff
+
+
+def retry_after_header(form: str) -> dict[str, str]:
+    if form == "seconds":
+        return {"Retry-After": str(RESTED)}
+    return {"Retry-After": formatdate(time.time() + RESTED, usegmt=True)}
+
+
+@pytest.mark.parametrize("form", ["seconds", "http-date"])
+async def test_a_rate_limited_login_rests_the_account_for_its_retry_after(
+        proxy_factory: ProxyFactory, form: str):
+    proxy = await proxy_factory(NO_JITTER)
+    limited = HttpFault(429, "slow down", retry_after_header(form))
+    proxy.fake.misbehave(ALICE, Misbehaviour(http={"users/login": limited}))
+    for _ in range(3):
+        assert "You said" in await ask(proxy)
+    view = proxy.core.pool.health.view(ALICE)
+    assert view["state"] == "login_failing" and "rate limit" in view["reason"]
+    assert RESTED - 5 <= view["cooldown_seconds_left"] <= RESTED
+    logins = [c for c in proxy.fake.calls_to("users/login") if c.body.get("email") == ALICE]
+    assert len(logins) == 1
+    assert proxy.core.pool.inflight == 0
+
+
+@pytest.mark.parametrize("endpoint", ["chat_session/create", "chat/create_pow_challenge"])
+@pytest.mark.parametrize("form", ["seconds", "http-date"])
+async def test_a_rate_limited_setup_call_rests_the_account_for_its_retry_after(
+        proxy_factory: ProxyFactory, fake_upstream: FakeDeepSeek, endpoint: str, form: str):
+    proxy = await proxy_factory({**NO_JITTER, "accounts": [
+        {"email": email, "password": pw, "token": fake_upstream.issue_token(email)}
+        for email, pw in ACCOUNTS]})
+    limited = HttpFault(429, "slow down", retry_after_header(form))
+    proxy.fake.misbehave(ALICE, Misbehaviour(http={endpoint: limited}))
+    assert "You said" in await ask(proxy)
+    record = proxy.core.pool.health.record(ALICE)
+    assert record.state == "cooling_down" and record.kind == "rate_limited"
+    assert RESTED - 5 <= proxy.core.pool.health.view(ALICE)["cooldown_seconds_left"] <= RESTED
+    # Alone, the account's 429 reaches the caller with the wait it was given.
+    proxy.fake.misbehave(BOB, Misbehaviour(http={endpoint: limited}))
+    proxy.core.pool.health.reset(ALICE)
+    with pytest.raises(openai.RateLimitError) as info:
+        await ask(proxy)
+    assert RESTED - 5 <= int(info.value.response.headers["retry-after"]) <= RESTED
+    assert proxy.core.pool.inflight == 0
+
+
+async def test_an_outdated_client_at_login_gets_the_hint_and_fails_no_login(
+        proxy_factory: ProxyFactory):
+    proxy = await proxy_factory({"upstream": {"client_version": "1.0.0"}})
+    proxy.fake.min_client_version = "2.0.4"
+    for _ in range(2):
+        with pytest.raises(openai.InternalServerError) as info:
+            await ask(proxy)
+        assert info.value.status_code == 502
+        assert "raise upstream.client_version" in info.value.body["message"]
+    # The server's configuration, not an account: no fail-over, no login backoff.
+    assert len(proxy.fake.calls_to("users/login")) == 2
+    assert state(proxy, ALICE) == state(proxy, BOB) == "healthy"
+    assert proxy.core.pool.inflight == 0
 
 
 async def test_an_unknown_pow_algorithm_is_a_502_that_cools_no_account(proxy: Proxy):

@@ -167,8 +167,8 @@ class HealthTracker:
         self._save(identifier, rec)
         self._notify()
 
-    def login_failed(self, identifier: str, reason: str) -> None:
-        self.failed(identifier, Failure("login", reason))
+    def login_failed(self, identifier: str, reason: str, retry_after: float = 0.0) -> None:
+        self.failed(identifier, Failure("login", reason, retry_after))
 
     def login_succeeded(self, identifier: str) -> None:
         """A login worked: ends a login failure, not a cooldown of another kind."""

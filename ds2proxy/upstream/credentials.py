@@ -90,8 +90,11 @@ class TokenKeeper:
         try:
             token = await self.client.login(state.config)
         except UpstreamError as exc:
+            if not exc.retryable:
+                raise  # the server's own configuration (client too old): no account's fault
             # A refusal, and transport or server trouble too, backs off.
-            raise self._login_failed(state, exc.detail or exc.message) from None
+            raise self._login_failed(state, exc.detail or exc.message,
+                                     exc.retry_after or 0) from None
         state.token, state.token_obtained_at, state.last_error = token, time.monotonic(), ""
         self.health.login_succeeded(state.identifier)
         log.info("logged in account %s", state.identifier)
@@ -135,10 +138,14 @@ class TokenKeeper:
         state.token_obtained_at = time.monotonic() - age
         return token
 
-    def _login_failed(self, state: AccountState, reason: str) -> LoginFailed:
+    def _login_failed(self, state: AccountState, reason: str, retry_after: int = 0
+                      ) -> LoginFailed:
+        """Back the account's login off (at least ``retry_after`` seconds, what
+        a rate-limited login was told to wait)."""
         state.last_error = reason
-        self.health.login_failed(state.identifier, reason)
-        return LoginFailed(ACCOUNT_UNUSABLE, account=state.identifier, detail=reason)
+        self.health.login_failed(state.identifier, reason, retry_after)
+        return LoginFailed(ACCOUNT_UNUSABLE, account=state.identifier, detail=reason,
+                           retry_after=retry_after or None)
 
     async def _persist(self, identifier: str, token: str) -> None:
         def put(data: dict) -> None:
