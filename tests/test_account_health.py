@@ -359,6 +359,23 @@ async def test_sqlite_store_round_trip_keeps_cooling_accounts_cooling(tmp_path):
     await again.close()
 
 
+async def test_verdicts_on_a_deleted_account_never_reach_the_state_file(tmp_path):
+    store = SQLiteStore(tmp_path / "state.sqlite")
+    t = HealthTracker(settings(), store, clock=Clock())
+    t.forget_except(["a", "b"])
+    t.failed("a", RATE)
+    t.forget_except(["b"])  # "a" deleted while a request on it still runs
+    t.failed("a", RATE)
+    t.login_failed("a", "refused")
+    t.succeeded("a")
+    await store.close()
+    again = SQLiteStore(tmp_path / "state.sqlite")
+    assert "a" not in await again.load("account_health")
+    await again.close()
+    t.forget_except(["a", "b"])  # added back: a fresh start
+    assert t.state("a") == HEALTHY and t.view("a")["last_failure"] is None
+
+
 async def _until(condition) -> None:
     while not condition():
         await asyncio.sleep(0)

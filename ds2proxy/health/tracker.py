@@ -35,6 +35,9 @@ class HealthTracker:
         self._rng = rng or random.Random()
         self._records: dict[str, AccountHealth] = {}
         self._listeners: list[Callable[[], None]] = []
+        # The configured accounts (None until the pool names them): a turn
+        # still running on a deleted account gives no verdict on it.
+        self._configured: set[str] | None = None
 
     # -- setup ------------------------------------------------------------------
 
@@ -80,7 +83,7 @@ class HealthTracker:
         self._listeners.append(listener)
 
     def forget_except(self, identifiers: Iterable[str]) -> None:
-        keep = set(identifiers)
+        keep = self._configured = set(identifiers)
         for ident in [i for i in self._records if i not in keep]:
             del self._records[ident]
             if self._store is not None:
@@ -136,6 +139,8 @@ class HealthTracker:
             rec.trial = False
 
     def succeeded(self, identifier: str) -> None:
+        if self._deleted(identifier):
+            return
         rec = self.record(identifier)
         rec.last_success = self._clock()
         rec.trial = False
@@ -149,6 +154,8 @@ class HealthTracker:
 
     def failed(self, identifier: str, failure: Failure) -> None:
         """Cool the account down for ``failure`` (backoff grows per kind)."""
+        if self._deleted(identifier):
+            return
         rec = self.record(identifier)
         now = self._clock()
         rec.trial = False
@@ -172,6 +179,8 @@ class HealthTracker:
 
     def login_succeeded(self, identifier: str) -> None:
         """A login worked: ends a login failure, not a cooldown of another kind."""
+        if self._deleted(identifier):
+            return
         rec = self.record(identifier)
         rec.strikes.pop("login", None)
         if rec.state == LOGIN_FAILING:
@@ -218,6 +227,11 @@ class HealthTracker:
         return out
 
     # -- internals -------------------------------------------------------------------
+
+    def _deleted(self, identifier: str) -> bool:
+        """Removed from the configuration while a request on it ran: its
+        record is gone and must not come back (nor reach the state store)."""
+        return self._configured is not None and identifier not in self._configured
 
     def _jittered(self, seconds: float) -> float:
         spread = self.settings.jitter
