@@ -28,6 +28,7 @@ from .errors import (
     UpstreamError,
     UpstreamTimeout,
 )
+from .health import Failure
 from .scheduler import AccountPool, Lease
 from .upstream.credentials import Credentials, TokenKeeper
 
@@ -43,21 +44,27 @@ class Attempts:
         self._pool = pool
         self._cap = settings.max_attempts
         self._timeout = settings.first_output_timeout_seconds
+        # An attempt silent this long when the deadline ends it has stalled.
+        self._stall = min(settings.silence_timeout_seconds, self._timeout)
         self._pinned = pinned
         self._deadline: float | None = None
+        self._current: tuple[str, float] | None = None  # managed account waited on, since
         self.tried: set[str] = set()
         self.count = 0
         self.last: UpstreamError | None = None
 
-    def begin(self, identifier: str) -> None:
+    def begin(self, identifier: str, *, managed: bool = True) -> None:
         """An attempt on ``identifier`` starts; the first one starts the clock."""
         self.count += 1
         self.tried.add(identifier)
+        now = asyncio.get_running_loop().time()
+        self._current = (identifier, now) if managed else None
         if self._deadline is None:
-            self._deadline = asyncio.get_running_loop().time() + self._timeout
+            self._deadline = now + self._timeout
 
     def may_retry(self, exc: ProxyError, *, managed: bool) -> bool:
         """Record a failure; True when another account may be tried for it."""
+        self._current = None  # the attempt is over (blamed, or not, by its caller)
         if isinstance(exc, UpstreamError):
             self.last = exc
         if not (managed and isinstance(exc, UpstreamError) and exc.retryable):
@@ -87,10 +94,25 @@ class Attempts:
         except TimeoutError:
             if not limit.expired():
                 raise
+            self._blame_stall()
             raise UpstreamTimeout(
                 f"no output from the upstream within {self._timeout:g} s "
                 f"(upstream.first_output_timeout_seconds) over {self.count} "
                 f"account{'s' if self.count != 1 else ''}", retryable=False) from None
+
+    def _blame_stall(self) -> None:
+        """The deadline ended an attempt: an account silent the whole stall
+        time is cooled like one whose stream went silent (with equal
+        timeouts, the default, the silence timeout never fires first). One
+        that began late, after other attempts ate the time, is not blamed."""
+        if self._current is None:
+            return
+        identifier, since = self._current
+        self._current = None
+        silent = asyncio.get_running_loop().time() - since
+        if silent >= self._stall:
+            self._pool.health.failed(identifier, Failure(
+                "upstream", f"no output from the upstream for {silent:.0f} s"))
 
     async def until_heard(self, items: AsyncIterator[T], heard: Callable[[], bool]
                           ) -> AsyncIterator[T]:
@@ -113,7 +135,7 @@ async def credentials_for(caller: Caller, pool: AccountPool, keeper: TokenKeeper
     account this turn has not tried, logged in (a failed login moves on to
     another account within the attempt cap)."""
     if not caller.managed:
-        attempts.begin("passthrough")
+        attempts.begin("passthrough", managed=False)
         return Credentials(token=caller.credential)
     while True:
         lease = await _lease(caller, pool, attempts)
