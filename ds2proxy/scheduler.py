@@ -144,17 +144,13 @@ class AccountPool:
         """
         if not self._accounts:
             raise NoAccountAvailable("no upstream accounts are configured")
-        pinned = None
-        if target:
-            pinned = self.find(target)
-            if pinned is None:
-                raise InvalidRequest(f"the account named in {TARGET_HEADER} is not configured",
-                                     code="unknown_account")
         deadline = time.monotonic() + self._queue_timeout
         queued = False
         while True:
             if self._closed is not None:
                 raise self._closed()
+            # Looked up again after each wait: the account may have been deleted meanwhile.
+            pinned = self._pinned(target)
             if self.shared is None:
                 state = self._pick(pinned, exclude)
                 if state is not None:
@@ -176,6 +172,16 @@ class AccountPool:
             if self.shared is not None:  # a missed wake-up costs one recheck period
                 wake_in = min(wake_in or self.shared.recheck_seconds, self.shared.recheck_seconds)
             await self._wait(deadline, wake_in)
+
+    def _pinned(self, target: str | None) -> AccountState | None:
+        """The configured account ``target`` names (None without one); 400 if none."""
+        if not target:
+            return None
+        pinned = self.find(target)
+        if pinned is None:
+            raise InvalidRequest(f"the account named in {TARGET_HEADER} is not configured",
+                                 code="unknown_account")
+        return pinned
 
     def _candidates(self, pinned: AccountState | None, exclude: frozenset[str]
                     ) -> list[AccountState]:
