@@ -241,6 +241,8 @@ class Turn:
         assert self._creds is not None
         log.warning("account %s failed before any output (%s); trying another",
                     self._creds.identifier, exc.message)
+        # As a failure while opening: the caller never hears of it, the operator does.
+        self.core.monitor.account_error(self._creds.identifier, exc.detail or exc.message)
         self._heard = False
         self._upstream.release_stream()
         self._creds.release()
