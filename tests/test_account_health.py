@@ -261,6 +261,20 @@ def test_lowering_the_cap_shortens_running_cooldowns():
     assert t.record("a").until - clock.now == 30
 
 
+def test_a_config_write_leaves_a_cooldown_the_upstream_asked_for():
+    # Every config write (a login saving its token) re-applies the health
+    # settings: unchanged caps must not cut a longer Retry-After short.
+    clock = Clock()
+    t = tracker(clock)
+    t.failed("a", Failure("rate_limited", "upstream rate limit", retry_after=7200))
+    t.configure(settings())
+    assert t.record("a").until - clock.now == 7200
+    t.configure(settings(cooldown={"rate_limited": {"max_seconds": 3600}}))  # raised
+    assert t.record("a").until - clock.now == 7200
+    t.configure(settings(cooldown={"rate_limited": {"max_seconds": 900}}))  # lowered
+    assert t.record("a").until - clock.now == 900
+
+
 def test_counts_and_view():
     clock = Clock()
     t = tracker(clock)

@@ -197,6 +197,25 @@ async def test_a_rate_limited_setup_call_rests_the_account_for_its_retry_after(
     assert proxy.core.pool.inflight == 0
 
 
+async def test_a_retry_after_beyond_the_cap_survives_the_next_config_write(
+        proxy_factory: ProxyFactory, fake_upstream: FakeDeepSeek):
+    # Alice holds a token and is told to wait two hours; Bob then logs in,
+    # and saving his token rewrites the config, which re-applies the health
+    # settings: Alice's cooldown stays what the upstream asked for.
+    proxy = await proxy_factory({**NO_JITTER, "accounts": [
+        {"email": ALICE, "password": dict(ACCOUNTS)[ALICE],
+         "token": fake_upstream.issue_token(ALICE)},
+        {"email": BOB, "password": dict(ACCOUNTS)[BOB]}]})
+    wait = 7200  # above the rate_limited cap (1800 s)
+    limited = HttpFault(429, "slow down", {"Retry-After": str(wait)})
+    proxy.fake.misbehave(ALICE, Misbehaviour(http={"chat_session/create": limited}))
+    assert "You said" in await ask(proxy)
+    assert len(proxy.fake.calls_to("users/login")) == 1  # Bob's, saved to the config
+    await proxy.store.settled()
+    assert proxy.core.config.accounts[1].token
+    assert wait - 5 <= proxy.core.pool.health.view(ALICE)["cooldown_seconds_left"] <= wait
+
+
 async def test_an_outdated_client_at_login_gets_the_hint_and_fails_no_login(
         proxy_factory: ProxyFactory):
     proxy = await proxy_factory({"upstream": {"client_version": "1.0.0"}})

@@ -67,12 +67,16 @@ class HealthTracker:
             self._notify()  # a request count alone frees nothing: no wake-up
 
     def configure(self, settings: HealthSettings) -> None:
-        """New settings apply at once: running cooldowns shrink to the new cap."""
-        self.settings = settings
+        """New settings apply at once: a lowered cap shrinks running cooldowns
+        of its kind. Any other change (every config write comes here, a
+        login's new token too) leaves them, an upstream's longer
+        Retry-After included."""
+        before, self.settings = self.settings, settings
         for ident, rec in self._records.items():
-            if rec.state in (COOLING, LOGIN_FAILING) and rec.kind:
-                cap = settings.cooldown.of(rec.kind).cap if rec.kind in KINDS \
-                    else rec.until - rec.since
+            if rec.state in (COOLING, LOGIN_FAILING) and rec.kind in KINDS:
+                cap = settings.cooldown.of(rec.kind).cap
+                if cap >= before.cooldown.of(rec.kind).cap:
+                    continue
                 if rec.until > rec.since + cap:
                     rec.until, rec.changed = rec.since + cap, self._clock()
                     self._save(ident, rec)
