@@ -122,6 +122,26 @@ async def test_only_failing_logins_left_is_a_502_without_new_login_calls(
     assert int(info.value.response.headers["retry-after"]) >= 59
 
 
+@pytest.mark.parametrize("account", [
+    {"email": ALICE, "token": "revoked-token"},  # nothing to log in with
+    {"email": ALICE, "password": "changed-password", "token": "revoked-token"},
+], ids=["token-only", "password-refused"])
+async def test_turns_finding_a_token_refused_together_count_one_login_failure(
+        proxy_factory: ProxyFactory, account: dict):
+    proxy = await proxy_factory({**NO_JITTER, "accounts": [account],
+                                 "runtime": {"account_max_inflight": 4}})
+    client = openai_client(proxy)
+    replies = await asyncio.gather(*(
+        client.chat.completions.create(model="deepseek-chat", messages=USER)
+        for _ in range(4)), return_exceptions=True)
+    assert all(isinstance(r, openai.InternalServerError) for r in replies), replies
+    record = proxy.core.pool.health.record(ALICE)
+    assert record.state == "login_failing" and record.strikes == {"login": 1}
+    assert proxy.core.pool.health.view(ALICE)["cooldown_seconds_left"] == 60
+    assert len(proxy.fake.calls_to("users/login")) == ("password" in account)
+    assert proxy.core.pool.inflight == 0
+
+
 async def test_a_banned_account_is_cooled_for_auth_and_the_other_serves(proxy: Proxy):
     proxy.fake.misbehave(ALICE, Misbehaviour(banned=True))
     for _ in range(3):

@@ -82,11 +82,13 @@ class TokenKeeper:
             return await self._login(state)
 
     async def _login(self, state: AccountState) -> str:
-        if not state.config.can_login:
-            raise self._login_failed(state, "token refused and no password to log in with")
+        # The backoff first: turns that found the token refused together
+        # wait here one after another, and only the first counts a failure.
         if not self.health.login_allowed(state.identifier):
             raise LoginFailed(ACCOUNT_UNUSABLE, account=state.identifier,
                               detail=f"login backing off after: {state.last_error}")
+        if not state.config.can_login:
+            raise self._login_failed(state, "token refused and no password to log in with")
         try:
             token = await self.client.login(state.config)
         except UpstreamError as exc:
