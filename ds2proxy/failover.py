@@ -48,17 +48,20 @@ class Attempts:
         self._stall = min(settings.silence_timeout_seconds, self._timeout)
         self._pinned = pinned
         self._deadline: float | None = None
-        self._current: tuple[str, float] | None = None  # managed account waited on, since
+        # The managed account waited on: its name, since when (loop clock), its lease's grant.
+        self._current: tuple[str, float, float] | None = None
         self.tried: set[str] = set()
         self.count = 0
         self.last: UpstreamError | None = None
 
-    def begin(self, identifier: str, *, managed: bool = True) -> None:
-        """An attempt on ``identifier`` starts; the first one starts the clock."""
+    def begin(self, lease: Lease | None) -> None:
+        """An attempt starts (on ``lease``'s account, or pass-through without
+        one); the first one starts the clock."""
+        identifier = lease.account.identifier if lease is not None else "passthrough"
         self.count += 1
         self.tried.add(identifier)
         now = asyncio.get_running_loop().time()
-        self._current = (identifier, now) if managed else None
+        self._current = (identifier, now, lease.granted_at) if lease is not None else None
         if self._deadline is None:
             self._deadline = now + self._timeout
 
@@ -107,12 +110,12 @@ class Attempts:
         that began late, after other attempts ate the time, is not blamed."""
         if self._current is None:
             return
-        identifier, since = self._current
+        identifier, since, granted = self._current
         self._current = None
         silent = asyncio.get_running_loop().time() - since
         if silent >= self._stall:
             self._pool.health.failed(identifier, Failure(
-                "upstream", f"no output from the upstream for {silent:.0f} s"))
+                "upstream", f"no output from the upstream for {silent:.0f} s"), started=granted)
 
     async def until_heard(self, items: AsyncIterator[T], heard: Callable[[], bool]
                           ) -> AsyncIterator[T]:
@@ -135,11 +138,11 @@ async def credentials_for(caller: Caller, pool: AccountPool, keeper: TokenKeeper
     account this turn has not tried, logged in (a failed login moves on to
     another account within the attempt cap)."""
     if not caller.managed:
-        attempts.begin("passthrough", managed=False)
+        attempts.begin(None)
         return Credentials(token=caller.credential)
     while True:
         lease = await _lease(caller, pool, attempts)
-        attempts.begin(lease.account.identifier)
+        attempts.begin(lease)
         try:
             token = await attempts.within(keeper.ensure(lease.account))
         except UpstreamError as exc:

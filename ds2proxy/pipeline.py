@@ -136,8 +136,9 @@ class Turn:
     def _blame(self, creds: Credentials | None, exc: BaseException) -> None:
         """Tell the pool's health tracker when a failure is the account's."""
         failure = classify(exc)
-        if creds is not None and creds.managed and failure is not None:
-            self.core.pool.health.failed(creds.identifier, failure)
+        if creds is not None and creds.lease is not None and failure is not None:
+            self.core.pool.health.failed(creds.identifier, failure,
+                                         started=creds.lease.granted_at)
 
     def _credit(self) -> None:
         if self._creds is not None and self._creds.managed:

@@ -40,12 +40,15 @@ log = logging.getLogger("ds2proxy.scheduler")
 class Lease:
     """One slot on one account; release exactly once (extra calls are no-ops)."""
 
-    __slots__ = ("account", "shared_id", "_pool", "_released")
+    __slots__ = ("account", "granted_at", "shared_id", "_pool", "_released")
 
     def __init__(self, pool: AccountPool, account: AccountState, shared_id: str = "") -> None:
         self._pool = pool
         self.account = account
         self.shared_id = shared_id  # the lease's name in the shared store, if any
+        # On the health tracker's clock: a failure of a request granted before
+        # the account's current cooldown began is of the same burst.
+        self.granted_at = pool.health.now()
         self._released = False
 
     @property

@@ -261,6 +261,26 @@ def test_lowering_the_cap_shortens_running_cooldowns():
     assert t.record("a").until - clock.now == 30
 
 
+async def test_requests_failing_in_one_burst_count_one_strike():
+    clock = Clock()
+    t = tracker(clock)
+    p = pool(1, t, inflight=3)
+    burst = [await p.acquire() for _ in range(3)]
+    clock.now += 1
+    for lease in burst:  # three requests in flight when the upstream said 429
+        t.failed(lease.account.identifier, RATE, started=lease.granted_at)
+        lease.release()
+    record = t.record("u0@example.com")
+    assert record.strikes == {"rate_limited": 1} and record.until - record.since == 60
+    # One granted later (the trial) failing is a new failure: the backoff doubles.
+    clock.now = record.until
+    trial = await p.acquire()
+    t.failed("u0@example.com", RATE, started=trial.granted_at)
+    trial.release()
+    record = t.record("u0@example.com")
+    assert record.strikes == {"rate_limited": 2} and record.until - record.since == 120
+
+
 def test_a_config_write_leaves_a_cooldown_the_upstream_asked_for():
     # Every config write (a login saving its token) re-applies the health
     # settings: unchanged caps must not cut a longer Retry-After short.

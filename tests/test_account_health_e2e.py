@@ -52,6 +52,23 @@ async def test_a_rate_limited_account_cools_down_and_traffic_moves_on(proxy: Pro
     assert view["cooldown_seconds_left"] > 0 and "rate limit" in view["reason"]
 
 
+async def test_requests_rate_limited_together_back_the_account_off_once(
+        proxy_factory: ProxyFactory):
+    proxy = await proxy_factory({**NO_JITTER, "runtime": {"account_max_inflight": 3},
+                                 "accounts": [{"email": ALICE,
+                                               "password": dict(ACCOUNTS)[ALICE]}]})
+    assert "You said" in await ask(proxy)  # logged in
+    proxy.fake.misbehave(ALICE, Misbehaviour(completion=HttpFault(429)))
+    proxy.fake.latency = 0.2  # all three are leased before the first 429 comes back
+    replies = await asyncio.gather(*(ask(proxy) for _ in range(3)), return_exceptions=True)
+    assert all(isinstance(r, openai.RateLimitError) for r in replies), replies
+    assert len(proxy.fake.calls_to("chat/completion")) == 4
+    record = proxy.core.pool.health.record(ALICE)
+    assert record.strikes == {"rate_limited": 1}
+    assert proxy.core.pool.health.view(ALICE)["cooldown_seconds_left"] == 60
+    assert proxy.core.pool.inflight == 0
+
+
 async def test_every_account_cooling_is_a_429_with_the_earliest_recovery(
         proxy_factory: ProxyFactory):
     proxy = await proxy_factory({"health": {"jitter": 0, "cooldown": {

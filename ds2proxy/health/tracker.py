@@ -156,8 +156,11 @@ class HealthTracker:
         self._save(identifier, rec)
         self._notify()
 
-    def failed(self, identifier: str, failure: Failure) -> None:
-        """Cool the account down for ``failure`` (backoff grows per kind)."""
+    def failed(self, identifier: str, failure: Failure, *, started: float | None = None
+               ) -> None:
+        """Cool the account down for ``failure`` (backoff grows per kind).
+        A request ``started`` before the running cooldown of that kind began
+        failed in the same burst: it adds no strike (at most its Retry-After)."""
         if self._deleted(identifier):
             return
         rec = self.record(identifier)
@@ -165,6 +168,12 @@ class HealthTracker:
         rec.trial = False
         rec.last_failure, rec.last_failure_reason = now, failure.reason[:300]
         if not self.settings.enabled or rec.state == DISABLED:
+            self._save(identifier, rec)
+            return
+        if (started is not None and started < rec.since and rec.kind == failure.kind
+                and rec.state in (COOLING, LOGIN_FAILING)):
+            if now + failure.retry_after > rec.until:
+                rec.until, rec.changed = now + failure.retry_after, now
             self._save(identifier, rec)
             return
         strikes = rec.strikes[failure.kind] = rec.strikes.get(failure.kind, 0) + 1
