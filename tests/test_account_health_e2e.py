@@ -234,6 +234,23 @@ async def test_a_rate_limited_setup_call_rests_the_account_for_its_retry_after(
     assert proxy.core.pool.inflight == 0
 
 
+@pytest.mark.parametrize("endpoint", ["chat/completion", "chat_session/create"])
+async def test_an_unavailable_upstream_rests_the_account_for_its_retry_after(
+        proxy_factory: ProxyFactory, fake_upstream: FakeDeepSeek, endpoint: str):
+    proxy = await proxy_factory({**NO_JITTER, "accounts": [
+        {"email": email, "password": pw, "token": fake_upstream.issue_token(email)}
+        for email, pw in ACCOUNTS]})
+    unavailable = HttpFault(503, "<html>down for maintenance</html>",
+                            {"Retry-After": str(RESTED), "Content-Type": "text/html"})
+    proxy.fake.misbehave(ALICE, Misbehaviour(http={endpoint: unavailable}))
+    assert "You said" in await ask(proxy)
+    record = proxy.core.pool.health.record(ALICE)
+    assert record.state == "cooling_down" and record.kind == "upstream"
+    assert "HTTP 503" in record.reason
+    assert RESTED - 5 <= proxy.core.pool.health.view(ALICE)["cooldown_seconds_left"] <= RESTED
+    assert proxy.core.pool.inflight == 0
+
+
 async def test_a_retry_after_beyond_the_cap_survives_the_next_config_write(
         proxy_factory: ProxyFactory, fake_upstream: FakeDeepSeek):
     # Alice holds a token and is told to wait two hours; Bob then logs in,

@@ -46,5 +46,5 @@ def classify(exc: BaseException) -> Failure | None:
     if isinstance(exc, UpstreamError) and exc.retryable:
         # PoW failures included: an unsupported algorithm is not retryable
         # (every account gets the same), so it marks none of them.
-        return Failure("upstream", reason)
+        return Failure("upstream", reason, float(exc.retry_after or 0))
     return None

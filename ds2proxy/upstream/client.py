@@ -181,6 +181,7 @@ class DeepSeekClient:
                     timeout=self._timeout()) as resp:
                 raw = await resp.read()
                 status, wait = resp.status, retry_after(resp.headers)
+                asked = "Retry-After" in resp.headers
         except TRANSPORT_ERRORS as exc:
             if capture is not None:
                 capture.finish(type(exc).__name__)
@@ -191,6 +192,8 @@ class DeepSeekClient:
             capture.finish()
         if status == 429:
             raise UpstreamRateLimited("upstream rate limit", retry_after=wait)
+        if status >= 500 and asked:
+            raise UpstreamError(f"{what} answered HTTP {status}", retry_after=wait)
         env = parse_envelope(status, raw)
         self._refuse_outdated(env)
         if not env.ok:
@@ -316,14 +319,16 @@ class DeepSeekClient:
         if resp.status == 429:
             raise UpstreamRateLimited("upstream rate limit", retry_after=retry_after(resp.headers))
         if resp.status != 200:
-            raise UpstreamError(f"{path} answered HTTP {resp.status}")
+            # A 503's Retry-After is how long the account should rest, too.
+            wait = retry_after(resp.headers) if "Retry-After" in resp.headers else None
+            raise UpstreamError(f"{path} answered HTTP {resp.status}", retry_after=wait)
         env = parse_envelope(resp.status, raw)
         self._refuse_outdated(env)
         raise UpstreamCallError(path.rsplit("/", 1)[-1], env)
 
 
 def retry_after(headers: Mapping[str, str], *, now: float | None = None) -> int:
-    """Seconds a 429 asks to wait: ``Retry-After`` in seconds or as an HTTP
+    """Seconds a 429 or 503 asks to wait: ``Retry-After`` in seconds or as an HTTP
     date (RFC 9110), at least 1, at most the longest cooldown; 5 without one."""
     value = headers.get("Retry-After", "").strip()
     try:
