@@ -159,6 +159,30 @@ async def test_turns_finding_a_token_refused_together_count_one_login_failure(
     assert proxy.core.pool.inflight == 0
 
 
+async def test_a_failed_proactive_relogin_keeps_the_working_token_serving(
+        proxy_factory: ProxyFactory, fake_upstream: FakeDeepSeek):
+    proxy = await proxy_factory({**NO_JITTER, "accounts": [
+        {"email": ALICE, "password": dict(ACCOUNTS)[ALICE],
+         "token": fake_upstream.issue_token(ALICE)}]})
+    assert "You said" in await ask(proxy)  # the refresh clock starts
+    [alice] = proxy.core.pool.accounts()
+    alice.token_obtained_at -= 7 * 3600  # older than token_refresh_interval_hours (6)
+    proxy.fake.misbehave(ALICE, Misbehaviour(login_error=(7, "CAPTCHA_REQUIRED")))
+    for _ in range(2):
+        assert "You said" in await ask(proxy)
+    # One re-login was tried, refused, and put off; the token, still good, served.
+    assert len(proxy.fake.calls_to("users/login")) == 1
+    assert state(proxy, ALICE) == "healthy"
+    assert len(proxy.fake.calls_to("chat/completion")) == 3
+    # Once logins work again, the next due re-login renews the token.
+    proxy.fake.behave()
+    old_token = alice.token
+    alice.token_obtained_at -= 7 * 3600
+    assert "You said" in await ask(proxy)
+    assert len(proxy.fake.calls_to("users/login")) == 2 and alice.token != old_token
+    assert proxy.core.pool.inflight == 0
+
+
 async def test_a_banned_account_is_cooled_for_auth_and_the_other_serves(proxy: Proxy):
     proxy.fake.misbehave(ALICE, Misbehaviour(banned=True))
     for _ in range(3):
