@@ -29,7 +29,7 @@ from .canonical import (
 from .citations import CitationRewriter
 from .errors import ToolChoiceViolation
 from .stops import StopMatcher, stops_of
-from .structured import check, extract_json
+from .structured import JSONOutputError, check, extract_json
 from .token_stream import StreamCount
 from .toolcall.clean import RULE_START as _SPECIAL
 from .toolcall.clean import TextCleaner
@@ -199,12 +199,21 @@ class TurnShaper:
         return self.json_mode and not self.calls and self.filtered is None
 
     def finish_json(self) -> list[TurnEvent]:
-        """The checked JSON answer as one text delta; JSONOutputError if unusable."""
-        value = extract_json("".join(self._json_buffer))
-        check(value, self.chat.response_format)
-        text = orjson.dumps(value).decode()
+        """The checked JSON answer as one text delta; JSONOutputError if unusable.
+
+        An answer the client's own max_tokens or stop sequence cut is not
+        repaired: it goes out as written, with its finish reason, as the
+        official APIs return a truncated structured answer."""
+        written = "".join(self._json_buffer)
         self._json_buffer.clear()
-        return self._out([TextDelta(text)])
+        try:
+            value = extract_json(written)
+            check(value, self.chat.response_format)
+        except JSONOutputError:
+            if not self.stopped:
+                raise
+            return self._out([TextDelta(written)] if written else [])
+        return self._out([TextDelta(orjson.dumps(value).decode())])
 
     def restart_answer(self) -> None:
         """Fresh text state for a second try (empty output, bad JSON); the
