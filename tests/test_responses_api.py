@@ -174,6 +174,29 @@ async def test_length_limit_makes_an_incomplete_response(proxy, api):
     assert 0 < len(resp.output_text) < len("word " * 200)
 
 
+async def test_the_item_a_length_limit_cuts_is_incomplete_stream_and_not(proxy, api):
+    """The cut message says so itself (status incomplete), as OpenAI's does;
+    the reasoning closed before it is complete."""
+    for _ in range(2):
+        proxy.fake.enqueue(Scripted(thinking="short plan", answer="word " * 200))
+    whole = await api.responses.create(model="deepseek-reasoner", input="hi",
+                                       max_output_tokens=8)
+    async with api.responses.stream(model="deepseek-reasoner", input="hi",
+                                    max_output_tokens=8) as stream:
+        events = [event async for event in stream]
+    # (get_final_response wants response.completed: OpenAI's SDK raises on
+    # an incomplete stream, so the last event's response is the final one.)
+    done = [event.item for event in events if event.type == "response.output_item.done"]
+    assert events[-1].type == "response.incomplete"
+    streamed = events[-1].response
+    assert [(item.type, item.status) for item in done] == [
+        ("reasoning", "completed"), ("message", "incomplete")]
+    for resp in (whole, streamed):
+        assert resp.status == "incomplete"
+        assert [(item.type, item.status) for item in resp.output] == [
+            ("reasoning", "completed"), ("message", "incomplete")]
+
+
 async def test_filtered_stream_still_ends_with_response_completed(proxy, api):
     proxy.fake.enqueue(Scripted(answer="Some partial answer", content_filter=True))
     stream = await api.responses.create(model="deepseek-chat", input="hi", stream=True)

@@ -81,8 +81,9 @@ class ResponseBuilder:
         filtered before any answer or call is ``response.failed``."""
         if self._finish == "content_filter" and not self._answered():
             return self.fail(ContentFiltered("the answer was filtered upstream"))
-        events = self._opening() + self._close_open()
-        self.status = "incomplete" if self._finish == "length" else "completed"
+        cut = self._finish == "length"
+        events = self._opening() + self._close_open(cut=cut)
+        self.status = "incomplete" if cut else "completed"
         events.append((f"response.{self.status}", {"response": self.response()}))
         return self._number(events)
 
@@ -199,15 +200,17 @@ class ResponseBuilder:
             self._open = None
         return call.close()
 
-    def _close_open(self, keep_calls: bool = False) -> list[Event]:
-        """Close the open item and (unless kept) any call still waiting for its end."""
+    def _close_open(self, keep_calls: bool = False, cut: bool = False) -> list[Event]:
+        """Close the open item and (unless kept) any call still waiting for its end;
+        ``cut``: the token limit ended the text or reasoning still open (a call
+        is only ever emitted whole)."""
         events: list[Event] = []
         for item in self.items:
             if item.closed or (keep_calls and isinstance(item, FunctionCallItem)):
                 continue
             if isinstance(item, MessageItem):
                 item.cite(self._citations)
-            events += item.close()
+            events += item.close(cut=cut and not isinstance(item, FunctionCallItem))
         self._open = None
         return events
 
