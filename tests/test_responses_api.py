@@ -18,11 +18,12 @@ import pytest
 from aiohttp import web
 
 from ds2proxy.app import start_server
-from ds2proxy.plugin_api import PluginAPI, wrap_handler
+from ds2proxy.plugin_api import PluginAPI, ProxyError, wrap_handler
 from ds2proxy.testing import Delivery, Replay, Scripted, load_expected
 from ds2proxy.testing.clients import openai_client
 from ds2proxy.testing.clients import Reply
 from ds2proxy.testing.clients import post as raw_post
+from ds2proxy_plugins.openai.responses_store import ResponseStore as InstalledStore
 from plugins.openai.responses import ResponsesRoutes
 from plugins.openai.responses_store import ResponseStore
 
@@ -162,6 +163,27 @@ async def test_failure_after_the_first_byte_is_response_failed(proxy):
     failed = next(d for e, d in frames if e == "response.failed")
     assert failed["response"]["status"] == "failed"
     assert failed["response"]["error"]["code"] and failed["response"]["error"]["message"]
+    assert proxy.core.pool.inflight == 0
+
+
+async def test_a_store_failure_at_the_end_fails_with_the_next_sequence_number(
+        proxy, monkeypatch):
+    """The response is stored before its closing events go out; when that
+    fails, response.failed follows the last event sent, numbered right after
+    it (the unsent closing events used to take their numbers first)."""
+    async def refuse(*_args):
+        raise ProxyError("the response store is unavailable", status=503)
+
+    monkeypatch.setattr(InstalledStore, "keep", refuse)  # the class the server runs
+    proxy.fake.enqueue(Scripted(answer="Hi there, you."))
+    status, frames = await raw_events(proxy, {"model": "deepseek-chat", "input": "hi",
+                                              "stream": True})
+    assert status == 200 and frames[-1] == (None, "[DONE]")
+    payloads = [d for _, d in frames[:-1]]
+    assert [p["sequence_number"] for p in payloads] == list(range(len(payloads)))
+    assert payloads[-2]["type"] == "response.output_text.delta"
+    assert payloads[-1]["type"] == "response.failed"
+    assert payloads[-1]["response"]["error"]["message"] == "the response store is unavailable"
     assert proxy.core.pool.inflight == 0
 
 
