@@ -238,7 +238,10 @@ class TurnShaper:
         events: list[TurnEvent] = [Citation(i, url, title) for i, url, title in self._citations()]
         if not self.usage_after:
             events.append(self.usage())
-        events.append(Finish(self.finish_reason, self.stop_sequence))
+        reason = self.finish_reason
+        # A stop sequence names the finish only when it is the reason: after a
+        # call the turn ends in tool_calls, whatever text followed the call.
+        events.append(Finish(reason, self.stop_sequence if reason == "stop" else None))
         return events
 
     def usage(self) -> Usage:
