@@ -61,6 +61,7 @@ class TurnShaper:
         # Whether any visible answer text (not only whitespace) went out: the
         # answer itself is not kept, a long one would stay in memory to the end.
         self.shown = False
+        self._blank = ""  # whitespace held until visible text follows (_lead)
         self.calls = 0
         # Usage counts the text as the model wrote it (tool-call markup
         # included), accumulated, never fragment by fragment.
@@ -109,7 +110,9 @@ class TurnShaper:
         if (self._plain and not self.rewriter.held and not self.cleaner.pending
                 and _SPECIAL.search(text) is None):
             if not self.shown:
-                self._show(text)
+                text = self._lead(text)
+                if not text:
+                    return []
             self.emitted += 1
             return [TextDelta(text)]
         return self._route(self.rewriter.feed(text))
@@ -126,7 +129,7 @@ class TurnShaper:
                 self._answer_count.feed(joined)
                 texts = [text for text in texts if text] if "" in texts else texts
                 if not self.shown:
-                    self._show(joined)
+                    texts = self._lead_run(texts, joined)
                 self.emitted += len(texts)
                 if self.text_runs:
                     return [TextRun(texts)] if texts else []
@@ -170,9 +173,26 @@ class TurnShaper:
     def has_visible_output(self) -> bool:
         return self.calls > 0 or self.shown
 
-    def _show(self, text: str) -> None:
-        if text and not text.isspace():
-            self.shown = True
+    def _lead_run(self, texts: list[str], joined: str) -> list[str]:
+        """:meth:`_lead` for a run of texts (``joined``: the run as one)."""
+        if not joined.strip():
+            self._blank += joined
+            return []
+        at = next(at for at, text in enumerate(texts) if not text.isspace())
+        self.shown = True
+        lead, self._blank = self._blank + "".join(texts[:at + 1]), ""
+        return [lead, *texts[at + 1:]]
+
+    def _lead(self, text: str) -> str:
+        """Until visible text went out, whitespace is held for the first visible
+        text: a blank answer asked again leaves nothing before the new one, and
+        newlines before a call (which drops them) make no delta of their own."""
+        if text.isspace():
+            self._blank += text
+            return ""
+        self.shown = True
+        text, self._blank = self._blank + text, ""
+        return text
 
     @property
     def hidden_reasoning(self) -> str:
@@ -183,7 +203,7 @@ class TurnShaper:
     def flush(self) -> list[TurnEvent]:
         """Release held text and apply §4.8 (calls written in the reasoning)."""
         if self.stop_sequence is not None:
-            return []
+            return self._blank_answer()
         events = self._route(self.rewriter.flush())
         if self.sieve is not None:
             events += self._track(self.sieve.flush())
@@ -191,7 +211,17 @@ class TurnShaper:
                 events += self._track(self.sieve.finish(self.hidden_reasoning))
         elif self.cleaner is not None:
             events += self._track([TextDelta(self.cleaner.flush())])
-        return events + self._release_held()
+        return events + self._release_held() + self._blank_answer()
+
+    def _blank_answer(self) -> list[TurnEvent]:
+        """Held whitespace that is the whole answer a limit or stop sequence left."""
+        blank, self._blank = self._blank, ""
+        if not blank or not self.stopped or self.calls:
+            return []
+        if self.json_mode:
+            self._json_buffer.append(blank)
+            return []
+        return self._out([TextDelta(blank)])
 
     @property
     def json_pending(self) -> bool:
@@ -224,6 +254,7 @@ class TurnShaper:
         self._reasoning_count, self._answer_count = StreamCount(), StreamCount()
         self._json_buffer.clear()
         self.shown = False
+        self._blank = ""
         self.stop_matcher = StopMatcher(self._stops)
         if self.sieve is not None:
             self.sieve = ToolSieve(chat.tools, chat.tool_choice, early_emit=self._early_emit,
@@ -282,10 +313,10 @@ class TurnShaper:
         if matcher.matched is not None:
             return []
         text = matcher.feed(text)
+        if text and not self.shown:
+            text = self._lead(text)
         if not text:
             return []
-        if not self.shown:
-            self._show(text)
         if self.json_mode:
             self._json_buffer.append(text)
             return []
@@ -315,12 +346,12 @@ class TurnShaper:
                 break
             if isinstance(ev, TextDelta):
                 text = self.stop_matcher.feed(ev.text)
+                if text and not self.shown:
+                    text = self._lead(text)
                 if not text:
                     continue
                 if text is not ev.text:
                     ev = TextDelta(text)
-                if not self.shown:
-                    self._show(text)
                 if self.json_mode:
                     self._json_buffer.append(text)
                     continue
@@ -328,6 +359,7 @@ class TurnShaper:
                 out += self._release_held()
                 if self.stop_sequence is not None:
                     break
+                self._blank = ""  # whitespace before a call is not text
                 self.calls += 1
                 if ev.name in self._custom and ev.kind != "custom":
                     ev = ToolCallStart(ev.index, ev.id, ev.name, "custom")
@@ -338,10 +370,10 @@ class TurnShaper:
         """Text the stop matcher held back, once no match can follow it
         (its tokens were counted when it arrived)."""
         held = self.stop_matcher.flush()
+        if held and not self.shown:
+            held = self._lead(held)
         if not held:
             return []
-        if not self.shown:
-            self._show(held)
         if self.json_mode:
             self._json_buffer.append(held)
             return []

@@ -265,7 +265,9 @@ async def test_a_match_ends_the_turn_without_reading_further_rounds(proxy):
 @given(split_text())
 def test_the_shaper_cuts_answer_text_the_same_way(case):
     """Through the real shaping path (citation rewriter, text cleaner): the
-    answer text out is the text before the first match, and reasoning is whole."""
+    answer text out is the text before the first match, and reasoning is whole
+    (an answer of whitespace alone that no match ended gives none: the
+    pipeline asks again, and the blank never goes before the new answer)."""
     pieces, stops = case
     model = ResolvedModel("deepseek-reasoner", "deepseek-reasoner", "default", True, False)
     chat = ChatRequest(model=model, messages=[], sampling={"stop": stops})
@@ -277,7 +279,10 @@ def test_the_shaper_cuts_answer_text_the_same_way(case):
             break
     events += shaper.flush() + shaper.tail()
     text = "".join(e.text for e in events if isinstance(e, TextDelta))
-    assert text == first_cut("".join(pieces), stops)
+    expected = first_cut("".join(pieces), stops)
+    if shaper.stop_sequence is None and not expected.strip():
+        expected = ""
+    assert text == expected
     assert [e.text for e in events if isinstance(e, ReasoningDelta)] == ["END of reasoning"]
     finish = events[-1]
     assert isinstance(finish, Finish) and finish.reason == "stop"
