@@ -83,9 +83,18 @@ class RedisLink:
         self._on_down: list[Hook] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._subscribed = asyncio.Event()
+        # Pub/sub ignores the database number: without it in the channel
+        # names, two deployments on one Redis in different databases (same
+        # key prefix) would hear each other's notices.
+        db = int(self.client.connection_pool.connection_kwargs.get("db") or 0)
+        self._channel_suffix = f"@db{db}" if db else ""
 
     def key(self, *parts: str) -> str:
         return self.prefix + ":".join(parts)
+
+    def channel(self, *parts: str) -> str:
+        """A pub/sub channel name, private to this key prefix and database."""
+        return self.key(*parts) + self._channel_suffix
 
     # -- lifecycle -----------------------------------------------------------------
 

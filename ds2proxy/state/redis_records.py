@@ -42,6 +42,9 @@ class RedisRecords:
     def _hash(self, namespace: str) -> str:
         return self.link.key("records", namespace)
 
+    def _channel(self, namespace: str) -> str:
+        return self.link.channel("records", namespace)
+
     async def load(self, namespace: str) -> dict[str, dict[str, Any]]:
         raw = await self.link.call(lambda: self.link.client.hgetall(self._hash(namespace)),
                                    check=False)
@@ -67,7 +70,7 @@ class RedisRecords:
             if notice.get("o") != self.origin:
                 listener(notice["k"], notice.get("v"))
 
-        self.link.subscribe(self._hash(namespace), deliver)
+        self.link.subscribe(self._channel(namespace), deliver)
 
     async def _drain(self) -> None:
         warned = False
@@ -95,7 +98,7 @@ class RedisRecords:
                 else:
                     pipe.hset(self._hash(namespace), key, orjson.dumps(value))
                 notice = {"o": self.origin, "k": key, "v": value}
-                pipe.publish(self._hash(namespace), orjson.dumps(notice))
+                pipe.publish(self._channel(namespace), orjson.dumps(notice))
             await pipe.execute()
 
     async def flush(self) -> None:

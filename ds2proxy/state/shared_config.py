@@ -43,7 +43,7 @@ return v + 1
 class SharedDocument:
     def __init__(self, link: RedisLink) -> None:
         self.link = link
-        self.channel = link.key("config", "changed")
+        self.channel = link.channel("config", "changed")
         self._keys = [link.key("config", "document"), link.key("config", "version")]
         self._cas = link.client.register_script(_CAS)
 

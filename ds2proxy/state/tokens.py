@@ -25,7 +25,7 @@ class SharedTokens:
     def __init__(self, link: RedisLink) -> None:
         self.link = link
         self.owner = uuid.uuid4().hex
-        self.channel = link.key("tokens", "fresh")
+        self.channel = link.channel("tokens", "fresh")
         self._unlock = link.client.register_script(UNLOCK)
         self._fresh: dict[str, asyncio.Event] = {}
         link.subscribe(self.channel, self._announced)

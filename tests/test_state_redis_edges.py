@@ -1,0 +1,59 @@
+"""Edges of state on a real Redis: two deployments on one server, the
+password in the URL, and instances whose clocks disagree."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+
+from ds2proxy.state.redis_link import RedisLink
+from ds2proxy.state.redis_records import RedisRecords
+from ds2proxy.state.settings import parse_state
+from ds2proxy.testing.redis_server import RedisServer
+
+@pytest.fixture
+async def open_link(redis_server: RedisServer) -> AsyncIterator[Callable[..., Any]]:
+    """``await open_link(db=0, prefix="ds2proxy:")``: a started link (one instance)."""
+    links: list[RedisLink] = []
+
+    async def make(db: int = 0, prefix: str = "ds2proxy:") -> RedisLink:
+        url = f"redis://127.0.0.1:{redis_server.port}/{db}"
+        link = RedisLink(parse_state({"state": {"backend": "redis", "redis_url": url,
+                                                "key_prefix": prefix}}, {}))
+        links.append(link)
+        await link.start()
+        return link
+
+    yield make
+    for link in links:
+        await link.close()
+
+
+async def subscribed(link: RedisLink, channel: str) -> None:
+    """Until ``channel`` has a subscriber (the link's listener is in place)."""
+    async with asyncio.timeout(5):
+        while not (await link.client.pubsub_numsub(channel))[0][1]:
+            await asyncio.sleep(0.02)
+
+
+async def test_deployments_in_two_databases_do_not_hear_each_other(open_link) -> None:
+    """Pub/sub ignores the database number: a change notice of the deployment
+    in db 0 must not reach the one in db 1 (same key prefix)."""
+    other, watcher, peer = await open_link(db=0), await open_link(db=1), await open_link(db=1)
+    heard: asyncio.Queue[str] = asyncio.Queue()
+    RedisRecords(watcher).watch("account_health", lambda key, value: heard.put_nowait(key))
+    theirs, ours = RedisRecords(other), RedisRecords(peer)
+    await subscribed(watcher, watcher.channel("records", "account_health"))
+    theirs.put("account_health", "u0@example.com", {"state": "disabled"})
+    await theirs.flush()
+    ours.put("account_health", "u1@example.com", {"state": "cooling_down"})
+    await ours.flush()
+    # Messages reach a subscriber in the order Redis took them: the db 0 notice,
+    # had it been heard, would come first.
+    assert await asyncio.wait_for(heard.get(), 5) == "u1@example.com"
+    assert heard.empty()
+    assert await RedisRecords(watcher).load("account_health") == {
+        "u1@example.com": {"state": "cooling_down"}}
