@@ -4,10 +4,14 @@ password in the URL, and instances whose clocks disagree."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import aiohttp
 import pytest
+
+from admin_util import admin_for
 
 from ds2proxy.state.redis_link import RedisLink
 from ds2proxy.state.redis_records import RedisRecords
@@ -57,3 +61,42 @@ async def test_deployments_in_two_databases_do_not_hear_each_other(open_link) ->
     assert heard.empty()
     assert await RedisRecords(watcher).load("account_health") == {
         "u1@example.com": {"state": "cooling_down"}}
+
+
+REDIS_PASSWORD = "redis-query-pass-7e6d5c"
+
+
+@pytest.mark.parametrize("url", [
+    f"redis://127.0.0.1:{{port}}/0?password={REDIS_PASSWORD}",
+    f"redis://:{REDIS_PASSWORD}@127.0.0.1:{{port}}/0",
+    f"redis://default:{REDIS_PASSWORD}@127.0.0.1:{{port}}/0?decode_responses=0",
+])
+async def test_a_password_given_in_the_url_is_used_and_never_logged(
+        url: str, caplog: pytest.LogCaptureFixture) -> None:
+    """The client takes the password from the user part or from a
+    ``password=`` query parameter; neither reaches the log."""
+    caplog.set_level(logging.INFO, logger="ds2proxy.state")
+    with RedisServer(password=REDIS_PASSWORD) as server:
+        for given in (url, url.replace(REDIS_PASSWORD, "wrong-" + REDIS_PASSWORD)):
+            link = RedisLink(parse_state({"state": {"backend": "redis", "redis_url": given.format(
+                port=server.port)}}, {}))
+            await link.start()
+            try:
+                assert link.ready == (given == url)
+            finally:
+                await link.close()
+    assert "is reachable" in caplog.text and "is unreachable" in caplog.text
+    assert REDIS_PASSWORD not in caplog.text
+
+
+async def test_admin_reads_mask_a_query_password_and_a_read_sent_back_keeps_it(
+        proxy_factory) -> None:
+    url = f"unix:///run/redis.sock?db=2&password={REDIS_PASSWORD}"
+    proxy = await proxy_factory({"state": {"redis_url": url}})
+    async with aiohttp.ClientSession() as http:
+        admin = await admin_for(proxy, http)
+        view = await admin.ok("GET", "/admin/config")
+        assert view["state"]["redis_url"] == "unix:///run/redis.sock?db=2&password=…"
+        assert REDIS_PASSWORD.encode() not in (await admin.call("GET", "/admin/config")).raw
+        await admin.ok("POST", "/admin/config/import?mode=merge", json=view)
+        assert proxy.store.snapshot()["state"]["redis_url"] == url
