@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -13,6 +14,8 @@ import pytest
 
 from admin_util import admin_for
 
+from ds2proxy.state.counters import DAY
+from ds2proxy.state.redis_limits import RedisCounters
 from ds2proxy.state.redis_link import RedisLink
 from ds2proxy.state.redis_records import RedisRecords
 from ds2proxy.state.settings import parse_state
@@ -100,3 +103,24 @@ async def test_admin_reads_mask_a_query_password_and_a_read_sent_back_keeps_it(
         assert REDIS_PASSWORD.encode() not in (await admin.call("GET", "/admin/config")).raw
         await admin.ok("POST", "/admin/config/import?mode=merge", json=view)
         assert proxy.store.snapshot()["state"]["redis_url"] == url
+
+
+SKEWS = {"a day ahead": lambda now: DAY, "a day behind": lambda now: -DAY,
+         "just before midnight": lambda now: -(now % DAY) - 1}
+
+
+@pytest.mark.parametrize("skew", SKEWS)
+async def test_a_keys_tokens_of_instances_with_skewed_clocks_add_up(
+        open_link, monkeypatch: pytest.MonkeyPatch, skew: str) -> None:
+    """The UTC day of a key's token counter is Redis's: an instance whose
+    clock is off (here across midnight) adds to the same day's total as the
+    others, and reads it."""
+    right, wrong = RedisCounters(await open_link()), RedisCounters(await open_link())
+    await right.add_tokens("k", 7)
+    real = time.time
+    with monkeypatch.context() as clock:
+        offset = SKEWS[skew](real())
+        clock.setattr(time, "time", lambda: real() + offset)
+        assert await wrong.add_tokens("k", 5) == 12
+        assert await wrong.tokens("k") == 12
+    assert await right.tokens("k") == 12
