@@ -14,11 +14,13 @@ import pytest
 
 from admin_util import admin_for
 
+from ds2proxy.config_store import ConfigStore
 from ds2proxy.state.counters import DAY
 from ds2proxy.state.redis_limits import RedisCounters
 from ds2proxy.state.redis_link import RedisLink
 from ds2proxy.state.redis_records import RedisRecords
 from ds2proxy.state.settings import parse_state
+from ds2proxy.state.shared_config import ConfigSync, SharedDocument
 from ds2proxy.testing.redis_server import RedisServer
 
 @pytest.fixture
@@ -124,3 +126,40 @@ async def test_a_keys_tokens_of_instances_with_skewed_clocks_add_up(
         assert await wrong.add_tokens("k", 5) == 12
         assert await wrong.tokens("k") == 12
     assert await right.tokens("k") == 12
+
+
+async def test_a_config_change_after_redis_restarted_empty_reaches_the_other_instance(
+        redis_server: RedisServer, open_link) -> None:
+    """Redis restarted without its data: the shared config's versions start
+    again from 1, below the ones the instances applied; a change made then
+    on one instance still reaches the other."""
+    stores = [ConfigStore({"keys": ["k0"]}), ConfigStore({"keys": ["k0"]})]
+    syncs = []
+    for store in stores:
+        sync = ConfigSync(store, SharedDocument(await open_link()))
+        store.shared = sync.doc
+        sync.start()
+        await sync.join()
+        syncs.append(sync)
+    one, two = stores
+    try:
+        for name in ("a", "b", "c"):
+            await one.update(lambda data, n=name: data["keys"].append({"name": n, "key": n * 9}))
+        await until(lambda: two.version == 4 and len(two.config.keys) == 4)
+        await redis_server.astop()
+        await redis_server.astart()
+        await until(lambda: all(sync.doc.link.ready for sync in syncs))
+        await one.update(lambda data: data["keys"].append({"name": "after", "key": "d" * 9}))
+        await until(lambda: "after" in {k.name for k in two.config.keys})
+        assert one.snapshot() == two.snapshot()
+        await two.update(lambda data: data["keys"].append({"name": "then", "key": "e" * 9}))
+        await until(lambda: "then" in {k.name for k in one.config.keys})
+    finally:
+        for sync in syncs:
+            await sync.close()
+
+
+async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.02)

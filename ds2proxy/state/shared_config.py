@@ -7,7 +7,9 @@ another instance wrote in between, the caller re-applies its change to the
 newer document and tries again, so two concurrent admin changes both
 survive. Every commit publishes its version; each instance also checks the
 version every ``POLL_EVERY`` seconds, so a notice missed during an outage
-is caught up.
+is caught up; a version lower than the one applied here means Redis lost
+the document, and the instance joins again (publishing its own when none is
+there).
 """
 
 from __future__ import annotations
@@ -87,7 +89,16 @@ class ConfigSync:
         self.joined = True
 
     async def catch_up(self) -> None:
-        if await self.doc.version() > self.store.version:
+        shared = await self.doc.version()
+        if shared < self.store.version:
+            # Redis lost the document (restarted empty, or a replica that was
+            # behind took over): its versions start again, and a change
+            # numbered below ours would never be adopted. Join afresh.
+            log.warning("the shared config went back from version %d to %d; joining it again",
+                        self.store.version, shared)
+            self.store.version = 0
+            await self.join()
+        elif shared > self.store.version:
             version, data = await self.doc.load()
             if data is not None:
                 await self.store.adopt(version, data)
