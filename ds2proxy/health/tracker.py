@@ -39,9 +39,11 @@ class HealthTracker:
     # -- setup ------------------------------------------------------------------
 
     def load(self, saved: dict[str, dict]) -> None:
-        """Adopt records saved by a previous run (cooling accounts stay cooling)."""
+        """Adopt records saved by a previous run (cooling accounts stay cooling),
+        or the shared ones again when Redis is back after an outage: a record
+        changed here since (its write still queued) is newer and is kept."""
         for identifier, data in saved.items():
-            self._records[identifier] = AccountHealth.from_dict(data)
+            self.adopt(identifier, data)
 
     def adopt(self, identifier: str, data: dict | None) -> None:
         """A change another instance made (shared state): take its record,
