@@ -14,7 +14,9 @@ import pytest
 
 from admin_util import admin_for
 
+from ds2proxy.admin.credentials import AdminCredentials
 from ds2proxy.config_store import ConfigStore
+from ds2proxy.errors import AuthenticationFailed
 from ds2proxy.state.counters import DAY
 from ds2proxy.state.redis_limits import RedisCounters
 from ds2proxy.state.redis_link import RedisLink
@@ -163,3 +165,37 @@ async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
     async with asyncio.timeout(timeout):
         while not condition():
             await asyncio.sleep(0.02)
+
+
+async def test_a_logout_made_while_an_instance_could_not_hear_it_still_revokes_there(
+        redis_server: RedisServer, open_link) -> None:
+    """An instance that starts while Redis does not answer loads no logouts
+    and hears no notices; once Redis answers it must know every session
+    logged out meanwhile, not accept them until they expire."""
+    doc = {"admin": {"jwt_secret": "s" * 48}}
+    on_one = AdminCredentials(ConfigStore(doc), None, records=RedisRecords(await open_link()))
+    token, _ = on_one.issue(1)
+    on_one.log_out(on_one.decode(token))
+    await on_one.records.flush()
+    url = f"redis://127.0.0.1:{redis_server.port}/0"
+    late = RedisLink(parse_state({"state": {"backend": "redis", "redis_url": url}}, {}))
+    on_two = AdminCredentials(ConfigStore(doc), None, records=RedisRecords(late))
+    redis_server.pause()
+    try:
+        await late.start()
+        await on_two.load_logouts()  # what the admin app does at start: Redis is away
+        assert not late.ready and on_two.decode(token)
+        redis_server.resume()
+        await until(lambda: late.ready)
+        await until(lambda: revoked(on_two, token))
+    finally:
+        redis_server.resume()
+        await late.close()
+
+
+def revoked(creds: AdminCredentials, token: str) -> bool:
+    try:
+        creds.decode(token)
+    except AuthenticationFailed:
+        return True
+    return False

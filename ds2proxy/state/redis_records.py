@@ -8,7 +8,9 @@ pipeline, after letting the puts of the next ``GATHER_SECONDS`` join (the
 health updates of every request in that time cost one round trip, and a
 key put twice is written once); when Redis is unreachable the writes stay
 queued and go out when it answers again, so nothing is lost to a short
-outage.
+outage. A watcher is also handed every record again each time the link
+comes up, so a change it could not hear (Redis unreachable at start, the
+subscription broken) still reaches it.
 """
 
 from __future__ import annotations
@@ -70,7 +72,15 @@ class RedisRecords:
             if notice.get("o") != self.origin:
                 listener(notice["k"], notice.get("v"))
 
+        async def catch_up() -> None:
+            for key, value in (await self.load(namespace)).items():
+                listener(key, value)
+
         self.link.subscribe(self._channel(namespace), deliver)
+        # Notices published while this instance could not hear them (Redis
+        # unreachable at start, or the subscription broken) are lost: when
+        # the link is up again, every record is delivered once more.
+        self.link.on_up(catch_up)
 
     async def _drain(self) -> None:
         warned = False
