@@ -21,6 +21,7 @@ from ds2proxy.state.counters import DAY
 from ds2proxy.state.redis_limits import RedisCounters
 from ds2proxy.state.redis_link import RedisLink
 from ds2proxy.state.redis_records import RedisRecords
+from ds2proxy.state.responses import RedisResponses
 from ds2proxy.state.settings import parse_state
 from ds2proxy.state.shared_config import ConfigSync, SharedDocument
 from ds2proxy.testing.redis_server import RedisServer
@@ -199,3 +200,24 @@ def revoked(creds: AdminCredentials, token: str) -> bool:
     except AuthenticationFailed:
         return True
     return False
+
+
+@pytest.mark.parametrize("skew", [-1000.0, 1000.0])
+async def test_a_stored_response_lives_its_ttl_whatever_the_instances_clocks(
+        open_link, monkeypatch: pytest.MonkeyPatch, skew: float) -> None:
+    """A response stored by an instance whose clock is off by more than the
+    TTL is still readable on the others, and a shortened TTL still hides it."""
+    ttl = [900.0]
+    wrong = RedisResponses(await open_link(), lambda: ttl[0])
+    right = RedisResponses(await open_link(), lambda: ttl[0])
+    real = time.time
+    with monkeypatch.context() as clock:
+        clock.setattr(time, "time", lambda: real() + skew)
+        await wrong.keep("alice", {"id": "resp_skew", "output": []}, [])
+    entry = await right.fetch("alice", "resp_skew")
+    assert entry is not None and entry.response["id"] == "resp_skew"
+    with monkeypatch.context() as clock:
+        clock.setattr(time, "time", lambda: real() - skew)
+        assert await right.fetch("alice", "resp_skew") is not None
+    ttl[0] = 0.0
+    assert await right.fetch("alice", "resp_skew") is None
