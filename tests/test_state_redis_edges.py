@@ -97,6 +97,23 @@ async def test_a_password_given_in_the_url_is_used_and_never_logged(
     assert REDIS_PASSWORD not in caplog.text
 
 
+async def test_a_refused_password_is_named_in_the_log_not_shown(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A wrong password is not an unreachable server: the log says the
+    password was refused (and shows neither password)."""
+    caplog.set_level(logging.INFO, logger="ds2proxy.state")
+    wrong = "wrong-" + REDIS_PASSWORD
+    with RedisServer(password=REDIS_PASSWORD) as server:
+        link = RedisLink(parse_state({"state": {"backend": "redis", "redis_url":
+                                                f"redis://:{wrong}@127.0.0.1:{server.port}/0"}},
+                                     {}))
+        await link.start()
+        await link.close()
+    assert not link.ready
+    assert "AuthenticationError: invalid username-password pair" in caplog.text
+    assert wrong not in caplog.text and REDIS_PASSWORD not in caplog.text
+
+
 async def test_admin_reads_mask_a_query_password_and_a_read_sent_back_keeps_it(
         proxy_factory) -> None:
     url = f"unix:///run/redis.sock?db=2&password={REDIS_PASSWORD}"

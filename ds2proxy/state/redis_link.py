@@ -70,6 +70,7 @@ class RedisLink:
         self.settings = settings
         self.prefix = settings.key_prefix
         self.ready = False
+        self.last_error = ""  # why Redis last failed (logged; never holds the password)
         # No socket_timeout: every use of the client runs under its own
         # deadline (call, the probe, the listener), and the library's write
         # timeout wraps each command's send in a task of its own (~20 us of
@@ -102,8 +103,8 @@ class RedisLink:
         """Connect (an unreachable Redis is not fatal: not ready until it answers)."""
         await self._probe()
         if not self.ready:
-            log.warning("redis at %s is unreachable; not ready until it answers",
-                        masked_url(self.settings.redis_url))
+            log.warning("redis at %s is unreachable (%s); not ready until it answers",
+                        masked_url(self.settings.redis_url), self.last_error)
         self._tasks = [asyncio.create_task(self._watch(), name="ds2proxy-redis-watch"),
                        asyncio.create_task(self._listen(), name="ds2proxy-redis-listen")]
 
@@ -163,11 +164,19 @@ class RedisLink:
             await _run_hooks(self._on_up)
 
     async def _mark_down(self, exc: BaseException) -> None:
+        self.last_error = self._reason(exc)
         if self.ready:
             self.ready = False
             log.warning("redis became unreachable (%s); answering 503 until it is back",
-                        type(exc).__name__)
+                        self.last_error)
             await _run_hooks(self._on_down)
+
+    def _reason(self, exc: BaseException) -> str:
+        """Why a call failed, for the log (a refused password says so), with
+        the URL's password taken out should a message ever quote it."""
+        text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        password = self.client.connection_pool.connection_kwargs.get("password")
+        return text.replace(password, "…") if password else text
 
     async def _watch(self) -> None:
         while True:
