@@ -1,5 +1,6 @@
 """Edges of state on a real Redis: two deployments on one server, the
-password in the URL, and instances whose clocks disagree."""
+password in the URL, instances whose clocks disagree, Redis restarting or
+not answering, and counts two instances make at once."""
 
 from __future__ import annotations
 
@@ -13,10 +14,13 @@ import aiohttp
 import pytest
 
 from admin_util import admin_for
+from test_account_health import Clock, settings
 
 from ds2proxy.admin.credentials import AdminCredentials
 from ds2proxy.config_store import ConfigStore
 from ds2proxy.errors import AuthenticationFailed
+from ds2proxy.health import HealthTracker
+from ds2proxy.health.tracker import NAMESPACE as HEALTH
 from ds2proxy.state.counters import DAY
 from ds2proxy.state.redis_limits import RedisCounters
 from ds2proxy.state.redis_link import RedisLink
@@ -44,10 +48,10 @@ async def open_link(redis_server: RedisServer) -> AsyncIterator[Callable[..., An
         await link.close()
 
 
-async def subscribed(link: RedisLink, channel: str) -> None:
-    """Until ``channel`` has a subscriber (the link's listener is in place)."""
+async def subscribed(link: RedisLink, channel: str, count: int = 1) -> None:
+    """Until ``channel`` has ``count`` subscribers (the links' listeners are in place)."""
     async with asyncio.timeout(5):
-        while not (await link.client.pubsub_numsub(channel))[0][1]:
+        while (await link.client.pubsub_numsub(channel))[0][1] < count:
             await asyncio.sleep(0.02)
 
 
@@ -238,3 +242,41 @@ async def test_a_stored_response_lives_its_ttl_whatever_the_instances_clocks(
         assert await right.fetch("alice", "resp_skew") is not None
     ttl[0] = 0.0
     assert await right.fetch("alice", "resp_skew") is None
+
+
+async def test_requests_today_counted_on_two_instances_add_up_and_roll_over(
+        open_link) -> None:
+    """Two instances granting the same account at once: its "requests today"
+    is the sum, on both, in Redis and for an instance started later; at the
+    UTC day boundary the new day's count replaces the old one everywhere."""
+    clock = Clock(86400 * 20000 + 86000)  # 400 s before a UTC midnight
+    pairs = []
+    for _ in range(2):
+        records = RedisRecords(await open_link())
+        tracker = HealthTracker(settings(), records, clock=clock)
+        records.watch(HEALTH, tracker.adopt)
+        pairs.append((tracker, records))
+    await subscribed(pairs[0][1].link, pairs[0][1].link.channel("records", HEALTH), 2)
+    (one, on_one), (two, on_two) = pairs
+
+    async def settled() -> None:
+        for records in (on_one, on_two):
+            await records.flush()
+
+    for _ in range(10):
+        one.granted("x")
+        two.granted("x")
+        await asyncio.sleep(0)
+    await settled()
+    await until(lambda: one.view("x")["requests_today"] == two.view("x")["requests_today"] == 20)
+    await settled()
+    later = HealthTracker(settings(), None, clock=clock)
+    later.load(await on_one.load(HEALTH))
+    assert later.view("x")["requests_today"] == 20
+    clock.now += 600  # the next UTC day
+    two.granted("x")
+    await settled()
+    await until(lambda: one.view("x")["requests_today"] == 1)
+    one.granted("x")
+    await settled()
+    await until(lambda: two.view("x")["requests_today"] == 2)
