@@ -12,9 +12,12 @@ from typing import Any
 
 import aiohttp
 import pytest
+import redis.asyncio as aioredis
 
 from admin_util import admin_for
+from conftest import shared_config
 from test_account_health import Clock, settings
+from test_state_instances import AdminClient, ask, within
 
 from ds2proxy.admin.credentials import AdminCredentials
 from ds2proxy.config_store import ConfigStore
@@ -28,6 +31,7 @@ from ds2proxy.state.redis_records import RedisRecords
 from ds2proxy.state.responses import RedisResponses
 from ds2proxy.state.settings import parse_state
 from ds2proxy.state.shared_config import ConfigSync, SharedDocument
+from ds2proxy.testing import FakeDeepSeek
 from ds2proxy.testing.redis_server import RedisServer
 
 @pytest.fixture
@@ -280,3 +284,39 @@ async def test_requests_today_counted_on_two_instances_add_up_and_roll_over(
     one.granted("x")
     await settled()
     await until(lambda: two.view("x")["requests_today"] == 2)
+
+
+async def test_a_keys_tokens_today_read_on_any_instance_are_the_clusters(
+        fake_upstream: FakeDeepSeek, redis_server: RedisServer, instances) -> None:
+    """The keys API on an instance that served none of a key's requests
+    shows the tokens the other instance counted, not 0."""
+    group = await instances(shared_config(fake_upstream, redis_server, {
+        "keys": [{"name": "q", "key": "sk-q", "limits": {"tokens_per_day": 100000}}]}), 2)
+    a, b = group.running
+    for _ in range(3):
+        assert await ask(a, "sk-q")
+    async with aiohttp.ClientSession() as http:
+        on_a, on_b = AdminClient(http, a), AdminClient(http, b)
+        await on_a.login(group.admin_key)
+        await on_b.login(group.admin_key)
+
+        async def used(admin: AdminClient) -> int:
+            status, body = await admin.call("GET", "/admin/keys")
+            assert status == 200, body
+            return next(k for k in body["keys"] if k["name"] == "q")["usage"][
+                "tokens_per_day"]["used"]
+
+        counted = 0
+
+        async def both_agree() -> bool:
+            nonlocal counted
+            counted = await used(on_a)
+            return counted > 0 and await used(on_b) == counted
+
+        await within(5, both_agree)
+        cluster = aioredis.from_url(redis_server.url)
+        try:
+            day = int((await cluster.time())[0] // 86400)
+            assert int(await cluster.get(f"ds2proxy:tokens:{day}:q")) == counted
+        finally:
+            await cluster.aclose()
