@@ -24,10 +24,13 @@ from ds2proxy.config_store import ConfigStore
 from ds2proxy.errors import AuthenticationFailed
 from ds2proxy.health import HealthTracker
 from ds2proxy.health.tracker import NAMESPACE as HEALTH
+from ds2proxy.request_record import RequestRecord
 from ds2proxy.state.counters import DAY
-from ds2proxy.state.redis_limits import RedisCounters
+from ds2proxy.state.leases import RedisLeases
+from ds2proxy.state.redis_limits import RedisCounters, RedisPaceGate
 from ds2proxy.state.redis_link import RedisLink
 from ds2proxy.state.redis_records import RedisRecords
+from ds2proxy.state.redis_usage import RedisUsage
 from ds2proxy.state.responses import RedisResponses
 from ds2proxy.state.settings import parse_state
 from ds2proxy.state.shared_config import ConfigSync, SharedDocument
@@ -320,3 +323,37 @@ async def test_a_keys_tokens_today_read_on_any_instance_are_the_clusters(
             assert int(await cluster.get(f"ds2proxy:tokens:{day}:q")) == counted
         finally:
             await cluster.aclose()
+
+
+async def test_two_deployments_with_their_own_key_prefix_share_nothing(open_link) -> None:
+    """Every key and limit of one deployment on a shared Redis is under its
+    prefix: the other's limits, totals, records, config and usage start empty."""
+    blue, green = await open_link(prefix="blue:"), await open_link(prefix="green:")
+    for link in (blue, green):
+        counters = RedisCounters(link)
+        assert await counters.hit("k", 1) == 0 and await counters.hit("k", 1) > 0
+        assert await counters.take_slot("k", 1) and not await counters.take_slot("k", 1)
+        assert await counters.add_tokens("k", 5) == 5
+        leases = RedisLeases(link, 3)
+        assert await leases.acquire(["a"], 1, 10) and not await leases.acquire(["a"], 1, 10)
+        assert await RedisPaceGate(link).claim("a", 60, 0) == 0
+        assert await SharedDocument(link).commit(0, {"keys": [link.prefix]}) == 1
+        records = RedisRecords(link)
+        assert await records.load("account_health") == {}
+        records.put("account_health", "a", {"by": link.prefix})
+        await records.flush()
+        usage = RedisUsage(link)
+        assert (await usage.requests({}, 10, 0))[1] == 0
+        usage.record(RequestRecord(request_id=link.prefix, family="openai", route="/",
+                                   time=time.time(), key_name="k", model="m", account="a",
+                                   status=200).fields())
+        await usage.flush()
+        await counters.close()
+        await leases.close()
+    for link in (blue, green):
+        assert (await RedisRecords(link).load("account_health"))["a"] == {"by": link.prefix}
+        assert (await SharedDocument(link).load())[1] == {"keys": [link.prefix]}
+        rows, total = await RedisUsage(link).requests({}, 10, 0)
+        assert total == 1 and rows[0]["request_id"] == link.prefix
+    keys = [key.decode() async for key in blue.client.scan_iter()]
+    assert keys and all(key.startswith(("blue:", "green:")) for key in keys)
