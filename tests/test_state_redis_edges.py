@@ -30,10 +30,11 @@ from ds2proxy.state.leases import RedisLeases
 from ds2proxy.state.redis_limits import RedisCounters, RedisPaceGate
 from ds2proxy.state.redis_link import RedisLink
 from ds2proxy.state.redis_records import RedisRecords
-from ds2proxy.state.redis_usage import RedisUsage
+from ds2proxy.state.redis_usage import SCAN, RedisUsage
 from ds2proxy.state.responses import RedisResponses
 from ds2proxy.state.settings import parse_state
 from ds2proxy.state.shared_config import ConfigSync, SharedDocument
+from ds2proxy.state.usage import FILTERS
 from ds2proxy.testing import FakeDeepSeek
 from ds2proxy.testing.redis_server import RedisServer
 
@@ -357,3 +358,33 @@ async def test_two_deployments_with_their_own_key_prefix_share_nothing(open_link
         assert total == 1 and rows[0]["request_id"] == link.prefix
     keys = [key.decode() async for key in blue.client.scan_iter()]
     assert keys and all(key.startswith(("blue:", "green:")) for key in keys)
+
+
+async def test_a_usage_page_reads_one_page_not_the_whole_log(open_link) -> None:
+    """The request log's unfiltered pages cost one round trip whatever the
+    log's size (a scan of a large log outlasted the read's deadline, which
+    marked Redis down for every request); filtered pages scan the log in
+    chunks by id and count each row once."""
+    link = await open_link()
+    usage = RedisUsage(link)
+    for i in range(2 * SCAN + 5):
+        usage.record(RequestRecord(request_id=f"r{i}", family="openai", route="/",
+                                   time=time.time(), key_name=f"k{i % 2}", model="m",
+                                   account="a", status=200).fields())
+    await usage.flush()
+    await link.client.config_resetstat()
+    rows, total = await usage.requests(filters({}), 50, 100)
+    assert total == 2 * SCAN + 5 and len(rows) == 50
+    assert [r["request_id"] for r in rows[:2]] == [f"r{2 * SCAN + 4 - 100}",
+                                                   f"r{2 * SCAN + 3 - 100}"]
+    stats = await link.client.info("commandstats")
+    assert stats["cmdstat_zrevrange"]["calls"] == 1 and "cmdstat_zrevrangebyscore" not in stats
+    rows, total = await usage.requests(filters({"key_name": "k1"}), 3, SCAN - 1)
+    assert total == SCAN + 2 and len(rows) == 3
+    assert len({r["id"] for r in rows}) == 3 and all(r["key_name"] == "k1" for r in rows)
+    assert link.ready
+
+
+def filters(given: dict[str, Any]) -> dict[str, Any]:
+    """The filters the usage API passes, none set but ``given``."""
+    return {**dict.fromkeys(FILTERS, ""), "errors": False, **given}

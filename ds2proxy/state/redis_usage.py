@@ -41,6 +41,11 @@ METRICS = ("requests", "errors", "prompt_tokens", "completion_tokens", "reasonin
 _PRUNE_EVERY = 600.0
 
 
+def _filtered(filters: dict[str, Any]) -> bool:
+    return bool(filters.get("errors")) or any(filters.get(name) not in (None, "")
+                                              for name in FILTERS)
+
+
 def _matches(row: dict[str, Any], filters: dict[str, Any]) -> bool:
     for name in FILTERS:
         value = filters.get(name)
@@ -188,15 +193,18 @@ class RedisUsage:
 
     async def requests(self, filters: dict[str, Any], limit: int, offset: int
                        ) -> tuple[list[dict[str, Any]], int]:
-        """Newest first; filtered while scanning (rows are bounded by retention)."""
-        return await self.link.call(lambda: self._scan(filters, limit, offset), timeout=10)
-
-    async def _scan(self, filters: dict[str, Any], limit: int, offset: int
-                    ) -> tuple[list[dict[str, Any]], int]:
+        """Newest first. Unfiltered: one round trip. Filtered: the rows kept
+        (bounded by retention) are scanned in chunks, each its own call with
+        its own deadline, so a long scan of a large log is slow but never
+        mistaken for Redis being unreachable."""
+        if not _filtered(filters):
+            return await self.link.call(lambda: self._page(limit, offset))
         page: list[dict[str, Any]] = []
-        total, start = 0, 0
+        total, below = 0, "+inf"
         while True:
-            chunk = await self.link.client.zrevrange(self._key("rows"), start, start + SCAN - 1)
+            # By id, not position: rows written meanwhile do not shift the scan.
+            chunk = await self.link.call(lambda: self.link.client.zrevrangebyscore(
+                self._key("rows"), below, "-inf", start=0, num=SCAN))
             for member in chunk:
                 row = orjson.loads(member)
                 if _matches(row, filters):
@@ -205,7 +213,14 @@ class RedisUsage:
                     total += 1
             if len(chunk) < SCAN:
                 return page, total
-            start += SCAN
+            below = f"({row['id']}"
+
+    async def _page(self, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
+        async with self.link.client.pipeline(transaction=True) as pipe:
+            pipe.zcard(self._key("rows"))
+            pipe.zrevrange(self._key("rows"), offset, offset + max(limit, 1) - 1)
+            total, members = await pipe.execute()
+        return [orjson.loads(m) for m in members][:max(limit, 0)], int(total)
 
     async def request(self, row_id: int) -> dict[str, Any] | None:
         found = await self.link.call(lambda: self.link.client.zrangebyscore(
