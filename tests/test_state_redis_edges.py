@@ -25,6 +25,7 @@ from ds2proxy.errors import AuthenticationFailed
 from ds2proxy.health import HealthTracker
 from ds2proxy.health.tracker import NAMESPACE as HEALTH
 from ds2proxy.request_record import RequestRecord
+from ds2proxy.state import redis_link, redis_usage
 from ds2proxy.state.counters import DAY
 from ds2proxy.state.leases import RedisLeases
 from ds2proxy.state.redis_limits import RedisCounters, RedisPaceGate
@@ -388,3 +389,33 @@ async def test_a_usage_page_reads_one_page_not_the_whole_log(open_link) -> None:
 def filters(given: dict[str, Any]) -> dict[str, Any]:
     """The filters the usage API passes, none set but ``given``."""
     return {**dict.fromkeys(FILTERS, ""), "errors": False, **given}
+
+
+async def test_pruning_a_large_backlog_takes_short_calls_and_keeps_redis_up(
+        open_link, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rows past retention (here a backlog far longer to drop than one
+    call's deadline) are pruned a chunk per call: all of them go, the rows
+    still kept stay, and the link is never marked down."""
+    link = await open_link()
+    writer = RedisUsage(link, raw_days=30)  # keeps them: another deployment's retention
+    old = time.time() - 8 * 86400
+    for i in range(12000):
+        writer.record(RequestRecord(request_id=f"old{i}", family="openai", route="/",
+                                    time=old + i / 1000, key_name="k", model="m",
+                                    account="a", status=200).fields())
+    await writer.close()
+    monkeypatch.setattr(redis_link, "CALL_TIMEOUT", 0.25)
+    monkeypatch.setattr(redis_usage, "SCAN", 5)
+    downs: list[str] = []
+    link.on_down(lambda: downs.append(link.last_error))
+    pruner = RedisUsage(link, raw_days=7)
+    pruner.record(RequestRecord(request_id="kept", family="openai", route="/",
+                                time=time.time(), key_name="k", model="m", account="a",
+                                status=200).fields())
+    await pruner.flush()  # written; the writer task then prunes
+    rows = link.key("usage", "rows")
+    async with asyncio.timeout(60):
+        while not downs and await link.client.zcard(rows) > 1:
+            await asyncio.sleep(0.05)
+    assert downs == [] and link.ready
+    assert [r["request_id"] for r in (await pruner.requests(filters({}), 10, 0))[0]] == ["kept"]

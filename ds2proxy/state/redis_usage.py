@@ -100,7 +100,7 @@ class RedisUsage:
         if time.time() - self._pruned > _PRUNE_EVERY:
             self._pruned = time.time()
             try:
-                await self.link.call(self._prune, check=False)
+                await self._prune()
             except StateUnavailable:
                 log.info("usage rows past retention not pruned (redis unreachable); "
                          "tried again in %.0f s", _PRUNE_EVERY)
@@ -160,18 +160,21 @@ class RedisUsage:
             pipe.zadd(self._key("buckets", grain), {str(bucket): bucket})
 
     async def _prune(self) -> None:
+        """Drop buckets and rows past retention, a chunk per call: a large
+        backlog (retention shortened) takes many short calls, never one that
+        outlasts its deadline and marks Redis down."""
         now = time.time()
         client = self.link.client
         for grain in GRAINS:
-            await client.zremrangebyscore(self._key("buckets", grain), "-inf",
-                                          now - self._retention(grain))
-        cut = now - self.raw_days * 86400
+            key, cut = self._key("buckets", grain), now - self._retention(grain)
+            await self.link.call(lambda: client.zremrangebyscore(key, "-inf", cut), check=False)
+        cut, rows = now - self.raw_days * 86400, self._key("rows")
         while True:
-            oldest = await client.zrange(self._key("rows"), 0, SCAN - 1)
+            oldest = await self.link.call(lambda: client.zrange(rows, 0, SCAN - 1), check=False)
             old = [m for m in oldest if orjson.loads(m)["time"] < cut]
             if not old:
                 return
-            await client.zrem(self._key("rows"), *old)
+            await self.link.call(lambda: client.zrem(rows, *old), check=False)
             if len(old) < len(oldest):
                 return
 
