@@ -419,3 +419,40 @@ async def test_pruning_a_large_backlog_takes_short_calls_and_keeps_redis_up(
             await asyncio.sleep(0.05)
     assert downs == [] and link.ready
     assert [r["request_id"] for r in (await pruner.requests(filters({}), 10, 0))[0]] == ["kept"]
+
+
+async def test_a_password_change_revokes_by_generation_whatever_the_instances_clocks(
+        open_link, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A session issued on an instance whose clock runs ahead is valid on the
+    others, and revoked everywhere by a password change made on another just
+    after; one issued after it on an instance whose clock runs behind is
+    valid everywhere."""
+    stores = [ConfigStore({"admin": {"jwt_secret": "s" * 48}}) for _ in range(2)]
+    syncs = []
+    for store in stores:
+        sync = ConfigSync(store, SharedDocument(await open_link()))
+        store.shared = sync.doc
+        await sync.join()
+        sync.start()
+        syncs.append(sync)
+    on_a, on_b = (AdminCredentials(store, None) for store in stores)
+    real = time.time
+
+    def issued_on_b(skew: float) -> str:
+        with monkeypatch.context() as clock:
+            clock.setattr(time, "time", lambda: real() + skew)
+            return on_b.issue(1)[0]
+
+    try:
+        ahead = issued_on_b(+60)
+        assert not revoked(on_a, ahead) and not revoked(on_b, ahead)
+        await on_a.change_password("a-new-password")
+        await until(lambda: stores[1].version == stores[0].version)
+        for creds in (on_a, on_b):
+            assert revoked(creds, ahead)
+        behind = issued_on_b(-60)
+        for creds in (on_a, on_b):
+            assert not revoked(creds, behind)
+    finally:
+        for sync in syncs:
+            await sync.close()

@@ -26,7 +26,7 @@ SECRET_NAMES = frozenset({"password", "token", "api_key", "apikey", "secret", "k
 # What previews and masked URLs put in place of a secret.
 MASK = "…"
 # The admin's own credentials: never shown, never exported, never imported.
-ADMIN_SECRETS = ("password_hash", "jwt_secret", "jwt_valid_after")
+ADMIN_SECRETS = ("password_hash", "jwt_secret", "jwt_valid_after", "jwt_generation")
 
 
 def preview(secret: str) -> str:
