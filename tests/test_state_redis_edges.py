@@ -35,6 +35,7 @@ from ds2proxy.state.redis_usage import SCAN, RedisUsage
 from ds2proxy.state.responses import RedisResponses
 from ds2proxy.state.settings import parse_state
 from ds2proxy.state.shared_config import ConfigSync, SharedDocument
+from ds2proxy.state.tokens import SharedTokens
 from ds2proxy.state.usage import FILTERS
 from ds2proxy.testing import FakeDeepSeek
 from ds2proxy.testing.redis_server import RedisServer
@@ -456,3 +457,23 @@ async def test_a_password_change_revokes_by_generation_whatever_the_instances_cl
     finally:
         for sync in syncs:
             await sync.close()
+
+
+@pytest.mark.parametrize("skew", [-3600.0, 3600.0])
+async def test_a_shared_tokens_age_is_the_same_on_instances_with_skewed_clocks(
+        open_link, monkeypatch: pytest.MonkeyPatch, skew: float) -> None:
+    """The age another instance reads of a DeepSeek token just obtained is
+    about 0, whichever instance's clock is off (it decides when to log in
+    again)."""
+    writer, reader = SharedTokens(await open_link()), SharedTokens(await open_link())
+    real = time.time
+    with monkeypatch.context() as clock:
+        clock.setattr(time, "time", lambda: real() + skew)
+        await writer.put("alice@example.com", "tok-1")
+    found = await reader.get("alice@example.com")
+    assert found is not None and found[0] == "tok-1" and found[1] < 60
+    with monkeypatch.context() as clock:
+        clock.setattr(time, "time", lambda: real() - skew)
+        found = await reader.get("alice@example.com")
+    assert found is not None and found[1] < 60
+    assert await reader.get("bob@example.com") is None
