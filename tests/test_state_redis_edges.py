@@ -477,3 +477,56 @@ async def test_a_shared_tokens_age_is_the_same_on_instances_with_skewed_clocks(
         found = await reader.get("alice@example.com")
     assert found is not None and found[1] < 60
     assert await reader.get("bob@example.com") is None
+
+
+async def test_an_acl_user_limited_to_its_prefix_runs_every_store(
+        redis_server: RedisServer) -> None:
+    """The least an instance needs (README): an ACL user whose keys and
+    channels are its prefix's, in a database of its own. Every store works
+    through it, change notices reach a peer, and nothing is refused."""
+    admin = aioredis.from_url(redis_server.url)
+    await admin.execute_command("ACL", "SETUSER", "blue", "on", f">{REDIS_PASSWORD}",
+                                "~blue:*", "&blue:*", "+@all", "-@dangerous")
+    await admin.aclose()
+    url = f"redis://blue:{REDIS_PASSWORD}@127.0.0.1:{redis_server.port}/3"
+    links = [RedisLink(parse_state({"state": {"backend": "redis", "redis_url": url,
+                                              "key_prefix": "blue:"}}, {})) for _ in range(2)]
+    heard: asyncio.Queue[str] = asyncio.Queue()
+    RedisRecords(links[1]).watch("account_health", lambda key, value: heard.put_nowait(key))
+    downs: list[str] = []
+    for link in links:
+        link.on_down(lambda link=link: downs.append(link.last_error))
+        await link.start()
+    link = links[0]
+    try:
+        await subscribed(link, link.channel("records", "account_health"))
+        counters = RedisCounters(link)
+        assert await counters.hit("k", 5) == 0 and await counters.add_tokens("k", 3) == 3
+        slot = await counters.take_slot("k", 1)
+        assert slot and await counters.slots("k") == 1
+        leases = RedisLeases(link, 3)
+        leases.start(["a"], lambda n: None, lambda: None)
+        assert await leases.acquire(["a"], 1, 10)
+        assert await RedisPaceGate(link).claim("a", 1, 5) == 0
+        assert await SharedDocument(link).commit(0, {"keys": ["k"]}) == 1
+        tokens = SharedTokens(link)
+        assert await tokens.lock("a", 5)
+        await tokens.put("a", "tok")
+        await tokens.unlock("a")
+        await RedisResponses(link, lambda: 60).keep("me", {"id": "resp_acl", "output": []}, [])
+        records = RedisRecords(link)
+        records.put("account_health", "a", {"state": "healthy"})
+        await records.flush()
+        assert await asyncio.wait_for(heard.get(), 5) == "a"
+        usage = RedisUsage(link)
+        usage.record(RequestRecord(request_id="acl", family="openai", route="/",
+                                   time=time.time(), key_name="k", model="m", account="a",
+                                   status=200).fields())
+        await usage.flush()
+        assert (await usage.requests(filters({}), 5, 0))[1] == 1
+        await counters.close()
+        await leases.close()
+        assert downs == [] and all(link.ready for link in links)
+    finally:
+        for link in links:
+            await link.close()
