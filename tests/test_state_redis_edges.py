@@ -21,6 +21,7 @@ from test_state_instances import AdminClient, ask, within
 
 from ds2proxy.admin.credentials import AdminCredentials
 from ds2proxy.config_store import ConfigStore
+from ds2proxy.config_values import ConfigError
 from ds2proxy.errors import AuthenticationFailed
 from ds2proxy.health import HealthTracker
 from ds2proxy.health.tracker import NAMESPACE as HEALTH
@@ -530,3 +531,23 @@ async def test_an_acl_user_limited_to_its_prefix_runs_every_store(
     finally:
         for link in links:
             await link.close()
+
+
+@pytest.mark.parametrize("url, problem", [
+    (f"redis://:{REDIS_PASSWORD}@127.0.0.1:6379/O", "database that is not a number"),
+    (f"redis://:{REDIS_PASSWORD}@127.0.0.1:6379/db1", "database that is not a number"),
+    (f"unix:///run/redis.sock?db=one&password={REDIS_PASSWORD}", "database that is not"),
+    (f"rediss://:{REDIS_PASSWORD}@127.0.0.1:63 79/0", "port that is not a number"),
+])
+def test_a_redis_url_the_client_would_misread_is_refused_naming_the_field(
+        url: str, problem: str) -> None:
+    """The client quietly takes db 0 for a database it cannot read: two
+    deployments meant to be apart would share one. Refused at load instead,
+    without quoting the URL's password."""
+    with pytest.raises(ConfigError) as caught:
+        parse_state({"state": {"backend": "redis", "redis_url": url}}, {})
+    assert caught.value.field == "state.redis_url" and problem in str(caught.value)
+    assert REDIS_PASSWORD not in str(caught.value)
+    for fine in ("redis://127.0.0.1:6379", "redis://127.0.0.1:6379/", "rediss://h:1/15",
+                 "unix:///run/redis.sock?db=2"):
+        assert parse_state({"state": {"redis_url": fine}}, {}).redis_url == fine

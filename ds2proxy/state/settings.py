@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from ..config_values import ConfigError
 from ..settings_schema import parse_section, setting
@@ -23,9 +23,23 @@ REDIS_SCHEMES = ("redis", "rediss", "unix")
 
 
 def _redis_url(path: str, value: str) -> str:
+    """A URL the Redis client takes as meant. Its parser quietly uses db 0
+    for a database it cannot read (``/O``, ``/db1``), which would put two
+    deployments meant to be apart in one; the messages never quote the URL
+    (it may carry a password)."""
     url = value.strip()
-    if urlsplit(url).scheme not in REDIS_SCHEMES:
+    parts = urlsplit(url)
+    if parts.scheme not in REDIS_SCHEMES:
         raise ConfigError(path, "must be a redis://, rediss:// or unix:// URL")
+    try:
+        parts.port
+    except ValueError:
+        raise ConfigError(path, "has a port that is not a number") from None
+    dbs = parse_qs(parts.query).get("db", [])
+    if parts.scheme != "unix":
+        dbs.append(parts.path.replace("/", "") or "0")
+    if not all(db.isdigit() for db in dbs):
+        raise ConfigError(path, "names a database that is not a number (…/0, …/1, …)")
     return url
 
 
