@@ -129,6 +129,31 @@ async def test_a_refused_password_is_named_in_the_log_not_shown(
     assert wrong not in caplog.text and REDIS_PASSWORD not in caplog.text
 
 
+async def test_a_refused_command_is_logged_without_its_arguments(
+        redis_server: RedisServer, caplog: pytest.LogCaptureFixture) -> None:
+    """An ACL user without channel access: Redis refuses the notice of a
+    record write, and the log names the refusal but not the record (a
+    pipeline's error quotes every argument of the failed command)."""
+    caplog.set_level(logging.INFO, logger="ds2proxy.state")
+    admin = aioredis.from_url(redis_server.url)
+    await admin.execute_command("ACL", "SETUSER", "nochan", "on", f">{REDIS_PASSWORD}",
+                                "~ds2proxy:*", "resetchannels", "+@all")
+    await admin.aclose()
+    url = f"redis://nochan:{REDIS_PASSWORD}@127.0.0.1:{redis_server.port}/0"
+    link = RedisLink(parse_state({"state": {"backend": "redis", "redis_url": url}}, {}))
+    await link.start()
+    try:
+        records = RedisRecords(link)
+        records.put("admin_logouts", "jti-s3cr3t", {"exp": 1})
+        async with asyncio.timeout(5):
+            while "state records wait to be written" not in caplog.text:
+                await asyncio.sleep(0.02)
+    finally:
+        await link.close()
+    assert "no permissions" in caplog.text
+    assert "jti-s3cr3t" not in caplog.text and REDIS_PASSWORD not in caplog.text
+
+
 async def test_admin_reads_mask_a_query_password_and_a_read_sent_back_keeps_it(
         proxy_factory) -> None:
     url = f"unix:///run/redis.sock?db=2&password={REDIS_PASSWORD}"
@@ -551,3 +576,32 @@ def test_a_redis_url_the_client_would_misread_is_refused_naming_the_field(
     for fine in ("redis://127.0.0.1:6379", "redis://127.0.0.1:6379/", "rediss://h:1/15",
                  "unix:///run/redis.sock?db=2"):
         assert parse_state({"state": {"redis_url": fine}}, {}).redis_url == fine
+
+
+async def test_a_dropped_subscription_is_not_an_outage_and_what_it_missed_is_caught_up(
+        redis_server: RedisServer, open_link) -> None:
+    """Redis closing the pub/sub connection (its buffer limit for slow
+    subscribers, CLIENT KILL, a proxy's idle timeout) while it still answers:
+    the link stays up (no 503s), subscribes again, and a change made while
+    no notice could be heard reaches the watcher."""
+    watcher, peer = await open_link(), await open_link()
+    heard: asyncio.Queue[str] = asyncio.Queue()
+    RedisRecords(watcher).watch("account_health", lambda key, value: heard.put_nowait(key))
+    downs: list[str] = []
+    watcher.on_down(lambda: downs.append(watcher.last_error))
+    channel = watcher.channel("records", "account_health")
+    await subscribed(watcher, channel)
+    assert heard.empty()
+    admin = aioredis.from_url(redis_server.url)
+    try:
+        await admin.hset(peer.key("records", "account_health"), "missed", b'{"state": "disabled"}')
+        assert await admin.execute_command("CLIENT", "KILL", "TYPE", "pubsub") == 1
+        assert await asyncio.wait_for(heard.get(), 5) == "missed"  # caught up
+        await subscribed(watcher, channel)
+        ours = RedisRecords(peer)
+        ours.put("account_health", "live", {"state": "healthy"})
+        await ours.flush()
+        assert await asyncio.wait_for(heard.get(), 5) == "live"
+        assert downs == [] and watcher.ready
+    finally:
+        await admin.aclose()

@@ -9,8 +9,8 @@ health updates of every request in that time cost one round trip, and a
 key put twice is written once); when Redis is unreachable the writes stay
 queued and go out when it answers again, so nothing is lost to a short
 outage. A watcher is also handed every record again each time the link
-comes up, so a change it could not hear (Redis unreachable at start, the
-subscription broken) still reaches it.
+has subscribed anew, so a change it could not hear (Redis unreachable at
+start, the subscription broken) still reaches it.
 """
 
 from __future__ import annotations
@@ -78,9 +78,9 @@ class RedisRecords:
 
         self.link.subscribe(self._channel(namespace), deliver)
         # Notices published while this instance could not hear them (Redis
-        # unreachable at start, or the subscription broken) are lost: when
-        # the link is up again, every record is delivered once more.
-        self.link.on_up(catch_up)
+        # unreachable at start, or the subscription broken) are lost: once
+        # subscribed again, every record is delivered once more.
+        self.link.on_subscribed(catch_up)
 
     async def _drain(self) -> None:
         warned = False
