@@ -216,7 +216,7 @@ class RedisUsage:
                     total += 1
             if len(chunk) < SCAN:
                 return page, total
-            below = f"({row['id']}"
+            below = f"({orjson.loads(chunk[-1])['id']}"
 
     async def _page(self, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
         async with self.link.client.pipeline(transaction=True) as pipe:

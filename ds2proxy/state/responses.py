@@ -4,8 +4,9 @@ continue (``previous_response_id``) or delete a response another created.
 One key per response, expiring with ``responses.store_ttl_seconds`` as it
 was when stored; the TTL read on each access still applies, so a shortened
 TTL hides older entries at once. An entry's age is what its key's TTL has
-run down on Redis's clock, so instances whose clocks disagree agree on it. The owner is the caller's non-secret
-identity hash: a foreign id looks exactly like a missing one.
+run down on Redis's clock, so instances whose clocks disagree agree on it.
+The owner is the caller's non-secret identity hash: a foreign id looks
+exactly like a missing one.
 """
 
 from __future__ import annotations
