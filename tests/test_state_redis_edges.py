@@ -605,3 +605,52 @@ async def test_a_dropped_subscription_is_not_an_outage_and_what_it_missed_is_cau
         assert downs == [] and watcher.ready
     finally:
         await admin.aclose()
+
+
+async def test_if_match_guards_config_writes_across_instances(
+        fake_upstream: FakeDeepSeek, redis_server: RedisServer, instances) -> None:
+    """An ETag read on one instance is the same on the other; a write sent
+    with a tag read before a change made on the other instance is refused
+    (412), and with the current tag it applies and reaches both."""
+    group = await instances(shared_config(fake_upstream, redis_server), 2)
+    a, b = group.running
+    async with aiohttp.ClientSession() as http:
+        on_a, on_b = AdminClient(http, a), AdminClient(http, b)
+        await on_a.login(group.admin_key)
+        await on_b.login(group.admin_key)
+
+        async def etag(admin: AdminClient) -> str:
+            async with http.get(admin.inst.url + "/admin/config",
+                                headers={"Authorization": f"Bearer {admin.token}"}) as resp:
+                assert resp.status == 200
+                return resp.headers["ETag"]
+
+        async def post(admin: AdminClient, alias: str, tag: str) -> tuple[int, Any]:
+            async with http.post(admin.inst.url + "/admin/config",
+                                 json={"model_aliases": {alias: "deepseek-chat"}},
+                                 headers={"Authorization": f"Bearer {admin.token}",
+                                          "If-Match": tag}) as resp:
+                return resp.status, await resp.json()
+
+        read = await etag(on_a)
+        assert await etag(on_b) == read
+        status, body = await post(on_b, "from-b", read)
+        assert status == 200, body
+        status, body = await post(on_a, "from-a", read)  # read before B's change
+        assert status == 412 and "changed since it was read" in body["detail"]
+
+        async def a_caught_up() -> bool:
+            return await etag(on_a) == await etag(on_b)
+
+        await within(2, a_caught_up)
+        status, body = await post(on_a, "from-a", await etag(on_a))
+        assert status == 200, body
+
+        async def both_show_it() -> bool:  # the maps a POST sends replace the old ones
+            for admin in (on_a, on_b):
+                _, view = await admin.call("GET", "/admin/config")
+                if set(view.get("model_aliases") or {}) != {"from-a"}:
+                    return False
+            return True
+
+        await within(2, both_show_it)
