@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
-from admin_util import admin_for
+from admin_util import admin_for, login
 from conftest import shared_config
 from test_account_health import Clock, settings
 from test_state_instances import AdminClient, ask, within
@@ -654,3 +654,25 @@ async def test_if_match_guards_config_writes_across_instances(
             return True
 
         await within(2, both_show_it)
+
+
+async def test_admin_login_works_once_redis_answers_after_an_unreachable_start(
+        proxy_factory) -> None:
+    """A first start with no session-signing secret yet, while Redis does not
+    answer: the secret cannot be stored then; once Redis answers it is, and
+    the admin can log in (not 'not ready yet' until a restart)."""
+    server = RedisServer()
+    proxy = await proxy_factory({"state": {"backend": "redis", "redis_url": server.url,
+                                           "lease_ttl_seconds": 3}})
+    async with aiohttp.ClientSession() as http:
+        refused = await login(http, proxy.url, proxy.admin_key)
+        assert refused.status == 401 and b"not ready yet" in refused.raw
+        server.start()
+        try:
+            async with asyncio.timeout(15):
+                while (reply := await login(http, proxy.url, proxy.admin_key)).status != 200:
+                    await asyncio.sleep(0.05)
+            assert reply.json()["token"]
+            assert proxy.store.snapshot()["admin"]["jwt_secret"]
+        finally:
+            server.close()
