@@ -676,3 +676,20 @@ async def test_admin_login_works_once_redis_answers_after_an_unreachable_start(
             assert proxy.store.snapshot()["admin"]["jwt_secret"]
         finally:
             server.close()
+
+
+async def test_a_shorter_slot_ttl_elsewhere_never_cuts_a_slot_short(open_link) -> None:
+    """Instances with different lease_ttl_seconds (a change rolling out): a
+    take or renewal by the one with the shorter TTL must not make the key's
+    set, with the other's slot in it, expire before that slot does."""
+    long_ttl = RedisCounters(await open_link(), 30)
+    short_ttl = RedisCounters(await open_link(), 2)
+    slots = long_ttl.link.key("slots", "k")
+    assert await long_ttl.take_slot("k", 5)
+    assert await short_ttl.take_slot("k", 5)
+    assert await long_ttl.link.client.pttl(slots) > 25_000
+    await short_ttl._slots.renew()
+    assert await long_ttl.link.client.pttl(slots) > 25_000
+    assert await short_ttl.slots("k") == 2
+    await long_ttl.close()
+    await short_ttl.close()
