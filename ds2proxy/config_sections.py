@@ -178,6 +178,8 @@ ADMIN_MANAGED = {
     "jwt_secret": "Signing secret of admin sessions, created at the first start (secret).",
     "jwt_valid_after": "Sessions issued before this Unix time are revoked (a password "
                        "change sets it).",
+    "jwt_generation": "Bumped by each password change: sessions issued in an earlier "
+                      "generation are revoked on every instance, whatever its clock.",
 }
 
 

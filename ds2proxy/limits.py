@@ -23,7 +23,7 @@ import contextvars
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 
 from .errors import ProxyError, RateLimited
@@ -112,6 +112,21 @@ class KeyLimiter:
 
     def seed_tokens(self, name: str, used: int) -> None:
         self.counts.seed_tokens(name, used)
+
+    async def refresh_tokens(self, names: Iterable[str]) -> None:
+        """Today's cluster-wide tokens of ``names`` into this instance's view
+        (shared store only), for the admin's figures: an instance that served
+        none of a key's requests would otherwise show 0. Redis unreachable:
+        the figures stay as they were."""
+        shared = self.shared
+        if shared is None:
+            return
+        for name in names:
+            try:
+                total = await shared.tokens(name)
+            except ProxyError:
+                return
+            self.counts.seed_tokens(name, total + self._owed.get(name, 0))
 
     def add_tokens(self, name: str, tokens: int) -> None:
         if tokens <= 0:

@@ -48,3 +48,21 @@ async def test_a_newer_peer_change_is_taken_and_wakes_the_pool() -> None:
     assert a.state("x") == HEALTHY and len(woken) == 3
     a.adopt("x", None)  # removed from the config elsewhere
     assert a.view("x")["state"] == HEALTHY
+
+
+async def test_reloading_an_older_shared_copy_keeps_a_newer_local_change() -> None:
+    """When Redis answers again the shared records are loaded again; a
+    cooldown that started here during the outage (its write still queued) is
+    newer than Redis's copy and must survive the reload."""
+    clock = Clock()
+    a, b, store_a, store_b = pair(clock)
+    b.granted("x")
+    shared = await store_b.load(NS)  # what Redis still holds
+    clock.now += 1
+    a.failed("x", RATE)
+    a.load(shared)
+    assert a.state("x") == COOLING and not a.eligible("x")
+    assert (await store_a.load(NS))["x"]["state"] == COOLING
+    fresh = HealthTracker(settings(), MemoryStore(), clock=clock)
+    fresh.load(await store_a.load(NS))  # a start-up load takes every record
+    assert fresh.state("x") == COOLING

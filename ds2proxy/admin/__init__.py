@@ -110,6 +110,8 @@ def setup(app: web.Application, core: Core, admin_key: str | None,
     _warn_default_key(creds)
 
     async def prepare(app: web.Application) -> None:
+        if core.link is not None:  # Redis away at start: the secret is made once it answers
+            core.link.on_up(creds.ensure_secret)
         await creds.ensure_secret()
         await creds.load_logouts()
 

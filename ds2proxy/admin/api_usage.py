@@ -63,7 +63,13 @@ class UsageAPI:
         core = self.ctx.core
         return [key_view(k, core.limiter) for k in core.config.keys]
 
+    async def refresh(self) -> None:
+        """The cluster's token totals of every key (shared state) before a read."""
+        core = self.ctx.core
+        await core.limiter.refresh_tokens(k.name for k in core.config.keys)
+
     async def list_keys(self, request: web.Request) -> web.Response:
+        await self.refresh()
         return json_ok({"keys": self.keys_view()})
 
     async def create(self, body: dict[str, Any]) -> dict[str, Any]:

@@ -3,8 +3,10 @@
 Until a password is set, the admin key is the one the process was started
 with (``DS2PROXY_ADMIN_KEY``, default ``admin``). Setting a password stores
 only a salted hash in the config (``admin.password_hash``); from then on the
-password replaces the start-up key, and ``admin.jwt_valid_after`` revokes
-every JWT issued before. The signing secret (``admin.jwt_secret``) is made
+password replaces the start-up key, and bumps ``admin.jwt_generation``,
+which revokes every JWT issued before (each carries the generation it was
+issued in: no clock is compared, so instances whose clocks differ agree;
+``admin.jwt_valid_after`` still revokes tokens issued without one). The signing secret (``admin.jwt_secret``) is made
 once and kept in the config so sessions survive a restart; it is never shown.
 With shared state the config (and so the revocation time) is the cluster's,
 and each logged-out session is a state record every instance learns of.
@@ -91,6 +93,10 @@ class AdminCredentials:
         value = self._admin().get("jwt_valid_after")
         return float(value) if isinstance(value, (int, float)) else 0.0
 
+    def _generation(self) -> int:
+        value = self._admin().get("jwt_generation")
+        return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
     def _secret(self) -> str:
         secret = self._admin().get("jwt_secret")
         if not isinstance(secret, str) or not secret:
@@ -141,6 +147,10 @@ class AdminCredentials:
         def put(data: dict) -> None:
             admin = data.setdefault("admin", {})
             admin["password_hash"] = digest
+            # The generation revokes on every instance whatever its clock; the
+            # time still revokes tokens issued without one (older versions).
+            generation = admin.get("jwt_generation")
+            admin["jwt_generation"] = (generation if isinstance(generation, int) else 0) + 1
             admin["jwt_valid_after"] = time.time()
 
         await self.store.update(put)
@@ -164,23 +174,34 @@ class AdminCredentials:
         now = time.time()
         lifetime = max(1, round(hours * 3600))
         claims = {"sub": "admin", "iat": now, "exp": int(now) + lifetime,
-                  "jti": uuid.uuid4().hex}
+                  "jti": uuid.uuid4().hex, "gen": self._generation()}
         return _jwt().encode(claims, self._secret(), algorithm=ALGORITHM), lifetime
 
     def decode(self, token: str) -> Claims:
         """Verify a token; 401 when it is invalid, expired, revoked or logged out."""
         jwt = _jwt()
         try:
+            # No "issued in the future" check: a token another instance issued
+            # by a clock running ahead of this one's is as good as any.
             payload = jwt.decode(token, self._secret(), algorithms=[ALGORITHM],
-                                 options={"require": ["exp", "iat", "jti"]})
+                                 options={"require": ["exp", "iat", "jti"],
+                                          "verify_iat": False})
         except jwt.ExpiredSignatureError:
             raise StaleToken("admin token expired; log in again") from None
         except jwt.PyJWTError:
             raise AuthenticationFailed("invalid admin token") from None
         claims = Claims(str(payload["jti"]), float(payload["iat"]), int(payload["exp"]))
-        if claims.issued_at < self._valid_after() or claims.jti in self._logged_out:
+        if self._revoked(payload) or claims.jti in self._logged_out:
             raise StaleToken("admin token revoked; log in again")
         return claims
+
+    def _revoked(self, payload: dict[str, Any]) -> bool:
+        """Issued before the last password change: by its generation (no clock
+        involved: instances' clocks may differ), else by its issue time."""
+        generation = payload.get("gen")
+        if isinstance(generation, int) and not isinstance(generation, bool):
+            return generation < self._generation()
+        return float(payload["iat"]) < self._valid_after()
 
     def log_out(self, claims: Claims) -> None:
         """Revoke one session's token (kept only until it would expire anyway)."""

@@ -26,7 +26,7 @@ SECRET_NAMES = frozenset({"password", "token", "api_key", "apikey", "secret", "k
 # What previews and masked URLs put in place of a secret.
 MASK = "…"
 # The admin's own credentials: never shown, never exported, never imported.
-ADMIN_SECRETS = ("password_hash", "jwt_secret", "jwt_valid_after")
+ADMIN_SECRETS = ("password_hash", "jwt_secret", "jwt_valid_after", "jwt_generation")
 
 
 def preview(secret: str) -> str:
@@ -72,9 +72,9 @@ def masked_account(account: AccountConfig, state: AccountState | None = None,
 
 
 def _has_credentials(value: str) -> bool:
-    """A URL with a user or password (``scheme://user:pw@host``)."""
-    scheme, sep, rest = value.partition("://")
-    return bool(sep) and scheme.isalnum() and "@" in rest.split("/", 1)[0]
+    """A URL with a user or password (``scheme://user:pw@host``, ``?password=``)."""
+    scheme, sep, _ = value.partition("://")
+    return bool(sep) and scheme.isalnum() and masked_url(value) != value
 
 
 def mask_tree(value: Any) -> Any:

@@ -88,7 +88,9 @@ class UsagePages:
                                 origin=str(request.url.origin()))
 
     async def keys(self, request: web.Request) -> web.StreamResponse:
-        return self.keys_page(request, self.dash.session(request))
+        claims = self.dash.session(request)
+        await self.api.refresh()
+        return self.keys_page(request, claims)
 
     async def create_key(self, request: web.Request, claims: Claims, form: Form
                          ) -> web.StreamResponse:
@@ -120,6 +122,7 @@ class UsagePages:
                     if key_id(k.secret) == wanted), None)
         if key is None:
             raise web.HTTPNotFound()
+        await self.api.refresh()
         view = next(k for k in self.api.keys_view() if k["id"] == wanted)
         recent = await self._recent({"key_name": key.name}, 20)
         return self.dash.render(request, "key.html", claims=claims, active="keys", key=view,

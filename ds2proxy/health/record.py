@@ -31,14 +31,31 @@ class AccountHealth:
     last_failure: float = 0.0
     last_failure_reason: str = ""
     day: str = ""
-    requests_today: int = 0
+    requests_today: int = 0   # the sum of ``counts``
+    # Today's requests per counting instance: each instance adds only to its
+    # own entry and copies merge entry by entry (highest wins), so two
+    # instances counting at once add up instead of overwriting each other.
+    counts: dict[str, int] = field(default_factory=dict)
     changed: float = 0.0      # when the state last changed (newest wins between instances)
     trial: bool = False       # a half-open trial request is in flight (not persisted)
 
-    def count_request(self, now: float) -> None:
+    def count_request(self, now: float, counter: str = "") -> None:
+        """One more request today, counted on ``counter`` (this instance's entry)."""
         if self.day != today(now):
-            self.day, self.requests_today = today(now), 0
-        self.requests_today += 1
+            self.day, self.requests_today, self.counts = today(now), 0, {}
+        self.counts[counter] = self.counts.get(counter, 0) + 1
+        self.requests_today = sum(self.counts.values())
+
+    def merge_counts(self, other: AccountHealth) -> bool:
+        """Take in ``other``'s counts of today's requests (the later day wins);
+        True when ``other`` lacked some of this record's."""
+        if other.day > self.day:
+            self.day, self.counts = other.day, dict(other.counts)
+        elif other.day == self.day:
+            for counter, n in other.counts.items():
+                self.counts[counter] = max(self.counts.get(counter, 0), n)
+        self.requests_today = sum(self.counts.values())
+        return self.day != other.day or self.counts != other.counts
 
     def view(self, now: float) -> dict[str, Any]:
         """What the admin API and the dashboard show."""
@@ -61,6 +78,7 @@ class AccountHealth:
         on every request's path (each lease's health update)."""
         data = {name: getattr(self, name) for name in _PERSISTED}
         data["strikes"] = dict(self.strikes)
+        data["counts"] = dict(self.counts)
         return data
 
     @classmethod
@@ -69,6 +87,8 @@ class AccountHealth:
         record = cls(**known)
         if record.state not in STATES:
             record.state = HEALTHY
+        if record.requests_today and not record.counts:  # written before per-instance counts
+            record.counts = {"": record.requests_today}
         return record
 
 

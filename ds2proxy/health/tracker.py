@@ -13,6 +13,7 @@ import logging
 import math
 import random
 import time
+import uuid
 from collections.abc import Callable, Iterable
 
 from ..state import StateStore
@@ -34,6 +35,7 @@ class HealthTracker:
         self._clock = clock
         self._rng = rng or random.Random()
         self._records: dict[str, AccountHealth] = {}
+        self._counter = uuid.uuid4().hex[:8]  # this instance's entry in today's counts
         self._listeners: list[Callable[[], None]] = []
         # The configured accounts (None until the pool names them): a turn
         # still running on a deleted account gives no verdict on it.
@@ -42,9 +44,11 @@ class HealthTracker:
     # -- setup ------------------------------------------------------------------
 
     def load(self, saved: dict[str, dict]) -> None:
-        """Adopt records saved by a previous run (cooling accounts stay cooling)."""
+        """Adopt records saved by a previous run (cooling accounts stay cooling),
+        or the shared ones again when Redis is back after an outage: a record
+        changed here since (its write still queued) is newer and is kept."""
         for identifier, data in saved.items():
-            self._records[identifier] = AccountHealth.from_dict(data)
+            self.adopt(identifier, data)
 
     def adopt(self, identifier: str, data: dict | None) -> None:
         """A change another instance made (shared state): take its record,
@@ -58,11 +62,13 @@ class HealthTracker:
             return
         record = AccountHealth.from_dict(data)
         if before is not None and before.changed > record.changed:
-            before.requests_today = max(before.requests_today, record.requests_today)
+            before.merge_counts(record)
             self._save(identifier, before)
             return
         record.trial = before.trial if before is not None else False
         self._records[identifier] = record
+        if before is not None and record.merge_counts(before):
+            self._save(identifier, record)  # the copy lacked requests counted here
         if before is None or (before.state, before.until) != (record.state, record.until):
             self._notify()  # a request count alone frees nothing: no wake-up
 
@@ -130,7 +136,7 @@ class HealthTracker:
 
     def granted(self, identifier: str) -> None:
         rec = self.record(identifier)
-        rec.count_request(self._clock())
+        rec.count_request(self._clock(), self._counter)
         if rec.state in (COOLING, LOGIN_FAILING) and self.settings.enabled:
             rec.trial = True
             log.info("account %s: cooldown over, letting one trial request through", identifier)

@@ -122,7 +122,7 @@ class RedisLeases:
         self.link = link
         self.ttl_ms = ttl_seconds * 1000
         self.instance = uuid.uuid4().hex[:12]
-        self.channel = link.key("leases", "freed")
+        self.channel = link.channel("leases", "freed")
         self._seq = itertools.count(1)
         self._held: dict[str, str] = {}  # lease -> account
         # lease -> the accounts it may be on (several when an acquire was cut short)

@@ -9,7 +9,7 @@ import itertools
 import os
 import time
 
-from .counters import DAY, WINDOW, day_of
+from .counters import DAY, WINDOW
 from .redis_link import RedisLink
 from .redis_slots import RedisSlots
 
@@ -58,6 +58,20 @@ if gap > 0 then redis.call('SET', KEYS[1], now + gap, 'PX', gap + 1000) end
 return 0
 """
 
+# A key's tokens of one UTC day, the day taken from Redis's clock: instances
+# whose clocks disagree (or straddle midnight) still add to one counter.
+# ARGV: key prefix ("<prefix>tokens:"), key name; then tokens, ttl seconds.
+_DAY_KEY = """
+local t = redis.call('TIME')
+local key = ARGV[1] .. math.floor(tonumber(t[1]) / 86400) .. ':' .. ARGV[2]
+"""
+_ADD_TOKENS = _DAY_KEY + """
+local total = redis.call('INCRBY', key, tonumber(ARGV[3]))
+redis.call('EXPIRE', key, tonumber(ARGV[4]))
+return total
+"""
+_TOKENS = _DAY_KEY + "return tonumber(redis.call('GET', key) or '0')"
+
 _serial = itertools.count()
 
 
@@ -72,12 +86,12 @@ class RedisCounters:
         self._slots = RedisSlots(link, slot_ttl_seconds)
         self._hit = link.client.register_script(_HIT)
         self._count = link.client.register_script(_COUNT)
+        self._tokens_prefix = link.key("tokens", "")
+        self._add_tokens = link.client.register_script(_ADD_TOKENS)
+        self._tokens = link.client.register_script(_TOKENS)
 
     def _window_key(self, name: str) -> str:
         return self.link.key("rpm", name)
-
-    def _tokens_key(self, name: str) -> str:
-        return self.link.key("tokens", str(day_of(time.time())), name)
 
     async def hit(self, name: str, limit: int, window: float = WINDOW) -> float:
         args = [limit, int(window * 1000), unique()]
@@ -89,21 +103,11 @@ class RedisCounters:
             keys=[self._window_key(name)], args=[int(window * 1000)])))
 
     async def add_tokens(self, name: str, tokens: int) -> int:
-        key = self._tokens_key(name)
-
-        async def add() -> int:
-            async with self.link.client.pipeline(transaction=True) as pipe:
-                pipe.incrby(key, max(0, tokens))
-                pipe.expire(key, int(2 * DAY))
-                total, _ = await pipe.execute()
-            return int(total)
-
-        return await self.link.call(add)
+        args = [self._tokens_prefix, name, max(0, tokens), int(2 * DAY)]
+        return int(await self.link.call(lambda: self._add_tokens(args=args)))
 
     async def tokens(self, name: str) -> int:
-        value = await self.link.call(lambda: self.link.client.get(self._tokens_key(name)))
-        return int(value or 0)
-
+        return int(await self.link.call(lambda: self._tokens(args=[self._tokens_prefix, name])))
 
     async def take_slot(self, name: str, limit: int) -> str | None:
         return await self._slots.take(name, limit)

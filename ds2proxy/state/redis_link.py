@@ -8,7 +8,8 @@ every second: it flips :attr:`ready` (what ``/readyz`` reports), and when the
 server comes back it reconnects and tells the subscribers (``on_up``) so
 they can replay what they could not send. Pub/sub messages are dispatched
 to handlers by channel from one listener task that resubscribes after a
-reconnect.
+reconnect and then tells ``on_subscribed`` hooks (notices sent meanwhile
+were lost).
 """
 
 from __future__ import annotations
@@ -41,6 +42,11 @@ GATHER_SECONDS = 0.05
 MISSING_EXTRA = ("state.backend is 'redis' but the redis client library is not installed; "
                  "install it with: pip install 'ds2proxy[redis]'")
 
+# A pipeline's error reads "Command # N (<the command and its arguments>) of
+# pipeline caused error: <what Redis said>": only the end is logged.
+PIPELINE_ERROR = " of pipeline caused error: "
+MAX_REASON = 200
+
 Handler = Callable[[str], None]
 Hook = Callable[[], Awaitable[None] | None]
 
@@ -70,6 +76,7 @@ class RedisLink:
         self.settings = settings
         self.prefix = settings.key_prefix
         self.ready = False
+        self.last_error = ""  # why Redis last failed (logged; never holds the password)
         # No socket_timeout: every use of the client runs under its own
         # deadline (call, the probe, the listener), and the library's write
         # timeout wraps each command's send in a task of its own (~20 us of
@@ -81,11 +88,21 @@ class RedisLink:
         self._handlers: dict[str, list[Handler]] = {}
         self._on_up: list[Hook] = []
         self._on_down: list[Hook] = []
+        self._on_subscribed: list[Hook] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._subscribed = asyncio.Event()
+        # Pub/sub ignores the database number: without it in the channel
+        # names, two deployments on one Redis in different databases (same
+        # key prefix) would hear each other's notices.
+        db = int(self.client.connection_pool.connection_kwargs.get("db") or 0)
+        self._channel_suffix = f"@db{db}" if db else ""
 
     def key(self, *parts: str) -> str:
         return self.prefix + ":".join(parts)
+
+    def channel(self, *parts: str) -> str:
+        """A pub/sub channel name, private to this key prefix and database."""
+        return self.key(*parts) + self._channel_suffix
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -93,8 +110,8 @@ class RedisLink:
         """Connect (an unreachable Redis is not fatal: not ready until it answers)."""
         await self._probe()
         if not self.ready:
-            log.warning("redis at %s is unreachable; not ready until it answers",
-                        masked_url(self.settings.redis_url))
+            log.warning("redis at %s is unreachable (%s); not ready until it answers",
+                        masked_url(self.settings.redis_url), self.last_error)
         self._tasks = [asyncio.create_task(self._watch(), name="ds2proxy-redis-watch"),
                        asyncio.create_task(self._listen(), name="ds2proxy-redis-listen")]
 
@@ -115,6 +132,11 @@ class RedisLink:
 
     def on_down(self, hook: Hook) -> None:
         self._on_down.append(hook)
+
+    def on_subscribed(self, hook: Hook) -> None:
+        """``hook()`` runs each time the listener has (re)subscribed on a new
+        connection: a notice published while it had none was not heard."""
+        self._on_subscribed.append(hook)
 
     def subscribe(self, channel: str, handler: Handler) -> None:
         """``handler(payload)`` for every message on ``channel`` (a full key)."""
@@ -154,11 +176,21 @@ class RedisLink:
             await _run_hooks(self._on_up)
 
     async def _mark_down(self, exc: BaseException) -> None:
+        self.last_error = self._reason(exc)
         if self.ready:
             self.ready = False
             log.warning("redis became unreachable (%s); answering 503 until it is back",
-                        type(exc).__name__)
+                        self.last_error)
             await _run_hooks(self._on_down)
+
+    def _reason(self, exc: BaseException) -> str:
+        """Why a call failed, for the log (a refused password says so): never
+        the command's arguments (a pipeline's error quotes them: records, rows),
+        never the URL's password."""
+        message = str(exc).rpartition(PIPELINE_ERROR)[2][:MAX_REASON]
+        text = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+        password = self.client.connection_pool.connection_kwargs.get("password")
+        return text.replace(password, "…") if password else text
 
     async def _watch(self) -> None:
         while True:
@@ -166,8 +198,12 @@ class RedisLink:
             await self._probe()
 
     async def _listen(self) -> None:
-        """Deliver pub/sub messages; reconnect and resubscribe after a failure."""
+        """Deliver pub/sub messages; reconnect and resubscribe after a failure.
+        A dropped subscription alone (killed by Redis's pub/sub buffer limit,
+        CLIENT KILL, a proxy's idle timeout) is not an outage: the link is
+        marked down only when Redis does not answer a ping either."""
         await self._subscribed.wait()
+        failing = False  # the last connection failed before it subscribed
         while True:
             pubsub = self.client.pubsub(ignore_subscribe_messages=True)
             subscribed: set[str] = set()
@@ -176,13 +212,21 @@ class RedisLink:
                     if missing := set(self._handlers) - subscribed:  # added since
                         async with asyncio.timeout(CALL_TIMEOUT):
                             await pubsub.subscribe(*missing)
+                        fresh, failing = not subscribed, False
                         subscribed |= missing
+                        if fresh:  # a new connection: catch up on what was missed
+                            await _run_hooks(self._on_subscribed)
                     message = await pubsub.get_message(timeout=PING_EVERY)
                     if message is not None:
                         self._dispatch(message)
             except (TimeoutError, RedisError, OSError) as exc:
-                await self._mark_down(exc)
-                await asyncio.sleep(PING_EVERY / 2)
+                if not failing:
+                    log.warning("redis pub/sub subscription lost (%s); subscribing again",
+                                self._reason(exc))
+                await self._probe()
+                if failing or not self.ready:  # at once the first time, then paced
+                    await asyncio.sleep(PING_EVERY / 2)
+                failing = True
             finally:
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()

@@ -8,7 +8,9 @@ pipeline, after letting the puts of the next ``GATHER_SECONDS`` join (the
 health updates of every request in that time cost one round trip, and a
 key put twice is written once); when Redis is unreachable the writes stay
 queued and go out when it answers again, so nothing is lost to a short
-outage.
+outage. A watcher is also handed every record again each time the link
+has subscribed anew, so a change it could not hear (Redis unreachable at
+start, the subscription broken) still reaches it.
 """
 
 from __future__ import annotations
@@ -42,6 +44,9 @@ class RedisRecords:
     def _hash(self, namespace: str) -> str:
         return self.link.key("records", namespace)
 
+    def _channel(self, namespace: str) -> str:
+        return self.link.channel("records", namespace)
+
     async def load(self, namespace: str) -> dict[str, dict[str, Any]]:
         raw = await self.link.call(lambda: self.link.client.hgetall(self._hash(namespace)),
                                    check=False)
@@ -67,7 +72,15 @@ class RedisRecords:
             if notice.get("o") != self.origin:
                 listener(notice["k"], notice.get("v"))
 
-        self.link.subscribe(self._hash(namespace), deliver)
+        async def catch_up() -> None:
+            for key, value in (await self.load(namespace)).items():
+                listener(key, value)
+
+        self.link.subscribe(self._channel(namespace), deliver)
+        # Notices published while this instance could not hear them (Redis
+        # unreachable at start, or the subscription broken) are lost: once
+        # subscribed again, every record is delivered once more.
+        self.link.on_subscribed(catch_up)
 
     async def _drain(self) -> None:
         warned = False
@@ -95,7 +108,7 @@ class RedisRecords:
                 else:
                     pipe.hset(self._hash(namespace), key, orjson.dumps(value))
                 notice = {"o": self.origin, "k": key, "v": value}
-                pipe.publish(self._hash(namespace), orjson.dumps(notice))
+                pipe.publish(self._channel(namespace), orjson.dumps(notice))
             await pipe.execute()
 
     async def flush(self) -> None:

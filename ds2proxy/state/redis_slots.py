@@ -28,12 +28,20 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
 
+# A key's set lives as long as its longest slot: an instance with a shorter
+# TTL (a lease_ttl_seconds change rolling out) never cuts another's short.
+_EXTEND = """
+local function extend(key, ms)
+  if redis.call('PTTL', key) < ms then redis.call('PEXPIRE', key, ms) end
+end
+"""
+
 # KEYS[1] the key's slots; ARGV: slot, limit, ttl ms. 1: taken, 0: full.
-TAKE = _NOW + """
+TAKE = _NOW + _EXTEND + """
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
-redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]) + 1000)
+extend(KEYS[1], tonumber(ARGV[3]) + 1000)
 return 1
 """
 
@@ -50,7 +58,7 @@ COUNT = _NOW + "return redis.call('ZCOUNT', KEYS[1], '(' .. now, '+inf')"
 
 # KEYS: slot sets; ARGV: ttl ms, 'XX' or 'restore', then (key index, slot)
 # pairs. Renewal never resurrects a slot already released (XX).
-RENEW = _NOW + """
+RENEW = _NOW + _EXTEND + """
 local ttl = tonumber(ARGV[1])
 for j = 3, #ARGV, 2 do
   local key = KEYS[tonumber(ARGV[j])]
@@ -59,7 +67,7 @@ for j = 3, #ARGV, 2 do
   else
     redis.call('ZADD', key, now + ttl, ARGV[j + 1])
   end
-  redis.call('PEXPIRE', key, ttl + 1000)
+  extend(key, ttl + 1000)
 end
 return 1
 """

@@ -41,6 +41,11 @@ METRICS = ("requests", "errors", "prompt_tokens", "completion_tokens", "reasonin
 _PRUNE_EVERY = 600.0
 
 
+def _filtered(filters: dict[str, Any]) -> bool:
+    return bool(filters.get("errors")) or any(filters.get(name) not in (None, "")
+                                              for name in FILTERS)
+
+
 def _matches(row: dict[str, Any], filters: dict[str, Any]) -> bool:
     for name in FILTERS:
         value = filters.get(name)
@@ -95,7 +100,7 @@ class RedisUsage:
         if time.time() - self._pruned > _PRUNE_EVERY:
             self._pruned = time.time()
             try:
-                await self.link.call(self._prune, check=False)
+                await self._prune()
             except StateUnavailable:
                 log.info("usage rows past retention not pruned (redis unreachable); "
                          "tried again in %.0f s", _PRUNE_EVERY)
@@ -155,18 +160,21 @@ class RedisUsage:
             pipe.zadd(self._key("buckets", grain), {str(bucket): bucket})
 
     async def _prune(self) -> None:
+        """Drop buckets and rows past retention, a chunk per call: a large
+        backlog (retention shortened) takes many short calls, never one that
+        outlasts its deadline and marks Redis down."""
         now = time.time()
         client = self.link.client
         for grain in GRAINS:
-            await client.zremrangebyscore(self._key("buckets", grain), "-inf",
-                                          now - self._retention(grain))
-        cut = now - self.raw_days * 86400
+            key, cut = self._key("buckets", grain), now - self._retention(grain)
+            await self.link.call(lambda: client.zremrangebyscore(key, "-inf", cut), check=False)
+        cut, rows = now - self.raw_days * 86400, self._key("rows")
         while True:
-            oldest = await client.zrange(self._key("rows"), 0, SCAN - 1)
+            oldest = await self.link.call(lambda: client.zrange(rows, 0, SCAN - 1), check=False)
             old = [m for m in oldest if orjson.loads(m)["time"] < cut]
             if not old:
                 return
-            await client.zrem(self._key("rows"), *old)
+            await self.link.call(lambda: client.zrem(rows, *old), check=False)
             if len(old) < len(oldest):
                 return
 
@@ -188,15 +196,18 @@ class RedisUsage:
 
     async def requests(self, filters: dict[str, Any], limit: int, offset: int
                        ) -> tuple[list[dict[str, Any]], int]:
-        """Newest first; filtered while scanning (rows are bounded by retention)."""
-        return await self.link.call(lambda: self._scan(filters, limit, offset), timeout=10)
-
-    async def _scan(self, filters: dict[str, Any], limit: int, offset: int
-                    ) -> tuple[list[dict[str, Any]], int]:
+        """Newest first. Unfiltered: one round trip. Filtered: the rows kept
+        (bounded by retention) are scanned in chunks, each its own call with
+        its own deadline, so a long scan of a large log is slow but never
+        mistaken for Redis being unreachable."""
+        if not _filtered(filters):
+            return await self.link.call(lambda: self._page(limit, offset))
         page: list[dict[str, Any]] = []
-        total, start = 0, 0
+        total, below = 0, "+inf"
         while True:
-            chunk = await self.link.client.zrevrange(self._key("rows"), start, start + SCAN - 1)
+            # By id, not position: rows written meanwhile do not shift the scan.
+            chunk = await self.link.call(lambda: self.link.client.zrevrangebyscore(
+                self._key("rows"), below, "-inf", start=0, num=SCAN))
             for member in chunk:
                 row = orjson.loads(member)
                 if _matches(row, filters):
@@ -205,7 +216,14 @@ class RedisUsage:
                     total += 1
             if len(chunk) < SCAN:
                 return page, total
-            start += SCAN
+            below = f"({orjson.loads(chunk[-1])['id']}"
+
+    async def _page(self, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
+        async with self.link.client.pipeline(transaction=True) as pipe:
+            pipe.zcard(self._key("rows"))
+            pipe.zrevrange(self._key("rows"), offset, offset + max(limit, 1) - 1)
+            total, members = await pipe.execute()
+        return [orjson.loads(m) for m in members][:max(limit, 0)], int(total)
 
     async def request(self, row_id: int) -> dict[str, Any] | None:
         found = await self.link.call(lambda: self.link.client.zrangebyscore(

@@ -3,8 +3,10 @@ continue (``previous_response_id``) or delete a response another created.
 
 One key per response, expiring with ``responses.store_ttl_seconds`` as it
 was when stored; the TTL read on each access still applies, so a shortened
-TTL hides older entries at once. The owner is the caller's non-secret
-identity hash: a foreign id looks exactly like a missing one.
+TTL hides older entries at once. An entry's age is what its key's TTL has
+run down on Redis's clock, so instances whose clocks disagree agree on it.
+The owner is the caller's non-secret identity hash: a foreign id looks
+exactly like a missing one.
 """
 
 from __future__ import annotations
@@ -43,18 +45,26 @@ class RedisResponses:
         return self.link.key("responses", response_id)
 
     async def keep(self, owner: str, response: dict[str, Any], input_items: list[Any]) -> None:
-        doc = orjson.dumps({"owner": owner, "response": response, "input_items": input_items,
-                            "stored_at": time.time()})
         ttl = max(1, int(self._ttl()))
+        doc = orjson.dumps({"owner": owner, "response": response, "input_items": input_items,
+                            "stored_at": time.time(), "ttl": ttl})
         key = self._key(response["id"])
         await self.link.call(lambda: self.link.client.set(key, doc, ex=ttl))
 
     async def fetch(self, owner: str, response_id: str) -> StoredEntry | None:
-        raw = await self.link.call(lambda: self.link.client.get(self._key(response_id)))
+        key = self._key(response_id)
+
+        async def read() -> list[Any]:
+            async with self.link.client.pipeline(transaction=False) as pipe:
+                pipe.get(key)
+                pipe.pttl(key)
+                return await pipe.execute()
+
+        raw, left_ms = await self.link.call(read)
         if raw is None:
             return None
         doc = orjson.loads(raw)
-        if doc.get("owner") != owner or doc["stored_at"] <= time.time() - self._ttl():
+        if doc.get("owner") != owner or _age(doc, left_ms) >= self._ttl():
             return None
         return StoredEntry(owner, doc["response"], doc["input_items"], doc["stored_at"])
 
@@ -64,3 +74,12 @@ class RedisResponses:
             return False
         await self.link.call(lambda: self.link.client.delete(self._key(response_id)))
         return True
+
+
+def _age(doc: dict[str, Any], left_ms: int) -> float:
+    """Seconds since ``doc`` was stored, on Redis's clock (what its key's TTL
+    has run down): instances whose clocks disagree agree on it. An entry
+    stored without its TTL falls back to the wall clock."""
+    if "ttl" in doc and left_ms >= 0:
+        return doc["ttl"] - left_ms / 1000
+    return time.time() - doc["stored_at"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qs, urlsplit
 
 from ..config_values import ConfigError
 from ..settings_schema import parse_section, setting
@@ -23,9 +23,23 @@ REDIS_SCHEMES = ("redis", "rediss", "unix")
 
 
 def _redis_url(path: str, value: str) -> str:
+    """A URL the Redis client takes as meant. Its parser quietly uses db 0
+    for a database it cannot read (``/O``, ``/db1``), which would put two
+    deployments meant to be apart in one; the messages never quote the URL
+    (it may carry a password)."""
     url = value.strip()
-    if urlsplit(url).scheme not in REDIS_SCHEMES:
+    parts = urlsplit(url)
+    if parts.scheme not in REDIS_SCHEMES:
         raise ConfigError(path, "must be a redis://, rediss:// or unix:// URL")
+    try:
+        parts.port
+    except ValueError:
+        raise ConfigError(path, "has a port that is not a number") from None
+    dbs = parse_qs(parts.query).get("db", [])
+    if parts.scheme != "unix":
+        dbs.append(parts.path.replace("/", "") or "0")
+    if not all(db.isdigit() for db in dbs):
+        raise ConfigError(path, "names a database that is not a number (…/0, …/1, …)")
     return url
 
 
@@ -76,11 +90,29 @@ def parse_state(data: dict, env: Mapping[str, str] | None = None) -> StateSettin
 
 
 def masked_url(url: str) -> str:
-    """``url`` with any password replaced by ``…`` (for logs and admin reads)."""
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
+    """``url`` with any password replaced by ``…`` (for logs and admin reads):
+    the one in the user part and a ``password=`` query parameter (the client
+    takes either)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
         return url
-    user, _, host = parts.netloc.rpartition("@")
+    location, qsep, query = rest.partition("?")
+    query, hsep, fragment = query.partition("#")
+    netloc, slash, path = location.partition("/")
+    return (f"{scheme}://{_masked_netloc(netloc)}{slash}{path}"
+            f"{qsep}{_masked_query(query)}{hsep}{fragment}")
+
+
+def _masked_netloc(netloc: str) -> str:
+    if "@" not in netloc:
+        return netloc
+    user, _, host = netloc.rpartition("@")
     name, sep, _ = user.partition(":")
     shown = f"{name}:…" if sep else name and "…"
-    return urlunsplit(parts._replace(netloc=f"{shown}@{host}"))
+    return f"{shown}@{host}"
+
+
+def _masked_query(query: str) -> str:
+    items = query.split("&") if query else []
+    return "&".join(f"{name}=…" if sep and name.lower() == "password" else name + sep + value
+                    for name, sep, value in (item.partition("=") for item in items))

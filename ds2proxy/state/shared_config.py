@@ -7,7 +7,9 @@ another instance wrote in between, the caller re-applies its change to the
 newer document and tries again, so two concurrent admin changes both
 survive. Every commit publishes its version; each instance also checks the
 version every ``POLL_EVERY`` seconds, so a notice missed during an outage
-is caught up.
+is caught up; a version lower than the one applied here means Redis lost
+the document, and the instance joins again (publishing its own when none is
+there).
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ return v + 1
 class SharedDocument:
     def __init__(self, link: RedisLink) -> None:
         self.link = link
-        self.channel = link.key("config", "changed")
+        self.channel = link.channel("config", "changed")
         self._keys = [link.key("config", "document"), link.key("config", "version")]
         self._cas = link.client.register_script(_CAS)
 
@@ -87,7 +89,16 @@ class ConfigSync:
         self.joined = True
 
     async def catch_up(self) -> None:
-        if await self.doc.version() > self.store.version:
+        shared = await self.doc.version()
+        if shared < self.store.version:
+            # Redis lost the document (restarted empty, or a replica that was
+            # behind took over): its versions start again, and a change
+            # numbered below ours would never be adopted. Join afresh.
+            log.warning("the shared config went back from version %d to %d; joining it again",
+                        self.store.version, shared)
+            self.store.version = 0
+            await self.join()
+        elif shared > self.store.version:
             version, data = await self.doc.load()
             if data is not None:
                 await self.store.adopt(version, data)

@@ -1,16 +1,16 @@
 """DeepSeek tokens shared by every instance, and one login per account at a time.
 
-The newest token of each account sits in a Redis hash with the wall-clock
-time it was obtained. Before logging in, an instance takes the account's
-login lock (``SET NX PX``: it expires by itself if its holder dies); the
-others wait for the token it publishes instead of logging in too, which is
-what gets accounts flagged.
+The newest token of each account sits in a Redis hash with the time it was
+obtained, on Redis's clock (instances' clocks may differ; its age must not).
+Before logging in, an instance takes the account's login lock (``SET NX
+PX``: it expires by itself if its holder dies); the others wait for the
+token it publishes instead of logging in too, which is what gets accounts
+flagged.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 
 from .redis_link import RedisLink
@@ -20,13 +20,33 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 """
 
+# Times on Redis's clock (seconds, as text), so instances whose clocks differ
+# agree on a token's age. PUT: KEYS[1] the account's hash; ARGV: token,
+# channel, account. GET: the token and its age, or nil.
+_NOW = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+"""
+PUT = _NOW + """
+redis.call('HSET', KEYS[1], 'token', ARGV[1], 'obtained_at', string.format('%.6f', now))
+redis.call('PUBLISH', ARGV[2], ARGV[3])
+return 1
+"""
+GET = _NOW + """
+local found = redis.call('HMGET', KEYS[1], 'token', 'obtained_at')
+if not found[1] then return nil end
+return {found[1], string.format('%.6f', now - tonumber(found[2] or now))}
+"""
+
 
 class SharedTokens:
     def __init__(self, link: RedisLink) -> None:
         self.link = link
         self.owner = uuid.uuid4().hex
-        self.channel = link.key("tokens", "fresh")
+        self.channel = link.channel("tokens", "fresh")
         self._unlock = link.client.register_script(UNLOCK)
+        self._put = link.client.register_script(PUT)
+        self._get = link.client.register_script(GET)
         self._fresh: dict[str, asyncio.Event] = {}
         link.subscribe(self.channel, self._announced)
 
@@ -38,22 +58,14 @@ class SharedTokens:
 
     async def get(self, account: str) -> tuple[str, float] | None:
         """(token, age in seconds) of the newest shared token, if any."""
-        found = await self.link.call(lambda: self.link.client.hmget(
-            self._key(account), "token", "obtained_at"))
-        if not found or not found[0]:
+        found = await self.link.call(lambda: self._get(keys=[self._key(account)]))
+        if not found:
             return None
-        return found[0].decode(), max(0.0, time.time() - float(found[1] or 0))
+        return found[0].decode(), max(0.0, float(found[1]))
 
     async def put(self, account: str, token: str) -> None:
-        key = self._key(account)
-
-        async def write() -> None:
-            async with self.link.client.pipeline(transaction=True) as pipe:
-                pipe.hset(key, mapping={"token": token, "obtained_at": repr(time.time())})
-                pipe.publish(self.channel, account)
-                await pipe.execute()
-
-        await self.link.call(write)
+        args = [token, self.channel, account]
+        await self.link.call(lambda: self._put(keys=[self._key(account)], args=args))
 
     async def lock(self, account: str, ttl_seconds: float) -> bool:
         """Take the cluster-wide login lock of ``account`` (False: someone has it)."""

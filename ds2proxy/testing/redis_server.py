@@ -26,23 +26,32 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def answers_ping(port: int, timeout: float = 0.2) -> bool:
-    """True when a Redis on ``port`` answers PING now."""
+def answers_ping(port: int, timeout: float = 0.2, password: str | None = None) -> bool:
+    """True when a Redis on ``port`` answers PING now (after AUTH, given a password)."""
+    hello = f"AUTH {password}\r\n".encode() if password else b""
+    replies = 2 if password else 1
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(16).startswith(b"+PONG")
+            sock.sendall(hello + b"PING\r\n")
+            reply = b""
+            while reply.count(b"\r\n") < replies:
+                chunk = sock.recv(64)
+                if not chunk:
+                    return False
+                reply += chunk
+            return reply.split(b"\r\n")[replies - 1].startswith(b"+PONG")
     except OSError:
         return False
 
 
 class RedisServer:
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, password: str | None = None) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not installed (Debian package redis-server)")
         self.binary = binary
         self.port = port or free_port()
+        self.password = password  # requirepass: clients must send it
         self.dir = Path(tempfile.mkdtemp(prefix="ds2proxy-redis-"))
         self.proc: subprocess.Popen | None = None
 
@@ -54,10 +63,11 @@ class RedisServer:
         """Start (or start again) and wait until it answers."""
         self.proc = subprocess.Popen(
             [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.dir), "--protected-mode", "yes"],
+             "--appendonly", "no", "--dir", str(self.dir), "--protected-mode", "yes",
+             *(["--requirepass", self.password] if self.password else [])],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + START_TIMEOUT
-        while not answers_ping(self.port):
+        while not answers_ping(self.port, password=self.password):
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"redis-server did not start on port {self.port}")
             time.sleep(0.02)
