@@ -9,6 +9,7 @@ log, newest first, filtered and paginated) and ``/admin/usage/requests/{id}``;
 from __future__ import annotations
 
 import hmac
+import re
 import time
 from typing import Any
 
@@ -24,24 +25,43 @@ from .masking import key_id
 from .responses import json_ok, rendered
 
 PER_PAGE = 50
+MAX_PER_PAGE = 500
+MAX_PAGE = 1_000_000
+# The largest row id SQLite (and the Redis store's counter) can hold.
+MAX_ROW_ID = 2**63 - 1
 WINDOWS = {"hour": ("minute", 3600), "day": ("hour", 86400), "week": ("hour", 7 * 86400)}
+_ASCII_DIGITS = re.compile(r"[0-9]{1,19}")
+
+
+def whole_number(raw: Any, name: str, default: int, lo: int, hi: int) -> int:
+    """A query or form value as a whole number in ``lo..hi`` (blank: ``default``),
+    else a 400 naming it. ASCII digits only: ``str.isdigit`` passes "²", which
+    ``int`` then refuses, and an unbounded number overflows the store's
+    64-bit integers; both were 500s."""
+    text = str(raw).strip() if raw is not None else ""
+    if not text:
+        return default
+    if not _ASCII_DIGITS.fullmatch(text) or not lo <= int(text) <= hi:
+        raise InvalidRequest(f"{name} must be a whole number from {lo} to {hi}", param=name)
+    return int(text)
+
+
+def row_id(raw: str) -> int | None:
+    """A request-log row id from a path, or None (not found) for anything else."""
+    if not _ASCII_DIGITS.fullmatch(raw) or int(raw) > MAX_ROW_ID:
+        return None
+    return int(raw)
 
 
 def page_args(query: Any) -> tuple[int, int]:
-    try:
-        page = max(1, int(query.get("page", "1")))
-        per_page = min(500, max(1, int(query.get("per_page", str(PER_PAGE)))))
-    except ValueError:
-        raise InvalidRequest("page and per_page must be whole numbers", param="page") from None
-    return page, per_page
+    return (whole_number(query.get("page"), "page", 1, 1, MAX_PAGE),
+            whole_number(query.get("per_page"), "per_page", PER_PAGE, 1, MAX_PER_PAGE))
 
 
 def filters_of(query: Any) -> dict[str, Any]:
     found: dict[str, Any] = {name: query.get(name, "").strip() for name in FILTERS}
     if found["status"]:
-        if not found["status"].isdigit():
-            raise InvalidRequest("status must be an HTTP status number", param="status")
-        found["status"] = int(found["status"])
+        found["status"] = whole_number(found["status"], "status", 0, 100, 599)
     found["errors"] = query.get("errors") in ("1", "true", "on")
     return found
 
@@ -100,8 +120,8 @@ class UsageAPI:
         return json_ok({"requests": rows, "total": total, "page": page, "per_page": per_page})
 
     async def request_detail(self, request: web.Request) -> web.Response:
-        raw = request.match_info["id"]
-        row = await self.store.request(int(raw)) if raw.isdigit() else None
+        wanted = row_id(request.match_info["id"])
+        row = await self.store.request(wanted) if wanted is not None else None
         if row is None:
             raise NotFound("no such request in the log")
         return json_ok({"request": row})
