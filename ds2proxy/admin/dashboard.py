@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timezone
 from importlib import metadata
 from typing import Any
 
@@ -71,7 +71,12 @@ def _ago(ts: float | None) -> str:
 
 
 def _clock(ts: float | None) -> str:
-    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S") if ts else ""
+    """A moment in UTC, named so: the charts' buckets are UTC, and the overview's
+    live updates (static/admin.js) print the same text whatever zone the
+    server or the browser is in."""
+    if not ts:
+        return ""
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _duration(seconds: float) -> str:
