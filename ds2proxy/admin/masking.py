@@ -72,9 +72,12 @@ def masked_account(account: AccountConfig, state: AccountState | None = None,
 
 
 def _has_credentials(value: str) -> bool:
-    """A URL with a user or password (``scheme://user:pw@host``)."""
+    """A URL with a user or password (``scheme://user:pw@host``) or a
+    credential in its query (``?password=…``, ``?token=…``)."""
     scheme, sep, rest = value.partition("://")
-    return bool(sep) and scheme.isalnum() and "@" in rest.split("/", 1)[0]
+    if not sep or not scheme.isalnum():
+        return False
+    return "@" in rest.split("/", 1)[0] or masked_url(value) != value
 
 
 def mask_tree(value: Any) -> Any:

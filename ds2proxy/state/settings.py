@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
 from ..config_values import ConfigError
 from ..settings_schema import parse_section, setting
@@ -75,9 +75,32 @@ def parse_state(data: dict, env: Mapping[str, str] | None = None) -> StateSettin
     return with_env_url(parse_section(StateSettings, data.get("state"), "state."), env)
 
 
+# Query parameters that carry a credential (redis-py reads ``?password=``).
+SECRET_QUERY_NAMES = frozenset({
+    "password", "passwd", "pass", "pwd", "token", "access_token", "refresh_token", "auth",
+    "auth_token", "key", "api_key", "apikey", "api-key", "secret", "client_secret", "sig",
+    "signature"})
+
+
+def _masked_query(query: str) -> str:
+    """``query`` with the value of every credential-named parameter replaced by ``…``."""
+    pairs = []
+    for pair in query.split("&"):
+        name, sep, value = pair.partition("=")
+        secret = sep and value and unquote_plus(name).strip().lower() in SECRET_QUERY_NAMES
+        pairs.append(f"{name}=…" if secret else pair)
+    return "&".join(pairs)
+
+
 def masked_url(url: str) -> str:
-    """``url`` with any password replaced by ``…`` (for logs and admin reads)."""
+    """``url`` with any password replaced by ``…``, in its user part or its
+    query (``?password=``), for logs and admin reads."""
     parts = urlsplit(url)
+    query = _masked_query(parts.query)
+    if query != parts.query:  # by hand: urlunsplit turns unix:///path into unix:/path
+        fragment = f"#{parts.fragment}" if parts.fragment else ""
+        url = f"{url.partition('?')[0]}?{query}{fragment}"
+        parts = urlsplit(url)
     if "@" not in parts.netloc:
         return url
     user, _, host = parts.netloc.rpartition("@")
