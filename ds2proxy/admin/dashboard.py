@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 from importlib import metadata
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp_jinja2
 import jinja2
@@ -138,8 +139,9 @@ class Dashboard:
     def session(self, request: web.Request) -> Claims:
         """The logged-in admin, or a redirect to the login page."""
         claims = self.sessions.current(request)
-        if claims is None:
-            raise web.HTTPSeeOther(f"{LOGIN_URL}?next={request.rel_url.path}")
+        if claims is None:  # back to the same page after login, its query included
+            back = quote(request.rel_url.raw_path_qs, safe="/")
+            raise web.HTTPSeeOther(f"{LOGIN_URL}?next={back}")
         return claims
 
     def render(self, request: web.Request, template: str, *, claims: Claims | None = None,
