@@ -19,6 +19,7 @@ from ..errors import InvalidRequest, NotFound
 from ..metrics import CONTENT_TYPE
 from ..state.usage import FILTERS, GROUPS, UsageStore
 from .context import AdminContext
+from .edits import clean_key
 from .gate import bearer_of
 from .named_keys import create_key, edit_key, key_view, new_secret
 from .masking import key_id
@@ -92,7 +93,9 @@ class UsageAPI:
             total = await self.ctx.ops.add_key(body.get("key"))
             return {"success": True, "total_keys": total}
         given = body.get("key")
-        secret = given.strip() if isinstance(given, str) and given.strip() else new_secret()
+        # A chosen secret passes the same check as any other key (no spaces or
+        # control characters, no pasted preview); none given: a new one.
+        secret = new_secret() if given is None or given == "" else clean_key(given)
         await self.ctx.ops.write(lambda data: create_key(data, body, secret))
         view = next((k for k in self.keys_view() if k["id"] == key_id(secret)), None)
         if view is None:  # a delete that was waiting for the writer came next
