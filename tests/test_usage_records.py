@@ -342,6 +342,26 @@ async def test_bodies_are_kept_only_with_log_bodies_cut_and_redacted(proxy_facto
     assert "sk-should-not-be-kept" not in row["request_body"]
 
 
+async def test_kept_bodies_mask_credentials_a_client_forwards_in_headers(proxy_factory):
+    """A Responses MCP tool carries its server's headers in the body: an
+    X-Api-Key or Cookie there was kept verbatim (only Authorization was masked)."""
+    proxy = await proxy_factory({"usage": {"log_bodies": True}})
+    secrets = ("mcp-api-key-1a2b", "mcp-cookie-3c4d", "client-secret-5e6f", "goog-key-7a8b")
+    tool = {"type": "mcp", "server_label": "docs", "server_url": "https://mcp.example/sse",
+            "require_approval": "never",
+            "headers": {"X-Api-Key": secrets[0], "Cookie": f"session={secrets[1]}",
+                        "x-goog-api-key": secrets[3]}}
+    async with aiohttp.ClientSession() as http:
+        admin = await admin_for(proxy, http)
+        async with http.post(proxy.url + "/v1/responses", headers=proxy.headers(), json={
+                "model": "deepseek-chat", "input": "hi", "tools": [tool],
+                "metadata": {"client_secret": secrets[2]}}) as resp:
+            await resp.read()
+        [row] = await rows(admin)
+    assert "mcp.example" in row["request_body"]
+    assert not [s for s in secrets if s in row["request_body"]]
+
+
 async def test_bodies_are_not_kept_by_default(admin: Admin):
     await openai_client(admin.proxy).chat.completions.create(
         model="deepseek-chat", messages=[{"role": "user", "content": "private words"}])
