@@ -111,7 +111,7 @@ class Metrics:
         for kind, value in (("prompt", record.prompt_tokens),
                             ("completion", record.completion_tokens),
                             ("reasoning", record.reasoning_tokens)):
-            if value:
+            if value > 0:  # a counter only goes up (inc of a negative raises)
                 self.tokens.labels(record.family, model, key, kind).inc(value)
 
     def instrument(self, client: Any) -> None:

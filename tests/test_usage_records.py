@@ -4,6 +4,7 @@ disconnect mid-stream recorded once, request ids end to end, /metrics."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 
@@ -360,6 +361,41 @@ async def test_kept_bodies_mask_credentials_a_client_forwards_in_headers(proxy_f
         [row] = await rows(admin)
     assert "mcp.example" in row["request_body"]
     assert not [s for s in secrets if s in row["request_body"]]
+
+
+@pytest.mark.parametrize("usage", [(-7, 5), (10**30, 1), (True, 3), (1.5, 2)])
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_provider_usage_that_is_no_count_is_replaced_by_ours(
+        proxy_factory, fake_provider, usage, stream):  # noqa: F811
+    """A negative count made the metrics counter raise (a bare 500); a huge
+    one could not be serialised (500) and ended the usage store's writer."""
+    proxy = await proxy_factory(provider_config(fake_provider))
+    fake_provider.enqueue(ProviderReply(text="fine answer", usage=usage))
+    body: dict = {"model": PROVIDER_MODEL, "stream": stream,
+                  "messages": [{"role": "user", "content": "x"}]}
+    if stream:
+        body["stream_options"] = {"include_usage": True}
+    async with aiohttp.ClientSession() as http:
+        async with http.post(proxy.url + "/v1/chat/completions", headers=proxy.headers(),
+                             json=body) as resp:
+            assert resp.status == 200
+            text = await resp.text()
+        async with http.get(proxy.url + "/metrics", headers={
+                "Authorization": f"Bearer {proxy.admin_key}"}) as resp:
+            samples = scrape(await resp.text())
+    assert "fine" in text
+    shown = json.loads(text)["usage"] if not stream else [
+        json.loads(line[6:]) for line in text.splitlines()
+        if line.startswith("data: {")][-1]["usage"]
+    assert 0 <= shown["prompt_tokens"] < 1000 and 0 < shown["completion_tokens"] < 1000
+    assert total(samples, "ds2proxy_tokens_total", kind="prompt") == shown["prompt_tokens"]
+    assert total(samples, "ds2proxy_requests_total", status="200") == 1
+    store = proxy.core.usage.store
+    await asyncio.wait_for(store.flush(), 10)
+    [row] = (await store.requests({}, 10, 0))[0]
+    assert (row["prompt_tokens"], row["completion_tokens"]) == (
+        shown["prompt_tokens"], shown["completion_tokens"])
+    assert proxy.core.providers.health.seconds_left("prov") == 0
 
 
 async def test_bodies_are_not_kept_by_default(admin: Admin):
