@@ -41,6 +41,12 @@ METRICS = ("requests", "errors", "prompt_tokens", "completion_tokens", "reasonin
 _PRUNE_EVERY = 600.0
 
 
+def _dim(value: Any) -> str:
+    """A rollup dimension with no separator in it: the model is the client's
+    string, and a separator there would shift the account and family apart."""
+    return str(value or "").replace(SEP, "\ufffd")
+
+
 def _matches(row: dict[str, Any], filters: dict[str, Any]) -> bool:
     for name in FILTERS:
         value = filters.get(name)
@@ -136,7 +142,7 @@ class RedisUsage:
         sums: dict[tuple[str, int], dict[str, float]] = {}
         for row in rows:
             failed = int(row["status"] >= 400 or bool(row["error_code"]))
-            dims = SEP.join(str(row[d] or "") for d in ("key_name", "model", "account", "family"))
+            dims = SEP.join(_dim(row[d]) for d in ("key_name", "model", "account", "family"))
             values = (1, failed, row["prompt_tokens"], row["completion_tokens"],
                       row["reasoning_tokens"], float(row["latency_ms"] or 0))
             for grain, size in GRAINS.items():
