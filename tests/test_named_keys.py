@@ -86,7 +86,8 @@ async def test_bad_key_fields_are_400_naming_the_field(admin: Admin):
     assert reply.status == 400 and "duplicate key name" in reply.json()["detail"]
 
 
-@pytest.mark.parametrize("chosen", ["sk-chosen\x00", "sk chosen key", "sk-a…3f", "sk-\u2028x", 42])
+@pytest.mark.parametrize("chosen", ["sk-chosen\x00", "sk chosen key", "sk-a…3f", "sk-\u2028x",
+                                    42])
 async def test_a_chosen_secret_passes_the_key_check(admin: Admin, chosen: Any):
     """Only the older {"key"} form checked a given secret: a named key took
     one with a NUL or a space (it can never travel in a header) or a masked

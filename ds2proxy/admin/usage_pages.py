@@ -40,7 +40,8 @@ def key_body(form: Form) -> dict[str, Any]:
     days = _int_field(form, "expires_days", MAX_EXPIRES_DAYS)
     models = [m.strip() for m in str(form.get("models") or "").replace(",", "\n").splitlines()
               if m.strip()]
-    limits = {name: _int_field(form, name, MAX_LIMIT) for name in ("rpm", "tokens_per_day", "concurrent")}
+    limits = {name: _int_field(form, name, MAX_LIMIT)
+              for name in ("rpm", "tokens_per_day", "concurrent")}
     body: dict[str, Any] = {"name": str(form.get("name") or "").strip(),
                             "note": str(form.get("note") or "").strip(),
                             "limits": {k: v for k, v in limits.items() if v is not None}}
