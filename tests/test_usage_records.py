@@ -398,6 +398,27 @@ async def test_a_provider_usage_that_is_no_count_is_replaced_by_ours(
     assert proxy.core.providers.health.seconds_left("prov") == 0
 
 
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_routed_model_name_with_a_line_break_still_gets_its_answer(
+        proxy_factory, fake_provider, stream):  # noqa: F811
+    """X-DS2Proxy-Served-By names the provider and the model the client asked
+    for (a glob route takes any name): a CR/LF there made aiohttp refuse the
+    headers, so the client got a dropped connection instead of its answer."""
+    proxy = await proxy_factory(provider_config(fake_provider))
+    model = "qwen-a\r\nX-Evil: 1"
+    async with aiohttp.ClientSession() as http:
+        async with http.post(proxy.url + "/v1/chat/completions", headers=proxy.headers(), json={
+                "model": model, "stream": stream,
+                "messages": [{"role": "user", "content": "x"}]}) as resp:
+            assert resp.status == 200 and "X-Evil" not in resp.headers
+            assert resp.headers["X-DS2Proxy-Served-By"] == "prov:qwen-a%0D%0AX-Evil: 1"
+            await resp.read()
+    store = proxy.core.usage.store
+    await asyncio.wait_for(store.flush(), 10)
+    [row] = (await store.requests({}, 10, 0))[0]
+    assert row["status"] == 200 and row["served_by"] == f"prov:{model}"
+
+
 async def test_bodies_are_not_kept_by_default(admin: Admin):
     await openai_client(admin.proxy).chat.completions.create(
         model="deepseek-chat", messages=[{"role": "user", "content": "private words"}])
