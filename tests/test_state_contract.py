@@ -147,6 +147,19 @@ async def test_a_model_name_cannot_pose_as_another_account_or_family(backend: Ba
     assert len(models) == 1 and models[0].startswith("m") and "victim@example.com" in models[0]
 
 
+async def test_a_row_the_store_cannot_write_does_not_stop_later_ones(backend: Backend) -> None:
+    """A count too large for a 64-bit integer: SQLite's OverflowError ended its
+    writer thread, and the Redis writer's task died with orjson's TypeError;
+    either way later rows were not written and a flush could wait forever."""
+    store, now = backend.usage, time.time()
+    store.record(row(now, request_id="unwritable", prompt_tokens=10**30))
+    await asyncio.wait_for(store.flush(), 10)
+    store.record(row(now, request_id="after"))
+    await asyncio.wait_for(store.flush(), 10)
+    rows, total = await asyncio.wait_for(store.requests({}, 10, 0), 10)
+    assert total == 1 and rows[0]["request_id"] == "after"
+
+
 # -- key counters -----------------------------------------------------------------------
 
 

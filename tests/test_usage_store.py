@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 import time
 from pathlib import Path
@@ -74,15 +73,3 @@ def test_an_unopenable_path_fails_at_start(tmp_path: Path):
     with pytest.raises(sqlite3.OperationalError):
         SQLiteUsage(str(tmp_path / "missing-folder" / "u.db"))
 
-
-async def test_the_writer_outlives_a_row_sqlite_cannot_hold(tmp_path: Path):
-    """OverflowError is no sqlite3.Error: it ended the writer thread, and every
-    later read and flush then waited for it forever."""
-    store = SQLiteUsage(str(tmp_path / "u.db"))
-    now = time.time()
-    store.record(row(now, prompt_tokens=10**30))
-    await asyncio.wait_for(store.flush(), 10)
-    store.record(row(now, key_name="after"))
-    rows, total = await asyncio.wait_for(store.requests({}, 10, 0), 10)
-    assert total == 1 and rows[0]["key_name"] == "after"
-    await store.close()

@@ -117,6 +117,12 @@ class RedisUsage:
                 await self.link.call(lambda: self._write(batch), check=False)
                 self.rows_written += len(batch)
                 count -= len(batch)
+            except (TypeError, ValueError, OverflowError) as exc:
+                # A row that cannot be encoded (an integer past 64 bits): the
+                # writer goes on without it, or its task ends and a flush waits
+                # forever with the rest of the buffer unwritten.
+                log.error("usage store: %d rows could not be written: %s", len(batch), exc)
+                count -= len(batch)
             except StateUnavailable:
                 self._buffer.extendleft(reversed(batch))
                 if not warned:
