@@ -25,10 +25,13 @@ SECRET_HEADERS = frozenset({
     "x-goog-api-key", "proxy-authorization",
 })
 
-# JSON members whose string value is a credential, wherever they appear.
+# JSON members whose string value is a credential, wherever they appear
+# (header names too: a client may forward headers in a body, e.g. to an MCP tool).
 _SECRET_MEMBER = re.compile(
-    r'("(?:password|token|access_token|refresh_token|api_key|apikey|secret|'
-    r'jwt_secret|password_hash|authorization)"\s*:\s*)"(?:[^"\\]|\\.)*("|$)',
+    r'("(?:password|passwd|token|access_token|refresh_token|id_token|auth_token|api_key|'
+    r'apikey|api-key|x-api-key|x-goog-api-key|secret|client_secret|private_key|jwt_secret|'
+    r'password_hash|authorization|proxy-authorization|cookie|set-cookie)"\s*:\s*)'
+    r'"(?:[^"\\]|\\.)*("|$)',
     re.IGNORECASE)
 _BEARER = re.compile(r"(Bearer\s+)[^\s\"',;]+", re.IGNORECASE)
 _QUERY_SECRET = re.compile(r"([?&](?:key|api_key|token)=)[^&#\s]*", re.IGNORECASE)

@@ -15,6 +15,7 @@ from typing import Any
 
 KEY_FIELDS = ("key", "name", "note", "created", "expires", "models", "limits", "disabled")
 LIMIT_FIELDS = ("rpm", "tokens_per_day", "concurrent")
+MAX_LIMIT = 10**12  # the largest value a key limit may take
 NAME_MAX = 64
 # What the usage log, the metrics and the limiter call a caller without a key
 # (its own DeepSeek token): no key may carry it, or it would be charged for them.
@@ -114,7 +115,7 @@ def _limits(entry: dict, where: str) -> KeyLimits:
         value = raw.get(name)
         if value is None:
             value = 0
-        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 10**12:
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_LIMIT:
             raise KeyEntryError(f"{where}.limits.{name}", "expected a non-negative integer")
         values[name] = value
     return KeyLimits(**values)

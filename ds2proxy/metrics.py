@@ -30,6 +30,12 @@ _POW_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 REQUEST_LABELS = ("family", "model", "status", "key")
 
 
+def _endpoint(path: object) -> str:
+    """An upstream path without its query: ``fetch_files?file_ids=…`` names
+    the files it polls, and a label per file id would grow without end."""
+    return str(path).partition("?")[0]
+
+
 class _PoolCollector(Collector):
     """Pool gauges read at scrape time, so they are never stale."""
 
@@ -105,7 +111,7 @@ class Metrics:
         for kind, value in (("prompt", record.prompt_tokens),
                             ("completion", record.completion_tokens),
                             ("reasoning", record.reasoning_tokens)):
-            if value:
+            if value > 0:  # a counter only goes up (inc of a negative raises)
                 self.tokens.labels(record.family, model, key, kind).inc(value)
 
     def instrument(self, client: Any) -> None:
@@ -115,7 +121,7 @@ class Metrics:
 
     def _counted(self, call: Callable[..., Any], *, path_at: int) -> Callable[..., Any]:
         async def counted(*args: Any, **kwargs: Any) -> Any:
-            endpoint = str(args[path_at]) if len(args) > path_at else "?"
+            endpoint = _endpoint(args[path_at]) if len(args) > path_at else "?"
             try:
                 result = await call(*args, **kwargs)
             except ProxyError as exc:

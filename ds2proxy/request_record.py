@@ -16,6 +16,7 @@ import uuid
 from contextvars import ContextVar, Token
 from dataclasses import dataclass, field, fields
 from typing import Any
+from urllib.parse import quote
 
 from aiohttp import web
 
@@ -55,7 +56,13 @@ async def on_prepare(request: web.Request, response: web.StreamResponse) -> None
         record.mark_first_byte()
     served = (record or request.get(RECORD_KEY) or _NO_RECORD).served_by
     if served:
-        response.headers[SERVED_BY_HEADER] = served
+        response.headers[SERVED_BY_HEADER] = header_safe(served)
+
+
+def header_safe(label: str) -> str:
+    """``label`` as a header value: a routed model name is the client's string,
+    and a line break in a header makes aiohttp refuse the whole response."""
+    return quote(label, safe=":/@+ ")
 
 
 @dataclass(slots=True)

@@ -76,11 +76,12 @@ function formatDuration(seconds) {
   return h ? `${h}h ${m}m` : `${m}m ${s}s`;
 }
 
+// The server's "clock" filter: UTC, named so, whatever zone the browser is in.
 function formatClock(ts) {
   const date = new Date(ts * 1000);
   const pad = (n) => String(n).padStart(2, "0");
-  return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())} ` +
-    `${pad(date.getHours())}:${pad(date.getMinutes())}:${pad(date.getSeconds())}`;
+  return `${date.getUTCFullYear()}-${pad(date.getUTCMonth() + 1)}-${pad(date.getUTCDate())} ` +
+    `${pad(date.getUTCHours())}:${pad(date.getUTCMinutes())}:${pad(date.getUTCSeconds())} UTC`;
 }
 
 const STATE_BADGES = { healthy: "ok", cooling_down: "warn", login_failing: "bad" };

@@ -29,6 +29,7 @@ from admin_util import (
 )
 from conftest import ADMIN_KEY, TEST_KEY
 
+from ds2proxy.admin import credentials
 from ds2proxy.scheduler import Limits
 
 GUARDED = [
@@ -130,6 +131,32 @@ async def test_parallel_guesses_beyond_the_held_ones_are_refused_unchecked(admin
     await asyncio.gather(*held, return_exceptions=True)
     await admin.http.close()  # the server cancels the held handlers
     await wait_until(lambda: throttle.pending("127.0.0.1") == 0)
+
+
+async def test_a_burst_of_password_guesses_is_checked_at_most_max_pending_at_once(
+        admin: Admin, monkeypatch):
+    """Checking a password (scrypt, in a thread) takes a while: guesses sent
+    together all passed the held-failures check before the first one failed,
+    so every one of them was checked, however many were sent."""
+    await admin.ok("POST", "/admin/settings/password", json={"new_password": "a long password"})
+    throttle = admin.ctx.gate.throttle
+    throttle.base_delay, throttle.max_delay = 0.01, 0.05
+    checked = 0
+    real = credentials.verify_password
+
+    async def counted(candidate: str, stored: str) -> bool:
+        nonlocal checked
+        checked += 1
+        return await real(candidate, stored)
+
+    monkeypatch.setattr(credentials, "verify_password", counted)
+    replies = await asyncio.gather(*(login(admin.http, admin.proxy.url, f"guess-{i}")
+                                     for i in range(30)))
+    statuses = sorted(r.status for r in replies)
+    assert checked <= throttle.max_pending and statuses.count(401) == checked
+    assert statuses.count(429) == 30 - checked
+    await wait_until(lambda: throttle.pending("127.0.0.1") == 0)
+    assert (await login(admin.http, admin.proxy.url, "a long password")).status == 200
 
 
 async def test_password_change_revokes_earlier_tokens_and_replaces_the_key(admin: Admin):

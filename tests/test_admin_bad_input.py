@@ -68,6 +68,52 @@ async def test_huge_page_numbers_on_the_dashboard_fall_back_to_page_one(logged_i
     assert status == 200 and 'data-account="alice@example.com"' in page
 
 
+BAD_LOG_QUERIES = [("page=99999999999999999999999", "page"), ("page=-1", "page"),
+                   ("page=0", "page"), ("per_page=0", "per_page"), ("per_page=501", "per_page"),
+                   ("page=%C2%B2", "page"), ("page=%EF%BC%91", "page"),
+                   ("per_page=" + "9" * 5000, "per_page"),
+                   ("status=%C2%B2", "status"), ("status=99999999999999999999999", "status"),
+                   ("status=42", "status")]
+
+
+@pytest.mark.parametrize("query,field", BAD_LOG_QUERIES)
+async def test_bad_request_log_parameters_are_a_400_naming_them(admin: Admin, query: str,
+                                                                 field: str):
+    reply = await admin.call("GET", f"/admin/usage/requests?{query}")
+    assert reply.status == 400, reply.raw[:300]
+    assert reply.json()["field"] == field
+
+
+@pytest.mark.parametrize("row", ["%C2%B2", "99999999999999999999999", "-1", "9" * 5000])
+async def test_a_request_log_row_id_that_cannot_exist_is_a_404(admin: Admin,
+                                                               logged_in: Browserless,
+                                                               row: str):
+    assert (await admin.call("GET", f"/admin/usage/requests/{row}")).status == 404
+    status, _, _ = await logged_in.get(f"/admin/ui/usage/{row}")
+    assert status == 404
+
+
+@pytest.mark.parametrize("query", [q for q, _ in BAD_LOG_QUERIES])
+async def test_bad_request_log_parameters_on_the_dashboard_show_the_first_page(
+        logged_in: Browserless, query: str):
+    status, page, _ = await logged_in.get(f"/admin/ui/usage?{query}")
+    assert status == 200 and "page 1 of 1" in page
+
+
+@pytest.mark.parametrize("field,value", [("expires_days", "99999999999999999999999"),
+                                         ("expires_days", "\u00b2"), ("rpm", "\u00b2"),
+                                         ("rpm", "-5"), ("concurrent", "1" + "0" * 13)])
+async def test_bad_numbers_in_the_key_form_come_back_as_a_message(logged_in: Browserless,
+                                                                 field: str, value: str):
+    before = logged_in.proxy.store.snapshot()
+    status, _, resp = await logged_in.post("/admin/ui/keys/create",
+                                           {"name": "numbers", field: value})
+    assert status == 303 and resp.headers["Location"] == "/admin/ui/keys"
+    _, page, _ = await logged_in.get("/admin/ui/keys")
+    assert f"{field} must be a whole number" in page
+    assert logged_in.proxy.store.snapshot() == before
+
+
 @pytest.mark.parametrize("api_key", ["test\x00key", "test\r\nkey", "two words"])
 async def test_self_test_refuses_control_characters_in_the_key(admin: Admin, api_key: str):
     reply = await admin.call("POST", "/admin/test", json={"api_key": api_key})

@@ -124,3 +124,29 @@ async def test_an_upstream_url_with_credentials_is_refused_unquoted(masked_admin
         assert reply.status == 400 and reply.json()["field"] == "upstream.base_url"
         assert URL_PASSWORD.encode() not in reply.raw
     assert a.proxy.config_path.read_bytes() == before
+
+
+QUERY_REDIS = "redis://127.0.0.1:6399/0?db=0&password=redis-query-pass-4d3c2b1a"
+QUERY_HOOK = "https://hooks.example/notify?channel=ops&token=hook-query-token-8e7f6a5b"
+
+
+async def test_a_credential_in_a_url_query_is_masked_and_kept(proxy_factory: ProxyFactory):
+    proxy = await proxy_factory({"state": {"redis_url": QUERY_REDIS},
+                                 "plugins": {"hello": {"system": "hi", "hook": QUERY_HOOK}}})
+    secrets = ("redis-query-pass", "hook-query-token")
+    async with aiohttp.ClientSession() as http:
+        a = await admin_for(proxy, http)
+        view = await a.ok("GET", "/admin/config")
+        assert view["state"]["redis_url"] == "redis://127.0.0.1:6399/0?db=0&password=…"
+        plugin = await a.ok("GET", "/admin/plugins/hello/settings")
+        assert plugin["settings"]["hook"] == "https://hooks.example/notify?channel=ops&token=…"
+        session = await a.call("GET", "/admin/ui/config", headers={
+            "Cookie": f"ds2proxy_admin={a.token}"}, auth=False)
+        assert session.status == 200 and b"password=\xe2\x80\xa6" in session.raw
+        for raw in (json.dumps(view), json.dumps(plugin), session.raw.decode()):
+            assert not [s for s in secrets if s in raw]
+        await a.ok("POST", "/admin/config/import", json=view)
+        await a.ok("PUT", "/admin/plugins/hello/settings", json=plugin["settings"])
+    doc = json.loads(proxy.config_path.read_text())
+    assert doc["state"]["redis_url"] == QUERY_REDIS
+    assert doc["plugins"]["hello"]["hook"] == QUERY_HOOK

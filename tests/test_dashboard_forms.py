@@ -84,6 +84,18 @@ async def test_pages_send_strangers_to_the_login_page(browser: Browserless, path
     assert resp.headers["Location"] == f"/admin/ui/login?next={path}"
 
 
+@pytest.mark.parametrize("path", ["/admin/ui/usage?model=deepseek-chat&errors=1&page=2",
+                                  "/admin/ui/keys/a%3Fb"])
+async def test_login_returns_to_the_page_with_its_query(browser: Browserless, path: str):
+    _, _, resp = await browser.get(path)
+    _, page, _ = await browser.get(resp.headers["Location"])
+    assert f'name="next" value="{path.replace("&", "&amp;")}"' in page
+    token = re.search(r'name="login_token" value="([^"]+)"', page).group(1)
+    status, _, resp = await browser.post("/admin/ui/login", {
+        "login_token": token, "admin_key": ADMIN_KEY, "next": path}, csrf=False)
+    assert status == 303 and resp.headers["Location"] == path
+
+
 async def test_login_sets_a_strict_httponly_session_cookie(browser: Browserless):
     resp = await browser.log_in()
     assert resp.headers["Location"] == "/admin/"

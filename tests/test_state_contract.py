@@ -133,6 +133,33 @@ async def test_usage_rollups_filters_and_rows(backend: Backend) -> None:
     assert await usage.request(10_000) is None
 
 
+async def test_a_model_name_cannot_pose_as_another_account_or_family(backend: Backend) -> None:
+    """The model is the client's string; with Redis the rollup cell joined its
+    dimensions with \\x1f, so a model holding it shifted the account and
+    family columns: a client could add rows for any account it named."""
+    store, now = backend.usage, time.time()
+    store.record(row(now, model="m\x1fvictim@example.com\x1fclaude", account=""))
+    await store.flush()
+    accounts = {r["name"]: r["requests"] for r in await store.totals("account", "hour", 0)}
+    families = {r["name"]: r["requests"] for r in await store.totals("family", "hour", 0)}
+    models = [r["name"] for r in await store.totals("model", "hour", 0)]
+    assert accounts == {"": 1} and families == {"openai": 1}
+    assert len(models) == 1 and models[0].startswith("m") and "victim@example.com" in models[0]
+
+
+async def test_a_row_the_store_cannot_write_does_not_stop_later_ones(backend: Backend) -> None:
+    """A count too large for a 64-bit integer: SQLite's OverflowError ended its
+    writer thread, and the Redis writer's task died with orjson's TypeError;
+    either way later rows were not written and a flush could wait forever."""
+    store, now = backend.usage, time.time()
+    store.record(row(now, request_id="unwritable", prompt_tokens=10**30))
+    await asyncio.wait_for(store.flush(), 10)
+    store.record(row(now, request_id="after"))
+    await asyncio.wait_for(store.flush(), 10)
+    rows, total = await asyncio.wait_for(store.requests({}, 10, 0), 10)
+    assert total == 1 and rows[0]["request_id"] == "after"
+
+
 # -- key counters -----------------------------------------------------------------------
 
 

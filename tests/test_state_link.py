@@ -39,6 +39,10 @@ def test_environment_url_wins_and_is_not_in_repr() -> None:
     ("redis://user:s3cret@host:6379/2", "redis://user:…@host:6379/2"),
     ("rediss://s3cret@host/0", "rediss://…@host/0"),
     ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
+    ("redis://h:6379/0?db=1&password=s3cret", "redis://h:6379/0?db=1&password=…"),
+    ("redis://u:s3cret@h/0?Password=s3cret#x", "redis://u:…@h/0?Password=…#x"),
+    ("unix:///run/redis.sock?password=s3cret&db=2", "unix:///run/redis.sock?password=…&db=2"),
+    ("redis://h/0?ssl_cert_reqs=none", "redis://h/0?ssl_cert_reqs=none"),
 ])
 def test_masked_url_hides_the_password(url: str, shown: str) -> None:
     assert masked_url(url) == shown

@@ -4,6 +4,7 @@ disconnect mid-stream recorded once, request ids end to end, /metrics."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 
@@ -340,6 +341,82 @@ async def test_bodies_are_kept_only_with_log_bodies_cut_and_redacted(proxy_facto
         [row] = await rows(admin)
     assert "deepseek-chat" in row["request_body"] and len(row["request_body"]) <= 300
     assert "sk-should-not-be-kept" not in row["request_body"]
+
+
+async def test_kept_bodies_mask_credentials_a_client_forwards_in_headers(proxy_factory):
+    """A Responses MCP tool carries its server's headers in the body: an
+    X-Api-Key or Cookie there was kept verbatim (only Authorization was masked)."""
+    proxy = await proxy_factory({"usage": {"log_bodies": True}})
+    secrets = ("mcp-api-key-1a2b", "mcp-cookie-3c4d", "client-secret-5e6f", "goog-key-7a8b")
+    tool = {"type": "mcp", "server_label": "docs", "server_url": "https://mcp.example/sse",
+            "require_approval": "never",
+            "headers": {"X-Api-Key": secrets[0], "Cookie": f"session={secrets[1]}",
+                        "x-goog-api-key": secrets[3]}}
+    async with aiohttp.ClientSession() as http:
+        admin = await admin_for(proxy, http)
+        async with http.post(proxy.url + "/v1/responses", headers=proxy.headers(), json={
+                "model": "deepseek-chat", "input": "hi", "tools": [tool],
+                "metadata": {"client_secret": secrets[2]}}) as resp:
+            await resp.read()
+        [row] = await rows(admin)
+    assert "mcp.example" in row["request_body"]
+    assert not [s for s in secrets if s in row["request_body"]]
+
+
+@pytest.mark.parametrize("usage", [(-7, 5), (10**30, 1), (True, 3), (1.5, 2)])
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_provider_usage_that_is_no_count_is_replaced_by_ours(
+        proxy_factory, fake_provider, usage, stream):  # noqa: F811
+    """A negative count made the metrics counter raise (a bare 500); a huge
+    one could not be serialised (500) and ended the usage store's writer."""
+    proxy = await proxy_factory(provider_config(fake_provider))
+    fake_provider.enqueue(ProviderReply(text="fine answer", usage=usage))
+    body: dict = {"model": PROVIDER_MODEL, "stream": stream,
+                  "messages": [{"role": "user", "content": "x"}]}
+    if stream:
+        body["stream_options"] = {"include_usage": True}
+    async with aiohttp.ClientSession() as http:
+        async with http.post(proxy.url + "/v1/chat/completions", headers=proxy.headers(),
+                             json=body) as resp:
+            assert resp.status == 200
+            text = await resp.text()
+        async with http.get(proxy.url + "/metrics", headers={
+                "Authorization": f"Bearer {proxy.admin_key}"}) as resp:
+            samples = scrape(await resp.text())
+    assert "fine" in text
+    shown = json.loads(text)["usage"] if not stream else [
+        json.loads(line[6:]) for line in text.splitlines()
+        if line.startswith("data: {")][-1]["usage"]
+    assert 0 <= shown["prompt_tokens"] < 1000 and 0 < shown["completion_tokens"] < 1000
+    assert total(samples, "ds2proxy_tokens_total", kind="prompt") == shown["prompt_tokens"]
+    assert total(samples, "ds2proxy_requests_total", status="200") == 1
+    store = proxy.core.usage.store
+    await asyncio.wait_for(store.flush(), 10)
+    [row] = (await store.requests({}, 10, 0))[0]
+    assert (row["prompt_tokens"], row["completion_tokens"]) == (
+        shown["prompt_tokens"], shown["completion_tokens"])
+    assert proxy.core.providers.health.seconds_left("prov") == 0
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_routed_model_name_with_a_line_break_still_gets_its_answer(
+        proxy_factory, fake_provider, stream):  # noqa: F811
+    """X-DS2Proxy-Served-By names the provider and the model the client asked
+    for (a glob route takes any name): a CR/LF there made aiohttp refuse the
+    headers, so the client got a dropped connection instead of its answer."""
+    proxy = await proxy_factory(provider_config(fake_provider))
+    model = "qwen-a\r\nX-Evil: 1"
+    async with aiohttp.ClientSession() as http:
+        async with http.post(proxy.url + "/v1/chat/completions", headers=proxy.headers(), json={
+                "model": model, "stream": stream,
+                "messages": [{"role": "user", "content": "x"}]}) as resp:
+            assert resp.status == 200 and "X-Evil" not in resp.headers
+            assert resp.headers["X-DS2Proxy-Served-By"] == "prov:qwen-a%0D%0AX-Evil: 1"
+            await resp.read()
+    store = proxy.core.usage.store
+    await asyncio.wait_for(store.flush(), 10)
+    [row] = (await store.requests({}, 10, 0))[0]
+    assert row["status"] == 200 and row["served_by"] == f"prov:{model}"
 
 
 async def test_bodies_are_not_kept_by_default(admin: Admin):

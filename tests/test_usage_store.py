@@ -72,3 +72,4 @@ async def test_a_reopened_store_has_everything_written_before(tmp_path: Path):
 def test_an_unopenable_path_fails_at_start(tmp_path: Path):
     with pytest.raises(sqlite3.OperationalError):
         SQLiteUsage(str(tmp_path / "missing-folder" / "u.db"))
+

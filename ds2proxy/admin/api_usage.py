@@ -9,6 +9,7 @@ log, newest first, filtered and paginated) and ``/admin/usage/requests/{id}``;
 from __future__ import annotations
 
 import hmac
+import re
 import time
 from typing import Any
 
@@ -18,30 +19,50 @@ from ..errors import InvalidRequest, NotFound
 from ..metrics import CONTENT_TYPE
 from ..state.usage import FILTERS, GROUPS, UsageStore
 from .context import AdminContext
+from .edits import clean_key
 from .gate import bearer_of
 from .named_keys import create_key, edit_key, key_view, new_secret
 from .masking import key_id
 from .responses import json_ok, rendered
 
 PER_PAGE = 50
+MAX_PER_PAGE = 500
+MAX_PAGE = 1_000_000
+# The largest row id SQLite (and the Redis store's counter) can hold.
+MAX_ROW_ID = 2**63 - 1
 WINDOWS = {"hour": ("minute", 3600), "day": ("hour", 86400), "week": ("hour", 7 * 86400)}
+_ASCII_DIGITS = re.compile(r"[0-9]{1,19}")
+
+
+def whole_number(raw: Any, name: str, default: int, lo: int, hi: int) -> int:
+    """A query or form value as a whole number in ``lo..hi`` (blank: ``default``),
+    else a 400 naming it. ASCII digits only: ``str.isdigit`` passes "²", which
+    ``int`` then refuses, and an unbounded number overflows the store's
+    64-bit integers; both were 500s."""
+    text = str(raw).strip() if raw is not None else ""
+    if not text:
+        return default
+    if not _ASCII_DIGITS.fullmatch(text) or not lo <= int(text) <= hi:
+        raise InvalidRequest(f"{name} must be a whole number from {lo} to {hi}", param=name)
+    return int(text)
+
+
+def row_id(raw: str) -> int | None:
+    """A request-log row id from a path, or None (not found) for anything else."""
+    if not _ASCII_DIGITS.fullmatch(raw) or int(raw) > MAX_ROW_ID:
+        return None
+    return int(raw)
 
 
 def page_args(query: Any) -> tuple[int, int]:
-    try:
-        page = max(1, int(query.get("page", "1")))
-        per_page = min(500, max(1, int(query.get("per_page", str(PER_PAGE)))))
-    except ValueError:
-        raise InvalidRequest("page and per_page must be whole numbers", param="page") from None
-    return page, per_page
+    return (whole_number(query.get("page"), "page", 1, 1, MAX_PAGE),
+            whole_number(query.get("per_page"), "per_page", PER_PAGE, 1, MAX_PER_PAGE))
 
 
 def filters_of(query: Any) -> dict[str, Any]:
     found: dict[str, Any] = {name: query.get(name, "").strip() for name in FILTERS}
     if found["status"]:
-        if not found["status"].isdigit():
-            raise InvalidRequest("status must be an HTTP status number", param="status")
-        found["status"] = int(found["status"])
+        found["status"] = whole_number(found["status"], "status", 0, 100, 599)
     found["errors"] = query.get("errors") in ("1", "true", "on")
     return found
 
@@ -78,7 +99,9 @@ class UsageAPI:
             total = await self.ctx.ops.add_key(body.get("key"))
             return {"success": True, "total_keys": total}
         given = body.get("key")
-        secret = given.strip() if isinstance(given, str) and given.strip() else new_secret()
+        # A chosen secret passes the same check as any other key (no spaces or
+        # control characters, no pasted preview); none given: a new one.
+        secret = new_secret() if given is None or given == "" else clean_key(given)
         await self.ctx.ops.write(lambda data: create_key(data, body, secret))
         view = next((k for k in self.keys_view() if k["id"] == key_id(secret)), None)
         if view is None:  # a delete that was waiting for the writer came next
@@ -106,8 +129,8 @@ class UsageAPI:
         return json_ok({"requests": rows, "total": total, "page": page, "per_page": per_page})
 
     async def request_detail(self, request: web.Request) -> web.Response:
-        raw = request.match_info["id"]
-        row = await self.store.request(int(raw)) if raw.isdigit() else None
+        wanted = row_id(request.match_info["id"])
+        row = await self.store.request(wanted) if wanted is not None else None
         if row is None:
             raise NotFound("no such request in the log")
         return json_ok({"request": row})

@@ -48,6 +48,12 @@ def _metric(row: dict[str, Any] | None, metric: str) -> float:
     return row.get(metric) or 0
 
 
+def _figure(value: float) -> str:
+    """A count as people read it (``1,234,567``): ``:g`` wrote ``1.23457e+06``,
+    off by hundreds, once an hour held a million tokens."""
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.2f}"
+
+
 def _label(ts: int, step: int) -> str:
     fmt = "%H:%M" if step < 86400 else "%m-%d"
     return datetime.fromtimestamp(ts, timezone.utc).strftime(fmt)
@@ -67,12 +73,12 @@ def bar_chart(points: list[tuple[int, float]], *, title: str, unit: str, step: i
             continue
         h = max(1.0, plot * value / peak)
         x, y = PAD + i * slot, PAD + plot - h
-        tip = f"{_label(ts, step)} UTC: {value:g} {unit}"
+        tip = f"{_label(ts, step)} UTC: {_figure(value)} {unit}"
         bars.append(f'<rect class="bar" x="{x:.1f}" y="{y:.1f}" width="{max(1.0, slot - 1):.1f}" '
                     f'height="{h:.1f}"><title>{escape(tip)}</title></rect>')
     first = _label(points[0][0], step) if points else ""
     last = _label(points[-1][0], step) if points else ""
-    label = f"{title}: {total:g} {unit} in all, peak {peak:g}"
+    label = f"{title}: {_figure(total)} {unit} in all, peak {_figure(peak)}"
     svg = (f'<svg class="chart {escape(css)}" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
            f'aria-label="{escape(label)}" xmlns="http://www.w3.org/2000/svg">'
            f'<title>{escape(label)}</title>'
@@ -84,7 +90,7 @@ def bar_chart(points: list[tuple[int, float]], *, title: str, unit: str, step: i
            f'<text x="{WIDTH - PAD}" y="{HEIGHT - 4}" font-size="11" text-anchor="end" '
            f'fill="currentColor">{escape(last)} UTC</text>'
            f'<text x="{PAD + 2}" y="14" font-size="11" fill="currentColor">'
-           f'peak {peak:g}</text></svg>')
+           f'peak {_figure(peak)}</text></svg>')
     return Markup(svg)
 
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timezone
 from importlib import metadata
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp_jinja2
 import jinja2
@@ -71,7 +72,12 @@ def _ago(ts: float | None) -> str:
 
 
 def _clock(ts: float | None) -> str:
-    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S") if ts else ""
+    """A moment in UTC, named so: the charts' buckets are UTC, and the overview's
+    live updates (static/admin.js) print the same text whatever zone the
+    server or the browser is in."""
+    if not ts:
+        return ""
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _duration(seconds: float) -> str:
@@ -133,8 +139,9 @@ class Dashboard:
     def session(self, request: web.Request) -> Claims:
         """The logged-in admin, or a redirect to the login page."""
         claims = self.sessions.current(request)
-        if claims is None:
-            raise web.HTTPSeeOther(f"{LOGIN_URL}?next={request.rel_url.path}")
+        if claims is None:  # back to the same page after login, its query included
+            back = quote(request.rel_url.raw_path_qs, safe="/")
+            raise web.HTTPSeeOther(f"{LOGIN_URL}?next={back}")
         return claims
 
     def render(self, request: web.Request, template: str, *, claims: Claims | None = None,

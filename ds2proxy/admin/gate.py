@@ -35,16 +35,16 @@ class AdminGate:
 
     async def check_key(self, request: web.Request, key: str) -> None:
         """The admin key (or password): a right one passes at once, a wrong one
-        gets its 401 late (see :mod:`.throttle`); 429 while too many are held."""
+        gets its 401 late (see :mod:`.throttle`); 429 while too many are checked or held."""
         if self.creds.default_key_in_use and not addressed_by_address(request):
             raise PermissionDenied(
                 "the default admin key is accepted only when this server is addressed as "
                 "localhost or by IP address (a web page can point its own name at this "
                 "machine); set DS2PROXY_ADMIN_KEY or a password", code="default_key_by_name")
         address = request.remote or "unknown"
-        self.throttle.admit(address)
-        if key and await self.creds.check_key(key):
-            return
+        with self.throttle.checking(address):
+            if key and await self.creds.check_key(key):
+                return
         await self.throttle.failed(address)
         raise AuthenticationFailed("invalid admin key")
 

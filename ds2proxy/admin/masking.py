@@ -72,7 +72,8 @@ def masked_account(account: AccountConfig, state: AccountState | None = None,
 
 
 def _has_credentials(value: str) -> bool:
-    """A URL with a user or password (``scheme://user:pw@host``, ``?password=``)."""
+    """A URL with a user or password (``scheme://user:pw@host``) or a
+    credential in its query (``?password=…``, ``?token=…``)."""
     scheme, sep, _ = value.partition("://")
     return bool(sep) and scheme.isalnum() and masked_url(value) != value
 

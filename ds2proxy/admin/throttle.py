@@ -6,8 +6,10 @@ visitor shares one address, so a lock-out there would lock out everyone).
 What is slowed down is each *wrong* answer: after a few free failures
 (people mistype), the 401 is held back for a delay that doubles with every
 further failure, up to a cap. Guessing in parallel does not get round that:
-while ``max_pending`` failed attempts from an address are being held, more
-attempts from it are answered 429 without being checked. An address's
+while ``max_pending`` attempts from an address are being checked or held,
+more attempts from it are answered 429 without being checked (checking a
+password takes a while, so attempts being checked count too, or a burst of
+guesses would all be checked before the first of them had failed). An address's
 failures are forgotten after ``forget_after`` seconds without one.
 """
 
@@ -16,7 +18,8 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from ..errors import RateLimited
@@ -53,6 +56,17 @@ class LoginThrottle:
                               "pending; try again shortly",
                               retry_after=max(1, math.ceil(self.delay_for(record.failures))),
                               code="login_throttled")
+
+    @contextmanager
+    def checking(self, address: str) -> Iterator[None]:
+        """Admit one attempt (or 429) and count it as pending while its key is checked."""
+        self.admit(address)
+        record = self._record(address)
+        record.pending += 1
+        try:
+            yield
+        finally:
+            record.pending -= 1
 
     async def failed(self, address: str) -> None:
         """Count a wrong key and hold its answer for the back-off delay."""

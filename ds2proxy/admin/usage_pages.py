@@ -10,9 +10,10 @@ from typing import Any
 
 from aiohttp import web
 
-from ..errors import InvalidRequest, ProxyError
+from ..errors import ProxyError
+from ..keyring import MAX_LIMIT
 from ..state.usage import FILTERS
-from .api_usage import UsageAPI, filters_of, page_args
+from .api_usage import UsageAPI, filters_of, page_args, row_id, whole_number
 from .charts import DAY, HOUR, OVERVIEW_METRICS, charts_for
 from .context import AdminContext
 from .credentials import Claims
@@ -24,21 +25,23 @@ LOG_URL = "/admin/ui/usage"
 KEYS_URL = "/admin/ui/keys"
 
 
-def _int_field(form: Form, name: str) -> int | None:
-    raw = str(form.get(name) or "").strip()
-    if not raw:
+# A key's lifetime in days (a century at most: a longer one is never expiring).
+MAX_EXPIRES_DAYS = 36500
+
+
+def _int_field(form: Form, name: str, hi: int) -> int | None:
+    if not str(form.get(name) or "").strip():
         return None
-    if not raw.isdigit():
-        raise InvalidRequest(f"{name.replace('_', ' ')} must be a whole number", param=name)
-    return int(raw)
+    return whole_number(form.get(name), name, 0, 0, hi)
 
 
 def key_body(form: Form) -> dict[str, Any]:
     """A create-key form as the admin API's body."""
-    days = _int_field(form, "expires_days")
+    days = _int_field(form, "expires_days", MAX_EXPIRES_DAYS)
     models = [m.strip() for m in str(form.get("models") or "").replace(",", "\n").splitlines()
               if m.strip()]
-    limits = {name: _int_field(form, name) for name in ("rpm", "tokens_per_day", "concurrent")}
+    limits = {name: _int_field(form, name, MAX_LIMIT)
+              for name in ("rpm", "tokens_per_day", "concurrent")}
     body: dict[str, Any] = {"name": str(form.get("name") or "").strip(),
                             "note": str(form.get("note") or "").strip(),
                             "limits": {k: v for k, v in limits.items() if v is not None}}
@@ -154,9 +157,9 @@ class UsagePages:
 
     async def detail(self, request: web.Request) -> web.StreamResponse:
         claims = self.dash.session(request)
-        raw = request.match_info["row_id"]
+        wanted = row_id(request.match_info["row_id"])
         store = self.ctx.core.usage.store
-        row = await store.request(int(raw)) if store is not None and raw.isdigit() else None
+        row = await store.request(wanted) if store is not None and wanted is not None else None
         if row is None:
             raise web.HTTPNotFound()
         return self.dash.render(request, "usage_detail.html", claims=claims, active="usage",

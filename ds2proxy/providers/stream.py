@@ -126,7 +126,7 @@ class ChunkTranslator:
         out: list[TurnEvent] = []
         usage = data.get("usage")
         if usage:
-            self.usage = _usage(usage)
+            self.usage = _usage(usage) or self.usage
         for choice in data.get("choices") or ():
             delta = choice.get("delta") or choice.get("message") or {}
             self._delta(delta, out)
@@ -214,10 +214,33 @@ def _custom_input(arguments: str) -> str:
     return value.get(CUSTOM_INPUT, arguments) if isinstance(value, dict) else arguments
 
 
-def _usage(data: dict[str, Any]) -> Usage:
-    details = data.get("completion_tokens_details") or {}
-    return Usage(int(data.get("prompt_tokens") or 0), int(data.get("completion_tokens") or 0),
-                 int(details.get("reasoning_tokens") or 0))
+# More tokens than any one request could have: a figure above it is garbage.
+MAX_REPORTED_TOKENS = 10**9
+
+
+def _count(value: Any) -> int | None:
+    """A token count the provider reported, or None for anything that is not one."""
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if not (0 <= value <= MAX_REPORTED_TOKENS) or value != int(value):
+        return None
+    return int(value)
+
+
+def _usage(data: Any) -> Usage | None:
+    """The provider's usage, or None (our own count then) when it is not
+    counts: a negative, huge or non-numeric figure broke the metrics
+    counters, the JSON answer and the usage store's writer."""
+    if not isinstance(data, dict):
+        return None
+    details = data.get("completion_tokens_details")
+    counts = (_count(data.get("prompt_tokens")), _count(data.get("completion_tokens")),
+              _count(details.get("reasoning_tokens")) if isinstance(details, dict) else 0)
+    if any(c is None for c in counts):
+        return None
+    return Usage(*counts)  # type: ignore[arg-type]
 
 
 def final_events(translator: ChunkTranslator, fallback: Usage) -> list[TurnEvent]:

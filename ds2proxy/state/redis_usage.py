@@ -46,6 +46,12 @@ def _filtered(filters: dict[str, Any]) -> bool:
                                               for name in FILTERS)
 
 
+def _dim(value: Any) -> str:
+    """A rollup dimension with no separator in it: the model is the client's
+    string, and a separator there would shift the account and family apart."""
+    return str(value or "").replace(SEP, "\ufffd")
+
+
 def _matches(row: dict[str, Any], filters: dict[str, Any]) -> bool:
     for name in FILTERS:
         value = filters.get(name)
@@ -116,6 +122,12 @@ class RedisUsage:
                 await self.link.call(lambda: self._write(batch), check=False)
                 self.rows_written += len(batch)
                 count -= len(batch)
+            except (TypeError, ValueError, OverflowError) as exc:
+                # A row that cannot be encoded (an integer past 64 bits): the
+                # writer goes on without it, or its task ends and a flush waits
+                # forever with the rest of the buffer unwritten.
+                log.error("usage store: %d rows could not be written: %s", len(batch), exc)
+                count -= len(batch)
             except StateUnavailable:
                 self._buffer.extendleft(reversed(batch))
                 if not warned:
@@ -141,7 +153,7 @@ class RedisUsage:
         sums: dict[tuple[str, int], dict[str, float]] = {}
         for row in rows:
             failed = int(row["status"] >= 400 or bool(row["error_code"]))
-            dims = SEP.join(str(row[d] or "") for d in ("key_name", "model", "account", "family"))
+            dims = SEP.join(_dim(row[d]) for d in ("key_name", "model", "account", "family"))
             values = (1, failed, row["prompt_tokens"], row["completion_tokens"],
                       row["reasoning_tokens"], float(row["latency_ms"] or 0))
             for grain, size in GRAINS.items():

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote_plus, urlsplit
 
 from ..config_values import ConfigError
 from ..settings_schema import parse_section, setting
@@ -89,10 +89,27 @@ def parse_state(data: dict, env: Mapping[str, str] | None = None) -> StateSettin
     return with_env_url(parse_section(StateSettings, data.get("state"), "state."), env)
 
 
+# Query parameters that carry a credential (redis-py reads ``?password=``).
+SECRET_QUERY_NAMES = frozenset({
+    "password", "passwd", "pass", "pwd", "token", "access_token", "refresh_token", "auth",
+    "auth_token", "key", "api_key", "apikey", "api-key", "secret", "client_secret", "sig",
+    "signature"})
+
+
+def _masked_query(query: str) -> str:
+    """``query`` with the value of every credential-named parameter replaced by ``…``."""
+    pairs = []
+    for pair in query.split("&"):
+        name, sep, value = pair.partition("=")
+        secret = sep and value and unquote_plus(name).strip().lower() in SECRET_QUERY_NAMES
+        pairs.append(f"{name}=…" if secret else pair)
+    return "&".join(pairs)
+
+
 def masked_url(url: str) -> str:
     """``url`` with any password replaced by ``…`` (for logs and admin reads):
-    the one in the user part and a ``password=`` query parameter (the client
-    takes either)."""
+    the one in the user part and any credential-named query parameter
+    (``?password=``, which the client takes too; ``?token=``)."""
     scheme, sep, rest = url.partition("://")
     if not sep:
         return url
@@ -111,8 +128,3 @@ def _masked_netloc(netloc: str) -> str:
     shown = f"{name}:…" if sep else name and "…"
     return f"{shown}@{host}"
 
-
-def _masked_query(query: str) -> str:
-    items = query.split("&") if query else []
-    return "&".join(f"{name}=…" if sep and name.lower() == "password" else name + sep + value
-                    for name, sep, value in (item.partition("=") for item in items))

@@ -215,7 +215,10 @@ class SQLiteUsage:
                 if not self._handle(db, items):
                     return
                 if time.time() - pruned > _PRUNE_EVERY:
-                    self._prune(db)
+                    try:
+                        self._prune(db)
+                    except sqlite3.Error as exc:  # a locked file: next time
+                        log.warning("usage store: old rows not pruned: %s", exc)
                     pruned = time.time()
         finally:
             db.close()
@@ -239,7 +242,10 @@ class SQLiteUsage:
                                [tuple(r[f] for f in ROW_FIELDS) for r in rows])
                 db.executemany(_UPSERT, [u for r in rows for u in _rollup_rows(r)])
             self.rows_written += len(rows)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OverflowError, ValueError, TypeError) as exc:
+            # The writer thread must outlive a bad batch (an integer SQLite
+            # cannot hold raised OverflowError): were it to end, every later
+            # read and flush would wait for it forever.
             log.error("usage store: %d rows could not be written: %s", len(rows), exc)
 
     @staticmethod
