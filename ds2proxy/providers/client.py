@@ -201,12 +201,47 @@ def _parsed(payload: bytes) -> dict[str, Any] | None:
     except orjson.JSONDecodeError:
         log.warning("a provider sent a chunk that is not JSON (%d bytes)", len(payload))
         return None
-    if isinstance(value, dict) and "error" in value and not value.get("choices"):
+    if not isinstance(value, dict):
+        return None
+    if value.get("error") and not value.get("choices"):  # ``"error": null`` is no error
         error = value["error"]
         text = error.get("message") if isinstance(error, dict) else str(error)
         raise UpstreamError("the provider reported an error in its answer",
                             detail=f"the provider said: {redact(str(text))[:300]}")
-    return value if isinstance(value, dict) else None
+    fault = malformed(value)
+    if fault is not None:
+        raise UpstreamError("the provider sent a malformed chunk", detail=fault)
+    return value
+
+
+def malformed(chunk: dict[str, Any]) -> str | None:
+    """What in a chunk (or completion) is not shaped as the chat API has it:
+    the translator reads these members without checking each one."""
+    choices = chunk.get("choices")
+    if choices is None:
+        choices = []
+    if not isinstance(choices, list) or not all(isinstance(c, dict) for c in choices):
+        return "choices is not a list of objects"
+    if chunk.get("usage") is not None and not isinstance(chunk["usage"], dict):
+        return "usage is not an object"
+    for choice in choices:
+        delta = choice.get("delta") or choice.get("message") or {}
+        if not isinstance(delta, dict) or not _text_or_none(choice.get("finish_reason")):
+            return "a choice is not shaped as a delta and a finish reason"
+        calls = delta.get("tool_calls") or []
+        if not isinstance(calls, list) or not all(_is_call(c) for c in calls):
+            return "tool_calls is not a list of calls"
+    return None
+
+
+def _is_call(call: Any) -> bool:
+    function = call.get("function") or {} if isinstance(call, dict) else None
+    return isinstance(function, dict) and all(
+        _text_or_none(v) for v in (call.get("id"), function.get("name")))
+
+
+def _text_or_none(value: Any) -> bool:
+    return value is None or isinstance(value, str)
 
 
 async def _error_message(response: aiohttp.ClientResponse) -> str:

@@ -126,7 +126,7 @@ class ChunkTranslator:
         out: list[TurnEvent] = []
         usage = data.get("usage")
         if usage:
-            self.usage = _usage(usage)
+            self.usage = _usage(usage) or self.usage
         for choice in data.get("choices") or ():
             delta = choice.get("delta") or choice.get("message") or {}
             self._delta(delta, out)
@@ -214,10 +214,16 @@ def _custom_input(arguments: str) -> str:
     return value.get(CUSTOM_INPUT, arguments) if isinstance(value, dict) else arguments
 
 
-def _usage(data: dict[str, Any]) -> Usage:
-    details = data.get("completion_tokens_details") or {}
-    return Usage(int(data.get("prompt_tokens") or 0), int(data.get("completion_tokens") or 0),
-                 int(details.get("reasoning_tokens") or 0))
+def _usage(data: dict[str, Any]) -> Usage | None:
+    """The provider's counts; None when they are not numbers (then our own
+    count stands in, as for a provider that reports none)."""
+    details = data.get("completion_tokens_details")
+    counts = (data.get("prompt_tokens"), data.get("completion_tokens"),
+              details.get("reasoning_tokens") if isinstance(details, dict) else None)
+    if not all(c is None or type(c) in (int, float) for c in counts):
+        return None
+    prompt, completion, reasoning = (int(c or 0) for c in counts)
+    return Usage(prompt, completion, reasoning)
 
 
 def final_events(translator: ChunkTranslator, fallback: Usage) -> list[TurnEvent]:
