@@ -84,3 +84,64 @@ async def test_an_error_member_that_is_null_is_no_error(routed):
     answer = await client(routed).chat.completions.create(model=PROVIDER_MODEL, messages=USER)
     assert answer.choices[0].message.content == "fine"
     assert (answer.usage.prompt_tokens, answer.usage.completion_tokens) == (3, 1)
+
+
+def completion(message: dict, finish: str) -> bytes:
+    return json.dumps({"id": "chatcmpl-1", "object": "chat.completion", "choices": [
+        {"index": 0, "message": message, "finish_reason": finish}],
+        "usage": {"prompt_tokens": 7, "completion_tokens": 5}}).encode()
+
+
+async def test_a_provider_that_ignores_stream_is_still_served(routed):
+    """One chat.completion object (calls without an index) instead of chunks."""
+    import anthropic
+    routed.provider.enqueue(ProviderReply(raw=completion({
+        "role": "assistant", "content": "Checking.", "reasoning_content": "plan",
+        "tool_calls": [
+            {"id": "c1", "type": "function", "function": {"name": "get_weather",
+                                                          "arguments": '{"city": "Oslo"}'}},
+            {"id": "c2", "type": "function", "function": {"name": "get_weather",
+                                                          "arguments": '{"city": "Rome"}'}}]},
+        "tool_calls"), content_type="application/json"))
+    claude = anthropic.AsyncAnthropic(base_url=routed.url + "/anthropic", api_key=routed.key,
+                                      max_retries=0)
+    async with claude.messages.stream(
+            model=PROVIDER_MODEL, max_tokens=100, messages=USER,
+            tools=[{"name": "get_weather", "input_schema": {"type": "object"}}]) as stream:
+        message = await stream.get_final_message()
+    assert [b.type for b in message.content] == ["thinking", "text", "tool_use", "tool_use"]
+    assert [b.input for b in message.content if b.type == "tool_use"] == [{"city": "Oslo"},
+                                                                          {"city": "Rome"}]
+    assert (message.stop_reason, message.usage.output_tokens) == ("tool_use", 5)
+
+
+async def test_an_event_stream_labelled_as_plain_text_is_still_read(routed):
+    routed.provider.enqueue(ProviderReply(raw=sse(
+        {"choices": [{"index": 0, "delta": {"content": "mislabelled"}, "finish_reason": "stop"}]},
+        "[DONE]"), content_type="text/plain; charset=utf-8"))
+    answer = await client(routed).chat.completions.create(model=PROVIDER_MODEL, messages=USER)
+    assert answer.choices[0].message.content == "mislabelled"
+
+
+async def test_a_json_error_with_status_200_is_a_provider_failure_without_the_key(routed):
+    body = json.dumps({"error": {"message": f"quota gone for {PROVIDER_KEY}"}}).encode()
+    routed.provider.enqueue(ProviderReply(raw=body, content_type="application/json"))
+    with pytest.raises(openai.APIStatusError) as info:
+        await client(routed).chat.completions.create(model=PROVIDER_MODEL, messages=USER)
+    assert info.value.status_code == 502 and "reported an error" in info.value.message
+    assert PROVIDER_KEY not in json.dumps(info.value.body)
+
+
+async def test_a_web_page_with_status_200_is_named_and_the_route_moves_on(routed):
+    page = b"<html><body>Please sign in</body></html>"
+    routed.provider.enqueue(ProviderReply(raw=page, content_type="text/html"))
+    with pytest.raises(openai.APIStatusError) as info:
+        await client(routed).chat.completions.create(model=PROVIDER_MODEL, messages=USER,
+                                                     stream=True)
+    assert info.value.status_code == 502 and "text/html" in info.value.message
+    routed.provider.enqueue(ProviderReply(raw=page, content_type="text/html"))
+    routed.fake.enqueue(Scripted(answer="the pool again"))
+    raw = await client(routed).chat.completions.with_raw_response.create(
+        model="deepseek-reasoner", messages=USER)
+    assert raw.parse().choices[0].message.content == "the pool again"
+    assert raw.headers["X-DS2Proxy-Served-By"] == "pool"

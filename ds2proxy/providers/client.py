@@ -27,6 +27,7 @@ from .settings import ProviderSettings
 log = logging.getLogger("ds2proxy.providers")
 
 _DONE = b"[DONE]"
+MAX_WHOLE_ANSWER = 16 << 20  # a non-streamed answer read whole, at most
 
 
 class ProviderBusy(UpstreamRateLimited):
@@ -138,9 +139,13 @@ class ProviderClient:
 async def sse_reads(response: aiohttp.ClientResponse, client: ProviderClient
                     ) -> AsyncIterator[list[dict[str, Any]]]:
     """The parsed ``data:`` chunks of each socket read (lines and UTF-8
-    characters cut between reads are joined first)."""
+    characters cut between reads are joined first). A 200 that is not an
+    event stream is read whole: see :func:`_whole_answer`."""
     buffer = b""
     try:
+        if not response.headers.get("Content-Type", "").startswith("text/event-stream"):
+            yield await _whole_answer(response, client)
+            return
         async for data in response.content.iter_any():
             buffer += data
             if b"\n" not in data:
@@ -165,6 +170,42 @@ async def sse_reads(response: aiohttp.ClientResponse, client: ProviderClient
     except UpstreamError as exc:  # an error chunk: its words may quote the credential
         exc.detail = client.scrub(exc.detail)
         raise
+
+
+async def _whole_answer(response: aiohttp.ClientResponse, client: ProviderClient
+                        ) -> list[dict[str, Any]]:
+    """The chunks of a 200 that is not labelled an event stream: a provider
+    that ignored ``stream`` sends one ``chat.completion`` object (its message
+    reads like one big delta), a gateway may send its error as JSON, and a
+    mislabelled stream still has its ``data:`` lines. Anything else (a login
+    page, a proxy's HTML) is a failure that says what came."""
+    body = await read_body(response, MAX_WHOLE_ANSWER)
+    try:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        value = None
+    if isinstance(value, dict):
+        chunk = _parsed(body)
+        return [chunk] if chunk is not None else []
+    chunks, error = _chunks(body.split(b"\n"))
+    if error is not None:
+        raise error
+    if not chunks:
+        kind = response.headers.get("Content-Type", "").split(";")[0] or "no content type"
+        raise UpstreamError(f"provider {client.name} answered 200 with {kind[:60]}, "
+                            "not a chat completion")
+    return chunks
+
+
+async def read_body(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    """Up to ``limit`` bytes of the body, however many reads they take."""
+    body = b""
+    while len(body) < limit:
+        data = await response.content.read(limit - len(body))
+        if not data:
+            break
+        body += data
+    return body
 
 
 def _chunks(lines: list[bytes]) -> tuple[list[dict[str, Any]], UpstreamError | None]:
