@@ -145,3 +145,30 @@ async def test_a_web_page_with_status_200_is_named_and_the_route_moves_on(routed
         model="deepseek-reasoner", messages=USER)
     assert raw.parse().choices[0].message.content == "the pool again"
     assert raw.headers["X-DS2Proxy-Served-By"] == "pool"
+
+
+async def test_a_redirect_is_not_followed_with_the_credentials(proxy_factory):
+    """aiohttp drops Authorization on a redirect to another origin, but not a
+    vendor's key header: the provider's redirect must not be followed at all."""
+    from aiohttp import web
+
+    from ds2proxy.testing.fake_provider import FakeProvider
+
+    class Redirecting(FakeProvider):
+        target = ""
+
+        async def chat(self, request):
+            raise web.HTTPTemporaryRedirect(self.target + "/chat/completions")
+
+    header_secret = "hdr-secret-0123456789"
+    async with FakeProvider([PROVIDER_MODEL]) as elsewhere, \
+            Redirecting([PROVIDER_MODEL], api_key=PROVIDER_KEY) as provider:
+        provider.target = elsewhere.base_url
+        doc = provider_config(provider, headers={"x-api-key": header_secret})
+        proxy = await proxy_factory(doc)
+        with pytest.raises(openai.APIStatusError) as info:
+            await client(proxy).chat.completions.create(model=PROVIDER_MODEL, messages=USER)
+        assert len(provider.calls) == 1
+        assert elsewhere.calls == []
+    assert (info.value.status_code, info.value.code) == (502, "provider_redirected")
+    assert header_secret not in json.dumps(info.value.body)

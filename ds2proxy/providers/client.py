@@ -92,7 +92,8 @@ class ProviderClient:
                 method, f"{self.settings.base_url}{path}",
                 data=orjson.dumps(body) if body is not None else None, headers=self._headers,
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeout,
-                                              sock_read=timeout))
+                                              sock_read=timeout),
+                allow_redirects=False)  # a redirect would carry the header secrets along
         except (TimeoutError, asyncio.TimeoutError):
             raise self.timed_out() from None
         except aiohttp.ClientError as exc:
@@ -129,6 +130,10 @@ class ProviderClient:
         if status >= 500 or status == 408:
             return UpstreamError(f"{where}", retry_after=_retry_after(response) or None,
                                  detail=message)
+        if 300 <= status < 400:
+            return UpstreamError(f"{where}: a redirect, which is not followed (the "
+                                 "credentials would go along); set base_url to its target",
+                                 retryable=False, code="provider_redirected")
         if status in (401, 403):
             log.warning("%s: the provider refused its API key (%s)", where, message)
             return UpstreamError(f"provider {self.name} refused this server's credentials",
