@@ -172,3 +172,13 @@ async def test_a_redirect_is_not_followed_with_the_credentials(proxy_factory):
         assert elsewhere.calls == []
     assert (info.value.status_code, info.value.code) == (502, "provider_redirected")
     assert header_secret not in json.dumps(info.value.body)
+
+
+async def test_an_error_body_in_several_reads_keeps_the_providers_words(routed):
+    body = json.dumps({"error": {"message": "temperature must be at most 2",
+                                 "type": "invalid_request_error"}}).encode()
+    routed.provider.enqueue(ProviderReply(raw=body, status=400, write_bytes=16,
+                                          chunk_delay=0.05, content_type="application/json"))
+    with pytest.raises(openai.BadRequestError) as info:
+        await client(routed).chat.completions.create(model=PROVIDER_MODEL, messages=USER)
+    assert "temperature must be at most 2" in info.value.message

@@ -292,8 +292,7 @@ def _text_or_none(value: Any) -> bool:
 
 async def _error_message(response: aiohttp.ClientResponse) -> str:
     try:
-        raw = await response.content.read(8192)
-        data = orjson.loads(raw)
+        data = orjson.loads(await read_body(response, 8192))
     except (aiohttp.ClientError, orjson.JSONDecodeError, TimeoutError, asyncio.TimeoutError):
         return f"HTTP {response.status}"
     error = data.get("error") if isinstance(data, dict) else None
