@@ -182,3 +182,36 @@ async def test_an_error_body_in_several_reads_keeps_the_providers_words(routed):
     with pytest.raises(openai.BadRequestError) as info:
         await client(routed).chat.completions.create(model=PROVIDER_MODEL, messages=USER)
     assert "temperature must be at most 2" in info.value.message
+
+
+ARGUMENTS = {"not JSON": ("city: Oslo", {"input": "city: Oslo"}),
+             "a list": ("[1, 2]", {"input": [1, 2]}),
+             "cut short": ('{"city": "Os', {"input": '{"city": "Os'}),
+             "an object in pieces": ('{"city": "Oslo", "days": 3}', {"city": "Oslo", "days": 3})}
+
+
+@pytest.mark.parametrize("arguments, expected", ARGUMENTS.values(), ids=ARGUMENTS.keys())
+async def test_claude_streams_a_providers_tool_input_as_its_message_has_it(routed, arguments,
+                                                                         expected):
+    """The official client parses input_json_delta as JSON: a provider's
+    model may write arguments that are not an object, which streamed as they
+    came made the client raise; the stream now carries what the non-stream
+    message carries."""
+    import anthropic
+    claude = anthropic.AsyncAnthropic(base_url=routed.url + "/anthropic", api_key=routed.key,
+                                      max_retries=0)
+    tools = [{"name": "get_weather", "input_schema": {"type": "object"}}]
+    inputs = []
+    for stream in (True, False):
+        routed.provider.enqueue(ProviderReply(tool_calls=[("get_weather", arguments)],
+                                              chunk_chars=3))
+        if stream:
+            async with claude.messages.stream(model=PROVIDER_MODEL, max_tokens=100,
+                                              messages=USER, tools=tools) as events:
+                message = await events.get_final_message()
+        else:
+            message = await claude.messages.create(model=PROVIDER_MODEL, max_tokens=100,
+                                                   messages=USER, tools=tools)
+        (use,) = [b for b in message.content if b.type == "tool_use"]
+        inputs.append(use.input)
+    assert inputs == [expected, expected]
