@@ -215,3 +215,46 @@ async def test_claude_streams_a_providers_tool_input_as_its_message_has_it(route
         (use,) = [b for b in message.content if b.type == "tool_use"]
         inputs.append(use.input)
     assert inputs == [expected, expected]
+
+
+def call_delta(arguments: str, *, index: int | None = None, ident: str = "",
+               name: str = "") -> dict:
+    call: dict = {"function": {"arguments": arguments}}
+    if index is not None:
+        call["index"] = index
+    if ident:
+        call.update(id=ident, type="function")
+        call["function"]["name"] = name
+    return {"choices": [{"index": 0, "delta": {"tool_calls": [call]}}]}
+
+
+PARALLEL = {
+    # Ollama (and gateways in front of it) number every call of a batch 0.
+    "one index for all": [call_delta('{"city": ', index=0, ident="c1", name="get_weather"),
+                          call_delta('"Oslo"}', index=0),
+                          call_delta('{"city": "Rome"}', index=0, ident="c2",
+                                     name="get_weather")],
+    # Older builds send no index at all.
+    "no index": [call_delta('{"ci', ident="c1", name="get_weather"),
+                 call_delta('ty": "Oslo"}'),
+                 call_delta('{"city": "Rome"}', ident="c2", name="get_weather")],
+    # vLLM repeats the call's id on every fragment.
+    "id on every piece": [call_delta('{"city": ', index=0, ident="c1", name="get_weather"),
+                          call_delta('"Oslo"}', index=0, ident="c1", name="get_weather"),
+                          call_delta('{"city": "Rome"}', index=1, ident="c2",
+                                     name="get_weather")],
+}
+
+
+@pytest.mark.parametrize("deltas", PARALLEL.values(), ids=PARALLEL.keys())
+async def test_parallel_calls_stay_apart_however_the_provider_numbers_them(routed, deltas):
+    finish = {"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]}
+    routed.provider.enqueue(ProviderReply(raw=sse(*deltas, finish, "[DONE]")))
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {
+        "type": "object", "properties": {"city": {"type": "string"}}}}}]
+    answer = await client(routed).chat.completions.create(model=PROVIDER_MODEL, messages=USER,
+                                                          tools=tools)
+    calls = [(c.id, c.function.name, json.loads(c.function.arguments))
+             for c in answer.choices[0].message.tool_calls]
+    assert calls == [("c1", "get_weather", {"city": "Oslo"}),
+                     ("c2", "get_weather", {"city": "Rome"})]

@@ -113,7 +113,8 @@ class ChunkTranslator:
         self._reasoning_field = reasoning_field
         self._keep_reasoning = keep_reasoning
         self._custom = {t.name for t in tools if t.kind == "custom"}
-        self._calls: dict[int, int] = {}  # provider's call index → ours
+        self._calls: dict[Any, int] = {}  # provider's call index → ours (the latest there)
+        self._ids: list[str] = []  # the provider's id of each of our calls
         self._custom_args: dict[int, list[str]] = {}
         self._open: int | None = None
         self.usage: Usage | None = None
@@ -159,11 +160,12 @@ class ChunkTranslator:
             self._call(call, out)
 
     def _call(self, call: dict[str, Any], out: list[TurnEvent]) -> None:
-        index = call.get("index", len(self._calls))
         function = call.get("function") or {}
-        if index not in self._calls:
+        ours = self._continued(call, function)
+        if ours is None:
             self._close_call(out)
-            ours = self._calls[index] = len(self._calls)
+            ours = len(self._ids)
+            self._ids.append(call.get("id") or "")
             name = function.get("name") or ""
             custom = name in self._custom
             out.append(ToolCallStart(ours, call.get("id") or f"call_{ours}", name,
@@ -171,7 +173,8 @@ class ChunkTranslator:
             if custom:
                 self._custom_args[ours] = []
             self._open = ours
-        ours = self._calls[index]
+        if call.get("index") is not None:
+            self._calls[call["index"]] = ours
         pieces = function.get("arguments")
         if isinstance(pieces, str) and pieces:
             self.text_parts.append(pieces)
@@ -179,6 +182,24 @@ class ChunkTranslator:
                 self._custom_args[ours].append(pieces)
             else:
                 out.append(ToolCallArgs(ours, pieces))
+
+    def _continued(self, call: dict[str, Any], function: dict[str, Any]) -> int | None:
+        """Our call a tool-call delta continues; None when it starts one.
+
+        By the provider's ``index``, except that some providers give every
+        call of a parallel batch the same index (each with its own id) and
+        some give none (a delta naming an id or a function starts a call, a
+        bare one continues the open call)."""
+        ident = call.get("id") or ""
+        if call.get("index") is None:
+            if self._open is None or ((ident or function.get("name"))
+                                      and ident != self._ids[self._open]):
+                return None
+            return self._open
+        ours = self._calls.get(call["index"])
+        if ours is None or (ident and self._ids[ours] and ident != self._ids[ours]):
+            return None
+        return ours
 
     def _close_call(self, out: list[TurnEvent]) -> None:
         if self._open is None:
@@ -200,7 +221,7 @@ class ChunkTranslator:
 
     @property
     def finish_reason(self) -> FinishReason:
-        if self._calls and self.finish in (None, "stop"):
+        if self._ids and self.finish in (None, "stop"):
             return "tool_calls"
         return self.finish or "stop"
 
