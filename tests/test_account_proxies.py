@@ -104,3 +104,32 @@ def test_bad_proxy_urls_are_config_errors_naming_the_field(url: str):
     with pytest.raises(ConfigError, match=r"accounts\[0\]\.proxy") as info:
         parse_config({"accounts": [{"email": ALICE, "password": "p", "proxy": url}]})
     assert "secret" not in str(info.value)
+
+
+async def test_changing_a_proxy_lets_the_answer_streaming_through_it_finish(
+        proxy_factory: ProxyFactory, socks_proxy: str, http_proxy: str):
+    """The old route's session used to be closed on the config change: the
+    answer streaming through it stalled until the client gave up."""
+    import asyncio
+
+    from ds2proxy.testing import Delivery, Scripted
+
+    proxy = await proxy_factory(accounts(alice_proxy=socks_proxy))
+    answer = "one two three four five six seven eight nine ten"
+    proxy.fake.enqueue(Scripted(answer=answer, chunk_size=3, delivery=Delivery(chunk_delay=0.05)))
+    client = openai_client(proxy, default_headers={"X-Ds2-Target-Account": ALICE})
+    seen: list[str] = []
+    async with aiohttp.ClientSession() as http:
+        admin = await admin_for(proxy, http)
+        async with asyncio.timeout(60):  # a stalled stream fails here, not at the suite's limit
+            stream = await client.chat.completions.create(
+                model="deepseek-chat", messages=[{"role": "user", "content": "hi"}], stream=True)
+            async for chunk in stream:
+                seen += [c.delta.content or "" for c in chunk.choices]
+                if len(seen) == 3:  # mid-answer: Alice moves to the other proxy
+                    await admin.ok("PUT", f"/admin/accounts/{ALICE}/proxy",
+                                   json={"proxy": http_proxy})
+    assert "".join(seen) == answer
+    assert await ask_with_image(proxy, ALICE)
+    completions = [c.peer for c in proxy.fake.calls if c.endpoint == "chat/completion"]
+    assert completions == [SOCKS_PROXY_EXIT, HTTP_PROXY_EXIT]
