@@ -133,3 +133,22 @@ async def test_changing_a_proxy_lets_the_answer_streaming_through_it_finish(
     assert await ask_with_image(proxy, ALICE)
     completions = [c.peer for c in proxy.fake.calls if c.endpoint == "chat/completion"]
     assert completions == [SOCKS_PROXY_EXIT, HTTP_PROXY_EXIT]
+
+
+async def test_a_socks5h_proxy_resolves_the_upstream_name_itself(proxy_factory: ProxyFactory,
+                                                                  fake_upstream, socks_proxy: str):
+    """socks5h:// (curl's spelling for remote name resolution) was refused
+    as an unknown scheme; it now runs like socks5://, whose names the proxy
+    resolves too (the upstream is named here, not given as an address)."""
+    remote = socks_proxy.replace("socks5://", "socks5h://")
+    named = fake_upstream.base_url.replace("127.0.0.1", "localhost")
+    assert named != fake_upstream.base_url
+    proxy = await proxy_factory({**accounts(alice_proxy=remote),
+                                 "upstream": {"base_url": named}})
+    assert "You said" in await ask_with_image(proxy, ALICE)
+    assert {c.peer for c in proxy.fake.calls if c.account == ALICE} == {SOCKS_PROXY_EXIT}
+    async with aiohttp.ClientSession() as http:
+        admin = await admin_for(proxy, http)
+        (account,) = [a for a in (await admin.ok("GET", "/admin/accounts"))["items"]
+                      if a["identifier"] == ALICE]
+    assert account["proxy"] == remote

@@ -45,6 +45,17 @@ def mask_proxy(url: str) -> str:
     return f"{parts.scheme}://{user}{where}"
 
 
+def _connector(url: str) -> ProxyConnector:
+    """The connector of a proxy URL. ``socks5h`` (curl's name for a SOCKS5
+    proxy that resolves host names itself) is SOCKS5 with remote resolution,
+    which ``socks5`` here does too: names are never looked up locally."""
+    scheme, _, rest = url.partition("://")
+    if scheme.lower() == "socks5h":
+        return ProxyConnector.from_url(f"socks5://{rest}", rdns=True, limit=0, limit_per_host=0)
+    # No connection cap, like the direct session: the pool bounds turns.
+    return ProxyConnector.from_url(url, limit=0, limit_per_host=0)
+
+
 class ProxySessions:
     def __init__(self, direct: aiohttp.ClientSession) -> None:
         self.direct = direct
@@ -57,8 +68,7 @@ class ProxySessions:
             return self.direct
         session = self._sessions.get(proxy)
         if session is None or session.closed:
-            # No connection cap, like the direct session: the pool bounds turns.
-            connector = ProxyConnector.from_url(proxy, limit=0, limit_per_host=0)
+            connector = _connector(proxy)
             session = aiohttp.ClientSession(connector=connector, auto_decompress=True)
             self._sessions[proxy] = session
             log.info("outbound proxy %s opened", mask_proxy(proxy))
