@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import json
 
+import aiohttp
 import openai
 import pytest
+from admin_util import admin_for
 
 from ds2proxy.testing import Scripted
 from ds2proxy.testing.provider_replies import ProviderReply
@@ -258,3 +260,31 @@ async def test_parallel_calls_stay_apart_however_the_provider_numbers_them(route
              for c in answer.choices[0].message.tool_calls]
     assert calls == [("c1", "get_weather", {"city": "Oslo"}),
                      ("c2", "get_weather", {"city": "Rome"})]
+
+
+async def test_a_configured_authorization_header_is_the_only_one_sent(proxy_factory):
+    """With an api_key and an ``authorization`` header in another case, both
+    went out (two Authorization headers); the test button sends the header
+    alone, so the button passed while chats failed."""
+    from ds2proxy.testing.fake_provider import FakeProvider
+
+    class Counting(FakeProvider):
+        sent: list[list[str]] = []
+
+        async def chat(self, request):
+            self.sent.append(request.headers.getall("Authorization", []))
+            return await super().chat(request)
+
+    async with Counting([PROVIDER_MODEL], api_key=PROVIDER_KEY) as provider:
+        doc = provider_config(provider, api_key="sk-stale-key-0000",
+                              headers={"authorization": f"Bearer {PROVIDER_KEY}"})
+        proxy = await proxy_factory(doc)
+        answer = await client(proxy).chat.completions.create(model=PROVIDER_MODEL,
+                                                             messages=USER)
+        async with aiohttp.ClientSession() as http:
+            admin = await admin_for(proxy, http)
+            button = await admin.ok("POST", "/admin/providers/prov/test",
+                                    json={"model": PROVIDER_MODEL})
+    assert answer.choices[0].message.content == "Hello from the provider."
+    assert provider.sent == [[f"Bearer {PROVIDER_KEY}"], [f"Bearer {PROVIDER_KEY}"]]
+    assert button["success"], button

@@ -18,6 +18,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+from multidict import CIMultiDict
 
 from ..errors import InvalidRequest, ProxyError, UpstreamError, UpstreamRateLimited, \
     UpstreamTimeout
@@ -28,6 +29,18 @@ log = logging.getLogger("ds2proxy.providers")
 
 _DONE = b"[DONE]"
 MAX_WHOLE_ANSWER = 16 << 20  # a non-streamed answer read whole, at most
+
+
+def request_headers(settings: ProviderSettings) -> CIMultiDict[str]:
+    """The configured headers, whatever their case, plus the bearer key
+    unless one of them is an Authorization (as the admin test button sends
+    them): a plain dict sent both when the case differed."""
+    headers = CIMultiDict(settings.headers)
+    headers["Content-Type"] = "application/json"
+    headers["Accept"] = "text/event-stream"
+    if settings.api_key and "Authorization" not in headers:
+        headers["Authorization"] = f"Bearer {settings.api_key}"
+    return headers
 
 
 class ProviderBusy(UpstreamRateLimited):
@@ -44,10 +57,7 @@ class ProviderClient:
         self.inflight = 0
         connector = aiohttp.TCPConnector(limit=settings.max_inflight, limit_per_host=0)
         self._session = aiohttp.ClientSession(connector=connector, auto_decompress=True)
-        self._headers = {**dict(settings.headers), "Content-Type": "application/json",
-                         "Accept": "text/event-stream"}
-        if settings.api_key:
-            self._headers["Authorization"] = f"Bearer {settings.api_key}"
+        self._headers = request_headers(settings)
 
     @property
     def name(self) -> str:
