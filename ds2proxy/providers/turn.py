@@ -73,10 +73,11 @@ class ProviderTurn:
         """Canonical events, a batch per socket read of the provider's stream."""
         assert self._response is not None
         mode = self.client.settings.reasoning
-        # A client that turned thinking off gets no reasoning, whatever the provider sends.
+        # A client that turned thinking off (or asked for a -nothinking name)
+        # gets no reasoning, whatever the provider sends.
+        keep = self.chat.thinking is not False and not self.chat.model.force_no_thinking
         translator = ChunkTranslator(think_tags=mode == "think_tags", tools=self.chat.tools,
-                                     reasoning_field=mode != "none",
-                                     keep_reasoning=self.chat.thinking is not False)
+                                     reasoning_field=mode != "none", keep_reasoning=keep)
         emulator = (EmulatedTools(self.chat, self._config, self.prompt_tokens)
                     if self._emulate else None)
         self._unreported = translator.text_parts
