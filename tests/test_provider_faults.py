@@ -288,3 +288,29 @@ async def test_a_configured_authorization_header_is_the_only_one_sent(proxy_fact
     assert answer.choices[0].message.content == "Hello from the provider."
     assert provider.sent == [[f"Bearer {PROVIDER_KEY}"], [f"Bearer {PROVIDER_KEY}"]]
     assert button["success"], button
+
+
+async def test_done_without_a_finish_reason_ends_the_answer_well(routed):
+    """Some providers never send a finish_reason; their [DONE] is the end. A
+    complete answer used to end in an in-band 502 after all its text."""
+    import ollama
+    pieces = [{"choices": [{"index": 0, "delta": {"content": t}, "finish_reason": None}]}
+              for t in ("All ", "there.")]
+    for _ in range(2):
+        routed.provider.enqueue(ProviderReply(raw=sse(*pieces, "[DONE]")))
+    stream = await client(routed).chat.completions.create(model=PROVIDER_MODEL, messages=USER,
+                                                          stream=True)
+    chunks = [c async for c in stream]
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "All there."
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
+    local = ollama.AsyncClient(host=routed.url, headers=routed.headers())
+    reply = await local.chat(model=PROVIDER_MODEL, messages=USER)
+    assert (reply.message.content, reply.done_reason) == ("All there.", "stop")
+
+
+async def test_a_stream_cut_without_done_or_finish_is_still_an_error(routed):
+    pieces = [{"choices": [{"index": 0, "delta": {"content": "Half"}}]}]
+    routed.provider.enqueue(ProviderReply(raw=sse(*pieces)))
+    with pytest.raises(openai.APIStatusError) as info:
+        await client(routed).chat.completions.create(model=PROVIDER_MODEL, messages=USER)
+    assert "ended its answer early" in info.value.message

@@ -151,15 +151,24 @@ class ProviderClient:
         return InvalidRequest(f"{where}: {message}"[:500], code="provider_rejected")
 
 
-async def sse_reads(response: aiohttp.ClientResponse, client: ProviderClient
-                    ) -> AsyncIterator[list[dict[str, Any]]]:
+class StreamEnd:
+    """Whether the provider said its answer was over (``data: [DONE]``, or a
+    whole completion object), as opposed to the connection merely ending."""
+
+    def __init__(self) -> None:
+        self.done = False
+
+
+async def sse_reads(response: aiohttp.ClientResponse, client: ProviderClient,
+                    end: StreamEnd | None = None) -> AsyncIterator[list[dict[str, Any]]]:
     """The parsed ``data:`` chunks of each socket read (lines and UTF-8
     characters cut between reads are joined first). A 200 that is not an
     event stream is read whole: see :func:`_whole_answer`."""
+    end = end or StreamEnd()
     buffer = b""
     try:
         if not response.headers.get("Content-Type", "").startswith("text/event-stream"):
-            yield await _whole_answer(response, client)
+            yield await _whole_answer(response, client, end)
             return
         async for data in response.content.iter_any():
             buffer += data
@@ -173,6 +182,7 @@ async def sse_reads(response: aiohttp.ClientResponse, client: ProviderClient
             if error is not None:
                 raise error
             if any(line.startswith(b"data: " + _DONE) for line in lines[-2:]):
+                end.done = True
                 return  # the end marker (the last line, maybe before a blank one)
         tail = _chunk(buffer)
         if tail is not None:
@@ -187,8 +197,8 @@ async def sse_reads(response: aiohttp.ClientResponse, client: ProviderClient
         raise
 
 
-async def _whole_answer(response: aiohttp.ClientResponse, client: ProviderClient
-                        ) -> list[dict[str, Any]]:
+async def _whole_answer(response: aiohttp.ClientResponse, client: ProviderClient,
+                        end: StreamEnd) -> list[dict[str, Any]]:
     """The chunks of a 200 that is not labelled an event stream: a provider
     that ignored ``stream`` sends one ``chat.completion`` object (its message
     reads like one big delta), a gateway may send its error as JSON, and a
@@ -201,10 +211,13 @@ async def _whole_answer(response: aiohttp.ClientResponse, client: ProviderClient
         value = None
     if isinstance(value, dict):
         chunk = _parsed(body)
+        end.done = chunk is not None
         return [chunk] if chunk is not None else []
-    chunks, error = _chunks(body.split(b"\n"))
+    lines = body.split(b"\n")
+    chunks, error = _chunks(lines)
     if error is not None:
         raise error
+    end.done = any(line.strip() == b"data: " + _DONE for line in lines)
     if not chunks:
         kind = response.headers.get("Content-Type", "").split(";")[0] or "no content type"
         raise UpstreamError(f"provider {client.name} answered 200 with {kind[:60]}, "

@@ -22,7 +22,7 @@ from ..collect import TurnCollector
 from ..config import Config
 from ..errors import UpstreamError
 from ..tokens import count_tokens, count_tokens_async
-from .client import ProviderClient, sse_reads
+from .client import ProviderClient, StreamEnd, sse_reads
 from .emulate import EmulatedTools, emulated_body
 from .request import chat_body
 from .stream import ChunkTranslator, final_events
@@ -81,8 +81,9 @@ class ProviderTurn:
         emulator = (EmulatedTools(self.chat, self._config, self.prompt_tokens)
                     if self._emulate else None)
         self._unreported = translator.text_parts
+        end = StreamEnd()
         try:
-            async for chunks in sse_reads(self._response, self.client):
+            async for chunks in sse_reads(self._response, self.client, end):
                 out: list[TurnEvent] = []
                 for data in chunks:
                     out += translator.chunk(data)
@@ -91,7 +92,9 @@ class ProviderTurn:
                 if out:
                     self.emitted = True
                     yield out
-            if translator.finish is None:
+            # Some providers never send a finish_reason: their [DONE] ends the
+            # answer; a connection that just closed without either cut it short.
+            if translator.finish is None and not end.done:
                 raise UpstreamError(f"provider {self.client.name} ended its answer early")
             if emulator is not None:
                 tail = emulator.feed(translator.end()) + emulator.end(translator.usage)
