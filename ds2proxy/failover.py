@@ -20,7 +20,8 @@ import logging
 
 from .auth import Caller
 from .config import UpstreamSettings
-from .errors import ProxyError, RateLimited, UpstreamError, UpstreamTimeout
+from .errors import LoginFailed, NoAccountAvailable, ProxyError, RateLimited, UpstreamError, \
+    UpstreamTimeout
 from .scheduler import AccountPool, Lease
 from .upstream.credentials import Credentials, TokenKeeper
 
@@ -127,13 +128,14 @@ async def credentials_for(caller: Caller, pool: AccountPool, keeper: TokenKeeper
 
 async def _lease(caller: Caller, pool: AccountPool, attempts: Attempts) -> Lease:
     """A lease on an account this turn has not tried. Waiting for one during
-    a fail-over counts against the deadline, and a full pool then reports the
-    failure that caused the fail-over, not a 429."""
+    a fail-over counts against the deadline, and when no untried account can
+    serve (busy, cooling, disabled, failing to log in) the caller gets the
+    failure that caused the fail-over, not a 429 or a 503 about the others."""
     acquire = pool.acquire(target=caller.target_account, exclude=frozenset(attempts.tried))
     last = attempts.last
     if last is None:
         return await acquire
     try:
         return await attempts.within(acquire)
-    except RateLimited:
+    except (RateLimited, NoAccountAvailable, LoginFailed):
         raise attempts.final(last) from None

@@ -152,3 +152,22 @@ async def test_a_socks5h_proxy_resolves_the_upstream_name_itself(proxy_factory: 
         (account,) = [a for a in (await admin.ok("GET", "/admin/accounts"))["items"]
                       if a["identifier"] == ALICE]
     assert account["proxy"] == remote
+
+
+async def test_a_dead_proxy_beside_a_disabled_account_reports_its_own_failure(
+        proxy_factory: ProxyFactory):
+    """The fail-over looked for an untried account, found only the disabled
+    one and answered 503 'every upstream account is disabled by the
+    operator', blaming the operator for the proxy that failed."""
+    import openai
+
+    dead = f"socks5://127.0.0.1:{free_port()}"
+    proxy = await proxy_factory(accounts(alice_proxy=dead))
+    proxy.core.pool.health.disable(BOB)
+    with pytest.raises(openai.APIStatusError) as info:
+        await openai_client(proxy).chat.completions.create(
+            model="deepseek-chat", messages=[{"role": "user", "content": "hello"}])
+    assert info.value.status_code == 502, info.value.message
+    assert info.value.code != "no_account_available"
+    assert proxy.core.pool.health.state(ALICE) == "login_failing"
+    assert proxy.fake.calls == []
