@@ -17,7 +17,7 @@ from aiohttp import web
 from ds2proxy.plugin_api import InvalidRequest, ModelNotFound, PluginAPI
 from ds2proxy.dialects import json_response
 
-from .request import base_name, model_name
+from .request import model_name, served_name
 
 VERSION = "0.12.0"
 MODIFIED_AT = "2025-01-01T00:00:00Z"
@@ -60,7 +60,7 @@ class ModelRoutes:
         body = await self.api.read_json(request)
         name = model_name(body)
         try:
-            resolved = self.api.resolve_model(base_name(name), family="ollama")
+            resolved = self.api.resolve_model(served_name(self.api, name), family="ollama")
         except InvalidRequest:
             raise ModelNotFound(name, status=404) from None
         native = resolved.native

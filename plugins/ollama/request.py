@@ -19,6 +19,7 @@ from ds2proxy.plugin_api import (
     InvalidRequest,
     Message,
     Part,
+    PluginAPI,
     ReasoningPart,
     ResolvedModel,
     ResponseFormat,
@@ -47,6 +48,32 @@ def model_name(body: dict) -> str:
 def base_name(name: str) -> str:
     """The name without its Ollama tag: ``deepseek-r1:14b`` → ``deepseek-r1``."""
     return name.strip().split(":", 1)[0] if ":" in name else name.strip()
+
+
+def served_name(api: PluginAPI, name: str) -> str:
+    """The name to resolve. The pool ignores an Ollama tag, but a provider's
+    models may be tagged names themselves (``qwen3:8b`` on a local Ollama,
+    ``qwen/qwen3-coder:free``, ``llama3:latest`` asked for as ``llama3``): a
+    name a provider answers is kept as asked, unless the pool serves its bare
+    name (so a catch-all provider does not take ``deepseek-r1:14b``)."""
+    full, base = name.strip(), base_name(name)
+    owner = api.models.owner
+    if full == base:  # untagged: Ollama's implied tag may be what a provider lists
+        latest = f"{full}:latest"
+        if owner(full) is None and owner(latest) is not None and not _pool_serves(api, full):
+            return latest
+        return full
+    if owner(full) is None:
+        return base
+    return base if owner(base) is None and _pool_serves(api, base) else full
+
+
+def _pool_serves(api: PluginAPI, name: str) -> bool:
+    try:
+        api.resolve_model(name, family="ollama")
+    except InvalidRequest:
+        return False
+    return True
 
 
 def parse_chat(body: dict, model: ResolvedModel) -> ChatRequest:

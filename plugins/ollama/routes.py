@@ -19,7 +19,7 @@ from ds2proxy.plugin_api import (
 from ds2proxy.dialects import json_response
 
 from .render import Clock, Kind, StreamRenderer, load_object, whole_object
-from .request import base_name, is_load_only, model_name, parse_chat, parse_generate
+from .request import is_load_only, model_name, parse_chat, parse_generate, served_name
 
 
 def implied_key(api: PluginAPI) -> str | None:
@@ -46,7 +46,7 @@ class TurnRoutes:
         caller = self._caller(request)
         body = await self.api.read_json(request)
         name = model_name(body)
-        model = self.api.resolve_model(base_name(name), family="ollama")
+        model = self.api.resolve_model(served_name(self.api, name), family="ollama")
         if is_load_only(body, kind):
             return json_response(load_object(name, kind, unload=body.get("keep_alive") == 0))
         parse = parse_chat if kind == "chat" else parse_generate
