@@ -257,3 +257,16 @@ async def test_an_import_checks_a_provider_like_the_providers_api(
     assert reply.json()["field"] == f"providers[0].{field}" and problem in reply.json()["detail"]
     assert b"pw-secret" not in reply.raw
     assert admin.proxy.config_path.read_bytes() == before
+
+
+async def test_the_models_it_serves_ignore_case_as_routing_does(admin: Admin,
+                                                                 fake_provider: FakeProvider):
+    """Routing matches names and globs whatever their case; the listing's
+    'serves' compared them case-sensitively and showed none for Qwen/…."""
+    fake_provider.models[:] = ["Qwen/Qwen2.5-72B", "QWEN-MAX", "bge-m3"]
+    await admin.ok("POST", "/admin/providers",
+                   json=provider_body(fake_provider, models=["qwen/*", "qwen-max"]))
+    await admin.ok("POST", "/admin/providers/qwen/test")
+    listed = await admin.ok("GET", "/admin/providers/qwen")
+    assert listed["serves"] == ["Qwen/Qwen2.5-72B", "QWEN-MAX"]
+    assert admin.proxy.core.providers.owner("Qwen/Qwen2.5-72B") == "qwen"
