@@ -314,3 +314,21 @@ async def test_a_stream_cut_without_done_or_finish_is_still_an_error(routed):
     with pytest.raises(openai.APIStatusError) as info:
         await client(routed).chat.completions.create(model=PROVIDER_MODEL, messages=USER)
     assert "ended its answer early" in info.value.message
+
+
+@pytest.mark.parametrize("status", [400, 200])
+async def test_a_key_quoted_at_the_cut_of_a_long_message_is_still_scrubbed(routed, status):
+    """The provider's words were cut to 300 characters before the key was
+    scrubbed out, so a key straddling the cut left its first part behind."""
+    words = "x" * 290 + " " + PROVIDER_KEY + " is not valid for this model"
+    body = json.dumps({"error": {"message": words}}).encode()
+    routed.provider.enqueue(ProviderReply(raw=body if status != 200 else sse(
+        {"error": {"message": words}}), status=status,
+        content_type="application/json" if status != 200 else "text/event-stream"))
+    with pytest.raises(openai.APIStatusError) as info:
+        await client(routed).chat.completions.create(model=PROVIDER_MODEL, messages=USER)
+    assert PROVIDER_KEY[:8] not in json.dumps(info.value.body)
+    record = routed.core.usage.store
+    await record.flush()
+    rows, _ = await record.requests({}, 10, 0)
+    assert PROVIDER_KEY[:8] not in json.dumps(rows)

@@ -131,7 +131,8 @@ class ProviderClient:
     async def _refusal(self, response: aiohttp.ClientResponse) -> ProxyError:
         """The error a non-200 answer stands for (the provider's words for a 4xx)."""
         status = response.status
-        message = self.scrub(await _error_message(response))
+        # Scrubbed before it is cut: a key cut in two would escape the scrub.
+        message = self.scrub(await _error_message(response))[:300]
         where = f"provider {self.name} answered {status}"
         if status == 429:
             return UpstreamRateLimited(f"{where}: rate limited",
@@ -193,7 +194,7 @@ async def sse_reads(response: aiohttp.ClientResponse, client: ProviderClient,
         raise UpstreamError(f"provider {client.name} broke off its answer",
                             detail=f"provider {client.name}: {type(exc).__name__}") from None
     except UpstreamError as exc:  # an error chunk: its words may quote the credential
-        exc.detail = client.scrub(exc.detail)
+        exc.detail = client.scrub(exc.detail)[:320]
         raise
 
 
@@ -276,7 +277,7 @@ def _parsed(payload: bytes) -> dict[str, Any] | None:
         error = value["error"]
         text = error.get("message") if isinstance(error, dict) else str(error)
         raise UpstreamError("the provider reported an error in its answer",
-                            detail=f"the provider said: {redact(str(text))[:300]}")
+                            detail=f"the provider said: {redact(str(text))}")
     fault = malformed(value)
     if fault is not None:
         raise UpstreamError("the provider sent a malformed chunk", detail=fault)
@@ -320,7 +321,7 @@ async def _error_message(response: aiohttp.ClientResponse) -> str:
         return f"HTTP {response.status}"
     error = data.get("error") if isinstance(data, dict) else None
     text = error.get("message") if isinstance(error, dict) else error
-    return redact(str(text or f"HTTP {response.status}"))[:300]
+    return redact(str(text or f"HTTP {response.status}"))
 
 
 def _retry_after(response: aiohttp.ClientResponse) -> int:
