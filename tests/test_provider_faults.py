@@ -117,12 +117,38 @@ async def test_a_provider_that_ignores_stream_is_still_served(routed):
     assert (message.stop_reason, message.usage.output_tokens) == ("tool_use", 5)
 
 
-async def test_an_event_stream_labelled_as_plain_text_is_still_read(routed):
-    routed.provider.enqueue(ProviderReply(raw=sse(
-        {"choices": [{"index": 0, "delta": {"content": "mislabelled"}, "finish_reason": "stop"}]},
-        "[DONE]"), content_type="text/plain; charset=utf-8"))
-    answer = await client(routed).chat.completions.create(model=PROVIDER_MODEL, messages=USER)
-    assert answer.choices[0].message.content == "mislabelled"
+async def test_an_event_stream_labelled_as_plain_text_is_still_streamed(proxy_factory):
+    """What a body is, is judged by its first bytes: a stream labelled
+    text/plain is relayed as it comes, not held until it ends."""
+    import asyncio
+
+    from aiohttp import web
+
+    from ds2proxy.testing.fake_provider import FakeProvider
+
+    class Mislabelled(FakeProvider):
+        go_on = asyncio.Event()
+
+        async def chat(self, request):
+            response = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})
+            await response.prepare(request)
+            await response.write(sse({"choices": [{"index": 0, "delta": {"content": "first "}}]}))
+            await self.go_on.wait()  # the client must have the first piece by now
+            await response.write(sse({"choices": [{"index": 0, "delta": {"content": "second"},
+                                                   "finish_reason": "stop"}]}, "[DONE]"))
+            return response
+
+    async with Mislabelled([PROVIDER_MODEL]) as provider:
+        proxy = await proxy_factory(provider_config(provider))
+        text = []
+        async with asyncio.timeout(30):  # held until the end, the first piece never comes
+            stream = await client(proxy).chat.completions.create(
+                model=PROVIDER_MODEL, messages=USER, stream=True)
+            async for chunk in stream:
+                text += [c.delta.content or "" for c in chunk.choices]
+                if "".join(text) == "first ":
+                    Mislabelled.go_on.set()
+    assert "".join(text) == "first second"
 
 
 async def test_a_json_error_with_status_200_is_a_provider_failure_without_the_key(routed):

@@ -102,7 +102,8 @@ def test_without_provider_usage_the_fallback_is_reported():
 
 async def test_an_error_chunk_ends_the_answer_without_quoting_the_key():
     from ds2proxy.errors import UpstreamError
-    from ds2proxy.providers.client import ProviderClient, sse_reads
+    from ds2proxy.providers.answers import sse_reads
+    from ds2proxy.providers.client import ProviderClient
     from ds2proxy.providers.settings import ProviderSettings
     from ds2proxy.testing.fake_provider import FakeProvider
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -23,12 +22,11 @@ from multidict import CIMultiDict
 from ..errors import InvalidRequest, ProxyError, UpstreamError, UpstreamRateLimited, \
     UpstreamTimeout
 from ..log_redaction import REDACTED, redact
+from .answers import read_body
 from .settings import ProviderSettings
 
 log = logging.getLogger("ds2proxy.providers")
 
-_DONE = b"[DONE]"
-MAX_WHOLE_ANSWER = 16 << 20  # a non-streamed answer read whole, at most
 
 
 def request_headers(settings: ProviderSettings) -> CIMultiDict[str]:
@@ -150,168 +148,6 @@ class ProviderClient:
             return UpstreamError(f"provider {self.name} refused this server's credentials",
                                  retryable=False, code="provider_auth_failed", detail=message)
         return InvalidRequest(f"{where}: {message}"[:500], code="provider_rejected")
-
-
-class StreamEnd:
-    """Whether the provider said its answer was over (``data: [DONE]``, or a
-    whole completion object), as opposed to the connection merely ending."""
-
-    def __init__(self) -> None:
-        self.done = False
-
-
-async def sse_reads(response: aiohttp.ClientResponse, client: ProviderClient,
-                    end: StreamEnd | None = None) -> AsyncIterator[list[dict[str, Any]]]:
-    """The parsed ``data:`` chunks of each socket read (lines and UTF-8
-    characters cut between reads are joined first). A 200 that is not an
-    event stream is read whole: see :func:`_whole_answer`."""
-    end = end or StreamEnd()
-    buffer = b""
-    try:
-        if not response.headers.get("Content-Type", "").startswith("text/event-stream"):
-            yield await _whole_answer(response, client, end)
-            return
-        async for data in response.content.iter_any():
-            buffer += data
-            if b"\n" not in data:
-                continue
-            lines = buffer.split(b"\n")
-            buffer = lines.pop()
-            chunks, error = _chunks(lines)
-            if chunks:
-                yield chunks
-            if error is not None:
-                raise error
-            if any(line.startswith(b"data: " + _DONE) for line in lines[-2:]):
-                end.done = True
-                return  # the end marker (the last line, maybe before a blank one)
-        tail = _chunk(buffer)
-        if tail is not None:
-            yield [tail]
-    except (TimeoutError, asyncio.TimeoutError):
-        raise client.timed_out() from None
-    except aiohttp.ClientError as exc:
-        raise UpstreamError(f"provider {client.name} broke off its answer",
-                            detail=f"provider {client.name}: {type(exc).__name__}") from None
-    except UpstreamError as exc:  # an error chunk: its words may quote the credential
-        exc.detail = client.scrub(exc.detail)[:320]
-        raise
-
-
-async def _whole_answer(response: aiohttp.ClientResponse, client: ProviderClient,
-                        end: StreamEnd) -> list[dict[str, Any]]:
-    """The chunks of a 200 that is not labelled an event stream: a provider
-    that ignored ``stream`` sends one ``chat.completion`` object (its message
-    reads like one big delta), a gateway may send its error as JSON, and a
-    mislabelled stream still has its ``data:`` lines. Anything else (a login
-    page, a proxy's HTML) is a failure that says what came."""
-    body = await read_body(response, MAX_WHOLE_ANSWER)
-    try:
-        value = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        value = None
-    if isinstance(value, dict):
-        chunk = _parsed(body)
-        end.done = chunk is not None
-        return [chunk] if chunk is not None else []
-    lines = body.split(b"\n")
-    chunks, error = _chunks(lines)
-    if error is not None:
-        raise error
-    end.done = any(line.strip() == b"data: " + _DONE for line in lines)
-    if not chunks:
-        kind = response.headers.get("Content-Type", "").split(";")[0] or "no content type"
-        raise UpstreamError(f"provider {client.name} answered 200 with {kind[:60]}, "
-                            "not a chat completion")
-    return chunks
-
-
-async def read_body(response: aiohttp.ClientResponse, limit: int) -> bytes:
-    """Up to ``limit`` bytes of the body, however many reads they take."""
-    body = b""
-    while len(body) < limit:
-        data = await response.content.read(limit - len(body))
-        if not data:
-            break
-        body += data
-    return body
-
-
-def _chunks(lines: list[bytes]) -> tuple[list[dict[str, Any]], UpstreamError | None]:
-    """The chunks of complete lines, up to an error chunk (returned apart, so
-    what came before it in the same read is still delivered)."""
-    chunks: list[dict[str, Any]] = []
-    for line in lines:
-        try:
-            chunk = _chunk(line)
-        except UpstreamError as exc:
-            return chunks, exc
-        if chunk is not None:
-            chunks.append(chunk)
-    return chunks, None
-
-
-def _chunk(line: bytes) -> dict[str, Any] | None:
-    if line.startswith(b"data: {"):  # the usual shape: JSON straight after one space
-        payload = line[6:]
-    else:
-        line = line.strip()
-        if not line.startswith(b"data:"):
-            return None
-        payload = line[5:].strip()
-    if not payload or payload == _DONE:
-        return None
-    return _parsed(payload)
-
-
-def _parsed(payload: bytes) -> dict[str, Any] | None:
-    """A chunk's JSON object; a provider's in-band error raises."""
-    try:
-        value = orjson.loads(payload)
-    except orjson.JSONDecodeError:
-        log.warning("a provider sent a chunk that is not JSON (%d bytes)", len(payload))
-        return None
-    if not isinstance(value, dict):
-        return None
-    if value.get("error") and not value.get("choices"):  # ``"error": null`` is no error
-        error = value["error"]
-        text = error.get("message") if isinstance(error, dict) else str(error)
-        raise UpstreamError("the provider reported an error in its answer",
-                            detail=f"the provider said: {redact(str(text))}")
-    fault = malformed(value)
-    if fault is not None:
-        raise UpstreamError("the provider sent a malformed chunk", detail=fault)
-    return value
-
-
-def malformed(chunk: dict[str, Any]) -> str | None:
-    """What in a chunk (or completion) is not shaped as the chat API has it:
-    the translator reads these members without checking each one."""
-    choices = chunk.get("choices")
-    if choices is None:
-        choices = []
-    if not isinstance(choices, list) or not all(isinstance(c, dict) for c in choices):
-        return "choices is not a list of objects"
-    if chunk.get("usage") is not None and not isinstance(chunk["usage"], dict):
-        return "usage is not an object"
-    for choice in choices:
-        delta = choice.get("delta") or choice.get("message") or {}
-        if not isinstance(delta, dict) or not _text_or_none(choice.get("finish_reason")):
-            return "a choice is not shaped as a delta and a finish reason"
-        calls = delta.get("tool_calls") or []
-        if not isinstance(calls, list) or not all(_is_call(c) for c in calls):
-            return "tool_calls is not a list of calls"
-    return None
-
-
-def _is_call(call: Any) -> bool:
-    function = call.get("function") or {} if isinstance(call, dict) else None
-    return isinstance(function, dict) and all(
-        _text_or_none(v) for v in (call.get("id"), function.get("name")))
-
-
-def _text_or_none(value: Any) -> bool:
-    return value is None or isinstance(value, str)
 
 
 async def _error_message(response: aiohttp.ClientResponse) -> str:

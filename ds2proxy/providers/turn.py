@@ -22,7 +22,8 @@ from ..collect import TurnCollector
 from ..config import Config
 from ..errors import UpstreamError
 from ..tokens import count_tokens, count_tokens_async
-from .client import ProviderClient, StreamEnd, sse_reads
+from .answers import StreamEnd, sse_reads
+from .client import ProviderClient
 from .emulate import EmulatedTools, emulated_body
 from .request import chat_body
 from .stream import ChunkTranslator, final_events
