@@ -358,3 +358,14 @@ async def test_a_key_quoted_at_the_cut_of_a_long_message_is_still_scrubbed(route
     await record.flush()
     rows, _ = await record.requests({}, 10, 0)
     assert PROVIDER_KEY[:8] not in json.dumps(rows)
+
+
+async def test_a_gateways_max_tokens_reaches_claude_as_max_tokens(routed):
+    import anthropic
+    routed.provider.enqueue(ProviderReply(raw=sse(
+        {"choices": [{"index": 0, "delta": {"content": "cut he"}, "finish_reason": "MAX_TOKENS"}]},
+        "[DONE]")))
+    claude = anthropic.AsyncAnthropic(base_url=routed.url + "/anthropic", api_key=routed.key,
+                                      max_retries=0)
+    message = await claude.messages.create(model=PROVIDER_MODEL, max_tokens=3, messages=USER)
+    assert (message.content[0].text, message.stop_reason) == ("cut he", "max_tokens")

@@ -152,3 +152,15 @@ async def test_json_calls_share_the_chat_errors():
     assert [m["id"] for m in models["data"]] == ["m1"]
     assert [len(v["embedding"]) for v in vectors["data"]] == [3, 3]
     assert info.value.retry_after == 4 and fake.embedding_batches == [2]
+
+
+@pytest.mark.parametrize("reason, expected", [
+    ("length", "length"), ("max_tokens", "length"), ("MAX_TOKENS", "length"),
+    ("tool_use", "tool_calls"), ("SAFETY", "content_filter"), ("end_turn", "stop"),
+    ("eos", "stop")])
+def test_finish_reasons_passed_through_by_gateways_keep_their_meaning(reason, expected):
+    """A gateway in front of Anthropic or Gemini may pass their finish reason
+    through: 'max_tokens' read as 'stop' hid that the answer was cut off."""
+    translator = ChunkTranslator(think_tags=False, tools=[])
+    translator.chunk({"choices": [{"delta": {"content": "x"}, "finish_reason": reason}]})
+    assert translator.finish_reason == expected

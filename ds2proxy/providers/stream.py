@@ -28,9 +28,14 @@ from ..canonical import (
 from .request import CUSTOM_INPUT
 
 OPEN, CLOSE = "<think>", "</think>"
-FINISHES: dict[str, FinishReason] = {"stop": "stop", "length": "length",
-                                     "tool_calls": "tool_calls", "function_call": "tool_calls",
-                                     "content_filter": "content_filter"}
+# The chat API's finish reasons, and what gateways in front of other APIs pass
+# through unmapped (Anthropic's, Gemini's in upper case): a cut-off answer must
+# stay "length", or a client never learns it should continue.
+FINISHES: dict[str, FinishReason] = {
+    "stop": "stop", "length": "length", "tool_calls": "tool_calls",
+    "function_call": "tool_calls", "content_filter": "content_filter",
+    "max_tokens": "length", "max_output_tokens": "length", "tool_use": "tool_calls",
+    "safety": "content_filter", "recitation": "content_filter", "refusal": "content_filter"}
 
 
 def _held(text: str, tag: str) -> int:
@@ -133,7 +138,7 @@ class ChunkTranslator:
             self._delta(delta, out)
             reason = choice.get("finish_reason")
             if reason:
-                self.finish = FINISHES.get(reason, "stop")
+                self.finish = FINISHES.get(reason.lower(), "stop")
         if out:
             self.emitted = True
         return out
