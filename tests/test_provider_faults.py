@@ -266,6 +266,12 @@ PARALLEL = {
     "no index": [call_delta('{"ci', ident="c1", name="get_weather"),
                  call_delta('ty": "Oslo"}'),
                  call_delta('{"city": "Rome"}', ident="c2", name="get_weather")],
+    # Some gateways mint a new id for every fragment of one call.
+    "an id per piece": [call_delta('{"city": ', index=0, ident="c1", name="get_weather"),
+                        {"choices": [{"index": 0, "delta": {"tool_calls": [
+                            {"index": 0, "id": "x9", "function": {"arguments": '"Oslo"}'}}]}}]},
+                        call_delta('{"city": "Rome"}', index=1, ident="c2",
+                                   name="get_weather")],
     # vLLM repeats the call's id on every fragment.
     "id on every piece": [call_delta('{"city": ', index=0, ident="c1", name="get_weather"),
                           call_delta('"Oslo"}', index=0, ident="c1", name="get_weather"),

@@ -192,17 +192,18 @@ class ChunkTranslator:
         """Our call a tool-call delta continues; None when it starts one.
 
         By the provider's ``index``, except that some providers give every
-        call of a parallel batch the same index (each with its own id) and
-        some give none (a delta naming an id or a function starts a call, a
-        bare one continues the open call)."""
-        ident = call.get("id") or ""
+        call of a parallel batch the same index (each naming its function
+        under an id of its own) and some give none (then a delta naming an id
+        or a function starts a call, a bare one continues the open call). A
+        new id without a name is a fragment: some gateways mint an id per
+        chunk."""
+        ident, named = call.get("id") or "", bool(function.get("name"))
         if call.get("index") is None:
-            if self._open is None or ((ident or function.get("name"))
-                                      and ident != self._ids[self._open]):
+            if self._open is None or ((ident or named) and ident != self._ids[self._open]):
                 return None
             return self._open
         ours = self._calls.get(call["index"])
-        if ours is None or (ident and self._ids[ours] and ident != self._ids[ours]):
+        if ours is None or (named and ident and ident != self._ids[ours]):
             return None
         return ours
 
