@@ -4,6 +4,7 @@ HTTP: NDJSON framing, the final object's counts and durations, errors as
 
 from __future__ import annotations
 
+import base64
 import json
 
 import aiohttp
@@ -12,9 +13,12 @@ import pytest
 from dsml_util import dsml
 
 from ds2proxy.testing import Delivery, Scripted
+from ds2proxy.testing.fake_provider import FakeProvider
+from ds2proxy.testing.provider_replies import ProviderReply
 from ds2proxy.testing.clients import ollama_client
 from ds2proxy.testing.clients import Reply
 from ds2proxy.testing.clients import post as raw_post
+from provider_util import PROVIDER_KEY
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
 WEATHER = {"type": "object", "properties": {"city": {"type": "string"},
@@ -46,13 +50,29 @@ async def test_list_show_ps_and_version(proxy):
     assert first.digest and len(first.digest) == 64 and first.modified_at is not None
     assert first.details.family == "deepseek"
     chat = await ollama_client(proxy).show("deepseek-chat")
-    assert chat.capabilities == ["completion", "tools", "thinking"]
+    assert chat.capabilities == ["completion", "tools", "thinking", "insert"]
     vision = await ollama_client(proxy).show("deepseek-vision-chat:latest")
     assert "vision" in vision.capabilities
     assert (await ollama_client(proxy).ps()).models == []
     async with aiohttp.ClientSession() as http:
         async with http.get(proxy.url + "/api/version") as resp:
             assert isinstance((await resp.json())["version"], str)
+
+
+@pytest.mark.parametrize("path", ["/api/version", "/api/tags"])
+async def test_head_on_version_and_tags(proxy, path):
+    """Ollama answers HEAD on these (tools probe the server with it); it was a 405."""
+    async with aiohttp.ClientSession() as http:
+        async with http.head(proxy.url + path) as resp:
+            assert resp.status == 200 and await resp.read() == b""
+            assert resp.headers["Content-Type"].startswith("application/json")
+
+
+async def test_show_reads_verbose_as_a_boolean(proxy):
+    answer = await post(proxy, "/api/show", {"model": "deepseek-chat", "verbose": "yes"})
+    assert answer.status == 400 and "verbose" in answer.json()["error"]
+    answer = await post(proxy, "/api/show", {"model": "deepseek-chat", "verbose": True})
+    assert answer.status == 200 and answer.json()["details"]["family"] == "deepseek"
 
 
 async def test_show_unknown_model_is_404(proxy):
@@ -87,7 +107,8 @@ async def test_chat_stream_in_pieces_then_a_final_object(proxy):
     assert all(p.model == "deepseek-chat:latest" for p in parts)
 
 
-@pytest.mark.parametrize("think", [True, "high"])
+# "max" is Ollama's fourth level; it was refused with a 400.
+@pytest.mark.parametrize("think", [True, "high", "max"])
 async def test_think_puts_reasoning_in_message_thinking(proxy, think):
     proxy.fake.enqueue(Scripted(thinking="Let me think.", answer="Done."))
     resp = await ollama_client(proxy).chat(model="deepseek-chat", messages=user("hi"), think=think)
@@ -161,6 +182,20 @@ async def test_images_are_uploaded(proxy):
     assert completion_bodies(proxy)[0]["ref_file_ids"] == [stored.id]
 
 
+async def test_base64_wrapped_in_lines_is_an_image(proxy):
+    """Ollama's base64 decoder skips line breaks, so an image encoded by a
+    tool that wraps its output (``base64`` does, at 76 columns) works there;
+    here it was a 400 "not valid base64"."""
+    proxy.fake.enqueue(Scripted(answer="A picture."))
+    wrapped = base64.encodebytes(PNG).decode().replace("\n", "\r\n")
+    assert "\n" in wrapped.strip()
+    answer = await post(proxy, "/api/generate", {"model": "deepseek-vision-chat", "prompt": "?",
+                                                 "images": [wrapped], "stream": False})
+    assert answer.status == 200 and answer.json()["response"] == "A picture."
+    [stored] = proxy.fake.files.values()
+    assert stored.content == PNG
+
+
 async def test_images_a_tool_returned_are_uploaded(proxy):
     proxy.fake.enqueue(Scripted(answer="A chart."))
     messages = [*user("plot it"),
@@ -193,6 +228,24 @@ async def test_generate_whole_and_streamed(proxy):
     assert "".join(p.response for p in parts) == "Sky is blue." and parts[-1].done
 
 
+async def test_a_suffix_asks_for_the_middle(proxy):
+    """Ollama fills in between ``prompt`` and ``suffix``; the suffix was
+    dropped, so the model continued the prompt without knowing what follows."""
+    proxy.fake.enqueue(Scripted(answer="    result = a + b"), Scripted(answer="raw"))
+    resp = await ollama_client(proxy).generate(model="deepseek-chat",
+                                               prompt="def add(a, b):\n",
+                                               suffix="\n    return result")
+    assert resp.response == "    result = a + b" and resp.done_reason == "stop"
+    prompt = completion_bodies(proxy)[0]["prompt"]
+    assert "<PREFIX>\ndef add(a, b):\n\n</PREFIX>" in prompt
+    assert "<SUFFIX>\n\n    return result\n</SUFFIX>" in prompt
+    # Editor plugins send the cursor's prefix and suffix with raw: true; a
+    # chat model has no template to skip, so that is the same request.
+    await ollama_client(proxy).generate(model="deepseek-chat", prompt="x = ", suffix="\nprint(x)",
+                                        raw=True)
+    assert "<SUFFIX>\n\nprint(x)\n</SUFFIX>" in completion_bodies(proxy)[1]["prompt"]
+
+
 async def test_empty_prompt_only_loads_or_unloads(proxy):
     resp = await ollama_client(proxy).generate(model="deepseek-chat", prompt="")
     assert resp.done and resp.done_reason == "load" and resp.response == ""
@@ -214,6 +267,39 @@ async def test_embed_and_legacy_embeddings(proxy):
     # Older clients name the model "name".
     answer = await post(proxy, "/api/embed", {"name": "old-embedder", "input": "one"})
     assert answer.status == 200 and answer.json()["model"] == "old-embedder"
+
+
+async def test_empty_embedding_input_only_loads(proxy):
+    """Ollama answers no input (absent, "" or []) with no vectors: it only
+    loads the model. Here [] and an absent input were a 400 and "" was embedded."""
+    for body in ({}, {"input": ""}, {"input": []}):
+        answer = await post(proxy, "/api/embed", {"model": "any-embedder", **body})
+        assert answer.status == 200 and answer.json() == {"model": "any-embedder",
+                                                          "embeddings": []}
+    for body in ({}, {"prompt": ""}):
+        answer = await post(proxy, "/api/embeddings", {"model": "any-embedder", **body})
+        assert answer.status == 200 and answer.json() == {"embedding": []}
+    assert (await ollama_client(proxy).embed(model="any-embedder", input=[])).embeddings == []
+    # dimensions 0 is Ollama's "unset": the provider's full size.
+    full = await post(proxy, "/api/embed", {"model": "e", "input": "one", "dimensions": 0})
+    assert full.status == 200 and len(full.json()["embeddings"][0]) == 1536
+
+
+@pytest.mark.parametrize("path, body, words", [
+    # The legacy route embedded the first of a list and dropped the rest.
+    ("/api/embeddings", {"prompt": ["one", "two"]}, "prompt must be a string"),
+    ("/api/embeddings", {"prompt": ["one"]}, "prompt must be a string"),
+    ("/api/embeddings", {"prompt": "one", "keep_alive": "soon"}, "keep_alive"),
+    ("/api/embeddings", {"prompt": "one", "options": "bad"}, "options"),
+    ("/api/embed", {"input": "one", "truncate": "no"}, "truncate"),
+    ("/api/embed", {"input": "one", "keep_alive": []}, "keep_alive"),
+    ("/api/embed", {"input": "one", "options": {"num_ctx": "big"}}, "options.num_ctx"),
+    ("/api/embed", {"input": "one", "dimensions": -8}, "dimensions"),
+    ("/api/embed", {"input": ["one", 2]}, "input must be a string or a list of strings"),
+])
+async def test_embedding_fields_of_the_wrong_type_are_400(proxy, path, body, words):
+    answer = await post(proxy, path, {"model": "any-embedder", **body})
+    assert answer.status == 400 and words in answer.json()["error"]
 
 
 async def test_embed_without_a_provider_is_501(proxy_factory):
@@ -380,3 +466,154 @@ async def test_a_result_naming_its_call_by_id_answers_that_call(proxy):
     prompt = completion_bodies(proxy)[0]["prompt"]
     assert "[tool_result name=read_file id=c2]\nBBB" in prompt
     assert "[tool_result name=read_file id=c1]\nAAA" in prompt
+
+
+# -- request fields -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path, body, words", [
+    ("/api/chat", {"messages": [], "options": "bad"}, "options"),
+    ("/api/chat", {"messages": [], "format": "xml"}, "format"),
+    ("/api/chat", {"think": "very"}, "think"),
+    ("/api/chat", {"messages": [], "stream": "yes"}, "stream"),
+    ("/api/chat", {"messages": [], "tools": "bad"}, "tools"),
+    ("/api/generate", {"prompt": 0}, "prompt"),
+    ("/api/generate", {"prompt": False}, "prompt"),
+    ("/api/generate", {"prompt": []}, "prompt"),
+    ("/api/generate", {"prompt": "", "options": {"num_predict": "many"}}, "num_predict"),
+])
+async def test_a_load_request_is_checked_like_any_other(proxy, path, body, words):
+    """An empty prompt or message list only loads the model, but Ollama reads
+    the whole body first: a wrong type is a 400, not a ``done_reason: "load"``
+    that hides the client's mistake (``prompt: 0`` was taken for no prompt)."""
+    answer = await post(proxy, path, {"model": "deepseek-chat", **body})
+    assert answer.status == 400 and words in answer.json()["error"]
+    assert completion_bodies(proxy) == []
+
+
+def assistant_call(arguments: object) -> dict:
+    return {"role": "assistant", "content": "", "tool_calls": [
+        {"function": {"name": "read_file", "arguments": arguments}}]}
+
+
+@pytest.mark.parametrize("message, words", [
+    ({"role": "user", "content": 0}, "messages[0].content"),
+    ({"role": "user", "content": []}, "messages[0].content"),
+    ({"role": "user", "content": False}, "messages[0].content"),
+    ({"role": "assistant", "content": "x", "thinking": 1}, "messages[0].thinking"),
+    ({"role": "tool", "content": "x", "tool_name": 1}, "messages[0].tool_name"),
+    ({"role": "tool", "content": "x", "tool_call_id": 5}, "messages[0].tool_call_id"),
+    (assistant_call('{"path": "a.txt"}'), "messages[0].tool_calls[0].function.arguments"),
+    (assistant_call(["a.txt"]), "messages[0].tool_calls[0].function.arguments"),
+])
+async def test_message_fields_of_the_wrong_type_are_400(proxy, message, words):
+    """Ollama's message fields are strings (arguments an object); a number, a
+    list or false used to read as an empty message (or went on as a string)."""
+    answer = await post(proxy, "/api/chat", {"model": "deepseek-chat", "stream": False,
+                                             "messages": [message, *user("go on")]})
+    assert answer.status == 400 and words in answer.json()["error"]
+    assert completion_bodies(proxy) == []
+
+
+async def test_message_roles_are_read_case_blind(proxy):
+    """Ollama lowercases a message's role: a "SYSTEM" message is the system
+    prompt, not a user turn."""
+    proxy.fake.enqueue(Scripted(answer="ok"))
+    resp = await ollama_client(proxy).chat(model="deepseek-chat", messages=[
+        {"role": "SYSTEM", "content": "Answer in French."}, {"role": "User", "content": "hi"}])
+    assert resp.message.content == "ok"
+    prompt = completion_bodies(proxy)[0]["prompt"]
+    system = prompt.split("<｜System｜>", 1)[1].split("<｜end▁of▁instructions｜>", 1)[0]
+    assert "Answer in French." in system
+    assert "<｜User｜>hi" in prompt
+
+
+@pytest.mark.parametrize("path, body, words", [
+    ("/api/generate", {"prompt": "x", "suffix": 1}, "suffix"),
+    ("/api/generate", {"prompt": "x", "template": ["{{ .Prompt }}"]}, "template"),
+    ("/api/generate", {"prompt": "x", "raw": "yes"}, "raw"),
+    ("/api/generate", {"prompt": "x", "context": "1,2"}, "context"),
+    ("/api/generate", {"prompt": "x", "context": [1, "2"]}, "context"),
+    ("/api/generate", {"prompt": "x", "raw": True, "system": "Be brief."}, "raw mode"),
+    ("/api/generate", {"prompt": "x", "raw": True, "template": "{{ .Prompt }}"}, "raw mode"),
+    ("/api/generate", {"prompt": "x", "raw": True, "context": [1, 2]}, "raw mode"),
+    ("/api/generate", {"prompt": "x", "keep_alive": "5x"}, "keep_alive"),
+    ("/api/generate", {"prompt": "x", "keep_alive": "5"}, "keep_alive"),
+    ("/api/chat", {"messages": user("x"), "keep_alive": "m"}, "keep_alive"),
+    ("/api/chat", {"messages": user("x"), "keep_alive": "+-0"}, "keep_alive"),
+    ("/api/chat", {"messages": user("x"), "truncate": "no"}, "truncate"),
+    ("/api/chat", {"messages": user("x"), "shift": 1}, "shift"),
+    ("/api/generate", {"prompt": "x", "logprobs": "yes"}, "logprobs"),
+    ("/api/chat", {"messages": user("x"), "top_logprobs": 50}, "top_logprobs"),
+])
+async def test_other_fields_of_the_wrong_type_are_400(proxy, path, body, words):
+    """Fields that change nothing here are still read as Ollama reads them: a
+    wrong type, a keep_alive that is no duration, or raw mode with a template,
+    system or context is a 400, not a turn that silently drops them."""
+    answer = await post(proxy, path, {"model": "deepseek-chat", "stream": False, **body})
+    assert answer.status == 400 and words in answer.json()["error"]
+    assert completion_bodies(proxy) == []
+
+
+@pytest.mark.parametrize("keep_alive, reason", [
+    (0, "unload"), (0.0, "unload"), ("0", "unload"), ("0s", "unload"), ("0m0s", "unload"),
+    ("5m", "load"), ("1h30m", "load"), ("-1m", "load"), (-1, "load"), (None, "load"),
+])
+async def test_keep_alive_zero_in_any_spelling_unloads(proxy, keep_alive, reason):
+    """Ollama reads keep_alive as seconds or a Go duration: "0s" unloads like 0."""
+    body = {"model": "deepseek-chat", "messages": [], "keep_alive": keep_alive}
+    answer = await post(proxy, "/api/chat", body)
+    assert answer.status == 200 and answer.json()["done_reason"] == reason
+    proxy.fake.enqueue(Scripted(answer="kept"))
+    resp = await ollama_client(proxy).generate(model="deepseek-chat", prompt="hi",
+                                               keep_alive=keep_alive)
+    assert resp.response == "kept"
+
+
+async def test_a_provider_model_whose_name_has_a_tag_is_served_by_that_name(proxy_factory):
+    """``/api/tags`` lists a provider's ``qwen2.5:7b``; chat and show dropped
+    the tag as for a native name and answered 404 for ``qwen2.5``."""
+    async with FakeProvider(["qwen2.5:7b"], api_key=PROVIDER_KEY) as fake:
+        proxy = await proxy_factory({"providers": [{
+            "name": "local", "base_url": fake.base_url, "api_key": PROVIDER_KEY,
+            "models": ["qwen2.5:7b"]}]})
+        fake.enqueue(ProviderReply(text="hi from qwen"))
+        sdk = ollama_client(proxy)
+        assert "qwen2.5:7b" in [m.model for m in (await sdk.list()).models]
+        resp = await sdk.chat(model="qwen2.5:7b", messages=user("hi"))
+        assert resp.message.content == "hi from qwen" and resp.model == "qwen2.5:7b"
+        assert fake.chat_requests()[0]["model"] == "qwen2.5:7b"
+        shown = await sdk.show("qwen2.5:7b")
+        assert "completion" in shown.capabilities
+        # Its family is the provider, as /api/tags says (show said "deepseek").
+        assert shown.details.family == "local"
+        # A native name still drops its tag.
+        assert (await sdk.show("deepseek-chat:7b")).capabilities
+
+
+@pytest.mark.parametrize("options, words", [
+    ({"num_ctx": "big"}, "options.num_ctx"),
+    ({"num_thread": 1.5}, "options.num_thread"),
+    ({"main_gpu": [0]}, "options.main_gpu"),
+    ({"repeat_penalty": "high"}, "options.repeat_penalty"),
+    ({"min_p": True}, "options.min_p"),
+    ({"use_mmap": "yes"}, "options.use_mmap"),
+])
+async def test_options_ollama_knows_are_checked_for_their_type(proxy, options, words):
+    """Ollama refuses a known option of the wrong type (``option "num_ctx"
+    must be of type integer``); here it was passed over and the turn ran."""
+    answer = await post(proxy, "/api/chat", {"model": "deepseek-chat", "stream": False,
+                                             "messages": user("x"), "options": options})
+    assert answer.status == 400 and words in answer.json()["error"]
+    assert completion_bodies(proxy) == []
+
+
+async def test_whole_numbers_written_as_floats_are_integer_options(proxy):
+    """A JSON 5.0 is a number like 5 to Ollama; num_predict 5.0 was a 400 here."""
+    proxy.fake.enqueue(Scripted(answer="word " * 200, chunk_size=5))
+    short = await post(proxy, "/api/chat", {
+        "model": "deepseek-chat", "stream": False, "messages": user("go"),
+        "options": {"num_predict": 5.0, "seed": 42.0, "top_k": 40.0, "num_ctx": 4096.0,
+                    "temperature": 1, "mirostat": "unknown options are ignored"}})
+    assert short.status == 200 and short.json()["done_reason"] == "length"
+    assert completion_bodies(proxy)[0]["temperature"] == 1.0

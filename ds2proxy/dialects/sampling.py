@@ -90,6 +90,8 @@ GEMINI = (
 )
 
 # Ollama's ``options`` (its Modelfile parameters); ranges as for Chat Completions.
+# The rest of the options Ollama knows are checked for their type only, as
+# Ollama checks them, and not applied (nothing runs locally).
 OLLAMA_OPTIONS = (
     Field("temperature", "number", Bounds(0, 2), upstream="temperature"),
     Field("top_p", "number", UNIT, upstream="top_p"),
@@ -97,6 +99,11 @@ OLLAMA_OPTIONS = (
     Field("presence_penalty", "number", PENALTY, upstream="presence_penalty"),
     Field("frequency_penalty", "number", PENALTY, upstream="frequency_penalty"),
     Field("seed", "integer"),
+    *(Field(key, "integer") for key in ("num_keep", "repeat_last_n", "num_ctx", "num_batch",
+                                        "num_gpu", "main_gpu", "num_thread",
+                                        "draft_num_predict")),
+    *(Field(key, "number") for key in ("min_p", "typical_p", "repeat_penalty")),
+    Field("use_mmap", "boolean"),
 )
 
 GEMINI_THINKING = (

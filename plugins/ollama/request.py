@@ -19,7 +19,6 @@ from ds2proxy.plugin_api import (
     InvalidRequest,
     Message,
     Part,
-    PluginAPI,
     ReasoningPart,
     ResolvedModel,
     ResponseFormat,
@@ -31,8 +30,17 @@ from ds2proxy.dialects.openai_chat import parse_tools
 from ds2proxy.dialects.sampling import ollama_sampling
 from ds2proxy.dialects.validate import objects, parse_stops
 
+from .fields import check_flags, check_generate_extras, keep_alive_seconds, options_object
+
 MAX_STOP = 16
-THINK_LEVELS = ("low", "medium", "high")
+THINK_LEVELS = ("low", "medium", "high", "max")
+# Ollama's "insert": the model writes what goes between the prompt and the
+# suffix. Code models do it through their template; a chat model is asked.
+FILL_IN_THE_MIDDLE = (
+    "Fill in the middle. Reply with only the text that belongs between the PREFIX and "
+    "the SUFFIX below, exactly as it would appear there: no explanation, no code fence, "
+    "and neither the prefix nor the suffix repeated.\n\n"
+    "<PREFIX>\n{prefix}\n</PREFIX>\n<SUFFIX>\n{suffix}\n</SUFFIX>")
 _IMAGE_MAGIC = ((b"\x89PNG", "image/png"), (b"\xff\xd8\xff", "image/jpeg"),
                 (b"GIF8", "image/gif"), (b"RIFF", "image/webp"))
 
@@ -50,32 +58,6 @@ def base_name(name: str) -> str:
     return name.strip().split(":", 1)[0] if ":" in name else name.strip()
 
 
-def served_name(api: PluginAPI, name: str) -> str:
-    """The name to resolve. The pool ignores an Ollama tag, but a provider's
-    models may be tagged names themselves (``qwen3:8b`` on a local Ollama,
-    ``qwen/qwen3-coder:free``, ``llama3:latest`` asked for as ``llama3``): a
-    name a provider answers is kept as asked, unless the pool serves its bare
-    name (so a catch-all provider does not take ``deepseek-r1:14b``)."""
-    full, base = name.strip(), base_name(name)
-    owner = api.models.owner
-    if full == base:  # untagged: Ollama's implied tag may be what a provider lists
-        latest = f"{full}:latest"
-        if owner(full) is None and owner(latest) is not None and not _pool_serves(api, full):
-            return latest
-        return full
-    if owner(full) is None:
-        return base
-    return base if owner(base) is None and _pool_serves(api, base) else full
-
-
-def _pool_serves(api: PluginAPI, name: str) -> bool:
-    try:
-        api.resolve_model(name, family="ollama")
-    except InvalidRequest:
-        return False
-    return True
-
-
 def parse_chat(body: dict, model: ResolvedModel) -> ChatRequest:
     messages = parse_messages(body.get("messages"))
     tools = parse_tools(body.get("tools"))
@@ -83,21 +65,26 @@ def parse_chat(body: dict, model: ResolvedModel) -> ChatRequest:
 
 
 def parse_generate(body: dict, model: ResolvedModel) -> ChatRequest:
-    """``system`` + ``prompt`` (+ ``images``) as one user turn; ``suffix``,
-    ``template``, ``raw`` and ``context`` are accepted and ignored."""
-    prompt = body.get("prompt") or ""
+    """``system`` + ``prompt`` (+ ``images``) as one user turn, a fill-in-the-
+    middle request when a ``suffix`` is given; ``template``, ``raw`` and
+    ``context`` are checked and ignored."""
+    prompt = "" if body.get("prompt") is None else body["prompt"]
     system = body.get("system")
     if not isinstance(prompt, str):
         raise InvalidRequest("prompt must be a string", param="prompt")
     if system is not None and not isinstance(system, str):
         raise InvalidRequest("system must be a string", param="system")
+    check_generate_extras(body)
+    if body.get("suffix"):  # raw too: editors send prefix + suffix with raw: true
+        prompt = FILL_IN_THE_MIDDLE.format(prefix=prompt, suffix=body["suffix"])
     messages = [Message("system", [TextPart(system)])] if system else []
     messages.append(Message("user", [TextPart(prompt), *images(body.get("images"), "images")]))
     return _request(body, model, messages, [])
 
 
 def is_load_only(body: dict, kind: str) -> bool:
-    """Ollama answers an empty prompt / message list by loading the model only."""
+    """Ollama answers an empty prompt / message list by loading the model
+    only (once the body has been parsed: a wrong type is still a 400)."""
     if kind == "chat":
         return body.get("messages") in (None, [])
     return not body.get("prompt") and not body.get("images")
@@ -105,8 +92,9 @@ def is_load_only(body: dict, kind: str) -> bool:
 
 def _request(body: dict, model: ResolvedModel, messages: list[Message],
              tools: list) -> ChatRequest:
-    options = _options(body.get("options"))
-    _keep_alive(body.get("keep_alive"))
+    options = options_object(body.get("options"))
+    keep_alive_seconds(body.get("keep_alive"))  # checked; nothing stays loaded here
+    check_flags(body)
     stream = True if body.get("stream") is None else body["stream"]
     if not isinstance(stream, bool):
         raise InvalidRequest("stream must be true or false", param="stream")
@@ -119,15 +107,15 @@ def _request(body: dict, model: ResolvedModel, messages: list[Message],
 
 
 def think(value: Any) -> bool | None:
-    """``think``: true / false, or a level (low, medium, high) that turns it on."""
+    """``think``: true / false, or a level (low, medium, high, max) that turns it on."""
     if value is None:
         return None
     if isinstance(value, bool):
         return value
     if isinstance(value, str) and value.lower() in THINK_LEVELS:
         return True
-    raise InvalidRequest("think must be true, false, \"low\", \"medium\" or \"high\"",
-                         param="think")
+    raise InvalidRequest("think must be true, false, \"low\", \"medium\", \"high\" or "
+                         "\"max\"", param="think")
 
 
 def response_format(value: Any) -> ResponseFormat:
@@ -141,14 +129,6 @@ def response_format(value: Any) -> ResponseFormat:
     raise InvalidRequest("format must be \"json\" or a JSON schema object", param="format")
 
 
-def _options(value: Any) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise InvalidRequest("options must be an object", param="options")
-    return value
-
-
 def _num_predict(options: dict[str, Any]) -> int | None:
     """``num_predict``: the token limit; -1 (and -2, fill the context) mean none."""
     value = options.get("num_predict")
@@ -160,19 +140,15 @@ def _num_predict(options: dict[str, Any]) -> int | None:
     return value
 
 
-def _keep_alive(value: Any) -> None:
-    """Accepted (a duration string or seconds) and ignored: nothing stays loaded here."""
-    if value is not None and (isinstance(value, bool) or not isinstance(value, str | int | float)):
-        raise InvalidRequest("keep_alive must be a duration string or a number",
-                             param="keep_alive")
-
-
 # --------------------------------------------------------------------------
 # Messages
 # --------------------------------------------------------------------------
 
 
 def parse_messages(value: Any) -> list[Message]:
+    """The chat's messages; none at all (absent or ``[]``) is a load request."""
+    if value is None or value == []:
+        return []
     messages: list[Message] = []
     pending: list[ToolCall] = []
     for i, item in objects(value, "messages"):
@@ -183,53 +159,69 @@ def parse_messages(value: Any) -> list[Message]:
 
 
 def _message(item: dict, i: int, pending: list[ToolCall]) -> Message:
+    """One message; its role is read case-blind, as Ollama reads it."""
+    where = f"messages[{i}]"
     role = item.get("role")
-    content = item.get("content") or ""
     if not isinstance(role, str) or not role:
-        raise InvalidRequest(f"messages[{i}].role must be a string", param="messages")
-    if not isinstance(content, str):
-        raise InvalidRequest(f"messages[{i}].content must be a string", param="messages")
+        raise InvalidRequest(f"{where}.role must be a string", param="messages")
+    role = role.lower()
+    content = _string(item, "content", where)
     if role == "tool":
-        media = tuple(images(item.get("images"), f"messages[{i}].images"))
-        return Message("tool", [_tool_result(item, content, pending, media)])
+        media = tuple(images(item.get("images"), f"{where}.images"))
+        return Message("tool", [_tool_result(item, content, pending, media, where)])
     parts: list[Part] = []
-    thinking = item.get("thinking")
-    if role == "assistant" and isinstance(thinking, str) and thinking:
+    thinking = _string(item, "thinking", where)
+    if role == "assistant" and thinking:
         parts.append(ReasoningPart(thinking))
     if content:
         parts.append(TextPart(content))
-    parts += images(item.get("images"), f"messages[{i}].images")
+    parts += images(item.get("images"), f"{where}.images")
+    calls = _tool_calls(item.get("tool_calls"), i)
     if role == "assistant":
-        parts += _tool_calls(item.get("tool_calls"), i)
+        parts += calls
     return Message(role if role in ("system", "user", "assistant") else "user", parts)
 
 
+def _string(item: dict, key: str, where: str) -> str:
+    """An optional string field ("" when absent or null); any other type is a 400."""
+    value = item.get(key)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise InvalidRequest(f"{where}.{key} must be a string", param="messages")
+    return value
+
+
 def _tool_calls(value: Any, i: int) -> list[ToolCall]:
+    """``tool_calls``: each a ``function`` with a name and its arguments as an
+    object (Ollama's shape; a JSON string there is a 400, as Ollama has it)."""
     if value is None:
         return []
     if not isinstance(value, list):
         raise InvalidRequest(f"messages[{i}].tool_calls must be a list", param="messages")
     calls: list[ToolCall] = []
     for n, call in enumerate(value):
+        where = f"messages[{i}].tool_calls[{n}]"
         fn = call.get("function") if isinstance(call, dict) else None
         name = fn.get("name") if isinstance(fn, dict) else None
         if not isinstance(name, str) or not name:
-            raise InvalidRequest(f"messages[{i}].tool_calls[{n}].function.name is required",
-                                 param="messages")
+            raise InvalidRequest(f"{where}.function.name is required", param="messages")
         arguments = fn.get("arguments")
-        calls.append(ToolCall(id=str(call.get("id") or f"call_{i}_{n}"), name=name,
-                              arguments={} if arguments is None else arguments))
+        if arguments is not None and not isinstance(arguments, dict):
+            raise InvalidRequest(f"{where}.function.arguments must be an object",
+                                 param="messages")
+        calls.append(ToolCall(id=_string(call, "id", where) or f"call_{i}_{n}", name=name,
+                              arguments=arguments or {}))
     return calls
 
 
 def _tool_result(item: dict, content: str, pending: list[ToolCall],
-                 media: tuple[AttachmentPart, ...]) -> ToolResult:
+                 media: tuple[AttachmentPart, ...], where: str) -> ToolResult:
     """A tool message answers the open call its ``tool_call_id`` names, else
     the first open call of its tool (or the first open call); the images it
     carries (a screenshot) are attached."""
-    name = item.get("tool_name") or item.get("name")
-    name = name if isinstance(name, str) and name else None
-    given = str(item["tool_call_id"]) if item.get("tool_call_id") else None
+    name = _string(item, "tool_name", where) or _string(item, "name", where) or None
+    given = _string(item, "tool_call_id", where) or None
     call = next((c for c in pending if c.id == given), None) if given else None
     if call is None:
         call = next((c for c in pending if c.name == name), pending[0] if pending else None)
@@ -241,7 +233,8 @@ def _tool_result(item: dict, content: str, pending: list[ToolCall],
 
 
 def images(value: Any, param: str) -> list[AttachmentPart]:
-    """``images``: base64 strings (a data: URL prefix is tolerated)."""
+    """``images``: base64 strings (a data: URL prefix is tolerated, and line
+    breaks, which Ollama's decoder skips: ``base64`` wraps its output)."""
     if value is None:
         return []
     if not isinstance(value, list):
@@ -251,6 +244,7 @@ def images(value: Any, param: str) -> list[AttachmentPart]:
         if not isinstance(item, str) or not item:
             raise InvalidRequest(f"{param}[{n}] must be a base64 string", param=param)
         payload = item.split(",", 1)[1] if item.startswith("data:") else item
+        payload = payload.replace("\r", "").replace("\n", "")
         try:
             data = base64.b64decode(payload, validate=True)
         except (binascii.Error, ValueError):

@@ -18,8 +18,10 @@ from ds2proxy.plugin_api import (
 )
 from ds2proxy.dialects import json_response
 
+from .fields import check_embed_fields, check_embeddings_fields, keep_alive_seconds
+from .models import resolve
 from .render import Clock, Kind, StreamRenderer, load_object, whole_object
-from .request import is_load_only, model_name, parse_chat, parse_generate, served_name
+from .request import is_load_only, model_name, parse_chat, parse_generate
 
 
 def implied_key(api: PluginAPI) -> str | None:
@@ -46,11 +48,12 @@ class TurnRoutes:
         caller = self._caller(request)
         body = await self.api.read_json(request)
         name = model_name(body)
-        model = self.api.resolve_model(served_name(self.api, name), family="ollama")
-        if is_load_only(body, kind):
-            return json_response(load_object(name, kind, unload=body.get("keep_alive") == 0))
+        model = resolve(self.api, name)
         parse = parse_chat if kind == "chat" else parse_generate
-        chat = parse(body, model)
+        chat = parse(body, model)  # every field is checked, a load request's too
+        if is_load_only(body, kind):
+            unload = keep_alive_seconds(body.get("keep_alive")) == 0
+            return json_response(load_object(name, kind, unload=unload))
         async with self.api.turn(chat, caller) as turn:
             clock.mark_opened()
             return await self._respond(request, turn, chat, name, kind, clock)
@@ -73,8 +76,11 @@ class EmbedRoutes:
 
     async def embed(self, request: web.Request) -> web.Response:
         clock = Clock()
-        texts, body, caller = await self._read(request, "input")
-        embedded = await self._provider(body.get("dimensions"), body, caller).embed_counted(texts)
+        texts, body, caller = await self._read(request, "input", many=True)
+        provider = self._provider(check_embed_fields(body), body, caller)
+        if not texts:  # Ollama's answer to no input: the model is "loaded"
+            return json_response({"model": model_name(body), "embeddings": []})
+        embedded = await provider.embed_counted(texts)
         tokens = await self._used(body, texts, embedded.prompt_tokens)
         vectors = embedded.vectors
         durations = clock.durations()
@@ -83,8 +89,12 @@ class EmbedRoutes:
                               "load_duration": 0, "prompt_eval_count": tokens})
 
     async def embeddings(self, request: web.Request) -> web.Response:
-        texts, body, caller = await self._read(request, "prompt")
-        embedded = await self._provider(None, body, caller).embed_counted(texts)
+        texts, body, caller = await self._read(request, "prompt", many=False)
+        check_embeddings_fields(body)
+        provider = self._provider(None, body, caller)
+        if not texts:  # an empty prompt only loads the model, as in Ollama
+            return json_response({"embedding": []})
+        embedded = await provider.embed_counted(texts)
         await self._used(body, texts, embedded.prompt_tokens)
         return json_response({"embedding": embedded.vectors[0]})
 
@@ -97,23 +107,23 @@ class EmbedRoutes:
         self.api.note_usage(model=model_name(body), prompt_tokens=tokens)
         return tokens
 
-    async def _read(self, request: web.Request,
-                    field: str) -> tuple[list[str], dict, Caller]:
+    async def _read(self, request: web.Request, field: str,
+                    many: bool) -> tuple[list[str], dict, Caller]:
+        """The texts to embed: ``field`` as a string (or, when ``many``, a list
+        of strings); absent or "" is none (Ollama's load request)."""
         caller = self.api.authenticate(request, implied=implied_key(self.api))
         body = await self.api.read_json(request)
         self.api.admit_model(caller, model_name(body))  # the key's models and quota
         value = body.get(field)
-        texts = [value] if isinstance(value, str) else value
-        if not isinstance(texts, list) or not texts or not all(
-                isinstance(t, str) for t in texts):
-            raise InvalidRequest(f"{field} must be a string or a non-empty list of strings",
-                                 param=field)
-        return texts, body, caller
+        if value is None or isinstance(value, str):
+            return [value] if value else [], body, caller
+        if many and isinstance(value, list) and all(isinstance(t, str) for t in value):
+            return value, body, caller
+        kinds = "a string or a list of strings" if many else "a string"
+        raise InvalidRequest(f"{field} must be {kinds}", param=field)
 
-    def _provider(self, dimensions: Any, body: dict, caller: Caller) -> EmbeddingProvider:
-        if dimensions is not None and (isinstance(dimensions, bool)
-                                       or not isinstance(dimensions, int) or dimensions < 1):
-            raise InvalidRequest("dimensions must be a positive integer", param="dimensions")
+    def _provider(self, dimensions: int | None, body: dict,
+                  caller: Caller) -> EmbeddingProvider:
         provider = self.api.embeddings(dimensions, model_name(body), caller)
         if provider is None:
             raise NotImplementedFeature(
