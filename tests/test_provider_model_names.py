@@ -68,3 +68,14 @@ async def test_a_tagged_pool_name_stays_on_the_pool_beside_a_catch_all(proxy_fac
     client = ollama.AsyncClient(host=proxy.url, headers=proxy.headers())
     reply = await client.chat(model="deepseek-r1:14b", messages=USER)
     assert "You said" in reply.message.content and fake_provider.calls == []
+
+
+async def test_a_listed_tagged_name_goes_to_its_provider_even_if_the_pool_has_the_bare_one(
+        proxy_factory, fake_provider):  # noqa: F811
+    """A local runtime serving the distilled deepseek-r1:14b lists it by name."""
+    proxy = await proxy_factory({"providers": [
+        {"name": "local", "base_url": fake_provider.base_url, "models": ["deepseek-r1:14b"]}]})
+    client = ollama.AsyncClient(host=proxy.url, headers=proxy.headers())
+    reply = await client.chat(model="deepseek-r1:14b", messages=USER)
+    assert reply.message.content == "Hello from the provider."
+    assert fake_provider.chat_requests()[-1]["model"] == "deepseek-r1:14b"
