@@ -64,7 +64,8 @@ async def test_ollama_keeps_the_tag_of_a_provider_model(named, asked, sent):
 async def test_a_tagged_pool_name_stays_on_the_pool_beside_a_catch_all(proxy_factory,
                                                                        fake_provider):  # noqa: F811
     proxy = await proxy_factory({"providers": [
-        {"name": "all", "base_url": fake_provider.base_url, "models": ["*"]}]})
+        {"name": "all", "base_url": fake_provider.base_url, "api_key": PROVIDER_KEY,
+         "models": ["*"]}]})
     client = ollama.AsyncClient(host=proxy.url, headers=proxy.headers())
     reply = await client.chat(model="deepseek-r1:14b", messages=USER)
     assert "You said" in reply.message.content and fake_provider.calls == []
@@ -74,7 +75,8 @@ async def test_a_listed_tagged_name_goes_to_its_provider_even_if_the_pool_has_th
         proxy_factory, fake_provider):  # noqa: F811
     """A local runtime serving the distilled deepseek-r1:14b lists it by name."""
     proxy = await proxy_factory({"providers": [
-        {"name": "local", "base_url": fake_provider.base_url, "models": ["deepseek-r1:14b"]}]})
+        {"name": "local", "base_url": fake_provider.base_url, "api_key": PROVIDER_KEY,
+         "models": ["deepseek-r1:14b"]}]})
     client = ollama.AsyncClient(host=proxy.url, headers=proxy.headers())
     reply = await client.chat(model="deepseek-r1:14b", messages=USER)
     assert reply.message.content == "Hello from the provider."
