@@ -171,3 +171,23 @@ async def test_a_dead_proxy_beside_a_disabled_account_reports_its_own_failure(
     assert info.value.code != "no_account_available"
     assert proxy.core.pool.health.state(ALICE) == "login_failing"
     assert proxy.fake.calls == []
+
+
+async def test_a_new_proxy_is_tried_at_once_not_after_the_old_ones_backoff(
+        proxy_factory: ProxyFactory, http_proxy: str):
+    """The login backoff the dead proxy earned outlived the proxy: after the
+    admin set a working one, the account test answered 'login backing off'
+    without trying it, and turns kept skipping the account."""
+    dead = f"socks5://127.0.0.1:{free_port()}"
+    proxy = await proxy_factory({**accounts(alice_proxy=dead), "health": {"jitter": 0}})
+    reply = await openai_client(proxy).chat.completions.create(
+        model="deepseek-chat", messages=[{"role": "user", "content": "hello"}])
+    assert "You said" in reply.choices[0].message.content  # Bob took it
+    assert proxy.core.pool.health.state(ALICE) == "login_failing"
+    async with aiohttp.ClientSession() as http:
+        admin = await admin_for(proxy, http)
+        await admin.ok("PUT", f"/admin/accounts/{ALICE}/proxy", json={"proxy": http_proxy})
+        result = await admin.ok("POST", "/admin/accounts/test", json={"identifier": ALICE})
+    assert result["success"], result
+    assert proxy.core.pool.health.state(ALICE) == "healthy"
+    assert {c.peer for c in proxy.fake.calls if c.account == ALICE} == {HTTP_PROXY_EXIT}
