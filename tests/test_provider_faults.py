@@ -375,3 +375,60 @@ async def test_a_gateways_max_tokens_reaches_claude_as_max_tokens(routed):
                                       max_retries=0)
     message = await claude.messages.create(model=PROVIDER_MODEL, max_tokens=3, messages=USER)
     assert (message.content[0].text, message.stop_reason) == ("cut he", "max_tokens")
+
+
+def tool_chunk(*calls: dict) -> dict:
+    return {"choices": [{"index": 0, "delta": {"tool_calls": list(calls)}}]}
+
+
+OSLO = [("c1", "get_weather", {"city": "Oslo"})]
+LATE_NAMES = {
+    # An opening delta with an empty name, the name with the arguments after.
+    "empty name first": (
+        [tool_chunk({"index": 0, "id": "c1", "function": {"name": "", "arguments": ""}}),
+         tool_chunk({"index": 0, "id": "c1", "function": {"name": "get_weather",
+                                                          "arguments": '{"city": "Oslo"}'}})],
+        OSLO),
+    # Arguments before the name.
+    "arguments first": (
+        [tool_chunk({"index": 0, "id": "c1", "function": {"arguments": '{"city": '}}),
+         tool_chunk({"index": 0, "function": {"name": "get_weather", "arguments": '"Oslo"}'}})],
+        OSLO),
+    # Empty strings for the id and name of every later fragment.
+    "empty strings later": (
+        [tool_chunk({"index": 0, "id": "c1", "function": {"name": "get_weather",
+                                                          "arguments": '{"city"'}}),
+         tool_chunk({"index": 0, "id": "", "function": {"name": "", "arguments": ': "Oslo"}'}})],
+        OSLO),
+    # Whole calls with neither index nor id.
+    "no index nor id": (
+        [tool_chunk({"function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'}}),
+         tool_chunk({"function": {"name": "get_weather", "arguments": '{"city": "Rome"}'}})],
+        [("call_0", "get_weather", {"city": "Oslo"}),
+         ("call_1", "get_weather", {"city": "Rome"})]),
+}
+
+
+@pytest.mark.parametrize("deltas, expected", LATE_NAMES.values(), ids=LATE_NAMES.keys())
+async def test_a_call_named_late_keeps_its_name_and_arguments(routed, deltas, expected):
+    """A call used to start at its first delta with whatever name that had
+    (none), so the name that came later was lost and clients dropped the call."""
+    import anthropic
+    finish = {"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]}
+    for _ in range(2):
+        routed.provider.enqueue(ProviderReply(raw=sse(*deltas, finish, "[DONE]")))
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {
+        "type": "object", "properties": {"city": {"type": "string"}}}}}]
+    answer = await client(routed).chat.completions.create(model=PROVIDER_MODEL, messages=USER,
+                                                          tools=tools)
+    calls = [(c.id, c.function.name, json.loads(c.function.arguments))
+             for c in answer.choices[0].message.tool_calls]
+    assert calls == expected
+    claude = anthropic.AsyncAnthropic(base_url=routed.url + "/anthropic", api_key=routed.key,
+                                      max_retries=0)
+    async with claude.messages.stream(
+            model=PROVIDER_MODEL, max_tokens=100, messages=USER,
+            tools=[{"name": "get_weather", "input_schema": {"type": "object"}}]) as stream:
+        message = await stream.get_final_message()
+    assert [(b.name, b.input) for b in message.content if b.type == "tool_use"] == [
+        (name, args) for _, name, args in expected]

@@ -4,13 +4,14 @@
 streamed text: a tag may be cut anywhere between chunks, so the tail of a
 chunk that could still begin a tag is held until the next one decides it.
 :class:`ChunkTranslator` turns each chunk's ``delta`` (content,
-``reasoning_content``, ``tool_calls``), its ``finish_reason`` and the usage
-into :class:`~ds2proxy.canonical.TurnEvent` values.
+``reasoning_content``, ``tool_calls`` through
+:class:`~ds2proxy.providers.tool_deltas.ToolCallDeltas`), its
+``finish_reason`` and the usage into :class:`~ds2proxy.canonical.TurnEvent`
+values.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from ..canonical import (
@@ -18,14 +19,11 @@ from ..canonical import (
     FinishReason,
     ReasoningDelta,
     TextDelta,
-    ToolCallArgs,
-    ToolCallEnd,
-    ToolCallStart,
     ToolSpec,
     TurnEvent,
     Usage,
 )
-from .request import CUSTOM_INPUT
+from .tool_deltas import ToolCallDeltas
 
 OPEN, CLOSE = "<think>", "</think>"
 # The chat API's finish reasons, and what gateways in front of other APIs pass
@@ -117,15 +115,12 @@ class ChunkTranslator:
         self._splitter = ThinkSplitter() if think_tags else None
         self._reasoning_field = reasoning_field
         self._keep_reasoning = keep_reasoning
-        self._custom = {t.name for t in tools if t.kind == "custom"}
-        self._calls: dict[Any, int] = {}  # provider's call index → ours (the latest there)
-        self._ids: list[str] = []  # the provider's id of each of our calls
-        self._custom_args: dict[int, list[str]] = {}
-        self._open: int | None = None
         self.usage: Usage | None = None
         self.finish: FinishReason | None = None
         self.emitted = False
         self.text_parts: list[str] = []
+        self._calls = ToolCallDeltas({t.name for t in tools if t.kind == "custom"},
+                                     self.text_parts)
 
     def chunk(self, data: dict[str, Any]) -> list[TurnEvent]:
         """The events of one parsed chunk (or of a whole non-streamed message)."""
@@ -162,83 +157,23 @@ class ChunkTranslator:
         if not self._keep_reasoning:
             out[:] = [e for e in out if type(e) is not ReasoningDelta]
         for call in delta.get("tool_calls") or ():
-            self._call(call, out)
-
-    def _call(self, call: dict[str, Any], out: list[TurnEvent]) -> None:
-        function = call.get("function") or {}
-        ours = self._continued(call, function)
-        if ours is None:
-            self._close_call(out)
-            ours = len(self._ids)
-            self._ids.append(call.get("id") or "")
-            name = function.get("name") or ""
-            custom = name in self._custom
-            out.append(ToolCallStart(ours, call.get("id") or f"call_{ours}", name,
-                                     "custom" if custom else "function"))
-            if custom:
-                self._custom_args[ours] = []
-            self._open = ours
-        if call.get("index") is not None:
-            self._calls[call["index"]] = ours
-        pieces = function.get("arguments")
-        if isinstance(pieces, str) and pieces:
-            self.text_parts.append(pieces)
-            if ours in self._custom_args:
-                self._custom_args[ours].append(pieces)
-            else:
-                out.append(ToolCallArgs(ours, pieces))
-
-    def _continued(self, call: dict[str, Any], function: dict[str, Any]) -> int | None:
-        """Our call a tool-call delta continues; None when it starts one.
-
-        By the provider's ``index``, except that some providers give every
-        call of a parallel batch the same index (each naming its function
-        under an id of its own) and some give none (then a delta naming an id
-        or a function starts a call, a bare one continues the open call). A
-        new id without a name is a fragment: some gateways mint an id per
-        chunk."""
-        ident, named = call.get("id") or "", bool(function.get("name"))
-        if call.get("index") is None:
-            if self._open is None or ((ident or named) and ident != self._ids[self._open]):
-                return None
-            return self._open
-        ours = self._calls.get(call["index"])
-        if ours is None or (named and ident and ident != self._ids[ours]):
-            return None
-        return ours
-
-    def _close_call(self, out: list[TurnEvent]) -> None:
-        if self._open is None:
-            return
-        ours, self._open = self._open, None
-        if ours in self._custom_args:
-            out.append(ToolCallArgs(ours, _custom_input("".join(self._custom_args.pop(ours)))))
-        out.append(ToolCallEnd(ours))
+            self._calls.feed(call, out)
 
     def end(self) -> list[TurnEvent]:
         """Held text and the open call, when the answer is over."""
         out = self._splitter.flush() if self._splitter else []
         if not self._keep_reasoning:
             out = [e for e in out if type(e) is not ReasoningDelta]
-        self._close_call(out)
+        self._calls.close(out)
         if out:
             self.emitted = True
         return out
 
     @property
     def finish_reason(self) -> FinishReason:
-        if self._ids and self.finish in (None, "stop"):
+        if self._calls.count and self.finish in (None, "stop"):
             return "tool_calls"
         return self.finish or "stop"
-
-
-def _custom_input(arguments: str) -> str:
-    """A free-form tool's text: the ``input`` of the function it was sent as."""
-    try:
-        value = json.loads(arguments)
-    except ValueError:
-        return arguments
-    return value.get(CUSTOM_INPUT, arguments) if isinstance(value, dict) else arguments
 
 
 def _usage(data: dict[str, Any]) -> Usage | None:
