@@ -432,3 +432,19 @@ async def test_a_call_named_late_keeps_its_name_and_arguments(routed, deltas, ex
         message = await stream.get_final_message()
     assert [(b.name, b.input) for b in message.content if b.type == "tool_use"] == [
         (name, args) for _, name, args in expected]
+
+
+async def test_a_json_error_labelled_as_an_event_stream_is_read_as_json(routed):
+    body = json.dumps({"error": {"message": "model is overloaded"}}).encode()
+    routed.provider.enqueue(ProviderReply(raw=body))  # labelled text/event-stream
+    with pytest.raises(openai.APIStatusError) as info:
+        await client(routed).chat.completions.create(model=PROVIDER_MODEL, messages=USER)
+    assert info.value.status_code == 502 and "reported an error" in info.value.message
+
+
+async def test_a_labelled_stream_opening_with_a_byte_order_mark_is_still_streamed(routed):
+    routed.provider.enqueue(ProviderReply(raw="\ufeff".encode() + sse(
+        {"choices": [{"index": 0, "delta": {"content": "after the mark"}}]},
+        {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}, "[DONE]")))
+    answer = await client(routed).chat.completions.create(model=PROVIDER_MODEL, messages=USER)
+    assert answer.choices[0].message.content == "after the mark"

@@ -2,10 +2,11 @@
 
 Normally an event stream: :func:`sse_reads` yields the ``data:`` chunks of
 each socket read as they come. What a provider sends is judged by its first
-bytes, not its label: a body that opens like an event stream is streamed
-whatever its ``Content-Type``, and one that does not (a provider that ignored
-``stream`` and sent one ``chat.completion`` object, a gateway's JSON error, a
-sign-in page) is read whole (:func:`_whole_answer`). Every chunk is checked
+bytes more than its label: a body that opens like an event stream is streamed
+whatever its ``Content-Type``; JSON (a provider that ignored ``stream`` and
+sent one ``chat.completion`` object, a gateway's error), and anything else
+not labelled an event stream (a sign-in page), is read whole
+(:func:`_whole_answer`). Every chunk is checked
 for the shape the translator reads (:func:`malformed`); an error chunk or a
 chunk of the wrong shape is the provider's failure.
 """
@@ -30,6 +31,7 @@ log = logging.getLogger("ds2proxy.providers")
 
 _DONE = b"[DONE]"
 MAX_WHOLE_ANSWER = 16 << 20  # a non-streamed answer read whole, at most
+_BOM = "\ufeff".encode()  # a UTF-8 byte-order mark some servers open with
 # How an event stream's first line can begin (a comment, a field).
 _STREAM_OPENINGS = (b":", b"data:", b"event:", b"id:", b"retry:")
 
@@ -49,8 +51,8 @@ async def sse_reads(response: aiohttp.ClientResponse, client: ProviderClient,
     end = end or StreamEnd()
     try:
         reads = response.content.iter_any()
-        head = await _opening(reads)
-        if not head.lstrip().startswith(_STREAM_OPENINGS):
+        head = (await _opening(reads)).removeprefix(_BOM)
+        if not _streamed(head, response):
             body = head + await read_body(response, MAX_WHOLE_ANSWER - len(head))
             yield _whole_answer(body, response, client, end)
             return
@@ -64,6 +66,16 @@ async def sse_reads(response: aiohttp.ClientResponse, client: ProviderClient,
     except UpstreamError as exc:  # an error chunk: its words may quote the credential
         exc.detail = client.scrub(exc.detail)[:320]
         raise
+
+
+def _streamed(head: bytes, response: aiohttp.ClientResponse) -> bool:
+    """Does a body opening with ``head`` go as an event stream? When it opens
+    like one, or is labelled one and is not JSON."""
+    opening = head.lstrip()
+    if opening.startswith(_STREAM_OPENINGS):
+        return True
+    labelled = response.headers.get("Content-Type", "").lower().startswith("text/event-stream")
+    return labelled and not opening.startswith((b"{", b"["))
 
 
 async def _opening(reads: AsyncIterator[bytes]) -> bytes:
