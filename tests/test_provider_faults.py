@@ -448,3 +448,19 @@ async def test_a_labelled_stream_opening_with_a_byte_order_mark_is_still_streame
         {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}, "[DONE]")))
     answer = await client(routed).chat.completions.create(model=PROVIDER_MODEL, messages=USER)
     assert answer.choices[0].message.content == "after the mark"
+
+
+async def test_content_given_as_parts_is_read_with_its_thinking(routed):
+    """Mistral's reasoning models stream content as a list of parts, thinking
+    included; a list was not text, so the whole answer came back empty."""
+    def part_chunk(*parts: dict, finish: str | None = None) -> dict:
+        return {"choices": [{"index": 0, "delta": {"content": list(parts)},
+                             "finish_reason": finish}]}
+    routed.provider.enqueue(ProviderReply(raw=sse(
+        part_chunk({"type": "thinking", "thinking": [{"type": "text", "text": "Let me see."}]}),
+        part_chunk({"type": "text", "text": "It is "}),
+        part_chunk({"type": "text", "text": "four."}, finish="stop"), "[DONE]")))
+    answer = await client(routed).chat.completions.create(model=PROVIDER_MODEL, messages=USER)
+    message = answer.choices[0].message
+    assert (message.content, message.model_extra.get("reasoning_content")) == (
+        "It is four.", "Let me see.")

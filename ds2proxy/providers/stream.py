@@ -139,18 +139,20 @@ class ChunkTranslator:
         return out
 
     def _delta(self, delta: dict[str, Any], out: list[TurnEvent]) -> None:
-        if len(delta) == 1 and "content" in delta and self._splitter is None:
-            content = delta["content"]  # the usual chunk: a piece of the answer
-            if type(content) is str and content:
+        content = delta.get("content")
+        if len(delta) == 1 and type(content) is str and self._splitter is None:
+            if content:  # the usual chunk: a piece of the answer
                 self.text_parts.append(content)
                 out.append(TextDelta(content))
             return
         reasoning = self._reasoning_field and (delta.get("reasoning_content")
                                                or delta.get("reasoning"))
+        if isinstance(content, list):  # content parts (Mistral's reasoning models)
+            thought, content = _parts(content)
+            reasoning = reasoning or (self._reasoning_field and thought)
         if isinstance(reasoning, str) and reasoning:
             self.text_parts.append(reasoning)
             out.append(ReasoningDelta(reasoning))
-        content = delta.get("content")
         if isinstance(content, str) and content:
             self.text_parts.append(content)
             out += self._splitter.feed(content) if self._splitter else [TextDelta(content)]
@@ -174,6 +176,24 @@ class ChunkTranslator:
         if self._calls.count and self.finish in (None, "stop"):
             return "tool_calls"
         return self.finish or "stop"
+
+
+def _parts(content: list[Any]) -> tuple[str, str]:
+    """``(thinking, text)`` of content given as parts: ``{"type": "text"}``,
+    and ``{"type": "thinking", "thinking": text or a list of text parts}``."""
+    thinking: list[str] = []
+    text: list[str] = []
+    for part in content:
+        if not isinstance(part, dict):
+            continue
+        if part.get("type") == "text" and isinstance(part.get("text"), str):
+            text.append(part["text"])
+        elif part.get("type") == "thinking":
+            inner = part.get("thinking")
+            pieces = inner if isinstance(inner, list) else [{"text": inner}]
+            thinking += [p["text"] for p in pieces
+                         if isinstance(p, dict) and isinstance(p.get("text"), str)]
+    return "".join(thinking), "".join(text)
 
 
 def _usage(data: dict[str, Any]) -> Usage | None:
