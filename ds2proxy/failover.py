@@ -20,8 +20,15 @@ import logging
 
 from .auth import Caller
 from .config import UpstreamSettings
-from .errors import LoginFailed, NoAccountAvailable, ProxyError, RateLimited, UpstreamError, \
-    UpstreamTimeout
+from .errors import (
+    LoginFailed,
+    NoAccountAvailable,
+    ProxyError,
+    RateLimited,
+    UpstreamError,
+    UpstreamTimeout,
+)
+from .health import Failure
 from .scheduler import AccountPool, Lease
 from .upstream.credentials import Credentials, TokenKeeper
 
@@ -37,21 +44,30 @@ class Attempts:
         self._pool = pool
         self._cap = settings.max_attempts
         self._timeout = settings.first_output_timeout_seconds
+        # An attempt silent this long when the deadline ends it has stalled.
+        self._stall = min(settings.silence_timeout_seconds, self._timeout)
         self._pinned = pinned
         self._deadline: float | None = None
+        # The managed account waited on: its name, since when (loop clock), its lease's grant.
+        self._current: tuple[str, float, float] | None = None
         self.tried: set[str] = set()
         self.count = 0
         self.last: UpstreamError | None = None
 
-    def begin(self, identifier: str) -> None:
-        """An attempt on ``identifier`` starts; the first one starts the clock."""
+    def begin(self, lease: Lease | None) -> None:
+        """An attempt starts (on ``lease``'s account, or pass-through without
+        one); the first one starts the clock."""
+        identifier = lease.account.identifier if lease is not None else "passthrough"
         self.count += 1
         self.tried.add(identifier)
+        now = asyncio.get_running_loop().time()
+        self._current = (identifier, now, lease.granted_at) if lease is not None else None
         if self._deadline is None:
-            self._deadline = asyncio.get_running_loop().time() + self._timeout
+            self._deadline = now + self._timeout
 
     def may_retry(self, exc: ProxyError, *, managed: bool) -> bool:
         """Record a failure; True when another account may be tried for it."""
+        self._current = None  # the attempt is over (blamed, or not, by its caller)
         if isinstance(exc, UpstreamError):
             self.last = exc
         if not (managed and isinstance(exc, UpstreamError) and exc.retryable):
@@ -81,10 +97,25 @@ class Attempts:
         except TimeoutError:
             if not limit.expired():
                 raise
+            self._blame_stall()
             raise UpstreamTimeout(
                 f"no output from the upstream within {self._timeout:g} s "
                 f"(upstream.first_output_timeout_seconds) over {self.count} "
                 f"account{'s' if self.count != 1 else ''}", retryable=False) from None
+
+    def _blame_stall(self) -> None:
+        """The deadline ended an attempt: an account silent the whole stall
+        time is cooled like one whose stream went silent (with equal
+        timeouts, the default, the silence timeout never fires first). One
+        that began late, after other attempts ate the time, is not blamed."""
+        if self._current is None:
+            return
+        identifier, since, granted = self._current
+        self._current = None
+        silent = asyncio.get_running_loop().time() - since
+        if silent >= self._stall:
+            self._pool.health.failed(identifier, Failure(
+                "upstream", f"no output from the upstream for {silent:.0f} s"), started=granted)
 
     async def until_heard(self, items: AsyncIterator[T], heard: Callable[[], bool]
                           ) -> AsyncIterator[T]:
@@ -107,11 +138,11 @@ async def credentials_for(caller: Caller, pool: AccountPool, keeper: TokenKeeper
     account this turn has not tried, logged in (a failed login moves on to
     another account within the attempt cap)."""
     if not caller.managed:
-        attempts.begin("passthrough")
+        attempts.begin(None)
         return Credentials(token=caller.credential)
     while True:
         lease = await _lease(caller, pool, attempts)
-        attempts.begin(lease.account.identifier)
+        attempts.begin(lease)
         try:
             token = await attempts.within(keeper.ensure(lease.account))
         except UpstreamError as exc:
@@ -126,16 +157,22 @@ async def credentials_for(caller: Caller, pool: AccountPool, keeper: TokenKeeper
         return Credentials(token=token, lease=lease)
 
 
+# What the pool answers when no untried account can take a fail-over: the
+# untried ones are busy, cooling, failing to log in or disabled. None of it
+# is what went wrong with this turn.
+POOL_REFUSALS = (RateLimited, NoAccountAvailable, LoginFailed)
+
+
 async def _lease(caller: Caller, pool: AccountPool, attempts: Attempts) -> Lease:
     """A lease on an account this turn has not tried. Waiting for one during
-    a fail-over counts against the deadline, and when no untried account can
-    serve (busy, cooling, disabled, failing to log in) the caller gets the
-    failure that caused the fail-over, not a 429 or a 503 about the others."""
+    a fail-over counts against the deadline, and a pool that cannot give one
+    then reports the failure that caused the fail-over: not a 429, nor a 503
+    saying every account is disabled when only the untried ones are."""
     acquire = pool.acquire(target=caller.target_account, exclude=frozenset(attempts.tried))
     last = attempts.last
     if last is None:
         return await acquire
     try:
         return await attempts.within(acquire)
-    except (RateLimited, NoAccountAvailable, LoginFailed):
+    except POOL_REFUSALS:
         raise attempts.final(last) from None

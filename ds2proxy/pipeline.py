@@ -42,7 +42,7 @@ from .upstream.conversation import Conversation
 from .upstream.events import ContentFiltered as FilterEvent
 from .upstream.events import Hint, TextChunk, UpstreamFault
 from .upstream.files import plan_uploads, ref_file_ids, with_uploaded_ids
-from .upstream.stream_parser import StreamParser
+from .upstream.stream_parser import INCOMPLETE, StreamParser
 from .upstream.rounds import read_rounds
 from .upstream.credentials import Credentials
 
@@ -136,8 +136,9 @@ class Turn:
     def _blame(self, creds: Credentials | None, exc: BaseException) -> None:
         """Tell the pool's health tracker when a failure is the account's."""
         failure = classify(exc)
-        if creds is not None and creds.managed and failure is not None:
-            self.core.pool.health.failed(creds.identifier, failure)
+        if creds is not None and creds.lease is not None and failure is not None:
+            self.core.pool.health.failed(creds.identifier, failure,
+                                         started=creds.lease.granted_at)
 
     def _credit(self) -> None:
         if self._creds is not None and self._creds.managed:
@@ -241,6 +242,8 @@ class Turn:
         assert self._creds is not None
         log.warning("account %s failed before any output (%s); trying another",
                     self._creds.identifier, exc.message)
+        # As a failure while opening: the caller never hears of it, the operator does.
+        self.core.monitor.account_error(self._creds.identifier, exc.detail or exc.message)
         self._heard = False
         self._upstream.release_stream()
         self._creds.release()
@@ -337,6 +340,9 @@ class Turn:
                                  code="context_length_exceeded")
         if hint is None and shaper.filtered is None and not self._parser.ended:
             raise UpstreamError("upstream stream ended before the answer was complete")
+        if self._parser.status == INCOMPLETE:
+            # Still unfinished when the continue rounds ran out: a cut answer.
+            shaper.length_hit = True
 
     async def _continue(self, message_id: int) -> UpstreamStream:
         """Open the next continue round of the current answer."""

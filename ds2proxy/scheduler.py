@@ -40,12 +40,15 @@ log = logging.getLogger("ds2proxy.scheduler")
 class Lease:
     """One slot on one account; release exactly once (extra calls are no-ops)."""
 
-    __slots__ = ("account", "shared_id", "_pool", "_released")
+    __slots__ = ("account", "granted_at", "shared_id", "_pool", "_released")
 
     def __init__(self, pool: AccountPool, account: AccountState, shared_id: str = "") -> None:
         self._pool = pool
         self.account = account
         self.shared_id = shared_id  # the lease's name in the shared store, if any
+        # On the health tracker's clock: a failure of a request granted before
+        # the account's current cooldown began is of the same burst.
+        self.granted_at = pool.health.now()
         self._released = False
 
     @property
@@ -147,17 +150,13 @@ class AccountPool:
         """
         if not self._accounts:
             raise NoAccountAvailable("no upstream accounts are configured")
-        pinned = None
-        if target:
-            pinned = self.find(target)
-            if pinned is None:
-                raise InvalidRequest(f"the account named in {TARGET_HEADER} is not configured",
-                                     code="unknown_account")
         deadline = time.monotonic() + self._queue_timeout
         queued = False
         while True:
             if self._closed is not None:
                 raise self._closed()
+            # Looked up again after each wait: the account may have been deleted meanwhile.
+            pinned = self._pinned(target)
             if self.shared is None:
                 state = self._pick(pinned, exclude)
                 if state is not None:
@@ -179,6 +178,16 @@ class AccountPool:
             if self.shared is not None:  # a missed wake-up costs one recheck period
                 wake_in = min(wake_in or self.shared.recheck_seconds, self.shared.recheck_seconds)
             await self._wait(deadline, wake_in)
+
+    def _pinned(self, target: str | None) -> AccountState | None:
+        """The configured account ``target`` names (None without one); 400 if none."""
+        if not target:
+            return None
+        pinned = self.find(target)
+        if pinned is None:
+            raise InvalidRequest(f"the account named in {TARGET_HEADER} is not configured",
+                                 code="unknown_account")
+        return pinned
 
     def _candidates(self, pinned: AccountState | None, exclude: frozenset[str]
                     ) -> list[AccountState]:

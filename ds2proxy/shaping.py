@@ -29,7 +29,7 @@ from .canonical import (
 from .citations import CitationRewriter
 from .errors import ToolChoiceViolation
 from .stops import StopMatcher, stops_of
-from .structured import check, extract_json
+from .structured import JSONOutputError, check, extract_json
 from .token_stream import StreamCount
 from .toolcall.clean import RULE_START as _SPECIAL
 from .toolcall.clean import TextCleaner
@@ -61,6 +61,7 @@ class TurnShaper:
         # Whether any visible answer text (not only whitespace) went out: the
         # answer itself is not kept, a long one would stay in memory to the end.
         self.shown = False
+        self._blank = ""  # whitespace held until visible text follows (_lead)
         self.calls = 0
         # Usage counts the text as the model wrote it (tool-call markup
         # included), accumulated, never fragment by fragment.
@@ -109,7 +110,9 @@ class TurnShaper:
         if (self._plain and not self.rewriter.held and not self.cleaner.pending
                 and _SPECIAL.search(text) is None):
             if not self.shown:
-                self._show(text)
+                text = self._lead(text)
+                if not text:
+                    return []
             self.emitted += 1
             return [TextDelta(text)]
         return self._route(self.rewriter.feed(text))
@@ -126,7 +129,7 @@ class TurnShaper:
                 self._answer_count.feed(joined)
                 texts = [text for text in texts if text] if "" in texts else texts
                 if not self.shown:
-                    self._show(joined)
+                    texts = self._lead_run(texts, joined)
                 self.emitted += len(texts)
                 if self.text_runs:
                     return [TextRun(texts)] if texts else []
@@ -170,9 +173,26 @@ class TurnShaper:
     def has_visible_output(self) -> bool:
         return self.calls > 0 or self.shown
 
-    def _show(self, text: str) -> None:
-        if text and not text.isspace():
-            self.shown = True
+    def _lead_run(self, texts: list[str], joined: str) -> list[str]:
+        """:meth:`_lead` for a run of texts (``joined``: the run as one)."""
+        if not joined.strip():
+            self._blank += joined
+            return []
+        at = next(at for at, text in enumerate(texts) if not text.isspace())
+        self.shown = True
+        lead, self._blank = self._blank + "".join(texts[:at + 1]), ""
+        return [lead, *texts[at + 1:]]
+
+    def _lead(self, text: str) -> str:
+        """Until visible text went out, whitespace is held for the first visible
+        text: a blank answer asked again leaves nothing before the new one, and
+        newlines before a call (which drops them) make no delta of their own."""
+        if text.isspace():
+            self._blank += text
+            return ""
+        self.shown = True
+        text, self._blank = self._blank + text, ""
+        return text
 
     @property
     def hidden_reasoning(self) -> str:
@@ -183,7 +203,7 @@ class TurnShaper:
     def flush(self) -> list[TurnEvent]:
         """Release held text and apply §4.8 (calls written in the reasoning)."""
         if self.stop_sequence is not None:
-            return []
+            return self._blank_answer()
         events = self._route(self.rewriter.flush())
         if self.sieve is not None:
             events += self._track(self.sieve.flush())
@@ -191,7 +211,17 @@ class TurnShaper:
                 events += self._track(self.sieve.finish(self.hidden_reasoning))
         elif self.cleaner is not None:
             events += self._track([TextDelta(self.cleaner.flush())])
-        return events + self._release_held()
+        return events + self._release_held() + self._blank_answer()
+
+    def _blank_answer(self) -> list[TurnEvent]:
+        """Held whitespace that is the whole answer a limit or stop sequence left."""
+        blank, self._blank = self._blank, ""
+        if not blank or not self.stopped or self.calls:
+            return []
+        if self.json_mode:
+            self._json_buffer.append(blank)
+            return []
+        return self._out([TextDelta(blank)])
 
     @property
     def json_pending(self) -> bool:
@@ -199,12 +229,21 @@ class TurnShaper:
         return self.json_mode and not self.calls and self.filtered is None
 
     def finish_json(self) -> list[TurnEvent]:
-        """The checked JSON answer as one text delta; JSONOutputError if unusable."""
-        value = extract_json("".join(self._json_buffer))
-        check(value, self.chat.response_format)
-        text = orjson.dumps(value).decode()
+        """The checked JSON answer as one text delta; JSONOutputError if unusable.
+
+        An answer the client's own max_tokens or stop sequence cut is not
+        repaired: it goes out as written, with its finish reason, as the
+        official APIs return a truncated structured answer."""
+        written = "".join(self._json_buffer)
         self._json_buffer.clear()
-        return self._out([TextDelta(text)])
+        try:
+            value = extract_json(written)
+            check(value, self.chat.response_format)
+        except JSONOutputError:
+            if not self.stopped:
+                raise
+            return self._out([TextDelta(written)] if written else [])
+        return self._out([TextDelta(orjson.dumps(value).decode())])
 
     def restart_answer(self) -> None:
         """Fresh text state for a second try (empty output, bad JSON); the
@@ -215,6 +254,7 @@ class TurnShaper:
         self._reasoning_count, self._answer_count = StreamCount(), StreamCount()
         self._json_buffer.clear()
         self.shown = False
+        self._blank = ""
         self.stop_matcher = StopMatcher(self._stops)
         if self.sieve is not None:
             self.sieve = ToolSieve(chat.tools, chat.tool_choice, early_emit=self._early_emit,
@@ -229,7 +269,10 @@ class TurnShaper:
         events: list[TurnEvent] = [Citation(i, url, title) for i, url, title in self._citations()]
         if not self.usage_after:
             events.append(self.usage())
-        events.append(Finish(self.finish_reason, self.stop_sequence))
+        reason = self.finish_reason
+        # A stop sequence names the finish only when it is the reason: after a
+        # call the turn ends in tool_calls, whatever text followed the call.
+        events.append(Finish(reason, self.stop_sequence if reason == "stop" else None))
         return events
 
     def usage(self) -> Usage:
@@ -270,10 +313,10 @@ class TurnShaper:
         if matcher.matched is not None:
             return []
         text = matcher.feed(text)
+        if text and not self.shown:
+            text = self._lead(text)
         if not text:
             return []
-        if not self.shown:
-            self._show(text)
         if self.json_mode:
             self._json_buffer.append(text)
             return []
@@ -303,12 +346,12 @@ class TurnShaper:
                 break
             if isinstance(ev, TextDelta):
                 text = self.stop_matcher.feed(ev.text)
+                if text and not self.shown:
+                    text = self._lead(text)
                 if not text:
                     continue
                 if text is not ev.text:
                     ev = TextDelta(text)
-                if not self.shown:
-                    self._show(text)
                 if self.json_mode:
                     self._json_buffer.append(text)
                     continue
@@ -316,6 +359,7 @@ class TurnShaper:
                 out += self._release_held()
                 if self.stop_sequence is not None:
                     break
+                self._blank = ""  # whitespace before a call is not text
                 self.calls += 1
                 if ev.name in self._custom and ev.kind != "custom":
                     ev = ToolCallStart(ev.index, ev.id, ev.name, "custom")
@@ -326,10 +370,10 @@ class TurnShaper:
         """Text the stop matcher held back, once no match can follow it
         (its tokens were counted when it arrived)."""
         held = self.stop_matcher.flush()
+        if held and not self.shown:
+            held = self._lead(held)
         if not held:
             return []
-        if not self.shown:
-            self._show(held)
         if self.json_mode:
             self._json_buffer.append(held)
             return []

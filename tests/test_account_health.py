@@ -16,6 +16,7 @@ from ds2proxy.errors import (
     LoginFailed,
     NoAccountAvailable,
     OutputInvalid,
+    PowError,
     RateLimited,
     UpstreamAuthError,
     UpstreamError,
@@ -80,6 +81,9 @@ RATE = Failure("rate_limited", "upstream rate limit")
     (OutputInvalid("not json"), None),
     (RateLimited("all accounts are busy and the wait queue is full"), None),
     (UpstreamError("client too old", retryable=False), None),
+    (PowError("PoW challenge expired while solving", retryable=True), "upstream"),
+    # Every account gets the same unknown algorithm: none is to blame.
+    (PowError("unsupported PoW algorithm 'DeepSeekHashV2'", retryable=False), None),
     (LoginFailed("x", detail="login refused"), None),  # the keeper reports those itself
 ])
 def test_only_account_faults_are_classified(exc, kind):
@@ -257,6 +261,40 @@ def test_lowering_the_cap_shortens_running_cooldowns():
     assert t.record("a").until - clock.now == 30
 
 
+async def test_requests_failing_in_one_burst_count_one_strike():
+    clock = Clock()
+    t = tracker(clock)
+    p = pool(1, t, inflight=3)
+    burst = [await p.acquire() for _ in range(3)]
+    clock.now += 1
+    for lease in burst:  # three requests in flight when the upstream said 429
+        t.failed(lease.account.identifier, RATE, started=lease.granted_at)
+        lease.release()
+    record = t.record("u0@example.com")
+    assert record.strikes == {"rate_limited": 1} and record.until - record.since == 60
+    # One granted later (the trial) failing is a new failure: the backoff doubles.
+    clock.now = record.until
+    trial = await p.acquire()
+    t.failed("u0@example.com", RATE, started=trial.granted_at)
+    trial.release()
+    record = t.record("u0@example.com")
+    assert record.strikes == {"rate_limited": 2} and record.until - record.since == 120
+
+
+def test_a_config_write_leaves_a_cooldown_the_upstream_asked_for():
+    # Every config write (a login saving its token) re-applies the health
+    # settings: unchanged caps must not cut a longer Retry-After short.
+    clock = Clock()
+    t = tracker(clock)
+    t.failed("a", Failure("rate_limited", "upstream rate limit", retry_after=7200))
+    t.configure(settings())
+    assert t.record("a").until - clock.now == 7200
+    t.configure(settings(cooldown={"rate_limited": {"max_seconds": 3600}}))  # raised
+    assert t.record("a").until - clock.now == 7200
+    t.configure(settings(cooldown={"rate_limited": {"max_seconds": 900}}))  # lowered
+    assert t.record("a").until - clock.now == 900
+
+
 def test_counts_and_view():
     clock = Clock()
     t = tracker(clock)
@@ -353,6 +391,23 @@ async def test_sqlite_store_round_trip_keeps_cooling_accounts_cooling(tmp_path):
     assert fresh.state("b") == DISABLED
     assert "c" not in (await again.load("account_health"))
     await again.close()
+
+
+async def test_verdicts_on_a_deleted_account_never_reach_the_state_file(tmp_path):
+    store = SQLiteStore(tmp_path / "state.sqlite")
+    t = HealthTracker(settings(), store, clock=Clock())
+    t.forget_except(["a", "b"])
+    t.failed("a", RATE)
+    t.forget_except(["b"])  # "a" deleted while a request on it still runs
+    t.failed("a", RATE)
+    t.login_failed("a", "refused")
+    t.succeeded("a")
+    await store.close()
+    again = SQLiteStore(tmp_path / "state.sqlite")
+    assert "a" not in await again.load("account_health")
+    await again.close()
+    t.forget_except(["a", "b"])  # added back: a fresh start
+    assert t.state("a") == HEALTHY and t.view("a")["last_failure"] is None
 
 
 async def _until(condition) -> None:

@@ -13,7 +13,7 @@ from conftest import ACCOUNTS, Proxy, ProxyFactory
 from ds2proxy.app import create_app, start_server
 from ds2proxy.config_store import ConfigStore
 from ds2proxy.state.store import state_path_for
-from ds2proxy.testing import HttpFault, Misbehaviour
+from ds2proxy.testing import Delivery, HttpFault, Misbehaviour, Scripted
 from ds2proxy.testing.clients import openai_client
 
 ALICE, BOB = (email for email, _ in ACCOUNTS)
@@ -181,3 +181,42 @@ async def test_the_longest_cooldown_still_reads_back(proxy: Proxy):
         wrong = by_id(listing)["wrong@example.com"]
         assert wrong["state"] != "healthy" and wrong["cooldown_seconds_left"] > 86400
         assert (await admin.call("GET", "/admin/overview")).status == 200
+
+
+async def _delete(admin, account: str) -> None:
+    await admin.ok("DELETE", f"/admin/accounts/{account}")
+
+
+async def _disable(admin, account: str) -> None:
+    await admin.ok("POST", f"/admin/accounts/{account}/disable")
+
+
+@pytest.mark.parametrize("sideline", [_delete, _disable], ids=["deleted", "disabled"])
+async def test_a_turn_failing_on_an_account_taken_out_mid_stream_gives_it_no_verdict(
+        proxy: Proxy, sideline):
+    proxy.fake.enqueue(Scripted(answer="an answer cut short", chunk_size=2,
+                                delivery=Delivery(chunk_delay=0.05, drop_after=12)))
+    client = openai_client(proxy, default_headers={"X-Ds2-Target-Account": ALICE})
+    stream = await client.chat.completions.create(model="deepseek-chat", messages=USER,
+                                                  stream=True)
+    async with aiohttp.ClientSession() as http:
+        admin = await admin_for(proxy, http)
+        await anext(aiter(stream))
+        await sideline(admin, ALICE)
+        with pytest.raises(openai.APIError):
+            async for _ in stream:
+                pass
+        assert proxy.core.pool.inflight == 0
+        if sideline is _delete:
+            # Added back, the account starts afresh: the cut turn on the
+            # deleted one left no cooldown behind to come back with it.
+            await admin.ok("POST", "/admin/accounts",
+                           json={"email": ALICE, "password": dict(ACCOUNTS)[ALICE]})
+            accounts = by_id(await admin.ok("GET", "/admin/accounts"))
+            assert accounts[ALICE]["state"] == "healthy", accounts[ALICE]
+            assert accounts[ALICE]["last_failure"] is None
+        else:
+            accounts = by_id(await admin.ok("GET", "/admin/accounts"))
+            assert accounts[ALICE]["state"] == "disabled"
+            assert accounts[ALICE]["reason"] == "disabled by the operator"
+    assert proxy.core.pool.status()["in_use"] == 0

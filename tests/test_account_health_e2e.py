@@ -6,7 +6,9 @@ each account is left in."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import defaultdict
+from email.utils import formatdate
 from itertools import pairwise
 
 import anthropic
@@ -48,6 +50,22 @@ async def test_a_rate_limited_account_cools_down_and_traffic_moves_on(proxy: Pro
     assert completions_of(proxy, ALICE) == (1 if isinstance(how, HttpFault) else 2)
     view = proxy.core.pool.health.view(ALICE)
     assert view["cooldown_seconds_left"] > 0 and "rate limit" in view["reason"]
+
+
+async def test_requests_rate_limited_together_back_the_account_off_once(
+        proxy_factory: ProxyFactory):
+    proxy = await proxy_factory({**NO_JITTER, "runtime": {"account_max_inflight": 3},
+                                 "accounts": [{"email": ALICE,
+                                               "password": dict(ACCOUNTS)[ALICE]}]})
+    assert "You said" in await ask(proxy)  # logged in
+    proxy.fake.misbehave(ALICE, Misbehaviour(completion=HttpFault(429)))
+    proxy.fake.latency = 0.2  # all three are leased before the first 429 comes back
+    replies = await asyncio.gather(*(ask(proxy) for _ in range(3)), return_exceptions=True)
+    assert all(isinstance(r, openai.RateLimitError) for r in replies), replies
+    assert len(proxy.fake.calls_to("chat/completion")) == 4
+    record = proxy.core.pool.health.record(ALICE)
+    assert record.strikes == {"rate_limited": 1} and record.until - record.since == 60
+    assert proxy.core.pool.inflight == 0
 
 
 async def test_every_account_cooling_is_a_429_with_the_earliest_recovery(
@@ -120,6 +138,50 @@ async def test_only_failing_logins_left_is_a_502_without_new_login_calls(
     assert int(info.value.response.headers["retry-after"]) >= 59
 
 
+@pytest.mark.parametrize("account", [
+    {"email": ALICE, "token": "revoked-token"},  # nothing to log in with
+    {"email": ALICE, "password": "changed-password", "token": "revoked-token"},
+], ids=["token-only", "password-refused"])
+async def test_turns_finding_a_token_refused_together_count_one_login_failure(
+        proxy_factory: ProxyFactory, account: dict):
+    proxy = await proxy_factory({**NO_JITTER, "accounts": [account],
+                                 "runtime": {"account_max_inflight": 4}})
+    client = openai_client(proxy)
+    replies = await asyncio.gather(*(
+        client.chat.completions.create(model="deepseek-chat", messages=USER)
+        for _ in range(4)), return_exceptions=True)
+    assert all(isinstance(r, openai.InternalServerError) for r in replies), replies
+    record = proxy.core.pool.health.record(ALICE)
+    assert record.state == "login_failing" and record.strikes == {"login": 1}
+    assert record.until - record.since == 60
+    assert len(proxy.fake.calls_to("users/login")) == ("password" in account)
+    assert proxy.core.pool.inflight == 0
+
+
+async def test_a_failed_proactive_relogin_keeps_the_working_token_serving(
+        proxy_factory: ProxyFactory, fake_upstream: FakeDeepSeek):
+    proxy = await proxy_factory({**NO_JITTER, "accounts": [
+        {"email": ALICE, "password": dict(ACCOUNTS)[ALICE],
+         "token": fake_upstream.issue_token(ALICE)}]})
+    assert "You said" in await ask(proxy)  # the refresh clock starts
+    [alice] = proxy.core.pool.accounts()
+    alice.token_obtained_at -= 7 * 3600  # older than token_refresh_interval_hours (6)
+    proxy.fake.misbehave(ALICE, Misbehaviour(login_error=(7, "CAPTCHA_REQUIRED")))
+    for _ in range(2):
+        assert "You said" in await ask(proxy)
+    # One re-login was tried, refused, and put off; the token, still good, served.
+    assert len(proxy.fake.calls_to("users/login")) == 1
+    assert state(proxy, ALICE) == "healthy"
+    assert len(proxy.fake.calls_to("chat/completion")) == 3
+    # Once logins work again, the next due re-login renews the token.
+    proxy.fake.behave()
+    old_token = alice.token
+    alice.token_obtained_at -= 7 * 3600
+    assert "You said" in await ask(proxy)
+    assert len(proxy.fake.calls_to("users/login")) == 2 and alice.token != old_token
+    assert proxy.core.pool.inflight == 0
+
+
 async def test_a_banned_account_is_cooled_for_auth_and_the_other_serves(proxy: Proxy):
     proxy.fake.misbehave(ALICE, Misbehaviour(banned=True))
     for _ in range(3):
@@ -146,6 +208,120 @@ async def test_caller_faults_leave_the_account_healthy(proxy_factory: ProxyFacto
     assert state(proxy, ALICE) == "healthy"
     assert proxy.core.pool.health.record(ALICE).strikes == {}
     assert "You said" in await ask(proxy)
+
+
+RESTED = 900  # seconds a rate-limited upstream asks for, far above any default backoff
+
+
+def retry_after_header(form: str) -> dict[str, str]:
+    if form == "seconds":
+        return {"Retry-After": str(RESTED)}
+    return {"Retry-After": formatdate(time.time() + RESTED, usegmt=True)}
+
+
+@pytest.mark.parametrize("form", ["seconds", "http-date"])
+async def test_a_rate_limited_login_rests_the_account_for_its_retry_after(
+        proxy_factory: ProxyFactory, form: str):
+    proxy = await proxy_factory(NO_JITTER)
+    limited = HttpFault(429, "slow down", retry_after_header(form))
+    proxy.fake.misbehave(ALICE, Misbehaviour(http={"users/login": limited}))
+    for _ in range(3):
+        assert "You said" in await ask(proxy)
+    view = proxy.core.pool.health.view(ALICE)
+    assert view["state"] == "login_failing" and "rate limit" in view["reason"]
+    assert RESTED - 120 <= view["cooldown_seconds_left"] <= RESTED
+    logins = [c for c in proxy.fake.calls_to("users/login") if c.body.get("email") == ALICE]
+    assert len(logins) == 1
+    assert proxy.core.pool.inflight == 0
+
+
+@pytest.mark.parametrize("endpoint", ["chat_session/create", "chat/create_pow_challenge"])
+@pytest.mark.parametrize("form", ["seconds", "http-date"])
+async def test_a_rate_limited_setup_call_rests_the_account_for_its_retry_after(
+        proxy_factory: ProxyFactory, fake_upstream: FakeDeepSeek, endpoint: str, form: str):
+    proxy = await proxy_factory({**NO_JITTER, "accounts": [
+        {"email": email, "password": pw, "token": fake_upstream.issue_token(email)}
+        for email, pw in ACCOUNTS]})
+    limited = HttpFault(429, "slow down", retry_after_header(form))
+    proxy.fake.misbehave(ALICE, Misbehaviour(http={endpoint: limited}))
+    assert "You said" in await ask(proxy)
+    record = proxy.core.pool.health.record(ALICE)
+    assert record.state == "cooling_down" and record.kind == "rate_limited"
+    assert RESTED - 120 <= proxy.core.pool.health.view(ALICE)["cooldown_seconds_left"] <= RESTED
+    # Alone, the account's 429 reaches the caller with the wait it was given.
+    proxy.fake.misbehave(BOB, Misbehaviour(http={endpoint: limited}))
+    proxy.core.pool.health.reset(ALICE)
+    with pytest.raises(openai.RateLimitError) as info:
+        await ask(proxy)
+    assert RESTED - 120 <= int(info.value.response.headers["retry-after"]) <= RESTED
+    assert proxy.core.pool.inflight == 0
+
+
+@pytest.mark.parametrize("endpoint", ["chat/completion", "chat_session/create"])
+async def test_an_unavailable_upstream_rests_the_account_for_its_retry_after(
+        proxy_factory: ProxyFactory, fake_upstream: FakeDeepSeek, endpoint: str):
+    proxy = await proxy_factory({**NO_JITTER, "accounts": [
+        {"email": email, "password": pw, "token": fake_upstream.issue_token(email)}
+        for email, pw in ACCOUNTS]})
+    unavailable = HttpFault(503, "<html>down for maintenance</html>",
+                            {"Retry-After": str(RESTED), "Content-Type": "text/html"})
+    proxy.fake.misbehave(ALICE, Misbehaviour(http={endpoint: unavailable}))
+    assert "You said" in await ask(proxy)
+    record = proxy.core.pool.health.record(ALICE)
+    assert record.state == "cooling_down" and record.kind == "upstream"
+    assert "HTTP 503" in record.reason
+    assert RESTED - 120 <= proxy.core.pool.health.view(ALICE)["cooldown_seconds_left"] <= RESTED
+    assert proxy.core.pool.inflight == 0
+
+
+async def test_a_retry_after_beyond_the_cap_survives_the_next_config_write(
+        proxy_factory: ProxyFactory, fake_upstream: FakeDeepSeek):
+    # Alice holds a token and is told to wait two hours; Bob then logs in,
+    # and saving his token rewrites the config, which re-applies the health
+    # settings: Alice's cooldown stays what the upstream asked for.
+    proxy = await proxy_factory({**NO_JITTER, "accounts": [
+        {"email": ALICE, "password": dict(ACCOUNTS)[ALICE],
+         "token": fake_upstream.issue_token(ALICE)},
+        {"email": BOB, "password": dict(ACCOUNTS)[BOB]}]})
+    wait = 7200  # above the rate_limited cap (1800 s)
+    limited = HttpFault(429, "slow down", {"Retry-After": str(wait)})
+    proxy.fake.misbehave(ALICE, Misbehaviour(http={"chat_session/create": limited}))
+    assert "You said" in await ask(proxy)
+    assert len(proxy.fake.calls_to("users/login")) == 1  # Bob's, saved to the config
+    await proxy.store.settled()
+    assert proxy.core.config.accounts[1].token
+    assert wait - 120 <= proxy.core.pool.health.view(ALICE)["cooldown_seconds_left"] <= wait
+
+
+async def test_an_outdated_client_at_login_gets_the_hint_and_fails_no_login(
+        proxy_factory: ProxyFactory):
+    proxy = await proxy_factory({"upstream": {"client_version": "1.0.0"}})
+    proxy.fake.min_client_version = "2.0.4"
+    for _ in range(2):
+        with pytest.raises(openai.InternalServerError) as info:
+            await ask(proxy)
+        assert info.value.status_code == 502
+        assert "raise upstream.client_version" in info.value.body["message"]
+    # The server's configuration, not an account: no fail-over, no login backoff.
+    assert len(proxy.fake.calls_to("users/login")) == 2
+    assert state(proxy, ALICE) == state(proxy, BOB) == "healthy"
+    assert proxy.core.pool.inflight == 0
+
+
+async def test_an_unknown_pow_algorithm_is_a_502_that_cools_no_account(proxy: Proxy):
+    # The upstream moved on to a hash this client cannot solve: every account
+    # would get the same, so each request is a 502 naming it, no account is
+    # tried twice or cooled, and no later request is told "all cooling" (429).
+    proxy.fake.pow.algorithm = "DeepSeekHashV2"
+    for _ in range(3):
+        with pytest.raises(openai.InternalServerError) as info:
+            await ask(proxy)
+        assert info.value.status_code == 502 and info.value.body["code"] == "pow_failed"
+        assert "DeepSeekHashV2" in info.value.body["message"]
+    assert state(proxy, ALICE) == state(proxy, BOB) == "healthy"
+    assert len(proxy.fake.calls_to("chat/create_pow_challenge")) == 3
+    assert proxy.fake.calls_to("chat/completion") == []
+    assert proxy.core.pool.inflight == 0
 
 
 async def test_pacing_holds_under_a_burst_of_200(proxy_factory: ProxyFactory,

@@ -180,6 +180,27 @@ async def test_golden_stream_with_thinking_text_and_a_tool_call(proxy):
     check_stream(frames)
 
 
+BASH_CALL = ("<|DSML|tool_calls>\n  <|DSML|invoke name=\"Bash\">\n"
+             "    <|DSML|parameter name=\"command\"><![CDATA[ls]]></|DSML|parameter>\n"
+             "  </|DSML|invoke>\n</|DSML|tool_calls>")
+
+
+@pytest.mark.parametrize("answer", ["\n\n" + BASH_CALL, " \n" + BASH_CALL + "\n\n  "])
+async def test_blank_text_around_a_call_opens_no_block(proxy, answer):
+    """The newlines around a call never become a blank text block: the
+    stream has the blocks the non-stream message has."""
+    body = {"model": "claude-opus-5-5", "max_tokens": 1000, "tools": TOOLS,
+            "messages": [{"role": "user", "content": "list"}]}
+    proxy.fake.enqueue(Scripted(thinking="Plan.", answer=answer, chunk_size=1),
+                       Scripted(thinking="Plan.", answer=answer, chunk_size=1))
+    streamed = check_stream(read_frames((await post(proxy, "/v1/messages",
+                                                    {**body, "stream": True})).body))
+    whole = (await post(proxy, "/v1/messages", body)).json()["content"]
+    assert [b["type"] for b in streamed] == [b["type"] for b in whole] == [
+        "thinking", "tool_use"]
+    assert streamed[1]["input"] == whole[1]["input"] == {"command": "ls"}
+
+
 @pytest.mark.parametrize("prefix", ["/anthropic/v1", "/v1", ""])
 async def test_every_prefix_streams(proxy, prefix):
     proxy.fake.enqueue(Scripted(answer="Hello there."))

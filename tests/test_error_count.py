@@ -84,3 +84,25 @@ async def test_a_rate_limited_request_counts_once(proxy, fake_upstream):
         await chat(proxy, stream=True)
     assert info.value.status_code == 429
     assert errors(proxy) == 1
+
+
+@pytest.mark.parametrize("faults", [[DROPPED], [Scripted(hint="rate_limit_reached")] * 2],
+                         ids=["dropped", "empty-twice"])
+async def test_an_account_failing_after_its_stream_opened_is_shown_when_another_serves(
+        proxy, fake_upstream, faults):
+    # The turn moved on to the other account and succeeded: no request
+    # error, but the failed account is named among the recent errors, as
+    # one failing before its stream opened is.
+    fake_upstream.enqueue(*faults, Scripted(answer="served"))
+    assert await chat_text(proxy) == "served"
+    failed = fake_upstream.calls_to("chat/completion")[0].account
+    assert errors(proxy) == 0
+    recent = proxy.core.monitor.snapshot()["recent_errors"]
+    assert [e["message"].split(":")[0] for e in recent] == [f"account {failed}"]
+    assert proxy.core.pool.health.state(failed) == "cooling_down"
+
+
+async def chat_text(proxy) -> str:
+    reply = await openai_client(proxy).chat.completions.create(model="deepseek-chat",
+                                                                messages=MESSAGES)
+    return reply.choices[0].message.content or ""

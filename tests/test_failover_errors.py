@@ -10,7 +10,14 @@ import json
 import aiohttp
 import pytest
 
-from ds2proxy.testing import Delivery, EnvelopeFault, FakeAccount, Scripted
+from ds2proxy.testing import (
+    Delivery,
+    EnvelopeFault,
+    FakeAccount,
+    HttpFault,
+    Misbehaviour,
+    Scripted,
+)
 from ds2proxy.testing.clients import Reply
 from ds2proxy.testing.clients import post as raw_post
 
@@ -125,7 +132,37 @@ async def test_a_silent_upstream_is_bounded_by_one_deadline_not_per_account(
     assert answer.status == 504, answer.json()
     assert answer.json()["error"]["type"] == "timeout_error"
     assert "first_output_timeout_seconds" in answer.json()["error"]["message"]
-    assert len(fake_upstream.calls_to("chat/completion")) < 3
+    calls = fake_upstream.calls_to("chat/completion")
+    assert len(calls) < 3
+    assert proxy.core.pool.inflight == 0
+    # The first account went silent for its whole silence timeout: cooled.
+    # The second began late and was cut by the turn's deadline: not blamed.
+    health = proxy.core.pool.health
+    assert health.record(calls[0].account).kind == "upstream"
+    if len(calls) == 2:
+        assert health.state(calls[1].account) == "healthy"
+
+
+async def test_an_account_silent_until_the_deadline_is_cooled_and_traffic_moves_on(
+        proxy_factory, fake_upstream):
+    # Equal timeouts (as by default): the silence timeout never fires before
+    # the deadline, so the deadline is what finds the stalled account. The
+    # only account holding a token used to win every lease and stall each.
+    proxy = await proxy_with_accounts(proxy_factory, fake_upstream, 2,
+                                      silence_timeout_seconds=1,
+                                      first_output_timeout_seconds=1)
+    stalled = ACCOUNTS[0][0]
+    fake_upstream.misbehave(stalled, Misbehaviour(completion=Scripted(
+        answer="late", delivery=Delivery(silence=4, comment_every=60))))
+    assert (await post(proxy, "openai")).status == 504
+    record = proxy.core.pool.health.record(stalled)
+    assert record.state == "cooling_down" and record.kind == "upstream"
+    assert "no output from the upstream" in record.reason
+    for _ in range(2):
+        answer = await post(proxy, "openai")
+        assert answer.status == 200, answer.json()
+    assert [c.account for c in fake_upstream.calls_to("chat/completion")] == [
+        stalled, ACCOUNTS[1][0], ACCOUNTS[1][0]]
     assert proxy.core.pool.inflight == 0
 
 
@@ -154,6 +191,31 @@ async def test_outdated_client_version_at_the_completion_gets_the_hint(
     assert "raise upstream.client_version" in answer.json()["error"]["message"]
     # Not an account fault: no fail-over onto the other account.
     assert len(fake_upstream.calls_to("chat/completion")) == 1
+    assert proxy.core.pool.inflight == 0
+
+
+def _disable(proxy: Proxy, account: str) -> None:
+    proxy.core.pool.health.disable(account)
+
+
+def _fail_login(proxy: Proxy, account: str) -> None:
+    proxy.core.pool.health.login_failed(account, "PASSWORD_OR_USER_NAME_IS_WRONG")
+
+
+@pytest.mark.parametrize("sideline", [_disable, _fail_login], ids=["disabled", "login-failing"])
+@pytest.mark.parametrize("fault, status", [(HttpFault(502), 502), (HttpFault(429), 429)],
+                         ids=["5xx", "429"])
+async def test_a_fail_over_with_only_sidelined_accounts_left_reports_the_real_failure(
+        proxy, fake_upstream, sideline, fault, status):
+    # Bob is out of the rotation; Alice fails. The caller hears of Alice's
+    # failure, not that "every account is disabled" (503) or failing to log in.
+    sideline(proxy, ACCOUNTS[1][0])
+    fake_upstream.enqueue(fault)
+    answer = await post(proxy, "openai")
+    assert answer.status == status, answer.json()
+    assert answer.json()["error"]["code"] == ("upstream_error" if status == 502
+                                              else "upstream_rate_limited")
+    assert [c.account for c in fake_upstream.calls_to("chat/completion")] == [ACCOUNTS[0][0]]
     assert proxy.core.pool.inflight == 0
 
 

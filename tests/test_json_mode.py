@@ -9,6 +9,7 @@ import json
 
 import aiohttp
 import openai
+import pydantic
 import pytest
 
 from ds2proxy.testing import FakeAccount, Scripted
@@ -76,6 +77,45 @@ async def test_still_invalid_after_repair_is_a_clear_error(proxy):
     assert info.value.body["code"] == "json_output_invalid"
     assert "JSON" in info.value.body["message"]
     assert proxy.core.pool.inflight == 0
+
+
+LONG_REPLY = '{"city": "' + "Paris " * 40 + '", "temp_c": 18}'
+
+
+class Weather(pydantic.BaseModel):
+    city: str
+    temp_c: int
+
+
+async def test_a_max_tokens_cut_answer_is_returned_as_written_not_repaired(proxy):
+    """The client's own limit cut the JSON: finish_reason length with the
+    text as written (the SDK then raises LengthFinishReasonError), never a
+    repair round that the limit leaves empty and a 422."""
+    proxy.fake.enqueue(Scripted(answer=LONG_REPLY), Scripted(answer=LONG_REPLY))
+    resp = await openai_client(proxy).chat.completions.create(
+        model="deepseek-chat", messages=USER, response_format=FORMAT, max_tokens=8)
+    assert resp.choices[0].finish_reason == "length"
+    assert resp.choices[0].message.content.startswith('{"city": "Paris Paris')
+    assert resp.usage.completion_tokens == 8
+    with pytest.raises(openai.LengthFinishReasonError):
+        async with openai_client(proxy).chat.completions.stream(
+                model="deepseek-chat", messages=USER, response_format=Weather,
+                max_tokens=8) as stream:
+            await stream.get_final_completion()
+    assert len(proxy.fake.calls_to("chat/completion")) == 2  # one each, no repair
+    assert proxy.core.pool.inflight == 0
+
+
+async def test_a_stop_sequence_cut_answer_is_returned_as_written(proxy):
+    proxy.fake.enqueue(Scripted(answer='{"city": "Par', chunk_size=2), Scripted(answer="x"))
+    resp = await openai_client(proxy).chat.completions.create(
+        model="deepseek-chat", messages=USER, response_format={"type": "json_object"},
+        stop=["Par"], stream=True)
+    chunks = [chunk async for chunk in resp]
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == '{"city": "'
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
+    assert len(proxy.fake.calls_to("chat/completion")) == 1
 
 
 async def test_mobile_account_logs_in(proxy_factory, fake_upstream):

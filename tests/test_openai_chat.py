@@ -14,6 +14,7 @@ import aiohttp
 import openai
 import pytest
 
+from dsml_util import dsml
 from ds2proxy.testing import Delivery, HttpFault, Replay, Scripted, load_expected
 from ds2proxy.testing.clients import openai_client
 
@@ -196,6 +197,42 @@ async def test_empty_output_is_retried_in_the_same_session(proxy):
     calls = proxy.fake.calls_to("chat/completion")
     assert calls[1].body["chat_session_id"] == calls[0].body["chat_session_id"]
     assert calls[1].body["parent_message_id"] is not None
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_blank_answer_retried_leaves_no_whitespace_before_the_new_one(proxy, stream):
+    """Whitespace alone is no answer: it is asked again, and its blanks never
+    reach the client before the retry's answer (they used to stream first)."""
+    proxy.fake.enqueue(Scripted(answer=" \n\n ", chunk_size=1),
+                       Scripted(answer="\nnow visible", chunk_size=2))
+    c = openai_client(proxy)
+    if stream:
+        chunks = await c.chat.completions.create(model="deepseek-chat", messages=USER,
+                                                 stream=True)
+        deltas = [ch.choices[0].delta.content async for ch in chunks
+                  if ch.choices and ch.choices[0].delta.content]
+        assert deltas[0] == "\nn"  # the retry's own first chunk
+        text = "".join(deltas)
+    else:
+        resp = await c.chat.completions.create(model="deepseek-chat", messages=USER)
+        text = resp.choices[0].message.content
+    assert text == "\nnow visible"
+    assert len(proxy.fake.calls_to("chat/completion")) == 2
+
+
+READ_TOOL = {"type": "function", "function": {
+    "name": "read_file", "parameters": {"type": "object", "properties": {
+        "path": {"type": "string"}}, "required": ["path"]}}}
+CALL_BLOCK = dsml(("read_file", {"path": "a.txt"}))
+
+
+async def test_newlines_before_a_call_make_no_content_chunk(proxy):
+    proxy.fake.enqueue(Scripted(answer="\n\n" + CALL_BLOCK + "\n", chunk_size=1))
+    chunks = await openai_client(proxy).chat.completions.create(
+        model="deepseek-chat", messages=USER, tools=[READ_TOOL], stream=True)
+    deltas = [ch.choices[0].delta async for ch in chunks if ch.choices]
+    assert [d.content for d in deltas if d.content] == []
+    assert [c.function.name for d in deltas for c in d.tool_calls or []] == ["read_file"]
 
 
 async def test_empty_output_twice_on_one_account_is_429(proxy_factory):

@@ -11,6 +11,7 @@ import pytest
 from ds2proxy import pow as pow_api
 from ds2proxy.errors import PowError
 from ds2proxy.pow import Challenge, backend, reference
+from ds2proxy.pow.challenge import DEFAULT_EXPIRE_AT
 
 # spec §5.5, hash rows 1-10: (input, DeepSeekHashV1 hex)
 HASH_ROWS = [
@@ -186,6 +187,19 @@ def test_challenge_rejects_malformed_object(change: dict, complaint: str) -> Non
 def test_challenge_rejects_non_object() -> None:
     with pytest.raises(PowError, match="not an object"):
         Challenge.from_dict(["challenge"])  # type: ignore[arg-type]
+
+
+async def test_a_challenge_without_expire_at_is_solved_not_called_expired() -> None:
+    # The spec's default (1680000000) fills the prefix; it is no deadline:
+    # taken for one (a date in 1970) every such challenge was "expired".
+    answer = 777
+    target = reference.deepseek_hash_v1(f"salt_{DEFAULT_EXPIRE_AT}_{answer}".encode())
+    data = {"algorithm": "DeepSeekHashV1", "challenge": target.hex(), "salt": "salt",
+            "signature": "sig", "difficulty": 2000, "target_path": "/api/v0/chat/completion"}
+    ch = Challenge.from_dict(data)
+    assert not ch.expired()
+    assert await pow_api.solve(ch) == answer
+    assert Challenge.from_dict({**data, "expire_at": 1000}).expired()
 
 
 def test_challenge_expiry_is_in_milliseconds() -> None:

@@ -18,11 +18,12 @@ import pytest
 from aiohttp import web
 
 from ds2proxy.app import start_server
-from ds2proxy.plugin_api import PluginAPI, wrap_handler
+from ds2proxy.plugin_api import PluginAPI, ProxyError, wrap_handler
 from ds2proxy.testing import Delivery, Replay, Scripted, load_expected
 from ds2proxy.testing.clients import openai_client
 from ds2proxy.testing.clients import Reply
 from ds2proxy.testing.clients import post as raw_post
+from ds2proxy_plugins.openai.responses_store import ResponseStore as InstalledStore
 from plugins.openai.responses import ResponsesRoutes
 from plugins.openai.responses_store import ResponseStore
 
@@ -165,6 +166,27 @@ async def test_failure_after_the_first_byte_is_response_failed(proxy):
     assert proxy.core.pool.inflight == 0
 
 
+async def test_a_store_failure_at_the_end_fails_with_the_next_sequence_number(
+        proxy, monkeypatch):
+    """The response is stored before its closing events go out; when that
+    fails, response.failed follows the last event sent, numbered right after
+    it (the unsent closing events used to take their numbers first)."""
+    async def refuse(*_args):
+        raise ProxyError("the response store is unavailable", status=503)
+
+    monkeypatch.setattr(InstalledStore, "keep", refuse)  # the class the server runs
+    proxy.fake.enqueue(Scripted(answer="Hi there, you."))
+    status, frames = await raw_events(proxy, {"model": "deepseek-chat", "input": "hi",
+                                              "stream": True})
+    assert status == 200 and frames[-1] == (None, "[DONE]")
+    payloads = [d for _, d in frames[:-1]]
+    assert [p["sequence_number"] for p in payloads] == list(range(len(payloads)))
+    assert payloads[-2]["type"] == "response.output_text.delta"
+    assert payloads[-1]["type"] == "response.failed"
+    assert payloads[-1]["response"]["error"]["message"] == "the response store is unavailable"
+    assert proxy.core.pool.inflight == 0
+
+
 async def test_length_limit_makes_an_incomplete_response(proxy, api):
     proxy.fake.enqueue(Scripted(answer="word " * 200, chunk_size=5))
     resp = await api.responses.create(model="deepseek-chat", input="hi",
@@ -172,6 +194,29 @@ async def test_length_limit_makes_an_incomplete_response(proxy, api):
     assert resp.status == "incomplete"
     assert resp.incomplete_details.reason == "max_output_tokens"
     assert 0 < len(resp.output_text) < len("word " * 200)
+
+
+async def test_the_item_a_length_limit_cuts_is_incomplete_stream_and_not(proxy, api):
+    """The cut message says so itself (status incomplete), as OpenAI's does;
+    the reasoning closed before it is complete."""
+    for _ in range(2):
+        proxy.fake.enqueue(Scripted(thinking="short plan", answer="word " * 200))
+    whole = await api.responses.create(model="deepseek-reasoner", input="hi",
+                                       max_output_tokens=8)
+    async with api.responses.stream(model="deepseek-reasoner", input="hi",
+                                    max_output_tokens=8) as stream:
+        events = [event async for event in stream]
+    # (get_final_response wants response.completed: OpenAI's SDK raises on
+    # an incomplete stream, so the last event's response is the final one.)
+    done = [event.item for event in events if event.type == "response.output_item.done"]
+    assert events[-1].type == "response.incomplete"
+    streamed = events[-1].response
+    assert [(item.type, item.status) for item in done] == [
+        ("reasoning", "completed"), ("message", "incomplete")]
+    for resp in (whole, streamed):
+        assert resp.status == "incomplete"
+        assert [(item.type, item.status) for item in resp.output] == [
+            ("reasoning", "completed"), ("message", "incomplete")]
 
 
 async def test_filtered_stream_still_ends_with_response_completed(proxy, api):

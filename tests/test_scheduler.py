@@ -153,3 +153,22 @@ async def test_no_accounts_is_503():
 async def _until(condition):
     while not condition():
         await asyncio.sleep(0)
+
+
+async def test_a_request_waiting_for_a_pinned_account_that_is_deleted_gets_a_400():
+    p = pool(2, inflight=1)
+    held = await p.acquire(target="u1@example.com")
+    waiter = asyncio.create_task(p.acquire(target="u1@example.com"))
+    await asyncio.wait_for(_until(lambda: p.waiting == 1), 2)
+    runtime = RuntimeSettings(account_max_inflight=1)
+    p.configure(accounts(1), runtime)  # u1 deleted while its turn runs and one waits
+    held.release()
+    with pytest.raises(InvalidRequest) as info:
+        await asyncio.wait_for(waiter, 2)
+    assert info.value.code == "unknown_account"
+    # The deleted account was never leased again, and the pool still serves.
+    assert [s.identifier for s in p.accounts()] == ["u0@example.com"]
+    lease = await p.acquire()
+    assert lease.account.identifier == "u0@example.com"
+    lease.release()
+    assert p.inflight == 0 and p.waiting == 0

@@ -124,6 +124,28 @@ async def test_openai_tool_call_is_never_cut(proxy):
     assert resp.choices[0].finish_reason == "tool_calls"
 
 
+AFTER_CALL = ("Reading.\n\n" + dsml(("read_file", {"path": "/tmp/a.txt"}))
+              + "\nI will wait. END of turn")
+
+
+async def test_a_stop_matched_after_a_call_still_finishes_with_the_call(proxy):
+    """Text after a call may hold a stop sequence: the turn still ends in
+    tool_calls / tool_use (the client must run the call), with no stop
+    sequence named; it used to finish "stop" / "stop_sequence"."""
+    proxy.fake.enqueue(Scripted(answer=AFTER_CALL, chunk_size=4),
+                       Scripted(answer=AFTER_CALL, chunk_size=4))
+    stream = await openai_client(proxy).chat.completions.create(
+        model="deepseek-chat", messages=[{"role": "user", "content": "read it"}],
+        tools=[READ_TOOL], stop=["END"], stream=True)
+    finishes = [c.choices[0].finish_reason async for c in stream if c.choices]
+    assert [f for f in finishes if f] == ["tool_calls"]
+    message = await ask(proxy, "async", True, stop_sequences=["END"], tools=[{
+        "name": "read_file", "input_schema": READ_TOOL["function"]["parameters"]}])
+    assert [b.type for b in message.content if b.type != "thinking"][-2:] == ["tool_use", "text"]
+    assert texts(message).endswith("I will wait. ")
+    assert message.stop_reason == "tool_use" and message.stop_sequence is None
+
+
 @pytest.mark.parametrize("stop", [["a", "b", "c", "d", "e"], [""], [1], "", {"x": 1}])
 async def test_openai_bad_stop_is_a_400_before_any_account(proxy, stop):
     with pytest.raises(openai.BadRequestError) as info:
@@ -243,7 +265,9 @@ async def test_a_match_ends_the_turn_without_reading_further_rounds(proxy):
 @given(split_text())
 def test_the_shaper_cuts_answer_text_the_same_way(case):
     """Through the real shaping path (citation rewriter, text cleaner): the
-    answer text out is the text before the first match, and reasoning is whole."""
+    answer text out is the text before the first match, and reasoning is whole
+    (an answer of whitespace alone that no match ended gives none: the
+    pipeline asks again, and the blank never goes before the new answer)."""
     pieces, stops = case
     model = ResolvedModel("deepseek-reasoner", "deepseek-reasoner", "default", True, False)
     chat = ChatRequest(model=model, messages=[], sampling={"stop": stops})
@@ -255,7 +279,10 @@ def test_the_shaper_cuts_answer_text_the_same_way(case):
             break
     events += shaper.flush() + shaper.tail()
     text = "".join(e.text for e in events if isinstance(e, TextDelta))
-    assert text == first_cut("".join(pieces), stops)
+    expected = first_cut("".join(pieces), stops)
+    if shaper.stop_sequence is None and not expected.strip():
+        expected = ""
+    assert text == expected
     assert [e.text for e in events if isinstance(e, ReasoningDelta)] == ["END of reasoning"]
     finish = events[-1]
     assert isinstance(finish, Finish) and finish.reason == "stop"

@@ -111,7 +111,10 @@ class MessagesStreamRenderer:
     """Turn events → ``(event name, payload)`` frames (framing is the writer's).
 
     One content block is open at a time; indexes count up across all blocks
-    and every block opened is closed before ``message_delta``.
+    and every block opened is closed before ``message_delta``. Whitespace
+    that would open a text block is held until visible text follows it, so
+    a stream never has the blank text block its message would not (the
+    newlines around a tool call).
     """
 
     def __init__(self, chat: ChatRequest, message_id: str, input_tokens: int) -> None:
@@ -123,6 +126,7 @@ class MessagesStreamRenderer:
         self._index = -1
         self._open: str | None = None
         self._thinking: list[str] = []
+        self._blank = ""  # whitespace held until visible text follows
         self._calls: dict[int, int] = {}
         self._arguments: list[str] = []  # of the open tool_use block
         self._output_tokens = 0
@@ -135,7 +139,7 @@ class MessagesStreamRenderer:
             out += self._delta("thinking", {"type": "thinking_delta", "thinking": event.text})
             self._thinking.append(event.text)
         elif isinstance(event, TextDelta) and event.text:
-            out += self._delta("text", {"type": "text_delta", "text": event.text})
+            out += self._text(event.text)
         elif isinstance(event, ToolCallStart):
             out += self._open_tool(event)
         elif isinstance(event, ToolCallArgs) and self._open == "tool_use" \
@@ -190,6 +194,13 @@ class MessagesStreamRenderer:
         return [("message_start", {"type": "message_start", "message": message}),
                 ("ping", {"type": "ping"})]
 
+    def _text(self, text: str) -> list[Frame]:
+        if self._open != "text" and text.isspace():
+            self._blank += text
+            return []
+        text, self._blank = self._blank + text, ""
+        return self._delta("text", {"type": "text_delta", "text": text})
+
     def _delta(self, kind: str, delta: dict) -> list[Frame]:
         out: list[Frame] = []
         if self._open != kind:
@@ -223,6 +234,7 @@ class MessagesStreamRenderer:
                                                    "partial_json": text}})]
 
     def _open_block(self, kind: str, block: dict) -> Frame:
+        self._blank = ""  # whitespace before another kind of block is dropped
         self._index += 1
         self._open = kind
         return ("content_block_start", {"type": "content_block_start", "index": self._index,

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 from ..errors import (
     LoginFailed,
-    PowError,
     ProxyError,
     RateLimited,
     UpstreamAuthError,
@@ -44,8 +43,8 @@ def classify(exc: BaseException) -> Failure | None:
     if isinstance(exc, UpstreamAuthError) or getattr(envelope, "needs_refresh", False):
         # A token refused again right after a fresh login: banned or muted.
         return Failure("auth", reason)
-    if isinstance(exc, PowError):
-        return Failure("upstream", reason)
     if isinstance(exc, UpstreamError) and exc.retryable:
-        return Failure("upstream", reason)
+        # PoW failures included: an unsupported algorithm is not retryable
+        # (every account gets the same), so it marks none of them.
+        return Failure("upstream", reason, float(exc.retry_after or 0))
     return None

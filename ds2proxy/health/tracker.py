@@ -35,6 +35,9 @@ class HealthTracker:
         self._rng = rng or random.Random()
         self._records: dict[str, AccountHealth] = {}
         self._listeners: list[Callable[[], None]] = []
+        # The configured accounts (None until the pool names them): a turn
+        # still running on a deleted account gives no verdict on it.
+        self._configured: set[str] | None = None
 
     # -- setup ------------------------------------------------------------------
 
@@ -64,12 +67,16 @@ class HealthTracker:
             self._notify()  # a request count alone frees nothing: no wake-up
 
     def configure(self, settings: HealthSettings) -> None:
-        """New settings apply at once: running cooldowns shrink to the new cap."""
-        self.settings = settings
+        """New settings apply at once: a lowered cap shrinks running cooldowns
+        of its kind. Any other change (every config write comes here, a
+        login's new token too) leaves them, an upstream's longer
+        Retry-After included."""
+        before, self.settings = self.settings, settings
         for ident, rec in self._records.items():
-            if rec.state in (COOLING, LOGIN_FAILING) and rec.kind:
-                cap = settings.cooldown.of(rec.kind).cap if rec.kind in KINDS \
-                    else rec.until - rec.since
+            if rec.state in (COOLING, LOGIN_FAILING) and rec.kind in KINDS:
+                cap = settings.cooldown.of(rec.kind).cap
+                if cap >= before.cooldown.of(rec.kind).cap:
+                    continue
                 if rec.until > rec.since + cap:
                     rec.until, rec.changed = rec.since + cap, self._clock()
                     self._save(ident, rec)
@@ -80,7 +87,7 @@ class HealthTracker:
         self._listeners.append(listener)
 
     def forget_except(self, identifiers: Iterable[str]) -> None:
-        keep = set(identifiers)
+        keep = self._configured = set(identifiers)
         for ident in [i for i in self._records if i not in keep]:
             del self._records[ident]
             if self._store is not None:
@@ -136,6 +143,8 @@ class HealthTracker:
             rec.trial = False
 
     def succeeded(self, identifier: str) -> None:
+        if self._deleted(identifier):
+            return
         rec = self.record(identifier)
         rec.last_success = self._clock()
         rec.trial = False
@@ -147,13 +156,24 @@ class HealthTracker:
         self._save(identifier, rec)
         self._notify()
 
-    def failed(self, identifier: str, failure: Failure) -> None:
-        """Cool the account down for ``failure`` (backoff grows per kind)."""
+    def failed(self, identifier: str, failure: Failure, *, started: float | None = None
+               ) -> None:
+        """Cool the account down for ``failure`` (backoff grows per kind).
+        A request ``started`` before the running cooldown of that kind began
+        failed in the same burst: it adds no strike (at most its Retry-After)."""
+        if self._deleted(identifier):
+            return
         rec = self.record(identifier)
         now = self._clock()
         rec.trial = False
         rec.last_failure, rec.last_failure_reason = now, failure.reason[:300]
         if not self.settings.enabled or rec.state == DISABLED:
+            self._save(identifier, rec)
+            return
+        if (started is not None and started < rec.since and rec.kind == failure.kind
+                and rec.state in (COOLING, LOGIN_FAILING)):
+            if now + failure.retry_after > rec.until:
+                rec.until, rec.changed = now + failure.retry_after, now
             self._save(identifier, rec)
             return
         strikes = rec.strikes[failure.kind] = rec.strikes.get(failure.kind, 0) + 1
@@ -167,11 +187,13 @@ class HealthTracker:
         self._save(identifier, rec)
         self._notify()
 
-    def login_failed(self, identifier: str, reason: str) -> None:
-        self.failed(identifier, Failure("login", reason))
+    def login_failed(self, identifier: str, reason: str, retry_after: float = 0.0) -> None:
+        self.failed(identifier, Failure("login", reason, retry_after))
 
     def login_succeeded(self, identifier: str) -> None:
         """A login worked: ends a login failure, not a cooldown of another kind."""
+        if self._deleted(identifier):
+            return
         rec = self.record(identifier)
         rec.strikes.pop("login", None)
         if rec.state == LOGIN_FAILING:
@@ -230,6 +252,11 @@ class HealthTracker:
         return out
 
     # -- internals -------------------------------------------------------------------
+
+    def _deleted(self, identifier: str) -> bool:
+        """Removed from the configuration while a request on it ran: its
+        record is gone and must not come back (nor reach the state store)."""
+        return self._configured is not None and identifier not in self._configured
 
     def _jittered(self, seconds: float) -> float:
         spread = self.settings.jitter

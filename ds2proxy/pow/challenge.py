@@ -36,6 +36,9 @@ class Challenge:
     expire_at: int
     expire_after: int
     target_path: str
+    # False when the upstream named no expire_at: the default then only
+    # fills the prefix (as DS2API does) and is no deadline.
+    dated: bool = True
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Challenge:
@@ -51,7 +54,7 @@ class Challenge:
             raise PowError("malformed PoW challenge: 'challenge' is not 64 hex digits")
         if fields["difficulty"] < 0:
             raise PowError("malformed PoW challenge: negative 'difficulty'")
-        return cls(**fields)
+        return cls(**fields, dated=data.get("expire_at") is not None)
 
     @property
     def prefix(self) -> bytes:
@@ -70,7 +73,10 @@ class Challenge:
         return digest
 
     def expired(self, now_ms: int | None = None) -> bool:
-        """True once ``expire_at`` has passed (answers are refused after that)."""
+        """True once ``expire_at`` has passed (answers are refused after that);
+        never for a challenge the upstream gave no expiry."""
+        if not self.dated:
+            return False
         if now_ms is None:
             now_ms = time.time_ns() // 1_000_000
         return now_ms >= self.expire_at

@@ -47,6 +47,9 @@ class PowIssuer:
         self._clock = clock
         self._issued: dict[str, int] = {}  # challenge digest -> expire_at (ms)
         self._used: set[str] = set()
+        # What challenges name as their algorithm (tests change it to model
+        # an upstream that moved on to a hash this client does not know).
+        self.algorithm = ALGORITHM
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
@@ -59,7 +62,7 @@ class PowIssuer:
         answer = secrets.randbelow(max(1, self.difficulty))
         digest = deepseek_hash_v1(f"{salt}_{expire_at}_{answer}".encode()).hex()
         self._issued[digest] = expire_at
-        return {"algorithm": ALGORITHM, "challenge": digest, "salt": salt,
+        return {"algorithm": self.algorithm, "challenge": digest, "salt": salt,
                 "signature": self._sign(digest, salt, expire_at, target_path),
                 "difficulty": self.difficulty, "expire_at": expire_at,
                 "expire_after": EXPIRE_AFTER_MS, "target_path": target_path}

@@ -121,12 +121,16 @@ class Misbehaviour:
     ``HttpFault(429)`` or ``Scripted(hint="rate_limit_reached")``);
     ``login_error`` is the business error its logins get; ``banned`` answers
     every call with its tokens ``40003`` (a refused token, again after each
-    fresh login, as a banned account sees it).
+    fresh login, as a banned account sees it); ``http`` answers every call
+    of the account to an endpoint with an HTTP error, by endpoint below
+    ``/api/v0/`` (e.g. ``{"users/login": HttpFault(429, headers={"Retry-After":
+    "900"})}``).
     """
 
     completion: Script | None = None
     login_error: tuple[int, str] | None = None
     banned: bool = False
+    http: Mapping[str, HttpFault] = field(default_factory=dict)
 
 _TURN_MARKERS = re.compile(r"<｜(?:User|Assistant|System|Tool|end▁of▁\w+|begin▁of▁sentence)｜>")
 

@@ -98,10 +98,19 @@ class FakeDeepSeek(ChatRoutes, FileRoutes, LocalServer):
             call.account = self.owner_of(request.headers.get("authorization"))
             if call.account is None or self.misbehaviour(call.account).banned:
                 return code_error(INVALID_TOKEN)
+            if (fault := self.http_fault(call)) is not None:
+                return fault
         try:
             return await handler(request)
         except Refusal as refusal:
             return refusal.response
+
+    def http_fault(self, call: CallRecord) -> web.Response | None:
+        """The HTTP error the caller's account is told to get at this endpoint."""
+        fault = self.misbehaviour(call.account).http.get(call.endpoint)
+        if fault is None:
+            return None
+        return web.Response(status=fault.status, text=fault.body, headers=dict(fault.headers))
 
     def _too_old(self, version: str | None) -> bool:
         if not self.min_client_version:
@@ -119,6 +128,8 @@ class FakeDeepSeek(ChatRoutes, FileRoutes, LocalServer):
         self.call_of(request).account = identity or None
         account = self.accounts.get(identity)
         refusal = self.misbehaviour(identity).login_error
+        if (fault := self.http_fault(self.call_of(request))) is not None:
+            return fault
         if refusal is not None:
             return biz_error(refusal)
         if account is None or not hmac.compare_digest(account.password.encode(),

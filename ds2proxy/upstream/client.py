@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import re
-from collections.abc import AsyncIterator, Callable
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -26,6 +29,7 @@ from ..errors import (
     UpstreamError,
     UpstreamRateLimited,
 )
+from ..health.settings import MAX_COOLDOWN
 from ..pow import Challenge
 from .envelope import CLIENT_TOO_OLD, Envelope, UpstreamCallError, parse_envelope
 from .lines import iter_line_batches, iter_lines
@@ -37,6 +41,7 @@ log = logging.getLogger("ds2proxy.upstream")
 COMPLETION_PATH = "/api/v0/chat/completion"
 UPLOAD_PATH = "/api/v0/file/upload_file"
 SESSION_LIST_PATH = "/api/v0/chat_session/fetch_page?lte_cursor.pinned=false"
+DEFAULT_RETRY_AFTER = 5  # seconds, for a 429 that names no wait
 
 def login_body(account: AccountConfig) -> dict:
     """Spec §2: e-mail wins over mobile; mobile as digits, ``86`` prefix dropped."""
@@ -175,7 +180,8 @@ class DeepSeekClient:
                     method, self._url(path), headers=headers, data=data,
                     timeout=self._timeout()) as resp:
                 raw = await resp.read()
-                status = resp.status
+                status, wait = resp.status, retry_after(resp.headers)
+                asked = "Retry-After" in resp.headers
         except TRANSPORT_ERRORS as exc:
             if capture is not None:
                 capture.finish(type(exc).__name__)
@@ -185,7 +191,9 @@ class DeepSeekClient:
             capture.append(raw)
             capture.finish()
         if status == 429:
-            raise UpstreamRateLimited("upstream rate limit", retry_after=5)
+            raise UpstreamRateLimited("upstream rate limit", retry_after=wait)
+        if status >= 500 and asked:
+            raise UpstreamError(f"{what} answered HTTP {status}", retry_after=wait)
         env = parse_envelope(status, raw)
         self._refuse_outdated(env)
         if not env.ok:
@@ -309,16 +317,28 @@ class DeepSeekClient:
                 capture.append(raw)
                 capture.finish(f"HTTP {resp.status}")
         if resp.status == 429:
-            raise UpstreamRateLimited("upstream rate limit", retry_after=_retry_after(resp))
+            raise UpstreamRateLimited("upstream rate limit", retry_after=retry_after(resp.headers))
         if resp.status != 200:
-            raise UpstreamError(f"{path} answered HTTP {resp.status}")
+            # A 503's Retry-After is how long the account should rest, too.
+            wait = retry_after(resp.headers) if "Retry-After" in resp.headers else None
+            raise UpstreamError(f"{path} answered HTTP {resp.status}", retry_after=wait)
         env = parse_envelope(resp.status, raw)
         self._refuse_outdated(env)
         raise UpstreamCallError(path.rsplit("/", 1)[-1], env)
 
 
-def _retry_after(resp: aiohttp.ClientResponse) -> int:
+def retry_after(headers: Mapping[str, str], *, now: float | None = None) -> int:
+    """Seconds a 429 or 503 asks to wait: ``Retry-After`` in seconds or as an HTTP
+    date (RFC 9110), at least 1, at most the longest cooldown; 5 without one."""
+    value = headers.get("Retry-After", "").strip()
     try:
-        return max(1, int(resp.headers.get("Retry-After", "5")))
+        seconds = float(int(value))
     except ValueError:
-        return 5
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return DEFAULT_RETRY_AFTER
+        if when.tzinfo is None:
+            return DEFAULT_RETRY_AFTER
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    return int(min(MAX_COOLDOWN, max(1.0, math.ceil(seconds))))

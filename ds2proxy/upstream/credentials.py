@@ -70,7 +70,30 @@ class TokenKeeper:
         """A usable token for the account, logging in when needed."""
         if state.token and not self._stale(state):
             return state.token
-        return await self.refresh(state, stale_token=state.token)
+        if state.token:
+            return await self._renew(state)
+        return await self.refresh(state, stale_token="")
+
+    async def _renew(self, state: AccountState) -> str:
+        """The proactive re-login of an old token (spec §3). A courtesy: if it
+        fails, the token (refused by nobody yet) goes on serving and the next
+        try waits a login backoff; only a refused token fails the account."""
+        token = state.token
+        async with state.login_lock:
+            if state.token != token or not self._stale(state):
+                return state.token  # renewed, or given up on, meanwhile
+            try:
+                if self.shared is not None:
+                    return await self._refresh_shared(state, token, report=False)
+                return await self._login(state, report=False)
+            except UpstreamError as exc:
+                wait = self.health.settings.cooldown.login.base_seconds
+                hours = self.store.config.upstream.token_refresh_interval_hours
+                state.token_obtained_at = time.monotonic() - hours * 3600 + wait
+                log.warning("account %s: proactive re-login failed (%s); its token serves on, "
+                            "next try in %.0f s", state.identifier, exc.detail or exc.message,
+                            wait)
+                return token
 
     async def refresh(self, state: AccountState, *, stale_token: str) -> str:
         """Log in again unless another request already did since ``stale_token``."""
@@ -81,24 +104,31 @@ class TokenKeeper:
                 return await self._refresh_shared(state, stale_token)
             return await self._login(state)
 
-    async def _login(self, state: AccountState) -> str:
-        if not state.config.can_login:
-            raise self._login_failed(state, "token refused and no password to log in with")
+    async def _login(self, state: AccountState, *, report: bool = True) -> str:
+        """Log in; a failure backs the account off (unless not ``report``)."""
+        # The backoff first: turns that found the token refused together
+        # wait here one after another, and only the first counts a failure.
         if not self.health.login_allowed(state.identifier):
             raise LoginFailed(ACCOUNT_UNUSABLE, account=state.identifier,
                               detail=f"login backing off after: {state.last_error}")
+        if not state.config.can_login:
+            raise self._login_failed(state, "token refused and no password to log in with")
         try:
             token = await self.client.login(state.config)
         except UpstreamError as exc:
+            if not exc.retryable or not report:
+                raise  # the server's own configuration (client too old): no account's fault
             # A refusal, and transport or server trouble too, backs off.
-            raise self._login_failed(state, exc.detail or exc.message) from None
+            raise self._login_failed(state, exc.detail or exc.message,
+                                     exc.retry_after or 0) from None
         state.token, state.token_obtained_at, state.last_error = token, time.monotonic(), ""
         self.health.login_succeeded(state.identifier)
         log.info("logged in account %s", state.identifier)
         await self._persist(state.identifier, token)
         return token
 
-    async def _refresh_shared(self, state: AccountState, stale_token: str) -> str:
+    async def _refresh_shared(self, state: AccountState, stale_token: str, *,
+                              report: bool = True) -> str:
         """A token newer than ``stale_token`` from any instance, logging in
         here only while holding the account's cluster-wide login lock."""
         shared = self.shared
@@ -113,7 +143,7 @@ class TokenKeeper:
                 try:
                     if (token := await self._adopt(state, stale_token)) is not None:
                         return token
-                    token = await self._login(state)
+                    token = await self._login(state, report=report)
                     await shared.put(ident, token)
                     return token
                 finally:
@@ -135,10 +165,14 @@ class TokenKeeper:
         state.token_obtained_at = time.monotonic() - age
         return token
 
-    def _login_failed(self, state: AccountState, reason: str) -> LoginFailed:
+    def _login_failed(self, state: AccountState, reason: str, retry_after: int = 0
+                      ) -> LoginFailed:
+        """Back the account's login off (at least ``retry_after`` seconds, what
+        a rate-limited login was told to wait)."""
         state.last_error = reason
-        self.health.login_failed(state.identifier, reason)
-        return LoginFailed(ACCOUNT_UNUSABLE, account=state.identifier, detail=reason)
+        self.health.login_failed(state.identifier, reason, retry_after)
+        return LoginFailed(ACCOUNT_UNUSABLE, account=state.identifier, detail=reason,
+                           retry_after=retry_after or None)
 
     async def _persist(self, identifier: str, token: str) -> None:
         def put(data: dict) -> None:

@@ -12,8 +12,8 @@ from .shapes import turn_id, usage_shape
 from .validate import validate_body
 from ds2proxy.plugin_api import PluginAPI
 
-# A natural end is "normal" here; "stop" would claim a stop sequence cut the
-# answer, which this gateway never does. The other canonical reasons keep
+# A natural end is "normal" here; "stop" says a stop sequence cut the answer
+# (finish_name gives it for a matched one). The other canonical reasons keep
 # their names (length, content_filter, tool_calls).
 STYLE = ChatStyle(reasoning_inline=True, finish_names={"stop": "normal"},
                   opening_chunk=True, content_always=True, usage_in_finish_chunk=True,

@@ -28,7 +28,7 @@ from ds2proxy.plugin_api import (
 
 from .responses_builder import ResponseBuilder, ResponseHeader
 from .responses_input import conversation_items
-from .responses_items import new_id
+from .responses_items import Event, new_id
 from .responses_request import ResponsesRequest, parse_responses_request
 from .responses_store import ResponseStore
 
@@ -108,11 +108,13 @@ class ResponsesStreamRenderer:
                  keep: Callable[[dict], Awaitable[None]]) -> None:
         self.builder = builder
         self.keep = keep
-        self._finished: list[tuple[str, dict]] | None = None
+        self._finished: list[Event] | None = None
 
     async def settle(self) -> None:
-        """The turn is over: finish the response and store it."""
-        self._finished = _named(self.builder.finish())
+        """The turn is over: finish the response and store it (its closing
+        events are numbered when sent, so a failure to store ends the stream
+        with the next sequence_number, not after a gap)."""
+        self._finished = self.builder.closing()
         await self.keep(self.builder.response())
 
     def frames(self, event: TurnEvent) -> list[tuple[str, dict]]:
@@ -122,9 +124,9 @@ class ResponsesStreamRenderer:
         return [*_named(self.builder.fail(error)), "[DONE]"]
 
     def end(self) -> list[Any]:
-        frames = self._finished if self._finished is not None else _named(
-            self.builder.finish())
-        return [*frames, "[DONE]"]
+        payloads = (self.builder.finish() if self._finished is None
+                    else self.builder.number(self._finished))
+        return [*_named(payloads), "[DONE]"]
 
 
 class KeptAtEnd:

@@ -71,7 +71,7 @@ class ResponseBuilder:
 
     def feed(self, event: TurnEvent) -> list[dict[str, Any]]:
         """Stream payloads for one event (``response.created`` before the first)."""
-        return self._number(self._opening() + self._on(event))
+        return self.number(self._opening() + self._on(event))
 
     def finish(self) -> list[dict[str, Any]]:
         """Close every item, then ``response.completed``; ``.incomplete`` only
@@ -79,19 +79,31 @@ class ResponseBuilder:
         complete as far as it goes (its reason stays in ``incomplete_details``):
         agents treat ``response.incomplete`` as a broken stream and retry. One
         filtered before any answer or call is ``response.failed``."""
+        return self.number(self.closing())
+
+    def closing(self) -> list[Event]:
+        """:meth:`finish`'s events not numbered yet: the response is final
+        (and can be stored) before they are sent, and numbered only if they are."""
         if self._finish == "content_filter" and not self._answered():
-            return self.fail(ContentFiltered("the answer was filtered upstream"))
-        events = self._opening() + self._close_open()
-        self.status = "incomplete" if self._finish == "length" else "completed"
+            self._error = ContentFiltered("the answer was filtered upstream")
+            self.status = "failed"
+            return [*self._opening(), self._failed_event()]
+        cut = self._finish == "length"
+        events = self._opening() + self._close_open(cut=cut)
+        self.status = "incomplete" if cut else "completed"
         events.append((f"response.{self.status}", {"response": self.response()}))
-        return self._number(events)
+        return events
 
     def fail(self, error: ProxyError) -> list[dict[str, Any]]:
         """``response.failed`` carrying the error; open items stay unfinished."""
         self._error = error
         self.status = "failed"
-        failed = ("response.failed", {"response": self.response(), "status_code": error.status})
-        return self._number([*self._opening(), failed])
+        return self.number([*self._opening(), self._failed_event()])
+
+    def _failed_event(self) -> Event:
+        assert self._error is not None
+        return ("response.failed", {"response": self.response(),
+                                    "status_code": self._error.status})
 
     def replay(self, result: TurnResult) -> dict[str, Any]:
         """The finished response object for a collected (non-stream) turn."""
@@ -133,7 +145,8 @@ class ResponseBuilder:
         return [("response.created", {"response": self.response()}),
                 ("response.in_progress", {"response": self.response()})]
 
-    def _number(self, events: list[Event]) -> list[dict[str, Any]]:
+    def number(self, events: list[Event]) -> list[dict[str, Any]]:
+        """Payloads of ``events``, each with the next ``sequence_number``."""
         out = []
         for kind, fields in events:
             out.append({"type": kind, "sequence_number": self._seq, **fields})
@@ -199,15 +212,17 @@ class ResponseBuilder:
             self._open = None
         return call.close()
 
-    def _close_open(self, keep_calls: bool = False) -> list[Event]:
-        """Close the open item and (unless kept) any call still waiting for its end."""
+    def _close_open(self, keep_calls: bool = False, cut: bool = False) -> list[Event]:
+        """Close the open item and (unless kept) any call still waiting for its end;
+        ``cut``: the token limit ended the text or reasoning still open (a call
+        is only ever emitted whole)."""
         events: list[Event] = []
         for item in self.items:
             if item.closed or (keep_calls and isinstance(item, FunctionCallItem)):
                 continue
             if isinstance(item, MessageItem):
                 item.cite(self._citations)
-            events += item.close()
+            events += item.close(cut=cut and not isinstance(item, FunctionCallItem))
         self._open = None
         return events
 

@@ -30,6 +30,8 @@ class OutputItem:
         self.id = new_id(self.prefix)
         self.text = ""
         self.closed = False
+        # Closed where the token limit cut it (its status says so).
+        self.cut = False
 
     def open(self) -> list[Event]:
         return [("response.output_item.added", {"output_index": self.index,
@@ -39,14 +41,17 @@ class OutputItem:
         self.text += text
         return [self._delta_event(text)]
 
-    def close(self) -> list[Event]:
+    def close(self, cut: bool = False) -> list[Event]:
         self.closed = True
+        self.cut = cut
         return [*self._done_events(), ("response.output_item.done",
                                        {"output_index": self.index, "item": self.snapshot()})]
 
     @property
     def status(self) -> str:
-        return "completed" if self.closed else "in_progress"
+        if not self.closed:
+            return "in_progress"
+        return "incomplete" if self.cut else "completed"
 
     def _where(self) -> dict[str, Any]:
         return {"item_id": self.id, "output_index": self.index}
