@@ -228,6 +228,7 @@ class HealthTracker:
         rec.changed = self._clock()
         rec.strikes.clear()
         self._save(identifier, rec)
+        self._notify()
 
     def reset(self, identifier: str) -> None:
         """Back to healthy at once (also what enabling a disabled account does)."""
