@@ -143,7 +143,8 @@ class Config:
     accounts: tuple[AccountConfig, ...] = setting(
         doc="DeepSeek web-chat accounts: {email, password}, {mobile, area_code, password}, or "
         "{token} alone. 'token' is filled in and refreshed automatically after login. Optional "
-        "'proxy': http://[user:pass@]host:port or socks5://[user:pass@]host:port that every "
+        "'proxy': http://[user:pass@]host:port or socks5://[user:pass@]host:port (socks5h:// "
+        "and socks4:// too; SOCKS5 names are resolved by the proxy) that every "
         "upstream call of that account goes through.",
         factory=tuple, secret=True, parse=_parse_accounts, item_fields=ACCOUNT_FIELDS)
     upstream: UpstreamSettings = section(UpstreamSettings, "The DeepSeek web API.")

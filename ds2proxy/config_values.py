@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-PROXY_SCHEMES = ("http", "socks5", "socks4")
+PROXY_SCHEMES = ("http", "socks5", "socks5h", "socks4")
 
 
 class ConfigError(ValueError):

@@ -96,6 +96,9 @@ class AccountPool:
             else:
                 if acc.token and acc.token != state.config.token:
                     state.token, state.token_obtained_at = acc.token, 0.0
+                if acc.proxy != state.config.proxy:
+                    self.health.route_changed(acc.identifier)
+                    state.last_error = ""
                 state.config = acc
             fresh[acc.identifier] = state
         self._accounts = fresh

@@ -257,3 +257,39 @@ async def test_an_import_checks_a_provider_like_the_providers_api(
     assert reply.json()["field"] == f"providers[0].{field}" and problem in reply.json()["detail"]
     assert b"pw-secret" not in reply.raw
     assert admin.proxy.config_path.read_bytes() == before
+
+
+async def test_the_models_it_serves_ignore_case_as_routing_does(admin: Admin,
+                                                                 fake_provider: FakeProvider):
+    """Routing matches names and globs whatever their case; the listing's
+    'serves' compared them case-sensitively and showed none for Qwen/…."""
+    fake_provider.models[:] = ["Qwen/Qwen2.5-72B", "QWEN-MAX", "bge-m3"]
+    await admin.ok("POST", "/admin/providers",
+                   json=provider_body(fake_provider, models=["qwen/*", "qwen-max"]))
+    await admin.ok("POST", "/admin/providers/qwen/test")
+    listed = await admin.ok("GET", "/admin/providers/qwen")
+    assert listed["serves"] == ["Qwen/Qwen2.5-72B", "QWEN-MAX"]
+    assert admin.proxy.core.providers.owner("Qwen/Qwen2.5-72B") == "qwen"
+
+
+async def test_a_provider_fixed_in_the_admin_is_used_at_once_not_after_its_cooldown(
+        admin: Admin, fake_provider: FakeProvider):
+    """A wrong base_url (nothing listening) cooled the provider down; after
+    the admin corrected it, every chat still got 429 provider_cooling_down
+    until the old cooldown ran out."""
+    import openai
+    from proxy_servers import free_port
+
+    wrong = f"http://127.0.0.1:{free_port()}/v1"
+    await admin.ok("POST", "/admin/providers", json=provider_body(fake_provider, base_url=wrong))
+    client = openai.AsyncOpenAI(base_url=admin.proxy.url + "/v1", api_key=admin.proxy.key,
+                                max_retries=0)
+    with pytest.raises(openai.APIStatusError):
+        await client.chat.completions.create(model="qwen-max",
+                                             messages=[{"role": "user", "content": "hi"}])
+    assert admin.proxy.core.providers.health.seconds_left("qwen") > 0
+    await admin.ok("PUT", "/admin/providers/qwen", json={"base_url": fake_provider.base_url})
+    answer = await client.chat.completions.create(model="qwen-max",
+                                                  messages=[{"role": "user", "content": "hi"}])
+    assert answer.choices[0].message.content == "Hello from the provider."
+    assert admin.proxy.core.providers.health.view("qwen")["state"] == "healthy"

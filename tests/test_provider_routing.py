@@ -236,3 +236,24 @@ async def test_a_full_provider_hands_over_or_answers_429(proxy_factory,
     assert (await slow).choices[0].message.content == "slow"
     assert len(fake_provider.calls) == 1
     assert proxy.core.providers.health.seconds_left("prov") == 0
+
+
+@pytest.mark.parametrize("requested, sent", [
+    ("deepseek-reasoner-nothinking", "qwen-max"),  # a route's name, thinking off
+    ("qwen-max-nothinking", "qwen-max"),  # a listed provider model, thinking off
+    ("Qwen-Turbo-NoThinking", "Qwen-Turbo"),  # a provider glob, thinking off
+])
+async def test_a_nothinking_name_goes_where_its_base_goes_without_reasoning(
+        fallback, requested, sent):
+    """The suffix the pool honours everywhere escaped a route to the pool,
+    reached a provider glob as a model it does not have, or was unknown for a
+    listed provider model; and the reasoning came back regardless."""
+    fallback.provider.enqueue(ProviderReply(text="plain", reasoning="hidden"))
+    raw = await client(fallback).chat.completions.with_raw_response.create(
+        model=requested, messages=USER)
+    message = raw.parse().choices[0].message
+    assert raw.headers["X-DS2Proxy-Served-By"] == f"prov:{sent}"
+    assert fallback.provider.chat_requests()[0]["model"] == sent
+    assert (message.content, (message.model_extra or {}).get("reasoning_content")) == (
+        "plain", None)
+    assert fallback.fake.calls_to("chat/completion") == []

@@ -102,7 +102,8 @@ def test_without_provider_usage_the_fallback_is_reported():
 
 async def test_an_error_chunk_ends_the_answer_without_quoting_the_key():
     from ds2proxy.errors import UpstreamError
-    from ds2proxy.providers.client import ProviderClient, sse_reads
+    from ds2proxy.providers.answers import sse_reads
+    from ds2proxy.providers.client import ProviderClient
     from ds2proxy.providers.settings import ProviderSettings
     from ds2proxy.testing.fake_provider import FakeProvider
 
@@ -151,3 +152,15 @@ async def test_json_calls_share_the_chat_errors():
     assert [m["id"] for m in models["data"]] == ["m1"]
     assert [len(v["embedding"]) for v in vectors["data"]] == [3, 3]
     assert info.value.retry_after == 4 and fake.embedding_batches == [2]
+
+
+@pytest.mark.parametrize("reason, expected", [
+    ("length", "length"), ("max_tokens", "length"), ("MAX_TOKENS", "length"),
+    ("tool_use", "tool_calls"), ("SAFETY", "content_filter"), ("end_turn", "stop"),
+    ("eos", "stop")])
+def test_finish_reasons_passed_through_by_gateways_keep_their_meaning(reason, expected):
+    """A gateway in front of Anthropic or Gemini may pass their finish reason
+    through: 'max_tokens' read as 'stop' hid that the answer was cut off."""
+    translator = ChunkTranslator(think_tags=False, tools=[])
+    translator.chunk({"choices": [{"delta": {"content": "x"}, "finish_reason": reason}]})
+    assert translator.finish_reason == expected

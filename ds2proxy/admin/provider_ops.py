@@ -23,8 +23,10 @@ log = logging.getLogger("ds2proxy.admin")
 
 
 def _serves(patterns: list[str], listed: list[str]) -> list[str]:
-    """The provider's listed models that its configured names or globs admit."""
-    return [m for m in listed if any(fnmatch.fnmatchcase(m, p) for p in patterns)]
+    """The provider's listed models that its configured names or globs admit
+    (ignoring case, as routing does)."""
+    lowered = [p.lower() for p in patterns]
+    return [m for m in listed if any(fnmatch.fnmatchcase(m.lower(), p) for p in lowered)]
 
 
 class ProviderOps:

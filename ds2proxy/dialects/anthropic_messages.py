@@ -14,6 +14,7 @@ import secrets
 import string
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from aiohttp import web
 
 from ..canonical import (
@@ -127,6 +128,7 @@ class MessagesStreamRenderer:
         self._thinking: list[str] = []
         self._blank = ""  # whitespace held until visible text follows
         self._calls: dict[int, int] = {}
+        self._arguments: list[str] = []  # of the open tool_use block
         self._output_tokens = 0
         self._final_input: int | None = None  # the final usage's prompt tokens
 
@@ -140,10 +142,9 @@ class MessagesStreamRenderer:
             out += self._text(event.text)
         elif isinstance(event, ToolCallStart):
             out += self._open_tool(event)
-        elif isinstance(event, ToolCallArgs) and event.index in self._calls:
-            out.append(("content_block_delta", {
-                "type": "content_block_delta", "index": self._calls[event.index],
-                "delta": {"type": "input_json_delta", "partial_json": event.arguments}}))
+        elif isinstance(event, ToolCallArgs) and self._open == "tool_use" \
+                and self._calls.get(event.index) == self._index:
+            self._arguments.append(event.arguments)
         elif isinstance(event, ToolCallEnd) and self._open == "tool_use" \
                 and self._calls.get(event.index) == self._index:
             out += self._close()
@@ -218,6 +219,20 @@ class MessagesStreamRenderer:
         self._calls[event.index] = self._index
         return out
 
+    def _input_delta(self) -> list[Frame]:
+        """The tool's input as one ``input_json_delta``, sent when the call is
+        complete: arguments that are not a JSON object (a provider's model may
+        write anything there) go as the ``input`` object the non-stream
+        message has, never as JSON the client cannot parse."""
+        text, self._arguments = "".join(self._arguments), []
+        if not text.strip():
+            return []
+        if not isinstance(decode_arguments(text), dict):
+            text = orjson.dumps(tool_input(text)).decode()
+        return [("content_block_delta", {"type": "content_block_delta", "index": self._index,
+                                         "delta": {"type": "input_json_delta",
+                                                   "partial_json": text}})]
+
     def _open_block(self, kind: str, block: dict) -> Frame:
         self._blank = ""  # whitespace before another kind of block is dropped
         self._index += 1
@@ -235,6 +250,8 @@ class MessagesStreamRenderer:
                 "type": "content_block_delta", "index": self._index,
                 "delta": {"type": "signature_delta", "signature": signature}}))
             self._thinking = []
+        if self._open == "tool_use":
+            out += self._input_delta()
         out.append(("content_block_stop", {"type": "content_block_stop", "index": self._index}))
         self._open = None
         return out

@@ -223,6 +223,19 @@ class HealthTracker:
         self._save(identifier, rec)
         self._notify()
 
+    def route_changed(self, identifier: str) -> None:
+        """The account's outbound proxy changed: a cooldown or login backoff
+        earned through the old route says nothing of the new one."""
+        rec = self.record(identifier)
+        if rec.state not in (COOLING, LOGIN_FAILING):
+            return
+        log.warning("account %s: proxy changed, %s forgotten", identifier, rec.state)
+        rec.state, rec.reason, rec.kind, rec.until, rec.trial = HEALTHY, "", "", 0.0, False
+        rec.changed = self._clock()
+        rec.strikes.clear()
+        self._save(identifier, rec)
+        self._notify()
+
     def reset(self, identifier: str) -> None:
         """Back to healthy at once (also what enabling a disabled account does)."""
         rec = self.record(identifier)

@@ -13,20 +13,32 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import orjson
+from multidict import CIMultiDict
 
 from ..errors import InvalidRequest, ProxyError, UpstreamError, UpstreamRateLimited, \
     UpstreamTimeout
 from ..log_redaction import REDACTED, redact
+from .answers import read_body
 from .settings import ProviderSettings
 
 log = logging.getLogger("ds2proxy.providers")
 
-_DONE = b"[DONE]"
+
+
+def request_headers(settings: ProviderSettings) -> CIMultiDict[str]:
+    """The configured headers, whatever their case, plus the bearer key
+    unless one of them is an Authorization (as the admin test button sends
+    them): a plain dict sent both when the case differed."""
+    headers = CIMultiDict(settings.headers)
+    headers["Content-Type"] = "application/json"
+    headers["Accept"] = "text/event-stream"
+    if settings.api_key and "Authorization" not in headers:
+        headers["Authorization"] = f"Bearer {settings.api_key}"
+    return headers
 
 
 class ProviderBusy(UpstreamRateLimited):
@@ -43,10 +55,7 @@ class ProviderClient:
         self.inflight = 0
         connector = aiohttp.TCPConnector(limit=settings.max_inflight, limit_per_host=0)
         self._session = aiohttp.ClientSession(connector=connector, auto_decompress=True)
-        self._headers = {**dict(settings.headers), "Content-Type": "application/json",
-                         "Accept": "text/event-stream"}
-        if settings.api_key:
-            self._headers["Authorization"] = f"Bearer {settings.api_key}"
+        self._headers = request_headers(settings)
 
     @property
     def name(self) -> str:
@@ -91,7 +100,8 @@ class ProviderClient:
                 method, f"{self.settings.base_url}{path}",
                 data=orjson.dumps(body) if body is not None else None, headers=self._headers,
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeout,
-                                              sock_read=timeout))
+                                              sock_read=timeout),
+                allow_redirects=False)  # a redirect would carry the header secrets along
         except (TimeoutError, asyncio.TimeoutError):
             raise self.timed_out() from None
         except aiohttp.ClientError as exc:
@@ -119,7 +129,8 @@ class ProviderClient:
     async def _refusal(self, response: aiohttp.ClientResponse) -> ProxyError:
         """The error a non-200 answer stands for (the provider's words for a 4xx)."""
         status = response.status
-        message = self.scrub(await _error_message(response))
+        # Scrubbed before it is cut: a key cut in two would escape the scrub.
+        message = self.scrub(await _error_message(response))[:300]
         where = f"provider {self.name} answered {status}"
         if status == 429:
             return UpstreamRateLimited(f"{where}: rate limited",
@@ -128,6 +139,10 @@ class ProviderClient:
         if status >= 500 or status == 408:
             return UpstreamError(f"{where}", retry_after=_retry_after(response) or None,
                                  detail=message)
+        if 300 <= status < 400:
+            return UpstreamError(f"{where}: a redirect, which is not followed (the "
+                                 "credentials would go along); set base_url to its target",
+                                 retryable=False, code="provider_redirected")
         if status in (401, 403):
             log.warning("%s: the provider refused its API key (%s)", where, message)
             return UpstreamError(f"provider {self.name} refused this server's credentials",
@@ -135,89 +150,14 @@ class ProviderClient:
         return InvalidRequest(f"{where}: {message}"[:500], code="provider_rejected")
 
 
-async def sse_reads(response: aiohttp.ClientResponse, client: ProviderClient
-                    ) -> AsyncIterator[list[dict[str, Any]]]:
-    """The parsed ``data:`` chunks of each socket read (lines and UTF-8
-    characters cut between reads are joined first)."""
-    buffer = b""
-    try:
-        async for data in response.content.iter_any():
-            buffer += data
-            if b"\n" not in data:
-                continue
-            lines = buffer.split(b"\n")
-            buffer = lines.pop()
-            chunks, error = _chunks(lines)
-            if chunks:
-                yield chunks
-            if error is not None:
-                raise error
-            if any(line.startswith(b"data: " + _DONE) for line in lines[-2:]):
-                return  # the end marker (the last line, maybe before a blank one)
-        tail = _chunk(buffer)
-        if tail is not None:
-            yield [tail]
-    except (TimeoutError, asyncio.TimeoutError):
-        raise client.timed_out() from None
-    except aiohttp.ClientError as exc:
-        raise UpstreamError(f"provider {client.name} broke off its answer",
-                            detail=f"provider {client.name}: {type(exc).__name__}") from None
-    except UpstreamError as exc:  # an error chunk: its words may quote the credential
-        exc.detail = client.scrub(exc.detail)
-        raise
-
-
-def _chunks(lines: list[bytes]) -> tuple[list[dict[str, Any]], UpstreamError | None]:
-    """The chunks of complete lines, up to an error chunk (returned apart, so
-    what came before it in the same read is still delivered)."""
-    chunks: list[dict[str, Any]] = []
-    for line in lines:
-        try:
-            chunk = _chunk(line)
-        except UpstreamError as exc:
-            return chunks, exc
-        if chunk is not None:
-            chunks.append(chunk)
-    return chunks, None
-
-
-def _chunk(line: bytes) -> dict[str, Any] | None:
-    if line.startswith(b"data: {"):  # the usual shape: JSON straight after one space
-        payload = line[6:]
-    else:
-        line = line.strip()
-        if not line.startswith(b"data:"):
-            return None
-        payload = line[5:].strip()
-    if not payload or payload == _DONE:
-        return None
-    return _parsed(payload)
-
-
-def _parsed(payload: bytes) -> dict[str, Any] | None:
-    """A chunk's JSON object; a provider's in-band error raises."""
-    try:
-        value = orjson.loads(payload)
-    except orjson.JSONDecodeError:
-        log.warning("a provider sent a chunk that is not JSON (%d bytes)", len(payload))
-        return None
-    if isinstance(value, dict) and "error" in value and not value.get("choices"):
-        error = value["error"]
-        text = error.get("message") if isinstance(error, dict) else str(error)
-        raise UpstreamError("the provider reported an error in its answer",
-                            detail=f"the provider said: {redact(str(text))[:300]}")
-    return value if isinstance(value, dict) else None
-
-
 async def _error_message(response: aiohttp.ClientResponse) -> str:
     try:
-        raw = await response.content.read(8192)
-        data = orjson.loads(raw)
+        data = orjson.loads(await read_body(response, 8192))
     except (aiohttp.ClientError, orjson.JSONDecodeError, TimeoutError, asyncio.TimeoutError):
         return f"HTTP {response.status}"
     error = data.get("error") if isinstance(data, dict) else None
     text = error.get("message") if isinstance(error, dict) else error
-    return redact(str(text or f"HTTP {response.status}"))[:300]
+    return redact(str(text or f"HTTP {response.status}"))
 
 
 def _retry_after(response: aiohttp.ClientResponse) -> int:

@@ -64,6 +64,12 @@ class ProviderHealth:
             log.warning("provider %s: healthy again after %s", name, state.reason)
             self._states[name] = ProviderState()
 
+    def forget(self, name: str) -> None:
+        """The provider's settings changed (or it is gone): its record says
+        nothing of the new ones."""
+        if self._states.pop(name, None) is not None:
+            log.warning("provider %s: settings changed, its cooldown forgotten", name)
+
     def finished(self, name: str) -> None:
         """A request ended without a verdict: a trial may be tried again."""
         state = self._states.get(name)

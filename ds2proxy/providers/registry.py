@@ -40,12 +40,17 @@ class Providers:
         self._clients: dict[str, ProviderClient] = {}
         self._retired: list[ProviderClient] = []
         self._closing: set[asyncio.Task[None]] = set()
+        self._settings: dict[str, ProviderSettings] = {}
         self.on_outcome: Outcome | None = None  # (provider, outcome) for the metrics
         self.configure(config)
 
     def configure(self, config: Config) -> None:
-        """Hot reload: new routes now, a changed provider gets a new client."""
+        """Hot reload: new routes now, a changed provider gets a new client and
+        a clean slate (a cooldown its old settings earned is forgotten)."""
+        old = self._settings
         self._settings = {p.name: p for p in config.providers}
+        for name in [n for n in old if self._settings.get(n) != old[n]]:
+            self.health.forget(name)
         self.router = Router(config, self._catalog)
         self.health.settings = config.health
         for name, client in list(self._clients.items()):

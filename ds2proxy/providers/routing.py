@@ -39,20 +39,25 @@ class Router:
         self._listed = self._list()
 
     def targets(self, name: str) -> tuple[RouteTarget, ...] | None:
-        """The ordered targets for ``name``; None: the pool's catalogue alone."""
+        """The ordered targets for ``name``; None: the pool's catalogue alone.
+        A ``-nothinking`` name goes where its base name goes (the turn then
+        drops the reasoning), unless a route or a provider lists it as it is."""
         if not self.active:
             return None
         key = normalised(name)
-        route = self._route(key)
+        base = key.removesuffix(NO_THINKING_SUFFIX)
+        route = self._route(key) or (self._route(base) if base != key else None)
         if route is not None:
             return route.targets
         if self._pool_owns(key):
             return None
-        provider = self._provider(key)
+        if self._listing(key) is not None:
+            base = key
+        provider = self._provider(base)
         if provider is None:
             return None
-        model = next((m for m in provider.models if m.lower() == key),
-                     name.strip().removeprefix("models/"))
+        spelled = name.strip().removeprefix("models/")[:len(base)]
+        model = next((m for m in provider.models if m.lower() == base), spelled)
         return (RouteTarget(provider.name, model),)
 
     def _route(self, key: str) -> ModelRoute | None:
@@ -66,10 +71,12 @@ class Router:
         return (self._catalog.native(base) is not None or base in DEEPSEEK_RELEASES
                 or base in self._aliases)
 
+    def _listing(self, key: str) -> ProviderSettings | None:
+        return next((p for p in self._providers
+                     if key in (m.lower() for m in p.listed_models())), None)
+
     def _provider(self, key: str) -> ProviderSettings | None:
-        listed = next((p for p in self._providers
-                       if key in (m.lower() for m in p.listed_models())), None)
-        return listed or next((p for p in self._providers if p.serves(key)), None)
+        return self._listing(key) or next((p for p in self._providers if p.serves(key)), None)
 
     def resolve(self, name: str, family: str | None) -> ResolvedModel | None:
         """The resolved model of a routed name (None: not routed). With a pool
@@ -82,8 +89,11 @@ class Router:
                                                                                      family)):
             return self._catalog.resolve(name, family=family)
         assert provider is not None
+        key = normalised(name)
         return ResolvedModel(requested=name, native=provider.model, model_type="default",
-                             thinking=False, search=False)
+                             thinking=False, search=False,
+                             force_no_thinking=key.endswith(NO_THINKING_SUFFIX)
+                             and self._listing(key) is None)
 
     def _pool_knows(self, name: str, family: str | None) -> bool:
         try:

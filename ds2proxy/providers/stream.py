@@ -4,13 +4,14 @@
 streamed text: a tag may be cut anywhere between chunks, so the tail of a
 chunk that could still begin a tag is held until the next one decides it.
 :class:`ChunkTranslator` turns each chunk's ``delta`` (content,
-``reasoning_content``, ``tool_calls``), its ``finish_reason`` and the usage
-into :class:`~ds2proxy.canonical.TurnEvent` values.
+``reasoning_content``, ``tool_calls`` through
+:class:`~ds2proxy.providers.tool_deltas.ToolCallDeltas`), its
+``finish_reason`` and the usage into :class:`~ds2proxy.canonical.TurnEvent`
+values.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from ..canonical import (
@@ -18,19 +19,21 @@ from ..canonical import (
     FinishReason,
     ReasoningDelta,
     TextDelta,
-    ToolCallArgs,
-    ToolCallEnd,
-    ToolCallStart,
     ToolSpec,
     TurnEvent,
     Usage,
 )
-from .request import CUSTOM_INPUT
+from .tool_deltas import ToolCallDeltas
 
 OPEN, CLOSE = "<think>", "</think>"
-FINISHES: dict[str, FinishReason] = {"stop": "stop", "length": "length",
-                                     "tool_calls": "tool_calls", "function_call": "tool_calls",
-                                     "content_filter": "content_filter"}
+# The chat API's finish reasons, and what gateways in front of other APIs pass
+# through unmapped (Anthropic's, Gemini's in upper case): a cut-off answer must
+# stay "length", or a client never learns it should continue.
+FINISHES: dict[str, FinishReason] = {
+    "stop": "stop", "length": "length", "tool_calls": "tool_calls",
+    "function_call": "tool_calls", "content_filter": "content_filter",
+    "max_tokens": "length", "max_output_tokens": "length", "tool_use": "tool_calls",
+    "safety": "content_filter", "recitation": "content_filter", "refusal": "content_filter"}
 
 
 def _held(text: str, tag: str) -> int:
@@ -112,14 +115,12 @@ class ChunkTranslator:
         self._splitter = ThinkSplitter() if think_tags else None
         self._reasoning_field = reasoning_field
         self._keep_reasoning = keep_reasoning
-        self._custom = {t.name for t in tools if t.kind == "custom"}
-        self._calls: dict[int, int] = {}  # provider's call index → ours
-        self._custom_args: dict[int, list[str]] = {}
-        self._open: int | None = None
         self.usage: Usage | None = None
         self.finish: FinishReason | None = None
         self.emitted = False
         self.text_parts: list[str] = []
+        self._calls = ToolCallDeltas({t.name for t in tools if t.kind == "custom"},
+                                     self.text_parts)
 
     def chunk(self, data: dict[str, Any]) -> list[TurnEvent]:
         """The events of one parsed chunk (or of a whole non-streamed message)."""
@@ -132,86 +133,67 @@ class ChunkTranslator:
             self._delta(delta, out)
             reason = choice.get("finish_reason")
             if reason:
-                self.finish = FINISHES.get(reason, "stop")
+                self.finish = FINISHES.get(reason.lower(), "stop")
         if out:
             self.emitted = True
         return out
 
     def _delta(self, delta: dict[str, Any], out: list[TurnEvent]) -> None:
-        if len(delta) == 1 and "content" in delta and self._splitter is None:
-            content = delta["content"]  # the usual chunk: a piece of the answer
-            if type(content) is str and content:
+        content = delta.get("content")
+        if len(delta) == 1 and type(content) is str and self._splitter is None:
+            if content:  # the usual chunk: a piece of the answer
                 self.text_parts.append(content)
                 out.append(TextDelta(content))
             return
         reasoning = self._reasoning_field and (delta.get("reasoning_content")
                                                or delta.get("reasoning"))
+        if isinstance(content, list):  # content parts (Mistral's reasoning models)
+            thought, content = _parts(content)
+            reasoning = reasoning or (self._reasoning_field and thought)
         if isinstance(reasoning, str) and reasoning:
             self.text_parts.append(reasoning)
             out.append(ReasoningDelta(reasoning))
-        content = delta.get("content")
         if isinstance(content, str) and content:
             self.text_parts.append(content)
             out += self._splitter.feed(content) if self._splitter else [TextDelta(content)]
         if not self._keep_reasoning:
             out[:] = [e for e in out if type(e) is not ReasoningDelta]
         for call in delta.get("tool_calls") or ():
-            self._call(call, out)
-
-    def _call(self, call: dict[str, Any], out: list[TurnEvent]) -> None:
-        index = call.get("index", len(self._calls))
-        function = call.get("function") or {}
-        if index not in self._calls:
-            self._close_call(out)
-            ours = self._calls[index] = len(self._calls)
-            name = function.get("name") or ""
-            custom = name in self._custom
-            out.append(ToolCallStart(ours, call.get("id") or f"call_{ours}", name,
-                                     "custom" if custom else "function"))
-            if custom:
-                self._custom_args[ours] = []
-            self._open = ours
-        ours = self._calls[index]
-        pieces = function.get("arguments")
-        if isinstance(pieces, str) and pieces:
-            self.text_parts.append(pieces)
-            if ours in self._custom_args:
-                self._custom_args[ours].append(pieces)
-            else:
-                out.append(ToolCallArgs(ours, pieces))
-
-    def _close_call(self, out: list[TurnEvent]) -> None:
-        if self._open is None:
-            return
-        ours, self._open = self._open, None
-        if ours in self._custom_args:
-            out.append(ToolCallArgs(ours, _custom_input("".join(self._custom_args.pop(ours)))))
-        out.append(ToolCallEnd(ours))
+            self._calls.feed(call, out)
 
     def end(self) -> list[TurnEvent]:
         """Held text and the open call, when the answer is over."""
         out = self._splitter.flush() if self._splitter else []
         if not self._keep_reasoning:
             out = [e for e in out if type(e) is not ReasoningDelta]
-        self._close_call(out)
+        self._calls.close(out)
         if out:
             self.emitted = True
         return out
 
     @property
     def finish_reason(self) -> FinishReason:
-        if self._calls and self.finish in (None, "stop"):
+        if self._calls.count and self.finish in (None, "stop"):
             return "tool_calls"
         return self.finish or "stop"
 
 
-def _custom_input(arguments: str) -> str:
-    """A free-form tool's text: the ``input`` of the function it was sent as."""
-    try:
-        value = json.loads(arguments)
-    except ValueError:
-        return arguments
-    return value.get(CUSTOM_INPUT, arguments) if isinstance(value, dict) else arguments
+def _parts(content: list[Any]) -> tuple[str, str]:
+    """``(thinking, text)`` of content given as parts: ``{"type": "text"}``,
+    and ``{"type": "thinking", "thinking": text or a list of text parts}``."""
+    thinking: list[str] = []
+    text: list[str] = []
+    for part in content:
+        if not isinstance(part, dict):
+            continue
+        if part.get("type") == "text" and isinstance(part.get("text"), str):
+            text.append(part["text"])
+        elif part.get("type") == "thinking":
+            inner = part.get("thinking")
+            pieces = inner if isinstance(inner, list) else [{"text": inner}]
+            thinking += [p["text"] for p in pieces
+                         if isinstance(p, dict) and isinstance(p.get("text"), str)]
+    return "".join(thinking), "".join(text)
 
 
 # More tokens than any one request could have: a figure above it is garbage.

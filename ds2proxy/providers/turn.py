@@ -22,7 +22,8 @@ from ..collect import TurnCollector
 from ..config import Config
 from ..errors import UpstreamError
 from ..tokens import count_tokens, count_tokens_async
-from .client import ProviderClient, sse_reads
+from .answers import StreamEnd, sse_reads
+from .client import ProviderClient
 from .emulate import EmulatedTools, emulated_body
 from .request import chat_body
 from .stream import ChunkTranslator, final_events
@@ -73,15 +74,17 @@ class ProviderTurn:
         """Canonical events, a batch per socket read of the provider's stream."""
         assert self._response is not None
         mode = self.client.settings.reasoning
-        # A client that turned thinking off gets no reasoning, whatever the provider sends.
+        # A client that turned thinking off (or asked for a -nothinking name)
+        # gets no reasoning, whatever the provider sends.
+        keep = self.chat.thinking is not False and not self.chat.model.force_no_thinking
         translator = ChunkTranslator(think_tags=mode == "think_tags", tools=self.chat.tools,
-                                     reasoning_field=mode != "none",
-                                     keep_reasoning=self.chat.thinking is not False)
+                                     reasoning_field=mode != "none", keep_reasoning=keep)
         emulator = (EmulatedTools(self.chat, self._config, self.prompt_tokens)
                     if self._emulate else None)
         self._unreported = translator.text_parts
+        end = StreamEnd()
         try:
-            async for chunks in sse_reads(self._response, self.client):
+            async for chunks in sse_reads(self._response, self.client, end):
                 out: list[TurnEvent] = []
                 for data in chunks:
                     out += translator.chunk(data)
@@ -90,7 +93,9 @@ class ProviderTurn:
                 if out:
                     self.emitted = True
                     yield out
-            if translator.finish is None:
+            # Some providers never send a finish_reason: their [DONE] ends the
+            # answer; a connection that just closed without either cut it short.
+            if translator.finish is None and not end.done:
                 raise UpstreamError(f"provider {self.client.name} ended its answer early")
             if emulator is not None:
                 tail = emulator.feed(translator.end()) + emulator.end(translator.usage)

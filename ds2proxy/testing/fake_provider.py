@@ -127,6 +127,8 @@ class FakeProvider(LocalServer):
         reply = self.queue.pop(0) if self.queue else self.default_reply
         if reply.delay:
             await asyncio.sleep(reply.delay)
+        if reply.raw is not None:
+            return await _raw(request, reply)
         if reply.status != 200:
             return _error(reply.status, reply.error_message, "server_error"
                           if reply.status >= 500 else "rate_limit_exceeded", reply.retry_after)
@@ -186,6 +188,22 @@ async def _send(response: web.StreamResponse, data: dict[str, Any],
         return
     for start in range(0, len(line), write_bytes):
         await response.write(line[start:start + write_bytes])
+
+
+async def _raw(request: web.Request, reply: ProviderReply) -> web.StreamResponse:
+    """``reply.raw`` as it is, flushed every ``write_bytes`` bytes (``chunk_delay``
+    apart, so the reader meets each piece in a read of its own)."""
+    assert reply.raw is not None
+    response = web.StreamResponse(status=reply.status,
+                                  headers={"Content-Type": reply.content_type})
+    await response.prepare(request)
+    step = reply.write_bytes or len(reply.raw) or 1
+    for start in range(0, len(reply.raw), step):
+        if start and reply.chunk_delay:
+            await asyncio.sleep(reply.chunk_delay)
+        await response.write(reply.raw[start:start + step])
+    await response.write_eof()
+    return response
 
 
 def _error(status: int, message: str, code: str, retry_after: str | None = None

@@ -5,7 +5,8 @@ A :class:`ProviderReply` says what one ``/chat/completions`` call returns:
 text, ``reasoning_content``, ``<think>`` tags in the text, tool calls, how the
 content is cut into chunks (``cuts`` at given character offsets, or
 ``chunk_chars`` each), an HTTP failure (429 with ``Retry-After``, 5xx), a
-delay, or a connection dropped after some chunks (output already started).
+delay, a connection dropped after some chunks (output already started), or
+a raw body of any status and content type.
 """
 
 from __future__ import annotations
@@ -39,6 +40,10 @@ class ProviderReply:
     chunk_delay: float = 0.0  # seconds between chunks
     drop_after_chunks: int | None = None  # cut the connection after N content chunks
     usage: tuple[int, int] | None = None  # (prompt, completion); default computed
+    # A body sent as it is (with ``status`` and ``content_type``, in pieces of
+    # ``write_bytes``), for answers no well-behaved provider gives.
+    raw: bytes | None = None
+    content_type: str = "text/event-stream"
 
     @property
     def content(self) -> str:

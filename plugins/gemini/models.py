@@ -75,8 +75,9 @@ class ModelRoutes:
 
     async def get(self, request: web.Request) -> web.Response:
         name = request.match_info["model_id"].removeprefix("models/")
-        if ":" in name:
-            action = name.partition(":")[2]
+        action = name.rpartition(":")[2]
+        if ":" in name and self.api.models.owner(name) is None:
+            # a method called with GET; a provider's own id may hold a colon (qwen3:8b)
             raise ProxyError(f"'{action}' takes POST, not GET", status=405,
                              code="method_not_allowed", type="invalid_request_error")
         resolved = served_model(self.api, name)

@@ -39,11 +39,38 @@ def tag_object(model_id: str, family: str = "deepseek") -> dict[str, Any]:
 
 
 def resolve(api: PluginAPI, name: str) -> ResolvedModel:
-    """The model a name serves. The Ollama tag is dropped (``deepseek-r1:14b``)
-    unless the whole name is a provider model ``/api/tags`` lists: there the
-    tag is part of the name (``qwen2.5:7b`` on an Ollama-compatible provider)."""
-    listed = {model for model, _provider in api.models.provider_models()}
-    return api.resolve_model(name if name in listed else base_name(name), family="ollama")
+    """The model a name serves (see :func:`served_name`)."""
+    return api.resolve_model(served_name(api, name), family="ollama")
+
+
+def served_name(api: PluginAPI, name: str) -> str:
+    """The Ollama tag is dropped (``deepseek-r1:14b``) unless the tag is part
+    of a provider's model id: one ``/api/tags`` lists (``qwen2.5:7b`` on an
+    Ollama-compatible provider), one a provider's glob admits while the pool
+    does not serve the bare name (``qwen3:8b`` under ``qwen3:*``; a catch-all
+    provider does not take ``deepseek-r1:14b`` from the pool), or, for an
+    untagged name, the ``:latest`` a provider serves (``llama3``)."""
+    full, base = name.strip(), base_name(name)
+    owner = api.models.owner
+    if full == base:
+        latest = f"{full}:latest"
+        if owner(full) is None and owner(latest) is not None and not _pool_serves(api, full):
+            return latest
+        return full
+    listed = {model.lower() for model, _provider in api.models.provider_models()}
+    if full.lower() in listed:
+        return full
+    if owner(full) is None:
+        return base
+    return base if owner(base) is None and _pool_serves(api, base) else full
+
+
+def _pool_serves(api: PluginAPI, name: str) -> bool:
+    try:
+        api.resolve_model(name, family="ollama")
+    except InvalidRequest:
+        return False
+    return True
 
 
 def capabilities(model_type: str) -> list[str]:
