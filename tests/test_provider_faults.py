@@ -281,17 +281,23 @@ PARALLEL = {
 
 
 @pytest.mark.parametrize("deltas", PARALLEL.values(), ids=PARALLEL.keys())
-async def test_parallel_calls_stay_apart_however_the_provider_numbers_them(routed, deltas):
-    finish = {"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]}
-    routed.provider.enqueue(ProviderReply(raw=sse(*deltas, finish, "[DONE]")))
-    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {
-        "type": "object", "properties": {"city": {"type": "string"}}}}}]
+FINISH_CALLS = {"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]}
+WEATHER_TOOLS = [{"type": "function", "function": {"name": "get_weather", "parameters": {
+    "type": "object", "properties": {"city": {"type": "string"}}}}}]
+
+
+async def chat_calls(routed) -> list[tuple[str, str, object]]:
+    """(id, name, arguments) of each call a chat client reads from the provider's next reply."""
     answer = await client(routed).chat.completions.create(model=PROVIDER_MODEL, messages=USER,
-                                                          tools=tools)
-    calls = [(c.id, c.function.name, json.loads(c.function.arguments))
-             for c in answer.choices[0].message.tool_calls]
-    assert calls == [("c1", "get_weather", {"city": "Oslo"}),
-                     ("c2", "get_weather", {"city": "Rome"})]
+                                                          tools=WEATHER_TOOLS)
+    return [(c.id, c.function.name, json.loads(c.function.arguments))
+            for c in answer.choices[0].message.tool_calls]
+
+
+async def test_parallel_calls_stay_apart_however_the_provider_numbers_them(routed, deltas):
+    routed.provider.enqueue(ProviderReply(raw=sse(*deltas, FINISH_CALLS, "[DONE]")))
+    assert await chat_calls(routed) == [("c1", "get_weather", {"city": "Oslo"}),
+                                        ("c2", "get_weather", {"city": "Rome"})]
 
 
 async def test_a_configured_authorization_header_is_the_only_one_sent(proxy_factory):
@@ -414,16 +420,9 @@ async def test_a_call_named_late_keeps_its_name_and_arguments(routed, deltas, ex
     """A call used to start at its first delta with whatever name that had
     (none), so the name that came later was lost and clients dropped the call."""
     import anthropic
-    finish = {"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]}
     for _ in range(2):
-        routed.provider.enqueue(ProviderReply(raw=sse(*deltas, finish, "[DONE]")))
-    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {
-        "type": "object", "properties": {"city": {"type": "string"}}}}}]
-    answer = await client(routed).chat.completions.create(model=PROVIDER_MODEL, messages=USER,
-                                                          tools=tools)
-    calls = [(c.id, c.function.name, json.loads(c.function.arguments))
-             for c in answer.choices[0].message.tool_calls]
-    assert calls == expected
+        routed.provider.enqueue(ProviderReply(raw=sse(*deltas, FINISH_CALLS, "[DONE]")))
+    assert await chat_calls(routed) == expected
     claude = anthropic.AsyncAnthropic(base_url=routed.url + "/anthropic", api_key=routed.key,
                                       max_retries=0)
     async with claude.messages.stream(
