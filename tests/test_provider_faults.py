@@ -280,7 +280,6 @@ PARALLEL = {
 }
 
 
-@pytest.mark.parametrize("deltas", PARALLEL.values(), ids=PARALLEL.keys())
 FINISH_CALLS = {"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]}
 WEATHER_TOOLS = [{"type": "function", "function": {"name": "get_weather", "parameters": {
     "type": "object", "properties": {"city": {"type": "string"}}}}}]
@@ -294,6 +293,7 @@ async def chat_calls(routed) -> list[tuple[str, str, object]]:
             for c in answer.choices[0].message.tool_calls]
 
 
+@pytest.mark.parametrize("deltas", PARALLEL.values(), ids=PARALLEL.keys())
 async def test_parallel_calls_stay_apart_however_the_provider_numbers_them(routed, deltas):
     routed.provider.enqueue(ProviderReply(raw=sse(*deltas, FINISH_CALLS, "[DONE]")))
     assert await chat_calls(routed) == [("c1", "get_weather", {"city": "Oslo"}),

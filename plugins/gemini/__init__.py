@@ -23,13 +23,14 @@ def register(api: PluginAPI) -> None:
     api.claim_paths("/v1", errors=errors, when=google_client)
     # models/<name>:<action> is Google's path shape whoever sends it.
     api.claim_paths("/v1/models", errors=errors, when=google_action)
-    # ``.+``: a provider's model id may hold a slash (meta-llama/Llama-3.1-8B),
-    # which Google's SDK puts in the path as it is.
+    # Any character: a provider's model id may hold a slash
+    # (meta-llama/Llama-3.1-8B), which Google's SDK puts in the path as it is,
+    # and a name with a line break is still a model the request log names.
     for prefix in PREFIXES:
-        api.route("POST", f"{prefix}/models/{{model_action:.+}}", generate.dispatch,
+        api.route("POST", f"{prefix}/models/{{model_action:[\\s\\S]+}}", generate.dispatch,
                   errors=errors)
     api.route("GET", "/v1beta/models", models.list, errors=errors)
-    api.route("GET", "/v1beta/models/{model_id:.+}", models.get, errors=errors)
+    api.route("GET", r"/v1beta/models/{model_id:[\s\S]+}", models.get, errors=errors)
     # /v1/models is the OpenAI plugin's too: Google clients get Google's shape.
     api.route("GET", "/v1/models", models.list, errors=errors, when=google_client)
     api.route("GET", "/v1/models/{model_id}", models.get, errors=errors, when=google_client)
