@@ -21,6 +21,8 @@ from .bad_requests import safe_reason
 REDACTED = "[redacted]"
 
 _BEARER = re.compile(r"(?i)\b(bearer|basic)(\s+)[^\s'\"\\,;]+")
+# A cookie header carries several name=value pairs: all of it, to the line's end.
+_COOKIE = re.compile(r"(?i)\b((?:set-)?cookie)(['\"]?\s*:\s*['\"]?)(?!\[redacted\])[^\r\n'\"]+")
 _NAMED = re.compile(
     r"(?i)\b(authorization|proxy-authorization|x-api-key|x-goog-api-key|api[_-]?key|"
     r"access[_-]?token|user[_-]?token|token|password|passwd|secret|cookie|set-cookie|"
@@ -34,6 +36,7 @@ GUARDED_PREFIXES = ("aiohttp", "ds2proxy")
 def redact(text: str) -> str:
     """``text`` with every credential-shaped value replaced by ``[redacted]``."""
     text = _BEARER.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", text)
+    text = _COOKIE.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", text)
     return _NAMED.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", text)
 
 

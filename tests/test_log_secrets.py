@@ -95,6 +95,9 @@ async def test_credentials_in_other_records_and_tracebacks_are_masked(
     ("x-goog-api-key: g-1", "x-goog-api-key: [redacted]"),
     ("model key mapping updated", "model key mapping updated"),
     ("monkey=banana", "monkey=banana"),
+    ("Cookie: theme=dark; ds2proxy_session=s3cr3t\nnext line",
+     "Cookie: [redacted]\nnext line"),
+    ("{'set-cookie': 'sid=abc; Path=/; HttpOnly'}", "{'set-cookie': '[redacted]'}"),
 ])
 def test_redact(text: str, expected: str):
     assert redact(text) == expected
