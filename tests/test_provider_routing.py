@@ -5,11 +5,14 @@ Retry-After; think tags split at every boundary end to end."""
 from __future__ import annotations
 
 import json
+import time
+from email.utils import formatdate
 
 import openai
 import pytest
 
 from ds2proxy.health import Failure
+from ds2proxy.health.settings import MAX_COOLDOWN
 from ds2proxy.testing import Delivery, Scripted
 from ds2proxy.testing.fake_provider import FakeProvider
 from ds2proxy.testing.provider_replies import ProviderReply
@@ -131,6 +134,22 @@ async def test_a_lone_cooling_provider_answers_429_with_retry_after(proxy_factor
             await client(proxy).chat.completions.create(model=PROVIDER_MODEL, messages=USER)
         assert 10 <= int(info.value.response.headers["Retry-After"]) <= 12
     assert len(fake_provider.calls) == 1
+
+
+@pytest.mark.parametrize("ahead, lowest, highest", [
+    (120, 100, 120),  # an HTTP date two minutes ahead: about two minutes
+    (10**10, MAX_COOLDOWN - 5, MAX_COOLDOWN),  # centuries ahead: the longest cooldown
+])
+async def test_a_providers_retry_after_date_is_honoured_and_capped(
+        proxy_factory, fake_provider, ahead, lowest, highest):  # noqa: F811
+    """A provider's Retry-After given as an HTTP date was ignored (the backoff
+    decided), and one in seconds had no ceiling; both now read as an account's."""
+    proxy = await proxy_factory(provider_config(fake_provider))
+    fake_provider.enqueue(ProviderReply(status=429, retry_after=formatdate(
+        time.time() + ahead, usegmt=True)))
+    with pytest.raises(openai.RateLimitError):
+        await client(proxy).chat.completions.create(model=PROVIDER_MODEL, messages=USER)
+    assert lowest <= proxy.core.providers.health.seconds_left("prov") <= highest
 
 
 async def test_provider_5xx_then_timeout_fall_through_to_the_next_provider(proxy_factory):

@@ -22,6 +22,7 @@ from multidict import CIMultiDict
 from ..errors import InvalidRequest, ProxyError, UpstreamError, UpstreamRateLimited, \
     UpstreamTimeout
 from ..log_redaction import REDACTED, redact
+from ..upstream.client import retry_after
 from .answers import read_body
 from .settings import ProviderSettings
 
@@ -161,5 +162,6 @@ async def _error_message(response: aiohttp.ClientResponse) -> str:
 
 
 def _retry_after(response: aiohttp.ClientResponse) -> int:
-    value = response.headers.get("Retry-After", "").strip()
-    return max(1, int(float(value))) if value.replace(".", "", 1).isdigit() else 0
+    """The provider's ``Retry-After`` (seconds or an HTTP date, capped as an
+    account's is), or 0 without one: then the configured backoff decides."""
+    return retry_after(response.headers) if "Retry-After" in response.headers else 0
