@@ -65,3 +65,7 @@ def register_taken_model(api: PluginContext) -> None:
     api.route("GET", "/taken/thing", handler, errors=api.errors.openai)
     api.register_model("sample-other", "deepseek-chat")
     api.register_model("sample-fast", "deepseek-chat")
+
+
+def register_leaky(api: PluginContext) -> None:
+    raise RuntimeError("hook https://hooks.example/in?token=tok-s3cr3t refused api_key=sk-leak-123")

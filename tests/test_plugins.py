@@ -42,6 +42,16 @@ def test_broken_plugins_are_reported_and_the_rest_load():
     assert {"/v1/chat/completions", "/v1/messages", "/lm/v2/chat/completions"} <= paths
 
 
+def test_a_plugins_load_error_is_shown_without_the_secrets_it_quotes():
+    """The error a broken plugin raised is shown on the plugins page and in
+    the admin read as it was: a plugin quoting its own settings leaked them."""
+    app = web.Application()
+    core = Core(ConfigStore({}))
+    [info] = load_plugins(app, core, [broken("leaky", "sample_plugins:register_leaky")])
+    assert info.error.startswith("RuntimeError: hook https://hooks.example/in?token=")
+    assert "tok-s3cr3t" not in info.error and "sk-leak-123" not in info.error
+
+
 async def test_server_starts_with_a_broken_plugin(proxy_factory, monkeypatch):
     real = discover
     monkeypatch.setattr(plugin_api, "discover",

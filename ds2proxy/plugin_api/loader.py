@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from ..config import ConfigError
+from ..log_redaction import redact
 from ..unmatched import PATH_CLAIMS
 from .context import PluginContext, changed_settings, run_hooks
 from .contract import API_VERSION, Handler, Hook, Predicate
@@ -152,7 +153,7 @@ def load_plugins(app: web.Application, core: Core, eps: list[EntryPoint] | None 
         try:
             api = _register(ep, core, table)
         except Exception as exc:  # a plugin must never take the server down
-            info.error = f"{type(exc).__name__}: {exc}"
+            info.error = redact(f"{type(exc).__name__}: {exc}")  # shown to admins
             log.error("plugin %s (%s) failed to load: %s", ep.name, ep.value, info.error)
             continue
         for method, path, handler, when, errors in api._routes:
