@@ -27,6 +27,15 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+async def demo_cli(*flags: str) -> tuple[int, asyncio.subprocess.Process]:
+    """The real CLI in demo mode on a free port, its log on a pipe."""
+    port = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "ds2proxy", "--demo", *flags, "--port", str(port),
+        stderr=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL)
+    return port, proc
+
+
 async def read_until(stream: asyncio.StreamReader, needle: str, seen: list[str]) -> None:
     while True:
         line = (await stream.readline()).decode()
@@ -38,10 +47,7 @@ async def read_until(stream: asyncio.StreamReader, needle: str, seen: list[str])
 
 
 async def test_json_log_format_from_the_command_line():
-    port = free_port()
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "ds2proxy", "--demo", "--log-format", "json", "--port", str(port),
-        stderr=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL)
+    port, proc = await demo_cli("--log-format", "json")
     seen: list[str] = []
     try:
         assert proc.stderr is not None
@@ -70,10 +76,7 @@ async def test_json_log_format_from_the_command_line():
 
 
 async def test_text_log_lines_cannot_be_forged_by_a_model_name_or_path():
-    port = free_port()
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "ds2proxy", "--demo", "--port", str(port),
-        stderr=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL)
+    port, proc = await demo_cli()
     seen: list[str] = []
     forged = "2026-01-01 00:00:00,000 ERROR ds2proxy: FORGED"
     try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 
 import aiohttp
+import anthropic
 import openai
 import pytest
 from admin_util import admin_for
@@ -18,6 +19,19 @@ from ds2proxy.testing.provider_replies import ProviderReply
 from provider_util import PROVIDER_KEY, PROVIDER_MODEL, fake_provider, provider_config  # noqa: F401
 
 USER = [{"role": "user", "content": "hi"}]
+
+
+def claude_client(routed) -> anthropic.AsyncAnthropic:
+    return anthropic.AsyncAnthropic(base_url=routed.url + "/anthropic", api_key=routed.key,
+                                    max_retries=0)
+
+
+async def claude_streamed(routed) -> anthropic.types.Message:
+    """The message an Anthropic client streams from the provider's next reply."""
+    async with claude_client(routed).messages.stream(
+            model=PROVIDER_MODEL, max_tokens=100, messages=USER,
+            tools=[{"name": "get_weather", "input_schema": {"type": "object"}}]) as stream:
+        return await stream.get_final_message()
 
 
 def sse(*chunks: dict | str) -> bytes:
@@ -96,7 +110,6 @@ def completion(message: dict, finish: str) -> bytes:
 
 async def test_a_provider_that_ignores_stream_is_still_served(routed):
     """One chat.completion object (calls without an index) instead of chunks."""
-    import anthropic
     routed.provider.enqueue(ProviderReply(raw=completion({
         "role": "assistant", "content": "Checking.", "reasoning_content": "plan",
         "tool_calls": [
@@ -105,12 +118,7 @@ async def test_a_provider_that_ignores_stream_is_still_served(routed):
             {"id": "c2", "type": "function", "function": {"name": "get_weather",
                                                           "arguments": '{"city": "Rome"}'}}]},
         "tool_calls"), content_type="application/json"))
-    claude = anthropic.AsyncAnthropic(base_url=routed.url + "/anthropic", api_key=routed.key,
-                                      max_retries=0)
-    async with claude.messages.stream(
-            model=PROVIDER_MODEL, max_tokens=100, messages=USER,
-            tools=[{"name": "get_weather", "input_schema": {"type": "object"}}]) as stream:
-        message = await stream.get_final_message()
+    message = await claude_streamed(routed)
     assert [b.type for b in message.content] == ["thinking", "text", "tool_use", "tool_use"]
     assert [b.input for b in message.content if b.type == "tool_use"] == [{"city": "Oslo"},
                                                                           {"city": "Rome"}]
@@ -225,9 +233,7 @@ async def test_claude_streams_a_providers_tool_input_as_its_message_has_it(route
     model may write arguments that are not an object, which streamed as they
     came made the client raise; the stream now carries what the non-stream
     message carries."""
-    import anthropic
-    claude = anthropic.AsyncAnthropic(base_url=routed.url + "/anthropic", api_key=routed.key,
-                                      max_retries=0)
+    claude = claude_client(routed)
     tools = [{"name": "get_weather", "input_schema": {"type": "object"}}]
     inputs = []
     for stream in (True, False):
@@ -373,12 +379,10 @@ async def test_a_key_quoted_at_the_cut_of_a_long_message_is_still_scrubbed(route
 
 
 async def test_a_gateways_max_tokens_reaches_claude_as_max_tokens(routed):
-    import anthropic
     routed.provider.enqueue(ProviderReply(raw=sse(
         {"choices": [{"index": 0, "delta": {"content": "cut he"}, "finish_reason": "MAX_TOKENS"}]},
         "[DONE]")))
-    claude = anthropic.AsyncAnthropic(base_url=routed.url + "/anthropic", api_key=routed.key,
-                                      max_retries=0)
+    claude = claude_client(routed)
     message = await claude.messages.create(model=PROVIDER_MODEL, max_tokens=3, messages=USER)
     assert (message.content[0].text, message.stop_reason) == ("cut he", "max_tokens")
 
@@ -419,16 +423,10 @@ LATE_NAMES = {
 async def test_a_call_named_late_keeps_its_name_and_arguments(routed, deltas, expected):
     """A call used to start at its first delta with whatever name that had
     (none), so the name that came later was lost and clients dropped the call."""
-    import anthropic
     for _ in range(2):
         routed.provider.enqueue(ProviderReply(raw=sse(*deltas, FINISH_CALLS, "[DONE]")))
     assert await chat_calls(routed) == expected
-    claude = anthropic.AsyncAnthropic(base_url=routed.url + "/anthropic", api_key=routed.key,
-                                      max_retries=0)
-    async with claude.messages.stream(
-            model=PROVIDER_MODEL, max_tokens=100, messages=USER,
-            tools=[{"name": "get_weather", "input_schema": {"type": "object"}}]) as stream:
-        message = await stream.get_final_message()
+    message = await claude_streamed(routed)
     assert [(b.name, b.input) for b in message.content if b.type == "tool_use"] == [
         (name, args) for _, name, args in expected]
 
