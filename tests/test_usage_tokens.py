@@ -9,6 +9,7 @@ import base64
 import json
 
 import anthropic
+import openai
 import pytest
 from google.genai import types
 from provider_util import PROVIDER_MODEL, fake_provider, provider_config  # noqa: F401
@@ -299,6 +300,28 @@ async def test_sdk_count_tokens_match_the_turns_they_predict(proxy):
     [resp] = await generate(proxy, "async", False, model="gemini-2.5-flash", contents="Hi 🎉")
     assert counted.total_tokens == resp.usage_metadata.prompt_token_count
     assert counted.total_tokens == sent_prompt_tokens(proxy)
+
+
+async def test_responses_input_tokens_count_the_turn_they_predict(proxy):
+    """The official client's responses.input_tokens.count (it used to be a
+    405): stored history, instructions and tools counted as the turn counts."""
+    client = openai_client(proxy)
+    tool = {"type": "function", "name": "get_weather", "description": "Weather of a city.",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}
+    proxy.fake.enqueue(Scripted(answer="Hello! 你好"))
+    first = await client.responses.create(model="gpt-4o", input="Hi there 🎉")
+    follow_up = dict(model="gpt-4o", input="And Paris?", instructions="Be brief.",
+                     tools=[tool], previous_response_id=first.id)
+    counted = await client.responses.input_tokens.count(**follow_up)
+    assert counted.object == "response.input_tokens"
+    proxy.fake.enqueue(Scripted(answer="Sunny."))
+    resp = await client.responses.create(**follow_up)
+    assert counted.input_tokens == resp.usage.input_tokens == sent_prompt_tokens(proxy)
+    # ``model`` may be left out: the server's default model counts it.
+    bare = await client.responses.input_tokens.count(input="Hi there 🎉")
+    assert bare.input_tokens == first.usage.input_tokens
+    with pytest.raises(openai.BadRequestError):
+        await client.responses.input_tokens.count(input="hi", previous_response_id="resp_none")
 
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
