@@ -71,6 +71,7 @@ class ResponsesRoutes:
         model = self.api.resolve_model(self.api.default_model if name is None else name,
                                        family="openai")
         parsed = await self._parse(caller.identity, body, model)
+        self.api.admit_model(caller, model.requested, model.native)
         return json_response({"object": "response.input_tokens",
                               "input_tokens": await self.api.prompt_tokens(parsed.chat)})
 
