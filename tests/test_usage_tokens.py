@@ -390,3 +390,42 @@ async def test_claude_usage_of_a_provider_answer_is_the_providers(proxy_factory,
     fake_provider.enqueue(ProviderReply(text="Hello there, friend.", usage=(21, 8)))
     message = await claude_message(proxy, stream, model=PROVIDER_MODEL)
     assert (message.usage.input_tokens, message.usage.output_tokens) == (21, 8)
+
+
+CACHED = {"prompt_tokens_details": {"cached_tokens": 16}}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_providers_cached_prompt_tokens_reach_every_family(proxy_factory, fake_provider,
+                                                                 stream):
+    """A provider's cache hits (OpenAI's prompt_tokens_details, DeepSeek's
+    prompt_cache_hit_tokens) were reported as 0 cached tokens, or not at all."""
+    proxy = await proxy_factory(provider_config(fake_provider))
+    fake_provider.enqueue(ProviderReply(text="Hello there.", usage=(40, 8), usage_extra=CACHED))
+    *_, usage = await openai_chat(proxy, stream, model=PROVIDER_MODEL)
+    assert (usage.prompt_tokens, usage.prompt_tokens_details.cached_tokens) == (40, 16)
+
+    fake_provider.enqueue(ProviderReply(text="Hello there.", usage=(40, 8),
+                                        usage_extra={"prompt_cache_hit_tokens": 16}))
+    resp = await responses_call(proxy, stream, model=PROVIDER_MODEL, input="q")
+    assert (resp.usage.input_tokens, resp.usage.input_tokens_details.cached_tokens) == (40, 16)
+
+    # Anthropic's input_tokens leave the cache reads out.
+    fake_provider.enqueue(ProviderReply(text="Hello there.", usage=(40, 8), usage_extra=CACHED))
+    message = await claude_message(proxy, stream, model=PROVIDER_MODEL)
+    assert (message.usage.input_tokens, message.usage.cache_read_input_tokens,
+            message.usage.cache_creation_input_tokens) == (24, 16, 0)
+
+    fake_provider.enqueue(ProviderReply(text="Hello there.", usage=(40, 8), usage_extra=CACHED))
+    [*_, last] = await generate(proxy, "async", stream, model=PROVIDER_MODEL, contents="q")
+    meta = last.usage_metadata
+    assert (meta.prompt_token_count, meta.cached_content_token_count) == (40, 16)
+
+
+async def test_a_cached_count_beyond_the_prompt_is_no_cache_hit(proxy_factory, fake_provider):
+    proxy = await proxy_factory(provider_config(fake_provider))
+    fake_provider.enqueue(ProviderReply(text="Hi.", usage=(10, 2),
+                                        usage_extra={"prompt_tokens_details": {
+                                            "cached_tokens": 11}}))
+    message = await claude_message(proxy, False, model=PROVIDER_MODEL)
+    assert (message.usage.input_tokens, message.usage.cache_read_input_tokens) == (10, None)

@@ -222,7 +222,19 @@ def _usage(data: Any) -> Usage | None:
               _count(details.get("reasoning_tokens")) if isinstance(details, dict) else 0)
     if any(c is None for c in counts):
         return None
-    return Usage(*counts)  # type: ignore[arg-type]
+    return Usage(*counts, _cached(data, counts[0]))  # type: ignore[arg-type]
+
+
+def _cached(data: dict, prompt: int) -> int:
+    """Prompt tokens read from the provider's cache: OpenAI's
+    ``prompt_tokens_details.cached_tokens``, else DeepSeek's
+    ``prompt_cache_hit_tokens``; 0 when it is not a count within the prompt."""
+    details = data.get("prompt_tokens_details")
+    value = details.get("cached_tokens") if isinstance(details, dict) else None
+    if value is None:
+        value = data.get("prompt_cache_hit_tokens")
+    cached = _count(value)
+    return cached if cached is not None and cached <= prompt else 0
 
 
 def final_events(translator: ChunkTranslator, fallback: Usage) -> list[TurnEvent]:
