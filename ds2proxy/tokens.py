@@ -25,6 +25,7 @@ CACHE_ENTRIES = 32_768
 ATTACHMENT_BYTES_PER_TOKEN = 3
 TEXT_MIME_TYPES = ("application/json", "application/xml", "application/javascript",
                    "application/x-yaml", "application/yaml", "application/toml")
+TEXT_SUFFIXES = ("+json", "+xml", "+yaml")  # structured-syntax suffixes (RFC 6839)
 
 _cache: OrderedDict[tuple[int, int], int] = OrderedDict()
 
@@ -100,9 +101,17 @@ async def count_tokens_async(text: str) -> int:
     return known + _store(missing, counts)
 
 
+def _is_text_type(mime_type: str) -> bool:
+    """Whether a MIME type names text, whatever its case and parameters
+    (``application/json; charset=utf-8``, ``Text/Plain``, ``…+json``)."""
+    base = mime_type.split(";", 1)[0].strip().lower()
+    return (base.startswith("text/") or base in TEXT_MIME_TYPES
+            or base.endswith(TEXT_SUFFIXES))
+
+
 def _attachment_text(data: bytes, mime_type: str) -> str | None:
     """The text of a text-like upload, None for binary files."""
-    if not (mime_type.startswith("text/") or mime_type in TEXT_MIME_TYPES):
+    if not _is_text_type(mime_type):
         return None
     try:
         return data.decode("utf-8")

@@ -280,3 +280,12 @@ async def test_text_uploads_count_their_tokens_and_binaries_their_bytes():
                                            (b"\xff\xfe not utf-8", "text/plain")])
     assert total == (reference_tokens(notes) + binary_file_tokens(len(png))
                      + binary_file_tokens(len(b"\xff\xfe not utf-8")))
+
+
+@pytest.mark.parametrize("mime", ["application/json; charset=utf-8", "Text/Plain",
+                                  "application/ld+json", "image/svg+xml", "TEXT/CSV;header=present"])
+async def test_a_text_type_written_with_parameters_or_capitals_counts_its_tokens(mime):
+    """A MIME type's case and parameters do not change what it is: these
+    text files were counted as binaries, a token per three bytes."""
+    text = '{"city": "Paris", "temps": [12, 14, 9], "note": "晴"}\n' * 20
+    assert await count_attachment_tokens([(text.encode(), mime)]) == reference_tokens(text)
