@@ -429,3 +429,35 @@ async def test_a_cached_count_beyond_the_prompt_is_no_cache_hit(proxy_factory, f
                                             "cached_tokens": 11}}))
     message = await claude_message(proxy, False, model=PROVIDER_MODEL)
     assert (message.usage.input_tokens, message.usage.cache_read_input_tokens) == (10, None)
+
+
+def provider_sse(*deltas: dict) -> bytes:
+    """A provider's stream of ``deltas`` with no usage at all."""
+    chunks = [{"choices": [{"index": 0, "delta": d}]} for d in deltas]
+    chunks.append({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    return b"".join(b"data: " + json.dumps(c).encode() + b"\n\n" for c in chunks) + \
+        b"data: [DONE]\n\n"
+
+
+REASONING = "Weigh Oslo against Rome, then answer."
+ANSWER = "Rome is warmer today."
+
+
+@pytest.mark.parametrize("reasoning", ["field", "think_tags"])
+async def test_our_count_of_a_provider_answer_names_its_reasoning(proxy_factory, fake_provider,
+                                                                 reasoning):
+    """A provider that reports no usage: its reasoning was counted into the
+    answer's tokens (joined to it) and reasoning_tokens said 0."""
+    proxy = await proxy_factory(provider_config(fake_provider, reasoning=reasoning))
+    if reasoning == "field":
+        body = provider_sse({"reasoning_content": REASONING}, {"content": ANSWER})
+        written = reference_tokens(REASONING) + reference_tokens(ANSWER)
+    else:
+        content = f"<think>{REASONING}</think>{ANSWER}"
+        body = provider_sse({"content": content[:9]}, {"content": content[9:]})
+        written = reference_tokens(content)
+    fake_provider.enqueue(ProviderReply(raw=body))
+    thought, answer, _, usage = await openai_chat(proxy, False, model=PROVIDER_MODEL)
+    assert (thought, answer) == (REASONING, ANSWER)
+    assert usage.completion_tokens == written
+    assert usage.completion_tokens_details.reasoning_tokens == reference_tokens(REASONING)
