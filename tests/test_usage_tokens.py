@@ -18,6 +18,7 @@ from test_claude_sse import post as post_claude
 from test_gemini_client import collect, generate
 from test_gemini_wire import agent_request, send_as_recorded, sse_frames
 from test_gemini_wire import post as post_gemini
+from dsml_util import dsml
 from token_util import binary_file_tokens, reference_tokens
 
 from ds2proxy.testing import Replay, Scripted, load_expected
@@ -249,6 +250,41 @@ async def test_responses_max_output_tokens_stops_at_exactly_the_limit(proxy, str
     assert resp.status == "incomplete"
     assert resp.incomplete_details.reason == "max_output_tokens"
     assert reference_tokens(resp.output_text) == resp.usage.output_tokens == 50
+
+
+FORCED_CALL = "Let me look that up for you.\n\n" + dsml(("get_weather", {"city": "Paris"}))
+OPENAI_TOOL = {"type": "function", "function": {
+    "name": "get_weather", "parameters": {"type": "object",
+                                          "properties": {"city": {"type": "string"}}}}}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_forced_call_cut_by_the_limit_is_a_cut_answer_not_a_violation(proxy, stream):
+    """tool_choice required / any, and max_tokens ends the answer before the
+    call: a 422 tool_choice_violation blamed the model for the client's limit."""
+    proxy.fake.enqueue(Scripted(answer=FORCED_CALL))
+    _, text, finish, usage = await openai_chat(
+        proxy, stream, model="deepseek-chat", max_tokens=5, tools=[OPENAI_TOOL],
+        tool_choice="required")
+    assert (finish, usage.completion_tokens) == ("length", 5)
+    assert reference_tokens(text) == 5
+
+    proxy.fake.enqueue(Scripted(answer=FORCED_CALL))
+    message = await claude_message(proxy, stream, max_tokens=5, tools=[WEATHER_TOOL],
+                                   tool_choice={"type": "any"})
+    assert (message.stop_reason, message.usage.output_tokens) == ("max_tokens", 5)
+
+    proxy.fake.enqueue(Scripted(answer=FORCED_CALL))
+    resp = await responses_call(proxy, stream, model="deepseek-chat", input="q",
+                                max_output_tokens=5, tool_choice="required",
+                                tools=[{"type": "function", **OPENAI_TOOL["function"]}])
+    assert (resp.status, resp.incomplete_details.reason) == ("incomplete", "max_output_tokens")
+
+    # Without a limit the same turn still calls, and no call at all is still a violation.
+    proxy.fake.enqueue(Scripted(answer="No tool today."))
+    with pytest.raises(openai.APIError, match="tool_choice requires"):
+        await openai_chat(proxy, stream, model="deepseek-chat", max_tokens=50,
+                          tools=[OPENAI_TOOL], tool_choice="required")
 
 
 # -- count_tokens of recorded agent requests -------------------------------------------
