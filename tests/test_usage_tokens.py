@@ -497,3 +497,21 @@ async def test_our_count_of_a_provider_answer_names_its_reasoning(proxy_factory,
     assert (thought, answer) == (REASONING, ANSWER)
     assert usage.completion_tokens == written
     assert usage.completion_tokens_details.reasoning_tokens == reference_tokens(REASONING)
+
+
+@pytest.mark.parametrize("native_tools", [True, False])
+async def test_count_tokens_of_a_provider_model_predict_its_turn(proxy_factory, fake_provider,
+                                                                native_tools):
+    """count_tokens of a model a provider answers counted the web chat's
+    prompt (its template, the tool prompt of a native-tools provider), not
+    what the provider turn sends and counts."""
+    proxy = await proxy_factory(provider_config(fake_provider, tools=native_tools))
+    request = dict(model=PROVIDER_MODEL, system="Be brief.", tools=[WEATHER_TOOL],
+                   messages=[{"role": "user", "content": "Weather in Paris? 北京呢?"}])
+    claude = anthropic_client(proxy, "/anthropic", timeout=60.0)
+    counted = await claude.messages.count_tokens(**request)
+    fake_provider.enqueue(ProviderReply(raw=provider_sse({"content": "Sunny."})))
+    message = await claude_message(proxy, False, **request)
+    assert message.usage.input_tokens == counted.input_tokens
+    pool = await claude.messages.count_tokens(**dict(request, model="claude-sonnet-4-6"))
+    assert (pool.input_tokens != counted.input_tokens) is native_tools

@@ -26,6 +26,7 @@ from .answers import StreamEnd, sse_reads
 from .client import ProviderClient
 from .emulate import EmulatedTools, emulated_body
 from .request import chat_body
+from .settings import ProviderSettings
 from .stream import ChunkTranslator, final_events, own_usage
 
 
@@ -41,12 +42,8 @@ class ProviderTurn:
         self.created = int(time.time())
         self.prompt_tokens = 0
         self.emitted = False
-        # A provider without native tools gets them written into one prompt.
-        self._emulate = (bool(chat.tools) and not client.settings.tools
-                         and chat.tool_choice.mode != "none")
         self._config = config
-        self._body = (emulated_body(chat, config, model) if self._emulate
-                      else chat_body(chat, model, stream=True))
+        self._emulate, self._body = provider_body(chat, config, client.settings, model)
         self._response: aiohttp.ClientResponse | None = None
         self._reserved = False
         # The answer's text so far, until the final usage event went out
@@ -137,6 +134,22 @@ class ProviderTurn:
         if self._reserved:
             self._reserved = False
             self.client.release()
+
+
+def provider_body(chat: ChatRequest, config: Config, settings: ProviderSettings,
+                  model: str) -> tuple[bool, dict]:
+    """(whether the tools are written into the prompt, the request body): a
+    provider without native tools gets them written into one prompt."""
+    emulate = bool(chat.tools) and not settings.tools and chat.tool_choice.mode != "none"
+    return emulate, (emulated_body(chat, config, model) if emulate
+                     else chat_body(chat, model, stream=True))
+
+
+async def provider_prompt_tokens(chat: ChatRequest, config: Config, settings: ProviderSettings,
+                                 model: str) -> int:
+    """The prompt count a provider turn reports when the provider gives none
+    (count_tokens routes of a provider's model use it too)."""
+    return await count_tokens_async(_prompt_text(provider_body(chat, config, settings, model)[1]))
 
 
 def _counted_later(prompt_tokens: int, translator: ChunkTranslator
