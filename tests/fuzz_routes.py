@@ -136,6 +136,8 @@ ROUTES = (
           {**CHAT, "model": "auto"}, _paths(*SAMPLING_OPENAI, *CHAT_SHAPE)),
     Route("degpt-messages", "POST", "/api/v1/messages", "anthropic",
           {**MESSAGES, "model": "auto"}, _paths(*ANTHROPIC)),
+    Route("degpt-count-tokens", "POST", "/api/v1/messages/count_tokens", "anthropic",
+          {**MESSAGES, "model": "auto"}, _paths(*ANTHROPIC)),
     Route("lm", "POST", "/lm/v2/chat/completions", "openai", CHAT,
           _paths(*SAMPLING_OPENAI, *CHAT_SHAPE, "penalty_score", "top_k")),
     Route("hello", "POST", "/hello/v1/ask", "openai", {"question": "hi"},
