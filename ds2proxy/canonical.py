@@ -268,6 +268,9 @@ class Usage:
     prompt_tokens: int
     completion_tokens: int
     reasoning_tokens: int = 0
+    # Prompt tokens a provider read from its prompt cache (a part of
+    # prompt_tokens); the web chat reports none.
+    cached_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:

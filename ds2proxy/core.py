@@ -268,7 +268,11 @@ class Core:
 
     async def prompt_tokens(self, chat: ChatRequest) -> int:
         """Prompt tokens a turn for ``chat`` would report (for count_tokens
-        routes): the DeepSeek V4 tokens of the text it would send."""
+        routes): the DeepSeek V4 tokens of the text it would send, to the
+        web chat or to the provider that answers the model first."""
+        provider = await self.providers.prompt_tokens(chat, self.config)
+        if provider is not None:
+            return provider
         return await estimate_prompt_tokens(chat, self.config)
 
     @asynccontextmanager

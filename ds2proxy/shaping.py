@@ -263,8 +263,13 @@ class TurnShaper:
             self.cleaner = TextCleaner()
 
     def tail(self) -> list[TurnEvent]:
-        """Citations, usage and the finish reason; raises on a tool_choice violation."""
-        if self.sieve is not None and self.filtered is None and self.sieve.violation():
+        """Citations, usage and the finish reason; raises on a tool_choice violation.
+
+        An answer cut before its call (the client's max_tokens or stop
+        sequence, the content filter, continue rounds run out) did not refuse
+        to call: it ends with that finish reason, as the official APIs end it."""
+        if (self.sieve is not None and self.filtered is None and not self.stopped
+                and self.sieve.violation()):
             raise ToolChoiceViolation()
         events: list[TurnEvent] = [Citation(i, url, title) for i, url, title in self._citations()]
         if not self.usage_after:

@@ -35,27 +35,31 @@ def _is_cjk(ch: str) -> bool:
     return "\u3040" <= ch <= "\u30ff" or "\u4e00" <= ch <= "\u9fa5"
 
 
-def boundaries(text: str, lo: int = 0) -> Iterator[int]:
+def boundaries(text: str, lo: int = 0, hi: int | None = None) -> Iterator[int]:
     """The safe boundaries of ``text`` at or after ``lo``, ascending, inside
-    the text (never 0 nor its length)."""
+    the text (never 0 nor its length); with ``hi``, only those the text up to
+    ``hi`` shows (the scan stops there: one near ``hi`` may be missed)."""
+    hi = len(text) if hi is None else min(hi, len(text))
     if text.isascii():
-        if text.find(" ", lo) < 0 and text.find("\n", lo) < 0:
+        if text.find(" ", lo, hi) < 0 and text.find("\n", lo, hi) < 0:
             return iter(())  # one long word (or code without spaces): no scan
         # No CJK run: every match is one character whose end is the boundary.
         # Lazy, as callers often take only the first (a list made cutting a
         # long text into many segments quadratic).
-        return map(re.Match.end, _EDGE.finditer(text, lo))
-    return _boundaries(text, lo)
+        return map(re.Match.end, _EDGE.finditer(text, lo, hi))
+    return _boundaries(text, lo, hi)
 
 
-def _boundaries(text: str, lo: int) -> Iterator[int]:
+def _boundaries(text: str, lo: int, hi: int | None = None) -> Iterator[int]:
+    hi = len(text) if hi is None else hi
     last = -1
-    for match in _EDGE.finditer(text, lo):
+    for match in _EDGE.finditer(text, lo, hi):
         start, end = match.span()
         edges = (end,)
         if _is_cjk(text[start]):
+            # A run the scan's end cut short may go on: its end is no edge.
             left = start > 0 and not _is_cjk(text[start - 1])
-            edges = ((start,) if left else ()) + ((end,) if end < len(text) else ())
+            edges = ((start,) if left else ()) + ((end,) if end < hi else ())
         for edge in edges:
             if edge != last:
                 last = edge

@@ -120,12 +120,33 @@ def _fast(path: Path) -> Tokenizer:
 
     def count(texts: Sequence[str]) -> list[int]:
         """Always a batch: it runs without the GIL (a single ``encode`` holds
-        it throughout), so the loop keeps going while a thread counts."""
-        return [len(e) for e in batch(list(texts), add_special_tokens=False)]
+        it throughout), so the loop keeps going while a thread counts. A
+        batch's encodings live until it is counted (tens of bytes a token),
+        so a long list goes in batches of about BATCH_CHARS characters."""
+        counts: list[int] = []
+        for part in _batches(texts):
+            counts += [len(e) for e in batch(part, add_special_tokens=False)]
+        return counts
 
     added = {t.content: i for i, t in rust.get_added_tokens_decoder().items()}
     lengths = _byte_length_of(rust.id_to_token, added)
     return Tokenizer(encode, lengths, "tokenizers", list(added), starts, count)
+
+
+BATCH_CHARS = 1 << 20
+
+
+def _batches(texts: Sequence[str]) -> list[list[str]]:
+    """``texts`` in consecutive runs of about ``BATCH_CHARS`` characters."""
+    out: list[list[str]] = [[]]
+    size = 0
+    for text in texts:
+        if size and size + len(text) > BATCH_CHARS:
+            out.append([])
+            size = 0
+        out[-1].append(text)
+        size += len(text)
+    return out
 
 
 def _pure(path: Path) -> Tokenizer:

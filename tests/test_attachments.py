@@ -23,6 +23,8 @@ from ds2proxy.testing.fake_pow import INVALID_POW
 from ds2proxy.upstream.client import UPLOAD_PATH
 from ds2proxy.upstream.files import MAX_UPLOADS, plan_uploads
 from ds2proxy.testing.clients import anthropic_client, gemini_client, openai_client
+from ds2proxy.turn_text import NOMINAL_FILE_ID
+from token_util import reference_tokens
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8
 PNG_B64 = base64.b64encode(PNG).decode()
@@ -74,6 +76,20 @@ async def test_openai_data_url_image_is_uploaded_for_vision(proxy):
     # Uploaded bytes count into prompt tokens, a third of a token per byte.
     assert resp.usage.prompt_tokens >= len(PNG) // 3
     assert proxy.core.pool.inflight == 0
+
+
+async def test_a_data_url_with_parameters_is_uploaded_and_counted(proxy):
+    """RFC 2397 lets parameters (charset, name) precede ;base64: such a URL
+    was taken for a remote one, so the file never reached the model and its
+    text was not counted."""
+    text = "Quarterly figures: 北京 up 12%, Paris down 3%.\n" * 20
+    payload = base64.b64encode(text.encode()).decode()
+    resp = await ask_openai(proxy, {"type": "file", "file": {
+        "file_data": f"data:text/plain;charset=utf-8;base64,{payload}", "filename": "q.txt"}})
+    file_id = assert_uploaded(proxy, text.encode(), "text/plain", "default")
+    assert_prompt_names(proxy, f"[file: q.txt, attached as {file_id}]", payload)
+    prompt = completion_body(proxy)["prompt"].replace(file_id, NOMINAL_FILE_ID)
+    assert resp.usage.prompt_tokens == reference_tokens(prompt) + reference_tokens(text)
 
 
 async def test_openai_chat_tool_result_image_is_uploaded(proxy):

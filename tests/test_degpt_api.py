@@ -152,6 +152,21 @@ async def test_messages_stream_with_auto_model(proxy):
     assert final.stop_reason == "end_turn"
 
 
+async def test_messages_count_tokens_predicts_the_turn(proxy):
+    """An Anthropic client on this surface counts tokens as on /anthropic
+    (its count_tokens was a 404 in the OpenAI shape), ``auto`` included."""
+    client = anthropic_client(proxy, "/api")
+    counted = await client.messages.count_tokens(model="auto", messages=USER,
+                                                 system="Answer in French.")
+    proxy.fake.enqueue(Scripted(answer="Bonjour."))
+    message = await client.messages.create(model="auto", max_tokens=100, messages=USER,
+                                           system="Answer in French.")
+    assert counted.input_tokens == message.usage.input_tokens > 0
+    elsewhere = await anthropic_client(proxy, "/anthropic").messages.count_tokens(
+        model=proxy.core.config.models.default, messages=USER, system="Answer in French.")
+    assert elsewhere.input_tokens == counted.input_tokens
+
+
 async def test_messages_bad_key_is_an_anthropic_401(proxy_factory):
     proxy = await proxy_factory({"auth": {"allow_passthrough": False}})
     with pytest.raises(anthropic.AuthenticationError) as info:

@@ -183,6 +183,29 @@ async def test_disallowed_model_is_403_in_the_family_shape(admin: Admin):
     assert ok.text
 
 
+async def test_count_routes_honour_the_model_list(admin: Admin):
+    """count_tokens, countTokens and responses/input_tokens answered a key for
+    any model, though its turns with that model are refused."""
+    proxy = admin.proxy
+    secret = (await new_key(admin, name="chat-only", models=["deepseek-chat", "gemini-2.*"]))["key"]
+    claude = anthropic_client(proxy, "/anthropic", key=secret)
+    with pytest.raises(anthropic.PermissionDeniedError) as caught:
+        await claude.messages.count_tokens(model="claude-opus-4-1",
+                                           messages=[{"role": "user", "content": "hi"}])
+    assert "'chat-only' may not use model 'claude-opus-4-1'" in caught.value.message
+    with pytest.raises(genai_errors.ClientError) as denied:
+        await gemini_client(proxy, key=secret).aio.models.count_tokens(
+            model="gemini-1.5-pro", contents="hi")
+    assert denied.value.code == 403
+    openai_api = openai_client(proxy, key=secret)
+    with pytest.raises(openai.PermissionDeniedError):
+        await openai_api.responses.input_tokens.count(model="deepseek-reasoner", input="hi")
+    counted = await openai_api.responses.input_tokens.count(model="deepseek-chat", input="hi")
+    allowed = await gemini_client(proxy, key=secret).aio.models.count_tokens(
+        model="gemini-2.5-flash", contents="hi")
+    assert counted.input_tokens > 0 and allowed.total_tokens > 0
+
+
 async def test_concurrency_limit_holds_a_slot_per_turn(admin: Admin):
     from ds2proxy.testing import Delivery, Scripted
     proxy = admin.proxy

@@ -26,6 +26,7 @@ from ds2proxy.prompt import markers
 from ds2proxy.token_pieces import boundaries
 from ds2proxy.token_stream import StreamCount
 from ds2proxy.tokens import (
+    STRETCH_CHARS,
     count_attachment_tokens,
     count_tokens,
     count_tokens_async,
@@ -280,3 +281,47 @@ async def test_text_uploads_count_their_tokens_and_binaries_their_bytes():
                                            (b"\xff\xfe not utf-8", "text/plain")])
     assert total == (reference_tokens(notes) + binary_file_tokens(len(png))
                      + binary_file_tokens(len(b"\xff\xfe not utf-8")))
+
+
+@pytest.mark.parametrize("mime", ["application/json; charset=utf-8", "Text/Plain",
+                                  "application/ld+json", "image/svg+xml", "TEXT/CSV;header=present"])
+async def test_a_text_type_written_with_parameters_or_capitals_counts_its_tokens(mime):
+    """A MIME type's case and parameters do not change what it is: these
+    text files were counted as binaries, a token per three bytes."""
+    text = '{"city": "Paris", "temps": [12, 14, 9], "note": "晴"}\n' * 20
+    assert await count_attachment_tokens([(text.encode(), mime)]) == reference_tokens(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(ALPHABET, max_size=80), st.integers(0, 40), st.integers(0, 60))
+def test_a_scan_that_stops_early_finds_only_safe_boundaries(pieces, lo, width):
+    """``boundaries(text, lo, hi)`` never reports an edge the whole scan does
+    not (a CJK run cut off by ``hi`` is not ended there)."""
+    text = "".join(pieces)
+    found = list(boundaries(text, lo, lo + width))
+    assert set(found) <= set(boundaries(text, lo)) and all(b <= lo + width for b in found)
+
+
+@pytest.mark.parametrize("unit", ["ab", "中文字", "é", "-"])
+def test_a_giant_stretch_without_boundaries_is_encoded_in_bounded_pieces(unit):
+    """One pre-token of 200 000 characters went to the tokenizer whole, at a
+    cost above linear in time and memory (a 64 MiB body could take minutes
+    and gigabytes); it is cut every STRETCH_CHARS, within a token per cut."""
+    text = "Start. " + unit * (200_000 // len(unit)) + " end.\n"
+    parts = segments(text)
+    assert "".join(parts) == text and max(map(len, parts)) <= STRETCH_CHARS
+    assert abs(count_tokens(text) - reference_tokens(text)) <= len(parts)
+    # Text with safe boundaries in reach is still cut only at them: exact.
+    prose = "word " * 40_000
+    assert count_tokens(prose) == reference_tokens(prose)
+
+
+def test_many_texts_are_encoded_in_batches_of_bounded_size():
+    """Every encoding of one call stayed alive until all were counted: a
+    64 MiB prompt held gigabytes. Batches hold about BATCH_CHARS characters."""
+    texts = ["word " * 50_000, "中文 " * 100_000, "x", "tail " * 300_000]
+    batches = tokenizer._batches(texts)
+    assert [t for b in batches for t in b] == texts
+    assert all(len(b) == 1 or sum(map(len, b)) <= tokenizer.BATCH_CHARS for b in batches)
+    assert len(batches) > 1
+    assert tokenizer.load().count_many(texts) == reference_counts(texts)

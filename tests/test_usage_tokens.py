@@ -9,6 +9,7 @@ import base64
 import json
 
 import anthropic
+import openai
 import pytest
 from google.genai import types
 from provider_util import PROVIDER_MODEL, fake_provider, provider_config  # noqa: F401
@@ -17,6 +18,7 @@ from test_claude_sse import post as post_claude
 from test_gemini_client import collect, generate
 from test_gemini_wire import agent_request, send_as_recorded, sse_frames
 from test_gemini_wire import post as post_gemini
+from dsml_util import dsml
 from token_util import binary_file_tokens, reference_tokens
 
 from ds2proxy.testing import Replay, Scripted, load_expected
@@ -250,6 +252,41 @@ async def test_responses_max_output_tokens_stops_at_exactly_the_limit(proxy, str
     assert reference_tokens(resp.output_text) == resp.usage.output_tokens == 50
 
 
+FORCED_CALL = "Let me look that up for you.\n\n" + dsml(("get_weather", {"city": "Paris"}))
+OPENAI_TOOL = {"type": "function", "function": {
+    "name": "get_weather", "parameters": {"type": "object",
+                                          "properties": {"city": {"type": "string"}}}}}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_forced_call_cut_by_the_limit_is_a_cut_answer_not_a_violation(proxy, stream):
+    """tool_choice required / any, and max_tokens ends the answer before the
+    call: a 422 tool_choice_violation blamed the model for the client's limit."""
+    proxy.fake.enqueue(Scripted(answer=FORCED_CALL))
+    _, text, finish, usage = await openai_chat(
+        proxy, stream, model="deepseek-chat", max_tokens=5, tools=[OPENAI_TOOL],
+        tool_choice="required")
+    assert (finish, usage.completion_tokens) == ("length", 5)
+    assert reference_tokens(text) == 5
+
+    proxy.fake.enqueue(Scripted(answer=FORCED_CALL))
+    message = await claude_message(proxy, stream, max_tokens=5, tools=[WEATHER_TOOL],
+                                   tool_choice={"type": "any"})
+    assert (message.stop_reason, message.usage.output_tokens) == ("max_tokens", 5)
+
+    proxy.fake.enqueue(Scripted(answer=FORCED_CALL))
+    resp = await responses_call(proxy, stream, model="deepseek-chat", input="q",
+                                max_output_tokens=5, tool_choice="required",
+                                tools=[{"type": "function", **OPENAI_TOOL["function"]}])
+    assert (resp.status, resp.incomplete_details.reason) == ("incomplete", "max_output_tokens")
+
+    # Without a limit the same turn still calls, and no call at all is still a violation.
+    proxy.fake.enqueue(Scripted(answer="No tool today."))
+    with pytest.raises(openai.APIError, match="tool_choice requires"):
+        await openai_chat(proxy, stream, model="deepseek-chat", max_tokens=50,
+                          tools=[OPENAI_TOOL], tool_choice="required")
+
+
 # -- count_tokens of recorded agent requests -------------------------------------------
 
 
@@ -299,6 +336,28 @@ async def test_sdk_count_tokens_match_the_turns_they_predict(proxy):
     [resp] = await generate(proxy, "async", False, model="gemini-2.5-flash", contents="Hi 🎉")
     assert counted.total_tokens == resp.usage_metadata.prompt_token_count
     assert counted.total_tokens == sent_prompt_tokens(proxy)
+
+
+async def test_responses_input_tokens_count_the_turn_they_predict(proxy):
+    """The official client's responses.input_tokens.count (it used to be a
+    405): stored history, instructions and tools counted as the turn counts."""
+    client = openai_client(proxy)
+    tool = {"type": "function", "name": "get_weather", "description": "Weather of a city.",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}
+    proxy.fake.enqueue(Scripted(answer="Hello! 你好"))
+    first = await client.responses.create(model="gpt-4o", input="Hi there 🎉")
+    follow_up = dict(model="gpt-4o", input="And Paris?", instructions="Be brief.",
+                     tools=[tool], previous_response_id=first.id)
+    counted = await client.responses.input_tokens.count(**follow_up)
+    assert counted.object == "response.input_tokens"
+    proxy.fake.enqueue(Scripted(answer="Sunny."))
+    resp = await client.responses.create(**follow_up)
+    assert counted.input_tokens == resp.usage.input_tokens == sent_prompt_tokens(proxy)
+    # ``model`` may be left out: the server's default model counts it.
+    bare = await client.responses.input_tokens.count(input="Hi there 🎉")
+    assert bare.input_tokens == first.usage.input_tokens
+    with pytest.raises(openai.BadRequestError):
+        await client.responses.input_tokens.count(input="hi", previous_response_id="resp_none")
 
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
@@ -367,3 +426,92 @@ async def test_claude_usage_of_a_provider_answer_is_the_providers(proxy_factory,
     fake_provider.enqueue(ProviderReply(text="Hello there, friend.", usage=(21, 8)))
     message = await claude_message(proxy, stream, model=PROVIDER_MODEL)
     assert (message.usage.input_tokens, message.usage.output_tokens) == (21, 8)
+
+
+CACHED = {"prompt_tokens_details": {"cached_tokens": 16}}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_providers_cached_prompt_tokens_reach_every_family(proxy_factory, fake_provider,
+                                                                 stream):
+    """A provider's cache hits (OpenAI's prompt_tokens_details, DeepSeek's
+    prompt_cache_hit_tokens) were reported as 0 cached tokens, or not at all."""
+    proxy = await proxy_factory(provider_config(fake_provider))
+    fake_provider.enqueue(ProviderReply(text="Hello there.", usage=(40, 8), usage_extra=CACHED))
+    *_, usage = await openai_chat(proxy, stream, model=PROVIDER_MODEL)
+    assert (usage.prompt_tokens, usage.prompt_tokens_details.cached_tokens) == (40, 16)
+
+    fake_provider.enqueue(ProviderReply(text="Hello there.", usage=(40, 8),
+                                        usage_extra={"prompt_cache_hit_tokens": 16}))
+    resp = await responses_call(proxy, stream, model=PROVIDER_MODEL, input="q")
+    assert (resp.usage.input_tokens, resp.usage.input_tokens_details.cached_tokens) == (40, 16)
+
+    # Anthropic's input_tokens leave the cache reads out.
+    fake_provider.enqueue(ProviderReply(text="Hello there.", usage=(40, 8), usage_extra=CACHED))
+    message = await claude_message(proxy, stream, model=PROVIDER_MODEL)
+    assert (message.usage.input_tokens, message.usage.cache_read_input_tokens,
+            message.usage.cache_creation_input_tokens) == (24, 16, 0)
+
+    fake_provider.enqueue(ProviderReply(text="Hello there.", usage=(40, 8), usage_extra=CACHED))
+    [*_, last] = await generate(proxy, "async", stream, model=PROVIDER_MODEL, contents="q")
+    meta = last.usage_metadata
+    assert (meta.prompt_token_count, meta.cached_content_token_count) == (40, 16)
+
+
+async def test_a_cached_count_beyond_the_prompt_is_no_cache_hit(proxy_factory, fake_provider):
+    proxy = await proxy_factory(provider_config(fake_provider))
+    fake_provider.enqueue(ProviderReply(text="Hi.", usage=(10, 2),
+                                        usage_extra={"prompt_tokens_details": {
+                                            "cached_tokens": 11}}))
+    message = await claude_message(proxy, False, model=PROVIDER_MODEL)
+    assert (message.usage.input_tokens, message.usage.cache_read_input_tokens) == (10, None)
+
+
+def provider_sse(*deltas: dict) -> bytes:
+    """A provider's stream of ``deltas`` with no usage at all."""
+    chunks = [{"choices": [{"index": 0, "delta": d}]} for d in deltas]
+    chunks.append({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    return b"".join(b"data: " + json.dumps(c).encode() + b"\n\n" for c in chunks) + \
+        b"data: [DONE]\n\n"
+
+
+REASONING = "Weigh Oslo against Rome, then answer."
+ANSWER = "Rome is warmer today."
+
+
+@pytest.mark.parametrize("reasoning", ["field", "think_tags"])
+async def test_our_count_of_a_provider_answer_names_its_reasoning(proxy_factory, fake_provider,
+                                                                 reasoning):
+    """A provider that reports no usage: its reasoning was counted into the
+    answer's tokens (joined to it) and reasoning_tokens said 0."""
+    proxy = await proxy_factory(provider_config(fake_provider, reasoning=reasoning))
+    if reasoning == "field":
+        body = provider_sse({"reasoning_content": REASONING}, {"content": ANSWER})
+        written = reference_tokens(REASONING) + reference_tokens(ANSWER)
+    else:
+        content = f"<think>{REASONING}</think>{ANSWER}"
+        body = provider_sse({"content": content[:9]}, {"content": content[9:]})
+        written = reference_tokens(content)
+    fake_provider.enqueue(ProviderReply(raw=body))
+    thought, answer, _, usage = await openai_chat(proxy, False, model=PROVIDER_MODEL)
+    assert (thought, answer) == (REASONING, ANSWER)
+    assert usage.completion_tokens == written
+    assert usage.completion_tokens_details.reasoning_tokens == reference_tokens(REASONING)
+
+
+@pytest.mark.parametrize("native_tools", [True, False])
+async def test_count_tokens_of_a_provider_model_predict_its_turn(proxy_factory, fake_provider,
+                                                                native_tools):
+    """count_tokens of a model a provider answers counted the web chat's
+    prompt (its template, the tool prompt of a native-tools provider), not
+    what the provider turn sends and counts."""
+    proxy = await proxy_factory(provider_config(fake_provider, tools=native_tools))
+    request = dict(model=PROVIDER_MODEL, system="Be brief.", tools=[WEATHER_TOOL],
+                   messages=[{"role": "user", "content": "Weather in Paris? 北京呢?"}])
+    claude = anthropic_client(proxy, "/anthropic", timeout=60.0)
+    counted = await claude.messages.count_tokens(**request)
+    fake_provider.enqueue(ProviderReply(raw=provider_sse({"content": "Sunny."})))
+    message = await claude_message(proxy, False, **request)
+    assert message.usage.input_tokens == counted.input_tokens
+    pool = await claude.messages.count_tokens(**dict(request, model="claude-sonnet-4-6"))
+    assert (pool.input_tokens != counted.input_tokens) is native_tools

@@ -102,9 +102,18 @@ def message_object(result: TurnResult, chat: ChatRequest, message_id: str) -> di
         "content": content,
         "stop_reason": stop_reason(result.finish, result.stop_sequence),
         "stop_sequence": result.stop_sequence,
-        "usage": {"input_tokens": result.usage.prompt_tokens,
-                  "output_tokens": result.usage.completion_tokens},
+        "usage": {**input_usage(result.usage), "output_tokens": result.usage.completion_tokens},
     }
+
+
+def input_usage(usage: Usage) -> dict[str, int]:
+    """Anthropic's ``input_tokens`` leave out the prompt read from a cache,
+    which ``cache_read_input_tokens`` names (a provider's cache; the web chat
+    reports none)."""
+    if not usage.cached_tokens:
+        return {"input_tokens": usage.prompt_tokens}
+    return {"input_tokens": usage.prompt_tokens - usage.cached_tokens,
+            "cache_creation_input_tokens": 0, "cache_read_input_tokens": usage.cached_tokens}
 
 
 class MessagesStreamRenderer:
@@ -130,7 +139,7 @@ class MessagesStreamRenderer:
         self._calls: dict[int, int] = {}
         self._arguments: list[str] = []  # of the open tool_use block
         self._output_tokens = 0
-        self._final_input: int | None = None  # the final usage's prompt tokens
+        self._final_input: dict[str, int] | None = None  # the final usage's prompt counts
 
     def frames(self, event: TurnEvent) -> list[Frame]:
         """Frames for one event."""
@@ -150,7 +159,7 @@ class MessagesStreamRenderer:
             out += self._close()
         elif isinstance(event, Usage):
             self._output_tokens = event.completion_tokens
-            self._final_input = event.prompt_tokens
+            self._final_input = input_usage(event)
         elif isinstance(event, Finish):
             out += self.finish(event.reason, event.stop_sequence)
         return out
@@ -171,10 +180,11 @@ class MessagesStreamRenderer:
         self.finished = True
         out = self._start() + self._close()
         usage: dict[str, int] = {"output_tokens": self._output_tokens}
-        if self._final_input is not None and self._final_input != self.input_tokens:
+        if self._final_input is not None and self._final_input != {
+                "input_tokens": self.input_tokens}:
             # Counts on message_delta are cumulative and replace message_start's:
-            # a provider's own prompt count, a retry's second prompt.
-            usage["input_tokens"] = self._final_input
+            # a provider's own prompt count and cache reads, a retry's second prompt.
+            usage.update(self._final_input)
         out.append(("message_delta", {
             "type": "message_delta",
             "delta": {"stop_reason": stop_reason(reason, stop_sequence),

@@ -38,7 +38,8 @@ from .sampling import openai_chat_sampling
 from .tool_specs import parse_response_format, parse_tools
 from .validate import boolean, objects
 
-_DATA_URL = re.compile(r"^data:([^;,]+)?(;base64)?,(.*)$", re.DOTALL)
+# RFC 2397: data:[<type/subtype>][;param=value]*[;base64],<data>
+_DATA_URL = re.compile(r"^data:([^;,]*)((?:;[^;,]*)*),(.*)$", re.DOTALL | re.IGNORECASE)
 
 
 # --------------------------------------------------------------------------
@@ -82,9 +83,11 @@ def attachment_from_url(url: str, kind: str = "image", name: str | None = None,
     match = _DATA_URL.match(url)
     if not match:
         return AttachmentPart(kind=kind, url=url, name=name)  # type: ignore[arg-type]
-    mime, is_b64, payload = match.groups()
+    mime, params, payload = match.groups()
+    is_b64 = params.lower().endswith(";base64")  # parameters such as charset come first
     data = inline_bytes(payload, where) if is_b64 else payload.encode()
-    return AttachmentPart(kind=kind, mime_type=mime, data=data, name=name)  # type: ignore
+    return AttachmentPart(kind=kind, mime_type=mime or None, data=data,  # type: ignore
+                          name=name)
 
 
 def user_parts(content: Any, where: str = "content") -> list[Part]:
@@ -300,7 +303,7 @@ def usage_body(usage: Usage) -> dict:
         "prompt_tokens": usage.prompt_tokens,
         "completion_tokens": usage.completion_tokens,
         "total_tokens": usage.total_tokens,
-        "prompt_tokens_details": {"cached_tokens": 0},
+        "prompt_tokens_details": {"cached_tokens": usage.cached_tokens},
         "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
     }
 

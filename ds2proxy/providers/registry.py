@@ -25,6 +25,7 @@ from .client import ProviderClient
 from .health import ProviderHealth
 from .routed import RoutedTurn
 from .routing import Router
+from .turn import provider_prompt_tokens
 from .settings import POOL, ProviderSettings, RouteTarget
 
 if TYPE_CHECKING:
@@ -151,6 +152,16 @@ class Providers:
     def _count(self, name: str, outcome: str) -> None:
         if self.on_outcome is not None:
             self.on_outcome(name, outcome)
+
+    async def prompt_tokens(self, chat: ChatRequest, config: Config) -> int | None:
+        """Our count of the prompt a turn for ``chat`` would send to the
+        provider that answers its model first; None when the pool does."""
+        targets = self.router.targets(chat.model.requested)
+        if not targets or targets[0].provider is None:
+            return None
+        first = targets[0]
+        return await provider_prompt_tokens(chat, config, self._settings[first.provider],
+                                            first.model)
 
     # -- model lists -------------------------------------------------------------------
 

@@ -118,7 +118,12 @@ class ChunkTranslator:
         self.usage: Usage | None = None
         self.finish: FinishReason | None = None
         self.emitted = False
+        # The answer as written, for our own count when the provider reports
+        # none: content (think tags and all) and call arguments; reasoning
+        # sent apart from the content; reasoning inside the content's tags.
         self.text_parts: list[str] = []
+        self.field_reasoning: list[str] = []
+        self.tag_reasoning: list[str] = []
         self._calls = ToolCallDeltas({t.name for t in tools if t.kind == "custom"},
                                      self.text_parts)
 
@@ -151,19 +156,38 @@ class ChunkTranslator:
             thought, content = _parts(content)
             reasoning = reasoning or (self._reasoning_field and thought)
         if isinstance(reasoning, str) and reasoning:
-            self.text_parts.append(reasoning)
+            self.field_reasoning.append(reasoning)
             out.append(ReasoningDelta(reasoning))
         if isinstance(content, str) and content:
             self.text_parts.append(content)
-            out += self._splitter.feed(content) if self._splitter else [TextDelta(content)]
+            out += self._split(content) if self._splitter else [TextDelta(content)]
         if not self._keep_reasoning:
             out[:] = [e for e in out if type(e) is not ReasoningDelta]
         for call in delta.get("tool_calls") or ():
             self._calls.feed(call, out)
 
+    def _split(self, content: str) -> list[TurnEvent]:
+        """Think-tag content as events; the reasoning in it is noted."""
+        assert self._splitter is not None
+        return self._tagged(self._splitter.feed(content))
+
+    def _tagged(self, events: list[TurnEvent]) -> list[TurnEvent]:
+        self.tag_reasoning += [e.text for e in events if type(e) is ReasoningDelta]
+        return events
+
+    @property
+    def wrote(self) -> bool:
+        """Whether the provider wrote any answer, reasoning or arguments yet."""
+        return bool(self.text_parts or self.field_reasoning)
+
+    def own_texts(self) -> tuple[str, str, str]:
+        """(answer as written, reasoning sent apart, reasoning in think tags)."""
+        return ("".join(self.text_parts), "".join(self.field_reasoning),
+                "".join(self.tag_reasoning))
+
     def end(self) -> list[TurnEvent]:
         """Held text and the open call, when the answer is over."""
-        out = self._splitter.flush() if self._splitter else []
+        out = self._tagged(self._splitter.flush()) if self._splitter else []
         if not self._keep_reasoning:
             out = [e for e in out if type(e) is not ReasoningDelta]
         self._calls.close(out)
@@ -222,7 +246,26 @@ def _usage(data: Any) -> Usage | None:
               _count(details.get("reasoning_tokens")) if isinstance(details, dict) else 0)
     if any(c is None for c in counts):
         return None
-    return Usage(*counts)  # type: ignore[arg-type]
+    return Usage(*counts, _cached(data, counts[0]))  # type: ignore[arg-type]
+
+
+def _cached(data: dict, prompt: int) -> int:
+    """Prompt tokens read from the provider's cache: OpenAI's
+    ``prompt_tokens_details.cached_tokens``, else DeepSeek's
+    ``prompt_cache_hit_tokens``; 0 when it is not a count within the prompt."""
+    details = data.get("prompt_tokens_details")
+    value = details.get("cached_tokens") if isinstance(details, dict) else None
+    if value is None:
+        value = data.get("prompt_cache_hit_tokens")
+    cached = _count(value)
+    return cached if cached is not None and cached <= prompt else 0
+
+
+def own_usage(prompt_tokens: int, counts: list[int]) -> Usage:
+    """Our usage from the counts of :meth:`ChunkTranslator.own_texts`: the
+    answer as written plus reasoning sent apart; reasoning wherever it was."""
+    answer, field, tagged = counts
+    return Usage(prompt_tokens, answer + field, field + tagged)
 
 
 def final_events(translator: ChunkTranslator, fallback: Usage) -> list[TurnEvent]:

@@ -26,7 +26,8 @@ from .answers import StreamEnd, sse_reads
 from .client import ProviderClient
 from .emulate import EmulatedTools, emulated_body
 from .request import chat_body
-from .stream import ChunkTranslator, final_events
+from .settings import ProviderSettings
+from .stream import ChunkTranslator, final_events, own_usage
 
 
 class ProviderTurn:
@@ -41,17 +42,13 @@ class ProviderTurn:
         self.created = int(time.time())
         self.prompt_tokens = 0
         self.emitted = False
-        # A provider without native tools gets them written into one prompt.
-        self._emulate = (bool(chat.tools) and not client.settings.tools
-                         and chat.tool_choice.mode != "none")
         self._config = config
-        self._body = (emulated_body(chat, config, model) if self._emulate
-                      else chat_body(chat, model, stream=True))
+        self._emulate, self._body = provider_body(chat, config, client.settings, model)
         self._response: aiohttp.ClientResponse | None = None
         self._reserved = False
         # The answer's text so far, until the final usage event went out
         # (then None): an early end records its count (see aclose).
-        self._unreported: list[str] | None = None
+        self._unreported: ChunkTranslator | None = None
 
     @property
     def label(self) -> str:
@@ -81,7 +78,7 @@ class ProviderTurn:
                                      reasoning_field=mode != "none", keep_reasoning=keep)
         emulator = (EmulatedTools(self.chat, self._config, self.prompt_tokens)
                     if self._emulate else None)
-        self._unreported = translator.text_parts
+        self._unreported = translator
         end = StreamEnd()
         try:
             async for chunks in sse_reads(self._response, self.client, end):
@@ -114,7 +111,8 @@ class ProviderTurn:
         """Our own count, for a provider that reports no usage."""
         if translator.usage is not None:
             return translator.usage
-        return Usage(self.prompt_tokens, await count_tokens_async("".join(translator.text_parts)))
+        counts = [await count_tokens_async(text) for text in translator.own_texts()]
+        return own_usage(self.prompt_tokens, counts)
 
     async def collect(self) -> TurnResult:
         collector = TurnCollector()
@@ -127,7 +125,7 @@ class ProviderTurn:
         """Release the response and the provider slot (idempotent). A turn
         ended before its usage went out (client gone, provider failed after
         output) records the prompt and its own count of the text so far."""
-        if self._unreported:
+        if self._unreported is not None and self._unreported.wrote:
             request_record.note_usage_later(_counted_later(self.prompt_tokens, self._unreported))
         self._unreported = None
         if self._response is not None:
@@ -138,10 +136,29 @@ class ProviderTurn:
             self.client.release()
 
 
-def _counted_later(prompt_tokens: int, parts: list[str]) -> request_record.PendingUsage:
+def provider_body(chat: ChatRequest, config: Config, settings: ProviderSettings,
+                  model: str) -> tuple[bool, dict]:
+    """(whether the tools are written into the prompt, the request body): a
+    provider without native tools gets them written into one prompt."""
+    emulate = bool(chat.tools) and not settings.tools and chat.tool_choice.mode != "none"
+    return emulate, (emulated_body(chat, config, model) if emulate
+                     else chat_body(chat, model, stream=True))
+
+
+async def provider_prompt_tokens(chat: ChatRequest, config: Config, settings: ProviderSettings,
+                                 model: str) -> int:
+    """The prompt count a provider turn reports when the provider gives none
+    (count_tokens routes of a provider's model use it too)."""
+    return await count_tokens_async(_prompt_text(provider_body(chat, config, settings, model)[1]))
+
+
+def _counted_later(prompt_tokens: int, translator: ChunkTranslator
+                   ) -> request_record.PendingUsage:
     """The usage of an answer cut short, counted after the response."""
-    text = "".join(parts)
-    return request_record.PendingUsage(lambda: Usage(prompt_tokens, count_tokens(text)), len(text))
+    texts = translator.own_texts()
+    return request_record.PendingUsage(
+        lambda: own_usage(prompt_tokens, [count_tokens(text) for text in texts]),
+        sum(map(len, texts)))
 
 
 def _prompt_text(body: dict) -> str:

@@ -40,6 +40,8 @@ class ProviderReply:
     chunk_delay: float = 0.0  # seconds between chunks
     drop_after_chunks: int | None = None  # cut the connection after N content chunks
     usage: tuple[int, int] | None = None  # (prompt, completion); default computed
+    # Members added to the usage object (e.g. a cache's prompt_tokens_details).
+    usage_extra: dict[str, Any] = field(default_factory=dict)
     # A body sent as it is (with ``status`` and ``content_type``, in pieces of
     # ``write_bytes``), for answers no well-behaved provider gives.
     raw: bytes | None = None
@@ -83,7 +85,8 @@ def usage_of(reply: ProviderReply, body: dict[str, Any]) -> dict[str, Any]:
             len(args) for _, args in reply.tool_calls)
     return {"prompt_tokens": prompt, "completion_tokens": completion,
             "total_tokens": prompt + completion,
-            "completion_tokens_details": {"reasoning_tokens": len(reply.reasoning)}}
+            "completion_tokens_details": {"reasoning_tokens": len(reply.reasoning)},
+            **reply.usage_extra}
 
 
 def call_id(index: int) -> str:

@@ -26,7 +26,8 @@ class MessageRoutes:
             return await respond_messages(self.api, request, turn, chat)
 
     async def count_tokens(self, request: web.Request) -> web.Response:
-        self.api.authenticate(request)
+        caller = self.api.authenticate(request)
         chat = await self._parse(request)
+        self.api.admit_model(caller, chat.model.requested, chat.model.native)
         return json_response({"input_tokens": await self.api.prompt_tokens(chat)})
 

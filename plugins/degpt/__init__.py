@@ -29,6 +29,8 @@ def register(api: PluginAPI) -> None:
               errors=api.errors.openai)
     api.route("POST", f"{PREFIX}/chat/completions", chat.completions, errors=api.errors.openai)
     api.route("POST", f"{PREFIX}/messages", chat.messages, errors=api.errors.anthropic)
+    api.route("POST", f"{PREFIX}/messages/count_tokens", chat.count_tokens,
+              errors=api.errors.anthropic)
 
 
 def check_settings(settings: Mapping[str, Any]) -> dict[str, str]:

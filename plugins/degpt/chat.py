@@ -1,4 +1,5 @@
-"""``POST /api/v1/chat/completions`` and ``POST /api/v1/messages``.
+"""``POST /api/v1/chat/completions``, ``POST /api/v1/messages`` and its
+``count_tokens``.
 
 Both accept ``"model": "auto"``: the configured default model answers, and
 the response names that model rather than echoing "auto", as the surface's
@@ -12,6 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from ds2proxy.plugin_api import PluginAPI, ResolvedModel
+from ds2proxy.dialects import json_response
 from ds2proxy.dialects.anthropic_messages import parse_messages_request, respond_messages
 from ds2proxy.dialects.chat_stream import respond_chat
 from ds2proxy.dialects.openai_chat import ChatStyle, parse_chat_request
@@ -49,3 +51,12 @@ class ChatRoutes:
         async with self.api.turn(chat, caller) as turn:
             return await respond_messages(self.api, request, turn, chat,
                                           completion_id(turn.id))
+
+    async def count_tokens(self, request: web.Request) -> web.Response:
+        """The Messages API's ``count_tokens``, for Anthropic clients on this
+        surface: the prompt tokens ``messages`` would report."""
+        caller = self.api.authenticate(request)
+        body = await self.api.read_json(request)
+        chat = parse_messages_request(body, self._model(body.get("model"), "claude"))
+        self.api.admit_model(caller, chat.model.requested, chat.model.native)
+        return json_response({"input_tokens": await self.api.prompt_tokens(chat)})

@@ -21,13 +21,17 @@ def finish_reason(reason: str) -> str:
 
 
 def usage_metadata(usage: Usage) -> dict[str, int]:
-    """Gemini counts thoughts apart from the candidates; the total holds both."""
-    return {
+    """Gemini counts thoughts apart from the candidates; the total holds both.
+    Cached prompt tokens are a part of the prompt's, named when there are any."""
+    body = {
         "promptTokenCount": usage.prompt_tokens,
         "candidatesTokenCount": max(usage.completion_tokens - usage.reasoning_tokens, 0),
         "totalTokenCount": usage.total_tokens,
         "thoughtsTokenCount": usage.reasoning_tokens,
     }
+    if usage.cached_tokens:
+        body["cachedContentTokenCount"] = usage.cached_tokens
+    return body
 
 
 def thought_part(text: str) -> dict[str, Any]:

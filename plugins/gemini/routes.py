@@ -70,9 +70,10 @@ class GenerateRoutes:
 
     async def count_tokens(self, request: web.Request, model_name: str) -> web.Response:
         """``{"totalTokens": N}``: the prompt tokens a generate call would report."""
-        self.api.authenticate(request)
+        caller = self.api.authenticate(request)
         body = await self.api.read_json(request)
         model = served_model(self.api, model_name)
         inner = pick_dict(body, "generateContentRequest") or body
         chat = parse_generate_request(inner, model, stream=False).chat
+        self.api.admit_model(caller, chat.model.requested, chat.model.native)
         return json_response({"totalTokens": await self.api.prompt_tokens(chat)})

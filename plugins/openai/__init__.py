@@ -32,6 +32,7 @@ def register(api: PluginAPI) -> None:
         ("GET", "/models/{model_id}", models.get),
         ("POST", "/chat/completions", chat.completions),
         ("POST", "/responses", responses.create),
+        ("POST", "/responses/input_tokens", responses.input_tokens),
         ("GET", "/responses/{response_id}", responses.get),
         ("DELETE", "/responses/{response_id}", responses.delete),
         ("POST", "/embeddings", EmbeddingRoutes(api).create),

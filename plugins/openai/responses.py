@@ -1,4 +1,5 @@
-"""``POST /v1/responses``, ``GET`` and ``DELETE /v1/responses/{id}``.
+"""``POST /v1/responses``, ``GET`` and ``DELETE /v1/responses/{id}``, and
+``POST /v1/responses/input_tokens`` (the prompt tokens a response would report).
 
 A stream opens with ``response.created`` only once the turn has produced its
 first event, so a turn that fails before any output still answers with a
@@ -21,6 +22,7 @@ from ds2proxy.plugin_api import (
     NotFound,
     PluginAPI,
     ProxyError,
+    ResolvedModel,
     StoredResponses,
     Turn,
     TurnEvent,
@@ -46,10 +48,8 @@ class ResponsesRoutes:
     async def create(self, request: web.Request) -> web.StreamResponse:
         caller = self.api.authenticate(request)
         body = await self.api.read_json(request)
-        responses_sampling(body)    # every field checked before history is looked up
-        model = self.api.resolve_model(body.get("model"), family="openai")
-        items = [*await self._history(caller.identity, body), *conversation_items(body)]
-        parsed = parse_responses_request(body, model, items)
+        model = self.api.resolve_model(_checked(body).get("model"), family="openai")
+        parsed = await self._parse(caller.identity, body, model)
         async with self.api.turn(parsed.chat, caller) as turn:
             builder = ResponseBuilder(ResponseHeader(
                 new_id("resp"), turn.created, model.requested, echo_fields(body, parsed),
@@ -60,6 +60,24 @@ class ResponsesRoutes:
         response = builder.replay(result)
         await self._keep(caller.identity, parsed, response)
         return json_response(response)
+
+    async def input_tokens(self, request: web.Request) -> web.Response:
+        """The ``input_tokens`` a response to this body would report: its
+        stored history, instructions, tools and uploads counted as a turn
+        counts them. ``model`` is optional here, as in the official API."""
+        caller = self.api.authenticate(request)
+        body = await self.api.read_json(request)
+        name = _checked(body).get("model")
+        model = self.api.resolve_model(self.api.default_model if name is None else name,
+                                       family="openai")
+        parsed = await self._parse(caller.identity, body, model)
+        self.api.admit_model(caller, model.requested, model.native)
+        return json_response({"object": "response.input_tokens",
+                              "input_tokens": await self.api.prompt_tokens(parsed.chat)})
+
+    async def _parse(self, owner: str, body: dict, model: ResolvedModel) -> ResponsesRequest:
+        items = [*await self._history(owner, body), *conversation_items(body)]
+        return parse_responses_request(body, model, items)
 
     async def get(self, request: web.Request) -> web.Response:
         caller = self.api.authenticate(request)
@@ -141,6 +159,12 @@ class KeptAtEnd:
         async for batch in self.turn.batches():
             yield batch
         await self.renderer.settle()
+
+
+def _checked(body: dict) -> dict:
+    """Every field checked before the history is looked up."""
+    responses_sampling(body)
+    return body
 
 
 def _named(payloads: list[dict]) -> list[tuple[str, dict]]:

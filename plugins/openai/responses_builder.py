@@ -246,7 +246,8 @@ def turn_events(result: TurnResult) -> list[TurnEvent]:
 def _usage_body(usage: Usage | None) -> dict[str, Any]:
     usage = usage or Usage(0, 0, 0)
     return {"input_tokens": usage.prompt_tokens,
-            "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+            "input_tokens_details": {"cached_tokens": usage.cached_tokens,
+                                     "cache_write_tokens": 0},
             "output_tokens": usage.completion_tokens,
             "output_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
             "total_tokens": usage.total_tokens}
