@@ -12,6 +12,7 @@ What is not cached is encoded off the event loop when it is large.
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections import OrderedDict
 from collections.abc import Iterable
 
@@ -34,6 +35,9 @@ TEXT_MIME_TYPES = ("application/json", "application/xml", "application/javascrip
 TEXT_SUFFIXES = ("+json", "+xml", "+yaml")  # structured-syntax suffixes (RFC 6839)
 
 _cache: OrderedDict[tuple[int, int], int] = OrderedDict()
+# Counts also run in worker threads: a look-up and its refresh, or an insert
+# and its evictions, must not interleave with another thread's.
+_cache_lock = threading.Lock()
 
 
 def segments(text: str, size: int = SEGMENT_CHARS, stretch: int = STRETCH_CHARS) -> list[str]:
@@ -61,22 +65,24 @@ def _key(segment: str) -> tuple[int, int]:
 def _lookup(parts: list[str]) -> tuple[int, list[str]]:
     """(tokens of the cached parts, the parts still to encode)."""
     known, missing = 0, []
-    for part in parts:
-        key = _key(part)
-        tokens = _cache.get(key)
-        if tokens is None:
-            missing.append(part)
-        else:
-            _cache.move_to_end(key)
-            known += tokens
+    with _cache_lock:
+        for part in parts:
+            key = _key(part)
+            tokens = _cache.get(key)
+            if tokens is None:
+                missing.append(part)
+            else:
+                _cache.move_to_end(key)
+                known += tokens
     return known, missing
 
 
 def _store(parts: list[str], counts: list[int]) -> int:
-    for part, tokens in zip(parts, counts):
-        _cache[_key(part)] = tokens
-    while len(_cache) > CACHE_ENTRIES:
-        _cache.popitem(last=False)
+    with _cache_lock:
+        for part, tokens in zip(parts, counts):
+            _cache[_key(part)] = tokens
+        while len(_cache) > CACHE_ENTRIES:
+            _cache.popitem(last=False)
     return sum(counts)
 
 

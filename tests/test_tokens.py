@@ -325,3 +325,36 @@ def test_many_texts_are_encoded_in_batches_of_bounded_size():
     assert all(len(b) == 1 or sum(map(len, b)) <= tokenizer.BATCH_CHARS for b in batches)
     assert len(batches) > 1
     assert tokenizer.load().count_many(texts) == reference_counts(texts)
+
+
+def test_the_count_cache_is_safe_to_share_with_worker_threads(monkeypatch):
+    """Counts run on the loop and in worker threads at once; the cache's
+    look-up-then-refresh and its evictions raced (a KeyError) when another
+    thread evicted a segment between the two steps."""
+    monkeypatch.setattr(tokens, "CACHE_ENTRIES", 8)
+    monkeypatch.setattr(tokens, "_cache", type(tokens._cache)())
+    pieces = [f"segment {i}" for i in range(40)]
+    failures: list[BaseException] = []
+
+    def hammer(seed: int) -> None:
+        rng = random.Random(seed)
+        try:
+            for _ in range(3000):
+                parts = rng.sample(pieces, 20)
+                known, missing = tokens._lookup(parts)
+                stored = tokens._store(missing, [len(part) for part in missing])
+                assert known + stored == sum(len(part) for part in parts)
+        except BaseException as exc:  # handed to the test's thread below
+            failures.append(exc)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as the interpreter allows
+    try:
+        threads = [threading.Thread(target=hammer, args=(seed,)) for seed in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert failures == []
