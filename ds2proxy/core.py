@@ -25,7 +25,7 @@ from .captures import CaptureBuffer, redact_text
 from .config import Config
 from .config_store import ConfigStore
 from .embeddings import EmbeddingProvider
-from .errors import InvalidRequest, PermissionDenied
+from .errors import InvalidRequest, PermissionDenied, ProxyError
 from .health import HealthTracker
 from .keyring import PASS_THROUGH
 from .limits import KeyLimiter
@@ -208,7 +208,11 @@ class Core:
         owed = (implied is not None and not admitted and self.limiter.shared is not None
                 and not extract_credential(request, self.config.key_secrets))
         limiter = None if admitted or owed else self.limiter
-        caller = authenticate(request, self.config, implied=implied, limiter=limiter)
+        try:
+            caller = authenticate(request, self.config, implied=implied, limiter=limiter)
+        except ProxyError:
+            self._name_refused_key(request, implied)
+            raise
         if owed and caller.key_name:  # an implied key: counted in the shared window
             self.limiter.owe(self.config.key_named(caller.credential))
             request[SHARED_ADMITTED] = True  # by settle, before the body is read
@@ -217,6 +221,15 @@ class Core:
         if record is not None:
             record.key_name = caller.key_name or PASS_THROUGH
         return caller
+
+    def _name_refused_key(self, request: web.Request, implied: str | None) -> None:
+        """A named key refused at the door (disabled, expired, over its rate)
+        is still the key that asked: its row, rollups and metrics say so."""
+        record = request_record.current()
+        sent = extract_credential(request, self.config.key_secrets) or implied or ""
+        key = self.config.key_named(sent)
+        if record is not None and key is not None:
+            record.key_name = key.name
 
     def resolve_model(self, name: Any, *, family: str | None = None) -> ResolvedModel:
         if not isinstance(name, str) or not name.strip():

@@ -228,3 +228,29 @@ async def test_no_key_may_be_named_like_the_pass_through_callers(admin: Admin):
     with pytest.raises(KeyEntryError) as info:
         parse_keys([{"key": "sk-some-secret-1234", "name": "pass-through"}])
     assert info.value.where == "keys[0].name"
+
+
+async def test_a_request_refused_at_the_door_is_logged_under_its_key(admin: Admin):
+    """A request refused for its key's rate, or for a disabled key, was logged
+    with no key name (the refusal came before the name was noted): the key's
+    request log, error totals and metrics never showed its 429s and 401s."""
+    proxy = admin.proxy
+    limited = (await new_key(admin, name="limited", limits={"rpm": 1}))["key"]
+    client = anthropic_client(proxy, "/anthropic", key=limited)
+    await client.messages.create(model="claude-sonnet-4-5", max_tokens=64,
+                                 messages=[{"role": "user", "content": "hi"}])
+    with pytest.raises(anthropic.RateLimitError):
+        await client.messages.create(model="claude-sonnet-4-5", max_tokens=64,
+                                     messages=[{"role": "user", "content": "hi"}])
+    paused = await new_key(admin, name="paused")
+    await admin.ok("PATCH", f"/admin/keys/{paused['id']}", json={"disabled": True})
+    with pytest.raises(openai.AuthenticationError):
+        await openai_client(proxy, key=paused["key"]).chat.completions.create(
+            model="deepseek-chat", messages=[{"role": "user", "content": "hi"}])
+    log = (await admin.ok("GET", "/admin/usage/requests?errors=1"))["requests"]
+    assert [(r["key_name"], r["status"], r["error_code"]) for r in log] == [
+        ("paused", 401, "key_disabled"), ("limited", 429, "key_rate_limit")]
+    totals = (await admin.ok("GET", "/admin/usage?window=hour"))["totals"]["key_name"]
+    assert {r["name"]: r["errors"] for r in totals}["limited"] == 1
+    metrics = (await admin.call("GET", "/metrics")).raw.decode()
+    assert 'family="claude",key="limited",model="",status="429"' in metrics
