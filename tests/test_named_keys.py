@@ -43,6 +43,11 @@ async def new_key(admin: Admin, **fields: Any) -> dict[str, Any]:
     return await admin.ok("POST", "/admin/keys", json=fields)
 
 
+async def ask(client: openai.AsyncOpenAI) -> Any:
+    return await client.chat.completions.create(model="deepseek-chat",
+                                                messages=[{"role": "user", "content": "hi"}])
+
+
 @pytest.fixture
 async def admin(proxy: Proxy):
     async with aiohttp.ClientSession() as http:
@@ -254,3 +259,27 @@ async def test_a_request_refused_at_the_door_is_logged_under_its_key(admin: Admi
     assert {r["name"]: r["errors"] for r in totals}["limited"] == 1
     metrics = (await admin.call("GET", "/metrics")).raw.decode()
     assert 'family="claude",key="limited",model="",status="429"' in metrics
+
+
+async def test_retry_after_is_honest_when_the_rate_limit_is_lowered(admin: Admin):
+    """With more requests in the window than a lowered limit allows, Retry-After
+    named the oldest one's leaving: a client that waited that long was refused
+    again, once per request still in the window."""
+    proxy = admin.proxy
+    clock = Clock()
+    proxy.core.limiter.clock = clock
+    made = await new_key(admin, name="lowered", limits={"rpm": 10})
+    client = openai_client(proxy, key=made["key"])
+    for _ in range(6):
+        await ask(client)
+        clock.now += 5
+    await admin.ok("PATCH", f"/admin/keys/{made['id']}", json={"limits": {"rpm": 2}})
+    with pytest.raises(openai.RateLimitError) as caught:
+        await ask(client)
+    wait = int(caught.value.response.headers["Retry-After"])
+    assert wait == 60 - 5 * 2  # when the fifth of six leaves, two are left
+    clock.now += wait - 1
+    with pytest.raises(openai.RateLimitError):
+        await ask(client)
+    clock.now += 1
+    assert (await ask(client)).choices[0].message.content
