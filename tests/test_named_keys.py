@@ -16,7 +16,8 @@ from google.genai import errors as genai_errors
 
 from admin_util import Admin, admin_for
 from conftest import Proxy
-from ds2proxy.keyring import KeyEntryError, migrate_keys, parse_keys
+from test_dashboard_forms import Browserless
+from ds2proxy.keyring import LAST_MOMENT, KeyEntryError, migrate_keys, parse_keys
 from ds2proxy.limits import DAY
 from ds2proxy.testing.clients import anthropic_client, gemini_client, openai_client
 
@@ -283,3 +284,24 @@ async def test_retry_after_is_honest_when_the_rate_limit_is_lowered(admin: Admin
         await ask(client)
     clock.now += 1
     assert (await ask(client)).choices[0].message.content
+
+
+async def test_an_expiry_in_milliseconds_is_refused_naming_the_field(admin: Admin):
+    """An expiry in milliseconds (JavaScript's Date.now()) was taken as seconds:
+    the key meant to expire next month stayed valid for some 50,000 years,
+    and its dashboard page was a 500 (no date reaches that year)."""
+    in_a_month_ms = round((time.time() + 30 * DAY) * 1000)
+    before = admin.proxy.store.snapshot()
+    reply = await admin.call("POST", "/admin/keys", json={"name": "ms", "expires": in_a_month_ms})
+    assert reply.status == 400 and reply.json()["field"] == "expires"
+    assert "milliseconds" in reply.json()["detail"]
+    assert admin.proxy.store.snapshot() == before
+    with pytest.raises(KeyEntryError) as info:
+        parse_keys([{"key": "sk-some-secret-1234", "name": "n", "created": in_a_month_ms}])
+    assert info.value.where == "keys[0].created"
+    made = await new_key(admin, name="far", expires=LAST_MOMENT)
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+        browser = Browserless(admin.proxy, http)
+        await browser.log_in()
+        status, page, _ = await browser.get(f"/admin/ui/keys/{made['id']}")
+    assert status == 200 and "expires 9999-12-31 23:59:59 UTC" in page
