@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 
+from test_state_instances import within
+
 from ds2proxy.admin.credentials import AdminCredentials
 from ds2proxy.config_store import ConfigStore
 from ds2proxy.errors import AuthenticationFailed
@@ -158,6 +160,26 @@ async def test_a_row_the_store_cannot_write_does_not_stop_later_ones(backend: Ba
     await asyncio.wait_for(store.flush(), 10)
     rows, total = await asyncio.wait_for(store.requests({}, 10, 0), 10)
     assert total == 1 and rows[0]["request_id"] == "after"
+
+
+async def test_a_shortened_retention_prunes_without_a_reopen(backend: Backend) -> None:
+    """Retention is a live setting, but the store read it once when opened: a
+    shortened one (say, to stop keeping request bodies) waited for a restart."""
+    store, now = backend.usage, time.time()
+    store.record(row(now - 3 * 86400, request_id="old"))
+    store.record(row(now, request_id="new"))
+    await store.flush()
+    assert (await store.requests({}, 10, 0))[1] == 2
+    store.retain(1, 90)
+    store.record(row(now, request_id="newer"))
+    await store.flush()
+
+    async def pruned() -> bool:
+        rows, _ = await store.requests({}, 10, 0)
+        return [r["request_id"] for r in rows] == ["newer", "new"]
+
+    await within(10, pruned)
+    assert len(await store.series("minute", now - 4 * 86400)) == 1
 
 
 # -- key counters -----------------------------------------------------------------------

@@ -16,6 +16,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from admin_util import Admin, admin_for, wait_until
+from test_state_instances import within
 from conftest import Proxy
 from provider_util import PROVIDER_MODEL, fake_provider, provider_config  # noqa: F401
 from token_util import reference_tokens
@@ -539,3 +540,31 @@ async def test_ollama_embeddings_are_recorded_and_held_to_the_key(admin: Admin):
     with pytest.raises(ollama.ResponseError) as info:
         await client.embed(model="bge-m3", input="over the quota")
     assert info.value.status_code == 429
+
+
+async def test_usage_settings_apply_without_a_restart(proxy_factory):
+    """usage.enabled and the retention days are live settings, yet a server
+    started with recording off never opened its store (turning it on did
+    nothing: the request log stayed a 404), and retention was read once."""
+    proxy = await proxy_factory({"usage": {"enabled": False}})
+    client = openai_client(proxy)
+    async with aiohttp.ClientSession() as http:
+        admin = await admin_for(proxy, http)
+        await client.chat.completions.create(model="deepseek-chat",
+                                             messages=[{"role": "user", "content": "off"}])
+        assert await rows(admin) == []
+        await admin.ok("POST", "/admin/config/import", json={"usage": {"enabled": True}})
+        await client.chat.completions.create(model="deepseek-chat",
+                                             messages=[{"role": "user", "content": "on"}])
+        [recorded] = await rows(admin)
+        assert recorded["status"] == 200 and recorded["key_name"] == "key"
+        old = dict(recorded, time=recorded["time"] - 3 * 86400, request_id="req_old")
+        proxy.core.usage.store.record({k: v for k, v in old.items() if k != "id"})
+        assert len(await rows(admin)) == 2
+        await admin.ok("POST", "/admin/config/import",
+                       json={"usage": {"enabled": True, "retention_raw_days": 1}})
+
+        async def pruned() -> bool:
+            return [r["request_id"] for r in await rows(admin)] == [recorded["request_id"]]
+
+        await within(10, pruned)

@@ -152,7 +152,7 @@ class UsagePages:
         return self.dash.render(request, "usage.html", claims=claims, active="usage",
                                 rows=rows, total=total, page=page, per_page=per_page,
                                 pages=max(1, -(-total // per_page)), filters=shown,
-                                enabled=self.ctx.core.usage.store is not None,
+                                enabled=self.ctx.core.config.usage.enabled,
                                 query={k: v for k, v in shown.items() if v})
 
     async def detail(self, request: web.Request) -> web.StreamResponse:

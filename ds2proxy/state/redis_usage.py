@@ -73,6 +73,12 @@ class RedisUsage:
         self.dropped = 0
         self._pruned = 0.0
 
+    def retain(self, raw_days: int, hourly_days: int) -> None:
+        """New retention (a config change): buckets written from now on expire
+        by it, and rows past it go at the next write's prune."""
+        self.raw_days, self.hourly_days = raw_days, hourly_days
+        self._pruned = 0.0
+
     def _key(self, *parts: str) -> str:
         return self.link.key("usage", *parts)
 

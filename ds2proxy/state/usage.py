@@ -65,6 +65,7 @@ class UsageStore(Protocol):
     """What ds2proxy needs from a usage store."""
 
     def record(self, row: dict[str, Any]) -> None: ...
+    def retain(self, raw_days: int, hourly_days: int) -> None: ...
     async def flush(self) -> None: ...
     async def requests(self, filters: dict[str, Any], limit: int, offset: int
                        ) -> tuple[list[dict[str, Any]], int]: ...
@@ -108,6 +109,7 @@ class SQLiteUsage:
         self._ready = threading.Event()
         self._error: BaseException | None = None
         self.rows_written = 0
+        self._pruned_at = 0.0
         self._thread = threading.Thread(target=self._run, name="ds2proxy-usage", daemon=True)
         self._thread.start()
         self._ready.wait()
@@ -118,6 +120,12 @@ class SQLiteUsage:
 
     def record(self, row: dict[str, Any]) -> None:
         self._queue.put(("row", row))
+
+    def retain(self, raw_days: int, hourly_days: int) -> None:
+        """New retention (a config change): rows past it go at the writer's next turn."""
+        self.raw_days, self.hourly_days = raw_days, hourly_days
+        self._pruned_at = 0.0
+        self._queue.put(("wake",))
 
     async def _call(self, job: Callable[[sqlite3.Connection], Any]) -> Any:
         loop = asyncio.get_running_loop()
@@ -203,7 +211,6 @@ class SQLiteUsage:
             self._ready.set()
             return
         self._ready.set()
-        pruned = 0.0
         try:
             while True:
                 items = [self._queue.get()]
@@ -214,12 +221,12 @@ class SQLiteUsage:
                         break
                 if not self._handle(db, items):
                     return
-                if time.time() - pruned > _PRUNE_EVERY:
+                if time.time() - self._pruned_at > _PRUNE_EVERY:
+                    self._pruned_at = time.time()
                     try:
                         self._prune(db)
                     except sqlite3.Error as exc:  # a locked file: next time
                         log.warning("usage store: old rows not pruned: %s", exc)
-                    pruned = time.time()
         finally:
             db.close()
 
