@@ -195,7 +195,7 @@ class Core:
             return  # authenticate refuses it (or it is pass-through)
         record = request_record.current()
         if record is not None:
-            record.key_name = key.name
+            record.key_name, record.key_ref = key.name, key.ref
         await self.limiter.admit_shared(key)
         request[SHARED_ADMITTED] = True
 
@@ -220,6 +220,7 @@ class Core:
         record = request_record.current()
         if record is not None:
             record.key_name = caller.key_name or PASS_THROUGH
+            record.key_ref = caller.identity if caller.key_name else ""
         return caller
 
     def _name_refused_key(self, request: web.Request, implied: str | None) -> None:

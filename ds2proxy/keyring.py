@@ -9,6 +9,7 @@ objects (:func:`migrate_keys`), keeping the secret, so nothing is lost.
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,6 +55,12 @@ class KeyConfig:
     def __repr__(self) -> str:  # never print the secret
         return f"KeyConfig(name={self.name!r})"
 
+    @property
+    def ref(self) -> str:
+        """A stable, non-secret id of the key (its limits are counted under it):
+        the same across renames, and the same as its callers' identity."""
+        return identity_of(self.secret)
+
     def expired(self, now: float | None = None) -> bool:
         return bool(self.expires) and (time.time() if now is None else now) >= self.expires
 
@@ -62,6 +69,11 @@ class KeyConfig:
         if not self.models:
             return True
         return any(fnmatch.fnmatchcase(n, pattern) for n in names if n for pattern in self.models)
+
+
+def identity_of(credential: str) -> str:
+    """A credential's stable, non-secret id (a hash prefix)."""
+    return hashlib.sha256(credential.encode()).hexdigest()[:16]
 
 
 def secret_of(entry: Any) -> str:

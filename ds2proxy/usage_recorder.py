@@ -60,9 +60,12 @@ class UsageRecorder:
         if self.core.backend.shared:
             return  # today's tokens per key are counted in the shared store
         today = int(self.limiter.clock() // DAY) * DAY
+        keys = {k.name: k for k in self.core.config.keys}  # rows name keys; limits count refs
         for row in await self.store.totals("key_name", "day", today):
-            used = (row["prompt_tokens"] or 0) + (row["completion_tokens"] or 0)
-            self.limiter.seed_tokens(row["name"], used)
+            key = keys.get(row["name"])
+            if key is not None:
+                used = (row["prompt_tokens"] or 0) + (row["completion_tokens"] or 0)
+                self.limiter.seed_tokens(key.ref, used)
 
     def _configure(self, cfg: Config) -> None:
         """Retention is a live setting: a shortened one prunes without a restart."""
@@ -103,8 +106,8 @@ class UsageRecorder:
 
     def _record(self, record: RequestRecord) -> None:
         self.recorded += 1
-        if record.key_name:
-            self.limiter.add_tokens(record.key_name, record.total_tokens)
+        if record.key_ref:
+            self.limiter.add_tokens(record.key_ref, record.total_tokens)
         cfg = self.core.config
         if cfg.metrics.enabled:
             self.metrics.observe(record)

@@ -17,7 +17,8 @@ from google.genai import errors as genai_errors
 from admin_util import Admin, admin_for
 from conftest import Proxy
 from test_dashboard_forms import Browserless
-from ds2proxy.keyring import LAST_MOMENT, KeyEntryError, migrate_keys, parse_keys
+from ds2proxy.keyring import (LAST_MOMENT, KeyEntryError, identity_of, migrate_keys,
+                              parse_keys)
 from ds2proxy.limits import DAY
 from ds2proxy.testing.clients import anthropic_client, gemini_client, openai_client
 
@@ -206,7 +207,7 @@ async def test_concurrency_limit_holds_a_slot_per_turn(admin: Admin):
     assert "concurrency limit" in caught.value.message
     async for _ in stream:
         pass
-    assert proxy.core.limiter.active("one-at-a-time") == 0
+    assert proxy.core.limiter.active(identity_of(secret)) == 0
 
 
 async def test_embeddings_honour_the_model_list_and_are_recorded(admin: Admin):
@@ -305,3 +306,30 @@ async def test_an_expiry_in_milliseconds_is_refused_naming_the_field(admin: Admi
         await browser.log_in()
         status, page, _ = await browser.get(f"/admin/ui/keys/{made['id']}")
     assert status == 200 and "expires 9999-12-31 23:59:59 UTC" in page
+
+
+async def test_a_renamed_key_keeps_its_counts_and_a_reused_name_starts_afresh(admin: Admin):
+    """Limits were counted under the key's name: renaming a key gave it a fresh
+    minute and day (a key at its quota renamed was served again), and a new
+    key given a deleted key's name inherited that key's counts."""
+    proxy = admin.proxy
+    clock = Clock()
+    proxy.core.limiter.clock = clock
+    made = await new_key(admin, name="team", limits={"rpm": 1, "tokens_per_day": 5})
+    client = openai_client(proxy, key=made["key"])
+    await ask(client)
+    await admin.ok("PATCH", f"/admin/keys/{made['id']}", json={"name": "team-renamed"})
+    with pytest.raises(openai.RateLimitError) as caught:
+        await ask(client)
+    assert caught.value.body["code"] == "key_rate_limit"
+    assert "'team-renamed'" in caught.value.message
+    clock.now += 61
+    with pytest.raises(openai.RateLimitError) as caught:
+        await ask(client)
+    assert caught.value.body["code"] == "key_token_quota"
+    [view] = [k for k in (await admin.ok("GET", "/admin/keys"))["keys"]
+              if k["name"] == "team-renamed"]
+    assert view["usage"]["tokens_per_day"]["used"] >= 5
+    await admin.ok("DELETE", f"/admin/keys/{made['id']}")
+    fresh = await new_key(admin, name="team-renamed", limits={"rpm": 1, "tokens_per_day": 5})
+    assert (await ask(openai_client(proxy, key=fresh["key"]))).choices[0].message.content

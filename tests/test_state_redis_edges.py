@@ -25,6 +25,7 @@ from ds2proxy.config_values import ConfigError
 from ds2proxy.errors import AuthenticationFailed
 from ds2proxy.health import HealthTracker
 from ds2proxy.health.tracker import NAMESPACE as HEALTH
+from ds2proxy.keyring import identity_of
 from ds2proxy.request_record import RequestRecord
 from ds2proxy.state import redis_link, redis_usage
 from ds2proxy.state.counters import DAY
@@ -349,7 +350,7 @@ async def test_a_keys_tokens_today_read_on_any_instance_are_the_clusters(
         cluster = aioredis.from_url(redis_server.url)
         try:
             day = int((await cluster.time())[0] // 86400)
-            assert int(await cluster.get(f"ds2proxy:tokens:{day}:q")) == counted
+            assert int(await cluster.get(f"ds2proxy:tokens:{day}:{identity_of('sk-q')}")) == counted
         finally:
             await cluster.aclose()
 

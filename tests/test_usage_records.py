@@ -22,6 +22,7 @@ from provider_util import PROVIDER_MODEL, fake_provider, provider_config  # noqa
 from token_util import reference_tokens
 from ds2proxy.app import create_app, start_server
 from ds2proxy.config_store import ConfigStore
+from ds2proxy.keyring import identity_of
 from ds2proxy.logfmt import JSONFormatter
 from ds2proxy.testing import Delivery, Scripted
 from ds2proxy.testing.provider_replies import ProviderReply
@@ -146,7 +147,8 @@ async def test_a_client_leaving_mid_stream_is_charged_what_was_produced(admin: A
     assert row["status"] == 499
     assert row["prompt_tokens"] == sent_prompt_tokens(proxy)
     assert reference_tokens(received) <= row["completion_tokens"] <= reference_tokens(answer)
-    assert proxy.core.limiter.tokens_today("key") == row["prompt_tokens"] + row["completion_tokens"]
+    used = proxy.core.limiter.tokens_today(identity_of(proxy.key))
+    assert used == row["prompt_tokens"] + row["completion_tokens"]
 
 
 @pytest.mark.parametrize("stream", [False, True])
@@ -182,7 +184,7 @@ async def test_a_failure_before_any_output_records_no_tokens(admin: Admin):
     await wait_until(lambda: proxy.core.usage.recorded == 1)
     [row] = await rows(admin)
     assert row["status"] == 502 and (row["prompt_tokens"], row["completion_tokens"]) == (0, 0)
-    assert proxy.core.limiter.tokens_today("key") == 0
+    assert proxy.core.limiter.tokens_today(identity_of(proxy.key)) == 0
 
 
 async def test_restart_keeps_the_aggregates(proxy_factory):
@@ -203,7 +205,8 @@ async def test_restart_keeps_the_aggregates(proxy_factory):
             assert after["totals"] == before["totals"]
             assert after["totals"]["key_name"][0]["requests"] == len(sent)
             # Today's token use per key is read back, so daily quotas survive too.
-            assert again.core.limiter.tokens_today("key") == sum(s[2] + s[3] for s in sent)
+            assert again.core.limiter.tokens_today(identity_of(again.key)) == sum(
+                s[2] + s[3] for s in sent)
             assert len(await rows(admin)) == len(sent)
     finally:
         await server.close()
@@ -511,7 +514,7 @@ async def test_a_provider_answer_cut_short_is_charged_what_was_produced(proxy_fa
     assert reference_tokens(received) <= gone["completion_tokens"] <= reference_tokens(answer)
     assert drop["error_code"] == "upstream_error"
     assert drop["completion_tokens"] == reference_tokens(dropped) > 0
-    assert proxy.core.limiter.tokens_today("key") == sum(
+    assert proxy.core.limiter.tokens_today(identity_of(proxy.key)) == sum(
         r["prompt_tokens"] + r["completion_tokens"] for r in (gone, drop))
 
 
@@ -536,7 +539,7 @@ async def test_ollama_embeddings_are_recorded_and_held_to_the_key(admin: Admin):
     assert embed["prompt_tokens"] == resp.prompt_eval_count > 0
     assert legacy["prompt_tokens"] == reference_tokens("one more time")
     used = embed["prompt_tokens"] + legacy["prompt_tokens"]
-    assert proxy.core.limiter.tokens_today("metered") == used >= 5
+    assert proxy.core.limiter.tokens_today(identity_of(metered["key"])) == used >= 5
     with pytest.raises(ollama.ResponseError) as info:
         await client.embed(model="bge-m3", input="over the quota")
     assert info.value.status_code == 429

@@ -77,9 +77,9 @@ def edit_key(data: dict[str, Any], key_or_id: str, body: dict[str, Any]) -> None
 def key_view(key: KeyConfig, limiter: KeyLimiter) -> dict[str, Any]:
     """A key as the admin sees it: never the secret, with limit closeness."""
     limits = key.limits
-    used = {"rpm": limiter.requests_last_minute(key.name),
-            "tokens_per_day": limiter.tokens_today(key.name),
-            "concurrent": limiter.active(key.name)}
+    used = {"rpm": limiter.requests_last_minute(key.ref),
+            "tokens_per_day": limiter.tokens_today(key.ref),
+            "concurrent": limiter.active(key.ref)}
     closeness = {name: {"used": used[name], "limit": getattr(limits, name),
                         "percent": round(100 * used[name] / getattr(limits, name), 1)
                         if getattr(limits, name) else None}
