@@ -333,3 +333,19 @@ async def test_a_renamed_key_keeps_its_counts_and_a_reused_name_starts_afresh(ad
     await admin.ok("DELETE", f"/admin/keys/{made['id']}")
     fresh = await new_key(admin, name="team-renamed", limits={"rpm": 1, "tokens_per_day": 5})
     assert (await ask(openai_client(proxy, key=fresh["key"]))).choices[0].message.content
+
+
+async def test_patching_one_limit_keeps_the_others(admin: Admin):
+    """PATCH {"limits": {"concurrent": 2}} replaced the whole limits object:
+    the key's daily quota and rate limit were silently lifted."""
+    made = await new_key(admin, name="capped", limits={"rpm": 5, "tokens_per_day": 1000})
+    edited = await admin.ok("PATCH", f"/admin/keys/{made['id']}",
+                            json={"limits": {"concurrent": 2}})
+    assert edited["key"]["limits"] == {"rpm": 5, "tokens_per_day": 1000, "concurrent": 2}
+    edited = await admin.ok("PATCH", f"/admin/keys/{made['id']}",
+                            json={"limits": {"rpm": None, "tokens_per_day": 500}})
+    assert edited["key"]["limits"] == {"rpm": 0, "tokens_per_day": 500, "concurrent": 2}
+    [stored] = [k for k in admin.proxy.core.config.keys if k.name == "capped"]
+    assert (stored.limits.tokens_per_day, stored.limits.concurrent) == (500, 2)
+    bad = await admin.call("PATCH", f"/admin/keys/{made['id']}", json={"limits": {"rpm": -1}})
+    assert bad.status == 400 and bad.json()["field"] == "limits.rpm"
