@@ -53,9 +53,12 @@ def key_body(form: Form) -> dict[str, Any]:
 
 
 def edit_body(form: Form) -> dict[str, Any]:
-    """An edit-key form: blank limits mean unlimited, blank models mean all."""
+    """An edit-key form: blank limits mean unlimited, blank models mean all,
+    an expiry of 0 days means never (blank keeps the one it has)."""
     body = key_body(form)
     body.pop("name")
+    if _int_field(form, "expires_days", MAX_EXPIRES_DAYS) == 0:
+        body["expires"] = 0
     body["limits"] = {name: body["limits"].get(name, 0)
                       for name in ("rpm", "tokens_per_day", "concurrent")}
     body.setdefault("models", None)
