@@ -29,6 +29,9 @@ ROW_FIELDS = ("time", "request_id", "key_name", "family", "route", "method", "mo
               "native_model", "account", "status", "error_code", "error_message", "latency_ms",
               "ttfb_ms", "prompt_tokens", "completion_tokens", "reasoning_tokens", "tool_calls",
               "stream", "request_body", "served_by")
+# A page of the request log leaves out kept bodies (up to a megabyte each):
+# one row's details carry its body.
+LISTED = ("id", *(f for f in ROW_FIELDS if f != "request_body"))
 FILTERS = ("key_name", "model", "status", "account", "family", "request_id")
 GROUPS = ("key_name", "model", "account", "family")
 _BATCH = 1000
@@ -68,7 +71,8 @@ class UsageStore(Protocol):
     def retain(self, raw_days: int, hourly_days: int) -> None: ...
     async def flush(self) -> None: ...
     async def requests(self, filters: dict[str, Any], limit: int, offset: int
-                       ) -> tuple[list[dict[str, Any]], int]: ...
+                       ) -> tuple[list[dict[str, Any]], int]:
+        """A page of rows (their ``LISTED`` fields), newest first, and the total."""
     async def request(self, row_id: int) -> dict[str, Any] | None: ...
     async def series(self, grain: str, since: float, key_name: str | None = None
                      ) -> list[dict[str, Any]]: ...
@@ -142,7 +146,8 @@ class SQLiteUsage:
 
         def job(db: sqlite3.Connection) -> tuple[list[dict[str, Any]], int]:
             total = db.execute(f"SELECT COUNT(*) FROM requests{where}", args).fetchone()[0]
-            rows = db.execute(f"SELECT * FROM requests{where} ORDER BY id DESC LIMIT ? OFFSET ?",
+            rows = db.execute(f"SELECT {','.join(LISTED)} FROM requests{where} "
+                              "ORDER BY id DESC LIMIT ? OFFSET ?",
                               [*args, limit, offset]).fetchall()
             return [dict(r) for r in rows], total
 
