@@ -7,7 +7,6 @@ directly (*pass-through*), unless ``auth.allow_passthrough`` is off.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Collection
 from dataclasses import dataclass
 
@@ -16,7 +15,7 @@ from aiohttp import web
 from .config import Config
 from .cors import cross_site_reason
 from .errors import AuthenticationFailed
-from .keyring import KeyConfig
+from .keyring import KeyConfig, identity_of
 from .limits import KeyLimiter
 
 TARGET_ACCOUNT_HEADER = "X-Ds2-Target-Account"
@@ -56,10 +55,6 @@ def extract_credential(request: web.Request, keys: Collection[str] = ()) -> str:
     in ``x-api-key`` and its own token as Bearer): the key wins."""
     sent = credentials_sent(request)
     return next((c for c in sent if c in keys), sent[0] if sent else "")
-
-
-def identity_of(credential: str) -> str:
-    return hashlib.sha256(credential.encode()).hexdigest()[:16]
 
 
 def check_key(key: KeyConfig) -> None:

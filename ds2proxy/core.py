@@ -25,7 +25,7 @@ from .captures import CaptureBuffer, redact_text
 from .config import Config
 from .config_store import ConfigStore
 from .embeddings import EmbeddingProvider
-from .errors import InvalidRequest, PermissionDenied
+from .errors import InvalidRequest, PermissionDenied, ProxyError
 from .health import HealthTracker
 from .keyring import PASS_THROUGH
 from .limits import KeyLimiter
@@ -195,7 +195,7 @@ class Core:
             return  # authenticate refuses it (or it is pass-through)
         record = request_record.current()
         if record is not None:
-            record.key_name = key.name
+            record.key_name, record.key_ref = key.name, key.ref
         await self.limiter.admit_shared(key)
         request[SHARED_ADMITTED] = True
 
@@ -208,7 +208,11 @@ class Core:
         owed = (implied is not None and not admitted and self.limiter.shared is not None
                 and not extract_credential(request, self.config.key_secrets))
         limiter = None if admitted or owed else self.limiter
-        caller = authenticate(request, self.config, implied=implied, limiter=limiter)
+        try:
+            caller = authenticate(request, self.config, implied=implied, limiter=limiter)
+        except ProxyError:
+            self._name_refused_key(request, implied)
+            raise
         if owed and caller.key_name:  # an implied key: counted in the shared window
             self.limiter.owe(self.config.key_named(caller.credential))
             request[SHARED_ADMITTED] = True  # by settle, before the body is read
@@ -216,7 +220,17 @@ class Core:
         record = request_record.current()
         if record is not None:
             record.key_name = caller.key_name or PASS_THROUGH
+            record.key_ref = caller.identity if caller.key_name else ""
         return caller
+
+    def _name_refused_key(self, request: web.Request, implied: str | None) -> None:
+        """A named key refused at the door (disabled, expired, over its rate)
+        is still the key that asked: its row, rollups and metrics say so."""
+        record = request_record.current()
+        sent = extract_credential(request, self.config.key_secrets) or implied or ""
+        key = self.config.key_named(sent)
+        if record is not None and key is not None:
+            record.key_name = key.name
 
     def resolve_model(self, name: Any, *, family: str | None = None) -> ResolvedModel:
         if not isinstance(name, str) or not name.strip():

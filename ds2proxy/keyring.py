@@ -9,6 +9,7 @@ objects (:func:`migrate_keys`), keeping the secret, so nothing is lost.
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +18,7 @@ KEY_FIELDS = ("key", "name", "note", "created", "expires", "models", "limits", "
 LIMIT_FIELDS = ("rpm", "tokens_per_day", "concurrent")
 MAX_LIMIT = 10**12  # the largest value a key limit may take
 NAME_MAX = 64
+LAST_MOMENT = 253402300799  # 9999-12-31 23:59:59 UTC, the last one a date can show
 # What the usage log, the metrics and the limiter call a caller without a key
 # (its own DeepSeek token): no key may carry it, or it would be charged for them.
 PASS_THROUGH = "pass-through"
@@ -53,6 +55,12 @@ class KeyConfig:
     def __repr__(self) -> str:  # never print the secret
         return f"KeyConfig(name={self.name!r})"
 
+    @property
+    def ref(self) -> str:
+        """A stable, non-secret id of the key (its limits are counted under it):
+        the same across renames, and the same as its callers' identity."""
+        return identity_of(self.secret)
+
     def expired(self, now: float | None = None) -> bool:
         return bool(self.expires) and (time.time() if now is None else now) >= self.expires
 
@@ -61,6 +69,11 @@ class KeyConfig:
         if not self.models:
             return True
         return any(fnmatch.fnmatchcase(n, pattern) for n in names if n for pattern in self.models)
+
+
+def identity_of(credential: str) -> str:
+    """A credential's stable, non-secret id (a hash prefix)."""
+    return hashlib.sha256(credential.encode()).hexdigest()[:16]
 
 
 def secret_of(entry: Any) -> str:
@@ -96,11 +109,16 @@ def migrate_keys(data: dict[str, Any], now: float | None = None) -> None:
 
 
 def _number(entry: dict, name: str, where: str) -> float:
+    """A moment in Unix seconds. One past the year 9999 is refused: it is
+    most often milliseconds (a JavaScript ``Date.now()``), which would make an
+    expiry meant for next month never come, and no page can show it."""
     value = entry.get(name)
     if value is None:
         return 0.0
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise KeyEntryError(f"{where}.{name}", "expected a non-negative number (Unix seconds)")
+    if (isinstance(value, bool) or not isinstance(value, (int, float))
+            or not 0 <= value <= LAST_MOMENT):
+        raise KeyEntryError(f"{where}.{name}", "expected Unix seconds from 0 to "
+                            f"{LAST_MOMENT} (milliseconds are 1000 times too large)")
     return float(value)
 
 

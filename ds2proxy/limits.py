@@ -6,6 +6,11 @@ it); tokens per day reset at 00:00 UTC and are seeded from the usage store at
 start, so a restart does not hand out a fresh day. The clock is injectable so
 tests can cross a reset without waiting for it.
 
+Counts are kept under a key's :attr:`~ds2proxy.keyring.KeyConfig.ref` (from
+its secret), not its name: a key renamed keeps its window, its day's tokens
+and its requests in flight, and a new key given an old name starts afresh.
+The methods that take a ``name`` take that ref.
+
 The counts live in :class:`ds2proxy.state.counters.MemoryCounters`. With a
 shared state store (``shared``), :meth:`KeyLimiter.admit_shared` counts the
 request in the cluster-wide window before the handler runs, tokens are
@@ -73,7 +78,7 @@ class KeyLimiter:
         limit = key.limits.rpm
         if not limit:
             return
-        wait = self.counts.hit_now(key.name, limit)
+        wait = self.counts.hit_now(key.ref, limit)
         if wait:
             raise _over_rpm(key, wait)
 
@@ -83,12 +88,12 @@ class KeyLimiter:
         if self.shared is None:
             return
         if key.limits.rpm:
-            wait = await self.shared.hit(key.name, key.limits.rpm)
+            wait = await self.shared.hit(key.ref, key.limits.rpm)
             if wait:
                 raise _over_rpm(key, wait)
-            self.counts.hit_now(key.name, 1 << 30)
+            self.counts.hit_now(key.ref, 1 << 30)
         if key.limits.tokens_per_day:
-            self.counts.seed_tokens(key.name, await self.shared.tokens(key.name))
+            self.counts.seed_tokens(key.ref, await self.shared.tokens(key.ref))
 
     def owe(self, key: KeyConfig) -> None:
         """Count ``key`` in the shared window at this request's next :meth:`settle`
@@ -172,7 +177,7 @@ class KeyLimiter:
 
     def check_tokens(self, key: KeyConfig) -> None:
         limit = key.limits.tokens_per_day
-        if limit and self.tokens_today(key.name) >= limit:
+        if limit and self.tokens_today(key.ref) >= limit:
             now = self.clock()
             wait = max(1, math.ceil((day_of(now) + 1) * DAY - now))
             raise RateLimited(f"API key '{key.name}' used its {limit} tokens for today "
@@ -192,15 +197,15 @@ class KeyLimiter:
         slot: str | None = None
         shared = self.shared  # the store the slot was taken from gets it back
         if limit and shared is not None:
-            slot = await shared.take_slot(key.name, limit)
+            slot = await shared.take_slot(key.ref, limit)
             if slot is None:
                 raise _over_concurrent(key)
-        elif limit and self.active(key.name) >= limit:
+        elif limit and self.active(key.ref) >= limit:
             raise _over_concurrent(key)
-        self._active[key.name] = self.active(key.name) + 1
+        self._active[key.ref] = self.active(key.ref) + 1
         try:
             yield
         finally:
-            self._active[key.name] = max(0, self.active(key.name) - 1)
+            self._active[key.ref] = max(0, self.active(key.ref) - 1)
             if slot is not None and shared is not None:
-                shared.give_slot(key.name, slot)
+                shared.give_slot(key.ref, slot)

@@ -74,6 +74,7 @@ class RequestRecord:
     time: float = field(default_factory=wall_clock)
     started: float = field(default_factory=perf_counter)
     key_name: str = ""
+    key_ref: str = ""  # the key's KeyConfig.ref, its limits' counter (not stored or logged)
     model: str = ""
     native_model: str = ""
     account: str = ""
@@ -118,7 +119,8 @@ class RequestRecord:
         return data
 
 
-_FLAT = tuple(f.name for f in fields(RequestRecord) if f.name not in ("started", "pending_usage"))
+_FLAT = tuple(f.name for f in fields(RequestRecord)
+              if f.name not in ("started", "pending_usage", "key_ref"))
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,7 @@ from .request_record import PendingUsage, RequestRecord, fold_usage
 from .state.usage import UsageStore
 
 if TYPE_CHECKING:
+    from .config import Config
     from .core import Core
 
 log = logging.getLogger("ds2proxy.requests")
@@ -52,17 +53,24 @@ class UsageRecorder:
         self._counting: set[asyncio.Task] = set()  # records waiting for their count
 
     async def open(self) -> None:
-        """Open the store and seed today's token use per key from it."""
-        settings = self.core.config.usage
-        if not settings.enabled:
-            return
-        self.store = await self.core.backend.open_usage(settings)
+        """Open the store (with usage.enabled off too: turned on at run time, it
+        records at once) and seed today's token use per key from it."""
+        self.store = await self.core.backend.open_usage(self.core.config.usage)
+        self.core.store.subscribe(self._configure)
         if self.core.backend.shared:
             return  # today's tokens per key are counted in the shared store
         today = int(self.limiter.clock() // DAY) * DAY
+        keys = {k.name: k for k in self.core.config.keys}  # rows name keys; limits count refs
         for row in await self.store.totals("key_name", "day", today):
-            used = (row["prompt_tokens"] or 0) + (row["completion_tokens"] or 0)
-            self.limiter.seed_tokens(row["name"], used)
+            key = keys.get(row["name"])
+            if key is not None:
+                used = (row["prompt_tokens"] or 0) + (row["completion_tokens"] or 0)
+                self.limiter.seed_tokens(key.ref, used)
+
+    def _configure(self, cfg: Config) -> None:
+        """Retention is a live setting: a shortened one prunes without a restart."""
+        if self.store is not None:
+            self.store.retain(cfg.usage.retention_raw_days, cfg.usage.retention_hourly_days)
 
     async def close(self) -> None:
         await self.counted()
@@ -98,8 +106,8 @@ class UsageRecorder:
 
     def _record(self, record: RequestRecord) -> None:
         self.recorded += 1
-        if record.key_name:
-            self.limiter.add_tokens(record.key_name, record.total_tokens)
+        if record.key_ref:
+            self.limiter.add_tokens(record.key_ref, record.total_tokens)
         cfg = self.core.config
         if cfg.metrics.enabled:
             self.metrics.observe(record)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import time
 from html.parser import HTMLParser
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -435,6 +436,22 @@ async def test_a_keys_limits_are_edited_on_its_page(logged_in: Browserless):
     assert edited.secret == key.secret and edited.note == "now metered"
     assert (edited.limits.rpm, edited.limits.tokens_per_day) == (0, 1000)
     assert edited.models == ()
+
+
+async def test_an_expiry_set_on_the_key_page_can_be_taken_away(logged_in: Browserless):
+    """The key page could set or move a key's expiry but never remove it:
+    0 days meant "keep", so an expiry set by mistake stayed until the API was used."""
+    await logged_in.post("/admin/ui/keys/create", {"name": "lapsing", "expires_days": "3"})
+    [key] = [k for k in logged_in.proxy.core.config.keys if k.name == "lapsing"]
+    key_id = hashlib.sha256(key.secret.encode()).hexdigest()[:12]
+    assert key.expires > time.time()
+    await logged_in.post("/admin/ui/keys/edit", {"key_id": key_id, "expires_days": ""})
+    [kept] = [k for k in logged_in.proxy.core.config.keys if k.name == "lapsing"]
+    assert kept.expires == key.expires
+    status, _, _ = await logged_in.post("/admin/ui/keys/edit",
+                                        {"key_id": key_id, "expires_days": "0"})
+    [never] = [k for k in logged_in.proxy.core.config.keys if k.name == "lapsing"]
+    assert status == 303 and never.expires == 0 and not never.expired(time.time() + 1e9)
 
 
 class _FormFields(HTMLParser):

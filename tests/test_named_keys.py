@@ -16,7 +16,9 @@ from google.genai import errors as genai_errors
 
 from admin_util import Admin, admin_for
 from conftest import Proxy
-from ds2proxy.keyring import KeyEntryError, migrate_keys, parse_keys
+from test_dashboard_forms import Browserless
+from ds2proxy.keyring import (LAST_MOMENT, KeyEntryError, identity_of, migrate_keys,
+                              parse_keys)
 from ds2proxy.limits import DAY
 from ds2proxy.testing.clients import anthropic_client, gemini_client, openai_client
 
@@ -41,6 +43,11 @@ def upstream_spent(proxy: Proxy) -> int:
 
 async def new_key(admin: Admin, **fields: Any) -> dict[str, Any]:
     return await admin.ok("POST", "/admin/keys", json=fields)
+
+
+async def ask(client: openai.AsyncOpenAI) -> Any:
+    return await client.chat.completions.create(model="deepseek-chat",
+                                                messages=[{"role": "user", "content": "hi"}])
 
 
 @pytest.fixture
@@ -223,7 +230,7 @@ async def test_concurrency_limit_holds_a_slot_per_turn(admin: Admin):
     assert "concurrency limit" in caught.value.message
     async for _ in stream:
         pass
-    assert proxy.core.limiter.active("one-at-a-time") == 0
+    assert proxy.core.limiter.active(identity_of(secret)) == 0
 
 
 async def test_embeddings_honour_the_model_list_and_are_recorded(admin: Admin):
@@ -251,3 +258,117 @@ async def test_no_key_may_be_named_like_the_pass_through_callers(admin: Admin):
     with pytest.raises(KeyEntryError) as info:
         parse_keys([{"key": "sk-some-secret-1234", "name": "pass-through"}])
     assert info.value.where == "keys[0].name"
+
+
+async def test_a_request_refused_at_the_door_is_logged_under_its_key(admin: Admin):
+    """A request refused for its key's rate, or for a disabled key, was logged
+    with no key name (the refusal came before the name was noted): the key's
+    request log, error totals and metrics never showed its 429s and 401s."""
+    proxy = admin.proxy
+    limited = (await new_key(admin, name="limited", limits={"rpm": 1}))["key"]
+    client = anthropic_client(proxy, "/anthropic", key=limited)
+    await client.messages.create(model="claude-sonnet-4-5", max_tokens=64,
+                                 messages=[{"role": "user", "content": "hi"}])
+    with pytest.raises(anthropic.RateLimitError):
+        await client.messages.create(model="claude-sonnet-4-5", max_tokens=64,
+                                     messages=[{"role": "user", "content": "hi"}])
+    paused = await new_key(admin, name="paused")
+    await admin.ok("PATCH", f"/admin/keys/{paused['id']}", json={"disabled": True})
+    with pytest.raises(openai.AuthenticationError):
+        await openai_client(proxy, key=paused["key"]).chat.completions.create(
+            model="deepseek-chat", messages=[{"role": "user", "content": "hi"}])
+    log = (await admin.ok("GET", "/admin/usage/requests?errors=1"))["requests"]
+    assert [(r["key_name"], r["status"], r["error_code"]) for r in log] == [
+        ("paused", 401, "key_disabled"), ("limited", 429, "key_rate_limit")]
+    totals = (await admin.ok("GET", "/admin/usage?window=hour"))["totals"]["key_name"]
+    assert {r["name"]: r["errors"] for r in totals}["limited"] == 1
+    metrics = (await admin.call("GET", "/metrics")).raw.decode()
+    assert 'family="claude",key="limited",model="",status="429"' in metrics
+
+
+async def test_retry_after_is_honest_when_the_rate_limit_is_lowered(admin: Admin):
+    """With more requests in the window than a lowered limit allows, Retry-After
+    named the oldest one's leaving: a client that waited that long was refused
+    again, once per request still in the window."""
+    proxy = admin.proxy
+    clock = Clock()
+    proxy.core.limiter.clock = clock
+    made = await new_key(admin, name="lowered", limits={"rpm": 10})
+    client = openai_client(proxy, key=made["key"])
+    for _ in range(6):
+        await ask(client)
+        clock.now += 5
+    await admin.ok("PATCH", f"/admin/keys/{made['id']}", json={"limits": {"rpm": 2}})
+    with pytest.raises(openai.RateLimitError) as caught:
+        await ask(client)
+    wait = int(caught.value.response.headers["Retry-After"])
+    assert wait == 60 - 5 * 2  # when the fifth of six leaves, two are left
+    clock.now += wait - 1
+    with pytest.raises(openai.RateLimitError):
+        await ask(client)
+    clock.now += 1
+    assert (await ask(client)).choices[0].message.content
+
+
+async def test_an_expiry_in_milliseconds_is_refused_naming_the_field(admin: Admin):
+    """An expiry in milliseconds (JavaScript's Date.now()) was taken as seconds:
+    the key meant to expire next month stayed valid for some 50,000 years,
+    and its dashboard page was a 500 (no date reaches that year)."""
+    in_a_month_ms = round((time.time() + 30 * DAY) * 1000)
+    before = admin.proxy.store.snapshot()
+    reply = await admin.call("POST", "/admin/keys", json={"name": "ms", "expires": in_a_month_ms})
+    assert reply.status == 400 and reply.json()["field"] == "expires"
+    assert "milliseconds" in reply.json()["detail"]
+    assert admin.proxy.store.snapshot() == before
+    with pytest.raises(KeyEntryError) as info:
+        parse_keys([{"key": "sk-some-secret-1234", "name": "n", "created": in_a_month_ms}])
+    assert info.value.where == "keys[0].created"
+    made = await new_key(admin, name="far", expires=LAST_MOMENT)
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+        browser = Browserless(admin.proxy, http)
+        await browser.log_in()
+        status, page, _ = await browser.get(f"/admin/ui/keys/{made['id']}")
+    assert status == 200 and "expires 9999-12-31 23:59:59 UTC" in page
+
+
+async def test_a_renamed_key_keeps_its_counts_and_a_reused_name_starts_afresh(admin: Admin):
+    """Limits were counted under the key's name: renaming a key gave it a fresh
+    minute and day (a key at its quota renamed was served again), and a new
+    key given a deleted key's name inherited that key's counts."""
+    proxy = admin.proxy
+    clock = Clock()
+    proxy.core.limiter.clock = clock
+    made = await new_key(admin, name="team", limits={"rpm": 1, "tokens_per_day": 5})
+    client = openai_client(proxy, key=made["key"])
+    await ask(client)
+    await admin.ok("PATCH", f"/admin/keys/{made['id']}", json={"name": "team-renamed"})
+    with pytest.raises(openai.RateLimitError) as caught:
+        await ask(client)
+    assert caught.value.body["code"] == "key_rate_limit"
+    assert "'team-renamed'" in caught.value.message
+    clock.now += 61
+    with pytest.raises(openai.RateLimitError) as caught:
+        await ask(client)
+    assert caught.value.body["code"] == "key_token_quota"
+    [view] = [k for k in (await admin.ok("GET", "/admin/keys"))["keys"]
+              if k["name"] == "team-renamed"]
+    assert view["usage"]["tokens_per_day"]["used"] >= 5
+    await admin.ok("DELETE", f"/admin/keys/{made['id']}")
+    fresh = await new_key(admin, name="team-renamed", limits={"rpm": 1, "tokens_per_day": 5})
+    assert (await ask(openai_client(proxy, key=fresh["key"]))).choices[0].message.content
+
+
+async def test_patching_one_limit_keeps_the_others(admin: Admin):
+    """PATCH {"limits": {"concurrent": 2}} replaced the whole limits object:
+    the key's daily quota and rate limit were silently lifted."""
+    made = await new_key(admin, name="capped", limits={"rpm": 5, "tokens_per_day": 1000})
+    edited = await admin.ok("PATCH", f"/admin/keys/{made['id']}",
+                            json={"limits": {"concurrent": 2}})
+    assert edited["key"]["limits"] == {"rpm": 5, "tokens_per_day": 1000, "concurrent": 2}
+    edited = await admin.ok("PATCH", f"/admin/keys/{made['id']}",
+                            json={"limits": {"rpm": None, "tokens_per_day": 500}})
+    assert edited["key"]["limits"] == {"rpm": 0, "tokens_per_day": 500, "concurrent": 2}
+    [stored] = [k for k in admin.proxy.core.config.keys if k.name == "capped"]
+    assert (stored.limits.tokens_per_day, stored.limits.concurrent) == (500, 2)
+    bad = await admin.call("PATCH", f"/admin/keys/{made['id']}", json={"limits": {"rpm": -1}})
+    assert bad.status == 400 and bad.json()["field"] == "limits.rpm"

@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 
+from test_state_instances import within
+
 from ds2proxy.admin.credentials import AdminCredentials
 from ds2proxy.config_store import ConfigStore
 from ds2proxy.errors import AuthenticationFailed
@@ -158,6 +160,41 @@ async def test_a_row_the_store_cannot_write_does_not_stop_later_ones(backend: Ba
     await asyncio.wait_for(store.flush(), 10)
     rows, total = await asyncio.wait_for(store.requests({}, 10, 0), 10)
     assert total == 1 and rows[0]["request_id"] == "after"
+
+
+async def test_a_page_of_the_log_leaves_kept_bodies_to_the_details(backend: Backend) -> None:
+    """Kept bodies may be a megabyte each: a page of 500 rows carried them
+    all (half a gigabyte built in memory for a list that shows none)."""
+    store, now = backend.usage, time.time()
+    body = "b" * 200_000
+    for n in range(3):
+        store.record(row(now, request_id=f"r{n}", request_body=body))
+    await store.flush()
+    for filters in ({}, {"key_name": "k"}):
+        page, total = await store.requests(filters, 10, 0)
+        assert total == 3 and all("request_body" not in r for r in page)
+        assert {r["request_id"] for r in page} == {"r0", "r1", "r2"}
+    assert (await store.request(page[0]["id"]))["request_body"] == body
+
+
+async def test_a_shortened_retention_prunes_without_a_reopen(backend: Backend) -> None:
+    """Retention is a live setting, but the store read it once when opened: a
+    shortened one (say, to stop keeping request bodies) waited for a restart."""
+    store, now = backend.usage, time.time()
+    store.record(row(now - 3 * 86400, request_id="old"))
+    store.record(row(now, request_id="new"))
+    await store.flush()
+    assert (await store.requests({}, 10, 0))[1] == 2
+    store.retain(1, 90)
+    store.record(row(now, request_id="newer"))
+    await store.flush()
+
+    async def pruned() -> bool:
+        rows, _ = await store.requests({}, 10, 0)
+        return [r["request_id"] for r in rows] == ["newer", "new"]
+
+    await within(10, pruned)
+    assert len(await store.series("minute", now - 4 * 86400)) == 1
 
 
 # -- key counters -----------------------------------------------------------------------

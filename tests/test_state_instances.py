@@ -17,6 +17,7 @@ import pytest
 import redis.asyncio as aioredis
 from conftest import ACCOUNTS, shared_config
 
+from ds2proxy.keyring import identity_of
 from ds2proxy.testing import Delivery, FakeDeepSeek, HttpFault, Misbehaviour, Scripted
 from ds2proxy.testing.instances import Instance, Instances
 from ds2proxy.testing.redis_server import RedisServer
@@ -149,7 +150,7 @@ async def test_a_keys_concurrency_limit_holds_across_instances(
 
     async def no_slots() -> bool:
         now = (await conn.time())[0] * 1000
-        return await conn.zcount("ds2proxy:slots:pair", now, "+inf") == 0
+        return await conn.zcount(f"ds2proxy:slots:{identity_of('sk-pair')}", now, "+inf") == 0
 
     async def whole(api: openai.AsyncOpenAI) -> str:
         return await rest_of(await open_stream(api))

@@ -25,6 +25,7 @@ from ds2proxy.config_values import ConfigError
 from ds2proxy.errors import AuthenticationFailed
 from ds2proxy.health import HealthTracker
 from ds2proxy.health.tracker import NAMESPACE as HEALTH
+from ds2proxy.keyring import identity_of
 from ds2proxy.request_record import RequestRecord
 from ds2proxy.state import redis_link, redis_usage
 from ds2proxy.state.counters import DAY
@@ -349,7 +350,7 @@ async def test_a_keys_tokens_today_read_on_any_instance_are_the_clusters(
         cluster = aioredis.from_url(redis_server.url)
         try:
             day = int((await cluster.time())[0] // 86400)
-            assert int(await cluster.get(f"ds2proxy:tokens:{day}:q")) == counted
+            assert int(await cluster.get(f"ds2proxy:tokens:{day}:{identity_of('sk-q')}")) == counted
         finally:
             await cluster.aclose()
 
@@ -693,3 +694,16 @@ async def test_a_shorter_slot_ttl_elsewhere_never_cuts_a_slot_short(open_link) -
     assert await short_ttl.slots("k") == 2
     await long_ttl.close()
     await short_ttl.close()
+
+
+async def test_the_rate_wait_counts_a_window_fuller_than_a_lowered_limit(open_link) -> None:
+    """Six requests in the window and a limit lowered to two: room comes when
+    the fifth leaves, not the first (the wait named the first's leaving)."""
+    counters = RedisCounters(await open_link())
+    now_ms = int((await counters.link.client.time())[0] * 1000)
+    window = counters.link.key("rpm", "k")
+    await counters.link.client.zadd(window, {f"r{i}": now_ms - 30_000 + i * 5000
+                                             for i in range(6)})
+    wait = await counters.hit("k", 2)
+    assert 49 <= wait <= 51  # the fifth (at -10 s) leaves 50 s from now
+    await counters.close()

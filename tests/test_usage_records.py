@@ -16,11 +16,13 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from admin_util import Admin, admin_for, wait_until
+from test_state_instances import within
 from conftest import Proxy
 from provider_util import PROVIDER_MODEL, fake_provider, provider_config  # noqa: F401
 from token_util import reference_tokens
 from ds2proxy.app import create_app, start_server
 from ds2proxy.config_store import ConfigStore
+from ds2proxy.keyring import identity_of
 from ds2proxy.logfmt import JSONFormatter
 from ds2proxy.testing import Delivery, Scripted
 from ds2proxy.testing.provider_replies import ProviderReply
@@ -34,6 +36,11 @@ pytestmark = pytest.mark.timeout(90)
 async def admin(proxy: Proxy):
     async with aiohttp.ClientSession() as http:
         yield await admin_for(proxy, http)
+
+
+async def detail(admin: Admin, row: dict) -> dict:
+    """One row of the request log with everything kept (its body too)."""
+    return (await admin.ok("GET", f"/admin/usage/requests/{row['id']}"))["request"]
 
 
 async def rows(admin: Admin, **query: str) -> list[dict]:
@@ -145,7 +152,8 @@ async def test_a_client_leaving_mid_stream_is_charged_what_was_produced(admin: A
     assert row["status"] == 499
     assert row["prompt_tokens"] == sent_prompt_tokens(proxy)
     assert reference_tokens(received) <= row["completion_tokens"] <= reference_tokens(answer)
-    assert proxy.core.limiter.tokens_today("key") == row["prompt_tokens"] + row["completion_tokens"]
+    used = proxy.core.limiter.tokens_today(identity_of(proxy.key))
+    assert used == row["prompt_tokens"] + row["completion_tokens"]
 
 
 @pytest.mark.parametrize("stream", [False, True])
@@ -181,7 +189,7 @@ async def test_a_failure_before_any_output_records_no_tokens(admin: Admin):
     await wait_until(lambda: proxy.core.usage.recorded == 1)
     [row] = await rows(admin)
     assert row["status"] == 502 and (row["prompt_tokens"], row["completion_tokens"]) == (0, 0)
-    assert proxy.core.limiter.tokens_today("key") == 0
+    assert proxy.core.limiter.tokens_today(identity_of(proxy.key)) == 0
 
 
 async def test_restart_keeps_the_aggregates(proxy_factory):
@@ -202,7 +210,8 @@ async def test_restart_keeps_the_aggregates(proxy_factory):
             assert after["totals"] == before["totals"]
             assert after["totals"]["key_name"][0]["requests"] == len(sent)
             # Today's token use per key is read back, so daily quotas survive too.
-            assert again.core.limiter.tokens_today("key") == sum(s[2] + s[3] for s in sent)
+            assert again.core.limiter.tokens_today(identity_of(again.key)) == sum(
+                s[2] + s[3] for s in sent)
             assert len(await rows(admin)) == len(sent)
     finally:
         await server.close()
@@ -338,7 +347,9 @@ async def test_bodies_are_kept_only_with_log_bodies_cut_and_redacted(proxy_facto
                 "model": "deepseek-chat", "api_key": "sk-should-not-be-kept",
                 "messages": [{"role": "user", "content": "y" * 1000}]}) as resp:
             assert resp.status == 200
-        [row] = await rows(admin)
+        [listed] = await rows(admin)
+        row = await detail(admin, listed)
+    assert "request_body" not in listed
     assert "deepseek-chat" in row["request_body"] and len(row["request_body"]) <= 300
     assert "sk-should-not-be-kept" not in row["request_body"]
 
@@ -359,6 +370,7 @@ async def test_kept_bodies_mask_credentials_a_client_forwards_in_headers(proxy_f
                 "metadata": {"client_secret": secrets[2]}}) as resp:
             await resp.read()
         [row] = await rows(admin)
+        row = await detail(admin, row)
     assert "mcp.example" in row["request_body"]
     assert not [s for s in secrets if s in row["request_body"]]
 
@@ -423,7 +435,7 @@ async def test_bodies_are_not_kept_by_default(admin: Admin):
     await openai_client(admin.proxy).chat.completions.create(
         model="deepseek-chat", messages=[{"role": "user", "content": "private words"}])
     [row] = await rows(admin)
-    assert row["request_body"] == "" and row["prompt_tokens"] > 0
+    assert (await detail(admin, row))["request_body"] == "" and row["prompt_tokens"] > 0
 
 
 async def test_a_failure_after_the_stream_began_is_recorded_with_its_code(admin: Admin):
@@ -510,7 +522,7 @@ async def test_a_provider_answer_cut_short_is_charged_what_was_produced(proxy_fa
     assert reference_tokens(received) <= gone["completion_tokens"] <= reference_tokens(answer)
     assert drop["error_code"] == "upstream_error"
     assert drop["completion_tokens"] == reference_tokens(dropped) > 0
-    assert proxy.core.limiter.tokens_today("key") == sum(
+    assert proxy.core.limiter.tokens_today(identity_of(proxy.key)) == sum(
         r["prompt_tokens"] + r["completion_tokens"] for r in (gone, drop))
 
 
@@ -535,7 +547,36 @@ async def test_ollama_embeddings_are_recorded_and_held_to_the_key(admin: Admin):
     assert embed["prompt_tokens"] == resp.prompt_eval_count > 0
     assert legacy["prompt_tokens"] == reference_tokens("one more time")
     used = embed["prompt_tokens"] + legacy["prompt_tokens"]
-    assert proxy.core.limiter.tokens_today("metered") == used >= 5
+    assert proxy.core.limiter.tokens_today(identity_of(metered["key"])) == used >= 5
     with pytest.raises(ollama.ResponseError) as info:
         await client.embed(model="bge-m3", input="over the quota")
     assert info.value.status_code == 429
+
+
+async def test_usage_settings_apply_without_a_restart(proxy_factory):
+    """usage.enabled and the retention days are live settings, yet a server
+    started with recording off never opened its store (turning it on did
+    nothing: the request log stayed a 404), and retention was read once."""
+    proxy = await proxy_factory({"usage": {"enabled": False}})
+    client = openai_client(proxy)
+    async with aiohttp.ClientSession() as http:
+        admin = await admin_for(proxy, http)
+        await client.chat.completions.create(model="deepseek-chat",
+                                             messages=[{"role": "user", "content": "off"}])
+        assert await rows(admin) == []
+        await admin.ok("POST", "/admin/config/import", json={"usage": {"enabled": True}})
+        await client.chat.completions.create(model="deepseek-chat",
+                                             messages=[{"role": "user", "content": "on"}])
+        [recorded] = await rows(admin)
+        assert recorded["status"] == 200 and recorded["key_name"] == "key"
+        old = dict(recorded, time=recorded["time"] - 3 * 86400, request_id="req_old",
+                   request_body="")
+        proxy.core.usage.store.record({k: v for k, v in old.items() if k != "id"})
+        assert len(await rows(admin)) == 2
+        await admin.ok("POST", "/admin/config/import",
+                       json={"usage": {"enabled": True, "retention_raw_days": 1}})
+
+        async def pruned() -> bool:
+            return [r["request_id"] for r in await rows(admin)] == [recorded["request_id"]]
+
+        await within(10, pruned)

@@ -87,7 +87,7 @@ class UsageAPI:
     async def refresh(self) -> None:
         """The cluster's token totals of every key (shared state) before a read."""
         core = self.ctx.core
-        await core.limiter.refresh_tokens(k.name for k in core.config.keys)
+        await core.limiter.refresh_tokens(k.ref for k in core.config.keys)
 
     async def list_keys(self, request: web.Request) -> web.Response:
         await self.refresh()

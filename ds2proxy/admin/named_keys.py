@@ -66,7 +66,10 @@ def edit_key(data: dict[str, Any], key_or_id: str, body: dict[str, Any]) -> None
         raise NotFound("no such API key")
     index = keys.index(found)
     entry = dict(found) if isinstance(found, dict) else {"key": found}
-    entry.update(_fields({k: v for k, v in body.items() if k != "key"}))
+    changes = _fields({k: v for k, v in body.items() if k != "key"})
+    if isinstance(changes.get("limits"), dict):
+        changes["limits"] = _merged_limits(entry.get("limits"), body["limits"])
+    entry.update(changes)
     for name in EDITABLE:
         if name in body and body[name] is None:
             entry.pop(name, None)
@@ -74,12 +77,25 @@ def edit_key(data: dict[str, Any], key_or_id: str, body: dict[str, Any]) -> None
                            keys[:index] + keys[index + 1:])
 
 
+def _merged_limits(before: Any, patch: dict[str, Any]) -> dict[str, Any]:
+    """A PATCH's ``limits`` changes the limits it names (null or "": unlimited)
+    and keeps the others: replacing the object lifted a daily quota when
+    only the concurrency was meant to change."""
+    merged = dict(before) if isinstance(before, dict) else {}
+    for name, value in patch.items():
+        if value is None or value == "":
+            merged.pop(name, None)
+        else:
+            merged[name] = value
+    return merged
+
+
 def key_view(key: KeyConfig, limiter: KeyLimiter) -> dict[str, Any]:
     """A key as the admin sees it: never the secret, with limit closeness."""
     limits = key.limits
-    used = {"rpm": limiter.requests_last_minute(key.name),
-            "tokens_per_day": limiter.tokens_today(key.name),
-            "concurrent": limiter.active(key.name)}
+    used = {"rpm": limiter.requests_last_minute(key.ref),
+            "tokens_per_day": limiter.tokens_today(key.ref),
+            "concurrent": limiter.active(key.ref)}
     closeness = {name: {"used": used[name], "limit": getattr(limits, name),
                         "percent": round(100 * used[name] / getattr(limits, name), 1)
                         if getattr(limits, name) else None}

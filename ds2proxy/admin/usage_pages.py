@@ -53,9 +53,12 @@ def key_body(form: Form) -> dict[str, Any]:
 
 
 def edit_body(form: Form) -> dict[str, Any]:
-    """An edit-key form: blank limits mean unlimited, blank models mean all."""
+    """An edit-key form: blank limits mean unlimited, blank models mean all,
+    an expiry of 0 days means never (blank keeps the one it has)."""
     body = key_body(form)
     body.pop("name")
+    if _int_field(form, "expires_days", MAX_EXPIRES_DAYS) == 0:
+        body["expires"] = 0
     body["limits"] = {name: body["limits"].get(name, 0)
                       for name in ("rpm", "tokens_per_day", "concurrent")}
     body.setdefault("models", None)
@@ -152,7 +155,7 @@ class UsagePages:
         return self.dash.render(request, "usage.html", claims=claims, active="usage",
                                 rows=rows, total=total, page=page, per_page=per_page,
                                 pages=max(1, -(-total // per_page)), filters=shown,
-                                enabled=self.ctx.core.usage.store is not None,
+                                enabled=self.ctx.core.config.usage.enabled,
                                 query={k: v for k, v in shown.items() if v})
 
     async def detail(self, request: web.Request) -> web.StreamResponse:

@@ -63,7 +63,9 @@ class MemoryCounters:
         now = self.clock()
         recent = self._window(name, now, window)
         if len(recent) >= limit:
-            return max(recent[0] + window - now, 0.001)
+            # The window may hold more than ``limit`` (the limit was lowered):
+            # room comes when all but ``limit - 1`` have left, not the oldest.
+            return max(recent[len(recent) - limit] + window - now, 0.001)
         recent.append(now)
         return 0.0
 

@@ -60,6 +60,12 @@ def _matches(row: dict[str, Any], filters: dict[str, Any]) -> bool:
     return not filters.get("errors") or row["status"] >= 400 or bool(row["error_code"])
 
 
+def _listed(row: dict[str, Any]) -> dict[str, Any]:
+    """A row as a page of the log shows it (no kept body)."""
+    row.pop("request_body", None)
+    return row
+
+
 class RedisUsage:
     def __init__(self, link: RedisLink, *, raw_days: int = 7, hourly_days: int = 90) -> None:
         self.link = link
@@ -71,6 +77,12 @@ class RedisUsage:
         self._now = asyncio.Event()  # a flush waits, or a batch is full: write now
         self.rows_written = 0
         self.dropped = 0
+        self._pruned = 0.0
+
+    def retain(self, raw_days: int, hourly_days: int) -> None:
+        """New retention (a config change): buckets written from now on expire
+        by it, and rows past it go at the next write's prune."""
+        self.raw_days, self.hourly_days = raw_days, hourly_days
         self._pruned = 0.0
 
     def _key(self, *parts: str) -> str:
@@ -213,7 +225,8 @@ class RedisUsage:
         its own deadline, so a long scan of a large log is slow but never
         mistaken for Redis being unreachable."""
         if not _filtered(filters):
-            return await self.link.call(lambda: self._page(limit, offset))
+            rows, total = await self.link.call(lambda: self._page(limit, offset))
+            return [_listed(r) for r in rows], total
         page: list[dict[str, Any]] = []
         total, below = 0, "+inf"
         while True:
@@ -224,7 +237,7 @@ class RedisUsage:
                 row = orjson.loads(member)
                 if _matches(row, filters):
                     if offset <= total < offset + limit:
-                        page.append(row)
+                        page.append(_listed(row))
                     total += 1
             if len(chunk) < SCAN:
                 return page, total

@@ -29,6 +29,9 @@ ROW_FIELDS = ("time", "request_id", "key_name", "family", "route", "method", "mo
               "native_model", "account", "status", "error_code", "error_message", "latency_ms",
               "ttfb_ms", "prompt_tokens", "completion_tokens", "reasoning_tokens", "tool_calls",
               "stream", "request_body", "served_by")
+# A page of the request log leaves out kept bodies (up to a megabyte each):
+# one row's details carry its body.
+LISTED = ("id", *(f for f in ROW_FIELDS if f != "request_body"))
 FILTERS = ("key_name", "model", "status", "account", "family", "request_id")
 GROUPS = ("key_name", "model", "account", "family")
 _BATCH = 1000
@@ -65,9 +68,11 @@ class UsageStore(Protocol):
     """What ds2proxy needs from a usage store."""
 
     def record(self, row: dict[str, Any]) -> None: ...
+    def retain(self, raw_days: int, hourly_days: int) -> None: ...
     async def flush(self) -> None: ...
     async def requests(self, filters: dict[str, Any], limit: int, offset: int
-                       ) -> tuple[list[dict[str, Any]], int]: ...
+                       ) -> tuple[list[dict[str, Any]], int]:
+        """A page of rows (their ``LISTED`` fields), newest first, and the total."""
     async def request(self, row_id: int) -> dict[str, Any] | None: ...
     async def series(self, grain: str, since: float, key_name: str | None = None
                      ) -> list[dict[str, Any]]: ...
@@ -108,6 +113,7 @@ class SQLiteUsage:
         self._ready = threading.Event()
         self._error: BaseException | None = None
         self.rows_written = 0
+        self._pruned_at = 0.0
         self._thread = threading.Thread(target=self._run, name="ds2proxy-usage", daemon=True)
         self._thread.start()
         self._ready.wait()
@@ -118,6 +124,12 @@ class SQLiteUsage:
 
     def record(self, row: dict[str, Any]) -> None:
         self._queue.put(("row", row))
+
+    def retain(self, raw_days: int, hourly_days: int) -> None:
+        """New retention (a config change): rows past it go at the writer's next turn."""
+        self.raw_days, self.hourly_days = raw_days, hourly_days
+        self._pruned_at = 0.0
+        self._queue.put(("wake",))
 
     async def _call(self, job: Callable[[sqlite3.Connection], Any]) -> Any:
         loop = asyncio.get_running_loop()
@@ -134,7 +146,8 @@ class SQLiteUsage:
 
         def job(db: sqlite3.Connection) -> tuple[list[dict[str, Any]], int]:
             total = db.execute(f"SELECT COUNT(*) FROM requests{where}", args).fetchone()[0]
-            rows = db.execute(f"SELECT * FROM requests{where} ORDER BY id DESC LIMIT ? OFFSET ?",
+            rows = db.execute(f"SELECT {','.join(LISTED)} FROM requests{where} "
+                              "ORDER BY id DESC LIMIT ? OFFSET ?",
                               [*args, limit, offset]).fetchall()
             return [dict(r) for r in rows], total
 
@@ -203,7 +216,6 @@ class SQLiteUsage:
             self._ready.set()
             return
         self._ready.set()
-        pruned = 0.0
         try:
             while True:
                 items = [self._queue.get()]
@@ -214,12 +226,12 @@ class SQLiteUsage:
                         break
                 if not self._handle(db, items):
                     return
-                if time.time() - pruned > _PRUNE_EVERY:
+                if time.time() - self._pruned_at > _PRUNE_EVERY:
+                    self._pruned_at = time.time()
                     try:
                         self._prune(db)
                     except sqlite3.Error as exc:  # a locked file: next time
                         log.warning("usage store: old rows not pruned: %s", exc)
-                    pruned = time.time()
         finally:
             db.close()
 
