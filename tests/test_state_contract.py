@@ -162,6 +162,21 @@ async def test_a_row_the_store_cannot_write_does_not_stop_later_ones(backend: Ba
     assert total == 1 and rows[0]["request_id"] == "after"
 
 
+async def test_a_row_missing_a_field_does_not_stop_later_ones(backend: Backend) -> None:
+    """A row built by hand (a plugin's, an older caller's) without one of the
+    fields: the SQLite writer thread died on its KeyError, after which every
+    read and flush waited for it forever."""
+    store, now = backend.usage, time.time()
+    broken = row(now, request_id="broken")
+    del broken["latency_ms"]
+    store.record(broken)
+    await asyncio.wait_for(store.flush(), 10)
+    store.record(row(now, request_id="after"))
+    await asyncio.wait_for(store.flush(), 10)
+    rows, total = await asyncio.wait_for(store.requests({}, 10, 0), 10)
+    assert [r["request_id"] for r in rows] == ["after"] and total == 1
+
+
 async def test_a_page_of_the_log_leaves_kept_bodies_to_the_details(backend: Backend) -> None:
     """Kept bodies may be a megabyte each: a page of 500 rows carried them
     all (half a gigabyte built in memory for a list that shows none)."""

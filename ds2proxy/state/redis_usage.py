@@ -134,12 +134,6 @@ class RedisUsage:
                 await self.link.call(lambda: self._write(batch), check=False)
                 self.rows_written += len(batch)
                 count -= len(batch)
-            except (TypeError, ValueError, OverflowError) as exc:
-                # A row that cannot be encoded (an integer past 64 bits): the
-                # writer goes on without it, or its task ends and a flush waits
-                # forever with the rest of the buffer unwritten.
-                log.error("usage store: %d rows could not be written: %s", len(batch), exc)
-                count -= len(batch)
             except StateUnavailable:
                 self._buffer.extendleft(reversed(batch))
                 if not warned:
@@ -147,6 +141,13 @@ class RedisUsage:
                                 "is back", len(self._buffer))
                     warned = True
                 await asyncio.sleep(RETRY_EVERY)
+            except Exception as exc:
+                # A row that cannot be encoded (an integer past 64 bits, a
+                # missing field): the writer goes on without it, or its task
+                # ends and a flush waits forever with the rest unwritten.
+                log.error("usage store: %d rows could not be written: %s", len(batch),
+                          f"{type(exc).__name__}: {exc}")
+                count -= len(batch)
 
     async def _write(self, rows: list[dict[str, Any]]) -> None:
         client = self.link.client

@@ -254,11 +254,12 @@ class SQLiteUsage:
                                [tuple(r[f] for f in ROW_FIELDS) for r in rows])
                 db.executemany(_UPSERT, [u for r in rows for u in _rollup_rows(r)])
             self.rows_written += len(rows)
-        except (sqlite3.Error, OverflowError, ValueError, TypeError) as exc:
+        except Exception as exc:
             # The writer thread must outlive a bad batch (an integer SQLite
-            # cannot hold raised OverflowError): were it to end, every later
-            # read and flush would wait for it forever.
-            log.error("usage store: %d rows could not be written: %s", len(rows), exc)
+            # cannot hold, a row missing a field): were it to end, every
+            # later read and flush would wait for it forever.
+            log.error("usage store: %d rows could not be written: %s", len(rows),
+                      f"{type(exc).__name__}: {exc}")
 
     @staticmethod
     def _answer(db: sqlite3.Connection, job: Callable, future: asyncio.Future,
