@@ -31,6 +31,7 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 DEMO_KEY = "demo-key"
 DEMO_ACCOUNT = {"email": "demo@example.com", "password": "demo-password"}
 ALLOW_DEFAULT_KEY_FLAG = "--allow-default-admin-key-on-network"
+DEFAULT_PORT = "5001"
 
 
 class UnsafeListen(Exception):
@@ -41,15 +42,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="ds2proxy", description=__doc__.splitlines()[0])
     parser.add_argument("--config", help="config file (default: $DS2PROXY_CONFIG or ./config.json)")
     parser.add_argument("--host", default=os.environ.get("DS2PROXY_HOST", "127.0.0.1"))
-    parser.add_argument("--port", type=int, default=int(os.environ.get("DS2PROXY_PORT", "5001")))
+    parser.add_argument("--port", type=port_number, metavar="PORT",
+                        help="0-65535, 0 picks a free one (default: $DS2PROXY_PORT or 5001)")
     parser.add_argument("--demo", action="store_true",
                         help="serve from a bundled fake DeepSeek upstream (offline demo)")
     parser.add_argument("--log-level", type=str.upper, choices=LOG_LEVELS, metavar="LEVEL",
                         default=os.environ.get("DS2PROXY_LOG_LEVEL", "INFO").upper(),
                         help=f"one of {', '.join(LOG_LEVELS)} (default: $DS2PROXY_LOG_LEVEL "
                              "or INFO)")
-    parser.add_argument("--log-format", choices=LOG_FORMATS,
-                        default=os.environ.get("DS2PROXY_LOG_FORMAT") or None,
+    parser.add_argument("--log-format", type=str.lower, choices=LOG_FORMATS,
+                        default=os.environ.get("DS2PROXY_LOG_FORMAT", "").lower() or None,
                         help="text (default) or json: one JSON object per line, one per "
                              "request end (overrides the config's log.format)")
     parser.add_argument(ALLOW_DEFAULT_KEY_FLAG, dest="allow_default_key", action="store_true",
@@ -57,10 +59,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "is still the default 'admin' (anyone who can reach it can "
                              "administer it)")
     args = parser.parse_args(argv)
-    if args.log_level not in LOG_LEVELS:  # a default from the environment skips choices
+    # Defaults from the environment skip argparse's checks: made here alike.
+    if args.log_level not in LOG_LEVELS:
         parser.error(f"DS2PROXY_LOG_LEVEL: invalid level {args.log_level!r} "
                      f"(choose from {', '.join(LOG_LEVELS)})")
+    if args.log_format is not None and args.log_format not in LOG_FORMATS:
+        parser.error(f"DS2PROXY_LOG_FORMAT: invalid format {args.log_format!r} "
+                     f"(choose from {', '.join(LOG_FORMATS)})")
+    if args.port is None:
+        try:
+            args.port = port_number(os.environ.get("DS2PROXY_PORT", "") or DEFAULT_PORT)
+        except argparse.ArgumentTypeError as exc:
+            parser.error(f"DS2PROXY_PORT: {exc}")
     return args
+
+
+def port_number(text: str) -> int:
+    """A TCP port as the command line or the environment gives it."""
+    try:
+        port = int(text.strip(), 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port {port} is not between 0 and 65535")
+    return port
 
 
 async def _demo_store() -> tuple[ConfigStore, object]:

@@ -1,0 +1,52 @@
+"""The command line as an operator meets it: every bad flag, environment
+value or config file is one line naming what to fix and a non-zero exit,
+never a traceback or a message about something else."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def run_cli(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """``python -m ds2proxy`` run to its end (these all stop before serving)."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("DS2PROXY_")}
+    return subprocess.run([sys.executable, "-m", "ds2proxy", *args], cwd=cwd,
+                          env={**clean, **env}, capture_output=True, text=True, timeout=100)
+
+
+def refused(done: subprocess.CompletedProcess[str], *needles: str) -> None:
+    assert done.returncode == 2, (done.returncode, done.stderr)
+    assert "Traceback" not in done.stderr, done.stderr
+    for needle in needles:
+        assert needle in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize("env, needle", [
+    ({"DS2PROXY_PORT": "abc"}, "DS2PROXY_PORT: 'abc' is not a port number"),
+    ({"DS2PROXY_PORT": "70000"}, "DS2PROXY_PORT: port 70000 is not between 0 and 65535"),
+    ({"DS2PROXY_LOG_FORMAT": "xml"}, "DS2PROXY_LOG_FORMAT: invalid format 'xml'"),
+])
+def test_a_bad_environment_value_is_a_usage_error_naming_the_variable(
+        tmp_path: Path, env: dict[str, str], needle: str) -> None:
+    refused(run_cli("--demo", cwd=tmp_path, **env), needle)
+
+
+@pytest.mark.parametrize("port", ["-1", "65536", "99999"])
+def test_a_port_out_of_range_is_a_usage_error(tmp_path: Path, port: str) -> None:
+    refused(run_cli("--demo", "--port", port, cwd=tmp_path),
+            f"argument --port: port {int(port)} is not between 0 and 65535")
+
+
+def test_log_format_is_read_in_any_case(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ds2proxy.cli import parse_args
+
+    assert parse_args(["--log-format", "JSON"]).log_format == "json"
+    monkeypatch.setenv("DS2PROXY_LOG_FORMAT", "Json")
+    assert parse_args([]).log_format == "json"
