@@ -67,6 +67,9 @@ def load_file(path: Path) -> dict:
         return orjson.loads(path.read_bytes())
     except FileNotFoundError as exc:
         raise ConfigError("(file)", f"{path} does not exist") from exc
+    except OSError as exc:  # a folder, no permission, an I/O error: not a port problem
+        raise ConfigError("(file)", f"{path} cannot be read: "
+                                    f"{exc.strerror or type(exc).__name__}") from exc
     except orjson.JSONDecodeError as exc:
         raise ConfigError("(file)", f"{path} is not valid JSON (line {exc.lineno}, column "
                                     f"{exc.colno}): {exc.msg}") from exc

@@ -50,3 +50,13 @@ def test_log_format_is_read_in_any_case(monkeypatch: pytest.MonkeyPatch) -> None
     assert parse_args(["--log-format", "JSON"]).log_format == "json"
     monkeypatch.setenv("DS2PROXY_LOG_FORMAT", "Json")
     assert parse_args([]).log_format == "json"
+
+
+def test_a_config_path_that_cannot_be_read_is_named_as_the_config(tmp_path: Path) -> None:
+    """A folder (or a file it may not read) given as the config used to be
+    reported as 'cannot listen on 127.0.0.1:5001', sending the operator to
+    look for whatever held the port."""
+    (tmp_path / "conf.d").mkdir()
+    done = run_cli("--config", "conf.d", "--port", "0", cwd=tmp_path)
+    refused(done, "conf.d cannot be read: Is a directory")
+    assert "listen" not in done.stderr
