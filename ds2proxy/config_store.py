@@ -38,6 +38,7 @@ from .state.errors import StateUnavailable
 log = logging.getLogger("ds2proxy.config")
 
 DEFAULT_PATH = Path("config.json")
+UTF8_BOM = b"\xef\xbb\xbf"
 
 # Where the running config came from (ConfigStore.source).
 FILE = "file"  # a config file, written back on every change
@@ -63,8 +64,10 @@ def decode_env_json(value: str, where: str = "DS2PROXY_CONFIG_JSON") -> dict:
 
 
 def load_file(path: Path) -> dict:
+    """The config file's document; a UTF-8 byte order mark (Windows editors
+    write one) is skipped, as in ``DS2PROXY_CONFIG_JSON``."""
     try:
-        return orjson.loads(path.read_bytes())
+        return orjson.loads(path.read_bytes().removeprefix(UTF8_BOM))
     except FileNotFoundError as exc:
         raise ConfigError("(file)", f"{path} does not exist") from exc
     except OSError as exc:  # a folder, no permission, an I/O error: not a port problem

@@ -65,6 +65,18 @@ def test_config_path_from_env(tmp_path):
         ConfigStore.from_sources(str(tmp_path / "missing.json"), {})
 
 
+async def test_a_config_file_with_a_byte_order_mark_loads_and_saves(tmp_path):
+    """Notepad and other Windows editors save UTF-8 with a BOM; orjson refuses
+    it, so such a config.json stopped the server while the same text in
+    DS2PROXY_CONFIG_JSON loaded."""
+    path = tmp_path / "config.json"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps({"keys": ["k-bom"]}).encode())
+    store = ConfigStore.from_sources(str(path), {})
+    assert store.config.key_secrets == ("k-bom",)
+    await store.update(lambda doc: doc.update(models={"default": "deepseek-reasoner"}))
+    assert json.loads(path.read_bytes())["keys"][0]["key"] == "k-bom"
+
+
 async def test_update_keeps_unknown_fields_and_is_atomic(tmp_path):
     path = tmp_path / "config.json"
     doc = {"keys": ["a"], "future_field": {"x": 1},
