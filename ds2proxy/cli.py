@@ -165,12 +165,21 @@ def config_docs(argv: list[str]) -> int:
     """``config-docs [PATH]``: write the configuration reference (stdout without PATH)."""
     from .config_docs import render
 
+    parser = argparse.ArgumentParser(prog="ds2proxy config-docs",
+                                     description="Write the configuration reference.")
+    parser.add_argument("path", nargs="?", help="file to write (default: standard output)")
+    args = parser.parse_args(argv)
     text = render()
-    if argv:
-        with open(argv[0], "w", encoding="utf-8") as out:
-            out.write(text)
-    else:
+    if args.path is None:
         sys.stdout.write(text)
+        return 0
+    try:
+        with open(args.path, "w", encoding="utf-8") as out:
+            out.write(text)
+    except OSError as exc:
+        print(f"ds2proxy config-docs: cannot write {args.path}: "
+              f"{exc.strerror or type(exc).__name__}", file=sys.stderr)
+        return 1
     return 0
 
 

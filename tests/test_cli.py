@@ -60,3 +60,17 @@ def test_a_config_path_that_cannot_be_read_is_named_as_the_config(tmp_path: Path
     done = run_cli("--config", "conf.d", "--port", "0", cwd=tmp_path)
     refused(done, "conf.d cannot be read: Is a directory")
     assert "listen" not in done.stderr
+
+
+def test_config_docs_takes_help_and_reports_a_path_it_cannot_write(tmp_path: Path) -> None:
+    """``config-docs --help`` used to write the reference into a file named
+    '--help'; a path in a missing folder was a FileNotFoundError traceback."""
+    done = run_cli("config-docs", "--help", cwd=tmp_path)
+    assert done.returncode == 0 and "usage: ds2proxy config-docs" in done.stdout
+    assert list(tmp_path.iterdir()) == []
+    done = run_cli("config-docs", str(tmp_path / "no" / "such.md"), cwd=tmp_path)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert "cannot write" in done.stderr and "No such file or directory" in done.stderr
+    done = run_cli("config-docs", "reference.md", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "reference.md").read_text().startswith("#")
