@@ -103,7 +103,9 @@ class RunningServer:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        """The URL it serves; an IPv6 address goes in brackets (RFC 3986)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
 
     async def close(self) -> None:
         await self.runner.cleanup()

@@ -5,10 +5,12 @@ never a traceback or a message about something else."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 pytestmark = pytest.mark.timeout(120)
@@ -74,3 +76,21 @@ def test_config_docs_takes_help_and_reports_a_path_it_cannot_write(tmp_path: Pat
     done = run_cli("config-docs", "reference.md", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "reference.md").read_text().startswith("#")
+
+
+async def test_an_ipv6_host_is_served_and_named_with_brackets() -> None:
+    """``--host ::1`` logged 'listening on http://::1:5001', a URL no client
+    can use (the port reads as part of the address)."""
+    from ds2proxy.app import create_app, start_server
+    from ds2proxy.config_store import ConfigStore
+
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 on this machine")
+    server = await start_server(create_app(ConfigStore({})), "::1", 0)
+    try:
+        assert server.url == f"http://[::1]:{server.port}"
+        async with aiohttp.ClientSession() as http:
+            async with http.get(server.url + "/healthz") as resp:
+                assert resp.status == 200
+    finally:
+        await server.close()
