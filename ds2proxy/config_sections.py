@@ -166,10 +166,14 @@ class AuthSettings:
                       "Off: a credential that is not an API key is refused with 401."))
 
 
+# The longest admin session, whether the config or a login asks for it.
+MAX_SESSION_HOURS = 24 * 30
+
+
 @dataclass(frozen=True, slots=True)
 class AdminSettings:
     jwt_expire_hours: float = setting(
-        24.0, "Lifetime of admin session tokens.", min=0.01,
+        24.0, "Lifetime of admin session tokens.", min=0.01, max=MAX_SESSION_HOURS,
         form=FormSpec(DIAGNOSTICS, "Session lifetime (h)", "How long an admin login lasts."))
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from admin_util import Admin, admin, admin_for  # noqa: F401  (fixture)
+from admin_util import Admin, admin, admin_for, login  # noqa: F401  (fixture)
 from conftest import ADMIN_KEY, REPO
 
 from ds2proxy import cli
@@ -181,3 +181,17 @@ def test_every_field_of_the_example_config_is_known() -> None:
     from ds2proxy.config_fields import unknown_fields
     example = json.loads((REPO / "config.example.json").read_text())
     assert unknown_fields(example) == []
+
+
+async def test_an_admin_session_longer_than_a_login_may_ask_is_refused(admin: Admin) -> None:
+    """admin.jwt_expire_hours had no ceiling although a login may ask for 720
+    hours at most: a huge value was saved, and every admin login then failed
+    with a 500 (an expiry beyond 64 bits)."""
+    reply = await admin.call("PUT", "/admin/settings",
+                             json={"admin": {"jwt_expire_hours": 1e300}})
+    assert reply.status == 400, reply.raw
+    assert "between 0.01 and 720" in reply.json()["errors"]["admin.jwt_expire_hours"]
+    relogin = await login(admin.http, admin.proxy.url, admin.proxy.admin_key)
+    assert relogin.status == 200, relogin.raw
+    assert relogin.json()["expires_in"] == 24 * 3600
+    await admin.ok("PUT", "/admin/settings", json={"admin": {"jwt_expire_hours": 720}})
