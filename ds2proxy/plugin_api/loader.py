@@ -1,9 +1,11 @@
 """Loading plugins: entry points, the API version, routes, names, hooks and
 settings kept live.
 
-A plugin that fails to import, to register, to match the API version, or
-whose settings or routes or model names clash, is reported (log and
-``/admin/plugins``) and leaves nothing behind; the server still starts.
+A plugin that fails to import (even by ``SystemExit``), to register, to
+match the API version, or whose settings or routes or model names clash
+(with another plugin's, or a route with the server's own paths), or whose
+route aiohttp cannot mount, is reported (log and ``/admin/plugins``) and
+leaves nothing behind; the server still starts.
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("ds2proxy.plugins")
 
 GROUP = "ds2proxy.plugins"
+# Paths the server serves itself (and everything under /admin/): a plugin's
+# route on one would hide the server's (or never run), so it is refused.
+SERVER_PATHS = frozenset({"/", "/admin", "/metrics", "/healthz", "/readyz"})
 
 
 @dataclass
@@ -72,7 +77,13 @@ def settings_problems(api: PluginContext, section: Any) -> dict[str, str]:
         return {where: "must be an object"}
     if api._check is None:
         return {}
-    return {f"{where}.{key}": str(problem) for key, problem in api._check(section).items()}
+    try:
+        problems = api._check(section) or {}
+        return {f"{where}.{key}": str(problem) for key, problem in problems.items()}
+    except Exception as exc:  # the plugin's fault, not the server's: a 400 naming it
+        log.exception("plugin %s: settings check failed", api.name)
+        return {where: f"the plugin's settings check failed ({type(exc).__name__}); see the "
+                       "server log"}
 
 
 class RouteTable:
@@ -125,6 +136,7 @@ def _register(ep: EntryPoint, core: Core, table: RouteTable) -> PluginContext:
     if problems:
         raise ValueError("invalid settings: " + "; ".join(f"{k}: {v}"
                                                           for k, v in problems.items()))
+    _check_routes(api)
     clash = table.clashes(api)
     if clash:
         raise ValueError(f"routes already served by another plugin: {', '.join(clash)}")
@@ -140,6 +152,18 @@ def _register(ep: EntryPoint, core: Core, table: RouteTable) -> PluginContext:
     return api
 
 
+def _check_routes(api: PluginContext) -> None:
+    """Each route is one aiohttp can mount and none is the server's own."""
+    scratch = web.UrlDispatcher()
+    for method, path, handler, _, _ in api._routes:
+        if path in SERVER_PATHS or path.startswith("/admin/"):
+            raise ValueError(f"route {method} {path} is the server's own path")
+        try:
+            scratch.add_route(method, path, handler)
+        except ValueError as exc:
+            raise ValueError(f"route {method} {path!r} cannot be served: {exc}") from None
+
+
 def load_plugins(app: web.Application, core: Core, eps: list[EntryPoint] | None = None
                  ) -> list[PluginInfo]:
     """Load every plugin; a broken one is reported and skipped."""
@@ -152,7 +176,7 @@ def load_plugins(app: web.Application, core: Core, eps: list[EntryPoint] | None 
         infos.append(info)
         try:
             api = _register(ep, core, table)
-        except Exception as exc:  # a plugin must never take the server down
+        except (Exception, SystemExit) as exc:  # a plugin must never take the server down
             info.error = redact(f"{type(exc).__name__}: {exc}")  # shown to admins
             log.error("plugin %s (%s) failed to load: %s", ep.name, ep.value, info.error)
             continue
