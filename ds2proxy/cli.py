@@ -23,7 +23,7 @@ from .config_store import DEMO, ConfigStore
 from .observe_settings import LOG_FORMATS
 from .loopback import is_loopback_host
 from .pow.solver import default_solver
-from .state.redis_link import RedisMissing
+from .state.redis_link import REDIS_TIMEOUT_ENV, RedisMissing, env_call_timeout
 
 log = logging.getLogger("ds2proxy")
 
@@ -66,6 +66,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.log_format is not None and args.log_format not in LOG_FORMATS:
         parser.error(f"DS2PROXY_LOG_FORMAT: invalid format {args.log_format!r} "
                      f"(choose from {', '.join(LOG_FORMATS)})")
+    try:
+        env_call_timeout()
+    except ValueError as exc:
+        parser.error(f"{REDIS_TIMEOUT_ENV}: {exc}")
     if args.port is None:
         try:
             args.port = port_number(os.environ.get("DS2PROXY_PORT", "") or DEFAULT_PORT)

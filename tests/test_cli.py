@@ -34,6 +34,9 @@ def refused(done: subprocess.CompletedProcess[str], *needles: str) -> None:
     ({"DS2PROXY_PORT": "abc"}, "DS2PROXY_PORT: 'abc' is not a port number"),
     ({"DS2PROXY_PORT": "70000"}, "DS2PROXY_PORT: port 70000 is not between 0 and 65535"),
     ({"DS2PROXY_LOG_FORMAT": "xml"}, "DS2PROXY_LOG_FORMAT: invalid format 'xml'"),
+    ({"DS2PROXY_REDIS_TIMEOUT": "2s"}, "DS2PROXY_REDIS_TIMEOUT: '2s' is not a number"),
+    ({"DS2PROXY_REDIS_TIMEOUT": "nan"}, "DS2PROXY_REDIS_TIMEOUT: must be between 0.01 and 600"),
+    ({"DS2PROXY_REDIS_TIMEOUT": "0"}, "DS2PROXY_REDIS_TIMEOUT: must be between 0.01 and 600"),
 ])
 def test_a_bad_environment_value_is_a_usage_error_naming_the_variable(
         tmp_path: Path, env: dict[str, str], needle: str) -> None:
