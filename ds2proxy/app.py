@@ -120,15 +120,24 @@ async def end_streams_before_exit(app: web.Application) -> None:
     app[STREAM_TIMER].append(asyncio.get_running_loop().call_later(grace, _end_streams, core))
 
 
+def end_streams_now(app: web.Application) -> int:
+    """Cut the grace short (a second Ctrl-C): the streams still running end
+    in-band now, and requests waiting for an account get their 503."""
+    for handle in app[STREAM_TIMER]:
+        handle.cancel()
+    return _end_streams(app[CORE])
+
+
 def _shutting_down() -> ProxyError:
     return ProxyError("the server is shutting down", status=503, code="server_shutting_down")
 
 
-def _end_streams(core: Core) -> None:
+def _end_streams(core: Core) -> int:
     core.pool.close_queue(_shutting_down)
     ended = core.streams.stop_all(_shutting_down)
     if ended:
         log.warning("shutting down: ended %d stream(s) still running", ended)
+    return ended
 
 
 async def _cancel_stream_timer(app: web.Application) -> None:

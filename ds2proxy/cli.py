@@ -16,7 +16,7 @@ import signal
 import sys
 
 from .admin.credentials import AdminCredentials
-from .app import create_app, start_server
+from .app import STREAM_GRACE_SECONDS, create_app, end_streams_now, start_server
 from . import heap, logfmt
 from .config import ConfigError
 from .config_store import DEMO, ConfigStore
@@ -135,6 +135,10 @@ async def _serve(args: argparse.Namespace, store: ConfigStore) -> None:
         loop.add_signal_handler(sig, stop.set)
     try:
         await stop.wait()
+        log.info("shutting down: requests in flight may finish (streams for up to %g s); "
+                 "signal again to end them now", STREAM_GRACE_SECONDS)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, end_streams_now, app)
     finally:
         await server.close()
 

@@ -4,7 +4,10 @@ never a traceback or a message about something else."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -12,6 +15,9 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+
+from ds2proxy.testing import Delivery, FakeDeepSeek, Scripted
+from ds2proxy.testing.pytest_plugin import TEST_KEY, base_config
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -97,3 +103,46 @@ async def test_an_ipv6_host_is_served_and_named_with_brackets() -> None:
                 assert resp.status == 200
     finally:
         await server.close()
+
+
+async def test_a_second_interrupt_ends_the_streams_grace_at_once(
+        tmp_path: Path, fake_upstream: FakeDeepSeek) -> None:
+    """The first Ctrl-C lets streams run on for 50 s; a second one did
+    nothing, so an operator waited or killed the process (its usage rows and
+    leases unwritten). It now ends the streams in-band and the server exits."""
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(base_config(fake_upstream)))
+    fake_upstream.enqueue(Scripted(answer="word " * 4000, chunk_size=5,
+                                   delivery=Delivery(chunk_delay=0.05)))
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "ds2proxy", "--config", str(config), "--port", str(port),
+        cwd=tmp_path, stderr=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL)
+    assert proc.stderr is not None
+    try:
+        await asyncio.wait_for(read_until(proc.stderr, "listening on"), 60)
+        async with aiohttp.ClientSession() as http:
+            async with http.post(f"http://127.0.0.1:{port}/v1/chat/completions",
+                                 headers={"Authorization": f"Bearer {TEST_KEY}"},
+                                 json={"model": "deepseek-chat", "stream": True,
+                                       "messages": [{"role": "user", "content": "hi"}]}
+                                 ) as resp:
+                assert b"word" in await resp.content.readuntil(b"\n\n")
+                proc.send_signal(signal.SIGINT)
+                await asyncio.wait_for(read_until(proc.stderr, "signal again"), 30)
+                proc.send_signal(signal.SIGINT)
+                rest = (await asyncio.wait_for(resp.content.read(), 30)).decode()
+        assert "server_shutting_down" in rest and rest.rstrip().endswith("data: [DONE]")
+        assert await asyncio.wait_for(proc.wait(), 30) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+async def read_until(stream: asyncio.StreamReader, needle: str) -> None:
+    """Read the server's log until a line holds ``needle``."""
+    while needle not in (line := (await stream.readline()).decode()):
+        assert line, f"the log ended before {needle!r}"
