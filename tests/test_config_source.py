@@ -183,6 +183,24 @@ def test_every_field_of_the_example_config_is_known() -> None:
     assert unknown_fields(example) == []
 
 
+def test_the_example_config_shows_every_setting_and_loads_as_written() -> None:
+    """upstream.keepalive_connections was left out of the example, so an
+    operator copying it never learnt the setting existed."""
+    from ds2proxy.config import Config, parse_config
+    from ds2proxy.settings_schema import leaves
+
+    example = json.loads((REPO / "config.example.json").read_text())
+    parse_config(example)
+    missing = []
+    for leaf in leaves(Config):
+        node: object = example
+        for part in leaf.path.split("."):
+            node = node.get(part, KeyError) if isinstance(node, dict) else KeyError
+        if node is KeyError:
+            missing.append(leaf.path)
+    assert missing == []
+
+
 async def test_an_admin_session_longer_than_a_login_may_ask_is_refused(admin: Admin) -> None:
     """admin.jwt_expire_hours had no ceiling although a login may ask for 720
     hours at most: a huge value was saved, and every admin login then failed
