@@ -7,9 +7,11 @@ import base64
 import json
 
 import pytest
+from admin_util import wait_until
 
 from ds2proxy.config import ConfigError, parse_config
 from ds2proxy.config_store import ConfigStore, atomic_write_json
+from ds2proxy.testing.pytest_plugin import ProxyClient
 
 
 def test_defaults_from_empty_document():
@@ -128,3 +130,22 @@ def test_atomic_write_keeps_old_file_when_serialisation_fails(tmp_path):
         atomic_write_json(path, {"bad": object()})
     assert json.loads(path.read_text()) == {"keys": ["old"]}
     assert len(list(tmp_path.iterdir())) == 1
+
+
+async def test_a_usage_db_path_that_cannot_be_a_database_is_warned_not_fatal(
+        proxy_factory, tmp_path, caplog):
+    """usage.db_path naming a folder (or a file that is no database) stopped
+    the start with a sqlite3 traceback, while the health records on the same
+    file fall back to memory with a warning; usage now does the same."""
+    folder = tmp_path / "not-a-db"
+    folder.mkdir()
+    proxy = await proxy_factory({"usage": {"db_path": str(folder)}})
+    assert f"state file {folder} cannot be used for usage" in caplog.text
+    async with ProxyClient.open(proxy) as client:
+        reply = await client.post("/v1/chat/completions", {
+            "model": "deepseek-chat", "messages": [{"role": "user", "content": "hi"}]})
+        assert reply.status == 200, reply.text
+    await wait_until(lambda: proxy.core.usage.recorded == 1)
+    await proxy.core.usage.store.flush()
+    rows, total = await proxy.core.usage.store.requests({}, 10, 0)
+    assert total == 1 and rows[0]["status"] == 200
