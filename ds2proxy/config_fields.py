@@ -90,13 +90,13 @@ MAX_NAME_CHARS = 120
 def unknown_field_messages(data: Any) -> list[str]:
     """One message per unknown field, the first ``MAX_REPORTED`` of them."""
     paths = unknown_fields(data)
-    messages = [describe_unknown(_shortened(path)) for path in paths[:MAX_REPORTED]]
+    messages = [describe_unknown(shortened(path)) for path in paths[:MAX_REPORTED]]
     if len(paths) > MAX_REPORTED:
         messages.append(f"and {len(paths) - MAX_REPORTED} more unknown config fields")
     return messages
 
 
-def _shortened(path: str) -> str:
+def shortened(path: str) -> str:
     """The name as a log line can carry it: control characters escaped (a
     newline in an imported name must not forge a second log line), cut short."""
     path = "".join(c if c.isprintable() else repr(c)[1:-1] for c in path)

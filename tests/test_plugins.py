@@ -141,3 +141,14 @@ async def test_a_settings_check_that_raises_refuses_the_write_naming_the_plugin(
         assert "plugins" not in proxy.store.snapshot()
         accepted = await client.put("/admin/plugins/fragile/settings", {"limit": 3}, admin=True)
         assert accepted.status == 200, accepted.text
+
+
+async def test_settings_for_a_plugin_that_is_not_installed_are_named(proxy_factory, caplog):
+    """plugins.olama (for ollama) was silently ignored: the keyless Ollama
+    clients it meant to serve got 401s and nothing said why."""
+    await proxy_factory({"plugins": {"olama": {"implied_key": "test-key"},
+                                     "ollama": {}, "_note": "a comment"}})
+    warned = [r.getMessage() for r in caplog.records if "no plugin of that name" in
+              r.getMessage()]
+    assert warned == ["config field 'plugins.olama': no plugin of that name is installed "
+                      "(did you mean 'plugins.ollama'?); its settings are ignored"]

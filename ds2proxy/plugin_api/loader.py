@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from ..config import ConfigError
+from ..config_fields import shortened, suggestion
 from ..log_redaction import redact
 from ..unmatched import PATH_CLAIMS
 from .context import PluginContext, changed_settings, run_hooks
@@ -186,10 +187,25 @@ def load_plugins(app: web.Application, core: Core, eps: list[EntryPoint] | None 
         loaded.append(api)
         log.info("plugin %s %s loaded: %d routes", ep.name, info.version, len(info.routes))
     table.mount(app)
+    _warn_unknown_sections(core.store.snapshot(), [info.name for info in infos])
     app[PATH_CLAIMS] = [claim for api in loaded for claim in api._claims]
     _keep_settings_live(core, loaded)
     _run_lifecycle(app, loaded)
     return infos
+
+
+def _warn_unknown_sections(doc: Mapping[str, Any], names: list[str]) -> None:
+    """A ``plugins.<name>`` no installed plugin reads (``olama`` for
+    ``ollama``) is named at start, as misspelt core fields are."""
+    sections = doc.get("plugins")
+    for name in sections if isinstance(sections, dict) else ():
+        if name in names or str(name).startswith("_"):
+            continue
+        path = f"plugins.{name}"
+        close = suggestion(path, [f"plugins.{n}" for n in names])
+        hint = f" (did you mean '{close}'?)" if close else ""
+        log.warning("config field '%s': no plugin of that name is installed%s; its settings "
+                    "are ignored", shortened(path), hint)
 
 
 def _keep_settings_live(core: Core, plugins: list[PluginContext]) -> None:
