@@ -79,8 +79,11 @@ def load_file(path: Path) -> dict:
 
 
 def atomic_write_json(path: Path, data: dict) -> None:
-    """Write ``data`` to ``path`` via temp file + fsync + rename: never half-written."""
+    """Write ``data`` to ``path`` via temp file + fsync + rename: never
+    half-written. A symlinked config is written where it points (renaming
+    over the link would turn it into a copy and leave its target stale)."""
     payload = orjson.dumps(data, option=orjson.OPT_INDENT_2) + b"\n"
+    path = Path(os.path.realpath(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path), dir=path.parent)
     try:

@@ -149,3 +149,20 @@ async def test_a_usage_db_path_that_cannot_be_a_database_is_warned_not_fatal(
     await proxy.core.usage.store.flush()
     rows, total = await proxy.core.usage.store.requests({}, 10, 0)
     assert total == 1 and rows[0]["status"] == 200
+
+
+async def test_a_symlinked_config_is_written_where_it_points(tmp_path):
+    """The write renamed its temp file over the link: config.json became a
+    plain copy, and the file it pointed to (in a dotfiles or secrets folder)
+    kept the old settings and never saw a refreshed token again."""
+    real = tmp_path / "secrets" / "ds2proxy.json"
+    real.parent.mkdir()
+    real.write_text(json.dumps({"keys": ["k-link"]}))
+    link = tmp_path / "config.json"
+    link.symlink_to(real)
+    store = ConfigStore.from_sources(str(link), {})
+    await store.update(lambda doc: doc.update(models={"default": "deepseek-reasoner"}))
+    assert link.is_symlink() and link.resolve() == real
+    assert json.loads(real.read_text())["models"] == {"default": "deepseek-reasoner"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "secrets"]
+    assert [p.name for p in real.parent.iterdir()] == ["ds2proxy.json"]
