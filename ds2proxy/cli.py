@@ -41,17 +41,18 @@ class UnsafeListen(Exception):
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="ds2proxy", description=__doc__.splitlines()[0])
     parser.add_argument("--config", help="config file (default: $DS2PROXY_CONFIG or ./config.json)")
-    parser.add_argument("--host", default=os.environ.get("DS2PROXY_HOST", "127.0.0.1"))
+    parser.add_argument("--host", default=_env("DS2PROXY_HOST") or "127.0.0.1",
+                        help="address to listen on (default: $DS2PROXY_HOST or 127.0.0.1)")
     parser.add_argument("--port", type=port_number, metavar="PORT",
                         help="0-65535, 0 picks a free one (default: $DS2PROXY_PORT or 5001)")
     parser.add_argument("--demo", action="store_true",
                         help="serve from a bundled fake DeepSeek upstream (offline demo)")
     parser.add_argument("--log-level", type=str.upper, choices=LOG_LEVELS, metavar="LEVEL",
-                        default=os.environ.get("DS2PROXY_LOG_LEVEL", "INFO").upper(),
+                        default=(_env("DS2PROXY_LOG_LEVEL") or "INFO").upper(),
                         help=f"one of {', '.join(LOG_LEVELS)} (default: $DS2PROXY_LOG_LEVEL "
                              "or INFO)")
     parser.add_argument("--log-format", type=str.lower, choices=LOG_FORMATS,
-                        default=os.environ.get("DS2PROXY_LOG_FORMAT", "").lower() or None,
+                        default=_env("DS2PROXY_LOG_FORMAT").lower() or None,
                         help="text (default) or json: one JSON object per line, one per "
                              "request end (overrides the config's log.format)")
     parser.add_argument(ALLOW_DEFAULT_KEY_FLAG, dest="allow_default_key", action="store_true",
@@ -72,10 +73,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"{REDIS_TIMEOUT_ENV}: {exc}")
     if args.port is None:
         try:
-            args.port = port_number(os.environ.get("DS2PROXY_PORT", "") or DEFAULT_PORT)
+            args.port = port_number(_env("DS2PROXY_PORT") or DEFAULT_PORT)
         except argparse.ArgumentTypeError as exc:
             parser.error(f"DS2PROXY_PORT: {exc}")
     return args
+
+
+def _env(name: str) -> str:
+    """A variable's value; blank counts as unset (``DS2PROXY_HOST=`` in a compose
+    file must not mean every interface)."""
+    return os.environ.get(name, "").strip()
 
 
 def port_number(text: str) -> int:

@@ -146,3 +146,18 @@ async def read_until(stream: asyncio.StreamReader, needle: str) -> None:
     """Read the server's log until a line holds ``needle``."""
     while needle not in (line := (await stream.readline()).decode()):
         assert line, f"the log ended before {needle!r}"
+
+
+def test_blank_environment_values_count_as_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    """DS2PROXY_HOST= (a compose file's way of leaving it out) listened on
+    every interface, since aiohttp reads an empty host so; a blank log level
+    was refused as invalid. Blank is unset, as for DS2PROXY_ADMIN_KEY."""
+    from ds2proxy.cli import parse_args
+
+    for name in ("DS2PROXY_HOST", "DS2PROXY_PORT", "DS2PROXY_LOG_LEVEL", "DS2PROXY_LOG_FORMAT"):
+        monkeypatch.setenv(name, " ")
+    args = parse_args([])
+    assert (args.host, args.port, args.log_level, args.log_format) == (
+        "127.0.0.1", 5001, "INFO", None)
+    monkeypatch.setenv("DS2PROXY_HOST", " ::1 ")
+    assert parse_args([]).host == "::1"
