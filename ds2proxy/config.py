@@ -113,6 +113,9 @@ def _parse_account(where: str, item: Any) -> AccountConfig:
             raise ConfigError(f"{where}.{name}", "expected a string")
         values[name] = (v or "").strip()
     check_proxy_url(f"{where}.proxy", values["proxy"])
+    if any(c.isspace() or not c.isprintable() for c in values["token"]):
+        # Sent as the Authorization header: the HTTP client would refuse every call.
+        raise ConfigError(f"{where}.token", "must not contain spaces or control characters")
     acc = AccountConfig(**values)
     if not (acc.email or acc.mobile or acc.token):
         raise ConfigError(where, "needs an email, a mobile or a token")

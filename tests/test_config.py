@@ -7,7 +7,7 @@ import base64
 import json
 
 import pytest
-from admin_util import wait_until
+from admin_util import admin, wait_until  # noqa: F401  (fixture)
 
 from ds2proxy.config import ConfigError, parse_config
 from ds2proxy.config_store import ConfigStore, atomic_write_json
@@ -166,3 +166,22 @@ async def test_a_symlinked_config_is_written_where_it_points(tmp_path):
     assert json.loads(real.read_text())["models"] == {"default": "deepseek-reasoner"}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "secrets"]
     assert [p.name for p in real.parent.iterdir()] == ["ds2proxy.json"]
+
+
+async def test_values_sent_as_upstream_headers_refuse_control_characters(proxy, admin):
+    """A line break in upstream.user_agent (or the client version, platform,
+    locale, or an account's token) was saved, and then every turn was a 500
+    'internal error: ValueError' from the HTTP client's header check."""
+    for field in ("user_agent", "client_version", "platform", "locale"):
+        reply = await admin.call("POST", "/admin/config/import",
+                                 json={"upstream": {field: "x\r\nX-Injected: 1"}})
+        assert reply.status == 400, reply.raw
+        assert reply.json()["field"] == f"upstream.{field}"
+        assert "must not contain control characters" in reply.json()["detail"]
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"accounts": [{"token": "tok-SECRET\r\nX-Injected: 1"}]})
+    assert caught.value.field == "accounts[0].token" and "SECRET" not in str(caught.value)
+    async with ProxyClient.open(proxy) as client:
+        reply = await client.post("/v1/chat/completions", {
+            "model": "deepseek-chat", "messages": [{"role": "user", "content": "hi"}]})
+        assert reply.status == 200, reply.text
