@@ -71,6 +71,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         env_call_timeout()
     except ValueError as exc:
         parser.error(f"{REDIS_TIMEOUT_ENV}: {exc}")
+    args.host = listen_host(args.host)
     if args.port is None:
         try:
             args.port = port_number(_env("DS2PROXY_PORT") or DEFAULT_PORT)
@@ -83,6 +84,12 @@ def _env(name: str) -> str:
     """A variable's value; blank counts as unset (``DS2PROXY_HOST=`` in a compose
     file must not mean every interface)."""
     return os.environ.get(name, "").strip()
+
+
+def listen_host(text: str) -> str:
+    """An address as the socket takes it: ``[::1]``, as URLs write it, is ``::1``."""
+    host = text.strip()
+    return host[1:-1] if host.startswith("[") and host.endswith("]") else host
 
 
 def port_number(text: str) -> int:

@@ -161,3 +161,12 @@ def test_blank_environment_values_count_as_unset(monkeypatch: pytest.MonkeyPatch
         "127.0.0.1", 5001, "INFO", None)
     monkeypatch.setenv("DS2PROXY_HOST", " ::1 ")
     assert parse_args([]).host == "::1"
+
+
+def test_a_bracketed_ipv6_host_is_taken_as_written_in_urls() -> None:
+    """``--host [::1]`` (the address as a URL writes it) was passed on with its
+    brackets and refused: 'cannot listen on [::1]:5001: Name or service not known'."""
+    from ds2proxy.cli import parse_args
+
+    assert parse_args(["--host", "[::1]"]).host == "::1"
+    assert parse_args(["--host", "[::]"]).host == "::"
