@@ -15,6 +15,7 @@ from ds2proxy.core import Core
 from ds2proxy.plugin_api import discover, load_plugins
 from ds2proxy.testing import Scripted
 from ds2proxy.testing.pytest_plugin import ProxyClient
+from test_dashboard_forms import Browserless
 
 FIRST_PARTY = {"openai", "claude", "gemini", "degpt", "lm"}
 
@@ -152,3 +153,31 @@ async def test_settings_for_a_plugin_that_is_not_installed_are_named(proxy_facto
               r.getMessage()]
     assert warned == ["config field 'plugins.olama': no plugin of that name is installed "
                       "(did you mean 'plugins.ollama'?); its settings are ignored"]
+
+
+async def test_a_plugin_is_switched_off_by_its_enabled_setting(proxy_factory):
+    """No plugin could be turned off: the first-party ones ship in the one
+    distribution, so an operator who wanted /api/* free of the Ollama dialect
+    had no way to do it. plugins.<name>.enabled: false leaves it unloaded."""
+    proxy = await proxy_factory(
+        {"plugins": {"ollama": {"enabled": False},
+                     "lifecycle": {"enabled": True, "colour": "green"}}},
+        plugins=["lifecycle = sample_plugins:register_lifecycle"])
+    async with ProxyClient.open(proxy) as client:
+        listed = {p["name"]: p for p in
+                  (await client.get("/admin/plugins", admin=True)).json()["plugins"]}
+        assert listed["ollama"]["disabled"] and not listed["ollama"]["loaded"]
+        assert listed["ollama"]["routes"] == []
+        assert "plugins.ollama.enabled is false" in listed["ollama"]["error"]
+        assert (await client.get("/api/tags")).status == 404
+        assert listed["lifecycle"]["loaded"] and not listed["lifecycle"]["disabled"]
+        # The switch is the server's, not one of the plugin's own settings.
+        assert (await client.get("/sample/settings")).json() == {"colour": "green"}
+        refused = await client.put("/admin/plugins/lifecycle/settings",
+                                   {"enabled": "no", "colour": "red"}, admin=True)
+        assert refused.status == 400 and refused.json()["field"] == "plugins.lifecycle.enabled"
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+        dashboard = Browserless(proxy, http)
+        await dashboard.log_in(proxy.admin_key)
+        status, page, _ = await dashboard.get("/admin/ui/plugins")
+    assert status == 200 and '<span class="badge">disabled</span>' in page

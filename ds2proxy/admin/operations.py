@@ -299,7 +299,8 @@ class AdminOps:
 
     def plugin_list(self) -> list[dict[str, Any]]:
         return [{"name": p.name, "module": p.module, "version": p.version,
-                 "routes": list(p.routes), "error": p.error, "loaded": p.loaded}
+                 "routes": list(p.routes), "error": p.error, "loaded": p.loaded,
+                 "disabled": p.disabled}
                 for p in self.plugins]
 
     def _loaded_plugin(self, name: str) -> str:

@@ -35,6 +35,7 @@ GROUP = "ds2proxy.plugins"
 # Paths the server serves itself (and everything under /admin/): a plugin's
 # route on one would hide the server's (or never run), so it is refused.
 SERVER_PATHS = frozenset({"/", "/admin", "/metrics", "/healthz", "/readyz"})
+ENABLED = "enabled"  # plugins.<name>.enabled: false leaves the plugin unloaded (at start)
 
 
 @dataclass
@@ -46,6 +47,7 @@ class PluginInfo:
     version: str = ""
     routes: list[str] = field(default_factory=list)
     error: str = ""
+    disabled: bool = False  # plugins.<name>.enabled is false: not loaded, on purpose
 
     @property
     def loaded(self) -> bool:
@@ -67,8 +69,23 @@ def compatible(required: str, provided: str = API_VERSION) -> bool:
 
 
 def section_of(doc: Mapping[str, Any], name: str) -> Any:
+    """``plugins.<name>`` as the plugin sees it: the server's own ``enabled``
+    switch is not the plugin's setting."""
     plugins = doc.get("plugins")
-    return plugins.get(name, {}) if isinstance(plugins, dict) else {}
+    section = plugins.get(name, {}) if isinstance(plugins, dict) else {}
+    if isinstance(section, dict) and ENABLED in section:
+        return {k: v for k, v in section.items() if k != ENABLED}
+    return section
+
+
+def enabled(doc: Mapping[str, Any], name: str) -> bool:
+    """``plugins.<name>.enabled`` (default true); ConfigError when not a boolean."""
+    plugins = doc.get("plugins")
+    section = plugins.get(name) if isinstance(plugins, dict) else None
+    value = section.get(ENABLED, True) if isinstance(section, dict) else True
+    if not isinstance(value, bool):
+        raise ConfigError(f"plugins.{name}.{ENABLED}", "must be true or false")
+    return value
 
 
 def settings_problems(api: PluginContext, section: Any) -> dict[str, str]:
@@ -176,6 +193,10 @@ def load_plugins(app: web.Application, core: Core, eps: list[EntryPoint] | None 
                           version=ep.dist.version if ep.dist else "")
         infos.append(info)
         try:
+            if not enabled(core.store.snapshot(), ep.name):
+                info.disabled, info.error = True, f"disabled (plugins.{ep.name}.enabled is false)"
+                log.info("plugin %s is disabled by the config", ep.name)
+                continue
             api = _register(ep, core, table)
         except (Exception, SystemExit) as exc:  # a plugin must never take the server down
             info.error = redact(f"{type(exc).__name__}: {exc}")  # shown to admins
@@ -213,6 +234,9 @@ def _keep_settings_live(core: Core, plugins: list[PluginContext]) -> None:
     a 400 naming its field) and then hands the new section to the plugin."""
 
     def check(doc: dict[str, Any]) -> None:
+        sections = doc.get("plugins")
+        for name in sections if isinstance(sections, dict) else ():
+            enabled(doc, name)
         for api in plugins:
             for where, problem in settings_problems(api, section_of(doc, api.name)).items():
                 raise ConfigError(where, problem)
