@@ -12,6 +12,7 @@ import difflib
 from typing import Any
 
 from .config import Config
+from .keyring import repeated_secrets
 from .settings_schema import known_tree, list_item_fields
 
 # Each section: its known members (ANY: anything goes below this point).
@@ -94,6 +95,13 @@ def unknown_field_messages(data: Any) -> list[str]:
     if len(paths) > MAX_REPORTED:
         messages.append(f"and {len(paths) - MAX_REPORTED} more unknown config fields")
     return messages
+
+
+def load_warnings(data: Any) -> list[str]:
+    """What a loaded or imported document holds that will be ignored: unknown
+    fields, and keys entries that repeat an earlier entry's key."""
+    repeats = repeated_secrets(data.get("keys")) if isinstance(data, dict) else []
+    return unknown_field_messages(data) + repeats
 
 
 def shortened(path: str) -> str:

@@ -30,7 +30,7 @@ from typing import Any, Protocol
 import orjson
 
 from .config import Config, ConfigError, parse_config
-from .config_fields import unknown_field_messages
+from .config_fields import load_warnings
 from .config_leftovers import temp_prefix
 from .keyring import migrate_keys
 from .state.errors import StateUnavailable
@@ -284,5 +284,5 @@ def _apply(mutate: Mutation, data: dict, checks: list[Check]) -> tuple[dict, Con
 
 
 def _warn_unknown(data: Any, where: str) -> None:
-    for message in unknown_field_messages(data):
+    for message in load_warnings(data):
         log.warning("%s: %s", where, message)

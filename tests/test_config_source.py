@@ -213,3 +213,24 @@ async def test_an_admin_session_longer_than_a_login_may_ask_is_refused(admin: Ad
     assert relogin.status == 200, relogin.raw
     assert relogin.json()["expires_in"] == 24 * 3600
     await admin.ok("PUT", "/admin/settings", json={"admin": {"jwt_expire_hours": 720}})
+
+
+async def test_a_key_listed_twice_is_named_at_load_and_on_import(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, admin: Admin) -> None:
+    """A keys entry repeating an earlier entry's key (a copied entry whose
+    secret was not changed) was dropped without a word: its name, models and
+    limits never applied. It is still ignored, now with a warning that names
+    both entries and never the key."""
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"keys": [
+        {"key": "sk-twice-0001", "name": "alice"}, "sk-other-0002",
+        {"key": "sk-twice-0001", "name": "bob", "limits": {"rpm": 1}}]}))
+    with caplog.at_level(logging.WARNING, logger="ds2proxy.config"):
+        store = ConfigStore.from_sources(str(path), {})
+    assert [k.name for k in store.config.keys] == ["alice", "key-0002"]
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == [f"{path}: keys[2] has the same key as keys[0]; only the first is used"]
+    reply = await admin.ok("POST", "/admin/config/import",
+                           json={"keys": ["sk-imported-7", "sk-imported-7"]})
+    assert reply["warnings"] == ["keys[1] has the same key as keys[0]; only the first is used"]
+    assert "sk-twice" not in caplog.text and "sk-imported" not in json.dumps(reply)
