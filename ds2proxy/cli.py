@@ -32,6 +32,9 @@ DEMO_KEY = "demo-key"
 DEMO_ACCOUNT = {"email": "demo@example.com", "password": "demo-password"}
 ALLOW_DEFAULT_KEY_FLAG = "--allow-default-admin-key-on-network"
 DEFAULT_PORT = "5001"
+# Each stops the server gently. SIGHUP too (a closed terminal or SSH session):
+# by default it killed the process mid-request, usage rows unwritten.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 class UnsafeListen(Exception):
@@ -145,13 +148,13 @@ async def _serve(args: argparse.Namespace, store: ConfigStore) -> None:
                  store.config.upstream.base_url)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in STOP_SIGNALS:
         loop.add_signal_handler(sig, stop.set)
     try:
         await stop.wait()
         log.info("shutting down: requests in flight may finish (streams for up to %g s); "
                  "signal again to end them now", STREAM_GRACE_SECONDS)
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in STOP_SIGNALS:
             loop.add_signal_handler(sig, end_streams_now, app)
     finally:
         await server.close()

@@ -170,3 +170,25 @@ def test_a_bracketed_ipv6_host_is_taken_as_written_in_urls() -> None:
 
     assert parse_args(["--host", "[::1]"]).host == "::1"
     assert parse_args(["--host", "[::]"]).host == "::"
+
+
+async def test_a_hangup_stops_the_server_gently() -> None:
+    """SIGHUP (the terminal or SSH session that started it closed) killed the
+    process outright, requests and usage rows with it; it now shuts down as
+    SIGTERM does and exits 0."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "ds2proxy", "--demo", "--port", str(port),
+        stderr=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL)
+    assert proc.stderr is not None
+    try:
+        await asyncio.wait_for(read_until(proc.stderr, "listening on"), 60)
+        proc.send_signal(signal.SIGHUP)
+        await asyncio.wait_for(read_until(proc.stderr, "shutting down"), 30)
+        assert await asyncio.wait_for(proc.wait(), 30) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
