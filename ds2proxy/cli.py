@@ -42,7 +42,10 @@ class UnsafeListen(Exception):
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="ds2proxy", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="ds2proxy", description=__doc__.splitlines()[0],
+        epilog="ds2proxy config-docs [PATH] writes the configuration reference "
+               "(every config field, its default and range) to PATH or standard output.")
     parser.add_argument("--config", help="config file (default: $DS2PROXY_CONFIG or ./config.json)")
     parser.add_argument("--host", default=_env("DS2PROXY_HOST") or "127.0.0.1",
                         help="address to listen on (default: $DS2PROXY_HOST or 127.0.0.1)")

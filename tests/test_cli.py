@@ -76,6 +76,8 @@ def test_a_config_path_that_cannot_be_read_is_named_as_the_config(tmp_path: Path
 def test_config_docs_takes_help_and_reports_a_path_it_cannot_write(tmp_path: Path) -> None:
     """``config-docs --help`` used to write the reference into a file named
     '--help'; a path in a missing folder was a FileNotFoundError traceback."""
+    done = run_cli("--help", cwd=tmp_path)
+    assert done.returncode == 0 and "ds2proxy config-docs [PATH]" in done.stdout
     done = run_cli("config-docs", "--help", cwd=tmp_path)
     assert done.returncode == 0 and "usage: ds2proxy config-docs" in done.stdout
     assert list(tmp_path.iterdir()) == []
