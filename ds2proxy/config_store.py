@@ -145,8 +145,10 @@ class ConfigStore:
         ``DS2API_CONFIG_JSON``) beats both files; else ``./config.json`` when
         present; else an empty config that the first admin change saves there."""
         env = os.environ if env is None else env
-        raw_env = env.get("DS2PROXY_CONFIG_JSON") or env.get("DS2API_CONFIG_JSON")
-        file_path = path or env.get("DS2PROXY_CONFIG")
+        # A blank variable counts as unset, as the command line's do.
+        raw_env = (env.get("DS2PROXY_CONFIG_JSON", "").strip()
+                   or env.get("DS2API_CONFIG_JSON", "").strip())
+        file_path = path or env.get("DS2PROXY_CONFIG", "").strip()
         if raw_env:
             data = decode_env_json(raw_env)
             _warn_unknown(data, "DS2PROXY_CONFIG_JSON")

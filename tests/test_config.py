@@ -79,6 +79,17 @@ async def test_a_config_file_with_a_byte_order_mark_loads_and_saves(tmp_path):
     assert json.loads(path.read_bytes())["keys"][0]["key"] == "k-bom"
 
 
+def test_blank_config_variables_count_as_unset(tmp_path, monkeypatch):
+    """DS2PROXY_CONFIG_JSON= (a compose file leaving it empty) was read as an
+    empty JSON document and stopped the start; DS2PROXY_CONFIG=' ' named a
+    file called ' '. Blank is unset: ./config.json is used."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({"keys": ["k-here"]}))
+    store = ConfigStore.from_sources(None, {"DS2PROXY_CONFIG_JSON": " ",
+                                            "DS2API_CONFIG_JSON": "", "DS2PROXY_CONFIG": " "})
+    assert store.source == "file" and store.config.key_secrets == ("k-here",)
+
+
 async def test_update_keeps_unknown_fields_and_is_atomic(tmp_path):
     path = tmp_path / "config.json"
     doc = {"keys": ["a"], "future_field": {"x": 1},
