@@ -34,7 +34,8 @@ ALLOW_DEFAULT_KEY_FLAG = "--allow-default-admin-key-on-network"
 DEFAULT_PORT = "5001"
 # Each stops the server gently. SIGHUP too (a closed terminal or SSH session):
 # by default it killed the process mid-request, usage rows unwritten.
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP")
+                     if hasattr(signal, name))
 
 
 class UnsafeListen(Exception):
