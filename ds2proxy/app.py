@@ -161,7 +161,11 @@ async def start_server(app: web.Application, host: str = "127.0.0.1", port: int 
     await runner.setup()
     site = (web.TCPSite(runner, host, port) if guard is None
             else GuardedSite(runner, host, port, guard))
-    await site.start()
+    try:
+        await site.start()
+    except BaseException:  # a port in use: what start-up began is closed again
+        await runner.cleanup()
+        raise
     sockets = site._server.sockets if site._server else []
     bound = sockets[0].getsockname()[1] if sockets else port
     return RunningServer(runner, host, bound)
