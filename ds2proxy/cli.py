@@ -67,7 +67,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "is still the default 'admin' (anyone who can reach it can "
                              "administer it)")
     args = parser.parse_args(argv)
-    # Defaults from the environment skip argparse's checks: made here alike.
+    _check_environment(parser, args)
+    args.host = listen_host(args.host)
+    return args
+
+
+def _check_environment(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Defaults from the environment skip argparse's checks: they are made
+    here alike, a bad value a usage error naming its variable."""
     if args.log_level not in LOG_LEVELS:
         parser.error(f"DS2PROXY_LOG_LEVEL: invalid level {args.log_level!r} "
                      f"(choose from {', '.join(LOG_LEVELS)})")
@@ -78,13 +85,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         env_call_timeout()
     except ValueError as exc:
         parser.error(f"{REDIS_TIMEOUT_ENV}: {exc}")
-    args.host = listen_host(args.host)
     if args.port is None:
         try:
             args.port = port_number(_env("DS2PROXY_PORT") or DEFAULT_PORT)
         except argparse.ArgumentTypeError as exc:
             parser.error(f"DS2PROXY_PORT: {exc}")
-    return args
 
 
 def _env(name: str) -> str:
