@@ -103,7 +103,9 @@ class RunningServer:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        """The URL it serves; an IPv6 address goes in brackets (RFC 3986)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
 
     async def close(self) -> None:
         await self.runner.cleanup()
@@ -118,15 +120,24 @@ async def end_streams_before_exit(app: web.Application) -> None:
     app[STREAM_TIMER].append(asyncio.get_running_loop().call_later(grace, _end_streams, core))
 
 
+def end_streams_now(app: web.Application) -> int:
+    """Cut the grace short (a second Ctrl-C): the streams still running end
+    in-band now, and requests waiting for an account get their 503."""
+    for handle in app[STREAM_TIMER]:
+        handle.cancel()
+    return _end_streams(app[CORE])
+
+
 def _shutting_down() -> ProxyError:
     return ProxyError("the server is shutting down", status=503, code="server_shutting_down")
 
 
-def _end_streams(core: Core) -> None:
+def _end_streams(core: Core) -> int:
     core.pool.close_queue(_shutting_down)
     ended = core.streams.stop_all(_shutting_down)
     if ended:
         log.warning("shutting down: ended %d stream(s) still running", ended)
+    return ended
 
 
 async def _cancel_stream_timer(app: web.Application) -> None:
@@ -150,7 +161,11 @@ async def start_server(app: web.Application, host: str = "127.0.0.1", port: int 
     await runner.setup()
     site = (web.TCPSite(runner, host, port) if guard is None
             else GuardedSite(runner, host, port, guard))
-    await site.start()
+    try:
+        await site.start()
+    except BaseException:  # a port in use: what start-up began is closed again
+        await runner.cleanup()
+        raise
     sockets = site._server.sockets if site._server else []
     bound = sockets[0].getsockname()[1] if sockets else port
     return RunningServer(runner, host, bound)

@@ -16,14 +16,14 @@ import signal
 import sys
 
 from .admin.credentials import AdminCredentials
-from .app import create_app, start_server
+from .app import STREAM_GRACE_SECONDS, create_app, end_streams_now, start_server
 from . import heap, logfmt
 from .config import ConfigError
 from .config_store import DEMO, ConfigStore
 from .observe_settings import LOG_FORMATS
 from .loopback import is_loopback_host
 from .pow.solver import default_solver
-from .state.redis_link import RedisMissing
+from .state.redis_link import REDIS_TIMEOUT_ENV, RedisMissing, env_call_timeout
 
 log = logging.getLogger("ds2proxy")
 
@@ -31,6 +31,11 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 DEMO_KEY = "demo-key"
 DEMO_ACCOUNT = {"email": "demo@example.com", "password": "demo-password"}
 ALLOW_DEFAULT_KEY_FLAG = "--allow-default-admin-key-on-network"
+DEFAULT_PORT = "5001"
+# Each stops the server gently. SIGHUP too (a closed terminal or SSH session):
+# by default it killed the process mid-request, usage rows unwritten.
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP")
+                     if hasattr(signal, name))
 
 
 class UnsafeListen(Exception):
@@ -38,18 +43,23 @@ class UnsafeListen(Exception):
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="ds2proxy", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="ds2proxy", description=__doc__.splitlines()[0],
+        epilog="ds2proxy config-docs [PATH] writes the configuration reference "
+               "(every config field, its default and range) to PATH or standard output.")
     parser.add_argument("--config", help="config file (default: $DS2PROXY_CONFIG or ./config.json)")
-    parser.add_argument("--host", default=os.environ.get("DS2PROXY_HOST", "127.0.0.1"))
-    parser.add_argument("--port", type=int, default=int(os.environ.get("DS2PROXY_PORT", "5001")))
+    parser.add_argument("--host", default=_env("DS2PROXY_HOST") or "127.0.0.1",
+                        help="address to listen on (default: $DS2PROXY_HOST or 127.0.0.1)")
+    parser.add_argument("--port", type=port_number, metavar="PORT",
+                        help="0-65535, 0 picks a free one (default: $DS2PROXY_PORT or 5001)")
     parser.add_argument("--demo", action="store_true",
                         help="serve from a bundled fake DeepSeek upstream (offline demo)")
     parser.add_argument("--log-level", type=str.upper, choices=LOG_LEVELS, metavar="LEVEL",
-                        default=os.environ.get("DS2PROXY_LOG_LEVEL", "INFO").upper(),
+                        default=(_env("DS2PROXY_LOG_LEVEL") or "INFO").upper(),
                         help=f"one of {', '.join(LOG_LEVELS)} (default: $DS2PROXY_LOG_LEVEL "
                              "or INFO)")
-    parser.add_argument("--log-format", choices=LOG_FORMATS,
-                        default=os.environ.get("DS2PROXY_LOG_FORMAT") or None,
+    parser.add_argument("--log-format", type=str.lower, choices=LOG_FORMATS,
+                        default=_env("DS2PROXY_LOG_FORMAT").lower() or None,
                         help="text (default) or json: one JSON object per line, one per "
                              "request end (overrides the config's log.format)")
     parser.add_argument(ALLOW_DEFAULT_KEY_FLAG, dest="allow_default_key", action="store_true",
@@ -57,10 +67,52 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "is still the default 'admin' (anyone who can reach it can "
                              "administer it)")
     args = parser.parse_args(argv)
-    if args.log_level not in LOG_LEVELS:  # a default from the environment skips choices
+    _check_environment(parser, args)
+    args.host = listen_host(args.host)
+    return args
+
+
+def _check_environment(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Defaults from the environment skip argparse's checks: they are made
+    here alike, a bad value a usage error naming its variable."""
+    if args.log_level not in LOG_LEVELS:
         parser.error(f"DS2PROXY_LOG_LEVEL: invalid level {args.log_level!r} "
                      f"(choose from {', '.join(LOG_LEVELS)})")
-    return args
+    if args.log_format is not None and args.log_format not in LOG_FORMATS:
+        parser.error(f"DS2PROXY_LOG_FORMAT: invalid format {args.log_format!r} "
+                     f"(choose from {', '.join(LOG_FORMATS)})")
+    try:
+        env_call_timeout()
+    except ValueError as exc:
+        parser.error(f"{REDIS_TIMEOUT_ENV}: {exc}")
+    if args.port is None:
+        try:
+            args.port = port_number(_env("DS2PROXY_PORT") or DEFAULT_PORT)
+        except argparse.ArgumentTypeError as exc:
+            parser.error(f"DS2PROXY_PORT: {exc}")
+
+
+def _env(name: str) -> str:
+    """A variable's value; blank counts as unset (``DS2PROXY_HOST=`` in a compose
+    file must not mean every interface)."""
+    return os.environ.get(name, "").strip()
+
+
+def listen_host(text: str) -> str:
+    """An address as the socket takes it: ``[::1]``, as URLs write it, is ``::1``."""
+    host = text.strip()
+    return host[1:-1] if host.startswith("[") and host.endswith("]") else host
+
+
+def port_number(text: str) -> int:
+    """A TCP port as the command line or the environment gives it."""
+    try:
+        port = int(text.strip(), 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port {port} is not between 0 and 65535")
+    return port
 
 
 async def _demo_store() -> tuple[ConfigStore, object]:
@@ -105,10 +157,14 @@ async def _serve(args: argparse.Namespace, store: ConfigStore) -> None:
                  store.config.upstream.base_url)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in STOP_SIGNALS:
         loop.add_signal_handler(sig, stop.set)
     try:
         await stop.wait()
+        log.info("shutting down: requests in flight may finish (streams for up to %g s); "
+                 "signal again to end them now", STREAM_GRACE_SECONDS)
+        for sig in STOP_SIGNALS:
+            loop.add_signal_handler(sig, end_streams_now, app)
     finally:
         await server.close()
 
@@ -143,12 +199,21 @@ def config_docs(argv: list[str]) -> int:
     """``config-docs [PATH]``: write the configuration reference (stdout without PATH)."""
     from .config_docs import render
 
+    parser = argparse.ArgumentParser(prog="ds2proxy config-docs",
+                                     description="Write the configuration reference.")
+    parser.add_argument("path", nargs="?", help="file to write (default: standard output)")
+    args = parser.parse_args(argv)
     text = render()
-    if argv:
-        with open(argv[0], "w", encoding="utf-8") as out:
-            out.write(text)
-    else:
+    if args.path is None:
         sys.stdout.write(text)
+        return 0
+    try:
+        with open(args.path, "w", encoding="utf-8") as out:
+            out.write(text)
+    except OSError as exc:
+        print(f"ds2proxy config-docs: cannot write {args.path}: "
+              f"{exc.strerror or type(exc).__name__}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -113,6 +113,9 @@ def _parse_account(where: str, item: Any) -> AccountConfig:
             raise ConfigError(f"{where}.{name}", "expected a string")
         values[name] = (v or "").strip()
     check_proxy_url(f"{where}.proxy", values["proxy"])
+    if any(c.isspace() or not c.isprintable() for c in values["token"]):
+        # Sent as the Authorization header: the HTTP client would refuse every call.
+        raise ConfigError(f"{where}.token", "must not contain spaces or control characters")
     acc = AccountConfig(**values)
     if not (acc.email or acc.mobile or acc.token):
         raise ConfigError(where, "needs an email, a mobile or a token")
@@ -182,7 +185,8 @@ class Config:
     plugins: dict[str, Any] = setting(
         doc="Per-plugin settings: plugins.<name> is handed to that plugin as api.settings, "
         "checked by the plugin on every write and applied without a restart (except "
-        "openai.root_routes). First-party ones: plugins.openai.root_routes (also serve the OpenAI routes without "
+        "openai.root_routes). plugins.<name>.enabled: false leaves that plugin unloaded "
+        "(read at start; its routes then 404). First-party ones: plugins.openai.root_routes (also serve the OpenAI routes without "
         "/v1; default true), plugins.ollama.implied_key (one of keys, assumed for Ollama "
         "requests that carry no credential; off when absent), plugins.lm.default_model (model "
         "for /lm/v2 requests without one; default models.default), plugins.degpt.provider, "

@@ -12,6 +12,7 @@ import difflib
 from typing import Any
 
 from .config import Config
+from .keyring import repeated_secrets
 from .settings_schema import known_tree, list_item_fields
 
 # Each section: its known members (ANY: anything goes below this point).
@@ -90,13 +91,20 @@ MAX_NAME_CHARS = 120
 def unknown_field_messages(data: Any) -> list[str]:
     """One message per unknown field, the first ``MAX_REPORTED`` of them."""
     paths = unknown_fields(data)
-    messages = [describe_unknown(_shortened(path)) for path in paths[:MAX_REPORTED]]
+    messages = [describe_unknown(shortened(path)) for path in paths[:MAX_REPORTED]]
     if len(paths) > MAX_REPORTED:
         messages.append(f"and {len(paths) - MAX_REPORTED} more unknown config fields")
     return messages
 
 
-def _shortened(path: str) -> str:
+def load_warnings(data: Any) -> list[str]:
+    """What a loaded or imported document holds that will be ignored: unknown
+    fields, and keys entries that repeat an earlier entry's key."""
+    repeats = repeated_secrets(data.get("keys")) if isinstance(data, dict) else []
+    return unknown_field_messages(data) + repeats
+
+
+def shortened(path: str) -> str:
     """The name as a log line can carry it: control characters escaped (a
     newline in an imported name must not forge a second log line), cut short."""
     path = "".join(c if c.isprintable() else repr(c)[1:-1] for c in path)

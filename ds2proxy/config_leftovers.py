@@ -11,6 +11,7 @@ touched; nothing else in the folder is.
 from __future__ import annotations
 
 import logging
+import os
 import re
 from pathlib import Path
 
@@ -26,6 +27,7 @@ def temp_prefix(path: Path) -> str:
 
 
 def leftover_temp_files(path: Path) -> list[Path]:
+    path = Path(os.path.realpath(path))  # writes go beside a symlinked config's target
     prefix = temp_prefix(path)
     try:
         entries = list(path.parent.iterdir())

@@ -27,6 +27,15 @@ def _http_url(path: str, value: str) -> str:
     return url
 
 
+def header_value(path: str, value: str) -> str:
+    """A value sent as an HTTP header: a control character (CR/LF above all)
+    makes the HTTP client refuse every request that carries it."""
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise ConfigError(path, "must not contain control characters (it is sent as an "
+                                "HTTP header)")
+    return value
+
+
 def _file_name(path: str, value: str) -> str:
     """A bare file name: the upstream store keeps no folders, and the
     extension tells it how to parse the file."""
@@ -48,10 +57,11 @@ class UpstreamSettings:
     timeout_seconds: float = setting(120.0, "Timeout of each non-streaming upstream call.", min=1)
     client_version: str = setting(
         "2.0.4", "x-client-version sent upstream; raise it if the upstream answers "
-        "CLIENT_VERSION_TOO_LOW.")
-    user_agent: str = setting("DeepSeek/2.0.4 Android/35", "User-Agent sent upstream.")
-    platform: str = setting("android", "x-client-platform sent upstream.")
-    locale: str = setting("zh_CN", "x-client-locale sent upstream.")
+        "CLIENT_VERSION_TOO_LOW.", check=header_value)
+    user_agent: str = setting("DeepSeek/2.0.4 Android/35", "User-Agent sent upstream.",
+                              check=header_value)
+    platform: str = setting("android", "x-client-platform sent upstream.", check=header_value)
+    locale: str = setting("zh_CN", "x-client-locale sent upstream.", check=header_value)
     token_refresh_interval_hours: float = setting(
         6.0, "Log in again when a token is older than this (0: never proactively).", min=0)
     max_continue_rounds: int = setting(
@@ -166,10 +176,14 @@ class AuthSettings:
                       "Off: a credential that is not an API key is refused with 401."))
 
 
+# The longest admin session, whether the config or a login asks for it.
+MAX_SESSION_HOURS = 24 * 30
+
+
 @dataclass(frozen=True, slots=True)
 class AdminSettings:
     jwt_expire_hours: float = setting(
-        24.0, "Lifetime of admin session tokens.", min=0.01,
+        24.0, "Lifetime of admin session tokens.", min=0.01, max=MAX_SESSION_HOURS,
         form=FormSpec(DIAGNOSTICS, "Session lifetime (h)", "How long an admin login lasts."))
 
 

@@ -30,7 +30,7 @@ from typing import Any, Protocol
 import orjson
 
 from .config import Config, ConfigError, parse_config
-from .config_fields import unknown_field_messages
+from .config_fields import load_warnings
 from .config_leftovers import temp_prefix
 from .keyring import migrate_keys
 from .state.errors import StateUnavailable
@@ -38,6 +38,7 @@ from .state.errors import StateUnavailable
 log = logging.getLogger("ds2proxy.config")
 
 DEFAULT_PATH = Path("config.json")
+UTF8_BOM = b"\xef\xbb\xbf"
 
 # Where the running config came from (ConfigStore.source).
 FILE = "file"  # a config file, written back on every change
@@ -63,18 +64,26 @@ def decode_env_json(value: str, where: str = "DS2PROXY_CONFIG_JSON") -> dict:
 
 
 def load_file(path: Path) -> dict:
+    """The config file's document; a UTF-8 byte order mark (Windows editors
+    write one) is skipped, as in ``DS2PROXY_CONFIG_JSON``."""
     try:
-        return orjson.loads(path.read_bytes())
+        return orjson.loads(path.read_bytes().removeprefix(UTF8_BOM))
     except FileNotFoundError as exc:
         raise ConfigError("(file)", f"{path} does not exist") from exc
+    except OSError as exc:  # a folder, no permission, an I/O error: not a port problem
+        raise ConfigError("(file)", f"{path} cannot be read: "
+                                    f"{exc.strerror or type(exc).__name__}") from exc
     except orjson.JSONDecodeError as exc:
         raise ConfigError("(file)", f"{path} is not valid JSON (line {exc.lineno}, column "
                                     f"{exc.colno}): {exc.msg}") from exc
 
 
 def atomic_write_json(path: Path, data: dict) -> None:
-    """Write ``data`` to ``path`` via temp file + fsync + rename: never half-written."""
+    """Write ``data`` to ``path`` via temp file + fsync + rename: never
+    half-written. A symlinked config is written where it points (renaming
+    over the link would turn it into a copy and leave its target stale)."""
     payload = orjson.dumps(data, option=orjson.OPT_INDENT_2) + b"\n"
+    path = Path(os.path.realpath(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path), dir=path.parent)
     try:
@@ -136,8 +145,10 @@ class ConfigStore:
         ``DS2API_CONFIG_JSON``) beats both files; else ``./config.json`` when
         present; else an empty config that the first admin change saves there."""
         env = os.environ if env is None else env
-        raw_env = env.get("DS2PROXY_CONFIG_JSON") or env.get("DS2API_CONFIG_JSON")
-        file_path = path or env.get("DS2PROXY_CONFIG")
+        # A blank variable counts as unset, as the command line's do.
+        raw_env = (env.get("DS2PROXY_CONFIG_JSON", "").strip()
+                   or env.get("DS2API_CONFIG_JSON", "").strip())
+        file_path = path or env.get("DS2PROXY_CONFIG", "").strip()
         if raw_env:
             data = decode_env_json(raw_env)
             _warn_unknown(data, "DS2PROXY_CONFIG_JSON")
@@ -275,5 +286,5 @@ def _apply(mutate: Mutation, data: dict, checks: list[Check]) -> tuple[dict, Con
 
 
 def _warn_unknown(data: Any, where: str) -> None:
-    for message in unknown_field_messages(data):
+    for message in load_warnings(data):
         log.warning("%s: %s", where, message)

@@ -179,6 +179,21 @@ def parse_key(entry: Any, where: str, taken: set[str]) -> KeyConfig:
                      limits=_limits(entry, where), disabled=disabled)
 
 
+def repeated_secrets(items: Any) -> list[str]:
+    """One message per ``keys`` entry whose secret an earlier entry already
+    has: parsing keeps the first, so the repeat's name and limits are ignored."""
+    first: dict[str, int] = {}
+    messages: list[str] = []
+    for i, entry in enumerate(items if isinstance(items, list) else ()):
+        secret = secret_of(entry)
+        if secret and secret in first:
+            messages.append(f"keys[{i}] has the same key as keys[{first[secret]}]; only the "
+                            "first is used")
+        elif secret:
+            first[secret] = i
+    return messages
+
+
 def parse_keys(items: list[Any]) -> tuple[KeyConfig, ...]:
     """Every entry, first occurrence of a secret wins."""
     parsed: list[KeyConfig] = []

@@ -18,6 +18,7 @@ its dataclass in that module plus one ``section(...)`` line in
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Callable, Iterator, Mapping
@@ -235,6 +236,8 @@ def _scalar(kind: str, path: str, raw: Any, spec: Spec) -> Any:
     value = read_value(path, raw, _TYPES[kind])
     if kind == "float":
         value = float(value)
+        if not math.isfinite(value):  # NaN passes every range check, inf every minimum
+            raise ConfigError(path, f"must be a finite number, got {value}")
     if kind in ("int", "float"):
         _check_range(path, value, spec)
     if spec.choices and value not in spec.choices:

@@ -69,3 +69,36 @@ def register_taken_model(api: PluginContext) -> None:
 
 def register_leaky(api: PluginContext) -> None:
     raise RuntimeError("hook https://hooks.example/in?token=tok-s3cr3t refused api_key=sk-leak-123")
+
+
+async def _answer(request: web.Request) -> web.Response:
+    return web.json_response({"served_by": "plugin"})
+
+
+def register_admin_path(api: PluginContext) -> None:
+    """Serves a path of the admin API: refused, it would hide the admin's."""
+    api.route("GET", "/admin/config", _answer, errors=api.errors.openai)
+
+
+def register_catch_all(api: PluginContext) -> None:
+    """Serves every GET path no one else does (the server's own come first)."""
+    api.route("GET", "/{tail:.*}", _answer, errors=api.errors.openai)
+
+
+def register_unroutable(api: PluginContext) -> None:
+    api.route("GET", "relative/path", _answer, errors=api.errors.openai)
+
+
+def register_exiting(api: PluginContext) -> None:
+    raise SystemExit("the optional dependency foo is missing")
+
+
+def register_fragile_check(api: PluginContext) -> None:
+    """A settings check that raises on a value of the wrong type."""
+    api.check_settings(lambda s: {} if s.get("limit", 1) > 0 else {"limit": "must be > 0"})
+    api.route("GET", "/fragile/settings", _answer, errors=api.errors.openai)
+
+
+def register_quiet_check(api: PluginContext) -> None:
+    """A settings check that returns None when it finds nothing."""
+    api.check_settings(lambda s: None)

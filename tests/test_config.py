@@ -7,9 +7,11 @@ import base64
 import json
 
 import pytest
+from admin_util import admin, wait_until  # noqa: F401  (fixture)
 
 from ds2proxy.config import ConfigError, parse_config
 from ds2proxy.config_store import ConfigStore, atomic_write_json
+from ds2proxy.testing.pytest_plugin import ProxyClient
 
 
 def test_defaults_from_empty_document():
@@ -65,6 +67,29 @@ def test_config_path_from_env(tmp_path):
         ConfigStore.from_sources(str(tmp_path / "missing.json"), {})
 
 
+async def test_a_config_file_with_a_byte_order_mark_loads_and_saves(tmp_path):
+    """Notepad and other Windows editors save UTF-8 with a BOM; orjson refuses
+    it, so such a config.json stopped the server while the same text in
+    DS2PROXY_CONFIG_JSON loaded."""
+    path = tmp_path / "config.json"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps({"keys": ["k-bom"]}).encode())
+    store = ConfigStore.from_sources(str(path), {})
+    assert store.config.key_secrets == ("k-bom",)
+    await store.update(lambda doc: doc.update(models={"default": "deepseek-reasoner"}))
+    assert json.loads(path.read_bytes())["keys"][0]["key"] == "k-bom"
+
+
+def test_blank_config_variables_count_as_unset(tmp_path, monkeypatch):
+    """DS2PROXY_CONFIG_JSON= (a compose file leaving it empty) was read as an
+    empty JSON document and stopped the start; DS2PROXY_CONFIG=' ' named a
+    file called ' '. Blank is unset: ./config.json is used."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({"keys": ["k-here"]}))
+    store = ConfigStore.from_sources(None, {"DS2PROXY_CONFIG_JSON": " ",
+                                            "DS2API_CONFIG_JSON": "", "DS2PROXY_CONFIG": " "})
+    assert store.source == "file" and store.config.key_secrets == ("k-here",)
+
+
 async def test_update_keeps_unknown_fields_and_is_atomic(tmp_path):
     path = tmp_path / "config.json"
     doc = {"keys": ["a"], "future_field": {"x": 1},
@@ -116,3 +141,58 @@ def test_atomic_write_keeps_old_file_when_serialisation_fails(tmp_path):
         atomic_write_json(path, {"bad": object()})
     assert json.loads(path.read_text()) == {"keys": ["old"]}
     assert len(list(tmp_path.iterdir())) == 1
+
+
+async def test_a_usage_db_path_that_cannot_be_a_database_is_warned_not_fatal(
+        proxy_factory, tmp_path, caplog):
+    """usage.db_path naming a folder (or a file that is no database) stopped
+    the start with a sqlite3 traceback, while the health records on the same
+    file fall back to memory with a warning; usage now does the same."""
+    folder = tmp_path / "not-a-db"
+    folder.mkdir()
+    proxy = await proxy_factory({"usage": {"db_path": str(folder)}})
+    assert f"state file {folder} cannot be used for usage" in caplog.text
+    async with ProxyClient.open(proxy) as client:
+        reply = await client.post("/v1/chat/completions", {
+            "model": "deepseek-chat", "messages": [{"role": "user", "content": "hi"}]})
+        assert reply.status == 200, reply.text
+    await wait_until(lambda: proxy.core.usage.recorded == 1)
+    await proxy.core.usage.store.flush()
+    rows, total = await proxy.core.usage.store.requests({}, 10, 0)
+    assert total == 1 and rows[0]["status"] == 200
+
+
+async def test_a_symlinked_config_is_written_where_it_points(tmp_path):
+    """The write renamed its temp file over the link: config.json became a
+    plain copy, and the file it pointed to (in a dotfiles or secrets folder)
+    kept the old settings and never saw a refreshed token again."""
+    real = tmp_path / "secrets" / "ds2proxy.json"
+    real.parent.mkdir()
+    real.write_text(json.dumps({"keys": ["k-link"]}))
+    link = tmp_path / "config.json"
+    link.symlink_to(real)
+    store = ConfigStore.from_sources(str(link), {})
+    await store.update(lambda doc: doc.update(models={"default": "deepseek-reasoner"}))
+    assert link.is_symlink() and link.resolve() == real
+    assert json.loads(real.read_text())["models"] == {"default": "deepseek-reasoner"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "secrets"]
+    assert [p.name for p in real.parent.iterdir()] == ["ds2proxy.json"]
+
+
+async def test_values_sent_as_upstream_headers_refuse_control_characters(proxy, admin):
+    """A line break in upstream.user_agent (or the client version, platform,
+    locale, or an account's token) was saved, and then every turn was a 500
+    'internal error: ValueError' from the HTTP client's header check."""
+    for field in ("user_agent", "client_version", "platform", "locale"):
+        reply = await admin.call("POST", "/admin/config/import",
+                                 json={"upstream": {field: "x\r\nX-Injected: 1"}})
+        assert reply.status == 400, reply.raw
+        assert reply.json()["field"] == f"upstream.{field}"
+        assert "must not contain control characters" in reply.json()["detail"]
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"accounts": [{"token": "tok-SECRET\r\nX-Injected: 1"}]})
+    assert caught.value.field == "accounts[0].token" and "SECRET" not in str(caught.value)
+    async with ProxyClient.open(proxy) as client:
+        reply = await client.post("/v1/chat/completions", {
+            "model": "deepseek-chat", "messages": [{"role": "user", "content": "hi"}]})
+        assert reply.status == 200, reply.text

@@ -5,6 +5,7 @@ nothing else."""
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from pathlib import Path
 
@@ -55,3 +56,16 @@ def test_the_writer_names_temp_files_as_the_cleaner_expects(tmp_path: Path, monk
     atomic_write_json(config, {"keys": ["k"]})
     assert len(seen) == 1 and seen[0].startswith(".config.json.")
     assert leftover_temp_files(config) == []
+
+
+def test_leftovers_of_a_symlinked_config_are_found_beside_its_target(tmp_path: Path):
+    """Writes go beside the file a symlinked config points to, so that is
+    where a killed write's temp file (every secret in it) is looked for."""
+    real = tmp_path / "secrets" / "ds2proxy.json"
+    real.parent.mkdir()
+    real.write_text("{}")
+    link = tmp_path / "config.json"
+    link.symlink_to(real)
+    fd, name = tempfile.mkstemp(prefix=temp_prefix(real), dir=real.parent)
+    os.close(fd)
+    assert leftover_temp_files(link) == [Path(name)]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from admin_util import Admin, admin, admin_for  # noqa: F401  (fixture)
+from admin_util import Admin, admin, admin_for, login  # noqa: F401  (fixture)
 from conftest import ADMIN_KEY, REPO
 
 from ds2proxy import cli
@@ -181,3 +181,56 @@ def test_every_field_of_the_example_config_is_known() -> None:
     from ds2proxy.config_fields import unknown_fields
     example = json.loads((REPO / "config.example.json").read_text())
     assert unknown_fields(example) == []
+
+
+def test_the_example_config_shows_every_setting_and_loads_as_written() -> None:
+    """upstream.keepalive_connections was left out of the example, so an
+    operator copying it never learnt the setting existed."""
+    from ds2proxy.config import Config, parse_config
+    from ds2proxy.settings_schema import leaves
+
+    example = json.loads((REPO / "config.example.json").read_text())
+    parse_config(example)
+    missing = []
+    for leaf in leaves(Config):
+        node: object = example
+        for part in leaf.path.split("."):
+            node = node.get(part, KeyError) if isinstance(node, dict) else KeyError
+        if node is KeyError:
+            missing.append(leaf.path)
+    assert missing == []
+
+
+async def test_an_admin_session_longer_than_a_login_may_ask_is_refused(admin: Admin) -> None:
+    """admin.jwt_expire_hours had no ceiling although a login may ask for 720
+    hours at most: a huge value was saved, and every admin login then failed
+    with a 500 (an expiry beyond 64 bits)."""
+    reply = await admin.call("PUT", "/admin/settings",
+                             json={"admin": {"jwt_expire_hours": 1e300}})
+    assert reply.status == 400, reply.raw
+    assert "between 0.01 and 720" in reply.json()["errors"]["admin.jwt_expire_hours"]
+    relogin = await login(admin.http, admin.proxy.url, admin.proxy.admin_key)
+    assert relogin.status == 200, relogin.raw
+    assert relogin.json()["expires_in"] == 24 * 3600
+    await admin.ok("PUT", "/admin/settings", json={"admin": {"jwt_expire_hours": 720}})
+
+
+async def test_a_key_listed_twice_is_named_at_load_and_on_import(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, admin: Admin) -> None:
+    """A keys entry repeating an earlier entry's key (a copied entry whose
+    secret was not changed) was dropped without a word: its name, models and
+    limits never applied. It is still ignored, now with a warning that names
+    both entries and never the key."""
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"keys": [
+        {"key": "sk-twice-0001", "name": "alice"}, "sk-other-0002",
+        {"key": "sk-twice-0001", "name": "bob", "limits": {"rpm": 1}}]}))
+    with caplog.at_level(logging.WARNING, logger="ds2proxy.config"):
+        store = ConfigStore.from_sources(str(path), {})
+    assert [k.name for k in store.config.keys] == ["alice", "key-0002"]
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == [f"{path}: keys[2] has the same key as keys[0]; only the first is used"]
+    reply = await admin.ok("POST", "/admin/config/import",
+                           json={"keys": ["sk-imported-7", "sk-imported-7"]})
+    assert reply["warnings"] == ["keys[1] has the same key as keys[0]; only the first is used"]
+    assert "sk-twice" not in caplog.text and "sk-imported" not in json.dumps(reply)

@@ -548,3 +548,25 @@ async def test_a_stale_provider_form_keeps_what_another_admin_changed(
     assert saved["models"] == ["qwen-*", "qwq-*"]
     assert saved["api_key"] == "sk-qwen-secret-0123456789"
     assert saved["headers"] == {"X-Org": "org-secret-42"}
+
+
+async def test_settings_form_refuses_nan_and_infinity(logged_in: Browserless):
+    """The form reads numbers with float(), which takes 'nan' and 'inf': NaN
+    passed every range check (it compares false) and was applied, while the
+    file got null in its place; inf passed every minimum."""
+    _, page, _ = await logged_in.get("/admin/ui/settings")
+    values = {p: re.search(rf'name="{re.escape(p)}" value="([^"]*)"', page).group(1)
+              for p, s in settings.SETTINGS.items() if s.kind in ("int", "float")}
+    form = {**values, "toolcall.mode": "feature_match", "toolcall.early_emit_confidence": "high",
+            "search.citation_style": "raw", "embeddings.provider": "testing",
+            "upstream.session_cleanup": "none",
+            "auth.allow_passthrough": "on", "claude_mapping": "", "model_aliases": ""}
+    config = logged_in.proxy.core.config
+    status, page, _ = await logged_in.post("/admin/ui/settings", {
+        **form, "runtime.queue_timeout_seconds": "nan", "health.jitter": "NaN",
+        "history_file.min_prompt_chars": "1e999"})
+    assert status == 400
+    for path in ("runtime.queue_timeout_seconds", "health.jitter"):
+        assert "must be a finite number" in field_block(page, path), path
+    assert "has-error" in field_block(page, "history_file.min_prompt_chars")
+    assert logged_in.proxy.core.config == config

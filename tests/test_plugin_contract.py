@@ -4,6 +4,7 @@ hooks, checked and live settings, registered model names, the API version."""
 from __future__ import annotations
 
 import logging
+import socket
 
 import pytest
 
@@ -12,7 +13,9 @@ import sample_plugins
 from ds2proxy.plugin_api import API_VERSION, PluginContext
 from ds2proxy.plugin_api.loader import compatible
 from ds2proxy.testing import Scripted
-from ds2proxy.testing.pytest_plugin import ProxyClient
+from ds2proxy.app import create_app, start_server
+from ds2proxy.config_store import ConfigStore
+from ds2proxy.testing.pytest_plugin import ProxyClient, base_config, entry_points_with
 
 LIFECYCLE = "lifecycle = sample_plugins:register_lifecycle"
 # What ``api`` offers, all of it: a new public attribute must be a deliberate
@@ -141,3 +144,18 @@ async def test_registered_models_are_listed_and_resolve(ds2proxy_factory):
         assert (await client.get("/taken/thing")).status == 404
     sent = [c.body for c in proxy.fake.calls_to("chat/completion")]
     assert [b.get("thinking_enabled") for b in sent] == [False, True]
+
+
+async def test_a_port_in_use_still_runs_the_shutdown_hooks(ds2proxy_fake_upstream):
+    """start_server ran the start-up (plugin hooks, the state writer, the
+    upstream session) and then failed to bind, leaving all of it open: a
+    plugin's on_shutdown never ran for its on_startup."""
+    sample_plugins.EVENTS.clear()
+    store = ConfigStore(base_config(ds2proxy_fake_upstream))
+    app = create_app(store, plugins=entry_points_with([LIFECYCLE]))
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        with pytest.raises(OSError):
+            await start_server(app, "127.0.0.1", busy.getsockname()[1])
+    assert sample_plugins.EVENTS == ["started", "stopped"]

@@ -14,6 +14,8 @@ from ds2proxy.config_store import ConfigStore
 from ds2proxy.core import Core
 from ds2proxy.plugin_api import discover, load_plugins
 from ds2proxy.testing import Scripted
+from ds2proxy.testing.pytest_plugin import ProxyClient
+from test_dashboard_forms import Browserless
 
 FIRST_PARTY = {"openai", "claude", "gemini", "degpt", "lm"}
 
@@ -91,3 +93,91 @@ async def test_third_party_plugin_serves_its_route(proxy):
     assert "".join(answers) == "streamed"
     assert body.rstrip().endswith("event: done\ndata: {}")
 
+
+
+async def test_no_plugin_route_comes_before_the_servers_own(proxy_factory):
+    """A plugin serving GET /admin/config (mounted before the admin API)
+    answered instead of it, and one on /healthz was listed as serving it but
+    never ran; a pattern route still leaves the server's own paths alone."""
+    proxy = await proxy_factory(plugins=["owner = sample_plugins:register_admin_path",
+                                         "greedy = sample_plugins:register_catch_all"])
+    async with ProxyClient.open(proxy) as client:
+        listed = (await client.get("/admin/plugins", admin=True)).json()["plugins"]
+        infos = {p["name"]: p for p in listed}
+        assert "route GET /admin/config is the server's own path" in infos["owner"]["error"]
+        assert infos["owner"]["routes"] == [] and infos["greedy"]["loaded"]
+        config = await client.get("/admin/config", admin=True)
+        assert config.status == 200 and "served_by" not in config.json(), config.text
+        assert (await client.get("/healthz")).json() == {"status": "ok"}
+        assert (await client.get("/anything/else")).json() == {"served_by": "plugin"}
+
+
+def test_an_unmountable_route_or_an_exit_is_the_plugins_load_error():
+    """A route aiohttp cannot mount raised from the mount, after every plugin
+    was checked, and a plugin that exits on import stopped the whole server;
+    a settings check returning None refused its plugin with an AttributeError."""
+    app = web.Application()
+    core = Core(ConfigStore({}))
+    infos = {i.name: i for i in load_plugins(app, core, [
+        *discover(), broken("relative", "sample_plugins:register_unroutable"),
+        broken("exiting", "sample_plugins:register_exiting"),
+        broken("quiet", "sample_plugins:register_quiet_check")])}
+    assert "route GET 'relative/path' cannot be served" in infos["relative"].error
+    assert infos["quiet"].loaded, infos["quiet"].error  # None: no problem found
+    assert infos["exiting"].error == "SystemExit: the optional dependency foo is missing"
+    assert all(infos[name].loaded for name in FIRST_PARTY)
+
+
+async def test_a_settings_check_that_raises_refuses_the_write_naming_the_plugin(
+        proxy_factory):
+    """A plugin's check that raised on a value of the wrong type made every
+    such config write a 500 'internal error: TypeError'."""
+    proxy = await proxy_factory(plugins=["fragile = sample_plugins:register_fragile_check"])
+    async with ProxyClient.open(proxy) as client:
+        refused = await client.put("/admin/plugins/fragile/settings", {"limit": "ten"},
+                                   admin=True)
+        assert refused.status == 400, refused.text
+        assert refused.json()["field"] == "plugins.fragile"
+        assert "settings check failed (TypeError)" in refused.json()["detail"]
+        assert "plugins" not in proxy.store.snapshot()
+        accepted = await client.put("/admin/plugins/fragile/settings", {"limit": 3}, admin=True)
+        assert accepted.status == 200, accepted.text
+
+
+async def test_settings_for_a_plugin_that_is_not_installed_are_named(proxy_factory, caplog):
+    """plugins.olama (for ollama) was silently ignored: the keyless Ollama
+    clients it meant to serve got 401s and nothing said why."""
+    await proxy_factory({"plugins": {"olama": {"implied_key": "test-key"},
+                                     "ollama": {}, "_note": "a comment"}})
+    warned = [r.getMessage() for r in caplog.records if "no plugin of that name" in
+              r.getMessage()]
+    assert warned == ["config field 'plugins.olama': no plugin of that name is installed "
+                      "(did you mean 'plugins.ollama'?); its settings are ignored"]
+
+
+async def test_a_plugin_is_switched_off_by_its_enabled_setting(proxy_factory):
+    """No plugin could be turned off: the first-party ones ship in the one
+    distribution, so an operator who wanted /api/* free of the Ollama dialect
+    had no way to do it. plugins.<name>.enabled: false leaves it unloaded."""
+    proxy = await proxy_factory(
+        {"plugins": {"ollama": {"enabled": False},
+                     "lifecycle": {"enabled": True, "colour": "green"}}},
+        plugins=["lifecycle = sample_plugins:register_lifecycle"])
+    async with ProxyClient.open(proxy) as client:
+        listed = {p["name"]: p for p in
+                  (await client.get("/admin/plugins", admin=True)).json()["plugins"]}
+        assert listed["ollama"]["disabled"] and not listed["ollama"]["loaded"]
+        assert listed["ollama"]["routes"] == []
+        assert "plugins.ollama.enabled is false" in listed["ollama"]["error"]
+        assert (await client.get("/api/tags")).status == 404
+        assert listed["lifecycle"]["loaded"] and not listed["lifecycle"]["disabled"]
+        # The switch is the server's, not one of the plugin's own settings.
+        assert (await client.get("/sample/settings")).json() == {"colour": "green"}
+        refused = await client.put("/admin/plugins/lifecycle/settings",
+                                   {"enabled": "no", "colour": "red"}, admin=True)
+        assert refused.status == 400 and refused.json()["field"] == "plugins.lifecycle.enabled"
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+        dashboard = Browserless(proxy, http)
+        await dashboard.log_in(proxy.admin_key)
+        status, page, _ = await dashboard.get("/admin/ui/plugins")
+    assert status == 200 and '<span class="badge">disabled</span>' in page

@@ -25,6 +25,7 @@ from functools import cache
 from types import ModuleType
 from typing import Any
 
+from ..config_sections import MAX_SESSION_HOURS
 from ..config_store import ConfigStore
 from ..errors import AuthenticationFailed, InvalidRequest
 from ..state import StateStore
@@ -46,7 +47,7 @@ def _jwt() -> ModuleType:
 DEFAULT_ADMIN_KEY = "admin"
 ALGORITHM = "HS256"
 LOGOUTS = "admin_logouts"  # state namespace: jti -> {"exp": expiry}
-MAX_EXPIRE_HOURS = 24 * 30
+MAX_EXPIRE_HOURS = MAX_SESSION_HOURS
 
 
 class StaleToken(AuthenticationFailed):

@@ -19,7 +19,7 @@ import orjson
 
 from ..captures import CaptureBuffer
 from ..config import AccountConfig, ConfigError
-from ..config_fields import SCHEMA, suggestion, unknown_field_messages
+from ..config_fields import SCHEMA, load_warnings, suggestion
 from ..errors import InvalidRequest, NotFound, ProxyError
 from ..health import DISABLED
 from ..plugin_api import PluginInfo
@@ -149,7 +149,7 @@ class AdminOps:
             return result
 
         await self.write(edit)
-        warnings = unknown_field_messages(without_read_only(edits.without_read_fields(doc)))
+        warnings = load_warnings(without_read_only(edits.without_read_fields(doc)))
         for warning in warnings:
             log.warning("config import: %s", warning)
         cfg = self.core.config
@@ -299,7 +299,8 @@ class AdminOps:
 
     def plugin_list(self) -> list[dict[str, Any]]:
         return [{"name": p.name, "module": p.module, "version": p.version,
-                 "routes": list(p.routes), "error": p.error, "loaded": p.loaded}
+                 "routes": list(p.routes), "error": p.error, "loaded": p.loaded,
+                 "disabled": p.disabled}
                 for p in self.plugins]
 
     def _loaded_plugin(self, name: str) -> str:

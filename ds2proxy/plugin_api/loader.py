@@ -1,9 +1,11 @@
 """Loading plugins: entry points, the API version, routes, names, hooks and
 settings kept live.
 
-A plugin that fails to import, to register, to match the API version, or
-whose settings or routes or model names clash, is reported (log and
-``/admin/plugins``) and leaves nothing behind; the server still starts.
+A plugin that fails to import (even by ``SystemExit``), to register, to
+match the API version, or whose settings or routes or model names clash
+(with another plugin's, or a route with the server's own paths), or whose
+route aiohttp cannot mount, is reported (log and ``/admin/plugins``) and
+leaves nothing behind; the server still starts.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from ..config import ConfigError
+from ..config_fields import shortened, suggestion
 from ..log_redaction import redact
 from ..unmatched import PATH_CLAIMS
 from .context import PluginContext, changed_settings, run_hooks
@@ -29,6 +32,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("ds2proxy.plugins")
 
 GROUP = "ds2proxy.plugins"
+# Paths the server serves itself (and everything under /admin/): a plugin's
+# route on one would hide the server's (or never run), so it is refused.
+SERVER_PATHS = frozenset({"/", "/admin", "/metrics", "/healthz", "/readyz"})
+ENABLED = "enabled"  # plugins.<name>.enabled: false leaves the plugin unloaded (at start)
 
 
 @dataclass
@@ -40,6 +47,7 @@ class PluginInfo:
     version: str = ""
     routes: list[str] = field(default_factory=list)
     error: str = ""
+    disabled: bool = False  # plugins.<name>.enabled is false: not loaded, on purpose
 
     @property
     def loaded(self) -> bool:
@@ -61,8 +69,23 @@ def compatible(required: str, provided: str = API_VERSION) -> bool:
 
 
 def section_of(doc: Mapping[str, Any], name: str) -> Any:
+    """``plugins.<name>`` as the plugin sees it: the server's own ``enabled``
+    switch is not the plugin's setting."""
     plugins = doc.get("plugins")
-    return plugins.get(name, {}) if isinstance(plugins, dict) else {}
+    section = plugins.get(name, {}) if isinstance(plugins, dict) else {}
+    if isinstance(section, dict) and ENABLED in section:
+        return {k: v for k, v in section.items() if k != ENABLED}
+    return section
+
+
+def enabled(doc: Mapping[str, Any], name: str) -> bool:
+    """``plugins.<name>.enabled`` (default true); ConfigError when not a boolean."""
+    plugins = doc.get("plugins")
+    section = plugins.get(name) if isinstance(plugins, dict) else None
+    value = section.get(ENABLED, True) if isinstance(section, dict) else True
+    if not isinstance(value, bool):
+        raise ConfigError(f"plugins.{name}.{ENABLED}", "must be true or false")
+    return value
 
 
 def settings_problems(api: PluginContext, section: Any) -> dict[str, str]:
@@ -72,7 +95,13 @@ def settings_problems(api: PluginContext, section: Any) -> dict[str, str]:
         return {where: "must be an object"}
     if api._check is None:
         return {}
-    return {f"{where}.{key}": str(problem) for key, problem in api._check(section).items()}
+    try:
+        problems = api._check(section) or {}
+        return {f"{where}.{key}": str(problem) for key, problem in problems.items()}
+    except Exception as exc:  # the plugin's fault, not the server's: a 400 naming it
+        log.exception("plugin %s: settings check failed", api.name)
+        return {where: f"the plugin's settings check failed ({type(exc).__name__}); see the "
+                       "server log"}
 
 
 class RouteTable:
@@ -125,6 +154,7 @@ def _register(ep: EntryPoint, core: Core, table: RouteTable) -> PluginContext:
     if problems:
         raise ValueError("invalid settings: " + "; ".join(f"{k}: {v}"
                                                           for k, v in problems.items()))
+    _check_routes(api)
     clash = table.clashes(api)
     if clash:
         raise ValueError(f"routes already served by another plugin: {', '.join(clash)}")
@@ -140,6 +170,18 @@ def _register(ep: EntryPoint, core: Core, table: RouteTable) -> PluginContext:
     return api
 
 
+def _check_routes(api: PluginContext) -> None:
+    """Each route is one aiohttp can mount and none is the server's own."""
+    scratch = web.UrlDispatcher()
+    for method, path, handler, _, _ in api._routes:
+        if path in SERVER_PATHS or path.startswith("/admin/"):
+            raise ValueError(f"route {method} {path} is the server's own path")
+        try:
+            scratch.add_route(method, path, handler)
+        except ValueError as exc:
+            raise ValueError(f"route {method} {path!r} cannot be served: {exc}") from None
+
+
 def load_plugins(app: web.Application, core: Core, eps: list[EntryPoint] | None = None
                  ) -> list[PluginInfo]:
     """Load every plugin; a broken one is reported and skipped."""
@@ -151,8 +193,12 @@ def load_plugins(app: web.Application, core: Core, eps: list[EntryPoint] | None 
                           version=ep.dist.version if ep.dist else "")
         infos.append(info)
         try:
+            if not enabled(core.store.snapshot(), ep.name):
+                info.disabled, info.error = True, f"disabled (plugins.{ep.name}.enabled is false)"
+                log.info("plugin %s is disabled by the config", ep.name)
+                continue
             api = _register(ep, core, table)
-        except Exception as exc:  # a plugin must never take the server down
+        except (Exception, SystemExit) as exc:  # a plugin must never take the server down
             info.error = redact(f"{type(exc).__name__}: {exc}")  # shown to admins
             log.error("plugin %s (%s) failed to load: %s", ep.name, ep.value, info.error)
             continue
@@ -162,10 +208,25 @@ def load_plugins(app: web.Application, core: Core, eps: list[EntryPoint] | None 
         loaded.append(api)
         log.info("plugin %s %s loaded: %d routes", ep.name, info.version, len(info.routes))
     table.mount(app)
+    _warn_unknown_sections(core.store.snapshot(), [info.name for info in infos])
     app[PATH_CLAIMS] = [claim for api in loaded for claim in api._claims]
     _keep_settings_live(core, loaded)
     _run_lifecycle(app, loaded)
     return infos
+
+
+def _warn_unknown_sections(doc: Mapping[str, Any], names: list[str]) -> None:
+    """A ``plugins.<name>`` no installed plugin reads (``olama`` for
+    ``ollama``) is named at start, as misspelt core fields are."""
+    sections = doc.get("plugins")
+    for name in sections if isinstance(sections, dict) else ():
+        if name in names or str(name).startswith("_"):
+            continue
+        path = f"plugins.{name}"
+        close = suggestion(path, [f"plugins.{n}" for n in names])
+        hint = f" (did you mean '{close}'?)" if close else ""
+        log.warning("config field '%s': no plugin of that name is installed%s; its settings "
+                    "are ignored", shortened(path), hint)
 
 
 def _keep_settings_live(core: Core, plugins: list[PluginContext]) -> None:
@@ -173,6 +234,9 @@ def _keep_settings_live(core: Core, plugins: list[PluginContext]) -> None:
     a 400 naming its field) and then hands the new section to the plugin."""
 
     def check(doc: dict[str, Any]) -> None:
+        sections = doc.get("plugins")
+        for name in sections if isinstance(sections, dict) else ():
+            enabled(doc, name)
         for api in plugins:
             for where, problem in settings_problems(api, section_of(doc, api.name)).items():
                 raise ConfigError(where, problem)

@@ -228,7 +228,7 @@ def _flag(item: dict, where: str, name: str, default: bool) -> bool:
 def _number(item: dict, where: str, name: str, default: float, lo: float) -> float:
     value = _value(item, where, name, (int, float), "a number")
     value = default if value is None else float(value)
-    if value < lo:
+    if not value >= lo or value == float("inf"):  # NaN and inf as well
         raise ConfigError(f"{where}.{name}", f"must be at least {lo:g}, got {value:g}")
     return value
 

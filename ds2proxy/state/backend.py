@@ -9,6 +9,8 @@ instance's :class:`RedisLink`, shared by all instances.
 from __future__ import annotations
 
 import asyncio
+import logging
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +21,7 @@ from .store import StateStore, legacy_usage_path, open_store, state_file
 from .usage import SQLiteUsage, UsageStore
 
 MEMORY = ":memory:"
+log = logging.getLogger("ds2proxy.state")
 
 
 @dataclass
@@ -42,10 +45,24 @@ class StateBackend:
                               hourly_days=settings.retention_hourly_days)
         path = str(self.path) if self.path is not None else MEMORY
         legacy = None
-        if self.path is not None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            if self.config_path is not None and not settings.db_path:
-                legacy = str(legacy_usage_path(self.config_path))
+        if self.path is not None and self.config_path is not None and not settings.db_path:
+            legacy = str(legacy_usage_path(self.config_path))
+        try:
+            if self.path is not None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            return await self._sqlite_usage(path, settings, legacy)
+        except (OSError, sqlite3.Error) as exc:
+            if path == MEMORY:
+                raise
+            # As the health records do: a file that cannot be used (a folder,
+            # not a database, no permission) is named, not a start-up traceback.
+            log.warning("state file %s cannot be used for usage (%s); usage is kept in "
+                        "memory only", path, exc)
+            return await self._sqlite_usage(MEMORY, settings, None)
+
+    @staticmethod
+    async def _sqlite_usage(path: str, settings: UsageSettings, legacy: str | None
+                            ) -> UsageStore:
         # Opening waits for the writer thread's schema check: off the loop.
         return await asyncio.to_thread(SQLiteUsage, path,
                                        raw_days=settings.retention_raw_days,

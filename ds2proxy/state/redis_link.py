@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 from .errors import StateUnavailable
@@ -34,7 +34,30 @@ RedisError: type[Exception] = OSError
 log = logging.getLogger("ds2proxy.state")
 
 T = TypeVar("T")
-CALL_TIMEOUT = float(os.environ.get("DS2PROXY_REDIS_TIMEOUT", "2.0"))
+REDIS_TIMEOUT_ENV = "DS2PROXY_REDIS_TIMEOUT"
+DEFAULT_CALL_TIMEOUT = 2.0
+MAX_CALL_TIMEOUT = 600.0
+
+
+def env_call_timeout(env: Mapping[str, str] | None = None) -> float:
+    """``DS2PROXY_REDIS_TIMEOUT`` in seconds (0.01 to 600); a ValueError
+    says what is wrong with it (the command line refuses to start on it)."""
+    text = (os.environ if env is None else env).get(REDIS_TIMEOUT_ENV, "").strip()
+    if not text:
+        return DEFAULT_CALL_TIMEOUT
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a number of seconds") from None
+    if not 0.01 <= value <= MAX_CALL_TIMEOUT:  # NaN fails this too
+        raise ValueError(f"must be between 0.01 and {MAX_CALL_TIMEOUT:g} seconds, got {text}")
+    return value
+
+
+try:
+    CALL_TIMEOUT = env_call_timeout()
+except ValueError:  # reported by the command line; importing must not fail on it
+    CALL_TIMEOUT = DEFAULT_CALL_TIMEOUT
 PING_EVERY = 1.0
 # How long a background writer lets more writes join one pipeline: the
 # writes of many requests then cost one round trip instead of one each.
