@@ -8,7 +8,7 @@ import logging
 from aiohttp import web
 
 from .scripted_stream import COMMENT
-from .scripts import Delivery
+from .scripts import Delivery, HttpFault
 
 log = logging.getLogger("ds2proxy.testing.fake")
 
@@ -25,6 +25,22 @@ async def send_round(request: web.Request, events: list[bytes],
         await _write(request, resp, events, delivery)
     except ConnectionResetError:
         log.debug("client left %s mid-stream", request.path)
+    return resp
+
+
+async def send_fault(request: web.Request, fault: HttpFault) -> web.StreamResponse:
+    """An HTTP error reply; a ``cut`` one promises more body than it sends,
+    then resets the connection (a proxy or WAF dying mid-reply)."""
+    if not fault.cut:
+        return web.Response(status=fault.status, text=fault.body, headers=dict(fault.headers))
+    resp = web.StreamResponse(status=fault.status, headers=dict(fault.headers))
+    resp.content_type = "text/plain"
+    data = fault.body.encode()
+    resp.content_length = len(data) + 1024
+    await resp.prepare(request)
+    await resp.write(data)
+    if request.transport is not None:
+        request.transport.abort()
     return resp
 
 

@@ -98,6 +98,7 @@ class HttpFault:
     status: int = 500
     body: str = "upstream unavailable"
     headers: Mapping[str, str] = field(default_factory=dict)
+    cut: bool = False  # (a completion's) the body stops short of its length: a reset
 
 
 @dataclass(frozen=True)

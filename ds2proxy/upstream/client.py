@@ -308,9 +308,11 @@ class DeepSeekClient:
         ctype = resp.headers.get("Content-Type", "")
         if resp.status == 200 and ctype.startswith("text/event-stream"):
             return UpstreamStream(resp, capture)
-        raw = b""
+        raw, broken = b"", ""
         try:
             raw = await resp.read()
+        except TRANSPORT_ERRORS as exc:  # a cut or stalled error body is the upstream's fault
+            broken = type(exc).__name__
         finally:
             resp.release()
             if capture is not None:
@@ -322,6 +324,8 @@ class DeepSeekClient:
             # A 503's Retry-After is how long the account should rest, too.
             wait = retry_after(resp.headers) if "Retry-After" in resp.headers else None
             raise UpstreamError(f"{path} answered HTTP {resp.status}", retry_after=wait)
+        if broken:
+            raise UpstreamError(f"{path} answered HTTP 200 and its body broke: {broken}")
         env = parse_envelope(resp.status, raw)
         self._refuse_outdated(env)
         raise UpstreamCallError(path.rsplit("/", 1)[-1], env)
