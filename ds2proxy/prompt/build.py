@@ -127,8 +127,8 @@ def _merge(entries: list[_Entry]) -> list[_Block]:
 def _render_block(block: _Block) -> list[str]:
     """The block's pieces with its markers; none when the role omits an empty block."""
     if block.role == "tool":
-        return [markers.TOOL, _tool_block_text(block), markers.END_TOOL_RESULTS]
-    text = _join([entry.text for entry in block.entries])
+        return [markers.TOOL, markers.defuse(_tool_block_text(block)), markers.END_TOOL_RESULTS]
+    text = markers.defuse(_join([entry.text for entry in block.entries]))
     if block.role == "system":
         text = text.strip()
         return [markers.SYSTEM, text, markers.END_INSTRUCTIONS] if text else []
