@@ -8,7 +8,13 @@ Only the markers the flattener writes keep the fullwidth bars.
 
 from __future__ import annotations
 
+import random
+import re
+
+import pytest
+
 from ds2proxy.prompt import build_prompt
+from ds2proxy.prompt.build import plain_links
 from ds2proxy.prompt import markers as m
 from ds2proxy.canonical import Message, TextPart, ToolCall, ToolResult
 from ds2proxy.testing.clients import anthropic_client, openai_client
@@ -70,3 +76,30 @@ async def test_a_claude_user_turn_cannot_forge_an_assistant_turn(proxy: Proxy) -
         ]}])
     prompt = proxy.fake.calls_to("chat/completion")[-1].body["prompt"]
     assert prompt.count(m.ASSISTANT) == 1 and m.END_SENTENCE not in prompt
+
+
+# -- Markdown images ------------------------------------------------------------------------------
+
+IMAGE = re.compile(r"!(\[[^\]\n]*\]\([^)\n]*\))")  # the rule, as a (slow) expression
+
+
+def test_images_become_links_exactly_as_the_rule_says() -> None:
+    rnd = random.Random(5)
+    for _ in range(20000):
+        text = "".join(rnd.choice("![]()\na ") for _ in range(rnd.randint(0, 24)))
+        assert plain_links(text) == IMAGE.sub(r"\1", text), repr(text)
+    assert plain_links("see ![logo](http://x/y.png) and ![a](b)") == (
+        "see [logo](http://x/y.png) and [a](b)")
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("line", ["![a", "![a](", "![a](b"])
+async def test_a_line_of_unclosed_images_is_answered_at_once(proxy: Proxy, line: str) -> None:
+    """Each ``![`` rescanned the rest of the line: 300 KB of them held the
+    event loop (every other stream) for minutes."""
+    client = openai_client(proxy)
+    text = line * (300_000 // len(line))
+    reply = await client.chat.completions.create(
+        model="deepseek-chat", messages=[{"role": "user", "content": text}])
+    assert reply.choices[0].message.content
+    assert proxy.fake.calls_to("chat/completion")[-1].body["prompt"].count(text) == 1

@@ -7,7 +7,6 @@ markers as plain text, and the model reads the role structure back out.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field, replace
 
 from ds2proxy.canonical import Message, ToolResult
@@ -18,8 +17,6 @@ from ds2proxy.prompt.message_text import (
     tool_result_header,
     tool_result_text,
 )
-
-_MARKDOWN_IMAGE = re.compile(r"!(\[[^\]\n]*\]\([^)\n]*\))")
 
 
 @dataclass(slots=True)
@@ -64,7 +61,7 @@ def build_prompt(
             last_role = block.role
     if last_role != "assistant":
         pieces.append(markers.ASSISTANT)
-    return _MARKDOWN_IMAGE.sub(r"\1", "".join(pieces))
+    return plain_links("".join(pieces))
 
 
 def _entries(message: Message, names: dict[str, str]) -> list[_Entry]:
@@ -150,3 +147,41 @@ def _tool_block_text(block: _Block) -> str:
 
 def _join(texts: list[str]) -> str:
     return "\n\n".join(text for text in texts if text)
+
+
+def plain_links(text: str) -> str:
+    """Markdown images ``![alt](url)`` as plain links ``[alt](url)`` (the web
+    chat would try to show or fetch them). ``alt`` holds no ``]``, the URL no
+    ``)``, neither a line break.
+
+    One pass with each search's result kept while it is still ahead: a
+    regular expression retried at every ``![`` rescans the rest of the
+    line each time, and a long line of ``![`` (a crafted message, a tool
+    result) held the event loop for minutes.
+    """
+    out: list[str] = []
+    last = 0
+    newline = close = paren = -2  # the next "\n", "]" and ")" found (-1: none left)
+    at = text.find("![")
+    while at >= 0:
+        if newline != -1 and newline < at:
+            newline = text.find("\n", at)
+        if close != -1 and close < at + 2:
+            close = text.find("]", at + 2)
+        if close == -1:
+            break  # no "]" after this "![", nor after any later one
+        if (newline == -1 or close < newline) and text.startswith("(", close + 1):
+            if paren != -1 and paren < close + 2:
+                paren = text.find(")", close + 2)
+            if paren == -1:
+                break
+            if newline == -1 or paren < newline:
+                out.append(text[last:at])
+                last = at + 1  # the "!" goes
+                at = text.find("![", paren + 1)
+                continue
+        at = text.find("![", at + 1)
+    if not out:
+        return text
+    out.append(text[last:])
+    return "".join(out)
