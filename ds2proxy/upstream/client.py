@@ -320,6 +320,8 @@ class DeepSeekClient:
                 capture.finish(f"HTTP {resp.status}")
         if resp.status == 429:
             raise UpstreamRateLimited("upstream rate limit", retry_after=retry_after(resp.headers))
+        if resp.status in (401, 403):  # the token is refused (spec §3): worth a re-login
+            raise UpstreamCallError(path.rsplit("/", 1)[-1], parse_envelope(resp.status, raw))
         if resp.status != 200:
             # A 503's Retry-After is how long the account should rest, too.
             wait = retry_after(resp.headers) if "Retry-After" in resp.headers else None
