@@ -12,14 +12,14 @@ from .scripts import Delivery, HttpFault
 
 log = logging.getLogger("ds2proxy.testing.fake")
 
-STREAM_TYPE = "text/event-stream; charset=utf-8"
 _BLOCK = 64 * 1024
 
 
 async def send_round(request: web.Request, events: list[bytes],
                      delivery: Delivery) -> web.StreamResponse:
     """Stream ``events``; a client that leaves just ends the round early."""
-    resp = web.StreamResponse(headers={"Content-Type": STREAM_TYPE, "Cache-Control": "no-cache"})
+    resp = web.StreamResponse(headers={"Content-Type": delivery.content_type,
+                                       "Cache-Control": "no-cache"})
     await resp.prepare(request)
     try:
         await _write(request, resp, events, delivery)

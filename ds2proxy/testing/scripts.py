@@ -34,6 +34,7 @@ class Delivery:
     comment_every: float = 0.5        # spacing of those comments
     drop_after: int | None = None     # stop after this many events, no terminal status
     abort: bool = False               # with ``drop_after``: reset the connection
+    content_type: str = "text/event-stream; charset=utf-8"  # media types ignore case
 
     @property
     def paced(self) -> bool:

@@ -305,7 +305,7 @@ class DeepSeekClient:
             raise UpstreamError(f"{path} failed: {type(exc).__name__}") from None
         if capture is not None:
             capture.set_status(resp.status)
-        ctype = resp.headers.get("Content-Type", "")
+        ctype = resp.headers.get("Content-Type", "").lstrip().lower()  # media types ignore case
         if resp.status == 200 and ctype.startswith("text/event-stream"):
             return UpstreamStream(resp, capture)
         raw, broken = b"", ""
