@@ -55,7 +55,7 @@ async def _write(request: web.Request, resp: web.StreamResponse, events: list[by
         if delivery.chunk_delay:
             await asyncio.sleep(delivery.chunk_delay)
         await resp.write(event)
-        if index == 0 and delivery.silence:
+        if index == delivery.silence_after and delivery.silence:
             await _silence(resp, delivery)
     if delivery.drop_after is not None and delivery.abort and request.transport is not None:
         request.transport.abort()

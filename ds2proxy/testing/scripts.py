@@ -31,6 +31,7 @@ class Delivery:
 
     chunk_delay: float = 0.0          # seconds before each event
     silence: float = 0.0              # seconds of ``: `` comments after ``ready``
+    silence_after: int = 0            # … or after this event instead (0 is ``ready``)
     comment_every: float = 0.5        # spacing of those comments
     drop_after: int | None = None     # stop after this many events, no terminal status
     abort: bool = False               # with ``drop_after``: reset the connection
