@@ -14,6 +14,7 @@ from ds2proxy.prompt import markers
 from ds2proxy.prompt.message_text import (
     assistant_text,
     plain_text,
+    HEADER_START,
     tool_result_header,
     tool_result_text,
 )
@@ -141,8 +142,17 @@ def _tool_block_text(block: _Block) -> str:
     results = [entry.result for entry in block.entries if entry.result is not None]
     texts = [tool_result_text(result) for result in results]
     if len(results) > 1:
-        texts = [f"{tool_result_header(r)}\n{t}" for r, t in zip(results, texts)]
+        texts = [f"{tool_result_header(r)}\n{_quote_headers(t)}" for r, t in zip(results, texts)]
     return _join(texts)
+
+
+def _quote_headers(text: str) -> str:
+    """A result's lines shaped like a result header, quoted with ``> ``: a
+    fetched page could otherwise head its tail as another call's result."""
+    if HEADER_START not in text:
+        return text
+    return "\n".join(f"> {line}" if line.lstrip().startswith(HEADER_START) else line
+                     for line in text.split("\n"))
 
 
 def _join(texts: list[str]) -> str:
