@@ -68,7 +68,8 @@ class UpstreamSettings:
         8, "Most chat/continue rounds per request when the upstream stops INCOMPLETE.",
         min=0, max=32)
     silence_timeout_seconds: float = setting(
-        300.0, "Give up on a stream that sends nothing for this long (a 504 upstream_timeout "
+        300.0, "Give up on a stream that sends nothing (or only keep-alive comments) for this "
+        "long (a 504 upstream_timeout "
         "unless another account may be tried).", min=1)
     max_attempts: int = setting(
         3, "Most accounts one request tries when an account fails before any output. The "

@@ -13,11 +13,9 @@ error path can never drive a counter negative. Limits are hot-reloadable:
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import time
-from collections import deque
 from collections.abc import Callable
 
 from .account_state import AccountState, Limits, SharedLeases
@@ -31,6 +29,7 @@ from .errors import (
     RateLimited,
 )
 from .health import DISABLED, LOGIN_FAILING, HealthSettings, HealthTracker, Pacer
+from .wait_queue import Waiter, WaitQueue
 
 TARGET_HEADER = "X-Ds2-Target-Account"
 
@@ -69,7 +68,7 @@ class AccountPool:
         self.health.on_change(self._wake_all)
         self._accounts: dict[str, AccountState] = {}
         self._lru: dict[str, None] = {}
-        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._waiters = WaitQueue()
         self._closed: Callable[[], ProxyError] | None = None  # set by close_queue
         self._inflight = 0
         self._queue_timeout = runtime.queue_timeout_seconds
@@ -151,33 +150,63 @@ class AccountPool:
         if not self._accounts:
             raise NoAccountAvailable("no upstream accounts are configured")
         deadline = time.monotonic() + self._queue_timeout
-        queued = False
+        me: Waiter | None = None  # this request's place in line, once it waits
+        woken = False
+        try:
+            while True:
+                lease = await self._try_lease(target, exclude, me)
+                if lease is not None:
+                    if me is not None:
+                        self._pass_on(me)  # a slot may be left for the next in line
+                    return lease
+                if woken:
+                    self._pass_on(me)  # what freed up was of no use to this request
+                pinned = self._pinned(target)
+                candidates = self._candidates(pinned, exclude)
+                if not candidates:
+                    raise RateLimited("no untried account is available", retry_after=5)
+                wake_in = self._blocked(candidates)
+                if me is None:
+                    if len(self._waiters) >= self.limits.queue:
+                        raise RateLimited("all accounts are busy and the wait queue is full",
+                                          retry_after=self._retry_after(wake_in))
+                    me = Waiter(pinned, exclude)
+                    self._waiters.join(me)
+                if self.shared is not None:  # a missed wake-up costs one recheck period
+                    wake_in = min(wake_in or self.shared.recheck_seconds,
+                                  self.shared.recheck_seconds)
+                woken = await self._wait(me, deadline, wake_in)
+        finally:
+            if me is not None:
+                self._waiters.leave(me)
+
+    async def _try_lease(self, target: str | None, exclude: frozenset[str],
+                         me: Waiter | None) -> Lease | None:
+        """A lease now, or None; a free slot that a request ahead in line
+        can take is left to it."""
         while True:
             if self._closed is not None:
                 raise self._closed()
             # Looked up again after each wait: the account may have been deleted meanwhile.
             pinned = self._pinned(target)
+            if me is not None:
+                me.pinned = pinned
             if self.shared is None:
                 state = self._pick(pinned, exclude)
-                if state is not None:
-                    return self._grant(state)
-            else:
-                granted = await self._pick_shared(pinned, exclude)
-                if granted is not None:
-                    if await self._paced_everywhere(*granted):
-                        return self._grant(*granted)
-                    continue  # paced by another instance: the pacer now knows the wait
-            candidates = self._candidates(pinned, exclude)
-            if not candidates:
-                raise RateLimited("no untried account is available", retry_after=5)
-            wake_in = self._blocked(candidates)
-            if not queued and len(self._waiters) >= self.limits.queue:
-                raise RateLimited("all accounts are busy and the wait queue is full",
-                                  retry_after=self._retry_after(wake_in))
-            queued = True
-            if self.shared is not None:  # a missed wake-up costs one recheck period
-                wake_in = min(wake_in or self.shared.recheck_seconds, self.shared.recheck_seconds)
-            await self._wait(deadline, wake_in)
+                if state is None or self._waiters.owed(state, me):
+                    return None
+                return self._grant(state)
+            granted = await self._pick_shared(pinned, exclude)
+            if granted is None:
+                return None
+            if await self._paced_everywhere(*granted):
+                return self._grant(*granted)
+            # Paced by another instance: the pacer now knows the wait; look again.
+
+    def _pass_on(self, me: Waiter | None) -> None:
+        """Wake the next in line behind ``me`` while a slot is free here."""
+        if self.shared is None and self._pick(None, frozenset()) is not None:
+            self._waiters.wake_one(after=me)
 
     def _pinned(self, target: str | None) -> AccountState | None:
         """The configured account ``target`` names (None without one); 400 if none."""
@@ -286,27 +315,16 @@ class AccountPool:
         self.pacer.started(state.identifier)
         return Lease(self, state, shared_id)
 
-    async def _wait(self, deadline: float, wake_in: float | None) -> None:
-        """Wait for a release, a health change or ``wake_in`` seconds; 429 at the deadline."""
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(fut)
+    async def _wait(self, me: Waiter, deadline: float, wake_in: float | None) -> bool:
+        """Wait for a release, a health change or ``wake_in`` seconds (True
+        when woken); 429 at the deadline."""
         left = deadline - time.monotonic()
-        try:
-            if left <= 0:
-                raise TimeoutError
-            await asyncio.wait_for(fut, left if wake_in is None else min(left, wake_in))
-        except TimeoutError:
-            if time.monotonic() >= deadline:
-                raise RateLimited("timed out waiting for a free account",
-                                  retry_after=self._retry_after(wake_in)) from None
-        except asyncio.CancelledError:
-            if fut.done() and not fut.cancelled():
-                # Woken, then cancelled before taking the slot: pass it on.
-                self._wake_one()
-            raise
-        finally:
-            if fut in self._waiters:
-                self._waiters.remove(fut)
+        woken = left > 0 and await self._waiters.wait(
+            me, left if wake_in is None else min(left, wake_in))
+        if not woken and time.monotonic() >= deadline:
+            raise RateLimited("timed out waiting for a free account",
+                              retry_after=self._retry_after(wake_in))
+        return woken
 
     def _release(self, state: AccountState, shared_id: str = "") -> None:
         if shared_id and self.shared is not None:
@@ -323,22 +341,15 @@ class AccountPool:
         self._wake_all()
 
     def _wake_one(self) -> None:
-        while self._waiters:
-            fut = self._waiters.popleft()
-            if not fut.done():
-                fut.set_result(None)
-                return
+        self._waiters.wake_one()
 
     def _wake_some(self, count: int) -> None:
         """Capacity freed on another instance: wake the ``count`` longest waiting."""
         for _ in range(count):
-            self._wake_one()
+            self._waiters.wake_one()
 
     def _wake_all(self) -> None:
-        while self._waiters:
-            fut = self._waiters.popleft()
-            if not fut.done():
-                fut.set_result(None)
+        self._waiters.wake_all()
 
     def _retry_after(self, wake_in: float | None = None) -> int:
         if wake_in is not None:

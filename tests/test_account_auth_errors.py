@@ -10,6 +10,8 @@ import aiohttp
 import pytest
 from conftest import ProxyFactory
 
+from ds2proxy.scheduler import TARGET_HEADER
+from ds2proxy.testing import HttpFault, Misbehaviour
 from ds2proxy.testing.clients import post
 
 BAD_ACCOUNTS = {"accounts": [{"email": "alice@example.com", "password": "wrong"},
@@ -116,3 +118,41 @@ async def test_without_pass_through_a_mistyped_key_is_called_what_it_is(
     assert answer.status == 401
     assert "not one of this server's configured keys" in answer.json()["error"]["message"]
     assert MISTYPED not in str(answer.json())
+
+
+@pytest.mark.parametrize("status", [401, 403])
+async def test_a_token_refused_with_an_http_401_is_renewed_by_a_login(proxy, status: int):
+    """Spec §3: HTTP 401 or 403 means the token is invalid, whatever the
+    body. A plain-text 401 was 'a non-JSON body': no re-login, the account
+    was cooled down as failing and a request pinned to it got a 502."""
+    path, body = ROUTES["openai"]
+    alice = proxy.headers(**{TARGET_HEADER: "alice@example.com"})
+    assert (await post(proxy.url + path, body, alice)).status == 200
+    proxy.fake.revoke_tokens()
+    proxy.fake.refused_token_status = status
+    answer = await post(proxy.url + path, body, alice)
+    assert answer.status == 200, answer.json()
+    assert [c.account for c in proxy.fake.calls_to("users/login")] == ["alice@example.com"] * 2
+    assert proxy.core.pool.health.state("alice@example.com") == "healthy"
+    assert proxy.core.pool.inflight == 0
+
+
+@pytest.mark.parametrize("status", [401, 403])
+async def test_a_pass_through_token_refused_with_an_http_401_is_the_callers_401(
+        proxy, status: int):
+    proxy.fake.refused_token_status = status
+    path, body = ROUTES["openai"]
+    answer = await post(proxy.url + path, body, {"Authorization": "Bearer not-a-deepseek-token"})
+    assert answer.status == 401 and answer.json()["error"]["type"] == "authentication_error"
+
+
+async def test_a_completion_refused_with_an_http_401_is_a_pass_through_callers_401(proxy):
+    """The same at the completion itself (the stream request), which read a
+    401 as an upstream outage (502) whatever its body."""
+    token = proxy.fake.issue_token("alice@example.com")
+    proxy.fake.misbehave("alice@example.com", Misbehaviour(
+        http={"chat/completion": HttpFault(401, body='{"detail": "token expired"}')}))
+    path, body = ROUTES["openai"]
+    answer = await post(proxy.url + path, body, {"Authorization": f"Bearer {token}"})
+    assert answer.status == 401 and answer.json()["error"]["type"] == "authentication_error"
+    assert len(proxy.fake.calls_to("chat/completion")) == 1

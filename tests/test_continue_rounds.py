@@ -9,7 +9,7 @@ import openai
 import pytest
 from conftest import ACCOUNTS, Proxy, ProxyFactory
 
-from ds2proxy.testing import Misbehaviour, Scripted
+from ds2proxy.testing import Delivery, Misbehaviour, Scripted
 from ds2proxy.testing.clients import anthropic_client, openai_client
 
 USER = [{"role": "user", "content": "hello"}]
@@ -67,3 +67,30 @@ async def test_a_continue_refused_halfway_ends_the_stream_and_blames_the_account
     assert health.record(other).strikes == {} and health.record(other).requests_today == 0
     assert proxy.core.pool.inflight == 0
     assert [s.inflight for s in proxy.core.pool.accounts()] == [0, 0]
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("stream", [True, False], ids=["stream", "whole"])
+async def test_an_answer_kept_alive_by_comments_alone_ends_after_the_silence_timeout(
+        proxy_factory: ProxyFactory, stream: bool):
+    """Spec §12: give up after a while without new content. The timer
+    counted bytes, and ``: `` keep-alive comments are bytes: an upstream
+    stuck after some answer text held the turn (and its lease) for as long
+    as it kept the connection warm."""
+    proxy = await proxy_factory({"upstream": {"silence_timeout_seconds": 1}})
+    proxy.fake.enqueue(Scripted(answer="the start of an answer", chunk_size=4, delivery=Delivery(
+        silence=120, silence_after=6, comment_every=0.1)))
+    client = openai_client(proxy)
+    body = {"model": "deepseek-chat", "messages": [{"role": "user", "content": "hi"}]}
+    if stream:
+        text = ""
+        with pytest.raises(openai.APIError) as info:
+            async for chunk in await client.chat.completions.create(**body, stream=True):
+                text += chunk.choices[0].delta.content or "" if chunk.choices else ""
+        assert text and "the start of an answer".startswith(text)
+    else:
+        with pytest.raises(openai.APIStatusError) as info:
+            await client.chat.completions.create(**body)
+        assert info.value.status_code == 504
+    assert "upstream.silence_timeout_seconds" in str(info.value)
+    assert proxy.core.pool.inflight == 0

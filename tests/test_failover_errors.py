@@ -95,6 +95,42 @@ async def test_a_connection_reset_on_every_account_names_the_break(
     assert proxy.core.pool.inflight == 0
 
 
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+@pytest.mark.parametrize("status", [502, 200])
+async def test_an_error_body_cut_short_fails_over_and_names_the_break(
+        proxy, fake_upstream, status, stream):
+    """A reply that is not a stream and whose body breaks off (a proxy dying
+    mid-reply) is the upstream's failure like any other: it was an
+    'internal error' 500, with no fail-over to the next account."""
+    cut = HttpFault(status, body='{"code": 0, "msg": "', cut=True)
+    fake_upstream.enqueue(cut, cut)
+    answer = await post(proxy, "openai", stream=stream)
+    assert answer.status == 502, answer.json()
+    error = answer.json()["error"]
+    assert error["code"] == "upstream_error"
+    assert "failed on 2 accounts" in error["message"]
+    assert (f"HTTP {status}" if status != 200 else "body broke") in error["message"]
+    assert len({c.account for c in fake_upstream.calls_to("chat/completion")}) == 2
+    assert proxy.core.pool.inflight == 0
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+async def test_an_event_stream_type_in_capitals_is_a_stream(proxy, fake_upstream, stream):
+    """Media types are case-insensitive (RFC 9110): 'Text/Event-Stream' was
+    read whole as a JSON envelope, so a good answer was a 502."""
+    fake_upstream.enqueue(Scripted(answer="streamed all the same", delivery=Delivery(
+        content_type="Text/Event-Stream; Charset=UTF-8")))
+    answer = await post(proxy, "openai", stream=stream)
+    assert answer.status == 200, answer.text
+    if stream:
+        chunks = [json.loads(line[6:]) for line in answer.text.splitlines()
+                  if line.startswith("data: {")]
+        text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks)
+    else:
+        text = answer.json()["choices"][0]["message"]["content"]
+    assert text == "streamed all the same"
+
+
 @pytest.mark.parametrize("cap", [None, 2])
 async def test_fail_over_stops_at_the_documented_attempt_cap(
         proxy_factory, fake_upstream, cap):

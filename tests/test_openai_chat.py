@@ -113,6 +113,33 @@ async def test_prompt_reaches_upstream_flattened(proxy):
     assert prompt.endswith("<｜User｜>Weather in Paris?<｜Assistant｜>")
 
 
+@pytest.mark.parametrize("refused", [
+    {"content": None, "refusal": "I can't help with that."},
+    {"content": [{"type": "refusal", "refusal": "I can't help with that."}]},
+], ids=["field", "part"])
+async def test_an_assistant_refusal_in_the_history_stays_its_turn(proxy, refused):
+    """OpenAI history may hold a refused assistant turn (a ``refusal`` field
+    or content part). It was dropped, so the user turns around it merged
+    into one and the model never saw that it had refused."""
+    await openai_client(proxy).chat.completions.create(model="deepseek-chat", messages=[
+        {"role": "user", "content": "first"}, {"role": "assistant", **refused},
+        {"role": "user", "content": "second"}])
+    prompt = proxy.fake.calls_to("chat/completion")[-1].body["prompt"]
+    assert prompt.endswith("<｜User｜>first<｜Assistant｜>I can't help with that."
+                           "<｜end▁of▁sentence｜><｜User｜>second<｜Assistant｜>")
+
+
+async def test_a_refusal_in_a_responses_history_stays_its_turn(proxy):
+    await openai_client(proxy).responses.create(model="deepseek-chat", input=[
+        {"role": "user", "content": "first"},
+        {"type": "message", "role": "assistant", "content": [
+            {"type": "refusal", "refusal": "No."}]},
+        {"role": "user", "content": "second"}])
+    prompt = proxy.fake.calls_to("chat/completion")[-1].body["prompt"]
+    assert prompt.endswith("<｜User｜>first<｜Assistant｜>No.<｜end▁of▁sentence｜>"
+                           "<｜User｜>second<｜Assistant｜>")
+
+
 async def test_models_routes(proxy):
     c = openai_client(proxy)
     ids = [m.id async for m in c.models.list()]

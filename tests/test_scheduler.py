@@ -172,3 +172,45 @@ async def test_a_request_waiting_for_a_pinned_account_that_is_deleted_gets_a_400
     assert lease.account.identifier == "u0@example.com"
     lease.release()
     assert p.inflight == 0 and p.waiting == 0
+
+
+async def test_a_waiter_keeps_its_turn_against_a_request_arriving_as_the_slot_frees():
+    """A request already on its way when a lease is released used to take
+    the slot the release woke the oldest waiter for; that waiter went to the
+    back of the queue and could wait out its timeout behind newcomers."""
+    p = pool(1, inflight=1, queue=5, timeout=5.0)
+    held = await p.acquire()
+    first = asyncio.create_task(p.acquire())
+    await asyncio.wait_for(_until(lambda: p.waiting == 1), 2)
+    newcomer = asyncio.create_task(p.acquire())  # scheduled before the release's wake-up
+    held.release()
+    lease = await asyncio.wait_for(first, 2)
+    await asyncio.wait_for(_until(lambda: p.waiting == 1), 2)
+    assert not newcomer.done()
+    lease.release()
+    (await asyncio.wait_for(newcomer, 2)).release()
+    assert p.inflight == 0 and p.waiting == 0
+
+
+@pytest.mark.parametrize("blocked", ["pinned", "failing_over"])
+async def test_a_slot_the_oldest_waiter_cannot_use_goes_to_the_next_one(blocked):
+    """The oldest waiter may be pinned to a busy account or failing over
+    away from the one just freed: its wake-up was lost, and a request that
+    could have used the slot waited out its timeout."""
+    p = pool(2, inflight=1, queue=5, timeout=5.0)
+    a = await p.acquire(target="u0@example.com")
+    b = await p.acquire(target="u1@example.com")
+    if blocked == "pinned":
+        first = asyncio.create_task(p.acquire(target="u0@example.com"))
+    else:
+        first = asyncio.create_task(p.acquire(exclude=frozenset({"u1@example.com"})))
+    await asyncio.wait_for(_until(lambda: p.waiting == 1), 2)
+    second = asyncio.create_task(p.acquire())
+    await asyncio.wait_for(_until(lambda: p.waiting == 2), 2)
+    b.release()
+    lease = await asyncio.wait_for(second, 2)
+    assert lease.account.identifier == "u1@example.com" and not first.done()
+    a.release()
+    (await asyncio.wait_for(first, 2)).release()
+    lease.release()
+    assert p.inflight == 0 and p.waiting == 0

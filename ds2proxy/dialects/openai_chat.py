@@ -121,6 +121,8 @@ def user_parts(content: Any, where: str = "content") -> list[Part]:
             text = item.get("text") or item.get("thinking") or ""
             if isinstance(text, str) and text:
                 parts.append(ReasoningPart(text))
+        elif kind == "refusal" and isinstance(item.get("refusal"), str):
+            parts.append(TextPart(item["refusal"]))  # what the assistant said, in its words
     return parts
 
 
@@ -221,6 +223,10 @@ def _assistant(item: dict, i: int, where: str) -> Message:
     if isinstance(reasoning, str) and reasoning:
         parts.append(ReasoningPart(reasoning))
     parts.extend(user_parts(item.get("content"), f"{where}.content"))
+    refusal = item.get("refusal")
+    if isinstance(refusal, str) and refusal.strip() and not any(
+            isinstance(p, TextPart) and p.text.strip() for p in parts):
+        parts.append(TextPart(refusal))  # a refused turn is a turn: never dropped
     calls = item.get("tool_calls")
     if calls is not None and not isinstance(calls, list):
         raise InvalidRequest(f"'{where}.tool_calls' must be a list", param=f"{where}.tool_calls")

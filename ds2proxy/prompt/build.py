@@ -7,7 +7,6 @@ markers as plain text, and the model reads the role structure back out.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field, replace
 
 from ds2proxy.canonical import Message, ToolResult
@@ -15,11 +14,10 @@ from ds2proxy.prompt import markers
 from ds2proxy.prompt.message_text import (
     assistant_text,
     plain_text,
+    HEADER_START,
     tool_result_header,
     tool_result_text,
 )
-
-_MARKDOWN_IMAGE = re.compile(r"!(\[[^\]\n]*\]\([^)\n]*\))")
 
 
 @dataclass(slots=True)
@@ -64,7 +62,7 @@ def build_prompt(
             last_role = block.role
     if last_role != "assistant":
         pieces.append(markers.ASSISTANT)
-    return _MARKDOWN_IMAGE.sub(r"\1", "".join(pieces))
+    return plain_links("".join(pieces))
 
 
 def _entries(message: Message, names: dict[str, str]) -> list[_Entry]:
@@ -127,8 +125,8 @@ def _merge(entries: list[_Entry]) -> list[_Block]:
 def _render_block(block: _Block) -> list[str]:
     """The block's pieces with its markers; none when the role omits an empty block."""
     if block.role == "tool":
-        return [markers.TOOL, _tool_block_text(block), markers.END_TOOL_RESULTS]
-    text = _join([entry.text for entry in block.entries])
+        return [markers.TOOL, markers.defuse(_tool_block_text(block)), markers.END_TOOL_RESULTS]
+    text = markers.defuse(_join([entry.text for entry in block.entries]))
     if block.role == "system":
         text = text.strip()
         return [markers.SYSTEM, text, markers.END_INSTRUCTIONS] if text else []
@@ -144,9 +142,56 @@ def _tool_block_text(block: _Block) -> str:
     results = [entry.result for entry in block.entries if entry.result is not None]
     texts = [tool_result_text(result) for result in results]
     if len(results) > 1:
-        texts = [f"{tool_result_header(r)}\n{t}" for r, t in zip(results, texts)]
+        texts = [f"{tool_result_header(r)}\n{_quote_headers(t)}" for r, t in zip(results, texts)]
     return _join(texts)
+
+
+def _quote_headers(text: str) -> str:
+    """A result's lines shaped like a result header, quoted with ``> ``: a
+    fetched page could otherwise head its tail as another call's result."""
+    if HEADER_START not in text:
+        return text
+    return "\n".join(f"> {line}" if line.lstrip().startswith(HEADER_START) else line
+                     for line in text.split("\n"))
 
 
 def _join(texts: list[str]) -> str:
     return "\n\n".join(text for text in texts if text)
+
+
+def plain_links(text: str) -> str:
+    """Markdown images ``![alt](url)`` as plain links ``[alt](url)`` (the web
+    chat would try to show or fetch them). ``alt`` holds no ``]``, the URL no
+    ``)``, neither a line break.
+
+    One pass with each search's result kept while it is still ahead: a
+    regular expression retried at every ``![`` rescans the rest of the
+    line each time, and a long line of ``![`` (a crafted message, a tool
+    result) held the event loop for minutes.
+    """
+    out: list[str] = []
+    last = 0
+    newline = close = paren = -2  # the next "\n", "]" and ")" found (-1: none left)
+    at = text.find("![")
+    while at >= 0:
+        if newline != -1 and newline < at:
+            newline = text.find("\n", at)
+        if close != -1 and close < at + 2:
+            close = text.find("]", at + 2)
+        if close == -1:
+            break  # no "]" after this "![", nor after any later one
+        if (newline == -1 or close < newline) and text.startswith("(", close + 1):
+            if paren != -1 and paren < close + 2:
+                paren = text.find(")", close + 2)
+            if paren == -1:
+                break
+            if newline == -1 or paren < newline:
+                out.append(text[last:at])
+                last = at + 1  # the "!" goes
+                at = text.find("![", paren + 1)
+                continue
+        at = text.find("![", at + 1)
+    if not out:
+        return text
+    out.append(text[last:])
+    return "".join(out)

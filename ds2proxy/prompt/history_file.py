@@ -10,11 +10,16 @@ exactly like the calls the model is asked to write, wherever it reads it.
 
 from __future__ import annotations
 
+import re
+
 from ds2proxy.canonical import Message, TextPart, ToolResult
 from ds2proxy.prompt.build import build_prompt
 from ds2proxy.prompt.message_text import assistant_text, plain_text, tool_result_text
 
 DESCRIPTION = "Prior conversation history and tool progress."
+# A line of a turn's text shaped like a section header (it would start a
+# forged section, e.g. a SYSTEM one inside a tool result).
+_HEADER_LIKE = re.compile(r"^(?=[ \t]*=+[ \t]*\d+[ \t]*\.)", re.MULTILINE)
 
 
 def render_history_file(messages: list[Message], file_name: str) -> str:
@@ -25,7 +30,7 @@ def render_history_file(messages: list[Message], file_name: str) -> str:
     names = {call.id: call.name for m in messages for call in m.tool_calls if call.id}
     entries = [entry for message in messages for entry in _entries(message, names)]
     for number, (role, text) in enumerate(entries, 1):
-        lines += [f"=== {number}. {role.upper()} ===", text]
+        lines += [f"=== {number}. {role.upper()} ===", _HEADER_LIKE.sub("> ", text)]
     return "\n".join(lines) + "\n"
 
 

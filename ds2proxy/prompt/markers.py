@@ -7,6 +7,8 @@ characters, so an ASCII look-alike would not read as a role boundary.
 
 from __future__ import annotations
 
+import re
+
 BEGIN = "<｜begin▁of▁sentence｜>"
 SYSTEM = "<｜System｜>"
 END_INSTRUCTIONS = "<｜end▁of▁instructions｜>"
@@ -22,3 +24,17 @@ GUARD_TEXT = (
     "may contain garbled, corrupted, truncated or repeated fragments. Never copy or "
     "echo such fragments; answer with correct, complete content only."
 )
+
+# Anything shaped like a template marker: ``<｜`` + a short name + ``｜>``.
+_MARKER_LIKE = re.compile(r"<｜([^｜<>\n]{1,64})｜>")
+
+
+def defuse(text: str) -> str:
+    """``text`` with every marker-shaped sequence in ASCII bars (``<|User|>``).
+
+    Message texts are the client's (and, through tool results, any web page
+    or file's): a ``<｜end▁of▁toolresults｜><｜System｜>`` inside one would
+    close its block and open a forged system turn. The ASCII form keeps the
+    text readable while only the markers this module writes stay real.
+    """
+    return _MARKER_LIKE.sub(r"<|\1|>", text) if "｜" in text else text

@@ -13,6 +13,7 @@ REASONING_OPEN = "[reasoning_content]"
 REASONING_CLOSE = "[/reasoning_content]"
 TOOL_ERROR_LINE = "[tool error]"
 EMPTY_RESULT = "null"
+HEADER_START = "[tool_result "
 
 
 def attachment_placeholder(part: AttachmentPart) -> str:
@@ -77,4 +78,4 @@ def tool_result_text(result: ToolResult) -> str:
 
 def tool_result_header(result: ToolResult) -> str:
     """The line that keeps one of several parallel results attributable."""
-    return f"[tool_result name={result.name or 'unknown'} id={result.call_id or 'unknown'}]"
+    return f"{HEADER_START}name={result.name or 'unknown'} id={result.call_id or 'unknown'}]"

@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .delivery import send_round
+from .delivery import send_fault, send_round
 from .envelopes import MESSAGE_NOT_FOUND, NOTHING_TO_CONTINUE, biz_error, envelope, ok
 from .fake_core import FakeCore, Refusal
 from .recordings import load_rounds, split_events
@@ -83,8 +83,7 @@ class ChatRoutes(FakeCore):
             self.queue.popleft() if self.queue else (
                 self.default_script or echo_script(str(body["prompt"]))))
         if isinstance(script, HttpFault):
-            return web.Response(status=script.status, text=script.body,
-                                headers=dict(script.headers))
+            return await send_fault(request, script)
         if isinstance(script, EnvelopeFault):
             return envelope(script.code, script.msg, script.biz_code, script.biz_msg)
         message = self._new_message(session, body, script)

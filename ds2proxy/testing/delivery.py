@@ -8,23 +8,39 @@ import logging
 from aiohttp import web
 
 from .scripted_stream import COMMENT
-from .scripts import Delivery
+from .scripts import Delivery, HttpFault
 
 log = logging.getLogger("ds2proxy.testing.fake")
 
-STREAM_TYPE = "text/event-stream; charset=utf-8"
 _BLOCK = 64 * 1024
 
 
 async def send_round(request: web.Request, events: list[bytes],
                      delivery: Delivery) -> web.StreamResponse:
     """Stream ``events``; a client that leaves just ends the round early."""
-    resp = web.StreamResponse(headers={"Content-Type": STREAM_TYPE, "Cache-Control": "no-cache"})
+    resp = web.StreamResponse(headers={"Content-Type": delivery.content_type,
+                                       "Cache-Control": "no-cache"})
     await resp.prepare(request)
     try:
         await _write(request, resp, events, delivery)
     except ConnectionResetError:
         log.debug("client left %s mid-stream", request.path)
+    return resp
+
+
+async def send_fault(request: web.Request, fault: HttpFault) -> web.StreamResponse:
+    """An HTTP error reply; a ``cut`` one promises more body than it sends,
+    then resets the connection (a proxy or WAF dying mid-reply)."""
+    if not fault.cut:
+        return web.Response(status=fault.status, text=fault.body, headers=dict(fault.headers))
+    resp = web.StreamResponse(status=fault.status, headers=dict(fault.headers))
+    resp.content_type = "text/plain"
+    data = fault.body.encode()
+    resp.content_length = len(data) + 1024
+    await resp.prepare(request)
+    await resp.write(data)
+    if request.transport is not None:
+        request.transport.abort()
     return resp
 
 
@@ -39,7 +55,7 @@ async def _write(request: web.Request, resp: web.StreamResponse, events: list[by
         if delivery.chunk_delay:
             await asyncio.sleep(delivery.chunk_delay)
         await resp.write(event)
-        if index == 0 and delivery.silence:
+        if index == delivery.silence_after and delivery.silence:
             await _silence(resp, delivery)
     if delivery.drop_after is not None and delivery.abort and request.transport is not None:
         request.transport.abort()

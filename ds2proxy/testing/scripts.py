@@ -31,9 +31,11 @@ class Delivery:
 
     chunk_delay: float = 0.0          # seconds before each event
     silence: float = 0.0              # seconds of ``: `` comments after ``ready``
+    silence_after: int = 0            # … or after this event instead (0 is ``ready``)
     comment_every: float = 0.5        # spacing of those comments
     drop_after: int | None = None     # stop after this many events, no terminal status
     abort: bool = False               # with ``drop_after``: reset the connection
+    content_type: str = "text/event-stream; charset=utf-8"  # media types ignore case
 
     @property
     def paced(self) -> bool:
@@ -98,6 +100,7 @@ class HttpFault:
     status: int = 500
     body: str = "upstream unavailable"
     headers: Mapping[str, str] = field(default_factory=dict)
+    cut: bool = False  # (a completion's) the body stops short of its length: a reset
 
 
 @dataclass(frozen=True)

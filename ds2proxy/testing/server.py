@@ -59,6 +59,8 @@ class FakeDeepSeek(ChatRoutes, FileRoutes, LocalServer):
         self.file_pending_polls = file_pending_polls
         # Seconds each call waits before it is handled: a network round trip.
         self.latency = latency
+        # How an unknown or revoked token is refused (see _refused_token).
+        self.refused_token_status = 200
         self.base_url: str | None = None
         self._runner: web.AppRunner | None = None
 
@@ -97,13 +99,21 @@ class FakeDeepSeek(ChatRoutes, FileRoutes, LocalServer):
         if request.path != LOGIN_PATH:
             call.account = self.owner_of(request.headers.get("authorization"))
             if call.account is None or self.misbehaviour(call.account).banned:
-                return code_error(INVALID_TOKEN)
+                return self._refused_token()
             if (fault := self.http_fault(call)) is not None:
                 return fault
         try:
             return await handler(request)
         except Refusal as refusal:
             return refusal.response
+
+    def _refused_token(self) -> web.Response:
+        """HTTP 200 ``code 40003`` as the site answers [S]; or, with
+        ``refused_token_status`` set, that status and a plain-text body (the
+        401/403 a front proxy or a later site version may answer, spec §3)."""
+        if self.refused_token_status == 200:
+            return code_error(INVALID_TOKEN)
+        return web.Response(status=self.refused_token_status, text="Unauthorized")
 
     def http_fault(self, call: CallRecord) -> web.Response | None:
         """The HTTP error the caller's account is told to get at this endpoint."""

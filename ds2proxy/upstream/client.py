@@ -305,12 +305,14 @@ class DeepSeekClient:
             raise UpstreamError(f"{path} failed: {type(exc).__name__}") from None
         if capture is not None:
             capture.set_status(resp.status)
-        ctype = resp.headers.get("Content-Type", "")
+        ctype = resp.headers.get("Content-Type", "").lstrip().lower()  # media types ignore case
         if resp.status == 200 and ctype.startswith("text/event-stream"):
             return UpstreamStream(resp, capture)
-        raw = b""
+        raw, broken = b"", ""
         try:
             raw = await resp.read()
+        except TRANSPORT_ERRORS as exc:  # a cut or stalled error body is the upstream's fault
+            broken = type(exc).__name__
         finally:
             resp.release()
             if capture is not None:
@@ -318,10 +320,14 @@ class DeepSeekClient:
                 capture.finish(f"HTTP {resp.status}")
         if resp.status == 429:
             raise UpstreamRateLimited("upstream rate limit", retry_after=retry_after(resp.headers))
+        if resp.status in (401, 403):  # the token is refused (spec §3): worth a re-login
+            raise UpstreamCallError(path.rsplit("/", 1)[-1], parse_envelope(resp.status, raw))
         if resp.status != 200:
             # A 503's Retry-After is how long the account should rest, too.
             wait = retry_after(resp.headers) if "Retry-After" in resp.headers else None
             raise UpstreamError(f"{path} answered HTTP {resp.status}", retry_after=wait)
+        if broken:
+            raise UpstreamError(f"{path} answered HTTP 200 and its body broke: {broken}")
         env = parse_envelope(resp.status, raw)
         self._refuse_outdated(env)
         raise UpstreamCallError(path.rsplit("/", 1)[-1], env)

@@ -15,6 +15,7 @@ from ..errors import UpstreamError
 POW_REFUSED_CODES = frozenset({40300, 40301})
 CLIENT_TOO_OLD = 40005
 _INVALID_TOKEN_CODES = {40001, 40002, 40003}
+_REFUSING_STATUSES = (401, 403)
 _INVALID_TOKEN_WORDS = ("token", "unauthorized", "expired", "not login", "login required",
                         "invalid jwt")
 _AUTH_FLAVOURED_WORDS = ("auth", "authorization", "credential", "expired", "jwt", "login",
@@ -71,13 +72,18 @@ class Envelope:
 
 
 def parse_envelope(status: int, body: bytes) -> Envelope:
-    """Decode an envelope; HTML, WAF pages and other non-JSON are upstream errors."""
+    """Decode an envelope; HTML, WAF pages and other non-JSON are upstream
+    errors, except that a 401 or 403 refuses the token whatever its body
+    says (spec §3), so it is read as a bare refusal the caller can act on."""
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError:
-        raise UpstreamError(f"upstream answered HTTP {status} with a non-JSON body") from None
+        doc = None
     if not isinstance(doc, dict):
-        raise UpstreamError(f"upstream answered HTTP {status} with unexpected JSON")
+        if status in _REFUSING_STATUSES:
+            return Envelope(status, status, f"HTTP {status}", 0, "", None)
+        kind = "a non-JSON body" if doc is None else "unexpected JSON"
+        raise UpstreamError(f"upstream answered HTTP {status} with {kind}")
     if "detail" in doc and "code" not in doc:
         return Envelope(status, status, _detail_text(doc["detail"]), 0, "", None)
     data = doc.get("data") if isinstance(doc.get("data"), dict) else {}

@@ -11,6 +11,7 @@ already arrived).
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any
@@ -104,10 +105,16 @@ async def read_rounds(resp: UpstreamStream, parser: StreamParser, reopen: Reopen
     """The upstream events of one answer, a batch per read, continue rounds
     included (``reopen(message_id)`` opens the next round's stream)."""
     rounds = 0
+    clock = asyncio.get_running_loop().time
     while True:
         parser.start_round()
+        heard = clock()  # when the stream last sent more than ``: `` keep-alive comments
         try:
             async for lines in resp.line_batches():
+                if not _only_comments(lines):
+                    heard = clock()
+                elif clock() - heard >= silence:
+                    raise TimeoutError  # kept alive, but saying nothing
                 # A large read goes on in slices, so the first of its lines
                 # is written out before the last is parsed.
                 for start in range(0, len(lines), BATCH_LINES):
@@ -128,3 +135,12 @@ async def read_rounds(resp: UpstreamStream, parser: StreamParser, reopen: Reopen
             return
         rounds += 1
         resp = await reopen(parser.response_message_id)
+
+
+def _only_comments(lines: list[str]) -> bool:
+    """A read of nothing but ``: `` comment lines (and blank ones): the
+    upstream's keep-alive, which says the connection lives, not the answer."""
+    for line in lines:
+        if line and not line.startswith(":"):
+            return False
+    return True
