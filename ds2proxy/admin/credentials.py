@@ -74,6 +74,8 @@ class AdminCredentials:
         self.start_key = (admin_key or "").strip() or DEFAULT_ADMIN_KEY
         self._verified: tuple[str, bytes] | None = None
         self._logged_out: dict[str, int] = {}
+        # The signing secret while the config cannot be saved (see ensure_secret).
+        self._unsaved_secret = ""
 
     # -- state kept in the config ------------------------------------------------
 
@@ -99,19 +101,25 @@ class AdminCredentials:
 
     def _secret(self) -> str:
         secret = self._admin().get("jwt_secret")
-        if not isinstance(secret, str) or not secret:
-            raise AuthenticationFailed("admin sessions are not ready yet; try again")
-        return secret
+        if isinstance(secret, str) and secret:
+            return secret
+        if self._unsaved_secret:
+            return self._unsaved_secret
+        raise AuthenticationFailed("admin sessions are not ready yet; try again")
 
     async def ensure_secret(self) -> None:
-        """Create the JWT signing secret the first time the server starts."""
+        """Create the JWT signing secret the first time the server starts.
+
+        A config file that cannot be written (a read-only mount, a full
+        disk) does not stop the server: the secret then lives in memory and
+        admin sessions end when the process does."""
         if isinstance(self._admin().get("jwt_secret"), str) and self._admin()["jwt_secret"]:
             return
 
         def put(data: dict) -> None:
             admin = data.setdefault("admin", {})
             if not admin.get("jwt_secret"):
-                admin["jwt_secret"] = secrets.token_urlsafe(48)
+                admin["jwt_secret"] = self._unsaved_secret or secrets.token_urlsafe(48)
 
         # Bookkeeping, not an admin change: it does not create a missing config file.
         try:
@@ -119,6 +127,10 @@ class AdminCredentials:
         except StateUnavailable:
             log.warning("admin sessions wait for the shared config: the state store is "
                         "unreachable")
+        except OSError as exc:
+            self._unsaved_secret = self._unsaved_secret or secrets.token_urlsafe(48)
+            log.warning("the config cannot be saved (%s): admin sessions last until this "
+                        "process ends", exc.strerror or type(exc).__name__)
 
     # -- the admin key or password ------------------------------------------------
 
