@@ -36,3 +36,33 @@ async def test_a_config_the_server_cannot_write_still_starts_with_working_sessio
         assert status == 200
         refused = await admin.call("POST", "/admin/keys", json={"key": "sk-new-key-0001"})
         assert refused.status == 503 and "Read-only file system" in refused.json()["detail"]
+
+
+def _disk_full(path: Path, data: dict) -> None:
+    raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+
+async def test_a_password_the_config_cannot_keep_is_a_503_and_the_old_one_still_works(
+        proxy_factory: ProxyFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The password change wrote past the admin writer's error mapping: a
+    full disk was a 500 'internal error: OSError' (the API) or aiohttp's bare
+    500 page (the dashboard form)."""
+    proxy = await proxy_factory()
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+        admin = await admin_for(proxy, http)
+        page = Browserless(proxy, http)
+        await page.log_in(ADMIN_KEY)
+        monkeypatch.setattr(config_store, "atomic_write_json", _disk_full)
+        reply = await admin.call("POST", "/admin/settings/password",
+                                 json={"new_password": "a-new-password"})
+        assert reply.status == 503, reply.raw
+        assert reply.json()["detail"].startswith("the config could not be saved (No space")
+        status, _, resp = await page.post("/admin/ui/settings/password", {
+            "new_password": "a-new-password", "confirm_password": "a-new-password"})
+        assert status == 303 and resp.headers["Location"] == "/admin/ui/settings"
+        _, settings_page, _ = await page.get("/admin/ui/settings")
+        assert "could not be saved (No space left on device)" in settings_page
+        monkeypatch.undo()
+        assert (await admin.ok("GET", "/admin/verify"))["valid"] is True
+        assert (await admin_for(proxy, http)).token  # the old key still opens the admin
+        await admin.ok("POST", "/admin/settings/password", json={"new_password": "a-new-password"})
