@@ -31,7 +31,7 @@ import orjson
 
 from .config import Config, ConfigError, parse_config
 from .config_fields import unknown_field_messages
-from .config_leftovers import temp_prefix
+from .config_leftovers import temp_prefix, written_file
 from .keyring import migrate_keys
 from .state.errors import StateUnavailable
 
@@ -73,8 +73,11 @@ def load_file(path: Path) -> dict:
 
 
 def atomic_write_json(path: Path, data: dict) -> None:
-    """Write ``data`` to ``path`` via temp file + fsync + rename: never half-written."""
+    """Write ``data`` to ``path`` via temp file + fsync + rename: never
+    half-written. A ``path`` that is a symbolic link is written through: the
+    file it names is replaced, the link stays."""
     payload = orjson.dumps(data, option=orjson.OPT_INDENT_2) + b"\n"
+    path = written_file(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path), dir=path.parent)
     try:

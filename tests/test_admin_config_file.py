@@ -5,15 +5,20 @@ what the written file lets others read."""
 from __future__ import annotations
 
 import errno
+import json
 from pathlib import Path
 
 import aiohttp
 import pytest
 from admin_util import admin_for
-from conftest import ADMIN_KEY, ProxyFactory
+from conftest import ADMIN_KEY, ProxyFactory, base_config
 from test_dashboard_forms import Browserless
 
 from ds2proxy import config_store
+from ds2proxy.app import create_app, start_server
+from ds2proxy.config_store import ConfigStore
+from ds2proxy.keyring import secret_of
+from ds2proxy.testing import FakeDeepSeek
 
 
 def _read_only(path: Path, data: dict) -> None:
@@ -66,3 +71,37 @@ async def test_a_password_the_config_cannot_keep_is_a_503_and_the_old_one_still_
         assert (await admin.ok("GET", "/admin/verify"))["valid"] is True
         assert (await admin_for(proxy, http)).token  # the old key still opens the admin
         await admin.ok("POST", "/admin/settings/password", json={"new_password": "a-new-password"})
+
+
+async def _add_key_through(link: Path, key: str) -> None:
+    """Start a server on the config at ``link``, add ``key`` over HTTP, stop."""
+    server = await start_server(create_app(ConfigStore.from_sources(str(link), {}),
+                                           admin_key=ADMIN_KEY))
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.post(f"{server.url}/admin/keys", json={"key": key},
+                                 headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as resp:
+                assert resp.status == 200, await resp.text()
+    finally:
+        await server.close()
+
+
+async def test_a_symlinked_config_is_written_through_and_stays_a_link(
+        fake_upstream: FakeDeepSeek, tmp_path: Path) -> None:
+    """A config kept elsewhere and linked in (a dotfiles folder, a mounted
+    volume) had its link replaced by a plain file at the first start, so the
+    file the link named never saw another change."""
+    target = tmp_path / "kept" / "ds2proxy.json"
+    target.parent.mkdir()
+    target.write_text(json.dumps(base_config(fake_upstream)))
+    link = tmp_path / "config.json"
+    link.symlink_to(target)
+    await _add_key_through(link, "sk-through-the-link-1")
+    assert link.is_symlink() and link.resolve() == target
+    assert "sk-through-the-link-1" in [secret_of(k) for k in json.loads(target.read_text())["keys"]]
+    assert "jwt_secret" in json.loads(target.read_text())["admin"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".config.json.")]
+    await _add_key_through(link, "sk-through-the-link-2")  # a restart keeps both
+    keys = [secret_of(k) for k in json.loads(target.read_text())["keys"]]
+    assert {"sk-through-the-link-1", "sk-through-the-link-2"} <= set(keys)
+    assert link.is_symlink()

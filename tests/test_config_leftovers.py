@@ -55,3 +55,15 @@ def test_the_writer_names_temp_files_as_the_cleaner_expects(tmp_path: Path, monk
     atomic_write_json(config, {"keys": ["k"]})
     assert len(seen) == 1 and seen[0].startswith(".config.json.")
     assert leftover_temp_files(config) == []
+
+
+def test_leftovers_of_a_symlinked_config_are_found_beside_its_file(tmp_path: Path) -> None:
+    """Writes through a link leave their temp files beside the file it names."""
+    target = tmp_path / "kept" / "ds2proxy.json"
+    target.parent.mkdir()
+    target.write_text(SECRET_DOC)
+    link = tmp_path / "config.json"
+    link.symlink_to(target)
+    leftover = target.parent / ".ds2proxy.json.ab_12xyz"
+    leftover.write_text(SECRET_DOC)
+    assert leftover_temp_files(link) == [leftover]
