@@ -189,6 +189,23 @@ async def test_short_password_is_refused_with_its_field(admin: Admin):
     assert "password_hash" not in file_doc(admin).get("admin", {})
 
 
+@pytest.mark.parametrize("password", [" spaced-out-passphrase", "trailing-space-pass ",
+                                      "line\nbreak-pass", "tab\tinside-pass"])
+async def test_a_password_no_bearer_header_can_carry_is_refused(admin: Admin, password: str):
+    """Such a password was stored, then opened only the login form: the JSON
+    login trims it and a Bearer header cannot carry it."""
+    reply = await admin.call("POST", "/admin/settings/password", json={"new_password": password})
+    assert reply.status == 400 and reply.json()["field"] == "new_password", reply.raw
+    assert "password_hash" not in file_doc(admin).get("admin", {})
+
+
+async def test_a_unicode_password_with_inner_spaces_opens_every_door(admin: Admin):
+    password = "pässwörd mit ümlauten"
+    await admin.ok("POST", "/admin/settings/password", json={"new_password": password})
+    assert (await login(admin.http, admin.proxy.url, password)).status == 200
+    assert (await admin.call("GET", "/admin/config", token=password)).status == 200
+
+
 async def test_default_key_is_reported(proxy_factory):
     proxy = await proxy_factory(admin_key="")
     async with aiohttp.ClientSession() as http:

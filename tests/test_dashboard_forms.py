@@ -270,6 +270,15 @@ async def test_password_form_checks_the_repeat(logged_in: Browserless):
     assert "password_hash" not in logged_in.proxy.store.snapshot().get("admin", {})
 
 
+async def test_password_form_refuses_a_password_with_surrounding_spaces(
+        logged_in: Browserless):
+    """It would open this form's login only, never the API's (see test_admin_api)."""
+    status, page, _ = await logged_in.post("/admin/ui/settings/password", {
+        "new_password": "a-padded-password ", "confirm_password": "a-padded-password "})
+    assert status == 400 and "must not begin or end with a space" in page
+    assert "password_hash" not in logged_in.proxy.store.snapshot().get("admin", {})
+
+
 async def test_account_forms_add_test_and_delete(logged_in: Browserless):
     status, _, resp = await logged_in.post("/admin/ui/accounts/add", {
         "login": "dave@example.com", "password": "pw-dave"})

@@ -29,7 +29,7 @@ from ..config_store import ConfigStore
 from ..errors import AuthenticationFailed, InvalidRequest
 from ..state import StateStore
 from ..state.errors import StateUnavailable
-from .passwords import MIN_LENGTH, hash_password, verify_password
+from .passwords import hash_password, password_problem, verify_password
 
 log = logging.getLogger("ds2proxy.admin")
 
@@ -151,9 +151,11 @@ class AdminCredentials:
 
     async def change_password(self, new_password: Any) -> None:
         """Store a hash of the new password and revoke every JWT issued so far."""
-        if not isinstance(new_password, str) or len(new_password) < MIN_LENGTH:
-            raise InvalidRequest(f"the new password needs at least {MIN_LENGTH} characters",
-                                 param="new_password")
+        if not isinstance(new_password, str):
+            raise InvalidRequest("the new password must be a string", param="new_password")
+        problem = password_problem(new_password)
+        if problem:
+            raise InvalidRequest(problem, param="new_password")
         digest = await hash_password(new_password)
 
         def put(data: dict) -> None:

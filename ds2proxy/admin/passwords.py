@@ -11,10 +11,25 @@ import base64
 import hashlib
 import hmac
 import secrets
+import unicodedata
 
 _N, _R, _P = 1 << 14, 8, 1
 _MAXMEM = 64 * 1024 * 1024
 MIN_LENGTH = 8
+
+
+def password_problem(password: str) -> str | None:
+    """Why ``password`` cannot be the admin password, or None. It is also
+    sent as ``Authorization: Bearer <password>``: a header trims what
+    surrounds the value and cannot carry line breaks, so a password with
+    either could open the login form only."""
+    if len(password) < MIN_LENGTH:
+        return f"the new password needs at least {MIN_LENGTH} characters"
+    if password != password.strip():
+        return "the new password must not begin or end with a space"
+    if any(unicodedata.category(c) == "Cc" for c in password):
+        return "the new password must not contain control characters (tabs, line breaks)"
+    return None
 
 
 def _b64(raw: bytes) -> str:
