@@ -540,3 +540,35 @@ async def test_a_stale_provider_form_keeps_what_another_admin_changed(
     assert saved["models"] == ["qwen-*", "qwq-*"]
     assert saved["api_key"] == "sk-qwen-secret-0123456789"
     assert saved["headers"] == {"X-Org": "org-secret-42"}
+
+
+async def test_a_stale_key_form_keeps_what_another_admin_changed(
+        logged_in: Browserless, proxy: Proxy):
+    """The key page's edit form re-sent its models and every limit, so saving
+    a note from a page loaded before another admin's change undid it."""
+    async with aiohttp.ClientSession() as http:
+        other = await admin_for(proxy, http)
+        created = await other.ok("POST", "/admin/keys", json={
+            "name": "team", "limits": {"rpm": 5, "concurrent": 2}, "models": ["deepseek-chat"]})
+        _, page, _ = await logged_in.get(f"/admin/ui/keys/{created['id']}")
+        form = next(f for a, f in forms_of(page) if a.get("id") == "edit-key")
+        assert form["rpm"] == "5" and form["models"] == "deepseek-chat"
+        await other.ok("PATCH", f"/admin/keys/{created['id']}", json={
+            "limits": {"rpm": 100, "concurrent": 2, "tokens_per_day": 5000},
+            "models": ["deepseek-chat", "deepseek-reasoner"]})
+    status, _, _ = await logged_in.post("/admin/ui/keys/edit", {
+        **form, "note": "for the build bots", "concurrent": "3"})
+    assert status == 303
+    saved = next(k for k in proxy.store.snapshot()["keys"]
+                 if isinstance(k, dict) and k.get("name") == "team")
+    assert saved["note"] == "for the build bots"
+    assert saved["limits"] == {"rpm": 100, "concurrent": 3, "tokens_per_day": 5000}
+    assert saved["models"] == ["deepseek-chat", "deepseek-reasoner"]
+    # Clearing a field on the page still clears it.
+    _, page, _ = await logged_in.get(f"/admin/ui/keys/{created['id']}")
+    form = next(f for a, f in forms_of(page) if a.get("id") == "edit-key")
+    await logged_in.post("/admin/ui/keys/edit", {**form, "rpm": "", "models": ""})
+    saved = next(k for k in proxy.store.snapshot()["keys"]
+                 if isinstance(k, dict) and k.get("name") == "team")
+    assert "models" not in saved and not saved["limits"].get("rpm")
+    assert saved["limits"]["tokens_per_day"] == 5000
