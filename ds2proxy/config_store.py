@@ -211,8 +211,10 @@ class ConfigStore:
         async with self._lock:
             if self.shared is not None:
                 data, config = await self._commit_shared(mutate)
-            else:
-                data, config = _apply(mutate, copy.deepcopy(self._data), self._checks)
+                self._publish(data, config)
+                await self._keep_local_copy(data, creates_file)
+                return config
+            data, config = _apply(mutate, copy.deepcopy(self._data), self._checks)
             await self._persist(data, creates_file)
             self._publish(data, config)
             return config
@@ -244,14 +246,26 @@ class ConfigStore:
                 return
             if data == self._data:
                 return
-            await self._persist(data, creates_file=False)
             self._publish(data, config)
+            await self._keep_local_copy(data)
             log.info("applied config version %d from the shared store", version)
 
     def _publish(self, data: dict, config: Config) -> None:
         self._data, self._config = data, config
         for listener in self._listeners:
             listener(config)
+
+    async def _keep_local_copy(self, data: dict, creates_file: bool = False) -> None:
+        """With a shared config the file is this instance's copy of a version
+        the cluster already holds: failing to write it undoes nothing and
+        must not keep the version out of memory (nor make its writer report
+        that nothing changed)."""
+        try:
+            await self._persist(data, creates_file)
+        except OSError as exc:
+            log.warning("shared config version %d applied, but its local copy %s could not "
+                        "be written (%s)", self.version, self.path,
+                        exc.strerror or type(exc).__name__)
 
     async def _persist(self, data: dict, creates_file: bool) -> None:
         if self.path is not None and (self.source in (FILE, ENVIRONMENT) or

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from admin_util import admin_for
-from conftest import ADMIN_KEY, ProxyFactory, base_config
+from admin_util import admin_for, wait_until
+from conftest import ADMIN_KEY, ProxyFactory, base_config, shared_config
 from test_dashboard_forms import Browserless
 
 from ds2proxy import config_store
@@ -19,6 +19,7 @@ from ds2proxy.app import create_app, start_server
 from ds2proxy.config_store import ConfigStore
 from ds2proxy.keyring import secret_of
 from ds2proxy.testing import FakeDeepSeek
+from ds2proxy.testing.redis_server import RedisServer
 
 
 def _read_only(path: Path, data: dict) -> None:
@@ -105,3 +106,33 @@ async def test_a_symlinked_config_is_written_through_and_stays_a_link(
     keys = [secret_of(k) for k in json.loads(target.read_text())["keys"]]
     assert {"sk-through-the-link-1", "sk-through-the-link-2"} <= set(keys)
     assert link.is_symlink()
+
+
+async def test_a_local_copy_that_cannot_be_written_does_not_split_the_shared_config(
+        proxy_factory: ProxyFactory, fake_upstream: FakeDeepSeek, redis_server: RedisServer,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the config shared on Redis the file is each instance's local copy.
+    A change committed to the cluster by an instance whose disk is full was
+    answered 503 'nothing was changed' and left out of that instance's memory
+    (the other instance had it); and an instance that could not write a
+    change it adopted never applied it at all."""
+    shared = shared_config(fake_upstream, redis_server)
+    full, other = await proxy_factory(shared), await proxy_factory(shared)
+    on_full_disk = {full.config_path.resolve()}
+    real_write = config_store.atomic_write_json
+
+    def write(path: Path, data: dict) -> None:
+        if path.resolve() in on_full_disk:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        real_write(path, data)
+
+    monkeypatch.setattr(config_store, "atomic_write_json", write)
+    async with aiohttp.ClientSession() as http:
+        admin = await admin_for(full, http)
+        await admin.ok("POST", "/admin/keys", json={"key": "sk-made-on-the-full-disk"})
+        assert "sk-made-on-the-full-disk" in full.core.config.key_secrets
+        await wait_until(lambda: "sk-made-on-the-full-disk" in other.core.config.key_secrets)
+        elsewhere = await admin_for(other, http)
+        await elsewhere.ok("POST", "/admin/keys", json={"key": "sk-adopted-by-the-full-disk"})
+        await wait_until(lambda: "sk-adopted-by-the-full-disk" in full.core.config.key_secrets)
+    assert "sk-made-on-the-full-disk" not in full.config_path.read_text()
