@@ -30,6 +30,8 @@ from admin_util import (
 from conftest import ADMIN_KEY, TEST_KEY
 
 from ds2proxy.admin import credentials
+from ds2proxy.app import create_app, start_server
+from ds2proxy.config_store import ConfigStore
 from ds2proxy.scheduler import Limits
 
 GUARDED = [
@@ -97,6 +99,28 @@ async def test_expired_token_is_refused(admin: Admin):
     forged = jwt.encode({"sub": "admin", "iat": now, "exp": int(now) + 999, "jti": "x"},
                         "not-the-secret-at-all-" * 2, algorithm="HS256")
     assert (await admin.call("GET", "/admin/verify", token=forged)).status == 401
+
+
+async def test_a_new_admin_key_at_restart_revokes_the_sessions_of_the_old_one(proxy_factory):
+    """Rotating a leaked DS2PROXY_ADMIN_KEY left every token issued under it
+    (up to 30 days' worth, by expire_hours) valid after the restart."""
+    proxy = await proxy_factory(admin_key="the-leaked-admin-key")
+    async with aiohttp.ClientSession() as http:
+        token = (await login(http, proxy.url, "the-leaked-admin-key",
+                             expire_hours=720)).json()["token"]
+        await proxy.server.close()
+        for key, status in (("a-rotated-admin-key", 401), ("the-leaked-admin-key", 200)):
+            app = create_app(ConfigStore.from_sources(str(proxy.config_path), {}),
+                             admin_key=key)
+            server = await start_server(app)
+            try:
+                async with http.get(f"{server.url}/admin/config",
+                                    headers={"Authorization": f"Bearer {token}"}) as resp:
+                    assert resp.status == status, (key, await resp.text())
+                    if status == 401:
+                        assert "revoked" in (await resp.json())["detail"]
+            finally:
+                await server.close()
 
 
 async def test_failed_logins_are_slowed_but_the_right_key_always_gets_in(admin: Admin):

@@ -6,7 +6,9 @@ only a salted hash in the config (``admin.password_hash``); from then on the
 password replaces the start-up key, and bumps ``admin.jwt_generation``,
 which revokes every JWT issued before (each carries the generation it was
 issued in: no clock is compared, so instances whose clocks differ agree;
-``admin.jwt_valid_after`` still revokes tokens issued without one). The signing secret (``admin.jwt_secret``) is made
+``admin.jwt_valid_after`` still revokes tokens issued without one). Each JWT
+also names, by a keyed MAC, the key or password it was issued under: one
+issued under a start-up key the process no longer has is refused. The signing secret (``admin.jwt_secret``) is made
 once and kept in the config so sessions survive a restart; it is never shown.
 With shared state the config (and so the revocation time) is the cluster's,
 and each logged-out session is a state record every instance learns of.
@@ -188,7 +190,8 @@ class AdminCredentials:
         now = time.time()
         lifetime = max(1, round(hours * 3600))
         claims = {"sub": "admin", "iat": now, "exp": int(now) + lifetime,
-                  "jti": uuid.uuid4().hex, "gen": self._generation()}
+                  "jti": uuid.uuid4().hex, "gen": self._generation(),
+                  "cred": self._credential_tag()}
         return _jwt().encode(claims, self._secret(), algorithm=ALGORITHM), lifetime
 
     def decode(self, token: str) -> Claims:
@@ -207,7 +210,17 @@ class AdminCredentials:
         claims = Claims(str(payload["jti"]), float(payload["iat"]), int(payload["exp"]))
         if self._revoked(payload) or claims.jti in self._logged_out:
             raise StaleToken("admin token revoked; log in again")
+        if not hmac.compare_digest(str(payload.get("cred", "")), self._credential_tag()):
+            raise StaleToken("admin token revoked: the admin key has changed; log in again")
         return claims
+
+    def _credential_tag(self) -> str:
+        """Names (without revealing) the key or password that opens the admin
+        now: a token carries the one it was issued under, so restarting with
+        a new DS2PROXY_ADMIN_KEY (a leaked one rotated) ends the old sessions."""
+        stored = self._admin().get("password_hash")
+        opener = stored if isinstance(stored, str) and stored else "key:" + self.start_key
+        return self.mac("credential", opener)[:16]
 
     def _revoked(self, payload: dict[str, Any]) -> bool:
         """Issued before the last password change: by its generation (no clock
