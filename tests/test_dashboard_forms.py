@@ -96,6 +96,32 @@ async def test_login_returns_to_the_page_with_its_query(browser: Browserless, pa
     assert status == 303 and resp.headers["Location"] == path
 
 
+@pytest.mark.parametrize("form, referer, back", [
+    ("/admin/ui/keys/add", "", "/admin/ui/keys"),
+    ("/admin/ui/accounts/add", "/admin/ui/accounts?q=alice&page=1", "/admin/ui/accounts?q=alice&page=1"),
+    ("/admin/ui/providers/add", "http://elsewhere.example/admin/ui/keys", "/admin/ui/providers"),
+])
+async def test_a_form_sent_after_the_session_lapsed_returns_to_its_page_after_login(
+        browser: Browserless, form: str, referer: str, back: str):
+    """The login page sent the admin on to the form's own address, which has
+    no page: a bare 404 or 405 after logging in again."""
+    headers = {"Referer": browser.url(referer) if referer.startswith("/") else referer}
+    async with browser.http.post(browser.url(form), data={"key": "sk-lapsed-000001"},
+                                 headers=headers if referer else {},
+                                 allow_redirects=False) as resp:
+        assert resp.status == 303
+        login_url = resp.headers["Location"]
+    _, page, _ = await browser.get(login_url)
+    target = re.search(r'name="next" value="([^"]+)"', page).group(1).replace("&amp;", "&")
+    assert target == back
+    token = re.search(r'name="login_token" value="([^"]+)"', page).group(1)
+    await browser.post("/admin/ui/login", {"login_token": token, "admin_key": ADMIN_KEY,
+                                           "next": target}, csrf=False)
+    status, _, _ = await browser.get(target)
+    assert status == 200
+    assert "sk-lapsed-000001" not in browser.proxy.core.config.key_secrets
+
+
 async def test_login_sets_a_strict_httponly_session_cookie(browser: Browserless):
     resp = await browser.log_in()
     assert resp.headers["Location"] == "/admin/"
