@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from ds2proxy.admin import edits, settings
+from ds2proxy.admin import edits, masking, settings
 from ds2proxy.admin.masking import key_id, mask_tree, preview
 from ds2proxy.admin.passwords import hash_password, verify_password
 from ds2proxy.admin.throttle import LoginThrottle
@@ -336,3 +336,13 @@ def test_dashboard_files_come_from_their_resource_packages():
         assets._locate("ds2proxy_no_such_files", "base.html")
     with pytest.raises(FileNotFoundError, match="no base.html in ds2proxy_static"):
         assets._locate("ds2proxy_static", "base.html")
+
+
+@pytest.mark.parametrize("name, secret", [
+    ("password", True), ("client_secret", True), ("clientSecret", True), ("auth-token", True),
+    ("webhook_password", True), ("private_key", True), ("X-Api-Key", True), ("passphrase", True),
+    ("key_prefix", False), ("max_tokens", False), ("tokens_per_day", False), ("keys", False),
+    ("token_refresh_interval_hours", False), ("endpoint", False), ("monkey", False),
+])
+def test_secret_names_include_the_words_plugins_use(name: str, secret: bool) -> None:
+    assert masking.is_secret_name(name) is secret

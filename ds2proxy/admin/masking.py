@@ -12,6 +12,7 @@ previews, never store the previews in their place.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -20,9 +21,20 @@ from ..scheduler import AccountState
 from ..state.settings import masked_url
 from ..upstream.proxies import mask_proxy
 
-# Config members whose values are secrets wherever they appear.
+# Config members whose values are secrets wherever they appear: these names,
+# and any name whose last word is one of SECRET_WORDS (a plugin names its
+# own: client_secret, authToken, webhook-password, private_key …).
 SECRET_NAMES = frozenset({"password", "token", "api_key", "apikey", "secret", "key",
                           "access_token", "refresh_token", "jwt_secret", "password_hash"})
+SECRET_WORDS = frozenset({"password", "passwd", "passphrase", "secret", "token", "key",
+                          "apikey", "credential", "credentials", "cookie", "authorization"})
+_WORD_START = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+
+
+def is_secret_name(name: str) -> bool:
+    """Does a member called ``name`` hold a secret?"""
+    words = _WORD_START.sub("_", name).lower().replace("-", "_").split("_")
+    return name.lower() in SECRET_NAMES or words[-1] in SECRET_WORDS
 # What previews and masked URLs put in place of a secret.
 MASK = "…"
 # The admin's own credentials: never shown, never exported, never imported.
@@ -82,7 +94,7 @@ def mask_tree(value: Any) -> Any:
     """A copy of a config subtree with every secret-named string previewed
     and the password of every URL that carries one masked."""
     if isinstance(value, dict):
-        return {k: (preview(v) if k.lower() in SECRET_NAMES and isinstance(v, str)
+        return {k: (preview(v) if is_secret_name(k) and isinstance(v, str)
                     else mask_tree(v)) for k, v in value.items()}
     if isinstance(value, list):
         return [mask_tree(v) for v in value]
@@ -103,7 +115,7 @@ def kept_proxy(given: str, stored: Any) -> str:
 
 
 def _kept_leaf(name: str, given: Any, stored: Any) -> Any:
-    if name.lower() in SECRET_NAMES and _previews(given, stored, preview):
+    if is_secret_name(name) and _previews(given, stored, preview):
         return stored
     return restore_tree(stored, given)
 
