@@ -93,11 +93,23 @@ def atomic_write_json(path: Path, data: dict) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
+    _sync_folder(path.parent)
+
+
+def _sync_folder(folder: Path) -> None:
+    """Make the rename durable. The new file is already the config by now, so
+    a folder the file system will not sync (EINVAL on some network and FUSE
+    mounts) is a warning: reporting the write as failed would leave memory
+    behind the file, which the next start reads."""
     try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+        dir_fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError as exc:
+        log.warning("the config folder could not be synced (%s); the change is written but "
+                    "may not survive a power loss", exc.strerror or type(exc).__name__)
 
 
 Listener = Callable[[Config], None]

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import errno
 import json
+import os
+import stat
 from pathlib import Path
 
 import aiohttp
@@ -136,3 +138,24 @@ async def test_a_local_copy_that_cannot_be_written_does_not_split_the_shared_con
         await elsewhere.ok("POST", "/admin/keys", json={"key": "sk-adopted-by-the-full-disk"})
         await wait_until(lambda: "sk-adopted-by-the-full-disk" in full.core.config.key_secrets)
     assert "sk-made-on-the-full-disk" not in full.config_path.read_text()
+
+
+async def test_a_folder_that_cannot_be_synced_leaves_file_and_memory_alike(
+        proxy_factory: ProxyFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Some file systems refuse to fsync a folder (EINVAL). That came after the
+    rename, so the change was in the file but the admin was told 503 'nothing
+    was changed' and memory kept the old config, until a restart applied it."""
+    proxy = await proxy_factory()
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "Invalid argument")
+        real_fsync(fd)
+
+    monkeypatch.setattr(config_store.os, "fsync", fsync)
+    async with aiohttp.ClientSession() as http:
+        admin = await admin_for(proxy, http)
+        await admin.ok("POST", "/admin/keys", json={"key": "sk-in-an-unsyncable-folder"})
+    assert "sk-in-an-unsyncable-folder" in proxy.core.config.key_secrets
+    assert "sk-in-an-unsyncable-folder" in proxy.config_path.read_text()
