@@ -98,7 +98,8 @@ async def test_login_returns_to_the_page_with_its_query(browser: Browserless, pa
 
 @pytest.mark.parametrize("form, referer, back", [
     ("/admin/ui/keys/add", "", "/admin/ui/keys"),
-    ("/admin/ui/accounts/add", "/admin/ui/accounts?q=alice&page=1", "/admin/ui/accounts?q=alice&page=1"),
+    ("/admin/ui/accounts/add", "/admin/ui/accounts?q=alice&page=1",
+     "/admin/ui/accounts?q=alice&page=1"),
     ("/admin/ui/providers/add", "http://elsewhere.example/admin/ui/keys", "/admin/ui/providers"),
 ])
 async def test_a_form_sent_after_the_session_lapsed_returns_to_its_page_after_login(

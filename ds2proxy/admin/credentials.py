@@ -8,8 +8,9 @@ which revokes every JWT issued before (each carries the generation it was
 issued in: no clock is compared, so instances whose clocks differ agree;
 ``admin.jwt_valid_after`` still revokes tokens issued without one). Each JWT
 also names, by a keyed MAC, the key or password it was issued under: one
-issued under a start-up key the process no longer has is refused. The signing secret (``admin.jwt_secret``) is made
-once and kept in the config so sessions survive a restart; it is never shown.
+issued under a start-up key the process no longer has is refused. The
+signing secret (``admin.jwt_secret``) is made once and kept in the config so
+sessions survive a restart; it is never shown.
 With shared state the config (and so the revocation time) is the cluster's,
 and each logged-out session is a state record every instance learns of.
 """
