@@ -29,7 +29,7 @@ from admin_util import (
 )
 from conftest import ADMIN_KEY, TEST_KEY
 
-from ds2proxy.admin import credentials
+from ds2proxy.admin import ADMIN, credentials
 from ds2proxy.app import create_app, start_server
 from ds2proxy.config_store import ConfigStore
 from ds2proxy.scheduler import Limits
@@ -136,6 +136,22 @@ async def test_failed_logins_are_slowed_but_the_right_key_always_gets_in(admin: 
     # Guessing through the Bearer header counts the same way.
     assert (await admin.call("GET", "/admin/config", token="guess-2")).status == 401
     assert throttle.failures("127.0.0.1") == guesses + 1
+
+
+async def test_guesses_over_ipv6_count_per_slash_64(proxy_factory):
+    """Counted per IPv6 address, a host handed a /64 (the usual grant) could
+    guess from a fresh address each time and never be slowed down."""
+    proxy = await proxy_factory()
+    await proxy.server.close()
+    app = create_app(ConfigStore.from_sources(str(proxy.config_path), {}), admin_key=ADMIN_KEY)
+    server = await start_server(app, host="::1")
+    try:
+        async with aiohttp.ClientSession() as http:
+            assert (await login(http, f"http://[::1]:{server.port}", "guess")).status == 401
+        throttle = app[ADMIN].gate.throttle
+        assert throttle.failures("::/64") == 1 and throttle.failures("::1") == 0
+    finally:
+        await server.close()
 
 
 async def test_parallel_guesses_beyond_the_held_ones_are_refused_unchecked(admin: Admin):

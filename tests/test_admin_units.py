@@ -13,7 +13,7 @@ import pytest
 from ds2proxy.admin import edits, masking, settings
 from ds2proxy.admin.masking import key_id, mask_tree, preview
 from ds2proxy.admin.passwords import hash_password, verify_password
-from ds2proxy.admin.throttle import LoginThrottle
+from ds2proxy.admin.throttle import LoginThrottle, address_key
 from ds2proxy.captures import CaptureBuffer
 from ds2proxy.config import parse_config
 from ds2proxy.errors import InvalidRequest, NotFound, RateLimited
@@ -346,3 +346,13 @@ def test_dashboard_files_come_from_their_resource_packages():
 ])
 def test_secret_names_include_the_words_plugins_use(name: str, secret: bool) -> None:
     assert masking.is_secret_name(name) is secret
+
+
+@pytest.mark.parametrize("remote, key", [
+    ("203.0.113.9", "203.0.113.9"), ("2001:db8:1:2:aaaa::1", "2001:db8:1:2::/64"),
+    ("2001:db8:1:2:ffff:ffff:ffff:fffe", "2001:db8:1:2::/64"),
+    ("::ffff:198.51.100.7", "198.51.100.7"),
+    ("fe80::1%eth0", "fe80::/64"), (None, "unknown"), ("not-an-address", "not-an-address"),
+])
+def test_login_failures_count_per_ipv4_address_or_ipv6_slash_64(remote, key) -> None:
+    assert address_key(remote) == key
