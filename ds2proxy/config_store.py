@@ -23,6 +23,7 @@ import copy
 import logging
 import os
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -112,6 +113,29 @@ def _sync_folder(folder: Path) -> None:
                     "may not survive a power loss", exc.strerror or type(exc).__name__)
 
 
+Stamp = tuple[int, int, int]
+
+
+def file_stamp(path: Path) -> Stamp | None:
+    """What tells one version of the file from another (None: no file)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size, st.st_ino
+
+
+def keep_aside(path: Path) -> Path:
+    """Copy ``path`` beside itself under a dated name (as private as the
+    config: it holds the same secrets); returns the copy's path."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    aside = path.with_name(f"{path.name}.outside-edit-{stamp}")
+    fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(path.read_bytes())
+    return aside
+
+
 Listener = Callable[[Config], None]
 Mutation = Callable[[dict], Any]
 # A check of a whole candidate document; raises ConfigError to refuse it.
@@ -144,6 +168,8 @@ class ConfigStore:
         self._warned_memory_only = False
         self.shared: SharedDocument | None = None
         self.version = 0  # of the shared document this view reflects
+        # The file as this server last read or wrote it (see _edited_outside).
+        self._stamp = file_stamp(path) if path is not None and self.source == FILE else None
 
     @classmethod
     def from_sources(cls, path: str | None = None, env: dict[str, str] | None = None) -> ConfigStore:
@@ -226,10 +252,35 @@ class ConfigStore:
                 self._publish(data, config)
                 await self._keep_local_copy(data, creates_file)
                 return config
-            data, config = _apply(mutate, copy.deepcopy(self._data), self._checks)
+            base = await self._edited_outside() or self._data
+            data, config = _apply(mutate, copy.deepcopy(base), self._checks)
             await self._persist(data, creates_file)
             self._publish(data, config)
             return config
+
+    async def _edited_outside(self) -> dict | None:
+        """The file's document when something else changed it since this
+        server last read or wrote it (an operator's editor), so that the
+        write is applied on top of that edit instead of silently undoing it.
+        An edit that is not a valid config is kept aside under a dated name
+        and replaced, never lost."""
+        if self.source != FILE or self.path is None:
+            return None
+        stamp = await asyncio.to_thread(file_stamp, self.path)
+        if stamp is None or stamp == self._stamp:
+            return None
+        try:
+            data = await asyncio.to_thread(load_file, self.path)
+            parse_config(data)
+        except ConfigError as exc:
+            aside = await asyncio.to_thread(keep_aside, self.path)
+            log.warning("config file %s was changed outside the server and is not a valid "
+                        "config (%s); it is kept as %s and replaced", self.path,
+                        str(exc).removeprefix("config field '(file)': "), aside.name)
+            return None
+        log.warning("config file %s was changed outside the server; that edit is kept and "
+                    "applied with this change", self.path)
+        return data
 
     async def _commit_shared(self, mutate: Mutation) -> tuple[dict, Config]:
         """Apply ``mutate`` to the newest shared document; on a concurrent
@@ -283,6 +334,7 @@ class ConfigStore:
         if self.path is not None and (self.source in (FILE, ENVIRONMENT) or
                                       (self.source == NONE and creates_file)):
             await asyncio.to_thread(atomic_write_json, self.path, data)
+            self._stamp = await asyncio.to_thread(file_stamp, self.path)
             if self.source == NONE:
                 log.info("created config file %s", self.path)
                 self.source = FILE

@@ -159,3 +159,37 @@ async def test_a_folder_that_cannot_be_synced_leaves_file_and_memory_alike(
         await admin.ok("POST", "/admin/keys", json={"key": "sk-in-an-unsyncable-folder"})
     assert "sk-in-an-unsyncable-folder" in proxy.core.config.key_secrets
     assert "sk-in-an-unsyncable-folder" in proxy.config_path.read_text()
+
+
+async def test_a_hand_edit_of_the_running_config_survives_the_next_admin_change(
+        proxy_factory: ProxyFactory) -> None:
+    """The server wrote its memory over the file: a key or setting an operator
+    added with an editor while it ran vanished at the next admin change (or
+    refreshed token), without a word."""
+    proxy = await proxy_factory()
+    edited = json.loads(proxy.config_path.read_text())
+    edited["keys"].append("sk-added-in-an-editor")
+    edited["model_aliases"] = {"team": "deepseek-chat"}
+    proxy.config_path.write_text(json.dumps(edited, indent=2))
+    async with aiohttp.ClientSession() as http:
+        admin = await admin_for(proxy, http)
+        await admin.ok("POST", "/admin/keys", json={"key": "sk-added-by-the-admin"})
+    doc = json.loads(proxy.config_path.read_text())
+    keys = [secret_of(k) for k in doc["keys"]]
+    assert {"sk-added-in-an-editor", "sk-added-by-the-admin"} <= set(keys)
+    assert doc["model_aliases"] == {"team": "deepseek-chat"}
+    assert {"sk-added-in-an-editor", "sk-added-by-the-admin"} <= set(
+        proxy.core.config.key_secrets)
+
+
+async def test_a_broken_hand_edit_is_kept_aside_not_lost(proxy_factory: ProxyFactory) -> None:
+    proxy = await proxy_factory()
+    broken = proxy.config_path.read_text().rstrip().rstrip("}") + ', "keys": ["sk-half-typed'
+    proxy.config_path.write_text(broken)
+    async with aiohttp.ClientSession() as http:
+        admin = await admin_for(proxy, http)
+        await admin.ok("POST", "/admin/keys", json={"key": "sk-added-by-the-admin"})
+    assert "sk-added-by-the-admin" in proxy.config_path.read_text()
+    kept = list(proxy.config_path.parent.glob(f"{proxy.config_path.name}.outside-edit-*"))
+    assert len(kept) == 1 and kept[0].read_text() == broken
+    assert stat.S_IMODE(kept[0].stat().st_mode) == 0o600
