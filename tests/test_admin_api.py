@@ -154,6 +154,29 @@ async def test_guesses_over_ipv6_count_per_slash_64(proxy_factory):
         await server.close()
 
 
+async def test_password_guesses_do_not_hold_up_the_servers_other_threaded_work(admin: Admin):
+    """Each guess at a password runs scrypt in a thread. They ran in the
+    default executor, which also counts tokens and parses large bodies for
+    every API request: guesses from a few addresses queued all of that
+    behind them. Now they have threads of their own."""
+    await admin.ok("POST", "/admin/settings/password", json={"new_password": "a long password"})
+    throttle = admin.ctx.gate.throttle
+    addresses = [f"127.0.0.{i}" for i in range(2, 8)]
+    sessions = [aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=(a, 0)))
+                for a in addresses]
+    try:
+        guesses = [asyncio.create_task(login(http, admin.proxy.url, f"guess-{i}"))
+                   for http in sessions for i in range(throttle.free_attempts)]
+        await wait_until(lambda: sum(throttle.pending(a) for a in addresses) == len(guesses))
+        await asyncio.to_thread(lambda: None)  # what a token count or body parse waits for
+        checked = sum(throttle.failures(a) for a in addresses)
+        assert checked < len(guesses) // 2, (checked, len(guesses))
+        assert all(r.status == 401 for r in await asyncio.gather(*guesses))
+    finally:
+        for http in sessions:
+            await http.close()
+
+
 async def test_parallel_guesses_beyond_the_held_ones_are_refused_unchecked(admin: Admin):
     throttle = admin.ctx.gate.throttle
     throttle.free_attempts, throttle.base_delay, throttle.max_pending = 0, 60.0, 2
