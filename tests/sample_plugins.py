@@ -69,3 +69,13 @@ def register_taken_model(api: PluginContext) -> None:
 
 def register_leaky(api: PluginContext) -> None:
     raise RuntimeError("hook https://hooks.example/in?token=tok-s3cr3t refused api_key=sk-leak-123")
+
+
+def register_strict_key(api: PluginContext) -> None:
+    """Checks its key, and quotes a bad one back (as plugins often do)."""
+    def check(settings: Mapping[str, Any]) -> dict[str, str]:
+        key = settings.get("api_key", "sk-")
+        return {} if str(key).startswith("sk-") else {
+            "api_key": f"{key!r} does not start with 'sk-' (api_key={key})"}
+
+    api.check_settings(check)

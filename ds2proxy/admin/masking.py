@@ -12,29 +12,15 @@ previews, never store the previews in their place.
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Callable
 from typing import Any
 
 from ..config import AccountConfig
 from ..scheduler import AccountState
+from ..secret_names import is_secret_name
 from ..state.settings import masked_url
 from ..upstream.proxies import mask_proxy
 
-# Config members whose values are secrets wherever they appear: these names,
-# and any name whose last word is one of SECRET_WORDS (a plugin names its
-# own: client_secret, authToken, webhook-password, private_key …).
-SECRET_NAMES = frozenset({"password", "token", "api_key", "apikey", "secret", "key",
-                          "access_token", "refresh_token", "jwt_secret", "password_hash"})
-SECRET_WORDS = frozenset({"password", "passwd", "passphrase", "secret", "token", "key",
-                          "apikey", "credential", "credentials", "cookie", "authorization"})
-_WORD_START = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
-
-
-def is_secret_name(name: str) -> bool:
-    """Does a member called ``name`` hold a secret?"""
-    words = _WORD_START.sub("_", name).lower().replace("-", "_").split("_")
-    return name.lower() in SECRET_NAMES or words[-1] in SECRET_WORDS
 # What previews and masked URLs put in place of a secret.
 MASK = "…"
 # The admin's own credentials: never shown, never exported, never imported.

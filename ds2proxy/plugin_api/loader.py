@@ -18,6 +18,7 @@ from aiohttp import web
 
 from ..config import ConfigError
 from ..log_redaction import redact
+from ..secret_names import without_secrets
 from ..unmatched import PATH_CLAIMS
 from .context import PluginContext, changed_settings, run_hooks
 from .contract import API_VERSION, Handler, Hook, Predicate
@@ -72,7 +73,9 @@ def settings_problems(api: PluginContext, section: Any) -> dict[str, str]:
         return {where: "must be an object"}
     if api._check is None:
         return {}
-    return {f"{where}.{key}": str(problem) for key, problem in api._check(section).items()}
+    # A check may quote the value it refuses: never a secret back to the admin.
+    return {f"{where}.{key}": redact(without_secrets(str(problem), section))
+            for key, problem in api._check(section).items()}
 
 
 class RouteTable:
