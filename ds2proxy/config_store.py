@@ -129,8 +129,14 @@ def keep_aside(path: Path) -> Path:
     """Copy ``path`` beside itself under a dated name (as private as the
     config: it holds the same secrets); returns the copy's path."""
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    aside = path.with_name(f"{path.name}.outside-edit-{stamp}")
-    fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    aside, n = path.with_name(f"{path.name}.outside-edit-{stamp}"), 1
+    while True:  # never over an earlier copy made in the same second
+        try:
+            fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            break
+        except FileExistsError:
+            n += 1
+            aside = path.with_name(f"{path.name}.outside-edit-{stamp}-{n}")
     with os.fdopen(fd, "wb") as fh:
         fh.write(path.read_bytes())
     return aside

@@ -193,3 +193,14 @@ async def test_a_broken_hand_edit_is_kept_aside_not_lost(proxy_factory: ProxyFac
     kept = list(proxy.config_path.parent.glob(f"{proxy.config_path.name}.outside-edit-*"))
     assert len(kept) == 1 and kept[0].read_text() == broken
     assert stat.S_IMODE(kept[0].stat().st_mode) == 0o600
+
+
+def test_two_broken_edits_in_one_second_are_both_kept(tmp_path: Path) -> None:
+    config = tmp_path / "config.json"
+    config.write_text("{ first broken edit")
+    first = config_store.keep_aside(config)
+    config.write_text("{ second broken edit")
+    second = config_store.keep_aside(config)
+    assert first != second
+    assert (first.read_text(), second.read_text()) == ("{ first broken edit",
+                                                       "{ second broken edit")
