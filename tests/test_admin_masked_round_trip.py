@@ -149,7 +149,7 @@ async def test_a_credential_in_a_url_query_is_masked_and_kept(proxy_factory: Pro
         plugin = await a.ok("GET", "/admin/plugins/hello/settings")
         assert plugin["settings"]["hook"] == "https://hooks.example/notify?channel=ops&token=…"
         session = await a.call("GET", "/admin/ui/config", headers={
-            "Cookie": f"ds2proxy_admin={a.token}"}, auth=False)
+            "Cookie": f"ds2proxy_admin_{proxy.server.port}={a.token}"}, auth=False)
         assert session.status == 200 and b"password=\xe2\x80\xa6" in session.raw
         for raw in (json.dumps(view), json.dumps(plugin), session.raw.decode()):
             assert not [s for s in secrets if s in raw]

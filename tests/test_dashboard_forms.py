@@ -15,7 +15,7 @@ import pytest
 
 from ds2proxy.keyring import secret_of
 from admin_util import admin_for
-from conftest import ADMIN_KEY, Proxy
+from conftest import ADMIN_KEY, Proxy, ProxyFactory
 
 from ds2proxy.admin import settings
 
@@ -34,6 +34,10 @@ class Browserless:
 
     def url(self, path: str) -> str:
         return self.proxy.url + path
+
+    def cookie(self, base: str) -> str:
+        """A dashboard cookie's name on this server (the port is part of it)."""
+        return f"{base}_{self.proxy.server.port}"
 
     async def get(self, path: str) -> tuple[int, str, aiohttp.ClientResponse]:
         async with self.http.get(self.url(path), allow_redirects=False) as resp:
@@ -126,7 +130,7 @@ async def test_a_form_sent_after_the_session_lapsed_returns_to_its_page_after_lo
 async def test_login_sets_a_strict_httponly_session_cookie(browser: Browserless):
     resp = await browser.log_in()
     assert resp.headers["Location"] == "/admin/"
-    cookie = resp.cookies["ds2proxy_admin"]
+    cookie = resp.cookies[browser.cookie("ds2proxy_admin")]
     assert cookie["httponly"] and cookie["samesite"] == "Strict" and cookie["path"] == "/admin"
     assert int(cookie["max-age"]) == 24 * 3600
     assert not cookie["secure"]  # plain HTTP: a Secure cookie would never come back
@@ -136,15 +140,16 @@ async def test_login_sets_a_strict_httponly_session_cookie(browser: Browserless)
                                         {"Forwarded": "for=10.0.0.1;proto=https;host=a.example"}])
 async def test_behind_a_tls_proxy_every_dashboard_cookie_is_secure(proxy: Proxy,
                                                                    tls_header: dict):
+    port = proxy.server.port
     async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
         async with http.get(proxy.url + "/admin/ui/login", headers=tls_header) as resp:
-            page, login_cookie = await resp.text(), resp.cookies["ds2proxy_login"]
+            page, login_cookie = await resp.text(), resp.cookies[f"ds2proxy_login_{port}"]
         token = re.search(r'name="login_token" value="([^"]+)"', page).group(1)
         async with http.post(proxy.url + "/admin/ui/login", allow_redirects=False, data={
                 "login_token": token, "admin_key": ADMIN_KEY, "next": "/admin/"}, headers={
-                **tls_header, "Cookie": f"ds2proxy_login={token}"}) as resp:
+                **tls_header, "Cookie": f"ds2proxy_login_{port}={token}"}) as resp:
             assert resp.status == 303
-            session = resp.cookies["ds2proxy_admin"]
+            session = resp.cookies[f"ds2proxy_admin_{port}"]
     assert login_cookie["secure"] and session["secure"] and session["httponly"]
 
 
@@ -189,7 +194,8 @@ async def test_default_key_banner_shows_until_a_password_is_set(proxy_factory):
 
 
 async def test_logout_ends_the_session_for_good(logged_in: Browserless):
-    token = next(c.value for c in logged_in.http.cookie_jar if c.key == "ds2proxy_admin")
+    token = next(c.value for c in logged_in.http.cookie_jar
+                 if c.key == logged_in.cookie("ds2proxy_admin"))
     status, _, resp = await logged_in.post("/admin/ui/logout", {})
     assert status == 303 and resp.headers["Location"] == "/admin/ui/login"
     assert (await logged_in.get("/admin/"))[0] == 303
@@ -599,3 +605,19 @@ async def test_a_stale_key_form_keeps_what_another_admin_changed(
                  if isinstance(k, dict) and k.get("name") == "team")
     assert "models" not in saved and not saved["limits"].get("rpm")
     assert saved["limits"]["tokens_per_day"] == 5000
+
+
+async def test_two_servers_on_one_host_keep_their_own_dashboard_sessions(
+        proxy_factory: ProxyFactory):
+    """Cookies do not tell ports apart: logging in to a second server on the
+    same host (a test instance beside production) replaced the first one's
+    session cookie, so each login logged the other dashboard out."""
+    first, second = await proxy_factory(), await proxy_factory()
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+        one, two = Browserless(first, http), Browserless(second, http)
+        await one.log_in()
+        await two.log_in()
+        assert (await one.get("/admin/ui/settings"))[0] == 200
+        assert (await two.get("/admin/ui/settings"))[0] == 200
+        status, _, _ = await one.post("/admin/ui/keys/add", {"key": "sk-first-server-001"})
+        assert status == 303 and "sk-first-server-001" in first.core.config.key_secrets

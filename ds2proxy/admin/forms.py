@@ -249,5 +249,5 @@ class Forms:
     async def logout(self, request: web.Request, claims: Claims, form: Form
                      ) -> web.StreamResponse:
         response = self.dash.back(request, LOGIN_URL, "info", "You are logged out.")
-        self.ctx.sessions.end(response, claims)
+        self.ctx.sessions.end(request, response, claims)
         return response
