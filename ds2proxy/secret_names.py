@@ -12,7 +12,8 @@ from typing import Any
 SECRET_NAMES = frozenset({"password", "token", "api_key", "apikey", "secret", "key",
                           "access_token", "refresh_token", "jwt_secret", "password_hash"})
 SECRET_WORDS = frozenset({"password", "passwd", "passphrase", "secret", "token", "key",
-                          "apikey", "credential", "credentials", "cookie", "authorization"})
+                          "apikey", "credential", "credentials", "cookie", "authorization",
+                          "passwords", "secrets", "keys", "apikeys"})
 _WORD_START = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 REDACTED = "[redacted]"
 
@@ -29,6 +30,8 @@ def secret_values(tree: Any) -> Iterator[str]:
         for name, value in tree.items():
             if isinstance(value, str) and value and is_secret_name(str(name)):
                 yield value
+            elif isinstance(value, list) and is_secret_name(str(name)):
+                yield from (v for v in value if isinstance(v, str) and v)
             else:
                 yield from secret_values(value)
     elif isinstance(tree, list):

@@ -341,7 +341,7 @@ def test_dashboard_files_come_from_their_resource_packages():
 @pytest.mark.parametrize("name, secret", [
     ("password", True), ("client_secret", True), ("clientSecret", True), ("auth-token", True),
     ("webhook_password", True), ("private_key", True), ("X-Api-Key", True), ("passphrase", True),
-    ("key_prefix", False), ("max_tokens", False), ("tokens_per_day", False), ("keys", False),
+    ("key_prefix", False), ("max_tokens", False), ("tokens_per_day", False), ("api_keys", True),
     ("token_refresh_interval_hours", False), ("endpoint", False), ("monkey", False),
 ])
 def test_secret_names_include_the_words_plugins_use(name: str, secret: bool) -> None:
@@ -356,3 +356,10 @@ def test_secret_names_include_the_words_plugins_use(name: str, secret: bool) -> 
 ])
 def test_login_failures_count_per_ipv4_address_or_ipv6_slash_64(remote, key) -> None:
     assert address_key(remote) == key
+
+
+def test_a_secret_named_list_of_objects_keeps_its_nested_secrets() -> None:
+    stored = {"credentials": [{"user": "ops", "password": "nested-pass-123456"}]}
+    shown = masking.mask_tree(stored)
+    assert shown == {"credentials": [{"user": "ops", "password": "nest…56"}]}
+    assert masking.restore_tree(stored, shown) == stored
