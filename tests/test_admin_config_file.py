@@ -21,6 +21,7 @@ from ds2proxy.app import create_app, start_server
 from ds2proxy.config_store import ConfigStore
 from ds2proxy.keyring import secret_of
 from ds2proxy.testing import FakeDeepSeek
+from ds2proxy.testing.clients import openai_client
 from ds2proxy.testing.redis_server import RedisServer
 
 
@@ -44,6 +45,12 @@ async def test_a_config_the_server_cannot_write_still_starts_with_working_sessio
         assert status == 200
         refused = await admin.call("POST", "/admin/keys", json={"key": "sk-new-key-0001"})
         assert refused.status == 503 and "Read-only file system" in refused.json()["detail"]
+    # An account's login stores its token in the config too: a file that cannot
+    # take it failed the request that logged in, though the token was good.
+    reply = await openai_client(proxy).chat.completions.create(
+        model="deepseek-chat", messages=[{"role": "user", "content": "hi"}])
+    assert reply.choices[0].message.content
+    assert any(account.token for account in proxy.core.pool.accounts())
 
 
 def _disk_full(path: Path, data: dict) -> None:
