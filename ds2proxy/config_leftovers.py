@@ -1,7 +1,8 @@
 """The config's temp files: how they are named, and removing the ones a
 killed process left behind.
 
-A write goes to ``.<name>.<8 random chars>`` beside the config, then is
+A write goes to ``.<name>.<8 random chars>`` beside the config (beside the
+file it links to, when it is a symbolic link), then is
 renamed over it. ``kill -9`` between the two leaves that file — with every
 password, token and key in it — so the server removes such leftovers when it
 starts. Only names of exactly that shape, and only regular files, are
@@ -21,13 +22,19 @@ log = logging.getLogger("ds2proxy.config")
 _RANDOM_PART = re.compile(r"[a-z0-9_]{8}")
 
 
+def written_file(path: Path) -> Path:
+    """The file a write to ``path`` replaces: the one a symbolic link names
+    (replacing the link itself would cut it from its target)."""
+    return Path(os.path.realpath(path))
+
+
 def temp_prefix(path: Path) -> str:
     """The prefix :func:`tempfile.mkstemp` gets for a temp copy of ``path``."""
     return f".{path.name}."
 
 
 def leftover_temp_files(path: Path) -> list[Path]:
-    path = Path(os.path.realpath(path))  # writes go beside a symlinked config's target
+    path = written_file(path)
     prefix = temp_prefix(path)
     try:
         entries = list(path.parent.iterdir())

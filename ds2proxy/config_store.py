@@ -23,6 +23,7 @@ import copy
 import logging
 import os
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -31,7 +32,7 @@ import orjson
 
 from .config import Config, ConfigError, parse_config
 from .config_fields import load_warnings
-from .config_leftovers import temp_prefix
+from .config_leftovers import temp_prefix, written_file
 from .keyring import migrate_keys
 from .state.errors import StateUnavailable
 
@@ -80,10 +81,10 @@ def load_file(path: Path) -> dict:
 
 def atomic_write_json(path: Path, data: dict) -> None:
     """Write ``data`` to ``path`` via temp file + fsync + rename: never
-    half-written. A symlinked config is written where it points (renaming
-    over the link would turn it into a copy and leave its target stale)."""
+    half-written. A ``path`` that is a symbolic link is written through: the
+    file it names is replaced, the link stays."""
     payload = orjson.dumps(data, option=orjson.OPT_INDENT_2) + b"\n"
-    path = Path(os.path.realpath(path))
+    path = written_file(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path), dir=path.parent)
     try:
@@ -99,11 +100,52 @@ def atomic_write_json(path: Path, data: dict) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
+    _sync_folder(path.parent)
+
+
+def _sync_folder(folder: Path) -> None:
+    """Make the rename durable. The new file is already the config by now, so
+    a folder the file system will not sync (EINVAL on some network and FUSE
+    mounts) is a warning: reporting the write as failed would leave memory
+    behind the file, which the next start reads."""
     try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+        dir_fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError as exc:
+        log.warning("the config folder could not be synced (%s); the change is written but "
+                    "may not survive a power loss", exc.strerror or type(exc).__name__)
+
+
+Stamp = tuple[int, int, int]
+
+
+def file_stamp(path: Path) -> Stamp | None:
+    """What tells one version of the file from another (None: no file)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size, st.st_ino
+
+
+def keep_aside(path: Path) -> Path:
+    """Copy ``path`` beside itself under a dated name (as private as the
+    config: it holds the same secrets); returns the copy's path."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    aside, n = path.with_name(f"{path.name}.outside-edit-{stamp}"), 1
+    while True:  # never over an earlier copy made in the same second
+        try:
+            fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            break
+        except FileExistsError:
+            n += 1
+            aside = path.with_name(f"{path.name}.outside-edit-{stamp}-{n}")
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(path.read_bytes())
+    return aside
 
 
 Listener = Callable[[Config], None]
@@ -138,6 +180,8 @@ class ConfigStore:
         self._warned_memory_only = False
         self.shared: SharedDocument | None = None
         self.version = 0  # of the shared document this view reflects
+        # The file as this server last read or wrote it (see _edited_outside).
+        self._stamp = file_stamp(path) if path is not None and self.source == FILE else None
 
     @classmethod
     def from_sources(cls, path: str | None = None, env: dict[str, str] | None = None) -> ConfigStore:
@@ -219,11 +263,38 @@ class ConfigStore:
         async with self._lock:
             if self.shared is not None:
                 data, config = await self._commit_shared(mutate)
-            else:
-                data, config = _apply(mutate, copy.deepcopy(self._data), self._checks)
+                self._publish(data, config)
+                await self._keep_local_copy(data, creates_file)
+                return config
+            base = await self._edited_outside() or self._data
+            data, config = _apply(mutate, copy.deepcopy(base), self._checks)
             await self._persist(data, creates_file)
             self._publish(data, config)
             return config
+
+    async def _edited_outside(self) -> dict | None:
+        """The file's document when something else changed it since this
+        server last read or wrote it (an operator's editor), so that the
+        write is applied on top of that edit instead of silently undoing it.
+        An edit that is not a valid config is kept aside under a dated name
+        and replaced, never lost."""
+        if self.source != FILE or self.path is None:
+            return None
+        stamp = await asyncio.to_thread(file_stamp, self.path)
+        if stamp is None or stamp == self._stamp:
+            return None
+        try:
+            data = await asyncio.to_thread(load_file, self.path)
+            parse_config(data)
+        except ConfigError as exc:
+            aside = await asyncio.to_thread(keep_aside, self.path)
+            log.warning("config file %s was changed outside the server and is not a valid "
+                        "config (%s); it is kept as %s and replaced", self.path,
+                        str(exc).removeprefix("config field '(file)': "), aside.name)
+            return None
+        log.warning("config file %s was changed outside the server; that edit is kept and "
+                    "applied with this change", self.path)
+        return data
 
     async def _commit_shared(self, mutate: Mutation) -> tuple[dict, Config]:
         """Apply ``mutate`` to the newest shared document; on a concurrent
@@ -252,8 +323,8 @@ class ConfigStore:
                 return
             if data == self._data:
                 return
-            await self._persist(data, creates_file=False)
             self._publish(data, config)
+            await self._keep_local_copy(data)
             log.info("applied config version %d from the shared store", version)
 
     def _publish(self, data: dict, config: Config) -> None:
@@ -261,10 +332,23 @@ class ConfigStore:
         for listener in self._listeners:
             listener(config)
 
+    async def _keep_local_copy(self, data: dict, creates_file: bool = False) -> None:
+        """With a shared config the file is this instance's copy of a version
+        the cluster already holds: failing to write it undoes nothing and
+        must not keep the version out of memory (nor make its writer report
+        that nothing changed)."""
+        try:
+            await self._persist(data, creates_file)
+        except OSError as exc:
+            log.warning("shared config version %d applied, but its local copy %s could not "
+                        "be written (%s)", self.version, self.path,
+                        exc.strerror or type(exc).__name__)
+
     async def _persist(self, data: dict, creates_file: bool) -> None:
         if self.path is not None and (self.source in (FILE, ENVIRONMENT) or
                                       (self.source == NONE and creates_file)):
             await asyncio.to_thread(atomic_write_json, self.path, data)
+            self._stamp = await asyncio.to_thread(file_stamp, self.path)
             if self.source == NONE:
                 log.info("created config file %s", self.path)
                 self.source = FILE

@@ -102,3 +102,13 @@ def register_fragile_check(api: PluginContext) -> None:
 def register_quiet_check(api: PluginContext) -> None:
     """A settings check that returns None when it finds nothing."""
     api.check_settings(lambda s: None)
+
+
+def register_strict_key(api: PluginContext) -> None:
+    """Checks its key, and quotes a bad one back (as plugins often do)."""
+    def check(settings: Mapping[str, Any]) -> dict[str, str]:
+        key = settings.get("api_key", "sk-")
+        return {} if str(key).startswith("sk-") else {
+            "api_key": f"{key!r} does not start with 'sk-' (api_key={key})"}
+
+    api.check_settings(check)

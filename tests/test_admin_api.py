@@ -29,7 +29,9 @@ from admin_util import (
 )
 from conftest import ADMIN_KEY, TEST_KEY
 
-from ds2proxy.admin import credentials
+from ds2proxy.admin import ADMIN, credentials
+from ds2proxy.app import create_app, start_server
+from ds2proxy.config_store import ConfigStore
 from ds2proxy.scheduler import Limits
 
 GUARDED = [
@@ -99,6 +101,28 @@ async def test_expired_token_is_refused(admin: Admin):
     assert (await admin.call("GET", "/admin/verify", token=forged)).status == 401
 
 
+async def test_a_new_admin_key_at_restart_revokes_the_sessions_of_the_old_one(proxy_factory):
+    """Rotating a leaked DS2PROXY_ADMIN_KEY left every token issued under it
+    (up to 30 days' worth, by expire_hours) valid after the restart."""
+    proxy = await proxy_factory(admin_key="the-leaked-admin-key")
+    async with aiohttp.ClientSession() as http:
+        token = (await login(http, proxy.url, "the-leaked-admin-key",
+                             expire_hours=720)).json()["token"]
+        await proxy.server.close()
+        for key, status in (("a-rotated-admin-key", 401), ("the-leaked-admin-key", 200)):
+            app = create_app(ConfigStore.from_sources(str(proxy.config_path), {}),
+                             admin_key=key)
+            server = await start_server(app)
+            try:
+                async with http.get(f"{server.url}/admin/config",
+                                    headers={"Authorization": f"Bearer {token}"}) as resp:
+                    assert resp.status == status, (key, await resp.text())
+                    if status == 401:
+                        assert "revoked" in (await resp.json())["detail"]
+            finally:
+                await server.close()
+
+
 async def test_failed_logins_are_slowed_but_the_right_key_always_gets_in(admin: Admin):
     throttle = admin.ctx.gate.throttle
     throttle.base_delay, throttle.max_delay = 0.01, 0.05  # short, but really waited
@@ -112,6 +136,45 @@ async def test_failed_logins_are_slowed_but_the_right_key_always_gets_in(admin: 
     # Guessing through the Bearer header counts the same way.
     assert (await admin.call("GET", "/admin/config", token="guess-2")).status == 401
     assert throttle.failures("127.0.0.1") == guesses + 1
+
+
+async def test_guesses_over_ipv6_count_per_slash_64(proxy_factory):
+    """Counted per IPv6 address, a host handed a /64 (the usual grant) could
+    guess from a fresh address each time and never be slowed down."""
+    proxy = await proxy_factory()
+    await proxy.server.close()
+    app = create_app(ConfigStore.from_sources(str(proxy.config_path), {}), admin_key=ADMIN_KEY)
+    server = await start_server(app, host="::1")
+    try:
+        async with aiohttp.ClientSession() as http:
+            assert (await login(http, f"http://[::1]:{server.port}", "guess")).status == 401
+        throttle = app[ADMIN].gate.throttle
+        assert throttle.failures("::/64") == 1 and throttle.failures("::1") == 0
+    finally:
+        await server.close()
+
+
+async def test_password_guesses_do_not_hold_up_the_servers_other_threaded_work(admin: Admin):
+    """Each guess at a password runs scrypt in a thread. They ran in the
+    default executor, which also counts tokens and parses large bodies for
+    every API request: guesses from a few addresses queued all of that
+    behind them. Now they have threads of their own."""
+    await admin.ok("POST", "/admin/settings/password", json={"new_password": "a long password"})
+    throttle = admin.ctx.gate.throttle
+    addresses = [f"127.0.0.{i}" for i in range(2, 8)]
+    sessions = [aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=(a, 0)))
+                for a in addresses]
+    try:
+        guesses = [asyncio.create_task(login(http, admin.proxy.url, f"guess-{i}"))
+                   for http in sessions for i in range(throttle.free_attempts)]
+        await wait_until(lambda: sum(throttle.pending(a) for a in addresses) == len(guesses))
+        await asyncio.to_thread(lambda: None)  # what a token count or body parse waits for
+        checked = sum(throttle.failures(a) for a in addresses)
+        assert checked < len(guesses) // 2, (checked, len(guesses))
+        assert all(r.status == 401 for r in await asyncio.gather(*guesses))
+    finally:
+        for http in sessions:
+            await http.close()
 
 
 async def test_parallel_guesses_beyond_the_held_ones_are_refused_unchecked(admin: Admin):
@@ -187,6 +250,23 @@ async def test_short_password_is_refused_with_its_field(admin: Admin):
     reply = await admin.call("POST", "/admin/settings/password", json={"new_password": "short"})
     assert reply.status == 400 and reply.json()["field"] == "new_password"
     assert "password_hash" not in file_doc(admin).get("admin", {})
+
+
+@pytest.mark.parametrize("password", [" spaced-out-passphrase", "trailing-space-pass ",
+                                      "line\nbreak-pass", "tab\tinside-pass"])
+async def test_a_password_no_bearer_header_can_carry_is_refused(admin: Admin, password: str):
+    """Such a password was stored, then opened only the login form: the JSON
+    login trims it and a Bearer header cannot carry it."""
+    reply = await admin.call("POST", "/admin/settings/password", json={"new_password": password})
+    assert reply.status == 400 and reply.json()["field"] == "new_password", reply.raw
+    assert "password_hash" not in file_doc(admin).get("admin", {})
+
+
+async def test_a_unicode_password_with_inner_spaces_opens_every_door(admin: Admin):
+    password = "pässwörd mit ümlauten"
+    await admin.ok("POST", "/admin/settings/password", json={"new_password": password})
+    assert (await login(admin.http, admin.proxy.url, password)).status == 200
+    assert (await admin.call("GET", "/admin/config", token=password)).status == 200
 
 
 async def test_default_key_is_reported(proxy_factory):

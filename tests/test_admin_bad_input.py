@@ -182,7 +182,7 @@ async def test_a_long_identifier_makes_a_small_flash_cookie(logged_in: Browserle
     status, _, resp = await logged_in.post("/admin/ui/accounts/delete",
                                            {"identifier": identifier})
     assert status == 303
-    cookie = resp.cookies[FLASH_COOKIE]
+    cookie = resp.cookies[logged_in.cookie(FLASH_COOKIE)]
     assert len(cookie.OutputString()) < 2048
     _, page, _ = await logged_in.get("/admin/ui/accounts")
     assert "no account aaaa" in page and "…" in page

@@ -24,8 +24,16 @@ HELLO_TOKEN = "hello-plugin-token-0a1b2c3d"
 PROVIDER_KEY = "sk-provider-0123456789abcdef"
 URL_PASSWORD = "url-pass-1a2b3c4d"
 HOOK = f"https://bot:{URL_PASSWORD}@hooks.example/notify"
+# Secrets a plugin names in its own words: each was shown in full by every
+# admin read (only a few exact names such as "token" or "api_key" were masked).
+PLUGIN_OWN_WORDS = {"client_secret": "client-secret-8c7b6a5f4e",
+                    "authToken": "auth-token-3e4f5a6b7c",
+                    "webhook-password": "hook-pass-2d3e4f5a6b",
+                    "private_key": "priv-key-9f8e7d6c5b", "signing_key": "sign-key-1b2c3d4e5f"}
+# A list of keys (for rotation) under a secret's name: shown in full too.
+ROTATED_KEYS = ["sk-rotation-one-0a0b0c", "sk-rotation-two-1d1e1f"]
 SECRETS = (PROXY_PASSWORD, REDIS_PASSWORD, HELLO_TOKEN, PROVIDER_KEY, PLUGIN_SECRET,
-           URL_PASSWORD)
+           URL_PASSWORD, *PLUGIN_OWN_WORDS.values(), *ROTATED_KEYS)
 
 
 def masked_secrets_config() -> dict:
@@ -34,7 +42,8 @@ def masked_secrets_config() -> dict:
     config = secret_config()
     config["accounts"][0]["proxy"] = f"socks5://puser:{PROXY_PASSWORD}@127.0.0.1:1080"
     config["state"] = {"redis_url": f"redis://:{REDIS_PASSWORD}@127.0.0.1:6399/0"}
-    config["plugins"]["hello"] = {"system": "be brief", "token": HELLO_TOKEN, "hook": HOOK}
+    config["plugins"]["hello"] = {"system": "be brief", "token": HELLO_TOKEN, "hook": HOOK,
+                                  **PLUGIN_OWN_WORDS, "api_keys": list(ROTATED_KEYS)}
     config["providers"] = [{"name": "p1", "kind": "openai", "base_url": "http://127.0.0.1:9/v1",
                             "api_key": PROVIDER_KEY, "models": ["x-*"]}]
     return config
@@ -72,7 +81,8 @@ async def test_an_edited_masked_config_keeps_the_secrets_it_did_not_touch(masked
     await a.ok("POST", "/admin/config/import", json=view)
     doc = on_disk(a)
     assert doc["plugins"]["hello"] == {"system": "be thorough", "token": HELLO_TOKEN,
-                                       "hook": HOOK}
+                                       "hook": HOOK, **PLUGIN_OWN_WORDS,
+                                       "api_keys": ROTATED_KEYS}
     assert doc["plugins"]["example"]["api_key"] == PLUGIN_SECRET
     assert doc["state"]["redis_url"] == f"redis://:{REDIS_PASSWORD}@127.0.0.1:6399/0"
     assert doc["accounts"][0]["proxy"].endswith(f":{PROXY_PASSWORD}@127.0.0.1:1080")
@@ -106,12 +116,20 @@ async def test_plugin_settings_sent_back_keep_their_secret(masked_admin: Admin):
     a = masked_admin
     read = await a.ok("GET", "/admin/plugins/hello/settings")
     assert read["settings"] == {"system": "be brief", "token": "hell…3d",
-                                "hook": "https://bot:…@hooks.example/notify"}
+                                "hook": "https://bot:…@hooks.example/notify",
+                                **{k: f"{v[:4]}…{v[-2:]}" for k, v in PLUGIN_OWN_WORDS.items()},
+                                "api_keys": ["sk-r…0c", "sk-r…1f"]}
     reply = await a.ok("PUT", "/admin/plugins/hello/settings",
                        json={**read["settings"], "system": "be thorough"})
     assert not [s for s in SECRETS if s in json.dumps(reply)]
     assert on_disk(a)["plugins"]["hello"] == {"system": "be thorough", "token": HELLO_TOKEN,
-                                              "hook": HOOK}
+                                              "hook": HOOK, **PLUGIN_OWN_WORDS,
+                                              "api_keys": ROTATED_KEYS}
+    # A key added to the list, the others sent back as previews in a new order.
+    await a.ok("PUT", "/admin/plugins/hello/settings", json={
+        **read["settings"], "api_keys": ["sk-r…1f", "sk-rotation-new-2a2b2c", "sk-r…0c"]})
+    assert on_disk(a)["plugins"]["hello"]["api_keys"] == [
+        ROTATED_KEYS[1], "sk-rotation-new-2a2b2c", ROTATED_KEYS[0]]
     await a.ok("PUT", "/admin/plugins/hello/settings", json={"system": "x", "token": "new-tok"})
     assert on_disk(a)["plugins"]["hello"] == {"system": "x", "token": "new-tok"}
 
@@ -141,7 +159,7 @@ async def test_a_credential_in_a_url_query_is_masked_and_kept(proxy_factory: Pro
         plugin = await a.ok("GET", "/admin/plugins/hello/settings")
         assert plugin["settings"]["hook"] == "https://hooks.example/notify?channel=ops&token=…"
         session = await a.call("GET", "/admin/ui/config", headers={
-            "Cookie": f"ds2proxy_admin={a.token}"}, auth=False)
+            "Cookie": f"ds2proxy_admin_{proxy.server.port}={a.token}"}, auth=False)
         assert session.status == 200 and b"password=\xe2\x80\xa6" in session.raw
         for raw in (json.dumps(view), json.dumps(plugin), session.raw.decode()):
             assert not [s for s in secrets if s in raw]

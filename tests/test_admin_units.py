@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from ds2proxy.admin import edits, settings
+from ds2proxy.admin import edits, masking, settings
 from ds2proxy.admin.masking import key_id, mask_tree, preview
 from ds2proxy.admin.passwords import hash_password, verify_password
-from ds2proxy.admin.throttle import LoginThrottle
+from ds2proxy.admin.throttle import LoginThrottle, address_key
 from ds2proxy.captures import CaptureBuffer
 from ds2proxy.config import parse_config
 from ds2proxy.errors import InvalidRequest, NotFound, RateLimited
@@ -336,3 +336,30 @@ def test_dashboard_files_come_from_their_resource_packages():
         assets._locate("ds2proxy_no_such_files", "base.html")
     with pytest.raises(FileNotFoundError, match="no base.html in ds2proxy_static"):
         assets._locate("ds2proxy_static", "base.html")
+
+
+@pytest.mark.parametrize("name, secret", [
+    ("password", True), ("client_secret", True), ("clientSecret", True), ("auth-token", True),
+    ("webhook_password", True), ("private_key", True), ("X-Api-Key", True), ("passphrase", True),
+    ("key_prefix", False), ("max_tokens", False), ("tokens_per_day", False), ("api_keys", True),
+    ("token_refresh_interval_hours", False), ("endpoint", False), ("monkey", False),
+])
+def test_secret_names_include_the_words_plugins_use(name: str, secret: bool) -> None:
+    assert masking.is_secret_name(name) is secret
+
+
+@pytest.mark.parametrize("remote, key", [
+    ("203.0.113.9", "203.0.113.9"), ("2001:db8:1:2:aaaa::1", "2001:db8:1:2::/64"),
+    ("2001:db8:1:2:ffff:ffff:ffff:fffe", "2001:db8:1:2::/64"),
+    ("::ffff:198.51.100.7", "198.51.100.7"),
+    ("fe80::1%eth0", "fe80::/64"), (None, "unknown"), ("not-an-address", "not-an-address"),
+])
+def test_login_failures_count_per_ipv4_address_or_ipv6_slash_64(remote, key) -> None:
+    assert address_key(remote) == key
+
+
+def test_a_secret_named_list_of_objects_keeps_its_nested_secrets() -> None:
+    stored = {"credentials": [{"user": "ops", "password": "nested-pass-123456"}]}
+    shown = masking.mask_tree(stored)
+    assert shown == {"credentials": [{"user": "ops", "password": "nest…56"}]}
+    assert masking.restore_tree(stored, shown) == stored

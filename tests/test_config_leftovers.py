@@ -58,14 +58,13 @@ def test_the_writer_names_temp_files_as_the_cleaner_expects(tmp_path: Path, monk
     assert leftover_temp_files(config) == []
 
 
-def test_leftovers_of_a_symlinked_config_are_found_beside_its_target(tmp_path: Path):
-    """Writes go beside the file a symlinked config points to, so that is
-    where a killed write's temp file (every secret in it) is looked for."""
-    real = tmp_path / "secrets" / "ds2proxy.json"
-    real.parent.mkdir()
-    real.write_text("{}")
+def test_leftovers_of_a_symlinked_config_are_found_beside_its_file(tmp_path: Path) -> None:
+    """Writes through a link leave their temp files beside the file it names."""
+    target = tmp_path / "kept" / "ds2proxy.json"
+    target.parent.mkdir()
+    target.write_text(SECRET_DOC)
     link = tmp_path / "config.json"
-    link.symlink_to(real)
-    fd, name = tempfile.mkstemp(prefix=temp_prefix(real), dir=real.parent)
-    os.close(fd)
-    assert leftover_temp_files(link) == [Path(name)]
+    link.symlink_to(target)
+    leftover = target.parent / ".ds2proxy.json.ab_12xyz"
+    leftover.write_text(SECRET_DOC)
+    assert leftover_temp_files(link) == [leftover]

@@ -85,8 +85,8 @@ def test_a_later_success_clears_stale_failures(driver, live):
     find(driver, "#add-account-submit").click()  # nothing filled in: refused
     wait(driver, lambda d: "flash-error" in find(d, "#flash").get_attribute("class"))
     # The session ends (as when the password is changed elsewhere): "test all" is refused.
-    session = driver.get_cookie("ds2proxy_admin")
-    driver.delete_cookie("ds2proxy_admin")
+    session = driver.get_cookie(f"ds2proxy_admin_{live.server.port}")
+    driver.delete_cookie(session["name"])
     find(driver, "#test-all-submit").click()
     wait(driver, lambda d: find(d, "#test-all-progress").get_attribute("data-state") == "failed")
     assert "log in again" in text_of(driver, "#test-all-progress .caption")

@@ -16,7 +16,7 @@ import pytest
 
 from ds2proxy.keyring import secret_of
 from admin_util import admin_for
-from conftest import ADMIN_KEY, Proxy
+from conftest import ADMIN_KEY, Proxy, ProxyFactory
 
 from ds2proxy.admin import settings
 
@@ -35,6 +35,10 @@ class Browserless:
 
     def url(self, path: str) -> str:
         return self.proxy.url + path
+
+    def cookie(self, base: str) -> str:
+        """A dashboard cookie's name on this server (the port is part of it)."""
+        return f"{base}_{self.proxy.server.port}"
 
     async def get(self, path: str) -> tuple[int, str, aiohttp.ClientResponse]:
         async with self.http.get(self.url(path), allow_redirects=False) as resp:
@@ -97,10 +101,37 @@ async def test_login_returns_to_the_page_with_its_query(browser: Browserless, pa
     assert status == 303 and resp.headers["Location"] == path
 
 
+@pytest.mark.parametrize("form, referer, back", [
+    ("/admin/ui/keys/add", "", "/admin/ui/keys"),
+    ("/admin/ui/accounts/add", "/admin/ui/accounts?q=alice&page=1",
+     "/admin/ui/accounts?q=alice&page=1"),
+    ("/admin/ui/providers/add", "http://elsewhere.example/admin/ui/keys", "/admin/ui/providers"),
+])
+async def test_a_form_sent_after_the_session_lapsed_returns_to_its_page_after_login(
+        browser: Browserless, form: str, referer: str, back: str):
+    """The login page sent the admin on to the form's own address, which has
+    no page: a bare 404 or 405 after logging in again."""
+    headers = {"Referer": browser.url(referer) if referer.startswith("/") else referer}
+    async with browser.http.post(browser.url(form), data={"key": "sk-lapsed-000001"},
+                                 headers=headers if referer else {},
+                                 allow_redirects=False) as resp:
+        assert resp.status == 303
+        login_url = resp.headers["Location"]
+    _, page, _ = await browser.get(login_url)
+    target = re.search(r'name="next" value="([^"]+)"', page).group(1).replace("&amp;", "&")
+    assert target == back
+    token = re.search(r'name="login_token" value="([^"]+)"', page).group(1)
+    await browser.post("/admin/ui/login", {"login_token": token, "admin_key": ADMIN_KEY,
+                                           "next": target}, csrf=False)
+    status, _, _ = await browser.get(target)
+    assert status == 200
+    assert "sk-lapsed-000001" not in browser.proxy.core.config.key_secrets
+
+
 async def test_login_sets_a_strict_httponly_session_cookie(browser: Browserless):
     resp = await browser.log_in()
     assert resp.headers["Location"] == "/admin/"
-    cookie = resp.cookies["ds2proxy_admin"]
+    cookie = resp.cookies[browser.cookie("ds2proxy_admin")]
     assert cookie["httponly"] and cookie["samesite"] == "Strict" and cookie["path"] == "/admin"
     assert int(cookie["max-age"]) == 24 * 3600
     assert not cookie["secure"]  # plain HTTP: a Secure cookie would never come back
@@ -110,15 +141,16 @@ async def test_login_sets_a_strict_httponly_session_cookie(browser: Browserless)
                                         {"Forwarded": "for=10.0.0.1;proto=https;host=a.example"}])
 async def test_behind_a_tls_proxy_every_dashboard_cookie_is_secure(proxy: Proxy,
                                                                    tls_header: dict):
+    port = proxy.server.port
     async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
         async with http.get(proxy.url + "/admin/ui/login", headers=tls_header) as resp:
-            page, login_cookie = await resp.text(), resp.cookies["ds2proxy_login"]
+            page, login_cookie = await resp.text(), resp.cookies[f"ds2proxy_login_{port}"]
         token = re.search(r'name="login_token" value="([^"]+)"', page).group(1)
         async with http.post(proxy.url + "/admin/ui/login", allow_redirects=False, data={
                 "login_token": token, "admin_key": ADMIN_KEY, "next": "/admin/"}, headers={
-                **tls_header, "Cookie": f"ds2proxy_login={token}"}) as resp:
+                **tls_header, "Cookie": f"ds2proxy_login_{port}={token}"}) as resp:
             assert resp.status == 303
-            session = resp.cookies["ds2proxy_admin"]
+            session = resp.cookies[f"ds2proxy_admin_{port}"]
     assert login_cookie["secure"] and session["secure"] and session["httponly"]
 
 
@@ -163,7 +195,8 @@ async def test_default_key_banner_shows_until_a_password_is_set(proxy_factory):
 
 
 async def test_logout_ends_the_session_for_good(logged_in: Browserless):
-    token = next(c.value for c in logged_in.http.cookie_jar if c.key == "ds2proxy_admin")
+    token = next(c.value for c in logged_in.http.cookie_jar
+                 if c.key == logged_in.cookie("ds2proxy_admin"))
     status, _, resp = await logged_in.post("/admin/ui/logout", {})
     assert status == 303 and resp.headers["Location"] == "/admin/ui/login"
     assert (await logged_in.get("/admin/"))[0] == 303
@@ -268,6 +301,15 @@ async def test_password_form_checks_the_repeat(logged_in: Browserless):
     status, page, _ = await logged_in.post("/admin/ui/settings/password", {
         "new_password": "first-password", "confirm_password": "second-password"})
     assert status == 400 and "the two passwords differ" in page
+    assert "password_hash" not in logged_in.proxy.store.snapshot().get("admin", {})
+
+
+async def test_password_form_refuses_a_password_with_surrounding_spaces(
+        logged_in: Browserless):
+    """It would open this form's login only, never the API's (see test_admin_api)."""
+    status, page, _ = await logged_in.post("/admin/ui/settings/password", {
+        "new_password": "a-padded-password ", "confirm_password": "a-padded-password "})
+    assert status == 400 and "must not begin or end with a space" in page
     assert "password_hash" not in logged_in.proxy.store.snapshot().get("admin", {})
 
 
@@ -570,3 +612,51 @@ async def test_settings_form_refuses_nan_and_infinity(logged_in: Browserless):
         assert "must be a finite number" in field_block(page, path), path
     assert "has-error" in field_block(page, "history_file.min_prompt_chars")
     assert logged_in.proxy.core.config == config
+
+
+async def test_a_stale_key_form_keeps_what_another_admin_changed(
+        logged_in: Browserless, proxy: Proxy):
+    """The key page's edit form re-sent its models and every limit, so saving
+    a note from a page loaded before another admin's change undid it."""
+    async with aiohttp.ClientSession() as http:
+        other = await admin_for(proxy, http)
+        created = await other.ok("POST", "/admin/keys", json={
+            "name": "team", "limits": {"rpm": 5, "concurrent": 2}, "models": ["deepseek-chat"]})
+        _, page, _ = await logged_in.get(f"/admin/ui/keys/{created['id']}")
+        form = next(f for a, f in forms_of(page) if a.get("id") == "edit-key")
+        assert form["rpm"] == "5" and form["models"] == "deepseek-chat"
+        await other.ok("PATCH", f"/admin/keys/{created['id']}", json={
+            "limits": {"rpm": 100, "concurrent": 2, "tokens_per_day": 5000},
+            "models": ["deepseek-chat", "deepseek-reasoner"]})
+    status, _, _ = await logged_in.post("/admin/ui/keys/edit", {
+        **form, "note": "for the build bots", "concurrent": "3"})
+    assert status == 303
+    saved = next(k for k in proxy.store.snapshot()["keys"]
+                 if isinstance(k, dict) and k.get("name") == "team")
+    assert saved["note"] == "for the build bots"
+    assert saved["limits"] == {"rpm": 100, "concurrent": 3, "tokens_per_day": 5000}
+    assert saved["models"] == ["deepseek-chat", "deepseek-reasoner"]
+    # Clearing a field on the page still clears it.
+    _, page, _ = await logged_in.get(f"/admin/ui/keys/{created['id']}")
+    form = next(f for a, f in forms_of(page) if a.get("id") == "edit-key")
+    await logged_in.post("/admin/ui/keys/edit", {**form, "rpm": "", "models": ""})
+    saved = next(k for k in proxy.store.snapshot()["keys"]
+                 if isinstance(k, dict) and k.get("name") == "team")
+    assert "models" not in saved and not saved["limits"].get("rpm")
+    assert saved["limits"]["tokens_per_day"] == 5000
+
+
+async def test_two_servers_on_one_host_keep_their_own_dashboard_sessions(
+        proxy_factory: ProxyFactory):
+    """Cookies do not tell ports apart: logging in to a second server on the
+    same host (a test instance beside production) replaced the first one's
+    session cookie, so each login logged the other dashboard out."""
+    first, second = await proxy_factory(), await proxy_factory()
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+        one, two = Browserless(first, http), Browserless(second, http)
+        await one.log_in()
+        await two.log_in()
+        assert (await one.get("/admin/ui/settings"))[0] == 200
+        assert (await two.get("/admin/ui/settings"))[0] == 200
+        status, _, _ = await one.post("/admin/ui/keys/add", {"key": "sk-first-server-001"})
+        assert status == 303 and "sk-first-server-001" in first.core.config.key_secrets

@@ -101,6 +101,30 @@ async def test_settings_are_checked_on_write_and_reach_the_plugin_live(ds2proxy_
     assert proxy.store.snapshot()["plugins"]["lifecycle"] == {"colour": "green"}
 
 
+STRICT = "strict = sample_plugins:register_strict_key"
+
+
+async def test_a_plugins_check_quoting_a_secret_is_not_shown_to_the_admin(ds2proxy_factory):
+    """A check that quoted the bad value back put the secret in the 400 body
+    of every write, and in the plugins list when the config came that way."""
+    secret = "pk-live-0123456789abcdef"
+    loaded = await ds2proxy_factory({"plugins": {"strict": {"api_key": "sk-fine"}}},
+                                    plugins=[STRICT])
+    async with ProxyClient.open(loaded) as client:
+        for method, path, body in (
+                ("PUT", "/admin/plugins/strict/settings", {"api_key": secret}),
+                ("POST", "/admin/config/import", {"plugins": {"strict": {"api_key": secret}}})):
+            refused = await client.request(method, path, body, admin=True)
+            assert refused.status == 400 and refused.json()["field"] == "plugins.strict.api_key"
+            assert secret not in refused.text, refused.text
+    refused_at_start = await ds2proxy_factory({"plugins": {"strict": {"api_key": secret}}},
+                                              plugins=[STRICT])
+    async with ProxyClient.open(refused_at_start) as client:
+        listed = (await client.get("/admin/plugins", admin=True)).json()["plugins"]
+    error = next(p for p in listed if p["name"] == "strict")["error"]
+    assert "plugins.strict.api_key" in error and secret not in error
+
+
 async def test_invalid_settings_at_start_are_a_load_error(ds2proxy_factory):
     proxy = await ds2proxy_factory({"plugins": {"lifecycle": {"colour": "blue"}}},
                                    plugins=[LIFECYCLE])

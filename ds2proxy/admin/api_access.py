@@ -29,7 +29,7 @@ class AccessAPI:
 
     async def change_password(self, request: web.Request) -> web.Response:
         body = await self.ctx.body(request)
-        await self.ctx.creds.change_password(body.get("new_password"))
+        await self.ctx.ops.change_password(body.get("new_password"))
         token, lifetime = self.ctx.creds.issue(self.ctx.creds.expire_hours())
         return json_ok({"success": True, "token": token, "expires_in": lifetime,
                         "message": "password changed; every earlier admin token is revoked"})

@@ -6,8 +6,11 @@ only a salted hash in the config (``admin.password_hash``); from then on the
 password replaces the start-up key, and bumps ``admin.jwt_generation``,
 which revokes every JWT issued before (each carries the generation it was
 issued in: no clock is compared, so instances whose clocks differ agree;
-``admin.jwt_valid_after`` still revokes tokens issued without one). The signing secret (``admin.jwt_secret``) is made
-once and kept in the config so sessions survive a restart; it is never shown.
+``admin.jwt_valid_after`` still revokes tokens issued without one). Each JWT
+also names, by a keyed MAC, the key or password it was issued under: one
+issued under a start-up key the process no longer has is refused. The
+signing secret (``admin.jwt_secret``) is made once and kept in the config so
+sessions survive a restart; it is never shown.
 With shared state the config (and so the revocation time) is the cluster's,
 and each logged-out session is a state record every instance learns of.
 """
@@ -30,7 +33,7 @@ from ..config_store import ConfigStore
 from ..errors import AuthenticationFailed, InvalidRequest
 from ..state import StateStore
 from ..state.errors import StateUnavailable
-from .passwords import MIN_LENGTH, hash_password, verify_password
+from .passwords import hash_password, password_problem, verify_password
 
 log = logging.getLogger("ds2proxy.admin")
 
@@ -75,6 +78,8 @@ class AdminCredentials:
         self.start_key = (admin_key or "").strip() or DEFAULT_ADMIN_KEY
         self._verified: tuple[str, bytes] | None = None
         self._logged_out: dict[str, int] = {}
+        # The signing secret while the config cannot be saved (see ensure_secret).
+        self._unsaved_secret = ""
 
     # -- state kept in the config ------------------------------------------------
 
@@ -100,19 +105,25 @@ class AdminCredentials:
 
     def _secret(self) -> str:
         secret = self._admin().get("jwt_secret")
-        if not isinstance(secret, str) or not secret:
-            raise AuthenticationFailed("admin sessions are not ready yet; try again")
-        return secret
+        if isinstance(secret, str) and secret:
+            return secret
+        if self._unsaved_secret:
+            return self._unsaved_secret
+        raise AuthenticationFailed("admin sessions are not ready yet; try again")
 
     async def ensure_secret(self) -> None:
-        """Create the JWT signing secret the first time the server starts."""
+        """Create the JWT signing secret the first time the server starts.
+
+        A config file that cannot be written (a read-only mount, a full
+        disk) does not stop the server: the secret then lives in memory and
+        admin sessions end when the process does."""
         if isinstance(self._admin().get("jwt_secret"), str) and self._admin()["jwt_secret"]:
             return
 
         def put(data: dict) -> None:
             admin = data.setdefault("admin", {})
             if not admin.get("jwt_secret"):
-                admin["jwt_secret"] = secrets.token_urlsafe(48)
+                admin["jwt_secret"] = self._unsaved_secret or secrets.token_urlsafe(48)
 
         # Bookkeeping, not an admin change: it does not create a missing config file.
         try:
@@ -120,6 +131,10 @@ class AdminCredentials:
         except StateUnavailable:
             log.warning("admin sessions wait for the shared config: the state store is "
                         "unreachable")
+        except OSError as exc:
+            self._unsaved_secret = self._unsaved_secret or secrets.token_urlsafe(48)
+            log.warning("the config cannot be saved (%s): admin sessions last until this "
+                        "process ends", exc.strerror or type(exc).__name__)
 
     # -- the admin key or password ------------------------------------------------
 
@@ -140,9 +155,11 @@ class AdminCredentials:
 
     async def change_password(self, new_password: Any) -> None:
         """Store a hash of the new password and revoke every JWT issued so far."""
-        if not isinstance(new_password, str) or len(new_password) < MIN_LENGTH:
-            raise InvalidRequest(f"the new password needs at least {MIN_LENGTH} characters",
-                                 param="new_password")
+        if not isinstance(new_password, str):
+            raise InvalidRequest("the new password must be a string", param="new_password")
+        problem = password_problem(new_password)
+        if problem:
+            raise InvalidRequest(problem, param="new_password")
         digest = await hash_password(new_password)
 
         def put(data: dict) -> None:
@@ -175,7 +192,8 @@ class AdminCredentials:
         now = time.time()
         lifetime = max(1, round(hours * 3600))
         claims = {"sub": "admin", "iat": now, "exp": int(now) + lifetime,
-                  "jti": uuid.uuid4().hex, "gen": self._generation()}
+                  "jti": uuid.uuid4().hex, "gen": self._generation(),
+                  "cred": self._credential_tag()}
         return _jwt().encode(claims, self._secret(), algorithm=ALGORITHM), lifetime
 
     def decode(self, token: str) -> Claims:
@@ -194,7 +212,17 @@ class AdminCredentials:
         claims = Claims(str(payload["jti"]), float(payload["iat"]), int(payload["exp"]))
         if self._revoked(payload) or claims.jti in self._logged_out:
             raise StaleToken("admin token revoked; log in again")
+        if not hmac.compare_digest(str(payload.get("cred", "")), self._credential_tag()):
+            raise StaleToken("admin token revoked: the admin key has changed; log in again")
         return claims
+
+    def _credential_tag(self) -> str:
+        """Names (without revealing) the key or password that opens the admin
+        now: a token carries the one it was issued under, so restarting with
+        a new DS2PROXY_ADMIN_KEY (a leaked one rotated) ends the old sessions."""
+        stored = self._admin().get("password_hash")
+        opener = stored if isinstance(stored, str) and stored else "key:" + self.start_key
+        return self.mac("credential", opener)[:16]
 
     def _revoked(self, payload: dict[str, Any]) -> bool:
         """Issued before the last password change: by its generation (no clock

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 from importlib import metadata
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import aiohttp_jinja2
 import jinja2
@@ -131,17 +131,32 @@ def safe_next(target: str | None, default: str = HOME_URL) -> str:
     return default
 
 
+def _own_page(request: web.Request, referer: str) -> str:
+    """The path and query of ``referer`` when it is a page of this server."""
+    parts = urlsplit(referer)
+    if parts.scheme not in ("http", "https") or parts.netloc.lower() != request.host.lower():
+        return ""
+    return parts.path + (f"?{parts.query}" if parts.query else "")
+
+
 class Dashboard:
     def __init__(self, ctx: AdminContext) -> None:
         self.ctx = ctx
         self.sessions = ctx.sessions
 
-    def session(self, request: web.Request) -> Claims:
-        """The logged-in admin, or a redirect to the login page."""
+    def session(self, request: web.Request, form_page: str = HOME_URL) -> Claims:
+        """The logged-in admin, or a redirect to the login page that comes back
+        to this page (its query included) or, for a form, to the page it was
+        sent from (``form_page`` when that is unknown): a form's own address
+        has no page to show."""
         claims = self.sessions.current(request)
-        if claims is None:  # back to the same page after login, its query included
-            back = quote(request.rel_url.raw_path_qs, safe="/")
-            raise web.HTTPSeeOther(f"{LOGIN_URL}?next={back}")
+        if claims is None:
+            if request.method in ("GET", "HEAD"):
+                back = request.rel_url.raw_path_qs
+            else:
+                back = safe_next(_own_page(request, request.headers.get("Referer", "")),
+                                 form_page)
+            raise web.HTTPSeeOther(f"{LOGIN_URL}?next={quote(back, safe='/')}")
         return claims
 
     def render(self, request: web.Request, template: str, *, claims: Claims | None = None,
@@ -178,7 +193,7 @@ class Dashboard:
         """A form POST: session, CSRF token, then ``handler``; errors go back as messages."""
 
         async def wrapped(request: web.Request) -> web.StreamResponse:
-            claims = self.session(request)
+            claims = self.session(request, default_back)
             try:
                 form = await read_form(request)
                 self.sessions.check_csrf(claims, str(form.get(CSRF_FIELD, "")))

@@ -207,7 +207,7 @@ class Forms:
                 request, claims, status=400,
                 errors={"confirm_password": "the two passwords differ"})
         try:
-            await self.ctx.creds.change_password(new)
+            await self.ctx.ops.change_password(new)
         except InvalidRequest as exc:
             return self.pages.settings_page(request, claims, status=400,
                                             errors={"new_password": exc.message})
@@ -249,5 +249,5 @@ class Forms:
     async def logout(self, request: web.Request, claims: Claims, form: Form
                      ) -> web.StreamResponse:
         response = self.dash.back(request, LOGIN_URL, "info", "You are logged out.")
-        self.ctx.sessions.end(response, claims)
+        self.ctx.sessions.end(request, response, claims)
         return response

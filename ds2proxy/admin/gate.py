@@ -13,7 +13,7 @@ from aiohttp import web
 from ..errors import AuthenticationFailed, PermissionDenied
 from ..loopback import addressed_by_address
 from .credentials import AdminCredentials, Claims, StaleToken
-from .throttle import LoginThrottle
+from .throttle import LoginThrottle, address_key
 from .web_session import CSRF_HEADER, SAFE_METHODS, WebSessions
 
 
@@ -41,7 +41,7 @@ class AdminGate:
                 "the default admin key is accepted only when this server is addressed as "
                 "localhost or by IP address (a web page can point its own name at this "
                 "machine); set DS2PROXY_ADMIN_KEY or a password", code="default_key_by_name")
-        address = request.remote or "unknown"
+        address = address_key(request.remote)
         with self.throttle.checking(address):
             if key and await self.creds.check_key(key):
                 return

@@ -17,12 +17,10 @@ from typing import Any
 
 from ..config import AccountConfig
 from ..scheduler import AccountState
+from ..secret_names import is_secret_name
 from ..state.settings import masked_url
 from ..upstream.proxies import mask_proxy
 
-# Config members whose values are secrets wherever they appear.
-SECRET_NAMES = frozenset({"password", "token", "api_key", "apikey", "secret", "key",
-                          "access_token", "refresh_token", "jwt_secret", "password_hash"})
 # What previews and masked URLs put in place of a secret.
 MASK = "…"
 # The admin's own credentials: never shown, never exported, never imported.
@@ -82,13 +80,22 @@ def mask_tree(value: Any) -> Any:
     """A copy of a config subtree with every secret-named string previewed
     and the password of every URL that carries one masked."""
     if isinstance(value, dict):
-        return {k: (preview(v) if k.lower() in SECRET_NAMES and isinstance(v, str)
-                    else mask_tree(v)) for k, v in value.items()}
+        return {k: _masked_member(k, v) for k, v in value.items()}
     if isinstance(value, list):
         return [mask_tree(v) for v in value]
     if isinstance(value, str) and _has_credentials(value):
         return masked_url(value)
     return value
+
+
+def _masked_member(name: str, value: Any) -> Any:
+    """A member's value for a read: a secret (or a list of them) previewed."""
+    if is_secret_name(name):
+        if isinstance(value, str):
+            return preview(value)
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return [preview(v) for v in value]
+    return mask_tree(value)
 
 
 def _previews(given: Any, stored: Any, masked: Callable[[str], str]) -> bool:
@@ -103,9 +110,33 @@ def kept_proxy(given: str, stored: Any) -> str:
 
 
 def _kept_leaf(name: str, given: Any, stored: Any) -> Any:
-    if name.lower() in SECRET_NAMES and _previews(given, stored, preview):
-        return stored
+    if is_secret_name(name):
+        if _previews(given, stored, preview):
+            return stored
+        if (isinstance(given, list) and isinstance(stored, list)
+                and all(isinstance(v, str) for v in given)):
+            return _kept_secrets(given, stored)
     return restore_tree(stored, given)
+
+
+def _kept_secrets(given: list[Any], stored: list[Any]) -> list[Any]:
+    """A list of secrets sent back: each preview of a stored one is that
+    secret again (the one at its place, else the only one it previews);
+    new values stay as given."""
+    by_preview: dict[str, list[str]] = {}
+    for secret in stored:
+        if isinstance(secret, str) and secret:
+            by_preview.setdefault(preview(secret), []).append(secret)
+    kept = []
+    for i, item in enumerate(given):
+        here = stored[i] if i < len(stored) else None
+        if _previews(item, here, preview):
+            kept.append(here)
+        elif isinstance(item, str) and len(by_preview.get(item, [])) == 1 and MASK in item:
+            kept.append(by_preview[item][0])
+        else:
+            kept.append(item)
+    return kept
 
 
 def restore_tree(stored: Any, given: Any) -> Any:

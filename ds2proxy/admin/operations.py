@@ -12,7 +12,8 @@ import base64
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
@@ -70,6 +71,22 @@ class ConfigNotSaved(ProxyError):
     code = "config_not_saved"
 
 
+@contextmanager
+def _saving() -> Iterator[None]:
+    """A write's failures as admin errors: 400 for a bad value, 503 for a
+    file that cannot take it (nothing changed, one log line)."""
+    try:
+        yield
+    except ConfigError as exc:
+        problem = str(exc).removeprefix(f"config field '{exc.field}': ")
+        raise InvalidRequest(f"{exc.field}: {problem}", param=exc.field) from None
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        log.error("config change not saved: %s", reason)
+        raise ConfigNotSaved(f"the config could not be saved ({reason}); nothing was "
+                             "changed") from None
+
+
 class AdminOps:
     def __init__(self, core: Core, creds: AdminCredentials, captures: CaptureBuffer,
                  plugins: list[PluginInfo]) -> None:
@@ -85,16 +102,14 @@ class AdminOps:
     async def write(self, edit: Callable[[dict[str, Any]], Any]) -> None:
         """Run ``edit`` through the atomic writer; a bad result is a 400 naming
         the field, a file that cannot be written a 503 (nothing changed)."""
-        try:
+        with _saving():
             await self.core.store.update(edit)
-        except ConfigError as exc:
-            problem = str(exc).removeprefix(f"config field '{exc.field}': ")
-            raise InvalidRequest(f"{exc.field}: {problem}", param=exc.field) from None
-        except OSError as exc:
-            reason = exc.strerror or type(exc).__name__
-            log.error("config change not saved: %s", reason)
-            raise ConfigNotSaved(f"the config could not be saved ({reason}); nothing was "
-                                 "changed") from None
+
+    async def change_password(self, new_password: Any) -> None:
+        """The admin password, saved like every other admin write (a 503 when
+        the file cannot take it, and the old password still works)."""
+        with _saving():
+            await self.creds.change_password(new_password)
 
     # -- config ----------------------------------------------------------------------------
 

@@ -10,12 +10,14 @@ while ``max_pending`` attempts from an address are being checked or held,
 more attempts from it are answered 429 without being checked (checking a
 password takes a while, so attempts being checked count too, or a burst of
 guesses would all be checked before the first of them had failed). An address's
-failures are forgotten after ``forget_after`` seconds without one.
+failures are forgotten after ``forget_after`` seconds without one. IPv6
+addresses count by their /64 (see :func:`address_key`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import math
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -30,6 +32,21 @@ class _Record:
     failures: int = 0
     pending: int = 0
     last_failure: float = 0.0
+
+
+def address_key(remote: str | None) -> str:
+    """What failures are counted per: an IPv4 address, or an IPv6 /64. A
+    host is usually handed a whole /64 and may send from any address in it,
+    so counting per IPv6 address would let it change address for every guess."""
+    try:
+        ip = ipaddress.ip_address((remote or "").partition("%")[0])
+    except ValueError:
+        return remote or "unknown"
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
 
 
 class LoginThrottle:

@@ -18,6 +18,8 @@ from .charts import DAY, HOUR, OVERVIEW_METRICS, charts_for
 from .context import AdminContext
 from .credentials import Claims
 from .dashboard import Dashboard, Form
+from .edits import find_entry
+from .form_snapshot import edited, snapshot
 from .masking import key_id
 from .named_keys import edit_key
 
@@ -27,6 +29,8 @@ KEYS_URL = "/admin/ui/keys"
 
 # A key's lifetime in days (a century at most: a longer one is never expiring).
 MAX_EXPIRES_DAYS = 36500
+LIMITS = ("rpm", "tokens_per_day", "concurrent")
+SHOWN_FIELD = "shown"  # the edit form's snapshot of what it showed
 
 
 def _int_field(form: Form, name: str, hi: int) -> int | None:
@@ -40,8 +44,7 @@ def key_body(form: Form) -> dict[str, Any]:
     days = _int_field(form, "expires_days", MAX_EXPIRES_DAYS)
     models = [m.strip() for m in str(form.get("models") or "").replace(",", "\n").splitlines()
               if m.strip()]
-    limits = {name: _int_field(form, name, MAX_LIMIT)
-              for name in ("rpm", "tokens_per_day", "concurrent")}
+    limits = {name: _int_field(form, name, MAX_LIMIT) for name in LIMITS}
     body: dict[str, Any] = {"name": str(form.get("name") or "").strip(),
                             "note": str(form.get("note") or "").strip(),
                             "limits": {k: v for k, v in limits.items() if v is not None}}
@@ -52,6 +55,25 @@ def key_body(form: Form) -> dict[str, Any]:
     return body
 
 
+def shown_key(view: dict[str, Any]) -> str:
+    """The edit form's snapshot of the key as the page shows it."""
+    return snapshot({"note": view["note"], "models": list(view["models"]),
+                     **{name: view["limits"][name] or 0 for name in LIMITS}})
+
+
+def key_changes(form: Form) -> tuple[dict[str, Any], dict[str, int]]:
+    """What the edit form changed, against what its page showed: the key's
+    fields, and its limits apart (merged into the stored ones when written,
+    so a limit another admin set since the page loaded stays)."""
+    body = edit_body(form)
+    changed = edited({"note": body["note"], "models": body["models"] or [], **body["limits"]},
+                     str(form.get(SHOWN_FIELD) or ""))
+    fields = {name: body[name] for name in ("note", "models") if name in changed}
+    if "expires" in body:
+        fields["expires"] = body["expires"]
+    return fields, {name: body["limits"][name] for name in LIMITS if name in changed}
+
+
 def edit_body(form: Form) -> dict[str, Any]:
     """An edit-key form: blank limits mean unlimited, blank models mean all,
     an expiry of 0 days means never (blank keeps the one it has)."""
@@ -59,8 +81,7 @@ def edit_body(form: Form) -> dict[str, Any]:
     body.pop("name")
     if _int_field(form, "expires_days", MAX_EXPIRES_DAYS) == 0:
         body["expires"] = 0
-    body["limits"] = {name: body["limits"].get(name, 0)
-                      for name in ("rpm", "tokens_per_day", "concurrent")}
+    body["limits"] = {name: body["limits"].get(name, 0) for name in LIMITS}
     body.setdefault("models", None)
     return body
 
@@ -116,8 +137,17 @@ class UsagePages:
     async def edit_key(self, request: web.Request, claims: Claims, form: Form
                        ) -> web.StreamResponse:
         wanted = str(form.get("key_id") or "")
-        body = edit_body(form)
-        await self.ctx.ops.write(lambda data: edit_key(data, wanted, body))
+        fields, limits = key_changes(form)
+
+        def edit(data: dict[str, Any]) -> None:
+            body = dict(fields)
+            if limits:
+                found = find_entry(data.get("keys") or [], wanted)
+                stored = found.get("limits") if isinstance(found, dict) else None
+                body["limits"] = {**(stored if isinstance(stored, dict) else {}), **limits}
+            edit_key(data, wanted, body)
+
+        await self.ctx.ops.write(edit)
         page = f"{KEYS_URL}/{wanted}" if re.fullmatch(r"[0-9a-f]{12}", wanted) else KEYS_URL
         return self.dash.back(request, page, "success", "Key saved.")
 
@@ -132,7 +162,8 @@ class UsagePages:
         view = next(k for k in self.api.keys_view() if k["id"] == wanted)
         recent = await self._recent({"key_name": key.name}, 20)
         return self.dash.render(request, "key.html", claims=claims, active="keys", key=view,
-                                charts=await self.charts(key.name), recent=recent)
+                                shown=shown_key(view), charts=await self.charts(key.name),
+                                recent=recent)
 
     async def _recent(self, filters: dict[str, Any], limit: int, offset: int = 0
                       ) -> tuple[list[dict[str, Any]], int]:

@@ -40,10 +40,29 @@ def over_tls(request: web.Request) -> bool:
     return proto == "https" or any(part.strip() == "proto=https" for part in forwarded.split(";"))
 
 
-def _set_cookie(response: web.StreamResponse, request: web.Request, name: str, value: str,
+def cookie_name(request: web.Request, base: str) -> str:
+    """``base``, suffixed with the port when the browser named one: cookies
+    do not tell ports apart, so two servers on one host (a test instance
+    beside production) would otherwise replace each other's sessions."""
+    try:
+        port = request.url.explicit_port
+    except ValueError:  # a Host header yarl cannot read
+        return base
+    return f"{base}_{port}" if port is not None else base
+
+
+def _set_cookie(response: web.StreamResponse, request: web.Request, base: str, value: str,
                 max_age: int | None = None) -> None:
-    response.set_cookie(name, value, path=COOKIE_PATH, httponly=True, samesite="Strict",
-                        secure=over_tls(request), max_age=max_age)
+    response.set_cookie(cookie_name(request, base), value, path=COOKIE_PATH, httponly=True,
+                        samesite="Strict", secure=over_tls(request), max_age=max_age)
+
+
+def _cookie(request: web.Request, base: str) -> str:
+    return request.cookies.get(cookie_name(request, base), "")
+
+
+def _drop_cookie(request: web.Request, response: web.StreamResponse, base: str) -> None:
+    response.del_cookie(cookie_name(request, base), path=COOKIE_PATH)
 
 
 def _same(a: str, b: str) -> bool:
@@ -57,7 +76,7 @@ class WebSessions:
     # -- the session itself ---------------------------------------------------------
 
     def current(self, request: web.Request) -> Claims | None:
-        token = request.cookies.get(SESSION_COOKIE, "")
+        token = _cookie(request, SESSION_COOKIE)
         if not token:
             return None
         try:
@@ -68,12 +87,13 @@ class WebSessions:
     def start(self, request: web.Request, response: web.StreamResponse) -> None:
         token, lifetime = self.creds.issue(self.creds.expire_hours())
         _set_cookie(response, request, SESSION_COOKIE, token, lifetime)
-        response.del_cookie(LOGIN_COOKIE, path=COOKIE_PATH)
+        _drop_cookie(request, response, LOGIN_COOKIE)
 
-    def end(self, response: web.StreamResponse, claims: Claims | None) -> None:
+    def end(self, request: web.Request, response: web.StreamResponse,
+            claims: Claims | None) -> None:
         if claims is not None:
             self.creds.log_out(claims)
-        response.del_cookie(SESSION_COOKIE, path=COOKIE_PATH)
+        _drop_cookie(request, response, SESSION_COOKIE)
 
     # -- CSRF -------------------------------------------------------------------------
 
@@ -88,7 +108,7 @@ class WebSessions:
     @staticmethod
     def login_token(request: web.Request) -> str:
         """The login form's double-submit token: the browser's, or a fresh one."""
-        token = request.cookies.get(LOGIN_COOKIE, "")
+        token = _cookie(request, LOGIN_COOKIE)
         return token if len(token) >= 20 else secrets.token_urlsafe(24)
 
     @staticmethod
@@ -96,7 +116,7 @@ class WebSessions:
         _set_cookie(response, request, LOGIN_COOKIE, token)
 
     def check_login_token(self, request: web.Request, submitted: str) -> None:
-        if not _same(submitted, request.cookies.get(LOGIN_COOKIE, "")):
+        if not _same(submitted, _cookie(request, LOGIN_COOKIE)):
             raise PermissionDenied("the login form's security token is missing or stale; "
                                    "reload the page and try again", code="csrf_failed")
 
@@ -114,7 +134,7 @@ class WebSessions:
 
     def read_flash(self, request: web.Request) -> dict[str, Any] | None:
         """The pending flash message, if its signature holds (clear it when shown)."""
-        payload, _, mac = request.cookies.get(FLASH_COOKIE, "").rpartition(".")
+        payload, _, mac = _cookie(request, FLASH_COOKIE).rpartition(".")
         if not payload or not _same(mac, self.creds.mac("flash", payload)):
             return None
         try:
@@ -125,5 +145,5 @@ class WebSessions:
 
     @staticmethod
     def clear_flash(request: web.Request, response: web.StreamResponse) -> None:
-        if FLASH_COOKIE in request.cookies:
-            response.del_cookie(FLASH_COOKIE, path=COOKIE_PATH)
+        if cookie_name(request, FLASH_COOKIE) in request.cookies:
+            _drop_cookie(request, response, FLASH_COOKIE)

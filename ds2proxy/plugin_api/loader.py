@@ -21,6 +21,7 @@ from aiohttp import web
 from ..config import ConfigError
 from ..config_fields import shortened, suggestion
 from ..log_redaction import redact
+from ..secret_names import without_secrets
 from ..unmatched import PATH_CLAIMS
 from .context import PluginContext, changed_settings, run_hooks
 from .contract import API_VERSION, Handler, Hook, Predicate
@@ -97,11 +98,13 @@ def settings_problems(api: PluginContext, section: Any) -> dict[str, str]:
         return {}
     try:
         problems = api._check(section) or {}
-        return {f"{where}.{key}": str(problem) for key, problem in problems.items()}
     except Exception as exc:  # the plugin's fault, not the server's: a 400 naming it
         log.exception("plugin %s: settings check failed", api.name)
         return {where: f"the plugin's settings check failed ({type(exc).__name__}); see the "
                        "server log"}
+    # A check may quote the value it refuses: never a secret back to the admin.
+    return {f"{where}.{key}": redact(without_secrets(str(problem), section))
+            for key, problem in problems.items()}
 
 
 class RouteTable:

@@ -175,12 +175,19 @@ class TokenKeeper:
                            retry_after=retry_after or None)
 
     async def _persist(self, identifier: str, token: str) -> None:
+        """Keep a new token in the config. A file that cannot take it (a
+        read-only mount, a full disk) fails no login: the token serves from
+        memory, and a later start logs in again."""
         def put(data: dict) -> None:
             for item in data.get("accounts") or []:
                 if isinstance(item, dict) and _identifier_of(item) == identifier:
                     item["token"] = token
 
-        await self.store.update(put)
+        try:
+            await self.store.update(put)
+        except OSError as exc:
+            log.warning("the token of account %s is not saved (%s); it serves from memory",
+                        identifier, exc.strerror or type(exc).__name__)
 
 
 def _identifier_of(item: dict) -> str:
