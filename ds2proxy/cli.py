@@ -149,16 +149,16 @@ async def _serve(args: argparse.Namespace, store: ConfigStore) -> None:
     app = create_app(store, admin_key=admin_key)
     server = await start_server(app, args.host, args.port)
     heap.freeze_startup()  # what start-up built lives for good
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in STOP_SIGNALS:  # before the start is announced: a signal sent on it is ours
+        loop.add_signal_handler(sig, stop.set)
     log.info("ds2proxy listening on %s", server.url)
     log.info("dashboard: %s/admin/", _browser_url(args.host, server.port))
     log.info("config: %s", store.describe())
     if args.demo:
         log.info("demo mode: API key %r, fake upstream at %s", DEMO_KEY,
                  store.config.upstream.base_url)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in STOP_SIGNALS:
-        loop.add_signal_handler(sig, stop.set)
     try:
         await stop.wait()
         log.info("shutting down: requests in flight may finish (streams for up to %g s); "
