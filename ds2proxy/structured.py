@@ -7,13 +7,16 @@ that fails, and gives a clear error if the second answer fails too.
 
 The schema check covers the JSON Schema keywords structured-output clients
 use (type, properties, required, additionalProperties, items, enum, const,
-anyOf/oneOf/allOf, nullable, numeric and length bounds), with OpenAPI-style
-upper-case type names (Gemini's ``"OBJECT"``, ``"STRING"`` …) accepted.
+anyOf/oneOf/allOf, nullable, numeric and length bounds, and local ``$ref``
+into ``$defs`` / ``definitions``, which is how Pydantic and zod describe every
+nested model), with OpenAPI-style upper-case type names (Gemini's
+``"OBJECT"``, ``"STRING"`` …) accepted.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -21,6 +24,8 @@ import orjson
 from .canonical import ResponseFormat
 
 _FENCE = re.compile(r"```[\w-]*\s*\n?(.*?)```", re.DOTALL)
+# Validates a value against a subschema at a path (the walk's own recursion).
+Sub = Callable[[Any, Any, str], list[str]]
 _TYPES = {
     "object": dict, "array": list, "string": str, "boolean": bool, "null": type(None),
 }
@@ -125,10 +130,18 @@ def check(value: Any, fmt: ResponseFormat) -> None:
             raise JSONOutputError("the JSON does not match the schema: " + "; ".join(problems[:5]))
 
 
-def validate(value: Any, schema: Any, path: str = "$") -> list[str]:
+def validate(value: Any, schema: Any, path: str = "$", root: Any = None) -> list[str]:
     """Schema problems of ``value`` (empty when it conforms). The schema is
     the client's and unchecked: a keyword of the wrong type is ignored, as
-    it cannot say anything about the answer."""
+    it cannot say anything about the answer. ``root`` is the whole schema
+    that ``$ref`` pointers resolve in (``schema`` itself at the top)."""
+    return _validate(value, schema, path, schema if root is None else root, ())
+
+
+def _validate(value: Any, schema: Any, path: str, root: Any, refs: tuple[str, ...]
+              ) -> list[str]:
+    """``refs``: the pointers followed at this same ``path``; one seen again
+    (``{"$ref": "#"}`` at the root) says nothing more and ends the walk."""
     if not isinstance(schema, dict) or not schema:
         return []
     if value is None and schema.get("nullable") is True:
@@ -136,9 +149,34 @@ def validate(value: Any, schema: Any, path: str = "$") -> list[str]:
     problems = _check_type(value, schema, path)
     if problems:
         return problems
+    ref = schema.get("$ref")
+    if isinstance(ref, str) and ref not in refs:
+        problems += _validate(value, resolve_ref(root, ref), path, root, (*refs, ref))
+
+    def sub(item: Any, item_schema: Any, item_path: str) -> list[str]:
+        return _validate(item, item_schema, item_path, root,
+                         refs if item_path == path else ())
+
     for check_fn in (_check_enum, _check_combinators, _check_object, _check_array, _check_bounds):
-        problems += check_fn(value, schema, path)
+        problems += check_fn(value, schema, path, sub)
     return problems
+
+
+def resolve_ref(root: Any, ref: str) -> Any:
+    """The subschema a local JSON pointer (``#``, ``#/$defs/Step``) names; None
+    for a remote or dangling one (which then constrains nothing)."""
+    if not ref.startswith("#"):
+        return None
+    node = root
+    for token in ref[1:].split("/")[1:]:
+        key = token.replace("~1", "/").replace("~0", "~")
+        if isinstance(node, dict):
+            node = node.get(key)
+        elif isinstance(node, list) and key.isdigit() and int(key) < len(node):
+            node = node[int(key)]
+        else:
+            return None
+    return node
 
 
 def _list(schema: dict, key: str) -> list[Any]:
@@ -178,7 +216,7 @@ def _is_type(value: Any, kind: str) -> bool:
         kind != "boolean" and isinstance(value, bool))
 
 
-def _check_enum(value: Any, schema: dict, path: str) -> list[str]:
+def _check_enum(value: Any, schema: dict, path: str, sub: Sub) -> list[str]:
     options = schema.get("enum")
     if isinstance(options, list) and value not in options:
         return [f"{path} should be one of {options}"]
@@ -187,18 +225,18 @@ def _check_enum(value: Any, schema: dict, path: str) -> list[str]:
     return []
 
 
-def _check_combinators(value: Any, schema: dict, path: str) -> list[str]:
+def _check_combinators(value: Any, schema: dict, path: str, sub: Sub) -> list[str]:
     problems: list[str] = []
-    for sub in _list(schema, "allOf"):
-        problems += validate(value, sub, path)
+    for member in _list(schema, "allOf"):
+        problems += sub(value, member, path)
     for key in ("anyOf", "oneOf"):
         options = _list(schema, key)
-        if options and all(validate(value, sub, path) for sub in options):
+        if options and all(sub(value, option, path) for option in options):
             problems.append(f"{path} matches none of the {key} alternatives")
     return problems
 
 
-def _check_object(value: Any, schema: dict, path: str) -> list[str]:
+def _check_object(value: Any, schema: dict, path: str, sub: Sub) -> list[str]:
     if not isinstance(value, dict):
         return []
     props = _dict(schema, "properties")
@@ -207,22 +245,22 @@ def _check_object(value: Any, schema: dict, path: str) -> list[str]:
                 if isinstance(name, str) and name not in value]
     for name, item in value.items():
         if name in props:
-            problems += validate(item, props[name], f"{path}.{name}")
+            problems += sub(item, props[name], f"{path}.{name}")
         elif extra is False:
             problems.append(f"{path}.{name} is not allowed")
         elif isinstance(extra, dict):
-            problems += validate(item, extra, f"{path}.{name}")
+            problems += sub(item, extra, f"{path}.{name}")
     return problems
 
 
-def _check_array(value: Any, schema: dict, path: str) -> list[str]:
+def _check_array(value: Any, schema: dict, path: str, sub: Sub) -> list[str]:
     if not isinstance(value, list):
         return []
     problems: list[str] = []
     items = schema.get("items")
     if isinstance(items, dict):
         for i, item in enumerate(value):
-            problems += validate(item, items, f"{path}[{i}]")
+            problems += sub(item, items, f"{path}[{i}]")
     low, high = _bound(schema, "minItems"), _bound(schema, "maxItems")
     if low is not None and len(value) < low:
         problems.append(f"{path} needs at least {low} items")
@@ -231,7 +269,7 @@ def _check_array(value: Any, schema: dict, path: str) -> list[str]:
     return problems
 
 
-def _check_bounds(value: Any, schema: dict, path: str) -> list[str]:
+def _check_bounds(value: Any, schema: dict, path: str, sub: Sub) -> list[str]:
     problems: list[str] = []
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         low, high = _bound(schema, "minimum"), _bound(schema, "maximum")

@@ -79,6 +79,50 @@ def test_validate_keywords(value, schema, ok):
     assert (validate(value, schema) == []) is ok
 
 
+PYDANTIC_PLAN = {  # what Pydantic writes for a model holding a list of models
+    "$defs": {"Step": {"type": "object", "properties": {"n": {"type": "integer"}},
+                       "required": ["n"], "additionalProperties": False}},
+    "type": "object",
+    "properties": {"steps": {"type": "array", "items": {"$ref": "#/$defs/Step"}},
+                   "next": {"anyOf": [{"$ref": "#/$defs/Step"}, {"type": "null"}]}},
+    "required": ["steps", "next"],
+}
+
+
+@pytest.mark.parametrize("value, problem", [
+    ({"steps": [{"n": 1}], "next": None}, None),
+    ({"steps": [{"n": "x"}], "next": None}, "$.steps[0].n should be integer"),
+    ({"steps": [{}], "next": None}, "$.steps[0].n is required"),
+    ({"steps": [], "next": {"n": 1, "m": 2}}, "matches none of the anyOf"),
+])
+def test_refs_into_defs_are_followed(value, problem):
+    """Nested models are $refs: they used to constrain nothing, so an answer
+    the client's own parse() refuses passed the check and was never re-asked."""
+    problems = validate(value, PYDANTIC_PLAN)
+    assert (problems == []) if problem is None else any(problem in p for p in problems)
+
+
+@pytest.mark.parametrize("schema", [
+    {"$ref": "#"},
+    {"anyOf": [{"$ref": "#"}]},
+    {"$defs": {"a": {"$ref": "#/$defs/b"}, "b": {"$ref": "#/$defs/a"}}, "$ref": "#/$defs/a"},
+    {"$ref": "https://example.com/schema.json"},
+    {"$ref": "#/$defs/missing"},
+    {"$ref": "#/items/0", "items": [1]},
+])
+def test_cyclic_remote_and_dangling_refs_end_the_walk(schema):
+    assert validate({"a": 1}, schema) == []
+
+
+def test_a_recursive_schema_checks_every_level():
+    tree = {"$defs": {"Node": {"type": "object", "properties": {
+        "v": {"type": "integer"}, "kids": {"type": "array", "items": {"$ref": "#/$defs/Node"}}}}},
+        "$ref": "#/$defs/Node"}
+    assert validate({"v": 1, "kids": [{"v": 2, "kids": [{"v": 3}]}]}, tree) == []
+    assert validate({"v": 1, "kids": [{"v": 2, "kids": [{"v": "3"}]}]}, tree) == [
+        "$.kids[0].kids[0].v should be integer"]
+
+
 def test_json_object_requires_an_object():
     with pytest.raises(JSONOutputError):
         check([1, 2], ResponseFormat(type="json_object"))
