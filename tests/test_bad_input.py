@@ -325,3 +325,39 @@ async def test_a_user_turn_without_content_is_refused(proxy, path, body, field):
     error = answer.json()["error"]
     assert answer.status == 400 and field in error["message"]
     nothing_spent(proxy)
+
+
+@pytest.mark.parametrize("path, body, field", [
+    (CHAT, {**OPENAI_BODY, "messages": [{"role": "user", "content": []}]},
+     "messages[0].content"),
+    ("/api/v1/chat/completions", {**OPENAI_BODY, "messages": [
+        {"role": "user", "content": "hi"}, {"role": "assistant", "content": "x"},
+        {"role": "user", "content": []}]}, "messages[2].content"),
+    ("/v1/responses", {"model": "deepseek-chat", "input": [{"role": "user", "content": []}]},
+     "input[0].content"),
+    (MESSAGES, {**CLAUDE_BODY, "messages": [{"role": "user", "content": []}]},
+     "messages[0].content"),
+    (MESSAGES, {**CLAUDE_BODY, "messages": [{"role": "user", "content": ""}]},
+     "messages[0].content"),
+    ("/api/v1/messages", {**CLAUDE_BODY, "messages": [
+        {"role": "user", "content": ""}, {"role": "assistant", "content": "x"},
+        {"role": "user", "content": "hi"}]}, "messages[0].content"),
+    (GEMINI, {"contents": [{"role": "user", "parts": []}]}, "contents[0].parts"),
+    ("/v1/models/gemini-2.5-pro:streamGenerateContent?alt=sse",
+     {"contents": [{"role": "user", "parts": [{"text": "hi"}]},
+                   {"role": "model", "parts": []}]}, "contents[1].parts"),
+])
+async def test_an_empty_user_turn_is_refused(proxy, path, body, field):
+    """An empty list of parts (or Anthropic's empty string) is what the
+    official APIs refuse; it used to run a turn on "(nothing)"."""
+    answer = await post(proxy, path, body)
+    error = answer.json()["error"]
+    assert answer.status == 400 and field in error["message"]
+    nothing_spent(proxy)
+
+
+async def test_an_empty_final_assistant_message_is_still_a_prefill(proxy):
+    body = {**CLAUDE_BODY, "messages": [*USER, {"role": "assistant", "content": ""}]}
+    assert (await post(proxy, MESSAGES, body)).status == 200
+    chat = {**OPENAI_BODY, "messages": [*USER, {"role": "assistant", "content": []}]}
+    assert (await post(proxy, CHAT, chat)).status == 200

@@ -135,6 +135,10 @@ def _message(item: dict, i: int, ids: _CallIds) -> Message:
     content = item.get("content")
     if content is None and role == "user":
         raise InvalidRequest(f"'messages[{i}].content' is required", param=f"messages[{i}].content")
+    if role == "user" and content in ("", []):
+        # Anthropic's own rule: only a final assistant message may be empty.
+        raise InvalidRequest(f"'messages[{i}].content' must not be empty: only the final "
+                             "assistant message may be", param=f"messages[{i}].content")
     if content is not None and not isinstance(content, (str, list, dict)):
         raise InvalidRequest(f"messages[{i}].content must be a string or a list of blocks",
                              param="messages")

@@ -209,6 +209,9 @@ def parse_message(item: dict, i: int, where: str) -> list[Message]:
     if content is None:
         raise InvalidRequest(f"'{where}.content' is required for a user message",
                              param=f"{where}.content")
+    if content == []:
+        raise InvalidRequest(f"'{where}.content' must not be an empty list",
+                             param=f"{where}.content")
     return [Message(role, user_parts(content, f"{where}.content"))]
 
 

@@ -137,6 +137,9 @@ def _content(content: dict, index: int, ids: CallIds) -> list[Message]:
         parts = [parts]
     if not isinstance(parts, list):
         raise InvalidRequest(f"contents[{index}].parts must be a list", param="contents")
+    if not parts:
+        raise InvalidRequest(f"'contents[{index}].parts' must not be empty",
+                             param=f"contents[{index}].parts")
     body: list[Part] = []
     results: list[Message] = []
     for number, raw in enumerate(parts):
