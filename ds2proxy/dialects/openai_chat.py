@@ -8,10 +8,10 @@ for tool calls on the output side.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 import orjson
 
@@ -38,7 +38,6 @@ from .sampling import openai_chat_sampling
 from .tool_specs import parse_response_format, parse_tools
 from .validate import boolean, objects
 
-_DATA_URL = re.compile(r"^data:([^;,]+)?(;base64)?,(.*)$", re.DOTALL)
 
 
 # --------------------------------------------------------------------------
@@ -78,13 +77,25 @@ def content_text(value: Any) -> str:
 def attachment_from_url(url: str, kind: str = "image", name: str | None = None,
                         where: str = "url") -> AttachmentPart:
     """A data: URL is decoded (never put in the prompt); other URLs are kept
-    as-is. Base64 that does not decode is a 400 naming ``where``."""
-    match = _DATA_URL.match(url)
-    if not match:
+    as-is. Base64 that does not decode, or a data URL without its comma, is a
+    400 naming ``where``.
+
+    RFC 2397: ``data:[<type>[;<param>=<value>]…][;base64],<data>``; a media
+    type may carry parameters (``text/plain;charset=utf-8``, a browser's
+    ``;name=photo.png``) and data without ``;base64`` is percent-encoded."""
+    if url[:5].lower() != "data:":
         return AttachmentPart(kind=kind, url=url, name=name)  # type: ignore[arg-type]
-    mime, is_b64, payload = match.groups()
-    data = inline_bytes(payload, where) if is_b64 else payload.encode()
-    return AttachmentPart(kind=kind, mime_type=mime, data=data, name=name)  # type: ignore
+    header, comma, payload = url[5:].partition(",")
+    if not comma:
+        raise InvalidRequest(f"'{where}' is not a valid data URL (no ',' before the data)",
+                             param=where)
+    params = [param.strip() for param in header.split(";")]
+    is_b64 = len(params) > 1 and params[-1].lower() == "base64"
+    data = inline_bytes(payload, where) if is_b64 else unquote_to_bytes(payload)
+    named = {key.lower(): value for key, _, value in (param.partition("=") for param in params)}
+    name = name or named.get("name") or named.get("filename") or None
+    return AttachmentPart(kind=kind, mime_type=params[0] or None, data=data,  # type: ignore
+                          name=name)
 
 
 def user_parts(content: Any, where: str = "content") -> list[Part]:
