@@ -29,7 +29,9 @@ def register(api: PluginAPI) -> None:
     responses = ResponsesRoutes(api)
     routes = (
         ("GET", "/models", models.list),
-        ("GET", "/models/{model_id}", models.get),
+        # Any character (the Claude and Gemini plugins spell it the same): a
+        # provider's model id may hold a slash, which a raw client sends as is.
+        ("GET", r"/models/{model_id:[\s\S]+}", models.get),
         ("POST", "/chat/completions", chat.completions),
         ("POST", "/responses", responses.create),
         ("GET", "/responses/{response_id}", responses.get),
