@@ -347,6 +347,31 @@ async def test_previous_response_id_continues_the_conversation(proxy, api):
     assert err.value.code == "previous_response_not_found"
 
 
+async def test_input_items_list_what_a_stored_response_answered(proxy_factory):
+    """The SDK's responses.input_items.list() got a 404 'no route': the items
+    are listed in the API's item shapes, newest first, paged by cursor, and
+    only to the response's creator."""
+    proxy = await proxy_factory({"keys": ["test-key", OTHER_KEY]})
+    proxy.fake.enqueue(Scripted(answer="Paris."), Scripted(answer="2.1 million"))
+    async with openai_client(proxy) as api, openai_client(proxy, key=OTHER_KEY) as other:
+        first = await api.responses.create(model="deepseek-chat", input="Capital?")
+        second = await api.responses.create(
+            model="deepseek-chat", previous_response_id=first.id,
+            input=[{"role": "user", "content": [{"type": "input_text", "text": "People?"}]}])
+        items = [item async for item in api.responses.input_items.list(second.id, limit=1)]
+        assert [(i.type, i.role) for i in items] == [
+            ("message", "user"), ("message", "assistant"), ("message", "user")]
+        assert [i.content[0].text for i in items] == ["People?", "Paris.", "Capital?"]
+        assert items[1].id == first.output[0].id and len({i.id for i in items}) == 3
+        oldest = await api.responses.input_items.list(second.id, order="asc", limit=2)
+        assert [i.id for i in oldest.data] == [items[2].id, items[1].id] and oldest.has_more
+        with pytest.raises(openai.BadRequestError) as bad:
+            await api.responses.input_items.list(second.id, limit=101)
+        assert bad.value.param == "limit"
+        with pytest.raises(openai.NotFoundError):
+            await other.responses.input_items.list(second.id)
+
+
 class Clock:
     def __init__(self) -> None:
         self.now = 0.0

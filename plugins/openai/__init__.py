@@ -36,6 +36,7 @@ def register(api: PluginAPI) -> None:
         ("POST", "/responses", responses.create),
         ("GET", "/responses/{response_id}", responses.get),
         ("DELETE", "/responses/{response_id}", responses.delete),
+        ("GET", "/responses/{response_id}/input_items", responses.input_items),
         ("POST", "/embeddings", EmbeddingRoutes(api).create),
     )
     api.claim_paths("/v1", errors=api.errors.openai)

@@ -1,4 +1,5 @@
-"""``POST /v1/responses``, ``GET`` and ``DELETE /v1/responses/{id}``.
+"""``POST /v1/responses``, ``GET`` and ``DELETE /v1/responses/{id}``, and
+``GET /v1/responses/{id}/input_items``.
 
 A stream opens with ``response.created`` only once the turn has produced its
 first event, so a turn that fails before any output still answers with a
@@ -28,6 +29,7 @@ from ds2proxy.plugin_api import (
 
 from .responses_builder import ResponseBuilder, ResponseHeader
 from .responses_input import conversation_items
+from .responses_input_items import listed_items, page
 from .responses_items import Event, new_id
 from .responses_request import ResponsesRequest, parse_responses_request
 from .responses_store import ResponseStore
@@ -68,6 +70,15 @@ class ResponsesRoutes:
         if entry is None:
             raise NotFound(f"Response with id '{response_id}' not found.", param="response_id")
         return json_response(entry.response)
+
+    async def input_items(self, request: web.Request) -> web.Response:
+        """The items the stored response was generated from, a cursor page."""
+        caller = self.api.authenticate(request)
+        response_id = request.match_info["response_id"]
+        entry = await self.store.fetch(caller.identity, response_id)
+        if entry is None:
+            raise NotFound(f"Response with id '{response_id}' not found.", param="response_id")
+        return json_response(page(listed_items(response_id, entry.input_items), request.query))
 
     async def delete(self, request: web.Request) -> web.Response:
         caller = self.api.authenticate(request)
