@@ -474,3 +474,46 @@ async def test_parallel_results_in_any_order_name_the_tools_they_answer(proxy):
     prompt = proxy.fake.calls_to("chat/completion")[-1].body["prompt"]
     assert ("[tool_result name=weather id=call_b]\nrain\n\n"
             "[tool_result name=lookup id=call_a]\n42") in prompt
+
+
+FUNCTIONS = [{"name": "lookup", "description": "Look a word up",
+              "parameters": {"type": "object", "properties": {"q": {"type": "string"}}}}]
+TWO_CALLS = dsml(("lookup", {"q": "a"}), ("lookup", {"q": "b"}))
+
+
+async def test_legacy_functions_are_offered_and_answered_as_function_call(proxy):
+    """The deprecated functions / function_call pair was ignored: the model was
+    never offered the function, and a call came back as tool_calls the
+    client does not read. Now one call comes back as message.function_call."""
+    proxy.fake.enqueue(Scripted(answer=TWO_CALLS, chunk_size=7))
+    client = openai_client(proxy)
+    answer = await client.chat.completions.create(
+        model="deepseek-chat", messages=USER, functions=FUNCTIONS, function_call="auto")
+    choice = answer.choices[0]
+    assert choice.finish_reason == "function_call" and choice.message.tool_calls is None
+    assert (choice.message.function_call.name, choice.message.function_call.arguments) == (
+        "lookup", '{"q":"a"}')
+    assert "Tool: lookup" in proxy.fake.calls_to("chat/completion")[-1].body["prompt"]
+    proxy.fake.enqueue(Scripted(answer=TWO_CALLS, chunk_size=7))
+    chunks = [chunk async for chunk in await client.chat.completions.create(
+        model="deepseek-chat", messages=USER, functions=FUNCTIONS,
+        function_call={"name": "lookup"}, stream=True)]
+    deltas = [c.choices[0].delta for c in chunks]
+    assert all(d.tool_calls is None for d in deltas)
+    called = [d.function_call for d in deltas if d.function_call]
+    assert called[0].name == "lookup" and "".join(c.arguments for c in called) == '{"q":"a"}'
+    assert chunks[-1].choices[0].finish_reason == "function_call"
+
+
+@pytest.mark.parametrize("fields, param", [
+    ({"functions": "lookup"}, "functions"),
+    ({"functions": [{"parameters": {"type": "object"}}]}, "functions[0].name"),
+    ({"functions": FUNCTIONS, "function_call": {"name": "other"}}, "function_call.name"),
+    ({"functions": FUNCTIONS, "function_call": 5}, "function_call"),
+])
+async def test_malformed_legacy_functions_are_400s_naming_them(proxy, fields, param):
+    with pytest.raises(openai.BadRequestError) as info:
+        await openai_client(proxy).chat.completions.create(
+            model="deepseek-chat", messages=USER, **fields)
+    assert info.value.param == param
+    assert proxy.fake.calls == []

@@ -106,7 +106,7 @@ class ChatStreamRenderer:
             out.append(self._delta({"content": ""}))
         if self._pending is not None and not (isinstance(event, ToolCallArgs)
                                               and event.index == self._pending.index):
-            out.append(self._call_frame(self._pending, ""))
+            out += self._call_frame(self._pending, "")
             self._pending = None
         if isinstance(event, ReasoningDelta):
             out += self._reasoning(event.text)
@@ -118,8 +118,11 @@ class ChatStreamRenderer:
             self._pending = event
         elif isinstance(event, ToolCallArgs):
             if self._pending is not None:
-                out.append(self._call_frame(self._pending, event.arguments))
+                out += self._call_frame(self._pending, event.arguments)
                 self._pending = None
+            elif self.style.legacy_functions:
+                if event.index == 0:  # the one call a functions request gets
+                    out.append(self._delta({"function_call": {"arguments": event.arguments}}))
             else:
                 out.append(self._delta({"tool_calls": [
                     {"index": event.index, "function": {"arguments": event.arguments}}]}))
@@ -164,11 +167,14 @@ class ChatStreamRenderer:
     def end(self) -> list[Any]:
         return ["[DONE]"]
 
-    def _call_frame(self, start: ToolCallStart, arguments: str) -> dict:
-        return self._delta({"tool_calls": [{"index": start.index, "id": start.id,
+    def _call_frame(self, start: ToolCallStart, arguments: str) -> list[dict]:
+        if self.style.legacy_functions:
+            return [] if start.index else [self._delta({"function_call": {
+                "name": start.name, "arguments": arguments}})]
+        return [self._delta({"tool_calls": [{"index": start.index, "id": start.id,
                                             "type": "function",
                                             "function": {"name": start.name,
-                                                         "arguments": arguments}}]})
+                                                         "arguments": arguments}}]})]
 
     def _reasoning(self, text: str) -> list[dict]:
         if not self.style.reasoning_inline:

@@ -32,6 +32,7 @@ from ..canonical import (
 )
 from ..errors import InvalidRequest
 from .content import inline_bytes
+from .legacy_functions import as_tools, uses_functions
 from .thinking import thinking_override
 from .tool_choice import parse_openai_tool_choice
 from .sampling import openai_chat_sampling
@@ -280,8 +281,11 @@ def _plain_text(content: Any, where: str) -> str:
 def parse_chat_request(body: dict, model: ResolvedModel) -> ChatRequest:
     """OpenAI chat body → canonical request (model already resolved)."""
     sampling = openai_chat_sampling(body)
-    tools = parse_tools(body.get("tools"))
-    choice = parse_openai_tool_choice(body.get("tool_choice"), tools)
+    legacy = uses_functions(body)
+    tools_value, choice_value = as_tools(body) if legacy else (
+        body.get("tools"), body.get("tool_choice"))
+    tools = parse_tools(tools_value)
+    choice = parse_openai_tool_choice(choice_value, tools)
     stream_options = body.get("stream_options") or {}
     include_usage = boolean(stream_options.get("include_usage"),
                             "stream_options.include_usage")
@@ -291,7 +295,7 @@ def parse_chat_request(body: dict, model: ResolvedModel) -> ChatRequest:
         stream=body.get("stream") is True,
         tools=tools,
         tool_choice=choice,
-        parallel_tool_calls=body.get("parallel_tool_calls") is not False,
+        parallel_tool_calls=body.get("parallel_tool_calls") is not False and not legacy,
         thinking=thinking_override(body),
         include_usage=bool(include_usage),
         max_tokens=_first(body.get("max_completion_tokens"), body.get("max_tokens")),
@@ -339,6 +343,7 @@ class ChatStyle:
     whole_id: Callable[[str], str] | None = None    # turn id → the non-stream object's id
     chunk_id: Callable[[str], str] | None = None    # turn id → the stream chunks' id
     usage_shape: Callable[[Usage], dict] | None = None  # the surface's usage object
+    legacy_functions: bool = False        # one call, as message.function_call
 
     def usage(self, usage: Usage) -> dict:
         return (self.usage_shape or usage_body)(usage)
@@ -365,7 +370,10 @@ def chat_completion(result: TurnResult, chat: ChatRequest, created: int,
         message["content"] = None if result.calls else result.text
         if result.reasoning:
             message["reasoning_content"] = result.reasoning
-    if result.calls:
+    if result.calls and style.legacy_functions:
+        first = result.calls[0]
+        message["function_call"] = {"name": first.name, "arguments": first.arguments}
+    elif result.calls:
         message["tool_calls"] = [
             {"id": c.id, "type": "function", "function": {"name": c.name,
                                                           "arguments": c.arguments}}
