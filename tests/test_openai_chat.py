@@ -517,3 +517,41 @@ async def test_malformed_legacy_functions_are_400s_naming_them(proxy, fields, pa
             model="deepseek-chat", messages=USER, **fields)
     assert info.value.param == param
     assert proxy.fake.calls == []
+
+
+CUSTOM = [{"type": "custom", "custom": {"name": "apply_patch", "description": "Apply a patch"}}]
+
+
+async def test_custom_tools_nested_as_chat_nests_them_are_offered_and_called(proxy):
+    """Chat Completions nests a custom tool under "custom": it was skipped
+    unseen, and a history holding its call was a 400."""
+    patch = "*** Begin Patch\n*** End Patch"
+    proxy.fake.enqueue(Scripted(answer=dsml(("apply_patch", {"input": patch})), chunk_size=7),
+                       Scripted(answer=dsml(("apply_patch", {"input": patch})), chunk_size=7),
+                       Scripted(answer="applied"))
+    client = openai_client(proxy)
+    answer = await client.chat.completions.create(model="deepseek-chat", messages=USER,
+                                                  tools=CUSTOM)
+    [call] = answer.choices[0].message.tool_calls
+    assert (call.type, call.custom.name, call.custom.input) == ("custom", "apply_patch", patch)
+    assert "Tool: apply_patch" in proxy.fake.calls_to("chat/completion")[-1].body["prompt"]
+    chunks = [c async for c in await client.chat.completions.create(
+        model="deepseek-chat", messages=USER, tools=CUSTOM, stream=True) if c.choices]
+    streamed = [t for c in chunks for t in c.choices[0].delta.tool_calls or []]
+    assert streamed[0].type == "custom" and streamed[0].custom["name"] == "apply_patch"
+    assert "".join(t.custom["input"] for t in streamed) == patch
+    assert chunks[-1].choices[0].finish_reason == "tool_calls"
+    history = [*USER, {"role": "assistant", "content": None, "tool_calls": [
+        {"id": call.id, "type": "custom", "custom": {"name": "apply_patch", "input": patch}}]},
+        {"role": "tool", "tool_call_id": call.id, "content": "done"}]
+    again = await client.chat.completions.create(model="deepseek-chat", messages=history,
+                                                 tools=CUSTOM)
+    assert again.choices[0].message.content == "applied"
+    assert "*** Begin Patch" in proxy.fake.calls_to("chat/completion")[-1].body["prompt"]
+
+
+async def test_a_custom_tool_without_a_name_is_a_400(proxy):
+    with pytest.raises(openai.BadRequestError) as info:
+        await openai_client(proxy).chat.completions.create(
+            model="deepseek-chat", messages=USER, tools=[{"type": "custom", "custom": {}}])
+    assert info.value.param == "tools[0].custom.name" and proxy.fake.calls == []

@@ -11,12 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import unquote_to_bytes
 
 import orjson
 
 from ..canonical import (
-    AttachmentPart,
     ChatRequest,
     Citation,
     Message,
@@ -31,7 +29,7 @@ from ..canonical import (
     Usage,
 )
 from ..errors import InvalidRequest
-from .content import inline_bytes
+from .chat_attachments import file_part, image_part, result_media
 from .legacy_functions import as_tools, uses_functions
 from .thinking import thinking_override
 from .tool_choice import parse_openai_tool_choice
@@ -75,30 +73,6 @@ def content_text(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-def attachment_from_url(url: str, kind: str = "image", name: str | None = None,
-                        where: str = "url") -> AttachmentPart:
-    """A data: URL is decoded (never put in the prompt); other URLs are kept
-    as-is. Base64 that does not decode, or a data URL without its comma, is a
-    400 naming ``where``.
-
-    RFC 2397: ``data:[<type>[;<param>=<value>]…][;base64],<data>``; a media
-    type may carry parameters (``text/plain;charset=utf-8``, a browser's
-    ``;name=photo.png``) and data without ``;base64`` is percent-encoded."""
-    if url[:5].lower() != "data:":
-        return AttachmentPart(kind=kind, url=url, name=name)  # type: ignore[arg-type]
-    header, comma, payload = url[5:].partition(",")
-    if not comma:
-        raise InvalidRequest(f"'{where}' is not a valid data URL (no ',' before the data)",
-                             param=where)
-    params = [param.strip() for param in header.split(";")]
-    is_b64 = len(params) > 1 and params[-1].lower() == "base64"
-    data = inline_bytes(payload, where) if is_b64 else unquote_to_bytes(payload)
-    named = {key.lower(): value for key, _, value in (param.partition("=") for param in params)}
-    name = name or named.get("name") or named.get("filename") or None
-    return AttachmentPart(kind=kind, mime_type=params[0] or None, data=data,  # type: ignore
-                          name=name)
-
-
 def user_parts(content: Any, where: str = "content") -> list[Part]:
     """User/system content: a string or a list of typed parts. ``where`` names
     the content in errors (``messages[2].content``): a part that is not an
@@ -123,9 +97,9 @@ def user_parts(content: Any, where: str = "content") -> list[Part]:
         if kind in ("text", "input_text", "output_text") or (kind is None and "text" in item):
             parts.append(TextPart(_part_text(item, f"{where}[{index}]")))
         elif kind in ("image_url", "input_image"):
-            parts.append(_image_part(item, f"{where}[{index}]"))
+            parts.append(image_part(item, f"{where}[{index}]"))
         elif kind in ("file", "input_file"):
-            parts.append(_file_part(item, f"{where}[{index}]"))
+            parts.append(file_part(item, f"{where}[{index}]"))
         elif kind in ("reasoning", "thinking"):
             text = item.get("text") or item.get("thinking") or ""
             if isinstance(text, str) and text:
@@ -145,44 +119,21 @@ def _part_text(item: dict, where: str) -> str:
     return text
 
 
-def _image_part(item: dict, where: str) -> AttachmentPart:
-    """An image part: a file id, or a URL (``image_url`` as a string or an
-    object with ``url``); one with neither is a 400."""
-    if isinstance(item.get("file_id"), str):
-        return AttachmentPart(kind="image", file_id=item["file_id"])
-    url = item.get("image_url")
-    url = url.get("url") if isinstance(url, dict) else url
-    if not isinstance(url, str) or not url:
-        raise InvalidRequest(f"'{where}.image_url' must be a URL or an object with 'url'",
-                             param=f"{where}.image_url")
-    return attachment_from_url(url, where=f"{where}.image_url")
-
-
-def _file_part(item: dict, where: str) -> AttachmentPart:
-    file = item.get("file") if isinstance(item.get("file"), dict) else item
-    name = file.get("filename") or file.get("name")
-    if isinstance(file.get("file_id"), str):
-        return AttachmentPart(kind="file", file_id=file["file_id"], name=name)
-    data = file.get("file_data")
-    if isinstance(data, str):
-        field = f"{where}.file.file_data" if file is not item else f"{where}.file_data"
-        if data.startswith("data:"):
-            return attachment_from_url(data, "file", name, field)
-        return AttachmentPart(kind="file", data=inline_bytes(data, field), name=name)
-    return AttachmentPart(kind="file", name=name, url=file.get("file_url"))
-
-
 def tool_call_from(item: dict, fallback_id: str) -> ToolCall | None:
-    """An OpenAI ``tool_calls`` entry (or legacy ``function_call``)."""
-    fn = item.get("function") if isinstance(item.get("function"), dict) else item
+    """An OpenAI ``tool_calls`` entry (or legacy ``function_call``); a custom
+    tool's call (``{"type": "custom", "custom": {name, input}}``) keeps its
+    free-form input as the text it is."""
+    kind = "custom" if item.get("type") == "custom" else "function"
+    inner = item.get("custom") if kind == "custom" else item.get("function")
+    fn = inner if isinstance(inner, dict) else item
     name = fn.get("name") or item.get("name")
     if not isinstance(name, str) or not name.strip():
         return None
     raw = fn.get("arguments", fn.get("input", item.get("arguments", item.get("input"))))
     call_id = item.get("id") or item.get("call_id") or fallback_id
-    kind = "custom" if item.get("type") == "custom" else "function"
-    return ToolCall(id=str(call_id), name=name.strip(), arguments=decode_arguments(raw),
-                    kind=kind)
+    arguments = (raw if isinstance(raw, str) else content_text(raw)) if kind == "custom" \
+        else decode_arguments(raw)
+    return ToolCall(id=str(call_id), name=name.strip(), arguments=arguments, kind=kind)
 
 
 # --------------------------------------------------------------------------
@@ -214,7 +165,7 @@ def parse_message(item: dict, i: int, where: str) -> list[Message]:
         call_id = item.get("tool_call_id") or item.get("name") or f"call_{i}"
         result = ToolResult(call_id=str(call_id), content=_plain_text(content, f"{where}.content"),
                             name=item.get("name"),
-                            attachments=_result_media(content, f"{where}.content"))
+                            attachments=result_media(content, f"{where}.content"))
         return [Message("tool", [result])]
     if role == "assistant":
         return [_assistant(item, i, where)]
@@ -249,21 +200,6 @@ def _assistant(item: dict, i: int, where: str) -> Message:
     if isinstance(legacy, dict) and (tc := tool_call_from(legacy, fallback)):
         parts.append(tc)
     return Message("assistant", parts)
-
-
-def _result_media(content: Any, where: str) -> tuple[AttachmentPart, ...]:
-    """The images and files a tool returned among its content parts (a
-    screenshot): attached like a user's, not dropped with the non-text parts."""
-    if not isinstance(content, list):
-        return ()
-    media: list[AttachmentPart] = []
-    for index, item in enumerate(content):
-        kind = item.get("type") if isinstance(item, dict) else None
-        if kind in ("image_url", "input_image"):
-            media.append(_image_part(item, f"{where}[{index}]"))
-        elif kind in ("file", "input_file"):
-            media.append(_file_part(item, f"{where}[{index}]"))
-    return tuple(media)
 
 
 def _plain_text(content: Any, where: str) -> str:
@@ -354,6 +290,15 @@ def finish_name(style: ChatStyle, reason: str, stop_sequence: str | None = None)
     return "stop" if stop_sequence else style.finish_names.get(reason, reason)
 
 
+def call_entry(call_id: str, name: str, arguments: str, kind: str) -> dict[str, Any]:
+    """One ``tool_calls`` entry: a function's JSON arguments, or a custom
+    tool's free-form ``input`` under ``custom``, as Chat Completions has them."""
+    if kind == "custom":
+        return {"id": call_id, "type": "custom", "custom": {"name": name, "input": arguments}}
+    return {"id": call_id, "type": "function",
+            "function": {"name": name, "arguments": arguments}}
+
+
 def _inline_text(result: TurnResult) -> str:
     return f"<think>\n{result.reasoning}\n</think>\n\n{result.text}" if result.reasoning \
         else result.text
@@ -374,10 +319,8 @@ def chat_completion(result: TurnResult, chat: ChatRequest, created: int,
         first = result.calls[0]
         message["function_call"] = {"name": first.name, "arguments": first.arguments}
     elif result.calls:
-        message["tool_calls"] = [
-            {"id": c.id, "type": "function", "function": {"name": c.name,
-                                                          "arguments": c.arguments}}
-            for c in result.calls]
+        message["tool_calls"] = [call_entry(c.id, c.name, c.arguments, c.kind)
+                                 for c in result.calls]
     if result.citations:
         message["annotations"] = _annotations(result.citations)
     return {
