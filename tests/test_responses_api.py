@@ -372,6 +372,26 @@ async def test_input_items_list_what_a_stored_response_answered(proxy_factory):
             await other.responses.input_items.list(second.id)
 
 
+async def test_input_tokens_counts_what_create_would_send(proxy, api):
+    """The SDK's responses.input_tokens.count() got a 405: the count is the
+    prompt create would send, history and instructions included, and costs
+    no upstream call."""
+    proxy.fake.enqueue(Scripted(answer="Paris."))
+    first = await api.responses.create(model="deepseek-chat", input="Capital?",
+                                       instructions="Be brief.")
+    counted = await api.responses.input_tokens.count(
+        model="deepseek-chat", input="Capital?", instructions="Be brief.")
+    assert counted.object == "response.input_tokens"
+    assert counted.input_tokens == first.usage.input_tokens
+    before = len(proxy.fake.calls)
+    longer = await api.responses.input_tokens.count(input="People?",
+                                                    previous_response_id=first.id)
+    assert longer.input_tokens > counted.input_tokens and len(proxy.fake.calls) == before
+    with pytest.raises(openai.BadRequestError) as bad:
+        await api.responses.input_tokens.count(model="deepseek-chat", input=[])
+    assert bad.value.param == "input"
+
+
 class Clock:
     def __init__(self) -> None:
         self.now = 0.0

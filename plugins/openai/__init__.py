@@ -34,6 +34,7 @@ def register(api: PluginAPI) -> None:
         ("GET", r"/models/{model_id:[\s\S]+}", models.get),
         ("POST", "/chat/completions", chat.completions),
         ("POST", "/responses", responses.create),
+        ("POST", "/responses/input_tokens", responses.input_tokens),
         ("GET", "/responses/{response_id}", responses.get),
         ("DELETE", "/responses/{response_id}", responses.delete),
         ("GET", "/responses/{response_id}/input_items", responses.input_items),

@@ -1,5 +1,5 @@
-"""``POST /v1/responses``, ``GET`` and ``DELETE /v1/responses/{id}``, and
-``GET /v1/responses/{id}/input_items``.
+"""``POST /v1/responses``, ``GET`` and ``DELETE /v1/responses/{id}``,
+``GET /v1/responses/{id}/input_items`` and ``POST /v1/responses/input_tokens``.
 
 A stream opens with ``response.created`` only once the turn has produced its
 first event, so a turn that fails before any output still answers with a
@@ -62,6 +62,19 @@ class ResponsesRoutes:
         response = builder.replay(result)
         await self._keep(caller.identity, parsed, response)
         return json_response(response)
+
+    async def input_tokens(self, request: web.Request) -> web.Response:
+        """``POST /v1/responses/input_tokens``: the prompt tokens the request
+        would cost, read as ``create`` reads it (``model`` may be left out)."""
+        caller = self.api.authenticate(request)
+        body = await self.api.read_json(request)
+        responses_sampling(body)
+        model = self.api.resolve_model(body.get("model") or self.api.default_model,
+                                       family="openai")
+        items = [*await self._history(caller.identity, body), *conversation_items(body)]
+        parsed = parse_responses_request(body, model, items)
+        return json_response({"object": "response.input_tokens",
+                              "input_tokens": await self.api.prompt_tokens(parsed.chat)})
 
     async def get(self, request: web.Request) -> web.Response:
         caller = self.api.authenticate(request)
