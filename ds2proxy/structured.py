@@ -7,14 +7,17 @@ that fails, and gives a clear error if the second answer fails too.
 
 The schema check covers the JSON Schema keywords structured-output clients
 use (type, properties, required, additionalProperties, items, enum, const,
-anyOf/oneOf/allOf, nullable, numeric and length bounds, and local ``$ref``
-into ``$defs`` / ``definitions``, which is how Pydantic and zod describe every
-nested model), with OpenAPI-style upper-case type names (Gemini's
-``"OBJECT"``, ``"STRING"`` …) accepted.
+anyOf/oneOf/allOf, nullable, numeric bounds (exclusive ones and multipleOf
+too), length and property-count bounds, tuples (prefixItems), uniqueItems,
+and local ``$ref`` into ``$defs`` / ``definitions``, which is how Pydantic
+and zod describe every nested model), with OpenAPI-style upper-case type
+names (Gemini's ``"OBJECT"``, ``"STRING"`` …) accepted. ``pattern`` is not
+checked: a client's regular expression run on the event loop could stall it.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from typing import Any
@@ -257,10 +260,17 @@ def _check_array(value: Any, schema: dict, path: str, sub: Sub) -> list[str]:
     if not isinstance(value, list):
         return []
     problems: list[str] = []
+    prefix = _list(schema, "prefixItems")  # a tuple: one schema per position
+    for i, (item, item_schema) in enumerate(zip(value, prefix)):
+        problems += sub(item, item_schema, f"{path}[{i}]")
     items = schema.get("items")
     if isinstance(items, dict):
-        for i, item in enumerate(value):
+        for i, item in enumerate(value[len(prefix):], len(prefix)):
             problems += sub(item, items, f"{path}[{i}]")
+    elif items is False and len(value) > len(prefix):
+        problems.append(f"{path} allows at most {len(prefix)} items")
+    if schema.get("uniqueItems") is True and _has_duplicates(value):
+        problems.append(f"{path} should hold unique items")
     low, high = _bound(schema, "minItems"), _bound(schema, "maxItems")
     if low is not None and len(value) < low:
         problems.append(f"{path} needs at least {low} items")
@@ -277,6 +287,20 @@ def _check_bounds(value: Any, schema: dict, path: str, sub: Sub) -> list[str]:
             problems.append(f"{path} should be >= {low}")
         if high is not None and value > high:
             problems.append(f"{path} should be <= {high}")
+        low, high = _bound(schema, "exclusiveMinimum"), _bound(schema, "exclusiveMaximum")
+        if low is not None and value <= low:
+            problems.append(f"{path} should be > {low}")
+        if high is not None and value >= high:
+            problems.append(f"{path} should be < {high}")
+        step = _bound(schema, "multipleOf")
+        if step is not None and step > 0 and not _multiple(value, step):
+            problems.append(f"{path} should be a multiple of {step}")
+    if isinstance(value, dict):
+        low, high = _bound(schema, "minProperties"), _bound(schema, "maxProperties")
+        if low is not None and len(value) < low:
+            problems.append(f"{path} needs at least {low} properties")
+        if high is not None and len(value) > high:
+            problems.append(f"{path} allows at most {high} properties")
     if isinstance(value, str):
         low, high = _bound(schema, "minLength"), _bound(schema, "maxLength")
         if low is not None and len(value) < low:
@@ -284,3 +308,16 @@ def _check_bounds(value: Any, schema: dict, path: str, sub: Sub) -> list[str]:
         if high is not None and len(value) > high:
             problems.append(f"{path} should have at most {high} characters")
     return problems
+
+
+def _multiple(value: int | float, step: int | float) -> bool:
+    """Within float rounding; a quotient too large to tell passes."""
+    quotient = value / step
+    return not math.isfinite(quotient) or abs(quotient - round(quotient)) < 1e-9
+
+
+def _has_duplicates(values: list[Any]) -> bool:
+    """Equal JSON values twice (``1`` and ``true`` differ, as in JSON Schema)."""
+    seen = {orjson.dumps(v, option=orjson.OPT_SORT_KEYS) if not isinstance(v, bool | int | float)
+            else (type(v) is bool, v) for v in values}
+    return len(seen) < len(values)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pydantic
 import pytest
 
 from ds2proxy.canonical import ResponseFormat
@@ -121,6 +122,40 @@ def test_a_recursive_schema_checks_every_level():
     assert validate({"v": 1, "kids": [{"v": 2, "kids": [{"v": 3}]}]}, tree) == []
     assert validate({"v": 1, "kids": [{"v": 2, "kids": [{"v": "3"}]}]}, tree) == [
         "$.kids[0].kids[0].v should be integer"]
+
+
+class Bounded(pydantic.BaseModel):
+    """Constraints Pydantic validates in parse() and writes into the schema."""
+
+    count: int = pydantic.Field(gt=0, multiple_of=5)
+    pair: tuple[int, str]
+    tags: set[str]
+    extra: dict[str, int] = pydantic.Field(min_length=1)
+
+
+@pytest.mark.parametrize("value, problem", [
+    ({"count": 10, "pair": [1, "a"], "tags": ["x"], "extra": {"k": 1}}, None),
+    ({"count": 0, "pair": [1, "a"], "tags": ["x"], "extra": {"k": 1}}, "$.count should be > 0"),
+    ({"count": 7, "pair": [1, "a"], "tags": ["x"], "extra": {"k": 1}}, "multiple of 5"),
+    ({"count": 5, "pair": ["a", 1], "tags": ["x"], "extra": {"k": 1}}, "$.pair[0] should be"),
+    ({"count": 5, "pair": [1, "a", 2], "tags": ["x"], "extra": {"k": 1}}, "at most 2 items"),
+    ({"count": 5, "pair": [1, "a"], "tags": ["x", "x"], "extra": {"k": 1}}, "unique items"),
+    ({"count": 5, "pair": [1, "a"], "tags": ["x"], "extra": {}}, "at least 1 properties"),
+])
+def test_constraints_pydantic_checks_are_checked_first(value, problem):
+    """Each of these passed the check and then failed the SDK's parse()."""
+    problems = validate(value, Bounded.model_json_schema())
+    assert (problems == []) if problem is None else any(problem in p for p in problems)
+    if problem != "unique items":  # a set quietly drops duplicates in Pydantic
+        assert pydantic_refuses(Bounded, value) is (problem is not None)
+
+
+def pydantic_refuses(model: type[pydantic.BaseModel], value: object) -> bool:
+    try:
+        model.model_validate(value)
+    except pydantic.ValidationError:
+        return True
+    return False
 
 
 def test_json_object_requires_an_object():
