@@ -555,3 +555,14 @@ async def test_a_custom_tool_without_a_name_is_a_400(proxy):
         await openai_client(proxy).chat.completions.create(
             model="deepseek-chat", messages=USER, tools=[{"type": "custom", "custom": {}}])
     assert info.value.param == "tools[0].custom.name" and proxy.fake.calls == []
+
+
+async def test_a_custom_tool_is_forced_by_chat_s_own_tool_choice_shape(proxy):
+    """{"type": "custom", "custom": {"name": …}} was a 400 'needs a tool name'."""
+    proxy.fake.enqueue(Scripted(answer=dsml(("apply_patch", {"input": "x"}))))
+    answer = await openai_client(proxy).chat.completions.create(
+        model="deepseek-chat", messages=USER, tools=CUSTOM,
+        tool_choice={"type": "custom", "custom": {"name": "apply_patch"}})
+    assert answer.choices[0].message.tool_calls[0].custom.name == "apply_patch"
+    assert "apply_patch" in proxy.fake.calls_to("chat/completion")[-1].body["prompt"]
+
