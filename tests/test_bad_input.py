@@ -339,6 +339,9 @@ async def test_a_user_turn_without_content_is_refused(proxy, path, body, field):
      "messages[0].content"),
     (MESSAGES, {**CLAUDE_BODY, "messages": [{"role": "user", "content": ""}]},
      "messages[0].content"),
+    (MESSAGES, {**CLAUDE_BODY, "messages": [{"role": "user", "content": [
+        {"type": "text", "text": ""}, {"type": "text", "text": "", "cache_control": {}}]}]},
+     "messages[0].content"),
     ("/api/v1/messages", {**CLAUDE_BODY, "messages": [
         {"role": "user", "content": ""}, {"role": "assistant", "content": "x"},
         {"role": "user", "content": "hi"}]}, "messages[0].content"),
