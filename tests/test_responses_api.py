@@ -392,6 +392,21 @@ async def test_input_tokens_counts_what_create_would_send(proxy, api):
     assert bad.value.param == "input"
 
 
+async def test_a_background_response_is_kept_for_polling_even_with_store_false(proxy, api):
+    """The API keeps a background response for its client to poll whatever
+    store says; store=false made every poll a 404."""
+    proxy.fake.enqueue(Scripted(answer="done in the background"), Scripted(answer="fg"))
+    started = await api.responses.create(model="deepseek-chat", input="hi", background=True,
+                                         store=False)
+    assert started.background is True and started.store is False
+    polled = await api.responses.retrieve(started.id)
+    assert polled.status == "completed" and polled.output_text == "done in the background"
+    foreground = await api.responses.create(model="deepseek-chat", input="hi", store=False)
+    assert foreground.background is False
+    with pytest.raises(openai.NotFoundError):
+        await api.responses.retrieve(foreground.id)
+
+
 class Clock:
     def __init__(self) -> None:
         self.now = 0.0

@@ -119,7 +119,9 @@ class ResponsesRoutes:
         return entry.history
 
     async def _keep(self, owner: str, parsed: ResponsesRequest, response: dict) -> None:
-        if parsed.store:
+        # A background response is kept even with store false, as the API keeps
+        # it for a while: its client polls GET /v1/responses/{id} for the result.
+        if parsed.store or parsed.background:
             await self.store.keep(owner, response, parsed.items)
 
 
@@ -184,6 +186,7 @@ def echo_fields(body: dict, parsed: ResponsesRequest) -> dict[str, Any]:
         "parallel_tool_calls": chat.parallel_tool_calls,
         "reasoning": {"effort": reasoning.get("effort"), "summary": reasoning.get("summary")},
         "store": parsed.store,
+        "background": parsed.background,
         "text": {**text, "format": text.get("format") or {"type": "text"}},
         "tool_choice": body.get("tool_choice") or "auto",
         "tools": body.get("tools") if isinstance(body.get("tools"), list) else [],
