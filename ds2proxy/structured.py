@@ -7,13 +7,19 @@ that fails, and gives a clear error if the second answer fails too.
 
 The schema check covers the JSON Schema keywords structured-output clients
 use (type, properties, required, additionalProperties, items, enum, const,
-anyOf/oneOf/allOf, nullable, numeric and length bounds), with OpenAPI-style
-upper-case type names (Gemini's ``"OBJECT"``, ``"STRING"`` …) accepted.
+anyOf/oneOf/allOf, nullable, numeric bounds (exclusive ones and multipleOf
+too), length and property-count bounds, tuples (prefixItems), uniqueItems,
+and local ``$ref`` into ``$defs`` / ``definitions``, which is how Pydantic
+and zod describe every nested model), with OpenAPI-style upper-case type
+names (Gemini's ``"OBJECT"``, ``"STRING"`` …) accepted. ``pattern`` is not
+checked: a client's regular expression run on the event loop could stall it.
 """
 
 from __future__ import annotations
 
+import math
 import re
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -21,6 +27,8 @@ import orjson
 from .canonical import ResponseFormat
 
 _FENCE = re.compile(r"```[\w-]*\s*\n?(.*?)```", re.DOTALL)
+# Validates a value against a subschema at a path (the walk's own recursion).
+Sub = Callable[[Any, Any, str], list[str]]
 _TYPES = {
     "object": dict, "array": list, "string": str, "boolean": bool, "null": type(None),
 }
@@ -125,10 +133,18 @@ def check(value: Any, fmt: ResponseFormat) -> None:
             raise JSONOutputError("the JSON does not match the schema: " + "; ".join(problems[:5]))
 
 
-def validate(value: Any, schema: Any, path: str = "$") -> list[str]:
+def validate(value: Any, schema: Any, path: str = "$", root: Any = None) -> list[str]:
     """Schema problems of ``value`` (empty when it conforms). The schema is
     the client's and unchecked: a keyword of the wrong type is ignored, as
-    it cannot say anything about the answer."""
+    it cannot say anything about the answer. ``root`` is the whole schema
+    that ``$ref`` pointers resolve in (``schema`` itself at the top)."""
+    return _validate(value, schema, path, schema if root is None else root, ())
+
+
+def _validate(value: Any, schema: Any, path: str, root: Any, refs: tuple[str, ...]
+              ) -> list[str]:
+    """``refs``: the pointers followed at this same ``path``; one seen again
+    (``{"$ref": "#"}`` at the root) says nothing more and ends the walk."""
     if not isinstance(schema, dict) or not schema:
         return []
     if value is None and schema.get("nullable") is True:
@@ -136,9 +152,34 @@ def validate(value: Any, schema: Any, path: str = "$") -> list[str]:
     problems = _check_type(value, schema, path)
     if problems:
         return problems
+    ref = schema.get("$ref")
+    if isinstance(ref, str) and ref not in refs:
+        problems += _validate(value, resolve_ref(root, ref), path, root, (*refs, ref))
+
+    def sub(item: Any, item_schema: Any, item_path: str) -> list[str]:
+        return _validate(item, item_schema, item_path, root,
+                         refs if item_path == path else ())
+
     for check_fn in (_check_enum, _check_combinators, _check_object, _check_array, _check_bounds):
-        problems += check_fn(value, schema, path)
+        problems += check_fn(value, schema, path, sub)
     return problems
+
+
+def resolve_ref(root: Any, ref: str) -> Any:
+    """The subschema a local JSON pointer (``#``, ``#/$defs/Step``) names; None
+    for a remote or dangling one (which then constrains nothing)."""
+    if not ref.startswith("#"):
+        return None
+    node = root
+    for token in ref[1:].split("/")[1:]:
+        key = token.replace("~1", "/").replace("~0", "~")
+        if isinstance(node, dict):
+            node = node.get(key)
+        elif isinstance(node, list) and key.isdigit() and int(key) < len(node):
+            node = node[int(key)]
+        else:
+            return None
+    return node
 
 
 def _list(schema: dict, key: str) -> list[Any]:
@@ -178,7 +219,7 @@ def _is_type(value: Any, kind: str) -> bool:
         kind != "boolean" and isinstance(value, bool))
 
 
-def _check_enum(value: Any, schema: dict, path: str) -> list[str]:
+def _check_enum(value: Any, schema: dict, path: str, sub: Sub) -> list[str]:
     options = schema.get("enum")
     if isinstance(options, list) and value not in options:
         return [f"{path} should be one of {options}"]
@@ -187,18 +228,18 @@ def _check_enum(value: Any, schema: dict, path: str) -> list[str]:
     return []
 
 
-def _check_combinators(value: Any, schema: dict, path: str) -> list[str]:
+def _check_combinators(value: Any, schema: dict, path: str, sub: Sub) -> list[str]:
     problems: list[str] = []
-    for sub in _list(schema, "allOf"):
-        problems += validate(value, sub, path)
+    for member in _list(schema, "allOf"):
+        problems += sub(value, member, path)
     for key in ("anyOf", "oneOf"):
         options = _list(schema, key)
-        if options and all(validate(value, sub, path) for sub in options):
+        if options and all(sub(value, option, path) for option in options):
             problems.append(f"{path} matches none of the {key} alternatives")
     return problems
 
 
-def _check_object(value: Any, schema: dict, path: str) -> list[str]:
+def _check_object(value: Any, schema: dict, path: str, sub: Sub) -> list[str]:
     if not isinstance(value, dict):
         return []
     props = _dict(schema, "properties")
@@ -207,22 +248,29 @@ def _check_object(value: Any, schema: dict, path: str) -> list[str]:
                 if isinstance(name, str) and name not in value]
     for name, item in value.items():
         if name in props:
-            problems += validate(item, props[name], f"{path}.{name}")
+            problems += sub(item, props[name], f"{path}.{name}")
         elif extra is False:
             problems.append(f"{path}.{name} is not allowed")
         elif isinstance(extra, dict):
-            problems += validate(item, extra, f"{path}.{name}")
+            problems += sub(item, extra, f"{path}.{name}")
     return problems
 
 
-def _check_array(value: Any, schema: dict, path: str) -> list[str]:
+def _check_array(value: Any, schema: dict, path: str, sub: Sub) -> list[str]:
     if not isinstance(value, list):
         return []
     problems: list[str] = []
+    prefix = _list(schema, "prefixItems")  # a tuple: one schema per position
+    for i, (item, item_schema) in enumerate(zip(value, prefix)):
+        problems += sub(item, item_schema, f"{path}[{i}]")
     items = schema.get("items")
     if isinstance(items, dict):
-        for i, item in enumerate(value):
-            problems += validate(item, items, f"{path}[{i}]")
+        for i, item in enumerate(value[len(prefix):], len(prefix)):
+            problems += sub(item, items, f"{path}[{i}]")
+    elif items is False and len(value) > len(prefix):
+        problems.append(f"{path} allows at most {len(prefix)} items")
+    if schema.get("uniqueItems") is True and _has_duplicates(value):
+        problems.append(f"{path} should hold unique items")
     low, high = _bound(schema, "minItems"), _bound(schema, "maxItems")
     if low is not None and len(value) < low:
         problems.append(f"{path} needs at least {low} items")
@@ -231,7 +279,7 @@ def _check_array(value: Any, schema: dict, path: str) -> list[str]:
     return problems
 
 
-def _check_bounds(value: Any, schema: dict, path: str) -> list[str]:
+def _check_bounds(value: Any, schema: dict, path: str, sub: Sub) -> list[str]:
     problems: list[str] = []
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         low, high = _bound(schema, "minimum"), _bound(schema, "maximum")
@@ -239,6 +287,20 @@ def _check_bounds(value: Any, schema: dict, path: str) -> list[str]:
             problems.append(f"{path} should be >= {low}")
         if high is not None and value > high:
             problems.append(f"{path} should be <= {high}")
+        low, high = _bound(schema, "exclusiveMinimum"), _bound(schema, "exclusiveMaximum")
+        if low is not None and value <= low:
+            problems.append(f"{path} should be > {low}")
+        if high is not None and value >= high:
+            problems.append(f"{path} should be < {high}")
+        step = _bound(schema, "multipleOf")
+        if step is not None and step > 0 and not _multiple(value, step):
+            problems.append(f"{path} should be a multiple of {step}")
+    if isinstance(value, dict):
+        low, high = _bound(schema, "minProperties"), _bound(schema, "maxProperties")
+        if low is not None and len(value) < low:
+            problems.append(f"{path} needs at least {low} properties")
+        if high is not None and len(value) > high:
+            problems.append(f"{path} allows at most {high} properties")
     if isinstance(value, str):
         low, high = _bound(schema, "minLength"), _bound(schema, "maxLength")
         if low is not None and len(value) < low:
@@ -246,3 +308,16 @@ def _check_bounds(value: Any, schema: dict, path: str) -> list[str]:
         if high is not None and len(value) > high:
             problems.append(f"{path} should have at most {high} characters")
     return problems
+
+
+def _multiple(value: int | float, step: int | float) -> bool:
+    """Within float rounding; a quotient too large to tell passes."""
+    quotient = value / step
+    return not math.isfinite(quotient) or abs(quotient - round(quotient)) < 1e-9
+
+
+def _has_duplicates(values: list[Any]) -> bool:
+    """Equal JSON values twice (``1`` and ``true`` differ, as in JSON Schema)."""
+    seen = {orjson.dumps(v, option=orjson.OPT_SORT_KEYS) if not isinstance(v, bool | int | float)
+            else (type(v) is bool, v) for v in values}
+    return len(seen) < len(values)

@@ -138,6 +138,41 @@ async def test_inline_document_keeps_the_request_model_type(proxy):
     assert_prompt_names(proxy, f"[file: report.pdf, attached as {stored.id}]", pdf_b64)
 
 
+async def test_a_data_url_with_media_type_parameters_is_uploaded(proxy):
+    """RFC 2397 lets the media type carry parameters: such a URL was taken for
+    a remote one, so the image was never uploaded and the model saw only a
+    placeholder."""
+    await ask_openai(proxy, image_url_part(f"data:image/png;name=shot.png;base64,{PNG_B64}"))
+    file_id = assert_uploaded(proxy, PNG, "image/png", "vision")
+    assert proxy.fake.calls_to("file/upload_file")[0].body["file_name"] == "shot.png"
+    assert_prompt_names(proxy, f"[image: image/png, attached as {file_id}]", PNG_B64)
+
+
+async def test_a_text_file_data_url_with_a_charset_is_uploaded(proxy):
+    text = "naïve café\n".encode()
+    url = f"data:text/plain;charset=utf-8;base64,{base64.b64encode(text).decode()}"
+    part = {"type": "file", "file": {"filename": "notes.txt", "file_data": url}}
+    await ask_openai(proxy, part)
+    [stored] = proxy.fake.files.values()
+    assert stored.content == text and stored.content_type == "text/plain"
+    assert completion_body(proxy)["ref_file_ids"] == [stored.id]
+
+
+async def test_a_plain_data_url_is_percent_decoded(proxy):
+    part = {"type": "input_file", "filename": "a.txt", "file_data": "data:,hello%20world%21"}
+    await openai_client(proxy).responses.create(
+        model="deepseek-chat", input=[{"role": "user", "content": [part]}])
+    [stored] = proxy.fake.files.values()
+    assert stored.content == b"hello world!"
+
+
+async def test_a_data_url_without_its_comma_is_refused_before_any_work(proxy):
+    with pytest.raises(openai.BadRequestError) as info:
+        await ask_openai(proxy, image_url_part("data:image/png;base64"))
+    assert info.value.body["param"] == "messages[0].content[1].image_url"
+    assert proxy.fake.calls == []
+
+
 async def test_the_same_image_twice_is_uploaded_once(proxy):
     url = f"data:image/png;base64,{PNG_B64}"
     await ask_openai(proxy, image_url_part(url), image_url_part(url))

@@ -325,3 +325,89 @@ async def test_a_user_turn_without_content_is_refused(proxy, path, body, field):
     error = answer.json()["error"]
     assert answer.status == 400 and field in error["message"]
     nothing_spent(proxy)
+
+
+@pytest.mark.parametrize("path, body, field", [
+    (CHAT, {**OPENAI_BODY, "messages": [{"role": "user", "content": []}]},
+     "messages[0].content"),
+    ("/api/v1/chat/completions", {**OPENAI_BODY, "messages": [
+        {"role": "user", "content": "hi"}, {"role": "assistant", "content": "x"},
+        {"role": "user", "content": []}]}, "messages[2].content"),
+    ("/v1/responses", {"model": "deepseek-chat", "input": [{"role": "user", "content": []}]},
+     "input[0].content"),
+    (MESSAGES, {**CLAUDE_BODY, "messages": [{"role": "user", "content": []}]},
+     "messages[0].content"),
+    (MESSAGES, {**CLAUDE_BODY, "messages": [{"role": "user", "content": ""}]},
+     "messages[0].content"),
+    (MESSAGES, {**CLAUDE_BODY, "messages": [{"role": "user", "content": [
+        {"type": "text", "text": ""}, {"type": "text", "text": "", "cache_control": {}}]}]},
+     "messages[0].content"),
+    ("/api/v1/messages", {**CLAUDE_BODY, "messages": [
+        {"role": "user", "content": ""}, {"role": "assistant", "content": "x"},
+        {"role": "user", "content": "hi"}]}, "messages[0].content"),
+    (GEMINI, {"contents": [{"role": "user", "parts": []}]}, "contents[0].parts"),
+    ("/v1/models/gemini-2.5-pro:streamGenerateContent?alt=sse",
+     {"contents": [{"role": "user", "parts": [{"text": "hi"}]},
+                   {"role": "model", "parts": []}]}, "contents[1].parts"),
+])
+async def test_an_empty_user_turn_is_refused(proxy, path, body, field):
+    """An empty list of parts (or Anthropic's empty string) is what the
+    official APIs refuse; it used to run a turn on "(nothing)"."""
+    answer = await post(proxy, path, body)
+    error = answer.json()["error"]
+    assert answer.status == 400 and field in error["message"]
+    nothing_spent(proxy)
+
+
+async def test_an_empty_final_assistant_message_is_still_a_prefill(proxy):
+    body = {**CLAUDE_BODY, "messages": [*USER, {"role": "assistant", "content": ""}]}
+    assert (await post(proxy, MESSAGES, body)).status == 200
+    chat = {**OPENAI_BODY, "messages": [*USER, {"role": "assistant", "content": []}]}
+    assert (await post(proxy, CHAT, chat)).status == 200
+
+
+@pytest.mark.parametrize("path, body, param", [
+    (CHAT, {**OPENAI_BODY, "reasoning_effort": "hgih"}, "reasoning_effort"),
+    (CHAT, {**OPENAI_BODY, "reasoning_effort": 5}, "reasoning_effort"),
+    ("/lm/v2/chat/completions", {**OPENAI_BODY, "reasoning_effort": "max-ish"},
+     "reasoning_effort"),
+    ("/v1/responses", {"model": "deepseek-chat", "input": "hi",
+                       "reasoning": {"effort": "bogus"}}, "reasoning.effort"),
+    ("/v1/responses", {"model": "deepseek-chat", "input": "hi",
+                       "reasoning": {"summary": "long"}}, "reasoning.summary"),
+    ("/v1/responses", {"model": "deepseek-chat", "input": "hi", "truncation": "bogus"},
+     "truncation"),
+    (MESSAGES, {**CLAUDE_BODY, "thinking": {"type": "enabeld", "budget_tokens": 2048}},
+     "thinking.type"),
+])
+async def test_a_misspelt_thinking_setting_is_refused_not_ignored(proxy, path, body, param):
+    """A typo in the family's own thinking field used to fall back to the
+    model default without a word (the official APIs refuse it)."""
+    answer = await post(proxy, path, body)
+    if path == MESSAGES:
+        error = answer.json()["error"]
+        assert answer.status == 400 and error["param"] == param and param in error["message"]
+    else:
+        openai_param(answer.status, answer.json(), param)
+    nothing_spent(proxy)
+
+
+async def test_a_misspelt_gemini_thinking_level_is_invalid_argument(proxy):
+    body = {**GEMINI_BODY, "generationConfig": {"thinkingConfig": {"thinkingLevel": "hihg"}}}
+    answer = await post(proxy, GEMINI, body)
+    assert answer.status == 400 and "thinkingLevel" in answer.json()["error"]["message"]
+    nothing_spent(proxy)
+
+
+@pytest.mark.parametrize("path, body", [
+    (CHAT, {**OPENAI_BODY, "reasoning_effort": " High "}),
+    (CHAT, {**OPENAI_BODY, "reasoning_effort": "none"}),
+    ("/v1/responses", {"model": "deepseek-chat", "input": "hi", "reasoning": "high",
+                       "truncation": "auto"}),
+    ("/v1/responses", {"model": "deepseek-chat", "input": "hi",
+                       "reasoning": {"effort": "xhigh", "summary": "detailed"}}),
+    (MESSAGES, {**CLAUDE_BODY, "thinking": {"type": "adaptive"}}),
+    (GEMINI, {**GEMINI_BODY, "generationConfig": {"thinkingConfig": {"thinkingLevel": "low"}}}),
+])
+async def test_documented_thinking_settings_are_still_served(proxy, path, body):
+    assert (await post(proxy, path, body)).status == 200

@@ -33,6 +33,7 @@ def agent_body(fixtures_dir: Path, name: str) -> dict:
     {"parts": [{"text": "Be brief."}, {"text": "Use English."}]},
     {"role": "user", "parts": [{"text": "Be brief."}, {"text": "Use English."}]},
     {"text": "Be brief.\nUse English."},
+    {"parts": {"text": "Be brief.\nUse English."}},  # was dropped without a word
 ])
 def test_system_instruction_forms_become_one_leading_system_message(instruction):
     chat = parse(systemInstruction=instruction).chat
@@ -47,6 +48,13 @@ def test_snake_case_fields_are_read_like_camel_case():
     assert chat.messages[0].text == "sys"
     assert chat.max_tokens == 7
     assert chat.sampling == {"top_p": 0.5, "max_tokens": 7}
+
+
+@pytest.mark.parametrize("instruction", [{"parts": "Be brief."}, {"parts": 5}, 5])
+def test_a_system_instruction_of_the_wrong_shape_is_refused_not_dropped(instruction):
+    with pytest.raises(InvalidRequest) as err:
+        parse(systemInstruction=instruction)
+    assert "systemInstruction" in str(err.value)
 
 
 @pytest.mark.parametrize("contents", [None, [], "hello", [["hello"]]])

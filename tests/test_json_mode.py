@@ -87,6 +87,26 @@ class Weather(pydantic.BaseModel):
     temp_c: int
 
 
+class Step(pydantic.BaseModel):
+    n: int
+
+
+class Plan(pydantic.BaseModel):
+    steps: list[Step]
+
+
+async def test_a_nested_model_is_checked_through_its_ref_and_repaired(proxy):
+    """Pydantic puts nested models behind $ref: an answer with a wrong nested
+    field passed the check, and the SDK's parse() raised ValidationError."""
+    proxy.fake.enqueue(Scripted(answer='{"steps": [{"n": "one"}]}'),
+                       Scripted(answer='{"steps": [{"n": 1}]}'))
+    resp = await openai_client(proxy).chat.completions.parse(
+        model="deepseek-chat", messages=USER, response_format=Plan)
+    assert resp.choices[0].message.parsed == Plan(steps=[Step(n=1)])
+    first, second = proxy.fake.calls_to("chat/completion")
+    assert "$.steps[0].n should be integer" in second.body["prompt"]
+
+
 async def test_a_max_tokens_cut_answer_is_returned_as_written_not_repaired(proxy):
     """The client's own limit cut the JSON: finish_reason length with the
     text as written (the SDK then raises LengthFinishReasonError), never a

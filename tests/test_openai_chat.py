@@ -501,3 +501,95 @@ async def test_parallel_results_in_any_order_name_the_tools_they_answer(proxy):
     prompt = proxy.fake.calls_to("chat/completion")[-1].body["prompt"]
     assert ("[tool_result name=weather id=call_b]\nrain\n\n"
             "[tool_result name=lookup id=call_a]\n42") in prompt
+
+
+FUNCTIONS = [{"name": "lookup", "description": "Look a word up",
+              "parameters": {"type": "object", "properties": {"q": {"type": "string"}}}}]
+TWO_CALLS = dsml(("lookup", {"q": "a"}), ("lookup", {"q": "b"}))
+
+
+async def test_legacy_functions_are_offered_and_answered_as_function_call(proxy):
+    """The deprecated functions / function_call pair was ignored: the model was
+    never offered the function, and a call came back as tool_calls the
+    client does not read. Now one call comes back as message.function_call."""
+    proxy.fake.enqueue(Scripted(answer=TWO_CALLS, chunk_size=7))
+    client = openai_client(proxy)
+    answer = await client.chat.completions.create(
+        model="deepseek-chat", messages=USER, functions=FUNCTIONS, function_call="auto")
+    choice = answer.choices[0]
+    assert choice.finish_reason == "function_call" and choice.message.tool_calls is None
+    assert (choice.message.function_call.name, choice.message.function_call.arguments) == (
+        "lookup", '{"q":"a"}')
+    assert "Tool: lookup" in proxy.fake.calls_to("chat/completion")[-1].body["prompt"]
+    proxy.fake.enqueue(Scripted(answer=TWO_CALLS, chunk_size=7))
+    chunks = [chunk async for chunk in await client.chat.completions.create(
+        model="deepseek-chat", messages=USER, functions=FUNCTIONS,
+        function_call={"name": "lookup"}, stream=True)]
+    deltas = [c.choices[0].delta for c in chunks]
+    assert all(d.tool_calls is None for d in deltas)
+    called = [d.function_call for d in deltas if d.function_call]
+    assert called[0].name == "lookup" and "".join(c.arguments for c in called) == '{"q":"a"}'
+    assert chunks[-1].choices[0].finish_reason == "function_call"
+
+
+@pytest.mark.parametrize("fields, param", [
+    ({"functions": "lookup"}, "functions"),
+    ({"functions": [{"parameters": {"type": "object"}}]}, "functions[0].name"),
+    ({"functions": FUNCTIONS, "function_call": {"name": "other"}}, "function_call.name"),
+    ({"functions": FUNCTIONS, "function_call": 5}, "function_call"),
+])
+async def test_malformed_legacy_functions_are_400s_naming_them(proxy, fields, param):
+    with pytest.raises(openai.BadRequestError) as info:
+        await openai_client(proxy).chat.completions.create(
+            model="deepseek-chat", messages=USER, **fields)
+    assert info.value.param == param
+    assert proxy.fake.calls == []
+
+
+CUSTOM = [{"type": "custom", "custom": {"name": "apply_patch", "description": "Apply a patch"}}]
+
+
+async def test_custom_tools_nested_as_chat_nests_them_are_offered_and_called(proxy):
+    """Chat Completions nests a custom tool under "custom": it was skipped
+    unseen, and a history holding its call was a 400."""
+    patch = "*** Begin Patch\n*** End Patch"
+    proxy.fake.enqueue(Scripted(answer=dsml(("apply_patch", {"input": patch})), chunk_size=7),
+                       Scripted(answer=dsml(("apply_patch", {"input": patch})), chunk_size=7),
+                       Scripted(answer="applied"))
+    client = openai_client(proxy)
+    answer = await client.chat.completions.create(model="deepseek-chat", messages=USER,
+                                                  tools=CUSTOM)
+    [call] = answer.choices[0].message.tool_calls
+    assert (call.type, call.custom.name, call.custom.input) == ("custom", "apply_patch", patch)
+    assert "Tool: apply_patch" in proxy.fake.calls_to("chat/completion")[-1].body["prompt"]
+    chunks = [c async for c in await client.chat.completions.create(
+        model="deepseek-chat", messages=USER, tools=CUSTOM, stream=True) if c.choices]
+    streamed = [t for c in chunks for t in c.choices[0].delta.tool_calls or []]
+    assert streamed[0].type == "custom" and streamed[0].custom["name"] == "apply_patch"
+    assert "".join(t.custom["input"] for t in streamed) == patch
+    assert chunks[-1].choices[0].finish_reason == "tool_calls"
+    history = [*USER, {"role": "assistant", "content": None, "tool_calls": [
+        {"id": call.id, "type": "custom", "custom": {"name": "apply_patch", "input": patch}}]},
+        {"role": "tool", "tool_call_id": call.id, "content": "done"}]
+    again = await client.chat.completions.create(model="deepseek-chat", messages=history,
+                                                 tools=CUSTOM)
+    assert again.choices[0].message.content == "applied"
+    assert "*** Begin Patch" in proxy.fake.calls_to("chat/completion")[-1].body["prompt"]
+
+
+async def test_a_custom_tool_without_a_name_is_a_400(proxy):
+    with pytest.raises(openai.BadRequestError) as info:
+        await openai_client(proxy).chat.completions.create(
+            model="deepseek-chat", messages=USER, tools=[{"type": "custom", "custom": {}}])
+    assert info.value.param == "tools[0].custom.name" and proxy.fake.calls == []
+
+
+async def test_a_custom_tool_is_forced_by_chat_s_own_tool_choice_shape(proxy):
+    """{"type": "custom", "custom": {"name": …}} was a 400 'needs a tool name'."""
+    proxy.fake.enqueue(Scripted(answer=dsml(("apply_patch", {"input": "x"}))))
+    answer = await openai_client(proxy).chat.completions.create(
+        model="deepseek-chat", messages=USER, tools=CUSTOM,
+        tool_choice={"type": "custom", "custom": {"name": "apply_patch"}})
+    assert answer.choices[0].message.tool_calls[0].custom.name == "apply_patch"
+    assert "apply_patch" in proxy.fake.calls_to("chat/completion")[-1].body["prompt"]
+

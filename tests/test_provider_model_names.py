@@ -10,6 +10,7 @@ import pytest
 from google import genai
 from google.genai import types
 
+from ds2proxy.testing.clients import request
 from provider_util import PROVIDER_KEY, fake_provider  # noqa: F401
 
 USER = [{"role": "user", "content": "hi"}]
@@ -81,3 +82,23 @@ async def test_a_listed_tagged_name_goes_to_its_provider_even_if_the_pool_has_th
     reply = await client.chat(model="deepseek-r1:14b", messages=USER)
     assert reply.message.content == "Hello from the provider."
     assert fake_provider.chat_requests()[-1]["model"] == "deepseek-r1:14b"
+
+
+@pytest.mark.parametrize("path, headers, field, expected", [
+    ("/v1/models/{m}", {}, "id", "{m}"),
+    ("/models/{m}", {}, "id", "{m}"),
+    ("/v1/models/{m}", {"anthropic-version": "2023-06-01"}, "id", "{m}"),
+    ("/anthropic/v1/models/{m}", {}, "id", "{m}"),
+    ("/v1/models/{m}", {"x-goog-api-key": "k"}, "name", "models/{m}"),
+])
+async def test_a_listed_model_whose_id_holds_a_slash_is_retrieved(named, path, headers, field,
+                                                                  expected):
+    """A raw client (or Google's SDK on /v1) sends the slash as it is: the
+    one-segment route answered 405 'use POST' for a model /v1/models lists."""
+    model = "meta-llama/Llama-3.1-8B"
+    reply = await request("GET", named.url + path.format(m=model),
+                          headers={**named.headers(), **headers})
+    assert reply.status == 200 and reply.json()[field] == expected.format(m=model)
+    v1 = genai.Client(api_key=named.key, http_options=types.HttpOptions(
+        base_url=named.url, api_version="v1"))
+    assert (await v1.aio.models.get(model=model)).name == f"models/{model}"

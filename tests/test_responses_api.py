@@ -347,6 +347,66 @@ async def test_previous_response_id_continues_the_conversation(proxy, api):
     assert err.value.code == "previous_response_not_found"
 
 
+async def test_input_items_list_what_a_stored_response_answered(proxy_factory):
+    """The SDK's responses.input_items.list() got a 404 'no route': the items
+    are listed in the API's item shapes, newest first, paged by cursor, and
+    only to the response's creator."""
+    proxy = await proxy_factory({"keys": ["test-key", OTHER_KEY]})
+    proxy.fake.enqueue(Scripted(answer="Paris."), Scripted(answer="2.1 million"))
+    async with openai_client(proxy) as api, openai_client(proxy, key=OTHER_KEY) as other:
+        first = await api.responses.create(model="deepseek-chat", input="Capital?")
+        second = await api.responses.create(
+            model="deepseek-chat", previous_response_id=first.id,
+            input=[{"role": "user", "content": [{"type": "input_text", "text": "People?"}]}])
+        items = [item async for item in api.responses.input_items.list(second.id, limit=1)]
+        assert [(i.type, i.role) for i in items] == [
+            ("message", "user"), ("message", "assistant"), ("message", "user")]
+        assert [i.content[0].text for i in items] == ["People?", "Paris.", "Capital?"]
+        assert items[1].id == first.output[0].id and len({i.id for i in items}) == 3
+        oldest = await api.responses.input_items.list(second.id, order="asc", limit=2)
+        assert [i.id for i in oldest.data] == [items[2].id, items[1].id] and oldest.has_more
+        with pytest.raises(openai.BadRequestError) as bad:
+            await api.responses.input_items.list(second.id, limit=101)
+        assert bad.value.param == "limit"
+        with pytest.raises(openai.NotFoundError):
+            await other.responses.input_items.list(second.id)
+
+
+async def test_input_tokens_counts_what_create_would_send(proxy, api):
+    """The SDK's responses.input_tokens.count() got a 405: the count is the
+    prompt create would send, history and instructions included, and costs
+    no upstream call."""
+    proxy.fake.enqueue(Scripted(answer="Paris."))
+    first = await api.responses.create(model="deepseek-chat", input="Capital?",
+                                       instructions="Be brief.")
+    counted = await api.responses.input_tokens.count(
+        model="deepseek-chat", input="Capital?", instructions="Be brief.")
+    assert counted.object == "response.input_tokens"
+    assert counted.input_tokens == first.usage.input_tokens
+    before = len(proxy.fake.calls)
+    longer = await api.responses.input_tokens.count(input="People?",
+                                                    previous_response_id=first.id)
+    assert longer.input_tokens > counted.input_tokens and len(proxy.fake.calls) == before
+    with pytest.raises(openai.BadRequestError) as bad:
+        await api.responses.input_tokens.count(model="deepseek-chat", input=[])
+    assert bad.value.param == "input"
+
+
+async def test_a_background_response_is_kept_for_polling_even_with_store_false(proxy, api):
+    """The API keeps a background response for its client to poll whatever
+    store says; store=false made every poll a 404."""
+    proxy.fake.enqueue(Scripted(answer="done in the background"), Scripted(answer="fg"))
+    started = await api.responses.create(model="deepseek-chat", input="hi", background=True,
+                                         store=False)
+    assert started.background is True and started.store is False
+    polled = await api.responses.retrieve(started.id)
+    assert polled.status == "completed" and polled.output_text == "done in the background"
+    foreground = await api.responses.create(model="deepseek-chat", input="hi", store=False)
+    assert foreground.background is False
+    with pytest.raises(openai.NotFoundError):
+        await api.responses.retrieve(foreground.id)
+
+
 class Clock:
     def __init__(self) -> None:
         self.now = 0.0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pydantic
 import pytest
 
 from ds2proxy.canonical import ResponseFormat
@@ -77,6 +78,84 @@ def test_router_schema_accepts_valid_and_names_problems():
 ])
 def test_validate_keywords(value, schema, ok):
     assert (validate(value, schema) == []) is ok
+
+
+PYDANTIC_PLAN = {  # what Pydantic writes for a model holding a list of models
+    "$defs": {"Step": {"type": "object", "properties": {"n": {"type": "integer"}},
+                       "required": ["n"], "additionalProperties": False}},
+    "type": "object",
+    "properties": {"steps": {"type": "array", "items": {"$ref": "#/$defs/Step"}},
+                   "next": {"anyOf": [{"$ref": "#/$defs/Step"}, {"type": "null"}]}},
+    "required": ["steps", "next"],
+}
+
+
+@pytest.mark.parametrize("value, problem", [
+    ({"steps": [{"n": 1}], "next": None}, None),
+    ({"steps": [{"n": "x"}], "next": None}, "$.steps[0].n should be integer"),
+    ({"steps": [{}], "next": None}, "$.steps[0].n is required"),
+    ({"steps": [], "next": {"n": 1, "m": 2}}, "matches none of the anyOf"),
+])
+def test_refs_into_defs_are_followed(value, problem):
+    """Nested models are $refs: they used to constrain nothing, so an answer
+    the client's own parse() refuses passed the check and was never re-asked."""
+    problems = validate(value, PYDANTIC_PLAN)
+    assert (problems == []) if problem is None else any(problem in p for p in problems)
+
+
+@pytest.mark.parametrize("schema", [
+    {"$ref": "#"},
+    {"anyOf": [{"$ref": "#"}]},
+    {"$defs": {"a": {"$ref": "#/$defs/b"}, "b": {"$ref": "#/$defs/a"}}, "$ref": "#/$defs/a"},
+    {"$ref": "https://example.com/schema.json"},
+    {"$ref": "#/$defs/missing"},
+    {"$ref": "#/items/0", "items": [1]},
+])
+def test_cyclic_remote_and_dangling_refs_end_the_walk(schema):
+    assert validate({"a": 1}, schema) == []
+
+
+def test_a_recursive_schema_checks_every_level():
+    tree = {"$defs": {"Node": {"type": "object", "properties": {
+        "v": {"type": "integer"}, "kids": {"type": "array", "items": {"$ref": "#/$defs/Node"}}}}},
+        "$ref": "#/$defs/Node"}
+    assert validate({"v": 1, "kids": [{"v": 2, "kids": [{"v": 3}]}]}, tree) == []
+    assert validate({"v": 1, "kids": [{"v": 2, "kids": [{"v": "3"}]}]}, tree) == [
+        "$.kids[0].kids[0].v should be integer"]
+
+
+class Bounded(pydantic.BaseModel):
+    """Constraints Pydantic validates in parse() and writes into the schema."""
+
+    count: int = pydantic.Field(gt=0, multiple_of=5)
+    pair: tuple[int, str]
+    tags: set[str]
+    extra: dict[str, int] = pydantic.Field(min_length=1)
+
+
+@pytest.mark.parametrize("value, problem", [
+    ({"count": 10, "pair": [1, "a"], "tags": ["x"], "extra": {"k": 1}}, None),
+    ({"count": 0, "pair": [1, "a"], "tags": ["x"], "extra": {"k": 1}}, "$.count should be > 0"),
+    ({"count": 7, "pair": [1, "a"], "tags": ["x"], "extra": {"k": 1}}, "multiple of 5"),
+    ({"count": 5, "pair": ["a", 1], "tags": ["x"], "extra": {"k": 1}}, "$.pair[0] should be"),
+    ({"count": 5, "pair": [1, "a", 2], "tags": ["x"], "extra": {"k": 1}}, "at most 2 items"),
+    ({"count": 5, "pair": [1, "a"], "tags": ["x", "x"], "extra": {"k": 1}}, "unique items"),
+    ({"count": 5, "pair": [1, "a"], "tags": ["x"], "extra": {}}, "at least 1 properties"),
+])
+def test_constraints_pydantic_checks_are_checked_first(value, problem):
+    """Each of these passed the check and then failed the SDK's parse()."""
+    problems = validate(value, Bounded.model_json_schema())
+    assert (problems == []) if problem is None else any(problem in p for p in problems)
+    if problem != "unique items":  # a set quietly drops duplicates in Pydantic
+        assert pydantic_refuses(Bounded, value) is (problem is not None)
+
+
+def pydantic_refuses(model: type[pydantic.BaseModel], value: object) -> bool:
+    try:
+        model.model_validate(value)
+    except pydantic.ValidationError:
+        return True
+    return False
 
 
 def test_json_object_requires_an_object():

@@ -135,6 +135,10 @@ def _message(item: dict, i: int, ids: _CallIds) -> Message:
     content = item.get("content")
     if content is None and role == "user":
         raise InvalidRequest(f"'messages[{i}].content' is required", param=f"messages[{i}].content")
+    if role == "user" and (content in ("", []) or _only_empty_text(content)):
+        # Anthropic's own rule: only a final assistant message may be empty.
+        raise InvalidRequest(f"'messages[{i}].content' must not be empty: only the final "
+                             "assistant message may be", param=f"messages[{i}].content")
     if content is not None and not isinstance(content, (str, list, dict)):
         raise InvalidRequest(f"messages[{i}].content must be a string or a list of blocks",
                              param="messages")
@@ -144,6 +148,14 @@ def _message(item: dict, i: int, ids: _CallIds) -> Message:
         return Message(role, [TextPart(content)] if content else [])
     blocks = [content] if isinstance(content, dict) else content or []
     return Message(role, _block_parts(role, blocks, ids, f"messages[{i}].content"))
+
+
+def _only_empty_text(content: Any) -> bool:
+    """Blocks that are all text blocks with empty text: nothing to answer."""
+    blocks = [content] if isinstance(content, dict) else content
+    return isinstance(blocks, list) and bool(blocks) and all(
+        isinstance(block, dict) and block.get("type") == "text" and block.get("text") == ""
+        for block in blocks)
 
 
 def _block_parts(role: str, blocks: list, ids: _CallIds, where: str) -> list[Part]:

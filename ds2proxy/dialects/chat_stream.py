@@ -30,7 +30,7 @@ from ..errors import ProxyError
 from ..frames import PayloadRun
 from . import json_response
 from ..error_bodies import openai_error_body
-from .openai_chat import ChatStyle, chat_completion, finish_name
+from .openai_chat import ChatStyle, call_entry, chat_completion, finish_name
 
 if TYPE_CHECKING:
     from ..plugin_api import PluginContext, Turn
@@ -49,6 +49,7 @@ class ChatStreamRenderer:
         self.created = created
         self._started = False
         self._pending: ToolCallStart | None = None
+        self._kinds: dict[int, str] = {}  # each started call's kind, by index
         self._in_think = False
         self._usage: Usage | None = None
         # The bytes of a content (reasoning) chunk around its text, once started.
@@ -106,7 +107,7 @@ class ChatStreamRenderer:
             out.append(self._delta({"content": ""}))
         if self._pending is not None and not (isinstance(event, ToolCallArgs)
                                               and event.index == self._pending.index):
-            out.append(self._call_frame(self._pending, ""))
+            out += self._call_frame(self._pending, "")
             self._pending = None
         if isinstance(event, ReasoningDelta):
             out += self._reasoning(event.text)
@@ -118,8 +119,14 @@ class ChatStreamRenderer:
             self._pending = event
         elif isinstance(event, ToolCallArgs):
             if self._pending is not None:
-                out.append(self._call_frame(self._pending, event.arguments))
+                out += self._call_frame(self._pending, event.arguments)
                 self._pending = None
+            elif self.style.legacy_functions:
+                if event.index == 0:  # the one call a functions request gets
+                    out.append(self._delta({"function_call": {"arguments": event.arguments}}))
+            elif self._kinds.get(event.index) == "custom":
+                out.append(self._delta({"tool_calls": [
+                    {"index": event.index, "custom": {"input": event.arguments}}]}))
             else:
                 out.append(self._delta({"tool_calls": [
                     {"index": event.index, "function": {"arguments": event.arguments}}]}))
@@ -164,11 +171,13 @@ class ChatStreamRenderer:
     def end(self) -> list[Any]:
         return ["[DONE]"]
 
-    def _call_frame(self, start: ToolCallStart, arguments: str) -> dict:
-        return self._delta({"tool_calls": [{"index": start.index, "id": start.id,
-                                            "type": "function",
-                                            "function": {"name": start.name,
-                                                         "arguments": arguments}}]})
+    def _call_frame(self, start: ToolCallStart, arguments: str) -> list[dict]:
+        if self.style.legacy_functions:
+            return [] if start.index else [self._delta({"function_call": {
+                "name": start.name, "arguments": arguments}})]
+        self._kinds[start.index] = start.kind
+        return [self._delta({"tool_calls": [{
+            "index": start.index, **call_entry(start.id, start.name, arguments, start.kind)}]})]
 
     def _reasoning(self, text: str) -> list[dict]:
         if not self.style.reasoning_inline:

@@ -8,7 +8,6 @@ for tool calls on the output side.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,7 +15,6 @@ from typing import Any
 import orjson
 
 from ..canonical import (
-    AttachmentPart,
     ChatRequest,
     Citation,
     Message,
@@ -31,15 +29,14 @@ from ..canonical import (
     Usage,
 )
 from ..errors import InvalidRequest
-from .content import inline_bytes
+from .chat_attachments import file_part, image_part, result_media
+from .legacy_functions import as_tools, uses_functions
 from .thinking import thinking_override
 from .tool_choice import parse_openai_tool_choice
 from .sampling import openai_chat_sampling
 from .tool_specs import parse_response_format, parse_tools
 from .validate import boolean, objects
 
-# RFC 2397: data:[<type/subtype>][;param=value]*[;base64],<data>
-_DATA_URL = re.compile(r"^data:([^;,]*)((?:;[^;,]*)*),(.*)$", re.DOTALL | re.IGNORECASE)
 
 
 # --------------------------------------------------------------------------
@@ -76,20 +73,6 @@ def content_text(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-def attachment_from_url(url: str, kind: str = "image", name: str | None = None,
-                        where: str = "url") -> AttachmentPart:
-    """A data: URL is decoded (never put in the prompt); other URLs are kept
-    as-is. Base64 that does not decode is a 400 naming ``where``."""
-    match = _DATA_URL.match(url)
-    if not match:
-        return AttachmentPart(kind=kind, url=url, name=name)  # type: ignore[arg-type]
-    mime, params, payload = match.groups()
-    is_b64 = params.lower().endswith(";base64")  # parameters such as charset come first
-    data = inline_bytes(payload, where) if is_b64 else payload.encode()
-    return AttachmentPart(kind=kind, mime_type=mime or None, data=data,  # type: ignore
-                          name=name)
-
-
 def user_parts(content: Any, where: str = "content") -> list[Part]:
     """User/system content: a string or a list of typed parts. ``where`` names
     the content in errors (``messages[2].content``): a part that is not an
@@ -114,9 +97,9 @@ def user_parts(content: Any, where: str = "content") -> list[Part]:
         if kind in ("text", "input_text", "output_text") or (kind is None and "text" in item):
             parts.append(TextPart(_part_text(item, f"{where}[{index}]")))
         elif kind in ("image_url", "input_image"):
-            parts.append(_image_part(item, f"{where}[{index}]"))
+            parts.append(image_part(item, f"{where}[{index}]"))
         elif kind in ("file", "input_file"):
-            parts.append(_file_part(item, f"{where}[{index}]"))
+            parts.append(file_part(item, f"{where}[{index}]"))
         elif kind in ("reasoning", "thinking"):
             text = item.get("text") or item.get("thinking") or ""
             if isinstance(text, str) and text:
@@ -138,44 +121,21 @@ def _part_text(item: dict, where: str) -> str:
     return text
 
 
-def _image_part(item: dict, where: str) -> AttachmentPart:
-    """An image part: a file id, or a URL (``image_url`` as a string or an
-    object with ``url``); one with neither is a 400."""
-    if isinstance(item.get("file_id"), str):
-        return AttachmentPart(kind="image", file_id=item["file_id"])
-    url = item.get("image_url")
-    url = url.get("url") if isinstance(url, dict) else url
-    if not isinstance(url, str) or not url:
-        raise InvalidRequest(f"'{where}.image_url' must be a URL or an object with 'url'",
-                             param=f"{where}.image_url")
-    return attachment_from_url(url, where=f"{where}.image_url")
-
-
-def _file_part(item: dict, where: str) -> AttachmentPart:
-    file = item.get("file") if isinstance(item.get("file"), dict) else item
-    name = file.get("filename") or file.get("name")
-    if isinstance(file.get("file_id"), str):
-        return AttachmentPart(kind="file", file_id=file["file_id"], name=name)
-    data = file.get("file_data")
-    if isinstance(data, str):
-        field = f"{where}.file.file_data" if file is not item else f"{where}.file_data"
-        if data.startswith("data:"):
-            return attachment_from_url(data, "file", name, field)
-        return AttachmentPart(kind="file", data=inline_bytes(data, field), name=name)
-    return AttachmentPart(kind="file", name=name, url=file.get("file_url"))
-
-
 def tool_call_from(item: dict, fallback_id: str) -> ToolCall | None:
-    """An OpenAI ``tool_calls`` entry (or legacy ``function_call``)."""
-    fn = item.get("function") if isinstance(item.get("function"), dict) else item
+    """An OpenAI ``tool_calls`` entry (or legacy ``function_call``); a custom
+    tool's call (``{"type": "custom", "custom": {name, input}}``) keeps its
+    free-form input as the text it is."""
+    kind = "custom" if item.get("type") == "custom" else "function"
+    inner = item.get("custom") if kind == "custom" else item.get("function")
+    fn = inner if isinstance(inner, dict) else item
     name = fn.get("name") or item.get("name")
     if not isinstance(name, str) or not name.strip():
         return None
     raw = fn.get("arguments", fn.get("input", item.get("arguments", item.get("input"))))
     call_id = item.get("id") or item.get("call_id") or fallback_id
-    kind = "custom" if item.get("type") == "custom" else "function"
-    return ToolCall(id=str(call_id), name=name.strip(), arguments=decode_arguments(raw),
-                    kind=kind)
+    arguments = (raw if isinstance(raw, str) else content_text(raw)) if kind == "custom" \
+        else decode_arguments(raw)
+    return ToolCall(id=str(call_id), name=name.strip(), arguments=arguments, kind=kind)
 
 
 # --------------------------------------------------------------------------
@@ -207,12 +167,15 @@ def parse_message(item: dict, i: int, where: str) -> list[Message]:
         call_id = item.get("tool_call_id") or item.get("name") or f"call_{i}"
         result = ToolResult(call_id=str(call_id), content=_plain_text(content, f"{where}.content"),
                             name=item.get("name"),
-                            attachments=_result_media(content, f"{where}.content"))
+                            attachments=result_media(content, f"{where}.content"))
         return [Message("tool", [result])]
     if role == "assistant":
         return [_assistant(item, i, where)]
     if content is None:
         raise InvalidRequest(f"'{where}.content' is required for a user message",
+                             param=f"{where}.content")
+    if content == []:
+        raise InvalidRequest(f"'{where}.content' must not be an empty list",
                              param=f"{where}.content")
     return [Message(role, user_parts(content, f"{where}.content"))]
 
@@ -245,21 +208,6 @@ def _assistant(item: dict, i: int, where: str) -> Message:
     return Message("assistant", parts)
 
 
-def _result_media(content: Any, where: str) -> tuple[AttachmentPart, ...]:
-    """The images and files a tool returned among its content parts (a
-    screenshot): attached like a user's, not dropped with the non-text parts."""
-    if not isinstance(content, list):
-        return ()
-    media: list[AttachmentPart] = []
-    for index, item in enumerate(content):
-        kind = item.get("type") if isinstance(item, dict) else None
-        if kind in ("image_url", "input_image"):
-            media.append(_image_part(item, f"{where}[{index}]"))
-        elif kind in ("file", "input_file"):
-            media.append(_file_part(item, f"{where}[{index}]"))
-    return tuple(media)
-
-
 def _plain_text(content: Any, where: str) -> str:
     """System and tool content as text: a string, parts or an object; a number
     or a part that is neither text nor an object is a 400 naming ``where``."""
@@ -275,8 +223,11 @@ def _plain_text(content: Any, where: str) -> str:
 def parse_chat_request(body: dict, model: ResolvedModel) -> ChatRequest:
     """OpenAI chat body → canonical request (model already resolved)."""
     sampling = openai_chat_sampling(body)
-    tools = parse_tools(body.get("tools"))
-    choice = parse_openai_tool_choice(body.get("tool_choice"), tools)
+    legacy = uses_functions(body)
+    tools_value, choice_value = as_tools(body) if legacy else (
+        body.get("tools"), body.get("tool_choice"))
+    tools = parse_tools(tools_value)
+    choice = parse_openai_tool_choice(choice_value, tools)
     stream_options = body.get("stream_options") or {}
     include_usage = boolean(stream_options.get("include_usage"),
                             "stream_options.include_usage")
@@ -286,7 +237,7 @@ def parse_chat_request(body: dict, model: ResolvedModel) -> ChatRequest:
         stream=body.get("stream") is True,
         tools=tools,
         tool_choice=choice,
-        parallel_tool_calls=body.get("parallel_tool_calls") is not False,
+        parallel_tool_calls=body.get("parallel_tool_calls") is not False and not legacy,
         thinking=thinking_override(body),
         include_usage=bool(include_usage),
         max_tokens=_first(body.get("max_completion_tokens"), body.get("max_tokens")),
@@ -334,6 +285,7 @@ class ChatStyle:
     whole_id: Callable[[str], str] | None = None    # turn id → the non-stream object's id
     chunk_id: Callable[[str], str] | None = None    # turn id → the stream chunks' id
     usage_shape: Callable[[Usage], dict] | None = None  # the surface's usage object
+    legacy_functions: bool = False        # one call, as message.function_call
 
     def usage(self, usage: Usage) -> dict:
         return (self.usage_shape or usage_body)(usage)
@@ -342,6 +294,15 @@ class ChatStyle:
 def finish_name(style: ChatStyle, reason: str, stop_sequence: str | None = None) -> str:
     """The surface's finish word; a matched stop sequence is always "stop"."""
     return "stop" if stop_sequence else style.finish_names.get(reason, reason)
+
+
+def call_entry(call_id: str, name: str, arguments: str, kind: str) -> dict[str, Any]:
+    """One ``tool_calls`` entry: a function's JSON arguments, or a custom
+    tool's free-form ``input`` under ``custom``, as Chat Completions has them."""
+    if kind == "custom":
+        return {"id": call_id, "type": "custom", "custom": {"name": name, "input": arguments}}
+    return {"id": call_id, "type": "function",
+            "function": {"name": name, "arguments": arguments}}
 
 
 def _inline_text(result: TurnResult) -> str:
@@ -360,11 +321,12 @@ def chat_completion(result: TurnResult, chat: ChatRequest, created: int,
         message["content"] = None if result.calls else result.text
         if result.reasoning:
             message["reasoning_content"] = result.reasoning
-    if result.calls:
-        message["tool_calls"] = [
-            {"id": c.id, "type": "function", "function": {"name": c.name,
-                                                          "arguments": c.arguments}}
-            for c in result.calls]
+    if result.calls and style.legacy_functions:
+        first = result.calls[0]
+        message["function_call"] = {"name": first.name, "arguments": first.arguments}
+    elif result.calls:
+        message["tool_calls"] = [call_entry(c.id, c.name, c.arguments, c.kind)
+                                 for c in result.calls]
     if result.citations:
         message["annotations"] = _annotations(result.citations)
     return {

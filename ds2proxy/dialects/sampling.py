@@ -10,10 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..errors import InvalidRequest
+from .thinking import check_word
 from .validate import (
     INT32_MAX,
     Bounds,
     Field,
+    choice,
     one_choice,
     read_field,
     read_fields,
@@ -106,6 +109,7 @@ OLLAMA_OPTIONS = (
     Field("use_mmap", "boolean"),
 )
 
+GEMINI_LEVELS = ("THINKING_LEVEL_UNSPECIFIED", "MINIMAL", "LOW", "MEDIUM", "HIGH")
 GEMINI_THINKING = (
     Field("includeThoughts", "boolean"),
     Field("thinkingBudget", "integer", Bounds(-1, INT32_MAX)),
@@ -113,22 +117,35 @@ GEMINI_THINKING = (
 )
 
 
+OPENAI_EFFORTS = "none, minimal, low, medium, high, xhigh"
+
+
 def openai_chat_sampling(body: dict[str, Any]) -> dict[str, Any]:
     """Chat Completions (also ``/api/v1`` and ``/lm/v2``)."""
     sampling = read_fields(body, OPENAI_CHAT)
     one_choice(body.get("n"), "n")
+    check_word(body.get("reasoning_effort"), "reasoning_effort", OPENAI_EFFORTS)
     string_map(body.get("metadata"), "metadata", max_pairs=16, max_key=64, max_value=512)
     return sampling
 
 
 def responses_sampling(body: dict[str, Any]) -> dict[str, Any]:
     sampling = read_fields(body, OPENAI_RESPONSES)
+    choice(body.get("truncation"), "truncation", ("auto", "disabled"))
+    reasoning = body.get("reasoning")
+    if isinstance(reasoning, dict):  # the API's own shape (the switch reads others too)
+        check_word(reasoning.get("effort"), "reasoning.effort", OPENAI_EFFORTS)
+        choice(reasoning.get("summary"), "reasoning.summary",
+               ("auto", "concise", "detailed", "none"))
     string_map(body.get("metadata"), "metadata", max_pairs=16, max_key=64, max_value=512)
     return sampling
 
 
 def anthropic_sampling(body: dict[str, Any]) -> dict[str, Any]:
     sampling = read_fields(body, ANTHROPIC)
+    thinking = body.get("thinking")
+    if isinstance(thinking, dict):  # Anthropic's own shape
+        check_word(thinking.get("type"), "thinking.type", "enabled, disabled, adaptive")
     metadata = body.get("metadata") or {}
     read_fields(metadata, (Field("user_id", "string"),), prefix="metadata.")
     return sampling
@@ -147,6 +164,13 @@ def gemini_sampling(config: dict[str, Any], get: Any) -> dict[str, Any]:
     one_choice(read_field(get(config, "candidateCount"), Field("candidateCount", "integer"),
                           "generationConfig.candidateCount", protobuf=True),
                "generationConfig.candidateCount")
-    read_fields(get(config, "thinkingConfig") or {}, GEMINI_THINKING,
+    thinking = get(config, "thinkingConfig") or {}
+    read_fields(thinking, GEMINI_THINKING,
                 prefix="generationConfig.thinkingConfig.", get=get, protobuf=True)
+    level = get(thinking, "thinkingLevel")
+    if level is not None and (not isinstance(level, str)
+                              or level.strip().upper() not in GEMINI_LEVELS):
+        raise InvalidRequest("'generationConfig.thinkingConfig.thinkingLevel' must be one of: "
+                             + ", ".join(GEMINI_LEVELS),
+                             param="generationConfig.thinkingConfig.thinkingLevel")
     return sampling

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from ..errors import InvalidRequest
+
 _ON_WORDS = frozenset({"enabled", "enable", "on", "true"})
 _OFF_WORDS = frozenset({"disabled", "disable", "off", "false", "none"})
 _AUTO_WORDS = frozenset({"auto", "adaptive", "default"})
@@ -38,6 +40,20 @@ def thinking_override(body: dict) -> bool | None:
         if decision is not None:
             return None if decision == _AUTO else decision
     return None
+
+
+# Every word the switch reads; a family's own field holding another is a typo.
+KNOWN_WORDS = _ON_WORDS | _OFF_WORDS | _AUTO_WORDS | _EFFORT_WORDS
+
+
+def check_word(value: Any, field: str, documented: str) -> None:
+    """A family's own thinking field (``reasoning_effort``, ``thinking.type`` …)
+    holds a word the switch reads, or nothing: anything else is a 400 naming
+    ``field`` (listing the family's ``documented`` words), not a silent model
+    default. Case and surrounding blanks do not matter."""
+    if value is None or _word(value) in KNOWN_WORDS:
+        return
+    raise InvalidRequest(f"'{field}' must be one of: {documented}", param=field)
 
 
 def _word(value: Any) -> str | None:

@@ -56,10 +56,12 @@ def _openai_object(value: dict[str, Any]) -> ToolChoice:
 
 
 def _function_name(value: dict[str, Any]) -> str | None:
+    """``name``, else ``function.name`` (Chat), else ``custom.name`` (Chat's custom tools)."""
     name = value.get("name")
-    function = value.get("function")
-    if not name and isinstance(function, dict):
-        name = function.get("name")
+    for key in ("function", "custom"):
+        inner = value.get(key)
+        if not name and isinstance(inner, dict):
+            name = inner.get("name")
     return name if isinstance(name, str) and name else None
 
 

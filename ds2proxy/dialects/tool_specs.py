@@ -27,10 +27,15 @@ def parse_tools(value: Any) -> list[ToolSpec]:
         if not isinstance(item, dict):
             raise InvalidRequest(f"tools[{i}] must be an object", param="tools")
         kind = item.get("type", "function")
-        fn = item.get("function") if isinstance(item.get("function"), dict) else item
+        inner = item.get("custom") if kind == "custom" else item.get("function")
+        fn = inner if isinstance(inner, dict) else item
         name = fn.get("name")
-        if kind == "custom" and isinstance(name, str):
-            tools.append(ToolSpec(name=name, description=_custom_description(fn),
+        if kind == "custom":  # Chat nests it under "custom", Responses has it flat
+            where = f"tools[{i}].custom" if fn is not item else f"tools[{i}]"
+            if not isinstance(name, str) or not name.strip():
+                raise InvalidRequest(f"'{where}.name' must be a non-empty string",
+                                     param=f"{where}.name")
+            tools.append(ToolSpec(name=name.strip(), description=_custom_description(fn),
                                   kind="custom"))
             continue
         if kind != "function":

@@ -170,6 +170,11 @@ class StoredEntry(Protocol):
         ...
 
     @property
+    def input_items(self) -> list[Any]:
+        """The items the response answered (its stored history included)."""
+        ...
+
+    @property
     def history(self) -> list[Any]:
         ...
 

@@ -23,10 +23,13 @@ def register(api: PluginAPI) -> None:
     for claimed in ("/anthropic", "/v1/messages", "/messages"):
         api.claim_paths(claimed, errors=errors)
     api.route("GET", "/anthropic/v1/models", models.list, errors=errors)
-    api.route("GET", "/anthropic/v1/models/{model_id}", models.get, errors=errors)
+    # Any character, as the OpenAI and Gemini plugins spell it (one shared route):
+    # a provider's model id may hold a slash (meta-llama/Llama-3.1-8B).
+    api.route("GET", r"/anthropic/v1/models/{model_id:[\s\S]+}", models.get, errors=errors)
     # A root base URL (Claude Code's default) lists models at /v1/models.
     api.route("GET", "/v1/models", models.list, errors=errors, when=anthropic_client)
-    api.route("GET", "/v1/models/{model_id}", models.get, errors=errors, when=anthropic_client)
+    api.route("GET", r"/v1/models/{model_id:[\s\S]+}", models.get, errors=errors,
+              when=anthropic_client)
     for prefix in MESSAGE_PREFIXES:
         api.route("POST", f"{prefix}/messages", messages.create, errors=errors)
         api.route("POST", f"{prefix}/messages/count_tokens", messages.count_tokens,

@@ -16,6 +16,7 @@ from ds2proxy.plugin_api import PluginAPI, ResolvedModel
 from ds2proxy.dialects import json_response
 from ds2proxy.dialects.anthropic_messages import parse_messages_request, respond_messages
 from ds2proxy.dialects.chat_stream import respond_chat
+from ds2proxy.dialects.legacy_functions import legacy_style
 from ds2proxy.dialects.openai_chat import ChatStyle, parse_chat_request
 
 from .ids import completion_id, usage_shape
@@ -42,7 +43,7 @@ class ChatRoutes:
         body = await self.api.read_json(request)
         chat = parse_chat_request(body, self._model(body.get("model"), "openai"))
         async with self.api.turn(chat, caller) as turn:
-            return await respond_chat(self.api, request, turn, chat, STYLE)
+            return await respond_chat(self.api, request, turn, chat, legacy_style(STYLE, body))
 
     async def messages(self, request: web.Request) -> web.StreamResponse:
         caller = self.api.authenticate(request)

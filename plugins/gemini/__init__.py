@@ -33,7 +33,9 @@ def register(api: PluginAPI) -> None:
     api.route("GET", r"/v1beta/models/{model_id:[\s\S]+}", models.get, errors=errors)
     # /v1/models is the OpenAI plugin's too: Google clients get Google's shape.
     api.route("GET", "/v1/models", models.list, errors=errors, when=google_client)
-    api.route("GET", "/v1/models/{model_id}", models.get, errors=errors, when=google_client)
+    # The same pattern as the OpenAI and Claude plugins' (one shared route).
+    api.route("GET", r"/v1/models/{model_id:[\s\S]+}", models.get, errors=errors,
+              when=google_client)
 
 
 def google_action(request: web.Request) -> bool:

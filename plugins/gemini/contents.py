@@ -92,8 +92,10 @@ def _system_text(value: Any) -> str:
     if value is None or isinstance(value, str):
         return value or ""
     parts = value.get("parts") if isinstance(value, dict) else value
-    if isinstance(value, dict) and not isinstance(parts, list):
+    if isinstance(value, dict) and parts is None:
         return value["text"] if isinstance(value.get("text"), str) else ""
+    if isinstance(parts, dict):  # one part where a list belongs, as contents may have it
+        parts = [parts]
     if not isinstance(parts, list):
         raise InvalidRequest("'systemInstruction' must be a string or a content object",
                              param="systemInstruction")
@@ -137,6 +139,9 @@ def _content(content: dict, index: int, ids: CallIds) -> list[Message]:
         parts = [parts]
     if not isinstance(parts, list):
         raise InvalidRequest(f"contents[{index}].parts must be a list", param="contents")
+    if not parts:
+        raise InvalidRequest(f"'contents[{index}].parts' must not be empty",
+                             param=f"contents[{index}].parts")
     body: list[Part] = []
     results: list[Message] = []
     for number, raw in enumerate(parts):

@@ -29,12 +29,15 @@ def register(api: PluginAPI) -> None:
     responses = ResponsesRoutes(api)
     routes = (
         ("GET", "/models", models.list),
-        ("GET", "/models/{model_id}", models.get),
+        # Any character (the Claude and Gemini plugins spell it the same): a
+        # provider's model id may hold a slash, which a raw client sends as is.
+        ("GET", r"/models/{model_id:[\s\S]+}", models.get),
         ("POST", "/chat/completions", chat.completions),
         ("POST", "/responses", responses.create),
         ("POST", "/responses/input_tokens", responses.input_tokens),
         ("GET", "/responses/{response_id}", responses.get),
         ("DELETE", "/responses/{response_id}", responses.delete),
+        ("GET", "/responses/{response_id}/input_items", responses.input_items),
         ("POST", "/embeddings", EmbeddingRoutes(api).create),
     )
     api.claim_paths("/v1", errors=api.errors.openai)

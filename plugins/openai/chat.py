@@ -6,7 +6,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from ds2proxy.dialects.chat_stream import respond_chat
-from ds2proxy.dialects.openai_chat import parse_chat_request
+from ds2proxy.dialects.legacy_functions import legacy_style
+from ds2proxy.dialects.openai_chat import ChatStyle, parse_chat_request
 from ds2proxy.plugin_api import PluginAPI
 
 
@@ -19,5 +20,6 @@ class ChatRoutes:
         body = await self.api.read_json(request)
         model = self.api.resolve_model(body.get("model"), family="openai")
         chat = parse_chat_request(body, model)
+        style = legacy_style(ChatStyle(), body)
         async with self.api.turn(chat, caller) as turn:
-            return await respond_chat(self.api, request, turn, chat)
+            return await respond_chat(self.api, request, turn, chat, style)

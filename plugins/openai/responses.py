@@ -1,5 +1,5 @@
-"""``POST /v1/responses``, ``GET`` and ``DELETE /v1/responses/{id}``, and
-``POST /v1/responses/input_tokens`` (the prompt tokens a response would report).
+"""``POST /v1/responses``, ``GET`` and ``DELETE /v1/responses/{id}``,
+``GET /v1/responses/{id}/input_items`` and ``POST /v1/responses/input_tokens``.
 
 A stream opens with ``response.created`` only once the turn has produced its
 first event, so a turn that fails before any output still answers with a
@@ -30,6 +30,7 @@ from ds2proxy.plugin_api import (
 
 from .responses_builder import ResponseBuilder, ResponseHeader
 from .responses_input import conversation_items
+from .responses_input_items import listed_items, page
 from .responses_items import Event, new_id
 from .responses_request import ResponsesRequest, parse_responses_request
 from .responses_store import ResponseStore
@@ -87,6 +88,15 @@ class ResponsesRoutes:
             raise NotFound(f"Response with id '{response_id}' not found.", param="response_id")
         return json_response(entry.response)
 
+    async def input_items(self, request: web.Request) -> web.Response:
+        """The items the stored response was generated from, a cursor page."""
+        caller = self.api.authenticate(request)
+        response_id = request.match_info["response_id"]
+        entry = await self.store.fetch(caller.identity, response_id)
+        if entry is None:
+            raise NotFound(f"Response with id '{response_id}' not found.", param="response_id")
+        return json_response(page(listed_items(response_id, entry.input_items), request.query))
+
     async def delete(self, request: web.Request) -> web.Response:
         caller = self.api.authenticate(request)
         response_id = request.match_info["response_id"]
@@ -113,7 +123,9 @@ class ResponsesRoutes:
         return entry.history
 
     async def _keep(self, owner: str, parsed: ResponsesRequest, response: dict) -> None:
-        if parsed.store:
+        # A background response is kept even with store false, as the API keeps
+        # it for a while: its client polls GET /v1/responses/{id} for the result.
+        if parsed.store or parsed.background:
             await self.store.keep(owner, response, parsed.items)
 
 
@@ -184,6 +196,7 @@ def echo_fields(body: dict, parsed: ResponsesRequest) -> dict[str, Any]:
         "parallel_tool_calls": chat.parallel_tool_calls,
         "reasoning": {"effort": reasoning.get("effort"), "summary": reasoning.get("summary")},
         "store": parsed.store,
+        "background": parsed.background,
         "text": {**text, "format": text.get("format") or {"type": "text"}},
         "tool_choice": body.get("tool_choice") or "auto",
         "tools": body.get("tools") if isinstance(body.get("tools"), list) else [],

@@ -31,6 +31,7 @@ class ResponsesRequest:
     items: list[Any]                 # the whole conversation, history included
     namespaces: dict[str, str] = field(default_factory=dict)   # tool name → namespace
     store: bool = True
+    background: bool = False
 
 
 def parse_responses_request(body: dict, model: ResolvedModel, items: list[Any]
@@ -51,7 +52,8 @@ def parse_responses_request(body: dict, model: ResolvedModel, items: list[Any]
         sampling=sampling,
         response_format=parse_response_format(_text_format(body.get("text")), "text.format"),
     )
-    return ResponsesRequest(chat, items, namespaces, store=body.get("store") is not False)
+    return ResponsesRequest(chat, items, namespaces, store=body.get("store") is not False,
+                            background=body.get("background") is True)
 
 
 def declared_tools(tools: Any, items: list[Any]) -> Any:

@@ -1,0 +1,88 @@
+"""``GET /v1/responses/{id}/input_items``: the items a stored response was
+generated from (its ``previous_response_id`` history included), as the
+official API lists them: a cursor page, newest first unless ``order=asc``.
+
+Clients send input in shorthand (a string, ``{"role", "content": "…"}``
+without an id); the list shows each as the item the API would have stored,
+a ``message`` whose content is a list of typed parts, with an id that is the
+client's own or one derived from the response id and the item's position
+(stable, so ``after`` pages through the same list every time).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ds2proxy.plugin_api import InvalidRequest
+from ds2proxy.dialects.validate import Bounds, choice, integer
+
+DEFAULT_LIMIT = 20
+LIMIT = Bounds(1, 100)
+ORDERS = ("asc", "desc")
+
+
+def listed_items(response_id: str, items: list[Any]) -> list[dict[str, Any]]:
+    """Every stored input item in its listed form, oldest first."""
+    stem = response_id.removeprefix("resp_")
+    return [_listed(item, f"{stem}{index:04d}") for index, item in enumerate(items)]
+
+
+def _listed(item: Any, suffix: str) -> dict[str, Any]:
+    if isinstance(item, str):
+        item = {"role": "user", "content": item}
+    if not isinstance(item, dict):  # refused when the response was created
+        return {"type": "unknown", "id": f"item_{suffix}"}
+    role = item.get("role")
+    if isinstance(role, str) and item.get("type") in (None, "message"):
+        content = item.get("content", item.get("text"))
+        return {**item, "type": "message", "id": _id(item, f"msg_{suffix}"),
+                "role": role, "status": item.get("status") or "completed",
+                "content": _parts(content, "output_text" if role == "assistant"
+                                  else "input_text")}
+    return {**item, "id": _id(item, f"item_{suffix}")}
+
+
+def _id(item: dict, made: str) -> str:
+    given = item.get("id")
+    return given if isinstance(given, str) and given else made
+
+
+def _parts(content: Any, text_type: str) -> list[Any]:
+    """Message content as typed parts: a string becomes one text part."""
+    if content is None:
+        return []
+    if isinstance(content, str):
+        content = [content]
+    elif isinstance(content, dict):
+        content = [content]
+    parts = [{"type": text_type, "text": part} if isinstance(part, str) else part
+             for part in content]
+    return [{**part, "annotations": part.get("annotations") or []}
+            if isinstance(part, dict) and part.get("type") == "output_text" else part
+            for part in parts]
+
+
+def page(items: list[dict[str, Any]], query: Any) -> dict[str, Any]:
+    """One cursor page of ``items`` (oldest first) for ``limit``, ``order``
+    and ``after``; a bad ``limit`` or ``order`` is a 400 naming it."""
+    limit = integer(_number(query.get("limit"), "limit"), "limit", LIMIT) or DEFAULT_LIMIT
+    order = choice(query.get("order"), "order", ORDERS) or "desc"
+    ordered = items if order == "asc" else items[::-1]
+    after = query.get("after")
+    ids = [item["id"] for item in ordered]
+    start = ids.index(after) + 1 if after in ids else 0
+    rest = ordered[start:]
+    data = rest[:limit]
+    return {"object": "list", "data": data,
+            "first_id": data[0]["id"] if data else None,
+            "last_id": data[-1]["id"] if data else None,
+            "has_more": len(rest) > limit}
+
+
+def _number(value: str | None, field: str) -> int | None:
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise InvalidRequest(f"'{field}' must be an integer", param=field) from None
