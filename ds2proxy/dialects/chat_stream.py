@@ -30,7 +30,7 @@ from ..errors import ProxyError
 from ..frames import PayloadRun
 from . import json_response
 from ..error_bodies import openai_error_body
-from .openai_chat import ChatStyle, chat_completion, finish_name
+from .openai_chat import ChatStyle, chat_completion, finish_name, tool_call_entry
 
 if TYPE_CHECKING:
     from ..plugin_api import PluginContext, Turn
@@ -49,6 +49,7 @@ class ChatStreamRenderer:
         self.created = created
         self._started = False
         self._pending: ToolCallStart | None = None
+        self._custom: set[int] = set()  # indexes of freeform calls (``custom.input``)
         self._in_think = False
         self._usage: Usage | None = None
         # The bytes of a content (reasoning) chunk around its text, once started.
@@ -116,13 +117,17 @@ class ChatStreamRenderer:
         elif isinstance(event, ToolCallStart):
             out += self._close_think()
             self._pending = event
+            if event.kind == "custom":
+                self._custom.add(event.index)
         elif isinstance(event, ToolCallArgs):
             if self._pending is not None:
                 out.append(self._call_frame(self._pending, event.arguments))
                 self._pending = None
             else:
+                field = "input" if event.index in self._custom else "arguments"
+                kind = "custom" if field == "input" else "function"
                 out.append(self._delta({"tool_calls": [
-                    {"index": event.index, "function": {"arguments": event.arguments}}]}))
+                    {"index": event.index, kind: {field: event.arguments}}]}))
         elif isinstance(event, Usage):
             self._usage = event
         elif isinstance(event, Finish):
@@ -165,10 +170,8 @@ class ChatStreamRenderer:
         return ["[DONE]"]
 
     def _call_frame(self, start: ToolCallStart, arguments: str) -> dict:
-        return self._delta({"tool_calls": [{"index": start.index, "id": start.id,
-                                            "type": "function",
-                                            "function": {"name": start.name,
-                                                         "arguments": arguments}}]})
+        entry = tool_call_entry(start.id, start.name, arguments, start.kind)
+        return self._delta({"tool_calls": [{"index": start.index, **entry}]})
 
     def _reasoning(self, text: str) -> list[dict]:
         if not self.style.reasoning_inline:

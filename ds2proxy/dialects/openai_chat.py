@@ -161,16 +161,19 @@ def _file_part(item: dict, where: str) -> AttachmentPart:
 
 
 def tool_call_from(item: dict, fallback_id: str) -> ToolCall | None:
-    """An OpenAI ``tool_calls`` entry (or legacy ``function_call``)."""
-    fn = item.get("function") if isinstance(item.get("function"), dict) else item
+    """An OpenAI ``tool_calls`` entry (a ``function`` or a freeform ``custom``
+    call) or the legacy ``function_call``."""
+    kind = "custom" if item.get("type") == "custom" else "function"
+    inner = item.get(kind)
+    fn = inner if isinstance(inner, dict) else item
     name = fn.get("name") or item.get("name")
     if not isinstance(name, str) or not name.strip():
         return None
     raw = fn.get("arguments", fn.get("input", item.get("arguments", item.get("input"))))
     call_id = item.get("id") or item.get("call_id") or fallback_id
-    kind = "custom" if item.get("type") == "custom" else "function"
-    return ToolCall(id=str(call_id), name=name.strip(), arguments=decode_arguments(raw),
-                    kind=kind)
+    # A freeform call's input is text, whatever it looks like.
+    arguments = raw if kind == "custom" and isinstance(raw, str) else decode_arguments(raw)
+    return ToolCall(id=str(call_id), name=name.strip(), arguments=arguments, kind=kind)
 
 
 # --------------------------------------------------------------------------
@@ -226,8 +229,9 @@ def _assistant(item: dict, i: int, where: str) -> Message:
         if not isinstance(call, dict):
             raise InvalidRequest(f"'{field}' must be an object", param=field)
         if (tc := tool_call_from(call, f"call_{i}_{n}")) is None:
-            raise InvalidRequest(f"'{field}.function.name' must be a non-empty string",
-                                 param=f"{field}.function.name")
+            kind = "custom" if call.get("type") == "custom" else "function"
+            raise InvalidRequest(f"'{field}.{kind}.name' must be a non-empty string",
+                                 param=f"{field}.{kind}.name")
         parts.append(tc)
     legacy = item.get("function_call")
     fallback = f"call_{i}_{len(calls or [])}"
@@ -330,6 +334,14 @@ class ChatStyle:
         return (self.usage_shape or usage_body)(usage)
 
 
+def tool_call_entry(call_id: str, name: str, arguments: str, kind: str = "function") -> dict:
+    """One ``tool_calls`` entry: a function call carries JSON ``arguments``,
+    a freeform (``custom``) call its raw ``input``."""
+    if kind == "custom":
+        return {"id": call_id, "type": "custom", "custom": {"name": name, "input": arguments}}
+    return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+
+
 def finish_name(style: ChatStyle, reason: str, stop_sequence: str | None = None) -> str:
     """The surface's finish word; a matched stop sequence is always "stop"."""
     return "stop" if stop_sequence else style.finish_names.get(reason, reason)
@@ -352,10 +364,8 @@ def chat_completion(result: TurnResult, chat: ChatRequest, created: int,
         if result.reasoning:
             message["reasoning_content"] = result.reasoning
     if result.calls:
-        message["tool_calls"] = [
-            {"id": c.id, "type": "function", "function": {"name": c.name,
-                                                          "arguments": c.arguments}}
-            for c in result.calls]
+        message["tool_calls"] = [tool_call_entry(c.id, c.name, c.arguments, c.kind)
+                                 for c in result.calls]
     if result.citations:
         message["annotations"] = _annotations(result.citations)
     return {

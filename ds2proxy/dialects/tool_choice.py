@@ -56,15 +56,17 @@ def _openai_object(value: dict[str, Any]) -> ToolChoice:
 
 
 def _function_name(value: dict[str, Any]) -> str | None:
+    """The tool's name: flat (Responses) or under ``function`` / ``custom`` (Chat)."""
     name = value.get("name")
-    function = value.get("function")
-    if not name and isinstance(function, dict):
-        name = function.get("name")
+    for key in ("function", "custom"):
+        inner = value.get(key)
+        if not name and isinstance(inner, dict):
+            name = inner.get("name")
     return name if isinstance(name, str) and name else None
 
 
 def _names(entries: object) -> frozenset[str]:
-    """Names from ``["a", {"name": "b"}, {"function": {"name": "c"}}]``."""
+    """Names from ``["a", {"name": "b"}, {"function": {"name": "c"}}, {"custom": …}]``."""
     if not isinstance(entries, list) or not entries:
         raise _invalid("allowed tools must be a non-empty list")
     names = set()

@@ -17,7 +17,8 @@ from ..errors import InvalidRequest
 
 
 def parse_tools(value: Any) -> list[ToolSpec]:
-    """Function tools in the nested or bare shape; other tool types are skipped."""
+    """Function and freeform (``custom``) tools in the nested or bare shape;
+    other tool types are skipped."""
     if value is None:
         return []
     if not isinstance(value, list):
@@ -27,14 +28,13 @@ def parse_tools(value: Any) -> list[ToolSpec]:
         if not isinstance(item, dict):
             raise InvalidRequest(f"tools[{i}] must be an object", param="tools")
         kind = item.get("type", "function")
-        fn = item.get("function") if isinstance(item.get("function"), dict) else item
-        name = fn.get("name")
-        if kind == "custom" and isinstance(name, str):
-            tools.append(ToolSpec(name=name, description=_custom_description(fn),
-                                  kind="custom"))
+        if kind == "custom":
+            tools.append(_custom_tool(item, i))
             continue
         if kind != "function":
             continue
+        fn = item.get("function") if isinstance(item.get("function"), dict) else item
+        name = fn.get("name")
         where = f"tools[{i}].function" if "function" in item else f"tools[{i}]"
         if fn is item and "function" in item:
             raise InvalidRequest(f"'{where}' must be an object", param=where)
@@ -59,15 +59,31 @@ def _tool_schema(fn: dict, where: str) -> dict | None:
     return fn[key]
 
 
+def _custom_tool(item: dict, i: int) -> ToolSpec:
+    """A freeform tool: flat (Responses) or under ``custom`` (Chat Completions)."""
+    nested = "custom" in item
+    spec = item.get("custom") if nested else item
+    where = f"tools[{i}].custom" if nested else f"tools[{i}]"
+    if not isinstance(spec, dict):
+        raise InvalidRequest(f"'{where}' must be an object", param=where)
+    name = spec.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidRequest(f"'{where}.name' must be a non-empty string", param=f"{where}.name")
+    return ToolSpec(name=name.strip(), description=_custom_description(spec), kind="custom")
+
+
 def _custom_description(tool: dict) -> str:
     """A freeform tool's description plus the grammar its input must follow
-    (Codex's apply_patch): without it the model cannot know the syntax."""
+    (Codex's apply_patch): without it the model cannot know the syntax.
+    Responses puts ``syntax`` / ``definition`` in ``format``, Chat Completions
+    in ``format.grammar``."""
     description = str(tool.get("description") or "")
     fmt = tool.get("format") if isinstance(tool.get("format"), dict) else {}
-    definition = fmt.get("definition")
+    grammar = fmt.get("grammar") if isinstance(fmt.get("grammar"), dict) else fmt
+    definition = grammar.get("definition")
     if fmt.get("type") != "grammar" or not isinstance(definition, str) or not definition.strip():
         return description
-    syntax = fmt.get("syntax") if isinstance(fmt.get("syntax"), str) else "grammar"
+    syntax = grammar.get("syntax") if isinstance(grammar.get("syntax"), str) else "grammar"
     return (f"{description}\n\nThe input must match this {syntax} grammar:\n"
             f"{definition.strip()}").strip()
 
