@@ -4,7 +4,11 @@ the calls it answers with, stream and not."""
 
 from __future__ import annotations
 
+from enum import Enum
+
+import openai
 import pytest
+from pydantic import BaseModel
 
 from dsml_util import dsml
 from ds2proxy.testing import Scripted
@@ -89,3 +93,29 @@ async def test_a_nameless_custom_tool_is_a_400_before_any_work(proxy):
     assert caught.value.status_code == 400
     assert caught.value.body["param"] == "tools[0].custom.name"
     assert proxy.fake.calls == []
+
+
+class Level(str, Enum):
+    LOW = "1"
+    HIGH = "2"
+
+
+class Note(BaseModel):
+    """A tool whose schema pydantic writes: $defs, a $ref and a nullable union."""
+
+    path: str
+    text: str | None
+    level: Level
+
+
+async def test_a_pydantic_tool_parses_into_its_model(proxy):
+    """The client validates the call against the model it declared: a
+    number-looking ``str | None`` and a ``$ref``-ed string enum must arrive as
+    strings (they came as 42 and 1, and the client's parse raised)."""
+    proxy.fake.enqueue(Scripted(answer=dsml(("Note", {"path": "a.txt", "text": "42",
+                                                      "level": "1"}))))
+    async with openai_client(proxy) as client:
+        answer = await client.chat.completions.parse(
+            model="deepseek-chat", messages=USER, tools=[openai.pydantic_function_tool(Note)])
+    [call] = answer.choices[0].message.tool_calls
+    assert call.function.parsed_arguments == Note(path="a.txt", text="42", level=Level.LOW)
