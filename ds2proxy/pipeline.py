@@ -259,7 +259,8 @@ class Turn:
             if flushed:
                 yield flushed
             done = shaper.stopped or shaper.filtered is not None
-            if not done and not shaper.has_visible_output:
+            if not done and not shaper.has_visible_output and not (
+                    retried_empty and shaper.answered):
                 if retried_empty:
                     # An account-level rate limit: fails over like an upstream 429.
                     raise UpstreamRateLimited(

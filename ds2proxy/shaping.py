@@ -173,6 +173,13 @@ class TurnShaper:
     def has_visible_output(self) -> bool:
         return self.calls > 0 or self.shown
 
+    @property
+    def answered(self) -> bool:
+        """The model gave an answer: visible output, or a tool block the sieve
+        refused (an undeclared tool …). Only a turn that did not, asked twice,
+        is the empty output a rate-limited account returns."""
+        return self.has_visible_output or (self.sieve is not None and self.sieve.consumed)
+
     def _lead_run(self, texts: list[str], joined: str) -> list[str]:
         """:meth:`_lead` for a run of texts (``joined``: the run as one)."""
         if not joined.strip():

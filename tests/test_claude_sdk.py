@@ -204,6 +204,23 @@ async def test_tool_results_with_errors_reach_the_prompt(proxy):
 
 
 @pytest.mark.parametrize("stream", [False, True])
+async def test_calls_only_to_undeclared_tools_are_no_rate_limit(proxy, stream):
+    """An answer that was only a refused call (a tool the request does not
+    declare) is asked again once, then ends as an empty answer on the same
+    account: it used to be taken for a rate-limited account's empty output,
+    which cooled every account in turn and gave the client a 429."""
+    refused = "<|DSML|tool_calls>" + TWO_CALLS.split("<|DSML|tool_calls>")[1].replace(
+        '"Bash"', '"Grep"').replace('"Read"', '"Glob"')
+    proxy.fake.enqueue(Scripted(answer=refused), Scripted(answer=refused))
+    message = await ask(proxy, "async", stream, tools=TOOLS)
+    assert message.stop_reason == "end_turn"
+    assert message.content == []
+    calls = proxy.fake.calls_to("chat/completion")
+    assert len(calls) == 2 and calls[0].account == calls[1].account
+    assert proxy.core.pool.health.state(calls[0].account) == "healthy"
+
+
+@pytest.mark.parametrize("stream", [False, True])
 async def test_max_tokens_only_when_the_limit_is_hit(proxy, stream):
     proxy.fake.enqueue(Scripted(answer="many words here " * 40))
     limited = await ask(proxy, "async", stream, model="claude-sonnet-5-5", max_tokens=8)

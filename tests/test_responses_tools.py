@@ -266,3 +266,44 @@ async def test_custom_call_comes_back_as_history(proxy, api):
     assert resp.output_text == "Patched."
     prompt = proxy.fake.calls_to("chat/completion")[-1].body["prompt"]
     assert "*** Add File: hello.txt" in prompt and "Done!" in prompt
+
+
+def namespace(name: str, *tools: str) -> dict:
+    return {"type": "namespace", "name": name, "description": f"the {name} server",
+            "tools": [{"type": "function", "name": tool, "description": f"{name}'s {tool}",
+                       "parameters": {"type": "object", "properties": {
+                           "q": {"type": "string"}}}} for tool in tools]}
+
+
+SERVERS = [namespace("mcp__github", "search", "open_issue"), namespace("mcp__jira", "search")]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_namespaced_tools_of_one_name_stay_apart(proxy, api, stream):
+    """Two namespaces' ``search`` reach the model under their namespace's
+    name and a call comes back to the right one: both were offered as
+    ``search`` and every call went to the last namespace."""
+    proxy.fake.enqueue(Scripted(answer=dsml(("mcp__github.search", {"q": "bug"}),
+                                            ("open_issue", {"q": "bug"}))))
+    if stream:
+        async with api.responses.stream(model="gpt-5-codex", input="find it",
+                                        tools=SERVERS) as events:
+            response = await events.get_final_response()
+    else:
+        response = await api.responses.create(model="gpt-5-codex", input="find it",
+                                              tools=SERVERS)
+    assert [(c.name, c.namespace) for c in response.output] == [
+        ("search", "mcp__github"), ("open_issue", "mcp__github")]
+    prompt = proxy.fake.calls_to("chat/completion")[-1].body["prompt"]
+    assert "Tool: mcp__github.search\n" in prompt and "Tool: mcp__jira.search\n" in prompt
+    assert "Tool: open_issue\n" in prompt
+
+    call = response.output[0]
+    proxy.fake.enqueue(Scripted(answer="Found one."))
+    history = [{"role": "user", "content": "find it"}, call.model_dump(exclude_none=True),
+               {"type": "function_call_output", "call_id": call.call_id, "output": "#12"}]
+    again = await api.responses.create(model="gpt-5-codex", input=history, tools=SERVERS,
+                                       store=False)
+    assert again.output_text == "Found one."
+    prompt = proxy.fake.calls_to("chat/completion")[-1].body["prompt"]
+    assert '<|DSML|invoke name="mcp__github.search">' in prompt

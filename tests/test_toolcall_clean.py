@@ -105,3 +105,43 @@ CLEANER_FRAGMENTS = st.sampled_from([
        st.lists(st.integers(min_value=0, max_value=400), max_size=6))
 def test_cleaning_does_not_depend_on_chunking(text: str, points: list[int]) -> None:
     assert streamed(cut(text, points)) == clean_visible_text(text)
+
+
+def lines_run(text: str) -> int:
+    """Lines of the cleaning code run to clean ``text`` fed 3 characters at a
+    time: a measure of work that does not depend on the machine."""
+    import sys
+    from pathlib import Path
+
+    import ds2proxy.toolcall
+
+    package = str(Path(ds2proxy.toolcall.__file__).parent)
+    count = 0
+
+    def tracer(frame, event, arg):  # type: ignore[no-untyped-def]
+        nonlocal count
+        if not frame.f_code.co_filename.startswith(package):
+            return None
+        if event == "line":
+            count += 1
+        return tracer
+
+    cleaner = TextCleaner()
+    sys.settrace(tracer)
+    try:
+        for at in range(0, len(text), 3):
+            cleaner.feed(text[at:at + 3])
+        cleaner.flush()
+    finally:
+        sys.settrace(None)
+    return count
+
+
+@pytest.mark.parametrize("piece", ['[{"function":', '<|Tool|>{"a":', "<think>\nstill thinking "])
+def test_a_held_tail_is_read_once_as_it_grows(piece: str) -> None:
+    """A tail held while a rule waits for its end (an unclosed leaked call
+    array or tool-result object, an unclosed think tag) costs work in
+    proportion to its length: it was read whole again with every chunk, and
+    at the end once per opener in it, so 100 KB of them took minutes."""
+    small, large = lines_run(piece * 60), lines_run(piece * 240)
+    assert large < 6 * small

@@ -191,3 +191,45 @@ def test_markdown_with_inline_code_and_links_streams_at_once() -> None:
 def test_one_feed_gives_one_text_event_even_around_a_mention() -> None:
     events = stream_events(["Wrap it in <tool_calls> then stop."])
     assert events == [TextDelta("Wrap it in <tool_calls> then stop.")]
+
+
+def tag_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts how often a block's tags are looked at (one entry per look)."""
+    from ds2proxy.toolcall import capture
+
+    seen: list[int] = []
+    step = capture._invoke_step
+
+    def counted(tag):  # type: ignore[no-untyped-def]
+        seen.append(1)
+        return step(tag)
+
+    monkeypatch.setattr(capture, "_invoke_step", counted)
+    return seen
+
+
+@pytest.mark.parametrize("wrapped", [True, False])
+def test_a_long_block_is_read_once_not_once_per_chunk(monkeypatch, wrapped: bool) -> None:
+    """Each tag of a block still being written is read once: every chunk used
+    to read all the tags seen so far again, so a block of many parameters
+    (a model repeating itself) held the event loop for minutes."""
+    seen = tag_reads(monkeypatch)
+    params = '<parameter name="q">go</parameter>\n' * 300
+    text = ('<tool_calls>\n' if wrapped else "") + '<invoke name="search">\n' + params
+    sieve = ToolSieve(TOOLS, AUTO)
+    for at in range(0, len(text), 3):
+        assert sieve.feed(text[at:at + 3]) == []
+    assert len(seen) < 2 * 600
+
+
+@pytest.mark.parametrize(("run", "held"), [("<" * 1000, 17), ("<" + " " * 1000, 0),
+                                           ("<|" + "|" * 1000, 0)])
+def test_a_long_run_of_stray_markup_is_not_held(run: str, held: int) -> None:
+    """A run of "<" or of tag-prefix noise longer than any tag's is released
+    as it comes (all but the "<"s a tag could still follow, and the one the
+    cleaner keeps for a special token): it was held, and looked through
+    again with every chunk, until the stream ended."""
+    chunks = ["a", *(run[i:i + 3] for i in range(0, len(run), 3))]
+    assert "".join(fed_texts(chunks)) == "a" + run[:len(run) - held]
+    result = outcomes("a" + run + READ)
+    assert result.names == ["read_file"]

@@ -231,3 +231,36 @@ def test_string_false_hint_still_meets_a_string_schema() -> None:
 def test_string_like_schemas_keep_the_raw_text(schema: dict[str, object]) -> None:
     tools = [ToolSpec("probe", parameters={"type": "object", "properties": {"v": schema}})]
     assert args_of(block(invoke("probe", ("v", "1"))), tools) == {"v": "1"}
+
+
+GENERATED = {"type": "object", "properties": {
+    "note": {"anyOf": [{"type": "string"}, {"type": "null"}], "default": None},
+    "label": {"oneOf": [{"type": "null"}, {"$ref": "#/$defs/Text"}]},
+    "mode": {"$ref": "#/$defs/Mode"},
+    "body": {"allOf": [{"$ref": "#/$defs/Text"}], "description": "file text"},
+    "ids": {"type": "array", "items": {"$ref": "#/$defs/Text"}},
+    "tags": {"anyOf": [{"type": "array", "items": {"type": "string"}}, {"type": "null"}]},
+    "either": {"anyOf": [{"type": "string"}, {"type": "integer"}]},
+}, "$defs": {"Mode": {"enum": ["1", "2"], "type": "string"}, "Text": {"type": "string"}}}
+
+
+def test_generated_schemas_type_their_strings() -> None:
+    """Schemas made by pydantic or MCP servers say "string" through a nullable
+    union, a $ref into $defs or an allOf: the value is still the raw text
+    (a number-looking note came out as 123, JSON text as an object)."""
+    tools = [ToolSpec("probe", parameters=GENERATED)]
+    text = block(invoke("probe", ("note", "123"), ("label", "true"), ("mode", "1"),
+                        ("body", '{"b": 1, "a": 2}'), ("ids", "<item>7</item><item>8</item>"),
+                        ("tags", "<item>9</item>"), ("either", "5")))
+    assert args_of(text, tools) == {"note": "123", "label": "true", "mode": "1",
+                                    "body": '{"b": 1, "a": 2}', "ids": ["7", "8"],
+                                    "tags": ["9"], "either": 5}
+
+
+def test_self_referencing_schemas_are_followed_a_bounded_way() -> None:
+    """A $ref cycle, or unions that fan out into one, cost a fixed amount of work."""
+    loop = {"$defs": {"A": {"anyOf": [{"$ref": "#/$defs/A"}] * 4}}, "type": "object",
+            "properties": {"v": {"$ref": "#/$defs/A"}, "next": {"$ref": "#"}}}
+    tools = [ToolSpec("probe", parameters=loop)]
+    text = block('<invoke name="probe">{"input":{"v":[1],"next":{"v":2,"next":{"v":3}}}}</invoke>')
+    assert args_of(text, tools) == {"v": [1], "next": {"v": 2, "next": {"v": 3}}}

@@ -198,8 +198,9 @@ def _assistant(item: dict, i: int, where: str) -> Message:
         if not isinstance(call, dict):
             raise InvalidRequest(f"'{field}' must be an object", param=field)
         if (tc := tool_call_from(call, f"call_{i}_{n}")) is None:
-            raise InvalidRequest(f"'{field}.function.name' must be a non-empty string",
-                                 param=f"{field}.function.name")
+            kind = "custom" if call.get("type") == "custom" else "function"
+            raise InvalidRequest(f"'{field}.{kind}.name' must be a non-empty string",
+                                 param=f"{field}.{kind}.name")
         parts.append(tc)
     legacy = item.get("function_call")
     fallback = f"call_{i}_{len(calls or [])}"

@@ -66,7 +66,7 @@ def _function_name(value: dict[str, Any]) -> str | None:
 
 
 def _names(entries: object) -> frozenset[str]:
-    """Names from ``["a", {"name": "b"}, {"function": {"name": "c"}}]``."""
+    """Names from ``["a", {"name": "b"}, {"function": {"name": "c"}}, {"custom": …}]``."""
     if not isinstance(entries, list) or not entries:
         raise _invalid("allowed tools must be a non-empty list")
     names = set()

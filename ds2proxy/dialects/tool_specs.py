@@ -17,7 +17,8 @@ from ..errors import InvalidRequest
 
 
 def parse_tools(value: Any) -> list[ToolSpec]:
-    """Function tools in the nested or bare shape; other tool types are skipped."""
+    """Function and freeform (``custom``) tools in the nested or bare shape;
+    other tool types are skipped."""
     if value is None:
         return []
     if not isinstance(value, list):
@@ -66,13 +67,16 @@ def _tool_schema(fn: dict, where: str) -> dict | None:
 
 def _custom_description(tool: dict) -> str:
     """A freeform tool's description plus the grammar its input must follow
-    (Codex's apply_patch): without it the model cannot know the syntax."""
+    (Codex's apply_patch): without it the model cannot know the syntax.
+    Responses puts ``syntax`` / ``definition`` in ``format``, Chat Completions
+    in ``format.grammar``."""
     description = str(tool.get("description") or "")
     fmt = tool.get("format") if isinstance(tool.get("format"), dict) else {}
-    definition = fmt.get("definition")
+    grammar = fmt.get("grammar") if isinstance(fmt.get("grammar"), dict) else fmt
+    definition = grammar.get("definition")
     if fmt.get("type") != "grammar" or not isinstance(definition, str) or not definition.strip():
         return description
-    syntax = fmt.get("syntax") if isinstance(fmt.get("syntax"), str) else "grammar"
+    syntax = grammar.get("syntax") if isinstance(grammar.get("syntax"), str) else "grammar"
     return (f"{description}\n\nThe input must match this {syntax} grammar:\n"
             f"{definition.strip()}").strip()
 

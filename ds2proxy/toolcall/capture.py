@@ -39,14 +39,22 @@ class CaptureScan:
     verdict: Verdict
     tokens: Tokens
     end: int = 0
-    invokes: list[InvokeSpan] = field(default_factory=list)
+    invokes: list[InvokeSpan] = field(default_factory=list)  # finished ones (shared: read only)
+    unfinished: InvokeSpan | None = None  # the invoke after them, still being written
     # False for a block rebuilt around a bare invoke: its calls wait for its end.
     early: bool = True
 
+    def span(self, index: int) -> InvokeSpan | None:
+        """Invoke ``index`` of the block: a finished one, the unfinished one, or None."""
+        if index < len(self.invokes):
+            return self.invokes[index]
+        return self.unfinished if index == len(self.invokes) else None
 
-def scan_capture(text: str, *, final: bool, tokenizer: Tokenizer | None = None) -> CaptureScan:
-    """Classify a capture that starts with a tool tag; ``tokenizer`` carries
-    the work done on an earlier, shorter version of the same text."""
+
+def scan_capture(text: str, *, final: bool, tokenizer: Tokenizer | None = None,
+                 walk: WrapperWalk | None = None) -> CaptureScan:
+    """Classify a capture that starts with a tool tag; ``tokenizer`` and
+    ``walk`` carry the work done on an earlier, shorter version of the same text."""
     head = scan_head(text, 0, final=final)
     tokens = (tokenizer or Tokenizer()).advance(text, final=final)
     if not isinstance(head, Head):
@@ -59,9 +67,9 @@ def scan_capture(text: str, *, final: bool, tokenizer: Tokenizer | None = None) 
         waiting = tokens.stop == 0 and not final
         return CaptureScan(Verdict.WAIT if waiting else Verdict.RELEASE, tokens, end=head.end)
     if first.name == WRAPPER and not first.self_closing:
-        return _wrapper(text, tokens, first)
+        return _wrapper(text, tokens, first, walk)
     if first.name == INVOKE and first.attrs.get("name", "").strip():
-        return _bare_invoke(text, tokens, 0)
+        return _bare_invoke(text, tokens, walk)
     return CaptureScan(Verdict.RELEASE, tokens, end=first.end)
 
 
@@ -75,36 +83,62 @@ def _next_tag(text: str, tokens: Tokens, pos: int) -> Tag | bool | None:
     return tokens.tag_at(pos) or False
 
 
-def _wrapper(text: str, tokens: Tokens, wrapper: Tag) -> CaptureScan:
+@dataclass(slots=True)
+class WrapperWalk:
+    """The tags after a committed wrapper read so far, resumed as more arrive:
+    a long block is read once, not again for every chunk of the stream."""
+
+    next: int = 1  # index in the tags of the next one to read (0 is the wrapper)
+    depth: int = 1
+    invokes: list[InvokeSpan] = field(default_factory=list)
+    opener: Tag | None = None  # the invoke being read, if any
+    inside: list[Tag] = field(default_factory=list)
+    invoke_depth: int = 0
+    end: Tag | None = None  # the wrapper's closing tag, once found
+    # Invokes without a wrapper: those known to be followed by another
+    # invoke, the one being read (its index), where its end search stands.
+    chain: list[InvokeSpan] = field(default_factory=list)
+    chain_at: int = 0
+    seek: int = -1  # the next tag the end search reads
+    seek_depth: int = 0
+
+    def advance(self, tags: list[Tag]) -> None:
+        while self.end is None and self.next < len(tags):
+            tag = tags[self.next]
+            self.next += 1
+            if self.opener is not None:
+                self.invoke_depth += _invoke_step(tag)
+                if self.invoke_depth == 0:
+                    self.invokes.append(InvokeSpan(self.opener, tag, tuple(self.inside)))
+                    self.opener, self.inside = None, []
+                else:
+                    self.inside.append(tag)
+            elif tag.name == WRAPPER and not tag.self_closing:
+                self.depth += -1 if tag.closing else 1
+                if self.depth == 0:
+                    self.end = tag
+            elif tag.opens(INVOKE):
+                if tag.self_closing:
+                    self.invokes.append(InvokeSpan(tag, tag))
+                else:
+                    self.opener, self.invoke_depth = tag, 1
+
+    def open_span(self) -> InvokeSpan | None:
+        """The invoke still being written (its body unread), if any."""
+        return None if self.opener is None else InvokeSpan(self.opener, None)
+
+
+def _wrapper(text: str, tokens: Tokens, wrapper: Tag, walk: WrapperWalk | None) -> CaptureScan:
     nxt = _next_tag(text, tokens, wrapper.end)
     if nxt is None:
         return CaptureScan(Verdict.WAIT, tokens)
     if nxt is False or not nxt.opens(INVOKE):
         return CaptureScan(Verdict.RELEASE, tokens, end=wrapper.end)
-    depth = 1
-    invokes: list[InvokeSpan] = []
-    inside: list[Tag] | None = None
-    invoke_depth = 0
-    for tag in tokens.tags[1:]:
-        if inside is not None:
-            invoke_depth += _invoke_step(tag)
-            if invoke_depth == 0:
-                invokes.append(InvokeSpan(opener, tag, tuple(inside)))
-                inside = None
-            else:
-                inside.append(tag)
-        elif tag.name == WRAPPER and not tag.self_closing:
-            depth += -1 if tag.closing else 1
-            if depth == 0:
-                return CaptureScan(Verdict.BLOCK, tokens, end=tag.end, invokes=invokes)
-        elif tag.opens(INVOKE):
-            if tag.self_closing:
-                invokes.append(InvokeSpan(tag, tag))
-            else:
-                opener, inside, invoke_depth = tag, [], 1
-    if inside is not None:
-        invokes.append(InvokeSpan(opener, None, tuple(inside)))
-    return CaptureScan(Verdict.OPEN, tokens, invokes=invokes)
+    walk = walk if walk is not None else WrapperWalk()
+    walk.advance(tokens.tags)
+    if walk.end is not None:
+        return CaptureScan(Verdict.BLOCK, tokens, end=walk.end.end, invokes=walk.invokes)
+    return CaptureScan(Verdict.OPEN, tokens, invokes=walk.invokes, unfinished=walk.open_span())
 
 
 def _invoke_step(tag: Tag) -> int:
@@ -114,32 +148,35 @@ def _invoke_step(tag: Tag) -> int:
     return -1 if tag.closing else 1
 
 
-def _bare_invoke(text: str, tokens: Tokens, index: int) -> CaptureScan:
+def _bare_invoke(text: str, tokens: Tokens, walk: WrapperWalk | None) -> CaptureScan:
     """Invokes with no opening wrapper: wait while they may still be followed
     by a closing wrapper; show the first tag as text once they cannot."""
+    walk = walk if walk is not None else WrapperWalk()
     first = tokens.tags[0]
-    invokes: list[InvokeSpan] = []
     while True:
-        opener = tokens.tags[index]
-        close_index = _invoke_end(text, tokens, index)
+        index = walk.chain_at
+        close_index = _invoke_end(text, tokens, index, walk)
         if close_index is None or close_index is False:
             verdict = Verdict.WAIT if close_index is None else Verdict.RELEASE
             return CaptureScan(verdict, tokens, end=first.end)
         close = tokens.tags[close_index]
-        invokes.append(InvokeSpan(opener, close, tuple(tokens.tags[index + 1:close_index])))
+        span = InvokeSpan(tokens.tags[index], close, tuple(tokens.tags[index + 1:close_index]))
         nxt = _next_tag(text, tokens, close.end)
         if nxt is None:
             return CaptureScan(Verdict.WAIT, tokens)
         if nxt is not False and nxt.closes(WRAPPER):
-            return CaptureScan(Verdict.BLOCK, tokens, end=nxt.end, invokes=invokes, early=False)
+            return CaptureScan(Verdict.BLOCK, tokens, end=nxt.end,
+                               invokes=[*walk.chain, span], early=False)
         if nxt is False or not nxt.opens(INVOKE) or not nxt.attrs.get("name", "").strip():
             return CaptureScan(Verdict.RELEASE, tokens, end=first.end)
-        index = tokens.tags.index(nxt)
+        walk.chain.append(span)
+        walk.chain_at, walk.seek = tokens.index_of(nxt), -1
 
 
-def _invoke_end(text: str, tokens: Tokens, index: int) -> int | bool | None:
+def _invoke_end(text: str, tokens: Tokens, index: int, walk: WrapperWalk) -> int | bool | None:
     """Index of the tag closing the invoke at ``index``; False when its body
-    cannot be a call body; None when not known yet."""
+    cannot be a call body; None when not known yet. The search resumes where
+    ``walk`` left it."""
     opener = tokens.tags[index]
     if opener.self_closing:
         return index
@@ -150,12 +187,14 @@ def _invoke_end(text: str, tokens: Tokens, index: int) -> int | bool | None:
         nxt is False and text[_skip_blank(text, opener.end, tokens.stop)] in "{[")
     if not plausible:
         return False
-    depth = 0
-    for i in range(index, len(tokens.tags)):
-        depth += _invoke_step(tokens.tags[i])
-        if depth == 0:
-            return i
-    return None
+    if walk.seek < 0:
+        walk.seek, walk.seek_depth = index, 0
+    while walk.seek_depth or walk.seek == index:
+        if walk.seek >= len(tokens.tags):
+            return None
+        walk.seek_depth += _invoke_step(tokens.tags[walk.seek])
+        walk.seek += 1
+    return walk.seek - 1
 
 
 def _skip_blank(text: str, pos: int, limit: int) -> int:

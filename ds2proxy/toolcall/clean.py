@@ -13,7 +13,7 @@ import json
 import re
 from collections.abc import Callable
 
-from ds2proxy.toolcall.jsonfix import match_bracket
+from ds2proxy.toolcall.jsonfix import BracketWalk
 from ds2proxy.toolcall.tags import ascii_lower
 
 _MORE = "more"  # a rule needs more text to decide
@@ -33,12 +33,39 @@ _EMPTY_JSON_FENCE = ("```json", "```")
 _WIRE_PREFIX = '[{"function":'
 
 
+class _Memo:
+    """How far the scans of a held tail got (keys: offsets in the held
+    text), so a rule waiting for more text resumes where it stopped instead
+    of reading the whole tail again with every chunk."""
+
+    def __init__(self) -> None:
+        self.brackets: dict[int, BracketWalk] = {}
+        self.searched: dict[int, int] = {}
+        # At the end of the text: where a bracket opened that never closes.
+        # One opened after it is taken as unclosed too (its text stays), so
+        # the end of a text of many openers is read once, not once each.
+        self.unclosed: int | None = None
+
+    def shift(self, by: int) -> None:
+        """The held text now starts ``by`` characters later."""
+        if by:
+            self.brackets = {k - by: walk.shifted(by) for k, walk in self.brackets.items()
+                             if k >= by}
+            self.searched = {k - by: v - by for k, v in self.searched.items() if k >= by}
+
+    def clear(self) -> None:
+        self.brackets.clear()
+        self.searched.clear()
+        self.unclosed = None
+
+
 class TextCleaner:
     """§4.9 cleaning of a stream; ``flush`` releases a held tail at the end."""
 
     def __init__(self) -> None:
         self.pending = ""  # text held while a rule may still match
         self._in_agent_wrapper = False
+        self._memo = _Memo()
 
     def feed(self, text: str) -> str:
         if not self.pending and _CANDIDATE.search(text) is None:
@@ -62,16 +89,18 @@ class TextCleaner:
             out.append(text[last:at])
             if outcome == _MORE:
                 self.pending = text[at:]
+                self._memo.shift(at)
                 return "".join(out)
             end, replacement = outcome
             out.append(replacement)
             last = pos = end
         out.append(text[last:])
         self.pending = ""
+        self._memo.clear()
         return "".join(out)
 
     def _rule_at(self, text: str, at: int, final: bool) -> Outcome:
-        rules: tuple[Callable[[str, int, bool], Outcome], ...]
+        rules: tuple[Callable[[str, int, bool, _Memo], Outcome], ...]
         if text[at] == "`":
             rules = (_empty_json_fence,)
         elif text[at] == "[":
@@ -79,12 +108,12 @@ class TextCleaner:
         else:
             rules = (_template_token, _think_tag, self._agent_tag)
         for rule in rules:
-            outcome = rule(text, at, final)
+            outcome = rule(text, at, final, self._memo)
             if outcome is not None:
                 return outcome
         return None
 
-    def _agent_tag(self, text: str, at: int, final: bool) -> Outcome:
+    def _agent_tag(self, text: str, at: int, final: bool, _memo: _Memo) -> Outcome:
         """Agent wrappers lose their tags (and their ``<result>`` tags) but
         keep the text inside."""
         names = [*_AGENT_TAGS, "result"] if self._in_agent_wrapper else list(_AGENT_TAGS)
@@ -112,7 +141,7 @@ def _literal(text: str, at: int, literal: str, final: bool) -> int | str | None:
     return None
 
 
-def _template_token(text: str, at: int, final: bool) -> Outcome:
+def _template_token(text: str, at: int, final: bool, memo: _Memo) -> Outcome:
     """``<｜end▁of▁sentence｜>`` and its look-alikes; a ``<|Tool|>`` followed by
     a leaked tool-result object goes with the object."""
     end = _token_end(text, at, final)
@@ -120,7 +149,7 @@ def _template_token(text: str, at: int, final: bool) -> Outcome:
         return end
     word, stop = end
     if word == "tool":
-        blob = _tool_blob_end(text, stop, final)
+        blob = _tool_blob_end(text, stop, final, memo)
         if blob == _MORE:
             return _MORE
         if blob is not None:
@@ -158,14 +187,14 @@ def _skip(text: str, i: int, chars: str) -> int:
     return i
 
 
-def _tool_blob_end(text: str, pos: int, final: bool) -> int | str | None:
+def _tool_blob_end(text: str, pos: int, final: bool, memo: _Memo) -> int | str | None:
     """End of a leaked ``{… "tool_call_id": "call…"}`` object after ``<|Tool|>``."""
     start = _skip(text, pos, " \t\r\n")
     if start >= len(text):
         return None if final else _MORE
     if text[start] != "{":
         return None
-    found = _json_at(text, start, final)
+    found = _json_at(text, start, final, memo)
     if not isinstance(found, tuple):
         return found
     end, blob = found
@@ -173,11 +202,17 @@ def _tool_blob_end(text: str, pos: int, final: bool) -> int | str | None:
     return end if isinstance(call_id, str) and call_id.startswith("call") else None
 
 
-def _json_at(text: str, start: int, final: bool) -> tuple[int, object] | str | None:
+def _json_at(text: str, start: int, final: bool, memo: _Memo
+             ) -> tuple[int, object] | str | None:
     """(end, value) of the JSON object or array at ``start``; _MORE while it
     is unfinished; None when it is not JSON."""
-    end = match_bracket(text, start)
+    if final and memo.unclosed is not None and start > memo.unclosed:
+        return None
+    walk = memo.brackets.setdefault(start, BracketWalk(start))
+    end = walk.end(text)
     if end is None:
+        if final:
+            memo.unclosed = start
         return None if final else _MORE
     try:
         return end, json.loads(text[start:end])
@@ -185,7 +220,7 @@ def _json_at(text: str, start: int, final: bool) -> tuple[int, object] | str | N
         return None
 
 
-def _think_tag(text: str, at: int, final: bool) -> Outcome:
+def _think_tag(text: str, at: int, final: bool, memo: _Memo) -> Outcome:
     """``<think>``/``</think>`` go; an unclosed ``<think>`` cuts the rest."""
     end = _literal(text, at, _THINK_CLOSE, final)
     if isinstance(end, int):
@@ -195,12 +230,16 @@ def _think_tag(text: str, at: int, final: bool) -> Outcome:
     end = _literal(text, at, _THINK_OPEN, final)
     if end is None or end == _MORE:
         return end
-    if _THINK_CLOSE in ascii_lower(text[end:]):
+    # The closing tag is searched for in the text not searched yet (plus the
+    # few characters a tag cut at the old end needs).
+    start = max(end, memo.searched.get(at, end) - len(_THINK_CLOSE) + 1)
+    memo.searched[at] = len(text)
+    if _THINK_CLOSE in ascii_lower(text[start:]):
         return end, ""
     return (len(text), "") if final else _MORE
 
 
-def _empty_json_fence(text: str, at: int, final: bool) -> Outcome:
+def _empty_json_fence(text: str, at: int, final: bool, _memo: _Memo) -> Outcome:
     """A ```` ```json ```` fence with nothing in it (left over from a call)."""
     opener, closer = _EMPTY_JSON_FENCE
     end = _literal(text, at, opener, final)
@@ -211,13 +250,13 @@ def _empty_json_fence(text: str, at: int, final: bool) -> Outcome:
     return (close, "") if isinstance(close, int) else close
 
 
-def _wire_array(text: str, at: int, final: bool) -> Outcome:
+def _wire_array(text: str, at: int, final: bool, memo: _Memo) -> Outcome:
     """A leaked OpenAI ``tool_calls`` array: ``[{"function":{…},"id":"call…",…}]``."""
     compact = re.sub(r"\s+", "", text[at:at + 64])
     if not compact.startswith(_WIRE_PREFIX):
         cut = at + 64 >= len(text) and _WIRE_PREFIX.startswith(compact)
         return _MORE if cut and not final else None
-    found = _json_at(text, at, final)
+    found = _json_at(text, at, final, memo)
     if not isinstance(found, tuple):
         return found
     end, calls = found

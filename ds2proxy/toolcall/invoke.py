@@ -136,17 +136,17 @@ def _arguments(schema: Any, text: str, tokens: Tokens,
         return _body_arguments(body)
     named = [(t.attrs.get("name", "").strip(), t, close) for t, close in params]
     return group_repeated(
-        (name, _value_of(name, t, close, text, tokens, property_schema(schema, name)))
+        (name, _value_of(name, t, close, text, tokens, property_schema(schema, name), schema))
         for name, t, close in named if name
     )
 
 
 def _value_of(name: str, open_tag: Tag, close_tag: Tag | None, text: str, tokens: Tokens,
-              schema: Any) -> Any:
+              schema: Any, root: Any) -> Any:
     if close_tag is None:
         return ""
     hint = open_tag.attrs.get("string", "").strip().lower()
-    raw = hint == "true" or (hint != "false" and is_string_schema(schema))
+    raw = hint == "true" or (hint != "false" and is_string_schema(schema, root))
     segments = segments_between(text, tokens, open_tag.end, close_tag.start)
     return parameter_value(name, segments, raw=raw)
 

@@ -134,6 +134,47 @@ def _outside_string_chars(text: str, start: int = 0) -> Iterator[tuple[int, str,
         i += 1
 
 
+class BracketWalk:
+    """:func:`match_bracket` for a text that grows at its end: each call
+    reads only what was added since the last one."""
+
+    __slots__ = ("pos", "depth", "in_string", "escaped", "found")
+
+    def __init__(self, start: int) -> None:
+        self.pos, self.depth = start, 0
+        self.in_string = self.escaped = False
+        self.found: int | None = None
+
+    def shifted(self, by: int) -> BracketWalk:
+        """The same walk on the text with its first ``by`` characters gone."""
+        walk = BracketWalk(self.pos - by)
+        walk.depth, walk.in_string, walk.escaped = self.depth, self.in_string, self.escaped
+        walk.found = None if self.found is None else self.found - by
+        return walk
+
+    def end(self, text: str) -> int | None:
+        """End (exclusive) of the bracket opened at the start; None so far."""
+        i, n = self.pos, len(text)
+        while self.found is None and i < n:
+            ch = text[i]
+            if self.escaped:
+                self.escaped = False
+            elif self.in_string:
+                self.escaped = ch == "\\"
+                self.in_string = ch != '"'
+            elif ch == '"':
+                self.in_string = True
+            elif ch in "{[":
+                self.depth += 1
+            elif ch in "}]":
+                self.depth -= 1
+                if self.depth == 0:
+                    self.found = i + 1
+            i += 1
+        self.pos = i
+        return self.found
+
+
 def match_bracket(text: str, start: int) -> int | None:
     """End (exclusive) of the object or array opening at ``start``, string-aware;
     None when the text ends first."""

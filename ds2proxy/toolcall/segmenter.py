@@ -22,11 +22,11 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from ds2proxy.canonical import ToolCallArgs, ToolCallEnd, ToolCallStart
-from ds2proxy.toolcall.capture import CaptureScan, Verdict, scan_capture
+from ds2proxy.toolcall.capture import CaptureScan, Verdict, WrapperWalk, scan_capture
 from ds2proxy.toolcall.cdata import CDATA_OPEN
 from ds2proxy.toolcall.fences import FenceTracker
 from ds2proxy.toolcall.invoke import Call, CallBuilder, InvokeSpan
-from ds2proxy.toolcall.tags import Head, Scan, scan_head
+from ds2proxy.toolcall.tags import MAX_LT_RUN, Head, Scan, scan_head
 from ds2proxy.toolcall.tokens import Tokenizer
 
 log = logging.getLogger("ds2proxy.toolcall")
@@ -61,12 +61,14 @@ class _Capture:
     repaired: bool = False
     cut_at: int | None = None  # where the loose-CDATA repair removed an opener
     tokenizer: Tokenizer = field(default_factory=Tokenizer)
+    walk: WrapperWalk = field(default_factory=WrapperWalk)
 
     def scan(self, *, final: bool) -> CaptureScan:
-        return scan_capture(self.text, final=final, tokenizer=self.tokenizer)
+        return scan_capture(self.text, final=final, tokenizer=self.tokenizer, walk=self.walk)
 
     def replace(self, text: str, cut_at: int) -> None:
-        self.text, self.cut_at, self.tokenizer = text, cut_at, Tokenizer()
+        self.text, self.cut_at = text, cut_at
+        self.tokenizer, self.walk = Tokenizer(), WrapperWalk()
 
     def original(self, end: int) -> str:
         """``text[:end]`` as the model wrote it (with a removed opener restored)."""
@@ -136,6 +138,8 @@ class Segmenter:
             pos = at + 1
             while pos < len(text) and text[pos] == "<":
                 pos += 1
+            # A run too long for a tag may still end in one's extra "<"s.
+            pos = max(at + 1, pos - MAX_LT_RUN) if pos - at > MAX_LT_RUN else pos
         fence.feed(text, fed)
         self._release(text, out, fed_already=True)
         self._pending = ""
@@ -220,9 +224,8 @@ class Segmenter:
         if not scan.early and not complete:
             return []
         out: list[Event] = []
-        for index, span in enumerate(scan.invokes):
-            if index < capture.handled:
-                continue
+        index = capture.handled
+        while (span := scan.span(index)) is not None:
             if self._early == "low" and scan.early and index not in capture.started:
                 self._start_early(capture, index, span, out)
             if span.close is None:
@@ -234,7 +237,7 @@ class Segmenter:
                 out += self._finish_started(capture, index, call)
             elif call is not None and self._may_accept():
                 out += self._start(capture, call) + self._finish(call, self.next_index - 1)
-            capture.handled = index + 1
+            capture.handled = index = index + 1
         return out
 
     def _start_early(self, capture: _Capture, index: int, span: InvokeSpan,

@@ -36,6 +36,9 @@ class ToolSieve:
         self._cleaner = TextCleaner()
         self._visible = False
         self._reasoning_calls = 0
+        # The model wrote a block the sieve took out (a call, or one refused:
+        # an undeclared tool, a tool_choice that forbids it, empty arguments).
+        self.consumed = False
 
     @property
     def calls(self) -> int:
@@ -79,6 +82,8 @@ class ToolSieve:
             self._add_text(out, self._cleaner.flush())
             if not isinstance(event, Consumed):
                 out.append(event)
+            elif event.text.strip():
+                self.consumed = True
         return out
 
     def _text(self, text: str) -> list[SieveEvent]:

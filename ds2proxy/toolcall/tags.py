@@ -23,6 +23,11 @@ _BARS = "|｜"
 _NOISE_CHARS = "|｜ \t\r\n"
 _SPACE = " \t\r\n"
 _MAX_ATTRIBUTES = 1024
+# The model's stray ``<`` and prefix noise are a few characters; a longer run
+# is no tag, so a run of thousands is never held and rescanned chunk by chunk.
+MAX_LT_RUN = 16
+_MAX_NOISE = 64
+_TOO_LONG = -2
 _ATTRIBUTE = re.compile(
     r"""([^\s=/>"']+)\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>"']+))""", re.ASCII
 )
@@ -79,9 +84,13 @@ def scan_head(text: str, pos: int, *, final: bool) -> Head | Scan:
     i = pos
     while i < n and text[i] == "<":
         i += 1
+        if i - pos > MAX_LT_RUN:
+            return Scan.NO
     closing = i < n and text[i] == "/"
     i += closing
     i, noisy = _skip_noise(text, i)
+    if i == _TOO_LONG:
+        return Scan.NO
     if i < 0:
         return Scan.NO if final else Scan.PARTIAL
     name, i = _match_name(text, i, noisy)
@@ -101,10 +110,13 @@ def scan_head(text: str, pos: int, *, final: bool) -> Head | Scan:
 
 
 def _skip_noise(text: str, i: int) -> tuple[int, bool]:
-    """Skip prefix noise; (-1, _) when the text ends inside it."""
+    """Skip prefix noise; (-1, _) when the text ends inside it, (_TOO_LONG, _)
+    when it runs on too long to be a tag's."""
     n = len(text)
     start = i
     while i < n:
+        if i - start > _MAX_NOISE:
+            return _TOO_LONG, True
         if text[i] in _NOISE_CHARS:
             i += 1
             continue

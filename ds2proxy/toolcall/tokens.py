@@ -46,6 +46,10 @@ class Tokens:
         self.tags.append(tag)
         self._starts.append(tag.start)
 
+    def index_of(self, tag: Tag) -> int:
+        """Where ``tag`` (one of these) is in ``tags``."""
+        return bisect.bisect_left(self._starts, tag.start)
+
     def tag_at(self, pos: int) -> Tag | None:
         i = bisect.bisect_left(self._starts, pos)
         return self.tags[i] if i < len(self.tags) and self._starts[i] == pos else None

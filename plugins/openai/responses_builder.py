@@ -29,6 +29,7 @@ from ds2proxy.plugin_api import (
     Usage,
 )
 
+from .responses_request import wire_name
 from .responses_items import (
     CustomCallItem,
     Event,
@@ -199,8 +200,9 @@ class ResponseBuilder:
         events = self._close_open(keep_calls=True)
         self._held = ""
         kind = CustomCallItem if event.kind == "custom" else FunctionCallItem
-        call = kind(len(self.items), event.id, event.name,
-                    self.header.namespaces.get(event.name))
+        namespaces = self.header.namespaces
+        call = kind(len(self.items), event.id, wire_name(event.name, namespaces),
+                    namespaces.get(event.name))
         self._calls[event.index] = call
         return events + self._add(call)
 

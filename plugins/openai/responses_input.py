@@ -53,9 +53,12 @@ def conversation_items(body: dict) -> list[Any]:
     raise InvalidRequest("request must include 'input' or 'messages'", param="input")
 
 
-def items_to_messages(items: list[Any], instructions: Any = None) -> list[Message]:
-    """Canonical messages for the items, ``instructions`` as the first system message."""
-    reader = _ItemReader()
+def items_to_messages(items: list[Any], instructions: Any = None,
+                      namespaces: dict[str, str] | None = None) -> list[Message]:
+    """Canonical messages for the items, ``instructions`` as the first system
+    message; ``namespaces`` (the model's tool name → its namespace) names a
+    past call of a namespace's tool as the model knows it."""
+    reader = _ItemReader(namespaces=namespaces or {})
     if isinstance(instructions, str) and instructions.strip():
         reader.messages.append(Message("system", [TextPart(instructions)]))
     for i, item in enumerate(items):
@@ -77,6 +80,7 @@ class _ItemReader:
     reasoning: list[str] = field(default_factory=list)
     loose_text: list[str] = field(default_factory=list)
     call_names: dict[str, str] = field(default_factory=dict)
+    namespaces: dict[str, str] = field(default_factory=dict)
 
     def item(self, item: dict, i: int) -> None:
         kind = string(item.get("type"), f"input[{i}].type")
@@ -132,6 +136,9 @@ class _ItemReader:
         call = tool_call_item(item, f"call_{i}")
         if call is None:
             return
+        space = item.get("namespace")
+        if isinstance(space, str) and self.namespaces.get(f"{space}.{call.name}") == space:
+            call.name = f"{space}.{call.name}"
         self.call_names[call.id] = call.name
         last = self.messages[-1] if self.messages else None
         if last is not None and last.role == "assistant" and not self.reasoning:

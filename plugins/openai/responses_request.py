@@ -11,6 +11,7 @@ model names): they join the request's ``tools``.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,7 +43,7 @@ def parse_responses_request(body: dict, model: ResolvedModel, items: list[Any]
     tools = parse_tools(flat)
     chat = ChatRequest(
         model=model,
-        messages=_messages(items, body.get("instructions")),
+        messages=_messages(items, body.get("instructions"), namespaces),
         stream=body.get("stream") is True,
         tools=tools,
         tool_choice=parse_openai_tool_choice(body.get("tool_choice"), tools),
@@ -78,25 +79,56 @@ def _tool_key(tool: Any) -> Any:
 
 
 def flatten_tools(value: Any) -> tuple[Any, dict[str, str]]:
-    """Namespaces replaced by their inner tools; also which namespace each came from."""
+    """Namespaces replaced by their inner tools; also which namespace each
+    came from, by the name the model knows it by: its own name, or
+    ``<namespace>.<name>`` when another tool has that name too (two MCP
+    servers' ``search``), so the model can tell them apart."""
     if not isinstance(value, list):
         return value, {}
-    flat: list[Any] = []
-    namespaces: dict[str, str] = {}
+    placed: list[tuple[str | None, Any]] = []  # (namespace, tool)
     for tool in value:
         inner = tool.get("tools") if isinstance(tool, dict) else None
         if isinstance(inner, list) and tool.get("type") == "namespace":
-            flat.extend(inner)
-            namespaces.update({t["name"]: tool.get("name") for t in inner
-                               if isinstance(t, dict) and isinstance(t.get("name"), str)
-                               and isinstance(tool.get("name"), str)})
+            space = tool.get("name") if isinstance(tool.get("name"), str) else None
+            placed.extend((space, t) for t in inner)
         else:
-            flat.append(tool)
+            placed.append((None, tool))
+    counts = Counter(name for _, tool in placed if (name := _tool_name(tool)))
+    flat: list[Any] = []
+    namespaces: dict[str, str] = {}
+    for space, tool in placed:
+        name = _tool_name(tool)
+        if space is not None and name:
+            if counts[name] > 1:
+                name = namespaced_name(space, name)
+                tool = {**tool, "name": name}
+            namespaces[name] = space
+        flat.append(tool)
     return flat, namespaces
 
 
-def _messages(items: list[Any], instructions: Any) -> list[Message]:
-    messages = items_to_messages(items, instructions)
+def _tool_name(tool: Any) -> str | None:
+    if not isinstance(tool, dict):
+        return None
+    fn = tool.get("function") if isinstance(tool.get("function"), dict) else tool
+    return fn.get("name") if isinstance(fn.get("name"), str) else None
+
+
+def namespaced_name(space: str, name: str) -> str:
+    """The model's name for a namespace's tool whose own name is not unique."""
+    return f"{space}.{name}"
+
+
+def wire_name(name: str, namespaces: dict[str, str]) -> str:
+    """A tool's own name for the call item, whose ``namespace`` goes apart
+    (OpenAI tool names have no dots, so a dotted one was qualified here)."""
+    space = namespaces.get(name)
+    return name.removeprefix(f"{space}.") if space is not None else name
+
+
+def _messages(items: list[Any], instructions: Any, namespaces: dict[str, str]
+              ) -> list[Message]:
+    messages = items_to_messages(items, instructions, namespaces)
     if not messages and items:
         raise InvalidRequest("'input' holds no item with content to answer (a message, "
                              "input_text, a function_call_output …)", param="input")

@@ -1,0 +1,121 @@
+"""Tool calling through Chat Completions with the official ``openai`` client:
+the tool shapes, tool_choice forms and history entries the API accepts, and
+the calls it answers with, stream and not."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+import openai
+import pytest
+from pydantic import BaseModel
+
+from dsml_util import dsml
+from ds2proxy.testing import Scripted
+from ds2proxy.testing.clients import openai_client
+
+USER = [{"role": "user", "content": "run it"}]
+# Chat Completions' freeform tool: name, description and grammar under "custom".
+CODE_EXEC = {"type": "custom", "custom": {
+    "name": "code_exec", "description": "Run Python code",
+    "format": {"type": "grammar", "grammar": {"syntax": "regex", "definition": r"print\(.*\)"}}}}
+SOURCE = 'print("a < b & {\\"c\\": 1}")'
+
+
+def last_prompt(proxy) -> str:
+    return proxy.fake.calls_to("chat/completion")[-1].body["prompt"]
+
+
+async def custom_call(proxy, stream: bool, **kwargs):
+    """The one call of a turn whose model wrote a code_exec call: (id, name, input)."""
+    proxy.fake.enqueue(Scripted(answer=dsml(("code_exec", {"input": SOURCE}))))
+    async with openai_client(proxy) as client:
+        if not stream:
+            answer = await client.chat.completions.create(
+                model="deepseek-chat", messages=USER, tools=[CODE_EXEC], **kwargs)
+            assert answer.choices[0].finish_reason == "tool_calls"
+            [call] = answer.choices[0].message.tool_calls
+            assert call.type == "custom"
+            return call.id, call.custom.name, call.custom.input
+        chunks = [chunk async for chunk in await client.chat.completions.create(
+            model="deepseek-chat", messages=USER, tools=[CODE_EXEC], stream=True, **kwargs)]
+    assert chunks[-1].choices[0].finish_reason == "tool_calls"
+    [entry] = [tc for c in chunks for tc in c.choices[0].delta.tool_calls or []]
+    assert entry.type == "custom" and entry.function is None
+    return entry.id, entry.custom["name"], entry.custom["input"]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("choice", [None, {"type": "custom", "custom": {"name": "code_exec"}},
+                                    {"type": "allowed_tools", "allowed_tools": {
+                                        "mode": "required",
+                                        "tools": [{"type": "custom",
+                                                   "custom": {"name": "code_exec"}}]}}])
+async def test_a_custom_tool_is_declared_forced_and_called_with_its_raw_input(
+        proxy, stream, choice):
+    """A Chat ``custom`` tool keeps its name and grammar under ``custom``: it
+    was skipped (the model never heard of it), forcing it was a 400, and a
+    call came back as a function call."""
+    kwargs = {"tool_choice": choice} if choice else {}
+    call_id, name, text = await custom_call(proxy, stream, **kwargs)
+    assert (name, text) == ("code_exec", SOURCE)
+    assert call_id.startswith("call_")
+    prompt = last_prompt(proxy)
+    assert "Tool: code_exec" in prompt and r"print\(.*\)" in prompt
+
+
+async def test_a_custom_call_comes_back_as_history(proxy):
+    """The assistant message the client got back (``custom`` entry) is taken as
+    history: the call is shown to the model with its input verbatim."""
+    call_id, _, _ = await custom_call(proxy, False)
+    proxy.fake.enqueue(Scripted(answer="printed"))
+    async with openai_client(proxy) as client:
+        answer = await client.chat.completions.create(
+            model="deepseek-chat", tools=[CODE_EXEC], messages=[
+                *USER,
+                {"role": "assistant", "content": None, "tool_calls": [
+                    {"id": call_id, "type": "custom",
+                     "custom": {"name": "code_exec", "input": '{"a": 1}'}}]},
+                {"role": "tool", "tool_call_id": call_id, "content": "a < b"}])
+    assert answer.choices[0].message.content == "printed"
+    prompt = last_prompt(proxy)
+    assert ('<|DSML|invoke name="code_exec">\n'
+            '    <|DSML|parameter name="input"><![CDATA[{"a": 1}]]></|DSML|parameter>') in prompt
+    assert "a < b" in prompt
+
+
+async def test_a_nameless_custom_tool_is_a_400_before_any_work(proxy):
+    async with openai_client(proxy) as client:
+        with pytest.raises(Exception) as caught:
+            await client.chat.completions.create(
+                model="deepseek-chat", messages=USER,
+                tools=[{"type": "custom", "custom": {"description": "no name"}}])
+    assert caught.value.status_code == 400
+    assert caught.value.body["param"] == "tools[0].custom.name"
+    assert proxy.fake.calls == []
+
+
+class Level(str, Enum):
+    LOW = "1"
+    HIGH = "2"
+
+
+class Note(BaseModel):
+    """A tool whose schema pydantic writes: $defs, a $ref and a nullable union."""
+
+    path: str
+    text: str | None
+    level: Level
+
+
+async def test_a_pydantic_tool_parses_into_its_model(proxy):
+    """The client validates the call against the model it declared: a
+    number-looking ``str | None`` and a ``$ref``-ed string enum must arrive as
+    strings (they came as 42 and 1, and the client's parse raised)."""
+    proxy.fake.enqueue(Scripted(answer=dsml(("Note", {"path": "a.txt", "text": "42",
+                                                      "level": "1"}))))
+    async with openai_client(proxy) as client:
+        answer = await client.chat.completions.parse(
+            model="deepseek-chat", messages=USER, tools=[openai.pydantic_function_tool(Note)])
+    [call] = answer.choices[0].message.tool_calls
+    assert call.function.parsed_arguments == Note(path="a.txt", text="42", level=Level.LOW)
