@@ -463,3 +463,20 @@ def test_a_run_is_taken_in_one_go_and_a_refused_run_line_by_line() -> None:
             batched.events += expanded(batched.parser.feed_lines(lines_of(chunk)))
         assert batched.events == slow.events
         assert batched.parser.run_tokens == runs
+
+
+def test_tokens_that_each_name_their_path_take_the_fast_path() -> None:
+    """Some streams write every token with its path and op; each one went the
+    general way (a walk of the tree and a re-read of the whole fragment), so
+    such an answer cost time quadratic in its length."""
+    tokens = [f"t{i} " for i in range(300)]
+    fast = assert_same([body(*opening(frag(1, "THINK")),
+                             *({"p": CONTENT, "o": "APPEND", "v": t} for t in tokens[:100]),
+                             {"p": "response/fragments", "o": "APPEND", "v": [frag(2, "RESPONSE")]},
+                             *({"p": CONTENT, "o": "APPEND", "v": t} for t in tokens[100:]),
+                             {"p": CONTENT, "v": "x"}, {"v": "y"},
+                             {"p": CONTENT, "o": "SET", "v": "replaced"}, {"p": CONTENT, "v": "z"},
+                             FINISHED)], min_taken=2)
+    assert fast.parser.taken >= 290  # line by line: such lines never come in runs
+    assert fast.thinking == "".join(tokens[:100])
+    assert fast.answer.startswith("".join(tokens[100:]) + "xy")

@@ -80,6 +80,7 @@ TERMINAL = frozenset({FINISHED, INCOMPLETE, CONTENT_FILTER})
 _QUIET_EVENTS = frozenset({"finish", "update_session", "title", "close"})
 _TEXT_ROOTS = ("response/fragments", LEGACY_ANSWER, LEGACY_THINKING)
 _DATA_OBJECT = "data: {"
+_PATCH_KEYS = frozenset({"p", "o", "v"})
 
 
 class StreamParser(TokenFastPath):
@@ -189,10 +190,22 @@ class StreamParser(TokenFastPath):
             self._log_once(("json", event), "skipping undecodable %s frame", event)
             return
         if (self.fast_path and event == "message" and type(payload) is dict
-                and len(payload) == 1 and self._append_to_tail(payload.get("v"), out)):
+                and self._fast_token(payload, out)):
             self.fast_tokens += 1
             return
         self._general(payload, event, out)
+
+    def _fast_token(self, payload: dict, out: list[UpstreamEvent]) -> bool:
+        """A token line the fast path takes: path-less ``{"v": text}``, or one
+        naming its path and op (``{"p": …, "o": "APPEND", "v": text}``, as some
+        streams write every token), moving the cursor as the general path's
+        :func:`expand` would, then appending when that lands on the tail."""
+        if len(payload) == 1:
+            return self._append_to_tail(payload.get("v"), out)
+        if not payload.keys() <= _PATCH_KEYS or type(payload.get("v")) is not str:
+            return False
+        self._cursor.advance(payload)  # the general path advances it alike
+        return self._append_to_tail(payload["v"], out)
 
     def _general(self, payload: Any, event: str, out: list[UpstreamEvent]) -> None:
         """A decoded ``data:`` value the fast path did not take."""
