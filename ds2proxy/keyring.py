@@ -157,14 +157,16 @@ def _text(entry: dict, name: str, where: str, limit: int) -> str:
     return value.strip()
 
 
-def parse_key(entry: Any, where: str, taken: set[str]) -> KeyConfig:
-    """One ``keys`` entry as a KeyConfig; bare strings get a default name."""
+def parse_key(entry: Any, where: str, taken: set[str],
+              reserved: frozenset[str] = frozenset()) -> KeyConfig:
+    """One ``keys`` entry as a KeyConfig; bare strings get a default name,
+    never one in ``taken`` or ``reserved`` (names later entries give themselves)."""
     secret = secret_of(entry)
     if not secret:
         raise KeyEntryError(where, "expected a non-empty key string or an object with 'key'")
     if isinstance(entry, str):
-        return KeyConfig(secret=secret, name=default_name(secret, taken))
-    name = _text(entry, "name", where, NAME_MAX) or default_name(secret, taken)
+        return KeyConfig(secret=secret, name=default_name(secret, taken | reserved))
+    name = _text(entry, "name", where, NAME_MAX) or default_name(secret, taken | reserved)
     if name in taken:
         raise KeyEntryError(f"{where}.name", f"duplicate key name {name!r}")
     if name == PASS_THROUGH:
@@ -199,8 +201,10 @@ def parse_keys(items: list[Any]) -> tuple[KeyConfig, ...]:
     parsed: list[KeyConfig] = []
     taken: set[str] = set()
     seen: set[str] = set()
+    reserved = frozenset(entry["name"].strip() for entry in items
+                         if isinstance(entry, dict) and isinstance(entry.get("name"), str))
     for i, entry in enumerate(items):
-        key = parse_key(entry, f"keys[{i}]", taken)
+        key = parse_key(entry, f"keys[{i}]", taken, reserved)
         if key.secret in seen:
             continue
         seen.add(key.secret)

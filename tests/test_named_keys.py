@@ -65,6 +65,17 @@ def test_migration_names_bare_keys_and_loses_nothing():
     assert names == ["key-cdef-2", "key-cdef", "key"] and doc["keys"][0]["created"] == 1000
 
 
+def test_a_bare_keys_default_name_never_takes_a_later_entrys_own_name():
+    """A config read as it is (no migration yet) named a bare key before
+    reading the entries after it: one naming itself ``key-1234`` then
+    clashed with the generated name and the whole config was refused."""
+    keys = parse_keys(["sk-abcdefgh-1234", {"key": "sk-other-key-9999", "name": "key-1234"}])
+    assert [k.name for k in keys] == ["key-1234-2", "key-1234"]
+    with pytest.raises(KeyEntryError, match="duplicate key name"):
+        parse_keys([{"key": "sk-a-000000001", "name": "team"},
+                    {"key": "sk-b-000000002", "name": "team"}])
+
+
 async def test_created_key_is_shown_once_then_only_its_preview(admin: Admin):
     made = await new_key(admin, name="team-a", note="the A team", limits={"rpm": 5})
     secret = made["key"]
