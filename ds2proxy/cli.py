@@ -54,8 +54,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="0-65535, 0 picks a free one (default: $DS2PROXY_PORT or 5001)")
     parser.add_argument("--demo", action="store_true",
                         help="serve from a bundled fake DeepSeek upstream (offline demo)")
-    parser.add_argument("--log-level", type=str.upper, choices=LOG_LEVELS, metavar="LEVEL",
-                        default=(_env("DS2PROXY_LOG_LEVEL") or "INFO").upper(),
+    parser.add_argument("--log-level", type=log_level, choices=LOG_LEVELS, metavar="LEVEL",
+                        default=log_level(_env("DS2PROXY_LOG_LEVEL") or "INFO"),
                         help=f"one of {', '.join(LOG_LEVELS)} (default: $DS2PROXY_LOG_LEVEL "
                              "or INFO)")
     parser.add_argument("--log-format", type=str.lower, choices=LOG_FORMATS,
@@ -67,6 +67,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "is still the default 'admin' (anyone who can reach it can "
                              "administer it)")
     args = parser.parse_args(argv)
+    if args.demo and args.config is not None:
+        parser.error("--demo serves its own built-in config; --config is not read with it")
     _check_environment(parser, args)
     args.host = listen_host(args.host)
     return args
@@ -90,6 +92,13 @@ def _check_environment(parser: argparse.ArgumentParser, args: argparse.Namespace
             args.port = port_number(_env("DS2PROXY_PORT") or DEFAULT_PORT)
         except argparse.ArgumentTypeError as exc:
             parser.error(f"DS2PROXY_PORT: {exc}")
+
+
+def log_level(value: str) -> str:
+    """A level's name in capitals, the spellings Python's logging also takes
+    (``warn``, ``fatal``) read as the level they stand for."""
+    name = value.strip().upper()
+    return {"WARN": "WARNING", "FATAL": "CRITICAL"}.get(name, name)
 
 
 def _env(name: str) -> str:

@@ -194,3 +194,21 @@ async def test_a_hangup_stops_the_server_gently() -> None:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+def test_log_levels_take_the_spellings_python_logging_takes(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """DS2PROXY_LOG_LEVEL=warn (logging's own alias) was refused as invalid."""
+    from ds2proxy.cli import parse_args
+
+    monkeypatch.setenv("DS2PROXY_LOG_LEVEL", "warn")
+    assert parse_args([]).log_level == "WARNING"
+    assert parse_args(["--log-level", "Fatal"]).log_level == "CRITICAL"
+
+
+def test_demo_with_a_config_file_is_a_usage_error(tmp_path: Path) -> None:
+    """``--demo --config my.json`` served the demo and never read my.json,
+    without a word: the operator believed their config was in use."""
+    (tmp_path / "my.json").write_text("{}")
+    refused(run_cli("--demo", "--config", "my.json", cwd=tmp_path),
+            "--demo serves its own built-in config")
