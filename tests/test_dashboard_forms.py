@@ -237,16 +237,22 @@ async def test_the_json_api_takes_the_session_cookie_only_with_the_csrf_header(
 # -- forms ---------------------------------------------------------------------------------------
 
 
+def settings_form(page: str) -> dict[str, str]:
+    """The settings form as the page fills it: every number as shown, the
+    choices and text fields set to known values."""
+    values = {p: re.search(rf'name="{re.escape(p)}" value="([^"]*)"', page).group(1)
+              for p, s in settings.SETTINGS.items() if s.kind in ("int", "float")}
+    return {**values, "toolcall.mode": "feature_match", "toolcall.early_emit_confidence": "high",
+            "search.citation_style": "raw", "embeddings.provider": "testing",
+            "upstream.session_cleanup": "none",
+            "auth.allow_passthrough": "on", "claude_mapping": "", "model_aliases": ""}
+
+
 async def test_settings_form_applies_and_explains_a_bad_value_beside_its_field(
         logged_in: Browserless):
     pool = logged_in.proxy.core.pool
     _, page, _ = await logged_in.get("/admin/ui/settings")
-    values = {p: re.search(rf'name="{re.escape(p)}" value="([^"]*)"', page).group(1)
-              for p, s in settings.SETTINGS.items() if s.kind in ("int", "float")}
-    form = {**values, "toolcall.mode": "feature_match", "toolcall.early_emit_confidence": "high",
-            "search.citation_style": "raw", "embeddings.provider": "testing",
-            "upstream.session_cleanup": "none",
-            "auth.allow_passthrough": "on", "claude_mapping": "", "model_aliases": ""}
+    form = settings_form(page)
     before = pool.limits
     status, page, _ = await logged_in.post("/admin/ui/settings",
                                            {**form, "runtime.account_max_inflight": "0"})
@@ -597,12 +603,7 @@ async def test_settings_form_refuses_nan_and_infinity(logged_in: Browserless):
     passed every range check (it compares false) and was applied, while the
     file got null in its place; inf passed every minimum."""
     _, page, _ = await logged_in.get("/admin/ui/settings")
-    values = {p: re.search(rf'name="{re.escape(p)}" value="([^"]*)"', page).group(1)
-              for p, s in settings.SETTINGS.items() if s.kind in ("int", "float")}
-    form = {**values, "toolcall.mode": "feature_match", "toolcall.early_emit_confidence": "high",
-            "search.citation_style": "raw", "embeddings.provider": "testing",
-            "upstream.session_cleanup": "none",
-            "auth.allow_passthrough": "on", "claude_mapping": "", "model_aliases": ""}
+    form = settings_form(page)
     config = logged_in.proxy.core.config
     status, page, _ = await logged_in.post("/admin/ui/settings", {
         **form, "runtime.queue_timeout_seconds": "nan", "health.jitter": "NaN",

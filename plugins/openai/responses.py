@@ -23,6 +23,7 @@ from ds2proxy.plugin_api import (
     PluginAPI,
     ProxyError,
     ResolvedModel,
+    StoredEntry,
     StoredResponses,
     Turn,
     TurnEvent,
@@ -81,21 +82,22 @@ class ResponsesRoutes:
         return parse_responses_request(body, model, items)
 
     async def get(self, request: web.Request) -> web.Response:
-        caller = self.api.authenticate(request)
-        response_id = request.match_info["response_id"]
-        entry = await self.store.fetch(caller.identity, response_id)
-        if entry is None:
-            raise NotFound(f"Response with id '{response_id}' not found.", param="response_id")
-        return json_response(entry.response)
+        return json_response((await self._stored(request)).response)
 
     async def input_items(self, request: web.Request) -> web.Response:
         """The items the stored response was generated from, a cursor page."""
+        entry = await self._stored(request)
+        return json_response(page(listed_items(request.match_info["response_id"],
+                                               entry.input_items), request.query))
+
+    async def _stored(self, request: web.Request) -> StoredEntry:
+        """The caller's stored response the path names; a 404 when there is none."""
         caller = self.api.authenticate(request)
         response_id = request.match_info["response_id"]
         entry = await self.store.fetch(caller.identity, response_id)
         if entry is None:
             raise NotFound(f"Response with id '{response_id}' not found.", param="response_id")
-        return json_response(page(listed_items(response_id, entry.input_items), request.query))
+        return entry
 
     async def delete(self, request: web.Request) -> web.Response:
         caller = self.api.authenticate(request)
