@@ -135,6 +135,20 @@ async def test_usage_rollups_filters_and_rows(backend: Backend) -> None:
     assert await usage.request(10_000) is None
 
 
+async def test_totals_of_one_key_leave_the_other_keys_out(backend: Backend) -> None:
+    """``GET /admin/usage?key_name=`` narrowed its series to the key but its
+    totals stayed everybody's, so a key's page showed the whole server's
+    models, accounts and families."""
+    store, now = backend.usage, time.time()
+    store.record(row(now, key_name="team", model="deepseek-chat"))
+    store.record(row(now, key_name="other", model="deepseek-reasoner", family="claude"))
+    await store.flush()
+    models = await store.totals("model", "hour", now - 3600, key_name="team")
+    assert [(r["name"], r["requests"]) for r in models] == [("deepseek-chat", 1)]
+    assert {r["name"] for r in await store.totals("family", "hour", now - 3600)} == {
+        "openai", "claude"}
+
+
 async def test_a_model_name_cannot_pose_as_another_account_or_family(backend: Backend) -> None:
     """The model is the client's string; with Redis the rollup cell joined its
     dimensions with \\x1f, so a model holding it shifted the account and

@@ -90,6 +90,8 @@ async def test_every_request_is_one_row_with_the_tokens_the_client_saw(admin: Ad
     assert sum(b["requests"] for b in summary["series"]) == 4
     families = {t["name"]: t["requests"] for t in summary["totals"]["family"]}
     assert families == {"openai": 2, "claude": 1, "gemini": 1}
+    elsewhere = await admin.ok("GET", "/admin/usage?window=hour&key_name=no-such-key")
+    assert elsewhere["series"] == [] and all(t == [] for t in elsewhere["totals"].values())
 
 
 async def test_failures_are_recorded_with_their_code(admin: Admin):

@@ -143,7 +143,7 @@ class UsageAPI:
         since = time.time() - span
         key = request.query.get("key_name") or None
         series = await self.store.series(grain, since, key)
-        totals = {group: await self.store.totals(group, grain, since) for group in GROUPS}
+        totals = {group: await self.store.totals(group, grain, since, key) for group in GROUPS}
         return json_ok({"window": window, "grain": grain, "since": since, "series": series,
                         "totals": totals})
 

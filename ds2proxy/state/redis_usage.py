@@ -285,12 +285,15 @@ class RedisUsage:
             entry[metric] += int(value)
         return [sums[b] for b in sorted(sums)]
 
-    async def totals(self, group: str, grain: str, since: float) -> list[dict[str, Any]]:
+    async def totals(self, group: str, grain: str, since: float,
+                     key_name: str | None = None) -> list[dict[str, Any]]:
         if group not in GROUPS or grain not in GRAINS:
             raise ValueError(f"cannot group by {group!r} at {grain!r}")
         index = GROUPS.index(group)
         sums: dict[str, dict[str, Any]] = {}
         for _, dims, metric, value in await self._cells(grain, since):
+            if key_name is not None and dims[0] != key_name:
+                continue
             name = dims[index]
             entry = sums.setdefault(name, {"name": name, **dict.fromkeys(METRICS, 0)})
             entry[metric] += value if metric == "latency_ms_sum" else int(value)

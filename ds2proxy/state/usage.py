@@ -76,7 +76,8 @@ class UsageStore(Protocol):
     async def request(self, row_id: int) -> dict[str, Any] | None: ...
     async def series(self, grain: str, since: float, key_name: str | None = None
                      ) -> list[dict[str, Any]]: ...
-    async def totals(self, group: str, grain: str, since: float) -> list[dict[str, Any]]: ...
+    async def totals(self, group: str, grain: str, since: float,
+                     key_name: str | None = None) -> list[dict[str, Any]]: ...
     async def close(self) -> None: ...
 
 
@@ -172,17 +173,21 @@ class SQLiteUsage:
         return await self._call(lambda db: [dict(r) for r in db.execute(
             sql, [grain, int(since), *args]).fetchall()])
 
-    async def totals(self, group: str, grain: str, since: float) -> list[dict[str, Any]]:
-        """Sums per key, model, account or family since ``since``."""
+    async def totals(self, group: str, grain: str, since: float,
+                     key_name: str | None = None) -> list[dict[str, Any]]:
+        """Sums per key, model, account or family since ``since`` (of one key's
+        requests only, given ``key_name``)."""
         if group not in GROUPS or grain not in GRAINS:
             raise ValueError(f"cannot group by {group!r} at {grain!r}")
+        of_key = "" if key_name is None else "AND key_name = ? "
         sql = (f"SELECT {group} AS name, SUM(requests) AS requests, SUM(errors) AS errors, "
                "SUM(prompt_tokens) AS prompt_tokens, SUM(completion_tokens) AS "
                "completion_tokens, SUM(reasoning_tokens) AS reasoning_tokens, "
                "SUM(latency_ms_sum) AS latency_ms_sum FROM rollups "
-               f"WHERE grain = ? AND bucket >= ? GROUP BY {group} ORDER BY requests DESC")
-        return await self._call(lambda db: [dict(r) for r in db.execute(
-            sql, [grain, int(since)]).fetchall()])
+               f"WHERE grain = ? AND bucket >= ? {of_key}GROUP BY {group} "
+               "ORDER BY requests DESC")
+        args: list[Any] = [grain, int(since)] + ([] if key_name is None else [key_name])
+        return await self._call(lambda db: [dict(r) for r in db.execute(sql, args).fetchall()])
 
     async def close(self) -> None:
         await self.flush()
