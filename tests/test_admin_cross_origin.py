@@ -93,6 +93,22 @@ async def test_every_admin_route_refuses_cross_site_and_has_no_cors(proxy: Proxy
         assert not any(h.lower().startswith("access-control-") for h in headers), path
 
 
+async def test_head_on_a_json_admin_read_is_answered_and_guarded_like_its_get(proxy: Proxy):
+    """HEAD on /admin/config (a monitor checking the admin is up) was a 405,
+    though every other GET route of the server answers HEAD."""
+    async with aiohttp.ClientSession() as http:
+        token = (await login(http, proxy.url, proxy.admin_key)).json()["token"]
+    bearer = {"Authorization": f"Bearer {token}"}
+    for path in ("/admin/config", "/admin/overview", "/admin/usage", "/admin/keys"):
+        status, body, _ = await _request(proxy, "HEAD", path, headers=bearer)
+        assert (status, body) == (200, b""), path
+        status, _, _ = await _request(proxy, "HEAD", path, headers={})
+        assert status == 401, path
+        status, _, headers = await _request(proxy, "HEAD", path, headers={
+            **bearer, "Origin": EVIL, "Sec-Fetch-Site": "cross-site"})
+        assert status == 403 and ACAO not in headers, path
+
+
 async def test_api_routes_keep_their_cors(proxy: Proxy):
     status, _, headers = await _request(proxy, "OPTIONS", "/v1/chat/completions", headers={
         "Origin": EVIL, "Access-Control-Request-Method": "POST",

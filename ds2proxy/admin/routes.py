@@ -65,6 +65,9 @@ def add_api_routes(app: web.Application, ctx: AdminContext) -> None:
         ("DELETE", "/admin/dev/captures", status.clear_captures),
     ]
     for method, path, handler in table:
-        router.add_route(method, path, guarded(ctx, handler))
+        if method == "GET":  # HEAD too, as every GET route of the server answers it
+            router.add_get(path, guarded(ctx, handler))
+        else:
+            router.add_route(method, path, guarded(ctx, handler))
     usage = add_usage_routes(app, ctx, guarded)
     router.add_post("/admin/keys", guarded(ctx, usage.add_key))
