@@ -24,7 +24,7 @@ from .canonical import ChatRequest, ResolvedModel
 from .captures import CaptureBuffer, redact_text
 from .config import Config
 from .config_store import ConfigStore
-from .embeddings import EmbeddingProvider
+from .embeddings import EmbeddingProvider, HeldEmbeddings
 from .errors import InvalidRequest, PermissionDenied, ProxyError
 from .health import HealthTracker
 from .keyring import PASS_THROUGH
@@ -277,8 +277,13 @@ class Core:
         """The configured embeddings engine for vectors of ``dimensions`` (None:
         the engine's own size) of ``model`` (overridden by ``embeddings.model``);
         None when ``embeddings.provider`` names none. A provider's engine needs
-        a ``caller`` with one of the configured keys (else 403)."""
-        return engine_for(self, dimensions, model, caller)
+        a ``caller`` with one of the configured keys (else 403). A key with a
+        concurrency limit spends one of its slots on each call, as a turn does."""
+        engine = engine_for(self, dimensions, model, caller)
+        key = self.config.key_named(caller.credential) if caller and caller.key_name else None
+        if engine is None or key is None or not key.limits.concurrent:
+            return engine
+        return HeldEmbeddings(engine, lambda: self.limiter.hold(key))
 
     async def prompt_tokens(self, chat: ChatRequest) -> int:
         """Prompt tokens a turn for ``chat`` would report (for count_tokens

@@ -19,7 +19,8 @@ from __future__ import annotations
 import hashlib
 import math
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -45,6 +46,24 @@ class EmbeddingProvider(Protocol):
     async def embed_counted(self, texts: Sequence[str]) -> Embedded:
         """The vectors and, when the engine knows it, the tokens they cost."""
         ...
+
+
+class HeldEmbeddings:
+    """An engine whose every call holds one of the caller's key's concurrent
+    slots, as a turn does: embeddings count against ``limits.concurrent``."""
+
+    def __init__(self, inner: EmbeddingProvider,
+                 hold: Callable[[], AbstractAsyncContextManager[None]]) -> None:
+        self._inner = inner
+        self._hold = hold
+
+    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        async with self._hold():
+            return await self._inner.embed(texts)
+
+    async def embed_counted(self, texts: Sequence[str]) -> Embedded:
+        async with self._hold():
+            return await self._inner.embed_counted(texts)
 
 
 class DeterministicEmbeddings:

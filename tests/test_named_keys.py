@@ -244,6 +244,32 @@ async def test_concurrency_limit_holds_a_slot_per_turn(admin: Admin):
     assert proxy.core.limiter.active(identity_of(secret)) == 0
 
 
+async def test_embeddings_take_a_concurrent_slot_like_a_turn(admin: Admin):
+    """A key limited to one request at a time ran embeddings beside its turn
+    (OpenAI and Ollama alike): those routes run no turn, so never took a slot."""
+    from ds2proxy.testing import Delivery, Scripted
+    proxy = admin.proxy
+    secret = (await new_key(admin, name="one-slot", limits={"concurrent": 1}))["key"]
+    proxy.fake.enqueue(Scripted(answer="slow answer here", chunk_size=1,
+                                delivery=Delivery(chunk_delay=0.02)))
+    client = openai_client(proxy, key=secret)
+    stream = await client.chat.completions.create(
+        model="deepseek-chat", stream=True, messages=[{"role": "user", "content": "hi"}])
+    assert await stream.__anext__() is not None
+    with pytest.raises(openai.RateLimitError) as caught:
+        await client.embeddings.create(model="text-embedding-3-small", input="hello")
+    assert "concurrency limit" in caught.value.message
+    async with aiohttp.ClientSession() as http:
+        async with http.post(proxy.url + "/api/embed", json={"model": "nomic", "input": "x"},
+                             headers={"Authorization": f"Bearer {secret}"}) as resp:
+            assert resp.status == 429 and "concurrency limit" in (await resp.json())["error"]
+    async for _ in stream:
+        pass
+    reply = await client.embeddings.create(model="text-embedding-3-small", input="hello")
+    assert len(reply.data) == 1
+    assert proxy.core.limiter.active(identity_of(secret)) == 0
+
+
 async def test_embeddings_honour_the_model_list_and_are_recorded(admin: Admin):
     proxy = admin.proxy
     secret = (await new_key(admin, name="embedder", models=["text-embedding-*"]))["key"]
