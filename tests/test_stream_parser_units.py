@@ -207,6 +207,16 @@ def test_sse_framing_ready_hint_error_done_and_comments(parser: StreamParser) ->
     assert parser.request_message_id == 3 and parser.response_message_id == 4
 
 
+def test_an_error_event_without_an_error_key_is_the_upstreams_fault(
+        parser: StreamParser) -> None:
+    """``event: error`` whose data names the problem in ``message`` (or any
+    field) was read as a patch without a value and skipped, so the turn ended
+    as "ended before the answer was complete" without the upstream's words."""
+    events = feed(parser, "event: error", 'data: {"message":"server overloaded","code":503}',
+                  "", "event: error", 'data: {"code":42}', "")
+    assert events == [UpstreamFault("server overloaded"), UpstreamFault('{"code":42}')]
+
+
 def test_event_name_applies_to_one_data_line_only(parser: StreamParser) -> None:
     events = feed(parser, "event: title", 'data: {"content":"t"}',
                   'data: {"v":{"response":{"fragments":'

@@ -227,6 +227,8 @@ class StreamParser(TokenFastPath):
         elif event == "hint":
             out.append(Hint(str(payload.get("type") or ""), str(payload.get("content") or ""),
                             str(payload.get("finish_reason") or "")))
+        elif event == "error" and "error" not in payload:  # the event names it: the body is
+            out.append(UpstreamFault(_error_text(payload)))  # the error, in any field
         elif event in ("message", "error"):
             self._message(payload, out)
         elif event not in _QUIET_EVENTS:
