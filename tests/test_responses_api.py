@@ -275,6 +275,21 @@ async def test_bad_requests_have_the_openai_error_shape(proxy, body, status, par
     assert answer.json()["error"]["param"] == param
 
 
+@pytest.mark.parametrize("field, value", [
+    ("conversation", "conv_123"), ("conversation", {"id": "conv_123"}),
+    ("prompt", {"id": "pmpt_abc", "version": "2"})])
+async def test_a_conversation_or_stored_prompt_is_not_found_not_ignored(proxy, field, value):
+    """A conversation or a stored prompt names an object only the official
+    API keeps: the turn ran without it (a 200 that ignored the history or the
+    instructions the client meant), before any upstream work now a 404."""
+    client = openai_client(proxy)
+    with pytest.raises(openai.NotFoundError) as caught:
+        await client.responses.create(model="deepseek-chat", input="hi",
+                                      extra_body={field: value})
+    assert caught.value.body["param"] == field and "not found" in caught.value.body["message"]
+    assert proxy.fake.calls_to("chat/completion") == []
+
+
 async def test_bad_key_is_401(proxy_factory):
     proxy = await proxy_factory({"auth": {"allow_passthrough": False}})
     for headers in ({}, {"Authorization": "Bearer wrong-key"}):

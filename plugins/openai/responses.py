@@ -176,8 +176,15 @@ class KeptAtEnd:
 
 
 def _checked(body: dict) -> dict:
-    """Every field checked before the history is looked up."""
+    """Every field checked before the history is looked up. A conversation
+    or a stored prompt names an object only the official API keeps: no such
+    object exists here, so it is a 404, never silently answered without it."""
     responses_sampling(body)
+    for field, what in (("conversation", "Conversation"), ("prompt", "Prompt")):
+        named = body.get(field)
+        if named is not None:
+            ident = named.get("id") if isinstance(named, dict) else named
+            raise NotFound(f"{what} with id '{str(ident)[:100]}' not found.", param=field)
     return body
 
 
