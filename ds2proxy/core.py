@@ -252,11 +252,15 @@ class Core:
         """The provider that answers ``name`` first (None: the pool)."""
         return self.providers.owner(name)
 
+    def key_of(self, caller: Caller | None) -> Any:
+        """The caller's named key; None for a pass-through token or no caller."""
+        return self.config.key_named(caller.credential) if caller and caller.key_name else None
+
     def admit_model(self, caller: Caller, *names: str) -> Any:
         """The caller's named key (None for pass-through) after its model and
         daily-token checks: 403 when no name is allowed, 429 over the quota.
         Routes that run no turn (embeddings) call it themselves."""
-        key = self.config.key_named(caller.credential) if caller.key_name else None
+        key = self.key_of(caller)
         if key is None:
             return None
         if not key.allows_model(*names):
@@ -280,7 +284,7 @@ class Core:
         a ``caller`` with one of the configured keys (else 403). A key with a
         concurrency limit spends one of its slots on each call, as a turn does."""
         engine = engine_for(self, dimensions, model, caller)
-        key = self.config.key_named(caller.credential) if caller and caller.key_name else None
+        key = self.key_of(caller)
         if engine is None or key is None or not key.limits.concurrent:
             return engine
         return HeldEmbeddings(engine, lambda: self.limiter.hold(key))

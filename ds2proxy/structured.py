@@ -271,11 +271,8 @@ def _check_array(value: Any, schema: dict, path: str, sub: Sub) -> list[str]:
         problems.append(f"{path} allows at most {len(prefix)} items")
     if schema.get("uniqueItems") is True and _has_duplicates(value):
         problems.append(f"{path} should hold unique items")
-    low, high = _bound(schema, "minItems"), _bound(schema, "maxItems")
-    if low is not None and len(value) < low:
-        problems.append(f"{path} needs at least {low} items")
-    if high is not None and len(value) > high:
-        problems.append(f"{path} allows at most {high} items")
+    problems += _size_problems(len(value), schema, path, "Items",
+                               "needs at least {} items", "allows at most {} items")
     return problems
 
 
@@ -296,17 +293,25 @@ def _check_bounds(value: Any, schema: dict, path: str, sub: Sub) -> list[str]:
         if step is not None and step > 0 and not _multiple(value, step):
             problems.append(f"{path} should be a multiple of {step}")
     if isinstance(value, dict):
-        low, high = _bound(schema, "minProperties"), _bound(schema, "maxProperties")
-        if low is not None and len(value) < low:
-            problems.append(f"{path} needs at least {low} properties")
-        if high is not None and len(value) > high:
-            problems.append(f"{path} allows at most {high} properties")
+        problems += _size_problems(len(value), schema, path, "Properties",
+                                   "needs at least {} properties", "allows at most {} properties")
     if isinstance(value, str):
-        low, high = _bound(schema, "minLength"), _bound(schema, "maxLength")
-        if low is not None and len(value) < low:
-            problems.append(f"{path} should have at least {low} characters")
-        if high is not None and len(value) > high:
-            problems.append(f"{path} should have at most {high} characters")
+        problems += _size_problems(len(value), schema, path, "Length",
+                                   "should have at least {} characters",
+                                   "should have at most {} characters")
+    return problems
+
+
+def _size_problems(size: int, schema: dict, path: str, suffix: str, fewer: str,
+                   more: str) -> list[str]:
+    """``min<suffix>`` / ``max<suffix>`` (Items, Properties, Length) against
+    ``size``; ``fewer`` and ``more`` word a breach, ``{}`` the bound."""
+    low, high = _bound(schema, "min" + suffix), _bound(schema, "max" + suffix)
+    problems = []
+    if low is not None and size < low:
+        problems.append(f"{path} {fewer.format(low)}")
+    if high is not None and size > high:
+        problems.append(f"{path} {more.format(high)}")
     return problems
 
 

@@ -11,6 +11,7 @@ import json
 import logging
 import socket
 import sys
+from collections.abc import Mapping
 
 import aiohttp
 import pytest
@@ -36,6 +37,15 @@ async def demo_cli(*flags: str) -> tuple[int, asyncio.subprocess.Process]:
     return port, proc
 
 
+async def demo_chat(http: aiohttp.ClientSession, port: int, request_id: str, model: str
+                    ) -> tuple[int, dict, Mapping[str, str]]:
+    """One chat turn through the demo CLI: (status, JSON body, headers)."""
+    async with http.post(f"http://127.0.0.1:{port}/v1/chat/completions", headers={
+            "Authorization": f"Bearer {DEMO_KEY}", "X-Request-Id": request_id},
+            json={"model": model, "messages": [{"role": "user", "content": "hi"}]}) as resp:
+        return resp.status, await resp.json(), resp.headers.copy()  # names case-blind
+
+
 async def read_until(stream: asyncio.StreamReader, needle: str, seen: list[str]) -> None:
     while True:
         line = (await stream.readline()).decode()
@@ -53,12 +63,8 @@ async def test_json_log_format_from_the_command_line():
         assert proc.stderr is not None
         await asyncio.wait_for(read_until(proc.stderr, "listening on", seen), 30)
         async with aiohttp.ClientSession() as http:
-            async with http.post(f"http://127.0.0.1:{port}/v1/chat/completions", headers={
-                    "Authorization": f"Bearer {DEMO_KEY}", "X-Request-Id": "cli-req-1"},
-                    json={"model": "deepseek-chat",
-                          "messages": [{"role": "user", "content": "hi"}]}) as resp:
-                body = await resp.json()
-                assert resp.headers["X-Request-Id"] == "cli-req-1"
+            status, body, headers = await demo_chat(http, port, "cli-req-1", "deepseek-chat")
+        assert status == 200 and headers["X-Request-Id"] == "cli-req-1"
         await asyncio.wait_for(read_until(proc.stderr, '"event":"request"', seen), 30)
     finally:
         proc.terminate()
@@ -83,11 +89,9 @@ async def test_text_log_lines_cannot_be_forged_by_a_model_name_or_path():
         assert proc.stderr is not None
         await asyncio.wait_for(read_until(proc.stderr, "listening on", seen), 30)
         async with aiohttp.ClientSession() as http:
-            async with http.post(f"http://127.0.0.1:{port}/v1/chat/completions", headers={
-                    "Authorization": f"Bearer {DEMO_KEY}", "X-Request-Id": "forge-1"},
-                    json={"model": f"deepseek-chat\n{forged}\u2028\x1b[2J",
-                          "messages": [{"role": "user", "content": "hi"}]}) as resp:
-                assert resp.status == 400
+            status, _, _ = await demo_chat(http, port, "forge-1",
+                                           f"deepseek-chat\n{forged}\u2028\x1b[2J")
+            assert status == 400
             async with http.post(
                     f"http://127.0.0.1:{port}/v1beta/models/x%0A{forged}:generateContent",
                     headers={"x-goog-api-key": DEMO_KEY, "X-Request-Id": "forge-2"},

@@ -224,17 +224,23 @@ async def test_count_routes_honour_the_model_list(admin: Admin):
     assert counted.input_tokens > 0 and allowed.total_tokens > 0
 
 
-async def test_concurrency_limit_holds_a_slot_per_turn(admin: Admin):
+async def slot_taken(admin: Admin, name: str) -> tuple[str, openai.AsyncOpenAI, Any]:
+    """A key allowed one request at a time, its slot held by a slow stream
+    (its first chunk read): the key's secret, a client with it, the stream."""
     from ds2proxy.testing import Delivery, Scripted
-    proxy = admin.proxy
-    secret = (await new_key(admin, name="one-at-a-time", limits={"concurrent": 1}))["key"]
-    proxy.fake.enqueue(Scripted(answer="slow answer here", chunk_size=1,
-                                delivery=Delivery(chunk_delay=0.02)))
-    client = openai_client(proxy, key=secret)
+    secret = (await new_key(admin, name=name, limits={"concurrent": 1}))["key"]
+    admin.proxy.fake.enqueue(Scripted(answer="slow answer here", chunk_size=1,
+                                      delivery=Delivery(chunk_delay=0.02)))
+    client = openai_client(admin.proxy, key=secret)
     stream = await client.chat.completions.create(
         model="deepseek-chat", stream=True, messages=[{"role": "user", "content": "hi"}])
-    first = await stream.__anext__()
-    assert first is not None
+    assert await stream.__anext__() is not None
+    return secret, client, stream
+
+
+async def test_concurrency_limit_holds_a_slot_per_turn(admin: Admin):
+    proxy = admin.proxy
+    secret, client, stream = await slot_taken(admin, "one-at-a-time")
     with pytest.raises(openai.RateLimitError) as caught:
         await client.chat.completions.create(model="deepseek-chat",
                                              messages=[{"role": "user", "content": "hi"}])
@@ -247,15 +253,8 @@ async def test_concurrency_limit_holds_a_slot_per_turn(admin: Admin):
 async def test_embeddings_take_a_concurrent_slot_like_a_turn(admin: Admin):
     """A key limited to one request at a time ran embeddings beside its turn
     (OpenAI and Ollama alike): those routes run no turn, so never took a slot."""
-    from ds2proxy.testing import Delivery, Scripted
     proxy = admin.proxy
-    secret = (await new_key(admin, name="one-slot", limits={"concurrent": 1}))["key"]
-    proxy.fake.enqueue(Scripted(answer="slow answer here", chunk_size=1,
-                                delivery=Delivery(chunk_delay=0.02)))
-    client = openai_client(proxy, key=secret)
-    stream = await client.chat.completions.create(
-        model="deepseek-chat", stream=True, messages=[{"role": "user", "content": "hi"}])
-    assert await stream.__anext__() is not None
+    secret, client, stream = await slot_taken(admin, "one-slot")
     with pytest.raises(openai.RateLimitError) as caught:
         await client.embeddings.create(model="text-embedding-3-small", input="hello")
     assert "concurrency limit" in caught.value.message
