@@ -112,15 +112,18 @@ def proxy_config(base_url: str, *, accounts: int = 1, per_account: int = 4,
 
 
 @contextmanager
-def proxy_process(config: dict) -> Iterator[tuple[str, int]]:
-    """``python -m ds2proxy`` on a free port with ``config``; yields (URL, pid)."""
+def proxy_process(config: dict, *, launcher: list[str] | None = None,
+                  env: dict[str, str] | None = None) -> Iterator[tuple[str, int]]:
+    """``python -m ds2proxy`` on a free port with ``config``; yields (URL, pid).
+    ``launcher`` replaces ``-m ds2proxy`` (a script that runs it), ``env``
+    adds to the environment."""
     port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "config.json"
         path.write_text(json.dumps(config))
-        env = {**os.environ, "DS2PROXY_LOG_LEVEL": "WARNING"}
-        proc = subprocess.Popen([sys.executable, "-m", "ds2proxy", "--config", str(path),
-                                 "--port", str(port)], env=env, cwd=tmp,
+        env = {**os.environ, "DS2PROXY_LOG_LEVEL": "WARNING", **(env or {})}
+        proc = subprocess.Popen([sys.executable, *(launcher or ["-m", "ds2proxy"]),
+                                 "--config", str(path), "--port", str(port)], env=env, cwd=tmp,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             yield f"http://127.0.0.1:{port}", proc.pid

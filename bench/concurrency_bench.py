@@ -9,7 +9,12 @@ is read after each (a second burst should not raise it), both the process's
 peak so far and the burst's own (the kernel's high-water mark is reset before
 each burst where it allows, ``/proc/<pid>/clear_refs``).
 
-    python bench/concurrency_bench.py [--streams 1000] [--bursts 2]
+    python bench/concurrency_bench.py [--streams 1000] [--bursts 2] [--heap]
+
+With ``--heap`` the proxy runs under ``heap_probe.py`` and, after each
+burst has drained, what its allocators hold is printed too (pymalloc arenas,
+glibc bytes in use): RSS counts the pages touched, and may differ between two
+identical bursts by a megabyte or so while the allocators hold no more.
 
 Loopback only; the PoW difficulty is low so the figures are about streams.
 """
@@ -18,7 +23,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
+import signal
+import tempfile
 import re
 import statistics
 import sys
@@ -126,6 +134,32 @@ async def burst(url: str, pid: int, streams: int) -> tuple[list[float], float, i
         sampler.cancel()
 
 
+HEAP_PROBE = str(Path(__file__).resolve().parent / "heap_probe.py")
+
+
+async def heap_report(pid: int, path: Path) -> dict:
+    """Ask the proxy under ``heap_probe.py`` what its allocators hold."""
+    path.unlink(missing_ok=True)
+    os.kill(pid, signal.SIGUSR1)
+    for _ in range(200):
+        if path.exists():
+            return json.loads(path.read_text())
+        await asyncio.sleep(0.05)
+    raise RuntimeError("the proxy wrote no heap report")
+
+
+def describe_heap(now: dict, before: dict) -> str:
+    most, was = (now["pymalloc"].get("arenas_highwater", 0),
+                 before["pymalloc"].get("arenas_highwater", 0))
+    text = (f"pymalloc arenas {now['pymalloc'].get('arenas', 0)}, "
+            f"most ever {most} ({most - was:+d})")
+    if now["glibc"]:
+        in_use = now["glibc"]["in_use"] / 2**20
+        grew = in_use - before["glibc"]["in_use"] / 2**20
+        text += f", glibc in use {in_use:.1f} MB ({grew:+.2f})"
+    return text
+
+
 def gathering_fake(opts_burst: int, chunks: int) -> str:
     return GATHERING_FAKE.replace('opts["burst"]', str(opts_burst)).replace(
         'opts["chunks"]', str(chunks))
@@ -138,18 +172,26 @@ async def main() -> None:
     parser.add_argument("--chunks", type=int, default=50, help="chunks after the first")
     parser.add_argument("--pause", type=float, default=0.0,
                         help="seconds between bursts (idle upstream connections expire after 15)")
+    parser.add_argument("--heap", action="store_true",
+                        help="also print what the proxy's allocators hold after each burst")
     args = parser.parse_args()
     accounts = -(-args.streams // PER_ACCOUNT)
+    heap_file = Path(tempfile.mkdtemp()) / "heap.json"
+    launcher = [HEAP_PROBE] if args.heap else None
+    heap_env = {"BENCH_HEAP_OUT": str(heap_file)} if args.heap else None
 
     program = gathering_fake(args.streams, args.chunks)
     with fake_upstream(accounts=accounts, program=program) as base_url, \
             proxy_process(proxy_config(base_url, accounts=accounts, per_account=PER_ACCOUNT,
-                                       extra={"server": {"max_connections": 2 * args.streams}})
-                          ) as (url, pid):
+                                       extra={"server": {"max_connections": 2 * args.streams}}),
+                          launcher=launcher, env=heap_env) as (url, pid):
         await wait_http(url + "/healthz")
         rss, process_peak = memory_mb(pid)
         print(f"{args.streams} concurrent streams, {accounts} accounts x {PER_ACCOUNT}; "
               f"proxy RSS at start {rss:.1f} MB")
+        heap = await heap_report(pid, heap_file) if args.heap else {}
+        if heap:
+            print(f"  at start: {describe_heap(heap, heap)}")
         for n in range(1, args.bursts + 1):
             if n > 1 and args.pause:
                 await asyncio.sleep(args.pause)
@@ -164,6 +206,11 @@ async def main() -> None:
                   f"max {delays[-1] * 1000:.0f} ms, over 2 s: {late}; "
                   f"proxy RSS {rss:.1f} MB, {burst_peak}peak {process_peak:.1f} MB, "
                   f"most fds {fds}", flush=True)
+            if args.heap:
+                await asyncio.sleep(3)  # the proxy's burst trimmer runs once streams end
+                now = await heap_report(pid, heap_file)
+                print(f"  after burst {n}: {describe_heap(now, heap)}", flush=True)
+                heap = now
 
 
 if __name__ == "__main__":
