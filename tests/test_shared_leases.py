@@ -13,9 +13,7 @@ from ds2proxy.errors import RateLimited
 from ds2proxy.scheduler import AccountPool
 from ds2proxy.state.errors import StateUnavailable
 from ds2proxy.state.leases import RedisLeases
-from ds2proxy.state.redis_link import RedisLink
 from ds2proxy.state.responses import RedisResponses
-from ds2proxy.state.settings import parse_state
 from ds2proxy.testing.redis_server import RedisServer
 from plugins.openai.responses_store import ResponseStore
 
@@ -23,21 +21,13 @@ ACCOUNTS = tuple(AccountConfig(email=f"u{i}@example.com", password="p") for i in
 TTL = 3
 
 
-async def open_link(server: RedisServer) -> RedisLink:
-    link = RedisLink(parse_state({"state": {"backend": "redis", "redis_url": server.url}}, {}))
-    await link.start()
-    return link
-
-
 @pytest.fixture
-async def pools(redis_server: RedisServer) -> AsyncIterator[Callable[..., AccountPool]]:
+async def pools(open_link) -> AsyncIterator[Callable[..., AccountPool]]:
     """``make(inflight=1, glob=0, timeout=10)``: a pool as one more instance."""
-    links: list[RedisLink] = []
     made: list[AccountPool] = []
 
     async def make(inflight: int = 1, glob: int = 0, timeout: float = 10.0) -> AccountPool:
-        link = await open_link(redis_server)
-        links.append(link)
+        link = await open_link()
         pool = AccountPool(ACCOUNTS, RuntimeSettings(account_max_inflight=inflight,
                                                      global_max_inflight=glob,
                                                      queue_timeout_seconds=timeout))
@@ -48,8 +38,6 @@ async def pools(redis_server: RedisServer) -> AsyncIterator[Callable[..., Accoun
     yield make
     for pool in made:
         await pool.shared.close()
-    for link in links:
-        await link.close()
 
 
 async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
@@ -149,15 +137,13 @@ async def test_leases_in_use_count_again_after_redis_restarts_empty(
 
 
 @pytest.fixture(params=["embedded", "redis"])
-async def responses(request, redis_server: RedisServer) -> AsyncIterator[tuple[object, list]]:
+async def responses(request, open_link) -> AsyncIterator[tuple[object, list]]:
     """(store, ttl box): the store reads its TTL from ``box[0]`` on each access."""
     box = [900.0]
     if request.param == "embedded":
         yield ResponseStore(lambda: box[0]), box
         return
-    link = await open_link(redis_server)
-    yield RedisResponses(link, lambda: box[0]), box
-    await link.close()
+    yield RedisResponses(await open_link(), lambda: box[0]), box
 
 
 def answer(rid: str, text: str) -> dict:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -41,23 +41,6 @@ from ds2proxy.state.tokens import SharedTokens
 from ds2proxy.state.usage import FILTERS
 from ds2proxy.testing import FakeDeepSeek
 from ds2proxy.testing.redis_server import RedisServer
-
-@pytest.fixture
-async def open_link(redis_server: RedisServer) -> AsyncIterator[Callable[..., Any]]:
-    """``await open_link(db=0, prefix="ds2proxy:")``: a started link (one instance)."""
-    links: list[RedisLink] = []
-
-    async def make(db: int = 0, prefix: str = "ds2proxy:") -> RedisLink:
-        url = f"redis://127.0.0.1:{redis_server.port}/{db}"
-        link = RedisLink(parse_state({"state": {"backend": "redis", "redis_url": url,
-                                                "key_prefix": prefix}}, {}))
-        links.append(link)
-        await link.start()
-        return link
-
-    yield make
-    for link in links:
-        await link.close()
 
 
 async def subscribed(link: RedisLink, channel: str, count: int = 1) -> None:
