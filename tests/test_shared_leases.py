@@ -23,14 +23,16 @@ TTL = 3
 
 @pytest.fixture
 async def pools(open_link) -> AsyncIterator[Callable[..., AccountPool]]:
-    """``make(inflight=1, glob=0, timeout=10)``: a pool as one more instance."""
+    """``make(inflight=1, glob=0, timeout=10, queue=None)``: a pool as one more instance."""
     made: list[AccountPool] = []
 
-    async def make(inflight: int = 1, glob: int = 0, timeout: float = 10.0) -> AccountPool:
+    async def make(inflight: int = 1, glob: int = 0, timeout: float = 10.0,
+                   queue: int | None = None) -> AccountPool:
         link = await open_link()
         pool = AccountPool(ACCOUNTS, RuntimeSettings(account_max_inflight=inflight,
                                                      global_max_inflight=glob,
-                                                     queue_timeout_seconds=timeout))
+                                                     queue_timeout_seconds=timeout,
+                                                     account_max_queue=queue))
         pool.share(RedisLeases(link, TTL))
         made.append(pool)
         return pool
@@ -78,18 +80,65 @@ async def test_global_limit_is_cluster_wide(pools) -> None:
 
 
 async def test_cancelled_waiter_and_holder_leave_nothing(pools) -> None:
+    """A client that goes away while queued gives back its place in the
+    cluster's line too, and the request behind it is served."""
     a, b = await pools(), await pools()
     held = [await a.acquire(), await a.acquire()]
     waiter = asyncio.create_task(b.acquire())
-    await until(lambda: b.waiting == 1)
+    await until(lambda: b.shared.in_line(b._waiters._line[0].ticket) if b.waiting else False)
+    behind = asyncio.create_task(a.acquire())
+    await until(lambda: a.waiting == 1)
     waiter.cancel()  # a client that went away while queued
     with pytest.raises(asyncio.CancelledError):
         await waiter
     assert b.waiting == 0
+    await b.shared.releases.settle()
+    assert await line(b) == 1  # only the request behind it
+    held[0].release()
+    lease = await asyncio.wait_for(behind, 5)
+    for item in (held[1], lease):
+        item.release()
+    await a.shared.releases.settle()
+    assert await live_leases(a) == 0 and await line(a) == 0
+
+
+async def line(pool: AccountPool) -> int:
+    """Tickets in the cluster's line, and their accounts' entries (kept alike)."""
+    client, key = pool.shared.link.client, pool.shared.link.key
+    tickets = await client.zcard(key("leases", "line"))
+    assert tickets == await client.zcard(key("leases", "tickets"))
+    assert tickets == await client.hlen(key("leases", "wants"))
+    return tickets
+
+
+async def test_hundreds_of_waiters_over_two_instances_are_served_in_arrival_order(
+        pools) -> None:
+    """300 requests wait, alternately on A and B (more than one decision
+    looks down the line), for the one lease the global limit allows; each
+    served request ends at once. They are served exactly in the order they
+    arrived, and the line empties."""
+    a, b = (await pools(glob=1, queue=1000, timeout=60),
+            await pools(glob=1, queue=1000, timeout=60))
+    held = [await a.acquire()]
+    served: list[int] = []
+
+    async def request(pool: AccountPool, n: int) -> None:
+        lease = await pool.acquire()
+        served.append(n)
+        lease.release()
+
+    tasks = []
+    for n in range(300):
+        pool = (a, b)[n % 2]
+        tasks.append(asyncio.create_task(request(pool, n)))
+        await until(lambda: a.waiting + b.waiting == n + 1)
     for lease in held:
         lease.release()
+    await asyncio.wait_for(asyncio.gather(*tasks), 60)
+    assert served == list(range(300))
     await a.shared.releases.settle()
-    assert await live_leases(a) == 0
+    await b.shared.releases.settle()
+    assert await line(a) == 0 and await live_leases(a) == 0
 
 
 async def test_unrenewed_leases_expire_and_waiters_wake(pools) -> None:
