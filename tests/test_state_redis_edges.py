@@ -28,6 +28,7 @@ from ds2proxy.health.tracker import NAMESPACE as HEALTH
 from ds2proxy.keyring import identity_of
 from ds2proxy.request_record import RequestRecord
 from ds2proxy.state import redis_link, redis_usage
+from ds2proxy.state import tokens as tokens_module
 from ds2proxy.state.counters import DAY
 from ds2proxy.state.leases import RedisLeases
 from ds2proxy.state.redis_limits import RedisCounters, RedisPaceGate
@@ -690,3 +691,26 @@ async def test_the_rate_wait_counts_a_window_fuller_than_a_lowered_limit(open_li
     wait = await counters.hit("k", 2)
     assert 49 <= wait <= 51  # the fifth (at -10 s) leaves 50 s from now
     await counters.close()
+
+
+async def test_a_login_lock_whose_holder_died_is_free_within_its_lease(
+        open_link, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The lock is asked for the whole login timeout (125 s by default). Its
+    holder keeps it past the short lease while alive; killed mid-login (its
+    renewal stops, nothing unlocks) the others may log in within the lease,
+    not after two minutes of every request for the account waiting."""
+    monkeypatch.setattr(tokens_module, "LOCK_LEASE_SECONDS", 1.0)
+    link = await open_link()
+    holder, other = SharedTokens(link), SharedTokens(await open_link())
+    assert await holder.lock("u0@example.com", 125)
+    taken = (await link.client.time())[0]
+
+    async def lease_passed_twice() -> bool:
+        return (await link.client.time())[0] >= taken + 3
+
+    await within(10, lease_passed_twice)
+    assert not await other.lock("u0@example.com", 125)  # renewed by its live holder
+    holder._keepers["u0@example.com"].cancel()  # killed with -9: nothing renews it
+    await within(3, lambda: other.lock("u0@example.com", 125))
+    await other.unlock("u0@example.com")
+    assert not await link.client.exists(link.key("login-lock", "u0@example.com"))
