@@ -433,6 +433,36 @@ async def test_pruning_a_large_backlog_takes_short_calls_and_keeps_redis_up(
     assert [r["request_id"] for r in (await pruner.requests(filters({}), 10, 0))[0]] == ["kept"]
 
 
+async def test_a_config_published_afresh_is_adopted_though_its_version_matches(
+        redis_server: RedisServer, open_link) -> None:
+    """Redis lost the document; B joined first and published its own as
+    version 1, then changed it to version 2, the number A already applied.
+    A takes B's document (another epoch), instead of keeping its own
+    version 2 forever while B serves a different one."""
+    stores = [ConfigStore({"keys": ["k0"]}), ConfigStore({"keys": ["k0"]})]
+    syncs = []
+    for store in stores:
+        sync = ConfigSync(store, SharedDocument(await open_link()))
+        store.shared = sync.doc
+        await sync.join()
+        syncs.append(sync)
+    one, two = stores
+    await one.update(lambda data: data["keys"].append({"name": "a", "key": "a" * 9}))
+    await syncs[1].catch_up()
+    assert two.version == one.version == 2 and two.snapshot() == one.snapshot()
+    await redis_server.astop()
+    await redis_server.astart()
+    await syncs[1].catch_up()  # B first: the document is gone, it publishes its own
+    await two.update(lambda data: data["keys"].append({"name": "b", "key": "b" * 9}))
+    assert two.version == 2
+    await syncs[0].catch_up()
+    assert one.snapshot() == two.snapshot()
+    assert {"a", "b"} <= {k.name for k in one.config.keys} and len(one.config.keys) == 3
+    await one.update(lambda data: data["keys"].append({"name": "c", "key": "c" * 9}))
+    await syncs[1].catch_up()
+    assert two.version == one.version == 3 and two.snapshot() == one.snapshot()
+
+
 async def test_a_password_change_revokes_by_generation_whatever_the_instances_clocks(
         open_link, monkeypatch: pytest.MonkeyPatch) -> None:
     """A session issued on an instance whose clock runs ahead is valid on the
