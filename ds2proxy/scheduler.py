@@ -18,7 +18,7 @@ import math
 import time
 from collections.abc import Callable
 
-from .account_state import AccountState, Limits, SharedLeases
+from .account_state import AccountState, Lease, Limits, SharedLeases
 from .config import AccountConfig, RuntimeSettings, normalise_mobile
 from .errors import (
     ACCOUNT_UNUSABLE,
@@ -34,30 +34,6 @@ from .wait_queue import Waiter, WaitQueue
 TARGET_HEADER = "X-Ds2-Target-Account"
 
 log = logging.getLogger("ds2proxy.scheduler")
-
-
-class Lease:
-    """One slot on one account; release exactly once (extra calls are no-ops)."""
-
-    __slots__ = ("account", "granted_at", "shared_id", "_pool", "_released")
-
-    def __init__(self, pool: AccountPool, account: AccountState, shared_id: str = "") -> None:
-        self._pool = pool
-        self.account = account
-        self.shared_id = shared_id  # the lease's name in the shared store, if any
-        # On the health tracker's clock: a failure of a request granted before
-        # the account's current cooldown began is of the same burst.
-        self.granted_at = pool.health.now()
-        self._released = False
-
-    @property
-    def released(self) -> bool:
-        return self._released
-
-    def release(self) -> None:
-        if not self._released:
-            self._released = True
-            self._pool._release(self.account, self.shared_id)
 
 
 class AccountPool:
@@ -80,6 +56,7 @@ class AccountPool:
         """Count leases in a store shared by every instance (state.backend: redis)."""
         self.shared = leases
         leases.start(list(self._accounts), self._waiters.wake_tickets, self._wake_all)
+        leases.configure(list(self._accounts), self._shared_limits())
 
     # -- configuration -----------------------------------------------------
 
@@ -107,8 +84,11 @@ class AccountPool:
         self.limits = Limits.from_runtime(runtime, len(accounts))
         self._queue_timeout = runtime.queue_timeout_seconds
         if self.shared is not None:
-            self.shared.configure(list(fresh))
+            self.shared.configure(list(fresh), self._shared_limits())
         self._wake_all()
+
+    def _shared_limits(self) -> tuple[int, int]:
+        return self.limits.per_account, self.limits.global_inflight
 
     def configure_health(self, settings: HealthSettings) -> None:
         """New health and pacing settings apply to the next decision."""

@@ -94,8 +94,12 @@ class RedisLeases:
         self.link.on_subscribed(wake_all)  # notices sent while unsubscribed were lost
         self._renewer = asyncio.create_task(self._renew_forever(), name="ds2proxy-lease-renew")
 
-    def configure(self, accounts: list[str]) -> None:
+    def configure(self, accounts: list[str], limits: tuple[int, int] | None = None) -> None:
+        """The accounts renewal counts, and the (per-account, global) limits a
+        release or a reap hands capacity on by (known before any acquire here)."""
         self._accounts = list(accounts)
+        if limits is not None:
+            self._limits = limits
 
     async def close(self) -> None:
         if self._renewer is not None:
