@@ -153,12 +153,15 @@ return freed
 # ARGV: prefix, channel, per-account limit, global limit, ttl ms, 'XX' or
 # 'restore', the number of accounts A, the accounts, the number of lease
 # pairs L, L (account, lease) pairs, then (ticket, place) pairs: the
-# instance's waiting requests. Renewal never resurrects a lease or a ticket
-# already gone (XX); 'restore' re-adds them after Redis came back empty (a
-# ticket at its former place, asking for nothing until it asks again).
-# Returns {counts, due}: the global count and each account's, and the
-# tickets capacity is free for now (the instance wakes its own; when expired
-# leases were reaped, the others are told too).
+# instance's waiting requests. Renewal never resurrects a lease already gone
+# (XX); 'restore' re-adds them after Redis came back empty. A ticket missing
+# from the line (Redis lost it: restarted between two pings, flushed, a
+# replica taking over) is put back at its former place, asking for nothing
+# until its request asks again (one given up meanwhile asks for nothing and
+# expires). Returns {counts, due, back}: the global count and each
+# account's, the tickets capacity is free for now (the instance wakes its
+# own; when expired leases were reaped, the others are told too), and the
+# tickets put back (to ask again).
 RENEW = _COMMON + """
 local prefix, limit, ttl, mode = ARGV[1], tonumber(ARGV[3]), tonumber(ARGV[5]), ARGV[6]
 local expiry = now + ttl
@@ -180,19 +183,19 @@ for j = first, last, 2 do
   end
 end
 expire_tickets()
+local back = {}
 for j = last + 1, #ARGV, 2 do
-  if mode == 'XX' then
-    redis.call('ZADD', KEYS[3], 'XX', expiry, ARGV[j])
-  elseif not redis.call('ZSCORE', KEYS[2], ARGV[j]) then
+  if not redis.call('ZSCORE', KEYS[2], ARGV[j]) then
     join(ARGV[j], tonumber(ARGV[j + 1]))
-    redis.call('ZADD', KEYS[3], expiry, ARGV[j])
     redis.call('HSETNX', KEYS[4], ARGV[j], '[]')
+    back[#back + 1] = ARGV[j]
   end
+  redis.call('ZADD', KEYS[3], expiry, ARGV[j])
 end
 open_capacity(tonumber(ARGV[4]))
 local due = owed(prefix, limit, SCAN)
 if reaped > 0 then announce(ARGV[2], due) end
 local counts = {redis.call('ZCARD', KEYS[1])}
 for i = 8, 7 + na do counts[#counts + 1] = redis.call('ZCARD', prefix .. ARGV[i]) end
-return {counts, due}
+return {counts, due, back}
 """

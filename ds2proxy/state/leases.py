@@ -201,10 +201,11 @@ class RedisLeases:
         line = [x for ticket, place in self._line.items() for x in (ticket, place)]
         args = [self._prefix, self.channel, *self._limits, self.ttl_ms, mode,
                 len(accounts), *accounts, len(pairs) // 2, *pairs, *line]
-        counts, due = await self.link.call(lambda: self._renew(keys=self._keys, args=args))
+        counts, due, back = await self.link.call(lambda: self._renew(keys=self._keys,
+                                                                     args=args))
         self.total = int(counts[0])
         self.counts = {a: int(n) for a, n in zip(accounts, counts[1:])}
-        self._wake_mine([_text(t) for t in due])
+        self._wake_mine([_text(t) for t in (*due, *back)])
 
     async def _renew_forever(self) -> None:
         while True:
