@@ -306,6 +306,42 @@ async def test_a_killed_instances_waiters_leave_the_line(
     await until(lambda: no_leases_or_tickets(redis_server))
 
 
+async def test_a_client_gone_while_queued_on_another_instance_leaves_the_line(
+        fake_upstream: FakeDeepSeek, redis_server: RedisServer, instances,
+        redis_client: aioredis.Redis) -> None:
+    """A request queued on B whose client hangs up gives its place in the
+    cluster's line back at once (not at its queue timeout), and never takes
+    the lease when A's ends."""
+    email, password = ACCOUNTS[0]
+    group = await instances(shared_config(fake_upstream, redis_server, {
+        "accounts": [{"email": email, "password": password}],
+        "runtime": {"account_max_inflight": 1, "queue_timeout_seconds": 60}}), 2)
+    a, b = group.running
+    fake_upstream.enqueue(LONG)
+    async with aiohttp.ClientSession() as http:
+        async with http.post(a.url + "/v1/chat/completions",
+                             headers={"Authorization": f"Bearer {TEST_KEY}"},
+                             json={"model": "deepseek-chat", "stream": True,
+                                   "messages": [{"role": "user", "content": "hold"}]}) as held:
+            assert held.status == 200
+            await held.content.readline()
+            gone = asyncio.create_task(chat(b, "gone"))
+            await until(lambda: queued(http, b, group.admin_key), timeout=15)
+            assert await redis_client.zcard("ds2proxy:leases:line") == 1
+            gone.cancel()  # the client hangs up while queued
+            with pytest.raises(asyncio.CancelledError):
+                await gone
+            await until(lambda: no_tickets(redis_client), timeout=5)
+            assert await queued(http, b, group.admin_key) == 0
+        calls = len(fake_upstream.calls_to("chat/completion"))
+        await until(lambda: no_leases_or_tickets(redis_server))
+    assert len(fake_upstream.calls_to("chat/completion")) == calls
+
+
+async def no_tickets(conn: aioredis.Redis) -> bool:
+    return not await conn.zcard("ds2proxy:leases:line")
+
+
 async def no_leases_or_tickets(server: RedisServer) -> bool:
     conn = aioredis.from_url(server.url)
     try:
