@@ -17,6 +17,10 @@ own process on 127.0.0.1; this process is the client. It prints:
 3. requests per second of ``--requests`` short turns at ``--concurrency``
    through one Redis-backed instance, then spread over two (client-side round
    robin, no balancer), with the client on the same cores.
+
+``--key-limits`` gives the bench key a (never reached) requests-per-minute
+and concurrent-request limit, so every turn also passes the key's limit
+checks, which on Redis are calls of their own.
 """
 
 from __future__ import annotations
@@ -32,8 +36,8 @@ from pathlib import Path
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchkit import (auth, chat_body, cpu_seconds, fake_upstream, proxy_config,  # noqa: E402
-                      proxy_process, wait_http)
+from benchkit import (KEY, auth, chat_body, cpu_seconds, fake_upstream,  # noqa: E402
+                      proxy_config, proxy_process, wait_http)
 
 from ds2proxy.state.leases import RedisLeases  # noqa: E402
 from ds2proxy.state.redis_link import RedisLink  # noqa: E402
@@ -113,8 +117,11 @@ async def main(args: argparse.Namespace) -> None:
         redis = stack.enter_context(RedisServer())
         upstream = stack.enter_context(fake_upstream(accounts=ACCOUNTS, answer_chars=40,
                                                      chunk_size=8))
-        base = proxy_config(upstream, accounts=ACCOUNTS, per_account=8,
-                            extra={"usage": {"enabled": False}})
+        extra: dict = {"usage": {"enabled": False}}
+        if args.key_limits:
+            extra["keys"] = [{"name": "bench", "key": KEY,
+                              "limits": {"rpm": 1_000_000, "concurrent": 1000}}]
+        base = proxy_config(upstream, accounts=ACCOUNTS, per_account=8, extra=extra)
         shared = {**base, "state": {"backend": "redis", "redis_url": redis.url}}
         embedded_url, embedded_pid = stack.enter_context(proxy_process(base))
         first, first_pid = stack.enter_context(proxy_process(shared))
@@ -143,4 +150,6 @@ if __name__ == "__main__":
     parser.add_argument("--turns", type=int, default=1000)
     parser.add_argument("--requests", type=int, default=400)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--key-limits", action="store_true",
+                        help="give the key an rpm and a concurrent limit (never reached)")
     asyncio.run(main(parser.parse_args()))

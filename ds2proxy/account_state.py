@@ -1,14 +1,17 @@
-"""What the account pool keeps per account, its limits, and the interface of
-a lease store several instances share."""
+"""What the account pool keeps per account, its limits, the lease a request
+holds, and the interface of a lease store several instances share."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from .config import AccountConfig, RuntimeSettings
+
+if TYPE_CHECKING:
+    from .scheduler import AccountPool
 
 
 @dataclass(slots=True)
@@ -49,10 +52,38 @@ class SharedLeases(Protocol):
     recheck_seconds: float
     total: int
 
-    def start(self, accounts: list[str], wake: Callable[[int], None],
-              wake_all: Callable[[], None], waiting: Callable[[], int]) -> None: ...
-    def configure(self, accounts: list[str]) -> None: ...
-    async def acquire(self, ordered: list[str], per_account: int, global_limit: int
-                      ) -> tuple[str, str] | None: ...
+    def start(self, accounts: list[str], wake: Callable[[list[str]], None],
+              wake_all: Callable[[], None]) -> None: ...
+    def configure(self, accounts: list[str], limits: tuple[int, int] | None = None
+                  ) -> None: ...
+    def ticket(self) -> str: ...
+    def in_line(self, ticket: str) -> bool: ...
+    async def acquire(self, ordered: list[str], per_account: int, global_limit: int,
+                      ticket: str = "", join: bool = False) -> tuple[str, str] | None: ...
+    def leave(self, ticket: str) -> None: ...
     def release(self, account: str, lease: str) -> None: ...
     async def close(self) -> None: ...
+
+
+class Lease:
+    """One slot on one account; release exactly once (extra calls are no-ops)."""
+
+    __slots__ = ("account", "granted_at", "shared_id", "_pool", "_released")
+
+    def __init__(self, pool: AccountPool, account: AccountState, shared_id: str = "") -> None:
+        self._pool = pool
+        self.account = account
+        self.shared_id = shared_id  # the lease's name in the shared store, if any
+        # On the health tracker's clock: a failure of a request granted before
+        # the account's current cooldown began is of the same burst.
+        self.granted_at = pool.health.now()
+        self._released = False
+
+    @property
+    def released(self) -> bool:
+        return self._released
+
+    def release(self) -> None:
+        if not self._released:
+            self._released = True
+            self._pool._release(self.account, self.shared_id)

@@ -196,7 +196,9 @@ class Core:
         record = request_record.current()
         if record is not None:
             record.key_name, record.key_ref = key.name, key.ref
-        await self.limiter.admit_shared(key)
+        # A POST may run a turn: a key with a concurrent limit is counted in
+        # its rpm window with its slot, in one call (KeyLimiter.hold).
+        await self.limiter.admit_shared(key, defer=request.method == "POST")
         request[SHARED_ADMITTED] = True
 
     def authenticate(self, request: web.Request, *, implied: str | None = None) -> Caller:
@@ -293,6 +295,7 @@ class Core:
         """Prompt tokens a turn for ``chat`` would report (for count_tokens
         routes): the DeepSeek V4 tokens of the text it would send, to the
         web chat or to the provider that answers the model first."""
+        await self.limiter.settle(final=True)  # no slot: the rpm is counted alone
         provider = await self.providers.prompt_tokens(chat, self.config)
         if provider is not None:
             return provider

@@ -41,10 +41,13 @@ log = logging.getLogger("ds2proxy.limits")
 
 TOKENS_GATHER_SECONDS = 0.05
 
-# A key this request must still be counted against in the shared window: one
-# the request did not send (an implied key), known only once a handler has
-# authenticated. Each request's handler runs in its own task, so its own copy.
-_OWED: contextvars.ContextVar[KeyConfig | None] = contextvars.ContextVar(
+# A key this request must still be counted against in the shared window, and
+# whether only its rpm is left (its day's tokens are read already): one the
+# request did not send (an implied key, known once a handler authenticated),
+# or one whose rpm is counted with its concurrent slot in one call when the
+# request's turn takes the slot. Each request's handler runs in its own task,
+# so its own copy.
+_OWED: contextvars.ContextVar[tuple[KeyConfig, bool] | None] = contextvars.ContextVar(
     "ds2proxy_owed_key", default=None)
 
 
@@ -82,30 +85,59 @@ class KeyLimiter:
         if wait:
             raise _over_rpm(key, wait)
 
-    async def admit_shared(self, key: KeyConfig) -> None:
+    async def admit_shared(self, key: KeyConfig, *, defer: bool = False) -> None:
         """The cluster-wide per-minute check and today's cluster-wide tokens
-        (shared store only; the local window mirrors what this instance admitted)."""
+        (shared store only; the local window mirrors what this instance
+        admitted). ``defer``: a key with a concurrent limit too is counted in
+        its window when its turn takes a slot, both in one atomic call
+        (:meth:`hold`); other requests by the time they end (:meth:`settle`)."""
         if self.shared is None:
             return
         if key.limits.rpm:
-            wait = await self.shared.hit(key.ref, key.limits.rpm)
-            if wait:
-                raise _over_rpm(key, wait)
-            self.counts.hit_now(key.ref, 1 << 30)
+            if defer and key.limits.concurrent:
+                _OWED.set((key, True))
+            else:
+                await self._hit_shared(key)
         if key.limits.tokens_per_day:
             self.counts.seed_tokens(key.ref, await self.shared.tokens(key.ref))
+
+    async def _hit_shared(self, key: KeyConfig) -> None:
+        assert self.shared is not None
+        wait = await self.shared.hit(key.ref, key.limits.rpm)
+        if wait:
+            raise _over_rpm(key, wait)
+        self.counts.hit_now(key.ref, 1 << 30)
 
     def owe(self, key: KeyConfig) -> None:
         """Count ``key`` in the shared window at this request's next :meth:`settle`
         (``authenticate`` is synchronous; the shared check is not)."""
-        _OWED.set(key)
+        _OWED.set((key, False))
 
-    async def settle(self) -> None:
-        """The owed shared check, once per request (429 over the limit)."""
-        key = _OWED.get()
-        if key is not None:
+    async def settle(self, *, final: bool = False) -> None:
+        """The owed shared check, once per request (429 over the limit); an
+        rpm left to be counted with a slot waits for :meth:`hold` unless
+        ``final`` (the request takes no slot)."""
+        owed = _OWED.get()
+        if owed is None:
+            return
+        key, rpm_only = owed
+        if rpm_only and not final:
+            return
+        _OWED.set(None)
+        if rpm_only:
+            await self._hit_shared(key)
+        else:
+            await self.admit_shared(key, defer=not final)
+
+    def settle_late(self) -> None:
+        """The request ended without a slot or a check: its owed rpm is
+        counted now (in the background; the answer is out)."""
+        owed, shared = _OWED.get(), self.shared
+        if owed is not None and shared is not None:
             _OWED.set(None)
-            await self.admit_shared(key)
+            key = owed[0]
+            task = asyncio.get_running_loop().create_task(shared.hit(key.ref, key.limits.rpm))
+            task.add_done_callback(_quiet)
 
     def requests_last_minute(self, name: str) -> int:
         return self.counts.count_now(name)
@@ -197,7 +229,7 @@ class KeyLimiter:
         slot: str | None = None
         shared = self.shared  # the store the slot was taken from gets it back
         if limit and shared is not None:
-            slot = await shared.take_slot(key.ref, limit)
+            slot = await self._take_slot(shared, key)
             if slot is None:
                 raise _over_concurrent(key)
         elif limit and self.active(key.ref) >= limit:
@@ -209,3 +241,24 @@ class KeyLimiter:
             self._active[key.ref] = max(0, self.active(key.ref) - 1)
             if slot is not None and shared is not None:
                 shared.give_slot(key.ref, slot)
+
+    async def _take_slot(self, shared: KeyCounters, key: KeyConfig) -> str | None:
+        """A shared slot; with the request's rpm still owed, counted in the
+        window in the same call (neither is spent when the other refuses)."""
+        owed = _OWED.get()
+        if owed is None or not owed[1] or owed[0].ref != key.ref:
+            return await shared.take_slot(key.ref, key.limits.concurrent)
+        _OWED.set(None)
+        wait, slot = await shared.hit_and_take_slot(key.ref, key.limits.rpm,
+                                                    key.limits.concurrent)
+        if wait:
+            raise _over_rpm(key, wait)
+        if slot is not None:
+            self.counts.hit_now(key.ref, 1 << 30)
+        return slot
+
+
+def _quiet(task: asyncio.Task[float]) -> None:
+    """A late count that found Redis gone is only logged."""
+    if not task.cancelled() and task.exception() is not None:
+        log.info("a request's late rpm count was not sent: %s", task.exception())

@@ -18,7 +18,7 @@ import math
 import time
 from collections.abc import Callable
 
-from .account_state import AccountState, Limits, SharedLeases
+from .account_state import AccountState, Lease, Limits, SharedLeases
 from .config import AccountConfig, RuntimeSettings, normalise_mobile
 from .errors import (
     ACCOUNT_UNUSABLE,
@@ -34,30 +34,6 @@ from .wait_queue import Waiter, WaitQueue
 TARGET_HEADER = "X-Ds2-Target-Account"
 
 log = logging.getLogger("ds2proxy.scheduler")
-
-
-class Lease:
-    """One slot on one account; release exactly once (extra calls are no-ops)."""
-
-    __slots__ = ("account", "granted_at", "shared_id", "_pool", "_released")
-
-    def __init__(self, pool: AccountPool, account: AccountState, shared_id: str = "") -> None:
-        self._pool = pool
-        self.account = account
-        self.shared_id = shared_id  # the lease's name in the shared store, if any
-        # On the health tracker's clock: a failure of a request granted before
-        # the account's current cooldown began is of the same burst.
-        self.granted_at = pool.health.now()
-        self._released = False
-
-    @property
-    def released(self) -> bool:
-        return self._released
-
-    def release(self) -> None:
-        if not self._released:
-            self._released = True
-            self._pool._release(self.account, self.shared_id)
 
 
 class AccountPool:
@@ -79,8 +55,8 @@ class AccountPool:
     def share(self, leases: SharedLeases) -> None:
         """Count leases in a store shared by every instance (state.backend: redis)."""
         self.shared = leases
-        leases.start(list(self._accounts), self._wake_some, self._wake_all,
-                     lambda: len(self._waiters))
+        leases.start(list(self._accounts), self._waiters.wake_tickets, self._wake_all)
+        leases.configure(list(self._accounts), self._shared_limits())
 
     # -- configuration -----------------------------------------------------
 
@@ -108,8 +84,11 @@ class AccountPool:
         self.limits = Limits.from_runtime(runtime, len(accounts))
         self._queue_timeout = runtime.queue_timeout_seconds
         if self.shared is not None:
-            self.shared.configure(list(fresh))
+            self.shared.configure(list(fresh), self._shared_limits())
         self._wake_all()
+
+    def _shared_limits(self) -> tuple[int, int]:
+        return self.limits.per_account, self.limits.global_inflight
 
     def configure_health(self, settings: HealthSettings) -> None:
         """New health and pacing settings apply to the next decision."""
@@ -145,16 +124,19 @@ class AccountPool:
         is cooling down (Retry-After: the earliest recovery); 502 when every
         account fails to log in; 503 when none can ever serve; 400 for a
         pinned account that is not configured. A cancelled waiter leaves the
-        queue.
+        queue. With shared leases the line is the cluster's: the request holds
+        a ticket from its first ask to its last (given back on every way out).
         """
         if not self._accounts:
             raise NoAccountAvailable("no upstream accounts are configured")
         deadline = time.monotonic() + self._queue_timeout
         me: Waiter | None = None  # this request's place in line, once it waits
+        asker = self._waiters.expect(Waiter(None, exclude, self.shared.ticket())
+                                     ) if self.shared else None
         woken = False
         try:
             while True:
-                lease = await self._try_lease(target, exclude, me)
+                lease = await self._try_lease(target, exclude, me, asker)
                 if lease is not None:
                     if me is not None:
                         self._pass_on(me)  # a slot may be left for the next in line
@@ -170,18 +152,23 @@ class AccountPool:
                     if len(self._waiters) >= self.limits.queue:
                         raise RateLimited("all accounts are busy and the wait queue is full",
                                           retry_after=self._retry_after(wake_in))
-                    me = Waiter(pinned, exclude)
+                    me = asker or Waiter(pinned, exclude)
+                    me.pinned = pinned
                     self._waiters.join(me)
-                if self.shared is not None:  # a missed wake-up costs one recheck period
+                if self.shared is not None and not self.shared.in_line(me.ticket):
+                    # Not in the cluster's line (nothing was ready to ask for):
+                    # nothing will name it, so it asks again after a while.
                     wake_in = min(wake_in or self.shared.recheck_seconds,
                                   self.shared.recheck_seconds)
                 woken = await self._wait(me, deadline, wake_in)
         finally:
-            if me is not None:
-                self._waiters.leave(me)
+            for waiter in {me, asker} - {None}:
+                self._waiters.leave(waiter)
+            if asker is not None and self.shared is not None:
+                self.shared.leave(asker.ticket)
 
     async def _try_lease(self, target: str | None, exclude: frozenset[str],
-                         me: Waiter | None) -> Lease | None:
+                         me: Waiter | None, asker: Waiter | None = None) -> Lease | None:
         """A lease now, or None; a free slot that a request ahead in line
         can take is left to it."""
         while True:
@@ -196,7 +183,9 @@ class AccountPool:
                 if state is None or self._waiters.owed(state, me):
                     return None
                 return self._grant(state)
-            granted = await self._pick_shared(pinned, exclude)
+            assert asker is not None
+            join = me is not None or len(self._waiters) < self.limits.queue
+            granted = await self._pick_shared(pinned, exclude, asker.ticket, join)
             if granted is None:
                 return None
             if await self._paced_everywhere(*granted):
@@ -246,20 +235,23 @@ class AccountPool:
                 first = first or state
         return first
 
-    async def _pick_shared(self, pinned: AccountState | None, exclude: frozenset[str]
-                           ) -> tuple[AccountState, str] | None:
+    async def _pick_shared(self, pinned: AccountState | None, exclude: frozenset[str],
+                           ticket: str, join: bool) -> tuple[AccountState, str] | None:
         """As :meth:`_pick`, but the in-flight counts are every instance's:
-        the shared store takes the first account of this order with room."""
+        the shared store takes the first account of this order with room
+        left after the cluster's longer waiters (``ticket`` joins them on a
+        refusal when ``join``). A ticket in line with nothing ready asks
+        anyway, for nothing: it must not keep a claim it cannot use."""
         assert self.shared is not None
         order = [pinned] if pinned is not None else [
             self._accounts[i] for i in self._lru if i not in exclude]
         ready = [s for s in order if self.health.eligible(s.identifier)
                  and self.pacer.ready(s.identifier)]
         ready.sort(key=lambda s: not s.token)  # stable: token holders first, LRU kept
-        if not ready:
+        if not ready and not self.shared.in_line(ticket):
             return None
         got = await self.shared.acquire([s.identifier for s in ready], self.limits.per_account,
-                                        self.limits.global_inflight)
+                                        self.limits.global_inflight, ticket, join)
         if got is None or got[0] not in self._accounts:
             if got is not None:
                 self.shared.release(*got)
@@ -332,21 +324,14 @@ class AccountPool:
         state.inflight = max(0, state.inflight - 1)
         self._inflight = max(0, self._inflight - 1)
         self.health.released(state.identifier)
-        self._wake_one()
+        if self.shared is None:  # shared: the store names the tickets to wake
+            self._waiters.wake_one()
 
     def close_queue(self, error: Callable[[], ProxyError]) -> None:
         """The server is about to stop: no more leases, and every request
         waiting for one gets ``error()`` now rather than a cut connection."""
         self._closed = error
         self._wake_all()
-
-    def _wake_one(self) -> None:
-        self._waiters.wake_one()
-
-    def _wake_some(self, count: int) -> None:
-        """Capacity freed on another instance: wake the ``count`` longest waiting."""
-        for _ in range(count):
-            self._waiters.wake_one()
 
     def _wake_all(self) -> None:
         self._waiters.wake_all()

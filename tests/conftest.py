@@ -27,6 +27,8 @@ from ds2proxy.testing.pytest_plugin import (  # noqa: F401 - re-exported to the 
     running_fake,
 )
 from ds2proxy.testing.pytest_plugin import RunningProxy as Proxy
+from ds2proxy.state.redis_link import RedisLink
+from ds2proxy.state.settings import parse_state
 from ds2proxy.testing.instances import Instances
 from ds2proxy.testing.redis_server import RedisServer
 
@@ -74,6 +76,25 @@ def redis_server() -> Iterator[RedisServer]:
     """A real redis-server on a free port, for this test only."""
     with RedisServer() as server:
         yield server
+
+
+@pytest.fixture
+async def open_link(redis_server: RedisServer) -> AsyncIterator[Callable[..., Awaitable[RedisLink]]]:
+    """``await open_link(db=0, prefix="ds2proxy:")``: a started link on
+    ``redis_server``, one per instance a test plays; all closed afterwards."""
+    links: list[RedisLink] = []
+
+    async def make(db: int = 0, prefix: str = "ds2proxy:") -> RedisLink:
+        url = f"redis://127.0.0.1:{redis_server.port}/{db}"
+        link = RedisLink(parse_state({"state": {"backend": "redis", "redis_url": url,
+                                                "key_prefix": prefix}}, {}))
+        links.append(link)
+        await link.start()
+        return link
+
+    yield make
+    for link in links:
+        await link.close()
 
 
 def shared_config(fake: FakeDeepSeek, redis: RedisServer, overrides: dict | None = None

@@ -4,6 +4,7 @@ upstream, driven through the official SDKs: they behave as one gateway."""
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 from collections.abc import AsyncIterator
 
@@ -207,3 +208,144 @@ async def test_redis_outage_gives_503_then_recovers(fake_upstream: FakeDeepSeek,
 
 async def readyz_is(http: aiohttp.ClientSession, inst: Instance, status: int) -> bool:
     return await readyz(http, inst.url) == status
+
+
+async def queued(http: aiohttp.ClientSession, inst: Instance, admin_key: str) -> int:
+    """Requests waiting for an account on ``inst`` (its admin queue status)."""
+    async with http.get(inst.url + "/admin/queue/status",
+                        headers={"Authorization": f"Bearer {admin_key}"}) as resp:
+        assert resp.status == 200, await resp.text()
+        return (await resp.json())["waiting"]
+
+
+async def test_the_longest_waiting_request_on_any_instance_is_served_first(
+        fake_upstream: FakeDeepSeek, redis_server: RedisServer, instances,
+        redis_client: aioredis.Redis) -> None:
+    """One account, one request at a time, two instances. A holds the lease;
+    a request waits on B, then one on A. B is frozen (SIGSTOP) and A's lease
+    ends: A's own waiter hears of it first and has every chance to take it,
+    but B's request is older, so the lease waits for it and B, thawed,
+    serves it first; the line in Redis is empty afterwards."""
+    email, password = ACCOUNTS[0]
+    ttl = 10  # B stays frozen for well under this: its ticket is not dropped
+    group = await instances(shared_config(fake_upstream, redis_server, {
+        "accounts": [{"email": email, "password": password}],
+        "state": {"lease_ttl_seconds": ttl},
+        "runtime": {"account_max_inflight": 1, "queue_timeout_seconds": 30}}), 2)
+    a, b = group.running
+    fake_upstream.enqueue(LONG)
+    served: list[str] = []
+
+    async def ask(inst: Instance, text: str) -> None:
+        assert (await chat(inst, text)).endswith(text)
+        served.append(text)
+
+    async def a_had_its_chance(released_ms: int, calls: int) -> bool:
+        """A's waiter was served, or has asked (or renewed its ticket) since."""
+        if len(fake_upstream.calls_to("chat/completion")) > calls:
+            return True
+        scores = await redis_client.zrange("ds2proxy:leases:tickets", 0, -1, withscores=True)
+        return any(score >= released_ms + ttl * 1000 for _, score in scores)
+
+    async with aiohttp.ClientSession() as http:
+        async with http.post(a.url + "/v1/chat/completions",
+                             headers={"Authorization": f"Bearer {TEST_KEY}"},
+                             json={"model": "deepseek-chat", "stream": True,
+                                   "messages": [{"role": "user", "content": "hold"}]}) as held:
+            assert held.status == 200
+            await held.content.readline()
+            first = asyncio.create_task(ask(b, "first"))
+            await until(lambda: queued(http, b, group.admin_key), timeout=15)
+            second = asyncio.create_task(ask(a, "second"))
+            await until(lambda: queued(http, a, group.admin_key), timeout=15)
+            calls = len(fake_upstream.calls_to("chat/completion"))
+            b.proc.send_signal(signal.SIGSTOP)
+        try:  # the holder hung up: its lease goes back on A
+            await until(lambda: no_leases(redis_client))
+            released_ms = int((await redis_client.time())[0] * 1000)
+            await until(lambda: a_had_its_chance(released_ms, calls), timeout=ttl / 2)
+        finally:
+            b.proc.send_signal(signal.SIGCONT)
+        await asyncio.wait_for(asyncio.gather(first, second), 30)
+    assert served == ["first", "second"]
+    await until(lambda: no_leases_or_tickets(redis_server))
+
+
+async def test_a_killed_instances_waiters_leave_the_line(
+        fake_upstream: FakeDeepSeek, redis_server: RedisServer, instances,
+        redis_client: aioredis.Redis) -> None:
+    """B is killed with -9 while its request waits ahead of A's: its ticket
+    stops being renewed and leaves the line within the lease TTL, so A's
+    request is served then, not held behind a waiter that is gone."""
+    email, password = ACCOUNTS[0]
+    ttl = 3
+    group = await instances(shared_config(fake_upstream, redis_server, {
+        "accounts": [{"email": email, "password": password}],
+        "state": {"lease_ttl_seconds": ttl},
+        "runtime": {"account_max_inflight": 1, "queue_timeout_seconds": 30}}), 2)
+    a, b = group.running
+    fake_upstream.enqueue(LONG)
+    async with aiohttp.ClientSession() as http:
+        async with http.post(a.url + "/v1/chat/completions",
+                             headers={"Authorization": f"Bearer {TEST_KEY}"},
+                             json={"model": "deepseek-chat", "stream": True,
+                                   "messages": [{"role": "user", "content": "hold"}]}) as held:
+            assert held.status == 200
+            await held.content.readline()
+            doomed = asyncio.create_task(chat(b, "doomed"))
+            await until(lambda: queued(http, b, group.admin_key), timeout=15)
+            second = asyncio.create_task(chat(a, "second"))
+            await until(lambda: queued(http, a, group.admin_key), timeout=15)
+            b.kill()
+            killed = time.monotonic()
+        assert (await asyncio.wait_for(second, 30)).endswith("second")
+    waited = time.monotonic() - killed
+    assert waited <= ttl + ttl / 3 + 5, f"served {waited:.1f} s after the kill"
+    with pytest.raises(openai.APIError):
+        await doomed
+    await until(lambda: no_leases_or_tickets(redis_server))
+
+
+async def test_a_client_gone_while_queued_on_another_instance_leaves_the_line(
+        fake_upstream: FakeDeepSeek, redis_server: RedisServer, instances,
+        redis_client: aioredis.Redis) -> None:
+    """A request queued on B whose client hangs up gives its place in the
+    cluster's line back at once (not at its queue timeout), and never takes
+    the lease when A's ends."""
+    email, password = ACCOUNTS[0]
+    group = await instances(shared_config(fake_upstream, redis_server, {
+        "accounts": [{"email": email, "password": password}],
+        "runtime": {"account_max_inflight": 1, "queue_timeout_seconds": 60}}), 2)
+    a, b = group.running
+    fake_upstream.enqueue(LONG)
+    async with aiohttp.ClientSession() as http:
+        async with http.post(a.url + "/v1/chat/completions",
+                             headers={"Authorization": f"Bearer {TEST_KEY}"},
+                             json={"model": "deepseek-chat", "stream": True,
+                                   "messages": [{"role": "user", "content": "hold"}]}) as held:
+            assert held.status == 200
+            await held.content.readline()
+            gone = asyncio.create_task(chat(b, "gone"))
+            await until(lambda: queued(http, b, group.admin_key), timeout=15)
+            assert await redis_client.zcard("ds2proxy:leases:line") == 1
+            gone.cancel()  # the client hangs up while queued
+            with pytest.raises(asyncio.CancelledError):
+                await gone
+            await until(lambda: no_tickets(redis_client), timeout=5)
+            assert await queued(http, b, group.admin_key) == 0
+        calls = len(fake_upstream.calls_to("chat/completion"))
+        await until(lambda: no_leases_or_tickets(redis_server))
+    assert len(fake_upstream.calls_to("chat/completion")) == calls
+
+
+async def no_tickets(conn: aioredis.Redis) -> bool:
+    return not await conn.zcard("ds2proxy:leases:line")
+
+
+async def no_leases_or_tickets(server: RedisServer) -> bool:
+    conn = aioredis.from_url(server.url)
+    try:
+        return (await no_leases(conn) and not await conn.zcard("ds2proxy:leases:line")
+                and not await conn.hlen("ds2proxy:leases:wants"))
+    finally:
+        await conn.aclose()

@@ -7,15 +7,14 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 
 import pytest
+import redis.asyncio as aioredis
 
 from ds2proxy.config import AccountConfig, RuntimeSettings
 from ds2proxy.errors import RateLimited
 from ds2proxy.scheduler import AccountPool
 from ds2proxy.state.errors import StateUnavailable
 from ds2proxy.state.leases import RedisLeases
-from ds2proxy.state.redis_link import RedisLink
 from ds2proxy.state.responses import RedisResponses
-from ds2proxy.state.settings import parse_state
 from ds2proxy.testing.redis_server import RedisServer
 from plugins.openai.responses_store import ResponseStore
 
@@ -23,24 +22,18 @@ ACCOUNTS = tuple(AccountConfig(email=f"u{i}@example.com", password="p") for i in
 TTL = 3
 
 
-async def open_link(server: RedisServer) -> RedisLink:
-    link = RedisLink(parse_state({"state": {"backend": "redis", "redis_url": server.url}}, {}))
-    await link.start()
-    return link
-
-
 @pytest.fixture
-async def pools(redis_server: RedisServer) -> AsyncIterator[Callable[..., AccountPool]]:
-    """``make(inflight=1, glob=0, timeout=10)``: a pool as one more instance."""
-    links: list[RedisLink] = []
+async def pools(open_link) -> AsyncIterator[Callable[..., AccountPool]]:
+    """``make(inflight=1, glob=0, timeout=10, queue=None)``: a pool as one more instance."""
     made: list[AccountPool] = []
 
-    async def make(inflight: int = 1, glob: int = 0, timeout: float = 10.0) -> AccountPool:
-        link = await open_link(redis_server)
-        links.append(link)
+    async def make(inflight: int = 1, glob: int = 0, timeout: float = 10.0,
+                   queue: int | None = None) -> AccountPool:
+        link = await open_link()
         pool = AccountPool(ACCOUNTS, RuntimeSettings(account_max_inflight=inflight,
                                                      global_max_inflight=glob,
-                                                     queue_timeout_seconds=timeout))
+                                                     queue_timeout_seconds=timeout,
+                                                     account_max_queue=queue))
         pool.share(RedisLeases(link, TTL))
         made.append(pool)
         return pool
@@ -48,8 +41,6 @@ async def pools(redis_server: RedisServer) -> AsyncIterator[Callable[..., Accoun
     yield make
     for pool in made:
         await pool.shared.close()
-    for link in links:
-        await link.close()
 
 
 async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
@@ -90,18 +81,65 @@ async def test_global_limit_is_cluster_wide(pools) -> None:
 
 
 async def test_cancelled_waiter_and_holder_leave_nothing(pools) -> None:
+    """A client that goes away while queued gives back its place in the
+    cluster's line too, and the request behind it is served."""
     a, b = await pools(), await pools()
     held = [await a.acquire(), await a.acquire()]
     waiter = asyncio.create_task(b.acquire())
-    await until(lambda: b.waiting == 1)
+    await until(lambda: b.shared.in_line(b._waiters._line[0].ticket) if b.waiting else False)
+    behind = asyncio.create_task(a.acquire())
+    await until(lambda: a.waiting == 1)
     waiter.cancel()  # a client that went away while queued
     with pytest.raises(asyncio.CancelledError):
         await waiter
     assert b.waiting == 0
+    await b.shared.releases.settle()
+    assert await line(b) == 1  # only the request behind it
+    held[0].release()
+    lease = await asyncio.wait_for(behind, 5)
+    for item in (held[1], lease):
+        item.release()
+    await a.shared.releases.settle()
+    assert await live_leases(a) == 0 and await line(a) == 0
+
+
+async def line(pool: AccountPool) -> int:
+    """Tickets in the cluster's line, and their accounts' entries (kept alike)."""
+    client, key = pool.shared.link.client, pool.shared.link.key
+    tickets = await client.zcard(key("leases", "line"))
+    assert tickets == await client.zcard(key("leases", "tickets"))
+    assert tickets == await client.hlen(key("leases", "wants"))
+    return tickets
+
+
+async def test_hundreds_of_waiters_over_two_instances_are_served_in_arrival_order(
+        pools) -> None:
+    """300 requests wait, alternately on A and B (more than one decision
+    looks down the line), for the one lease the global limit allows; each
+    served request ends at once. They are served exactly in the order they
+    arrived, and the line empties."""
+    a, b = (await pools(glob=1, queue=1000, timeout=60),
+            await pools(glob=1, queue=1000, timeout=60))
+    held = [await a.acquire()]
+    served: list[int] = []
+
+    async def request(pool: AccountPool, n: int) -> None:
+        lease = await pool.acquire()
+        served.append(n)
+        lease.release()
+
+    tasks = []
+    for n in range(300):
+        pool = (a, b)[n % 2]
+        tasks.append(asyncio.create_task(request(pool, n)))
+        await until(lambda: a.waiting + b.waiting == n + 1)
     for lease in held:
         lease.release()
+    await asyncio.wait_for(asyncio.gather(*tasks), 60)
+    assert served == list(range(300))
     await a.shared.releases.settle()
-    assert await live_leases(a) == 0
+    await b.shared.releases.settle()
+    assert await line(a) == 0 and await live_leases(a) == 0
 
 
 async def test_unrenewed_leases_expire_and_waiters_wake(pools) -> None:
@@ -145,19 +183,40 @@ async def test_leases_in_use_count_again_after_redis_restarts_empty(
     assert await live_leases(a) == 0
 
 
+async def test_a_waiter_whose_ticket_redis_lost_takes_its_place_again(
+        redis_server: RedisServer, pools) -> None:
+    """Redis loses its data without the link noticing (flushed, a replica
+    taking over, restarted between two pings) while B's request waits in
+    line: B's next renewal puts the ticket back and has it ask again, so the
+    request is served instead of sleeping, unnamed, until its timeout."""
+    a, b = await pools(timeout=20), await pools(timeout=20)
+    held = [await a.acquire(), await a.acquire()]
+    first = asyncio.create_task(b.acquire())
+    await until(lambda: b.waiting == 1 and b.shared.in_line(b._waiters._line[0].ticket))
+    conn = aioredis.from_url(redis_server.url)
+    try:
+        await conn.flushall()  # every lease and the line are gone
+    finally:
+        await conn.aclose()
+    lease = await asyncio.wait_for(first, TTL * 2)
+    for item in (*held, lease):
+        item.release()
+    await a.shared.releases.settle()
+    await b.shared.releases.settle()
+    assert await line(a) == 0 and await live_leases(a) == 0
+
+
 # -- the stored-response contract, on both backends ---------------------------------
 
 
 @pytest.fixture(params=["embedded", "redis"])
-async def responses(request, redis_server: RedisServer) -> AsyncIterator[tuple[object, list]]:
+async def responses(request, open_link) -> AsyncIterator[tuple[object, list]]:
     """(store, ttl box): the store reads its TTL from ``box[0]`` on each access."""
     box = [900.0]
     if request.param == "embedded":
         yield ResponseStore(lambda: box[0]), box
         return
-    link = await open_link(redis_server)
-    yield RedisResponses(link, lambda: box[0]), box
-    await link.close()
+    yield RedisResponses(await open_link(), lambda: box[0]), box
 
 
 def answer(rid: str, text: str) -> dict:

@@ -268,6 +268,27 @@ async def test_concurrent_slots_are_limited_and_released(backend: Backend) -> No
     assert await counters.slots("k") == 0
 
 
+async def test_a_slot_and_the_rpm_window_are_taken_together_or_not_at_all(
+        backend: Backend) -> None:
+    """``hit_and_take_slot``: a refused slot counts nothing in the window, a
+    full window takes no slot, and the wait named is the window's."""
+    counters = backend.counters
+    wait, first = await counters.hit_and_take_slot("k", 2, 1)
+    assert wait == 0 and first
+    wait, refused = await counters.hit_and_take_slot("k", 2, 1)
+    assert (wait, refused) == (0, None)  # the one slot is held
+    assert await counters.count("k") == 1 and await counters.slots("k") == 1
+    counters.give_slot("k", first)
+    await drained(counters)
+    wait, second = await counters.hit_and_take_slot("k", 2, 1)
+    assert wait == 0 and second
+    counters.give_slot("k", second)
+    await drained(counters)
+    wait, none = await counters.hit_and_take_slot("k", 2, 1)
+    assert none is None and 0 < wait <= 60  # the window is full: no slot taken
+    assert await counters.slots("k") == 0 and await counters.count("k") == 2
+
+
 async def drained(counters: KeyCounters) -> None:
     """Until the releases handed to the store's background tasks are sent."""
     releases = getattr(getattr(counters, "_slots", None), "releases", None)

@@ -184,6 +184,49 @@ async def test_a_keys_concurrency_limit_holds_across_instances(
         await conn.aclose()
 
 
+async def test_a_request_refused_for_concurrency_spends_none_of_the_keys_rpm(
+        fake_upstream: FakeDeepSeek, redis_server: RedisServer, instances: Start) -> None:
+    """``rpm: 2, concurrent: 1``: the rpm window and the slot are one atomic
+    decision, so a request refused because the key's one slot is busy leaves
+    the window as it was, and the key's second turn still runs; a count
+    refused over the rpm takes no slot either (the next turn is refused for
+    the rpm, not for a slot left behind)."""
+    config = shared_config(fake_upstream, redis_server, {
+        "keys": [{"name": "one", "key": "sk-one", "limits": {"rpm": 2, "concurrent": 1}}]})
+    group = await instances(config, 2)
+    a, b = group.running
+    fake_upstream.default_script = slow(20)
+    conn = aioredis.from_url(redis_server.url)
+    window = f"ds2proxy:rpm:{identity_of('sk-one')}"
+
+    async def no_slots() -> bool:
+        return await conn.zcard(f"ds2proxy:slots:{identity_of('sk-one')}") == 0
+    try:
+        async with openai.AsyncOpenAI(base_url=a.url + "/v1", api_key="sk-one",
+                                      max_retries=0) as api_a, \
+                openai.AsyncOpenAI(base_url=b.url + "/v1", api_key="sk-one",
+                                   max_retries=0) as api_b:
+            chunks = await open_stream(api_a)
+            for _ in range(3):
+                with pytest.raises(openai.RateLimitError) as caught:
+                    await api_b.chat.completions.create(model="deepseek-chat", messages=USER)
+                assert caught.value.body["code"] == "key_concurrency_limit"
+            assert await conn.zcard(window) == 1
+            assert (await rest_of(chunks)).startswith("slow")
+            fake_upstream.default_script = Scripted(answer="quick")
+            await within(5, no_slots)  # the finished stream's slot goes back in the background
+            assert await ask(b, "sk-one") == "quick"
+            assert await conn.zcard(window) == 2
+            await within(5, no_slots)
+            with pytest.raises(openai.RateLimitError) as caught:
+                await ask(a, "sk-one")
+            assert caught.value.body["code"] == "key_rate_limit"
+            assert 1 <= int(caught.value.response.headers["Retry-After"]) <= 60
+            assert await no_slots()
+    finally:
+        await conn.aclose()
+
+
 async def test_a_cooldown_seen_by_one_instance_applies_on_the_other(
         fake_upstream: FakeDeepSeek, redis_server: RedisServer, instances: Start) -> None:
     config = shared_config(fake_upstream, redis_server, {

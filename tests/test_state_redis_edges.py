@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -28,6 +28,7 @@ from ds2proxy.health.tracker import NAMESPACE as HEALTH
 from ds2proxy.keyring import identity_of
 from ds2proxy.request_record import RequestRecord
 from ds2proxy.state import redis_link, redis_usage
+from ds2proxy.state import tokens as tokens_module
 from ds2proxy.state.counters import DAY
 from ds2proxy.state.leases import RedisLeases
 from ds2proxy.state.redis_limits import RedisCounters, RedisPaceGate
@@ -41,23 +42,6 @@ from ds2proxy.state.tokens import SharedTokens
 from ds2proxy.state.usage import FILTERS
 from ds2proxy.testing import FakeDeepSeek
 from ds2proxy.testing.redis_server import RedisServer
-
-@pytest.fixture
-async def open_link(redis_server: RedisServer) -> AsyncIterator[Callable[..., Any]]:
-    """``await open_link(db=0, prefix="ds2proxy:")``: a started link (one instance)."""
-    links: list[RedisLink] = []
-
-    async def make(db: int = 0, prefix: str = "ds2proxy:") -> RedisLink:
-        url = f"redis://127.0.0.1:{redis_server.port}/{db}"
-        link = RedisLink(parse_state({"state": {"backend": "redis", "redis_url": url,
-                                                "key_prefix": prefix}}, {}))
-        links.append(link)
-        await link.start()
-        return link
-
-    yield make
-    for link in links:
-        await link.close()
 
 
 async def subscribed(link: RedisLink, channel: str, count: int = 1) -> None:
@@ -449,6 +433,36 @@ async def test_pruning_a_large_backlog_takes_short_calls_and_keeps_redis_up(
     assert [r["request_id"] for r in (await pruner.requests(filters({}), 10, 0))[0]] == ["kept"]
 
 
+async def test_a_config_published_afresh_is_adopted_though_its_version_matches(
+        redis_server: RedisServer, open_link) -> None:
+    """Redis lost the document; B joined first and published its own as
+    version 1, then changed it to version 2, the number A already applied.
+    A takes B's document (another epoch), instead of keeping its own
+    version 2 forever while B serves a different one."""
+    stores = [ConfigStore({"keys": ["k0"]}), ConfigStore({"keys": ["k0"]})]
+    syncs = []
+    for store in stores:
+        sync = ConfigSync(store, SharedDocument(await open_link()))
+        store.shared = sync.doc
+        await sync.join()
+        syncs.append(sync)
+    one, two = stores
+    await one.update(lambda data: data["keys"].append({"name": "a", "key": "a" * 9}))
+    await syncs[1].catch_up()
+    assert two.version == one.version == 2 and two.snapshot() == one.snapshot()
+    await redis_server.astop()
+    await redis_server.astart()
+    await syncs[1].catch_up()  # B first: the document is gone, it publishes its own
+    await two.update(lambda data: data["keys"].append({"name": "b", "key": "b" * 9}))
+    assert two.version == 2
+    await syncs[0].catch_up()
+    assert one.snapshot() == two.snapshot()
+    assert {"a", "b"} <= {k.name for k in one.config.keys} and len(one.config.keys) == 3
+    await one.update(lambda data: data["keys"].append({"name": "c", "key": "c" * 9}))
+    await syncs[1].catch_up()
+    assert two.version == one.version == 3 and two.snapshot() == one.snapshot()
+
+
 async def test_a_password_change_revokes_by_generation_whatever_the_instances_clocks(
         open_link, monkeypatch: pytest.MonkeyPatch) -> None:
     """A session issued on an instance whose clock runs ahead is valid on the
@@ -707,3 +721,26 @@ async def test_the_rate_wait_counts_a_window_fuller_than_a_lowered_limit(open_li
     wait = await counters.hit("k", 2)
     assert 49 <= wait <= 51  # the fifth (at -10 s) leaves 50 s from now
     await counters.close()
+
+
+async def test_a_login_lock_whose_holder_died_is_free_within_its_lease(
+        open_link, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The lock is asked for the whole login timeout (125 s by default). Its
+    holder keeps it past the short lease while alive; killed mid-login (its
+    renewal stops, nothing unlocks) the others may log in within the lease,
+    not after two minutes of every request for the account waiting."""
+    monkeypatch.setattr(tokens_module, "LOCK_LEASE_SECONDS", 1.0)
+    link = await open_link()
+    holder, other = SharedTokens(link), SharedTokens(await open_link())
+    assert await holder.lock("u0@example.com", 125)
+    taken = (await link.client.time())[0]
+
+    async def lease_passed_twice() -> bool:
+        return (await link.client.time())[0] >= taken + 3
+
+    await within(10, lease_passed_twice)
+    assert not await other.lock("u0@example.com", 125)  # renewed by its live holder
+    holder._keepers["u0@example.com"].cancel()  # killed with -9: nothing renews it
+    await within(3, lambda: other.lock("u0@example.com", 125))
+    await other.unlock("u0@example.com")
+    assert not await link.client.exists(link.key("login-lock", "u0@example.com"))

@@ -91,6 +91,7 @@ def request_ended(core: Core, request: web.Request, record: request_record.Reque
         core.monitor.request_error(failure.operator_message, status=failure.status,
                                    path=request.path)
     core.monitor.request_finished()
+    core.limiter.settle_late()  # an rpm owed to a turn that never took its slot
     record.finish(status)
     core.usage.finish(record)
 

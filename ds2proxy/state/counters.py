@@ -40,6 +40,11 @@ class KeyCounters(Protocol):
     async def take_slot(self, name: str, limit: int) -> str | None:
         """One of ``name``'s ``limit`` concurrent slots, or None when all are held."""
 
+    async def hit_and_take_slot(self, name: str, rpm: int, limit: int,
+                                window: float = WINDOW) -> tuple[float, str | None]:
+        """Both at once or neither: (wait, None) when the window is full, (0,
+        None) when every slot is held, else (0, a slot) with the request counted."""
+
     def give_slot(self, name: str, slot: str) -> None:
         """Release a slot from ``take_slot`` (never blocks, never raises)."""
 
@@ -112,6 +117,17 @@ class MemoryCounters:
         slot = str(next(self._serial))
         held.add(slot)
         return slot
+
+    async def hit_and_take_slot(self, name: str, rpm: int, limit: int,
+                                window: float = WINDOW) -> tuple[float, str | None]:
+        now = self.clock()
+        recent = self._window(name, now, window)
+        if len(recent) >= rpm:
+            return max(recent[len(recent) - rpm] + window - now, 0.001), None
+        slot = await self.take_slot(name, limit)
+        if slot is not None:
+            recent.append(now)
+        return 0.0, slot
 
     def give_slot(self, name: str, slot: str) -> None:
         self._slots.get(name, set()).discard(slot)

@@ -114,6 +114,11 @@ class RedisCounters:
     async def take_slot(self, name: str, limit: int) -> str | None:
         return await self._slots.take(name, limit)
 
+    async def hit_and_take_slot(self, name: str, rpm: int, limit: int,
+                                window: float = WINDOW) -> tuple[float, str | None]:
+        return await self._slots.take_counted(name, limit, self._window_key(name), rpm,
+                                              int(window * 1000), unique())
+
     def give_slot(self, name: str, slot: str) -> None:
         self._slots.give(name, slot)
 

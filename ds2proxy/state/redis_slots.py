@@ -18,6 +18,8 @@ import asyncio
 import contextlib
 import itertools
 import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from .errors import StateUnavailable
 from .redis_link import RedisLink
@@ -43,6 +45,29 @@ if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
 extend(KEYS[1], tonumber(ARGV[3]) + 1000)
 return 1
+"""
+
+# The rpm window and a slot in one step, both or neither. KEYS[1] the key's
+# slots, KEYS[2] its window; ARGV: slot, limit, ttl ms, rpm, window ms, a
+# unique member. {0, 0}: taken and counted; {0, wait ms}: the window is full
+# (its wait is named first: a free slot would not serve the request sooner);
+# {1, 0}: every slot is held.
+TAKE_COUNTED = _NOW + _EXTEND + """
+local window = tonumber(ARGV[5])
+local rpm = tonumber(ARGV[4])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - window)
+local n = redis.call('ZCARD', KEYS[2])
+if n >= rpm then
+  local freeing = redis.call('ZRANGE', KEYS[2], n - rpm, n - rpm, 'WITHSCORES')
+  return {0, math.max(1, tonumber(freeing[2]) + window - now)}
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return {1, 0} end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
+extend(KEYS[1], tonumber(ARGV[3]) + 1000)
+redis.call('ZADD', KEYS[2], now, ARGV[6])
+redis.call('PEXPIRE', KEYS[2], window + 1000)
+return {0, 0}
 """
 
 # KEYS: slot sets; ARGV: (key index, slot) pairs. 1 or 0 per pair.
@@ -86,6 +111,7 @@ class RedisSlots:
                                                 what="key slot releases")
         self._renewer: asyncio.Task[None] | None = None
         self._take = link.client.register_script(TAKE)
+        self._take_counted = link.client.register_script(TAKE_COUNTED)
         self._give = link.client.register_script(GIVE)
         self._count = link.client.register_script(COUNT)
         self._renew = link.client.register_script(RENEW)
@@ -96,21 +122,39 @@ class RedisSlots:
         return self.link.key("slots", name)
 
     async def take(self, name: str, limit: int) -> str | None:
+        taken, slot = await self._run(name, lambda slot: self._take(
+            keys=[self._key(name)], args=[slot, limit, self.ttl_ms]), lambda got: got == 1)
+        return slot if taken == 1 else None
+
+    async def take_counted(self, name: str, limit: int, window_key: str, rpm: int,
+                           window_ms: int, member: str) -> tuple[float, str | None]:
+        """A slot and a place in the key's rpm window, in one call: (seconds
+        to wait, None) over the rpm, (0, None) when every slot is held."""
+        (full, wait), slot = await self._run(name, lambda slot: self._take_counted(
+            keys=[self._key(name), window_key],
+            args=[slot, limit, self.ttl_ms, rpm, window_ms, member]),
+            lambda got: list(got) == [0, 0])
+        if int(wait):
+            return int(wait) / 1000, None
+        return 0.0, None if int(full) else slot
+
+    async def _run(self, name: str, script: Callable[[str], Awaitable[Any]],
+                   taken: Callable[[Any], bool]) -> tuple[Any, str]:
+        """``script(slot)`` under the link's deadline; the slot is held here
+        when ``taken(its answer)``."""
         if not self.link.ready:  # nothing sent, nothing to take back
             raise StateUnavailable()
         slot = f"{self.instance}:{next(self._seq)}"
         try:
-            taken = await self.link.call(lambda: self._take(
-                keys=[self._key(name)], args=[slot, limit, self.ttl_ms]))
+            answer = await self.link.call(lambda: script(slot))
         except BaseException:
             # Cancelled or timed out: the script may have run; take no chances.
             self.give(name, slot)
             raise
-        if not int(taken):
-            return None
-        self._held[slot] = name
-        self._start_renewing()
-        return slot
+        if taken(answer):
+            self._held[slot] = name
+            self._start_renewing()
+        return answer, slot
 
     def give(self, name: str, slot: str) -> None:
         self._held.pop(slot, None)

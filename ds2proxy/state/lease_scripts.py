@@ -1,0 +1,201 @@
+"""The Lua scripts behind :mod:`ds2proxy.state.leases`.
+
+Keys every script is given: KEYS[1] the set of every lease (the global
+limit), KEYS[2] the cluster's line of waiting requests (tickets scored by
+arrival, from the counter KEYS[5]), KEYS[3] the same tickets scored by
+expiry (their instance renews them, so a dead instance's waiters leave the
+line within the lease TTL), KEYS[4] each ticket's accounts (a JSON list: the
+accounts it could take when it last asked). An account's leases are the set
+``<prefix><account>`` (the prefix passed in ARGV). Times are Redis's own.
+
+Free capacity goes to the line in order: walking it from the front, each
+ticket takes the first of its accounts with room; a request (in line or
+new) gets a lease only from what is left after every ticket ahead of it
+took its share. The tickets a share went to are published on the freed
+channel (space-separated), so exactly their instances wake them.
+"""
+
+from __future__ import annotations
+
+# How far down the line one decision looks: beyond it, the tickets ahead
+# have had the first claim on capacity already.
+SCAN = 256
+
+_COMMON = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local SCAN = %d
+local room, gfree = {}, 0
+
+local function drop_ticket(tk)
+  redis.call('ZREM', KEYS[2], tk)
+  redis.call('ZREM', KEYS[3], tk)
+  return redis.call('HDEL', KEYS[4], tk)
+end
+
+local function expire_tickets()
+  local dead = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, SCAN)
+  for _, tk in ipairs(dead) do drop_ticket(tk) end
+end
+
+local function free(prefix, limit, acc)
+  local r = room[acc]
+  if r == nil then
+    redis.call('ZREMRANGEBYSCORE', prefix .. acc, '-inf', now)
+    r = limit - redis.call('ZCARD', prefix .. acc)
+    room[acc] = r
+  end
+  return r
+end
+
+local function open_capacity(glimit)
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+  gfree = glimit - redis.call('ZCARD', KEYS[1])
+end
+
+local function owed(prefix, limit, stop)
+  local due = {}
+  if gfree <= 0 or stop <= 0 then return due end
+  local line = redis.call('ZRANGE', KEYS[2], 0, math.min(stop, SCAN) - 1)
+  for _, tk in ipairs(line) do
+    if gfree <= 0 then break end
+    local wants = redis.call('HGET', KEYS[4], tk)
+    if wants then
+      for _, acc in ipairs(cjson.decode(wants)) do
+        if free(prefix, limit, acc) > 0 then
+          room[acc] = room[acc] - 1
+          gfree = gfree - 1
+          due[#due + 1] = tk
+          break
+        end
+      end
+    end
+  end
+  return due
+end
+
+local function announce(channel, due)
+  if #due > 0 then redis.call('PUBLISH', channel, table.concat(due, ' ')) end
+end
+
+local function join(tk, seq)
+  local last = tonumber(redis.call('GET', KEYS[5]) or '0')
+  if seq <= 0 then
+    seq = last + 1
+  end
+  if seq > last then redis.call('SET', KEYS[5], seq) end
+  redis.call('ZADD', KEYS[2], 'NX', seq, tk)
+  return seq
+end
+""" % SCAN
+
+# ARGV: prefix, lease, ttl ms, per-account limit, global limit, ticket, join
+# (1/0), channel, the ticket's former place (0: none), its accounts as JSON,
+# then the accounts in preference order. Returns {i, place}: i the 1-based
+# index of the account leased, 0 (global full) or -1 (no account with room
+# left to this request); place the ticket's place in line (0: none; on a
+# lease, the place it had).
+ACQUIRE = _COMMON + """
+local prefix, limit, ttl, ticket = ARGV[1], tonumber(ARGV[4]), tonumber(ARGV[3]), ARGV[6]
+expire_tickets()
+open_capacity(tonumber(ARGV[5]))
+local place = tonumber(redis.call('ZSCORE', KEYS[2], ticket) or '0')
+local ahead = redis.call('ZCARD', KEYS[2])
+if place > 0 then ahead = redis.call('ZRANK', KEYS[2], ticket) end
+local due = owed(prefix, limit, ahead)
+if gfree > 0 then
+  for i = 11, #ARGV do
+    if free(prefix, limit, ARGV[i]) > 0 then
+      redis.call('ZADD', prefix .. ARGV[i], now + ttl, ARGV[2])
+      redis.call('ZADD', KEYS[1], now + ttl, ARGV[2])
+      if place > 0 then drop_ticket(ticket) end
+      announce(ARGV[8], due)
+      return {i - 10, place}
+    end
+  end
+end
+if place > 0 or ARGV[7] == '1' then
+  if place == 0 then place = join(ticket, tonumber(ARGV[9])) end
+  redis.call('ZADD', KEYS[3], now + ttl, ticket)
+  redis.call('HSET', KEYS[4], ticket, ARGV[10])
+end
+announce(ARGV[8], due)
+if gfree > 0 then return {-1, place} end
+return {0, place}
+"""
+
+# ARGV: prefix, channel, per-account limit, global limit, then (account,
+# lease) pairs: every release waiting to be sent, in one call; an empty
+# account names a ticket leaving the line. Returns 1 or 0 per pair (whether
+# it was still there). What a release or a departure frees goes to the line.
+RELEASE = _COMMON + """
+local prefix, limit = ARGV[1], tonumber(ARGV[3])
+local freed, n = {}, 0
+for j = 5, #ARGV, 2 do
+  local removed
+  if ARGV[j] == '' then
+    removed = drop_ticket(ARGV[j + 1])
+  else
+    removed = redis.call('ZREM', prefix .. ARGV[j], ARGV[j + 1])
+    redis.call('ZREM', KEYS[1], ARGV[j + 1])
+  end
+  freed[#freed + 1] = removed
+  n = n + removed
+end
+if n > 0 and redis.call('ZCARD', KEYS[2]) > 0 then
+  expire_tickets()
+  open_capacity(tonumber(ARGV[4]))
+  announce(ARGV[2], owed(prefix, limit, SCAN))
+end
+return freed
+"""
+
+# ARGV: prefix, channel, per-account limit, global limit, ttl ms, 'XX' or
+# 'restore', the number of accounts A, the accounts, the number of lease
+# pairs L, L (account, lease) pairs, then (ticket, place) pairs: the
+# instance's waiting requests. Renewal never resurrects a lease already gone
+# (XX); 'restore' re-adds them after Redis came back empty. A ticket missing
+# from the line (Redis lost it: restarted between two pings, flushed, a
+# replica taking over) is put back at its former place, asking for nothing
+# until its request asks again (one given up meanwhile asks for nothing and
+# expires). Returns {counts, due, back}: the global count and each
+# account's, the tickets capacity is free for now (the instance wakes its
+# own; when expired leases were reaped, the others are told too), and the
+# tickets put back (to ask again).
+RENEW = _COMMON + """
+local prefix, limit, ttl, mode = ARGV[1], tonumber(ARGV[3]), tonumber(ARGV[5]), ARGV[6]
+local expiry = now + ttl
+local na = tonumber(ARGV[7])
+local reaped = 0
+for i = 8, 7 + na do
+  reaped = reaped + redis.call('ZREMRANGEBYSCORE', prefix .. ARGV[i], '-inf', now)
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local first = 9 + na
+local last = first + 2 * tonumber(ARGV[8 + na]) - 1
+for j = first, last, 2 do
+  if mode == 'XX' then
+    redis.call('ZADD', prefix .. ARGV[j], 'XX', expiry, ARGV[j + 1])
+    redis.call('ZADD', KEYS[1], 'XX', expiry, ARGV[j + 1])
+  else
+    redis.call('ZADD', prefix .. ARGV[j], expiry, ARGV[j + 1])
+    redis.call('ZADD', KEYS[1], expiry, ARGV[j + 1])
+  end
+end
+expire_tickets()
+local back = {}
+for j = last + 1, #ARGV, 2 do
+  if not redis.call('ZSCORE', KEYS[2], ARGV[j]) then
+    join(ARGV[j], tonumber(ARGV[j + 1]))
+    redis.call('HSETNX', KEYS[4], ARGV[j], '[]')
+    back[#back + 1] = ARGV[j]
+  end
+  redis.call('ZADD', KEYS[3], expiry, ARGV[j])
+end
+open_capacity(tonumber(ARGV[4]))
+local due = owed(prefix, limit, SCAN)
+if reaped > 0 then announce(ARGV[2], due) end
+local counts = {redis.call('ZCARD', KEYS[1])}
+for i = 8, 7 + na do counts[#counts + 1] = redis.call('ZCARD', prefix .. ARGV[i]) end
+return {counts, due, back}
+"""
