@@ -46,7 +46,6 @@ from .sse import JSONArrayWriter, SSEWriter
 from .state import wiring
 from .state.leases import RedisLeases
 from .state.redis_link import RedisLink
-from .state.responses import RedisResponses
 from .state.tokens import SharedTokens
 from .turn_text import estimate_prompt_tokens
 from .upstream.cleanup import SessionJanitor
@@ -75,8 +74,8 @@ class Core:
         self.link: RedisLink | None = RedisLink(cfg.state) if cfg.state.shared else None
         self.backend = wiring.backend_for(self)
         self.state = self.backend.records
-        self.shared_responses = None if self.link is None else RedisResponses(
-            self.link, lambda: self.config.responses.store_ttl_seconds)
+        self.shared_responses = self.backend.stored_responses(
+            lambda: self.config.responses.store_ttl_seconds)
         self.pool = AccountPool(cfg.accounts, cfg.runtime, HealthTracker(cfg.health, self.state))
         self.monitor = Monitor()
         self.passthrough = VerifiedTokens()

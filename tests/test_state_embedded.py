@@ -7,9 +7,16 @@ import sqlite3
 import time
 
 import openai
-from conftest import ProxyFactory
+import pytest
+from conftest import ProxyFactory, base_config
+
+from ds2proxy.testing import FakeDeepSeek
+from ds2proxy.testing.instances import Instances
 from test_state_contract import row
 
+from ds2proxy.state.errors import StateUnavailable
+from ds2proxy.state.kept_responses import SQLiteResponses
+from ds2proxy.state.sqlite import SQLiteStore
 from ds2proxy.state.usage import SQLiteUsage
 
 USER = [{"role": "user", "content": "hello"}]
@@ -44,3 +51,104 @@ async def test_one_state_file_and_the_old_usage_file_is_imported(
         assert db.execute("SELECT COUNT(*) FROM records WHERE namespace = 'account_health'"
                           ).fetchone()[0] >= 1
     assert state.stat().st_mode & 0o777 == 0o600
+
+
+async def test_stored_responses_outlive_a_restart_of_the_server_process(
+        fake_upstream: FakeDeepSeek, instances) -> None:
+    """Stored responses lived in the process's memory: a restart lost every
+    one, so GET, DELETE and previous_response_id of a response stored a
+    minute before answered 404 / 400 previous_response_not_found."""
+    config = base_config(fake_upstream)
+    config["keys"] = [{"name": "a", "key": "sk-owner-a"}, {"name": "b", "key": "sk-other-b"}]
+    group: Instances = await instances(config, 1)
+
+    def client(key: str) -> openai.AsyncOpenAI:
+        return openai.AsyncOpenAI(base_url=group.running[0].url + "/v1", api_key=key,
+                                  max_retries=0)
+
+    first = await client("sk-owner-a").responses.create(
+        model="deepseek-chat", input="remember the word teal", store=True)
+    gone = await client("sk-owner-a").responses.create(
+        model="deepseek-chat", input="a response to delete after the restart", store=True)
+    await group.restart(0)
+
+    owner = client("sk-owner-a")
+    again = await owner.responses.retrieve(first.id)
+    assert again.id == first.id and again.output_text == first.output_text
+    items = await owner.responses.input_items.list(first.id)
+    assert [c.text for i in items.data for c in i.content] == ["remember the word teal"]
+    follow = await owner.responses.create(model="deepseek-chat", input="which word?",
+                                          previous_response_id=first.id, store=True)
+    assert "remember the word teal" in fake_upstream.calls_to("chat/completion")[-1].body["prompt"]
+    with pytest.raises(openai.NotFoundError):  # another caller: as if it did not exist
+        await client("sk-other-b").responses.retrieve(first.id)
+    with pytest.raises(openai.NotFoundError):
+        await client("sk-other-b").responses.delete(gone.id)
+    await owner.responses.delete(gone.id)
+    await group.restart(0)
+    owner = client("sk-owner-a")
+    assert (await owner.responses.retrieve(follow.id)).previous_response_id == first.id
+    with pytest.raises(openai.NotFoundError):
+        await owner.responses.retrieve(gone.id)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def kept(path, ttl: list[float], clock: Clock, **kwargs) -> tuple[SQLiteStore, SQLiteResponses]:
+    store = SQLiteStore(path)
+    return store, SQLiteResponses(store, lambda: ttl[0], clock=clock, **kwargs)
+
+
+async def test_kept_responses_honour_the_live_ttl_the_owner_and_the_count_bound(tmp_path):
+    clock, ttl = Clock(), [100.0]
+    store, responses = kept(tmp_path / "s.sqlite", ttl, clock, max_entries=3)
+    for n in range(4):
+        await responses.keep("alice", {"id": f"resp_{n}", "output": []}, [n])
+        clock.now += 1
+    assert await responses.fetch("alice", "resp_0") is None  # past the bound, oldest first
+    assert (await responses.fetch("alice", "resp_1")).input_items == [1]
+    assert await responses.fetch("bob", "resp_1") is None
+    assert not await responses.drop("bob", "resp_1")
+    ttl[0] = 2.5  # shortened: older entries are hidden at once
+    assert await responses.fetch("alice", "resp_1") is None
+    assert await responses.fetch("alice", "resp_3") is not None
+    assert not await responses.drop("alice", "resp_1")
+    clock.now += 5
+    assert await responses.fetch("alice", "resp_3") is None
+    await store.close()
+
+
+async def test_a_state_file_that_is_no_database_keeps_responses_in_memory(tmp_path, caplog):
+    path = tmp_path / "s.sqlite"
+    path.write_bytes(b"this is not an sqlite database at all" * 200)
+    store, responses = kept(path, [100.0], Clock())
+    await responses.keep("alice", {"id": "resp_x", "output": []}, [])
+    assert (await responses.fetch("alice", "resp_x")).response["id"] == "resp_x"
+    assert "kept in memory only" in caplog.text
+    await store.close()
+
+
+async def test_a_locked_state_file_is_a_503_not_a_hang_or_a_500(tmp_path):
+    path = tmp_path / "s.sqlite"
+    store, responses = kept(path, [100.0], Clock())
+    await responses.keep("alice", {"id": "resp_1", "output": []}, [])
+    store.connection().execute("PRAGMA busy_timeout = 50")  # no 10 s wait in a test
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(StateUnavailable):
+            await responses.keep("alice", {"id": "resp_2", "output": []}, [])
+        with pytest.raises(StateUnavailable):
+            await responses.fetch("alice", "resp_1")
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert await responses.fetch("alice", "resp_1") is not None
+    assert await responses.fetch("alice", "resp_2") is None
+    await store.close()

@@ -48,6 +48,15 @@ class SQLiteStore:
             self._conn.commit()
         return self._conn
 
+    @property
+    def executor(self) -> ThreadPoolExecutor:
+        """The file's one writer thread: other tables of the file use it too."""
+        return self._executor
+
+    def connection(self) -> sqlite3.Connection:
+        """The open connection (on :attr:`executor`'s thread only)."""
+        return self._connect()
+
     async def load(self, namespace: str) -> dict[str, dict[str, Any]]:
         return await asyncio.get_running_loop().run_in_executor(
             self._executor, self._load, namespace)

@@ -1,0 +1,107 @@
+"""Stored ``/v1/responses`` results in the embedded state file, so a
+restart keeps what clients may still read (``GET``), continue
+(``previous_response_id``) or delete.
+
+One row per response in the ``responses`` table of the state file, written
+and read on the records store's one writer thread (never on the loop). The
+owner is the caller's non-secret identity hash: a foreign id looks exactly
+like a missing one. ``responses.store_ttl_seconds`` is read on every access,
+so a shortened TTL hides older entries at once; ages are wall-clock seconds
+(the only clock that survives a restart). Past ``max_entries`` the oldest
+go first, as in the in-process store. A file that cannot be opened keeps
+the entries in an in-memory database instead (logged); a call the file
+fails (locked past its timeout, a full disk) is a 503 ``state_unavailable``
+(logged), as a Redis store's outage is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import time
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from .errors import StateUnavailable
+from .responses import StoredEntry
+from .sqlite import SQLiteStore
+
+log = logging.getLogger("ds2proxy.state")
+
+DEFAULT_MAX_ENTRIES = 1024
+_SCHEMA = ("CREATE TABLE IF NOT EXISTS responses (id TEXT PRIMARY KEY, owner TEXT NOT NULL, "
+           "stored_at REAL NOT NULL, doc BLOB NOT NULL);"
+           "CREATE INDEX IF NOT EXISTS responses_stored_at ON responses(stored_at);")
+
+
+class SQLiteResponses:
+    def __init__(self, store: SQLiteStore, ttl: Callable[[], float], *,
+                 clock: Callable[[], float] = time.time,
+                 max_entries: int = DEFAULT_MAX_ENTRIES) -> None:
+        self.store = store
+        self._ttl, self._clock, self._max = ttl, clock, max_entries
+        self._db: sqlite3.Connection | None = None
+
+    async def _run(self, job: Callable[[sqlite3.Connection], Any]) -> Any:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.store.executor, self._job, job)
+
+    def _job(self, job: Callable[[sqlite3.Connection], Any]) -> Any:
+        try:
+            return job(self._conn())
+        except (OSError, sqlite3.Error) as exc:  # a locked or full file: this call only
+            log.warning("stored responses: the state file %s failed (%s)", self.store.path, exc)
+            raise StateUnavailable("the state file cannot be used right now; retry shortly"
+                                   ) from exc
+
+    def _conn(self) -> sqlite3.Connection:
+        if self._db is None:
+            try:
+                db = self.store.connection()
+                db.executescript(_SCHEMA)
+            except (OSError, sqlite3.Error) as exc:  # not a database, no permission
+                log.warning("state file %s cannot keep stored responses (%s); they are kept "
+                            "in memory only", self.store.path, exc)
+                db = sqlite3.connect(":memory:", check_same_thread=False)
+                db.executescript(_SCHEMA)
+            self._db = db
+        return self._db
+
+    async def keep(self, owner: str, response: dict[str, Any], input_items: list[Any]) -> None:
+        doc = orjson.dumps({"response": response, "input_items": input_items})
+        now, limit = self._clock(), self._max
+
+        def write(db: sqlite3.Connection) -> None:
+            with db:
+                db.execute("INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?)",
+                           (response["id"], owner, now, doc))
+                db.execute("DELETE FROM responses WHERE stored_at <= ?", (now - self._ttl(),))
+                db.execute("DELETE FROM responses WHERE id IN (SELECT id FROM responses "
+                           "ORDER BY stored_at DESC, rowid DESC LIMIT -1 OFFSET ?)", (limit,))
+
+        await self._run(write)
+
+    async def fetch(self, owner: str, response_id: str) -> StoredEntry | None:
+        def read(db: sqlite3.Connection) -> tuple[float, bytes] | None:
+            return db.execute("SELECT stored_at, doc FROM responses WHERE id = ? AND owner = ?",
+                              (response_id, owner)).fetchone()
+
+        row = await self._run(read)
+        if row is None or self._clock() - row[0] >= self._ttl():
+            return None
+        doc = orjson.loads(row[1])
+        return StoredEntry(owner, doc["response"], doc["input_items"], row[0])
+
+    async def drop(self, owner: str, response_id: str) -> bool:
+        """Delete the caller's own live entry; False when there is none."""
+        since = self._clock() - self._ttl()
+
+        def delete(db: sqlite3.Connection) -> bool:
+            with db:
+                return db.execute("DELETE FROM responses WHERE id = ? AND owner = ? "
+                                  "AND stored_at > ?", (response_id, owner, since)).rowcount > 0
+
+        return await self._run(delete)
