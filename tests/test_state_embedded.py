@@ -6,9 +6,11 @@ from __future__ import annotations
 import sqlite3
 import time
 
+import aiohttp
 import openai
 import pytest
 from conftest import ProxyFactory, base_config
+from test_state_instances import AdminClient, ask
 
 from ds2proxy.testing import FakeDeepSeek
 from ds2proxy.testing.instances import Instances
@@ -152,3 +154,35 @@ async def test_a_locked_state_file_is_a_503_not_a_hang_or_a_500(tmp_path):
     assert await responses.fetch("alice", "resp_1") is not None
     assert await responses.fetch("alice", "resp_2") is None
     await store.close()
+
+
+async def test_a_renamed_keys_tokens_today_outlive_a_restart(
+        fake_upstream: FakeDeepSeek, instances) -> None:
+    """Today's tokens were seeded at start from the request log's rollups by
+    key NAME: after a rename and a restart the tokens used under the old
+    name were not counted, so a key at its daily quota was served again
+    (and with usage.enabled off nothing was seeded at all)."""
+    config = base_config(fake_upstream)
+    config["keys"] = [{"name": "team", "key": "sk-team-secret", "limits": {"tokens_per_day": 5}}]
+    config["usage"] = {"enabled": False}
+    group: Instances = await instances(config, 1)
+    assert await ask(group.running[0], "sk-team-secret")
+    async with aiohttp.ClientSession() as http:
+        admin = AdminClient(http, group.running[0])
+        await admin.login(group.admin_key)
+        status, body = await admin.call("GET", "/admin/keys")
+        [view] = body["keys"]
+        used = view["usage"]["tokens_per_day"]["used"]
+        assert used >= 5
+        status, _ = await admin.call("PATCH", f"/admin/keys/{view['id']}", {"name": "renamed"})
+        assert status == 200
+    inst = await group.restart(0)
+    async with aiohttp.ClientSession() as http:
+        admin = AdminClient(http, inst)
+        await admin.login(group.admin_key)
+        _, body = await admin.call("GET", "/admin/keys")
+    assert [(k["name"], k["usage"]["tokens_per_day"]["used"]) for k in body["keys"]] == [
+        ("renamed", used)]
+    with pytest.raises(openai.RateLimitError) as caught:
+        await ask(inst, "sk-team-secret")
+    assert caught.value.body["code"] == "key_token_quota"
