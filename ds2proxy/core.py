@@ -28,7 +28,7 @@ from .embeddings import EmbeddingProvider, HeldEmbeddings
 from .errors import InvalidRequest, PermissionDenied, ProxyError
 from .health import HealthTracker
 from .keyring import PASS_THROUGH
-from .limits import KeyLimiter
+from .limits import KeyLimiter, estimate_tokens
 from .metrics import Metrics
 from .models import ModelCatalog
 from .monitor import Monitor
@@ -310,10 +310,13 @@ class Core:
         key = self.admit_model(caller, chat.model.requested, chat.model.native)
         async with self.limiter.hold(key) if key is not None else nullcontext():
             turn = self.providers.turn_for(self, chat, caller)
+            reserved = self.limiter.reserve(key, estimate_tokens(chat)) if key else 0
+            unheld = request_record.hold_tokens(reserved)  # released when charged
             try:
                 await turn.open()
                 yield turn
             finally:
+                self.limiter.release(key.ref if key else "", unheld)
                 await turn.aclose()
 
     def sse(self, request: web.Request, *, blank_keepalive: bool = False,

@@ -131,6 +131,7 @@ class UsageRecorder:
     def _record(self, record: RequestRecord) -> None:
         self.recorded += 1
         if record.key_ref:
+            self.limiter.release(record.key_ref, record.reserved_tokens)
             self._charge(record.key_ref, record.total_tokens)
         cfg = self.core.config
         if cfg.metrics.enabled:

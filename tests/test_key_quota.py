@@ -1,0 +1,74 @@
+"""A key's daily token quota under concurrency, through the official SDK:
+a turn reserves its prompt's estimate at admission and settles at its real
+count, so turns side by side cannot all spend the same last tokens."""
+
+from __future__ import annotations
+
+import openai
+import pytest
+from conftest import ProxyFactory
+from test_state_instances import within
+
+from ds2proxy.keyring import identity_of
+from ds2proxy.testing import Delivery, Scripted
+from ds2proxy.testing.clients import openai_client
+
+SECRET = "sk-quota-key"
+LONG = "tell me about the sea " * 10  # 220 characters: more than 30 tokens
+
+
+@pytest.fixture
+async def proxy(proxy_factory: ProxyFactory):
+    return await proxy_factory({"keys": [{"name": "q", "key": SECRET,
+                                          "limits": {"tokens_per_day": 30}}]})
+
+
+async def slow_stream(proxy, client: openai.AsyncOpenAI):
+    proxy.fake.enqueue(Scripted(answer="a slow answer", chunk_size=1,
+                                delivery=Delivery(chunk_delay=0.02)))
+    stream = await client.chat.completions.create(
+        model="deepseek-chat", stream=True, messages=[{"role": "user", "content": LONG}])
+    assert await stream.__anext__() is not None  # admitted, its turn running
+    return stream
+
+
+async def test_a_turn_in_progress_holds_the_last_tokens_of_the_day(proxy):
+    """Checked before and charged after: a second request while the first ran
+    saw 0 tokens used and was served too, each overshooting the quota by its
+    whole count."""
+    client = openai_client(proxy, key=SECRET)
+    stream = await slow_stream(proxy, client)
+    with pytest.raises(openai.RateLimitError) as caught:
+        await client.chat.completions.create(model="deepseek-chat",
+                                             messages=[{"role": "user", "content": "hi"}])
+    ref = identity_of(SECRET)
+    assert proxy.core.limiter.reserved(ref) == 30  # its estimate, capped at the quota
+    assert caught.value.body["code"] == "key_token_quota"
+    assert caught.value.response.headers["Retry-After"] == "1"
+    assert "reserved by its requests in progress" in caught.value.message
+    async for _ in stream:
+        pass
+    await proxy.core.usage.counted()
+    assert proxy.core.limiter.reserved(ref) == 0
+    assert proxy.core.limiter.tokens_today(ref) > 30
+    with pytest.raises(openai.RateLimitError) as caught:
+        await client.chat.completions.create(model="deepseek-chat",
+                                             messages=[{"role": "user", "content": "hi"}])
+    assert int(caught.value.response.headers["Retry-After"]) > 1  # now the day is used up
+
+
+async def test_a_reservation_is_given_back_on_every_way_out(proxy):
+    client = openai_client(proxy, key=SECRET)
+    stream = await slow_stream(proxy, client)
+    await stream.close()  # the client goes away mid-stream
+    proxy.fake.enqueue(Scripted(answer="", delivery=Delivery(drop_after=0)))
+    with pytest.raises(openai.APIStatusError):
+        await client.chat.completions.create(model="deepseek-chat",
+                                             messages=[{"role": "user", "content": "hi"}])
+    ref = identity_of(SECRET)
+
+    async def settled() -> bool:
+        await proxy.core.usage.counted()
+        return proxy.core.limiter.reserved(ref) == 0 and proxy.core.pool.inflight == 0
+
+    await within(5, settled)  # the closed stream's handler ends on its own
