@@ -4,14 +4,18 @@ count, so turns side by side cannot all spend the same last tokens."""
 
 from __future__ import annotations
 
+import time
+
 import openai
 import pytest
+from google.genai import errors as genai_errors
 from conftest import ProxyFactory
 from test_state_instances import within
 
 from ds2proxy.keyring import identity_of
+from ds2proxy.limits import DAY
 from ds2proxy.testing import Delivery, Scripted
-from ds2proxy.testing.clients import openai_client
+from ds2proxy.testing.clients import gemini_client, openai_client
 
 SECRET = "sk-quota-key"
 LONG = "tell me about the sea " * 10  # 220 characters: more than 30 tokens
@@ -72,3 +76,44 @@ async def test_a_reservation_is_given_back_on_every_way_out(proxy):
         return proxy.core.limiter.reserved(ref) == 0 and proxy.core.pool.inflight == 0
 
     await within(5, settled)  # the closed stream's handler ends on its own
+
+
+class Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_a_used_up_day_says_when_it_resets_on_every_family(proxy):
+    """Kept as it was, on purpose: a 429 carries Retry-After (the spec's
+    agent-client rule 7) and the truthful wait for a daily quota is the
+    reset at 00:00 UTC. The SDKs honour a Retry-After only up to 60 s and
+    back off on their own beyond; Gemini CLI takes a retryDelay over 300 s
+    for a terminal quota and stops at once instead of retrying."""
+    midnight = (int(time.time() // DAY) + 1) * DAY
+    proxy.core.limiter.clock = Clock(midnight - 3600)
+    client = openai_client(proxy, key=SECRET)
+    await client.chat.completions.create(model="deepseek-chat",
+                                         messages=[{"role": "user", "content": LONG}])
+    await proxy.core.usage.counted()
+    with pytest.raises(openai.RateLimitError) as caught:
+        await client.chat.completions.create(model="deepseek-chat",
+                                             messages=[{"role": "user", "content": "hi"}])
+    assert caught.value.response.headers["Retry-After"] == "3600"
+    with pytest.raises(genai_errors.ClientError) as refused:
+        await gemini_client(proxy, key=SECRET).aio.models.generate_content(
+            model="gemini-2.5-flash", contents="hi")
+    assert refused.value.code == 429
+    [retry] = [d for d in refused.value.details["error"]["details"]
+               if d["@type"].endswith("RetryInfo")]
+    assert retry["retryDelay"] == "3600s"
+    proxy.core.limiter.clock = Clock(midnight - 0.5)
+    with pytest.raises(openai.RateLimitError) as caught:
+        await client.chat.completions.create(model="deepseek-chat",
+                                             messages=[{"role": "user", "content": "hi"}])
+    assert caught.value.response.headers["Retry-After"] == "1"
+    proxy.core.limiter.clock = Clock(midnight)
+    assert (await client.chat.completions.create(
+        model="deepseek-chat", messages=[{"role": "user", "content": "hi"}])).choices
