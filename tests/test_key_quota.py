@@ -4,6 +4,10 @@ count, so turns side by side cannot all spend the same last tokens."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import sqlite3
+import threading
 import time
 
 import openai
@@ -12,8 +16,10 @@ from google.genai import errors as genai_errors
 from conftest import ProxyFactory
 from test_state_instances import within
 
+from ds2proxy.canonical import Usage
 from ds2proxy.keyring import identity_of
 from ds2proxy.limits import DAY
+from ds2proxy.request_record import PendingUsage, RequestRecord
 from ds2proxy.testing import Delivery, Scripted
 from ds2proxy.testing.clients import gemini_client, openai_client
 
@@ -117,3 +123,29 @@ async def test_a_used_up_day_says_when_it_resets_on_every_family(proxy):
     proxy.core.limiter.clock = Clock(midnight)
     assert (await client.chat.completions.create(
         model="deepseek-chat", messages=[{"role": "user", "content": "hi"}])).choices
+
+
+async def test_a_request_still_counting_at_shutdown_is_charged_and_recorded(proxy, tmp_path):
+    """The state file was closed before the requests still counting their
+    usage were recorded: their charge to the key failed on the closed store
+    and the request row was lost with it."""
+    counting = threading.Event()
+
+    def slow_count() -> Usage:
+        counting.set()
+        time.sleep(0.3)
+        return Usage(prompt_tokens=7, completion_tokens=5)
+
+    record = RequestRecord(request_id="req-at-shutdown", family="openai",
+                           route="/v1/chat/completions", key_name="q",
+                           key_ref=identity_of(SECRET), status=200)
+    record.pending_usage = PendingUsage(slow_count, chars=10_000)  # counted in a thread
+    proxy.core.usage.finish(record)
+    await asyncio.to_thread(counting.wait, 5)
+    await proxy.server.close()
+    with sqlite3.connect(tmp_path / "config-0.state.sqlite") as db:
+        [kept] = db.execute("SELECT value FROM records WHERE namespace = 'key_tokens'"
+                            ).fetchall()
+        assert json.loads(kept[0])["tokens"] == 12
+        assert db.execute("SELECT prompt_tokens FROM requests WHERE request_id = "
+                          "'req-at-shutdown'").fetchall() == [(7,)]

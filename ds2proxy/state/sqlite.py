@@ -82,7 +82,11 @@ class SQLiteStore:
             if self._scheduled:
                 return
             self._scheduled = True
-        self._executor.submit(self._write)
+        try:
+            self._executor.submit(self._write)
+        except RuntimeError as exc:  # closed: the server is past its state's end
+            log.warning("state file %s is closed; %s/%s not written (%s)", self.path,
+                        namespace, key, exc)
 
     def _write(self) -> None:
         with self._lock:
