@@ -186,3 +186,27 @@ async def test_a_renamed_keys_tokens_today_outlive_a_restart(
     with pytest.raises(openai.RateLimitError) as caught:
         await ask(inst, "sk-team-secret")
     assert caught.value.body["code"] == "key_token_quota"
+
+
+async def test_a_write_the_locked_state_file_refused_is_made_when_it_frees(tmp_path, caplog):
+    """One write refused by a lock (another program holding the file past the
+    timeout) turned the whole state store to memory for good: account health
+    and the keys' day totals were never written again until a restart."""
+    path = tmp_path / "s.sqlite"
+    store = SQLiteStore(path)
+    store.put("ns", "a", {"n": 1})
+    await store.flush()
+    store.connection().execute("PRAGMA busy_timeout = 50")  # no 10 s wait in a test
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    store.put("ns", "a", {"n": 2})
+    await store.flush()
+    holder.execute("ROLLBACK")
+    holder.close()
+    assert "could not be written" in caplog.text
+    store.put("ns", "b", {"n": 3})
+    await store.flush()
+    await store.close()
+    again = SQLiteStore(path)
+    assert await again.load("ns") == {"a": {"n": 2}, "b": {"n": 3}}
+    await again.close()
