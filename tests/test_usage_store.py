@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from ds2proxy.request_record import RequestRecord
-from ds2proxy.state.usage import SQLiteUsage
+from ds2proxy.state.usage import SCHEMA, SQLiteUsage, _where
 
 
 def row(ts: float, **fields) -> dict:
@@ -72,4 +72,31 @@ async def test_a_reopened_store_has_everything_written_before(tmp_path: Path):
 def test_an_unopenable_path_fails_at_start(tmp_path: Path):
     with pytest.raises(sqlite3.OperationalError):
         SQLiteUsage(str(tmp_path / "missing-folder" / "u.db"))
+
+
+
+async def test_every_request_log_filter_reads_an_index_also_on_an_older_file(tmp_path: Path):
+    """The filters had no index but the request id's: each filtered page
+    counted and sorted the whole table (half a second on two million rows).
+    A file made before the indexes gets them at its first start."""
+    path = tmp_path / "old.state.sqlite"
+    with sqlite3.connect(path) as db:  # the schema as it was: time and request id only
+        db.executescript(SCHEMA)
+    store = SQLiteUsage(str(path))
+    now = time.time()
+    for n in range(30):
+        store.record(row(now + n, key_name=f"k{n % 2}", status=500 if n % 5 == 0 else 200))
+    rows, total = await store.requests({"key_name": "k0", "errors": True}, 10, 0)
+    assert total == 3 and [r["status"] for r in rows] == [500, 500, 500]
+    await store.close()
+    plans = {}
+    with sqlite3.connect(path) as db:
+        for name, value in (("key_name", "k1"), ("model", "m"), ("status", 500),
+                            ("account", "a"), ("family", "openai"), ("request_id", "r1"),
+                            ("errors", True)):
+            where, args = _where({name: value})
+            plan = db.execute(f"EXPLAIN QUERY PLAN SELECT id FROM requests{where} "
+                              "ORDER BY id DESC LIMIT 50", args).fetchall()
+            plans[name] = " ".join(step[-1] for step in plan)
+    assert all("USING" in plan and "INDEX" in plan for plan in plans.values()), plans
 
