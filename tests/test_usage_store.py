@@ -100,3 +100,37 @@ async def test_every_request_log_filter_reads_an_index_also_on_an_older_file(tmp
             plans[name] = " ".join(step[-1] for step in plan)
     assert all("USING" in plan and "INDEX" in plan for plan in plans.values()), plans
 
+
+async def test_rows_the_locked_file_refused_are_written_when_it_frees(tmp_path: Path):
+    """A batch the file refused (another program holding it locked past the
+    timeout) was logged and dropped: those requests were gone from the log,
+    the rollups and the day's totals for good."""
+    path = tmp_path / "u.db"
+    store = SQLiteUsage(str(path))
+    await store._call(lambda db: db.execute("PRAGMA busy_timeout = 50"))  # no 10 s wait
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    now = time.time()
+    store.record(row(now, request_id="while-locked"))
+    await store.flush()
+    holder.execute("ROLLBACK")
+    holder.close()
+    store.record(row(now + 1, request_id="after"))
+    rows, total = await store.requests({}, 10, 0)
+    assert total == 2 and {r["request_id"] for r in rows} == {"while-locked", "after"}
+    [day] = await store.totals("key_name", "day", 0)
+    assert day["requests"] == 2
+    await store.close()
+
+
+async def test_a_row_sqlite_cannot_hold_loses_only_itself(tmp_path: Path):
+    """One row with an integer past 64 bits failed its whole batch: every
+    request recorded beside it was dropped with it."""
+    store = SQLiteUsage(str(tmp_path / "u.db"))
+    now = time.time()
+    store.record(row(now, request_id="before"))
+    store.record(row(now, request_id="bad", prompt_tokens=2**70))
+    store.record(row(now, request_id="after"))
+    rows, total = await store.requests({}, 10, 0)
+    assert {r["request_id"] for r in rows} == {"before", "after"}
+    await store.close()

@@ -35,6 +35,7 @@ LISTED = ("id", *(f for f in ROW_FIELDS if f != "request_body"))
 FILTERS = ("key_name", "model", "status", "account", "family", "request_id")
 GROUPS = ("key_name", "model", "account", "family")
 _BATCH = 1000
+MAX_HELD = 100_000  # rows kept while the file refuses writes
 _PRUNE_EVERY = 600.0
 
 SCHEMA = """
@@ -135,6 +136,8 @@ class SQLiteUsage:
         self._error: BaseException | None = None
         self.rows_written = 0
         self._pruned_at = 0.0
+        self._held: list[dict[str, Any]] = []  # rows the file refused, tried again
+        self._stalled = False
         self._thread = threading.Thread(target=self._run, name="ds2proxy-usage", daemon=True)
         self._thread.start()
         self._ready.wait()
@@ -264,16 +267,22 @@ class SQLiteUsage:
             db.close()
 
     def _handle(self, db: sqlite3.Connection, items: list[tuple]) -> bool:
-        rows = [item[1] for item in items if item[0] == "row"]
+        rows = [*self._held, *(item[1] for item in items if item[0] == "row")]
         if rows:
-            self._write(db, rows)
+            held = self._write(db, rows)
+            if len(held) > MAX_HELD:
+                log.error("usage store: %d rows the file refused are dropped (the oldest)",
+                          len(held) - MAX_HELD)
+            self._held = held[-MAX_HELD:]
         for item in items:
             if item[0] == "job":
                 _, job, future, loop = item
                 self._answer(db, job, future, loop)
         return not any(item[0] == "stop" for item in items)
 
-    def _write(self, db: sqlite3.Connection, rows: list[dict[str, Any]]) -> None:
+    def _write(self, db: sqlite3.Connection, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Write ``rows``; those to try again with the next batch (the file
+        refused them: locked past its timeout, read-only, full)."""
         placeholders = ",".join("?" * len(ROW_FIELDS))
         try:
             with db:
@@ -281,13 +290,27 @@ class SQLiteUsage:
                                f"VALUES ({placeholders})",
                                [tuple(r[f] for f in ROW_FIELDS) for r in rows])
                 db.executemany(_UPSERT, [u for r in rows for u in _rollup_rows(r)])
-            self.rows_written += len(rows)
+        except sqlite3.OperationalError as exc:
+            if not self._stalled:
+                log.warning("usage store: the file refused %d rows (%s); they are kept and "
+                            "written with the next ones", len(rows), exc)
+            self._stalled = True
+            return rows
         except Exception as exc:
-            # The writer thread must outlive a bad batch (an integer SQLite
+            # The writer thread must outlive a bad row (an integer SQLite
             # cannot hold, a row missing a field): were it to end, every
-            # later read and flush would wait for it forever.
-            log.error("usage store: %d rows could not be written: %s", len(rows),
+            # later read and flush would wait for it forever. Only that row
+            # is lost: the others of its batch are written one by one.
+            if len(rows) > 1:
+                return [held for row in rows for held in self._write(db, [row])]
+            log.error("usage store: a row could not be written: %s",
                       f"{type(exc).__name__}: {exc}")
+            return []
+        self.rows_written += len(rows)
+        if self._stalled:
+            self._stalled = False
+            log.warning("usage store: the file is written again")
+        return []
 
     @staticmethod
     def _answer(db: sqlite3.Connection, job: Callable, future: asyncio.Future,
