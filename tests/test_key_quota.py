@@ -18,7 +18,7 @@ from test_state_instances import within
 
 from ds2proxy.canonical import Usage
 from ds2proxy.keyring import identity_of
-from ds2proxy.limits import DAY
+from ds2proxy.limits import DAY, KeyLimiter
 from ds2proxy.request_record import PendingUsage, RequestRecord
 from ds2proxy.testing import Delivery, Scripted
 from ds2proxy.testing.clients import gemini_client, openai_client
@@ -149,3 +149,20 @@ async def test_a_request_still_counting_at_shutdown_is_charged_and_recorded(prox
         assert json.loads(kept[0])["tokens"] == 12
         assert db.execute("SELECT prompt_tokens FROM requests WHERE request_id = "
                           "'req-at-shutdown'").fetchall() == [(7,)]
+
+
+def test_a_clock_stepped_back_over_midnight_keeps_the_new_days_tokens():
+    """A day's count was tied to the clock's day: stepped back over midnight
+    (an NTP correction), the key read 0 tokens (a fresh quota for the rest
+    of the old day), and its next charge overwrote the new day's count, lost
+    when the clock came forward again."""
+    midnight = (int(time.time() // DAY) + 1) * DAY
+    limiter = KeyLimiter(clock=Clock(midnight + 30))
+    limiter.add_tokens("ref", 100)
+    limiter.clock = Clock(midnight - 30)
+    assert limiter.tokens_today("ref") == 100
+    limiter.add_tokens("ref", 5)
+    limiter.clock = Clock(midnight + 60)
+    assert limiter.tokens_today("ref") == 105
+    limiter.clock = Clock(midnight + DAY)
+    assert limiter.tokens_today("ref") == 0  # the next day still starts afresh
