@@ -3,6 +3,7 @@ config, and a former separate usage file is imported into it once."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import time
 
@@ -16,6 +17,7 @@ from ds2proxy.testing import FakeDeepSeek
 from ds2proxy.testing.instances import Instances
 from test_state_contract import row
 
+from ds2proxy.state import kept_responses
 from ds2proxy.state.errors import StateUnavailable
 from ds2proxy.state.kept_responses import SQLiteResponses
 from ds2proxy.state.sqlite import SQLiteStore
@@ -210,3 +212,28 @@ async def test_a_write_the_locked_state_file_refused_is_made_when_it_frees(tmp_p
     again = SQLiteStore(path)
     assert await again.load("ns") == {"a": {"n": 2}, "b": {"n": 3}}
     await again.close()
+
+
+async def test_a_read_only_state_file_keeps_responses_in_memory_not_a_503_each(tmp_path, caplog):
+    """A file that refuses writes for good (read-only, full) made every
+    stored response a 503 like a passing lock."""
+    store, responses = kept(tmp_path / "s.sqlite", [100.0], Clock())
+    await responses.keep("alice", {"id": "resp_1", "output": []}, [])
+    await asyncio.get_running_loop().run_in_executor(
+        store.executor, lambda: store.connection().execute("PRAGMA query_only = ON"))
+    await responses.keep("alice", {"id": "resp_2", "output": []}, [])
+    assert (await responses.fetch("alice", "resp_2")).response["id"] == "resp_2"
+    assert "kept in memory only" in caplog.text
+    await store.close()
+
+
+async def test_expired_responses_leave_the_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(kept_responses, "EXPIRE_EVERY", 0.0)
+    clock = Clock()
+    store, responses = kept(tmp_path / "s.sqlite", [100.0], clock)
+    await responses.keep("alice", {"id": "resp_old", "output": []}, ["secret words"])
+    clock.now += 101
+    assert await responses.fetch("alice", "anything") is None
+    await store.close()
+    with sqlite3.connect(tmp_path / "s.sqlite") as db:
+        assert db.execute("SELECT COUNT(*) FROM responses").fetchone()[0] == 0

@@ -8,10 +8,12 @@ owner is the caller's non-secret identity hash: a foreign id looks exactly
 like a missing one. ``responses.store_ttl_seconds`` is read on every access,
 so a shortened TTL hides older entries at once; ages are wall-clock seconds
 (the only clock that survives a restart). Past ``max_entries`` the oldest
-go first, as in the in-process store. A file that cannot be opened keeps
-the entries in an in-memory database instead (logged); a call the file
-fails (locked past its timeout, a full disk) is a 503 ``state_unavailable``
-(logged), as a Redis store's outage is.
+go first, as in the in-process store, and expired ones leave the file at
+most a minute after they expire. A file that cannot be opened or refuses
+writes for good (read-only, full, damaged) keeps the entries in an
+in-memory database from then on (logged); a file locked by another program
+past its timeout is a 503 ``state_unavailable`` for that call (logged), as a
+Redis store's outage is.
 """
 
 from __future__ import annotations
@@ -32,9 +34,19 @@ from .sqlite import SQLiteStore
 log = logging.getLogger("ds2proxy.state")
 
 DEFAULT_MAX_ENTRIES = 1024
+EXPIRE_EVERY = 60.0
+_BUSY = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)  # another program holds the file
 _SCHEMA = ("CREATE TABLE IF NOT EXISTS responses (id TEXT PRIMARY KEY, owner TEXT NOT NULL, "
            "stored_at REAL NOT NULL, doc BLOB NOT NULL);"
            "CREATE INDEX IF NOT EXISTS responses_stored_at ON responses(stored_at);")
+
+
+def _in_memory(path: object, exc: BaseException) -> sqlite3.Connection:
+    log.warning("state file %s cannot keep stored responses (%s); they are kept in memory "
+                "only", path, exc)
+    db = sqlite3.connect(":memory:", check_same_thread=False)
+    db.executescript(_SCHEMA)
+    return db
 
 
 class SQLiteResponses:
@@ -44,18 +56,25 @@ class SQLiteResponses:
         self.store = store
         self._ttl, self._clock, self._max = ttl, clock, max_entries
         self._db: sqlite3.Connection | None = None
+        self._expired_at = -EXPIRE_EVERY
 
     async def _run(self, job: Callable[[sqlite3.Connection], Any]) -> Any:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.store.executor, self._job, job)
 
     def _job(self, job: Callable[[sqlite3.Connection], Any]) -> Any:
+        db = self._conn()
         try:
-            return job(self._conn())
-        except (OSError, sqlite3.Error) as exc:  # a locked or full file: this call only
-            log.warning("stored responses: the state file %s failed (%s)", self.store.path, exc)
-            raise StateUnavailable("the state file cannot be used right now; retry shortly"
-                                   ) from exc
+            self._expire(db)
+            return job(db)
+        except (OSError, sqlite3.Error) as exc:
+            if getattr(exc, "sqlite_errorcode", 0) & 0xFF in _BUSY:
+                log.warning("stored responses: the state file %s is locked (%s)",
+                            self.store.path, exc)
+                raise StateUnavailable("the state file is locked right now; retry shortly"
+                                       ) from exc
+            self._db = _in_memory(self.store.path, exc)  # read-only, full, damaged
+            return job(self._db)
 
     def _conn(self) -> sqlite3.Connection:
         if self._db is None:
@@ -63,12 +82,18 @@ class SQLiteResponses:
                 db = self.store.connection()
                 db.executescript(_SCHEMA)
             except (OSError, sqlite3.Error) as exc:  # not a database, no permission
-                log.warning("state file %s cannot keep stored responses (%s); they are kept "
-                            "in memory only", self.store.path, exc)
-                db = sqlite3.connect(":memory:", check_same_thread=False)
-                db.executescript(_SCHEMA)
+                db = _in_memory(self.store.path, exc)
             self._db = db
         return self._db
+
+    def _expire(self, db: sqlite3.Connection) -> None:
+        """Entries past the TTL leave the file (not only the reads), at most
+        once a minute: a response is not kept on disk longer than asked."""
+        if time.monotonic() - self._expired_at < EXPIRE_EVERY:
+            return
+        with db:
+            db.execute("DELETE FROM responses WHERE stored_at <= ?", (self._clock() - self._ttl(),))
+        self._expired_at = time.monotonic()
 
     async def keep(self, owner: str, response: dict[str, Any], input_items: list[Any]) -> None:
         doc = orjson.dumps({"response": response, "input_items": input_items})
@@ -78,7 +103,6 @@ class SQLiteResponses:
             with db:
                 db.execute("INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?)",
                            (response["id"], owner, now, doc))
-                db.execute("DELETE FROM responses WHERE stored_at <= ?", (now - self._ttl(),))
                 db.execute("DELETE FROM responses WHERE id IN (SELECT id FROM responses "
                            "ORDER BY stored_at DESC, rowid DESC LIMIT -1 OFFSET ?)", (limit,))
 
