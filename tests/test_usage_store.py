@@ -8,7 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from test_state_instances import within
+
 from ds2proxy.request_record import RequestRecord
+from ds2proxy.state import usage
 from ds2proxy.state.usage import SCHEMA, SQLiteUsage, _where
 
 
@@ -133,4 +136,25 @@ async def test_a_row_sqlite_cannot_hold_loses_only_itself(tmp_path: Path):
     store.record(row(now, request_id="after"))
     rows, total = await store.requests({}, 10, 0)
     assert {r["request_id"] for r in rows} == {"before", "after"}
+    await store.close()
+
+
+async def test_a_clock_set_back_does_not_stall_retention(tmp_path: Path, monkeypatch):
+    """Pruning was scheduled on the wall clock: set back a day (a restored
+    VM, an NTP step), the next prune waited for the clock to catch up, and
+    rows past retention stayed for that day."""
+    monkeypatch.setattr(usage, "_PRUNE_EVERY", 0.05)
+    store = SQLiteUsage(str(tmp_path / "u.db"), raw_days=7)
+    now = time.time()
+    store.record(row(now, request_id="fresh"))
+    await store.flush()  # the first prune ran at the wall clock's now
+    monkeypatch.setattr(usage.time, "time", lambda: now - 86400)
+    store.record(row(now - 9 * 86400, request_id="past-retention"))
+
+    async def pruned() -> bool:
+        store.record(row(now, request_id="tick"))  # the writer prunes after a batch
+        rows, _ = await store.requests({"request_id": "past-retention"}, 1, 0)
+        return not rows
+
+    await within(5, pruned)
     await store.close()

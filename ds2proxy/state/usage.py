@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import queue
 import sqlite3
@@ -135,7 +136,7 @@ class SQLiteUsage:
         self._ready = threading.Event()
         self._error: BaseException | None = None
         self.rows_written = 0
-        self._pruned_at = 0.0
+        self._pruned_at = -math.inf  # monotonic: a clock set back never stalls pruning
         self._held: list[dict[str, Any]] = []  # rows the file refused, tried again
         self._stalled = False
         self._thread = threading.Thread(target=self._run, name="ds2proxy-usage", daemon=True)
@@ -152,7 +153,7 @@ class SQLiteUsage:
     def retain(self, raw_days: int, hourly_days: int) -> None:
         """New retention (a config change): rows past it go at the writer's next turn."""
         self.raw_days, self.hourly_days = raw_days, hourly_days
-        self._pruned_at = 0.0
+        self._pruned_at = -math.inf  # monotonic: a clock set back never stalls pruning
         self._queue.put(("wake",))
 
     async def _call(self, job: Callable[[sqlite3.Connection], Any]) -> Any:
@@ -257,8 +258,8 @@ class SQLiteUsage:
                         break
                 if not self._handle(db, items):
                     return
-                if time.time() - self._pruned_at > _PRUNE_EVERY:
-                    self._pruned_at = time.time()
+                if time.monotonic() - self._pruned_at > _PRUNE_EVERY:
+                    self._pruned_at = time.monotonic()
                     try:
                         self._prune(db)
                     except sqlite3.Error as exc:  # a locked file: next time
