@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 import time
 
 import aiohttp
 import openai
+import orjson
 import pytest
 from conftest import ProxyFactory, base_config
 from test_state_instances import AdminClient, ask
@@ -237,3 +239,27 @@ async def test_expired_responses_leave_the_file(tmp_path, monkeypatch):
     await store.close()
     with sqlite3.connect(tmp_path / "s.sqlite") as db:
         assert db.execute("SELECT COUNT(*) FROM responses").fetchone()[0] == 0
+
+
+async def test_kept_responses_are_encoded_and_decoded_off_the_loop(tmp_path, monkeypatch):
+    """A stored response's items may be megabytes of input: encoding them
+    for the file (and decoding them back) ran on the event loop."""
+    threads: list[str] = []
+
+    class Watched:
+        @staticmethod
+        def dumps(value):
+            threads.append(threading.current_thread().name)
+            return orjson.dumps(value)
+
+        @staticmethod
+        def loads(raw):
+            threads.append(threading.current_thread().name)
+            return orjson.loads(raw)
+
+    monkeypatch.setattr(kept_responses, "orjson", Watched)
+    store, responses = kept(tmp_path / "s.sqlite", [100.0], Clock())
+    await responses.keep("alice", {"id": "resp_1", "output": []}, ["x" * 100_000])
+    assert (await responses.fetch("alice", "resp_1")).input_items == ["x" * 100_000]
+    assert len(threads) == 2 and threading.main_thread().name not in threads
+    await store.close()

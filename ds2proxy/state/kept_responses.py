@@ -96,10 +96,11 @@ class SQLiteResponses:
         self._expired_at = time.monotonic()
 
     async def keep(self, owner: str, response: dict[str, Any], input_items: list[Any]) -> None:
-        doc = orjson.dumps({"response": response, "input_items": input_items})
         now, limit = self._clock(), self._max
 
         def write(db: sqlite3.Connection) -> None:
+            # Encoded here, off the loop: the items may hold megabytes of input.
+            doc = orjson.dumps({"response": response, "input_items": input_items})
             with db:
                 db.execute("INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?)",
                            (response["id"], owner, now, doc))
@@ -109,15 +110,17 @@ class SQLiteResponses:
         await self._run(write)
 
     async def fetch(self, owner: str, response_id: str) -> StoredEntry | None:
-        def read(db: sqlite3.Connection) -> tuple[float, bytes] | None:
-            return db.execute("SELECT stored_at, doc FROM responses WHERE id = ? AND owner = ?",
-                              (response_id, owner)).fetchone()
+        since = self._clock() - self._ttl()
 
-        row = await self._run(read)
-        if row is None or self._clock() - row[0] >= self._ttl():
-            return None
-        doc = orjson.loads(row[1])
-        return StoredEntry(owner, doc["response"], doc["input_items"], row[0])
+        def read(db: sqlite3.Connection) -> StoredEntry | None:
+            row = db.execute("SELECT stored_at, doc FROM responses WHERE id = ? AND owner = ? "
+                             "AND stored_at > ?", (response_id, owner, since)).fetchone()
+            if row is None:
+                return None
+            doc = orjson.loads(row[1])  # decoded here, off the loop
+            return StoredEntry(owner, doc["response"], doc["input_items"], row[0])
+
+        return await self._run(read)
 
     async def drop(self, owner: str, response_id: str) -> bool:
         """Delete the caller's own live entry; False when there is none."""
