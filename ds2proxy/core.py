@@ -28,7 +28,7 @@ from .embeddings import EmbeddingProvider, HeldEmbeddings
 from .errors import InvalidRequest, PermissionDenied, ProxyError
 from .health import HealthTracker
 from .keyring import PASS_THROUGH
-from .limits import KeyLimiter
+from .limits import KeyLimiter, estimate_tokens
 from .metrics import Metrics
 from .models import ModelCatalog
 from .monitor import Monitor
@@ -46,7 +46,6 @@ from .sse import JSONArrayWriter, SSEWriter
 from .state import wiring
 from .state.leases import RedisLeases
 from .state.redis_link import RedisLink
-from .state.responses import RedisResponses
 from .state.tokens import SharedTokens
 from .turn_text import estimate_prompt_tokens
 from .upstream.cleanup import SessionJanitor
@@ -75,8 +74,8 @@ class Core:
         self.link: RedisLink | None = RedisLink(cfg.state) if cfg.state.shared else None
         self.backend = wiring.backend_for(self)
         self.state = self.backend.records
-        self.shared_responses = None if self.link is None else RedisResponses(
-            self.link, lambda: self.config.responses.store_ttl_seconds)
+        self.shared_responses = self.backend.stored_responses(
+            lambda: self.config.responses.store_ttl_seconds)
         self.pool = AccountPool(cfg.accounts, cfg.runtime, HealthTracker(cfg.health, self.state))
         self.monitor = Monitor()
         self.passthrough = VerifiedTokens()
@@ -314,10 +313,13 @@ class Core:
         key = self.admit_model(caller, chat.model.requested, chat.model.native)
         async with self.limiter.hold(key) if key is not None else nullcontext():
             turn = self.providers.turn_for(self, chat, caller)
+            reserved = self.limiter.reserve(key, estimate_tokens(chat)) if key else 0
+            unheld = request_record.hold_tokens(reserved)  # released when charged
             try:
                 await turn.open()
                 yield turn
             finally:
+                self.limiter.release(key.ref if key else "", unheld)
                 await turn.aclose()
 
     def sse(self, request: web.Request, *, blank_keepalive: bool = False,

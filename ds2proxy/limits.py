@@ -2,8 +2,12 @@
 
 Checked before any account, session or PoW is spent. Requests per minute is a
 sliding 60-second window (``Retry-After`` says when the oldest request leaves
-it); tokens per day reset at 00:00 UTC and are seeded from the usage store at
-start, so a restart does not hand out a fresh day. The clock is injectable so
+it); tokens per day reset at 00:00 UTC and are seeded from the state file at
+start, so a restart does not hand out a fresh day. A turn is admitted while
+the day's charged tokens plus the reservations of the key's turns in
+progress are under the quota; it then reserves its estimate
+(:func:`estimate_tokens`) until its real count is charged, so concurrent
+turns cannot all spend the same last tokens. The clock is injectable so
 tests can cross a reset without waiting for it.
 
 Counts are kept under a key's :attr:`~ds2proxy.keyring.KeyConfig.ref` (from
@@ -31,11 +35,12 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 
+from .canonical import ChatRequest, ReasoningPart, TextPart, ToolCall, ToolResult
 from .errors import ProxyError, RateLimited
 from .keyring import KeyConfig
 from .state.counters import DAY, WINDOW, KeyCounters, MemoryCounters, day_of
 
-__all__ = ["DAY", "WINDOW", "KeyLimiter", "day_of"]
+__all__ = ["DAY", "WINDOW", "KeyLimiter", "day_of", "estimate_tokens"]
 
 log = logging.getLogger("ds2proxy.limits")
 
@@ -49,6 +54,23 @@ TOKENS_GATHER_SECONDS = 0.05
 # so its own copy.
 _OWED: contextvars.ContextVar[tuple[KeyConfig, bool] | None] = contextvars.ContextVar(
     "ds2proxy_owed_key", default=None)
+
+
+def estimate_tokens(chat: ChatRequest) -> int:
+    """What a turn will surely cost, cheaply: its prompt text at four
+    characters a token (DeepSeek's tokenizer gives more for most text). Its
+    output is not reserved: a ``max_tokens`` is a cap, not a cost, and
+    agents send caps as large as a small quota."""
+    chars = 0
+    for message in chat.messages:
+        for part in message.parts:
+            if isinstance(part, (TextPart, ReasoningPart)):
+                chars += len(part.text)
+            elif isinstance(part, ToolResult):
+                chars += len(part.content)
+            elif isinstance(part, ToolCall):
+                chars += len(part.name) + len(str(part.arguments))
+    return chars // 4
 
 
 def _over_rpm(key: KeyConfig, wait: float) -> RateLimited:
@@ -73,6 +95,7 @@ class KeyLimiter:
         self._sender: asyncio.Task[None] | None = None
         self._send_now = asyncio.Event()  # a flush waits: send without gathering
         self._owed: dict[str, int] = {}  # tokens the shared store has not taken yet
+        self._reserved: dict[str, int] = {}  # tokens held by this instance's turns in progress
 
     # -- requests per minute -----------------------------------------------------------
 
@@ -208,13 +231,46 @@ class KeyLimiter:
             self._send_now.clear()
 
     def check_tokens(self, key: KeyConfig) -> None:
+        """429 when the key's day is used up (``Retry-After``: the reset at
+        00:00 UTC), or spoken for by the reservations of its turns in
+        progress (``Retry-After`` 1 s: they settle at their real counts)."""
         limit = key.limits.tokens_per_day
-        if limit and self.tokens_today(key.ref) >= limit:
+        if not limit:
+            return
+        used = self.tokens_today(key.ref)
+        if used >= limit:
             now = self.clock()
             wait = max(1, math.ceil((day_of(now) + 1) * DAY - now))
             raise RateLimited(f"API key '{key.name}' used its {limit} tokens for today "
                               f"(UTC); the quota resets in {wait} s", retry_after=wait,
                               code="key_token_quota")
+        if used + self.reserved(key.ref) >= limit:
+            raise RateLimited(f"API key '{key.name}' has the rest of its {limit} tokens for "
+                              "today reserved by its requests in progress", retry_after=1,
+                              code="key_token_quota")
+
+    def reserved(self, name: str) -> int:
+        return self._reserved.get(name, 0)
+
+    def reserve(self, key: KeyConfig, estimate: int) -> int:
+        """Hold ``estimate`` tokens (at least 1, at most the quota) of the key's
+        day for a turn just admitted, so turns running side by side cannot
+        each spend the same last tokens; what was held (0 without a quota)."""
+        limit = key.limits.tokens_per_day
+        if not limit:
+            return 0
+        held = min(max(1, estimate), limit)
+        self._reserved[key.ref] = self.reserved(key.ref) + held
+        return held
+
+    def release(self, name: str, held: int) -> None:
+        """Give back a reservation (when its turn's real count is charged)."""
+        if held > 0:
+            left = self.reserved(name) - held
+            if left > 0:
+                self._reserved[name] = left
+            else:
+                self._reserved.pop(name, None)
 
     # -- concurrency ---------------------------------------------------------------------
 

@@ -75,6 +75,7 @@ class RequestRecord:
     started: float = field(default_factory=perf_counter)
     key_name: str = ""
     key_ref: str = ""  # the key's KeyConfig.ref, its limits' counter (not stored or logged)
+    reserved_tokens: int = 0  # of the key's day, held until this record is charged
     model: str = ""
     native_model: str = ""
     account: str = ""
@@ -120,7 +121,7 @@ class RequestRecord:
 
 
 _FLAT = tuple(f.name for f in fields(RequestRecord)
-              if f.name not in ("started", "pending_usage", "key_ref"))
+              if f.name not in ("started", "pending_usage", "key_ref", "reserved_tokens"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +199,16 @@ def fold_usage(record: RequestRecord, usage: Usage) -> None:
     record.prompt_tokens = usage.prompt_tokens
     record.completion_tokens = usage.completion_tokens
     record.reasoning_tokens = usage.reasoning_tokens
+
+
+def hold_tokens(tokens: int) -> int:
+    """Put a quota reservation on the current record, given back when the
+    record is charged; what the caller must give back itself (no record)."""
+    record = current()
+    if record is None or not record.key_ref:
+        return tokens
+    record.reserved_tokens += tokens
+    return 0
 
 
 def note_account(identifier: str) -> None:

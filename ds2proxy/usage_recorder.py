@@ -16,7 +16,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-from .limits import DAY, KeyLimiter
+from .limits import DAY, KeyLimiter, day_of
 from .metrics import Metrics
 from .request_record import PendingUsage, RequestRecord, fold_usage
 from .state.usage import UsageStore
@@ -26,6 +26,9 @@ if TYPE_CHECKING:
     from .core import Core
 
 log = logging.getLogger("ds2proxy.requests")
+
+# Today's tokens per key, by the key's ref (a hash of its secret): {"day", "tokens"}.
+KEY_TOKENS = "key_tokens"
 
 # A usage count of more characters than this runs in a thread (one long
 # word with no safe boundary takes milliseconds to encode).
@@ -54,13 +57,25 @@ class UsageRecorder:
 
     async def open(self) -> None:
         """Open the store (with usage.enabled off too: turned on at run time, it
-        records at once) and seed today's token use per key from it."""
+        records at once) and seed today's token use per key."""
         self.store = await self.core.backend.open_usage(self.core.config.usage)
         self.core.store.subscribe(self._configure)
         if self.core.backend.shared:
             return  # today's tokens per key are counted in the shared store
-        today = int(self.limiter.clock() // DAY) * DAY
-        keys = {k.name: k for k in self.core.config.keys}  # rows name keys; limits count refs
+        kept = await self.core.state.load(KEY_TOKENS)
+        today = day_of(self.limiter.clock())
+        for ref, entry in kept.items():
+            if entry.get("day") == today:
+                self.limiter.seed_tokens(ref, int(entry.get("tokens") or 0))
+            else:
+                self.core.state.put(KEY_TOKENS, ref, None)  # an earlier day's
+        if not kept:
+            await self._seed_from_rows(today * DAY)
+
+    async def _seed_from_rows(self, today: float) -> None:
+        """A state file from before the per-key record: today's rollups by name."""
+        assert self.store is not None
+        keys = {k.name: k for k in self.core.config.keys}
         for row in await self.store.totals("key_name", "day", today):
             key = keys.get(row["name"])
             if key is not None:
@@ -104,10 +119,20 @@ class UsageRecorder:
         while self._counting:
             await asyncio.gather(*self._counting)
 
+    def _charge(self, ref: str, tokens: int) -> None:
+        """Today's tokens of the key ``ref``, kept under the ref in the state
+        file too (a write queued, never awaited): a restart resumes the day's
+        count whatever the key is named and whether usage is recorded."""
+        self.limiter.add_tokens(ref, tokens)
+        if tokens > 0 and not self.core.backend.shared:
+            self.core.state.put(KEY_TOKENS, ref, {"day": day_of(self.limiter.clock()),
+                                                  "tokens": self.limiter.tokens_today(ref)})
+
     def _record(self, record: RequestRecord) -> None:
         self.recorded += 1
         if record.key_ref:
-            self.limiter.add_tokens(record.key_ref, record.total_tokens)
+            self.limiter.release(record.key_ref, record.reserved_tokens)
+            self._charge(record.key_ref, record.total_tokens)
         cfg = self.core.config
         if cfg.metrics.enabled:
             self.metrics.observe(record)

@@ -174,7 +174,9 @@ async def test_a_store_failure_at_the_end_fails_with_the_next_sequence_number(
     async def refuse(*_args):
         raise ProxyError("the response store is unavailable", status=503)
 
-    monkeypatch.setattr(InstalledStore, "keep", refuse)  # the class the server runs
+    # The class the server runs: the state file's store (the plugin's without one).
+    running = type(proxy.core.shared_responses) if proxy.core.shared_responses else InstalledStore
+    monkeypatch.setattr(running, "keep", refuse)
     proxy.fake.enqueue(Scripted(answer="Hi there, you."))
     status, frames = await raw_events(proxy, {"model": "deepseek-chat", "input": "hi",
                                               "stream": True})

@@ -3,13 +3,26 @@ config, and a former separate usage file is imported into it once."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+import threading
 import time
 
+import aiohttp
 import openai
-from conftest import ProxyFactory
+import orjson
+import pytest
+from conftest import ProxyFactory, base_config
+from test_state_instances import AdminClient, ask
+
+from ds2proxy.testing import FakeDeepSeek
+from ds2proxy.testing.instances import Instances
 from test_state_contract import row
 
+from ds2proxy.state import kept_responses
+from ds2proxy.state.errors import StateUnavailable
+from ds2proxy.state.kept_responses import SQLiteResponses
+from ds2proxy.state.sqlite import SQLiteStore
 from ds2proxy.state.usage import SQLiteUsage
 
 USER = [{"role": "user", "content": "hello"}]
@@ -44,3 +57,209 @@ async def test_one_state_file_and_the_old_usage_file_is_imported(
         assert db.execute("SELECT COUNT(*) FROM records WHERE namespace = 'account_health'"
                           ).fetchone()[0] >= 1
     assert state.stat().st_mode & 0o777 == 0o600
+
+
+async def test_stored_responses_outlive_a_restart_of_the_server_process(
+        fake_upstream: FakeDeepSeek, instances) -> None:
+    """Stored responses lived in the process's memory: a restart lost every
+    one, so GET, DELETE and previous_response_id of a response stored a
+    minute before answered 404 / 400 previous_response_not_found."""
+    config = base_config(fake_upstream)
+    config["keys"] = [{"name": "a", "key": "sk-owner-a"}, {"name": "b", "key": "sk-other-b"}]
+    group: Instances = await instances(config, 1)
+
+    def client(key: str) -> openai.AsyncOpenAI:
+        return openai.AsyncOpenAI(base_url=group.running[0].url + "/v1", api_key=key,
+                                  max_retries=0)
+
+    first = await client("sk-owner-a").responses.create(
+        model="deepseek-chat", input="remember the word teal", store=True)
+    gone = await client("sk-owner-a").responses.create(
+        model="deepseek-chat", input="a response to delete after the restart", store=True)
+    await group.restart(0)
+
+    owner = client("sk-owner-a")
+    again = await owner.responses.retrieve(first.id)
+    assert again.id == first.id and again.output_text == first.output_text
+    items = await owner.responses.input_items.list(first.id)
+    assert [c.text for i in items.data for c in i.content] == ["remember the word teal"]
+    follow = await owner.responses.create(model="deepseek-chat", input="which word?",
+                                          previous_response_id=first.id, store=True)
+    assert "remember the word teal" in fake_upstream.calls_to("chat/completion")[-1].body["prompt"]
+    with pytest.raises(openai.NotFoundError):  # another caller: as if it did not exist
+        await client("sk-other-b").responses.retrieve(first.id)
+    with pytest.raises(openai.NotFoundError):
+        await client("sk-other-b").responses.delete(gone.id)
+    await owner.responses.delete(gone.id)
+    await group.restart(0)
+    owner = client("sk-owner-a")
+    assert (await owner.responses.retrieve(follow.id)).previous_response_id == first.id
+    with pytest.raises(openai.NotFoundError):
+        await owner.responses.retrieve(gone.id)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def kept(path, ttl: list[float], clock: Clock, **kwargs) -> tuple[SQLiteStore, SQLiteResponses]:
+    store = SQLiteStore(path)
+    return store, SQLiteResponses(store, lambda: ttl[0], clock=clock, **kwargs)
+
+
+async def test_kept_responses_honour_the_live_ttl_the_owner_and_the_count_bound(tmp_path):
+    clock, ttl = Clock(), [100.0]
+    store, responses = kept(tmp_path / "s.sqlite", ttl, clock, max_entries=3)
+    for n in range(4):
+        await responses.keep("alice", {"id": f"resp_{n}", "output": []}, [n])
+        clock.now += 1
+    assert await responses.fetch("alice", "resp_0") is None  # past the bound, oldest first
+    assert (await responses.fetch("alice", "resp_1")).input_items == [1]
+    assert await responses.fetch("bob", "resp_1") is None
+    assert not await responses.drop("bob", "resp_1")
+    ttl[0] = 2.5  # shortened: older entries are hidden at once
+    assert await responses.fetch("alice", "resp_1") is None
+    assert await responses.fetch("alice", "resp_3") is not None
+    assert not await responses.drop("alice", "resp_1")
+    clock.now += 5
+    assert await responses.fetch("alice", "resp_3") is None
+    await store.close()
+
+
+async def test_a_state_file_that_is_no_database_keeps_responses_in_memory(tmp_path, caplog):
+    path = tmp_path / "s.sqlite"
+    path.write_bytes(b"this is not an sqlite database at all" * 200)
+    store, responses = kept(path, [100.0], Clock())
+    await responses.keep("alice", {"id": "resp_x", "output": []}, [])
+    assert (await responses.fetch("alice", "resp_x")).response["id"] == "resp_x"
+    assert "kept in memory only" in caplog.text
+    await store.close()
+
+
+async def test_a_locked_state_file_is_a_503_not_a_hang_or_a_500(tmp_path):
+    path = tmp_path / "s.sqlite"
+    store, responses = kept(path, [100.0], Clock())
+    await responses.keep("alice", {"id": "resp_1", "output": []}, [])
+    store.connection().execute("PRAGMA busy_timeout = 50")  # no 10 s wait in a test
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(StateUnavailable):
+            await responses.keep("alice", {"id": "resp_2", "output": []}, [])
+        with pytest.raises(StateUnavailable):
+            await responses.fetch("alice", "resp_1")
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert await responses.fetch("alice", "resp_1") is not None
+    assert await responses.fetch("alice", "resp_2") is None
+    await store.close()
+
+
+async def test_a_renamed_keys_tokens_today_outlive_a_restart(
+        fake_upstream: FakeDeepSeek, instances) -> None:
+    """Today's tokens were seeded at start from the request log's rollups by
+    key NAME: after a rename and a restart the tokens used under the old
+    name were not counted, so a key at its daily quota was served again
+    (and with usage.enabled off nothing was seeded at all)."""
+    config = base_config(fake_upstream)
+    config["keys"] = [{"name": "team", "key": "sk-team-secret", "limits": {"tokens_per_day": 5}}]
+    config["usage"] = {"enabled": False}
+    group: Instances = await instances(config, 1)
+    assert await ask(group.running[0], "sk-team-secret")
+    async with aiohttp.ClientSession() as http:
+        admin = AdminClient(http, group.running[0])
+        await admin.login(group.admin_key)
+        status, body = await admin.call("GET", "/admin/keys")
+        [view] = body["keys"]
+        used = view["usage"]["tokens_per_day"]["used"]
+        assert used >= 5
+        status, _ = await admin.call("PATCH", f"/admin/keys/{view['id']}", {"name": "renamed"})
+        assert status == 200
+    inst = await group.restart(0)
+    async with aiohttp.ClientSession() as http:
+        admin = AdminClient(http, inst)
+        await admin.login(group.admin_key)
+        _, body = await admin.call("GET", "/admin/keys")
+    assert [(k["name"], k["usage"]["tokens_per_day"]["used"]) for k in body["keys"]] == [
+        ("renamed", used)]
+    with pytest.raises(openai.RateLimitError) as caught:
+        await ask(inst, "sk-team-secret")
+    assert caught.value.body["code"] == "key_token_quota"
+
+
+async def test_a_write_the_locked_state_file_refused_is_made_when_it_frees(tmp_path, caplog):
+    """One write refused by a lock (another program holding the file past the
+    timeout) turned the whole state store to memory for good: account health
+    and the keys' day totals were never written again until a restart."""
+    path = tmp_path / "s.sqlite"
+    store = SQLiteStore(path)
+    store.put("ns", "a", {"n": 1})
+    await store.flush()
+    store.connection().execute("PRAGMA busy_timeout = 50")  # no 10 s wait in a test
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    store.put("ns", "a", {"n": 2})
+    await store.flush()
+    holder.execute("ROLLBACK")
+    holder.close()
+    assert "could not be written" in caplog.text
+    store.put("ns", "b", {"n": 3})
+    await store.flush()
+    await store.close()
+    again = SQLiteStore(path)
+    assert await again.load("ns") == {"a": {"n": 2}, "b": {"n": 3}}
+    await again.close()
+
+
+async def test_a_read_only_state_file_keeps_responses_in_memory_not_a_503_each(tmp_path, caplog):
+    """A file that refuses writes for good (read-only, full) made every
+    stored response a 503 like a passing lock."""
+    store, responses = kept(tmp_path / "s.sqlite", [100.0], Clock())
+    await responses.keep("alice", {"id": "resp_1", "output": []}, [])
+    await asyncio.get_running_loop().run_in_executor(
+        store.executor, lambda: store.connection().execute("PRAGMA query_only = ON"))
+    await responses.keep("alice", {"id": "resp_2", "output": []}, [])
+    assert (await responses.fetch("alice", "resp_2")).response["id"] == "resp_2"
+    assert "kept in memory only" in caplog.text
+    await store.close()
+
+
+async def test_expired_responses_leave_the_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(kept_responses, "EXPIRE_EVERY", 0.0)
+    clock = Clock()
+    store, responses = kept(tmp_path / "s.sqlite", [100.0], clock)
+    await responses.keep("alice", {"id": "resp_old", "output": []}, ["secret words"])
+    clock.now += 101
+    assert await responses.fetch("alice", "anything") is None
+    await store.close()
+    with sqlite3.connect(tmp_path / "s.sqlite") as db:
+        assert db.execute("SELECT COUNT(*) FROM responses").fetchone()[0] == 0
+
+
+async def test_kept_responses_are_encoded_and_decoded_off_the_loop(tmp_path, monkeypatch):
+    """A stored response's items may be megabytes of input: encoding them
+    for the file (and decoding them back) ran on the event loop."""
+    threads: list[str] = []
+
+    class Watched:
+        @staticmethod
+        def dumps(value):
+            threads.append(threading.current_thread().name)
+            return orjson.dumps(value)
+
+        @staticmethod
+        def loads(raw):
+            threads.append(threading.current_thread().name)
+            return orjson.loads(raw)
+
+    monkeypatch.setattr(kept_responses, "orjson", Watched)
+    store, responses = kept(tmp_path / "s.sqlite", [100.0], Clock())
+    await responses.keep("alice", {"id": "resp_1", "output": []}, ["x" * 100_000])
+    assert (await responses.fetch("alice", "resp_1")).input_items == ["x" * 100_000]
+    assert len(threads) == 2 and threading.main_thread().name not in threads
+    await store.close()

@@ -8,8 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from test_state_instances import within
+
 from ds2proxy.request_record import RequestRecord
-from ds2proxy.state.usage import SQLiteUsage
+from ds2proxy.state import usage
+from ds2proxy.state.usage import SCHEMA, SQLiteUsage, _where
 
 
 def row(ts: float, **fields) -> dict:
@@ -73,3 +76,85 @@ def test_an_unopenable_path_fails_at_start(tmp_path: Path):
     with pytest.raises(sqlite3.OperationalError):
         SQLiteUsage(str(tmp_path / "missing-folder" / "u.db"))
 
+
+
+async def test_every_request_log_filter_reads_an_index_also_on_an_older_file(tmp_path: Path):
+    """The filters had no index but the request id's: each filtered page
+    counted and sorted the whole table (half a second on two million rows).
+    A file made before the indexes gets them at its first start."""
+    path = tmp_path / "old.state.sqlite"
+    with sqlite3.connect(path) as db:  # the schema as it was: time and request id only
+        db.executescript(SCHEMA)
+    store = SQLiteUsage(str(path))
+    now = time.time()
+    for n in range(30):
+        store.record(row(now + n, key_name=f"k{n % 2}", status=500 if n % 5 == 0 else 200))
+    rows, total = await store.requests({"key_name": "k0", "errors": True}, 10, 0)
+    assert total == 3 and [r["status"] for r in rows] == [500, 500, 500]
+    await store.close()
+    plans = {}
+    with sqlite3.connect(path) as db:
+        for name, value in (("key_name", "k1"), ("model", "m"), ("status", 500),
+                            ("account", "a"), ("family", "openai"), ("request_id", "r1"),
+                            ("errors", True)):
+            where, args = _where({name: value})
+            plan = db.execute(f"EXPLAIN QUERY PLAN SELECT id FROM requests{where} "
+                              "ORDER BY id DESC LIMIT 50", args).fetchall()
+            plans[name] = " ".join(step[-1] for step in plan)
+    assert all("USING" in plan and "INDEX" in plan for plan in plans.values()), plans
+
+
+async def test_rows_the_locked_file_refused_are_written_when_it_frees(tmp_path: Path):
+    """A batch the file refused (another program holding it locked past the
+    timeout) was logged and dropped: those requests were gone from the log,
+    the rollups and the day's totals for good."""
+    path = tmp_path / "u.db"
+    store = SQLiteUsage(str(path))
+    await store._call(lambda db: db.execute("PRAGMA busy_timeout = 50"))  # no 10 s wait
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    now = time.time()
+    store.record(row(now, request_id="while-locked"))
+    await store.flush()
+    holder.execute("ROLLBACK")
+    holder.close()
+    store.record(row(now + 1, request_id="after"))
+    rows, total = await store.requests({}, 10, 0)
+    assert total == 2 and {r["request_id"] for r in rows} == {"while-locked", "after"}
+    [day] = await store.totals("key_name", "day", 0)
+    assert day["requests"] == 2
+    await store.close()
+
+
+async def test_a_row_sqlite_cannot_hold_loses_only_itself(tmp_path: Path):
+    """One row with an integer past 64 bits failed its whole batch: every
+    request recorded beside it was dropped with it."""
+    store = SQLiteUsage(str(tmp_path / "u.db"))
+    now = time.time()
+    store.record(row(now, request_id="before"))
+    store.record(row(now, request_id="bad", prompt_tokens=2**70))
+    store.record(row(now, request_id="after"))
+    rows, total = await store.requests({}, 10, 0)
+    assert {r["request_id"] for r in rows} == {"before", "after"}
+    await store.close()
+
+
+async def test_a_clock_set_back_does_not_stall_retention(tmp_path: Path, monkeypatch):
+    """Pruning was scheduled on the wall clock: set back a day (a restored
+    VM, an NTP step), the next prune waited for the clock to catch up, and
+    rows past retention stayed for that day."""
+    monkeypatch.setattr(usage, "_PRUNE_EVERY", 0.05)
+    store = SQLiteUsage(str(tmp_path / "u.db"), raw_days=7)
+    now = time.time()
+    store.record(row(now, request_id="fresh"))
+    await store.flush()  # the first prune ran at the wall clock's now
+    monkeypatch.setattr(usage.time, "time", lambda: now - 86400)
+    store.record(row(now - 9 * 86400, request_id="past-retention"))
+
+    async def pruned() -> bool:
+        store.record(row(now, request_id="tick"))  # the writer prunes after a batch
+        rows, _ = await store.requests({"request_id": "past-retention"}, 1, 0)
+        return not rows
+
+    await within(5, pruned)
+    await store.close()

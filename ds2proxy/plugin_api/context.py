@@ -169,8 +169,9 @@ class PluginContext:
 
     @property
     def shared_responses(self) -> StoredResponses | None:
-        """The stored-response store every instance shares (``state.backend:
-        redis``); None when each process keeps its own."""
+        """The stored-response store of the state backend (Redis, shared by
+        every instance, or the state file, kept across restarts); None when
+        there is neither (the plugin keeps its own in memory)."""
         return self._core.shared_responses
 
     # -- per request ---------------------------------------------------------------------

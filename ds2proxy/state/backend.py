@@ -11,12 +11,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..observe_settings import UsageSettings
 from .counters import KeyCounters
 from .pace_gate import PaceGate
+from ..plugin_api.contract import StoredResponses
+from .sqlite import SQLiteStore
 from .store import StateStore, legacy_usage_path, open_store, state_file
 from .usage import SQLiteUsage, UsageStore
 
@@ -36,6 +39,21 @@ class StateBackend:
     @property
     def shared(self) -> bool:
         return self.link is not None
+
+    def stored_responses(self, ttl: Callable[[], float]) -> StoredResponses | None:
+        """Where ``/v1/responses`` keeps what it stores: Redis, or the state
+        file (so a restart keeps them); None (no file): the plugin's memory."""
+        if self.link is not None:
+            from .redis_link import RedisLink
+            from .responses import RedisResponses
+
+            assert isinstance(self.link, RedisLink)
+            return RedisResponses(self.link, ttl)
+        if isinstance(self.records, SQLiteStore):
+            from .kept_responses import SQLiteResponses
+
+            return SQLiteResponses(self.records, ttl)
+        return None
 
     async def open_usage(self, settings: UsageSettings) -> UsageStore:
         if self.link is not None:

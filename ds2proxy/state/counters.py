@@ -78,16 +78,24 @@ class MemoryCounters:
         now = self.clock()
         return sum(1 for t in self._recent.get(name, ()) if t > now - window)
 
-    def tokens_now(self, name: str) -> int:
+    def _day(self, name: str) -> tuple[int, int]:
+        """``name``'s current (day, tokens). A day never goes back: a clock
+        stepped back over midnight (NTP) keeps counting the new day, not a
+        fresh count that would drop the new day's tokens when it comes back."""
         day, used = self._tokens.get(name, (-1, 0))
-        return used if day == day_of(self.clock()) else 0
+        today = day_of(self.clock())
+        return (day, used) if day >= today else (today, 0)
+
+    def tokens_now(self, name: str) -> int:
+        return self._day(name)[1]
 
     def seed_tokens(self, name: str, used: int) -> None:
         self._tokens[name] = (day_of(self.clock()), used)
 
     def add_tokens_now(self, name: str, tokens: int) -> int:
         if tokens > 0:
-            self._tokens[name] = (day_of(self.clock()), self.tokens_now(name) + tokens)
+            day, used = self._day(name)
+            self._tokens[name] = (day, used + tokens)
         return self.tokens_now(name)
 
     def _window(self, name: str, now: float, window: float) -> deque[float]:

@@ -4,9 +4,11 @@ latest value per key.
 
 ``put`` only records the newest value of a key and wakes the writer, so a
 burst of changes to one account costs one row write, and the event loop
-never waits for the disk. A file that cannot be opened or written (a
-read-only folder, a full disk) is logged once; the server keeps running and
-the state then lives in memory only.
+never waits for the disk. A file that cannot be opened (a folder, not a
+database) is logged once; the server keeps running and the state then lives
+in memory only. A write the open file refuses (locked by another program
+past the 10 s timeout, made read-only, a full disk) is logged once and kept
+for the next write, so the file catches up when it can.
 """
 
 from __future__ import annotations
@@ -36,17 +38,32 @@ class SQLiteStore:
         self._pending: dict[tuple[str, str], dict[str, Any] | None] = {}
         self._lock = threading.Lock()
         self._scheduled = False
-        self._failed = False
+        self._failed = False  # the file cannot be opened: memory only
+        self._stalled = False  # the open file refused a write: retried with the next
 
     def _connect(self) -> sqlite3.Connection:
         if self._conn is None:
             fresh = not self.path.exists()
-            self._conn = sqlite3.connect(self.path, check_same_thread=False, timeout=10)
-            if fresh:
-                os.chmod(self.path, 0o600)
-            self._conn.execute(_SCHEMA)
-            self._conn.commit()
+            conn = sqlite3.connect(self.path, check_same_thread=False, timeout=10)
+            try:
+                if fresh:
+                    os.chmod(self.path, 0o600)
+                conn.execute(_SCHEMA)
+                conn.commit()
+            except BaseException:
+                conn.close()  # not kept half-open: the next call fails alike
+                raise
+            self._conn = conn
         return self._conn
+
+    @property
+    def executor(self) -> ThreadPoolExecutor:
+        """The file's one writer thread: other tables of the file use it too."""
+        return self._executor
+
+    def connection(self) -> sqlite3.Connection:
+        """The open connection (on :attr:`executor`'s thread only)."""
+        return self._connect()
 
     async def load(self, namespace: str) -> dict[str, dict[str, Any]]:
         return await asyncio.get_running_loop().run_in_executor(
@@ -73,7 +90,11 @@ class SQLiteStore:
             if self._scheduled:
                 return
             self._scheduled = True
-        self._executor.submit(self._write)
+        try:
+            self._executor.submit(self._write)
+        except RuntimeError as exc:  # closed: the server is past its state's end
+            log.warning("state file %s is closed; %s/%s not written (%s)", self.path,
+                        namespace, key, exc)
 
     def _write(self) -> None:
         with self._lock:
@@ -82,6 +103,10 @@ class SQLiteStore:
             return
         try:
             conn = self._connect()
+        except (OSError, sqlite3.Error) as exc:
+            self._give_up(exc)
+            return
+        try:
             with conn:
                 for (namespace, key), value in batch.items():
                     if value is None:
@@ -91,7 +116,23 @@ class SQLiteStore:
                         conn.execute("INSERT OR REPLACE INTO records VALUES (?, ?, ?)",
                                      (namespace, key, orjson.dumps(value)))
         except (OSError, sqlite3.Error) as exc:
-            self._give_up(exc)
+            self._keep_for_later(batch, exc)
+            return
+        if self._stalled:
+            self._stalled = False
+            log.warning("state file %s is written again", self.path)
+
+    def _keep_for_later(self, batch: dict[tuple[str, str], dict[str, Any] | None],
+                        exc: BaseException) -> None:
+        """A write the open file refused (locked past its timeout, read-only,
+        full): its changes wait for the next write, newer values first."""
+        with self._lock:
+            for item, value in batch.items():
+                self._pending.setdefault(item, value)
+        if not self._stalled:
+            log.warning("state file %s could not be written (%s); the changes are kept and "
+                        "written with the next ones", self.path, exc)
+        self._stalled = True
 
     def watch(self, namespace: str, listener: Any) -> None:
         return None  # one process: nobody else writes

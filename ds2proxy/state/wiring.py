@@ -74,6 +74,9 @@ class SharedState:
         health.forget_except(s.identifier for s in self.core.pool.accounts())
 
     async def close(self) -> None:
+        # Requests still counting their usage charge their key (a state
+        # write) and are recorded now, while the state stores are open.
+        await self.core.usage.counted()
         if self.sync is not None:
             await self.sync.close()
         await self.core.limiter.flush()  # tokens counted here reach the cluster's totals

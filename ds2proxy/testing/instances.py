@@ -68,9 +68,19 @@ class Instances:
         await asyncio.gather(*(wait_ready(inst) for inst in started))
         return started
 
-    def _spawn(self, index: int) -> Instance:
+    async def restart(self, index: int = 0) -> Instance:
+        """Stop instance ``index`` (SIGTERM, its clean shutdown) and start it
+        again on the same config file, so on the same state file."""
+        self.running[index].stop()
+        inst = self._spawn(index, rewrite=False)
+        self.running[index] = inst
+        await wait_ready(inst)
+        return inst
+
+    def _spawn(self, index: int, *, rewrite: bool = True) -> Instance:
         path = self.folder / f"instance-{index}.json"
-        path.write_text(json.dumps(self.config))
+        if rewrite:
+            path.write_text(json.dumps(self.config))
         port = free_port()
         log_path = self.folder / f"instance-{index}.log"
         env = {**os.environ, "DS2PROXY_ADMIN_KEY": self.admin_key}

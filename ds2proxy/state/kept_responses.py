@@ -1,0 +1,134 @@
+"""Stored ``/v1/responses`` results in the embedded state file, so a
+restart keeps what clients may still read (``GET``), continue
+(``previous_response_id``) or delete.
+
+One row per response in the ``responses`` table of the state file, written
+and read on the records store's one writer thread (never on the loop). The
+owner is the caller's non-secret identity hash: a foreign id looks exactly
+like a missing one. ``responses.store_ttl_seconds`` is read on every access,
+so a shortened TTL hides older entries at once; ages are wall-clock seconds
+(the only clock that survives a restart). Past ``max_entries`` the oldest
+go first, as in the in-process store, and expired ones leave the file at
+most a minute after they expire. A file that cannot be opened or refuses
+writes for good (read-only, full, damaged) keeps the entries in an
+in-memory database from then on (logged); a file locked by another program
+past its timeout is a 503 ``state_unavailable`` for that call (logged), as a
+Redis store's outage is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import time
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from .errors import StateUnavailable
+from .responses import StoredEntry
+from .sqlite import SQLiteStore
+
+log = logging.getLogger("ds2proxy.state")
+
+DEFAULT_MAX_ENTRIES = 1024
+EXPIRE_EVERY = 60.0
+_BUSY = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)  # another program holds the file
+_SCHEMA = ("CREATE TABLE IF NOT EXISTS responses (id TEXT PRIMARY KEY, owner TEXT NOT NULL, "
+           "stored_at REAL NOT NULL, doc BLOB NOT NULL);"
+           "CREATE INDEX IF NOT EXISTS responses_stored_at ON responses(stored_at);")
+
+
+def _in_memory(path: object, exc: BaseException) -> sqlite3.Connection:
+    log.warning("state file %s cannot keep stored responses (%s); they are kept in memory "
+                "only", path, exc)
+    db = sqlite3.connect(":memory:", check_same_thread=False)
+    db.executescript(_SCHEMA)
+    return db
+
+
+class SQLiteResponses:
+    def __init__(self, store: SQLiteStore, ttl: Callable[[], float], *,
+                 clock: Callable[[], float] = time.time,
+                 max_entries: int = DEFAULT_MAX_ENTRIES) -> None:
+        self.store = store
+        self._ttl, self._clock, self._max = ttl, clock, max_entries
+        self._db: sqlite3.Connection | None = None
+        self._expired_at = -EXPIRE_EVERY
+
+    async def _run(self, job: Callable[[sqlite3.Connection], Any]) -> Any:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.store.executor, self._job, job)
+
+    def _job(self, job: Callable[[sqlite3.Connection], Any]) -> Any:
+        db = self._conn()
+        try:
+            self._expire(db)
+            return job(db)
+        except (OSError, sqlite3.Error) as exc:
+            if getattr(exc, "sqlite_errorcode", 0) & 0xFF in _BUSY:
+                log.warning("stored responses: the state file %s is locked (%s)",
+                            self.store.path, exc)
+                raise StateUnavailable("the state file is locked right now; retry shortly"
+                                       ) from exc
+            self._db = _in_memory(self.store.path, exc)  # read-only, full, damaged
+            return job(self._db)
+
+    def _conn(self) -> sqlite3.Connection:
+        if self._db is None:
+            try:
+                db = self.store.connection()
+                db.executescript(_SCHEMA)
+            except (OSError, sqlite3.Error) as exc:  # not a database, no permission
+                db = _in_memory(self.store.path, exc)
+            self._db = db
+        return self._db
+
+    def _expire(self, db: sqlite3.Connection) -> None:
+        """Entries past the TTL leave the file (not only the reads), at most
+        once a minute: a response is not kept on disk longer than asked."""
+        if time.monotonic() - self._expired_at < EXPIRE_EVERY:
+            return
+        with db:
+            db.execute("DELETE FROM responses WHERE stored_at <= ?", (self._clock() - self._ttl(),))
+        self._expired_at = time.monotonic()
+
+    async def keep(self, owner: str, response: dict[str, Any], input_items: list[Any]) -> None:
+        now, limit = self._clock(), self._max
+
+        def write(db: sqlite3.Connection) -> None:
+            # Encoded here, off the loop: the items may hold megabytes of input.
+            doc = orjson.dumps({"response": response, "input_items": input_items})
+            with db:
+                db.execute("INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?)",
+                           (response["id"], owner, now, doc))
+                db.execute("DELETE FROM responses WHERE id IN (SELECT id FROM responses "
+                           "ORDER BY stored_at DESC, rowid DESC LIMIT -1 OFFSET ?)", (limit,))
+
+        await self._run(write)
+
+    async def fetch(self, owner: str, response_id: str) -> StoredEntry | None:
+        since = self._clock() - self._ttl()
+
+        def read(db: sqlite3.Connection) -> StoredEntry | None:
+            row = db.execute("SELECT stored_at, doc FROM responses WHERE id = ? AND owner = ? "
+                             "AND stored_at > ?", (response_id, owner, since)).fetchone()
+            if row is None:
+                return None
+            doc = orjson.loads(row[1])  # decoded here, off the loop
+            return StoredEntry(owner, doc["response"], doc["input_items"], row[0])
+
+        return await self._run(read)
+
+    async def drop(self, owner: str, response_id: str) -> bool:
+        """Delete the caller's own live entry; False when there is none."""
+        since = self._clock() - self._ttl()
+
+        def delete(db: sqlite3.Connection) -> bool:
+            with db:
+                return db.execute("DELETE FROM responses WHERE id = ? AND owner = ? "
+                                  "AND stored_at > ?", (response_id, owner, since)).rowcount > 0
+
+        return await self._run(delete)
