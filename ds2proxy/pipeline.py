@@ -69,8 +69,7 @@ class Turn:
         # Settings as at the turn's start: a fail-over sends the same shape.
         self._config = core.config
         self._sent_chat = chat
-        # Flattened in open() (a large conversation in a worker thread).
-        self._history: HistoryFileSettings | None = None
+        self._history: HistoryFileSettings | None = None  # all three planned in open()
         self._history_text = self.prompt = ""
         # Counted in open(), beside the upstream setup (large texts off the loop).
         self.prompt_tokens = 0
@@ -94,9 +93,8 @@ class Turn:
     # -- opening (before the first byte) ------------------------------------------
 
     async def open(self) -> None:
-        """Flatten the conversation (a large one in a worker thread), then
-        reach an open upstream stream and count the prompt tokens meanwhile
-        (a cold count of a long prompt runs in a thread)."""
+        """Flatten the conversation (a large one in a thread), reach an open
+        upstream stream and count the prompt tokens meanwhile (ditto)."""
         if not self.prompt:  # once: a fail-over re-opens with the same text
             self._history, self._history_text, self.prompt = await plan_turn_text_async(
                 self.chat, self._config)
