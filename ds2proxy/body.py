@@ -23,6 +23,9 @@ from .jsonbody import parse_object
 
 # Bodies larger than this are parsed off the event loop.
 OFF_LOOP_JSON_BYTES = 1 << 20
+# And bodies of more objects and arrays than this (about 3 ms of the depth
+# walk, which visits each: 10,000 messages in 500 KB took 30 ms on the loop).
+OFF_LOOP_JSON_CONTAINERS = 1000
 # Admin JSON bodies (login included, read before authentication) stay small.
 ADMIN_BODY_BYTES = 8 << 20
 
@@ -81,6 +84,12 @@ async def read_json_object(request: web.Request, limit: int,
     raw = await read_body(request, limit)
     if keep is not None:
         keep(raw)
-    if len(raw) > OFF_LOOP_JSON_BYTES:
+    if _parsed_off_loop(raw):
         return await asyncio.to_thread(parse_object, raw)
     return parse_object(raw)
+
+
+def _parsed_off_loop(raw: bytearray) -> bool:
+    """Large, or many containers (counting brackets is a C scan, ~0.4 ms per MB)."""
+    return len(raw) > OFF_LOOP_JSON_BYTES or (
+        raw.count(b"{") + raw.count(b"[") > OFF_LOOP_JSON_CONTAINERS)

@@ -36,7 +36,7 @@ from .health import classify
 from .shaping import ShapingSettings, TurnShaper
 from .structured import JSONOutputError, repair_prompt
 from .tokens import count_tokens_async
-from .turn_text import plan_turn_text, render_turn, turn_prompt_tokens
+from .turn_text import plan_turn_text_async, render_turn_async, turn_prompt_tokens
 from .upstream.client import UpstreamStream
 from .upstream.conversation import Conversation
 from .upstream.events import ContentFiltered as FilterEvent
@@ -47,6 +47,7 @@ from .upstream.rounds import read_rounds
 from .upstream.credentials import Credentials
 
 if TYPE_CHECKING:
+    from .config import HistoryFileSettings
     from .core import Core
 
 log = logging.getLogger("ds2proxy.pipeline")
@@ -68,7 +69,8 @@ class Turn:
         # Settings as at the turn's start: a fail-over sends the same shape.
         self._config = core.config
         self._sent_chat = chat
-        self._history, self._history_text, self.prompt = plan_turn_text(chat, self._config)
+        self._history: HistoryFileSettings | None = None  # all three planned in open()
+        self._history_text = self.prompt = ""
         # Counted in open(), beside the upstream setup (large texts off the loop).
         self.prompt_tokens = 0
         self.account: str | None = None
@@ -91,8 +93,11 @@ class Turn:
     # -- opening (before the first byte) ------------------------------------------
 
     async def open(self) -> None:
-        """Reach an open upstream stream and count the prompt tokens meanwhile
-        (a cold count of a long prompt runs in a thread)."""
+        """Flatten the conversation (a large one in a thread), reach an open
+        upstream stream and count the prompt tokens meanwhile (ditto)."""
+        if not self.prompt:  # once: a fail-over re-opens with the same text
+            self._history, self._history_text, self.prompt = await plan_turn_text_async(
+                self.chat, self._config)
         counting = asyncio.ensure_future(self._count_prompt())
         try:
             await self._reach_stream()
@@ -159,8 +164,8 @@ class Turn:
         ids = await self._upstream.upload(creds, self._uploads.values())
         self._sent_chat = with_uploaded_ids(self.chat, ids)
         self._file_ids = ref_file_ids(self._sent_chat)
-        self._history_text, self.prompt = render_turn(self._sent_chat, self._config,
-                                                      self._history)
+        self._history_text, self.prompt = await render_turn_async(self._sent_chat, self._config,
+                                                                  self._history)
 
     async def _attach_history(self, creds: Credentials) -> None:
         """Upload the history file and reference it first (§6). It is rendered

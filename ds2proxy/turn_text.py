@@ -7,10 +7,15 @@ count_tokens route reports is exactly what a turn would send.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
+from typing import TypeVar
+
 from .canonical import ChatRequest
 from .config import Config, HistoryFileSettings
 from .prompt.build import build_prompt
 from .prompt.history_file import continuation_prompt, render_history_file
+from .prompt.weight import flattens_in_thread
 from .structured import format_instructions
 from .tokens import count_attachment_tokens, count_tokens_async
 from .toolcall.prompt import build_tool_prompt
@@ -20,6 +25,7 @@ from .upstream.files import PendingUpload, plan_uploads, with_uploaded_ids
 # counted with: its real id exists only once uploaded, so a turn and a
 # count_tokens route both count this one, an id of the median token length.
 NOMINAL_FILE_ID = "file-309d6b79-965e-4a32-9ae4-45508201e2bd"
+T = TypeVar("T")
 
 
 def _control_text(chat: ChatRequest, config: Config) -> tuple[str, str]:
@@ -72,6 +78,26 @@ def plan_turn_text(chat: ChatRequest, config: Config
     return (history, *render_turn(chat, config, history))
 
 
+async def _flattened(chat: ChatRequest, render: Callable[..., T], *args: object) -> T:
+    """``render(*args)``, in a worker thread when ``chat`` is large (a
+    multi-MB conversation held every other stream while it was flattened)."""
+    if flattens_in_thread(chat):
+        return await asyncio.to_thread(render, *args)
+    return render(*args)
+
+
+async def plan_turn_text_async(chat: ChatRequest, config: Config
+                               ) -> tuple[HistoryFileSettings | None, str, str]:
+    """:func:`plan_turn_text`, off the event loop for a large request."""
+    return await _flattened(chat, plan_turn_text, chat, config)
+
+
+async def render_turn_async(chat: ChatRequest, config: Config,
+                            history: HistoryFileSettings | None) -> tuple[str, str]:
+    """:func:`render_turn`, off the event loop for a large request."""
+    return await _flattened(chat, render_turn, chat, config, history)
+
+
 async def turn_prompt_tokens(chat: ChatRequest, config: Config,
                              planned: tuple[HistoryFileSettings | None, str, str],
                              uploads: dict[str, PendingUpload]) -> int:
@@ -83,7 +109,7 @@ async def turn_prompt_tokens(chat: ChatRequest, config: Config,
     history, history_text, prompt = planned
     if uploads:
         named = with_uploaded_ids(chat, dict.fromkeys(uploads, NOMINAL_FILE_ID))
-        history_text, prompt = render_turn(named, config, history)
+        history_text, prompt = await render_turn_async(named, config, history)
     files = [(u.data, u.mime_type) for u in uploads.values()]
     return (await count_tokens_async(history_text) + await count_tokens_async(prompt)
             + await count_attachment_tokens(files))
@@ -93,4 +119,5 @@ async def estimate_prompt_tokens(chat: ChatRequest, config: Config) -> int:
     """Prompt tokens a turn for ``chat`` would report, without uploading
     anything (count_tokens routes)."""
     uploads = plan_uploads(chat.messages, chat.model.model_type)
-    return await turn_prompt_tokens(chat, config, plan_turn_text(chat, config), uploads)
+    return await turn_prompt_tokens(chat, config, await plan_turn_text_async(chat, config),
+                                    uploads)

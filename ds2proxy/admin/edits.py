@@ -11,14 +11,13 @@ import copy
 from collections.abc import Iterable
 from typing import Any
 
-from ..config import AccountConfig, normalise_mobile
+from ..config import normalise_mobile
 from ..config_fields import suggestion
 from ..doc_merge import deep_merge
 from ..keyring import secret_of
 from ..errors import InvalidRequest, NotFound, ProxyError
+from .edit_index import ACCOUNT_FIELDS, AccountIndex, KeyIndex, identifier_of
 from .masking import ADMIN_SECRETS, key_id, kept_proxy, restore_tree
-
-ACCOUNT_FIELDS = ("email", "mobile", "area_code", "password", "token", "proxy")
 IMPORT_MODES = ("merge", "replace")
 
 
@@ -102,12 +101,6 @@ def remove_key(data: dict[str, Any], key_or_id: str) -> int:
 # -- accounts -------------------------------------------------------------------------
 
 
-def identifier_of(item: Any) -> str:
-    if not isinstance(item, dict):
-        return ""
-    return AccountConfig(**{f: str(item.get(f) or "").strip() for f in ACCOUNT_FIELDS}).identifier
-
-
 def clean_account(item: Any) -> dict[str, str]:
     """An account from a request: known fields, stripped, and usable."""
     if not isinstance(item, dict):
@@ -135,11 +128,7 @@ def clean_account(item: Any) -> dict[str, str]:
 
 
 def _index_of(accounts: list[Any], identifier: str) -> int | None:
-    wanted = {identifier.strip(), normalise_mobile(identifier)} - {""}
-    for i, item in enumerate(accounts):
-        if identifier_of(item) in wanted:
-            return i
-    return None
+    return AccountIndex(accounts).find(identifier)
 
 
 def add_account(data: dict[str, Any], account: dict[str, str]) -> int:
@@ -176,11 +165,13 @@ def set_account_proxy(data: dict[str, Any], identifier: str, proxy: str) -> None
 def upsert_accounts(data: dict[str, Any], incoming: Iterable[dict[str, str]]) -> tuple[int, int]:
     """Add new accounts, update known ones field by field: (added, updated)."""
     accounts = _accounts(data)
+    known = AccountIndex(accounts)
     added = updated = 0
     for account in incoming:
-        index = _index_of(accounts, identifier_of(account))
+        index = known.find(identifier_of(account))
         if index is None:
             accounts.append(account)
+            known.note(account, len(accounts) - 1)
             added += 1
         else:
             accounts[index] = {**accounts[index], **account}
@@ -205,10 +196,11 @@ def resolve_keys(current: list[Any], given: Any) -> list[Any]:
     configured (their name, limits and note kept)."""
     if not isinstance(given, list):
         raise InvalidRequest("'keys' must be a list", param="keys")
+    known = KeyIndex(current)
     keys: dict[str, Any] = {}
     for entry in given:
         if isinstance(entry, dict) and "key" not in entry:
-            found = find_entry(current, str(entry.get("id") or ""))
+            found = known.find(str(entry.get("id") or ""))
             if found is None:
                 raise InvalidRequest("'keys' names an unknown key id", param="keys")
             keys.setdefault(secret_of(found), copy.deepcopy(found))
@@ -226,13 +218,14 @@ def resolve_accounts(current: list[Any], given: Any) -> list[dict[str, str]]:
     """
     if not isinstance(given, list):
         raise InvalidRequest("'accounts' must be a list", param="accounts")
+    known = AccountIndex(current)
     result: list[dict[str, str]] = []
     for entry in given:
         if not isinstance(entry, dict):
             raise InvalidRequest("each account must be a JSON object", param="accounts")
         fields = {k: v for k, v in entry.items() if k in ACCOUNT_FIELDS and v}
         wanted = entry.get("identifier") if isinstance(entry.get("identifier"), str) else ""
-        index = _index_of(current, wanted or identifier_of(fields))
+        index = known.find(wanted or identifier_of(fields))
         if index is not None:
             stored = current[index]
             fields = {**{k: stored[k] for k in ACCOUNT_FIELDS if stored.get(k)}, **fields}
@@ -242,15 +235,17 @@ def resolve_accounts(current: list[Any], given: Any) -> list[dict[str, str]]:
     return result
 
 
-def account_from_read(current: list[Any], entry: Any) -> Any:
+def account_from_read(current: list[Any], entry: Any, known: AccountIndex | None = None
+                      ) -> Any:
     """An imported account. One copied from a masked read (it carries
     ``identifier``) is reduced to its config fields and gets back, from the
     stored account it names, the password and token the read left out and
-    the proxy password it masked; other entries are taken as they are."""
+    the proxy password it masked; other entries are taken as they are.
+    ``known``: ``current``'s index, when many entries are looked up."""
     if not is_read(entry):
         return entry
     fields = read_fields(entry)
-    index = _index_of(current, entry["identifier"])
+    index = (known or AccountIndex(current)).find(entry["identifier"])
     stored = current[index] if index is not None and isinstance(current[index], dict) else {}
     fields = {**{k: stored[k] for k in ("password", "token") if stored.get(k)}, **fields}
     if fields.get("proxy") or stored.get("proxy"):
@@ -298,18 +293,20 @@ def _unmasked(current: dict[str, Any], incoming: dict[str, Any]) -> dict[str, An
                        {k: v for k, v in incoming.items() if k not in lists})
     doc.update({k: incoming[k] for k in lists if k in incoming})
     if isinstance(doc.get("accounts"), list):
-        stored = _accounts(copy.deepcopy(current))
-        doc["accounts"] = [account_from_read(stored, a) for a in doc["accounts"]]
+        stored = _accounts({"accounts": copy.deepcopy(current.get("accounts"))})
+        known = AccountIndex(stored)
+        doc["accounts"] = [account_from_read(stored, a, known) for a in doc["accounts"]]
     return doc
 
 
 def _new_entries(current: list[Any], given: list[Any]) -> list[Any]:
     """The key entries an import merge adds; an ``{"id": …}`` entry (a masked
     read) stands for a key already configured and adds nothing."""
+    known = KeyIndex(current)
     fresh = []
     for entry in given:
         if isinstance(entry, dict) and "key" not in entry:
-            if find_entry(current, str(entry.get("id") or "")) is None:
+            if known.find(str(entry.get("id") or "")) is None:
                 raise InvalidRequest("'keys' names an unknown key id", param="keys")
         else:
             fresh.append(clean_entry(entry))
@@ -337,7 +334,8 @@ def import_document(current: dict[str, Any], incoming: dict[str, Any], mode: str
     if mode == "replace":
         result = copy.deepcopy(incoming)
         if isinstance(result.get("keys"), list):
-            result["keys"] = resolve_keys(_keys(copy.deepcopy(current)), result["keys"])
+            result["keys"] = resolve_keys(_keys({"keys": copy.deepcopy(current.get("keys"))}),
+                                          result["keys"])
     else:
         _check_lists(incoming)
         rest = {k: v for k, v in incoming.items() if k not in ("keys", "accounts")}

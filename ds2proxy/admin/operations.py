@@ -114,7 +114,8 @@ class AdminOps:
     # -- config ----------------------------------------------------------------------------
 
     def config_view(self) -> dict[str, Any]:
-        doc = without_admin_secrets(self.core.store.snapshot())
+        # Read in place: each part below is rebuilt (masked), never changed.
+        doc = without_admin_secrets(self.core.store.current())
         view = mask_tree({k: v for k, v in doc.items() if k not in ("keys", "accounts")})
         cfg = self.core.config
         view["keys"] = [masked_key(k) for k in cfg.key_secrets]
@@ -125,7 +126,7 @@ class AdminOps:
         return view
 
     def config_etag(self) -> str:
-        return etag_of(self.core.store.snapshot())
+        return etag_of(self.core.store.current())
 
     async def replace_lists(self, body: dict[str, Any], if_match: str | None = None) -> None:
         """``POST /admin/config``: replace keys, accounts and the model maps given
@@ -172,8 +173,10 @@ class AdminOps:
                 "total_accounts": len(cfg.accounts), "warnings": warnings}
 
     def export(self) -> dict[str, Any]:
-        """The full config, secrets included (a backup), minus the admin's credentials."""
-        doc = without_admin_secrets(self.core.store.snapshot())
+        """The full config, secrets included (a backup), minus the admin's
+        credentials. Its ``config`` is the live document's: serialise it, never
+        change it."""
+        doc = without_admin_secrets(self.core.store.current())
         text = orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode()
         return {"config": doc, "json": text, "base64": base64.b64encode(text.encode()).decode()}
 
@@ -190,7 +193,7 @@ class AdminOps:
 
     def settings_errors(self, changes: dict[str, Any]) -> dict[str, str]:
         """Every invalid change, by field (empty: all fine)."""
-        return settings.field_errors(self.core.store.snapshot(), changes, self._is_native)
+        return settings.field_errors(self.core.store.current(), changes, self._is_native)
 
     async def update_settings(self, changes: dict[str, Any]) -> None:
         errors = self.settings_errors(changes)

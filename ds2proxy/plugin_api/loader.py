@@ -245,7 +245,7 @@ def _keep_settings_live(core: Core, plugins: list[PluginContext]) -> None:
                 raise ConfigError(where, problem)
 
     def publish(_: object) -> None:
-        doc = core.store.snapshot()
+        doc = core.store.snapshot_of("plugins")  # not a copy of every account per write
         for api in plugins:
             section = section_of(doc, api.name)
             if isinstance(section, dict) and changed_settings(api, section):
