@@ -303,3 +303,20 @@ async def test_unknown_roles_and_nameless_functions_are_invalid_argument(
     assert (info.value.code, info.value.status) == (400, "INVALID_ARGUMENT")
     assert field in info.value.message
     assert proxy.fake.calls == [] and proxy.core.pool.inflight == 0
+
+
+@pytest.mark.parametrize("config, field", [
+    ({"response_logprobs": True}, "responseLogprobs"),
+    ({"response_logprobs": True, "logprobs": 3}, "responseLogprobs"),
+    ({"logprobs": 2}, "logprobs"),
+])
+async def test_asking_for_logprobs_is_invalid_argument(proxy, config, field):
+    """``responseLogprobs`` was accepted and the answer carried no
+    ``logprobsResult``: the caller could not tell it was not served."""
+    client = gemini_client(proxy)
+    with pytest.raises(errors.ClientError) as info:
+        await client.aio.models.generate_content(
+            model="gemini-2.5-flash", contents="hi",
+            config=types.GenerateContentConfig(**config))
+    assert info.value.code == 400 and info.value.status == "INVALID_ARGUMENT"
+    assert f"generationConfig.{field}" in info.value.message and proxy.fake.calls == []

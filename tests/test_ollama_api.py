@@ -617,3 +617,15 @@ async def test_whole_numbers_written_as_floats_are_integer_options(proxy):
                     "temperature": 1, "mirostat": "unknown options are ignored"}})
     assert short.status == 200 and short.json()["done_reason"] == "length"
     assert completion_bodies(proxy)[0]["temperature"] == 1.0
+
+
+@pytest.mark.parametrize("fields", [{"logprobs": True}, {"top_logprobs": 3},
+                                    {"logprobs": True, "top_logprobs": 3}])
+async def test_asking_for_logprobs_is_a_400(proxy, fields):
+    """Ollama answers ``logprobs`` with each token's probability; here they
+    were accepted and no ``logprobs`` came back, without a word."""
+    with pytest.raises(ollama.ResponseError) as info:
+        await ollama_client(proxy).chat(model="deepseek-chat", messages=user("hi"),
+                                        **fields)
+    assert info.value.status_code == 400 and "logprobs" in info.value.error
+    assert completion_bodies(proxy) == []

@@ -18,6 +18,7 @@ from .validate import (
     Field,
     choice,
     one_choice,
+    protobuf_number,
     read_field,
     read_fields,
     string_map,
@@ -118,11 +119,25 @@ GEMINI_THINKING = (
 
 
 OPENAI_EFFORTS = "none, minimal, low, medium, high, xhigh"
+# The Responses ``include`` value that asks for the answer's log probabilities.
+LOGPROBS_INCLUDE = "message.output_text.logprobs"
+
+
+def no_logprobs(asked: Any, field: str, *, code: str = "unsupported_parameter") -> None:
+    """Token log probabilities cannot be served: the web chat reports none.
+    A request that asks for them (``asked`` true, or a positive count) is a
+    400 naming the field, not an answer whose ``logprobs`` is silently null.
+    (DeepSeek's own API refuses the field the same way on its reasoner.)"""
+    if asked is True or (isinstance(asked, int) and not isinstance(asked, bool) and asked > 0):
+        raise InvalidRequest(f"'{field}' is not supported: this server cannot report token "
+                             "log probabilities", param=field, code=code)
 
 
 def openai_chat_sampling(body: dict[str, Any]) -> dict[str, Any]:
     """Chat Completions (also ``/api/v1`` and ``/lm/v2``)."""
     sampling = read_fields(body, OPENAI_CHAT)
+    no_logprobs(body.get("logprobs"), "logprobs")
+    no_logprobs(body.get("top_logprobs"), "top_logprobs")
     one_choice(body.get("n"), "n")
     check_word(body.get("reasoning_effort"), "reasoning_effort", OPENAI_EFFORTS)
     string_map(body.get("metadata"), "metadata", max_pairs=16, max_key=64, max_value=512)
@@ -131,6 +146,12 @@ def openai_chat_sampling(body: dict[str, Any]) -> dict[str, Any]:
 
 def responses_sampling(body: dict[str, Any]) -> dict[str, Any]:
     sampling = read_fields(body, OPENAI_RESPONSES)
+    no_logprobs(body.get("top_logprobs"), "top_logprobs")
+    include = body.get("include")
+    if include is not None and (not isinstance(include, list)
+                                or not all(isinstance(item, str) for item in include)):
+        raise InvalidRequest("'include' must be a list of strings", param="include")
+    no_logprobs(LOGPROBS_INCLUDE in (include or ()), "include")
     choice(body.get("truncation"), "truncation", ("auto", "disabled"))
     reasoning = body.get("reasoning")
     if isinstance(reasoning, dict):  # the API's own shape (the switch reads others too)
@@ -161,6 +182,8 @@ def gemini_sampling(config: dict[str, Any], get: Any) -> dict[str, Any]:
     snake_case; ``64``, ``64.0`` and ``"64"`` alike); ``get`` is the plugin's
     field lookup."""
     sampling = read_fields(config, GEMINI, prefix="generationConfig.", get=get, protobuf=True)
+    for key in ("responseLogprobs", "logprobs"):
+        no_logprobs(protobuf_number(get(config, key)), f"generationConfig.{key}")
     one_choice(read_field(get(config, "candidateCount"), Field("candidateCount", "integer"),
                           "generationConfig.candidateCount", protobuf=True),
                "generationConfig.candidateCount")

@@ -10,7 +10,7 @@ import math
 import re
 from typing import Any
 
-from ds2proxy.dialects.sampling import ollama_sampling
+from ds2proxy.dialects.sampling import no_logprobs, ollama_sampling
 from ds2proxy.dialects.validate import Bounds, boolean, integer, string
 from ds2proxy.plugin_api import InvalidRequest
 
@@ -67,11 +67,13 @@ def check_embed_fields(body: dict[str, Any]) -> int | None:
 
 def check_flags(body: dict[str, Any]) -> None:
     """``truncate``, ``shift`` and ``logprobs`` (booleans), ``top_logprobs``
-    (0–20): accepted, not applied (the web chat neither truncates nor
-    reports log probabilities)."""
+    (0–20): the first two accepted, not applied (nothing is truncated here);
+    asking for log probabilities is a 400, since the web chat reports none."""
     for key in ("truncate", "shift", "logprobs"):
         boolean(body.get(key), key)
     integer(body.get("top_logprobs"), "top_logprobs", Bounds(0, 20))
+    no_logprobs(body.get("logprobs"), "logprobs")
+    no_logprobs(body.get("top_logprobs"), "top_logprobs")
 
 
 def check_generate_extras(body: dict[str, Any]) -> None:
