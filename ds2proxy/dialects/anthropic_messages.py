@@ -33,7 +33,7 @@ from ..error_bodies import anthropic_error_body
 from ..errors import ProxyError
 from . import json_response
 from .anthropic_request import DEFAULT_MAX_TOKENS, parse_messages_request
-from .openai_chat import decode_arguments
+from .openai_chat import arguments_object, decode_arguments
 
 if TYPE_CHECKING:
     from ..plugin_api import PluginContext, Turn
@@ -75,8 +75,7 @@ def thinking_signature(thinking: str) -> str:
 
 def tool_input(arguments: str) -> Any:
     """A call's arguments (JSON text of an object) as the ``input`` object."""
-    value = decode_arguments(arguments)
-    return value if isinstance(value, dict) else {"input": value}
+    return arguments_object(arguments)
 
 
 def stop_reason(reason: str, stop_sequence: str | None) -> str:

@@ -39,15 +39,31 @@ def keep_alive_seconds(value: Any) -> float | None:
     return math.inf if value.startswith("-") else seconds
 
 
+# Ollama's integer options; any JSON number is taken for one, its fraction
+# dropped (Go's int64(float64) in Options.FromMap): "seed": 1.5 is seed 1.
+INTEGER_OPTIONS = frozenset({"num_predict", "seed", "top_k", "num_keep", "repeat_last_n",
+                             "num_ctx", "num_batch", "num_gpu", "main_gpu", "num_thread",
+                             "draft_num_predict"})
+_INT64 = (-(2**63), 2**63 - 1)
+
+
 def options_object(value: Any) -> dict[str, Any]:
-    """``options``, with whole numbers written as floats (``"num_predict": 5.0``)
-    read as integers: Ollama reads every JSON number alike."""
+    """``options``, numbers read as Ollama reads them: a whole number written
+    as a float (``5.0``) is an integer, and an integer option written with a
+    fraction is truncated toward zero (``1.5`` → 1), as Ollama converts it."""
     if value is None:
         return {}
     if not isinstance(value, dict):
         raise InvalidRequest("options must be an object", param="options")
-    return {key: int(item) if isinstance(item, float) and item.is_integer() else item
-            for key, item in value.items()}
+    return {key: _read_number(key, item) for key, item in value.items()}
+
+
+def _read_number(key: str, item: Any) -> Any:
+    if not isinstance(item, float) or not math.isfinite(item):
+        return item
+    if item.is_integer() or key in INTEGER_OPTIONS:
+        return min(max(int(item), _INT64[0]), _INT64[1])
+    return item
 
 
 def check_embeddings_fields(body: dict[str, Any]) -> None:
