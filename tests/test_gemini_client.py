@@ -320,3 +320,14 @@ async def test_asking_for_logprobs_is_invalid_argument(proxy, config, field):
             config=types.GenerateContentConfig(**config))
     assert info.value.code == 400 and info.value.status == "INVALID_ARGUMENT"
     assert f"generationConfig.{field}" in info.value.message and proxy.fake.calls == []
+
+
+async def test_a_thinking_budget_and_level_together_are_invalid_argument(proxy):
+    """Gemini takes one or the other (400); both were accepted, the budget won."""
+    with pytest.raises(errors.ClientError) as info:
+        await gemini_client(proxy).aio.models.generate_content(
+            model="gemini-2.5-flash", contents="hi",
+            config=types.GenerateContentConfig(thinking_config=types.ThinkingConfig(
+                thinking_budget=1024, thinking_level="HIGH")))
+    assert info.value.code == 400 and "thinkingConfig" in info.value.message
+    assert proxy.fake.calls == []

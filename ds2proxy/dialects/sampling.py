@@ -191,6 +191,10 @@ def gemini_sampling(config: dict[str, Any], get: Any) -> dict[str, Any]:
     read_fields(thinking, GEMINI_THINKING,
                 prefix="generationConfig.thinkingConfig.", get=get, protobuf=True)
     level = get(thinking, "thinkingLevel")
+    if level is not None and get(thinking, "thinkingBudget") is not None:
+        raise InvalidRequest("'generationConfig.thinkingConfig' takes thinkingBudget or "
+                             "thinkingLevel, not both",
+                             param="generationConfig.thinkingConfig.thinkingLevel")
     if level is not None and (not isinstance(level, str)
                               or level.strip().upper() not in GEMINI_LEVELS):
         raise InvalidRequest("'generationConfig.thinkingConfig.thinkingLevel' must be one of: "
