@@ -387,3 +387,20 @@ async def test_text_x_enum_without_enum_values_is_invalid_argument(proxy, schema
                 response_mime_type="text/x.enum", response_schema=schema))
     assert info.value.code == 400 and "responseSchema" in info.value.message
     assert proxy.fake.calls == []
+
+
+async def test_asking_for_image_or_audio_output_is_invalid_argument(proxy):
+    """responseModalities IMAGE was answered with a text part and a 200."""
+    client = gemini_client(proxy)
+    for modalities in (["TEXT", "IMAGE"], ["AUDIO"]):
+        with pytest.raises(errors.ClientError) as info:
+            await client.aio.models.generate_content(
+                model="gemini-2.5-flash", contents="draw a cat",
+                config=types.GenerateContentConfig(response_modalities=modalities))
+        assert info.value.code == 400 and "responseModalities" in info.value.message
+    assert proxy.fake.calls == []
+    proxy.fake.enqueue(Scripted(answer="A cat."))
+    answer = await client.aio.models.generate_content(
+        model="gemini-2.5-flash", contents="describe a cat",
+        config=types.GenerateContentConfig(response_modalities=["TEXT"]))
+    assert answer.text == "A cat."

@@ -613,3 +613,22 @@ async def test_asking_for_logprobs_is_a_400_not_a_silent_null(proxy, path, field
     answer = await openai_client(proxy, path).chat.completions.create(
         model="deepseek-chat", messages=USER, logprobs=False, top_logprobs=0)
     assert answer.choices[0].message.content == "fine" and answer.choices[0].logprobs is None
+
+
+@pytest.mark.parametrize("fields, param", [
+    ({"modalities": ["text", "audio"], "audio": {"voice": "alloy", "format": "wav"}},
+     "modalities"),
+    ({"audio": {"voice": "alloy", "format": "wav"}}, "audio"),
+    ({"modalities": "text"}, "modalities"),
+])
+async def test_asking_for_audio_output_is_a_400(proxy, fields, param):
+    """Audio asked for was answered with text alone and a 200: the client's
+    ``message.audio`` stayed None without a word."""
+    with pytest.raises(openai.BadRequestError) as info:
+        await openai_client(proxy).chat.completions.create(
+            model="deepseek-chat", messages=USER, **fields)
+    assert info.value.param == param and proxy.fake.calls == []
+    proxy.fake.enqueue(Scripted(answer="text it is"))
+    answer = await openai_client(proxy).chat.completions.create(
+        model="deepseek-chat", messages=USER, modalities=["text"])
+    assert answer.choices[0].message.content == "text it is"

@@ -133,9 +133,26 @@ def no_logprobs(asked: Any, field: str, *, code: str = "unsupported_parameter") 
                              "log probabilities", param=field, code=code)
 
 
+def text_only(value: Any, field: str, text_words: tuple[str, ...]) -> None:
+    """Output modalities (Chat ``modalities``, Gemini ``responseModalities``):
+    the web chat answers in text only, so asking for audio or images is a 400
+    naming the field, not a text answer the client did not ask for."""
+    if value is None:
+        return
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise InvalidRequest(f"'{field}' must be a list of strings", param=field)
+    if any(item.strip().upper() not in text_words for item in value):
+        raise InvalidRequest(f"'{field}' may only ask for text: this server cannot answer "
+                             "with audio or images", param=field, code="unsupported_value")
+
+
 def openai_chat_sampling(body: dict[str, Any]) -> dict[str, Any]:
     """Chat Completions (also ``/api/v1`` and ``/lm/v2``)."""
     sampling = read_fields(body, OPENAI_CHAT)
+    text_only(body.get("modalities"), "modalities", ("TEXT",))
+    if body.get("audio") is not None:
+        raise InvalidRequest("'audio' is not supported: this server cannot answer with audio",
+                             param="audio", code="unsupported_parameter")
     no_logprobs(body.get("logprobs"), "logprobs")
     no_logprobs(body.get("top_logprobs"), "top_logprobs")
     one_choice(body.get("n"), "n")
@@ -184,6 +201,8 @@ def gemini_sampling(config: dict[str, Any], get: Any) -> dict[str, Any]:
     sampling = read_fields(config, GEMINI, prefix="generationConfig.", get=get, protobuf=True)
     for key in ("responseLogprobs", "logprobs"):
         no_logprobs(protobuf_number(get(config, key)), f"generationConfig.{key}")
+    text_only(get(config, "responseModalities"), "generationConfig.responseModalities",
+              ("TEXT", "MODALITY_UNSPECIFIED"))
     one_choice(read_field(get(config, "candidateCount"), Field("candidateCount", "integer"),
                           "generationConfig.candidateCount", protobuf=True),
                "generationConfig.candidateCount")
