@@ -200,7 +200,7 @@ def resolve_ref(root: Any, ref: str) -> Any:
         key = token.replace("~1", "/").replace("~0", "~")
         if isinstance(node, dict):
             node = node.get(key)
-        elif isinstance(node, list) and key.isdigit() and int(key) < len(node):
+        elif isinstance(node, list) and key.isascii() and key.isdigit() and int(key) < len(node):
             node = node[int(key)]
         else:
             return None
