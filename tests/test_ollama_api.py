@@ -658,6 +658,7 @@ async def test_integer_options_read_as_ollama_reads_them(proxy):
     # ... and options only after it.
     ({"model": "no-such-model", "options": {"num_ctx": "big"}, "messages": user("x")}, 404,
      "no-such-model"),
+    ({"model": "no-such-model", "format": "xml", "messages": user("x")}, 404, "no-such-model"),
 ])
 async def test_checks_come_in_ollama_s_order(proxy, body, status, words):
     """An unknown model was a 404 before the body's own types were checked,

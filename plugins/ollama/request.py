@@ -107,8 +107,8 @@ def _request(body: dict, model_of: ModelLookup, messages: list[Message],
     if not isinstance(stream, bool):
         raise InvalidRequest("stream must be true or false", param="stream")
     thinking = think(body.get("think"))
-    form = response_format(body.get("format"))
     model = model_of()
+    form = response_format(body.get("format"))  # Ollama reads it when it runs the model
     options = options_object(body.get("options"))
     sampling = ollama_sampling(options)
     if stops := parse_stops(options.get("stop"), param="options.stop", max_count=MAX_STOP):
