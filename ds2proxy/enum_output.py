@@ -27,6 +27,8 @@ class EnumOutputError(ValueError):
 
 
 def instructions(values: Sequence[str]) -> str:
+    """The system text asking for one of ``values`` (listed as JSON strings,
+    so a value with a comma or a quote stays unambiguous)."""
     listed = orjson.dumps(list(values)).decode()
     return ("Response format: reply with exactly one of these values and nothing else — "
             "written as listed, without the quotes, with no explanation, punctuation or "
@@ -34,6 +36,7 @@ def instructions(values: Sequence[str]) -> str:
 
 
 def repair(problem: str, values: Sequence[str]) -> str:
+    """The follow-up message after a reply that named no value, or several."""
     return (f"Your previous reply could not be used: {problem}. Reply again with only the "
             "one value that answers, exactly as listed.\n\n" + instructions(values))
 

@@ -78,6 +78,7 @@ class ProviderClient:
         return self._limit_fields.get(model, "max_tokens")
 
     def learn_limit_field(self, model: str, name: str) -> None:
+        """Remember the name ``model`` took the limit under after a refusal."""
         if len(self._limit_fields) >= MAX_LEARNT_MODELS:  # glob-served names are unbounded
             self._limit_fields.clear()
         self._limit_fields[model] = name

@@ -59,6 +59,8 @@ def options_object(value: Any) -> dict[str, Any]:
 
 
 def _read_number(key: str, item: Any) -> Any:
+    """One option's value: a float made an integer where Ollama makes it one
+    (held within int64, where Go's conversion would overflow)."""
     if not isinstance(item, float) or not math.isfinite(item):
         return item
     if item.is_integer() or key in INTEGER_OPTIONS:
