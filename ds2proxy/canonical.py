@@ -150,9 +150,10 @@ class ToolChoice:
 
 @dataclass(slots=True)
 class ResponseFormat:
-    """Structured-output request: plain text, any JSON object, or a schema."""
+    """Structured-output request: plain text, any JSON object, a schema, or
+    one of the ``enum`` values of ``schema`` (see :mod:`.enum_output`)."""
 
-    type: Literal["text", "json_object", "json_schema"] = "text"
+    type: Literal["text", "json_object", "json_schema", "enum"] = "text"
     schema: dict[str, Any] | None = None
     name: str | None = None
 

@@ -12,8 +12,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import orjson
-
 from .canonical import (
     ChatRequest,
     Citation,
@@ -29,7 +27,7 @@ from .canonical import (
 from .citations import CitationRewriter
 from .errors import ToolChoiceViolation
 from .stops import StopMatcher, stops_of
-from .structured import JSONOutputError, check, extract_json
+from .structured import JSONOutputError, settle
 from .token_stream import StreamCount
 from .toolcall.clean import RULE_START as _SPECIAL
 from .toolcall.clean import TextCleaner
@@ -244,13 +242,12 @@ class TurnShaper:
         written = "".join(self._json_buffer)
         self._json_buffer.clear()
         try:
-            value = extract_json(written)
-            check(value, self.chat.response_format)
+            text = settle(written, self.chat.response_format)
         except JSONOutputError:
             if not self.stopped:
                 raise
             return self._out([TextDelta(written)] if written else [])
-        return self._out([TextDelta(orjson.dumps(value).decode())])
+        return self._out([TextDelta(text)])
 
     def restart_answer(self) -> None:
         """Fresh text state for a second try (empty output, bad JSON); the

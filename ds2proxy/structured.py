@@ -24,6 +24,7 @@ from typing import Any
 
 import orjson
 
+from . import enum_output
 from .canonical import ResponseFormat
 
 _FENCE = re.compile(r"```[\w-]*\s*\n?(.*?)```", re.DOTALL)
@@ -39,9 +40,11 @@ class JSONOutputError(ValueError):
 
 
 def format_instructions(fmt: ResponseFormat) -> str:
-    """Extra system text asking for JSON; empty for plain text."""
+    """Extra system text asking for JSON (or an enum value); empty for plain text."""
     if fmt.type == "text":
         return ""
+    if fmt.type == "enum":
+        return enum_output.instructions(enum_values(fmt))
     lines = [
         "Response format: reply with a single valid JSON value and nothing else — no prose "
         "before or after it, no Markdown code fences, no comments.",
@@ -58,9 +61,31 @@ def format_instructions(fmt: ResponseFormat) -> str:
 
 def repair_prompt(problem: str, fmt: ResponseFormat) -> str:
     """The follow-up message sent in the same session after a bad answer."""
+    if fmt.type == "enum":
+        return enum_output.repair(problem, enum_values(fmt))
     return ("Your previous reply could not be used: " + problem + ". Reply again with only "
             "the corrected JSON value, no prose and no code fences.\n\n"
             + format_instructions(fmt))
+
+
+def enum_values(fmt: ResponseFormat) -> list[str]:
+    """The values an enum format allows (its schema's ``enum``)."""
+    values = (fmt.schema or {}).get("enum")
+    return [v for v in values if isinstance(v, str)] if isinstance(values, list) else []
+
+
+def settle(written: str, fmt: ResponseFormat) -> str:
+    """The answer text that goes out for a structured reply: the enum value
+    it names, or its JSON checked and re-serialised compactly; raises
+    JSONOutputError when the reply cannot be used."""
+    if fmt.type == "enum":
+        try:
+            return enum_output.pick_value(written, enum_values(fmt))
+        except enum_output.EnumOutputError as exc:
+            raise JSONOutputError(str(exc)) from None
+    value = extract_json(written)
+    check(value, fmt)
+    return orjson.dumps(value).decode()
 
 
 def normalise_schema(schema: Any) -> Any:
@@ -175,7 +200,7 @@ def resolve_ref(root: Any, ref: str) -> Any:
         key = token.replace("~1", "/").replace("~0", "~")
         if isinstance(node, dict):
             node = node.get(key)
-        elif isinstance(node, list) and key.isdigit() and int(key) < len(node):
+        elif isinstance(node, list) and key.isascii() and key.isdigit() and int(key) < len(node):
             node = node[int(key)]
         else:
             return None

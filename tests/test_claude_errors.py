@@ -154,6 +154,14 @@ async def test_model_list_shape_and_paging(proxy):
     assert_error(body, "invalid_request_error")
 
 
+@pytest.mark.parametrize("limit", ["%C2%B2", "%D9%A1%D9%A2", "-1", "1.5"])
+async def test_a_limit_that_is_not_ascii_digits_is_a_400(proxy, limit):
+    """limit=² passed str.isdigit() and broke int(): a 500 from a query string."""
+    status, body, _ = await send(proxy, "GET", f"/anthropic/v1/models?limit={limit}")
+    assert status == 400
+    assert_error(body, "invalid_request_error")
+
+
 async def test_unknown_model_id_is_404(proxy):
     status, body, _ = await send(proxy, "GET", "/anthropic/v1/models/gpt-3.5-turbo")
     assert status == 404

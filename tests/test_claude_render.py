@@ -178,3 +178,10 @@ def test_finish_is_emitted_once():
     frames = renderer.frames(Finish("stop"))
     assert [n for n, _ in frames].count("message_stop") == 1
     assert renderer.finish() == [] and renderer.finished
+
+
+def test_null_tool_arguments_are_an_empty_input():
+    """Arguments of JSON null went out as {"input": null}, an argument no tool declares."""
+    from ds2proxy.dialects.anthropic_messages import tool_input
+    assert tool_input("null") == {} and tool_input("") == {}
+    assert tool_input('"text"') == {"input": "text"} and tool_input('{"a": 1}') == {"a": 1}

@@ -367,3 +367,37 @@ async def test_a_tool_result_is_served_whether_or_not_its_tool_use_is_in_the_his
             {"type": "tool_result", "tool_use_id": use_id, "content": "42"}]}])
     assert texts(message) == "done"
     assert "42" in proxy.fake.calls_to("chat/completion")[-1].body["prompt"]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("budget, max_tokens", [(1023, 4096), (0, 4096), (4096, 4096),
+                                                (8000, 4096)])
+async def test_a_thinking_budget_out_of_anthropic_s_bounds_is_a_400(proxy, stream, budget,
+                                                                    max_tokens):
+    """budget_tokens must be at least 1024 and below max_tokens (Anthropic
+    answers 400 invalid_request_error); any integer used to be taken."""
+    with pytest.raises(anthropic.BadRequestError) as info:
+        await ask(proxy, "async", stream, max_tokens=max_tokens,
+                  thinking={"type": "enabled", "budget_tokens": budget})
+    error = info.value.body["error"]
+    assert error["type"] == "invalid_request_error"
+    assert "thinking.budget_tokens" in error["message"]
+    assert proxy.fake.calls == [] and proxy.core.pool.inflight == 0
+
+
+async def test_a_thinking_budget_inside_the_bounds_is_served(proxy):
+    """1024 is the floor; with the interleaved-thinking beta the budget spans
+    the turn's thinking blocks and may exceed max_tokens, as Anthropic allows."""
+    client = anthropic_client(proxy)
+    for budget, max_tokens, headers in ((1024, 1025, None), (2048, 4096, None), (
+            16000, 4096, {"anthropic-beta": "interleaved-thinking-2025-05-14"})):
+        proxy.fake.enqueue(Scripted(thinking="Weighing it.", answer="Yes."))
+        message = await client.messages.create(
+            model="claude-sonnet-4-5", max_tokens=max_tokens, extra_headers=headers,
+            messages=[{"role": "user", "content": "hi"}],
+            thinking={"type": "enabled", "budget_tokens": budget})
+        assert [b.type for b in message.content] == ["thinking", "text"]
+    tokens = await client.messages.count_tokens(
+        model="claude-sonnet-4-5", messages=[{"role": "user", "content": "hi"}],
+        thinking={"type": "enabled", "budget_tokens": 50000})
+    assert tokens.input_tokens > 0

@@ -303,3 +303,104 @@ async def test_unknown_roles_and_nameless_functions_are_invalid_argument(
     assert (info.value.code, info.value.status) == (400, "INVALID_ARGUMENT")
     assert field in info.value.message
     assert proxy.fake.calls == [] and proxy.core.pool.inflight == 0
+
+
+@pytest.mark.parametrize("config, field", [
+    ({"response_logprobs": True}, "responseLogprobs"),
+    ({"response_logprobs": True, "logprobs": 3}, "responseLogprobs"),
+    ({"logprobs": 2}, "logprobs"),
+])
+async def test_asking_for_logprobs_is_invalid_argument(proxy, config, field):
+    """``responseLogprobs`` was accepted and the answer carried no
+    ``logprobsResult``: the caller could not tell it was not served."""
+    client = gemini_client(proxy)
+    with pytest.raises(errors.ClientError) as info:
+        await client.aio.models.generate_content(
+            model="gemini-2.5-flash", contents="hi",
+            config=types.GenerateContentConfig(**config))
+    assert info.value.code == 400 and info.value.status == "INVALID_ARGUMENT"
+    assert f"generationConfig.{field}" in info.value.message and proxy.fake.calls == []
+
+
+async def test_a_thinking_budget_and_level_together_are_invalid_argument(proxy):
+    """Gemini takes one or the other (400); both were accepted, the budget won."""
+    with pytest.raises(errors.ClientError) as info:
+        await gemini_client(proxy).aio.models.generate_content(
+            model="gemini-2.5-flash", contents="hi",
+            config=types.GenerateContentConfig(thinking_config=types.ThinkingConfig(
+                thinking_budget=1024, thinking_level="HIGH")))
+    assert info.value.code == 400 and "thinkingConfig" in info.value.message
+    assert proxy.fake.calls == []
+
+
+INSTRUMENTS = ["Percussion", "String", "Woodwind", "Brass", "Keyboard"]
+
+
+def enum_config(**extra) -> types.GenerateContentConfig:
+    return types.GenerateContentConfig(
+        response_mime_type="text/x.enum",
+        response_schema={"type": "STRING", "enum": INSTRUMENTS}, **extra)
+
+
+@pytest.mark.parametrize("reply", ["Percussion", "  percussion.\n", "```\nPercussion\n```",
+                                   "The oboe? That is a **Woodwind**, not Percussion? No: "
+                                   "Percussion", "\"Percussion\""])
+@pytest.mark.parametrize("stream", [False, True])
+async def test_an_enum_answer_is_one_of_the_values(proxy, reply, stream):
+    """text/x.enum was answered as free text ("The answer is Percussion.").
+    The values are now asked for in the prompt and the reply read back to
+    the one it names, spelt as listed, streamed or not."""
+    if "Woodwind" in reply:
+        proxy.fake.enqueue(Scripted(answer=reply), Scripted(answer="Percussion"))
+    else:
+        proxy.fake.enqueue(Scripted(answer=reply, chunk_size=3))
+    client = gemini_client(proxy)
+    ask = dict(model="gemini-2.5-flash", contents="What kind of instrument is a drum?",
+               config=enum_config())
+    if stream:
+        text = "".join([c.text or "" async for c in
+                        await client.aio.models.generate_content_stream(**ask)])
+    else:
+        text = (await client.aio.models.generate_content(**ask)).text
+    assert text == "Percussion"
+    calls = proxy.fake.calls_to("chat/completion")
+    assert '"Woodwind"' in calls[0].body["prompt"] and "exactly one" in calls[0].body["prompt"]
+    if "Woodwind" in reply:  # naming two values is asked again, in the same session
+        assert "more than one" in calls[1].body["prompt"]
+        assert calls[1].body["chat_session_id"] == calls[0].body["chat_session_id"]
+
+
+async def test_an_enum_answer_that_stays_unusable_is_a_clear_error(proxy):
+    proxy.fake.enqueue(Scripted(answer="A drum is a drum."), Scripted(answer="Still a drum."))
+    with pytest.raises(errors.APIError) as info:
+        await gemini_client(proxy).aio.models.generate_content(
+            model="gemini-2.5-flash", contents="drum?", config=enum_config())
+    assert info.value.code == 422 and "allowed values" in info.value.message
+    assert proxy.core.pool.inflight == 0
+
+
+@pytest.mark.parametrize("schema", [None, {"type": "STRING"}, {"type": "STRING", "enum": []}])
+async def test_text_x_enum_without_enum_values_is_invalid_argument(proxy, schema):
+    with pytest.raises(errors.ClientError) as info:
+        await gemini_client(proxy).aio.models.generate_content(
+            model="gemini-2.5-flash", contents="drum?", config=types.GenerateContentConfig(
+                response_mime_type="text/x.enum", response_schema=schema))
+    assert info.value.code == 400 and "responseSchema" in info.value.message
+    assert proxy.fake.calls == []
+
+
+async def test_asking_for_image_or_audio_output_is_invalid_argument(proxy):
+    """responseModalities IMAGE was answered with a text part and a 200."""
+    client = gemini_client(proxy)
+    for modalities in (["TEXT", "IMAGE"], ["AUDIO"]):
+        with pytest.raises(errors.ClientError) as info:
+            await client.aio.models.generate_content(
+                model="gemini-2.5-flash", contents="draw a cat",
+                config=types.GenerateContentConfig(response_modalities=modalities))
+        assert info.value.code == 400 and "responseModalities" in info.value.message
+    assert proxy.fake.calls == []
+    proxy.fake.enqueue(Scripted(answer="A cat."))
+    answer = await client.aio.models.generate_content(
+        model="gemini-2.5-flash", contents="describe a cat",
+        config=types.GenerateContentConfig(response_modalities=["TEXT"]))
+    assert answer.text == "A cat."

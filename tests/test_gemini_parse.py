@@ -242,6 +242,18 @@ def test_json_mode_with_and_without_a_schema():
     assert text.response_format.type == "text"
 
 
+def test_enum_mode_reads_the_values_from_either_schema_field():
+    for key in ("responseSchema", "responseJsonSchema"):
+        fmt = parse(generationConfig={"responseMimeType": "text/x.enum", key: {
+            "type": "STRING", "enum": ["a", "b", "a"]}}).chat.response_format
+        assert (fmt.type, fmt.schema) == ("enum", {"type": "string", "enum": ["a", "b"]})
+    for values in (["a", 5], ["a", " "], ["x"] * 1001):
+        with pytest.raises(InvalidRequest) as err:
+            parse(generationConfig={"responseMimeType": "text/x.enum",
+                                    "responseSchema": {"type": "STRING", "enum": values}})
+        assert err.value.param == "generationConfig.responseSchema"
+
+
 def test_thinking_budget_and_include_thoughts():
     off = parse(generationConfig={"thinkingConfig": {"thinkingBudget": 0}})
     on = parse(generationConfig={"thinkingConfig": {"thinkingBudget": 512,

@@ -151,3 +151,10 @@ def test_a_turn_without_text_still_ends_with_a_text_part():
     chunks = render_all([ReasoningDelta("hidden"), Finish("stop")])
     assert len(chunks) == 1
     assert chunks[0]["candidates"][0]["content"]["parts"] == [{"text": ""}]
+
+
+def test_null_tool_arguments_are_empty_args():
+    """``args`` of JSON null went out as {"input": null}."""
+    from plugins.gemini.render import call_part
+    assert call_part("f", "null") == {"functionCall": {"name": "f", "args": {}}}
+    assert call_part("f", "[1]")["functionCall"]["args"] == {"input": [1]}

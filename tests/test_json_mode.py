@@ -181,3 +181,16 @@ async def test_bodies_of_several_megabytes_are_accepted_by_default(proxy):
     resp = await sdk.chat.completions.create(model="deepseek-chat", messages=history)
     assert resp.choices[0].message.content == "read it all"
     assert len(proxy.fake.calls_to("chat/completion")[0].body["prompt"]) > 6_000_000
+
+
+async def test_a_ref_with_a_non_ascii_digit_index_constrains_nothing(proxy):
+    """"#/properties/b/anyOf/²" passed str.isdigit() and broke int() while
+    the answer was checked: the turn ran, then the client got a 500."""
+    schema = {"type": "object", "properties": {
+        "a": {"$ref": "#/properties/b/anyOf/\u00b2"},
+        "b": {"anyOf": [{"type": "string"}]}}, "required": ["a"]}
+    proxy.fake.enqueue(Scripted(answer='{"a": 1}'))
+    resp = await openai_client(proxy).chat.completions.create(
+        model="deepseek-chat", messages=USER, response_format={
+            "type": "json_schema", "json_schema": {"name": "x", "schema": schema}})
+    assert json.loads(resp.choices[0].message.content) == {"a": 1}

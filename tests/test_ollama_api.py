@@ -347,7 +347,7 @@ async def test_stream_is_ndjson_by_default(proxy):
     ("/api/generate", {"model": "deepseek-chat", "prompt": "x", "images": ["%%%"]}, 400,
      "base64"),
     ("/api/generate", {"model": "deepseek-chat", "prompt": "x",
-                       "options": {"num_predict": 0}}, 400, "num_predict"),
+                       "options": {"num_predict": "ten"}}, 400, "num_predict"),
     ("/api/chat", "{not json", 400, "JSON"),
     # Found by the route fuzz at FUZZ_SCALE=4: options travelled upstream unranged.
     ("/api/chat", {"model": "deepseek-chat", "options": {"temperature": 1e308},
@@ -593,7 +593,7 @@ async def test_a_provider_model_whose_name_has_a_tag_is_served_by_that_name(prox
 
 @pytest.mark.parametrize("options, words", [
     ({"num_ctx": "big"}, "options.num_ctx"),
-    ({"num_thread": 1.5}, "options.num_thread"),
+    ({"num_thread": "1"}, "options.num_thread"),
     ({"main_gpu": [0]}, "options.main_gpu"),
     ({"repeat_penalty": "high"}, "options.repeat_penalty"),
     ({"min_p": True}, "options.min_p"),
@@ -617,3 +617,66 @@ async def test_whole_numbers_written_as_floats_are_integer_options(proxy):
                     "temperature": 1, "mirostat": "unknown options are ignored"}})
     assert short.status == 200 and short.json()["done_reason"] == "length"
     assert completion_bodies(proxy)[0]["temperature"] == 1.0
+
+
+@pytest.mark.parametrize("fields", [{"logprobs": True}, {"top_logprobs": 3},
+                                    {"logprobs": True, "top_logprobs": 3}])
+async def test_asking_for_logprobs_is_a_400(proxy, fields):
+    """Ollama answers ``logprobs`` with each token's probability; here they
+    were accepted and no ``logprobs`` came back, without a word."""
+    with pytest.raises(ollama.ResponseError) as info:
+        await ollama_client(proxy).chat(model="deepseek-chat", messages=user("hi"),
+                                        **fields)
+    assert info.value.status_code == 400 and "logprobs" in info.value.error
+    assert completion_bodies(proxy) == []
+
+
+async def test_integer_options_read_as_ollama_reads_them(proxy):
+    """num_predict 0 was a 400 (Ollama limits only a count above 0: no
+    limit), and so was seed 1.5 (Ollama drops the fraction); 20 stop
+    sequences were refused (Ollama has no cap)."""
+    stops = [f"STOP{n}" for n in range(20)]
+    for options in ({"num_predict": 0, "seed": 1.5, "num_ctx": 4096.7},
+                    {"num_predict": -7, "top_k": 39.9, "stop": stops}):
+        proxy.fake.enqueue(Scripted(answer="word " * 30, chunk_size=5))
+        answer = await ollama_client(proxy).chat(model="deepseek-chat", messages=user("go"),
+                                                 options=options, stream=False)
+        assert answer.done_reason == "stop" and answer.message.content == "word " * 30
+    proxy.fake.enqueue(Scripted(answer="one two three four five six seven", chunk_size=4))
+    cut = await ollama_client(proxy).generate(model="deepseek-chat", prompt="go",
+                                              options={"num_predict": 2.9})
+    assert cut.done_reason == "length" and cut.eval_count == 2
+
+
+@pytest.mark.parametrize("body, status, words", [
+    # A wrong type in the body is found before the model is looked for ...
+    ({"model": "no-such-model", "messages": "hi"}, 400, "messages"),
+    ({"model": "no-such-model", "stream": "yes", "messages": user("x")}, 400, "stream"),
+    ({"model": "no-such-model", "top_logprobs": 50, "messages": user("x")}, 400,
+     "top_logprobs"),
+    ({"messages": [{"role": "user", "content": 5}]}, 400, "content"),
+    # ... and options only after it.
+    ({"model": "no-such-model", "options": {"num_ctx": "big"}, "messages": user("x")}, 404,
+     "no-such-model"),
+    ({"model": "no-such-model", "format": "xml", "messages": user("x")}, 404, "no-such-model"),
+])
+async def test_checks_come_in_ollama_s_order(proxy, body, status, words):
+    """An unknown model was a 404 before the body's own types were checked,
+    where Ollama decodes the body first (a 400) and reads options last."""
+    answer = await post(proxy, "/api/chat", body)
+    assert answer.status == status and words in answer.json()["error"]
+    assert completion_bodies(proxy) == []
+
+
+async def test_null_tool_arguments_are_an_empty_object(proxy_factory):
+    """A provider's call with arguments ``null`` went out as
+    ``{"input": null}``, an argument no tool declares."""
+    async with FakeProvider(["qwen-max"], api_key=PROVIDER_KEY) as fake:
+        proxy = await proxy_factory({"providers": [{
+            "name": "prov", "base_url": fake.base_url, "api_key": PROVIDER_KEY,
+            "models": ["qwen-max"]}]})
+        fake.enqueue(ProviderReply(tool_calls=[("read_file", "null")]))
+        answer = await ollama_client(proxy).chat(model="qwen-max", messages=user("go"),
+                                                 tools=[READ_TOOL], stream=False)
+        call = answer.message.tool_calls[0]
+        assert call.function.name == "read_file" and dict(call.function.arguments) == {}

@@ -593,3 +593,42 @@ async def test_a_custom_tool_is_forced_by_chat_s_own_tool_choice_shape(proxy):
     assert answer.choices[0].message.tool_calls[0].custom.name == "apply_patch"
     assert "apply_patch" in proxy.fake.calls_to("chat/completion")[-1].body["prompt"]
 
+
+
+@pytest.mark.parametrize("path", ["/v1", "/api/v1"])
+@pytest.mark.parametrize("fields, param", [
+    ({"logprobs": True}, "logprobs"), ({"logprobs": True, "top_logprobs": 3}, "logprobs"),
+    ({"top_logprobs": 2}, "top_logprobs"),
+])
+async def test_asking_for_logprobs_is_a_400_not_a_silent_null(proxy, path, fields, param):
+    """``logprobs: true`` was answered with ``"logprobs": null``: a client
+    scoring tokens read nothing and was told nothing. The web chat reports no
+    probabilities, so the field is refused, naming it, before any work."""
+    with pytest.raises(openai.BadRequestError) as info:
+        await openai_client(proxy, path).chat.completions.create(
+            model="deepseek-chat", messages=USER, **fields)
+    assert info.value.param == param and info.value.code == "unsupported_parameter"
+    assert "log probabilities" in info.value.message and proxy.fake.calls == []
+    proxy.fake.enqueue(Scripted(answer="fine"))
+    answer = await openai_client(proxy, path).chat.completions.create(
+        model="deepseek-chat", messages=USER, logprobs=False, top_logprobs=0)
+    assert answer.choices[0].message.content == "fine" and answer.choices[0].logprobs is None
+
+
+@pytest.mark.parametrize("fields, param", [
+    ({"modalities": ["text", "audio"], "audio": {"voice": "alloy", "format": "wav"}},
+     "modalities"),
+    ({"audio": {"voice": "alloy", "format": "wav"}}, "audio"),
+    ({"modalities": "text"}, "modalities"),
+])
+async def test_asking_for_audio_output_is_a_400(proxy, fields, param):
+    """Audio asked for was answered with text alone and a 200: the client's
+    ``message.audio`` stayed None without a word."""
+    with pytest.raises(openai.BadRequestError) as info:
+        await openai_client(proxy).chat.completions.create(
+            model="deepseek-chat", messages=USER, **fields)
+    assert info.value.param == param and proxy.fake.calls == []
+    proxy.fake.enqueue(Scripted(answer="text it is"))
+    answer = await openai_client(proxy).chat.completions.create(
+        model="deepseek-chat", messages=USER, modalities=["text"])
+    assert answer.choices[0].message.content == "text it is"

@@ -57,6 +57,8 @@ def test_routes_keep_their_order_and_targets():
     ({"providers": [{**GOOD, "max_inflight": True}]}, "providers[0].max_inflight"),
     ({"providers": [{**GOOD, "max_inflight": 0}]}, "providers[0].max_inflight"),
     ({"providers": [{**GOOD, "reasoning": "xml"}]}, "providers[0].reasoning"),
+    ({"providers": [{**GOOD, "max_tokens_field": "max_output_tokens"}]},
+     "providers[0].max_tokens_field"),
     ({"providers": [{**GOOD, "tools": "yes"}]}, "providers[0].tools"),
     ({"providers": [{**GOOD, "embeddings_batch_size": 0}]}, "providers[0].embeddings_batch_size"),
     ({"model_routes": []}, "model_routes"),

@@ -220,3 +220,43 @@ async def test_gemini_and_ollama_and_responses_get_native_calls(routed):
     assert (item.name, json.loads(item.arguments)) == ("get_weather", {"city": "Lima"})
     sent = routed.provider.chat_requests()
     assert all(body["tools"][0]["function"]["name"] == "get_weather" for body in sent)
+
+
+OPENAI_REFUSAL = ("Unsupported parameter: 'max_tokens' is not supported with this model. "
+                  "Use 'max_completion_tokens' instead.")
+
+
+async def test_a_provider_that_refuses_max_tokens_gets_max_completion_tokens(routed):
+    """OpenAI's reasoning models refuse ``max_tokens``: every limited request
+    to them was a 400. Now the request goes again once under
+    ``max_completion_tokens``, and later ones go under it at once."""
+    routed.provider.refused_fields["max_tokens"] = OPENAI_REFUSAL
+    for _ in range(2):
+        answer = await oai(routed).chat.completions.create(
+            model=PROVIDER_MODEL, messages=USER, max_completion_tokens=50)
+        assert answer.choices[0].message.content == "Hello from the provider."
+    sent = [(("max_tokens" in body), body.get("max_completion_tokens"))
+            for body in routed.provider.chat_requests()]
+    assert sent == [(True, None), (False, 50), (False, 50)]
+    claude = anthropic.AsyncAnthropic(base_url=routed.url, api_key=routed.key, max_retries=0)
+    message = await claude.messages.create(model=PROVIDER_MODEL, max_tokens=64, messages=USER)
+    assert message.content[0].text == "Hello from the provider."
+    assert routed.provider.chat_requests()[-1]["max_completion_tokens"] == 64
+
+
+async def test_a_range_error_on_max_tokens_is_not_a_rename(routed):
+    """A 400 about the limit's value is the request's own fault: passed on."""
+    routed.provider.refused_fields["max_tokens"] = "max_tokens must be at most 8192"
+    with pytest.raises(openai.BadRequestError) as info:
+        await oai(routed).chat.completions.create(model=PROVIDER_MODEL, messages=USER,
+                                                  max_tokens=99999)
+    assert "at most 8192" in info.value.message
+    assert len(routed.provider.chat_requests()) == 1
+
+
+@pytest.mark.parametrize("field", ["max_tokens", "max_completion_tokens"])
+async def test_the_limit_field_can_be_configured(proxy_factory, fake_provider, field):  # noqa: F811
+    proxy = await proxy_factory(provider_config(fake_provider, max_tokens_field=field))
+    await oai(proxy).chat.completions.create(model=PROVIDER_MODEL, messages=USER, max_tokens=7)
+    sent = fake_provider.chat_requests()[0]
+    assert sent[field] == 7 and len({"max_tokens", "max_completion_tokens"} & set(sent)) == 1

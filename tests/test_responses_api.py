@@ -489,3 +489,20 @@ async def test_a_function_output_is_served_whether_or_not_its_call_is_in_the_inp
         {"type": "function_call_output", "call_id": call_id, "output": "42"}])
     assert answer.output_text == "done"
     assert "42" in proxy.fake.calls_to("chat/completion")[-1].body["prompt"]
+
+
+@pytest.mark.parametrize("fields, param", [
+    ({"include": ["message.output_text.logprobs"]}, "include"),
+    ({"top_logprobs": 5}, "top_logprobs"), ({"include": "reasoning"}, "include"),
+])
+async def test_asking_for_logprobs_is_a_400_naming_the_field(proxy, fields, param):
+    """As on Chat: the answer's log probabilities were a silent empty list."""
+    with pytest.raises(openai.BadRequestError) as info:
+        await openai_client(proxy).responses.create(model="deepseek-chat", input="hi",
+                                                    **fields)
+    assert info.value.param == param and proxy.fake.calls == []
+    proxy.fake.enqueue(Scripted(answer="fine"))
+    answer = await openai_client(proxy).responses.create(
+        model="deepseek-chat", input="hi", include=["reasoning.encrypted_content"],
+        top_logprobs=0)
+    assert answer.output_text == "fine"

@@ -185,3 +185,19 @@ def test_a_malformed_client_schema_never_breaks_the_check(schema):
             check(answer, fmt)
         except JSONOutputError as exc:  # a mismatch is fine; a crash is not
             assert "should be" in str(exc)
+
+
+@pytest.mark.parametrize("reply, value", [
+    ("Brass", "Brass"), ("brass", "Brass"), ("'Brass'.", "Brass"), ("**Brass**", "Brass"),
+    ("It is a Brass instrument.", "Brass"), ("it is brass", "Brass"), ("A", "A"), ("The answer: AB", "AB"),
+])
+def test_an_enum_reply_is_read_back_to_the_value_it_names(reply, value):
+    from ds2proxy.enum_output import pick_value
+    assert pick_value(reply, ["Brass", "String", "A", "AB"]) == value
+
+
+@pytest.mark.parametrize("reply", ["Neither", "Brass or String", "", "x" * 3000 + " Brass"])
+def test_an_enum_reply_naming_none_or_several_values_is_refused(reply):
+    from ds2proxy.enum_output import EnumOutputError, pick_value
+    with pytest.raises(EnumOutputError):
+        pick_value(reply, ["Brass", "String"])

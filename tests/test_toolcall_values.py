@@ -264,3 +264,10 @@ def test_self_referencing_schemas_are_followed_a_bounded_way() -> None:
     tools = [ToolSpec("probe", parameters=loop)]
     text = block('<invoke name="probe">{"input":{"v":[1],"next":{"v":2,"next":{"v":3}}}}</invoke>')
     assert args_of(text, tools) == {"v": [1], "next": {"v": 2, "next": {"v": 3}}}
+
+
+def test_a_pointer_with_a_non_ascii_digit_index_names_nothing():
+    """"²" passed str.isdigit() and broke int() on a client's tool schema."""
+    from ds2proxy.toolcall.schema import _pointer
+    assert _pointer({"anyOf": [{"type": "string"}]}, "#/anyOf/\u00b2") is None
+    assert _pointer({"anyOf": [{"type": "string"}]}, "#/anyOf/0") == {"type": "string"}

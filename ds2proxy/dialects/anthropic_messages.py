@@ -32,14 +32,19 @@ from ..canonical import (
 from ..error_bodies import anthropic_error_body
 from ..errors import ProxyError
 from . import json_response
-from .anthropic_request import DEFAULT_MAX_TOKENS, parse_messages_request
-from .openai_chat import decode_arguments
+from .anthropic_request import (
+    DEFAULT_MAX_TOKENS,
+    interleaved_thinking,
+    parse_messages_request,
+)
+from .openai_chat import arguments_object, decode_arguments
 
 if TYPE_CHECKING:
     from ..plugin_api import PluginContext, Turn
 
-__all__ = ["DEFAULT_MAX_TOKENS", "MessagesStreamRenderer", "message_object",
-           "parse_messages_request", "respond_messages", "thinking_signature", "tool_use_id"]
+__all__ = ["DEFAULT_MAX_TOKENS", "MessagesStreamRenderer", "interleaved_thinking",
+           "message_object", "parse_messages_request", "respond_messages",
+           "thinking_signature", "tool_use_id"]
 
 STOP_REASONS = {"stop": "end_turn", "tool_calls": "tool_use", "length": "max_tokens",
                 "content_filter": "refusal"}
@@ -75,8 +80,7 @@ def thinking_signature(thinking: str) -> str:
 
 def tool_input(arguments: str) -> Any:
     """A call's arguments (JSON text of an object) as the ``input`` object."""
-    value = decode_arguments(arguments)
-    return value if isinstance(value, dict) else {"input": value}
+    return arguments_object(arguments)
 
 
 def stop_reason(reason: str, stop_sequence: str | None) -> str:

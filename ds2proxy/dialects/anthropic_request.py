@@ -35,6 +35,8 @@ from .tool_choice import parse_anthropic_tool_choice
 from .validate import INT32_MAX, Bounds, integer, objects
 
 DEFAULT_MAX_TOKENS = 8192
+BUDGET = "thinking.budget_tokens"
+MIN_BUDGET = 1024  # Anthropic's floor for a thinking budget
 # Tool types a client executes itself; anything else is a server tool we cannot run.
 _CLIENT_TOOL_TYPES = (None, "custom", "function")
 _SYSTEM_ROLES = ("system", "developer")
@@ -42,8 +44,10 @@ _SYSTEM_ROLES = ("system", "developer")
 _ROLES = ("user", "assistant", *_SYSTEM_ROLES)
 
 
-def parse_messages_request(body: dict, model: ResolvedModel) -> ChatRequest:
-    """Messages body → canonical request (model already resolved)."""
+def parse_messages_request(body: dict, model: ResolvedModel, *,
+                           interleaved: bool = False) -> ChatRequest:
+    """Messages body → canonical request (model already resolved);
+    ``interleaved``: the client sent the interleaved-thinking beta."""
     sampling = anthropic_sampling(body)
     tools = parse_tools(body.get("tools"))
     choice, single_call = parse_anthropic_tool_choice(body.get("tool_choice"), tools)
@@ -54,7 +58,7 @@ def parse_messages_request(body: dict, model: ResolvedModel) -> ChatRequest:
         tools=tools,
         tool_choice=choice,
         parallel_tool_calls=not single_call,
-        thinking=_thinking(body),
+        thinking=_thinking(body, interleaved),
         include_usage=True,
         max_tokens=body.get("max_tokens") or DEFAULT_MAX_TOKENS,
         sampling=sampling,
@@ -62,13 +66,29 @@ def parse_messages_request(body: dict, model: ResolvedModel) -> ChatRequest:
     )
 
 
-def _thinking(body: dict) -> bool | None:
-    """The thinking switch; Claude's ``thinking.budget_tokens``, when given,
-    must be an integer (the switch itself reads as every dialect reads it)."""
+def _thinking(body: dict, interleaved: bool) -> bool | None:
+    """The thinking switch (read as every dialect reads it), with Claude's
+    ``thinking.budget_tokens`` checked as Anthropic checks it when given: an
+    integer of at least 1024, below ``max_tokens`` (the beta of interleaved
+    thinking lets the budget span a whole turn's blocks, so beyond it).
+
+    The budget is not applied: the web chat's reasoning cannot be steered,
+    and cutting the thought shown would only hide reasoning that still ran
+    and still shaped the answer. Anthropic documents the budget as a target
+    the model may not reach, and ``max_tokens`` still bounds the whole reply."""
     thinking = body.get("thinking")
     if isinstance(thinking, dict):
-        integer(thinking.get("budget_tokens"), "thinking.budget_tokens", Bounds(0, INT32_MAX))
+        budget = integer(thinking.get("budget_tokens"), BUDGET, Bounds(MIN_BUDGET, INT32_MAX))
+        limit = body.get("max_tokens")
+        if budget is not None and isinstance(limit, int) and budget >= limit and not interleaved:
+            raise InvalidRequest(f"'max_tokens' must be greater than '{BUDGET}'", param=BUDGET)
     return thinking_override(body)
+
+
+def interleaved_thinking(beta: str | None) -> bool:
+    """Does an ``anthropic-beta`` header name the interleaved-thinking beta?"""
+    return bool(beta) and any(name.strip().startswith("interleaved-thinking")
+                              for name in beta.split(","))
 
 
 def parse_tools(value: Any) -> list[ToolSpec]:

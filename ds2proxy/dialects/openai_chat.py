@@ -54,6 +54,17 @@ def decode_arguments(value: Any) -> Any:
     return {} if value is None else value
 
 
+def arguments_object(arguments: str) -> dict[str, Any]:
+    """A call's arguments as the object families that take only objects
+    (Anthropic ``input``, Gemini ``args``, Ollama ``arguments``) send: JSON
+    ``null`` (or nothing) is no arguments, ``{}``; any other non-object value
+    is wrapped as ``{"input": value}``."""
+    value = decode_arguments(arguments)
+    if value is None:
+        return {}
+    return value if isinstance(value, dict) else {"input": value}
+
+
 def content_text(value: Any) -> str:
     """Text of a tool result or message content in any of its forms."""
     if value is None:

@@ -18,6 +18,7 @@ from .validate import (
     Field,
     choice,
     one_choice,
+    protobuf_number,
     read_field,
     read_fields,
     string_map,
@@ -118,11 +119,42 @@ GEMINI_THINKING = (
 
 
 OPENAI_EFFORTS = "none, minimal, low, medium, high, xhigh"
+# The Responses ``include`` value that asks for the answer's log probabilities.
+LOGPROBS_INCLUDE = "message.output_text.logprobs"
+
+
+def no_logprobs(asked: Any, field: str, *, code: str = "unsupported_parameter") -> None:
+    """Token log probabilities cannot be served: the web chat reports none.
+    A request that asks for them (``asked`` true, or a positive count) is a
+    400 naming the field, not an answer whose ``logprobs`` is silently null.
+    (DeepSeek's own API refuses the field the same way on its reasoner.)"""
+    if asked is True or (isinstance(asked, int) and not isinstance(asked, bool) and asked > 0):
+        raise InvalidRequest(f"'{field}' is not supported: this server cannot report token "
+                             "log probabilities", param=field, code=code)
+
+
+def text_only(value: Any, field: str, text_words: tuple[str, ...]) -> None:
+    """Output modalities (Chat ``modalities``, Gemini ``responseModalities``):
+    the web chat answers in text only, so asking for audio or images is a 400
+    naming the field, not a text answer the client did not ask for."""
+    if value is None:
+        return
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise InvalidRequest(f"'{field}' must be a list of strings", param=field)
+    if any(item.strip().upper() not in text_words for item in value):
+        raise InvalidRequest(f"'{field}' may only ask for text: this server cannot answer "
+                             "with audio or images", param=field, code="unsupported_value")
 
 
 def openai_chat_sampling(body: dict[str, Any]) -> dict[str, Any]:
     """Chat Completions (also ``/api/v1`` and ``/lm/v2``)."""
     sampling = read_fields(body, OPENAI_CHAT)
+    text_only(body.get("modalities"), "modalities", ("TEXT",))
+    if body.get("audio") is not None:
+        raise InvalidRequest("'audio' is not supported: this server cannot answer with audio",
+                             param="audio", code="unsupported_parameter")
+    no_logprobs(body.get("logprobs"), "logprobs")
+    no_logprobs(body.get("top_logprobs"), "top_logprobs")
     one_choice(body.get("n"), "n")
     check_word(body.get("reasoning_effort"), "reasoning_effort", OPENAI_EFFORTS)
     string_map(body.get("metadata"), "metadata", max_pairs=16, max_key=64, max_value=512)
@@ -131,6 +163,12 @@ def openai_chat_sampling(body: dict[str, Any]) -> dict[str, Any]:
 
 def responses_sampling(body: dict[str, Any]) -> dict[str, Any]:
     sampling = read_fields(body, OPENAI_RESPONSES)
+    no_logprobs(body.get("top_logprobs"), "top_logprobs")
+    include = body.get("include")
+    if include is not None and (not isinstance(include, list)
+                                or not all(isinstance(item, str) for item in include)):
+        raise InvalidRequest("'include' must be a list of strings", param="include")
+    no_logprobs(LOGPROBS_INCLUDE in (include or ()), "include")
     choice(body.get("truncation"), "truncation", ("auto", "disabled"))
     reasoning = body.get("reasoning")
     if isinstance(reasoning, dict):  # the API's own shape (the switch reads others too)
@@ -161,6 +199,10 @@ def gemini_sampling(config: dict[str, Any], get: Any) -> dict[str, Any]:
     snake_case; ``64``, ``64.0`` and ``"64"`` alike); ``get`` is the plugin's
     field lookup."""
     sampling = read_fields(config, GEMINI, prefix="generationConfig.", get=get, protobuf=True)
+    for key in ("responseLogprobs", "logprobs"):
+        no_logprobs(protobuf_number(get(config, key)), f"generationConfig.{key}")
+    text_only(get(config, "responseModalities"), "generationConfig.responseModalities",
+              ("TEXT", "MODALITY_UNSPECIFIED"))
     one_choice(read_field(get(config, "candidateCount"), Field("candidateCount", "integer"),
                           "generationConfig.candidateCount", protobuf=True),
                "generationConfig.candidateCount")
@@ -168,6 +210,10 @@ def gemini_sampling(config: dict[str, Any], get: Any) -> dict[str, Any]:
     read_fields(thinking, GEMINI_THINKING,
                 prefix="generationConfig.thinkingConfig.", get=get, protobuf=True)
     level = get(thinking, "thinkingLevel")
+    if level is not None and get(thinking, "thinkingBudget") is not None:
+        raise InvalidRequest("'generationConfig.thinkingConfig' takes thinkingBudget or "
+                             "thinkingLevel, not both",
+                             param="generationConfig.thinkingConfig.thinkingLevel")
     if level is not None and (not isinstance(level, str)
                               or level.strip().upper() not in GEMINI_LEVELS):
         raise InvalidRequest("'generationConfig.thinkingConfig.thinkingLevel' must be one of: "

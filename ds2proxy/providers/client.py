@@ -27,6 +27,7 @@ from .answers import read_body
 from .settings import ProviderSettings
 
 log = logging.getLogger("ds2proxy.providers")
+MAX_LEARNT_MODELS = 1024
 
 
 
@@ -57,6 +58,9 @@ class ProviderClient:
         connector = aiohttp.TCPConnector(limit=settings.max_inflight, limit_per_host=0)
         self._session = aiohttp.ClientSession(connector=connector, auto_decompress=True)
         self._headers = request_headers(settings)
+        # Models whose output limit this provider takes under another name
+        # than max_tokens (learnt from its refusal; see ProviderTurn.open).
+        self._limit_fields: dict[str, str] = {}
 
     @property
     def name(self) -> str:
@@ -64,6 +68,20 @@ class ProviderClient:
 
     async def close(self) -> None:
         await self._session.close()
+
+    def limit_field(self, model: str) -> str:
+        """The name ``model`` takes the output limit under: the configured one,
+        else what the provider's refusal taught, else ``max_tokens``."""
+        configured = self.settings.max_tokens_field
+        if configured != "auto":
+            return configured
+        return self._limit_fields.get(model, "max_tokens")
+
+    def learn_limit_field(self, model: str, name: str) -> None:
+        """Remember the name ``model`` took the limit under after a refusal."""
+        if len(self._limit_fields) >= MAX_LEARNT_MODELS:  # glob-served names are unbounded
+            self._limit_fields.clear()
+        self._limit_fields[model] = name
 
     def reserve(self) -> None:
         """Take a slot or raise ProviderBusy; :meth:`release` gives it back."""

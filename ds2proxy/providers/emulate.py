@@ -19,7 +19,8 @@ from ..turn_text import build_turn_prompt
 from ..errors import OutputInvalid
 
 
-def emulated_body(chat: ChatRequest, config: Config, model: str) -> dict[str, Any]:
+def emulated_body(chat: ChatRequest, config: Config, model: str,
+                  limit_field: str = "max_tokens") -> dict[str, Any]:
     """One user message holding the whole flattened conversation."""
     body: dict[str, Any] = {
         "model": model, "stream": True, "stream_options": {"include_usage": True},
@@ -28,7 +29,7 @@ def emulated_body(chat: ChatRequest, config: Config, model: str) -> dict[str, An
         if name in chat.sampling:
             body[name] = chat.sampling[name]
     if chat.max_tokens is not None:
-        body["max_tokens"] = chat.max_tokens
+        body[limit_field] = chat.max_tokens
     return body
 
 

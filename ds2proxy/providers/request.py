@@ -27,17 +27,23 @@ from ..errors import InvalidRequest
 # Canonical sampling names an OpenAI-compatible API takes as they are.
 SAMPLING = ("temperature", "top_p", "presence_penalty", "frequency_penalty", "stop")
 CUSTOM_INPUT = "input"  # the one string parameter a free-form (custom) tool becomes
+# The two names OpenAI-compatible APIs take the output limit under.
+LIMIT_FIELDS = ("max_tokens", "max_completion_tokens")
+_REFUSAL_WORDS = ("unsupported", "not supported", "unrecognized", "unknown", "not permitted",
+                  "not allowed", "extra")
 
 
-def chat_body(chat: ChatRequest, model: str, *, stream: bool) -> dict[str, Any]:
-    """The provider request for ``chat`` sent to ``model``."""
+def chat_body(chat: ChatRequest, model: str, *, stream: bool,
+              limit_field: str = "max_tokens") -> dict[str, Any]:
+    """The provider request for ``chat`` sent to ``model``; the output limit
+    goes under ``limit_field``."""
     body: dict[str, Any] = {"model": model, "messages": messages(chat.messages),
                             "stream": stream}
     if stream:
         body["stream_options"] = {"include_usage": True}
     body.update((name, chat.sampling[name]) for name in SAMPLING if name in chat.sampling)
     if chat.max_tokens is not None:
-        body["max_tokens"] = chat.max_tokens
+        body[limit_field] = chat.max_tokens
     tools = [t for t in chat.tools if _allowed(t, chat.tool_choice)]
     if tools and chat.tool_choice.mode != "none":
         body["tools"] = [tool(t) for t in tools]
@@ -48,6 +54,31 @@ def chat_body(chat: ChatRequest, model: str, *, stream: bool) -> dict[str, Any]:
     if form is not None:
         body["response_format"] = form
     return body
+
+
+def refused_limit_field(body: dict[str, Any], message: str) -> str | None:
+    """The other limit name when a provider's 400 refused the one ``body``
+    sent, else None. OpenAI's reasoning models answer ``max_tokens`` with
+    "Unsupported parameter: 'max_tokens' … Use 'max_completion_tokens'
+    instead"; an older API may not know ``max_completion_tokens``. A 400
+    about the limit's value (a range) names only the field sent: not a swap."""
+    sent = next((name for name in LIMIT_FIELDS if name in body), None)
+    if sent is None:
+        return None
+    other = LIMIT_FIELDS[1 - LIMIT_FIELDS.index(sent)]
+    text = message.lower()
+    if sent == "max_tokens":
+        return other if other in text else None
+    return other if sent in text and any(word in text for word in _REFUSAL_WORDS) else None
+
+
+def with_limit_field(body: dict[str, Any], name: str) -> dict[str, Any]:
+    """``body`` with its output limit under ``name``."""
+    out = {key: value for key, value in body.items() if key not in LIMIT_FIELDS}
+    limit = next((body[key] for key in LIMIT_FIELDS if key in body), None)
+    if limit is not None:
+        out[name] = limit
+    return out
 
 
 def _allowed(spec: ToolSpec, choice: ToolChoice) -> bool:

@@ -18,9 +18,13 @@ from ..config_values import ConfigError
 
 PROVIDER_FIELDS = ("name", "kind", "base_url", "api_key", "models", "headers",
                    "timeout_seconds", "max_inflight", "reasoning", "tools",
-                   "embeddings_batch_size")
+                   "embeddings_batch_size", "max_tokens_field")
 KINDS = ("openai",)
 REASONING_MODES = ("field", "think_tags", "none")
+# The name a provider takes the output limit under: OpenAI's reasoning models
+# refuse ``max_tokens`` for ``max_completion_tokens``; "auto" sends
+# ``max_tokens`` and switches when the provider refuses it (see turn.py).
+LIMIT_FIELD_MODES = ("auto", "max_tokens", "max_completion_tokens")
 POOL = "pool"
 _NAME = re.compile(r"^[a-z0-9_-]{1,64}$")
 _URL = re.compile(r"^https?://[^/\s]+\S*$")
@@ -44,6 +48,7 @@ class ProviderSettings:
     reasoning: Reasoning = "field"
     tools: bool = True
     embeddings_batch_size: int = 64
+    max_tokens_field: str = "auto"
 
     def serves(self, model: str) -> bool:
         """Does a name or glob of ``models`` match ``model`` (case-insensitive)?"""
@@ -124,6 +129,8 @@ def _provider(item: Any, where: str) -> ProviderSettings:
         tools=_flag(item, where, "tools", d.tools),
         embeddings_batch_size=_integer(item, where, "embeddings_batch_size",
                                        d.embeddings_batch_size, 1, 100000),
+        max_tokens_field=_one_of(item, where, "max_tokens_field", d.max_tokens_field,
+                                 LIMIT_FIELD_MODES),
     )
 
 

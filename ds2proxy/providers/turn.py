@@ -20,12 +20,12 @@ from .. import request_record
 from ..canonical import ChatRequest, TurnEvent, TurnResult, Usage
 from ..collect import TurnCollector
 from ..config import Config
-from ..errors import UpstreamError
+from ..errors import InvalidRequest, UpstreamError
 from ..tokens import count_tokens, count_tokens_async
 from .answers import StreamEnd, sse_reads
 from .client import ProviderClient
 from .emulate import EmulatedTools, emulated_body
-from .request import chat_body
+from .request import chat_body, refused_limit_field, with_limit_field
 from .settings import ProviderSettings
 from .stream import ChunkTranslator, final_events, own_usage
 
@@ -43,7 +43,8 @@ class ProviderTurn:
         self.prompt_tokens = 0
         self.emitted = False
         self._config = config
-        self._emulate, self._body = provider_body(chat, config, client.settings, model)
+        self._emulate, self._body = provider_body(chat, config, client.settings, model,
+                                                  client.limit_field(model))
         self._response: aiohttp.ClientResponse | None = None
         self._reserved = False
         # The answer's text so far, until the final usage event went out
@@ -60,7 +61,17 @@ class ProviderTurn:
         self.client.reserve()
         self._reserved = True
         self.prompt_tokens = await count_tokens_async(_prompt_text(self._body))
-        self._response = await self.client.open_chat(self._body)
+        try:
+            self._response = await self.client.open_chat(self._body)
+        except InvalidRequest as exc:
+            other = (refused_limit_field(self._body, exc.message)
+                     if self.client.settings.max_tokens_field == "auto" else None)
+            if other is None:
+                raise
+            # Asked again once under the name it takes, which it keeps for this model.
+            self.client.learn_limit_field(self.model, other)
+            self._body = with_limit_field(self._body, other)
+            self._response = await self.client.open_chat(self._body)
 
     async def events(self) -> AsyncIterator[TurnEvent]:
         async for batch in self.batches():
@@ -137,12 +148,12 @@ class ProviderTurn:
 
 
 def provider_body(chat: ChatRequest, config: Config, settings: ProviderSettings,
-                  model: str) -> tuple[bool, dict]:
+                  model: str, limit_field: str = "max_tokens") -> tuple[bool, dict]:
     """(whether the tools are written into the prompt, the request body): a
     provider without native tools gets them written into one prompt."""
     emulate = bool(chat.tools) and not settings.tools and chat.tool_choice.mode != "none"
-    return emulate, (emulated_body(chat, config, model) if emulate
-                     else chat_body(chat, model, stream=True))
+    return emulate, (emulated_body(chat, config, model, limit_field) if emulate
+                     else chat_body(chat, model, stream=True, limit_field=limit_field))
 
 
 async def provider_prompt_tokens(chat: ChatRequest, config: Config, settings: ProviderSettings,

@@ -5,6 +5,7 @@
     fake.enqueue(ProviderReply(text="hi", reasoning="hmm", reasoning_as="think_tags",
                                cuts=[3, 9]))
     … point a provider at base_url …
+    fake.refused_fields["max_tokens"] = "Unsupported parameter: 'max_tokens' …"
     fake.chat_requests()                     # the bodies it received
     fake.embedding_batches                   # the size of every embeddings batch
     await fake.close()
@@ -64,6 +65,9 @@ class FakeProvider(LocalServer):
         self.embedding_faults: list[ProviderReply] = []
         self.calls: list[ProviderCall] = []
         self.embedding_batches: list[int] = []
+        # Body fields chat calls are refused for (400, with this message), as
+        # OpenAI's reasoning models refuse max_tokens.
+        self.refused_fields: dict[str, str] = {}
         self.dropped = 0  # connections cut after output started
         self.base_url: str | None = None
         self._runner: web.AppRunner | None = None
@@ -124,6 +128,9 @@ class FakeProvider(LocalServer):
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
         body = request[BODY]
+        refused = next((key for key in self.refused_fields if key in body), None)
+        if refused is not None:
+            return _error(400, self.refused_fields[refused], "invalid_request_error")
         reply = self.queue.pop(0) if self.queue else self.default_reply
         if reply.delay:
             await asyncio.sleep(reply.delay)

@@ -7,7 +7,11 @@ from aiohttp import web
 
 from ds2proxy.plugin_api import ChatRequest, PluginAPI
 from ds2proxy.dialects import json_response
-from ds2proxy.dialects.anthropic_messages import parse_messages_request, respond_messages
+from ds2proxy.dialects.anthropic_messages import (
+    interleaved_thinking,
+    parse_messages_request,
+    respond_messages,
+)
 
 
 class MessageRoutes:
@@ -17,7 +21,8 @@ class MessageRoutes:
     async def _parse(self, request: web.Request) -> ChatRequest:
         body = await self.api.read_json(request)
         model = self.api.resolve_model(body.get("model"), family="claude")
-        return parse_messages_request(body, model)
+        return parse_messages_request(
+            body, model, interleaved=interleaved_thinking(request.headers.get("anthropic-beta")))
 
     async def create(self, request: web.Request) -> web.StreamResponse:
         caller = self.api.authenticate(request)

@@ -14,7 +14,11 @@ from aiohttp import web
 
 from ds2proxy.plugin_api import PluginAPI, ResolvedModel
 from ds2proxy.dialects import json_response
-from ds2proxy.dialects.anthropic_messages import parse_messages_request, respond_messages
+from ds2proxy.dialects.anthropic_messages import (
+    interleaved_thinking,
+    parse_messages_request,
+    respond_messages,
+)
 from ds2proxy.dialects.chat_stream import respond_chat
 from ds2proxy.dialects.legacy_functions import legacy_style
 from ds2proxy.dialects.openai_chat import ChatStyle, parse_chat_request
@@ -48,7 +52,9 @@ class ChatRoutes:
     async def messages(self, request: web.Request) -> web.StreamResponse:
         caller = self.api.authenticate(request)
         body = await self.api.read_json(request)
-        chat = parse_messages_request(body, self._model(body.get("model"), "claude"))
+        chat = parse_messages_request(body, self._model(body.get("model"), "claude"),
+                                      interleaved=interleaved_thinking(
+                                          request.headers.get("anthropic-beta")))
         async with self.api.turn(chat, caller) as turn:
             return await respond_messages(self.api, request, turn, chat,
                                           completion_id(turn.id))
@@ -58,6 +64,8 @@ class ChatRoutes:
         surface: the prompt tokens ``messages`` would report."""
         caller = self.api.authenticate(request)
         body = await self.api.read_json(request)
-        chat = parse_messages_request(body, self._model(body.get("model"), "claude"))
+        chat = parse_messages_request(body, self._model(body.get("model"), "claude"),
+                                      interleaved=interleaved_thinking(
+                                          request.headers.get("anthropic-beta")))
         self.api.admit_model(caller, chat.model.requested, chat.model.native)
         return json_response({"input_tokens": await self.api.prompt_tokens(chat)})

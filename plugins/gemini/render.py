@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from ds2proxy.plugin_api import ChatRequest, Citation, TurnResult, Usage
-from ds2proxy.dialects.openai_chat import decode_arguments
+from ds2proxy.dialects.openai_chat import arguments_object
 
 FINISH_REASONS = {"stop": "STOP", "tool_calls": "STOP", "length": "MAX_TOKENS",
                   "content_filter": "SAFETY"}
@@ -40,10 +40,7 @@ def thought_part(text: str) -> dict[str, Any]:
 
 def call_part(name: str, arguments: str) -> dict[str, Any]:
     """A ``functionCall`` part: Gemini carries ``args`` as an object, never text."""
-    args = decode_arguments(arguments)
-    if not isinstance(args, dict):
-        args = {"input": args}
-    return {"functionCall": {"name": name, "args": args}}
+    return {"functionCall": {"name": name, "args": arguments_object(arguments)}}
 
 
 def citation_metadata(citations: list[Citation]) -> dict[str, Any]:

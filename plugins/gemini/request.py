@@ -26,6 +26,8 @@ from .fields import pick, pick_dict
 from .schema import json_schema
 
 _JSON_MIME = "application/json"
+_ENUM_MIME = "text/x.enum"
+MAX_ENUM_VALUES = 1000
 
 
 @dataclass(slots=True)
@@ -112,13 +114,31 @@ def _with_json_schema(spec: ToolSpec) -> ToolSpec:
 
 
 def response_format(config: dict) -> ResponseFormat:
-    """``responseMimeType: application/json`` → JSON mode, with a schema when given."""
+    """``responseMimeType: application/json`` → JSON mode, with a schema when
+    given; ``text/x.enum`` → the answer is one of the schema's enum values."""
     mime = pick(config, "responseMimeType")
-    if not isinstance(mime, str) or mime.split(";")[0].strip().lower() != _JSON_MIME:
+    kind = mime.split(";")[0].strip().lower() if isinstance(mime, str) else None
+    if kind not in (_JSON_MIME, _ENUM_MIME):
         return ResponseFormat()
     schema = next((value for value in (pick(config, "responseJsonSchema"),
                                        pick(config, "responseSchema")) if isinstance(value, dict)),
                   None)
+    if kind == _ENUM_MIME:
+        return ResponseFormat(type="enum", schema={"type": "string",
+                                                   "enum": _enum_values(schema)})
     if schema is None:
         return ResponseFormat(type="json_object")
     return ResponseFormat(type="json_schema", schema=json_schema(schema))
+
+
+def _enum_values(schema: dict | None) -> list[str]:
+    """The non-empty, distinct strings of the schema's ``enum`` (Gemini
+    refuses text/x.enum without them)."""
+    values = (schema or {}).get("enum")
+    if (not isinstance(values, list) or not values or len(values) > MAX_ENUM_VALUES
+            or not all(isinstance(v, str) and v.strip() for v in values)):
+        raise InvalidRequest(
+            "'generationConfig.responseSchema' must be a STRING schema with 'enum' values "
+            f"(1 to {MAX_ENUM_VALUES} non-empty strings) when responseMimeType is text/x.enum",
+            param="generationConfig.responseSchema")
+    return list(dict.fromkeys(values))

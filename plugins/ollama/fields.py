@@ -10,7 +10,7 @@ import math
 import re
 from typing import Any
 
-from ds2proxy.dialects.sampling import ollama_sampling
+from ds2proxy.dialects.sampling import no_logprobs, ollama_sampling
 from ds2proxy.dialects.validate import Bounds, boolean, integer, string
 from ds2proxy.plugin_api import InvalidRequest
 
@@ -39,15 +39,33 @@ def keep_alive_seconds(value: Any) -> float | None:
     return math.inf if value.startswith("-") else seconds
 
 
+# Ollama's integer options; any JSON number is taken for one, its fraction
+# dropped (Go's int64(float64) in Options.FromMap): "seed": 1.5 is seed 1.
+INTEGER_OPTIONS = frozenset({"num_predict", "seed", "top_k", "num_keep", "repeat_last_n",
+                             "num_ctx", "num_batch", "num_gpu", "main_gpu", "num_thread",
+                             "draft_num_predict"})
+_INT64 = (-(2**63), 2**63 - 1)
+
+
 def options_object(value: Any) -> dict[str, Any]:
-    """``options``, with whole numbers written as floats (``"num_predict": 5.0``)
-    read as integers: Ollama reads every JSON number alike."""
+    """``options``, numbers read as Ollama reads them: a whole number written
+    as a float (``5.0``) is an integer, and an integer option written with a
+    fraction is truncated toward zero (``1.5`` → 1), as Ollama converts it."""
     if value is None:
         return {}
     if not isinstance(value, dict):
         raise InvalidRequest("options must be an object", param="options")
-    return {key: int(item) if isinstance(item, float) and item.is_integer() else item
-            for key, item in value.items()}
+    return {key: _read_number(key, item) for key, item in value.items()}
+
+
+def _read_number(key: str, item: Any) -> Any:
+    """One option's value: a float made an integer where Ollama makes it one
+    (held within int64, where Go's conversion would overflow)."""
+    if not isinstance(item, float) or not math.isfinite(item):
+        return item
+    if item.is_integer() or key in INTEGER_OPTIONS:
+        return min(max(int(item), _INT64[0]), _INT64[1])
+    return item
 
 
 def check_embeddings_fields(body: dict[str, Any]) -> None:
@@ -67,11 +85,13 @@ def check_embed_fields(body: dict[str, Any]) -> int | None:
 
 def check_flags(body: dict[str, Any]) -> None:
     """``truncate``, ``shift`` and ``logprobs`` (booleans), ``top_logprobs``
-    (0–20): accepted, not applied (the web chat neither truncates nor
-    reports log probabilities)."""
+    (0–20): the first two accepted, not applied (nothing is truncated here);
+    asking for log probabilities is a 400, since the web chat reports none."""
     for key in ("truncate", "shift", "logprobs"):
         boolean(body.get(key), key)
     integer(body.get("top_logprobs"), "top_logprobs", Bounds(0, 20))
+    no_logprobs(body.get("logprobs"), "logprobs")
+    no_logprobs(body.get("top_logprobs"), "top_logprobs")
 
 
 def check_generate_extras(body: dict[str, Any]) -> None:

@@ -25,7 +25,7 @@ from ds2proxy.plugin_api import (
     TurnResult,
     Usage,
 )
-from ds2proxy.dialects.openai_chat import decode_arguments
+from ds2proxy.dialects.openai_chat import arguments_object
 
 Kind = Literal["chat", "generate"]
 DONE_REASONS = {"stop": "stop", "tool_calls": "stop", "length": "length",
@@ -66,10 +66,8 @@ class Clock:
 def tool_call_object(index: int, call_id: str, name: str, arguments: str) -> dict[str, Any]:
     """A call with its arguments as an object; the id lets a client name it
     back in ``tool_call_id`` (results may also just name the tool)."""
-    value = decode_arguments(arguments)
-    return {"id": call_id, "function": {
-        "index": index, "name": name,
-        "arguments": value if isinstance(value, dict) else {"input": value}}}
+    return {"id": call_id, "function": {"index": index, "name": name,
+                                        "arguments": arguments_object(arguments)}}
 
 
 def load_object(model: str, kind: Kind, unload: bool = False) -> dict[str, Any]:

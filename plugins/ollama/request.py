@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Callable
 from typing import Any
 
 from ds2proxy.plugin_api import (
@@ -32,7 +33,9 @@ from ds2proxy.dialects.validate import objects, parse_stops
 
 from .fields import check_flags, check_generate_extras, keep_alive_seconds, options_object
 
-MAX_STOP = 16
+# Ollama takes any number of stop sequences; this bound only keeps the
+# stop matcher (which tries each sequence on every piece of text) cheap.
+MAX_STOP = 256
 THINK_LEVELS = ("low", "medium", "high", "max")
 # Ollama's "insert": the model writes what goes between the prompt and the
 # suffix. Code models do it through their template; a chat model is asked.
@@ -58,13 +61,19 @@ def base_name(name: str) -> str:
     return name.strip().split(":", 1)[0] if ":" in name else name.strip()
 
 
-def parse_chat(body: dict, model: ResolvedModel) -> ChatRequest:
+# The model, looked up once the body's own fields have been checked: Ollama
+# decodes the whole body (a wrong type is a 400) before it looks for the
+# model (404), and reads ``options`` only after that.
+ModelLookup = Callable[[], ResolvedModel]
+
+
+def parse_chat(body: dict, model_of: ModelLookup) -> ChatRequest:
     messages = parse_messages(body.get("messages"))
     tools = parse_tools(body.get("tools"))
-    return _request(body, model, messages, tools)
+    return _request(body, model_of, messages, tools)
 
 
-def parse_generate(body: dict, model: ResolvedModel) -> ChatRequest:
+def parse_generate(body: dict, model_of: ModelLookup) -> ChatRequest:
     """``system`` + ``prompt`` (+ ``images``) as one user turn, a fill-in-the-
     middle request when a ``suffix`` is given; ``template``, ``raw`` and
     ``context`` are checked and ignored."""
@@ -79,7 +88,7 @@ def parse_generate(body: dict, model: ResolvedModel) -> ChatRequest:
         prompt = FILL_IN_THE_MIDDLE.format(prefix=prompt, suffix=body["suffix"])
     messages = [Message("system", [TextPart(system)])] if system else []
     messages.append(Message("user", [TextPart(prompt), *images(body.get("images"), "images")]))
-    return _request(body, model, messages, [])
+    return _request(body, model_of, messages, [])
 
 
 def is_load_only(body: dict, kind: str) -> bool:
@@ -90,20 +99,23 @@ def is_load_only(body: dict, kind: str) -> bool:
     return not body.get("prompt") and not body.get("images")
 
 
-def _request(body: dict, model: ResolvedModel, messages: list[Message],
+def _request(body: dict, model_of: ModelLookup, messages: list[Message],
              tools: list) -> ChatRequest:
-    options = options_object(body.get("options"))
     keep_alive_seconds(body.get("keep_alive"))  # checked; nothing stays loaded here
     check_flags(body)
     stream = True if body.get("stream") is None else body["stream"]
     if not isinstance(stream, bool):
         raise InvalidRequest("stream must be true or false", param="stream")
+    thinking = think(body.get("think"))
+    model = model_of()
+    form = response_format(body.get("format"))  # Ollama reads it when it runs the model
+    options = options_object(body.get("options"))
     sampling = ollama_sampling(options)
     if stops := parse_stops(options.get("stop"), param="options.stop", max_count=MAX_STOP):
         sampling["stop"] = stops
     return ChatRequest(model=model, messages=messages, stream=stream, tools=tools,
-                       thinking=think(body.get("think")), max_tokens=_num_predict(options),
-                       sampling=sampling, response_format=response_format(body.get("format")))
+                       thinking=thinking, max_tokens=_num_predict(options),
+                       sampling=sampling, response_format=form)
 
 
 def think(value: Any) -> bool | None:
@@ -130,14 +142,15 @@ def response_format(value: Any) -> ResponseFormat:
 
 
 def _num_predict(options: dict[str, Any]) -> int | None:
-    """``num_predict``: the token limit; -1 (and -2, fill the context) mean none."""
+    """``num_predict``: the token limit; 0 and any negative value mean none,
+    as Ollama's runner reads them (it limits only a count above 0)."""
     value = options.get("num_predict")
-    if value is None or value in (-1, -2):
+    if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InvalidRequest("options.num_predict must be a positive integer, -1 or -2",
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidRequest("options.num_predict must be an integer",
                              param="options.num_predict")
-    return value
+    return value if value > 0 else None
 
 
 # --------------------------------------------------------------------------

@@ -47,10 +47,10 @@ class TurnRoutes:
         clock = Clock()
         caller = self._caller(request)
         body = await self.api.read_json(request)
-        name = model_name(body)
-        model = resolve(self.api, name)
         parse = parse_chat if kind == "chat" else parse_generate
-        chat = parse(body, model)  # every field is checked, a load request's too
+        # Every field is checked, a load request's too; the model in Ollama's order.
+        chat = parse(body, lambda: resolve(self.api, model_name(body)))
+        name = model_name(body)
         if is_load_only(body, kind):
             unload = keep_alive_seconds(body.get("keep_alive")) == 0
             return json_response(load_object(name, kind, unload=unload))

@@ -1,0 +1,84 @@
+"""Enum output: the answer is exactly one of a list of values (Gemini's
+``responseMimeType: "text/x.enum"``).
+
+As for JSON mode (:mod:`.structured`), the model is told in the prompt; its
+reply is then read back to the one value it names, tolerating what models
+wrap a word in (quotes, a code fence, a final full stop, a different case,
+or a short sentence around it). A reply naming no value, or more than one,
+is a :class:`~.structured.JSONOutputError`, which the pipeline repairs once
+in the same session like a bad JSON answer.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+import orjson
+
+# Longest reply searched for a value inside prose; beyond, only a bare value counts.
+MAX_PROSE = 2000
+_FENCE = re.compile(r"^```[\w-]*\s*\n?(.*?)\n?```$", re.DOTALL)
+_WRAPPERS = "\"'`*“”‘’ \t\r\n"
+
+
+class EnumOutputError(ValueError):
+    """The reply names none of the values, or several."""
+
+
+def instructions(values: Sequence[str]) -> str:
+    """The system text asking for one of ``values`` (listed as JSON strings,
+    so a value with a comma or a quote stays unambiguous)."""
+    listed = orjson.dumps(list(values)).decode()
+    return ("Response format: reply with exactly one of these values and nothing else — "
+            "written as listed, without the quotes, with no explanation, punctuation or "
+            f"Markdown: {listed}")
+
+
+def repair(problem: str, values: Sequence[str]) -> str:
+    """The follow-up message after a reply that named no value, or several."""
+    return (f"Your previous reply could not be used: {problem}. Reply again with only the "
+            "one value that answers, exactly as listed.\n\n" + instructions(values))
+
+
+def pick_value(text: str, values: Sequence[str]) -> str:
+    """The one value ``text`` names, spelt as the client listed it."""
+    bare = _unwrap(text)
+    if bare in values:
+        return bare
+    folded = [v for v in values if v.casefold() == bare.casefold()]
+    if len(folded) == 1:
+        return folded[0]
+    if len(text) <= MAX_PROSE:
+        named = _named_in(text, values)
+        if len(named) == 1:
+            return named[0]
+        if len(named) > 1:
+            raise EnumOutputError("the reply names more than one of the allowed values")
+    raise EnumOutputError("the reply is not one of the allowed values")
+
+
+def _unwrap(text: str) -> str:
+    """The text without a code fence, quotes, emphasis or a final full stop."""
+    stripped = text.strip()
+    fenced = _FENCE.match(stripped)
+    if fenced:
+        stripped = fenced.group(1)
+    stripped = stripped.strip(_WRAPPERS)
+    return stripped[:-1].strip(_WRAPPERS) if stripped.endswith(".") else stripped
+
+
+def _named_in(text: str, values: Sequence[str]) -> list[str]:
+    """The values that occur in ``text`` as whole words: as spelt, else in
+    any case. Longer values are looked for first and their occurrences
+    blanked, so "AB" in the reply does not also count as "A"."""
+    for flags in (0, re.IGNORECASE):
+        rest, found = text, []
+        for value in sorted((v for v in values if v.strip()), key=len, reverse=True):
+            pattern = re.compile(rf"(?<!\w){re.escape(value)}(?!\w)", flags)
+            if pattern.search(rest):
+                found.append(value)
+                rest = pattern.sub(" ", rest)
+        if found:
+            return found
+    return []
