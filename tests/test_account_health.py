@@ -281,6 +281,26 @@ async def test_requests_failing_in_one_burst_count_one_strike():
     assert record.strikes == {"rate_limited": 2} and record.until - record.since == 120
 
 
+def test_a_shorter_failure_of_another_kind_never_cuts_a_running_cooldown():
+    # An account that fails differently each time: a request already running
+    # when the upstream asked for an hour's rest ends with a 502 (10 s of
+    # backoff); the hour stands, and the 502 still counts as a strike.
+    clock = Clock()
+    t = tracker(clock)
+    t.failed("a", Failure("rate_limited", "upstream rate limit", retry_after=3600))
+    clock.now += 1
+    t.failed("a", Failure("upstream", "upstream answered HTTP 502"), started=clock.now - 2)
+    record = t.record("a")
+    assert record.until - clock.now == 3599 and record.kind == "rate_limited"
+    assert record.strikes == {"rate_limited": 1, "upstream": 1}
+    assert record.last_failure_reason == "upstream answered HTTP 502"
+    # A longer one of another kind does take over.
+    t.failed("a", Failure("upstream", "upstream answered HTTP 503", retry_after=7200))
+    record = t.record("a")
+    assert record.until - clock.now == 7200 and record.kind == "upstream"
+    assert record.reason == "upstream answered HTTP 503"
+
+
 def test_a_config_write_leaves_a_cooldown_the_upstream_asked_for():
     # Every config write (a login saving its token) re-applies the health
     # settings: unchanged caps must not cut a longer Retry-After short.

@@ -185,6 +185,11 @@ class HealthTracker:
         strikes = rec.strikes[failure.kind] = rec.strikes.get(failure.kind, 0) + 1
         seconds = self._jittered(self.settings.cooldown_for(failure.kind, strikes))
         seconds = max(seconds, failure.retry_after)
+        if rec.state in (COOLING, LOGIN_FAILING) and rec.until >= now + seconds:
+            # A shorter failure of another kind (a request that was already
+            # running) must not cut a longer cooldown, a Retry-After above all.
+            self._save(identifier, rec)
+            return
         new_state = LOGIN_FAILING if failure.kind == "login" else COOLING
         rec.state, rec.reason, rec.kind = new_state, failure.reason[:300], failure.kind
         rec.since, rec.until, rec.changed = now, now + seconds, now
