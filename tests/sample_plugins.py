@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from typing import Any
 
@@ -112,3 +113,26 @@ def register_strict_key(api: PluginContext) -> None:
             "api_key": f"{key!r} does not start with 'sk-' (api_key={key})"}
 
     api.check_settings(check)
+
+
+def register_stuck_hooks(api: PluginContext) -> None:
+    """A start-up hook that never returns, one that exits, and a shut-down
+    hook that never returns: none may hold the server."""
+    async def forever() -> None:
+        await asyncio.Event().wait()
+
+    async def exits() -> None:
+        raise SystemExit("the optional service is gone")
+
+    async def started() -> None:
+        EVENTS.append("stuck:started")
+
+    api.on_startup(forever)
+    api.on_startup(exits)
+    api.on_startup(started)
+    api.on_shutdown(forever)
+    api.on_shutdown(lambda: _note("stuck:stopped"))
+
+
+async def _note(event: str) -> None:
+    EVENTS.append(event)

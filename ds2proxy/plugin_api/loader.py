@@ -5,11 +5,13 @@ A plugin that fails to import (even by ``SystemExit``), to register, to
 match the API version, or whose settings or routes or model names clash
 (with another plugin's, or a route with the server's own paths), or whose
 route aiohttp cannot mount, is reported (log and ``/admin/plugins``) and
-leaves nothing behind; the server still starts.
+leaves nothing behind; the server still starts. A start-up or shut-down hook
+that fails, exits or hangs past ``HOOK_SECONDS`` is logged and left behind.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -36,6 +38,8 @@ GROUP = "ds2proxy.plugins"
 # Paths the server serves itself (and everything under /admin/): a plugin's
 # route on one would hide the server's (or never run), so it is refused.
 SERVER_PATHS = frozenset({"/", "/admin", "/metrics", "/healthz", "/readyz"})
+# Longest a plugin's start-up or shut-down hook may take before it is left behind.
+HOOK_SECONDS = 30.0
 ENABLED = "enabled"  # plugins.<name>.enabled: false leaves the plugin unloaded (at start)
 
 
@@ -255,9 +259,36 @@ def _keep_settings_live(core: Core, plugins: list[PluginContext]) -> None:
     core.store.subscribe(publish)
 
 
+def _bounded(name: str, hook: Hook, what: str) -> Hook:
+    """``hook`` given at most HOOK_SECONDS, its SystemExit a failure like any
+    other: one plugin's hook that never returns (or exits) must not keep the
+    server from starting or from shutting down."""
+
+    async def caught() -> SystemExit | None:
+        try:  # inside the task wait_for makes: a SystemExit leaving it stops the loop
+            await hook()
+        except SystemExit as exc:
+            return exc
+        return None
+
+    async def run() -> None:
+        try:
+            exited = await asyncio.wait_for(caught(), HOOK_SECONDS)
+        except TimeoutError:
+            log.error("plugin %s: %s hook gave no answer in %g s; going on without it",
+                      name, what, HOOK_SECONDS)
+            return
+        if exited is not None:
+            log.error("plugin %s: %s hook failed: SystemExit: %s", name, what, exited)
+
+    return run
+
+
 def _run_lifecycle(app: web.Application, plugins: list[PluginContext]) -> None:
-    startup: list[tuple[str, Hook]] = [(p.name, h) for p in plugins for h in p._startup]
-    shutdown: list[tuple[str, Hook]] = [(p.name, h) for p in plugins for h in p._shutdown]
+    startup: list[tuple[str, Hook]] = [(p.name, _bounded(p.name, h, "startup"))
+                                       for p in plugins for h in p._startup]
+    shutdown: list[tuple[str, Hook]] = [(p.name, _bounded(p.name, h, "shutdown"))
+                                        for p in plugins for h in p._shutdown]
 
     async def on_startup(_: web.Application) -> None:
         await run_hooks(startup, "startup")
