@@ -90,6 +90,13 @@ def register_unroutable(api: PluginContext) -> None:
     api.route("GET", "relative/path", _answer, errors=api.errors.openai)
 
 
+def register_twice(api: PluginContext) -> None:
+    """GET /twice declared twice, another route between: the second never ran."""
+    api.route("GET", "/twice", _answer, errors=api.errors.openai)
+    api.route("GET", "/twice/other", _answer, errors=api.errors.openai)
+    api.route("get", "/twice", _answer, errors=api.errors.openai)
+
+
 def register_exiting(api: PluginContext) -> None:
     raise SystemExit("the optional dependency foo is missing")
 

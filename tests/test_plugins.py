@@ -115,14 +115,18 @@ async def test_no_plugin_route_comes_before_the_servers_own(proxy_factory):
 def test_an_unmountable_route_or_an_exit_is_the_plugins_load_error():
     """A route aiohttp cannot mount raised from the mount, after every plugin
     was checked, and a plugin that exits on import stopped the whole server;
+    a route declared twice (apart) was listed twice and its second never ran;
     a settings check returning None refused its plugin with an AttributeError."""
     app = web.Application()
     core = Core(ConfigStore({}))
     infos = {i.name: i for i in load_plugins(app, core, [
         *discover(), broken("relative", "sample_plugins:register_unroutable"),
         broken("exiting", "sample_plugins:register_exiting"),
-        broken("quiet", "sample_plugins:register_quiet_check")])}
+        broken("quiet", "sample_plugins:register_quiet_check"),
+        broken("twice", "sample_plugins:register_twice")])}
     assert "route GET 'relative/path' cannot be served" in infos["relative"].error
+    assert infos["twice"].error == "ValueError: route GET /twice is declared twice"
+    assert infos["twice"].routes == []
     assert infos["quiet"].loaded, infos["quiet"].error  # None: no problem found
     assert infos["exiting"].error == "SystemExit: the optional dependency foo is missing"
     assert all(infos[name].loaded for name in FIRST_PARTY)

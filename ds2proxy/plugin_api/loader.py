@@ -178,11 +178,17 @@ def _register(ep: EntryPoint, core: Core, table: RouteTable) -> PluginContext:
 
 
 def _check_routes(api: PluginContext) -> None:
-    """Each route is one aiohttp can mount and none is the server's own."""
+    """Each route is one aiohttp can mount, none is the server's own, and
+    none is declared twice without a ``when`` (the second would never run)."""
     scratch = web.UrlDispatcher()
-    for method, path, handler, _, _ in api._routes:
+    seen: set[tuple[str, str]] = set()
+    for method, path, handler, when, _ in api._routes:
         if path in SERVER_PATHS or path.startswith("/admin/"):
             raise ValueError(f"route {method} {path} is the server's own path")
+        if when is None:
+            if (method, path) in seen:
+                raise ValueError(f"route {method} {path} is declared twice")
+            seen.add((method, path))
         try:
             scratch.add_route(method, path, handler)
         except ValueError as exc:
