@@ -378,6 +378,27 @@ async def test_a_paced_waiter_is_served_when_the_gap_ends():
     second.release()
 
 
+async def test_a_shorter_interval_applies_to_the_gaps_already_running():
+    """An interval lowered from an hour to a second left every account that
+    had started a request waiting out the hour (its waiters got 429s)."""
+    clock = Clock(0.0)
+    pacer = Pacer(PacingSettings(min_interval_seconds=3600), clock=clock)
+    health = tracker(Clock())
+    p = pool(1, health, inflight=4, timeout=0.05, pacer=pacer)
+    (await p.acquire()).release()
+    clock.now = 60
+    with pytest.raises(RateLimited) as info:
+        await p.acquire()
+    assert info.value.retry_after == 3540
+    p.configure_health(settings(pacing={"min_interval_seconds": 1, "jitter_seconds": 0.5}))
+    assert pacer.ready_at("u0@example.com") == 1.5
+    (await p.acquire()).release()
+    assert pacer.ready_at("u0@example.com") - clock.now <= 1.5
+    # A longer interval does not stretch a gap already drawn.
+    p.configure_health(settings(pacing={"min_interval_seconds": 600}))
+    assert pacer.ready_at("u0@example.com") - clock.now <= 1.5
+
+
 def test_jitter_only_adds_to_the_interval():
     clock = Clock(0.0)
     pacer = Pacer(PacingSettings(min_interval_seconds=1, jitter_seconds=0.5), clock=clock,
