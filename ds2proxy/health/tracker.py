@@ -241,6 +241,19 @@ class HealthTracker:
         self._save(identifier, rec)
         self._notify()
 
+    def password_changed(self, identifier: str) -> None:
+        """The account's password changed: a login backoff the old one earned
+        says nothing of the new one (a cooldown of another kind stays)."""
+        rec = self.record(identifier)
+        rec.strikes.pop("login", None)
+        if rec.state != LOGIN_FAILING:
+            return
+        log.warning("account %s: password changed, login backoff forgotten", identifier)
+        rec.state, rec.reason, rec.kind, rec.until, rec.trial = HEALTHY, "", "", 0.0, False
+        rec.changed = self._clock()
+        self._save(identifier, rec)
+        self._notify()
+
     def reset(self, identifier: str) -> None:
         """Back to healthy at once (also what enabling a disabled account does)."""
         rec = self.record(identifier)
