@@ -97,6 +97,11 @@ def register_twice(api: PluginContext) -> None:
     api.route("get", "/twice", _answer, errors=api.errors.openai)
 
 
+async def register_async(api: PluginContext) -> None:
+    """Written as a coroutine: nothing in it ever ran, yet it showed as loaded."""
+    api.route("GET", "/async/thing", _answer, errors=api.errors.openai)
+
+
 def register_exiting(api: PluginContext) -> None:
     raise SystemExit("the optional dependency foo is missing")
 

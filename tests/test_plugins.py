@@ -116,6 +116,7 @@ def test_an_unmountable_route_or_an_exit_is_the_plugins_load_error():
     """A route aiohttp cannot mount raised from the mount, after every plugin
     was checked, and a plugin that exits on import stopped the whole server;
     a route declared twice (apart) was listed twice and its second never ran;
+    a register written as a coroutine ran nothing yet showed as loaded;
     a settings check returning None refused its plugin with an AttributeError."""
     app = web.Application()
     core = Core(ConfigStore({}))
@@ -123,7 +124,10 @@ def test_an_unmountable_route_or_an_exit_is_the_plugins_load_error():
         *discover(), broken("relative", "sample_plugins:register_unroutable"),
         broken("exiting", "sample_plugins:register_exiting"),
         broken("quiet", "sample_plugins:register_quiet_check"),
-        broken("twice", "sample_plugins:register_twice")])}
+        broken("twice", "sample_plugins:register_twice"),
+        broken("async", "sample_plugins:register_async")])}
+    assert infos["async"].error.startswith("TypeError: sample_plugins:register_async is a "
+                                           "coroutine function") and not infos["async"].routes
     assert "route GET 'relative/path' cannot be served" in infos["relative"].error
     assert infos["twice"].error == "ValueError: route GET /twice is declared twice"
     assert infos["twice"].routes == []

@@ -12,6 +12,7 @@ that fails, exits or hangs past ``HOOK_SECONDS`` is logged and left behind.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -153,7 +154,11 @@ def _register(ep: EntryPoint, core: Core, table: RouteTable) -> PluginContext:
     register = ep.load()
     section = section_of(core.store.snapshot(), ep.name)
     api = PluginContext(core, ep.name, section if isinstance(section, dict) else {})
-    register(api)
+    returned = register(api)
+    if inspect.iscoroutine(returned):  # never run: it would have registered nothing
+        returned.close()
+        raise TypeError(f"{ep.value} is a coroutine function; register(api) must be a plain "
+                        "function (start-up work belongs in api.on_startup)")
     if api._requires and not compatible(api._requires):
         raise RuntimeError(f"needs plugin API {api._requires}; this server provides "
                            f"{API_VERSION}")
