@@ -1,4 +1,4 @@
-"""Command line: ``python -m ds2proxy [--config PATH] [--host H] [--port P] [--demo]``,
+"""Command line: ``python -m ds2proxy [--config PATH] [--host H] [--port P] [--demo]``;
 ``python -m ds2proxy config-docs [PATH]`` writes the configuration reference.
 
 ``--demo`` starts the bundled fake DeepSeek upstream in the same process and

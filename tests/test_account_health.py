@@ -252,6 +252,26 @@ def test_a_login_does_not_end_a_cooldown_of_another_kind():
     assert t.state("a") == COOLING
 
 
+def test_a_login_between_rate_limits_keeps_their_backoff_growing():
+    """An account failing differently each time: rate limited twice, its
+    trial then found its token expired and the login failed; the next login
+    worked, which cleared every strike, so the next rate limit cooled it for
+    the first 60 s again instead of 240 s."""
+    clock = Clock()
+    t = tracker(clock)
+    for _ in range(2):
+        t.failed("a", RATE)
+        clock.now = t.record("a").until
+    t.login_failed("a", "token expired, login refused")
+    clock.now = t.record("a").until
+    t.login_succeeded("a")
+    assert t.state("a") == HEALTHY and t.record("a").strikes == {"rate_limited": 2}
+    t.failed("a", RATE)
+    assert t.record("a").until - clock.now == 240
+    t.succeeded("a")  # a request that worked does end the backoff
+    assert t.record("a").strikes == {}
+
+
 def test_lowering_the_cap_shortens_running_cooldowns():
     clock = Clock()
     t = tracker(clock)

@@ -208,9 +208,13 @@ class HealthTracker:
         rec = self.record(identifier)
         rec.strikes.pop("login", None)
         if rec.state == LOGIN_FAILING:
-            self.succeeded(identifier)
-        else:
-            self._save(identifier, rec)
+            # Healthy again, but the backoff other kinds earned stands: no
+            # request has succeeded yet (a rate limit next doubles on).
+            log.warning("account %s: logged in again after %s", identifier, rec.reason)
+            rec.state, rec.reason, rec.kind, rec.until, rec.trial = HEALTHY, "", "", 0.0, False
+            rec.changed = self._clock()
+            self._notify()
+        self._save(identifier, rec)
 
     def login_allowed(self, identifier: str) -> bool:
         """No login storm: a failing login waits out its backoff."""
