@@ -112,6 +112,12 @@ def register_fragile_check(api: PluginContext) -> None:
     api.route("GET", "/fragile/settings", _answer, errors=api.errors.openai)
 
 
+def register_listing_check(api: PluginContext) -> None:
+    """A settings check that lists its problems instead of naming their fields."""
+    api.check_settings(lambda s: [] if s.get("limit", 1) > 0 else ["limit must be > 0"])
+    api.route("GET", "/listing/settings", _answer, errors=api.errors.openai)
+
+
 def register_quiet_check(api: PluginContext) -> None:
     """A settings check that returns None when it finds nothing."""
     api.check_settings(lambda s: None)

@@ -152,6 +152,21 @@ async def test_a_settings_check_that_raises_refuses_the_write_naming_the_plugin(
         assert accepted.status == 200, accepted.text
 
 
+async def test_a_settings_check_returning_a_list_refuses_the_write_naming_the_plugin(
+        proxy_factory):
+    """A check that listed its problems (not {field: problem}) made such a
+    config write a 500 'internal error: AttributeError'."""
+    proxy = await proxy_factory(plugins=["listing = sample_plugins:register_listing_check"])
+    async with ProxyClient.open(proxy) as client:
+        refused = await client.put("/admin/plugins/listing/settings", {"limit": 0}, admin=True)
+        assert refused.status == 400, refused.text
+        assert refused.json()["field"] == "plugins.listing"
+        assert "settings check failed (TypeError)" in refused.json()["detail"]
+        assert "plugins" not in proxy.store.snapshot()
+        accepted = await client.put("/admin/plugins/listing/settings", {"limit": 3}, admin=True)
+        assert accepted.status == 200, accepted.text
+
+
 async def test_settings_for_a_plugin_that_is_not_installed_are_named(proxy_factory, caplog):
     """plugins.olama (for ollama) was silently ignored: the keyless Ollama
     clients it meant to serve got 401s and nothing said why."""

@@ -103,6 +103,9 @@ def settings_problems(api: PluginContext, section: Any) -> dict[str, str]:
         return {}
     try:
         problems = api._check(section) or {}
+        if not isinstance(problems, Mapping):
+            raise TypeError(f"it returned a {type(problems).__name__}, not "
+                            "{field: problem}")
     except Exception as exc:  # the plugin's fault, not the server's: a 400 naming it
         log.exception("plugin %s: settings check failed", api.name)
         return {where: f"the plugin's settings check failed ({type(exc).__name__}); see the "
