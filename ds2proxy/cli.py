@@ -37,6 +37,21 @@ DEFAULT_PORT = "5001"
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP")
                      if hasattr(signal, name))
 
+DESCRIPTION = ("Serve the OpenAI, Anthropic, Gemini and Ollama APIs (and the plugins' own)\n"
+               "from DeepSeek web-chat accounts.")
+EPILOG = f"""\
+ds2proxy config-docs [PATH] writes the configuration reference (every config
+field, its default and range) to PATH or standard output.
+
+environment:
+  DS2PROXY_ADMIN_KEY    the admin key (default: 'admin', loopback only)
+  DS2PROXY_CONFIG, DS2PROXY_HOST, DS2PROXY_PORT, DS2PROXY_LOG_LEVEL,
+  DS2PROXY_LOG_FORMAT   defaults for the flags above (blank counts as unset)
+  {REDIS_TIMEOUT_ENV}  seconds each call to a shared Redis may take
+
+exit status: 0 stopped by a signal, 1 cannot listen, 2 bad flag, environment
+value or config."""
+
 
 class UnsafeListen(Exception):
     """Refusing to serve the default admin key beyond this machine."""
@@ -44,9 +59,8 @@ class UnsafeListen(Exception):
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="ds2proxy", description=__doc__.splitlines()[0],
-        epilog="ds2proxy config-docs [PATH] writes the configuration reference "
-               "(every config field, its default and range) to PATH or standard output.")
+        prog="ds2proxy", description=DESCRIPTION, epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", help="config file (default: $DS2PROXY_CONFIG or ./config.json)")
     parser.add_argument("--host", default=_env("DS2PROXY_HOST") or "127.0.0.1",
                         help="address to listen on (default: $DS2PROXY_HOST or 127.0.0.1)")

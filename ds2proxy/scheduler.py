@@ -74,6 +74,8 @@ class AccountPool:
                 if acc.proxy != state.config.proxy:
                     self.health.route_changed(acc.identifier)
                     state.last_error = ""
+                if acc.password != state.config.password:
+                    self.health.password_changed(acc.identifier)
                 state.config = acc
             fresh[acc.identifier] = state
         self._accounts = fresh

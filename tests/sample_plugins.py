@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from typing import Any
 
@@ -89,6 +90,18 @@ def register_unroutable(api: PluginContext) -> None:
     api.route("GET", "relative/path", _answer, errors=api.errors.openai)
 
 
+def register_twice(api: PluginContext) -> None:
+    """GET /twice declared twice, another route between: the second never ran."""
+    api.route("GET", "/twice", _answer, errors=api.errors.openai)
+    api.route("GET", "/twice/other", _answer, errors=api.errors.openai)
+    api.route("get", "/twice", _answer, errors=api.errors.openai)
+
+
+async def register_async(api: PluginContext) -> None:
+    """Written as a coroutine: nothing in it ever ran, yet it showed as loaded."""
+    api.route("GET", "/async/thing", _answer, errors=api.errors.openai)
+
+
 def register_exiting(api: PluginContext) -> None:
     raise SystemExit("the optional dependency foo is missing")
 
@@ -97,6 +110,12 @@ def register_fragile_check(api: PluginContext) -> None:
     """A settings check that raises on a value of the wrong type."""
     api.check_settings(lambda s: {} if s.get("limit", 1) > 0 else {"limit": "must be > 0"})
     api.route("GET", "/fragile/settings", _answer, errors=api.errors.openai)
+
+
+def register_listing_check(api: PluginContext) -> None:
+    """A settings check that lists its problems instead of naming their fields."""
+    api.check_settings(lambda s: [] if s.get("limit", 1) > 0 else ["limit must be > 0"])
+    api.route("GET", "/listing/settings", _answer, errors=api.errors.openai)
 
 
 def register_quiet_check(api: PluginContext) -> None:
@@ -112,3 +131,26 @@ def register_strict_key(api: PluginContext) -> None:
             "api_key": f"{key!r} does not start with 'sk-' (api_key={key})"}
 
     api.check_settings(check)
+
+
+def register_stuck_hooks(api: PluginContext) -> None:
+    """A start-up hook that never returns, one that exits, and a shut-down
+    hook that never returns: none may hold the server."""
+    async def forever() -> None:
+        await asyncio.Event().wait()
+
+    async def exits() -> None:
+        raise SystemExit("the optional service is gone")
+
+    async def started() -> None:
+        EVENTS.append("stuck:started")
+
+    api.on_startup(forever)
+    api.on_startup(exits)
+    api.on_startup(started)
+    api.on_shutdown(forever)
+    api.on_shutdown(lambda: _note("stuck:stopped"))
+
+
+async def _note(event: str) -> None:
+    EVENTS.append(event)

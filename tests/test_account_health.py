@@ -252,6 +252,26 @@ def test_a_login_does_not_end_a_cooldown_of_another_kind():
     assert t.state("a") == COOLING
 
 
+def test_a_login_between_rate_limits_keeps_their_backoff_growing():
+    """An account failing differently each time: rate limited twice, its
+    trial then found its token expired and the login failed; the next login
+    worked, which cleared every strike, so the next rate limit cooled it for
+    the first 60 s again instead of 240 s."""
+    clock = Clock()
+    t = tracker(clock)
+    for _ in range(2):
+        t.failed("a", RATE)
+        clock.now = t.record("a").until
+    t.login_failed("a", "token expired, login refused")
+    clock.now = t.record("a").until
+    t.login_succeeded("a")
+    assert t.state("a") == HEALTHY and t.record("a").strikes == {"rate_limited": 2}
+    t.failed("a", RATE)
+    assert t.record("a").until - clock.now == 240
+    t.succeeded("a")  # a request that worked does end the backoff
+    assert t.record("a").strikes == {}
+
+
 def test_lowering_the_cap_shortens_running_cooldowns():
     clock = Clock()
     t = tracker(clock)
@@ -279,6 +299,26 @@ async def test_requests_failing_in_one_burst_count_one_strike():
     trial.release()
     record = t.record("u0@example.com")
     assert record.strikes == {"rate_limited": 2} and record.until - record.since == 120
+
+
+def test_a_shorter_failure_of_another_kind_never_cuts_a_running_cooldown():
+    # An account that fails differently each time: a request already running
+    # when the upstream asked for an hour's rest ends with a 502 (10 s of
+    # backoff); the hour stands, and the 502 still counts as a strike.
+    clock = Clock()
+    t = tracker(clock)
+    t.failed("a", Failure("rate_limited", "upstream rate limit", retry_after=3600))
+    clock.now += 1
+    t.failed("a", Failure("upstream", "upstream answered HTTP 502"), started=clock.now - 2)
+    record = t.record("a")
+    assert record.until - clock.now == 3599 and record.kind == "rate_limited"
+    assert record.strikes == {"rate_limited": 1, "upstream": 1}
+    assert record.last_failure_reason == "upstream answered HTTP 502"
+    # A longer one of another kind does take over.
+    t.failed("a", Failure("upstream", "upstream answered HTTP 503", retry_after=7200))
+    record = t.record("a")
+    assert record.until - clock.now == 7200 and record.kind == "upstream"
+    assert record.reason == "upstream answered HTTP 503"
 
 
 def test_a_config_write_leaves_a_cooldown_the_upstream_asked_for():
@@ -356,6 +396,27 @@ async def test_a_paced_waiter_is_served_when_the_gap_ends():
     assert p.inflight == 2
     first.release()
     second.release()
+
+
+async def test_a_shorter_interval_applies_to_the_gaps_already_running():
+    """An interval lowered from an hour to a second left every account that
+    had started a request waiting out the hour (its waiters got 429s)."""
+    clock = Clock(0.0)
+    pacer = Pacer(PacingSettings(min_interval_seconds=3600), clock=clock)
+    health = tracker(Clock())
+    p = pool(1, health, inflight=4, timeout=0.05, pacer=pacer)
+    (await p.acquire()).release()
+    clock.now = 60
+    with pytest.raises(RateLimited) as info:
+        await p.acquire()
+    assert info.value.retry_after == 3540
+    p.configure_health(settings(pacing={"min_interval_seconds": 1, "jitter_seconds": 0.5}))
+    assert pacer.ready_at("u0@example.com") == 1.5
+    (await p.acquire()).release()
+    assert pacer.ready_at("u0@example.com") - clock.now <= 1.5
+    # A longer interval does not stretch a gap already drawn.
+    p.configure_health(settings(pacing={"min_interval_seconds": 600}))
+    assert pacer.ready_at("u0@example.com") - clock.now <= 1.5
 
 
 def test_jitter_only_adds_to_the_interval():

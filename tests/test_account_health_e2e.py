@@ -11,10 +11,11 @@ from collections import defaultdict
 from email.utils import formatdate
 from itertools import pairwise
 
+import aiohttp
 import anthropic
 import openai
 import pytest
-from admin_util import wait_until
+from admin_util import admin_for, wait_until
 from conftest import ACCOUNTS, Proxy, ProxyFactory
 from google.genai import errors as genai_errors
 
@@ -136,6 +137,24 @@ async def test_only_failing_logins_left_is_a_502_without_new_login_calls(
         assert info.value.status_code == 502
     assert len(proxy.fake.calls_to("users/login")) == 2
     assert int(info.value.response.headers["retry-after"]) >= 59
+
+
+async def test_a_corrected_password_is_tried_at_once_not_after_the_old_ones_backoff(
+        proxy_factory: ProxyFactory):
+    """The login backoff a wrong password earned outlived it: after the admin
+    imported the right one, turns answered 502 for the rest of the backoff."""
+    proxy = await proxy_factory({**NO_JITTER, "accounts": [{"email": ALICE,
+                                                            "password": "wrong"}]})
+    with pytest.raises(openai.InternalServerError) as info:
+        await ask(proxy)
+    assert info.value.status_code == 502 and state(proxy, ALICE) == "login_failing"
+    async with aiohttp.ClientSession() as http:
+        admin = await admin_for(proxy, http)
+        await admin.ok("POST", "/admin/import", json={"accounts": [
+            {"email": ALICE, "password": dict(ACCOUNTS)[ALICE]}]})
+    assert "You said" in await ask(proxy)
+    assert state(proxy, ALICE) == "healthy"
+    assert proxy.core.pool.health.record(ALICE).strikes == {}
 
 
 @pytest.mark.parametrize("account", [

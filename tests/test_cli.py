@@ -73,6 +73,20 @@ def test_a_config_path_that_cannot_be_read_is_named_as_the_config(tmp_path: Path
     assert "listen" not in done.stderr
 
 
+def test_help_says_what_the_server_is_its_environment_and_exit_codes(tmp_path: Path) -> None:
+    """--help's description was a fragment of the module docstring
+    ("Command line: ``python -m ds2proxy [--config PATH] …``;"), and it
+    named neither DS2PROXY_ADMIN_KEY, which the refusal to listen asks for,
+    nor the exit codes scripts test."""
+    done = run_cli("--help", cwd=tmp_path)
+    assert done.returncode == 0 and "``" not in done.stdout
+    assert "from DeepSeek web-chat accounts." in done.stdout
+    for needle in ("DS2PROXY_ADMIN_KEY", "DS2PROXY_PORT", "DS2PROXY_REDIS_TIMEOUT",
+                   "1 cannot listen", "2 bad flag"):
+        assert needle in done.stdout, needle
+    assert max(len(line) for line in done.stdout.splitlines()) <= 100
+
+
 def test_config_docs_takes_help_and_reports_a_path_it_cannot_write(tmp_path: Path) -> None:
     """``config-docs --help`` used to write the reference into a file named
     '--help'; a path in a missing folder was a FileNotFoundError traceback."""

@@ -6,6 +6,7 @@ import asyncio
 import base64
 import math
 import struct
+import threading
 
 import aiohttp
 import openai
@@ -100,3 +101,27 @@ async def test_missing_key_is_401(proxy_factory):
     async with openai_client(proxy, key="nope") as api:
         with pytest.raises(openai.AuthenticationError):
             await api.embeddings.create(model="e", input="x")
+
+
+async def test_the_testing_engine_works_off_the_loop_at_the_edges(proxy, monkeypatch):
+    """2048 inputs of 8192 dimensions took seconds of hashing on the event
+    loop, holding every other request; the vectors are now made in a worker
+    thread, the most inputs and both dimension bounds included."""
+    from ds2proxy.embeddings import DeterministicEmbeddings
+
+    threads: set[int] = set()
+    made = DeterministicEmbeddings.vector
+
+    def vector(self: DeterministicEmbeddings, text: str) -> list[float]:
+        threads.add(threading.get_ident())
+        return made(self, text)
+
+    monkeypatch.setattr(DeterministicEmbeddings, "vector", vector)
+    async with openai_client(proxy) as api:
+        most = await api.embeddings.create(model="e", input=[f"t{n}" for n in range(2048)],
+                                           dimensions=1, encoding_format="float")
+        widest = await api.embeddings.create(model="e", input="x", dimensions=8192)
+    assert [d.index for d in most.data] == list(range(2048))
+    assert {abs(d.embedding[0]) for d in most.data} == {1.0}
+    assert len(widest.data[0].embedding) == 8192
+    assert threads and threading.get_ident() not in threads

@@ -11,6 +11,7 @@ import pytest
 import ds2proxy.plugin_api as plugin_api
 import sample_plugins
 from ds2proxy.plugin_api import API_VERSION, PluginContext
+from ds2proxy.plugin_api import loader
 from ds2proxy.plugin_api.loader import compatible
 from ds2proxy.testing import Scripted
 from ds2proxy.app import create_app, start_server
@@ -62,6 +63,27 @@ async def test_lifecycle_hooks_run_and_a_failing_one_is_logged(ds2proxy_factory,
     assert failed and "lifecycle" in failed[0].getMessage()
     await proxy.server.close()
     assert sample_plugins.EVENTS == ["started", "stopped"]
+
+
+async def test_a_hook_that_hangs_or_exits_holds_neither_start_nor_shutdown(
+        ds2proxy_factory, caplog, monkeypatch):
+    """A start-up hook that never returned kept the server from ever
+    listening, and one raising SystemExit took the whole start down."""
+    sample_plugins.EVENTS.clear()
+    monkeypatch.setattr(loader, "HOOK_SECONDS", 0.2)
+    caplog.set_level(logging.ERROR, logger="ds2proxy.plugins")
+    proxy = await ds2proxy_factory(plugins=["stuck = sample_plugins:register_stuck_hooks"])
+    async with ProxyClient.open(proxy) as client:
+        assert (await client.get("/readyz")).status == 200
+    assert sample_plugins.EVENTS == ["stuck:started"]
+    logged = [r.getMessage() for r in caplog.records]
+    assert "plugin stuck: startup hook gave no answer in 0.2 s; going on without it" in logged
+    assert ("plugin stuck: startup hook failed: SystemExit: the optional service is gone"
+            in logged)
+    await proxy.server.close()
+    assert sample_plugins.EVENTS == ["stuck:started", "stuck:stopped"]
+    assert "plugin stuck: shutdown hook gave no answer in 0.2 s; going on without it" in [
+        r.getMessage() for r in caplog.records]
 
 
 async def test_claimed_paths_answer_unmatched_requests_in_the_plugins_shape(

@@ -115,14 +115,22 @@ async def test_no_plugin_route_comes_before_the_servers_own(proxy_factory):
 def test_an_unmountable_route_or_an_exit_is_the_plugins_load_error():
     """A route aiohttp cannot mount raised from the mount, after every plugin
     was checked, and a plugin that exits on import stopped the whole server;
+    a route declared twice (apart) was listed twice and its second never ran;
+    a register written as a coroutine ran nothing yet showed as loaded;
     a settings check returning None refused its plugin with an AttributeError."""
     app = web.Application()
     core = Core(ConfigStore({}))
     infos = {i.name: i for i in load_plugins(app, core, [
         *discover(), broken("relative", "sample_plugins:register_unroutable"),
         broken("exiting", "sample_plugins:register_exiting"),
-        broken("quiet", "sample_plugins:register_quiet_check")])}
+        broken("quiet", "sample_plugins:register_quiet_check"),
+        broken("twice", "sample_plugins:register_twice"),
+        broken("async", "sample_plugins:register_async")])}
+    assert infos["async"].error.startswith("TypeError: sample_plugins:register_async is a "
+                                           "coroutine function") and not infos["async"].routes
     assert "route GET 'relative/path' cannot be served" in infos["relative"].error
+    assert infos["twice"].error == "ValueError: route GET /twice is declared twice"
+    assert infos["twice"].routes == []
     assert infos["quiet"].loaded, infos["quiet"].error  # None: no problem found
     assert infos["exiting"].error == "SystemExit: the optional dependency foo is missing"
     assert all(infos[name].loaded for name in FIRST_PARTY)
@@ -141,6 +149,21 @@ async def test_a_settings_check_that_raises_refuses_the_write_naming_the_plugin(
         assert "settings check failed (TypeError)" in refused.json()["detail"]
         assert "plugins" not in proxy.store.snapshot()
         accepted = await client.put("/admin/plugins/fragile/settings", {"limit": 3}, admin=True)
+        assert accepted.status == 200, accepted.text
+
+
+async def test_a_settings_check_returning_a_list_refuses_the_write_naming_the_plugin(
+        proxy_factory):
+    """A check that listed its problems (not {field: problem}) made such a
+    config write a 500 'internal error: AttributeError'."""
+    proxy = await proxy_factory(plugins=["listing = sample_plugins:register_listing_check"])
+    async with ProxyClient.open(proxy) as client:
+        refused = await client.put("/admin/plugins/listing/settings", {"limit": 0}, admin=True)
+        assert refused.status == 400, refused.text
+        assert refused.json()["field"] == "plugins.listing"
+        assert "settings check failed (TypeError)" in refused.json()["detail"]
+        assert "plugins" not in proxy.store.snapshot()
+        accepted = await client.put("/admin/plugins/listing/settings", {"limit": 3}, admin=True)
         assert accepted.status == 200, accepted.text
 
 

@@ -29,10 +29,18 @@ class Pacer:
         self._rng = rng or random.Random()
         self._next: dict[str, float] = {}          # earliest next start per account
         self._starts: dict[str, deque[float]] = {}  # starts within the last hour
+        self._last: dict[str, float] = {}           # the latest start per account
         self.gate: PaceGate | None = None
 
     def configure(self, settings: PacingSettings) -> None:
+        """A shorter interval applies to the gaps already running: after an
+        interval lowered from an hour to a second, an account that started a
+        request a minute ago may start the next now, not in 59 minutes."""
         self.settings = settings
+        longest = settings.min_interval_seconds + settings.jitter_seconds
+        now = self._clock()
+        for identifier, at in self._next.items():
+            self._next[identifier] = min(at, self._last.get(identifier, now) + longest)
 
     def ready_at(self, identifier: str) -> float:
         """Monotonic time from which ``identifier`` may start a request."""
@@ -66,6 +74,7 @@ class Pacer:
             return
         now = self._clock()
         self._next[identifier] = now + self._gap()
+        self._last[identifier] = now
         self._starts.setdefault(identifier, deque()).append(now)
 
     def _gap(self) -> float:

@@ -185,6 +185,11 @@ class HealthTracker:
         strikes = rec.strikes[failure.kind] = rec.strikes.get(failure.kind, 0) + 1
         seconds = self._jittered(self.settings.cooldown_for(failure.kind, strikes))
         seconds = max(seconds, failure.retry_after)
+        if rec.state in (COOLING, LOGIN_FAILING) and rec.until >= now + seconds:
+            # A shorter failure of another kind (a request that was already
+            # running) must not cut a longer cooldown, a Retry-After above all.
+            self._save(identifier, rec)
+            return
         new_state = LOGIN_FAILING if failure.kind == "login" else COOLING
         rec.state, rec.reason, rec.kind = new_state, failure.reason[:300], failure.kind
         rec.since, rec.until, rec.changed = now, now + seconds, now
@@ -203,9 +208,13 @@ class HealthTracker:
         rec = self.record(identifier)
         rec.strikes.pop("login", None)
         if rec.state == LOGIN_FAILING:
-            self.succeeded(identifier)
-        else:
-            self._save(identifier, rec)
+            # Healthy again, but the backoff other kinds earned stands: no
+            # request has succeeded yet (a rate limit next doubles on).
+            log.warning("account %s: logged in again after %s", identifier, rec.reason)
+            rec.state, rec.reason, rec.kind, rec.until, rec.trial = HEALTHY, "", "", 0.0, False
+            rec.changed = self._clock()
+            self._notify()
+        self._save(identifier, rec)
 
     def login_allowed(self, identifier: str) -> bool:
         """No login storm: a failing login waits out its backoff."""
@@ -233,6 +242,19 @@ class HealthTracker:
         rec.state, rec.reason, rec.kind, rec.until, rec.trial = HEALTHY, "", "", 0.0, False
         rec.changed = self._clock()
         rec.strikes.clear()
+        self._save(identifier, rec)
+        self._notify()
+
+    def password_changed(self, identifier: str) -> None:
+        """The account's password changed: a login backoff the old one earned
+        says nothing of the new one (a cooldown of another kind stays)."""
+        rec = self.record(identifier)
+        rec.strikes.pop("login", None)
+        if rec.state != LOGIN_FAILING:
+            return
+        log.warning("account %s: password changed, login backoff forgotten", identifier)
+        rec.state, rec.reason, rec.kind, rec.until, rec.trial = HEALTHY, "", "", 0.0, False
+        rec.changed = self._clock()
         self._save(identifier, rec)
         self._notify()
 

@@ -5,11 +5,14 @@ A plugin that fails to import (even by ``SystemExit``), to register, to
 match the API version, or whose settings or routes or model names clash
 (with another plugin's, or a route with the server's own paths), or whose
 route aiohttp cannot mount, is reported (log and ``/admin/plugins``) and
-leaves nothing behind; the server still starts.
+leaves nothing behind; the server still starts. A start-up or shut-down hook
+that fails, exits or hangs past ``HOOK_SECONDS`` is logged and left behind.
 """
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -36,6 +39,8 @@ GROUP = "ds2proxy.plugins"
 # Paths the server serves itself (and everything under /admin/): a plugin's
 # route on one would hide the server's (or never run), so it is refused.
 SERVER_PATHS = frozenset({"/", "/admin", "/metrics", "/healthz", "/readyz"})
+# Longest a plugin's start-up or shut-down hook may take before it is left behind.
+HOOK_SECONDS = 30.0
 ENABLED = "enabled"  # plugins.<name>.enabled: false leaves the plugin unloaded (at start)
 
 
@@ -98,6 +103,9 @@ def settings_problems(api: PluginContext, section: Any) -> dict[str, str]:
         return {}
     try:
         problems = api._check(section) or {}
+        if not isinstance(problems, Mapping):
+            raise TypeError(f"it returned a {type(problems).__name__}, not "
+                            "{field: problem}")
     except Exception as exc:  # the plugin's fault, not the server's: a 400 naming it
         log.exception("plugin %s: settings check failed", api.name)
         return {where: f"the plugin's settings check failed ({type(exc).__name__}); see the "
@@ -149,7 +157,11 @@ def _register(ep: EntryPoint, core: Core, table: RouteTable) -> PluginContext:
     register = ep.load()
     section = section_of(core.store.snapshot(), ep.name)
     api = PluginContext(core, ep.name, section if isinstance(section, dict) else {})
-    register(api)
+    returned = register(api)
+    if inspect.iscoroutine(returned):  # never run: it would have registered nothing
+        returned.close()
+        raise TypeError(f"{ep.value} is a coroutine function; register(api) must be a plain "
+                        "function (start-up work belongs in api.on_startup)")
     if api._requires and not compatible(api._requires):
         raise RuntimeError(f"needs plugin API {api._requires}; this server provides "
                            f"{API_VERSION}")
@@ -174,11 +186,17 @@ def _register(ep: EntryPoint, core: Core, table: RouteTable) -> PluginContext:
 
 
 def _check_routes(api: PluginContext) -> None:
-    """Each route is one aiohttp can mount and none is the server's own."""
+    """Each route is one aiohttp can mount, none is the server's own, and
+    none is declared twice without a ``when`` (the second would never run)."""
     scratch = web.UrlDispatcher()
-    for method, path, handler, _, _ in api._routes:
+    seen: set[tuple[str, str]] = set()
+    for method, path, handler, when, _ in api._routes:
         if path in SERVER_PATHS or path.startswith("/admin/"):
             raise ValueError(f"route {method} {path} is the server's own path")
+        if when is None:
+            if (method, path) in seen:
+                raise ValueError(f"route {method} {path} is declared twice")
+            seen.add((method, path))
         try:
             scratch.add_route(method, path, handler)
         except ValueError as exc:
@@ -255,9 +273,36 @@ def _keep_settings_live(core: Core, plugins: list[PluginContext]) -> None:
     core.store.subscribe(publish)
 
 
+def _bounded(name: str, hook: Hook, what: str) -> Hook:
+    """``hook`` given at most HOOK_SECONDS, its SystemExit a failure like any
+    other: one plugin's hook that never returns (or exits) must not keep the
+    server from starting or from shutting down."""
+
+    async def caught() -> SystemExit | None:
+        try:  # inside the task wait_for makes: a SystemExit leaving it stops the loop
+            await hook()
+        except SystemExit as exc:
+            return exc
+        return None
+
+    async def run() -> None:
+        try:
+            exited = await asyncio.wait_for(caught(), HOOK_SECONDS)
+        except TimeoutError:
+            log.error("plugin %s: %s hook gave no answer in %g s; going on without it",
+                      name, what, HOOK_SECONDS)
+            return
+        if exited is not None:
+            log.error("plugin %s: %s hook failed: SystemExit: %s", name, what, exited)
+
+    return run
+
+
 def _run_lifecycle(app: web.Application, plugins: list[PluginContext]) -> None:
-    startup: list[tuple[str, Hook]] = [(p.name, h) for p in plugins for h in p._startup]
-    shutdown: list[tuple[str, Hook]] = [(p.name, h) for p in plugins for h in p._shutdown]
+    startup: list[tuple[str, Hook]] = [(p.name, _bounded(p.name, h, "startup"))
+                                       for p in plugins for h in p._startup]
+    shutdown: list[tuple[str, Hook]] = [(p.name, _bounded(p.name, h, "shutdown"))
+                                        for p in plugins for h in p._shutdown]
 
     async def on_startup(_: web.Application) -> None:
         await run_hooks(startup, "startup")
