@@ -73,7 +73,8 @@ async def test_a_password_the_config_cannot_keep_is_a_503_and_the_old_one_still_
         assert reply.status == 503, reply.raw
         assert reply.json()["detail"].startswith("the config could not be saved (No space")
         status, _, resp = await page.post("/admin/ui/settings/password", {
-            "new_password": "a-new-password", "confirm_password": "a-new-password"})
+            "current_password": ADMIN_KEY, "new_password": "a-new-password",
+            "confirm_password": "a-new-password"})
         assert status == 303 and resp.headers["Location"] == "/admin/ui/settings"
         _, settings_page, _ = await page.get("/admin/ui/settings")
         assert "could not be saved (No space left on device)" in settings_page

@@ -188,7 +188,8 @@ async def test_default_key_banner_shows_until_a_password_is_set(proxy_factory):
         await b.log_in("admin")
         assert "default-key-banner" in (await b.get("/admin/"))[1]
         status, _, _ = await b.post("/admin/ui/settings/password", {
-            "new_password": "a-good-password", "confirm_password": "a-good-password"})
+            "current_password": "admin", "new_password": "a-good-password",
+            "confirm_password": "a-good-password"})
         assert status == 303
         _, page, _ = await b.get("/admin/ui/settings")
         assert "default-key-banner" not in page and "Password changed" in page
@@ -305,16 +306,48 @@ async def test_settings_form_reports_unparsable_input(logged_in: Browserless):
 
 async def test_password_form_checks_the_repeat(logged_in: Browserless):
     status, page, _ = await logged_in.post("/admin/ui/settings/password", {
-        "new_password": "first-password", "confirm_password": "second-password"})
+        "current_password": ADMIN_KEY, "new_password": "first-password",
+        "confirm_password": "second-password"})
     assert status == 400 and "the two passwords differ" in page
     assert "password_hash" not in logged_in.proxy.store.snapshot().get("admin", {})
+
+
+@pytest.mark.parametrize("current, status, problem", [
+    ("", 400, "enter the current password"),
+    ("not-the-admin-key", 403, "is not the admin password")])
+async def test_password_form_asks_for_the_current_password(
+        logged_in: Browserless, current: str, status: int, problem: str):
+    """A dashboard left logged in (a shared machine, a stolen session
+    cookie) was enough to set a new password and lock the admin out."""
+    code, page, _ = await logged_in.post("/admin/ui/settings/password", {
+        "current_password": current, "new_password": "a-good-password",
+        "confirm_password": "a-good-password"})
+    assert code == status and problem in page
+    assert 'id="current_password"' in page and "not-the-admin-key" not in page
+    assert "Nothing was saved" not in page  # that banner is the settings form's
+    assert "password_hash" not in logged_in.proxy.store.snapshot().get("admin", {})
+
+
+async def test_password_form_changes_it_with_the_current_one(logged_in: Browserless):
+    code, _, _ = await logged_in.post("/admin/ui/settings/password", {
+        "current_password": ADMIN_KEY, "new_password": "a-good-password",
+        "confirm_password": "a-good-password"})
+    assert code == 303
+    _, page, _ = await logged_in.get("/admin/ui/settings")
+    assert "Password changed" in page
+    logged_in.csrf = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    code, page, _ = await logged_in.post("/admin/ui/settings/password", {
+        "current_password": ADMIN_KEY, "new_password": "a-third-password",
+        "confirm_password": "a-third-password"})  # the start-up key no longer counts
+    assert code == 403 and "is not the admin password" in page
 
 
 async def test_password_form_refuses_a_password_with_surrounding_spaces(
         logged_in: Browserless):
     """It would open this form's login only, never the API's (see test_admin_api)."""
     status, page, _ = await logged_in.post("/admin/ui/settings/password", {
-        "new_password": "a-padded-password ", "confirm_password": "a-padded-password "})
+        "current_password": ADMIN_KEY, "new_password": "a-padded-password ",
+        "confirm_password": "a-padded-password "})
     assert status == 400 and "must not begin or end with a space" in page
     assert "password_hash" not in logged_in.proxy.store.snapshot().get("admin", {})
 

@@ -7,6 +7,7 @@ import time
 from aiohttp import web
 
 from .context import AdminContext, text_field
+from .credentials import check_new_password
 from .responses import json_ok
 
 
@@ -28,8 +29,13 @@ class AccessAPI:
                         "remaining_seconds": remaining})
 
     async def change_password(self, request: web.Request) -> web.Response:
+        """The spec's body is ``{"new_password"}``; a ``current_password``
+        sent beside it must be right (the dashboard always sends one)."""
         body = await self.ctx.body(request)
-        await self.ctx.ops.change_password(body.get("new_password"))
+        new_password = check_new_password(body.get("new_password"))
+        if body.get("current_password") is not None:
+            await self.ctx.gate.confirm_current(request, body["current_password"])
+        await self.ctx.ops.change_password(new_password)
         token, lifetime = self.ctx.creds.issue(self.ctx.creds.expire_hours())
         return json_ok({"success": True, "token": token, "expires_in": lifetime,
                         "message": "password changed; every earlier admin token is revoked"})
