@@ -18,7 +18,7 @@ from ds2proxy.keyring import secret_of
 from admin_util import admin_for
 from conftest import ADMIN_KEY, Proxy, ProxyFactory
 
-from ds2proxy.admin import settings
+from ds2proxy.admin import ADMIN, settings
 
 PAGES = ["/admin/", "/admin/ui/accounts", "/admin/ui/keys", "/admin/ui/settings",
          "/admin/ui/config", "/admin/ui/playground", "/admin/ui/captures",
@@ -163,6 +163,35 @@ async def test_login_needs_its_form_token_and_the_right_key(browser: Browserless
                                                              "admin_key": "nope"}, csrf=False)
     assert status == 401 and 'id="login-error"' in page and "invalid admin key" in page
     assert (await browser.get("/admin/"))[0] == 303
+
+
+async def _chunked(data: bytes) -> AsyncIterator[bytes]:
+    """``data`` sent without a Content-Length (chunked), in 64 KB pieces."""
+    for start in range(0, len(data), 1 << 16):
+        yield data[start:start + (1 << 16)]
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+async def test_the_login_form_is_read_up_to_a_few_kilobytes(browser: Browserless, chunked):
+    """Anyone may post the login form, and it was parsed up to the admin's
+    8 MB limit before its token was checked: a stranger's 7 MB multipart
+    login held the event loop for a third of a second, every request."""
+    _, page, _ = await browser.get("/admin/ui/login")
+    token = re.search(r'name="login_token" value="([^"]+)"', page).group(1)
+    data = (b"--b\r\nContent-Disposition: form-data; name=\"login_token\"\r\n\r\n"
+            + token.encode() + b"\r\n--b\r\nContent-Disposition: form-data; "
+            b"name=\"admin_key\"\r\n\r\n" + b"k" * (200 << 10) + b"\r\n--b--\r\n")
+    async with browser.http.post(browser.url("/admin/ui/login"),
+                                 data=_chunked(data) if chunked else data,
+                                 headers={"Content-Type": "multipart/form-data; boundary=b"},
+                                 allow_redirects=False) as resp:
+        assert resp.status == 413, await resp.text()
+        assert "16384-byte limit" in await resp.text()
+    assert browser.proxy.app[ADMIN].gate.throttle.failures("127.0.0.1") == 0
+    async with browser.http.post(browser.url("/admin/login"),
+                                 json={"admin_key": "k" * (200 << 10)}) as resp:
+        assert resp.status == 413
+    await browser.log_in()  # a real one still gets in
 
 
 async def test_login_never_redirects_off_site(browser: Browserless):

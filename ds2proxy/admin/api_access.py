@@ -6,7 +6,7 @@ import time
 
 from aiohttp import web
 
-from .context import AdminContext, text_field
+from .context import LOGIN_BODY_BYTES, AdminContext, text_field
 from .credentials import check_new_password
 from .responses import json_ok
 
@@ -16,7 +16,7 @@ class AccessAPI:
         self.ctx = ctx
 
     async def login(self, request: web.Request) -> web.Response:
-        body = await self.ctx.body(request)
+        body = await self.ctx.body(request, limit=LOGIN_BODY_BYTES)
         hours = self.ctx.creds.expire_hours(body.get("expire_hours"))
         await self.ctx.gate.check_key(request, text_field(body, "admin_key"))
         token, lifetime = self.ctx.creds.issue(hours)
