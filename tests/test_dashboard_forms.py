@@ -137,8 +137,12 @@ async def test_login_sets_a_strict_httponly_session_cookie(browser: Browserless)
     assert not cookie["secure"]  # plain HTTP: a Secure cookie would never come back
 
 
-@pytest.mark.parametrize("tls_header", [{"X-Forwarded-Proto": "https"},
-                                        {"Forwarded": "for=10.0.0.1;proto=https;host=a.example"}])
+@pytest.mark.parametrize("tls_header", [
+    {"X-Forwarded-Proto": "https"}, {"X-Forwarded-Proto": "HTTPS, http"},
+    {"Forwarded": "for=10.0.0.1;proto=https;host=a.example"},
+    # RFC 7239 lets every value be a quoted string; an IPv6 'for' must be one.
+    {"Forwarded": 'for="[2001:db8::1]:4711"; proto="https"'},
+    {"X-Forwarded-Ssl": "on"}, {"X-Forwarded-Scheme": "https"}])
 async def test_behind_a_tls_proxy_every_dashboard_cookie_is_secure(proxy: Proxy,
                                                                    tls_header: dict):
     port = proxy.server.port
