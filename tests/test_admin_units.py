@@ -364,3 +364,12 @@ def test_a_secret_named_list_of_objects_keeps_its_nested_secrets() -> None:
     # Under a secret's name every part is masked, whatever its own name.
     assert shown == {"credentials": [{"user": "…", "password": "nest…56"}]}
     assert masking.restore_tree(stored, shown) == stored
+
+
+def test_a_settings_problem_quoting_a_nested_secret_is_redacted() -> None:
+    from ds2proxy.secret_names import without_secrets
+
+    section = {"secrets": {"github": "ghp-nested-0a1b2c"}, "auth": [{"value": "v-nested-9z"}],
+               "credentials": [{"pass": "pass-nested-77"}], "endpoint": "http://x"}
+    text = "bad: ghp-nested-0a1b2c, pass-nested-77 at http://x, v-nested-9z"
+    assert without_secrets(text, section) == "bad: [redacted], [redacted] at http://x, v-nested-9z"
