@@ -112,3 +112,25 @@ def test_redact(text: str, expected: str):
 ])
 def test_parser_reasons_never_carry_request_bytes(exc, reason):
     assert safe_reason(exc) == reason
+
+
+async def test_an_admin_route_that_fails_logs_its_template_not_the_secret_in_its_path(
+        proxy: Proxy, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch):
+    """DELETE /admin/keys/{key} names the key itself in its path, and an
+    unexpected failure was logged as 'admin route /admin/keys/<the key> failed'."""
+    import aiohttp
+    from ds2proxy.admin import ADMIN
+
+    ops = proxy.app[ADMIN].ops
+
+    async def fails(key: str) -> int:
+        raise RuntimeError("the store went away")
+
+    monkeypatch.setattr(ops, "remove_key", fails)
+    caplog.set_level(logging.ERROR, logger="ds2proxy.admin")
+    async with aiohttp.ClientSession() as http:
+        async with http.delete(f"{proxy.url}/admin/keys/{SECRET}", headers={
+                "Authorization": f"Bearer {proxy.admin_key}"}) as resp:
+            assert resp.status == 500 and SECRET not in await resp.text()
+    assert "admin route DELETE /admin/keys/{key} failed" in caplog.text
+    assert SECRET not in caplog.text
