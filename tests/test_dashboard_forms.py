@@ -444,6 +444,23 @@ async def test_created_key_secret_is_on_the_answer_page_only(logged_in: Browserl
     assert key.secret not in again and "form-made" in again
 
 
+@pytest.mark.parametrize("headers, origin", [
+    ({}, None),
+    ({"X-Forwarded-Proto": "https"}, "https://{host}"),
+    ({"X-Forwarded-Proto": "https", "X-Forwarded-Host": "llm.example.org"},
+     "https://llm.example.org")])
+async def test_the_keys_page_tells_clients_the_origin_the_browser_used(
+        logged_in: Browserless, headers: dict, origin: str | None):
+    """Behind a TLS-terminating proxy the page's example told clients to send
+    their key to http://…, in the clear, since the server itself is reached
+    over plain HTTP."""
+    host = logged_in.url("").split("://")[1]
+    async with logged_in.http.get(logged_in.url("/admin/ui/keys"), headers=headers) as resp:
+        page = await resp.text()
+    expected = (origin or "http://{host}").format(host=host)
+    assert f"curl {expected}/v1/chat/completions" in page
+
+
 async def test_config_download_and_upload(logged_in: Browserless):
     async with logged_in.http.get(logged_in.url("/admin/ui/config/download")) as resp:
         assert resp.headers["Content-Disposition"] == 'attachment; filename="config.json"'

@@ -49,6 +49,14 @@ def over_tls(request: web.Request) -> bool:
     return False
 
 
+def public_origin(request: web.Request) -> str:
+    """The origin the browser used, as clients should be told to call: behind
+    a TLS-terminating proxy that is https (and the host it was asked for,
+    ``X-Forwarded-Host``), though this server was reached over plain HTTP."""
+    host = request.headers.get("X-Forwarded-Host", "").split(",")[0].strip() or request.host
+    return f"{'https' if over_tls(request) else 'http'}://{host}"
+
+
 def _first(value: str) -> str:
     """The first (the browser-facing proxy's) of a comma-separated header's values."""
     return value.split(",")[0].strip().lower()
