@@ -98,6 +98,19 @@ async def test_credentials_in_other_records_and_tracebacks_are_masked(
     ("Cookie: theme=dark; ds2proxy_session=s3cr3t\nnext line",
      "Cookie: [redacted]\nnext line"),
     ("{'set-cookie': 'sid=abc; Path=/; HttpOnly'}", "{'set-cookie': '[redacted]'}"),
+    # A quoted value is masked to its closing quote: only its first word was.
+    ('{"password": "correct horse battery"}', '{"password": "[redacted]"}'),
+    ("{'token': 'a b\\' c'} d", "{'token': '[redacted]'} d"),
+    # A secret's name as the last word of a longer one, as masked reads name it.
+    ('{"new_password": "two words", "client_secret": "cs-1"}',
+     '{"new_password": "[redacted]", "client_secret": "[redacted]"}'),
+    ("authToken=at-1 webhook-password: wp-2", "authToken=[redacted] webhook-password: [redacted]"),
+    ("max_tokens=5 prompt_tokens: 7", "max_tokens=5 prompt_tokens: 7"),
+    # A URL's password: these were logged in full.
+    ("redis://:pw-1@db:6379/0 socks5://u:pw-2@h:1080",
+     "redis://:[redacted]@db:6379/0 socks5://u:[redacted]@h:1080"),
+    ("via http://user:…@127.0.0.1:1 and http://[::1]:5001/x",
+     "via http://user:…@127.0.0.1:1 and http://[::1]:5001/x"),
 ])
 def test_redact(text: str, expected: str):
     assert redact(text) == expected
