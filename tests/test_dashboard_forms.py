@@ -256,6 +256,35 @@ async def test_a_form_post_without_its_csrf_token_is_refused(logged_in: Browserl
     assert "sk-csrf-000000" in logged_in.proxy.core.config.key_secrets
 
 
+async def test_every_write_refuses_a_session_without_its_csrf_token(logged_in: Browserless):
+    """Every dashboard form and every admin write the session cookie reaches,
+    found from the router (so a route added later is covered too): without
+    the form token or the X-CSRF-Token header, or with a stale one, it is a
+    403 and the config is as it was."""
+    routes = [(r.method, re.sub(r"\{\w+\}", "x", r.resource.canonical.replace(
+                  "{action}", "disable")))
+              for r in logged_in.proxy.app.router.routes()
+              if r.resource is not None and r.resource.canonical.startswith("/admin")
+              and r.method not in ("GET", "HEAD")
+              and r.resource.canonical not in ("/admin/login", "/admin/ui/login")]
+    assert len(routes) > 40
+    before = logged_in.proxy.store.snapshot()
+    fields = {"key": "sk-csrf-sweep-0001", "name": "csrf", "identifier": "alice@example.com",
+              "new_password": "a-good-password", "confirm_password": "a-good-password"}
+    for method, path in routes:
+        for token in ("", "0" * 40):
+            if path.startswith("/admin/ui/"):
+                async with logged_in.http.post(logged_in.url(path), allow_redirects=False,
+                                               data={**fields, "csrf_token": token}) as resp:
+                    status = resp.status
+            else:
+                async with logged_in.http.request(method, logged_in.url(path), json=fields,
+                                                  headers={"X-CSRF-Token": token}) as resp:
+                    status = resp.status
+            assert status == 403, (method, path, token, status)
+    assert logged_in.proxy.store.snapshot() == before
+
+
 async def test_the_json_api_takes_the_session_cookie_only_with_the_csrf_header(
         logged_in: Browserless):
     async with logged_in.http.get(logged_in.url("/admin/overview")) as resp:
