@@ -198,6 +198,23 @@ async def test_the_login_form_is_read_up_to_a_few_kilobytes(browser: Browserless
     await browser.log_in()  # a real one still gets in
 
 
+async def test_a_mistyped_key_keeps_the_page_the_login_was_for(browser: Browserless):
+    """The form came back after a wrong key with next=/admin/: the page the
+    admin had asked for (a filtered request log) was lost at the first typo."""
+    _, page, _ = await browser.get("/admin/ui/login?next=/admin/ui/usage%3Fmodel%3Dx")
+    token = re.search(r'name="login_token" value="([^"]+)"', page).group(1)
+    form = {"login_token": token, "next": "/admin/ui/usage?model=x"}
+    status, page, _ = await browser.post("/admin/ui/login", {**form, "admin_key": "typo"},
+                                         csrf=False)
+    assert status == 401 and 'name="next" value="/admin/ui/usage?model=x"' in page
+    status, page, _ = await browser.post("/admin/ui/login", {
+        "login_token": token, "admin_key": "typo", "next": "//evil.example/"}, csrf=False)
+    assert status == 401 and 'name="next" value="/admin/"' in page  # still never off site
+    status, _, resp = await browser.post("/admin/ui/login", {**form, "admin_key": ADMIN_KEY},
+                                         csrf=False)
+    assert status == 303 and resp.headers["Location"] == "/admin/ui/usage?model=x"
+
+
 async def test_login_never_redirects_off_site(browser: Browserless):
     _, page, _ = await browser.get("/admin/ui/login?next=//evil.example/")
     assert 'name="next" value="/admin/"' in page

@@ -41,11 +41,14 @@ class Pages:
 
     # -- login / logout ---------------------------------------------------------------
 
-    def _login_page(self, request: web.Request, *, error: str = "", status: int = 200
-                    ) -> web.Response:
+    def _login_page(self, request: web.Request, *, error: str = "", status: int = 200,
+                    back: str | None = None) -> web.Response:
+        """``back``: where a refused login form was headed (the page asked
+        for before it), kept for the next try."""
         token = self.ctx.sessions.login_token(request)
+        target = safe_next(back if back is not None else request.query.get("next"))
         response = self.dash.render(request, "login.html", status=status, login_token=token,
-                                    error=error, next=safe_next(request.query.get("next")))
+                                    error=error, next=target)
         self.ctx.sessions.keep_login_token(request, response, token)
         return response
 
@@ -63,7 +66,8 @@ class Pages:
         try:
             await self.ctx.gate.check_key(request, str(form.get("admin_key", "")))
         except ProxyError as exc:
-            page = self._login_page(request, error=exc.message, status=exc.status)
+            page = self._login_page(request, error=exc.message, status=exc.status,
+                                    back=str(form.get("next") or ""))
             if exc.retry_after:
                 page.headers["Retry-After"] = str(exc.retry_after)
             return page
