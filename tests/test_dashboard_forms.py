@@ -215,6 +215,14 @@ async def test_a_mistyped_key_keeps_the_page_the_login_was_for(browser: Browserl
     assert status == 303 and resp.headers["Location"] == "/admin/ui/usage?model=x"
 
 
+async def test_a_key_pasted_with_a_line_break_logs_in_on_the_form_as_in_the_api(
+        browser: Browserless):
+    """The JSON login trims the key; the form did not, so a key pasted from
+    a terminal with its line break was 'invalid' there, and counted as a guess."""
+    await browser.log_in(f" {ADMIN_KEY}\n")
+    assert browser.proxy.app[ADMIN].gate.throttle.failures("127.0.0.1") == 0
+
+
 async def test_login_never_redirects_off_site(browser: Browserless):
     _, page, _ = await browser.get("/admin/ui/login?next=//evil.example/")
     assert 'name="next" value="/admin/"' in page

@@ -64,7 +64,9 @@ class Pages:
         except ProxyError as exc:
             return self.dash.refused(request, exc)
         try:
-            await self.ctx.gate.check_key(request, str(form.get("admin_key", "")))
+            # Trimmed as the JSON login trims it: no key or password begins
+            # or ends with a space, and a pasted one often brings a line break.
+            await self.ctx.gate.check_key(request, str(form.get("admin_key", "")).strip())
         except ProxyError as exc:
             page = self._login_page(request, error=exc.message, status=exc.status,
                                     back=str(form.get("next") or ""))
