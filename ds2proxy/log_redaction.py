@@ -55,7 +55,8 @@ def redact(text: str) -> str:
     """``text`` with every credential-shaped value replaced by ``[redacted]``."""
     text = _BEARER.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", text)
     text = _COOKIE.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", text)
-    text = _URL_PASSWORD.sub(lambda m: f"{m.group(1)}{REDACTED}", text)
+    if "://" in text:
+        text = _URL_PASSWORD.sub(lambda m: f"{m.group(1)}{REDACTED}", text)
     return _named_values(text) if _HINT.search(text) else text
 
 
