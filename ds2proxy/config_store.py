@@ -35,6 +35,7 @@ from .config_fields import load_warnings
 from .config_leftovers import temp_prefix, written_file
 from .doc_merge import copy_tree
 from .keyring import migrate_keys
+from .private_files import make_private
 from .state.errors import StateUnavailable
 
 log = logging.getLogger("ds2proxy.config")
@@ -93,10 +94,7 @@ def atomic_write_json(path: Path, data: dict) -> None:
             fh.write(payload)
             fh.flush()
             os.fsync(fh.fileno())
-        if path.exists():
-            os.chmod(tmp, path.stat().st_mode & 0o777)
-        else:
-            os.chmod(tmp, 0o600)
+        make_private(Path(tmp), path)  # 0600, the replaced file's owner
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

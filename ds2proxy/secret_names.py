@@ -25,18 +25,26 @@ def is_secret_name(name: str) -> bool:
 
 
 def secret_values(tree: Any) -> Iterator[str]:
-    """Every string held by a secret-named member anywhere in ``tree``."""
+    """Every string held by a secret-named member anywhere in ``tree``, at
+    any depth beneath it (``"secrets": {"github": …}`` holds one too)."""
     if isinstance(tree, dict):
         for name, value in tree.items():
-            if isinstance(value, str) and value and is_secret_name(str(name)):
-                yield value
-            elif isinstance(value, list) and is_secret_name(str(name)):
-                yield from (v for v in value if isinstance(v, str) and v)
+            if is_secret_name(str(name)):
+                yield from _strings(value)
             else:
                 yield from secret_values(value)
     elif isinstance(tree, list):
         for item in tree:
             yield from secret_values(item)
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        if value:
+            yield value
+    elif isinstance(value, (dict, list)):
+        for item in value.values() if isinstance(value, dict) else value:
+            yield from _strings(item)
 
 
 def without_secrets(text: str, tree: Any) -> str:

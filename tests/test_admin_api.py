@@ -246,6 +246,36 @@ async def test_password_change_revokes_earlier_tokens_and_replaces_the_key(admin
     assert view["admin"]["default_key_in_use"] is False
 
 
+async def test_a_current_password_sent_with_a_change_must_be_right(admin: Admin):
+    """The spec's body is {"new_password"} alone, and that keeps working; a
+    current_password sent beside it was ignored, so a client asking for the
+    check got none: a wrong one changed the password all the same."""
+    throttle = admin.ctx.gate.throttle
+    for wrong in ("not-the-admin-key", ""):
+        reply = await admin.call("POST", "/admin/settings/password", json={
+            "current_password": wrong, "new_password": "a brand new passphrase"})
+        assert reply.status == 403, reply.raw
+        assert reply.json()["field"] == "current_password"
+        assert "not-the-admin-key" not in reply.raw.decode()
+    assert throttle.failures("127.0.0.1") == 2  # guesses are slowed like the login's
+    reply = await admin.call("POST", "/admin/settings/password", json={
+        "current_password": 12345678, "new_password": "a brand new passphrase"})
+    assert reply.status == 400 and reply.json()["field"] == "current_password"
+    assert "password_hash" not in file_doc(admin).get("admin", {})
+    admin.token = (await admin.ok("POST", "/admin/settings/password", json={
+        "current_password": ADMIN_KEY, "new_password": "a brand new passphrase"}))["token"]
+    await admin.ok("POST", "/admin/settings/password", json={
+        "current_password": "a brand new passphrase", "new_password": "another passphrase"})
+    assert (await login(admin.http, admin.proxy.url, "another passphrase")).status == 200
+
+
+async def test_a_bad_new_password_is_named_before_the_current_one_is_checked(admin: Admin):
+    reply = await admin.call("POST", "/admin/settings/password", json={
+        "current_password": "a wrong guess", "new_password": "short"})
+    assert reply.status == 400 and reply.json()["field"] == "new_password"
+    assert admin.ctx.gate.throttle.failures("127.0.0.1") == 0
+
+
 async def test_short_password_is_refused_with_its_field(admin: Admin):
     reply = await admin.call("POST", "/admin/settings/password", json={"new_password": "short"})
     assert reply.status == 400 and reply.json()["field"] == "new_password"

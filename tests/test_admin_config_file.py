@@ -73,7 +73,8 @@ async def test_a_password_the_config_cannot_keep_is_a_503_and_the_old_one_still_
         assert reply.status == 503, reply.raw
         assert reply.json()["detail"].startswith("the config could not be saved (No space")
         status, _, resp = await page.post("/admin/ui/settings/password", {
-            "new_password": "a-new-password", "confirm_password": "a-new-password"})
+            "current_password": ADMIN_KEY, "new_password": "a-new-password",
+            "confirm_password": "a-new-password"})
         assert status == 303 and resp.headers["Location"] == "/admin/ui/settings"
         _, settings_page, _ = await page.get("/admin/ui/settings")
         assert "could not be saved (No space left on device)" in settings_page
@@ -211,3 +212,70 @@ def test_two_broken_edits_in_one_second_are_both_kept(tmp_path: Path) -> None:
     assert first != second
     assert (first.read_text(), second.read_text()) == ("{ first broken edit",
                                                        "{ second broken edit")
+
+
+def _started_config(fake: FakeDeepSeek, path: Path, mode: int) -> None:
+    """A config whose session secret is already stored (so starting writes
+    nothing), created with ``mode``."""
+    doc = base_config(fake) | {"admin": {"jwt_secret": "s" * 64},
+                               "accounts": [{"email": "x@example.com",
+                                             "password": "pw-never-logged-77"}]}
+    path.write_text(json.dumps(doc))
+    os.chmod(path, mode)
+
+
+@pytest.mark.parametrize("linked", [False, True])
+async def test_a_config_others_may_read_is_named_at_start_and_private_after_a_write(
+        fake_upstream: FakeDeepSeek, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+        linked: bool) -> None:
+    """A config created world-readable (``echo > config.json`` under umask
+    022) stayed 0644 through every write, account passwords and keys in it,
+    and nothing said so."""
+    target = tmp_path / "kept" / "config.json"
+    target.parent.mkdir()
+    _started_config(fake_upstream, target, 0o644)
+    path = target
+    if linked:
+        path = tmp_path / "config.json"
+        path.symlink_to(target)
+    caplog.set_level("WARNING")
+    server = await start_server(create_app(ConfigStore.from_sources(str(path), {}),
+                                           admin_key=ADMIN_KEY))
+    try:
+        warned = [r.getMessage() for r in caplog.records if "not private" in r.getMessage()]
+        assert len(warned) == 1 and "mode 0644" in warned[0] and str(path) in warned[0]
+        assert "pw-never-logged-77" not in caplog.text and "s" * 64 not in caplog.text
+        assert stat.S_IMODE(target.stat().st_mode) == 0o644  # starting wrote nothing
+        async with aiohttp.ClientSession() as http:
+            async with http.post(f"{server.url}/admin/keys", json={"key": "sk-made-private-1"},
+                                 headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as resp:
+                assert resp.status == 200, await resp.text()
+    finally:
+        await server.close()
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    assert path.is_symlink() == linked
+    assert "sk-made-private-1" in target.read_text()
+
+
+async def test_a_private_config_starts_without_a_warning(
+        fake_upstream: FakeDeepSeek, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "config.json"
+    _started_config(fake_upstream, path, 0o600)
+    caplog.set_level("WARNING")
+    server = await start_server(create_app(ConfigStore.from_sources(str(path), {}),
+                                           admin_key=ADMIN_KEY))
+    await server.close()
+    assert "not private" not in caplog.text
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0,
+                    reason="giving a file to another user needs root")
+async def test_a_write_keeps_the_config_files_owner(proxy_factory: ProxyFactory) -> None:
+    """A server run as root replaced an operator's config with a file of its own."""
+    proxy = await proxy_factory()
+    os.chown(proxy.config_path, 65534, 65534)
+    async with aiohttp.ClientSession() as http:
+        admin = await admin_for(proxy, http)
+        await admin.ok("POST", "/admin/keys", json={"key": "sk-kept-owner-1"})
+    kept = proxy.config_path.stat()
+    assert (kept.st_uid, kept.st_gid, stat.S_IMODE(kept.st_mode)) == (65534, 65534, 0o600)

@@ -93,6 +93,33 @@ async def test_every_admin_route_refuses_cross_site_and_has_no_cors(proxy: Proxy
         assert not any(h.lower().startswith("access-control-") for h in headers), path
 
 
+@pytest.mark.parametrize("origin, host, allowed", [
+    ("null", None, False),  # a sandboxed frame, a data: URL, a file
+    ("HTTP://127.0.0.1:{port}", None, True),  # the same origin, spelt in capitals
+    ("http://127.0.0.1.:{port}", None, False),  # a trailing dot is another origin
+    ("http://localhost.:{port}", "localhost:{port}", False),
+    ("http://127.0.0.1", None, False),  # another port
+    ("https://127.0.0.1:{port}", None, True),  # a TLS proxy's https in front
+    ("http://127.0.0.1:{port}@evil.example", None, False),
+    ("http://127.0.0.1:{port}.evil.example", None, False),
+    ("http://[::1]:{port}", None, False),
+    ("http://[::1]:{port}", "[::1]:{port}", True),
+    ("http://[0:0:0:0:0:0:0:1]:{port}", "[::1]:{port}", False),
+])
+async def test_odd_origins_are_this_server_only_when_they_name_it(
+        proxy: Proxy, origin: str, host: str | None, allowed: bool):
+    """An older browser sends only Origin: it must name this server's host
+    and port exactly (case aside) to read the admin API."""
+    port = proxy.server.port
+    headers = {"Authorization": f"Bearer {proxy.admin_key}", "Origin": origin.format(port=port)}
+    if host is not None:
+        headers["Host"] = host.format(port=port)
+    status, body, response_headers = await _request(proxy, "GET", "/admin/config",
+                                                    headers=headers)
+    assert status == (200 if allowed else 403), body[:200]
+    assert ACAO not in response_headers
+
+
 async def test_head_on_a_json_admin_read_is_answered_and_guarded_like_its_get(proxy: Proxy):
     """HEAD on /admin/config (a monitor checking the admin is up) was a 405,
     though every other GET route of the server answers HEAD."""

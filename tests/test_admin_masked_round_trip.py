@@ -134,6 +134,35 @@ async def test_plugin_settings_sent_back_keep_their_secret(masked_admin: Admin):
     assert on_disk(a)["plugins"]["hello"] == {"system": "x", "token": "new-tok"}
 
 
+NESTED = {"secrets": {"github": "ghp-nested-0a1b2c3d4e", "slack": "xoxb-nested-5f6a7b8c"},
+          "credentials": {"user": "bob", "pass": "hunter2-nested-9d8c"},
+          "api_keys": [{"label": "primary", "value": "val-nested-7e6d5c4b"}],
+          "token": 918273645546372819}
+
+
+async def test_secrets_nested_under_a_secret_name_are_masked_and_kept(masked_admin: Admin):
+    """Under a secret's name only a string (or a list of strings) was masked:
+    an object or a list of objects there ("secrets": {"github": …},
+    "credentials": {"pass": …}), or a numeric token, was shown in full by
+    every read of the plugin's settings and of the config, and by the write's
+    own answer."""
+    a = masked_admin
+    nested = ("ghp-nested-0a1b2c3d4e", "xoxb-nested-5f6a7b8c", "hunter2-nested-9d8c",
+              "val-nested-7e6d5c4b", "918273645546372819")
+    reply = await a.ok("PUT", "/admin/plugins/hello/settings", json={"system": "s", **NESTED})
+    read = await a.ok("GET", "/admin/plugins/hello/settings")
+    for shown in (reply, read, await a.ok("GET", "/admin/config")):
+        assert not [s for s in nested if s in json.dumps(shown)], shown
+    assert read["settings"]["secrets"] == {"github": "ghp-…4e", "slack": "xoxb…8c"}
+    assert read["settings"]["token"] == "9182…19"
+    # The read sent back, one value changed, keeps every secret it only previewed.
+    sent = {**read["settings"], "system": "t",
+            "credentials": {**read["settings"]["credentials"], "user": "carol"}}
+    await a.ok("PUT", "/admin/plugins/hello/settings", json=sent)
+    assert on_disk(a)["plugins"]["hello"] == {
+        "system": "t", **NESTED, "credentials": {"user": "carol", "pass": "hunter2-nested-9d8c"}}
+
+
 async def test_an_upstream_url_with_credentials_is_refused_unquoted(masked_admin: Admin):
     a = masked_admin
     before = a.proxy.config_path.read_bytes()

@@ -18,7 +18,7 @@ from ds2proxy.keyring import secret_of
 from admin_util import admin_for
 from conftest import ADMIN_KEY, Proxy, ProxyFactory
 
-from ds2proxy.admin import settings
+from ds2proxy.admin import ADMIN, settings
 
 PAGES = ["/admin/", "/admin/ui/accounts", "/admin/ui/keys", "/admin/ui/settings",
          "/admin/ui/config", "/admin/ui/playground", "/admin/ui/captures",
@@ -137,8 +137,12 @@ async def test_login_sets_a_strict_httponly_session_cookie(browser: Browserless)
     assert not cookie["secure"]  # plain HTTP: a Secure cookie would never come back
 
 
-@pytest.mark.parametrize("tls_header", [{"X-Forwarded-Proto": "https"},
-                                        {"Forwarded": "for=10.0.0.1;proto=https;host=a.example"}])
+@pytest.mark.parametrize("tls_header", [
+    {"X-Forwarded-Proto": "https"}, {"X-Forwarded-Proto": "HTTPS, http"},
+    {"Forwarded": "for=10.0.0.1;proto=https;host=a.example"},
+    # RFC 7239 lets every value be a quoted string; an IPv6 'for' must be one.
+    {"Forwarded": 'for="[2001:db8::1]:4711"; proto="https"'},
+    {"X-Forwarded-Ssl": "on"}, {"X-Forwarded-Scheme": "https"}])
 async def test_behind_a_tls_proxy_every_dashboard_cookie_is_secure(proxy: Proxy,
                                                                    tls_header: dict):
     port = proxy.server.port
@@ -165,6 +169,60 @@ async def test_login_needs_its_form_token_and_the_right_key(browser: Browserless
     assert (await browser.get("/admin/"))[0] == 303
 
 
+async def _chunked(data: bytes) -> AsyncIterator[bytes]:
+    """``data`` sent without a Content-Length (chunked), in 64 KB pieces."""
+    for start in range(0, len(data), 1 << 16):
+        yield data[start:start + (1 << 16)]
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+async def test_the_login_form_is_read_up_to_a_few_kilobytes(browser: Browserless, chunked):
+    """Anyone may post the login form, and it was parsed up to the admin's
+    8 MB limit before its token was checked: a stranger's 7 MB multipart
+    login held the event loop for a third of a second, every request."""
+    _, page, _ = await browser.get("/admin/ui/login")
+    token = re.search(r'name="login_token" value="([^"]+)"', page).group(1)
+    data = (b"--b\r\nContent-Disposition: form-data; name=\"login_token\"\r\n\r\n"
+            + token.encode() + b"\r\n--b\r\nContent-Disposition: form-data; "
+            b"name=\"admin_key\"\r\n\r\n" + b"k" * (200 << 10) + b"\r\n--b--\r\n")
+    async with browser.http.post(browser.url("/admin/ui/login"),
+                                 data=_chunked(data) if chunked else data,
+                                 headers={"Content-Type": "multipart/form-data; boundary=b"},
+                                 allow_redirects=False) as resp:
+        assert resp.status == 413, await resp.text()
+        assert "16384-byte limit" in await resp.text()
+    assert browser.proxy.app[ADMIN].gate.throttle.failures("127.0.0.1") == 0
+    async with browser.http.post(browser.url("/admin/login"),
+                                 json={"admin_key": "k" * (200 << 10)}) as resp:
+        assert resp.status == 413
+    await browser.log_in()  # a real one still gets in
+
+
+async def test_a_mistyped_key_keeps_the_page_the_login_was_for(browser: Browserless):
+    """The form came back after a wrong key with next=/admin/: the page the
+    admin had asked for (a filtered request log) was lost at the first typo."""
+    _, page, _ = await browser.get("/admin/ui/login?next=/admin/ui/usage%3Fmodel%3Dx")
+    token = re.search(r'name="login_token" value="([^"]+)"', page).group(1)
+    form = {"login_token": token, "next": "/admin/ui/usage?model=x"}
+    status, page, _ = await browser.post("/admin/ui/login", {**form, "admin_key": "typo"},
+                                         csrf=False)
+    assert status == 401 and 'name="next" value="/admin/ui/usage?model=x"' in page
+    status, page, _ = await browser.post("/admin/ui/login", {
+        "login_token": token, "admin_key": "typo", "next": "//evil.example/"}, csrf=False)
+    assert status == 401 and 'name="next" value="/admin/"' in page  # still never off site
+    status, _, resp = await browser.post("/admin/ui/login", {**form, "admin_key": ADMIN_KEY},
+                                         csrf=False)
+    assert status == 303 and resp.headers["Location"] == "/admin/ui/usage?model=x"
+
+
+async def test_a_key_pasted_with_a_line_break_logs_in_on_the_form_as_in_the_api(
+        browser: Browserless):
+    """The JSON login trims the key; the form did not, so a key pasted from
+    a terminal with its line break was 'invalid' there, and counted as a guess."""
+    await browser.log_in(f" {ADMIN_KEY}\n")
+    assert browser.proxy.app[ADMIN].gate.throttle.failures("127.0.0.1") == 0
+
+
 async def test_login_never_redirects_off_site(browser: Browserless):
     _, page, _ = await browser.get("/admin/ui/login?next=//evil.example/")
     assert 'name="next" value="/admin/"' in page
@@ -188,7 +246,8 @@ async def test_default_key_banner_shows_until_a_password_is_set(proxy_factory):
         await b.log_in("admin")
         assert "default-key-banner" in (await b.get("/admin/"))[1]
         status, _, _ = await b.post("/admin/ui/settings/password", {
-            "new_password": "a-good-password", "confirm_password": "a-good-password"})
+            "current_password": "admin", "new_password": "a-good-password",
+            "confirm_password": "a-good-password"})
         assert status == 303
         _, page, _ = await b.get("/admin/ui/settings")
         assert "default-key-banner" not in page and "Password changed" in page
@@ -220,6 +279,35 @@ async def test_a_form_post_without_its_csrf_token_is_refused(logged_in: Browserl
     logged_in.csrf = logged_in_csrf
     assert (await logged_in.post("/admin/ui/keys/add", {"key": "sk-csrf-000000"}))[0] == 303
     assert "sk-csrf-000000" in logged_in.proxy.core.config.key_secrets
+
+
+async def test_every_write_refuses_a_session_without_its_csrf_token(logged_in: Browserless):
+    """Every dashboard form and every admin write the session cookie reaches,
+    found from the router (so a route added later is covered too): without
+    the form token or the X-CSRF-Token header, or with a stale one, it is a
+    403 and the config is as it was."""
+    routes = [(r.method, re.sub(r"\{\w+\}", "x", r.resource.canonical.replace(
+                  "{action}", "disable")))
+              for r in logged_in.proxy.app.router.routes()
+              if r.resource is not None and r.resource.canonical.startswith("/admin")
+              and r.method not in ("GET", "HEAD")
+              and r.resource.canonical not in ("/admin/login", "/admin/ui/login")]
+    assert len(routes) > 40
+    before = logged_in.proxy.store.snapshot()
+    fields = {"key": "sk-csrf-sweep-0001", "name": "csrf", "identifier": "alice@example.com",
+              "new_password": "a-good-password", "confirm_password": "a-good-password"}
+    for method, path in routes:
+        for token in ("", "0" * 40):
+            if path.startswith("/admin/ui/"):
+                async with logged_in.http.post(logged_in.url(path), allow_redirects=False,
+                                               data={**fields, "csrf_token": token}) as resp:
+                    status = resp.status
+            else:
+                async with logged_in.http.request(method, logged_in.url(path), json=fields,
+                                                  headers={"X-CSRF-Token": token}) as resp:
+                    status = resp.status
+            assert status == 403, (method, path, token, status)
+    assert logged_in.proxy.store.snapshot() == before
 
 
 async def test_the_json_api_takes_the_session_cookie_only_with_the_csrf_header(
@@ -305,16 +393,48 @@ async def test_settings_form_reports_unparsable_input(logged_in: Browserless):
 
 async def test_password_form_checks_the_repeat(logged_in: Browserless):
     status, page, _ = await logged_in.post("/admin/ui/settings/password", {
-        "new_password": "first-password", "confirm_password": "second-password"})
+        "current_password": ADMIN_KEY, "new_password": "first-password",
+        "confirm_password": "second-password"})
     assert status == 400 and "the two passwords differ" in page
     assert "password_hash" not in logged_in.proxy.store.snapshot().get("admin", {})
+
+
+@pytest.mark.parametrize("current, status, problem", [
+    ("", 400, "enter the current password"),
+    ("not-the-admin-key", 403, "is not the admin password")])
+async def test_password_form_asks_for_the_current_password(
+        logged_in: Browserless, current: str, status: int, problem: str):
+    """A dashboard left logged in (a shared machine, a stolen session
+    cookie) was enough to set a new password and lock the admin out."""
+    code, page, _ = await logged_in.post("/admin/ui/settings/password", {
+        "current_password": current, "new_password": "a-good-password",
+        "confirm_password": "a-good-password"})
+    assert code == status and problem in page
+    assert 'id="current_password"' in page and "not-the-admin-key" not in page
+    assert "Nothing was saved" not in page  # that banner is the settings form's
+    assert "password_hash" not in logged_in.proxy.store.snapshot().get("admin", {})
+
+
+async def test_password_form_changes_it_with_the_current_one(logged_in: Browserless):
+    code, _, _ = await logged_in.post("/admin/ui/settings/password", {
+        "current_password": ADMIN_KEY, "new_password": "a-good-password",
+        "confirm_password": "a-good-password"})
+    assert code == 303
+    _, page, _ = await logged_in.get("/admin/ui/settings")
+    assert "Password changed" in page
+    logged_in.csrf = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    code, page, _ = await logged_in.post("/admin/ui/settings/password", {
+        "current_password": ADMIN_KEY, "new_password": "a-third-password",
+        "confirm_password": "a-third-password"})  # the start-up key no longer counts
+    assert code == 403 and "is not the admin password" in page
 
 
 async def test_password_form_refuses_a_password_with_surrounding_spaces(
         logged_in: Browserless):
     """It would open this form's login only, never the API's (see test_admin_api)."""
     status, page, _ = await logged_in.post("/admin/ui/settings/password", {
-        "new_password": "a-padded-password ", "confirm_password": "a-padded-password "})
+        "current_password": ADMIN_KEY, "new_password": "a-padded-password ",
+        "confirm_password": "a-padded-password "})
     assert status == 400 and "must not begin or end with a space" in page
     assert "password_hash" not in logged_in.proxy.store.snapshot().get("admin", {})
 
@@ -376,6 +496,23 @@ async def test_created_key_secret_is_on_the_answer_page_only(logged_in: Browserl
     assert key.models == ("deepseek-chat", "claude-*")
     _, again, _ = await logged_in.get("/admin/ui/keys")
     assert key.secret not in again and "form-made" in again
+
+
+@pytest.mark.parametrize("headers, origin", [
+    ({}, None),
+    ({"X-Forwarded-Proto": "https"}, "https://{host}"),
+    ({"X-Forwarded-Proto": "https", "X-Forwarded-Host": "llm.example.org"},
+     "https://llm.example.org")])
+async def test_the_keys_page_tells_clients_the_origin_the_browser_used(
+        logged_in: Browserless, headers: dict, origin: str | None):
+    """Behind a TLS-terminating proxy the page's example told clients to send
+    their key to http://…, in the clear, since the server itself is reached
+    over plain HTTP."""
+    host = logged_in.url("").split("://")[1]
+    async with logged_in.http.get(logged_in.url("/admin/ui/keys"), headers=headers) as resp:
+        page = await resp.text()
+    expected = (origin or "http://{host}").format(host=host)
+    assert f"curl {expected}/v1/chat/completions" in page
 
 
 async def test_config_download_and_upload(logged_in: Browserless):

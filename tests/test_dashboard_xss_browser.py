@@ -17,6 +17,9 @@ from browser_util import LiveServer, find, text_of, wait
 from conftest import TEST_KEY
 from test_dashboard_browser import driver, live  # noqa: F401  (fixtures)
 
+from ds2proxy.testing.fake_provider import FakeProvider
+from ds2proxy.testing.provider_replies import ProviderReply
+
 pytestmark = pytest.mark.timeout(120)
 
 PAYLOAD = '<img src=x onerror=__xss=1><script>__xss=2</script>'
@@ -81,3 +84,53 @@ async def _request_rows(live: LiveServer) -> list[int]:
         async with http.get(f"{live.url}/admin/usage/requests", headers={
                 "Authorization": f"Bearer {live.admin_key}"}) as resp:
             return [r["id"] for r in (await resp.json())["requests"][:2]]
+
+
+# Without spaces: provider models, base URLs and aliases may hold none.
+TIGHT = "<svg/onload=__xss=3><img/src=x/onerror=__xss=4>"
+
+
+async def _plant_admin_text(live: LiveServer) -> FakeProvider:
+    """A provider whose error message, model names and base URL carry markup,
+    a model alias and a plugin setting that do too."""
+    fake = FakeProvider(["m1"])
+    await fake.start()
+    fake.enqueue(ProviderReply(status=500, error_message=PAYLOAD))
+    admin = {"Authorization": f"Bearer {live.admin_key}"}
+    writes = [
+        ("POST", "/admin/providers", {"name": "evil", "base_url": fake.base_url,
+                                      "models": [TIGHT, "m1"]}),
+        ("POST", "/admin/providers", {"name": "odd", "models": ["x-*"],
+                                      "base_url": f"http://127.0.0.1:9/v1/{TIGHT}"}),
+        ("POST", "/admin/providers/evil/test", {"model": "m1"}),
+        ("PUT", "/admin/settings", {"model_aliases": {TIGHT: "deepseek-chat"}}),
+        ("PUT", "/admin/plugins/hello/settings", {"greeting": PAYLOAD}),
+    ]
+    async with aiohttp.ClientSession() as http:
+        for method, path, body in writes:
+            async with http.request(method, f"{live.url}{path}", json=body,
+                                    headers=admin) as resp:
+                assert resp.status == 200, (path, await resp.text())
+    return fake
+
+
+def test_provider_setting_and_plugin_text_is_shown_as_text(driver, live):  # noqa: F811
+    """A provider's own error text, model names and base URL, a model alias
+    and a plugin's setting reach the providers, settings,
+    config, playground and plugins pages as text: no planted handler runs."""
+    fake = live.run(_plant_admin_text(live))
+    try:
+        live.open_page(driver, "/admin/ui/providers")
+        assert "HTTP 500: " + PAYLOAD in text_of(driver, '[data-provider="evil"] .test-result')
+        assert TIGHT in text_of(driver, '[data-provider="evil"] .models')
+        assert TIGHT in text_of(driver, '[data-provider="odd"] .base-url').replace("\n", "")
+        for path in ("/admin/ui/providers", "/admin/ui/settings", "/admin/ui/config",
+                     "/admin/ui/playground", "/admin/ui/plugins"):
+            live.open_page(driver, path)
+            for details in driver.find_elements("css selector", "details"):
+                driver.execute_script("arguments[0].open = true", details)
+            assert driver.execute_script("return [window.__xss, document.querySelectorAll("
+                                         "'[onload], [onerror], body script:not([src])')"
+                                         ".length]") == [None, 0], path
+    finally:
+        live.run(fake.close())

@@ -98,6 +98,19 @@ async def test_credentials_in_other_records_and_tracebacks_are_masked(
     ("Cookie: theme=dark; ds2proxy_session=s3cr3t\nnext line",
      "Cookie: [redacted]\nnext line"),
     ("{'set-cookie': 'sid=abc; Path=/; HttpOnly'}", "{'set-cookie': '[redacted]'}"),
+    # A quoted value is masked to its closing quote: only its first word was.
+    ('{"password": "correct horse battery"}', '{"password": "[redacted]"}'),
+    ("{'token': 'a b\\' c'} d", "{'token': '[redacted]'} d"),
+    # A secret's name as the last word of a longer one, as masked reads name it.
+    ('{"new_password": "two words", "client_secret": "cs-1"}',
+     '{"new_password": "[redacted]", "client_secret": "[redacted]"}'),
+    ("authToken=at-1 webhook-password: wp-2", "authToken=[redacted] webhook-password: [redacted]"),
+    ("max_tokens=5 prompt_tokens: 7", "max_tokens=5 prompt_tokens: 7"),
+    # A URL's password: these were logged in full.
+    ("redis://:pw-1@db:6379/0 socks5://u:pw-2@h:1080",
+     "redis://:[redacted]@db:6379/0 socks5://u:[redacted]@h:1080"),
+    ("via http://user:…@127.0.0.1:1 and http://[::1]:5001/x",
+     "via http://user:…@127.0.0.1:1 and http://[::1]:5001/x"),
 ])
 def test_redact(text: str, expected: str):
     assert redact(text) == expected
@@ -112,3 +125,25 @@ def test_redact(text: str, expected: str):
 ])
 def test_parser_reasons_never_carry_request_bytes(exc, reason):
     assert safe_reason(exc) == reason
+
+
+async def test_an_admin_route_that_fails_logs_its_template_not_the_secret_in_its_path(
+        proxy: Proxy, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch):
+    """DELETE /admin/keys/{key} names the key itself in its path, and an
+    unexpected failure was logged as 'admin route /admin/keys/<the key> failed'."""
+    import aiohttp
+    from ds2proxy.admin import ADMIN
+
+    ops = proxy.app[ADMIN].ops
+
+    async def fails(key: str) -> int:
+        raise RuntimeError("the store went away")
+
+    monkeypatch.setattr(ops, "remove_key", fails)
+    caplog.set_level(logging.ERROR, logger="ds2proxy.admin")
+    async with aiohttp.ClientSession() as http:
+        async with http.delete(f"{proxy.url}/admin/keys/{SECRET}", headers={
+                "Authorization": f"Bearer {proxy.admin_key}"}) as resp:
+            assert resp.status == 500 and SECRET not in await resp.text()
+    assert "admin route DELETE /admin/keys/{key} failed" in caplog.text
+    assert SECRET not in caplog.text

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from ..config_store import FILE
+from ..private_files import warn_if_exposed
 from .assets import static_dir
 from .context import AdminContext
 from .credentials import AdminCredentials
@@ -108,6 +110,8 @@ def setup(app: web.Application, core: Core, admin_key: str | None,
     add_api_routes(app, ctx)
     _add_dashboard(app, ctx)
     _warn_default_key(creds)
+    if core.store.source == FILE and core.store.path is not None:
+        warn_if_exposed(core.store.path)
 
     async def prepare(app: web.Application) -> None:
         if core.link is not None:  # Redis away at start: the secret is made once it answers

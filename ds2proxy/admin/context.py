@@ -28,19 +28,23 @@ class AdminContext:
     sessions: WebSessions
     captures: CaptureBuffer
 
-    async def body(self, request: web.Request, *, optional: bool = False) -> dict[str, Any]:
+    async def body(self, request: web.Request, *, optional: bool = False,
+                   limit: int = ADMIN_BODY_BYTES) -> dict[str, Any]:
         """The JSON object sent; ``{}`` for an empty optional body. Nesting
         is bounded: no config needs more, and deeper values would only
         exhaust the recursion of copying, validating and saving them."""
         if optional and not request.can_read_body:
             return {}
         check_json_type(request)
-        body = await read_json_object(request, ADMIN_BODY_BYTES)
+        body = await read_json_object(request, limit)
         check_depth(body)
         return body
 
 
 MAX_DEPTH = 32
+# A login (JSON or the dashboard's form) carries a key, a form token and a
+# path: anyone may send one, so its body is read up to this much only.
+LOGIN_BODY_BYTES = 16 << 10
 
 
 UNLABELLED = frozenset({"", "application/octet-stream"})

@@ -66,6 +66,16 @@ class Claims:
     expires_at: int
 
 
+def check_new_password(value: Any) -> str:
+    """``value`` as the new admin password, or a 400 naming the problem."""
+    if not isinstance(value, str):
+        raise InvalidRequest("the new password must be a string", param="new_password")
+    problem = password_problem(value)
+    if problem:
+        raise InvalidRequest(problem, param="new_password")
+    return value
+
+
 class AdminCredentials:
     def __init__(self, store: ConfigStore, admin_key: str | None,
                  records: StateStore | None = None) -> None:
@@ -155,12 +165,7 @@ class AdminCredentials:
 
     async def change_password(self, new_password: Any) -> None:
         """Store a hash of the new password and revoke every JWT issued so far."""
-        if not isinstance(new_password, str):
-            raise InvalidRequest("the new password must be a string", param="new_password")
-        problem = password_problem(new_password)
-        if problem:
-            raise InvalidRequest(problem, param="new_password")
-        digest = await hash_password(new_password)
+        digest = await hash_password(check_new_password(new_password))
 
         def put(data: dict) -> None:
             admin = data.setdefault("admin", {})

@@ -12,10 +12,10 @@ from aiohttp import web
 
 from ..config import ConfigError
 from ..config_store import decode_env_json
-from ..errors import InvalidRequest, ProxyError
+from ..errors import InvalidRequest, PermissionDenied, ProxyError, RateLimited
 from . import settings
 from .context import AdminContext, check_depth
-from .credentials import Claims
+from .credentials import Claims, check_new_password
 from .dashboard import LOGIN_URL, Dashboard, Form, FormHandler, safe_next
 from .form_snapshot import edited
 from .pages import Pages
@@ -201,20 +201,37 @@ class Forms:
 
     async def change_password(self, request: web.Request, claims: Claims, form: Form
                               ) -> web.StreamResponse:
+        """A session left open (a shared or stolen laptop, a page left logged
+        in) must not be enough to lock the admin out: the current password
+        (or, before one is set, the admin key) is asked for again."""
         new, confirm = str(form.get("new_password", "")), str(form.get("confirm_password", ""))
+        current = str(form.get("current_password", ""))
+        if not current.strip():
+            return self._password_refused(request, claims, 400, "current_password",
+                                          "enter the current password (or admin key)")
         if new != confirm:
-            return self.pages.settings_page(
-                request, claims, status=400,
-                errors={"confirm_password": "the two passwords differ"})
+            return self._password_refused(request, claims, 400, "confirm_password",
+                                          "the two passwords differ")
         try:
+            check_new_password(new)
+            await self.ctx.gate.confirm_current(request, current)
             await self.ctx.ops.change_password(new)
-        except InvalidRequest as exc:
-            return self.pages.settings_page(request, claims, status=400,
-                                            errors={"new_password": exc.message})
+        except (InvalidRequest, PermissionDenied, RateLimited) as exc:
+            return self._password_refused(request, claims, exc.status,
+                                          exc.param or "current_password", exc.message,
+                                          exc.retry_after)
         response = self.dash.back(request, SETTINGS_URL, "success",
                                   "Password changed. Every other admin session is signed out.")
         self.ctx.sessions.start(request, response)
         return response
+
+    def _password_refused(self, request: web.Request, claims: Claims, status: int, field: str,
+                          message: str, retry_after: int | None = None) -> web.Response:
+        page = self.pages.settings_page(request, claims, status=status,
+                                        errors={field: message})
+        if retry_after:
+            page.headers["Retry-After"] = str(retry_after)
+        return page
 
     # -- config, captures, logout ---------------------------------------------------------------
 

@@ -8,9 +8,11 @@ guess the key faster than the login form; a correct key is never refused.
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
-from ..errors import AuthenticationFailed, PermissionDenied
+from ..errors import AuthenticationFailed, InvalidRequest, PermissionDenied
 from ..loopback import addressed_by_address
 from .credentials import AdminCredentials, Claims, StaleToken
 from .throttle import LoginThrottle, address_key
@@ -41,12 +43,26 @@ class AdminGate:
                 "the default admin key is accepted only when this server is addressed as "
                 "localhost or by IP address (a web page can point its own name at this "
                 "machine); set DS2PROXY_ADMIN_KEY or a password", code="default_key_by_name")
+        if not await self._throttled_check(request, key):
+            raise AuthenticationFailed("invalid admin key")
+
+    async def confirm_current(self, request: web.Request, current: Any) -> None:
+        """An admin already in proves they know the password (or key) again
+        before replacing it; wrong guesses are slowed like the login's."""
+        if not isinstance(current, str):
+            raise InvalidRequest("'current_password' must be a string", param="current_password")
+        if not await self._throttled_check(request, current.strip()):
+            raise PermissionDenied("current_password is not the admin password (or, before one "
+                                   "is set, the admin key)", code="wrong_current_password",
+                                   param="current_password")
+
+    async def _throttled_check(self, request: web.Request, key: str) -> bool:
         address = address_key(request.remote)
         with self.throttle.checking(address):
             if key and await self.creds.check_key(key):
-                return
+                return True
         await self.throttle.failed(address)
-        raise AuthenticationFailed("invalid admin key")
+        return False
 
     def jwt_of(self, request: web.Request) -> Claims:
         token = bearer_of(request)

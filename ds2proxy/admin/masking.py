@@ -89,13 +89,28 @@ def mask_tree(value: Any) -> Any:
 
 
 def _masked_member(name: str, value: Any) -> Any:
-    """A member's value for a read: a secret (or a list of them) previewed."""
-    if is_secret_name(name):
-        if isinstance(value, str):
-            return preview(value)
-        if isinstance(value, list) and all(isinstance(v, str) for v in value):
-            return [preview(v) for v in value]
-    return mask_tree(value)
+    """A member's value for a read: under a secret's name, all of it masked."""
+    return _all_masked(value) if is_secret_name(name) else mask_tree(value)
+
+
+def _all_masked(value: Any) -> Any:
+    """Everything a secret-named member holds is secret, at any depth, by
+    whatever names its parts have (``"secrets": {"github": "ghp_…"}``,
+    ``"credentials": {"user", "pass"}``, a list of ``{"value": …}``): each
+    string and number previewed."""
+    if isinstance(value, dict):
+        return {k: _all_masked(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_all_masked(v) for v in value]
+    if isinstance(value, str):
+        return preview(value)
+    if _is_number(value):
+        return preview(str(value))
+    return value
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _previews(given: Any, stored: Any, masked: Callable[[str], str]) -> bool:
@@ -110,13 +125,24 @@ def kept_proxy(given: str, stored: Any) -> str:
 
 
 def _kept_leaf(name: str, given: Any, stored: Any) -> Any:
-    if is_secret_name(name):
-        if _previews(given, stored, preview):
-            return stored
-        if (isinstance(given, list) and isinstance(stored, list)
-                and all(isinstance(v, str) for v in given)):
+    return _kept_all(given, stored) if is_secret_name(name) else restore_tree(stored, given)
+
+
+def _kept_all(given: Any, stored: Any) -> Any:
+    """What :func:`_all_masked` showed of ``stored``, sent back: each preview
+    is the stored value again; anything else is a new value."""
+    if _previews(given, stored, preview) or (
+            _is_number(stored) and isinstance(given, str) and MASK in given
+            and given == preview(str(stored))):
+        return stored
+    if isinstance(given, list) and isinstance(stored, list):
+        if all(isinstance(v, str) for v in given):
             return _kept_secrets(given, stored)
-    return restore_tree(stored, given)
+        if len(given) == len(stored):
+            return [_kept_all(g, s) for g, s in zip(given, stored)]
+    if isinstance(given, dict) and isinstance(stored, dict):
+        return {k: _kept_all(v, stored[k]) if k in stored else v for k, v in given.items()}
+    return given
 
 
 def _kept_secrets(given: list[Any], stored: list[Any]) -> list[Any]:

@@ -6,12 +6,12 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from ..body import read_form
+from ..body import read_form, too_large
 from ..errors import ProxyError
 from . import settings
-from .context import AdminContext
+from .context import LOGIN_BODY_BYTES, AdminContext
 from .credentials import Claims
-from .dashboard import HOME_URL, Dashboard, safe_next
+from .dashboard import HOME_URL, Dashboard, Form, safe_next
 from .masking import masked_key
 from .playground import FAMILIES
 
@@ -19,6 +19,17 @@ if TYPE_CHECKING:
     from .usage_pages import UsagePages
 
 ACCOUNTS_PAGE_SIZE = 20
+
+
+async def read_login_form(request: web.Request) -> Form:
+    """The login form, read before anyone is known: a few kilobytes at most,
+    so a stranger cannot make the server parse megabytes of it."""
+    if (request.content_length or 0) > LOGIN_BODY_BYTES:
+        raise too_large(LOGIN_BODY_BYTES)
+    try:
+        return await read_form(request.clone(client_max_size=LOGIN_BODY_BYTES))
+    except web.HTTPRequestEntityTooLarge:
+        raise too_large(LOGIN_BODY_BYTES) from None
 
 
 class Pages:
@@ -30,11 +41,14 @@ class Pages:
 
     # -- login / logout ---------------------------------------------------------------
 
-    def _login_page(self, request: web.Request, *, error: str = "", status: int = 200
-                    ) -> web.Response:
+    def _login_page(self, request: web.Request, *, error: str = "", status: int = 200,
+                    back: str | None = None) -> web.Response:
+        """``back``: where a refused login form was headed (the page asked
+        for before it), kept for the next try."""
         token = self.ctx.sessions.login_token(request)
+        target = safe_next(back if back is not None else request.query.get("next"))
         response = self.dash.render(request, "login.html", status=status, login_token=token,
-                                    error=error, next=safe_next(request.query.get("next")))
+                                    error=error, next=target)
         self.ctx.sessions.keep_login_token(request, response, token)
         return response
 
@@ -45,14 +59,17 @@ class Pages:
 
     async def login(self, request: web.Request) -> web.StreamResponse:
         try:
-            form = await read_form(request)
+            form = await read_login_form(request)
             self.ctx.sessions.check_login_token(request, str(form.get("login_token", "")))
         except ProxyError as exc:
             return self.dash.refused(request, exc)
         try:
-            await self.ctx.gate.check_key(request, str(form.get("admin_key", "")))
+            # Trimmed as the JSON login trims it: no key or password begins
+            # or ends with a space, and a pasted one often brings a line break.
+            await self.ctx.gate.check_key(request, str(form.get("admin_key", "")).strip())
         except ProxyError as exc:
-            page = self._login_page(request, error=exc.message, status=exc.status)
+            page = self._login_page(request, error=exc.message, status=exc.status,
+                                    back=str(form.get("next") or ""))
             if exc.retry_after:
                 page.headers["Retry-After"] = str(exc.retry_after)
             return page

@@ -34,6 +34,13 @@ def json_ok(data: Any, status: int = 200) -> web.Response:
                         headers={"Cache-Control": "no-store"})
 
 
+def route_of(request: web.Request) -> str:
+    """The route's template (``/admin/keys/{key}``), never the path itself:
+    a path may carry a secret (the key ``DELETE /admin/keys/{key}`` names)."""
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "(unmatched)"
+
+
 def rendered(handler: Handler) -> Handler:
     """Turn ProxyErrors into admin error bodies; never leak a traceback."""
 
@@ -45,7 +52,7 @@ def rendered(handler: Handler) -> Handler:
         except web.HTTPException:
             raise
         except Exception as exc:
-            log.exception("admin route %s failed", request.path)
+            log.exception("admin route %s %s failed", request.method, route_of(request))
             return admin_error(ProxyError(f"internal error: {type(exc).__name__}"))
 
     return wrapped

@@ -84,6 +84,10 @@ class LoginThrottle:
             yield
         finally:
             record.pending -= 1
+            if not record.pending and not record.failures:
+                # Nothing to remember (a right key, or a wrong one about to be
+                # counted by failed()): addresses that only ever get in keep no record.
+                self._records.pop(address, None)
 
     async def failed(self, address: str) -> None:
         """Count a wrong key and hold its answer for the back-off delay."""
@@ -123,10 +127,14 @@ class LoginThrottle:
         return record
 
     def _forget_old(self) -> None:
-        """Bound memory: drop the records idle longest once there are too many."""
+        """Bound memory: once there are too many records, drop the idle
+        longest down to nine tenths of the bound. A tenth at a time, so the
+        sort is paid once per thousand new addresses: paid for each one, a
+        stranger sending every guess from a fresh address (an IPv6 /48 holds
+        65,536 /64s) cost the event loop milliseconds per request."""
         if len(self._records) <= self._max_addresses:
             return
         idle = sorted((a for a, r in self._records.items() if r.pending == 0),
                       key=lambda a: self._records[a].last_failure)
-        for address in idle[: len(self._records) - self._max_addresses]:
+        for address in idle[: len(self._records) - self._max_addresses * 9 // 10]:
             del self._records[address]

@@ -22,6 +22,7 @@ from .edits import find_entry
 from .form_snapshot import edited, snapshot
 from .masking import key_id
 from .named_keys import edit_key
+from .web_session import public_origin
 
 LOG_URL = "/admin/ui/usage"
 KEYS_URL = "/admin/ui/keys"
@@ -112,7 +113,7 @@ class UsagePages:
                   ) -> web.Response:
         return self.dash.render(request, "keys.html", claims=claims, active="keys",
                                 keys=self.api.keys_view(), created=created,
-                                origin=str(request.url.origin()))
+                                origin=public_origin(request))
 
     async def keys(self, request: web.Request) -> web.StreamResponse:
         claims = self.dash.session(request)

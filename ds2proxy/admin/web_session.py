@@ -31,13 +31,35 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 def over_tls(request: web.Request) -> bool:
     """Did the browser reach us over HTTPS, directly or through a TLS-terminating
-    reverse proxy (``X-Forwarded-Proto`` / ``Forwarded: proto=https``)? Only
-    ever used to add ``Secure``, so a client claiming it gains nothing."""
+    reverse proxy (``X-Forwarded-Proto``, ``X-Forwarded-Scheme``,
+    ``X-Forwarded-Ssl: on``, ``Forwarded: proto=https``, its value quoted or
+    not, as RFC 7239 allows)? Only ever used to add ``Secure``, so a client
+    claiming it gains nothing."""
     if request.secure:
         return True
-    proto = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
-    forwarded = request.headers.get("Forwarded", "").split(",")[0].lower()
-    return proto == "https" or any(part.strip() == "proto=https" for part in forwarded.split(";"))
+    headers = request.headers
+    schemes = {_first(headers.get(name, "")) for name in ("X-Forwarded-Proto",
+                                                          "X-Forwarded-Scheme")}
+    if "https" in schemes or _first(headers.get("X-Forwarded-Ssl", "")) == "on":
+        return True
+    for pair in _first(headers.get("Forwarded", "")).split(";"):
+        name, _, value = pair.partition("=")
+        if name.strip() == "proto" and value.strip().strip('"') == "https":
+            return True
+    return False
+
+
+def public_origin(request: web.Request) -> str:
+    """The origin the browser used, as clients should be told to call: behind
+    a TLS-terminating proxy that is https (and the host it was asked for,
+    ``X-Forwarded-Host``), though this server was reached over plain HTTP."""
+    host = request.headers.get("X-Forwarded-Host", "").split(",")[0].strip() or request.host
+    return f"{'https' if over_tls(request) else 'http'}://{host}"
+
+
+def _first(value: str) -> str:
+    """The first (the browser-facing proxy's) of a comma-separated header's values."""
+    return value.split(",")[0].strip().lower()
 
 
 def cookie_name(request: web.Request, base: str) -> str:
