@@ -16,8 +16,8 @@ from ds2proxy.toolcall.cdata import CDATA_CLOSE, CDATA_OPEN, UNCLOSED, CDataEnd
 from ds2proxy.toolcall.fences import FenceTracker
 from ds2proxy.toolcall.tags import Scan, Tag, read_tag
 
-_COMMENT_OPEN = "<!--"
-_COMMENT_CLOSE = "-->"
+COMMENT_OPEN = "<!--"
+COMMENT_CLOSE = "-->"
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,14 +102,14 @@ class Tokenizer:
 
     def _step(self, text: str, at: int, final: bool) -> bool:
         """Read what starts at ``at``; False when it cannot be decided yet."""
-        if text.startswith(_COMMENT_OPEN, at):
-            close = text.find(_COMMENT_CLOSE, at + len(_COMMENT_OPEN))
+        if text.startswith(COMMENT_OPEN, at):
+            close = text.find(COMMENT_CLOSE, at + len(COMMENT_OPEN))
             if close < 0:
                 return final and self._skip_to(len(text))
-            return self._skip_to(close + len(_COMMENT_CLOSE))
+            return self._skip_to(close + len(COMMENT_CLOSE))
         rest = text[at:]
         if not final and len(rest) < len(CDATA_OPEN) and (
-                CDATA_OPEN.startswith(rest) or _COMMENT_OPEN.startswith(rest)):
+                CDATA_OPEN.startswith(rest) or COMMENT_OPEN.startswith(rest)):
             return False
         tag = read_tag(text, at, final=final)
         if tag is Scan.PARTIAL:
