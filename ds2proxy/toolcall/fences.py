@@ -4,6 +4,14 @@ A tool block shown inside a fence is an example and must never run. The
 sieve sees text in arbitrary chunks, so the tracker is fed piece by piece and
 answers "is the next character inside a fence?" at any point; a fence marker
 split across chunks is counted on.
+
+A fence may sit in a container: a blockquote (``> ```xml``, its lines
+quoted) or a list item (``- ```xml``). Inside a fence opened in a blockquote,
+a line's ``>`` markers up to the opener's depth are its prefix, so a quoted
+closing run closes it. CommonMark also ends such a fence at a line that leaves the quote;
+here that line is still content, so an example quoted sloppily (one line
+without its ``>``) never runs; like an unclosed fence, an unclosed quoted one
+fences the rest of the answer.
 """
 
 from __future__ import annotations
@@ -11,10 +19,17 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 
-_START = 0  # only spaces/tabs so far on this line
-_RUN = 1  # counting a run of fence characters at the line start
+_START = 0  # in the line's prefix: blanks, ">" markers, a list marker
+_RUN = 1  # counting a run of fence characters after the prefix
 _CLOSE_TAIL = 2  # a possible closing run was seen; only blanks may follow
 _REST = 3  # the rest of this line cannot change the fence state
+
+_NO_MARKER = 0
+_BULLET = 1  # "-", "+" or "*": a list marker if a blank follows
+_DIGITS = 2  # "12": an ordered list marker if "." or ")" and a blank follow
+_ORDINAL = 3  # "12.": a list marker if a blank follows
+_MAX_DIGITS = 9
+_DIGIT_CHARS = "0123456789"
 
 
 @dataclass(slots=True)
@@ -23,9 +38,13 @@ class FenceTracker:
 
     open_char: str = ""
     open_len: int = 0
+    open_quotes: int = 0  # blockquote depth of the open fence's line
     phase: int = _START
     run_char: str = ""
     run_len: int = 0
+    quotes: int = 0  # ">" markers read at the start of this line
+    marker: int = _NO_MARKER
+    digits: int = 0
 
     @classmethod
     def mid_line(cls) -> FenceTracker:
@@ -68,14 +87,36 @@ class FenceTracker:
             i += 1
 
     def _at_start(self, ch: str) -> None:
-        if ch in "`~":
+        if self.marker != _NO_MARKER:
+            self._in_marker(ch)
+        elif ch in " \t":
+            pass
+        elif ch == ">" and not (self.open_char and self.quotes >= self.open_quotes):
+            self.quotes += 1
+        elif ch in "`~":
             self.phase, self.run_char, self.run_len = _RUN, ch, 1
-        elif ch not in " \t":
+        elif not self.open_char and ch in "-+*":
+            self.marker = _BULLET
+        elif not self.open_char and ch in _DIGIT_CHARS:
+            self.marker, self.digits = _DIGITS, 1
+        else:
             self.phase = _REST
+
+    def _in_marker(self, ch: str) -> None:
+        """A list marker being read: it ends with a blank, or the prefix does."""
+        if self.marker == _DIGITS and ch in _DIGIT_CHARS and self.digits < _MAX_DIGITS:
+            self.digits += 1
+        elif self.marker == _DIGITS and ch in ".)":
+            self.marker = _ORDINAL
+        elif self.marker != _DIGITS and ch in " \t":
+            self.marker = _NO_MARKER
+        else:
+            self.marker, self.phase = _NO_MARKER, _REST
 
     def _end_run(self) -> None:
         if not self.open_char and self.run_len >= 3:
             self.open_char, self.open_len = self.run_char, self.run_len
+            self.open_quotes = self.quotes
             self.phase = _REST
         elif self.run_char == self.open_char and self.run_len >= self.open_len:
             self.phase = _CLOSE_TAIL
@@ -86,5 +127,5 @@ class FenceTracker:
         if self.phase == _RUN:
             self._end_run()
         if self.phase == _CLOSE_TAIL:
-            self.open_char, self.open_len = "", 0
-        self.phase = _START
+            self.open_char, self.open_len, self.open_quotes = "", 0, 0
+        self.phase, self.quotes, self.marker = _START, 0, _NO_MARKER
