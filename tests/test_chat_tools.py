@@ -4,6 +4,7 @@ the calls it answers with, stream and not."""
 
 from __future__ import annotations
 
+import json
 from enum import Enum
 
 import openai
@@ -119,3 +120,28 @@ async def test_a_pydantic_tool_parses_into_its_model(proxy):
             model="deepseek-chat", messages=USER, tools=[openai.pydantic_function_tool(Note)])
     [call] = answer.choices[0].message.tool_calls
     assert call.function.parsed_arguments == Note(path="a.txt", text="42", level=Level.LOW)
+
+
+PROBE = {"type": "function", "function": {"name": "probe", "parameters": {
+    "type": "object", "properties": {"x": {"type": "object"}}}}}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_call_nested_thousands_deep_is_answered(proxy, stream):
+    """A parameter value nested 3000 deep crashed the turn with a
+    RecursionError; it now comes back as the text the model wrote."""
+    value = "<a>" * 1500 + '{"b":' * 1500 + "1" + "}" * 1500 + "</a>" * 1500
+    proxy.fake.enqueue(Scripted(answer=dsml(("probe", {"x": value})), chunk_size=400))
+    async with openai_client(proxy) as client:
+        if stream:
+            chunks = [c async for c in await client.chat.completions.create(
+                model="deepseek-chat", messages=USER, tools=[PROBE], stream=True)]
+            [call] = [tc for c in chunks for tc in c.choices[0].delta.tool_calls or []]
+            finish = chunks[-1].choices[0].finish_reason
+        else:
+            answer = await client.chat.completions.create(
+                model="deepseek-chat", messages=USER, tools=[PROBE])
+            [call] = answer.choices[0].message.tool_calls
+            finish = answer.choices[0].finish_reason
+    assert finish == "tool_calls"
+    assert json.loads(call.function.arguments) == {"x": value}
