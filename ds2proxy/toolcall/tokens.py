@@ -64,6 +64,7 @@ class Tokenizer:
         self._pos = 0
         self._fed = 0
         self._cdata: CDataEnd | None = None  # a section opened at _pos, end not found yet
+        self._comment_scan = 0  # where the search for an open comment's end resumes
 
     def advance(self, text: str, *, final: bool) -> Tokens:
         tokens = self.tokens
@@ -103,11 +104,13 @@ class Tokenizer:
     def _step(self, text: str, at: int, final: bool) -> bool:
         """Read what starts at ``at``; False when it cannot be decided yet."""
         if text.startswith(COMMENT_OPEN, at):
-            close = text.find(COMMENT_CLOSE, at + len(COMMENT_OPEN))
+            # Resumed where the last search stopped: a long comment is read once.
+            close = text.find(COMMENT_CLOSE, max(at + len(COMMENT_OPEN), self._comment_scan))
             if close < 0:
+                self._comment_scan = max(at + len(COMMENT_OPEN), len(text) - 2)
                 return final and self._skip_to(len(text))
             return self._skip_to(close + len(COMMENT_CLOSE))
-        rest = text[at:]
+        rest = text[at:at + len(CDATA_OPEN)]
         if not final and len(rest) < len(CDATA_OPEN) and (
                 CDATA_OPEN.startswith(rest) or COMMENT_OPEN.startswith(rest)):
             return False
