@@ -342,6 +342,8 @@ USED = {"role": "assistant", "content": [
     ({"tools": [{"description": "nameless", "input_schema": {"type": "object"}}]},
      "tools[0].name"),
     ({"tools": [{"name": "f", "input_schema": "x"}]}, "tools[0].input_schema"),
+    # Anthropic refuses a repeated name (ds2proxy called the first one).
+    ({"tools": [TOOLS[0], {**TOOLS[1], "name": "Bash"}]}, "tools: Tool names must be unique"),
     ({"system": [5]}, "system[0]"),
     ({"thinking": {"type": "enabled", "budget_tokens": "lots"}}, "thinking.budget_tokens"),
 ])

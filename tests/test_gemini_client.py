@@ -294,10 +294,15 @@ async def test_thought_parts_only_with_include_thoughts(proxy, stream):
     ({"contents": "hi", "config": types.GenerateContentConfig(tools=[types.Tool(
         function_declarations=[types.FunctionDeclaration(description="nameless")])])},
      "tools[0].functionDeclarations[0].name"),
+    ({"contents": "hi", "config": types.GenerateContentConfig(tools=[
+        types.Tool(function_declarations=[types.FunctionDeclaration(name="get_time")]),
+        types.Tool(function_declarations=[types.FunctionDeclaration(name="get_time")])])},
+     "Duplicate function declaration found: get_time"),
 ])
 async def test_unknown_roles_and_nameless_functions_are_invalid_argument(
         proxy, request_fields, field, stream):
-    """Both used to be guessed at (a user turn, a dropped tool) and the turn run."""
+    """These used to be guessed at (a user turn, a dropped tool, the first of
+    two declarations of one name) and the turn run; Gemini refuses them."""
     with pytest.raises(errors.ClientError) as info:
         await generate(proxy, "async", stream, model=FAST_MODEL, **request_fields)
     assert (info.value.code, info.value.status) == (400, "INVALID_ARGUMENT")
