@@ -308,3 +308,19 @@ async def test_unknown_roles_and_nameless_functions_are_invalid_argument(
     assert (info.value.code, info.value.status) == (400, "INVALID_ARGUMENT")
     assert field in info.value.message
     assert proxy.fake.calls == [] and proxy.core.pool.inflight == 0
+
+
+@pytest.mark.parametrize("mode", ["ANY", "AUTO"])
+async def test_an_empty_allowed_function_list_is_an_unset_one(proxy, mode):
+    """``allowedFunctionNames: []`` (how SDKs serialise an unset repeated
+    field) was a 400; in Protocol Buffers' JSON it is no restriction at all."""
+    proxy.fake.enqueue(Scripted(answer=render_tool_calls(CALLS[:1])))
+    config = types.GenerateContentConfig(tools=WEATHER_TOOLS, tool_config=types.ToolConfig(
+        function_calling_config=types.FunctionCallingConfig(mode=mode,
+                                                            allowed_function_names=[])))
+    _, _, calls, finishes = collect(await generate(proxy, "async", False, model=FAST_MODEL,
+                                                   contents="Weather in Paris?", config=config))
+    assert [(c.name, c.args) for c in calls] == [("get_weather", CALLS[0].arguments)]
+    assert finishes[-1] == types.FinishReason.STOP
+    body = proxy.fake.calls_to("chat/completion")[-1].body
+    assert ("MUST call at least one tool" in body["prompt"]) == (mode == "ANY")

@@ -111,6 +111,10 @@ def test_anthropic_any_without_tools_is_refused() -> None:
     ({"function_calling_config": {"mode": "any", "allowed_function_names": ["search"]}},
      ToolChoice("forced", name="search")),
     ({"mode": "NONE"}, ToolChoice("none")),
+    # An empty repeated field is an unset one (SDKs serialising defaults send it).
+    ({"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": []}},
+     ToolChoice("required")),
+    ({"functionCallingConfig": {"mode": "AUTO", "allowedFunctionNames": []}}, ToolChoice()),
 ])
 def test_gemini_forms(value: object, expected: ToolChoice) -> None:
     assert parse_gemini_tool_config(value, TOOLS) == expected
@@ -122,7 +126,6 @@ def test_gemini_forms(value: object, expected: ToolChoice) -> None:
     {"functionCallingConfig": {"mode": 3}},
     {"functionCallingConfig": "ANY"},
     {"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": ["write"]}},
-    {"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": []}},
 ])
 def test_gemini_errors(value: object) -> None:
     with pytest.raises(InvalidRequest) as caught:

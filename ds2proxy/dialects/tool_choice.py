@@ -122,7 +122,8 @@ def parse_gemini_tool_config(value: object, tools: list[ToolSpec]) -> ToolChoice
         raise _invalid("functionCallingConfig.mode must be one of: AUTO, ANY, NONE, VALIDATED")
     policy = _GEMINI_MODES[mode.upper()]
     raw_names = config.get("allowedFunctionNames", config.get("allowed_function_names"))
-    if policy == "none" or raw_names is None:
+    # A repeated field left empty is unset in Protocol Buffers' JSON (SDKs send ``[]``).
+    if policy == "none" or raw_names is None or raw_names == []:
         return _checked(ToolChoice(policy), tools)  # type: ignore[arg-type]
     names = _names(raw_names)
     if policy == "required" and len(names) == 1:
