@@ -145,3 +145,26 @@ async def test_a_call_nested_thousands_deep_is_answered(proxy, stream):
             finish = answer.choices[0].finish_reason
     assert finish == "tool_calls"
     assert json.loads(call.function.arguments) == {"x": value}
+
+
+CODE_ANSWER = ('Strip the tags:\n```python\nreply = reply.split("</think>")[-1]\n'
+               'assert "<think>" not in reply\n```\nThe `<think>` tag opens reasoning. Done.')
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("tools", [[], [PROBE]], ids=["no tools", "tools"])
+async def test_think_tags_in_code_are_the_answer_not_a_leak(proxy, stream, tools):
+    """Code showing ``<think>`` was cleaned as leaked reasoning: the tags went
+    and the first unclosed one cut the rest of the answer."""
+    proxy.fake.enqueue(Scripted(answer=CODE_ANSWER, chunk_size=4))
+    extra = {"tools": tools} if tools else {}
+    async with openai_client(proxy) as client:
+        if stream:
+            chunks = [c async for c in await client.chat.completions.create(
+                model="deepseek-chat", messages=USER, stream=True, **extra)]
+            text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        else:
+            answer = await client.chat.completions.create(
+                model="deepseek-chat", messages=USER, **extra)
+            text = answer.choices[0].message.content
+    assert text == CODE_ANSWER

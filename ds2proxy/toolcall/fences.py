@@ -17,6 +17,7 @@ fences the rest of the answer.
 from __future__ import annotations
 
 import copy
+import re
 from dataclasses import dataclass
 
 _START = 0  # in the line's prefix: blanks, ">" markers, a list marker
@@ -129,3 +130,63 @@ class FenceTracker:
         if self.phase == _CLOSE_TAIL:
             self.open_char, self.open_len, self.open_quotes = "", 0, 0
         self.phase, self.quotes, self.marker = _START, 0, _NO_MARKER
+
+
+_CODE_MARK = re.compile(r"`+|\n")
+
+
+class CodeSpans:
+    """Whether the next character is code: in a fenced block or an inline
+    code span (a backtick run up to the next run of the same length, on one
+    line, as the tool segmenter reads spans). Fed piece by piece; a backtick
+    run cut between two pieces counts as one run."""
+
+    __slots__ = ("fence", "inline", "_carry", "_run_at_start", "_run_fenced")
+
+    def __init__(self) -> None:
+        self.fence = FenceTracker()
+        self.inline = 0  # backtick count of the open inline span, 0 when none
+        self._carry = 0  # a backtick run that reached the end of the last piece
+        self._run_at_start = False
+        self._run_fenced = False
+
+    def inside(self) -> bool:
+        """For a next character that is no backtick."""
+        self._settle()
+        return self.inline > 0 or self.fence.in_fence
+
+    def feed(self, text: str, start: int = 0, end: int | None = None) -> None:
+        end = len(text) if end is None else end
+        pos = start
+        for mark in _CODE_MARK.finditer(text, start, end):
+            if mark.start() > pos:
+                self._settle()
+                self.fence.feed(text, pos, mark.start())
+            pos = mark.end()
+            if mark.group() == "\n":
+                self._settle()
+                self.inline = 0
+                self.fence.feed("\n")
+                continue
+            if not self._carry:
+                self._run_at_start = self.fence.phase in (_START, _RUN)
+                self._run_fenced = self.fence.in_fence
+            self._carry += pos - mark.start()
+            self.fence.feed(text, mark.start(), pos)
+            if pos < end:
+                self._settle()
+        if pos < end:
+            self._settle()
+            self.fence.feed(text, pos, end)
+
+    def _settle(self) -> None:
+        """The backtick run read last has ended: open or close a span."""
+        run, self._carry = self._carry, 0
+        if not run:
+            return
+        if self._run_fenced or (self._run_at_start and run >= 3):
+            self.inline = 0  # a fence marker, or code inside a fence
+        elif not self.inline:
+            self.inline = run
+        elif run == self.inline:
+            self.inline = 0
