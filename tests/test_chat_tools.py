@@ -168,3 +168,20 @@ async def test_think_tags_in_code_are_the_answer_not_a_leak(proxy, stream, tools
                 model="deepseek-chat", messages=USER, **extra)
             text = answer.choices[0].message.content
     assert text == CODE_ANSWER
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_leak_after_a_closed_code_block_is_still_removed(proxy, stream):
+    """Plain chunks skip the cleaner; it must still learn where lines end, or a
+    block's closing fence reads as an opening span and the leak after it stays."""
+    chunks = ["```python\nprint(", "1)\n", "```", "\nafter ", "<think>", "hidden"]
+    proxy.fake.enqueue(Scripted(answer=chunks))
+    async with openai_client(proxy) as client:
+        if stream:
+            parts = [c async for c in await client.chat.completions.create(
+                model="deepseek-chat", messages=USER, stream=True)]
+            text = "".join(c.choices[0].delta.content or "" for c in parts if c.choices)
+        else:
+            answer = await client.chat.completions.create(model="deepseek-chat", messages=USER)
+            text = answer.choices[0].message.content
+    assert text == "```python\nprint(1)\n```\nafter "

@@ -84,6 +84,11 @@ class TextCleaner:
     def flush(self) -> str:
         return self._drain(final=True)
 
+    def note(self, text: str) -> None:
+        """Text shown without cleaning (nothing held, no character a rule
+        starts at): only whether later text is code follows from it."""
+        self._code.feed(text)
+
     def _drain(self, *, final: bool) -> str:
         text = self.pending
         out: list[str] = []
