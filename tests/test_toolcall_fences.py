@@ -152,3 +152,16 @@ def test_a_fence_opened_on_a_list_item_line_is_text(marker: str) -> None:
 def test_backticks_after_other_text_open_no_fence(line: str) -> None:
     result = outcomes(f"{line}\n{READ}")
     assert result.names == ["read_file"]
+
+
+@pytest.mark.parametrize("line", ["```js``` is inline code", "```a`", "``` x ` y"])
+def test_backticks_in_an_info_string_make_no_fence(line: str) -> None:
+    """CommonMark: a backtick fence's info string holds no backtick, so such a
+    line is inline code; it opened a fence that hid every later real block."""
+    result = outcomes(f"{line}\n{READ}")
+    assert result.names == ["read_file"]
+    assert result.text == f"{line}\n"
+
+
+def test_a_tilde_fence_info_string_may_hold_backticks() -> None:
+    assert_unchanged(f"~~~a`b\n{READ}\n~~~\n")

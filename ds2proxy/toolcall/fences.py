@@ -24,6 +24,7 @@ _START = 0  # in the line's prefix: blanks, ">" markers, a list marker
 _RUN = 1  # counting a run of fence characters after the prefix
 _CLOSE_TAIL = 2  # a possible closing run was seen; only blanks may follow
 _REST = 3  # the rest of this line cannot change the fence state
+_INFO = 4  # a backtick fence's info string: a backtick in it unmakes the fence
 
 _NO_MARKER = 0
 _BULLET = 1  # "-", "+" or "*": a list marker if a blank follows
@@ -67,13 +68,16 @@ class FenceTracker:
         i = start
         n = len(text) if end is None else end
         while i < n:
-            if self.phase == _REST:
-                newline = text.find("\n", i, n)
-                if newline < 0:
+            if self.phase in (_REST, _INFO):
+                i = self._line_end(text, i, n)
+                if i < 0:
                     return
-                i = newline
             ch = text[i]
-            if ch == "\n":
+            if ch == "`" and self.phase == _INFO:
+                # "```js``` code" is inline code, no fence (CommonMark).
+                self.open_char, self.open_len, self.open_quotes = "", 0, 0
+                self.phase = _REST
+            elif ch == "\n":
                 self._end_line()
             elif self.phase == _START:
                 self._at_start(ch)
@@ -86,6 +90,16 @@ class FenceTracker:
             elif ch not in " \t\r":
                 self.phase = _REST
             i += 1
+
+    def _line_end(self, text: str, i: int, n: int) -> int:
+        """The next character that matters on this line (its newline, or a
+        backtick in an info string); -1 when the text ends first."""
+        newline = text.find("\n", i, n)
+        if self.phase == _INFO:
+            tick = text.find("`", i, n if newline < 0 else newline)
+            if tick >= 0:
+                return tick
+        return newline
 
     def _at_start(self, ch: str) -> None:
         if self.marker != _NO_MARKER:
@@ -118,7 +132,7 @@ class FenceTracker:
         if not self.open_char and self.run_len >= 3:
             self.open_char, self.open_len = self.run_char, self.run_len
             self.open_quotes = self.quotes
-            self.phase = _REST
+            self.phase = _INFO if self.run_char == "`" else _REST
         elif self.run_char == self.open_char and self.run_len >= self.open_len:
             self.phase = _CLOSE_TAIL
         else:
