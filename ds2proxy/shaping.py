@@ -111,6 +111,7 @@ class TurnShaper:
                 text = self._lead(text)
                 if not text:
                     return []
+            self.cleaner.note(text)
             self.emitted += 1
             return [TextDelta(text)]
         return self._route(self.rewriter.feed(text))
@@ -128,6 +129,7 @@ class TurnShaper:
                 texts = [text for text in texts if text] if "" in texts else texts
                 if not self.shown:
                     texts = self._lead_run(texts, joined)
+                self.cleaner.note("".join(texts))
                 self.emitted += len(texts)
                 if self.text_runs:
                     return [TextRun(texts)] if texts else []

@@ -4,6 +4,7 @@ the calls it answers with, stream and not."""
 
 from __future__ import annotations
 
+import json
 from enum import Enum
 
 import openai
@@ -119,3 +120,68 @@ async def test_a_pydantic_tool_parses_into_its_model(proxy):
             model="deepseek-chat", messages=USER, tools=[openai.pydantic_function_tool(Note)])
     [call] = answer.choices[0].message.tool_calls
     assert call.function.parsed_arguments == Note(path="a.txt", text="42", level=Level.LOW)
+
+
+PROBE = {"type": "function", "function": {"name": "probe", "parameters": {
+    "type": "object", "properties": {"x": {"type": "object"}}}}}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_call_nested_thousands_deep_is_answered(proxy, stream):
+    """A parameter value nested 3000 deep crashed the turn with a
+    RecursionError; it now comes back as the text the model wrote."""
+    value = "<a>" * 1500 + '{"b":' * 1500 + "1" + "}" * 1500 + "</a>" * 1500
+    proxy.fake.enqueue(Scripted(answer=dsml(("probe", {"x": value})), chunk_size=400))
+    async with openai_client(proxy) as client:
+        if stream:
+            chunks = [c async for c in await client.chat.completions.create(
+                model="deepseek-chat", messages=USER, tools=[PROBE], stream=True)]
+            [call] = [tc for c in chunks for tc in c.choices[0].delta.tool_calls or []]
+            finish = chunks[-1].choices[0].finish_reason
+        else:
+            answer = await client.chat.completions.create(
+                model="deepseek-chat", messages=USER, tools=[PROBE])
+            [call] = answer.choices[0].message.tool_calls
+            finish = answer.choices[0].finish_reason
+    assert finish == "tool_calls"
+    assert json.loads(call.function.arguments) == {"x": value}
+
+
+CODE_ANSWER = ('Strip the tags:\n```python\nreply = reply.split("</think>")[-1]\n'
+               'assert "<think>" not in reply\n```\nThe `<think>` tag opens reasoning. Done.')
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("tools", [[], [PROBE]], ids=["no tools", "tools"])
+async def test_think_tags_in_code_are_the_answer_not_a_leak(proxy, stream, tools):
+    """Code showing ``<think>`` was cleaned as leaked reasoning: the tags went
+    and the first unclosed one cut the rest of the answer."""
+    proxy.fake.enqueue(Scripted(answer=CODE_ANSWER, chunk_size=4))
+    extra = {"tools": tools} if tools else {}
+    async with openai_client(proxy) as client:
+        if stream:
+            chunks = [c async for c in await client.chat.completions.create(
+                model="deepseek-chat", messages=USER, stream=True, **extra)]
+            text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        else:
+            answer = await client.chat.completions.create(
+                model="deepseek-chat", messages=USER, **extra)
+            text = answer.choices[0].message.content
+    assert text == CODE_ANSWER
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_leak_after_a_closed_code_block_is_still_removed(proxy, stream):
+    """Plain chunks skip the cleaner; it must still learn where lines end, or a
+    block's closing fence reads as an opening span and the leak after it stays."""
+    chunks = ["```python\nprint(", "1)\n", "```", "\nafter ", "<think>", "hidden"]
+    proxy.fake.enqueue(Scripted(answer=chunks))
+    async with openai_client(proxy) as client:
+        if stream:
+            parts = [c async for c in await client.chat.completions.create(
+                model="deepseek-chat", messages=USER, stream=True)]
+            text = "".join(c.choices[0].delta.content or "" for c in parts if c.choices)
+        else:
+            answer = await client.chat.completions.create(model="deepseek-chat", messages=USER)
+            text = answer.choices[0].message.content
+    assert text == "```python\nprint(1)\n```\nafter "

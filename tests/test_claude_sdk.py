@@ -342,6 +342,8 @@ USED = {"role": "assistant", "content": [
     ({"tools": [{"description": "nameless", "input_schema": {"type": "object"}}]},
      "tools[0].name"),
     ({"tools": [{"name": "f", "input_schema": "x"}]}, "tools[0].input_schema"),
+    # Anthropic refuses a repeated name (ds2proxy called the first one).
+    ({"tools": [TOOLS[0], {**TOOLS[1], "name": "Bash"}]}, "tools: Tool names must be unique"),
     ({"system": [5]}, "system[0]"),
     ({"thinking": {"type": "enabled", "budget_tokens": "lots"}}, "thinking.budget_tokens"),
 ])
@@ -401,3 +403,26 @@ async def test_a_thinking_budget_inside_the_bounds_is_served(proxy):
         model="claude-sonnet-4-5", messages=[{"role": "user", "content": "hi"}],
         thinking={"type": "enabled", "budget_tokens": 50000})
     assert tokens.input_tokens > 0
+
+
+READ_A = ('<invoke name="Read"><parameter name="file_path"><![CDATA[/tmp/a.txt]]>'
+          "</parameter></invoke>")
+QUOTED_EXAMPLE = "".join(f"> {line}\n" for line in ["```xml", f"<tool_calls>{READ_A}</tool_calls>",
+                                                     "```"])
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("answer, calls, text", [
+    (f"Looking.\n<tool_calls>\n<!-- read it -->\n{READ_A}\n</tool_calls>", 1, "Looking."),
+    (f"Looking.\n<tool_calls><tool_calls>{READ_A}</tool_calls></tool_calls>", 1, "Looking."),
+    (f"Like this:\n{QUOTED_EXAMPLE}Not run.", 0, f"Like this:\n{QUOTED_EXAMPLE}Not run."),
+], ids=["comment after the wrapper", "doubled wrapper", "quoted fenced example"])
+async def test_wrapper_remarks_repeats_and_quoted_examples(proxy, stream, answer, calls, text):
+    """A comment after the wrapper and a doubled wrapper were shown as text
+    beside the call; a quoted fenced example ran as a real call."""
+    proxy.fake.enqueue(Scripted(answer=answer, chunk_size=1))
+    message = await ask(proxy, "async", stream, tools=TOOLS)
+    uses = [(b.name, b.input) for b in message.content if b.type == "tool_use"]
+    assert uses == [("Read", {"file_path": "/tmp/a.txt"})] * calls
+    assert message.stop_reason == ("tool_use" if calls else "end_turn")
+    assert texts(message).strip() == text.strip()

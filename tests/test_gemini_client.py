@@ -294,10 +294,15 @@ async def test_thought_parts_only_with_include_thoughts(proxy, stream):
     ({"contents": "hi", "config": types.GenerateContentConfig(tools=[types.Tool(
         function_declarations=[types.FunctionDeclaration(description="nameless")])])},
      "tools[0].functionDeclarations[0].name"),
+    ({"contents": "hi", "config": types.GenerateContentConfig(tools=[
+        types.Tool(function_declarations=[types.FunctionDeclaration(name="get_time")]),
+        types.Tool(function_declarations=[types.FunctionDeclaration(name="get_time")])])},
+     "Duplicate function declaration found: get_time"),
 ])
 async def test_unknown_roles_and_nameless_functions_are_invalid_argument(
         proxy, request_fields, field, stream):
-    """Both used to be guessed at (a user turn, a dropped tool) and the turn run."""
+    """These used to be guessed at (a user turn, a dropped tool, the first of
+    two declarations of one name) and the turn run; Gemini refuses them."""
     with pytest.raises(errors.ClientError) as info:
         await generate(proxy, "async", stream, model=FAST_MODEL, **request_fields)
     assert (info.value.code, info.value.status) == (400, "INVALID_ARGUMENT")
@@ -404,3 +409,19 @@ async def test_asking_for_image_or_audio_output_is_invalid_argument(proxy):
         model="gemini-2.5-flash", contents="describe a cat",
         config=types.GenerateContentConfig(response_modalities=["TEXT"]))
     assert answer.text == "A cat."
+
+
+@pytest.mark.parametrize("mode", ["ANY", "AUTO"])
+async def test_an_empty_allowed_function_list_is_an_unset_one(proxy, mode):
+    """``allowedFunctionNames: []`` (how SDKs serialise an unset repeated
+    field) was a 400; in Protocol Buffers' JSON it is no restriction at all."""
+    proxy.fake.enqueue(Scripted(answer=render_tool_calls(CALLS[:1])))
+    config = types.GenerateContentConfig(tools=WEATHER_TOOLS, tool_config=types.ToolConfig(
+        function_calling_config=types.FunctionCallingConfig(mode=mode,
+                                                            allowed_function_names=[])))
+    _, _, calls, finishes = collect(await generate(proxy, "async", False, model=FAST_MODEL,
+                                                   contents="Weather in Paris?", config=config))
+    assert [(c.name, c.args) for c in calls] == [("get_weather", CALLS[0].arguments)]
+    assert finishes[-1] == types.FinishReason.STOP
+    body = proxy.fake.calls_to("chat/completion")[-1].body
+    assert ("MUST call at least one tool" in body["prompt"]) == (mode == "ANY")

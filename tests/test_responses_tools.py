@@ -307,3 +307,29 @@ async def test_namespaced_tools_of_one_name_stay_apart(proxy, api, stream):
     assert again.output_text == "Found one."
     prompt = proxy.fake.calls_to("chat/completion")[-1].body["prompt"]
     assert '<|DSML|invoke name="mcp__github.search">' in prompt
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_tool_choice_names_a_shared_namespaced_tool_by_its_own_name(proxy, api, stream):
+    """``{"type": "function", "name": "search"}`` with two namespaces' ``search``
+    was a 400 'not declared': the official tool_choice has no namespace field,
+    so the own name means either of them, and the call must be one of them."""
+    proxy.fake.enqueue(Scripted(answer=dsml(("mcp__jira.search", {"q": "bug"}))))
+    kwargs = {"model": "gpt-5-codex", "input": "find it", "tools": SERVERS,
+              "tool_choice": {"type": "function", "name": "search"}}
+    if stream:
+        async with api.responses.stream(**kwargs) as events:
+            response = await events.get_final_response()
+    else:
+        response = await api.responses.create(**kwargs)
+    assert [(c.name, c.namespace) for c in response.output] == [("search", "mcp__jira")]
+    prompt = proxy.fake.calls_to("chat/completion")[-1].body["prompt"]
+    assert "Tool: mcp__github.search\n" in prompt and "Tool: mcp__jira.search\n" in prompt
+    assert "Tool: open_issue\n" not in prompt and "MUST call" in prompt
+
+
+async def test_tool_choice_of_a_namespaced_tool_needs_a_call(proxy, api):
+    proxy.fake.enqueue(Scripted(answer="No call."))
+    with pytest.raises(openai.UnprocessableEntityError):
+        await api.responses.create(model="gpt-5-codex", input="find it", tools=SERVERS,
+                                   tool_choice={"type": "function", "name": "search"})

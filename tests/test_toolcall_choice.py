@@ -111,6 +111,10 @@ def test_anthropic_any_without_tools_is_refused() -> None:
     ({"function_calling_config": {"mode": "any", "allowed_function_names": ["search"]}},
      ToolChoice("forced", name="search")),
     ({"mode": "NONE"}, ToolChoice("none")),
+    # An empty repeated field is an unset one (SDKs serialising defaults send it).
+    ({"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": []}},
+     ToolChoice("required")),
+    ({"functionCallingConfig": {"mode": "AUTO", "allowedFunctionNames": []}}, ToolChoice()),
 ])
 def test_gemini_forms(value: object, expected: ToolChoice) -> None:
     assert parse_gemini_tool_config(value, TOOLS) == expected
@@ -122,7 +126,6 @@ def test_gemini_forms(value: object, expected: ToolChoice) -> None:
     {"functionCallingConfig": {"mode": 3}},
     {"functionCallingConfig": "ANY"},
     {"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": ["write"]}},
-    {"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": []}},
 ])
 def test_gemini_errors(value: object) -> None:
     with pytest.raises(InvalidRequest) as caught:
@@ -151,3 +154,29 @@ def test_misspelt_setting_is_named_with_a_guess() -> None:
     [message] = unknown_field_messages({"toolcall": {"early_emit": "high"}})
     assert "'toolcall.early_emit'" in message
     assert "did you mean 'toolcall.early_emit_confidence'" in message
+
+
+# Two namespaces' ``search`` are declared qualified; ``open_issue`` keeps its own name.
+NAMESPACED = [ToolSpec("mcp__github.search"), ToolSpec("mcp__jira.search"),
+              ToolSpec("open_issue"), ToolSpec("search_web")]
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ({"type": "function", "name": "mcp__github.search"},
+     ToolChoice("forced", name="mcp__github.search")),
+    ({"type": "function", "name": "open_issue"}, ToolChoice("forced", name="open_issue")),
+    ({"type": "function", "name": "search"},
+     ToolChoice("required", allowed=frozenset({"mcp__github.search", "mcp__jira.search"}))),
+    ({"type": "allowed_tools", "mode": "auto", "tools": [{"type": "function", "name": "search"}]},
+     ToolChoice("auto", allowed=frozenset({"mcp__github.search", "mcp__jira.search"}))),
+])
+def test_a_namespaced_tool_is_named_by_its_own_name(value: object, expected: ToolChoice) -> None:
+    """The official tool_choice names a function by its own name only: naming
+    a tool two namespaces share was a 400 'not declared'."""
+    assert parse_openai_tool_choice(value, NAMESPACED) == expected
+
+
+@pytest.mark.parametrize("name", ["github.search", "earch", "search_web.x", "jira.search"])
+def test_a_name_that_is_no_tool_s_own_stays_a_400(name: str) -> None:
+    with pytest.raises(InvalidRequest, match="not declared"):
+        parse_openai_tool_choice({"type": "function", "name": name}, NAMESPACED)

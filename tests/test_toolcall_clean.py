@@ -96,7 +96,7 @@ CLEANER_FRAGMENTS = st.sampled_from([
     "<｜end▁of▁sentence｜>", "<|Assistant|>", "<｜", "▁of", "|>", "<think>", "</think>", "<",
     "```json", "```", "\n", " ", "[", '{"function":{}', ',"id":"call_1","type":"function"}]',
     "<|Tool|>", '{"tool_call_id":"call_2"}', "<attempt_completion>", "</attempt_completion>",
-    "<result>", "</result>", "text", "]", "}",
+    "<result>", "</result>", "text", "]", "}", "`", "``", "> ", "- ",
 ])
 
 
@@ -145,3 +145,28 @@ def test_a_held_tail_is_read_once_as_it_grows(piece: str) -> None:
     at the end once per opener in it, so 100 KB of them took minutes."""
     small, large = lines_run(piece * 60), lines_run(piece * 240)
     assert large < 6 * small
+
+
+WIRE = '[{"function":{"name":"f","arguments":"{}"},"id":"call_1","type":"function"}]'
+
+
+@pytest.mark.parametrize("text", [
+    'Strip them:\n```python\nif "<think>" in reply:\n    reply = reply.split("</think>")[-1]\n```\nMore.',
+    'Set it:\n```python\nopen_tag = "<think>"\n```\nThe rest of a long answer.',
+    "Inline: the `<think>` tag opens reasoning; the rest stays.",
+    "Double ``<think>`` ticks, then ``</think>`` and more.",
+    f"The wire shape:\n```json\n{WIRE}\n```\nThat is all.",
+    "> ```xml\n> <attempt_completion><result>x</result></attempt_completion>\n> ```\nafter",
+    "- ```\n  <think>\n  ```\nafter",
+])
+def test_code_is_content_not_a_leak(text: str) -> None:
+    """A ``<think>`` in a code example was taken for leaked reasoning and cut
+    the rest of the answer; a tool-call array shown in a fence was deleted."""
+    assert clean_everywhere(text) == text
+
+
+def test_leaks_outside_code_still_go_and_tokens_go_everywhere() -> None:
+    assert clean_everywhere("`x` <think>hidden") == "`x` "
+    assert clean_everywhere("```\ncode\n```\n<think>a</think>b" + WIRE) == "```\ncode\n```\nab"
+    assert clean_everywhere("```\nx<｜end▁of▁sentence｜>\n```") == "```\nx\n```"
+    assert clean_everywhere("an `unclosed span\n<think>gone") == "an `unclosed span\n"

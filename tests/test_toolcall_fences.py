@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from test_toolcall_harness import (
     assert_unchanged,
     block,
@@ -118,3 +119,49 @@ def test_59_bare_invoke_followed_by_prose_is_released_when_decided() -> None:
     assert result.calls == ()
     assert result.text == "".join(chunks)
     assert outcomes(chunks) == result
+
+
+@pytest.mark.parametrize("prefix", ["> ", ">", "> > ", "  > "])
+@pytest.mark.parametrize("example", [[READ.replace("\n", "")], ["<tool_calls>", invoke(
+    "read_file", ("path", "README.md")), "</tool_calls>"]], ids=["one line", "lines"])
+def test_a_fenced_example_inside_a_blockquote_is_text(prefix: str, example: list[str]) -> None:
+    """A quoted code block showing a call ran as a real call."""
+    lines = ["```xml", *example, "```"]
+    quoted = "".join(f"{prefix}{line}\n" for line in lines)
+    assert_unchanged(f"Example:\n{quoted}Do not run it.")
+    real = block(invoke("read_file", ("path", "real.txt")))
+    result = outcomes(f"Example:\n{quoted}\n{real}")
+    assert result.calls == (("read_file", '{"path":"real.txt"}', "function"),)
+
+
+def test_a_quoted_example_missing_a_quote_marker_still_never_runs() -> None:
+    """CommonMark would end the quote (and the fence) at the unquoted line;
+    an example is never run, so the fence lasts to its quoted closer."""
+    text = f"> ```xml\n> <tool_calls>\n{invoke('read_file', ('path', 'a'))}\n> </tool_calls>\n> ```\n"
+    assert_unchanged(text)
+
+
+@pytest.mark.parametrize("marker", ["- ", "* ", "+ ", "1. ", "12) ", "> - "])
+def test_a_fence_opened_on_a_list_item_line_is_text(marker: str) -> None:
+    pad = " " * len(marker)
+    text = f"{marker}```xml\n{pad}{READ}\n{pad}```\nAfter."
+    assert_unchanged(text)
+
+
+@pytest.mark.parametrize("line", ["-```xml", "**bold** ```xml", "1 ```xml", "> > x ```"])
+def test_backticks_after_other_text_open_no_fence(line: str) -> None:
+    result = outcomes(f"{line}\n{READ}")
+    assert result.names == ["read_file"]
+
+
+@pytest.mark.parametrize("line", ["```js``` is inline code", "```a`", "``` x ` y"])
+def test_backticks_in_an_info_string_make_no_fence(line: str) -> None:
+    """CommonMark: a backtick fence's info string holds no backtick, so such a
+    line is inline code; it opened a fence that hid every later real block."""
+    result = outcomes(f"{line}\n{READ}")
+    assert result.names == ["read_file"]
+    assert result.text == f"{line}\n"
+
+
+def test_a_tilde_fence_info_string_may_hold_backticks() -> None:
+    assert_unchanged(f"~~~a`b\n{READ}\n~~~\n")

@@ -235,3 +235,53 @@ def test_several_wrappers_in_one_answer_with_prose_between() -> None:
 def test_self_closing_invoke_is_a_zero_argument_call() -> None:
     result = outcomes('<tool_calls><invoke name="noop"/></tool_calls>')
     assert result.calls == (("noop", "{}", "function"),)
+
+
+READ = invoke("read_file", ("path", "README.md"))
+READ_CALL = (("read_file", '{"path":"README.md"}', "function"),)
+
+
+@pytest.mark.parametrize("remark", ["<!-- the call -->", "<!---->", "<!-- a <tool_calls> -->",
+                                    "<!-- one -->\n<!-- two -->"])
+def test_a_comment_between_the_wrapper_and_its_invoke_is_part_of_the_block(remark: str) -> None:
+    """Comments are ignored regions (§3.1), not text after the wrapper (§4.5):
+    the opener and the comment were shown as a mention, the call still ran."""
+    result = outcomes(f"Reading.\n<tool_calls>\n  {remark}\n  {READ}\n</tool_calls>\nDone.")
+    assert result.calls == READ_CALL
+    assert result.text == "Reading.\n\nDone."
+
+
+def test_a_comment_before_a_bare_invoke_and_its_parameters_is_skipped() -> None:
+    text = ('<invoke name="read_file"><!-- path -->\n<parameter name="path">README.md'
+            "</parameter></invoke>\n<!-- end -->\n</tool_calls>")
+    assert outcomes(text).calls == READ_CALL
+
+
+def test_a_wrapper_followed_by_a_long_unclosed_comment_is_a_mention() -> None:
+    """Waiting for a comment's end is bounded: the text after a mention is not
+    held back to the end of the answer."""
+    text = "The <tool_calls> tag <!-- " + "x" * 3000 + "\nmore prose"
+    assert_unchanged(text)
+    assert outcomes(text + f"\n{block(READ)}").calls == READ_CALL
+
+
+@pytest.mark.parametrize("text", [
+    f"<tool_calls><tool_calls>{READ}</tool_calls></tool_calls>",
+    f"<tool_calls>\n<|DSML|tool_calls>\n{READ}\n</|DSML|tool_calls>\n</tool_calls>",
+    f"<tool_calls><!-- x --><tool_calls>{READ}</tool_calls>",
+    f"<tool_calls>{READ}</tool_calls></tool_calls>",
+    f"<tool_calls>{READ}</tool_calls> </tool_calls></tool_calls>",
+])
+def test_a_doubled_wrapper_is_one_block_and_leaves_no_tags(text: str) -> None:
+    """The wrapper's opener or closer written twice: its tags were shown as text."""
+    result = outcomes("Reading.\n" + text + "\nDone.")
+    assert result.calls == READ_CALL
+    assert result.text.split() == ["Reading.", "Done."]
+
+
+def test_a_lone_closing_wrapper_after_prose_stays_text() -> None:
+    """Only a closer right after a block is the block's: after prose it is text (§10, 67)."""
+    text = f"{block(READ)}\nthen </tool_calls> in prose"
+    result = outcomes(text)
+    assert result.calls == READ_CALL
+    assert result.text == "\nthen </tool_calls> in prose"

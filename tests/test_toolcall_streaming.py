@@ -233,3 +233,18 @@ def test_a_long_run_of_stray_markup_is_not_held(run: str, held: int) -> None:
     assert "".join(fed_texts(chunks)) == "a" + run[:len(run) - held]
     result = outcomes("a" + run + READ)
     assert result.names == ["read_file"]
+
+
+def test_a_long_comment_inside_a_block_streams_to_one_call() -> None:
+    """A comment inside a block is an ignored region (§3.1) however it is cut;
+    its end is searched from where the last chunk's search stopped (the whole
+    comment was searched again for every chunk)."""
+    content = "x" * 20_000
+    text = (f'<tool_calls><invoke name="Write"><parameter name="content"><!-- {content} -->'
+            '</parameter><!-- </invoke> --><parameter name="file_path">a</parameter>'
+            "</invoke></tool_calls>")
+    for size in (7, 1000):
+        chunks = [text[i:i + size] for i in range(0, len(text), size)]
+        result = outcome_of(stream_events(chunks))
+        assert result.names == ["Write"] and result.text == ""
+        assert json.loads(result.args()) == {"content": f"<!-- {content} -->", "file_path": "a"}

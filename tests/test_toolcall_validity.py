@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from test_toolcall_harness import assert_unchanged, block, fed_texts, invoke, outcomes
 
 from ds2proxy.canonical import ToolSpec
@@ -85,3 +86,30 @@ def test_json_body_with_only_empty_values_is_no_call() -> None:
     result = outcomes(text)
     assert result.calls == ()
     assert result.text == ""
+
+
+WEATHER = [ToolSpec("get_天气"), ToolSpec("get_查询"), ToolSpec("查询天气"), ToolSpec("Ünïcode_Tool")]
+
+
+@pytest.mark.parametrize(("written", "meant"), [
+    ("get-查询", "get_查询"), ("GET_天气", "get_天气"), ("tools.查询天气", "查询天气"),
+    ("ünïcode-tool", "Ünïcode_Tool"), ("查询天气", "查询天气"),
+])
+def test_tolerant_names_keep_letters_of_every_script(written: str, meant: str) -> None:
+    """The letters-and-digits step kept ASCII only: ``get-查询`` became ``get``
+    and ran ``get_天气``, the first tool of that ASCII skeleton."""
+    result = outcomes(block(invoke(written, ("q", "x"))), WEATHER)
+    assert result.names == [meant]
+
+
+def test_a_tolerant_name_that_fits_two_tools_is_refused() -> None:
+    tools = [ToolSpec("search_web"), ToolSpec("search-web"), ToolSpec("Read"), ToolSpec("read")]
+    for written in ("SearchWeb", "READ"):
+        result = outcomes(block(invoke(written, ("q", "x"))), tools)
+        assert result.calls == () and result.text == ""
+    assert outcomes(block(invoke("read", ("q", "x"))), tools).names == ["read"]
+
+
+def test_a_tool_declared_twice_is_still_called() -> None:
+    tools = [ToolSpec("search"), ToolSpec("search")]
+    assert outcomes(block(invoke("Search", ("q", "x"))), tools).names == ["search"]

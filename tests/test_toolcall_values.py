@@ -5,7 +5,15 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_toolcall_harness import block, first_call_offset, invoke, outcomes
+from test_toolcall_harness import (
+    block,
+    cut,
+    first_call_offset,
+    invoke,
+    outcome_of,
+    outcomes,
+    stream_events,
+)
 
 from ds2proxy.canonical import ToolCall, ToolSpec
 from ds2proxy.prompt.dsml import render_tool_calls
@@ -271,3 +279,53 @@ def test_a_pointer_with_a_non_ascii_digit_index_names_nothing():
     from ds2proxy.toolcall.schema import _pointer
     assert _pointer({"anyOf": [{"type": "string"}]}, "#/anyOf/\u00b2") is None
     assert _pointer({"anyOf": [{"type": "string"}]}, "#/anyOf/0") == {"type": "string"}
+
+
+def nested_json(depth: int) -> str:
+    return '{"a":' * depth + "1" + "}" * depth
+
+
+def big_args(text: str) -> dict[str, object]:
+    """``args_of`` for a long text: whole, and streamed in a few cuts (not at every one)."""
+    for chunks in ([text], cut(text, [7, len(text) // 3, len(text) // 2, len(text) - 3])):
+        result = outcome_of(stream_events(chunks, UNTYPED))
+        assert len(result.calls) == 1 and result.text == ""
+    return json.loads(result.args())
+
+
+@pytest.mark.parametrize("value", [nested_json(3000), "[" * 3000 + "]" * 3000,
+                                   nested_json(101)])
+@pytest.mark.parametrize("cdata", [True, False])
+def test_a_value_nested_deeper_than_a_request_may_be_stays_text(value: str, cdata: bool) -> None:
+    """A parameter nested thousands deep crashed the turn (RecursionError in the
+    walkers after parsing); past the request-body bound it is text."""
+    assert big_args(block(invoke("probe", ("x", value), cdata=cdata))) == {"x": value}
+
+
+def test_a_value_as_deep_as_a_request_may_be_is_still_structure() -> None:
+    value = json.loads(nested_json(99))
+    assert args_of(block(invoke("probe", ("x", nested_json(99))))) == {"x": value}
+
+
+def test_a_deep_json_body_is_kept_raw() -> None:
+    body = '{"input":{"x":' + "[" * 3000 + "]" * 3000 + "}}"
+    assert big_args(block(f'<invoke name="probe">{body}</invoke>')) == {"_raw": body}
+
+
+@pytest.mark.parametrize("cdata", [True, False])
+def test_deeply_nested_elements_stay_text(cdata: bool) -> None:
+    value = "<a>" * 3000 + "1" + "</a>" * 3000
+    assert big_args(block(invoke("probe", ("x", value), cdata=cdata))) == {"x": value}
+    shallow = "<a>" * 5 + "1" + "</a>" * 5
+    assert args_of(block(invoke("probe", ("x", shallow), cdata=cdata))) == {
+        "x": {"a": {"a": {"a": {"a": {"a": 1}}}}}}
+
+
+def test_the_object_run_repair_reads_a_deep_body_once() -> None:
+    """The repair matched the brackets of every ``"k": {`` anew: a body of
+    20 000 nested keys that fails to parse held the event loop for minutes."""
+    value = '{"a": ' * 20000 + "oops" + "}" * 20000
+    assert big_args(block(invoke("probe", ("x", value)))) == {"x": value}
+    run = '{"todos": {"a": 1}, {"b": {"c": 2}}, "n": {"d": 3}}'
+    assert args_of(block(invoke("probe", ("x", run)))) == {
+        "x": {"todos": [{"a": 1}, {"b": {"c": 2}}], "n": {"d": 3}}}

@@ -32,6 +32,7 @@ from .redact import redacted_json
 from .sampling import anthropic_sampling
 from .thinking import thinking_override
 from .tool_choice import parse_anthropic_tool_choice
+from .tool_specs import repeated_name
 from .validate import INT32_MAX, Bounds, integer, objects
 
 DEFAULT_MAX_TOKENS = 8192
@@ -50,6 +51,8 @@ def parse_messages_request(body: dict, model: ResolvedModel, *,
     ``interleaved``: the client sent the interleaved-thinking beta."""
     sampling = anthropic_sampling(body)
     tools = parse_tools(body.get("tools"))
+    if repeated_name(tools) is not None:
+        raise InvalidRequest("tools: Tool names must be unique.", param="tools")
     choice, single_call = parse_anthropic_tool_choice(body.get("tool_choice"), tools)
     return ChatRequest(
         model=model,

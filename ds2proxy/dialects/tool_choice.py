@@ -122,7 +122,8 @@ def parse_gemini_tool_config(value: object, tools: list[ToolSpec]) -> ToolChoice
         raise _invalid("functionCallingConfig.mode must be one of: AUTO, ANY, NONE, VALIDATED")
     policy = _GEMINI_MODES[mode.upper()]
     raw_names = config.get("allowedFunctionNames", config.get("allowed_function_names"))
-    if policy == "none" or raw_names is None:
+    # A repeated field left empty is unset in Protocol Buffers' JSON (SDKs send ``[]``).
+    if policy == "none" or raw_names is None or raw_names == []:
         return _checked(ToolChoice(policy), tools)  # type: ignore[arg-type]
     names = _names(raw_names)
     if policy == "required" and len(names) == 1:
@@ -131,13 +132,32 @@ def parse_gemini_tool_config(value: object, tools: list[ToolSpec]) -> ToolChoice
 
 
 def _checked(choice: ToolChoice, tools: list[ToolSpec]) -> ToolChoice:
-    """Refuse a policy no answer could satisfy."""
+    """Refuse a policy no answer could satisfy; names resolved to declared ones."""
     declared = {t.name for t in tools}
     if choice.mode in ("required", "forced") and not tools:
         raise _invalid(f"{choice.mode} needs at least one declared tool")
-    if choice.name is not None and choice.name not in declared:
+    allowed = None
+    if choice.allowed is not None:
+        unknown = sorted(n for n in choice.allowed if not _resolve(n, declared))
+        if unknown:
+            raise _invalid(f"allowed tools not declared: {', '.join(unknown)}")
+        allowed = frozenset(m for n in choice.allowed for m in _resolve(n, declared))
+    if choice.name is None:
+        return ToolChoice(choice.mode, allowed=allowed)
+    matches = _resolve(choice.name, declared)
+    if not matches:
         raise _invalid(f"tool {choice.name!r} is not declared")
-    missing = sorted((choice.allowed or frozenset()) - declared)
-    if missing:
-        raise _invalid(f"allowed tools not declared: {', '.join(missing)}")
-    return choice
+    if len(matches) > 1:
+        # Namespaces sharing a tool name: any tool of that name satisfies it.
+        return ToolChoice("required", allowed=frozenset(matches))
+    return ToolChoice("forced", name=matches[0], allowed=allowed)
+
+
+def _resolve(name: str, declared: set[str]) -> list[str]:
+    """The declared tools ``name`` means: itself, else the namespaced tools
+    whose own name it is. The official APIs name a namespace's tool by its
+    own name only (tool_choice has no namespace field), while a tool name two
+    namespaces share is declared here as ``<namespace>.<name>``."""
+    if name in declared:
+        return [name]
+    return sorted(d for d in declared if "." in d and d.rsplit(".", 1)[1] == name)

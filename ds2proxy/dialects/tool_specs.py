@@ -52,6 +52,18 @@ def parse_tools(value: Any) -> list[ToolSpec]:
     return tools
 
 
+def repeated_name(tools: list[ToolSpec]) -> str | None:
+    """The first name two declared tools share, if any: Anthropic and Gemini
+    refuse such a request (a call could not say which tool it means), while
+    OpenAI's APIs take it."""
+    seen: set[str] = set()
+    for tool in tools:
+        if tool.name in seen:
+            return tool.name
+        seen.add(tool.name)
+    return None
+
+
 _SCHEMA_KEYS = ("parameters", "input_schema", "inputSchema", "schema")
 
 

@@ -21,10 +21,11 @@ from enum import Enum
 from ds2proxy.toolcall.cdata import CDATA_OPEN
 from ds2proxy.toolcall.invoke import InvokeSpan
 from ds2proxy.toolcall.tags import INVOKE, PARAMETER, WRAPPER, Head, Tag, scan_head
-from ds2proxy.toolcall.tokens import Tokenizer, Tokens
+from ds2proxy.toolcall.tokens import COMMENT_CLOSE, COMMENT_OPEN, Tokenizer, Tokens
 
 _BLANK = " \t\r\n"
-_NOT_TAGS = (CDATA_OPEN, "<!--")
+# A comment between tags counts only when it ends within this many characters.
+_MAX_COMMENT = 2048
 
 
 class Verdict(Enum):
@@ -52,20 +53,25 @@ class CaptureScan:
 
 
 def scan_capture(text: str, *, final: bool, tokenizer: Tokenizer | None = None,
-                 walk: WrapperWalk | None = None) -> CaptureScan:
+                 walk: WrapperWalk | None = None, after_block: bool = False) -> CaptureScan:
     """Classify a capture that starts with a tool tag; ``tokenizer`` and
-    ``walk`` carry the work done on an earlier, shorter version of the same text."""
+    ``walk`` carry the work done on an earlier, shorter version of the same
+    text; ``after_block`` when only blanks lie between a block and it."""
     head = scan_head(text, 0, final=final)
     tokens = (tokenizer or Tokenizer()).advance(text, final=final)
     if not isinstance(head, Head):
         # Not a tag after all: show its first character and look again.
         return CaptureScan(Verdict.RELEASE, tokens, end=1)
-    if head.closing or head.name == PARAMETER:
+    repeated_close = after_block and head.closing and head.name == WRAPPER
+    if (head.closing or head.name == PARAMETER) and not repeated_close:
         return CaptureScan(Verdict.RELEASE, tokens, end=head.end)
     first = tokens.tag_at(0)
     if first is None:
         waiting = tokens.stop == 0 and not final
         return CaptureScan(Verdict.WAIT if waiting else Verdict.RELEASE, tokens, end=head.end)
+    if repeated_close:
+        # The block's closer written twice: part of the block, never text.
+        return CaptureScan(Verdict.BLOCK, tokens, end=first.end)
     if first.name == WRAPPER and not first.self_closing:
         return _wrapper(text, tokens, first, walk)
     if first.name == INVOKE and first.attrs.get("name", "").strip():
@@ -74,12 +80,23 @@ def scan_capture(text: str, *, final: bool, tokenizer: Tokenizer | None = None,
 
 
 def _next_tag(text: str, tokens: Tokens, pos: int) -> Tag | bool | None:
-    """The tag that is the first non-blank thing after ``pos``: the Tag,
-    False when it is something else, None when not known yet."""
-    pos = _skip_blank(text, pos, tokens.stop)
+    """The tag that is the first thing after ``pos`` other than blanks and
+    XML comments (ignored regions, §3.1): the Tag, False when it is
+    something else, None when not known yet."""
+    while True:
+        pos = _skip_blank(text, pos, tokens.stop)
+        if not text.startswith(COMMENT_OPEN, pos):
+            break
+        close = text.find(COMMENT_CLOSE, pos + len(COMMENT_OPEN), pos + _MAX_COMMENT)
+        if close < 0:
+            # Still open: wait for its end, unless it is too long to be a
+            # remark inside a block (then the wrapper before it is prose).
+            waiting = tokens.stop < len(text) and len(text) < pos + _MAX_COMMENT
+            return None if waiting else False
+        pos = close + len(COMMENT_CLOSE)
     if pos >= tokens.stop:
-        # A section or comment whose end is still unknown is already no tag.
-        return False if text.startswith(_NOT_TAGS, pos) else None
+        # A CDATA section whose end is still unknown is already no tag.
+        return False if text.startswith(CDATA_OPEN, pos) else None
     return tokens.tag_at(pos) or False
 
 
@@ -129,12 +146,18 @@ class WrapperWalk:
 
 
 def _wrapper(text: str, tokens: Tokens, wrapper: Tag, walk: WrapperWalk | None) -> CaptureScan:
+    """A wrapper commits when an invoke comes first after it; the model's
+    repeated opener (``<tool_calls><tool_calls>``) counts as one."""
     nxt = _next_tag(text, tokens, wrapper.end)
+    while nxt and nxt.opens(WRAPPER) and not nxt.self_closing:
+        nxt = _next_tag(text, tokens, nxt.end)
     if nxt is None:
         return CaptureScan(Verdict.WAIT, tokens)
     if nxt is False or not nxt.opens(INVOKE):
         return CaptureScan(Verdict.RELEASE, tokens, end=wrapper.end)
     walk = walk if walk is not None else WrapperWalk()
+    if walk.next == 1:
+        walk.next = tokens.index_of(nxt)
     walk.advance(tokens.tags)
     if walk.end is not None:
         return CaptureScan(Verdict.BLOCK, tokens, end=walk.end.end, invokes=walk.invokes)

@@ -13,6 +13,7 @@ import json
 import re
 from collections.abc import Callable
 
+from ds2proxy.toolcall.fences import CodeSpans
 from ds2proxy.toolcall.jsonfix import BracketWalk
 from ds2proxy.toolcall.tags import ascii_lower
 
@@ -60,15 +61,22 @@ class _Memo:
 
 
 class TextCleaner:
-    """§4.9 cleaning of a stream; ``flush`` releases a held tail at the end."""
+    """§4.9 cleaning of a stream; ``flush`` releases a held tail at the end.
+
+    Code (a fenced block, an inline span) is the answer's content, not a
+    leak: there only template tokens go. A ``<think>`` in a code example
+    used to be taken for leaked reasoning and cut the rest of the answer.
+    """
 
     def __init__(self) -> None:
         self.pending = ""  # text held while a rule may still match
         self._in_agent_wrapper = False
         self._memo = _Memo()
+        self._code = CodeSpans()  # after the text read so far (held text excluded)
 
     def feed(self, text: str) -> str:
         if not self.pending and _CANDIDATE.search(text) is None:
+            self._code.feed(text)
             return text  # nothing held and no rule can start here
         self.pending += text
         return self._drain(final=False)
@@ -76,12 +84,19 @@ class TextCleaner:
     def flush(self) -> str:
         return self._drain(final=True)
 
+    def note(self, text: str) -> None:
+        """Text shown without cleaning (nothing held, no character a rule
+        starts at): only whether later text is code follows from it."""
+        self._code.feed(text)
+
     def _drain(self, *, final: bool) -> str:
         text = self.pending
         out: list[str] = []
-        last = pos = 0
+        last = pos = fed = 0
         while (match := _CANDIDATE.search(text, pos)) is not None:
             at = match.start()
+            self._code.feed(text, fed, at)
+            fed = at
             outcome = self._rule_at(text, at, final)
             if outcome is None:
                 pos = at + 1
@@ -93,7 +108,9 @@ class TextCleaner:
                 return "".join(out)
             end, replacement = outcome
             out.append(replacement)
-            last = pos = end
+            self._code.feed(text, at, end)
+            last = pos = fed = end
+        self._code.feed(text, fed)
         out.append(text[last:])
         self.pending = ""
         self._memo.clear()
@@ -103,6 +120,8 @@ class TextCleaner:
         rules: tuple[Callable[[str, int, bool, _Memo], Outcome], ...]
         if text[at] == "`":
             rules = (_empty_json_fence,)
+        elif self._code.inside():
+            rules = (_template_token,) if text[at] == "<" else ()
         elif text[at] == "[":
             rules = (_wire_array,)
         else:

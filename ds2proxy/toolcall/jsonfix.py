@@ -12,6 +12,8 @@ import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from ds2proxy.jsonbody import MAX_DEPTH, deeper_than
+
 _BAD_ESCAPE = re.compile(r'\\(u[0-9a-fA-F]{4}|["\\/bfnrt])?')
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _BARE_KEY = re.compile(r"([{,]\s*)([A-Za-z_$][\w$\-]*)(\s*:)")
@@ -23,11 +25,17 @@ _TEXT_KEY = re.compile(r"content|text", re.IGNORECASE | re.ASCII)
 
 
 def json_value(text: str) -> tuple[bool, Any]:
-    """Strict parse of one JSON document (NaN and Infinity refused)."""
+    """Strict parse of one JSON document (NaN and Infinity refused). A value
+    nested deeper than a request body may be is no value: every walker after
+    this one (schema, emptiness, serialisation) may then recurse safely."""
     try:
-        return True, json.loads(text, parse_constant=_refuse)
+        value = json.loads(text, parse_constant=_refuse)
     except (ValueError, RecursionError):
         return False, None
+    if text.count("[") + text.count("{") > MAX_DEPTH and isinstance(value, dict | list) \
+            and deeper_than(value, MAX_DEPTH):
+        return False, None
+    return True, value
 
 
 def _refuse(name: str) -> Any:
@@ -78,14 +86,17 @@ def _quote_bare_keys(text: str) -> str:
 
 
 def _bracket_object_runs(text: str) -> str:
-    """``"k": {…}, {…}`` → ``"k": [{…}, {…}]``."""
+    """``"k": {…}, {…}`` → ``"k": [{…}, {…}]``. The brackets are matched in
+    one pass: matching each key's object on its own made a deeply nested
+    body cost quadratic time."""
+    closing = _bracket_ends(text)
     out: list[str] = []
     last = 0
     for match in _KEY_THEN_OBJECT.finditer(text):
         start = match.end() - 1
-        if start < last or _inside_string(text, start):
+        if start < last or start not in closing:  # not in closing: inside a string
             continue
-        ends = _object_run(text, start)
+        ends = _object_run(text, start, closing)
         if len(ends) < 2:
             continue
         out += [text[last:start], "[", text[start:ends[-1]], "]"]
@@ -94,23 +105,29 @@ def _bracket_object_runs(text: str) -> str:
     return "".join(out)
 
 
-def _object_run(text: str, start: int) -> list[int]:
+def _bracket_ends(text: str) -> dict[int, int]:
+    """Offset of every ``{``/``[`` outside strings → end (exclusive) of its match."""
+    ends: dict[int, int] = {}
+    opened: list[int] = []
+    for i, ch, _ in _outside_string_chars(text):
+        if ch in "{[":
+            opened.append(i)
+        elif ch in "}]" and opened:
+            ends[opened.pop()] = i + 1
+    return ends
+
+
+def _object_run(text: str, start: int, closing: dict[int, int]) -> list[int]:
     """End offsets of the comma-separated objects starting at ``start``."""
     ends: list[int] = []
     pos = start
-    while True:
-        end = match_bracket(text, pos)
-        if end is None:
-            return ends
+    while (end := closing.get(pos)) is not None:
         ends.append(end)
         nxt = _NEXT_OBJECT.match(text, end)
         if nxt is None:
-            return ends
+            break
         pos = nxt.end() - 1
-
-
-def _inside_string(text: str, pos: int) -> bool:
-    return any(m.start() < pos < m.end() for m in _STRING.finditer(text))
+    return ends
 
 
 def _outside_string_chars(text: str, start: int = 0) -> Iterator[tuple[int, str, int]]:
@@ -135,8 +152,8 @@ def _outside_string_chars(text: str, start: int = 0) -> Iterator[tuple[int, str,
 
 
 class BracketWalk:
-    """:func:`match_bracket` for a text that grows at its end: each call
-    reads only what was added since the last one."""
+    """The end of the bracket opened at ``start``, string-aware, for a text
+    that grows at its end: each call reads only what was added since the last one."""
 
     __slots__ = ("pos", "depth", "in_string", "escaped", "found")
 
@@ -173,15 +190,6 @@ class BracketWalk:
             i += 1
         self.pos = i
         return self.found
-
-
-def match_bracket(text: str, start: int) -> int | None:
-    """End (exclusive) of the object or array opening at ``start``, string-aware;
-    None when the text ends first."""
-    for i, ch, depth in _outside_string_chars(text, start):
-        if depth == 0 and ch in "}]":
-            return i + 1
-    return None
 
 
 def split_top_level(text: str) -> list[str]:

@@ -7,12 +7,9 @@ name that matches no allowed tool is rejected, never passed through.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 
 from ds2proxy.canonical import ToolChoice, ToolSpec
-
-_NOT_ALNUM = re.compile(r"[^0-9a-z]")
 
 
 def allowed_tools(tools: list[ToolSpec], choice: ToolChoice) -> list[ToolSpec]:
@@ -27,7 +24,9 @@ def allowed_tools(tools: list[ToolSpec], choice: ToolChoice) -> list[ToolSpec]:
 
 
 def _alnum(name: str) -> str:
-    return _NOT_ALNUM.sub("", name.lower())
+    """Letters and digits of any script, case-folded: an ASCII-only form
+    reduced ``get_天气`` and ``get_查询`` alike to ``get``."""
+    return "".join(ch for ch in name.casefold() if ch.isalnum())
 
 
 def _after_dot(name: str) -> str:
@@ -49,7 +48,8 @@ _STEPS: tuple[tuple[Callable[[str], str], Callable[[str], str]], ...] = (
 
 
 class NameMatcher:
-    """Resolves a written tool name to one allowed tool, tolerantly."""
+    """Resolves a written tool name to one allowed tool, tolerantly. A step
+    that fits several tools decides nothing (the call is not sent to a guess)."""
 
     def __init__(self, tools: list[ToolSpec]) -> None:
         self._tools = [t for t in tools if t.name]
@@ -59,7 +59,7 @@ class NameMatcher:
             key = written_form(written.strip())
             if not key:
                 continue
-            for tool in self._tools:
-                if declared_form(tool.name) == key:
-                    return tool
+            fits = [tool for tool in self._tools if declared_form(tool.name) == key]
+            if fits:
+                return fits[0] if len({tool.name for tool in fits}) == 1 else None
         return None

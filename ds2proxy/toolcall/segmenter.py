@@ -55,6 +55,7 @@ Event = RawText | Consumed | CallEvent
 @dataclass(slots=True)
 class _Capture:
     text: str
+    after_block: bool = False  # only blanks between the previous block and this
     handled: int = 0  # invokes of this block already turned into calls (or refused)
     started: dict[int, ToolCallStart] = field(default_factory=dict)  # "low": open calls
     emitted: bool = False
@@ -64,7 +65,8 @@ class _Capture:
     walk: WrapperWalk = field(default_factory=WrapperWalk)
 
     def scan(self, *, final: bool) -> CaptureScan:
-        return scan_capture(self.text, final=final, tokenizer=self.tokenizer, walk=self.walk)
+        return scan_capture(self.text, final=final, tokenizer=self.tokenizer, walk=self.walk,
+                            after_block=self.after_block)
 
     def replace(self, text: str, cut_at: int) -> None:
         self.text, self.cut_at = text, cut_at
@@ -91,6 +93,7 @@ class Segmenter:
         self._pending = ""
         self._capture: _Capture | None = None
         self._fence = FenceTracker()
+        self._after_block = False  # nothing but blanks shown since the last block
 
     def feed(self, text: str) -> list[Event]:
         self._pending += text
@@ -129,7 +132,8 @@ class Segmenter:
             head = Scan.NO if fence.in_fence else scan_head(text, at, final=final)
             if isinstance(head, Head):
                 self._release(text[:at], out, fed_already=True)
-                self._pending, self._capture = "", _Capture(text[at:])
+                self._pending = ""
+                self._capture = _Capture(text[at:], after_block=self._after_block)
                 return True
             if head is Scan.PARTIAL:
                 self._release(text[:at], out, fed_already=True)
@@ -150,6 +154,7 @@ class Segmenter:
             self._fence.feed(text)
         if text:
             out.append(RawText(text))
+            self._after_block = self._after_block and not text.strip()
 
     # -- captures ----------------------------------------------------------
 
@@ -176,6 +181,7 @@ class Segmenter:
         self._capture = None
         self._pending = capture.text[end:] + self._pending
         self._fence.skip_line_rest()
+        self._after_block = True
 
     def _settle(self) -> list[Event]:
         """End of stream with a capture still open (§4.7)."""

@@ -16,8 +16,8 @@ from ds2proxy.toolcall.cdata import CDATA_CLOSE, CDATA_OPEN, UNCLOSED, CDataEnd
 from ds2proxy.toolcall.fences import FenceTracker
 from ds2proxy.toolcall.tags import Scan, Tag, read_tag
 
-_COMMENT_OPEN = "<!--"
-_COMMENT_CLOSE = "-->"
+COMMENT_OPEN = "<!--"
+COMMENT_CLOSE = "-->"
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +64,7 @@ class Tokenizer:
         self._pos = 0
         self._fed = 0
         self._cdata: CDataEnd | None = None  # a section opened at _pos, end not found yet
+        self._comment_scan = 0  # where the search for an open comment's end resumes
 
     def advance(self, text: str, *, final: bool) -> Tokens:
         tokens = self.tokens
@@ -102,14 +103,16 @@ class Tokenizer:
 
     def _step(self, text: str, at: int, final: bool) -> bool:
         """Read what starts at ``at``; False when it cannot be decided yet."""
-        if text.startswith(_COMMENT_OPEN, at):
-            close = text.find(_COMMENT_CLOSE, at + len(_COMMENT_OPEN))
+        if text.startswith(COMMENT_OPEN, at):
+            # Resumed where the last search stopped: a long comment is read once.
+            close = text.find(COMMENT_CLOSE, max(at + len(COMMENT_OPEN), self._comment_scan))
             if close < 0:
+                self._comment_scan = max(at + len(COMMENT_OPEN), len(text) - 2)
                 return final and self._skip_to(len(text))
-            return self._skip_to(close + len(_COMMENT_CLOSE))
-        rest = text[at:]
+            return self._skip_to(close + len(COMMENT_CLOSE))
+        rest = text[at:at + len(CDATA_OPEN)]
         if not final and len(rest) < len(CDATA_OPEN) and (
-                CDATA_OPEN.startswith(rest) or _COMMENT_OPEN.startswith(rest)):
+                CDATA_OPEN.startswith(rest) or COMMENT_OPEN.startswith(rest)):
             return False
         tag = read_tag(text, at, final=final)
         if tag is Scan.PARTIAL:

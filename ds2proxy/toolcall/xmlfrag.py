@@ -16,6 +16,11 @@ from typing import Any
 
 from ds2proxy.toolcall.jsonfix import json_value
 
+# Values written as elements nest a few levels; deeper markup stays text, so
+# the recursive readers below (and a JSON leaf inside) stay far from the
+# recursion limit.
+MAX_ELEMENT_DEPTH = 32
+
 _TOKEN = re.compile(
     r"<!\[CDATA\[(?P<cdata>.*?)\]\]>"
     r"|<!--.*?-->"
@@ -50,7 +55,7 @@ def parse_fragment(text: str) -> list[Node] | None:
         if match is None:
             return None
         pos = match.end()
-        if not _apply(match, stack):
+        if not _apply(match, stack) or len(stack) > MAX_ELEMENT_DEPTH + 1:
             return None
     return root.children if len(stack) == 1 else None
 

@@ -20,6 +20,7 @@ from ds2proxy.dialects.sampling import gemini_sampling
 from ds2proxy.dialects.validate import mapping
 from ds2proxy.dialects.thinking import thinking_override
 from ds2proxy.dialects.tool_choice import parse_gemini_tool_config
+from ds2proxy.dialects.tool_specs import repeated_name
 
 from .contents import parse_contents, system_messages
 from .fields import pick, pick_dict
@@ -43,6 +44,8 @@ def parse_generate_request(body: dict, model: ResolvedModel, *, stream: bool) ->
     messages = [*system_messages(pick(body, "systemInstruction")),
                 *parse_contents(body.get("contents"))]
     tools = parse_tools(body.get("tools"))
+    if (repeated := repeated_name(tools)) is not None:
+        raise InvalidRequest(f"Duplicate function declaration found: {repeated}", param="tools")
     config = mapping(pick(body, "generationConfig"), "generationConfig") or {}
     sampling = gemini_sampling(config, pick)
     chat = ChatRequest(
