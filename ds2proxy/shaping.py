@@ -88,6 +88,7 @@ class TurnShaper:
 
     def on_reasoning(self, text: str) -> list[TurnEvent]:
         if not self.show_reasoning or not text:
+            self.counts.hidden.feed(text)  # not shown, generated all the same
             self.reasoning.append(text)
             return []
         text = self._within_limit(text, self.counts.reasoning, self.counts.answer)

@@ -148,6 +148,28 @@ async def test_mixed_corpus_usage_is_exact_for_every_client(proxy, answer, think
 
 
 @pytest.mark.parametrize("stream", [False, True])
+async def test_reasoning_sent_with_thinking_off_is_counted_not_shown(proxy, fixtures_dir, stream):
+    """The upstream may think though thinking was off: the client never sees
+    that reasoning, but the model generated it, so usage counts it as the
+    reasoning tokens an official API reports for reasoning it hides; the
+    client's max_tokens still bounds only what it is shown."""
+    name = "markdown-format-example-20260405-spacefix"
+    expected = load_expected(fixtures_dir / "deepseek-sse" / name)
+    proxy.fake.enqueue(Replay(fixtures_dir / "deepseek-sse" / name))
+    reasoning, text, finish, usage = await openai_chat(proxy, stream, model="deepseek-chat")
+    assert (reasoning, text, finish) == ("", expected["content"], "stop")
+    hidden = reference_tokens(expected["thinking"])
+    assert usage.completion_tokens_details.reasoning_tokens == hidden
+    assert usage.completion_tokens == hidden + reference_tokens(expected["content"])
+
+    proxy.fake.enqueue(Replay(fixtures_dir / "deepseek-sse" / name))
+    _, text, finish, usage = await openai_chat(proxy, stream, model="deepseek-chat",
+                                               max_tokens=20)
+    assert finish == "length" and reference_tokens(text) == 20
+    assert usage.completion_tokens == 20 + hidden
+
+
+@pytest.mark.parametrize("stream", [False, True])
 async def test_a_tool_call_counts_the_text_the_model_wrote(proxy, stream):
     written = ("Let me check.\n\n<|DSML|tool_calls>\n  <|DSML|invoke name=\"get_weather\">\n"
                "    <|DSML|parameter name=\"city\"><![CDATA[Paris]]></|DSML|parameter>\n"
