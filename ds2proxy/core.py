@@ -309,13 +309,14 @@ class Core:
         """
         await self.limiter.settle()
         key = self.admit_model(caller, chat.model.requested, chat.model.native)
-        async with self.limiter.hold(key) if key is not None else nullcontext():
-            turn = self.providers.turn_for(self, chat, caller)
-            try:
-                await turn.open()
-                yield turn
-            finally:
-                await turn.aclose()
+        with self.streams.serving():  # a shutdown ends it with the family's error
+            async with self.limiter.hold(key) if key is not None else nullcontext():
+                turn = self.providers.turn_for(self, chat, caller)
+                try:
+                    await turn.open()
+                    yield turn
+                finally:
+                    await turn.aclose()
 
     def sse(self, request: web.Request, *, blank_keepalive: bool = False,
             **headers: str) -> SSEWriter:
