@@ -142,7 +142,7 @@ class StopPieces:
 
     def pieces(self, text: str, matcher: StopMatcher) -> Iterator[str]:
         window, shift = self._tail + text, len(self._tail)
-        self._tail = window[len(window) - self._keep:] if self._keep else ""
+        self._tail = window[-self._keep:] if self._keep else ""
         at = 0
         for end in self._ends(window, shift, len(text)):
             if end <= at:

@@ -317,6 +317,18 @@ def test_usage_counts_the_answer_up_to_the_end_of_the_match(case):
     assert shaper.usage().completion_tokens == reference_tokens(written)
 
 
+def test_a_match_spread_over_three_chunks_ends_the_count_too():
+    """The text kept to find a stop sequence that began in earlier chunks
+    is its length less one, even when those chunks were shorter."""
+    model = ResolvedModel("deepseek-chat", "deepseek-chat", "default", False, False)
+    shaper = TurnShaper(ChatRequest(model=model, messages=[], sampling={"stop": ["abcdef"]}),
+                        ShapingSettings(), 0, list)
+    for piece in ["zz", "ab", "cdef and a tail that is not counted"]:
+        shaper.on_answer(piece)
+    assert shaper.stop_sequence == "abcdef"
+    assert shaper.usage().completion_tokens == reference_tokens("zzabcdef")
+
+
 @pytest.mark.parametrize("stream", [False, True])
 async def test_text_after_the_match_in_the_same_chunk_is_not_counted(proxy, stream):
     """One upstream chunk with the match and a long tail after it counts as
