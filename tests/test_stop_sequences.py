@@ -18,7 +18,7 @@ import openai
 import pytest
 from dsml_util import dsml
 from google.genai import types
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from test_claude_sdk import ask, texts
 from test_gemini_client import collect, generate
@@ -291,13 +291,8 @@ def test_the_shaper_cuts_answer_text_the_same_way(case):
     assert (finish.stop_sequence is not None) == any(s in "".join(pieces) for s in stops)
 
 
-@settings(max_examples=300, deadline=None)
-@given(split_text())
-def test_usage_counts_the_answer_up_to_the_end_of_the_match(case):
-    """Usage counts what the model wrote up to and with the stop sequence it
-    stopped on (it wrote that too, and the official APIs count it), never
-    the text after it, however many tokens each upstream chunk carries."""
-    pieces, stops = case
+def shaped(pieces: list[str], stops: list[str]) -> tuple[TurnShaper, list]:
+    """The answer ``pieces`` through a fresh shaper, stopping at a match."""
     model = ResolvedModel("deepseek-chat", "deepseek-chat", "default", False, False)
     shaper = TurnShaper(ChatRequest(model=model, messages=[], sampling={"stop": stops}),
                         ShapingSettings(), 0, list)
@@ -306,25 +301,38 @@ def test_usage_counts_the_answer_up_to_the_end_of_the_match(case):
         events += shaper.on_answer(piece)
         if shaper.stopped:
             break
-    events += shaper.flush()
+    return shaper, events + shaper.flush()
+
+
+@settings(max_examples=300, deadline=None)
+@given(split_text())
+@example((["DEE"], ["E", "DED"]))  # "DE" held for "DED"; the second "E" decides
+def test_usage_counts_the_answer_up_to_the_end_of_the_match(case):
+    """Usage counts what the model wrote up to and with the stop sequence it
+    stopped on (it wrote that too, and the official APIs count it), never
+    the text after it, however many tokens each upstream chunk carries: the
+    same as the text sent a character at a time (where a longer sequence
+    that began earlier may hold the decision a few characters on)."""
+    pieces, stops = case
     text = "".join(pieces)
+    shaper, events = shaped(pieces, stops)
+    by_char, _ = shaped(list(text), stops)
+    assert shaper.usage().completion_tokens == by_char.usage().completion_tokens
     if shaper.stop_sequence is None:
-        written = text
-    else:
-        cut = text.find(shaper.stop_sequence)
-        assert "".join(e.text for e in events if isinstance(e, TextDelta)) == text[:cut]
-        written = text[:cut + len(shaper.stop_sequence)]
-    assert shaper.usage().completion_tokens == reference_tokens(written)
+        assert shaper.usage().completion_tokens == reference_tokens(text)
+        return
+    cut = text.find(shaper.stop_sequence)
+    assert "".join(e.text for e in events if isinstance(e, TextDelta)) == text[:cut]
+    longest = max(map(len, stops))
+    at_most = reference_tokens(text[:cut + len(shaper.stop_sequence) + longest - 1])
+    assert reference_tokens(text[:cut + len(shaper.stop_sequence)]) <= \
+        shaper.usage().completion_tokens <= at_most
 
 
 def test_a_match_spread_over_three_chunks_ends_the_count_too():
     """The text kept to find a stop sequence that began in earlier chunks
     is its length less one, even when those chunks were shorter."""
-    model = ResolvedModel("deepseek-chat", "deepseek-chat", "default", False, False)
-    shaper = TurnShaper(ChatRequest(model=model, messages=[], sampling={"stop": ["abcdef"]}),
-                        ShapingSettings(), 0, list)
-    for piece in ["zz", "ab", "cdef and a tail that is not counted"]:
-        shaper.on_answer(piece)
+    shaper, _ = shaped(["zz", "ab", "cdef and a tail that is not counted"], ["abcdef"])
     assert shaper.stop_sequence == "abcdef"
     assert shaper.usage().completion_tokens == reference_tokens("zzabcdef")
 
