@@ -5,7 +5,8 @@ real port (tests, the CLI and the benchmarks all use it). Handlers are
 cancelled when their client disconnects, so an abandoned request stops its
 PoW solve and gives its account lease back at once. At shutdown, streams
 still running after ``stream_grace`` seconds end with an in-band error (the
-server is shutting down) before the server cuts what is left.
+server is shutting down), and non-stream turns with that error as their
+answer, before the server cuts what is left.
 """
 
 from __future__ import annotations
@@ -114,7 +115,8 @@ class RunningServer:
 async def end_streams_before_exit(app: web.Application) -> None:
     """Shutdown began: streams may run on for the grace period, then the ones
     left end with an in-band 503 (a cut connection reads as a network fault),
-    and requests still waiting for an account get a plain one."""
+    and non-stream turns and requests still waiting for an account get a
+    plain one."""
     core = app[CORE]
     grace = app.get(STREAM_GRACE, STREAM_GRACE_SECONDS)
     app[STREAM_TIMER].append(asyncio.get_running_loop().call_later(grace, _end_streams, core))

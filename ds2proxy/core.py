@@ -311,16 +311,17 @@ class Core:
         """
         await self.limiter.settle()
         key = self.admit_model(caller, chat.model.requested, chat.model.native)
-        async with self.limiter.hold(key) if key is not None else nullcontext():
-            turn = self.providers.turn_for(self, chat, caller)
-            reserved = self.limiter.reserve(key, estimate_tokens(chat)) if key else 0
-            unheld = request_record.hold_tokens(reserved)  # released when charged
-            try:
-                await turn.open()
-                yield turn
-            finally:
-                self.limiter.release(key.ref if key else "", unheld)
-                await turn.aclose()
+        with self.streams.serving():  # a shutdown ends it with the family's error
+            async with self.limiter.hold(key) if key is not None else nullcontext():
+                turn = self.providers.turn_for(self, chat, caller)
+                reserved = self.limiter.reserve(key, estimate_tokens(chat)) if key else 0
+                unheld = request_record.hold_tokens(reserved)  # released when charged
+                try:
+                    await turn.open()
+                    yield turn
+                finally:
+                    self.limiter.release(key.ref if key else "", unheld)
+                    await turn.aclose()
 
     def sse(self, request: web.Request, *, blank_keepalive: bool = False,
             **headers: str) -> SSEWriter:

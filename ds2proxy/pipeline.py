@@ -45,6 +45,7 @@ from .upstream.files import plan_uploads, ref_file_ids, with_uploaded_ids
 from .upstream.stream_parser import INCOMPLETE, StreamParser
 from .upstream.rounds import read_rounds
 from .upstream.credentials import Credentials
+from .usage_recorder import OFF_LOOP_USAGE_CHARS
 
 if TYPE_CHECKING:
     from .config import HistoryFileSettings
@@ -291,6 +292,9 @@ class Turn:
                 if events:
                     yield events
             break
+        if not shaper.usage_after and shaper.uncounted_chars > OFF_LOOP_USAGE_CHARS:
+            # One huge word (no safe boundary) takes seconds: tail() reads it.
+            await asyncio.to_thread(shaper.usage)
         tail = shaper.tail()
         if shaper.usage_after:
             self._note_usage_later(shaper)

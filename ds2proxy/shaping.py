@@ -26,9 +26,10 @@ from .canonical import (
 )
 from .citations import CitationRewriter
 from .errors import ToolChoiceViolation
-from .stops import StopMatcher, stops_of
+from .stops import StopMatcher, StopPieces, stops_of
 from .structured import JSONOutputError, settle
 from .token_stream import StreamCount
+from .turn_counts import TurnCounts
 from .toolcall.clean import RULE_START as _SPECIAL
 from .toolcall.clean import TextCleaner
 from .toolcall.sieve import ToolSieve
@@ -61,13 +62,7 @@ class TurnShaper:
         self.shown = False
         self._blank = ""  # whitespace held until visible text follows (_lead)
         self.calls = 0
-        # Usage counts the text as the model wrote it (tool-call markup
-        # included), accumulated, never fragment by fragment.
-        self._reasoning_count = StreamCount()
-        self._answer_count = StreamCount()
-        # Tokens of answers the model gave before a retry in the same turn:
-        # each was its own text, so each is counted on its own.
-        self._earlier_reasoning = self._earlier_answers = 0
+        self.counts = TurnCounts(chat.max_tokens)
         self.emitted = 0
         self.length_hit = False
         self.filtered: str | None = None
@@ -75,6 +70,7 @@ class TurnShaper:
         self._json_buffer: list[str] = []
         self._stops = stops_of(chat.sampling)
         self.stop_matcher = StopMatcher(self._stops)
+        self._stop_pieces = StopPieces(self._stops)
         # Plain text (no marker, tag or fence can start in it, nothing held)
         # goes straight out when no stage could change it.
         self._plain = self.cleaner is not None and not self._stops and not self.json_mode
@@ -90,21 +86,32 @@ class TurnShaper:
 
     def on_reasoning(self, text: str) -> list[TurnEvent]:
         if not self.show_reasoning or not text:
+            self.counts.hidden.feed(text)  # not shown, generated all the same
             self.reasoning.append(text)
             return []
-        text = self._within_limit(text, self._reasoning_count, self._answer_count)
+        text = self._within_limit(text, self.counts.reasoning, self.counts.answer)
         self.reasoning.append(text)
         return self._out([ReasoningDelta(text)] if text else [])
 
     def on_answer(self, text: str) -> list[TurnEvent]:
         if not text:
             return []
+        if not self._stops:
+            return self._answer(text)
+        events: list[TurnEvent] = []
+        for piece in self._stop_pieces.pieces(text, self.stop_matcher):
+            events += self._answer(piece)
+            if self.stopped:
+                break  # what follows the match is neither sent nor counted
+        return events
+
+    def _answer(self, text: str) -> list[TurnEvent]:
         if self.chat.max_tokens:
-            text = self._within_limit(text, self._answer_count, self._reasoning_count)
+            text = self._within_limit(text, self.counts.answer, self.counts.reasoning)
             if not text:
                 return []
         else:
-            self._answer_count.feed(text)
+            self.counts.answer.feed(text)
         if (self._plain and not self.rewriter.held and not self.cleaner.pending
                 and _SPECIAL.search(text) is None):
             if not self.shown:
@@ -125,7 +132,7 @@ class TurnShaper:
                 and not self.cleaner.pending):
             joined = "".join(texts)
             if _SPECIAL.search(joined) is None:
-                self._answer_count.feed(joined)
+                self.counts.answer.feed(joined)
                 texts = [text for text in texts if text] if "" in texts else texts
                 if not self.shown:
                     texts = self._lead_run(texts, joined)
@@ -141,20 +148,16 @@ class TurnShaper:
 
     @property
     def reasoning_tokens(self) -> int:
-        return self._earlier_reasoning + self._reasoning_count.total()
+        return self.counts.reasoning_tokens
 
     @property
     def completion_tokens(self) -> int:
-        """Answer plus reasoning tokens: each text counted as a whole."""
-        return (self._earlier_answers + self._answer_count.total()
-                + self.reasoning_tokens)
+        return self.counts.completion_tokens
 
     @property
     def produced(self) -> bool:
-        """Whether any answer or counted reasoning came from the model yet
-        (cheap: no count runs)."""
-        return bool(self._earlier_answers or self._earlier_reasoning
-                    or self._answer_count.upper_bound or self._reasoning_count.upper_bound)
+        """Whether the model wrote anything yet (cheap: no count runs)."""
+        return self.counts.produced
 
     def on_filtered(self, template: str) -> None:
         self.filtered = template
@@ -255,13 +258,12 @@ class TurnShaper:
         """Fresh text state for a second try (empty output, bad JSON); the
         tokens of the answer given so far carry on in the totals."""
         chat = self.chat
-        self._earlier_reasoning += self._reasoning_count.total()
-        self._earlier_answers += self._answer_count.total()
-        self._reasoning_count, self._answer_count = StreamCount(), StreamCount()
+        self.counts.restart()
         self._json_buffer.clear()
         self.shown = False
         self._blank = ""
         self.stop_matcher = StopMatcher(self._stops)
+        self._stop_pieces = StopPieces(self._stops)
         if self.sieve is not None:
             self.sieve = ToolSieve(chat.tools, chat.tool_choice, early_emit=self._early_emit,
                                    single_call=not chat.parallel_tool_calls)
@@ -294,7 +296,7 @@ class TurnShaper:
     @property
     def uncounted_chars(self) -> int:
         """Characters :meth:`usage` would still have to encode."""
-        return self._answer_count.uncounted_chars + self._reasoning_count.uncounted_chars
+        return self.counts.uncounted_chars
 
     @property
     def finish_reason(self) -> FinishReason:
@@ -337,15 +339,8 @@ class TurnShaper:
     def _within_limit(self, text: str, counter: StreamCount, other: StreamCount) -> str:
         """``text`` cut on the token where reasoning plus answer reach the
         client's max_tokens (which then stops the turn)."""
-        limit = self.chat.max_tokens
-        if not limit:
-            counter.feed(text)
-            return text
-        cap = limit - other.total() - self._earlier_reasoning - self._earlier_answers
-        if cap <= 0:
-            self.length_hit = True
-            return ""
-        text, self.length_hit = counter.feed_within(text, cap)
+        text, hit = self.counts.within_limit(text, counter, other)
+        self.length_hit |= hit
         return text
 
     def _track(self, events: list) -> list[TurnEvent]:

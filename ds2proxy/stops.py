@@ -11,6 +11,7 @@ the first occurrence of any stop sequence.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from .errors import InvalidRequest
@@ -80,6 +81,11 @@ class StopMatcher:
         self._held = buf[start:]
         return buf[:start]
 
+    @property
+    def held(self) -> bool:
+        """Whether text is held back (it may still become part of a match)."""
+        return bool(self._held)
+
     def flush(self) -> str:
         """The held text once no more follows (a complete match in it still cuts)."""
         held, self._held = self._held, ""
@@ -114,3 +120,50 @@ class StopMatcher:
                     break
                 at = window.find(stop[0], at + 1)
         return best
+
+
+class StopPieces:
+    """Cuts the answer as the model wrote it into the pieces the shaper
+    takes one by one, so that what it counts ends where a match ends.
+
+    One upstream chunk often carries several tokens: taken whole, the text
+    after a stop sequence in it was counted though never sent. The cuts
+    fall after every place a stop sequence ends (one may begin in the
+    chunks before); when such a place does not match at once (a longer
+    sequence that starts earlier may still complete), the text after it
+    goes a character at a time while the matcher holds text. The caller
+    feeds each piece before asking for the next, and stops at a match.
+    """
+
+    def __init__(self, stops: tuple[str, ...]) -> None:
+        self.stops = stops
+        self._keep = max((len(s) for s in stops), default=1) - 1
+        self._tail = ""  # the last characters before this chunk
+
+    def pieces(self, text: str, matcher: StopMatcher) -> Iterator[str]:
+        window, shift = self._tail + text, len(self._tail)
+        self._tail = window[-self._keep:] if self._keep else ""
+        at = 0
+        for end in self._ends(window, shift, len(text)):
+            if end <= at:
+                continue
+            yield text[at:end]
+            at = end
+            last = min(len(text), end + self._keep)
+            while at < last and matcher.held:
+                yield text[at]
+                at += 1
+        if at < len(text):
+            yield text[at:]
+
+    def _ends(self, window: str, shift: int, size: int) -> list[int]:
+        """Where a stop sequence ends inside this chunk (not at its edges)."""
+        ends = set()
+        for stop in self.stops:
+            found = window.find(stop)
+            while found != -1:
+                end = found + len(stop) - shift
+                if 0 < end < size:
+                    ends.add(end)
+                found = window.find(stop, found + 1)
+        return sorted(ends)

@@ -125,3 +125,30 @@ async def test_a_request_waiting_for_an_account_at_the_grace_end_is_a_503(
                 pass
     assert served.core.pool.inflight == served.core.pool.waiting == 0
     assert served.core.usage.recorded == 3
+
+
+async def test_non_stream_requests_past_the_grace_end_with_the_familys_error(proxy: Proxy):
+    """A non-stream answer has no stream to end in-band: it was cut with
+    the connection once the handler grace ran out too. It now ends with the
+    family's 503 when the grace runs out, and is recorded once."""
+    served = await restarted(proxy, stream_grace=0.5)
+    served.fake.enqueue(LONG, LONG)
+    chat = asyncio.ensure_future(openai_client(served).chat.completions.create(
+        model="deepseek-chat", messages=[{"role": "user", "content": "a"}]))
+    claude = asyncio.ensure_future(anthropic_client(served, "/anthropic").messages.create(
+        model="claude-sonnet-4-5", max_tokens=20000, messages=[{"role": "user", "content": "b"}]))
+    await wait_until(lambda: len(served.fake.calls_to("chat/completion")) == 2)
+    usage = served.core.usage
+    await served.server.close()
+    with pytest.raises(openai.APIStatusError, match="shutting down") as info:
+        await chat
+    assert info.value.status_code == 503 and info.value.code == "server_shutting_down"
+    with pytest.raises(anthropic.APIStatusError, match="shutting down") as claude_info:
+        await claude
+    assert claude_info.value.status_code == 503
+    assert served.core.pool.inflight == 0
+    assert usage.recorded == 2
+    rows, _ = await usage_rows(served)
+    assert sorted((row["status"], row["error_code"]) for row in rows) == [
+        (503, "server_shutting_down")] * 2
+    assert all(row["completion_tokens"] > 0 for row in rows)

@@ -18,7 +18,7 @@ import openai
 import pytest
 from dsml_util import dsml
 from google.genai import types
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from test_claude_sdk import ask, texts
 from test_gemini_client import collect, generate
@@ -29,6 +29,7 @@ from ds2proxy.shaping import ShapingSettings, TurnShaper
 from ds2proxy.stops import StopMatcher, parse_stops
 from ds2proxy.testing import Scripted
 from ds2proxy.testing.clients import openai_client
+from token_util import reference_tokens
 
 ALPHABET = "abcEND \n"
 SPLIT_ANSWER = ["Hello wor", "ld E", "N", "D and then more text ", "that must not show."]
@@ -288,6 +289,76 @@ def test_the_shaper_cuts_answer_text_the_same_way(case):
     assert isinstance(finish, Finish) and finish.reason == "stop"
     assert finish.stop_sequence == shaper.stop_sequence
     assert (finish.stop_sequence is not None) == any(s in "".join(pieces) for s in stops)
+
+
+def shaped(pieces: list[str], stops: list[str]) -> tuple[TurnShaper, list]:
+    """The answer ``pieces`` through a fresh shaper, stopping at a match."""
+    model = ResolvedModel("deepseek-chat", "deepseek-chat", "default", False, False)
+    shaper = TurnShaper(ChatRequest(model=model, messages=[], sampling={"stop": stops}),
+                        ShapingSettings(), 0, list)
+    events = []
+    for piece in pieces:
+        events += shaper.on_answer(piece)
+        if shaper.stopped:
+            break
+    return shaper, events + shaper.flush()
+
+
+@settings(max_examples=300, deadline=None)
+@given(split_text())
+@example((["DEE"], ["E", "DED"]))  # "DE" held for "DED"; the second "E" decides
+def test_usage_counts_the_answer_up_to_the_end_of_the_match(case):
+    """Usage counts what the model wrote up to and with the stop sequence it
+    stopped on (it wrote that too, and the official APIs count it), never
+    the text after it, however many tokens each upstream chunk carries: the
+    same as the text sent a character at a time (where a longer sequence
+    that began earlier may hold the decision a few characters on)."""
+    pieces, stops = case
+    text = "".join(pieces)
+    shaper, events = shaped(pieces, stops)
+    by_char, _ = shaped(list(text), stops)
+    assert shaper.usage().completion_tokens == by_char.usage().completion_tokens
+    if shaper.stop_sequence is None:
+        assert shaper.usage().completion_tokens == reference_tokens(text)
+        return
+    cut = text.find(shaper.stop_sequence)
+    assert "".join(e.text for e in events if isinstance(e, TextDelta)) == text[:cut]
+    longest = max(map(len, stops))
+    at_most = reference_tokens(text[:cut + len(shaper.stop_sequence) + longest - 1])
+    assert reference_tokens(text[:cut + len(shaper.stop_sequence)]) <= \
+        shaper.usage().completion_tokens <= at_most
+
+
+def test_a_match_spread_over_three_chunks_ends_the_count_too():
+    """The text kept to find a stop sequence that began in earlier chunks
+    is its length less one, even when those chunks were shorter."""
+    shaper, _ = shaped(["zz", "ab", "cdef and a tail that is not counted"], ["abcdef"])
+    assert shaper.stop_sequence == "abcdef"
+    assert shaper.usage().completion_tokens == reference_tokens("zzabcdef")
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_text_after_the_match_in_the_same_chunk_is_not_counted(proxy, stream):
+    """One upstream chunk with the match and a long tail after it counts as
+    the same answer sent token by token (which ends at the match)."""
+    answer = "The answer is 42. END " + "and then a long tail nobody sees. " * 40
+    usage = []
+    for chunks in ([answer], list(answer)):
+        proxy.fake.enqueue(Scripted(answer=chunks))
+        kwargs = {"stream_options": {"include_usage": True}} if stream else {}
+        resp = await openai_client(proxy).chat.completions.create(
+            model="deepseek-chat", messages=[{"role": "user", "content": "hi"}], stop="END",
+            stream=stream, **kwargs)
+        if stream:
+            chunks_out = [c async for c in resp]
+            text = "".join(c.choices[0].delta.content or "" for c in chunks_out if c.choices)
+            usage.append(chunks_out[-1].usage.completion_tokens)
+        else:
+            text = resp.choices[0].message.content
+            usage.append(resp.usage.completion_tokens)
+        assert text == "The answer is 42. "
+    assert usage == [reference_tokens("The answer is 42. END")] * 2
+    assert proxy.core.pool.inflight == 0
 
 
 @pytest.mark.parametrize("path", ["/lm/v2/chat/completions", "/api/v1/chat/completions"])

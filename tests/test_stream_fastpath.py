@@ -74,8 +74,8 @@ class RunCountingParser(StreamParser):
 
     run_tokens = 0
 
-    def _take_run(self, texts: list[str], kind: Any, out: list) -> bool:
-        done = super()._take_run(texts, kind, out)
+    def _take_run(self, texts: list[str], tail: Any, out: list) -> bool:
+        done = super()._take_run(texts, tail, out)
         self.run_tokens += len(texts) if done else 0
         return done
 

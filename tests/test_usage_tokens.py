@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 
 import anthropic
 import openai
@@ -22,6 +23,7 @@ from dsml_util import dsml
 from token_util import binary_file_tokens, reference_tokens
 
 from ds2proxy.testing import Replay, Scripted, load_expected
+from ds2proxy.token_stream import StreamCount
 from ds2proxy.testing.provider_replies import ProviderReply
 from ds2proxy.testing.clients import anthropic_client, gemini_client, openai_client
 from ds2proxy.turn_text import NOMINAL_FILE_ID
@@ -145,6 +147,49 @@ async def test_mixed_corpus_usage_is_exact_for_every_client(proxy, answer, think
     responses = await generate(proxy, "async", stream, model="gemini-2.5-flash", contents="hi")
     assert collect(responses)[1] == answer
     assert responses[-1].usage_metadata.candidates_token_count == reference_tokens(answer)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_reasoning_sent_with_thinking_off_is_counted_not_shown(proxy, fixtures_dir, stream):
+    """The upstream may think though thinking was off: the client never sees
+    that reasoning, but the model generated it, so usage counts it as the
+    reasoning tokens an official API reports for reasoning it hides; the
+    client's max_tokens still bounds only what it is shown."""
+    name = "markdown-format-example-20260405-spacefix"
+    expected = load_expected(fixtures_dir / "deepseek-sse" / name)
+    proxy.fake.enqueue(Replay(fixtures_dir / "deepseek-sse" / name))
+    reasoning, text, finish, usage = await openai_chat(proxy, stream, model="deepseek-chat")
+    assert (reasoning, text, finish) == ("", expected["content"], "stop")
+    hidden = reference_tokens(expected["thinking"])
+    assert usage.completion_tokens_details.reasoning_tokens == hidden
+    assert usage.completion_tokens == hidden + reference_tokens(expected["content"])
+
+    proxy.fake.enqueue(Replay(fixtures_dir / "deepseek-sse" / name))
+    _, text, finish, usage = await openai_chat(proxy, stream, model="deepseek-chat",
+                                               max_tokens=20)
+    assert finish == "length" and reference_tokens(text) == 20
+    assert usage.completion_tokens == 20 + hidden
+
+
+async def test_a_huge_word_is_counted_off_the_event_loop(proxy, monkeypatch):
+    """One long word has no safe boundary, so its count waits for the end
+    and takes seconds: it ran on the event loop when the answer ended,
+    stalling every other request; it runs in a thread, with the same figure."""
+    on_loop = []
+    real_total = StreamCount.total
+
+    def total(self: StreamCount) -> int:
+        if self.uncounted_chars > 100_000:
+            on_loop.append(threading.current_thread() is threading.main_thread())
+        return real_total(self)
+
+    monkeypatch.setattr(StreamCount, "total", total)
+    word = "x" * 200_000
+    for stream in (False, True):
+        proxy.fake.enqueue(Scripted(answer=word, chunk_size=1000))
+        _, text, _, usage = await openai_chat(proxy, stream, model="deepseek-chat")
+        assert text == word and usage.completion_tokens == reference_tokens(word)
+    assert on_loop == [False, False]
 
 
 @pytest.mark.parametrize("stream", [False, True])

@@ -1,5 +1,7 @@
 """The stream parser's token fast path: a path-less ``{"v": text}`` line
-appended to the newest fragment, without walking the response tree.
+appended to the newest fragment (or, in the older stream form, to the flat
+``response/content`` / ``response/thinking_content`` field the cursor
+names), without walking the response tree.
 
 :class:`TokenFastPath` is the part of :class:`~ds2proxy.upstream.stream_parser.StreamParser`
 that handles those lines (nearly every line of a stream): it yields exactly
@@ -18,7 +20,7 @@ from typing import Any
 import orjson
 
 from .events import TextChunk, TextKind, UpstreamEvent
-from .stream_text import LEAK_MARKER, TextTracker, fragments_of
+from .stream_text import Tail, TextTracker, fragments_of
 from .patch_ops import APPEND, TAIL_CONTENT, Cursor
 
 _TOKEN_LINE = 'data: {"v":"'
@@ -59,13 +61,13 @@ class TokenFastPath:
     _filtered: bool
     _tracker: TextTracker
     _leaked: set[Hashable]
-    # The last fragment as of the last full text sync, if tokens may take
-    # the fast path into it: (fragment, tracker key, kind).
-    _tail: tuple[dict, Hashable, TextKind] | None
-    # Tokens the fast path took, not yet joined into the tail's content.
+    # The text field tokens may take the fast path into, as of the last
+    # full text sync.
+    _tail: Tail | None
+    # Tokens the fast path took, not yet joined into the tail's text.
     _pending: list[str]
     # The tail whose tree checks passed (they hold until a settle or patch).
-    _checked: tuple[dict, Hashable, TextKind] | None
+    _checked: Tail | None
 
     def feed_line(self, line: str) -> list[UpstreamEvent]:
         raise NotImplementedError
@@ -98,7 +100,7 @@ class TokenFastPath:
                 if match is not None:
                     text = match.group()
                     texts = run_texts(text)
-                    if texts is not None and self._take_run(texts, tail[2], out):
+                    if texts is not None and self._take_run(texts, tail, out):
                         at = match.end()
                         i += text.count("\n")
                         continue
@@ -112,11 +114,13 @@ class TokenFastPath:
             i += 1
         return out
 
-    def _take_run(self, texts: list[str], kind: TextKind,
+    def _take_run(self, texts: list[str], tail: Tail,
                   out: list[UpstreamEvent | list[str]]) -> bool:
         """A run of token texts into the tail, as its lines one by one would
-        go; False (nothing done) when an answer text holds a leaked marker."""
-        if kind == "answer" and LEAK_MARKER in "\n".join(texts):
+        go; False (nothing done) when a text holds the tail's guard (a
+        leaked marker in answer text, a tag end in flat reasoning)."""
+        kind, guard = tail.kind, tail.guard
+        if guard is not None and guard in "\n".join(texts):
             return False
         if "" in texts:
             texts = [text for text in texts if text]
@@ -133,27 +137,32 @@ class TokenFastPath:
             out.append(texts)
         return True
 
-    def _fast_tail(self) -> tuple[dict, Hashable, TextKind] | None:
-        """The tail fragment when a path-less ``{"v": text}`` line would take
-        the fast path now (see :meth:`_append_to_tail`), else None."""
+    def _fast_tail(self) -> Tail | None:
+        """The tail when a path-less ``{"v": text}`` line would take the fast
+        path now (see :meth:`_append_to_tail`), else None."""
         cursor, tail = self._cursor, self._tail
         if (not self.fast_path or tail is None or self._event != "message"
-                or cursor.path != TAIL_CONTENT or cursor.op not in (None, APPEND)
+                or cursor.path != tail.path or cursor.op not in (None, APPEND)
                 or self._filtered):
             return None
         if tail is not self._checked and not self._check_tail(tail):
             return None
         return tail
 
-    def _check_tail(self, tail: tuple[dict, Hashable, TextKind]) -> bool:
-        """Whether a new tail fragment is still the newest, its text is what
-        the tracker emitted and no marker leaked in it; remembered when so
+    def _check_tail(self, tail: Tail) -> bool:
+        """Whether a new tail is still where its path leads (the newest
+        fragment, or the tree's response object), its text is what the
+        tracker emitted and no marker leaked in it; remembered when so
         (callers skip this for the tail already checked)."""
-        frag, key, _ = tail
-        frags = fragments_of(self._tree)
-        content = frag.get("content")
-        if (not frags or frags[-1] is not frag or not isinstance(content, str)
-                or not self._tracker.holds(key, content) or key in self._leaked):
+        node, key = tail.node, tail.key
+        if tail.path == TAIL_CONTENT:
+            frags = fragments_of(self._tree)
+            where = frags[-1] if frags else None
+        else:
+            where = self._tree.get("response") if type(self._tree) is dict else None
+        text = node.get(tail.field)
+        if (where is not node or not isinstance(text, str)
+                or not self._tracker.holds(key, text) or key in self._leaked):
             return False
         self._checked = tail
         return True
@@ -161,19 +170,20 @@ class TokenFastPath:
     def _append_to_tail(self, value: Any, out: list[UpstreamEvent]) -> bool:
         """The fast path of ``{"v": text}``: False (nothing done) unless it applies.
 
-        It applies when the step resolves to APPEND on the newest fragment's
-        content, that fragment is still the THINK / RESPONSE one the last full
-        sync saw (and the only one with its key), the tracker has emitted its
-        text exactly, and no filter or leaked marker is involved. Every other
-        field was fully synced then and cannot have changed, so this
-        fragment's growth is the whole event, as the general path finds it.
+        It applies when the step resolves to APPEND on the tail's path (the
+        newest fragment's content, or a flat legacy field), the tail is still
+        the THINK / RESPONSE text the last full sync saw (and the only one
+        with its key), the tracker has emitted its text exactly, and no
+        filter, leaked marker or guard is involved. Every other field was
+        fully synced then and cannot have changed, so the tail's growth is
+        the whole event, as the general path finds it.
         """
         cursor, tail = self._cursor, self._tail
-        if (tail is None or type(value) is not str or cursor.path != TAIL_CONTENT
+        if (tail is None or type(value) is not str or cursor.path != tail.path
                 or cursor.op not in (None, APPEND) or self._filtered):
             return False
-        kind = tail[2]
-        if kind == "answer" and LEAK_MARKER in value:
+        kind, guard = tail.kind, tail.guard
+        if guard is not None and guard in value:
             return False
         if tail is not self._checked and not self._check_tail(tail):
             return False
@@ -184,18 +194,19 @@ class TokenFastPath:
         return True
 
     def _settle(self) -> None:
-        """Join the fast path's pending tokens into the tail fragment's content.
+        """Join the fast path's pending tokens into the tail's text.
 
-        Until then the fragment holds the text of the last settle, which is
+        Until then the tail holds the text of the last settle, which is
         what the tracker holds too, so the fast path's checks still see the
         same objects; everything that reads or patches the tree settles first.
         """
         self._checked = None
         if not self._pending:
             return
-        assert self._tail is not None
-        frag, key, _ = self._tail
-        text = "".join([frag["content"], *self._pending])
+        tail = self._tail
+        assert tail is not None
+        node, field = tail.node, tail.field
+        text = "".join([node[field], *self._pending])
         self._pending.clear()
-        frag["content"] = text
-        self._tracker.advance(key, text)
+        node[field] = text
+        self._tracker.advance(tail.key, text)

@@ -27,8 +27,8 @@ text is the growth of THINK / RESPONSE fragments, tracked per fragment id
 across rounds so a continue snapshot only yields what is new. Whatever cannot
 be understood is logged and skipped; nothing here raises on stream content.
 
-Most lines of a stream are path-less tokens appended to the newest fragment.
-Those take a fast path (:mod:`ds2proxy.upstream.fast_tokens`) that yields
+Most lines of a stream are path-less tokens appended to the newest fragment
+(or, in the older form, to the flat field the cursor names). Those take a fast path (:mod:`ds2proxy.upstream.fast_tokens`) that yields
 exactly the events of the general one without walking the tree or re-reading
 every fragment; ``fast_path=False`` turns it off, so tests can compare both.
 Its tokens are joined into the fragment only when something else reads or
@@ -55,6 +55,7 @@ from .events import (
 )
 from .fast_tokens import TokenFastPath
 from .stream_text import (
+    Tail,
     TextTracker,
     citations_of,
     cut_leak,
@@ -99,7 +100,6 @@ class StreamParser(TokenFastPath):
         self.current_kind: TextKind = "thinking" if thinking_enabled else "answer"
         self._tree: Any = {}
         self._cursor = Cursor()
-        self._checked = None
         self._event = "message"
         self._ended = False
         self._filtered = False
@@ -108,13 +108,13 @@ class StreamParser(TokenFastPath):
         self._leaked: set[Hashable] = set()
         self._unknown_types: set[str] = set()
         self._logged: set[Hashable] = set()
-        # The last fragment as of the last full text sync, if tokens may take
-        # the fast path into it: (fragment, tracker key, kind).
-        self._tail: tuple[dict, Hashable, TextKind] | None = None
-        # Tokens the fast path took, not yet joined into the tail's content.
+        # The text field tokens may take the fast path into, as of the last
+        # full text sync (see stream_text.Tail).
+        self._tail: Tail | None = None
+        # Tokens the fast path took, not yet joined into the tail's text.
         self._pending: list[str] = []
         # The tail whose tree checks passed (they hold until a settle or patch).
-        self._checked: tuple[dict, Hashable, TextKind] | None = None
+        self._checked: Tail | None = None
         # Token lines the fast path took (tests check it ran).
         self.fast_tokens = 0
         # feed_lines gives consecutive answer tokens as one list of texts.
@@ -320,8 +320,8 @@ class StreamParser(TokenFastPath):
             self.current_kind = kind
         for ftype in self._unknown_types:
             self._log_once(("type", ftype), "ignoring fragments of unknown type %r", ftype)
-        tail = tail_text(self._tree)
-        if tail is not None and keys.count(tail[1]) == 1:
+        tail = tail_text(self._tree, self._cursor.path)
+        if tail is not None and keys.count(tail.key) == 1:
             self._tail = tail
 
     # -- results --------------------------------------------------------------

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Hashable, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 from .events import TextKind
-from .patch_ops import LEGACY_ANSWER, LEGACY_THINKING
+from .patch_ops import LEGACY_ANSWER, LEGACY_THINKING, TAIL_CONTENT
 
 log = logging.getLogger("ds2proxy.upstream.stream")
 
@@ -61,15 +61,52 @@ def fragment_key(frag: dict, pos: int) -> Hashable:
     return "fragment", fid if isinstance(fid, int) else f"#{pos}"
 
 
-def tail_text(root: Any) -> tuple[dict, Hashable, TextKind] | None:
-    """``(fragment, key, kind)`` of the last fragment when it is THINK / RESPONSE text."""
+class Tail(NamedTuple):
+    """The text field path-less tokens go to (the parser's fast path): the
+    newest THINK / RESPONSE fragment's ``content``, or a legacy flat field."""
+
+    node: dict            # the fragment, or the response object of a flat field
+    field: str            # the text's key in ``node``
+    key: Hashable         # its tracker key
+    kind: TextKind
+    path: str             # the cursor path that appends to it
+    guard: str | None     # a token holding this goes the general way
+
+
+def tail_text(root: Any, path: str = TAIL_CONTENT) -> Tail | None:
+    """The :class:`Tail` a token under cursor ``path`` appends to: the
+    legacy flat field that path names, else the last fragment when it is
+    THINK / RESPONSE text."""
+    if path == LEGACY_ANSWER or path == LEGACY_THINKING:
+        return _legacy_tail(root, path)
     frags = fragments_of(root)
     frag = frags[-1] if frags else None
     if not isinstance(frag, dict) or not isinstance(frag.get("content"), str):
         return None
     ftype = frag.get("type")
     kind = FRAGMENT_KINDS.get(ftype) if isinstance(ftype, str) else None
-    return None if kind is None else (frag, fragment_key(frag, len(frags) - 1), kind)
+    if kind is None:
+        return None
+    guard = LEAK_MARKER if kind == "answer" else None
+    return Tail(frag, "content", fragment_key(frag, len(frags) - 1), kind, TAIL_CONTENT, guard)
+
+
+def _legacy_tail(root: Any, path: str) -> Tail | None:
+    """A flat field's tail. Reasoning with a ``<think>`` tag in it, or a
+    token that could close one (``>``), is split by :func:`split_think_tags`,
+    so neither takes the fast path."""
+    response = root.get("response") if isinstance(root, dict) else None
+    if not isinstance(response, dict):
+        return None
+    field = path[len("response/"):]
+    text = response.get(field)
+    if not isinstance(text, str):
+        return None
+    if path == LEGACY_ANSWER:
+        return Tail(response, field, LEGACY_ANSWER, "answer", path, LEAK_MARKER)
+    if "think>" in text:
+        return None
+    return Tail(response, field, LEGACY_THINKING, "thinking", path, ">")
 
 
 def _legacy_fields(response: dict) -> Iterator[tuple[Hashable, TextKind, str]]:

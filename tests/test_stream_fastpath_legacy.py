@@ -1,0 +1,187 @@
+"""The token fast path of the older flat stream form (``response/content``,
+``response/thinking_content`` followed by path-less tokens, spec §10.8)
+yields exactly what the general path yields.
+
+The recordings are re-sent in that form (the same reasoning and answer, a
+root snapshot opening each continue round) and random, long and adversarial
+flat streams are parsed with the fast path on and off, line by line and
+read by read (see ``assert_same``); each test checks the fast path ran.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ds2proxy.testing.recordings import load_rounds
+from ds2proxy.testing.reconstruct import reconstruct
+from ds2proxy.upstream.events import StatusChanged, TextChunk
+from ds2proxy.upstream.patch_ops import LEGACY_ANSWER, LEGACY_THINKING
+from test_stream_fastpath import RECORDINGS, assert_same, body, frag, parse
+
+FIELD = {"thinking": LEGACY_THINKING, "answer": LEGACY_ANSWER}
+READY = ["event: ready", {"request_message_id": 1, "response_message_id": 2}]
+FINISHED = {"p": "response/status", "o": "SET", "v": "FINISHED"}
+
+
+def flat_rounds(rounds: Sequence[bytes]) -> list[bytes]:
+    """A recording's rounds in the flat form: each round's text as tokens
+    on the flat fields (every 40th naming its path and op), a continue
+    round opened by a snapshot of all the text so far, the round's status."""
+    whole = reconstruct([])
+    out: list[bytes] = []
+    sent = {"thinking": "", "answer": ""}
+    for n, round_body in enumerate(rounds):
+        start = len(whole.events)
+        whole.feed_round(round_body)
+        frames: list[Any] = list(READY)
+        if n:
+            frames.append({"v": {"response": {"message_id": 2, "status": "WIP",
+                                              "thinking_content": sent["thinking"],
+                                              "content": sent["answer"]}}})
+        kind = None
+        for i, event in enumerate(whole.events[start:]):
+            if isinstance(event, TextChunk):
+                sent[event.kind] += event.text
+                if event.kind != kind:
+                    frames.append({"p": FIELD[event.kind], "v": event.text})
+                elif i % 40 == 0:
+                    frames.append({"p": FIELD[event.kind], "o": "APPEND", "v": event.text})
+                else:
+                    frames.append({"v": event.text})
+                kind = event.kind
+            elif isinstance(event, StatusChanged):
+                frames.append({"p": "response/status", "v": event.status})  # op stays unset
+        out.append(body(*frames))
+    return out
+
+
+@pytest.mark.parametrize("name", RECORDINGS)
+def test_recordings_in_the_flat_form_parse_identically(fixtures_dir: Path, name: str) -> None:
+    folder = fixtures_dir / "deepseek-sse" / name
+    expected = json.loads((folder / "expected.json").read_text(encoding="utf-8"))
+    fast = assert_same(flat_rounds(load_rounds(folder)), min_taken=100)
+    assert (fast.thinking, fast.answer) == (expected["thinking"], expected["content"])
+    assert fast.parser.taken >= sum(isinstance(e, TextChunk) for e in fast.events) * 0.8
+
+
+def test_reasoning_then_answer_flat_tokens_take_the_fast_path() -> None:
+    fast = assert_same([body(*READY, {"p": LEGACY_THINKING, "v": "I "},
+                             *({"v": f"think{i} "} for i in range(200)),
+                             {"p": LEGACY_ANSWER, "v": "So "},
+                             *({"v": f"say{i} "} for i in range(200)), FINISHED)])
+    assert fast.parser.taken >= 398
+    assert fast.answer == "So " + "".join(f"say{i} " for i in range(200))
+
+
+# -- adversarial flat streams ----------------------------------------------------
+
+WORDS = ["a", " ", "\n", "ü", "😀", "\u2028", "\\", '"', "", "<think>", "</think>", "<thi",
+         "nk>", ">", "</", "think>", "x>y", "CONTENT_FILTER", "CONTENT_", "FILTER",
+         "so CONTENT_FILTER", "\t", "x" * 3000]
+
+
+def word(rng: random.Random) -> str:
+    return rng.choice(WORDS) if rng.random() < 0.3 else f"w{rng.randint(0, 99)} "
+
+
+def flat_frame(rng: random.Random) -> Any:
+    """One frame of a flat stream: mostly path-less tokens, else a path
+    switch, a SET, an object value, a snapshot, a BATCH, a fragment, a
+    status, a filter or an event line."""
+    roll = rng.random()
+    field = rng.choice([LEGACY_ANSWER, LEGACY_THINKING])
+    if roll < 0.62:
+        return {"v": word(rng)}
+    if roll < 0.72:
+        return {"p": field, "v": word(rng)}
+    if roll < 0.76:
+        return {"p": field, "o": rng.choice(["APPEND", "SET"]), "v": word(rng)}
+    if roll < 0.79:
+        return rng.choice([{"v": {"text": word(rng)}}, {"p": field, "v": {"content": word(rng)}},
+                           {"p": field, "v": 5}, {"v": None}, {"p": field, "v": ["x"]}])
+    if roll < 0.82:
+        return {"v": {"response": {"thinking_content": "<think>" * rng.randint(0, 1) + "t" * 5,
+                                   "content": "a" * rng.randint(0, 8)}}}
+    if roll < 0.85:
+        sub = rng.choice(["content", "thinking_content", LEGACY_ANSWER])
+        return {"p": "response", "o": "BATCH", "v": [{"p": sub, "v": word(rng)},
+                                                      {"p": "accumulated_token_usage", "v": 3}]}
+    if roll < 0.87:
+        return {"p": "response/fragments", "o": "APPEND",
+                "v": [frag(rng.randint(1, 3), rng.choice(["THINK", "RESPONSE"]), "f")]}
+    if roll < 0.9:
+        return {"p": "response/status", "o": "SET", "v": rng.choice(["WIP", "INCOMPLETE"])}
+    if roll < 0.91:
+        return rng.choice([{"code": "content_filter"},
+                           {"p": "response/status", "v": "CONTENT_FILTER"}])
+    if roll < 0.94:
+        return rng.choice(["event: update_session", ": comment", "data: {broken", "",
+                           {"p": "response", "o": "SET", "v": {"content": None}}])
+    return {"p": "response/search_status", "o": "SET", "v": "SEARCHING"}
+
+
+def flat_round(rng: random.Random, frames: int) -> bytes:
+    out: list[Any] = [*READY, {"p": rng.choice([LEGACY_ANSWER, LEGACY_THINKING]), "v": "start"}]
+    out += [flat_frame(rng) for _ in range(frames)]
+    return body(*out, FINISHED)
+
+
+@pytest.mark.parametrize("thinking", [True, False])
+def test_random_flat_streams_parse_identically(thinking: bool) -> None:
+    rng = random.Random(20260405 + thinking)
+    taken = 0
+    for _ in range(150):
+        rounds = [flat_round(rng, rng.randint(5, 80)) for _ in range(rng.randint(1, 3))]
+        taken += assert_same(rounds, thinking=thinking, min_taken=0).parser.taken
+    assert taken > 1000
+
+
+def test_think_tags_split_across_flat_tokens() -> None:
+    """Tags complete only with a ``>``: those tokens go the general way,
+    which splits the reasoning there (text after ``</think>`` is answer);
+    reasoning holding a tag stays on the general path, the answer after it
+    takes the fast one again."""
+    fast = assert_same([body(*READY, {"p": LEGACY_THINKING, "v": "<think>a"}, {"v": "b"},
+                             {"v": "c"}, {"v": "</think"}, {"v": ">"}, {"v": "d"}, {"v": "e"},
+                             {"p": LEGACY_ANSWER, "v": "f"}, {"v": "g"}, FINISHED)])
+    assert fast.answer == "defg" and fast.thinking.startswith("abc")
+    assert fast.parser.taken >= 1
+
+
+def test_long_flat_stream_parses_identically() -> None:
+    """10,000 reasoning and 40,000 answer tokens on the flat fields (the
+    general path re-reads the whole field per token: more would take long),
+    with the odd word and, now and then, a patch elsewhere."""
+    rng = random.Random(4)
+    odd = [w for w in WORDS if "think" not in w and ">" not in w and "_FILTER" not in w]
+    frames: list[Any] = [*READY]
+    for field, tokens in ((LEGACY_THINKING, 10_000), (LEGACY_ANSWER, 40_000)):
+        frames.append({"p": field, "v": "start"})
+        for n in range(tokens):
+            if rng.random() < 0.0005:
+                frames.append(rng.choice([
+                    {"p": "response/status", "v": "WIP"},
+                    {"p": "response", "o": "BATCH", "v": [{"p": "accumulated_token_usage",
+                                                           "v": n}]},
+                    {"p": "response/fragments", "o": "APPEND", "v": [frag(n, "RESPONSE", "f")]},
+                    {"p": LEGACY_ANSWER, "v": {"content": "obj"}}]))
+                frames.append({"p": field, "o": "APPEND", "v": "back"})
+            frames.append({"v": rng.choice(odd) if rng.random() < 0.05 else f"t{n} "})
+    fast = parse([body(*frames, FINISHED)], fast=True)
+    slow = parse([body(*frames, FINISHED)], fast=False)
+    assert fast.events == slow.events and fast.parser.tree == slow.parser.tree
+    assert fast.parser.taken >= 49_000
+    assert len(fast.answer) > 200_000
+
+
+def test_one_huge_flat_token_among_empty_ones() -> None:
+    huge = "y" * 2_000_000
+    fast = assert_same([body(*READY, {"p": LEGACY_ANSWER, "v": "a"}, *([{"v": ""}] * 300),
+                             {"v": huge}, *([{"v": ""}] * 300), {"v": "z"}, FINISHED)])
+    assert fast.answer == "a" + huge + "z"
