@@ -13,6 +13,11 @@
    character estimate; the p50 of the difference is the added cost.
 3. Event-loop lag (p99 of a 1 ms ticker's lateness) while a cold 1 MB prompt
    is counted, against an idle loop.
+4. A run with no token boundary for the tokenizer to rest on (a line of
+   ``=``, one letter repeated, a five-letter word repeated) streamed in 5-character
+   fragments under max_tokens until the cap cuts it: CPU per fragment, which
+   must not grow with the run (each count near the cap once encoded the whole
+   run again).
 """
 
 from __future__ import annotations
@@ -193,6 +198,22 @@ def p99(values: list[float]) -> float:
     return statistics.quantiles(values, n=100)[98] if len(values) > 1 else values[0]
 
 
+def bench_capped_runs() -> None:
+    rnd = random.Random(3)
+    letters = "".join(rnd.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(5))
+    for unit in ("=====", "xxxxx", letters):
+        for cap in (4096, 32000):
+            counter, fragments, start = StreamCount(), 0, time.process_time()
+            while True:
+                _, reached = counter.feed_within(unit, cap)
+                fragments += 1
+                if reached:
+                    break
+            took = time.process_time() - start
+            print(f"capped run of {unit!r} at max_tokens {cap}: {fragments:,} fragments, "
+                  f"{took:.2f} s CPU, {took / fragments * 1e6:.1f} µs per fragment")
+
+
 def ms(values: list[float], pick=statistics.median, digits: int = 1) -> str:
     return f"{pick(values) * 1000:.{digits}f}"
 
@@ -205,6 +226,7 @@ def main() -> None:
     bench_prompt(args.runs)
     bench_stream(max(args.runs // 3, 1))
     asyncio.run(bench_loop_lag())
+    bench_capped_runs()
 
 
 if __name__ == "__main__":

@@ -11,14 +11,27 @@ Fragments are kept as a list and joined only when a count needs the text, so
 an answer with no safe boundary for a long stretch (one long word, code
 without spaces) costs the same per fragment as any other; each scan for a
 boundary starts where the last one stopped.
+
+A stretch with no safe boundary at all (a line of ``=`` or ``-``, a model
+repeating one letter, a long run of CJK) would otherwise stay one open tail,
+and under a limit every count near it encodes the whole run again: a run of
+``=`` near max_tokens 4096 cost 34 s of loop time. Past ``LONG_RUN``
+characters the tail is encoded once and closed at a token end at least
+``RUN_KEEP`` characters before its end (a *soft* boundary): BPE settles a
+word's tokens from its start, and text appended later only re-forms the
+last few; tests compare such counts with whole-text counts on long runs.
 """
 
 from __future__ import annotations
+
+from itertools import accumulate
 
 from .token_pieces import boundaries, count_cut
 from .tokenizer import load
 
 COMMIT_CHARS = 256
+LONG_RUN = 4096  # characters of an open tail with no safe boundary before a soft one
+RUN_KEEP = 1024  # characters a soft boundary leaves open after it
 
 
 def _utf8_len(text: str) -> int:
@@ -112,13 +125,34 @@ class StreamCount:
         # A boundary needs up to two characters after it: look again there.
         cuts = list(boundaries(tail, self._scanned))
         if not cuts:
+            if len(tail) >= LONG_RUN and self._close_run(tail):
+                return
             self._scanned = max(0, len(tail) - 2)
-            self._next_commit = 2 * len(tail)
+            self._next_commit = min(2 * len(tail), max(LONG_RUN, len(tail) + RUN_KEEP))
             return
         head = tail[:cuts[-1]]
         self._tail = tail[cuts[-1]:]
         self._done += count_cut(head, [0, *cuts[:-1]])
         self._next_commit = COMMIT_CHARS
+
+    def _close_run(self, tail: str) -> bool:
+        """Count a long tail with no safe boundary up to a soft one (a token
+        end ``RUN_KEEP`` characters or more before its end, on a character
+        boundary) and close that part; False if it has none."""
+        tokenizer = load()
+        ids = tokenizer.encode_many([tail])[0]
+        data = tail.encode("utf-8")
+        limit = len(data) - RUN_KEEP
+        ends = list(accumulate(map(tokenizer.byte_length, ids)))
+        for n in range(len(ends) - 1, -1, -1):
+            end = ends[n]
+            if end <= limit and (data[end] & 0xC0) != 0x80:  # not inside a character
+                head = len(data[:end].decode("utf-8"))
+                self._done += n + 1
+                self._tail = tail[head:]
+                self._next_commit = LONG_RUN
+                return True
+        return False
 
     def _cut(self, budget: int, keep: int) -> int:
         """Shorten the tail to at most ``budget`` tokens, as close to it as a

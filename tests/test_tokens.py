@@ -24,7 +24,7 @@ from token_util import (
 from ds2proxy import tokenizer, tokens
 from ds2proxy.prompt import markers
 from ds2proxy.token_pieces import boundaries
-from ds2proxy.token_stream import StreamCount
+from ds2proxy.token_stream import LONG_RUN, RUN_KEEP, StreamCount
 from ds2proxy.tokens import (
     STRETCH_CHARS,
     count_attachment_tokens,
@@ -176,6 +176,43 @@ def test_long_stretches_without_a_boundary_count_exactly(pieces, rnd):
         if rnd.random() < 0.02:
             assert counter.total() == reference_tokens(text[:at])
     assert counter.total() == reference_tokens(text)
+
+
+def boundless_runs() -> list[str]:
+    """Long stretches where no safe boundary ever comes (one pre-token each)."""
+    rnd = random.Random(11)
+    letters = "".join(rnd.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(20000))
+    b64 = "".join(rnd.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
+                  for _ in range(20000))
+    return ["=" * 20000, "x" * 30000, "-" * 12000 + "x", letters, b64, "中文" * 5000,
+            "é" * 9000, "ab" * 8000, "code_without_spaces(" * 1000, "=" * 9000 + "\nnext line"]
+
+
+@pytest.mark.parametrize("index", range(10))
+def test_runs_with_no_boundary_count_exactly_across_their_soft_boundaries(index):
+    """A line of '=' near max_tokens cost 34 s of loop time: every count
+    encoded the whole run again. Long runs are now closed at token ends well
+    before their end; counts and cuts still equal the whole text's."""
+    text = boundless_runs()[index]
+    rnd = random.Random(index)
+    counter = StreamCount()
+    at = 0
+    while at < len(text):
+        step = rnd.randint(1, 9)
+        counter.feed(text[at:at + step])
+        at += step
+        assert counter.uncounted_chars <= LONG_RUN + RUN_KEEP  # never the whole run
+        if rnd.random() < 0.002:
+            assert counter.total() == reference_tokens(text[:at])
+    assert counter.total() == reference_tokens(text)
+    whole = reference_tokens(text)
+    for cap in (whole // 3, whole - 1):
+        taken, reached, capped = _feed_until(token_fragments(text, rnd), cap)
+        assert reached and capped.total() == reference_tokens(taken) == cap
+        assert reference_ids(taken) == reference_ids(text)[:cap]  # a token boundary
+        taken, reached, capped = _feed_until(random_fragments(text, rnd), cap)
+        assert reached and text.startswith(taken)
+        assert capped.total() == reference_tokens(taken) == cap
 
 
 def test_byte_lengths_are_the_vocabulary_entries():

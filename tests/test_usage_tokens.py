@@ -23,7 +23,7 @@ from dsml_util import dsml
 from token_util import binary_file_tokens, reference_tokens
 
 from ds2proxy.testing import Replay, Scripted, load_expected
-from ds2proxy.token_stream import StreamCount
+from ds2proxy.token_stream import LONG_RUN, RUN_KEEP, StreamCount
 from ds2proxy.testing.provider_replies import ProviderReply
 from ds2proxy.testing.clients import anthropic_client, gemini_client, openai_client
 from ds2proxy.turn_text import NOMINAL_FILE_ID
@@ -171,16 +171,18 @@ async def test_reasoning_sent_with_thinking_off_is_counted_not_shown(proxy, fixt
     assert usage.completion_tokens == 20 + hidden
 
 
-async def test_a_huge_word_is_counted_off_the_event_loop(proxy, monkeypatch):
-    """One long word has no safe boundary, so its count waits for the end
-    and takes seconds: it ran on the event loop when the answer ended,
-    stalling every other request; it runs in a thread, with the same figure."""
-    on_loop = []
+async def test_a_huge_word_is_never_counted_whole_on_the_event_loop(proxy, monkeypatch):
+    """One long word has no safe boundary: its count waited for the end and
+    took seconds on the event loop, stalling every other request. It is now
+    closed at soft boundaries as it streams, and what is left at the end is
+    counted in a thread when long: no count on the loop encodes more than a
+    bounded stretch, and the figure is the whole word's."""
+    on_loop: list[int] = []
     real_total = StreamCount.total
 
     def total(self: StreamCount) -> int:
-        if self.uncounted_chars > 100_000:
-            on_loop.append(threading.current_thread() is threading.main_thread())
+        if threading.current_thread() is threading.main_thread():
+            on_loop.append(self.uncounted_chars)
         return real_total(self)
 
     monkeypatch.setattr(StreamCount, "total", total)
@@ -189,7 +191,19 @@ async def test_a_huge_word_is_counted_off_the_event_loop(proxy, monkeypatch):
         proxy.fake.enqueue(Scripted(answer=word, chunk_size=1000))
         _, text, _, usage = await openai_chat(proxy, stream, model="deepseek-chat")
         assert text == word and usage.completion_tokens == reference_tokens(word)
-    assert on_loop == [False, False]
+    assert max(on_loop, default=0) <= LONG_RUN + RUN_KEEP + 1000
+    # Under max_tokens each count near the cap encoded the whole run again
+    # (a line of '=' near 4096 tokens: 34 s of loop time).
+    on_loop.clear()
+    line = "=" * 100_000
+    cap = reference_tokens(line) - 20
+    for stream in (False, True):
+        proxy.fake.enqueue(Scripted(answer=line, chunk_size=5))
+        _, text, finish, usage = await openai_chat(proxy, stream, model="deepseek-chat",
+                                                   max_tokens=cap)
+        assert finish == "length" and line.startswith(text)
+        assert usage.completion_tokens == reference_tokens(text) == cap
+    assert max(on_loop, default=0) <= LONG_RUN + RUN_KEEP + 1000
 
 
 @pytest.mark.parametrize("stream", [False, True])
