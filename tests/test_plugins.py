@@ -7,6 +7,7 @@ import json
 from importlib.metadata import EntryPoint
 
 import aiohttp
+import pytest
 from aiohttp import web
 
 import ds2proxy.plugin_api.loader as plugin_api
@@ -136,34 +137,25 @@ def test_an_unmountable_route_or_an_exit_is_the_plugins_load_error():
     assert all(infos[name].loaded for name in FIRST_PARTY)
 
 
-async def test_a_settings_check_that_raises_refuses_the_write_naming_the_plugin(
-        proxy_factory):
-    """A plugin's check that raised on a value of the wrong type made every
-    such config write a 500 'internal error: TypeError'."""
-    proxy = await proxy_factory(plugins=["fragile = sample_plugins:register_fragile_check"])
+@pytest.mark.parametrize("name, register, bad", [
+    ("fragile", "register_fragile_check", "ten"),
+    ("listing", "register_listing_check", 0),
+])
+async def test_a_settings_check_that_fails_refuses_the_write_naming_the_plugin(
+        proxy_factory, name, register, bad):
+    """A plugin's check that raised on a value of the wrong type, or that
+    listed its problems (not {field: problem}), made every such config write
+    a 500 'internal error: TypeError' / 'AttributeError'."""
+    proxy = await proxy_factory(plugins=[f"{name} = sample_plugins:{register}"])
     async with ProxyClient.open(proxy) as client:
-        refused = await client.put("/admin/plugins/fragile/settings", {"limit": "ten"},
+        refused = await client.put(f"/admin/plugins/{name}/settings", {"limit": bad},
                                    admin=True)
         assert refused.status == 400, refused.text
-        assert refused.json()["field"] == "plugins.fragile"
+        assert refused.json()["field"] == f"plugins.{name}"
         assert "settings check failed (TypeError)" in refused.json()["detail"]
         assert "plugins" not in proxy.store.snapshot()
-        accepted = await client.put("/admin/plugins/fragile/settings", {"limit": 3}, admin=True)
-        assert accepted.status == 200, accepted.text
-
-
-async def test_a_settings_check_returning_a_list_refuses_the_write_naming_the_plugin(
-        proxy_factory):
-    """A check that listed its problems (not {field: problem}) made such a
-    config write a 500 'internal error: AttributeError'."""
-    proxy = await proxy_factory(plugins=["listing = sample_plugins:register_listing_check"])
-    async with ProxyClient.open(proxy) as client:
-        refused = await client.put("/admin/plugins/listing/settings", {"limit": 0}, admin=True)
-        assert refused.status == 400, refused.text
-        assert refused.json()["field"] == "plugins.listing"
-        assert "settings check failed (TypeError)" in refused.json()["detail"]
-        assert "plugins" not in proxy.store.snapshot()
-        accepted = await client.put("/admin/plugins/listing/settings", {"limit": 3}, admin=True)
+        accepted = await client.put(f"/admin/plugins/{name}/settings", {"limit": 3},
+                                    admin=True)
         assert accepted.status == 200, accepted.text
 
 

@@ -7,6 +7,7 @@ import asyncio
 import signal
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import aiohttp
 import openai
@@ -51,6 +52,18 @@ async def leases_held(conn: aioredis.Redis) -> int:
 
 async def no_leases(conn: aioredis.Redis) -> bool:
     return await leases_held(conn) == 0
+
+
+@asynccontextmanager
+async def holding_a_lease(http: aiohttp.ClientSession, inst: Instance) -> AsyncIterator[None]:
+    """A stream on ``inst`` that has begun (so holds its lease) until the block ends."""
+    async with http.post(inst.url + "/v1/chat/completions",
+                         headers={"Authorization": f"Bearer {TEST_KEY}"},
+                         json={"model": "deepseek-chat", "stream": True,
+                               "messages": [{"role": "user", "content": "hold"}]}) as held:
+        assert held.status == 200
+        await held.content.readline()
+        yield
 
 
 async def until(condition, timeout: float = 15.0) -> None:
@@ -248,12 +261,7 @@ async def test_the_longest_waiting_request_on_any_instance_is_served_first(
         return any(score >= released_ms + ttl * 1000 for _, score in scores)
 
     async with aiohttp.ClientSession() as http:
-        async with http.post(a.url + "/v1/chat/completions",
-                             headers={"Authorization": f"Bearer {TEST_KEY}"},
-                             json={"model": "deepseek-chat", "stream": True,
-                                   "messages": [{"role": "user", "content": "hold"}]}) as held:
-            assert held.status == 200
-            await held.content.readline()
+        async with holding_a_lease(http, a):
             first = asyncio.create_task(ask(b, "first"))
             await until(lambda: queued(http, b, group.admin_key), timeout=15)
             second = asyncio.create_task(ask(a, "second"))
@@ -286,12 +294,7 @@ async def test_a_killed_instances_waiters_leave_the_line(
     a, b = group.running
     fake_upstream.enqueue(LONG)
     async with aiohttp.ClientSession() as http:
-        async with http.post(a.url + "/v1/chat/completions",
-                             headers={"Authorization": f"Bearer {TEST_KEY}"},
-                             json={"model": "deepseek-chat", "stream": True,
-                                   "messages": [{"role": "user", "content": "hold"}]}) as held:
-            assert held.status == 200
-            await held.content.readline()
+        async with holding_a_lease(http, a):
             doomed = asyncio.create_task(chat(b, "doomed"))
             await until(lambda: queued(http, b, group.admin_key), timeout=15)
             second = asyncio.create_task(chat(a, "second"))
@@ -319,12 +322,7 @@ async def test_a_client_gone_while_queued_on_another_instance_leaves_the_line(
     a, b = group.running
     fake_upstream.enqueue(LONG)
     async with aiohttp.ClientSession() as http:
-        async with http.post(a.url + "/v1/chat/completions",
-                             headers={"Authorization": f"Bearer {TEST_KEY}"},
-                             json={"model": "deepseek-chat", "stream": True,
-                                   "messages": [{"role": "user", "content": "hold"}]}) as held:
-            assert held.status == 200
-            await held.content.readline()
+        async with holding_a_lease(http, a):
             gone = asyncio.create_task(chat(b, "gone"))
             await until(lambda: queued(http, b, group.admin_key), timeout=15)
             assert await redis_client.zcard("ds2proxy:leases:line") == 1

@@ -9,6 +9,7 @@ import logging
 import random
 import sys
 import threading
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given, settings
@@ -130,18 +131,28 @@ def test_pure_encoder_agrees_on_any_text(pieces):
     assert pure_tokenizer().encode_many([text]) == [reference_ids(text)]
 
 
-@settings(max_examples=200, deadline=None)
-@given(st.lists(ALPHABET, max_size=120), st.randoms(use_true_random=False))
-def test_streamed_count_of_any_fragmentation_equals_the_whole(pieces, rnd):
-    text = "".join(pieces)
-    counter = StreamCount()
-    at = 0
+def fed_in_steps(text: str, rnd: random.Random,
+                 after_each: Callable[[StreamCount, int], None]) -> StreamCount:
+    """``text`` fed to a fresh counter one to nine characters at a time;
+    ``after_each(counter, characters fed)`` runs after every step."""
+    counter, at = StreamCount(), 0
     while at < len(text):
         step = rnd.randint(1, 9)
         counter.feed(text[at:at + step])
         at += step
+        after_each(counter, at)
+    return counter
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(ALPHABET, max_size=120), st.randoms(use_true_random=False))
+def test_streamed_count_of_any_fragmentation_equals_the_whole(pieces, rnd):
+    text = "".join(pieces)
+
+    def bounded(counter: StreamCount, at: int) -> None:
         assert counter.upper_bound >= reference_tokens(text[:at])
-    assert counter.total() == reference_tokens(text)
+
+    assert fed_in_steps(text, rnd, bounded).total() == reference_tokens(text)
 
 
 def test_streamed_recordings_count_exactly_in_small_fragments(fixtures_dir):
@@ -167,15 +178,12 @@ def test_long_stretches_without_a_boundary_count_exactly(pieces, rnd):
     """Stretches far past the commit size with no safe boundary, then
     boundaries that need characters still to come: the rescans find them."""
     text = "".join(pieces)
-    counter = StreamCount()
-    at = 0
-    while at < len(text):
-        step = rnd.randint(1, 9)
-        counter.feed(text[at:at + step])
-        at += step
+
+    def exact_now_and_then(counter: StreamCount, at: int) -> None:
         if rnd.random() < 0.02:
             assert counter.total() == reference_tokens(text[:at])
-    assert counter.total() == reference_tokens(text)
+
+    assert fed_in_steps(text, rnd, exact_now_and_then).total() == reference_tokens(text)
 
 
 def boundless_runs() -> list[str]:
@@ -195,17 +203,14 @@ def test_runs_with_no_boundary_count_exactly_across_their_soft_boundaries(index)
     before their end; counts and cuts still equal the whole text's."""
     text = boundless_runs()[index]
     rnd = random.Random(index)
-    counter = StreamCount()
-    at = 0
-    while at < len(text):
-        step = rnd.randint(1, 9)
-        counter.feed(text[at:at + step])
-        at += step
+
+    def open_tail_bounded(counter: StreamCount, at: int) -> None:
         assert counter.uncounted_chars <= LONG_RUN + RUN_KEEP  # never the whole run
         if rnd.random() < 0.002:
             assert counter.total() == reference_tokens(text[:at])
-    assert counter.total() == reference_tokens(text)
+
     whole = reference_tokens(text)
+    assert fed_in_steps(text, rnd, open_tail_bounded).total() == whole
     for cap in (whole // 3, whole - 1):
         taken, reached, capped = _feed_until(token_fragments(text, rnd), cap)
         assert reached and capped.total() == reference_tokens(taken) == cap
