@@ -83,7 +83,7 @@ def authenticate(request: web.Request, config: Config, *, implied: str | None = 
     if key is not None:
         check_key(key)
         if limiter is not None:
-            limiter.admit(key)
+            limiter.admit(key, defer=request.method == "POST")  # see KeyLimiter.hold
     target = request.headers.get(TARGET_ACCOUNT_HEADER, "").strip() or None
     managed = key is not None
     return Caller(credential, managed, identity_of(credential), target if managed else None,

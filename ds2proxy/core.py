@@ -231,7 +231,7 @@ class Core:
         sent = extract_credential(request, self.config.key_secrets) or implied or ""
         key = self.config.key_named(sent)
         if record is not None and key is not None:
-            record.key_name = key.name
+            record.key_name, record.key_ref = key.name, key.ref
 
     def resolve_model(self, name: Any, *, family: str | None = None) -> ResolvedModel:
         if not isinstance(name, str) or not name.strip():

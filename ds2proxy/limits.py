@@ -21,7 +21,10 @@ request in the cluster-wide window before the handler runs, tokens are
 added to the cluster's daily total (in the background, the tokens of every
 request in the last ``TOKENS_GATHER_SECONDS`` in one call per key), and a
 key's concurrent requests take cluster-wide slots (a Redis outage is a 503,
-never a slot left behind).
+never a slot left behind). Either way a request that may run a turn, of a
+key with both an rpm and a concurrent limit, is counted in its window in
+the same step as its slot is taken: one refused for the slot spends none
+of the key's rpm.
 """
 
 from __future__ import annotations
@@ -46,7 +49,8 @@ log = logging.getLogger("ds2proxy.limits")
 
 TOKENS_GATHER_SECONDS = 0.05
 
-# A key this request must still be counted against in the shared window, and
+# A key this request must still be counted against in its window (the shared
+# one with a shared store), and
 # whether only its rpm is left (its day's tokens are read already): one the
 # request did not send (an implied key, known once a handler authenticated),
 # or one whose rpm is counted with its concurrent slot in one call when the
@@ -99,12 +103,20 @@ class KeyLimiter:
 
     # -- requests per minute -----------------------------------------------------------
 
-    def admit(self, key: KeyConfig) -> None:
-        """Count one request against the key's per-minute limit, or raise 429."""
-        limit = key.limits.rpm
-        if not limit:
+    def admit(self, key: KeyConfig, *, defer: bool = False) -> None:
+        """Count one request against the key's per-minute limit, or raise 429.
+        ``defer`` (a request that may run a turn): a key with a concurrent
+        limit too is counted when its turn takes a slot, in the same step
+        (:meth:`hold`), as :meth:`admit_shared` does on a shared store."""
+        if not key.limits.rpm:
             return
-        wait = self.counts.hit_now(key.ref, limit)
+        if defer and key.limits.concurrent:
+            _OWED.set((key, True))
+        else:
+            self._hit_local(key)
+
+    def _hit_local(self, key: KeyConfig) -> None:
+        wait = self.counts.hit_now(key.ref, key.limits.rpm)
         if wait:
             raise _over_rpm(key, wait)
 
@@ -125,7 +137,10 @@ class KeyLimiter:
             self.counts.seed_tokens(key.ref, await self.shared.tokens(key.ref))
 
     async def _hit_shared(self, key: KeyConfig) -> None:
-        assert self.shared is not None
+        """The key's rpm in the shared window (this instance's without one)."""
+        if self.shared is None:
+            self._hit_local(key)
+            return
         wait = await self.shared.hit(key.ref, key.limits.rpm)
         if wait:
             raise _over_rpm(key, wait)
@@ -156,9 +171,12 @@ class KeyLimiter:
         """The request ended without a slot or a check: its owed rpm is
         counted now (in the background; the answer is out)."""
         owed, shared = _OWED.get(), self.shared
-        if owed is not None and shared is not None:
+        if owed is not None:
             _OWED.set(None)
             key = owed[0]
+            if shared is None:
+                self.counts.hit_now(key.ref, key.limits.rpm)
+                return
             task = asyncio.get_running_loop().create_task(shared.hit(key.ref, key.limits.rpm))
             task.add_done_callback(_quiet)
 
@@ -288,8 +306,12 @@ class KeyLimiter:
             slot = await self._take_slot(shared, key)
             if slot is None:
                 raise _over_concurrent(key)
-        elif limit and self.active(key.ref) >= limit:
-            raise _over_concurrent(key)
+        elif limit:
+            owed = self._owed_rpm(key)
+            if self.active(key.ref) >= limit:
+                raise _over_concurrent(key)  # its owed rpm is not spent
+            if owed:  # synchronous with the slot below: both or neither
+                self._hit_local(key)
         self._active[key.ref] = self.active(key.ref) + 1
         try:
             yield
@@ -301,10 +323,8 @@ class KeyLimiter:
     async def _take_slot(self, shared: KeyCounters, key: KeyConfig) -> str | None:
         """A shared slot; with the request's rpm still owed, counted in the
         window in the same call (neither is spent when the other refuses)."""
-        owed = _OWED.get()
-        if owed is None or not owed[1] or owed[0].ref != key.ref:
+        if not self._owed_rpm(key):
             return await shared.take_slot(key.ref, key.limits.concurrent)
-        _OWED.set(None)
         wait, slot = await shared.hit_and_take_slot(key.ref, key.limits.rpm,
                                                     key.limits.concurrent)
         if wait:
@@ -312,6 +332,17 @@ class KeyLimiter:
         if slot is not None:
             self.counts.hit_now(key.ref, 1 << 30)
         return slot
+
+
+    @staticmethod
+    def _owed_rpm(key: KeyConfig) -> bool:
+        """Whether this request's rpm is owed to ``key``'s slot (taken off: the
+        slot's step counts it, or spends none of it when refused)."""
+        owed = _OWED.get()
+        if owed is None or not owed[1] or owed[0].ref != key.ref:
+            return False
+        _OWED.set(None)
+        return True
 
 
 def _quiet(task: asyncio.Task[float]) -> None:

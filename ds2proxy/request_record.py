@@ -74,7 +74,7 @@ class RequestRecord:
     time: float = field(default_factory=wall_clock)
     started: float = field(default_factory=perf_counter)
     key_name: str = ""
-    key_ref: str = ""  # the key's KeyConfig.ref, its limits' counter (not stored or logged)
+    key_ref: str = ""  # the key's KeyConfig.ref (a non-secret hash): its counters, its rows
     reserved_tokens: int = 0  # of the key's day, held until this record is charged
     model: str = ""
     native_model: str = ""
@@ -121,7 +121,7 @@ class RequestRecord:
 
 
 _FLAT = tuple(f.name for f in fields(RequestRecord)
-              if f.name not in ("started", "pending_usage", "key_ref", "reserved_tokens"))
+              if f.name not in ("started", "pending_usage", "reserved_tokens"))
 
 
 @dataclass(frozen=True, slots=True)

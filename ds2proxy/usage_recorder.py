@@ -59,6 +59,7 @@ class UsageRecorder:
         """Open the store (with usage.enabled off too: turned on at run time, it
         records at once) and seed today's token use per key."""
         self.store = await self.core.backend.open_usage(self.core.config.usage)
+        await self.store.adopt_refs({k.name: k.ref for k in self.core.config.keys})
         self.core.store.subscribe(self._configure)
         if self.core.backend.shared:
             return  # today's tokens per key are counted in the shared store
@@ -142,4 +143,4 @@ class UsageRecorder:
         if log.isEnabledFor(logging.INFO):
             log.info("%s", text_line(record), extra={"request": fields})
         if self.store is not None and cfg.usage.enabled:
-            self.store.record(fields)
+            self.store.record(fields)  # with the key's ref: its page follows its renames

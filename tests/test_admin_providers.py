@@ -171,6 +171,37 @@ async def test_the_test_button_lists_models_and_reports_latency(
     assert body["model"] == "qwen-max" and body["max_tokens"] == 1
 
 
+REASONING_REFUSAL = ("Unsupported parameter: 'max_tokens' is not supported with this model. "
+                     "Use 'max_completion_tokens' instead.")
+
+
+async def test_the_test_button_sends_the_limit_under_the_name_the_model_takes(
+        admin: Admin, fake_provider: FakeProvider):
+    """The button always sent ``max_tokens: 1``: a reasoning model that takes
+    only ``max_completion_tokens`` showed as failing while real requests
+    (which learn the name from the refusal) worked. It now sends what a turn
+    would, learns alike, and turns learn from it; a configured name is sent
+    as it is (no second try)."""
+    fake_provider.refused_fields["max_tokens"] = REASONING_REFUSAL
+    await admin.ok("POST", "/admin/providers", json=provider_body(fake_provider))
+    result = await admin.ok("POST", "/admin/providers/qwen/test", json={"model": "qwen-max"})
+    assert result["success"] is True and result["status_code"] == 200
+    assert result["limit_field"] == "max_completion_tokens"
+    again = await admin.ok("POST", "/admin/providers/qwen/test", json={"model": "qwen-max"})
+    assert again["success"] is True and "limit_field" not in again
+    sent = [(b.get("max_tokens"), b.get("max_completion_tokens"))
+            for b in fake_provider.chat_requests()]
+    assert sent == [(1, None), (None, 1), (None, 1)]
+    assert admin.proxy.core.providers.client("qwen").limit_field("qwen-max") \
+        == "max_completion_tokens"
+
+    await admin.ok("PUT", "/admin/providers/qwen", json={"max_tokens_field": "max_tokens"})
+    fixed = await admin.ok("POST", "/admin/providers/qwen/test", json={"model": "qwen-max"})
+    assert fixed["success"] is False and fixed["status_code"] == 400
+    assert "max_completion_tokens" in fixed["message"] and "limit_field" not in fixed
+    assert len(fake_provider.chat_requests()) == 4
+
+
 async def test_a_refused_key_is_reported_without_the_key(admin: Admin,
                                                          fake_provider: FakeProvider):
     wrong = "sk-wrong-key-0987654321zyxwvu"

@@ -224,11 +224,12 @@ async def test_count_routes_honour_the_model_list(admin: Admin):
     assert counted.input_tokens > 0 and allowed.total_tokens > 0
 
 
-async def slot_taken(admin: Admin, name: str) -> tuple[str, openai.AsyncOpenAI, Any]:
+async def slot_taken(admin: Admin, name: str, rpm: int = 0
+                     ) -> tuple[str, openai.AsyncOpenAI, Any]:
     """A key allowed one request at a time, its slot held by a slow stream
     (its first chunk read): the key's secret, a client with it, the stream."""
     from ds2proxy.testing import Delivery, Scripted
-    secret = (await new_key(admin, name=name, limits={"concurrent": 1}))["key"]
+    secret = (await new_key(admin, name=name, limits={"concurrent": 1, "rpm": rpm}))["key"]
     admin.proxy.fake.enqueue(Scripted(answer="slow answer here", chunk_size=1,
                                       delivery=Delivery(chunk_delay=0.02)))
     client = openai_client(admin.proxy, key=secret)
@@ -247,6 +248,28 @@ async def test_concurrency_limit_holds_a_slot_per_turn(admin: Admin):
     assert "concurrency limit" in caught.value.message
     async for _ in stream:
         pass
+    assert proxy.core.limiter.active(identity_of(secret)) == 0
+
+
+async def test_a_request_refused_for_concurrency_spends_none_of_the_keys_rpm(admin: Admin):
+    """``rpm: 2, concurrent: 1`` without a shared store: the rpm was counted
+    when the request was authenticated, so requests refused because the one
+    slot was busy used up the minute and the key's second turn was refused
+    too. Now the window and the slot are one step: refused, neither is spent."""
+    proxy = admin.proxy
+    secret, client, stream = await slot_taken(admin, "two-a-minute", rpm=2)
+    for _ in range(3):
+        with pytest.raises(openai.RateLimitError) as caught:
+            await ask(client)
+        assert caught.value.body["code"] == "key_concurrency_limit"
+    assert proxy.core.limiter.requests_last_minute(identity_of(secret)) == 1
+    async for _ in stream:
+        pass
+    assert (await ask(client)).choices[0].message.content
+    with pytest.raises(openai.RateLimitError) as caught:
+        await ask(client)
+    assert caught.value.body["code"] == "key_rate_limit"
+    assert 1 <= int(caught.value.response.headers["Retry-After"]) <= 60
     assert proxy.core.limiter.active(identity_of(secret)) == 0
 
 

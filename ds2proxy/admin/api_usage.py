@@ -11,11 +11,13 @@ from __future__ import annotations
 import hmac
 import re
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from aiohttp import web
 
 from ..errors import InvalidRequest, NotFound
+from ..keyring import KeyConfig
 from ..metrics import CONTENT_TYPE
 from ..state.usage import FILTERS, GROUPS, UsageStore
 from .context import AdminContext
@@ -65,6 +67,16 @@ def filters_of(query: Any) -> dict[str, Any]:
         found["status"] = whole_number(found["status"], "status", 0, 100, 599)
     found["errors"] = query.get("errors") in ("1", "true", "on")
     return found
+
+
+def by_key(filters: dict[str, Any], keys: Iterable[KeyConfig]) -> dict[str, Any]:
+    """``key_name`` naming a configured key means that key under any name it
+    had (its rows by ref: a rename does not hide its earlier requests); a
+    name no key has now (a deleted key, pass-through) the rows recorded so."""
+    key = next((k for k in keys if k.name == filters.get("key_name")), None)
+    if key is None or filters.get("key_ref"):
+        return filters
+    return {**filters, "key_name": "", "key_ref": key.ref}
 
 
 class UsageAPI:
@@ -124,8 +136,8 @@ class UsageAPI:
 
     async def requests(self, request: web.Request) -> web.Response:
         page, per_page = page_args(request.query)
-        rows, total = await self.store.requests(filters_of(request.query), per_page,
-                                                (page - 1) * per_page)
+        filters = by_key(filters_of(request.query), self.ctx.core.config.keys)
+        rows, total = await self.store.requests(filters, per_page, (page - 1) * per_page)
         return json_ok({"requests": rows, "total": total, "page": page, "per_page": per_page})
 
     async def request_detail(self, request: web.Request) -> web.Response:
@@ -141,9 +153,12 @@ class UsageAPI:
             raise InvalidRequest(f"window must be one of {', '.join(WINDOWS)}", param="window")
         grain, span = WINDOWS[window]
         since = time.time() - span
-        key = request.query.get("key_name") or None
-        series = await self.store.series(grain, since, key)
-        totals = {group: await self.store.totals(group, grain, since, key) for group in GROUPS}
+        of_key = by_key({"key_name": request.query.get("key_name") or None},
+                        self.ctx.core.config.keys)
+        key, ref = of_key["key_name"] or None, of_key.get("key_ref")
+        series = await self.store.series(grain, since, key, ref)
+        totals = {group: await self.store.totals(group, grain, since, key, ref)
+                  for group in GROUPS}
         return json_ok({"window": window, "grain": grain, "since": since, "series": series,
                         "totals": totals})
 

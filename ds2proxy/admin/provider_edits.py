@@ -14,12 +14,13 @@ from typing import Any
 
 from ..config_fields import suggestion
 from ..errors import InvalidRequest, NotFound
+from ..providers.settings import LIMIT_FIELD_MODES
 from .edits import Conflict
 from .masking import MASK, preview
 from .responses import FieldErrors
 
 FIELDS = ("name", "kind", "base_url", "api_key", "models", "headers", "timeout_seconds",
-          "max_inflight", "reasoning", "tools", "embeddings_batch_size")
+          "max_inflight", "reasoning", "tools", "embeddings_batch_size", "max_tokens_field")
 # What reads add: ignored when a read is sent back.
 READ_ONLY = ("has_api_key", "last_test", "serves", "state", "cooldown_seconds", "reason",
              "inflight")
@@ -198,6 +199,8 @@ def _check_field(name: str, value: Any, stored: dict[str, Any]) -> Any:
         return _number(value, name, 1, MAX_BATCH, whole=True)
     if name == "reasoning":
         return _choice(value, "reasoning", REASONING)
+    if name == "max_tokens_field":
+        return _choice(value, name, LIMIT_FIELD_MODES)
     return _flag(value, name)  # tools
 
 

@@ -81,10 +81,16 @@ class ProviderOps:
         """Call the provider as configured; the verdict is kept for the dashboard."""
         provider = edits.find({"providers": self._stored()}, name)
         http = self.ops.core.http
+        # The limit goes under the name a turn would send it (and a name the
+        # provider teaches here is what its turns send from now on).
+        client = self.ops.core.providers.client(name) if model else None
+        field = client.limit_field(model) if client is not None else "max_tokens"
         if http is None:  # outside the app's lifetime (never while serving)
             async with aiohttp.ClientSession() as own:
-                result = await test_provider(own, provider, model=model)
+                result = await test_provider(own, provider, model=model, limit_field=field)
         else:
-            result = await test_provider(http, provider, model=model)
+            result = await test_provider(http, provider, model=model, limit_field=field)
+        if client is not None and "limit_field" in result:
+            client.learn_limit_field(model, result["limit_field"])
         self.last_tests[name] = {**result, "at": time.time()}
         return result

@@ -1,7 +1,10 @@
 """The provider test button: does the provider answer with these settings?
 
 Without a model it lists the provider's models (``GET /models``); with one it
-asks for a one-token chat completion. The verdict carries the latency and the
+asks for a one-token chat completion, the limit under the name real requests
+send it (``providers[].max_tokens_field``, or what the provider taught: with
+"auto" a refusal of one name is asked again once under the other, as a turn
+does). The verdict carries the latency and the
 provider's own words on failure, with the key and header values scrubbed out
 of them: a provider that echoes the credential it refused must not make the
 dashboard show it.
@@ -14,6 +17,8 @@ from typing import Any
 
 import aiohttp
 import orjson
+
+from ..providers.request import refused_limit_field, with_limit_field
 
 MAX_TEST_SECONDS = 30.0
 MAX_LISTED = 50
@@ -40,6 +45,10 @@ def scrub(text: str, provider: dict[str, Any]) -> str:
 
 def _reason(status: int, body: bytes, provider: dict[str, Any]) -> str:
     """The provider's error message (OpenAI shape or plain text), scrubbed."""
+    return f"HTTP {status}: {scrub(_message(body), provider)[:MAX_MESSAGE]}"
+
+
+def _message(body: bytes) -> str:
     text = body.decode("utf-8", errors="replace")
     try:
         parsed = orjson.loads(body)
@@ -49,7 +58,7 @@ def _reason(status: int, body: bytes, provider: dict[str, Any]) -> str:
         error = parsed.get("error")
         found = error.get("message") if isinstance(error, dict) else error
         text = found if isinstance(found, str) else parsed.get("message") or text
-    return f"HTTP {status}: {scrub(str(text), provider)[:MAX_MESSAGE]}"
+    return str(text)
 
 
 def _listed(body: bytes) -> list[str]:
@@ -62,23 +71,28 @@ def _listed(body: bytes) -> list[str]:
 
 
 async def test_provider(http: aiohttp.ClientSession, provider: dict[str, Any], *,
-                        model: str = "") -> dict[str, Any]:
-    """One verdict: success, latency in ms, status and what happened."""
+                        model: str = "", limit_field: str = "max_tokens") -> dict[str, Any]:
+    """One verdict: success, latency in ms, status and what happened. A
+    chat's ``limit_field`` is the name its one-token limit goes under; a
+    name learnt from a refusal is in the verdict's ``limit_field``."""
     base = str(provider["base_url"]).rstrip("/")
     timeout = min(float(provider.get("timeout_seconds") or MAX_TEST_SECONDS), MAX_TEST_SECONDS)
     if model:
         method, url = "POST", f"{base}/chat/completions"
-        body: Any = {"model": model, "max_tokens": 1, "stream": False,
+        body: Any = {"model": model, limit_field: 1, "stream": False,
                      "messages": [{"role": "user", "content": "ping"}]}
     else:
         method, url, body = "GET", f"{base}/models", None
     result: dict[str, Any] = {"provider": provider["name"], "model": model}
     started = time.monotonic()
     try:
-        async with http.request(method, url, json=body, headers=request_headers(provider),
-                                timeout=aiohttp.ClientTimeout(total=timeout),
-                                allow_redirects=False) as resp:
-            status, raw = resp.status, await resp.read()
+        status, raw = await _call(http, method, url, body, provider, timeout)
+        other = (refused_limit_field(body, _message(raw))
+                 if model and status == 400 and _learns(provider) else None)
+        if other is not None:  # asked again once under the name it takes
+            result["limit_field"] = other
+            status, raw = await _call(http, method, url, with_limit_field(body, other),
+                                      provider, timeout)
     except (aiohttp.ClientError, TimeoutError) as exc:
         reason = "timed out" if isinstance(exc, TimeoutError) else type(exc).__name__
         return {**result, "success": False, "status_code": 0, "models": [],
@@ -90,3 +104,16 @@ async def test_provider(http: aiohttp.ClientSession, provider: dict[str, Any], *
         if ok else _reason(status, raw, provider)
     return {**result, "success": ok, "status_code": status, "models": listed,
             "response_time": round((time.monotonic() - started) * 1000), "message": message}
+
+
+def _learns(provider: dict[str, Any]) -> bool:
+    """Whether the limit's name is learnt from refusals ("auto", the default)."""
+    return (provider.get("max_tokens_field") or "auto") == "auto"
+
+
+async def _call(http: aiohttp.ClientSession, method: str, url: str, body: Any,
+                provider: dict[str, Any], timeout: float) -> tuple[int, bytes]:
+    async with http.request(method, url, json=body, headers=request_headers(provider),
+                            timeout=aiohttp.ClientTimeout(total=timeout),
+                            allow_redirects=False) as resp:
+        return resp.status, await resp.read()

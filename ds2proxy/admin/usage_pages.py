@@ -13,7 +13,7 @@ from aiohttp import web
 from ..errors import ProxyError
 from ..keyring import MAX_LIMIT
 from ..state.usage import FILTERS
-from .api_usage import UsageAPI, filters_of, page_args, row_id, whole_number
+from .api_usage import UsageAPI, by_key, filters_of, page_args, row_id, whole_number
 from .charts import DAY, HOUR, OVERVIEW_METRICS, charts_for
 from .context import AdminContext
 from .credentials import Claims
@@ -93,17 +93,18 @@ class UsagePages:
         self.dash = dash
         self.api = UsageAPI(ctx)
 
-    async def _series(self, window: Any, key_name: str | None = None) -> list[dict[str, Any]]:
+    async def _series(self, window: Any, key_ref: str | None = None) -> list[dict[str, Any]]:
         store = self.ctx.core.usage.store
         if store is None:
             return []
-        return await store.series(window.grain, time.time() - window.span, key_name)
+        return await store.series(window.grain, time.time() - window.span, key_ref=key_ref)
 
-    async def charts(self, key_name: str | None = None) -> list[dict[str, Any]]:
+    async def charts(self, key_ref: str | None = None) -> list[dict[str, Any]]:
+        """The overview's charts, or one key's (by ref: across its renames)."""
         now = time.time()
         out = []
         for window in (HOUR, DAY):
-            out += charts_for(await self._series(window, key_name), window, now,
+            out += charts_for(await self._series(window, key_ref), window, now,
                               OVERVIEW_METRICS)
         return out
 
@@ -161,9 +162,9 @@ class UsagePages:
             raise web.HTTPNotFound()
         await self.api.refresh()
         view = next(k for k in self.api.keys_view() if k["id"] == wanted)
-        recent = await self._recent({"key_name": key.name}, 20)
+        recent = await self._recent({"key_ref": key.ref}, 20)
         return self.dash.render(request, "key.html", claims=claims, active="keys", key=view,
-                                shown=shown_key(view), charts=await self.charts(key.name),
+                                shown=shown_key(view), charts=await self.charts(key.ref),
                                 recent=recent)
 
     async def _recent(self, filters: dict[str, Any], limit: int, offset: int = 0
@@ -179,7 +180,7 @@ class UsagePages:
         claims = self.dash.session(request)
         try:
             page, per_page = page_args(request.query)
-            filters = filters_of(request.query)
+            filters = by_key(filters_of(request.query), self.ctx.core.config.keys)
         except ProxyError:
             page, per_page, filters = 1, 50, {}
         rows, total = await self._recent(filters, per_page, (page - 1) * per_page)

@@ -135,6 +135,16 @@ class Providers:
             client = self._clients[name] = ProviderClient(self._settings[name])
         return client
 
+    def client(self, name: str) -> ProviderClient | None:
+        """The client of ``name`` whatever its health (None: not configured),
+        for the admin's test button to send what a turn would."""
+        if name not in self._settings:
+            return None
+        client = self._clients.get(name)
+        if client is None:
+            client = self._clients[name] = ProviderClient(self._settings[name])
+        return client
+
     def failed(self, name: str, exc: ProxyError) -> None:
         if exc.code != "provider_cooling_down":
             self.health.failed(name, exc)

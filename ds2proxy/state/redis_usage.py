@@ -2,9 +2,11 @@
 
 Rows: a sorted set scored by a cluster-wide id (``INCRBY``), each member the
 row's JSON. Rollups: one hash per grain and bucket (fields
-``<key>\\x1f<model>\\x1f<account>\\x1f<family>\\x1f<metric>``, ``HINCRBY``),
-each expiring with its grain's retention, plus a sorted set of the buckets
-per grain for range reads.
+``<key>\\x1f<model>\\x1f<account>\\x1f<family>\\x1f<key ref>\\x1f<metric>``,
+``HINCRBY``), each expiring with its grain's retention, plus a sorted set of
+the buckets per grain for range reads. Rows and cells written before they
+kept the key's ref (four dimensions) take it from the names the keys had at
+the upgrade (:meth:`RedisUsage.adopt_refs`, a hash written once).
 
 ``record`` only appends to an in-memory buffer; a background task writes
 batches (one MULTI/EXEC each), letting the rows of the next
@@ -39,6 +41,14 @@ SEP = "\x1f"
 METRICS = ("requests", "errors", "prompt_tokens", "completion_tokens", "reasoning_tokens",
            "latency_ms_sum")
 _PRUNE_EVERY = 600.0
+# The marker and the names' refs in one step: a start that fails between
+# them must not leave the marker without the map.
+_ADOPT = """
+if redis.call('set', KEYS[1], '1', 'NX') and #ARGV > 0 then
+  for i = 1, #ARGV, 2 do redis.call('hset', KEYS[2], ARGV[i], ARGV[i + 1]) end
+end
+return 1
+"""
 
 
 def _filtered(filters: dict[str, Any]) -> bool:
@@ -52,12 +62,31 @@ def _dim(value: Any) -> str:
     return str(value or "").replace(SEP, "\ufffd")
 
 
-def _matches(row: dict[str, Any], filters: dict[str, Any]) -> bool:
+def _matches(row: dict[str, Any], filters: dict[str, Any], legacy: dict[str, str]) -> bool:
     for name in FILTERS:
         value = filters.get(name)
-        if value not in (None, "") and row.get(name) != value:
+        if value not in (None, "") and _field(row, name, legacy) != value:
             return False
     return not filters.get("errors") or row["status"] >= 400 or bool(row["error_code"])
+
+
+def _field(row: dict[str, Any], name: str, legacy: dict[str, str]) -> Any:
+    """A row's field; an older row's key ref from its key's name."""
+    if name == "key_ref" and "key_ref" not in row:
+        return legacy.get(row.get("key_name") or "", "")
+    return row.get(name)
+
+
+def _ref_of(dims: list[str], legacy: dict[str, str]) -> str:
+    """A rollup cell's key ref (an older cell has four dimensions)."""
+    return dims[4] if len(dims) > 4 else legacy.get(dims[0], "")
+
+
+def _of_key(dims: list[str], key_name: str | None, key_ref: str | None,
+            legacy: dict[str, str]) -> bool:
+    if key_ref is not None:
+        return _ref_of(dims, legacy) == key_ref
+    return key_name is None or dims[0] == key_name
 
 
 def _listed(row: dict[str, Any]) -> dict[str, Any]:
@@ -166,7 +195,8 @@ class RedisUsage:
         sums: dict[tuple[str, int], dict[str, float]] = {}
         for row in rows:
             failed = int(row["status"] >= 400 or bool(row["error_code"]))
-            dims = SEP.join(_dim(row[d]) for d in ("key_name", "model", "account", "family"))
+            dims = SEP.join(_dim(row[d]) for d in ("key_name", "model", "account", "family",
+                                                   "key_ref"))
             values = (1, failed, row["prompt_tokens"], row["completion_tokens"],
                       row["reasoning_tokens"], float(row["latency_ms"] or 0))
             for grain, size in GRAINS.items():
@@ -230,13 +260,14 @@ class RedisUsage:
             return [_listed(r) for r in rows], total
         page: list[dict[str, Any]] = []
         total, below = 0, "+inf"
+        legacy = await self._legacy_refs() if filters.get("key_ref") else {}
         while True:
             # By id, not position: rows written meanwhile do not shift the scan.
             chunk = await self.link.call(lambda: self.link.client.zrevrangebyscore(
                 self._key("rows"), below, "-inf", start=0, num=SCAN))
             for member in chunk:
                 row = orjson.loads(member)
-                if _matches(row, filters):
+                if _matches(row, filters, legacy):
                     if offset <= total < offset + limit:
                         page.append(_listed(row))
                     total += 1
@@ -275,26 +306,46 @@ class RedisUsage:
 
         return await self.link.call(read, timeout=10)
 
-    async def series(self, grain: str, since: float, key_name: str | None = None
-                     ) -> list[dict[str, Any]]:
+    async def series(self, grain: str, since: float, key_name: str | None = None,
+                     key_ref: str | None = None) -> list[dict[str, Any]]:
         sums: dict[int, dict[str, Any]] = {}
+        legacy = await self._legacy_refs() if key_ref is not None else {}
         for bucket, dims, metric, value in await self._cells(grain, since):
-            if metric == "latency_ms_sum" or (key_name is not None and dims[0] != key_name):
+            if metric == "latency_ms_sum" or not _of_key(dims, key_name, key_ref, legacy):
                 continue
             entry = sums.setdefault(bucket, {"bucket": bucket, **dict.fromkeys(METRICS[:5], 0)})
             entry[metric] += int(value)
         return [sums[b] for b in sorted(sums)]
 
     async def totals(self, group: str, grain: str, since: float,
-                     key_name: str | None = None) -> list[dict[str, Any]]:
+                     key_name: str | None = None, key_ref: str | None = None
+                     ) -> list[dict[str, Any]]:
         if group not in GROUPS or grain not in GRAINS:
             raise ValueError(f"cannot group by {group!r} at {grain!r}")
         index = GROUPS.index(group)
         sums: dict[str, dict[str, Any]] = {}
+        legacy = await self._legacy_refs() if key_ref is not None else {}
         for _, dims, metric, value in await self._cells(grain, since):
-            if key_name is not None and dims[0] != key_name:
+            if not _of_key(dims, key_name, key_ref, legacy):
                 continue
             name = dims[index]
             entry = sums.setdefault(name, {"name": name, **dict.fromkeys(METRICS, 0)})
             entry[metric] += value if metric == "latency_ms_sum" else int(value)
         return sorted(sums.values(), key=lambda e: -e["requests"])
+
+    # -- rows from before key refs ----------------------------------------------------------
+
+    async def adopt_refs(self, refs: dict[str, str]) -> None:
+        """The first instance of a version that keeps refs records which key
+        had each name then: rows and cells written before take their ref from
+        it. Later starts (renames since, new keys) leave it as it is."""
+        flat = [part for pair in refs.items() for part in pair]
+        keys = (self._key("refs_adopted"), self._key("legacy_refs"))
+        try:
+            await self.link.call(lambda: self.link.client.eval(_ADOPT, 2, *keys, *flat))
+        except StateUnavailable as exc:  # tried again at the next start
+            log.warning("usage rows from before key refs not adopted yet: %s", exc)
+
+    async def _legacy_refs(self) -> dict[str, str]:
+        found = await self.link.call(lambda: self.link.client.hgetall(self._key("legacy_refs")))
+        return {k.decode(): v.decode() for k, v in found.items()}

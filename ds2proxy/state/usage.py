@@ -23,17 +23,19 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from .usage_migrations import add_ref_columns, adopt_refs, import_legacy
+
 log = logging.getLogger("ds2proxy.usage")
 
 GRAINS = {"minute": 60, "hour": 3600, "day": 86400}
 ROW_FIELDS = ("time", "request_id", "key_name", "family", "route", "method", "model",
               "native_model", "account", "status", "error_code", "error_message", "latency_ms",
               "ttfb_ms", "prompt_tokens", "completion_tokens", "reasoning_tokens", "tool_calls",
-              "stream", "request_body", "served_by")
+              "stream", "request_body", "served_by", "key_ref")
 # A page of the request log leaves out kept bodies (up to a megabyte each):
 # one row's details carry its body.
 LISTED = ("id", *(f for f in ROW_FIELDS if f != "request_body"))
-FILTERS = ("key_name", "model", "status", "account", "family", "request_id")
+FILTERS = ("key_name", "model", "status", "account", "family", "request_id", "key_ref")
 GROUPS = ("key_name", "model", "account", "family")
 _BATCH = 1000
 MAX_HELD = 100_000  # rows kept while the file refuses writes
@@ -45,15 +47,15 @@ CREATE TABLE IF NOT EXISTS requests (
   route TEXT, method TEXT, model TEXT, native_model TEXT, account TEXT, status INTEGER,
   error_code TEXT, error_message TEXT, latency_ms REAL, ttfb_ms REAL, prompt_tokens INTEGER,
   completion_tokens INTEGER, reasoning_tokens INTEGER, tool_calls INTEGER, stream INTEGER,
-  request_body TEXT, served_by TEXT);
+  request_body TEXT, served_by TEXT, key_ref TEXT);
 CREATE INDEX IF NOT EXISTS requests_time ON requests(time);
 CREATE INDEX IF NOT EXISTS requests_request_id ON requests(request_id);
 CREATE TABLE IF NOT EXISTS rollups (
   grain TEXT NOT NULL, bucket INTEGER NOT NULL, key_name TEXT NOT NULL, model TEXT NOT NULL,
   account TEXT NOT NULL, family TEXT NOT NULL, requests INTEGER NOT NULL, errors INTEGER NOT NULL,
   prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL,
-  reasoning_tokens INTEGER NOT NULL, latency_ms_sum REAL NOT NULL,
-  PRIMARY KEY (grain, bucket, key_name, model, account, family));
+  reasoning_tokens INTEGER NOT NULL, latency_ms_sum REAL NOT NULL, key_ref TEXT,
+  PRIMARY KEY (grain, bucket, key_ref, key_name, model, account, family));
 """
 # One index per request-log filter (a row's id rides along in each, so a
 # filtered page is read newest first straight from its index), and two
@@ -67,8 +69,10 @@ FILTER_INDEXES = {
     "requests_failed_keys": f"requests(key_name, model, account, family) WHERE {FAILED}",
 }
 _UPSERT = """
-INSERT INTO rollups VALUES (?,?,?,?,?,?,1,?,?,?,?,?)
-ON CONFLICT (grain, bucket, key_name, model, account, family) DO UPDATE SET
+INSERT INTO rollups (grain, bucket, key_name, model, account, family, key_ref, requests, errors,
+  prompt_tokens, completion_tokens, reasoning_tokens, latency_ms_sum)
+VALUES (?,?,?,?,?,?,?,1,?,?,?,?,?)
+ON CONFLICT (grain, bucket, key_ref, key_name, model, account, family) DO UPDATE SET
   requests = requests + 1, errors = errors + excluded.errors,
   prompt_tokens = prompt_tokens + excluded.prompt_tokens,
   completion_tokens = completion_tokens + excluded.completion_tokens,
@@ -87,20 +91,32 @@ class UsageStore(Protocol):
                        ) -> tuple[list[dict[str, Any]], int]:
         """A page of rows (their ``LISTED`` fields), newest first, and the total."""
     async def request(self, row_id: int) -> dict[str, Any] | None: ...
-    async def series(self, grain: str, since: float, key_name: str | None = None
-                     ) -> list[dict[str, Any]]: ...
+    async def series(self, grain: str, since: float, key_name: str | None = None,
+                     key_ref: str | None = None) -> list[dict[str, Any]]: ...
     async def totals(self, group: str, grain: str, since: float,
-                     key_name: str | None = None) -> list[dict[str, Any]]: ...
+                     key_name: str | None = None, key_ref: str | None = None
+                     ) -> list[dict[str, Any]]: ...
+    async def adopt_refs(self, refs: dict[str, str]) -> None:
+        """Rows and rollups recorded before they kept the key's ref: given the
+        ref of the key ``refs`` maps their name to (once; the rest get none)."""
     async def close(self) -> None: ...
 
 
 def _rollup_rows(row: dict[str, Any]) -> list[tuple]:
     failed = int(row["status"] >= 400 or bool(row["error_code"]))
-    dims = (row["key_name"], row["model"], row["account"], row["family"])
+    dims = (row["key_name"], row["model"], row["account"], row["family"], row["key_ref"] or "")
     nums = (failed, row["prompt_tokens"], row["completion_tokens"], row["reasoning_tokens"],
             row["latency_ms"])
     return [(grain, int(row["time"] // size) * size, *dims, *nums)
             for grain, size in GRAINS.items()]
+
+
+def _of_key(key_name: str | None, key_ref: str | None) -> tuple[str, list[Any]]:
+    """The rollups' condition for one key's cells: by ref (the key whatever
+    it was named), else by the name recorded."""
+    if key_ref is not None:
+        return "AND key_ref = ?", [key_ref]
+    return ("AND key_name = ?", [key_name]) if key_name is not None else ("", [])
 
 
 def _source(filters: dict[str, Any]) -> str:
@@ -186,10 +202,10 @@ class SQLiteUsage:
 
         return await self._call(job)
 
-    async def series(self, grain: str, since: float, key_name: str | None = None
-                     ) -> list[dict[str, Any]]:
+    async def series(self, grain: str, since: float, key_name: str | None = None,
+                     key_ref: str | None = None) -> list[dict[str, Any]]:
         """Per-bucket sums since ``since`` (overall, or one key's)."""
-        extra, args = ("AND key_name = ?", [key_name]) if key_name is not None else ("", [])
+        extra, args = _of_key(key_name, key_ref)
         sql = ("SELECT bucket, SUM(requests) AS requests, SUM(errors) AS errors, "
                "SUM(prompt_tokens) AS prompt_tokens, SUM(completion_tokens) AS "
                "completion_tokens, SUM(reasoning_tokens) AS reasoning_tokens "
@@ -199,20 +215,27 @@ class SQLiteUsage:
             sql, [grain, int(since), *args]).fetchall()])
 
     async def totals(self, group: str, grain: str, since: float,
-                     key_name: str | None = None) -> list[dict[str, Any]]:
+                     key_name: str | None = None, key_ref: str | None = None
+                     ) -> list[dict[str, Any]]:
         """Sums per key, model, account or family since ``since`` (of one key's
-        requests only, given ``key_name``)."""
+        requests only, given ``key_name`` or ``key_ref``)."""
         if group not in GROUPS or grain not in GRAINS:
             raise ValueError(f"cannot group by {group!r} at {grain!r}")
-        of_key = "" if key_name is None else "AND key_name = ? "
+        of_key, key_args = _of_key(key_name, key_ref)
         sql = (f"SELECT {group} AS name, SUM(requests) AS requests, SUM(errors) AS errors, "
                "SUM(prompt_tokens) AS prompt_tokens, SUM(completion_tokens) AS "
                "completion_tokens, SUM(reasoning_tokens) AS reasoning_tokens, "
                "SUM(latency_ms_sum) AS latency_ms_sum FROM rollups "
-               f"WHERE grain = ? AND bucket >= ? {of_key}GROUP BY {group} "
+               f"WHERE grain = ? AND bucket >= ? {of_key} GROUP BY {group} "
                "ORDER BY requests DESC")
-        args: list[Any] = [grain, int(since)] + ([] if key_name is None else [key_name])
+        args: list[Any] = [grain, int(since), *key_args]
         return await self._call(lambda db: [dict(r) for r in db.execute(sql, args).fetchall()])
+
+    async def adopt_refs(self, refs: dict[str, str]) -> None:
+        try:
+            await self._call(lambda db: adopt_refs(db, refs))
+        except sqlite3.OperationalError as exc:  # a locked file: the next start
+            log.warning("usage store: rows from before key refs not adopted yet: %s", exc)
 
     async def close(self) -> None:
         await self.flush()
@@ -235,8 +258,9 @@ class SQLiteUsage:
         columns = {row[1] for row in db.execute("PRAGMA table_info(requests)")}
         if "served_by" not in columns:  # a store written before routes existed
             db.execute("ALTER TABLE requests ADD COLUMN served_by TEXT")
+        add_ref_columns(db, columns, SCHEMA)
         if self.legacy and os.path.isfile(self.legacy):
-            _import_legacy(db, self.legacy)
+            import_legacy(db, self.legacy, ROW_FIELDS)
         _add_filter_indexes(db)
         return db
 
@@ -362,24 +386,3 @@ def _add_filter_indexes(db: sqlite3.Connection) -> None:
     # The planner's statistics (sampled: quick on any size), without which
     # it takes the key's index over the key's-failures one.
     db.execute("ANALYZE")
-
-
-def _import_legacy(db: sqlite3.Connection, legacy: str) -> None:
-    """Bring the rows of a former separate usage file into the state file
-    (once: the old file is renamed ``*.migrated`` afterwards)."""
-    if db.execute("SELECT 1 FROM requests LIMIT 1").fetchone() is not None:
-        log.warning("usage file %s was not imported: the state file already has usage", legacy)
-        return
-    db.execute("ATTACH DATABASE ? AS legacy", (legacy,))
-    try:
-        with db:
-            present = {row[1] for row in db.execute("PRAGMA legacy.table_info(requests)")}
-            cols = ",".join(f for f in ROW_FIELDS if f in present)  # older files lack some
-            db.execute(f"INSERT INTO requests ({cols}) SELECT {cols} FROM legacy.requests "
-                       "ORDER BY id")
-            db.execute("INSERT OR IGNORE INTO rollups SELECT * FROM legacy.rollups")
-        moved = db.execute("SELECT COUNT(*) FROM requests").fetchone()[0]
-    finally:
-        db.execute("DETACH DATABASE legacy")
-    os.replace(legacy, legacy + ".migrated")
-    log.info("imported %d usage rows from %s into the state file", moved, legacy)
