@@ -1,7 +1,8 @@
 """A large request (a multi-MB inline image, thousands of messages) is parsed
 in a worker thread, its base64 decoded there a slice at a time and its
-sha256 worked out once; the upload is the same bytes the loop would have
-sent. A small request stays on the loop. Figures: bench/loop_lag_bench.py."""
+sha256 worked out once, and its uploads planned in a thread; the upload is
+the same bytes the loop would have sent. A small request stays on the loop.
+Figures: bench/loop_lag_bench.py."""
 
 from __future__ import annotations
 
@@ -15,10 +16,11 @@ import pytest
 from conftest import Proxy
 from test_attachments import ask_openai, assert_uploaded, image_url_part
 
+from ds2proxy import turn_text
 from ds2proxy.dialects import content
 from ds2proxy.errors import InvalidRequest
 from ds2proxy.parse_off_loop import PARSE_OFF_LOOP_BYTES
-from ds2proxy.testing.clients import anthropic_client
+from ds2proxy.testing.clients import anthropic_client, openai_client
 from ds2proxy.upstream import files
 from ds2proxy_plugins.claude import messages as claude_messages
 from ds2proxy_plugins.openai import chat as openai_chat
@@ -114,3 +116,30 @@ def test_sliced_decoding_gives_the_same_bytes():
     wrapped = "\n".join(BIG_B64[i:i + 76] for i in range(0, len(BIG_B64), 76))
     assert content.inline_bytes(wrapped, "data") == BIG
     assert content.inline_bytes("QUI=", "data") == b"AB"
+
+
+def many_messages(count: int) -> list[dict[str, Any]]:
+    return [{"role": "user" if i % 2 == 0 else "assistant", "content": f"message {i} ok"}
+            for i in range(count)] + [{"role": "user", "content": "sum it up"}]
+
+
+async def test_thousands_of_messages_are_parsed_and_planned_off_the_loop(
+        proxy: Proxy, monkeypatch: pytest.MonkeyPatch):
+    parsed_on = recorded(monkeypatch, openai_chat, "parse_chat_request")
+    planned_on = recorded(monkeypatch, turn_text, "plan_files")
+    async with openai_client(proxy) as client:
+        reply = await client.chat.completions.create(model="deepseek-chat",
+                                                     messages=many_messages(5000))
+    assert reply.choices[0].finish_reason == "stop"
+    assert "message 4999 ok" in proxy.fake.calls_to("chat/completion")[-1].body["prompt"]
+    loop = threading.get_ident()
+    assert parsed_on and loop not in parsed_on
+    assert planned_on and loop not in planned_on
+
+
+async def test_a_short_conversation_plans_its_files_on_the_loop(
+        proxy: Proxy, monkeypatch: pytest.MonkeyPatch):
+    planned_on = recorded(monkeypatch, turn_text, "plan_files")
+    async with openai_client(proxy) as client:
+        await client.chat.completions.create(model="deepseek-chat", messages=many_messages(3))
+    assert planned_on == [threading.get_ident()]
