@@ -1,6 +1,6 @@
 """A large embeddings answer (thousands of vectors, thousands of dimensions)
-is encoded and serialised in a worker thread, item by item, and sent in
-slices: the same bytes the loop would have built. A small one stays on the
+is encoded and serialised in a worker thread, item by item, and sent
+pieces: the same bytes the loop would have built. A small one stays on the
 loop. Figures: bench/loop_lag_bench.py."""
 
 from __future__ import annotations
@@ -26,13 +26,13 @@ TEXTS = [f"text number {i}" for i in range(large_json.OFF_LOOP_VALUES // DIMENSI
 def built_on(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """The thread each answer was serialised on."""
     seen: list[int] = []
-    original = large_json.dumps_in_pieces
+    original = large_json.pieces_of
 
-    def recorded(body: dict[str, Any], field: str) -> bytes:
+    def recorded(body: dict[str, Any], field: str) -> list[bytes]:
         seen.append(threading.get_ident())
         return original(body, field)
 
-    monkeypatch.setattr(large_json, "dumps_in_pieces", recorded)
+    monkeypatch.setattr(large_json, "pieces_of", recorded)
     return seen
 
 
