@@ -1,6 +1,6 @@
 """A large embeddings answer (thousands of vectors, thousands of dimensions)
 is encoded and serialised in a worker thread, item by item, and sent
-pieces: the same bytes the loop would have built. A small one stays on the
+piece by piece: the same bytes the loop would have built. A small one stays on the
 loop. Figures: bench/loop_lag_bench.py."""
 
 from __future__ import annotations
