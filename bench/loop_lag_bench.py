@@ -150,6 +150,12 @@ def big_image(megabytes: float) -> bytes:
         {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{data}"}}]}])
 
 
+def many_embeddings(encoding: str) -> bytes:
+    return json.dumps({"model": "text-embedding-3-small", "dimensions": 8192,
+                       "encoding_format": encoding,
+                       "input": [f"text number {i}" for i in range(2048)]}).encode()
+
+
 class Bench:
     def __init__(self, url: str, client: ClientThread, probe: LagProbe, accounts: int) -> None:
         self.url, self.client, self.probe, self.accounts = url, client, probe, accounts
@@ -214,6 +220,14 @@ class Bench:
                 "POST", "/v1/chat/completions", huge_tools(300), api)),
             ("chat 8 MB base64 image", self.send(
                 "POST", "/v1/chat/completions", big_image(8), api)),
+            ("embeddings 2048 x 8192 float", self.send(
+                "POST", "/v1/embeddings", many_embeddings("float"), api)),
+            ("embeddings 2048 x 8192 base64", self.send(
+                "POST", "/v1/embeddings", many_embeddings("base64"), api)),
+            ("ollama embed 2048 x 8192", self.send(
+                "POST", "/api/embed", json.dumps({
+                    "model": "deepseek-chat", "input": [f"text {i}" for i in range(2048)],
+                    "dimensions": 8192}).encode(), api)),
         ]
 
 
@@ -222,7 +236,8 @@ async def main(args: argparse.Namespace) -> None:
             tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "config.json"
         config = proxy_config(base_url, accounts=args.accounts, extra={
-            "history_file": {"enabled": args.history_file}})
+            "history_file": {"enabled": args.history_file},
+            "embeddings": {"provider": "testing"}})
         path.write_text(json.dumps(config))
         app = create_app(ConfigStore.from_sources(str(path), {}), admin_key=ADMIN_KEY)
         server = await start_server(app)

@@ -50,6 +50,8 @@ class AttachmentPart:
     url: str | None = None
     data: bytes | None = None
     file_id: str | None = None
+    # sha256 of ``data``, worked out once (see upstream.files.digest_of).
+    digest: str | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(slots=True)

@@ -36,12 +36,13 @@ from .health import classify
 from .shaping import ShapingSettings, TurnShaper
 from .structured import JSONOutputError, repair_prompt
 from .tokens import count_tokens_async
-from .turn_text import plan_turn_text_async, render_turn_async, turn_prompt_tokens
+from .turn_text import (plan_files_async, plan_turn_text_async, render_turn_async,
+                        turn_prompt_tokens)
 from .upstream.client import UpstreamStream
 from .upstream.conversation import Conversation
 from .upstream.events import ContentFiltered as FilterEvent
 from .upstream.events import Hint, TextChunk, UpstreamFault
-from .upstream.files import plan_uploads, ref_file_ids, with_uploaded_ids
+from .upstream.files import PendingUpload, ref_file_ids, with_uploaded_ids
 from .upstream.stream_parser import INCOMPLETE, StreamParser
 from .upstream.rounds import read_rounds
 from .upstream.credentials import Credentials
@@ -64,9 +65,10 @@ class Turn:
         self.caller = caller
         self.id = uuid.uuid4().hex
         self.created = int(time.time())
-        # Inline payloads to upload once an account is leased (400 over the limit).
-        self._uploads = plan_uploads(chat.messages, chat.model.model_type)
-        self._file_ids = ref_file_ids(chat)
+        # Inline payloads to upload once an account is leased (400 over the
+        # limit) and the file ids referenced: planned in open().
+        self._uploads: dict[str, PendingUpload] = {}
+        self._file_ids: list[str] = []
         # Settings as at the turn's start: a fail-over sends the same shape.
         self._config = core.config
         self._sent_chat = chat
@@ -97,6 +99,7 @@ class Turn:
         """Flatten the conversation (a large one in a thread), reach an open
         upstream stream and count the prompt tokens meanwhile (ditto)."""
         if not self.prompt:  # once: a fail-over re-opens with the same text
+            self._uploads, self._file_ids = await plan_files_async(self.chat)
             self._history, self._history_text, self.prompt = await plan_turn_text_async(
                 self.chat, self._config)
         counting = asyncio.ensure_future(self._count_prompt())

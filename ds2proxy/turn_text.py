@@ -19,7 +19,7 @@ from .prompt.weight import flattens_in_thread
 from .structured import format_instructions
 from .tokens import count_attachment_tokens, count_tokens_async
 from .toolcall.prompt import build_tool_prompt
-from .upstream.files import PendingUpload, plan_uploads, with_uploaded_ids
+from .upstream.files import PendingUpload, plan_uploads, ref_file_ids, with_uploaded_ids
 
 # What an uploaded file's mention in the prompt ("attached as file-…") is
 # counted with: its real id exists only once uploaded, so a turn and a
@@ -96,6 +96,19 @@ async def render_turn_async(chat: ChatRequest, config: Config,
                             history: HistoryFileSettings | None) -> tuple[str, str]:
     """:func:`render_turn`, off the event loop for a large request."""
     return await _flattened(chat, render_turn, chat, config, history)
+
+
+def plan_files(chat: ChatRequest) -> tuple[dict[str, PendingUpload], list[str]]:
+    """The inline payloads to upload (400 over the limit) and the file ids
+    the turn references."""
+    return plan_uploads(chat.messages, chat.model.model_type), ref_file_ids(chat)
+
+
+async def plan_files_async(chat: ChatRequest
+                           ) -> tuple[dict[str, PendingUpload], list[str]]:
+    """:func:`plan_files`, off the event loop for a large request (10,000
+    messages took ~15 ms to walk)."""
+    return await _flattened(chat, plan_files, chat)
 
 
 async def turn_prompt_tokens(chat: ChatRequest, config: Config,

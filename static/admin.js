@@ -93,6 +93,10 @@ function renderOverview(root, data) {
     "monitor.errors_total": data.monitor.errors_total,
     "monitor.uptime": formatDuration(data.monitor.uptime_seconds),
   };
+  values["accounts.shown"] = data.accounts.length;
+  values["accounts.total"] = data.accounts_total;
+  const shownNote = root.querySelector("#overview-accounts-shown");
+  if (shownNote) shownNote.hidden = data.accounts.length >= data.accounts_total;
   for (const [name, value] of Object.entries(data.queue)) values[`queue.${name}`] = value;
   for (const [name, value] of Object.entries(data.queue.by_state || {})) {
     values[`queue.by_state.${name}`] = value;

@@ -22,11 +22,17 @@ class ConfigAPI:
         return response
 
     async def get_config(self, request: web.Request) -> web.Response:
-        return self._tagged(json_ok(self.ops.config_view()))
+        view, etag = await self.ops.config_view_async()
+        response = json_ok(view)
+        response.headers["ETag"] = etag
+        return response
 
     async def post_config(self, request: web.Request) -> web.Response:
         await self.ops.replace_lists(await self.ctx.body(request), request.headers.get(IF_MATCH))
-        return self._tagged(json_ok({"success": True, "config": self.ops.config_view()}))
+        view, etag = await self.ops.config_view_async()
+        response = json_ok({"success": True, "config": view})
+        response.headers["ETag"] = etag
+        return response
 
     async def get_settings(self, request: web.Request) -> web.Response:
         return json_ok(self.ops.settings_view())

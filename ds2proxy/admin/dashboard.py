@@ -105,7 +105,7 @@ def _breakable(value: Any) -> markupsafe.Markup:
 _BREAK_AT = re.compile(r"(?<=@)|(?=\.)")
 
 
-def _pretty(value: Any) -> str:
+def pretty_json(value: Any) -> str:
     return orjson.dumps(value, option=orjson.OPT_INDENT_2).decode()
 
 
@@ -114,7 +114,7 @@ def setup_templates(app: web.Application) -> None:
                                app_key=JINJA, autoescape=True, trim_blocks=True,
                                lstrip_blocks=True)
     env.filters.update(ago=_ago, breakable=_breakable, clock=_clock, duration=_duration,
-                       pretty=_pretty)
+                       pretty=pretty_json)
 
 
 # A dashboard path (query and fragment allowed) in printable ASCII: no scheme,

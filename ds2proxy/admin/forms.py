@@ -251,8 +251,8 @@ class Forms:
                 raise InvalidRequest("choose a file or paste a config first")
             result = await self.ops.import_config(_document(text), mode)
         except ProxyError as exc:
-            return self.pages.config_page(request, claims, status=exc.status, text=pasted,
-                                          mode=mode, error=exc.message)
+            return await self.pages.config_page(request, claims, status=exc.status,
+                                                text=pasted, mode=mode, error=exc.message)
         notes = "".join(f" Warning: {w}." for w in result["warnings"][:3])
         return self.dash.back(request, CONFIG_URL, "info" if notes else "success",
                               f"Config imported ({result['mode']}): {result['total_keys']} keys, "

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any
 
+import markupsafe
 from aiohttp import web
 
 from ..body import read_form, too_large
@@ -11,8 +13,9 @@ from ..errors import ProxyError
 from . import settings
 from .context import LOGIN_BODY_BYTES, AdminContext
 from .credentials import Claims
-from .dashboard import HOME_URL, Dashboard, Form, safe_next
+from .dashboard import HOME_URL, Dashboard, Form, pretty_json, safe_next
 from .masking import masked_key
+from .operations import VIEW_IN_THREAD_ACCOUNTS
 from .playground import FAMILIES
 
 if TYPE_CHECKING:
@@ -117,14 +120,24 @@ class Pages:
     async def settings(self, request: web.Request) -> web.StreamResponse:
         return self.settings_page(request, self.dash.session(request))
 
-    def config_page(self, request: web.Request, claims: Claims, *, status: int = 200,
-                    text: str = "", mode: str = "merge", error: str = "") -> web.Response:
+    async def config_page(self, request: web.Request, claims: Claims, *, status: int = 200,
+                          text: str = "", mode: str = "merge", error: str = "") -> web.Response:
         return self.dash.render(request, "config.html", claims=claims, active="config",
-                                status=status, masked=self.ops.config_view(), text=text,
+                                status=status, masked=await self._masked_text(), text=text,
                                 mode=mode, error=error)
 
+    async def _masked_text(self) -> markupsafe.Markup:
+        """The masked config as escaped, indented JSON: in a worker thread with
+        many accounts (thousands held the loop for tens of ms)."""
+        def build() -> markupsafe.Markup:
+            return markupsafe.escape(pretty_json(self.ops.config_view()))
+
+        if len(self.ctx.core.config.accounts) < VIEW_IN_THREAD_ACCOUNTS:
+            return build()
+        return await asyncio.to_thread(build)
+
     async def config(self, request: web.Request) -> web.StreamResponse:
-        return self.config_page(request, self.dash.session(request))
+        return await self.config_page(request, self.dash.session(request))
 
     async def playground(self, request: web.Request) -> web.StreamResponse:
         claims = self.dash.session(request)

@@ -272,7 +272,9 @@ class HealthTracker:
     # -- views ---------------------------------------------------------------------
 
     def view(self, identifier: str) -> dict:
-        return self.record(identifier).view(self._clock())
+        """Never adds a record: admin views are built in a worker thread."""
+        rec = self._records.get(identifier)
+        return (rec if rec is not None else AccountHealth()).view(self._clock())
 
     def counts(self, identifiers: Iterable[str]) -> dict[str, int]:
         out = {HEALTHY: 0, COOLING: 0, LOGIN_FAILING: 0, DISABLED: 0}

@@ -61,8 +61,26 @@ def upload_key(part: AttachmentPart, model_type: str) -> str | None:
     """The dedup key of an attachment that needs uploading, else None."""
     if part.data is None or part.file_id:
         return None
-    digest = hashlib.sha256(part.data).hexdigest()
-    return f"{digest}:{upload_model_type(part, model_type)}"
+    return f"{digest_of(part)}:{upload_model_type(part, model_type)}"
+
+
+def digest_of(part: AttachmentPart) -> str:
+    """The sha256 of an inline payload, kept on the part (and its copies):
+    a turn keys it several times, each a full pass over megabytes."""
+    if part.digest is None:
+        assert part.data is not None
+        part.digest = hashlib.sha256(part.data).hexdigest()
+    return part.digest
+
+
+def hash_attachments(chat: ChatRequest) -> ChatRequest:
+    """Work out every inline payload's digest now (called in a worker thread
+    for a large request, so the turn never hashes megabytes on the loop)."""
+    for message in chat.messages:
+        for part in message.attachments:
+            if part.data is not None:
+                digest_of(part)
+    return chat
 
 
 def upload_model_type(part: AttachmentPart, model_type: str) -> str:

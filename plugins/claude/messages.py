@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from functools import partial
 
 from aiohttp import web
 
+from ds2proxy.parse_off_loop import parse_request
 from ds2proxy.plugin_api import ChatRequest, PluginAPI
 from ds2proxy.dialects import json_response
 from ds2proxy.dialects.anthropic_messages import (
@@ -21,8 +23,9 @@ class MessageRoutes:
     async def _parse(self, request: web.Request) -> ChatRequest:
         body = await self.api.read_json(request)
         model = self.api.resolve_model(body.get("model"), family="claude")
-        return parse_messages_request(
-            body, model, interleaved=interleaved_thinking(request.headers.get("anthropic-beta")))
+        interleaved = interleaved_thinking(request.headers.get("anthropic-beta"))
+        parse = partial(parse_messages_request, interleaved=interleaved)
+        return await parse_request(request, parse, body, model)
 
     async def create(self, request: web.Request) -> web.StreamResponse:
         caller = self.api.authenticate(request)

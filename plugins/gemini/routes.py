@@ -7,9 +7,11 @@ method after the last colon picks the handler: ``generateContent``,
 
 from __future__ import annotations
 
+from functools import partial
 
 from aiohttp import web
 
+from ds2proxy.parse_off_loop import parse_request
 from ds2proxy.plugin_api import InvalidRequest, NotFound, PluginAPI
 from ds2proxy.dialects import json_response
 
@@ -60,7 +62,8 @@ class GenerateRoutes:
         body = await self.api.read_json(request)
         model = served_model(self.api, model_name)
         check_alt(request)
-        gemini = parse_generate_request(body, model, stream=stream)
+        parse = partial(parse_generate_request, stream=stream)
+        gemini = await parse_request(request, parse, body, model)
         async with self.api.turn(gemini.chat, caller) as turn:
             if stream:
                 return await respond_stream(self.api, request, turn, gemini)

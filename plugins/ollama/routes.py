@@ -17,6 +17,7 @@ from ds2proxy.plugin_api import (
     Turn,
 )
 from ds2proxy.dialects import json_response
+from ds2proxy.dialects.large_json import drained, large_json_response
 
 from .fields import check_embed_fields, check_embeddings_fields, keep_alive_seconds
 from .models import resolve
@@ -84,9 +85,10 @@ class EmbedRoutes:
         tokens = await self._used(body, texts, embedded.prompt_tokens)
         vectors = embedded.vectors
         durations = clock.durations()
-        return json_response({"model": model_name(body), "embeddings": vectors,
-                              "total_duration": durations["total_duration"],
-                              "load_duration": 0, "prompt_eval_count": tokens})
+        return await large_json_response(request, {
+            "model": model_name(body), "embeddings": drained(vectors),
+            "total_duration": durations["total_duration"],
+            "load_duration": 0, "prompt_eval_count": tokens}, "embeddings", sum(map(len, vectors)))
 
     async def embeddings(self, request: web.Request) -> web.Response:
         texts, body, caller = await self._read(request, "prompt", many=False)

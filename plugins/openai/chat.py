@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from ds2proxy.parse_off_loop import parse_request
 from ds2proxy.dialects.chat_stream import respond_chat
 from ds2proxy.dialects.legacy_functions import legacy_style
 from ds2proxy.dialects.openai_chat import ChatStyle, parse_chat_request
@@ -19,7 +20,7 @@ class ChatRoutes:
         caller = self.api.authenticate(request)
         body = await self.api.read_json(request)
         model = self.api.resolve_model(body.get("model"), family="openai")
-        chat = parse_chat_request(body, model)
+        chat = await parse_request(request, parse_chat_request, body, model)
         style = legacy_style(ChatStyle(), body)
         async with self.api.turn(chat, caller) as turn:
             return await respond_chat(self.api, request, turn, chat, style)

@@ -18,7 +18,7 @@ from typing import Any
 from aiohttp import web
 
 from ds2proxy.plugin_api import InvalidRequest, NotImplementedFeature, PluginAPI
-from ds2proxy.dialects import json_response
+from ds2proxy.dialects.large_json import drained, large_json_response
 from ds2proxy.dialects.validate import Bounds, choice, integer, string
 
 MAX_DIMENSIONS = 8192
@@ -60,13 +60,14 @@ class EmbeddingRoutes:
         if tokens is None:
             tokens = await usage_tokens(inputs, self.api.count_tokens)
         self.api.note_usage(model=model, prompt_tokens=tokens)
-        return json_response({
+        # Encoded (base64) and serialised in a worker thread when large.
+        return await large_json_response(request, {
             "object": "list",
-            "data": [{"object": "embedding", "index": i, "embedding": _encode(v, encoding)}
-                     for i, v in enumerate(vectors)],
+            "data": ({"object": "embedding", "index": i, "embedding": _encode(v, encoding)}
+                     for i, v in enumerate(drained(vectors))),
             "model": model,
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-        })
+        }, "data", sum(map(len, vectors)))
 
 
 async def usage_tokens(inputs: list[EmbeddingInput],
