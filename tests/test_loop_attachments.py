@@ -19,7 +19,7 @@ from test_attachments import ask_openai, assert_uploaded, image_url_part
 from ds2proxy import turn_text
 from ds2proxy.dialects import content
 from ds2proxy.errors import InvalidRequest
-from ds2proxy.parse_off_loop import PARSE_OFF_LOOP_BYTES
+from ds2proxy.dialects.parse_off_loop import PARSE_OFF_LOOP_BYTES
 from ds2proxy.testing.clients import anthropic_client, openai_client
 from ds2proxy.upstream import files
 from ds2proxy_plugins.claude import messages as claude_messages

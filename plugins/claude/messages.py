@@ -6,7 +6,7 @@ from functools import partial
 
 from aiohttp import web
 
-from ds2proxy.parse_off_loop import parse_request
+from ds2proxy.dialects.parse_off_loop import parse_request
 from ds2proxy.plugin_api import ChatRequest, PluginAPI
 from ds2proxy.dialects import json_response
 from ds2proxy.dialects.anthropic_messages import (

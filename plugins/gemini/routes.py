@@ -11,7 +11,7 @@ from functools import partial
 
 from aiohttp import web
 
-from ds2proxy.parse_off_loop import parse_request
+from ds2proxy.dialects.parse_off_loop import parse_request
 from ds2proxy.plugin_api import InvalidRequest, NotFound, PluginAPI
 from ds2proxy.dialects import json_response
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ds2proxy.parse_off_loop import parse_request
+from ds2proxy.dialects.parse_off_loop import parse_request
 from ds2proxy.dialects.chat_stream import respond_chat
 from ds2proxy.dialects.legacy_functions import legacy_style
 from ds2proxy.dialects.openai_chat import ChatStyle, parse_chat_request

@@ -14,8 +14,8 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from .canonical import ChatRequest
-from .upstream.files import hash_attachments
+from ..canonical import ChatRequest
+from ..upstream.files import hash_attachments
 
 T = TypeVar("T")
 
