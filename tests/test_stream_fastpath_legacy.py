@@ -206,14 +206,20 @@ def test_one_huge_flat_token_among_empty_ones() -> None:
     assert fast.answer == "a" + huge + "z"
 
 
+def replay(tmp_path: Path, frames: Sequence[Any]) -> Replay:
+    """A one-round recording of ``frames`` (after ``ready``) for the fake upstream."""
+    events = [body(frame) + b"\n" for frame in frames]
+    recording = tmp_path / "flat.sse"
+    recording.write_bytes(b"event: ready\ndata: " + json.dumps(READY[1]).encode() + b"\n\n"
+                          + b"".join(events))
+    return Replay(recording)
+
+
 async def test_split_think_tags_on_the_wire(proxy, tmp_path: Path) -> None:
     """The same flat stream served by the fake upstream: the official client
     sees the reasoning and answer without tag pieces, streamed or not."""
-    events = [b"\n".join(body(frame).splitlines()) + b"\n\n" for frame in SPLIT_TAGS[2:]]
-    recording = tmp_path / "split-tags.sse"
-    recording.write_bytes(b"event: ready\ndata: " + json.dumps(READY[1]).encode() + b"\n\n"
-                          + b"".join(events))
-    proxy.fake.enqueue(Replay(recording), Replay(recording))
+    recording = replay(tmp_path, SPLIT_TAGS[2:])
+    proxy.fake.enqueue(recording, recording)
     client = openai_client(proxy)
     user = [{"role": "user", "content": "hello"}]
     whole = await client.chat.completions.create(model="deepseek-reasoner", messages=user)
@@ -228,3 +234,19 @@ async def test_split_think_tags_on_the_wire(proxy, tmp_path: Path) -> None:
             content.append(choice.delta.content or "")
     assert ("".join(thinking), "".join(content)) == ("abc x < y", "d <")
     assert not any("<thi" in t or "</th" in t for t in thinking + content)
+
+
+async def test_a_patch_at_a_superscript_index_is_skipped_on_the_wire(proxy, tmp_path: Path
+                                                                   ) -> None:
+    """``response/fragments/²/…`` is a bad patch like any other: skipped,
+    and the answer around it arrives whole (the turn used to fail with a 500
+    "internal error: ValueError")."""
+    recording = replay(tmp_path, [{"p": LEGACY_ANSWER, "v": "before "},
+                                  {"p": "response/fragments", "v": [frag(1, "RESPONSE", "")]},
+                                  {"p": "response/fragments/²/content", "o": "APPEND", "v": "x"},
+                                  {"p": LEGACY_ANSWER, "o": "APPEND", "v": "after"}, FINISHED])
+    proxy.fake.enqueue(recording)
+    answer = await openai_client(proxy).chat.completions.create(
+        model="deepseek-chat", messages=[{"role": "user", "content": "hello"}])
+    assert answer.choices[0].message.content == "before after"
+    assert answer.choices[0].finish_reason == "stop"
