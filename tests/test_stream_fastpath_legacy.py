@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 
+from ds2proxy.testing import Replay
+from ds2proxy.testing.clients import openai_client
 from ds2proxy.testing.recordings import load_rounds
 from ds2proxy.testing.reconstruct import reconstruct
 from ds2proxy.upstream.events import StatusChanged, TextChunk
@@ -150,8 +152,25 @@ def test_think_tags_split_across_flat_tokens() -> None:
     fast = assert_same([body(*READY, {"p": LEGACY_THINKING, "v": "<think>a"}, {"v": "b"},
                              {"v": "c"}, {"v": "</think"}, {"v": ">"}, {"v": "d"}, {"v": "e"},
                              {"p": LEGACY_ANSWER, "v": "f"}, {"v": "g"}, FINISHED)])
-    assert fast.answer == "defg" and fast.thinking.startswith("abc")
+    assert (fast.thinking, fast.answer) == ("abc", "defg")
     assert fast.parser.taken >= 1
+
+
+SPLIT_TAGS = [*READY, {"p": LEGACY_THINKING, "v": "a"}, {"v": "<thi"}, {"v": "nk"}, {"v": ">b"},
+              {"v": "c"}, {"v": " x <"}, {"v": " y"}, {"v": "</th"}, {"v": "ink>d"},
+              {"v": " <"}, FINISHED]
+
+
+def test_a_think_tag_cut_into_tokens_is_dropped_like_a_whole_one() -> None:
+    """``<thi`` + ``nk`` + ``>b``: the tag never reaches the client and no
+    text after it is lost; a "<" that starts no tag is shown once the next
+    token tells (and at the round's end, before its status)."""
+    fast = assert_same([body(*SPLIT_TAGS)], min_taken=0)
+    texts = [(e.kind, e.text) for e in fast.events if isinstance(e, TextChunk)]
+    assert "".join(t for k, t in texts if k == "thinking") == "abc x < y"
+    assert "".join(t for k, t in texts if k == "answer") == "d <"
+    assert not any("<thi" in t or "nk" in t or "</th" in t for _, t in texts)
+    assert isinstance(fast.events[-1], StatusChanged) and texts[-1] == ("answer", "<")
 
 
 def test_long_flat_stream_parses_identically() -> None:
@@ -185,3 +204,49 @@ def test_one_huge_flat_token_among_empty_ones() -> None:
     fast = assert_same([body(*READY, {"p": LEGACY_ANSWER, "v": "a"}, *([{"v": ""}] * 300),
                              {"v": huge}, *([{"v": ""}] * 300), {"v": "z"}, FINISHED)])
     assert fast.answer == "a" + huge + "z"
+
+
+def replay(tmp_path: Path, frames: Sequence[Any]) -> Replay:
+    """A one-round recording of ``frames`` (after ``ready``) for the fake upstream."""
+    events = [body(frame) + b"\n" for frame in frames]
+    recording = tmp_path / "flat.sse"
+    recording.write_bytes(b"event: ready\ndata: " + json.dumps(READY[1]).encode() + b"\n\n"
+                          + b"".join(events))
+    return Replay(recording)
+
+
+async def test_split_think_tags_on_the_wire(proxy, tmp_path: Path) -> None:
+    """The same flat stream served by the fake upstream: the official client
+    sees the reasoning and answer without tag pieces, streamed or not."""
+    recording = replay(tmp_path, SPLIT_TAGS[2:])
+    proxy.fake.enqueue(recording, recording)
+    client = openai_client(proxy)
+    user = [{"role": "user", "content": "hello"}]
+    whole = await client.chat.completions.create(model="deepseek-reasoner", messages=user)
+    message = whole.choices[0].message
+    assert (message.model_extra["reasoning_content"], message.content) == ("abc x < y", "d <")
+    stream = await client.chat.completions.create(model="deepseek-reasoner", messages=user,
+                                                  stream=True)
+    thinking, content = [], []
+    async for chunk in stream:
+        for choice in chunk.choices:
+            thinking.append((choice.delta.model_extra or {}).get("reasoning_content") or "")
+            content.append(choice.delta.content or "")
+    assert ("".join(thinking), "".join(content)) == ("abc x < y", "d <")
+    assert not any("<thi" in t or "</th" in t for t in thinking + content)
+
+
+async def test_a_patch_at_a_superscript_index_is_skipped_on_the_wire(proxy, tmp_path: Path
+                                                                   ) -> None:
+    """``response/fragments/²/…`` is a bad patch like any other: skipped,
+    and the answer around it arrives whole (the turn used to fail with a 500
+    "internal error: ValueError")."""
+    recording = replay(tmp_path, [{"p": LEGACY_ANSWER, "v": "before "},
+                                  {"p": "response/fragments", "v": [frag(1, "RESPONSE", "")]},
+                                  {"p": "response/fragments/²/content", "o": "APPEND", "v": "x"},
+                                  {"p": LEGACY_ANSWER, "o": "APPEND", "v": "after"}, FINISHED])
+    proxy.fake.enqueue(recording)
+    answer = await openai_client(proxy).chat.completions.create(
+        model="deepseek-chat", messages=[{"role": "user", "content": "hello"}])
+    assert answer.choices[0].message.content == "before after"
+    assert answer.choices[0].finish_reason == "stop"

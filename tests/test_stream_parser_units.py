@@ -17,6 +17,7 @@ from ds2proxy.upstream.events import (
     UpstreamEvent,
     UpstreamFault,
 )
+from ds2proxy.upstream.patch_ops import PatchError, apply
 from ds2proxy.upstream.stream_parser import StreamParser
 
 TEMPLATE = "你好，这个问题我暂时无法回答，让我们换个话题再聊聊吧。"
@@ -244,6 +245,23 @@ def test_unknown_ops_paths_and_junk_are_skipped(parser: StreamParser,
     assert texts(events) == ["a", "b"]
     assert "unknown op" in caplog.text and "out of range" in caplog.text
     assert "MYSTERY" in caplog.text
+
+
+@pytest.mark.parametrize("key", ["²", "٣", "-²", "--1", "1_0", " 1"])
+def test_a_path_index_that_is_not_ascii_digits_is_a_patch_error(key: str) -> None:
+    with pytest.raises(PatchError, match="non-integer index"):
+        apply({"response": {"fragments": [{"content": ""}]}}, f"response/fragments/{key}/content",
+              "APPEND", "x")
+
+
+def test_a_patch_at_a_superscript_index_is_skipped_and_the_stream_goes_on(
+        parser: StreamParser, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="ds2proxy.upstream.stream"):
+        events = feed(parser, envelope(answer(2, "a")),
+                      {"p": "response/fragments/²/content", "o": "APPEND", "v": "x"},
+                      {"p": "response/fragments/-1/content", "o": "APPEND", "v": "b"})
+    assert texts(events) == ["a", "b"]
+    assert "non-integer index" in caplog.text
 
 
 def test_auto_continue_requests_a_continue_unless_finished(parser: StreamParser) -> None:

@@ -44,6 +44,8 @@ class CaptureScan:
     unfinished: InvokeSpan | None = None  # the invoke after them, still being written
     # False for a block rebuilt around a bare invoke: its calls wait for its end.
     early: bool = True
+    # Only a further tag can change this scan (text that adds none cannot).
+    settled: bool = False
 
     def span(self, index: int) -> InvokeSpan | None:
         """Invoke ``index`` of the block: a finished one, the unfinished one, or None."""
@@ -161,7 +163,8 @@ def _wrapper(text: str, tokens: Tokens, wrapper: Tag, walk: WrapperWalk | None) 
     walk.advance(tokens.tags)
     if walk.end is not None:
         return CaptureScan(Verdict.BLOCK, tokens, end=walk.end.end, invokes=walk.invokes)
-    return CaptureScan(Verdict.OPEN, tokens, invokes=walk.invokes, unfinished=walk.open_span())
+    return CaptureScan(Verdict.OPEN, tokens, invokes=walk.invokes, unfinished=walk.open_span(),
+                       settled=True)
 
 
 def _invoke_step(tag: Tag) -> int:
@@ -181,7 +184,8 @@ def _bare_invoke(text: str, tokens: Tokens, walk: WrapperWalk | None) -> Capture
         close_index = _invoke_end(text, tokens, index, walk)
         if close_index is None or close_index is False:
             verdict = Verdict.WAIT if close_index is None else Verdict.RELEASE
-            return CaptureScan(verdict, tokens, end=first.end)
+            # A body whose end is being looked for waits for a closing tag.
+            return CaptureScan(verdict, tokens, end=first.end, settled=close_index is None and walk.seek >= 0)
         close = tokens.tags[close_index]
         span = InvokeSpan(tokens.tags[index], close, tuple(tokens.tags[index + 1:close_index]))
         nxt = _next_tag(text, tokens, close.end)

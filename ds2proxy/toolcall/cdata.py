@@ -32,6 +32,11 @@ class CDataEnd:
         self._next = content_start
         self._fallback: int | None = None
 
+    @property
+    def resume(self) -> int:
+        """Where the next search starts (a ``]]>`` there may still be undecided)."""
+        return self._next
+
     def find(self, text: str, *, final: bool) -> int | None:
         """Index of the ending ``]]>``; None while undecided; UNCLOSED at the end."""
         at = text.find(CDATA_CLOSE, self._next)

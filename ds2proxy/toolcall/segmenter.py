@@ -54,7 +54,12 @@ Event = RawText | Consumed | CallEvent
 
 @dataclass(slots=True)
 class _Capture:
-    text: str
+    """A candidate block. Chunks are kept as a list and joined only when the
+    block is scanned, and a scan that only a new tag can change is not
+    repeated for chunks that cannot complete one (a long body streamed in
+    tiny chunks costs linear time, not quadratic)."""
+
+    parts: list[str]
     after_block: bool = False  # only blanks between the previous block and this
     handled: int = 0  # invokes of this block already turned into calls (or refused)
     started: dict[int, ToolCallStart] = field(default_factory=dict)  # "low": open calls
@@ -63,20 +68,40 @@ class _Capture:
     cut_at: int | None = None  # where the loose-CDATA repair removed an opener
     tokenizer: Tokenizer = field(default_factory=Tokenizer)
     walk: WrapperWalk = field(default_factory=WrapperWalk)
+    settled: bool = False  # the last scan stands until the tokenizer reads a new tag
+    tail: str = ""  # the last two characters of the text
+
+    @property
+    def text(self) -> str:
+        if len(self.parts) != 1:
+            self.parts[:] = ["".join(self.parts)]
+        return self.parts[0]
+
+    def add(self, text: str) -> bool:
+        """Append ``text``; whether the block must be scanned again."""
+        if not text:
+            return not self.settled
+        stale = not self.settled or self.tokenizer.may_change(self.tail, text)
+        self.parts.append(text)
+        self.tail = (self.tail + text)[-2:]
+        return stale
 
     def scan(self, *, final: bool) -> CaptureScan:
-        return scan_capture(self.text, final=final, tokenizer=self.tokenizer, walk=self.walk,
+        scan = scan_capture(self.text, final=final, tokenizer=self.tokenizer, walk=self.walk,
                             after_block=self.after_block)
+        self.settled = scan.settled and not final
+        return scan
 
     def replace(self, text: str, cut_at: int) -> None:
-        self.text, self.cut_at = text, cut_at
+        self.parts, self.cut_at, self.settled = [text], cut_at, False
         self.tokenizer, self.walk = Tokenizer(), WrapperWalk()
 
     def original(self, end: int) -> str:
         """``text[:end]`` as the model wrote it (with a removed opener restored)."""
+        text = self.text
         if self.cut_at is None or end <= self.cut_at:
-            return self.text[:end]
-        return self.text[:self.cut_at] + CDATA_OPEN + self.text[self.cut_at:end]
+            return text[:end]
+        return text[:self.cut_at] + CDATA_OPEN + text[self.cut_at:end]
 
 
 class Segmenter:
@@ -113,9 +138,9 @@ class Segmenter:
         out: list[Event] = []
         while True:
             if self._capture is not None:
-                self._capture.text += self._pending
+                stale = self._capture.add(self._pending)
                 self._pending = ""
-                if not self._step_capture(final, out):
+                if not (stale or final) or not self._step_capture(final, out):
                     return out
             elif not self._pending or not self._scan_text(final, out):
                 return out
@@ -133,7 +158,8 @@ class Segmenter:
             if isinstance(head, Head):
                 self._release(text[:at], out, fed_already=True)
                 self._pending = ""
-                self._capture = _Capture(text[at:], after_block=self._after_block)
+                held = text[at:]
+                self._capture = _Capture([held], after_block=self._after_block, tail=held[-2:])
                 return True
             if head is Scan.PARTIAL:
                 self._release(text[:at], out, fed_already=True)

@@ -65,16 +65,30 @@ class Tokenizer:
         self._fed = 0
         self._cdata: CDataEnd | None = None  # a section opened at _pos, end not found yet
         self._comment_scan = 0  # where the search for an open comment's end resumes
+        # What the scan stopped waiting for: only text holding it can add a token.
+        self._awaits: str | None = None
+
+    def may_change(self, tail: str, added: str) -> bool:
+        """Whether appending ``added`` to the text last advanced over (which
+        ends in ``tail``, its last two characters) can add a token: False
+        while the scan waits for a marker that ``added`` does not complete."""
+        if self._awaits is None:
+            return True
+        if len(self._awaits) > 1:
+            added = tail[-len(self._awaits) + 1:] + added
+        return self._awaits in added
 
     def advance(self, text: str, *, final: bool) -> Tokens:
         tokens = self.tokens
         tokens.unclosed_cdata = None
+        self._awaits = None
         while True:
             if self._cdata is not None and not self._close_cdata(text, final):
                 return tokens
             at = text.find("<", self._pos)
             if at < 0:
-                tokens.stop = len(text)
+                tokens.stop = self._pos = len(text)
+                self._awaits = "<"
                 return tokens
             self._fence.feed(text, self._fed, at)
             self._fed = self._pos = at
@@ -91,6 +105,8 @@ class Tokenizer:
         search = self._cdata
         assert search is not None
         close = search.find(text, final=final)
+        if close is None and search.resume >= len(text) - len(CDATA_CLOSE) + 1:
+            self._awaits = CDATA_CLOSE
         if close is None or close == UNCLOSED:
             self.tokens.stop = self._pos if close is None else len(text)
             self.tokens.unclosed_cdata = self._pos if close == UNCLOSED else None
@@ -108,6 +124,7 @@ class Tokenizer:
             close = text.find(COMMENT_CLOSE, max(at + len(COMMENT_OPEN), self._comment_scan))
             if close < 0:
                 self._comment_scan = max(at + len(COMMENT_OPEN), len(text) - 2)
+                self._awaits = None if final else COMMENT_CLOSE
                 return final and self._skip_to(len(text))
             return self._skip_to(close + len(COMMENT_CLOSE))
         rest = text[at:at + len(CDATA_OPEN)]

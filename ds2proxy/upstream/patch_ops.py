@@ -13,6 +13,7 @@ cannot be applied, so the caller can log and skip it without aborting.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +26,7 @@ LEGACY_ANSWER = "response/content"
 LEGACY_THINKING = "response/thinking_content"
 # Where a path-less token usually goes: the content of the newest fragment.
 TAIL_CONTENT = "response/fragments/-1/content"
+_INDEX = re.compile(r"-?[0-9]+")
 
 
 class PatchError(ValueError):
@@ -169,4 +171,6 @@ def _index(node: list, key: str) -> int:
 
 
 def _looks_like_index(key: str) -> bool:
-    return key.lstrip("-").isdigit()
+    """ASCII digits with an optional minus: ``str.isdigit`` also accepts
+    "²" or "٣", which ``int`` then refuses with a bare ValueError."""
+    return _INDEX.fullmatch(key) is not None

@@ -291,6 +291,9 @@ class StreamParser(TokenFastPath):
             self.response_message_id = value
 
     def _set_status(self, status: str, out: list[UpstreamEvent]) -> None:
+        if status in TERMINAL and not self._ended:
+            self._ended = True
+            self._sync_text(out)  # reasoning held back as a possible tag, before the status
         if status != self.status:
             self.status = status
             out.append(StatusChanged(status))
@@ -305,7 +308,7 @@ class StreamParser(TokenFastPath):
         if self._filtered:
             return
         keys: list[Hashable] = []
-        for key, kind, text in text_fields(self._tree, self._unknown_types):
+        for key, kind, text in text_fields(self._tree, self._unknown_types, ended=self._ended):
             keys.append(key)
             delta = self._tracker.delta(key, text)
             if not delta or key in self._leaked:

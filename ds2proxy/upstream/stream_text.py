@@ -32,11 +32,13 @@ def fragments_of(root: Any) -> list:
     return frags if isinstance(frags, list) else []
 
 
-def text_fields(root: Any, unknown: set[str]) -> Iterator[tuple[Hashable, TextKind, str]]:
+def text_fields(root: Any, unknown: set[str], *,
+                ended: bool = False) -> Iterator[tuple[Hashable, TextKind, str]]:
     """Yield ``(key, kind, text)`` for every text field, in creation order.
 
     Unknown fragment types are added to ``unknown`` (so the caller logs each
-    once) and skipped.
+    once) and skipped. ``ended``: the round is over, so flat reasoning ending
+    in what may be the start of a think tag is shown as it is.
     """
     for pos, frag in enumerate(fragments_of(root)):
         if not isinstance(frag, dict):
@@ -52,7 +54,7 @@ def text_fields(root: Any, unknown: set[str]) -> Iterator[tuple[Hashable, TextKi
             yield fragment_key(frag, pos), kind, content
     response = root.get("response") if isinstance(root, dict) else None
     if isinstance(response, dict):
-        yield from _legacy_fields(response)
+        yield from _legacy_fields(response, ended)
 
 
 def fragment_key(frag: dict, pos: int) -> Hashable:
@@ -104,16 +106,18 @@ def _legacy_tail(root: Any, path: str) -> Tail | None:
         return None
     if path == LEGACY_ANSWER:
         return Tail(response, field, LEGACY_ANSWER, "answer", path, LEAK_MARKER)
-    if "think>" in text:
+    if "think>" in text or _partial_tag(text):
         return None
-    return Tail(response, field, LEGACY_THINKING, "thinking", path, ">")
+    # A tag needs a "<": a token without one cannot start or finish one
+    # unless the text already ends in part of a tag (then there is no tail).
+    return Tail(response, field, LEGACY_THINKING, "thinking", path, "<")
 
 
-def _legacy_fields(response: dict) -> Iterator[tuple[Hashable, TextKind, str]]:
+def _legacy_fields(response: dict, ended: bool) -> Iterator[tuple[Hashable, TextKind, str]]:
     """Flat ``thinking_content`` / ``content`` of the older stream form (§10.8)."""
     thinking = response.get("thinking_content")
     if isinstance(thinking, str):
-        reasoning, spill = split_think_tags(thinking)
+        reasoning, spill = split_think_tags(thinking, ended=ended)
         yield LEGACY_THINKING, "thinking", reasoning
         yield (LEGACY_THINKING, "spill"), "answer", spill
     answer = response.get("content")
@@ -121,13 +125,29 @@ def _legacy_fields(response: dict) -> Iterator[tuple[Hashable, TextKind, str]]:
         yield LEGACY_ANSWER, "answer", answer
 
 
-def split_think_tags(text: str) -> tuple[str, str]:
-    """Old model bug: reasoning after ``</think>`` is answer; the tags are dropped."""
+def split_think_tags(text: str, *, ended: bool = True) -> tuple[str, str]:
+    """Old model bug: reasoning after ``</think>`` is answer; the tags are dropped.
+
+    Until the text has ``ended``, a tail that may be a tag cut between
+    tokens (``<thi``) is held back: shown now, it could never be taken back
+    once the rest of the tag arrives.
+    """
+    if not ended:
+        text = text[:len(text) - _partial_tag(text)]
     if _THINK_CLOSE not in text:
         return text.replace(_THINK_OPEN, ""), ""
     head, tail = text.split(_THINK_CLOSE, 1)
     return (head.replace(_THINK_OPEN, ""),
             tail.replace(_THINK_OPEN, "").replace(_THINK_CLOSE, ""))
+
+
+def _partial_tag(text: str) -> int:
+    """Length of the end of ``text`` that a think tag could start with (0: none)."""
+    at = text.rfind("<", max(0, len(text) - len(_THINK_CLOSE) + 1))
+    if at < 0:
+        return 0
+    rest = text[at:]
+    return len(rest) if _THINK_OPEN.startswith(rest) or _THINK_CLOSE.startswith(rest) else 0
 
 
 def cut_leak(text: str) -> tuple[str, bool]:
