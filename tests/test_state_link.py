@@ -60,6 +60,8 @@ async def test_admin_config_read_hides_the_redis_password(proxy_factory) -> None
 @pytest.mark.parametrize("section, field", [
     ({"backend": "memcached"}, "state.backend"),
     ({"redis_url": "http://localhost"}, "state.redis_url"),
+    ({"redis_url": "redis://localhost/\u00b2"}, "state.redis_url"),  # passed isdigit()
+    ({"redis_url": "redis://localhost/0?db=\u0663"}, "state.redis_url"),
     ({"lease_ttl_seconds": 1}, "state.lease_ttl_seconds"),
     ({"key_prefix": ""}, "state.key_prefix"),
 ])

@@ -38,7 +38,7 @@ def _redis_url(path: str, value: str) -> str:
     dbs = parse_qs(parts.query).get("db", [])
     if parts.scheme != "unix":
         dbs.append(parts.path.replace("/", "") or "0")
-    if not all(db.isdigit() for db in dbs):
+    if not all(db.isascii() and db.isdigit() for db in dbs):
         raise ConfigError(path, "names a database that is not a number (…/0, …/1, …)")
     return url
 
