@@ -16,7 +16,7 @@ import redis.asyncio as aioredis
 
 from conftest import ACCOUNTS, TEST_KEY, shared_config
 from ds2proxy.testing import Delivery, FakeDeepSeek, Scripted
-from ds2proxy.testing.instances import Instance, readyz, wait_ready
+from ds2proxy.testing.instances import Instance, Instances, readyz, wait_ready
 from ds2proxy.testing.redis_server import RedisServer
 
 OTHER_KEY = "other-test-key"
@@ -231,6 +231,22 @@ async def queued(http: aiohttp.ClientSession, inst: Instance, admin_key: str) ->
         return (await resp.json())["waiting"]
 
 
+async def one_account_on_two(fake_upstream: FakeDeepSeek, redis_server: RedisServer,
+                             instances, *, ttl: int | None = None,
+                             queue_timeout: int = 30) -> Instances:
+    """Two instances sharing one account that runs one request at a time,
+    with a long answer queued for the request that will hold its lease."""
+    email, password = ACCOUNTS[0]
+    config: dict = {"accounts": [{"email": email, "password": password}],
+                    "runtime": {"account_max_inflight": 1,
+                                "queue_timeout_seconds": queue_timeout}}
+    if ttl is not None:
+        config["state"] = {"lease_ttl_seconds": ttl}
+    group = await instances(shared_config(fake_upstream, redis_server, config), 2)
+    fake_upstream.enqueue(LONG)
+    return group
+
+
 async def test_the_longest_waiting_request_on_any_instance_is_served_first(
         fake_upstream: FakeDeepSeek, redis_server: RedisServer, instances,
         redis_client: aioredis.Redis) -> None:
@@ -239,14 +255,9 @@ async def test_the_longest_waiting_request_on_any_instance_is_served_first(
     ends: A's own waiter hears of it first and has every chance to take it,
     but B's request is older, so the lease waits for it and B, thawed,
     serves it first; the line in Redis is empty afterwards."""
-    email, password = ACCOUNTS[0]
     ttl = 10  # B stays frozen for well under this: its ticket is not dropped
-    group = await instances(shared_config(fake_upstream, redis_server, {
-        "accounts": [{"email": email, "password": password}],
-        "state": {"lease_ttl_seconds": ttl},
-        "runtime": {"account_max_inflight": 1, "queue_timeout_seconds": 30}}), 2)
+    group = await one_account_on_two(fake_upstream, redis_server, instances, ttl=ttl)
     a, b = group.running
-    fake_upstream.enqueue(LONG)
     served: list[str] = []
 
     async def ask(inst: Instance, text: str) -> None:
@@ -285,14 +296,9 @@ async def test_a_killed_instances_waiters_leave_the_line(
     """B is killed with -9 while its request waits ahead of A's: its ticket
     stops being renewed and leaves the line within the lease TTL, so A's
     request is served then, not held behind a waiter that is gone."""
-    email, password = ACCOUNTS[0]
     ttl = 3
-    group = await instances(shared_config(fake_upstream, redis_server, {
-        "accounts": [{"email": email, "password": password}],
-        "state": {"lease_ttl_seconds": ttl},
-        "runtime": {"account_max_inflight": 1, "queue_timeout_seconds": 30}}), 2)
+    group = await one_account_on_two(fake_upstream, redis_server, instances, ttl=ttl)
     a, b = group.running
-    fake_upstream.enqueue(LONG)
     async with aiohttp.ClientSession() as http:
         async with holding_a_lease(http, a):
             doomed = asyncio.create_task(chat(b, "doomed"))
@@ -315,12 +321,8 @@ async def test_a_client_gone_while_queued_on_another_instance_leaves_the_line(
     """A request queued on B whose client hangs up gives its place in the
     cluster's line back at once (not at its queue timeout), and never takes
     the lease when A's ends."""
-    email, password = ACCOUNTS[0]
-    group = await instances(shared_config(fake_upstream, redis_server, {
-        "accounts": [{"email": email, "password": password}],
-        "runtime": {"account_max_inflight": 1, "queue_timeout_seconds": 60}}), 2)
+    group = await one_account_on_two(fake_upstream, redis_server, instances, queue_timeout=60)
     a, b = group.running
-    fake_upstream.enqueue(LONG)
     async with aiohttp.ClientSession() as http:
         async with holding_a_lease(http, a):
             gone = asyncio.create_task(chat(b, "gone"))
