@@ -13,13 +13,14 @@ without spaces) costs the same per fragment as any other; each scan for a
 boundary starts where the last one stopped.
 
 A stretch with no safe boundary at all (a line of ``=`` or ``-``, a model
-repeating one letter, a long run of CJK) would otherwise stay one open tail,
-and under a limit every count near it encodes the whole run again: a run of
-``=`` near max_tokens 4096 cost 34 s of loop time. Past ``LONG_RUN``
-characters the tail is encoded once and closed at a token end at least
-``RUN_KEEP`` characters before its end (a *soft* boundary): BPE settles a
-word's tokens from its start, and text appended later only re-forms the
-last few; tests compare such counts with whole-text counts on long runs.
+repeating one letter, a long run of CJK) stays one open tail. Without a
+limit it is counted once, at the end. Under a limit every count near the
+cap would encode the whole run again (a run of ``=`` near max_tokens 4096
+cost 34 s of loop time), so there, past ``LONG_RUN`` characters, the tail is
+encoded once and closed at a token end at least ``RUN_KEEP`` characters
+before its end (a *soft* boundary): BPE settles a word's tokens from its
+start, and text appended later only re-forms the last few; tests compare
+such counts with whole-text counts on long runs.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ class StreamCount:
         self._fresh = True
         self._unknown_bytes = 0  # bytes fed since _exact was computed
         self._next_commit = COMMIT_CHARS
+        self._limited = False   # fed under a limit: long runs close at soft boundaries
 
     @property
     def upper_bound(self) -> int:
@@ -101,9 +103,12 @@ class StreamCount:
         """Feed as much of ``text`` as keeps the count at most ``cap``: the
         part taken and whether the text went past ``cap`` (it was then cut
         on the boundary after the cap-th token)."""
+        self._limited = True
         if self.upper_bound + _utf8_len(text) < cap:
             self.feed(text)
             return text, False
+        if self._size >= LONG_RUN:  # only text already sent may be closed
+            self._close_run(self._tail)
         keep = self._size
         self._parts.append(text)
         self._size += len(text)
@@ -125,10 +130,11 @@ class StreamCount:
         # A boundary needs up to two characters after it: look again there.
         cuts = list(boundaries(tail, self._scanned))
         if not cuts:
-            if len(tail) >= LONG_RUN and self._close_run(tail):
+            if self._limited and len(tail) >= LONG_RUN and self._close_run(tail):
                 return
             self._scanned = max(0, len(tail) - 2)
-            self._next_commit = min(2 * len(tail), max(LONG_RUN, len(tail) + RUN_KEEP))
+            self._next_commit = (min(2 * len(tail), max(LONG_RUN, len(tail) + RUN_KEEP))
+                                 if self._limited else 2 * len(tail))
             return
         head = tail[:cuts[-1]]
         self._tail = tail[cuts[-1]:]
