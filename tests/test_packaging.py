@@ -89,8 +89,24 @@ async def test_the_running_server_serves_the_installed_files(proxy):
     assert (templates_dir() / "base.html").is_file()
     async with aiohttp.ClientSession() as http:
         async with http.get(proxy.url + "/admin/static/admin.css") as resp:
-            assert resp.status == 200
+            assert resp.status == 200 and resp.content_type == "text/css"
             assert await resp.read() == (static_dir() / "admin.css").read_bytes()
+            modified = resp.headers["Last-Modified"]
+        async with http.get(proxy.url + "/admin/static/admin.css",
+                            headers={"If-Modified-Since": modified}) as resp:
+            assert resp.status == 304
+        async with http.head(proxy.url + "/admin/static/admin.js") as resp:
+            assert resp.status == 200
+
+
+@pytest.mark.parametrize("name", ["__init__.py", "__pycache__", "..%2Fconfig.json",
+                                  "%2E%2E%2F%2E%2E%2Fsetup.cfg", "no-such.css"])
+async def test_the_static_folder_serves_only_its_assets(proxy, name):
+    """The static folder is also a Python package: its __init__.py (and any
+    bytecode beside it) was served as a dashboard asset."""
+    async with aiohttp.ClientSession() as http:
+        async with http.get(proxy.url + "/admin/static/" + name) as resp:
+            assert resp.status == 404, name
 
 
 def test_an_import_error_in_admin_stops_the_app_loudly():

@@ -17,7 +17,7 @@ from aiohttp import web
 
 from ..config_store import FILE
 from ..private_files import warn_if_exposed
-from .assets import static_dir
+from .assets import asset_handler, static_dir
 from .context import AdminContext
 from .credentials import AdminCredentials
 from .dashboard import Dashboard, setup_templates
@@ -74,7 +74,7 @@ def _add_dashboard(app: web.Application, ctx: AdminContext) -> None:
     forms = Forms(ctx, dash, pages)
     router = app.router
     app.middlewares.append(_state_errors_as_pages(dash))
-    router.add_static("/admin/static", static_dir(), name="admin_static")
+    router.add_get("/admin/static/{name}", asset_handler(static_dir()), name="admin_static")
     router.add_get("/", pages.root)
     router.add_get("/admin", pages.root)
     router.add_get("/admin/", pages.overview)

@@ -9,8 +9,15 @@ install as the resource packages ``ds2proxy_templates`` and
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from importlib.resources import files
 from pathlib import Path
+
+from aiohttp import web
+
+# What the dashboard serves from its static folder: the folder is also a
+# Python package (its __init__.py, perhaps its bytecode), which is not an asset.
+ASSET_SUFFIXES = frozenset({".css", ".js", ".svg", ".png", ".ico", ".woff2"})
 
 
 def _locate(package: str, marker: str) -> Path:
@@ -31,3 +38,19 @@ def templates_dir() -> Path:
 
 def static_dir() -> Path:
     return _locate("ds2proxy_static", "admin.css")
+
+
+def asset_handler(directory: Path) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """``GET /admin/static/{name}``: the asset files directly in ``directory``
+    (listed once, at start), each with its own conditional-request headers;
+    any other name is a 404."""
+    assets = {path.name: path for path in directory.iterdir()
+              if path.suffix in ASSET_SUFFIXES and path.is_file()}
+
+    async def serve(request: web.Request) -> web.StreamResponse:
+        path = assets.get(request.match_info["name"])
+        if path is None:
+            raise web.HTTPNotFound()
+        return web.FileResponse(path)
+
+    return serve
