@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 
 import pytest
 
@@ -35,6 +36,7 @@ from ds2proxy.health import (
     classify,
     parse_health,
 )
+from ds2proxy.health.settings import MAX_COOLDOWN
 from ds2proxy.scheduler import AccountPool
 from ds2proxy.state.sqlite import SQLiteStore
 
@@ -319,6 +321,31 @@ def test_a_shorter_failure_of_another_kind_never_cuts_a_running_cooldown():
     record = t.record("a")
     assert record.until - clock.now == 7200 and record.kind == "upstream"
     assert record.reason == "upstream answered HTTP 503"
+
+
+@pytest.mark.parametrize("data", [
+    {"state": "cooling_down", "until": 1e18, "since": "x", "strikes": ["rate_limited"],
+     "counts": {"i": "3"}, "requests_today": -4, "reason": 5, "last_failure": float("nan")},
+    {"state": "cooling_down", "until": "tomorrow", "strikes": {"rate_limited": True, "x": 2},
+     "counts": [1, 2], "day": 20261205, "changed": float("inf")},
+    "not a record",
+])
+def test_a_malformed_saved_record_reads_as_defaults_and_the_account_goes_on(data):
+    """A record from the state file or another instance was trusted as
+    written: a list of strikes failed the account's next failure with an
+    AttributeError, and a cooldown far past the 30-day cap showed as ages."""
+    clock = Clock()
+    t = tracker(clock)
+    t.adopt("a", data)
+    record = t.record("a")
+    assert record.until <= time.time() + MAX_COOLDOWN
+    assert all(isinstance(n, int) and n > 0 for n in [*record.strikes.values(),
+                                                      *record.counts.values()])
+    assert isinstance(record.reason, str) and isinstance(record.day, str)
+    assert record.requests_today >= 0 and record.since >= 0 and record.changed < float("inf")
+    t.failed("a", Failure("upstream", "upstream answered HTTP 502"))
+    t.succeeded("a")
+    assert t.view("a")["state"] == "healthy"
 
 
 def test_a_config_write_leaves_a_cooldown_the_upstream_asked_for():

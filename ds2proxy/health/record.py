@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field, fields
 from typing import Any
+
+from .settings import MAX_COOLDOWN
 
 HEALTHY = "healthy"
 COOLING = "cooling_down"
@@ -83,13 +86,48 @@ class AccountHealth:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AccountHealth:
-        known = {k: v for k, v in data.items() if k in cls.__slots__ and k != "trial"}
-        record = cls(**known)
-        if record.state not in STATES:
-            record.state = HEALTHY
+        """A record as persisted, read as untrusted: the state file and other
+        instances' copies may hold anything (an older build's values, a hand
+        edit), and a wrong type here would fail every later request of the
+        account. A value of the wrong kind reads as its default; a cooldown is
+        never longer than the longest one settings allow (30 days)."""
+        get = data.get if isinstance(data, dict) else {}.get
+        record = cls(
+            state=get("state") if get("state") in STATES else HEALTHY,
+            reason=_text(get("reason")), kind=_text(get("kind")),
+            since=_time(get("since")),
+            until=min(_time(get("until")), time.time() + MAX_COOLDOWN),
+            strikes=_tally(get("strikes")),
+            last_success=_time(get("last_success")), last_failure=_time(get("last_failure")),
+            last_failure_reason=_text(get("last_failure_reason")), day=_text(get("day")),
+            requests_today=_count(get("requests_today")), counts=_tally(get("counts")),
+            changed=_time(get("changed")))
         if record.requests_today and not record.counts:  # written before per-instance counts
             record.counts = {"": record.requests_today}
         return record
 
 
 _PERSISTED = tuple(f.name for f in fields(AccountHealth) if f.name != "trial")
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _time(value: Any) -> float:
+    """Wall-clock seconds: a finite, non-negative number, else 0."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) \
+            and math.isfinite(value) and value > 0:
+        return float(value)
+    return 0.0
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def _tally(value: Any) -> dict[str, int]:
+    """A mapping of names to counts, keeping only well-formed entries."""
+    if not isinstance(value, dict):
+        return {}
+    return {name: n for name, n in value.items() if isinstance(name, str) and _count(n)}
