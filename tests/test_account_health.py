@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from clock_util import Clock
 from ds2proxy.config import AccountConfig, ConfigError, RuntimeSettings, parse_config
 from ds2proxy.errors import (
     ContentFiltered,
@@ -39,14 +40,6 @@ from ds2proxy.health import (
 from ds2proxy.health.settings import MAX_COOLDOWN
 from ds2proxy.scheduler import AccountPool
 from ds2proxy.state.sqlite import SQLiteStore
-
-
-class Clock:
-    def __init__(self, now: float = 1_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def settings(jitter: float = 0.0, **overrides: dict) -> HealthSettings:
@@ -102,7 +95,7 @@ def test_upstream_retry_after_is_kept():
 
 
 def test_backoff_doubles_per_strike_up_to_the_cap_and_success_resets_it():
-    clock = Clock()
+    clock = Clock(1_000_000.0)
     t = tracker(clock, cooldown={"rate_limited": {"base_seconds": 10, "max_seconds": 35}})
     lengths = []
     for _ in range(4):
@@ -120,7 +113,7 @@ def test_backoff_doubles_per_strike_up_to_the_cap_and_success_resets_it():
 
 
 def test_jitter_stays_within_its_fraction():
-    clock = Clock()
+    clock = Clock(1_000_000.0)
     t = HealthTracker(settings(jitter=0.25), clock=clock, rng=random.Random(4))
     seen = set()
     for _ in range(30):
@@ -133,14 +126,14 @@ def test_jitter_stays_within_its_fraction():
 
 
 def test_upstream_retry_after_lengthens_a_short_cooldown():
-    clock = Clock()
+    clock = Clock(1_000_000.0)
     t = tracker(clock)
     t.failed("a", Failure("upstream", "HTTP 502", retry_after=120))
     assert t.record("a").until - clock.now == 120
 
 
 async def test_half_open_lets_exactly_one_trial_through():
-    clock = Clock()
+    clock = Clock(1_000_000.0)
     t = tracker(clock)
     p = pool(1, t, inflight=4)
     t.failed("u0@example.com", RATE)
@@ -162,7 +155,7 @@ async def test_half_open_lets_exactly_one_trial_through():
 
 
 async def test_a_failed_trial_cools_again_longer_and_waiters_get_429():
-    clock = Clock()
+    clock = Clock(1_000_000.0)
     t = tracker(clock)
     p = pool(1, t, inflight=4)
     t.failed("u0@example.com", RATE)
@@ -178,7 +171,7 @@ async def test_a_failed_trial_cools_again_longer_and_waiters_get_429():
 
 
 async def test_traffic_moves_to_healthy_accounts_and_queued_requests_survive_a_cooldown():
-    clock = Clock()
+    clock = Clock(1_000_000.0)
     t = tracker(clock)
     p = pool(2, t, inflight=1)
     a = await p.acquire()
@@ -197,7 +190,7 @@ async def test_traffic_moves_to_healthy_accounts_and_queued_requests_survive_a_c
 
 
 async def test_operator_disable_enable_and_reset_apply_at_once():
-    clock = Clock()
+    clock = Clock(1_000_000.0)
     t = tracker(clock)
     p = pool(2, t)
     t.disable("u0@example.com")
@@ -220,7 +213,7 @@ async def test_operator_disable_enable_and_reset_apply_at_once():
 
 
 async def test_a_pinned_cooling_account_is_a_429_with_its_recovery():
-    clock = Clock()
+    clock = Clock(1_000_000.0)
     t = tracker(clock)
     p = pool(2, t)
     t.failed("u1@example.com", RATE)
@@ -231,7 +224,7 @@ async def test_a_pinned_cooling_account_is_a_429_with_its_recovery():
 
 
 async def test_every_account_failing_to_log_in_is_a_502_with_retry_after():
-    clock = Clock()
+    clock = Clock(1_000_000.0)
     t = tracker(clock)
     p = pool(2, t)
     t.login_failed("u0@example.com", "login refused: wrong password")
@@ -248,7 +241,7 @@ async def test_every_account_failing_to_log_in_is_a_502_with_retry_after():
 
 
 def test_a_login_does_not_end_a_cooldown_of_another_kind():
-    t = tracker(Clock())
+    t = tracker(Clock(1_000_000.0))
     t.failed("a", RATE)
     t.login_succeeded("a")
     assert t.state("a") == COOLING
@@ -259,7 +252,7 @@ def test_a_login_between_rate_limits_keeps_their_backoff_growing():
     trial then found its token expired and the login failed; the next login
     worked, which cleared every strike, so the next rate limit cooled it for
     the first 60 s again instead of 240 s."""
-    clock = Clock()
+    clock = Clock(1_000_000.0)
     t = tracker(clock)
     for _ in range(2):
         t.failed("a", RATE)
@@ -275,7 +268,7 @@ def test_a_login_between_rate_limits_keeps_their_backoff_growing():
 
 
 def test_lowering_the_cap_shortens_running_cooldowns():
-    clock = Clock()
+    clock = Clock(1_000_000.0)
     t = tracker(clock)
     t.failed("a", Failure("auth", "banned"))
     assert t.record("a").until - clock.now == 600
@@ -284,7 +277,7 @@ def test_lowering_the_cap_shortens_running_cooldowns():
 
 
 async def test_requests_failing_in_one_burst_count_one_strike():
-    clock = Clock()
+    clock = Clock(1_000_000.0)
     t = tracker(clock)
     p = pool(1, t, inflight=3)
     burst = [await p.acquire() for _ in range(3)]
@@ -307,7 +300,7 @@ def test_a_shorter_failure_of_another_kind_never_cuts_a_running_cooldown():
     # An account that fails differently each time: a request already running
     # when the upstream asked for an hour's rest ends with a 502 (10 s of
     # backoff); the hour stands, and the 502 still counts as a strike.
-    clock = Clock()
+    clock = Clock(1_000_000.0)
     t = tracker(clock)
     t.failed("a", Failure("rate_limited", "upstream rate limit", retry_after=3600))
     clock.now += 1
@@ -334,7 +327,7 @@ def test_a_malformed_saved_record_reads_as_defaults_and_the_account_goes_on(data
     """A record from the state file or another instance was trusted as
     written: a list of strikes failed the account's next failure with an
     AttributeError, and a cooldown far past the 30-day cap showed as ages."""
-    clock = Clock()
+    clock = Clock(1_000_000.0)
     t = tracker(clock)
     t.adopt("a", data)
     record = t.record("a")
@@ -351,7 +344,7 @@ def test_a_malformed_saved_record_reads_as_defaults_and_the_account_goes_on(data
 def test_a_config_write_leaves_a_cooldown_the_upstream_asked_for():
     # Every config write (a login saving its token) re-applies the health
     # settings: unchanged caps must not cut a longer Retry-After short.
-    clock = Clock()
+    clock = Clock(1_000_000.0)
     t = tracker(clock)
     t.failed("a", Failure("rate_limited", "upstream rate limit", retry_after=7200))
     t.configure(settings())
@@ -363,7 +356,7 @@ def test_a_config_write_leaves_a_cooldown_the_upstream_asked_for():
 
 
 def test_counts_and_view():
-    clock = Clock()
+    clock = Clock(1_000_000.0)
     t = tracker(clock)
     t.failed("a", RATE)
     t.login_failed("b", "login refused")
@@ -396,7 +389,7 @@ def test_settings_are_validated_with_the_field_named():
 async def test_pacing_spaces_requests_and_caps_the_hour_then_spreads_lru():
     clock = Clock(0.0)
     pacer = Pacer(PacingSettings(min_interval_seconds=10, max_per_hour=2), clock=clock)
-    t = tracker(Clock())
+    t = tracker(Clock(1_000_000.0))
     p = pool(2, t, inflight=4, timeout=0.05, pacer=pacer)
     first = await p.acquire()
     second = await p.acquire()
@@ -417,7 +410,7 @@ async def test_pacing_spaces_requests_and_caps_the_hour_then_spreads_lru():
 
 async def test_a_paced_waiter_is_served_when_the_gap_ends():
     pacer = Pacer(PacingSettings(min_interval_seconds=0.05))
-    p = pool(1, tracker(Clock()), inflight=4, timeout=5, pacer=pacer)
+    p = pool(1, tracker(Clock(1_000_000.0)), inflight=4, timeout=5, pacer=pacer)
     first = await p.acquire()
     second = await asyncio.wait_for(p.acquire(), 2)
     assert p.inflight == 2
@@ -430,7 +423,7 @@ async def test_a_shorter_interval_applies_to_the_gaps_already_running():
     had started a request waiting out the hour (its waiters got 429s)."""
     clock = Clock(0.0)
     pacer = Pacer(PacingSettings(min_interval_seconds=3600), clock=clock)
-    health = tracker(Clock())
+    health = tracker(Clock(1_000_000.0))
     p = pool(1, health, inflight=4, timeout=0.05, pacer=pacer)
     (await p.acquire()).release()
     clock.now = 60
@@ -462,7 +455,7 @@ def test_jitter_only_adds_to_the_interval():
 
 async def test_sqlite_store_round_trip_keeps_cooling_accounts_cooling(tmp_path):
     path = tmp_path / "state.sqlite"
-    clock = Clock()
+    clock = Clock(1_000_000.0)
     store = SQLiteStore(path)
     t = HealthTracker(settings(), store, clock=clock)
     t.failed("a", RATE)
@@ -483,7 +476,7 @@ async def test_sqlite_store_round_trip_keeps_cooling_accounts_cooling(tmp_path):
 
 async def test_verdicts_on_a_deleted_account_never_reach_the_state_file(tmp_path):
     store = SQLiteStore(tmp_path / "state.sqlite")
-    t = HealthTracker(settings(), store, clock=Clock())
+    t = HealthTracker(settings(), store, clock=Clock(1_000_000.0))
     t.forget_except(["a", "b"])
     t.failed("a", RATE)
     t.forget_except(["b"])  # "a" deleted while a request on it still runs
@@ -508,7 +501,7 @@ async def test_an_unusable_state_file_is_logged_and_the_tracker_goes_on(tmp_path
     blocker.write_text("")
     store = SQLiteStore(blocker / "state.sqlite")
     assert await store.load("account_health") == {}
-    t = HealthTracker(settings(), store, clock=Clock())
+    t = HealthTracker(settings(), store, clock=Clock(1_000_000.0))
     t.failed("a", RATE)
     await store.close()
     assert t.state("a") == COOLING

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from clock_util import Clock
 from ds2proxy.admin import edits, masking, settings
 from ds2proxy.admin.masking import key_id, mask_tree, preview
 from ds2proxy.admin.passwords import hash_password, verify_password
@@ -83,14 +84,6 @@ def test_capture_redacts_a_token_cut_off_by_truncation():
 # -- throttle -------------------------------------------------------------------------------
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 class RecordingSleep:
     """Records the delays asked for; ``hold`` keeps sleepers waiting until released."""
 
@@ -108,7 +101,7 @@ class RecordingSleep:
 async def test_throttle_delays_wrong_answers_exponentially_up_to_a_cap():
     sleep = RecordingSleep()
     throttle = LoginThrottle(free_attempts=3, base_delay=2, max_delay=10, sleep=sleep,
-                             clock=FakeClock())
+                             clock=Clock())
     for _ in range(8):
         throttle.admit("1.2.3.4")  # never refused while nothing is held
         await throttle.failed("1.2.3.4")
@@ -119,7 +112,7 @@ async def test_throttle_delays_wrong_answers_exponentially_up_to_a_cap():
 
 
 async def test_throttle_forgets_failures_after_a_quiet_spell():
-    clock, sleep = FakeClock(), RecordingSleep()
+    clock, sleep = Clock(), RecordingSleep()
     throttle = LoginThrottle(free_attempts=1, base_delay=1, forget_after=600, clock=clock,
                              sleep=sleep)
     for _ in range(3):
@@ -133,7 +126,7 @@ async def test_throttle_forgets_failures_after_a_quiet_spell():
 async def test_throttle_refuses_unchecked_only_while_too_many_failures_are_held():
     sleep = RecordingSleep(hold=True)
     throttle = LoginThrottle(free_attempts=0, base_delay=5, max_pending=2, sleep=sleep,
-                             clock=FakeClock())
+                             clock=Clock())
     held = [asyncio.create_task(throttle.failed("a")) for _ in range(2)]
     while throttle.pending("a") < 2:
         await asyncio.sleep(0)
@@ -153,7 +146,7 @@ async def test_throttle_memory_is_bounded_and_trimmed_a_tenth_at_a_time():
     """Trimmed to the bound itself, every new address past it paid a sort of
     every record (3.3 ms at 10,000, on the event loop): a stranger sending
     each guess from a fresh address bought milliseconds of loop per request."""
-    clock = FakeClock()
+    clock = Clock()
     throttle = LoginThrottle(max_addresses=100, clock=clock, sleep=RecordingSleep())
     for i in range(101):
         clock.now += 1
@@ -169,7 +162,7 @@ async def test_throttle_memory_is_bounded_and_trimmed_a_tenth_at_a_time():
 async def test_an_address_that_only_gets_in_keeps_no_record():
     """Every check made a record, kept until the bound pushed it out: admin
     scripts calling with the key from many addresses filled it as guesses do."""
-    throttle = LoginThrottle(clock=FakeClock(), sleep=RecordingSleep())
+    throttle = LoginThrottle(clock=Clock(), sleep=RecordingSleep())
     for i in range(20):
         with throttle.checking(f"10.0.1.{i}"):
             pass  # a right key

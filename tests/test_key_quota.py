@@ -13,6 +13,7 @@ import time
 import openai
 import pytest
 from google.genai import errors as genai_errors
+from clock_util import Clock
 from conftest import ProxyFactory
 from test_state_instances import within
 
@@ -82,14 +83,6 @@ async def test_a_reservation_is_given_back_on_every_way_out(proxy):
         return proxy.core.limiter.reserved(ref) == 0 and proxy.core.pool.inflight == 0
 
     await within(5, settled)  # the closed stream's handler ends on its own
-
-
-class Clock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 async def test_a_used_up_day_says_when_it_resets_on_every_family(proxy):

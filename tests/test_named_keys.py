@@ -15,6 +15,7 @@ import pytest
 from google.genai import errors as genai_errors
 
 from admin_util import Admin, admin_for
+from clock_util import Clock
 from conftest import Proxy
 from test_dashboard_forms import Browserless
 from ds2proxy.keyring import (LAST_MOMENT, KeyEntryError, identity_of, migrate_keys,
@@ -23,16 +24,6 @@ from ds2proxy.limits import DAY
 from ds2proxy.testing.clients import anthropic_client, gemini_client, openai_client
 
 pytestmark = pytest.mark.timeout(60)
-
-
-class Clock:
-    """A settable clock for the key limiter (quota resets without waiting)."""
-
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def upstream_spent(proxy: Proxy) -> int:
@@ -120,7 +111,7 @@ async def test_a_chosen_secret_passes_the_key_check(admin: Admin, chosen: Any):
 
 async def test_rpm_limit_trips_with_retry_after_and_resets(admin: Admin):
     proxy = admin.proxy
-    clock = Clock()
+    clock = Clock(time.time())
     proxy.core.limiter.clock = clock
     secret = (await new_key(admin, name="slow", limits={"rpm": 2}))["key"]
     client = openai_client(proxy, key=secret)
@@ -145,7 +136,7 @@ async def test_rpm_limit_trips_with_retry_after_and_resets(admin: Admin):
 
 async def test_token_quota_trips_and_resets_at_utc_midnight(admin: Admin):
     proxy = admin.proxy
-    clock = Clock()
+    clock = Clock(time.time())
     proxy.core.limiter.clock = clock
     secret = (await new_key(admin, name="metered", limits={"tokens_per_day": 5}))["key"]
     client = anthropic_client(proxy, "/anthropic", key=secret)
@@ -350,7 +341,7 @@ async def test_retry_after_is_honest_when_the_rate_limit_is_lowered(admin: Admin
     named the oldest one's leaving: a client that waited that long was refused
     again, once per request still in the window."""
     proxy = admin.proxy
-    clock = Clock()
+    clock = Clock(time.time())
     proxy.core.limiter.clock = clock
     made = await new_key(admin, name="lowered", limits={"rpm": 10})
     client = openai_client(proxy, key=made["key"])
@@ -395,7 +386,7 @@ async def test_a_renamed_key_keeps_its_counts_and_a_reused_name_starts_afresh(ad
     minute and day (a key at its quota renamed was served again), and a new
     key given a deleted key's name inherited that key's counts."""
     proxy = admin.proxy
-    clock = Clock()
+    clock = Clock(time.time())
     proxy.core.limiter.clock = clock
     made = await new_key(admin, name="team", limits={"rpm": 1, "tokens_per_day": 5})
     client = openai_client(proxy, key=made["key"])

@@ -5,19 +5,12 @@ from __future__ import annotations
 
 import sqlite3
 
+from clock_util import Clock
 from ds2proxy.errors import InvalidRequest, UpstreamError, UpstreamRateLimited
 from ds2proxy.health import HealthSettings
 from ds2proxy.providers.client import ProviderBusy
 from ds2proxy.providers.health import ProviderHealth
 from ds2proxy.state.usage import ROW_FIELDS, SQLiteUsage
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def tracker() -> tuple[ProviderHealth, Clock]:

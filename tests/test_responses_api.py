@@ -17,6 +17,7 @@ import openai
 import pytest
 from aiohttp import web
 
+from clock_util import Clock
 from ds2proxy.app import start_server
 from ds2proxy.plugin_api import PluginAPI, ProxyError, wrap_handler
 from ds2proxy.testing import Delivery, Replay, Scripted, load_expected
@@ -424,17 +425,9 @@ async def test_a_background_response_is_kept_for_polling_even_with_store_false(p
         await api.responses.retrieve(foreground.id)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 async def test_stored_response_expires_after_the_live_ttl(proxy):
     """The plugin's routes on their own app, sharing the proxy's core, with a fake clock."""
-    clock = Clock()
+    clock = Clock(0.0)
     api = PluginAPI(proxy.core, "openai")
     routes = ResponsesRoutes(api, ResponseStore(lambda: api.responses_ttl_seconds, clock=clock))
     app = web.Application()

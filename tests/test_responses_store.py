@@ -2,15 +2,8 @@
 
 from __future__ import annotations
 
+from clock_util import Clock
 from plugins.openai.responses_store import ResponseStore
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def response(n: int) -> dict:

@@ -6,8 +6,9 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
+from typing import Any
 
 import aiohttp
 import openai
@@ -247,6 +248,14 @@ async def one_account_on_two(fake_upstream: FakeDeepSeek, redis_server: RedisSer
     return group
 
 
+async def waiting_on(http: aiohttp.ClientSession, inst: Instance, admin_key: str,
+                     request: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+    """``request`` started, once it waits in ``inst``'s queue."""
+    task = asyncio.create_task(request)
+    await until(lambda: queued(http, inst, admin_key), timeout=15)
+    return task
+
+
 async def test_the_longest_waiting_request_on_any_instance_is_served_first(
         fake_upstream: FakeDeepSeek, redis_server: RedisServer, instances,
         redis_client: aioredis.Redis) -> None:
@@ -273,10 +282,8 @@ async def test_the_longest_waiting_request_on_any_instance_is_served_first(
 
     async with aiohttp.ClientSession() as http:
         async with holding_a_lease(http, a):
-            first = asyncio.create_task(ask(b, "first"))
-            await until(lambda: queued(http, b, group.admin_key), timeout=15)
-            second = asyncio.create_task(ask(a, "second"))
-            await until(lambda: queued(http, a, group.admin_key), timeout=15)
+            first = await waiting_on(http, b, group.admin_key, ask(b, "first"))
+            second = await waiting_on(http, a, group.admin_key, ask(a, "second"))
             calls = len(fake_upstream.calls_to("chat/completion"))
             b.proc.send_signal(signal.SIGSTOP)
         try:  # the holder hung up: its lease goes back on A
@@ -301,10 +308,8 @@ async def test_a_killed_instances_waiters_leave_the_line(
     a, b = group.running
     async with aiohttp.ClientSession() as http:
         async with holding_a_lease(http, a):
-            doomed = asyncio.create_task(chat(b, "doomed"))
-            await until(lambda: queued(http, b, group.admin_key), timeout=15)
-            second = asyncio.create_task(chat(a, "second"))
-            await until(lambda: queued(http, a, group.admin_key), timeout=15)
+            doomed = await waiting_on(http, b, group.admin_key, chat(b, "doomed"))
+            second = await waiting_on(http, a, group.admin_key, chat(a, "second"))
             b.kill()
             killed = time.monotonic()
         assert (await asyncio.wait_for(second, 30)).endswith("second")
@@ -325,8 +330,7 @@ async def test_a_client_gone_while_queued_on_another_instance_leaves_the_line(
     a, b = group.running
     async with aiohttp.ClientSession() as http:
         async with holding_a_lease(http, a):
-            gone = asyncio.create_task(chat(b, "gone"))
-            await until(lambda: queued(http, b, group.admin_key), timeout=15)
+            gone = await waiting_on(http, b, group.admin_key, chat(b, "gone"))
             assert await redis_client.zcard("ds2proxy:leases:line") == 1
             gone.cancel()  # the client hangs up while queued
             with pytest.raises(asyncio.CancelledError):

@@ -12,6 +12,7 @@ import aiohttp
 import openai
 import orjson
 import pytest
+from clock_util import Clock
 from conftest import ProxyFactory, base_config
 from test_state_instances import AdminClient, ask
 
@@ -98,21 +99,13 @@ async def test_stored_responses_outlive_a_restart_of_the_server_process(
         await owner.responses.retrieve(gone.id)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def kept(path, ttl: list[float], clock: Clock, **kwargs) -> tuple[SQLiteStore, SQLiteResponses]:
     store = SQLiteStore(path)
     return store, SQLiteResponses(store, lambda: ttl[0], clock=clock, **kwargs)
 
 
 async def test_kept_responses_honour_the_live_ttl_the_owner_and_the_count_bound(tmp_path):
-    clock, ttl = Clock(), [100.0]
+    clock, ttl = Clock(1_000_000.0), [100.0]
     store, responses = kept(tmp_path / "s.sqlite", ttl, clock, max_entries=3)
     for n in range(4):
         await responses.keep("alice", {"id": f"resp_{n}", "output": []}, [n])
@@ -133,7 +126,7 @@ async def test_kept_responses_honour_the_live_ttl_the_owner_and_the_count_bound(
 async def test_a_state_file_that_is_no_database_keeps_responses_in_memory(tmp_path, caplog):
     path = tmp_path / "s.sqlite"
     path.write_bytes(b"this is not an sqlite database at all" * 200)
-    store, responses = kept(path, [100.0], Clock())
+    store, responses = kept(path, [100.0], Clock(1_000_000.0))
     await responses.keep("alice", {"id": "resp_x", "output": []}, [])
     assert (await responses.fetch("alice", "resp_x")).response["id"] == "resp_x"
     assert "kept in memory only" in caplog.text
@@ -142,7 +135,7 @@ async def test_a_state_file_that_is_no_database_keeps_responses_in_memory(tmp_pa
 
 async def test_a_locked_state_file_is_a_503_not_a_hang_or_a_500(tmp_path):
     path = tmp_path / "s.sqlite"
-    store, responses = kept(path, [100.0], Clock())
+    store, responses = kept(path, [100.0], Clock(1_000_000.0))
     await responses.keep("alice", {"id": "resp_1", "output": []}, [])
     store.connection().execute("PRAGMA busy_timeout = 50")  # no 10 s wait in a test
     holder = sqlite3.connect(path, isolation_level=None)
@@ -219,7 +212,7 @@ async def test_a_write_the_locked_state_file_refused_is_made_when_it_frees(tmp_p
 async def test_a_read_only_state_file_keeps_responses_in_memory_not_a_503_each(tmp_path, caplog):
     """A file that refuses writes for good (read-only, full) made every
     stored response a 503 like a passing lock."""
-    store, responses = kept(tmp_path / "s.sqlite", [100.0], Clock())
+    store, responses = kept(tmp_path / "s.sqlite", [100.0], Clock(1_000_000.0))
     await responses.keep("alice", {"id": "resp_1", "output": []}, [])
     await asyncio.get_running_loop().run_in_executor(
         store.executor, lambda: store.connection().execute("PRAGMA query_only = ON"))
@@ -231,7 +224,7 @@ async def test_a_read_only_state_file_keeps_responses_in_memory_not_a_503_each(t
 
 async def test_expired_responses_leave_the_file(tmp_path, monkeypatch):
     monkeypatch.setattr(kept_responses, "EXPIRE_EVERY", 0.0)
-    clock = Clock()
+    clock = Clock(1_000_000.0)
     store, responses = kept(tmp_path / "s.sqlite", [100.0], clock)
     await responses.keep("alice", {"id": "resp_old", "output": []}, ["secret words"])
     clock.now += 101
@@ -258,7 +251,7 @@ async def test_kept_responses_are_encoded_and_decoded_off_the_loop(tmp_path, mon
             return orjson.loads(raw)
 
     monkeypatch.setattr(kept_responses, "orjson", Watched)
-    store, responses = kept(tmp_path / "s.sqlite", [100.0], Clock())
+    store, responses = kept(tmp_path / "s.sqlite", [100.0], Clock(1_000_000.0))
     await responses.keep("alice", {"id": "resp_1", "output": []}, ["x" * 100_000])
     assert (await responses.fetch("alice", "resp_1")).input_items == ["x" * 100_000]
     assert len(threads) == 2 and threading.main_thread().name not in threads
