@@ -108,12 +108,17 @@ class KeyLimiter:
         ``defer`` (a request that may run a turn): a key with a concurrent
         limit too is counted when its turn takes a slot, in the same step
         (:meth:`hold`), as :meth:`admit_shared` does on a shared store."""
-        if not key.limits.rpm:
-            return
+        if key.limits.rpm and not self._count_with_slot(key, defer):
+            self._hit_local(key)
+
+    @staticmethod
+    def _count_with_slot(key: KeyConfig, defer: bool) -> bool:
+        """Whether the request's rpm is left for its turn's slot to count
+        (noted on the request); only a key with a concurrent limit has one."""
         if defer and key.limits.concurrent:
             _OWED.set((key, True))
-        else:
-            self._hit_local(key)
+            return True
+        return False
 
     def _hit_local(self, key: KeyConfig) -> None:
         wait = self.counts.hit_now(key.ref, key.limits.rpm)
@@ -128,11 +133,8 @@ class KeyLimiter:
         (:meth:`hold`); other requests by the time they end (:meth:`settle`)."""
         if self.shared is None:
             return
-        if key.limits.rpm:
-            if defer and key.limits.concurrent:
-                _OWED.set((key, True))
-            else:
-                await self._hit_shared(key)
+        if key.limits.rpm and not self._count_with_slot(key, defer):
+            await self._hit_shared(key)
         if key.limits.tokens_per_day:
             self.counts.seed_tokens(key.ref, await self.shared.tokens(key.ref))
 
@@ -332,7 +334,6 @@ class KeyLimiter:
         if slot is not None:
             self.counts.hit_now(key.ref, 1 << 30)
         return slot
-
 
     @staticmethod
     def _owed_rpm(key: KeyConfig) -> bool:
