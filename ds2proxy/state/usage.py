@@ -87,6 +87,8 @@ class UsageStore(Protocol):
     def record(self, row: dict[str, Any]) -> None: ...
     def retain(self, raw_days: int, hourly_days: int) -> None: ...
     async def flush(self) -> None: ...
+    def release_memory(self) -> None:
+        """Drop what the store caches in the process (a drained burst)."""
     async def requests(self, filters: dict[str, Any], limit: int, offset: int
                        ) -> tuple[list[dict[str, Any]], int]:
         """A page of rows (their ``LISTED`` fields), newest first, and the total."""
@@ -171,6 +173,12 @@ class SQLiteUsage:
         self.raw_days, self.hourly_days = raw_days, hourly_days
         self._pruned_at = -math.inf  # monotonic: a clock set back never stalls pruning
         self._queue.put(("wake",))
+
+    def release_memory(self) -> None:
+        """Empty SQLite's page cache (at the writer's next turn). It fills as
+        the log is written and read, up to its size; emptied after each
+        burst, the next burst does not find the process larger."""
+        self._queue.put(("shrink",))
 
     async def _call(self, job: Callable[[sqlite3.Connection], Any]) -> Any:
         loop = asyncio.get_running_loop()
@@ -303,6 +311,8 @@ class SQLiteUsage:
             if item[0] == "job":
                 _, job, future, loop = item
                 self._answer(db, job, future, loop)
+        if any(item[0] == "shrink" for item in items):
+            db.execute("PRAGMA shrink_memory")
         return not any(item[0] == "stop" for item in items)
 
     def _write(self, db: sqlite3.Connection, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
