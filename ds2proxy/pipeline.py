@@ -211,10 +211,12 @@ class Turn(TurnOpening):
             out: list[TurnEvent] = []
             for up in batch:
                 if type(up) is list:
-                    self._heard = True
+                    if not self._heard:
+                        self._hear()
                     out += shaper.on_answers(up)
                 elif type(up) is TextChunk:
-                    self._heard = True
+                    if not self._heard:
+                        self._hear()
                     out += on_reasoning(up.text) if up.kind == "thinking" else on_answer(up.text)
                     if may_stop and shaper.stopped:
                         break
@@ -240,6 +242,12 @@ class Turn(TurnOpening):
         if self._parser.status == INCOMPLETE:
             # Still unfinished when the continue rounds ran out: a cut answer.
             shaper.length_hit = True
+
+    def _hear(self) -> None:
+        """The upstream's first output: the first-output deadline is over,
+        whether or not the client sees anything of it yet."""
+        self._heard = True
+        self._attempts.heard()
 
     async def _continue(self, message_id: int) -> UpstreamStream:
         """Open the next continue round of the current answer."""
