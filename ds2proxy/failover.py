@@ -64,8 +64,14 @@ class Attempts:
         self.tried.add(identifier)
         now = asyncio.get_running_loop().time()
         self._current = (identifier, now, lease.granted_at) if lease is not None else None
+        self._start_clock()
+
+    def _start_clock(self) -> float:
+        """The deadline, started now unless it runs already: at the first
+        attempt, or at a fail-over after the upstream was heard."""
         if self._deadline is None:
-            self._deadline = now + self._timeout
+            self._deadline = asyncio.get_running_loop().time() + self._timeout
+        return self._deadline
 
     def may_retry(self, exc: ProxyError, *, managed: bool) -> bool:
         """Record a failure; True when another account may be tried for it."""
@@ -90,9 +96,7 @@ class Attempts:
 
     async def within(self, step: Awaitable[T]) -> T:
         """Run ``step`` before the turn's first-output deadline, else a 504."""
-        if self._deadline is None:
-            return await step
-        limit = self._limit = asyncio.timeout_at(self._deadline)
+        limit = self._limit = asyncio.timeout_at(self._start_clock())
         try:
             async with limit:
                 return await step
