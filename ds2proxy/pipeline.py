@@ -114,7 +114,7 @@ class Turn(TurnOpening):
             await self.aclose()
 
     def _new_shaper(self) -> TurnShaper:
-        cfg = self.core.config
+        cfg = self._config  # as the prompt was built: its tool markup is what comes back
         settings = ShapingSettings(cfg.toolcall.mode, cfg.toolcall.early_emit_confidence,
                                    cfg.search.citation_style)
         self._parser = StreamParser(thinking_enabled=self.chat.thinking_enabled)

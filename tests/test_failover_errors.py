@@ -5,6 +5,7 @@ deadline for the whole pre-output phase however many accounts are tried."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable
 
@@ -22,6 +23,7 @@ from ds2proxy.testing import (
 from ds2proxy.testing.clients import Reply
 from ds2proxy.testing.clients import post as raw_post
 
+from admin_util import wait_until
 from conftest import ACCOUNTS, Proxy, ProxyFactory
 from dsml_util import dsml
 
@@ -343,3 +345,25 @@ async def test_a_fail_over_after_the_upstream_was_heard_starts_a_fresh_deadline(
     assert [c.account for c in fake_upstream.calls_to("chat/completion")] == [
         email for email, _ in ACCOUNTS]
     assert proxy.core.pool.inflight == 0
+
+
+async def test_a_fail_over_shapes_the_answer_with_the_settings_the_turn_began_with(
+        proxy_factory, fake_upstream):
+    # The prompt asked for calls in the tool markup (toolcall.mode
+    # feature_match); the operator turns detection off while the first
+    # account streams, and that account then drops. The next account's call
+    # must still come back as a call, not as the raw markup the prompt asked for.
+    proxy = await proxy_with_accounts(proxy_factory, fake_upstream, 2)
+    call = HELD["tool call"][1]
+    fake_upstream.enqueue(Scripted(answer=call, chunk_size=4,
+                                   delivery=Delivery(chunk_delay=0.05, drop_after=20)),
+                          Scripted(answer=call))
+    reply = asyncio.ensure_future(held_request(proxy, "tool call", False))
+    await wait_until(lambda: sum(fake_upstream.streaming.values()) == 1)
+    await proxy.store.update(lambda doc: doc.setdefault("toolcall", {}).update(mode="off"))
+    reply = await reply
+    assert reply.status == 200, reply.text
+    assert len(fake_upstream.calls_to("chat/completion")) == 2
+    message = reply.json()["choices"][0]["message"]
+    assert message["tool_calls"][0]["function"]["name"] == "lookup"
+    assert "DSML" not in (message["content"] or "")
