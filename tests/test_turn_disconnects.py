@@ -1,8 +1,8 @@
 """A client that hangs up at every point of a turn: while queued for an
-account, during the PoW, before the first upstream byte, mid-stream, during
-a continue round, while a tool call is buffered. Whatever the point, the
-lease comes back, the upstream stream is closed and the request is recorded
-once, as a 499."""
+account, during the PoW, before the first upstream byte, during a fail-over,
+mid-stream, during a continue round, while a tool call is buffered. Whatever
+the point, the lease comes back, the upstream stream is closed and the
+request is recorded once, as a 499."""
 
 from __future__ import annotations
 
@@ -82,6 +82,17 @@ async def before_first_byte(proxy: Proxy, body: dict) -> None:
     await client.leave()
 
 
+async def during_fail_over(proxy: Proxy, body: dict) -> None:
+    # The first account's stream breaks before any output; the client leaves
+    # while the turn waits on the second one.
+    proxy.fake.enqueue(Scripted(answer="never", delivery=Delivery(drop_after=0)),
+                       Scripted(answer="late", delivery=QUIET))
+    client = Client(proxy, body)
+    await wait_until(lambda: len(proxy.fake.calls_to("chat/completion")) == 2
+                     and streaming(proxy) == 1)
+    await client.leave()
+
+
 async def mid_stream(proxy: Proxy, body: dict) -> None:
     proxy.fake.enqueue(Scripted(thinking="hmm " * 50, answer="word " * 200, chunk_size=4,
                                 delivery=SLOW))
@@ -113,8 +124,8 @@ async def in_tool_call(proxy: Proxy, body: dict) -> None:
 
 
 @pytest.mark.parametrize("stream", [False, True])
-@pytest.mark.parametrize("point", [at_pow, before_first_byte, mid_stream, in_continue_round,
-                                   in_tool_call], ids=lambda f: f.__name__)
+@pytest.mark.parametrize("point", [at_pow, before_first_byte, during_fail_over, mid_stream,
+                                   in_continue_round, in_tool_call], ids=lambda f: f.__name__)
 async def test_a_client_leaving_at_any_point_frees_everything_once(proxy_factory: ProxyFactory,
                                                                    point, stream: bool):
     # The key's one concurrent slot and its token reservation come back too.
