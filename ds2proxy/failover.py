@@ -48,6 +48,8 @@ class Attempts:
         self._stall = min(settings.silence_timeout_seconds, self._timeout)
         self._pinned = pinned
         self._deadline: float | None = None
+        # The deadline running over the current step (see within and heard).
+        self._limit: asyncio.Timeout | None = None
         # The managed account waited on: its name, since when (loop clock), its lease's grant.
         self._current: tuple[str, float, float] | None = None
         self.tried: set[str] = set()
@@ -62,8 +64,14 @@ class Attempts:
         self.tried.add(identifier)
         now = asyncio.get_running_loop().time()
         self._current = (identifier, now, lease.granted_at) if lease is not None else None
+        self._start_clock()
+
+    def _start_clock(self) -> float:
+        """The deadline, started now unless it runs already: at the first
+        attempt, or at a fail-over after the upstream was heard."""
         if self._deadline is None:
-            self._deadline = now + self._timeout
+            self._deadline = asyncio.get_running_loop().time() + self._timeout
+        return self._deadline
 
     def may_retry(self, exc: ProxyError, *, managed: bool) -> bool:
         """Record a failure; True when another account may be tried for it."""
@@ -88,9 +96,7 @@ class Attempts:
 
     async def within(self, step: Awaitable[T]) -> T:
         """Run ``step`` before the turn's first-output deadline, else a 504."""
-        if self._deadline is None:
-            return await step
-        limit = asyncio.timeout_at(self._deadline)
+        limit = self._limit = asyncio.timeout_at(self._start_clock())
         try:
             async with limit:
                 return await step
@@ -102,6 +108,18 @@ class Attempts:
                 f"no output from the upstream within {self._timeout:g} s "
                 f"(upstream.first_output_timeout_seconds) over {self.count} "
                 f"account{'s' if self.count != 1 else ''}", retryable=False) from None
+        finally:
+            self._limit = None
+
+    def heard(self) -> None:
+        """The upstream's first output arrived: the deadline is over for the
+        step reading it, though the client may see nothing yet (a tool call
+        or a JSON answer is held until it is whole). A fail-over after this
+        starts a fresh deadline, as the first attempt did."""
+        limit, self._limit = self._limit, None
+        if limit is not None and not limit.expired():
+            limit.reschedule(None)
+        self._deadline = None
 
     def _blame_stall(self) -> None:
         """The deadline ended an attempt: an account silent the whole stall
@@ -120,7 +138,9 @@ class Attempts:
     async def until_heard(self, items: AsyncIterator[T], heard: Callable[[], bool]
                           ) -> AsyncIterator[T]:
         """``items``, each bounded by the deadline until ``heard()`` says the
-        upstream's first output arrived (then read without a timer)."""
+        upstream's first output arrived (then read without a timer; the
+        producer calls :meth:`heard` as it arrives, which ends the deadline
+        of an item still being made)."""
         iterator = aiter(items)
         while not heard():
             try:

@@ -1,9 +1,10 @@
 """One chat turn, end to end: credentials → session → PoW → completion →
 continue rounds → canonical events.
 
-:meth:`Turn.open` does everything up to the first upstream byte and fails
-over to another managed account on account-level errors, so a failure there
-becomes a plain HTTP error. :meth:`Turn.events` then streams; a failure
+:meth:`Turn.open` (its base, :class:`~ds2proxy.turn_opening.TurnOpening`)
+does everything up to the first upstream byte and fails over to another
+managed account on account-level errors, so a failure there becomes a plain
+HTTP error. :meth:`Turn.events` then streams; a failure
 raises its :class:`ProxyError`, which :func:`ds2proxy.relay.relay` turns
 into an HTTP error or an in-band one (never a silent cut).
 The lease is released in ``finally`` on every path: normal end, error,
@@ -14,8 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-import uuid
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
@@ -31,25 +30,18 @@ from .errors import (
     UpstreamError,
     UpstreamRateLimited,
 )
-from .failover import Attempts, credentials_for
-from .health import classify
 from .shaping import ShapingSettings, TurnShaper
 from .structured import JSONOutputError, repair_prompt
 from .tokens import count_tokens_async
-from .turn_text import (plan_files_async, plan_turn_text_async, render_turn_async,
-                        turn_prompt_tokens)
+from .turn_opening import TurnOpening
 from .upstream.client import UpstreamStream
-from .upstream.conversation import Conversation
 from .upstream.events import ContentFiltered as FilterEvent
 from .upstream.events import Hint, TextChunk, UpstreamFault
-from .upstream.files import PendingUpload, ref_file_ids, with_uploaded_ids
 from .upstream.stream_parser import INCOMPLETE, StreamParser
 from .upstream.rounds import read_rounds
-from .upstream.credentials import Credentials
 from .usage_recorder import OFF_LOOP_USAGE_CHARS
 
 if TYPE_CHECKING:
-    from .config import HistoryFileSettings
     from .core import Core
 
 log = logging.getLogger("ds2proxy.pipeline")
@@ -58,30 +50,9 @@ EMPTY_RETRY_SUFFIX = ("\n\nPrevious reply had no visible output. Please regenera
                       "final answer or tool call now.")
 
 
-class Turn:
+class Turn(TurnOpening):
     def __init__(self, core: Core, chat: ChatRequest, caller: Caller) -> None:
-        self.core = core
-        self.chat = chat
-        self.caller = caller
-        self.id = uuid.uuid4().hex
-        self.created = int(time.time())
-        # Inline payloads to upload once an account is leased (400 over the
-        # limit) and the file ids referenced: planned in open().
-        self._uploads: dict[str, PendingUpload] = {}
-        self._file_ids: list[str] = []
-        # Settings as at the turn's start: a fail-over sends the same shape.
-        self._config = core.config
-        self._sent_chat = chat
-        self._history: HistoryFileSettings | None = None  # all three planned in open()
-        self._history_text = self.prompt = ""
-        # Counted in open(), beside the upstream setup (large texts off the loop).
-        self.prompt_tokens = 0
-        self.account: str | None = None
-        self._creds: Credentials | None = None
-        self._upstream = Conversation(core.client, core.keeper, chat,
-                                      on_pow_solved=core.metrics.time_pow)
-        self._attempts = Attempts(core.pool, self._config.upstream,
-                                  pinned=bool(caller.target_account))
+        super().__init__(core, chat, caller)
         # Whether the current attempt's upstream has produced output yet.
         self._heard = False
         self._closed = False
@@ -92,93 +63,6 @@ class Turn:
         # The answer's shaper; whether its usage reached the record (see aclose).
         self._shaper: TurnShaper | None = None
         self._usage_noted = False
-
-    # -- opening (before the first byte) ------------------------------------------
-
-    async def open(self) -> None:
-        """Flatten the conversation (a large one in a thread), reach an open
-        upstream stream and count the prompt tokens meanwhile (ditto)."""
-        if not self.prompt:  # once: a fail-over re-opens with the same text
-            self._uploads, self._file_ids = await plan_files_async(self.chat)
-            self._history, self._history_text, self.prompt = await plan_turn_text_async(
-                self.chat, self._config)
-        counting = asyncio.ensure_future(self._count_prompt())
-        try:
-            await self._reach_stream()
-        except BaseException:
-            counting.cancel()
-            raise
-        await counting
-
-    async def _count_prompt(self) -> None:
-        """Count the texts as a count_tokens route does (uploads named by
-        the nominal id, so the count does not wait for them)."""
-        planned = (self._history, self._history_text, self.prompt)
-        self.prompt_tokens = await turn_prompt_tokens(self.chat, self._config, planned,
-                                                      self._uploads)
-
-    async def _reach_stream(self) -> None:
-        """Reach an open upstream stream, failing over between managed accounts
-        within the attempt cap and the first-output deadline."""
-        while True:
-            creds = await credentials_for(self.caller, self.core.pool, self.core.keeper,
-                                          self._attempts)
-            try:
-                await self._attempts.within(self._open_on(creds))
-            except UpstreamError as exc:
-                self._blame(creds, exc)
-                creds.release()
-                self.core.monitor.account_error(creds.identifier, exc.detail or exc.message)
-                if not self._attempts.may_retry(exc, managed=creds.managed):
-                    raise self._attempts.final(exc) from None
-                log.warning("account %s failed before streaming (%s); trying another",
-                            creds.identifier, exc.message)
-                continue
-            except BaseException:
-                creds.release()
-                raise
-            self._creds = creds
-            self.account = creds.identifier
-            request_record.note_account(creds.identifier if creds.managed else "")
-            return
-
-    def _blame(self, creds: Credentials | None, exc: BaseException) -> None:
-        """Tell the pool's health tracker when a failure is the account's."""
-        failure = classify(exc)
-        if creds is not None and creds.lease is not None and failure is not None:
-            self.core.pool.health.failed(creds.identifier, failure,
-                                         started=creds.lease.granted_at)
-
-    def _credit(self) -> None:
-        if self._creds is not None and self._creds.managed:
-            self.core.pool.health.succeeded(self._creds.identifier)
-
-    async def _open_on(self, creds: Credentials) -> None:
-        pow_header = await self._upstream.start(creds)
-        self.id = self._upstream.session_id
-        await self._attach_uploads(creds)
-        await self._attach_history(creds)
-        await self._upstream.complete(creds, self.prompt, None, self._file_ids, pow_header)
-
-    async def _attach_uploads(self, creds: Credentials) -> None:
-        """Upload the inline attachments on this account, then reference them
-        by id and name them in the prompt (a fail-over gets new ids)."""
-        if not self._uploads:
-            return
-        ids = await self._upstream.upload(creds, self._uploads.values())
-        self._sent_chat = with_uploaded_ids(self.chat, ids)
-        self._file_ids = ref_file_ids(self._sent_chat)
-        self._history_text, self.prompt = await render_turn_async(self._sent_chat, self._config,
-                                                                  self._history)
-
-    async def _attach_history(self, creds: Credentials) -> None:
-        """Upload the history file and reference it first (§6). It is rendered
-        after the inline uploads so it names their ids."""
-        if self._history is None:
-            return
-        file_id = await self._upstream.upload_history(creds, self._history_text,
-                                                      self._history.file_name)
-        self._file_ids = list(dict.fromkeys([file_id, *ref_file_ids(self._sent_chat)]))
 
     # -- streaming ---------------------------------------------------------------
 
@@ -230,7 +114,7 @@ class Turn:
             await self.aclose()
 
     def _new_shaper(self) -> TurnShaper:
-        cfg = self.core.config
+        cfg = self._config  # as the prompt was built: its tool markup is what comes back
         settings = ShapingSettings(cfg.toolcall.mode, cfg.toolcall.early_emit_confidence,
                                    cfg.search.citation_style)
         self._parser = StreamParser(thinking_enabled=self.chat.thinking_enabled)
@@ -327,10 +211,12 @@ class Turn:
             out: list[TurnEvent] = []
             for up in batch:
                 if type(up) is list:
-                    self._heard = True
+                    if not self._heard:
+                        self._hear()
                     out += shaper.on_answers(up)
                 elif type(up) is TextChunk:
-                    self._heard = True
+                    if not self._heard:
+                        self._hear()
                     out += on_reasoning(up.text) if up.kind == "thinking" else on_answer(up.text)
                     if may_stop and shaper.stopped:
                         break
@@ -356,6 +242,12 @@ class Turn:
         if self._parser.status == INCOMPLETE:
             # Still unfinished when the continue rounds ran out: a cut answer.
             shaper.length_hit = True
+
+    def _hear(self) -> None:
+        """The upstream's first output: the first-output deadline is over,
+        whether or not the client sees anything of it yet."""
+        self._heard = True
+        self._attempts.heard()
 
     async def _continue(self, message_id: int) -> UpstreamStream:
         """Open the next continue round of the current answer."""

@@ -3,8 +3,11 @@
 :class:`TurnShaper` receives the parser's answer and reasoning chunks and
 produces what a client may see: reasoning deltas (only when thinking is
 shown), cleaned answer text with citation markers styled, tool calls found by
-the sieve, and at the end citations, usage and the finish reason. It holds
-no I/O, so the pipeline and the tests drive it the same way.
+the sieve, and at the end citations, usage and the finish reason. The
+answer's text stages (sieve or cleaner, stop sequences, leading whitespace,
+the JSON buffer) are its base, :class:`~ds2proxy.answer_stages.AnswerStages`;
+here are the inputs, max_tokens and the end of the turn. It holds no I/O, so
+the pipeline and the tests drive it the same way.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from .answer_stages import AnswerStages
 from .canonical import (
     ChatRequest,
     Citation,
@@ -20,19 +24,15 @@ from .canonical import (
     ReasoningDelta,
     TextDelta,
     TextRun,
-    ToolCallStart,
     TurnEvent,
     Usage,
 )
 from .citations import CitationRewriter
 from .errors import ToolChoiceViolation
-from .stops import StopMatcher, StopPieces, stops_of
 from .structured import JSONOutputError, settle
 from .token_stream import StreamCount
 from .turn_counts import TurnCounts
 from .toolcall.clean import RULE_START as _SPECIAL
-from .toolcall.clean import TextCleaner
-from .toolcall.sieve import ToolSieve
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,35 +42,18 @@ class ShapingSettings:
     citation_style: str = "raw"
 
 
-class TurnShaper:
+class TurnShaper(AnswerStages):
     def __init__(self, chat: ChatRequest, settings: ShapingSettings, prompt_tokens: int,
                  citations: Callable[[], list[tuple[int, str, str]]]) -> None:
-        self.chat = chat
+        super().__init__(chat, settings.toolcall_mode, settings.early_emit)
         self.show_reasoning = chat.thinking_enabled
         self.prompt_tokens = prompt_tokens
         self._citations = citations
-        self._custom = {t.name for t in chat.tools if t.kind == "custom"}
-        self._early_emit = settings.early_emit
-        use_sieve = bool(chat.tools) and settings.toolcall_mode == "feature_match"
-        self.sieve = (ToolSieve(chat.tools, chat.tool_choice, early_emit=settings.early_emit,
-                                single_call=not chat.parallel_tool_calls) if use_sieve else None)
-        self.cleaner = None if use_sieve else TextCleaner()
         self.rewriter = CitationRewriter(settings.citation_style, url_lookup(citations))
         self.reasoning: list[str] = []
-        # Whether any visible answer text (not only whitespace) went out: the
-        # answer itself is not kept, a long one would stay in memory to the end.
-        self.shown = False
-        self._blank = ""  # whitespace held until visible text follows (_lead)
-        self.calls = 0
         self.counts = TurnCounts(chat.max_tokens)
-        self.emitted = 0
         self.length_hit = False
         self.filtered: str | None = None
-        self.json_mode = chat.response_format.type != "text"
-        self._json_buffer: list[str] = []
-        self._stops = stops_of(chat.sampling)
-        self.stop_matcher = StopMatcher(self._stops)
-        self._stop_pieces = StopPieces(self._stops)
         # Plain text (no marker, tag or fence can start in it, nothing held)
         # goes straight out when no stage could change it.
         self._plain = self.cleaner is not None and not self._stops and not self.json_mode
@@ -163,11 +146,6 @@ class TurnShaper:
         self.filtered = template
 
     @property
-    def stop_sequence(self) -> str | None:
-        """The client's stop sequence that ended the answer, if one did."""
-        return self.stop_matcher.matched
-
-    @property
     def stopped(self) -> bool:
         """max_tokens was reached or a stop sequence matched: read no further."""
         return self.length_hit or self.stop_matcher.matched is not None
@@ -182,27 +160,6 @@ class TurnShaper:
         refused (an undeclared tool …). Only a turn that did not, asked twice,
         is the empty output a rate-limited account returns."""
         return self.has_visible_output or (self.sieve is not None and self.sieve.consumed)
-
-    def _lead_run(self, texts: list[str], joined: str) -> list[str]:
-        """:meth:`_lead` for a run of texts (``joined``: the run as one)."""
-        if not joined.strip():
-            self._blank += joined
-            return []
-        at = next(at for at, text in enumerate(texts) if not text.isspace())
-        self.shown = True
-        lead, self._blank = self._blank + "".join(texts[:at + 1]), ""
-        return [lead, *texts[at + 1:]]
-
-    def _lead(self, text: str) -> str:
-        """Until visible text went out, whitespace is held for the first visible
-        text: a blank answer asked again leaves nothing before the new one, and
-        newlines before a call (which drops them) make no delta of their own."""
-        if text.isspace():
-            self._blank += text
-            return ""
-        self.shown = True
-        text, self._blank = self._blank + text, ""
-        return text
 
     @property
     def hidden_reasoning(self) -> str:
@@ -257,18 +214,8 @@ class TurnShaper:
     def restart_answer(self) -> None:
         """Fresh text state for a second try (empty output, bad JSON); the
         tokens of the answer given so far carry on in the totals."""
-        chat = self.chat
         self.counts.restart()
-        self._json_buffer.clear()
-        self.shown = False
-        self._blank = ""
-        self.stop_matcher = StopMatcher(self._stops)
-        self._stop_pieces = StopPieces(self._stops)
-        if self.sieve is not None:
-            self.sieve = ToolSieve(chat.tools, chat.tool_choice, early_emit=self._early_emit,
-                                   single_call=not chat.parallel_tool_calls)
-        else:
-            self.cleaner = TextCleaner()
+        self._restart_stages()
 
     def tail(self) -> list[TurnEvent]:
         """Citations, usage and the finish reason; raises on a tool_choice violation.
@@ -312,83 +259,12 @@ class TurnShaper:
 
     # -- internals -----------------------------------------------------------
 
-    def _route(self, text: str) -> list[TurnEvent]:
-        if not text:
-            return []
-        if self.sieve is not None:
-            return self._track(self.sieve.feed(text))
-        return self._text(self.cleaner.feed(text))
-
-    def _text(self, text: str) -> list[TurnEvent]:
-        """Plain answer text, as :meth:`_track` treats a lone TextDelta (the
-        common case, without the list of events around it)."""
-        matcher = self.stop_matcher
-        if matcher.matched is not None:
-            return []
-        text = matcher.feed(text)
-        if text and not self.shown:
-            text = self._lead(text)
-        if not text:
-            return []
-        if self.json_mode:
-            self._json_buffer.append(text)
-            return []
-        self.emitted += 1
-        return [TextDelta(text)]
-
     def _within_limit(self, text: str, counter: StreamCount, other: StreamCount) -> str:
         """``text`` cut on the token where reasoning plus answer reach the
         client's max_tokens (which then stops the turn)."""
         text, hit = self.counts.within_limit(text, counter, other)
         self.length_hit |= hit
         return text
-
-    def _track(self, events: list) -> list[TurnEvent]:
-        """Count and record events; answer text goes through the stop matcher
-        (text only: a tool call is never cut, and nothing follows a match)."""
-        out: list[TurnEvent] = []
-        for ev in events:
-            if self.stop_sequence is not None:
-                break
-            if isinstance(ev, TextDelta):
-                text = self.stop_matcher.feed(ev.text)
-                if text and not self.shown:
-                    text = self._lead(text)
-                if not text:
-                    continue
-                if text is not ev.text:
-                    ev = TextDelta(text)
-                if self.json_mode:
-                    self._json_buffer.append(text)
-                    continue
-            elif isinstance(ev, ToolCallStart):
-                out += self._release_held()
-                if self.stop_sequence is not None:
-                    break
-                self._blank = ""  # whitespace before a call is not text
-                self.calls += 1
-                if ev.name in self._custom and ev.kind != "custom":
-                    ev = ToolCallStart(ev.index, ev.id, ev.name, "custom")
-            out.append(ev)
-        return self._out(out)
-
-    def _release_held(self) -> list[TurnEvent]:
-        """Text the stop matcher held back, once no match can follow it
-        (its tokens were counted when it arrived)."""
-        held = self.stop_matcher.flush()
-        if held and not self.shown:
-            held = self._lead(held)
-        if not held:
-            return []
-        if self.json_mode:
-            self._json_buffer.append(held)
-            return []
-        self.emitted += 1
-        return [TextDelta(held)]
-
-    def _out(self, events: list[TurnEvent]) -> list[TurnEvent]:
-        self.emitted += len(events)
-        return events
 
 
 def url_lookup(citations: Callable[[], list[tuple[int, str, str]]]

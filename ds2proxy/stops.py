@@ -17,6 +17,12 @@ from typing import Any
 from .errors import InvalidRequest
 
 MAX_STOP_LENGTH = 1000
+# Stop sequences at least this long follow their partial match incrementally
+# (:class:`_Overlap`): the tail check tries each place a stop's first
+# character occurs, which for a long self-similar stop ("aaaa…b" against a
+# run of "a") costs its length squared on every fragment.
+LONG_STOP = 64
+OVERLAP_PIECE = 16  # characters a long stop's overlap advances by at a time
 
 
 def parse_stops(value: Any, *, param: str, max_count: int | None,
@@ -64,6 +70,8 @@ class StopMatcher:
     def __init__(self, stops: tuple[str, ...]) -> None:
         self.stops = stops
         self._longest = max((len(s) for s in stops), default=0)
+        self._short = tuple(s for s in stops if len(s) < LONG_STOP)
+        self._long = [_Overlap(s) for s in stops if len(s) >= LONG_STOP]
         self._held = ""
         self.matched: str | None = None
 
@@ -75,7 +83,10 @@ class StopMatcher:
         buf = self._held + text
         cut, found = self._first_match(buf)
         # A longer sequence that starts earlier may still complete: wait for it.
-        start = len(buf) - self._partial_tail(buf)
+        tail = self._partial_tail(buf)
+        for overlap in self._long:
+            tail = max(tail, overlap.feed(text, self._longest))
+        start = len(buf) - tail
         if found is not None and cut <= start:
             return self._cut(buf, cut, found)
         self._held = buf[start:]
@@ -108,18 +119,75 @@ class StopMatcher:
         return best, found
 
     def _partial_tail(self, buf: str) -> int:
-        """Length of the longest suffix of ``buf`` that begins some stop sequence
-        (only where a stop's first character occurs need be tried)."""
+        """Length of the longest suffix of ``buf`` that begins some short stop
+        sequence (only where a stop's first character occurs need be tried)."""
         window = buf[len(buf) - min(len(buf), self._longest - 1):]
         best = 0
-        for stop in self.stops:
-            at = window.find(stop[0])
+        for stop in self._short:
+            at = window.find(stop[0], max(0, len(window) - len(stop)))
             while at != -1 and len(window) - at > best:
                 if stop.startswith(window[at:]):
                     best = len(window) - at
                     break
                 at = window.find(stop[0], at + 1)
         return best
+
+
+class _Overlap:
+    """How much of one long stop sequence the text so far ends with.
+
+    The Knuth-Morris-Pratt state, advanced a piece of text at a time with
+    string comparisons: the new overlap is an earlier one (the current, or
+    one of its borders) extended by the piece, or begins inside the piece.
+    The overlap grows by at most a piece's length, and each border tried
+    shrinks it, so the work is linear in the text whatever the stop."""
+
+    __slots__ = ("stop", "_fail", "_state")
+
+    def __init__(self, stop: str) -> None:
+        self.stop = stop
+        self._fail = _failure(stop)
+        self._state = 0  # the longest proper prefix of ``stop`` the text ends with
+
+    def feed(self, text: str, longest: int) -> int:
+        """Advance over ``text``; the length of the longest suffix of the
+        text so far that begins ``stop``: the whole stop when the text ends
+        with it and it is not the longest one, as the tail check counts it."""
+        size, state, whole = len(self.stop), self._state, False
+        for at in range(0, len(text), OVERLAP_PIECE):
+            reached = self._advance(state, text[at:at + OVERLAP_PIECE])
+            whole = reached == size  # the whole stop: go on from its longest border
+            state = self._fail[size - 1] if whole else reached
+        self._state = state
+        return size if whole and size < longest else state
+
+    def _advance(self, overlap: int, piece: str) -> int:
+        stop, fail, size, n = self.stop, self._fail, len(self.stop), len(piece)
+        while True:
+            if overlap + n <= size and stop.startswith(piece, overlap):
+                return overlap + n
+            if overlap == 0:
+                break
+            overlap = fail[overlap - 1]
+        at = piece.find(stop[0], max(1, n - size))
+        while at != -1:
+            if stop.startswith(piece[at:]):
+                return n - at
+            at = piece.find(stop[0], at + 1)
+        return 0
+
+
+def _failure(stop: str) -> list[int]:
+    """For each prefix of ``stop``, the length of its longest proper border."""
+    fail = [0] * len(stop)
+    k = 0
+    for i in range(1, len(stop)):
+        while k and stop[i] != stop[k]:
+            k = fail[k - 1]
+        if stop[i] == stop[k]:
+            k += 1
+        fail[i] = k
+    return fail
 
 
 class StopPieces:

@@ -5,7 +5,9 @@ deadline for the whole pre-output phase however many accounts are tried."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Awaitable
 
 import aiohttp
 import pytest
@@ -21,7 +23,9 @@ from ds2proxy.testing import (
 from ds2proxy.testing.clients import Reply
 from ds2proxy.testing.clients import post as raw_post
 
+from admin_util import wait_until
 from conftest import ACCOUNTS, Proxy, ProxyFactory
+from dsml_util import dsml
 
 DROPPED = Scripted(answer="never seen", delivery=Delivery(drop_after=0))
 RESET = Scripted(answer="never seen", delivery=Delivery(drop_after=1, abort=True))
@@ -273,3 +277,93 @@ async def test_an_unknown_target_account_is_a_400_naming_the_header(proxy):
             error = (await resp.json())["error"]
     assert "X-Ds2-Target-Account" in error["message"] and "is not configured" in error["message"]
     assert proxy.fake.calls_to("chat/completion") == []
+
+
+HELD = {  # answers the client sees nothing of until they are whole
+    "tool call": ({"tools": [{"type": "function", "function": {
+        "name": "lookup", "parameters": {"type": "object",
+                                         "properties": {"q": {"type": "string"}}}}}]},
+                  dsml(("lookup", {"q": "x" * 120}))),
+    "json": ({"response_format": {"type": "json_object"}}, '{"a": "' + "x" * 120 + '"}'),
+}
+
+
+def held_request(proxy: Proxy, kind: str, stream: bool) -> Awaitable[Reply]:
+    extra, _ = HELD[kind]
+    return raw_post(proxy.url + "/v1/chat/completions",
+                    {"model": "deepseek-chat", "stream": stream, **extra,
+                     "messages": [{"role": "user", "content": "hi"}]}, proxy.headers())
+
+
+def held_answer(reply: Reply, stream: bool) -> str:
+    """The tool call's arguments or the JSON text the client got."""
+    if stream:
+        chunks = [json.loads(line[6:]) for line in reply.text.split("\n")
+                  if line.startswith("data: {")]
+        deltas = [c["choices"][0]["delta"] for c in chunks if c.get("choices")]
+        return "".join(d.get("content") or "".join(
+            call["function"].get("arguments") or "" for call in d.get("tool_calls") or [])
+            for d in deltas)
+    message = reply.json()["choices"][0]["message"]
+    return message["content"] or message["tool_calls"][0]["function"]["arguments"]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+@pytest.mark.parametrize("kind", list(HELD))
+async def test_an_answer_held_past_the_first_output_deadline_is_no_timeout(
+        proxy_factory, fake_upstream, kind, stream):
+    # The upstream answers at once, but the whole answer takes about 2 s to
+    # stream and the client sees none of it before the end: the deadline
+    # ended when the upstream was heard, not when the client saw something.
+    # It was a 504 naming a silent upstream, and the account was cooled.
+    proxy = await proxy_with_accounts(proxy_factory, fake_upstream, 2,
+                                      first_output_timeout_seconds=1)
+    fake_upstream.enqueue(Scripted(answer=HELD[kind][1], chunk_size=4,
+                                   delivery=Delivery(chunk_delay=0.05)))
+    reply = await held_request(proxy, kind, stream)
+    assert reply.status == 200, reply.text
+    assert "x" * 120 in held_answer(reply, stream)
+    assert len(fake_upstream.calls_to("chat/completion")) == 1
+    assert {proxy.core.pool.health.state(email) for email, _ in ACCOUNTS} == {"healthy"}
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+async def test_a_fail_over_after_the_upstream_was_heard_starts_a_fresh_deadline(
+        proxy_factory, fake_upstream, stream):
+    # The first account streams a held tool call past the deadline, then
+    # drops it: nothing reached the client, so the turn moves on, and the
+    # next account is not refused at once for the time the first one used.
+    proxy = await proxy_with_accounts(proxy_factory, fake_upstream, 2,
+                                      first_output_timeout_seconds=1)
+    call = HELD["tool call"][1]
+    fake_upstream.enqueue(Scripted(answer=call, chunk_size=4,
+                                   delivery=Delivery(chunk_delay=0.05, drop_after=40)),
+                          Scripted(answer=call))
+    reply = await held_request(proxy, "tool call", stream)
+    assert reply.status == 200, reply.text
+    assert "x" * 120 in held_answer(reply, stream)
+    assert [c.account for c in fake_upstream.calls_to("chat/completion")] == [
+        email for email, _ in ACCOUNTS]
+    assert proxy.core.pool.inflight == 0
+
+
+async def test_a_fail_over_shapes_the_answer_with_the_settings_the_turn_began_with(
+        proxy_factory, fake_upstream):
+    # The prompt asked for calls in the tool markup (toolcall.mode
+    # feature_match); the operator turns detection off while the first
+    # account streams, and that account then drops. The next account's call
+    # must still come back as a call, not as the raw markup the prompt asked for.
+    proxy = await proxy_with_accounts(proxy_factory, fake_upstream, 2)
+    call = HELD["tool call"][1]
+    fake_upstream.enqueue(Scripted(answer=call, chunk_size=4,
+                                   delivery=Delivery(chunk_delay=0.05, drop_after=20)),
+                          Scripted(answer=call))
+    reply = asyncio.ensure_future(held_request(proxy, "tool call", False))
+    await wait_until(lambda: sum(fake_upstream.streaming.values()) == 1)
+    await proxy.store.update(lambda doc: doc.setdefault("toolcall", {}).update(mode="off"))
+    reply = await reply
+    assert reply.status == 200, reply.text
+    assert len(fake_upstream.calls_to("chat/completion")) == 2
+    message = reply.json()["choices"][0]["message"]
+    assert message["tool_calls"][0]["function"]["name"] == "lookup"
+    assert "DSML" not in (message["content"] or "")

@@ -26,7 +26,7 @@ from test_gemini_client import collect, generate
 from ds2proxy.canonical import ChatRequest, Finish, ReasoningDelta, ResolvedModel, TextDelta
 from ds2proxy.errors import InvalidRequest
 from ds2proxy.shaping import ShapingSettings, TurnShaper
-from ds2proxy.stops import StopMatcher, parse_stops
+from ds2proxy.stops import LONG_STOP, StopMatcher, parse_stops
 from ds2proxy.testing import Scripted
 from ds2proxy.testing.clients import openai_client
 from token_util import reference_tokens
@@ -57,7 +57,10 @@ def split_text(draw) -> tuple[list[str], list[str]]:
 @settings(max_examples=500, deadline=None)
 @given(split_text())
 def test_cut_text_is_the_text_before_the_first_match(case):
-    pieces, stops = case
+    assert_cut_before_the_first_match(*case)
+
+
+def assert_cut_before_the_first_match(pieces: list[str], stops: list[str]) -> None:
     text = "".join(pieces)
     matcher = StopMatcher(tuple(stops))
     out = []
@@ -71,6 +74,56 @@ def test_cut_text_is_the_text_before_the_first_match(case):
     out.append(matcher.flush())
     assert "".join(out) == first_cut(text, stops)
     assert (matcher.matched is not None) == any(s in text for s in stops)
+
+
+@st.composite
+def long_split_text(draw) -> tuple[list[str], list[str]]:
+    """Stop sequences long enough to be followed incrementally, made of a
+    repeated unit (maybe with another last character), so many of their
+    prefixes are also their suffixes; the text mixes prefixes of them."""
+    unit = st.text(alphabet="ab\n", min_size=1, max_size=3)
+    stops = []
+    for repeated in draw(st.lists(unit, min_size=1, max_size=3)):
+        stop = (repeated * 64)[:draw(st.integers(LONG_STOP, LONG_STOP + 30))]
+        stops.append(stop[:-1] + draw(st.sampled_from("abc\n")))
+    parts = draw(st.lists(st.one_of(st.text(alphabet="abc\n", max_size=20),
+                                    st.sampled_from(stops).flatmap(
+                                        lambda s: st.integers(1, len(s)).map(lambda n: s[:n]))),
+                          max_size=8))
+    text = "".join(parts)
+    cuts = sorted(draw(st.lists(st.integers(0, len(text)), max_size=20)))
+    return [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)])], stops
+
+
+@settings(max_examples=300, deadline=None)
+@given(long_split_text())
+def test_long_self_similar_stops_cut_before_the_first_match_too(case):
+    assert_cut_before_the_first_match(*case)
+
+
+class Counted(str):
+    """A stop sequence that counts the characters compared against it."""
+
+    compared = 0
+
+    def startswith(self, prefix, *args) -> bool:  # type: ignore[override]
+        Counted.compared += len(prefix)
+        return super().startswith(prefix, *args)
+
+
+def test_long_stops_cost_the_same_per_character_whatever_their_length():
+    # 16 stop sequences of 1000 characters, each a long run of "a" then
+    # "b"s, against an answer of "a"s: every fragment left the tail check
+    # trying each place an "a" begins, about 600 characters compared per
+    # character of answer and stop (seconds of event loop per answer with
+    # more stops); followed incrementally, a handful.
+    Counted.compared = 0
+    stops = tuple(Counted("a" * (300 + i) + "b" * (699 - i)) for i in range(16))
+    matcher = StopMatcher(stops)
+    text = "a" * 3000
+    out = "".join(matcher.feed(text[at:at + 8]) for at in range(0, len(text), 8))
+    assert out + matcher.flush() == text
+    assert Counted.compared <= 32 * len(text) * len(stops)
 
 
 def test_parse_stops_rules():
