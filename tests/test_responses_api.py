@@ -499,3 +499,32 @@ async def test_asking_for_logprobs_is_a_400_naming_the_field(proxy, fields, para
         model="deepseek-chat", input="hi", include=["reasoning.encrypted_content"],
         top_logprobs=0)
     assert answer.output_text == "fine"
+
+
+async def test_an_item_reference_stands_for_the_item_it_names(proxy, api):
+    """An item_reference was read as a loose item without text and dropped, so
+    the message it named never reached the model; it now stands for the item
+    of that id in the conversation (the stored history included), and one
+    naming no item is a 404 before any upstream work, as the API answers."""
+    proxy.fake.enqueue(Scripted(answer="Paris is the capital."), Scripted(answer="yes"))
+    first = await api.responses.create(model="deepseek-chat", input=[
+        {"type": "message", "id": "msg_question", "role": "user",
+         "content": [{"type": "input_text", "text": "Capital of France?"}]}])
+    second = await api.responses.create(
+        model="deepseek-chat", previous_response_id=first.id,
+        input=[{"type": "item_reference", "id": first.output[0].id},
+               {"type": "item_reference", "id": "msg_question"},
+               {"role": "user", "content": "Sure?"}])
+    assert second.output_text == "yes"
+    prompt = proxy.fake.calls_to("chat/completion")[-1].body["prompt"]
+    assert prompt.count("Paris is the capital.") == 2 and prompt.count("Capital of France?") == 2
+    listed = [item async for item in api.responses.input_items.list(second.id, order="asc")]
+    assert [item.type for item in listed] == ["message"] * 5
+    assert listed[3].content[0].text == "Capital of France?"
+    calls = len(proxy.fake.calls)
+    with pytest.raises(openai.NotFoundError) as missing:
+        await api.responses.create(model="deepseek-chat", input=[
+            {"role": "user", "content": "hi"}, {"type": "item_reference", "id": "msg_gone"}],
+            stream=True)
+    assert missing.value.param == "input[1].id" and "msg_gone" in missing.value.message
+    assert len(proxy.fake.calls) == calls and proxy.core.pool.inflight == 0

@@ -30,7 +30,7 @@ from ds2proxy.plugin_api import (
 )
 
 from .responses_builder import ResponseBuilder, ResponseHeader
-from .responses_input import conversation_items
+from .responses_input import conversation_items, resolve_references
 from .responses_input_items import listed_items, page
 from .responses_items import Event, new_id
 from .responses_request import ResponsesRequest, parse_responses_request
@@ -78,7 +78,8 @@ class ResponsesRoutes:
                               "input_tokens": await self.api.prompt_tokens(parsed.chat)})
 
     async def _parse(self, owner: str, body: dict, model: ResolvedModel) -> ResponsesRequest:
-        items = [*await self._history(owner, body), *conversation_items(body)]
+        history = await self._history(owner, body)
+        items = resolve_references([*history, *conversation_items(body)], len(history))
         return parse_responses_request(body, model, items)
 
     async def get(self, request: web.Request) -> web.Response:

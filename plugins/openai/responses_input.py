@@ -4,7 +4,9 @@ Everything the API itself emitted may come back as input: reasoning items
 (rendered as the reasoning of the following assistant turn), message items,
 ``function_call`` / ``custom_tool_call`` items (consecutive calls join the
 assistant turn before them) and their ``*_output`` items. Item ids are never
-looked up: clients that send ``store: false`` resend the whole history.
+looked up, except by an ``item_reference`` item, which stands for an earlier
+item of the same conversation (the stored history included) and is replaced
+by it; clients that send ``store: false`` resend the whole history.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from ds2proxy.plugin_api import (
     AttachmentPart,
     InvalidRequest,
     Message,
+    NotFound,
     Part,
     ReasoningPart,
     TextPart,
@@ -36,6 +39,7 @@ OUTPUT_TYPES = frozenset({"function_call_output", "tool_result", "custom_tool_ca
 USER_PART_TYPES = frozenset({"input_text", "input_image", "input_file"})
 # An item declaring tools, not a turn: the request reads its tools.
 ADDITIONAL_TOOLS = "additional_tools"
+ITEM_REFERENCE = "item_reference"
 
 
 def conversation_items(body: dict) -> list[Any]:
@@ -51,6 +55,32 @@ def conversation_items(body: dict) -> list[Any]:
     if isinstance(value, list):
         return list(value)
     raise InvalidRequest("request must include 'input' or 'messages'", param="input")
+
+
+def resolve_references(items: list[Any], first_input: int = 0) -> list[Any]:
+    """``items`` with every ``item_reference`` replaced by the earlier item of
+    that id. The reference must be resolved, not skipped: skipped, the item it
+    names never reached the model. One naming no item of the conversation is
+    a 404, as the official API answers an id it does not hold. ``first_input``
+    is where the request's own items start (errors count from there)."""
+    if not any(isinstance(item, dict) and item.get("type") == ITEM_REFERENCE
+               for item in items):
+        return items
+    known: dict[str, Any] = {}
+    resolved: list[Any] = []
+    for index, item in enumerate(items):
+        if isinstance(item, dict) and item.get("type") == ITEM_REFERENCE:
+            ident = item.get("id")
+            where = f"input[{index - first_input}].id"
+            if not isinstance(ident, str) or not ident:
+                raise InvalidRequest(f"'{where}' must be a non-empty string", param=where)
+            if ident not in known:
+                raise NotFound(f"Item with id '{ident[:100]}' not found.", param=where)
+            item = known[ident]
+        elif isinstance(item, dict) and isinstance(item.get("id"), str):
+            known.setdefault(item["id"], item)
+        resolved.append(item)
+    return resolved
 
 
 def items_to_messages(items: list[Any], instructions: Any = None,
