@@ -115,9 +115,33 @@ def user_parts(content: Any, where: str = "content") -> list[Part]:
             text = item.get("text") or item.get("thinking") or ""
             if isinstance(text, str) and text:
                 parts.append(ReasoningPart(text))
-        elif kind == "refusal" and isinstance(item.get("refusal"), str):
-            parts.append(TextPart(item["refusal"]))  # what the assistant said, in its words
+        elif kind == "refusal":
+            if isinstance(item.get("refusal"), str):  # what the assistant said, in its words
+                parts.append(TextPart(item["refusal"]))
+        else:
+            raise unreadable_part(kind, f"{where}[{index}]")
     return parts
+
+
+# Content part kinds :func:`user_parts` reads (Chat's and Responses' names).
+PART_KINDS = ("text", "image_url", "file", "refusal", "input_text", "input_image",
+              "input_file", "output_text")
+# Media the web chat cannot take (OpenAI's audio, other servers' video parts).
+UNREADABLE_MEDIA = ("input_audio", "audio", "video_url", "input_video", "video")
+
+
+def unreadable_part(kind: Any, where: str) -> InvalidRequest:
+    """A part this server cannot read is a 400 naming it, as the official APIs
+    refuse a part their model cannot take: skipped, the model answered a turn
+    it never saw (an audio question answered as '(nothing)')."""
+    field = f"{where}.type"
+    if kind in UNREADABLE_MEDIA:
+        return InvalidRequest(f"'{where}' is {kind}: this server cannot read audio or video",
+                              param=field, code="unsupported_value")
+    if kind is None:
+        return InvalidRequest(f"'{field}' is required", param=field)
+    return InvalidRequest(f"'{field}' must be one of: {', '.join(PART_KINDS)} "
+                          f"(got '{str(kind)[:40]}')", param=field, code="invalid_value")
 
 
 def _part_text(item: dict, where: str) -> str:
