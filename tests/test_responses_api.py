@@ -528,3 +528,32 @@ async def test_an_item_reference_stands_for_the_item_it_names(proxy, api):
             stream=True)
     assert missing.value.param == "input[1].id" and "msg_gone" in missing.value.message
     assert len(proxy.fake.calls) == calls and proxy.core.pool.inflight == 0
+
+
+async def test_cancel_answers_a_background_response_and_refuses_others(proxy, api):
+    """The SDK's responses.cancel() got a 404 'no route'. A background response
+    is finished when it is created here, so cancelling it answers it unchanged;
+    one created without background is a 400 as in the API, an unknown id a 404."""
+    proxy.fake.enqueue(Scripted(answer="done"), Scripted(answer="fg"))
+    started = await api.responses.create(model="deepseek-chat", input="hi", background=True)
+    cancelled = await api.responses.cancel(started.id)
+    assert cancelled.id == started.id and cancelled.status == "completed"
+    assert cancelled.output_text == "done"
+    foreground = await api.responses.create(model="deepseek-chat", input="hi")
+    with pytest.raises(openai.BadRequestError) as refused:
+        await api.responses.cancel(foreground.id)
+    assert "background" in refused.value.message
+    with pytest.raises(openai.NotFoundError):
+        await api.responses.cancel("resp_missing")
+
+
+async def test_retrieving_a_stored_response_as_a_stream_is_a_400_naming_stream(proxy, api):
+    """GET ?stream=true was answered with the JSON object, which the SDK's
+    retrieve(stream=True) read as events and failed on (TypeError); the events
+    are not kept, so the parameter is refused by name."""
+    proxy.fake.enqueue(Scripted(answer="kept"))
+    kept = await api.responses.create(model="deepseek-chat", input="hi", background=True)
+    with pytest.raises(openai.BadRequestError) as refused:
+        await api.responses.retrieve(kept.id, stream=True)
+    assert refused.value.param == "stream"
+    assert (await api.responses.retrieve(kept.id)).output_text == "kept"

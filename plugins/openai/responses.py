@@ -1,5 +1,6 @@
 """``POST /v1/responses``, ``GET`` and ``DELETE /v1/responses/{id}``,
-``GET /v1/responses/{id}/input_items`` and ``POST /v1/responses/input_tokens``.
+``GET /v1/responses/{id}/input_items``, ``POST /v1/responses/{id}/cancel`` and
+``POST /v1/responses/input_tokens``.
 
 A stream opens with ``response.created`` only once the turn has produced its
 first event, so a turn that fails before any output still answers with a
@@ -83,7 +84,24 @@ class ResponsesRoutes:
         return parse_responses_request(body, model, items)
 
     async def get(self, request: web.Request) -> web.Response:
+        """The stored response. ``stream=true`` asks for its events again, as
+        the API resumes a background stream; they are not kept here, so it is
+        a 400 naming ``stream`` (a JSON answer broke the SDK's stream reader)."""
+        if request.query.get("stream", "").strip().lower() in ("true", "1"):
+            raise InvalidRequest("'stream' is not supported here: a stored response's events "
+                                 "are not kept; retrieve it without stream", param="stream",
+                                 code="unsupported_parameter")
         return json_response((await self._stored(request)).response)
+
+    async def cancel(self, request: web.Request) -> web.Response:
+        """``POST /v1/responses/{id}/cancel``. Only a background response can be
+        cancelled, as in the API; here one is finished when it is created, so
+        cancelling it changes nothing and answers it as it is."""
+        entry = await self._stored(request)
+        if entry.response.get("background") is not True:
+            raise InvalidRequest("Only responses created with background=true can be "
+                                 "cancelled.", param="response_id")
+        return json_response(entry.response)
 
     async def input_items(self, request: web.Request) -> web.Response:
         """The items the stored response was generated from, a cursor page."""
