@@ -557,3 +557,22 @@ async def test_retrieving_a_stored_response_as_a_stream_is_a_400_naming_stream(p
         await api.responses.retrieve(kept.id, stream=True)
     assert refused.value.param == "stream"
     assert (await api.responses.retrieve(kept.id)).output_text == "kept"
+
+
+async def test_input_items_page_to_the_end_when_an_item_id_repeats(proxy, api):
+    """A client resending its first message beside previous_response_id stored
+    two items of one id; paging after that id went back to its first place,
+    so the SDK's auto-paging in ascending order never ended. Every listed id
+    is now unique, so the pages walk the list once."""
+    proxy.fake.enqueue(Scripted(answer="one"), Scripted(answer="two"))
+    message = {"type": "message", "id": "msg_a", "role": "user",
+               "content": [{"type": "input_text", "text": "q"}]}
+    first = await api.responses.create(model="deepseek-chat", input=[message])
+    second = await api.responses.create(model="deepseek-chat", previous_response_id=first.id,
+                                        input=[message, {"role": "user", "content": "again"}])
+    listed = []
+    async for item in api.responses.input_items.list(second.id, limit=1, order="asc"):
+        listed.append(item)
+        assert len(listed) <= 4, "paging went round in a circle"
+    assert len({item.id for item in listed}) == 4 and listed[0].id == "msg_a"
+    assert [item.content[0].text for item in listed] == ["q", "one", "q", "again"]

@@ -22,9 +22,21 @@ ORDERS = ("asc", "desc")
 
 
 def listed_items(response_id: str, items: list[Any]) -> list[dict[str, Any]]:
-    """Every stored input item in its listed form, oldest first."""
+    """Every stored input item in its listed form, oldest first. Ids are the
+    cursor, so each is made unique: a client resending an item beside
+    ``previous_response_id`` repeats its id, and paging ``after`` that id
+    went back to its first place, for ever (the SDK's auto-paging never
+    ended); a repeat is listed under its id suffixed with its position."""
     stem = response_id.removeprefix("resp_")
-    return [_listed(item, f"{stem}{index:04d}") for index, item in enumerate(items)]
+    listed: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for index, item in enumerate(items):
+        entry = _listed(item, f"{stem}{index:04d}")
+        if entry["id"] in seen:
+            entry = {**entry, "id": f"{entry['id']}_{index:04d}"}
+        seen.add(entry["id"])
+        listed.append(entry)
+    return listed
 
 
 def _listed(item: Any, suffix: str) -> dict[str, Any]:
