@@ -663,6 +663,23 @@ async def test_a_content_part_the_server_cannot_read_is_a_400_not_dropped(
     assert proxy.fake.calls == [] and proxy.core.pool.inflight == 0
 
 
+@pytest.mark.parametrize("role", ["system", "developer"])
+async def test_an_image_in_chat_instructions_is_a_400_not_dropped(proxy, role):
+    """A system or developer message's image was dropped unseen; Chat's
+    instructions are text only, and the API refuses other parts."""
+    with pytest.raises(openai.BadRequestError) as info:
+        await openai_client(proxy).chat.completions.create(model="deepseek-chat", messages=[
+            {"role": role, "content": [{"type": "text", "text": "Describe it."},
+                                       {"type": "image_url",
+                                        "image_url": {"url": "https://x/i.png"}}]},
+            *USER])
+    assert info.value.param == "messages[0].content[1].type" and proxy.fake.calls == []
+    proxy.fake.enqueue(Scripted(answer="fine"))
+    answer = await openai_client(proxy).chat.completions.create(model="deepseek-chat", messages=[
+        {"role": role, "content": [{"type": "text", "text": "Be brief."}]}, *USER])
+    assert answer.choices[0].message.content == "fine"
+
+
 async def test_a_responses_part_the_server_cannot_read_is_a_400(proxy):
     with pytest.raises(openai.BadRequestError) as info:
         await openai_client(proxy).responses.create(model="deepseek-chat", input=[

@@ -197,6 +197,7 @@ def parse_message(item: dict, i: int, where: str) -> list[Message]:
                              param=f"{where}.role")
     content = item.get("content")
     if role in ("system", "developer"):
+        _text_parts_only(content, f"{where}.content", role)
         return [Message("system", [TextPart(_plain_text(content, f"{where}.content"))])]
     if role in ("tool", "function"):
         call_id = item.get("tool_call_id") or item.get("name") or f"call_{i}"
@@ -242,6 +243,18 @@ def _assistant(item: dict, i: int, where: str) -> Message:
     if isinstance(legacy, dict) and (tc := tool_call_from(legacy, fallback)):
         parts.append(tc)
     return Message("assistant", parts)
+
+
+def _text_parts_only(content: Any, where: str, role: str) -> None:
+    """Chat's instructions are text: an image or file part in a system or
+    developer message is a 400, as the API answers, not dropped unseen.
+    (Responses' own part kinds are left to its reader.)"""
+    for index, part in enumerate(content if isinstance(content, list) else []):
+        kind = part.get("type", "text") if isinstance(part, dict) else "text"
+        if kind not in ("text", "input_text", "input_image", "input_file"):
+            field = f"{where}[{index}].type"
+            raise InvalidRequest(f"'{field}' must be text in a {role} message "
+                                 f"(got '{str(kind)[:40]}')", param=field, code="invalid_value")
 
 
 def _plain_text(content: Any, where: str) -> str:
