@@ -115,6 +115,8 @@ def user_parts(content: Any, where: str = "content") -> list[Part]:
             text = item.get("text") or item.get("thinking") or ""
             if isinstance(text, str) and text:
                 parts.append(ReasoningPart(text))
+        elif kind == "redacted_thinking":
+            pass  # reasoning only its provider can read: dropped, as for Anthropic
         elif kind == "refusal":
             if isinstance(item.get("refusal"), str):  # what the assistant said, in its words
                 parts.append(TextPart(item["refusal"]))
