@@ -680,6 +680,16 @@ async def test_an_image_in_chat_instructions_is_a_400_not_dropped(proxy, role):
     assert answer.choices[0].message.content == "fine"
 
 
+@pytest.mark.parametrize("path", ["/v1", "/api/v1", "/lm/v2"])
+async def test_a_text_part_without_text_is_a_400_not_a_turn_of_nothing(proxy, path):
+    """[{"type": "text"}] was read as empty text and answered as '(nothing)';
+    the API requires the part's text (the Claude routes already refused it)."""
+    with pytest.raises(openai.BadRequestError) as info:
+        await openai_client(proxy, path).chat.completions.create(
+            model="deepseek-chat", messages=[{"role": "user", "content": [{"type": "text"}]}])
+    assert info.value.param == "messages[0].content[0].text" and proxy.fake.calls == []
+
+
 async def test_a_responses_part_the_server_cannot_read_is_a_400(proxy):
     with pytest.raises(openai.BadRequestError) as info:
         await openai_client(proxy).responses.create(model="deepseek-chat", input=[

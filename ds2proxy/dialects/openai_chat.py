@@ -147,12 +147,13 @@ def unreadable_part(kind: Any, where: str) -> InvalidRequest:
 
 
 def _part_text(item: dict, where: str) -> str:
-    """A text part's text (``content`` in older clients); not a string → 400."""
+    """A text part's text (``content`` in older clients); missing or not a
+    string → 400, as the API answers (a missing one made a turn of nothing)."""
     text = item.get("text")
     if text is None:
         text = item.get("content")
     if text is None:
-        return ""
+        raise InvalidRequest(f"'{where}.text' is required", param=f"{where}.text")
     if not isinstance(text, str):
         raise InvalidRequest(f"'{where}.text' must be a string", param=f"{where}.text")
     return text
