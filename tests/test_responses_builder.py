@@ -235,3 +235,32 @@ def test_replayed_collection_builds_the_same_object_as_the_stream() -> None:
     assert strip(replayed) == strip(streamed)
     assert replayed["usage"] == streamed["usage"]
     assert [type(e).__name__ for e in turn_events(result)] == [type(e).__name__ for e in events]
+
+
+class CountedText(str):
+    """A delta that counts each time it is appended to text before it."""
+
+    appended = 0
+
+    def __radd__(self, other: str) -> str:
+        CountedText.appended += bool(other)
+        return str.__add__(other, self)
+
+
+def test_a_delta_is_kept_without_copying_the_text_before_it() -> None:
+    """Each delta was appended to one string, which copied the whole text per
+    delta: quadratic in a long answer, reasoning or call (80,000 deltas held
+    the event loop for about 6 s; bench/responses_builder_bench.py prints the
+    figures). The deltas are kept and joined when read, and read right."""
+    CountedText.appended = 0
+    b = builder()
+    pieces = [CountedText(f"{n} ") for n in range(50)]
+    _, b = run([ReasoningDelta(p) for p in pieces[:10]]
+               + [TextDelta(p) for p in pieces[10:30]]
+               + [ToolCallStart(0, "call_1", "write"), *(ToolCallArgs(0, p) for p in pieces[30:]),
+                  ToolCallEnd(0), Finish("tool_calls")], b)
+    assert CountedText.appended == 0
+    reasoning, message, call = b.response()["output"]
+    assert reasoning["summary"][0]["text"] == "".join(pieces[:10])
+    assert message["content"][0]["text"] == "".join(pieces[10:30])
+    assert call["arguments"] == "".join(pieces[30:])
