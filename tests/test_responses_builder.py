@@ -255,12 +255,13 @@ def test_a_delta_is_kept_without_copying_the_text_before_it() -> None:
     CountedText.appended = 0
     b = builder()
     pieces = [CountedText(f"{n} ") for n in range(50)]
+    blank = [CountedText("\n") for _ in range(5)]  # held until visible text follows
     _, b = run([ReasoningDelta(p) for p in pieces[:10]]
-               + [TextDelta(p) for p in pieces[10:30]]
+               + [TextDelta(p) for p in [*blank, *pieces[10:30]]]
                + [ToolCallStart(0, "call_1", "write"), *(ToolCallArgs(0, p) for p in pieces[30:]),
                   ToolCallEnd(0), Finish("tool_calls")], b)
     assert CountedText.appended == 0
     reasoning, message, call = b.response()["output"]
     assert reasoning["summary"][0]["text"] == "".join(pieces[:10])
-    assert message["content"][0]["text"] == "".join(pieces[10:30])
+    assert message["content"][0]["text"] == "".join([*blank, *pieces[10:30]])
     assert call["arguments"] == "".join(pieces[30:])

@@ -60,7 +60,7 @@ class ResponseBuilder:
         self.status = "in_progress"
         self._calls: dict[int, FunctionCallItem] = {}
         self._open: OutputItem | None = None
-        self._held = ""
+        self._held: list[str] = []  # blank text waiting for visible text
         self._seq = 0
         self._started = False
         self._usage: Usage | None = None
@@ -176,9 +176,9 @@ class ResponseBuilder:
 
     def _text(self, text: str) -> list[Event]:
         if not isinstance(self._open, MessageItem) and not text.strip():
-            self._held += text
+            self._held.append(text)
             return []
-        text, self._held = self._held + text, ""
+        text, self._held = "".join([*self._held, text]), []
         return self._grow(MessageItem, text)
 
     def _grow(self, kind: type[OutputItem], text: str) -> list[Event]:
@@ -198,7 +198,7 @@ class ResponseBuilder:
 
     def _start_call(self, event: ToolCallStart) -> list[Event]:
         events = self._close_open(keep_calls=True)
-        self._held = ""
+        self._held = []
         kind = CustomCallItem if event.kind == "custom" else FunctionCallItem
         namespaces = self.header.namespaces
         call = kind(len(self.items), event.id, wire_name(event.name, namespaces),
