@@ -9,6 +9,7 @@ with a second caller and an injected clock.
 from __future__ import annotations
 
 import asyncio
+import base64
 import itertools
 import json
 from collections.abc import AsyncIterator
@@ -576,3 +577,21 @@ async def test_input_items_page_to_the_end_when_an_item_id_repeats(proxy, api):
         assert len(listed) <= 4, "paging went round in a circle"
     assert len({item.id for item in listed}) == 4 and listed[0].id == "msg_a"
     assert [item.content[0].text for item in listed] == ["q", "one", "q", "again"]
+
+
+async def test_an_image_in_a_developer_message_is_attached_not_dropped(proxy, api):
+    """Responses takes images and files in any role's content; a developer
+    message's image was dropped with its non-text parts (the model followed
+    the words about a picture it never saw). It is uploaded like a user's."""
+    png = b"\x89PNG\r\n\x1a\n" + bytes(range(256))
+    url = "data:image/png;base64," + base64.b64encode(png).decode()
+    proxy.fake.enqueue(Scripted(answer="styled"))
+    answer = await api.responses.create(model="deepseek-chat", input=[
+        {"role": "developer", "content": [{"type": "input_text", "text": "Match this style:"},
+                                          {"type": "input_image", "image_url": url}]},
+        {"role": "user", "content": "Write a title."}])
+    assert answer.output_text == "styled"
+    [stored] = proxy.fake.files.values()
+    assert stored.content == png and len(proxy.fake.calls_to("file/upload_file")) == 1
+    prompt = proxy.fake.calls_to("chat/completion")[-1].body["prompt"]
+    assert f"Match this style:\n[image: image/png, attached as {stored.id}]" in prompt

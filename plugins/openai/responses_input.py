@@ -156,6 +156,11 @@ class _ItemReader:
 
     def _role_item(self, item: dict, i: int) -> None:
         content = item.get("content", item.get("text"))
+        if item.get("role") in ("system", "developer") and _has_media(content):
+            # Responses takes images and files in any role's content (Chat's
+            # instructions are text only): attached, not dropped unseen.
+            self._add([Message("system", user_parts(content, f"input[{i}].content"))])
+            return
         messages = parse_message({**item, "content": content}, i, f"input[{i}]")
         for message in messages:
             self.call_names.update((part.id, part.name) for part in message.parts
@@ -202,6 +207,12 @@ def tool_call_item(item: dict, fallback_id: str) -> ToolCall | None:
                         arguments=raw if isinstance(raw, str) else tool_content_text(raw))
     raw = next((src[k] for src in (item, fn) for k in ("arguments", "input") if k in src), None)
     return ToolCall(id=call_id, name=name.strip(), arguments=decode_arguments(raw))
+
+
+def _has_media(content: Any) -> bool:
+    return isinstance(content, list) and any(
+        isinstance(part, dict) and part.get("type") in ("input_image", "input_file")
+        for part in content)
 
 
 def reasoning_text(item: dict) -> str:
