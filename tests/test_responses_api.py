@@ -364,6 +364,10 @@ async def test_previous_response_id_continues_the_conversation(proxy, api):
         await api.responses.create(model="deepseek-chat", input="x",
                                              previous_response_id="resp_missing")
     assert err.value.code == "previous_response_not_found"
+    with pytest.raises(openai.BadRequestError) as long_id:  # echoed whole, megabytes and all
+        await api.responses.create(model="deepseek-chat", input="x",
+                                   previous_response_id="resp_" + "x" * 100_000)
+    assert len(long_id.value.message) < 200
 
 
 async def test_input_items_list_what_a_stored_response_answered(proxy_factory):

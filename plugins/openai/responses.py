@@ -138,7 +138,7 @@ class ResponsesRoutes:
             return []
         entry = await self.store.fetch(owner, previous)
         if entry is None:
-            raise InvalidRequest(f"Previous response with id '{previous}' not found.",
+            raise InvalidRequest(f"Previous response with id '{previous[:100]}' not found.",
                                  param="previous_response_id",
                                  code="previous_response_not_found")
         return entry.history
