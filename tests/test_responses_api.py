@@ -599,3 +599,29 @@ async def test_an_image_in_a_developer_message_is_attached_not_dropped(proxy, ap
     assert stored.content == png and len(proxy.fake.calls_to("file/upload_file")) == 1
     prompt = proxy.fake.calls_to("chat/completion")[-1].body["prompt"]
     assert f"Match this style:\n[image: image/png, attached as {stored.id}]" in prompt
+
+
+async def test_an_item_reference_reaches_the_stored_response_that_holds_it(proxy_factory):
+    """A client that stores its answers (the AI SDK's default store: true)
+    sends each past answer as an item_reference and no previous_response_id;
+    the references were dropped, so the history lost every answer. An id this
+    server made names its response, which is read (the caller's own only)."""
+    proxy = await proxy_factory({"keys": ["test-key", OTHER_KEY]})
+    proxy.fake.enqueue(Scripted(answer="Paris is the capital."), Scripted(answer="Yes."))
+    async with openai_client(proxy) as api, openai_client(proxy, key=OTHER_KEY) as other:
+        first = await api.responses.create(model="deepseek-chat", input="Capital of France?")
+        [asked] = (await api.responses.input_items.list(first.id)).data
+        second = await api.responses.create(model="deepseek-chat", input=[
+            {"type": "item_reference", "id": asked.id},
+            {"type": "item_reference", "id": first.output[0].id},
+            {"role": "user", "content": "Sure?"}])
+        assert second.output_text == "Yes."
+        prompt = proxy.fake.calls_to("chat/completion")[-1].body["prompt"]
+        assert prompt.index("Capital of France?") < prompt.index("Paris is the capital.") \
+            < prompt.index("Sure?")
+        calls = len(proxy.fake.calls)
+        with pytest.raises(openai.NotFoundError) as foreign:
+            await other.responses.create(model="deepseek-chat", input=[
+                {"type": "item_reference", "id": first.output[0].id},
+                {"role": "user", "content": "Sure?"}])
+        assert first.output[0].id in foreign.value.message and len(proxy.fake.calls) == calls

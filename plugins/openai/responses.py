@@ -31,12 +31,15 @@ from ds2proxy.plugin_api import (
 )
 
 from .responses_builder import ResponseBuilder, ResponseHeader
-from .responses_input import conversation_items, resolve_references
-from .responses_input_items import listed_items, page
+from .responses_input import conversation_items, references, resolve_references
+from .responses_input_items import items_by_id, listed_items, page, response_holding
 from .responses_items import Event, new_id
 from .responses_request import ResponsesRequest, parse_responses_request
 from .responses_store import ResponseStore
 
+# Stored responses one request's item_reference items may reach (the store
+# keeps about as many).
+MAX_REFERENCED = 1024
 ECHOED = ("instructions", "max_output_tokens", "previous_response_id", "temperature", "top_p",
           "prompt_cache_key", "service_tier", "user")
 
@@ -80,8 +83,25 @@ class ResponsesRoutes:
 
     async def _parse(self, owner: str, body: dict, model: ResolvedModel) -> ResponsesRequest:
         history = await self._history(owner, body)
-        items = resolve_references([*history, *conversation_items(body)], len(history))
-        return parse_responses_request(body, model, items)
+        items = [*history, *conversation_items(body)]
+        stored = await self._referenced(owner, items)
+        return parse_responses_request(body, model,
+                                       resolve_references(items, len(history), stored))
+
+    async def _referenced(self, owner: str, items: list[Any]) -> dict[str, Any]:
+        """The caller's stored items that ``item_reference`` items name, found
+        through the response each id names (ids this server made say which);
+        a client that stores its answers (the AI SDK's default) sends each past
+        answer as such a reference, with no previous_response_id."""
+        holders = {holder for ident in references(items)
+                   if (holder := response_holding(ident)) is not None}
+        found: dict[str, Any] = {}
+        for response_id in sorted(holders)[:MAX_REFERENCED]:
+            entry = await self.store.fetch(owner, response_id)
+            if entry is not None:
+                found.update(items_by_id(response_id, entry.input_items,
+                                         entry.response.get("output", [])))
+        return found
 
     async def get(self, request: web.Request) -> web.Response:
         """The stored response. ``stream=true`` asks for its events again, as

@@ -29,6 +29,7 @@ from ds2proxy.plugin_api import (
     Usage,
 )
 
+from .responses_input_items import output_item_id
 from .responses_request import wire_name
 from .responses_items import (
     CustomCallItem,
@@ -192,6 +193,7 @@ class ResponseBuilder:
         return events + self._open.delta(text)
 
     def _add(self, item: OutputItem) -> list[Event]:
+        item.id = output_item_id(item.prefix, self.header.id, item.index)
         self.items.append(item)
         self._open = item
         return item.open()

@@ -57,12 +57,21 @@ def conversation_items(body: dict) -> list[Any]:
     raise InvalidRequest("request must include 'input' or 'messages'", param="input")
 
 
-def resolve_references(items: list[Any], first_input: int = 0) -> list[Any]:
+def references(items: list[Any]) -> list[str]:
+    """The ids the ``item_reference`` items name, in order."""
+    return [item["id"] for item in items if isinstance(item, dict)
+            and item.get("type") == ITEM_REFERENCE and isinstance(item.get("id"), str)]
+
+
+def resolve_references(items: list[Any], first_input: int = 0,
+                       stored: dict[str, Any] | None = None) -> list[Any]:
     """``items`` with every ``item_reference`` replaced by the earlier item of
-    that id. The reference must be resolved, not skipped: skipped, the item it
-    names never reached the model. One naming no item of the conversation is
-    a 404, as the official API answers an id it does not hold. ``first_input``
-    is where the request's own items start (errors count from there)."""
+    that id, or else by the stored item of that id (``stored``: the caller's
+    stored responses' items the references name). The reference must be
+    resolved, not skipped: skipped, the item it names never reached the model.
+    One naming no item known here is a 404, as the official API answers an id
+    it does not hold. ``first_input`` is where the request's own items start
+    (errors count from there)."""
     if not any(isinstance(item, dict) and item.get("type") == ITEM_REFERENCE
                for item in items):
         return items
@@ -74,9 +83,9 @@ def resolve_references(items: list[Any], first_input: int = 0) -> list[Any]:
             where = f"input[{index - first_input}].id"
             if not isinstance(ident, str) or not ident:
                 raise InvalidRequest(f"'{where}' must be a non-empty string", param=where)
-            if ident not in known:
+            item = known.get(ident, (stored or {}).get(ident))
+            if item is None:
                 raise NotFound(f"Item with id '{ident[:100]}' not found.", param=where)
-            item = known[ident]
         elif isinstance(item, dict) and isinstance(item.get("id"), str):
             known.setdefault(item["id"], item)
         resolved.append(item)
