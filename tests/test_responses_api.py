@@ -625,3 +625,43 @@ async def test_an_item_reference_reaches_the_stored_response_that_holds_it(proxy
                 {"type": "item_reference", "id": first.output[0].id},
                 {"role": "user", "content": "Sure?"}])
         assert first.output[0].id in foreign.value.message and len(proxy.fake.calls) == calls
+
+
+class CountedStore(ResponseStore):
+    """The plugin's store, counting the responses read."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.read: list[str] = []
+
+    async def fetch(self, owner: str, response_id: str):
+        self.read.append(response_id)
+        return await super().fetch(owner, response_id)
+
+
+async def test_a_conversation_of_references_costs_one_read(proxy):
+    """Each stored answer's input holds the earlier references resolved, so
+    the newest one's response is read and the rest found there: a long
+    conversation sent as references is not one store read per past answer."""
+    api = PluginAPI(proxy.core, "openai")
+    store = CountedStore(lambda: api.responses_ttl_seconds)
+    routes = ResponsesRoutes(api, store)
+    app = web.Application()
+    app.router.add_post("/v1/responses", wrap_handler(routes.create, api.errors.openai,
+                                                      proxy.core))
+    server = await start_server(app)
+    local = openai_client(server, key=proxy.key)
+    try:
+        history: list[dict] = []
+        for turn in range(4):
+            proxy.fake.enqueue(Scripted(answer=f"answer {turn}"))
+            history.append({"role": "user", "content": f"question {turn}"})
+            store.read.clear()
+            answer = await local.responses.create(model="deepseek-chat", input=history)
+            assert len(store.read) == min(turn, 1)
+            history.append({"type": "item_reference", "id": answer.output[0].id})
+        prompt = proxy.fake.calls_to("chat/completion")[-1].body["prompt"]
+        assert all(f"answer {n}" in prompt for n in range(3))
+    finally:
+        await local.close()
+        await server.close()

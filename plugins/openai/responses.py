@@ -92,14 +92,21 @@ class ResponsesRoutes:
         """The caller's stored items that ``item_reference`` items name, found
         through the response each id names (ids this server made say which);
         a client that stores its answers (the AI SDK's default) sends each past
-        answer as such a reference, with no previous_response_id."""
-        holders = {holder for ident in references(items)
-                   if (holder := response_holding(ident)) is not None}
+        answer as such a reference, with no previous_response_id. The newest
+        reference is looked up first: its response's stored input holds the
+        earlier ones resolved, so a long conversation costs one read, not one
+        per past answer."""
         found: dict[str, Any] = {}
-        for response_id in sorted(holders)[:MAX_REFERENCED]:
-            entry = await self.store.fetch(owner, response_id)
+        fetched: set[str] = set()
+        for ident in reversed(references(items)):
+            holder = response_holding(ident)
+            if ident in found or holder is None or holder in fetched \
+                    or len(fetched) == MAX_REFERENCED:
+                continue
+            fetched.add(holder)
+            entry = await self.store.fetch(owner, holder)
             if entry is not None:
-                found.update(items_by_id(response_id, entry.input_items,
+                found.update(items_by_id(holder, entry.input_items,
                                          entry.response.get("output", [])))
         return found
 
