@@ -632,3 +632,67 @@ async def test_asking_for_audio_output_is_a_400(proxy, fields, param):
     answer = await openai_client(proxy).chat.completions.create(
         model="deepseek-chat", messages=USER, modalities=["text"])
     assert answer.choices[0].message.content == "text it is"
+
+
+AUDIO = {"type": "input_audio", "input_audio": {"data": "UklGRg==", "format": "wav"}}
+
+
+@pytest.mark.parametrize("path, content, param, code", [
+    ("/v1", [AUDIO], "messages[0].content[0].type", "unsupported_value"),
+    ("/v1", [{"type": "text", "text": "and this"}, AUDIO], "messages[0].content[1].type",
+     "unsupported_value"),
+    ("/api/v1", [{"type": "video_url", "video_url": {"url": "https://x/v.mp4"}}],
+     "messages[0].content[0].type", "unsupported_value"),
+    ("/v1", [{"type": "image", "source": {"type": "url", "url": "https://x/i.png"}}],
+     "messages[0].content[0].type", "invalid_value"),
+    ("/v1", [{"image_url": {"url": "https://x/i.png"}}], "messages[0].content[0].type",
+     "invalid_request"),
+])
+async def test_a_content_part_the_server_cannot_read_is_a_400_not_dropped(
+        proxy, path, content, param, code):
+    """An audio question (or any part kind not read here) was skipped: the
+    model answered '(nothing)', or the text beside it alone, and the client
+    never learnt its audio was unheard. It is a 400 naming the part, before
+    any upstream work, as the official API refuses a part it cannot take."""
+    for stream in (False, True):
+        with pytest.raises(openai.BadRequestError) as info:
+            await openai_client(proxy, path).chat.completions.create(
+                model="deepseek-chat", messages=[{"role": "user", "content": content}],
+                stream=stream)
+        assert info.value.param == param and info.value.code == code
+    assert proxy.fake.calls == [] and proxy.core.pool.inflight == 0
+
+
+@pytest.mark.parametrize("role", ["system", "developer"])
+async def test_an_image_in_chat_instructions_is_a_400_not_dropped(proxy, role):
+    """A system or developer message's image was dropped unseen; Chat's
+    instructions are text only, and the API refuses other parts."""
+    with pytest.raises(openai.BadRequestError) as info:
+        await openai_client(proxy).chat.completions.create(model="deepseek-chat", messages=[
+            {"role": role, "content": [{"type": "text", "text": "Describe it."},
+                                       {"type": "image_url",
+                                        "image_url": {"url": "https://x/i.png"}}]},
+            *USER])
+    assert info.value.param == "messages[0].content[1].type" and proxy.fake.calls == []
+    proxy.fake.enqueue(Scripted(answer="fine"))
+    answer = await openai_client(proxy).chat.completions.create(model="deepseek-chat", messages=[
+        {"role": role, "content": [{"type": "text", "text": "Be brief."}]}, *USER])
+    assert answer.choices[0].message.content == "fine"
+
+
+@pytest.mark.parametrize("path", ["/v1", "/api/v1", "/lm/v2"])
+async def test_a_text_part_without_text_is_a_400_not_a_turn_of_nothing(proxy, path):
+    """[{"type": "text"}] was read as empty text and answered as '(nothing)';
+    the API requires the part's text (the Claude routes already refused it)."""
+    with pytest.raises(openai.BadRequestError) as info:
+        await openai_client(proxy, path).chat.completions.create(
+            model="deepseek-chat", messages=[{"role": "user", "content": [{"type": "text"}]}])
+    assert info.value.param == "messages[0].content[0].text" and proxy.fake.calls == []
+
+
+async def test_a_responses_part_the_server_cannot_read_is_a_400(proxy):
+    with pytest.raises(openai.BadRequestError) as info:
+        await openai_client(proxy).responses.create(model="deepseek-chat", input=[
+            {"role": "user", "content": [{"type": "input_text", "text": "hear this"},
+                                         {"type": "input_audio", "input_audio": {}}]}])
+    assert info.value.param == "input[0].content[1].type" and proxy.fake.calls == []

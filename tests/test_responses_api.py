@@ -9,6 +9,7 @@ with a second caller and an injected clock.
 from __future__ import annotations
 
 import asyncio
+import base64
 import itertools
 import json
 from collections.abc import AsyncIterator
@@ -363,6 +364,10 @@ async def test_previous_response_id_continues_the_conversation(proxy, api):
         await api.responses.create(model="deepseek-chat", input="x",
                                              previous_response_id="resp_missing")
     assert err.value.code == "previous_response_not_found"
+    with pytest.raises(openai.BadRequestError) as long_id:  # echoed whole, megabytes and all
+        await api.responses.create(model="deepseek-chat", input="x",
+                                   previous_response_id="resp_" + "x" * 100_000)
+    assert len(long_id.value.message) < 200
 
 
 async def test_input_items_list_what_a_stored_response_answered(proxy_factory):
@@ -499,3 +504,164 @@ async def test_asking_for_logprobs_is_a_400_naming_the_field(proxy, fields, para
         model="deepseek-chat", input="hi", include=["reasoning.encrypted_content"],
         top_logprobs=0)
     assert answer.output_text == "fine"
+
+
+async def test_an_item_reference_stands_for_the_item_it_names(proxy, api):
+    """An item_reference was read as a loose item without text and dropped, so
+    the message it named never reached the model; it now stands for the item
+    of that id in the conversation (the stored history included), and one
+    naming no item is a 404 before any upstream work, as the API answers."""
+    proxy.fake.enqueue(Scripted(answer="Paris is the capital."), Scripted(answer="yes"))
+    first = await api.responses.create(model="deepseek-chat", input=[
+        {"type": "message", "id": "msg_question", "role": "user",
+         "content": [{"type": "input_text", "text": "Capital of France?"}]}])
+    second = await api.responses.create(
+        model="deepseek-chat", previous_response_id=first.id,
+        input=[{"type": "item_reference", "id": first.output[0].id},
+               {"type": "item_reference", "id": "msg_question"},
+               {"role": "user", "content": "Sure?"}])
+    assert second.output_text == "yes"
+    prompt = proxy.fake.calls_to("chat/completion")[-1].body["prompt"]
+    assert prompt.count("Paris is the capital.") == 2 and prompt.count("Capital of France?") == 2
+    listed = [item async for item in api.responses.input_items.list(second.id, order="asc")]
+    assert [item.type for item in listed] == ["message"] * 5
+    assert listed[3].content[0].text == "Capital of France?"
+    calls = len(proxy.fake.calls)
+    with pytest.raises(openai.NotFoundError) as missing:
+        await api.responses.create(model="deepseek-chat", input=[
+            {"role": "user", "content": "hi"}, {"type": "item_reference", "id": "msg_gone"}],
+            stream=True)
+    assert missing.value.param == "input[1].id" and "msg_gone" in missing.value.message
+    assert len(proxy.fake.calls) == calls and proxy.core.pool.inflight == 0
+
+
+async def test_cancel_answers_a_background_response_and_refuses_others(proxy, api):
+    """The SDK's responses.cancel() got a 404 'no route'. A background response
+    is finished when it is created here, so cancelling it answers it unchanged;
+    one created without background is a 400 as in the API, an unknown id a 404."""
+    proxy.fake.enqueue(Scripted(answer="done"), Scripted(answer="fg"))
+    started = await api.responses.create(model="deepseek-chat", input="hi", background=True)
+    cancelled = await api.responses.cancel(started.id)
+    assert cancelled.id == started.id and cancelled.status == "completed"
+    assert cancelled.output_text == "done"
+    foreground = await api.responses.create(model="deepseek-chat", input="hi")
+    with pytest.raises(openai.BadRequestError) as refused:
+        await api.responses.cancel(foreground.id)
+    assert "background" in refused.value.message
+    with pytest.raises(openai.NotFoundError):
+        await api.responses.cancel("resp_missing")
+
+
+async def test_retrieving_a_stored_response_as_a_stream_is_a_400_naming_stream(proxy, api):
+    """GET ?stream=true was answered with the JSON object, which the SDK's
+    retrieve(stream=True) read as events and failed on (TypeError); the events
+    are not kept, so the parameter is refused by name."""
+    proxy.fake.enqueue(Scripted(answer="kept"))
+    kept = await api.responses.create(model="deepseek-chat", input="hi", background=True)
+    with pytest.raises(openai.BadRequestError) as refused:
+        await api.responses.retrieve(kept.id, stream=True)
+    assert refused.value.param == "stream"
+    assert (await api.responses.retrieve(kept.id)).output_text == "kept"
+
+
+async def test_input_items_page_to_the_end_when_an_item_id_repeats(proxy, api):
+    """A client resending its first message beside previous_response_id stored
+    two items of one id; paging after that id went back to its first place,
+    so the SDK's auto-paging in ascending order never ended. Every listed id
+    is now unique, so the pages walk the list once."""
+    proxy.fake.enqueue(Scripted(answer="one"), Scripted(answer="two"))
+    message = {"type": "message", "id": "msg_a", "role": "user",
+               "content": [{"type": "input_text", "text": "q"}]}
+    first = await api.responses.create(model="deepseek-chat", input=[message])
+    second = await api.responses.create(model="deepseek-chat", previous_response_id=first.id,
+                                        input=[message, {"role": "user", "content": "again"}])
+    listed = []
+    async for item in api.responses.input_items.list(second.id, limit=1, order="asc"):
+        listed.append(item)
+        assert len(listed) <= 4, "paging went round in a circle"
+    assert len({item.id for item in listed}) == 4 and listed[0].id == "msg_a"
+    assert [item.content[0].text for item in listed] == ["q", "one", "q", "again"]
+
+
+async def test_an_image_in_a_developer_message_is_attached_not_dropped(proxy, api):
+    """Responses takes images and files in any role's content; a developer
+    message's image was dropped with its non-text parts (the model followed
+    the words about a picture it never saw). It is uploaded like a user's."""
+    png = b"\x89PNG\r\n\x1a\n" + bytes(range(256))
+    url = "data:image/png;base64," + base64.b64encode(png).decode()
+    proxy.fake.enqueue(Scripted(answer="styled"))
+    answer = await api.responses.create(model="deepseek-chat", input=[
+        {"role": "developer", "content": [{"type": "input_text", "text": "Match this style:"},
+                                          {"type": "input_image", "image_url": url}]},
+        {"role": "user", "content": "Write a title."}])
+    assert answer.output_text == "styled"
+    [stored] = proxy.fake.files.values()
+    assert stored.content == png and len(proxy.fake.calls_to("file/upload_file")) == 1
+    prompt = proxy.fake.calls_to("chat/completion")[-1].body["prompt"]
+    assert f"Match this style:\n[image: image/png, attached as {stored.id}]" in prompt
+
+
+async def test_an_item_reference_reaches_the_stored_response_that_holds_it(proxy_factory):
+    """A client that stores its answers (the AI SDK's default store: true)
+    sends each past answer as an item_reference and no previous_response_id;
+    the references were dropped, so the history lost every answer. An id this
+    server made names its response, which is read (the caller's own only)."""
+    proxy = await proxy_factory({"keys": ["test-key", OTHER_KEY]})
+    proxy.fake.enqueue(Scripted(answer="Paris is the capital."), Scripted(answer="Yes."))
+    async with openai_client(proxy) as api, openai_client(proxy, key=OTHER_KEY) as other:
+        first = await api.responses.create(model="deepseek-chat", input="Capital of France?")
+        [asked] = (await api.responses.input_items.list(first.id)).data
+        second = await api.responses.create(model="deepseek-chat", input=[
+            {"type": "item_reference", "id": asked.id},
+            {"type": "item_reference", "id": first.output[0].id},
+            {"role": "user", "content": "Sure?"}])
+        assert second.output_text == "Yes."
+        prompt = proxy.fake.calls_to("chat/completion")[-1].body["prompt"]
+        assert prompt.index("Capital of France?") < prompt.index("Paris is the capital.") \
+            < prompt.index("Sure?")
+        calls = len(proxy.fake.calls)
+        with pytest.raises(openai.NotFoundError) as foreign:
+            await other.responses.create(model="deepseek-chat", input=[
+                {"type": "item_reference", "id": first.output[0].id},
+                {"role": "user", "content": "Sure?"}])
+        assert first.output[0].id in foreign.value.message and len(proxy.fake.calls) == calls
+
+
+class CountedStore(ResponseStore):
+    """The plugin's store, counting the responses read."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.read: list[str] = []
+
+    async def fetch(self, owner: str, response_id: str):
+        self.read.append(response_id)
+        return await super().fetch(owner, response_id)
+
+
+async def test_a_conversation_of_references_costs_one_read(proxy):
+    """Each stored answer's input holds the earlier references resolved, so
+    the newest one's response is read and the rest found there: a long
+    conversation sent as references is not one store read per past answer."""
+    api = PluginAPI(proxy.core, "openai")
+    store = CountedStore(lambda: api.responses_ttl_seconds)
+    routes = ResponsesRoutes(api, store)
+    app = web.Application()
+    app.router.add_post("/v1/responses", wrap_handler(routes.create, api.errors.openai,
+                                                      proxy.core))
+    server = await start_server(app)
+    local = openai_client(server, key=proxy.key)
+    try:
+        history: list[dict] = []
+        for turn in range(4):
+            proxy.fake.enqueue(Scripted(answer=f"answer {turn}"))
+            history.append({"role": "user", "content": f"question {turn}"})
+            store.read.clear()
+            answer = await local.responses.create(model="deepseek-chat", input=history)
+            assert len(store.read) == min(turn, 1)
+            history.append({"type": "item_reference", "id": answer.output[0].id})
+        prompt = proxy.fake.calls_to("chat/completion")[-1].body["prompt"]
+        assert all(f"answer {n}" in prompt for n in range(3))
+    finally:
+        await local.close()
+        await server.close()

@@ -115,18 +115,45 @@ def user_parts(content: Any, where: str = "content") -> list[Part]:
             text = item.get("text") or item.get("thinking") or ""
             if isinstance(text, str) and text:
                 parts.append(ReasoningPart(text))
-        elif kind == "refusal" and isinstance(item.get("refusal"), str):
-            parts.append(TextPart(item["refusal"]))  # what the assistant said, in its words
+        elif kind == "redacted_thinking":
+            pass  # reasoning only its provider can read: dropped, as for Anthropic
+        elif kind == "refusal":
+            if isinstance(item.get("refusal"), str):  # what the assistant said, in its words
+                parts.append(TextPart(item["refusal"]))
+        else:
+            raise unreadable_part(kind, f"{where}[{index}]")
     return parts
 
 
+# Content part kinds :func:`user_parts` reads (Chat's and Responses' names).
+PART_KINDS = ("text", "image_url", "file", "refusal", "input_text", "input_image",
+              "input_file", "output_text")
+# Media the web chat cannot take (OpenAI's audio, other servers' video parts).
+UNREADABLE_MEDIA = ("input_audio", "audio", "video_url", "input_video", "video")
+
+
+def unreadable_part(kind: Any, where: str) -> InvalidRequest:
+    """A part this server cannot read is a 400 naming it, as the official APIs
+    refuse a part their model cannot take: skipped, the model answered a turn
+    it never saw (an audio question answered as '(nothing)')."""
+    field = f"{where}.type"
+    if kind in UNREADABLE_MEDIA:
+        return InvalidRequest(f"'{where}' is {kind}: this server cannot read audio or video",
+                              param=field, code="unsupported_value")
+    if kind is None:
+        return InvalidRequest(f"'{field}' is required", param=field)
+    return InvalidRequest(f"'{field}' must be one of: {', '.join(PART_KINDS)} "
+                          f"(got '{str(kind)[:40]}')", param=field, code="invalid_value")
+
+
 def _part_text(item: dict, where: str) -> str:
-    """A text part's text (``content`` in older clients); not a string → 400."""
+    """A text part's text (``content`` in older clients); missing or not a
+    string → 400, as the API answers (a missing one made a turn of nothing)."""
     text = item.get("text")
     if text is None:
         text = item.get("content")
     if text is None:
-        return ""
+        raise InvalidRequest(f"'{where}.text' is required", param=f"{where}.text")
     if not isinstance(text, str):
         raise InvalidRequest(f"'{where}.text' must be a string", param=f"{where}.text")
     return text
@@ -173,6 +200,7 @@ def parse_message(item: dict, i: int, where: str) -> list[Message]:
                              param=f"{where}.role")
     content = item.get("content")
     if role in ("system", "developer"):
+        _text_parts_only(content, f"{where}.content", role)
         return [Message("system", [TextPart(_plain_text(content, f"{where}.content"))])]
     if role in ("tool", "function"):
         call_id = item.get("tool_call_id") or item.get("name") or f"call_{i}"
@@ -218,6 +246,18 @@ def _assistant(item: dict, i: int, where: str) -> Message:
     if isinstance(legacy, dict) and (tc := tool_call_from(legacy, fallback)):
         parts.append(tc)
     return Message("assistant", parts)
+
+
+def _text_parts_only(content: Any, where: str, role: str) -> None:
+    """Chat's instructions are text: an image or file part in a system or
+    developer message is a 400, as the API answers, not dropped unseen.
+    (Responses' own part kinds are left to its reader.)"""
+    for index, part in enumerate(content if isinstance(content, list) else []):
+        kind = part.get("type", "text") if isinstance(part, dict) else "text"
+        if kind not in ("text", "input_text", "input_image", "input_file"):
+            field = f"{where}[{index}].type"
+            raise InvalidRequest(f"'{field}' must be text in a {role} message "
+                                 f"(got '{str(kind)[:40]}')", param=field, code="invalid_value")
 
 
 def _plain_text(content: Any, where: str) -> str:

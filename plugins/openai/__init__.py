@@ -38,6 +38,7 @@ def register(api: PluginAPI) -> None:
         ("GET", "/responses/{response_id}", responses.get),
         ("DELETE", "/responses/{response_id}", responses.delete),
         ("GET", "/responses/{response_id}/input_items", responses.input_items),
+        ("POST", "/responses/{response_id}/cancel", responses.cancel),
         ("POST", "/embeddings", EmbeddingRoutes(api).create),
     )
     api.claim_paths("/v1", errors=api.errors.openai)

@@ -1,5 +1,6 @@
 """``POST /v1/responses``, ``GET`` and ``DELETE /v1/responses/{id}``,
-``GET /v1/responses/{id}/input_items`` and ``POST /v1/responses/input_tokens``.
+``GET /v1/responses/{id}/input_items``, ``POST /v1/responses/{id}/cancel`` and
+``POST /v1/responses/input_tokens``.
 
 A stream opens with ``response.created`` only once the turn has produced its
 first event, so a turn that fails before any output still answers with a
@@ -30,12 +31,15 @@ from ds2proxy.plugin_api import (
 )
 
 from .responses_builder import ResponseBuilder, ResponseHeader
-from .responses_input import conversation_items
-from .responses_input_items import listed_items, page
+from .responses_input import conversation_items, references, resolve_references
+from .responses_input_items import items_by_id, listed_items, page, response_holding
 from .responses_items import Event, new_id
 from .responses_request import ResponsesRequest, parse_responses_request
 from .responses_store import ResponseStore
 
+# Stored responses one request's item_reference items may reach (the store
+# keeps about as many).
+MAX_REFERENCED = 1024
 ECHOED = ("instructions", "max_output_tokens", "previous_response_id", "temperature", "top_p",
           "prompt_cache_key", "service_tier", "user")
 
@@ -78,11 +82,53 @@ class ResponsesRoutes:
                               "input_tokens": await self.api.prompt_tokens(parsed.chat)})
 
     async def _parse(self, owner: str, body: dict, model: ResolvedModel) -> ResponsesRequest:
-        items = [*await self._history(owner, body), *conversation_items(body)]
-        return parse_responses_request(body, model, items)
+        history = await self._history(owner, body)
+        items = [*history, *conversation_items(body)]
+        stored = await self._referenced(owner, items)
+        return parse_responses_request(body, model,
+                                       resolve_references(items, len(history), stored))
+
+    async def _referenced(self, owner: str, items: list[Any]) -> dict[str, Any]:
+        """The caller's stored items that ``item_reference`` items name, found
+        through the response each id names (ids this server made say which);
+        a client that stores its answers (the AI SDK's default) sends each past
+        answer as such a reference, with no previous_response_id. The newest
+        reference is looked up first: its response's stored input holds the
+        earlier ones resolved, so a long conversation costs one read, not one
+        per past answer."""
+        found: dict[str, Any] = {}
+        fetched: set[str] = set()
+        for ident in reversed(references(items)):
+            holder = response_holding(ident)
+            if ident in found or holder is None or holder in fetched \
+                    or len(fetched) == MAX_REFERENCED:
+                continue
+            fetched.add(holder)
+            entry = await self.store.fetch(owner, holder)
+            if entry is not None:
+                found.update(items_by_id(holder, entry.input_items,
+                                         entry.response.get("output", [])))
+        return found
 
     async def get(self, request: web.Request) -> web.Response:
+        """The stored response. ``stream=true`` asks for its events again, as
+        the API resumes a background stream; they are not kept here, so it is
+        a 400 naming ``stream`` (a JSON answer broke the SDK's stream reader)."""
+        if request.query.get("stream", "").strip().lower() in ("true", "1"):
+            raise InvalidRequest("'stream' is not supported here: a stored response's events "
+                                 "are not kept; retrieve it without stream", param="stream",
+                                 code="unsupported_parameter")
         return json_response((await self._stored(request)).response)
+
+    async def cancel(self, request: web.Request) -> web.Response:
+        """``POST /v1/responses/{id}/cancel``. Only a background response can be
+        cancelled, as in the API; here one is finished when it is created, so
+        cancelling it changes nothing and answers it as it is."""
+        entry = await self._stored(request)
+        if entry.response.get("background") is not True:
+            raise InvalidRequest("Only responses created with background=true can be "
+                                 "cancelled.", param="response_id")
+        return json_response(entry.response)
 
     async def input_items(self, request: web.Request) -> web.Response:
         """The items the stored response was generated from, a cursor page."""
@@ -119,7 +165,7 @@ class ResponsesRoutes:
             return []
         entry = await self.store.fetch(owner, previous)
         if entry is None:
-            raise InvalidRequest(f"Previous response with id '{previous}' not found.",
+            raise InvalidRequest(f"Previous response with id '{previous[:100]}' not found.",
                                  param="previous_response_id",
                                  code="previous_response_not_found")
         return entry.history

@@ -29,6 +29,7 @@ from ds2proxy.plugin_api import (
     Usage,
 )
 
+from .responses_input_items import output_item_id
 from .responses_request import wire_name
 from .responses_items import (
     CustomCallItem,
@@ -60,7 +61,7 @@ class ResponseBuilder:
         self.status = "in_progress"
         self._calls: dict[int, FunctionCallItem] = {}
         self._open: OutputItem | None = None
-        self._held = ""
+        self._held: list[str] = []  # blank text waiting for visible text
         self._seq = 0
         self._started = False
         self._usage: Usage | None = None
@@ -176,9 +177,9 @@ class ResponseBuilder:
 
     def _text(self, text: str) -> list[Event]:
         if not isinstance(self._open, MessageItem) and not text.strip():
-            self._held += text
+            self._held.append(text)
             return []
-        text, self._held = self._held + text, ""
+        text, self._held = "".join([*self._held, text]), []
         return self._grow(MessageItem, text)
 
     def _grow(self, kind: type[OutputItem], text: str) -> list[Event]:
@@ -192,13 +193,14 @@ class ResponseBuilder:
         return events + self._open.delta(text)
 
     def _add(self, item: OutputItem) -> list[Event]:
+        item.id = output_item_id(item.prefix, self.header.id, item.index)
         self.items.append(item)
         self._open = item
         return item.open()
 
     def _start_call(self, event: ToolCallStart) -> list[Event]:
         events = self._close_open(keep_calls=True)
-        self._held = ""
+        self._held = []
         kind = CustomCallItem if event.kind == "custom" else FunctionCallItem
         namespaces = self.header.namespaces
         call = kind(len(self.items), event.id, wire_name(event.name, namespaces),

@@ -4,7 +4,9 @@ Everything the API itself emitted may come back as input: reasoning items
 (rendered as the reasoning of the following assistant turn), message items,
 ``function_call`` / ``custom_tool_call`` items (consecutive calls join the
 assistant turn before them) and their ``*_output`` items. Item ids are never
-looked up: clients that send ``store: false`` resend the whole history.
+looked up, except by an ``item_reference`` item, which stands for an earlier
+item of the same conversation (the stored history included) and is replaced
+by it; clients that send ``store: false`` resend the whole history.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from ds2proxy.plugin_api import (
     AttachmentPart,
     InvalidRequest,
     Message,
+    NotFound,
     Part,
     ReasoningPart,
     TextPart,
@@ -36,6 +39,7 @@ OUTPUT_TYPES = frozenset({"function_call_output", "tool_result", "custom_tool_ca
 USER_PART_TYPES = frozenset({"input_text", "input_image", "input_file"})
 # An item declaring tools, not a turn: the request reads its tools.
 ADDITIONAL_TOOLS = "additional_tools"
+ITEM_REFERENCE = "item_reference"
 
 
 def conversation_items(body: dict) -> list[Any]:
@@ -51,6 +55,41 @@ def conversation_items(body: dict) -> list[Any]:
     if isinstance(value, list):
         return list(value)
     raise InvalidRequest("request must include 'input' or 'messages'", param="input")
+
+
+def references(items: list[Any]) -> list[str]:
+    """The ids the ``item_reference`` items name, in order."""
+    return [item["id"] for item in items if isinstance(item, dict)
+            and item.get("type") == ITEM_REFERENCE and isinstance(item.get("id"), str)]
+
+
+def resolve_references(items: list[Any], first_input: int = 0,
+                       stored: dict[str, Any] | None = None) -> list[Any]:
+    """``items`` with every ``item_reference`` replaced by the earlier item of
+    that id, or else by the stored item of that id (``stored``: the caller's
+    stored responses' items the references name). The reference must be
+    resolved, not skipped: skipped, the item it names never reached the model.
+    One naming no item known here is a 404, as the official API answers an id
+    it does not hold. ``first_input`` is where the request's own items start
+    (errors count from there)."""
+    if not any(isinstance(item, dict) and item.get("type") == ITEM_REFERENCE
+               for item in items):
+        return items
+    known: dict[str, Any] = {}
+    resolved: list[Any] = []
+    for index, item in enumerate(items):
+        if isinstance(item, dict) and item.get("type") == ITEM_REFERENCE:
+            ident = item.get("id")
+            where = f"input[{index - first_input}].id"
+            if not isinstance(ident, str) or not ident:
+                raise InvalidRequest(f"'{where}' must be a non-empty string", param=where)
+            item = known.get(ident, (stored or {}).get(ident))
+            if item is None:
+                raise NotFound(f"Item with id '{ident[:100]}' not found.", param=where)
+        elif isinstance(item, dict) and isinstance(item.get("id"), str):
+            known.setdefault(item["id"], item)
+        resolved.append(item)
+    return resolved
 
 
 def items_to_messages(items: list[Any], instructions: Any = None,
@@ -126,6 +165,11 @@ class _ItemReader:
 
     def _role_item(self, item: dict, i: int) -> None:
         content = item.get("content", item.get("text"))
+        if item.get("role") in ("system", "developer") and _has_media(content):
+            # Responses takes images and files in any role's content (Chat's
+            # instructions are text only): attached, not dropped unseen.
+            self._add([Message("system", user_parts(content, f"input[{i}].content"))])
+            return
         messages = parse_message({**item, "content": content}, i, f"input[{i}]")
         for message in messages:
             self.call_names.update((part.id, part.name) for part in message.parts
@@ -172,6 +216,12 @@ def tool_call_item(item: dict, fallback_id: str) -> ToolCall | None:
                         arguments=raw if isinstance(raw, str) else tool_content_text(raw))
     raw = next((src[k] for src in (item, fn) for k in ("arguments", "input") if k in src), None)
     return ToolCall(id=call_id, name=name.strip(), arguments=decode_arguments(raw))
+
+
+def _has_media(content: Any) -> bool:
+    return isinstance(content, list) and any(
+        isinstance(part, dict) and part.get("type") in ("input_image", "input_file")
+        for part in content)
 
 
 def reasoning_text(item: dict) -> str:

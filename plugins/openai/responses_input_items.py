@@ -11,20 +11,60 @@ client's own or one derived from the response id and the item's position
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from ds2proxy.plugin_api import InvalidRequest
 from ds2proxy.dialects.validate import Bounds, choice, integer
 
+# An id this server made for an item: ``<prefix>_<response hex>`` then the
+# item's place (``_<n>`` in the output, four digits in the listed input).
+_MADE_ID = re.compile(r"[a-z]+_([0-9a-f]{32})(?:_\d+|\d{4})")
 DEFAULT_LIMIT = 20
+
+
+def output_item_id(prefix: str, response_id: str, index: int) -> str:
+    """An output item's id names its response and its place there, so an
+    ``item_reference`` to it (the AI SDK sends one for each past answer when
+    it stores them) finds the stored response that holds it."""
+    return f"{prefix}_{response_id.removeprefix('resp_')}_{index}"
+
+
+def response_holding(item_id: str) -> str | None:
+    """The id of the response whose output or listed input holds ``item_id``
+    when this server made the id, else None."""
+    made = _MADE_ID.fullmatch(item_id)
+    return f"resp_{made.group(1)}" if made else None
+
+
+def items_by_id(response_id: str, input_items: list[Any], output: list[Any]
+                ) -> dict[str, Any]:
+    """A stored response's items (its listed input, then its output) by id."""
+    found = {item["id"]: item for item in listed_items(response_id, input_items)}
+    found.update((item["id"], item) for item in output
+                 if isinstance(item, dict) and isinstance(item.get("id"), str))
+    return found
+
 LIMIT = Bounds(1, 100)
 ORDERS = ("asc", "desc")
 
 
 def listed_items(response_id: str, items: list[Any]) -> list[dict[str, Any]]:
-    """Every stored input item in its listed form, oldest first."""
+    """Every stored input item in its listed form, oldest first. Ids are the
+    cursor, so each is made unique: a client resending an item beside
+    ``previous_response_id`` repeats its id, and paging ``after`` that id
+    went back to its first place, for ever (the SDK's auto-paging never
+    ended); a repeat is listed under its id suffixed with its position."""
     stem = response_id.removeprefix("resp_")
-    return [_listed(item, f"{stem}{index:04d}") for index, item in enumerate(items)]
+    listed: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for index, item in enumerate(items):
+        entry = _listed(item, f"{stem}{index:04d}")
+        if entry["id"] in seen:
+            entry = {**entry, "id": f"{entry['id']}_{index:04d}"}
+        seen.add(entry["id"])
+        listed.append(entry)
+    return listed
 
 
 def _listed(item: Any, suffix: str) -> dict[str, Any]:

@@ -28,7 +28,7 @@ class OutputItem:
     def __init__(self, index: int) -> None:
         self.index = index
         self.id = new_id(self.prefix)
-        self.text = ""
+        self._pieces: list[str] = []
         self.closed = False
         # Closed where the token limit cut it (its status says so).
         self.cut = False
@@ -37,8 +37,17 @@ class OutputItem:
         return [("response.output_item.added", {"output_index": self.index,
                                                  "item": self.snapshot()})]
 
+    @property
+    def text(self) -> str:
+        """The deltas so far, joined when read: appending each to one string
+        copied the whole text at every delta, quadratic in a long answer
+        (80,000 deltas held the event loop for about 11 s)."""
+        if len(self._pieces) > 1:
+            self._pieces = ["".join(self._pieces)]
+        return self._pieces[0] if self._pieces else ""
+
     def delta(self, text: str) -> list[Event]:
-        self.text += text
+        self._pieces.append(text)
         return [self._delta_event(text)]
 
     def close(self, cut: bool = False) -> list[Event]:
