@@ -173,6 +173,17 @@ def test_a_think_tag_cut_into_tokens_is_dropped_like_a_whole_one() -> None:
     assert isinstance(fast.events[-1], StatusChanged) and texts[-1] == ("answer", "<")
 
 
+def test_held_reasoning_goes_out_when_the_answer_starts() -> None:
+    """Reasoning ending in "<" is held back while a token may still make it
+    a tag; the answer's first text ends the reasoning, so the "<" goes out
+    before it, not after the whole answer at the status."""
+    fast = assert_same([body(*READY, {"p": LEGACY_THINKING, "v": "abc"}, {"v": "<"},
+                             {"p": LEGACY_ANSWER, "v": "X"}, {"v": "Y"}, {"v": "Z"}, FINISHED)])
+    texts = [(e.kind, e.text) for e in fast.events if isinstance(e, TextChunk)]
+    assert texts == [("thinking", "abc"), ("thinking", "<"), ("answer", "X"), ("answer", "Y"),
+                     ("answer", "Z")]
+
+
 def test_long_flat_stream_parses_identically() -> None:
     """10,000 reasoning and 40,000 answer tokens on the flat fields (the
     general path re-reads the whole field per token: more would take long),

@@ -103,9 +103,15 @@ async def read_rounds(resp: UpstreamStream, parser: StreamParser, reopen: Reopen
                       max_rounds: int, silence: float
                       ) -> AsyncGenerator[list[UpstreamEvent], None]:
     """The upstream events of one answer, a batch per read, continue rounds
-    included (``reopen(message_id)`` opens the next round's stream)."""
+    included (``reopen(message_id)`` opens the next round's stream).
+
+    However the answer ends (its last round, the rounds run out, EOF, a cut
+    connection, a continue that cannot open), the text the parser held back
+    goes out before the end or the error (:meth:`StreamParser.finish`).
+    """
     rounds = 0
     clock = asyncio.get_running_loop().time
+    failure: Exception | None = None
     while True:
         parser.start_round()
         heard = clock()  # when the stream last sent more than ``: `` keep-alive comments
@@ -124,17 +130,27 @@ async def read_rounds(resp: UpstreamStream, parser: StreamParser, reopen: Reopen
                         yield events
         except TimeoutError:
             resp.release("silence timeout")
-            raise UpstreamTimeout(f"the upstream stream sent nothing for {silence:g} s "
-                                  "(upstream.silence_timeout_seconds)") from None
+            failure = UpstreamTimeout(f"the upstream stream sent nothing for {silence:g} s "
+                                      "(upstream.silence_timeout_seconds)")
         except aiohttp.ClientError as exc:
             resp.release(type(exc).__name__)
-            raise UpstreamError(f"upstream stream broke: {type(exc).__name__}") from None
+            failure = UpstreamError(f"upstream stream broke: {type(exc).__name__}")
         finally:
             resp.release()
-        if not parser.should_continue or rounds >= max_rounds or not parser.response_message_id:
-            return
+        if (failure is not None or not parser.should_continue or rounds >= max_rounds
+                or not parser.response_message_id):
+            break
         rounds += 1
-        resp = await reopen(parser.response_message_id)
+        try:
+            resp = await reopen(parser.response_message_id)
+        except Exception as exc:  # a ProxyError: the answer ends with it
+            failure = exc
+            break
+    held = parser.finish()
+    if held:
+        yield held
+    if failure is not None:
+        raise failure
 
 
 def _only_comments(lines: list[str]) -> bool:

@@ -9,6 +9,7 @@ Usage, one parser per turn (completion plus its continue rounds)::
             for event in parser.feed_line(line): ...
         if not parser.ended: the stream was cut (an upstream error)
         if not parser.should_continue: break
+    for event in parser.finish(): ...   # on every end, errors included
 
 Events (see :mod:`ds2proxy.upstream.events`): ``TextChunk(kind, text)``
 with kind ``"thinking"`` or ``"answer"`` (THINK text is reported as thinking
@@ -102,6 +103,9 @@ class StreamParser(TokenFastPath):
         self._cursor = Cursor()
         self._event = "message"
         self._ended = False
+        # The answer is over (FINISHED, CONTENT_FILTER, an error frame or
+        # finish()): nothing held back may still become part of a think tag.
+        self._final = False
         self._filtered = False
         self._filter_pending = False
         self._tracker = TextTracker()
@@ -130,9 +134,21 @@ class StreamParser(TokenFastPath):
         """
         self._cursor = Cursor()
         self._event = "message"
-        self._ended = False
+        self._ended = self._final = False
         self.status = None
         self.auto_continue = False
+
+    def finish(self) -> list[UpstreamEvent]:
+        """The answer is over, however it ended (no further round: a final
+        status, rounds run out, EOF, a broken connection, an error): the
+        events of the text held back until now, so the end of flat
+        reasoning that might have been the start of a think tag is shown."""
+        out: list[UpstreamEvent] = []
+        if not self._final:
+            self._settle()
+            self._final = True
+            self._sync_text(out)
+        return out
 
     @property
     def ended(self) -> bool:
@@ -228,7 +244,8 @@ class StreamParser(TokenFastPath):
             out.append(Hint(str(payload.get("type") or ""), str(payload.get("content") or ""),
                             str(payload.get("finish_reason") or "")))
         elif event == "error" and "error" not in payload:  # the event names it: the body is
-            out.append(UpstreamFault(_error_text(payload)))  # the error, in any field
+            out += self.finish()                              # the error, in any field
+            out.append(UpstreamFault(_error_text(payload)))
         elif event in ("message", "error"):
             self._message(payload, out)
         elif event not in _QUIET_EVENTS:
@@ -236,6 +253,7 @@ class StreamParser(TokenFastPath):
 
     def _message(self, payload: dict, out: list[UpstreamEvent]) -> None:
         if "error" in payload:
+            out += self.finish()  # the text so far, then the fault that ends it
             out.append(UpstreamFault(_error_text(payload["error"])))
             return
         if payload.get("code") == "content_filter":
@@ -291,9 +309,12 @@ class StreamParser(TokenFastPath):
             self.response_message_id = value
 
     def _set_status(self, status: str, out: list[UpstreamEvent]) -> None:
-        if status in TERMINAL and not self._ended:
-            self._ended = True
-            self._sync_text(out)  # reasoning held back as a possible tag, before the status
+        if status in (FINISHED, CONTENT_FILTER) and not self._final:
+            # Reasoning held back as a possible tag, before the status. Not on
+            # INCOMPLETE: the continue round may finish the tag (finish() is
+            # called when no round follows).
+            self._final = True
+            self._sync_text(out)
         if status != self.status:
             self.status = status
             out.append(StatusChanged(status))
@@ -308,7 +329,7 @@ class StreamParser(TokenFastPath):
         if self._filtered:
             return
         keys: list[Hashable] = []
-        for key, kind, text in text_fields(self._tree, self._unknown_types, ended=self._ended):
+        for key, kind, text in text_fields(self._tree, self._unknown_types, ended=self._final):
             keys.append(key)
             delta = self._tracker.delta(key, text)
             if not delta or key in self._leaked:

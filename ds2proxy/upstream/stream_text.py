@@ -37,7 +37,7 @@ def text_fields(root: Any, unknown: set[str], *,
     """Yield ``(key, kind, text)`` for every text field, in creation order.
 
     Unknown fragment types are added to ``unknown`` (so the caller logs each
-    once) and skipped. ``ended``: the round is over, so flat reasoning ending
+    once) and skipped. ``ended``: the answer is over, so flat reasoning ending
     in what may be the start of a think tag is shown as it is.
     """
     for pos, frag in enumerate(fragments_of(root)):
@@ -105,7 +105,9 @@ def _legacy_tail(root: Any, path: str) -> Tail | None:
     if not isinstance(text, str):
         return None
     if path == LEGACY_ANSWER:
-        return Tail(response, field, LEGACY_ANSWER, "answer", path, LEAK_MARKER)
+        # The answer's first text ends the reasoning (see _legacy_fields): it
+        # goes the general way, which shows what the reasoning held back.
+        return Tail(response, field, LEGACY_ANSWER, "answer", path, LEAK_MARKER) if text else None
     if "think>" in text or _partial_tag(text):
         return None
     # A tag needs a "<": a token without one cannot start or finish one
@@ -114,13 +116,18 @@ def _legacy_tail(root: Any, path: str) -> Tail | None:
 
 
 def _legacy_fields(response: dict, ended: bool) -> Iterator[tuple[Hashable, TextKind, str]]:
-    """Flat ``thinking_content`` / ``content`` of the older stream form (§10.8)."""
+    """Flat ``thinking_content`` / ``content`` of the older stream form (§10.8).
+
+    Once the answer field has text, the reasoning before it is complete:
+    no later token can finish a tag it ends with, so nothing is held back.
+    """
     thinking = response.get("thinking_content")
+    answer = response.get("content")
     if isinstance(thinking, str):
-        reasoning, spill = split_think_tags(thinking, ended=ended)
+        done = ended or (isinstance(answer, str) and answer != "")
+        reasoning, spill = split_think_tags(thinking, ended=done)
         yield LEGACY_THINKING, "thinking", reasoning
         yield (LEGACY_THINKING, "spill"), "answer", spill
-    answer = response.get("content")
     if isinstance(answer, str):
         yield LEGACY_ANSWER, "answer", answer
 
