@@ -28,12 +28,10 @@ text is the growth of THINK / RESPONSE fragments, tracked per fragment id
 across rounds so a continue snapshot only yields what is new. Whatever cannot
 be understood is logged and skipped; nothing here raises on stream content.
 
-Most lines of a stream are path-less tokens appended to the newest fragment
-(or, in the older form, to the flat field the cursor names). Those take a fast path (:mod:`ds2proxy.upstream.fast_tokens`) that yields
-exactly the events of the general one without walking the tree or re-reading
-every fragment; ``fast_path=False`` turns it off, so tests can compare both.
-Its tokens are joined into the fragment only when something else reads or
-patches the tree, so a long answer costs the same per token as a short one.
+Most lines are path-less tokens appended to the newest fragment (or to the
+flat field the cursor names): they take a fast path
+(:mod:`ds2proxy.upstream.fast_tokens`) with exactly the general path's events;
+``fast_path=False`` turns it off, so tests can compare both.
 """
 
 from __future__ import annotations
@@ -241,8 +239,8 @@ class StreamParser(TokenFastPath):
             self.model_type = model if isinstance(model, str) else self.model_type
             out.append(Ready(self.request_message_id, self.response_message_id, self.model_type))
         elif event == "hint":
-            out.append(Hint(str(payload.get("type") or ""), str(payload.get("content") or ""),
-                            str(payload.get("finish_reason") or "")))
+            self._hint(Hint(str(payload.get("type") or ""), str(payload.get("content") or ""),
+                            str(payload.get("finish_reason") or "")), out)
         elif event == "error" and "error" not in payload:  # the event names it: the body is
             out += self.finish()                              # the error, in any field
             out.append(UpstreamFault(_error_text(payload)))
@@ -250,6 +248,20 @@ class StreamParser(TokenFastPath):
             self._message(payload, out)
         elif event not in _QUIET_EVENTS:
             self._log_once(("event", event), "ignoring unknown event %r", event)
+
+    def _hint(self, hint: Hint, out: list[UpstreamEvent]) -> None:
+        """A refusal before any answer text voids the round (the caller may
+        ask again). After answer text it cuts the answer short (the web chat
+        clears it): a fault, so the cut is not taken for a whole answer."""
+        answered = any(kind == "answer" and text for _, kind, text
+                       in text_fields(self._tree, set(), ended=True))
+        if not answered:
+            out.append(hint)
+            return
+        out += self.finish()
+        why = hint.finish_reason or hint.type or "hint"
+        out.append(UpstreamFault(f"the upstream stopped the answer midway ({why})"
+                                 + (f": {hint.content}" if hint.content else "")))
 
     def _message(self, payload: dict, out: list[UpstreamEvent]) -> None:
         if "error" in payload:
