@@ -135,6 +135,9 @@ async def read_rounds(resp: UpstreamStream, parser: StreamParser, reopen: Reopen
         except aiohttp.ClientError as exc:
             resp.release(type(exc).__name__)
             failure = UpstreamError(f"upstream stream broke: {type(exc).__name__}")
+        except UpstreamError as exc:  # a line too long to hold
+            resp.release(exc.message)
+            failure = exc
         finally:
             resp.release()
         if (failure is not None or not parser.should_continue or rounds >= max_rounds
