@@ -72,3 +72,15 @@ async def test_a_refusal_hint_after_reasoning_only_is_still_asked_again(proxy: P
     assert reply.choices[0].finish_reason == "stop"
     assert len(proxy.fake.calls_to("chat/completion")) == 2
     assert proxy.core.pool.inflight == 0
+
+
+async def test_an_informational_hint_after_answer_text_leaves_the_answer_whole(
+        proxy: Proxy, tmp_path: Path):
+    """Only a refusal (type "error" or clear_response) cuts an answer."""
+    info = 'event: hint\ndata: {"type":"info","content":"Searching is off"}\n\n'
+    proxy.fake.enqueue(recording(tmp_path, envelope("RESPONSE", "Hel"), info,
+                                 'data: {"v":"lo"}\n\n',
+                                 'data: {"p":"response/status","o":"SET","v":"FINISHED"}\n\n'))
+    reply = await openai_client(proxy).chat.completions.create(model="deepseek-chat",
+                                                               messages=USER)
+    assert (reply.choices[0].message.content, reply.choices[0].finish_reason) == ("Hello", "stop")

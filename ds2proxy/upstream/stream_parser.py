@@ -239,8 +239,9 @@ class StreamParser(TokenFastPath):
             self.model_type = model if isinstance(model, str) else self.model_type
             out.append(Ready(self.request_message_id, self.response_message_id, self.model_type))
         elif event == "hint":
+            refusal = payload.get("type") == "error" or payload.get("clear_response") is True
             self._hint(Hint(str(payload.get("type") or ""), str(payload.get("content") or ""),
-                            str(payload.get("finish_reason") or "")), out)
+                            str(payload.get("finish_reason") or "")), refusal, out)
         elif event == "error" and "error" not in payload:  # the event names it: the body is
             out += self.finish()                              # the error, in any field
             out.append(UpstreamFault(_error_text(payload)))
@@ -249,13 +250,12 @@ class StreamParser(TokenFastPath):
         elif event not in _QUIET_EVENTS:
             self._log_once(("event", event), "ignoring unknown event %r", event)
 
-    def _hint(self, hint: Hint, out: list[UpstreamEvent]) -> None:
+    def _hint(self, hint: Hint, refusal: bool, out: list[UpstreamEvent]) -> None:
         """A refusal before any answer text voids the round (the caller may
         ask again). After answer text it cuts the answer short (the web chat
         clears it): a fault, so the cut is not taken for a whole answer."""
-        answered = any(kind == "answer" and text for _, kind, text
-                       in text_fields(self._tree, set(), ended=True))
-        if not answered:
+        if not refusal or not any(kind == "answer" and text for _, kind, text
+                                  in text_fields(self._tree, set(), ended=True)):
             out.append(hint)
             return
         out += self.finish()
