@@ -84,3 +84,22 @@ async def test_an_informational_hint_after_answer_text_leaves_the_answer_whole(
     reply = await openai_client(proxy).chat.completions.create(model="deepseek-chat",
                                                                messages=USER)
     assert (reply.choices[0].message.content, reply.choices[0].finish_reason) == ("Hello", "stop")
+
+
+@pytest.mark.parametrize("path", ["response/fragments/" + "9" * 5000 + "/content",
+                                  "response/fragments/-" + "9" * 5000,
+                                  "response/fragments/" + "٣" + "/content"])
+async def test_a_patch_whose_index_is_no_machine_integer_is_skipped(proxy: Proxy, tmp_path: Path,
+                                                                    path: str):
+    """A 5000-digit index made int() raise ValueError (Python's digit limit),
+    which escaped the parser: the client got an internal error instead of
+    the answer with the bad frame skipped (spec §9: log and skip)."""
+    import json
+    frame = "data: " + json.dumps({"p": path, "o": "APPEND", "v": "x"}) + "\n\n"
+    proxy.fake.enqueue(recording(tmp_path, envelope("RESPONSE", "Hel"), frame,
+                                 'data: {"p":"response/fragments/-1/content","v":"lo"}\n\n',
+                                 'data: {"p":"response/status","o":"SET","v":"FINISHED"}\n\n'))
+    reply = await openai_client(proxy).chat.completions.create(model="deepseek-chat",
+                                                               messages=USER)
+    assert (reply.choices[0].message.content, reply.choices[0].finish_reason) == ("Hello", "stop")
+    assert proxy.core.pool.inflight == 0
