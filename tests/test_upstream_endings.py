@@ -103,3 +103,24 @@ async def test_a_patch_whose_index_is_no_machine_integer_is_skipped(proxy: Proxy
                                                                messages=USER)
     assert (reply.choices[0].message.content, reply.choices[0].finish_reason) == ("Hello", "stop")
     assert proxy.core.pool.inflight == 0
+
+
+@pytest.mark.parametrize("style", ["markdown", "strip"])
+async def test_a_marker_with_thousands_of_digits_in_one_chunk_stays_text(
+        proxy_factory, tmp_path: Path, style: str):
+    """A continue snapshot's new text comes as one chunk: a reference marker
+    of 5000 digits in it made the citation rewriter's int() raise, and the
+    turn failed with an internal error. Such a "marker" is left as text."""
+    proxy = await proxy_factory({"search": {"citation_style": style}})
+    marker = "[reference:" + "9" * 5000 + "]"
+    incomplete = 'data: {"p":"response/status","o":"SET","v":"INCOMPLETE"}\n\n'
+    first = recording(tmp_path, envelope("RESPONSE", "see "), incomplete, name="one")
+    second = recording(tmp_path, envelope("RESPONSE", "see " + marker + " ok"),
+                       'data: {"p":"response/status","o":"SET","v":"FINISHED"}\n\n', name="two")
+    rounds = tmp_path / "rounds.sse"
+    rounds.write_bytes(Path(first.path).read_bytes() + Path(second.path).read_bytes())
+    proxy.fake.enqueue(Replay(rounds))
+    reply = await openai_client(proxy).chat.completions.create(model="deepseek-chat-search",
+                                                               messages=USER)
+    assert reply.choices[0].message.content == "see " + marker + " ok"
+    assert reply.choices[0].finish_reason == "stop"

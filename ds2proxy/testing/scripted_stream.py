@@ -20,8 +20,8 @@ import orjson
 
 from .scripts import HINT_TEXT, Scripted, last_user_text
 
-MARKER = re.compile(r"\[reference:(\d+)\]")
-_MARKER_SPLIT = re.compile(r"(\[reference:\d+\])")
+MARKER = re.compile(r"\[reference:([0-9]{1,9})\]")
+_MARKER_SPLIT = re.compile(r"(\[reference:[0-9]{1,9}\])")
 CONTENT = "response/fragments/-1/content"
 FLAT_FIELDS = {"THINK": "thinking_content", "RESPONSE": "content"}  # the older form (§10.8)
 COMMENT = b": \n\n"
