@@ -77,26 +77,36 @@ async def open_completion(client: DeepSeekClient, keeper: TokenKeeper, creds: Cr
     """Open a completion with ``pow_header`` (or a fresh one); a refused PoW
     answer gets one fresh challenge (spec §12). Returns the stream and the
     header it was opened with (continue rounds reuse it)."""
+    return await _open_with_pow(client, keeper, creds, COMPLETION_PATH, body, pow_header)
+
+
+async def open_continue(client: DeepSeekClient, keeper: TokenKeeper, creds: Credentials,
+                        session_id: str, message_id: int, pow_header: str
+                        ) -> tuple[UpstreamStream, str]:
+    """Open the next continue round of an INCOMPLETE answer with the last
+    round's PoW header (spec §11.2); a server that refuses it as reused
+    gets one fresh answer (§12). Returns the stream and the header used."""
+    body = continue_body(session_id, message_id)
+    return await _open_with_pow(client, keeper, creds, CONTINUE_PATH, body, pow_header)
+
+
+async def _open_with_pow(client: DeepSeekClient, keeper: TokenKeeper, creds: Credentials,
+                         path: str, body: dict[str, Any], pow_header: str
+                         ) -> tuple[UpstreamStream, str]:
+    """Open ``path``'s stream with ``pow_header``, or a fresh answer when
+    there is none or the upstream refuses it (missing, wrong or reused)."""
     for attempt in range(2):
         if attempt or not pow_header:
             pow_header = await solve_pow(client, keeper, creds)
         header = pow_header
         try:
-            stream = await with_refresh(
-                creds, keeper, lambda t: client.open_stream(COMPLETION_PATH, t, header, body))
+            stream = await with_refresh(creds, keeper,
+                                        lambda t: client.open_stream(path, t, header, body))
             return stream, header
         except UpstreamCallError as exc:
             if exc.envelope.code not in POW_REFUSED_CODES or attempt:
                 raise
     raise AssertionError("unreachable")
-
-
-async def open_continue(client: DeepSeekClient, keeper: TokenKeeper, creds: Credentials,
-                        session_id: str, message_id: int, pow_header: str) -> UpstreamStream:
-    """Open the next continue round of an INCOMPLETE answer."""
-    body = continue_body(session_id, message_id)
-    return await with_refresh(
-        creds, keeper, lambda t: client.open_stream(CONTINUE_PATH, t, pow_header, body))
 
 
 async def read_rounds(resp: UpstreamStream, parser: StreamParser, reopen: Reopen, *,
