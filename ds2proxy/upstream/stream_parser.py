@@ -340,9 +340,9 @@ class StreamParser(TokenFastPath):
         self._tail = None
         if self._filtered:
             return
-        keys: list[Hashable] = []
+        keys: dict[Hashable, str | None] = {}  # each key's text; None: more than one
         for key, kind, text in text_fields(self._tree, self._unknown_types, ended=self._final):
-            keys.append(key)
+            keys[key] = text if key not in keys else None
             delta = self._tracker.delta(key, text)
             if not delta or key in self._leaked:
                 continue
@@ -356,9 +356,7 @@ class StreamParser(TokenFastPath):
             self.current_kind = kind
         for ftype in self._unknown_types:
             self._log_once(("type", ftype), "ignoring fragments of unknown type %r", ftype)
-        tail = tail_text(self._tree, self._cursor.path)
-        if tail is not None and keys.count(tail.key) == 1:
-            self._tail = tail
+        self._tail = self._trusted(tail_text(self._tree, self._cursor.path), keys)
 
     # -- results --------------------------------------------------------------
 
