@@ -26,11 +26,11 @@ from ds2proxy.upstream.stream_parser import StreamParser
 READ = 4096
 
 
-def body(tokens: int, *, flat: bool, thinking: bool) -> bytes:
+def body(tokens: int, *, flat: bool, thinking: bool, start: str = "start") -> bytes:
     """One round of ``tokens`` path-less tokens after the line that opens the field."""
     lines = []
     if flat:
-        lines.append({"p": LEGACY_THINKING if thinking else LEGACY_ANSWER, "v": "start"})
+        lines.append({"p": LEGACY_THINKING if thinking else LEGACY_ANSWER, "v": start})
     else:
         kind = "THINK" if thinking else "RESPONSE"
         lines.append({"v": {"response": {"fragments": [{"id": 1, "type": kind, "content": ""}]}}})
@@ -73,6 +73,12 @@ def main() -> None:
                       f"{'reasoning' if thinking else 'answer':>9} "
                       f"{'fast' if fast else 'general':>8} "
                       + " ".join(f"{f:>9.2f}" for f in figures), flush=True)
+    # Flat reasoning that opens with a think tag (the old model bug, §10.8).
+    for fast in paths:
+        figures = [per_token_us(body(n, flat=True, thinking=True, start="<think>start"), n,
+                                args.runs, fast) for n in counts]
+        print(f"{'flat':>10} {'<think>…':>9} {'fast' if fast else 'general':>8} "
+              + " ".join(f"{f:>9.2f}" for f in figures), flush=True)
 
 
 if __name__ == "__main__":

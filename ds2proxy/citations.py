@@ -10,9 +10,12 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-MARKER = re.compile(r"\[(?:reference|citation):\s*(\d+)\]", re.IGNORECASE)
-_PREFIX = re.compile(r"\[(?:r(?:e(?:f(?:e(?:r(?:e(?:n(?:c(?:e(?::\s*\d*)?)?)?)?)?)?)?)?)?"
-                     r"|c(?:i(?:t(?:a(?:t(?:i(?:o(?:n(?::\s*\d*)?)?)?)?)?)?)?)?)?$", re.IGNORECASE)
+# N is ASCII digits, at most 9 of them: a longer run (or other scripts'
+# digits) is no citation, and stays text; int() refuses over 4300 digits.
+MARKER = re.compile(r"\[(?:reference|citation):\s*([0-9]{1,9})\]", re.IGNORECASE)
+_PREFIX = re.compile(r"\[(?:r(?:e(?:f(?:e(?:r(?:e(?:n(?:c(?:e(?::\s*[0-9]{0,9})?)?)?)?)?)?)?)?)?"
+                     r"|c(?:i(?:t(?:a(?:t(?:i(?:o(?:n(?::\s*[0-9]{0,9})?)?)?)?)?)?)?)?)?$",
+                     re.IGNORECASE)
 
 UrlLookup = Callable[[int], str | None]
 

@@ -94,3 +94,31 @@ async def test_an_answer_kept_alive_by_comments_alone_ends_after_the_silence_tim
         assert info.value.status_code == 504
     assert "upstream.silence_timeout_seconds" in str(info.value)
     assert proxy.core.pool.inflight == 0
+
+
+@pytest.mark.parametrize("stream", [True, False], ids=["stream", "whole"])
+async def test_a_continue_that_refuses_the_reused_pow_answer_gets_a_fresh_one(
+        proxy: Proxy, stream: bool):
+    """A continue reuses its completion's PoW header (spec §11.2). Should the
+    upstream refuse it as reused (INVALID_POW_RESPONSE), the rule of §12
+    holds there too: one fresh challenge, then the round opens. It used to
+    end the answer after its first round with an upstream error."""
+    proxy.fake.continue_reuses_pow = False
+    proxy.fake.enqueue(Scripted(answer=ANSWER, incomplete_after=[2, 4]))
+    client = openai_client(proxy)
+    if stream:
+        chunks = await client.chat.completions.create(model="deepseek-chat", messages=USER,
+                                                      stream=True)
+        text = "".join([c.choices[0].delta.content or "" async for c in chunks if c.choices])
+    else:
+        reply = await client.chat.completions.create(model="deepseek-chat", messages=USER)
+        text = reply.choices[0].message.content
+    assert text == ANSWER
+    continues = proxy.fake.calls_to("chat/continue")
+    completion = proxy.fake.calls_to("chat/completion")[0]
+    # Each round: the reused header refused, then a fresh one accepted.
+    assert len(continues) == 4
+    headers = [c.headers["x-ds-pow-response"] for c in continues]
+    assert headers[0] == completion.headers["x-ds-pow-response"] and headers[2] == headers[1]
+    assert len({completion.headers["x-ds-pow-response"], headers[1], headers[3]}) == 3
+    assert proxy.core.pool.inflight == 0

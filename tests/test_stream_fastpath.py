@@ -47,6 +47,7 @@ def parse(rounds: Sequence[bytes], *, fast: bool, thinking: bool = True) -> Reco
     result = Reconstruction(CountingParser(thinking_enabled=thinking, fast_path=fast))
     for body in rounds:
         result.feed_round(body)
+    result.finish()  # as read_rounds ends every answer
     return result
 
 
@@ -98,6 +99,7 @@ def parse_reads(rounds: Sequence[bytes], *, thinking: bool, seed: int) -> Recons
             at += step
         result.events += expanded(result.parser.feed_lines(cutter.rest()))
         result.continue_after.append(result.parser.should_continue)
+    result.finish()
     return result
 
 

@@ -24,6 +24,7 @@ from ds2proxy.testing.recordings import load_rounds
 from ds2proxy.testing.reconstruct import reconstruct
 from ds2proxy.upstream.events import StatusChanged, TextChunk
 from ds2proxy.upstream.patch_ops import LEGACY_ANSWER, LEGACY_THINKING
+from ds2proxy.upstream.stream_text import split_think_tags
 from test_stream_fastpath import RECORDINGS, assert_same, body, frag, parse
 
 FIELD = {"thinking": LEGACY_THINKING, "answer": LEGACY_ANSWER}
@@ -171,6 +172,39 @@ def test_a_think_tag_cut_into_tokens_is_dropped_like_a_whole_one() -> None:
     assert "".join(t for k, t in texts if k == "answer") == "d <"
     assert not any("<thi" in t or "nk" in t or "</th" in t for _, t in texts)
     assert isinstance(fast.events[-1], StatusChanged) and texts[-1] == ("answer", "<")
+
+
+def test_held_reasoning_goes_out_when_the_answer_starts() -> None:
+    """Reasoning ending in "<" is held back while a token may still make it
+    a tag; the answer's first text ends the reasoning, so the "<" goes out
+    before it, not after the whole answer at the status."""
+    fast = assert_same([body(*READY, {"p": LEGACY_THINKING, "v": "abc"}, {"v": "<"},
+                             {"p": LEGACY_ANSWER, "v": "X"}, {"v": "Y"}, {"v": "Z"}, FINISHED)])
+    texts = [(e.kind, e.text) for e in fast.events if isinstance(e, TextChunk)]
+    assert texts == [("thinking", "abc"), ("thinking", "<"), ("answer", "X"), ("answer", "Y"),
+                     ("answer", "Z")]
+
+
+@pytest.mark.parametrize("first", ["<think>I ", "I </think>So ", "<think>I</think>So "])
+def test_flat_reasoning_holding_think_tags_takes_the_fast_path(first: str) -> None:
+    """Reasoning that holds a tag (the old model bug, spec §10.8) went the
+    general way token after token, each re-splitting the whole field: 20,000
+    tokens held the loop ~225 µs each. Tokens without a "<" now extend what
+    the split shows (reasoning, or the answer after ``</think>``) on the fast
+    path; "<" tokens and a tag cut between tokens still go the general way,
+    with the same events (so does a leaked marker, which ends the answer:
+    the random streams above have those)."""
+    words = [f"w{i} " if i % 97 else rng_word(i) for i in range(3000)]
+    fast = assert_same([body(*READY, {"p": LEGACY_THINKING, "v": first},
+                             *({"v": w} for w in words), FINISHED)], min_taken=0)
+    assert fast.parser.taken >= 2500  # line by line (a run holding a "<" goes so too)
+    whole = first + "".join(words)
+    assert (fast.thinking, fast.answer) == split_think_tags(whole)
+
+
+def rng_word(i: int) -> str:
+    """Every 97th token: something the fast path must leave to the general one."""
+    return ["<", "</th", "ink>", "<think>", "x<y ", "</think>"][i % 6]
 
 
 def test_long_flat_stream_parses_identically() -> None:

@@ -15,7 +15,9 @@ from hypothesis import strategies as st
 
 from ds2proxy.upstream.client import UpstreamStream
 from ds2proxy.upstream.events import TextChunk
-from ds2proxy.upstream.lines import iter_lines
+from ds2proxy.errors import UpstreamError
+from ds2proxy.upstream import lines as lines_module
+from ds2proxy.upstream.lines import LineCutter, iter_lines
 from ds2proxy.upstream.stream_parser import StreamParser
 from ds2proxy.upstream.rounds import BATCH_LINES, read_rounds
 
@@ -190,3 +192,21 @@ async def test_a_large_read_reaches_the_consumer_in_slices():
     assert "".join(e.text for batch in batches for e in batch
                    if isinstance(e, TextChunk)) == "x" + "ab" * len(tokens)
     assert parser.ended
+
+
+@pytest.mark.parametrize("chunks", [[b"a" * 11], [b"a" * 6, b"a" * 5], [b"a" * 6, b"aaaaa\nb"],
+                                    [b"x\n" + b"a" * 11]])
+def test_a_line_past_the_cap_is_an_upstream_error(monkeypatch, chunks: list[bytes]) -> None:
+    """However its bytes arrive, a line longer than the cap is refused, not held."""
+    monkeypatch.setattr(lines_module, "MAX_LINE_BYTES", 10)
+    cutter = LineCutter()
+    with pytest.raises(UpstreamError, match="a line over"):
+        for chunk in chunks:
+            cutter.cut(chunk)
+
+
+def test_a_line_at_the_cap_and_the_next_one_pass(monkeypatch) -> None:
+    monkeypatch.setattr(lines_module, "MAX_LINE_BYTES", 10)
+    cutter = LineCutter()
+    assert cutter.cut(b"a" * 6) == [] and cutter.cut(b"a" * 4 + b"\n" + b"b" * 5) == ["a" * 10]
+    assert cutter.cut(b"b" * 5 + b"\n") == ["b" * 10] and cutter.rest() == []

@@ -23,6 +23,10 @@ class ChatRoutes(FakeCore):
     default_script: Script | None = None
     # A business error every session delete answers with (cleanup failures).
     delete_error: tuple[int, str] | None = None
+    # A continue accepts its completion's PoW header again, as DS2API relies
+    # on (§11.2); False: it wants a fresh answer, as for any other call
+    # (the spec leaves open which the server does, §15).
+    continue_reuses_pow = True
 
     def chat_routes(self) -> list[web.RouteDef]:
         return [
@@ -98,7 +102,8 @@ class ChatRoutes(FakeCore):
     async def continue_(self, request: web.Request) -> web.StreamResponse:
         body = await self.json_body(request, "chat_session_id", "message_id")
         # The completion's header is accepted again, even past its expiry (spec §11.2).
-        self.require_pow(request, COMPLETION_PATH, consume=False, check_expiry=False)
+        reuse = self.continue_reuses_pow
+        self.require_pow(request, COMPLETION_PATH, consume=not reuse, check_expiry=not reuse)
         session = self.owned_session(request, body["chat_session_id"])
         message = session.messages.get(body["message_id"])
         if message is None:

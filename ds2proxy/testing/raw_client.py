@@ -125,4 +125,5 @@ class RawClient:
             msg_id = seen.parser.response_message_id or 0
             replies.append(await self.continue_(token, sid, msg_id, header))
             seen.feed_round(replies[-1].body)
+        seen.finish()
         return seen, replies

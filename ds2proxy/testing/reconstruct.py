@@ -28,6 +28,10 @@ class Reconstruction:
             self.events.extend(self.parser.feed_line(line))
         self.continue_after.append(self.parser.should_continue)
 
+    def finish(self) -> None:
+        """The turn is over: the text the parser held back (see ``StreamParser.finish``)."""
+        self.events.extend(self.parser.finish())
+
     def text(self, kind: str) -> str:
         return "".join(e.text for e in self.events if isinstance(e, TextChunk) and e.kind == kind)
 
@@ -47,8 +51,10 @@ def lines_of(body: bytes) -> list[str]:
 
 
 def reconstruct(rounds: Iterable[bytes], *, thinking_enabled: bool = True) -> Reconstruction:
-    """Feed each round's body (``start_round`` first) and record ``should_continue`` after it."""
+    """Feed each round's body (``start_round`` first), record ``should_continue``
+    after it, then end the turn (:meth:`Reconstruction.finish`)."""
     result = Reconstruction(StreamParser(thinking_enabled=thinking_enabled))
     for body in rounds:
         result.feed_round(body)
+    result.finish()
     return result

@@ -20,9 +20,10 @@ import orjson
 
 from .scripts import HINT_TEXT, Scripted, last_user_text
 
-MARKER = re.compile(r"\[reference:(\d+)\]")
-_MARKER_SPLIT = re.compile(r"(\[reference:\d+\])")
+MARKER = re.compile(r"\[reference:([0-9]{1,9})\]")
+_MARKER_SPLIT = re.compile(r"(\[reference:[0-9]{1,9}\])")
 CONTENT = "response/fragments/-1/content"
+FLAT_FIELDS = {"THINK": "thinking_content", "RESPONSE": "content"}  # the older form (§10.8)
 COMMENT = b": \n\n"
 TIP_TEXT = "本回答由 AI 生成，内容仅供参考，请仔细甄别。"
 THINK, RESPONSE, CITE, SEARCH = "THINK", "RESPONSE", "CITE", "SEARCH"
@@ -68,10 +69,11 @@ def plan(script: Scripted, ctx: TurnContext) -> list[Step]:
     steps = []
     if ctx.thinking_enabled:
         steps += [Step(THINK, c) for c in _chunks(script.thinking, script.chunk_size)]
-    if script.search:
+    if script.search and not script.flat:
         steps.append(Step(SEARCH))
     for chunk in _chunks(script.answer, script.chunk_size, split_markers=True):
-        steps.append(Step(CITE if MARKER.fullmatch(chunk) else RESPONSE, chunk))
+        cite = MARKER.fullmatch(chunk) and not script.flat  # flat: a marker is plain text
+        steps.append(Step(CITE if cite else RESPONSE, chunk))
     return steps
 
 
@@ -115,6 +117,9 @@ class _Writer:
         self.cursor: tuple[str, str | None] = ("", None)
         self.events: list[bytes] = []
         self.usage_so_far = 0  # carried into the next round's envelope
+        # The flat form's fields, by step kind, and the kind written last.
+        self.flat = {THINK: "", RESPONSE: ""}
+        self.flat_kind: str | None = None
 
     # -- rounds ---------------------------------------------------------------
 
@@ -123,7 +128,7 @@ class _Writer:
         steps = list(steps)
         if index:
             self._absorb(steps, self.script.snapshot_overshoot)
-        elif steps and steps[0].kind in (THINK, RESPONSE):
+        elif steps and steps[0].kind in (THINK, RESPONSE) and not self.script.flat:
             first = steps.pop(0)  # the envelope carries the first chunk
             self._new_fragment(first.kind, first.text)
         self._open(first_round=index == 0)
@@ -152,6 +157,11 @@ class _Writer:
             self._frame("", None, {"response": self._response()})
 
     def _response(self) -> dict:
+        if self.script.flat:
+            text = {"thinking_content": self.flat[THINK] or None, "content": self.flat[RESPONSE],
+                    "thinking_elapsed_secs": None}
+        else:
+            text = {"fragments": copy.deepcopy(self.fragments)}
         return {
             "message_id": self.ctx.response_message_id,
             "parent_id": self.ctx.request_message_id, "model": "", "role": "ASSISTANT",
@@ -160,7 +170,7 @@ class _Writer:
             "accumulated_token_usage": self.usage_so_far,
             "files": [], "feedback": None, "inserted_at": time.time(),
             "search_enabled": self.ctx.search_enabled,
-            "fragments": copy.deepcopy(self.fragments), "conversation_mode": "DEFAULT",
+            **text, "conversation_mode": "DEFAULT",
             "has_pending_fragment": False, "auto_continue": False,
         }
 
@@ -175,6 +185,13 @@ class _Writer:
             self._text(step.kind, step.text)
 
     def _text(self, kind: str, text: str) -> None:
+        if self.script.flat:
+            if kind != self.flat_kind:
+                self._close_think()
+            self.flat[kind] += text
+            self.flat_kind = kind
+            self._frame(f"response/{FLAT_FIELDS[kind]}", "APPEND", text)
+            return
         last = self.fragments[-1] if self.fragments else None
         if last is not None and last["type"] == kind:
             last["content"] += text
@@ -224,7 +241,7 @@ class _Writer:
     def _end(self, status: str, *, first_round: bool) -> None:
         if status != "INCOMPLETE":
             self._close_think()
-            if self.script.tip:
+            if self.script.tip and not self.script.flat:
                 tip = self._new_fragment("TIP", TIP_TEXT, style="WARNING", hide_on_wip=True)
                 self._frame("response/fragments", "APPEND", [tip])
         self.usage_so_far = self._usage()
@@ -247,10 +264,11 @@ class _Writer:
         self.events.append(COMMENT)
         template = {"id": self.next_id, "type": "TEMPLATE_RESPONSE",
                     "content": self.script.template}
-        self.fragments = [template]
+        replaced = [] if self.script.flat else [{"p": "fragments", "v": [template]}]
+        self.fragments = [] if self.script.flat else [template]
         self._frame("response", "BATCH", [
             {"p": "ban_regenerate", "v": True}, {"p": "status", "v": "CONTENT_FILTER"},
-            {"p": "fragments", "v": [template]}, {"p": "quasi_status", "v": "CONTENT_FILTER"}])
+            *replaced, {"p": "quasi_status", "v": "CONTENT_FILTER"}])
 
     # -- model ----------------------------------------------------------------
 
@@ -266,6 +284,12 @@ class _Writer:
         return copy.deepcopy(frag)
 
     def _close_think(self) -> None:
+        if self.script.flat:
+            if self.flat_kind == THINK:
+                self.flat_kind = None
+                elapsed = round(0.05 * len(self.flat[THINK]), 3)
+                self._frame("response/thinking_elapsed_secs", "SET", elapsed)
+            return
         last = self.fragments[-1] if self.fragments else None
         if last is not None and last["type"] == THINK and last["elapsed_secs"] is None:
             last["elapsed_secs"] = round(0.05 * len(last["content"]), 3)
@@ -273,10 +297,15 @@ class _Writer:
 
     def _absorb(self, steps: list[Step], count: int) -> None:
         """Move the next ``count`` characters of the open fragment into the snapshot."""
-        last = self.fragments[-1] if self.fragments else None
+        if self.script.flat:
+            last = {"type": self.flat_kind, "content": ""} if self.flat_kind else None
+        else:
+            last = self.fragments[-1] if self.fragments else None
         while count > 0 and steps and last is not None and steps[0].kind == last["type"]:
             text = steps[0].text
             last["content"] += text[:count]
+            if self.script.flat:
+                self.flat[last["type"]] += text[:count]
             if text[count:]:
                 steps[0] = Step(steps[0].kind, text[count:])
             else:
@@ -286,7 +315,8 @@ class _Writer:
     def _usage(self) -> int:
         if self.script.usage is not None:
             return self.script.usage
-        answered = sum(len(f["content"]) for f in self.fragments if f["type"] == RESPONSE)
+        answered = len(self.flat[RESPONSE]) + sum(
+            len(f["content"]) for f in self.fragments if f["type"] == RESPONSE)
         return len(self.ctx.prompt) // 4 + answered // 2 + 1
 
     # -- wire -----------------------------------------------------------------

@@ -61,6 +61,9 @@ class Scripted:
     ``incomplete_after`` ends a round ``INCOMPLETE`` after that many chunks
     (cumulative counts, one per continue round); the continue snapshot then
     holds ``snapshot_overshoot`` characters never streamed as tokens.
+    ``flat`` streams the older form (spec §10.8): the text on the flat
+    ``response/thinking_content`` / ``response/content`` fields, markers as
+    plain text, no fragments (so no search, TIP or template either).
     """
 
     answer: str | Sequence[str] = ""
@@ -77,6 +80,7 @@ class Scripted:
     finish_event: bool = True
     title: str | None = "Fake chat"   # sent on a session's first turn only
     usage: int | None = None
+    flat: bool = False
     delivery: Delivery = Delivery()
 
     @property

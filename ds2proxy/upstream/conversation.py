@@ -73,8 +73,8 @@ class Conversation:
 
     async def continue_round(self, creds: Credentials, message_id: int) -> UpstreamStream:
         """Open the next continue round of the current answer."""
-        self.stream = await open_continue(self.client, self.keeper, creds, self.session_id,
-                                          message_id, self._pow_header)
+        self.stream, self._pow_header = await open_continue(
+            self.client, self.keeper, creds, self.session_id, message_id, self._pow_header)
         return self.stream
 
     def release_stream(self) -> None:

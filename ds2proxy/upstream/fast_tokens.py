@@ -120,8 +120,10 @@ class TokenFastPath:
         go; False (nothing done) when a text holds the tail's guard (a
         leaked marker in answer text, a tag end in flat reasoning)."""
         kind, guard = tail.kind, tail.guard
-        if guard is not None and guard in "\n".join(texts):
-            return False
+        if guard:
+            joined = "\n".join(texts)
+            if any(g in joined for g in guard):
+                return False
         if "" in texts:
             texts = [text for text in texts if text]
             if not texts:
@@ -147,6 +149,19 @@ class TokenFastPath:
             return None
         if tail is not self._checked and not self._check_tail(tail):
             return None
+        return tail
+
+    def _trusted(self, tail: Tail | None, texts: dict[Hashable, str | None]) -> Tail | None:
+        """``tail`` when tokens may take the fast path into it: its text is
+        the only one with its key and, for flat reasoning holding tags, what
+        it shows is exactly what was emitted (so a token extends both alike)."""
+        if tail is None or tail.shown is None:
+            return tail if tail is not None and texts.get(tail.key) is not None else None
+        shown = texts.get(tail.shown)
+        if shown is None or tail.shown in self._leaked or not self._tracker.equals(tail.shown,
+                                                                                  shown):
+            return None
+        self._tracker.advance(tail.key, tail.node[tail.field])  # the raw text, as it stands
         return tail
 
     def _check_tail(self, tail: Tail) -> bool:
@@ -182,9 +197,10 @@ class TokenFastPath:
         if (tail is None or type(value) is not str or cursor.path != tail.path
                 or cursor.op not in (None, APPEND) or self._filtered):
             return False
-        kind, guard = tail.kind, tail.guard
-        if guard is not None and guard in value:
-            return False
+        kind = tail.kind
+        for guard in tail.guard:
+            if guard in value:
+                return False
         if tail is not self._checked and not self._check_tail(tail):
             return False
         if value:
@@ -206,7 +222,10 @@ class TokenFastPath:
         tail = self._tail
         assert tail is not None
         node, field = tail.node, tail.field
-        text = "".join([node[field], *self._pending])
+        added = "".join(self._pending)
         self._pending.clear()
+        text = node[field] + added
         node[field] = text
         self._tracker.advance(tail.key, text)
+        if tail.shown is not None:  # flat reasoning with tags: the shown text grew alike
+            self._tracker.extend(tail.shown, added)

@@ -4,7 +4,8 @@ aiohttp's ``readline`` refuses lines above its buffer limit, and a continue
 round's first line can exceed 100 KB, so lines are cut here from raw chunks.
 All the complete lines of a chunk are decoded at once and split in one call
 (a newline byte never occurs inside a UTF-8 sequence, so cutting the bytes
-at the last newline never splits a character).
+at the last newline never splits a character). A line still open past
+:data:`MAX_LINE_BYTES` is an upstream error, not memory to give it.
 """
 
 from __future__ import annotations
@@ -13,6 +14,13 @@ import re
 from collections.abc import AsyncIterator
 
 import aiohttp
+
+from ..errors import UpstreamError
+
+# The longest real line, a continue round's opening snapshot of all the text
+# so far, was 125 KB: this leaves room for the longest answers and bounds
+# what a broken upstream can make a stream hold.
+MAX_LINE_BYTES = 32 * 1024 * 1024
 
 
 async def iter_lines(resp: aiohttp.ClientResponse, *, for_parser: bool = False
@@ -35,12 +43,12 @@ async def iter_lines(resp: aiohttp.ClientResponse, *, for_parser: bool = False
 async def iter_line_batches(resp: aiohttp.ClientResponse, *, for_parser: bool = False
                             ) -> AsyncIterator[list[str]]:
     """As :func:`iter_lines`, but all the complete lines of a read at once:
-    one batch per read, never held for more."""
+    one batch per read, never held for more. A read that ends no line is an
+    empty batch: bytes that never end a line say nothing, and the reader's
+    silence timer must see them as the nothing they are."""
     cutter = LineCutter(for_parser)
     async for chunk in resp.content.iter_any():
-        lines = cutter.cut(chunk)
-        if lines:
-            yield lines
+        yield cutter.cut(chunk)
     rest = cutter.rest()
     if rest:
         yield rest
@@ -52,22 +60,32 @@ class LineCutter:
     def __init__(self, for_parser: bool = False) -> None:
         self.for_parser = for_parser
         self._partial: list[bytes] = []  # the start of a line not ended yet
+        self._held = 0  # its size
 
     def cut(self, chunk: bytes) -> list[str]:
         """The lines ``chunk`` completes."""
         partial = self._partial
         cut = chunk.rfind(b"\n")
         if cut < 0:
-            partial.append(chunk)
+            self._hold(chunk)
             return []
         block = chunk[:cut]
         if partial:
+            if self._held + chunk.find(b"\n") > MAX_LINE_BYTES:
+                raise _too_long()
             partial.append(block)
             block = b"".join(partial)
             partial.clear()
+        self._held = 0
         if cut + 1 < len(chunk):
-            partial.append(chunk[cut + 1:])
+            self._hold(chunk[cut + 1:])
         return split_lines(block, for_parser=self.for_parser)
+
+    def _hold(self, piece: bytes) -> None:
+        self._held += len(piece)
+        if self._held > MAX_LINE_BYTES:
+            raise _too_long()
+        self._partial.append(piece)
 
     def rest(self) -> list[str]:
         """The final line that no newline ended, if any."""
@@ -75,7 +93,12 @@ class LineCutter:
             return []
         line = from_bytes(b"".join(self._partial))
         self._partial.clear()
+        self._held = 0
         return [line]
+
+
+def _too_long() -> UpstreamError:
+    return UpstreamError(f"the upstream stream sent a line over {MAX_LINE_BYTES >> 20} MiB")
 
 
 def split_lines(block: bytes, *, for_parser: bool = False) -> list[str]:

@@ -26,7 +26,9 @@ LEGACY_ANSWER = "response/content"
 LEGACY_THINKING = "response/thinking_content"
 # Where a path-less token usually goes: the content of the newest fragment.
 TAIL_CONTENT = "response/fragments/-1/content"
-_INDEX = re.compile(r"-?[0-9]+")
+# At most 18 digits: any real index, and always within what int() converts
+# (Python refuses strings of over 4300 digits with a bare ValueError).
+_INDEX = re.compile(r"-?[0-9]{1,18}")
 
 
 class PatchError(ValueError):
@@ -172,5 +174,6 @@ def _index(node: list, key: str) -> int:
 
 def _looks_like_index(key: str) -> bool:
     """ASCII digits with an optional minus: ``str.isdigit`` also accepts
-    "²" or "٣", which ``int`` then refuses with a bare ValueError."""
+    "²" or "٣", which ``int`` then refuses with a bare ValueError; too many
+    digits are no index either."""
     return _INDEX.fullmatch(key) is not None

@@ -77,13 +77,31 @@ async def open_completion(client: DeepSeekClient, keeper: TokenKeeper, creds: Cr
     """Open a completion with ``pow_header`` (or a fresh one); a refused PoW
     answer gets one fresh challenge (spec §12). Returns the stream and the
     header it was opened with (continue rounds reuse it)."""
+    return await _open_with_pow(client, keeper, creds, COMPLETION_PATH, body, pow_header)
+
+
+async def open_continue(client: DeepSeekClient, keeper: TokenKeeper, creds: Credentials,
+                        session_id: str, message_id: int, pow_header: str
+                        ) -> tuple[UpstreamStream, str]:
+    """Open the next continue round of an INCOMPLETE answer with the last
+    round's PoW header (spec §11.2); a server that refuses it as reused
+    gets one fresh answer (§12). Returns the stream and the header used."""
+    body = continue_body(session_id, message_id)
+    return await _open_with_pow(client, keeper, creds, CONTINUE_PATH, body, pow_header)
+
+
+async def _open_with_pow(client: DeepSeekClient, keeper: TokenKeeper, creds: Credentials,
+                         path: str, body: dict[str, Any], pow_header: str
+                         ) -> tuple[UpstreamStream, str]:
+    """Open ``path``'s stream with ``pow_header``, or a fresh answer when
+    there is none or the upstream refuses it (missing, wrong or reused)."""
     for attempt in range(2):
         if attempt or not pow_header:
             pow_header = await solve_pow(client, keeper, creds)
         header = pow_header
         try:
-            stream = await with_refresh(
-                creds, keeper, lambda t: client.open_stream(COMPLETION_PATH, t, header, body))
+            stream = await with_refresh(creds, keeper,
+                                        lambda t: client.open_stream(path, t, header, body))
             return stream, header
         except UpstreamCallError as exc:
             if exc.envelope.code not in POW_REFUSED_CODES or attempt:
@@ -91,21 +109,19 @@ async def open_completion(client: DeepSeekClient, keeper: TokenKeeper, creds: Cr
     raise AssertionError("unreachable")
 
 
-async def open_continue(client: DeepSeekClient, keeper: TokenKeeper, creds: Credentials,
-                        session_id: str, message_id: int, pow_header: str) -> UpstreamStream:
-    """Open the next continue round of an INCOMPLETE answer."""
-    body = continue_body(session_id, message_id)
-    return await with_refresh(
-        creds, keeper, lambda t: client.open_stream(CONTINUE_PATH, t, pow_header, body))
-
-
 async def read_rounds(resp: UpstreamStream, parser: StreamParser, reopen: Reopen, *,
                       max_rounds: int, silence: float
                       ) -> AsyncGenerator[list[UpstreamEvent], None]:
     """The upstream events of one answer, a batch per read, continue rounds
-    included (``reopen(message_id)`` opens the next round's stream)."""
+    included (``reopen(message_id)`` opens the next round's stream).
+
+    However the answer ends (its last round, the rounds run out, EOF, a cut
+    connection, a continue that cannot open), the text the parser held back
+    goes out before the end or the error (:meth:`StreamParser.finish`).
+    """
     rounds = 0
     clock = asyncio.get_running_loop().time
+    failure: Exception | None = None
     while True:
         parser.start_round()
         heard = clock()  # when the stream last sent more than ``: `` keep-alive comments
@@ -124,17 +140,30 @@ async def read_rounds(resp: UpstreamStream, parser: StreamParser, reopen: Reopen
                         yield events
         except TimeoutError:
             resp.release("silence timeout")
-            raise UpstreamTimeout(f"the upstream stream sent nothing for {silence:g} s "
-                                  "(upstream.silence_timeout_seconds)") from None
+            failure = UpstreamTimeout(f"the upstream stream sent nothing for {silence:g} s "
+                                      "(upstream.silence_timeout_seconds)")
         except aiohttp.ClientError as exc:
             resp.release(type(exc).__name__)
-            raise UpstreamError(f"upstream stream broke: {type(exc).__name__}") from None
+            failure = UpstreamError(f"upstream stream broke: {type(exc).__name__}")
+        except UpstreamError as exc:  # a line too long to hold
+            resp.release(exc.message)
+            failure = exc
         finally:
             resp.release()
-        if not parser.should_continue or rounds >= max_rounds or not parser.response_message_id:
-            return
+        if (failure is not None or not parser.should_continue or rounds >= max_rounds
+                or not parser.response_message_id):
+            break
         rounds += 1
-        resp = await reopen(parser.response_message_id)
+        try:
+            resp = await reopen(parser.response_message_id)
+        except Exception as exc:  # a ProxyError: the answer ends with it
+            failure = exc
+            break
+    held = parser.finish()
+    if held:
+        yield held
+    if failure is not None:
+        raise failure
 
 
 def _only_comments(lines: list[str]) -> bool:

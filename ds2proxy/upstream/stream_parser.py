@@ -9,6 +9,7 @@ Usage, one parser per turn (completion plus its continue rounds)::
             for event in parser.feed_line(line): ...
         if not parser.ended: the stream was cut (an upstream error)
         if not parser.should_continue: break
+    for event in parser.finish(): ...   # on every end, errors included
 
 Events (see :mod:`ds2proxy.upstream.events`): ``TextChunk(kind, text)``
 with kind ``"thinking"`` or ``"answer"`` (THINK text is reported as thinking
@@ -27,12 +28,10 @@ text is the growth of THINK / RESPONSE fragments, tracked per fragment id
 across rounds so a continue snapshot only yields what is new. Whatever cannot
 be understood is logged and skipped; nothing here raises on stream content.
 
-Most lines of a stream are path-less tokens appended to the newest fragment
-(or, in the older form, to the flat field the cursor names). Those take a fast path (:mod:`ds2proxy.upstream.fast_tokens`) that yields
-exactly the events of the general one without walking the tree or re-reading
-every fragment; ``fast_path=False`` turns it off, so tests can compare both.
-Its tokens are joined into the fragment only when something else reads or
-patches the tree, so a long answer costs the same per token as a short one.
+Most lines are path-less tokens appended to the newest fragment (or to the
+flat field the cursor names): they take a fast path
+(:mod:`ds2proxy.upstream.fast_tokens`) with exactly the general path's events;
+``fast_path=False`` turns it off, so tests can compare both.
 """
 
 from __future__ import annotations
@@ -102,6 +101,9 @@ class StreamParser(TokenFastPath):
         self._cursor = Cursor()
         self._event = "message"
         self._ended = False
+        # The answer is over (FINISHED, CONTENT_FILTER, an error frame or
+        # finish()): nothing held back may still become part of a think tag.
+        self._final = False
         self._filtered = False
         self._filter_pending = False
         self._tracker = TextTracker()
@@ -130,9 +132,21 @@ class StreamParser(TokenFastPath):
         """
         self._cursor = Cursor()
         self._event = "message"
-        self._ended = False
+        self._ended = self._final = False
         self.status = None
         self.auto_continue = False
+
+    def finish(self) -> list[UpstreamEvent]:
+        """The answer is over, however it ended (no further round: a final
+        status, rounds run out, EOF, a broken connection, an error): the
+        events of the text held back until now, so the end of flat
+        reasoning that might have been the start of a think tag is shown."""
+        out: list[UpstreamEvent] = []
+        if not self._final:
+            self._settle()
+            self._final = True
+            self._sync_text(out)
+        return out
 
     @property
     def ended(self) -> bool:
@@ -225,17 +239,33 @@ class StreamParser(TokenFastPath):
             self.model_type = model if isinstance(model, str) else self.model_type
             out.append(Ready(self.request_message_id, self.response_message_id, self.model_type))
         elif event == "hint":
-            out.append(Hint(str(payload.get("type") or ""), str(payload.get("content") or ""),
-                            str(payload.get("finish_reason") or "")))
+            refusal = payload.get("type") == "error" or payload.get("clear_response") is True
+            self._hint(Hint(str(payload.get("type") or ""), str(payload.get("content") or ""),
+                            str(payload.get("finish_reason") or "")), refusal, out)
         elif event == "error" and "error" not in payload:  # the event names it: the body is
-            out.append(UpstreamFault(_error_text(payload)))  # the error, in any field
+            out += self.finish()                              # the error, in any field
+            out.append(UpstreamFault(_error_text(payload)))
         elif event in ("message", "error"):
             self._message(payload, out)
         elif event not in _QUIET_EVENTS:
             self._log_once(("event", event), "ignoring unknown event %r", event)
 
+    def _hint(self, hint: Hint, refusal: bool, out: list[UpstreamEvent]) -> None:
+        """A refusal before any answer text voids the round (the caller may
+        ask again). After answer text it cuts the answer short (the web chat
+        clears it): a fault, so the cut is not taken for a whole answer."""
+        if not refusal or not any(kind == "answer" and text for _, kind, text
+                                  in text_fields(self._tree, set(), ended=True)):
+            out.append(hint)
+            return
+        out += self.finish()
+        why = hint.finish_reason or hint.type or "hint"
+        out.append(UpstreamFault(f"the upstream stopped the answer midway ({why})"
+                                 + (f": {hint.content}" if hint.content else "")))
+
     def _message(self, payload: dict, out: list[UpstreamEvent]) -> None:
         if "error" in payload:
+            out += self.finish()  # the text so far, then the fault that ends it
             out.append(UpstreamFault(_error_text(payload["error"])))
             return
         if payload.get("code") == "content_filter":
@@ -291,9 +321,12 @@ class StreamParser(TokenFastPath):
             self.response_message_id = value
 
     def _set_status(self, status: str, out: list[UpstreamEvent]) -> None:
-        if status in TERMINAL and not self._ended:
-            self._ended = True
-            self._sync_text(out)  # reasoning held back as a possible tag, before the status
+        if status in (FINISHED, CONTENT_FILTER) and not self._final:
+            # Reasoning held back as a possible tag, before the status. Not on
+            # INCOMPLETE: the continue round may finish the tag (finish() is
+            # called when no round follows).
+            self._final = True
+            self._sync_text(out)
         if status != self.status:
             self.status = status
             out.append(StatusChanged(status))
@@ -307,9 +340,9 @@ class StreamParser(TokenFastPath):
         self._tail = None
         if self._filtered:
             return
-        keys: list[Hashable] = []
-        for key, kind, text in text_fields(self._tree, self._unknown_types, ended=self._ended):
-            keys.append(key)
+        keys: dict[Hashable, str | None] = {}  # each key's text; None: more than one
+        for key, kind, text in text_fields(self._tree, self._unknown_types, ended=self._final):
+            keys[key] = text if key not in keys else None
             delta = self._tracker.delta(key, text)
             if not delta or key in self._leaked:
                 continue
@@ -323,9 +356,7 @@ class StreamParser(TokenFastPath):
             self.current_kind = kind
         for ftype in self._unknown_types:
             self._log_once(("type", ftype), "ignoring fragments of unknown type %r", ftype)
-        tail = tail_text(self._tree, self._cursor.path)
-        if tail is not None and keys.count(tail.key) == 1:
-            self._tail = tail
+        self._tail = self._trusted(tail_text(self._tree, self._cursor.path), keys)
 
     # -- results --------------------------------------------------------------
 

@@ -23,6 +23,10 @@ SILENT_FRAGMENTS = frozenset({"TIP", "TOOL_SEARCH", "TOOL_OPEN", "TEMPLATE_RESPO
 
 LEAK_MARKER = "CONTENT_FILTER"
 _THINK_OPEN, _THINK_CLOSE = "<think>", "</think>"
+# The tracker key of flat reasoning's raw text, when tags make it differ
+# from the reasoning and answer it shows (see Tail.shown).
+RAW_THINKING = (LEGACY_THINKING, "raw")
+SPILL = (LEGACY_THINKING, "spill")
 
 
 def fragments_of(root: Any) -> list:
@@ -37,7 +41,7 @@ def text_fields(root: Any, unknown: set[str], *,
     """Yield ``(key, kind, text)`` for every text field, in creation order.
 
     Unknown fragment types are added to ``unknown`` (so the caller logs each
-    once) and skipped. ``ended``: the round is over, so flat reasoning ending
+    once) and skipped. ``ended``: the answer is over, so flat reasoning ending
     in what may be the start of a think tag is shown as it is.
     """
     for pos, frag in enumerate(fragments_of(root)):
@@ -72,7 +76,11 @@ class Tail(NamedTuple):
     key: Hashable         # its tracker key
     kind: TextKind
     path: str             # the cursor path that appends to it
-    guard: str | None     # a token holding this goes the general way
+    guard: tuple[str, ...]  # a token holding one of these goes the general way
+    # Flat reasoning holding think tags: the key of the text a token extends
+    # as shown (the reasoning, or the answer after ``</think>``), which
+    # differs from the raw field ``key`` tracks.
+    shown: Hashable | None = None
 
 
 def tail_text(root: Any, path: str = TAIL_CONTENT) -> Tail | None:
@@ -89,14 +97,16 @@ def tail_text(root: Any, path: str = TAIL_CONTENT) -> Tail | None:
     kind = FRAGMENT_KINDS.get(ftype) if isinstance(ftype, str) else None
     if kind is None:
         return None
-    guard = LEAK_MARKER if kind == "answer" else None
+    guard = (LEAK_MARKER,) if kind == "answer" else ()
     return Tail(frag, "content", fragment_key(frag, len(frags) - 1), kind, TAIL_CONTENT, guard)
 
 
 def _legacy_tail(root: Any, path: str) -> Tail | None:
-    """A flat field's tail. Reasoning with a ``<think>`` tag in it, or a
-    token that could close one (``>``), is split by :func:`split_think_tags`,
-    so neither takes the fast path."""
+    """A flat field's tail. Reasoning is split at think tags by
+    :func:`split_think_tags`: a token with a "<" (that may start or end a
+    tag) goes the general way, and so does every token while the field ends
+    in part of a tag. Any other token extends what the split shows by itself:
+    the answer once the field holds ``</think>``, else the reasoning."""
     response = root.get("response") if isinstance(root, dict) else None
     if not isinstance(response, dict):
         return None
@@ -105,22 +115,32 @@ def _legacy_tail(root: Any, path: str) -> Tail | None:
     if not isinstance(text, str):
         return None
     if path == LEGACY_ANSWER:
-        return Tail(response, field, LEGACY_ANSWER, "answer", path, LEAK_MARKER)
-    if "think>" in text or _partial_tag(text):
+        # The answer's first text ends the reasoning (see _legacy_fields): it
+        # goes the general way, which shows what the reasoning held back.
+        return Tail(response, field, LEGACY_ANSWER, "answer", path,
+                    (LEAK_MARKER,)) if text else None
+    if _partial_tag(text):
         return None
-    # A tag needs a "<": a token without one cannot start or finish one
-    # unless the text already ends in part of a tag (then there is no tail).
-    return Tail(response, field, LEGACY_THINKING, "thinking", path, "<")
+    if _THINK_CLOSE in text:
+        return Tail(response, field, RAW_THINKING, "answer", path, ("<", LEAK_MARKER), SPILL)
+    if _THINK_OPEN in text:
+        return Tail(response, field, RAW_THINKING, "thinking", path, ("<",), LEGACY_THINKING)
+    return Tail(response, field, LEGACY_THINKING, "thinking", path, ("<",))
 
 
 def _legacy_fields(response: dict, ended: bool) -> Iterator[tuple[Hashable, TextKind, str]]:
-    """Flat ``thinking_content`` / ``content`` of the older stream form (§10.8)."""
+    """Flat ``thinking_content`` / ``content`` of the older stream form (§10.8).
+
+    Once the answer field has text, the reasoning before it is complete:
+    no later token can finish a tag it ends with, so nothing is held back.
+    """
     thinking = response.get("thinking_content")
-    if isinstance(thinking, str):
-        reasoning, spill = split_think_tags(thinking, ended=ended)
-        yield LEGACY_THINKING, "thinking", reasoning
-        yield (LEGACY_THINKING, "spill"), "answer", spill
     answer = response.get("content")
+    if isinstance(thinking, str):
+        done = ended or (isinstance(answer, str) and answer != "")
+        reasoning, spill = split_think_tags(thinking, ended=done)
+        yield LEGACY_THINKING, "thinking", reasoning
+        yield SPILL, "answer", spill
     if isinstance(answer, str):
         yield LEGACY_ANSWER, "answer", answer
 
@@ -191,6 +211,14 @@ class TextTracker:
     def advance(self, key: Hashable, text: str) -> None:
         """Record ``text`` as emitted for ``key`` (when :meth:`holds` was true)."""
         self._seen[key] = text
+
+    def equals(self, key: Hashable, text: str) -> bool:
+        """What was emitted for ``key`` is ``text`` (equal, not just the same object)."""
+        return self._seen.get(key, "") == text
+
+    def extend(self, key: Hashable, more: str) -> None:
+        """Record ``more`` as emitted after what ``key`` had."""
+        self._seen[key] = self._seen.get(key, "") + more
 
 
 def citations_of(tree: Any) -> list[tuple[int, str, str]]:
