@@ -186,6 +186,56 @@ async def test_tool_choice_none_never_calls_and_never_leaks(proxy):
     assert "Tool: Bash" not in last_prompt(proxy)
 
 
+WEB_SEARCH = {"type": "web_search_20250305", "name": "web_search", "max_uses": 3}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_forced_server_tool_is_answered_in_text_without_a_call(proxy, stream):
+    """Anthropic runs server tools itself; here they have no upstream. Forcing
+    one used to be a 400 'not declared'; it is now answered in text, and a
+    call the model writes to a client tool is not passed off as the forced one."""
+    proxy.fake.enqueue(Scripted(answer=TWO_CALLS))
+    message = await ask(proxy, "async", stream, tools=[*TOOLS, WEB_SEARCH],
+                        tool_choice={"type": "tool", "name": "web_search"})
+    assert message.stop_reason == "end_turn"
+    assert all(b.type != "tool_use" for b in message.content)
+    assert texts(message).strip() == "I will look."
+    assert not MARKUP.search(texts(message))
+    assert "Tool: web_search" not in last_prompt(proxy)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_any_with_only_server_tools_is_a_plain_answer(proxy, stream):
+    proxy.fake.enqueue(Scripted(answer="Paris."))
+    message = await ask(proxy, "async", stream, tools=[WEB_SEARCH], tool_choice={"type": "any"})
+    assert (message.stop_reason, texts(message)) == ("end_turn", "Paris.")
+    _, client = clients(proxy)
+    counted = await client.messages.count_tokens(
+        model="claude-opus-5-5", tools=[WEB_SEARCH], tool_choice={"type": "any"},
+        messages=[{"role": "user", "content": "hello"}])
+    assert counted.input_tokens > 0
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_anthropic_defined_client_tools_are_declared_and_called(proxy, stream):
+    """bash_… and text_editor_… tools carry no input_schema but are run by the
+    client: they were skipped as server tools, so the model never heard of
+    them and forcing one was a 400."""
+    tools = [{"type": "bash_20250124", "name": "bash"},
+             {"type": "text_editor_20250728", "name": "str_replace_based_edit_tool",
+              "max_characters": 10000}]
+    call = ('<|DSML|tool_calls>\n<|DSML|invoke name="bash">\n<|DSML|parameter name="command">'
+            '<![CDATA[ls]]></|DSML|parameter>\n</|DSML|invoke>\n</|DSML|tool_calls>')
+    proxy.fake.enqueue(Scripted(answer=call))
+    message = await ask(proxy, "async", stream, tools=tools)
+    assert message.stop_reason == "tool_use"
+    assert [(b.name, b.input) for b in message.content if b.type == "tool_use"] == [
+        ("bash", {"command": "ls"})]
+    prompt = last_prompt(proxy)
+    assert "Tool: bash" in prompt and "Tool: str_replace_based_edit_tool" in prompt
+    assert "str_replace" in prompt and "old_str" in prompt
+
+
 async def test_tool_results_with_errors_reach_the_prompt(proxy):
     history = [{"role": "user", "content": "run"},
                {"role": "assistant", "content": [

@@ -25,9 +25,9 @@ from ..canonical import (
     ToolSpec,
 )
 from ..errors import InvalidRequest
+from .anthropic_tools import parse_anthropic_tools
 from .content import inline_bytes, tool_content_text
 from .openai_chat import decode_arguments, parse_response_format
-from .openai_chat import parse_tools as parse_function_tools
 from .redact import redacted_json
 from .sampling import anthropic_sampling
 from .thinking import thinking_override
@@ -38,8 +38,6 @@ from .validate import INT32_MAX, Bounds, integer, objects
 DEFAULT_MAX_TOKENS = 8192
 BUDGET = "thinking.budget_tokens"
 MIN_BUDGET = 1024  # Anthropic's floor for a thinking budget
-# Tool types a client executes itself; anything else is a server tool we cannot run.
-_CLIENT_TOOL_TYPES = (None, "custom", "function")
 _SYSTEM_ROLES = ("system", "developer")
 # Anthropic's two roles; system / developer turns are taken too (folded into the system prompt).
 _ROLES = ("user", "assistant", *_SYSTEM_ROLES)
@@ -50,10 +48,12 @@ def parse_messages_request(body: dict, model: ResolvedModel, *,
     """Messages body → canonical request (model already resolved);
     ``interleaved``: the client sent the interleaved-thinking beta."""
     sampling = anthropic_sampling(body)
-    tools = parse_tools(body.get("tools"))
-    if repeated_name(tools) is not None:
+    declared = parse_anthropic_tools(body.get("tools"))
+    tools = declared.client
+    if repeated_name(tools) is not None or any(t.name in declared.server for t in tools):
         raise InvalidRequest("tools: Tool names must be unique.", param="tools")
-    choice, single_call = parse_anthropic_tool_choice(body.get("tool_choice"), tools)
+    choice, single_call = parse_anthropic_tool_choice(body.get("tool_choice"), tools,
+                                                      server=declared.server)
     return ChatRequest(
         model=model,
         messages=[*system_messages(body.get("system")), *parse_messages(body.get("messages"))],
@@ -95,11 +95,8 @@ def interleaved_thinking(beta: str | None) -> bool:
 
 
 def parse_tools(value: Any) -> list[ToolSpec]:
-    """Client tools (``custom`` or untyped, OpenAI-style accepted); server tools skipped."""
-    if isinstance(value, list):
-        value = [{**tool, "type": "function" if tool.get("type") in _CLIENT_TOOL_TYPES
-                  else "server"} if isinstance(tool, dict) else tool for tool in value]
-    return parse_function_tools(value)
+    """The tools the model may call (see :mod:`.anthropic_tools`); server tools skipped."""
+    return parse_anthropic_tools(value).client
 
 
 def system_messages(value: Any) -> list[Message]:

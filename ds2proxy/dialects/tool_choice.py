@@ -79,9 +79,16 @@ def _names(entries: object) -> frozenset[str]:
     return frozenset(names)
 
 
-def parse_anthropic_tool_choice(value: object,
-                                tools: list[ToolSpec]) -> tuple[ToolChoice, bool]:
-    """Messages API form; the flag is ``disable_parallel_tool_use``."""
+def parse_anthropic_tool_choice(value: object, tools: list[ToolSpec],
+                                server: frozenset[str] = frozenset()
+                                ) -> tuple[ToolChoice, bool]:
+    """Messages API form; the flag is ``disable_parallel_tool_use``.
+
+    ``server`` names the declared server tools, which Anthropic runs itself
+    and which have no upstream here. Forcing one is answered in text with
+    no tool call: a call to it could not be run, and a call to another tool
+    is not what was forced. ``any`` with only server tools declared leaves
+    the model free to answer, as it would after the server tool ran."""
     if value is None:
         return ToolChoice(), False
     if not isinstance(value, dict):
@@ -94,7 +101,11 @@ def parse_anthropic_tool_choice(value: object,
         name = value.get("name")
         if not isinstance(name, str) or not name:
             raise _invalid('"type": "tool" needs a name')
+        if name in server:
+            return ToolChoice("none"), single
         choice = ToolChoice("forced", name=name)
+    elif kind == "any" and not tools and server:
+        return ToolChoice(), single
     elif kind in ("auto", "any", "none"):
         choice = ToolChoice("required" if kind == "any" else kind)
     else:
