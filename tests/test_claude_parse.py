@@ -172,6 +172,23 @@ def test_unknown_blocks_are_json_with_binary_payloads_omitted():
     assert value["note"].endswith("...(truncated)") and len(value["note"]) < 1100
 
 
+def test_search_result_blocks_reach_the_prompt_whole_as_text():
+    """RAG content: search_result blocks at the top level and in a tool result
+    were written as JSON with every text cut at 1 KB."""
+    long_text = "fact " * 600
+    result = {"type": "search_result", "source": "https://docs.example/a", "title": "Guide",
+              "content": [{"type": "text", "text": long_text}],
+              "citations": {"enabled": True}}
+    prompt = prompt_of(messages=[
+        {"role": "user", "content": [result, {"type": "text", "text": "q"}]},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1",
+                                           "name": "search", "input": {}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1",
+                                      "content": [result]}]}])
+    assert prompt.count("[search result: Guide - https://docs.example/a]\n" + long_text) == 2
+    assert "...(truncated)" not in prompt and '"search_result"' not in prompt
+
+
 def test_client_tools_are_declared_and_server_tools_skipped():
     chat = parse(tools=[
         {"name": "Bash", "description": "run", "input_schema": {"type": "object"}},

@@ -211,6 +211,8 @@ def _block_part(role: str, block: dict, ids: _CallIds, where: str) -> Part | Non
         return _tool_result(block, ids, where)
     if kind in ("image", "document"):
         return _media_part(block, where)
+    if kind == "search_result":
+        return TextPart(search_result_text(block))
     # Anything else (incl. tool_use sent by a user) stays visible as its JSON text.
     return TextPart(redacted_json(block))
 
@@ -251,11 +253,23 @@ def _result_content(content: Any, where: str) -> tuple[str, tuple[AttachmentPart
                 pieces.append(media.text)
             else:
                 attachments.append(media)
+        elif isinstance(part, dict) and part.get("type") == "search_result":
+            pieces.append(search_result_text(part))
         elif isinstance(part, dict) and part.get("type") not in (None, "text"):
             pieces.append(redacted_json(part))
         else:
             pieces.append(tool_content_text([part]))
     return "\n".join(piece for piece in pieces if piece), tuple(attachments)
+
+
+def search_result_text(block: dict) -> str:
+    """A ``search_result`` block (the content a RAG tool returns for the model
+    to cite) as its title, source and whole text: written as JSON, each text
+    was cut at 1 KB like any unknown block."""
+    head = " - ".join(value for value in (block.get("title"), block.get("source"))
+                      if isinstance(value, str) and value)
+    body = tool_content_text(block.get("content"))
+    return f"[search result: {head}]\n{body}" if head else body
 
 
 def _media_part(block: dict, where: str) -> AttachmentPart | TextPart:
