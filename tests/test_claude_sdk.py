@@ -310,6 +310,12 @@ async def test_sampling_fields_and_stop_sequences_reach_the_upstream(proxy):
     assert (body["temperature"], body["stop"]) == (0.3, ["STOP"])
 
 
+async def test_an_unknown_model_raises_the_sdk_s_not_found_error(proxy):
+    with pytest.raises(anthropic.NotFoundError) as caught:
+        await ask(proxy, "async", False, model="claude-2.1")
+    assert "claude-2.1" in caught.value.message
+
+
 async def test_bearer_auth_works(proxy):
     proxy.fake.enqueue(Scripted(answer="authorised"))
     _, client = clients(proxy, auth_token=proxy.key, api_key=None)

@@ -7,7 +7,7 @@ from functools import partial
 from aiohttp import web
 
 from ds2proxy.dialects.parse_off_loop import parse_request
-from ds2proxy.plugin_api import ChatRequest, PluginAPI
+from ds2proxy.plugin_api import ChatRequest, ModelNotFound, PluginAPI, ResolvedModel
 from ds2proxy.dialects import json_response
 from ds2proxy.dialects.anthropic_messages import (
     interleaved_thinking,
@@ -22,10 +22,19 @@ class MessageRoutes:
 
     async def _parse(self, request: web.Request) -> ChatRequest:
         body = await self.api.read_json(request)
-        model = self.api.resolve_model(body.get("model"), family="claude")
+        model = self._model(body.get("model"))
         interleaved = interleaved_thinking(request.headers.get("anthropic-beta"))
         parse = partial(parse_messages_request, interleaved=interleaved)
         return await parse_request(request, parse, body, model)
+
+    def _model(self, name: object) -> ResolvedModel:
+        """The model serving a Claude name; one that serves nothing is
+        Anthropic's 404 ``not_found_error`` (Claude Code then points at
+        /model), not a 400."""
+        try:
+            return self.api.resolve_model(name, family="claude")
+        except ModelNotFound as error:
+            raise ModelNotFound(name if isinstance(name, str) else "", status=404) from error
 
     async def create(self, request: web.Request) -> web.StreamResponse:
         caller = self.api.authenticate(request)
