@@ -28,6 +28,7 @@ from ds2proxy.dialects.anthropic_messages import (
     message_object,
     thinking_signature,
 )
+from ds2proxy.dialects.anthropic_request import carried_signature, carried_thinking
 
 TOOLU = re.compile(r"^toolu_[A-Za-z0-9]{24}$")
 MODEL = ResolvedModel("claude-opus-5-5", "deepseek-reasoner", "default", True, False)
@@ -77,9 +78,9 @@ def test_signature_is_stable_and_opaque():
     assert "abc" not in thinking_signature("abc")
 
 
-def render(events, error=None) -> list[tuple[str, dict]]:
+def render(events, error=None, **options) -> list[tuple[str, dict]]:
     """The frames of ``events``, then the in-band ``error`` or the end."""
-    renderer = MessagesStreamRenderer(CHAT, "msg_s", 42)
+    renderer = MessagesStreamRenderer(CHAT, "msg_s", 42, **options)
     frames = [frame for event in events for frame in renderer.frames(event)]
     return frames + (renderer.error(error) if error is not None else renderer.end())
 
@@ -142,6 +143,25 @@ def test_stream_sequence_with_thinking_text_and_calls():
     delta = frames[-2][1]
     assert delta["delta"] == {"stop_reason": "tool_use", "stop_sequence": None}
     assert delta["usage"] == {"output_tokens": 9}
+
+
+def test_omitted_thinking_streams_an_empty_block_whose_signature_carries_it():
+    frames = render(CALL_EVENTS, omit_thinking=True)
+    assert shape(frames)[2:5] == ["content_block_start:thinking",
+                                  "content_block_delta:signature_delta", "content_block_stop"]
+    assert frames[2][1]["content_block"]["thinking"] == ""
+    assert carried_thinking(frames[3][1]["delta"]["signature"]) == "Thinking."
+    assert_blocks_well_formed(frames)
+    body = message_object(result(reasoning="plan", text="x"), CHAT, "m", omit_thinking=True)
+    assert body["content"][0]["thinking"] == ""
+    assert carried_thinking(body["content"][0]["signature"]) == "plan"
+
+
+@pytest.mark.parametrize("signature", [
+    None, 5, "", thinking_signature("plan"), "EqQBCkYIBxgCKkDAnthropicSignature==",
+    "ds2r1:not base64!", "ds2r1:" + "//79", carried_signature("")])
+def test_a_signature_that_carries_nothing_gives_no_reasoning(signature):
+    assert carried_thinking(signature) == ""
 
 
 def test_filtered_stream_without_content_ends_with_refusal():

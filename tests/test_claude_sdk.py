@@ -443,6 +443,48 @@ async def test_a_thinking_budget_out_of_anthropic_s_bounds_is_a_400(proxy, strea
     assert proxy.fake.calls == [] and proxy.core.pool.inflight == 0
 
 
+@pytest.mark.parametrize("mode, stream", MODES)
+async def test_thinking_display_omitted_sends_blocks_without_text_that_round_trip(
+        proxy, mode, stream):
+    """Claude Code sends thinking.display "omitted" on every turn: thinking
+    blocks come back with an empty thinking field and a signature carrying
+    the reasoning. The text was streamed whole; sent back empty, the
+    reasoning now still reaches the next turn's prompt."""
+    thinking = {"type": "adaptive", "display": "omitted"}
+    question = {"role": "user", "content": "List /tmp"}
+    proxy.fake.enqueue(Scripted(thinking="Plan: run ls on /tmp.", answer=TWO_CALLS))
+    first = await ask(proxy, mode, stream, tools=TOOLS, thinking=thinking, messages=[question])
+    block = first.content[0]
+    assert (block.type, block.thinking) == ("thinking", "")
+    assert block.signature and "Plan" not in block.signature
+    assert [b.type for b in first.content] == ["thinking", "text", "tool_use", "tool_use"]
+    calls = [b for b in first.content if b.type == "tool_use"]
+    history = [question,
+               {"role": "assistant", "content": [b.model_dump(exclude_none=True)
+                                                 for b in first.content]},
+               {"role": "user", "content": [{"type": "tool_result", "tool_use_id": c.id,
+                                             "content": "ok"} for c in calls]}]
+    proxy.fake.enqueue(Scripted(thinking="Done.", answer="Listed."))
+    final = await ask(proxy, mode, stream, tools=TOOLS, thinking=thinking, messages=history)
+    assert texts(final) == "Listed." and final.content[0].thinking == ""
+    assert "Plan: run ls on /tmp." in last_prompt(proxy)
+
+
+async def test_thinking_display_summarized_or_absent_shows_the_text(proxy):
+    for thinking in ({"type": "enabled", "budget_tokens": 2048, "display": "summarized"},
+                     {"type": "enabled", "budget_tokens": 2048}):
+        proxy.fake.enqueue(Scripted(thinking="Visible plan.", answer="ok"))
+        message = await ask(proxy, "async", True, thinking=thinking)
+        assert message.content[0].thinking == "Visible plan."
+
+
+async def test_an_unknown_thinking_display_is_a_400(proxy):
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        await ask(proxy, "async", False, thinking={"type": "adaptive", "display": "hidden"})
+    assert "thinking.display" in caught.value.message
+    assert not proxy.fake.calls_to("chat/completion")
+
+
 async def test_a_thinking_budget_inside_the_bounds_is_served(proxy):
     """1024 is the floor; with the interleaved-thinking beta the budget spans
     the turn's thinking blocks and may exceed max_tokens, as Anthropic allows."""

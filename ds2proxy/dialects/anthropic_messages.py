@@ -34,8 +34,10 @@ from ..errors import ProxyError
 from . import json_response
 from .anthropic_request import (
     DEFAULT_MAX_TOKENS,
+    carried_signature,
     interleaved_thinking,
     parse_messages_request,
+    thinking_omitted,
 )
 from .openai_chat import arguments_object, decode_arguments
 
@@ -44,7 +46,7 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_MAX_TOKENS", "MessagesStreamRenderer", "interleaved_thinking",
            "message_object", "parse_messages_request", "respond_messages",
-           "thinking_signature", "tool_use_id"]
+           "thinking_omitted", "thinking_signature", "tool_use_id"]
 
 STOP_REASONS = {"stop": "end_turn", "tool_calls": "tool_use", "length": "max_tokens",
                 "content_filter": "refusal"}
@@ -88,12 +90,20 @@ def stop_reason(reason: str, stop_sequence: str | None) -> str:
     return "stop_sequence" if stop_sequence else STOP_REASONS.get(reason, "end_turn")
 
 
-def message_object(result: TurnResult, chat: ChatRequest, message_id: str) -> dict:
+def thinking_block(thinking: str, omitted: bool) -> dict:
+    """A whole thinking block; ``omitted``: without its text, which its
+    signature carries (``thinking.display`` "omitted")."""
+    if omitted:
+        return {"type": "thinking", "thinking": "", "signature": carried_signature(thinking)}
+    return {"type": "thinking", "thinking": thinking, "signature": thinking_signature(thinking)}
+
+
+def message_object(result: TurnResult, chat: ChatRequest, message_id: str, *,
+                   omit_thinking: bool = False) -> dict:
     """The non-stream ``message``: [thinking] [text when non-blank] [tool_use…]."""
     content: list[dict] = []
     if result.reasoning:
-        content.append({"type": "thinking", "thinking": result.reasoning,
-                        "signature": thinking_signature(result.reasoning)})
+        content.append(thinking_block(result.reasoning, omit_thinking))
     if result.text.strip():
         content.append({"type": "text", "text": result.text})
     content += [{"type": "tool_use", "id": tool_use_id(call.id), "name": call.name,
@@ -130,8 +140,10 @@ class MessagesStreamRenderer:
     newlines around a tool call).
     """
 
-    def __init__(self, chat: ChatRequest, message_id: str, input_tokens: int) -> None:
+    def __init__(self, chat: ChatRequest, message_id: str, input_tokens: int, *,
+                 omit_thinking: bool = False) -> None:
         self.chat = chat
+        self.omit_thinking = omit_thinking
         self.message_id = message_id
         self.input_tokens = input_tokens
         self.started = False
@@ -149,8 +161,7 @@ class MessagesStreamRenderer:
         """Frames for one event."""
         out = self._start()
         if isinstance(event, ReasoningDelta) and event.text:
-            out += self._delta("thinking", {"type": "thinking_delta", "thinking": event.text})
-            self._thinking.append(event.text)
+            out += self._reasoning(event.text)
         elif isinstance(event, TextDelta) and event.text:
             out += self._text(event.text)
         elif isinstance(event, ToolCallStart):
@@ -215,6 +226,17 @@ class MessagesStreamRenderer:
         text, self._blank = self._blank + text, ""
         return self._delta("text", {"type": "text_delta", "text": text})
 
+    def _reasoning(self, text: str) -> list[Frame]:
+        """A thinking delta; with the text omitted, only the block is opened
+        and the text kept for the signature that carries it."""
+        self._thinking.append(text)
+        if not self.omit_thinking:
+            return self._delta("thinking", {"type": "thinking_delta", "thinking": text})
+        if self._open == "thinking":
+            return []
+        return [*self._close(), self._open_block(
+            "thinking", {"type": "thinking", "thinking": "", "signature": ""})]
+
     def _delta(self, kind: str, delta: dict) -> list[Frame]:
         out: list[Frame] = []
         if self._open != kind:
@@ -259,7 +281,7 @@ class MessagesStreamRenderer:
             return []
         out: list[Frame] = []
         if self._open == "thinking":
-            signature = thinking_signature("".join(self._thinking))
+            signature = thinking_block("".join(self._thinking), self.omit_thinking)["signature"]
             out.append(("content_block_delta", {
                 "type": "content_block_delta", "index": self._index,
                 "delta": {"type": "signature_delta", "signature": signature}}))
@@ -272,13 +294,16 @@ class MessagesStreamRenderer:
 
 
 async def respond_messages(api: PluginContext, request: web.Request, turn: Turn,
-                           chat: ChatRequest, message_id: str | None = None
-                           ) -> web.StreamResponse:
+                           chat: ChatRequest, message_id: str | None = None, *,
+                           omit_thinking: bool = False) -> web.StreamResponse:
     """Answer a Messages request from an open turn, stream or not
-    (``message_id``: a surface's own id shape, else ``msg_…``)."""
+    (``message_id``: a surface's own id shape, else ``msg_…``;
+    ``omit_thinking``: the request's ``thinking.display`` omits the text)."""
     message_id = message_id or random_id("msg_")
     if not chat.stream:
         result = await turn.collect()
-        return json_response(message_object(result, chat, message_id))
-    renderer = MessagesStreamRenderer(chat, message_id, turn.prompt_tokens)
+        return json_response(message_object(result, chat, message_id,
+                                            omit_thinking=omit_thinking))
+    renderer = MessagesStreamRenderer(chat, message_id, turn.prompt_tokens,
+                                      omit_thinking=omit_thinking)
     return await api.relay(api.sse(request), turn, renderer)

@@ -8,6 +8,8 @@ serves Messages semantics (see :mod:`.anthropic_messages` for the output).
 
 from __future__ import annotations
 
+import base64
+import binascii
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,6 +50,7 @@ def parse_messages_request(body: dict, model: ResolvedModel, *,
     """Messages body → canonical request (model already resolved);
     ``interleaved``: the client sent the interleaved-thinking beta."""
     sampling = anthropic_sampling(body)
+    thinking_omitted(body)  # checked here, applied by the renderer
     declared = parse_anthropic_tools(body.get("tools"))
     tools = declared.client
     if repeated_name(tools) is not None or any(t.name in declared.server for t in tools):
@@ -86,6 +89,43 @@ def _thinking(body: dict, interleaved: bool) -> bool | None:
         if budget is not None and isinstance(limit, int) and budget >= limit and not interleaved:
             raise InvalidRequest(f"'max_tokens' must be greater than '{BUDGET}'", param=BUDGET)
     return thinking_override(body)
+
+
+_DISPLAYS = ("summarized", "omitted", "updates")
+# A signature that carries its block's reasoning (thinking.display "omitted").
+_CARRIER = "ds2r1:"
+
+
+def thinking_omitted(body: dict) -> bool:
+    """Does ``thinking.display`` ask for thinking blocks without their text?
+    Anthropic's "omitted" (Claude Code sends it on every turn) returns each
+    thinking block with an empty ``thinking`` and a signature that carries
+    the reasoning; "updates" shows only progress notes between tool calls,
+    which the web chat does not write. Another value is a 400 naming it."""
+    thinking = body.get("thinking")
+    display = thinking.get("display") if isinstance(thinking, dict) else None
+    if display is not None and display not in _DISPLAYS:
+        raise InvalidRequest(f"'thinking.display' must be one of: {', '.join(_DISPLAYS)}",
+                             param="thinking.display")
+    return display in ("omitted", "updates")
+
+
+def carried_signature(thinking: str) -> str:
+    """A signature that carries ``thinking`` whole, for a block shown without
+    it: the client sends the block back as it got it, and the reasoning
+    reaches the next turn's prompt as shown text would."""
+    return _CARRIER + base64.b64encode(thinking.encode()).decode()
+
+
+def carried_thinking(signature: Any) -> str:
+    """The reasoning a carrying signature holds; "" for any other signature
+    (Anthropic's own, this gateway's hash of shown text, garbage)."""
+    if not isinstance(signature, str) or not signature.startswith(_CARRIER):
+        return ""
+    try:
+        return base64.b64decode(signature[len(_CARRIER):], validate=True).decode()
+    except (binascii.Error, ValueError):
+        return ""
 
 
 def interleaved_thinking(beta: str | None) -> bool:
@@ -203,6 +243,8 @@ def _block_part(role: str, block: dict, ids: _CallIds, where: str) -> Part | Non
         return TextPart(text) if isinstance(text, str) and text else None
     if kind in ("thinking", "redacted_thinking"):
         text = block.get("thinking")
+        if not (isinstance(text, str) and text) and kind == "thinking":
+            text = carried_thinking(block.get("signature"))
         keep = role == "assistant" and kind == "thinking" and isinstance(text, str) and text
         return ReasoningPart(text) if keep else None
     if kind == "tool_use" and role == "assistant":
