@@ -12,7 +12,7 @@ import anthropic
 import pytest
 
 from conftest import FIXTURES
-from ds2proxy.testing import HttpFault, Replay, Scripted, load_expected
+from ds2proxy.testing import HttpFault, Replay, Scripted, SearchHit, load_expected
 from ds2proxy.testing.clients import anthropic_client, openai_client
 
 MODES = [("sync", False), ("sync", True), ("async", False), ("async", True)]
@@ -214,6 +214,28 @@ async def test_any_with_only_server_tools_is_a_plain_answer(proxy, stream):
         model="claude-opus-5-5", tools=[WEB_SEARCH], tool_choice={"type": "any"},
         messages=[{"role": "user", "content": "hello"}])
     assert counted.input_tokens > 0
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_web_search_server_tool_is_served_by_the_web_chat_s_own_search(proxy, stream):
+    """Declared (or forced), the web search tool turns the web chat's search
+    on for the turn, so the answer is grounded in what it found; the tool was
+    dropped and the model answered from memory."""
+    proxy.fake.enqueue(Scripted(answer="Paris [reference:0].",
+                                search=[SearchHit("https://a.example/", "A")]))
+    message = await ask(proxy, "async", stream, model="claude-sonnet-5-5",
+                        tools=[*TOOLS, WEB_SEARCH])
+    assert proxy.fake.calls_to("chat/completion")[-1].body["search_enabled"] is True
+    assert texts(message) == "Paris [reference:0]."  # search.citation_style raw
+    proxy.fake.enqueue(Scripted(answer="ok"))
+    await ask(proxy, "async", stream, model="claude-sonnet-5-5", tools=[WEB_SEARCH],
+              tool_choice={"type": "tool", "name": "web_search"})
+    assert proxy.fake.calls_to("chat/completion")[-1].body["search_enabled"] is True
+    for choice in ({"type": "none"}, {"type": "tool", "name": "Bash"}):
+        proxy.fake.enqueue(Scripted(answer=TWO_CALLS))
+        await ask(proxy, "async", stream, model="claude-sonnet-5-5",
+                  tools=[*TOOLS, WEB_SEARCH], tool_choice=choice)
+        assert proxy.fake.calls_to("chat/completion")[-1].body["search_enabled"] is False
 
 
 @pytest.mark.parametrize("stream", [False, True])

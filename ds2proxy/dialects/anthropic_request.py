@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..canonical import (
@@ -27,7 +27,7 @@ from ..canonical import (
     ToolSpec,
 )
 from ..errors import InvalidRequest
-from .anthropic_tools import parse_anthropic_tools
+from .anthropic_tools import AnthropicTools, parse_anthropic_tools
 from .content import inline_bytes, tool_content_text
 from .openai_chat import decode_arguments, parse_response_format
 from .redact import redacted_json
@@ -58,7 +58,7 @@ def parse_messages_request(body: dict, model: ResolvedModel, *,
     choice, single_call = parse_anthropic_tool_choice(body.get("tool_choice"), tools,
                                                       server=declared.server)
     return ChatRequest(
-        model=model,
+        model=_searching(model, declared, body.get("tool_choice")),
         messages=[*system_messages(body.get("system")), *parse_messages(body.get("messages"))],
         stream=body.get("stream") is True,
         tools=tools,
@@ -70,6 +70,20 @@ def parse_messages_request(body: dict, model: ResolvedModel, *,
         sampling=sampling,
         response_format=_response_format(body),
     )
+
+
+def _searching(model: ResolvedModel, declared: AnthropicTools,
+               tool_choice: Any) -> ResolvedModel:
+    """The model with the web chat's own search on when a web search server
+    tool is declared and may be used: that search is what the tool would
+    run (the tool's domain and use limits cannot be passed on). Not when
+    tool_choice is none or forces another tool."""
+    if declared.web_search is None or model.search:
+        return model
+    kind = tool_choice.get("type") if isinstance(tool_choice, dict) else None
+    if kind == "none" or (kind == "tool" and tool_choice.get("name") != declared.web_search):
+        return model
+    return replace(model, search=True)
 
 
 def _thinking(body: dict, interleaved: bool) -> bool | None:

@@ -6,9 +6,10 @@ Anthropic-defined client tools (``bash_…``, ``text_editor_…``,
 knows them by type. The application executes their calls like any other
 tool_use, so they are declared to the model here with the input the
 application expects. Server tools (web search, web fetch, code execution,
-tool search, MCP toolsets …) run inside Anthropic's API and have no upstream
-here: they are left out of the tool prompt and only their names are kept, so
-a ``tool_choice`` naming one can be told apart from a name never declared.
+tool search, MCP toolsets …) run inside Anthropic's API: they are left out
+of the tool prompt and only their names are kept, so a ``tool_choice``
+naming one can be told apart from a name never declared. Web search is the
+one the web chat has too: its own search serves that tool.
 """
 
 from __future__ import annotations
@@ -85,10 +86,12 @@ def _defined(kind: str) -> tuple[str, dict[str, Any]] | None:
 
 @dataclass(frozen=True, slots=True)
 class AnthropicTools:
-    """The tools the model may call, and the names of the server tools skipped."""
+    """The tools the model may call, and the names of the server tools skipped
+    (``web_search``: the name of a web search tool among them, if any)."""
 
     client: list[ToolSpec]
     server: frozenset[str]
+    web_search: str | None = None
 
 
 def parse_anthropic_tools(value: Any) -> AnthropicTools:
@@ -97,6 +100,7 @@ def parse_anthropic_tools(value: Any) -> AnthropicTools:
         return AnthropicTools(parse_function_tools(value), frozenset())
     tools: list[Any] = []
     server: set[str] = set()
+    web_search = None
     for index, tool in enumerate(value):
         kind = tool.get("type") if isinstance(tool, dict) else None
         if not isinstance(tool, dict) or kind in _CUSTOM_TYPES:
@@ -107,7 +111,9 @@ def parse_anthropic_tools(value: Any) -> AnthropicTools:
             tools.append({"type": "server"})  # skipped, keeping later tools' indexes
             if isinstance(tool.get("name"), str):
                 server.add(tool["name"])
-    return AnthropicTools(parse_function_tools(tools), frozenset(server))
+                if isinstance(kind, str) and kind.startswith("web_search_"):
+                    web_search = tool["name"]
+    return AnthropicTools(parse_function_tools(tools), frozenset(server), web_search)
 
 
 def _defined_tool(tool: dict, index: int, description: str,
