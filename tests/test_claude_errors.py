@@ -59,6 +59,15 @@ async def test_unknown_model_is_anthropics_404(proxy, path):
     assert not proxy.fake.calls_to("chat/completion")
 
 
+async def test_an_undeclared_forced_tool_is_echoed_briefly(proxy):
+    request = dict(HELLO, tools=[{"name": "a", "input_schema": {"type": "object"}}],
+                   tool_choice={"type": "tool", "name": "N" * 3_000_000})
+    status, body, _ = await send(proxy, "POST", "/v1/messages", body=request)
+    assert status == 400
+    assert len(assert_error(body, "invalid_request_error")) < 300
+    assert body["error"]["param"] == "tool_choice"
+
+
 async def test_missing_key_is_401(proxy):
     status, body, _ = await send(proxy, "POST", "/v1/messages", body=HELLO,
                                  headers={"x-api-key": ""})

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ds2proxy.canonical import ToolChoice, ToolSpec
-from ds2proxy.errors import InvalidRequest
+from ds2proxy.errors import InvalidRequest, brief
 
 _PARAM = "tool_choice"
 _MODES = {"auto": "auto", "": "auto", "none": "none", "required": "required"}
@@ -151,17 +151,28 @@ def _checked(choice: ToolChoice, tools: list[ToolSpec]) -> ToolChoice:
     if choice.allowed is not None:
         unknown = sorted(n for n in choice.allowed if not _resolve(n, declared))
         if unknown:
-            raise _invalid(f"allowed tools not declared: {', '.join(unknown)}")
+            raise _invalid(f"allowed tools not declared: {_named(unknown)}")
         allowed = frozenset(m for n in choice.allowed for m in _resolve(n, declared))
     if choice.name is None:
         return ToolChoice(choice.mode, allowed=allowed)
     matches = _resolve(choice.name, declared)
     if not matches:
-        raise _invalid(f"tool {choice.name!r} is not declared")
+        raise _invalid(f"tool {brief(choice.name)!r} is not declared")
     if len(matches) > 1:
         # Namespaces sharing a tool name: any tool of that name satisfies it.
         return ToolChoice("required", allowed=frozenset(matches))
     return ToolChoice("forced", name=matches[0], allowed=allowed)
+
+
+_NAMED = 5  # names an error lists before it counts the rest
+
+
+def _named(names: list[str]) -> str:
+    """A few names, each cut short, and how many more: an error echoes what
+    the client sent, never megabytes of it."""
+    shown = ", ".join(brief(name) for name in names[:_NAMED])
+    rest = len(names) - _NAMED
+    return f"{shown} and {rest} more" if rest > 0 else shown
 
 
 def _resolve(name: str, declared: set[str]) -> list[str]:
