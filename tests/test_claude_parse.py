@@ -189,6 +189,16 @@ def test_search_result_blocks_reach_the_prompt_whole_as_text():
     assert "...(truncated)" not in prompt and '"search_result"' not in prompt
 
 
+def test_text_documents_keep_their_title_and_context():
+    prompt = prompt_of(messages=[{"role": "user", "content": [
+        {"type": "document", "title": "Q3 report", "context": "Written by finance.",
+         "source": {"type": "text", "media_type": "text/plain", "data": "Revenue rose."}},
+        {"type": "document", "source": {"type": "content", "content": [
+            {"type": "text", "text": "Untitled body."}]}},
+        {"type": "text", "text": "Summarise."}]}])
+    assert "[document: Q3 report]\nWritten by finance.\nRevenue rose.\nUntitled body." in prompt
+
+
 def test_client_tools_are_declared_and_server_tools_skipped():
     chat = parse(tools=[
         {"name": "Bash", "description": "run", "input_schema": {"type": "object"}},

@@ -341,10 +341,20 @@ def _media_part(block: dict, where: str) -> AttachmentPart | TextPart:
     if source_type == "url" and isinstance(source.get("url"), str):
         return AttachmentPart(kind=kind, url=source["url"], name=title)
     if source_type == "text" and isinstance(source.get("data"), str):
-        return TextPart(source["data"])
+        return TextPart(_document_text(block, source["data"]))
     if source_type == "content":
-        return TextPart(tool_content_text(source.get("content")))
+        return TextPart(_document_text(block, tool_content_text(source.get("content"))))
     return AttachmentPart(kind=kind, name=title or source.get("file_id"))
+
+
+def _document_text(block: dict, text: str) -> str:
+    """A text document headed by its ``title`` and ``context`` when given:
+    Anthropic shows both to the model, which may need them to tell several
+    documents apart or to know where one came from."""
+    head = [f"[document: {value}]" if key == "title" else value
+            for key in ("title", "context")
+            if isinstance(value := block.get(key), str) and value.strip()]
+    return "\n".join([*head, text])
 
 
 def _response_format(body: dict) -> ResponseFormat:
