@@ -9,6 +9,7 @@ import pytest
 
 from ds2proxy.canonical import (
     ChatRequest,
+    Citation,
     CollectedCall,
     Finish,
     Message,
@@ -162,6 +163,27 @@ def test_omitted_thinking_streams_an_empty_block_whose_signature_carries_it():
     "ds2r1:not base64!", "ds2r1:" + "//79", carried_signature("")])
 def test_a_signature_that_carries_nothing_gives_no_reasoning(signature):
     assert carried_thinking(signature) == ""
+
+
+def test_cited_pages_end_the_stream_as_the_web_search_tool_s_blocks():
+    events = [TextDelta("Paris [reference:1]."), Citation(1, "https://b.example/", "B"),
+              Citation(0, "https://a.example/", ""), Usage(42, 3), Finish("stop")]
+    frames = render(events, web_search="web_search")
+    assert shape(frames)[-7:] == [
+        "content_block_stop", "content_block_start:server_tool_use", "content_block_stop",
+        "content_block_start:web_search_tool_result", "content_block_stop",
+        "message_delta", "message_stop"]
+    assert_blocks_well_formed(frames)
+    starts = [d["content_block"] for n, d in frames if n == "content_block_start"]
+    assert [b["type"] for b in starts] == ["text", "server_tool_use", "web_search_tool_result"]
+    assert starts[2]["tool_use_id"] == starts[1]["id"] and starts[1]["name"] == "web_search"
+    assert [(r["url"], r["title"]) for r in starts[2]["content"]] == [
+        ("https://a.example/", "https://a.example/"), ("https://b.example/", "B")]
+    assert frames[-2][1]["usage"]["server_tool_use"] == {"web_search_requests": 1}
+    # Without a declared web search tool (a -search model), citations add no block.
+    plain = render(events)
+    assert [n for n, _ in plain].count("content_block_start") == 1
+    assert "server_tool_use" not in plain[-2][1]["usage"]
 
 
 def test_filtered_stream_without_content_ends_with_refusal():

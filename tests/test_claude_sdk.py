@@ -221,12 +221,32 @@ async def test_a_web_search_server_tool_is_served_by_the_web_chat_s_own_search(p
     """Declared (or forced), the web search tool turns the web chat's search
     on for the turn, so the answer is grounded in what it found; the tool was
     dropped and the model answered from memory."""
-    proxy.fake.enqueue(Scripted(answer="Paris [reference:0].",
-                                search=[SearchHit("https://a.example/", "A")]))
+    proxy.fake.enqueue(Scripted(answer="Paris [reference:0][reference:1].",
+                                search=[SearchHit("https://a.example/", "A"),
+                                        SearchHit("https://b.example/", "B")]))
+    question = {"role": "user", "content": "Capital of France?"}
     message = await ask(proxy, "async", stream, model="claude-sonnet-5-5",
-                        tools=[*TOOLS, WEB_SEARCH])
+                        tools=[*TOOLS, WEB_SEARCH], messages=[question])
     assert proxy.fake.calls_to("chat/completion")[-1].body["search_enabled"] is True
-    assert texts(message) == "Paris [reference:0]."  # search.citation_style raw
+    assert texts(message) == "Paris [reference:0][reference:1]."  # citation_style raw
+    # The pages cited are the tool's result, as Anthropic answers a web search.
+    assert [b.type for b in message.content] == ["text", "server_tool_use",
+                                                 "web_search_tool_result"]
+    call, found = message.content[1:]
+    assert (call.name, found.tool_use_id) == ("web_search", call.id)
+    assert re.fullmatch(r"srvtoolu_[A-Za-z0-9]{24}", call.id)
+    assert [(r.url, r.title) for r in found.content] == [("https://a.example/", "A"),
+                                                         ("https://b.example/", "B")]
+    assert message.usage.server_tool_use.web_search_requests == 1
+    proxy.fake.enqueue(Scripted(answer="It is."))
+    history = [question, {"role": "assistant", "content": [
+        b.model_dump(exclude_none=True) for b in message.content]},
+        {"role": "user", "content": "Sure?"}]
+    await ask(proxy, "async", stream, model="claude-sonnet-5-5", tools=[*TOOLS, WEB_SEARCH],
+              messages=history)
+    prompt = last_prompt(proxy)
+    assert "[web search results]\n- A: https://a.example/\n- B: https://b.example/" in prompt
+    assert "server_tool_use" not in prompt and "encrypted_content" not in prompt
     proxy.fake.enqueue(Scripted(answer="ok"))
     await ask(proxy, "async", stream, model="claude-sonnet-5-5", tools=[WEB_SEARCH],
               tool_choice={"type": "tool", "name": "web_search"})

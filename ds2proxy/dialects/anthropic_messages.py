@@ -19,6 +19,7 @@ from aiohttp import web
 
 from ..canonical import (
     ChatRequest,
+    Citation,
     Finish,
     ReasoningDelta,
     TextDelta,
@@ -37,8 +38,10 @@ from .anthropic_request import (
     carried_signature,
     interleaved_thinking,
     parse_messages_request,
+    searched_tool,
     thinking_omitted,
 )
+from .anthropic_search import search_blocks, search_usage
 from .openai_chat import arguments_object, decode_arguments
 
 if TYPE_CHECKING:
@@ -46,7 +49,7 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_MAX_TOKENS", "MessagesStreamRenderer", "interleaved_thinking",
            "message_object", "parse_messages_request", "respond_messages",
-           "thinking_omitted", "thinking_signature", "tool_use_id"]
+           "searched_tool", "thinking_omitted", "thinking_signature", "tool_use_id"]
 
 STOP_REASONS = {"stop": "end_turn", "tool_calls": "tool_use", "length": "max_tokens",
                 "content_filter": "refusal"}
@@ -99,8 +102,9 @@ def thinking_block(thinking: str, omitted: bool) -> dict:
 
 
 def message_object(result: TurnResult, chat: ChatRequest, message_id: str, *,
-                   omit_thinking: bool = False) -> dict:
-    """The non-stream ``message``: [thinking] [text when non-blank] [tool_use…]."""
+                   omit_thinking: bool = False, web_search: str | None = None) -> dict:
+    """The non-stream ``message``: [thinking] [text when non-blank] [tool_use…]
+    [the ``web_search`` tool's call and result, when it found pages]."""
     content: list[dict] = []
     if result.reasoning:
         content.append(thinking_block(result.reasoning, omit_thinking))
@@ -108,6 +112,9 @@ def message_object(result: TurnResult, chat: ChatRequest, message_id: str, *,
         content.append({"type": "text", "text": result.text})
     content += [{"type": "tool_use", "id": tool_use_id(call.id), "name": call.name,
                  "input": tool_input(call.arguments)} for call in result.calls]
+    citations = result.citations if web_search else []
+    if citations:
+        content += search_blocks(citations, web_search or "", random_id("srvtoolu_"))
     return {
         "id": message_id,
         "type": "message",
@@ -116,7 +123,8 @@ def message_object(result: TurnResult, chat: ChatRequest, message_id: str, *,
         "content": content,
         "stop_reason": stop_reason(result.finish, result.stop_sequence),
         "stop_sequence": result.stop_sequence,
-        "usage": {**input_usage(result.usage), "output_tokens": result.usage.completion_tokens},
+        "usage": {**input_usage(result.usage), "output_tokens": result.usage.completion_tokens,
+                  **search_usage(citations)},
     }
 
 
@@ -141,9 +149,11 @@ class MessagesStreamRenderer:
     """
 
     def __init__(self, chat: ChatRequest, message_id: str, input_tokens: int, *,
-                 omit_thinking: bool = False) -> None:
+                 omit_thinking: bool = False, web_search: str | None = None) -> None:
         self.chat = chat
         self.omit_thinking = omit_thinking
+        self.web_search = web_search
+        self._citations: list[Citation] = []
         self.message_id = message_id
         self.input_tokens = input_tokens
         self.started = False
@@ -172,6 +182,8 @@ class MessagesStreamRenderer:
         elif isinstance(event, ToolCallEnd) and self._open == "tool_use" \
                 and self._calls.get(event.index) == self._index:
             out += self._close()
+        elif isinstance(event, Citation) and self.web_search:
+            self._citations.append(event)
         elif isinstance(event, Usage):
             self._output_tokens = event.completion_tokens
             self._final_input = input_usage(event)
@@ -193,8 +205,9 @@ class MessagesStreamRenderer:
         if self.finished:
             return []
         self.finished = True
-        out = self._start() + self._close()
-        usage: dict[str, int] = {"output_tokens": self._output_tokens}
+        out = self._start() + self._close() + self._search()
+        usage: dict[str, Any] = {"output_tokens": self._output_tokens,
+                                 **search_usage(self._citations)}
         if self._final_input is not None and self._final_input != {
                 "input_tokens": self.input_tokens}:
             # Counts on message_delta are cumulative and replace message_start's:
@@ -206,6 +219,16 @@ class MessagesStreamRenderer:
                       "stop_sequence": stop_sequence},
             "usage": usage}))
         out.append(("message_stop", {"type": "message_stop"}))
+        return out
+
+    def _search(self) -> list[Frame]:
+        """The web search tool's call and result blocks, whole, when it found pages."""
+        if not self._citations:
+            return []
+        out: list[Frame] = []
+        for block in search_blocks(self._citations, self.web_search or "",
+                                   random_id("srvtoolu_")):
+            out += [self._open_block(block["type"], block), *self._close()]
         return out
 
     def _start(self) -> list[Frame]:
@@ -295,15 +318,19 @@ class MessagesStreamRenderer:
 
 async def respond_messages(api: PluginContext, request: web.Request, turn: Turn,
                            chat: ChatRequest, message_id: str | None = None, *,
-                           omit_thinking: bool = False) -> web.StreamResponse:
+                           omit_thinking: bool = False,
+                           web_search: str | None = None) -> web.StreamResponse:
     """Answer a Messages request from an open turn, stream or not
     (``message_id``: a surface's own id shape, else ``msg_…``;
-    ``omit_thinking``: the request's ``thinking.display`` omits the text)."""
+    ``omit_thinking``: the request's ``thinking.display`` omits the text;
+    ``web_search``: the web search tool the search ran for, see
+    :func:`searched_tool`)."""
     message_id = message_id or random_id("msg_")
     if not chat.stream:
         result = await turn.collect()
         return json_response(message_object(result, chat, message_id,
-                                            omit_thinking=omit_thinking))
+                                            omit_thinking=omit_thinking,
+                                            web_search=web_search))
     renderer = MessagesStreamRenderer(chat, message_id, turn.prompt_tokens,
-                                      omit_thinking=omit_thinking)
+                                      omit_thinking=omit_thinking, web_search=web_search)
     return await api.relay(api.sse(request), turn, renderer)

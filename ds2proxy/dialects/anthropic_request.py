@@ -27,7 +27,8 @@ from ..canonical import (
     ToolSpec,
 )
 from ..errors import InvalidRequest
-from .anthropic_tools import AnthropicTools, parse_anthropic_tools
+from .anthropic_search import search_result_lines
+from .anthropic_tools import AnthropicTools, parse_anthropic_tools, web_search_name
 from .content import inline_bytes, tool_content_text
 from .openai_chat import decode_arguments, parse_response_format
 from .redact import redacted_json
@@ -70,6 +71,12 @@ def parse_messages_request(body: dict, model: ResolvedModel, *,
         sampling=sampling,
         response_format=_response_format(body),
     )
+
+
+def searched_tool(body: dict, chat: ChatRequest) -> str | None:
+    """The declared web search tool a turn's search ran for: its pages are
+    answered as that tool's blocks (see :mod:`.anthropic_search`)."""
+    return web_search_name(body.get("tools")) if chat.model.search else None
 
 
 def _searching(model: ResolvedModel, declared: AnthropicTools,
@@ -269,6 +276,10 @@ def _block_part(role: str, block: dict, ids: _CallIds, where: str) -> Part | Non
         return _media_part(block, where)
     if kind == "search_result":
         return TextPart(search_result_text(block))
+    if kind == "web_search_tool_result" and role == "assistant":
+        return TextPart(search_result_lines(block))
+    if kind == "server_tool_use" and role == "assistant":
+        return None  # its result block says what the search found
     # Anything else (incl. tool_use sent by a user) stays visible as its JSON text.
     return TextPart(redacted_json(block))
 

@@ -100,7 +100,6 @@ def parse_anthropic_tools(value: Any) -> AnthropicTools:
         return AnthropicTools(parse_function_tools(value), frozenset())
     tools: list[Any] = []
     server: set[str] = set()
-    web_search = None
     for index, tool in enumerate(value):
         kind = tool.get("type") if isinstance(tool, dict) else None
         if not isinstance(tool, dict) or kind in _CUSTOM_TYPES:
@@ -111,9 +110,8 @@ def parse_anthropic_tools(value: Any) -> AnthropicTools:
             tools.append({"type": "server"})  # skipped, keeping later tools' indexes
             if isinstance(tool.get("name"), str):
                 server.add(tool["name"])
-                if isinstance(kind, str) and kind.startswith("web_search_"):
-                    web_search = tool["name"]
-    return AnthropicTools(parse_function_tools(tools), frozenset(server), web_search)
+    return AnthropicTools(parse_function_tools(tools), frozenset(server),
+                          web_search_name(value))
 
 
 def _defined_tool(tool: dict, index: int, description: str,
@@ -128,3 +126,13 @@ def _defined_tool(tool: dict, index: int, description: str,
         description += f" Screen: {', '.join(screen)}."
     return {"type": "function", "name": name, "description": description,
             "input_schema": schema}
+
+
+def web_search_name(value: Any) -> str | None:
+    """The name of the first web search server tool in ``tools``, if any."""
+    for tool in value if isinstance(value, list) else ():
+        kind = tool.get("type") if isinstance(tool, dict) else None
+        if isinstance(kind, str) and kind.startswith("web_search_") \
+                and isinstance(tool.get("name"), str):
+            return tool["name"]
+    return None

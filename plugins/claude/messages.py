@@ -13,6 +13,7 @@ from ds2proxy.dialects.anthropic_messages import (
     interleaved_thinking,
     parse_messages_request,
     respond_messages,
+    searched_tool,
     thinking_omitted,
 )
 
@@ -21,13 +22,13 @@ class MessageRoutes:
     def __init__(self, api: PluginAPI) -> None:
         self.api = api
 
-    async def _parse(self, request: web.Request) -> tuple[ChatRequest, bool]:
-        """The canonical request, and whether its thinking text is omitted."""
+    async def _parse(self, request: web.Request) -> tuple[ChatRequest, dict]:
+        """The canonical request, and the body (for how the answer is shown)."""
         body = await self.api.read_json(request)
         model = self._model(body.get("model"))
         interleaved = interleaved_thinking(request.headers.get("anthropic-beta"))
         parse = partial(parse_messages_request, interleaved=interleaved)
-        return await parse_request(request, parse, body, model), thinking_omitted(body)
+        return await parse_request(request, parse, body, model), body
 
     def _model(self, name: object) -> ResolvedModel:
         """The model serving a Claude name; one that serves nothing is
@@ -40,10 +41,11 @@ class MessageRoutes:
 
     async def create(self, request: web.Request) -> web.StreamResponse:
         caller = self.api.authenticate(request)
-        chat, omitted = await self._parse(request)
+        chat, body = await self._parse(request)
         async with self.api.turn(chat, caller) as turn:
             return await respond_messages(self.api, request, turn, chat,
-                                          omit_thinking=omitted)
+                                          omit_thinking=thinking_omitted(body),
+                                          web_search=searched_tool(body, chat))
 
     async def count_tokens(self, request: web.Request) -> web.Response:
         caller = self.api.authenticate(request)

@@ -18,6 +18,7 @@ from ds2proxy.dialects.anthropic_messages import (
     interleaved_thinking,
     parse_messages_request,
     respond_messages,
+    searched_tool,
     thinking_omitted,
 )
 from ds2proxy.dialects.chat_stream import respond_chat
@@ -59,7 +60,8 @@ class ChatRoutes:
         async with self.api.turn(chat, caller) as turn:
             return await respond_messages(self.api, request, turn, chat,
                                           completion_id(turn.id),
-                                          omit_thinking=thinking_omitted(body))
+                                          omit_thinking=thinking_omitted(body),
+                                          web_search=searched_tool(body, chat))
 
     async def count_tokens(self, request: web.Request) -> web.Response:
         """The Messages API's ``count_tokens``, for Anthropic clients on this
