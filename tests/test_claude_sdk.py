@@ -512,6 +512,20 @@ async def test_thinking_display_omitted_sends_blocks_without_text_that_round_tri
     assert "Plan: run ls on /tmp." in last_prompt(proxy)
 
 
+@pytest.mark.parametrize("stream", [False, True])
+async def test_usage_names_the_thinking_tokens_among_the_output_tokens(proxy, stream):
+    """Claude Code's thinking-token-count beta reads output_tokens_details:
+    with the thinking text omitted it has nothing else to count."""
+    thinking = {"type": "adaptive", "display": "omitted"}
+    proxy.fake.enqueue(Scripted(thinking="A plan in several words.", answer="Done."))
+    message = await ask(proxy, "async", stream, thinking=thinking)
+    details = message.usage.output_tokens_details
+    assert 0 < details.thinking_tokens < message.usage.output_tokens
+    proxy.fake.enqueue(Scripted(answer="Done."))
+    plain = await ask(proxy, "async", stream, model="claude-sonnet-5-5")
+    assert plain.usage.output_tokens_details is None
+
+
 async def test_thinking_display_summarized_or_absent_shows_the_text(proxy):
     for thinking in ({"type": "enabled", "budget_tokens": 2048, "display": "summarized"},
                      {"type": "enabled", "budget_tokens": 2048}):

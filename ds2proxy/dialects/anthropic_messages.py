@@ -123,9 +123,19 @@ def message_object(result: TurnResult, chat: ChatRequest, message_id: str, *,
         "content": content,
         "stop_reason": stop_reason(result.finish, result.stop_sequence),
         "stop_sequence": result.stop_sequence,
-        "usage": {**input_usage(result.usage), "output_tokens": result.usage.completion_tokens,
+        "usage": {**input_usage(result.usage), **output_usage(result.usage),
                   **search_usage(citations)},
     }
+
+
+def output_usage(usage: Usage) -> dict[str, Any]:
+    """``output_tokens``, and of them the reasoning in
+    ``output_tokens_details.thinking_tokens`` (what Claude Code's
+    thinking-token-count beta reads: with the text omitted it cannot count it)."""
+    out: dict[str, Any] = {"output_tokens": usage.completion_tokens}
+    if usage.reasoning_tokens:
+        out["output_tokens_details"] = {"thinking_tokens": usage.reasoning_tokens}
+    return out
 
 
 def input_usage(usage: Usage) -> dict[str, int]:
@@ -164,7 +174,7 @@ class MessagesStreamRenderer:
         self._blank = ""  # whitespace held until visible text follows
         self._calls: dict[int, int] = {}
         self._arguments: list[str] = []  # of the open tool_use block
-        self._output_tokens = 0
+        self._output: dict[str, Any] = {"output_tokens": 0}
         self._final_input: dict[str, int] | None = None  # the final usage's prompt counts
 
     def frames(self, event: TurnEvent) -> list[Frame]:
@@ -185,7 +195,7 @@ class MessagesStreamRenderer:
         elif isinstance(event, Citation) and self.web_search:
             self._citations.append(event)
         elif isinstance(event, Usage):
-            self._output_tokens = event.completion_tokens
+            self._output = output_usage(event)
             self._final_input = input_usage(event)
         elif isinstance(event, Finish):
             out += self.finish(event.reason, event.stop_sequence)
@@ -206,8 +216,7 @@ class MessagesStreamRenderer:
             return []
         self.finished = True
         out = self._start() + self._close() + self._search()
-        usage: dict[str, Any] = {"output_tokens": self._output_tokens,
-                                 **search_usage(self._citations)}
+        usage: dict[str, Any] = {**self._output, **search_usage(self._citations)}
         if self._final_input is not None and self._final_input != {
                 "input_tokens": self.input_tokens}:
             # Counts on message_delta are cumulative and replace message_start's:
