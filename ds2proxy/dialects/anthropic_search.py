@@ -1,11 +1,11 @@
 """The web chat's search as Anthropic's web search server tool blocks.
 
 A request declaring a ``web_search_…`` tool runs with the web chat's own
-search on (see :mod:`.anthropic_request`); the pages it found are answered
-as that tool's ``server_tool_use`` and ``web_search_tool_result`` blocks
-(the pages the answer cites), which clients list as the search's sources (Claude Code's WebSearch shows
-them as its links). They follow the answer's other blocks: the web chat
-names its sources once the answer is written.
+search on (see :mod:`.anthropic_request`); the pages the answer cites are
+answered as that tool's ``server_tool_use`` and ``web_search_tool_result``
+blocks, which clients list as the search's sources (Claude Code's WebSearch
+shows them as its links). They follow the answer's other blocks: the web
+chat names its sources once the answer is written.
 """
 
 from __future__ import annotations
