@@ -47,12 +47,25 @@ async def test_missing_required_field_is_400(proxy, field):
     assert field in assert_error(body, "invalid_request_error")
 
 
-async def test_unknown_model_is_400(proxy):
-    status, body, _ = await send(proxy, "POST", "/anthropic/v1/messages",
-                                 body=dict(HELLO, model="claude-2.1"))
-    assert status == 400
-    assert "claude-2.1" in assert_error(body, "invalid_request_error")
+@pytest.mark.parametrize("path", ["/anthropic/v1/messages", "/v1/messages",
+                                  "/v1/messages/count_tokens"])
+async def test_unknown_model_is_anthropics_404(proxy, path):
+    """Anthropic answers a model it does not serve with 404 not_found_error
+    (the SDK's NotFoundError; Claude Code then points at /model): it was a 400."""
+    status, body, _ = await send(proxy, "POST", path, body=dict(HELLO, model="claude-2.1"))
+    assert status == 404
+    assert "claude-2.1" in assert_error(body, "not_found_error")
+    assert body["error"]["param"] == "model"
     assert not proxy.fake.calls_to("chat/completion")
+
+
+async def test_an_undeclared_forced_tool_is_echoed_briefly(proxy):
+    request = dict(HELLO, tools=[{"name": "a", "input_schema": {"type": "object"}}],
+                   tool_choice={"type": "tool", "name": "N" * 3_000_000})
+    status, body, _ = await send(proxy, "POST", "/v1/messages", body=request)
+    assert status == 400
+    assert len(assert_error(body, "invalid_request_error")) < 300
+    assert body["error"]["param"] == "tool_choice"
 
 
 async def test_missing_key_is_401(proxy):
@@ -132,8 +145,8 @@ async def test_count_tokens_needs_a_key_and_a_known_model(proxy):
     assert_error(body, "authentication_error")
     status, body, _ = await send(proxy, "POST", "/v1/messages/count_tokens",
                                  body=dict(request, model="nonsense"))
-    assert status == 400
-    assert_error(body, "invalid_request_error")
+    assert status == 404
+    assert_error(body, "not_found_error")
 
 
 async def test_model_list_shape_and_paging(proxy):

@@ -172,6 +172,33 @@ def test_unknown_blocks_are_json_with_binary_payloads_omitted():
     assert value["note"].endswith("...(truncated)") and len(value["note"]) < 1100
 
 
+def test_search_result_blocks_reach_the_prompt_whole_as_text():
+    """RAG content: search_result blocks at the top level and in a tool result
+    were written as JSON with every text cut at 1 KB."""
+    long_text = "fact " * 600
+    result = {"type": "search_result", "source": "https://docs.example/a", "title": "Guide",
+              "content": [{"type": "text", "text": long_text}],
+              "citations": {"enabled": True}}
+    prompt = prompt_of(messages=[
+        {"role": "user", "content": [result, {"type": "text", "text": "q"}]},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1",
+                                           "name": "search", "input": {}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1",
+                                      "content": [result]}]}])
+    assert prompt.count("[search result: Guide - https://docs.example/a]\n" + long_text) == 2
+    assert "...(truncated)" not in prompt and '"search_result"' not in prompt
+
+
+def test_text_documents_keep_their_title_and_context():
+    prompt = prompt_of(messages=[{"role": "user", "content": [
+        {"type": "document", "title": "Q3 report", "context": "Written by finance.",
+         "source": {"type": "text", "media_type": "text/plain", "data": "Revenue rose."}},
+        {"type": "document", "source": {"type": "content", "content": [
+            {"type": "text", "text": "Untitled body."}]}},
+        {"type": "text", "text": "Summarise."}]}])
+    assert "[document: Q3 report]\nWritten by finance.\nRevenue rose.\nUntitled body." in prompt
+
+
 def test_client_tools_are_declared_and_server_tools_skipped():
     chat = parse(tools=[
         {"name": "Bash", "description": "run", "input_schema": {"type": "object"}},
@@ -184,6 +211,47 @@ def test_client_tools_are_declared_and_server_tools_skipped():
         ("Bash", "function"), ("Read", "function"), ("Later", "function"),
         ("legacy", "function")]
     assert chat.tools[0].parameters == {"type": "object"}
+
+
+def test_tool_choice_naming_a_server_tool_is_no_call_and_any_with_only_server_tools_is_auto():
+    tools = [{"name": "Bash", "input_schema": {"type": "object"}},
+             {"type": "web_search_20250305", "name": "web_search"}]
+    forced = parse(tools=tools, tool_choice={"type": "tool", "name": "web_search",
+                                             "disable_parallel_tool_use": True})
+    assert (forced.tool_choice.mode, forced.parallel_tool_calls) == ("none", False)
+    server_only = parse(tools=tools[1:], tool_choice={"type": "any"})
+    assert (server_only.tool_choice.mode, server_only.tools) == ("auto", [])
+    assert parse(tools=tools, tool_choice={"type": "any"}).tool_choice.mode == "required"
+    with pytest.raises(InvalidRequest, match="not declared"):
+        parse(tools=tools, tool_choice={"type": "tool", "name": "web_fetch"})
+    with pytest.raises(InvalidRequest, match="unique"):
+        parse(tools=[*tools, {"name": "web_search", "input_schema": {"type": "object"}}])
+
+
+def test_anthropic_defined_client_tools_get_the_input_their_client_expects():
+    chat = parse(tools=[{"type": "bash_20250124", "name": "bash"},
+                        {"type": "text_editor_20250124", "name": "str_replace_editor"},
+                        {"type": "text_editor_20250728", "name": "str_replace_based_edit_tool"},
+                        {"type": "computer_20250124", "name": "computer",
+                         "display_width_px": 1024, "display_height_px": 768},
+                        {"type": "memory_20250818", "name": "memory"},
+                        {"type": "code_execution_20250825", "name": "code_execution"}])
+    by_name = {t.name: t for t in chat.tools}
+    assert list(by_name) == ["bash", "str_replace_editor", "str_replace_based_edit_tool",
+                             "computer", "memory"]
+    assert set(by_name["bash"].parameters["properties"]) == {"command", "restart"}
+    commands = by_name["str_replace_editor"].parameters["properties"]["command"]["enum"]
+    assert "undo_edit" in commands
+    newer = by_name["str_replace_based_edit_tool"].parameters["properties"]["command"]["enum"]
+    assert "undo_edit" not in newer
+    assert "width_px=1024" in by_name["computer"].description
+    assert "insert_text" in by_name["memory"].parameters["properties"]
+    forced = parse(tools=[{"type": "bash_20250124", "name": "bash"}],
+                   tool_choice={"type": "tool", "name": "bash"})
+    assert (forced.tool_choice.mode, forced.tool_choice.name) == ("forced", "bash")
+    with pytest.raises(InvalidRequest) as caught:
+        parse(tools=[{"type": "bash_20250124"}])
+    assert caught.value.param == "tools[0].name"
 
 
 def test_tool_choice_and_single_call_mode():

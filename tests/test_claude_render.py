@@ -9,6 +9,7 @@ import pytest
 
 from ds2proxy.canonical import (
     ChatRequest,
+    Citation,
     CollectedCall,
     Finish,
     Message,
@@ -28,6 +29,7 @@ from ds2proxy.dialects.anthropic_messages import (
     message_object,
     thinking_signature,
 )
+from ds2proxy.dialects.anthropic_request import carried_signature, carried_thinking
 
 TOOLU = re.compile(r"^toolu_[A-Za-z0-9]{24}$")
 MODEL = ResolvedModel("claude-opus-5-5", "deepseek-reasoner", "default", True, False)
@@ -77,9 +79,9 @@ def test_signature_is_stable_and_opaque():
     assert "abc" not in thinking_signature("abc")
 
 
-def render(events, error=None) -> list[tuple[str, dict]]:
+def render(events, error=None, **options) -> list[tuple[str, dict]]:
     """The frames of ``events``, then the in-band ``error`` or the end."""
-    renderer = MessagesStreamRenderer(CHAT, "msg_s", 42)
+    renderer = MessagesStreamRenderer(CHAT, "msg_s", 42, **options)
     frames = [frame for event in events for frame in renderer.frames(event)]
     return frames + (renderer.error(error) if error is not None else renderer.end())
 
@@ -142,6 +144,46 @@ def test_stream_sequence_with_thinking_text_and_calls():
     delta = frames[-2][1]
     assert delta["delta"] == {"stop_reason": "tool_use", "stop_sequence": None}
     assert delta["usage"] == {"output_tokens": 9}
+
+
+def test_omitted_thinking_streams_an_empty_block_whose_signature_carries_it():
+    frames = render(CALL_EVENTS, omit_thinking=True)
+    assert shape(frames)[2:5] == ["content_block_start:thinking",
+                                  "content_block_delta:signature_delta", "content_block_stop"]
+    assert frames[2][1]["content_block"]["thinking"] == ""
+    assert carried_thinking(frames[3][1]["delta"]["signature"]) == "Thinking."
+    assert_blocks_well_formed(frames)
+    body = message_object(result(reasoning="plan", text="x"), CHAT, "m", omit_thinking=True)
+    assert body["content"][0]["thinking"] == ""
+    assert carried_thinking(body["content"][0]["signature"]) == "plan"
+
+
+@pytest.mark.parametrize("signature", [
+    None, 5, "", thinking_signature("plan"), "EqQBCkYIBxgCKkDAnthropicSignature==",
+    "ds2r1:not base64!", "ds2r1:" + "//79", carried_signature("")])
+def test_a_signature_that_carries_nothing_gives_no_reasoning(signature):
+    assert carried_thinking(signature) == ""
+
+
+def test_cited_pages_end_the_stream_as_the_web_search_tool_s_blocks():
+    events = [TextDelta("Paris [reference:1]."), Citation(1, "https://b.example/", "B"),
+              Citation(0, "https://a.example/", ""), Usage(42, 3), Finish("stop")]
+    frames = render(events, web_search="web_search")
+    assert shape(frames)[-7:] == [
+        "content_block_stop", "content_block_start:server_tool_use", "content_block_stop",
+        "content_block_start:web_search_tool_result", "content_block_stop",
+        "message_delta", "message_stop"]
+    assert_blocks_well_formed(frames)
+    starts = [d["content_block"] for n, d in frames if n == "content_block_start"]
+    assert [b["type"] for b in starts] == ["text", "server_tool_use", "web_search_tool_result"]
+    assert starts[2]["tool_use_id"] == starts[1]["id"] and starts[1]["name"] == "web_search"
+    assert [(r["url"], r["title"]) for r in starts[2]["content"]] == [
+        ("https://a.example/", "https://a.example/"), ("https://b.example/", "B")]
+    assert frames[-2][1]["usage"]["server_tool_use"] == {"web_search_requests": 1}
+    # Without a declared web search tool (a -search model), citations add no block.
+    plain = render(events)
+    assert [n for n, _ in plain].count("content_block_start") == 1
+    assert "server_tool_use" not in plain[-2][1]["usage"]
 
 
 def test_filtered_stream_without_content_ends_with_refusal():

@@ -12,7 +12,7 @@ import anthropic
 import pytest
 
 from conftest import FIXTURES
-from ds2proxy.testing import HttpFault, Replay, Scripted, load_expected
+from ds2proxy.testing import HttpFault, Replay, Scripted, SearchHit, load_expected
 from ds2proxy.testing.clients import anthropic_client, openai_client
 
 MODES = [("sync", False), ("sync", True), ("async", False), ("async", True)]
@@ -186,6 +186,98 @@ async def test_tool_choice_none_never_calls_and_never_leaks(proxy):
     assert "Tool: Bash" not in last_prompt(proxy)
 
 
+WEB_SEARCH = {"type": "web_search_20250305", "name": "web_search", "max_uses": 3}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_forced_server_tool_is_answered_in_text_without_a_call(proxy, stream):
+    """Anthropic runs server tools itself; here they have no upstream. Forcing
+    one used to be a 400 'not declared'; it is now answered in text, and a
+    call the model writes to a client tool is not passed off as the forced one."""
+    proxy.fake.enqueue(Scripted(answer=TWO_CALLS))
+    message = await ask(proxy, "async", stream, tools=[*TOOLS, WEB_SEARCH],
+                        tool_choice={"type": "tool", "name": "web_search"})
+    assert message.stop_reason == "end_turn"
+    assert all(b.type != "tool_use" for b in message.content)
+    assert texts(message).strip() == "I will look."
+    assert not MARKUP.search(texts(message))
+    assert "Tool: web_search" not in last_prompt(proxy)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_any_with_only_server_tools_is_a_plain_answer(proxy, stream):
+    proxy.fake.enqueue(Scripted(answer="Paris."))
+    message = await ask(proxy, "async", stream, tools=[WEB_SEARCH], tool_choice={"type": "any"})
+    assert (message.stop_reason, texts(message)) == ("end_turn", "Paris.")
+    _, client = clients(proxy)
+    counted = await client.messages.count_tokens(
+        model="claude-opus-5-5", tools=[WEB_SEARCH], tool_choice={"type": "any"},
+        messages=[{"role": "user", "content": "hello"}])
+    assert counted.input_tokens > 0
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_web_search_server_tool_is_served_by_the_web_chat_s_own_search(proxy, stream):
+    """Declared (or forced), the web search tool turns the web chat's search
+    on for the turn, so the answer is grounded in what it found; the tool was
+    dropped and the model answered from memory."""
+    proxy.fake.enqueue(Scripted(answer="Paris [reference:0][reference:1].",
+                                search=[SearchHit("https://a.example/", "A"),
+                                        SearchHit("https://b.example/", "B")]))
+    question = {"role": "user", "content": "Capital of France?"}
+    message = await ask(proxy, "async", stream, model="claude-sonnet-5-5",
+                        tools=[*TOOLS, WEB_SEARCH], messages=[question])
+    assert proxy.fake.calls_to("chat/completion")[-1].body["search_enabled"] is True
+    assert texts(message) == "Paris [reference:0][reference:1]."  # citation_style raw
+    # The pages cited are the tool's result, as Anthropic answers a web search.
+    assert [b.type for b in message.content] == ["text", "server_tool_use",
+                                                 "web_search_tool_result"]
+    call, found = message.content[1:]
+    assert (call.name, found.tool_use_id) == ("web_search", call.id)
+    assert re.fullmatch(r"srvtoolu_[A-Za-z0-9]{24}", call.id)
+    assert [(r.url, r.title) for r in found.content] == [("https://a.example/", "A"),
+                                                         ("https://b.example/", "B")]
+    assert message.usage.server_tool_use.web_search_requests == 1
+    proxy.fake.enqueue(Scripted(answer="It is."))
+    history = [question, {"role": "assistant", "content": [
+        b.model_dump(exclude_none=True) for b in message.content]},
+        {"role": "user", "content": "Sure?"}]
+    await ask(proxy, "async", stream, model="claude-sonnet-5-5", tools=[*TOOLS, WEB_SEARCH],
+              messages=history)
+    prompt = last_prompt(proxy)
+    assert "[web search results]\n- A: https://a.example/\n- B: https://b.example/" in prompt
+    assert "server_tool_use" not in prompt and "encrypted_content" not in prompt
+    proxy.fake.enqueue(Scripted(answer="ok"))
+    await ask(proxy, "async", stream, model="claude-sonnet-5-5", tools=[WEB_SEARCH],
+              tool_choice={"type": "tool", "name": "web_search"})
+    assert proxy.fake.calls_to("chat/completion")[-1].body["search_enabled"] is True
+    for choice in ({"type": "none"}, {"type": "tool", "name": "Bash"}):
+        proxy.fake.enqueue(Scripted(answer=TWO_CALLS))
+        await ask(proxy, "async", stream, model="claude-sonnet-5-5",
+                  tools=[*TOOLS, WEB_SEARCH], tool_choice=choice)
+        assert proxy.fake.calls_to("chat/completion")[-1].body["search_enabled"] is False
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_anthropic_defined_client_tools_are_declared_and_called(proxy, stream):
+    """bash_… and text_editor_… tools carry no input_schema but are run by the
+    client: they were skipped as server tools, so the model never heard of
+    them and forcing one was a 400."""
+    tools = [{"type": "bash_20250124", "name": "bash"},
+             {"type": "text_editor_20250728", "name": "str_replace_based_edit_tool",
+              "max_characters": 10000}]
+    call = ('<|DSML|tool_calls>\n<|DSML|invoke name="bash">\n<|DSML|parameter name="command">'
+            '<![CDATA[ls]]></|DSML|parameter>\n</|DSML|invoke>\n</|DSML|tool_calls>')
+    proxy.fake.enqueue(Scripted(answer=call))
+    message = await ask(proxy, "async", stream, tools=tools)
+    assert message.stop_reason == "tool_use"
+    assert [(b.name, b.input) for b in message.content if b.type == "tool_use"] == [
+        ("bash", {"command": "ls"})]
+    prompt = last_prompt(proxy)
+    assert "Tool: bash" in prompt and "Tool: str_replace_based_edit_tool" in prompt
+    assert "str_replace" in prompt and "old_str" in prompt
+
+
 async def test_tool_results_with_errors_reach_the_prompt(proxy):
     history = [{"role": "user", "content": "run"},
                {"role": "assistant", "content": [
@@ -258,6 +350,12 @@ async def test_sampling_fields_and_stop_sequences_reach_the_upstream(proxy):
               extra_body={"temperature": 0.3})
     body = proxy.fake.calls_to("chat/completion")[-1].body
     assert (body["temperature"], body["stop"]) == (0.3, ["STOP"])
+
+
+async def test_an_unknown_model_raises_the_sdk_s_not_found_error(proxy):
+    with pytest.raises(anthropic.NotFoundError) as caught:
+        await ask(proxy, "async", False, model="claude-2.1")
+    assert "claude-2.1" in caught.value.message
 
 
 async def test_bearer_auth_works(proxy):
@@ -385,6 +483,62 @@ async def test_a_thinking_budget_out_of_anthropic_s_bounds_is_a_400(proxy, strea
     assert error["type"] == "invalid_request_error"
     assert "thinking.budget_tokens" in error["message"]
     assert proxy.fake.calls == [] and proxy.core.pool.inflight == 0
+
+
+@pytest.mark.parametrize("mode, stream", MODES)
+async def test_thinking_display_omitted_sends_blocks_without_text_that_round_trip(
+        proxy, mode, stream):
+    """Claude Code sends thinking.display "omitted" on every turn: thinking
+    blocks come back with an empty thinking field and a signature carrying
+    the reasoning. The text was streamed whole; sent back empty, the
+    reasoning now still reaches the next turn's prompt."""
+    thinking = {"type": "adaptive", "display": "omitted"}
+    question = {"role": "user", "content": "List /tmp"}
+    proxy.fake.enqueue(Scripted(thinking="Plan: run ls on /tmp.", answer=TWO_CALLS))
+    first = await ask(proxy, mode, stream, tools=TOOLS, thinking=thinking, messages=[question])
+    block = first.content[0]
+    assert (block.type, block.thinking) == ("thinking", "")
+    assert block.signature and "Plan" not in block.signature
+    assert [b.type for b in first.content] == ["thinking", "text", "tool_use", "tool_use"]
+    calls = [b for b in first.content if b.type == "tool_use"]
+    history = [question,
+               {"role": "assistant", "content": [b.model_dump(exclude_none=True)
+                                                 for b in first.content]},
+               {"role": "user", "content": [{"type": "tool_result", "tool_use_id": c.id,
+                                             "content": "ok"} for c in calls]}]
+    proxy.fake.enqueue(Scripted(thinking="Done.", answer="Listed."))
+    final = await ask(proxy, mode, stream, tools=TOOLS, thinking=thinking, messages=history)
+    assert texts(final) == "Listed." and final.content[0].thinking == ""
+    assert "Plan: run ls on /tmp." in last_prompt(proxy)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_usage_names_the_thinking_tokens_among_the_output_tokens(proxy, stream):
+    """Claude Code's thinking-token-count beta reads output_tokens_details:
+    with the thinking text omitted it has nothing else to count."""
+    thinking = {"type": "adaptive", "display": "omitted"}
+    proxy.fake.enqueue(Scripted(thinking="A plan in several words.", answer="Done."))
+    message = await ask(proxy, "async", stream, thinking=thinking)
+    details = message.usage.output_tokens_details
+    assert 0 < details.thinking_tokens < message.usage.output_tokens
+    proxy.fake.enqueue(Scripted(answer="Done."))
+    plain = await ask(proxy, "async", stream, model="claude-sonnet-5-5")
+    assert plain.usage.output_tokens_details is None
+
+
+async def test_thinking_display_summarized_or_absent_shows_the_text(proxy):
+    for thinking in ({"type": "enabled", "budget_tokens": 2048, "display": "summarized"},
+                     {"type": "enabled", "budget_tokens": 2048}):
+        proxy.fake.enqueue(Scripted(thinking="Visible plan.", answer="ok"))
+        message = await ask(proxy, "async", True, thinking=thinking)
+        assert message.content[0].thinking == "Visible plan."
+
+
+async def test_an_unknown_thinking_display_is_a_400(proxy):
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        await ask(proxy, "async", False, thinking={"type": "adaptive", "display": "hidden"})
+    assert "thinking.display" in caught.value.message
+    assert not proxy.fake.calls_to("chat/completion")
 
 
 async def test_a_thinking_budget_inside_the_bounds_is_served(proxy):

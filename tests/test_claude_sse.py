@@ -71,7 +71,7 @@ event: content_block_stop
 data: {"type":"content_block_stop","index":3}
 
 event: message_delta
-data: {"type":"message_delta","delta":{"stop_reason":"tool_use","stop_sequence":null},"usage":{"output_tokens":N}}
+data: {"type":"message_delta","delta":{"stop_reason":"tool_use","stop_sequence":null},"usage":{"output_tokens":N,"output_tokens_details":{"thinking_tokens":N}}}
 
 event: message_stop
 data: {"type":"message_stop"}
@@ -79,7 +79,7 @@ data: {"type":"message_stop"}
 """
 _MASKS = [(re.compile(r'"(msg|toolu)_[A-Za-z0-9]{24}"'), r'"\1_*"'),
           (re.compile(r'"signature":"[^"]+"'), '"signature":"SIG"'),
-          (re.compile(r'"(input_tokens|output_tokens)":[1-9]\d*'), r'"\1":N')]
+          (re.compile(r'"(input_tokens|output_tokens|thinking_tokens)":[1-9]\d*'), r'"\1":N')]
 _COPIED_HEADERS = ("anthropic-version", "anthropic-beta", "User-Agent", "X-Claude-Code-Session-Id",
                    "x-app", "Accept", "anthropic-dangerous-direct-browser-access")
 

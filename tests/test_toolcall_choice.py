@@ -93,6 +93,21 @@ def test_anthropic_errors(value: object) -> None:
     assert caught.value.param == "tool_choice"
 
 
+def test_errors_name_what_was_sent_briefly() -> None:
+    """An undeclared name is echoed cut short, and a long list of them by its
+    first few and a count: a 3 MB name came back whole in the 400's body."""
+    with pytest.raises(InvalidRequest) as caught:
+        parse_anthropic_tool_choice({"type": "tool", "name": "N" * 3_000_000}, TOOLS)
+    assert "NNN" in caught.value.message and len(caught.value.message) < 300
+    names = [f"t{i:04d}" + "x" * 1000 for i in range(3000)]
+    with pytest.raises(InvalidRequest) as caught:
+        parse_openai_tool_choice({"type": "allowed_tools", "allowed_tools": {
+            "mode": "auto", "tools": names}}, TOOLS)
+    message = caught.value.message
+    assert message.startswith("invalid tool_choice: allowed tools not declared: t0000x")
+    assert message.endswith(" and 2995 more") and len(message) < 1000
+
+
 def test_anthropic_any_without_tools_is_refused() -> None:
     with pytest.raises(InvalidRequest):
         parse_anthropic_tool_choice({"type": "any"}, [])

@@ -19,6 +19,7 @@ from aiohttp import web
 
 from ..canonical import (
     ChatRequest,
+    Citation,
     Finish,
     ReasoningDelta,
     TextDelta,
@@ -34,9 +35,13 @@ from ..errors import ProxyError
 from . import json_response
 from .anthropic_request import (
     DEFAULT_MAX_TOKENS,
+    carried_signature,
     interleaved_thinking,
     parse_messages_request,
+    searched_tool,
+    thinking_omitted,
 )
+from .anthropic_search import search_blocks, search_usage
 from .openai_chat import arguments_object, decode_arguments
 
 if TYPE_CHECKING:
@@ -44,7 +49,7 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_MAX_TOKENS", "MessagesStreamRenderer", "interleaved_thinking",
            "message_object", "parse_messages_request", "respond_messages",
-           "thinking_signature", "tool_use_id"]
+           "searched_tool", "thinking_omitted", "thinking_signature", "tool_use_id"]
 
 STOP_REASONS = {"stop": "end_turn", "tool_calls": "tool_use", "length": "max_tokens",
                 "content_filter": "refusal"}
@@ -88,16 +93,28 @@ def stop_reason(reason: str, stop_sequence: str | None) -> str:
     return "stop_sequence" if stop_sequence else STOP_REASONS.get(reason, "end_turn")
 
 
-def message_object(result: TurnResult, chat: ChatRequest, message_id: str) -> dict:
-    """The non-stream ``message``: [thinking] [text when non-blank] [tool_use…]."""
+def thinking_block(thinking: str, omitted: bool) -> dict:
+    """A whole thinking block; ``omitted``: without its text, which its
+    signature carries (``thinking.display`` "omitted")."""
+    if omitted:
+        return {"type": "thinking", "thinking": "", "signature": carried_signature(thinking)}
+    return {"type": "thinking", "thinking": thinking, "signature": thinking_signature(thinking)}
+
+
+def message_object(result: TurnResult, chat: ChatRequest, message_id: str, *,
+                   omit_thinking: bool = False, web_search: str | None = None) -> dict:
+    """The non-stream ``message``: [thinking] [text when non-blank] [tool_use…]
+    [the ``web_search`` tool's call and result, when it found pages]."""
     content: list[dict] = []
     if result.reasoning:
-        content.append({"type": "thinking", "thinking": result.reasoning,
-                        "signature": thinking_signature(result.reasoning)})
+        content.append(thinking_block(result.reasoning, omit_thinking))
     if result.text.strip():
         content.append({"type": "text", "text": result.text})
     content += [{"type": "tool_use", "id": tool_use_id(call.id), "name": call.name,
                  "input": tool_input(call.arguments)} for call in result.calls]
+    citations = result.citations if web_search else []
+    if citations:
+        content += search_blocks(citations, web_search or "", random_id("srvtoolu_"))
     return {
         "id": message_id,
         "type": "message",
@@ -106,8 +123,19 @@ def message_object(result: TurnResult, chat: ChatRequest, message_id: str) -> di
         "content": content,
         "stop_reason": stop_reason(result.finish, result.stop_sequence),
         "stop_sequence": result.stop_sequence,
-        "usage": {**input_usage(result.usage), "output_tokens": result.usage.completion_tokens},
+        "usage": {**input_usage(result.usage), **output_usage(result.usage),
+                  **search_usage(citations)},
     }
+
+
+def output_usage(usage: Usage) -> dict[str, Any]:
+    """``output_tokens``, and of them the reasoning in
+    ``output_tokens_details.thinking_tokens`` (what Claude Code's
+    thinking-token-count beta reads: with the text omitted it cannot count it)."""
+    out: dict[str, Any] = {"output_tokens": usage.completion_tokens}
+    if usage.reasoning_tokens:
+        out["output_tokens_details"] = {"thinking_tokens": usage.reasoning_tokens}
+    return out
 
 
 def input_usage(usage: Usage) -> dict[str, int]:
@@ -130,8 +158,12 @@ class MessagesStreamRenderer:
     newlines around a tool call).
     """
 
-    def __init__(self, chat: ChatRequest, message_id: str, input_tokens: int) -> None:
+    def __init__(self, chat: ChatRequest, message_id: str, input_tokens: int, *,
+                 omit_thinking: bool = False, web_search: str | None = None) -> None:
         self.chat = chat
+        self.omit_thinking = omit_thinking
+        self.web_search = web_search
+        self._citations: list[Citation] = []
         self.message_id = message_id
         self.input_tokens = input_tokens
         self.started = False
@@ -142,15 +174,14 @@ class MessagesStreamRenderer:
         self._blank = ""  # whitespace held until visible text follows
         self._calls: dict[int, int] = {}
         self._arguments: list[str] = []  # of the open tool_use block
-        self._output_tokens = 0
+        self._output: dict[str, Any] = {"output_tokens": 0}
         self._final_input: dict[str, int] | None = None  # the final usage's prompt counts
 
     def frames(self, event: TurnEvent) -> list[Frame]:
         """Frames for one event."""
         out = self._start()
         if isinstance(event, ReasoningDelta) and event.text:
-            out += self._delta("thinking", {"type": "thinking_delta", "thinking": event.text})
-            self._thinking.append(event.text)
+            out += self._reasoning(event.text)
         elif isinstance(event, TextDelta) and event.text:
             out += self._text(event.text)
         elif isinstance(event, ToolCallStart):
@@ -161,8 +192,10 @@ class MessagesStreamRenderer:
         elif isinstance(event, ToolCallEnd) and self._open == "tool_use" \
                 and self._calls.get(event.index) == self._index:
             out += self._close()
+        elif isinstance(event, Citation) and self.web_search:
+            self._citations.append(event)
         elif isinstance(event, Usage):
-            self._output_tokens = event.completion_tokens
+            self._output = output_usage(event)
             self._final_input = input_usage(event)
         elif isinstance(event, Finish):
             out += self.finish(event.reason, event.stop_sequence)
@@ -182,8 +215,8 @@ class MessagesStreamRenderer:
         if self.finished:
             return []
         self.finished = True
-        out = self._start() + self._close()
-        usage: dict[str, int] = {"output_tokens": self._output_tokens}
+        out = self._start() + self._close() + self._search()
+        usage: dict[str, Any] = {**self._output, **search_usage(self._citations)}
         if self._final_input is not None and self._final_input != {
                 "input_tokens": self.input_tokens}:
             # Counts on message_delta are cumulative and replace message_start's:
@@ -195,6 +228,16 @@ class MessagesStreamRenderer:
                       "stop_sequence": stop_sequence},
             "usage": usage}))
         out.append(("message_stop", {"type": "message_stop"}))
+        return out
+
+    def _search(self) -> list[Frame]:
+        """The web search tool's call and result blocks, whole, when it found pages."""
+        if not self._citations:
+            return []
+        out: list[Frame] = []
+        for block in search_blocks(self._citations, self.web_search or "",
+                                   random_id("srvtoolu_")):
+            out += [self._open_block(block["type"], block), *self._close()]
         return out
 
     def _start(self) -> list[Frame]:
@@ -214,6 +257,17 @@ class MessagesStreamRenderer:
             return []
         text, self._blank = self._blank + text, ""
         return self._delta("text", {"type": "text_delta", "text": text})
+
+    def _reasoning(self, text: str) -> list[Frame]:
+        """A thinking delta; with the text omitted, only the block is opened
+        and the text kept for the signature that carries it."""
+        self._thinking.append(text)
+        if not self.omit_thinking:
+            return self._delta("thinking", {"type": "thinking_delta", "thinking": text})
+        if self._open == "thinking":
+            return []
+        return [*self._close(), self._open_block(
+            "thinking", {"type": "thinking", "thinking": "", "signature": ""})]
 
     def _delta(self, kind: str, delta: dict) -> list[Frame]:
         out: list[Frame] = []
@@ -259,7 +313,7 @@ class MessagesStreamRenderer:
             return []
         out: list[Frame] = []
         if self._open == "thinking":
-            signature = thinking_signature("".join(self._thinking))
+            signature = thinking_block("".join(self._thinking), self.omit_thinking)["signature"]
             out.append(("content_block_delta", {
                 "type": "content_block_delta", "index": self._index,
                 "delta": {"type": "signature_delta", "signature": signature}}))
@@ -272,13 +326,20 @@ class MessagesStreamRenderer:
 
 
 async def respond_messages(api: PluginContext, request: web.Request, turn: Turn,
-                           chat: ChatRequest, message_id: str | None = None
-                           ) -> web.StreamResponse:
+                           chat: ChatRequest, message_id: str | None = None, *,
+                           omit_thinking: bool = False,
+                           web_search: str | None = None) -> web.StreamResponse:
     """Answer a Messages request from an open turn, stream or not
-    (``message_id``: a surface's own id shape, else ``msg_…``)."""
+    (``message_id``: a surface's own id shape, else ``msg_…``;
+    ``omit_thinking``: the request's ``thinking.display`` omits the text;
+    ``web_search``: the web search tool the search ran for, see
+    :func:`searched_tool`)."""
     message_id = message_id or random_id("msg_")
     if not chat.stream:
         result = await turn.collect()
-        return json_response(message_object(result, chat, message_id))
-    renderer = MessagesStreamRenderer(chat, message_id, turn.prompt_tokens)
+        return json_response(message_object(result, chat, message_id,
+                                            omit_thinking=omit_thinking,
+                                            web_search=web_search))
+    renderer = MessagesStreamRenderer(chat, message_id, turn.prompt_tokens,
+                                      omit_thinking=omit_thinking, web_search=web_search)
     return await api.relay(api.sse(request), turn, renderer)

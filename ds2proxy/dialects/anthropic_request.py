@@ -8,7 +8,9 @@ serves Messages semantics (see :mod:`.anthropic_messages` for the output).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import base64
+import binascii
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..canonical import (
@@ -25,9 +27,10 @@ from ..canonical import (
     ToolSpec,
 )
 from ..errors import InvalidRequest
+from .anthropic_search import search_result_lines
+from .anthropic_tools import AnthropicTools, parse_anthropic_tools, web_search_name
 from .content import inline_bytes, tool_content_text
 from .openai_chat import decode_arguments, parse_response_format
-from .openai_chat import parse_tools as parse_function_tools
 from .redact import redacted_json
 from .sampling import anthropic_sampling
 from .thinking import thinking_override
@@ -38,8 +41,6 @@ from .validate import INT32_MAX, Bounds, integer, objects
 DEFAULT_MAX_TOKENS = 8192
 BUDGET = "thinking.budget_tokens"
 MIN_BUDGET = 1024  # Anthropic's floor for a thinking budget
-# Tool types a client executes itself; anything else is a server tool we cannot run.
-_CLIENT_TOOL_TYPES = (None, "custom", "function")
 _SYSTEM_ROLES = ("system", "developer")
 # Anthropic's two roles; system / developer turns are taken too (folded into the system prompt).
 _ROLES = ("user", "assistant", *_SYSTEM_ROLES)
@@ -50,12 +51,15 @@ def parse_messages_request(body: dict, model: ResolvedModel, *,
     """Messages body → canonical request (model already resolved);
     ``interleaved``: the client sent the interleaved-thinking beta."""
     sampling = anthropic_sampling(body)
-    tools = parse_tools(body.get("tools"))
-    if repeated_name(tools) is not None:
+    thinking_omitted(body)  # checked here, applied by the renderer
+    declared = parse_anthropic_tools(body.get("tools"))
+    tools = declared.client
+    if repeated_name(tools) is not None or any(t.name in declared.server for t in tools):
         raise InvalidRequest("tools: Tool names must be unique.", param="tools")
-    choice, single_call = parse_anthropic_tool_choice(body.get("tool_choice"), tools)
+    choice, single_call = parse_anthropic_tool_choice(body.get("tool_choice"), tools,
+                                                      server=declared.server)
     return ChatRequest(
-        model=model,
+        model=_searching(model, declared, body.get("tool_choice")),
         messages=[*system_messages(body.get("system")), *parse_messages(body.get("messages"))],
         stream=body.get("stream") is True,
         tools=tools,
@@ -67,6 +71,26 @@ def parse_messages_request(body: dict, model: ResolvedModel, *,
         sampling=sampling,
         response_format=_response_format(body),
     )
+
+
+def searched_tool(body: dict, chat: ChatRequest) -> str | None:
+    """The declared web search tool a turn's search ran for: its pages are
+    answered as that tool's blocks (see :mod:`.anthropic_search`)."""
+    return web_search_name(body.get("tools")) if chat.model.search else None
+
+
+def _searching(model: ResolvedModel, declared: AnthropicTools,
+               tool_choice: Any) -> ResolvedModel:
+    """The model with the web chat's own search on when a web search server
+    tool is declared and may be used: that search is what the tool would
+    run (the tool's domain and use limits cannot be passed on). Not when
+    tool_choice is none or forces another tool."""
+    if declared.web_search is None or model.search:
+        return model
+    kind = tool_choice.get("type") if isinstance(tool_choice, dict) else None
+    if kind == "none" or (kind == "tool" and tool_choice.get("name") != declared.web_search):
+        return model
+    return replace(model, search=True)
 
 
 def _thinking(body: dict, interleaved: bool) -> bool | None:
@@ -88,6 +112,43 @@ def _thinking(body: dict, interleaved: bool) -> bool | None:
     return thinking_override(body)
 
 
+_DISPLAYS = ("summarized", "omitted", "updates")
+# A signature that carries its block's reasoning (thinking.display "omitted").
+_CARRIER = "ds2r1:"
+
+
+def thinking_omitted(body: dict) -> bool:
+    """Does ``thinking.display`` ask for thinking blocks without their text?
+    Anthropic's "omitted" (Claude Code sends it on every turn) returns each
+    thinking block with an empty ``thinking`` and a signature that carries
+    the reasoning; "updates" shows only progress notes between tool calls,
+    which the web chat does not write. Another value is a 400 naming it."""
+    thinking = body.get("thinking")
+    display = thinking.get("display") if isinstance(thinking, dict) else None
+    if display is not None and display not in _DISPLAYS:
+        raise InvalidRequest(f"'thinking.display' must be one of: {', '.join(_DISPLAYS)}",
+                             param="thinking.display")
+    return display in ("omitted", "updates")
+
+
+def carried_signature(thinking: str) -> str:
+    """A signature that carries ``thinking`` whole, for a block shown without
+    it: the client sends the block back as it got it, and the reasoning
+    reaches the next turn's prompt as shown text would."""
+    return _CARRIER + base64.b64encode(thinking.encode()).decode()
+
+
+def carried_thinking(signature: Any) -> str:
+    """The reasoning a carrying signature holds; "" for any other signature
+    (Anthropic's own, this gateway's hash of shown text, garbage)."""
+    if not isinstance(signature, str) or not signature.startswith(_CARRIER):
+        return ""
+    try:
+        return base64.b64decode(signature[len(_CARRIER):], validate=True).decode()
+    except (binascii.Error, ValueError):
+        return ""
+
+
 def interleaved_thinking(beta: str | None) -> bool:
     """Does an ``anthropic-beta`` header name the interleaved-thinking beta?"""
     return bool(beta) and any(name.strip().startswith("interleaved-thinking")
@@ -95,11 +156,8 @@ def interleaved_thinking(beta: str | None) -> bool:
 
 
 def parse_tools(value: Any) -> list[ToolSpec]:
-    """Client tools (``custom`` or untyped, OpenAI-style accepted); server tools skipped."""
-    if isinstance(value, list):
-        value = [{**tool, "type": "function" if tool.get("type") in _CLIENT_TOOL_TYPES
-                  else "server"} if isinstance(tool, dict) else tool for tool in value]
-    return parse_function_tools(value)
+    """The tools the model may call (see :mod:`.anthropic_tools`); server tools skipped."""
+    return parse_anthropic_tools(value).client
 
 
 def system_messages(value: Any) -> list[Message]:
@@ -206,6 +264,8 @@ def _block_part(role: str, block: dict, ids: _CallIds, where: str) -> Part | Non
         return TextPart(text) if isinstance(text, str) and text else None
     if kind in ("thinking", "redacted_thinking"):
         text = block.get("thinking")
+        if not (isinstance(text, str) and text) and kind == "thinking":
+            text = carried_thinking(block.get("signature"))
         keep = role == "assistant" and kind == "thinking" and isinstance(text, str) and text
         return ReasoningPart(text) if keep else None
     if kind == "tool_use" and role == "assistant":
@@ -214,6 +274,12 @@ def _block_part(role: str, block: dict, ids: _CallIds, where: str) -> Part | Non
         return _tool_result(block, ids, where)
     if kind in ("image", "document"):
         return _media_part(block, where)
+    if kind == "search_result":
+        return TextPart(search_result_text(block))
+    if kind == "web_search_tool_result" and role == "assistant":
+        return TextPart(search_result_lines(block))
+    if kind == "server_tool_use" and role == "assistant":
+        return None  # its result block says what the search found
     # Anything else (incl. tool_use sent by a user) stays visible as its JSON text.
     return TextPart(redacted_json(block))
 
@@ -254,11 +320,23 @@ def _result_content(content: Any, where: str) -> tuple[str, tuple[AttachmentPart
                 pieces.append(media.text)
             else:
                 attachments.append(media)
+        elif isinstance(part, dict) and part.get("type") == "search_result":
+            pieces.append(search_result_text(part))
         elif isinstance(part, dict) and part.get("type") not in (None, "text"):
             pieces.append(redacted_json(part))
         else:
             pieces.append(tool_content_text([part]))
     return "\n".join(piece for piece in pieces if piece), tuple(attachments)
+
+
+def search_result_text(block: dict) -> str:
+    """A ``search_result`` block (the content a RAG tool returns for the model
+    to cite) as its title, source and whole text: written as JSON, each text
+    was cut at 1 KB like any unknown block."""
+    head = " - ".join(value for value in (block.get("title"), block.get("source"))
+                      if isinstance(value, str) and value)
+    body = tool_content_text(block.get("content"))
+    return f"[search result: {head}]\n{body}" if head else body
 
 
 def _media_part(block: dict, where: str) -> AttachmentPart | TextPart:
@@ -274,10 +352,20 @@ def _media_part(block: dict, where: str) -> AttachmentPart | TextPart:
     if source_type == "url" and isinstance(source.get("url"), str):
         return AttachmentPart(kind=kind, url=source["url"], name=title)
     if source_type == "text" and isinstance(source.get("data"), str):
-        return TextPart(source["data"])
+        return TextPart(_document_text(block, source["data"]))
     if source_type == "content":
-        return TextPart(tool_content_text(source.get("content")))
+        return TextPart(_document_text(block, tool_content_text(source.get("content"))))
     return AttachmentPart(kind=kind, name=title or source.get("file_id"))
+
+
+def _document_text(block: dict, text: str) -> str:
+    """A text document headed by its ``title`` and ``context`` when given:
+    Anthropic shows both to the model, which may need them to tell several
+    documents apart or to know where one came from."""
+    head = [f"[document: {value}]" if key == "title" else value
+            for key in ("title", "context")
+            if isinstance(value := block.get(key), str) and value.strip()]
+    return "\n".join([*head, text])
 
 
 def _response_format(body: dict) -> ResponseFormat:

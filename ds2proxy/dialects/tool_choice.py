@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ds2proxy.canonical import ToolChoice, ToolSpec
-from ds2proxy.errors import InvalidRequest
+from ds2proxy.errors import InvalidRequest, brief
 
 _PARAM = "tool_choice"
 _MODES = {"auto": "auto", "": "auto", "none": "none", "required": "required"}
@@ -79,9 +79,16 @@ def _names(entries: object) -> frozenset[str]:
     return frozenset(names)
 
 
-def parse_anthropic_tool_choice(value: object,
-                                tools: list[ToolSpec]) -> tuple[ToolChoice, bool]:
-    """Messages API form; the flag is ``disable_parallel_tool_use``."""
+def parse_anthropic_tool_choice(value: object, tools: list[ToolSpec],
+                                server: frozenset[str] = frozenset()
+                                ) -> tuple[ToolChoice, bool]:
+    """Messages API form; the flag is ``disable_parallel_tool_use``.
+
+    ``server`` names the declared server tools, which Anthropic runs itself
+    and which have no upstream here. Forcing one is answered in text with
+    no tool call: a call to it could not be run, and a call to another tool
+    is not what was forced. ``any`` with only server tools declared leaves
+    the model free to answer, as it would after the server tool ran."""
     if value is None:
         return ToolChoice(), False
     if not isinstance(value, dict):
@@ -94,7 +101,11 @@ def parse_anthropic_tool_choice(value: object,
         name = value.get("name")
         if not isinstance(name, str) or not name:
             raise _invalid('"type": "tool" needs a name')
+        if name in server:
+            return ToolChoice("none"), single
         choice = ToolChoice("forced", name=name)
+    elif kind == "any" and not tools and server:
+        return ToolChoice(), single
     elif kind in ("auto", "any", "none"):
         choice = ToolChoice("required" if kind == "any" else kind)
     else:
@@ -140,17 +151,28 @@ def _checked(choice: ToolChoice, tools: list[ToolSpec]) -> ToolChoice:
     if choice.allowed is not None:
         unknown = sorted(n for n in choice.allowed if not _resolve(n, declared))
         if unknown:
-            raise _invalid(f"allowed tools not declared: {', '.join(unknown)}")
+            raise _invalid(f"allowed tools not declared: {_named(unknown)}")
         allowed = frozenset(m for n in choice.allowed for m in _resolve(n, declared))
     if choice.name is None:
         return ToolChoice(choice.mode, allowed=allowed)
     matches = _resolve(choice.name, declared)
     if not matches:
-        raise _invalid(f"tool {choice.name!r} is not declared")
+        raise _invalid(f"tool {brief(choice.name)!r} is not declared")
     if len(matches) > 1:
         # Namespaces sharing a tool name: any tool of that name satisfies it.
         return ToolChoice("required", allowed=frozenset(matches))
     return ToolChoice("forced", name=matches[0], allowed=allowed)
+
+
+_NAMED = 5  # names an error lists before it counts the rest
+
+
+def _named(names: list[str]) -> str:
+    """A few names, each cut short, and how many more: an error echoes what
+    the client sent, never megabytes of it."""
+    shown = ", ".join(brief(name) for name in names[:_NAMED])
+    rest = len(names) - _NAMED
+    return f"{shown} and {rest} more" if rest > 0 else shown
 
 
 def _resolve(name: str, declared: set[str]) -> list[str]:

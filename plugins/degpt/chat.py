@@ -18,6 +18,8 @@ from ds2proxy.dialects.anthropic_messages import (
     interleaved_thinking,
     parse_messages_request,
     respond_messages,
+    searched_tool,
+    thinking_omitted,
 )
 from ds2proxy.dialects.chat_stream import respond_chat
 from ds2proxy.dialects.legacy_functions import legacy_style
@@ -57,7 +59,9 @@ class ChatRoutes:
                                           request.headers.get("anthropic-beta")))
         async with self.api.turn(chat, caller) as turn:
             return await respond_messages(self.api, request, turn, chat,
-                                          completion_id(turn.id))
+                                          completion_id(turn.id),
+                                          omit_thinking=thinking_omitted(body),
+                                          web_search=searched_tool(body, chat))
 
     async def count_tokens(self, request: web.Request) -> web.Response:
         """The Messages API's ``count_tokens``, for Anthropic clients on this
