@@ -73,6 +73,9 @@ class StopMatcher:
         self._short = tuple(s for s in stops if len(s) < LONG_STOP)
         self._long = [_Overlap(s) for s in stops if len(s) >= LONG_STOP]
         self._held = ""
+        # The held text holds a whole match, kept while a longer sequence
+        # that starts earlier may still complete: the next text decides.
+        self.deciding = False
         self.matched: str | None = None
 
     def feed(self, text: str) -> str:
@@ -90,6 +93,7 @@ class StopMatcher:
         if found is not None and cut <= start:
             return self._cut(buf, cut, found)
         self._held = buf[start:]
+        self.deciding = found is not None
         return buf[:start]
 
     @property
@@ -108,6 +112,7 @@ class StopMatcher:
     def _cut(self, buf: str, cut: int, found: str) -> str:
         self.matched = found
         self._held = ""
+        self.deciding = False
         return buf[:cut]
 
     def _first_match(self, buf: str) -> tuple[int, str | None]:
@@ -199,8 +204,9 @@ class StopPieces:
     fall after every place a stop sequence ends (one may begin in the
     chunks before); when such a place does not match at once (a longer
     sequence that starts earlier may still complete), the text after it
-    goes a character at a time while the matcher holds text. The caller
-    feeds each piece before asking for the next, and stops at a match.
+    goes a character at a time while the matcher holds text, and so does
+    the start of the next chunk while the matcher is still deciding. The
+    caller feeds each piece before asking for the next, and stops at a match.
     """
 
     def __init__(self, stops: tuple[str, ...]) -> None:
@@ -212,6 +218,9 @@ class StopPieces:
         window, shift = self._tail + text, len(self._tail)
         self._tail = window[-self._keep:] if self._keep else ""
         at = 0
+        while at < len(text) and matcher.deciding:  # a match held over from before
+            yield text[at]
+            at += 1
         for end in self._ends(window, shift, len(text)):
             if end <= at:
                 continue

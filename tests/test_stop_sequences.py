@@ -361,6 +361,8 @@ def shaped(pieces: list[str], stops: list[str]) -> tuple[TurnShaper, list]:
 @given(split_text())
 @example((["DEE"], ["E", "DED"]))  # "DE" held for "DED"; the second "E" decides
 @example((["\n \n"], [" ", "DD"]))  # "\n " counts 2 tokens, "\n \n" one
+# "D" complete but held for "aDD" at the chunk's end: the next chunk's "E" decides
+@example((["EEEEEEEEaD", "ED"], ["D", "aDD"]))
 def test_usage_counts_the_answer_up_to_the_end_of_the_match(case):
     """Usage counts what the model wrote up to and with the stop sequence it
     stopped on (it wrote that too, and the official APIs count it), never
