@@ -13,14 +13,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from ..health import DISABLED, HEALTHY
+from ..health import DISABLED, HEALTHY, STATES
 
 if TYPE_CHECKING:
     from ..account_state import AccountState
     from ..scheduler import AccountPool
-
-STATES = ("healthy", "cooling_down", "login_failing", "disabled")
-
 
 def queue_counts(pool: AccountPool) -> dict[str, Any]:
     """``pool.status()`` without its two account lists (the same numbers)."""
