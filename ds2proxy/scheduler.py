@@ -44,6 +44,7 @@ class AccountPool:
         self.health.on_change(self._wake_all)
         self._accounts: dict[str, AccountState] = {}
         self._lru: dict[str, None] = {}
+        self._busy: dict[str, AccountState] = {}  # holding a lease here (for status reads)
         self._waiters = WaitQueue()
         self._closed: Callable[[], ProxyError] | None = None  # set by close_queue
         self._inflight = 0
@@ -302,6 +303,7 @@ class AccountPool:
 
     def _grant(self, state: AccountState, shared_id: str = "") -> Lease:
         state.inflight += 1
+        self._busy[state.identifier] = state
         self._lru.pop(state.identifier, None)
         self._lru[state.identifier] = None  # now the most recently used
         self._inflight += 1
@@ -324,6 +326,8 @@ class AccountPool:
         if shared_id and self.shared is not None:
             self.shared.release(state.identifier, shared_id)
         state.inflight = max(0, state.inflight - 1)
+        if not state.inflight and self._busy.get(state.identifier) is state:
+            del self._busy[state.identifier]
         self._inflight = max(0, self._inflight - 1)
         self.health.released(state.identifier)
         if self.shared is None:  # shared: the store names the tickets to wake
@@ -353,6 +357,17 @@ class AccountPool:
     @property
     def waiting(self) -> int:
         return len(self._waiters)
+
+    @property
+    def size(self) -> int:
+        return len(self._accounts)
+
+    def __contains__(self, identifier: str) -> bool:
+        return identifier in self._accounts
+
+    def busy(self) -> list[AccountState]:
+        """The configured accounts holding a lease here, without a walk of every account."""
+        return [s for i, s in self._busy.items() if self._accounts.get(i) is s]
 
     def status(self) -> dict:
         """Queue status with the real capacity: only accounts that may serve

@@ -85,8 +85,9 @@ async def test_an_account_that_cannot_log_in_is_not_counted_available(proxy: Pro
     async with aiohttp.ClientSession() as http:
         admin = await admin_for(proxy, http)
         queue = (await admin.ok("GET", "/admin/overview"))["queue"]
-        assert queue["available"] == 1 and queue["available_accounts"] == [BOB]
-        assert queue["by_state"]["login_failing"] == 1
+        assert queue["available"] == 1 and queue["by_state"]["login_failing"] == 1
+        status = await admin.ok("GET", "/admin/queue/status")
+        assert status["available"] == 1 and status["available_accounts"] == [BOB]
         listing = by_id(await admin.ok("GET", "/admin/accounts"))
         assert "PASSWORD_OR_USER_NAME_IS_WRONG" in listing[ALICE]["reason"]
 

@@ -134,3 +134,45 @@ def _fits_a_phone(driver: Any) -> None:
     finally:
         driver.execute_script(OPEN_DETAILS % "false")
         driver.set_window_size(desktop["width"], desktop["height"])
+
+
+def test_the_output_limit_field_is_set_edited_and_checked_on_the_form(driver, live):
+    """The config (and the JSON API) take ``max_tokens_field``; the form had no
+    control for it, so a provider refusing ``max_tokens`` needed a config edit."""
+    from selenium.webdriver.support.ui import Select
+
+    server, fake = live
+    server.open_page(driver, "/admin/ui/providers")
+    limit = Select(find(driver, "#provider-max_tokens_field"))
+    assert [o.get_attribute("value") for o in limit.options] == [
+        "auto", "max_tokens", "max_completion_tokens"]
+    assert limit.first_selected_option.get_attribute("value") == "auto"
+    _type(driver, "#provider-name", "limits")
+    _type(driver, "#provider-base_url", fake.base_url)
+    _type(driver, "#provider-models", "qwen-max")
+    limit.select_by_value("max_completion_tokens")
+    find(driver, "#add-provider-submit").click()
+    wait(driver, lambda d: "Provider limits added" in text_of(d, "#flash"))
+    saved = lambda: server.on_loop(  # noqa: E731
+        lambda: server.core.config.provider_named("limits").max_tokens_field)
+    assert saved() == "max_completion_tokens"
+    row = 'tr[data-provider="limits"]'
+    assert "limit as max_completion_tokens" in text_of(driver, row)
+
+    find(driver, '[data-edit="limits"] summary').click()
+    edit = Select(find(driver, "#edit-limits-max_tokens_field"))
+    assert edit.first_selected_option.get_attribute("value") == "max_completion_tokens"
+    edit.select_by_value("max_tokens")
+    find(driver, '[data-edit="limits"] .save-provider').click()
+    wait(driver, lambda d: "Provider limits saved" in text_of(d, "#flash"))
+    assert saved() == "max_tokens"
+
+    # A value the select does not offer is refused as the JSON API refuses it.
+    find(driver, '[data-edit="limits"] summary').click()
+    driver.execute_script("const s = document.getElementById('edit-limits-max_tokens_field');"
+                          "s.options[0].value = 'max_output_tokens'; s.selectedIndex = 0;")
+    find(driver, '[data-edit="limits"] .save-provider').click()
+    wait(driver, lambda d: "flash-error" in find(d, "#flash").get_attribute("class"))
+    assert "max_tokens_field" in text_of(driver, "#flash")
+    assert saved() == "max_tokens"
+    server.run(server.core.store.update(lambda doc: doc.update(providers=[])))

@@ -273,10 +273,28 @@ def without_read_fields(doc: dict[str, Any]) -> dict[str, Any]:
 # -- import (merge | replace) --------------------------------------------------------------
 
 
+# What GET /admin/config/export sends beside its ``config``: copies of it as text.
+EXPORT_COPIES = frozenset({"json", "base64"})
+
+
 def unwrap_import(body: dict[str, Any], mode: str | None) -> tuple[dict[str, Any], str]:
-    """Accept a bare config or ``{"config": {...}, "mode": ...}``."""
+    """Accept a bare config, ``{"config": {...}, "mode": ...}``, or an export's
+    reply sent back as it came (its text copies are left aside). No config
+    has a top-level ``config`` field, so a body with one is a wrapper: its
+    config must be an object and nothing else may ride beside it. Read as a
+    bare config instead, a wrapper with a config in text (or an export reply)
+    was merged as fields named ``config`` and ``mode``: a 200 that restored
+    nothing and left those fields in the file."""
     doc = body
-    if isinstance(body.get("config"), dict) and set(body) <= {"config", "mode"}:
+    if "config" in body:
+        if not isinstance(body["config"], dict):
+            raise InvalidRequest("'config' must be the config as a JSON object (or send the "
+                                 "config itself as the body)", param="config")
+        extra = sorted(set(body) - {"config", "mode"} - EXPORT_COPIES)
+        if extra:
+            raise InvalidRequest(f"{extra[0]!r} does not belong beside 'config': send "
+                                 "{\"config\": {...}, \"mode\": \"merge\" or \"replace\"} "
+                                 "or the config itself", param=extra[0])
         doc = body["config"]
         mode = mode or body.get("mode")
     mode = mode or "merge"

@@ -23,10 +23,10 @@ from ..captures import CaptureBuffer
 from ..config import AccountConfig, ConfigError
 from ..config_fields import SCHEMA, load_warnings, suggestion
 from ..errors import InvalidRequest, NotFound, ProxyError
-from ..account_state import AccountState
-from ..health import DISABLED, HEALTHY
+from ..health import DISABLED
 from ..plugin_api import PluginInfo
 from . import edits, probes, settings
+from .pool_counts import queue_counts, worth_showing
 from .config_tag import check_if_match, etag_of
 from .credentials import AdminCredentials
 from .masking import (mask_tree, masked_account, masked_key, restore_tree,
@@ -69,20 +69,6 @@ def _not_here(name: str, allowed: tuple[str, ...]) -> str:
     return "unknown field" + (f" (did you mean '{close}'?)" if close else "")
 
 
-def _worth_showing(states: list[AccountState], state_of: Callable[[str], str], limit: int
-                   ) -> list[AccountState]:
-    """Up to ``limit`` accounts in config order, those busy, unhealthy or
-    failing before the quiet ones."""
-    def quiet(s: AccountState) -> bool:
-        return not s.inflight and not s.last_error and state_of(s.identifier) == HEALTHY
-
-    loud = [s for s in states if not quiet(s)][:limit]
-    if len(loud) < limit:
-        taken = {id(s) for s in loud}
-        loud += [s for s in states if id(s) not in taken][:limit - len(loud)]
-    return loud
-
-
 class ConfigNotSaved(ProxyError):
     status = 503
     type = "api_error"
@@ -113,6 +99,8 @@ class AdminOps:
         self.captures = captures
         self.plugins = plugins
         self.last_tests: dict[str, dict[str, Any]] = {}
+        self.failed_tests: dict[str, None] = {}  # accounts whose last test failed
+        self._order: tuple[tuple[AccountConfig, ...], dict[str, int]] = ((), {})
         self.providers = ProviderOps(self)
 
     # -- the one way to write ------------------------------------------------------------
@@ -317,6 +305,10 @@ class AdminOps:
 
     def _remember(self, result: dict[str, Any]) -> dict[str, Any]:
         self.last_tests[result["account"]] = {**result, "at": time.time()}
+        if result["success"]:
+            self.failed_tests.pop(result["account"], None)
+        else:
+            self.failed_tests[result["account"]] = None
         return result
 
     async def test_account(self, identifier: str, *, model: str, message: str
@@ -335,22 +327,30 @@ class AdminOps:
         """Live status; the account table holds at most :data:`OVERVIEW_ROWS`
         rows, those needing attention first (busy, unhealthy, failing): with
         thousands of accounts a row each held the loop for half a second.
-        Every account is on the paged accounts page; the counts cover all."""
+        Every account is on the paged accounts page; the counts cover all,
+        read off the accounts that are busy or unhealthy (see :mod:`.pool_counts`)."""
         pool = self.core.pool
-        states = pool.accounts()
-        shown = _worth_showing(states, pool.health.state, OVERVIEW_ROWS)
+        shown = worth_showing(pool, list(self.failed_tests), self._config_order(),
+                              OVERVIEW_ROWS)
         return {
             "monitor": self.core.monitor.snapshot(),
-            "queue": pool.status(),
+            "queue": queue_counts(pool),
             "accounts": [{"identifier": s.identifier, "inflight": s.inflight,
                           "has_token": bool(s.token), "last_error": s.last_error,
                           **pool.health.view(s.identifier)}
                          for s in shown],
-            "accounts_total": len(states),
+            "accounts_total": pool.size,
             "keys": len(self.core.config.key_secrets),
             "captures_enabled": self.captures.enabled,
             "default_key_in_use": self.creds.default_key_in_use,
         }
+
+    def _config_order(self) -> dict[str, int]:
+        """Each account's place in the config, built once per account list."""
+        accounts = self.core.config.accounts
+        if self._order[0] is not accounts:
+            self._order = (accounts, {a.identifier: i for i, a in enumerate(accounts)})
+        return self._order[1]
 
     def plugin_list(self) -> list[dict[str, Any]]:
         return [{"name": p.name, "module": p.module, "version": p.version,

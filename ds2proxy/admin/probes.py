@@ -117,13 +117,19 @@ def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def own_base_url(request: web.Request) -> str:
-    """This server as reached over loopback-or-LAN from itself (not via any proxy)."""
+    """This server as reached over loopback-or-LAN from itself (not via any
+    proxy): the address of the very socket the request arrived on. Never the
+    ``Host`` header: the playground and the self-test send an API key to this
+    URL, and a forged Host would steer that key to another machine. Once the
+    connection is gone there is no socket to read and nobody to answer, so
+    the call is refused instead of guessed."""
     sock = request.transport.get_extra_info("sockname") if request.transport else None
-    if not sock:
-        return f"http://{request.host}"
+    if not isinstance(sock, tuple) or len(sock) < 2:
+        raise ProxyError("the connection closed before this server could call itself",
+                         status=400, code="connection_closed")
     host = sock[0]
     if host in ("0.0.0.0", "::"):
-        host = "127.0.0.1"
+        host = "127.0.0.1" if host == "0.0.0.0" else "::1"
     return f"http://[{host}]:{sock[1]}" if ":" in host else f"http://{host}:{sock[1]}"
 
 

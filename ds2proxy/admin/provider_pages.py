@@ -14,6 +14,7 @@ from .credentials import Claims
 from .dashboard import Dashboard, Form, FormHandler
 from .form_snapshot import edited, snapshot
 from .provider_edits import REASONING
+from ..providers.settings import LIMIT_FIELD_MODES
 
 PROVIDERS_URL = "/admin/ui/providers"
 NUMBERS = ("timeout_seconds", "max_inflight", "embeddings_batch_size")
@@ -46,6 +47,7 @@ def provider_from(form: Form, *, editing: bool) -> dict[str, Any]:
                             "models": models_of(_text(form, "models")),
                             "headers": headers_of(str(form.get("headers") or "")),
                             "reasoning": _text(form, "reasoning") or "field",
+                            "max_tokens_field": _text(form, "max_tokens_field") or "auto",
                             "tools": "tools" in form}
     if _text(form, "api_key") or not editing:
         item["api_key"] = _text(form, "api_key")
@@ -64,6 +66,7 @@ def shown_item(view: dict[str, Any]) -> str:
             "models": ", ".join(view.get("models") or []),
             "headers": "".join(f"{k}: {v}\n" for k, v in (view.get("headers") or {}).items()),
             "reasoning": view.get("reasoning") or "field",
+            "max_tokens_field": view.get("max_tokens_field") or "auto",
             **{n: str(view[n]) for n in NUMBERS if view.get(n)}}
     if view.get("tools") is None or view.get("tools"):
         form["tools"] = "on"
@@ -88,6 +91,7 @@ class ProviderPages:
         cfg = self.ctx.core.config
         return self.dash.render(request, "providers.html", claims=claims, active="providers",
                                 listing=self.providers.listing(), reasoning=REASONING,
+                                limit_fields=LIMIT_FIELD_MODES,
                                 shown_item=shown_item,
                                 embeddings=(cfg.embeddings.provider, cfg.embeddings.model))
 

@@ -56,6 +56,16 @@ class Pacer:
     def ready(self, identifier: str) -> bool:
         return self._clock() >= self.ready_at(identifier)
 
+    def maybe_waiting(self) -> list[str]:
+        """Every account :meth:`ready` may say no to (and a few more): only
+        accounts that ever started a request can be held back."""
+        s = self.settings
+        if not s.enabled:
+            return []
+        now, cap = self._clock(), s.max_per_hour
+        return [i for i, at in self._next.items()
+                if at > now or (cap and len(self._starts.get(i, ())) >= cap)]
+
     async def claim(self, identifier: str) -> bool:
         """Ask the shared gate for this start (True without one); a refusal
         holds the account back here until the gate's wait is over."""

@@ -35,6 +35,7 @@ class HealthTracker:
         self._clock = clock
         self._rng = rng or random.Random()
         self._records: dict[str, AccountHealth] = {}
+        self._troubled: dict[str, None] = {}  # not healthy: status reads count only these
         self._counter = uuid.uuid4().hex[:8]  # this instance's entry in today's counts
         self._listeners: list[Callable[[], None]] = []
         # The configured accounts (None until the pool names them): a turn
@@ -59,6 +60,7 @@ class HealthTracker:
         before = self._records.get(identifier)
         if data is None:
             self._records.pop(identifier, None)
+            self._troubled.pop(identifier, None)
             return
         record = AccountHealth.from_dict(data)
         if before is not None and before.changed > record.changed:
@@ -67,6 +69,7 @@ class HealthTracker:
             return
         record.trial = before.trial if before is not None else False
         self._records[identifier] = record
+        self._index(identifier, record)
         if before is not None and record.merge_counts(before):
             self._save(identifier, record)  # the copy lacked requests counted here
         if before is None or (before.state, before.until) != (record.state, record.until):
@@ -96,6 +99,7 @@ class HealthTracker:
         keep = self._configured = set(identifiers)
         for ident in [i for i in self._records if i not in keep]:
             del self._records[ident]
+            self._troubled.pop(ident, None)
             if self._store is not None:
                 self._store.put(NAMESPACE, ident, None)
 
@@ -276,6 +280,10 @@ class HealthTracker:
         rec = self._records.get(identifier)
         return (rec if rec is not None else AccountHealth()).view(self._clock())
 
+    def troubled(self) -> list[str]:
+        """Accounts whose state is not healthy (every other one is)."""
+        return list(self._troubled)
+
     def counts(self, identifiers: Iterable[str]) -> dict[str, int]:
         out = {HEALTHY: 0, COOLING: 0, LOGIN_FAILING: 0, DISABLED: 0}
         for ident in identifiers:
@@ -294,8 +302,16 @@ class HealthTracker:
         return seconds * (1 + self._rng.uniform(-spread, spread)) if spread else seconds
 
     def _save(self, identifier: str, rec: AccountHealth) -> None:
+        self._index(identifier, rec)
         if self._store is not None:
             self._store.put(NAMESPACE, identifier, rec.to_dict())
+
+    def _index(self, identifier: str, rec: AccountHealth) -> None:
+        """Every state change is saved: keep the unhealthy ones listed."""
+        if rec.state == HEALTHY or self._records.get(identifier) is not rec:
+            self._troubled.pop(identifier, None)
+        else:
+            self._troubled[identifier] = None
 
     def _notify(self) -> None:
         for listener in self._listeners:
