@@ -1,0 +1,96 @@
+"""Gemini requests answered by an OpenAI-compatible provider, with the
+official google-genai client: ``text/x.enum`` is held to one of the values
+as on the pool's path (the chat API has no enum mode)."""
+
+from __future__ import annotations
+
+import pytest
+from google.genai import errors, types
+
+from ds2proxy.testing.clients import gemini_client
+from ds2proxy.testing.provider_replies import ProviderReply
+
+from provider_util import PROVIDER_MODEL, fake_provider, provider_config  # noqa: F401
+
+INSTRUMENTS = ["Percussion", "String", "Woodwind"]
+
+
+@pytest.fixture
+async def routed(proxy_factory, fake_provider):  # noqa: F811
+    proxy = await proxy_factory(provider_config(fake_provider))
+    proxy.provider = fake_provider
+    return proxy
+
+
+def enum_config(**extra) -> types.GenerateContentConfig:
+    return types.GenerateContentConfig(
+        response_mime_type="text/x.enum",
+        response_schema={"type": "STRING", "enum": INSTRUMENTS}, **extra)
+
+
+async def ask(proxy, config: types.GenerateContentConfig, stream: bool
+              ) -> tuple[str, types.GenerateContentResponseUsageMetadata | None]:
+    """(the answer's text, the last usage metadata) of one call."""
+    models = gemini_client(proxy).aio.models
+    request = dict(model=PROVIDER_MODEL, contents="What kind of instrument is a drum?",
+                   config=config)
+    if not stream:
+        response = await models.generate_content(**request)
+        return response.text or "", response.usage_metadata
+    chunks = [c async for c in await models.generate_content_stream(**request)]
+    return "".join(c.text or "" for c in chunks), chunks[-1].usage_metadata
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_an_enum_answer_from_a_provider_is_one_of_the_values(routed, stream):
+    """The provider's answer went out as written ("I think it is
+    percussion.") and it was never told the values: they are now asked for
+    in the system message and the answer read back to the one it names."""
+    routed.provider.enqueue(ProviderReply(text="I think it is percussion.", usage=(30, 6)))
+    config = enum_config(system_instruction="You know music.")
+    text, usage = await ask(routed, config, stream)
+    assert text == "Percussion"
+    assert (usage.prompt_token_count, usage.candidates_token_count) == (30, 6)
+    (sent,) = routed.provider.chat_requests()
+    system = sent["messages"][0]
+    assert system["role"] == "system" and system["content"].startswith("You know music.")
+    assert '["Percussion","String","Woodwind"]' in system["content"]
+    assert [m["role"] for m in sent["messages"]] == ["system", "user"]
+    assert "response_format" not in sent
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_provider_answer_naming_two_values_is_asked_again_once(routed, stream):
+    routed.provider.enqueue(ProviderReply(text="String or Woodwind", usage=(30, 4)),
+                            ProviderReply(text="Percussion", usage=(40, 2)))
+    text, usage = await ask(routed, enum_config(), stream)
+    assert text == "Percussion"
+    # Both answers were asked for and spent: the usage counts them both.
+    assert (usage.prompt_token_count, usage.candidates_token_count) == (70, 6)
+    first, second = routed.provider.chat_requests()
+    assert second["messages"][:-2] == first["messages"]
+    assert second["messages"][-2] == {"role": "assistant", "content": "String or Woodwind"}
+    repair = second["messages"][-1]
+    assert repair["role"] == "user" and "more than one" in repair["content"]
+    assert routed.core.providers.inflight("prov") == 0
+
+
+async def test_a_provider_answer_that_stays_unusable_is_a_clear_error(routed):
+    routed.provider.enqueue(ProviderReply(text="A drum is a drum."),
+                            ProviderReply(text="Still a drum."))
+    with pytest.raises(errors.APIError) as info:
+        await ask(routed, enum_config(), stream=False)
+    assert info.value.code == 422 and "allowed values" in info.value.message
+    assert len(routed.provider.chat_requests()) == 2
+    assert routed.core.providers.inflight("prov") == 0
+
+
+async def test_an_enum_answer_cut_by_its_limit_goes_out_as_written(routed):
+    """A truncated structured answer is not repaired, as the official APIs
+    return one (and as the pool's path does)."""
+    routed.provider.enqueue(ProviderReply(text="It is a perc", finish_reason="length"))
+    response = await gemini_client(routed).aio.models.generate_content(
+        model=PROVIDER_MODEL, contents="drum?", config=enum_config(max_output_tokens=3))
+    assert response.text == "It is a perc"
+    assert response.candidates[0].finish_reason == types.FinishReason.MAX_TOKENS
+    assert len(routed.provider.chat_requests()) == 1
