@@ -116,8 +116,13 @@ def response_format(chat: ChatRequest) -> dict[str, Any] | None:
 
 def _asked(chat: ChatRequest) -> str:
     """What the prompt must ask for that no field can: an enum answer (the
-    chat API's json_schema wants an object at its root)."""
+    chat API's json_schema wants an object at its root), and JSON mode when
+    no message says "JSON" (OpenAI refuses json_object then, others may
+    stream blanks to the limit; Gemini and Ollama clients are not told so)."""
     form = chat.response_format
+    if form.type == "json_object" and not any(
+            "json" in m.text.lower() for m in chat.messages):
+        return format_instructions(form)
     return format_instructions(form) if form.type == "enum" else ""
 
 

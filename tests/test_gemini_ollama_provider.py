@@ -1,9 +1,13 @@
-"""Gemini requests answered by an OpenAI-compatible provider, with the
-official google-genai client: ``text/x.enum`` is held to one of the values
-as on the pool's path (the chat API has no enum mode)."""
+"""Gemini and Ollama requests answered by an OpenAI-compatible provider,
+with the official clients: ``text/x.enum`` is held to one of the values as
+on the pool's path (the chat API has no enum mode), and JSON mode says
+"JSON" in the prompt, which OpenAI's json_object demands."""
 
 from __future__ import annotations
 
+import json
+
+import ollama
 import pytest
 from google.genai import errors, types
 
@@ -94,3 +98,28 @@ async def test_an_enum_answer_cut_by_its_limit_goes_out_as_written(routed):
     assert response.text == "It is a perc"
     assert response.candidates[0].finish_reason == types.FinishReason.MAX_TOKENS
     assert len(routed.provider.chat_requests()) == 1
+
+
+async def test_json_mode_without_the_word_json_is_asked_for_in_the_prompt(routed):
+    """Gemini's application/json and Ollama's format "json" went to the
+    provider as json_object with nothing saying JSON: OpenAI refuses that
+    ("'messages' must contain the word 'json'") and other servers may
+    stream blanks to the limit. A system message now asks for it; a
+    conversation that says JSON itself is sent as it is."""
+    routed.provider.enqueue(*(ProviderReply(text='{"colours": ["red"]}') for _ in range(3)))
+    gemini = await gemini_client(routed).aio.models.generate_content(
+        model=PROVIDER_MODEL, contents="Name a colour.",
+        config=types.GenerateContentConfig(response_mime_type="application/json"))
+    local = ollama.AsyncClient(host=routed.url, headers=routed.headers())
+    chat = await local.chat(model=PROVIDER_MODEL, format="json",
+                            messages=[{"role": "user", "content": "Name a colour."}])
+    said = await local.chat(model=PROVIDER_MODEL, format="json",
+                            messages=[{"role": "user", "content": "A colour, as JSON."}])
+    assert json.loads(gemini.text) == json.loads(chat.message.content) == {"colours": ["red"]}
+    assert said.message.content == '{"colours": ["red"]}'
+    first, second, third = routed.provider.chat_requests()
+    for sent in (first, second):
+        assert sent["response_format"] == {"type": "json_object"}
+        assert sent["messages"][0]["role"] == "system"
+        assert "JSON" in sent["messages"][0]["content"]
+    assert third["messages"] == [{"role": "user", "content": "A colour, as JSON."}]
