@@ -206,7 +206,7 @@ async def test_get_on_an_action_url_is_method_not_allowed(proxy):
 
 
 async def test_unknown_method_is_not_found(proxy):
-    answer = await post(proxy, f"/v1beta/models/{MODEL}:embedContent", HELLO)
+    answer = await post(proxy, f"/v1beta/models/{MODEL}:predictLongRunning", HELLO)
     assert answer.status == 404
     google_error(answer.body, 404, "NOT_FOUND")
 
