@@ -241,6 +241,17 @@ async def test_each_credential_form_is_accepted_and_checked(proxy_factory, how):
     assert answer.json()["candidates"][0]["content"]["parts"][-1] == {"text": "in"}
 
 
+@pytest.mark.parametrize("key", ["pass%0Athrough-token", "pass%0Dthrough", "tab%09token"])
+async def test_a_query_key_with_a_control_character_is_401_not_500(proxy, key):
+    """``?key=`` is the one credential that can carry a line break (a header
+    cannot): as a pass-through DeepSeek token it reached the HTTP client,
+    which refused it as header injection, and the caller got a 500."""
+    answer = await post(proxy, f"{GENERATE_PATH}?key={key}", HELLO, {"x-goog-api-key": ""})
+    error = google_error(answer.body, 401, "UNAUTHENTICATED")
+    assert answer.status == 401 and "control character" in error["message"]
+    assert "through" not in error["message"] and proxy.fake.calls == []
+
+
 def assert_retry_info(answer: Reply) -> None:
     assert answer.status == 429 and int(answer.headers["Retry-After"]) >= 1
     error = google_error(answer.body, 429, "RESOURCE_EXHAUSTED")
