@@ -13,6 +13,10 @@ and local ``$ref`` into ``$defs`` / ``definitions``, which is how Pydantic
 and zod describe every nested model), with OpenAPI-style upper-case type
 names (Gemini's ``"OBJECT"``, ``"STRING"`` …) accepted. ``pattern`` is not
 checked: a client's regular expression run on the event loop could stall it.
+For the same reason the walk has a budget of :data:`MAX_STEPS` subschema
+visits: branches that each name the same ``$ref`` twice (``anyOf``,
+``allOf``) double the work at every level, so a 2 KB schema took minutes;
+what lies beyond the budget is left unchecked.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import orjson
 from . import enum_output
 from .canonical import ResponseFormat
 
+MAX_STEPS = 20_000  # subschema visits per check; past it, the rest passes
 _FENCE = re.compile(r"```[\w-]*\s*\n?(.*?)```", re.DOTALL)
 # Validates a value against a subschema at a path (the walk's own recursion).
 Sub = Callable[[Any, Any, str], list[str]]
@@ -163,15 +168,18 @@ def validate(value: Any, schema: Any, path: str = "$", root: Any = None) -> list
     the client's and unchecked: a keyword of the wrong type is ignored, as
     it cannot say anything about the answer. ``root`` is the whole schema
     that ``$ref`` pointers resolve in (``schema`` itself at the top)."""
-    return _validate(value, schema, path, schema if root is None else root, ())
+    return _validate(value, schema, path, schema if root is None else root, (),
+                     [MAX_STEPS])
 
 
-def _validate(value: Any, schema: Any, path: str, root: Any, refs: tuple[str, ...]
-              ) -> list[str]:
+def _validate(value: Any, schema: Any, path: str, root: Any, refs: tuple[str, ...],
+              budget: list[int]) -> list[str]:
     """``refs``: the pointers followed at this same ``path``; one seen again
-    (``{"$ref": "#"}`` at the root) says nothing more and ends the walk."""
-    if not isinstance(schema, dict) or not schema:
+    (``{"$ref": "#"}`` at the root) says nothing more and ends the walk.
+    ``budget``: the visits left, shared by the whole walk."""
+    if not isinstance(schema, dict) or not schema or budget[0] <= 0:
         return []
+    budget[0] -= 1
     if value is None and schema.get("nullable") is True:
         return []
     problems = _check_type(value, schema, path)
@@ -179,11 +187,11 @@ def _validate(value: Any, schema: Any, path: str, root: Any, refs: tuple[str, ..
         return problems
     ref = schema.get("$ref")
     if isinstance(ref, str) and ref not in refs:
-        problems += _validate(value, resolve_ref(root, ref), path, root, (*refs, ref))
+        problems += _validate(value, resolve_ref(root, ref), path, root, (*refs, ref), budget)
 
     def sub(item: Any, item_schema: Any, item_path: str) -> list[str]:
         return _validate(item, item_schema, item_path, root,
-                         refs if item_path == path else ())
+                         refs if item_path == path else (), budget)
 
     for check_fn in (_check_enum, _check_combinators, _check_object, _check_array, _check_bounds):
         problems += check_fn(value, schema, path, sub)

@@ -161,6 +161,18 @@ async def test_structured_output_with_a_schema_and_json(proxy):
     assert json.loads(resp.response) == {"ok": True}
 
 
+async def test_a_format_schema_that_doubles_at_every_level_does_not_stall_the_server(proxy):
+    """Each of 40 levels names the next twice: checking the answer walked
+    2**40 branches on the event loop, and the server answered nobody again."""
+    defs = {f"d{i}": {"anyOf": [{"$ref": f"#/$defs/d{i + 1}"}] * 2} for i in range(40)}
+    defs["d40"] = {"type": "object", "properties": {"n": {"type": "integer"}}}
+    proxy.fake.enqueue(Scripted(answer='{"n": "seven"}'))
+    resp = await ollama_client(proxy).chat(model="deepseek-chat", messages=user("n?"),
+                                           format={"$defs": defs, "$ref": "#/$defs/d0"})
+    assert json.loads(resp.message.content) == {"n": "seven"}
+    assert (await ollama_client(proxy).ps()).models == []
+
+
 async def test_num_predict_and_stop_options(proxy):
     proxy.fake.enqueue(Scripted(answer=["Alpha be", "ta ST", "OP gamma"]),
                        Scripted(answer="word " * 200, chunk_size=5))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pydantic
 import pytest
 
+from ds2proxy import structured
 from ds2proxy.canonical import ResponseFormat
 from ds2proxy.structured import (
     JSONOutputError,
@@ -122,6 +123,31 @@ def test_a_recursive_schema_checks_every_level():
     assert validate({"v": 1, "kids": [{"v": 2, "kids": [{"v": 3}]}]}, tree) == []
     assert validate({"v": 1, "kids": [{"v": 2, "kids": [{"v": "3"}]}]}, tree) == [
         "$.kids[0].kids[0].v should be integer"]
+
+
+def doubling_schema(levels: int, keyword: str = "anyOf") -> dict:
+    """Each level names the next twice: 2**levels visits for a naive walk."""
+    defs = {f"d{i}": {keyword: [{"$ref": f"#/$defs/d{i + 1}"}] * 2} for i in range(levels)}
+    defs[f"d{levels}"] = {"type": "integer"}
+    return {"$defs": defs, "$ref": "#/$defs/d0"}
+
+
+@pytest.mark.parametrize("keyword", ["anyOf", "allOf", "oneOf"])
+def test_a_schema_that_doubles_at_every_level_stays_within_the_budget(monkeypatch, keyword):
+    """A 2 KB client schema (Gemini responseJsonSchema, Ollama format) whose
+    branches each name the next level twice took 2**40 visits, on the event
+    loop, blocking every other request for good. The walk now stops after
+    MAX_STEPS visits and leaves the rest unchecked."""
+    visits = []
+    real = structured._check_type
+    monkeypatch.setattr(structured, "_check_type",
+                        lambda *args: visits.append(1) or real(*args))
+    validate("not an integer", doubling_schema(40, keyword))
+    assert len(visits) <= structured.MAX_STEPS
+    visits.clear()
+    # A small one is still checked whole.
+    assert validate("x", doubling_schema(3, keyword)) != []
+    assert validate(7, doubling_schema(3, keyword)) == []
 
 
 class Bounded(pydantic.BaseModel):
