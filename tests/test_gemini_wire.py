@@ -3,7 +3,9 @@ shapes and statuses, and Gemini CLI's real requests sent as they were."""
 
 from __future__ import annotations
 
+import base64
 import json
+import threading
 
 import aiohttp
 import orjson
@@ -250,6 +252,21 @@ async def test_a_query_key_with_a_control_character_is_401_not_500(proxy, key):
     error = google_error(answer.body, 401, "UNAUTHENTICATED")
     assert answer.status == 401 and "control character" in error["message"]
     assert "through" not in error["message"] and proxy.fake.calls == []
+
+
+async def test_count_tokens_parses_a_big_body_off_the_loop(proxy, monkeypatch):
+    """countTokens parsed on the event loop while generateContent did not: a
+    12 MB inline image held every other request for ~120 ms."""
+    from ds2proxy_plugins.gemini import routes
+    seen, original = [], routes.parse_generate_request
+    monkeypatch.setattr(routes, "parse_generate_request", lambda *args, **kwargs: seen.append(
+        threading.get_ident()) or original(*args, **kwargs))
+    image = base64.b64encode(b"\x89PNG\r\n\x1a\n" + bytes(200_000)).decode()
+    body = {"contents": [{"parts": [{"inlineData": {"mimeType": "image/png", "data": image}},
+                                    {"text": "what"}]}]}
+    answer = await post(proxy, f"/v1beta/models/{MODEL}:countTokens", body)
+    assert answer.status == 200 and answer.json()["totalTokens"] > 0
+    assert seen and threading.get_ident() not in seen
 
 
 def assert_retry_info(answer: Reply) -> None:

@@ -87,6 +87,7 @@ class GenerateRoutes:
         body = await self.api.read_json(request)
         model = served_model(self.api, model_name)
         inner = pick_dict(body, "generateContentRequest") or body
-        chat = parse_generate_request(inner, model, stream=False).chat
+        parse = partial(parse_generate_request, stream=False)
+        chat = (await parse_request(request, parse, inner, model)).chat
         self.api.admit_model(caller, chat.model.requested, chat.model.native)
         return json_response({"totalTokens": await self.api.prompt_tokens(chat)})
