@@ -118,22 +118,36 @@ def extract_json(text: str) -> Any:
             return orjson.loads(candidate)
         except orjson.JSONDecodeError:
             continue
+    # Characters the bracket scans may read in all: each scan runs from its
+    # bracket to the one closing it, so a reply of unclosed brackets ("{{{…")
+    # cost the square of its length (6 s for 10,000) on the event loop.
+    budget = [2 * len(text) + 100_000]
     for start, char in enumerate(text):
         if char in "{[":
-            end = _balanced_end(text, start)
+            end = _balanced_end(text, start, budget)
             if end is not None:
                 try:
                     return orjson.loads(text[start:end])
                 except orjson.JSONDecodeError:
                     continue
+            if budget[0] <= 0:
+                break
     raise JSONOutputError("the reply contains no parseable JSON value")
 
 
-def _balanced_end(text: str, start: int) -> int | None:
-    """Index after the bracket that closes ``text[start]`` (strings respected)."""
+def _balanced_end(text: str, start: int, budget: list[int]) -> int | None:
+    """Index after the bracket that closes ``text[start]`` (strings
+    respected), read within ``budget`` characters (what it read is spent)."""
+    stop = min(len(text), start + max(budget[0], 0))
+    end = _closing(text, start, stop)
+    budget[0] -= (stop if end is None else end) - start
+    return end
+
+
+def _closing(text: str, start: int, stop: int) -> int | None:
     depth = 0
     in_string = escaped = False
-    for i in range(start, len(text)):
+    for i in range(start, stop):
         c = text[i]
         if in_string:
             if escaped:

@@ -42,6 +42,27 @@ def test_extract_json_respects_brackets_inside_strings():
         "s": "a } b { c", "n": [1, {"x": "]"}]}
 
 
+class CountedText(str):
+    """A reply that counts the characters read from it one by one."""
+
+    reads = 0
+
+    def __getitem__(self, key):
+        if isinstance(key, int):
+            CountedText.reads += 1
+        return str.__getitem__(self, key)
+
+
+@pytest.mark.parametrize("reply", ["{" * 10_000, '{"a":' * 4_000, "[1, " * 5_000])
+def test_unclosed_brackets_are_read_a_bounded_number_of_times(reply):
+    """Each bracket was read on to its closing one: a reply of 10,000 "{"
+    cost 50 million reads, 6 s on the event loop. The reads now stay linear."""
+    CountedText.reads = 0
+    with pytest.raises(JSONOutputError):
+        extract_json(CountedText(reply))
+    assert CountedText.reads <= 2 * len(reply) + 100_000
+
+
 def test_extract_json_refuses_prose():
     with pytest.raises(JSONOutputError):
         extract_json("I cannot produce JSON today {not json")
