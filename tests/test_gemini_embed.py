@@ -49,11 +49,12 @@ async def test_embed_content_and_a_batch_of_mixed_sizes_by_hand(proxy):
         {"model": f"models/{MODEL}", "content": {"parts": [{"text": "alpha"}]},
          "output_dimensionality": 4},
         {"content": {"parts": [{"text": "beta"}]}, "outputDimensionality": 6},
-        {"content": {"parts": [{"text": "alpha"}]}, "outputDimensionality": 4}]},
+        {"content": {"parts": [{"text": "alpha"}]}, "outputDimensionality": "4"},
+        {"content": {"parts": [{"text": "beta"}]}, "outputDimensionality": 0}]},
         proxy.headers())
     sizes = [len(e["values"]) for e in batch.json()["embeddings"]]
-    assert batch.status == 200 and sizes == [4, 6, 4]
-    first, _, third = batch.json()["embeddings"]
+    assert batch.status == 200 and sizes == [4, 6, 4, 1536]
+    first, _, third, _ = batch.json()["embeddings"]
     assert first == third == one.json()["embedding"]
 
 
@@ -63,7 +64,9 @@ async def test_embed_content_and_a_batch_of_mixed_sizes_by_hand(proxy):
     ("embedContent", {"content": {"parts": [{"text": 5}]}}, "must be a string"),
     ("embedContent", {"content": {"parts": [{"text": "x"}]}, "taskType": "SUMMARY"},
      "taskType"),
-    ("embedContent", {"content": {"parts": [{"text": "x"}]}, "outputDimensionality": 0},
+    ("embedContent", {"content": {"parts": [{"text": "x"}]}, "outputDimensionality": -1},
+     "outputDimensionality"),
+    ("embedContent", {"content": {"parts": [{"text": "x"}]}, "outputDimensionality": "8x"},
      "outputDimensionality"),
     ("batchEmbedContents", {"requests": []}, "requests"),
     ("batchEmbedContents", {"requests": [{"content": {"parts": [{"text": "x"}]}}] * 101},

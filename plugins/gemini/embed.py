@@ -18,7 +18,7 @@ from aiohttp import web
 
 from ds2proxy.dialects import json_response
 from ds2proxy.dialects.large_json import drained, large_json_response
-from ds2proxy.dialects.validate import Bounds, choice, integer, mapping, string
+from ds2proxy.dialects.validate import Bounds, choice, integer, mapping, protobuf_number, string
 from ds2proxy.plugin_api import Caller, InvalidRequest, NotImplementedFeature, PluginAPI
 
 from .fields import pick
@@ -52,7 +52,9 @@ def parse_item(body: Any, model: str, where: str) -> EmbedItem:
                              param=f"{where}model")
     choice(pick(request, "taskType"), f"{where}taskType", TASK_TYPES)
     string(pick(request, "title"), f"{where}title")
-    dimensions = integer(pick(request, "outputDimensionality"), f"{where}outputDimensionality",
+    # Protocol Buffers' JSON: 8, 8.0 and "8" alike; 0 is unset (the engine's size).
+    size = protobuf_number(pick(request, "outputDimensionality"))
+    dimensions = integer(size or None, f"{where}outputDimensionality",
                          Bounds(1, MAX_DIMENSIONS), integral_float=True)
     return EmbedItem(_text(request.get("content"), f"{where}content"), dimensions)
 
