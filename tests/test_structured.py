@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pydantic
 import pytest
 
@@ -241,6 +243,24 @@ def test_a_malformed_client_schema_never_breaks_the_check(schema):
 def test_an_enum_reply_is_read_back_to_the_value_it_names(reply, value):
     from ds2proxy.enum_output import pick_value
     assert pick_value(reply, ["Brass", "String", "A", "AB"]) == value
+
+
+def test_a_thousand_long_enum_values_are_looked_for_without_a_pattern_each(monkeypatch):
+    """A regular expression was compiled for every value, twice: a thousand
+    values of 1,000 characters (a 1 MB request) held the event loop 5 s
+    reading one reply. The values are now found by substring search."""
+    from ds2proxy import enum_output
+    compiled = []
+    real = re.compile
+    monkeypatch.setattr(enum_output.re, "compile",
+                        lambda *args: compiled.append(args) or real(*args))
+    values = [f"{n:04d}" + "x" * 1000 for n in range(1000)]
+    assert enum_output.pick_value(f"I pick {values[7].upper()}, surely.", values) == values[7]
+    with pytest.raises(enum_output.EnumOutputError):
+        enum_output.pick_value("a" * 1999, ["a" * n for n in range(1, 1001)])
+    assert compiled == []
+    assert enum_output.pick_value("x-A-y", ["A", "AB"]) == "A"
+    assert enum_output.pick_value("_A_ or AB", ["A", "AB"]) == "AB"
 
 
 @pytest.mark.parametrize("reply", ["Neither", "Brass or String", "", "x" * 3000 + " Brass"])
