@@ -7,9 +7,6 @@ wrap a word in (quotes, a code fence, a final full stop, a different case,
 or a short sentence around it). A reply naming no value, or more than one,
 is a :class:`~.structured.JSONOutputError`, which the pipeline repairs once
 in the same session like a bad JSON answer.
-
-A provider's answer (an OpenAI-compatible API has no enum mode) is held and
-read back the same way by :class:`EnumHold`.
 """
 
 from __future__ import annotations
@@ -18,8 +15,6 @@ import re
 from collections.abc import Sequence
 
 import orjson
-
-from .canonical import Finish, TextDelta, ToolCallStart, TurnEvent
 
 # Longest reply searched for a value inside prose; beyond, only a bare value counts.
 MAX_PROSE = 2000
@@ -113,35 +108,3 @@ def _word_at(text: str, index: int) -> bool:
     """Is there a word character (as ``\\w`` reads one) at ``index``?"""
     return 0 <= index < len(text) and (text[index].isalnum() or text[index] == "_")
 
-
-class EnumHold:
-    """A streamed answer's text held until its end, then read back to the
-    one value it names (reasoning and the rest pass at once). An answer
-    that called a tool, or that its limit or the content filter cut, goes
-    out as written: it cannot be repaired, as on the pool's path."""
-
-    def __init__(self, values: Sequence[str]) -> None:
-        self.values = list(values)
-        self.written: list[str] = []
-        self._called = False
-
-    def feed(self, events: list[TurnEvent]) -> list[TurnEvent]:
-        """``events`` without their answer text, which is kept."""
-        out: list[TurnEvent] = []
-        for event in events:
-            if type(event) is TextDelta:
-                self.written.append(event.text)
-                continue
-            self._called = self._called or type(event) is ToolCallStart
-            out.append(event)
-        return out
-
-    def settle(self, tail: list[TurnEvent]) -> list[TurnEvent]:
-        """``tail`` (held text, usage, finish) with the value as the answer
-        text before it; EnumOutputError when the answer names none."""
-        rest = self.feed(tail)
-        written = "".join(self.written)
-        finish = next((e.reason for e in rest if type(e) is Finish), "stop")
-        text = written if self._called or finish != "stop" else pick_value(written, self.values)
-        self.written.clear()
-        return ([TextDelta(text)] if text else []) + rest

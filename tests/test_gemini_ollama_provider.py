@@ -1,7 +1,9 @@
 """Gemini and Ollama requests answered by an OpenAI-compatible provider,
-with the official clients: ``text/x.enum`` is held to one of the values as
-on the pool's path (the chat API has no enum mode), and JSON mode says
-"JSON" in the prompt, which OpenAI's json_object demands."""
+with the official clients: structured answers are held and settled as on
+the pool's path: ``text/x.enum`` to one of the values (the chat API has no
+enum mode), JSON mode to the checked JSON (a provider may ignore
+``response_format`` or fence its answer), asked again once; and JSON mode
+says "JSON" in the prompt, which OpenAI's json_object demands."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import pytest
 from google.genai import errors, types
 
 from ds2proxy.testing.clients import gemini_client
+from ds2proxy_plugins.gemini.schema import json_schema
 from ds2proxy.testing.provider_replies import ProviderReply
 
 from provider_util import PROVIDER_MODEL, fake_provider, provider_config  # noqa: F401
@@ -116,10 +119,50 @@ async def test_json_mode_without_the_word_json_is_asked_for_in_the_prompt(routed
     said = await local.chat(model=PROVIDER_MODEL, format="json",
                             messages=[{"role": "user", "content": "A colour, as JSON."}])
     assert json.loads(gemini.text) == json.loads(chat.message.content) == {"colours": ["red"]}
-    assert said.message.content == '{"colours": ["red"]}'
+    assert said.message.content == '{"colours":["red"]}'  # settled: compact
     first, second, third = routed.provider.chat_requests()
     for sent in (first, second):
         assert sent["response_format"] == {"type": "json_object"}
         assert sent["messages"][0]["role"] == "system"
         assert "JSON" in sent["messages"][0]["content"]
     assert third["messages"] == [{"role": "user", "content": "A colour, as JSON."}]
+
+
+ROUTER = {"type": "OBJECT", "properties": {"model_choice": {"type": "STRING",
+                                                            "enum": ["flash", "pro"]}},
+          "required": ["model_choice"]}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_fenced_or_prosy_json_answer_from_a_provider_is_settled(routed, stream):
+    """A provider that ignores response_format (many local servers do)
+    answered in a fence with prose around it, and the text went out as
+    written: Gemini CLI's router cannot parse it and retries for ~35 s. It
+    is now extracted, checked against the schema and sent compactly."""
+    routed.provider.enqueue(ProviderReply(
+        text='Sure!\n```json\n{"model_choice": "pro"}\n```\nHope that helps.'))
+    config = types.GenerateContentConfig(response_mime_type="application/json",
+                                         response_json_schema=ROUTER)
+    text, _ = await ask(routed, config, stream)
+    assert text == '{"model_choice":"pro"}'
+    (sent,) = routed.provider.chat_requests()
+    assert sent["response_format"]["type"] == "json_schema"
+
+
+async def test_a_provider_json_answer_that_fails_the_schema_is_asked_again(routed):
+    routed.provider.enqueue(ProviderReply(text='{"model_choice": "ultra"}'),
+                            ProviderReply(text='{"model_choice": "flash"}'))
+    local = ollama.AsyncClient(host=routed.url, headers=routed.headers())
+    answer = await local.chat(model=PROVIDER_MODEL, format=json_schema(ROUTER), messages=[
+        {"role": "user", "content": "Which model, as JSON?"}])
+    assert answer.message.content == '{"model_choice":"flash"}'
+    first, second = routed.provider.chat_requests()
+    assert second["messages"][-2] == {"role": "assistant",
+                                      "content": '{"model_choice": "ultra"}'}
+    assert "model_choice" in second["messages"][-1]["content"]
+    routed.provider.enqueue(ProviderReply(text="no JSON here"), ProviderReply(text="nor here"))
+    with pytest.raises(ollama.ResponseError) as info:
+        await local.chat(model=PROVIDER_MODEL, format="json", messages=[
+            {"role": "user", "content": "JSON please"}])
+    assert info.value.status_code == 422 and "requested JSON" in info.value.error
+    assert routed.core.providers.inflight("prov") == 0

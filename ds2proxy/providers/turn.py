@@ -20,9 +20,9 @@ from .. import request_record
 from ..canonical import ChatRequest, Finish, TurnEvent, TurnResult, Usage
 from ..collect import TurnCollector
 from ..config import Config
-from ..enum_output import EnumHold, EnumOutputError
 from ..errors import InvalidRequest, OutputInvalid, UpstreamError
-from ..structured import enum_values, repair_prompt
+from ..held_answer import HeldAnswer
+from ..structured import JSONOutputError, repair_prompt
 from ..tokens import count_tokens, count_tokens_async
 from .answers import StreamEnd, sse_reads
 from .client import ProviderClient
@@ -82,10 +82,10 @@ class ProviderTurn:
 
     async def batches(self) -> AsyncIterator[list[TurnEvent]]:
         """Canonical events, a batch per socket read of the provider's stream.
-        An enum answer is held and read back to its value, asked again once
-        (the bad answer and a repair message added) when it names none."""
-        hold = (EnumHold(enum_values(self.chat.response_format))
-                if self.chat.response_format.type == "enum" and not self._emulate else None)
+        A JSON-mode or enum answer is held and settled as the pool's is, asked
+        again once (the bad answer and a repair message added) when unusable."""
+        fmt = self.chat.response_format
+        hold = HeldAnswer(fmt) if fmt.type != "text" and not self._emulate else None
         repaired, spent = False, None  # spent: the usage of the answer asked again
         try:
             while True:
@@ -99,10 +99,10 @@ class ProviderTurn:
                     return
                 try:
                     tail = hold.settle(tail)
-                except EnumOutputError as exc:
+                except JSONOutputError as exc:
                     if repaired:
-                        raise OutputInvalid("the model did not return one of the allowed "
-                                            f"values: {exc}") from None
+                        raise OutputInvalid("the model did not return the requested "
+                                            f"JSON: {exc}") from None  # as the pool says
                     repaired, spent = True, _usage_of(tail)
                     await self._ask_again(hold, str(exc))
                     continue
@@ -111,7 +111,7 @@ class ProviderTurn:
         finally:
             await self.aclose()
 
-    async def _attempt(self, hold: EnumHold | None) -> AsyncIterator[list[TurnEvent]]:
+    async def _attempt(self, hold: HeldAnswer | None) -> AsyncIterator[list[TurnEvent]]:
         """One answer of the open response; the last batch ends with Finish."""
         assert self._response is not None
         mode = self.client.settings.reasoning
@@ -150,7 +150,7 @@ class ProviderTurn:
         self._unreported = None
         yield tail
 
-    async def _ask_again(self, hold: EnumHold, problem: str) -> None:
+    async def _ask_again(self, hold: HeldAnswer, problem: str) -> None:
         """The same conversation with the unusable answer and a repair message."""
         assert self._response is not None
         self._response.release()
