@@ -150,6 +150,21 @@ def big_image(megabytes: float) -> bytes:
         {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{data}"}}]}])
 
 
+def image_b64(megabytes: float) -> str:
+    return base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\0" * int(megabytes * 1e6)).decode()
+
+
+def ollama_image(megabytes: float) -> bytes:
+    return json.dumps({"model": "deepseek-chat", "stream": False, "messages": [
+        {"role": "user", "content": "what is this", "images": [image_b64(megabytes)]}]}).encode()
+
+
+def gemini_image(megabytes: float) -> bytes:
+    return json.dumps({"contents": [{"parts": [
+        {"inlineData": {"mimeType": "image/png", "data": image_b64(megabytes)}},
+        {"text": "what is this"}]}]}).encode()
+
+
 def many_embeddings(encoding: str) -> bytes:
     return json.dumps({"model": "text-embedding-3-small", "dimensions": 8192,
                        "encoding_format": encoding,
@@ -220,6 +235,10 @@ class Bench:
                 "POST", "/v1/chat/completions", huge_tools(300), api)),
             ("chat 8 MB base64 image", self.send(
                 "POST", "/v1/chat/completions", big_image(8), api)),
+            ("ollama chat 8 MB base64 image", self.send(
+                "POST", "/api/chat", ollama_image(8), api)),
+            ("gemini countTokens 8 MB image", self.send(
+                "POST", "/v1beta/models/gemini-2.5-flash:countTokens", gemini_image(8), api)),
             ("embeddings 2048 x 8192 float", self.send(
                 "POST", "/v1/embeddings", many_embeddings("float"), api)),
             ("embeddings 2048 x 8192 base64", self.send(

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from .config import Config
+from .config import Config, header_safe
 from .cors import cross_site_reason
 from .errors import AuthenticationFailed
 from .keyring import KeyConfig, identity_of
@@ -80,6 +80,10 @@ def authenticate(request: web.Request, config: Config, *, implied: str | None = 
     if key is None and not config.auth.allow_passthrough:
         raise AuthenticationFailed("invalid API key: it is not one of this server's "
                                    "configured keys")
+    if key is None and not header_safe(credential):
+        # Only ?key= can carry a line break (a header cannot): as a DeepSeek
+        # token it would be refused by the HTTP client as header injection.
+        raise AuthenticationFailed("invalid API key: it holds a blank or control character")
     if key is not None:
         check_key(key)
         if limiter is not None:

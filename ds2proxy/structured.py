@@ -13,6 +13,10 @@ and local ``$ref`` into ``$defs`` / ``definitions``, which is how Pydantic
 and zod describe every nested model), with OpenAPI-style upper-case type
 names (Gemini's ``"OBJECT"``, ``"STRING"`` …) accepted. ``pattern`` is not
 checked: a client's regular expression run on the event loop could stall it.
+For the same reason the walk has a budget of :data:`MAX_STEPS` subschema
+visits: branches that each name the same ``$ref`` twice (``anyOf``,
+``allOf``) double the work at every level, so a 2 KB schema took minutes;
+what lies beyond the budget is left unchecked.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import orjson
 from . import enum_output
 from .canonical import ResponseFormat
 
+MAX_STEPS = 20_000  # subschema visits per check; past it, the rest passes
 _FENCE = re.compile(r"```[\w-]*\s*\n?(.*?)```", re.DOTALL)
 # Validates a value against a subschema at a path (the walk's own recursion).
 Sub = Callable[[Any, Any, str], list[str]]
@@ -113,22 +118,36 @@ def extract_json(text: str) -> Any:
             return orjson.loads(candidate)
         except orjson.JSONDecodeError:
             continue
+    # Characters the bracket scans may read in all: each scan runs from its
+    # bracket to the one closing it, so a reply of unclosed brackets ("{{{…")
+    # cost the square of its length (6 s for 10,000) on the event loop.
+    budget = [2 * len(text) + 100_000]
     for start, char in enumerate(text):
         if char in "{[":
-            end = _balanced_end(text, start)
+            end = _balanced_end(text, start, budget)
             if end is not None:
                 try:
                     return orjson.loads(text[start:end])
                 except orjson.JSONDecodeError:
                     continue
+            if budget[0] <= 0:
+                break
     raise JSONOutputError("the reply contains no parseable JSON value")
 
 
-def _balanced_end(text: str, start: int) -> int | None:
-    """Index after the bracket that closes ``text[start]`` (strings respected)."""
+def _balanced_end(text: str, start: int, budget: list[int]) -> int | None:
+    """Index after the bracket that closes ``text[start]`` (strings
+    respected), read within ``budget`` characters (what it read is spent)."""
+    stop = min(len(text), start + max(budget[0], 0))
+    end = _closing(text, start, stop)
+    budget[0] -= (stop if end is None else end) - start
+    return end
+
+
+def _closing(text: str, start: int, stop: int) -> int | None:
     depth = 0
     in_string = escaped = False
-    for i in range(start, len(text)):
+    for i in range(start, stop):
         c = text[i]
         if in_string:
             if escaped:
@@ -163,15 +182,18 @@ def validate(value: Any, schema: Any, path: str = "$", root: Any = None) -> list
     the client's and unchecked: a keyword of the wrong type is ignored, as
     it cannot say anything about the answer. ``root`` is the whole schema
     that ``$ref`` pointers resolve in (``schema`` itself at the top)."""
-    return _validate(value, schema, path, schema if root is None else root, ())
+    return _validate(value, schema, path, schema if root is None else root, (),
+                     [MAX_STEPS])
 
 
-def _validate(value: Any, schema: Any, path: str, root: Any, refs: tuple[str, ...]
-              ) -> list[str]:
+def _validate(value: Any, schema: Any, path: str, root: Any, refs: tuple[str, ...],
+              budget: list[int]) -> list[str]:
     """``refs``: the pointers followed at this same ``path``; one seen again
-    (``{"$ref": "#"}`` at the root) says nothing more and ends the walk."""
-    if not isinstance(schema, dict) or not schema:
+    (``{"$ref": "#"}`` at the root) says nothing more and ends the walk.
+    ``budget``: the visits left, shared by the whole walk."""
+    if not isinstance(schema, dict) or not schema or budget[0] <= 0:
         return []
+    budget[0] -= 1
     if value is None and schema.get("nullable") is True:
         return []
     problems = _check_type(value, schema, path)
@@ -179,11 +201,11 @@ def _validate(value: Any, schema: Any, path: str, root: Any, refs: tuple[str, ..
         return problems
     ref = schema.get("$ref")
     if isinstance(ref, str) and ref not in refs:
-        problems += _validate(value, resolve_ref(root, ref), path, root, (*refs, ref))
+        problems += _validate(value, resolve_ref(root, ref), path, root, (*refs, ref), budget)
 
     def sub(item: Any, item_schema: Any, item_path: str) -> list[str]:
         return _validate(item, item_schema, item_path, root,
-                         refs if item_path == path else ())
+                         refs if item_path == path else (), budget)
 
     for check_fn in (_check_enum, _check_combinators, _check_object, _check_array, _check_bounds):
         problems += check_fn(value, schema, path, sub)

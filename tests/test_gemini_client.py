@@ -17,7 +17,7 @@ from google.genai import errors, types
 from ds2proxy.canonical import ToolCall
 from ds2proxy.prompt.dsml import render_tool_calls
 from ds2proxy.testing import Delivery, Replay, Scripted, load_expected
-from ds2proxy.testing.clients import gemini_client
+from ds2proxy.testing.clients import gemini_client, request
 
 RECORDINGS = [
     "markdown-format-example-20260405-spacefix",
@@ -231,7 +231,7 @@ async def test_output_limit_finishes_with_max_tokens(proxy):
     assert 0 < len(response.text) < len("word " * 200)
 
 
-@pytest.mark.parametrize("api_version", ["v1beta", "v1"])
+@pytest.mark.parametrize("api_version", ["v1beta", "v1", "v1alpha"])
 async def test_model_list_and_lookup(proxy, api_version):
     # On v1 the path is shared with the OpenAI plugin; Google clients get Google's shape.
     gclient = gemini_client(proxy, api_version)
@@ -247,6 +247,25 @@ async def test_model_list_and_lookup(proxy, api_version):
     with pytest.raises(errors.ClientError) as info:
         await gclient.aio.models.get(model="totally-custom")
     assert (info.value.code, info.value.status) == (404, "NOT_FOUND")
+
+
+async def test_the_v1alpha_api_version_is_served(proxy):
+    """google-genai with ``api_version="v1alpha"`` (how early thinking
+    examples set it up) got a 404 "no route" for every call."""
+    proxy.fake.enqueue(Scripted(answer="alpha"))
+    client = gemini_client(proxy, "v1alpha")
+    response = await client.aio.models.generate_content(model=FAST_MODEL, contents="hi")
+    counted = await client.aio.models.count_tokens(model=FAST_MODEL, contents="hi")
+    assert response.text == "alpha" and counted.total_tokens > 0
+
+
+async def test_a_page_size_of_zero_is_the_default_page(proxy):
+    """In Protocol Buffers' JSON 0 is an unset number: pageSize=0 gave
+    pages of one model instead of the default 50."""
+    zero = await request("GET", proxy.url + "/v1beta/models?pageSize=0")
+    unset = await request("GET", proxy.url + "/v1beta/models")
+    assert zero.status == 200 and zero.json() == unset.json()
+    assert len(zero.json()["models"]) > 1
 
 
 async def test_count_tokens_matches_the_prompt_count_of_a_call(proxy):

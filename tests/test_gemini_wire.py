@@ -3,7 +3,9 @@ shapes and statuses, and Gemini CLI's real requests sent as they were."""
 
 from __future__ import annotations
 
+import base64
 import json
+import threading
 
 import aiohttp
 import orjson
@@ -206,7 +208,7 @@ async def test_get_on_an_action_url_is_method_not_allowed(proxy):
 
 
 async def test_unknown_method_is_not_found(proxy):
-    answer = await post(proxy, f"/v1beta/models/{MODEL}:embedContent", HELLO)
+    answer = await post(proxy, f"/v1beta/models/{MODEL}:predictLongRunning", HELLO)
     assert answer.status == 404
     google_error(answer.body, 404, "NOT_FOUND")
 
@@ -239,6 +241,32 @@ async def test_each_credential_form_is_accepted_and_checked(proxy_factory, how):
     answer = await post(proxy, GENERATE_PATH + query, HELLO, headers)
     assert answer.status == 200
     assert answer.json()["candidates"][0]["content"]["parts"][-1] == {"text": "in"}
+
+
+@pytest.mark.parametrize("key", ["pass%0Athrough-token", "pass%0Dthrough", "tab%09token"])
+async def test_a_query_key_with_a_control_character_is_401_not_500(proxy, key):
+    """``?key=`` is the one credential that can carry a line break (a header
+    cannot): as a pass-through DeepSeek token it reached the HTTP client,
+    which refused it as header injection, and the caller got a 500."""
+    answer = await post(proxy, f"{GENERATE_PATH}?key={key}", HELLO, {"x-goog-api-key": ""})
+    error = google_error(answer.body, 401, "UNAUTHENTICATED")
+    assert answer.status == 401 and "control character" in error["message"]
+    assert "through" not in error["message"] and proxy.fake.calls == []
+
+
+async def test_count_tokens_parses_a_big_body_off_the_loop(proxy, monkeypatch):
+    """countTokens parsed on the event loop while generateContent did not: a
+    12 MB inline image held every other request for ~120 ms."""
+    from ds2proxy_plugins.gemini import routes
+    seen, original = [], routes.parse_generate_request
+    monkeypatch.setattr(routes, "parse_generate_request", lambda *args, **kwargs: seen.append(
+        threading.get_ident()) or original(*args, **kwargs))
+    image = base64.b64encode(b"\x89PNG\r\n\x1a\n" + bytes(200_000)).decode()
+    body = {"contents": [{"parts": [{"inlineData": {"mimeType": "image/png", "data": image}},
+                                    {"text": "what"}]}]}
+    answer = await post(proxy, f"/v1beta/models/{MODEL}:countTokens", body)
+    assert answer.status == 200 and answer.json()["totalTokens"] > 0
+    assert seen and threading.get_ident() not in seen
 
 
 def assert_retry_info(answer: Reply) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 
 import aiohttp
 import ollama
@@ -159,6 +160,43 @@ async def test_structured_output_with_a_schema_and_json(proxy):
     assert "temp_c" in completion_bodies(proxy)[0]["prompt"]
     resp = await ollama_client(proxy).generate(model="deepseek-chat", prompt="ok?", format="json")
     assert json.loads(resp.response) == {"ok": True}
+
+
+async def test_a_format_schema_that_doubles_at_every_level_does_not_stall_the_server(proxy):
+    """Each of 40 levels names the next twice: checking the answer walked
+    2**40 branches on the event loop, and the server answered nobody again."""
+    defs = {f"d{i}": {"anyOf": [{"$ref": f"#/$defs/d{i + 1}"}] * 2} for i in range(40)}
+    defs["d40"] = {"type": "object", "properties": {"n": {"type": "integer"}}}
+    proxy.fake.enqueue(Scripted(answer='{"n": "seven"}'))
+    resp = await ollama_client(proxy).chat(model="deepseek-chat", messages=user("n?"),
+                                           format={"$defs": defs, "$ref": "#/$defs/d0"})
+    assert json.loads(resp.message.content) == {"n": "seven"}
+    assert (await ollama_client(proxy).ps()).models == []
+
+
+@pytest.mark.parametrize("route", ["chat", "generate"])
+async def test_a_big_image_request_is_parsed_off_the_loop(proxy, monkeypatch, route):
+    """Ollama bodies were parsed on the event loop: a 12 MB base64 image
+    held every other request while it was decoded (~60 ms here)."""
+    from ds2proxy_plugins.ollama import routes
+    parse = f"parse_{route}"
+    seen, original = [], getattr(routes, parse)
+    monkeypatch.setattr(routes, parse, lambda *args: seen.append(threading.get_ident())
+                        or original(*args))
+    image = base64.b64encode(b"\x89PNG\r\n\x1a\n" + bytes(200_000)).decode()
+    client = ollama_client(proxy)
+    if route == "chat":
+        answer = (await client.chat(model="deepseek-chat", messages=[
+            {"role": "user", "content": "what", "images": [image]}])).message.content
+    else:
+        answer = (await client.generate(model="deepseek-chat", prompt="what",
+                                        images=[image])).response
+    assert "attached as file-" in answer
+    assert seen and threading.get_ident() not in seen
+    with pytest.raises(ollama.ResponseError) as info:  # the model is still looked up
+        await client.chat(model="no-such-model", messages=[
+            {"role": "user", "content": "what", "images": [image]}])
+    assert info.value.status_code == 404
 
 
 async def test_num_predict_and_stop_options(proxy):
@@ -466,6 +504,30 @@ async def test_a_result_naming_its_call_by_id_answers_that_call(proxy):
     prompt = completion_bodies(proxy)[0]["prompt"]
     assert "[tool_result name=read_file id=c2]\nBBB" in prompt
     assert "[tool_result name=read_file id=c1]\nAAA" in prompt
+
+
+def test_thousands_of_tool_results_find_their_calls_by_lookup(monkeypatch):
+    """Each tool message scanned the open calls for its id, then its name,
+    and cut the call out of a list: an agent history of 20,000 calls
+    answered in reverse (2.4 MB) took 112 s to parse. Calls are now found
+    by index: no call is compared with another."""
+    from ds2proxy.canonical import ToolCall
+    from ds2proxy_plugins.ollama.request import parse_messages
+    compared = []
+    monkeypatch.setattr(ToolCall, "__eq__", lambda a, b: compared.append(1) or a is b)
+    count = 2000
+    calls = [{"id": f"c{n}", "function": {"name": "read", "arguments": {}}}
+             for n in range(count)] + [{"function": {"name": "grep", "arguments": {}}}]
+    messages = parse_messages([
+        {"role": "user", "content": "go"},
+        {"role": "assistant", "content": "", "tool_calls": calls},
+        *({"role": "tool", "tool_call_id": f"c{n}", "content": "x"}
+          for n in reversed(range(count))),
+        {"role": "tool", "tool_name": "grep", "content": "y"},
+        {"role": "tool", "content": "z"}])
+    answered = [m.tool_results[0].call_id for m in messages[2:]]
+    assert answered == [f"c{n}" for n in reversed(range(count))] + [f"call_1_{count}", ""]
+    assert compared == []
 
 
 # -- request fields -----------------------------------------------------------------

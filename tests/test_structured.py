@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 import pydantic
 import pytest
 
+from ds2proxy import structured
 from ds2proxy.canonical import ResponseFormat
 from ds2proxy.structured import (
     JSONOutputError,
@@ -39,6 +42,27 @@ def test_extract_json_from_every_wrapping(reply):
 def test_extract_json_respects_brackets_inside_strings():
     assert extract_json('note: {"s": "a } b { c", "n": [1, {"x": "]"}]} end') == {
         "s": "a } b { c", "n": [1, {"x": "]"}]}
+
+
+class CountedText(str):
+    """A reply that counts the characters read from it one by one."""
+
+    reads = 0
+
+    def __getitem__(self, key):
+        if isinstance(key, int):
+            CountedText.reads += 1
+        return str.__getitem__(self, key)
+
+
+@pytest.mark.parametrize("reply", ["{" * 10_000, '{"a":' * 4_000, "[1, " * 5_000])
+def test_unclosed_brackets_are_read_a_bounded_number_of_times(reply):
+    """Each bracket was read on to its closing one: a reply of 10,000 "{"
+    cost 50 million reads, 6 s on the event loop. The reads now stay linear."""
+    CountedText.reads = 0
+    with pytest.raises(JSONOutputError):
+        extract_json(CountedText(reply))
+    assert CountedText.reads <= 2 * len(reply) + 100_000
 
 
 def test_extract_json_refuses_prose():
@@ -124,6 +148,31 @@ def test_a_recursive_schema_checks_every_level():
         "$.kids[0].kids[0].v should be integer"]
 
 
+def doubling_schema(levels: int, keyword: str = "anyOf") -> dict:
+    """Each level names the next twice: 2**levels visits for a naive walk."""
+    defs = {f"d{i}": {keyword: [{"$ref": f"#/$defs/d{i + 1}"}] * 2} for i in range(levels)}
+    defs[f"d{levels}"] = {"type": "integer"}
+    return {"$defs": defs, "$ref": "#/$defs/d0"}
+
+
+@pytest.mark.parametrize("keyword", ["anyOf", "allOf", "oneOf"])
+def test_a_schema_that_doubles_at_every_level_stays_within_the_budget(monkeypatch, keyword):
+    """A 2 KB client schema (Gemini responseJsonSchema, Ollama format) whose
+    branches each name the next level twice took 2**40 visits, on the event
+    loop, blocking every other request for good. The walk now stops after
+    MAX_STEPS visits and leaves the rest unchecked."""
+    visits = []
+    real = structured._check_type
+    monkeypatch.setattr(structured, "_check_type",
+                        lambda *args: visits.append(1) or real(*args))
+    validate("not an integer", doubling_schema(40, keyword))
+    assert len(visits) <= structured.MAX_STEPS
+    visits.clear()
+    # A small one is still checked whole.
+    assert validate("x", doubling_schema(3, keyword)) != []
+    assert validate(7, doubling_schema(3, keyword)) == []
+
+
 class Bounded(pydantic.BaseModel):
     """Constraints Pydantic validates in parse() and writes into the schema."""
 
@@ -194,6 +243,24 @@ def test_a_malformed_client_schema_never_breaks_the_check(schema):
 def test_an_enum_reply_is_read_back_to_the_value_it_names(reply, value):
     from ds2proxy.enum_output import pick_value
     assert pick_value(reply, ["Brass", "String", "A", "AB"]) == value
+
+
+def test_a_thousand_long_enum_values_are_looked_for_without_a_pattern_each(monkeypatch):
+    """A regular expression was compiled for every value, twice: a thousand
+    values of 1,000 characters (a 1 MB request) held the event loop 5 s
+    reading one reply. The values are now found by substring search."""
+    from ds2proxy import enum_output
+    compiled = []
+    real = re.compile
+    monkeypatch.setattr(enum_output.re, "compile",
+                        lambda *args: compiled.append(args) or real(*args))
+    values = [f"{n:04d}" + "x" * 1000 for n in range(1000)]
+    assert enum_output.pick_value(f"I pick {values[7].upper()}, surely.", values) == values[7]
+    with pytest.raises(enum_output.EnumOutputError):
+        enum_output.pick_value("a" * 1999, ["a" * n for n in range(1, 1001)])
+    assert compiled == []
+    assert enum_output.pick_value("x-A-y", ["A", "AB"]) == "A"
+    assert enum_output.pick_value("_A_ or AB", ["A", "AB"]) == "AB"
 
 
 @pytest.mark.parametrize("reply", ["Neither", "Brass or String", "", "x" * 3000 + " Brass"])

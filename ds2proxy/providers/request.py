@@ -23,6 +23,7 @@ from ..canonical import (
     ToolSpec,
 )
 from ..errors import InvalidRequest
+from ..structured import format_instructions
 
 # Canonical sampling names an OpenAI-compatible API takes as they are.
 SAMPLING = ("temperature", "top_p", "presence_penalty", "frequency_penalty", "stop")
@@ -37,8 +38,8 @@ def chat_body(chat: ChatRequest, model: str, *, stream: bool,
               limit_field: str = "max_tokens") -> dict[str, Any]:
     """The provider request for ``chat`` sent to ``model``; the output limit
     goes under ``limit_field``."""
-    body: dict[str, Any] = {"model": model, "messages": messages(chat.messages),
-                            "stream": stream}
+    body: dict[str, Any] = {"model": model, "stream": stream,
+                            "messages": _with_system(messages(chat.messages), _asked(chat))}
     if stream:
         body["stream_options"] = {"include_usage": True}
     body.update((name, chat.sampling[name]) for name in SAMPLING if name in chat.sampling)
@@ -111,6 +112,28 @@ def response_format(chat: ChatRequest) -> dict[str, Any] | None:
         return {"type": "json_schema", "json_schema": {
             "name": form.name or "response", "schema": form.schema or {"type": "object"}}}
     return None
+
+
+def _asked(chat: ChatRequest) -> str:
+    """What the prompt must ask for that no field can: an enum answer (the
+    chat API's json_schema wants an object at its root), and JSON mode when
+    no message says "JSON" (OpenAI refuses json_object then, others may
+    stream blanks to the limit; Gemini and Ollama clients are not told so)."""
+    form = chat.response_format
+    if form.type == "json_object" and not any(
+            "json" in m.text.lower() for m in chat.messages):
+        return format_instructions(form)
+    return format_instructions(form) if form.type == "enum" else ""
+
+
+def _with_system(items: list[dict[str, Any]], text: str) -> list[dict[str, Any]]:
+    """``items`` with ``text`` added to the leading system message, or in a
+    new one first (some chat templates refuse a second system message)."""
+    if not text:
+        return items
+    if items and items[0]["role"] == "system" and isinstance(items[0]["content"], str):
+        return [{**items[0], "content": f"{items[0]['content']}\n\n{text}"}, *items[1:]]
+    return [{"role": "system", "content": text}, *items]
 
 
 # -- messages ------------------------------------------------------------------------

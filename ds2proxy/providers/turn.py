@@ -17,10 +17,12 @@ from collections.abc import AsyncIterator
 import aiohttp
 
 from .. import request_record
-from ..canonical import ChatRequest, TurnEvent, TurnResult, Usage
+from ..canonical import ChatRequest, Finish, TurnEvent, TurnResult, Usage
 from ..collect import TurnCollector
 from ..config import Config
-from ..errors import InvalidRequest, UpstreamError
+from ..errors import InvalidRequest, OutputInvalid, UpstreamError
+from ..held_answer import HeldAnswer
+from ..structured import JSONOutputError, repair_prompt
 from ..tokens import count_tokens, count_tokens_async
 from .answers import StreamEnd, sse_reads
 from .client import ProviderClient
@@ -79,7 +81,38 @@ class ProviderTurn:
                 yield event
 
     async def batches(self) -> AsyncIterator[list[TurnEvent]]:
-        """Canonical events, a batch per socket read of the provider's stream."""
+        """Canonical events, a batch per socket read of the provider's stream.
+        A JSON-mode or enum answer is held and settled as the pool's is, asked
+        again once (the bad answer and a repair message added) when unusable."""
+        fmt = self.chat.response_format
+        hold = HeldAnswer(fmt) if fmt.type != "text" and not self._emulate else None
+        repaired, spent = False, None  # spent: the usage of the answer asked again
+        try:
+            while True:
+                tail: list[TurnEvent] = []
+                async for batch in self._attempt(hold):
+                    if hold is None or not batch or type(batch[-1]) is not Finish:
+                        yield batch
+                    else:
+                        tail = batch
+                if hold is None:
+                    return
+                try:
+                    tail = hold.settle(tail)
+                except JSONOutputError as exc:
+                    if repaired:
+                        raise OutputInvalid("the model did not return the requested "
+                                            f"JSON: {exc}") from None  # as the pool says
+                    repaired, spent = True, _usage_of(tail)
+                    await self._ask_again(hold, str(exc))
+                    continue
+                yield _with_spent(tail, spent)
+                return
+        finally:
+            await self.aclose()
+
+    async def _attempt(self, hold: HeldAnswer | None) -> AsyncIterator[list[TurnEvent]]:
+        """One answer of the open response; the last batch ends with Finish."""
         assert self._response is not None
         mode = self.client.settings.reasoning
         # A client that turned thinking off (or asked for a -nothinking name)
@@ -91,32 +124,43 @@ class ProviderTurn:
                     if self._emulate else None)
         self._unreported = translator
         end = StreamEnd()
-        try:
-            async for chunks in sse_reads(self._response, self.client, end):
-                out: list[TurnEvent] = []
-                for data in chunks:
-                    out += translator.chunk(data)
-                if emulator is not None:
-                    out = emulator.feed(out)
-                if out:
-                    self.emitted = True
-                    yield out
-            # Some providers never send a finish_reason: their [DONE] ends the
-            # answer; a connection that just closed without either cut it short.
-            if translator.finish is None and not end.done:
-                raise UpstreamError(f"provider {self.client.name} ended its answer early")
+        async for chunks in sse_reads(self._response, self.client, end):
+            out: list[TurnEvent] = []
+            for data in chunks:
+                out += translator.chunk(data)
             if emulator is not None:
-                tail = emulator.feed(translator.end()) + emulator.end(translator.usage)
-            else:
-                tail = translator.end() + final_events(translator,
-                                                       await self._counted(translator))
-            if translator.usage is not None:
-                self.prompt_tokens = translator.usage.prompt_tokens
-            self.emitted = True
-            self._unreported = None
-            yield tail
-        finally:
-            await self.aclose()
+                out = emulator.feed(out)
+            if hold is not None:
+                out = hold.feed(out)
+            if out:
+                self.emitted = True
+                yield out
+        # Some providers never send a finish_reason: their [DONE] ends the
+        # answer; a connection that just closed without either cut it short.
+        if translator.finish is None and not end.done:
+            raise UpstreamError(f"provider {self.client.name} ended its answer early")
+        if emulator is not None:
+            tail = emulator.feed(translator.end()) + emulator.end(translator.usage)
+        else:
+            tail = translator.end() + final_events(translator,
+                                                   await self._counted(translator))
+        if translator.usage is not None:
+            self.prompt_tokens = translator.usage.prompt_tokens
+        self.emitted = True
+        self._unreported = None
+        yield tail
+
+    async def _ask_again(self, hold: HeldAnswer, problem: str) -> None:
+        """The same conversation with the unusable answer and a repair message."""
+        assert self._response is not None
+        self._response.release()
+        self._response = None
+        written = "".join(hold.written) or " "
+        hold.written.clear()
+        self._body = {**self._body, "messages": [
+            *self._body["messages"], {"role": "assistant", "content": written},
+            {"role": "user", "content": repair_prompt(problem, self.chat.response_format)}]}
+        self._response = await self.client.open_chat(self._body)
 
     async def _counted(self, translator: ChunkTranslator) -> Usage:
         """Our own count, for a provider that reports no usage."""
@@ -161,6 +205,21 @@ async def provider_prompt_tokens(chat: ChatRequest, config: Config, settings: Pr
     """The prompt count a provider turn reports when the provider gives none
     (count_tokens routes of a provider's model use it too)."""
     return await count_tokens_async(_prompt_text(provider_body(chat, config, settings, model)[1]))
+
+
+def _usage_of(batch: list[TurnEvent]) -> Usage | None:
+    return next((e for e in batch if type(e) is Usage), None)
+
+
+def _with_spent(batch: list[TurnEvent], spent: Usage | None) -> list[TurnEvent]:
+    """The final batch with the usage of an answer asked again added in:
+    the provider was asked, and spent tokens, twice."""
+    if spent is None:
+        return batch
+    return [Usage(*(a + b for a, b in zip(
+        (e.prompt_tokens, e.completion_tokens, e.reasoning_tokens, e.cached_tokens),
+        (spent.prompt_tokens, spent.completion_tokens, spent.reasoning_tokens,
+         spent.cached_tokens)))) if type(e) is Usage else e for e in batch]
 
 
 def _counted_later(prompt_tokens: int, translator: ChunkTranslator

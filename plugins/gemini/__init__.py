@@ -1,5 +1,7 @@
-"""Google Gemini family: generateContent, streamGenerateContent, countTokens
-and the model list, on the ``/v1beta`` and ``/v1`` prefixes."""
+"""Google Gemini family: generateContent, streamGenerateContent, countTokens,
+embedContent, batchEmbedContents and the model list, on the ``/v1beta``,
+``/v1`` and ``/v1alpha`` prefixes (google-genai picks one with
+``api_version``; early thinking examples used ``v1alpha``)."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from ds2proxy.plugin_api import PluginAPI
 from .models import ModelRoutes
 from .routes import GenerateRoutes
 
-PREFIXES = ("/v1beta", "/v1")
+PREFIXES = ("/v1beta", "/v1", "/v1alpha")
 
 
 def register(api: PluginAPI) -> None:
@@ -29,8 +31,9 @@ def register(api: PluginAPI) -> None:
     for prefix in PREFIXES:
         api.route("POST", f"{prefix}/models/{{model_action:[\\s\\S]+}}", generate.dispatch,
                   errors=errors)
-    api.route("GET", "/v1beta/models", models.list, errors=errors)
-    api.route("GET", r"/v1beta/models/{model_id:[\s\S]+}", models.get, errors=errors)
+    for prefix in ("/v1beta", "/v1alpha"):
+        api.route("GET", f"{prefix}/models", models.list, errors=errors)
+        api.route("GET", f"{prefix}/models/{{model_id:[\\s\\S]+}}", models.get, errors=errors)
     # /v1/models is the OpenAI plugin's too: Google clients get Google's shape.
     api.route("GET", "/v1/models", models.list, errors=errors, when=google_client)
     # The same pattern as the OpenAI and Claude plugins' (one shared route).

@@ -11,6 +11,7 @@ them.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Any
 
 from ds2proxy.plugin_api import (
@@ -58,7 +59,9 @@ class CallIds:
 
     def __init__(self) -> None:
         self._count = 0
-        self._open: dict[str, list[str]] = {}
+        # Per name, the unanswered ids oldest first, each with how many calls
+        # carry it: a linked order, so answering any of thousands is O(1).
+        self._open: dict[str, OrderedDict[str, int]] = {}
         self._last: dict[str, str] = {}
 
     def _fresh(self) -> str:
@@ -67,19 +70,29 @@ class CallIds:
 
     def call(self, name: str, given: str | None) -> str:
         call_id = given or self._fresh()
-        self._open.setdefault(name, []).append(call_id)
+        waiting = self._open.setdefault(name, OrderedDict())
+        waiting[call_id] = waiting.get(call_id, 0) + 1
         self._last[name] = call_id
         return call_id
 
     def result(self, name: str, given: str | None) -> str:
-        waiting = self._open.get(name, [])
+        waiting = self._open.get(name)
         if given:
-            if given in waiting:
-                waiting.remove(given)
+            if waiting and given in waiting:
+                _answer(waiting, given)
             return given
         if waiting:
-            return waiting.pop(0)
+            return _answer(waiting, next(iter(waiting)))
         return self._last.get(name) or self._fresh()
+
+
+def _answer(waiting: OrderedDict[str, int], call_id: str) -> str:
+    """``call_id`` answered once (gone when no call with it is left)."""
+    if waiting[call_id] > 1:
+        waiting[call_id] -= 1
+    else:
+        del waiting[call_id]
+    return call_id
 
 
 def system_messages(value: Any) -> list[Message]:

@@ -87,8 +87,9 @@ class ModelRoutes:
 
 
 def _int_query(request: web.Request, key: str, default: int, low: int, high: int) -> int:
+    """``0`` is the default, as an unset number reads in Protocol Buffers."""
     try:
         value = int(request.query.get(key, default))
     except ValueError:
         raise InvalidRequest(f"'{key}' must be an integer", param=key) from None
-    return min(max(value, low), high)
+    return min(max(value or default, low), high)

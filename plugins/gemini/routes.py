@@ -2,7 +2,8 @@
 
 aiohttp matches the ``model:method`` segment as one path variable; the
 method after the last colon picks the handler: ``generateContent``,
-``streamGenerateContent`` or ``countTokens``.
+``streamGenerateContent``, ``countTokens``, ``embedContent`` or
+``batchEmbedContents``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from ds2proxy.dialects.parse_off_loop import parse_request
 from ds2proxy.plugin_api import InvalidRequest, NotFound, PluginAPI
 from ds2proxy.dialects import json_response
 
+from .embed import EmbedRoutes
 from .fields import pick_dict
 from .models import served_model
 from .render import generate_content_response
@@ -24,6 +26,8 @@ from .stream import respond_stream
 GENERATE = "generateContent"
 STREAM = "streamGenerateContent"
 COUNT = "countTokens"
+EMBED = "embedContent"
+BATCH_EMBED = "batchEmbedContents"
 
 
 def split_model_action(segment: str) -> tuple[str, str]:
@@ -45,6 +49,7 @@ def check_alt(request: web.Request) -> None:
 class GenerateRoutes:
     def __init__(self, api: PluginAPI) -> None:
         self.api = api
+        self.embeddings = EmbedRoutes(api)
 
     async def dispatch(self, request: web.Request) -> web.StreamResponse:
         model, action = split_model_action(request.match_info["model_action"])
@@ -54,7 +59,12 @@ class GenerateRoutes:
             return await self.generate(request, model, stream=True)
         if action == COUNT:
             return await self.count_tokens(request, model)
-        raise NotFound(f"method '{action}' is not served; use {GENERATE}, {STREAM} or {COUNT}")
+        if action == EMBED:
+            return await self.embeddings.embed(request, model)
+        if action == BATCH_EMBED:
+            return await self.embeddings.batch(request, model)
+        raise NotFound(f"method '{action}' is not served; use {GENERATE}, {STREAM}, {COUNT}, "
+                       f"{EMBED} or {BATCH_EMBED}")
 
     async def generate(self, request: web.Request, model_name: str, *,
                        stream: bool) -> web.StreamResponse:
@@ -77,6 +87,7 @@ class GenerateRoutes:
         body = await self.api.read_json(request)
         model = served_model(self.api, model_name)
         inner = pick_dict(body, "generateContentRequest") or body
-        chat = parse_generate_request(inner, model, stream=False).chat
+        parse = partial(parse_generate_request, stream=False)
+        chat = (await parse_request(request, parse, inner, model)).chat
         self.api.admit_model(caller, chat.model.requested, chat.model.native)
         return json_response({"totalTokens": await self.api.prompt_tokens(chat)})

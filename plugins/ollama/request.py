@@ -32,6 +32,7 @@ from ds2proxy.dialects.sampling import ollama_sampling
 from ds2proxy.dialects.validate import objects, parse_stops
 
 from .fields import check_flags, check_generate_extras, keep_alive_seconds, options_object
+from .open_calls import OpenCalls
 
 # Ollama takes any number of stop sequences; this bound only keeps the
 # stop matcher (which tries each sequence on every piece of text) cheap.
@@ -163,15 +164,15 @@ def parse_messages(value: Any) -> list[Message]:
     if value is None or value == []:
         return []
     messages: list[Message] = []
-    pending: list[ToolCall] = []
+    pending = OpenCalls()
     for i, item in objects(value, "messages"):
         message = _message(item, i, pending)
-        pending += message.tool_calls
+        pending.add(message.tool_calls)
         messages.append(message)
     return messages
 
 
-def _message(item: dict, i: int, pending: list[ToolCall]) -> Message:
+def _message(item: dict, i: int, pending: OpenCalls) -> Message:
     """One message; its role is read case-blind, as Ollama reads it."""
     where = f"messages[{i}]"
     role = item.get("role")
@@ -228,18 +229,14 @@ def _tool_calls(value: Any, i: int) -> list[ToolCall]:
     return calls
 
 
-def _tool_result(item: dict, content: str, pending: list[ToolCall],
+def _tool_result(item: dict, content: str, pending: OpenCalls,
                  media: tuple[AttachmentPart, ...], where: str) -> ToolResult:
     """A tool message answers the open call its ``tool_call_id`` names, else
     the first open call of its tool (or the first open call); the images it
     carries (a screenshot) are attached."""
     name = _string(item, "tool_name", where) or _string(item, "name", where) or None
     given = _string(item, "tool_call_id", where) or None
-    call = next((c for c in pending if c.id == given), None) if given else None
-    if call is None:
-        call = next((c for c in pending if c.name == name), pending[0] if pending else None)
-    if call is not None:
-        pending.remove(call)
+    call = pending.take(given, name)
     call_id = given or (call.id if call else "")
     return ToolResult(call_id=str(call_id), content=content,
                       name=name or (call.name if call else None), attachments=media)

@@ -14,15 +14,18 @@ from ds2proxy.plugin_api import (
     InvalidRequest,
     NotImplementedFeature,
     PluginAPI,
+    ProxyError,
+    ResolvedModel,
     Turn,
 )
 from ds2proxy.dialects import json_response
+from ds2proxy.dialects.parse_off_loop import parse_request
 from ds2proxy.dialects.large_json import drained, large_json_response
 
 from .fields import check_embed_fields, check_embeddings_fields, keep_alive_seconds
 from .models import resolve
 from .render import Clock, Kind, StreamRenderer, load_object, whole_object
-from .request import is_load_only, model_name, parse_chat, parse_generate
+from .request import ModelLookup, is_load_only, model_name, parse_chat, parse_generate
 
 
 def implied_key(api: PluginAPI) -> str | None:
@@ -49,8 +52,9 @@ class TurnRoutes:
         caller = self._caller(request)
         body = await self.api.read_json(request)
         parse = parse_chat if kind == "chat" else parse_generate
-        # Every field is checked, a load request's too; the model in Ollama's order.
-        chat = parse(body, lambda: resolve(self.api, model_name(body)))
+        # Every field is checked, a load request's too; the model in Ollama's
+        # order; a large body (base64 images) in a worker thread.
+        chat = await parse_request(request, parse, body, self._model_of(body))
         name = model_name(body)
         if is_load_only(body, kind):
             unload = keep_alive_seconds(body.get("keep_alive")) == 0
@@ -58,6 +62,20 @@ class TurnRoutes:
         async with self.api.turn(chat, caller) as turn:
             clock.mark_opened()
             return await self._respond(request, turn, chat, name, kind, clock)
+
+    def _model_of(self, body: dict) -> ModelLookup:
+        """The body's model, looked up here on the loop (the catalog is the
+        loop's), handed to the parser as Ollama's order has it: its failure
+        is raised when the parser asks for it, after the fields before it."""
+        try:
+            model = resolve(self.api, model_name(body))
+        except ProxyError as exc:
+            failure = exc
+
+            def failed() -> ResolvedModel:
+                raise failure
+            return failed
+        return lambda: model
 
     async def _respond(self, request: web.Request, turn: Turn, chat: ChatRequest, name: str,
                        kind: Kind, clock: Clock) -> web.StreamResponse:
