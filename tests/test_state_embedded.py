@@ -14,13 +14,14 @@ import orjson
 import pytest
 from clock_util import Clock
 from conftest import ProxyFactory, base_config
-from test_state_instances import AdminClient, ask
+from test_state_instances import AdminClient, ask, within
 
 from ds2proxy.testing import FakeDeepSeek
 from ds2proxy.testing.instances import Instances
 from test_state_contract import row
 
 from ds2proxy.state import kept_responses
+from ds2proxy.state import sqlite as sqlite_state
 from ds2proxy.state.errors import StateUnavailable
 from ds2proxy.state.kept_responses import SQLiteResponses
 from ds2proxy.state.sqlite import SQLiteStore
@@ -255,4 +256,41 @@ async def test_kept_responses_are_encoded_and_decoded_off_the_loop(tmp_path, mon
     await responses.keep("alice", {"id": "resp_1", "output": []}, ["x" * 100_000])
     assert (await responses.fetch("alice", "resp_1")).input_items == ["x" * 100_000]
     assert len(threads) == 2 and threading.main_thread().name not in threads
+    await store.close()
+
+
+async def test_a_locked_state_file_holds_no_stored_response_behind_a_refused_write(
+        tmp_path, monkeypatch, caplog):
+    """Another program holding the state file locked made each write of the
+    account health or a key's day total wait 10 s (SQLite's timeout) on the
+    file's one thread, and every stored-response read of a request queued
+    behind it. The write now waits half a second, the read answers (a 503 to
+    retry: the file refuses it too), and the refused change is written once
+    the file frees, with no other change to carry it, logged once."""
+    monkeypatch.setattr(sqlite_state, "RETRY_SECONDS", 0.05)
+    path = tmp_path / "s.sqlite"
+    store, responses = kept(path, [100.0], Clock(1_000_000.0))
+    await responses.keep("alice", {"id": "resp_1", "output": []}, [])
+    store.put("ns", "a", {"n": 1})
+    await store.flush()
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        for n in (2, 3):
+            store.put("ns", "a", {"n": n})
+            with pytest.raises(StateUnavailable):
+                await asyncio.wait_for(responses.fetch("alice", "resp_1"), 5)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+
+    async def written() -> bool:
+        with sqlite3.connect(path) as db:
+            found = db.execute("SELECT value FROM records WHERE key = 'a'").fetchone()
+        return orjson.loads(found[0]) == {"n": 3}
+
+    await within(10, written)
+    assert (await responses.fetch("alice", "resp_1")).response["id"] == "resp_1"
+    assert caplog.text.count("could not be written") == 1
+    assert "is written again" in caplog.text
     await store.close()

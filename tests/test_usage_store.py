@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import time
 from pathlib import Path
@@ -11,8 +12,9 @@ import pytest
 from test_state_instances import within
 
 from ds2proxy.request_record import RequestRecord
-from ds2proxy.state import usage
-from ds2proxy.state.usage import SCHEMA, SQLiteUsage, _where
+from ds2proxy.state import usage, usage_prune
+from ds2proxy.state.usage import SCHEMA, SQLiteUsage
+from ds2proxy.state.usage_schema import where_clause as _where
 
 
 def row(ts: float, **fields) -> dict:
@@ -157,4 +159,106 @@ async def test_a_clock_set_back_does_not_stall_retention(tmp_path: Path, monkeyp
         return not rows
 
     await within(5, pruned)
+    await store.close()
+
+
+def test_a_prune_deletes_exactly_what_is_past_retention(tmp_path: Path):
+    """Each kind of row up to its cut-off goes (a row at the cut-off stays),
+    a few rows per transaction, whatever the batch size leaves over."""
+    db = sqlite3.connect(tmp_path / "u.db")
+    db.executescript(SCHEMA)
+    now = 1_700_000_000.0
+    cuts = usage_prune.cut_offs(now, 7, 90)
+    raw, _, hourly, daily = cuts
+    times = [raw - 86400 * n for n in range(1, 12)] + [raw - 0.001, raw, raw + 0.001, now]
+    db.executemany("INSERT INTO requests (time, request_id) VALUES (?, ?)",
+                   [(t, f"r{t}") for t in times])
+    buckets = {"minute": raw, "hour": hourly, "day": daily}
+    for grain, cut in buckets.items():
+        for bucket in [int(cut) - 3600 * n for n in range(1, 9)] + [int(cut), int(now)]:
+            db.execute("INSERT INTO rollups VALUES (?,?,'k','m','a','f',1,0,1,1,0,1.0,'')",
+                       (grain, bucket))
+    db.commit()
+    batches = list(usage_prune.prune_steps(db, cuts, batch=3))
+    assert max(batches) == 3 and sum(batches) == 12 + 3 * 8
+    assert [t for (t,) in db.execute("SELECT time FROM requests ORDER BY time")] == [
+        raw, raw + 0.001, now]
+    for grain, cut in buckets.items():
+        kept = [b for (b,) in db.execute(
+            "SELECT bucket FROM rollups WHERE grain = ? ORDER BY bucket", (grain,))]
+        assert kept == [int(cut), int(now)], grain
+    db.close()
+
+
+async def test_a_long_prune_lets_rows_and_reads_through_between_its_batches(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A shortened retention deleted every row past it in one transaction:
+    on millions of rows the file's write lock was held (every other write of
+    the process waiting) and the write-ahead log grew by all of it. Rows
+    recorded and reads asked during the prune are served between batches."""
+    monkeypatch.setattr(usage_prune, "BATCH", 10)
+    store = SQLiteUsage(str(tmp_path / "u.db"), raw_days=30)
+    now = time.time()
+    for n in range(100):
+        store.record(row(now - 10 * 86400 - n, request_id="old"))
+    await store.flush()
+    loop = asyncio.get_running_loop()
+    midway: asyncio.Future = loop.create_future()
+    real_steps = usage.prune_steps
+
+    def steps(db, cuts):
+        inner = real_steps(db, cuts)
+        yield next(inner)
+        # Queued while the prune is under way, as a request and a read would be.
+        store.record(row(now, request_id="during"))
+        store._queue.put(("job", lambda db: db.execute(
+            "SELECT request_id, COUNT(*) FROM requests GROUP BY request_id").fetchall(),
+            midway, loop))
+        yield from inner
+
+    monkeypatch.setattr(usage, "prune_steps", steps)
+    store.retain(7, 90)
+    seen = {name: count for name, count in await midway}
+    assert seen["during"] == 1 and 0 < seen["old"] < 100
+
+    async def pruned() -> bool:
+        return (await store.requests({"request_id": "old"}, 1, 0))[1] == 0
+
+    await within(10, pruned)
+    rows, total = await store.requests({}, 10, 0)
+    assert total == 1 and rows[0]["request_id"] == "during"
+    await store.close()
+
+
+async def test_a_file_another_program_locks_holds_neither_reads_nor_rows(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture):
+    """Another program holding the file locked made each batch wait 10 s
+    (SQLite's timeout) with every read queued behind it. Reads now answer
+    from what the file has, the refused rows are kept and written once it
+    frees (with no new request to carry them), and it is logged once."""
+    monkeypatch.setattr(usage, "RETRY_SECONDS", 0.05)
+    path = tmp_path / "u.db"
+    store = SQLiteUsage(str(path))
+    now = time.time()
+    store.record(row(now, request_id="before"))
+    await store.flush()
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        for n in range(3):
+            store.record(row(now + n, request_id=f"locked-{n}"))
+            rows, total = await asyncio.wait_for(store.requests({}, 10, 0), 5)
+            assert [r["request_id"] for r in rows] == ["before"] and total == 1
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+
+    async def caught_up() -> bool:
+        return (await store.requests({}, 10, 0))[1] == 4
+
+    await within(10, caught_up)
+    [day] = await store.totals("key_name", "day", 0)
+    assert day["requests"] == 4
+    assert caplog.text.count("the file refused") == 1
+    assert "the file is written again" in caplog.text
     await store.close()

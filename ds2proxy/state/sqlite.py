@@ -6,9 +6,12 @@ latest value per key.
 burst of changes to one account costs one row write, and the event loop
 never waits for the disk. A file that cannot be opened (a folder, not a
 database) is logged once; the server keeps running and the state then lives
-in memory only. A write the open file refuses (locked by another program
-past the 10 s timeout, made read-only, a full disk) is logged once and kept
-for the next write, so the file catches up when it can.
+in memory only. A write the open file refuses (locked by another program,
+made read-only, a full disk) is logged once and kept, and tried again with
+the next write or after ``RETRY_SECONDS``, so the file catches up when it
+can. Once open, a write waits at most ``WRITE_WAIT_MS`` for the file's lock
+(``IDLE_WAIT_MS`` while the file refuses writes), so the stored responses
+that share the thread are never held behind a lock for long.
 """
 
 from __future__ import annotations
@@ -26,6 +29,11 @@ import orjson
 
 log = logging.getLogger("ds2proxy.state")
 
+# The first open waits as long as ever for another program's lock: one it
+# cannot take leaves the state in memory for good.
+OPEN_TIMEOUT = 10.0
+WRITE_WAIT_MS, IDLE_WAIT_MS = 500, 20
+RETRY_SECONDS = 2.0
 _SCHEMA = ("CREATE TABLE IF NOT EXISTS records (namespace TEXT NOT NULL, key TEXT NOT NULL, "
            "value BLOB NOT NULL, PRIMARY KEY (namespace, key))")
 
@@ -40,16 +48,18 @@ class SQLiteStore:
         self._scheduled = False
         self._failed = False  # the file cannot be opened: memory only
         self._stalled = False  # the open file refused a write: retried with the next
+        self._retry: threading.Timer | None = None
 
     def _connect(self) -> sqlite3.Connection:
         if self._conn is None:
             fresh = not self.path.exists()
-            conn = sqlite3.connect(self.path, check_same_thread=False, timeout=10)
+            conn = sqlite3.connect(self.path, check_same_thread=False, timeout=OPEN_TIMEOUT)
             try:
                 if fresh:
                     os.chmod(self.path, 0o600)
                 conn.execute(_SCHEMA)
                 conn.commit()
+                conn.execute(f"PRAGMA busy_timeout = {WRITE_WAIT_MS}")
             except BaseException:
                 conn.close()  # not kept half-open: the next call fails alike
                 raise
@@ -87,14 +97,18 @@ class SQLiteStore:
     def put(self, namespace: str, key: str, value: dict[str, Any] | None) -> None:
         with self._lock:
             self._pending[(namespace, key)] = value
-            if self._scheduled:
+        self._schedule(f"{namespace}/{key}")
+
+    def _schedule(self, what: str) -> None:
+        """A write of what is pending on the writer thread, unless one is due."""
+        with self._lock:
+            if self._scheduled or not self._pending:
                 return
             self._scheduled = True
         try:
             self._executor.submit(self._write)
         except RuntimeError as exc:  # closed: the server is past its state's end
-            log.warning("state file %s is closed; %s/%s not written (%s)", self.path,
-                        namespace, key, exc)
+            log.warning("state file %s is closed; %s not written (%s)", self.path, what, exc)
 
     def _write(self) -> None:
         with self._lock:
@@ -120,6 +134,7 @@ class SQLiteStore:
             return
         if self._stalled:
             self._stalled = False
+            conn.execute(f"PRAGMA busy_timeout = {WRITE_WAIT_MS}")
             log.warning("state file %s is written again", self.path)
 
     def _keep_for_later(self, batch: dict[tuple[str, str], dict[str, Any] | None],
@@ -132,7 +147,14 @@ class SQLiteStore:
         if not self._stalled:
             log.warning("state file %s could not be written (%s); the changes are kept and "
                         "written with the next ones", self.path, exc)
+            self._connect().execute(f"PRAGMA busy_timeout = {IDLE_WAIT_MS}")
         self._stalled = True
+        # Tried again without waiting for the next change (there may be none).
+        if self._retry is not None:
+            self._retry.cancel()
+        self._retry = threading.Timer(RETRY_SECONDS, self._schedule, ("the kept changes",))
+        self._retry.daemon = True
+        self._retry.start()
 
     def watch(self, namespace: str, listener: Any) -> None:
         return None  # one process: nobody else writes
@@ -150,3 +172,8 @@ class SQLiteStore:
 
         await asyncio.get_running_loop().run_in_executor(self._executor, shut)
         self._executor.shutdown(wait=True)
+        if self._retry is not None:
+            self._retry.cancel()
+        if self._pending:
+            log.error("state file %s refused %d changes; they are lost at close", self.path,
+                      len(self._pending))
