@@ -294,3 +294,34 @@ async def test_a_locked_state_file_holds_no_stored_response_behind_a_refused_wri
     assert caplog.text.count("could not be written") == 1
     assert "is written again" in caplog.text
     await store.close()
+
+
+async def test_stored_responses_are_read_while_another_program_holds_the_write_lock(
+        tmp_path, monkeypatch, caplog):
+    """On a state file in WAL mode (the usage store's) another program's
+    write lock (a backup or replication tool's checkpoint, a sqlite3 shell in
+    a transaction) leaves reads free, but each call first deleted the expired
+    entries: that delete waited for the lock and failed, so GET of a stored
+    response and every previous_response_id was a 503 the file could have
+    answered. The clean-up waits for a later call instead."""
+    monkeypatch.setattr(kept_responses, "EXPIRE_EVERY", 0.0)
+    path = tmp_path / "s.sqlite"
+    usage = SQLiteUsage(str(path))  # puts the file in WAL mode, as a server does
+    store, responses = kept(path, [100.0], Clock(1_000_000.0))
+    await responses.keep("alice", {"id": "resp_1", "output": []}, [])
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        for _ in range(2):
+            found = await responses.fetch("alice", "resp_1")
+            assert found is not None and found.response["id"] == "resp_1"
+        with pytest.raises(StateUnavailable):  # a write still needs the lock
+            await responses.keep("alice", {"id": "resp_2", "output": []}, [])
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert caplog.text.count("expired stored responses not deleted yet") == 1
+    await responses.keep("alice", {"id": "resp_2", "output": []}, [])
+    assert (await responses.fetch("alice", "resp_2")) is not None
+    await store.close()
+    await usage.close()

@@ -12,8 +12,9 @@ go first, as in the in-process store, and expired ones leave the file at
 most a minute after they expire. A file that cannot be opened or refuses
 writes for good (read-only, full, damaged) keeps the entries in an
 in-memory database from then on (logged); a file locked by another program
-past its timeout is a 503 ``state_unavailable`` for that call (logged), as a
-Redis store's outage is.
+past its timeout is a 503 ``state_unavailable`` for a call that needs the
+lock (logged), as a Redis store's outage is; reads the file still allows
+(WAL) go on, the clean-up of expired entries waiting for the lock.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ log = logging.getLogger("ds2proxy.state")
 
 DEFAULT_MAX_ENTRIES = 1024
 EXPIRE_EVERY = 60.0
+EXPIRE_RETRY = 5.0  # a clean-up that met a lock is tried again this soon
 _BUSY = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)  # another program holds the file
 _SCHEMA = ("CREATE TABLE IF NOT EXISTS responses (id TEXT PRIMARY KEY, owner TEXT NOT NULL, "
            "stored_at REAL NOT NULL, doc BLOB NOT NULL);"
@@ -57,6 +59,7 @@ class SQLiteResponses:
         self._ttl, self._clock, self._max = ttl, clock, max_entries
         self._db: sqlite3.Connection | None = None
         self._expired_at = -EXPIRE_EVERY
+        self._expire_held = False  # the last clean-up met a lock (logged once)
 
     async def _run(self, job: Callable[[sqlite3.Connection], Any]) -> Any:
         loop = asyncio.get_running_loop()
@@ -91,8 +94,22 @@ class SQLiteResponses:
         once a minute: a response is not kept on disk longer than asked."""
         if time.monotonic() - self._expired_at < EXPIRE_EVERY:
             return
-        with db:
-            db.execute("DELETE FROM responses WHERE stored_at <= ?", (self._clock() - self._ttl(),))
+        try:
+            with db:
+                db.execute("DELETE FROM responses WHERE stored_at <= ?",
+                           (self._clock() - self._ttl(),))
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode & 0xFF not in _BUSY:
+                raise
+            # Another program's write lock leaves reads free (WAL): the
+            # call goes on (reads skip expired entries), the delete waits.
+            if not self._expire_held:
+                log.warning("stored responses: expired stored responses not deleted yet, the "
+                            "state file %s is locked (%s)", self.store.path, exc)
+            self._expire_held = True
+            self._expired_at = time.monotonic() - EXPIRE_EVERY + EXPIRE_RETRY
+            return
+        self._expire_held = False
         self._expired_at = time.monotonic()
 
     async def keep(self, owner: str, response: dict[str, Any], input_items: list[Any]) -> None:
