@@ -325,3 +325,26 @@ async def test_stored_responses_are_read_while_another_program_holds_the_write_l
     assert (await responses.fetch("alice", "resp_2")) is not None
     await store.close()
     await usage.close()
+
+
+async def test_kept_responses_are_bounded_in_bytes_not_only_in_count(tmp_path):
+    """Only the count was bounded: with bodies up to 64 MiB, 1024 stored
+    responses could fill 64 GiB of the disk the request log and account
+    health share. Past the byte budget the oldest go; the newest stays
+    whatever its size (a follow-up continues from it)."""
+    clock = Clock(1_000_000.0)
+    store, responses = kept(tmp_path / "s.sqlite", [1000.0], clock, max_bytes=10_000)
+    for n in range(4):
+        await responses.keep("alice", {"id": f"resp_{n}", "output": []}, ["x" * 3000])
+        clock.now += 1
+    assert await responses.fetch("alice", "resp_0") is None
+    assert [await responses.fetch("alice", f"resp_{n}") is not None for n in (1, 2, 3)] == [
+        True, True, True]
+    await responses.keep("alice", {"id": "resp_big", "output": []}, ["é" * 20_000])
+    assert (await responses.fetch("alice", "resp_big")).input_items == ["é" * 20_000]
+    assert [await responses.fetch("alice", f"resp_{n}") for n in (1, 2, 3)] == [None] * 3
+    clock.now += 1
+    await responses.keep("alice", {"id": "resp_small", "output": []}, ["y"])
+    assert await responses.fetch("alice", "resp_big") is None  # the newest fits alone
+    assert await responses.fetch("alice", "resp_small") is not None
+    await store.close()

@@ -7,8 +7,9 @@ and read on the records store's one writer thread (never on the loop). The
 owner is the caller's non-secret identity hash: a foreign id looks exactly
 like a missing one. ``responses.store_ttl_seconds`` is read on every access,
 so a shortened TTL hides older entries at once; ages are wall-clock seconds
-(the only clock that survives a restart). Past ``max_entries`` the oldest
-go first, as in the in-process store, and expired ones leave the file at
+(the only clock that survives a restart). Past ``max_entries``, or past
+``max_bytes`` of encoded entries, the oldest go first (the newest is kept
+whatever its size), as in the in-process store, and expired ones leave the file at
 most a minute after they expire. A file that cannot be opened or refuses
 writes for good (read-only, full, damaged) keeps the entries in an
 in-memory database from then on (logged); a file locked by another program
@@ -35,12 +36,22 @@ from .sqlite import SQLiteStore
 log = logging.getLogger("ds2proxy.state")
 
 DEFAULT_MAX_ENTRIES = 1024
+# Bodies may be 64 MiB each (runtime.max_body_bytes): by count alone 1024 of
+# them could fill 64 GiB of the disk the request log and account health
+# share (or of memory, with the file unusable).
+DEFAULT_MAX_BYTES = 512 * 1024 * 1024
 EXPIRE_EVERY = 60.0
 EXPIRE_RETRY = 5.0  # a clean-up that met a lock is tried again this soon
 _BUSY = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)  # another program holds the file
 _SCHEMA = ("CREATE TABLE IF NOT EXISTS responses (id TEXT PRIMARY KEY, owner TEXT NOT NULL, "
            "stored_at REAL NOT NULL, doc BLOB NOT NULL);"
            "CREATE INDEX IF NOT EXISTS responses_stored_at ON responses(stored_at);")
+
+# The entries past the byte budget, newest first (length() of a blob reads
+# its size, not its bytes); never the one just kept.
+_PAST_BUDGET = ("DELETE FROM responses WHERE id IN (SELECT id FROM (SELECT id, SUM(length(doc)) "
+                "OVER (ORDER BY stored_at DESC, rowid DESC) AS upto FROM responses) "
+                "WHERE upto > ?) AND id != ?")
 
 
 def _in_memory(path: object, exc: BaseException) -> sqlite3.Connection:
@@ -54,9 +65,11 @@ def _in_memory(path: object, exc: BaseException) -> sqlite3.Connection:
 class SQLiteResponses:
     def __init__(self, store: SQLiteStore, ttl: Callable[[], float], *,
                  clock: Callable[[], float] = time.time,
-                 max_entries: int = DEFAULT_MAX_ENTRIES) -> None:
+                 max_entries: int = DEFAULT_MAX_ENTRIES,
+                 max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         self.store = store
         self._ttl, self._clock, self._max = ttl, clock, max_entries
+        self._max_bytes = max_bytes
         self._db: sqlite3.Connection | None = None
         self._expired_at = -EXPIRE_EVERY
         self._expire_held = False  # the last clean-up met a lock (logged once)
@@ -113,7 +126,7 @@ class SQLiteResponses:
         self._expired_at = time.monotonic()
 
     async def keep(self, owner: str, response: dict[str, Any], input_items: list[Any]) -> None:
-        now, limit = self._clock(), self._max
+        now, limit, budget = self._clock(), self._max, self._max_bytes
 
         def write(db: sqlite3.Connection) -> None:
             # Encoded here, off the loop: the items may hold megabytes of input.
@@ -123,6 +136,7 @@ class SQLiteResponses:
                            (response["id"], owner, now, doc))
                 db.execute("DELETE FROM responses WHERE id IN (SELECT id FROM responses "
                            "ORDER BY stored_at DESC, rowid DESC LIMIT -1 OFFSET ?)", (limit,))
+                db.execute(_PAST_BUDGET, (budget, response["id"]))
 
         await self._run(write)
 
