@@ -348,3 +348,19 @@ async def test_kept_responses_are_bounded_in_bytes_not_only_in_count(tmp_path):
     assert await responses.fetch("alice", "resp_big") is None  # the newest fits alone
     assert await responses.fetch("alice", "resp_small") is not None
     await store.close()
+
+
+async def test_a_state_value_json_cannot_hold_loses_only_itself(tmp_path, caplog):
+    """Encoded inside the batch's transaction, one value orjson refuses (an
+    integer past 64 bits) rolled back every change written beside it, with
+    nothing logged: the others were lost without a word."""
+    store = SQLiteStore(tmp_path / "s.sqlite")
+    store.put("ns", "before", {"n": 1})
+    store.put("ns", "bad", {"n": 2**70})
+    store.put("ns", "after", {"n": 3})
+    await store.flush()
+    await store.close()
+    again = SQLiteStore(tmp_path / "s.sqlite")
+    assert await again.load("ns") == {"before": {"n": 1}, "after": {"n": 3}}
+    assert "ns/bad could not be written" in caplog.text
+    await again.close()

@@ -120,15 +120,16 @@ class SQLiteStore:
         except (OSError, sqlite3.Error) as exc:
             self._give_up(exc)
             return
+        rows = _encoded(batch)
         try:
             with conn:
-                for (namespace, key), value in batch.items():
-                    if value is None:
+                for namespace, key, doc in rows:
+                    if doc is None:
                         conn.execute("DELETE FROM records WHERE namespace = ? AND key = ?",
                                      (namespace, key))
                     else:
                         conn.execute("INSERT OR REPLACE INTO records VALUES (?, ?, ?)",
-                                     (namespace, key, orjson.dumps(value)))
+                                     (namespace, key, doc))
         except (OSError, sqlite3.Error) as exc:
             self._keep_for_later(batch, exc)
             return
@@ -177,3 +178,17 @@ class SQLiteStore:
         if self._pending:
             log.error("state file %s refused %d changes; they are lost at close", self.path,
                       len(self._pending))
+
+
+def _encoded(batch: dict[tuple[str, str], dict[str, Any] | None]
+             ) -> list[tuple[str, str, bytes | None]]:
+    """The batch's rows as written (None: deleted). A value JSON cannot hold
+    (an integer past 64 bits) loses only itself, logged: raised in the
+    transaction, it rolled back every other change of its batch, unlogged."""
+    rows = []
+    for (namespace, key), value in batch.items():
+        try:
+            rows.append((namespace, key, None if value is None else orjson.dumps(value)))
+        except (TypeError, orjson.JSONEncodeError) as exc:
+            log.error("state %s/%s could not be written: %s", namespace, key, exc)
+    return rows
