@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import sqlite3
 import time
 from pathlib import Path
@@ -13,7 +14,8 @@ from test_state_instances import within
 
 from ds2proxy.request_record import RequestRecord
 from ds2proxy.state import usage, usage_prune
-from ds2proxy.state.usage import SCHEMA, SQLiteUsage
+from ds2proxy.state.errors import StateUnavailable
+from ds2proxy.state.usage import SCHEMA, SQLiteUsage, _raise
 from ds2proxy.state.usage_schema import where_clause as _where
 
 
@@ -262,3 +264,25 @@ async def test_a_file_another_program_locks_holds_neither_reads_nor_rows(
     assert caplog.text.count("the file refused") == 1
     assert "the file is written again" in caplog.text
     await store.close()
+
+
+async def test_a_read_after_the_writer_ended_is_refused_not_left_waiting(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A read queued once the writer thread had ended (the store closed at
+    shutdown with an admin page still loading, or the thread killed by a
+    bug) waited forever: nobody was left to answer it."""
+    store = SQLiteUsage(str(tmp_path / "u.db"))
+    store.record(row(time.time()))
+    await store.close()
+    with pytest.raises(StateUnavailable):
+        await asyncio.wait_for(store.requests({}, 10, 0), 10)
+    await store.close()  # twice: nothing left to do
+    broken = SQLiteUsage(str(tmp_path / "v.db"))
+    monkeypatch.setattr(broken, "_tidy", lambda db: _raise(RuntimeError("a bug")))
+    monkeypatch.setattr(threading, "excepthook", lambda args: None)
+    broken.record(row(time.time()))
+    await broken.flush()  # answered; the bug ends the writer right after
+    with pytest.raises(StateUnavailable):
+        await asyncio.wait_for(broken.requests({}, 10, 0), 10)
+    with pytest.raises(StateUnavailable):
+        await asyncio.wait_for(broken.flush(), 10)

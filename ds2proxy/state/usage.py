@@ -86,6 +86,8 @@ class SQLiteUsage:
         self._retry_at = 0.0
         self._stalled = False
         self._pruning: Iterator[int] | None = None  # the prune under way, a batch a turn
+        self._closing = threading.Lock()
+        self._closed = False
         self._thread = threading.Thread(target=self._run, name="ds2proxy-usage", daemon=True)
         self._thread.start()
         self._ready.wait()
@@ -106,7 +108,10 @@ class SQLiteUsage:
     async def _call(self, job: Callable[[sqlite3.Connection], Any]) -> Any:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        self._queue.put(("job", job, future, loop))
+        with self._closing:
+            if self._closed:  # the writer has ended: nobody would answer
+                raise StateUnavailable("the usage store is closed (the server is stopping)")
+            self._queue.put(("job", job, future, loop))
         return await future
 
     async def flush(self) -> None:
@@ -169,6 +174,8 @@ class SQLiteUsage:
             log.warning("usage store: rows from before key refs not adopted yet: %s", exc)
 
     async def close(self) -> None:
+        if not self._thread.is_alive():
+            return
         await self.flush()
         self._queue.put(("stop",))
         await asyncio.to_thread(self._thread.join)
@@ -210,6 +217,20 @@ class SQLiteUsage:
             self._last_try(db)
         finally:
             db.close()
+            self._end()
+
+    def _end(self) -> None:
+        """No read waits for an ended writer (closed, or killed by a bug)."""
+        with self._closing:
+            self._closed = True
+        ended = StateUnavailable("the usage store is closed (the server is stopping)")
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if item[0] == "job":
+                self._answer(None, lambda db: _raise(ended), *item[2:])
 
     def _take(self) -> list[tuple]:
         """Up to a batch of queued items, waiting for the first only until
@@ -311,7 +332,7 @@ class SQLiteUsage:
             log.warning("usage store: the file is written again")
         return []
 
-    def _answer(self, db: sqlite3.Connection, job: Callable, future: asyncio.Future,
+    def _answer(self, db: sqlite3.Connection | None, job: Callable, future: asyncio.Future,
                 loop: asyncio.AbstractEventLoop) -> None:
         try:
             result, error = job(db), None
@@ -339,3 +360,7 @@ class SQLiteUsage:
         log.warning("usage store: a read found the file locked by another program (%s)", exc)
         return StateUnavailable("the usage store's file is locked by another program; "
                                 "retry shortly")
+
+
+def _raise(exc: Exception) -> Any:
+    raise exc
