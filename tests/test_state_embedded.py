@@ -14,6 +14,7 @@ import orjson
 import pytest
 from clock_util import Clock
 from conftest import ProxyFactory, base_config
+from admin_util import admin_for
 from test_state_instances import AdminClient, ask, within
 
 from ds2proxy.testing import FakeDeepSeek
@@ -22,6 +23,7 @@ from test_state_contract import row
 
 from ds2proxy.state import kept_responses
 from ds2proxy.state import sqlite as sqlite_state
+from ds2proxy.state import usage as usage_module
 from ds2proxy.state.errors import StateUnavailable
 from ds2proxy.state.kept_responses import SQLiteResponses
 from ds2proxy.state.sqlite import SQLiteStore
@@ -364,3 +366,36 @@ async def test_a_state_value_json_cannot_hold_loses_only_itself(tmp_path, caplog
     assert await again.load("ns") == {"before": {"n": 1}, "after": {"n": 3}}
     assert "ns/bad could not be written" in caplog.text
     await again.close()
+
+
+async def test_a_state_file_another_program_locks_keeps_the_server_answering(
+        proxy_factory: ProxyFactory, tmp_path, monkeypatch) -> None:
+    """On the wire: while a second sqlite3 connection holds the state file
+    locked, turns are served, the request log answers (without the row the
+    file refuses yet), a stored response is read back, and the refused row
+    reaches the log once the lock is gone, with no new request to carry it."""
+    monkeypatch.setattr(usage_module, "RETRY_SECONDS", 0.05)
+    monkeypatch.setattr(sqlite_state, "RETRY_SECONDS", 0.05)
+    proxy = await proxy_factory({"keys": [{"name": "team", "key": "sk-team"}]})
+    client = openai.AsyncOpenAI(base_url=proxy.url + "/v1", api_key="sk-team", max_retries=0)
+    first = await client.responses.create(model="deepseek-chat", input="remember teal",
+                                          store=True)
+    await proxy.core.usage.store.flush()
+    holder = sqlite3.connect(tmp_path / "config-0.state.sqlite", isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    async with aiohttp.ClientSession() as http:
+        admin = await admin_for(proxy, http)
+        try:
+            await client.chat.completions.create(model="deepseek-chat", messages=USER)
+            page = await asyncio.wait_for(admin.ok("GET", "/admin/usage/requests"), 5)
+            assert [r["route"] for r in page["requests"]] == ["/v1/responses"]  # as it was
+            assert (await client.responses.retrieve(first.id)).id == first.id
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+
+        async def caught_up() -> bool:
+            page = await admin.ok("GET", "/admin/usage/requests")
+            return "/v1/chat/completions" in [r["route"] for r in page["requests"]]
+
+        await within(10, caught_up)
