@@ -286,3 +286,29 @@ async def test_a_read_after_the_writer_ended_is_refused_not_left_waiting(
         await asyncio.wait_for(broken.requests({}, 10, 0), 10)
     with pytest.raises(StateUnavailable):
         await asyncio.wait_for(broken.flush(), 10)
+
+
+async def test_rows_dropped_past_the_held_bound_are_logged_once_and_counted(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture):
+    """Past the bound of rows kept for a file that refuses writes, every
+    batch logged an error of its own: a busy server behind a long lock wrote
+    one per batch, many a second. Now one, and the count when it is back."""
+    monkeypatch.setattr(usage, "MAX_HELD", 3)
+    path = tmp_path / "u.db"
+    store = SQLiteUsage(str(path))
+    await store.flush()
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        for n in range(10):
+            store.record(row(time.time(), request_id=f"r{n}"))
+            await store.flush()
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    store.record(row(time.time(), request_id="after"))
+    rows, total = await store.requests({}, 10, 0)
+    assert [r["request_id"] for r in rows] == ["after", "r9", "r8", "r7"] and total == 4
+    assert caplog.text.count("the oldest are dropped") == 1
+    assert "(7 rows it refused were dropped meanwhile)" in caplog.text
+    await store.close()

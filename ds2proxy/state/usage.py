@@ -84,6 +84,7 @@ class SQLiteUsage:
         self._pruned_at = -math.inf  # monotonic: a clock set back never stalls pruning
         self._held: list[dict[str, Any]] = []  # rows the file refused, tried again
         self._retry_at = 0.0
+        self._dropped = 0  # rows past MAX_HELD while the file refuses writes
         self._stalled = False
         self._pruning: Iterator[int] | None = None  # the prune under way, a batch a turn
         self._closing = threading.Lock()
@@ -252,25 +253,27 @@ class SQLiteUsage:
         """Write the rows, then answer the reads: they see every row queued
         before them (while the file refuses writes, what it has: each try
         then only tries, it does not wait)."""
-        self._hold([item[1] for item in items if item[0] == "row"])
+        self._held.extend(item[1] for item in items if item[0] == "row")
         self._try_held(db)
         for item in items:
             if item[0] == "job":
                 self._answer(db, *item[1:])
         return not any(item[0] == "stop" for item in items)
 
-    def _hold(self, rows: list[dict[str, Any]]) -> None:
-        self._held.extend(rows)
-        if len(self._held) > MAX_HELD:
-            log.error("usage store: %d rows the file refused are dropped (the oldest)",
-                      len(self._held) - MAX_HELD)
-            del self._held[:-MAX_HELD]
-
     def _try_held(self, db: sqlite3.Connection) -> None:
-        if self._held:
-            held, self._held = self._held, []
-            self._hold(self._write(db, held))
-            self._retry_at = time.monotonic() + RETRY_SECONDS
+        """Write the rows held; those the file refuses wait (the newest
+        ``MAX_HELD``) for the next try."""
+        if not self._held:
+            return
+        held = self._write(db, self._held)
+        if len(held) > MAX_HELD:
+            if not self._dropped:  # once: the rest are counted when the file is back
+                log.error("usage store: more than %d rows the file refused are waiting; the "
+                          "oldest are dropped", MAX_HELD)
+            self._dropped += len(held) - MAX_HELD
+            del held[:-MAX_HELD]
+        self._held = held
+        self._retry_at = time.monotonic() + RETRY_SECONDS
 
     def _last_try(self, db: sqlite3.Connection) -> None:
         """At close: rows still refused get one longer wait, then are named lost."""
@@ -329,7 +332,9 @@ class SQLiteUsage:
         if self._stalled:
             self._stalled = False
             db.execute(f"PRAGMA busy_timeout = {WRITE_WAIT_MS}")
-            log.warning("usage store: the file is written again")
+            log.warning("usage store: the file is written again (%d rows it refused were "
+                        "dropped meanwhile)", self._dropped)
+            self._dropped = 0
         return []
 
     def _answer(self, db: sqlite3.Connection | None, job: Callable, future: asyncio.Future,
