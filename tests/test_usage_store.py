@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import threading
 import sqlite3
 import time
@@ -310,5 +312,51 @@ async def test_rows_dropped_past_the_held_bound_are_logged_once_and_counted(
     rows, total = await store.requests({}, 10, 0)
     assert [r["request_id"] for r in rows] == ["after", "r9", "r8", "r7"] and total == 4
     assert caplog.text.count("the oldest are dropped") == 1
-    assert "(7 rows it refused were dropped meanwhile)" in caplog.text
+    assert "written again (7 rows it refused were dropped)" in caplog.text
     await store.close()
+
+
+# Run in a child process: the file-size limit applies to the whole process.
+_FULL_DISK = """
+import asyncio, os, resource, sys, time
+from ds2proxy.request_record import RequestRecord
+from ds2proxy.state import usage
+usage.RETRY_SECONDS = 0.05
+
+def row(n):
+    return RequestRecord(request_id=f"r{n}", family="openai", route="/", time=time.time(),
+                         key_name="k", model="m", account="a", status=200,
+                         request_body="x" * 2000).fields()
+
+async def main(path):
+    store = usage.SQLiteUsage(path)
+    await store.flush()
+    size = sum(os.path.getsize(path + end) for end in ("", "-wal") if os.path.exists(path + end))
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size + 200_000, hard))  # the disk fills
+    for n in range(300):
+        store.record(row(n))
+        if n % 20 == 0:
+            await store.flush()
+    print("while full", (await store.requests({}, 1, 0))[1])
+    resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))  # room again
+    while (await store.requests({}, 1, 0))[1] < 300:
+        await asyncio.sleep(0.02)
+    [day] = await store.totals("key_name", "day", 0)
+    print("after", day["requests"])
+    await store.close()
+
+asyncio.run(main(sys.argv[1]))
+"""
+
+
+def test_a_full_disk_loses_no_row_and_writes_them_when_there_is_room(tmp_path: Path):
+    """A disk that fills (here the process's file-size limit) refuses the
+    writes; the rows are kept, reads still answer, and once there is room
+    every row and its rollups are written, with no new request to carry them."""
+    done = subprocess.run([sys.executable, "-c", _FULL_DISK, str(tmp_path / "u.db")],
+                          capture_output=True, text=True, timeout=100)
+    assert done.returncode == 0, done.stderr
+    during, after = done.stdout.splitlines()
+    assert 0 < int(during.split()[-1]) < 300 and after == "after 300"
+    assert done.stderr.count("the file refused") == 1 and "written again" in done.stderr

@@ -332,8 +332,8 @@ class SQLiteUsage:
         if self._stalled:
             self._stalled = False
             db.execute(f"PRAGMA busy_timeout = {WRITE_WAIT_MS}")
-            log.warning("usage store: the file is written again (%d rows it refused were "
-                        "dropped meanwhile)", self._dropped)
+            lost = f" ({self._dropped} rows it refused were dropped)" if self._dropped else ""
+            log.warning("usage store: the file is written again%s", lost)
             self._dropped = 0
         return []
 
