@@ -399,3 +399,21 @@ async def test_a_state_file_another_program_locks_keeps_the_server_answering(
             return "/v1/chat/completions" in [r["route"] for r in page["requests"]]
 
         await within(10, caught_up)
+
+
+async def test_a_damaged_state_record_is_left_out_not_a_failed_start(tmp_path, caplog):
+    """A record whose value is not a JSON object (a damaged file, a row
+    another program wrote) raised from load: the server's start-up, which
+    loads the account health and the keys' day totals, failed with it."""
+    path = tmp_path / "s.sqlite"
+    store = SQLiteStore(path)
+    store.put("ns", "good", {"n": 1})
+    await store.close()
+    with sqlite3.connect(path) as db:
+        db.executemany("INSERT INTO records VALUES ('ns', ?, ?)",
+                       [("garbled", b"\x00{not json"), ("a-list", b"[1, 2]"), (7, b"{}")])
+    again = SQLiteStore(path)
+    assert await again.load("ns") == {"good": {"n": 1}, "7": {}}
+    assert "ns/garbled in the state file is not a JSON object" in caplog.text
+    assert "ns/a-list" in caplog.text
+    await again.close()

@@ -86,7 +86,7 @@ class SQLiteStore:
         except (OSError, sqlite3.Error) as exc:
             self._give_up(exc)
             return {}
-        return {key: orjson.loads(value) for key, value in rows}
+        return _decoded(namespace, rows)
 
     def _give_up(self, exc: BaseException) -> None:
         if not self._failed:
@@ -192,3 +192,21 @@ def _encoded(batch: dict[tuple[str, str], dict[str, Any] | None]
         except (TypeError, orjson.JSONEncodeError) as exc:
             log.error("state %s/%s could not be written: %s", namespace, key, exc)
     return rows
+
+
+def _decoded(namespace: str, rows: list[tuple[Any, Any]]) -> dict[str, dict[str, Any]]:
+    """The records read back: a value that is not a JSON object (a damaged
+    file, another program's row) is left out and named, not raised from the
+    start-up that loads it."""
+    found = {}
+    for key, value in rows:
+        try:
+            record = orjson.loads(value)
+        except (TypeError, orjson.JSONDecodeError):
+            record = None
+        if isinstance(record, dict):
+            found[str(key)] = record
+        else:
+            log.warning("state %s/%s in the state file is not a JSON object; left out",
+                        namespace, key)
+    return found
