@@ -417,3 +417,18 @@ async def test_a_damaged_state_record_is_left_out_not_a_failed_start(tmp_path, c
     assert "ns/garbled in the state file is not a JSON object" in caplog.text
     assert "ns/a-list" in caplog.text
     await again.close()
+
+
+async def test_a_damaged_stored_response_reads_as_missing_not_a_500(tmp_path, caplog):
+    clock = Clock(1_000_000.0)
+    store, responses = kept(tmp_path / "s.sqlite", [100.0], clock)
+    for name in ("resp_garbled", "resp_partial", "resp_list"):
+        await responses.keep("alice", {"id": name, "output": []}, ["hi"])
+    with sqlite3.connect(tmp_path / "s.sqlite") as db:
+        db.executemany("UPDATE responses SET doc = ? WHERE id = ?", [
+            (b"\x00{garbled", "resp_garbled"), (b'{"response": {}}', "resp_partial"),
+            (b"[1]", "resp_list")])
+    for name in ("resp_garbled", "resp_partial", "resp_list"):
+        assert await responses.fetch("alice", name) is None
+        assert f"stored response {name} in the state file is damaged" in caplog.text
+    await store.close()

@@ -146,10 +146,7 @@ class SQLiteResponses:
         def read(db: sqlite3.Connection) -> StoredEntry | None:
             row = db.execute("SELECT stored_at, doc FROM responses WHERE id = ? AND owner = ? "
                              "AND stored_at > ?", (response_id, owner, since)).fetchone()
-            if row is None:
-                return None
-            doc = orjson.loads(row[1])  # decoded here, off the loop
-            return StoredEntry(owner, doc["response"], doc["input_items"], row[0])
+            return None if row is None else _entry(owner, response_id, row[1], row[0])
 
         return await self._run(read)
 
@@ -163,3 +160,15 @@ class SQLiteResponses:
                                   "AND stored_at > ?", (response_id, owner, since)).rowcount > 0
 
         return await self._run(delete)
+
+
+def _entry(owner: str, response_id: str, raw: Any, stored_at: float) -> StoredEntry | None:
+    """A kept row as its entry (decoded here, off the loop); a damaged one
+    is named and read as missing (a 404), not a 500 on every read of it."""
+    try:
+        doc = orjson.loads(raw)
+        return StoredEntry(owner, doc["response"], doc["input_items"], stored_at)
+    except (TypeError, KeyError, orjson.JSONDecodeError) as exc:
+        log.warning("stored response %s in the state file is damaged (%s); read as missing",
+                    response_id, type(exc).__name__)
+        return None
