@@ -360,3 +360,34 @@ def test_a_full_disk_loses_no_row_and_writes_them_when_there_is_room(tmp_path: P
     during, after = done.stdout.splitlines()
     assert 0 < int(during.split()[-1]) < 300 and after == "after 300"
     assert done.stderr.count("the file refused") == 1 and "written again" in done.stderr
+
+
+async def test_rows_held_for_a_refusing_file_keep_a_bounded_amount_of_bodies(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture):
+    """With usage.log_bodies, each held row kept its body (up to a megabyte):
+    100,000 rows held through a long lock or a full disk could take a
+    hundred gigabytes of memory. The newest bodies are kept up to a budget;
+    older rows are kept (their usage counts) without theirs."""
+    monkeypatch.setattr(usage, "HELD_BODY_CHARS", 10)
+    path = tmp_path / "u.db"
+    store = SQLiteUsage(str(path))
+    await store.flush()
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        for n in range(3):
+            store.record(row(time.time(), request_id=f"r{n}", request_body=f"body-{n}"))
+            await store.flush()
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    store.record(row(time.time(), request_id="after"))
+    _, total = await store.requests({}, 10, 0)
+    bodies = {}
+    for n in range(1, total + 1):
+        found = await store.request(n)
+        bodies[found["request_id"]] = found["request_body"]
+    assert bodies == {"r0": "", "r1": "", "r2": "body-2", "after": ""}
+    assert caplog.text.count("the oldest are kept without theirs") == 1
+    assert "(2 bodies were not kept)" in caplog.text
+    await store.close()

@@ -40,6 +40,7 @@ log = logging.getLogger("ds2proxy.usage")
 
 _BATCH = 1000
 MAX_HELD = 100_000  # rows kept while the file refuses writes
+HELD_BODY_CHARS = 64 * 1024 * 1024  # of their request bodies (usage.log_bodies)
 _PRUNE_EVERY = 600.0
 # How long a write waits for the file's lock: long enough for the state
 # file's other connection (short transactions), short enough not to hold the
@@ -85,6 +86,7 @@ class SQLiteUsage:
         self._held: list[dict[str, Any]] = []  # rows the file refused, tried again
         self._retry_at = 0.0
         self._dropped = 0  # rows past MAX_HELD while the file refuses writes
+        self._shed = 0  # bodies past HELD_BODY_CHARS, of rows held meanwhile
         self._stalled = False
         self._pruning: Iterator[int] | None = None  # the prune under way, a batch a turn
         self._closing = threading.Lock()
@@ -273,7 +275,26 @@ class SQLiteUsage:
             self._dropped += len(held) - MAX_HELD
             del held[:-MAX_HELD]
         self._held = held
+        self._shed_bodies()
         self._retry_at = time.monotonic() + RETRY_SECONDS
+
+    def _shed_bodies(self) -> None:
+        """Rows held keep at most ``HELD_BODY_CHARS`` of request bodies, the
+        newest first: a long outage with usage.log_bodies held up to a
+        megabyte per row, 100,000 rows, in memory. Older rows are kept
+        without their body (their usage still counts)."""
+        budget = HELD_BODY_CHARS
+        for n in range(len(self._held) - 1, -1, -1):
+            body = self._held[n].get("request_body") or ""
+            if len(body) <= budget:
+                budget -= len(body)
+                continue
+            if not self._shed:
+                log.error("usage store: rows the file refused hold more than %d characters "
+                          "of request bodies; the oldest are kept without theirs",
+                          HELD_BODY_CHARS)
+            self._shed += 1
+            self._held[n] = {**self._held[n], "request_body": ""}
 
     def _last_try(self, db: sqlite3.Connection) -> None:
         """At close: rows still refused get one longer wait, then are named lost."""
@@ -333,8 +354,9 @@ class SQLiteUsage:
             self._stalled = False
             db.execute(f"PRAGMA busy_timeout = {WRITE_WAIT_MS}")
             lost = f" ({self._dropped} rows it refused were dropped)" if self._dropped else ""
+            lost += f" ({self._shed} bodies were not kept)" if self._shed else ""
             log.warning("usage store: the file is written again%s", lost)
-            self._dropped = 0
+            self._dropped = self._shed = 0
         return []
 
     def _answer(self, db: sqlite3.Connection | None, job: Callable, future: asyncio.Future,
