@@ -432,3 +432,26 @@ async def test_a_damaged_stored_response_reads_as_missing_not_a_500(tmp_path, ca
         assert await responses.fetch("alice", name) is None
         assert f"stored response {name} in the state file is damaged" in caplog.text
     await store.close()
+
+
+async def test_a_lock_at_the_first_stored_response_does_not_move_them_to_memory(tmp_path):
+    """The first stored response makes its table; a lock held by another
+    program at that moment was taken for a file that cannot be used, and
+    every stored response went to memory for the rest of the run (gone at
+    the next restart). It is a 503 for that call; the next one uses the file."""
+    path = tmp_path / "s.sqlite"
+    store, responses = kept(path, [100.0], Clock(1_000_000.0))
+    store.put("ns", "a", {"n": 1})
+    await store.flush()
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(StateUnavailable):
+            await responses.keep("alice", {"id": "resp_1", "output": []}, [])
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    await responses.keep("alice", {"id": "resp_1", "output": []}, [])
+    await store.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT id FROM responses").fetchall() == [("resp_1",)]

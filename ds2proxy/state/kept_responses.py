@@ -79,8 +79,8 @@ class SQLiteResponses:
         return await loop.run_in_executor(self.store.executor, self._job, job)
 
     def _job(self, job: Callable[[sqlite3.Connection], Any]) -> Any:
-        db = self._conn()
         try:
+            db = self._conn()
             self._expire(db)
             return job(db)
         except (OSError, sqlite3.Error) as exc:
@@ -93,12 +93,11 @@ class SQLiteResponses:
             return job(self._db)
 
     def _conn(self) -> sqlite3.Connection:
+        """The file's connection with the table made (a lock meanwhile is
+        raised: the next call tries again, the file is not given up)."""
         if self._db is None:
-            try:
-                db = self.store.connection()
-                db.executescript(_SCHEMA)
-            except (OSError, sqlite3.Error) as exc:  # not a database, no permission
-                db = _in_memory(self.store.path, exc)
+            db = self.store.connection()
+            db.executescript(_SCHEMA)
             self._db = db
         return self._db
 
