@@ -455,3 +455,39 @@ async def test_a_lock_at_the_first_stored_response_does_not_move_them_to_memory(
     await store.close()
     with sqlite3.connect(path) as db:
         assert db.execute("SELECT id FROM responses").fetchall() == [("resp_1",)]
+
+
+async def test_a_state_file_locked_at_start_is_not_given_up_for_the_run(
+        tmp_path, monkeypatch, caplog):
+    """Locked by another program when the server starts (past the open's
+    wait), the state file was taken for one that cannot be used: account
+    health and the keys' day totals lived in memory for the whole run and
+    were lost at the next restart. It starts empty (logged), and the changes
+    are written once the lock is gone."""
+    monkeypatch.setattr(sqlite_state, "OPEN_TIMEOUT", 0.05)
+    monkeypatch.setattr(sqlite_state, "RETRY_SECONDS", 0.05)
+    path = tmp_path / "s.sqlite"
+    first = SQLiteStore(path)
+    first.put("ns", "old", {"n": 1})
+    await first.close()
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    store = SQLiteStore(path)
+    try:
+        assert await store.load("ns") == {}
+        store.put("ns", "new", {"n": 2})
+        await store.flush()
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert "is locked by another program; ns starts empty" in caplog.text
+
+    async def written() -> bool:
+        with sqlite3.connect(path) as db:
+            return db.execute("SELECT COUNT(*) FROM records").fetchone()[0] == 2
+
+    await within(10, written)
+    await store.close()
+    again = SQLiteStore(path)
+    assert await again.load("ns") == {"old": {"n": 1}, "new": {"n": 2}}
+    await again.close()

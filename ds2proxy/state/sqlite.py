@@ -49,11 +49,16 @@ class SQLiteStore:
         self._failed = False  # the file cannot be opened: memory only
         self._stalled = False  # the open file refused a write: retried with the next
         self._retry: threading.Timer | None = None
+        self._tried = False  # an open was tried already
 
     def _connect(self) -> sqlite3.Connection:
         if self._conn is None:
             fresh = not self.path.exists()
-            conn = sqlite3.connect(self.path, check_same_thread=False, timeout=OPEN_TIMEOUT)
+            # The start's open waits long; a later one (the first was locked
+            # out) no longer than a write, not to hold the thread's other work.
+            wait = WRITE_WAIT_MS / 1000 if self._tried else OPEN_TIMEOUT
+            self._tried = True
+            conn = sqlite3.connect(self.path, check_same_thread=False, timeout=wait)
             try:
                 if fresh:
                     os.chmod(self.path, 0o600)
@@ -84,7 +89,11 @@ class SQLiteStore:
             rows = self._connect().execute(
                 "SELECT key, value FROM records WHERE namespace = ?", (namespace,)).fetchall()
         except (OSError, sqlite3.Error) as exc:
-            self._give_up(exc)
+            if _busy(exc):  # locked past the open's wait: not given up for that
+                log.warning("state file %s is locked by another program; %s starts empty",
+                            self.path, namespace)
+            else:
+                self._give_up(exc)
             return {}
         return _decoded(namespace, rows)
 
@@ -118,7 +127,10 @@ class SQLiteStore:
         try:
             conn = self._connect()
         except (OSError, sqlite3.Error) as exc:
-            self._give_up(exc)
+            if _busy(exc):
+                self._keep_for_later(batch, exc)
+            else:
+                self._give_up(exc)
             return
         rows = _encoded(batch)
         try:
@@ -148,7 +160,8 @@ class SQLiteStore:
         if not self._stalled:
             log.warning("state file %s could not be written (%s); the changes are kept and "
                         "written with the next ones", self.path, exc)
-            self._connect().execute(f"PRAGMA busy_timeout = {IDLE_WAIT_MS}")
+            if self._conn is not None:
+                self._conn.execute(f"PRAGMA busy_timeout = {IDLE_WAIT_MS}")
         self._stalled = True
         # Tried again without waiting for the next change (there may be none).
         if self._retry is not None:
@@ -192,6 +205,12 @@ def _encoded(batch: dict[tuple[str, str], dict[str, Any] | None]
         except (TypeError, orjson.JSONEncodeError) as exc:
             log.error("state %s/%s could not be written: %s", namespace, key, exc)
     return rows
+
+
+def _busy(exc: BaseException) -> bool:
+    """Another program holds the file locked (passing), not a file unusable."""
+    return getattr(exc, "sqlite_errorcode", 0) & 0xFF in (sqlite3.SQLITE_BUSY,
+                                                         sqlite3.SQLITE_LOCKED)
 
 
 def _decoded(namespace: str, rows: list[tuple[Any, Any]]) -> dict[str, dict[str, Any]]:
