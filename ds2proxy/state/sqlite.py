@@ -50,6 +50,7 @@ class SQLiteStore:
         self._stalled = False  # the open file refused a write: retried with the next
         self._retry: threading.Timer | None = None
         self._tried = False  # an open was tried already
+        self._told = False  # the refusal was logged
 
     def _connect(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -148,7 +149,9 @@ class SQLiteStore:
         if self._stalled:
             self._stalled = False
             conn.execute(f"PRAGMA busy_timeout = {WRITE_WAIT_MS}")
-            log.warning("state file %s is written again", self.path)
+            if self._told:
+                log.warning("state file %s is written again", self.path)
+            self._told = False
 
     def _keep_for_later(self, batch: dict[tuple[str, str], dict[str, Any] | None],
                         exc: BaseException) -> None:
@@ -157,11 +160,14 @@ class SQLiteStore:
         with self._lock:
             for item, value in batch.items():
                 self._pending.setdefault(item, value)
-        if not self._stalled:
+        # A lock a retry finds gone was most likely the file's other
+        # connection writing something big: named only if it outlasts one.
+        if not self._told and (self._stalled or not _busy(exc)):
+            self._told = True
             log.warning("state file %s could not be written (%s); the changes are kept and "
                         "written with the next ones", self.path, exc)
-            if self._conn is not None:
-                self._conn.execute(f"PRAGMA busy_timeout = {IDLE_WAIT_MS}")
+        if not self._stalled and self._conn is not None:
+            self._conn.execute(f"PRAGMA busy_timeout = {IDLE_WAIT_MS}")
         self._stalled = True
         # Tried again without waiting for the next change (there may be none).
         if self._retry is not None:

@@ -88,6 +88,7 @@ class SQLiteUsage:
         self._dropped = 0  # rows past MAX_HELD while the file refuses writes
         self._shed = 0  # bodies past HELD_BODY_CHARS, of rows held meanwhile
         self._stalled = False
+        self._told = False  # the refusal was logged
         self._pruning: Iterator[int] | None = None  # the prune under way, a batch a turn
         self._closing = threading.Lock()
         self._closed = False
@@ -332,10 +333,13 @@ class SQLiteUsage:
                                [tuple(r[f] for f in ROW_FIELDS) for r in rows])
                 db.executemany(UPSERT, [u for r in rows for u in rollup_rows(r)])
         except sqlite3.OperationalError as exc:
-            if not self._stalled:
+            # A lock a retry finds gone was most likely the file's other
+            # connection writing something big: named only if it outlasts one.
+            if not self._told and (self._stalled or exc.sqlite_errorcode & 0xFF not in _BUSY):
+                self._told = True
                 log.warning("usage store: the file refused %d rows (%s); they are kept and "
                             "tried again every %.0f s", len(rows), exc, RETRY_SECONDS)
-                # Retries only try: each holds the reads queued behind it.
+            if not self._stalled:  # retries only try: each holds the reads behind it
                 db.execute(f"PRAGMA busy_timeout = {RETRY_WAIT_MS}")
             self._stalled = True
             return rows
@@ -355,8 +359,10 @@ class SQLiteUsage:
             db.execute(f"PRAGMA busy_timeout = {WRITE_WAIT_MS}")
             lost = f" ({self._dropped} rows it refused were dropped)" if self._dropped else ""
             lost += f" ({self._shed} bodies were not kept)" if self._shed else ""
-            log.warning("usage store: the file is written again%s", lost)
+            if self._told:
+                log.warning("usage store: the file is written again%s", lost)
             self._dropped = self._shed = 0
+            self._told = False
         return []
 
     def _answer(self, db: sqlite3.Connection | None, job: Callable, future: asyncio.Future,
