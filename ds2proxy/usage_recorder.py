@@ -54,6 +54,7 @@ class UsageRecorder:
         self.store: UsageStore | None = None
         self.recorded = 0
         self._counting: set[asyncio.Task] = set()  # records waiting for their count
+        core.monitor.trimmer.on_drain(self._release_memory)
 
     async def open(self) -> None:
         """Open the store (with usage.enabled off too: turned on at run time, it
@@ -87,6 +88,10 @@ class UsageRecorder:
         """Retention is a live setting: a shortened one prunes without a restart."""
         if self.store is not None:
             self.store.retain(cfg.usage.retention_raw_days, cfg.usage.retention_hourly_days)
+
+    def _release_memory(self) -> None:
+        if self.store is not None:
+            self.store.release_memory()
 
     async def close(self) -> None:
         await self.counted()

@@ -114,6 +114,9 @@ class RedisUsage:
         self.raw_days, self.hourly_days = raw_days, hourly_days
         self._pruned = 0.0
 
+    def release_memory(self) -> None:
+        """Nothing to drop: the rows live in Redis, the buffer empties as it writes."""
+
     def _key(self, *parts: str) -> str:
         return self.link.key("usage", *parts)
 

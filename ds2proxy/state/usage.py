@@ -25,9 +25,10 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any, Protocol
+from typing import Any
 
 from .errors import StateUnavailable
+from .usage_api import UsageStore
 from .usage_migrations import add_filter_indexes, add_ref_columns, adopt_refs, import_legacy
 from .usage_prune import cut_offs, prune_steps
 from .usage_schema import (FILTER_INDEXES, FILTERS, GRAINS, GROUPS, LISTED, ROW_FIELDS,
@@ -48,27 +49,6 @@ _PRUNE_EVERY = 600.0
 WRITE_WAIT_MS, RETRY_WAIT_MS, CLOSING_WAIT_MS = 500, 20, 5000
 RETRY_SECONDS = 2.0  # rows the file refused are tried again this often
 _BUSY = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
-
-class UsageStore(Protocol):
-    """What ds2proxy needs from a usage store."""
-
-    def record(self, row: dict[str, Any]) -> None: ...
-    def retain(self, raw_days: int, hourly_days: int) -> None: ...
-    async def flush(self) -> None: ...
-    async def requests(self, filters: dict[str, Any], limit: int, offset: int
-                       ) -> tuple[list[dict[str, Any]], int]:
-        """A page of rows (their ``LISTED`` fields), newest first, and the total."""
-    async def request(self, row_id: int) -> dict[str, Any] | None: ...
-    async def series(self, grain: str, since: float, key_name: str | None = None,
-                     key_ref: str | None = None) -> list[dict[str, Any]]: ...
-    async def totals(self, group: str, grain: str, since: float,
-                     key_name: str | None = None, key_ref: str | None = None
-                     ) -> list[dict[str, Any]]: ...
-    async def adopt_refs(self, refs: dict[str, str]) -> None:
-        """Rows and rollups recorded before they kept the key's ref: given the
-        ref of the key ``refs`` maps their name to (once; the rest get none)."""
-    async def close(self) -> None: ...
-
 
 class SQLiteUsage:
     """The embedded store (``path`` ":memory:" keeps it for the process only)."""
@@ -108,6 +88,12 @@ class SQLiteUsage:
         self.raw_days, self.hourly_days = raw_days, hourly_days
         self._pruned_at = -math.inf  # monotonic: a clock set back never stalls pruning
         self._queue.put(("wake",))
+
+    def release_memory(self) -> None:
+        """Empty SQLite's page cache (at the writer's next turn). It fills as
+        the log is written and read, up to its size; emptied after each
+        burst, the next burst does not find the process larger."""
+        self._queue.put(("shrink",))
 
     async def _call(self, job: Callable[[sqlite3.Connection], Any]) -> Any:
         loop = asyncio.get_running_loop()
@@ -261,6 +247,8 @@ class SQLiteUsage:
         for item in items:
             if item[0] == "job":
                 self._answer(db, *item[1:])
+        if any(item[0] == "shrink" for item in items):
+            db.execute("PRAGMA shrink_memory")
         return not any(item[0] == "stop" for item in items)
 
     def _try_held(self, db: sqlite3.Connection) -> None:
