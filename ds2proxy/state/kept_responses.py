@@ -7,10 +7,10 @@ and read on the records store's one writer thread (never on the loop). The
 owner is the caller's non-secret identity hash: a foreign id looks exactly
 like a missing one. ``responses.store_ttl_seconds`` is read on every access,
 so a shortened TTL hides older entries at once; ages are wall-clock seconds
-(the only clock that survives a restart). Past ``max_entries``, or past
-``max_bytes`` of encoded entries, the oldest go first (the newest is kept
-whatever its size), as in the in-process store, and expired ones leave the file at
-most a minute after they expire. A file that cannot be opened or refuses
+(the only clock that survives a restart). Past ``max_entries`` (as in the
+in-process store), or past ``max_bytes`` of encoded entries, the oldest go
+first (the newest is kept whatever its size), and expired ones leave the
+file at most a minute after they expire. A file that cannot be opened or refuses
 writes for good (read-only, full, damaged) keeps the entries in an
 in-memory database from then on (logged); a file locked by another program
 past its timeout is a 503 ``state_unavailable`` for a call that needs the
