@@ -22,7 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from ds2proxy.state.usage import LISTED, ROW_FIELDS, SCHEMA, SQLiteUsage, _where
+from ds2proxy.state.usage import LISTED, ROW_FIELDS, SCHEMA, SQLiteUsage
+from ds2proxy.state.usage_schema import where_clause as _where
 
 FILTERS = {
     "key_name": {"key_name": "key-7"},

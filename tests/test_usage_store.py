@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import subprocess
+import sys
+import threading
 import sqlite3
 import time
 from pathlib import Path
@@ -11,8 +15,10 @@ import pytest
 from test_state_instances import within
 
 from ds2proxy.request_record import RequestRecord
-from ds2proxy.state import usage
-from ds2proxy.state.usage import SCHEMA, SQLiteUsage, _where
+from ds2proxy.state import usage, usage_prune
+from ds2proxy.state.errors import StateUnavailable
+from ds2proxy.state.usage import SCHEMA, SQLiteUsage, _raise
+from ds2proxy.state.usage_schema import where_clause as _where
 
 
 def row(ts: float, **fields) -> dict:
@@ -157,4 +163,256 @@ async def test_a_clock_set_back_does_not_stall_retention(tmp_path: Path, monkeyp
         return not rows
 
     await within(5, pruned)
+    await store.close()
+
+
+def test_a_prune_deletes_exactly_what_is_past_retention(tmp_path: Path):
+    """Each kind of row up to its cut-off goes (a row at the cut-off stays),
+    a few rows per transaction, whatever the batch size leaves over."""
+    db = sqlite3.connect(tmp_path / "u.db")
+    db.executescript(SCHEMA)
+    now = 1_700_000_000.0
+    cuts = usage_prune.cut_offs(now, 7, 90)
+    raw, _, hourly, daily = cuts
+    times = [raw - 86400 * n for n in range(1, 12)] + [raw - 0.001, raw, raw + 0.001, now]
+    db.executemany("INSERT INTO requests (time, request_id) VALUES (?, ?)",
+                   [(t, f"r{t}") for t in times])
+    buckets = {"minute": raw, "hour": hourly, "day": daily}
+    for grain, cut in buckets.items():
+        for bucket in [int(cut) - 3600 * n for n in range(1, 9)] + [int(cut), int(now)]:
+            db.execute("INSERT INTO rollups VALUES (?,?,'k','m','a','f',1,0,1,1,0,1.0,'')",
+                       (grain, bucket))
+    db.commit()
+    batches = list(usage_prune.prune_steps(db, cuts, batch=3))
+    assert max(batches) == 3 and sum(batches) == 12 + 3 * 8
+    assert [t for (t,) in db.execute("SELECT time FROM requests ORDER BY time")] == [
+        raw, raw + 0.001, now]
+    for grain, cut in buckets.items():
+        kept = [b for (b,) in db.execute(
+            "SELECT bucket FROM rollups WHERE grain = ? ORDER BY bucket", (grain,))]
+        assert kept == [int(cut), int(now)], grain
+    db.close()
+
+
+async def test_a_long_prune_lets_rows_and_reads_through_between_its_batches(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A shortened retention deleted every row past it in one transaction:
+    on millions of rows the file's write lock was held (every other write of
+    the process waiting) and the write-ahead log grew by all of it. Rows
+    recorded and reads asked during the prune are served between batches."""
+    monkeypatch.setattr(usage_prune, "BATCH", 10)
+    store = SQLiteUsage(str(tmp_path / "u.db"), raw_days=30)
+    now = time.time()
+    for n in range(100):
+        store.record(row(now - 10 * 86400 - n, request_id="old"))
+    await store.flush()
+    loop = asyncio.get_running_loop()
+    midway: asyncio.Future = loop.create_future()
+    real_steps = usage.prune_steps
+
+    def steps(db, cuts):
+        inner = real_steps(db, cuts)
+        yield next(inner)
+        # Queued while the prune is under way, as a request and a read would be.
+        store.record(row(now, request_id="during"))
+        store._queue.put(("job", lambda db: db.execute(
+            "SELECT request_id, COUNT(*) FROM requests GROUP BY request_id").fetchall(),
+            midway, loop))
+        yield from inner
+
+    monkeypatch.setattr(usage, "prune_steps", steps)
+    store.retain(7, 90)
+    seen = {name: count for name, count in await midway}
+    assert seen["during"] == 1 and 0 < seen["old"] < 100
+
+    async def pruned() -> bool:
+        return (await store.requests({"request_id": "old"}, 1, 0))[1] == 0
+
+    await within(10, pruned)
+    rows, total = await store.requests({}, 10, 0)
+    assert total == 1 and rows[0]["request_id"] == "during"
+    await store.close()
+
+
+async def test_a_file_another_program_locks_holds_neither_reads_nor_rows(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture):
+    """Another program holding the file locked made each batch wait 10 s
+    (SQLite's timeout) with every read queued behind it. Reads now answer
+    from what the file has, the refused rows are kept and written once it
+    frees (with no new request to carry them), and it is logged once."""
+    monkeypatch.setattr(usage, "RETRY_SECONDS", 0.05)
+    path = tmp_path / "u.db"
+    store = SQLiteUsage(str(path))
+    now = time.time()
+    store.record(row(now, request_id="before"))
+    await store.flush()
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        for n in range(3):
+            store.record(row(now + n, request_id=f"locked-{n}"))
+            rows, total = await asyncio.wait_for(store.requests({}, 10, 0), 5)
+            assert [r["request_id"] for r in rows] == ["before"] and total == 1
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+
+    async def caught_up() -> bool:
+        return (await store.requests({}, 10, 0))[1] == 4
+
+    await within(10, caught_up)
+    [day] = await store.totals("key_name", "day", 0)
+    assert day["requests"] == 4
+    assert caplog.text.count("the file refused") == 1
+    assert "the file is written again" in caplog.text
+    await store.close()
+
+
+async def test_a_read_after_the_writer_ended_is_refused_not_left_waiting(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A read queued once the writer thread had ended (the store closed at
+    shutdown with an admin page still loading, or the thread killed by a
+    bug) waited forever: nobody was left to answer it."""
+    store = SQLiteUsage(str(tmp_path / "u.db"))
+    store.record(row(time.time()))
+    await store.close()
+    with pytest.raises(StateUnavailable):
+        await asyncio.wait_for(store.requests({}, 10, 0), 10)
+    await store.close()  # twice: nothing left to do
+    broken = SQLiteUsage(str(tmp_path / "v.db"))
+    monkeypatch.setattr(broken, "_tidy", lambda db: _raise(RuntimeError("a bug")))
+    monkeypatch.setattr(threading, "excepthook", lambda args: None)
+    broken.record(row(time.time()))
+    await broken.flush()  # answered; the bug ends the writer right after
+    with pytest.raises(StateUnavailable):
+        await asyncio.wait_for(broken.requests({}, 10, 0), 10)
+    with pytest.raises(StateUnavailable):
+        await asyncio.wait_for(broken.flush(), 10)
+
+
+async def test_rows_dropped_past_the_held_bound_are_logged_once_and_counted(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture):
+    """Past the bound of rows kept for a file that refuses writes, every
+    batch logged an error of its own: a busy server behind a long lock wrote
+    one per batch, many a second. Now one, and the count when it is back."""
+    monkeypatch.setattr(usage, "MAX_HELD", 3)
+    path = tmp_path / "u.db"
+    store = SQLiteUsage(str(path))
+    await store.flush()
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        for n in range(10):
+            store.record(row(time.time(), request_id=f"r{n}"))
+            await store.flush()
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    store.record(row(time.time(), request_id="after"))
+    rows, total = await store.requests({}, 10, 0)
+    assert [r["request_id"] for r in rows] == ["after", "r9", "r8", "r7"] and total == 4
+    assert caplog.text.count("the oldest are dropped") == 1
+    assert "written again (7 rows it refused were dropped)" in caplog.text
+    await store.close()
+
+
+# Run in a child process: the file-size limit applies to the whole process.
+_FULL_DISK = """
+import asyncio, os, resource, sys, time
+from ds2proxy.request_record import RequestRecord
+from ds2proxy.state import usage
+usage.RETRY_SECONDS = 0.05
+
+def row(n):
+    return RequestRecord(request_id=f"r{n}", family="openai", route="/", time=time.time(),
+                         key_name="k", model="m", account="a", status=200,
+                         request_body="x" * 2000).fields()
+
+async def main(path):
+    store = usage.SQLiteUsage(path)
+    await store.flush()
+    size = sum(os.path.getsize(path + end) for end in ("", "-wal") if os.path.exists(path + end))
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size + 200_000, hard))  # the disk fills
+    for n in range(300):
+        store.record(row(n))
+        if n % 20 == 0:
+            await store.flush()
+    print("while full", (await store.requests({}, 1, 0))[1])
+    resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))  # room again
+    while (await store.requests({}, 1, 0))[1] < 300:
+        await asyncio.sleep(0.02)
+    [day] = await store.totals("key_name", "day", 0)
+    print("after", day["requests"])
+    await store.close()
+
+asyncio.run(main(sys.argv[1]))
+"""
+
+
+def test_a_full_disk_loses_no_row_and_writes_them_when_there_is_room(tmp_path: Path):
+    """A disk that fills (here the process's file-size limit) refuses the
+    writes; the rows are kept, reads still answer, and once there is room
+    every row and its rollups are written, with no new request to carry them."""
+    done = subprocess.run([sys.executable, "-c", _FULL_DISK, str(tmp_path / "u.db")],
+                          capture_output=True, text=True, timeout=100)
+    assert done.returncode == 0, done.stderr
+    during, after = done.stdout.splitlines()
+    assert 0 < int(during.split()[-1]) < 300 and after == "after 300"
+    assert done.stderr.count("the file refused") == 1 and "written again" in done.stderr
+
+
+async def test_rows_held_for_a_refusing_file_keep_a_bounded_amount_of_bodies(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture):
+    """With usage.log_bodies, each held row kept its body (up to a megabyte):
+    100,000 rows held through a long lock or a full disk could take a
+    hundred gigabytes of memory. The newest bodies are kept up to a budget;
+    older rows are kept (their usage counts) without theirs."""
+    monkeypatch.setattr(usage, "HELD_BODY_CHARS", 10)
+    path = tmp_path / "u.db"
+    store = SQLiteUsage(str(path))
+    await store.flush()
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        for n in range(3):
+            store.record(row(time.time(), request_id=f"r{n}", request_body=f"body-{n}"))
+            await store.flush()
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    store.record(row(time.time(), request_id="after"))
+    _, total = await store.requests({}, 10, 0)
+    bodies = {}
+    for n in range(1, total + 1):
+        found = await store.request(n)
+        bodies[found["request_id"]] = found["request_body"]
+    assert bodies == {"r0": "", "r1": "", "r2": "body-2", "after": ""}
+    assert caplog.text.count("the oldest are kept without theirs") == 1
+    assert "(2 bodies were not kept)" in caplog.text
+    await store.close()
+
+
+async def test_a_lock_gone_by_the_retry_is_not_reported(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture):
+    """A write now waits half a second for the lock, not 10 s: the state
+    file's other connection keeping a large stored response (seconds for
+    tens of megabytes) may outlast that. Such a lock, gone by the retry, is
+    not an outage to warn about; the rows are written all the same."""
+    monkeypatch.setattr(usage, "RETRY_SECONDS", 0.05)
+    path = tmp_path / "u.db"
+    store = SQLiteUsage(str(path))
+    await store.flush()
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    store.record(row(time.time(), request_id="during"))
+    await store.flush()
+    holder.execute("ROLLBACK")
+    holder.close()
+
+    async def written() -> bool:
+        return (await store.requests({}, 10, 0))[1] == 1
+
+    await within(10, written)
+    assert "refused" not in caplog.text and "written again" not in caplog.text
     await store.close()

@@ -115,15 +115,21 @@ class SharedTokens:
         await self.link.call(lambda: self._unlock(keys=[self._lock_key(account)],
                                                   args=[self.owner]))
 
-    async def wait(self, account: str, timeout: float) -> None:
-        """Until a new token of ``account`` is announced, or ``timeout``."""
-        event = self._fresh.setdefault(account, asyncio.Event())
-        waiter = asyncio.ensure_future(event.wait())
+    def armed(self, account: str) -> asyncio.Event:
+        """What the next announcement of a token of ``account`` sets. Taken
+        before looking for the token, so one announced between that look and
+        :meth:`wait` is not missed (it cost a whole recheck period)."""
+        return self._fresh.setdefault(account, asyncio.Event())
+
+    async def wait(self, account: str, timeout: float,
+                   armed: asyncio.Event | None = None) -> None:
+        """Until a new token of ``account`` is announced (since ``armed`` was
+        taken, given it), or ``timeout``."""
+        event = armed if armed is not None else self.armed(account)
         # Not announced in time: the caller looks again (the lock may have
         # expired with an instance that died while logging in).
-        done, _ = await asyncio.wait({waiter}, timeout=max(0.0, timeout))
-        if not done:
-            waiter.cancel()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), max(0.0, timeout))
 
     def _announced(self, account: str) -> None:
         event = self._fresh.pop(account, None)

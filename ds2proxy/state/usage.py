@@ -7,7 +7,11 @@ event loop only puts rows on a queue (a few microseconds), the thread writes
 them in batches, and reads run on the same thread after the rows queued
 before them, so a read always sees every request that ended before it.
 Retention: raw rows and minute rollups ``raw_days``, hour rollups
-``hourly_days``, day rollups ten times that.
+``hourly_days``, day rollups ten times that, pruned a batch at a time
+between the writes (:mod:`.usage_prune`). Rows a locked, read-only or full
+file refuses are kept and tried again every ``RETRY_SECONDS`` (logged once);
+meanwhile reads answer from what the file has, and a read the file refuses
+(another program's exclusive lock) is a 503, never a wait.
 """
 
 from __future__ import annotations
@@ -20,127 +24,31 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
-from typing import Any, Protocol
+from collections.abc import Callable, Iterator
+from typing import Any
 
-from .usage_migrations import add_ref_columns, adopt_refs, import_legacy
+from .errors import StateUnavailable
+from .usage_api import UsageStore
+from .usage_migrations import add_filter_indexes, add_ref_columns, adopt_refs, import_legacy
+from .usage_prune import cut_offs, prune_steps
+from .usage_schema import (FILTER_INDEXES, FILTERS, GRAINS, GROUPS, LISTED, ROW_FIELDS,
+                           SCHEMA, UPSERT, key_condition, rollup_rows, table_of, where_clause)
+
+__all__ = ["FILTERS", "GRAINS", "GROUPS", "LISTED", "ROW_FIELDS", "SCHEMA", "SQLiteUsage",
+           "UsageStore"]
 
 log = logging.getLogger("ds2proxy.usage")
 
-GRAINS = {"minute": 60, "hour": 3600, "day": 86400}
-ROW_FIELDS = ("time", "request_id", "key_name", "family", "route", "method", "model",
-              "native_model", "account", "status", "error_code", "error_message", "latency_ms",
-              "ttfb_ms", "prompt_tokens", "completion_tokens", "reasoning_tokens", "tool_calls",
-              "stream", "request_body", "served_by", "key_ref")
-# A page of the request log leaves out kept bodies (up to a megabyte each):
-# one row's details carry its body.
-LISTED = ("id", *(f for f in ROW_FIELDS if f != "request_body"))
-FILTERS = ("key_name", "model", "status", "account", "family", "request_id", "key_ref")
-GROUPS = ("key_name", "model", "account", "family")
 _BATCH = 1000
 MAX_HELD = 100_000  # rows kept while the file refuses writes
+HELD_BODY_CHARS = 64 * 1024 * 1024  # of their request bodies (usage.log_bodies)
 _PRUNE_EVERY = 600.0
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS requests (
-  id INTEGER PRIMARY KEY, time REAL NOT NULL, request_id TEXT, key_name TEXT, family TEXT,
-  route TEXT, method TEXT, model TEXT, native_model TEXT, account TEXT, status INTEGER,
-  error_code TEXT, error_message TEXT, latency_ms REAL, ttfb_ms REAL, prompt_tokens INTEGER,
-  completion_tokens INTEGER, reasoning_tokens INTEGER, tool_calls INTEGER, stream INTEGER,
-  request_body TEXT, served_by TEXT, key_ref TEXT);
-CREATE INDEX IF NOT EXISTS requests_time ON requests(time);
-CREATE INDEX IF NOT EXISTS requests_request_id ON requests(request_id);
-CREATE TABLE IF NOT EXISTS rollups (
-  grain TEXT NOT NULL, bucket INTEGER NOT NULL, key_name TEXT NOT NULL, model TEXT NOT NULL,
-  account TEXT NOT NULL, family TEXT NOT NULL, requests INTEGER NOT NULL, errors INTEGER NOT NULL,
-  prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL,
-  reasoning_tokens INTEGER NOT NULL, latency_ms_sum REAL NOT NULL, key_ref TEXT,
-  PRIMARY KEY (grain, bucket, key_ref, key_name, model, account, family));
-"""
-# One index per request-log filter (a row's id rides along in each, so a
-# filtered page is read newest first straight from its index), and two
-# partial ones of the failed rows (their WHERE is the "errors" filter's, word
-# for word): newest first, and by key, so "this key's errors" reads only
-# that key's failures.
-FAILED = "(status >= 400 OR error_code != '')"
-FILTER_INDEXES = {
-    **{f"requests_{name}": f"requests({name})" for name in FILTERS if name != "request_id"},
-    "requests_failed": f"requests(id) WHERE {FAILED}",
-    "requests_failed_keys": f"requests(key_name, model, account, family) WHERE {FAILED}",
-}
-_UPSERT = """
-INSERT INTO rollups (grain, bucket, key_name, model, account, family, key_ref, requests, errors,
-  prompt_tokens, completion_tokens, reasoning_tokens, latency_ms_sum)
-VALUES (?,?,?,?,?,?,?,1,?,?,?,?,?)
-ON CONFLICT (grain, bucket, key_ref, key_name, model, account, family) DO UPDATE SET
-  requests = requests + 1, errors = errors + excluded.errors,
-  prompt_tokens = prompt_tokens + excluded.prompt_tokens,
-  completion_tokens = completion_tokens + excluded.completion_tokens,
-  reasoning_tokens = reasoning_tokens + excluded.reasoning_tokens,
-  latency_ms_sum = latency_ms_sum + excluded.latency_ms_sum
-"""
-
-
-class UsageStore(Protocol):
-    """What ds2proxy needs from a usage store."""
-
-    def record(self, row: dict[str, Any]) -> None: ...
-    def retain(self, raw_days: int, hourly_days: int) -> None: ...
-    async def flush(self) -> None: ...
-    def release_memory(self) -> None:
-        """Drop what the store caches in the process (a drained burst)."""
-    async def requests(self, filters: dict[str, Any], limit: int, offset: int
-                       ) -> tuple[list[dict[str, Any]], int]:
-        """A page of rows (their ``LISTED`` fields), newest first, and the total."""
-    async def request(self, row_id: int) -> dict[str, Any] | None: ...
-    async def series(self, grain: str, since: float, key_name: str | None = None,
-                     key_ref: str | None = None) -> list[dict[str, Any]]: ...
-    async def totals(self, group: str, grain: str, since: float,
-                     key_name: str | None = None, key_ref: str | None = None
-                     ) -> list[dict[str, Any]]: ...
-    async def adopt_refs(self, refs: dict[str, str]) -> None:
-        """Rows and rollups recorded before they kept the key's ref: given the
-        ref of the key ``refs`` maps their name to (once; the rest get none)."""
-    async def close(self) -> None: ...
-
-
-def _rollup_rows(row: dict[str, Any]) -> list[tuple]:
-    failed = int(row["status"] >= 400 or bool(row["error_code"]))
-    dims = (row["key_name"], row["model"], row["account"], row["family"], row["key_ref"] or "")
-    nums = (failed, row["prompt_tokens"], row["completion_tokens"], row["reasoning_tokens"],
-            row["latency_ms"])
-    return [(grain, int(row["time"] // size) * size, *dims, *nums)
-            for grain, size in GRAINS.items()]
-
-
-def _of_key(key_name: str | None, key_ref: str | None) -> tuple[str, list[Any]]:
-    """The rollups' condition for one key's cells: by ref (the key whatever
-    it was named), else by the name recorded."""
-    if key_ref is not None:
-        return "AND key_ref = ?", [key_ref]
-    return ("AND key_name = ?", [key_name]) if key_name is not None else ("", [])
-
-
-def _source(filters: dict[str, Any]) -> str:
-    """The table, pinned to the key's-failures index for one key's errors:
-    the planner's sampled statistics took the key's index, counting every
-    row of the key (0.4 s for a busy key of a two-million-row log)."""
-    if filters.get("errors") and filters.get("key_name") not in (None, ""):
-        return "requests INDEXED BY requests_failed_keys"
-    return "requests"
-
-
-def _where(filters: dict[str, Any]) -> tuple[str, list[Any]]:
-    parts, args = [], []
-    for name in FILTERS:
-        value = filters.get(name)
-        if value not in (None, ""):
-            parts.append(f"{name} = ?")
-            args.append(value)
-    if filters.get("errors"):
-        parts.append(FAILED)
-    return (" WHERE " + " AND ".join(parts)) if parts else "", args
-
+# How long a write waits for the file's lock: long enough for the state
+# file's other connection (short transactions), short enough not to hold the
+# reads queued behind it; while the file refuses writes, retries only try.
+WRITE_WAIT_MS, RETRY_WAIT_MS, CLOSING_WAIT_MS = 500, 20, 5000
+RETRY_SECONDS = 2.0  # rows the file refused are tried again this often
+_BUSY = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 class SQLiteUsage:
     """The embedded store (``path`` ":memory:" keeps it for the process only)."""
@@ -156,7 +64,14 @@ class SQLiteUsage:
         self.rows_written = 0
         self._pruned_at = -math.inf  # monotonic: a clock set back never stalls pruning
         self._held: list[dict[str, Any]] = []  # rows the file refused, tried again
+        self._retry_at = 0.0
+        self._dropped = 0  # rows past MAX_HELD while the file refuses writes
+        self._shed = 0  # bodies past HELD_BODY_CHARS, of rows held meanwhile
         self._stalled = False
+        self._told = False  # the refusal was logged
+        self._pruning: Iterator[int] | None = None  # the prune under way, a batch a turn
+        self._closing = threading.Lock()
+        self._closed = False
         self._thread = threading.Thread(target=self._run, name="ds2proxy-usage", daemon=True)
         self._thread.start()
         self._ready.wait()
@@ -183,7 +98,10 @@ class SQLiteUsage:
     async def _call(self, job: Callable[[sqlite3.Connection], Any]) -> Any:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        self._queue.put(("job", job, future, loop))
+        with self._closing:
+            if self._closed:  # the writer has ended: nobody would answer
+                raise StateUnavailable("the usage store is closed (the server is stopping)")
+            self._queue.put(("job", job, future, loop))
         return await future
 
     async def flush(self) -> None:
@@ -191,8 +109,8 @@ class SQLiteUsage:
 
     async def requests(self, filters: dict[str, Any], limit: int, offset: int
                        ) -> tuple[list[dict[str, Any]], int]:
-        where, args = _where(filters)
-        source = _source(filters)
+        where, args = where_clause(filters)
+        source = table_of(filters)
 
         def job(db: sqlite3.Connection) -> tuple[list[dict[str, Any]], int]:
             total = db.execute(f"SELECT COUNT(*) FROM {source}{where}", args).fetchone()[0]
@@ -213,7 +131,7 @@ class SQLiteUsage:
     async def series(self, grain: str, since: float, key_name: str | None = None,
                      key_ref: str | None = None) -> list[dict[str, Any]]:
         """Per-bucket sums since ``since`` (overall, or one key's)."""
-        extra, args = _of_key(key_name, key_ref)
+        extra, args = key_condition(key_name, key_ref)
         sql = ("SELECT bucket, SUM(requests) AS requests, SUM(errors) AS errors, "
                "SUM(prompt_tokens) AS prompt_tokens, SUM(completion_tokens) AS "
                "completion_tokens, SUM(reasoning_tokens) AS reasoning_tokens "
@@ -229,7 +147,7 @@ class SQLiteUsage:
         requests only, given ``key_name`` or ``key_ref``)."""
         if group not in GROUPS or grain not in GRAINS:
             raise ValueError(f"cannot group by {group!r} at {grain!r}")
-        of_key, key_args = _of_key(key_name, key_ref)
+        of_key, key_args = key_condition(key_name, key_ref)
         sql = (f"SELECT {group} AS name, SUM(requests) AS requests, SUM(errors) AS errors, "
                "SUM(prompt_tokens) AS prompt_tokens, SUM(completion_tokens) AS "
                "completion_tokens, SUM(reasoning_tokens) AS reasoning_tokens, "
@@ -242,10 +160,12 @@ class SQLiteUsage:
     async def adopt_refs(self, refs: dict[str, str]) -> None:
         try:
             await self._call(lambda db: adopt_refs(db, refs))
-        except sqlite3.OperationalError as exc:  # a locked file: the next start
+        except (sqlite3.OperationalError, StateUnavailable) as exc:  # locked: the next start
             log.warning("usage store: rows from before key refs not adopted yet: %s", exc)
 
     async def close(self) -> None:
+        if not self._thread.is_alive():
+            return
         await self.flush()
         self._queue.put(("stop",))
         await asyncio.to_thread(self._thread.join)
@@ -269,7 +189,8 @@ class SQLiteUsage:
         add_ref_columns(db, columns, SCHEMA)
         if self.legacy and os.path.isfile(self.legacy):
             import_legacy(db, self.legacy, ROW_FIELDS)
-        _add_filter_indexes(db)
+        add_filter_indexes(db, FILTER_INDEXES)
+        db.execute(f"PRAGMA busy_timeout = {WRITE_WAIT_MS}")  # the start waited 10 s
         return db
 
     def _run(self) -> None:
@@ -281,54 +202,133 @@ class SQLiteUsage:
             return
         self._ready.set()
         try:
-            while True:
-                items = [self._queue.get()]
-                while len(items) < _BATCH:
-                    try:
-                        items.append(self._queue.get_nowait())
-                    except queue.Empty:
-                        break
-                if not self._handle(db, items):
-                    return
-                if time.monotonic() - self._pruned_at > _PRUNE_EVERY:
-                    self._pruned_at = time.monotonic()
-                    try:
-                        self._prune(db)
-                    except sqlite3.Error as exc:  # a locked file: next time
-                        log.warning("usage store: old rows not pruned: %s", exc)
+            while self._handle(db, self._take()):
+                self._tidy(db)
+            self._last_try(db)
         finally:
             db.close()
+            self._end()
+
+    def _end(self) -> None:
+        """No read waits for an ended writer (closed, or killed by a bug)."""
+        with self._closing:
+            self._closed = True
+        ended = StateUnavailable("the usage store is closed (the server is stopping)")
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if item[0] == "job":
+                self._answer(None, lambda db: _raise(ended), *item[2:])
+
+    def _take(self) -> list[tuple]:
+        """Up to a batch of queued items, waiting for the first only until
+        something else is due: held rows' retry, the next prune batch."""
+        if self._held:
+            wait: float | None = max(0.0, self._retry_at - time.monotonic())
+        else:
+            wait = 0.0 if self._pruning is not None else None
+        items: list[tuple] = []
+        try:
+            items.append(self._queue.get(timeout=wait) if wait != 0 else self._queue.get_nowait())
+            while len(items) < _BATCH:
+                items.append(self._queue.get_nowait())
+        except queue.Empty:
+            pass
+        return items
 
     def _handle(self, db: sqlite3.Connection, items: list[tuple]) -> bool:
-        rows = [*self._held, *(item[1] for item in items if item[0] == "row")]
-        if rows:
-            held = self._write(db, rows)
-            if len(held) > MAX_HELD:
-                log.error("usage store: %d rows the file refused are dropped (the oldest)",
-                          len(held) - MAX_HELD)
-            self._held = held[-MAX_HELD:]
+        """Write the rows, then answer the reads: they see every row queued
+        before them (while the file refuses writes, what it has: each try
+        then only tries, it does not wait)."""
+        self._held.extend(item[1] for item in items if item[0] == "row")
+        self._try_held(db)
         for item in items:
             if item[0] == "job":
-                _, job, future, loop = item
-                self._answer(db, job, future, loop)
+                self._answer(db, *item[1:])
         if any(item[0] == "shrink" for item in items):
             db.execute("PRAGMA shrink_memory")
         return not any(item[0] == "stop" for item in items)
 
+    def _try_held(self, db: sqlite3.Connection) -> None:
+        """Write the rows held; those the file refuses wait (the newest
+        ``MAX_HELD``) for the next try."""
+        if not self._held:
+            return
+        held = self._write(db, self._held)
+        if len(held) > MAX_HELD:
+            if not self._dropped:  # once: the rest are counted when the file is back
+                log.error("usage store: more than %d rows the file refused are waiting; the "
+                          "oldest are dropped", MAX_HELD)
+            self._dropped += len(held) - MAX_HELD
+            del held[:-MAX_HELD]
+        self._held = held
+        self._shed_bodies()
+        self._retry_at = time.monotonic() + RETRY_SECONDS
+
+    def _shed_bodies(self) -> None:
+        """Rows held keep at most ``HELD_BODY_CHARS`` of request bodies, the
+        newest first: a long outage with usage.log_bodies held up to a
+        megabyte per row, 100,000 rows, in memory. Older rows are kept
+        without their body (their usage still counts)."""
+        budget = HELD_BODY_CHARS
+        for n in range(len(self._held) - 1, -1, -1):
+            body = self._held[n].get("request_body") or ""
+            if len(body) <= budget:
+                budget -= len(body)
+                continue
+            if not self._shed:
+                log.error("usage store: rows the file refused hold more than %d characters "
+                          "of request bodies; the oldest are kept without theirs",
+                          HELD_BODY_CHARS)
+            self._shed += 1
+            self._held[n] = {**self._held[n], "request_body": ""}
+
+    def _last_try(self, db: sqlite3.Connection) -> None:
+        """At close: rows still refused get one longer wait, then are named lost."""
+        if self._held:
+            db.execute(f"PRAGMA busy_timeout = {CLOSING_WAIT_MS}")
+            self._try_held(db)
+        if self._held:
+            log.error("usage store: %d rows the file refused are lost at close", len(self._held))
+
+    def _tidy(self, db: sqlite3.Connection) -> None:
+        """Start a prune when one is due; run its next batch unless the file
+        refuses writes."""
+        if time.monotonic() - self._pruned_at > _PRUNE_EVERY:
+            self._pruned_at = time.monotonic()
+            self._pruning = prune_steps(db, cut_offs(time.time(), self.raw_days,
+                                                     self.hourly_days))
+        if self._pruning is None or self._stalled:
+            return
+        try:
+            next(self._pruning)
+        except StopIteration:
+            self._pruning = None
+        except sqlite3.Error as exc:  # a locked file: next time
+            self._pruning = None
+            log.warning("usage store: old rows not pruned: %s", exc)
+
     def _write(self, db: sqlite3.Connection, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Write ``rows``; those to try again with the next batch (the file
-        refused them: locked past its timeout, read-only, full)."""
+        refused them: locked, read-only, full)."""
         placeholders = ",".join("?" * len(ROW_FIELDS))
         try:
             with db:
                 db.executemany(f"INSERT INTO requests ({','.join(ROW_FIELDS)}) "
                                f"VALUES ({placeholders})",
                                [tuple(r[f] for f in ROW_FIELDS) for r in rows])
-                db.executemany(_UPSERT, [u for r in rows for u in _rollup_rows(r)])
+                db.executemany(UPSERT, [u for r in rows for u in rollup_rows(r)])
         except sqlite3.OperationalError as exc:
-            if not self._stalled:
+            # A lock a retry finds gone was most likely the file's other
+            # connection writing something big: named only if it outlasts one.
+            if not self._told and (self._stalled or exc.sqlite_errorcode & 0xFF not in _BUSY):
+                self._told = True
                 log.warning("usage store: the file refused %d rows (%s); they are kept and "
-                            "written with the next ones", len(rows), exc)
+                            "tried again every %.0f s", len(rows), exc, RETRY_SECONDS)
+            if not self._stalled:  # retries only try: each holds the reads behind it
+                db.execute(f"PRAGMA busy_timeout = {RETRY_WAIT_MS}")
             self._stalled = True
             return rows
         except Exception as exc:
@@ -344,14 +344,21 @@ class SQLiteUsage:
         self.rows_written += len(rows)
         if self._stalled:
             self._stalled = False
-            log.warning("usage store: the file is written again")
+            db.execute(f"PRAGMA busy_timeout = {WRITE_WAIT_MS}")
+            lost = f" ({self._dropped} rows it refused were dropped)" if self._dropped else ""
+            lost += f" ({self._shed} bodies were not kept)" if self._shed else ""
+            if self._told:
+                log.warning("usage store: the file is written again%s", lost)
+            self._dropped = self._shed = 0
+            self._told = False
         return []
 
-    @staticmethod
-    def _answer(db: sqlite3.Connection, job: Callable, future: asyncio.Future,
+    def _answer(self, db: sqlite3.Connection | None, job: Callable, future: asyncio.Future,
                 loop: asyncio.AbstractEventLoop) -> None:
         try:
             result, error = job(db), None
+        except sqlite3.OperationalError as exc:
+            result, error = None, self._refused(exc)
         except Exception as exc:
             result, error = None, exc
         if loop.is_closed():
@@ -367,32 +374,14 @@ class SQLiteUsage:
 
         loop.call_soon_threadsafe(settle)
 
-    def _prune(self, db: sqlite3.Connection) -> None:
-        now = time.time()
-        raw_cut = now - self.raw_days * 86400
-        with db:
-            db.execute("DELETE FROM requests WHERE time < ?", (raw_cut,))
-            db.execute("DELETE FROM rollups WHERE grain = 'minute' AND bucket < ?", (raw_cut,))
-            db.execute("DELETE FROM rollups WHERE grain = 'hour' AND bucket < ?",
-                       (now - self.hourly_days * 86400,))
-            db.execute("DELETE FROM rollups WHERE grain = 'day' AND bucket < ?",
-                       (now - self.hourly_days * 10 * 86400,))
-        db.execute("PRAGMA optimize")  # fresh planner statistics as the log grows
+    def _refused(self, exc: sqlite3.OperationalError) -> Exception:
+        """A read the locked file refused: a 503 to retry, not a 500."""
+        if getattr(exc, "sqlite_errorcode", 0) & 0xFF not in _BUSY:
+            return exc
+        log.warning("usage store: a read found the file locked by another program (%s)", exc)
+        return StateUnavailable("the usage store's file is locked by another program; "
+                                "retry shortly")
 
 
-def _add_filter_indexes(db: sqlite3.Connection) -> None:
-    """The request-log filters' indexes, made once for a file that predates
-    them (a minute or so for millions of rows, at start, off the loop)."""
-    present = {name for (name,) in db.execute(
-        "SELECT name FROM sqlite_master WHERE type = 'index'")}
-    missing = [name for name in FILTER_INDEXES if name not in present]
-    if not missing:
-        return
-    if db.execute("SELECT 1 FROM requests LIMIT 1").fetchone() is not None:
-        log.info("indexing the request log for its filters (%s)", ", ".join(missing))
-    with db:
-        for name in missing:
-            db.execute(f"CREATE INDEX IF NOT EXISTS {name} ON {FILTER_INDEXES[name]}")
-    # The planner's statistics (sampled: quick on any size), without which
-    # it takes the key's index over the key's-failures one.
-    db.execute("ANALYZE")
+def _raise(exc: Exception) -> Any:
+    raise exc

@@ -76,3 +76,22 @@ def import_legacy(db: sqlite3.Connection, legacy: str, fields: tuple[str, ...]) 
         db.execute("DETACH DATABASE legacy")
     os.replace(legacy, legacy + ".migrated")
     log.info("imported %d usage rows from %s into the state file", moved, legacy)
+
+
+def add_filter_indexes(db: sqlite3.Connection, indexes: dict[str, str]) -> None:
+    """The request-log filters' indexes (name -> what it indexes), made once
+    for a file that predates them (a minute or so for millions of rows, at
+    start, off the loop)."""
+    present = {name for (name,) in db.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'index'")}
+    missing = [name for name in indexes if name not in present]
+    if not missing:
+        return
+    if db.execute("SELECT 1 FROM requests LIMIT 1").fetchone() is not None:
+        log.info("indexing the request log for its filters (%s)", ", ".join(missing))
+    with db:
+        for name in missing:
+            db.execute(f"CREATE INDEX IF NOT EXISTS {name} ON {indexes[name]}")
+    # The planner's statistics (sampled: quick on any size), without which
+    # it takes the key's index over the key's-failures one.
+    db.execute("ANALYZE")

@@ -137,6 +137,7 @@ class TokenKeeper:
         lock_ttl = self.store.config.upstream.timeout_seconds + 5
         deadline = time.monotonic() + 2 * lock_ttl
         while True:
+            fresh = shared.armed(ident)  # before the look: an announcement after it counts
             if (token := await self._adopt(state, stale_token)) is not None:
                 return token
             if await shared.lock(ident, lock_ttl):
@@ -152,7 +153,8 @@ class TokenKeeper:
             if time.monotonic() >= deadline:
                 raise LoginFailed(ACCOUNT_UNUSABLE, account=ident,
                                   detail="timed out waiting for another instance's login")
-            await shared.wait(ident, min(LOGIN_RECHECK_SECONDS, deadline - time.monotonic()))
+            await shared.wait(ident, min(LOGIN_RECHECK_SECONDS, deadline - time.monotonic()),
+                              fresh)
 
     async def _adopt(self, state: AccountState, stale_token: str) -> str | None:
         """The shared token when it is newer than ``stale_token`` (kept on ``state``)."""
