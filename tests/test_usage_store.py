@@ -8,6 +8,8 @@ import sys
 import threading
 import sqlite3
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -19,6 +21,18 @@ from ds2proxy.state import usage, usage_prune
 from ds2proxy.state.errors import StateUnavailable
 from ds2proxy.state.usage import SCHEMA, SQLiteUsage, _raise
 from ds2proxy.state.usage_schema import where_clause as _where
+
+
+@contextmanager
+def locked_by_another_program(path: Path) -> Iterator[None]:
+    """A second connection holding the file's write lock, as another program would."""
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        yield
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
 
 
 def row(ts: float, **fields) -> dict:
@@ -117,13 +131,10 @@ async def test_rows_the_locked_file_refused_are_written_when_it_frees(tmp_path: 
     path = tmp_path / "u.db"
     store = SQLiteUsage(str(path))
     await store._call(lambda db: db.execute("PRAGMA busy_timeout = 50"))  # no 10 s wait
-    holder = sqlite3.connect(path, isolation_level=None)
-    holder.execute("BEGIN EXCLUSIVE")
-    now = time.time()
-    store.record(row(now, request_id="while-locked"))
-    await store.flush()
-    holder.execute("ROLLBACK")
-    holder.close()
+    with locked_by_another_program(path):
+        now = time.time()
+        store.record(row(now, request_id="while-locked"))
+        await store.flush()
     store.record(row(now + 1, request_id="after"))
     rows, total = await store.requests({}, 10, 0)
     assert total == 2 and {r["request_id"] for r in rows} == {"while-locked", "after"}
@@ -246,16 +257,11 @@ async def test_a_file_another_program_locks_holds_neither_reads_nor_rows(
     now = time.time()
     store.record(row(now, request_id="before"))
     await store.flush()
-    holder = sqlite3.connect(path, isolation_level=None)
-    holder.execute("BEGIN EXCLUSIVE")
-    try:
+    with locked_by_another_program(path):
         for n in range(3):
             store.record(row(now + n, request_id=f"locked-{n}"))
             rows, total = await asyncio.wait_for(store.requests({}, 10, 0), 5)
             assert [r["request_id"] for r in rows] == ["before"] and total == 1
-    finally:
-        holder.execute("ROLLBACK")
-        holder.close()
 
     async def caught_up() -> bool:
         return (await store.requests({}, 10, 0))[1] == 4
@@ -299,15 +305,10 @@ async def test_rows_dropped_past_the_held_bound_are_logged_once_and_counted(
     path = tmp_path / "u.db"
     store = SQLiteUsage(str(path))
     await store.flush()
-    holder = sqlite3.connect(path, isolation_level=None)
-    holder.execute("BEGIN EXCLUSIVE")
-    try:
+    with locked_by_another_program(path):
         for n in range(10):
             store.record(row(time.time(), request_id=f"r{n}"))
             await store.flush()
-    finally:
-        holder.execute("ROLLBACK")
-        holder.close()
     store.record(row(time.time(), request_id="after"))
     rows, total = await store.requests({}, 10, 0)
     assert [r["request_id"] for r in rows] == ["after", "r9", "r8", "r7"] and total == 4
@@ -372,15 +373,10 @@ async def test_rows_held_for_a_refusing_file_keep_a_bounded_amount_of_bodies(
     path = tmp_path / "u.db"
     store = SQLiteUsage(str(path))
     await store.flush()
-    holder = sqlite3.connect(path, isolation_level=None)
-    holder.execute("BEGIN EXCLUSIVE")
-    try:
+    with locked_by_another_program(path):
         for n in range(3):
             store.record(row(time.time(), request_id=f"r{n}", request_body=f"body-{n}"))
             await store.flush()
-    finally:
-        holder.execute("ROLLBACK")
-        holder.close()
     store.record(row(time.time(), request_id="after"))
     _, total = await store.requests({}, 10, 0)
     bodies = {}
@@ -403,12 +399,9 @@ async def test_a_lock_gone_by_the_retry_is_not_reported(
     path = tmp_path / "u.db"
     store = SQLiteUsage(str(path))
     await store.flush()
-    holder = sqlite3.connect(path, isolation_level=None)
-    holder.execute("BEGIN EXCLUSIVE")
-    store.record(row(time.time(), request_id="during"))
-    await store.flush()
-    holder.execute("ROLLBACK")
-    holder.close()
+    with locked_by_another_program(path):
+        store.record(row(time.time(), request_id="during"))
+        await store.flush()
 
     async def written() -> bool:
         return (await store.requests({}, 10, 0))[1] == 1
