@@ -7,6 +7,9 @@ expiry (their instance renews them, so a dead instance's waiters leave the
 line within the lease TTL), KEYS[4] each ticket's accounts (a JSON list: the
 accounts it could take when it last asked). An account's leases are the set
 ``<prefix><account>`` (the prefix passed in ARGV). Times are Redis's own.
+KEYS[6] and KEYS[7] and the last four ARGV are the data generation's
+(:mod:`ds2proxy.state.redis_epoch`): while Redis settles after losing its
+data, no capacity is free.
 
 Free capacity goes to the line in order: walking it from the front, each
 ticket takes the first of its accounts with room; a request (in line or
@@ -17,11 +20,13 @@ channel (space-separated), so exactly their instances wake them.
 
 from __future__ import annotations
 
+from .redis_epoch import LUA as EPOCH
+
 # How far down the line one decision looks: beyond it, the tickets ahead
 # have had the first claim on capacity already.
 SCAN = 256
 
-_COMMON = """
+_COMMON = EPOCH + """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local SCAN = %d
@@ -51,6 +56,9 @@ end
 local function open_capacity(glimit)
   redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
   gfree = glimit - redis.call('ZCARD', KEYS[1])
+  -- Redis lost its data a moment ago: nothing is free until the holders
+  -- have put their leases back
+  if settling_ms() > 0 then gfree = 0 end
 end
 
 local function owed(prefix, limit, stop)
@@ -91,10 +99,10 @@ end
 
 # ARGV: prefix, lease, ttl ms, per-account limit, global limit, ticket, join
 # (1/0), channel, the ticket's former place (0: none), its accounts as JSON,
-# then the accounts in preference order. Returns {i, place}: i the 1-based
-# index of the account leased, 0 (global full) or -1 (no account with room
-# left to this request); place the ticket's place in line (0: none; on a
-# lease, the place it had).
+# then the accounts in preference order. Returns {i, place, epoch, settling
+# ms}: i the 1-based index of the account leased, 0 (global full, or Redis
+# settling) or -1 (no account with room left to this request); place the
+# ticket's place in line (0: none; on a lease, the place it had).
 ACQUIRE = _COMMON + """
 local prefix, limit, ttl, ticket = ARGV[1], tonumber(ARGV[4]), tonumber(ARGV[3]), ARGV[6]
 expire_tickets()
@@ -110,7 +118,7 @@ if gfree > 0 then
       redis.call('ZADD', KEYS[1], now + ttl, ARGV[2])
       if place > 0 then drop_ticket(ticket) end
       announce(ARGV[8], due)
-      return {i - 10, place}
+      return {i - 10, place, epoch, 0}
     end
   end
 end
@@ -120,8 +128,8 @@ if place > 0 or ARGV[7] == '1' then
   redis.call('HSET', KEYS[4], ticket, ARGV[10])
 end
 announce(ARGV[8], due)
-if gfree > 0 then return {-1, place} end
-return {0, place}
+if gfree > 0 then return {-1, place, epoch, 0} end
+return {0, place, epoch, settling_ms()}
 """
 
 # ARGV: prefix, channel, per-account limit, global limit, then (account,
@@ -150,20 +158,23 @@ end
 return freed
 """
 
-# ARGV: prefix, channel, per-account limit, global limit, ttl ms, 'XX' or
-# 'restore', the number of accounts A, the accounts, the number of lease
-# pairs L, L (account, lease) pairs, then (ticket, place) pairs: the
-# instance's waiting requests. Renewal never resurrects a lease already gone
-# (XX); 'restore' re-adds them after Redis came back empty. A ticket missing
-# from the line (Redis lost it: restarted between two pings, flushed, a
-# replica taking over) is put back at its former place, asking for nothing
-# until its request asks again (one given up meanwhile asks for nothing and
-# expires). Returns {counts, due, back}: the global count and each
+# ARGV: prefix, channel, per-account limit, global limit, ttl ms, mode ('XX';
+# 'announce': XX, and the tickets due are published; 'restore'), the number
+# of accounts A, the accounts, the number of lease pairs L, L (account,
+# lease) pairs, then (ticket, place) pairs: the instance's waiting requests.
+# Renewal never resurrects a lease already gone (XX); 'restore' re-adds them
+# after Redis came back empty, and so does a caller whose data generation is
+# gone (Redis lost its data without an outage). A ticket missing from the
+# line is put back at its former place, asking for nothing until its request
+# asks again (one given up meanwhile asks for nothing and expires). Returns
+# {counts, due, back, epoch, settling ms}: the global count and each
 # account's, the tickets capacity is free for now (the instance wakes its
 # own; when expired leases were reaped, the others are told too), and the
 # tickets put back (to ask again).
 RENEW = _COMMON + """
 local prefix, limit, ttl, mode = ARGV[1], tonumber(ARGV[3]), tonumber(ARGV[5]), ARGV[6]
+local tell = mode == 'announce'
+if lost then mode = 'restore' elseif tell then mode = 'XX' end
 local expiry = now + ttl
 local na = tonumber(ARGV[7])
 local reaped = 0
@@ -194,8 +205,8 @@ for j = last + 1, #ARGV, 2 do
 end
 open_capacity(tonumber(ARGV[4]))
 local due = owed(prefix, limit, SCAN)
-if reaped > 0 then announce(ARGV[2], due) end
+if reaped > 0 or tell then announce(ARGV[2], due) end
 local counts = {redis.call('ZCARD', KEYS[1])}
 for i = 8, 7 + na do counts[#counts + 1] = redis.call('ZCARD', prefix .. ARGV[i]) end
-return {counts, due, back}
+return {counts, due, back, epoch, settling_ms()}
 """
