@@ -77,6 +77,7 @@ class RedisLeases:
         self._announcing: asyncio.TimerHandle | None = None
         self.counts: dict[str, int] = {}
         self.total = 0
+        self._lists: dict[frozenset[str], str] = {}  # accounts -> their sorted JSON
         self._acquire = link.client.register_script(scripts.ACQUIRE)
         self._release = link.client.register_script(scripts.RELEASE)
         self._renew = link.client.register_script(scripts.RENEW)
@@ -145,7 +146,7 @@ class RedisLeases:
         lease = f"{self.instance}:{next(self._seq)}"
         args = [self._prefix, lease, self.ttl_ms, per_account, global_limit, ticket,
                 "1" if join else "0", self.channel, self._places.get(ticket, 0),
-                json.dumps(ordered), *ordered, *self.epoch.args(self._holding)]
+                self._wants(ordered), *ordered, *self.epoch.args(self._holding)]
         try:
             index, place, epoch, settling = await self.link.call(
                 lambda: self._acquire(keys=self._keys, args=args))
@@ -167,6 +168,17 @@ class RedisLeases:
         self._held[lease] = account
         self._adjust(account, +1)
         return account, lease
+
+    def _wants(self, ordered: list[str]) -> str:
+        """The accounts of a ticket as Redis keeps them: one sorted JSON list
+        for every ticket wanting the same ones (made once here, too)."""
+        accounts = frozenset(ordered)
+        text = self._lists.get(accounts)
+        if text is None:
+            if len(self._lists) >= 64:
+                self._lists.clear()
+            text = self._lists[accounts] = json.dumps(sorted(accounts))
+        return text
 
     def leave(self, ticket: str) -> None:
         """The request of ``ticket`` waits no more (served elsewhere, gave up,
