@@ -169,6 +169,31 @@ async def test_waiters_wanting_the_same_accounts_in_any_order_share_one_list(poo
     assert await line(a) == 0 and await live_leases(a) == 0
 
 
+async def test_a_lease_on_an_account_removed_meanwhile_counts_until_its_request_ends(
+        pools) -> None:
+    """An account is removed (an admin change) while a request runs on it:
+    the request goes on, so its lease is still renewed and still counts
+    against the global limit on every instance, as it does embedded. It was
+    left to expire, and another instance then ran one request too many."""
+    a, b = await pools(glob=1), await pools(glob=1, queue=0)
+    lease = await a.acquire()
+    client, key = a.shared.link.client, a.shared.link.key
+    expiry = await client.zscore(key("leases", "all"), lease.shared_id)
+    kept = tuple(acc for acc in ACCOUNTS if acc.identifier != lease.account.identifier)
+    a.configure(kept, RuntimeSettings(account_max_inflight=1, global_max_inflight=1))
+    async with asyncio.timeout(TTL * 3):
+        while (await client.time())[0] * 1000 <= expiry + 500:  # past its first expiry
+            await asyncio.sleep(0.05)
+    assert await live_leases(b) == 1
+    with pytest.raises(RateLimited):
+        await b.acquire()
+    lease.release()
+    await a.shared.releases.settle()
+    (await b.acquire()).release()
+    await b.shared.releases.settle()
+    assert await live_leases(b) == 0
+
+
 async def test_unrenewed_leases_expire_and_waiters_wake(pools) -> None:
     a, b = await pools(), await pools(timeout=TTL * 3)
     held = [await a.acquire(), await a.acquire()]

@@ -223,8 +223,9 @@ class RedisLeases:
         (``mode="restore"``: also re-add what Redis has lost, as when the
         data generation changed; ``"announce"``: wake every instance's)."""
         accounts = self._accounts
-        known = set(accounts)
-        pairs = [x for lease, acc in self._held.items() if acc in known for x in (acc, lease)]
+        # Every lease held, on a removed account too: its request still runs
+        # and counts against the global limit until it ends (as embedded).
+        pairs = [x for lease, acc in self._held.items() for x in (acc, lease)]
         line = [x for ticket, place in self._line.items() for x in (ticket, place)]
         args = [self._prefix, self.channel, *self._limits, self.ttl_ms, mode,
                 len(accounts), *accounts, len(pairs) // 2, *pairs, *line,
