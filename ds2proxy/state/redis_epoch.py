@@ -24,9 +24,11 @@ import uuid
 
 from .redis_link import RedisLink
 
-# Long enough for the notice and one re-asserting call from every instance;
-# an instance that missed the notice re-asserts at its next renewal anyway.
-SETTLE_MS = 1000
+# Long enough for the notice and one re-asserting call from every instance,
+# also one whose link is reconnecting after Redis restarted empty (a ping a
+# second, then its on-up renewal); an instance that missed the notice
+# re-asserts at its next renewal anyway.
+SETTLE_MS = 3000
 
 # Prepended to a script: it takes the last two KEYS (the generation and the
 # settling key) and the last four ARGV (the generation the caller knows, the
