@@ -118,10 +118,14 @@ local function announce(channel, due)
   if #due > 0 then redis.call('PUBLISH', channel, table.concat(due, ' ')) end
 end
 
+-- A new ticket's place: after the last one given, and never below Redis's
+-- clock (ms) times 1000, so a request joining after Redis lost the line
+-- (its counter back at 0) still comes after the tickets put back with the
+-- places they had.
 local function join(tk, seq)
   local last = tonumber(redis.call('GET', KEYS[5]) or '0')
   if seq <= 0 then
-    seq = last + 1
+    seq = math.max(last + 1, now * 1000)
   end
   if seq > last then redis.call('SET', KEYS[5], seq) end
   redis.call('ZADD', KEYS[2], 'NX', seq, tk)
