@@ -305,6 +305,32 @@ async def test_leases_and_waiters_survive_redis_losing_its_data_without_an_outag
     assert await line(a) == 0 and await live_leases(a) == 0
 
 
+async def test_a_burst_of_answers_telling_of_a_loss_puts_back_what_is_held_once(
+        redis_server: RedisServer, pools, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every request asking after Redis lost its data hears of the loss: the
+    instance puts back what it holds in one call, not one per answer (each
+    a call over every lease and ticket it holds)."""
+    a = await pools(glob=100)
+    held = await a.acquire()
+    restores: list[str] = []
+    renew_quietly = a.shared._renew_quietly
+
+    async def counted(mode: str) -> None:
+        restores.append(mode)
+        await renew_quietly(mode)
+
+    monkeypatch.setattr(a.shared, "_renew_quietly", counted)
+    await flushall(redis_server)
+    everyone = [acc.identifier for acc in ACCOUNTS]
+    answers = await asyncio.gather(*(a.shared.acquire(everyone, 1, 100) for _ in range(20)))
+    assert answers == [None] * 20  # Redis settles: nothing is handed out yet
+    await until(lambda: not a.shared._chores)
+    assert restores == ["XX"] and await live_leases(a) == 1
+    held.release()
+    await a.shared.releases.settle()
+    assert await live_leases(a) == 0
+
+
 # -- the stored-response contract, on both backends ---------------------------------
 
 

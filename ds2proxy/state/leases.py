@@ -75,6 +75,7 @@ class RedisLeases:
         self._keys += self.epoch.keys
         self._chores: set[asyncio.Task[None]] = set()  # renewals asked for out of turn
         self._announcing: asyncio.TimerHandle | None = None
+        self._restoring: asyncio.Task[None] | None = None
         self.counts: dict[str, int] = {}
         self.total = 0
         self._lists: dict[frozenset[str], str] = {}  # accounts -> their sorted JSON
@@ -254,7 +255,7 @@ class RedisLeases:
         """A script's word on the data generation: put back what is held here
         when it changed; wake the line once Redis has settled."""
         if self.epoch.lost(epoch):
-            self._kick()
+            self._restore_soon()
         if settling_ms > 0 and self._announcing is None:
             self._announcing = asyncio.get_running_loop().call_later(
                 settling_ms / 1000 + 0.05, self._settled)
@@ -265,14 +266,22 @@ class RedisLeases:
 
     def _on_lost(self, epoch: str) -> None:
         if self.epoch.lost(epoch):
-            self._kick()
+            self._restore_soon()
 
-    def _kick(self, mode: str = "XX") -> None:
+    def _restore_soon(self) -> None:
+        """One renewal puts back what is held here, however many answers and
+        notices told of the loss meanwhile (each would cost Redis a call over
+        every lease held here)."""
+        if self._restoring is None or self._restoring.done():
+            self._restoring = self._kick()
+
+    def _kick(self, mode: str = "XX") -> asyncio.Task[None]:
         """Renew now, in the background (the script restores on a new generation)."""
         task = asyncio.get_running_loop().create_task(self._renew_quietly(mode),
                                                       name="ds2proxy-lease-restore")
         self._chores.add(task)
         task.add_done_callback(self._chores.discard)
+        return task
 
     async def _renew_quietly(self, mode: str) -> None:
         with contextlib.suppress(StateUnavailable):
