@@ -331,6 +331,35 @@ async def test_a_burst_of_answers_telling_of_a_loss_puts_back_what_is_held_once(
     assert await live_leases(a) == 0
 
 
+async def test_a_ticket_leaving_while_a_renewal_is_on_its_way_stays_out_of_line(
+        pools, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A renewal names the tickets waiting here and puts back any Redis
+    lacks; a ticket that left (its request served or gone) after the
+    renewal was sent but whose departure reached Redis first was put back,
+    unrenewed, at the front of the line, where it held a share of the
+    capacity for a lease TTL. The instance now sends it out again."""
+    a, b = await pools(glob=1), await pools(glob=1)
+    held = await a.acquire()
+    ticket = b.shared.ticket()
+    everyone = [acc.identifier for acc in ACCOUNTS]
+    assert await b.shared.acquire(everyone, 1, 1, ticket, join=True) is None
+    script = b.shared._renew
+
+    async def overtaken(keys: list[str], args: list) -> object:
+        b.shared.leave(ticket)  # its departure goes out and lands first
+        await b.shared.releases.settle()
+        return await script(keys=keys, args=args)
+
+    monkeypatch.setattr(b.shared, "_renew", overtaken)
+    await b.shared.renew()
+    monkeypatch.setattr(b.shared, "_renew", script)
+    await b.shared.releases.settle()
+    assert await line(a) == 0
+    held.release()
+    await a.shared.releases.settle()
+    assert await live_leases(a) == 0
+
+
 # -- the stored-response contract, on both backends ---------------------------------
 
 

@@ -237,7 +237,14 @@ class RedisLeases:
         self._saw(epoch, int(settling))
         self.total = int(counts[0])
         self.counts = {a: int(n) for a, n in zip(accounts, counts[1:])}
-        self._wake_mine([_text(t) for t in (*due, *back)])
+        back = [_text(t) for t in back]
+        for ticket in back:
+            if ticket not in self._line:
+                # It left while this call was on its way, and its departure
+                # reached Redis first: the call put it back, so out it goes
+                # again (in line unrenewed, it would hold a share for a TTL).
+                self._forget(ticket, ())
+        self._wake_mine([*(_text(t) for t in due), *back])
 
     async def _renew_forever(self) -> None:
         while True:
