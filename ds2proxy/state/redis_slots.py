@@ -59,9 +59,9 @@ return {1, 0, epoch}
 
 # The rpm window and a slot in one step, both or neither. KEYS[1] the key's
 # slots, KEYS[2] its window; ARGV: slot, limit, ttl ms, rpm, window ms, a
-# unique member. {0, 0}: taken and counted; {0, wait ms}: the window is full
-# (its wait is named first: a free slot would not serve the request sooner);
-# {1, 0}: every slot is held (then the settling time and the generation).
+# unique member. Answers {full, wait ms, settling ms, epoch}: {0, 0}: taken
+# and counted; {0, wait ms}: the window is full (its wait is named first: a
+# free slot would not serve the request sooner); {1, 0}: every slot is held.
 TAKE_COUNTED = EPOCH + _NOW + _EXTEND + """
 if settling_ms() > 0 then return {1, 0, settling_ms(), epoch} end
 local window = tonumber(ARGV[5])
