@@ -342,6 +342,34 @@ async def test_a_client_gone_while_queued_on_another_instance_leaves_the_line(
     assert len(fake_upstream.calls_to("chat/completion")) == calls
 
 
+async def test_a_lease_held_through_a_flushall_still_counts_on_the_other_instance(
+        fake_upstream: FakeDeepSeek, redis_server: RedisServer, instances,
+        redis_client: aioredis.Redis) -> None:
+    """Redis loses its data while A streams on the one account and the links
+    stay up (FLUSHALL; a restart between two pings or a failover to an empty
+    replica look the same). A puts its lease back (the lease TTL is long: no
+    renewal would do it in time), so a request on B waits instead of running
+    a second stream on an account limited to one, and is served when A's
+    ends."""
+    group = await one_account_on_two(fake_upstream, redis_server, instances, ttl=60)
+    a, b = group.running
+    async with aiohttp.ClientSession() as http:
+        async with holding_a_lease(http, a):
+            await redis_client.flushall()
+            waiter = await waiting_on(http, b, group.admin_key, chat(b, "after"))
+            await until(lambda: settled_with_leases(redis_client, 1))
+            assert len(fake_upstream.calls_to("chat/completion")) == 1
+            assert not waiter.done()
+        assert (await asyncio.wait_for(waiter, 30)).endswith("after")
+    await until(lambda: no_leases_or_tickets(redis_server))
+
+
+async def settled_with_leases(conn: aioredis.Redis, count: int) -> bool:
+    """Redis has settled after losing its data and holds ``count`` leases."""
+    return (not await conn.exists("ds2proxy:state:settling")
+            and await leases_held(conn) == count)
+
+
 async def no_tickets(conn: aioredis.Redis) -> bool:
     return not await conn.zcard("ds2proxy:leases:line")
 

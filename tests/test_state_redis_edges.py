@@ -710,6 +710,33 @@ async def test_a_shorter_slot_ttl_elsewhere_never_cuts_a_slot_short(open_link) -
     await short_ttl.close()
 
 
+async def test_a_keys_slots_in_use_count_again_after_redis_loses_its_data(open_link) -> None:
+    """FLUSHALL while A runs a request of a concurrent: 1 key (the link
+    stays up): B's take, the first to find the loss, waits while Redis
+    settles and A puts its slot back (once), so it is refused until A gives
+    it; a slot released before the loss is not resurrected."""
+    a, b = RedisCounters(await open_link()), RedisCounters(await open_link())
+    await subscribed(a.link, a.link.channel("state", "lost"), 2)
+    given = await a.take_slot("other", 1)
+    assert given
+    a.give_slot("other", given)
+    await a._slots.releases.settle()
+    slot = await a.take_slot("k", 1)
+    assert slot and not await b.take_slot("k", 1)
+    await a.link.client.flushall()
+    assert not await b.take_slot("k", 1)  # B finds the loss; A hears of it
+    await a._slots.renew("restore")
+    assert await b.slots("k") == 1 and await b.slots("other") == 0
+    assert not await b.take_slot("k", 1)
+    a.give_slot("k", slot)
+    await a._slots.releases.settle()
+    taken = await b.take_slot("k", 1)
+    assert taken
+    b.give_slot("k", taken)
+    await a.close()
+    await b.close()
+
+
 async def test_the_rate_wait_counts_a_window_fuller_than_a_lowered_limit(open_link) -> None:
     """Six requests in the window and a limit lowered to two: room comes when
     the fifth leaves, not the first (the wait named the first's leaving)."""

@@ -20,7 +20,9 @@ then), so the leases and waiters of an instance killed with -9 are gone
 within ``lease_ttl_seconds``. Releases and departures from the line go out
 in the background, every one waiting at that moment in one call; one that
 cannot reach Redis is kept and replayed when Redis is back (and would
-expire anyway), see :mod:`ds2proxy.state.releases`.
+expire anyway), see :mod:`ds2proxy.state.releases`. When Redis loses its
+data, with or without an outage, the leases and tickets held here are put
+back (:mod:`ds2proxy.state.redis_epoch`).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from collections.abc import Callable
 
 from . import lease_scripts as scripts
 from .errors import StateUnavailable
+from .redis_epoch import Epoch
 from .redis_link import RedisLink
 from .releases import Releases
 
@@ -68,8 +71,14 @@ class RedisLeases:
         self._keys = [link.key("leases", "all"), link.key("leases", "line"),
                       link.key("leases", "tickets"), link.key("leases", "wants"),
                       link.key("leases", "places")]
+        self.epoch = Epoch(link)
+        self._keys += self.epoch.keys
+        self._chores: set[asyncio.Task[None]] = set()  # renewals asked for out of turn
+        self._announcing: asyncio.TimerHandle | None = None
+        self._restoring: asyncio.Task[None] | None = None
         self.counts: dict[str, int] = {}
         self.total = 0
+        self._lists: dict[frozenset[str], str] = {}  # accounts -> their sorted JSON
         self._acquire = link.client.register_script(scripts.ACQUIRE)
         self._release = link.client.register_script(scripts.RELEASE)
         self._renew = link.client.register_script(scripts.RENEW)
@@ -92,7 +101,9 @@ class RedisLeases:
         self.link.on_up(wake_all)
         self.link.on_down(wake_all)
         self.link.on_subscribed(wake_all)  # notices sent while unsubscribed were lost
+        self.link.subscribe(self.epoch.channel, self._on_lost)
         self._renewer = asyncio.create_task(self._renew_forever(), name="ds2proxy-lease-renew")
+        self._kick()  # learn the data generation before anything is held
 
     def configure(self, accounts: list[str], limits: tuple[int, int] | None = None) -> None:
         """The accounts renewal counts, and the (per-account, global) limits a
@@ -102,10 +113,13 @@ class RedisLeases:
             self._limits = limits
 
     async def close(self) -> None:
-        if self._renewer is not None:
-            self._renewer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._renewer
+        if self._announcing is not None:
+            self._announcing.cancel()
+        for task in [self._renewer, *self._chores]:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         for lease, account in list(self._held.items()):
             self.release(account, lease)
         for ticket in list(self._line):
@@ -133,16 +147,17 @@ class RedisLeases:
         lease = f"{self.instance}:{next(self._seq)}"
         args = [self._prefix, lease, self.ttl_ms, per_account, global_limit, ticket,
                 "1" if join else "0", self.channel, self._places.get(ticket, 0),
-                json.dumps(ordered), *ordered]
+                self._wants(ordered), *ordered, *self.epoch.args(self._holding)]
         try:
-            index, place = await self.link.call(lambda: self._acquire(keys=self._keys,
-                                                                       args=args))
+            index, place, epoch, settling = await self.link.call(
+                lambda: self._acquire(keys=self._keys, args=args))
         except BaseException:
             # Cancelled or timed out: the script may have run; take no chances.
             self._forget(lease, tuple(ordered))
             self._line.pop(ticket, None)
             self._forget(ticket, ())
             raise
+        self._saw(epoch, int(settling))
         if int(place):
             self._places[ticket] = int(place)
         if index <= 0:
@@ -154,6 +169,17 @@ class RedisLeases:
         self._held[lease] = account
         self._adjust(account, +1)
         return account, lease
+
+    def _wants(self, ordered: list[str]) -> str:
+        """The accounts of a ticket as Redis keeps them: one sorted JSON list
+        for every ticket wanting the same ones (made once here, too)."""
+        accounts = frozenset(ordered)
+        text = self._lists.get(accounts)
+        if text is None:
+            if len(self._lists) >= 64:
+                self._lists.clear()
+            text = self._lists[accounts] = json.dumps(sorted(accounts))
+        return text
 
     def leave(self, ticket: str) -> None:
         """The request of ``ticket`` waits no more (served elsewhere, gave up,
@@ -177,6 +203,7 @@ class RedisLeases:
         for ident, group in batch.items():
             for account in group or ("",):
                 args += (account, ident)
+        args += self.epoch.args(self._holding)
         freed = iter(await self._release(keys=self._keys, args=args))
         return [sum(int(next(freed)) for _ in group or ("",)) for group in batch.values()]
 
@@ -194,24 +221,78 @@ class RedisLeases:
     async def renew(self, mode: str = "XX") -> None:
         """Renew the leases and tickets held here, reap expired leases, refresh
         the counts, wake the tickets here that capacity is free for
-        (``mode="restore"``: also re-add what Redis has lost)."""
+        (``mode="restore"``: also re-add what Redis has lost, as when the
+        data generation changed; ``"announce"``: wake every instance's)."""
         accounts = self._accounts
-        known = set(accounts)
-        pairs = [x for lease, acc in self._held.items() if acc in known for x in (acc, lease)]
+        # Every lease held, on a removed account too: its request still runs
+        # and counts against the global limit until it ends (as embedded).
+        pairs = [x for lease, acc in self._held.items() for x in (acc, lease)]
         line = [x for ticket, place in self._line.items() for x in (ticket, place)]
         args = [self._prefix, self.channel, *self._limits, self.ttl_ms, mode,
-                len(accounts), *accounts, len(pairs) // 2, *pairs, *line]
-        counts, due, back = await self.link.call(lambda: self._renew(keys=self._keys,
-                                                                     args=args))
+                len(accounts), *accounts, len(pairs) // 2, *pairs, *line,
+                *self.epoch.args(self._holding)]
+        counts, due, back, epoch, settling = await self.link.call(
+            lambda: self._renew(keys=self._keys, args=args))
+        self.epoch.learn(epoch)  # what is held here is written in it now
+        self._saw(epoch, int(settling))
         self.total = int(counts[0])
         self.counts = {a: int(n) for a, n in zip(accounts, counts[1:])}
-        self._wake_mine([_text(t) for t in (*due, *back)])
+        back = [_text(t) for t in back]
+        for ticket in back:
+            if ticket not in self._line:
+                # It left while this call was on its way, and its departure
+                # reached Redis first: the call put it back, so out it goes
+                # again (in line unrenewed, it would hold a share for a TTL).
+                self._forget(ticket, ())
+        self._wake_mine([*(_text(t) for t in due), *back])
 
     async def _renew_forever(self) -> None:
         while True:
             await asyncio.sleep(self.ttl_ms / 3000)
             with contextlib.suppress(StateUnavailable):
                 await self.renew()
+
+    # -- Redis losing its data ---------------------------------------------------------
+
+    @property
+    def _holding(self) -> bool:
+        return bool(self._held or self._line)
+
+    def _saw(self, epoch: bytes | str, settling_ms: int) -> None:
+        """A script's word on the data generation: put back what is held here
+        when it changed; wake the line once Redis has settled."""
+        if self.epoch.lost(epoch):
+            self._restore_soon()
+        if settling_ms > 0 and self._announcing is None:
+            self._announcing = asyncio.get_running_loop().call_later(
+                settling_ms / 1000 + 0.05, self._settled)
+
+    def _settled(self) -> None:
+        self._announcing = None
+        self._kick("announce")
+
+    def _on_lost(self, epoch: str) -> None:
+        if self.epoch.lost(epoch):
+            self._restore_soon()
+
+    def _restore_soon(self) -> None:
+        """One renewal puts back what is held here, however many answers and
+        notices told of the loss meanwhile (each would cost Redis a call over
+        every lease held here)."""
+        if self._restoring is None or self._restoring.done():
+            self._restoring = self._kick()
+
+    def _kick(self, mode: str = "XX") -> asyncio.Task[None]:
+        """Renew now, in the background (the script restores on a new generation)."""
+        task = asyncio.get_running_loop().create_task(self._renew_quietly(mode),
+                                                      name="ds2proxy-lease-restore")
+        self._chores.add(task)
+        task.add_done_callback(self._chores.discard)
+        return task
+
+    async def _renew_quietly(self, mode: str) -> None:
+        with contextlib.suppress(StateUnavailable):
+            await self.renew(mode)
 
     def _on_freed(self, payload: str) -> None:
         self._wake_mine(payload.split())
