@@ -80,6 +80,26 @@ def test_25_unclosed_cdata_is_repaired_at_the_end_of_the_stream() -> None:
     assert first_call_offset(text) is None
 
 
+EDIT = ToolSpec("Edit", parameters={"type": "object", "properties": {
+    "file_path": {"type": "string"}, "old_string": {"type": "string"},
+    "new_string": {"type": "string"}}})
+
+
+def test_cdata_holding_only_a_fence_opening_ends_at_its_own_close() -> None:
+    # An edit of the first lines of a code block: each value opens a fence it
+    # never closes, so every ]]> sat "in a fence" and the section ran to the
+    # end of the block, its ]]> kept in the value (the edit then matched nothing).
+    old, new = "```bash\nnpm install\n", "```bash\npnpm install\n"
+    text = block(invoke("Edit", ("file_path", "README.md"), ("old_string", old),
+                        ("new_string", new)), invoke("Bash", ("command", "ls")))
+    result = outcomes(text, [EDIT, ToolSpec("Bash")])
+    assert result.text == ""
+    assert result.names == ["Edit", "Bash"]
+    assert json.loads(result.args(0)) == {"file_path": "README.md", "old_string": old,
+                                          "new_string": new}
+    assert json.loads(result.args(1)) == {"command": "ls"}
+
+
 def test_26_repeated_parameter_becomes_a_list() -> None:
     content = "#!/bin/sh\necho one\necho two\n"
     text = block(invoke("probe", ("path", "script.sh"), ("content", content))
