@@ -349,3 +349,18 @@ def test_the_object_run_repair_reads_a_deep_body_once() -> None:
     run = '{"todos": {"a": 1}, {"b": {"c": 2}}, "n": {"d": 3}}'
     assert args_of(block(invoke("probe", ("x", run)))) == {
         "x": {"todos": [{"a": 1}, {"b": {"c": 2}}], "n": {"d": 3}}}
+
+
+def _strict(text: str) -> object:
+    def refuse(name: str) -> object:
+        raise ValueError(f"not JSON: {name}")
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_a_number_too_large_for_a_float_stays_text() -> None:
+    # 1e400 parsed to inf and was written back as Infinity: the arguments
+    # were no JSON, and every client's parse of them failed.
+    text = block(invoke("probe", ("limit", "1e400"), ("count", "12345678901234567890123"),
+                        ("opts", '{"max": -1e999}'), cdata=False))
+    assert _strict(outcomes(text).args()) == {
+        "limit": "1e400", "count": 12345678901234567890123, "opts": '{"max": -1e999}'}
