@@ -364,3 +364,13 @@ def test_a_number_too_large_for_a_float_stays_text() -> None:
                         ("opts", '{"max": -1e999}'), cdata=False))
     assert _strict(outcomes(text).args()) == {
         "limit": "1e400", "count": 12345678901234567890123, "opts": '{"max": -1e999}'}
+
+
+def test_a_value_holding_its_own_cdata_section_round_trips() -> None:
+    # An XML file with a CDATA section of its own: the escaped ]]> closing
+    # that section was kept as the escape, so the file came back with
+    # ']]]]><![CDATA[>' in it (a rewritten history call, or the model copying it).
+    xml = '<script><![CDATA[if (a < b && c) { x = y[z[0]]; }]]></script>\n'
+    history = render_tool_calls([ToolCall("call_1", "Write",
+                                          {"file_path": "page.xml", "content": xml})])
+    assert args_of(history) == {"file_path": "page.xml", "content": xml}

@@ -91,16 +91,20 @@ def _after_close(text: str, pos: int, final: bool) -> str | None:
 
 def section_content(inner: str) -> str | None:
     """The text of a section whose inside is ``inner``: adjacent sections
-    joined, nested sections kept as written; None when ``inner`` has a close
+    joined (also when the ``]]>`` they spell closes a section held in the
+    text), nested sections kept as written; None when ``inner`` has a close
     marker without a matching opener (it is not one section)."""
     depth = 0
     pieces: list[str] = []
     last = 0
     for marker in _MARKERS.finditer(inner):
         kind = marker.group()
-        if kind == JOIN and depth == 0:
+        if kind == JOIN:
+            # The escape of a literal "]]>"; inside a section written in the
+            # text (an XML file's own CDATA) that "]]>" is the one closing it.
             pieces.append(inner[last:marker.start()])
             last = marker.end()
+            depth = max(depth - 1, 0)
         elif kind == CDATA_OPEN:
             depth += 1
         elif kind == CDATA_CLOSE:
