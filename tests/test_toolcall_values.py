@@ -374,3 +374,12 @@ def test_a_value_holding_its_own_cdata_section_round_trips() -> None:
     history = render_tool_calls([ToolCall("call_1", "Write",
                                           {"file_path": "page.xml", "content": xml})])
     assert args_of(history) == {"file_path": "page.xml", "content": xml}
+
+
+def test_a_nested_section_written_as_it_stands_is_kept() -> None:
+    # The model copying an XML file whose CDATA holds the escape itself:
+    # reading that escape as the nested section's close left a stray ]]>.
+    xml = "<a><![CDATA[x]]]]><![CDATA[>y]]></a>"
+    text = ('<tool_calls><invoke name="Write"><parameter name="file_path">a.xml</parameter>'
+            f'<parameter name="content"><![CDATA[{xml}]]></parameter></invoke></tool_calls>')
+    assert args_of(text) == {"file_path": "a.xml", "content": xml}

@@ -91,17 +91,28 @@ def _after_close(text: str, pos: int, final: bool) -> str | None:
 
 def section_content(inner: str) -> str | None:
     """The text of a section whose inside is ``inner``: adjacent sections
-    joined (also when the ``]]>`` they spell closes a section held in the
-    text), nested sections kept as written; None when ``inner`` has a close
-    marker without a matching opener (it is not one section)."""
+    joined, nested sections kept as written; None when ``inner`` has a close
+    marker without a matching opener (it is not one section).
+
+    A nested section written with an escaped ``]]>`` of its own (an XML
+    file's CDATA, rendered as history) balances only when that escape is
+    read as the ``]]>`` closing it; one the model wrote as it stands (the
+    escape inside it part of the file) balances only when it is kept. The
+    first reading that balances is taken."""
+    for join_closes in (False, True):
+        content = _section_content(inner, join_closes)
+        if content is not None:
+            return content
+    return None
+
+
+def _section_content(inner: str, join_closes: bool) -> str | None:
     depth = 0
     pieces: list[str] = []
     last = 0
     for marker in _MARKERS.finditer(inner):
         kind = marker.group()
-        if kind == JOIN:
-            # The escape of a literal "]]>"; inside a section written in the
-            # text (an XML file's own CDATA) that "]]>" is the one closing it.
+        if kind == JOIN and (depth == 0 or join_closes):
             pieces.append(inner[last:marker.start()])
             last = marker.end()
             depth = max(depth - 1, 0)
