@@ -80,6 +80,26 @@ def test_25_unclosed_cdata_is_repaired_at_the_end_of_the_stream() -> None:
     assert first_call_offset(text) is None
 
 
+EDIT = ToolSpec("Edit", parameters={"type": "object", "properties": {
+    "file_path": {"type": "string"}, "old_string": {"type": "string"},
+    "new_string": {"type": "string"}}})
+
+
+def test_cdata_holding_only_a_fence_opening_ends_at_its_own_close() -> None:
+    # An edit of the first lines of a code block: each value opens a fence it
+    # never closes, so every ]]> sat "in a fence" and the section ran to the
+    # end of the block, its ]]> kept in the value (the edit then matched nothing).
+    old, new = "```bash\nnpm install\n", "```bash\npnpm install\n"
+    text = block(invoke("Edit", ("file_path", "README.md"), ("old_string", old),
+                        ("new_string", new)), invoke("Bash", ("command", "ls")))
+    result = outcomes(text, [EDIT, ToolSpec("Bash")])
+    assert result.text == ""
+    assert result.names == ["Edit", "Bash"]
+    assert json.loads(result.args(0)) == {"file_path": "README.md", "old_string": old,
+                                          "new_string": new}
+    assert json.loads(result.args(1)) == {"command": "ls"}
+
+
 def test_26_repeated_parameter_becomes_a_list() -> None:
     content = "#!/bin/sh\necho one\necho two\n"
     text = block(invoke("probe", ("path", "script.sh"), ("content", content))
@@ -329,3 +349,37 @@ def test_the_object_run_repair_reads_a_deep_body_once() -> None:
     run = '{"todos": {"a": 1}, {"b": {"c": 2}}, "n": {"d": 3}}'
     assert args_of(block(invoke("probe", ("x", run)))) == {
         "x": {"todos": [{"a": 1}, {"b": {"c": 2}}], "n": {"d": 3}}}
+
+
+def _strict(text: str) -> object:
+    def refuse(name: str) -> object:
+        raise ValueError(f"not JSON: {name}")
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_a_number_too_large_for_a_float_stays_text() -> None:
+    # 1e400 parsed to inf and was written back as Infinity: the arguments
+    # were no JSON, and every client's parse of them failed.
+    text = block(invoke("probe", ("limit", "1e400"), ("count", "12345678901234567890123"),
+                        ("opts", '{"max": -1e999}'), cdata=False))
+    assert _strict(outcomes(text).args()) == {
+        "limit": "1e400", "count": 12345678901234567890123, "opts": '{"max": -1e999}'}
+
+
+def test_a_value_holding_its_own_cdata_section_round_trips() -> None:
+    # An XML file with a CDATA section of its own: the escaped ]]> closing
+    # that section was kept as the escape, so the file came back with
+    # ']]]]><![CDATA[>' in it (a rewritten history call, or the model copying it).
+    xml = '<script><![CDATA[if (a < b && c) { x = y[z[0]]; }]]></script>\n'
+    history = render_tool_calls([ToolCall("call_1", "Write",
+                                          {"file_path": "page.xml", "content": xml})])
+    assert args_of(history) == {"file_path": "page.xml", "content": xml}
+
+
+def test_a_nested_section_written_as_it_stands_is_kept() -> None:
+    # The model copying an XML file whose CDATA holds the escape itself:
+    # reading that escape as the nested section's close left a stray ]]>.
+    xml = "<a><![CDATA[x]]]]><![CDATA[>y]]></a>"
+    text = ('<tool_calls><invoke name="Write"><parameter name="file_path">a.xml</parameter>'
+            f'<parameter name="content"><![CDATA[{xml}]]></parameter></invoke></tool_calls>')
+    assert args_of(text) == {"file_path": "a.xml", "content": xml}

@@ -4,7 +4,10 @@ Payloads often contain ``]]>`` and closing tags of their own (a heredoc that
 writes a document showing a tool block). So a ``]]>`` inside a Markdown fence
 opened within the section does not end it, and among the rest the first one
 followed by ``</`` wins; only when the text is complete may the first
-remaining one be taken instead.
+remaining one be taken instead. A fence that never closes is no example
+around a ``]]>``: when every ``]]>`` sits in one (a file or an edit holding
+only the opening line of a code block), the first of them followed by ``</``
+ends the section at the end of the text, as if there were no fence.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ class CDataEnd:
         self._fed = content_start
         self._next = content_start
         self._fallback: int | None = None
+        self._fenced_end: int | None = None
 
     @property
     def resume(self) -> int:
@@ -43,20 +47,30 @@ class CDataEnd:
         while at >= 0:
             self._fence.feed(text, self._fed, at)
             self._fed = at
+            after = _after_close(text, at + len(CDATA_CLOSE), final)
+            if after is None:
+                self._next = at
+                return None
             if not self._fence.in_fence:
-                after = _after_close(text, at + len(CDATA_CLOSE), final)
-                if after is None:
-                    self._next = at
-                    return None
                 if after == "end":
                     return at
                 if after == "other" and self._fallback is None:
                     self._fallback = at
+            elif after == "end" and self._fenced_end is None:
+                self._fenced_end = at
             at = text.find(CDATA_CLOSE, at + 1)
         if final:
-            return UNCLOSED if self._fallback is None else self._fallback
+            return self._final_end()
         self._next = max(self._fed, len(text) - len(CDATA_CLOSE) + 1)
         return None
+
+    def _final_end(self) -> int:
+        """At the end of the text: the first unfenced ``]]>``, else the first
+        fenced one followed by ``</``, else UNCLOSED."""
+        for candidate in (self._fallback, self._fenced_end):
+            if candidate is not None:
+                return candidate
+        return UNCLOSED
 
 
 def _after_close(text: str, pos: int, final: bool) -> str | None:
@@ -78,15 +92,30 @@ def _after_close(text: str, pos: int, final: bool) -> str | None:
 def section_content(inner: str) -> str | None:
     """The text of a section whose inside is ``inner``: adjacent sections
     joined, nested sections kept as written; None when ``inner`` has a close
-    marker without a matching opener (it is not one section)."""
+    marker without a matching opener (it is not one section).
+
+    A nested section written with an escaped ``]]>`` of its own (an XML
+    file's CDATA, rendered as history) balances only when that escape is
+    read as the ``]]>`` closing it; one the model wrote as it stands (the
+    escape inside it part of the file) balances only when it is kept. The
+    first reading that balances is taken."""
+    for join_closes in (False, True):
+        content = _section_content(inner, join_closes)
+        if content is not None:
+            return content
+    return None
+
+
+def _section_content(inner: str, join_closes: bool) -> str | None:
     depth = 0
     pieces: list[str] = []
     last = 0
     for marker in _MARKERS.finditer(inner):
         kind = marker.group()
-        if kind == JOIN and depth == 0:
+        if kind == JOIN and (depth == 0 or join_closes):
             pieces.append(inner[last:marker.start()])
             last = marker.end()
+            depth = max(depth - 1, 0)
         elif kind == CDATA_OPEN:
             depth += 1
         elif kind == CDATA_CLOSE:

@@ -8,6 +8,7 @@ plain parse failed, in a fixed order, so valid JSON is never rewritten.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -25,11 +26,13 @@ _TEXT_KEY = re.compile(r"content|text", re.IGNORECASE | re.ASCII)
 
 
 def json_value(text: str) -> tuple[bool, Any]:
-    """Strict parse of one JSON document (NaN and Infinity refused). A value
+    """Strict parse of one JSON document (NaN and Infinity refused, and a
+    number too large for a float, which would be written back as Infinity:
+    not JSON, so a client's parse of the arguments fails). A value
     nested deeper than a request body may be is no value: every walker after
     this one (schema, emptiness, serialisation) may then recurse safely."""
     try:
-        value = json.loads(text, parse_constant=_refuse)
+        value = json.loads(text, parse_constant=_refuse, parse_float=_finite)
     except (ValueError, RecursionError):
         return False, None
     if text.count("[") + text.count("{") > MAX_DEPTH and isinstance(value, dict | list) \
@@ -40,6 +43,13 @@ def json_value(text: str) -> tuple[bool, Any]:
 
 def _refuse(name: str) -> Any:
     raise ValueError(name)
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(text)
+    return value
 
 
 def loads_lenient(text: str) -> tuple[bool, Any]:
