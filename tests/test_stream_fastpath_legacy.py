@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from ds2proxy.testing import Replay
+from ds2proxy.testing import Replay, Scripted
 from ds2proxy.testing.clients import openai_client
 from ds2proxy.testing.recordings import load_rounds
 from ds2proxy.testing.reconstruct import reconstruct
@@ -365,6 +365,21 @@ async def test_split_think_tags_on_the_wire(proxy, tmp_path: Path) -> None:
             content.append(choice.delta.content or "")
     assert ("".join(thinking), "".join(content)) == ("abc x < y", "d <")
     assert not any("<thi" in t or "</th" in t for t in thinking + content)
+
+
+async def test_html_in_flat_reasoning_on_the_wire(proxy) -> None:
+    """Flat reasoning full of HTML and tag pieces, served by the fake
+    upstream as tokens: the official client gets it split as a whole."""
+    chunks = ["x"] + ["<div> ", "a", "</", "div>", "<br/>"] * 400 + [
+        "<thi", "nk>", "b <", "/th", "</th", "ink>", "after<p>"]
+    proxy.fake.enqueue(Scripted(flat=True, thinking=chunks, answer=" done"))
+    reply = await openai_client(proxy).chat.completions.create(
+        model="deepseek-reasoner", messages=[{"role": "user", "content": "hello"}])
+    reasoning, spill = split_think_tags("".join(chunks))
+    message = reply.choices[0].message
+    assert (message.model_extra["reasoning_content"], message.content) == (
+        reasoning, spill + " done")
+    assert reasoning.startswith("x<div> a</div><br/>") and spill == "after<p>"
 
 
 async def test_a_patch_at_a_superscript_index_is_skipped_on_the_wire(proxy, tmp_path: Path
