@@ -26,8 +26,11 @@ from ds2proxy.upstream.stream_parser import StreamParser
 READ = 4096
 
 
-def body(tokens: int, *, flat: bool, thinking: bool, start: str = "start") -> bytes:
-    """One round of ``tokens`` path-less tokens after the line that opens the field."""
+def body(tokens: int, *, flat: bool, thinking: bool, start: str = "start",
+         tag_every: int = 0) -> bytes:
+    """One round of ``tokens`` path-less tokens after the line that opens the
+    field; with ``tag_every``, every so many tokens is ``<div> `` (a "<" that
+    may start a think tag until the next character tells)."""
     lines = []
     if flat:
         lines.append({"p": LEGACY_THINKING if thinking else LEGACY_ANSWER, "v": start})
@@ -35,7 +38,8 @@ def body(tokens: int, *, flat: bool, thinking: bool, start: str = "start") -> by
         kind = "THINK" if thinking else "RESPONSE"
         lines.append({"v": {"response": {"fragments": [{"id": 1, "type": kind, "content": ""}]}}})
         lines.append({"p": TAIL_CONTENT, "o": "APPEND", "v": "start"})
-    lines += [{"v": f"tok{n % 10} "} for n in range(tokens)]
+    lines += [{"v": "<div> " if tag_every and n % tag_every == 0 else f"tok{n % 10} "}
+              for n in range(tokens)]
     lines.append({"p": "response/status", "o": "SET", "v": "FINISHED"})
     return b"".join(b"data: " + orjson.dumps(line) + b"\n\n" for line in lines)
 
@@ -78,6 +82,12 @@ def main() -> None:
         figures = [per_token_us(body(n, flat=True, thinking=True, start="<think>start"), n,
                                 args.runs, fast) for n in counts]
         print(f"{'flat':>10} {'<think>…':>9} {'fast' if fast else 'general':>8} "
+              + " ".join(f"{f:>9.2f}" for f in figures), flush=True)
+    # Flat reasoning with HTML in it: every 5th token holds a "<".
+    for fast in paths:
+        figures = [per_token_us(body(n, flat=True, thinking=True, tag_every=5), n,
+                                args.runs, fast) for n in counts]
+        print(f"{'flat':>10} {'<div> 1/5':>9} {'fast' if fast else 'general':>8} "
               + " ".join(f"{f:>9.2f}" for f in figures), flush=True)
 
 

@@ -18,12 +18,15 @@ from typing import Any
 
 import pytest
 
-from ds2proxy.testing import Replay
+from ds2proxy.testing import Replay, Scripted
 from ds2proxy.testing.clients import openai_client
 from ds2proxy.testing.recordings import load_rounds
 from ds2proxy.testing.reconstruct import reconstruct
+from ds2proxy.upstream import fast_tokens, stream_text
 from ds2proxy.upstream.events import StatusChanged, TextChunk
+from ds2proxy.upstream.lines import LineCutter
 from ds2proxy.upstream.patch_ops import LEGACY_ANSWER, LEGACY_THINKING
+from ds2proxy.upstream.stream_parser import StreamParser
 from ds2proxy.upstream.stream_text import split_think_tags
 from test_stream_fastpath import RECORDINGS, assert_same, body, frag, parse
 
@@ -146,15 +149,13 @@ def test_random_flat_streams_parse_identically(thinking: bool) -> None:
 
 
 def test_think_tags_split_across_flat_tokens() -> None:
-    """Tags complete only with a ``>``: those tokens go the general way,
-    which splits the reasoning there (text after ``</think>`` is answer);
-    reasoning holding a tag stays on the general path, the answer after it
-    takes the fast one again."""
+    """Tags complete only with a ``>``; the reasoning is split there (text
+    after ``</think>`` is answer), on the fast path as on the general one."""
     fast = assert_same([body(*READY, {"p": LEGACY_THINKING, "v": "<think>a"}, {"v": "b"},
                              {"v": "c"}, {"v": "</think"}, {"v": ">"}, {"v": "d"}, {"v": "e"},
                              {"p": LEGACY_ANSWER, "v": "f"}, {"v": "g"}, FINISHED)])
     assert (fast.thinking, fast.answer) == ("abc", "defg")
-    assert fast.parser.taken >= 1
+    assert fast.parser.taken >= 7
 
 
 SPLIT_TAGS = [*READY, {"p": LEGACY_THINKING, "v": "a"}, {"v": "<thi"}, {"v": "nk"}, {"v": ">b"},
@@ -189,15 +190,14 @@ def test_held_reasoning_goes_out_when_the_answer_starts() -> None:
 def test_flat_reasoning_holding_think_tags_takes_the_fast_path(first: str) -> None:
     """Reasoning that holds a tag (the old model bug, spec §10.8) went the
     general way token after token, each re-splitting the whole field: 20,000
-    tokens held the loop ~225 µs each. Tokens without a "<" now extend what
-    the split shows (reasoning, or the answer after ``</think>``) on the fast
-    path; "<" tokens and a tag cut between tokens still go the general way,
-    with the same events (so does a leaked marker, which ends the answer:
-    the random streams above have those)."""
+    tokens held the loop ~225 µs each. Every token now takes the fast path,
+    "<" tokens and a tag cut between tokens too, with the same events (a
+    leaked marker, which ends the answer, still goes the general way: the
+    random streams above have those)."""
     words = [f"w{i} " if i % 97 else rng_word(i) for i in range(3000)]
     fast = assert_same([body(*READY, {"p": LEGACY_THINKING, "v": first},
                              *({"v": w} for w in words), FINISHED)], min_taken=0)
-    assert fast.parser.taken >= 2500  # line by line (a run holding a "<" goes so too)
+    assert fast.parser.taken == 3000
     whole = first + "".join(words)
     assert (fast.thinking, fast.answer) == split_think_tags(whole)
 
@@ -205,6 +205,103 @@ def test_flat_reasoning_holding_think_tags_takes_the_fast_path(first: str) -> No
 def rng_word(i: int) -> str:
     """Every 97th token: something the fast path must leave to the general one."""
     return ["<", "</th", "ink>", "<think>", "x<y ", "</think>"][i % 6]
+
+
+# Reasoning whose tags and "<" fall anywhere: each text is cut into three
+# tokens at every pair of places (tag pieces like "<thi", "</", "</think" end
+# one token and start the next), then more tokens come, to the reasoning,
+# or after the answer started (the reasoning is then complete).
+TAG_TEXTS = ["a<think>b</think>c", "<think>x</think>y</think>z<think>w", "p</th<think>ink>q",
+             "</<think>think>r<", "<thi<think>nk>s</", "x<y</think>CONTENT_FILTER z<thi",
+             "<<think>/think>t", "</think<think>>u<think</think>>v", "<div>a</div><br/>"]
+
+
+def cut_three_ways(text: str) -> list[list[str]]:
+    return [[text[:i], text[i:j], text[j:]]
+            for i in range(len(text) + 1) for j in range(i, len(text) + 1)]
+
+
+@pytest.mark.parametrize("text", TAG_TEXTS)
+def test_tag_pieces_cut_at_every_place_parse_identically(text: str) -> None:
+    after = [[{"v": "nk>"}, {"v": " <"}], [{"p": LEGACY_ANSWER, "v": "A"}, {"v": "B"}],
+             [{"p": LEGACY_ANSWER, "v": "A"}, {"p": LEGACY_THINKING, "v": "ink>"}, {"v": "<t"}],
+             [{"p": "response/status", "v": "INCOMPLETE"}, {"p": LEGACY_THINKING, "v": "ink>"}]]
+    taken = 0
+    for n, tokens in enumerate(cut_three_ways(text)):
+        frames = [{"p": LEGACY_THINKING, "v": "s"}, *({"v": t} for t in tokens), *after[n % 4]]
+        fast = assert_same([body(*READY, *frames, FINISHED)], min_taken=0)
+        taken += fast.parser.taken
+    assert taken >= len(cut_three_ways(text)) * 2  # a leaked marker goes the general way
+
+
+TAG_PIECES = ["<", "</", "<thi", "</think", "<think>", "</think>", "nk>", "ink>", ">", "k",
+              "<div> ", "a<b", "</th<think>i", "CONTENT_", "FILTER", "", "x" * 40]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_long_reasoning_of_tag_pieces_parses_identically(seed: int) -> None:
+    """Thousands of tokens, most a "<" or a tag piece, now and then a
+    status or a snapshot; at the end a turn to the answer and back (the
+    reasoning is then complete: its "<" tokens go the general way)."""
+    rng = random.Random(seed)
+    frames: list[Any] = [*READY, {"p": LEGACY_THINKING, "v": "start"}]
+    for _ in range(3000):
+        roll = rng.random()
+        if roll < 0.008:
+            frames.append(rng.choice([
+                {"p": "response/status", "v": "INCOMPLETE"},
+                {"p": "response", "o": "BATCH", "v": [{"p": "accumulated_token_usage", "v": 3}]},
+                {"v": {"response": {"thinking_content": "<think>t<", "content": ""}}}]))
+            frames.append({"p": LEGACY_THINKING, "o": "APPEND", "v": rng.choice(TAG_PIECES)})
+        else:
+            frames.append({"v": rng.choice(TAG_PIECES) if roll < 0.8 else f"w{rng.randint(0, 9)} "})
+    frames += [{"p": LEGACY_ANSWER, "v": "A"}, {"p": LEGACY_THINKING, "v": "B"},
+               *({"v": rng.choice(TAG_PIECES)} for _ in range(30))]
+    fast = assert_same([body(*frames, FINISHED)], min_taken=0)
+    assert fast.parser.taken >= 2500
+
+
+class ReadCountingParser(StreamParser):
+    """Counts the general path's lines and the characters of the flat
+    reasoning field it re-reads whole (per token, that is the quadratic)."""
+
+    general = 0
+    read = 0
+
+    def _general(self, payload: Any, event: str, out: list) -> None:
+        self.general += 1
+        super()._general(payload, event, out)
+
+
+def test_html_in_flat_reasoning_costs_the_same_per_token_at_any_length(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``<div> `` every 5th of 20,000 reasoning tokens: each of those went the
+    general way, which re-split the whole field (~65 µs a token on average,
+    growing with the length). Now only the raw end held as a possible tag is
+    looked at again: the field is read whole a bounded number of times, not
+    once per "<" token."""
+    parser = ReadCountingParser()
+
+    def counted(real: Any) -> Any:
+        def read(text: str, *args: Any, **kwargs: Any) -> Any:
+            parser.read += len(text)
+            return real(text, *args, **kwargs)
+        return read
+
+    monkeypatch.setattr(stream_text, "split_think_tags", counted(stream_text.split_think_tags))
+    monkeypatch.setattr(fast_tokens, "tags_of", counted(fast_tokens.tags_of))
+    tokens = [{"v": "<div> " if n % 5 == 0 else f"t{n % 10} "} for n in range(20_000)]
+    cutter = LineCutter(for_parser=True)
+    data = body(*READY, {"p": LEGACY_THINKING, "v": "x"}, *tokens, FINISHED)
+    events: list[Any] = []
+    parser.start_round()
+    for at in range(0, len(data), 4096):
+        events += parser.feed_lines(cutter.cut(data[at:at + 4096]))
+    events += parser.feed_lines(cutter.rest()) + parser.finish()
+    thinking = "".join(e.text for e in events if isinstance(e, TextChunk))
+    assert thinking == "x" + "".join(t["v"] for t in tokens)
+    assert parser.general <= 5
+    assert parser.read <= 4 * len(thinking)
 
 
 def test_long_flat_stream_parses_identically() -> None:
@@ -268,6 +365,21 @@ async def test_split_think_tags_on_the_wire(proxy, tmp_path: Path) -> None:
             content.append(choice.delta.content or "")
     assert ("".join(thinking), "".join(content)) == ("abc x < y", "d <")
     assert not any("<thi" in t or "</th" in t for t in thinking + content)
+
+
+async def test_html_in_flat_reasoning_on_the_wire(proxy) -> None:
+    """Flat reasoning full of HTML and tag pieces, served by the fake
+    upstream as tokens: the official client gets it split as a whole."""
+    chunks = ["x"] + ["<div> ", "a", "</", "div>", "<br/>"] * 400 + [
+        "<thi", "nk>", "b <", "/th", "</th", "ink>", "after<p>"]
+    proxy.fake.enqueue(Scripted(flat=True, thinking=chunks, answer=" done"))
+    reply = await openai_client(proxy).chat.completions.create(
+        model="deepseek-reasoner", messages=[{"role": "user", "content": "hello"}])
+    reasoning, spill = split_think_tags("".join(chunks))
+    message = reply.choices[0].message
+    assert (message.model_extra["reasoning_content"], message.content) == (
+        reasoning, spill + " done")
+    assert reasoning.startswith("x<div> a</div><br/>") and spill == "after<p>"
 
 
 async def test_a_patch_at_a_superscript_index_is_skipped_on_the_wire(proxy, tmp_path: Path

@@ -20,8 +20,9 @@ from typing import Any
 import orjson
 
 from .events import TextChunk, TextKind, UpstreamEvent
-from .stream_text import Tail, TextTracker, fragments_of
-from .patch_ops import APPEND, TAIL_CONTENT, Cursor
+from .stream_text import LEAK_MARKER, SPILL, Tail, TextTracker, fragments_of
+from .patch_ops import APPEND, LEGACY_ANSWER, LEGACY_THINKING, TAIL_CONTENT, Cursor
+from .think_tags import Tags, step, tags_of
 
 _TOKEN_LINE = 'data: {"v":"'
 # Compact token lines, each maybe followed by a blank line (no raw newline
@@ -68,6 +69,18 @@ class TokenFastPath:
     _pending: list[str]
     # The tail whose tree checks passed (they hold until a settle or patch).
     _checked: Tail | None
+    _final: bool
+    # Flat reasoning: where its think-tag split stands, and what the fast
+    # path added to the reasoning and to the answer it shows, not yet settled.
+    _tags: Tags | None
+    _shown: tuple[list[str], list[str]]
+
+    def _init_fast(self) -> None:
+        self._tail = self._checked = self._tags = None
+        self._pending = []
+        self._shown = ([], [])
+        self.fast_tokens = 0  # token lines the fast path took (tests check it ran)
+        self.answer_runs = False  # feed_lines gives answer tokens as one list of texts
 
     def feed_line(self, line: str) -> list[UpstreamEvent]:
         raise NotImplementedError
@@ -118,7 +131,9 @@ class TokenFastPath:
                   out: list[UpstreamEvent | list[str]]) -> bool:
         """A run of token texts into the tail, as its lines one by one would
         go; False (nothing done) when a text holds the tail's guard (a
-        leaked marker in answer text, a tag end in flat reasoning)."""
+        leaked marker in answer text) or one goes the general way."""
+        if tail.flat:
+            return self._take_flat_run(texts, out)
         kind, guard = tail.kind, tail.guard
         if guard:
             joined = "\n".join(texts)
@@ -131,13 +146,63 @@ class TokenFastPath:
         self._pending += texts
         self.current_kind = kind
         self.fast_tokens += len(texts)
+        self._emit_run(kind, texts, out)
+        return True
+
+    def _emit_run(self, kind: TextKind, texts: list[str],
+                  out: list[UpstreamEvent | list[str]]) -> None:
         if kind != "answer" or not self.answer_runs:
             out += [TextChunk(kind, text) for text in texts]
         elif out and type(out[-1]) is list:
             out[-1] += texts
         else:
             out.append(texts)
+
+    def _take_flat_run(self, texts: list[str], out: list[UpstreamEvent | list[str]]) -> bool:
+        """:meth:`_take_run` into flat reasoning: every text's step first
+        (nothing done unless all apply), then their events in order."""
+        tags = self._tags
+        assert tags is not None
+        if tags.plain and "<" not in "".join(texts):  # all to one side, as they are
+            kind: TextKind = "answer" if tags.closed else "thinking"
+            if kind == "answer" and LEAK_MARKER in "\n".join(texts):
+                return False
+            texts = [text for text in texts if text]
+            self._pending += texts
+            self.fast_tokens += len(texts)
+            if texts:
+                self._shown[tags.closed].extend(texts)
+                self._emit_run(kind, texts, out)
+                self.current_kind = kind
+            return True
+        steps = []
+        for text in texts:
+            done = step(tags, text)
+            if done is None or LEAK_MARKER in done[2]:
+                return False
+            tags = done[0]
+            steps.append(done[1:])
+        self._tags = tags
+        self._pending += texts
+        self.fast_tokens += len(texts)
+        for head, spill in steps:
+            self._show(head, spill, out, runs=True)
         return True
+
+    def _show(self, head: str, spill: str, out: list, *, runs: bool = False) -> None:
+        """The events of what a flat reasoning token added to the reasoning
+        and to the answer after ``</think>`` (in the general path's order)."""
+        if head:
+            self._shown[0].append(head)
+            out.append(TextChunk("thinking", head))
+            self.current_kind = "thinking"
+        if spill:
+            self._shown[1].append(spill)
+            if runs:
+                self._emit_run("answer", [spill], out)
+            else:
+                out.append(TextChunk("answer", spill))
+            self.current_kind = "answer"
 
     def _fast_tail(self) -> Tail | None:
         """The tail when a path-less ``{"v": text}`` line would take the fast
@@ -153,15 +218,23 @@ class TokenFastPath:
 
     def _trusted(self, tail: Tail | None, texts: dict[Hashable, str | None]) -> Tail | None:
         """``tail`` when tokens may take the fast path into it: its text is
-        the only one with its key and, for flat reasoning holding tags, what
-        it shows is exactly what was emitted (so a token extends both alike)."""
-        if tail is None or tail.shown is None:
+        the only one with its key and, for flat reasoning, what it shows is
+        exactly what was emitted (so its think-tag state says what a token
+        adds to both)."""
+        self._tags = None
+        if tail is None or not tail.flat:
             return tail if tail is not None and texts.get(tail.key) is not None else None
-        shown = texts.get(tail.shown)
-        if shown is None or tail.shown in self._leaked or not self._tracker.equals(tail.shown,
-                                                                                  shown):
+        head, spill = texts.get(LEGACY_THINKING), texts.get(SPILL)
+        if (head is None or spill is None or SPILL in self._leaked
+                or not self._tracker.equals(LEGACY_THINKING, head)
+                or not self._tracker.equals(SPILL, spill)):
             return None
-        self._tracker.advance(tail.key, tail.node[tail.field])  # the raw text, as it stands
+        raw = tail.node[tail.field]
+        answer = tail.node.get(LEGACY_ANSWER[len("response/"):])
+        self._tags = tags_of(raw, self._final or (isinstance(answer, str) and answer != ""))
+        if self._tags is None:
+            return None
+        self._tracker.advance(tail.key, raw)  # the raw text, as it stands
         return tail
 
     def _check_tail(self, tail: Tail) -> bool:
@@ -197,6 +270,8 @@ class TokenFastPath:
         if (tail is None or type(value) is not str or cursor.path != tail.path
                 or cursor.op not in (None, APPEND) or self._filtered):
             return False
+        if tail.flat:
+            return self._append_flat(tail, value, out)
         kind = tail.kind
         for guard in tail.guard:
             if guard in value:
@@ -207,6 +282,17 @@ class TokenFastPath:
             self._pending.append(value)
             out.append(TextChunk(kind, value))
             self.current_kind = kind
+        return True
+
+    def _append_flat(self, tail: Tail, value: str, out: list[UpstreamEvent]) -> bool:
+        """:meth:`_append_to_tail` into flat reasoning, by its think-tag step."""
+        done = step(self._tags, value) if self._tags is not None else None
+        if (done is None or LEAK_MARKER in done[2]
+                or tail is not self._checked and not self._check_tail(tail)):
+            return False
+        self._tags = done[0]
+        self._pending.append(value)
+        self._show(done[1], done[2], out)
         return True
 
     def _settle(self) -> None:
@@ -227,5 +313,7 @@ class TokenFastPath:
         text = node[field] + added
         node[field] = text
         self._tracker.advance(tail.key, text)
-        if tail.shown is not None:  # flat reasoning with tags: the shown text grew alike
-            self._tracker.extend(tail.shown, added)
+        for key, parts in zip((LEGACY_THINKING, SPILL), self._shown):
+            if parts:  # flat reasoning: what it shows grew by what was emitted
+                self._tracker.extend(key, "".join(parts))
+                parts.clear()

@@ -54,7 +54,6 @@ from .events import (
 )
 from .fast_tokens import TokenFastPath
 from .stream_text import (
-    Tail,
     TextTracker,
     citations_of,
     cut_leak,
@@ -110,17 +109,7 @@ class StreamParser(TokenFastPath):
         self._leaked: set[Hashable] = set()
         self._unknown_types: set[str] = set()
         self._logged: set[Hashable] = set()
-        # The text field tokens may take the fast path into, as of the last
-        # full text sync (see stream_text.Tail).
-        self._tail: Tail | None = None
-        # Tokens the fast path took, not yet joined into the tail's text.
-        self._pending: list[str] = []
-        # The tail whose tree checks passed (they hold until a settle or patch).
-        self._checked: Tail | None = None
-        # Token lines the fast path took (tests check it ran).
-        self.fast_tokens = 0
-        # feed_lines gives consecutive answer tokens as one list of texts.
-        self.answer_runs = False
+        self._init_fast()  # the token fast path's state (see fast_tokens)
 
     # -- rounds ---------------------------------------------------------------
 

@@ -23,8 +23,8 @@ SILENT_FRAGMENTS = frozenset({"TIP", "TOOL_SEARCH", "TOOL_OPEN", "TEMPLATE_RESPO
 
 LEAK_MARKER = "CONTENT_FILTER"
 _THINK_OPEN, _THINK_CLOSE = "<think>", "</think>"
-# The tracker key of flat reasoning's raw text, when tags make it differ
-# from the reasoning and answer it shows (see Tail.shown).
+# The tracker key of flat reasoning's raw text, which tags make differ
+# from the reasoning and answer it shows (see Tail.flat).
 RAW_THINKING = (LEGACY_THINKING, "raw")
 SPILL = (LEGACY_THINKING, "spill")
 
@@ -77,10 +77,9 @@ class Tail(NamedTuple):
     kind: TextKind
     path: str             # the cursor path that appends to it
     guard: tuple[str, ...]  # a token holding one of these goes the general way
-    # Flat reasoning holding think tags: the key of the text a token extends
-    # as shown (the reasoning, or the answer after ``</think>``), which
-    # differs from the raw field ``key`` tracks.
-    shown: Hashable | None = None
+    # Flat reasoning: ``key`` tracks the raw field, and what a token adds to
+    # the reasoning and the answer it shows comes from think_tags.step.
+    flat: bool = False
 
 
 def tail_text(root: Any, path: str = TAIL_CONTENT) -> Tail | None:
@@ -103,10 +102,10 @@ def tail_text(root: Any, path: str = TAIL_CONTENT) -> Tail | None:
 
 def _legacy_tail(root: Any, path: str) -> Tail | None:
     """A flat field's tail. Reasoning is split at think tags by
-    :func:`split_think_tags`: a token with a "<" (that may start or end a
-    tag) goes the general way, and so does every token while the field ends
-    in part of a tag. Any other token extends what the split shows by itself:
-    the answer once the field holds ``</think>``, else the reasoning."""
+    :func:`split_think_tags`: its tokens go through
+    :func:`~ds2proxy.upstream.think_tags.step`, which finds what each adds
+    to the reasoning and to the answer after ``</think>`` (the tail's kind
+    is then the reasoning's only until the tokens say)."""
     response = root.get("response") if isinstance(root, dict) else None
     if not isinstance(response, dict):
         return None
@@ -119,13 +118,7 @@ def _legacy_tail(root: Any, path: str) -> Tail | None:
         # goes the general way, which shows what the reasoning held back.
         return Tail(response, field, LEGACY_ANSWER, "answer", path,
                     (LEAK_MARKER,)) if text else None
-    if _partial_tag(text):
-        return None
-    if _THINK_CLOSE in text:
-        return Tail(response, field, RAW_THINKING, "answer", path, ("<", LEAK_MARKER), SPILL)
-    if _THINK_OPEN in text:
-        return Tail(response, field, RAW_THINKING, "thinking", path, ("<",), LEGACY_THINKING)
-    return Tail(response, field, LEGACY_THINKING, "thinking", path, ("<",))
+    return Tail(response, field, RAW_THINKING, "thinking", path, (), flat=True)
 
 
 def _legacy_fields(response: dict, ended: bool) -> Iterator[tuple[Hashable, TextKind, str]]:
