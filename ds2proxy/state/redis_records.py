@@ -84,7 +84,7 @@ class RedisRecords:
             async with self.link.client.pipeline(transaction=False) as pipe:
                 await self._check_generation(pipe)
                 pipe.hgetall(self._hash(namespace))
-                return tuple(await pipe.execute())  # type: ignore[return-value]
+                return tuple(await pipe.execute())
 
         epoch, raw = await self.link.call(read, check=False)
         self._saw(epoch)
