@@ -8,6 +8,7 @@ import signal
 import time
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
+from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
@@ -16,6 +17,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from conftest import ACCOUNTS, TEST_KEY, shared_config
+from test_dashboard_forms import Browserless
 from ds2proxy.testing import Delivery, FakeDeepSeek, Scripted
 from ds2proxy.testing.instances import Instance, Instances, readyz, wait_ready
 from ds2proxy.testing.redis_server import RedisServer
@@ -381,3 +383,34 @@ async def no_leases_or_tickets(server: RedisServer) -> bool:
                 and not await conn.hlen("ds2proxy:leases:wants"))
     finally:
         await conn.aclose()
+
+
+async def test_a_dashboard_logout_stays_refused_on_every_instance_after_a_flushall(
+        fake_upstream: FakeDeepSeek, redis_server: RedisServer, instances,
+        redis_client: aioredis.Redis) -> None:
+    """Log out of the dashboard on A; Redis then loses its data (FLUSHALL)
+    and B restarts, loading the logouts Redis holds: none. The session was
+    accepted again on B until it expired; A now puts the logout back."""
+    config = shared_config(fake_upstream, redis_server, {"admin": {"jwt_secret": "s" * 48}})
+    group = await instances(config, 2)
+    a = group.running[0]
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+        dashboard = Browserless(SimpleNamespace(url=a.url, server=SimpleNamespace(port=a.port)),
+                                http)
+        await dashboard.log_in(group.admin_key)
+        token = next(c.value for c in http.cookie_jar
+                     if c.key == dashboard.cookie("ds2proxy_admin"))
+
+        async def refused(inst: Instance) -> bool:
+            async with http.get(f"{inst.url}/admin/config",
+                                headers={"Authorization": f"Bearer {token}"}) as resp:
+                return resp.status == 401
+
+        assert not await refused(group.running[1])
+        status, _, _ = await dashboard.post("/admin/ui/logout", {})
+        assert status == 303
+        await until(lambda: refused(group.running[1]))
+        await redis_client.flushall()
+        b = await group.restart(1)
+        await until(lambda: refused(b))
+        assert await refused(a)

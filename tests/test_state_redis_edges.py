@@ -236,6 +236,33 @@ async def test_a_logout_made_while_an_instance_could_not_hear_it_still_revokes_t
         await late.close()
 
 
+async def test_a_logout_survives_redis_losing_its_data(open_link) -> None:
+    """Log out on A, then Redis loses its data (FLUSHALL): the session stays
+    refused on A and B, and on an instance started after the loss (it loads
+    nothing, and its read is what finds the loss: A puts the logout back)."""
+    doc = {"admin": {"jwt_secret": "s" * 48}}
+    on_a = AdminCredentials(ConfigStore(doc), None, records=RedisRecords(await open_link()))
+    on_b = AdminCredentials(ConfigStore(doc), None, records=RedisRecords(await open_link()))
+    await on_a.load_logouts()
+    await on_b.load_logouts()
+    token, _ = on_a.issue(1)
+    kept, _ = on_a.issue(1)
+    on_a.log_out(on_a.decode(token))
+    await on_a.records.flush()
+    await until(lambda: revoked(on_b, token))
+    link = on_a.records.link
+    await link.client.flushall()
+    late = AdminCredentials(ConfigStore(doc), None, records=RedisRecords(await open_link()))
+    await late.load_logouts()
+    await until(lambda: revoked(late, token))
+    assert revoked(on_a, token) and revoked(on_b, token)
+    assert await link.client.hexists(link.key("records", "admin_logouts"),
+                                     on_a.decode(kept).jti) == 0
+    assert all(creds.decode(kept) for creds in (on_a, on_b, late))
+    for creds in (on_a, on_b, late):
+        await creds.records.close()
+
+
 def revoked(creds: AdminCredentials, token: str) -> bool:
     try:
         creds.decode(token)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import sys
 import threading
@@ -16,9 +17,12 @@ import pytest
 
 from test_state_instances import within
 
+from ds2proxy.observe_settings import UsageSettings
 from ds2proxy.request_record import RequestRecord
 from ds2proxy.state import usage, usage_prune
+from ds2proxy.state.backend import StateBackend
 from ds2proxy.state.errors import StateUnavailable
+from ds2proxy.state.sqlite import SQLiteStore
 from ds2proxy.state.usage import SCHEMA, SQLiteUsage, _raise
 from ds2proxy.state.usage_schema import where_clause as _where
 
@@ -409,3 +413,39 @@ async def test_a_lock_gone_by_the_retry_is_not_reported(
     await within(10, written)
     assert "refused" not in caplog.text and "written again" not in caplog.text
     await store.close()
+
+
+async def test_a_file_locked_at_the_first_start_is_opened_once_it_frees(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture):
+    """The state file, made by the records store only (still in rollback
+    journal mode: switching it to WAL needs its lock), held locked by another
+    program when usage opened: after the open's wait usage was kept in memory
+    for the whole run. The rows recorded meanwhile now end up in the file."""
+    monkeypatch.setattr(usage, "RETRY_SECONDS", 0.05)
+    monkeypatch.setattr(usage, "OPEN_WAIT_SECONDS", 0.1)
+    path = tmp_path / "config.json.state.sqlite"
+    records = SQLiteStore(path)
+    records.put("health", "a", {"ok": True})
+    await records.close()
+    backend = StateBackend(SQLiteStore(path), path)
+    now = time.time()
+    with locked_by_another_program(path):
+        store = await backend.open_usage(UsageSettings())
+        store.record(row(now, request_id="while-locked"))
+        with pytest.raises(StateUnavailable):
+            await store.requests({}, 10, 0)
+
+    async def in_the_file() -> bool:
+        with contextlib.closing(sqlite3.connect(path)) as reader:
+            try:
+                found = reader.execute("SELECT request_id FROM requests").fetchall()
+            except sqlite3.OperationalError:  # no table yet, or the switch under way
+                return False
+        return found == [("while-locked",)]
+
+    await within(10, in_the_file)
+    store.record(row(now + 1, request_id="after"))
+    assert (await store.requests({}, 10, 0))[1] == 2
+    assert "kept in memory" not in caplog.text
+    await store.close()
+    await backend.records.close()

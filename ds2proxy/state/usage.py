@@ -11,15 +11,16 @@ Retention: raw rows and minute rollups ``raw_days``, hour rollups
 between the writes (:mod:`.usage_prune`). Rows a locked, read-only or full
 file refuses are kept and tried again every ``RETRY_SECONDS`` (logged once);
 meanwhile reads answer from what the file has, and a read the file refuses
-(another program's exclusive lock) is a 503, never a wait.
+(another program's exclusive lock) is a 503, never a wait. A file locked
+when the store opens is opened again every ``RETRY_SECONDS``, its rows held.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
-import os
 import queue
 import sqlite3
 import threading
@@ -29,9 +30,10 @@ from typing import Any
 
 from .errors import StateUnavailable
 from .usage_api import UsageStore
-from .usage_migrations import add_filter_indexes, add_ref_columns, adopt_refs, import_legacy
+from .usage_migrations import adopt_refs
+from .usage_open import busy, open_usage_file, refusal
 from .usage_prune import cut_offs, prune_steps
-from .usage_schema import (FILTER_INDEXES, FILTERS, GRAINS, GROUPS, LISTED, ROW_FIELDS,
+from .usage_schema import (FILTERS, GRAINS, GROUPS, LISTED, ROW_FIELDS,
                            SCHEMA, UPSERT, key_condition, rollup_rows, table_of, where_clause)
 
 __all__ = ["FILTERS", "GRAINS", "GROUPS", "LISTED", "ROW_FIELDS", "SCHEMA", "SQLiteUsage",
@@ -47,8 +49,8 @@ _PRUNE_EVERY = 600.0
 # file's other connection (short transactions), short enough not to hold the
 # reads queued behind it; while the file refuses writes, retries only try.
 WRITE_WAIT_MS, RETRY_WAIT_MS, CLOSING_WAIT_MS = 500, 20, 5000
+OPEN_WAIT_SECONDS = 10.0  # the first start's wait for the file; then it is tried in the background
 RETRY_SECONDS = 2.0  # rows the file refused are tried again this often
-_BUSY = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 class SQLiteUsage:
     """The embedded store (``path`` ":memory:" keeps it for the process only)."""
@@ -166,41 +168,34 @@ class SQLiteUsage:
     async def close(self) -> None:
         if not self._thread.is_alive():
             return
-        await self.flush()
+        with contextlib.suppress(StateUnavailable):  # a file still locked: rows held
+            await self.flush()
         self._queue.put(("stop",))
         await asyncio.to_thread(self._thread.join)
 
     # -- the writer thread ---------------------------------------------------------------
 
-    def _open(self) -> sqlite3.Connection:
-        fresh = self.path != ":memory:" and not os.path.exists(self.path)
-        db = sqlite3.connect(self.path, check_same_thread=False, timeout=10)
-        if fresh:
-            os.chmod(self.path, 0o600)
-        db.row_factory = sqlite3.Row
-        if self.path != ":memory:":
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-        db.executescript(SCHEMA)
-        db.execute("PRAGMA analysis_limit = 1000")
-        columns = {row[1] for row in db.execute("PRAGMA table_info(requests)")}
-        if "served_by" not in columns:  # a store written before routes existed
-            db.execute("ALTER TABLE requests ADD COLUMN served_by TEXT")
-        add_ref_columns(db, columns, SCHEMA)
-        if self.legacy and os.path.isfile(self.legacy):
-            import_legacy(db, self.legacy, ROW_FIELDS)
-        add_filter_indexes(db, FILTER_INDEXES)
-        db.execute(f"PRAGMA busy_timeout = {WRITE_WAIT_MS}")  # the start waited 10 s
+    def _open(self, wait_s: float) -> sqlite3.Connection:
+        db = open_usage_file(self.path, self.legacy, wait_s)
+        db.execute(f"PRAGMA busy_timeout = {WRITE_WAIT_MS}")  # the start waited longer
         return db
 
     def _run(self) -> None:
         try:
-            db = self._open()
-        except BaseException as exc:  # reported to the constructor
-            self._error = exc
-            self._ready.set()
-            return
+            db: sqlite3.Connection | None = self._open(OPEN_WAIT_SECONDS)
+        except BaseException as exc:
+            if not busy(exc):  # reported to the constructor
+                self._error = exc
+                self._ready.set()
+                return
+            log.warning("usage store: another program holds the file locked (%s); rows are "
+                        "kept and opening it is tried again every %.0f s", exc, RETRY_SECONDS)
+            db = None
         self._ready.set()
+        db = db or self._open_later()
+        if db is None:
+            self._end()
+            return
         try:
             while self._handle(db, self._take()):
                 self._tidy(db)
@@ -208,6 +203,36 @@ class SQLiteUsage:
         finally:
             db.close()
             self._end()
+
+    def _open_later(self) -> sqlite3.Connection | None:
+        """Hold rows (bounded) and refuse reads until the file opens; None:
+        the store closed first (one longer try, then the rows are named lost)."""
+        locked = refusal(None)
+        self._retry_at = time.monotonic() + RETRY_SECONDS
+        while True:
+            items = self._take(max(0.0, self._retry_at - time.monotonic()))
+            self._held.extend(item[1] for item in items if item[0] == "row")
+            self._bound_held()
+            for item in items:
+                if item[0] == "job":
+                    self._answer(None, lambda db: _raise(locked), *item[2:])
+            stopping = any(item[0] == "stop" for item in items)
+            if stopping or time.monotonic() >= self._retry_at:
+                try:
+                    db = self._open(CLOSING_WAIT_MS / 1000 if stopping else RETRY_WAIT_MS / 1000)
+                except (OSError, sqlite3.Error):
+                    if stopping:
+                        log.error("usage store: %d rows are lost at close: the file stayed "
+                                  "locked", len(self._held))
+                        return None
+                    self._retry_at = time.monotonic() + RETRY_SECONDS
+                    continue
+                log.warning("usage store: the file is open now; %d rows kept meanwhile are "
+                            "written", len(self._held))
+                self._retry_at = 0.0
+                if stopping:
+                    self._queue.put(("stop",))
+                return db
 
     def _end(self) -> None:
         """No read waits for an ended writer (closed, or killed by a bug)."""
@@ -222,12 +247,12 @@ class SQLiteUsage:
             if item[0] == "job":
                 self._answer(None, lambda db: _raise(ended), *item[2:])
 
-    def _take(self) -> list[tuple]:
+    def _take(self, wait: float | None = None) -> list[tuple]:
         """Up to a batch of queued items, waiting for the first only until
         something else is due: held rows' retry, the next prune batch."""
-        if self._held:
-            wait: float | None = max(0.0, self._retry_at - time.monotonic())
-        else:
+        if wait is None and self._held:
+            wait = max(0.0, self._retry_at - time.monotonic())
+        elif wait is None:
             wait = 0.0 if self._pruning is not None else None
         items: list[tuple] = []
         try:
@@ -256,16 +281,19 @@ class SQLiteUsage:
         ``MAX_HELD``) for the next try."""
         if not self._held:
             return
-        held = self._write(db, self._held)
-        if len(held) > MAX_HELD:
+        self._held = self._write(db, self._held)
+        self._bound_held()
+        self._retry_at = time.monotonic() + RETRY_SECONDS
+
+    def _bound_held(self) -> None:
+        """The newest ``MAX_HELD`` rows are kept, their bodies bounded too."""
+        if len(self._held) > MAX_HELD:
             if not self._dropped:  # once: the rest are counted when the file is back
                 log.error("usage store: more than %d rows the file refused are waiting; the "
                           "oldest are dropped", MAX_HELD)
-            self._dropped += len(held) - MAX_HELD
-            del held[:-MAX_HELD]
-        self._held = held
+            self._dropped += len(self._held) - MAX_HELD
+            del self._held[:-MAX_HELD]
         self._shed_bodies()
-        self._retry_at = time.monotonic() + RETRY_SECONDS
 
     def _shed_bodies(self) -> None:
         """Rows held keep at most ``HELD_BODY_CHARS`` of request bodies, the
@@ -323,7 +351,7 @@ class SQLiteUsage:
         except sqlite3.OperationalError as exc:
             # A lock a retry finds gone was most likely the file's other
             # connection writing something big: named only if it outlasts one.
-            if not self._told and (self._stalled or exc.sqlite_errorcode & 0xFF not in _BUSY):
+            if not self._told and (self._stalled or not busy(exc)):
                 self._told = True
                 log.warning("usage store: the file refused %d rows (%s); they are kept and "
                             "tried again every %.0f s", len(rows), exc, RETRY_SECONDS)
@@ -358,7 +386,7 @@ class SQLiteUsage:
         try:
             result, error = job(db), None
         except sqlite3.OperationalError as exc:
-            result, error = None, self._refused(exc)
+            result, error = None, refusal(exc)
         except Exception as exc:
             result, error = None, exc
         if loop.is_closed():
@@ -373,14 +401,6 @@ class SQLiteUsage:
                 future.set_result(result)
 
         loop.call_soon_threadsafe(settle)
-
-    def _refused(self, exc: sqlite3.OperationalError) -> Exception:
-        """A read the locked file refused: a 503 to retry, not a 500."""
-        if getattr(exc, "sqlite_errorcode", 0) & 0xFF not in _BUSY:
-            return exc
-        log.warning("usage store: a read found the file locked by another program (%s)", exc)
-        return StateUnavailable("the usage store's file is locked by another program; "
-                                "retry shortly")
 
 
 def _raise(exc: Exception) -> Any:
