@@ -249,6 +249,10 @@ class TurnShaper(AnswerStages):
     def finish_reason(self) -> FinishReason:
         if self.filtered is not None:
             return "content_filter"
+        if self.length_hit and self.sieve is not None and self.sieve.block_cut:
+            # max_tokens ended the answer inside a tool block: the call being
+            # written is lost (or cut), and the client must hear so.
+            return "length"
         if self.calls:
             return "tool_calls"
         if self.stop_sequence is not None:

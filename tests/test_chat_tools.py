@@ -185,3 +185,46 @@ async def test_a_leak_after_a_closed_code_block_is_still_removed(proxy, stream):
             answer = await client.chat.completions.create(model="deepseek-chat", messages=USER)
             text = answer.choices[0].message.content
     assert text == "```python\nprint(1)\n```\nafter "
+
+
+FILES = [{"type": "function", "function": {"name": name, "parameters": {
+    "type": "object", "properties": {"path": {"type": "string"}, "content": {"type": "string"}}}}}
+    for name in ("read_file", "write_file")]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_max_tokens_inside_a_tool_block_ends_in_length_not_tool_calls(proxy, stream):
+    """The client's max_tokens ended the answer inside its second call: the
+    first went out, the cut one was dropped, and the turn said tool_calls,
+    so an agent never learnt a call was lost. It now ends in length."""
+    answer = dsml(("read_file", {"path": "a.txt"}),
+                  ("write_file", {"path": "b.txt", "content": "lorem ipsum " * 2000}))
+    proxy.fake.enqueue(Scripted(answer=answer, chunk_size=40))
+    async with openai_client(proxy) as client:
+        kwargs = dict(model="deepseek-chat", messages=USER, tools=FILES, max_tokens=300)
+        if stream:
+            chunks = [c async for c in await client.chat.completions.create(
+                stream=True, **kwargs)]
+            calls = [tc for c in chunks if c.choices for tc in c.choices[0].delta.tool_calls or []
+                     if tc.function and tc.function.name]
+            finish = [c.choices[0].finish_reason for c in chunks
+                      if c.choices and c.choices[0].finish_reason][-1]
+        else:
+            reply = await client.chat.completions.create(**kwargs)
+            calls = reply.choices[0].message.tool_calls or []
+            finish = reply.choices[0].finish_reason
+    assert [c.function.name for c in calls] == ["read_file"]
+    assert finish == "length"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_max_tokens_after_a_closed_tool_block_still_ends_in_tool_calls(proxy, stream):
+    """Text after a closed block cut by max_tokens keeps tool_calls (spec:
+    a call emitted ends the turn in tool_calls whatever text follows)."""
+    answer = dsml(("read_file", {"path": "a.txt"})) + "\n" + "and then " * 2000
+    proxy.fake.enqueue(Scripted(answer=answer, chunk_size=40))
+    async with openai_client(proxy) as client:
+        reply = await client.chat.completions.create(
+            model="deepseek-chat", messages=USER, tools=FILES, max_tokens=300)
+    assert [c.function.name for c in reply.choices[0].message.tool_calls] == ["read_file"]
+    assert reply.choices[0].finish_reason == "tool_calls"

@@ -115,6 +115,7 @@ class Segmenter:
         self._new_id = new_call_id
         self.next_index = first_index
         self.calls = 0
+        self.block_cut = False  # the stream ended inside a tool block
         self._pending = ""
         self._capture: _Capture | None = None
         self._fence = FenceTracker()
@@ -224,6 +225,7 @@ class Segmenter:
                     return []
         out: list[Event] = []
         if scan.verdict is Verdict.OPEN:
+            self.block_cut = True
             out += self._emit_invokes(capture, scan, complete=True)
         for index in sorted(capture.started):
             out += self._finish_started(capture, index, None)

@@ -44,6 +44,11 @@ class ToolSieve:
     def calls(self) -> int:
         return self._segmenter.calls + self._reasoning_calls
 
+    @property
+    def block_cut(self) -> bool:
+        """The visible text ended inside a tool block (its last call unfinished)."""
+        return self._segmenter.block_cut
+
     def feed(self, text: str) -> list[SieveEvent]:
         if self._passthrough:
             return self._text(self._cleaner.feed(text))
