@@ -102,7 +102,7 @@ async def read_form(request: web.Request, limit: int) -> MultiDictProxy:
             return await request.clone(client_max_size=limit).post()
         raw = await read_body(request, limit)
         return await asyncio.to_thread(parse_form, raw, request.charset or "utf-8")
-    except (web.RequestPayloadError, ValueError, LookupError) as exc:
+    except (web.RequestPayloadError, HttpProcessingError, ValueError, LookupError) as exc:
         raise unreadable(exc) from None
     except web.HTTPRequestEntityTooLarge as exc:
         if "fields" in (exc.text or ""):

@@ -105,3 +105,19 @@ async def test_a_large_form_with_too_many_fields_is_refused(logged_in: Browserle
             allow_redirects=False) as resp:
         assert resp.status == 413, resp.status
         assert "more than 1000 fields" in await resp.text()
+
+
+@pytest.mark.parametrize("content_type", ["application/x-www-form-urlencoded",
+                                          "multipart/form-data; boundary=b"])
+async def test_a_form_over_the_admin_cap_gets_the_refused_page(logged_in: Browserless,
+                                                               content_type: str):
+    pad = b"x" * (body_module.ADMIN_BODY_BYTES + 1)
+    data = (b"pad=" + pad if content_type.startswith("application") else
+            b'--b\r\nContent-Disposition: form-data; name="pad"\r\n\r\n' + pad + b"\r\n--b--\r\n")
+    async with logged_in.http.post(logged_in.url("/admin/ui/accounts/import"), data=data,
+                                   headers={"Content-Type": content_type},
+                                   allow_redirects=False) as resp:
+        page = await resp.text()
+        assert resp.status == 413 and "Request refused" in page
+        assert f"{body_module.ADMIN_BODY_BYTES}-byte limit" in page
+
