@@ -91,7 +91,7 @@ async def fetch(http: aiohttp.ClientSession, method: str, url: str, *, body: byt
                 expect: int = 200) -> bytes:
     sent = {**(headers or {})}
     if body is not None:
-        sent["Content-Type"] = "application/json"
+        sent.setdefault("Content-Type", "application/json")
     async with http.request(method, url, data=form if form is not None else body,
                             headers=sent, allow_redirects=False) as resp:
         raw = await resp.read()
@@ -198,6 +198,17 @@ class Bench:
         return lambda: fetch(self.client.http, method, self.url + path, body=body,
                              headers=headers or admin_headers())
 
+    def big_form(self) -> Callable[[], Awaitable[bytes]]:
+        """A dashboard form near the admin body cap: 900 fields of escaped text."""
+        async def post() -> bytes:
+            home = (await fetch(self.client.http, "GET", self.url + "/admin/")).decode()
+            csrf = re.search(r'name="csrf_token" value="([^"]+)"', home).group(1)
+            fields = "&".join(f"pad{i}=" + "%C3%A9+x" * 800 for i in range(900))
+            return await fetch(self.client.http, "POST", self.url + "/admin/ui/captures/clear",
+                               expect=303, body=f"csrf_token={csrf}&{fields}".encode(),
+                               headers={"Content-Type": "application/x-www-form-urlencoded"})
+        return post
+
     def add_account(self) -> Awaitable[bytes]:
         self.added += 1
         body = json.dumps({"email": f"added{self.added}@example.com", "password": "pw"}).encode()
@@ -218,6 +229,7 @@ class Bench:
             ("admin POST /admin/accounts", self.add_account),
             ("admin POST /admin/config/import", self.send(
                 "POST", "/admin/config/import?mode=merge", json.dumps(doc).encode())),
+            ("page form 7 MB (900 fields)", self.big_form()),
             ("admin POST /admin/config (lists)", self.send(
                 "POST", "/admin/config", json.dumps({"accounts": doc["accounts"]}).encode())),
             ("page /admin/ (overview)", self.get("/admin/", admin=False)),

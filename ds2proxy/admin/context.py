@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from ..body import ADMIN_BODY_BYTES, read_json_object
+from ..body import ADMIN_BODY_BYTES, PARSE_OFF_LOOP_BYTES, read_json_object
 from ..captures import CaptureBuffer
 from ..errors import InvalidRequest, ProxyError
 from .credentials import AdminCredentials
@@ -32,13 +32,13 @@ class AdminContext:
                    limit: int = ADMIN_BODY_BYTES) -> dict[str, Any]:
         """The JSON object sent; ``{}`` for an empty optional body. Nesting
         is bounded: no config needs more, and deeper values would only
-        exhaust the recursion of copying, validating and saving them."""
+        exhaust the recursion of copying, validating and saving them. A
+        large body is parsed and walked in a worker thread."""
         if optional and not request.can_read_body:
             return {}
         check_json_type(request)
-        body = await read_json_object(request, limit)
-        check_depth(body)
-        return body
+        return await read_json_object(request, limit, check=check_depth,
+                                      off_loop_bytes=PARSE_OFF_LOOP_BYTES)
 
 
 MAX_DEPTH = 32

@@ -20,8 +20,8 @@ import orjson
 from aiohttp import web
 from multidict import MultiDictProxy
 
-from ..body import read_form
-from ..errors import InvalidRequest, PermissionDenied, ProxyError
+from ..body import ADMIN_BODY_BYTES, read_form
+from ..errors import InvalidRequest, PayloadTooLarge, PermissionDenied, ProxyError
 from ..loopback import is_local_client
 from .assets import templates_dir
 from .context import AdminContext
@@ -195,9 +195,9 @@ class Dashboard:
         async def wrapped(request: web.Request) -> web.StreamResponse:
             claims = self.session(request, default_back)
             try:
-                form = await read_form(request)
+                form = await read_form(request, ADMIN_BODY_BYTES)
                 self.sessions.check_csrf(claims, str(form.get(CSRF_FIELD, "")))
-            except (InvalidRequest, PermissionDenied) as exc:
+            except (InvalidRequest, PermissionDenied, PayloadTooLarge) as exc:
                 return self.refused(request, exc)
             try:
                 return await handler(request, claims, form)

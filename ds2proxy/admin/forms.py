@@ -6,10 +6,12 @@ dashboard works with JavaScript off.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from aiohttp import web
 
+from ..body import is_large
 from ..config import ConfigError
 from ..config_store import decode_env_json
 from ..errors import InvalidRequest, PermissionDenied, ProxyError, RateLimited
@@ -27,6 +29,7 @@ KEYS_URL = "/admin/ui/keys"
 SETTINGS_URL = "/admin/ui/settings"
 CONFIG_URL = "/admin/ui/config"
 CAPTURES_URL = "/admin/ui/captures"
+T = TypeVar("T")
 
 
 def _text(form: Form, name: str) -> str:
@@ -45,6 +48,11 @@ def account_from_fields(login: str, password: str, token: str, area_code: str = 
     return {k: v for k, v in item.items() if v}
 
 
+def _import_lines(keys: str, accounts: str) -> tuple[list[str], list[dict[str, str]]]:
+    """The batch import form's key lines and account lines."""
+    return [k.strip() for k in keys.splitlines() if k.strip()], parse_account_lines(accounts)
+
+
 def parse_account_lines(text: str) -> list[dict[str, str]]:
     """Batch lines: ``login:password`` (e-mail or mobile), or a bare token."""
     accounts = []
@@ -60,8 +68,18 @@ def parse_account_lines(text: str) -> list[dict[str, str]]:
     return accounts
 
 
-def _document(text: str) -> dict[str, Any]:
-    """Pasted or uploaded config text (JSON or its base64) as a checked object."""
+async def _off_loop_if_large(request: web.Request, work: Callable[..., T], *args: Any) -> T:
+    """``work(*args)`` on a large form's contents, in a worker thread: decoding
+    and walking megabytes of it would hold every other request."""
+    return await asyncio.to_thread(work, *args) if is_large(request) else work(*args)
+
+
+def _document(raw: bytes, pasted: str) -> dict[str, Any]:
+    """An uploaded file, else pasted config text (JSON or its base64), as a
+    checked object."""
+    text = raw.decode("utf-8", errors="replace").strip() or pasted.strip()
+    if not text:
+        raise InvalidRequest("choose a file or paste a config first")
     try:
         document: Any = decode_env_json(text, where="the config")
     except ConfigError as exc:
@@ -155,8 +173,9 @@ class Forms:
 
     async def batch_import(self, request: web.Request, claims: Claims, form: Form
                            ) -> web.StreamResponse:
-        keys = [k.strip() for k in _text(form, "keys").splitlines() if k.strip()]
-        result = await self.ops.batch_import(keys, parse_account_lines(_text(form, "accounts")))
+        keys, accounts = await _off_loop_if_large(request, _import_lines, _text(form, "keys"),
+                                                  _text(form, "accounts"))
+        result = await self.ops.batch_import(keys, accounts)
         return self._back(request, form, ACCOUNTS_URL,
                           f"Imported {result['imported_accounts']} new accounts "
                           f"({result['updated_accounts']} updated) and "
@@ -244,12 +263,10 @@ class Forms:
         if isinstance(upload, web.FileField):
             raw = await asyncio.to_thread(upload.file.read)
         pasted = str(form.get("config_text") or "")
-        text = raw.decode("utf-8", errors="replace").strip() or pasted.strip()
         mode = _text(form, "mode") or "merge"
         try:
-            if not text:
-                raise InvalidRequest("choose a file or paste a config first")
-            result = await self.ops.import_config(_document(text), mode)
+            document = await _off_loop_if_large(request, _document, raw, pasted)
+            result = await self.ops.import_config(document, mode)
         except ProxyError as exc:
             return await self.pages.config_page(request, claims, status=exc.status,
                                                 text=pasted, mode=mode, error=exc.message)

@@ -29,10 +29,7 @@ async def read_login_form(request: web.Request) -> Form:
     so a stranger cannot make the server parse megabytes of it."""
     if (request.content_length or 0) > LOGIN_BODY_BYTES:
         raise too_large(LOGIN_BODY_BYTES)
-    try:
-        return await read_form(request.clone(client_max_size=LOGIN_BODY_BYTES))
-    except web.HTTPRequestEntityTooLarge:
-        raise too_large(LOGIN_BODY_BYTES) from None
+    return await read_form(request, LOGIN_BODY_BYTES)
 
 
 class Pages:

@@ -13,9 +13,10 @@ from typing import Any
 from urllib.parse import quote
 
 import aiohttp
+import orjson
 from aiohttp import web
 
-from ..errors import InvalidRequest
+from ..errors import InvalidRequest, UpstreamError, UpstreamTimeout
 from .context import AdminContext, text_field
 from .edits import find_key
 from .probes import own_base_url
@@ -95,13 +96,54 @@ class Playground:
         upstream = self.ctx.core.config.upstream
         timeout = aiohttp.ClientTimeout(total=None, connect=upstream.timeout_seconds,
                                         sock_read=upstream.silence_timeout_seconds)
-        async with aiohttp.ClientSession(timeout=timeout) as http:
-            async with http.post(url, json=payload, headers=headers) as answer:
-                response = web.StreamResponse(status=answer.status, headers={
-                    "Content-Type": answer.headers.get("Content-Type", "text/plain"),
-                    "Cache-Control": "no-store", "X-Accel-Buffering": "no"})
-                await response.prepare(request)
-                async for chunk in answer.content.iter_any():
-                    await response.write(chunk)
-                await response.write_eof()
-                return response
+        response: web.StreamResponse | None = None
+        try:
+            async with aiohttp.ClientSession(timeout=timeout) as http:
+                async with http.post(url, json=payload, headers=headers) as answer:
+                    response = web.StreamResponse(status=answer.status, headers={
+                        "Content-Type": answer.headers.get("Content-Type", "text/plain"),
+                        "Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+                    await response.prepare(request)
+                    async for chunk in answer.content.iter_any():
+                        await response.write(chunk)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            failure = relay_failure(exc)
+            if response is None:
+                raise failure from None
+            return await _report_in_stream(request, response, failure)
+        await response.write_eof()
+        return response
+
+
+def relay_failure(exc: BaseException) -> UpstreamError:
+    """Why the call to this server's own API failed, as a 502 (or 504 when it
+    stayed silent), named by kind only: the exception's text would carry the
+    address called, and the page needs no more than what went wrong."""
+    if isinstance(exc, TimeoutError):
+        return UpstreamTimeout("the playground's call to this server's API timed out",
+                               retryable=False)
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        what = "could not connect to"
+    elif isinstance(exc, aiohttp.ClientPayloadError | aiohttp.ServerDisconnectedError):
+        what = "lost its connection to"
+    else:
+        what = f"failed ({type(exc).__name__}) calling"
+    return UpstreamError(f"the playground {what} this server's API", retryable=False)
+
+
+async def _report_in_stream(request: web.Request, response: web.StreamResponse,
+                            failure: UpstreamError) -> web.StreamResponse:
+    """The status is already sent: an SSE stream ends with an error event
+    every family's reader in the page understands; any other body is cut
+    short (a clean end would pass a truncated body off as whole)."""
+    transport = request.transport
+    if transport is None or transport.is_closing():
+        return response
+    if not response.content_type.startswith("text/event-stream"):
+        transport.close()
+        return response
+    event = {"type": "error", "error": {"type": failure.type, "code": failure.code,
+                                        "message": failure.message}}
+    await response.write(b"event: error\ndata: " + orjson.dumps(event) + b"\n\n")
+    await response.write_eof()
+    return response

@@ -14,14 +14,13 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
+from ..body import PARSE_OFF_LOOP_BYTES, is_large
 from ..canonical import ChatRequest
 from ..upstream.files import hash_attachments
 
 T = TypeVar("T")
 
-# Bodies above this many bytes are parsed off the loop (a thread hop costs
-# ~0.1 ms; parsing 64 KB of small messages ~10 ms).
-PARSE_OFF_LOOP_BYTES = 64 * 1024
+__all__ = ["PARSE_OFF_LOOP_BYTES", "is_large", "parse_request"]
 
 
 def _parsed(parse: Callable[..., T], args: tuple[Any, ...]) -> T:
@@ -30,13 +29,6 @@ def _parsed(parse: Callable[..., T], args: tuple[Any, ...]) -> T:
     if isinstance(chat, ChatRequest):
         hash_attachments(chat)
     return result
-
-
-def is_large(request: web.Request) -> bool:
-    """A body big enough to parse in a worker thread (a chunked one, whose
-    size is not announced, counts as big)."""
-    length = request.content_length
-    return length is None or length > PARSE_OFF_LOOP_BYTES
 
 
 async def parse_request(request: web.Request, parse: Callable[..., T], *args: Any) -> T:
