@@ -61,6 +61,9 @@ class ProviderClient:
         # Models whose output limit this provider takes under another name
         # than max_tokens (learnt from its refusal; see ProviderTurn.open).
         self._limit_fields: dict[str, str] = {}
+        # Whether it refused a json_schema response_format: then JSON mode
+        # with the schema in the prompt is asked for at once (ProviderTurn.open).
+        self.refuses_json_schema = False
 
     @property
     def name(self) -> str:
