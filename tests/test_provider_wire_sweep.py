@@ -1,0 +1,73 @@
+"""A provider's event stream and errors as servers really write them, on a
+real port with the official client: the event-stream format's other line
+ends and spacing, what follows [DONE], lines without end, error bodies
+that are not OpenAI's JSON, and a client that leaves mid-answer."""
+
+from __future__ import annotations
+
+import json
+
+import aiohttp
+import openai
+import pytest
+
+from ds2proxy.testing.clients import openai_client
+from ds2proxy.testing.provider_replies import ProviderReply
+
+from provider_util import PROVIDER_KEY, PROVIDER_MODEL, fake_provider, provider_config  # noqa: F401
+
+USER = [{"role": "user", "content": "hi"}]
+
+
+@pytest.fixture
+async def routed(proxy_factory, fake_provider):  # noqa: F811
+    proxy = await proxy_factory({**provider_config(fake_provider), "health": {"enabled": False}})
+    proxy.provider = fake_provider
+    return proxy
+
+
+def piece(text: str) -> bytes:
+    """One content chunk without a finish reason (its [DONE] ends the answer)."""
+    return json.dumps({"choices": [{"index": 0, "delta": {"content": text}}]}).encode()
+
+
+async def streamed_text(proxy) -> str:
+    stream = await openai_client(proxy).chat.completions.create(
+        model=PROVIDER_MODEL, messages=USER, stream=True)
+    return "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+
+
+STREAMS = {
+    # "data:" without its space is the same field: the [DONE] was missed and
+    # a whole answer ended in "provider ended its answer early".
+    "no space after data:": b"data:" + piece("All ") + b"\n\ndata:" + piece("there.")
+                            + b"\n\ndata:[DONE]\n\n",
+    # CR alone ends a line too: nothing was read, a 502.
+    "CR line ends": b"data: " + piece("All ") + b"\r\rdata: " + piece("there.")
+                    + b"\r\rdata: [DONE]\r\r",
+    "CRLF line ends": b"data: " + piece("All ") + b"\r\n\r\ndata: " + piece("there.")
+                      + b"\r\n\r\ndata: [DONE]\r\n\r\n",
+    # What followed [DONE] in the same read was added to the answer.
+    "text after [DONE]": b"data: " + piece("All there.") + b"\n\ndata: [DONE]\n\ndata: "
+                         + piece(" And more.") + b"\n\n",
+    "[DONE] without a line end": b"data: " + piece("All there.") + b"\n\ndata: [DONE]",
+}
+
+
+@pytest.mark.parametrize("raw", STREAMS.values(), ids=STREAMS.keys())
+async def test_every_event_stream_spelling_ends_at_its_done(routed, raw):
+    routed.provider.enqueue(ProviderReply(raw=raw, write_bytes=7))
+    assert await streamed_text(routed) == "All there."
+    assert routed.core.providers.inflight("prov") == 0
+
+
+@pytest.mark.parametrize("raw", [b"data: " + b"x" * (17 << 20), b" " * (17 << 20)],
+                         ids=["a line without end", "only blanks"])
+async def test_a_stream_without_line_ends_is_cut_off_not_held_whole(routed, raw):
+    """Every byte of such a line used to be held, however many came."""
+    routed.provider.enqueue(ProviderReply(raw=raw))
+    with pytest.raises(openai.APIStatusError) as info:
+        await streamed_text(routed)
+    assert info.value.status_code == 502
+    assert "too long" in info.value.message or "only blanks" in info.value.message
+    assert routed.core.providers.inflight("prov") == 0
