@@ -71,3 +71,46 @@ async def test_a_stream_without_line_ends_is_cut_off_not_held_whole(routed, raw)
     assert info.value.status_code == 502
     assert "too long" in info.value.message or "only blanks" in info.value.message
     assert routed.core.providers.inflight("prov") == 0
+
+
+TOOLS = [{"type": "function", "function": {"name": "get_weather", "parameters": {
+    "type": "object", "properties": {"city": {"type": "string"}}}}}]
+
+
+def done(*chunks: dict) -> bytes:
+    return b"".join(b"data: " + json.dumps(c).encode() + b"\n\n" for c in chunks) \
+        + b"data: [DONE]\n\n"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_arguments_sent_as_an_object_reach_the_client_as_json_text(routed, stream):
+    """A gateway that sends ``arguments`` as an object: the call went out
+    with empty arguments."""
+    call = {"index": 0, "id": "call_1", "type": "function",
+            "function": {"name": "get_weather", "arguments": {"city": "Rome"}}}
+    routed.provider.enqueue(ProviderReply(raw=done(
+        {"choices": [{"index": 0, "delta": {"tool_calls": [call]}}]},
+        {"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]})))
+    chat = openai_client(routed).chat.completions
+    if stream:
+        chunks = [c async for c in await chat.create(model=PROVIDER_MODEL, messages=USER,
+                                                     tools=TOOLS, stream=True) if c.choices]
+        arguments = "".join(d.function.arguments or "" for c in chunks
+                            for d in c.choices[0].delta.tool_calls or ())
+    else:
+        answer = await chat.create(model=PROVIDER_MODEL, messages=USER, tools=TOOLS)
+        arguments = answer.choices[0].message.tool_calls[0].function.arguments
+    assert json.loads(arguments) == {"city": "Rome"}
+
+
+@pytest.mark.parametrize("delta", [{"content": 5}, {"reasoning_content": ["x"]},
+                                   {"tool_calls": [{"index": 0, "id": "c", "function": {
+                                       "name": "get_weather", "arguments": 7}}]}],
+                         ids=["content", "reasoning", "arguments"])
+async def test_text_of_the_wrong_type_is_a_malformed_chunk_not_silence(routed, delta):
+    """Each used to be dropped: the client got an empty answer as if whole."""
+    routed.provider.enqueue(ProviderReply(raw=done({"choices": [{"index": 0, "delta": delta}]})))
+    with pytest.raises(openai.APIStatusError) as info:
+        await openai_client(routed).chat.completions.create(model=PROVIDER_MODEL,
+                                                            messages=USER, tools=TOOLS)
+    assert info.value.status_code == 502 and "malformed" in info.value.message

@@ -229,6 +229,9 @@ def malformed(chunk: dict[str, Any]) -> str | None:
         delta = choice.get("delta") or choice.get("message") or {}
         if not isinstance(delta, dict) or not _text_or_none(choice.get("finish_reason")):
             return "a choice is not shaped as a delta and a finish reason"
+        if not isinstance(delta.get("content"), (str, list, type(None))) or not all(
+                _text_or_none(delta.get(key)) for key in ("reasoning_content", "reasoning")):
+            return "content or reasoning is not text"
         calls = delta.get("tool_calls") or []
         if not isinstance(calls, list) or not all(_is_call(c) for c in calls):
             return "tool_calls is not a list of calls"
@@ -238,7 +241,8 @@ def malformed(chunk: dict[str, Any]) -> str | None:
 def _is_call(call: Any) -> bool:
     function = call.get("function") or {} if isinstance(call, dict) else None
     return isinstance(function, dict) and all(
-        _text_or_none(v) for v in (call.get("id"), function.get("name")))
+        _text_or_none(v) for v in (call.get("id"), function.get("name"))) and isinstance(
+        function.get("arguments"), (str, dict, type(None)))
 
 
 def _text_or_none(value: Any) -> bool:
