@@ -114,3 +114,35 @@ async def test_text_of_the_wrong_type_is_a_malformed_chunk_not_silence(routed, d
         await openai_client(routed).chat.completions.create(model=PROVIDER_MODEL,
                                                             messages=USER, tools=TOOLS)
     assert info.value.status_code == 502 and "malformed" in info.value.message
+
+
+ERRORS = {
+    "FastAPI detail": (b'{"detail": "model \'qwen-max\' is not loaded"}', "application/json",
+                       "model 'qwen-max' is not loaded"),
+    "gateway message": (b'{"message": "model \'qwen-max\' is not loaded"}', "application/json",
+                        "model 'qwen-max' is not loaded"),
+    "plain text": (b"model 'qwen-max' is not loaded\n", "text/plain",
+                   "model 'qwen-max' is not loaded"),
+    "plain text quoting the key": (f"bad key {PROVIDER_KEY}, model not loaded".encode(),
+                                   "text/plain", "bad key [redacted], model not loaded"),
+    "web page": (f"<html><title>Bad</title>{PROVIDER_KEY}</html>".encode(), "text/html",
+                 "HTTP 400"),
+    # A cut body may end in part of the key: no words read from it.
+    "huge text ending in the key": (b" " * 8180 + PROVIDER_KEY.encode(), "text/plain",
+                                    "HTTP 400"),
+    "huge JSON": (json.dumps({"error": {"message": "x" * 9000}}).encode(), "application/json",
+                  "HTTP 400"),
+}
+
+
+@pytest.mark.parametrize("raw, kind, said", ERRORS.values(), ids=ERRORS.keys())
+async def test_a_refusal_in_any_shape_gives_its_words_and_never_the_key(routed, raw, kind,
+                                                                        said):
+    """Only OpenAI's error JSON was read: a server answering FastAPI's
+    ``detail`` or plain text gave "provider answered 400: HTTP 400"."""
+    routed.provider.enqueue(ProviderReply(raw=raw, status=400, content_type=kind))
+    with pytest.raises(openai.BadRequestError) as info:
+        await openai_client(routed).chat.completions.create(model=PROVIDER_MODEL, messages=USER)
+    message = info.value.body["message"]
+    assert message == f"provider prov answered 400: {said}"
+    assert PROVIDER_KEY[:10] not in message
