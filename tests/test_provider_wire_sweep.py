@@ -5,11 +5,13 @@ that are not OpenAI's JSON, and a client that leaves mid-answer."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import aiohttp
 import openai
 import pytest
+from aiohttp import web
 
 from ds2proxy.testing.clients import openai_client
 from ds2proxy.testing.provider_replies import ProviderReply
@@ -146,3 +148,41 @@ async def test_a_refusal_in_any_shape_gives_its_words_and_never_the_key(routed, 
     message = info.value.body["message"]
     assert message == f"provider prov answered 400: {said}"
     assert PROVIDER_KEY[:10] not in message
+
+
+async def test_a_client_that_leaves_mid_answer_closes_the_provider_connection(proxy_factory):
+    """A provider that would stream forever: once the client has gone, the
+    provider's connection is closed (its write fails) and the slot is free."""
+    closed, stop = asyncio.Event(), asyncio.Event()
+
+    async def endless(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        try:
+            while not stop.is_set():  # (stop: only to end the test if it failed)
+                await response.write(b"data: " + piece("word ") + b"\n\n")
+                await asyncio.sleep(0.01)
+        finally:
+            closed.set()
+        return response
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", endless)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        port = runner.addresses[0][1]
+        proxy = await proxy_factory({"providers": [{
+            "name": "prov", "base_url": f"http://127.0.0.1:{port}/v1", "models": ["endless"]}]})
+        async with aiohttp.ClientSession() as http:
+            async with http.post(proxy.url + "/v1/chat/completions", headers=proxy.headers(),
+                                 json={"model": "endless", "messages": USER,
+                                       "stream": True}) as response:
+                assert b"word" in await response.content.readuntil(b"\n\n")
+        await asyncio.wait_for(closed.wait(), 10)
+        assert proxy.core.providers.inflight("prov") == 0
+    finally:
+        stop.set()
+        await runner.cleanup()
