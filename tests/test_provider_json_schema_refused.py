@@ -91,3 +91,19 @@ async def test_other_refusals_reach_the_client_after_at_most_one_retry(routed, m
     assert len(sent) == (2 if message == REFUSAL else 1)
     assert routed.core.providers.client("prov").refuses_json_schema is (message == REFUSAL)
     assert routed.core.providers.inflight("prov") == 0
+
+
+async def test_a_limit_field_and_a_schema_refused_in_turn_are_both_refitted(routed):
+    """Each refusal is asked again once: the limit under its other name,
+    then JSON mode; the answer still comes back settled."""
+    routed.provider.refused_fields = {"max_tokens": "Unsupported parameter: 'max_tokens' is "
+                                      "not supported. Use 'max_completion_tokens' instead."}
+    routed.provider.enqueue(ProviderReply(status=400, error_message=REFUSAL),
+                            ProviderReply(text='{"model_choice": "pro"}'))
+    answer = await openai_client(routed).chat.completions.create(
+        model=PROVIDER_MODEL, messages=USER, response_format=OPENAI_FORMAT, max_tokens=50)
+    assert answer.choices[0].message.content == '{"model_choice":"pro"}'
+    limit, schema, served = routed.provider.chat_requests()
+    assert "max_tokens" in limit and schema["max_completion_tokens"] == 50
+    assert schema["response_format"]["type"] == "json_schema"
+    assert asked_json_mode_with_the_schema(served) and served["max_completion_tokens"] == 50
