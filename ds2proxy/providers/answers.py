@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +33,9 @@ log = logging.getLogger("ds2proxy.providers")
 _DONE = b"[DONE]"
 MAX_WHOLE_ANSWER = 16 << 20  # a non-streamed answer read whole, at most
 _BOM = "\ufeff".encode()  # a UTF-8 byte-order mark some servers open with
+MAX_LINE = MAX_WHOLE_ANSWER  # one event-stream line (or the blanks before the first), at most
+_TOO_LONG = f"more than {MAX_LINE >> 20} MiB without a line end"
+_LINE_END = re.compile(rb"\r\n|\r|\n")
 # How an event stream's first line can begin (a comment, a field).
 _STREAM_OPENINGS = (b":", b"data:", b"event:", b"id:", b"retry:")
 
@@ -79,37 +83,50 @@ def _streamed(head: bytes, response: aiohttp.ClientResponse) -> bool:
 
 
 async def _opening(reads: AsyncIterator[bytes]) -> bytes:
-    """The first reads, up to the first byte that is not a blank."""
+    """The first reads, up to the first byte that is not a blank (at most
+    MAX_LINE blanks: a provider sending only blanks is cut off)."""
     head = b""
     async for data in reads:
         head += data
-        if head.strip():
+        if data.strip():
             break
+        if len(head) > MAX_LINE:
+            raise UpstreamError("the provider sent only blanks", detail=_TOO_LONG)
     return head
 
 
 async def _stream(head: bytes, reads: AsyncIterator[bytes], end: StreamEnd
                   ) -> AsyncIterator[list[dict[str, Any]]]:
-    """The chunks of an event stream whose first bytes are ``head``."""
-    buffer = b""
-    pending = [head] if head else []
-    async for data in _chained(pending, reads):
-        buffer += data
-        if b"\n" not in data:
+    """The chunks of an event stream whose first bytes are ``head``. Lines end
+    in LF, CRLF or a lone CR (the event-stream format allows each); a line
+    longer than MAX_LINE is the provider's failure, not held without bound."""
+    pending: list[bytes] = []  # the unfinished line, in its reads
+    held = 0
+    async for data in _chained([head] if head else [], reads):
+        if b"\n" not in data and b"\r" not in data:
+            pending.append(data)
+            held += len(data)
+            if held > MAX_LINE:
+                raise UpstreamError("the provider sent a line too long to read",
+                                    detail=_TOO_LONG)
             continue
-        lines = buffer.split(b"\n")
-        buffer = lines.pop()
-        chunks, error = _chunks(lines)
+        text = b"".join((*pending, data))
+        lines = _LINE_END.split(text) if b"\r" in text else text.split(b"\n")
+        last = lines.pop()
+        pending, held = [last], len(last)
+        chunks, error, done = _chunks(lines)
         if chunks:
             yield chunks
         if error is not None:
             raise error
-        if any(line.startswith(b"data: " + _DONE) for line in lines[-2:]):
+        if done:
             end.done = True
-            return  # the end marker (the last line, maybe before a blank one)
-    tail = _chunk(buffer)
-    if tail is not None:
-        yield [tail]
+            return  # the end marker: what follows it is not part of the answer
+    chunks, error, end.done = _chunks([b"".join(pending)])  # a last line without its end
+    if chunks:
+        yield chunks
+    if error is not None:
+        raise error
 
 
 async def _chained(first: list[bytes], rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
@@ -148,18 +165,21 @@ async def read_body(response: aiohttp.ClientResponse, limit: int) -> bytes:
     return body
 
 
-def _chunks(lines: list[bytes]) -> tuple[list[dict[str, Any]], UpstreamError | None]:
-    """The chunks of complete lines, up to an error chunk (returned apart, so
-    what came before it in the same read is still delivered)."""
+def _chunks(lines: list[bytes]) -> tuple[list[dict[str, Any]], UpstreamError | None, bool]:
+    """The chunks of complete lines up to the end marker (whether it came is
+    the third value) or an error chunk (returned apart, so what came before
+    it in the same read is still delivered)."""
     chunks: list[dict[str, Any]] = []
     for line in lines:
+        if line.startswith(b"data:") and line[5:].strip() == _DONE:
+            return chunks, None, True
         try:
             chunk = _chunk(line)
         except UpstreamError as exc:
-            return chunks, exc
+            return chunks, exc, False
         if chunk is not None:
             chunks.append(chunk)
-    return chunks, None
+    return chunks, None, False
 
 
 def _chunk(line: bytes) -> dict[str, Any] | None:
@@ -209,6 +229,9 @@ def malformed(chunk: dict[str, Any]) -> str | None:
         delta = choice.get("delta") or choice.get("message") or {}
         if not isinstance(delta, dict) or not _text_or_none(choice.get("finish_reason")):
             return "a choice is not shaped as a delta and a finish reason"
+        if not isinstance(delta.get("content"), (str, list, type(None))) or not all(
+                _text_or_none(delta.get(key)) for key in ("reasoning_content", "reasoning")):
+            return "content or reasoning is not text"
         calls = delta.get("tool_calls") or []
         if not isinstance(calls, list) or not all(_is_call(c) for c in calls):
             return "tool_calls is not a list of calls"
@@ -218,7 +241,8 @@ def malformed(chunk: dict[str, Any]) -> str | None:
 def _is_call(call: Any) -> bool:
     function = call.get("function") or {} if isinstance(call, dict) else None
     return isinstance(function, dict) and all(
-        _text_or_none(v) for v in (call.get("id"), function.get("name")))
+        _text_or_none(v) for v in (call.get("id"), function.get("name"))) and isinstance(
+        function.get("arguments"), (str, dict, type(None)))
 
 
 def _text_or_none(value: Any) -> bool:

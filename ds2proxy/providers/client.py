@@ -28,6 +28,7 @@ from .settings import ProviderSettings
 
 log = logging.getLogger("ds2proxy.providers")
 MAX_LEARNT_MODELS = 1024
+MAX_ERROR_BODY = 8192  # an error body read for the provider's words, at most
 
 
 
@@ -61,6 +62,9 @@ class ProviderClient:
         # Models whose output limit this provider takes under another name
         # than max_tokens (learnt from its refusal; see ProviderTurn.open).
         self._limit_fields: dict[str, str] = {}
+        # Whether it refused a json_schema response_format: then JSON mode
+        # with the schema in the prompt is asked for at once (ProviderTurn.open).
+        self.refuses_json_schema = False
 
     @property
     def name(self) -> str:
@@ -171,12 +175,32 @@ class ProviderClient:
 
 async def _error_message(response: aiohttp.ClientResponse) -> str:
     try:
-        data = orjson.loads(await read_body(response, 8192))
-    except (aiohttp.ClientError, orjson.JSONDecodeError, TimeoutError, asyncio.TimeoutError):
-        return f"HTTP {response.status}"
-    error = data.get("error") if isinstance(data, dict) else None
-    text = error.get("message") if isinstance(error, dict) else error
-    return redact(str(text or f"HTTP {response.status}"))
+        body = await read_body(response, MAX_ERROR_BODY + 1)
+    except (aiohttp.ClientError, TimeoutError, asyncio.TimeoutError):
+        body = b""
+    # Only a whole body is read for words: a cut one may end in part of a
+    # secret, which the scrub would not know.
+    words = _words(body) if len(body) <= MAX_ERROR_BODY else ""
+    return redact(words or f"HTTP {response.status}")
+
+
+def _words(body: bytes) -> str:
+    """The provider's words in an error body: OpenAI's ``error.message`` (or
+    the ``error`` itself), a ``message`` or ``detail`` (FastAPI servers), or
+    a plain text that is not a web page."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        text = body.decode("utf-8", "replace").strip()
+        return "" if text.startswith("<") else " ".join(text.split())
+    if not isinstance(data, dict):
+        return ""
+    error = data.get("error")
+    for value in (error.get("message") if isinstance(error, dict) else error,
+                  data.get("message"), data.get("detail")):
+        if value:
+            return value if isinstance(value, str) else orjson.dumps(value).decode()
+    return ""
 
 
 def _retry_after(response: aiohttp.ClientResponse) -> int:

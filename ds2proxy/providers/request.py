@@ -32,6 +32,10 @@ CUSTOM_INPUT = "input"  # the one string parameter a free-form (custom) tool bec
 LIMIT_FIELDS = ("max_tokens", "max_completion_tokens")
 _REFUSAL_WORDS = ("unsupported", "not supported", "unrecognized", "unknown", "not permitted",
                   "not allowed", "extra")
+# How a provider says it has no json_schema mode (DeepSeek: "This
+# response_format type is unavailable now"; others: "… is not supported").
+_UNAVAILABLE_WORDS = (*_REFUSAL_WORDS, "unavailable", "not available", "invalid value",
+                      "must be one of", "should be one of")
 
 
 def chat_body(chat: ChatRequest, model: str, *, stream: bool,
@@ -80,6 +84,24 @@ def with_limit_field(body: dict[str, Any], name: str) -> dict[str, Any]:
     if limit is not None:
         out[name] = limit
     return out
+
+
+def refused_json_schema(body: dict[str, Any], message: str) -> bool:
+    """Did a provider's 400 refuse the json_schema ``response_format`` the
+    body sent (rather than something else in the request)?"""
+    if (body.get("response_format") or {}).get("type") != "json_schema":
+        return False
+    text = message.lower()
+    return (("response_format" in text or "json_schema" in text or "response format" in text)
+            and any(word in text for word in _UNAVAILABLE_WORDS))
+
+
+def as_json_object(body: dict[str, Any], chat: ChatRequest) -> dict[str, Any]:
+    """``body`` asking for JSON mode, its schema described in the system
+    message instead: for a provider without a json_schema mode. The answer
+    is still checked against the schema when it is settled."""
+    return {**body, "response_format": {"type": "json_object"},
+            "messages": _with_system(body["messages"], format_instructions(chat.response_format))}
 
 
 def _allowed(spec: ToolSpec, choice: ToolChoice) -> bool:

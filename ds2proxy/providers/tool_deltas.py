@@ -69,6 +69,8 @@ class ToolCallDeltas:
         if name and not call.started:
             call.name = name
         pieces = function.get("arguments")
+        if isinstance(pieces, dict):  # some gateways send the arguments as an object
+            pieces = json.dumps(pieces, ensure_ascii=False)
         if isinstance(pieces, str) and pieces:
             self._text_parts.append(pieces)
             call.got_arguments = True

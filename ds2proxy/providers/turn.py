@@ -10,6 +10,7 @@ asked to stream; a non-stream client gets the collected result.
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -27,9 +28,17 @@ from ..tokens import count_tokens, count_tokens_async
 from .answers import StreamEnd, sse_reads
 from .client import ProviderClient
 from .emulate import EmulatedTools, emulated_body
-from .request import chat_body, refused_limit_field, with_limit_field
+from .request import (
+    as_json_object,
+    chat_body,
+    refused_json_schema,
+    refused_limit_field,
+    with_limit_field,
+)
 from .settings import ProviderSettings
 from .stream import ChunkTranslator, final_events, own_usage
+
+log = logging.getLogger("ds2proxy.providers")
 
 
 class ProviderTurn:
@@ -47,6 +56,8 @@ class ProviderTurn:
         self._config = config
         self._emulate, self._body = provider_body(chat, config, client.settings, model,
                                                   client.limit_field(model))
+        if client.refuses_json_schema and _asks_json_schema(self._body):
+            self._body = as_json_object(self._body, chat)
         self._response: aiohttp.ClientResponse | None = None
         self._reserved = False
         # The answer's text so far, until the final usage event went out
@@ -62,18 +73,36 @@ class ProviderTurn:
         counted for the dialects that announce it before the answer."""
         self.client.reserve()
         self._reserved = True
+        refits: set[str] = set()
+        while True:
+            try:
+                self._response = await self.client.open_chat(self._body)
+                break
+            except InvalidRequest as exc:
+                if not self._refit(exc.message, refits):
+                    raise
         self.prompt_tokens = await count_tokens_async(_prompt_text(self._body))
-        try:
-            self._response = await self.client.open_chat(self._body)
-        except InvalidRequest as exc:
-            other = (refused_limit_field(self._body, exc.message)
-                     if self.client.settings.max_tokens_field == "auto" else None)
-            if other is None:
-                raise
-            # Asked again once under the name it takes, which it keeps for this model.
+
+    def _refit(self, message: str, done: set[str]) -> bool:
+        """Change the body after a 400 that refused a part some providers
+        lack, each kind once, and remember it for the next requests: the
+        output limit under its other name (for this model), JSON mode with
+        the schema in the prompt for json_schema (for this provider)."""
+        other = (refused_limit_field(self._body, message)
+                 if self.client.settings.max_tokens_field == "auto" else None)
+        if other is not None and "limit" not in done:
+            done.add("limit")
             self.client.learn_limit_field(self.model, other)
             self._body = with_limit_field(self._body, other)
-            self._response = await self.client.open_chat(self._body)
+            return True
+        if refused_json_schema(self._body, message) and "schema" not in done:
+            done.add("schema")
+            log.info("provider %s refused a json_schema response_format; JSON mode "
+                     "is asked for instead from now on", self.client.name)
+            self.client.refuses_json_schema = True
+            self._body = as_json_object(self._body, self.chat)
+            return True
+        return False
 
     async def events(self) -> AsyncIterator[TurnEvent]:
         async for batch in self.batches():
@@ -205,6 +234,10 @@ async def provider_prompt_tokens(chat: ChatRequest, config: Config, settings: Pr
     """The prompt count a provider turn reports when the provider gives none
     (count_tokens routes of a provider's model use it too)."""
     return await count_tokens_async(_prompt_text(provider_body(chat, config, settings, model)[1]))
+
+
+def _asks_json_schema(body: dict) -> bool:
+    return (body.get("response_format") or {}).get("type") == "json_schema"
 
 
 def _usage_of(batch: list[TurnEvent]) -> Usage | None:
