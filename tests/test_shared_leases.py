@@ -396,3 +396,23 @@ async def test_store_honours_a_shortened_ttl(responses) -> None:
     assert await store.fetch("alice", "resp_2") is not None
     box[0] = 0.0  # every entry is now older than the TTL
     assert await store.fetch("alice", "resp_2") is None
+
+
+async def test_each_loss_of_redis_data_is_a_generation_nobody_knew(
+        redis_server: RedisServer, pools) -> None:
+    """An instance offers one value for the generation a script sets when
+    Redis has none, until it sees that value in use: the next loss must
+    still be a generation nobody knew, or instances that learnt the last
+    one would not put back what they hold."""
+    a = await pools(timeout=20)
+    seen: list[str] = []
+    for _ in range(3):
+        lease = await a.acquire()  # a lease script runs, and learns the generation
+        lease.release()
+        assert a.shared is not None
+        epoch = a.shared.epoch
+        await until(lambda: epoch.known not in ("", *seen))
+        seen.append(epoch.known)
+        assert epoch.fresh != epoch.known  # the next loss gets another value
+        await flushall(redis_server)
+    assert len(set(seen)) == 3

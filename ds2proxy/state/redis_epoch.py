@@ -63,20 +63,30 @@ class Epoch:
         self.keys = [link.key("state", "epoch"), link.key("state", "settling")]
         self.channel = link.channel("state", "lost")
         self.known = ""  # none seen yet
+        # The generation a script of this instance sets if Redis has none:
+        # one value until it is seen in use (then a new one, for the next
+        # loss), rather than a fresh random value drawn for every call.
+        self.fresh = uuid.uuid4().hex
 
     def args(self, holding: bool) -> list[str | int]:
         """The last ARGV of a script (``holding``: this instance holds something)."""
         settle = SETTLE_MS if self.known or holding else 0
-        return [self.known, self.channel, uuid.uuid4().hex, settle]
+        return [self.known, self.channel, self.fresh, settle]
 
     def lost(self, seen: bytes | str) -> bool:
         """Whether ``seen`` (a script's answer) says Redis lost what this
         instance wrote; the first generation seen is simply learnt."""
-        text = seen.decode() if isinstance(seen, bytes) else seen
+        text = self._seen(seen)
         if not self.known:
             self.known = text
         return text != self.known
 
     def learn(self, seen: bytes | str) -> None:
         """What this instance holds is written in generation ``seen``."""
-        self.known = seen.decode() if isinstance(seen, bytes) else seen
+        self.known = self._seen(seen)
+
+    def _seen(self, seen: bytes | str) -> str:
+        text = seen.decode() if isinstance(seen, bytes) else seen
+        if text == self.fresh:  # this instance's value became the generation
+            self.fresh = uuid.uuid4().hex
+        return text
