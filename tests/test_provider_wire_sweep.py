@@ -150,7 +150,8 @@ async def test_a_refusal_in_any_shape_gives_its_words_and_never_the_key(routed, 
     assert PROVIDER_KEY[:10] not in message
 
 
-async def test_a_client_that_leaves_mid_answer_closes_the_provider_connection(proxy_factory):
+async def test_a_client_that_leaves_mid_answer_closes_the_provider_connection(
+        proxy_factory, aiohttp_server):
     """A provider that would stream forever: once the client has gone, the
     provider's connection is closed (its write fails) and the slot is free."""
     closed, stop = asyncio.Event(), asyncio.Event()
@@ -168,12 +169,8 @@ async def test_a_client_that_leaves_mid_answer_closes_the_provider_connection(pr
 
     app = web.Application()
     app.router.add_post("/v1/chat/completions", endless)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
+    port = (await aiohttp_server(app)).port
     try:
-        port = runner.addresses[0][1]
         proxy = await proxy_factory({"providers": [{
             "name": "prov", "base_url": f"http://127.0.0.1:{port}/v1", "models": ["endless"]}]})
         async with aiohttp.ClientSession() as http:
@@ -185,4 +182,3 @@ async def test_a_client_that_leaves_mid_answer_closes_the_provider_connection(pr
         assert proxy.core.providers.inflight("prov") == 0
     finally:
         stop.set()
-        await runner.cleanup()

@@ -72,7 +72,8 @@ async def test_client_leaving_during_silence_releases_the_lease(proxy_factory):
     assert proxy.core.pool.inflight == 0
 
 
-async def test_frames_written_together_go_out_together_and_a_lone_frame_at_once():
+async def test_frames_written_together_go_out_together_and_a_lone_frame_at_once(
+        aiohttp_server):
     """Frames queued while the handler runs go out in a few socket writes; a
     single frame is sent as soon as the handler waits, not held for more."""
     from aiohttp import web
@@ -101,22 +102,17 @@ async def test_frames_written_together_go_out_together_and_a_lone_frame_at_once(
     got_lone = asyncio.Event()
     app = web.Application()
     app.router.add_get("/", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    try:
-        async with aiohttp.ClientSession() as http:
-            async with http.get(f"http://127.0.0.1:{runner.addresses[0][1]}/") as resp:
-                seen = []
-                async for line in resp.content:
-                    if line.startswith(b"data: {"):
-                        seen.append(json.loads(line[6:])["n"])
-                    if len(seen) == 100 and not got_burst.is_set():
-                        got_burst.set()
-                    if seen[-1:] == ["lone"]:
-                        got_lone.set()
-    finally:
-        await runner.cleanup()
+    server = await aiohttp_server(app)
+    async with aiohttp.ClientSession() as http:
+        async with http.get(server.make_url("/")) as resp:
+            seen = []
+            async for line in resp.content:
+                if line.startswith(b"data: {"):
+                    seen.append(json.loads(line[6:])["n"])
+                if len(seen) == 100 and not got_burst.is_set():
+                    got_burst.set()
+                if seen[-1:] == ["lone"]:
+                    got_lone.set()
     assert seen == [*range(100), "lone"]
     assert sum(writes[:-2]) == 100 and len(writes) - 2 <= 100 // MAX_QUEUED_FRAMES + 1
     assert writes[-2:] == [1, 1]  # the lone frame, then [DONE]

@@ -48,7 +48,7 @@ def chunked(body: bytes, rng: random.Random) -> list[bytes]:
 
 
 @pytest.fixture
-async def serve_chunks() -> AsyncIterator:
+async def serve_chunks(aiohttp_server) -> AsyncIterator:
     """A real server that writes the given chunks one by one."""
     bodies: list[list[bytes]] = []
 
@@ -62,11 +62,8 @@ async def serve_chunks() -> AsyncIterator:
 
     app = web.Application()
     app.router.add_get("/{n}", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    base = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    server = await aiohttp_server(app)
+    base = f"http://{server.host}:{server.port}"
 
     async def fetch(chunks: list[bytes], for_parser: bool = False) -> list[str]:
         bodies.append(chunks)
@@ -74,10 +71,7 @@ async def serve_chunks() -> AsyncIterator:
             async with http.get(f"{base}/{len(bodies) - 1}") as resp:
                 return [line async for line in iter_lines(resp, for_parser=for_parser)]
 
-    try:
-        yield fetch
-    finally:
-        await runner.cleanup()
+    yield fetch
 
 
 async def test_any_chunking_gives_the_plain_split(serve_chunks) -> None:
@@ -154,7 +148,7 @@ def test_lines_for_the_parser_match_the_filter_line_by_line(kinds, pattern):
     assert split_lines(block) == kinds
 
 
-async def test_a_large_read_reaches_the_consumer_in_slices():
+async def test_a_large_read_reaches_the_consumer_in_slices(aiohttp_server):
     """Thousands of lines written at once are parsed and passed on a slice
     at a time, so the first are written out before the last are parsed."""
     tokens = [b'data: {"v":"ab"}'] * 1000
@@ -175,18 +169,12 @@ async def test_a_large_read_reaches_the_consumer_in_slices():
 
     app = web.Application()
     app.router.add_get("/", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        async with aiohttp.ClientSession() as http:
-            async with http.get(f"http://127.0.0.1:{runner.addresses[0][1]}/") as resp:
-                parser = StreamParser(thinking_enabled=False)
-                batches = [batch async for batch in read_rounds(
-                    UpstreamStream(resp, None), parser, reopen, max_rounds=0, silence=30)]
-    finally:
-        await runner.cleanup()
+    server = await aiohttp_server(app)
+    async with aiohttp.ClientSession() as http:
+        async with http.get(server.make_url("/")) as resp:
+            parser = StreamParser(thinking_enabled=False)
+            batches = [batch async for batch in read_rounds(
+                UpstreamStream(resp, None), parser, reopen, max_rounds=0, silence=30)]
     assert max(len(batch) for batch in batches) <= BATCH_LINES
     assert len(batches) >= len(tokens) // BATCH_LINES
     assert "".join(e.text for batch in batches for e in batch
